@@ -1,0 +1,52 @@
+/* raffle kernels: dense, sparse and int8 matrix products for inference.
+ *
+ * Layout everywhere is the linear layer's: Y[M, N] = X[M, K] · W[N, K]^T,
+ * M = batch (or im2col rows), N = output features, K = input features. W is
+ * packed once into an opaque kernel-specific form. Every fast kernel
+ * (_avx512, _avx2) has a plain C reference; rf_kernels_init() picks one per
+ * kernel from CPUID at start-up (override with RAFFLE_ISA=scalar|avx2|avx512). */
+#ifndef RAFFLE_KERNELS_H
+#define RAFFLE_KERNELS_H
+
+#include "raffle/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum rf_isa { RF_ISA_SCALAR = 0, RF_ISA_AVX2 = 1, RF_ISA_AVX512 = 2, RF_ISA_AVX512VNNI = 3 } rf_isa;
+/* Detects the CPU once (thread-safe); returns the ISA in use. */
+rf_isa      rf_kernels_init(void);
+const char *rf_isa_name(rf_isa isa);
+/* Forces an ISA (tests): clamps to what the CPU supports; returns the ISA set. */
+rf_isa      rf_kernels_force(rf_isa isa);
+
+/* Dense fp32 via OpenBLAS sgemm: Y = X · W^T (+ bias if non-NULL). */
+void rf_linear_f32(const float *X, const float *W, const float *bias, float *Y, int M, int N, int K);
+
+/* ---- sparse fp32 ---- */
+typedef struct rf_spmat rf_spmat;   /* opaque packed sparse W */
+/* Packs the non-zeros of W [N, K] (copies). Returns new; free with rf_spmat_free. */
+rf_status rf_spmat_pack(rf_ctx *ctx, const float *W, int N, int K, rf_spmat **out);
+void      rf_spmat_free(rf_spmat *s);
+size_t    rf_spmat_nnz(const rf_spmat *s);
+/* Y [M, N] = X [M, K] · W^T + bias (bias may be NULL). Uses the dispatched kernel. */
+void      rf_spmm(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
+void      rf_spmm_ref(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
+
+/* ---- int8: u8 activations × s8 weights -> s32 accumulators ----
+ * C[M, N] = sum_k A[m, k] * W[n, k] (exact integer arithmetic). The caller
+ * handles zero points through rf_qmat_row_sums and requantization. */
+typedef struct rf_qmat rf_qmat;     /* opaque packed int8 W (dense or sparse) */
+/* Packs W [N, K] int8 (copies). sparse=1 keeps only non-zero 4-groups. */
+rf_status rf_qmat_pack(rf_ctx *ctx, const int8_t *W, int N, int K, int sparse, rf_qmat **out);
+void      rf_qmat_free(rf_qmat *q);
+/* Sum over k of W[n, k] for each row n (for activation zero-point correction). */
+const int32_t *rf_qmat_row_sums(const rf_qmat *q);
+void      rf_qgemm(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
+void      rf_qgemm_ref(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,200 @@
+/* raffle nn: the compression core's training engine.
+ *
+ * A model is a list of layer records built from a JSON spec. All trainable
+ * parameters live in ONE float block (`params`); gradients, optimizer moments
+ * and pruning masks are blocks of the same size with the same offsets
+ * (llm.c style): zeroing grads is one memset, the optimizer one flat loop, a
+ * checkpoint one section, an MPI message one buffer. Non-trainable state
+ * (batchnorm running statistics) lives in a separate `buffers` block.
+ *
+ * Layers are forward/backward pairs over plain arrays, dispatched through a
+ * table indexed by rf_layer_type. Backward ADDS into parameter gradients.
+ *
+ * Activation layout: batch-major; per sample a layer sees either an image
+ * (C, H, W) or a token sequence (T, D) stored as shape {T, D, 1}.
+ */
+#ifndef RAFFLE_NN_H
+#define RAFFLE_NN_H
+
+#include "raffle/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum rf_layer_type {     /* values stored in metadata: never change */
+    RF_L_LINEAR = 1, RF_L_CONV2D = 2, RF_L_MAXPOOL = 3, RF_L_AVGPOOL = 4,
+    RF_L_GAP = 5, RF_L_BATCHNORM = 6, RF_L_LAYERNORM = 7, RF_L_RELU = 8,
+    RF_L_GELU = 9, RF_L_TANH = 10, RF_L_DROPOUT = 11, RF_L_FLATTEN = 12,
+    RF_L_RESIDUAL = 13,   /* out = in + output of layer `from` (same shape) */
+    RF_L_PATCH_EMBED = 14,/* conv k=s=patch -> tokens, + cls token + pos emb */
+    RF_L_ATTENTION = 15,  /* multi-head self-attention on (T, D)            */
+    RF_L_TRANSFORMER = 16,/* pre-norm block: x+MHSA(LN(x)); x+MLP(LN(x))     */
+    RF_L_CLS_POOL = 17,   /* (T, D) -> (D): token 0                         */
+    RF_L_MEAN_POOL = 18,  /* (T, D) -> (D): mean over tokens                */
+    RF_L_TYPE_COUNT_
+} rf_layer_type;
+
+/* Role of a parameter tensor: decides default prunability. */
+typedef enum rf_param_role {
+    RF_P_WEIGHT = 0,   /* linear / conv / attention projection weights: prunable */
+    RF_P_BIAS   = 1,
+    RF_P_NORM   = 2,   /* batchnorm / layernorm scale and shift */
+    RF_P_EMBED  = 3,   /* position embeddings, cls token        */
+} rf_param_role;
+
+#define RF_NAME_MAX 64
+/* One named parameter tensor inside the params block. Weight matrices are
+ * stored row-major as [out, in] (linear) or [out, in, kh, kw] (conv), the
+ * layout PyTorch uses, so rows = shape[0] = output channels. */
+typedef struct rf_param {
+    char     name[RF_NAME_MAX];   /* PyTorch-style, e.g. "fc1.weight", "blocks.0.attn.qkv.weight" */
+    int      layer;               /* index into model->layers                 */
+    rf_param_role role;
+    int      prunable;            /* 1 if masks apply (default: role == WEIGHT) */
+    int      is_output;           /* 1 for the classifier layer's weight/bias */
+    int      ndim;
+    int64_t  shape[RF_MAX_DIMS];
+    size_t   offset;              /* in floats, into params/grads/masks/...   */
+    size_t   numel;
+} rf_param;
+
+/* Per-sample activation shape: {C, H, W} for images, {T, D, 1} for tokens,
+ * {N, 1, 1} for flat vectors. */
+typedef struct rf_shape3 { int d[3]; } rf_shape3;
+
+typedef struct rf_layer {
+    rf_layer_type type;
+    char      name[RF_NAME_MAX];  /* "fc1", "conv2", "blocks.3"               */
+    rf_shape3 in, out;
+    size_t    in_size, out_size;  /* per-sample element counts                */
+    int       ip[8];              /* integer hyper-parameters, per type (see src/nn/layers.h) */
+    float     fp[4];              /* float hyper-parameters (dropout p, eps, …) */
+    int       from;               /* RF_L_RESIDUAL: source layer index         */
+    int       first_param, n_params; /* range in model->ptensors               */
+    size_t    buf_offset, buf_numel; /* range in model->buffers                */
+    size_t    act_offset;         /* this layer's output in model->acts (floats, per batch) */
+    size_t    save_offset, save_numel; /* extra per-layer saved state for backward (per batch) */
+} rf_layer;
+
+/* Optional hook called on each layer's output (forward) and on the gradient
+ * flowing into it (backward): used by quantization-aware training for
+ * activation fake-quant with the straight-through estimator, and by hidden-
+ * state distillation to read block outputs. Return non-zero status to abort. */
+typedef rf_status (*rf_act_hook)(void *ud, int layer, int backward, float *data, size_t n);
+
+typedef struct rf_model {
+    int        n_layers;
+    rf_layer  *layers;
+    int        n_ptensors;
+    rf_param  *ptensors;
+    size_t     n_params;          /* total trainable floats */
+    float     *params;            /* [n_params]                                */
+    float     *grads;             /* [n_params]                                */
+    float     *masks;             /* [n_params] of 0.0/1.0, NULL while dense   */
+    size_t     n_buffers;
+    float     *buffers;           /* non-trainable state (BN running stats)    */
+    rf_shape3  input;             /* per-sample input shape                    */
+    int        n_classes;
+    char      *spec_json;         /* canonical spec (owned)                    */
+    /* activations for a batch of up to max_batch (owned, sized on demand)    */
+    int        max_batch, batch;
+    float     *acts, *dacts;      /* per-layer outputs / their gradients       */
+    float     *saved;             /* per-layer extra state for backward        */
+    float     *scratch;           /* shared temporary (im2col etc.)            */
+    size_t     acts_numel, saved_numel, scratch_numel;
+    const float *input_ptr;       /* borrowed input of the last forward        */
+    int        training;          /* mode of the last forward                  */
+    rf_rng     dropout_rng;
+    rf_act_hook hook;             /* NULL unless QAT / hidden distillation     */
+    void      *hook_ud;
+} rf_model;
+
+/* ---- construction ---------------------------------------------------------
+ * Spec JSON: {"input":[C,H,W], "classes":K, "layers":[{"type":"linear","out":300,
+ *   "name":"fc1"}, ...]}. Shape inference fills every layer's in/out; errors
+ * name the layer: "layers[3] linear: expects 784 inputs, gets 400".
+ * Returns a new model with zeroed params (call rf_model_init); free with rf_model_free. */
+rf_status rf_model_from_spec(rf_ctx *ctx, const char *spec_json, rf_model **out);
+/* Returns the JSON spec text of a preset (static string), or NULL if unknown.
+ * Presets: lenet-300-100, conv-2, conv-4, conv-6, lenet-5, mlp-1200x2,
+ * mlp-800x2, vit-tiny. in_c/h/w and classes default to 1x28x28, 10. */
+const char *rf_model_preset(const char *name);
+/* Comma-separated list of preset names (static). */
+const char *rf_model_preset_names(void);
+/* Builds from a preset name or, if `name_or_path` is not a preset, a spec file. */
+rf_status rf_model_create(rf_ctx *ctx, const char *name_or_path, rf_model **out);
+/* Initialises parameters as the preset's paper does (Glorot/Kaiming/trunc-normal),
+ * deterministically from seed. Resets buffers (BN stats) too. */
+rf_status rf_model_init(rf_ctx *ctx, rf_model *m, uint64_t seed);
+void      rf_model_free(rf_model *m);   /* accepts NULL */
+/* Deep copy (params, masks, buffers; not activations). Returns new model. */
+rf_status rf_model_clone(rf_ctx *ctx, const rf_model *m, rf_model **out);
+/* Finds a parameter tensor by name; NULL if absent. */
+const rf_param *rf_model_param(const rf_model *m, const char *name);
+/* Allocates the mask block (all ones) if absent. */
+rf_status rf_model_ensure_masks(rf_ctx *ctx, rf_model *m);
+/* Multiplies params by masks (no-op while dense). */
+void      rf_model_apply_masks(rf_model *m);
+
+/* ---- forward / backward ---------------------------------------------------
+ * x: [batch, C*H*W] (borrowed; must stay alive until backward).
+ * training=1: batchnorm uses batch statistics and updates running stats,
+ * dropout is active (stream from m->dropout_rng). Returns logits [batch, K]
+ * inside the model (valid until the next forward). */
+rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, int training, const float **logits);
+/* dlogits: [batch, K]. Accumulates into m->grads (call rf_model_zero_grad first). */
+rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits);
+void      rf_model_zero_grad(rf_model *m);
+/* Output of layer i from the last forward: [batch, out_size]. */
+float    *rf_model_layer_output(rf_model *m, int i);
+/* Number of prunable weights, and of non-zero mask entries among them. */
+size_t    rf_model_prunable_count(const rf_model *m, size_t *remaining);
+
+/* ---- losses ----------------------------------------------------------------
+ * Softmax cross-entropy, mean over batch, optional label smoothing eps.
+ * Writes dlogits (d mean loss / d logits) if non-NULL. */
+float rf_loss_xent(const float *logits, const int32_t *labels, int batch, int classes,
+                   float smoothing, float *dlogits);
+/* Distillation (Hinton et al. 2015): alpha*T^2*KL(softmax(t/T) || softmax(s/T))
+ * + (1-alpha)*CE(y, softmax(s)), mean over batch; writes dlogits if non-NULL. */
+float rf_loss_distill(const float *student, const float *teacher, const int32_t *labels,
+                      int batch, int classes, float T, float alpha, float *dlogits);
+
+/* ---- optimizers and schedules --------------------------------------------- */
+typedef enum rf_optim_type { RF_OPT_SGD = 0, RF_OPT_ADAM = 1, RF_OPT_ADAMW = 2 } rf_optim_type;
+typedef enum rf_sched_type {
+    RF_SCHED_CONSTANT = 0, RF_SCHED_STEP = 1, RF_SCHED_COSINE = 2, RF_SCHED_LINEAR = 3 /* linear decay to 0 */
+} rf_sched_type;
+
+typedef struct rf_optim_cfg {
+    rf_optim_type type;
+    float lr, momentum, weight_decay, beta1, beta2, eps;
+    int   nesterov;
+    float clip_norm;           /* 0 = off */
+    rf_sched_type sched;
+    int64_t warmup_steps;      /* linear warm-up from 0 */
+    int64_t step_size;         /* RF_SCHED_STEP: decay every step_size steps */
+    float gamma;               /* RF_SCHED_STEP factor */
+} rf_optim_cfg;
+void rf_optim_cfg_default(rf_optim_cfg *c, rf_optim_type t);
+/* Learning rate at `step` of `total` steps. */
+float rf_sched_lr(const rf_optim_cfg *c, int64_t step, int64_t total);
+
+typedef struct rf_optim {
+    rf_optim_cfg cfg;
+    size_t  n;
+    float  *m, *v;             /* moments, same offsets as params (owned)  */
+    int64_t t;                 /* steps taken */
+} rf_optim;
+rf_status rf_optim_init(rf_ctx *ctx, rf_optim *o, const rf_optim_cfg *cfg, size_t n_params);
+void      rf_optim_free(rf_optim *o);
+/* One step with learning rate lr. Pruned entries (mask 0) get zero update and
+ * their moments are zeroed: pruned weights stay exactly 0.0. Applies
+ * gradient-norm clipping if configured. Returns the pre-clip grad norm. */
+float     rf_optim_step(rf_optim *o, rf_model *m, float lr);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,58 @@
+/* raffle task: one unit of work of a sweep (train, prune, lottery round,
+ * distill, quantize, OFA stage), run the same way by the CLI front-ends,
+ * by `raffle run TASK` in a worker's child process, and in-process.
+ *
+ * A task reads its settings (a canonical JSON object), its parents'
+ * checkpoints, and the datasets; it writes OUT_DIR/model.rckpt and fills a
+ * metrics object. It never does MPI or store policy (STYLE.md rule 9). */
+#ifndef RAFFLE_TASK_H
+#define RAFFLE_TASK_H
+
+#include <cjson/cJSON.h>
+#include "raffle/core.h"
+#include "raffle/data.h"
+#include "raffle/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rf_task_io {
+    const cJSON  *settings;        /* borrowed: the task's canonical settings */
+    int           n_parents;
+    const char  *const *parent_ckpts; /* borrowed paths of parents' model.rckpt, DAG order */
+    const char   *out_dir;         /* existing directory to write model.rckpt etc. */
+    const rf_dataset *train, *test;/* borrowed, already loaded (settings "data") */
+    volatile int *stop_flag;       /* preemption request (may be NULL) */
+    void        (*log)(void *ud, const char *line);  /* progress (may be NULL) */
+    void         *log_ud;
+} rf_task_io;
+
+/* A task kind's entry point: fills `metrics` (a cJSON object owned by the
+ * caller) with at least "accuracy", "loss", "sparsity", "bytes", "parameters",
+ * "seconds". Returns RF_OK or an error status with detail in ctx. */
+typedef rf_status (*rf_task_fn)(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+
+typedef struct rf_task_kind {
+    const char *name;      /* "train", "prune", "lottery", "distill", "quantize", "ofa-*" */
+    rf_task_fn  run;
+} rf_task_kind;
+
+/* Looks up a kind by name; NULL if unknown. */
+const rf_task_kind *rf_task_kind_find(const char *name);
+/* Runs a task: loads data named by settings "data" (unless io gives it), calls
+ * the kind named by settings "kind". */
+rf_status rf_task_run(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+
+/* Shared finishing step for every kind: saves the model to OUT_DIR/model.rckpt
+ * (storage picked from masks / quantization), evaluates it, and adds the
+ * common metrics: accuracy, loss, sparsity, layer_sparsity, collapsed_layers,
+ * parameters, bytes, dense_bytes, compression_ratio, latency_ms,
+ * dense_latency_ms, throughput. extra_json goes into the checkpoint metadata. */
+rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m,
+                         const char *extra_json, cJSON *metrics);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,96 @@
+/* raffle train: the training loop every compression method runs inside,
+ * evaluation, and model <-> checkpoint conversion.
+ *
+ * Methods plug in through hooks instead of forking the loop: gradual pruning
+ * updates masks in before_step, distillation replaces the loss, QAT installs
+ * an activation hook and swaps in fake-quantized weights around each step. */
+#ifndef RAFFLE_TRAIN_H
+#define RAFFLE_TRAIN_H
+
+#include "raffle/core.h"
+#include "raffle/nn.h"
+#include "raffle/data.h"
+#include "raffle/ckpt.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rf_train_hooks {
+    void *ud;
+    /* Before each step's forward (step counts from 0 over the whole run). May
+     * change masks/params (gradual pruning, weight fake-quant). */
+    rf_status (*before_step)(void *ud, rf_model *m, int64_t step, int64_t total_steps);
+    /* Replaces the loss. x: the batch input, idx: dataset indices of the batch.
+     * Must fill dlogits [batch, classes] and *loss. */
+    rf_status (*loss)(void *ud, rf_model *m, const float *x, const float *logits,
+                      const int32_t *labels, const int64_t *idx, int batch,
+                      float *dlogits, float *loss);
+    /* After backward, before the optimizer step (grad surgery, STE). */
+    rf_status (*after_backward)(void *ud, rf_model *m, int64_t step);
+    /* After the optimizer step (restore shadow weights, re-apply masks). */
+    rf_status (*after_step)(void *ud, rf_model *m, int64_t step);
+    /* After each epoch, with that epoch's test accuracy (-1 if not evaluated). */
+    rf_status (*after_epoch)(void *ud, rf_model *m, int epoch, double test_acc);
+} rf_train_hooks;
+
+typedef struct rf_train_cfg {
+    int      epochs;            /* used if iterations == 0 */
+    int64_t  iterations;        /* if > 0: train exactly this many steps */
+    int      batch;
+    uint64_t seed;              /* shuffling and dropout streams */
+    rf_optim_cfg optim;
+    float    label_smoothing;
+    int      eval_every;        /* evaluate on test every N steps (0: every epoch end) */
+    int64_t  eval_limit;        /* evaluate on at most this many test samples (0: all) */
+    int64_t  start_step;        /* resume: first step to run (weights/optimizer restored by caller) */
+    int      log_every;         /* progress to `log` every N steps (0: never) */
+    void   (*log)(void *log_ud, const char *line);  /* progress lines (CLI prints them) */
+    void    *log_ud;
+    volatile int *stop_flag;    /* if set and non-zero: stop after the current step (preemption) */
+} rf_train_cfg;
+void rf_train_cfg_default(rf_train_cfg *c);
+
+typedef struct rf_train_result {
+    double  accuracy, loss;        /* final test accuracy / loss            */
+    double  train_loss;            /* mean over the last epoch              */
+    double  best_accuracy;         /* best periodic test accuracy           */
+    int64_t best_iteration;        /* step where it was reached (LTH early-stopping measure) */
+    int64_t steps;                 /* steps run                             */
+    double  seconds, samples_per_s;
+    int     stopped;               /* 1 if stop_flag ended the run early    */
+} rf_train_result;
+
+/* Trains m on `train`, evaluating on `test` (may be NULL). On a NaN/Inf loss
+ * returns RF_ERR_NAN naming the step and the first layer whose output went
+ * non-finite. opt may be NULL (one is created from cfg->optim and freed);
+ * pass one to keep its state (resume, learning-rate rewinding). */
+rf_status rf_train(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf_dataset *test,
+                   const rf_train_cfg *cfg, rf_optim *opt, const rf_train_hooks *hooks,
+                   rf_train_result *res);
+
+/* Accuracy and mean cross-entropy of m on ds (inference mode). */
+rf_status rf_evaluate(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch,
+                      double *accuracy, double *loss);
+/* Logits for all of ds: returns a new [n, classes] array (rf_free). */
+rf_status rf_predict(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch, float **logits);
+
+/* ---- model <-> checkpoint -------------------------------------------------
+ * Metadata JSON holds {"raffle_version","format":"rckpt","spec":<spec>,
+ * "extra":<caller's extra JSON object or null>}. Tensors: every param tensor
+ * by name; prunable params of a masked model are stored with the SPARSE kind
+ * (their mask is the stored mask, so a kept weight that happens to be 0.0
+ * keeps its mask bit); BN buffers as "<layer>.running_mean"/"running_var". */
+/* Builds a checkpoint of m (copies data). extra_json may be NULL.
+ * Returns new checkpoint; free with rf_ckpt_free. */
+rf_status rf_model_to_ckpt(rf_ctx *ctx, const rf_model *m, const char *extra_json, rf_ckpt **out);
+rf_status rf_model_save(rf_ctx *ctx, const rf_model *m, const char *extra_json, const char *path);
+/* Rebuilds a model from a checkpoint (masks restored when stored sparse).
+ * Returns a new model; free with rf_model_free. */
+rf_status rf_model_from_ckpt(rf_ctx *ctx, const rf_ckpt *c, rf_model **out);
+rf_status rf_model_load(rf_ctx *ctx, const char *path, rf_model **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,93 @@
+/* Status names and the per-context error buffer. */
+#include "raffle/core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const status_names[RF_STATUS_COUNT_] = {
+    [RF_OK]              = "ok",
+    [RF_ERR_NOMEM]       = "out of memory",
+    [RF_ERR_INVALID]     = "invalid argument",
+    [RF_ERR_IO]          = "I/O error",
+    [RF_ERR_FORMAT]      = "malformed file",
+    [RF_ERR_MAGIC]       = "wrong magic number",
+    [RF_ERR_VERSION]     = "unsupported format version",
+    [RF_ERR_CHECKSUM]    = "checksum mismatch",
+    [RF_ERR_TRUNCATED]   = "truncated file",
+    [RF_ERR_SIZE]        = "inconsistent sizes",
+    [RF_ERR_SHAPE]       = "shape mismatch",
+    [RF_ERR_SPEC]        = "invalid model spec",
+    [RF_ERR_JOB]         = "invalid job",
+    [RF_ERR_NAN]         = "non-finite value",
+    [RF_ERR_LIMIT]       = "limit exceeded",
+    [RF_ERR_UNSUPPORTED] = "unsupported",
+    [RF_ERR_NOTFOUND]    = "not found",
+    [RF_ERR_MPI]         = "MPI error",
+    [RF_ERR_NET]         = "network error",
+    [RF_ERR_COMPRESS]    = "compression error",
+    [RF_ERR_DATA]        = "invalid data",
+    [RF_ERR_INTERNAL]    = "internal error",
+    [RF_ERR_TIMEOUT]     = "timed out",
+    [RF_ERR_PREEMPTED]   = "preempted",
+    [RF_ERR_CHILD]       = "child process failed",
+};
+
+const char *rf_strerror(rf_status s) {
+    if ((unsigned)s >= RF_STATUS_COUNT_ || !status_names[s]) return "unknown status";
+    return status_names[s];
+}
+
+void rf_ctx_init(rf_ctx *ctx) {
+    memset(ctx, 0, sizeof *ctx);
+    ctx->threads = 1;
+}
+
+void rf_ctx_clear(rf_ctx *ctx) {
+    if (!ctx) return;
+    ctx->status = RF_OK;
+    ctx->err[0] = '\0';
+}
+
+const char *rf_ctx_error(const rf_ctx *ctx) {
+    if (!ctx) return "";
+    if (ctx->err[0]) return ctx->err;
+    return ctx->status == RF_OK ? "" : rf_strerror(ctx->status);
+}
+
+rf_status rf_error(rf_ctx *ctx, rf_status s, const char *fmt, ...) {
+    if (!ctx) return s;
+    ctx->status = s;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void rf_error_prefix(rf_ctx *ctx, const char *fmt, ...) {
+    if (!ctx) return;
+    char pre[RF_ERR_MAX], old[RF_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    memcpy(old, ctx->err, sizeof old);
+    snprintf(ctx->err, sizeof ctx->err, "%s: %s", pre, old[0] ? old : rf_strerror(ctx->status));
+}
+
+rf_status rf_check_cap(rf_ctx *ctx, uint64_t bytes, const char *what) {
+    uint64_t cap = (ctx && ctx->mem_cap) ? ctx->mem_cap : (8ull << 30);
+    if (bytes > cap)
+        return rf_error(ctx, RF_ERR_LIMIT, "%s needs %llu bytes, over the memory cap of %llu bytes",
+                        what, (unsigned long long)bytes, (unsigned long long)cap);
+    return RF_OK;
+}
+
+void rf_assert_fail_(const char *expr, const char *file, int line) {
+    /* A broken invariant is a bug in raffle, not bad input: report and stop
+     * hard so the bug is found, as assert() would. */
+    fprintf(stderr, "raffle: internal assertion failed: %s (%s:%d)\n", expr, file, line);
+    fflush(stderr);
+    __builtin_trap();
+}

@@ -1,0 +1,133 @@
+/* Time, CRC32C, whole-file read and atomic write, mkdir -p. */
+#define _GNU_SOURCE
+#include "raffle/core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+double rf_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CRC32C, reflected polynomial 0x82F63B78, table-driven (slicing by 1). It is
+ * only used on file-sized buffers where I/O dominates. */
+static uint32_t crc_table[256];
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc_table[i] = c;
+    }
+}
+uint32_t rf_crc32c(uint32_t crc, const void *data, size_t n) {
+    static int ready;
+    if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) { crc_init(); __atomic_store_n(&ready, 1, __ATOMIC_RELEASE); }
+    const unsigned char *p = data;
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+static int write_all(int fd, const void *buf, size_t n) {
+    const unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) { if (errno == EINTR) continue; return -1; }
+        p += w; n -= (size_t)w;
+    }
+    return 0;
+}
+
+rf_status rf_write_file_atomic(rf_ctx *ctx, const char *path, const void *data, size_t n) {
+    size_t len = strlen(path);
+    char *tmp = rf_malloc(len + 32);
+    if (!tmp) return rf_error(ctx, RF_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(tmp, len + 32, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rf_status s = rf_error(ctx, RF_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        rf_free(tmp);
+        return s;
+    }
+    if (write_all(fd, data, n) != 0 || fsync(fd) != 0) {
+        int e = errno;
+        close(fd); unlink(tmp);
+        rf_status s = rf_error(ctx, RF_ERR_IO, "%s: write failed: %s", path, strerror(e));
+        rf_free(tmp);
+        return s;
+    }
+    if (close(fd) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        rf_status s = rf_error(ctx, RF_ERR_IO, "%s: cannot publish: %s", path, strerror(e));
+        rf_free(tmp);
+        return s;
+    }
+    rf_free(tmp);
+    /* fsync the directory so the rename itself is durable */
+    char *dir = rf_strdup(path);
+    if (dir) {
+        char *slash = strrchr(dir, '/');
+        const char *d = ".";
+        if (slash) { if (slash == dir) slash[1] = '\0'; else *slash = '\0'; d = dir; }
+        int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) { fsync(dfd); close(dfd); }
+        rf_free(dir);
+    }
+    return RF_OK;
+}
+
+rf_status rf_read_file(rf_ctx *ctx, const char *path, unsigned char **out, size_t *n) {
+    *out = NULL; *n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return rf_error(ctx, errno == ENOENT ? RF_ERR_NOTFOUND : RF_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return rf_error(ctx, RF_ERR_IO, "%s: not a regular file", path);
+    }
+    rf_status s = rf_check_cap(ctx, (uint64_t)st.st_size, path);
+    if (s) { close(fd); return s; }
+    size_t size = (size_t)st.st_size;
+    unsigned char *buf = rf_malloc(size + 1);
+    if (!buf) { close(fd); return rf_error(ctx, RF_ERR_NOMEM, "%s: out of memory", path); }
+    size_t got = 0;
+    while (got < size) {
+        ssize_t r = read(fd, buf + got, size - got);
+        if (r < 0) { if (errno == EINTR) continue; break; }
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (got != size) { rf_free(buf); return rf_error(ctx, RF_ERR_IO, "%s: short read", path); }
+    buf[size] = '\0';   /* convenient for text files; not counted in n */
+    *out = buf; *n = size;
+    return RF_OK;
+}
+
+rf_status rf_mkdirs(rf_ctx *ctx, const char *path) {
+    char *p = rf_strdup(path);
+    if (!p) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    for (char *s = p + 1; ; s++) {
+        if (*s == '/' || *s == '\0') {
+            char c = *s; *s = '\0';
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+                rf_status st = rf_error(ctx, RF_ERR_IO, "%s: cannot create directory: %s", p, strerror(errno));
+                rf_free(p);
+                return st;
+            }
+            *s = c;
+            if (c == '\0') break;
+        }
+    }
+    rf_free(p);
+    return RF_OK;
+}
