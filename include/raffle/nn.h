@@ -75,6 +75,14 @@ typedef struct rf_layer {
     size_t    buf_offset, buf_numel; /* range in model->buffers                */
     size_t    act_offset;         /* this layer's output in model->acts (floats, per batch) */
     size_t    save_offset, save_numel; /* extra per-layer saved state for backward (per batch) */
+    /* Inference override, set by deployment (sparse / int8 kernels): when
+     * non-NULL and the forward is not training, a linear or conv layer computes
+     * its matrix product Y[M, N] = X[M, K] · W^T (+ bias) by calling this
+     * instead of sgemm. Linear: M = batch, K = in, N = out. Conv: M = batch *
+     * out_h * out_w (im2col rows), K = in_c * kh * kw, N = out_c; the layer
+     * arranges X and Y around the call. The callback adds the bias. */
+    rf_status (*infer_gemm)(void *state, const float *X, float *Y, int M);
+    void     *infer_state;    /* owned by whoever set infer_gemm */
 } rf_layer;
 
 /* Optional hook called on each layer's output (forward) and on the gradient
