@@ -40,18 +40,22 @@ deps:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libraffle.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "  AR    $@"
+	@ar rcs $@ $^
 
 $(BUILD)/raffle: $(CLI_OBJ) $(BUILD)/libraffle.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libraffle.a $(LDLIBS)
+	@echo "  LD    $@"
+	@$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libraffle.a $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_COMMON) $(BUILD)/libraffle.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(TEST_COMMON) $(BUILD)/libraffle.a $(LDLIBS) -lcriterion
+	@echo "  TEST  $@"
+	@$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(TEST_COMMON) $(BUILD)/libraffle.a $(LDLIBS) -lcriterion
 
 unit: $(TEST_BIN)
 	@scripts/run-unit-tests.sh $(TEST_BIN)

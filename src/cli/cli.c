@@ -40,7 +40,7 @@ static void print_help(const char *cmd, const char *usage, const char *summary, 
     printf("\noptions:\n");
     for (const cli_opt *o = opts; o && o->name; o++) {
         char left[64];
-        snprintf(left, sizeof left, "--%s%s%s", o->name, o->metavar ? " " : "", o->metavar ? o->metavar : "");
+        snprintf(left, sizeof left, "%s%s%s%s", o->name[1] ? "--" : "-", o->name, o->metavar ? " " : "", o->metavar ? o->metavar : "");
         printf("  %-26s %s%s\n", left, o->help ? o->help : "", o->required ? " (required)" : "");
     }
     printf("  %-26s %s\n", "--help", "show this help");
@@ -91,8 +91,10 @@ int cli_parse(const char *cmd, const char *usage, const char *summary, const cli
             *done = 1;
             return 0;
         }
-        if (a[0] == '-' && a[1] == '-' && a[2]) {
-            const char *name = a + 2;
+        /* one-letter options ("-o DIR") are spelled with one dash */
+        int is_short = a[0] == '-' && a[1] && a[1] != '-' && a[2] == '\0';
+        if ((a[0] == '-' && a[1] == '-' && a[2]) || is_short) {
+            const char *name = a + (is_short ? 1 : 2);
             const char *eq = strchr(name, '=');
             size_t len = eq ? (size_t)(eq - name) : strlen(name);
             const cli_opt *o = NULL;

@@ -1,0 +1,84 @@
+/* raffle net: datasets and checkpoints by URL, and a remote results store
+ * over HTTP/WebDAV, both through libcurl.
+ *
+ * Only http, https and file URLs are accepted; file URLs only under the
+ * configured roots (RAFFLE_FILE_ROOTS, colon-separated; default: the current
+ * directory and $HOME/.cache/raffle). TLS verification is always on.
+ * Credentials come from ~/.netrc or RAFFLE_HTTP_USER / RAFFLE_HTTP_PASSWORD
+ * and never appear in messages: URLs are shown with their user-info removed. */
+#ifndef RAFFLE_NET_H
+#define RAFFLE_NET_H
+
+#include "raffle/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- SHA-256 (FIPS 180-4) ------------------------------------------------ */
+typedef struct rf_sha256 { uint32_t h[8]; uint64_t len; unsigned char buf[64]; size_t nbuf; } rf_sha256;
+void rf_sha256_init(rf_sha256 *s);
+void rf_sha256_update(rf_sha256 *s, const void *data, size_t n);
+void rf_sha256_final(rf_sha256 *s, unsigned char out[32]);
+/* hex: 65 bytes (64 hex digits + NUL). */
+void rf_sha256_hex(const void *data, size_t n, char hex[65]);
+rf_status rf_sha256_file(rf_ctx *ctx, const char *path, char hex[65]);
+
+/* ---- URLs ------------------------------------------------------------------ */
+typedef enum rf_url_scheme { RF_URL_NONE = 0, RF_URL_HTTP = 1, RF_URL_HTTPS = 2, RF_URL_FILE = 3 } rf_url_scheme;
+/* Scheme of s; RF_URL_NONE for a plain path. */
+rf_url_scheme rf_url_scheme_of(const char *s);
+/* Checks a URL is acceptable (scheme allowed; file URLs under the roots;
+ * no control characters). Error RF_ERR_INVALID names the URL (redacted). */
+rf_status rf_url_check(rf_ctx *ctx, const char *url);
+/* Copies url into out with any "user:password@" removed (for messages). */
+void rf_url_redact(const char *url, char *out, size_t n);
+
+/* ---- downloads --------------------------------------------------------------- */
+typedef void (*rf_progress_fn)(void *ud, uint64_t done, uint64_t total);
+typedef struct rf_fetch_opts {
+    const char *sha256;      /* expected hex digest, or NULL to skip pinning      */
+    const char *cache_dir;   /* where finished downloads are kept (NULL: default) */
+    int   retries;           /* extra attempts after the first (default 4)        */
+    double backoff_s;        /* first retry delay, doubled each time (default 0.5) */
+    long  timeout_s;         /* per-attempt timeout (default 600)                 */
+    rf_progress_fn progress; /* called during transfer (may be NULL)              */
+    void *progress_ud;
+} rf_fetch_opts;
+void rf_fetch_opts_default(rf_fetch_opts *o);
+/* Downloads url into the cache (resuming a partial ".part" file), verifies the
+ * sha256 if given, and writes the cached file's path into path_out. A cached
+ * file whose digest matches is reused without network access. */
+rf_status rf_fetch_url(rf_ctx *ctx, const char *url, const rf_fetch_opts *o, char *path_out, size_t n);
+/* Downloads url to dest atomically (no cache). */
+rf_status rf_fetch_to_file(rf_ctx *ctx, const char *url, const rf_fetch_opts *o, const char *dest);
+
+/* ---- WebDAV ------------------------------------------------------------------ */
+/* All paths are relative to base (which ends with '/'). HTTP status of the
+ * last request goes into *http_status when non-NULL. */
+rf_status rf_dav_put(rf_ctx *ctx, const char *base, const char *rel, const void *data, size_t n, long *http_status);
+rf_status rf_dav_get(rf_ctx *ctx, const char *base, const char *rel, unsigned char **data, size_t *n, long *http_status);
+rf_status rf_dav_mkcol(rf_ctx *ctx, const char *base, const char *rel, long *http_status);
+rf_status rf_dav_move(rf_ctx *ctx, const char *base, const char *from, const char *to, long *http_status);
+/* Atomic publish: MKCOL the parents, PUT to a temporary name, MOVE over rel. */
+rf_status rf_dav_publish(rf_ctx *ctx, const char *base, const char *rel, const void *data, size_t n);
+
+/* ---- remote store mirror with a local spool ---------------------------------
+ * A sweep writes its local store as always; the mirror uploads each file
+ * after it is written. A failed upload is recorded in SPOOL (a directory in
+ * the local store) and retried by rf_mirror_flush, so nothing is lost while
+ * the server is down. */
+typedef struct rf_mirror rf_mirror;
+/* Returns a new mirror of local_root (a store directory) to base_url; free with rf_mirror_free. */
+rf_status rf_mirror_open(rf_ctx *ctx, const char *base_url, const char *local_root, rf_mirror **out);
+void      rf_mirror_free(rf_mirror *m);
+/* Queues rel (a file under local_root) for upload and tries to flush. An
+ * unreachable server is not an error: the file stays spooled. */
+rf_status rf_mirror_push(rf_ctx *ctx, rf_mirror *m, const char *rel);
+/* Tries to upload everything spooled; *pending gets what is still queued. */
+rf_status rf_mirror_flush(rf_ctx *ctx, rf_mirror *m, int *pending);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
