@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install raffle's Debian dependencies if any are missing.
 # Idempotent: prints nothing and exits 0 when everything is already present.
-# Usage: scripts/install-deps.sh [--with-bench] [--with-test]
+# Usage: scripts/install-deps.sh [--with-test] [--with-bench] [--with-fuzz]
+#        [--with-slurm] [--with-nginx] [--with-chromium]
 set -eu
 
 pkgs="build-essential pkg-config libopenblas-dev libzstd-dev libcjson-dev \
@@ -12,7 +13,8 @@ for a in "$@"; do
     --with-bench) pkgs="$pkgs python3-torch" ;;
     --with-fuzz)  pkgs="$pkgs clang libclang-rt-14-dev" ;;
     --with-slurm) pkgs="$pkgs slurmctld slurmd munge slurm-client" ;;
-    --with-web)   pkgs="$pkgs nginx-light chromium" ;;
+    --with-nginx) pkgs="$pkgs nginx-light curl" ;;
+    --with-chromium) pkgs="$pkgs chromium" ;;
     *) echo "install-deps: unknown option '$a'" >&2; exit 2 ;;
   esac
 done

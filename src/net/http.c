@@ -429,6 +429,26 @@ rf_status rf_dav_move(rf_ctx *ctx, const char *base, const char *from, const cha
     return dav_request(ctx, "MOVE", src, NULL, 0, dst, NULL, st);
 }
 
+/* MKCOL every collection of base's own path, outermost first (a WebDAV
+ * server answers 409 Conflict to MKCOL when the parent is missing). */
+static rf_status mkcol_base_chain(rf_ctx *ctx, const char *base) {
+    const char *p = strstr(base, "://");
+    if (!p) return rf_error(ctx, RF_ERR_INVALID, "bad base URL");
+    p = strchr(p + 3, '/');
+    while (p && p[1]) {
+        const char *next = strchr(p + 1, '/');
+        if (!next) break;
+        char url[2048];
+        snprintf(url, sizeof url, "%.*s", (int)(next - base + 1), base);
+        long code = 0;
+        rf_status s = dav_request(ctx, "MKCOL", url, NULL, 0, NULL, NULL, &code);
+        if (s && !(s == RF_ERR_NET && code == 405)) return s;
+        p = next;
+    }
+    rf_ctx_clear(ctx);
+    return RF_OK;
+}
+
 rf_status rf_dav_publish(rf_ctx *ctx, const char *base, const char *rel, const void *data, size_t n) {
     RF_TRY(check_rel(ctx, rel));
     /* create parent collections, outermost first */
@@ -436,7 +456,13 @@ rf_status rf_dav_publish(rf_ctx *ctx, const char *base, const char *rel, const v
     snprintf(dir, sizeof dir, "%s", rel);
     for (char *p = dir; (p = strchr(p, '/')) != NULL; p++) {
         *p = '\0';
-        RF_TRY(rf_dav_mkcol(ctx, base, dir, NULL));
+        long code = 0;
+        rf_status s = rf_dav_mkcol(ctx, base, dir, &code);
+        if (s == RF_ERR_NET && code == 409) {
+            RF_TRY(mkcol_base_chain(ctx, base));
+            s = rf_dav_mkcol(ctx, base, dir, &code);
+        }
+        if (s) return s;
         *p = '/';
     }
     char tmp[1100];

@@ -130,3 +130,47 @@ Test(net, mirror_spools_while_server_is_down) {
     char cmd[600]; snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* Runs against a real WebDAV server when RAFFLE_TEST_DAV_URL is set
+ * (tests/integration/remote_store.sh starts nginx and sets it). */
+Test(net, dav_roundtrip_against_server) {
+    const char *base = getenv("RAFFLE_TEST_DAV_URL");
+    if (!base) cr_skip_test("RAFFLE_TEST_DAV_URL not set (run by tests/integration/remote_store.sh)");
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    static unsigned char big[3 << 20];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (unsigned char)(i * 2654435761u >> 13);
+    cr_assert_eq(rf_dav_publish(&ctx, base, "unit/a/b/blob.bin", big, sizeof big), RF_OK, "%s", rf_ctx_error(&ctx));
+    unsigned char *got; size_t n; long code;
+    cr_assert_eq(rf_dav_get(&ctx, base, "unit/a/b/blob.bin", &got, &n, &code), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(code, 200);
+    cr_assert_eq(n, sizeof big);
+    cr_assert_eq(memcmp(got, big, n), 0);
+    rf_free(got);
+    /* publish again overwrites atomically */
+    cr_assert_eq(rf_dav_publish(&ctx, base, "unit/a/b/blob.bin", "xy", 2), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_dav_get(&ctx, base, "unit/a/b/blob.bin", &got, &n, NULL), RF_OK);
+    cr_assert_eq(n, 2); cr_assert_eq(memcmp(got, "xy", 2), 0);
+    rf_free(got);
+    cr_assert_eq(rf_dav_mkcol(&ctx, base, "unit/a", NULL), RF_OK);  /* exists: still ok */
+    cr_assert_eq(rf_dav_get(&ctx, base, "unit/missing.bin", &got, &n, &code), RF_ERR_NOTFOUND);
+    cr_assert_eq(code, 404);
+    cr_assert_eq(rf_dav_put(&ctx, base, "../escape", "x", 1, NULL), RF_ERR_INVALID);
+    /* the mirror uploads what was spooled once the server is reachable */
+    char dir[] = "/tmp/rf_mirror_dav_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char p[600]; snprintf(p, sizeof p, "%s/report.json", dir);
+    write_file(p, "{\"tasks\":[]}", 12);
+    rf_mirror *m;
+    char mbase[1024]; snprintf(mbase, sizeof mbase, "%smirror/", base);
+    cr_assert_eq(rf_mirror_open(&ctx, mbase, dir, &m), RF_OK);
+    cr_assert_eq(rf_mirror_push(&ctx, m, "report.json"), RF_OK);
+    int pending = -1;
+    cr_assert_eq(rf_mirror_flush(&ctx, m, &pending), RF_OK);
+    cr_assert_eq(pending, 0);
+    rf_mirror_free(m);
+    cr_assert_eq(rf_dav_get(&ctx, mbase, "report.json", &got, &n, NULL), RF_OK);
+    cr_assert_eq(n, 12);
+    rf_free(got);
+    char cmd[600]; snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
