@@ -1,0 +1,58 @@
+/* Deterministic mini-batching.
+ *
+ * The permutation for an epoch comes from the counter-based RNG keyed by the
+ * run's seed, on a stream named by hashing "shuffle" and mixing in the epoch,
+ * so the order is a pure function of (seed, epoch): every rank and every
+ * resumed run sees the same batches, and no RNG state has to be saved. */
+#include "raffle/data.h"
+
+#include <string.h>
+
+static uint64_t shuffle_stream(int64_t epoch) {
+    return rf_hash64("shuffle", 7, 0) ^ (uint64_t)epoch;
+}
+
+rf_status rf_batcher_init(rf_ctx *ctx, rf_batcher *b, const rf_dataset *ds, int batch,
+                          uint64_t seed, int64_t epoch, int shuffle, int drop_last) {
+    memset(b, 0, sizeof *b);
+    if (batch <= 0) return rf_error(ctx, RF_ERR_INVALID, "batcher: batch size must be positive, got %d", batch);
+    if (ds->n < 0 || ds->n > (int64_t)UINT32_MAX)
+        return rf_error(ctx, RF_ERR_INVALID, "batcher: %lld samples (at most 2^32-1)", (long long)ds->n);
+    b->order = rf_malloc((size_t)(ds->n ? ds->n : 1) * sizeof(uint32_t));
+    if (!b->order) return rf_error(ctx, RF_ERR_NOMEM, "batcher: out of memory");
+    for (int64_t i = 0; i < ds->n; i++) b->order[i] = (uint32_t)i;
+    if (shuffle) {
+        rf_rng r;
+        rf_rng_init(&r, seed, shuffle_stream(epoch));
+        rf_rng_shuffle_u32(&r, b->order, (size_t)ds->n);
+    }
+    b->ds = ds;
+    b->batch = batch;
+    b->drop_last = drop_last;
+    b->pos = 0;
+    return RF_OK;
+}
+
+int rf_batcher_next(rf_batcher *b, float *x, int32_t *y, int64_t *idx) {
+    const rf_dataset *ds = b->ds;
+    if (!ds || b->pos >= ds->n) return 0;
+    int64_t left = ds->n - b->pos;
+    if (left < b->batch && b->drop_last) { b->pos = ds->n; return 0; }
+    int count = left < b->batch ? (int)left : b->batch;
+    size_t d = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
+    for (int i = 0; i < count; i++) {
+        uint32_t s = b->order[b->pos + i];
+        if (x) memcpy(x + (size_t)i * d, ds->x + (size_t)s * d, d * sizeof(float));
+        if (y) y[i] = ds->y[s];
+        if (idx) idx[i] = s;
+    }
+    b->pos += count;
+    return count;
+}
+
+void rf_batcher_free(rf_batcher *b) {
+    if (!b) return;
+    rf_free(b->order);
+    b->order = NULL;
+    b->ds = NULL;
+}

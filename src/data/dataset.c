@@ -1,0 +1,352 @@
+/* Named datasets and user data: loading, validation, per-channel
+ * normalisation.
+ *
+ * A spec is matched against a table of loaders (first match wins). Each loader
+ * returns raw train/test splits (images in [0,1] for u8 sources); rf_data_load
+ * then checks the splits agree, sets n_classes and normalises both with the
+ * train split's per-channel mean and standard deviation, the usual
+ * preprocessing for MNIST-style benchmarks. */
+#include "raffle/data.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+#define MNIST_HINT "run scripts/fetch-mnist.sh (or: raffle data fetch mnist)"
+
+const char *rf_data_cache_dir(char *buf, size_t n) {
+    const char *c = getenv("RAFFLE_CACHE");
+    if (c && *c) { snprintf(buf, n, "%s", c); return buf; }
+    const char *home = getenv("HOME");
+    if (home && *home) snprintf(buf, n, "%s/.cache/raffle", home);
+    else snprintf(buf, n, "/tmp/raffle-cache");
+    return buf;
+}
+
+void rf_dataset_free(rf_dataset *d) {
+    if (!d) return;
+    rf_free(d->x);
+    rf_free(d->y);
+    rf_free(d);
+}
+
+rf_dataset rf_dataset_head(const rf_dataset *d, int64_t n) {
+    rf_dataset v = *d;
+    if (n >= 0 && n < d->n) v.n = n;
+    return v;
+}
+
+/* ---- tensors -> dataset ------------------------------------------------- */
+
+static int64_t label_at(const rf_tensor *y, int64_t i) {
+    switch (y->dtype) {
+    case RF_I64: return ((const int64_t *)y->data)[i];
+    case RF_I32: return ((const int32_t *)y->data)[i];
+    case RF_U8:  return ((const uint8_t *)y->data)[i];
+    default:     return -1;
+    }
+}
+
+rf_status rf_dataset_from_tensors(rf_ctx *ctx, const char *name, const rf_tensor *x, const rf_tensor *y,
+                                  const char *what, rf_dataset **out) {
+    *out = NULL;
+    if (!what) what = "dataset";
+    int64_t c = 1, h = 1, w = 1;
+    switch (x->ndim) {
+    case 2: w = x->shape[1]; break;
+    case 3: h = x->shape[1]; w = x->shape[2]; break;
+    case 4: c = x->shape[1]; h = x->shape[2]; w = x->shape[3]; break;
+    default:
+        return rf_error(ctx, RF_ERR_SHAPE, "%s: images must be [N,D], [N,H,W] or [N,C,H,W], got %d dims", what, x->ndim);
+    }
+    int64_t n = x->shape[0];
+    if (n <= 0) return rf_error(ctx, RF_ERR_DATA, "%s: no samples", what);
+    if (n > (int64_t)UINT32_MAX) return rf_error(ctx, RF_ERR_LIMIT, "%s: %lld samples (at most 2^32-1)", what, (long long)n);
+    if (c < 1 || c > 4) return rf_error(ctx, RF_ERR_UNSUPPORTED, "%s: %lld channels (1 to 4 supported)", what, (long long)c);
+    if (h < 1 || w < 1 || h > 65536 || w > 65536 || h * w > (1 << 26))
+        return rf_error(ctx, RF_ERR_SHAPE, "%s: bad sample shape %lldx%lld", what, (long long)h, (long long)w);
+    if (x->dtype != RF_F32 && x->dtype != RF_U8)
+        return rf_error(ctx, RF_ERR_DATA, "%s: images must be float32 or uint8, not %s", what, rf_dtype_name(x->dtype));
+    if (y->dtype != RF_I64 && y->dtype != RF_I32 && y->dtype != RF_U8)
+        return rf_error(ctx, RF_ERR_DATA, "%s: labels must be int64, int32 or uint8, not %s", what, rf_dtype_name(y->dtype));
+    int y_ok = y->ndim == 1 || (y->ndim == 2 && y->shape[1] == 1);
+    if (!y_ok) return rf_error(ctx, RF_ERR_SHAPE, "%s: labels must be a 1-D array", what);
+    if (y->shape[0] != n)
+        return rf_error(ctx, RF_ERR_SHAPE, "%s: %lld images but %lld labels", what, (long long)n, (long long)y->shape[0]);
+    int64_t maxl = -1;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t l = label_at(y, i);
+        if (l < 0 || l >= RF_DATA_MAX_CLASSES)
+            return rf_error(ctx, RF_ERR_DATA, "%s: label %lld of sample %lld is out of range [0, %d)",
+                            what, (long long)l, (long long)i, RF_DATA_MAX_CLASSES);
+        if (l > maxl) maxl = l;
+    }
+    int64_t d = c * h * w;
+    uint64_t xbytes = (uint64_t)n * (uint64_t)d * sizeof(float);
+    if ((uint64_t)n > UINT64_MAX / ((uint64_t)d * sizeof(float))) return rf_error(ctx, RF_ERR_LIMIT, "%s: too large", what);
+    RF_TRY(rf_check_cap(ctx, xbytes, what));
+    rf_dataset *ds = rf_calloc(1, sizeof *ds);
+    if (!ds) return rf_error(ctx, RF_ERR_NOMEM, "%s: out of memory", what);
+    ds->x = rf_aligned_alloc(64, (size_t)xbytes);
+    ds->y = rf_malloc((size_t)n * sizeof(int32_t));
+    if (!ds->x || !ds->y) { rf_dataset_free(ds); return rf_error(ctx, RF_ERR_NOMEM, "%s: out of memory", what); }
+    snprintf(ds->name, sizeof ds->name, "%s", name ? name : "");
+    ds->n = n; ds->c = (int)c; ds->h = (int)h; ds->w = (int)w;
+    ds->n_classes = (int)maxl + 1;
+    for (int i = 0; i < 4; i++) { ds->mean[i] = 0.0f; ds->std[i] = 1.0f; }
+    size_t total = (size_t)n * (size_t)d;
+    if (x->dtype == RF_U8) {
+        const uint8_t *src = x->data;
+        for (size_t i = 0; i < total; i++) ds->x[i] = (float)src[i] * (1.0f / 255.0f);
+    } else {
+        const float *src = x->data;
+        for (size_t i = 0; i < total; i++) {
+            if (!isfinite(src[i])) {
+                rf_dataset_free(ds);
+                return rf_error(ctx, RF_ERR_DATA, "%s: non-finite pixel value at element %zu", what, i);
+            }
+            ds->x[i] = src[i];
+        }
+    }
+    for (int64_t i = 0; i < n; i++) ds->y[i] = (int32_t)label_at(y, i);
+    *out = ds;
+    return RF_OK;
+}
+
+rf_status rf_dataset_normalise(rf_ctx *ctx, rf_dataset *train, rf_dataset *test) {
+    if (test && (test->c != train->c || test->h != train->h || test->w != train->w))
+        return rf_error(ctx, RF_ERR_SHAPE, "train samples are %dx%dx%d but test samples are %dx%dx%d",
+                        train->c, train->h, train->w, test->c, test->h, test->w);
+    int k = train->n_classes;
+    if (test && test->n_classes > k) k = test->n_classes;
+    train->n_classes = k;
+    if (test) test->n_classes = k;
+    int64_t hw = (int64_t)train->h * train->w, d = train->c * hw;
+    float mean[4] = {0, 0, 0, 0}, std[4] = {1, 1, 1, 1};
+    for (int ch = 0; ch < train->c; ch++) {
+        /* two passes in double: exact enough for 47M pixels, no cancellation */
+        double s = 0.0;
+        for (int64_t i = 0; i < train->n; i++) {
+            const float *p = train->x + i * d + ch * hw;
+            for (int64_t j = 0; j < hw; j++) s += p[j];
+        }
+        double cnt = (double)train->n * (double)hw, mu = s / cnt, v = 0.0;
+        for (int64_t i = 0; i < train->n; i++) {
+            const float *p = train->x + i * d + ch * hw;
+            for (int64_t j = 0; j < hw; j++) { double e = p[j] - mu; v += e * e; }
+        }
+        double sd = sqrt(v / cnt);
+        mean[ch] = (float)mu;
+        std[ch] = sd > 1e-6 ? (float)sd : 1.0f;   /* a constant channel is only centred */
+    }
+    rf_dataset *sets[2] = {train, test};
+    for (int s = 0; s < 2; s++) {
+        rf_dataset *ds = sets[s];
+        if (!ds) continue;
+        for (int ch = 0; ch < train->c; ch++) {
+            float mu = mean[ch], inv = 1.0f / std[ch];
+            for (int64_t i = 0; i < ds->n; i++) {
+                float *p = ds->x + i * d + ch * hw;
+                for (int64_t j = 0; j < hw; j++) p[j] = (p[j] - mu) * inv;
+            }
+        }
+        memcpy(ds->mean, mean, sizeof mean);
+        memcpy(ds->std, std, sizeof std);
+    }
+    return RF_OK;
+}
+
+/* ---- loaders ------------------------------------------------------------- */
+
+typedef rf_status (*loader_fn)(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test);
+
+/* Reads one split from an image file and a label file with `reader`. */
+static rf_status load_pair(rf_ctx *ctx, rf_status (*reader)(rf_ctx *, const char *, rf_tensor **),
+                           const char *name, const char *xpath, const char *ypath, rf_dataset **out) {
+    rf_tensor *x = NULL, *y = NULL;
+    rf_status s = reader(ctx, xpath, &x);
+    if (!s) s = reader(ctx, ypath, &y);
+    if (!s) {
+        char what[1024];
+        snprintf(what, sizeof what, "%s + %s", xpath, ypath);
+        s = rf_dataset_from_tensors(ctx, name, x, y, what, out);
+    }
+    rf_tensor_free(x);
+    rf_tensor_free(y);
+    return s;
+}
+
+/* Loads train and test from four paths: train_x, train_y, test_x, test_y. */
+static rf_status load_quad(rf_ctx *ctx, rf_status (*reader)(rf_ctx *, const char *, rf_tensor **),
+                           const char *name, char *const paths[4], rf_dataset **train, rf_dataset **test) {
+    RF_TRY(load_pair(ctx, reader, name, paths[0], paths[1], train));
+    rf_status s = load_pair(ctx, reader, name, paths[2], paths[3], test);
+    if (s) { rf_dataset_free(*train); *train = NULL; }
+    return s;
+}
+
+static rf_status load_fashion(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
+    const char *dir = getenv("RAFFLE_FASHION_MNIST_DIR");
+    if (!dir || !*dir) dir = FASHION_MNIST_DIR;
+    static const char *const files[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+    char buf[4][1024];
+    char *paths[4];
+    for (int i = 0; i < 4; i++) {
+        /* the Debian package ships .gz; accept unpacked files too */
+        snprintf(buf[i], sizeof buf[i], "%s/%s.gz", dir, files[i]);
+        if (access(buf[i], R_OK) != 0) {
+            snprintf(buf[i], sizeof buf[i], "%s/%s", dir, files[i]);
+            if (access(buf[i], R_OK) != 0)
+                return rf_error(ctx, RF_ERR_NOTFOUND,
+                                "fashion-mnist: %s/%s.gz not found (install it with: apt-get install dataset-fashion-mnist, "
+                                "or set RAFFLE_FASHION_MNIST_DIR)", dir, files[i]);
+        }
+        paths[i] = buf[i];
+    }
+    return load_quad(ctx, rf_idx_read, spec, paths, train, test);
+}
+
+static rf_status load_mnist(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
+    char cache[768];
+    rf_data_cache_dir(cache, sizeof cache);
+    static const char *const files[4] = {"train_x.npy", "train_y.npy", "test_x.npy", "test_y.npy"};
+    char buf[4][1024];
+    char *paths[4];
+    for (int i = 0; i < 4; i++) {
+        snprintf(buf[i], sizeof buf[i], "%s/mnist/%s", cache, files[i]);
+        if (access(buf[i], R_OK) != 0)
+            return rf_error(ctx, RF_ERR_NOTFOUND, "mnist: %s not found; %s", buf[i], MNIST_HINT);
+        paths[i] = buf[i];
+    }
+    return load_quad(ctx, rf_npy_read, spec, paths, train, test);
+}
+
+/* "synthetic", "synthetic:N" or "synthetic:N:SEED". */
+static rf_status load_synthetic(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
+    long long n = 2000;
+    unsigned long long seed = 1;
+    const char *p = spec + strlen("synthetic");
+    if (*p == ':') {
+        char *end = NULL;
+        n = strtoll(p + 1, &end, 10);
+        if (end == p + 1 || (*end && *end != ':'))
+            return rf_error(ctx, RF_ERR_INVALID, "'%s': expected synthetic[:N[:SEED]]", spec);
+        if (*end == ':') {
+            const char *q = end + 1;
+            if (*q == '-' || !*q) return rf_error(ctx, RF_ERR_INVALID, "'%s': expected synthetic[:N[:SEED]]", spec);
+            seed = strtoull(q, &end, 10);
+            if (*end) return rf_error(ctx, RF_ERR_INVALID, "'%s': expected synthetic[:N[:SEED]]", spec);
+        }
+    } else if (*p) {
+        return rf_error(ctx, RF_ERR_INVALID, "'%s': expected synthetic[:N[:SEED]]", spec);
+    }
+    if (n < 8 || n > 10000000)
+        return rf_error(ctx, RF_ERR_INVALID, "'%s': N must be in [8, 10000000]", spec);
+    return rf_data_synthetic(ctx, spec, (int64_t)n, (int64_t)n / 4, (uint64_t)seed, train, test);
+}
+
+/* Splits "a,b,c,d" into four paths (copies into bufs). */
+static rf_status load_npy_list(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
+    char buf[4][1024];
+    char *paths[4];
+    const char *p = spec;
+    int k = 0;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (k == 4) { k++; break; }
+        if (len == 0 || len >= sizeof buf[k])
+            return rf_error(ctx, RF_ERR_INVALID, "'%s': empty or over-long path in the .npy list", spec);
+        memcpy(buf[k], p, len);
+        buf[k][len] = '\0';
+        paths[k] = buf[k];
+        k++;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    if (k != 4)
+        return rf_error(ctx, RF_ERR_INVALID, "'%s': expected four .npy paths: train_x,train_y,test_x,test_y", spec);
+    return load_quad(ctx, rf_npy_read, "npy", paths, train, test);
+}
+
+static rf_status load_json(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
+    unsigned char *text = NULL;
+    size_t n = 0;
+    RF_TRY(rf_read_file(ctx, spec, &text, &n));
+    cJSON *j = cJSON_ParseWithLength((const char *)text, n);
+    rf_free(text);
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return rf_error(ctx, RF_ERR_FORMAT, "%s: not a JSON object", spec);
+    }
+    static const char *const keys[4] = {"train_x", "train_y", "test_x", "test_y"};
+    char buf[4][1024];
+    char *paths[4];
+    /* relative paths are relative to the descriptor's directory */
+    const char *slash = strrchr(spec, '/');
+    int dlen = slash ? (int)(slash - spec) : 0;
+    for (int i = 0; i < 4; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[i]);
+        if (!cJSON_IsString(v) || !v->valuestring[0]) {
+            cJSON_Delete(j);
+            return rf_error(ctx, RF_ERR_FORMAT, "%s: needs a string \"%s\"", spec, keys[i]);
+        }
+        int len;
+        if (v->valuestring[0] == '/' || !slash) len = snprintf(buf[i], sizeof buf[i], "%s", v->valuestring);
+        else len = snprintf(buf[i], sizeof buf[i], "%.*s/%s", dlen, spec, v->valuestring);
+        if (len < 0 || (size_t)len >= sizeof buf[i]) {
+            cJSON_Delete(j);
+            return rf_error(ctx, RF_ERR_INVALID, "%s: path for \"%s\" is too long", spec, keys[i]);
+        }
+        paths[i] = buf[i];
+    }
+    cJSON_Delete(j);
+    return load_quad(ctx, rf_npy_read, "json", paths, train, test);
+}
+
+static int match_exact(const char *spec, const char *key) { return strcmp(spec, key) == 0; }
+static int match_param(const char *spec, const char *key) {
+    size_t n = strlen(key);
+    return strncmp(spec, key, n) == 0 && (spec[n] == '\0' || spec[n] == ':');
+}
+static int match_suffix(const char *spec, const char *key) {
+    size_t n = strlen(spec), k = strlen(key);
+    return n > k && strcmp(spec + n - k, key) == 0;
+}
+static int match_contains(const char *spec, const char *key) { return strstr(spec, key) != NULL; }
+
+static const struct {
+    const char *key;
+    int       (*match)(const char *spec, const char *key);
+    loader_fn   load;
+} loaders[] = {
+    {"fashion-mnist", match_exact,    load_fashion},
+    {"mnist",         match_exact,    load_mnist},
+    {"synthetic",     match_param,    load_synthetic},
+    {",",             match_contains, load_npy_list},
+    {".json",         match_suffix,   load_json},
+};
+
+rf_status rf_data_load(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
+    *train = NULL; *test = NULL;
+    if (!spec || !*spec) return rf_error(ctx, RF_ERR_INVALID, "no dataset given");
+    for (size_t i = 0; i < sizeof loaders / sizeof loaders[0]; i++) {
+        if (!loaders[i].match(spec, loaders[i].key)) continue;
+        rf_dataset *tr = NULL, *te = NULL;
+        RF_TRY(loaders[i].load(ctx, spec, &tr, &te));
+        rf_status s = rf_dataset_normalise(ctx, tr, te);
+        if (s) { rf_dataset_free(tr); rf_dataset_free(te); return s; }
+        snprintf(tr->name, sizeof tr->name, "%s", spec);
+        snprintf(te->name, sizeof te->name, "%s", spec);
+        *train = tr; *test = te;
+        return RF_OK;
+    }
+    return rf_error(ctx, RF_ERR_NOTFOUND,
+                    "unknown dataset '%s' (expected fashion-mnist, mnist, synthetic[:N[:SEED]], "
+                    "TRAIN_X.npy,TRAIN_Y.npy,TEST_X.npy,TEST_Y.npy or a FILE.json descriptor)", spec);
+}
