@@ -37,7 +37,10 @@ typedef struct rf_ckpt_tensor {
     float    *scales;        /* int8 kinds: shape[0] scales (owned), else NULL */
     int32_t  *zero_points;   /* optional per-row zero points (owned) or NULL */
     uint64_t  disk_bytes;    /* bytes on disk (filled by write/read) */
-    uint64_t  nnz;           /* non-zeros (filled by add/read) */
+    uint64_t  nnz;           /* non-zeros (filled by add/read); for sparse kinds
+                                the kept entries (mask bits set) */
+    char      coding[48];    /* how each section was coded, e.g. "mask=arith0 values=arith"
+                                (filled by encode/read; informational) */
 } rf_ckpt_tensor;
 
 typedef struct rf_ckpt {
@@ -68,6 +71,20 @@ rf_status rf_ckpt_encode(rf_ctx *ctx, rf_ckpt *c, unsigned char **buf, size_t *n
  * wrong magic, newer version (with a hint), checksum, truncation, sizes. */
 rf_status rf_ckpt_read(rf_ctx *ctx, const char *path, rf_ckpt **out);
 rf_status rf_ckpt_decode(rf_ctx *ctx, const unsigned char *buf, size_t n, rf_ckpt **out);
+
+/* ---- helpers for readers of checkpoints (inspect, export, model load) ---- */
+int64_t   rf_ckpt_tensor_numel(const rf_ckpt_tensor *t);
+/* Fraction of entries that are zero or pruned, in [0, 1]. */
+double    rf_ckpt_tensor_sparsity(const rf_ckpt_tensor *t);
+/* Dense float copy: f32 as is, int8 kinds dequantized (q - zero_point) * scale
+ * per row, other dtypes converted. Returns a new array (rf_free) of numel floats. */
+rf_status rf_ckpt_tensor_to_f32(rf_ctx *ctx, const rf_ckpt_tensor *t, float **out);
+/* Empirical entropy bound of a tensor in bytes (docs/checkpoint-format.md,
+ * "Entropy bound"): numel*H(density) bits for the mask of sparse kinds, plus
+ * the order-0 Shannon entropy of the stored values' empirical histogram (of
+ * their bit patterns, for any dtype). Scales and metadata are not counted. */
+double    rf_ckpt_tensor_entropy_bound(const rf_ckpt_tensor *t);
+double    rf_ckpt_entropy_bound(const rf_ckpt *c);
 
 #ifdef __cplusplus
 }
