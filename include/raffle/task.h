@@ -12,6 +12,7 @@
 #include "raffle/core.h"
 #include "raffle/data.h"
 #include "raffle/nn.h"
+#include "raffle/train.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,6 +37,7 @@ typedef rf_status (*rf_task_fn)(rf_ctx *ctx, const rf_task_io *io, cJSON *metric
 typedef struct rf_task_kind {
     const char *name;      /* "train", "prune", "lottery", "distill", "quantize", "ofa-*" */
     rf_task_fn  run;
+    int         needs_data;/* 1: rf_task_run loads settings "data" before calling run */
 } rf_task_kind;
 
 /* Looks up a kind by name; NULL if unknown. */
@@ -43,6 +45,16 @@ const rf_task_kind *rf_task_kind_find(const char *name);
 /* Runs a task: loads data named by settings "data" (unless io gives it), calls
  * the kind named by settings "kind". */
 rf_status rf_task_run(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+
+/* Fills cfg from the canonical training keys of a task's settings (see
+ * docs/training.md): seed, epochs, iterations, batch, optimizer, lr, momentum,
+ * weight_decay, schedule, warmup, label_smoothing, eval_limit (and clip_norm,
+ * eval_every). Absent keys keep the defaults of "train" (Adam, lr 1e-3, cosine,
+ * batch 128, 10 epochs). Unknown names or out-of-range values -> RF_ERR_INVALID
+ * naming the key. Borrows settings. */
+rf_status rf_task_train_cfg(rf_ctx *ctx, const cJSON *settings, rf_train_cfg *cfg);
+/* Sets the defaults rf_task_train_cfg starts from. */
+void      rf_task_train_cfg_default(rf_train_cfg *cfg);
 
 /* Shared finishing step for every kind: saves the model to OUT_DIR/model.rckpt
  * (storage picked from masks / quantization), evaluates it, and adds the

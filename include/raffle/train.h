@@ -52,16 +52,24 @@ typedef struct rf_train_cfg {
 void rf_train_cfg_default(rf_train_cfg *c);
 
 typedef struct rf_train_result {
-    double  accuracy, loss;        /* final test accuracy / loss            */
+    double  accuracy, loss;        /* final test accuracy / loss (-1 / NaN without a test set or when stopped) */
     double  train_loss;            /* mean over the last epoch              */
     double  best_accuracy;         /* best periodic test accuracy           */
     int64_t best_iteration;        /* step where it was reached (LTH early-stopping measure) */
     int64_t steps;                 /* steps run                             */
     double  seconds, samples_per_s;
     int     stopped;               /* 1 if stop_flag ended the run early    */
+    /* Process CPU time of the training steps (evaluation excluded): on a
+     * shared machine samples / cpu_seconds measures the code, not the load. */
+    double  cpu_seconds;
 } rf_train_result;
 
-/* Trains m on `train`, evaluating on `test` (may be NULL). On a NaN/Inf loss
+/* Trains m on `train`, evaluating on `test` (may be NULL). Epoch e's batches
+ * come from rf_batcher(seed, e), full batches only; dropout at step s uses
+ * Philox stream (seed, "dropout" + s), so a run resumed at start_step with the
+ * same optimizer state replays the uninterrupted run exactly. The dataset must
+ * match the model's input size and have at most its number of outputs as
+ * classes (else RF_ERR_SHAPE). docs/training.md describes the loop. On a NaN/Inf loss
  * returns RF_ERR_NAN naming the step and the first layer whose output went
  * non-finite. opt may be NULL (one is created from cfg->optim and freed);
  * pass one to keep its state (resume, learning-rate rewinding). */
@@ -74,6 +82,15 @@ rf_status rf_evaluate(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch,
                       double *accuracy, double *loss);
 /* Logits for all of ds: returns a new [n, classes] array (rf_free). */
 rf_status rf_predict(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch, float **logits);
+
+/* Optimizer / schedule names ("sgd", "adam", "adamw"; "constant", "step",
+ * "cosine", "linear"): the spelling used by the CLI, task settings and docs.
+ * *_from_name returns the enum value or -1 if unknown; *_name returns a static
+ * string ("?" if out of range). */
+int         rf_optim_type_from_name(const char *s);
+int         rf_sched_type_from_name(const char *s);
+const char *rf_optim_type_name(rf_optim_type t);
+const char *rf_sched_type_name(rf_sched_type t);
 
 /* ---- model <-> checkpoint -------------------------------------------------
  * Metadata JSON holds {"raffle_version","format":"rckpt","spec":<spec>,

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Training-speed benchmark: raffle vs PyTorch, one thread each, batch 128,
+# Adam, same architectures (the PyTorch nets are built from raffle's own preset
+# specs, bench/train/torch_models.py), in one run. Prints samples/s for both,
+# the ratio, and raffle's fraction of this machine's FP32 FMA peak (measured
+# here with the kernels module's probe), and writes bench/results/train.json.
+# Rates are samples per CPU second of the training steps (both sides measure
+# process CPU time, as the peak probe does), so other users of a shared
+# machine do not skew them; wall-clock rates are recorded alongside.
+#
+#   bench/train/run.sh [ITERATIONS]        (default 200 steps per model)
+#   MODELS="lenet-5 vit-tiny" bench/train/run.sh 100
+#
+# PyTorch is Debian's python3-torch run by /usr/bin/python3 (the `python3` on
+# PATH may be another interpreter without torch); installed with apt-get if
+# missing, and the script says so.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ITERS=${1:-200}
+BATCH=128
+MODELS=${MODELS:-"lenet-300-100 lenet-5 conv-2 vit-tiny"}
+DATA=${DATA:-fashion-mnist}
+PY=/usr/bin/python3
+OUT=bench/results/train.json
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+  echo "bench/train: PyTorch missing for $PY: installing Debian's python3-torch (apt-get)" >&2
+  if [ "$(id -u)" -eq 0 ]; then apt-get install -y python3-torch >&2; else sudo apt-get install -y python3-torch >&2; fi
+fi
+
+make -s -j2 all >&2
+# shellcheck disable=SC2046
+cc -O2 -std=c11 -Iinclude -o "$TMP/probe" bench/train/probe.c build/libraffle.a \
+   $(pkg-config --libs libzstd libcjson libcurl zlib openblas ompi-c 2>/dev/null) -lm -lpthread
+PEAK=$("$TMP/probe" peak 1.0)
+echo "FP32 FMA peak (one core, measured): $PEAK GFLOP/s" >&2
+
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+rows=()
+printf '%-14s %12s %12s %7s %11s %9s   (samples per CPU second)\n' model raffle_sps torch_sps ratio raffle_GF/s peak_frac
+for m in $MODELS; do
+  "$TMP/probe" spec "$m" > "$TMP/$m.json"
+  rparams=$("$TMP/probe" params "$m")
+  # raffle: the final test evaluation is capped (--eval-limit) and not timed in samples_per_s
+  rj=$(build/raffle train --model "$m" --data "$DATA" --iterations "$ITERS" --batch $BATCH --optimizer adam \
+        --threads 1 --eval-limit 256 --log-every 0 --json)
+  tj=$(cd bench/train && "$PY" torch_bench.py --spec "$TMP/$m.json" --iterations "$ITERS" --batch $BATCH --threads 1)
+  row=$("$PY" - "$m" "$rparams" "$PEAK" "$rj" "$tj" <<'PYEOF'
+import json, sys
+m, rparams, peak = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+r, t = json.loads(sys.argv[4]), json.loads(sys.argv[5])
+if t["parameters"] != rparams:
+    sys.exit(f"{m}: PyTorch twin has {t['parameters']} parameters, raffle {rparams}")
+# Throughput per CPU second (the peak probe also counts CPU time): on a
+# shared machine wall-clock rates measure the other users' load.
+gf = r["cpu_samples_per_s"] * t["train_flops_per_sample"] / 1e9
+print(json.dumps({"model": m, "parameters": rparams, "batch": t["batch"], "iterations": t["iterations"],
+                  "raffle_samples_per_s": r["cpu_samples_per_s"], "torch_samples_per_s": t["cpu_samples_per_s"],
+                  "ratio": r["cpu_samples_per_s"] / t["cpu_samples_per_s"],
+                  "raffle_wall_samples_per_s": r["samples_per_s"], "torch_wall_samples_per_s": t["samples_per_s"],
+                  "train_flops_per_sample": t["train_flops_per_sample"],
+                  "raffle_gflops": gf, "fraction_of_peak": gf / peak, "torch_version": t["torch_version"]}))
+PYEOF
+)
+  rows+=("$row")
+  "$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); print("%-14s %12.0f %12.0f %6.2fx %11.1f %8.1f%%" % (r["model"], r["raffle_samples_per_s"], r["torch_samples_per_s"], r["ratio"], r["raffle_gflops"], 100*r["fraction_of_peak"]))' "$row"
+done
+
+# The peak is measured again at the end and the higher value kept: on a shared
+# machine a single probe can land on a busy moment and understate it.
+PEAK2=$("$TMP/probe" peak 1.0)
+PEAK=$("$PY" -c 'import sys; print(max(float(sys.argv[1]), float(sys.argv[2])))' "$PEAK" "$PEAK2")
+echo "FP32 FMA peak (best of two probes): $PEAK GFLOP/s" >&2
+mkdir -p bench/results
+"$PY" - "$PEAK" "$OUT" "${rows[@]}" <<'PYEOF'
+import json, platform, sys, time
+peak, out, rows = float(sys.argv[1]), sys.argv[2], [json.loads(r) for r in sys.argv[3:]]
+for r in rows:
+    r["fraction_of_peak"] = r["raffle_gflops"] / peak
+doc = {"benchmark": "train", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+       "machine": platform.processor() or platform.machine(), "threads": 1,
+       "fp32_peak_gflops": peak, "models": rows}
+with open(out, "w") as f:
+    json.dump(doc, f, indent=2)
+    f.write("\n")
+print("\nfinal (fraction of the best peak probe, %.1f GFLOP/s):" % peak)
+for r in rows:
+    print("%-14s raffle %8.0f samples/s  torch %8.0f samples/s  ratio %5.2fx  %6.1f GFLOP/s = %5.1f%% of peak"
+          % (r["model"], r["raffle_samples_per_s"], r["torch_samples_per_s"], r["ratio"], r["raffle_gflops"],
+             100 * r["fraction_of_peak"]))
+print(f"wrote {out}", file=sys.stderr)
+PYEOF

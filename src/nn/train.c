@@ -1,0 +1,291 @@
+/* The training loop every compression method runs inside, and evaluation.
+ *
+ * Determinism: the batch order of epoch e is rf_batcher(seed, e); dropout at
+ * step s draws from the Philox stream (seed, DROPOUT_STREAM + s), a pure
+ * function of the step, so a run resumed at start_step replays exactly the
+ * batches and dropout masks of an uninterrupted one. With one compute thread
+ * every floating-point reduction runs in a fixed order, so the same seed and
+ * data give the same bytes.
+ *
+ * Methods plug in through rf_train_hooks (train.h) instead of forking the
+ * loop. Step order: before_step, forward, loss (hook or cross-entropy),
+ * finite check, zero_grad, backward, after_backward, optimizer, after_step,
+ * stop_flag check, periodic evaluation. */
+#include "raffle/train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* Stream ids: independent Philox streams for shuffling-independent purposes. */
+#define DROPOUT_STREAM 0x64726f706f757400ull  /* "dropout\0" */
+
+void rf_train_cfg_default(rf_train_cfg *c) {
+    memset(c, 0, sizeof *c);
+    c->epochs = 1;
+    c->batch = 128;
+    rf_optim_cfg_default(&c->optim, RF_OPT_ADAM);
+}
+
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static size_t sample_size(const rf_dataset *ds) { return (size_t)ds->c * ds->h * ds->w; }
+
+/* The model must take the dataset's images and have an output for each class. */
+static rf_status check_fit(rf_ctx *ctx, const rf_model *m, const rf_dataset *ds) {
+    size_t in = (size_t)m->input.d[0] * m->input.d[1] * m->input.d[2];
+    if (in != sample_size(ds))
+        return rf_error(ctx, RF_ERR_SHAPE, "dataset %s has %dx%dx%d samples (%zu values) but the model expects %dx%dx%d (%zu)",
+                        ds->name, ds->c, ds->h, ds->w, sample_size(ds), m->input.d[0], m->input.d[1], m->input.d[2], in);
+    if (ds->n_classes > m->n_classes)
+        return rf_error(ctx, RF_ERR_SHAPE, "dataset %s has %d classes but the model has only %d outputs",
+                        ds->name, ds->n_classes, m->n_classes);
+    if (ds->n <= 0) return rf_error(ctx, RF_ERR_DATA, "dataset %s is empty", ds->name);
+    return RF_OK;
+}
+
+static int all_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+/* Names where a non-finite loss came from: the first parameter tensor that is
+ * already non-finite (a diverged step), else the first layer whose output in
+ * the last forward went non-finite, else the loss itself (overflow). */
+static rf_status nan_error(rf_ctx *ctx, rf_model *m, int64_t step, float loss) {
+    for (int i = 0; i < m->n_ptensors; i++) {
+        const rf_param *p = &m->ptensors[i];
+        if (!all_finite(m->params + p->offset, p->numel))
+            return rf_error(ctx, RF_ERR_NAN, "step %lld: loss is %g; parameter %s (layers[%d] %s) is non-finite",
+                            (long long)step, (double)loss, p->name, p->layer, m->layers[p->layer].name);
+    }
+    int i = rf_model_first_nonfinite(m);
+    if (i >= 0)
+        return rf_error(ctx, RF_ERR_NAN, "step %lld: loss is %g; first non-finite output at layers[%d] %s",
+                        (long long)step, (double)loss, i, m->layers[i].name);
+    return rf_error(ctx, RF_ERR_NAN, "step %lld: loss is %g with finite logits (loss overflow)", (long long)step, (double)loss);
+}
+
+static void logf_(const rf_train_cfg *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(const rf_train_cfg *cfg, const char *fmt, ...) {
+    if (!cfg->log) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    cfg->log(cfg->log_ud, line);
+}
+
+/* Mean loss / accuracy over ds in inference mode, batches in file order. */
+static rf_status eval_impl(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch,
+                           double *accuracy, double *loss, float *all_logits) {
+    RF_TRY(check_fit(ctx, m, ds));
+    if (batch <= 0) batch = 256;
+    const int k = m->n_classes;
+    const size_t ss = sample_size(ds);
+    double sum_loss = 0.0;
+    int64_t correct = 0;
+    for (int64_t s = 0; s < ds->n; s += batch) {
+        int b = (int)(ds->n - s < batch ? ds->n - s : batch);
+        const float *logits;
+        RF_TRY(rf_model_forward(ctx, m, ds->x + (size_t)s * ss, b, 0, &logits));
+        sum_loss += (double)rf_loss_xent(logits, ds->y + s, b, k, 0.0f, NULL) * b;
+        for (int i = 0; i < b; i++) {
+            const float *z = logits + (size_t)i * k;
+            int arg = 0;
+            for (int j = 1; j < k; j++) if (z[j] > z[arg]) arg = j;
+            correct += arg == ds->y[s + i];
+        }
+        if (all_logits) memcpy(all_logits + (size_t)s * k, logits, (size_t)b * k * sizeof(float));
+    }
+    if (accuracy) *accuracy = (double)correct / (double)ds->n;
+    if (loss) *loss = sum_loss / (double)ds->n;
+    return RF_OK;
+}
+
+rf_status rf_evaluate(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch,
+                      double *accuracy, double *loss) {
+    return eval_impl(ctx, m, ds, batch, accuracy, loss, NULL);
+}
+
+rf_status rf_predict(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch, float **logits) {
+    *logits = NULL;
+    RF_TRY(check_fit(ctx, m, ds));
+    RF_TRY(rf_check_cap(ctx, (uint64_t)ds->n * m->n_classes * sizeof(float), "predictions"));
+    float *out = rf_malloc((size_t)ds->n * m->n_classes * sizeof(float));
+    if (!out) return rf_error(ctx, RF_ERR_NOMEM, "predict: cannot allocate logits for %lld samples", (long long)ds->n);
+    rf_status s = eval_impl(ctx, m, ds, batch, NULL, NULL, out);
+    if (s != RF_OK) { rf_free(out); return s; }
+    *logits = out;
+    return RF_OK;
+}
+
+/* Evaluates on test, capped at eval_limit samples (smoke runs, benchmarks). */
+static rf_status periodic_eval(rf_ctx *ctx, rf_model *m, const rf_dataset *test, const rf_train_cfg *cfg,
+                               double *acc, double *loss) {
+    rf_dataset view = *test;
+    if (cfg->eval_limit > 0 && cfg->eval_limit < test->n) view = rf_dataset_head(test, cfg->eval_limit);
+    return rf_evaluate(ctx, m, &view, 256, acc, loss);
+}
+
+typedef struct loop_state {
+    float   *x, *dlogits;
+    int32_t *y;
+    int64_t *idx;
+    rf_optim own_opt;
+    int      have_own;
+    rf_batcher b;
+    int      have_batcher;
+} loop_state;
+
+static void loop_free(loop_state *L) {
+    rf_free(L->x); rf_free(L->y); rf_free(L->idx); rf_free(L->dlogits);
+    if (L->have_own) rf_optim_free(&L->own_opt);
+    if (L->have_batcher) rf_batcher_free(&L->b);
+}
+
+static rf_status record_eval(rf_ctx *ctx, rf_model *m, const rf_dataset *test, const rf_train_cfg *cfg,
+                             rf_train_result *res, int64_t steps_done, int epoch, double *acc_out) {
+    double acc = -1.0, loss = 0.0;
+    *acc_out = -1.0;
+    if (!test) return RF_OK;
+    RF_TRY(periodic_eval(ctx, m, test, cfg, &acc, &loss));
+    if (acc > res->best_accuracy) { res->best_accuracy = acc; res->best_iteration = steps_done; }
+    logf_(cfg, "step %lld epoch %d: test accuracy %.4f loss %.4f", (long long)steps_done, epoch, acc, loss);
+    *acc_out = acc;
+    return RF_OK;
+}
+
+static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf_dataset *test,
+                            const rf_train_cfg *cfg, rf_optim *opt, const rf_train_hooks *hooks,
+                            rf_train_result *res, loop_state *L) {
+    const int k = m->n_classes;
+    const size_t ss = sample_size(train);
+    int batch = cfg->batch > 0 ? cfg->batch : 128;
+    /* Full batches only (drop_last): every step sees the same batch size, which
+     * keeps batchnorm statistics and the loss scale uniform. A set smaller than
+     * one batch is trained as one batch of all its samples. */
+    if (batch > train->n) batch = (int)train->n;
+    const int64_t per_epoch = train->n / batch;
+    const int64_t total = cfg->iterations > 0 ? cfg->iterations : (int64_t)cfg->epochs * per_epoch;
+    if (total <= 0) return rf_error(ctx, RF_ERR_INVALID, "train: nothing to do (epochs %d, iterations %lld)", cfg->epochs, (long long)cfg->iterations);
+
+    if (!(L->x = rf_aligned_alloc(64, (size_t)batch * ss * sizeof(float))) ||
+        !(L->y = rf_malloc((size_t)batch * sizeof(int32_t))) ||
+        !(L->idx = rf_malloc((size_t)batch * sizeof(int64_t))) ||
+        !(L->dlogits = rf_malloc((size_t)batch * k * sizeof(float))))
+        return rf_error(ctx, RF_ERR_NOMEM, "train: cannot allocate batch buffers (batch %d)", batch);
+    if (!opt) {
+        RF_TRY(rf_optim_init(ctx, &L->own_opt, &cfg->optim, m->n_params));
+        L->have_own = 1;
+        opt = &L->own_opt;
+    } else if (opt->n != m->n_params) {
+        return rf_error(ctx, RF_ERR_SHAPE, "train: optimizer has %zu entries, model %zu parameters", opt->n, m->n_params);
+    }
+    rf_model_apply_masks(m);
+
+    const double t0 = rf_now();
+    double train_time = 0.0, epoch_loss = 0.0, last_epoch_loss = NAN;
+    int64_t epoch_steps = 0, samples = 0;
+    int64_t step = cfg->start_step > 0 ? cfg->start_step : 0;
+    int epoch = (int)(step / per_epoch);
+    res->best_accuracy = -1.0;
+    res->best_iteration = -1;
+    res->accuracy = -1.0;   /* stays so without a test set or when stopped early */
+    res->loss = NAN;
+    while (step < total) {
+        RF_TRY(rf_batcher_init(ctx, &L->b, train, batch, cfg->seed, epoch, 1, 1));
+        L->have_batcher = 1;
+        L->b.pos = (step - (int64_t)epoch * per_epoch) * batch;  /* resume inside an epoch */
+        epoch_loss = 0.0;
+        epoch_steps = 0;
+        int ended_epoch = 0;
+        while (step < total) {
+            double ts = rf_now(), tc = cpu_now();
+            int n = rf_batcher_next(&L->b, L->x, L->y, L->idx);
+            if (n < batch) { ended_epoch = 1; break; }
+            if (hooks && hooks->before_step) RF_TRY(hooks->before_step(hooks->ud, m, step, total));
+            rf_rng_init(&m->dropout_rng, cfg->seed, DROPOUT_STREAM + (uint64_t)step);
+            const float *logits;
+            RF_TRY(rf_model_forward(ctx, m, L->x, batch, 1, &logits));
+            float loss;
+            if (hooks && hooks->loss)
+                RF_TRY(hooks->loss(hooks->ud, m, L->x, logits, L->y, L->idx, batch, L->dlogits, &loss));
+            else
+                loss = rf_loss_xent(logits, L->y, batch, k, cfg->label_smoothing, L->dlogits);
+            if (!isfinite(loss)) return nan_error(ctx, m, step, loss);
+            rf_model_zero_grad(m);
+            RF_TRY(rf_model_backward(ctx, m, L->dlogits));
+            if (hooks && hooks->after_backward) RF_TRY(hooks->after_backward(hooks->ud, m, step));
+            float lr = rf_sched_lr(&opt->cfg, step, total);
+            rf_optim_step(opt, m, lr);
+            if (hooks && hooks->after_step) RF_TRY(hooks->after_step(hooks->ud, m, step));
+            step++;
+            samples += batch;
+            train_time += rf_now() - ts;
+            res->cpu_seconds += cpu_now() - tc;
+            epoch_loss += loss;
+            epoch_steps++;
+            if (cfg->log_every > 0 && step % cfg->log_every == 0)
+                logf_(cfg, "step %lld/%lld epoch %d: loss %.4f lr %.3g, %.0f samples/s", (long long)step, (long long)total,
+                      epoch, (double)loss, (double)lr, train_time > 0 ? samples / train_time : 0.0);
+            if (cfg->stop_flag && *cfg->stop_flag) { res->stopped = 1; break; }
+            if (cfg->eval_every > 0 && step % cfg->eval_every == 0 && step < total) {
+                double acc;
+                RF_TRY(record_eval(ctx, m, test, cfg, res, step, epoch, &acc));
+            }
+            if (L->b.pos + batch > train->n) { ended_epoch = 1; break; }
+        }
+        rf_batcher_free(&L->b);
+        L->have_batcher = 0;
+        if (epoch_steps == 0 && !res->stopped)  /* would loop forever over empty epochs */
+            return rf_error(ctx, RF_ERR_INTERNAL, "train: epoch %d produced no batch of %d from %lld samples",
+                            epoch, batch, (long long)train->n);
+        if (epoch_steps > 0) last_epoch_loss = epoch_loss / (double)epoch_steps;
+        if (res->stopped) break;
+        if (ended_epoch || step >= total) {
+            /* The last epoch's evaluation is the final one (its accuracy goes
+             * to after_epoch too). A preempted run never gets here: it skips
+             * the final evaluation so the caller can save state and exit. */
+            double acc = -1.0;
+            if (step >= total && test) {
+                RF_TRY(periodic_eval(ctx, m, test, cfg, &res->accuracy, &res->loss));
+                if (res->accuracy > res->best_accuracy) { res->best_accuracy = res->accuracy; res->best_iteration = step; }
+                logf_(cfg, "done: %lld steps, test accuracy %.4f loss %.4f", (long long)step, res->accuracy, res->loss);
+                acc = res->accuracy;
+            } else if (cfg->eval_every == 0) {
+                RF_TRY(record_eval(ctx, m, test, cfg, res, step, epoch, &acc));
+            }
+            if (hooks && hooks->after_epoch) RF_TRY(hooks->after_epoch(hooks->ud, m, epoch, acc));
+            epoch++;
+        }
+    }
+    res->steps = step - (cfg->start_step > 0 ? cfg->start_step : 0);
+    res->train_loss = last_epoch_loss;
+    res->samples_per_s = train_time > 0 ? (double)samples / train_time : 0.0;
+    res->seconds = rf_now() - t0;
+    return RF_OK;
+}
+
+rf_status rf_train(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf_dataset *test,
+                   const rf_train_cfg *cfg, rf_optim *opt, const rf_train_hooks *hooks,
+                   rf_train_result *res) {
+    memset(res, 0, sizeof *res);
+    if (!m || !train || !cfg) return rf_error(ctx, RF_ERR_INVALID, "train: NULL model, dataset or config");
+    RF_TRY(check_fit(ctx, m, train));
+    if (test) RF_TRY(check_fit(ctx, m, test));
+    if (cfg->batch < 0) return rf_error(ctx, RF_ERR_INVALID, "train: batch must be > 0, got %d", cfg->batch);
+    if (!(cfg->label_smoothing >= 0.0f && cfg->label_smoothing < 1.0f))
+        return rf_error(ctx, RF_ERR_INVALID, "train: label smoothing must be in [0, 1), got %g", (double)cfg->label_smoothing);
+    loop_state L;
+    memset(&L, 0, sizeof L);
+    rf_status s = train_loop(ctx, m, train, test, cfg, opt, hooks, res, &L);
+    loop_free(&L);
+    return s;
+}

@@ -1,0 +1,244 @@
+/* rf_task_finish: the finishing step every task kind shares. Saves the model,
+ * evaluates it, and measures what a compression study compares: sparsity
+ * (overall and per tensor, counted from the weights themselves), layer
+ * collapse, stored size against the dense fp32 size, and inference latency in
+ * the deployed form against the dense one. */
+#include "raffle/task.h"
+#include "raffle/ckpt.h"
+#include "raffle/deploy.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- sparsity ---------------------------------------------------------- */
+static size_t count_zeros(const float *w, size_t n) {
+    size_t z = 0;
+    for (size_t i = 0; i < n; i++) z += w[i] == 0.0f;
+    return z;
+}
+
+static rf_status add_sparsity(rf_ctx *ctx, const rf_model *m, cJSON *metrics) {
+    cJSON *per = cJSON_AddObjectToObject(metrics, "layer_sparsity");
+    if (!per) return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
+    size_t total = 0, zeros = 0, nnz_all = 0;
+    for (int i = 0; i < m->n_ptensors; i++) {
+        const rf_param *p = &m->ptensors[i];
+        size_t z = count_zeros(m->params + p->offset, p->numel);
+        nnz_all += p->numel - z;
+        if (!p->prunable) continue;
+        total += p->numel;
+        zeros += z;
+        if (!cJSON_AddNumberToObject(per, p->name, p->numel ? (double)z / (double)p->numel : 0.0))
+            return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
+    }
+    if (!cJSON_AddNumberToObject(metrics, "sparsity", total ? (double)zeros / (double)total : 0.0) ||
+        !cJSON_AddNumberToObject(metrics, "parameters", (double)m->n_params) ||
+        !cJSON_AddNumberToObject(metrics, "nonzero_parameters", (double)nnz_all))
+        return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
+    return RF_OK;
+}
+
+/* ---- layer collapse (Tanaka et al. 2020, Sec. 4) ---------------------------
+ * A layer is collapsed when no signal can cross it. Two checks:
+ *  1. locally: its weight tensor has no non-zero entry;
+ *  2. along the network: "alive" units are propagated through the chain of
+ *     linear/conv layers (unit j alive if some weight W[j, i] != 0 with input
+ *     i alive; conv: per channel). Element-wise layers, pooling and batchnorm
+ *     keep the per-channel set, flatten expands channels to features; any
+ *     other layer (residual, attention, embeddings) resets it to "all alive",
+ *     which keeps the check conservative: it never reports a false collapse. */
+static const rf_param *layer_weight(const rf_model *m, int li) {
+    const rf_layer *l = &m->layers[li];
+    for (int p = l->first_param; p < l->first_param + l->n_params; p++)
+        if (m->ptensors[p].role == RF_P_WEIGHT && (m->ptensors[p].ndim == 2 || m->ptensors[p].ndim == 4))
+            return &m->ptensors[p];
+    return NULL;
+}
+
+static int keeps_channels(rf_layer_type t) {
+    return t == RF_L_RELU || t == RF_L_GELU || t == RF_L_TANH || t == RF_L_DROPOUT || t == RF_L_BATCHNORM ||
+           t == RF_L_MAXPOOL || t == RF_L_AVGPOOL || t == RF_L_GAP;
+}
+
+static rf_status add_collapsed(rf_ctx *ctx, const rf_model *m, cJSON *metrics) {
+    cJSON *arr = cJSON_AddArrayToObject(metrics, "collapsed_layers");
+    if (!arr) return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
+    size_t cap = 1;
+    for (int i = 0; i < m->n_layers; i++) if (m->layers[i].in_size > cap) cap = m->layers[i].in_size;
+    for (int i = 0; i < m->n_layers; i++) if (m->layers[i].out_size > cap) cap = m->layers[i].out_size;
+    unsigned char *alive = rf_malloc(cap), *next = rf_malloc(cap);
+    if (!alive || !next) { rf_free(alive); rf_free(next); return rf_error(ctx, RF_ERR_NOMEM, "finish: collapse check"); }
+    long n_alive = -1;  /* -1: unknown, treat all as alive */
+    for (int li = 0; li < m->n_layers; li++) {
+        const rf_layer *l = &m->layers[li];
+        const rf_param *w = layer_weight(m, li);
+        int is_mm = (l->type == RF_L_LINEAR || l->type == RF_L_CONV2D) && w;
+        if (w && w->prunable && count_zeros(m->params + w->offset, w->numel) == w->numel) {
+            if (!cJSON_AddItemToArray(arr, cJSON_CreateString(l->name))) goto nomem;
+            if (is_mm) { memset(alive, 0, (size_t)w->shape[0]); n_alive = w->shape[0]; }
+            else n_alive = -1;
+            continue;
+        }
+        if (is_mm) {
+            const size_t rows = (size_t)w->shape[0], cols = (size_t)w->shape[1];
+            const size_t inner = w->numel / (rows * cols);
+            if (n_alive >= 0 && (long)cols != n_alive) n_alive = -1;  /* layout not followed */
+            long cnt = 0;
+            for (size_t j = 0; j < rows; j++) {
+                const float *row = m->params + w->offset + j * cols * inner;
+                unsigned char a = 0;
+                for (size_t i = 0; i < cols && !a; i++) {
+                    if (n_alive >= 0 && !alive[i]) continue;
+                    for (size_t k = 0; k < inner; k++) if (row[i * inner + k] != 0.0f) { a = 1; break; }
+                }
+                next[j] = a;
+                cnt += a;
+            }
+            if (cnt == 0 && w->prunable && !cJSON_AddItemToArray(arr, cJSON_CreateString(l->name))) goto nomem;
+            memcpy(alive, next, rows);
+            n_alive = (long)rows;
+        } else if (l->type == RF_L_FLATTEN && n_alive >= 0 && (long)l->in.d[0] == n_alive) {
+            size_t hw = (size_t)l->in.d[1] * l->in.d[2];
+            for (long c = n_alive - 1; c >= 0; c--) memset(alive + c * hw, alive[c], hw);
+            n_alive = (long)(n_alive * hw);
+        } else if (!keeps_channels(l->type)) {
+            n_alive = -1;
+        }
+    }
+    rf_free(alive); rf_free(next);
+    return RF_OK;
+nomem:
+    rf_free(alive); rf_free(next);
+    return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
+}
+
+/* ---- sizes ------------------------------------------------------------- */
+/* Size of the same model stored dense fp32: encoded in memory, not written. */
+static rf_status dense_bytes(rf_ctx *ctx, rf_model *m, const char *extra, size_t *out) {
+    float *masks = m->masks;
+    m->masks = NULL;  /* rf_model_to_ckpt stores masked params sparse; without masks it stores dense */
+    rf_ckpt *c = NULL;
+    rf_status s = rf_model_to_ckpt(ctx, m, extra, &c);
+    m->masks = masks;
+    if (s != RF_OK) return s;
+    for (int i = 0; i < c->n; i++)  /* a quantized model's to_ckpt may pick int8: force fp32 dense */
+        if (c->t[i].dtype == RF_F32) c->t[i].storage = RF_STORE_DENSE;
+    unsigned char *buf = NULL;
+    s = rf_ckpt_encode(ctx, c, &buf, out);
+    rf_free(buf);
+    rf_ckpt_free(c);
+    return s;
+}
+
+/* ---- latency ------------------------------------------------------------ */
+/* Best-of-N time of one inference forward of `batch` samples, in seconds:
+ * the minimum is the most repeatable statistic on a shared machine. */
+static rf_status time_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, double *best) {
+    const float *logits;
+    RF_TRY(rf_model_forward(ctx, m, x, batch, 0, &logits));  /* warm-up: sizes buffers */
+    *best = INFINITY;
+    double start = rf_now();
+    for (int r = 0; r < 200 && (r < 5 || rf_now() - start < 0.25); r++) {
+        double t = rf_now();
+        RF_TRY(rf_model_forward(ctx, m, x, batch, 0, &logits));
+        t = rf_now() - t;
+        if (t < *best) *best = t;
+    }
+    return RF_OK;
+}
+
+/* Deployed form: the kernels a deployment would run. Layers whose inference
+ * GEMM a task already replaced (nn.h infer_gemm, e.g. int8 from the
+ * quantization kind) are kept ("custom"); on a model with zero weights the
+ * deploy module installs the sparse kernel where its calibration measured it
+ * faster than sgemm ("sparse"). Dense: every override lifted, OpenBLAS sgemm. */
+static rf_status add_latency(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, double sparsity, cJSON *metrics) {
+    enum { BIG = 64 };
+    const size_t ss = (size_t)m->input.d[0] * m->input.d[1] * m->input.d[2];
+    float *x = rf_calloc((size_t)BIG * ss, sizeof(float));
+    rf_status (**saved)(void *, const float *, float *, int) = rf_calloc((size_t)m->n_layers + 1, sizeof *saved);
+    rf_deploy_layer *info = rf_calloc((size_t)m->n_layers + 1, sizeof *info);
+    if (!x || !saved || !info) { rf_free(x); rf_free(saved); rf_free(info); return rf_error(ctx, RF_ERR_NOMEM, "finish: latency"); }
+    if (ds && (size_t)ds->c * ds->h * ds->w == ss)
+        for (int i = 0; i < BIG; i++) memcpy(x + (size_t)i * ss, ds->x + (size_t)(i % ds->n) * ss, ss * sizeof(float));
+    int custom = 0, n_sparse = 0, n_info = 0, deployed = 0;
+    for (int i = 0; i < m->n_layers; i++) custom |= m->layers[i].infer_gemm != NULL;
+    rf_status s = RF_OK;
+    if (sparsity > 0.0) {
+        rf_deploy_opts o;
+        rf_deploy_opts_default(&o);
+        o.batch = BIG;
+        s = rf_deploy_model(ctx, m, &o, info, m->n_layers, &n_info);
+        deployed = 1;
+        for (int i = 0; i < n_info; i++) n_sparse += info[i].sparse;
+    }
+    double t1 = 0, t64 = 0, d1 = 0;
+    if (s == RF_OK) s = time_forward(ctx, m, x, 1, &t1);
+    if (s == RF_OK) s = time_forward(ctx, m, x, BIG, &t64);
+    if (s == RF_OK && (custom || n_sparse)) {
+        for (int i = 0; i < m->n_layers; i++) { saved[i] = m->layers[i].infer_gemm; m->layers[i].infer_gemm = NULL; }
+        s = time_forward(ctx, m, x, 1, &d1);
+        for (int i = 0; i < m->n_layers; i++) m->layers[i].infer_gemm = saved[i];
+    } else {
+        d1 = t1;
+    }
+    if (deployed) rf_deploy_release(m);
+    rf_free(x); rf_free(saved); rf_free(info);
+    if (s != RF_OK) return s;
+    const char *form = custom && n_sparse ? "custom+sparse" : custom ? "custom" : n_sparse ? "sparse" : "dense";
+    if (!cJSON_AddNumberToObject(metrics, "latency_ms", t1 * 1e3) ||
+        !cJSON_AddNumberToObject(metrics, "dense_latency_ms", d1 * 1e3) ||
+        !cJSON_AddNumberToObject(metrics, "throughput", t64 > 0 ? BIG / t64 : 0.0) ||
+        !cJSON_AddNumberToObject(metrics, "sparse_layers", n_sparse) ||
+        !cJSON_AddStringToObject(metrics, "deployed_form", form))
+        return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
+    return RF_OK;
+}
+
+static int64_t settings_i64(const cJSON *settings, const char *key) {
+    const cJSON *v = settings ? cJSON_GetObjectItemCaseSensitive(settings, key) : NULL;
+    return cJSON_IsNumber(v) && v->valuedouble > 0 ? (int64_t)v->valuedouble : 0;
+}
+
+static const char *const common_keys[] = {
+    "accuracy", "loss", "sparsity", "layer_sparsity", "collapsed_layers", "parameters", "nonzero_parameters",
+    "bytes", "dense_bytes", "compression_ratio", "latency_ms", "dense_latency_ms", "throughput", "deployed_form",
+    "sparse_layers", "raw_fp32_bytes",
+};
+
+rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const char *extra_json, cJSON *metrics) {
+    if (!io || !io->out_dir || !m || !metrics) return rf_error(ctx, RF_ERR_INVALID, "finish: NULL argument");
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/model.rckpt", io->out_dir) >= sizeof path)
+        return rf_error(ctx, RF_ERR_INVALID, "finish: output directory path too long");
+    rf_model_apply_masks(m);
+    RF_TRY(rf_model_save(ctx, m, extra_json, path));
+    for (size_t i = 0; i < sizeof common_keys / sizeof common_keys[0]; i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(metrics, common_keys[i]);
+
+    double acc = 0.0, loss = 0.0;
+    if (io->test) {
+        rf_dataset view = *io->test;
+        int64_t limit = settings_i64(io->settings, "eval_limit");
+        if (limit > 0 && limit < view.n) view = rf_dataset_head(io->test, limit);
+        RF_TRY(rf_evaluate(ctx, m, &view, 256, &acc, &loss));
+    }
+    if (!cJSON_AddNumberToObject(metrics, "accuracy", acc) || !cJSON_AddNumberToObject(metrics, "loss", loss))
+        return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
+    RF_TRY(add_sparsity(ctx, m, metrics));
+    RF_TRY(add_collapsed(ctx, m, metrics));
+
+    struct stat st;
+    if (stat(path, &st) != 0) return rf_error(ctx, RF_ERR_IO, "finish: %s vanished after writing", path);
+    size_t dense = 0;
+    RF_TRY(dense_bytes(ctx, m, extra_json, &dense));
+    if (!cJSON_AddNumberToObject(metrics, "bytes", (double)st.st_size) ||
+        !cJSON_AddNumberToObject(metrics, "dense_bytes", (double)dense) ||
+        !cJSON_AddNumberToObject(metrics, "raw_fp32_bytes", (double)(m->n_params + m->n_buffers) * sizeof(float)) ||
+        !cJSON_AddNumberToObject(metrics, "compression_ratio", st.st_size > 0 ? (double)dense / (double)st.st_size : 0.0))
+        return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
+    const cJSON *sp = cJSON_GetObjectItemCaseSensitive(metrics, "sparsity");
+    return add_latency(ctx, m, io->test ? io->test : io->train, cJSON_IsNumber(sp) ? sp->valuedouble : 0.0, metrics);
+}

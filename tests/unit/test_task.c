@@ -1,0 +1,232 @@
+/* Task layer: the kind table, the diagnostic kinds, "train" end to end
+ * through rf_task_run into a temporary directory, and rf_task_finish's
+ * measured metrics (sparsity, layer collapse, sizes). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "raffle/task.h"
+
+static cJSON *settings_of(const char *json) {
+    cJSON *s = cJSON_Parse(json);
+    cr_assert_not_null(s, "bad test JSON: %s", json);
+    return s;
+}
+
+static rf_status run_task(const char *json, const char *out_dir, cJSON *metrics, rf_ctx *ctx) {
+    cJSON *s = settings_of(json);
+    rf_task_io io = {.settings = s, .out_dir = out_dir};
+    rf_status st = rf_task_run(ctx, &io, metrics);
+    cJSON_Delete(s);
+    return st;
+}
+
+static double num(const cJSON *metrics, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(metrics, key);
+    cr_assert(cJSON_IsNumber(v), "metric %s missing or not a number", key);
+    return v->valuedouble;
+}
+
+Test(task, kind_table) {
+    cr_assert_not_null(rf_task_kind_find("train"));
+    cr_assert_not_null(rf_task_kind_find("noop"));
+    cr_assert_not_null(rf_task_kind_find("fail"));
+    cr_assert_null(rf_task_kind_find("bogus"));
+    cr_assert_null(rf_task_kind_find(NULL));
+    cr_assert_str_eq(rf_task_kind_find("train")->name, "train");
+}
+
+Test(task, noop_and_bad_settings) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cJSON *m = cJSON_CreateObject();
+    cr_assert_eq(run_task("{\"kind\":\"noop\",\"data\":\"no-such-dataset\"}", "/tmp", m, &ctx), RF_OK);
+    const char *keys[] = {"accuracy", "loss", "sparsity", "bytes", "parameters", "seconds"};
+    for (int i = 0; i < 6; i++) cr_assert_eq(num(m, keys[i]), 0.0);
+    cr_assert_eq(run_task("{\"data\":\"synthetic\"}", "/tmp", m, &ctx), RF_ERR_INVALID);
+    cr_assert_eq(run_task("{\"kind\":\"bogus\"}", "/tmp", m, &ctx), RF_ERR_UNSUPPORTED);
+    cr_assert(strstr(rf_ctx_error(&ctx), "bogus"));
+    cr_assert_eq(run_task("{\"kind\":\"train\",\"model\":\"lenet-300-100\"}", "/tmp", m, &ctx), RF_ERR_INVALID);
+    cr_assert(strstr(rf_ctx_error(&ctx), "data"), "%s", rf_ctx_error(&ctx));
+    cJSON_Delete(m);
+}
+
+Test(task, fail_modes_return_errors) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cJSON *m = cJSON_CreateObject();
+    cr_assert_eq(run_task("{\"kind\":\"fail\",\"mode\":\"error\"}", "/tmp", m, &ctx), RF_ERR_INVALID);
+    cr_assert_eq(run_task("{\"kind\":\"fail\",\"mode\":\"nan\"}", "/tmp", m, &ctx), RF_ERR_NAN);
+    cr_assert_eq(run_task("{\"kind\":\"fail\",\"mode\":\"sideways\"}", "/tmp", m, &ctx), RF_ERR_INVALID);
+    cr_assert(strstr(rf_ctx_error(&ctx), "sideways"));
+    rf_alloc_fail_after(0);  /* "oom" stops at the first refused allocation */
+    rf_status s = run_task("{\"kind\":\"fail\",\"mode\":\"oom\"}", "/tmp", m, &ctx);
+    rf_alloc_fail_after(-1);
+    cr_assert_eq(s, RF_ERR_NOMEM);
+    cJSON_Delete(m);
+}
+
+Test(task, fail_crash_raises_sigsegv, .signal = SIGSEGV) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cJSON *m = cJSON_CreateObject();
+    run_task("{\"kind\":\"fail\",\"mode\":\"crash\"}", "/tmp", m, &ctx);
+}
+
+Test(task, train_settings_parse_and_reject) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_train_cfg c;
+    cJSON *s = settings_of("{\"optimizer\":\"sgd\",\"lr\":0.05,\"momentum\":0.8,\"batch\":64,\"iterations\":7,"
+                           "\"schedule\":\"step\",\"warmup\":3,\"label_smoothing\":0.1,\"eval_limit\":100,\"seed\":9}");
+    cr_assert_eq(rf_task_train_cfg(&ctx, s, &c), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(c.optim.type, RF_OPT_SGD);
+    cr_assert_float_eq(c.optim.lr, 0.05, 1e-7);
+    cr_assert_float_eq(c.optim.momentum, 0.8, 1e-7);
+    cr_assert_eq(c.batch, 64); cr_assert_eq(c.iterations, 7); cr_assert_eq(c.seed, 9);
+    cr_assert_eq(c.optim.sched, RF_SCHED_STEP); cr_assert_eq(c.optim.warmup_steps, 3);
+    cr_assert_float_eq(c.label_smoothing, 0.1, 1e-7); cr_assert_eq(c.eval_limit, 100);
+    cJSON_Delete(s);
+    cr_assert_eq(rf_task_train_cfg(&ctx, NULL, &c), RF_OK);
+    cr_assert_eq(c.optim.type, RF_OPT_ADAM); cr_assert_eq(c.optim.sched, RF_SCHED_COSINE);
+    const char *bad[] = {"{\"optimizer\":\"rmsprop\"}", "{\"batch\":0}", "{\"batch\":2.5}", "{\"lr\":\"x\"}",
+                         "{\"schedule\":\"cyclic\"}", "{\"momentum\":2}", "{\"epochs\":0}", "{\"nesterov\":1}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        s = settings_of(bad[i]);
+        cr_assert_eq(rf_task_train_cfg(&ctx, s, &c), RF_ERR_INVALID, "%s accepted", bad[i]);
+        cJSON_Delete(s);
+    }
+}
+
+Test(task, train_end_to_end_through_rf_task_run) {
+    char dir[] = "/tmp/raffle_task_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cJSON *m = cJSON_CreateObject();
+    rf_status s = run_task("{\"kind\":\"train\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\","
+                           "\"iterations\":30,\"batch\":32,\"seed\":1,\"eval_limit\":64}", dir, m, &ctx);
+    cr_assert_eq(s, RF_OK, "%s", rf_ctx_error(&ctx));
+    const char *keys[] = {"accuracy", "loss", "sparsity", "parameters", "bytes", "dense_bytes", "compression_ratio",
+                          "latency_ms", "dense_latency_ms", "throughput", "seconds", "best_accuracy", "steps"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) (void)num(m, keys[i]);
+    cr_assert(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m, "collapsed_layers")));
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(m, "collapsed_layers")), 0);
+    cr_assert(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(m, "layer_sparsity")));
+    cr_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "deployed_form")));
+    cr_assert_eq(num(m, "parameters"), 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10);
+    cr_assert_eq(num(m, "steps"), 30);
+    cr_assert_eq(num(m, "sparsity"), 0.0);
+    double acc = num(m, "accuracy");
+    cr_assert(acc > 0.3 && acc <= 1.0, "accuracy %g", acc);
+    char path[300]; snprintf(path, sizeof path, "%s/model.rckpt", dir);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "model.rckpt missing");
+    cr_assert_eq(num(m, "bytes"), (double)st.st_size);
+    cr_assert_float_eq(num(m, "compression_ratio"), num(m, "dense_bytes") / num(m, "bytes"), 1e-9);
+    cr_assert_gt(num(m, "latency_ms"), 0.0);
+    /* the saved model evaluates to the reported accuracy */
+    rf_model *back; rf_dataset *tr, *te;
+    cr_assert_eq(rf_model_load(&ctx, path, &back), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_data_load(&ctx, "synthetic:512", &tr, &te), RF_OK);
+    rf_dataset head = rf_dataset_head(te, 64);
+    double a2, l2;
+    cr_assert_eq(rf_evaluate(&ctx, back, &head, 64, &a2, &l2), RF_OK);
+    cr_assert_float_eq(a2, acc, 1e-12);
+    rf_model_free(back); rf_dataset_free(tr); rf_dataset_free(te);
+    cJSON_Delete(m);
+    unlink(path); rmdir(dir);
+}
+
+/* rf_task_finish measures sparsity and collapse from the weights themselves. */
+Test(task, finish_measures_sparsity_and_collapse) {
+    char dir[] = "/tmp/raffle_fin_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_model *mod;
+    cr_assert_eq(rf_model_create(&ctx, "lenet-300-100", &mod), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_model_init(&ctx, mod, 2), RF_OK);
+    const rf_param *w1 = NULL, *w2 = NULL, *w3 = NULL;
+    for (int i = 0; i < mod->n_ptensors; i++) {
+        const rf_param *p = &mod->ptensors[i];
+        if (p->role != RF_P_WEIGHT) continue;
+        if (!w1) w1 = p; else if (!w2) w2 = p; else w3 = p;
+    }
+    cr_assert(w1 && w2 && w3);
+    cr_assert_eq(w2->shape[1], 300);
+    /* fc1: only unit 0 keeps weights (half the layer zero is not collapse);
+     * fc2: column 0 (the only live input) zeroed -> no path through fc2 although
+     * fc2 still has non-zero weights; the output layer is then cut off too. */
+    float *p1 = mod->params + w1->offset, *p2 = mod->params + w2->offset;
+    memset(p1 + 784, 0, (w1->numel - 784) * sizeof(float));
+    for (int j = 0; j < 100; j++) p2[j * 300] = 0.0f;
+    rf_dataset *tr, *te;
+    cr_assert_eq(rf_data_load(&ctx, "synthetic:64", &tr, &te), RF_OK);
+    cJSON *set = settings_of("{\"kind\":\"train\"}");
+    rf_task_io io = {.settings = set, .out_dir = dir, .train = tr, .test = te};
+    cJSON *m = cJSON_CreateObject();
+    cr_assert_eq(rf_task_finish(&ctx, &io, mod, NULL, m), RF_OK, "%s", rf_ctx_error(&ctx));
+    size_t zeros = (w1->numel - 784) + 100;
+    for (size_t i = 0; i < 784; i++) zeros += p1[i] == 0.0f;
+    double want = (double)zeros / (double)(w1->numel + w2->numel + w3->numel);
+    cr_assert_float_eq(num(m, "sparsity"), want, 1e-9);
+    const cJSON *ls = cJSON_GetObjectItemCaseSensitive(m, "layer_sparsity");
+    cr_assert_float_eq(cJSON_GetObjectItemCaseSensitive(ls, w2->name)->valuedouble, 100.0 / w2->numel, 1e-9);
+    const cJSON *col = cJSON_GetObjectItemCaseSensitive(m, "collapsed_layers");
+    cr_assert_eq(cJSON_GetArraySize(col), 2, "%s", cJSON_PrintUnformatted(col));
+    cr_assert_str_eq(cJSON_GetArrayItem(col, 0)->valuestring, mod->layers[w2->layer].name);
+    cr_assert_str_eq(cJSON_GetArrayItem(col, 1)->valuestring, mod->layers[w3->layer].name);
+    cJSON_Delete(m);
+    /* a layer with no non-zero weight at all is collapsed by itself */
+    memset(mod->params + w3->offset, 0, w3->numel * sizeof(float));
+    for (size_t i = 0; i < w1->numel; i++) p1[i] = 0.5f;
+    for (size_t i = 0; i < w2->numel; i++) p2[i] = 0.5f;
+    m = cJSON_CreateObject();
+    cr_assert_eq(rf_task_finish(&ctx, &io, mod, NULL, m), RF_OK, "%s", rf_ctx_error(&ctx));
+    col = cJSON_GetObjectItemCaseSensitive(m, "collapsed_layers");
+    cr_assert_eq(cJSON_GetArraySize(col), 1);
+    cr_assert_str_eq(cJSON_GetArrayItem(col, 0)->valuestring, mod->layers[w3->layer].name);
+    cJSON_Delete(m);
+    cJSON_Delete(set);
+    rf_model_free(mod); rf_dataset_free(tr); rf_dataset_free(te);
+    char path[300]; snprintf(path, sizeof path, "%s/model.rckpt", dir);
+    unlink(path); rmdir(dir);
+}
+
+/* A stop request ends "train" with RF_ERR_PREEMPTED and writes nothing; a task
+ * with a parent continues from the parent's checkpoint. */
+Test(task, train_preemption_and_parent) {
+    char dir[] = "/tmp/raffle_pre_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    char path[300]; snprintf(path, sizeof path, "%s/model.rckpt", dir);
+    volatile int stop = 1;
+    cJSON *s = settings_of("{\"kind\":\"train\",\"data\":\"synthetic:256\",\"model\":\"lenet-300-100\",\"iterations\":5,\"batch\":32}");
+    rf_task_io io = {.settings = s, .out_dir = dir, .stop_flag = &stop};
+    cJSON *m = cJSON_CreateObject();
+    cr_assert_eq(rf_task_run(&ctx, &io, m), RF_ERR_PREEMPTED);
+    struct stat st;
+    cr_assert_neq(stat(path, &st), 0, "a preempted task wrote a checkpoint");
+    stop = 0;
+    cr_assert_eq(rf_task_run(&ctx, &io, m), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(stat(path, &st), 0);
+    cJSON_Delete(s);
+    cJSON_Delete(m);
+    /* child: no "model", starts from the parent (accuracy cannot be chance-level) */
+    char dir2[] = "/tmp/raffle_child_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir2));
+    s = settings_of("{\"kind\":\"train\",\"data\":\"synthetic:256\",\"iterations\":2,\"batch\":32,\"lr\":0}");
+    const char *parents[1] = {path};
+    rf_task_io io2 = {.settings = s, .out_dir = dir2, .n_parents = 1, .parent_ckpts = parents};
+    m = cJSON_CreateObject();
+    cr_assert_eq(rf_task_run(&ctx, &io2, m), RF_OK, "%s", rf_ctx_error(&ctx));
+    rf_model *a, *b;
+    char path2[300]; snprintf(path2, sizeof path2, "%s/model.rckpt", dir2);
+    cr_assert_eq(rf_model_load(&ctx, path, &a), RF_OK);
+    cr_assert_eq(rf_model_load(&ctx, path2, &b), RF_OK);
+    cr_assert_eq(a->n_params, b->n_params);
+    /* lr 0: the child's weights are the parent's */
+    cr_assert_eq(memcmp(a->params, b->params, a->n_params * sizeof(float)), 0);
+    rf_model_free(a); rf_model_free(b);
+    cJSON_Delete(s);
+    cJSON_Delete(m);
+    unlink(path); unlink(path2); rmdir(dir); rmdir(dir2);
+}
