@@ -1,0 +1,121 @@
+/* raffle coord: runs a job's task DAG, on MPI ranks or in-process.
+ *
+ * Rank 0 is the coordinator: it owns the scheduler and the results store
+ * (it alone writes it). Ranks 1..N-1 are workers: they ask for work when
+ * idle, run each task in a child process (`raffle run DIR`: fork + exec of
+ * the raffle binary, no MPI in the child) under memory (RLIMIT_AS) and time
+ * limits, and send back the metrics, the log and the checkpoint (zstd,
+ * chunked). With one rank, or without mpirun, the same code runs the
+ * sweep in-process, still one child process per task.
+ *
+ * Message protocol (version RF_COORD_PROTO_VERSION; docs/jobs.md has the
+ * table): every message starts with a 48-byte little-endian header
+ *   u32 magic "RFCP" | u16 version | u16 type | u32 task | u32 attempt |
+ *   u32 arg | u32 reserved | u64 n1 | u64 n2 | u64 n3
+ * on tag 1; payloads follow on tag 2 (zstd chunks, blobs) or 3 (stored
+ * chunks) from the same sender, in order.
+ *   READY  (W->C)  idle, wants a task
+ *   TASK   (C->W)  task index, attempt; arg = parent checkpoints following
+ *   PARENT (C->W)  task = parent index, n2 = raw bytes, n3 = chunks; chunks follow
+ *   RESULT (W->C)  arg = failure class, n1 = blob bytes, n2 = checkpoint raw
+ *                  bytes (0: none), n3 = chunks; the blob then the chunks follow
+ *   STOP   (C->W)  no more work: leave
+ * Both sides parse the same job (rank 0 broadcasts its text), so a task is
+ * named by its index and per-task coordinator state is a few integers. */
+#ifndef RAFFLE_COORD_H
+#define RAFFLE_COORD_H
+
+#include <stdint.h>
+#include <cjson/cJSON.h>
+#include "raffle/core.h"
+#include "raffle/job.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RF_COORD_PROTO_VERSION 1
+#define RF_COORD_MAGIC 0x50434652u   /* "RFCP" little-endian */
+#define RF_COORD_HDR_BYTES 48
+#define RF_COORD_CHUNK (4u << 20)    /* raw bytes per checkpoint chunk */
+
+typedef enum rf_coord_msg_type {    /* on the wire: never renumber */
+    RF_MSG_READY = 1, RF_MSG_TASK = 2, RF_MSG_PARENT = 3, RF_MSG_RESULT = 4, RF_MSG_STOP = 5,
+    RF_MSG_TYPE_COUNT_
+} rf_coord_msg_type;
+
+typedef struct rf_coord_msg {
+    uint16_t version, type;
+    uint32_t task, attempt, arg;
+    uint64_t n1, n2, n3;
+} rf_coord_msg;
+
+void      rf_coord_msg_encode(const rf_coord_msg *m, unsigned char out[RF_COORD_HDR_BYTES]);
+/* Decodes and checks a header (magic, version, type, sizes against limits). */
+rf_status rf_coord_msg_decode(rf_ctx *ctx, const unsigned char *buf, size_t n, rf_coord_msg *m);
+
+/* Failure classes of a task attempt (ledger "class"). Stable values: on the wire. */
+typedef enum rf_fail_class {
+    RF_FAIL_NONE = 0, RF_FAIL_ERROR = 1, RF_FAIL_CRASH = 2, RF_FAIL_OOM = 3, RF_FAIL_TIMEOUT = 4,
+    RF_FAIL_NAN = 5, RF_FAIL_PREEMPTED = 6, RF_FAIL_COUNT_
+} rf_fail_class;
+const char *rf_fail_class_name(int c);   /* "", "error", "crash", "oom", "timeout", "nan", "preempted" */
+/* Crashes and timeouts may be transient (a node fault, a slow neighbour): retried. */
+int         rf_fail_class_retryable(int c);
+
+typedef struct rf_sweep_opts {
+    const char   *store_root;      /* default "results" */
+    const char   *exe;             /* binary run as `EXE run DIR`; default /proc/self/exe */
+    const char   *work_dir;        /* scratch root; default ${TMPDIR:-/tmp}/raffle-<uid> */
+    int           fail_fast;       /* stop handing out tasks after the first final failure */
+    int           retries;         /* < 0: the job's limits.retries */
+    double        time_limit_s;    /* <= 0: the job's limits.time_s */
+    uint64_t      mem_limit;       /* 0: the job's limits.memory_mb */
+    double        status_every_s;  /* status.json / progress period; default 2 */
+    int           quiet;           /* no progress lines */
+    int           inproc_noop;     /* benchmark: workers answer tasks at once, no child, no store */
+    int           keep_work;       /* keep the scratch directories */
+    /* Preemption (Slurm walltime): when *stop_flag becomes non-zero, or
+     * rf_now() passes deadline (> 0), or a task's estimated cost would not end
+     * before it, no new task is started; running ones finish. */
+    volatile int *stop_flag;
+    double        deadline;
+    /* Run metadata (borrowed) merged into the ledger's "sweep" events next to
+     * host, pid and ranks: the HPC front-end puts the Slurm job id, array
+     * task id, node list and restart count here. May be NULL. */
+    const cJSON  *env;
+    void        (*log)(void *ud, const char *line);  /* progress lines (stderr in the CLI) */
+    void         *log_ud;
+} rf_sweep_opts;
+void rf_sweep_opts_default(rf_sweep_opts *o);
+
+typedef struct rf_sweep_result {
+    int      total, done, reused, failed, skipped, pending, retried;
+    double   seconds;
+    uint64_t gathered_bytes;       /* checkpoint bytes moved to rank 0 */
+    size_t   sched_bytes;          /* coordinator scheduling state, bytes */
+} rf_sweep_result;
+
+/* Runs the sweep. If MPI is initialised with more than one rank, every rank
+ * must call this with the same job: rank 0 coordinates, the others work.
+ * Otherwise runs in-process. Returns RF_OK when the sweep ran to its end
+ * (tasks may have failed: see res); an error when the store or MPI failed. */
+rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts, rf_sweep_result *res);
+
+/* The child side of a task: reads DIR/task.json ({"id","settings","parents"}),
+ * runs rf_task_run with out_dir DIR, writes DIR/metrics.json (deterministic
+ * keys at the top, timings under "timing") and DIR/result.json ({"class",
+ * "message"}). Returns the task's status. */
+rf_status rf_coord_run_dir(rf_ctx *ctx, const char *dir);
+/* Moves timing keys (seconds, latency_ms, throughput, ...) of metrics into a
+ * "timing" object so the rest is reproducible byte for byte. */
+void      rf_coord_split_timing(cJSON *metrics);
+
+/* `raffle bench coord` (src/coord/bench.c): dispatch rate, gather bandwidth
+ * vs raw MPI, memory per queued task; writes bench/results/coord.json. */
+int rf_bench_coord_main(int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

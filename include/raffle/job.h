@@ -1,0 +1,108 @@
+/* raffle job: a sweep's job file (JSON) validated against a schema and
+ * expanded into a DAG of tasks (docs/jobs.md documents every field).
+ *
+ * Expansion: any scalar setting given as a list is a grid axis; each grid
+ * point of an experiment becomes tasks (dense training -> prunes, lottery
+ * round r -> r+1, teacher -> students, OFA teacher -> sparse -> transfer ->
+ * QAT). Each task carries its canonical settings (keys sorted, printed by
+ * cJSON_PrintUnformatted) and its id is a hash of those settings, of its
+ * parents' ids and of the checkpoint format version, so identical work in two
+ * experiments is one task and an edited job changes only the ids it touches.
+ *
+ * Orchestration only: nothing here does math or I/O policy beyond reading
+ * the job file (STYLE.md rule 9). */
+#ifndef RAFFLE_JOB_H
+#define RAFFLE_JOB_H
+
+#include <stdint.h>
+#include "raffle/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Task kinds a job expands into; the names are rf_task_kind names. Values are
+ * indices into a table and are stored nowhere on disk. */
+typedef enum rf_job_kind {
+    RF_JOB_TRAIN = 0, RF_JOB_PRUNE, RF_JOB_LOTTERY, RF_JOB_DISTILL, RF_JOB_QUANTIZE,
+    RF_JOB_OFA_SPARSE, RF_JOB_OFA_TRANSFER, RF_JOB_OFA_QAT, RF_JOB_NOOP, RF_JOB_FAIL,
+    RF_JOB_KIND_COUNT_
+} rf_job_kind;
+const char *rf_job_kind_name(int kind);   /* "train", ...; "?" if out of range */
+
+/* One task: compact (ids and indices, no pointers to per-task heap objects
+ * except the settings string) so 100,000-task sweeps stay small. */
+typedef struct rf_job_task {
+    uint64_t id;           /* hash of canonical settings + parent ids + RF_CKPT_VERSION */
+    uint32_t parent_off;   /* first parent in rf_job.parents */
+    uint16_t n_parents;
+    uint8_t  kind;         /* rf_job_kind */
+    uint8_t  pad_;
+    uint32_t exp;          /* index of the experiment that first produced it */
+    uint32_t settings_off; /* offset of its NUL-terminated settings in rf_job.strings */
+    float    cost;         /* estimated seconds on one core (rough; for ETA/summary) */
+} rf_job_task;
+
+typedef struct rf_job_limits {
+    uint64_t memory_bytes; /* RLIMIT_AS of each task's child process */
+    double   time_s;       /* wall-clock limit of one task attempt */
+    int      retries;      /* extra attempts after a crash or timeout */
+} rf_job_limits;
+
+typedef struct rf_job {
+    char          name[129];    /* store name: [A-Za-z0-9._-], not starting with '.' */
+    char         *text;         /* the job file as submitted (owned, NUL-terminated) */
+    size_t        text_len;
+    rf_job_limits limits;
+    int           n_tasks;      /* tasks in topological order: parents before children */
+    rf_job_task  *tasks;        /* owned */
+    int32_t      *parents;      /* owned; task indices */
+    char         *strings;      /* owned; settings strings back to back */
+    size_t        strings_len;
+    int           n_experiments;
+    char        **exp_names;    /* owned; per experiment label */
+    int           n_dedup;      /* tasks merged because two experiments asked for the same work */
+    int32_t      *id_index;     /* owned; open-addressing table id -> task (rf_job_find) */
+    size_t        id_index_cap; /* power of two */
+} rf_job;
+
+/* Parses and validates a job; copies text. name_hint (may be NULL) names the
+ * job when it has no "name" (e.g. the file's basename without .json).
+ * Errors are RF_ERR_JOB with the JSON path in ctx ("experiments[2].sparsity[1]:
+ * 1.3 is outside [0, 1)"). Returns a new job; free with rf_job_free. */
+rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, rf_job **out);
+/* Reads and parses a job file. */
+rf_status rf_job_load(rf_ctx *ctx, const char *path, rf_job **out);
+void      rf_job_free(rf_job *j);   /* accepts NULL */
+
+/* Borrowed pointers into j. */
+static inline const char *rf_job_settings(const rf_job *j, int i) { return j->strings + j->tasks[i].settings_off; }
+static inline const int32_t *rf_job_parents(const rf_job *j, int i) { return j->parents + j->tasks[i].parent_off; }
+/* Index of the task with this id, or -1 (a hash lookup). */
+int  rf_job_find(const rf_job *j, uint64_t id);
+/* Writes the 16-hex-digit id and a NUL into out. */
+void rf_job_id_hex(uint64_t id, char out[17]);
+/* Parses 16 hex digits; returns 0 on success. */
+int  rf_job_id_parse(const char *s, uint64_t *id);
+
+typedef struct rf_job_summary {
+    int    n_tasks;
+    int    per_kind[RF_JOB_KIND_COUNT_];
+    int    longest_chain;   /* tasks on the longest dependency path */
+    int    n_roots;         /* tasks with no parents */
+    double est_seconds;     /* sum of task cost estimates (one core) */
+    double est_critical_s;  /* cost along the most expensive path */
+} rf_job_summary;
+void rf_job_summarize(const rf_job *j, rf_job_summary *s);
+
+/* Heights: out[i] = tasks on the longest path from i to a sink (1 for sinks).
+ * out must hold n_tasks entries. Used as scheduling priority. */
+void rf_job_heights(const rf_job *j, int32_t *out);
+
+/* Edit distance helper used for did-you-mean (exposed for tests). */
+int rf_job_edit_distance(const char *a, const char *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

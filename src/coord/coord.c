@@ -1,0 +1,1083 @@
+/* The sweep driver: scheduler, rank-0 coordinator, workers, in-process mode,
+ * resume from the ledger, status.json and progress.
+ *
+ * Scheduling: a task is ready when all its parents are done. Ready tasks sit
+ * in a binary heap ordered by height (tasks on the longest path from the task
+ * to the end of the DAG: the critical-path rule of list scheduling, so long
+ * lottery chains start first) and, for locality, also in the heap of the rank
+ * that holds its first parent's checkpoint. An idle rank takes the top of its
+ * own heap when that is as high as the global top, else the global top;
+ * entries taken through the other heap are dropped lazily. Per-task state is
+ * a 32-byte record plus 4 bytes per edge and heap slot.
+ *
+ * Durability order for a finished task: model.rckpt, log.txt, metrics.json
+ * written atomically, then the fsync'd "done" ledger line. Resume trusts a
+ * "done" line only if the files it names are there (metrics.json, and a
+ * model.rckpt of the recorded size). */
+#define _GNU_SOURCE
+#include "coord/coord_internal.h"
+#include "raffle/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sched.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { S_PENDING = 0, S_READY, S_RUNNING, S_DONE, S_FAILED, S_SKIPPED };
+
+/* Files of a task that travel between ranks: the checkpoint and, when the
+ * kind writes one, the lottery rewind point its children read from the
+ * parent's directory (docs/pruning.md, rewind "step:K"). Index = PARENT arg. */
+#define AUX_FILE "rewind.rckpt"
+static const char *const task_files[] = {"model.rckpt", AUX_FILE};
+
+typedef struct stask {
+    int32_t  height;
+    int32_t  waiting;      /* parents not done yet */
+    uint32_t child_off, n_children;
+    uint64_t holders;      /* ranks (< 64) holding its checkpoint */
+    uint8_t  state, attempts, has_ckpt, pad_;
+    int32_t  rank;         /* where it runs / ran */
+} stask;
+
+typedef struct heap { int32_t *v; int n, cap; } heap;
+
+typedef struct wstate { int32_t task; int idle; double since; } wstate;
+
+typedef struct coord {
+    rf_ctx              *ctx;
+    const rf_job        *job;
+    const rf_sweep_opts *o;
+    stask   *t;
+    int32_t *children;
+    heap     global;
+    heap    *pref;
+    int      nranks;
+    rf_store *store;
+    wstate  *w;
+    int      n_done, n_reused, n_failed, n_skipped, n_running, retried;
+    int      stopping, retries;
+    double   time_limit, t0, last_status, est_done, real_done;
+    uint64_t mem, gathered;
+    char     work[4096];
+} coord;
+
+static void progress(coord *C, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void progress(coord *C, const char *fmt, ...) {
+    if (C->o->quiet || !C->o->log) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    C->o->log(C->o->log_ud, line);
+}
+
+void rf_sweep_opts_default(rf_sweep_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->store_root = "results";
+    o->exe = "/proc/self/exe";
+    o->retries = -1;
+    o->status_every_s = 2;
+}
+
+/* ---- heap ------------------------------------------------------------------ */
+
+static int before(const coord *C, int32_t a, int32_t b) {
+    return C->t[a].height > C->t[b].height || (C->t[a].height == C->t[b].height && a < b);
+}
+
+static int heap_push(const coord *C, heap *h, int32_t x) {
+    if (h->n == h->cap) {
+        int cap = h->cap ? h->cap * 2 : 64;
+        int32_t *v = rf_realloc(h->v, (size_t)cap * sizeof *v);
+        if (!v) return -1;
+        h->v = v; h->cap = cap;
+    }
+    int i = h->n++;
+    while (i > 0 && before(C, x, h->v[(i - 1) / 2])) { h->v[i] = h->v[(i - 1) / 2]; i = (i - 1) / 2; }
+    h->v[i] = x;
+    return 0;
+}
+
+static void heap_pop(const coord *C, heap *h) {
+    int32_t x = h->v[--h->n];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && before(C, h->v[c + 1], h->v[c])) c++;
+        if (!before(C, h->v[c], x)) break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (h->n) h->v[i] = x;
+}
+
+/* Top ready task of h (dropping entries that are no longer ready), or -1. */
+static int32_t heap_top(const coord *C, heap *h) {
+    while (h->n && C->t[h->v[0]].state != S_READY) heap_pop(C, h);
+    return h->n ? h->v[0] : -1;
+}
+
+/* ---- scheduler ----------------------------------------------------------- */
+
+size_t coord_sched_bytes(const rf_job *job) {
+    size_t edges = 0;
+    for (int i = 0; i < job->n_tasks; i++) edges += job->tasks[i].n_parents;
+    /* per task: record + one slot in the global heap + one in a rank heap */
+    return (size_t)job->n_tasks * (sizeof(stask) + 2 * sizeof(int32_t)) + edges * sizeof(int32_t);
+}
+
+static rf_status sched_init(coord *C) {
+    const rf_job *j = C->job;
+    int n = j->n_tasks;
+    C->t = rf_calloc((size_t)(n ? n : 1), sizeof *C->t);
+    size_t edges = 0;
+    for (int i = 0; i < n; i++) edges += j->tasks[i].n_parents;
+    C->children = rf_malloc((edges ? edges : 1) * sizeof *C->children);
+    int32_t *h = rf_malloc((size_t)(n ? n : 1) * sizeof *h);
+    C->pref = rf_calloc((size_t)C->nranks, sizeof *C->pref);
+    C->w = rf_calloc((size_t)C->nranks, sizeof *C->w);
+    if (!C->t || !C->children || !h || !C->pref || !C->w) { rf_free(h); return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory for %d tasks", n); }
+    rf_job_heights(j, h);
+    for (int i = 0; i < n; i++) {
+        C->t[i].height = h[i];
+        C->t[i].rank = -1;
+        C->t[i].has_ckpt = j->tasks[i].kind != RF_JOB_NOOP && j->tasks[i].kind != RF_JOB_FAIL;
+        const int32_t *p = rf_job_parents(j, i);
+        for (int k = 0; k < j->tasks[i].n_parents; k++) C->t[p[k]].n_children++;
+    }
+    rf_free(h);
+    uint32_t off = 0;
+    for (int i = 0; i < n; i++) { C->t[i].child_off = off; off += C->t[i].n_children; C->t[i].n_children = 0; }
+    for (int i = 0; i < n; i++) {
+        const int32_t *p = rf_job_parents(j, i);
+        for (int k = 0; k < j->tasks[i].n_parents; k++) {
+            stask *pt = &C->t[p[k]];
+            C->children[pt->child_off + pt->n_children++] = i;
+        }
+    }
+    for (int r = 0; r < C->nranks; r++) C->w[r].task = -1;
+    return RF_OK;
+}
+
+static rf_status mark_ready(coord *C, int32_t i) {
+    C->t[i].state = S_READY;
+    if (heap_push(C, &C->global, i)) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
+    const int32_t *p = rf_job_parents(C->job, i);
+    for (int k = 0; k < C->job->tasks[i].n_parents; k++) {
+        uint64_t hb = C->t[p[k]].holders;
+        if (!hb) continue;
+        int r = __builtin_ctzll(hb);
+        if (r < C->nranks && heap_push(C, &C->pref[r], i)) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
+        break;
+    }
+    return RF_OK;
+}
+
+static int dispatch_blocked(coord *C, int32_t i) {
+    const rf_sweep_opts *o = C->o;
+    if (C->stopping) return 1;
+    if ((o->stop_flag && *o->stop_flag) || (o->deadline > 0 && rf_now() > o->deadline)) {
+        C->stopping = 1;
+        progress(C, "sweep %s: stop requested: no new tasks, waiting for %d running", C->job->name, C->n_running);
+        return 1;
+    }
+    /* walltime: a task whose estimate would overrun the deadline is not started */
+    if (o->deadline > 0 && i >= 0 && rf_now() + C->job->tasks[i].cost > o->deadline) return 1;
+    return 0;
+}
+
+static int32_t pick(coord *C, int rank) {
+    int32_t g = heap_top(C, &C->global);
+    int32_t m = rank < C->nranks ? heap_top(C, &C->pref[rank]) : -1;
+    int32_t i = (m >= 0 && (g < 0 || C->t[m].height >= C->t[g].height)) ? m : g;
+    if (i < 0 || dispatch_blocked(C, i)) return -1;
+    C->t[i].state = S_RUNNING;
+    C->t[i].rank = rank;
+    C->t[i].attempts++;
+    C->n_running++;
+    C->w[rank].task = i;
+    C->w[rank].idle = 0;
+    C->w[rank].since = rf_now();
+    return i;
+}
+
+/* ---- ledger ---------------------------------------------------------------- */
+
+static rf_status ledger(coord *C, const char *event, int32_t i, int rank, int cls, const char *msg,
+                        cJSON *extra, int sync) {
+    if (!C->store) { cJSON_Delete(extra); return RF_OK; }
+    cJSON *ev = extra ? extra : cJSON_CreateObject();
+    if (!ev) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
+    cJSON_AddStringToObject(ev, "event", event);
+    if (i >= 0) {
+        char hx[17];
+        rf_job_id_hex(C->job->tasks[i].id, hx);
+        cJSON_AddStringToObject(ev, "task", hx);
+        cJSON_AddStringToObject(ev, "kind", rf_job_kind_name(C->job->tasks[i].kind));
+        cJSON_AddStringToObject(ev, "experiment", C->job->exp_names[C->job->tasks[i].exp]);
+        cJSON_AddNumberToObject(ev, "attempt", C->t[i].attempts);
+    }
+    if (rank >= 0) cJSON_AddNumberToObject(ev, "rank", rank);
+    if (cls) cJSON_AddStringToObject(ev, "class", rf_fail_class_name(cls));
+    if (msg) cJSON_AddStringToObject(ev, "message", msg);
+    rf_status s = rf_store_ledger_append(C->ctx, C->store, ev, sync);
+    cJSON_Delete(ev);
+    return s;
+}
+
+/* ---- completion ------------------------------------------------------------ */
+
+static rf_status complete(coord *C, int32_t i, int rank) {
+    stask *t = &C->t[i];
+    t->state = S_DONE;
+    if (rank >= 0 && rank < 64) t->holders |= 1ull << rank;
+    for (uint32_t k = 0; k < t->n_children; k++) {
+        int32_t c = C->children[t->child_off + k];
+        if (--C->t[c].waiting == 0 && C->t[c].state == S_PENDING) RF_TRY(mark_ready(C, c));
+    }
+    return RF_OK;
+}
+
+/* Marks every not-yet-run descendant of i skipped (iterative DFS). */
+static rf_status skip_descendants(coord *C, int32_t i) {
+    int cap = 64, n = 0;
+    int32_t *stack = rf_malloc((size_t)cap * sizeof *stack);
+    if (!stack) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
+    stack[n++] = i;
+    char cause[17];
+    rf_job_id_hex(C->job->tasks[i].id, cause);
+    rf_status s = RF_OK;
+    while (n && !s) {
+        int32_t x = stack[--n];
+        stask *t = &C->t[x];
+        for (uint32_t k = 0; k < t->n_children && !s; k++) {
+            int32_t c = C->children[t->child_off + k];
+            if (C->t[c].state != S_PENDING && C->t[c].state != S_READY) continue;
+            C->t[c].state = S_SKIPPED;
+            C->n_skipped++;
+            cJSON *ex = cJSON_CreateObject();
+            if (ex) cJSON_AddStringToObject(ex, "cause", cause);
+            char msg[96];
+            snprintf(msg, sizeof msg, "an ancestor failed: %s", cause);
+            s = ledger(C, "skipped", c, -1, 0, msg, ex, 0);
+            if (n == cap) {
+                cap *= 2;
+                int32_t *ns = rf_realloc(stack, (size_t)cap * sizeof *ns);
+                if (!ns) { s = rf_error(C->ctx, RF_ERR_NOMEM, "out of memory"); break; }
+                stack = ns;
+            }
+            stack[n++] = c;
+        }
+    }
+    rf_free(stack);
+    if (!s) s = C->store ? rf_store_ledger_sync(C->ctx, C->store) : RF_OK;
+    return s;
+}
+
+typedef struct ckpt_sink { rf_store_file *f; uint64_t n; } ckpt_sink;
+static rf_status sink_to_file(rf_ctx *ctx, void *ud, const void *data, size_t n) {
+    ckpt_sink *k = ud;
+    k->n += n;
+    return k->f ? rf_store_file_write(ctx, k->f, data, n) : RF_OK;
+}
+
+/* One attempt's outcome reached rank 0: write the store, then the ledger. */
+static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *blob, size_t bn,
+                           rf_store_file *ck, uint64_t ck_bytes) {
+    rf_ctx *ctx = C->ctx;
+    stask *t = &C->t[i];
+    const unsigned char *sec[3];
+    size_t len[3];
+    rf_status s = coord_blob_unpack(ctx, blob, bn, sec, len);
+    if (s) { rf_store_file_abort(ck); return s; }
+    cJSON *meta = cJSON_ParseWithLength((const char *)sec[0], len[0]);
+    const cJSON *jc = cJSON_GetObjectItemCaseSensitive(meta, "class");
+    const cJSON *jm = cJSON_GetObjectItemCaseSensitive(meta, "message");
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(meta, "seconds");
+    int cls = cJSON_IsNumber(jc) ? jc->valueint : RF_FAIL_ERROR;
+    double secs = cJSON_IsNumber(js) ? js->valuedouble : 0;
+    char msg[RF_ERR_MAX];
+    snprintf(msg, sizeof msg, "%s", cJSON_IsString(jm) ? jm->valuestring : "");
+    cJSON_Delete(meta);
+    C->n_running--;
+    C->w[rank].task = -1;
+    char rel[96];
+    if (cls == RF_FAIL_NONE && len[1] == 0) { cls = RF_FAIL_ERROR; snprintf(msg, sizeof msg, "task wrote no metrics.json"); }
+    if (C->store) {
+        rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "log.txt");
+        if ((s = rf_store_write(ctx, C->store, rel, sec[2], len[2])) != RF_OK) { rf_store_file_abort(ck); return s; }
+    }
+    if (cls == RF_FAIL_NONE) {
+        if (ck) RF_TRY(rf_store_file_commit(ctx, ck));
+        else if (C->store) {
+            /* no checkpoint this time: drop a stale one from an older run */
+            rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "model.rckpt");
+            RF_TRY(rf_store_remove(ctx, C->store, rel));
+        }
+        if (C->store) {
+            rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "metrics.json");
+            RF_TRY(rf_store_write(ctx, C->store, rel, sec[1], len[1]));
+        }
+        C->gathered += ck_bytes;
+        t->has_ckpt = ck != NULL;
+        cJSON *ex = cJSON_CreateObject();
+        if (ex) { cJSON_AddNumberToObject(ex, "ckpt_bytes", (double)ck_bytes); cJSON_AddNumberToObject(ex, "seconds", secs); }
+        RF_TRY(ledger(C, "done", i, rank, 0, NULL, ex, 1));
+        C->n_done++;
+        C->est_done += C->job->tasks[i].cost;
+        C->real_done += secs;
+        return complete(C, i, rank);
+    }
+    rf_store_file_abort(ck);
+    int retry = rf_fail_class_retryable(cls) && t->attempts <= C->retries && !C->stopping;
+    cJSON *ex = cJSON_CreateObject();
+    if (ex) { cJSON_AddBoolToObject(ex, "retry", retry); cJSON_AddNumberToObject(ex, "seconds", secs); }
+    RF_TRY(ledger(C, cls == RF_FAIL_PREEMPTED ? "preempted" : "failed", i, rank, cls, msg, ex, 1));
+    char hx[17];
+    rf_job_id_hex(C->job->tasks[i].id, hx);
+    progress(C, "sweep %s: task %s (%s) %s on rank %d, attempt %d: %s%s", C->job->name, hx,
+             rf_job_kind_name(C->job->tasks[i].kind), rf_fail_class_name(cls), rank, t->attempts, msg, retry ? " (retrying)" : "");
+    if (retry || cls == RF_FAIL_PREEMPTED) {
+        C->retried += retry;
+        if (cls == RF_FAIL_PREEMPTED) { t->attempts--; C->stopping = 1; }
+        return mark_ready(C, i);
+    }
+    t->state = S_FAILED;
+    C->n_failed++;
+    if (C->o->fail_fast && !C->stopping) {
+        C->stopping = 1;
+        progress(C, "sweep %s: --fail-fast: no new tasks after this failure", C->job->name);
+    }
+    return skip_descendants(C, i);
+}
+
+/* ---- status ---------------------------------------------------------------- */
+
+static void fmt_dur(char *b, size_t n, double s) {
+    if (s < 0) snprintf(b, n, "?");
+    else if (s < 90) snprintf(b, n, "%.0fs", s);
+    else if (s < 5400) snprintf(b, n, "%.0fm%02.0fs", s / 60 - 0.5, s - 60 * (double)(long)(s / 60));
+    else snprintf(b, n, "%.1fh", s / 3600);
+}
+
+static double eta(coord *C, int nworkers) {
+    double rem = 0;
+    for (int i = 0; i < C->job->n_tasks; i++)
+        if (C->t[i].state == S_PENDING || C->t[i].state == S_READY || C->t[i].state == S_RUNNING) rem += C->job->tasks[i].cost;
+    double scale = C->est_done > 0 ? C->real_done / C->est_done : 1;
+    return rem * scale / (nworkers > 0 ? nworkers : 1);
+}
+
+static rf_status write_status(coord *C, int final) {
+    double now = rf_now();
+    if (!final && now - C->last_status < C->o->status_every_s) return RF_OK;
+    C->last_status = now;
+    int first = C->nranks > 1 ? 1 : 0, nworkers = C->nranks - first;
+    int pending = C->job->n_tasks - C->n_done - C->n_reused - C->n_failed - C->n_skipped - C->n_running;
+    double e = eta(C, nworkers);
+    char el[32], et[32], wl[512] = "";
+    fmt_dur(el, sizeof el, now - C->t0);
+    fmt_dur(et, sizeof et, e);
+    size_t k = 0;
+    for (int r = first; r < C->nranks && k + 40 < sizeof wl; r++) {
+        char d[32];
+        fmt_dur(d, sizeof d, now - C->w[r].since);
+        if (C->w[r].task >= 0)
+            k += (size_t)snprintf(wl + k, sizeof wl - k, " r%d:%s %s", r, rf_job_kind_name(C->job->tasks[C->w[r].task].kind), d);
+        else k += (size_t)snprintf(wl + k, sizeof wl - k, " r%d:idle", r);
+    }
+    progress(C, "sweep %s: %d/%d done (%d reused), %d running, %d failed, %d skipped, %d queued; %s elapsed%s%s |%s",
+             C->job->name, C->n_done + C->n_reused, C->job->n_tasks, C->n_reused, C->n_running, C->n_failed,
+             C->n_skipped, pending, el, final ? "" : ", ETA ", final ? "" : et, wl);
+    if (!C->store) return RF_OK;
+    cJSON *st = cJSON_CreateObject();
+    if (!st) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
+    char t[40];
+    rf_store_time_iso(t, sizeof t);
+    cJSON_AddStringToObject(st, "name", C->job->name);
+    cJSON_AddStringToObject(st, "updated", t);
+    cJSON_AddStringToObject(st, "state", final ? (C->stopping && pending ? "stopped" : "finished") : "running");
+    cJSON_AddNumberToObject(st, "total", C->job->n_tasks);
+    cJSON_AddNumberToObject(st, "done", C->n_done + C->n_reused);
+    cJSON_AddNumberToObject(st, "reused", C->n_reused);
+    cJSON_AddNumberToObject(st, "running", C->n_running);
+    cJSON_AddNumberToObject(st, "failed", C->n_failed);
+    cJSON_AddNumberToObject(st, "skipped", C->n_skipped);
+    cJSON_AddNumberToObject(st, "queued", pending);
+    cJSON_AddNumberToObject(st, "retried", C->retried);
+    cJSON_AddNumberToObject(st, "elapsed_s", now - C->t0);
+    cJSON_AddNumberToObject(st, "eta_s", final ? 0 : e);
+    cJSON_AddNumberToObject(st, "ranks", C->nranks);
+    cJSON *ws = cJSON_AddArrayToObject(st, "workers");
+    for (int r = first; ws && r < C->nranks; r++) {
+        cJSON *w = cJSON_CreateObject();
+        if (!w) break;
+        cJSON_AddNumberToObject(w, "rank", r);
+        int32_t ti = C->w[r].task;
+        cJSON_AddStringToObject(w, "state", ti >= 0 ? "running" : "idle");
+        if (ti >= 0) {
+            char hx[17];
+            rf_job_id_hex(C->job->tasks[ti].id, hx);
+            cJSON_AddStringToObject(w, "task", hx);
+            cJSON_AddStringToObject(w, "kind", rf_job_kind_name(C->job->tasks[ti].kind));
+            cJSON_AddNumberToObject(w, "running_s", now - C->w[r].since);
+        }
+        cJSON_AddItemToArray(ws, w);
+    }
+    char *txt = cJSON_Print(st);
+    cJSON_Delete(st);
+    if (!txt) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
+    rf_status s = rf_store_write(C->ctx, C->store, "status.json", txt, strlen(txt));
+    free(txt);
+    return s;
+}
+
+/* ---- setup and resume -------------------------------------------------------- */
+
+typedef struct idpos { uint64_t id; int32_t idx; } idpos;
+static int idpos_cmp(const void *a, const void *b) {
+    uint64_t x = ((const idpos *)a)->id, y = ((const idpos *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct replay { coord *C; idpos *map; int n; uint64_t *ck; uint8_t *done; } replay;
+
+static int replay_event(void *ud, const cJSON *ev) {
+    replay *r = ud;
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(ev, "event");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(ev, "task");
+    uint64_t id;
+    if (!cJSON_IsString(e) || !cJSON_IsString(t) || rf_job_id_parse(t->valuestring, &id) != 0) return 0;
+    idpos key = {id, 0};
+    idpos *hit = bsearch(&key, r->map, (size_t)r->n, sizeof *r->map, idpos_cmp);
+    if (!hit) return 0;   /* a task of an older version of the job */
+    if (strcmp(e->valuestring, "done") == 0) {
+        const cJSON *cb = cJSON_GetObjectItemCaseSensitive(ev, "ckpt_bytes");
+        r->done[hit->idx] = 1;
+        r->ck[hit->idx] = cJSON_IsNumber(cb) ? (uint64_t)cb->valuedouble : 0;
+    }
+    return 0;
+}
+
+static rf_status resume(coord *C) {
+    int n = C->job->n_tasks;
+    replay r = {C, rf_malloc((size_t)(n ? n : 1) * sizeof(idpos)), n,
+                rf_calloc((size_t)(n ? n : 1), sizeof(uint64_t)), rf_calloc((size_t)(n ? n : 1), 1)};
+    rf_status s = RF_OK;
+    if (!r.map || !r.ck || !r.done) { s = rf_error(C->ctx, RF_ERR_NOMEM, "out of memory"); goto out; }
+    for (int i = 0; i < n; i++) { r.map[i].id = C->job->tasks[i].id; r.map[i].idx = i; }
+    qsort(r.map, (size_t)n, sizeof *r.map, idpos_cmp);
+    int bad = 0;
+    if ((s = rf_store_ledger_replay(C->ctx, C->store, replay_event, &r, &bad)) != RF_OK) goto out;
+    if (bad) progress(C, "sweep %s: ledger: %d torn or unreadable line(s) ignored", C->job->name, bad);
+    for (int i = 0; i < n; i++) {
+        if (!r.done[i]) continue;
+        char rel[96];
+        uint64_t size = 0;
+        rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "metrics.json");
+        int ok = rf_store_stat(C->store, rel, NULL) == 0;
+        rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "model.rckpt");
+        if (ok && r.ck[i]) ok = rf_store_stat(C->store, rel, &size) == 0 && size == r.ck[i];
+        if (!ok) {
+            char hx[17];
+            rf_job_id_hex(C->job->tasks[i].id, hx);
+            progress(C, "sweep %s: task %s is in the ledger as done but its files are missing or damaged: running it again", C->job->name, hx);
+            continue;
+        }
+        C->t[i].state = S_DONE;
+        C->t[i].has_ckpt = r.ck[i] > 0;
+        C->n_reused++;
+    }
+out:
+    rf_free(r.map); rf_free(r.ck); rf_free(r.done);
+    return s;
+}
+
+/* Counts unfinished parents and queues what is ready. */
+static rf_status seed_ready(coord *C) {
+    for (int i = 0; i < C->job->n_tasks; i++) {
+        if (C->t[i].state == S_DONE) continue;
+        const int32_t *p = rf_job_parents(C->job, i);
+        int w = 0;
+        for (int k = 0; k < C->job->tasks[i].n_parents; k++) w += C->t[p[k]].state != S_DONE;
+        C->t[i].waiting = w;
+        if (C->store) RF_TRY(ledger(C, "queued", i, -1, 0, NULL, NULL, 0));
+        if (!w) RF_TRY(mark_ready(C, i));
+    }
+    return C->store ? rf_store_ledger_sync(C->ctx, C->store) : RF_OK;
+}
+
+static rf_status open_store(coord *C) {
+    rf_ctx *ctx = C->ctx;
+    RF_TRY(rf_store_open(ctx, C->o->store_root, C->job->name, 1, &C->store));
+    /* where and under what this run happened: host, pid, ranks, plus the
+     * caller's metadata (opts->env: Slurm job id etc.) */
+    cJSON *env = cJSON_CreateObject();
+    if (!env) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    cJSON_AddStringToObject(env, "host", host);
+    cJSON_AddNumberToObject(env, "pid", (double)getpid());
+    cJSON_AddNumberToObject(env, "ranks", C->nranks);
+    for (const cJSON *c = C->o->env ? C->o->env->child : NULL; c; c = c->next)
+        if (c->string && !cJSON_GetObjectItemCaseSensitive(env, c->string)) cJSON_AddItemToObject(env, c->string, cJSON_Duplicate(c, 1));
+    rf_status es = rf_store_set_env(ctx, C->store, env);
+    cJSON_Delete(env);
+    RF_TRY(es);
+    RF_TRY(rf_store_write(ctx, C->store, "job.json", C->job->text, C->job->text_len));
+    RF_TRY(resume(C));
+    cJSON *ev = cJSON_CreateObject();
+    if (!ev) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    cJSON_AddStringToObject(ev, "job", C->job->name);
+    cJSON_AddNumberToObject(ev, "ranks", C->nranks);
+    cJSON_AddNumberToObject(ev, "tasks", C->job->n_tasks);
+    cJSON_AddNumberToObject(ev, "reused", C->n_reused);
+    char hx[17];
+    rf_job_id_hex(rf_hash64(C->job->text, C->job->text_len, 0), hx);
+    cJSON_AddStringToObject(ev, "job_hash", hx);
+    cJSON_AddStringToObject(ev, "raffle_version", RF_VERSION_STRING);
+    RF_TRY(ledger(C, "sweep", -1, -1, 0, NULL, ev, 1));
+    if (C->n_reused) progress(C, "sweep %s: resuming: %d of %d tasks already done", C->job->name, C->n_reused, C->job->n_tasks);
+    return RF_OK;
+}
+
+static void coord_free(coord *C) {
+    rf_free(C->t); rf_free(C->children); rf_free(C->global.v);
+    for (int r = 0; C->pref && r < C->nranks; r++) rf_free(C->pref[r].v);
+    rf_free(C->pref); rf_free(C->w);
+    rf_store_close(C->store);
+}
+
+static void fill_result(const coord *C, rf_sweep_result *res) {
+    res->total = C->job->n_tasks;
+    res->done = C->n_done + C->n_reused;
+    res->reused = C->n_reused;
+    res->failed = C->n_failed;
+    res->skipped = C->n_skipped;
+    res->pending = C->job->n_tasks - res->done - C->n_failed - C->n_skipped;
+    res->retried = C->retried;
+    res->seconds = rf_now() - C->t0;
+    res->gathered_bytes = C->gathered;
+    res->sched_bytes = coord_sched_bytes(C->job);
+}
+
+static rf_status finish(coord *C) {
+    rf_status s = write_status(C, 1);
+    if (!s && C->store) {
+        cJSON *ev = cJSON_CreateObject();
+        if (!ev) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
+        cJSON_AddNumberToObject(ev, "done", C->n_done + C->n_reused);
+        cJSON_AddNumberToObject(ev, "failed", C->n_failed);
+        cJSON_AddNumberToObject(ev, "skipped", C->n_skipped);
+        cJSON_AddNumberToObject(ev, "seconds", rf_now() - C->t0);
+        s = ledger(C, "finished", -1, -1, 0, NULL, ev, 1);
+    }
+    return s;
+}
+
+/* ---- running one task here ------------------------------------------------------ */
+
+/* Writes DIR/task.json for task i with the given parent checkpoint paths. */
+static rf_status write_task_json(rf_ctx *ctx, const rf_job *j, int32_t i, const char *dir, char (*ppaths)[4096]) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *set = cJSON_Parse(rf_job_settings(j, i));
+    cJSON *par = cJSON_CreateArray();
+    if (!o || !set || !par) { cJSON_Delete(o); cJSON_Delete(set); cJSON_Delete(par); return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); }
+    char hx[17];
+    rf_job_id_hex(j->tasks[i].id, hx);
+    cJSON_AddStringToObject(o, "id", hx);
+    cJSON_AddItemToObject(o, "settings", set);
+    for (int k = 0; k < j->tasks[i].n_parents; k++) cJSON_AddItemToArray(par, cJSON_CreateString(ppaths[k]));
+    cJSON_AddItemToObject(o, "parents", par);
+    char *txt = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!txt) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/task.json", dir);
+    rf_status s = rf_write_file_atomic(ctx, path, txt, strlen(txt));
+    free(txt);
+    return s;
+}
+
+/* Runs task i in a child under dir and packs its result blob. *ckpt_path is
+ * set to dir/model.rckpt when the attempt succeeded and wrote one. */
+static rf_status run_here(rf_ctx *ctx, const rf_job *j, int32_t i, const char *dir, char (*ppaths)[4096],
+                          const rf_sweep_opts *o, uint64_t mem, double tl, void (*tick)(void *), void *tick_ud,
+                          unsigned char **blob, size_t *bn, int *has_ckpt) {
+    *has_ckpt = 0;
+    coord_rmtree(dir);
+    RF_TRY(rf_mkdirs(ctx, dir));
+    RF_TRY(write_task_json(ctx, j, i, dir, ppaths));
+    coord_exec_result r;
+    RF_TRY(coord_exec(ctx, o->exe, dir, mem, tl, tick, tick_ud, &r));
+    char path[4200];
+    unsigned char *metrics = NULL, *log = NULL;
+    size_t mn = 0, ln = 0;
+    rf_ctx tmp;
+    rf_ctx_init(&tmp);
+    if (r.cls == RF_FAIL_NONE) {
+        snprintf(path, sizeof path, "%s/metrics.json", dir);
+        if (rf_read_file(&tmp, path, &metrics, &mn) != RF_OK) { r.cls = RF_FAIL_ERROR; snprintf(r.message, sizeof r.message, "no metrics.json"); }
+        snprintf(path, sizeof path, "%s/model.rckpt", dir);
+        struct stat st;
+        *has_ckpt = r.cls == RF_FAIL_NONE && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    }
+    /* a second file some kinds leave next to model.rckpt for their children
+     * (lottery "step:K": the rewind point); it travels with the checkpoint */
+    uint64_t aux = 0;
+    if (*has_ckpt) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, AUX_FILE);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) aux = (uint64_t)st.st_size;
+    }
+    snprintf(path, sizeof path, "%s/log.txt", dir);
+    rf_read_file(&tmp, path, &log, &ln);
+    /* the log travels to rank 0 capped at its last 1 MiB */
+    size_t lo = ln > (1u << 20) ? ln - (1u << 20) : 0;
+    cJSON *meta = cJSON_CreateObject();
+    char *mt = NULL;
+    if (meta) {
+        cJSON_AddNumberToObject(meta, "class", r.cls);
+        cJSON_AddStringToObject(meta, "message", r.message);
+        cJSON_AddNumberToObject(meta, "seconds", r.seconds);
+        cJSON_AddNumberToObject(meta, "aux_bytes", (double)aux);
+        mt = cJSON_PrintUnformatted(meta);
+        cJSON_Delete(meta);
+    }
+    rf_status s = mt ? coord_blob_pack(ctx, mt, strlen(mt), metrics, mn, log ? log + lo : NULL, ln - lo, blob, bn)
+                     : rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    free(mt);
+    rf_free(metrics);
+    rf_free(log);
+    return s;
+}
+
+static rf_status work_root(rf_ctx *ctx, const rf_sweep_opts *o, const rf_job *j, long tag, char *out, size_t n) {
+    char base[3000];
+    if (o->work_dir) snprintf(base, sizeof base, "%s", o->work_dir);
+    else {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(base, sizeof base, "%s/raffle-%ld", tmp && tmp[0] ? tmp : "/tmp", (long)getuid());
+    }
+    snprintf(out, n, "%s/%s.%ld", base, j->name, tag);
+    return rf_mkdirs(ctx, out);
+}
+
+/* ---- in-process sweep ------------------------------------------------------------- */
+
+/* While the single local task runs: keep status.json and the progress line
+ * fresh (a failure to write status is reported at the next regular write). */
+static void status_tick(void *ud) {
+    coord *C = ud;
+    rf_ctx tmp;
+    rf_ctx_init(&tmp);
+    rf_ctx *keep = C->ctx;
+    C->ctx = &tmp;
+    write_status(C, 0);
+    C->ctx = keep;
+}
+
+static rf_status run_local(coord *C) {
+    rf_ctx *ctx = C->ctx;
+    const rf_job *j = C->job;
+    char dir[4200];
+    char (*pp)[4096] = NULL;
+    int maxp = 1;
+    for (int i = 0; i < j->n_tasks; i++) if (j->tasks[i].n_parents > maxp) maxp = j->tasks[i].n_parents;
+    pp = rf_malloc((size_t)maxp * sizeof *pp);
+    if (!pp) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    rf_status s = RF_OK;
+    for (;;) {
+        if ((s = write_status(C, 0)) != RF_OK) break;
+        int32_t i = pick(C, 0);
+        if (i < 0) break;
+        char hx[17];
+        rf_job_id_hex(j->tasks[i].id, hx);
+        if ((s = ledger(C, "started", i, 0, 0, NULL, NULL, 1)) != RF_OK) break;
+        const int32_t *p = rf_job_parents(j, i);
+        for (int k = 0; k < j->tasks[i].n_parents; k++) {
+            char rel[96];
+            rf_store_task_rel(rel, sizeof rel, j->tasks[p[k]].id, "model.rckpt");
+            snprintf(pp[k], sizeof pp[k], "%s/%s", rf_store_dir(C->store), rel);
+        }
+        snprintf(dir, sizeof dir, "%s/local/%s", C->work, hx);
+        unsigned char *blob = NULL;
+        size_t bn = 0;
+        int has = 0;
+        if ((s = run_here(ctx, j, i, dir, pp, C->o, C->mem, C->time_limit, status_tick, C, &blob, &bn, &has)) != RF_OK) break;
+        rf_store_file *f = NULL;
+        uint64_t bytes = 0;
+        if (has) {
+            char rel[96], path[4300];
+            rf_store_task_rel(rel, sizeof rel, j->tasks[i].id, "model.rckpt");
+            snprintf(path, sizeof path, "%s/model.rckpt", dir);
+            unsigned char *ck;
+            size_t cn;
+            s = rf_read_file(ctx, path, &ck, &cn);
+            if (!s) s = rf_store_file_begin(ctx, C->store, rel, &f);
+            if (!s) { s = rf_store_file_write(ctx, f, ck, cn); if (s) { rf_store_file_abort(f); f = NULL; } }
+            if (!s) rf_free(ck);
+            bytes = cn;
+            snprintf(path, sizeof path, "%s/%s", dir, AUX_FILE);
+            struct stat ast;
+            if (!s && stat(path, &ast) == 0 && S_ISREG(ast.st_mode) && (s = rf_read_file(ctx, path, &ck, &cn)) == RF_OK) {
+                rf_store_task_rel(rel, sizeof rel, j->tasks[i].id, AUX_FILE);
+                s = rf_store_write(ctx, C->store, rel, ck, cn);
+                rf_free(ck);
+            }
+            if (s) { rf_store_file_abort(f); rf_free(blob); break; }
+        }
+        s = on_result(C, i, 0, blob, bn, f, bytes);
+        rf_free(blob);
+        if (s) break;
+        if (!C->o->keep_work) coord_rmtree(dir);
+    }
+    rf_free(pp);
+    return s;
+}
+
+/* ---- MPI: coordinator ----------------------------------------------------------------- */
+
+/* Polling without a core to spare: spin briefly (a reply is usually microseconds
+ * away), then yield to other runnable processes (the task children share
+ * the cores), then sleep with a growing period capped at 1 ms. */
+static void backoff(int *idle_spins) {
+    int n = ++*idle_spins;
+    if (n < 64) return;
+    if (n < 2048) { sched_yield(); return; }
+    struct timespec ts = {0, n < 2200 ? 50000 : 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* Number of files of task p in the store that travel with it (1 or 2). */
+static uint32_t parent_files(coord *C, int32_t p) {
+    char rel[96];
+    rf_store_task_rel(rel, sizeof rel, C->job->tasks[p].id, AUX_FILE);
+    return C->store && rf_store_stat(C->store, rel, NULL) == 0 ? 2 : 1;
+}
+
+static rf_status ship_parent(coord *C, MPI_Comm comm, int w, int32_t p) {
+    rf_ctx *ctx = C->ctx;
+    uint32_t nf = parent_files(C, p);
+    for (uint32_t k = 0; k < nf; k++) {
+        char rel[96];
+        rf_store_task_rel(rel, sizeof rel, C->job->tasks[p].id, task_files[k]);
+        int fd;
+        uint64_t size;
+        RF_TRY(rf_store_open_fd(ctx, C->store, rel, &fd, &size));
+        rf_coord_msg m = {.type = RF_MSG_PARENT, .task = (uint32_t)p, .arg = k, .n2 = size, .n3 = coord_chunks(size)};
+        rf_status s = coord_send_hdr(ctx, comm, w, &m);
+        if (!s) s = coord_send_stream(ctx, comm, w, NULL, fd, size, COORD_ZSTD_LEVEL);
+        close(fd);
+        if (s) return s;
+    }
+    if (w < 64) C->t[p].holders |= 1ull << w;
+    return RF_OK;
+}
+
+static rf_status dispatch(coord *C, MPI_Comm comm, int w, int32_t i) {
+    const rf_job *j = C->job;
+    RF_TRY(ledger(C, "started", i, w, 0, NULL, NULL, C->o->inproc_noop ? 0 : 1));
+    const int32_t *p = rf_job_parents(j, i);
+    uint32_t ship = 0;
+    for (int k = 0; k < j->tasks[i].n_parents; k++)
+        if (C->t[p[k]].has_ckpt && !(w < 64 && (C->t[p[k]].holders >> w) & 1)) ship += parent_files(C, p[k]);
+    rf_coord_msg m = {.type = RF_MSG_TASK, .task = (uint32_t)i, .attempt = C->t[i].attempts, .arg = ship};
+    RF_TRY(coord_send_hdr(C->ctx, comm, w, &m));
+    for (int k = 0; k < j->tasks[i].n_parents; k++)
+        if (C->t[p[k]].has_ckpt && !(w < 64 && (C->t[p[k]].holders >> w) & 1)) RF_TRY(ship_parent(C, comm, w, p[k]));
+    return RF_OK;
+}
+
+static rf_status recv_result(coord *C, MPI_Comm comm, int w, const rf_coord_msg *m) {
+    rf_ctx *ctx = C->ctx;
+    if (m->task >= (uint32_t)C->job->n_tasks || C->t[m->task].state != S_RUNNING || C->t[m->task].rank != w)
+        return rf_error(ctx, RF_ERR_MPI, "protocol: rank %d reported task %u it was not running", w, m->task);
+    unsigned char *blob = rf_malloc((size_t)m->n1 + 1);
+    if (!blob) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    rf_status s = coord_recv_bytes(ctx, comm, w, blob, (size_t)m->n1);
+    rf_store_file *f = NULL;
+    ckpt_sink sk = {0};
+    if (!s && m->n2 > 0) {
+        if (C->store) {
+            char rel[96];
+            rf_store_task_rel(rel, sizeof rel, C->job->tasks[m->task].id, "model.rckpt");
+            s = rf_store_file_begin(ctx, C->store, rel, &f);
+        }
+        sk.f = f;
+        if (!s) s = coord_recv_stream(ctx, comm, w, m->n2, m->n3, sink_to_file, &sk);
+        if (s) { rf_store_file_abort(f); f = NULL; }
+    }
+    /* the aux file follows the checkpoint; it is durable before "done" */
+    uint64_t aux = 0;
+    if (!s) {
+        const unsigned char *sec[3];
+        size_t len[3];
+        if (coord_blob_unpack(ctx, blob, (size_t)m->n1, sec, len) == RF_OK) {
+            cJSON *meta = cJSON_ParseWithLength((const char *)sec[0], len[0]);
+            const cJSON *a = cJSON_GetObjectItemCaseSensitive(meta, "aux_bytes");
+            if (cJSON_IsNumber(a) && a->valuedouble > 0 && m->n2 > 0) aux = (uint64_t)a->valuedouble;
+            cJSON_Delete(meta);
+        }
+    }
+    if (!s && aux) {
+        rf_store_file *af = NULL;
+        if (C->store) {
+            char rel[96];
+            rf_store_task_rel(rel, sizeof rel, C->job->tasks[m->task].id, AUX_FILE);
+            s = rf_store_file_begin(ctx, C->store, rel, &af);
+        }
+        ckpt_sink ak = {af, 0};
+        if (!s) s = coord_recv_stream(ctx, comm, w, aux, coord_chunks(aux), sink_to_file, &ak);
+        if (!s && af) s = rf_store_file_commit(ctx, af);
+        else rf_store_file_abort(af);
+        if (s) { rf_store_file_abort(f); f = NULL; }
+    }
+    if (!s) s = on_result(C, (int32_t)m->task, w, blob, (size_t)m->n1, f, m->n2);
+    if (!s && m->n2 > 0 && !f) C->t[m->task].has_ckpt = 1;   /* storeless benchmark */
+    rf_free(blob);
+    return s;
+}
+
+static rf_status run_coordinator(coord *C, MPI_Comm comm) {
+    rf_ctx *ctx = C->ctx;
+    int nworkers = C->nranks - 1, nidle = 0, spins = 0;
+    int *idle = rf_malloc((size_t)nworkers * sizeof *idle);
+    if (!idle) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    rf_status s = RF_OK;
+    for (;;) {
+        if (!C->o->inproc_noop && (s = write_status(C, 0)) != RF_OK) break;
+        /* hand work to idle ranks, most recently idle first */
+        while (nidle > 0) {
+            int w = idle[nidle - 1];
+            int32_t i = pick(C, w);
+            if (i < 0) break;
+            nidle--;
+            if ((s = dispatch(C, comm, w, i)) != RF_OK) break;
+        }
+        if (s) break;
+        if (C->n_running == 0 && nidle == nworkers && (C->stopping || heap_top(C, &C->global) < 0)) break;
+        int flag = 0;
+        MPI_Status st;
+        MPI_Iprobe(MPI_ANY_SOURCE, COORD_TAG_HDR, comm, &flag, &st);
+        if (!flag) { backoff(&spins); continue; }
+        spins = 0;
+        rf_coord_msg m;
+        int from;
+        if ((s = coord_recv_hdr(ctx, comm, st.MPI_SOURCE, &m, &from)) != RF_OK) break;
+        if (m.type == RF_MSG_READY) {
+            C->w[from].idle = 1;
+            C->w[from].since = rf_now();
+            idle[nidle++] = from;
+        } else if (m.type == RF_MSG_RESULT) {
+            if ((s = recv_result(C, comm, from, &m)) != RF_OK) break;
+            C->w[from].idle = 1;
+            C->w[from].since = rf_now();
+            idle[nidle++] = from;
+        } else {
+            s = rf_error(ctx, RF_ERR_MPI, "protocol: unexpected message type %u from rank %d", m.type, from);
+            break;
+        }
+    }
+    /* every worker gets STOP, also after an error, so no rank waits forever */
+    rf_coord_msg stop = {.type = RF_MSG_STOP};
+    for (int w = 1; w < C->nranks; w++) coord_send_hdr(ctx, comm, w, &stop);
+    rf_free(idle);
+    return s;
+}
+
+/* ---- MPI: worker ------------------------------------------------------------------------ */
+
+typedef struct fd_sink { int fd; } fd_sink;
+static rf_status sink_fd(rf_ctx *ctx, void *ud, const void *data, size_t n) {
+    const unsigned char *p = data;
+    while (n) {
+        ssize_t w = write(((fd_sink *)ud)->fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return rf_error(ctx, RF_ERR_IO, "parent checkpoint write: %s", strerror(errno));
+        p += w; n -= (size_t)w;
+    }
+    return RF_OK;
+}
+
+/* Waits for the coordinator's next header without spinning a core that a
+ * task child needs (Open MPI busy-polls in blocking receives). */
+static rf_status wait_hdr(rf_ctx *ctx, MPI_Comm comm, rf_coord_msg *m) {
+    unsigned char b[RF_COORD_HDR_BYTES];
+    MPI_Request rq;
+    MPI_Irecv(b, RF_COORD_HDR_BYTES, MPI_BYTE, 0, COORD_TAG_HDR, comm, &rq);
+    int flag = 0, spins = 0;
+    MPI_Status st;
+    for (;;) {
+        MPI_Test(&rq, &flag, &st);
+        if (flag) break;
+        backoff(&spins);
+    }
+    int cnt = 0;
+    MPI_Get_count(&st, MPI_BYTE, &cnt);
+    return rf_coord_msg_decode(ctx, b, (size_t)cnt, m);
+}
+
+static rf_status recv_parent(rf_ctx *ctx, MPI_Comm comm, const rf_job *j, const char *work, uint8_t *have) {
+    rf_coord_msg m;
+    RF_TRY(coord_recv_hdr(ctx, comm, 0, &m, NULL));
+    if (m.type != RF_MSG_PARENT || m.task >= (uint32_t)j->n_tasks || m.arg >= sizeof task_files / sizeof task_files[0])
+        return rf_error(ctx, RF_ERR_MPI, "protocol: expected a parent checkpoint, got type %u", m.type);
+    char hx[17], path[4300], tmp[4400];
+    rf_job_id_hex(j->tasks[m.task].id, hx);
+    snprintf(path, sizeof path, "%s/cache/%s", work, hx);
+    RF_TRY(rf_mkdirs(ctx, path));
+    snprintf(path, sizeof path, "%s/cache/%s/%s", work, hx, task_files[m.arg]);
+    snprintf(tmp, sizeof tmp, "%s.part", path);
+    fd_sink fs = {open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
+    if (fs.fd < 0) {
+        rf_status s = rf_error(ctx, RF_ERR_IO, "%s: %s", tmp, strerror(errno));
+        coord_recv_stream(ctx, comm, 0, m.n2, m.n3, NULL, NULL);
+        return s;
+    }
+    rf_status s = coord_recv_stream(ctx, comm, 0, m.n2, m.n3, sink_fd, &fs);
+    if (close(fs.fd) != 0 && !s) s = rf_error(ctx, RF_ERR_IO, "%s: %s", tmp, strerror(errno));
+    if (!s && rename(tmp, path) != 0) s = rf_error(ctx, RF_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!s) have[m.task] = 2;
+    return s;
+}
+
+static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o, MPI_Comm comm, int rank,
+                            const char *work, uint64_t mem, double tl) {
+    uint8_t *have = rf_calloc((size_t)(j->n_tasks ? j->n_tasks : 1), 1);   /* 1: produced here, 2: shipped */
+    int maxp = 1;
+    for (int i = 0; i < j->n_tasks; i++) if (j->tasks[i].n_parents > maxp) maxp = j->tasks[i].n_parents;
+    char (*pp)[4096] = rf_malloc((size_t)maxp * sizeof *pp);
+    char cache[4200];
+    snprintf(cache, sizeof cache, "%s/cache", work);
+    rf_status s = (!have || !pp) ? rf_error(ctx, RF_ERR_NOMEM, "out of memory") : o->inproc_noop ? RF_OK : rf_mkdirs(ctx, cache);
+    rf_coord_msg ready = {.type = RF_MSG_READY};
+    if (!s) s = coord_send_hdr(ctx, comm, 0, &ready);
+    static const char noop_meta[] = "{\"class\":0,\"message\":\"\",\"seconds\":0}";
+    static const char noop_metrics[] = "{\"accuracy\":0}\n";
+    while (!s) {
+        rf_coord_msg m;
+        if ((s = wait_hdr(ctx, comm, &m)) != RF_OK) break;
+        if (m.type == RF_MSG_STOP) break;
+        if (m.type != RF_MSG_TASK || m.task >= (uint32_t)j->n_tasks) { s = rf_error(ctx, RF_ERR_MPI, "protocol: unexpected message type %u", m.type); break; }
+        for (uint32_t k = 0; k < m.arg && !s; k++) s = recv_parent(ctx, comm, j, work, have);
+        if (s) break;
+        int32_t i = (int32_t)m.task;
+        unsigned char *blob = NULL;
+        size_t bn = 0;
+        int has = 0;
+        char dir[4300], hx[17];
+        rf_job_id_hex(j->tasks[i].id, hx);
+        snprintf(dir, sizeof dir, "%s/tasks/%s", work, hx);
+        if (o->inproc_noop) {
+            /* benchmark: measures the coordinator, not fork/exec */
+            s = coord_blob_pack(ctx, noop_meta, sizeof noop_meta - 1, (const unsigned char *)noop_metrics,
+                                sizeof noop_metrics - 1, NULL, 0, &blob, &bn);
+        } else {
+            const int32_t *p = rf_job_parents(j, i);
+            for (int k = 0; k < j->tasks[i].n_parents; k++) {
+                char ph[17];
+                rf_job_id_hex(j->tasks[p[k]].id, ph);
+                if (have[p[k]] == 1) snprintf(pp[k], sizeof pp[k], "%s/tasks/%s/model.rckpt", work, ph);
+                else snprintf(pp[k], sizeof pp[k], "%s/%s/model.rckpt", cache, ph);
+            }
+            have[i] = 0;
+            s = run_here(ctx, j, i, dir, pp, o, mem, tl, NULL, NULL, &blob, &bn, &has);
+        }
+        if (s) break;
+        char ck[4400];
+        snprintf(ck, sizeof ck, "%s/model.rckpt", dir);
+        int fd = has ? open(ck, O_RDONLY | O_CLOEXEC) : -1;
+        struct stat st;
+        uint64_t size = (fd >= 0 && fstat(fd, &st) == 0) ? (uint64_t)st.st_size : 0;
+        rf_coord_msg r = {.type = RF_MSG_RESULT, .task = m.task, .attempt = m.attempt, .n1 = bn, .n2 = size, .n3 = coord_chunks(size)};
+        s = coord_send_hdr(ctx, comm, 0, &r);
+        if (!s) s = coord_send_bytes(ctx, comm, 0, blob, bn);
+        if (!s && size) s = coord_send_stream(ctx, comm, 0, NULL, fd, size, COORD_ZSTD_LEVEL);
+        if (fd >= 0) close(fd);
+        if (!s && has) {
+            snprintf(ck, sizeof ck, "%s/%s", dir, AUX_FILE);
+            int afd = open(ck, O_RDONLY | O_CLOEXEC);
+            if (afd >= 0 && fstat(afd, &st) == 0 && st.st_size > 0)
+                s = coord_send_stream(ctx, comm, 0, NULL, afd, (uint64_t)st.st_size, COORD_ZSTD_LEVEL);
+            if (afd >= 0) close(afd);
+        }
+        rf_free(blob);
+        if (!s && has) have[i] = 1;
+    }
+    (void)rank;
+    rf_free(have);
+    rf_free(pp);
+    return s;
+}
+
+/* ---- entry ------------------------------------------------------------------------------ */
+
+rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts, rf_sweep_result *res) {
+    rf_sweep_opts def;
+    if (!opts) { rf_sweep_opts_default(&def); opts = &def; }
+    memset(res, 0, sizeof *res);
+    int mpi = 0, rank = 0, size = 1;
+    MPI_Initialized(&mpi);
+    if (mpi) {
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+    }
+    coord C;
+    memset(&C, 0, sizeof C);
+    C.ctx = ctx;
+    C.job = job;
+    C.o = opts;
+    C.nranks = size;
+    C.t0 = rf_now();
+    C.last_status = -1e30;
+    C.retries = opts->retries >= 0 ? opts->retries : job->limits.retries;
+    C.time_limit = opts->time_limit_s > 0 ? opts->time_limit_s : job->limits.time_s;
+    C.mem = opts->mem_limit ? opts->mem_limit : job->limits.memory_bytes;
+    long tag = (long)getpid();
+    if (size > 1) MPI_Bcast(&tag, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+    rf_status s = RF_OK;
+    if (!opts->inproc_noop) s = work_root(ctx, opts, job, tag, C.work, sizeof C.work);
+    if (size > 1 && rank > 0) {
+        char mine[4300];
+        snprintf(mine, sizeof mine, "%s/rank%d", C.work, rank);
+        if (!s && !opts->inproc_noop) s = rf_mkdirs(ctx, mine);
+        if (!s) s = run_worker(ctx, job, opts, MPI_COMM_WORLD, rank, mine, C.mem, C.time_limit);
+        if (!opts->keep_work && !opts->inproc_noop) coord_rmtree(mine);
+        MPI_Barrier(MPI_COMM_WORLD);   /* rank 0 then removes the emptied run directory */
+        return s;
+    }
+    if (!s) s = sched_init(&C);
+    if (!s && !opts->inproc_noop) s = open_store(&C);
+    if (!s) s = seed_ready(&C);
+    if (!s) {
+        progress(&C, "sweep %s: %d tasks (%d already done) on %d rank(s)%s", job->name, job->n_tasks, C.n_reused, size,
+                 size > 1 ? "" : ", in-process");
+        s = size > 1 ? run_coordinator(&C, MPI_COMM_WORLD) : run_local(&C);
+    } else if (size > 1) {
+        /* the workers are waiting for instructions: release them */
+        rf_coord_msg stop = {.type = RF_MSG_STOP};
+        rf_ctx tmp;
+        rf_ctx_init(&tmp);
+        for (int w = 1; w < size; w++) coord_send_hdr(&tmp, MPI_COMM_WORLD, w, &stop);
+    }
+    if (!s && !opts->inproc_noop) s = finish(&C);
+    fill_result(&C, res);
+    if (size > 1) MPI_Barrier(MPI_COMM_WORLD);
+    if (!opts->keep_work && C.work[0]) {
+        char local[4300];
+        snprintf(local, sizeof local, "%s/local", C.work);
+        coord_rmtree(local);
+        rmdir(C.work);
+    }
+    coord_free(&C);
+    return s;
+}

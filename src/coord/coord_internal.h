@@ -1,0 +1,61 @@
+/* Internal pieces of the coordinator shared by coord.c, proto.c, exec.c and
+ * the coordinator benchmark (bench.c). Not a public interface. */
+#ifndef RAFFLE_COORD_INTERNAL_H
+#define RAFFLE_COORD_INTERNAL_H
+
+#include <mpi.h>
+#include "raffle/coord.h"
+
+enum { COORD_TAG_HDR = 1, COORD_TAG_DATA = 2, COORD_TAG_STORED = 3 };
+
+/* zstd level of checkpoint streams. A checkpoint's payload is already zstd
+ * inside the .rckpt, so a second pass gains almost nothing; a fast negative
+ * level keeps the stream near memcpy speed (bench coord measures it). */
+#define COORD_ZSTD_LEVEL (-5)
+
+/* ---- proto.c: headers, byte messages, zstd checkpoint streams ---------- */
+rf_status coord_send_hdr(rf_ctx *ctx, MPI_Comm comm, int dest, const rf_coord_msg *m);
+/* Blocking receive of a header from src (MPI_ANY_SOURCE allowed); *from gets the sender. */
+rf_status coord_recv_hdr(rf_ctx *ctx, MPI_Comm comm, int src, rf_coord_msg *m, int *from);
+rf_status coord_send_bytes(rf_ctx *ctx, MPI_Comm comm, int dest, const void *data, size_t n);
+rf_status coord_recv_bytes(rf_ctx *ctx, MPI_Comm comm, int src, void *data, size_t n);
+
+/* Number of chunks a stream of raw bytes is cut into. */
+uint64_t  coord_chunks(uint64_t raw);
+/* Sends raw bytes (from buf, or read from fd when buf is NULL) as zstd
+ * frames of up to RF_COORD_CHUNK raw bytes each (tag 2); a chunk zstd cannot
+ * shrink is sent as is on tag 3. level: zstd level. */
+rf_status coord_send_stream(rf_ctx *ctx, MPI_Comm comm, int dest, const unsigned char *buf, int fd,
+                            uint64_t raw, int level);
+typedef rf_status (*coord_sink)(rf_ctx *ctx, void *ud, const void *data, size_t n);
+/* Receives a stream sent by coord_send_stream and hands each decompressed
+ * chunk to sink (which may be NULL to discard). */
+rf_status coord_recv_stream(rf_ctx *ctx, MPI_Comm comm, int src, uint64_t raw, uint64_t nchunks,
+                            coord_sink sink, void *ud);
+
+/* A result blob: three length-prefixed sections (meta JSON, metrics.json
+ * bytes, log bytes). pack returns a new buffer (rf_free). */
+rf_status coord_blob_pack(rf_ctx *ctx, const char *meta, size_t mn, const unsigned char *metrics, size_t xn,
+                          const unsigned char *log, size_t ln, unsigned char **out, size_t *n);
+/* Points the sections into blob (borrowed); error if the lengths lie. */
+rf_status coord_blob_unpack(rf_ctx *ctx, const unsigned char *blob, size_t n, const unsigned char *sec[3], size_t len[3]);
+
+/* ---- exec.c: one task attempt in a child process ------------------------ */
+typedef struct coord_exec_result {
+    int    cls;                 /* rf_fail_class */
+    char   message[RF_ERR_MAX];
+    double seconds;
+} coord_exec_result;
+/* Runs `exe run dir` with RLIMIT_AS = mem (0: none) and a wall-clock limit;
+ * its stdout/stderr go to dir/log.txt. tick (may be NULL) is called about
+ * every 20 ms while the child runs (status updates in the in-process mode). */
+rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem, double time_limit,
+                     void (*tick)(void *ud), void *tick_ud, coord_exec_result *r);
+/* Removes a directory tree without following symlinks. */
+void      coord_rmtree(const char *path);
+
+/* ---- coord.c: used by the benchmark ------------------------------------ */
+/* Bytes of scheduler state for a job of n tasks and e parent edges. */
+size_t    coord_sched_bytes(const rf_job *job);
+
+#endif

@@ -1,0 +1,282 @@
+/* Task isolation: each attempt runs as `raffle run DIR` in a child process
+ * (fork + exec, so the child starts clean: no MPI state, no threads) under an
+ * address-space limit and a wall-clock limit; the way it ends is classified
+ * (error, NaN, out of memory, crash, timeout). Also the child's side:
+ * rf_coord_run_dir, which the `raffle run` command calls. */
+#define _GNU_SOURCE
+#include "coord/coord_internal.h"
+#include "raffle/task.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* AddressSanitizer reserves terabytes of shadow address space at start-up,
+ * so under an RLIMIT_AS every task of a sanitizer build would abort before
+ * main: such builds (make asan) run tasks without the memory limit. */
+#if defined(__SANITIZE_ADDRESS__)
+#define AS_LIMIT_WORKS 0
+#else
+#define AS_LIMIT_WORKS 1
+#endif
+
+static const char *const class_names[RF_FAIL_COUNT_] = {"", "error", "crash", "oom", "timeout", "nan", "preempted"};
+
+const char *rf_fail_class_name(int c) { return (c >= 0 && c < RF_FAIL_COUNT_) ? class_names[c] : "?"; }
+int rf_fail_class_retryable(int c) { return c == RF_FAIL_CRASH || c == RF_FAIL_TIMEOUT; }
+
+static int class_from_name(const char *s) {
+    for (int i = 0; i < RF_FAIL_COUNT_; i++) if (strcmp(class_names[i], s) == 0) return i;
+    return RF_FAIL_ERROR;
+}
+
+/* Status of the task function -> failure class. */
+static const struct { rf_status s; int cls; } status_class[] = {
+    {RF_ERR_NAN, RF_FAIL_NAN}, {RF_ERR_NOMEM, RF_FAIL_OOM}, {RF_ERR_LIMIT, RF_FAIL_OOM},
+    {RF_ERR_TIMEOUT, RF_FAIL_TIMEOUT}, {RF_ERR_PREEMPTED, RF_FAIL_PREEMPTED}, {RF_ERR_CHILD, RF_FAIL_CRASH},
+};
+
+static int classify_status(rf_status s) {
+    if (s == RF_OK) return RF_FAIL_NONE;
+    for (size_t i = 0; i < sizeof status_class / sizeof status_class[0]; i++)
+        if (status_class[i].s == s) return status_class[i].cls;
+    return RF_FAIL_ERROR;
+}
+
+/* Metric keys that measure time on this machine rather than the model, or
+ * are decided by such a measurement (the deployment step keeps a sparse
+ * kernel for a layer only where it timed faster: sparse_layers,
+ * deployed_form): they go under "timing" so the rest of metrics.json is
+ * reproducible byte for byte. */
+static int is_timing_key(const char *k) {
+    static const char *const parts[] = {"seconds", "latency", "throughput", "per_s", "speedup", "time_"};
+    static const char *const exact[] = {"sparse_layers", "deployed_form"};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) if (strstr(k, parts[i])) return 1;
+    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++) if (strcmp(k, exact[i]) == 0) return 1;
+    return 0;
+}
+
+void rf_coord_split_timing(cJSON *metrics) {
+    cJSON *timing = cJSON_CreateObject();
+    if (!timing) return;
+    cJSON *c = metrics->child;
+    while (c) {
+        cJSON *next = c->next;
+        if (c->string && is_timing_key(c->string) && strcmp(c->string, "timing") != 0) {
+            cJSON_DetachItemViaPointer(metrics, c);
+            cJSON_AddItemToObject(timing, c->string, c);
+        }
+        c = next;
+    }
+    cJSON_AddItemToObject(metrics, "timing", timing);
+}
+
+static void child_log(void *ud, const char *line) {
+    (void)ud;
+    fprintf(stderr, "%s\n", line);
+}
+
+static rf_status write_json(rf_ctx *ctx, const char *dir, const char *name, const cJSON *o) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    char *s = cJSON_PrintUnformatted(o);
+    if (!s) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    size_t n = strlen(s);
+    char *b = rf_malloc(n + 2);
+    if (!b) { free(s); return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); }
+    memcpy(b, s, n);
+    b[n] = '\n';
+    free(s);
+    rf_status st = rf_write_file_atomic(ctx, path, b, n + 1);
+    rf_free(b);
+    return st;
+}
+
+rf_status rf_coord_run_dir(rf_ctx *ctx, const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/task.json", dir);
+    unsigned char *buf;
+    size_t n;
+    RF_TRY(rf_read_file(ctx, path, &buf, &n));
+    cJSON *task = cJSON_ParseWithLength((const char *)buf, n);
+    rf_free(buf);
+    const cJSON *settings = cJSON_GetObjectItemCaseSensitive(task, "settings");
+    const cJSON *parents = cJSON_GetObjectItemCaseSensitive(task, "parents");
+    if (!cJSON_IsObject(settings) || !cJSON_IsArray(parents)) {
+        cJSON_Delete(task);
+        return rf_error(ctx, RF_ERR_FORMAT, "%s: expected {\"settings\": {...}, \"parents\": [...]}", path);
+    }
+    int np = cJSON_GetArraySize(parents);
+    const char **pp = rf_calloc((size_t)(np ? np : 1), sizeof *pp);
+    cJSON *metrics = cJSON_CreateObject();
+    rf_status s = RF_OK;
+    if (!pp || !metrics) s = rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    for (int i = 0; !s && i < np; i++) {
+        const cJSON *p = cJSON_GetArrayItem(parents, i);
+        if (!cJSON_IsString(p)) s = rf_error(ctx, RF_ERR_FORMAT, "%s: parents[%d] is not a path", path, i);
+        else pp[i] = p->valuestring;
+    }
+    if (!s) {
+        rf_task_io io = {0};
+        io.settings = settings;
+        io.n_parents = np;
+        io.parent_ckpts = pp;
+        io.out_dir = dir;
+        io.log = child_log;
+        s = rf_task_run(ctx, &io, metrics);
+    }
+    cJSON *res = cJSON_CreateObject();
+    if (res) {
+        cJSON_AddStringToObject(res, "class", rf_fail_class_name(classify_status(s)));
+        cJSON_AddStringToObject(res, "status", rf_strerror(s));
+        cJSON_AddStringToObject(res, "message", s ? rf_ctx_error(ctx) : "");
+    }
+    rf_ctx wctx;
+    rf_ctx_init(&wctx);
+    if (!s) {
+        rf_coord_split_timing(metrics);
+        if (write_json(&wctx, dir, "metrics.json", metrics) != RF_OK) s = rf_error(ctx, wctx.status, "%s", wctx.err);
+    }
+    if (res && write_json(&wctx, dir, "result.json", res) != RF_OK && !s) s = rf_error(ctx, wctx.status, "%s", wctx.err);
+    cJSON_Delete(res);
+    cJSON_Delete(metrics);
+    rf_free(pp);
+    cJSON_Delete(task);
+    return s;
+}
+
+/* Last non-empty line of dir/log.txt into out (for crash messages). */
+static void log_tail(const char *dir, char *out, size_t n) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/log.txt", dir);
+    out[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    char buf[1024];
+    off_t end = lseek(fd, 0, SEEK_END);
+    off_t from = end > (off_t)sizeof buf - 1 ? end - (off_t)sizeof buf + 1 : 0;
+    ssize_t r = pread(fd, buf, sizeof buf - 1, from);
+    close(fd);
+    if (r <= 0) return;
+    buf[r] = '\0';
+    while (r > 0 && (buf[r - 1] == '\n' || buf[r - 1] == '\r')) buf[--r] = '\0';
+    char *nl = strrchr(buf, '\n');
+    snprintf(out, n, "%s", nl ? nl + 1 : buf);
+}
+
+static void sleep_s(double s) {
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem, double time_limit,
+                     void (*tick)(void *ud), void *tick_ud, coord_exec_result *r) {
+    memset(r, 0, sizeof *r);
+    char logp[4096], resp[4096];
+    snprintf(logp, sizeof logp, "%s/log.txt", dir);
+    snprintf(resp, sizeof resp, "%s/result.json", dir);
+    unlink(resp);
+    int logfd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (logfd < 0) return rf_error(ctx, RF_ERR_IO, "%s: %s", logp, strerror(errno));
+    fflush(NULL);
+    double t0 = rf_now();
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) { close(logfd); return rf_error(ctx, RF_ERR_CHILD, "fork: %s", strerror(errno)); }
+    if (pid == 0) {
+        /* child: only async-signal-safe calls until exec. If the worker is
+         * killed (kill -9 of a rank), its task dies with it instead of
+         * running on as an orphan. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127);
+        setpgid(0, 0);
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0) dup2(nul, 0);
+        dup2(logfd, 1);
+        dup2(logfd, 2);
+        for (int fd = 3; fd < 1024; fd++) close(fd);
+        if (mem && AS_LIMIT_WORKS) {
+            struct rlimit rl = {(rlim_t)mem, (rlim_t)mem};
+            setrlimit(RLIMIT_AS, &rl);
+        }
+        execl(exe, "raffle", "run", dir, (char *)NULL);
+        _exit(127);
+    }
+    close(logfd);
+    int status = 0, timed_out = 0;
+    double nap = 0.0005;
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) break;
+        if (w < 0 && errno != EINTR) { r->cls = RF_FAIL_CRASH; snprintf(r->message, sizeof r->message, "waitpid: %s", strerror(errno)); return RF_OK; }
+        if (time_limit > 0 && rf_now() - t0 > time_limit) {
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+            timed_out = 1;
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+            break;
+        }
+        sleep_s(nap);
+        if (nap < 0.02) nap *= 2;
+        if (tick) tick(tick_ud);
+    }
+    r->seconds = rf_now() - t0;
+    char tail[256];
+    log_tail(dir, tail, sizeof tail);
+    if (timed_out) {
+        r->cls = RF_FAIL_TIMEOUT;
+        snprintf(r->message, sizeof r->message, "killed after the time limit of %g s", time_limit);
+        return RF_OK;
+    }
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        r->cls = sig == SIGKILL ? RF_FAIL_OOM : RF_FAIL_CRASH;
+        snprintf(r->message, sizeof r->message, "%s by signal %d (%s)%s%s",
+                 sig == SIGKILL ? "killed (out of memory?)" : "crashed", sig, strsignal(sig), tail[0] ? "; last output: " : "", tail);
+        return RF_OK;
+    }
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    unsigned char *buf;
+    size_t n;
+    rf_ctx tmp;
+    rf_ctx_init(&tmp);
+    cJSON *res = NULL;
+    if (rf_read_file(&tmp, resp, &buf, &n) == RF_OK) {
+        res = cJSON_ParseWithLength((const char *)buf, n);
+        rf_free(buf);
+    }
+    const cJSON *cls = cJSON_GetObjectItemCaseSensitive(res, "class");
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(res, "message");
+    if (code == 0 && cJSON_IsString(cls) && cls->valuestring[0] == '\0') {
+        r->cls = RF_FAIL_NONE;
+    } else if (cJSON_IsString(cls) && cls->valuestring[0]) {
+        r->cls = class_from_name(cls->valuestring);
+        snprintf(r->message, sizeof r->message, "%s", cJSON_IsString(msg) ? msg->valuestring : "");
+    } else {
+        r->cls = RF_FAIL_ERROR;
+        snprintf(r->message, sizeof r->message, "%s exited with status %d and no result%s%s",
+                 code == 127 ? "exec failed:" : "task", code, tail[0] ? "; last output: " : "", tail);
+    }
+    cJSON_Delete(res);
+    return RF_OK;
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb; (void)flag; (void)ftw;
+    remove(p);
+    return 0;
+}
+
+void coord_rmtree(const char *path) {
+    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}

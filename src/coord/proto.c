@@ -1,0 +1,219 @@
+/* The coordinator's wire protocol: fixed 48-byte little-endian headers (so a
+ * header means the same on every rank and compiler), byte payloads, and
+ * checkpoint streams cut into chunks of RF_COORD_CHUNK raw bytes (so any size
+ * fits MPI's int counts), each a zstd frame or, when zstd cannot shrink it,
+ * the bytes themselves on the "stored" tag. */
+#define _GNU_SOURCE
+#include "coord/coord_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+/* A header's sizes are capped before anything is allocated from them. */
+#define MAX_BLOB   (64ull << 20)
+#define MAX_STREAM (1ull << 40)
+
+void rf_coord_msg_encode(const rf_coord_msg *m, unsigned char out[RF_COORD_HDR_BYTES]) {
+    memset(out, 0, RF_COORD_HDR_BYTES);
+    rf_put_u32(out, RF_COORD_MAGIC);
+    out[4] = (unsigned char)(m->version & 0xff); out[5] = (unsigned char)(m->version >> 8);
+    out[6] = (unsigned char)(m->type & 0xff);    out[7] = (unsigned char)(m->type >> 8);
+    rf_put_u32(out + 8, m->task);
+    rf_put_u32(out + 12, m->attempt);
+    rf_put_u32(out + 16, m->arg);
+    rf_put_u64(out + 24, m->n1);
+    rf_put_u64(out + 32, m->n2);
+    rf_put_u64(out + 40, m->n3);
+}
+
+rf_status rf_coord_msg_decode(rf_ctx *ctx, const unsigned char *b, size_t n, rf_coord_msg *m) {
+    memset(m, 0, sizeof *m);
+    if (n != RF_COORD_HDR_BYTES) return rf_error(ctx, RF_ERR_MPI, "protocol: header of %zu bytes, expected %d", n, RF_COORD_HDR_BYTES);
+    if (rf_get_u32(b) != RF_COORD_MAGIC) return rf_error(ctx, RF_ERR_MPI, "protocol: bad magic 0x%08x", rf_get_u32(b));
+    m->version = (uint16_t)(b[4] | (b[5] << 8));
+    m->type = (uint16_t)(b[6] | (b[7] << 8));
+    if (m->version != RF_COORD_PROTO_VERSION)
+        return rf_error(ctx, RF_ERR_VERSION, "protocol version %u, this build speaks %d: run the same raffle build on every rank",
+                        m->version, RF_COORD_PROTO_VERSION);
+    if (m->type == 0 || m->type >= RF_MSG_TYPE_COUNT_) return rf_error(ctx, RF_ERR_MPI, "protocol: unknown message type %u", m->type);
+    m->task = rf_get_u32(b + 8);
+    m->attempt = rf_get_u32(b + 12);
+    m->arg = rf_get_u32(b + 16);
+    m->n1 = rf_get_u64(b + 24);
+    m->n2 = rf_get_u64(b + 32);
+    m->n3 = rf_get_u64(b + 40);
+    if (m->n1 > MAX_BLOB) return rf_error(ctx, RF_ERR_MPI, "protocol: payload of %llu bytes is over the limit", (unsigned long long)m->n1);
+    if (m->n2 > MAX_STREAM || m->n3 != coord_chunks(m->n2))
+        return rf_error(ctx, RF_ERR_MPI, "protocol: stream of %llu bytes in %llu chunks does not add up",
+                        (unsigned long long)m->n2, (unsigned long long)m->n3);
+    return RF_OK;
+}
+
+uint64_t coord_chunks(uint64_t raw) { return (raw + RF_COORD_CHUNK - 1) / RF_COORD_CHUNK; }
+
+static rf_status mpi_fail(rf_ctx *ctx, int rc, const char *what) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return rf_error(ctx, RF_ERR_MPI, "%s: %.*s", what, len, msg);
+}
+
+rf_status coord_send_hdr(rf_ctx *ctx, MPI_Comm comm, int dest, const rf_coord_msg *m) {
+    unsigned char b[RF_COORD_HDR_BYTES];
+    rf_coord_msg c = *m;
+    c.version = RF_COORD_PROTO_VERSION;
+    rf_coord_msg_encode(&c, b);
+    int rc = MPI_Send(b, RF_COORD_HDR_BYTES, MPI_BYTE, dest, COORD_TAG_HDR, comm);
+    return rc == MPI_SUCCESS ? RF_OK : mpi_fail(ctx, rc, "send header");
+}
+
+rf_status coord_recv_hdr(rf_ctx *ctx, MPI_Comm comm, int src, rf_coord_msg *m, int *from) {
+    unsigned char b[RF_COORD_HDR_BYTES];
+    MPI_Status st;
+    int rc = MPI_Recv(b, RF_COORD_HDR_BYTES, MPI_BYTE, src, COORD_TAG_HDR, comm, &st);
+    if (rc != MPI_SUCCESS) return mpi_fail(ctx, rc, "receive header");
+    int cnt = 0;
+    MPI_Get_count(&st, MPI_BYTE, &cnt);
+    if (from) *from = st.MPI_SOURCE;
+    return rf_coord_msg_decode(ctx, b, (size_t)cnt, m);
+}
+
+rf_status coord_send_bytes(rf_ctx *ctx, MPI_Comm comm, int dest, const void *data, size_t n) {
+    if (n > INT_MAX) return rf_error(ctx, RF_ERR_MPI, "payload too large for one message");
+    int rc = MPI_Send(data, (int)n, MPI_BYTE, dest, COORD_TAG_DATA, comm);
+    return rc == MPI_SUCCESS ? RF_OK : mpi_fail(ctx, rc, "send payload");
+}
+
+rf_status coord_recv_bytes(rf_ctx *ctx, MPI_Comm comm, int src, void *data, size_t n) {
+    if (n > INT_MAX) return rf_error(ctx, RF_ERR_MPI, "payload too large for one message");
+    MPI_Status st;
+    int rc = MPI_Recv(data, (int)n, MPI_BYTE, src, COORD_TAG_DATA, comm, &st);
+    if (rc != MPI_SUCCESS) return mpi_fail(ctx, rc, "receive payload");
+    int cnt = 0;
+    MPI_Get_count(&st, MPI_BYTE, &cnt);
+    if ((size_t)cnt != n) return rf_error(ctx, RF_ERR_MPI, "protocol: payload of %d bytes, header said %zu", cnt, n);
+    return RF_OK;
+}
+
+/* Compresses one chunk into dst, or returns 0 when the chunk is not worth
+ * compressing: an .rckpt's payload is already zstd, so a 64 KiB sample that
+ * does not shrink by 5% means the chunk goes out stored (tag
+ * COORD_TAG_STORED), straight from the caller's buffer, at MPI speed. */
+static size_t compress_chunk(ZSTD_CCtx *zc, unsigned char *dst, size_t cap, const unsigned char *src, size_t n,
+                             unsigned char *scratch, size_t scap) {
+    size_t probe = n < (64u << 10) ? n : (64u << 10);
+    size_t pn = ZSTD_compress2(zc, scratch, scap, src, probe);
+    if (!ZSTD_isError(pn) && pn * 100 >= probe * 95) return 0;
+    return ZSTD_compress2(zc, dst, cap, src, n);
+}
+
+rf_status coord_send_stream(rf_ctx *ctx, MPI_Comm comm, int dest, const unsigned char *buf, int fd,
+                            uint64_t raw, int level) {
+    if (raw == 0) return RF_OK;
+    size_t bound = ZSTD_compressBound(RF_COORD_CHUNK);
+    unsigned char *cb = rf_malloc(bound);
+    unsigned char *rb = buf ? NULL : rf_malloc(RF_COORD_CHUNK);
+    size_t pcap = ZSTD_compressBound(64u << 10);
+    unsigned char *probe = rf_malloc(pcap);
+    ZSTD_CCtx *zc = ZSTD_createCCtx();
+    rf_status s = RF_OK;
+    if (!cb || (!buf && !rb) || !zc || !probe) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); goto done; }
+    ZSTD_CCtx_setParameter(zc, ZSTD_c_compressionLevel, level);
+    uint64_t nch = coord_chunks(raw);
+    for (uint64_t k = 0; k < nch; k++) {
+        size_t len = (size_t)((raw - k * RF_COORD_CHUNK) < RF_COORD_CHUNK ? raw - k * RF_COORD_CHUNK : RF_COORD_CHUNK);
+        const unsigned char *src = buf ? buf + k * RF_COORD_CHUNK : rb;
+        if (!buf) {
+            size_t got = 0;
+            while (got < len) {
+                ssize_t r = pread(fd, rb + got, len - got, (off_t)(k * RF_COORD_CHUNK + got));
+                if (r < 0 && errno == EINTR) continue;
+                if (r <= 0) { s = rf_error(ctx, RF_ERR_IO, "checkpoint read failed: %s", r < 0 ? strerror(errno) : "file shrank"); goto done; }
+                got += (size_t)r;
+            }
+        }
+        /* blocking send: with shared memory the copy through MPI is the
+         * cost, and a non-blocking one makes no progress while this rank
+         * compresses (Open MPI progresses rendezvous transfers only inside
+         * MPI calls), which measured slower */
+        size_t cn = compress_chunk(zc, cb, bound, src, len, probe, pcap);
+        if (ZSTD_isError(cn)) { s = rf_error(ctx, RF_ERR_COMPRESS, "zstd: %s", ZSTD_getErrorName(cn)); goto done; }
+        int rc = cn ? MPI_Send(cb, (int)cn, MPI_BYTE, dest, COORD_TAG_DATA, comm)
+                    : MPI_Send(src, (int)len, MPI_BYTE, dest, COORD_TAG_STORED, comm);
+        if (rc != MPI_SUCCESS) { s = mpi_fail(ctx, rc, "send chunk"); goto done; }
+    }
+done:
+    ZSTD_freeCCtx(zc);
+    rf_free(cb); rf_free(rb); rf_free(probe);
+    return s;
+}
+
+rf_status coord_recv_stream(rf_ctx *ctx, MPI_Comm comm, int src, uint64_t raw, uint64_t nchunks,
+                            coord_sink sink, void *ud) {
+    if (nchunks == 0) return RF_OK;
+    size_t bound = ZSTD_compressBound(RF_COORD_CHUNK);
+    unsigned char *cb = rf_malloc(bound);
+    unsigned char *rb = rf_malloc(RF_COORD_CHUNK);
+    ZSTD_DCtx *zd = ZSTD_createDCtx();
+    rf_status s = RF_OK;
+    if (!cb || !rb || !zd) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); goto done; }
+    for (uint64_t k = 0; k < nchunks; k++) {
+        MPI_Status st;
+        int rc = MPI_Recv(cb, (int)bound, MPI_BYTE, src, MPI_ANY_TAG, comm, &st);
+        if (rc != MPI_SUCCESS) { s = mpi_fail(ctx, rc, "receive chunk"); goto done; }
+        int cnt = 0;
+        MPI_Get_count(&st, MPI_BYTE, &cnt);
+        size_t want = (size_t)((raw - k * RF_COORD_CHUNK) < RF_COORD_CHUNK ? raw - k * RF_COORD_CHUNK : RF_COORD_CHUNK);
+        if (st.MPI_TAG == COORD_TAG_STORED) {
+            if ((size_t)cnt != want) { s = rf_error(ctx, RF_ERR_MPI, "protocol: stored chunk %llu has %d bytes, expected %zu", (unsigned long long)k, cnt, want); goto done; }
+            if (sink && (s = sink(ctx, ud, cb, want)) != RF_OK) goto done;
+            continue;
+        }
+        if (st.MPI_TAG != COORD_TAG_DATA) { s = rf_error(ctx, RF_ERR_MPI, "protocol: tag %d inside a checkpoint stream", st.MPI_TAG); goto done; }
+        size_t got = ZSTD_decompressDCtx(zd, rb, RF_COORD_CHUNK, cb, (size_t)cnt);
+        if (ZSTD_isError(got)) { s = rf_error(ctx, RF_ERR_COMPRESS, "chunk %llu: zstd: %s", (unsigned long long)k, ZSTD_getErrorName(got)); goto done; }
+        if (got != want) { s = rf_error(ctx, RF_ERR_MPI, "protocol: chunk %llu has %zu bytes, expected %zu", (unsigned long long)k, got, want); goto done; }
+        if (sink && (s = sink(ctx, ud, rb, got)) != RF_OK) goto done;
+    }
+done:
+    ZSTD_freeDCtx(zd);
+    rf_free(cb); rf_free(rb);
+    return s;
+}
+
+rf_status coord_blob_pack(rf_ctx *ctx, const char *meta, size_t mn, const unsigned char *metrics, size_t xn,
+                          const unsigned char *log, size_t ln, unsigned char **out, size_t *n) {
+    size_t total = 24 + mn + xn + ln;
+    unsigned char *b = rf_malloc(total);
+    if (!b) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    size_t o = 0;
+    const unsigned char *sec[3] = {(const unsigned char *)meta, metrics, log};
+    size_t len[3] = {mn, xn, ln};
+    for (int i = 0; i < 3; i++) {
+        rf_put_u64(b + o, len[i]);
+        o += 8;
+        if (len[i]) memcpy(b + o, sec[i], len[i]);
+        o += len[i];
+    }
+    *out = b; *n = total;
+    return RF_OK;
+}
+
+rf_status coord_blob_unpack(rf_ctx *ctx, const unsigned char *blob, size_t n, const unsigned char *sec[3], size_t len[3]) {
+    size_t o = 0;
+    for (int i = 0; i < 3; i++) {
+        if (n - o < 8) return rf_error(ctx, RF_ERR_MPI, "protocol: result blob truncated");
+        uint64_t l = rf_get_u64(blob + o);
+        o += 8;
+        if (l > n - o) return rf_error(ctx, RF_ERR_MPI, "protocol: result blob section %d overruns", i);
+        sec[i] = blob + o;
+        len[i] = (size_t)l;
+        o += (size_t)l;
+    }
+    if (o != n) return rf_error(ctx, RF_ERR_MPI, "protocol: %zu stray bytes after the result blob", n - o);
+    return RF_OK;
+}
