@@ -20,6 +20,15 @@ rf_isa      rf_kernels_init(void);
 const char *rf_isa_name(rf_isa isa);
 /* Forces an ISA (tests): clamps to what the CPU supports; returns the ISA set. */
 rf_isa      rf_kernels_force(rf_isa isa);
+/* ISA currently dispatched to (initialises on first use). */
+rf_isa      rf_kernels_isa(void);
+/* Best ISA this CPU and OS support (CPUID + XGETBV), ignoring RAFFLE_ISA. */
+rf_isa      rf_kernels_cpu_isa(void);
+/* The fast kernels keep one scratch buffer per thread (transposed activation
+ * panels), grown on demand and reused. This frees the calling thread's buffer;
+ * call it before a thread exits or before a leak check. If scratch cannot be
+ * allocated the kernels fall back to the reference (same result, slower). */
+void        rf_kernels_release_workspace(void);
 
 /* Dense fp32 via OpenBLAS sgemm: Y = X · W^T (+ bias if non-NULL). */
 void rf_linear_f32(const float *X, const float *W, const float *bias, float *Y, int M, int N, int K);
@@ -41,10 +50,34 @@ typedef struct rf_qmat rf_qmat;     /* opaque packed int8 W (dense or sparse) */
 /* Packs W [N, K] int8 (copies). sparse=1 keeps only non-zero 4-groups. */
 rf_status rf_qmat_pack(rf_ctx *ctx, const int8_t *W, int N, int K, int sparse, rf_qmat **out);
 void      rf_qmat_free(rf_qmat *q);
-/* Sum over k of W[n, k] for each row n (for activation zero-point correction). */
+/* Sum over k of W[n, k] for each row n (for activation zero-point correction);
+ * borrowed: valid while q lives. */
 const int32_t *rf_qmat_row_sums(const rf_qmat *q);
 void      rf_qgemm(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void      rf_qgemm_ref(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
+/* Shape and storage of a packed int8 matrix. */
+int       rf_qmat_rows(const rf_qmat *q);      /* N */
+int       rf_qmat_cols(const rf_qmat *q);      /* K */
+int       rf_qmat_is_sparse(const rf_qmat *q);
+/* Number of stored 4-groups (sparse) or of all 4-groups (dense): the work unit. */
+size_t    rf_qmat_groups(const rf_qmat *q);
+int       rf_spmat_rows(const rf_spmat *s);    /* N */
+int       rf_spmat_cols(const rf_spmat *s);    /* K */
+
+/* ---- machine peaks (used by the benchmarks to report fraction of peak) ----
+ * Each runs a register-resident loop on the calling thread for about
+ * `seconds` (best of several timed slices) with the widest ISA dispatched:
+ * fp32 FMA (enough independent accumulators to hide FMA latency) in GFLOP/s,
+ * counting an FMA as 2 flops, and int8 VNNI vpdpbusd in GOPS (each u8*s8
+ * product-accumulate counts 2 ops); without VNNI the int8 figure is the
+ * AVX2 vpmaddwd path's. */
+double    rf_bench_fp32_peak(double seconds);
+double    rf_bench_int8_peak(double seconds);
+/* CPU seconds used by the calling thread (CLOCK_THREAD_CPUTIME_ID). Kernel
+ * timings use it: on an oversubscribed machine wall time counts the time a
+ * long call spends descheduled, which inflates long calls more than short
+ * ones and would bias every ratio between them. */
+double    rf_thread_seconds(void);
 
 #ifdef __cplusplus
 }

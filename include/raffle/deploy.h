@@ -1,0 +1,72 @@
+/* raffle deploy: run a pruned model's inference through the sparse kernels.
+ *
+ * rf_deploy_model() looks at every linear, conv and patch-embedding layer, measures the
+ * fraction of zero weights, and plugs the sparse fp32 kernel (kernels.h) into
+ * the layer's inference hook (rf_layer.infer_gemm, nn.h) when it is FASTER
+ * than dense sgemm for that layer's shape at the deployment batch size. The
+ * decision is measured, not guessed: a calibration times dense sgemm and the
+ * sparse kernel on the layer's actual packed weights and shape once, and the
+ * result is cached per (shape, rows, density) for the rest of the process.
+ * Training forwards never use the hooks; results match the dense path within
+ * float rounding (the sum order differs).
+ *
+ * Layers whose hook is already set (e.g. the int8 path installed by the
+ * quantization code with rf_qgemm) are left alone. */
+#ifndef RAFFLE_DEPLOY_H
+#define RAFFLE_DEPLOY_H
+
+#include "raffle/core.h"
+#include "raffle/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum rf_deploy_mode {
+    RF_DEPLOY_AUTO = 0,    /* sparse where calibration says it is faster */
+    RF_DEPLOY_DENSE = 1,   /* install nothing (reference runs)             */
+    RF_DEPLOY_SPARSE = 2,  /* sparse on every linear/conv layer (tests)    */
+} rf_deploy_mode;
+
+typedef struct rf_deploy_opts {
+    int            batch;        /* deployment batch size (samples); <= 0: 64 */
+    rf_deploy_mode mode;
+    /* Sparse must beat dense by this factor to be chosen (<= 0: 1.05, so
+     * timing noise does not flip layers that are a tie). */
+    double         min_speedup;
+} rf_deploy_opts;
+
+/* What was decided for one linear/conv layer. */
+typedef struct rf_deploy_layer {
+    int    layer;            /* index into model->layers          */
+    int    rows, N, K;       /* GEMM shape at the deployment batch */
+    double sparsity;         /* fraction of zero weights           */
+    double dense_us, sparse_us; /* calibrated times (0 if not timed) */
+    int    sparse;           /* 1 if the sparse kernel was installed */
+} rf_deploy_layer;
+
+void rf_deploy_opts_default(rf_deploy_opts *o);
+
+/* Installs sparse kernels on `model` (borrowed; its layers' infer_gemm /
+ * infer_state are set, the states are owned by the model until
+ * rf_deploy_release). Weights are copied at this point: call again after
+ * changing parameters. opts may be NULL (defaults). If info is non-NULL, up
+ * to max_info per-layer decisions are written and *n_info set (n_info may be
+ * NULL). Any previous deployment by this module is released first. On
+ * error, hooks installed before the failing layer stay in place (they are
+ * valid); rf_deploy_release removes them. */
+rf_status rf_deploy_model(rf_ctx *ctx, rf_model *model, const rf_deploy_opts *opts,
+                          rf_deploy_layer *info, int max_info, int *n_info);
+
+/* Removes and frees every hook installed by rf_deploy_model (others' hooks
+ * stay), and frees the calling thread's kernel scratch
+ * (rf_kernels_release_workspace). Accepts NULL. */
+void rf_deploy_release(rf_model *model);
+
+/* Drops the process-wide calibration cache (tests). */
+void rf_deploy_clear_cache(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

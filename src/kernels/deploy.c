@@ -1,0 +1,208 @@
+/* Deployment: choose, per linear/conv layer, between dense sgemm and the
+ * sparse kernel by measuring both, and plug the winner into the layer's
+ * inference hook.
+ *
+ * Why calibrate instead of a fixed sparsity threshold: the break-even
+ * sparsity depends on the shape (tiny N or K make the panel transposes
+ * dominate), on the batch (sgemm is far from peak at batch 1), and on the
+ * machine and ISA. A table from `raffle bench kernels` would only cover the
+ * benchmark's shapes and go stale on other machines; timing the actual layer
+ * costs a few milliseconds per distinct shape and is cached per process. */
+#include "raffle/deploy.h"
+#include "raffle/kernels.h"
+
+#include <pthread.h>
+#include <string.h>
+
+/* Calibration caps the GEMM at this many rows: cost per row is flat beyond a
+ * few 64-row panels, and big conv layers would otherwise take seconds. */
+#define CAL_MAX_ROWS 4096
+#define CAL_MIN_SECONDS 0.001
+#define CAL_REPS 3
+#define CACHE_SIZE 256
+
+typedef struct sparse_state {
+    rf_spmat *sp;
+    float    *bias;   /* copy, or NULL */
+} sparse_state;
+
+static rf_status sparse_gemm(void *state, const float *X, float *Y, int M) {
+    const sparse_state *s = state;
+    rf_spmm(s->sp, X, s->bias, Y, M);
+    return RF_OK;
+}
+
+static void state_free(sparse_state *s) {
+    if (!s) return;
+    rf_spmat_free(s->sp);
+    rf_free(s->bias);
+    rf_free(s);
+}
+
+/* ---- calibration cache: (N, K, rows, density in 1/1000) -> times ---------- */
+typedef struct cal_entry { int N, K, rows, permille; double dense_s, sparse_s; } cal_entry;
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static cal_entry cache[CACHE_SIZE];
+static int cache_n, cache_next;
+
+static int cache_get(const cal_entry *key, cal_entry *out) {
+    int hit = 0;
+    pthread_mutex_lock(&cache_mu);
+    for (int i = 0; i < cache_n && !hit; i++)
+        if (cache[i].N == key->N && cache[i].K == key->K && cache[i].rows == key->rows &&
+            cache[i].permille == key->permille) { *out = cache[i]; hit = 1; }
+    pthread_mutex_unlock(&cache_mu);
+    return hit;
+}
+
+static void cache_put(const cal_entry *e) {
+    pthread_mutex_lock(&cache_mu);
+    cache[cache_next] = *e;
+    cache_next = (cache_next + 1) % CACHE_SIZE;
+    if (cache_n < CACHE_SIZE) cache_n++;
+    pthread_mutex_unlock(&cache_mu);
+}
+
+void rf_deploy_clear_cache(void) {
+    pthread_mutex_lock(&cache_mu);
+    cache_n = cache_next = 0;
+    pthread_mutex_unlock(&cache_mu);
+}
+
+typedef struct cal_job { const rf_spmat *sp; const float *W, *X; float *Y; int M, N, K, sparse; } cal_job;
+
+static void cal_run(const cal_job *j) {
+    if (j->sparse) rf_spmm(j->sp, j->X, NULL, j->Y, j->M);
+    else rf_linear_f32(j->X, j->W, NULL, j->Y, j->M, j->N, j->K);
+}
+
+/* Best of CAL_REPS samples, each repeating the call for CAL_MIN_SECONDS. */
+static double cal_time(const cal_job *j) {
+    cal_run(j);   /* warm-up: caches, scratch allocation */
+    double best = 1e30;
+    for (int r = 0; r < CAL_REPS; r++) {
+        long n = 0;
+        double t0 = rf_thread_seconds(), t;
+        do { cal_run(j); n++; t = rf_thread_seconds() - t0; } while (t < CAL_MIN_SECONDS);
+        if (t / (double)n < best) best = t / (double)n;
+    }
+    return best;
+}
+
+static rf_status calibrate(rf_ctx *ctx, const float *W, const rf_spmat *sp, int N, int K, int rows,
+                           double sparsity, double *dense_s, double *sparse_s) {
+    cal_entry key = {N, K, rows, (int)(sparsity * 1000.0 + 0.5), 0.0, 0.0}, got;
+    if (cache_get(&key, &got)) { *dense_s = got.dense_s; *sparse_s = got.sparse_s; return RF_OK; }
+    int M = rows < CAL_MAX_ROWS ? rows : CAL_MAX_ROWS;
+    float *X = rf_aligned_alloc(64, sizeof(float) * (size_t)M * K);
+    float *Y = rf_aligned_alloc(64, sizeof(float) * (size_t)M * N);
+    if (!X || !Y) {
+        rf_free(X); rf_free(Y);
+        return rf_error(ctx, RF_ERR_NOMEM, "deploy: no memory for calibration (%dx%d, %d rows)", N, K, M);
+    }
+    rf_rng r;
+    rf_rng_init(&r, 0x5eed, (uint64_t)N * 131 + (uint64_t)K);
+    for (size_t i = 0; i < (size_t)M * K; i++) X[i] = rf_rng_uniform(&r) - 0.5f;
+    cal_job j = {sp, W, X, Y, M, N, K, 0};
+    key.dense_s = cal_time(&j);
+    j.sparse = 1;
+    key.sparse_s = cal_time(&j);
+    rf_free(X); rf_free(Y);
+    cache_put(&key);
+    *dense_s = key.dense_s;
+    *sparse_s = key.sparse_s;
+    return RF_OK;
+}
+
+void rf_deploy_opts_default(rf_deploy_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->batch = 64;
+    o->mode = RF_DEPLOY_AUTO;
+    o->min_speedup = 1.05;
+}
+
+void rf_deploy_release(rf_model *m) {
+    rf_kernels_release_workspace();
+    if (!m) return;
+    for (int i = 0; i < m->n_layers; i++) {
+        rf_layer *L = &m->layers[i];
+        if (L->infer_gemm != sparse_gemm) continue;
+        state_free(L->infer_state);
+        L->infer_gemm = NULL;
+        L->infer_state = NULL;
+    }
+}
+
+/* Weight and bias tensors of a linear/conv layer (bias may be absent). */
+static const rf_param *layer_param(const rf_model *m, const rf_layer *L, rf_param_role role) {
+    for (int p = L->first_param; p < L->first_param + L->n_params; p++)
+        if (p >= 0 && p < m->n_ptensors && m->ptensors[p].role == role) return &m->ptensors[p];
+    return NULL;
+}
+
+rf_status rf_deploy_model(rf_ctx *ctx, rf_model *m, const rf_deploy_opts *opts,
+                          rf_deploy_layer *info, int max_info, int *n_info) {
+    rf_deploy_opts o;
+    if (opts) o = *opts; else rf_deploy_opts_default(&o);
+    if (o.batch <= 0) o.batch = 64;
+    if (o.min_speedup <= 0.0) o.min_speedup = 1.05;
+    if (n_info) *n_info = 0;
+    if (!m) return rf_error(ctx, RF_ERR_INVALID, "deploy: NULL model");
+    rf_deploy_release(m);
+    int ni = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        rf_layer *L = &m->layers[i];
+        if ((L->type != RF_L_LINEAR && L->type != RF_L_CONV2D && L->type != RF_L_PATCH_EMBED) || L->infer_gemm)
+            continue;
+        const rf_param *w = layer_param(m, L, RF_P_WEIGHT), *b = layer_param(m, L, RF_P_BIAS);
+        if (!w || w->ndim < 2 || w->shape[0] <= 0) continue;
+        int N = (int)w->shape[0], K = (int)(w->numel / (size_t)N);
+        if (b && b->numel != (size_t)N) b = NULL;
+        /* GEMM rows per sample: output positions for conv; tokens for a linear
+         * layer on (T, D); patches for the patch embedding (in_size / K). */
+        long per_sample = L->type == RF_L_CONV2D ? (long)L->out.d[1] * L->out.d[2]
+                        : (K > 0 && L->in_size % (size_t)K == 0 ? (long)(L->in_size / (size_t)K) : 1);
+        long rows_l = per_sample * o.batch;
+        int rows = rows_l > 0x7fffffff ? 0x7fffffff : (int)rows_l;
+        const float *Wp = m->params + w->offset;
+        size_t zeros = 0;
+        for (size_t k = 0; k < w->numel; k++) zeros += Wp[k] == 0.0f;
+        rf_deploy_layer d = {i, rows, N, K, w->numel ? (double)zeros / (double)w->numel : 0.0, 0.0, 0.0, 0};
+        if (o.mode != RF_DEPLOY_DENSE) {
+            rf_spmat *sp = NULL;
+            rf_status st = rf_spmat_pack(ctx, Wp, N, K, &sp);
+            if (st) { rf_error_prefix(ctx, "deploy: layer %d (%s)", i, L->name); return st; }
+            int use = 1;
+            if (o.mode == RF_DEPLOY_AUTO) {
+                double td = 0.0, ts = 0.0;
+                st = calibrate(ctx, Wp, sp, N, K, rows, d.sparsity, &td, &ts);
+                if (st) { rf_spmat_free(sp); return st; }
+                d.dense_us = td * 1e6;
+                d.sparse_us = ts * 1e6;
+                use = td >= o.min_speedup * ts;
+            }
+            if (use) {
+                sparse_state *s = rf_calloc(1, sizeof *s);
+                if (s && b) {
+                    s->bias = rf_malloc(sizeof(float) * b->numel);
+                    if (s->bias) memcpy(s->bias, m->params + b->offset, sizeof(float) * b->numel);
+                }
+                if (!s || (b && !s->bias)) {
+                    rf_spmat_free(sp);
+                    if (s) rf_free(s);
+                    return rf_error(ctx, RF_ERR_NOMEM, "deploy: out of memory");
+                }
+                s->sp = sp;
+                L->infer_state = s;
+                L->infer_gemm = sparse_gemm;
+                d.sparse = 1;
+            } else {
+                rf_spmat_free(sp);
+            }
+        }
+        if (info && ni < max_info) info[ni] = d;
+        ni++;
+    }
+    if (n_info) *n_info = (info && ni > max_info) ? max_info : ni;
+    return RF_OK;
+}

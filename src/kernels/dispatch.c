@@ -1,0 +1,150 @@
+/* CPU detection, run-time kernel dispatch, per-thread scratch, and the dense
+ * fp32 path (OpenBLAS sgemm).
+ *
+ * The ISA is chosen once (pthread_once) from CPUID via __builtin_cpu_supports
+ * AND from XGETBV, because a CPU can advertise AVX-512 while the OS does not
+ * save the ZMM/opmask state (then using it would corrupt registers across
+ * context switches). RAFFLE_ISA=scalar|avx2|avx512 can only lower the level.
+ * Each level maps to one row of a table of kernel pointers (ggml style). */
+#include "kernels/kern_internal.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const rf_kern_table tables[] = {
+    [RF_ISA_SCALAR]     = {rf_spmm_ref,    rf_qgemm_dense_ref_, rf_qgemm_sparse_ref_},
+    [RF_ISA_AVX2]       = {rf_spmm_avx2,   rf_qgemm_dense_avx2, rf_qgemm_sparse_avx2},
+    /* AVX-512 without VNNI: the int8 kernels use the AVX2 vpmaddwd path. */
+    [RF_ISA_AVX512]     = {rf_spmm_avx512, rf_qgemm_dense_avx2, rf_qgemm_sparse_avx2},
+    [RF_ISA_AVX512VNNI] = {rf_spmm_avx512, rf_qgemm_dense_vnni, rf_qgemm_sparse_vnni},
+};
+
+static const char *const isa_names[] = {
+    [RF_ISA_SCALAR] = "scalar", [RF_ISA_AVX2] = "avx2",
+    [RF_ISA_AVX512] = "avx512", [RF_ISA_AVX512VNNI] = "avx512vnni",
+};
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static rf_isa cpu_isa;               /* written once under init_once */
+static _Atomic int cur_isa;
+
+const char *rf_isa_name(rf_isa isa) {
+    return (unsigned)isa <= RF_ISA_AVX512VNNI ? isa_names[isa] : "?";
+}
+
+/* XCR0 via XGETBV (inline asm so no -mxsave is needed). */
+static uint64_t xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static int os_saves_xsave(void) {
+    uint32_t a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    return (c >> 27) & 1;   /* OSXSAVE: XGETBV is usable */
+}
+
+static rf_isa detect(void) {
+    __builtin_cpu_init();
+    if (!os_saves_xsave()) return RF_ISA_SCALAR;
+    uint64_t xcr0 = xgetbv0();
+    int ymm_ok = (xcr0 & 0x6) == 0x6;        /* SSE + AVX state */
+    int zmm_ok = (xcr0 & 0xe6) == 0xe6;      /* + opmask, ZMM_Hi256, Hi16_ZMM */
+    if (!ymm_ok || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        return RF_ISA_SCALAR;
+    if (!zmm_ok || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512vl"))
+        return RF_ISA_AVX2;
+    return __builtin_cpu_supports("avx512vnni") ? RF_ISA_AVX512VNNI : RF_ISA_AVX512;
+}
+
+static const struct { const char *name; rf_isa isa; } env_levels[] = {
+    {"scalar", RF_ISA_SCALAR}, {"avx2", RF_ISA_AVX2}, {"avx512", RF_ISA_AVX512VNNI},
+    {"avx512novnni", RF_ISA_AVX512},
+};
+
+static void init_once_fn(void) {
+    cpu_isa = detect();
+    rf_isa use = cpu_isa;
+    const char *env = getenv("RAFFLE_ISA");
+    if (env && *env) {
+        for (size_t i = 0; i < sizeof env_levels / sizeof env_levels[0]; i++)
+            if (strcmp(env, env_levels[i].name) == 0 && env_levels[i].isa < use) use = env_levels[i].isa;
+    }
+    atomic_store(&cur_isa, (int)use);
+}
+
+rf_isa rf_kernels_init(void) {
+    pthread_once(&init_once, init_once_fn);
+    return (rf_isa)atomic_load(&cur_isa);
+}
+
+rf_isa rf_kernels_cpu_isa(void) {
+    rf_kernels_init();
+    return cpu_isa;
+}
+
+rf_isa rf_kernels_isa(void) { return rf_kernels_init(); }
+
+rf_isa rf_kernels_force(rf_isa isa) {
+    rf_kernels_init();
+    if ((int)isa < 0) isa = RF_ISA_SCALAR;
+    if (isa > cpu_isa) isa = cpu_isa;
+    atomic_store(&cur_isa, (int)isa);
+    return isa;
+}
+
+static const rf_kern_table *table(void) { return &tables[rf_kernels_init()]; }
+
+/* ---- per-thread scratch ---------------------------------------------------- */
+static _Thread_local void  *ws_ptr;
+static _Thread_local size_t ws_size;
+
+void *rf_kern_workspace(size_t bytes) {
+    if (bytes <= ws_size) return ws_ptr;
+    size_t want = bytes + bytes / 4;    /* grow geometrically: few reallocations */
+    void *p = rf_aligned_alloc(64, want);
+    if (!p) return NULL;
+    rf_free(ws_ptr);
+    ws_ptr = p;
+    ws_size = want;
+    return p;
+}
+
+void rf_kernels_release_workspace(void) {
+    rf_free(ws_ptr);
+    ws_ptr = NULL;
+    ws_size = 0;
+}
+
+/* ---- public entry points ---------------------------------------------------- */
+void rf_spmm(const rf_spmat *W, const float *X, const float *bias, float *Y, int M) {
+    table()->spmm(W, X, bias, Y, M);
+}
+
+void rf_qgemm(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {
+    const rf_kern_table *t = table();
+    (W->sparse ? t->qgemm_sparse : t->qgemm_dense)(W, A, C, M);
+}
+
+void rf_qgemm_ref(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {
+    (W->sparse ? rf_qgemm_sparse_ref_ : rf_qgemm_dense_ref_)(W, A, C, M);
+}
+
+void rf_linear_f32(const float *X, const float *W, const float *bias, float *Y, int M, int N, int K) {
+    if (M <= 0 || N <= 0) return;
+    if (bias) {
+        for (int m = 0; m < M; m++) memcpy(Y + (size_t)m * N, bias, sizeof(float) * (size_t)N);
+    }
+    if (K <= 0) {
+        if (!bias) memset(Y, 0, sizeof(float) * (size_t)M * (size_t)N);
+        return;
+    }
+    /* Row-major Y[M,N] = X[M,K] * W[N,K]^T (+ Y when a bias was copied in). */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, K, W, K,
+                bias ? 1.0f : 0.0f, Y, N);
+}

@@ -1,0 +1,88 @@
+/* Internal layout of the packed matrices and the per-ISA kernel table.
+ *
+ * Sparse fp32 (rf_spmat): CSR of W [N, K], cut into column chunks of
+ * `kc` columns so that a chunk of the transposed activation panel stays in L2
+ * while every row of W sweeps over it. Entries are ordered (chunk, row, k):
+ * chunk c, row n owns idx/val[ptr[c*N + n] .. ptr[c*N + n + 1]).
+ *
+ * int8 (rf_qmat): weights are handled in 4-groups of consecutive k, the unit
+ * of vpdpbusd (4 u8*s8 products summed into one int32 lane).
+ *  - dense:  `vnni` holds W in the layout [ceil(N/16)][G][16][4] (G = ceil(K/4),
+ *            zero-padded), so one 64-byte load gives 16 output channels x 4 k.
+ *  - sparse: CSR over 4-groups, cut into chunks of `gc` groups like the fp32
+ *            format: chunk c, row n owns gidx/gval[gptr[c*N + n] .. gptr[c*N + n + 1]),
+ *            gidx the group index g (k = 4g..4g+3) and gval the 4 int8 weights
+ *            as one little-endian dword (zero-padded past K). */
+#ifndef RAFFLE_KERN_INTERNAL_H
+#define RAFFLE_KERN_INTERNAL_H
+
+#include "raffle/kernels.h"
+
+struct rf_spmat {
+    int      N, K;
+    int      kc, nchunks;
+    int64_t *ptr;     /* [nchunks * N + 1] */
+    int32_t *idx;     /* [nnz] column k */
+    float   *val;     /* [nnz] */
+    size_t   nnz;
+};
+
+struct rf_qmat {
+    int      N, K, G;       /* G = ceil(K / 4) */
+    int      sparse;
+    int32_t *row_sums;      /* [N] */
+    int8_t  *vnni;          /* dense: [ceil(N/16)][G][16][4] */
+    int      gc, gchunks;       /* sparse: groups per chunk, chunk count */
+    int64_t *gptr;          /* sparse: [gchunks * N + 1] */
+    int32_t *gidx;          /* sparse: [ngroups] */
+    int32_t *gval;          /* sparse: [ngroups] 4 x int8 */
+    size_t   ngroups;
+};
+
+/* Panel width (batch rows per transposed panel) used by the transposed
+ * kernels: the widest register block of any ISA (workspace sizing). */
+#define RF_KERN_PANEL 64
+/* Below this batch the transposed panel would be mostly padding: the kernels
+ * use row-by-row CSR dot products instead. */
+#define RF_KERN_SMALL_M 8
+
+typedef void (*rf_spmm_fn)(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
+typedef void (*rf_qgemm_fn)(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
+
+typedef struct rf_kern_table {
+    rf_spmm_fn  spmm;
+    rf_qgemm_fn qgemm_dense;
+    rf_qgemm_fn qgemm_sparse;
+} rf_kern_table;
+
+/* Per-ISA kernels (src/kernels/simd_*.c). */
+void rf_spmm_avx2(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
+void rf_spmm_avx512(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
+void rf_qgemm_dense_avx2(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
+void rf_qgemm_sparse_avx2(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
+void rf_qgemm_dense_vnni(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
+void rf_qgemm_sparse_vnni(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
+void rf_qgemm_dense_ref_(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
+void rf_qgemm_sparse_ref_(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
+
+/* Calling thread's scratch of at least `bytes` (64-byte aligned), or NULL
+ * if it cannot be allocated. Valid until the next call on this thread. */
+void *rf_kern_workspace(size_t bytes);
+
+/* Row-by-row CSR product (plain C; the reference). */
+void rf_spmm_rows_(const rf_spmat *W, const float *X, const float *bias, float *Y, int m0, int m1);
+/* CSR product for small batches (M < RF_KERN_SMALL_M): plain C with
+ * independent partial sums, used by every SIMD level. */
+void rf_spmm_small_(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
+
+/* 32-bit transposes between row-major activations and panels (AVX2 8x8
+ * register transposes, simd_avx2.c; ld % 8 == 0):
+ *  panel_in:  P[k * ld + i] = src[i * K + k] for i < rows, 0 for rows <= i < ld
+ *  panel_out: dst[i * dld + n] = P[n * ld + i] for i < rows, n < ncols */
+void rf_panel_in32_avx2(const uint32_t *src, int rows, int K, uint32_t *P, int ld);
+void rf_panel_out32_avx2(const uint32_t *P, int ld, int rows, int ncols, uint32_t *dst, int dld);
+/* u8 activations into dword-group panels: P[g * ld + i] = A[i, 4g..4g+3]
+ * (little-endian, zero past K), zero for rows <= i < ld. */
+void rf_panel_in_u8x4(const uint8_t *A, int rows, int K, uint32_t *P, int ld);
+
+#endif

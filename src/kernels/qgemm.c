@@ -1,0 +1,131 @@
+/* int8 weights: packing into the vpdpbusd layouts and the plain C references.
+ *
+ * C[m, n] = sum_k A[m, k] * W[n, k], A unsigned 8-bit activations, W signed
+ * 8-bit weights, int32 accumulation (Jacob et al. 2018, Sec. 2.3: the
+ * zero-point terms are handled by the caller with rf_qmat_row_sums). Every
+ * product fits in 16 bits and a row of K <= 2^16 products in 32 bits, so all
+ * kernels are exact and must agree bit for bit with the reference. */
+#include "kernels/kern_internal.h"
+
+#include <string.h>
+
+/* Largest K for which sum_k 255 * 128 cannot overflow int32. */
+#define RF_QMAT_MAX_K 65793
+
+static int8_t w_at(const int8_t *W, int N, int K, int n, int k) {
+    return (n < N && k < K) ? W[(size_t)n * K + k] : 0;
+}
+
+rf_status rf_qmat_pack(rf_ctx *ctx, const int8_t *W, int N, int K, int sparse, rf_qmat **out) {
+    *out = NULL;
+    if (N < 0 || K < 0) return rf_error(ctx, RF_ERR_INVALID, "qmat: invalid shape %dx%d", N, K);
+    if (K > RF_QMAT_MAX_K)
+        return rf_error(ctx, RF_ERR_UNSUPPORTED, "qmat: K = %d could overflow int32 accumulators (max %d)", K, RF_QMAT_MAX_K);
+    if (N > 0 && K > 0 && !W) return rf_error(ctx, RF_ERR_INVALID, "qmat: NULL weights");
+    rf_qmat *q = rf_calloc(1, sizeof *q);
+    if (!q) return rf_error(ctx, RF_ERR_NOMEM, "qmat: out of memory");
+    q->N = N; q->K = K; q->G = (K + 3) / 4; q->sparse = sparse ? 1 : 0;
+    q->row_sums = rf_calloc((size_t)N + 1, sizeof(int32_t));
+    if (!q->row_sums) goto nomem;
+    for (int n = 0; n < N; n++) {
+        int32_t s = 0;
+        for (int k = 0; k < K; k++) s += W[(size_t)n * K + k];
+        q->row_sums[n] = s;
+    }
+    if (!q->sparse) {
+        size_t nb = ((size_t)N + 15) / 16;
+        size_t bytes = nb * (size_t)q->G * 64;
+        if (rf_check_cap(ctx, bytes, "int8 matrix") != RF_OK) { rf_qmat_free(q); return RF_ERR_LIMIT; }
+        q->vnni = rf_aligned_alloc(64, bytes);
+        if (!q->vnni) goto nomem;
+        for (size_t b = 0; b < nb; b++)
+            for (int g = 0; g < q->G; g++)
+                for (int l = 0; l < 16; l++)
+                    for (int j = 0; j < 4; j++)
+                        q->vnni[((b * q->G + g) * 16 + l) * 4 + j] = w_at(W, N, K, (int)b * 16 + l, 4 * g + j);
+        q->ngroups = (size_t)N * q->G;
+    } else {
+        size_t ng = 0;
+        for (int n = 0; n < N; n++)
+            for (int g = 0; g < q->G; g++) {
+                int nz = 0;
+                for (int j = 0; j < 4; j++) nz |= w_at(W, N, K, n, 4 * g + j) != 0;
+                ng += nz;
+            }
+        /* 64 groups = 256 columns per chunk, as chunk_cols() in spmm.c. */
+        q->gc = q->G <= 64 ? (q->G > 0 ? q->G : 1) : 64;
+        q->gchunks = q->G > 0 ? (q->G + q->gc - 1) / q->gc : 1;
+        q->gptr = rf_malloc(sizeof(int64_t) * ((size_t)q->gchunks * (size_t)N + 1));
+        q->gidx = rf_malloc(sizeof(int32_t) * ng);
+        q->gval = rf_malloc(sizeof(int32_t) * ng);
+        if (!q->gptr || !q->gidx || !q->gval) goto nomem;
+        size_t p = 0;
+        for (int c = 0; c < q->gchunks; c++) {
+            int g0 = c * q->gc, g1 = g0 + q->gc < q->G ? g0 + q->gc : q->G;
+            for (int n = 0; n < N; n++) {
+                q->gptr[(size_t)c * N + n] = (int64_t)p;
+                for (int g = g0; g < g1; g++) {
+                    uint32_t v = 0;
+                    for (int j = 0; j < 4; j++) v |= (uint32_t)(uint8_t)w_at(W, N, K, n, 4 * g + j) << (8 * j);
+                    if (v) { q->gidx[p] = g; q->gval[p] = (int32_t)v; p++; }
+                }
+            }
+        }
+        q->gptr[(size_t)q->gchunks * N] = (int64_t)p;
+        q->ngroups = ng;
+    }
+    *out = q;
+    return RF_OK;
+nomem:
+    rf_qmat_free(q);
+    return rf_error(ctx, RF_ERR_NOMEM, "qmat: out of memory (%dx%d)", N, K);
+}
+
+void rf_qmat_free(rf_qmat *q) {
+    if (!q) return;
+    rf_free(q->row_sums);
+    rf_free(q->vnni);
+    rf_free(q->gptr);
+    rf_free(q->gidx);
+    rf_free(q->gval);
+    rf_free(q);
+}
+
+const int32_t *rf_qmat_row_sums(const rf_qmat *q) { return q->row_sums; }
+int rf_qmat_rows(const rf_qmat *q) { return q->N; }
+int rf_qmat_cols(const rf_qmat *q) { return q->K; }
+int rf_qmat_is_sparse(const rf_qmat *q) { return q->sparse; }
+size_t rf_qmat_groups(const rf_qmat *q) { return q->ngroups; }
+
+/* Reference, reading the packed layout with plain indexing (so it also
+ * checks the packing against the tests' own row-major products). */
+void rf_qgemm_dense_ref_(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {
+    const int N = W->N, K = W->K, G = W->G;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            const int8_t *w = W->vnni + ((size_t)(n / 16) * G * 16 + (size_t)(n % 16)) * 4;
+            int32_t acc = 0;
+            for (int k = 0; k < K; k++)
+                acc += (int32_t)A[(size_t)m * K + k] * (int32_t)w[(size_t)(k / 4) * 64 + (k % 4)];
+            C[(size_t)m * N + n] = acc;
+        }
+}
+
+void rf_qgemm_sparse_ref_(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {
+    const int N = W->N, K = W->K;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            int32_t acc = 0;
+            for (int c = 0; c < W->gchunks; c++) {
+                const int64_t *ptr = W->gptr + (size_t)c * N;
+                for (int64_t p = ptr[n]; p < ptr[n + 1]; p++) {
+                    uint32_t v = (uint32_t)W->gval[p];
+                    for (int j = 0; j < 4; j++) {
+                        int k = 4 * W->gidx[p] + j;
+                        if (k < K) acc += (int32_t)A[(size_t)m * K + k] * (int32_t)(int8_t)(uint8_t)(v >> (8 * j));
+                    }
+                }
+            }
+            C[(size_t)m * N + n] = acc;
+        }
+}

@@ -1,0 +1,353 @@
+/* Kernels: every fast kernel against its plain C reference, and the
+ * references against naive products, at every ISA level this CPU supports,
+ * on awkward shapes (1, 3, 17, 1000+ rows/columns, K spanning several column
+ * chunks), empty rows, 0%/100% sparsity, and int8 extremes. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "raffle/kernels.h"
+
+typedef struct { int N, K; } shape;
+static const shape shapes[] = {
+    {1, 1}, {3, 17}, {17, 3}, {10, 100}, {64, 9}, {1030, 33}, {33, 1030}, {5, 2100}, {24, 4100}, {300, 784},
+};
+static const int batches[] = {1, 3, 7, 8, 17, 64, 65, 130};
+static const double sparsities[] = {0.0, 0.5, 0.9, 1.0};
+
+/* Random matrix with the given fraction of zeros; every 7th row all zero. */
+static void fill_w(rf_rng *r, float *W, int N, int K, double sparsity) {
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            float v = rf_rng_normal(r);
+            W[(size_t)n * K + k] = (n % 7 == 6 || rf_rng_uniform_double(r) < sparsity) ? 0.0f : v;
+        }
+}
+
+static int n_levels(rf_isa *lv) {
+    rf_isa cpu = rf_kernels_cpu_isa();
+    int n = 0;
+    for (int i = RF_ISA_SCALAR; i <= (int)cpu; i++) lv[n++] = (rf_isa)i;
+    return n;
+}
+
+static void naive_f32(const float *X, const float *W, const float *b, double *Y, double *mag, int M, int N, int K) {
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = b ? b[n] : 0.0, a = b ? fabs(b[n]) : 0.0;
+            for (int k = 0; k < K; k++) {
+                double p = (double)X[(size_t)m * K + k] * W[(size_t)n * K + k];
+                s += p; a += fabs(p);
+            }
+            Y[(size_t)m * N + n] = s; mag[(size_t)m * N + n] = a;
+        }
+}
+
+static void check_close(const float *y, const double *want, const double *mag, size_t n, const char *what) {
+    for (size_t i = 0; i < n; i++) {
+        double tol = 1e-5 * mag[i] + 1e-6;
+        cr_assert(fabs((double)y[i] - want[i]) <= tol, "%s: element %zu: %.9g vs %.9g", what, i, (double)y[i], want[i]);
+    }
+}
+
+Test(kernels, isa_detection_and_force) {
+    rf_isa cpu = rf_kernels_cpu_isa();
+    cr_assert(rf_kernels_init() <= cpu);
+    cr_assert_eq(rf_kernels_force(RF_ISA_SCALAR), RF_ISA_SCALAR);
+    cr_assert_eq(rf_kernels_isa(), RF_ISA_SCALAR);
+    cr_assert_eq(rf_kernels_force(RF_ISA_AVX512VNNI), cpu);  /* clamps to the CPU */
+    cr_assert_str_eq(rf_isa_name(RF_ISA_AVX2), "avx2");
+    cr_assert_str_eq(rf_isa_name((rf_isa)9), "?");
+}
+
+Test(kernels, dense_linear_matches_naive) {
+    rf_rng r; rf_rng_init(&r, 1, 0);
+    const int M = 17, N = 33, K = 70;
+    float *X = malloc(sizeof(float) * M * K), *W = malloc(sizeof(float) * N * K), *b = malloc(sizeof(float) * N);
+    float *Y = malloc(sizeof(float) * M * N);
+    double *want = malloc(sizeof(double) * M * N), *mag = malloc(sizeof(double) * M * N);
+    for (int i = 0; i < M * K; i++) X[i] = rf_rng_normal(&r);
+    fill_w(&r, W, N, K, 0.3);
+    for (int i = 0; i < N; i++) b[i] = rf_rng_normal(&r);
+    rf_linear_f32(X, W, b, Y, M, N, K);
+    naive_f32(X, W, b, want, mag, M, N, K);
+    check_close(Y, want, mag, (size_t)M * N, "linear+bias");
+    rf_linear_f32(X, W, NULL, Y, M, N, K);
+    naive_f32(X, W, NULL, want, mag, M, N, K);
+    check_close(Y, want, mag, (size_t)M * N, "linear");
+    free(X); free(W); free(b); free(Y); free(want); free(mag);
+}
+
+Test(kernels, spmm_all_isas_match_reference_and_naive) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_rng r; rf_rng_init(&r, 2, 0);
+    rf_isa lv[4]; int nl = n_levels(lv);
+    const int maxM = 130;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (size_t sp = 0; sp < sizeof sparsities / sizeof sparsities[0]; sp++) {
+            int N = shapes[si].N, K = shapes[si].K;
+            float *W = malloc(sizeof(float) * N * K), *b = malloc(sizeof(float) * N);
+            float *X = malloc(sizeof(float) * maxM * K);
+            float *Y = malloc(sizeof(float) * maxM * N), *Yr = malloc(sizeof(float) * maxM * N);
+            double *want = malloc(sizeof(double) * maxM * N), *mag = malloc(sizeof(double) * maxM * N);
+            fill_w(&r, W, N, K, sparsities[sp]);
+            for (int i = 0; i < N; i++) b[i] = rf_rng_normal(&r);
+            for (int i = 0; i < maxM * K; i++) X[i] = rf_rng_normal(&r);
+            rf_spmat *s;
+            cr_assert_eq(rf_spmat_pack(&ctx, W, N, K, &s), RF_OK);
+            size_t nnz = 0;
+            for (int i = 0; i < N * K; i++) nnz += W[i] != 0.0f;
+            cr_assert_eq(rf_spmat_nnz(s), nnz);
+            cr_assert_eq(rf_spmat_rows(s), N); cr_assert_eq(rf_spmat_cols(s), K);
+            /* bias once, no bias on the odd batches */
+            for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+                int M = batches[bi];
+                if ((size_t)M * N * K > 6000000u && M > 17) continue;   /* keep the naive product cheap */
+                const float *bb = (bi & 1) ? NULL : b;
+                naive_f32(X, W, bb, want, mag, M, N, K);
+                rf_spmm_ref(s, X, bb, Yr, M);
+                check_close(Yr, want, mag, (size_t)M * N, "spmm_ref");
+                for (int l = 0; l < nl; l++) {
+                    rf_kernels_force(lv[l]);
+                    memset(Y, 0xff, sizeof(float) * (size_t)M * N);
+                    rf_spmm(s, X, bb, Y, M);
+                    for (size_t i = 0; i < (size_t)M * N; i++)
+                        cr_assert(fabs((double)Y[i] - want[i]) <= 1e-5 * mag[i] + 1e-6,
+                                  "isa %s N=%d K=%d M=%d sp=%.2f elem %zu: %g vs %g",
+                                  rf_isa_name(lv[l]), N, K, M, sparsities[sp], i, (double)Y[i], want[i]);
+                }
+            }
+            rf_spmat_free(s);
+            free(W); free(b); free(X); free(Y); free(Yr); free(want); free(mag);
+        }
+    rf_kernels_force(RF_ISA_AVX512VNNI);
+    rf_kernels_release_workspace();
+}
+
+Test(kernels, spmm_scratch_failure_falls_back_to_reference) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_rng r; rf_rng_init(&r, 3, 0);
+    const int M = 40, N = 20, K = 50;
+    float W[20 * 50], X[40 * 50], Y[40 * 20], Yr[40 * 20];
+    fill_w(&r, W, N, K, 0.8);
+    for (int i = 0; i < M * K; i++) X[i] = rf_rng_normal(&r);
+    rf_spmat *s;
+    cr_assert_eq(rf_spmat_pack(&ctx, W, N, K, &s), RF_OK);
+    rf_spmm_ref(s, X, NULL, Yr, M);
+    rf_kernels_release_workspace();
+    rf_alloc_fail_after(0);
+    rf_spmm(s, X, NULL, Y, M);
+    rf_alloc_fail_after(-1);
+    cr_assert_eq(memcmp(Y, Yr, sizeof Y), 0);
+    rf_spmat_free(s);
+}
+
+Test(kernels, pack_rejects_bad_input_and_survives_alloc_failure) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_spmat *s = (rf_spmat *)1;
+    cr_assert_eq(rf_spmat_pack(&ctx, NULL, -1, 3, &s), RF_ERR_INVALID);
+    cr_assert_null(s);
+    rf_qmat *q = (rf_qmat *)1;
+    cr_assert_eq(rf_qmat_pack(&ctx, NULL, 2, -3, 0, &q), RF_ERR_INVALID);
+    cr_assert_null(q);
+    cr_assert_eq(rf_qmat_pack(&ctx, NULL, 2, 70000, 0, &q), RF_ERR_UNSUPPORTED);
+    float W[12] = {1, 0, 2, 0, 0, 0, 3, 4, 0, 0, 0, 5};
+    int8_t Wq[12] = {1, 0, 2, 0, 0, 0, 3, 4, 0, 0, 0, 5};
+    long live = rf_alloc_live();
+    for (long f = 0; f < 8; f++) {
+        rf_alloc_fail_after(f);
+        rf_status st = rf_spmat_pack(&ctx, W, 3, 4, &s);
+        rf_alloc_fail_after(-1);
+        if (st == RF_OK) rf_spmat_free(s); else cr_assert_eq(st, RF_ERR_NOMEM);
+        for (int sp = 0; sp < 2; sp++) {
+            rf_alloc_fail_after(f);
+            st = rf_qmat_pack(&ctx, Wq, 3, 4, sp, &q);
+            rf_alloc_fail_after(-1);
+            if (st == RF_OK) rf_qmat_free(q); else cr_assert_eq(st, RF_ERR_NOMEM);
+        }
+    }
+    cr_assert_eq(rf_alloc_live(), live);
+    rf_spmat_free(NULL);
+    rf_qmat_free(NULL);
+}
+
+static void naive_q(const uint8_t *A, const int8_t *W, int32_t *C, int M, int N, int K) {
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            int64_t s = 0;
+            for (int k = 0; k < K; k++) s += (int64_t)A[(size_t)m * K + k] * W[(size_t)n * K + k];
+            C[(size_t)m * N + n] = (int32_t)s;
+        }
+}
+
+/* mode 0: random; 1: all 255 x +127; 2: all 255 x -128; 3: 255 x alternating
+ * +127/-128 (the pattern that saturates vpmaddubsw). */
+static void run_qgemm_case(rf_rng *r, int N, int K, double sparsity, int mode) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_isa lv[4]; int nl = n_levels(lv);
+    const int maxM = 130;
+    int8_t *W = malloc((size_t)N * K + 1);
+    uint8_t *A = malloc((size_t)maxM * K + 1);
+    int32_t *C = malloc(sizeof(int32_t) * maxM * N + 4), *Cn = malloc(sizeof(int32_t) * maxM * N + 4);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            int8_t v;
+            switch (mode) {
+            case 1: v = 127; break;
+            case 2: v = -128; break;
+            case 3: v = (k & 1) ? -128 : 127; break;
+            default: v = (int8_t)(rf_rng_u32(r) & 0xff); break;
+            }
+            if (n % 7 == 6 || rf_rng_uniform_double(r) < sparsity) v = 0;
+            W[(size_t)n * K + k] = v;
+        }
+    for (int i = 0; i < maxM * K; i++) A[i] = mode ? 255 : (uint8_t)rf_rng_u32(r);
+    for (int sp = 0; sp < 2; sp++) {
+        rf_qmat *q;
+        cr_assert_eq(rf_qmat_pack(&ctx, W, N, K, sp, &q), RF_OK);
+        cr_assert_eq(rf_qmat_rows(q), N); cr_assert_eq(rf_qmat_cols(q), K);
+        cr_assert_eq(rf_qmat_is_sparse(q), sp);
+        for (int n = 0; n < N; n++) {
+            int32_t s = 0;
+            for (int k = 0; k < K; k++) s += W[(size_t)n * K + k];
+            cr_assert_eq(rf_qmat_row_sums(q)[n], s);
+        }
+        for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+            int M = batches[bi];
+            if ((size_t)M * N * K > 6000000u && M > 17) continue;
+            naive_q(A, W, Cn, M, N, K);
+            rf_qgemm_ref(q, A, C, M);
+            cr_assert_eq(memcmp(C, Cn, sizeof(int32_t) * (size_t)M * N), 0, "ref sparse=%d N=%d K=%d M=%d", sp, N, K, M);
+            for (int l = 0; l < nl; l++) {
+                rf_kernels_force(lv[l]);
+                memset(C, 0x5a, sizeof(int32_t) * (size_t)M * N);
+                rf_qgemm(q, A, C, M);
+                for (size_t i = 0; i < (size_t)M * N; i++)
+                    cr_assert_eq(C[i], Cn[i], "isa %s sparse=%d mode=%d N=%d K=%d M=%d elem %zu: %d vs %d",
+                                 rf_isa_name(lv[l]), sp, mode, N, K, M, i, C[i], Cn[i]);
+            }
+        }
+        rf_qmat_free(q);
+    }
+    rf_kernels_force(RF_ISA_AVX512VNNI);
+    free(W); free(A); free(C); free(Cn);
+}
+
+Test(kernels, qgemm_all_isas_bit_exact_random) {
+    rf_rng r; rf_rng_init(&r, 4, 0);
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (size_t sp = 0; sp < sizeof sparsities / sizeof sparsities[0]; sp++)
+            run_qgemm_case(&r, shapes[si].N, shapes[si].K, sparsities[sp], 0);
+    rf_kernels_release_workspace();
+}
+
+Test(kernels, qgemm_all_isas_bit_exact_extremes) {
+    rf_rng r; rf_rng_init(&r, 5, 0);
+    static const shape ext[] = {{3, 17}, {17, 3}, {33, 1030}, {20, 4100}};
+    for (size_t si = 0; si < sizeof ext / sizeof ext[0]; si++)
+        for (int mode = 1; mode <= 3; mode++) {
+            run_qgemm_case(&r, ext[si].N, ext[si].K, 0.0, mode);
+            run_qgemm_case(&r, ext[si].N, ext[si].K, 0.5, mode);
+        }
+    rf_kernels_release_workspace();
+}
+
+Test(kernels, peaks_are_measured) {
+    double f = rf_bench_fp32_peak(0.02), q = rf_bench_int8_peak(0.02);
+    cr_assert(f > 0.1 && f < 1e5, "fp32 peak %g", f);
+    cr_assert(q > 0.1 && q < 1e6, "int8 peak %g", q);
+}
+
+/* ---- deployment through the real forward pass ---------------------------- */
+#include "raffle/deploy.h"
+#include "raffle/nn.h"
+
+/* Zeroes a random `sparsity` fraction of every prunable weight tensor. */
+static void prune_random(rf_model *m, double sparsity, uint64_t seed) {
+    rf_rng r; rf_rng_init(&r, seed, 9);
+    for (int p = 0; p < m->n_ptensors; p++) {
+        const rf_param *t = &m->ptensors[p];
+        if (t->role != RF_P_WEIGHT) continue;
+        for (size_t i = 0; i < t->numel; i++)
+            if (rf_rng_uniform_double(&r) < sparsity) m->params[t->offset + i] = 0.0f;
+    }
+}
+
+static void deploy_matches_dense(const char *preset, int batch, rf_deploy_mode mode, int want_hooks) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    long live = rf_alloc_live();
+    rf_model *m;
+    cr_assert_eq(rf_model_create(&ctx, preset, &m), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_model_init(&ctx, m, 7), RF_OK);
+    prune_random(m, 0.9, 3);
+    size_t in = (size_t)m->input.d[0] * m->input.d[1] * m->input.d[2];
+    float *x = malloc(sizeof(float) * in * batch);
+    rf_rng r; rf_rng_init(&r, 8, 0);
+    for (size_t i = 0; i < in * (size_t)batch; i++) x[i] = rf_rng_uniform(&r);
+    const float *lg;
+    cr_assert_eq(rf_model_forward(&ctx, m, x, batch, 0, &lg), RF_OK, "%s", rf_ctx_error(&ctx));
+    size_t nl = (size_t)batch * m->n_classes;
+    float *dense = malloc(sizeof(float) * nl);
+    memcpy(dense, lg, sizeof(float) * nl);
+    rf_deploy_opts o; rf_deploy_opts_default(&o);
+    o.batch = batch; o.mode = mode;
+    rf_deploy_layer info[64]; int ni = 0;
+    cr_assert_eq(rf_deploy_model(&ctx, m, &o, info, 64, &ni), RF_OK, "%s", rf_ctx_error(&ctx));
+    int hooks = 0;
+    for (int i = 0; i < m->n_layers; i++) hooks += m->layers[i].infer_gemm != NULL;
+    cr_assert(ni > 0);
+    for (int i = 0; i < ni; i++) {
+        cr_assert(info[i].sparsity > 0.85 && info[i].sparsity < 0.95, "layer %d sparsity %g", info[i].layer, info[i].sparsity);
+        if (mode == RF_DEPLOY_AUTO) cr_assert(info[i].dense_us > 0.0 && info[i].sparse_us > 0.0);
+        cr_assert_eq(info[i].sparse, m->layers[info[i].layer].infer_gemm != NULL);
+    }
+    if (want_hooks) cr_assert_eq(hooks, ni, "%s: %d hooks for %d layers", preset, hooks, ni);
+    cr_assert_eq(rf_model_forward(&ctx, m, x, batch, 0, &lg), RF_OK, "%s", rf_ctx_error(&ctx));
+    double maxabs = 0.0;
+    for (size_t i = 0; i < nl; i++) if (fabs(dense[i]) > maxabs) maxabs = fabs(dense[i]);
+    for (size_t i = 0; i < nl; i++)
+        cr_assert(fabs(lg[i] - dense[i]) <= 1e-4 * (maxabs + 1.0), "%s logit %zu: %g vs dense %g", preset, i, lg[i], dense[i]);
+    rf_deploy_release(m);
+    for (int i = 0; i < m->n_layers; i++) cr_assert_null(m->layers[i].infer_gemm);
+    rf_deploy_release(NULL);
+    rf_model_free(m);
+    rf_kernels_release_workspace();
+    free(x); free(dense);
+    cr_assert_eq(rf_alloc_live(), live, "%s: %ld allocations leaked", preset, rf_alloc_live() - live);
+}
+
+Test(kernels, deploy_sparse_matches_dense_forward) {
+    deploy_matches_dense("lenet-300-100", 20, RF_DEPLOY_SPARSE, 1);
+    deploy_matches_dense("conv-2", 3, RF_DEPLOY_SPARSE, 1);
+    deploy_matches_dense("vit-tiny", 5, RF_DEPLOY_SPARSE, 1);
+}
+
+Test(kernels, deploy_auto_calibrates_and_caches) {
+    rf_deploy_clear_cache();
+    deploy_matches_dense("lenet-300-100", 64, RF_DEPLOY_AUTO, 0);
+    /* A second deployment of the same shapes reuses the measured times:
+     * identical numbers prove the cache was hit (a re-measurement on a
+     * shared machine never repeats to the last bit). */
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_model *m;
+    cr_assert_eq(rf_model_create(&ctx, "lenet-300-100", &m), RF_OK);
+    cr_assert_eq(rf_model_init(&ctx, m, 7), RF_OK);
+    prune_random(m, 0.9, 3);
+    rf_deploy_opts o; rf_deploy_opts_default(&o);
+    o.batch = 64;
+    rf_deploy_layer a[8], b[8]; int na, nb;
+    cr_assert_eq(rf_deploy_model(&ctx, m, &o, a, 8, &na), RF_OK);
+    cr_assert_eq(rf_deploy_model(&ctx, m, &o, b, 8, &nb), RF_OK);   /* releases the first */
+    cr_assert_eq(na, 3); cr_assert_eq(nb, 3);
+    for (int i = 0; i < na; i++) {
+        cr_assert_eq(a[i].dense_us, b[i].dense_us);
+        cr_assert_eq(a[i].sparse_us, b[i].sparse_us);
+        cr_assert_eq(a[i].rows, 64);
+    }
+    cr_assert_eq(a[0].N, 300); cr_assert_eq(a[0].K, 784);
+    o.mode = RF_DEPLOY_DENSE;
+    cr_assert_eq(rf_deploy_model(&ctx, m, &o, a, 8, &na), RF_OK);
+    for (int i = 0; i < m->n_layers; i++) cr_assert_null(m->layers[i].infer_gemm);
+    cr_assert_eq(rf_deploy_model(&ctx, NULL, &o, a, 8, &na), RF_ERR_INVALID);
+    rf_model_free(m);
+}
