@@ -80,7 +80,9 @@ typedef struct rf_layer {
      * its matrix product Y[M, N] = X[M, K] · W^T (+ bias) by calling this
      * instead of sgemm. Linear: M = batch, K = in, N = out. Conv: M = batch *
      * out_h * out_w (im2col rows), K = in_c * kh * kw, N = out_c; the layer
-     * arranges X and Y around the call. The callback adds the bias. */
+     * arranges X and Y around the call (M may be a chunk of the batch).
+     * patch_embed: M = batch * patches, K = C * p * p, N = width. The
+     * callback adds the bias. See docs/nn.md. */
     rf_status (*infer_gemm)(void *state, const float *X, float *Y, int M);
     void     *infer_state;    /* owned by whoever set infer_gemm */
 } rf_layer;
@@ -116,6 +118,10 @@ typedef struct rf_model {
     rf_rng     dropout_rng;
     rf_act_hook hook;             /* NULL unless QAT / hidden distillation     */
     void      *hook_ud;
+    /* Input gradient (saliency, gradient checks): set input_grad = 1 before
+     * rf_model_backward and dL/dx [batch, C*H*W] is left in dinput (owned). */
+    int        input_grad;
+    float     *dinput;
 } rf_model;
 
 /* ---- construction ---------------------------------------------------------
@@ -158,6 +164,9 @@ void      rf_model_zero_grad(rf_model *m);
 float    *rf_model_layer_output(rf_model *m, int i);
 /* Number of prunable weights, and of non-zero mask entries among them. */
 size_t    rf_model_prunable_count(const rf_model *m, size_t *remaining);
+/* Index of the first layer whose output in the last forward holds a NaN or
+ * Inf (the training loop names it on a non-finite loss), or -1 if none. */
+int       rf_model_first_nonfinite(const rf_model *m);
 
 /* ---- losses ----------------------------------------------------------------
  * Softmax cross-entropy, mean over batch, optional label smoothing eps.

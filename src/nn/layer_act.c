@@ -1,0 +1,161 @@
+/* Element-wise layers: relu, gelu, tanh, dropout, and the residual addition. */
+#include "nn/layers.h"
+
+#include <math.h>
+#include <string.h>
+
+static rf_status same_shape_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
+    rf_nn_set_out(L, L->in.d[0], L->in.d[1], L->in.d[2], b->in_kind);
+    return RF_OK;
+}
+
+static size_t numel(const rf_nn_run *r) { return (size_t)r->B * r->L->in_size; }
+
+/* ---- relu ----------------------------------------------------------------- */
+RF_NN_VEC static void relu_fwd(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+/* The output is >= 0 (or +0.0), so "output > 0" is "its bits are non-zero". */
+RF_NN_VEC static void relu_bwd(float *dx, const float *dy, const float *y, size_t n) {
+    const int32_t *yb = (const int32_t *)(const void *)y;
+    for (size_t i = 0; i < n; i++) dx[i] += yb[i] > 0 ? dy[i] : 0.0f;
+}
+
+static rf_status relu_forward(const rf_nn_run *r) { relu_fwd(r->out, r->in, numel(r)); return RF_OK; }
+static void relu_backward(const rf_nn_run *r) { if (r->din) relu_bwd(r->din, r->dout, r->out, numel(r)); }
+
+/* ---- gelu ------------------------------------------------------------------
+ * Exact GELU, x·Φ(x) = x/2 · (1 + erf(x/√2)) (Hendrycks & Gimpel 2016), the
+ * form PyTorch's nn.GELU() and timm's ViT use (not the tanh approximation);
+ * d/dx = Φ(x) + x·φ(x). erf and the Gaussian are evaluated with the
+ * vectorisable approximations in layers.h (errors < 1e-6 absolute). */
+RF_NN_VEC void rf_nn_add(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+RF_NN_VEC void rf_nn_mul_add(float *y, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += a[i] * b[i];
+}
+
+RF_NN_VEC void rf_nn_gelu_fwd(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + rf_nn_erf(x[i] * 0.70710678118654752f));
+}
+
+RF_NN_VEC void rf_nn_gelu_bwd(float *dx, const float *dy, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float cdf = 0.5f * (1.0f + rf_nn_erf(v * 0.70710678118654752f));
+        float pdf = 0.39894228040143268f * rf_nn_exp_neg_half(v * v);
+        dx[i] += dy[i] * (cdf + v * pdf);
+    }
+}
+
+static rf_status gelu_forward(const rf_nn_run *r) { rf_nn_gelu_fwd(r->out, r->in, numel(r)); return RF_OK; }
+static void gelu_backward(const rf_nn_run *r) { if (r->din) rf_nn_gelu_bwd(r->din, r->dout, r->in, numel(r)); }
+
+/* ---- tanh ----------------------------------------------------------------- */
+static rf_status tanh_forward(const rf_nn_run *r) {
+    size_t n = numel(r);
+    for (size_t i = 0; i < n; i++) r->out[i] = tanhf(r->in[i]);
+    return RF_OK;
+}
+
+static void tanh_backward(const rf_nn_run *r) {
+    if (!r->din) return;
+    size_t n = numel(r);
+    for (size_t i = 0; i < n; i++) r->din[i] += r->dout[i] * (1.0f - r->out[i] * r->out[i]);
+}
+
+static const char *const no_keys[] = {NULL};
+const rf_nn_op rf_nn_op_relu = {"relu", no_keys, same_shape_setup, NULL, relu_forward, relu_backward};
+const rf_nn_op rf_nn_op_gelu = {"gelu", no_keys, same_shape_setup, NULL, gelu_forward, gelu_backward};
+const rf_nn_op rf_nn_op_tanh = {"tanh", no_keys, same_shape_setup, NULL, tanh_forward, tanh_backward};
+
+/* ---- dropout ---------------------------------------------------------------
+ * Inverted dropout (Srivastava et al. 2014, scaled at training time so that
+ * inference is the identity): keep with probability 1-p, scale by 1/(1-p).
+ * The scaled mask is saved for backward; the stream is m->dropout_rng. */
+RF_NN_VEC static void mul3(float *y, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = a[i] * b[i];
+}
+
+static rf_status dropout_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
+    RF_TRY(rf_nn_float(b, j, "p", 0.5, 0.0, 0.999, &L->fp[0]));
+    rf_nn_set_out(L, L->in.d[0], L->in.d[1], L->in.d[2], b->in_kind);
+    L->save_numel = L->in_size;
+    return RF_OK;
+}
+
+static rf_status dropout_forward(const rf_nn_run *r) {
+    size_t n = numel(r);
+    float p = r->L->fp[0];
+    if (!r->training || p == 0.0f) { memcpy(r->out, r->in, n * sizeof(float)); return RF_OK; }
+    /* Two decisions per 32-bit draw: keep iff a 16-bit uniform u >= thr, so
+     * the keep probability is exactly (65536 - thr)/65536 (p rounded to
+     * 1/65536) and the scale uses that probability, keeping E[out] = in. */
+    uint32_t thr = (uint32_t)(p * 65536.0f + 0.5f);
+    float scale = 65536.0f / (float)(65536u - thr);
+    float *mk = r->save;
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        uint32_t u = rf_rng_u32(r->rng);
+        mk[i] = (u & 0xFFFFu) >= thr ? scale : 0.0f;
+        mk[i + 1] = (u >> 16) >= thr ? scale : 0.0f;
+    }
+    if (i < n) mk[i] = (rf_rng_u32(r->rng) & 0xFFFFu) >= thr ? scale : 0.0f;
+    mul3(r->out, r->in, mk, n);
+    return RF_OK;
+}
+
+static void dropout_backward(const rf_nn_run *r) {
+    if (!r->din) return;
+    size_t n = numel(r);
+    if (!r->training || r->L->fp[0] == 0.0f) { rf_nn_add(r->din, r->dout, n); return; }
+    rf_nn_mul_add(r->din, r->dout, r->save, n);
+}
+
+static const char *const dropout_keys[] = {"p", NULL};
+const rf_nn_op rf_nn_op_dropout = {"dropout", dropout_keys, dropout_setup, NULL, dropout_forward, dropout_backward};
+
+/* ---- residual: out = in + output of layer `from` (He et al. 2016, eq. 1) ---
+ * "from": an earlier layer's index, its name, or -1 for the model input. */
+static rf_status residual_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, "from");
+    if (!f) return rf_nn_err(b, RF_ERR_SPEC, "missing \"from\"");
+    int from = -2;
+    if (cJSON_IsString(f)) {
+        for (int i = 0; i < b->index; i++)
+            if (strcmp(b->layers[i].name, f->valuestring) == 0) from = i;
+        if (from == -2) return rf_nn_err(b, RF_ERR_SPEC, "\"from\": no earlier layer named \"%s\"", f->valuestring);
+    } else {
+        RF_TRY(rf_nn_int(b, j, "from", -2, -1, b->index - 1, &from));
+    }
+    L->from = from;
+    rf_shape3 s = from >= 0 ? b->layers[from].out : b->input;
+    if (s.d[0] != L->in.d[0] || s.d[1] != L->in.d[1] || s.d[2] != L->in.d[2])
+        return rf_nn_err(b, RF_ERR_SHAPE, "source %s has shape %dx%dx%d, input is %dx%dx%d",
+                         from >= 0 ? "layer" : "(model input)", s.d[0], s.d[1], s.d[2], L->in.d[0], L->in.d[1],
+                         L->in.d[2]);
+    rf_nn_set_out(L, L->in.d[0], L->in.d[1], L->in.d[2], b->in_kind);
+    return RF_OK;
+}
+
+RF_NN_VEC static void add2(float *y, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+static rf_status residual_forward(const rf_nn_run *r) {
+    add2(r->out, r->in, r->src, numel(r));
+    return RF_OK;
+}
+
+static void residual_backward(const rf_nn_run *r) {
+    size_t n = numel(r);
+    if (r->din) rf_nn_add(r->din, r->dout, n);
+    if (r->dsrc) rf_nn_add(r->dsrc, r->dout, n);
+}
+
+static const char *const residual_keys[] = {"from", NULL};
+const rf_nn_op rf_nn_op_residual = {"residual", residual_keys, residual_setup, NULL, residual_forward,
+                                    residual_backward};

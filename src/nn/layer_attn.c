@@ -1,0 +1,117 @@
+/* Multi-head self-attention (Vaswani et al. 2017, §3.2.2) as a layer, and the
+ * kernels the transformer block shares. Per (sample, head) the score and
+ * context products are sgemm calls that address q, k, v in place inside the
+ * packed qkv rows through leading dimensions, so nothing is transposed or
+ * copied: q_h = qkv[:, h·hd : (h+1)·hd], k_h at +D, v_h at +2D, ld = 3D. */
+#include "nn/layers.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* Row softmax; exp(s - max) = exp(-u/2) with u = 2·(max - s) >= 0. */
+RF_NN_VEC static void softmax_rows(float *S, int rows, int cols) {
+    for (int i = 0; i < rows; i++) {
+        float *s = S + (size_t)i * cols, mx = s[0], sum = 0.0f;
+        for (int j = 1; j < cols; j++) mx = s[j] > mx ? s[j] : mx;
+        for (int j = 0; j < cols; j++) s[j] = rf_nn_exp_neg_half(2.0f * (mx - s[j]));
+        for (int j = 0; j < cols; j++) sum += s[j];
+        float inv = 1.0f / sum;
+        for (int j = 0; j < cols; j++) s[j] *= inv;
+    }
+}
+
+/* Softmax Jacobian in place: dS = P ⊙ (dP - rowsum(dP ⊙ P)). */
+RF_NN_VEC static void softmax_bwd_rows(float *dP, const float *P, int rows, int cols) {
+    for (int i = 0; i < rows; i++) {
+        const float *pr = P + (size_t)i * cols;
+        float *dr = dP + (size_t)i * cols, s = 0.0f;
+        for (int j = 0; j < cols; j++) s += dr[j] * pr[j];
+        for (int j = 0; j < cols; j++) dr[j] = pr[j] * (dr[j] - s);
+    }
+}
+
+void rf_nn_mhsa_fwd(float *y, float *qkv, float *att, float *ctx, const float *x,
+                    const float *Wqkv, const float *bqkv, const float *Wproj, const float *bproj,
+                    int B, int T, int D, int H) {
+    int hd = D / H, D3 = 3 * D, M = B * T;
+    float scale = 1.0f / sqrtf((float)hd);
+    rf_nn_linear_fwd(qkv, x, Wqkv, bqkv, M, D3, D, D, D3);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *q = qkv + (size_t)b * T * D3 + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
+            float *S = att + ((size_t)b * H + h) * T * T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, D3, k, D3, 0.0f, S, T);
+            softmax_rows(S, T, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, S, T, v, D3, 0.0f,
+                        ctx + (size_t)b * T * D + (size_t)h * hd, D);
+        }
+    rf_nn_linear_fwd(y, ctx, Wproj, bproj, M, D, D, D, D);
+}
+
+size_t rf_nn_mhsa_scratch(int B, int T, int D, int H) {
+    return (size_t)B * T * D * 4 + (size_t)T * T;
+}
+
+void rf_nn_mhsa_bwd(float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
+                    const float *dy, const float *x, const float *qkv, const float *att, const float *ctx,
+                    const float *Wqkv, const float *Wproj, float *scratch, int B, int T, int D, int H) {
+    int hd = D / H, D3 = 3 * D, M = B * T;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *dctx = scratch, *dqkv = dctx + (size_t)M * D, *dP = dqkv + (size_t)M * D3;
+    memset(dctx, 0, (size_t)M * D * sizeof(float));
+    memset(dqkv, 0, (size_t)M * D3 * sizeof(float));
+    rf_nn_linear_bwd(dctx, dWproj, dbproj, dy, ctx, Wproj, M, D, D, D, D);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *q = qkv + (size_t)b * T * D3 + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
+            float *dq = dqkv + (size_t)b * T * D3 + (size_t)h * hd, *dk = dq + D, *dv = dq + 2 * D;
+            const float *P = att + ((size_t)b * H + h) * T * T;
+            const float *dc = dctx + (size_t)b * T * D + (size_t)h * hd;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dc, D, v, D3, 0.0f, dP, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, dc, D, 1.0f, dv, D3);
+            softmax_bwd_rows(dP, P, T, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dP, T, k, D3, 1.0f, dq, D3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dP, T, q, D3, 1.0f, dk, D3);
+        }
+    rf_nn_linear_bwd(dx, dWqkv, dbqkv, dqkv, x, Wqkv, M, D3, D, D, D3);
+}
+
+/* ---- the layer: tokens (T, D) -> (T, D); parameters qkv.{weight,bias},
+ * proj.{weight,bias}; saved per sample: qkv [3TD], att [H·T·T], ctx [TD]. */
+static rf_status attn_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
+    RF_TRY(rf_nn_need_kind(b, L, RF_NN_K(RF_NN_TOKENS)));
+    int D = L->in.d[1], T = L->in.d[0];
+    RF_TRY(rf_nn_int(b, j, "heads", 1, 1, 4096, &L->ip[0]));
+    if (D % L->ip[0]) return rf_nn_err(b, RF_ERR_SHAPE, "%d heads do not divide width %d", L->ip[0], D);
+    rf_nn_set_out(L, T, D, 1, RF_NN_TOKENS);
+    RF_TRY(rf_nn_param(b, L, "qkv.weight", RF_P_WEIGHT, 2, 3 * D, D, 0, 0));
+    RF_TRY(rf_nn_param(b, L, "qkv.bias", RF_P_BIAS, 1, 3 * D, 0, 0, 0));
+    RF_TRY(rf_nn_param(b, L, "proj.weight", RF_P_WEIGHT, 2, D, D, 0, 0));
+    RF_TRY(rf_nn_param(b, L, "proj.bias", RF_P_BIAS, 1, D, 0, 0, 0));
+    L->save_numel = (size_t)T * D * 4 + (size_t)L->ip[0] * T * T;
+    return RF_OK;
+}
+
+static size_t attn_scratch(const rf_layer *L, int B) {
+    return rf_nn_mhsa_scratch(B, L->in.d[0], L->in.d[1], L->ip[0]);
+}
+
+static rf_status attn_forward(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    int B = r->B, T = L->in.d[0], D = L->in.d[1], H = L->ip[0];
+    float *qkv = r->save, *att = qkv + (size_t)B * T * 3 * D, *ctx = att + (size_t)B * H * T * T;
+    rf_nn_mhsa_fwd(r->out, qkv, att, ctx, r->in, r->p[0], r->p[1], r->p[2], r->p[3], B, T, D, H);
+    return RF_OK;
+}
+
+static void attn_backward(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    int B = r->B, T = L->in.d[0], D = L->in.d[1], H = L->ip[0];
+    const float *qkv = r->save, *att = qkv + (size_t)B * T * 3 * D, *ctx = att + (size_t)B * H * T * T;
+    rf_nn_mhsa_bwd(r->din, r->g[0], r->g[1], r->g[2], r->g[3], r->dout, r->in, qkv, att, ctx, r->p[0], r->p[2],
+                   r->scratch, B, T, D, H);
+}
+
+static const char *const attn_keys[] = {"heads", NULL};
+const rf_nn_op rf_nn_op_attention = {"attention", attn_keys, attn_setup, attn_scratch, attn_forward, attn_backward};

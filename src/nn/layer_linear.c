@@ -1,0 +1,73 @@
+/* Fully connected layer, and the GEMM wrappers every matrix product in the
+ * engine goes through (OpenBLAS sgemm, row-major, weights stored [out, in]
+ * as PyTorch stores them, so Y = X · W^T). */
+#include "nn/layers.h"
+
+#include <cblas.h>
+#include <string.h>
+
+void rf_nn_linear_fwd(float *Y, const float *X, const float *W, const float *b, int M, int N, int K,
+                      int ldx, int ldy) {
+    float beta = 0.0f;
+    if (b) {
+        for (int i = 0; i < M; i++) memcpy(Y + (size_t)i * ldy, b, (size_t)N * sizeof(float));
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, ldx, W, K, beta, Y, ldy);
+}
+
+/* db[j] += Σ_i dY[i, j] (vectorised across j; same summation order per j). */
+RF_NN_VEC static void colsum_add(float *db, const float *dY, int M, int N, int ldy) {
+    for (int i = 0; i < M; i++) {
+        const float *r = dY + (size_t)i * ldy;
+        for (int j = 0; j < N; j++) db[j] += r[j];
+    }
+}
+
+void rf_nn_linear_bwd(float *dX, float *dW, float *db, const float *dY, const float *X,
+                      const float *W, int M, int N, int K, int ldx, int ldy) {
+    if (dX) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dY, ldy, W, K, 1.0f, dX, ldx);
+    if (dW) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dY, ldy, X, ldx, 1.0f, dW, K);
+    if (db) colsum_add(db, dY, M, N, ldy);
+}
+
+/* Rows of the product: a flat input is one row per sample; a token sequence
+ * (T, D) is T rows per sample (the layer acts on each token, as nn.Linear on
+ * a [B, T, D] tensor does). */
+static int linear_rows(const rf_layer *L) { return L->ip[7] == RF_NN_TOKENS ? L->in.d[0] : 1; }
+static int linear_k(const rf_layer *L) { return L->ip[7] == RF_NN_TOKENS ? L->in.d[1] : (int)L->in_size; }
+
+static rf_status linear_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
+    RF_TRY(rf_nn_need_kind(b, L, RF_NN_K(RF_NN_FLAT) | RF_NN_K(RF_NN_TOKENS)));
+    int tokens = b->in_kind == RF_NN_TOKENS;
+    int k = tokens ? L->in.d[1] : (int)L->in_size;
+    int in_decl;
+    RF_TRY(rf_nn_int(b, j, "in", k, 1, 1 << 30, &in_decl));
+    if (in_decl != k) return rf_nn_err(b, RF_ERR_SHAPE, "expects %d inputs, gets %d", in_decl, k);
+    RF_TRY(rf_nn_int(b, j, "out", -1, 1, 1 << 24, &L->ip[0]));
+    if (L->ip[0] < 0) return rf_nn_err(b, RF_ERR_SPEC, "missing \"out\"");
+    RF_TRY(rf_nn_int(b, j, "bias", 1, 0, 1, &L->ip[1]));
+    int n = L->ip[0];
+    if (tokens) rf_nn_set_out(L, L->in.d[0], n, 1, RF_NN_TOKENS);
+    else rf_nn_set_out(L, n, 1, 1, RF_NN_FLAT);
+    RF_TRY(rf_nn_param(b, L, "weight", RF_P_WEIGHT, 2, n, k, 0, 0));
+    if (L->ip[1]) RF_TRY(rf_nn_param(b, L, "bias", RF_P_BIAS, 1, n, 0, 0, 0));
+    return RF_OK;
+}
+
+static rf_status linear_forward(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    int M = r->B * linear_rows(L), N = L->ip[0], K = linear_k(L);
+    if (L->infer_gemm && !r->training) return L->infer_gemm(L->infer_state, r->in, r->out, M);
+    rf_nn_linear_fwd(r->out, r->in, r->p[0], L->ip[1] ? r->p[1] : NULL, M, N, K, K, N);
+    return RF_OK;
+}
+
+static void linear_backward(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    int M = r->B * linear_rows(L), N = L->ip[0], K = linear_k(L);
+    rf_nn_linear_bwd(r->din, r->g[0], L->ip[1] ? r->g[1] : NULL, r->dout, r->in, r->p[0], M, N, K, K, N);
+}
+
+static const char *const linear_keys[] = {"in", "out", "bias", NULL};
+const rf_nn_op rf_nn_op_linear = {"linear", linear_keys, linear_setup, NULL, linear_forward, linear_backward};

@@ -1,0 +1,166 @@
+/* Normalisation layers: batch norm (Ioffe & Szegedy 2015, Alg. 1 and 2) and
+ * layer norm (Ba et al. 2016, eq. 4), plus the row kernels the transformer
+ * block reuses. */
+#include "nn/layers.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- layer norm rows ------------------------------------------------------ */
+RF_NN_VEC void rf_nn_layernorm_fwd(float *y, float *stats, const float *x, const float *g, const float *b,
+                         int rows, int D, float eps) {
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * D;
+        float *yr = y + (size_t)r * D;
+        float mean = 0.0f;
+        for (int i = 0; i < D; i++) mean += xr[i];
+        mean /= (float)D;
+        float var = 0.0f;
+        for (int i = 0; i < D; i++) { float d = xr[i] - mean; var += d * d; }
+        var /= (float)D;
+        float rstd = 1.0f / sqrtf(var + eps);
+        for (int i = 0; i < D; i++) yr[i] = (xr[i] - mean) * rstd * g[i] + b[i];
+        stats[2 * r] = mean;
+        stats[2 * r + 1] = rstd;
+    }
+}
+
+RF_NN_VEC void rf_nn_layernorm_bwd(float *dx, float *dg, float *db, const float *dy, const float *x,
+                         const float *stats, const float *g, int rows, int D) {
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * D, *dyr = dy + (size_t)r * D;
+        float mean = stats[2 * r], rstd = stats[2 * r + 1];
+        float s1 = 0.0f, s2 = 0.0f;   /* mean(dxhat), mean(dxhat · xhat) */
+        for (int i = 0; i < D; i++) {
+            float xh = (xr[i] - mean) * rstd, dxh = dyr[i] * g[i];
+            s1 += dxh;
+            s2 += dxh * xh;
+            dg[i] += dyr[i] * xh;
+            db[i] += dyr[i];
+        }
+        if (!dx) continue;
+        s1 /= (float)D;
+        s2 /= (float)D;
+        float *dxr = dx + (size_t)r * D;
+        for (int i = 0; i < D; i++) {
+            float xh = (xr[i] - mean) * rstd;
+            dxr[i] += rstd * (dyr[i] * g[i] - s1 - xh * s2);
+        }
+    }
+}
+
+/* ---- layer norm layer: over D of each token, or over a flat vector -------- */
+static int ln_rows(const rf_layer *L) { return L->ip[7] == RF_NN_TOKENS ? L->in.d[0] : 1; }
+static int ln_dim(const rf_layer *L) { return L->ip[7] == RF_NN_TOKENS ? L->in.d[1] : (int)L->in_size; }
+
+static rf_status ln_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
+    RF_TRY(rf_nn_need_kind(b, L, RF_NN_K(RF_NN_TOKENS) | RF_NN_K(RF_NN_FLAT)));
+    RF_TRY(rf_nn_float(b, j, "eps", 1e-5, 0.0, 1.0, &L->fp[0]));
+    rf_nn_set_out(L, L->in.d[0], L->in.d[1], L->in.d[2], b->in_kind);
+    int D = ln_dim(L);
+    RF_TRY(rf_nn_param(b, L, "weight", RF_P_NORM, 1, D, 0, 0, 0));
+    RF_TRY(rf_nn_param(b, L, "bias", RF_P_NORM, 1, D, 0, 0, 0));
+    L->save_numel = 2 * (size_t)ln_rows(L);
+    return RF_OK;
+}
+
+static rf_status ln_forward(const rf_nn_run *r) {
+    rf_nn_layernorm_fwd(r->out, r->save, r->in, r->p[0], r->p[1], r->B * ln_rows(r->L), ln_dim(r->L), r->L->fp[0]);
+    return RF_OK;
+}
+
+static void ln_backward(const rf_nn_run *r) {
+    rf_nn_layernorm_bwd(r->din, r->g[0], r->g[1], r->dout, r->in, r->save, r->p[0], r->B * ln_rows(r->L),
+                        ln_dim(r->L));
+}
+
+static const char *const ln_keys[] = {"eps", NULL};
+const rf_nn_op rf_nn_op_layernorm = {"layernorm", ln_keys, ln_setup, NULL, ln_forward, ln_backward};
+
+/* ---- batch norm: per channel of an image, or per feature of a vector ------
+ * Buffers: running_mean [C], running_var [C]. Saved: the statistics used
+ * (batch or running) as mean[C], rstd[C], so backward works in both modes. */
+static rf_status bn_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
+    RF_TRY(rf_nn_need_kind(b, L, RF_NN_K(RF_NN_IMAGE) | RF_NN_K(RF_NN_FLAT)));
+    RF_TRY(rf_nn_float(b, j, "eps", 1e-5, 0.0, 1.0, &L->fp[0]));
+    RF_TRY(rf_nn_float(b, j, "momentum", 0.1, 0.0, 1.0, &L->fp[1]));
+    rf_nn_set_out(L, L->in.d[0], L->in.d[1], L->in.d[2], b->in_kind);
+    int C = L->in.d[0];
+    RF_TRY(rf_nn_param(b, L, "weight", RF_P_NORM, 1, C, 0, 0, 0));
+    RF_TRY(rf_nn_param(b, L, "bias", RF_P_NORM, 1, C, 0, 0, 0));
+    L->buf_numel = 2 * (size_t)C;
+    L->save_numel = 2 * (size_t)C;   /* per sample: generous, holds the 2C statistics */
+    return RF_OK;
+}
+
+RF_NN_VEC static rf_status bn_forward(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    int C = L->in.d[0];
+    size_t hw = (size_t)L->in.d[1] * L->in.d[2];
+    float *rmean = r->buf, *rvar = r->buf + C, *mean = r->save, *rstd = r->save + C;
+    float eps = L->fp[0], mom = L->fp[1];
+    double cnt = (double)r->B * (double)hw;
+    for (int c = 0; c < C; c++) {
+        if (r->training) {
+            double s = 0.0, s2 = 0.0;
+            for (int n = 0; n < r->B; n++) {
+                const float *x = r->in + (size_t)n * L->in_size + c * hw;
+                for (size_t i = 0; i < hw; i++) s += x[i];
+            }
+            double mu = s / cnt;
+            for (int n = 0; n < r->B; n++) {
+                const float *x = r->in + (size_t)n * L->in_size + c * hw;
+                for (size_t i = 0; i < hw; i++) { double d = x[i] - mu; s2 += d * d; }
+            }
+            double var = s2 / cnt;
+            mean[c] = (float)mu;
+            rstd[c] = (float)(1.0 / sqrt(var + eps));
+            /* Running variance uses the unbiased estimate, as PyTorch does. */
+            double unb = cnt > 1.0 ? var * cnt / (cnt - 1.0) : var;
+            rmean[c] = (float)((1.0 - mom) * rmean[c] + mom * mu);
+            rvar[c] = (float)((1.0 - mom) * rvar[c] + mom * unb);
+        } else {
+            mean[c] = rmean[c];
+            rstd[c] = 1.0f / sqrtf(rvar[c] + eps);
+        }
+        float a = rstd[c] * r->p[0][c], bb = r->p[1][c] - mean[c] * a;
+        for (int n = 0; n < r->B; n++) {
+            const float *x = r->in + (size_t)n * L->in_size + c * hw;
+            float *y = r->out + (size_t)n * L->out_size + c * hw;
+            for (size_t i = 0; i < hw; i++) y[i] = x[i] * a + bb;
+        }
+    }
+    return RF_OK;
+}
+
+RF_NN_VEC static void bn_backward(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    int C = L->in.d[0];
+    size_t hw = (size_t)L->in.d[1] * L->in.d[2];
+    const float *mean = r->save, *rstd = r->save + C;
+    float cnt = (float)((double)r->B * (double)hw);
+    for (int c = 0; c < C; c++) {
+        float mu = mean[c], rs = rstd[c], gm = r->p[0][c];
+        double sdy = 0.0, sdyx = 0.0;
+        for (int n = 0; n < r->B; n++) {
+            const float *x = r->in + (size_t)n * L->in_size + c * hw;
+            const float *dy = r->dout + (size_t)n * L->out_size + c * hw;
+            for (size_t i = 0; i < hw; i++) { sdy += dy[i]; sdyx += dy[i] * ((x[i] - mu) * rs); }
+        }
+        r->g[0][c] += (float)sdyx;
+        r->g[1][c] += (float)sdy;
+        if (!r->din) continue;
+        /* Train mode differentiates through the batch statistics (Ioffe &
+         * Szegedy 2015, Alg. 2 chain rule); eval mode is an affine map. */
+        float k0 = gm * rs, k1 = r->training ? (float)sdy / cnt : 0.0f, k2 = r->training ? (float)sdyx / cnt : 0.0f;
+        for (int n = 0; n < r->B; n++) {
+            const float *x = r->in + (size_t)n * L->in_size + c * hw;
+            const float *dy = r->dout + (size_t)n * L->out_size + c * hw;
+            float *dx = r->din + (size_t)n * L->in_size + c * hw;
+            for (size_t i = 0; i < hw; i++) dx[i] += k0 * (dy[i] - k1 - (x[i] - mu) * rs * k2);
+        }
+    }
+}
+
+static const char *const bn_keys[] = {"eps", "momentum", NULL};
+const rf_nn_op rf_nn_op_batchnorm = {"batchnorm", bn_keys, bn_setup, NULL, bn_forward, bn_backward};

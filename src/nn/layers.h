@@ -1,0 +1,224 @@
+/* Internal interface of the nn module: the per-type layer table, the spec
+ * builder that layers declare their parameters through, and the plain-array
+ * kernels layers share (GEMM wrappers, layer norm rows, multi-head attention).
+ *
+ * Kernel convention (llm.c): outputs first, inputs const, dimensions last;
+ * backward ADDS into parameter gradients AND into the input gradient (the
+ * model zeroes the activation-gradient block once per backward), so a
+ * residual connection is just one more addition into its source's gradient.
+ *
+ * Integer hyper-parameters rf_layer.ip[], per type:
+ *   linear      ip[0] out features, ip[1] bias (0/1)
+ *   conv2d      ip[0] out channels, ip[1] kh, ip[2] kw, ip[3] stride, ip[4] padding, ip[5] bias
+ *   maxpool,
+ *   avgpool     ip[1] kernel, ip[3] stride, ip[4] padding
+ *   patch_embed ip[0] width D, ip[1] patch, ip[2] cls token (0/1), ip[3] position embedding (0/1)
+ *   attention   ip[0] heads
+ *   transformer ip[0] heads, ip[1] MLP hidden width
+ *   every type  ip[6] init scheme of its weights (rf_nn_init), ip[7] kind of its output (rf_nn_kind)
+ * Float hyper-parameters rf_layer.fp[]:
+ *   batchnorm fp[0] eps, fp[1] momentum; layernorm, transformer fp[0] eps; dropout fp[0] p.
+ */
+#ifndef RAFFLE_NN_LAYERS_H
+#define RAFFLE_NN_LAYERS_H
+
+#include "raffle/nn.h"
+
+#include <cJSON.h>
+#include <string.h>
+
+/* What a per-sample activation shape {d0, d1, d2} means. Shape inference
+ * tracks it so that e.g. layernorm on an image is rejected. */
+typedef enum rf_nn_kind { RF_NN_IMAGE = 0, RF_NN_TOKENS = 1, RF_NN_FLAT = 2 } rf_nn_kind;
+
+/* Weight initialisation schemes (values stored in ip[6]). */
+typedef enum rf_nn_init {
+    RF_NN_INIT_KAIMING_NORMAL = 0, /* He et al. 2015: N(0, 2/fan_in)                        */
+    RF_NN_INIT_GLOROT_NORMAL  = 1, /* Glorot & Bengio 2010: N(0, 2/(fan_in+fan_out))        */
+    RF_NN_INIT_TRUNC_NORMAL   = 2, /* ViT (Dosovitskiy et al. 2021, timm): N(0, 0.02²) cut at ±2σ */
+    RF_NN_INIT_PYTORCH        = 3, /* PyTorch default: U(±1/sqrt(fan_in)) for weight and bias */
+    RF_NN_INIT_COUNT_
+} rf_nn_init;
+/* Spec names of the schemes, indexed by rf_nn_init. */
+extern const char *const rf_nn_init_names[RF_NN_INIT_COUNT_];
+
+#define RF_NN_MAX_LAYER_PARAMS 16
+
+/* Shape inference state while a spec is turned into layer records. */
+typedef struct rf_nn_builder {
+    rf_ctx   *ctx;
+    int       index;          /* current layer index (for error messages)   */
+    const char *type_name;    /* current layer type                          */
+    rf_nn_kind in_kind;       /* kind of the current layer's input           */
+    rf_param *pt;             /* growing parameter-tensor table              */
+    int       n_pt, cap_pt;
+    size_t    n_params, n_buffers;
+    const rf_layer *layers;   /* layers built so far (residual sources)      */
+    rf_shape3 input;          /* the model's per-sample input shape          */
+} rf_nn_builder;
+
+/* Everything one layer call needs, resolved by the model. */
+typedef struct rf_nn_run {
+    const rf_layer *L;
+    int          B;           /* batch size                                  */
+    int          training;
+    const float *in;          /* [B, in_size]                                */
+    float       *out;         /* [B, out_size]                               */
+    const float *dout;        /* backward: [B, out_size]                     */
+    float       *din;         /* backward: [B, in_size], ADD into; NULL: not needed */
+    const float *p[RF_NN_MAX_LAYER_PARAMS]; /* the layer's tensors, in declaration order */
+    float       *g[RF_NN_MAX_LAYER_PARAMS]; /* their gradients                          */
+    float       *buf;         /* the layer's buffers (batchnorm running stats) */
+    float       *save;        /* [B * save_numel] state kept from forward to backward */
+    float       *scratch;     /* at least op->scratch(L, B) floats           */
+    rf_rng      *rng;         /* dropout stream                              */
+    const float *src;         /* residual: output of layer `from`            */
+    float       *dsrc;        /* residual: its gradient (may be NULL)        */
+} rf_nn_run;
+
+typedef struct rf_nn_op {
+    const char *name;                 /* the spec's "type"                    */
+    const char *const *keys;          /* accepted keys besides type/name/init, NULL-terminated */
+    /* Parses the layer's keys from j, infers L->out from L->in and declares
+     * parameters (rf_nn_param), buffers and L->save_numel. */
+    rf_status (*setup)(rf_nn_builder *b, rf_layer *L, const cJSON *j);
+    size_t    (*scratch)(const rf_layer *L, int B);   /* floats; NULL: none */
+    rf_status (*forward)(const rf_nn_run *r);
+    void      (*backward)(const rf_nn_run *r);
+} rf_nn_op;
+
+/* The table, indexed by rf_layer_type (NULL for unused values). */
+const rf_nn_op *rf_nn_op_get(int type);
+/* Allocates the zeroed params, grads and buffers blocks of a model whose
+ * layer records and parameter table are built (model.c). */
+rf_status rf_nn_model_alloc_blocks(rf_ctx *ctx, rf_model *m);
+
+extern const rf_nn_op rf_nn_op_linear, rf_nn_op_conv2d, rf_nn_op_maxpool, rf_nn_op_avgpool,
+    rf_nn_op_gap, rf_nn_op_batchnorm, rf_nn_op_layernorm, rf_nn_op_relu, rf_nn_op_gelu,
+    rf_nn_op_tanh, rf_nn_op_dropout, rf_nn_op_flatten, rf_nn_op_residual, rf_nn_op_patch_embed,
+    rf_nn_op_attention, rf_nn_op_transformer, rf_nn_op_cls_pool, rf_nn_op_mean_pool;
+
+/* ---- builder helpers (spec.c) ---------------------------------------------
+ * Errors are RF_ERR_SPEC / RF_ERR_SHAPE with "layers[i] type: " prefixed. */
+rf_status rf_nn_err(rf_nn_builder *b, rf_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Reads integer key `key` (absent: dflt) and checks lo <= v <= hi. */
+rf_status rf_nn_int(rf_nn_builder *b, const cJSON *j, const char *key, int dflt, int lo, int hi, int *v);
+rf_status rf_nn_float(rf_nn_builder *b, const cJSON *j, const char *key, double dflt, double lo, double hi, float *v);
+/* Declares a parameter tensor "<prefix><suffix>" (prefix: L->name + "." unless
+ * suffix starts with '/', which means a top-level name without the prefix). */
+rf_status rf_nn_param(rf_nn_builder *b, rf_layer *L, const char *suffix, rf_param_role role,
+                      int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+/* Requires the input kind; error names what the layer expects. */
+rf_status rf_nn_need_kind(rf_nn_builder *b, const rf_layer *L, int kinds_mask);
+#define RF_NN_K(k) (1 << (k))
+
+static inline void rf_nn_set_out(rf_layer *L, int d0, int d1, int d2, rf_nn_kind kind) {
+    L->out.d[0] = d0; L->out.d[1] = d1; L->out.d[2] = d2;
+    L->out_size = (size_t)d0 * (size_t)d1 * (size_t)d2;
+    L->ip[7] = (int)kind;
+}
+
+/* ---- vectorised loops -------------------------------------------------------
+ * Element-wise loops are compiled once per ISA (AVX-512, AVX2+FMA, baseline
+ * x86-64) with GCC function multi-versioning: the loader picks the clone from
+ * CPUID at start-up (an ifunc), so nothing depends on -march. The baseline
+ * clone is the plain-C reference; the build's -O2 does not vectorise, so these
+ * functions ask for -O3. Floating-point semantics are unchanged (no
+ * fast-math), which is why conditions below compare integer bit patterns:
+ * with trapping math, float compares block if-conversion. */
+#define RF_NN_VEC __attribute__((target_clones("avx512f", "avx2,fma", "default"), optimize("O3")))
+
+/* exp(-u/2) for u >= 0 (u = x² for the Gaussian density), relative error
+ * < 1e-5: Cody-Waite split into 2^n · 2^f, degree-6 polynomial for 2^f
+ * (f in [-1/2, 1/2]), 2^n built in the exponent bits. u is capped at 174
+ * (result ~1e-38) with an integer compare on its bit pattern. */
+static inline float rf_nn_exp_neg_half(float u) {
+    int32_t ub;
+    memcpy(&ub, &u, 4);
+    ub = ub < 0x432E0000 ? ub : 0x432E0000;   /* 174.0f; u >= 0 so bits order like values */
+    memcpy(&u, &ub, 4);
+    float t = u * -0.72134752044448170f;      /* -u/2 · log2(e) */
+    float r = t + 12582912.0f;                /* 1.5·2^23: rounds t to an integer in r's low bits */
+    float f = t - (r - 12582912.0f);
+    float p = 1.535336188319500e-4f;
+    p = p * f + 1.339887440266574e-3f;
+    p = p * f + 9.618437357674640e-3f;
+    p = p * f + 5.550332471162809e-2f;
+    p = p * f + 2.402264791363012e-1f;
+    p = p * f + 6.931472028550421e-1f;
+    p = p * f + 1.0f;
+    int32_t ib;
+    memcpy(&ib, &r, 4);
+    ib = (ib - 0x4B400000 + 127) * (1 << 23);
+    float s;
+    memcpy(&s, &ib, 4);
+    return p * s;
+}
+
+/* erf(x), absolute error < 5e-7: the odd/even rational minimax fit on
+ * [-4, 4] used by Eigen and XLA for float erf; |x| is capped at 4 (erf = ±1
+ * in float beyond) through its bit pattern. */
+static inline float rf_nn_erf(float a) {
+    int32_t b;
+    memcpy(&b, &a, 4);
+    int32_t sign = b & (int32_t)0x80000000, mag = b & 0x7FFFFFFF;
+    mag = mag < 0x40800000 ? mag : 0x40800000;   /* 4.0f */
+    b = sign | mag;
+    float x;
+    memcpy(&x, &b, 4);
+    float x2 = x * x;
+    float p = -2.72614225801306e-10f;
+    p = p * x2 + 2.77068142495902e-08f;
+    p = p * x2 + -2.10102402082508e-06f;
+    p = p * x2 + -5.69250639462346e-05f;
+    p = p * x2 + -7.34990630326855e-04f;
+    p = p * x2 + -2.95459980854025e-03f;
+    p = p * x2 + -1.60960333262415e-02f;
+    p = p * x;
+    float q = -1.45660718464996e-05f;
+    q = q * x2 + -2.13374055278905e-04f;
+    q = q * x2 + -1.68282697438203e-03f;
+    q = q * x2 + -7.37332916720468e-03f;
+    q = q * x2 + -1.42647390514189e-02f;
+    return p / q;
+}
+
+/* ---- shared kernels -------------------------------------------------------
+ * Row-major Y[M, N] = X[M, K] · W[N, K]^T + b (b may be NULL). */
+void rf_nn_linear_fwd(float *Y, const float *X, const float *W, const float *b, int M, int N, int K,
+                      int ldx, int ldy);
+/* dX[M, K] += dY · W;  dW[N, K] += dY^T · X;  db[N] += colsum(dY). Any of
+ * dX, dW, db may be NULL. */
+void rf_nn_linear_bwd(float *dX, float *dW, float *db, const float *dY, const float *X,
+                      const float *W, int M, int N, int K, int ldx, int ldy);
+
+/* Layer norm over rows of length D: y = (x - mean) * rstd * g + b; stats[2r]
+ * = mean, stats[2r+1] = rstd. */
+void rf_nn_layernorm_fwd(float *y, float *stats, const float *x, const float *g, const float *b,
+                         int rows, int D, float eps);
+/* dx += ..., dg += ..., db += ... (dx may be NULL). */
+void rf_nn_layernorm_bwd(float *dx, float *dg, float *db, const float *dy, const float *x,
+                         const float *stats, const float *g, int rows, int D);
+
+/* y[i] += x[i];  y[i] += a[i]·b[i]. */
+void rf_nn_add(float *y, const float *x, size_t n);
+void rf_nn_mul_add(float *y, const float *a, const float *b, size_t n);
+
+/* GELU, exact form x·Φ(x) (Hendrycks & Gimpel 2016; PyTorch nn.GELU default). */
+void rf_nn_gelu_fwd(float *y, const float *x, size_t n);
+void rf_nn_gelu_bwd(float *dx, const float *dy, const float *x, size_t n);  /* dx += */
+
+/* Multi-head self-attention (Vaswani et al. 2017, eq. 1) on x [B, T, D]:
+ * qkv = x·Wqkv^T + bqkv ([B, T, 3D], q|k|v, head h at columns h·D/H),
+ * att = softmax(q k^T / sqrt(D/H)) [B, H, T, T], ctx = att·v [B, T, D],
+ * y = ctx·Wproj^T + bproj. qkv, att, ctx are saved for backward. */
+void rf_nn_mhsa_fwd(float *y, float *qkv, float *att, float *ctx, const float *x,
+                    const float *Wqkv, const float *bqkv, const float *Wproj, const float *bproj,
+                    int B, int T, int D, int H);
+/* dx += (may be NULL); parameter grads +=. scratch: rf_nn_mhsa_scratch floats. */
+void rf_nn_mhsa_bwd(float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
+                    const float *dy, const float *x, const float *qkv, const float *att, const float *ctx,
+                    const float *Wqkv, const float *Wproj, float *scratch, int B, int T, int D, int H);
+size_t rf_nn_mhsa_scratch(int B, int T, int D, int H);
+
+#endif

@@ -1,0 +1,265 @@
+/* The model: the layer table, block allocation, forward and backward passes,
+ * masks, cloning and lookups.
+ *
+ * Activations of a batch are one block `acts`: layer i's output is
+ * acts[act_offset·max_batch ...] as [batch, out_size]; `dacts` mirrors it
+ * with gradients and `saved` holds per-layer state for backward the same way.
+ * Backward zeroes dacts once and every layer ADDS into its input gradient
+ * (llm.c), which makes residual fan-out a plain addition. */
+#include "nn/layers.h"
+
+#include <math.h>
+#include <string.h>
+
+static const rf_nn_op *const ops[RF_L_TYPE_COUNT_] = {
+    [RF_L_LINEAR] = &rf_nn_op_linear,       [RF_L_CONV2D] = &rf_nn_op_conv2d,
+    [RF_L_MAXPOOL] = &rf_nn_op_maxpool,     [RF_L_AVGPOOL] = &rf_nn_op_avgpool,
+    [RF_L_GAP] = &rf_nn_op_gap,             [RF_L_BATCHNORM] = &rf_nn_op_batchnorm,
+    [RF_L_LAYERNORM] = &rf_nn_op_layernorm, [RF_L_RELU] = &rf_nn_op_relu,
+    [RF_L_GELU] = &rf_nn_op_gelu,           [RF_L_TANH] = &rf_nn_op_tanh,
+    [RF_L_DROPOUT] = &rf_nn_op_dropout,     [RF_L_FLATTEN] = &rf_nn_op_flatten,
+    [RF_L_RESIDUAL] = &rf_nn_op_residual,   [RF_L_PATCH_EMBED] = &rf_nn_op_patch_embed,
+    [RF_L_ATTENTION] = &rf_nn_op_attention, [RF_L_TRANSFORMER] = &rf_nn_op_transformer,
+    [RF_L_CLS_POOL] = &rf_nn_op_cls_pool,   [RF_L_MEAN_POOL] = &rf_nn_op_mean_pool,
+};
+
+const rf_nn_op *rf_nn_op_get(int type) {
+    return type >= 0 && type < RF_L_TYPE_COUNT_ ? ops[type] : NULL;
+}
+
+static float *alloc_floats(size_t n) {
+    float *p = rf_aligned_alloc(64, (n ? n : 1) * sizeof(float));
+    if (p) memset(p, 0, (n ? n : 1) * sizeof(float));
+    return p;
+}
+
+rf_status rf_nn_model_alloc_blocks(rf_ctx *ctx, rf_model *m) {
+    m->params = alloc_floats(m->n_params);
+    m->grads = alloc_floats(m->n_params);
+    m->buffers = alloc_floats(m->n_buffers);
+    if (!m->params || !m->grads || !m->buffers) return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory");
+    return RF_OK;
+}
+
+static void free_acts(rf_model *m) {
+    rf_free(m->acts); rf_free(m->dacts); rf_free(m->saved); rf_free(m->scratch); rf_free(m->dinput);
+    m->acts = m->dacts = m->saved = m->scratch = m->dinput = NULL;
+    m->acts_numel = m->saved_numel = m->scratch_numel = 0;
+    m->max_batch = 0;
+}
+
+void rf_model_free(rf_model *m) {
+    if (!m) return;
+    free_acts(m);
+    rf_free(m->layers);
+    rf_free(m->ptensors);
+    rf_free(m->params);
+    rf_free(m->grads);
+    rf_free(m->masks);
+    rf_free(m->buffers);
+    rf_free(m->spec_json);
+    rf_free(m);
+}
+
+/* Sizes the activation blocks for `batch` samples (grow only: a smaller
+ * batch reuses them, so steady-state training never allocates). */
+static rf_status ensure_acts(rf_ctx *ctx, rf_model *m, int batch) {
+    if (batch <= m->max_batch && m->acts) return RF_OK;
+    free_acts(m);
+    size_t per = 0, save = 0, scratch = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const rf_layer *L = &m->layers[i];
+        per += L->out_size;
+        save += L->save_numel;
+        const rf_nn_op *op = ops[L->type];
+        size_t s = op->scratch ? op->scratch(L, batch) : 0;
+        if (s > scratch) scratch = s;
+    }
+    uint64_t bytes = ((uint64_t)per * 2 + save) * (uint64_t)batch * sizeof(float) + scratch * sizeof(float);
+    RF_TRY(rf_check_cap(ctx, bytes, "activations"));
+    m->acts_numel = per * (size_t)batch;
+    m->saved_numel = save * (size_t)batch;
+    m->scratch_numel = scratch;
+    m->acts = alloc_floats(m->acts_numel);
+    m->saved = alloc_floats(m->saved_numel);
+    m->scratch = alloc_floats(m->scratch_numel);
+    if (!m->acts || !m->saved || !m->scratch) {
+        free_acts(m);
+        return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for activations of batch %d", batch);
+    }
+    m->max_batch = batch;
+    return RF_OK;
+}
+
+static float *act_of(const rf_model *m, float *block, int i) {
+    return block + m->layers[i].act_offset * (size_t)m->max_batch;
+}
+
+static void fill_run(rf_nn_run *r, rf_model *m, int i) {
+    const rf_layer *L = &m->layers[i];
+    memset(r, 0, sizeof *r);
+    r->L = L;
+    r->B = m->batch;
+    r->training = m->training;
+    r->in = i ? act_of(m, m->acts, i - 1) : m->input_ptr;
+    r->out = act_of(m, m->acts, i);
+    for (int t = 0; t < L->n_params; t++) {
+        const rf_param *p = &m->ptensors[L->first_param + t];
+        r->p[t] = m->params + p->offset;
+        r->g[t] = m->grads + p->offset;
+    }
+    r->buf = m->buffers + L->buf_offset;
+    r->save = m->saved + L->save_offset * (size_t)m->max_batch;
+    r->scratch = m->scratch;
+    r->rng = &m->dropout_rng;
+    if (L->type == RF_L_RESIDUAL) r->src = L->from >= 0 ? act_of(m, m->acts, L->from) : m->input_ptr;
+}
+
+rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, int training, const float **logits) {
+    if (!x || batch < 1) return rf_error(ctx, RF_ERR_INVALID, "forward: need an input and a batch >= 1");
+    RF_TRY(ensure_acts(ctx, m, batch));
+    m->batch = batch;
+    m->training = training ? 1 : 0;
+    m->input_ptr = x;
+    for (int i = 0; i < m->n_layers; i++) {
+        rf_nn_run r;
+        fill_run(&r, m, i);
+        rf_status st = ops[m->layers[i].type]->forward(&r);
+        if (st) { rf_error_prefix(ctx, "layers[%d] %s", i, m->layers[i].name); return st; }
+        if (m->hook) {
+            st = m->hook(m->hook_ud, i, 0, r.out, (size_t)batch * m->layers[i].out_size);
+            if (st) return st;
+        }
+    }
+    if (logits) *logits = act_of(m, m->acts, m->n_layers - 1);
+    return RF_OK;
+}
+
+rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
+    if (!m->input_ptr || m->batch < 1 || !dlogits) return rf_error(ctx, RF_ERR_INVALID, "backward: no forward pass to differentiate");
+    if (!m->dacts) {
+        m->dacts = alloc_floats(m->acts_numel);
+        if (!m->dacts) return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for activation gradients");
+    } else {
+        memset(m->dacts, 0, m->acts_numel * sizeof(float));
+    }
+    size_t in_numel = (size_t)m->batch * m->input.d[0] * m->input.d[1] * m->input.d[2];
+    if (m->input_grad) {
+        if (!m->dinput) m->dinput = alloc_floats((size_t)m->max_batch * m->input.d[0] * m->input.d[1] * m->input.d[2]);
+        if (!m->dinput) return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for the input gradient");
+        memset(m->dinput, 0, in_numel * sizeof(float));
+    }
+    /* A layer's input gradient is computed only if something upstream uses
+     * it: a layer with parameters before it, or the caller (input_grad).
+     * This skips e.g. fc1's dX [batch, 784] behind a flatten, a third of an
+     * MLP's backward. */
+    int last = m->n_layers - 1, first_with_params = m->n_layers;
+    for (int i = m->n_layers - 1; i >= 0; i--)
+        if (m->layers[i].n_params) first_with_params = i;
+    memcpy(act_of(m, m->dacts, last), dlogits, (size_t)m->batch * m->layers[last].out_size * sizeof(float));
+    for (int i = last; i >= 0; i--) {
+        const rf_layer *L = &m->layers[i];
+        rf_nn_run r;
+        fill_run(&r, m, i);
+        float *dout = act_of(m, m->dacts, i);
+        if (m->hook) RF_TRY(m->hook(m->hook_ud, i, 1, dout, (size_t)m->batch * L->out_size));
+        r.dout = dout;
+        int need_din = m->input_grad || i > first_with_params;
+        r.din = !need_din ? NULL : i ? act_of(m, m->dacts, i - 1) : m->dinput;
+        if (L->type == RF_L_RESIDUAL)
+            r.dsrc = L->from >= 0 ? act_of(m, m->dacts, L->from) : (m->input_grad ? m->dinput : NULL);
+        ops[L->type]->backward(&r);
+    }
+    return RF_OK;
+}
+
+void rf_model_zero_grad(rf_model *m) { memset(m->grads, 0, m->n_params * sizeof(float)); }
+
+float *rf_model_layer_output(rf_model *m, int i) {
+    if (!m->acts || i < 0 || i >= m->n_layers) return NULL;
+    return act_of(m, m->acts, i);
+}
+
+int rf_model_first_nonfinite(const rf_model *m) {
+    if (!m->acts || m->batch < 1) return -1;
+    for (int i = 0; i < m->n_layers; i++) {
+        const float *y = m->acts + m->layers[i].act_offset * (size_t)m->max_batch;
+        size_t n = (size_t)m->batch * m->layers[i].out_size;
+        for (size_t k = 0; k < n; k++)
+            if (!isfinite(y[k])) return i;
+    }
+    return -1;
+}
+
+const rf_param *rf_model_param(const rf_model *m, const char *name) {
+    for (int i = 0; i < m->n_ptensors; i++)
+        if (strcmp(m->ptensors[i].name, name) == 0) return &m->ptensors[i];
+    return NULL;
+}
+
+rf_status rf_model_ensure_masks(rf_ctx *ctx, rf_model *m) {
+    if (m->masks) return RF_OK;
+    m->masks = rf_aligned_alloc(64, (m->n_params ? m->n_params : 1) * sizeof(float));
+    if (!m->masks) return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for masks");
+    for (size_t i = 0; i < m->n_params; i++) m->masks[i] = 1.0f;
+    return RF_OK;
+}
+
+void rf_model_apply_masks(rf_model *m) {
+    if (!m->masks) return;
+    for (size_t i = 0; i < m->n_params; i++) m->params[i] *= m->masks[i];
+}
+
+size_t rf_model_prunable_count(const rf_model *m, size_t *remaining) {
+    size_t total = 0, left = 0;
+    for (int i = 0; i < m->n_ptensors; i++) {
+        const rf_param *p = &m->ptensors[i];
+        if (!p->prunable) continue;
+        total += p->numel;
+        if (!m->masks) { left += p->numel; continue; }
+        for (size_t k = 0; k < p->numel; k++) left += m->masks[p->offset + k] != 0.0f;
+    }
+    if (remaining) *remaining = left;
+    return total;
+}
+
+rf_status rf_model_clone(rf_ctx *ctx, const rf_model *m, rf_model **out) {
+    *out = NULL;
+    rf_model *c;
+    RF_TRY(rf_model_from_spec(ctx, m->spec_json, &c));
+    memcpy(c->params, m->params, m->n_params * sizeof(float));
+    memcpy(c->buffers, m->buffers, m->n_buffers * sizeof(float));
+    memcpy(c->ptensors, m->ptensors, (size_t)m->n_ptensors * sizeof *m->ptensors);
+    if (m->masks) {
+        rf_status st = rf_model_ensure_masks(ctx, c);
+        if (st) { rf_model_free(c); return st; }
+        memcpy(c->masks, m->masks, m->n_params * sizeof(float));
+    }
+    c->dropout_rng = m->dropout_rng;
+    *out = c;
+    return RF_OK;
+}
+
+rf_status rf_model_create(rf_ctx *ctx, const char *name_or_path, rf_model **out) {
+    *out = NULL;
+    if (!name_or_path) return rf_error(ctx, RF_ERR_INVALID, "model: no preset or spec given");
+    const char *preset = rf_model_preset(name_or_path);
+    if (preset) return rf_model_from_spec(ctx, preset, out);
+    unsigned char *txt;
+    size_t n;
+    rf_status st = rf_read_file(ctx, name_or_path, &txt, &n);
+    if (st) {
+        rf_error_prefix(ctx, "model \"%s\" is neither a preset (%s) nor a readable spec file", name_or_path,
+                        rf_model_preset_names());
+        return st;
+    }
+    char *s = rf_malloc(n + 1);
+    if (!s) { rf_free(txt); return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory"); }
+    memcpy(s, txt, n);
+    s[n] = '\0';
+    rf_free(txt);
+    st = rf_model_from_spec(ctx, s, out);
+    if (st) rf_error_prefix(ctx, "%s", name_or_path);
+    rf_free(s);
+    return st;
+}
