@@ -1,0 +1,702 @@
+/* int8 post-training quantization and the integer inference path
+ * (Jacob et al. 2018). The scheme and its equations are in
+ * include/raffle/quant.h and docs/quantization.md.
+ *
+ * A quantized layer keeps its int8 weights twice: unpacked (q8, for the
+ * checkpoint) and packed by the kernels module (for rf_qgemm). Its float
+ * params in the model are snapped to the dequantized values, so the model's
+ * float forward, its checkpoint and its int8 forward all describe one model. */
+#include "raffle/quant.h"
+#include "raffle/kernels.h"
+
+#include <immintrin.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Layers whose product is sparse-packed: at least this fraction pruned. The
+ * packing only changes speed, never the integers computed. */
+#define QUANT_SPARSE_PACK_MIN 0.7
+
+typedef struct qlayer_rt {
+    struct rf_quant *owner;
+    int       idx;          /* index in owner->info */
+    int       w_param;      /* ptensor index of the weight */
+    int       b_param;      /* ptensor index of the bias, -1 if none */
+    int8_t   *q8;           /* [N*K] quantized weights (owned) */
+    float    *ws;           /* [N] per-row weight scales (owned) */
+    float    *wdq;          /* [N*K] dequantized weights for the float simulation (owned) */
+    rf_qmat  *packed;       /* owned */
+    float    *oscale;       /* [N] S_in · s_w[n] (owned) */
+    int32_t  *zrs;          /* [N] Z_in · rowsum(Wq)[n] (owned) */
+    const float *bias;      /* borrowed from the model's params, or NULL */
+    rf_qpath  path;
+    /* scratch, grown on demand */
+    uint8_t  *A;            /* [M*K] */
+    int32_t  *C;            /* [M*N] */
+    float    *Xf;           /* [M*K] fake-quantized input (float simulation) */
+    size_t    cap_a, cap_c, cap_x;
+    /* calibration accumulators */
+    const float *w_f32;     /* borrowed float weights while calibrating */
+    double    sum_lo, sum_hi;
+    float     min_lo, max_hi;
+    int       n_batches;
+    float    *sel;          /* percentile scratch */
+    size_t    cap_sel;
+} qlayer_rt;
+
+struct rf_quant {
+    int             n;
+    rf_qlayer_info *info;   /* [n] */
+    qlayer_rt      *rt;     /* [n] */
+    rf_calib        calib;
+    double          percentile;
+    int             weights_ready;
+    int             attached;
+};
+
+/* ---- primitives ----------------------------------------------------------- */
+
+rf_qparams rf_qparams_from_range(float lo, float hi) {
+    rf_qparams p;
+    /* Jacob §2.1: the real value 0 must be exactly representable (zero
+     * padding, ReLU outputs), so the range always contains 0. */
+    if (lo > 0.0f) lo = 0.0f;
+    if (hi < 0.0f) hi = 0.0f;
+    if (!(hi - lo > 0.0f) || !isfinite(hi - lo)) { p.scale = 1.0f; p.zero_point = 0; return p; }
+    p.scale = (hi - lo) / 255.0f;
+    float z = nearbyintf(-lo / p.scale);
+    if (z < 0.0f) z = 0.0f;
+    if (z > 255.0f) z = 255.0f;
+    p.zero_point = (int32_t)z;
+    return p;
+}
+
+/* Round-to-nearest-even without a libm call (this runs on every GEMM input
+ * element): adding and subtracting 1.5·2^23 leaves the float rounded to an
+ * integer in the default nearest-even mode, exactly what nearbyintf gives,
+ * for |v| < 2^22; larger values are clamped first. Comparisons rather than
+ * fminf/fmaxf keep the loop free of calls so it vectorizes; a NaN fails
+ * both comparisons' true branch and lands on the lower bound. */
+static inline float round_even(float v) {
+    const float magic = 12582912.0f;
+    v = v > -4194304.0f ? v : -4194304.0f;
+    v = v < 4194304.0f ? v : 4194304.0f;
+    float t = v + magic;   /* not folded: -O2 keeps IEEE semantics (no -ffast-math) */
+    return t - magic;
+}
+
+static inline uint8_t quant_u8_inv(float x, float inv_scale, int32_t zp) {
+    float v = round_even(x * inv_scale) + (float)zp;
+    v = v > 0.0f ? v : 0.0f;
+    v = v < 255.0f ? v : 255.0f;
+    return (uint8_t)(int32_t)v;
+}
+
+/* The same quantization of a whole array, 8 lanes at a time:
+ * _mm256_round_ps(nearest) is round half to even like the scalar path, the
+ * clamps come before the float->int conversion, and max(v, 0) returns 0 for
+ * a NaN lane (maxps returns its second operand on NaN). */
+__attribute__((target("avx2,fma")))
+static void quant_u8_array_avx2(const float *x, size_t n, float inv, int32_t zp, uint8_t *q) {
+    const __m256 vinv = _mm256_set1_ps(inv), vzp = _mm256_set1_ps((float)zp);
+    const __m256 lo = _mm256_setzero_ps(), hi = _mm256_set1_ps(255.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv);
+        v = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, vzp), lo), hi);
+        __m256i iv = _mm256_cvtps_epi32(v);
+        __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(iv), _mm256_extracti128_si256(iv, 1));
+        _mm_storel_epi64((__m128i *)(q + i), _mm_packus_epi16(w, w));
+    }
+    for (; i < n; i++) q[i] = quant_u8_inv(x[i], inv, zp);
+}
+
+static void quant_u8_array_ref(const float *x, size_t n, float inv, int32_t zp, uint8_t *q) {
+    for (size_t i = 0; i < n; i++) q[i] = quant_u8_inv(x[i], inv, zp);
+}
+
+static void quant_u8_array(const float *x, size_t n, float inv, int32_t zp, uint8_t *q) {
+    if (rf_kernels_init() >= RF_ISA_AVX2) quant_u8_array_avx2(x, n, inv, zp, q);
+    else quant_u8_array_ref(x, n, inv, zp, q);
+}
+
+void rf_quant_u8_array(const float *x, size_t n, rf_qparams p, uint8_t *q) {
+    quant_u8_array(x, n, 1.0f / p.scale, p.zero_point, q);
+}
+
+void rf_quant_u8_array_ref(const float *x, size_t n, rf_qparams p, uint8_t *q) {
+    quant_u8_array_ref(x, n, 1.0f / p.scale, p.zero_point, q);
+}
+
+uint8_t rf_quant_u8(float x, rf_qparams p) { return quant_u8_inv(x, 1.0f / p.scale, p.zero_point); }
+float   rf_dequant_u8(uint8_t q, rf_qparams p) { return p.scale * (float)((int32_t)q - p.zero_point); }
+float   rf_fake_quant_u8(float x, rf_qparams p) { return rf_dequant_u8(rf_quant_u8(x, p), p); }
+
+void rf_quant_rows_s8(const float *W, int64_t N, int64_t K, int8_t *q, float *scales) {
+    for (int64_t n = 0; n < N; n++) {
+        const float *w = W + n * K;
+        float amax = 0.0f;
+        for (int64_t k = 0; k < K; k++) { float a = fabsf(w[k]); if (a > amax) amax = a; }
+        /* Symmetric per output channel: s = max|w| / 127; -128 is unused so
+         * the range is symmetric and q·q products fit VNNI's u8×s8 pairs. */
+        float s = amax > 0.0f ? amax / 127.0f : 1.0f;
+        float inv = 1.0f / s;
+        scales[n] = s;
+        for (int64_t k = 0; k < K; k++) {
+            float v = nearbyintf(w[k] * inv);
+            if (v > 127.0f) v = 127.0f;
+            if (v < -127.0f) v = -127.0f;
+            q[n * K + k] = (int8_t)v;
+        }
+    }
+}
+
+void rf_fake_quant_rows(float *W, int64_t N, int64_t K) {
+    for (int64_t n = 0; n < N; n++) {
+        float *w = W + n * K;
+        float amax = 0.0f;
+        for (int64_t k = 0; k < K; k++) { float a = fabsf(w[k]); if (a > amax) amax = a; }
+        if (!(amax > 0.0f)) continue;
+        float s = amax / 127.0f, inv = 1.0f / s;
+        for (int64_t k = 0; k < K; k++) {
+            float v = nearbyintf(w[k] * inv);
+            if (v > 127.0f) v = 127.0f;
+            if (v < -127.0f) v = -127.0f;
+            w[k] = s * v;
+        }
+    }
+}
+
+static const char *const calib_names[RF_CALIB_COUNT_] = {
+    [RF_CALIB_MINMAX] = "minmax", [RF_CALIB_PERCENTILE] = "percentile", [RF_CALIB_QAT] = "qat",
+};
+const char *rf_calib_name(rf_calib c) { return (unsigned)c < RF_CALIB_COUNT_ ? calib_names[c] : "?"; }
+int rf_calib_from_name(const char *s) {
+    for (int i = 0; s && i < RF_CALIB_COUNT_; i++) if (strcmp(s, calib_names[i]) == 0) return i;
+    return -1;
+}
+
+/* ---- the quantized-model description ------------------------------------- */
+
+/* Layers whose product the forward routes through infer_gemm: linear, conv
+ * (im2col) and the patch embedding (a stride = kernel conv). The products
+ * inside a transformer block have no per-product override in nn.h, so a
+ * block stays fp32 (docs/quantization.md). */
+static int is_gemm_layer(const rf_layer *l) {
+    return l->type == RF_L_LINEAR || l->type == RF_L_CONV2D || l->type == RF_L_PATCH_EMBED;
+}
+
+rf_status rf_quant_new(rf_ctx *ctx, const rf_model *m, rf_quant **out) {
+    *out = NULL;
+    int n = 0;
+    for (int i = 0; i < m->n_layers; i++) n += is_gemm_layer(&m->layers[i]);
+    if (n == 0) return rf_error(ctx, RF_ERR_UNSUPPORTED, "quantize: the model has no linear or conv layer");
+    rf_quant *q = rf_calloc(1, sizeof *q);
+    if (!q) return rf_error(ctx, RF_ERR_NOMEM, "quantize: out of memory");
+    q->info = rf_calloc((size_t)n, sizeof *q->info);
+    q->rt = rf_calloc((size_t)n, sizeof *q->rt);
+    if (!q->info || !q->rt) { rf_quant_free(q); return rf_error(ctx, RF_ERR_NOMEM, "quantize: out of memory"); }
+    q->n = n;
+    int k = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const rf_layer *l = &m->layers[i];
+        if (!is_gemm_layer(l)) continue;
+        qlayer_rt *rt = &q->rt[k];
+        rt->owner = q; rt->idx = k; rt->w_param = -1; rt->b_param = -1;
+        for (int p = l->first_param; p < l->first_param + l->n_params; p++) {
+            if (m->ptensors[p].role == RF_P_WEIGHT && rt->w_param < 0) rt->w_param = p;
+            else if (m->ptensors[p].role == RF_P_BIAS && rt->b_param < 0) rt->b_param = p;
+        }
+        if (rt->w_param < 0) {
+            rf_quant_free(q);
+            return rf_error(ctx, RF_ERR_SPEC, "quantize: layer %s has no weight tensor", l->name);
+        }
+        const rf_param *w = &m->ptensors[rt->w_param];
+        rf_qlayer_info *in = &q->info[k];
+        in->layer = i;
+        in->N = (int)w->shape[0];
+        in->K = (int)(w->numel / (size_t)w->shape[0]);
+        k++;
+    }
+    q->calib = RF_CALIB_MINMAX;
+    *out = q;
+    return RF_OK;
+}
+
+static void rt_free_weights(qlayer_rt *rt) {
+    rf_free(rt->q8); rf_free(rt->ws); rf_free(rt->wdq); rf_free(rt->oscale); rf_free(rt->zrs);
+    rt->oscale = NULL; rt->zrs = NULL;
+    rf_qmat_free(rt->packed);
+    rt->q8 = NULL; rt->ws = NULL; rt->wdq = NULL; rt->packed = NULL;
+}
+
+void rf_quant_free(rf_quant *q) {
+    if (!q) return;
+    for (int i = 0; q->rt && i < q->n; i++) {
+        qlayer_rt *rt = &q->rt[i];
+        rt_free_weights(rt);
+        rf_free(rt->A); rf_free(rt->C); rf_free(rt->Xf); rf_free(rt->sel);
+    }
+    rf_free(q->rt);
+    rf_free(q->info);
+    rf_free(q);
+}
+
+int rf_quant_n_layers(const rf_quant *q) { return q->n; }
+rf_qlayer_info *rf_quant_layer(rf_quant *q, int i) { return (i >= 0 && i < q->n) ? &q->info[i] : NULL; }
+rf_calib rf_quant_calib(const rf_quant *q) { return q->calib; }
+void rf_quant_set_calib(rf_quant *q, rf_calib c) { q->calib = c; }
+
+/* Grows a scratch buffer to hold n elements of size sz. */
+static int grow(void **buf, size_t *cap, size_t n, size_t sz) {
+    if (n <= *cap) return 0;
+    void *p = rf_realloc(*buf, n * sz);
+    if (!p) return -1;
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
+/* ---- calibration (PTQ) ----------------------------------------------------- */
+
+/* k-th smallest of v[0..n) (Hoare selection, expected O(n)); reorders v. */
+static float select_kth(float *v, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        float a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi];
+        float pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot) i++;
+            while (v[j] > pivot) j--;
+            if (i <= j) { float t = v[i]; v[i] = v[j]; v[j] = t; i++; j--; }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return v[k];
+    }
+    return v[k];
+}
+
+/* infer_gemm used while calibrating: records the range of the GEMM input,
+ * then computes the float product so later layers see the float model. */
+static rf_status calib_gemm(void *state, const float *X, float *Y, int M) {
+    qlayer_rt *rt = state;
+    rf_quant *q = rt->owner;
+    const rf_qlayer_info *in = &q->info[rt->idx];
+    size_t n = (size_t)M * (size_t)in->K;
+    float lo = 0.0f, hi = 0.0f;
+    if (n > 0) {
+        lo = hi = X[0];
+        for (size_t i = 1; i < n; i++) { if (X[i] < lo) lo = X[i]; if (X[i] > hi) hi = X[i]; }
+    }
+    if (q->calib == RF_CALIB_PERCENTILE && n > 1) {
+        if (grow((void **)&rt->sel, &rt->cap_sel, n, sizeof(float))) return RF_ERR_NOMEM;
+        memcpy(rt->sel, X, n * sizeof(float));
+        double f = q->percentile / 100.0;
+        size_t khi = (size_t)ceil(f * (double)(n - 1));
+        size_t klo = (size_t)floor((1.0 - f) * (double)(n - 1));
+        if (khi > n - 1) khi = n - 1;
+        hi = select_kth(rt->sel, (int64_t)n, (int64_t)khi);
+        lo = select_kth(rt->sel, (int64_t)n, (int64_t)klo);
+    }
+    rt->sum_lo += lo; rt->sum_hi += hi;
+    if (rt->n_batches == 0 || lo < rt->min_lo) rt->min_lo = lo;
+    if (rt->n_batches == 0 || hi > rt->max_hi) rt->max_hi = hi;
+    rt->n_batches++;
+    rf_linear_f32(X, rt->w_f32, rt->bias, Y, M, in->N, in->K);
+    return RF_OK;
+}
+
+rf_status rf_quant_calibrate(rf_ctx *ctx, rf_quant *q, rf_model *m, const rf_dataset *ds,
+                             int batch, int n_batches, rf_calib method, double percentile) {
+    if (q->attached) return rf_error(ctx, RF_ERR_INVALID, "quantize: calibrate before enabling the int8 path");
+    if (method != RF_CALIB_MINMAX && method != RF_CALIB_PERCENTILE)
+        return rf_error(ctx, RF_ERR_INVALID, "quantize: calibration method must be minmax or percentile");
+    if (method == RF_CALIB_PERCENTILE && !(percentile > 50.0 && percentile <= 100.0))
+        return rf_error(ctx, RF_ERR_INVALID, "quantize: percentile %g outside (50, 100]", percentile);
+    if (batch <= 0 || n_batches <= 0 || ds->n <= 0)
+        return rf_error(ctx, RF_ERR_INVALID, "quantize: calibration needs batch > 0, batches > 0 and data");
+    q->calib = method;
+    q->percentile = method == RF_CALIB_PERCENTILE ? percentile : 0.0;
+    for (int i = 0; i < q->n; i++) {
+        qlayer_rt *rt = &q->rt[i];
+        rf_layer *l = &m->layers[q->info[i].layer];
+        rt->w_f32 = m->params + m->ptensors[rt->w_param].offset;
+        rt->bias = rt->b_param >= 0 ? m->params + m->ptensors[rt->b_param].offset : NULL;
+        rt->sum_lo = rt->sum_hi = 0.0;
+        rt->n_batches = 0;
+        l->infer_gemm = calib_gemm;
+        l->infer_state = rt;
+    }
+    size_t in_size = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
+    rf_status s = RF_OK;
+    for (int b = 0; b < n_batches && s == RF_OK; b++) {
+        int64_t start = ((int64_t)b * batch) % ds->n;
+        int cnt = (int)(ds->n - start < batch ? ds->n - start : batch);
+        const float *logits;
+        s = rf_model_forward(ctx, m, ds->x + (size_t)start * in_size, cnt, 0, &logits);
+    }
+    for (int i = 0; i < q->n; i++) {
+        rf_layer *l = &m->layers[q->info[i].layer];
+        l->infer_gemm = NULL;
+        l->infer_state = NULL;
+        qlayer_rt *rt = &q->rt[i];
+        rf_free(rt->sel); rt->sel = NULL; rt->cap_sel = 0;
+        rf_qlayer_info *in = &q->info[i];
+        if (s != RF_OK || rt->n_batches == 0) continue;
+        /* min-max: the extremes over all batches; percentile: the mean of
+         * the per-batch percentiles, which damps single outliers further. */
+        in->lo = method == RF_CALIB_MINMAX ? rt->min_lo : (float)(rt->sum_lo / rt->n_batches);
+        in->hi = method == RF_CALIB_MINMAX ? rt->max_hi : (float)(rt->sum_hi / rt->n_batches);
+        in->act = rf_qparams_from_range(in->lo, in->hi);
+        in->calibrated = 1;
+    }
+    if (s != RF_OK) { rf_error_prefix(ctx, "quantize: calibration"); return s; }
+    for (int i = 0; i < q->n; i++)
+        if (!q->info[i].calibrated)
+            return rf_error(ctx, RF_ERR_INTERNAL, "quantize: layer %s saw no input while calibrating "
+                            "(does its forward use infer_gemm?)", m->layers[q->info[i].layer].name);
+    return RF_OK;
+}
+
+/* ---- quantized inference ---------------------------------------------------- */
+
+/* Y = S_in · s_w[n] · (A·Wq^T − Z_in · rowsum(Wq)[n]) + bias[n]   (Jacob eq. 7
+ * with the weight zero point 0 of symmetric quantization). */
+static rf_status int8_gemm(void *state, const float *X, float *Y, int M) {
+    qlayer_rt *rt = state;
+    const rf_qlayer_info *in = &rt->owner->info[rt->idx];
+    const int N = in->N, K = in->K;
+    size_t na = (size_t)M * (size_t)K, nc = (size_t)M * (size_t)N;
+    if (grow((void **)&rt->A, &rt->cap_a, na, 1) || grow((void **)&rt->C, &rt->cap_c, nc, sizeof(int32_t)))
+        return RF_ERR_NOMEM;
+    const float inv = 1.0f / in->act.scale;
+    const int32_t zp = in->act.zero_point;
+    if (rt->path == RF_QPATH_INT8_REF) {   /* reference: scalar quantizer, scalar product */
+        quant_u8_array_ref(X, na, inv, zp, rt->A);
+        rf_qgemm_ref(rt->packed, rt->A, rt->C, M);
+    } else {
+        quant_u8_array(X, na, inv, zp, rt->A);
+        rf_qgemm(rt->packed, rt->A, rt->C, M);
+    }
+    for (int m = 0; m < M; m++) {
+        const int32_t *c = rt->C + (size_t)m * N;
+        float *y = Y + (size_t)m * N;
+        if (rt->bias) for (int n = 0; n < N; n++) y[n] = (float)(c[n] - rt->zrs[n]) * rt->oscale[n] + rt->bias[n];
+        else          for (int n = 0; n < N; n++) y[n] = (float)(c[n] - rt->zrs[n]) * rt->oscale[n];
+    }
+    return RF_OK;
+}
+
+/* The float simulation of the same layer: fake-quantized input times the
+ * dequantized weights in fp32 (the graph QAT trains). */
+static rf_status fake_gemm(void *state, const float *X, float *Y, int M) {
+    qlayer_rt *rt = state;
+    const rf_qlayer_info *in = &rt->owner->info[rt->idx];
+    size_t nx = (size_t)M * (size_t)in->K;
+    if (grow((void **)&rt->Xf, &rt->cap_x, nx, sizeof(float))) return RF_ERR_NOMEM;
+    for (size_t i = 0; i < nx; i++) rt->Xf[i] = rf_fake_quant_u8(X[i], in->act);
+    rf_linear_f32(rt->Xf, rt->wdq, rt->bias, Y, M, in->N, in->K);
+    return RF_OK;
+}
+
+static rf_status rt_alloc_weights(rf_ctx *ctx, qlayer_rt *rt, const rf_qlayer_info *in) {
+    rt_free_weights(rt);
+    size_t nk = (size_t)in->N * (size_t)in->K;
+    rt->q8 = rf_malloc(nk);
+    rt->ws = rf_malloc((size_t)in->N * sizeof(float));
+    rt->wdq = rf_malloc(nk * sizeof(float));
+    if (!rt->q8 || !rt->ws || !rt->wdq) return rf_error(ctx, RF_ERR_NOMEM, "quantize: out of memory");
+    return RF_OK;
+}
+
+/* Writes the dequantized weights into the model's params (and wdq). */
+static void rt_snap_params(qlayer_rt *rt, const rf_qlayer_info *in, rf_model *m) {
+    float *w = m->params + m->ptensors[rt->w_param].offset;
+    for (int n = 0; n < in->N; n++)
+        for (int k = 0; k < in->K; k++) {
+            size_t i = (size_t)n * in->K + k;
+            rt->wdq[i] = w[i] = rt->ws[n] * (float)rt->q8[i];
+        }
+}
+
+/* Packs the int8 weights and installs the chosen product on the layer. */
+static rf_status install(rf_ctx *ctx, rf_quant *q, rf_model *m, rf_qpath path) {
+    for (int i = 0; i < q->n; i++) {
+        qlayer_rt *rt = &q->rt[i];
+        const rf_qlayer_info *in = &q->info[i];
+        size_t nk = (size_t)in->N * (size_t)in->K, nz = 0;
+        for (size_t j = 0; j < nk; j++) nz += rt->q8[j] != 0;
+        int sparse = m->masks && (double)(nk - nz) >= QUANT_SPARSE_PACK_MIN * (double)nk;
+        rf_qmat_free(rt->packed);
+        rt->packed = NULL;
+        RF_TRY(rf_qmat_pack(ctx, rt->q8, in->N, in->K, sparse, &rt->packed));
+        rf_free(rt->oscale); rf_free(rt->zrs);
+        rt->oscale = rf_malloc((size_t)in->N * sizeof(float));
+        rt->zrs = rf_malloc((size_t)in->N * sizeof(int32_t));
+        if (!rt->oscale || !rt->zrs) return rf_error(ctx, RF_ERR_NOMEM, "quantize: out of memory");
+        const int32_t *rs = rf_qmat_row_sums(rt->packed);
+        for (int n = 0; n < in->N; n++) {
+            rt->oscale[n] = in->act.scale * rt->ws[n];
+            rt->zrs[n] = in->act.zero_point * rs[n];
+        }
+        rt->bias = rt->b_param >= 0 ? m->params + m->ptensors[rt->b_param].offset : NULL;
+        rt->path = path;
+        rf_layer *l = &m->layers[in->layer];
+        l->infer_gemm = path == RF_QPATH_FAKE_F32 ? fake_gemm : int8_gemm;
+        l->infer_state = rt;
+    }
+    q->attached = 1;
+    return RF_OK;
+}
+
+rf_status rf_quant_enable(rf_ctx *ctx, rf_quant *q, rf_model *m, rf_qpath path) {
+    if ((unsigned)path > RF_QPATH_FAKE_F32) return rf_error(ctx, RF_ERR_INVALID, "quantize: unknown path %d", (int)path);
+    for (int i = 0; i < q->n; i++)
+        if (!q->info[i].calibrated)
+            return rf_error(ctx, RF_ERR_INVALID, "quantize: layer %s is not calibrated",
+                            m->layers[q->info[i].layer].name);
+    if (!q->weights_ready) {
+        for (int i = 0; i < q->n; i++) {
+            qlayer_rt *rt = &q->rt[i];
+            const rf_qlayer_info *in = &q->info[i];
+            RF_TRY(rt_alloc_weights(ctx, rt, in));
+            rf_quant_rows_s8(m->params + m->ptensors[rt->w_param].offset, in->N, in->K, rt->q8, rt->ws);
+            rt_snap_params(rt, in, m);
+        }
+        q->weights_ready = 1;
+    }
+    return install(ctx, q, m, path);
+}
+
+void rf_quant_detach(rf_quant *q, rf_model *m) {
+    if (!q || !m) return;
+    for (int i = 0; i < q->n; i++) {
+        rf_layer *l = &m->layers[q->info[i].layer];
+        if (l->infer_state == &q->rt[i]) { l->infer_gemm = NULL; l->infer_state = NULL; }
+    }
+    q->attached = 0;
+}
+
+/* ---- checkpoints ------------------------------------------------------------- */
+
+static cJSON *quant_meta(const rf_quant *q, const rf_model *m) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "scheme", "int8");
+    cJSON_AddStringToObject(o, "weights", "s8 symmetric per output channel");
+    cJSON_AddStringToObject(o, "activations", "u8 affine per tensor");
+    cJSON_AddStringToObject(o, "bias", "f32");
+    cJSON_AddStringToObject(o, "calib", rf_calib_name(q->calib));
+    if (q->calib == RF_CALIB_PERCENTILE) cJSON_AddNumberToObject(o, "percentile", q->percentile);
+    cJSON *arr = cJSON_AddArrayToObject(o, "layers");
+    for (int i = 0; arr && i < q->n; i++) {
+        const rf_qlayer_info *in = &q->info[i];
+        cJSON *l = cJSON_CreateObject();
+        if (!l) break;
+        cJSON_AddStringToObject(l, "layer", m->layers[in->layer].name);
+        cJSON_AddNumberToObject(l, "index", in->layer);
+        cJSON_AddStringToObject(l, "weight", m->ptensors[q->rt[i].w_param].name);
+        cJSON_AddNumberToObject(l, "lo", in->lo);
+        cJSON_AddNumberToObject(l, "hi", in->hi);
+        cJSON_AddNumberToObject(l, "act_scale", in->act.scale);
+        cJSON_AddNumberToObject(l, "act_zero_point", in->act.zero_point);
+        cJSON_AddItemToArray(arr, l);
+    }
+    return o;
+}
+
+static const rf_qlayer_info *info_of_weight(const rf_quant *q, const rf_model *m, const char *name, int *k) {
+    for (int i = 0; i < q->n; i++)
+        if (strcmp(m->ptensors[q->rt[i].w_param].name, name) == 0) { *k = i; return &q->info[i]; }
+    return NULL;
+}
+
+rf_status rf_quant_to_ckpt(rf_ctx *ctx, const rf_quant *q, const rf_model *m,
+                           const char *extra_json, rf_ckpt **out) {
+    *out = NULL;
+    if (!q->weights_ready) return rf_error(ctx, RF_ERR_INVALID, "quantize: enable the int8 path before saving");
+    cJSON *extra = extra_json ? cJSON_Parse(extra_json) : cJSON_CreateObject();
+    if (!extra || !cJSON_IsObject(extra)) {
+        cJSON_Delete(extra);
+        return rf_error(ctx, RF_ERR_INVALID, "quantize: extra metadata is not a JSON object");
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(extra, "quant");
+    cJSON *qm = quant_meta(q, m);
+    if (!qm) { cJSON_Delete(extra); return rf_error(ctx, RF_ERR_NOMEM, "quantize: out of memory"); }
+    cJSON_AddItemToObject(extra, "quant", qm);
+    char *es = cJSON_PrintUnformatted(extra);
+    cJSON_Delete(extra);
+    if (!es) return rf_error(ctx, RF_ERR_NOMEM, "quantize: out of memory");
+    rf_ckpt *base = NULL, *c = NULL;
+    rf_status s = rf_model_to_ckpt(ctx, m, es, &base);
+    cJSON_free(es);
+    if (s == RF_OK) s = rf_ckpt_new(ctx, &c);
+    if (s == RF_OK) s = rf_ckpt_set_meta(ctx, c, base->meta_json);
+    for (int i = 0; s == RF_OK && i < base->n; i++) {
+        const rf_ckpt_tensor *t = &base->t[i];
+        int k;
+        if (info_of_weight(q, m, t->name, &k)) {
+            int sparse = t->mask != NULL || t->storage == RF_STORE_SPARSE;
+            s = rf_ckpt_add(ctx, c, t->name, RF_I8, t->ndim, t->shape,
+                            sparse ? RF_STORE_SPARSE_INT8 : RF_STORE_INT8, q->rt[k].q8, t->mask, q->rt[k].ws);
+        } else {
+            s = rf_ckpt_add(ctx, c, t->name, t->dtype, t->ndim, t->shape, t->storage, t->data, t->mask, t->scales);
+        }
+    }
+    rf_ckpt_free(base);
+    if (s != RF_OK) { rf_ckpt_free(c); return s; }
+    *out = c;
+    return RF_OK;
+}
+
+rf_status rf_quant_save(rf_ctx *ctx, const rf_quant *q, const rf_model *m,
+                        const char *extra_json, const char *path, uint64_t *bytes) {
+    rf_ckpt *c;
+    RF_TRY(rf_quant_to_ckpt(ctx, q, m, extra_json, &c));
+    rf_status s = rf_ckpt_write(ctx, c, path);
+    if (s == RF_OK && bytes) *bytes = c->file_bytes;
+    rf_ckpt_free(c);
+    return s;
+}
+
+/* The "quant" object of a checkpoint's metadata (in "extra", or top level). */
+static cJSON *meta_quant(cJSON *meta) {
+    cJSON *extra = cJSON_GetObjectItemCaseSensitive(meta, "extra");
+    cJSON *q = cJSON_IsObject(extra) ? cJSON_GetObjectItemCaseSensitive(extra, "quant") : NULL;
+    if (!cJSON_IsObject(q)) q = cJSON_GetObjectItemCaseSensitive(meta, "quant");
+    return cJSON_IsObject(q) ? q : NULL;
+}
+
+int rf_quant_ckpt_is_quantized(const rf_ckpt *c) {
+    cJSON *meta = c && c->meta_json ? cJSON_Parse(c->meta_json) : NULL;
+    int r = meta && meta_quant(meta) != NULL;
+    cJSON_Delete(meta);
+    return r;
+}
+
+static int json_num(const cJSON *o, const char *key, double *v) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(x)) return 0;
+    *v = x->valuedouble;
+    return 1;
+}
+
+static rf_status attach_from_meta(rf_ctx *ctx, rf_quant *q, rf_model *m, const rf_ckpt *c, cJSON *qm) {
+    const cJSON *calib = cJSON_GetObjectItemCaseSensitive(qm, "calib");
+    int cm = cJSON_IsString(calib) ? rf_calib_from_name(calib->valuestring) : -1;
+    q->calib = cm >= 0 ? (rf_calib)cm : RF_CALIB_MINMAX;
+    double pct = 0;
+    if (json_num(qm, "percentile", &pct)) q->percentile = pct;
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(qm, "layers");
+    if (!cJSON_IsArray(layers))
+        return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: metadata quant.layers is missing");
+    const cJSON *l;
+    cJSON_ArrayForEach(l, layers) {
+        double idx, lo, hi, sc, zp;
+        if (!json_num(l, "index", &idx) || !json_num(l, "lo", &lo) || !json_num(l, "hi", &hi) ||
+            !json_num(l, "act_scale", &sc) || !json_num(l, "act_zero_point", &zp))
+            return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: a quant.layers entry lacks index/lo/hi/act_scale/act_zero_point");
+        int k = -1;
+        for (int i = 0; i < q->n; i++) if (q->info[i].layer == (int)idx) k = i;
+        if (k < 0)
+            return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: layer index %g is not a linear/conv layer", idx);
+        if (!(sc > 0) || zp < 0 || zp > 255 || !isfinite(sc))
+            return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: layer %s has invalid qparams (scale %g, zero point %g)",
+                            m->layers[(int)idx].name, sc, zp);
+        rf_qlayer_info *in = &q->info[k];
+        in->lo = (float)lo; in->hi = (float)hi;
+        in->act.scale = (float)sc; in->act.zero_point = (int32_t)zp;
+        in->calibrated = 1;
+    }
+    for (int i = 0; i < q->n; i++) {
+        qlayer_rt *rt = &q->rt[i];
+        rf_qlayer_info *in = &q->info[i];
+        const char *wname = m->ptensors[rt->w_param].name;
+        if (!in->calibrated)
+            return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: no qparams for layer %s", m->layers[in->layer].name);
+        const rf_ckpt_tensor *t = rf_ckpt_find(c, wname);
+        if (!t) return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: tensor %s missing", wname);
+        if (t->dtype != RF_I8 || !t->scales || (t->storage != RF_STORE_INT8 && t->storage != RF_STORE_SPARSE_INT8))
+            return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: tensor %s is not stored as int8 with scales", wname);
+        int64_t numel = 1;
+        for (int d = 0; d < t->ndim; d++) numel *= t->shape[d];
+        if (t->ndim < 1 || t->shape[0] != in->N || numel != (int64_t)in->N * in->K)
+            return rf_error(ctx, RF_ERR_SHAPE, "quantized checkpoint: tensor %s has the wrong shape", wname);
+        RF_TRY(rt_alloc_weights(ctx, rt, in));
+        memcpy(rt->q8, t->data, (size_t)numel);
+        memcpy(rt->ws, t->scales, (size_t)in->N * sizeof(float));
+        for (int n = 0; n < in->N; n++)
+            if (!(rt->ws[n] > 0.0f) || !isfinite(rt->ws[n]))
+                return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: tensor %s row %d has scale %g", wname, n, (double)rt->ws[n]);
+        rt_snap_params(rt, in, m);
+    }
+    q->weights_ready = 1;
+    return install(ctx, q, m, RF_QPATH_INT8);
+}
+
+rf_status rf_quant_attach(rf_ctx *ctx, rf_model *m, const rf_ckpt *c, rf_quant **out) {
+    *out = NULL;
+    cJSON *meta = c->meta_json ? cJSON_Parse(c->meta_json) : NULL;
+    if (!meta) return rf_error(ctx, RF_ERR_FORMAT, "checkpoint metadata is not JSON");
+    cJSON *qm = meta_quant(meta);
+    if (!qm) { cJSON_Delete(meta); return RF_OK; }
+    rf_quant *q;
+    rf_status s = rf_quant_new(ctx, m, &q);
+    if (s == RF_OK) s = attach_from_meta(ctx, q, m, c, qm);
+    cJSON_Delete(meta);
+    if (s != RF_OK) { if (q) { rf_quant_detach(q, m); rf_quant_free(q); } return s; }
+    *out = q;
+    return RF_OK;
+}
+
+/* A float copy of c: int8 tensors dequantized (row scale × value), so the
+ * model builder sees ordinary f32 tensors; sparse kinds keep their mask. */
+static rf_status dequantized_copy(rf_ctx *ctx, const rf_ckpt *c, rf_ckpt **out) {
+    rf_ckpt *d;
+    RF_TRY(rf_ckpt_new(ctx, &d));
+    rf_status s = rf_ckpt_set_meta(ctx, d, c->meta_json);
+    for (int i = 0; s == RF_OK && i < c->n; i++) {
+        const rf_ckpt_tensor *t = &c->t[i];
+        int q8 = t->dtype == RF_I8 && t->scales && (t->storage == RF_STORE_INT8 || t->storage == RF_STORE_SPARSE_INT8);
+        if (!q8) { s = rf_ckpt_add(ctx, d, t->name, t->dtype, t->ndim, t->shape, t->storage, t->data, t->mask, t->scales); continue; }
+        int64_t numel = 1;
+        for (int k = 0; k < t->ndim; k++) numel *= t->shape[k];
+        int64_t rows = t->ndim > 0 ? t->shape[0] : 1, cols = rows > 0 ? numel / rows : 0;
+        float *f = rf_malloc((size_t)numel * sizeof(float));
+        if (!f) { s = rf_error(ctx, RF_ERR_NOMEM, "checkpoint: out of memory"); break; }
+        const int8_t *v = t->data;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t k = 0; k < cols; k++) f[r * cols + k] = t->scales[r] * (float)v[r * cols + k];
+        s = rf_ckpt_add(ctx, d, t->name, RF_F32, t->ndim, t->shape,
+                        t->storage == RF_STORE_SPARSE_INT8 ? RF_STORE_SPARSE : RF_STORE_DENSE, f, t->mask, NULL);
+        rf_free(f);
+    }
+    if (s != RF_OK) { rf_ckpt_free(d); return s; }
+    *out = d;
+    return RF_OK;
+}
+
+rf_status rf_quant_load(rf_ctx *ctx, const char *path, rf_model **m, rf_quant **q) {
+    *m = NULL; *q = NULL;
+    rf_ckpt *c;
+    RF_TRY(rf_ckpt_read(ctx, path, &c));
+    rf_status s;
+    if (!rf_quant_ckpt_is_quantized(c)) {
+        s = rf_model_from_ckpt(ctx, c, m);
+    } else {
+        rf_ckpt *f = NULL;
+        s = dequantized_copy(ctx, c, &f);
+        if (s == RF_OK) s = rf_model_from_ckpt(ctx, f, m);
+        rf_ckpt_free(f);
+        if (s == RF_OK) s = rf_quant_attach(ctx, *m, c, q);
+        if (s != RF_OK) { rf_model_free(*m); *m = NULL; }
+    }
+    rf_ckpt_free(c);
+    if (s != RF_OK) rf_error_prefix(ctx, "%s", path);
+    return s;
+}

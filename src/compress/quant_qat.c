@@ -1,0 +1,219 @@
+/* Quantization-aware training (Jacob et al. 2018, §3 "Training with simulated
+ * quantization").
+ *
+ * Weights: before each forward the real weights of every quantized layer are
+ * saved and replaced by their per-channel fake-quantized values; after
+ * backward (before the optimizer step) the real weights come back, so the
+ * gradient computed at the quantized point updates the float weights: the
+ * straight-through estimator. Symmetric weight ranges never clip, so the STE
+ * passes every weight gradient through.
+ *
+ * Activations: the model's activation hook fake-quantizes the output of the
+ * layer that feeds each quantized layer (its GEMM input) with affine u8
+ * parameters from an EMA of the per-batch min/max (Jacob §3: "exponential
+ * moving averages of the ranges", frozen after N steps so the last steps
+ * train against fixed parameters). In backward the gradient is zeroed where
+ * the forward value fell outside the representable range: the STE with
+ * clipping. The first layer's input is the normalised image, whose 8-bit
+ * pixels already sit on a 255-step grid between the data's min and max, so
+ * its range comes from the data and is fixed. */
+#include "raffle/quant.h"
+
+#include <string.h>
+
+typedef struct qat_obs {
+    int      producer;   /* layer whose output is this quantized layer's input; -1 = model input */
+    float    lo, hi;
+    int      init;
+    uint8_t *clip;       /* 1 where the last training forward clipped */
+    size_t   cap, n_clip;
+} qat_obs;
+
+struct rf_qat {
+    rf_quant   *desc;      /* the quantized layers (owned) */
+    rf_qat_cfg  cfg;
+    int         n_model_layers;
+    int        *obs_of;    /* [n_model_layers]: observer index, or -1 */
+    qat_obs    *obs;       /* [desc n] */
+    float      *shadow;    /* real weights of the quantized layers while swapped out */
+    size_t      shadow_n;
+    int64_t     step;
+    int         in_step;   /* between before_step and after_backward */
+    rf_act_hook prev_hook; /* chained: called first */
+    void       *prev_ud;
+    rf_model   *m;         /* borrowed */
+};
+
+void rf_qat_cfg_default(rf_qat_cfg *c) {
+    c->freeze_after = 200;
+    c->ema_decay = 0.99f;
+}
+
+static rf_status qat_hook(void *ud, int layer, int backward, float *data, size_t n) {
+    rf_qat *q = ud;
+    if (q->prev_hook) RF_TRY(q->prev_hook(q->prev_ud, layer, backward, data, n));
+    if (layer < 0 || layer >= q->n_model_layers || q->obs_of[layer] < 0) return RF_OK;
+    qat_obs *o = &q->obs[q->obs_of[layer]];
+    if (backward) {
+        if (q->in_step && o->n_clip == n)
+            for (size_t i = 0; i < n; i++) if (o->clip[i]) data[i] = 0.0f;
+        return RF_OK;
+    }
+    if (q->in_step && q->step < q->cfg.freeze_after && n > 0) {
+        float lo = data[0], hi = data[0];
+        for (size_t i = 1; i < n; i++) { if (data[i] < lo) lo = data[i]; if (data[i] > hi) hi = data[i]; }
+        if (!o->init) { o->lo = lo; o->hi = hi; o->init = 1; }
+        else {
+            float d = q->cfg.ema_decay;
+            o->lo = d * o->lo + (1.0f - d) * lo;
+            o->hi = d * o->hi + (1.0f - d) * hi;
+        }
+    }
+    if (!o->init) return RF_OK;   /* nothing observed yet: the float model */
+    rf_qparams p = rf_qparams_from_range(o->lo, o->hi);
+    float rlo = p.scale * (float)(0 - p.zero_point), rhi = p.scale * (float)(255 - p.zero_point);
+    o->n_clip = 0;
+    if (q->in_step) {
+        if (n > o->cap) {
+            uint8_t *c = rf_realloc(o->clip, n);
+            if (!c) return RF_ERR_NOMEM;
+            o->clip = c;
+            o->cap = n;
+        }
+        for (size_t i = 0; i < n; i++) o->clip[i] = (uint8_t)(data[i] < rlo || data[i] > rhi);
+        o->n_clip = n;
+    }
+    for (size_t i = 0; i < n; i++) data[i] = rf_fake_quant_u8(data[i], p);
+    return RF_OK;
+}
+
+rf_status rf_qat_new(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf_qat_cfg *cfg,
+                     rf_qat **out) {
+    *out = NULL;
+    rf_qat *q = rf_calloc(1, sizeof *q);
+    if (!q) return rf_error(ctx, RF_ERR_NOMEM, "qat: out of memory");
+    rf_status s = rf_quant_new(ctx, m, &q->desc);
+    if (s != RF_OK) { rf_free(q); return s; }
+    if (cfg) q->cfg = *cfg; else rf_qat_cfg_default(&q->cfg);
+    if (q->cfg.ema_decay < 0.0f || q->cfg.ema_decay >= 1.0f || q->cfg.freeze_after < 1) {
+        rf_qat_free(q, NULL);
+        return rf_error(ctx, RF_ERR_INVALID, "qat: ema_decay must be in [0, 1) and freeze_after >= 1");
+    }
+    int nq = rf_quant_n_layers(q->desc);
+    q->n_model_layers = m->n_layers;
+    q->obs_of = rf_malloc((size_t)m->n_layers * sizeof(int));
+    q->obs = rf_calloc((size_t)nq, sizeof *q->obs);
+    for (int i = 0; i < nq; i++) {
+        const rf_qlayer_info *in = rf_quant_layer(q->desc, i);
+        q->shadow_n += (size_t)in->N * (size_t)in->K;
+    }
+    q->shadow = rf_malloc(q->shadow_n * sizeof(float));
+    if (!q->obs_of || !q->obs || !q->shadow) { rf_qat_free(q, NULL); return rf_error(ctx, RF_ERR_NOMEM, "qat: out of memory"); }
+    for (int i = 0; i < m->n_layers; i++) q->obs_of[i] = -1;
+    for (int i = 0; i < nq; i++) {
+        int L = rf_quant_layer(q->desc, i)->layer;
+        q->obs[i].producer = L - 1;
+        if (L > 0) q->obs_of[L - 1] = i;
+        else if (train && train->n > 0) {
+            size_t n = (size_t)train->n * (size_t)train->c * (size_t)train->h * (size_t)train->w;
+            float lo = train->x[0], hi = train->x[0];
+            for (size_t k = 1; k < n; k++) { if (train->x[k] < lo) lo = train->x[k]; if (train->x[k] > hi) hi = train->x[k]; }
+            q->obs[i].lo = lo; q->obs[i].hi = hi; q->obs[i].init = 1;
+        }
+    }
+    q->m = m;
+    q->prev_hook = m->hook;
+    q->prev_ud = m->hook_ud;
+    m->hook = qat_hook;
+    m->hook_ud = q;
+    *out = q;
+    return RF_OK;
+}
+
+/* Copies the quantized layers' weights between the model and the shadow. */
+static void shadow_copy(rf_qat *q, rf_model *m, int to_shadow) {
+    size_t off = 0;
+    for (int i = 0; i < rf_quant_n_layers(q->desc); i++) {
+        const rf_qlayer_info *in = rf_quant_layer(q->desc, i);
+        const rf_layer *l = &m->layers[in->layer];
+        size_t nk = (size_t)in->N * (size_t)in->K;
+        for (int p = l->first_param; p < l->first_param + l->n_params; p++) {
+            if (m->ptensors[p].role != RF_P_WEIGHT) continue;
+            float *w = m->params + m->ptensors[p].offset;
+            if (to_shadow) memcpy(q->shadow + off, w, nk * sizeof(float));
+            else memcpy(w, q->shadow + off, nk * sizeof(float));
+            break;
+        }
+        off += nk;
+    }
+}
+
+rf_status rf_qat_before_step(void *ud, rf_model *m, int64_t step, int64_t total) {
+    rf_qat *q = ud;
+    q->step = step;
+    shadow_copy(q, m, 1);
+    for (int i = 0; i < rf_quant_n_layers(q->desc); i++) {
+        const rf_qlayer_info *in = rf_quant_layer(q->desc, i);
+        const rf_layer *l = &m->layers[in->layer];
+        for (int p = l->first_param; p < l->first_param + l->n_params; p++)
+            if (m->ptensors[p].role == RF_P_WEIGHT) {
+                rf_fake_quant_rows(m->params + m->ptensors[p].offset, in->N, in->K);
+                break;
+            }
+    }
+    q->in_step = 1;
+    return RF_OK;
+}
+
+rf_status rf_qat_after_backward(void *ud, rf_model *m, int64_t step) {
+    rf_qat *q = ud;
+    if (q->in_step) shadow_copy(q, m, 0);
+    q->in_step = 0;
+    return RF_OK;
+}
+
+void rf_qat_hooks(rf_qat *q, rf_train_hooks *h) {
+    h->ud = q;
+    h->before_step = rf_qat_before_step;
+    h->after_backward = rf_qat_after_backward;
+}
+
+static void unhook(rf_qat *q, rf_model *m) {
+    if (!m) return;
+    if (q->in_step) { shadow_copy(q, m, 0); q->in_step = 0; }
+    if (m->hook == qat_hook && m->hook_ud == q) { m->hook = q->prev_hook; m->hook_ud = q->prev_ud; }
+}
+
+void rf_qat_free(rf_qat *q, rf_model *m) {
+    if (!q) return;
+    unhook(q, m);
+    for (int i = 0; q->obs && q->desc && i < rf_quant_n_layers(q->desc); i++) rf_free(q->obs[i].clip);
+    rf_quant_free(q->desc);
+    rf_free(q->obs);
+    rf_free(q->obs_of);
+    rf_free(q->shadow);
+    rf_free(q);
+}
+
+rf_status rf_qat_convert(rf_ctx *ctx, rf_qat *q, rf_model *m, rf_quant **out) {
+    *out = NULL;
+    unhook(q, m);
+    rf_quant *r;
+    RF_TRY(rf_quant_new(ctx, m, &r));
+    for (int i = 0; i < rf_quant_n_layers(r); i++) {
+        const qat_obs *o = &q->obs[i];
+        rf_qlayer_info *in = rf_quant_layer(r, i);
+        if (!o->init) {
+            rf_quant_free(r);
+            return rf_error(ctx, RF_ERR_INVALID, "qat: the input range of layer %s was never observed (no training steps?)",
+                            m->layers[in->layer].name);
+        }
+        in->lo = o->lo;
+        in->hi = o->hi;
+        in->act = rf_qparams_from_range(o->lo, o->hi);
+        in->calibrated = 1;
+    }
+    rf_quant_set_calib(r, RF_CALIB_QAT);
+    *out = r;
+    return RF_OK;
+}

@@ -1,0 +1,120 @@
+/* Task kind "quantize": int8 post-training quantization (calibrated min-max
+ * or percentile ranges) or quantization-aware training of parents[0], saved
+ * as an int8 checkpoint (docs/quantization.md lists the settings). */
+#include "raffle/quant.h"
+#include "raffle/distill.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *setting_str(const cJSON *s, const char *key, const char *def) {
+    const cJSON *v = s ? cJSON_GetObjectItemCaseSensitive(s, key) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : def;
+}
+
+static rf_status setting_num(rf_ctx *ctx, const cJSON *s, const char *key, double lo, double hi, double *out) {
+    const cJSON *v = s ? cJSON_GetObjectItemCaseSensitive(s, key) : NULL;
+    if (!v || cJSON_IsNull(v)) return RF_OK;
+    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi)
+        return rf_error(ctx, RF_ERR_INVALID, "settings \"%s\": expected a number in [%g, %g]", key, lo, hi);
+    *out = v->valuedouble;
+    return RF_OK;
+}
+
+rf_status rf_quant_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const rf_quant *q,
+                               const char *extra_json, cJSON *metrics) {
+    RF_TRY(rf_task_finish(ctx, io, m, extra_json, metrics));
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/model.rckpt", io->out_dir) >= sizeof path)
+        return rf_error(ctx, RF_ERR_INVALID, "quantize: output directory path too long");
+    uint64_t bytes = 0;
+    RF_TRY(rf_quant_save(ctx, q, m, extra_json, path, &bytes));
+    struct stat st;
+    if (stat(path, &st) == 0) bytes = (uint64_t)st.st_size;
+    const cJSON *dense = cJSON_GetObjectItemCaseSensitive(metrics, "dense_bytes");
+    double ratio = cJSON_IsNumber(dense) && bytes > 0 ? dense->valuedouble / (double)bytes : 0.0;
+    static const char *const replaced[] = {"bytes", "compression_ratio", "quantized", "calib", "int8_layers"};
+    for (size_t i = 0; i < sizeof replaced / sizeof replaced[0]; i++) cJSON_DeleteItemFromObjectCaseSensitive(metrics, replaced[i]);
+    if (!cJSON_AddNumberToObject(metrics, "bytes", (double)bytes) ||
+        !cJSON_AddNumberToObject(metrics, "compression_ratio", ratio) ||
+        !cJSON_AddBoolToObject(metrics, "quantized", 1) ||
+        !cJSON_AddStringToObject(metrics, "calib", rf_calib_name(rf_quant_calib(q))) ||
+        !cJSON_AddNumberToObject(metrics, "int8_layers", rf_quant_n_layers(q)))
+        return rf_error(ctx, RF_ERR_NOMEM, "quantize: metrics");
+    return RF_OK;
+}
+
+/* Accuracy of m on the test split as rf_task_finish measures it. */
+static rf_status test_accuracy(rf_ctx *ctx, const rf_task_io *io, rf_model *m, double *acc) {
+    *acc = -1.0;
+    if (!io->test) return RF_OK;
+    rf_dataset view = *io->test;
+    double lim = 0.0, loss;
+    RF_TRY(setting_num(ctx, io->settings, "eval_limit", 0, 1e15, &lim));
+    if (lim > 0 && (int64_t)lim < view.n) view = rf_dataset_head(io->test, (int64_t)lim);
+    return rf_evaluate(ctx, m, &view, 256, acc, &loss);
+}
+
+static rf_status run_ptq(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_quant **q) {
+    const char *cname = setting_str(io->settings, "calib", "minmax");
+    int cm = rf_calib_from_name(cname);
+    if (cm != RF_CALIB_MINMAX && cm != RF_CALIB_PERCENTILE)
+        return rf_error(ctx, RF_ERR_INVALID, "settings \"calib\": expected minmax or percentile, got \"%s\"", cname);
+    double pct = 99.99, batches = 8, batch = 256;
+    RF_TRY(setting_num(ctx, io->settings, "percentile", 50.0001, 100, &pct));
+    RF_TRY(setting_num(ctx, io->settings, "calib_batches", 1, 1e6, &batches));
+    RF_TRY(setting_num(ctx, io->settings, "calib_batch", 1, 1 << 16, &batch));
+    RF_TRY(rf_quant_new(ctx, m, q));
+    rf_status s = rf_quant_calibrate(ctx, *q, m, io->train, (int)batch, (int)batches, (rf_calib)cm, pct);
+    if (s == RF_OK) s = rf_quant_enable(ctx, *q, m, RF_QPATH_INT8);
+    if (s != RF_OK) { rf_quant_detach(*q, m); rf_quant_free(*q); *q = NULL; }
+    return s;
+}
+
+typedef enum { MODE_PTQ, MODE_QAT } quant_mode;
+static const struct { const char *name; quant_mode mode; } modes[] = { {"ptq", MODE_PTQ}, {"qat", MODE_QAT} };
+
+rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
+    const double t0 = rf_now();
+    if (io->n_parents < 1) return rf_error(ctx, RF_ERR_INVALID, "quantize: needs the float model as its parent");
+    if (!io->train) return rf_error(ctx, RF_ERR_INVALID, "quantize: no training data (calibration reads it)");
+    const char *mname = setting_str(io->settings, "mode", "ptq");
+    int mode = -1;
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) if (strcmp(modes[i].name, mname) == 0) mode = (int)modes[i].mode;
+    if (mode < 0) return rf_error(ctx, RF_ERR_INVALID, "settings \"mode\": expected ptq or qat, got \"%s\"", mname);
+    rf_model *m = NULL;
+    rf_quant *q = NULL;
+    RF_TRY(rf_quant_load(ctx, io->parent_ckpts[0], &m, &q));
+    rf_status s = RF_OK;
+    if (q) s = rf_error(ctx, RF_ERR_INVALID, "quantize: %s is already quantized", io->parent_ckpts[0]);
+    double fp32_acc = -1.0;
+    if (s == RF_OK) s = test_accuracy(ctx, io, m, &fp32_acc);
+    rf_train_result r;
+    memset(&r, 0, sizeof r);
+    if (s == RF_OK && mode == MODE_PTQ) s = run_ptq(ctx, io, m, &q);
+    if (s == RF_OK && mode == MODE_QAT) s = rf_ofa_run_qat(ctx, io, m, NULL, NULL, &q, &r);
+    char *extra = NULL;
+    if (s == RF_OK) {
+        cJSON *e = cJSON_CreateObject();
+        if (!e || !cJSON_AddStringToObject(e, "kind", "quantize") ||
+            !cJSON_AddItemToObject(e, "settings", cJSON_Duplicate(io->settings, 1)) ||
+            !(extra = cJSON_PrintUnformatted(e)))
+            s = rf_error(ctx, RF_ERR_NOMEM, "quantize: cannot build checkpoint metadata");
+        cJSON_Delete(e);
+    }
+    if (s == RF_OK) s = rf_quant_task_finish(ctx, io, m, q, extra, metrics);
+    if (s == RF_OK) {
+        cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
+        if (!cJSON_AddStringToObject(metrics, "mode", mname) ||
+            !cJSON_AddNumberToObject(metrics, "fp32_accuracy", fp32_acc) ||
+            !cJSON_AddNumberToObject(metrics, "steps", (double)r.steps) ||
+            !cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0))
+            s = rf_error(ctx, RF_ERR_NOMEM, "quantize: metrics");
+    }
+    cJSON_free(extra);
+    rf_quant_detach(q, m);
+    rf_quant_free(q);
+    rf_model_free(m);
+    return s;
+}
