@@ -80,6 +80,19 @@ typedef struct rf_sweep_opts {
      * before it, no new task is started; running ones finish. */
     volatile int *stop_flag;
     double        deadline;
+    /* Running tasks are told to stop (SIGUSR1 to the child, whose `raffle
+     * run` sets the task's stop_flag) when *stop_flag is set or the deadline
+     * passes; a kind that trains then writes DIR/resume.rckpt and ends as
+     * "preempted". Every rank must get the same stop_flag/deadline setup
+     * (the CLI installs the signal handlers on all ranks). resume_every_s
+     * (> 0) also makes training tasks save resume.rckpt periodically, so a
+     * crash or time-limit kill loses at most that much training. */
+    double        resume_every_s;
+    /* Rank 0: called after each store file is written (the remote mirror
+     * queues it) and at every status period (the mirror flushes). May be NULL. */
+    void        (*on_write)(void *ud, const char *rel);
+    void        (*on_tick)(void *ud);
+    void         *hook_ud;
     /* Run metadata (borrowed) merged into the ledger's "sweep" events next to
      * host, pid and ranks: the HPC front-end puts the Slurm job id, array
      * task id, node list and restart count here. May be NULL. */
@@ -107,9 +120,29 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
  * keys at the top, timings under "timing") and DIR/result.json ({"class",
  * "message"}). Returns the task's status. */
 rf_status rf_coord_run_dir(rf_ctx *ctx, const char *dir);
+/* The same with a preemption flag (borrowed; `raffle run` sets it on SIGUSR1
+ * or SIGTERM). task.json may also hold "resume" (path of a resume.rckpt to
+ * continue from) and "resume_every_s" (rf_task_io). A stopped training task
+ * leaves DIR/resume.rckpt and result.json class "preempted". */
+rf_status rf_coord_run_task(rf_ctx *ctx, const char *dir, volatile int *stop_flag);
 /* Moves timing keys (seconds, latency_ms, throughput, ...) of metrics into a
  * "timing" object so the rest is reproducible byte for byte. */
 void      rf_coord_split_timing(cJSON *metrics);
+
+/* ---- Slurm (src/coord/slurm.c, docs/hpc.md) ------------------------------- */
+/* A new object of the job's metadata (job_id, array_job_id, array_task_id,
+ * nodelist, partition, restart_count, ntasks, nodes) from the environment,
+ * or *out = NULL outside a Slurm job. Free with cJSON_Delete. */
+rf_status rf_slurm_env(rf_ctx *ctx, cJSON **out);
+/* SLURM_NTASKS as a positive number, 0 when unset or not a number. */
+int       rf_slurm_ntasks(void);
+/* The job's end as Unix time: SLURM_JOB_END_TIME, else `scontrol show job
+ * $SLURM_JOB_ID` (Slurm 22.05 does not export the variable). 0 when not in a
+ * job or the job has no time limit. */
+rf_status rf_slurm_end_time(rf_ctx *ctx, double *end_epoch);
+/* Parses "EndTime=YYYY-MM-DDTHH:MM:SS" (local time) out of scontrol's
+ * output; "Unknown" gives 0. */
+rf_status rf_slurm_parse_end_time(rf_ctx *ctx, const char *text, double *end_epoch);
 
 /* `raffle bench coord` (src/coord/bench.c): dispatch rate, gather bandwidth
  * vs raw MPI, memory per queued task; writes bench/results/coord.json. */

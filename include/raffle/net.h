@@ -53,6 +53,15 @@ rf_status rf_fetch_url(rf_ctx *ctx, const char *url, const rf_fetch_opts *o, cha
 /* Downloads url to dest atomically (no cache). */
 rf_status rf_fetch_to_file(rf_ctx *ctx, const char *url, const rf_fetch_opts *o, const char *dest);
 
+/* ---- remote report index ---------------------------------------------------
+ * Parses a sweep's report.json as fetched from a server (untrusted input):
+ * the ids of its "tasks" whose "status" is "done" or absent, in order. Each
+ * id must be exactly 16 lowercase hex digits, because it becomes a path
+ * component ("tasks/ID/model.rckpt"): anything else ("../..", "/etc") is
+ * RF_ERR_FORMAT naming the entry, as is a missing "tasks" array. Returns a
+ * new array of *count NUL-terminated ids (rf_free; NULL when *count is 0). */
+rf_status rf_fetch_index_parse(rf_ctx *ctx, const char *text, size_t n, char (**ids)[17], int *count);
+
 /* ---- WebDAV ------------------------------------------------------------------ */
 /* All paths are relative to base (which ends with '/'). HTTP status of the
  * last request goes into *http_status when non-NULL. */
@@ -75,6 +84,12 @@ void      rf_mirror_free(rf_mirror *m);
 /* Queues rel (a file under local_root) for upload and tries to flush. An
  * unreachable server is not an error: the file stays spooled. */
 rf_status rf_mirror_push(rf_ctx *ctx, rf_mirror *m, const char *rel);
+/* Queues rel for upload without trying the network (the spool file is
+ * rewritten only when rel was not queued yet): for callers that must not
+ * block, which flush on their own schedule. */
+rf_status rf_mirror_add(rf_ctx *ctx, rf_mirror *m, const char *rel);
+/* Number of queued paths. */
+int       rf_mirror_pending(const rf_mirror *m);
 /* Tries to upload everything spooled; *pending gets what is still queued. */
 rf_status rf_mirror_flush(rf_ctx *ctx, rf_mirror *m, int *pending);
 

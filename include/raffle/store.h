@@ -88,6 +88,13 @@ rf_status rf_store_ledger_replay(rf_ctx *ctx, rf_store *s, rf_ledger_fn fn, void
 rf_status rf_store_set_env(rf_ctx *ctx, rf_store *s, const cJSON *env);
 const cJSON *rf_store_env(const rf_store *s);   /* borrowed; NULL if unset */
 
+/* Calls fn(ud, rel) after each file of the store is durably written
+ * (rf_store_write, rf_store_file_commit, each ledger append): the remote
+ * mirror queues rel for upload. fn must not fail or block for long; NULL
+ * removes the hook. */
+typedef void (*rf_store_write_fn)(void *ud, const char *rel);
+void      rf_store_set_on_write(rf_store *s, rf_store_write_fn fn, void *ud);
+
 /* UTC time as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf (>= 32 bytes). */
 void      rf_store_time_iso(char *buf, size_t n);
 

@@ -27,6 +27,14 @@ typedef struct rf_task_io {
     volatile int *stop_flag;       /* preemption request (may be NULL) */
     void        (*log)(void *ud, const char *line);  /* progress (may be NULL) */
     void         *log_ud;
+    /* Resumable training (docs/hpc.md). resume_from: a resume.rckpt left by
+     * an earlier attempt of this same task (borrowed path; NULL: start
+     * fresh). resume_every_s > 0: also save OUT_DIR/resume.rckpt that often
+     * while training. Kinds that train through rf_task_train_resumable save
+     * OUT_DIR/resume.rckpt when stop_flag ends the run and return
+     * RF_ERR_PREEMPTED. */
+    const char   *resume_from;
+    double        resume_every_s;
 } rf_task_io;
 
 /* A task kind's entry point: fills `metrics` (a cJSON object owned by the
@@ -55,6 +63,20 @@ rf_status rf_task_run(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 rf_status rf_task_train_cfg(rf_ctx *ctx, const cJSON *settings, rf_train_cfg *cfg);
 /* Sets the defaults rf_task_train_cfg starts from. */
 void      rf_task_train_cfg_default(rf_train_cfg *cfg);
+
+/* rf_train with resumable state: restores params, masks, buffers,
+ * optimizer moments and step from io->resume_from (which must come from the
+ * same task: same parameter count), saves them atomically to
+ * OUT_DIR/resume.rckpt every io->resume_every_s seconds and when stop_flag
+ * stops the run (then returns RF_ERR_PREEMPTED). Data order and dropout are
+ * functions of (seed, epoch, step), so a resumed run is bit-identical to an
+ * uninterrupted one. res covers the whole run: steps counts from 0 and
+ * best_accuracy/best_iteration include the saved ones. opt may be NULL.
+ * cfg->stop_flag is taken from io. */
+rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const rf_dataset *train,
+                                  const rf_dataset *test, const rf_train_cfg *cfg, rf_optim *opt,
+                                  const rf_train_hooks *hooks, rf_train_result *res);
+#define RF_TASK_RESUME_FILE "resume.rckpt"
 
 /* Shared finishing step for every kind: saves the model to OUT_DIR/model.rckpt
  * (storage picked from masks / quantization), evaluates it, and adds the

@@ -64,19 +64,16 @@ int rf_cmd_fetch(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/report.json", dir);
     unsigned char *buf; size_t n;
     if ((s = rf_read_file(&ctx, path, &buf, &n)) != RF_OK) return cli_fail("fetch", &ctx, s);
-    cJSON *rep = cJSON_ParseWithLength((const char *)buf, n);
+    char (*ids)[17];
+    int n_ids;
+    s = rf_fetch_index_parse(&ctx, (const char *)buf, n, &ids, &n_ids);
     rf_free(buf);
-    const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(rep, "tasks");
-    if (!cJSON_IsArray(tasks)) { cJSON_Delete(rep); cli_err("fetch", "%s: no 'tasks' array", path); return 1; }
-    const cJSON *t;
-    cJSON_ArrayForEach(t, tasks) {
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(t, "id");
-        const cJSON *st = cJSON_GetObjectItemCaseSensitive(t, "status");
-        if (!cJSON_IsString(id) || (cJSON_IsString(st) && strcmp(st->valuestring, "done") != 0)) continue;
-        char rel[512];
-        snprintf(rel, sizeof rel, "tasks/%s/model.rckpt", id->valuestring);
-        if ((rc = get_one(&ctx, pos[0], rel, dir, 1)) != 0) { cJSON_Delete(rep); return rc; }
+    if (s) return cli_fail("fetch", &ctx, s);
+    for (int i = 0; i < n_ids && rc == 0; i++) {
+        char rel[64];
+        snprintf(rel, sizeof rel, "tasks/%s/model.rckpt", ids[i]);
+        rc = get_one(&ctx, pos[0], rel, dir, 1);
     }
-    cJSON_Delete(rep);
-    return 0;
+    rf_free(ids);
+    return rc;
 }

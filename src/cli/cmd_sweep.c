@@ -1,19 +1,32 @@
 /* raffle sweep JOB.json: runs a whole study. Under mpirun (or srun) rank 0
  * coordinates and the other ranks work; alone it runs in-process. Rank 0
  * reads the job file and broadcasts it so every rank expands the same DAG.
- * Exit status: 0 every task done, 1 some task failed, was skipped or left
- * pending (or the sweep itself failed), 2 usage. */
+ *
+ * HPC (docs/hpc.md): under Slurm the MPI size must match SLURM_NTASKS; the
+ * job's end time minus --walltime-margin is the deadline after which no
+ * task starts and running ones save resumable state; SIGUSR1/SIGTERM do the
+ * same at once. --store http(s)://... mirrors the local store to a WebDAV
+ * server from rank 0, spooling while the server is down.
+ *
+ * Exit status: 0 every task done, 1 some task failed or was skipped (or the
+ * sweep itself failed), 75 stopped early (signal or walltime) with tasks
+ * left to run and none failed: run the same command again, 2 usage. */
 #include "cli/cli.h"
 #include "raffle/coord.h"
 #include "raffle/job.h"
+#include "raffle/net.h"
 #include "raffle/report.h"
 #include "raffle/store.h"
 
+#include <errno.h>
 #include <mpi.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+enum { EXIT_STOPPED = 75 };   /* EX_TEMPFAIL: rerun to continue */
 
 /* The bench dispatcher names rf_bench_coord_main through a weak reference,
  * and a weak reference alone does not pull an object out of a static
@@ -22,6 +35,79 @@ int (*const rf_sweep_bench_entry)(int, char **) = rf_bench_coord_main;
 
 static volatile int stop_requested;
 static void on_stop_signal(int sig) { (void)sig; stop_requested = 1; }
+
+/* ---- remote store mirror (rank 0) ------------------------------------------
+ * Every file the store writes is queued (rf_mirror_add: no network); the
+ * queue is flushed at each status period. After a failed flush the next try
+ * waits 2, 4, ... 60 s, so a dead server costs the coordinator one refused
+ * connection per period at most. */
+typedef struct mirror_state {
+    rf_mirror *m;
+    char       shown[512];   /* URL without credentials, for messages */
+    double     next_try, wait;
+    int        down, broken;
+} mirror_state;
+
+static void mirror_on_write(void *ud, const char *rel) {
+    mirror_state *ms = ud;
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    if (rf_mirror_add(&ctx, ms->m, rel) != RF_OK && !ms->broken) {
+        ms->broken = 1;
+        cli_err("sweep", "remote store: cannot spool %s: %s", rel, rf_ctx_error(&ctx));
+    }
+}
+
+/* One flush attempt; returns the number of files still queued. */
+static int mirror_flush(mirror_state *ms) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    int pending = rf_mirror_pending(ms->m);
+    if (rf_mirror_flush(&ctx, ms->m, &pending) != RF_OK) {
+        cli_err("sweep", "remote store: %s", rf_ctx_error(&ctx));
+        pending = rf_mirror_pending(ms->m);
+    }
+    if (pending > 0) {
+        if (!ms->down) fprintf(stderr, "raffle sweep: remote store %s unreachable: %d file(s) spooled, retrying\n", ms->shown, pending);
+        ms->down = 1;
+        ms->wait = ms->wait < 2 ? 2 : (ms->wait * 2 > 60 ? 60 : ms->wait * 2);
+        ms->next_try = rf_now() + ms->wait;
+    } else {
+        if (ms->down) fprintf(stderr, "raffle sweep: remote store %s reachable again: spool uploaded\n", ms->shown);
+        ms->down = 0;
+        ms->wait = 0;
+    }
+    return pending;
+}
+
+static void mirror_tick(void *ud) {
+    mirror_state *ms = ud;
+    if (rf_mirror_pending(ms->m) > 0 && rf_now() >= ms->next_try) mirror_flush(ms);
+}
+
+/* Final flush: waits up to wait_s for the server, then leaves the spool. */
+static int mirror_finish(mirror_state *ms, double wait_s) {
+    double until = rf_now() + wait_s;
+    int pending = mirror_flush(ms);
+    while (pending > 0 && rf_now() < until) {
+        struct timespec ts = {1, 0};
+        nanosleep(&ts, NULL);
+        pending = mirror_flush(ms);
+    }
+    return pending;
+}
+
+/* ---- Slurm ------------------------------------------------------------------ */
+
+/* The deadline in this process's rf_now() clock from the job's end as Unix
+ * time (monotonic clocks differ between nodes, wall clocks agree). */
+static double deadline_from(double end_epoch, double margin) {
+    if (end_epoch <= 0) return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double wall = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return rf_now() + (end_epoch - wall) - margin;
+}
 
 /* Started by an MPI launcher? Then MPI_Init; otherwise never touch MPI, so a
  * plain `raffle sweep` works where no MPI runtime is set up. */
@@ -39,11 +125,15 @@ static char *slurp(const char *path, size_t *n, rf_ctx *ctx) {
 
 int rf_cmd_sweep(int argc, char **argv) {
     int done = 0, fail_fast = 0, json = 0, quiet = 0, keep = 0, retries = -1, mem_mb = 0, no_report = 0;
-    double tl = 0, every = 2;
-    const char *store = "results", *work = NULL;
+    double tl = 0, every = 2, margin = 60, resume_every = 300, mirror_wait = 30;
+    const char *store = "results", *store_local = "results", *work = NULL;
     const char *pos[1];
     cli_opt opts[] = {
-        {"store", CLI_STR, &store, "DIR", "results store root (default results/)", 0},
+        {"store", CLI_STR, &store, "DIR|URL", "results store root, or an http(s) WebDAV URL to mirror to (default results/)", 0},
+        {"store-local", CLI_STR, &store_local, "DIR", "local store root when --store is a URL (default results/)", 0},
+        {"mirror-wait", CLI_DOUBLE, &mirror_wait, "S", "at the end, wait up to S seconds for the remote store (default 30)", 0},
+        {"walltime-margin", CLI_DOUBLE, &margin, "S", "under Slurm: stop S seconds before the job's end time (default 60)", 0},
+        {"resume-every", CLI_DOUBLE, &resume_every, "S", "training tasks save resumable state every S seconds (0: only when stopped; default 300)", 0},
         {"fail-fast", CLI_FLAG, &fail_fast, NULL, "start no new task after the first failure", 0},
         {"retries", CLI_INT, &retries, "N", "retries after a crash or timeout (default: the job's limits.retries)", 0},
         {"time-limit", CLI_DOUBLE, &tl, "S", "wall-clock limit per task attempt, seconds (default: the job's)", 0},
@@ -59,12 +149,28 @@ int rf_cmd_sweep(int argc, char **argv) {
     int rc = cli_parse("sweep", "JOB.json", "Runs every task of a job (mpirun -np N raffle sweep JOB.json, or alone\n"
                        "in-process); results go to STORE/NAME/. Rerunning resumes.", opts, argc, argv, pos, 1, 1, &done);
     if (rc || done) return rc;
-    if (retries > 10 || mem_mb < 0 || tl < 0) { cli_err("sweep", "option out of range"); return 2; }
+    if (retries > 10 || mem_mb < 0 || tl < 0 || margin < 0 || resume_every < 0 || mirror_wait < 0) {
+        cli_err("sweep", "option out of range");
+        return 2;
+    }
+    int remote = rf_url_scheme_of(store) == RF_URL_HTTP || rf_url_scheme_of(store) == RF_URL_HTTPS;
+    if (rf_url_scheme_of(store) == RF_URL_FILE) { cli_err("sweep", "--store: use a directory, not a file:// URL"); return 2; }
     int mpi = launched_by_mpi(), rank = 0, size = 1;
     if (mpi) {
         MPI_Init(&argc, &argv);
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
         MPI_Comm_size(MPI_COMM_WORLD, &size);
+    }
+    /* A launcher without a working PMI starts SLURM_NTASKS separate
+     * singletons, each "rank 0 of 1": they would all coordinate the same
+     * store at once. Refuse before touching anything. */
+    int ntasks = rf_slurm_ntasks();
+    if (ntasks > 0 && ntasks != size) {
+        if (rank == 0)
+            fprintf(stderr, "raffle sweep: MPI size %d but SLURM_NTASKS=%d: the ranks do not see each other "
+                            "(wrong or missing PMI); launch with `srun --mpi=pmix` (see `srun --mpi=list`) or mpirun\n", size, ntasks);
+        if (mpi) MPI_Finalize();
+        return 1;
     }
     rf_ctx ctx;
     rf_ctx_init(&ctx);
@@ -96,16 +202,62 @@ int rf_cmd_sweep(int argc, char **argv) {
         if (mpi) MPI_Finalize();
         return 1;
     }
+    /* every rank: srun and mpirun forward the signal to all of them, and a
+     * worker passes it on to its running task */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    double end_epoch = 0;
+    cJSON *env = NULL, *slurm = NULL;
     if (rank == 0) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_stop_signal;
-        sigaction(SIGUSR1, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
+        rf_ctx sctx;
+        rf_ctx_init(&sctx);
+        if (rf_slurm_end_time(&sctx, &end_epoch) != RF_OK) {
+            fprintf(stderr, "raffle sweep: warning: job end time unknown (%s): no walltime deadline\n", rf_ctx_error(&sctx));
+            end_epoch = 0;
+        }
+        if (rf_slurm_env(&sctx, &slurm) == RF_OK && slurm && (env = cJSON_CreateObject()) != NULL)
+            cJSON_AddItemToObject(env, "slurm", slurm);
+        else cJSON_Delete(slurm);
+    }
+    if (size > 1) MPI_Bcast(&end_epoch, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    double deadline = deadline_from(end_epoch, margin);
+    if (rank == 0 && deadline > 0 && !quiet)
+        fprintf(stderr, "raffle sweep: walltime: %.0f s left, no task starts after %.0f s\n", deadline + margin - rf_now(), deadline - rf_now());
+    const char *root = remote ? store_local : store;
+    mirror_state ms;
+    memset(&ms, 0, sizeof ms);
+    if (rank == 0 && remote) {
+        rf_url_redact(store, ms.shown, sizeof ms.shown);
+        char base[2048], local[4200];
+        size_t l = strlen(store);
+        snprintf(base, sizeof base, "%s%s%s/", store, l && store[l - 1] == '/' ? "" : "/", job->name);
+        snprintf(local, sizeof local, "%s/%s", root, job->name);
+        if ((s = rf_url_check(&ctx, base)) == RF_OK && (s = rf_mkdirs(&ctx, local)) == RF_OK)
+            s = rf_mirror_open(&ctx, base, local, &ms.m);
+        if (s) {
+            /* the workers are waiting in rf_sweep_run: let them in and out */
+            cli_fail("sweep", &ctx, s);
+            if (mpi) MPI_Abort(MPI_COMM_WORLD, 1);
+            return 1;
+        }
+        if (rf_mirror_pending(ms.m) > 0 && !quiet)
+            fprintf(stderr, "raffle sweep: remote store: %d file(s) left spooled by an earlier run\n", rf_mirror_pending(ms.m));
+        mirror_flush(&ms);
     }
     rf_sweep_opts o;
     rf_sweep_opts_default(&o);
-    o.store_root = store;
+    o.store_root = root;
+    o.deadline = deadline;
+    o.resume_every_s = resume_every;
+    o.env = env;
+    if (ms.m) {
+        o.on_write = mirror_on_write;
+        o.on_tick = mirror_tick;
+        o.hook_ud = &ms;
+    }
     o.work_dir = work;
     o.fail_fast = fail_fast;
     o.retries = retries;
@@ -121,15 +273,29 @@ int rf_cmd_sweep(int argc, char **argv) {
     int code = 0;
     if (rank == 0) {
         if (s) code = cli_fail("sweep", &ctx, s);
-        else if (res.failed || res.skipped || res.pending) code = 1;
+        else if (res.failed || res.skipped) code = 1;
+        else if (res.pending) code = EXIT_STOPPED;
         char dir[4200];
-        snprintf(dir, sizeof dir, "%s/%s", store, job->name);
+        snprintf(dir, sizeof dir, "%s/%s", root, job->name);
         if (!s && !no_report) {
             rf_ctx rctx;
             rf_ctx_init(&rctx);
             rf_status rs = rf_report_generate(&rctx, dir);
             if (rs) { cli_fail("sweep", &rctx, rs); code = 1; }
+            static const char *const rep_files[] = {"report.json", "report.csv", "report.html"};
+            for (size_t k = 0; !rs && ms.m && k < sizeof rep_files / sizeof rep_files[0]; k++) mirror_on_write(&ms, rep_files[k]);
         }
+        int spooled = 0;
+        if (ms.m) {
+            spooled = mirror_finish(&ms, mirror_wait);
+            if (spooled)
+                fprintf(stderr, "raffle sweep: remote store %s still unreachable after %.0f s: %d file(s) left in %s/.spool/queue; "
+                                "run the same command again to upload them\n", ms.shown, mirror_wait, spooled, dir);
+            else if (!quiet) fprintf(stderr, "raffle sweep: remote store %s up to date\n", ms.shown);
+        }
+        if (res.pending && code == EXIT_STOPPED && !quiet)
+            fprintf(stderr, "raffle sweep: stopped early (%s): %d task(s) left; run the same command again to continue\n",
+                    stop_requested ? "signal" : "walltime", res.pending);
         if (json) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddStringToObject(j, "name", job->name);
@@ -144,6 +310,8 @@ int rf_cmd_sweep(int argc, char **argv) {
             cJSON_AddNumberToObject(j, "pending", res.pending);
             cJSON_AddNumberToObject(j, "retried", res.retried);
             cJSON_AddNumberToObject(j, "seconds", res.seconds);
+            cJSON_AddBoolToObject(j, "stopped", code == EXIT_STOPPED);
+            if (ms.m) cJSON_AddNumberToObject(j, "spooled", spooled);
             if (s) cJSON_AddStringToObject(j, "error", rf_ctx_error(&ctx));
             cli_print_json(j);
         } else if (!s && !quiet) {
@@ -154,6 +322,8 @@ int rf_cmd_sweep(int argc, char **argv) {
         fprintf(stderr, "raffle sweep: rank %d: error: %s\n", rank, rf_ctx_error(&ctx));
         code = 1;
     }
+    rf_mirror_free(ms.m);
+    cJSON_Delete(env);
     rf_job_free(job);
     if (mpi) MPI_Finalize();
     return code;

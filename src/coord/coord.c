@@ -34,7 +34,12 @@ enum { S_PENDING = 0, S_READY, S_RUNNING, S_DONE, S_FAILED, S_SKIPPED };
  * kind writes one, the lottery rewind point its children read from the
  * parent's directory (docs/pruning.md, rewind "step:K"). Index = PARENT arg. */
 #define AUX_FILE "rewind.rckpt"
-static const char *const task_files[] = {"model.rckpt", AUX_FILE};
+/* The resumable training state a stopped (preempted) or killed attempt left
+ * (task.h): kept in the store under the task's id and shipped back to the
+ * rank that runs the task next, like a parent checkpoint (PARENT arg 2). */
+#define RESUME_FILE "resume.rckpt"
+enum { FILE_MODEL = 0, FILE_AUX = 1, FILE_RESUME = 2 };
+static const char *const task_files[] = {"model.rckpt", AUX_FILE, RESUME_FILE};
 
 typedef struct stask {
     int32_t  height;
@@ -189,8 +194,19 @@ static int dispatch_blocked(coord *C, int32_t i) {
         progress(C, "sweep %s: stop requested: no new tasks, waiting for %d running", C->job->name, C->n_running);
         return 1;
     }
-    /* walltime: a task whose estimate would overrun the deadline is not started */
-    if (o->deadline > 0 && i >= 0 && rf_now() + C->job->tasks[i].cost > o->deadline) return 1;
+    /* walltime: a task whose estimate would overrun the deadline is not
+     * started. The job's cost model (job.h: seconds on one core) is scaled
+     * by what the finished tasks actually took relative to it. Tasks are
+     * taken in priority order, so the first that would not fit ends the
+     * dispatching: the rest go to the next (requeued) run. */
+    double scale = C->est_done > 0 && C->real_done > 0 ? C->real_done / C->est_done : 1;
+    double est = C->job->tasks[i >= 0 ? i : 0].cost * scale;
+    if (o->deadline > 0 && i >= 0 && rf_now() + est > o->deadline) {
+        C->stopping = 1;
+        progress(C, "sweep %s: walltime: the next task needs ~%.0f s but %.0f s are left: no new tasks, waiting for %d running",
+                 C->job->name, est, o->deadline - rf_now(), C->n_running);
+        return 1;
+    }
     return 0;
 }
 
@@ -325,6 +341,9 @@ static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *b
         if (C->store) {
             rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "metrics.json");
             RF_TRY(rf_store_write(ctx, C->store, rel, sec[1], len[1]));
+            /* finished: an older attempt's resumable state is obsolete */
+            rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, RESUME_FILE);
+            RF_TRY(rf_store_remove(ctx, C->store, rel));
         }
         C->gathered += ck_bytes;
         t->has_ckpt = ck != NULL;
@@ -336,10 +355,16 @@ static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *b
         C->real_done += secs;
         return complete(C, i, rank);
     }
-    rf_store_file_abort(ck);
+    /* not done: a checkpoint stream here is the attempt's resumable state
+     * (resume.rckpt), kept so the next attempt continues from its step */
+    if (ck) RF_TRY(rf_store_file_commit(ctx, ck));
     int retry = rf_fail_class_retryable(cls) && t->attempts <= C->retries && !C->stopping;
     cJSON *ex = cJSON_CreateObject();
-    if (ex) { cJSON_AddBoolToObject(ex, "retry", retry); cJSON_AddNumberToObject(ex, "seconds", secs); }
+    if (ex) {
+        cJSON_AddBoolToObject(ex, "retry", retry);
+        cJSON_AddNumberToObject(ex, "seconds", secs);
+        if (ck) cJSON_AddNumberToObject(ex, "resume_bytes", (double)ck_bytes);
+    }
     RF_TRY(ledger(C, cls == RF_FAIL_PREEMPTED ? "preempted" : "failed", i, rank, cls, msg, ex, 1));
     char hx[17];
     rf_job_id_hex(C->job->tasks[i].id, hx);
@@ -437,6 +462,7 @@ static rf_status write_status(coord *C, int final) {
     if (!txt) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
     rf_status s = rf_store_write(C->ctx, C->store, "status.json", txt, strlen(txt));
     free(txt);
+    if (C->o->on_tick) C->o->on_tick(C->o->hook_ud);
     return s;
 }
 
@@ -518,6 +544,7 @@ static rf_status seed_ready(coord *C) {
 static rf_status open_store(coord *C) {
     rf_ctx *ctx = C->ctx;
     RF_TRY(rf_store_open(ctx, C->o->store_root, C->job->name, 1, &C->store));
+    if (C->o->on_write) rf_store_set_on_write(C->store, C->o->on_write, C->o->hook_ud);
     /* where and under what this run happened: host, pid, ranks, plus the
      * caller's metadata (opts->env: Slurm job id etc.) */
     cJSON *env = cJSON_CreateObject();
@@ -586,7 +613,8 @@ static rf_status finish(coord *C) {
 /* ---- running one task here ------------------------------------------------------ */
 
 /* Writes DIR/task.json for task i with the given parent checkpoint paths. */
-static rf_status write_task_json(rf_ctx *ctx, const rf_job *j, int32_t i, const char *dir, char (*ppaths)[4096]) {
+static rf_status write_task_json(rf_ctx *ctx, const rf_job *j, int32_t i, const char *dir, char (*ppaths)[4096],
+                                 const char *resume, double resume_every_s) {
     cJSON *o = cJSON_CreateObject();
     cJSON *set = cJSON_Parse(rf_job_settings(j, i));
     cJSON *par = cJSON_CreateArray();
@@ -597,6 +625,8 @@ static rf_status write_task_json(rf_ctx *ctx, const rf_job *j, int32_t i, const 
     cJSON_AddItemToObject(o, "settings", set);
     for (int k = 0; k < j->tasks[i].n_parents; k++) cJSON_AddItemToArray(par, cJSON_CreateString(ppaths[k]));
     cJSON_AddItemToObject(o, "parents", par);
+    if (resume) cJSON_AddStringToObject(o, "resume", resume);
+    if (resume_every_s > 0) cJSON_AddNumberToObject(o, "resume_every_s", resume_every_s);
     char *txt = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!txt) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
@@ -607,17 +637,20 @@ static rf_status write_task_json(rf_ctx *ctx, const rf_job *j, int32_t i, const 
     return s;
 }
 
-/* Runs task i in a child under dir and packs its result blob. *ckpt_path is
- * set to dir/model.rckpt when the attempt succeeded and wrote one. */
+/* Runs task i in a child under dir and packs its result blob. *has_ckpt is
+ * 1 when the attempt succeeded and wrote dir/model.rckpt, 2 when it did not
+ * succeed but left a resumable state dir/resume.rckpt (preempted, or killed
+ * after a periodic save): the file that travels to rank 0. resume: the state
+ * to continue from (NULL: start fresh). */
 static rf_status run_here(rf_ctx *ctx, const rf_job *j, int32_t i, const char *dir, char (*ppaths)[4096],
-                          const rf_sweep_opts *o, uint64_t mem, double tl, void (*tick)(void *), void *tick_ud,
-                          unsigned char **blob, size_t *bn, int *has_ckpt) {
+                          const char *resume, const rf_sweep_opts *o, uint64_t mem, double tl,
+                          void (*tick)(void *), void *tick_ud, unsigned char **blob, size_t *bn, int *has_ckpt) {
     *has_ckpt = 0;
     coord_rmtree(dir);
     RF_TRY(rf_mkdirs(ctx, dir));
-    RF_TRY(write_task_json(ctx, j, i, dir, ppaths));
+    RF_TRY(write_task_json(ctx, j, i, dir, ppaths, resume, o->resume_every_s));
     coord_exec_result r;
-    RF_TRY(coord_exec(ctx, o->exe, dir, mem, tl, tick, tick_ud, &r));
+    RF_TRY(coord_exec(ctx, o->exe, dir, mem, tl, o->stop_flag, o->deadline, tick, tick_ud, &r));
     char path[4200];
     unsigned char *metrics = NULL, *log = NULL;
     size_t mn = 0, ln = 0;
@@ -629,11 +662,15 @@ static rf_status run_here(rf_ctx *ctx, const rf_job *j, int32_t i, const char *d
         snprintf(path, sizeof path, "%s/model.rckpt", dir);
         struct stat st;
         *has_ckpt = r.cls == RF_FAIL_NONE && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    } else {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/" RESUME_FILE, dir);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) *has_ckpt = 2;
     }
     /* a second file some kinds leave next to model.rckpt for their children
      * (lottery "step:K": the rewind point); it travels with the checkpoint */
     uint64_t aux = 0;
-    if (*has_ckpt) {
+    if (*has_ckpt == 1) {
         struct stat st;
         snprintf(path, sizeof path, "%s/%s", dir, AUX_FILE);
         if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) aux = (uint64_t)st.st_size;
@@ -712,13 +749,19 @@ static rf_status run_local(coord *C) {
         unsigned char *blob = NULL;
         size_t bn = 0;
         int has = 0;
-        if ((s = run_here(ctx, j, i, dir, pp, C->o, C->mem, C->time_limit, status_tick, C, &blob, &bn, &has)) != RF_OK) break;
+        char rrel[96], resume[4300];
+        rf_store_task_rel(rrel, sizeof rrel, j->tasks[i].id, RESUME_FILE);
+        int have_resume = rf_store_stat(C->store, rrel, NULL) == 0;
+        if (have_resume) snprintf(resume, sizeof resume, "%s/%s", rf_store_dir(C->store), rrel);
+        if ((s = run_here(ctx, j, i, dir, pp, have_resume ? resume : NULL, C->o, C->mem, C->time_limit, status_tick, C,
+                          &blob, &bn, &has)) != RF_OK) break;
         rf_store_file *f = NULL;
         uint64_t bytes = 0;
         if (has) {
+            const char *fname = task_files[has == 1 ? FILE_MODEL : FILE_RESUME];
             char rel[96], path[4300];
-            rf_store_task_rel(rel, sizeof rel, j->tasks[i].id, "model.rckpt");
-            snprintf(path, sizeof path, "%s/model.rckpt", dir);
+            rf_store_task_rel(rel, sizeof rel, j->tasks[i].id, fname);
+            snprintf(path, sizeof path, "%s/%s", dir, fname);
             unsigned char *ck;
             size_t cn;
             s = rf_read_file(ctx, path, &ck, &cn);
@@ -728,7 +771,7 @@ static rf_status run_local(coord *C) {
             bytes = cn;
             snprintf(path, sizeof path, "%s/%s", dir, AUX_FILE);
             struct stat ast;
-            if (!s && stat(path, &ast) == 0 && S_ISREG(ast.st_mode) && (s = rf_read_file(ctx, path, &ck, &cn)) == RF_OK) {
+            if (!s && has == 1 && stat(path, &ast) == 0 && S_ISREG(ast.st_mode) && (s = rf_read_file(ctx, path, &ck, &cn)) == RF_OK) {
                 rf_store_task_rel(rel, sizeof rel, j->tasks[i].id, AUX_FILE);
                 s = rf_store_write(ctx, C->store, rel, ck, cn);
                 rf_free(ck);
@@ -764,23 +807,33 @@ static uint32_t parent_files(coord *C, int32_t p) {
     return C->store && rf_store_stat(C->store, rel, NULL) == 0 ? 2 : 1;
 }
 
-static rf_status ship_parent(coord *C, MPI_Comm comm, int w, int32_t p) {
+/* Sends file k (task_files) of task p from the store to worker w. */
+static rf_status ship_file(coord *C, MPI_Comm comm, int w, int32_t p, uint32_t k) {
     rf_ctx *ctx = C->ctx;
+    char rel[96];
+    rf_store_task_rel(rel, sizeof rel, C->job->tasks[p].id, task_files[k]);
+    int fd;
+    uint64_t size;
+    RF_TRY(rf_store_open_fd(ctx, C->store, rel, &fd, &size));
+    rf_coord_msg m = {.type = RF_MSG_PARENT, .task = (uint32_t)p, .arg = k, .n2 = size, .n3 = coord_chunks(size)};
+    rf_status s = coord_send_hdr(ctx, comm, w, &m);
+    if (!s) s = coord_send_stream(ctx, comm, w, NULL, fd, size, COORD_ZSTD_LEVEL);
+    close(fd);
+    return s;
+}
+
+static rf_status ship_parent(coord *C, MPI_Comm comm, int w, int32_t p) {
     uint32_t nf = parent_files(C, p);
-    for (uint32_t k = 0; k < nf; k++) {
-        char rel[96];
-        rf_store_task_rel(rel, sizeof rel, C->job->tasks[p].id, task_files[k]);
-        int fd;
-        uint64_t size;
-        RF_TRY(rf_store_open_fd(ctx, C->store, rel, &fd, &size));
-        rf_coord_msg m = {.type = RF_MSG_PARENT, .task = (uint32_t)p, .arg = k, .n2 = size, .n3 = coord_chunks(size)};
-        rf_status s = coord_send_hdr(ctx, comm, w, &m);
-        if (!s) s = coord_send_stream(ctx, comm, w, NULL, fd, size, COORD_ZSTD_LEVEL);
-        close(fd);
-        if (s) return s;
-    }
+    for (uint32_t k = 0; k < nf; k++) RF_TRY(ship_file(C, comm, w, p, k));
     if (w < 64) C->t[p].holders |= 1ull << w;
     return RF_OK;
+}
+
+/* 1 if task i has a resumable state in the store (a preempted attempt). */
+static int has_resume(coord *C, int32_t i) {
+    char rel[96];
+    rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, RESUME_FILE);
+    return C->store && rf_store_stat(C->store, rel, NULL) == 0;
 }
 
 static rf_status dispatch(coord *C, MPI_Comm comm, int w, int32_t i) {
@@ -790,10 +843,13 @@ static rf_status dispatch(coord *C, MPI_Comm comm, int w, int32_t i) {
     uint32_t ship = 0;
     for (int k = 0; k < j->tasks[i].n_parents; k++)
         if (C->t[p[k]].has_ckpt && !(w < 64 && (C->t[p[k]].holders >> w) & 1)) ship += parent_files(C, p[k]);
+    int resume = has_resume(C, i);
+    ship += (uint32_t)resume;
     rf_coord_msg m = {.type = RF_MSG_TASK, .task = (uint32_t)i, .attempt = C->t[i].attempts, .arg = ship};
     RF_TRY(coord_send_hdr(C->ctx, comm, w, &m));
     for (int k = 0; k < j->tasks[i].n_parents; k++)
         if (C->t[p[k]].has_ckpt && !(w < 64 && (C->t[p[k]].holders >> w) & 1)) RF_TRY(ship_parent(C, comm, w, p[k]));
+    if (resume) RF_TRY(ship_file(C, comm, w, i, FILE_RESUME));
     return RF_OK;
 }
 
@@ -804,29 +860,33 @@ static rf_status recv_result(coord *C, MPI_Comm comm, int w, const rf_coord_msg 
     unsigned char *blob = rf_malloc((size_t)m->n1 + 1);
     if (!blob) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
     rf_status s = coord_recv_bytes(ctx, comm, w, blob, (size_t)m->n1);
-    rf_store_file *f = NULL;
-    ckpt_sink sk = {0};
-    if (!s && m->n2 > 0) {
-        if (C->store) {
-            char rel[96];
-            rf_store_task_rel(rel, sizeof rel, C->job->tasks[m->task].id, "model.rckpt");
-            s = rf_store_file_begin(ctx, C->store, rel, &f);
-        }
-        sk.f = f;
-        if (!s) s = coord_recv_stream(ctx, comm, w, m->n2, m->n3, sink_to_file, &sk);
-        if (s) { rf_store_file_abort(f); f = NULL; }
-    }
-    /* the aux file follows the checkpoint; it is durable before "done" */
+    /* the blob's meta says what follows: after success the checkpoint and
+     * the aux file, otherwise the resumable state (if any) */
     uint64_t aux = 0;
+    int ok = 0;
     if (!s) {
         const unsigned char *sec[3];
         size_t len[3];
         if (coord_blob_unpack(ctx, blob, (size_t)m->n1, sec, len) == RF_OK) {
             cJSON *meta = cJSON_ParseWithLength((const char *)sec[0], len[0]);
             const cJSON *a = cJSON_GetObjectItemCaseSensitive(meta, "aux_bytes");
-            if (cJSON_IsNumber(a) && a->valuedouble > 0 && m->n2 > 0) aux = (uint64_t)a->valuedouble;
+            const cJSON *c = cJSON_GetObjectItemCaseSensitive(meta, "class");
+            ok = cJSON_IsNumber(c) && c->valueint == RF_FAIL_NONE;
+            if (ok && cJSON_IsNumber(a) && a->valuedouble > 0 && m->n2 > 0) aux = (uint64_t)a->valuedouble;
             cJSON_Delete(meta);
         }
+    }
+    rf_store_file *f = NULL;
+    ckpt_sink sk = {0};
+    if (!s && m->n2 > 0) {
+        if (C->store) {
+            char rel[96];
+            rf_store_task_rel(rel, sizeof rel, C->job->tasks[m->task].id, task_files[ok ? FILE_MODEL : FILE_RESUME]);
+            s = rf_store_file_begin(ctx, C->store, rel, &f);
+        }
+        sk.f = f;
+        if (!s) s = coord_recv_stream(ctx, comm, w, m->n2, m->n3, sink_to_file, &sk);
+        if (s) { rf_store_file_abort(f); f = NULL; }
     }
     if (!s && aux) {
         rf_store_file *af = NULL;
@@ -842,7 +902,7 @@ static rf_status recv_result(coord *C, MPI_Comm comm, int w, const rf_coord_msg 
         if (s) { rf_store_file_abort(f); f = NULL; }
     }
     if (!s) s = on_result(C, (int32_t)m->task, w, blob, (size_t)m->n1, f, m->n2);
-    if (!s && m->n2 > 0 && !f) C->t[m->task].has_ckpt = 1;   /* storeless benchmark */
+    if (!s && ok && m->n2 > 0 && !f) C->t[m->task].has_ckpt = 1;   /* storeless benchmark */
     rf_free(blob);
     return s;
 }
@@ -946,7 +1006,7 @@ static rf_status recv_parent(rf_ctx *ctx, MPI_Comm comm, const rf_job *j, const 
     rf_status s = coord_recv_stream(ctx, comm, 0, m.n2, m.n3, sink_fd, &fs);
     if (close(fs.fd) != 0 && !s) s = rf_error(ctx, RF_ERR_IO, "%s: %s", tmp, strerror(errno));
     if (!s && rename(tmp, path) != 0) s = rf_error(ctx, RF_ERR_IO, "%s: %s", path, strerror(errno));
-    if (!s) have[m.task] = 2;
+    if (!s && m.arg != FILE_RESUME) have[m.task] = 2;
     return s;
 }
 
@@ -990,11 +1050,17 @@ static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o
                 else snprintf(pp[k], sizeof pp[k], "%s/%s/model.rckpt", cache, ph);
             }
             have[i] = 0;
-            s = run_here(ctx, j, i, dir, pp, o, mem, tl, NULL, NULL, &blob, &bn, &has);
+            /* a resumable state shipped with the task (recv_parent) */
+            char resume[4400];
+            struct stat rst;
+            snprintf(resume, sizeof resume, "%s/%s/" RESUME_FILE, cache, hx);
+            int rs = stat(resume, &rst) == 0 && S_ISREG(rst.st_mode);
+            s = run_here(ctx, j, i, dir, pp, rs ? resume : NULL, o, mem, tl, NULL, NULL, &blob, &bn, &has);
+            if (rs) unlink(resume);
         }
         if (s) break;
         char ck[4400];
-        snprintf(ck, sizeof ck, "%s/model.rckpt", dir);
+        snprintf(ck, sizeof ck, "%s/%s", dir, task_files[has == 2 ? FILE_RESUME : FILE_MODEL]);
         int fd = has ? open(ck, O_RDONLY | O_CLOEXEC) : -1;
         struct stat st;
         uint64_t size = (fd >= 0 && fstat(fd, &st) == 0) ? (uint64_t)st.st_size : 0;
@@ -1003,7 +1069,7 @@ static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o
         if (!s) s = coord_send_bytes(ctx, comm, 0, blob, bn);
         if (!s && size) s = coord_send_stream(ctx, comm, 0, NULL, fd, size, COORD_ZSTD_LEVEL);
         if (fd >= 0) close(fd);
-        if (!s && has) {
+        if (!s && has == 1) {
             snprintf(ck, sizeof ck, "%s/%s", dir, AUX_FILE);
             int afd = open(ck, O_RDONLY | O_CLOEXEC);
             if (afd >= 0 && fstat(afd, &st) == 0 && st.st_size > 0)
@@ -1011,7 +1077,7 @@ static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o
             if (afd >= 0) close(afd);
         }
         rf_free(blob);
-        if (!s && has) have[i] = 1;
+        if (!s && has == 1) have[i] = 1;
     }
     (void)rank;
     rf_free(have);

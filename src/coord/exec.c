@@ -81,6 +81,18 @@ void rf_coord_split_timing(cJSON *metrics) {
     cJSON_AddItemToObject(metrics, "timing", timing);
 }
 
+/* Kinds that, when their stop_flag ends training early, return
+ * RF_ERR_PREEMPTED instead of finishing with a shortened run (which would be
+ * recorded "done" with the wrong result). Only these get the flag; other
+ * kinds ignore a stop request and run to their end (or the time limit). */
+static int stop_aware(const cJSON *settings) {
+    static const char *const kinds[] = {"train", "distill", "ofa-sparse", "ofa-transfer", "ofa-qat"};
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(settings, "kind");
+    for (size_t i = 0; cJSON_IsString(k) && i < sizeof kinds / sizeof kinds[0]; i++)
+        if (strcmp(k->valuestring, kinds[i]) == 0) return 1;
+    return 0;
+}
+
 static void child_log(void *ud, const char *line) {
     (void)ud;
     fprintf(stderr, "%s\n", line);
@@ -102,7 +114,9 @@ static rf_status write_json(rf_ctx *ctx, const char *dir, const char *name, cons
     return st;
 }
 
-rf_status rf_coord_run_dir(rf_ctx *ctx, const char *dir) {
+rf_status rf_coord_run_dir(rf_ctx *ctx, const char *dir) { return rf_coord_run_task(ctx, dir, NULL); }
+
+rf_status rf_coord_run_task(rf_ctx *ctx, const char *dir, volatile int *stop_flag) {
     char path[4096];
     snprintf(path, sizeof path, "%s/task.json", dir);
     unsigned char *buf;
@@ -133,6 +147,11 @@ rf_status rf_coord_run_dir(rf_ctx *ctx, const char *dir) {
         io.parent_ckpts = pp;
         io.out_dir = dir;
         io.log = child_log;
+        io.stop_flag = stop_aware(settings) ? stop_flag : NULL;
+        const cJSON *rp = cJSON_GetObjectItemCaseSensitive(task, "resume");
+        const cJSON *re = cJSON_GetObjectItemCaseSensitive(task, "resume_every_s");
+        if (cJSON_IsString(rp)) io.resume_from = rp->valuestring;
+        if (cJSON_IsNumber(re) && re->valuedouble > 0) io.resume_every_s = re->valuedouble;
         s = rf_task_run(ctx, &io, metrics);
     }
     cJSON *res = cJSON_CreateObject();
@@ -180,6 +199,7 @@ static void sleep_s(double s) {
 }
 
 rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem, double time_limit,
+                     volatile int *stop_flag, double deadline,
                      void (*tick)(void *ud), void *tick_ud, coord_exec_result *r) {
     memset(r, 0, sizeof *r);
     char logp[4096], resp[4096];
@@ -213,11 +233,18 @@ rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem
         _exit(127);
     }
     close(logfd);
-    int status = 0, timed_out = 0;
+    int status = 0, timed_out = 0, told = 0;
     double nap = 0.0005;
     for (;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
         if (w == pid) break;
+        /* preemption: ask the task to save its resumable state and stop
+         * (`raffle run` turns SIGUSR1 into the task's stop_flag); the wall
+         * clock limit below still applies if it does not */
+        if (!told && ((stop_flag && *stop_flag) || (deadline > 0 && rf_now() > deadline))) {
+            kill(pid, SIGUSR1);
+            told = 1;
+        }
         if (w < 0 && errno != EINTR) { r->cls = RF_FAIL_CRASH; snprintf(r->message, sizeof r->message, "waitpid: %s", strerror(errno)); return RF_OK; }
         if (time_limit > 0 && rf_now() - t0 > time_limit) {
             kill(-pid, SIGKILL);

@@ -33,7 +33,25 @@ static rf_status save_queue(rf_ctx *ctx, rf_mirror *m) {
     return s;
 }
 
+/* A queued path is joined to both the local root and the remote base, and
+ * the spool file is read back on the next run: it must stay inside both.
+ * Accepted: '/'-separated components of [A-Za-z0-9._-], none empty or
+ * starting with '.', so "..", absolute paths and hidden files are refused
+ * (the store's own naming rule, store.h). */
+static int rel_ok(const char *rel) {
+    if (!*rel || strlen(rel) > 1024) return 0;
+    for (const char *c = rel; *c; c++) {
+        int start = c == rel || c[-1] == '/';
+        if (start && (*c == '.' || *c == '/')) return 0;
+        if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+              *c == '.' || *c == '_' || *c == '-' || *c == '/'))
+            return 0;
+    }
+    return rel[strlen(rel) - 1] != '/';
+}
+
 static rf_status enqueue(rf_ctx *ctx, rf_mirror *m, const char *rel) {
+    if (!rel_ok(rel)) return rf_error(ctx, RF_ERR_INVALID, "mirror: '%.200s' is not a safe store-relative path", rel);
     for (int i = 0; i < m->n; i++) if (strcmp(m->queue[i], rel) == 0) return RF_OK;
     if (m->n == m->cap) {
         int cap = m->cap ? m->cap * 2 : 16;
@@ -68,6 +86,11 @@ rf_status rf_mirror_open(rf_ctx *ctx, const char *base_url, const char *local_ro
         for (char *line = strtok_r((char *)buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
             if (*line && (s = enqueue(ctx, m, line)) != RF_OK) break;
         rf_free(buf);
+        if (s == RF_ERR_INVALID) {   /* a bad spool line is a corrupt file, not a bad argument */
+            rf_error_prefix(ctx, "%s", path);
+            s = RF_ERR_FORMAT;
+            if (ctx) ctx->status = s;
+        }
         if (s) { rf_mirror_free(m); return s; }
     } else if (s != RF_ERR_NOTFOUND) {
         rf_mirror_free(m);
@@ -118,3 +141,11 @@ rf_status rf_mirror_push(rf_ctx *ctx, rf_mirror *m, const char *rel) {
     RF_TRY(save_queue(ctx, m));
     return rf_mirror_flush(ctx, m, NULL);
 }
+
+rf_status rf_mirror_add(rf_ctx *ctx, rf_mirror *m, const char *rel) {
+    int before = m->n;
+    RF_TRY(enqueue(ctx, m, rel));
+    return m->n != before ? save_queue(ctx, m) : RF_OK;
+}
+
+int rf_mirror_pending(const rf_mirror *m) { return m->n; }

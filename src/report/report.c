@@ -59,11 +59,31 @@ typedef struct tstate { int status; int attempts; char cls[16]; char msg[256]; d
 enum { ST_PENDING, ST_RUNNING, ST_DONE, ST_FAILED, ST_SKIPPED, ST_PREEMPTED };
 static const char *const st_names[] = {"pending", "running", "done", "failed", "skipped", "preempted"};
 
-typedef struct rctx { const rf_job *job; tstate *ts; } rctx;
+typedef struct rctx { const rf_job *job; tstate *ts; cJSON *runs; } rctx;
+
+/* One "runs" entry per "sweep" ledger event: when, on how many ranks, and
+ * under which Slurm job (id, array task, node list, restart count), so a
+ * report of a requeued study shows each of its runs. */
+static void add_run(rctx *r, const cJSON *ev) {
+    cJSON *run = cJSON_CreateObject();
+    if (!run) return;
+    static const char *const keys[] = {"time", "ranks", "reused", "raffle_version"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, keys[k]);
+        if (v) cJSON_AddItemToObject(run, keys[k], cJSON_Duplicate(v, 1));
+    }
+    const cJSON *env = cJSON_GetObjectItemCaseSensitive(ev, "env");
+    const cJSON *host = cJSON_GetObjectItemCaseSensitive(env, "host");
+    const cJSON *slurm = cJSON_GetObjectItemCaseSensitive(env, "slurm");
+    if (cJSON_IsString(host)) cJSON_AddStringToObject(run, "host", host->valuestring);
+    if (cJSON_IsObject(slurm)) cJSON_AddItemToObject(run, "slurm", cJSON_Duplicate(slurm, 1));
+    cJSON_AddItemToArray(r->runs, run);
+}
 
 static int on_event(void *ud, const cJSON *ev) {
     rctx *r = ud;
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(ev, "event"), *t = cJSON_GetObjectItemCaseSensitive(ev, "task");
+    if (r->runs && cJSON_IsString(e) && strcmp(e->valuestring, "sweep") == 0) add_run(r, ev);
     uint64_t id;
     if (!cJSON_IsString(e) || !cJSON_IsString(t) || rf_job_id_parse(t->valuestring, &id)) return 0;
     int i = rf_job_find(r->job, id);
@@ -132,9 +152,9 @@ rf_status rf_report_build(rf_ctx *ctx, rf_store *s, const rf_job *job_in, cJSON 
         if (st) { rf_error_prefix(ctx, "%s/job.json", rf_store_dir(s)); return st; }
         job = owned;
     }
-    rctx r = {job, rf_calloc((size_t)(job->n_tasks ? job->n_tasks : 1), sizeof(tstate))};
+    rctx r = {job, rf_calloc((size_t)(job->n_tasks ? job->n_tasks : 1), sizeof(tstate)), cJSON_CreateArray()};
     cJSON *rep = cJSON_CreateObject(), *tasks = cJSON_CreateArray();
-    rf_status st = (!r.ts || !rep || !tasks) ? rf_error(ctx, RF_ERR_NOMEM, "out of memory") : RF_OK;
+    rf_status st = (!r.ts || !rep || !tasks || !r.runs) ? rf_error(ctx, RF_ERR_NOMEM, "out of memory") : RF_OK;
     if (!st) st = rf_store_ledger_replay(ctx, s, on_event, &r, NULL);
     int counts[6] = {0};
     double acc_best = -1;
@@ -212,6 +232,13 @@ rf_status rf_report_build(rf_ctx *ctx, rf_store *s, const rf_job *job_in, cJSON 
         cJSON_AddNumberToObject(sum, "total", job->n_tasks);
         for (int k = 0; k < 6; k++) cJSON_AddNumberToObject(sum, st_names[k], counts[k]);
         if (acc_best >= 0) cJSON_AddNumberToObject(sum, "best_accuracy", acc_best);
+        /* Slurm metadata at the top level: the latest run's (restart_count
+         * says how often it was requeued); every run's under "runs" */
+        const cJSON *last = NULL;
+        for (const cJSON *c = r.runs->child; c; c = c->next) if (get(c, "slurm")) last = get(c, "slurm");
+        if (last) cJSON_AddItemToObject(rep, "slurm", cJSON_Duplicate(last, 1));
+        cJSON_AddItemToObject(rep, "runs", r.runs);
+        r.runs = NULL;
         cJSON_AddItemToObject(rep, "tasks", tasks);
         tasks = NULL;
         *out = rep;
@@ -219,6 +246,7 @@ rf_status rf_report_build(rf_ctx *ctx, rf_store *s, const rf_job *job_in, cJSON 
     }
     cJSON_Delete(rep);
     cJSON_Delete(tasks);
+    cJSON_Delete(r.runs);
     rf_free(r.ts);
     rf_job_free(owned);
     return st;
@@ -586,6 +614,35 @@ static void fmt_cell(sb *b, const cJSON *v, const char *col) {
     }
 }
 
+/* The runs of the sweep (one per `raffle sweep` that touched the store):
+ * time, host, ranks and the Slurm job they ran in. */
+static void runs_html(sb *b, const cJSON *runs) {
+    if (!cJSON_IsArray(runs) || !runs->child) return;
+    sb_printf(b, "<h2>Runs</h2><table><tr><th>started</th><th>host</th><th>ranks</th><th>reused</th><th>slurm job</th>"
+                 "<th>array</th><th>nodes</th><th>restarts</th></tr>\n");
+    for (const cJSON *r = runs->child; r; r = r->next) {
+        const cJSON *sl = get(r, "slurm");
+        sb_printf(b, "<tr><td class='s'>");
+        sb_html(b, str(r, "time"));
+        sb_printf(b, "</td><td class='s'>");
+        sb_html(b, str(r, "host"));
+        sb_printf(b, "</td><td>%.0f</td><td>%.0f</td><td class='s'>", num(r, "ranks"), num(r, "reused"));
+        sb_html(b, sl ? str(sl, "job_id") : "");
+        sb_printf(b, "</td><td class='s'>");
+        if (sl && get(sl, "array_job_id")) {
+            sb_html(b, str(sl, "array_job_id"));
+            sb_printf(b, "_");
+            sb_html(b, str(sl, "array_task_id"));
+        }
+        sb_printf(b, "</td><td class='s'>");
+        sb_html(b, sl ? str(sl, "nodelist") : "");
+        sb_printf(b, "</td><td>");
+        if (sl && isfinite(num(sl, "restart_count"))) sb_printf(b, "%.0f", num(sl, "restart_count"));
+        sb_printf(b, "</td></tr>\n");
+    }
+    sb_printf(b, "</table>\n");
+}
+
 rf_status rf_report_html(rf_ctx *ctx, const cJSON *rep, char **out) {
     sb b = {0};
     const cJSON *sum = get(rep, "summary"), *tasks = get(rep, "tasks");
@@ -604,7 +661,9 @@ rf_status rf_report_html(rf_ctx *ctx, const cJSON *rep, char **out) {
         if (isfinite(v) && (v > 0 || k < 2)) sb_printf(&b, "<span><b>%.0f</b> %s</span>", v, keys[k]);
     }
     if (isfinite(num(sum, "best_accuracy"))) sb_printf(&b, "<span>best accuracy <b>%.4f</b></span>", num(sum, "best_accuracy"));
-    sb_printf(&b, "</div>\n<h2>Plots</h2>\n");
+    sb_printf(&b, "</div>\n");
+    runs_html(&b, get(rep, "runs"));
+    sb_printf(&b, "<h2>Plots</h2>\n");
     plots(&b, tasks);
     sb_printf(&b, "<h2>Tasks</h2><p>Timings (seconds, latency) vary run to run; every other column is reproducible.</p><table><tr>");
     static const char *const cols[] = {"id", "experiment", "kind", "method", "status", "seed", "sparsity", "round", "temperature",

@@ -18,6 +18,8 @@ struct rf_store {
     int    ledger_fd;    /* -1 until the first append */
     char  *dir;
     cJSON *env;
+    rf_store_write_fn on_write;   /* told of every file written (remote mirror) */
+    void  *on_write_ud;
 };
 
 struct rf_store_file {
@@ -25,6 +27,8 @@ struct rf_store_file {
     int   fd;
     char  tmp[96], name[160];
     char  what[512];
+    char  rel[256];      /* as given, for the on-write hook */
+    rf_store *store;
 };
 
 static int name_ok(const char *s) {
@@ -147,6 +151,8 @@ rf_status rf_store_file_begin(rf_ctx *ctx, rf_store *s, const char *rel, rf_stor
     rf_status st = walk(ctx, s, rel, 1, &f->dfd, f->name, sizeof f->name);
     if (st) { rf_free(f); return st; }
     snprintf(f->what, sizeof f->what, "%s/%s", s->dir, rel);
+    snprintf(f->rel, sizeof f->rel, "%s", rel);
+    f->store = s;
     static unsigned long seq;
     snprintf(f->tmp, sizeof f->tmp, ".tmp.%ld.%lu", (long)getpid(), __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
     f->fd = openat(f->dfd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
@@ -186,6 +192,7 @@ rf_status rf_store_file_commit(rf_ctx *ctx, rf_store_file *f) {
     if (!st && fsync(f->dfd) != 0) st = rf_error(ctx, RF_ERR_IO, "%s: directory fsync failed: %s", f->what, strerror(errno));
     if (st) { rf_store_file_abort(f); return st; }
     close(f->dfd);
+    if (f->store->on_write) f->store->on_write(f->store->on_write_ud, f->rel);
     rf_free(f);
     return RF_OK;
 }
@@ -335,7 +342,8 @@ rf_status rf_store_ledger_append(rf_ctx *ctx, rf_store *s, const cJSON *ev, int 
     int rc = write_all(s->ledger_fd, buf, n + 1);
     rf_free(buf);
     if (rc != 0) return rf_error(ctx, RF_ERR_IO, "%s/ledger.jsonl: append failed: %s", s->dir, strerror(errno));
-    if (sync) return rf_store_ledger_sync(ctx, s);
+    if (sync) RF_TRY(rf_store_ledger_sync(ctx, s));
+    if (s->on_write) s->on_write(s->on_write_ud, "ledger.jsonl");
     return RF_OK;
 }
 
@@ -381,3 +389,8 @@ rf_status rf_store_set_env(rf_ctx *ctx, rf_store *s, const cJSON *env) {
 }
 
 const cJSON *rf_store_env(const rf_store *s) { return s->env; }
+
+void rf_store_set_on_write(rf_store *s, rf_store_write_fn fn, void *ud) {
+    s->on_write = fn;
+    s->on_write_ud = ud;
+}

@@ -93,6 +93,171 @@ rf_status rf_task_train_cfg(rf_ctx *ctx, const cJSON *settings, rf_train_cfg *cf
     return RF_OK;
 }
 
+/* ---- resumable training state ---------------------------------------------
+ * OUT_DIR/resume.rckpt is an ordinary checkpoint container (atomic write,
+ * CRC-checked read) holding the flat blocks a resumed rf_train needs to
+ * replay the uninterrupted run bit for bit (STYLE.md rule 5: one block each):
+ * "params", "masks" (if pruned), "buffers" (BN statistics), "optim.m",
+ * "optim.v" (moments, when the optimizer has them), all dense f32, and in
+ * the metadata the next step, the optimizer's step count and the best
+ * periodic accuracy so far. Data order and dropout need no state: they are
+ * functions of (seed, epoch, step) (train.h). */
+#define RESUME_FORMAT "raffle-resume"
+#define RESUME_VERSION 1
+
+static rf_status add_block(rf_ctx *ctx, rf_ckpt *c, const char *name, const float *p, size_t n) {
+    if (!p || n == 0) return RF_OK;
+    int64_t shape[1] = {(int64_t)n};
+    return rf_ckpt_add(ctx, c, name, RF_F32, 1, shape, RF_STORE_DENSE, p, NULL, NULL);
+}
+
+static rf_status resume_save(rf_ctx *ctx, const char *out_dir, const rf_model *m, const rf_optim *o,
+                             int64_t next_step, double best_acc, int64_t best_it) {
+    rf_ckpt *c = NULL;
+    RF_TRY(rf_ckpt_new(ctx, &c));
+    char meta[512], path[4200];
+    snprintf(meta, sizeof meta,
+             "{\"format\":\"" RESUME_FORMAT "\",\"version\":%d,\"step\":%lld,\"optim_t\":%lld,\"n_params\":%zu,"
+             "\"best_accuracy\":%.17g,\"best_iteration\":%lld}",
+             RESUME_VERSION, (long long)next_step, (long long)o->t, m->n_params, best_acc, (long long)best_it);
+    rf_status s = rf_ckpt_set_meta(ctx, c, meta);
+    if (!s) s = add_block(ctx, c, "params", m->params, m->n_params);
+    if (!s) s = add_block(ctx, c, "masks", m->masks, m->n_params);
+    if (!s) s = add_block(ctx, c, "buffers", m->buffers, m->n_buffers);
+    if (!s) s = add_block(ctx, c, "optim.m", o->m, o->n);
+    if (!s) s = add_block(ctx, c, "optim.v", o->v, o->n);
+    snprintf(path, sizeof path, "%s/" RF_TASK_RESUME_FILE, out_dir);
+    if (!s) s = rf_ckpt_write(ctx, c, path);
+    rf_ckpt_free(c);
+    return s;
+}
+
+/* Copies block `name` of c into dst (n floats); absent blocks must be absent
+ * in the model too (want == 0), else the file is not this task's. */
+static rf_status load_block(rf_ctx *ctx, const rf_ckpt *c, const char *name, float *dst, size_t n, int want) {
+    const rf_ckpt_tensor *t = rf_ckpt_find(c, name);
+    if (!t && !want) return RF_OK;
+    if (!t || !dst || t->dtype != RF_F32 || rf_ckpt_tensor_numel(t) != (int64_t)n)
+        return rf_error(ctx, RF_ERR_FORMAT, "resume state: block \"%s\" %s", name, t ? "has the wrong size" : "is missing");
+    memcpy(dst, t->data, n * sizeof(float));
+    return RF_OK;
+}
+
+static rf_status resume_load(rf_ctx *ctx, const char *path, rf_model *m, rf_optim *o, int64_t *step,
+                             double *best_acc, int64_t *best_it) {
+    rf_ckpt *c = NULL;
+    RF_TRY(rf_ckpt_read(ctx, path, &c));
+    cJSON *meta = cJSON_Parse(c->meta_json);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(meta, "format");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, "version");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(meta, "step");
+    const cJSON *ot = cJSON_GetObjectItemCaseSensitive(meta, "optim_t");
+    const cJSON *ba = cJSON_GetObjectItemCaseSensitive(meta, "best_accuracy");
+    const cJSON *bi = cJSON_GetObjectItemCaseSensitive(meta, "best_iteration");
+    rf_status s = RF_OK;
+    if (!cJSON_IsString(f) || strcmp(f->valuestring, RESUME_FORMAT) != 0 || !cJSON_IsNumber(v) ||
+        v->valueint != RESUME_VERSION || !cJSON_IsNumber(st) || st->valuedouble < 0 || !cJSON_IsNumber(ot))
+        s = rf_error(ctx, RF_ERR_FORMAT, "%s: not a version %d resume state", path, RESUME_VERSION);
+    const rf_ckpt_tensor *mk = rf_ckpt_find(c, "masks");
+    if (!s && mk && !m->masks) s = rf_model_ensure_masks(ctx, m);
+    if (!s) s = load_block(ctx, c, "params", m->params, m->n_params, 1);
+    if (!s) s = load_block(ctx, c, "masks", m->masks, m->n_params, m->masks != NULL);
+    if (!s) s = load_block(ctx, c, "buffers", m->buffers, m->n_buffers, m->n_buffers > 0);
+    if (!s) s = load_block(ctx, c, "optim.m", o->m, o->n, o->m != NULL);
+    if (!s) s = load_block(ctx, c, "optim.v", o->v, o->n, o->v != NULL);
+    if (!s) {
+        *step = (int64_t)st->valuedouble;
+        o->t = (int64_t)ot->valuedouble;
+        *best_acc = cJSON_IsNumber(ba) ? ba->valuedouble : -1.0;
+        *best_it = cJSON_IsNumber(bi) ? (int64_t)bi->valuedouble : -1;
+    } else {
+        rf_error_prefix(ctx, "%s", path);
+    }
+    cJSON_Delete(meta);
+    rf_ckpt_free(c);
+    return s;
+}
+
+/* Hooks around the caller's: after each step, save the state when the
+ * period has passed. Every hook forwards to the caller's with its ud. */
+typedef struct resumer {
+    const rf_train_hooks *in;
+    rf_ctx     *ctx;
+    const char *out_dir;
+    rf_optim   *opt;
+    double      every, last, best_acc;
+    int64_t     best_it;
+} resumer;
+
+static rf_status rs_before(void *ud, rf_model *m, int64_t step, int64_t total) {
+    resumer *r = ud;
+    return r->in && r->in->before_step ? r->in->before_step(r->in->ud, m, step, total) : RF_OK;
+}
+static rf_status rs_loss(void *ud, rf_model *m, const float *x, const float *logits, const int32_t *labels,
+                         const int64_t *idx, int batch, float *dlogits, float *loss) {
+    resumer *r = ud;
+    return r->in->loss(r->in->ud, m, x, logits, labels, idx, batch, dlogits, loss);
+}
+static rf_status rs_after_backward(void *ud, rf_model *m, int64_t step) {
+    resumer *r = ud;
+    return r->in && r->in->after_backward ? r->in->after_backward(r->in->ud, m, step) : RF_OK;
+}
+static rf_status rs_after_step(void *ud, rf_model *m, int64_t step) {
+    resumer *r = ud;
+    if (r->in && r->in->after_step) RF_TRY(r->in->after_step(r->in->ud, m, step));
+    if (r->every > 0 && rf_now() - r->last >= r->every) {
+        r->last = rf_now();
+        /* the state after step `step`: a resumed run starts at step + 1 */
+        RF_TRY(resume_save(r->ctx, r->out_dir, m, r->opt, step + 1, r->best_acc, r->best_it));
+    }
+    return RF_OK;
+}
+static rf_status rs_after_epoch(void *ud, rf_model *m, int epoch, double acc) {
+    resumer *r = ud;
+    return r->in && r->in->after_epoch ? r->in->after_epoch(r->in->ud, m, epoch, acc) : RF_OK;
+}
+
+rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const rf_dataset *train,
+                                  const rf_dataset *test, const rf_train_cfg *cfg, rf_optim *opt,
+                                  const rf_train_hooks *hooks, rf_train_result *res) {
+    rf_optim own;
+    int have_own = 0;
+    if (!opt) {
+        RF_TRY(rf_optim_init(ctx, &own, &cfg->optim, m->n_params));
+        have_own = 1;
+        opt = &own;
+    }
+    rf_train_cfg c = *cfg;
+    c.stop_flag = io->stop_flag;
+    resumer r = {hooks, ctx, io->out_dir, opt, io->resume_every_s, rf_now(), -1.0, -1};
+    rf_status s = RF_OK;
+    int64_t start = c.start_step;
+    if (io->resume_from) {
+        s = resume_load(ctx, io->resume_from, m, opt, &start, &r.best_acc, &r.best_it);
+        if (!s && io->log) {
+            char line[160];
+            snprintf(line, sizeof line, "resuming from step %lld (%s)", (long long)start, RF_TASK_RESUME_FILE);
+            io->log(io->log_ud, line);
+        }
+    }
+    c.start_step = start;
+    rf_train_hooks h = {&r, rs_before, hooks && hooks->loss ? rs_loss : NULL, rs_after_backward, rs_after_step, rs_after_epoch};
+    if (!s) s = rf_train(ctx, m, train, test, &c, opt, &h, res);
+    if (!s) {
+        res->steps += start;
+        /* the saved best is from earlier steps: on a tie it wins, as the
+         * uninterrupted run keeps the first step reaching the best (train.c) */
+        if (r.best_it >= 0 && r.best_acc >= res->best_accuracy) { res->best_accuracy = r.best_acc; res->best_iteration = r.best_it; }
+        if (res->stopped) {
+            s = resume_save(ctx, io->out_dir, m, opt, res->steps, res->best_accuracy, res->best_iteration);
+            if (!s) s = rf_error(ctx, RF_ERR_PREEMPTED, "stopped on request after step %lld; state saved to %s",
+                                 (long long)res->steps, RF_TASK_RESUME_FILE);
+        }
+    }
+    if (have_own) rf_optim_free(&own);
+    return s;
+}
+
 /* The model to train: the first parent's checkpoint (fine-tuning), else a
  * fresh preset/spec initialised from the seed. */
 static rf_status make_model(rf_ctx *ctx, const rf_task_io *io, uint64_t seed, rf_model **m) {
@@ -121,9 +286,8 @@ rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     rf_model *m = NULL;
     RF_TRY(make_model(ctx, io, cfg.seed, &m));
     rf_train_result r;
-    rf_status s = rf_train(ctx, m, io->train, io->test, &cfg, NULL, NULL, &r);
-    if (s == RF_OK && r.stopped)
-        s = rf_error(ctx, RF_ERR_PREEMPTED, "train: stopped on request after %lld steps", (long long)r.steps);
+    rf_status s = rf_task_train_resumable(ctx, io, m, io->train, io->test, &cfg, NULL, NULL, &r);
+    if (s == RF_ERR_PREEMPTED) rf_error_prefix(ctx, "train");
     char *extra = NULL;
     if (s == RF_OK) {
         /* Deterministic content only (no timings): same settings, same bytes. */

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# raffle under a real single-node Slurm on 127.0.0.1 (cluster/slurm-local.sh):
+# 1. a sweep submitted with sbatch and cluster/raffle.sbatch (srun --mpi=pmix,
+#    2 tasks) finishes with every task done, and the ledger and report.json
+#    carry the Slurm job id;
+# 2. preemption: USR1 to the batch shell mid-run (what --signal=B:USR1@N
+#    does before the walltime); the sweep stops, the running training task
+#    saves its state and is recorded "preempted", the template requeues the
+#    job, and the requeued run (SLURM_RESTART_COUNT=1) resumes it: every task
+#    done exactly once, none failed, the preempted one resumed from its step.
+# Skipped (exit 77, with the reason) where Slurm cannot be installed or run.
+set -u
+: "${RAFFLE:?set RAFFLE to the raffle binary}"
+here=$(cd "$(dirname "$0")/../.." && pwd)
+t_start=$(date +%s)
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: the local Slurm cluster needs root (munged, slurmd)"; exit 77; }
+if ! "$here/scripts/install-deps.sh" --with-slurm >/dev/null 2>&1; then
+  echo "SKIP: slurmctld/slurmd/munge could not be installed"; exit 77
+fi
+command -v jq >/dev/null || { echo "SKIP: jq not found"; exit 77; }
+T=$(mktemp -d /tmp/raffle-slurm.XXXXXX)
+chmod 755 "$T"
+cleanup() { "$here/cluster/slurm-local.sh" stop "$T/slurm" >/dev/null 2>&1; rm -rf "$T"; }
+trap cleanup EXIT
+if ! "$here/cluster/slurm-local.sh" start "$T/slurm" >"$T/env" 2>"$T/start.err"; then
+  echo "SKIP: the local Slurm cluster did not start: $(tail -n 1 "$T/start.err")"; exit 77
+fi
+eval "$(cat "$T/env")"
+export SLURM_CONF
+srun --mpi=list 2>&1 | grep -q pmix || { echo "SKIP: this Slurm has no PMIx plugin (srun --mpi=list)"; exit 77; }
+cp "$RAFFLE" "$T/raffle"
+fail() { echo "FAIL: $*"; for f in "$T"/out-*.txt; do [ -f "$f" ] && { echo "== $f"; tail -n 30 "$f"; }; done; exit 1; }
+
+# submit JOB.json: prints the job id
+submit() {
+  sbatch --parsable --ntasks=2 --time=10 --chdir="$T" -o "$T/out-%j.txt" \
+    --export=ALL,RAFFLE="$T/raffle",OMPI_ALLOW_RUN_AS_ROOT=1,OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+    "$here/cluster/raffle.sbatch" "$1" "$T/store"
+}
+state() { scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
+restarts() { scontrol show job "$1" 2>/dev/null | grep -o 'Restarts=[0-9]*' | cut -d= -f2; }
+# wait_done ID RESTARTS SECONDS: until the job completed after RESTARTS requeues
+wait_done() {
+  local end=$(( $(date +%s) + $3 )) st
+  while [ "$(date +%s)" -lt "$end" ]; do
+    st=$(state "$1")
+    case "$st" in
+      COMPLETED) [ "$(restarts "$1")" -ge "$2" ] && return 0 ;;
+      FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY)
+        # while a requeue is on its way the job passes through such states
+        [ "$(restarts "$1")" -ge "$2" ] && fail "job $1 ended $st" ;;
+      PENDING)
+        # Slurm holds a requeued job back (BeginTime) for a while: release it now
+        [ "$(restarts "$1")" -ge 1 ] && scontrol update JobId="$1" StartTime=now >/dev/null 2>&1 ;;
+    esac
+    sleep 1
+  done
+  fail "job $1 did not finish within $3 s (state $(state "$1"))"
+}
+
+# 1. a small sweep
+cat > "$T/tiny.json" <<'JOB'
+{"name": "tiny", "dataset": "synthetic:600", "model": "lenet-300-100",
+ "train": {"iterations": 30, "batch": 32, "eval_limit": 100},
+ "limits": {"memory_mb": 1024, "time_s": 60, "retries": 1},
+ "experiments": [
+   {"kind": "train", "seed": [0, 1]},
+   {"kind": "prune", "method": "magnitude", "sparsity": [0.5, 0.9], "seed": 0, "finetune": {"iterations": 10}},
+   {"kind": "noop", "count": 2}]}
+JOB
+total=$("$T/raffle" validate --json "$T/tiny.json" | jq .tasks)
+jid=$(submit "$T/tiny.json") || fail "sbatch"
+wait_done "$jid" 0 90
+L="$T/store/tiny/ledger.jsonl"
+ndone=$(grep -c '"event":"done"' "$L")
+[ "$ndone" -eq "$total" ] || fail "tiny: $ndone of $total tasks done"
+[ "$(jq -r 'select(.event=="sweep") | .env.slurm.job_id' "$L")" = "$jid" ] || fail "tiny: ledger has no Slurm job id $jid"
+[ "$(jq -r '.slurm.job_id' "$T/store/tiny/report.json")" = "$jid" ] || fail "tiny: report.json has no Slurm job id"
+grep -q "<h2>Runs</h2>" "$T/store/tiny/report.html" || fail "tiny: report.html shows no runs"
+echo "sbatch sweep: $ndone/$total tasks done in job $jid"
+
+# 2. preemption and requeue
+cat > "$T/pre.json" <<'JOB'
+{"name": "pre", "dataset": "synthetic:600", "model": "lenet-300-100",
+ "train": {"iterations": 8000, "batch": 32, "eval_limit": 100},
+ "limits": {"memory_mb": 1024, "time_s": 300, "retries": 1},
+ "experiments": [ {"kind": "train", "seed": [0, 1]} ]}
+JOB
+total=$("$T/raffle" validate --json "$T/pre.json" | jq .tasks)
+L="$T/store/pre/ledger.jsonl"
+jid=$(submit "$T/pre.json") || fail "sbatch"
+for _ in $(seq 1 300); do grep -qs '"event":"started"' "$L" && break; sleep 0.2; done
+grep -qs '"event":"started"' "$L" || fail "pre: no task started"
+sleep 2
+scancel --signal=USR1 --batch "$jid" || fail "scancel --signal=USR1"
+wait_done "$jid" 1 150
+npre=$(grep -c '"event":"preempted"' "$L")
+[ "$npre" -ge 1 ] || fail "pre: no task was preempted"
+grep -q '"event":"failed"' "$L" && fail "pre: a task was recorded as failed"
+for id in $(jq -r 'select(.event=="queued") | .task' "$L" | sort -u); do
+  n=$(jq -r --arg id "$id" 'select(.event=="done" and .task==$id) | .task' "$L" | wc -l)
+  [ "$n" -eq 1 ] || fail "pre: task $id done $n times"
+done
+[ "$(grep -c '"event":"done"' "$L")" -eq "$total" ] || fail "pre: not every task done"
+for id in $(jq -r 'select(.event=="preempted") | .task' "$L" | sort -u); do
+  grep -q "resuming from step" "$T/store/pre/tasks/$id/log.txt" || fail "pre: preempted task $id did not resume"
+  echo "pre: task $id $(jq -r --arg id "$id" 'select(.event=="preempted" and .task==$id) | .message' "$L" | head -n 1 | grep -o 'after step [0-9]*'), $(grep -o 'resuming from step [0-9]*' "$T/store/pre/tasks/$id/log.txt")"
+done
+[ "$(jq -r 'select(.event=="sweep") | .env.slurm.restart_count' "$L" | tr '\n' ' ')" = "0 1 " ] || fail "pre: restart counts in the ledger"
+[ "$(jq -r '.slurm.restart_count' "$T/store/pre/report.json")" = "1" ] || fail "pre: report.json restart_count"
+echo "slurm: ok ($(( $(date +%s) - t_start )) s)"

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Preemption and resume of training tasks (docs/hpc.md):
+# 1. in-process sweep, SIGUSR1 mid-training: exit 75, the task is recorded
+#    "preempted" (not failed) with its resume.rckpt in the store; the rerun
+#    continues from the saved step and its model.rckpt and metrics are
+#    byte-identical to an uninterrupted run's.
+# 2. the same under mpirun -np 2 with a walltime deadline (SLURM_JOB_END_TIME
+#    with --walltime-margin): the worker's task is told to stop at the
+#    deadline, its state travels to rank 0 and back to the worker on rerun.
+set -u
+: "${RAFFLE:?set RAFFLE to the raffle binary}"
+command -v jq >/dev/null || { echo "jq not found: install jq"; exit 77; }
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+cp "$RAFFLE" "$T/raffle" && RAFFLE="$T/raffle"
+cat > "$T/pre.json" <<'JOB'
+{"name": "pre", "dataset": "synthetic:600", "model": "lenet-300-100",
+ "train": {"iterations": 4000, "batch": 32, "eval_limit": 100},
+ "limits": {"memory_mb": 1024, "time_s": 300, "retries": 1},
+ "experiments": [ {"kind": "train", "seed": [0]} ]}
+JOB
+fail() { echo "FAIL: $*"; exit 1; }
+"$RAFFLE" sweep --quiet --store "$T/ref" "$T/pre.json" || fail "reference run"
+ref_model=$(ls "$T"/ref/pre/tasks/*/model.rckpt)
+id=$(basename "$(dirname "$ref_model")")
+
+check_resumed() {   # STORE LABEL
+  local L="$1/pre/ledger.jsonl"
+  [ "$(grep -c '"event":"preempted"' "$L")" -ge 1 ] || fail "$2: no preempted event"
+  grep -q '"event":"failed"' "$L" && fail "$2: a preempted task was recorded as failed"
+  [ "$(grep -c '"event":"done"' "$L")" -eq 1 ] || fail "$2: task not done exactly once"
+  grep -q "resuming from step" "$1/pre/tasks/$id/log.txt" || fail "$2: the rerun did not resume ($(tail -n 3 "$1/pre/tasks/$id/log.txt"))"
+  [ -e "$1/pre/tasks/$id/resume.rckpt" ] && fail "$2: resume.rckpt left after completion"
+  cmp "$ref_model" "$1/pre/tasks/$id/model.rckpt" || fail "$2: resumed model.rckpt differs from the uninterrupted run"
+  diff <(jq -S 'del(.timing)' "$T/ref/pre/tasks/$id/metrics.json") <(jq -S 'del(.timing)' "$1/pre/tasks/$id/metrics.json") \
+    || fail "$2: resumed metrics differ"
+  echo "$2: $(grep -o 'resuming from step [0-9]*' "$1/pre/tasks/$id/log.txt"), model and metrics identical"
+}
+
+# 1. signal
+"$RAFFLE" sweep --store "$T/a" --work "$T/w" --keep-work "$T/pre.json" 2>"$T/a.log" &
+p=$!
+for _ in $(seq 1 300); do
+  ls "$T"/w/pre.*/local/"$id"/log.txt >/dev/null 2>&1 && grep -qs "step [0-9]*/" "$T"/w/pre.*/local/"$id"/log.txt && break
+  sleep 0.05
+done
+kill -USR1 $p
+wait $p; rc=$?
+[ $rc -eq 75 ] || { cat "$T/a.log"; fail "signal: exit $rc, expected 75 (stopped)"; }
+[ -s "$T/a/pre/tasks/$id/resume.rckpt" ] || fail "signal: no resume.rckpt in the store"
+"$RAFFLE" sweep --quiet --store "$T/a" "$T/pre.json" || fail "signal: rerun"
+check_resumed "$T/a" "signal"
+
+# 2. walltime under MPI
+if command -v mpirun >/dev/null; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+  # deadline = end - 60 s margin, ~8 s from now: after the job's cost
+  # estimate for the task (so it starts), before it ends (so it is stopped)
+  end=$(( $(date +%s) + 68 ))
+  SLURM_JOB_END_TIME=$end mpirun -np 2 -x SLURM_JOB_END_TIME "$RAFFLE" sweep --store "$T/b" --walltime-margin 60 "$T/pre.json" >"$T/b.log" 2>&1
+  rc=$?
+  grep -q "walltime" "$T/b.log" || { cat "$T/b.log"; fail "walltime: no walltime message"; }
+  if [ $rc -eq 0 ]; then
+    echo "walltime: the task finished before the deadline (machine fast): resume not exercised under MPI"
+  elif ! grep -q '"event":"started"' "$T/b/pre/ledger.jsonl"; then
+    echo "walltime: the task was not started (its estimate exceeded the time left): resume not exercised under MPI"
+  else
+    grep -q "Exit code:    75\|exit code 75\|stopped early" "$T/b.log" || { cat "$T/b.log"; fail "walltime: exit $rc"; }
+    mpirun -np 2 "$RAFFLE" sweep --quiet --store "$T/b" "$T/pre.json" >"$T/b2.log" 2>&1 || { cat "$T/b2.log"; fail "walltime: rerun"; }
+    check_resumed "$T/b" "walltime (2 ranks)"
+  fi
+else
+  echo "mpirun not found: the MPI walltime case is not run"
+fi
+echo "preempt: ok"

@@ -1,0 +1,156 @@
+/* Resumable training state (task.h rf_task_train_resumable, docs/hpc.md) and
+ * the Slurm helpers of the coordinator (coord.h): a "train" task stopped and
+ * resumed twice writes the same model.rckpt bytes as an uninterrupted run;
+ * periodic saves hold the latest step; a state from another model is
+ * refused; scontrol's EndTime is parsed. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "raffle/coord.h"
+#include "raffle/task.h"
+
+/* The kind table names kinds through weak symbols; this strong reference
+ * links task_train.o into the test (as the raffle binary's CLI does). */
+rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status (*const test_resume_train_entry)(rf_ctx *, const rf_task_io *, cJSON *) = rf_task_train;
+
+#define SETTINGS "{\"kind\":\"train\",\"data\":\"synthetic:256\",\"model\":\"lenet-300-100\",\"iterations\":20," \
+                 "\"batch\":32,\"optimizer\":\"adam\",\"eval_limit\":64}"
+
+static void read_all(const char *path, unsigned char **b, size_t *n) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cr_assert_eq(rf_read_file(&ctx, path, b, n), RF_OK, "%s", rf_ctx_error(&ctx));
+}
+
+/* Runs the task in dir; stop: preempt after the first step of this attempt. */
+static rf_status run(const char *json, const char *dir, const char *resume, double every, int stop) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cJSON *s = cJSON_Parse(json);
+    cr_assert_not_null(s);
+    volatile int flag = stop;
+    rf_task_io io = {.settings = s, .out_dir = dir, .stop_flag = &flag, .resume_from = resume, .resume_every_s = every};
+    cJSON *m = cJSON_CreateObject();
+    rf_status st = rf_task_run(&ctx, &io, m);
+    if (st != RF_OK && st != RF_ERR_PREEMPTED) cr_log_error("%s", rf_ctx_error(&ctx));
+    cJSON_Delete(m);
+    cJSON_Delete(s);
+    return st;
+}
+
+static int64_t saved_step(const char *path) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_ckpt *c;
+    cr_assert_eq(rf_ckpt_read(&ctx, path, &c), RF_OK, "%s", rf_ctx_error(&ctx));
+    cJSON *meta = cJSON_Parse(c->meta_json);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(meta, "step");
+    cr_assert(cJSON_IsNumber(st));
+    int64_t s = (int64_t)st->valuedouble;
+    cJSON_Delete(meta);
+    rf_ckpt_free(c);
+    return s;
+}
+
+static void rm_dir(const char *dir) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(resume, stopped_twice_is_byte_identical) {
+    char ref[] = "/tmp/raffle_res_ref_XXXXXX", dir[] = "/tmp/raffle_res_XXXXXX", keep[] = "/tmp/raffle_res_keep_XXXXXX";
+    cr_assert_not_null(mkdtemp(ref));
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(mkdtemp(keep));
+    char p[300], state[300], kept[300], a[300], b[300];
+    cr_assert_eq(run(SETTINGS, ref, NULL, 0, 0), RF_OK);
+    snprintf(state, sizeof state, "%s/resume.rckpt", dir);
+    snprintf(kept, sizeof kept, "%s/resume.rckpt", keep);
+    /* attempt 1: stopped after step 0, state saved at step 1 */
+    cr_assert_eq(run(SETTINGS, dir, NULL, 0, 1), RF_ERR_PREEMPTED);
+    snprintf(p, sizeof p, "%s/model.rckpt", dir);
+    struct stat st;
+    cr_assert_neq(stat(p, &st), 0, "a preempted task wrote model.rckpt");
+    cr_assert_eq(saved_step(state), 1);
+    cr_assert_eq(rename(state, kept), 0);
+    /* attempt 2 continues from step 1 and is stopped again after one step */
+    cr_assert_eq(run(SETTINGS, dir, kept, 0, 1), RF_ERR_PREEMPTED);
+    cr_assert_eq(saved_step(state), 2);
+    cr_assert_eq(rename(state, kept), 0);
+    /* attempt 3 finishes */
+    cr_assert_eq(run(SETTINGS, dir, kept, 0, 0), RF_OK);
+    snprintf(a, sizeof a, "%s/model.rckpt", ref);
+    snprintf(b, sizeof b, "%s/model.rckpt", dir);
+    unsigned char *x, *y;
+    size_t nx, ny;
+    read_all(a, &x, &nx);
+    read_all(b, &y, &ny);
+    cr_assert_eq(nx, ny, "checkpoint sizes differ");
+    cr_assert_eq(memcmp(x, y, nx), 0, "resumed checkpoint differs from the uninterrupted one");
+    rf_free(x); rf_free(y);
+    rm_dir(ref); rm_dir(dir); rm_dir(keep);
+}
+
+Test(resume, periodic_save_and_foreign_state) {
+    char dir[] = "/tmp/raffle_res_per_XXXXXX", other[] = "/tmp/raffle_res_oth_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(mkdtemp(other));
+    char state[300];
+    snprintf(state, sizeof state, "%s/resume.rckpt", dir);
+    /* a tiny period saves after every step: the last save is the end */
+    cr_assert_eq(run(SETTINGS, dir, NULL, 1e-9, 0), RF_OK);
+    cr_assert_eq(saved_step(state), 20);
+    /* a state of a different model is refused, not half-applied */
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cJSON *s = cJSON_Parse("{\"kind\":\"train\",\"data\":\"synthetic:256\",\"model\":\"mlp-800x2\",\"iterations\":4,\"batch\":32}");
+    rf_ctx_init(&ctx);
+    volatile int flag = 0;
+    rf_task_io io = {.settings = s, .out_dir = other, .stop_flag = &flag, .resume_from = state};
+    cJSON *m = cJSON_CreateObject();
+    rf_status st = rf_task_run(&ctx, &io, m);
+    cr_assert_eq(st, RF_ERR_FORMAT, "foreign state: %s (%s)", rf_strerror(st), rf_ctx_error(&ctx));
+    cJSON_Delete(m);
+    cJSON_Delete(s);
+    rm_dir(dir); rm_dir(other);
+}
+
+Test(slurm, end_time_from_scontrol) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    double t = -1;
+    const char *out = "JobId=7 JobName=raffle\n   RunTime=00:00:03 TimeLimit=00:10:00\n"
+                      "   StartTime=2026-11-22T13:00:00 EndTime=2026-11-22T13:10:00 Deadline=N/A\n";
+    cr_assert_eq(rf_slurm_parse_end_time(&ctx, out, &t), RF_OK, "%s", rf_ctx_error(&ctx));
+    struct tm tm = {.tm_year = 126, .tm_mon = 10, .tm_mday = 22, .tm_hour = 13, .tm_min = 10, .tm_isdst = -1};
+    cr_assert_eq(t, (double)mktime(&tm));
+    cr_assert_eq(rf_slurm_parse_end_time(&ctx, "JobId=7 EndTime=Unknown Deadline=N/A", &t), RF_OK);
+    cr_assert_eq(t, 0);
+    cr_assert_eq(rf_slurm_parse_end_time(&ctx, "JobId=7 EndTime=tomorrow", &t), RF_ERR_FORMAT);
+    cr_assert_eq(rf_slurm_parse_end_time(&ctx, "JobId=7 StartTime=2026-11-22T13:00:00", &t), RF_ERR_FORMAT);
+}
+
+Test(slurm, ntasks_and_env) {
+    unsetenv("SLURM_JOB_ID");
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cJSON *e = (cJSON *)1;
+    cr_assert_eq(rf_slurm_env(&ctx, &e), RF_OK);
+    cr_assert_null(e, "metadata outside a Slurm job");
+    setenv("SLURM_NTASKS", "3", 1);
+    cr_assert_eq(rf_slurm_ntasks(), 3);
+    setenv("SLURM_NTASKS", "3(x2)", 1);
+    cr_assert_eq(rf_slurm_ntasks(), 0);
+    setenv("SLURM_JOB_ID", "42", 1);
+    setenv("SLURM_ARRAY_TASK_ID", "5", 1);
+    setenv("SLURM_JOB_NODELIST", "n[1-2]", 1);
+    setenv("SLURM_RESTART_COUNT", "2", 1);
+    cr_assert_eq(rf_slurm_env(&ctx, &e), RF_OK);
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(e, "job_id")->valuestring, "42");
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(e, "array_task_id")->valuestring, "5");
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(e, "nodelist")->valuestring, "n[1-2]");
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(e, "restart_count")->valuedouble, 2);
+    cJSON_Delete(e);
+    unsetenv("SLURM_JOB_ID"); unsetenv("SLURM_NTASKS"); unsetenv("SLURM_ARRAY_TASK_ID");
+    unsetenv("SLURM_JOB_NODELIST"); unsetenv("SLURM_RESTART_COUNT");
+}
