@@ -234,10 +234,15 @@ rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const c
     if (stat(path, &st) != 0) return rf_error(ctx, RF_ERR_IO, "finish: %s vanished after writing", path);
     size_t dense = 0;
     RF_TRY(dense_bytes(ctx, m, extra_json, &dense));
+    /* compression_ratio follows Deep Compression (Han et al. 2016): the dense
+     * fp32 model (4 bytes a parameter or buffer) over the bytes on disk.
+     * dense_bytes is this model's weights written by raffle with dense
+     * storage; its zeros compress, so it is not the baseline. */
+    double raw = (double)(m->n_params + m->n_buffers) * sizeof(float);
     if (!cJSON_AddNumberToObject(metrics, "bytes", (double)st.st_size) ||
         !cJSON_AddNumberToObject(metrics, "dense_bytes", (double)dense) ||
-        !cJSON_AddNumberToObject(metrics, "raw_fp32_bytes", (double)(m->n_params + m->n_buffers) * sizeof(float)) ||
-        !cJSON_AddNumberToObject(metrics, "compression_ratio", st.st_size > 0 ? (double)dense / (double)st.st_size : 0.0))
+        !cJSON_AddNumberToObject(metrics, "raw_fp32_bytes", raw) ||
+        !cJSON_AddNumberToObject(metrics, "compression_ratio", st.st_size > 0 ? raw / (double)st.st_size : 0.0))
         return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
     const cJSON *sp = cJSON_GetObjectItemCaseSensitive(metrics, "sparsity");
     return add_latency(ctx, m, io->test ? io->test : io->train, cJSON_IsNumber(sp) ? sp->valuedouble : 0.0, metrics);
