@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Must-show 2 (issue 4): lottery tickets on lenet-300-100 / Fashion-MNIST with
+# the paper's settings (Frankle & Carbin 2019: Adam 1.2e-3, batch 60, 20% of
+# the remaining hidden weights and 10% of the output layer's per round,
+# rewind to init), with both controls (random re-initialisation, random
+# pruning) at every round. 16 rounds reach 0.8^16 ≈ 2.8% remaining.
+#
+#   bench/prune/lottery.sh                                   # full: 3 seeds, 50K iterations/round
+#   SEEDS=0 ROUNDS=2 ITERATIONS=300 EVAL_EVERY=100 bench/prune/lottery.sh   # smoke
+#
+# Output: bench/results/prune/lottery/{records.jsonl,table.md}
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SEEDS=${SEEDS:-"0 1 2"}
+ROUNDS=${ROUNDS:-16}
+ITERATIONS=${ITERATIONS:-50000}
+EVAL_EVERY=${EVAL_EVERY:-1000}
+REWIND=${REWIND:-init}
+DATA=${DATA:-fashion-mnist}
+OUT=${OUT:-bench/results/prune/lottery}
+PY=/usr/bin/python3
+[ -n "${RAFFLE:-}" ] || make -s -j2 all >&2
+RAFFLE=${RAFFLE:-build/raffle}
+mkdir -p "$OUT"
+: > "$OUT/records.jsonl"
+for s in $SEEDS; do
+  "$RAFFLE" lottery --model lenet-300-100 --data "$DATA" --rounds "$ROUNDS" --prune-fraction 0.2 \
+    --output-fraction 0.1 --iterations "$ITERATIONS" --batch 60 --optimizer adam --lr 1.2e-3 \
+    --rewind "$REWIND" --control reinit,random --eval-every "$EVAL_EVERY" --seed "$s" \
+    --out-dir "$OUT/s$s" --json > "$OUT/s$s.json"
+  jq -c --arg s "$s" '.rounds[] | . as $r |
+      ({group:("round \($r.round) ticket"), seed:($s|tonumber), remaining:$r.remaining, accuracy:$r.accuracy,
+        best_accuracy:$r.best_accuracy, best_iteration:$r.best_iteration}),
+      (if $r.reinit then {group:("round \($r.round) reinit"), seed:($s|tonumber), remaining:$r.reinit.remaining,
+        accuracy:$r.reinit.accuracy, best_accuracy:$r.reinit.best_accuracy, best_iteration:$r.reinit.best_iteration} else empty end),
+      (if $r.random then {group:("round \($r.round) random"), seed:($s|tonumber), remaining:$r.random.remaining,
+        accuracy:$r.random.accuracy, best_accuracy:$r.random.best_accuracy, best_iteration:$r.random.best_iteration} else empty end)' \
+    "$OUT/s$s.json" >> "$OUT/records.jsonl"
+done
+{
+  echo "lenet-300-100 / $DATA, seeds: $SEEDS, $ROUNDS rounds, $ITERATIONS iterations per round, rewind $REWIND"
+  echo
+  $PY bench/prune/lottery_table.py "$OUT/records.jsonl"
+  echo
+  $PY bench/prune/summarize.py < "$OUT/records.jsonl"
+} | tee "$OUT/table.md"

@@ -1,0 +1,426 @@
+/* Pruning at model level: which tensors are eligible (rf_param.prunable plus
+ * a layer-name glob list), per-layer rates, method dispatch through a table,
+ * per-tensor statistics, layer-collapse detection on the model's masks, the
+ * gradual-magnitude-pruning training hook, and the canonical settings keys. */
+#include "raffle/prune.h"
+
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Score functions of the gradient-based and data-free methods (prune_grad.c,
+ * prune_synflow.c): fill scores[] over the items' ranges. */
+rf_status rf_prune_scores_grad_(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg,
+                                const rf_prune_item *items, int n_items,
+                                const rf_dataset *train, float *scores);
+rf_status rf_prune_synflow_scores_(rf_ctx *ctx, rf_model *m, const rf_prune_item *items,
+                                   int n_items, float *scores);
+rf_status rf_prune_synflow_(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg,
+                            const rf_prune_item *items, int n_items);
+
+/* ---- eligibility ---------------------------------------------------------- */
+
+/* Glob list: comma-separated fnmatch patterns over the param name
+ * ("fc1.weight") or its layer's name ("fc1"); a leading '!' excludes. With no
+ * positive pattern everything not excluded is selected. */
+static int glob_match_one(const char *pat, size_t len, const char *a, const char *b) {
+    char buf[256];
+    if (len >= sizeof buf) len = sizeof buf - 1;
+    memcpy(buf, pat, len);
+    buf[len] = '\0';
+    return fnmatch(buf, a, 0) == 0 || (b && fnmatch(buf, b, 0) == 0);
+}
+
+static int glob_list_selects(const char *list, const char *pname, const char *lname) {
+    if (!list || !*list) return 1;
+    int any_pos = 0, pos_hit = 0;
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len && *p == ' ') { p++; len--; }
+        if (len) {
+            int neg = *p == '!';
+            const char *pat = p + neg;
+            size_t plen = len - (size_t)neg;
+            if (glob_match_one(pat, plen, pname, lname)) {
+                if (neg) return 0;
+                pos_hit = 1;
+            }
+            any_pos |= !neg;
+        }
+        p += len;
+        if (*p == ',') p++;
+    }
+    return any_pos ? pos_hit : 1;
+}
+
+static double rate_for(const rf_prune_cfg *cfg, const char *pname, const char *lname) {
+    for (int i = 0; i < cfg->n_layer_rates; i++) {
+        const char *pat = cfg->rate_patterns[i];
+        if (glob_match_one(pat, strlen(pat), pname, lname)) return cfg->rates[i];
+    }
+    return -1.0;
+}
+
+rf_status rf_prune_items(rf_ctx *ctx, const rf_model *m, const rf_prune_cfg *cfg,
+                         rf_prune_item **items, int *n_items) {
+    *items = NULL;
+    *n_items = 0;
+    rf_prune_item *v = rf_calloc((size_t)(m->n_ptensors > 0 ? m->n_ptensors : 1), sizeof *v);
+    if (!v) return rf_error(ctx, RF_ERR_NOMEM, "prune: item list");
+    int n = 0;
+    for (int i = 0; i < m->n_ptensors; i++) {
+        const rf_param *p = &m->ptensors[i];
+        const char *lname = (p->layer >= 0 && p->layer < m->n_layers) ? m->layers[p->layer].name : NULL;
+        if (!p->prunable || !glob_list_selects(cfg->layers, p->name, lname)) continue;
+        v[n].name = p->name;
+        v[n].offset = p->offset;
+        v[n].numel = p->numel;
+        v[n].is_output = p->is_output;
+        v[n].rate = rate_for(cfg, p->name, lname);
+        n++;
+    }
+    if (n == 0) {
+        rf_free(v);
+        return rf_error(ctx, RF_ERR_INVALID, "prune: no prunable tensor matches layers \"%s\"", cfg->layers ? cfg->layers : "");
+    }
+    *items = v;
+    *n_items = n;
+    return RF_OK;
+}
+
+/* ---- dispatch ----------------------------------------------------------------
+ * Magnitude and random need only the parameters; the table says which
+ * methods read data and how their scores are computed. */
+typedef rf_status (*score_fn)(rf_ctx *, rf_model *, const rf_prune_cfg *, const rf_prune_item *, int,
+                              const rf_dataset *, float *);
+
+static rf_status score_magnitude(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *it,
+                                 int n, const rf_dataset *train, float *sc) {
+    for (int i = 0; i < n; i++) rf_prune_score_magnitude(m->params + it[i].offset, it[i].numel, sc + it[i].offset);
+    return RF_OK;
+}
+
+/* Random scores: element e of tensor i draws from stream hash(name) so a
+ * tensor's scores do not depend on which other tensors are eligible. */
+static rf_status score_random(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *it,
+                              int n, const rf_dataset *train, float *sc) {
+    for (int i = 0; i < n; i++)
+        rf_prune_score_random(cfg->seed, rf_hash64(it[i].name, strlen(it[i].name), 0x70727574ull),
+                              it[i].numel, sc + it[i].offset);
+    return RF_OK;
+}
+
+static rf_status score_synflow(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *it,
+                               int n, const rf_dataset *train, float *sc) {
+    return rf_prune_synflow_scores_(ctx, m, it, n, sc);
+}
+
+static const struct { rf_prune_method method; score_fn fn; int needs_data; } score_table[] = {
+    {RF_PRUNE_MAGNITUDE, score_magnitude, 0},
+    {RF_PRUNE_RANDOM,    score_random,    0},
+    {RF_PRUNE_OBD,       rf_prune_scores_grad_, 1},
+    {RF_PRUNE_SNIP,      rf_prune_scores_grad_, 1},
+    {RF_PRUNE_GRASP,     rf_prune_scores_grad_, 1},
+    {RF_PRUNE_SYNFLOW,   score_synflow,   0},
+};
+
+static rf_status scores_into(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *it,
+                             int n, const rf_dataset *train, float *sc) {
+    for (size_t i = 0; i < sizeof score_table / sizeof score_table[0]; i++) {
+        if (score_table[i].method != cfg->method) continue;
+        if (score_table[i].needs_data && !train)
+            return rf_error(ctx, RF_ERR_INVALID, "prune %s: needs training data", rf_prune_method_name(cfg->method));
+        return score_table[i].fn(ctx, m, cfg, it, n, train, sc);
+    }
+    return rf_error(ctx, RF_ERR_INVALID, "prune: unknown method %d", (int)cfg->method);
+}
+
+rf_status rf_prune_scores(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg,
+                          const rf_dataset *train, float **scores) {
+    *scores = NULL;
+    rf_prune_item *it;
+    int n;
+    RF_TRY(rf_prune_items(ctx, m, cfg, &it, &n));
+    RF_TRY(rf_model_ensure_masks(ctx, m));
+    float *sc = rf_calloc(m->n_params ? m->n_params : 1, sizeof *sc);
+    if (!sc) { rf_free(it); return rf_error(ctx, RF_ERR_NOMEM, "prune: scores"); }
+    rf_status s = scores_into(ctx, m, cfg, it, n, train, sc);
+    rf_free(it);
+    if (s != RF_OK) { rf_free(sc); return s; }
+    *scores = sc;
+    return RF_OK;
+}
+
+rf_status rf_prune_model(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_dataset *train) {
+    rf_prune_item *it;
+    int n;
+    RF_TRY(rf_prune_items(ctx, m, cfg, &it, &n));
+    rf_status s = rf_model_ensure_masks(ctx, m);
+    if (s == RF_OK && cfg->method == RF_PRUNE_SYNFLOW) {
+        s = rf_prune_synflow_(ctx, m, cfg, it, n);
+    } else if (s == RF_OK) {
+        float *sc = rf_calloc(m->n_params ? m->n_params : 1, sizeof *sc);
+        if (!sc) s = rf_error(ctx, RF_ERR_NOMEM, "prune: scores");
+        if (s == RF_OK) s = scores_into(ctx, m, cfg, it, n, train, sc);
+        if (s == RF_OK) {
+            rf_prune_plan plan = {cfg->scope, cfg->sparsity, cfg->output_rate, cfg->of_remaining,
+                                  rf_prune_method_prunes_highest(cfg->method)};
+            s = rf_prune_select(ctx, it, n, sc, m->masks, &plan, NULL);
+        }
+        rf_free(sc);
+    }
+    rf_free(it);
+    if (s == RF_OK) rf_model_apply_masks(m);
+    else rf_error_prefix(ctx, "prune %s", rf_prune_method_name(cfg->method));
+    return s;
+}
+
+/* ---- statistics and collapse -------------------------------------------------- */
+
+rf_status rf_prune_stats(rf_ctx *ctx, const rf_model *m, rf_prune_layer_stat **stats, int *n,
+                         size_t *kept_total, size_t *total) {
+    *stats = NULL;
+    *n = 0;
+    rf_prune_layer_stat *v = rf_calloc((size_t)(m->n_ptensors > 0 ? m->n_ptensors : 1), sizeof *v);
+    if (!v) return rf_error(ctx, RF_ERR_NOMEM, "prune: stats");
+    size_t kt = 0, tt = 0;
+    int c = 0;
+    for (int i = 0; i < m->n_ptensors; i++) {
+        const rf_param *p = &m->ptensors[i];
+        if (!p->prunable) continue;
+        snprintf(v[c].name, sizeof v[c].name, "%s", p->name);
+        v[c].total = p->numel;
+        size_t kept = p->numel;
+        if (m->masks) {
+            kept = 0;
+            for (size_t e = 0; e < p->numel; e++) kept += m->masks[p->offset + e] != 0.0f;
+        }
+        v[c].kept = kept;
+        kt += kept;
+        tt += p->numel;
+        c++;
+    }
+    *stats = v;
+    *n = c;
+    if (kept_total) *kept_total = kt;
+    if (total) *total = tt;
+    return RF_OK;
+}
+
+/* The weight tensor of a linear or conv layer (its first prunable weight). */
+static const rf_param *layer_weight(const rf_model *m, int li) {
+    const rf_layer *L = &m->layers[li];
+    for (int j = 0; j < L->n_params; j++) {
+        const rf_param *p = &m->ptensors[L->first_param + j];
+        if (p->role == RF_P_WEIGHT) return p;
+    }
+    return NULL;
+}
+
+/* Builds the chain of stages of a sequential linear/conv net; returns 0 when
+ * the net has layers the chain model cannot follow (residual, attention). */
+static int build_chain(const rf_model *m, rf_prune_stage *st, int *layer_of, int *n) {
+    static const rf_layer_type passthrough[] = {
+        RF_L_MAXPOOL, RF_L_AVGPOOL, RF_L_GAP, RF_L_BATCHNORM, RF_L_RELU, RF_L_GELU,
+        RF_L_TANH, RF_L_DROPOUT, RF_L_FLATTEN,
+    };
+    int c = 0;
+    for (int li = 0; li < m->n_layers; li++) {
+        rf_layer_type t = m->layers[li].type;
+        if (t == RF_L_LINEAR || t == RF_L_CONV2D) {
+            const rf_param *w = layer_weight(m, li);
+            if (!w) return 0;
+            int64_t out = w->shape[0], in = w->ndim > 1 ? w->shape[1] : 1, k = 1;
+            for (int d = 2; d < w->ndim; d++) k *= w->shape[d];
+            int64_t expand = 1;
+            if (c > 0) {
+                if (in % st[c - 1].out_units) return 0;
+                expand = in / st[c - 1].out_units;
+            }
+            st[c] = (rf_prune_stage){m->masks + w->offset, out, in, k, expand};
+            layer_of[c++] = li;
+            continue;
+        }
+        int ok = 0;
+        for (size_t j = 0; j < sizeof passthrough / sizeof passthrough[0]; j++) ok |= t == passthrough[j];
+        if (!ok) return 0;
+    }
+    *n = c;
+    return 1;
+}
+
+rf_status rf_prune_collapsed_layers(rf_ctx *ctx, const rf_model *m, cJSON *list, int *count) {
+    if (count) *count = 0;
+    if (!m->masks) return RF_OK;
+    int nl = m->n_layers > 0 ? m->n_layers : 1;
+    unsigned char *bad = rf_calloc((size_t)nl, 1);
+    rf_prune_stage *st = rf_calloc((size_t)nl, sizeof *st);
+    int *layer_of = rf_calloc((size_t)nl, sizeof *layer_of), *col = rf_calloc((size_t)nl, sizeof *col);
+    rf_status s = RF_OK;
+    if (!bad || !st || !layer_of || !col) { s = rf_error(ctx, RF_ERR_NOMEM, "collapse"); goto done; }
+    for (int i = 0; i < m->n_ptensors; i++) {
+        const rf_param *p = &m->ptensors[i];
+        if (!p->prunable || p->layer < 0 || p->layer >= m->n_layers) continue;
+        size_t kept = 0;
+        for (size_t e = 0; e < p->numel && !kept; e++) kept += m->masks[p->offset + e] != 0.0f;
+        if (!kept) bad[p->layer] = 1;
+    }
+    int n = 0;
+    if (build_chain(m, st, layer_of, &n) && n > 0) {
+        s = rf_prune_chain_collapse(ctx, st, n, col);
+        if (s != RF_OK) goto done;
+        for (int l = 0; l < n; l++) if (col[l]) bad[layer_of[l]] = 1;
+    }
+    int c = 0;
+    for (int li = 0; li < m->n_layers; li++) {
+        if (!bad[li]) continue;
+        if (!cJSON_AddItemToArray(list, cJSON_CreateString(m->layers[li].name))) { s = rf_error(ctx, RF_ERR_NOMEM, "collapse"); goto done; }
+        c++;
+    }
+    if (count) *count = c;
+done:
+    rf_free(bad); rf_free(st); rf_free(layer_of); rf_free(col);
+    return s;
+}
+
+/* ---- gradual magnitude pruning hook ---------------------------------------------- */
+
+rf_status rf_gmp_init(rf_ctx *ctx, rf_gmp *g, const rf_prune_cfg *cfg, const rf_gmp_schedule *sched) {
+    if (cfg->method != RF_PRUNE_MAGNITUDE)
+        return rf_error(ctx, RF_ERR_INVALID, "gmp: method must be magnitude (Zhu & Gupta 2017), not %s", rf_prune_method_name(cfg->method));
+    if (sched->every < 1 || sched->end < sched->start || !(sched->s_init >= 0 && sched->s_final <= 1 && sched->s_init <= sched->s_final))
+        return rf_error(ctx, RF_ERR_INVALID, "gmp: need every >= 1, end >= start and 0 <= s_init <= s_final <= 1");
+    memset(g, 0, sizeof *g);
+    g->ctx = ctx;
+    g->cfg = *cfg;
+    g->cfg.of_remaining = 0;
+    g->sched = *sched;
+    g->output_scale = 1.0;
+    g->last = -1.0;
+    return RF_OK;
+}
+
+rf_status rf_gmp_apply(rf_gmp *g, rf_model *m, int64_t step) {
+    if (!rf_gmp_is_update_step(&g->sched, step)) {
+        rf_model_apply_masks(m);
+        return RF_OK;
+    }
+    double s = rf_gmp_sparsity(&g->sched, step);
+    rf_prune_cfg c = g->cfg;
+    c.sparsity = s;
+    c.output_rate = g->output_scale == 1.0 ? -1.0 : g->output_scale * s;
+    rf_status st = rf_prune_model(g->ctx, m, &c, NULL);
+    if (st != RF_OK) { rf_error_prefix(g->ctx, "gmp step %lld", (long long)step); return st; }
+    g->last = s;
+    g->updates++;
+    return RF_OK;
+}
+
+rf_status rf_gmp_before_step(void *ud, rf_model *m, int64_t step, int64_t total_steps) {
+    return rf_gmp_apply((rf_gmp *)ud, m, step);
+}
+
+/* ---- settings ------------------------------------------------------------------ */
+
+static const cJSON *jget(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
+
+static rf_status jnum(rf_ctx *ctx, const cJSON *o, const char *k, double lo, double hi, double *out) {
+    const cJSON *v = jget(o, k);
+    if (!v) return RF_OK;
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi))
+        return rf_error(ctx, RF_ERR_INVALID, "settings \"%s\": expected a number in [%g, %g]", k, lo, hi);
+    *out = v->valuedouble;
+    return RF_OK;
+}
+
+static rf_status jint(rf_ctx *ctx, const cJSON *o, const char *k, double lo, double hi, int64_t *out) {
+    double d = (double)*out;
+    RF_TRY(jnum(ctx, o, k, lo, hi, &d));
+    if (d != floor(d)) return rf_error(ctx, RF_ERR_INVALID, "settings \"%s\": expected an integer", k);
+    *out = (int64_t)d;
+    return RF_OK;
+}
+
+static rf_status jstr(rf_ctx *ctx, const cJSON *o, const char *k, const char **out) {
+    const cJSON *v = jget(o, k);
+    if (!v) return RF_OK;
+    if (!cJSON_IsString(v)) return rf_error(ctx, RF_ERR_INVALID, "settings \"%s\": expected a string", k);
+    *out = v->valuestring;
+    return RF_OK;
+}
+
+rf_status rf_prune_cfg_from_json(rf_ctx *ctx, const cJSON *st, rf_prune_cfg *cfg, void **owned) {
+    *owned = NULL;
+    const char *method = rf_prune_method_name(cfg->method), *scope = cfg->scope == RF_SCOPE_GLOBAL ? "global" : "layer";
+    RF_TRY(jstr(ctx, st, "method", &method));
+    int mi = rf_prune_method_from_name(method);
+    if (mi < 0) return rf_error(ctx, RF_ERR_INVALID, "settings \"method\": \"%s\" is not one of %s", method, rf_prune_method_names());
+    cfg->method = (rf_prune_method)mi;
+    RF_TRY(jstr(ctx, st, "scope", &scope));
+    int sc = rf_prune_scope_from_name(scope);
+    if (sc < 0) return rf_error(ctx, RF_ERR_INVALID, "settings \"scope\": \"%s\" is not layer or global", scope);
+    cfg->scope = (rf_prune_scope)sc;
+    RF_TRY(jnum(ctx, st, "sparsity", 0, 1, &cfg->sparsity));
+    RF_TRY(jnum(ctx, st, "output_rate", -1, 1, &cfg->output_rate));
+    RF_TRY(jstr(ctx, st, "layers", &cfg->layers));
+    int64_t v = (int64_t)cfg->seed;
+    RF_TRY(jint(ctx, st, "seed", 0, 9007199254740992.0, &v)); cfg->seed = (uint64_t)v;
+    v = cfg->batches; RF_TRY(jint(ctx, st, "obd_batches", 1, 1e6, &v)); cfg->batches = (int)v;
+    v = cfg->batch; RF_TRY(jint(ctx, st, "batch", 1, 1e6, &v)); cfg->batch = (int)v;
+    v = cfg->synflow_rounds; RF_TRY(jint(ctx, st, "synflow_rounds", 1, 1e6, &v)); cfg->synflow_rounds = (int)v;
+    RF_TRY(jnum(ctx, st, "grasp_eps", 1e-12, 1, &cfg->grasp_eps));
+    const cJSON *ls = jget(st, "layer_sparsity");
+    if (ls) {
+        if (!cJSON_IsObject(ls)) return rf_error(ctx, RF_ERR_INVALID, "settings \"layer_sparsity\": expected an object {pattern: rate}");
+        int n = cJSON_GetArraySize(ls);
+        void *blk = rf_malloc((size_t)(n > 0 ? n : 1) * (sizeof(const char *) + sizeof(double)));
+        if (!blk) return rf_error(ctx, RF_ERR_NOMEM, "settings");
+        const char **pats = blk;
+        double *rates = (double *)(pats + (n > 0 ? n : 1));
+        int i = 0;
+        for (const cJSON *e = ls->child; e; e = e->next, i++) {
+            if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble <= 1)) {
+                rf_free(blk);
+                return rf_error(ctx, RF_ERR_INVALID, "settings \"layer_sparsity\".\"%s\": expected a rate in [0, 1]", e->string);
+            }
+            pats[i] = e->string;
+            rates[i] = e->valuedouble;
+        }
+        cfg->n_layer_rates = n;
+        cfg->rate_patterns = pats;
+        cfg->rates = rates;
+        *owned = blk;
+    }
+    return RF_OK;
+}
+
+/* ---- task helpers -------------------------------------------------------------- */
+
+rf_status rf_prune_report(rf_ctx *ctx, const rf_model *m, cJSON *metrics) {
+    rf_prune_layer_stat *st = NULL;
+    int n = 0;
+    size_t kept = 0, total = 0;
+    RF_TRY(rf_prune_stats(ctx, m, &st, &n, &kept, &total));
+    cJSON *lr = cJSON_CreateObject();
+    int ok = lr != NULL;
+    for (int i = 0; i < n && ok; i++)
+        ok = cJSON_AddNumberToObject(lr, st[i].name, st[i].total ? (double)st[i].kept / (double)st[i].total : 0.0) != NULL;
+    rf_free(st);
+    static const char *const keys[] = {"prunable", "remaining", "layer_remaining"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) cJSON_DeleteItemFromObjectCaseSensitive(metrics, keys[i]);
+    ok = ok && cJSON_AddNumberToObject(metrics, "prunable", (double)total)
+            && cJSON_AddNumberToObject(metrics, "remaining", total ? (double)kept / (double)total : 1.0);
+    if (!ok || !cJSON_AddItemToObject(metrics, "layer_remaining", lr)) {
+        if (!ok) cJSON_Delete(lr);
+        return rf_error(ctx, RF_ERR_NOMEM, "prune report");
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(metrics, "collapsed_layers")) {
+        cJSON *list = cJSON_AddArrayToObject(metrics, "collapsed_layers");
+        if (!list) return rf_error(ctx, RF_ERR_NOMEM, "prune report");
+        RF_TRY(rf_prune_collapsed_layers(ctx, m, list, NULL));
+    }
+    return RF_OK;
+}
