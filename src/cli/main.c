@@ -8,32 +8,32 @@
 
 typedef int (*cmd_fn)(int argc, char **argv);
 
-#define CMD(name) int rf_cmd_##name(int argc, char **argv) __attribute__((weak));
+#define CMD(name) int rf_cmd_##name(int argc, char **argv);
 #define CMDS(X) \
     X(train) X(eval) X(inspect) X(prune) X(lottery) X(distill) X(quantize) X(ofa) \
     X(export) X(import) X(bench) X(sweep) X(validate) X(run) X(status) X(report) X(fetch) X(data)
 CMDS(CMD)
 #undef CMD
 
-static const struct { const char *name; cmd_fn *fn; const char *help; } commands[] = {
-    {"train",    NULL, "train a model (preset or spec) on a dataset"},
-    {"eval",     NULL, "evaluate a checkpoint on a dataset's test split"},
-    {"inspect",  NULL, "show a checkpoint's metadata and tensors"},
-    {"prune",    NULL, "one-shot pruning (magnitude, random, obd, snip, grasp, synflow) + fine-tuning"},
-    {"lottery",  NULL, "iterative magnitude pruning with rewinding (lottery tickets)"},
-    {"distill",  NULL, "train a student on a teacher's soft targets"},
-    {"quantize", NULL, "int8 post-training quantization or quantization-aware training"},
-    {"ofa",      NULL, "the Prune-Once-For-All pipeline"},
-    {"export",   NULL, "export a checkpoint (safetensors)"},
-    {"import",   NULL, "import weights (safetensors) into a checkpoint"},
-    {"bench",    NULL, "benchmarks: kernels, train, coord"},
-    {"sweep",    NULL, "run a job file's whole study (under mpirun or in-process)"},
-    {"validate", NULL, "check a job file and print its task DAG summary"},
-    {"run",      NULL, "run one task of a sweep (used by workers)"},
-    {"status",   NULL, "print a sweep's status"},
-    {"report",   NULL, "regenerate a sweep's report from its store"},
-    {"fetch",    NULL, "download a sweep's report from a remote store"},
-    {"data",     NULL, "prepare or describe datasets"},
+static const struct { const char *name; const char *help; } commands[] = {
+    {"train", "train a model (preset or spec) on a dataset"},
+    {"eval", "evaluate a checkpoint on a dataset's test split"},
+    {"inspect", "show a checkpoint's metadata and tensors"},
+    {"prune", "one-shot pruning (magnitude, random, obd, snip, grasp, synflow) + fine-tuning"},
+    {"lottery", "iterative magnitude pruning with rewinding (lottery tickets)"},
+    {"distill", "train a student on a teacher's soft targets"},
+    {"quantize", "int8 post-training quantization or quantization-aware training"},
+    {"ofa", "the Prune-Once-For-All pipeline"},
+    {"export", "export a checkpoint (safetensors)"},
+    {"import", "import weights (safetensors) into a checkpoint"},
+    {"bench", "benchmarks: kernels, train, coord"},
+    {"sweep", "run a job file's whole study (under mpirun or in-process)"},
+    {"validate", "check a job file and print its task DAG summary"},
+    {"run", "run one task of a sweep (used by workers)"},
+    {"status", "print a sweep's status"},
+    {"report", "regenerate a sweep's report from its store"},
+    {"fetch", "download a sweep's report from a remote store"},
+    {"data", "prepare or describe datasets"},
 };
 
 static cmd_fn lookup(const char *name) {
@@ -48,7 +48,7 @@ static void usage(FILE *f) {
                "raffle runs neural-network compression studies: pruning, lottery tickets,\n"
                "distillation, quantization, Prune-Once-For-All, as sweeps across MPI ranks.\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (lookup(commands[i].name)) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\n  --version  print the version\n");
 }
 

@@ -1,9 +1,8 @@
 /* The table of task kinds and the task runner.
  *
  * Kinds live in the modules that implement them (pruning, lottery tickets,
- * distillation, quantization, OFA). They are referenced here as weak symbols
- * so the core links and runs whichever of them this build contains; a NULL
- * entry is a kind this build lacks and rf_task_kind_find skips it.
+ * distillation, quantization, OFA); the table references each directly, so
+ * linking rf_task_run pulls every kind out of the static library.
  *
  * Two kinds belong to the sweep machinery itself: "noop" (no model, no data:
  * measures the coordinator's dispatch rate) and "fail" (diagnostics for the
@@ -15,14 +14,14 @@
 #include <string.h>
 #include <unistd.h>
 
-rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) __attribute__((weak));
-rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) __attribute__((weak));
-rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) __attribute__((weak));
-rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) __attribute__((weak));
-rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) __attribute__((weak));
-rf_status rf_task_ofa_sparse(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) __attribute__((weak));
-rf_status rf_task_ofa_transfer(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) __attribute__((weak));
-rf_status rf_task_ofa_qat(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) __attribute__((weak));
+rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_ofa_sparse(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_ofa_transfer(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_ofa_qat(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 
 /* The common metric keys every kind reports (task.h), all zero. */
 static rf_status add_zero_metrics(rf_ctx *ctx, cJSON *metrics) {
@@ -103,7 +102,7 @@ static const rf_task_kind kinds[] = {
 
 const rf_task_kind *rf_task_kind_find(const char *name) {
     for (size_t i = 0; name && i < sizeof kinds / sizeof kinds[0]; i++)
-        if (kinds[i].run && strcmp(kinds[i].name, name) == 0) return &kinds[i];
+        if (strcmp(kinds[i].name, name) == 0) return &kinds[i];
     return NULL;
 }
 
