@@ -82,7 +82,8 @@ void rf_spmm_small_(const rf_spmat *W, const float *X, const float *bias, float 
 void rf_panel_in32_avx2(const uint32_t *src, int rows, int K, uint32_t *P, int ld);
 void rf_panel_out32_avx2(const uint32_t *P, int ld, int rows, int ncols, uint32_t *dst, int dld);
 /* u8 activations into dword-group panels: P[g * ld + i] = A[i, 4g..4g+3]
- * (little-endian, zero past K), zero for rows <= i < ld. */
-void rf_panel_in_u8x4(const uint8_t *A, int rows, int K, uint32_t *P, int ld);
+ * (little-endian, zero past K), zero for rows <= i < ld (simd_avx2.c; any K,
+ * any alignment of A). */
+void rf_panel_in_u8x4_avx2(const uint8_t *A, int rows, int K, uint32_t *P, int ld);
 
 #endif

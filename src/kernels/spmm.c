@@ -1,5 +1,6 @@
-/* Sparse fp32 weights: packing, the plain C reference, and the panel
- * transposes shared by the SIMD kernels.
+/* Sparse fp32 weights: packing, the plain C reference, and the small-batch
+ * CSR path shared by the SIMD kernels (the panel transposes are in
+ * simd_avx2.c).
  *
  * Why a transposed panel: Y[M,N] = X[M,K] W^T with W sparse. A row n of W
  * has few non-zeros (k, w); each contributes w * X[:, k] to Y[:, n]. With X
@@ -11,8 +12,6 @@
  * transpose them back. For tiny batches (M < RF_KERN_SMALL_M) the padding
  * would waste most lanes, so CSR row dot products are used instead. */
 #include "kernels/kern_internal.h"
-
-#include <string.h>
 
 /* Column chunk: with a 64-row panel, 256 columns are 64 KiB of panel, which
  * stays in L2 (and mostly L1) while all rows of W sweep it; the partial sums
@@ -131,23 +130,4 @@ void rf_spmm_small_(const rf_spmat *W, const float *X, const float *bias, float 
 
 void rf_spmm_ref(const rf_spmat *W, const float *X, const float *bias, float *Y, int M) {
     rf_spmm_rows_(W, X, bias, Y, 0, M);
-}
-
-void rf_panel_in_u8x4(const uint8_t *A, int rows, int K, uint32_t *P, int ld) {
-    const int G = (K + 3) / 4, full = K / 4;
-    for (int i = 0; i < rows; i++) {
-        const uint8_t *a = A + (size_t)i * K;
-        for (int g = 0; g < full; g++) {
-            uint32_t v;
-            memcpy(&v, a + 4 * g, 4);   /* little-endian host: byte j -> bits 8j */
-            P[(size_t)g * ld + i] = v;
-        }
-        if (full < G) {
-            uint32_t v = 0;
-            for (int j = 0; 4 * full + j < K; j++) v |= (uint32_t)a[4 * full + j] << (8 * j);
-            P[(size_t)full * ld + i] = v;
-        }
-    }
-    for (int g = 0; g < G; g++)
-        for (int i = rows; i < ld; i++) P[(size_t)g * ld + i] = 0;
 }

@@ -252,6 +252,114 @@ Test(kernels, qgemm_all_isas_bit_exact_extremes) {
     rf_kernels_release_workspace();
 }
 
+/* Column-chunk boundaries of the packed formats (fp32: 256 columns, int8:
+ * 128 groups = 512 columns): K exactly one chunk, one column or group past
+ * it (a last chunk of a single partial group), and rows whose only non-zeros
+ * sit in the last chunk or the first column, so partial sums carried across
+ * chunks and rows empty in some chunks are both exercised; batches 64, 65 and
+ * 130 take full 64-row panels (4 registers, two accumulator sets on AVX-512)
+ * plus 1-register tails. Every ISA level against the naive products. */
+static void edge_fill(rf_rng *r, float *W, int8_t *Wq, int N, int K) {
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            int keep;
+            switch (n % 4) {
+            case 0: keep = k >= K - 3; break;              /* last chunk only */
+            case 1: keep = k == 0; break;                  /* first column only */
+            case 2: keep = 0; break;                       /* empty */
+            default: keep = rf_rng_uniform_double(r) < 0.1; break;
+            }
+            float v = keep ? rf_rng_normal(r) : 0.0f;
+            int8_t q = keep ? (int8_t)((rf_rng_u32(r) % 255) - 127) : 0;
+            W[(size_t)n * K + k] = v;
+            Wq[(size_t)n * K + k] = keep && q == 0 ? 1 : q;
+        }
+}
+
+Test(kernels, chunk_boundaries_all_isas) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_rng r; rf_rng_init(&r, 8, 0);
+    rf_isa lv[4]; int nl = n_levels(lv);
+    static const int Ks[] = {256, 257, 511, 512, 513, 516, 1025};
+    static const int Ms[] = {64, 65, 130};
+    const int N = 13, maxM = 130;
+    for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
+        int K = Ks[ki];
+        float *W = malloc(sizeof(float) * N * K), *X = malloc(sizeof(float) * maxM * K);
+        float *Y = malloc(sizeof(float) * maxM * N);
+        double *want = malloc(sizeof(double) * maxM * N), *mag = malloc(sizeof(double) * maxM * N);
+        int8_t *Wq = malloc((size_t)N * K);
+        uint8_t *A = malloc((size_t)maxM * K);
+        int32_t *C = malloc(sizeof(int32_t) * maxM * N), *Cn = malloc(sizeof(int32_t) * maxM * N);
+        edge_fill(&r, W, Wq, N, K);
+        for (int i = 0; i < maxM * K; i++) { X[i] = rf_rng_normal(&r); A[i] = (uint8_t)rf_rng_u32(&r); }
+        rf_spmat *s;
+        rf_qmat *q;
+        cr_assert_eq(rf_spmat_pack(&ctx, W, N, K, &s), RF_OK);
+        cr_assert_eq(rf_qmat_pack(&ctx, Wq, N, K, 1, &q), RF_OK);
+        for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
+            int M = Ms[mi];
+            naive_f32(X, W, NULL, want, mag, M, N, K);
+            naive_q(A, Wq, Cn, M, N, K);
+            for (int l = 0; l < nl; l++) {
+                rf_kernels_force(lv[l]);
+                memset(Y, 0xff, sizeof(float) * (size_t)M * N);
+                rf_spmm(s, X, NULL, Y, M);
+                for (size_t i = 0; i < (size_t)M * N; i++)
+                    cr_assert(fabs((double)Y[i] - want[i]) <= 1e-5 * mag[i] + 1e-6, "spmm isa %s K=%d M=%d elem %zu: %g vs %g",
+                              rf_isa_name(lv[l]), K, M, i, (double)Y[i], want[i]);
+                memset(C, 0x5a, sizeof(int32_t) * (size_t)M * N);
+                rf_qgemm(q, A, C, M);
+                for (size_t i = 0; i < (size_t)M * N; i++)
+                    cr_assert_eq(C[i], Cn[i], "qgemm isa %s K=%d M=%d elem %zu: %d vs %d", rf_isa_name(lv[l]), K, M, i,
+                                 C[i], Cn[i]);
+            }
+        }
+        rf_spmat_free(s);
+        rf_qmat_free(q);
+        free(W); free(X); free(Y); free(want); free(mag); free(Wq); free(A); free(C); free(Cn);
+    }
+    rf_kernels_force(RF_ISA_AVX512VNNI);
+    rf_kernels_release_workspace();
+}
+
+/* Sparse int8 activations at an odd address (and K % 4 != 0): the dword
+ * panel is then built by the byte-strided transposes instead of the 32-bit
+ * ones; every ISA level must still be bit-exact. */
+Test(kernels, qgemm_sparse_unaligned_activations_all_isas) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_rng r; rf_rng_init(&r, 9, 0);
+    rf_isa lv[4]; int nl = n_levels(lv);
+    static const int Ks[] = {33, 64, 100, 101};
+    static const int Ms[] = {7, 17, 64, 65};
+    const int N = 21, maxM = 65;
+    for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
+        int K = Ks[ki];
+        int8_t *W = malloc((size_t)N * K);
+        uint8_t *buf = malloc((size_t)maxM * K + 1), *A = buf + 1;
+        int32_t *C = malloc(sizeof(int32_t) * maxM * N), *Cn = malloc(sizeof(int32_t) * maxM * N);
+        for (int i = 0; i < N * K; i++) W[i] = rf_rng_uniform_double(&r) < 0.7 ? 0 : (int8_t)(rf_rng_u32(&r) & 0xff);
+        for (int i = 0; i < maxM * K; i++) A[i] = (uint8_t)rf_rng_u32(&r);
+        rf_qmat *q;
+        cr_assert_eq(rf_qmat_pack(&ctx, W, N, K, 1, &q), RF_OK);
+        for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
+            int M = Ms[mi];
+            naive_q(A, W, Cn, M, N, K);
+            for (int l = 0; l < nl; l++) {
+                rf_kernels_force(lv[l]);
+                memset(C, 0x5a, sizeof(int32_t) * (size_t)M * N);
+                rf_qgemm(q, A, C, M);
+                cr_assert_eq(memcmp(C, Cn, sizeof(int32_t) * (size_t)M * N), 0, "isa %s K=%d M=%d",
+                             rf_isa_name(lv[l]), K, M);
+            }
+        }
+        rf_qmat_free(q);
+        free(W); free(buf); free(C); free(Cn);
+    }
+    rf_kernels_force(RF_ISA_AVX512VNNI);
+    rf_kernels_release_workspace();
+}
+
 Test(kernels, peaks_are_measured) {
     double f = rf_bench_fp32_peak(0.02), q = rf_bench_int8_peak(0.02);
     cr_assert(f > 0.1 && f < 1e5, "fp32 peak %g", f);
