@@ -1,7 +1,7 @@
 /* raffle bench: benchmarks.
  *
  *   raffle bench kernels [--json] [--quick] [--out FILE] [--reps N]
- *   raffle bench train ...   (the training engine's benchmark)
+ *   bench/train/run.sh        (the training bench vs PyTorch: a script)
  *   raffle bench coord ...   (the coordinator's benchmark)
  *
  * `kernels` measures this core's fp32 FMA and int8 VNNI peaks, then, on one
@@ -18,6 +18,7 @@
  * sparse int8, 2*M*N*K for dense) over the fp32 peak (fp32 kernels) or the
  * int8 peak (int8 kernels). */
 #include "cli/cli.h"
+#include "raffle/coord.h"
 #include "raffle/kernels.h"
 
 #include <math.h>
@@ -25,8 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int rf_bench_train_main(int argc, char **argv) __attribute__((weak));
-int rf_bench_coord_main(int argc, char **argv) __attribute__((weak));
 
 /* ---- layer shapes ---------------------------------------------------------
  * rows_per_sample: im2col positions for conv (28x28 "same" convs in conv-2),
@@ -320,17 +319,13 @@ static int bench_kernels(int argc, char **argv) {
     return 0;
 }
 
+/* The training bench compares raffle with PyTorch, so it is a script:
+ * bench/train/run.sh (make bench runs every bench). */
 typedef int (*bench_fn)(int argc, char **argv);
-static const struct { const char *name; const char *help; } subs[] = {
-    {"kernels", "sparse / int8 kernels vs OpenBLAS sgemm on the presets' layer shapes"},
-    {"train", "training throughput of the nn engine"},
-    {"coord", "coordinator / message-protocol throughput"},
+static const struct { const char *name; bench_fn fn; const char *help; } subs[] = {
+    {"kernels", bench_kernels, "sparse / int8 kernels vs OpenBLAS sgemm on the presets' layer shapes"},
+    {"coord", rf_bench_coord_main, "coordinator dispatch rate and checkpoint gather bandwidth (under mpirun)"},
 };
-
-static bench_fn sub_fn(size_t i) {
-    bench_fn fns[] = {bench_kernels, rf_bench_train_main, rf_bench_coord_main};
-    return fns[i];
-}
 
 int rf_cmd_bench(int argc, char **argv) {
     size_t n = sizeof subs / sizeof subs[0];
@@ -338,17 +333,11 @@ int rf_cmd_bench(int argc, char **argv) {
         FILE *f = argc < 2 ? stderr : stdout;
         fprintf(f, "usage: raffle bench SUBCOMMAND [options]\n\nsubcommands:\n");
         for (size_t i = 0; i < n; i++) fprintf(f, "  %-8s %s\n", subs[i].name, subs[i].help);
+        fprintf(f, "\ntraining throughput vs PyTorch: bench/train/run.sh (make bench runs all)\n");
         return argc < 2 ? 2 : 0;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(argv[1], subs[i].name) != 0) continue;
-        bench_fn fn = sub_fn(i);
-        if (!fn) {
-            fprintf(stderr, "raffle bench: '%s' is not available in this build\n", subs[i].name);
-            return 2;
-        }
-        return fn(argc - 1, argv + 1);
-    }
-    fprintf(stderr, "raffle bench: unknown subcommand '%s' (kernels, train, coord)\n", argv[1]);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(argv[1], subs[i].name) == 0) return subs[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "raffle bench: unknown subcommand '%s' (kernels, coord)\n", argv[1]);
     return 2;
 }

@@ -28,11 +28,6 @@
 
 enum { EXIT_STOPPED = 75 };   /* EX_TEMPFAIL: rerun to continue */
 
-/* The bench dispatcher names rf_bench_coord_main through a weak reference,
- * and a weak reference alone does not pull an object out of a static
- * library: this strong one links src/coord/bench.c into the binary. */
-int (*const rf_sweep_bench_entry)(int, char **) = rf_bench_coord_main;
-
 static volatile int stop_requested;
 static void on_stop_signal(int sig) { (void)sig; stop_requested = 1; }
 

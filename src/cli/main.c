@@ -26,7 +26,7 @@ static const struct { const char *name; const char *help; } commands[] = {
     {"ofa", "the Prune-Once-For-All pipeline"},
     {"export", "export a checkpoint (safetensors)"},
     {"import", "import weights (safetensors) into a checkpoint"},
-    {"bench", "benchmarks: kernels, train, coord"},
+    {"bench", "benchmarks: kernels, coord (make bench also runs the training bench)"},
     {"sweep", "run a job file's whole study (under mpirun or in-process)"},
     {"validate", "check a job file and print its task DAG summary"},
     {"run", "run one task of a sweep (used by workers)"},
