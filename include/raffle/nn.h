@@ -57,6 +57,29 @@ typedef struct rf_param {
     int64_t  shape[RF_MAX_DIMS];
     size_t   offset;              /* in floats, into params/grads/masks/...   */
     size_t   numel;
+    /* Per-weight inference override (RF_P_WEIGHT tensors of the layers whose
+     * products are not a whole layer: the transformer block's attn.qkv,
+     * attn.proj, mlp.fc1, mlp.fc2 and the attention layer's qkv, proj). Same
+     * contract as rf_layer.infer_gemm: when non-NULL and the forward is not
+     * training, the product Y[M, N] = X[M, K] · W^T + bias of this weight
+     * ([N, K] = shape) is computed by this call instead of sgemm; M = batch *
+     * tokens, X and Y are contiguous. The callback adds the bias: the bias of
+     * weight tensor i is ptensors[i + 1] when that entry has role RF_P_BIAS and
+     * the same layer (every layer declares "x.weight" then "x.bias"). Which
+     * mechanism applies where: linear, conv2d and patch_embed use only
+     * rf_layer.infer_gemm; transformer and attention layers use only this one.
+     * docs/quantization.md. */
+    rf_status (*infer_gemm)(void *state, const float *X, float *Y, int M);
+    void     *infer_state;        /* owned by whoever set infer_gemm          */
+    /* Optional training-time hook on this product's input (quantization-
+     * aware training, Jacob et al. 2018 §3), layers as for infer_gemm: in a
+     * training forward it is called with backward = 0 on the product's input
+     * X [M*K] just before the product and may rewrite it in place (fake-
+     * quant; the block's backward then uses the rewritten X for dW); in
+     * backward it is called with backward = 1 on dL/dX [M*K] before that
+     * gradient flows further, so it can zero clipped entries (STE). */
+    rf_status (*train_act)(void *state, int backward, float *X, size_t n);
+    void     *train_state;        /* owned by whoever set train_act           */
 } rf_param;
 
 /* Per-sample activation shape: {C, H, W} for images, {T, D, 1} for tokens,
@@ -85,6 +108,10 @@ typedef struct rf_layer {
      * callback adds the bias. See docs/nn.md. */
     rf_status (*infer_gemm)(void *state, const float *X, float *Y, int M);
     void     *infer_state;    /* owned by whoever set infer_gemm */
+    /* Borrowed view of this layer's n_params entries of model->ptensors,
+     * refreshed by the model before every layer call, so that a layer can
+     * reach the per-weight overrides (rf_param.infer_gemm / train_act). */
+    const rf_param *pt;
 } rf_layer;
 
 /* Optional hook called on each layer's output (forward) and on the gradient

@@ -18,14 +18,17 @@
  *    activations run unchanged); the next quantized layer re-quantizes its
  *    own input, which is Jacob's "requantize" step moved to the consumer.
  *
- * The quantized path plugs into the ordinary forward through rf_layer's
- * infer_gemm override, so every caller of rf_model_forward in inference mode
+ * The quantized path plugs into the ordinary forward through the inference
+ * overrides of nn.h (rf_layer.infer_gemm for linear/conv/patch_embed,
+ * rf_param.infer_gemm for the products inside transformer and attention
+ * layers), so every caller of rf_model_forward in inference mode
  * (rf_evaluate, rf_predict, latency measurement) runs integer arithmetic.
  *
  * Quantization-aware training: fake-quant weights (swapped in before each
  * forward, real weights restored before the optimizer step: the straight-
- * through estimator) and fake-quant activations through the model's
- * activation hook, with EMA range observers frozen after N steps; gradients
+ * through estimator) and fake-quant activations of every product's input
+ * (the model's activation hook for linear/conv inputs, rf_param.train_act for
+ * the products inside transformer blocks), with EMA range observers frozen after N steps; gradients
  * of clipped activations are zeroed (STE with clipping, Jacob §3).
  */
 #ifndef RAFFLE_QUANT_H
@@ -71,8 +74,12 @@ void rf_quant_rows_s8(const float *W, int64_t N, int64_t K, int8_t *q, float *sc
 void rf_fake_quant_rows(float *W, int64_t N, int64_t K);
 
 /* ---- quantized model ---------------------------------------------------------
- * One entry per linear/conv layer of the model (the layers whose products go
- * through infer_gemm). */
+ * One entry per matrix product with a weight tensor ("product" below; the
+ * rf_qlayer_info name predates products inside layers): one per linear, conv
+ * and patch_embed layer (installed as rf_layer.infer_gemm) and one per weight
+ * of a transformer block (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) or attention
+ * layer (qkv, proj), installed as that weight's rf_param.infer_gemm. Entries
+ * are in model order (layer, then parameter declaration order). */
 typedef enum rf_calib {   /* stored in metadata by name */
     RF_CALIB_MINMAX = 0,      /* min and max over the calibration batches        */
     RF_CALIB_PERCENTILE = 1,  /* mean over batches of the p / (100-p) percentiles */
@@ -84,6 +91,7 @@ int         rf_calib_from_name(const char *s); /* -1 if unknown */
 
 typedef struct rf_qlayer_info {
     int        layer;      /* index into model->layers */
+    int        param;      /* index into model->ptensors of the product's weight */
     int        N, K;       /* GEMM sizes: output features, reduction length */
     float      lo, hi;     /* calibrated input range */
     rf_qparams act;        /* input activation qparams */
@@ -92,8 +100,8 @@ typedef struct rf_qlayer_info {
 
 typedef struct rf_quant rf_quant;   /* opaque; owns the packed int8 weights */
 
-/* Returns a new description of m's quantizable layers (nothing attached yet);
- * free with rf_quant_free. RF_ERR_UNSUPPORTED if m has no linear/conv layer. */
+/* Returns a new description of m's quantizable products (nothing attached
+ * yet); free with rf_quant_free. RF_ERR_UNSUPPORTED if m has none. */
 rf_status rf_quant_new(rf_ctx *ctx, const rf_model *m, rf_quant **out);
 /* Detaches nothing: call rf_quant_detach first if it is attached. Accepts NULL. */
 void      rf_quant_free(rf_quant *q);
@@ -165,13 +173,17 @@ typedef struct rf_qat_cfg {
 void rf_qat_cfg_default(rf_qat_cfg *c);   /* freeze_after 200, decay 0.99 */
 
 /* Returns new QAT state for m and installs its activation hook on m
- * (m->hook, m->hook_ud). The first quantized layer's input range (the model
+ * (m->hook, m->hook_ud) for the inputs of linear/conv/patch_embed layers, and
+ * rf_param.train_act on the weights of transformer/attention products (their
+ * inputs are block-internal tensors the model hook never sees). The first quantized layer's input range (the model
  * input) is taken from `train`'s min/max: normalised 8-bit pixels sit on a
  * 255-step grid, so that input quantization is exact. Free with rf_qat_free,
  * which removes the hook. */
 rf_status rf_qat_new(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf_qat_cfg *cfg,
                      rf_qat **out);
-void      rf_qat_free(rf_qat *q, rf_model *m);   /* accepts NULL q */
+/* Removes the hook and the train_act entries from m (pass the model given to
+ * rf_qat_new, or NULL if it is already freed). Accepts NULL q. */
+void      rf_qat_free(rf_qat *q, rf_model *m);
 /* Train hooks (ud = the rf_qat): swap fake-quant weights in before the
  * forward, restore the real weights after backward. Use these directly, or
  * call them from a composite hook. */

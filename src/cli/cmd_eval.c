@@ -1,5 +1,9 @@
-/* raffle eval: accuracy and loss of a checkpoint on a dataset's test split. */
+/* raffle eval: accuracy and loss of a checkpoint on a dataset's test split.
+ * A quantized checkpoint (int8 values + scales, quant metadata) is evaluated
+ * with its integer inference path rebuilt (rf_quant_load), not as the
+ * dequantized float model. */
 #include "cli/cli.h"
+#include "raffle/quant.h"
 #include "raffle/train.h"
 
 #include <stdio.h>
@@ -28,10 +32,11 @@ int rf_cmd_eval(int argc, char **argv) {
     rf_ctx_init(&ctx);
     ctx.threads = threads > 0 ? threads : 1;
     rf_model *m = NULL;
+    rf_quant *q = NULL;
     rf_dataset *train = NULL, *test = NULL;
     double acc = 0, loss = 0, t0 = rf_now(), secs = 0;
     rf_dataset view;
-    rf_status s = rf_model_load(&ctx, ckpt, &m);
+    rf_status s = rf_quant_load(&ctx, ckpt, &m, &q);
     if (s == RF_OK) s = rf_data_load(&ctx, data, &train, &test);
     if (s == RF_OK) {
         view = limit > 0 && limit < test->n ? rf_dataset_head(test, limit) : *test;
@@ -54,15 +59,21 @@ int rf_cmd_eval(int argc, char **argv) {
             cJSON_AddNumberToObject(j, "parameters", (double)m->n_params);
             cJSON_AddNumberToObject(j, "prunable", (double)prunable);
             cJSON_AddNumberToObject(j, "prunable_remaining", (double)remaining);
+            cJSON_AddBoolToObject(j, "quantized", q != NULL);
+            cJSON_AddNumberToObject(j, "int8_products", q ? rf_quant_n_layers(q) : 0);
             cJSON_AddNumberToObject(j, "seconds", secs);
             cJSON_AddNumberToObject(j, "samples_per_s", sps);
             cli_print_json(j);
         } else {
-            printf("%s on %s: test accuracy %.4f, loss %.4f over %lld samples; %zu parameters; %.0f samples/s\n",
+            printf("%s on %s: test accuracy %.4f, loss %.4f over %lld samples; %zu parameters; %.0f samples/s",
                    ckpt, data, acc, loss, (long long)view.n, m->n_params, sps);
+            if (q) printf("; int8 (%d products)", rf_quant_n_layers(q));
+            printf("\n");
         }
     }
+    rf_quant_detach(q, m);
     rf_model_free(m);
+    rf_quant_free(q);
     rf_dataset_free(train);
     rf_dataset_free(test);
     return rc;

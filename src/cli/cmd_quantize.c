@@ -94,8 +94,13 @@ int rf_cmd_quantize(int argc, char **argv) {
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(metrics, "accuracy");
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(metrics, "fp32_accuracy");
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(metrics, "bytes");
-        printf("int8 accuracy %.4f  fp32 accuracy %.4f  bytes %.0f\n", a ? a->valuedouble : 0.0,
-               f ? f->valuedouble : 0.0, b ? b->valuedouble : 0.0);
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(metrics, "int8_products");
+        const cJSON *s1 = cJSON_GetObjectItemCaseSensitive(metrics, "int8_speedup_b1");
+        const cJSON *s64 = cJSON_GetObjectItemCaseSensitive(metrics, "int8_speedup_b64");
+        printf("int8 accuracy %.4f  fp32 accuracy %.4f  bytes %.0f  int8 products %.0f  "
+               "speed-up vs fp32 %.2fx (batch 1) %.2fx (batch 64)\n", a ? a->valuedouble : 0.0,
+               f ? f->valuedouble : 0.0, b ? b->valuedouble : 0.0, p ? p->valuedouble : 0.0,
+               s1 ? s1->valuedouble : 0.0, s64 ? s64->valuedouble : 0.0);
         cJSON_Delete(metrics);
     }
     return 0;

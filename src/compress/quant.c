@@ -181,19 +181,54 @@ int rf_calib_from_name(const char *s) {
 
 /* ---- the quantized-model description ------------------------------------- */
 
-/* Layers whose product the forward routes through infer_gemm: linear, conv
- * (im2col) and the patch embedding (a stride = kernel conv). The products
- * inside a transformer block have no per-product override in nn.h, so a
- * block stays fp32 (docs/quantization.md). */
+/* The quantized products. Layers that are one product (linear, conv through
+ * im2col, the patch embedding: a stride = kernel conv) are overridden as a
+ * whole through rf_layer.infer_gemm; layers holding several products (the
+ * transformer block's attn.qkv, attn.proj, mlp.fc1, mlp.fc2; the attention
+ * layer's qkv, proj) are overridden per weight through rf_param.infer_gemm
+ * (nn.h documents which mechanism applies where). */
 static int is_gemm_layer(const rf_layer *l) {
     return l->type == RF_L_LINEAR || l->type == RF_L_CONV2D || l->type == RF_L_PATCH_EMBED;
+}
+static int is_multi_product_layer(const rf_layer *l) {
+    return l->type == RF_L_TRANSFORMER || l->type == RF_L_ATTENTION;
+}
+
+/* Installs (fn, state) as the override of product i, at the level its layer
+ * uses; fn = NULL removes it. */
+static void set_override(const rf_quant *q, rf_model *m, int i,
+                         rf_status (*fn)(void *, const float *, float *, int), void *state) {
+    const rf_qlayer_info *in = &q->info[i];
+    if (is_multi_product_layer(&m->layers[in->layer])) {
+        m->ptensors[in->param].infer_gemm = fn;
+        m->ptensors[in->param].infer_state = state;
+    } else {
+        m->layers[in->layer].infer_gemm = fn;
+        m->layers[in->layer].infer_state = state;
+    }
+}
+
+/* Removes product i's override if it is still ours. */
+static void clear_override(const rf_quant *q, rf_model *m, int i) {
+    const rf_qlayer_info *in = &q->info[i];
+    const void *mine = &q->rt[i];
+    if (is_multi_product_layer(&m->layers[in->layer])) {
+        if (m->ptensors[in->param].infer_state == mine) set_override(q, m, i, NULL, NULL);
+    } else if (m->layers[in->layer].infer_state == mine) {
+        set_override(q, m, i, NULL, NULL);
+    }
 }
 
 rf_status rf_quant_new(rf_ctx *ctx, const rf_model *m, rf_quant **out) {
     *out = NULL;
     int n = 0;
-    for (int i = 0; i < m->n_layers; i++) n += is_gemm_layer(&m->layers[i]);
-    if (n == 0) return rf_error(ctx, RF_ERR_UNSUPPORTED, "quantize: the model has no linear or conv layer");
+    for (int i = 0; i < m->n_layers; i++) {
+        const rf_layer *l = &m->layers[i];
+        if (is_gemm_layer(l)) n++;
+        else if (is_multi_product_layer(l))
+            for (int p = l->first_param; p < l->first_param + l->n_params; p++) n += m->ptensors[p].role == RF_P_WEIGHT;
+    }
+    if (n == 0) return rf_error(ctx, RF_ERR_UNSUPPORTED, "quantize: the model has no linear, conv or attention product");
     rf_quant *q = rf_calloc(1, sizeof *q);
     if (!q) return rf_error(ctx, RF_ERR_NOMEM, "quantize: out of memory");
     q->info = rf_calloc((size_t)n, sizeof *q->info);
@@ -203,23 +238,42 @@ rf_status rf_quant_new(rf_ctx *ctx, const rf_model *m, rf_quant **out) {
     int k = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const rf_layer *l = &m->layers[i];
-        if (!is_gemm_layer(l)) continue;
-        qlayer_rt *rt = &q->rt[k];
-        rt->owner = q; rt->idx = k; rt->w_param = -1; rt->b_param = -1;
-        for (int p = l->first_param; p < l->first_param + l->n_params; p++) {
-            if (m->ptensors[p].role == RF_P_WEIGHT && rt->w_param < 0) rt->w_param = p;
-            else if (m->ptensors[p].role == RF_P_BIAS && rt->b_param < 0) rt->b_param = p;
+        int end = l->first_param + l->n_params;
+        if (is_gemm_layer(l)) {
+            qlayer_rt *rt = &q->rt[k];
+            rt->w_param = rt->b_param = -1;
+            for (int p = l->first_param; p < end; p++) {
+                if (m->ptensors[p].role == RF_P_WEIGHT && rt->w_param < 0) rt->w_param = p;
+                else if (m->ptensors[p].role == RF_P_BIAS && rt->b_param < 0) rt->b_param = p;
+            }
+            if (rt->w_param < 0) {
+                rf_quant_free(q);
+                return rf_error(ctx, RF_ERR_SPEC, "quantize: layer %s has no weight tensor", l->name);
+            }
+            q->info[k].layer = i;
+            k++;
+        } else if (is_multi_product_layer(l)) {
+            /* nn.h contract: the bias of weight p is p + 1 when that is a
+             * bias of the same layer. */
+            for (int p = l->first_param; p < end; p++) {
+                if (m->ptensors[p].role != RF_P_WEIGHT) continue;
+                qlayer_rt *rt = &q->rt[k];
+                rt->w_param = p;
+                rt->b_param = p + 1 < end && m->ptensors[p + 1].role == RF_P_BIAS ? p + 1 : -1;
+                q->info[k].layer = i;
+                k++;
+            }
         }
-        if (rt->w_param < 0) {
-            rf_quant_free(q);
-            return rf_error(ctx, RF_ERR_SPEC, "quantize: layer %s has no weight tensor", l->name);
-        }
+    }
+    for (int i = 0; i < n; i++) {
+        qlayer_rt *rt = &q->rt[i];
+        rf_qlayer_info *in = &q->info[i];
         const rf_param *w = &m->ptensors[rt->w_param];
-        rf_qlayer_info *in = &q->info[k];
-        in->layer = i;
+        rt->owner = q;
+        rt->idx = i;
+        in->param = rt->w_param;
         in->N = (int)w->shape[0];
         in->K = (int)(w->numel / (size_t)w->shape[0]);
-        k++;
     }
     q->calib = RF_CALIB_MINMAX;
     *out = q;
@@ -324,13 +378,11 @@ rf_status rf_quant_calibrate(rf_ctx *ctx, rf_quant *q, rf_model *m, const rf_dat
     q->percentile = method == RF_CALIB_PERCENTILE ? percentile : 0.0;
     for (int i = 0; i < q->n; i++) {
         qlayer_rt *rt = &q->rt[i];
-        rf_layer *l = &m->layers[q->info[i].layer];
         rt->w_f32 = m->params + m->ptensors[rt->w_param].offset;
         rt->bias = rt->b_param >= 0 ? m->params + m->ptensors[rt->b_param].offset : NULL;
         rt->sum_lo = rt->sum_hi = 0.0;
         rt->n_batches = 0;
-        l->infer_gemm = calib_gemm;
-        l->infer_state = rt;
+        set_override(q, m, i, calib_gemm, rt);
     }
     size_t in_size = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
     rf_status s = RF_OK;
@@ -341,9 +393,7 @@ rf_status rf_quant_calibrate(rf_ctx *ctx, rf_quant *q, rf_model *m, const rf_dat
         s = rf_model_forward(ctx, m, ds->x + (size_t)start * in_size, cnt, 0, &logits);
     }
     for (int i = 0; i < q->n; i++) {
-        rf_layer *l = &m->layers[q->info[i].layer];
-        l->infer_gemm = NULL;
-        l->infer_state = NULL;
+        set_override(q, m, i, NULL, NULL);
         qlayer_rt *rt = &q->rt[i];
         rf_free(rt->sel); rt->sel = NULL; rt->cap_sel = 0;
         rf_qlayer_info *in = &q->info[i];
@@ -358,12 +408,46 @@ rf_status rf_quant_calibrate(rf_ctx *ctx, rf_quant *q, rf_model *m, const rf_dat
     if (s != RF_OK) { rf_error_prefix(ctx, "quantize: calibration"); return s; }
     for (int i = 0; i < q->n; i++)
         if (!q->info[i].calibrated)
-            return rf_error(ctx, RF_ERR_INTERNAL, "quantize: layer %s saw no input while calibrating "
-                            "(does its forward use infer_gemm?)", m->layers[q->info[i].layer].name);
+            return rf_error(ctx, RF_ERR_INTERNAL, "quantize: product %s saw no input while calibrating "
+                            "(does its forward use infer_gemm?)", m->ptensors[q->info[i].param].name);
     return RF_OK;
 }
 
 /* ---- quantized inference ---------------------------------------------------- */
+
+/* The output rescale Y[m, n] = (C[m, n] − zrs[n]) · oscale[n] (+ bias[n]).
+ * On short products (vit-tiny's K = 64) it costs about as much as the int32
+ * product itself, so it has an AVX2 version; both multiply then add (no
+ * FMA), so they round identically and the int8 path equals its reference
+ * bit for bit. */
+static void rescale_ref(const int32_t *C, const int32_t *zrs, const float *osc, const float *bias, float *Y,
+                        int M, int N) {
+    for (int m = 0; m < M; m++) {
+        const int32_t *c = C + (size_t)m * N;
+        float *y = Y + (size_t)m * N;
+        if (bias) for (int n = 0; n < N; n++) y[n] = (float)(c[n] - zrs[n]) * osc[n] + bias[n];
+        else      for (int n = 0; n < N; n++) y[n] = (float)(c[n] - zrs[n]) * osc[n];
+    }
+}
+
+__attribute__((target("avx2")))
+static void rescale_avx2(const int32_t *C, const int32_t *zrs, const float *osc, const float *bias, float *Y,
+                         int M, int N) {
+    for (int m = 0; m < M; m++) {
+        const int32_t *c = C + (size_t)m * N;
+        float *y = Y + (size_t)m * N;
+        int n = 0;
+        for (; n + 8 <= N; n += 8) {
+            __m256i d = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(c + n)),
+                                         _mm256_loadu_si256((const __m256i *)(zrs + n)));
+            __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_loadu_ps(osc + n));
+            if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + n));
+            _mm256_storeu_ps(y + n, v);
+        }
+        if (bias) for (; n < N; n++) y[n] = (float)(c[n] - zrs[n]) * osc[n] + bias[n];
+        else      for (; n < N; n++) y[n] = (float)(c[n] - zrs[n]) * osc[n];
+    }
+}
 
 /* Y = S_in · s_w[n] · (A·Wq^T − Z_in · rowsum(Wq)[n]) + bias[n]   (Jacob eq. 7
  * with the weight zero point 0 of symmetric quantization). */
@@ -376,18 +460,15 @@ static rf_status int8_gemm(void *state, const float *X, float *Y, int M) {
         return RF_ERR_NOMEM;
     const float inv = 1.0f / in->act.scale;
     const int32_t zp = in->act.zero_point;
-    if (rt->path == RF_QPATH_INT8_REF) {   /* reference: scalar quantizer, scalar product */
+    if (rt->path == RF_QPATH_INT8_REF) {   /* reference: scalar quantizer, product and rescale */
         quant_u8_array_ref(X, na, inv, zp, rt->A);
         rf_qgemm_ref(rt->packed, rt->A, rt->C, M);
+        rescale_ref(rt->C, rt->zrs, rt->oscale, rt->bias, Y, M, N);
     } else {
         quant_u8_array(X, na, inv, zp, rt->A);
         rf_qgemm(rt->packed, rt->A, rt->C, M);
-    }
-    for (int m = 0; m < M; m++) {
-        const int32_t *c = rt->C + (size_t)m * N;
-        float *y = Y + (size_t)m * N;
-        if (rt->bias) for (int n = 0; n < N; n++) y[n] = (float)(c[n] - rt->zrs[n]) * rt->oscale[n] + rt->bias[n];
-        else          for (int n = 0; n < N; n++) y[n] = (float)(c[n] - rt->zrs[n]) * rt->oscale[n];
+        if (rf_kernels_init() >= RF_ISA_AVX2) rescale_avx2(rt->C, rt->zrs, rt->oscale, rt->bias, Y, M, N);
+        else rescale_ref(rt->C, rt->zrs, rt->oscale, rt->bias, Y, M, N);
     }
     return RF_OK;
 }
@@ -446,9 +527,7 @@ static rf_status install(rf_ctx *ctx, rf_quant *q, rf_model *m, rf_qpath path) {
         }
         rt->bias = rt->b_param >= 0 ? m->params + m->ptensors[rt->b_param].offset : NULL;
         rt->path = path;
-        rf_layer *l = &m->layers[in->layer];
-        l->infer_gemm = path == RF_QPATH_FAKE_F32 ? fake_gemm : int8_gemm;
-        l->infer_state = rt;
+        set_override(q, m, i, path == RF_QPATH_FAKE_F32 ? fake_gemm : int8_gemm, rt);
     }
     q->attached = 1;
     return RF_OK;
@@ -458,8 +537,8 @@ rf_status rf_quant_enable(rf_ctx *ctx, rf_quant *q, rf_model *m, rf_qpath path) 
     if ((unsigned)path > RF_QPATH_FAKE_F32) return rf_error(ctx, RF_ERR_INVALID, "quantize: unknown path %d", (int)path);
     for (int i = 0; i < q->n; i++)
         if (!q->info[i].calibrated)
-            return rf_error(ctx, RF_ERR_INVALID, "quantize: layer %s is not calibrated",
-                            m->layers[q->info[i].layer].name);
+            return rf_error(ctx, RF_ERR_INVALID, "quantize: product %s is not calibrated",
+                            m->ptensors[q->info[i].param].name);
     if (!q->weights_ready) {
         for (int i = 0; i < q->n; i++) {
             qlayer_rt *rt = &q->rt[i];
@@ -475,10 +554,7 @@ rf_status rf_quant_enable(rf_ctx *ctx, rf_quant *q, rf_model *m, rf_qpath path) 
 
 void rf_quant_detach(rf_quant *q, rf_model *m) {
     if (!q || !m) return;
-    for (int i = 0; i < q->n; i++) {
-        rf_layer *l = &m->layers[q->info[i].layer];
-        if (l->infer_state == &q->rt[i]) { l->infer_gemm = NULL; l->infer_state = NULL; }
-    }
+    for (int i = 0; i < q->n; i++) clear_override(q, m, i);
     q->attached = 0;
 }
 
@@ -601,10 +677,18 @@ static rf_status attach_from_meta(rf_ctx *ctx, rf_quant *q, rf_model *m, const r
         if (!json_num(l, "index", &idx) || !json_num(l, "lo", &lo) || !json_num(l, "hi", &hi) ||
             !json_num(l, "act_scale", &sc) || !json_num(l, "act_zero_point", &zp))
             return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: a quant.layers entry lacks index/lo/hi/act_scale/act_zero_point");
+        /* An entry names its product by weight tensor; entries without a
+         * name (earlier files, one product per layer) by layer index. */
+        const cJSON *wn = cJSON_GetObjectItemCaseSensitive(l, "weight");
         int k = -1;
-        for (int i = 0; i < q->n; i++) if (q->info[i].layer == (int)idx) k = i;
+        for (int i = 0; i < q->n && k < 0; i++) {
+            if (cJSON_IsString(wn) ? strcmp(m->ptensors[q->info[i].param].name, wn->valuestring) == 0
+                                   : q->info[i].layer == (int)idx)
+                k = i;
+        }
         if (k < 0)
-            return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: layer index %g is not a linear/conv layer", idx);
+            return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: layer %g / weight %s is not a quantizable product",
+                            idx, cJSON_IsString(wn) ? wn->valuestring : "?");
         if (!(sc > 0) || zp < 0 || zp > 255 || !isfinite(sc))
             return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: layer %s has invalid qparams (scale %g, zero point %g)",
                             m->layers[(int)idx].name, sc, zp);
@@ -618,7 +702,7 @@ static rf_status attach_from_meta(rf_ctx *ctx, rf_quant *q, rf_model *m, const r
         rf_qlayer_info *in = &q->info[i];
         const char *wname = m->ptensors[rt->w_param].name;
         if (!in->calibrated)
-            return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: no qparams for layer %s", m->layers[in->layer].name);
+            return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: no qparams for product %s", wname);
         const rf_ckpt_tensor *t = rf_ckpt_find(c, wname);
         if (!t) return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: tensor %s missing", wname);
         if (t->dtype != RF_I8 || !t->scales || (t->storage != RF_STORE_INT8 && t->storage != RF_STORE_SPARSE_INT8))

@@ -8,20 +8,28 @@
  * straight-through estimator. Symmetric weight ranges never clip, so the STE
  * passes every weight gradient through.
  *
- * Activations: the model's activation hook fake-quantizes the output of the
- * layer that feeds each quantized layer (its GEMM input) with affine u8
+ * Activations: each quantized product's input is fake-quantized with affine u8
  * parameters from an EMA of the per-batch min/max (Jacob §3: "exponential
  * moving averages of the ranges", frozen after N steps so the last steps
  * train against fixed parameters). In backward the gradient is zeroed where
  * the forward value fell outside the representable range: the STE with
  * clipping. The first layer's input is the normalised image, whose 8-bit
  * pixels already sit on a 255-step grid between the data's min and max, so
- * its range comes from the data and is fixed. */
+ * its range comes from the data and is fixed.
+ *
+ * Where the fake-quant runs: for a linear/conv/patch_embed layer its input is
+ * the previous layer's output, reached through the model's activation hook
+ * (backward: the gradient flowing into that output). The products inside a
+ * transformer block (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) read block-
+ * internal tensors (LN outputs, attention context, GELU output) that no
+ * layer outputs, so there the weight's rf_param.train_act hook (nn.h) gets
+ * the product input in the training forward and its gradient in backward. */
 #include "raffle/quant.h"
 
 #include <string.h>
 
 typedef struct qat_obs {
+    struct rf_qat *owner;
     int      producer;   /* layer whose output is this quantized layer's input; -1 = model input */
     float    lo, hi;
     int      init;
@@ -49,11 +57,9 @@ void rf_qat_cfg_default(rf_qat_cfg *c) {
     c->ema_decay = 0.99f;
 }
 
-static rf_status qat_hook(void *ud, int layer, int backward, float *data, size_t n) {
-    rf_qat *q = ud;
-    if (q->prev_hook) RF_TRY(q->prev_hook(q->prev_ud, layer, backward, data, n));
-    if (layer < 0 || layer >= q->n_model_layers || q->obs_of[layer] < 0) return RF_OK;
-    qat_obs *o = &q->obs[q->obs_of[layer]];
+/* Observes (training forward before the freeze), fake-quantizes, and in
+ * backward zeroes the gradient where the forward clipped. */
+static rf_status obs_apply(rf_qat *q, qat_obs *o, int backward, float *data, size_t n) {
     if (backward) {
         if (q->in_step && o->n_clip == n)
             for (size_t i = 0; i < n; i++) if (o->clip[i]) data[i] = 0.0f;
@@ -87,6 +93,25 @@ static rf_status qat_hook(void *ud, int layer, int backward, float *data, size_t
     return RF_OK;
 }
 
+static rf_status qat_hook(void *ud, int layer, int backward, float *data, size_t n) {
+    rf_qat *q = ud;
+    if (q->prev_hook) RF_TRY(q->prev_hook(q->prev_ud, layer, backward, data, n));
+    if (layer < 0 || layer >= q->n_model_layers || q->obs_of[layer] < 0) return RF_OK;
+    return obs_apply(q, &q->obs[q->obs_of[layer]], backward, data, n);
+}
+
+/* rf_param.train_act of a product inside a transformer/attention layer. */
+static rf_status qat_param_act(void *state, int backward, float *X, size_t n) {
+    qat_obs *o = state;
+    return obs_apply(o->owner, o, backward, X, n);
+}
+
+/* Whether product i of desc is overridden per weight (nn.h). */
+static int per_param(const rf_quant *desc, const rf_model *m, int i) {
+    int t = m->layers[rf_quant_layer((rf_quant *)desc, i)->layer].type;
+    return t == RF_L_TRANSFORMER || t == RF_L_ATTENTION;
+}
+
 rf_status rf_qat_new(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf_qat_cfg *cfg,
                      rf_qat **out) {
     *out = NULL;
@@ -111,9 +136,14 @@ rf_status rf_qat_new(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf
     if (!q->obs_of || !q->obs || !q->shadow) { rf_qat_free(q, NULL); return rf_error(ctx, RF_ERR_NOMEM, "qat: out of memory"); }
     for (int i = 0; i < m->n_layers; i++) q->obs_of[i] = -1;
     for (int i = 0; i < nq; i++) {
-        int L = rf_quant_layer(q->desc, i)->layer;
+        const rf_qlayer_info *in = rf_quant_layer(q->desc, i);
+        int L = in->layer;
+        q->obs[i].owner = q;
         q->obs[i].producer = L - 1;
-        if (L > 0) q->obs_of[L - 1] = i;
+        if (per_param(q->desc, m, i)) {
+            m->ptensors[in->param].train_act = qat_param_act;
+            m->ptensors[in->param].train_state = &q->obs[i];
+        } else if (L > 0) q->obs_of[L - 1] = i;
         else if (train && train->n > 0) {
             size_t n = (size_t)train->n * (size_t)train->c * (size_t)train->h * (size_t)train->w;
             float lo = train->x[0], hi = train->x[0];
@@ -130,20 +160,15 @@ rf_status rf_qat_new(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf
     return RF_OK;
 }
 
-/* Copies the quantized layers' weights between the model and the shadow. */
+/* Copies the quantized products' weights between the model and the shadow. */
 static void shadow_copy(rf_qat *q, rf_model *m, int to_shadow) {
     size_t off = 0;
     for (int i = 0; i < rf_quant_n_layers(q->desc); i++) {
         const rf_qlayer_info *in = rf_quant_layer(q->desc, i);
-        const rf_layer *l = &m->layers[in->layer];
         size_t nk = (size_t)in->N * (size_t)in->K;
-        for (int p = l->first_param; p < l->first_param + l->n_params; p++) {
-            if (m->ptensors[p].role != RF_P_WEIGHT) continue;
-            float *w = m->params + m->ptensors[p].offset;
-            if (to_shadow) memcpy(q->shadow + off, w, nk * sizeof(float));
-            else memcpy(w, q->shadow + off, nk * sizeof(float));
-            break;
-        }
+        float *w = m->params + m->ptensors[in->param].offset;
+        if (to_shadow) memcpy(q->shadow + off, w, nk * sizeof(float));
+        else memcpy(w, q->shadow + off, nk * sizeof(float));
         off += nk;
     }
 }
@@ -154,12 +179,7 @@ rf_status rf_qat_before_step(void *ud, rf_model *m, int64_t step, int64_t total)
     shadow_copy(q, m, 1);
     for (int i = 0; i < rf_quant_n_layers(q->desc); i++) {
         const rf_qlayer_info *in = rf_quant_layer(q->desc, i);
-        const rf_layer *l = &m->layers[in->layer];
-        for (int p = l->first_param; p < l->first_param + l->n_params; p++)
-            if (m->ptensors[p].role == RF_P_WEIGHT) {
-                rf_fake_quant_rows(m->params + m->ptensors[p].offset, in->N, in->K);
-                break;
-            }
+        rf_fake_quant_rows(m->params + m->ptensors[in->param].offset, in->N, in->K);
     }
     q->in_step = 1;
     return RF_OK;
@@ -182,6 +202,10 @@ static void unhook(rf_qat *q, rf_model *m) {
     if (!m) return;
     if (q->in_step) { shadow_copy(q, m, 0); q->in_step = 0; }
     if (m->hook == qat_hook && m->hook_ud == q) { m->hook = q->prev_hook; m->hook_ud = q->prev_ud; }
+    for (int i = 0; q->obs && i < rf_quant_n_layers(q->desc); i++) {
+        rf_param *p = &m->ptensors[rf_quant_layer(q->desc, i)->param];
+        if (p->train_state == &q->obs[i]) { p->train_act = NULL; p->train_state = NULL; }
+    }
 }
 
 void rf_qat_free(rf_qat *q, rf_model *m) {
@@ -205,8 +229,8 @@ rf_status rf_qat_convert(rf_ctx *ctx, rf_qat *q, rf_model *m, rf_quant **out) {
         rf_qlayer_info *in = rf_quant_layer(r, i);
         if (!o->init) {
             rf_quant_free(r);
-            return rf_error(ctx, RF_ERR_INVALID, "qat: the input range of layer %s was never observed (no training steps?)",
-                            m->layers[in->layer].name);
+            return rf_error(ctx, RF_ERR_INVALID, "qat: the input range of product %s was never observed (no training steps?)",
+                            m->ptensors[in->param].name);
         }
         in->lo = o->lo;
         in->hi = o->hi;

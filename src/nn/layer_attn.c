@@ -3,7 +3,7 @@
  * context products are sgemm calls that address q, k, v in place inside the
  * packed qkv rows through leading dimensions, so nothing is transposed or
  * copied: q_h = qkv[:, h·hd : (h+1)·hd], k_h at +D, v_h at +2D, ld = 3D. */
-#include "nn/layers.h"
+#include "nn/product.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -31,12 +31,26 @@ RF_NN_VEC static void softmax_bwd_rows(float *dP, const float *P, int rows, int 
     }
 }
 
-void rf_nn_mhsa_fwd(float *y, float *qkv, float *att, float *ctx, const float *x,
-                    const float *Wqkv, const float *bqkv, const float *Wproj, const float *bproj,
-                    int B, int T, int D, int H) {
+rf_status rf_nn_product_fwd(const rf_param *p, int training, float *Y, float *X, const float *W,
+                            const float *b, int M, int N, int K) {
+    if (p && p->infer_gemm && !training) return p->infer_gemm(p->infer_state, X, Y, M);
+    if (p && p->train_act && training) RF_TRY(p->train_act(p->train_state, 0, X, (size_t)M * (size_t)K));
+    rf_nn_linear_fwd(Y, X, W, b, M, N, K, K, N);
+    return RF_OK;
+}
+
+void rf_nn_product_grad(const rf_param *p, float *dX, size_t n) {
+    /* The backward pass cannot fail (ops' backward returns void): the STE
+     * only zeroes entries, so the status carries nothing to act on. */
+    if (p && p->train_act) (void)p->train_act(p->train_state, 1, dX, n);
+}
+
+rf_status rf_nn_mhsa_fwd_p(float *y, float *qkv, float *att, float *ctx, float *x,
+                           const float *Wqkv, const float *bqkv, const float *Wproj, const float *bproj,
+                           int B, int T, int D, int H, const rf_param *pqkv, const rf_param *pproj, int training) {
     int hd = D / H, D3 = 3 * D, M = B * T;
     float scale = 1.0f / sqrtf((float)hd);
-    rf_nn_linear_fwd(qkv, x, Wqkv, bqkv, M, D3, D, D, D3);
+    RF_TRY(rf_nn_product_fwd(pqkv, training, qkv, x, Wqkv, bqkv, M, D3, D));
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             const float *q = qkv + (size_t)b * T * D3 + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
@@ -46,22 +60,32 @@ void rf_nn_mhsa_fwd(float *y, float *qkv, float *att, float *ctx, const float *x
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, S, T, v, D3, 0.0f,
                         ctx + (size_t)b * T * D + (size_t)h * hd, D);
         }
-    rf_nn_linear_fwd(y, ctx, Wproj, bproj, M, D, D, D, D);
+    return rf_nn_product_fwd(pproj, training, y, ctx, Wproj, bproj, M, D, D);
+}
+
+/* Without overrides nothing rewrites x (training with pqkv == NULL), so the
+ * const input of the shared-kernel interface is honoured. */
+void rf_nn_mhsa_fwd(float *y, float *qkv, float *att, float *ctx, const float *x,
+                    const float *Wqkv, const float *bqkv, const float *Wproj, const float *bproj,
+                    int B, int T, int D, int H) {
+    (void)rf_nn_mhsa_fwd_p(y, qkv, att, ctx, (float *)x, Wqkv, bqkv, Wproj, bproj, B, T, D, H, NULL, NULL, 1);
 }
 
 size_t rf_nn_mhsa_scratch(int B, int T, int D, int H) {
     return (size_t)B * T * D * 4 + (size_t)T * T;
 }
 
-void rf_nn_mhsa_bwd(float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
-                    const float *dy, const float *x, const float *qkv, const float *att, const float *ctx,
-                    const float *Wqkv, const float *Wproj, float *scratch, int B, int T, int D, int H) {
+void rf_nn_mhsa_bwd_p(float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
+                      const float *dy, const float *x, const float *qkv, const float *att, const float *ctx,
+                      const float *Wqkv, const float *Wproj, float *scratch, int B, int T, int D, int H,
+                      const rf_param *pqkv, const rf_param *pproj) {
     int hd = D / H, D3 = 3 * D, M = B * T;
     float scale = 1.0f / sqrtf((float)hd);
     float *dctx = scratch, *dqkv = dctx + (size_t)M * D, *dP = dqkv + (size_t)M * D3;
     memset(dctx, 0, (size_t)M * D * sizeof(float));
     memset(dqkv, 0, (size_t)M * D3 * sizeof(float));
     rf_nn_linear_bwd(dctx, dWproj, dbproj, dy, ctx, Wproj, M, D, D, D, D);
+    rf_nn_product_grad(pproj, dctx, (size_t)M * D);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             const float *q = qkv + (size_t)b * T * D3 + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
@@ -74,7 +98,22 @@ void rf_nn_mhsa_bwd(float *dx, float *dWqkv, float *dbqkv, float *dWproj, float 
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dP, T, k, D3, 1.0f, dq, D3);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dP, T, q, D3, 1.0f, dk, D3);
         }
-    rf_nn_linear_bwd(dx, dWqkv, dbqkv, dqkv, x, Wqkv, M, D3, D, D, D3);
+    if (!pqkv || !pqkv->train_act) { rf_nn_linear_bwd(dx, dWqkv, dbqkv, dqkv, x, Wqkv, M, D3, D, D, D3); return; }
+    /* dx accumulates (residual sources share it): the STE mask applies to
+     * this product's contribution only, so it is formed apart first, in
+     * dctx's region (no longer needed). */
+    float *dxq = dctx;
+    memset(dxq, 0, (size_t)M * D * sizeof(float));
+    rf_nn_linear_bwd(dxq, dWqkv, dbqkv, dqkv, x, Wqkv, M, D3, D, D, D3);
+    rf_nn_product_grad(pqkv, dxq, (size_t)M * D);
+    if (dx) rf_nn_add(dx, dxq, (size_t)M * D);
+}
+
+void rf_nn_mhsa_bwd(float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
+                    const float *dy, const float *x, const float *qkv, const float *att, const float *ctx,
+                    const float *Wqkv, const float *Wproj, float *scratch, int B, int T, int D, int H) {
+    rf_nn_mhsa_bwd_p(dx, dWqkv, dbqkv, dWproj, dbproj, dy, x, qkv, att, ctx, Wqkv, Wproj, scratch, B, T, D, H,
+                     NULL, NULL);
 }
 
 /* ---- the layer: tokens (T, D) -> (T, D); parameters qkv.{weight,bias},
@@ -101,16 +140,27 @@ static rf_status attn_forward(const rf_nn_run *r) {
     const rf_layer *L = r->L;
     int B = r->B, T = L->in.d[0], D = L->in.d[1], H = L->ip[0];
     float *qkv = r->save, *att = qkv + (size_t)B * T * 3 * D, *ctx = att + (size_t)B * H * T * T;
-    rf_nn_mhsa_fwd(r->out, qkv, att, ctx, r->in, r->p[0], r->p[1], r->p[2], r->p[3], B, T, D, H);
-    return RF_OK;
+    const rf_param *pq = L->pt ? &L->pt[0] : NULL, *pp = L->pt ? &L->pt[2] : NULL;
+    float *x = (float *)r->in;
+    if (r->training && pq && pq->train_act) {
+        /* The input is the previous layer's output, which must not change:
+         * the fake-quantized copy lives in scratch (free during forward).
+         * The layer keeps no copy of it, so dW_qkv in backward uses the
+         * float input (the transformer block, which saves its LN output,
+         * uses the quantized one). */
+        x = r->scratch;
+        memcpy(x, r->in, (size_t)B * T * D * sizeof(float));
+    }
+    return rf_nn_mhsa_fwd_p(r->out, qkv, att, ctx, x, r->p[0], r->p[1], r->p[2], r->p[3], B, T, D, H, pq, pp,
+                            r->training);
 }
 
 static void attn_backward(const rf_nn_run *r) {
     const rf_layer *L = r->L;
     int B = r->B, T = L->in.d[0], D = L->in.d[1], H = L->ip[0];
     const float *qkv = r->save, *att = qkv + (size_t)B * T * 3 * D, *ctx = att + (size_t)B * H * T * T;
-    rf_nn_mhsa_bwd(r->din, r->g[0], r->g[1], r->g[2], r->g[3], r->dout, r->in, qkv, att, ctx, r->p[0], r->p[2],
-                   r->scratch, B, T, D, H);
+    rf_nn_mhsa_bwd_p(r->din, r->g[0], r->g[1], r->g[2], r->g[3], r->dout, r->in, qkv, att, ctx, r->p[0], r->p[2],
+                     r->scratch, B, T, D, H, L->pt ? &L->pt[0] : NULL, L->pt ? &L->pt[2] : NULL);
 }
 
 static const char *const attn_keys[] = {"heads", NULL};

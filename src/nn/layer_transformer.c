@@ -6,7 +6,7 @@
  * Saved per sample, each region laid out [B, ...]: ln1 [TD], st1 [2T],
  * qkv [3TD], att [H·T·T], ctx [TD], x1 [TD], ln2 [TD], st2 [2T], h [T·M],
  * a [T·M] (h = fc1 output, a = GELU(h)). */
-#include "nn/layers.h"
+#include "nn/product.h"
 
 #include <string.h>
 
@@ -64,19 +64,27 @@ static size_t tb_scratch(const rf_layer *L, int B) {
     return BT * (2 * D + 2 * (size_t)L->ip[1]) + rf_nn_mhsa_scratch(B, L->in.d[0], L->in.d[1], L->ip[0]);
 }
 
+/* The four products (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) go through
+ * rf_nn_product_fwd, so each weight's per-param override (int8 inference,
+ * QAT input fake-quant) applies; their inputs ln1, ctx, ln2 and a are the
+ * block's own saved buffers, so a training-time rewrite of them is what the
+ * weight gradients see, and layer norm / GELU backward read x, x1 and h,
+ * which nothing rewrites. */
 static rf_status tb_forward(const rf_nn_run *r) {
     blk k = blk_of(r->L, r->B, r->save);
     const float *const *p = r->p;
-    int rows = k.B * k.T;
+    const rf_param *pt = r->L->pt;
+    int rows = k.B * k.T, tr = r->training;
     size_t TD = (size_t)rows * k.D;
     float eps = r->L->fp[0];
     rf_nn_layernorm_fwd(k.ln1, k.st1, r->in, p[P_N1W], p[P_N1B], rows, k.D, eps);
-    rf_nn_mhsa_fwd(k.x1, k.qkv, k.att, k.ctx, k.ln1, p[P_QKVW], p[P_QKVB], p[P_PROJW], p[P_PROJB], k.B, k.T, k.D, k.H);
+    RF_TRY(rf_nn_mhsa_fwd_p(k.x1, k.qkv, k.att, k.ctx, k.ln1, p[P_QKVW], p[P_QKVB], p[P_PROJW], p[P_PROJB], k.B,
+                            k.T, k.D, k.H, pt ? &pt[P_QKVW] : NULL, pt ? &pt[P_PROJW] : NULL, tr));
     rf_nn_add(k.x1, r->in, TD);
     rf_nn_layernorm_fwd(k.ln2, k.st2, k.x1, p[P_N2W], p[P_N2B], rows, k.D, eps);
-    rf_nn_linear_fwd(k.h, k.ln2, p[P_FC1W], p[P_FC1B], rows, k.Mh, k.D, k.D, k.Mh);
+    RF_TRY(rf_nn_product_fwd(pt ? &pt[P_FC1W] : NULL, tr, k.h, k.ln2, p[P_FC1W], p[P_FC1B], rows, k.Mh, k.D));
     rf_nn_gelu_fwd(k.a, k.h, (size_t)rows * k.Mh);
-    rf_nn_linear_fwd(r->out, k.a, p[P_FC2W], p[P_FC2B], rows, k.D, k.Mh, k.Mh, k.D);
+    RF_TRY(rf_nn_product_fwd(pt ? &pt[P_FC2W] : NULL, tr, r->out, k.a, p[P_FC2W], p[P_FC2B], rows, k.D, k.Mh));
     rf_nn_add(r->out, k.x1, TD);
     return RF_OK;
 }
@@ -85,6 +93,7 @@ static void tb_backward(const rf_nn_run *r) {
     blk k = blk_of(r->L, r->B, r->save);
     const float *const *p = r->p;
     float *const *g = r->g;
+    const rf_param *pt = r->L->pt;
     int rows = k.B * k.T;
     size_t TD = (size_t)rows * k.D, TM = (size_t)rows * k.Mh;
     float *dx1 = r->scratch, *da = dx1 + TD, *dh = da + TM, *dln = dh + TM, *ms = dln + TD;
@@ -92,13 +101,15 @@ static void tb_backward(const rf_nn_run *r) {
     memset(da, 0, 2 * TM * sizeof(float));
     memset(dln, 0, TD * sizeof(float));
     rf_nn_linear_bwd(da, g[P_FC2W], g[P_FC2B], r->dout, k.a, p[P_FC2W], rows, k.D, k.Mh, k.Mh, k.D);
+    rf_nn_product_grad(pt ? &pt[P_FC2W] : NULL, da, TM);
     rf_nn_gelu_bwd(dh, da, k.h, TM);
     rf_nn_linear_bwd(dln, g[P_FC1W], g[P_FC1B], dh, k.ln2, p[P_FC1W], rows, k.Mh, k.D, k.D, k.Mh);
+    rf_nn_product_grad(pt ? &pt[P_FC1W] : NULL, dln, TD);
     rf_nn_layernorm_bwd(dx1, g[P_N2W], g[P_N2B], dln, k.x1, k.st2, p[P_N2W], rows, k.D);
     if (r->din) rf_nn_add(r->din, dx1, TD);
     memset(dln, 0, TD * sizeof(float));
-    rf_nn_mhsa_bwd(dln, g[P_QKVW], g[P_QKVB], g[P_PROJW], g[P_PROJB], dx1, k.ln1, k.qkv, k.att, k.ctx, p[P_QKVW],
-                   p[P_PROJW], ms, k.B, k.T, k.D, k.H);
+    rf_nn_mhsa_bwd_p(dln, g[P_QKVW], g[P_QKVB], g[P_PROJW], g[P_PROJB], dx1, k.ln1, k.qkv, k.att, k.ctx, p[P_QKVW],
+                     p[P_PROJW], ms, k.B, k.T, k.D, k.H, pt ? &pt[P_QKVW] : NULL, pt ? &pt[P_PROJW] : NULL);
     rf_nn_layernorm_bwd(r->din, g[P_N1W], g[P_N1B], dln, r->in, k.st1, p[P_N1W], rows, k.D);
 }
 

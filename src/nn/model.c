@@ -96,6 +96,9 @@ static float *act_of(const rf_model *m, float *block, int i) {
 }
 
 static void fill_run(rf_nn_run *r, rf_model *m, int i) {
+    /* Refreshed on every call rather than once at build time: clones and
+     * models rebuilt from checkpoints get their own ptensors block. */
+    m->layers[i].pt = m->ptensors + m->layers[i].first_param;
     const rf_layer *L = &m->layers[i];
     memset(r, 0, sizeof *r);
     r->L = L;

@@ -613,3 +613,150 @@ Test(nn, attention_forward_reference) {
     free(x);
     rf_model_free(m);
 }
+
+/* ---- per-weight overrides (nn.h rf_param.infer_gemm / train_act) ---------- */
+
+/* A tiny ViT: patch_embed, two transformer blocks, a standalone attention
+ * layer, layer norm, cls pool, head. */
+static const char tiny_vit[] =
+    "{\"input\":[1,8,8],\"classes\":5,\"layers\":[{\"type\":\"patch_embed\",\"name\":\"patch_embed\",\"patch\":4,\"dim\":12},"
+    "{\"type\":\"transformer\",\"name\":\"blocks.0\",\"heads\":3,\"mlp\":20},"
+    "{\"type\":\"transformer\",\"name\":\"blocks.1\",\"heads\":2,\"mlp\":16},"
+    "{\"type\":\"attention\",\"name\":\"attn\",\"heads\":2},"
+    "{\"type\":\"layernorm\",\"name\":\"norm\"},{\"type\":\"cls_pool\"},{\"type\":\"linear\",\"name\":\"head\",\"out\":5}]}";
+
+/* Installs ref_gemm_fn on every weight of the transformer/attention layers,
+ * its bias found as the contract says (the next tensor, role bias, same layer). */
+static int install_param_refs(rf_model *m, ref_gemm *rg, int cap) {
+    int n = 0;
+    for (int p = 0; p < m->n_ptensors; p++) {
+        rf_param *w = &m->ptensors[p];
+        int t = m->layers[w->layer].type;
+        if (w->role != RF_P_WEIGHT || (t != RF_L_TRANSFORMER && t != RF_L_ATTENTION)) continue;
+        cr_assert_lt(n, cap);
+        const rf_param *b = p + 1 < m->n_ptensors ? &m->ptensors[p + 1] : NULL;
+        int has_b = b && b->role == RF_P_BIAS && b->layer == w->layer;
+        rg[n] = (ref_gemm){m->params + w->offset, has_b ? m->params + b->offset : NULL, (int)w->shape[0],
+                           (int)w->shape[1], 0};
+        w->infer_gemm = ref_gemm_fn;
+        w->infer_state = &rg[n++];
+    }
+    return n;
+}
+
+Test(nn, per_param_override_matches_forward_on_tiny_vit) {
+    enum { B = 3 };
+    rf_model *m = make(tiny_vit, 5);
+    rf_rng r; rf_rng_init(&r, 9, 1);
+    for (size_t i = 0; i < m->n_params; i++) m->params[i] += 0.05f * rf_rng_normal(&r);   /* non-zero biases */
+    float *x = randn(B * in_numel(m), 4);
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    const float *y;
+    cr_assert_eq(rf_model_forward(&ctx, m, x, B, 0, &y), RF_OK);
+    float plain[B * 5];
+    memcpy(plain, y, sizeof plain);
+    ref_gemm rg[16];
+    int n = install_param_refs(m, rg, 16);
+    cr_assert_eq(n, 4 + 4 + 2, "two blocks x 4 products + attention's 2");
+    cr_assert_eq(rf_model_forward(&ctx, m, x, B, 0, &y), RF_OK);
+    for (int i = 0; i < B * 5; i++)
+        cr_expect(fabsf(y[i] - plain[i]) < 1e-4f * (1.0f + fabsf(plain[i])), "logit %d: %g vs %g", i, y[i], plain[i]);
+    for (int k = 0; k < n; k++) cr_expect_eq(rg[k].calls, 1, "product %d called %d times", k, rg[k].calls);
+    /* The override is really used: perturbing its weights changes the logits. */
+    float *w2 = malloc((size_t)rg[5].N * rg[5].K * sizeof(float));
+    for (int i = 0; i < rg[5].N * rg[5].K; i++) w2[i] = rg[5].W[i] * 1.5f;
+    const float *wsave = rg[5].W;
+    rg[5].W = w2;
+    cr_assert_eq(rf_model_forward(&ctx, m, x, B, 0, &y), RF_OK);
+    double diff = 0;
+    for (int i = 0; i < B * 5; i++) diff += fabs(y[i] - plain[i]);
+    cr_expect_gt(diff, 1e-3);
+    rg[5].W = wsave;
+    /* Training ignores the inference override. */
+    for (int k = 0; k < n; k++) rg[k].calls = 0;
+    cr_assert_eq(rf_model_forward(&ctx, m, x, B, 1, &y), RF_OK);
+    for (int k = 0; k < n; k++) cr_expect_eq(rg[k].calls, 0);
+    /* A failing override fails the forward with its status. */
+    m->ptensors[rf_model_param(m, "blocks.1.mlp.fc2.weight") - m->ptensors].infer_gemm = failing_gemm;
+    cr_expect_eq(rf_model_forward(&ctx, m, x, B, 0, &y), RF_ERR_UNSUPPORTED);
+    free(w2);
+    free(x);
+    rf_model_free(m);
+}
+
+/* train_act: called on each product's input in a training forward (sizes
+ * M*K), and on its gradient in backward; an identity hook leaves logits and
+ * every gradient unchanged, a hook that zeroes the gradient of fc1's input
+ * changes exactly the gradients upstream of it. */
+typedef struct act_probe { size_t n_fwd, n_bwd; int calls_fwd, calls_bwd, zero_grad; } act_probe;
+static rf_status act_probe_fn(void *st, int backward, float *X, size_t n) {
+    act_probe *a = st;
+    if (backward) {
+        a->calls_bwd++; a->n_bwd = n;
+        if (a->zero_grad) memset(X, 0, n * sizeof(float));
+    } else {
+        a->calls_fwd++; a->n_fwd = n;
+    }
+    return RF_OK;
+}
+
+static void grads_of(rf_model *m, const float *x, int B, float *logits, float *grads) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    const float *y;
+    cr_assert_eq(rf_model_forward(&ctx, m, x, B, 1, &y), RF_OK);
+    memcpy(logits, y, (size_t)B * m->n_classes * sizeof(float));
+    float dl[64];
+    for (int i = 0; i < B * m->n_classes; i++) dl[i] = 0.1f * (float)((i * 7) % 5) - 0.2f;
+    rf_model_zero_grad(m);
+    cr_assert_eq(rf_model_backward(&ctx, m, dl), RF_OK);
+    memcpy(grads, m->grads, m->n_params * sizeof(float));
+}
+
+Test(nn, per_param_train_act_hook) {
+    enum { B = 2 };
+    rf_model *m = make(tiny_vit, 6);
+    float *x = randn(B * in_numel(m), 5);
+    float l0[B * 5], l1[B * 5];
+    float *g0 = malloc(m->n_params * sizeof(float)), *g1 = malloc(m->n_params * sizeof(float));
+    grads_of(m, x, B, l0, g0);
+    act_probe pr[16];
+    memset(pr, 0, sizeof pr);
+    int n = 0;
+    for (int p = 0; p < m->n_ptensors; p++) {
+        rf_param *w = &m->ptensors[p];
+        int t = m->layers[w->layer].type;
+        if (w->role != RF_P_WEIGHT || (t != RF_L_TRANSFORMER && t != RF_L_ATTENTION)) continue;
+        w->train_act = act_probe_fn;
+        w->train_state = &pr[n++];
+    }
+    grads_of(m, x, B, l1, g1);
+    for (int i = 0; i < B * 5; i++) cr_expect_eq(l0[i], l1[i]);
+    for (size_t i = 0; i < m->n_params; i++) cr_expect(fabsf(g0[i] - g1[i]) <= 1e-6f * (1.0f + fabsf(g0[i])), "grad %zu", i);
+    size_t T = 5;   /* 4 patches + cls */
+    for (int k = 0; k < n; k++) {
+        const rf_param *w = NULL;
+        for (int p = 0; p < m->n_ptensors; p++)
+            if (m->ptensors[p].train_state == &pr[k]) w = &m->ptensors[p];
+        cr_assert_not_null(w);
+        cr_expect_eq(pr[k].calls_fwd, 1, "%s", w->name);
+        cr_expect_eq(pr[k].calls_bwd, 1, "%s", w->name);
+        cr_expect_eq(pr[k].n_fwd, B * T * (size_t)w->shape[1], "%s", w->name);
+        cr_expect_eq(pr[k].n_bwd, pr[k].n_fwd, "%s", w->name);
+    }
+    /* STE side: zeroing the gradient of blocks.1's fc1 input cuts the path
+     * through fc1 to norm2 and everything before blocks.1's MLP, but not the
+     * fc1/fc2 weight gradients themselves. */
+    const rf_param *fc1 = rf_model_param(m, "blocks.1.mlp.fc1.weight");
+    pr[(act_probe *)fc1->train_state - pr].zero_grad = 1;
+    grads_of(m, x, B, l1, g1);
+    const rf_param *n2 = rf_model_param(m, "blocks.1.norm2.weight");
+    const rf_param *fc2 = rf_model_param(m, "blocks.1.mlp.fc2.weight");
+    double dn2 = 0, dfc = 0;
+    for (size_t i = 0; i < n2->numel; i++) dn2 += fabs(g1[n2->offset + i]);
+    for (size_t i = 0; i < fc1->numel; i++) dfc += fabs(g1[fc1->offset + i] - g0[fc1->offset + i]);
+    for (size_t i = 0; i < fc2->numel; i++) dfc += fabs(g1[fc2->offset + i] - g0[fc2->offset + i]);
+    cr_expect_eq(dn2, 0.0, "norm2 gets no gradient once fc1's input gradient is cut");
+    cr_expect_lt(dfc, 1e-6);
+    free(g0); free(g1); free(x);
+    rf_model_free(m);
+}
