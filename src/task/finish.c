@@ -154,17 +154,35 @@ static rf_status time_forward(rf_ctx *ctx, rf_model *m, const float *x, int batc
  * quantization kind) are kept ("custom"); on a model with zero weights the
  * deploy module installs the sparse kernel where its calibration measured it
  * faster than sgemm ("sparse"). Dense: every override lifted, OpenBLAS sgemm. */
+typedef rf_status (*gemm_fn)(void *, const float *, float *, int);
+
+/* Lifts (lift=1) or restores (lift=0) every inference override, layer-level
+ * and per-weight (nn.h), so the same model can be timed as dense fp32. */
+static void swap_overrides(rf_model *m, gemm_fn *saved, int lift) {
+    for (int i = 0; i < m->n_layers; i++) {
+        if (lift) { saved[i] = m->layers[i].infer_gemm; m->layers[i].infer_gemm = NULL; }
+        else m->layers[i].infer_gemm = saved[i];
+    }
+    for (int i = 0; i < m->n_ptensors; i++) {
+        gemm_fn *slot = &saved[m->n_layers + i];
+        if (lift) { *slot = m->ptensors[i].infer_gemm; m->ptensors[i].infer_gemm = NULL; }
+        else m->ptensors[i].infer_gemm = *slot;
+    }
+}
+
 static rf_status add_latency(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, double sparsity, cJSON *metrics) {
     enum { BIG = 64 };
     const size_t ss = (size_t)m->input.d[0] * m->input.d[1] * m->input.d[2];
+    const size_t n_slots = (size_t)m->n_layers + (size_t)m->n_ptensors + 1;
     float *x = rf_calloc((size_t)BIG * ss, sizeof(float));
-    rf_status (**saved)(void *, const float *, float *, int) = rf_calloc((size_t)m->n_layers + 1, sizeof *saved);
+    gemm_fn *saved = rf_calloc(n_slots, sizeof *saved);
     rf_deploy_layer *info = rf_calloc((size_t)m->n_layers + 1, sizeof *info);
     if (!x || !saved || !info) { rf_free(x); rf_free(saved); rf_free(info); return rf_error(ctx, RF_ERR_NOMEM, "finish: latency"); }
     if (ds && (size_t)ds->c * ds->h * ds->w == ss)
         for (int i = 0; i < BIG; i++) memcpy(x + (size_t)i * ss, ds->x + (size_t)(i % ds->n) * ss, ss * sizeof(float));
     int custom = 0, n_sparse = 0, n_info = 0, deployed = 0;
     for (int i = 0; i < m->n_layers; i++) custom |= m->layers[i].infer_gemm != NULL;
+    for (int i = 0; i < m->n_ptensors; i++) custom |= m->ptensors[i].infer_gemm != NULL;
     rf_status s = RF_OK;
     if (sparsity > 0.0) {
         rf_deploy_opts o;
@@ -174,15 +192,17 @@ static rf_status add_latency(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, dou
         deployed = 1;
         for (int i = 0; i < n_info; i++) n_sparse += info[i].sparse;
     }
-    double t1 = 0, t64 = 0, d1 = 0;
+    double t1 = 0, t64 = 0, d1 = 0, d64 = 0;
     if (s == RF_OK) s = time_forward(ctx, m, x, 1, &t1);
     if (s == RF_OK) s = time_forward(ctx, m, x, BIG, &t64);
     if (s == RF_OK && (custom || n_sparse)) {
-        for (int i = 0; i < m->n_layers; i++) { saved[i] = m->layers[i].infer_gemm; m->layers[i].infer_gemm = NULL; }
+        swap_overrides(m, saved, 1);
         s = time_forward(ctx, m, x, 1, &d1);
-        for (int i = 0; i < m->n_layers; i++) m->layers[i].infer_gemm = saved[i];
+        if (s == RF_OK) s = time_forward(ctx, m, x, BIG, &d64);
+        swap_overrides(m, saved, 0);
     } else {
         d1 = t1;
+        d64 = t64;
     }
     if (deployed) rf_deploy_release(m);
     rf_free(x); rf_free(saved); rf_free(info);
@@ -191,6 +211,7 @@ static rf_status add_latency(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, dou
     if (!cJSON_AddNumberToObject(metrics, "latency_ms", t1 * 1e3) ||
         !cJSON_AddNumberToObject(metrics, "dense_latency_ms", d1 * 1e3) ||
         !cJSON_AddNumberToObject(metrics, "throughput", t64 > 0 ? BIG / t64 : 0.0) ||
+        !cJSON_AddNumberToObject(metrics, "dense_throughput", d64 > 0 ? BIG / d64 : 0.0) ||
         !cJSON_AddNumberToObject(metrics, "sparse_layers", n_sparse) ||
         !cJSON_AddStringToObject(metrics, "deployed_form", form))
         return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
@@ -205,7 +226,7 @@ static int64_t settings_i64(const cJSON *settings, const char *key) {
 static const char *const common_keys[] = {
     "accuracy", "loss", "sparsity", "layer_sparsity", "collapsed_layers", "parameters", "nonzero_parameters",
     "bytes", "dense_bytes", "compression_ratio", "latency_ms", "dense_latency_ms", "throughput", "deployed_form",
-    "sparse_layers", "raw_fp32_bytes",
+    "sparse_layers", "raw_fp32_bytes", "dense_throughput",
 };
 
 rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const char *extra_json, cJSON *metrics) {
