@@ -1,6 +1,7 @@
 /* raffle deploy: run a pruned model's inference through the sparse kernels.
  *
- * rf_deploy_model() looks at every linear, conv and patch-embedding layer, measures the
+ * rf_deploy_model() looks at every linear, conv and patch-embedding layer and
+ * every weight product inside transformer blocks, measures the
  * fraction of zero weights, and plugs the sparse fp32 kernel (kernels.h) into
  * the layer's inference hook (rf_layer.infer_gemm, nn.h) when it is FASTER
  * than dense sgemm for that layer's shape at the deployment batch size. The
@@ -36,25 +37,29 @@ typedef struct rf_deploy_opts {
     double         min_speedup;
 } rf_deploy_opts;
 
-/* What was decided for one linear/conv layer. */
+/* What was decided for one GEMM site: a linear/conv/patch-embedding layer
+ * (layer hook), or one weight's product inside a transformer block or
+ * attention layer (per-weight hook, nn.h rf_param.infer_gemm). */
 typedef struct rf_deploy_layer {
     int    layer;            /* index into model->layers          */
     int    rows, N, K;       /* GEMM shape at the deployment batch */
     double sparsity;         /* fraction of zero weights           */
     double dense_us, sparse_us; /* calibrated times (0 if not timed) */
     int    sparse;           /* 1 if the sparse kernel was installed */
+    int    param;            /* index into model->ptensors for a per-weight site, -1 for a layer */
 } rf_deploy_layer;
 
 void rf_deploy_opts_default(rf_deploy_opts *o);
 
-/* Installs sparse kernels on `model` (borrowed; its layers' infer_gemm /
- * infer_state are set, the states are owned by the model until
+/* Installs sparse kernels on `model` (borrowed; its layers' and block
+ * weights' infer_gemm / infer_state are set, the states are owned by the model until
  * rf_deploy_release). Weights are copied at this point: call again after
  * changing parameters. opts may be NULL (defaults). If info is non-NULL, up
  * to max_info per-layer decisions are written and *n_info set (n_info may be
  * NULL). Any previous deployment by this module is released first. On
  * error, hooks installed before the failing layer stay in place (they are
- * valid); rf_deploy_release removes them. */
+ * valid); rf_deploy_release removes them. info has one entry per GEMM site:
+ * size it n_layers + n_ptensors to see them all. */
 rf_status rf_deploy_model(rf_ctx *ctx, rf_model *model, const rf_deploy_opts *opts,
                           rf_deploy_layer *info, int max_info, int *n_info);
 

@@ -12,6 +12,7 @@
 #include "raffle/kernels.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Calibration caps the GEMM at this many rows: cost per row is flat beyond a
@@ -131,6 +132,13 @@ void rf_deploy_release(rf_model *m) {
         L->infer_gemm = NULL;
         L->infer_state = NULL;
     }
+    for (int i = 0; i < m->n_ptensors; i++) {
+        rf_param *P = &m->ptensors[i];
+        if (P->infer_gemm != sparse_gemm) continue;
+        state_free(P->infer_state);
+        P->infer_gemm = NULL;
+        P->infer_state = NULL;
+    }
 }
 
 /* Weight and bias tensors of a linear/conv layer (bias may be absent). */
@@ -138,6 +146,52 @@ static const rf_param *layer_param(const rf_model *m, const rf_layer *L, rf_para
     for (int p = L->first_param; p < L->first_param + L->n_params; p++)
         if (p >= 0 && p < m->n_ptensors && m->ptensors[p].role == role) return &m->ptensors[p];
     return NULL;
+}
+
+/* Decides one GEMM site (a layer's product, or one weight's product inside
+ * a transformer block) and, if sparse wins, fills *gemm / *state. */
+static rf_status deploy_site(rf_ctx *ctx, const rf_model *m, const rf_deploy_opts *o, const rf_param *w,
+                             const rf_param *b, long per_sample, const char *what,
+                             rf_status (**gemm)(void *, const float *, float *, int), void **state,
+                             rf_deploy_layer *d) {
+    int N = (int)w->shape[0], K = (int)(w->numel / (size_t)N);
+    if (b && b->numel != (size_t)N) b = NULL;
+    long rows_l = per_sample * o->batch;
+    int rows = rows_l > 0x7fffffff ? 0x7fffffff : (int)rows_l;
+    const float *Wp = m->params + w->offset;
+    size_t zeros = 0;
+    for (size_t k = 0; k < w->numel; k++) zeros += Wp[k] == 0.0f;
+    d->rows = rows; d->N = N; d->K = K;
+    d->sparsity = w->numel ? (double)zeros / (double)w->numel : 0.0;
+    if (o->mode == RF_DEPLOY_DENSE) return RF_OK;
+    rf_spmat *sp = NULL;
+    rf_status st = rf_spmat_pack(ctx, Wp, N, K, &sp);
+    if (st) { rf_error_prefix(ctx, "deploy: %s", what); return st; }
+    int use = 1;
+    if (o->mode == RF_DEPLOY_AUTO) {
+        double td = 0.0, ts = 0.0;
+        st = calibrate(ctx, Wp, sp, N, K, rows, d->sparsity, &td, &ts);
+        if (st) { rf_spmat_free(sp); return st; }
+        d->dense_us = td * 1e6;
+        d->sparse_us = ts * 1e6;
+        use = td >= o->min_speedup * ts;
+    }
+    if (!use) { rf_spmat_free(sp); return RF_OK; }
+    sparse_state *s = rf_calloc(1, sizeof *s);
+    if (s && b) {
+        s->bias = rf_malloc(sizeof(float) * b->numel);
+        if (s->bias) memcpy(s->bias, m->params + b->offset, sizeof(float) * b->numel);
+    }
+    if (!s || (b && !s->bias)) {
+        rf_spmat_free(sp);
+        if (s) rf_free(s);
+        return rf_error(ctx, RF_ERR_NOMEM, "deploy: out of memory");
+    }
+    s->sp = sp;
+    *state = s;
+    *gemm = sparse_gemm;
+    d->sparse = 1;
+    return RF_OK;
 }
 
 rf_status rf_deploy_model(rf_ctx *ctx, rf_model *m, const rf_deploy_opts *opts,
@@ -152,56 +206,37 @@ rf_status rf_deploy_model(rf_ctx *ctx, rf_model *m, const rf_deploy_opts *opts,
     int ni = 0;
     for (int i = 0; i < m->n_layers; i++) {
         rf_layer *L = &m->layers[i];
-        if ((L->type != RF_L_LINEAR && L->type != RF_L_CONV2D && L->type != RF_L_PATCH_EMBED) || L->infer_gemm)
-            continue;
-        const rf_param *w = layer_param(m, L, RF_P_WEIGHT), *b = layer_param(m, L, RF_P_BIAS);
-        if (!w || w->ndim < 2 || w->shape[0] <= 0) continue;
-        int N = (int)w->shape[0], K = (int)(w->numel / (size_t)N);
-        if (b && b->numel != (size_t)N) b = NULL;
-        /* GEMM rows per sample: output positions for conv; tokens for a linear
-         * layer on (T, D); patches for the patch embedding (in_size / K). */
-        long per_sample = L->type == RF_L_CONV2D ? (long)L->out.d[1] * L->out.d[2]
-                        : (K > 0 && L->in_size % (size_t)K == 0 ? (long)(L->in_size / (size_t)K) : 1);
-        long rows_l = per_sample * o.batch;
-        int rows = rows_l > 0x7fffffff ? 0x7fffffff : (int)rows_l;
-        const float *Wp = m->params + w->offset;
-        size_t zeros = 0;
-        for (size_t k = 0; k < w->numel; k++) zeros += Wp[k] == 0.0f;
-        rf_deploy_layer d = {i, rows, N, K, w->numel ? (double)zeros / (double)w->numel : 0.0, 0.0, 0.0, 0};
-        if (o.mode != RF_DEPLOY_DENSE) {
-            rf_spmat *sp = NULL;
-            rf_status st = rf_spmat_pack(ctx, Wp, N, K, &sp);
-            if (st) { rf_error_prefix(ctx, "deploy: layer %d (%s)", i, L->name); return st; }
-            int use = 1;
-            if (o.mode == RF_DEPLOY_AUTO) {
-                double td = 0.0, ts = 0.0;
-                st = calibrate(ctx, Wp, sp, N, K, rows, d.sparsity, &td, &ts);
-                if (st) { rf_spmat_free(sp); return st; }
-                d.dense_us = td * 1e6;
-                d.sparse_us = ts * 1e6;
-                use = td >= o.min_speedup * ts;
-            }
-            if (use) {
-                sparse_state *s = rf_calloc(1, sizeof *s);
-                if (s && b) {
-                    s->bias = rf_malloc(sizeof(float) * b->numel);
-                    if (s->bias) memcpy(s->bias, m->params + b->offset, sizeof(float) * b->numel);
-                }
-                if (!s || (b && !s->bias)) {
-                    rf_spmat_free(sp);
-                    if (s) rf_free(s);
-                    return rf_error(ctx, RF_ERR_NOMEM, "deploy: out of memory");
-                }
-                s->sp = sp;
-                L->infer_state = s;
-                L->infer_gemm = sparse_gemm;
-                d.sparse = 1;
-            } else {
-                rf_spmat_free(sp);
+        char what[160];
+        if (L->type == RF_L_LINEAR || L->type == RF_L_CONV2D || L->type == RF_L_PATCH_EMBED) {
+            if (L->infer_gemm) continue;
+            const rf_param *w = layer_param(m, L, RF_P_WEIGHT), *b = layer_param(m, L, RF_P_BIAS);
+            if (!w || w->ndim < 2 || w->shape[0] <= 0) continue;
+            int K = (int)(w->numel / (size_t)w->shape[0]);
+            /* GEMM rows per sample: output positions for conv; tokens for a
+             * linear layer on (T, D); patches for the patch embedding. */
+            long per_sample = L->type == RF_L_CONV2D ? (long)L->out.d[1] * L->out.d[2]
+                            : (K > 0 && L->in_size % (size_t)K == 0 ? (long)(L->in_size / (size_t)K) : 1);
+            rf_deploy_layer d = {i, 0, 0, 0, 0.0, 0.0, 0.0, 0, -1};
+            snprintf(what, sizeof what, "layer %d (%s)", i, L->name);
+            RF_TRY(deploy_site(ctx, m, &o, w, b, per_sample, what, &L->infer_gemm, &L->infer_state, &d));
+            if (info && ni < max_info) info[ni] = d;
+            ni++;
+        } else if (L->type == RF_L_TRANSFORMER || L->type == RF_L_ATTENTION) {
+            /* Products inside the block use the per-weight hook (nn.h); the
+             * bias of weight p is ptensors[p + 1] when that is a bias of the
+             * same layer. Rows per sample = tokens. */
+            for (int p = L->first_param; p < L->first_param + L->n_params; p++) {
+                rf_param *w = &m->ptensors[p];
+                if (w->role != RF_P_WEIGHT || w->ndim != 2 || w->shape[0] <= 0 || w->infer_gemm) continue;
+                const rf_param *b = (p + 1 < m->n_ptensors && m->ptensors[p + 1].role == RF_P_BIAS &&
+                                     m->ptensors[p + 1].layer == w->layer) ? &m->ptensors[p + 1] : NULL;
+                rf_deploy_layer d = {i, 0, 0, 0, 0.0, 0.0, 0.0, 0, p};
+                snprintf(what, sizeof what, "%s", w->name);
+                RF_TRY(deploy_site(ctx, m, &o, w, b, L->in.d[0], what, &w->infer_gemm, &w->infer_state, &d));
+                if (info && ni < max_info) info[ni] = d;
+                ni++;
             }
         }
-        if (info && ni < max_info) info[ni] = d;
-        ni++;
     }
     if (n_info) *n_info = (info && ni > max_info) ? max_info : ni;
     return RF_OK;

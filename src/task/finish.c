@@ -176,7 +176,8 @@ static rf_status add_latency(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, dou
     const size_t n_slots = (size_t)m->n_layers + (size_t)m->n_ptensors + 1;
     float *x = rf_calloc((size_t)BIG * ss, sizeof(float));
     gemm_fn *saved = rf_calloc(n_slots, sizeof *saved);
-    rf_deploy_layer *info = rf_calloc((size_t)m->n_layers + 1, sizeof *info);
+    const int max_info = m->n_layers + m->n_ptensors;
+    rf_deploy_layer *info = rf_calloc((size_t)max_info + 1, sizeof *info);
     if (!x || !saved || !info) { rf_free(x); rf_free(saved); rf_free(info); return rf_error(ctx, RF_ERR_NOMEM, "finish: latency"); }
     if (ds && (size_t)ds->c * ds->h * ds->w == ss)
         for (int i = 0; i < BIG; i++) memcpy(x + (size_t)i * ss, ds->x + (size_t)(i % ds->n) * ss, ss * sizeof(float));
@@ -188,7 +189,7 @@ static rf_status add_latency(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, dou
         rf_deploy_opts o;
         rf_deploy_opts_default(&o);
         o.batch = BIG;
-        s = rf_deploy_model(ctx, m, &o, info, m->n_layers, &n_info);
+        s = rf_deploy_model(ctx, m, &o, info, max_info, &n_info);
         deployed = 1;
         for (int i = 0; i < n_info; i++) n_sparse += info[i].sparse;
     }

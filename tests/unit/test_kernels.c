@@ -401,14 +401,20 @@ static void deploy_matches_dense(const char *preset, int batch, rf_deploy_mode m
     o.batch = batch; o.mode = mode;
     rf_deploy_layer info[64]; int ni = 0;
     cr_assert_eq(rf_deploy_model(&ctx, m, &o, info, 64, &ni), RF_OK, "%s", rf_ctx_error(&ctx));
-    int hooks = 0;
+    int hooks = 0, block_hooks = 0;
     for (int i = 0; i < m->n_layers; i++) hooks += m->layers[i].infer_gemm != NULL;
+    for (int i = 0; i < m->n_ptensors; i++) block_hooks += m->ptensors[i].infer_gemm != NULL;
+    hooks += block_hooks;
     cr_assert(ni > 0);
     for (int i = 0; i < ni; i++) {
-        cr_assert(info[i].sparsity > 0.85 && info[i].sparsity < 0.95, "layer %d sparsity %g", info[i].layer, info[i].sparsity);
+        cr_assert(info[i].sparsity > 0.85 && info[i].sparsity < 0.95, "site %d sparsity %g", i, info[i].sparsity);
         if (mode == RF_DEPLOY_AUTO) cr_assert(info[i].dense_us > 0.0 && info[i].sparse_us > 0.0);
-        cr_assert_eq(info[i].sparse, m->layers[info[i].layer].infer_gemm != NULL);
+        int installed = info[i].param >= 0 ? m->ptensors[info[i].param].infer_gemm != NULL
+                                           : m->layers[info[i].layer].infer_gemm != NULL;
+        cr_assert_eq(info[i].sparse, installed);
     }
+    /* vit-tiny: the four products of each of the 4 blocks run sparse too */
+    if (want_hooks && strcmp(preset, "vit-tiny") == 0) cr_assert_eq(block_hooks, 16, "%d block hooks", block_hooks);
     if (want_hooks) cr_assert_eq(hooks, ni, "%s: %d hooks for %d layers", preset, hooks, ni);
     cr_assert_eq(rf_model_forward(&ctx, m, x, batch, 0, &lg), RF_OK, "%s", rf_ctx_error(&ctx));
     double maxabs = 0.0;
@@ -417,6 +423,7 @@ static void deploy_matches_dense(const char *preset, int batch, rf_deploy_mode m
         cr_assert(fabs(lg[i] - dense[i]) <= 1e-4 * (maxabs + 1.0), "%s logit %zu: %g vs dense %g", preset, i, lg[i], dense[i]);
     rf_deploy_release(m);
     for (int i = 0; i < m->n_layers; i++) cr_assert_null(m->layers[i].infer_gemm);
+    for (int i = 0; i < m->n_ptensors; i++) cr_assert_null(m->ptensors[i].infer_gemm);
     rf_deploy_release(NULL);
     rf_model_free(m);
     rf_kernels_release_workspace();
