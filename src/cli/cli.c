@@ -130,6 +130,25 @@ int cli_parse(const char *cmd, const char *usage, const char *summary, const cli
     return 0;
 }
 
+cJSON *cli_run_task(const char *cmd, rf_task_fn fn, const cJSON *settings, const char *data, int64_t train_limit,
+                    const char *const *parents, int n_parents, const char *out_dir) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_task_io io = {.settings = settings, .n_parents = n_parents, .parent_ckpts = parents,
+                     .out_dir = out_dir, .log = cli_log};
+    rf_dataset *train = NULL, *test = NULL, head;
+    cJSON *metrics = cJSON_CreateObject();
+    rf_status s = metrics ? rf_data_load(&ctx, data, &train, &test) : rf_error(&ctx, RF_ERR_NOMEM, "metrics");
+    if (s == RF_OK && train_limit > 0 && train_limit < train->n) { head = rf_dataset_head(train, train_limit); io.train = &head; }
+    else io.train = train;
+    io.test = test;
+    if (s == RF_OK) s = fn(&ctx, &io, metrics);
+    rf_dataset_free(train);
+    rf_dataset_free(test);
+    if (s != RF_OK) { cJSON_Delete(metrics); cli_fail(cmd, &ctx, s); return NULL; }
+    return metrics;
+}
+
 /* OpenBLAS exports this; declared here to avoid depending on its header. */
 extern void openblas_set_num_threads(int);
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cjson/cJSON.h>
 #include "raffle/core.h"
+#include "raffle/task.h"
 
 typedef enum { CLI_FLAG, CLI_STR, CLI_INT, CLI_I64, CLI_U64, CLI_FLOAT, CLI_DOUBLE } cli_opt_type;
 
@@ -34,6 +35,12 @@ int  cli_fail(const char *cmd, rf_ctx *ctx, rf_status s);
 void cli_print_json(cJSON *obj);
 /* Progress line callback for library logs: prints to stderr. */
 void cli_log(void *ud, const char *line);
+/* Runs one task kind as a sweep would, for the CLI front-ends: loads the
+ * dataset `data`, trains on its first train_limit samples when > 0, calls
+ * fn with settings (borrowed) and the parents, frees the data. Returns the
+ * metrics (free with cJSON_Delete), or NULL after printing the error. */
+cJSON *cli_run_task(const char *cmd, rf_task_fn fn, const cJSON *settings, const char *data, int64_t train_limit,
+                    const char *const *parents, int n_parents, const char *out_dir);
 /* Applies --threads: pins OpenBLAS threads (default 1). */
 void cli_set_threads(int threads);
 

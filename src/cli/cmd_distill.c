@@ -81,25 +81,10 @@ int rf_cmd_distill(int argc, char **argv) {
     if (eval_limit > 0) cJSON_AddNumberToObject(st, "eval_limit", (double)eval_limit);
     cJSON_AddNumberToObject(st, "seed", (double)seed);
 
-    rf_task_io io;
-    memset(&io, 0, sizeof io);
-    io.settings = st;
-    io.n_parents = n;
-    io.parent_ckpts = paths;
-    io.out_dir = out;
-    io.log = cli_log;
-    rf_dataset *train = NULL, *test = NULL;
-    cJSON *metrics = cJSON_CreateObject();
-    s = (st && metrics) ? rf_data_load(&ctx, data, &train, &test) : rf_error(&ctx, RF_ERR_NOMEM, "settings");
-    rf_dataset head;
-    if (s == RF_OK && train_limit > 0 && train_limit < train->n) { head = rf_dataset_head(train, train_limit); io.train = &head; }
-    else io.train = train;
-    io.test = test;
-    if (s == RF_OK) s = rf_task_distill(&ctx, &io, metrics);
-    rf_dataset_free(train);
-    rf_dataset_free(test);
+    cJSON *metrics = st ? cli_run_task("distill", rf_task_distill, st, data, train_limit, paths, n, out) : NULL;
+    if (!st) cli_err("distill", "out of memory");
     cJSON_Delete(st);
-    if (s != RF_OK) { cJSON_Delete(metrics); return cli_fail("distill", &ctx, s); }
+    if (!metrics) return 1;
     if (json) {
         cli_print_json(metrics);
     } else {

@@ -81,23 +81,10 @@ int rf_cmd_prune(int argc, char **argv) {
     cJSON_AddNumberToObject(st, "seed", (double)seed);
 
     const char *parents[1] = {ckpt};
-    rf_task_io io;
-    memset(&io, 0, sizeof io);
-    io.settings = st;
-    io.n_parents = ckpt ? 1 : 0;
-    io.parent_ckpts = parents;
-    io.out_dir = dir;
-    io.log = cli_log;
-    rf_dataset *train = NULL, *test = NULL;
-    cJSON *metrics = cJSON_CreateObject();
-    s = (st && metrics) ? rf_data_load(&ctx, data, &train, &test) : rf_error(&ctx, RF_ERR_NOMEM, "settings");
-    io.train = train;
-    io.test = test;
-    if (s == RF_OK) s = rf_task_prune(&ctx, &io, metrics);
-    rf_dataset_free(train);
-    rf_dataset_free(test);
+    cJSON *metrics = st ? cli_run_task("prune", rf_task_prune, st, data, 0, parents, ckpt ? 1 : 0, dir) : NULL;
+    if (!st) cli_err("prune", "out of memory");
     cJSON_Delete(st);
-    if (s != RF_OK) { cJSON_Delete(metrics); return cli_fail("prune", &ctx, s); }
+    if (!metrics) return 1;
     if (json) {
         cli_print_json(metrics);
     } else {
