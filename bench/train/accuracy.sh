@@ -53,7 +53,7 @@ section=$(mktemp)
   echo "<!-- train-accuracy:begin (bench/train/accuracy.sh rewrites this section) -->"
   echo "## Training accuracy (Fashion-MNIST test split, seed 0, batch 128)"
   echo
-  echo "Measured $(date -u +%Y-%m-%d) on one thread with \`bench/train/accuracy.sh ${MODELS[*]}\`."
+  echo "Measured on one thread with \`bench/train/accuracy.sh MODEL\` (EPOCHS=N where the epochs column is below 20); latest run $(date -u +%Y-%m-%d): \`${MODELS[*]}\`."
   echo
   echo "| model | final test accuracy | best periodic | target | epochs | parameters | seconds | recipe |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
@@ -74,6 +74,28 @@ import re, sys
 path, sec = sys.argv[1], open(sys.argv[2]).read().rstrip("\n")
 doc = open(path).read()
 pat = re.compile(r"<!-- train-accuracy:begin.*?<!-- train-accuracy:end -->", re.S)
+# Rows of models not trained in this run are kept from the previous section
+# (each row carries its own epochs and recipe), so presets can be measured
+# one at a time; the "not measured" note then lists only models with no row.
+def rows(text):
+    return {l.split("|")[1].strip(): l for l in text.splitlines()
+            if l.startswith("| ") and not l.startswith("| model") and not l.startswith("| ---")}
+old = pat.search(doc)
+if old:
+    new_rows, kept = rows(sec), {k: v for k, v in rows(old.group(0)).items() if k not in rows(sec)}
+    if kept:
+        order = ["lenet-300-100", "lenet-5", "conv-2", "vit-tiny"]
+        merged = {**kept, **new_rows}
+        keys = sorted(merged, key=lambda k: order.index(k) if k in order else len(order))
+        lines = [l for l in sec.splitlines() if not (l.startswith("| ") and not l.startswith("| model")
+                                                      and not l.startswith("| ---"))]
+        at = next(i for i, l in enumerate(lines) if l.startswith("| ---")) + 1
+        lines[at:at] = [merged[k] for k in keys]
+        lines = [l for l in lines if not l.startswith("Not measured in this run")]
+        missing = [m for m in order if m not in merged]
+        if missing:
+            lines.insert(len(lines) - 1, "Not measured: %s (reproduce with `bench/train/accuracy.sh %s`)." % (" ".join(missing), " ".join(missing)))
+        sec = "\n".join(lines)
 doc = pat.sub(lambda _: sec, doc) if pat.search(doc) else (doc.rstrip("\n") + ("\n\n" if doc.strip() else "") + sec + "\n")
 open(path, "w").write(doc)
 PYEOF

@@ -1,4 +1,6 @@
-/* 2-D convolution and ViT patch embedding, both as im2col + sgemm.
+/* 2-D convolution and ViT patch embedding. Stride-1 convs on AVX-512 run as
+ * an implicit GEMM straight from the padded input (the "direct" section
+ * below); everything else, and every conv on other ISAs, as im2col + sgemm.
  *
  * Training (and plain inference) use the Caffe orientation, columns
  * colT[K, g·P] for a chunk of g samples (K = Cin·kh·kw, P = positions), and
@@ -11,7 +13,10 @@
  * result Y[g·P, Cout] is transposed back to NCHW. */
 #include "nn/layers.h"
 
+#include "raffle/kernels.h"
+
 #include <cblas.h>
+#include <immintrin.h>
 #include <string.h>
 
 /* Strided path: columns per chunk are capped at this many floats (128 KiB,
@@ -321,6 +326,322 @@ static void wide_backward(const rf_nn_run *r, const conv_geom *g) {
     }
 }
 
+/* ---- stride 1 on AVX-512: implicit GEMM, no columns -------------------------
+ * The wide formulation above makes column row (c, ki, kj) the slice
+ * xpad[c] + ki·Wp + kj; instead of copying it (K·OH·Wp floats per sample,
+ * 1.9 MB for conv-2's second conv, then packed once more inside sgemm) the
+ * micro-kernels below read those slices straight from the padded sample,
+ * which stays in L2. Same FLOPs as the GEMM, no copies:
+ *   forward   ywide[co, p] = Σ_k W[co, k] · xpad[off(k) + p]: tiles of 8 output
+ *             channels × 48 positions (24 zmm accumulators), weights packed
+ *             [Co/8][K][8] and broadcast, 3 unaligned loads per tap;
+ *   d input   the transposed convolution of stride 1 is a stride-1
+ *             convolution of dy zero-padded by k − 1 − pad with the flipped
+ *             kernel W'[c, co, kh−1−ki, kw−1−kj]: the same forward kernel;
+ *   d weight  dW[co, k] += Σ_p dy[co, p] · xpad[off(k) + p] over the valid
+ *             positions, with vectors over output channels (dy transposed
+ *             per sample, dW transposed once per batch): tiles of 64
+ *             channels × 6 taps.
+ * Fixed loop and reduction orders keep it deterministic. The im2col paths
+ * above stay the reference (RAFFLE_ISA=scalar, AVX2, strided layers). */
+#define DC_MR 8          /* forward tile: output channels                    */
+#define DC_NP 48         /* forward tile: positions (3 vectors)              */
+#define DW_NV 4          /* weight-gradient tile: 16-channel vectors         */
+#define DW_NT 6          /* weight-gradient tile: taps                       */
+
+/* acc += broadcast(*w) · b with the broadcast folded into the FMA's memory
+ * operand ({1to16}): a separate vbroadcastss would take an FP pipe slot
+ * from the FMAs on AMD Zen 4 (one in four with 8 broadcasts per 24 FMAs),
+ * the folded form only a load slot. Compilers merge repeated set1 loads into
+ * one broadcast register, hence the asm. */
+#define DC_FMA_BCST(acc, b, w) __asm__("vfmadd231ps %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(b), "m"(*(w)))
+
+typedef struct dc_in { const float *x; int C, kh, kw, Wp; size_t plane; } dc_in;
+
+static int dc_round(int n, int m) { return (n + m - 1) / m * m; }
+
+static __mmask16 dc_mask(int left) {
+    return left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+}
+
+/* y[i·ldy + j] = Σ_k wk[k·8 + i] · x[off(k) + j], i < 8, j < 48 masked by m0..m2. */
+__attribute__((target("avx512f"), optimize("O3"), always_inline))
+static inline void dc_fwd_tile(float *y, size_t ldy, const float *x, const float *wk, const dc_in *d, __mmask16 m0,
+                               __mmask16 m1, __mmask16 m2) {
+    __m512 a[DC_MR][3];
+#pragma GCC unroll 8
+    for (int i = 0; i < DC_MR; i++) a[i][0] = a[i][1] = a[i][2] = _mm512_setzero_ps();
+    const int C = d->C, kh = d->kh, kw = d->kw, Wp = d->Wp;
+    const size_t plane = d->plane;
+    for (int c = 0; c < C; c++)
+        for (int ki = 0; ki < kh; ki++) {
+            const float *xr = x + (size_t)c * plane + (size_t)ki * Wp;
+            for (int kj = 0; kj < kw; kj++, wk += DC_MR) {
+                __m512 b0 = _mm512_maskz_loadu_ps(m0, xr + kj);
+                __m512 b1 = _mm512_maskz_loadu_ps(m1, xr + kj + 16);
+                __m512 b2 = _mm512_maskz_loadu_ps(m2, xr + kj + 32);
+#pragma GCC unroll 8
+                for (int i = 0; i < DC_MR; i++) {
+                    DC_FMA_BCST(a[i][0], b0, wk + i);
+                    DC_FMA_BCST(a[i][1], b1, wk + i);
+                    DC_FMA_BCST(a[i][2], b2, wk + i);
+                }
+            }
+        }
+#pragma GCC unroll 8
+    for (int i = 0; i < DC_MR; i++) {
+        _mm512_mask_storeu_ps(y + i * ldy, m0, a[i][0]);
+        _mm512_mask_storeu_ps(y + i * ldy + 16, m1, a[i][1]);
+        _mm512_mask_storeu_ps(y + i * ldy + 32, m2, a[i][2]);
+    }
+}
+
+/* Full tiles with constant masks (plain loads and stores), and the masked
+ * tail tile of each row of tiles. */
+__attribute__((target("avx512f"), optimize("O3")))
+static void dc_fwd_full(float *y, size_t ldy, const float *x, const float *wk, const dc_in *d) {
+    dc_fwd_tile(y, ldy, x, wk, d, (__mmask16)0xFFFF, (__mmask16)0xFFFF, (__mmask16)0xFFFF);
+}
+__attribute__((target("avx512f"), optimize("O3")))
+static void dc_fwd_tail(float *y, size_t ldy, const float *x, const float *wk, const dc_in *d, __mmask16 m0,
+                        __mmask16 m1, __mmask16 m2) {
+    dc_fwd_tile(y, ldy, x, wk, d, m0, m1, m2);
+}
+
+/* ywide[co·ldy + p] for co < round8(Co), p < PW; wpk packed [Co/8][K][8]. */
+__attribute__((target("avx512f")))
+static void dc_conv(float *ywide, size_t ldy, const float *wpk, int Co, int PW, const dc_in *d) {
+    size_t K = (size_t)d->C * d->kh * d->kw;
+    for (int p0 = 0; p0 < PW; p0 += DC_NP) {
+        int left = PW - p0;
+        __mmask16 m0 = dc_mask(left), m1 = dc_mask(left - 16), m2 = dc_mask(left - 32);
+        for (int cb = 0; cb < Co; cb += DC_MR) {
+            float *y = ywide + (size_t)cb * ldy + p0;
+            if (left >= DC_NP) dc_fwd_full(y, ldy, d->x + p0, wpk + (size_t)cb * K, d);
+            else dc_fwd_tail(y, ldy, d->x + p0, wpk + (size_t)cb * K, d, m0, m1, m2);
+        }
+    }
+}
+
+/* wpk[cb][k][i] = W[cb·8 + i, k] (0 past Co), W row-major [Co, K]. */
+static void dc_pack(float *wpk, const float *W, int Co, size_t K) {
+    for (int cb = 0; cb < Co; cb += DC_MR)
+        for (size_t k = 0; k < K; k++)
+            for (int i = 0; i < DC_MR; i++)
+                wpk[((size_t)cb * K) + k * DC_MR + i] = cb + i < Co ? W[(size_t)(cb + i) * K + k] : 0.0f;
+}
+
+/* Flipped, transposed kernel of the input gradient, packed like dc_pack:
+ * W'[c, co, ki, kj] = W[co, c, kh−1−ki, kw−1−kj], a [C, Co·kh·kw] matrix. */
+static void dc_pack_flip(float *wpk, const float *W, int Co, int C, int kh, int kw) {
+    size_t Kf = (size_t)Co * kh * kw;
+    for (int cb = 0; cb < C; cb += DC_MR)
+        for (int co = 0; co < Co; co++)
+            for (int ki = 0; ki < kh; ki++)
+                for (int kj = 0; kj < kw; kj++) {
+                    float *d = wpk + (size_t)cb * Kf + (((size_t)co * kh + ki) * kw + kj) * DC_MR;
+                    for (int i = 0; i < DC_MR; i++)
+                        d[i] = cb + i < C ? W[(((size_t)co * C + cb + i) * kh + (kh - 1 - ki)) * kw + (kw - 1 - kj)]
+                                          : 0.0f;
+                }
+}
+
+/* One tile of the weight gradient, transposed: dWT[k0 + t][c0 + 16v + j] +=
+ * Σ_{oh, ow} x[off[t] + oh·Wp + ow] · dyT[(oh·OW + ow)·ldc + 16v + j] for
+ * v < NV (up to 64 channels), t < NT taps: 24 accumulators, per position
+ * NV loads of dy and NT broadcasts of x. Vectors run over output channels,
+ * so only the OH·OW valid positions are visited and nothing is reduced
+ * across lanes. */
+__attribute__((target("avx512f"), optimize("O3"), always_inline))
+static inline void dwt_tile(float *dwt, size_t ldw, const float *dyT, size_t ldc, const float *x, const size_t *off,
+                            int OH, int OW, int Wp, const int NV, const int NT) {
+    __m512 a[DW_NV][DW_NT];
+    size_t o[DW_NT];
+#pragma GCC unroll 6
+    for (int t = 0; t < NT; t++) {
+        o[t] = off[t];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) a[v][t] = _mm512_setzero_ps();
+    }
+    for (int oh = 0; oh < OH; oh++) {
+        const float *xr = x + (size_t)oh * Wp, *g = dyT + (size_t)oh * OW * ldc;
+        for (int ow = 0; ow < OW; ow++, g += ldc) {
+            __m512 d[DW_NV];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) d[v] = _mm512_loadu_ps(g + 16 * v);
+#pragma GCC unroll 6
+            for (int t = 0; t < NT; t++) {
+                __m512 xv = _mm512_set1_ps(xr[o[t] + ow]);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++) a[v][t] = _mm512_fmadd_ps(d[v], xv, a[v][t]);
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (int t = 0; t < NT; t++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            float *p = dwt + (size_t)t * ldw + 16 * v;
+            _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), a[v][t]));
+        }
+}
+
+typedef void (*dwt_fn)(float *, size_t, const float *, size_t, const float *, const size_t *, int, int, int);
+#define DWT_FN(nv, nt)                                                                                      \
+    __attribute__((target("avx512f"), optimize("O3"))) static void dwt_##nv##_##nt(                        \
+        float *dwt, size_t ldw, const float *dyT, size_t ldc, const float *x, const size_t *off, int OH,    \
+        int OW, int Wp) {                                                                                   \
+        dwt_tile(dwt, ldw, dyT, ldc, x, off, OH, OW, Wp, nv, nt);                                           \
+    }
+DWT_FN(1, 6) DWT_FN(2, 6) DWT_FN(3, 6) DWT_FN(4, 6) DWT_FN(1, 1) DWT_FN(2, 1) DWT_FN(3, 1) DWT_FN(4, 1)
+/* Indexed by [taps == 1][vectors − 1]. */
+static const dwt_fn dwt_table[2][DW_NV] = {{dwt_1_6, dwt_2_6, dwt_3_6, dwt_4_6}, {dwt_1_1, dwt_2_1, dwt_3_1, dwt_4_1}};
+
+/* dWT[k, co] (row stride ldc = round16(Co)) += Σ_p xpad[off(k) + p] ·
+ * dyT[p, co] over the valid positions of one sample. */
+static void dc_dweight(float *dwt, const float *dyT, size_t ldc, const conv_geom *g, const dc_in *d) {
+    size_t off[DW_NT];
+    for (int k0 = 0; k0 < g->K; k0 += DW_NT) {
+        int nt = g->K - k0 < DW_NT ? g->K - k0 : DW_NT;
+        for (int t = 0; t < nt; t++) {
+            int k = k0 + t, c = k / (g->kh * g->kw), ki = k / g->kw % g->kh, kj = k % g->kw;
+            off[t] = (size_t)c * d->plane + (size_t)ki * d->Wp + kj;
+        }
+        for (size_t c0 = 0; c0 < ldc; c0 += 16 * DW_NV) {
+            int nv = (int)((ldc - c0) / 16 < DW_NV ? (ldc - c0) / 16 : DW_NV);
+            float *w = dwt + (size_t)k0 * ldc + c0;
+            if (nt == DW_NT) dwt_table[0][nv - 1](w, ldc, dyT + c0, ldc, d->x, off, g->OH, g->OW, d->Wp);
+            else
+                for (int t = 0; t < nt; t++)
+                    dwt_table[1][nv - 1](w + (size_t)t * ldc, ldc, dyT + c0, ldc, d->x, off + t, g->OH, g->OW, d->Wp);
+        }
+    }
+}
+
+/* dst[c·plane + (h + top)·ld + left + w] = src[c, h, w] (the rest untouched). */
+static void dc_pad(float *dst, const float *src, int C, int H, int W, size_t plane, int ld, int top, int left) {
+    for (int c = 0; c < C; c++)
+        for (int h = 0; h < H; h++)
+            memcpy(dst + c * plane + (size_t)(h + top) * ld + left, src + ((size_t)c * H + h) * W,
+                   (size_t)W * sizeof(float));
+}
+
+/* Geometry of the input-gradient convolution: dy padded by qh, qw. */
+typedef struct dc_bwd { int qh, qw, Hq, Wq; size_t plane, pad, PX; } dc_bwd;
+
+static dc_bwd dc_bwd_of(const conv_geom *g) {
+    dc_bwd b;
+    b.qh = g->kh - 1 - g->pad; b.qw = g->kw - 1 - g->pad;
+    b.Hq = g->OH + 2 * b.qh; b.Wq = g->OW + 2 * b.qw;
+    b.plane = (size_t)b.Hq * b.Wq;
+    b.pad = (size_t)g->Co * b.plane + (size_t)b.Wq;   /* + slack, as xpad */
+    b.PX = (size_t)g->H * b.Wq;                       /* wide positions of dx */
+    return b;
+}
+
+/* The direct path needs stride 1 and pad < kernel (so that the input
+ * gradient is a convolution with non-negative padding). */
+static int direct_fits(const conv_geom *g) { return g->s == 1 && g->pad < g->kh && g->pad < g->kw; }
+static int use_direct(const conv_geom *g) { return direct_fits(g) && rf_kernels_isa() >= RF_ISA_AVX512; }
+
+static size_t direct_scratch(const conv_geom *g) {
+    wide_geom w = wide_of(g);
+    dc_bwd b = dc_bwd_of(g);
+    size_t co8 = (size_t)dc_round(g->Co, DC_MR), c8 = (size_t)dc_round(g->C, DC_MR), co16 = (size_t)dc_round(g->Co, 16);
+    size_t fwd = w.xpad + co8 * ((size_t)g->K + (size_t)w.PW);
+    size_t dxs = c8 * b.PX > (size_t)g->K * g->P ? c8 * b.PX : (size_t)g->K * g->P;   /* dxwide or dcol */
+    size_t bwd = w.xpad + co16 * ((size_t)g->K + (size_t)g->P) + b.pad + c8 * (size_t)g->Co * g->kh * g->kw + dxs;
+    return fwd > bwd ? fwd : bwd;
+}
+
+static void direct_forward(const rf_nn_run *r, const conv_geom *g) {
+    const rf_layer *L = r->L;
+    wide_geom w = wide_of(g);
+    const float *bias = L->ip[5] ? r->p[1] : NULL;
+    float *xpad = r->scratch, *wpk = xpad + w.xpad, *ywide = wpk + (size_t)dc_round(g->Co, DC_MR) * g->K;
+    memset(xpad, 0, w.xpad * sizeof(float));
+    dc_pack(wpk, r->p[0], g->Co, (size_t)g->K);
+    dc_in d = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane};
+    for (int n = 0; n < r->B; n++) {
+        pad_in(xpad, r->in + (size_t)n * L->in_size, g, &w);
+        dc_conv(ywide, (size_t)w.PW, wpk, g->Co, w.PW, &d);
+        wide_compact(r->out + (size_t)n * L->out_size, ywide, (size_t)w.PW, bias, g, &w);
+    }
+}
+
+/* dyT[p·ldc + co] = dy[co·P + p] for co < Co (lanes up to ldc stay as they
+ * are: zero), by blocks of 16 positions so the rows read stay in L1 and the
+ * stores are contiguous (a 16-lane gather per position is slower on Zen 4). */
+static void dc_transpose(float *restrict dyT, size_t ldc, const float *restrict dy, int Co, int P) {
+    for (int p0 = 0; p0 < P; p0 += 16) {
+        int pe = P - p0 < 16 ? P : p0 + 16;
+        for (int p = p0; p < pe; p++) {
+            float *restrict t = dyT + (size_t)p * ldc;
+            for (int co = 0; co < Co; co++) t[co] = dy[(size_t)co * P + p];
+        }
+    }
+}
+
+/* dbias[co] += Σ_p dy[co, p]: 16 partial sums per row, then one reduction
+ * (the serial scalar sum was 4% of lenet-5's training step). */
+__attribute__((target("avx512f")))
+static void dc_bias_grad(float *dbias, const float *dy, int Co, int P) {
+    for (int co = 0; co < Co; co++) {
+        const float *row = dy + (size_t)co * P;
+        __m512 acc = _mm512_setzero_ps();
+        int p = 0;
+        for (; p + 16 <= P; p += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(row + p));
+        if (p < P) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(dc_mask(P - p), row + p));
+        dbias[co] += _mm512_reduce_add_ps(acc);
+    }
+}
+
+static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
+    const rf_layer *L = r->L;
+    wide_geom w = wide_of(g);
+    dc_bwd b = dc_bwd_of(g);
+    float *dbias = L->ip[5] ? r->g[1] : NULL;
+    size_t ldc = (size_t)dc_round(g->Co, 16);
+    float *xpad = r->scratch, *dwt = xpad + w.xpad, *dyT = dwt + (size_t)g->K * ldc, *dypad = dyT + (size_t)g->P * ldc;
+    float *wfpk = dypad + b.pad, *dxwide = wfpk + (size_t)dc_round(g->C, DC_MR) * g->Co * g->kh * g->kw;
+    memset(xpad, 0, w.xpad * sizeof(float));
+    memset(dwt, 0, ((size_t)g->K + (size_t)g->P) * ldc * sizeof(float));   /* dyT's lanes past Co stay 0 */
+    memset(dypad, 0, b.pad * sizeof(float));
+    /* The input gradient as a convolution visits (OH + 2·qh)·(OW + 2·qw)
+     * padded positions per output: for "same" padding (qh = pad) that is the
+     * forward's cost, but lenet-5's unpadded 5×5 conv2 would pay 3.8× the
+     * GEMM's multiplies; there dcol = Wᵀ·dy and col2im, per sample. */
+    int dx_direct = b.qh <= g->pad && b.qw <= g->pad;
+    if (r->din && dx_direct) dc_pack_flip(wfpk, r->p[0], g->Co, g->C, g->kh, g->kw);
+    dc_in xin = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane};
+    dc_in dyin = {dypad, g->Co, g->kh, g->kw, b.Wq, b.plane};
+    for (int n = 0; n < r->B; n++) {
+        const float *dy = r->dout + (size_t)n * L->out_size;
+        pad_in(xpad, r->in + (size_t)n * L->in_size, g, &w);
+        dc_transpose(dyT, ldc, dy, g->Co, g->P);
+        if (dbias) dc_bias_grad(dbias, dy, g->Co, g->P);
+        dc_dweight(dwt, dyT, ldc, g, &xin);
+        if (!r->din) continue;
+        if (!dx_direct) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->Co, 1.0f, r->p[0], g->K, dy, g->P,
+                        0.0f, dxwide, g->P);
+            col2im_t_add(r->din + (size_t)n * L->in_size, dxwide, 1, g);
+            continue;
+        }
+        dc_pad(dypad, dy, g->Co, g->OH, g->OW, b.plane, b.Wq, b.qh, b.qw);
+        dc_conv(dxwide, b.PX, wfpk, g->C, (int)b.PX, &dyin);
+        float *din = r->din + (size_t)n * L->in_size;
+        for (int c = 0; c < g->C; c++)
+            for (int h = 0; h < g->H; h++)
+                rf_nn_add(din + ((size_t)c * g->H + h) * g->W, dxwide + (size_t)c * b.PX + (size_t)h * b.Wq,
+                          (size_t)g->W);
+    }
+    const int Co = g->Co, K = g->K;
+    float *restrict dW = r->g[0];
+    for (int co = 0; co < Co; co++)
+        for (int k = 0; k < K; k++) dW[(size_t)co * K + k] += dwt[(size_t)k * ldc + co];
+}
+
 /* Wide columns cost Co·(kw − 1) extra outputs per row of OH·K work; the
  * strided path costs K·OH short row copies. Wide wins while Co·(kw − 1) is
  * small (lenet-5, the 28×28 convs of conv-k); deep layers with many channels
@@ -353,7 +674,10 @@ static size_t conv_scratch(const rf_layer *L, int B) {
     size_t cols = (size_t)conv_chunk(&g, B) * g.P;
     size_t s = cols * (2 * (size_t)g.K + (size_t)g.Co);   /* columns + d(columns), or + Y rows (override) */
     size_t w = use_wide(&g) ? wide_scratch(&g, B) : 0;
-    return s > w ? s : w;
+    /* Whatever the ISA now: it may be forced between allocation and use. */
+    size_t d = direct_fits(&g) ? direct_scratch(&g) : 0;
+    if (w > s) s = w;
+    return s > d ? s : d;
 }
 
 static rf_status conv_forward(const rf_nn_run *r) {
@@ -361,7 +685,10 @@ static rf_status conv_forward(const rf_nn_run *r) {
     conv_geom g = conv_geom_of(L);
     int chunk = conv_chunk(&g, r->B);
     const float *bias = L->ip[5] ? r->p[1] : NULL;
-    if (use_wide(&g) && !(L->infer_gemm && !r->training)) { wide_forward(r, &g); return RF_OK; }
+    if (!(L->infer_gemm && !r->training)) {
+        if (use_direct(&g)) { direct_forward(r, &g); return RF_OK; }
+        if (use_wide(&g)) { wide_forward(r, &g); return RF_OK; }
+    }
     for (int n0 = 0; n0 < r->B; n0 += chunk) {
         int ns = r->B - n0 < chunk ? r->B - n0 : chunk;
         size_t cols = (size_t)ns * g.P;
@@ -392,6 +719,7 @@ static void conv_backward(const rf_nn_run *r) {
     conv_geom g = conv_geom_of(L);
     int chunk = conv_chunk(&g, r->B);
     float *dbias = L->ip[5] ? r->g[1] : NULL;
+    if (use_direct(&g)) { direct_backward(r, &g); return; }
     if (use_wide(&g)) { wide_backward(r, &g); return; }
     for (int n0 = 0; n0 < r->B; n0 += chunk) {
         int ns = r->B - n0 < chunk ? r->B - n0 : chunk;
