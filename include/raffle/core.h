@@ -63,6 +63,9 @@ typedef struct rf_ctx {
     int       threads;         /* compute threads (default 1)                 */
 } rf_ctx;
 
+/* Zeroes ctx, threads = 1, and mem_cap from the environment variable
+ * RAFFLE_MEM_CAP (bytes, optional K/M/G/T binary suffix: "512M", "2G");
+ * unset or unparseable leaves 0, the default cap of 8 GiB. */
 void rf_ctx_init(rf_ctx *ctx);
 /* Returns the message of the last error (never NULL). */
 const char *rf_ctx_error(const rf_ctx *ctx);
@@ -96,7 +99,7 @@ char *rf_strdup(const char *s);                  /* returns new string; rf_free 
  * until reset. n < 0 disables failure injection. */
 void  rf_alloc_fail_after(long n);
 /* Number of allocations made since start (for fault-injection loops). */
-unsigned long rf_alloc_count(void);
+unsigned long rf_alloc_count(void);   /* successful rf_malloc/calloc/realloc/aligned_alloc calls */
 /* Live allocation count (allocs - frees) since start: leak checks in tests. */
 long  rf_alloc_live(void);
 

@@ -46,7 +46,11 @@ void *rf_calloc(size_t count, size_t size) {
 void *rf_realloc(void *p, size_t n) {
     if (!p) return rf_malloc(n);
     if (inject_failure()) return NULL;
-    return realloc(p, n ? n : 1);   /* live count unchanged */
+    /* Counted like any allocation (fault-injection loops compare this count
+     * with the n given to rf_alloc_fail_after); the live count is unchanged. */
+    void *q = realloc(p, n ? n : 1);
+    if (q) atomic_fetch_add(&n_allocs, 1);
+    return q;
 }
 
 void *rf_aligned_alloc(size_t align, size_t n) {

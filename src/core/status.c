@@ -38,9 +38,38 @@ const char *rf_strerror(rf_status s) {
     return status_names[s];
 }
 
+/* Parses RAFFLE_MEM_CAP: a byte count with an optional binary suffix K, M,
+ * G or T (optionally followed by "B" or "iB"), case-insensitive: "512M",
+ * "2GiB", "1073741824". Returns 0 (the default cap) for anything else, or
+ * for a value that overflows 64 bits: a typo must not silently remove the
+ * limit or set it to something absurd. */
+static size_t mem_cap_from_env(void) {
+    const char *v = getenv("RAFFLE_MEM_CAP");
+    if (!v || *v < '0' || *v > '9') return 0;
+    uint64_t n = 0;
+    for (; *v >= '0' && *v <= '9'; v++) {
+        if (n > (UINT64_MAX - 9) / 10) return 0;
+        n = n * 10 + (uint64_t)(*v - '0');
+    }
+    static const char units[] = "KMGT";
+    int shift = 0;
+    if (*v) {
+        const char *u = strchr(units, *v >= 'a' && *v <= 'z' ? *v - 32 : *v);
+        if (!u || !*u) return 0;
+        shift = 10 * (int)(u - units + 1);
+        v++;
+        if (*v == 'i' || *v == 'I') v++;
+        if (*v == 'b' || *v == 'B') v++;
+        if (*v) return 0;
+    }
+    if (n > (UINT64_MAX >> shift) || (n << shift) > SIZE_MAX) return 0;
+    return (size_t)(n << shift);
+}
+
 void rf_ctx_init(rf_ctx *ctx) {
     memset(ctx, 0, sizeof *ctx);
     ctx->threads = 1;
+    ctx->mem_cap = mem_cap_from_env();
 }
 
 void rf_ctx_clear(rf_ctx *ctx) {

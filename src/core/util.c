@@ -48,41 +48,41 @@ static int write_all(int fd, const void *buf, size_t n) {
 
 rf_status rf_write_file_atomic(rf_ctx *ctx, const char *path, const void *data, size_t n) {
     size_t len = strlen(path);
-    char *tmp = rf_malloc(len + 32);
-    if (!tmp) return rf_error(ctx, RF_ERR_NOMEM, "%s: out of memory", path);
+    /* Both names are allocated before anything is written, so running out
+     * of memory can never skip the directory fsync after a rename that
+     * already happened (and report success for a rename that may not be
+     * durable). */
+    char *tmp = rf_malloc(len + 32), *dir = rf_strdup(path);
+    if (!tmp || !dir) { rf_free(tmp); rf_free(dir); return rf_error(ctx, RF_ERR_NOMEM, "%s: out of memory", path); }
     snprintf(tmp, len + 32, "%s.tmp.%ld", path, (long)getpid());
+    rf_status s = RF_OK;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        rf_status s = rf_error(ctx, RF_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        rf_free(tmp);
-        return s;
-    }
-    if (write_all(fd, data, n) != 0 || fsync(fd) != 0) {
+        s = rf_error(ctx, RF_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    } else if (write_all(fd, data, n) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd); unlink(tmp);
-        rf_status s = rf_error(ctx, RF_ERR_IO, "%s: write failed: %s", path, strerror(e));
-        rf_free(tmp);
-        return s;
-    }
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
+        s = rf_error(ctx, RF_ERR_IO, "%s: write failed: %s", path, strerror(e));
+    } else if (close(fd) != 0 || rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        rf_status s = rf_error(ctx, RF_ERR_IO, "%s: cannot publish: %s", path, strerror(e));
-        rf_free(tmp);
-        return s;
-    }
-    rf_free(tmp);
-    /* fsync the directory so the rename itself is durable */
-    char *dir = rf_strdup(path);
-    if (dir) {
+        s = rf_error(ctx, RF_ERR_IO, "%s: cannot publish: %s", path, strerror(e));
+    } else {
+        /* fsync the directory so the rename itself is durable; file systems
+         * that cannot sync a directory say EINVAL, which is not a failure */
         char *slash = strrchr(dir, '/');
         const char *d = ".";
         if (slash) { if (slash == dir) slash[1] = '\0'; else *slash = '\0'; d = dir; }
         int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) { fsync(dfd); close(dfd); }
-        rf_free(dir);
+        if (dfd >= 0) {
+            if (fsync(dfd) != 0 && errno != EINVAL)
+                s = rf_error(ctx, RF_ERR_IO, "%s: directory fsync failed: %s", path, strerror(errno));
+            close(dfd);
+        }
     }
-    return RF_OK;
+    rf_free(tmp);
+    rf_free(dir);
+    return s;
 }
 
 rf_status rf_read_file(rf_ctx *ctx, const char *path, unsigned char **out, size_t *n) {

@@ -26,5 +26,14 @@ if command -v mpirun >/dev/null; then
   [ "$(echo "$out" | grep -c 'sparsity\[1\]: 1.3')" = 1 ] || { echo "expected one error line from rank 0: $out"; exit 1; }
   [ ! -e "$T/s" ] || { echo "the store was created for an invalid job (mpirun)"; exit 1; }
 fi
+# a launch whose ranks do not see each other (Slurm says 3 tasks, MPI has 1):
+# refused with both numbers and the fix, before the store is touched
+out=$(SLURM_NTASKS=3 "$RAFFLE" sweep --store "$T/s" jobs/smoke.json 2>&1); rc=$?
+[ $rc = 1 ] || { echo "SLURM_NTASKS=3 without MPI: exit $rc, expected 1: $out"; exit 1; }
+echo "$out" | grep -q 'MPI size 1 but SLURM_NTASKS=3.*srun --mpi=pmix' || { echo "size-check message: $out"; exit 1; }
+[ "$(echo "$out" | wc -l)" = 1 ] || { echo "size check: expected one line: $out"; exit 1; }
+[ ! -e "$T/s" ] || { echo "the store was created despite the MPI size mismatch"; exit 1; }
+out=$(SLURM_NTASKS=1 "$RAFFLE" sweep --store "$T/s1" "$T/bad.json" 2>&1)
+echo "$out" | grep -q 'SLURM_NTASKS' && { echo "SLURM_NTASKS=1 with one process was refused: $out"; exit 1; }
 "$RAFFLE" validate jobs/smoke.json >/dev/null 2>&1 || [ ! -f jobs/smoke.json ] || { echo "jobs/smoke.json does not validate"; exit 1; }
 echo "ok: invalid jobs rejected with their JSON path before any work"

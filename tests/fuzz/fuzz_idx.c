@@ -1,0 +1,10 @@
+/* Fuzz target: IDX parser (MNIST / Fashion-MNIST files). */
+#include "raffle/data.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    ctx.mem_cap = 64u << 20;
+    rf_tensor *t = NULL;
+    if (rf_idx_parse(&ctx, data, size, "fuzz.idx", &t) == RF_OK) rf_tensor_free(t);
+    return 0;
+}
