@@ -16,6 +16,7 @@
  * model.rckpt of the recorded size). */
 #define _GNU_SOURCE
 #include "coord/coord_internal.h"
+#include "raffle/ckpt.h"
 #include "raffle/store.h"
 
 #include <errno.h>
@@ -493,6 +494,24 @@ static int replay_event(void *ud, const cJSON *ev) {
     return 0;
 }
 
+/* A checkpoint in the store is trusted on resume only if it decodes: its
+ * CRC32C, per-tensor checksums and sizes all hold (a flipped byte in a
+ * finished task's checkpoint makes the task run again, not poison its
+ * dependents). */
+static int ckpt_intact(coord *C, const char *rel) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    ctx.mem_cap = C->ctx->mem_cap;
+    unsigned char *buf = NULL;
+    size_t n = 0;
+    if (rf_store_read(&ctx, C->store, rel, &buf, &n) != RF_OK) return 0;
+    rf_ckpt *ck = NULL;
+    int ok = rf_ckpt_decode(&ctx, buf, n, &ck) == RF_OK;
+    rf_ckpt_free(ck);
+    rf_free(buf);
+    return ok;
+}
+
 static rf_status resume(coord *C) {
     int n = C->job->n_tasks;
     replay r = {C, rf_malloc((size_t)(n ? n : 1) * sizeof(idpos)), n,
@@ -512,6 +531,7 @@ static rf_status resume(coord *C) {
         int ok = rf_store_stat(C->store, rel, NULL) == 0;
         rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "model.rckpt");
         if (ok && r.ck[i]) ok = rf_store_stat(C->store, rel, &size) == 0 && size == r.ck[i];
+        if (ok && r.ck[i]) ok = ckpt_intact(C, rel);
         if (!ok) {
             char hx[17];
             rf_job_id_hex(C->job->tasks[i].id, hx);

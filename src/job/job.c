@@ -241,6 +241,16 @@ int rf_job_find(const rf_job *j, uint64_t id) {
 static int key_cmp(const void *a, const void *b) {
     return strcmp((*(cJSON *const *)a)->string, (*(cJSON *const *)b)->string);
 }
+/* cJSON_AddItemToObject can fail (copying the key); then the item is still
+ * ours to free. Returns 1 if v was added, 0 (v freed) if v is NULL or the
+ * add failed: callers turn 0 into an out-of-memory error, never a silently
+ * missing key (a missing key would change a task's id). */
+static int put(cJSON *o, const char *key, cJSON *v) {
+    if (v && cJSON_AddItemToObject(o, key, v)) return 1;
+    cJSON_Delete(v);
+    return 0;
+}
+
 static cJSON *canonical(const cJSON *x) {
     if (cJSON_IsObject(x)) {
         int n = cJSON_GetArraySize(x);
@@ -252,8 +262,7 @@ static cJSON *canonical(const cJSON *x) {
         qsort(kids, (size_t)n, sizeof *kids, key_cmp);
         for (i = 0; i < n; i++) {
             cJSON *v = canonical(kids[i]);
-            if (!v) { rf_free(kids); cJSON_Delete(o); return NULL; }
-            cJSON_AddItemToObject(o, kids[i]->string, v);
+            if (!put(o, kids[i]->string, v)) { rf_free(kids); cJSON_Delete(o); return NULL; }
         }
         rf_free(kids);
         return o;
@@ -263,8 +272,7 @@ static cJSON *canonical(const cJSON *x) {
         if (!a) return NULL;
         for (cJSON *c = x->child; c; c = c->next) {
             cJSON *v = canonical(c);
-            if (!v) { cJSON_Delete(a); return NULL; }
-            cJSON_AddItemToArray(a, v);
+            if (!v || !cJSON_AddItemToArray(a, v)) { cJSON_Delete(v); cJSON_Delete(a); return NULL; }
         }
         return a;
     }
@@ -570,11 +578,11 @@ static double train_cost(const cJSON *tr, const char *data, const cJSON *model) 
 static cJSON *base_settings(const point *p, const char *data, const cJSON *model, const cJSON *train) {
     cJSON *s = cJSON_CreateObject();
     if (!s) return NULL;
-    cJSON_AddStringToObject(s, "data", data);
-    cJSON_AddItemToObject(s, "model", cJSON_Duplicate(model, 1));
-    cJSON_AddNumberToObject(s, "seed", p->seed);
-    for (const cJSON *c = train ? train->child : NULL; c; c = c->next)
-        cJSON_AddItemToObject(s, c->string, cJSON_Duplicate(c, 1));
+    int ok = cJSON_AddStringToObject(s, "data", data) && put(s, "model", cJSON_Duplicate(model, 1)) &&
+             cJSON_AddNumberToObject(s, "seed", p->seed);
+    for (const cJSON *c = train ? train->child : NULL; ok && c; c = c->next)
+        ok = put(s, c->string, cJSON_Duplicate(c, 1));
+    if (!ok) { cJSON_Delete(s); return NULL; }
     return s;
 }
 
@@ -584,8 +592,10 @@ static cJSON *overlay(const cJSON *base, const cJSON *over) {
     if (!r) return NULL;
     for (const cJSON *c = over ? over->child : NULL; c; c = c->next) {
         cJSON *d = cJSON_Duplicate(c, 1);
-        if (cJSON_GetObjectItemCaseSensitive(r, c->string)) cJSON_ReplaceItemInObjectCaseSensitive(r, c->string, d);
-        else cJSON_AddItemToObject(r, c->string, d);
+        int ok = cJSON_GetObjectItemCaseSensitive(r, c->string)
+                     ? (d && cJSON_ReplaceItemInObjectCaseSensitive(r, c->string, d)) || (cJSON_Delete(d), 0)
+                     : put(r, c->string, d);
+        if (!ok) { cJSON_Delete(r); return NULL; }
     }
     return r;
 }

@@ -34,6 +34,13 @@ static float *alloc_floats(size_t n) {
 }
 
 rf_status rf_nn_model_alloc_blocks(rf_ctx *ctx, rf_model *m) {
+    /* A spec declares its sizes: refuse what would pass the memory cap before
+     * allocating (params + grads + buffers now; masks and optimizer moments
+     * come later and are checked when they are made). */
+    uint64_t floats = (uint64_t)m->n_params * 2 + (uint64_t)m->n_buffers;
+    if (floats / 2 < (uint64_t)m->n_params / 2 || floats > UINT64_MAX / sizeof(float))
+        return rf_error(ctx, RF_ERR_LIMIT, "model: parameter count overflows");
+    RF_TRY(rf_check_cap(ctx, floats * sizeof(float), "model parameters and gradients"));
     m->params = alloc_floats(m->n_params);
     m->grads = alloc_floats(m->n_params);
     m->buffers = alloc_floats(m->n_buffers);

@@ -341,7 +341,15 @@ rf_status rf_store_ledger_append(rf_ctx *ctx, rf_store *s, const cJSON *ev, int 
     /* one write() per line: with O_APPEND a line is never interleaved */
     int rc = write_all(s->ledger_fd, buf, n + 1);
     rf_free(buf);
-    if (rc != 0) return rf_error(ctx, RF_ERR_IO, "%s/ledger.jsonl: append failed: %s", s->dir, strerror(errno));
+    if (rc != 0) {
+        /* A partial write (disk full) left a torn line. Close the ledger so
+         * the next append reopens it, and ledger_open ends the torn line
+         * first: a later event is never glued onto the torn bytes. */
+        int e = errno;
+        close(s->ledger_fd);
+        s->ledger_fd = -1;
+        return rf_error(ctx, RF_ERR_IO, "%s/ledger.jsonl: append failed: %s", s->dir, strerror(e));
+    }
     if (sync) RF_TRY(rf_store_ledger_sync(ctx, s));
     if (s->on_write) s->on_write(s->on_write_ud, "ledger.jsonl");
     return RF_OK;
