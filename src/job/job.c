@@ -600,12 +600,17 @@ static cJSON *overlay(const cJSON *base, const cJSON *over) {
     return r;
 }
 
-static void copy_keys(cJSON *dst, const cJSON *src, const char *const *keys) {
+/* Copies the listed keys of src that exist into dst. Returns 0 on out of
+ * memory (dst then lacks keys: the caller must not use it). */
+static int copy_keys(cJSON *dst, const cJSON *src, const char *const *keys) {
     for (; *keys; keys++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, *keys);
-        if (v) cJSON_AddItemToObject(dst, *keys, cJSON_Duplicate(v, 1));
+        if (v && !put(dst, *keys, cJSON_Duplicate(v, 1))) return 0;
     }
+    return 1;
 }
+
+#define NOMEM_TASK(b, s) (cJSON_Delete(s), rf_error((b)->ctx, RF_ERR_NOMEM, "out of memory"), -1)
 
 static int dense_task(builder *b, const point *p, const char *data, const cJSON *model, const cJSON *train) {
     return add_task(b, RF_JOB_TRAIN, base_settings(p, data, model, train), NULL, 0, train_cost(train, data, p->model));
@@ -634,15 +639,15 @@ static int expand_prune(builder *b, const point *p) {
     cJSON *s = base_settings(p, p->data, p->model, ft);
     cJSON_Delete(ft);
     if (!s) { cJSON_Delete(len_e); cJSON_Delete(len_i); return rf_error(b->ctx, RF_ERR_NOMEM, "out of memory"), -1; }
-    if (len_e) cJSON_AddItemToObject(s, "finetune_epochs", len_e);
-    if (len_i) cJSON_AddItemToObject(s, "finetune_iterations", len_i);
+    int ok = (!len_e || put(s, "finetune_epochs", len_e)) && (!len_i || put(s, "finetune_iterations", len_i));
     static const char *const keys[] = {"method", "sparsity", "scope", NULL};
-    copy_keys(s, p->x, keys);
+    ok = ok && copy_keys(s, p->x, keys);
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(p->x, "method");
     /* method-specific keys only where they matter, so they do not split ids */
-    if (strcmp(m->valuestring, "synflow") == 0) copy_keys(s, p->x, (const char *const[]){"synflow_rounds", NULL});
-    if (strcmp(m->valuestring, "obd") == 0 || strcmp(m->valuestring, "grasp") == 0)
-        copy_keys(s, p->x, (const char *const[]){"obd_batches", NULL});
+    if (ok && strcmp(m->valuestring, "synflow") == 0) ok = copy_keys(s, p->x, (const char *const[]){"synflow_rounds", NULL});
+    if (ok && (strcmp(m->valuestring, "obd") == 0 || strcmp(m->valuestring, "grasp") == 0))
+        ok = copy_keys(s, p->x, (const char *const[]){"obd_batches", NULL});
+    if (!ok) return NOMEM_TASK(b, s);
     return add_task(b, RF_JOB_PRUNE, s, par, np, cost) < 0 ? -1 : 0;
 }
 
@@ -703,7 +708,7 @@ static int expand_distill(builder *b, const point *p) {
     cJSON *s = base_settings(p, p->data, p->model, p->train);
     if (!s) return rf_error(b->ctx, RF_ERR_NOMEM, "out of memory"), -1;
     static const char *const keys[] = {"temperature", "alpha", NULL};
-    copy_keys(s, p->x, keys);
+    if (!copy_keys(s, p->x, keys)) return NOMEM_TASK(b, s);
     /* distillation runs the teacher forward on every batch as well */
     double cost = train_cost(p->train, p->data, p->model) * 1.5;
     if (add_task(b, RF_JOB_DISTILL, s, &teacher, 1, cost) < 0) return -1;
@@ -717,15 +722,17 @@ static int expand_quantize(builder *b, const point *p) {
     cJSON *s = base_settings(p, p->data, p->model, NULL);
     if (!s) return rf_error(b->ctx, RF_ERR_NOMEM, "out of memory"), -1;
     static const char *const keys[] = {"mode", "calib", "calib_batches", NULL};
-    copy_keys(s, p->x, keys);
+    if (!copy_keys(s, p->x, keys)) return NOMEM_TASK(b, s);
     double cost = 0.1;
     const cJSON *mode = cJSON_GetObjectItemCaseSensitive(p->x, "mode");
     if (cJSON_IsString(mode) && strcmp(mode->valuestring, "qat") == 0) {
         cJSON *q = overlay(p->train, cJSON_GetObjectItemCaseSensitive(p->x, "qat_train"));
         if (!q) { cJSON_Delete(s); return rf_error(b->ctx, RF_ERR_NOMEM, "out of memory"), -1; }
         cost = train_cost(q, p->data, p->model) * 1.3;
-        for (const cJSON *c = q->child; c; c = c->next) cJSON_AddItemToObject(s, c->string, cJSON_Duplicate(c, 1));
+        int ok = 1;
+        for (const cJSON *c = q->child; ok && c; c = c->next) ok = put(s, c->string, cJSON_Duplicate(c, 1));
         cJSON_Delete(q);
+        if (!ok) return NOMEM_TASK(b, s);
     }
     return add_task(b, RF_JOB_QUANTIZE, s, &dense, 1, cost) < 0 ? -1 : 0;
 }
@@ -745,8 +752,7 @@ static int expand_ofa(builder *b, const point *p) {
     int32_t teacher = dense_task(b, p, p->data, p->model, tt);
     if (teacher < 0) goto done;
     cJSON *s = base_settings(p, p->data, p->model, st);
-    if (!s) goto done;
-    copy_keys(s, p->x, sk);
+    if (!s || !copy_keys(s, p->x, sk)) { cJSON_Delete(s); rf_error(b->ctx, RF_ERR_NOMEM, "out of memory"); goto done; }
     int32_t sparse = add_task(b, RF_JOB_OFA_SPARSE, s, &teacher, 1, train_cost(st, p->data, p->model) * 1.5);
     if (sparse < 0) goto done;
     const cJSON *tr = cJSON_GetObjectItemCaseSensitive(p->x, "transfer");
@@ -760,15 +766,13 @@ static int expand_ofa(builder *b, const point *p) {
         int32_t tteach = add_task(b, RF_JOB_TRAIN, ts, &teacher, 1, train_cost(xt, d, p->model));
         if (tteach < 0) goto done;
         cJSON *xs = base_settings(p, d, p->model, xt);
-        if (!xs) goto done;
-        copy_keys(xs, p->x, kd);
+        if (!xs || !copy_keys(xs, p->x, kd)) { cJSON_Delete(xs); rf_error(b->ctx, RF_ERR_NOMEM, "out of memory"); goto done; }
         int32_t pp[2] = {sparse, tteach};
         int32_t xfer = add_task(b, RF_JOB_OFA_TRANSFER, xs, pp, 2, train_cost(xt, d, p->model) * 1.5);
         if (xfer < 0) goto done;
         if (qat) {
             cJSON *qs = base_settings(p, d, p->model, qt);
-            if (!qs) goto done;
-            copy_keys(qs, p->x, kd);
+            if (!qs || !copy_keys(qs, p->x, kd)) { cJSON_Delete(qs); rf_error(b->ctx, RF_ERR_NOMEM, "out of memory"); goto done; }
             int32_t qp[2] = {xfer, tteach};
             if (add_task(b, RF_JOB_OFA_QAT, qs, qp, 2, train_cost(qt, d, p->model) * 1.3) < 0) goto done;
         }
@@ -805,7 +809,7 @@ static int expand_fail(builder *b, const point *p) {
     cJSON *s = cJSON_CreateObject();
     if (!s) return rf_error(b->ctx, RF_ERR_NOMEM, "out of memory"), -1;
     cJSON_AddNumberToObject(s, "seed", p->seed);
-    cJSON_AddItemToObject(s, "mode", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(p->x, "mode"), 1));
+    if (!put(s, "mode", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(p->x, "mode"), 1))) return NOMEM_TASK(b, s);
     int32_t f = add_task(b, RF_JOB_FAIL, s, NULL, 0, 0.05);
     if (f < 0) return -1;
     int children = (int)num(p->x, "children");
@@ -868,12 +872,12 @@ static int collect_axes(const cJSON *o, const field *a, const field *b, const ch
     return 0;
 }
 
-static void fill_defaults(cJSON *o, const field *f) {
+/* Adds the default of every absent field. Returns 0 on out of memory. */
+static int fill_defaults(cJSON *o, const field *f) {
     for (; f && f->name; f++)
-        if (f->def && !cJSON_GetObjectItemCaseSensitive(o, f->name)) cJSON_AddItemToObject(o, f->name, cJSON_Parse(f->def));
+        if (f->def && !cJSON_GetObjectItemCaseSensitive(o, f->name) && !put(o, f->name, cJSON_Parse(f->def))) return 0;
+    return 1;
 }
-
-static void fill_train_defaults(cJSON *tr) { fill_defaults(tr, train_fields); }
 
 static rf_status expand_experiment(rf_ctx *ctx, builder *b, const cJSON *e, int idx, const cJSON *top,
                                    const cJSON *top_train) {
@@ -890,13 +894,15 @@ static rf_status expand_experiment(rf_ctx *ctx, builder *b, const cJSON *e, int 
     for (;;) {
         cJSON *x = cJSON_Duplicate(e, 1);
         if (!x) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
-        for (int i = 0; i < nax; i++) {
+        int ok = 1;
+        for (int i = 0; ok && i < nax; i++) {
             cJSON *parent = x;
             for (int d = 0; d + 1 < ax[i].depth; d++) parent = cJSON_GetObjectItemCaseSensitive(parent, ax[i].path[d]);
-            cJSON_ReplaceItemInObjectCaseSensitive(parent, ax[i].path[ax[i].depth - 1],
-                                                   cJSON_Duplicate(cJSON_GetArrayItem(ax[i].list, pos[i]), 1));
+            cJSON *v = cJSON_Duplicate(cJSON_GetArrayItem(ax[i].list, pos[i]), 1);
+            ok = v && cJSON_ReplaceItemInObjectCaseSensitive(parent, ax[i].path[ax[i].depth - 1], v);
+            if (!ok) cJSON_Delete(v);
         }
-        fill_defaults(x, k->fields);
+        if (!ok || !fill_defaults(x, k->fields)) { cJSON_Delete(x); return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); }
         cJSON *tr = overlay(top_train, cJSON_GetObjectItemCaseSensitive(x, "train"));
         const cJSON *sd = cJSON_GetObjectItemCaseSensitive(x, "seed");
         const cJSON *ds = cJSON_GetObjectItemCaseSensitive(x, "dataset");
@@ -971,8 +977,10 @@ rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name
     limits = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(root, "limits"), 1);
     if (!limits) limits = cJSON_CreateObject();
     if (!top_train || !limits) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); goto fail; }
-    fill_train_defaults(top_train);
-    fill_defaults(limits, limit_fields);
+    if (!fill_defaults(top_train, train_fields) || !fill_defaults(limits, limit_fields)) {
+        s = rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
 
     j = rf_calloc(1, sizeof *j);
     if (!j) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); goto fail; }
