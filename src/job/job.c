@@ -639,7 +639,9 @@ static int expand_prune(builder *b, const point *p) {
     cJSON *s = base_settings(p, p->data, p->model, ft);
     cJSON_Delete(ft);
     if (!s) { cJSON_Delete(len_e); cJSON_Delete(len_i); return rf_error(b->ctx, RF_ERR_NOMEM, "out of memory"), -1; }
-    int ok = (!len_e || put(s, "finetune_epochs", len_e)) && (!len_i || put(s, "finetune_iterations", len_i));
+    int ok_e = !len_e || put(s, "finetune_epochs", len_e);       /* both run: put frees what it cannot add */
+    int ok_i = !len_i || put(s, "finetune_iterations", len_i);
+    int ok = ok_e && ok_i;
     static const char *const keys[] = {"method", "sparsity", "scope", NULL};
     ok = ok && copy_keys(s, p->x, keys);
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(p->x, "method");
