@@ -8,38 +8,35 @@
 
 typedef int (*cmd_fn)(int argc, char **argv);
 
-#define CMD(name) int rf_cmd_##name(int argc, char **argv);
-#define CMDS(X) \
-    X(train) X(eval) X(inspect) X(prune) X(lottery) X(distill) X(quantize) X(ofa) \
-    X(export) X(import) X(bench) X(sweep) X(validate) X(run) X(status) X(report) X(fetch) X(data)
-CMDS(CMD)
-#undef CMD
+int rf_cmd_train(int, char **), rf_cmd_eval(int, char **), rf_cmd_inspect(int, char **), rf_cmd_prune(int, char **), rf_cmd_lottery(int, char **), rf_cmd_distill(int, char **);
+int rf_cmd_quantize(int, char **), rf_cmd_ofa(int, char **), rf_cmd_export(int, char **), rf_cmd_import(int, char **), rf_cmd_bench(int, char **), rf_cmd_sweep(int, char **);
+int rf_cmd_validate(int, char **), rf_cmd_run(int, char **), rf_cmd_status(int, char **), rf_cmd_report(int, char **), rf_cmd_fetch(int, char **), rf_cmd_data(int, char **);
 
-static const struct { const char *name; const char *help; } commands[] = {
-    {"train", "train a model (preset or spec) on a dataset"},
-    {"eval", "evaluate a checkpoint on a dataset's test split"},
-    {"inspect", "show a checkpoint's metadata and tensors"},
-    {"prune", "one-shot pruning (magnitude, random, obd, snip, grasp, synflow) + fine-tuning"},
-    {"lottery", "iterative magnitude pruning with rewinding (lottery tickets)"},
-    {"distill", "train a student on a teacher's soft targets"},
-    {"quantize", "int8 post-training quantization or quantization-aware training"},
-    {"ofa", "the Prune-Once-For-All pipeline"},
-    {"export", "export a checkpoint (safetensors)"},
-    {"import", "import weights (safetensors) into a checkpoint"},
-    {"bench", "benchmarks: kernels, coord (make bench also runs the training bench)"},
-    {"sweep", "run a job file's whole study (under mpirun or in-process)"},
-    {"validate", "check a job file and print its task DAG summary"},
-    {"run", "run one task of a sweep (used by workers)"},
-    {"status", "print a sweep's status"},
-    {"report", "regenerate a sweep's report from its store"},
-    {"fetch", "download a sweep's report from a remote store"},
-    {"data", "prepare or describe datasets"},
+/* One table: the name, the entry point and the help line of each command. */
+static const struct { const char *name; cmd_fn fn; const char *help; } commands[] = {
+    {"train", rf_cmd_train, "train a model (preset or spec) on a dataset"},
+    {"eval", rf_cmd_eval, "evaluate a checkpoint on a dataset's test split"},
+    {"inspect", rf_cmd_inspect, "show a checkpoint's metadata and tensors"},
+    {"prune", rf_cmd_prune, "one-shot pruning (magnitude, random, obd, snip, grasp, synflow) + fine-tuning"},
+    {"lottery", rf_cmd_lottery, "iterative magnitude pruning with rewinding (lottery tickets)"},
+    {"distill", rf_cmd_distill, "train a student on a teacher's soft targets"},
+    {"quantize", rf_cmd_quantize, "int8 post-training quantization or quantization-aware training"},
+    {"ofa", rf_cmd_ofa, "the Prune-Once-For-All pipeline"},
+    {"export", rf_cmd_export, "export a checkpoint (safetensors)"},
+    {"import", rf_cmd_import, "import weights (safetensors) into a checkpoint"},
+    {"bench", rf_cmd_bench, "benchmarks: kernels, coord (make bench also runs the training bench)"},
+    {"sweep", rf_cmd_sweep, "run a job file's whole study (under mpirun or in-process)"},
+    {"validate", rf_cmd_validate, "check a job file and print its task DAG summary"},
+    {"run", rf_cmd_run, "run one task of a sweep (used by workers)"},
+    {"status", rf_cmd_status, "print a sweep's status"},
+    {"report", rf_cmd_report, "regenerate a sweep's report from its store"},
+    {"fetch", rf_cmd_fetch, "download a sweep's report from a remote store"},
+    {"data", rf_cmd_data, "prepare or describe datasets"},
 };
 
 static cmd_fn lookup(const char *name) {
-#define CMD(n) if (strcmp(name, #n) == 0) return rf_cmd_##n;
-    CMDS(CMD)
-#undef CMD
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(name, commands[i].name) == 0) return commands[i].fn;
     return NULL;
 }
 
