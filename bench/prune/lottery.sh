@@ -7,6 +7,7 @@
 #
 #   bench/prune/lottery.sh                                   # full: 3 seeds, 50K iterations/round
 #   SEEDS=0 ROUNDS=2 ITERATIONS=300 EVAL_EVERY=100 bench/prune/lottery.sh   # smoke
+#   CONTROL_FROM=14 bench/prune/lottery.sh                   # controls only at rounds >= 14 (the <= 4.4% rounds)
 #
 # Output: bench/results/prune/lottery/{records.jsonl,table.md}
 set -euo pipefail
@@ -16,6 +17,7 @@ ROUNDS=${ROUNDS:-16}
 ITERATIONS=${ITERATIONS:-50000}
 EVAL_EVERY=${EVAL_EVERY:-1000}
 REWIND=${REWIND:-init}
+CONTROL_FROM=${CONTROL_FROM:-1}        # run the controls only from this round on
 DATA=${DATA:-fashion-mnist}
 OUT=${OUT:-bench/results/prune/lottery}
 PY=/usr/bin/python3
@@ -26,7 +28,7 @@ mkdir -p "$OUT"
 for s in $SEEDS; do
   "$RAFFLE" lottery --model lenet-300-100 --data "$DATA" --rounds "$ROUNDS" --prune-fraction 0.2 \
     --output-fraction 0.1 --iterations "$ITERATIONS" --batch 60 --optimizer adam --lr 1.2e-3 \
-    --rewind "$REWIND" --control reinit,random --eval-every "$EVAL_EVERY" --seed "$s" \
+    --rewind "$REWIND" --control reinit,random --control-from "$CONTROL_FROM" --eval-every "$EVAL_EVERY" --seed "$s" \
     --out-dir "$OUT/s$s" --json > "$OUT/s$s.json"
   jq -c --arg s "$s" '.rounds[] | . as $r |
       ({group:("round \($r.round) ticket"), seed:($s|tonumber), remaining:$r.remaining, accuracy:$r.accuracy,
@@ -38,7 +40,7 @@ for s in $SEEDS; do
     "$OUT/s$s.json" >> "$OUT/records.jsonl"
 done
 {
-  echo "lenet-300-100 / $DATA, seeds: $SEEDS, $ROUNDS rounds, $ITERATIONS iterations per round, rewind $REWIND"
+  echo "lenet-300-100 / $DATA, seeds: $SEEDS, $ROUNDS rounds, $ITERATIONS iterations per round, rewind $REWIND, controls from round $CONTROL_FROM"
   echo
   $PY bench/prune/lottery_table.py "$OUT/records.jsonl"
   echo

@@ -101,7 +101,7 @@ int rf_cmd_lottery(int argc, char **argv) {
     lottery_args a = {.rewind = "init", .control = NULL, .scope = "layer", .optimizer = "adam",
                       .prune_fraction = 0.2, .output_fraction = -1, .lr = 1.2e-3, .epochs = 0, .batch = 60};
     const char *out_dir = NULL;
-    int json = 0, threads = 1;
+    int json = 0, threads = 1, control_from = 1;
     const cli_opt opts[] = {
         {"model", CLI_STR, &a.model, "PRESET", "model preset or spec file", 1},
         {"data", CLI_STR, &a.data, "D", "dataset (fashion-mnist, mnist, synthetic[:N[:SEED]], ...)", 1},
@@ -112,6 +112,7 @@ int rf_cmd_lottery(int argc, char **argv) {
         {"iterations", CLI_I64, &a.iterations, "N", "training steps per round (instead of epochs)", 0},
         {"rewind", CLI_STR, &a.rewind, "init|step:K|lr", "rewind point (default init)", 0},
         {"control", CLI_STR, &a.control, "reinit|random|reinit,random", "also run these controls at every round", 0},
+        {"control-from", CLI_INT, &control_from, "R", "run the controls only at rounds >= R (default 1)", 0},
         {"scope", CLI_STR, &a.scope, "layer|global", "prune per layer (default) or globally", 0},
         {"layers", CLI_STR, &a.layers, "GLOBS", "eligible tensors (default: all prunable)", 0},
         {"batch", CLI_INT, &a.batch, "B", "batch size (default 60)", 0},
@@ -133,6 +134,7 @@ int rf_cmd_lottery(int argc, char **argv) {
     if (a.rounds < 0 || a.rounds > 1000) { cli_err("lottery", "--rounds must be in [0, 1000]"); return 2; }
     if (a.epochs <= 0 && a.iterations <= 0) { cli_err("lottery", "give --epochs N or --iterations N"); return 2; }
     if (!(a.prune_fraction >= 0 && a.prune_fraction <= 1)) { cli_err("lottery", "--prune-fraction must be in [0, 1]"); return 2; }
+    if (control_from < 1) { cli_err("lottery", "--control-from must be >= 1"); return 2; }
     if (rf_prune_scope_from_name(a.scope) < 0) { cli_err("lottery", "--scope must be layer or global"); return 2; }
     {
         rf_ctx pctx;
@@ -178,7 +180,7 @@ int rf_cmd_lottery(int argc, char **argv) {
         cJSON_Delete(m);
         if (!sum || !cJSON_AddItemToArray(rounds, sum)) { cJSON_Delete(sum); s = rf_error(&ctx, RF_ERR_NOMEM, "output"); break; }
         /* Controls run from the same parent as the ticket (docs/pruning.md). */
-        for (int ci = 0; ci < n_controls && r > 0 && s == RF_OK; ci++) {
+        for (int ci = 0; ci < n_controls && r >= control_from && s == RF_OK; ci++) {
             char cdir[1200];
             cJSON *c = NULL;
             snprintf(cdir, sizeof cdir, "%s/round_%d_%s", out_dir, r, controls[ci]);
@@ -186,8 +188,9 @@ int rf_cmd_lottery(int argc, char **argv) {
             if (s != RF_OK) break;
             fprintf(stderr, "lottery round %d %s: remaining %.4f accuracy %.4f best %.4f @ %.0f\n", r, controls[ci],
                     num(c, "remaining"), num(c, "accuracy"), num(c, "best_accuracy"), num(c, "best_iteration"));
-            cJSON_AddItemToObject(sum, controls[ci], summary(c));
+            cJSON *cs = summary(c);
             cJSON_Delete(c);
+            if (!cs || !cJSON_AddItemToObject(sum, controls[ci], cs)) { cJSON_Delete(cs); s = rf_error(&ctx, RF_ERR_NOMEM, "output"); }
         }
         snprintf(parent, sizeof parent, "%s/model.rckpt", dir);
     }
