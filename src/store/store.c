@@ -298,20 +298,38 @@ void rf_store_time_iso(char *buf, size_t n) {
 
 /* ---- ledger ---------------------------------------------------------------- */
 
+/* A crash or a full disk in the middle of an append leaves a last line with
+ * no newline. Every event is written with its newline in one write(), so
+ * such a line was never a complete event: cut the file back to just after
+ * the last newline (as redis does with a truncated AOF), so the ledger stays
+ * a list of whole lines and the next event starts on a line of its own. */
+static int drop_torn_tail(int fd, off_t size) {
+    char buf[4096];
+    off_t end = size;
+    while (end > 0) {
+        off_t from = end > (off_t)sizeof buf ? end - (off_t)sizeof buf : 0;
+        ssize_t got = pread(fd, buf, (size_t)(end - from), from);
+        if (got != (ssize_t)(end - from)) { if (got >= 0) errno = EIO; return -1; }
+        for (ssize_t i = got; i > 0; i--)
+            if (buf[i - 1] == '\n') {
+                off_t keep = from + i;
+                return keep == size ? 0 : ftruncate(fd, keep);
+            }
+        end = from;
+    }
+    return ftruncate(fd, 0);   /* not one whole line */
+}
+
 static rf_status ledger_open(rf_ctx *ctx, rf_store *s) {
     if (s->ledger_fd >= 0) return RF_OK;
     int fd = openat(s->dfd, "ledger.jsonl", O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) return rf_error(ctx, RF_ERR_IO, "%s/ledger.jsonl: %s", s->dir, errno == ELOOP ? "is a symlink (refused)" : strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { close(fd); return rf_error(ctx, RF_ERR_IO, "%s/ledger.jsonl: not a regular file", s->dir); }
-    if (st.st_size > 0) {
-        /* a crash mid-append leaves a torn last line: end it so the next
-         * event starts on its own line (replay skips the torn one) */
-        char last = '\n';
-        if (pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n' && write_all(fd, "\n", 1) != 0) {
-            close(fd);
-            return rf_error(ctx, RF_ERR_IO, "%s/ledger.jsonl: %s", s->dir, strerror(errno));
-        }
+    if (st.st_size > 0 && drop_torn_tail(fd, st.st_size) != 0) {
+        int e = errno;
+        close(fd);
+        return rf_error(ctx, RF_ERR_IO, "%s/ledger.jsonl: cannot drop a torn last line: %s", s->dir, strerror(e));
     }
     s->ledger_fd = fd;
     return RF_OK;
@@ -323,13 +341,18 @@ rf_status rf_store_ledger_append(rf_ctx *ctx, rf_store *s, const cJSON *ev, int 
     if (!line) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
     char t[40];
     rf_store_time_iso(t, sizeof t);
-    cJSON_AddNumberToObject(line, "v", RF_LEDGER_VERSION);
-    cJSON_AddStringToObject(line, "time", t);
-    for (const cJSON *c = ev->child; c; c = c->next) cJSON_AddItemToObject(line, c->string, cJSON_Duplicate(c, 1));
+    /* every insertion is checked: an event with a key silently missing
+     * would replay as a different event */
+    int ok = cJSON_AddNumberToObject(line, "v", RF_LEDGER_VERSION) && cJSON_AddStringToObject(line, "time", t);
     const cJSON *evname = cJSON_GetObjectItemCaseSensitive(ev, "event");
-    if (s->env && cJSON_IsString(evname) && strcmp(evname->valuestring, "sweep") == 0)
-        cJSON_AddItemToObject(line, "env", cJSON_Duplicate(s->env, 1));
-    char *txt = cJSON_PrintUnformatted(line);
+    int with_env = s->env && cJSON_IsString(evname) && strcmp(evname->valuestring, "sweep") == 0;
+    for (const cJSON *c = ev->child; ok && (c || with_env); c = c ? c->next : NULL) {
+        const cJSON *src = c ? c : s->env;
+        cJSON *d = cJSON_Duplicate(src, 1);
+        if (!d || !cJSON_AddItemToObject(line, c ? c->string : "env", d)) { cJSON_Delete(d); ok = 0; }
+        if (!c) with_env = 0;
+    }
+    char *txt = ok ? cJSON_PrintUnformatted(line) : NULL;
     cJSON_Delete(line);
     if (!txt) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
     size_t n = strlen(txt);
@@ -343,7 +366,7 @@ rf_status rf_store_ledger_append(rf_ctx *ctx, rf_store *s, const cJSON *ev, int 
     rf_free(buf);
     if (rc != 0) {
         /* A partial write (disk full) left a torn line. Close the ledger so
-         * the next append reopens it, and ledger_open ends the torn line
+         * the next append reopens it, and ledger_open cuts the torn line
          * first: a later event is never glued onto the torn bytes. */
         int e = errno;
         close(s->ledger_fd);
