@@ -30,19 +30,22 @@ static void relu_backward(const rf_nn_run *r) { if (r->din) relu_bwd(r->din, r->
  * form PyTorch's nn.GELU() and timm's ViT use (not the tanh approximation);
  * d/dx = Φ(x) + x·φ(x). erf and the Gaussian are evaluated with the
  * vectorisable approximations in layers.h (errors < 1e-6 absolute). */
-RF_NN_VEC void rf_nn_add(float *y, const float *x, size_t n) {
+RF_NN_VEC static void add_v(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
+void rf_nn_add(float *y, const float *x, size_t n) { add_v(y, x, n); }
 
-RF_NN_VEC void rf_nn_mul_add(float *y, const float *a, const float *b, size_t n) {
+RF_NN_VEC static void mul_add_v(float *y, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += a[i] * b[i];
 }
+void rf_nn_mul_add(float *y, const float *a, const float *b, size_t n) { mul_add_v(y, a, b, n); }
 
-RF_NN_VEC void rf_nn_gelu_fwd(float *y, const float *x, size_t n) {
+RF_NN_VEC static void gelu_fwd_v(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + rf_nn_erf(x[i] * 0.70710678118654752f));
 }
+void rf_nn_gelu_fwd(float *y, const float *x, size_t n) { gelu_fwd_v(y, x, n); }
 
-RF_NN_VEC void rf_nn_gelu_bwd(float *dx, const float *dy, const float *x, size_t n) {
+RF_NN_VEC static void gelu_bwd_v(float *dx, const float *dy, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         float cdf = 0.5f * (1.0f + rf_nn_erf(v * 0.70710678118654752f));
@@ -50,6 +53,7 @@ RF_NN_VEC void rf_nn_gelu_bwd(float *dx, const float *dy, const float *x, size_t
         dx[i] += dy[i] * (cdf + v * pdf);
     }
 }
+void rf_nn_gelu_bwd(float *dx, const float *dy, const float *x, size_t n) { gelu_bwd_v(dx, dy, x, n); }
 
 static rf_status gelu_forward(const rf_nn_run *r) { rf_nn_gelu_fwd(r->out, r->in, numel(r)); return RF_OK; }
 static void gelu_backward(const rf_nn_run *r) { if (r->din) rf_nn_gelu_bwd(r->din, r->dout, r->in, numel(r)); }

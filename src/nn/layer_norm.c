@@ -7,7 +7,7 @@
 #include <string.h>
 
 /* ---- layer norm rows ------------------------------------------------------ */
-RF_NN_VEC void rf_nn_layernorm_fwd(float *y, float *stats, const float *x, const float *g, const float *b,
+RF_NN_VEC static void layernorm_fwd_v(float *y, float *stats, const float *x, const float *g, const float *b,
                          int rows, int D, float eps) {
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * D;
@@ -24,8 +24,10 @@ RF_NN_VEC void rf_nn_layernorm_fwd(float *y, float *stats, const float *x, const
         stats[2 * r + 1] = rstd;
     }
 }
+void rf_nn_layernorm_fwd(float *y, float *stats, const float *x, const float *g, const float *b,
+                         int rows, int D, float eps) { layernorm_fwd_v(y, stats, x, g, b, rows, D, eps); }
 
-RF_NN_VEC void rf_nn_layernorm_bwd(float *dx, float *dg, float *db, const float *dy, const float *x,
+RF_NN_VEC static void layernorm_bwd_v(float *dx, float *dg, float *db, const float *dy, const float *x,
                          const float *stats, const float *g, int rows, int D) {
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * D, *dyr = dy + (size_t)r * D;
@@ -48,6 +50,8 @@ RF_NN_VEC void rf_nn_layernorm_bwd(float *dx, float *dg, float *db, const float 
         }
     }
 }
+void rf_nn_layernorm_bwd(float *dx, float *dg, float *db, const float *dy, const float *x,
+                         const float *stats, const float *g, int rows, int D) { layernorm_bwd_v(dx, dg, db, dy, x, stats, g, rows, D); }
 
 /* ---- layer norm layer: over D of each token, or over a flat vector -------- */
 static int ln_rows(const rf_layer *L) { return L->ip[7] == RF_NN_TOKENS ? L->in.d[0] : 1; }

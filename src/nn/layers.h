@@ -125,8 +125,17 @@ static inline void rf_nn_set_out(rf_layer *L, int d0, int d1, int d2, rf_nn_kind
  * clone is the plain-C reference; the build's -O2 does not vectorise, so these
  * functions ask for -O3. Floating-point semantics are unchanged (no
  * fast-math), which is why conditions below compare integer bit patterns:
- * with trapping math, float compares block if-conversion. */
+ * with trapping math, float compares block if-conversion.
+ * Only static functions carry RF_NN_VEC: clang (14) names a target_clones
+ * function's resolver NAME.ifunc, so a call from another file would not
+ * link. Entry points other files call are plain wrappers around a static
+ * clone (rf_nn_add -> add_v). */
+#if defined(__clang__)
+/* clang: one feature per version, no optimize attribute (it vectorises at -O2) */
+#define RF_NN_VEC __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
 #define RF_NN_VEC __attribute__((target_clones("avx512f", "avx2,fma", "default"), optimize("O3")))
+#endif
 
 /* exp(-u/2) for u >= 0 (u = x² for the Gaussian density), relative error
  * < 1e-5: Cody-Waite split into 2^n · 2^f, degree-6 polynomial for 2^f
