@@ -61,12 +61,21 @@ typedef struct rf_ctx {
     char      err[RF_ERR_MAX]; /* last error message, "" if none              */
     size_t    mem_cap;         /* max bytes one declared object may need (0 = default 8 GiB) */
     int       threads;         /* compute threads (default 1)                 */
+    size_t    task_cap;        /* max tasks one job may expand to (0 = default 100,000) */
 } rf_ctx;
+
+#define RF_TASK_CAP_DEFAULT 100000
+#define RF_TASK_CAP_MAX     2000000
 
 /* Zeroes ctx, threads = 1, and mem_cap from the environment variable
  * RAFFLE_MEM_CAP (bytes, optional K/M/G/T binary suffix: "512M", "2G");
- * unset or unparseable leaves 0, the default cap of 8 GiB. */
+ * unset or unparseable leaves 0, the default cap of 8 GiB; and task_cap from
+ * RAFFLE_MAX_TASKS (a plain count, at most RF_TASK_CAP_MAX; anything else
+ * leaves 0, the default RF_TASK_CAP_DEFAULT). */
 void rf_ctx_init(rf_ctx *ctx);
+/* The task cap in force: ctx->task_cap, or the default when it is 0, never
+ * above RF_TASK_CAP_MAX. */
+size_t rf_ctx_task_cap(const rf_ctx *ctx);
 /* Returns the message of the last error (never NULL). */
 const char *rf_ctx_error(const rf_ctx *ctx);
 /* Records status and a printf-style message in ctx; returns status so callers

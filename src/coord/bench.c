@@ -34,7 +34,11 @@ static rf_job *noop_job(rf_ctx *ctx, int n) {
     snprintf(txt, sizeof txt, "{\"name\":\"bench-coord\",\"dataset\":\"synthetic\",\"model\":\"lenet-300-100\","
                               "\"experiments\":[{\"kind\":\"noop\",\"count\":%d}]}", n);
     rf_job *j = NULL;
-    return rf_job_parse(ctx, txt, strlen(txt), NULL, &j) == RF_OK ? j : NULL;
+    size_t keep = ctx->task_cap;
+    ctx->task_cap = RF_TASK_CAP_MAX;   /* --tasks asks for the size explicitly */
+    rf_status s = rf_job_parse(ctx, txt, strlen(txt), NULL, &j);
+    ctx->task_cap = keep;
+    return s == RF_OK ? j : NULL;
 }
 
 static int usage(void) {

@@ -66,10 +66,29 @@ static size_t mem_cap_from_env(void) {
     return (size_t)(n << shift);
 }
 
+/* RAFFLE_MAX_TASKS: digits only, 1..RF_TASK_CAP_MAX; else 0 (the default). */
+static size_t task_cap_from_env(void) {
+    const char *v = getenv("RAFFLE_MAX_TASKS");
+    if (!v || !*v) return 0;
+    size_t n = 0;
+    for (; *v; v++) {
+        if (*v < '0' || *v > '9') return 0;
+        n = n * 10 + (size_t)(*v - '0');
+        if (n > RF_TASK_CAP_MAX) return 0;
+    }
+    return n;
+}
+
+size_t rf_ctx_task_cap(const rf_ctx *ctx) {
+    size_t c = ctx && ctx->task_cap ? ctx->task_cap : RF_TASK_CAP_DEFAULT;
+    return c > RF_TASK_CAP_MAX ? RF_TASK_CAP_MAX : c;
+}
+
 void rf_ctx_init(rf_ctx *ctx) {
     memset(ctx, 0, sizeof *ctx);
     ctx->threads = 1;
     ctx->mem_cap = mem_cap_from_env();
+    ctx->task_cap = task_cap_from_env();
 }
 
 void rf_ctx_clear(rf_ctx *ctx) {

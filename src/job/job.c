@@ -182,7 +182,11 @@ typedef struct builder {
     uint32_t     exp;
 } builder;
 
-#define MAX_TASKS 2000000
+/* The number of tasks a job may expand to is ctx's task cap
+ * (rf_ctx_task_cap: RAFFLE_MAX_TASKS, default 100,000): expansion costs time
+ * and memory linear in the tasks (about 75 µs and 0.5 KB each), so a small
+ * file asking for millions is refused up front, not ground through. */
+#define TASK_CAP_MSG "job expands to more than %zu tasks (the task cap; RAFFLE_MAX_TASKS raises it, up to %d)"
 
 static const char *const kind_names[RF_JOB_KIND_COUNT_] = {
     "train", "prune", "lottery", "distill", "quantize", "ofa-sparse", "ofa-transfer", "ofa-qat", "noop", "fail"
@@ -303,7 +307,11 @@ static int add_task(builder *b, int kind, cJSON *settings, const int32_t *parent
     }
     int found = ht_find(b->ht, b->htcap, b->t, h);
     if (found >= 0) { free(s); b->n_dedup++; return found; }
-    if (b->n >= MAX_TASKS) { free(s); rf_error(b->ctx, RF_ERR_JOB, "job expands to more than %d tasks", MAX_TASKS); return -1; }
+    if ((size_t)b->n >= rf_ctx_task_cap(b->ctx)) {
+        free(s);
+        rf_error(b->ctx, RF_ERR_JOB, TASK_CAP_MSG, rf_ctx_task_cap(b->ctx), RF_TASK_CAP_MAX);
+        return -1;
+    }
     if (b->n == b->cap) {
         int cap = b->cap ? b->cap * 2 : 64;
         rf_job_task *t = rf_realloc(b->t, (size_t)cap * sizeof *t);
@@ -892,7 +900,9 @@ static rf_status expand_experiment(rf_ctx *ctx, builder *b, const cJSON *e, int 
     int pos[MAX_AXES] = {0};
     double points = 1;
     for (int i = 0; i < nax; i++) points *= ax[i].n;
-    if (points > MAX_TASKS) return rf_error(ctx, RF_ERR_JOB, "experiments[%d]: grid of %.0f points is too large", idx, points);
+    if (points > (double)rf_ctx_task_cap(ctx))
+        return rf_error(ctx, RF_ERR_JOB, "experiments[%d]: grid of %.0f points: " TASK_CAP_MSG, idx, points,
+                        rf_ctx_task_cap(ctx), RF_TASK_CAP_MAX);
     for (;;) {
         cJSON *x = cJSON_Duplicate(e, 1);
         if (!x) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");

@@ -461,6 +461,57 @@ Test(hardening, job_parse_every_cjson_allocation_fails) {
     cJSON_InitHooks(NULL);
 }
 
+/* ---- the task cap (finding 4) ----------------------------------------------- */
+
+/* A job whose prune grid has `points` sparsities (plus its dense parent). */
+static char *grid_job(int points) {
+    size_t cap = 256 + (size_t)points * 8;
+    char *j = malloc(cap);
+    int n = snprintf(j, cap, "{\"name\": \"cap\", \"dataset\": \"synthetic:100\", \"model\": \"lenet-300-100\", "
+                     "\"train\": {\"iterations\": 1}, \"experiments\": [{\"kind\": \"prune\", "
+                     "\"method\": \"magnitude\", \"sparsity\": [");
+    for (int i = 0; i < points; i++) n += snprintf(j + n, cap - (size_t)n, "%s%.4f", i ? "," : "", 0.5 + 0.4 * i / points);
+    snprintf(j + n, cap - (size_t)n, "]}]}");
+    return j;
+}
+
+Test(hardening, job_expansion_is_capped) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_job *job = NULL;
+    ctx.task_cap = 50;
+    /* a 60-point grid: refused before expanding anything */
+    char *j = grid_job(60);
+    rf_status s = rf_job_parse(&ctx, j, strlen(j), "cap.json", &job);
+    cr_assert_eq(s, RF_ERR_JOB, "%s", ctx.err);
+    cr_assert(strstr(ctx.err, "experiments[0]") && strstr(ctx.err, "more than 50 tasks") && strstr(ctx.err, "RAFFLE_MAX_TASKS"), "%s", ctx.err);
+    free(j);
+    /* 50 points fit the grid check, but with the dense parent the job has
+     * 51 tasks: refused by the running count */
+    j = grid_job(50);
+    s = rf_job_parse(&ctx, j, strlen(j), "cap.json", &job);
+    cr_assert_eq(s, RF_ERR_JOB, "%s", ctx.err);
+    cr_assert(strstr(ctx.err, "more than 50 tasks") != NULL, "%s", ctx.err);
+    /* the same job under a cap of 51 */
+    ctx.task_cap = 51;
+    cr_assert_eq(rf_job_parse(&ctx, j, strlen(j), "cap.json", &job), RF_OK, "%s", ctx.err);
+    rf_job_free(job);
+    free(j);
+    /* the default and the environment */
+    cr_assert_eq(rf_ctx_task_cap(NULL), (size_t)RF_TASK_CAP_DEFAULT);
+    const char *vals[] = {"120", "abc", "12x", "", "3000000", "2000000"};
+    size_t want[] = {120, 0, 0, 0, 0, 2000000};
+    for (int i = 0; i < 6; i++) {
+        setenv("RAFFLE_MAX_TASKS", vals[i], 1);
+        rf_ctx c2;
+        rf_ctx_init(&c2);
+        cr_assert_eq(c2.task_cap, want[i], "RAFFLE_MAX_TASKS=%s gives %zu", vals[i], c2.task_cap);
+    }
+    unsetenv("RAFFLE_MAX_TASKS");
+    ctx.task_cap = 5000000;   /* set directly: still never above the hard maximum */
+    cr_assert_eq(rf_ctx_task_cap(&ctx), (size_t)RF_TASK_CAP_MAX);
+}
+
 /* ---- hostile report index and spool file ----------------------------------- */
 
 Test(hardening, report_index_refuses_path_like_ids) {
