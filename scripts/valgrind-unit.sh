@@ -6,6 +6,7 @@
 #
 # Usage: scripts/valgrind-unit.sh [BINARY...]   (default: build/tests/test_*)
 # Env:   VALGRIND_TIMEOUT  seconds per binary (default 900)
+#        VALGRIND_TEST_TIMEOUT  seconds per Criterion test (default 600)
 #        VALGRIND_LOGS     keep the logs here (default: a temp dir, removed)
 # Exit status 1 if any binary failed its tests under valgrind or valgrind
 # reported an error or a definite/indirect leak in any process.
@@ -28,7 +29,7 @@ for t in "$@"; do
   # so its worker threads' buffers do not show up as "possibly lost".
   OPENBLAS_NUM_THREADS=1 timeout "$timeout_s" valgrind --quiet --trace-children=yes --child-silent-after-fork=yes \
     --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
-    --error-exitcode=99 --log-file="$logs/$name.%p.log" "$t" --jobs 1 --timeout 600 >"$logs/$name.out" 2>&1
+    --error-exitcode=99 --log-file="$logs/$name.%p.log" "$t" --jobs 1 --timeout "${VALGRIND_TEST_TIMEOUT:-600}" >"$logs/$name.out" 2>&1
   rc=$?
   dur=$(( $(date +%s) - start ))
   # --quiet: a log holds only errors and leak records, so any text is a finding
