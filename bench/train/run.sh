@@ -18,10 +18,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ITERS=${1:-200}
 BATCH=128
-MODELS=${MODELS:-"lenet-300-100 lenet-5 conv-2 vit-tiny"}
+MODELS=${MODELS:-"lenet-300-100 lenet-5 conv-2 conv-4 conv-6 mlp-1200x2 mlp-800x2 vit-tiny"}
 DATA=${DATA:-fashion-mnist}
 PY=/usr/bin/python3
-OUT=bench/results/train.json
+OUT=${OUT:-bench/results/train.json}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
