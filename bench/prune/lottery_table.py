@@ -27,14 +27,31 @@ def ms(vals):
 
 kinds = ["ticket", "reinit", "random"]
 seeds = max(len(v) for v in runs.values())
-print(f"| round | remaining | ticket acc | reinit acc | random acc | ticket best iter | reinit best iter | random best iter |  (n = {seeds} seeds)")
-print("|---|---|---|---|---|---|---|---|")
+dense = {x["seed"]: x for x in runs.get((0, "ticket"), [])}
+
+
+def delta(v, key):
+    """ticket minus the dense round 0 of the same seed, in points, mean ± std"""
+    d = [100 * (x[key] - dense[x["seed"]][key]) for x in v if x["seed"] in dense]
+    if not d:
+        return ""
+    return f"{d[0]:+.2f}" if len(d) == 1 else f"{statistics.mean(d):+.2f} ± {statistics.stdev(d):.2f}"
+
+
+print(f"Final = accuracy after the last iteration; best = the best periodic test accuracy (the early-stopping view); "
+      f"Δ = ticket minus the dense net of the same seed, in points. n = {seeds} seeds.")
+print()
+print("| round | remaining | ticket final | ticket best | Δ final | Δ best | reinit final | reinit best | random final | random best "
+      "| ticket best iter | reinit best iter |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for rnd in sorted({k[0] for k in runs}):
-    row = [str(rnd), f"{runs[(rnd, 'ticket')][0]['remaining'] * 100:.1f}%"]
-    for k in kinds:
+    t = runs[(rnd, "ticket")]
+    row = [str(rnd), f"{t[0]['remaining'] * 100:.1f}%", ms([x["accuracy"] for x in t]), ms([x["best_accuracy"] for x in t]),
+           delta(t, "accuracy"), delta(t, "best_accuracy")]
+    for k in kinds[1:]:
         v = runs.get((rnd, k))
-        row.append(ms([x["accuracy"] for x in v]) if v else "")
-    for k in kinds:
+        row += [ms([x["accuracy"] for x in v]), ms([x["best_accuracy"] for x in v])] if v else ["", ""]
+    for k in kinds[:2]:
         v = runs.get((rnd, k))
         row.append(f"{statistics.mean(x['best_iteration'] for x in v):.0f}" if v else "")
     print("| " + " | ".join(row) + " |")
