@@ -109,6 +109,9 @@ typedef struct rf_ofa_hooks {
     double      sparsity;
     double      end_fraction;   /* pruning ends at this fraction of the run (paper: 1/2) */
     double      every_fraction; /* mask update interval as a fraction of the run */
+    const char *layers;       /* borrowed glob list of the tensors to prune (rf_prune_cfg.layers,
+                               * e.g. "!conv1*"); NULL: every prunable tensor (the classifier is
+                               * never pruned) */
     rf_gmp      gmp;
     int         gmp_ready;
 } rf_ofa_hooks;

@@ -25,7 +25,7 @@ typedef struct ds_entry { char name[128]; rf_dataset *train, *test; rf_dataset h
 
 typedef struct ofa_run {
     rf_ctx     ctx;
-    const char *model, *out;
+    const char *model, *out, *layers;
     int        batch, threads;
     double     lr, sparsity;
     int64_t    eval_limit, train_limit;
@@ -72,6 +72,7 @@ static rf_status stage(ofa_run *r, const char *label, const char *kind, kind_fn 
     cJSON_AddNumberToObject(st, "lr", lr);
     cJSON_AddNumberToObject(st, "seed", (double)r->seed);
     cJSON_AddNumberToObject(st, "sparsity", r->sparsity);
+    if (r->layers) cJSON_AddStringToObject(st, "layers", r->layers);
     if (r->eval_limit > 0) cJSON_AddNumberToObject(st, "eval_limit", (double)r->eval_limit);
     rf_task_io io;
     memset(&io, 0, sizeof io);
@@ -102,7 +103,7 @@ static double num(const cJSON *o, const char *k) {
 }
 
 int rf_cmd_ofa(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *upstream = "fashion-mnist", *downstream = "mnist,fashion-mnist";
+    const char *model = NULL, *out = NULL, *upstream = "fashion-mnist", *downstream = "mnist,fashion-mnist", *layers = NULL;
     int teacher_epochs = 10, sparse_epochs = 10, transfer_epochs = 3, qat_epochs = 1, json = 0, threads = 1, batch = 128;
     double lr = 1e-3, qat_lr = 1e-4, sparsity = 0.9;
     int64_t eval_limit = 0, train_limit = 0, transfer_iters = 0, qat_iters = 0;
@@ -112,6 +113,7 @@ int rf_cmd_ofa(int argc, char **argv) {
         {"upstream", CLI_STR, &upstream, "D", "upstream dataset (default fashion-mnist)", 0},
         {"downstream", CLI_STR, &downstream, "D1,D2", "downstream datasets (default mnist,fashion-mnist)", 0},
         {"sparsity", CLI_DOUBLE, &sparsity, "S", "target sparsity of the sparse pre-training (default 0.9)", 0},
+        {"layers", CLI_STR, &layers, "GLOBS", "tensors to prune, e.g. '!conv1*' keeps the input layer dense (default: all but the classifier)", 0},
         {"teacher-epochs", CLI_INT, &teacher_epochs, "N", "dense upstream teacher epochs (default 10)", 0},
         {"sparse-epochs", CLI_INT, &sparse_epochs, "N", "sparse pre-training epochs (default 10)", 0},
         {"transfer-epochs", CLI_INT, &transfer_epochs, "N", "downstream teacher and transfer epochs (default 3)", 0},
@@ -143,7 +145,7 @@ int rf_cmd_ofa(int argc, char **argv) {
     ofa_run r;
     memset(&r, 0, sizeof r);
     rf_ctx_init(&r.ctx);
-    r.model = model; r.out = out; r.batch = batch; r.lr = lr; r.sparsity = sparsity;
+    r.model = model; r.out = out; r.layers = layers; r.batch = batch; r.lr = lr; r.sparsity = sparsity;
     r.eval_limit = eval_limit; r.train_limit = train_limit; r.seed = seed;
     r.stages = cJSON_CreateArray();
     char ds_buf[1024];

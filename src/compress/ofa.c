@@ -48,6 +48,7 @@ static rf_status ofa_before_step(void *ud, rf_model *m, int64_t step, int64_t to
             rf_prune_cfg_default(&pc);
             pc.method = RF_PRUNE_MAGNITUDE;
             pc.scope = RF_SCOPE_LAYER;   /* uniform sparsity across layers (OFA §3) */
+            pc.layers = o->layers;       /* e.g. keep the input layer dense, as OFA keeps BERT's embeddings */
             rf_gmp_schedule sched;
             rf_ofa_gmp_schedule(o->sparsity, total, o->end_fraction, o->every_fraction, &sched);
             RF_TRY(rf_gmp_init(o->ctx, &o->gmp, &pc, &sched));

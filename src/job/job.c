@@ -142,6 +142,7 @@ static const field ofa_fields[] = {
     {"alpha",          F_NUM,     1, 0, 0, 1, 0, 0, NULL, NULL, "0.5"},
     {"prune_every",    F_NUM,     1, 0, 0, 1, 1, 0, NULL, NULL, "0.01"},
     {"prune_end",      F_NUM,     1, 0, 0, 1, 1, 0, NULL, NULL, "0.5"},
+    {"layers",         F_STR,     1, 0, 0, 0, 0, 0, NULL, NULL, NULL},   /* glob list; absent: all prunable */
     {NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL}
 };
 static const field none_fields[] = { {NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL} };
@@ -758,7 +759,7 @@ static int expand_ofa(builder *b, const point *p) {
     int rc = -1;
     if (!tt || !st || !xt || !qt) { rf_error(b->ctx, RF_ERR_NOMEM, "out of memory"); goto done; }
     static const char *const kd[] = {"temperature", "alpha", NULL};
-    static const char *const sk[] = {"sparsity", "temperature", "alpha", "prune_every", "prune_end", NULL};
+    static const char *const sk[] = {"sparsity", "temperature", "alpha", "prune_every", "prune_end", "layers", NULL};
     int32_t teacher = dense_task(b, p, p->data, p->model, tt);
     if (teacher < 0) goto done;
     cJSON *s = base_settings(p, p->data, p->model, st);

@@ -172,6 +172,9 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
     RF_TRY(setting_num(ctx, io->settings, "prune_end", 1e-6, 1, &end_frac));
     RF_TRY(setting_num(ctx, io->settings, "prune_every", 1e-6, 1, &every_frac));
     const int cache = setting_bool(io->settings, "teacher_cache", 1);
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(io->settings, "layers");
+    if (layers && !cJSON_IsString(layers))
+        return rf_error(ctx, RF_ERR_INVALID, "settings \"layers\": expected a glob list string such as \"!conv1*\"");
 
     /* teacher: the upstream dense model itself (sparse), else parents[1] */
     const char *teacher_path = stage == STAGE_SPARSE ? io->parent_ckpts[0]
@@ -202,6 +205,7 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
             o.sparsity = sparsity;
             o.end_fraction = end_frac;
             o.every_fraction = every_frac;
+            o.layers = layers ? layers->valuestring : NULL;
             rf_train_hooks h;
             rf_ofa_train_hooks(&o, &h);
             /* opt = NULL: a fresh optimizer replays the whole LR schedule from

@@ -250,6 +250,43 @@ Test(distill, hidden_state_gradient_flows_into_the_student_block) {
     rf_model_free(t); rf_model_free(s);
 }
 
+/* OFA's "layers" glob: the excluded input layer and the classifier stay
+ * dense, the rest reaches the target sparsity exactly at the schedule's end. */
+static double zero_fraction(const rf_model *m, const char *name) {
+    const rf_param *p = rf_model_param(m, name);
+    cr_assert(p, "%s", name);
+    if (!m->masks) return 0.0;
+    size_t z = 0;
+    for (size_t i = 0; i < p->numel; i++) z += m->masks[p->offset + i] == 0.0f;
+    return (double)z / (double)p->numel;
+}
+
+Test(distill, ofa_layers_glob_keeps_the_input_layer_dense) {
+    static const char *MLP3 =
+        "{\"input\":[1,28,28],\"classes\":10,\"layers\":[{\"type\":\"flatten\"},"
+        "{\"type\":\"linear\",\"name\":\"fc1\",\"out\":32},{\"type\":\"relu\"},"
+        "{\"type\":\"linear\",\"name\":\"fc2\",\"out\":20},{\"type\":\"relu\"},"
+        "{\"type\":\"linear\",\"name\":\"fc3\",\"out\":10}]}";
+    const char *globs[] = {NULL, "!fc1*"};
+    for (int g = 0; g < 2; g++) {
+        rf_ctx ctx; rf_ctx_init(&ctx);
+        rf_model *m = make(MLP3, 7);
+        rf_ofa_hooks o;
+        rf_ofa_hooks_init(&o, &ctx);
+        o.gmp_on = 1;
+        o.sparsity = 0.5;
+        o.layers = globs[g];
+        rf_train_hooks h;
+        rf_ofa_train_hooks(&o, &h);
+        for (int64_t step = 0; step <= 100; step++) cr_assert_eq(h.before_step(h.ud, m, step, 200), RF_OK, "%s", ctx.err);
+        cr_assert_float_eq(zero_fraction(m, "fc2.weight"), 0.5, 1e-9, "fc2 sparsity %g", zero_fraction(m, "fc2.weight"));
+        cr_assert_eq(zero_fraction(m, "fc3.weight"), 0.0, "the classifier was pruned");
+        if (g == 0) cr_assert_float_eq(zero_fraction(m, "fc1.weight"), 0.5, 1e-9);
+        else cr_assert_eq(zero_fraction(m, "fc1.weight"), 0.0, "fc1 excluded by \"!fc1*\" was pruned");
+        rf_model_free(m);
+    }
+}
+
 Test(distill, ofa_gmp_schedule_scales_with_the_run) {
     rf_gmp_schedule s;
     rf_ofa_gmp_schedule(0.9, 1000, 0.5, 0.01, &s);
