@@ -21,28 +21,5 @@ for m in $MODELS; do
     echo "ofa $m" >&2
     "$RAFFLE" ofa --model "$m" --sparsity "$SPARSITY" $SHORT --out-dir "$OUT/$m" --json > "$OUT/$m.json"
 done
-python3 - "$OUT" $MODELS <<'PY'
-import json, os, sys
-out, models = sys.argv[1], sys.argv[2:]
-res = {}
-for m in models:
-    with open(f"{out}/{m}.json") as f:
-        j = json.loads(f.read().strip().splitlines()[-1])
-    st = {s["stage"]: s for s in j["stages"]}
-    dense = os.path.getsize(f"{out}/{m}/teacher/model.rckpt")
-    r = {"upstream_teacher": st["teacher"]["accuracy"], "sparse": st["sparse"]["accuracy"],
-         "sparse_sparsity": st["sparse"]["sparsity"], "dense_fp32_bytes": dense, "downstream": {}}
-    for name, s in st.items():
-        if not name.endswith("/qat"):
-            continue
-        d = name[: -len("/qat")]
-        t = st[d + "/teacher"]["accuracy"]
-        r["downstream"][d] = {"teacher": t, "transfer": st[d + "/transfer"]["accuracy"], "int8": s["accuracy"],
-                              "delta_points": 100 * (s["accuracy"] - t), "sparsity": s["sparsity"],
-                              "bytes": s["bytes"], "ratio_vs_dense_fp32": dense / s["bytes"]}
-    res[m] = r
-with open(f"{out}/summary.json", "w") as f:
-    json.dump(res, f, indent=1)
-print(json.dumps(res))
-PY
+python3 bench/ofa/summarize.py "$OUT" $MODELS
 cp "$OUT/summary.json" "$SUMMARY"
