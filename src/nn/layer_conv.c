@@ -1,6 +1,10 @@
-/* 2-D convolution and ViT patch embedding. Stride-1 convs on AVX-512 run as
- * an implicit GEMM straight from the padded input (the "direct" section
- * below); everything else, and every conv on other ISAs, as im2col + sgemm.
+/* 2-D convolution and ViT patch embedding. 3x3 stride-1 convs (pad 0 or 1)
+ * with at least 16 input and output channels run as Winograd F(2x2, 3x3)
+ * (conv_winograd.c: 2.25x fewer multiplies; forward, input and weight
+ * gradient; AVX2 and up); other stride-1 convs on AVX-512 as an implicit
+ * GEMM straight from the padded input (the "direct" section below);
+ * everything else as im2col + sgemm. RAFFLE_CONV=winograd|direct|gemm
+ * forces a path for comparisons (see use_wino).
  *
  * Training (and plain inference) use the Caffe orientation, columns
  * colT[K, g·P] for a chunk of g samples (K = Cin·kh·kw, P = positions), and
@@ -13,6 +17,7 @@
  * result Y[g·P, Cout] is transposed back to NCHW. */
 #include "nn/layers.h"
 
+#include "nn/conv_winograd.h"
 #include "raffle/kernels.h"
 
 #include <cblas.h>
@@ -542,7 +547,9 @@ static dc_bwd dc_bwd_of(const conv_geom *g) {
 /* The direct path needs stride 1 and pad < kernel (so that the input
  * gradient is a convolution with non-negative padding). */
 static int direct_fits(const conv_geom *g) { return g->s == 1 && g->pad < g->kh && g->pad < g->kw; }
-static int use_direct(const conv_geom *g) { return direct_fits(g) && rf_kernels_isa() >= RF_ISA_AVX512; }
+static int use_direct(const conv_geom *g) {
+    return direct_fits(g) && rf_kernels_isa() >= RF_ISA_AVX512 && rf_nn_conv_path_get() != RF_NN_CONV_GEMM;
+}
 
 static size_t direct_scratch(const conv_geom *g) {
     wide_geom w = wide_of(g);
@@ -669,6 +676,20 @@ static rf_status conv_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
     return RF_OK;
 }
 
+/* Winograd F(2x2, 3x3) (conv_winograd.c) for 3x3 stride-1 layers with pad
+ * 0 or 1 and at least WINO_MIN_C input and output channels: with fewer, its
+ * 16 GEMMs have K = C or N = Co too small to beat the direct conv (conv-k's
+ * first layer, C = 1). The path can be forced either way with
+ * RAFFLE_CONV=winograd|direct|gemm (rf_nn_conv_path_set); "winograd" still
+ * needs a 3x3 stride-1 layer. Scalar ISA keeps the reference paths. */
+#define WINO_MIN_C 16
+static int use_wino(const conv_geom *g) {
+    if (!rf_nn_wino_fits(g->kh, g->kw, g->s, g->pad)) return 0;
+    rf_nn_conv_path p = rf_nn_conv_path_get();
+    if (p == RF_NN_CONV_WINOGRAD) return 1;
+    return p == RF_NN_CONV_AUTO && g->C >= WINO_MIN_C && g->Co >= WINO_MIN_C && rf_kernels_isa() >= RF_ISA_AVX2;
+}
+
 static size_t conv_scratch(const rf_layer *L, int B) {
     conv_geom g = conv_geom_of(L);
     size_t cols = (size_t)conv_chunk(&g, B) * g.P;
@@ -676,7 +697,10 @@ static size_t conv_scratch(const rf_layer *L, int B) {
     size_t w = use_wide(&g) ? wide_scratch(&g, B) : 0;
     /* Whatever the ISA now: it may be forced between allocation and use. */
     size_t d = direct_fits(&g) ? direct_scratch(&g) : 0;
+    /* Winograd whenever it fits: the path may be forced after allocation. */
+    size_t wn = rf_nn_wino_fits(g.kh, g.kw, g.s, g.pad) ? rf_nn_wino_scratch(g.C, g.H, g.W, g.Co, g.pad, B) : 0;
     if (w > s) s = w;
+    if (wn > s) s = wn;
     return s > d ? s : d;
 }
 
@@ -686,6 +710,10 @@ static rf_status conv_forward(const rf_nn_run *r) {
     int chunk = conv_chunk(&g, r->B);
     const float *bias = L->ip[5] ? r->p[1] : NULL;
     if (!(L->infer_gemm && !r->training)) {
+        if (use_wino(&g)) {
+            rf_nn_wino_forward(r->out, r->in, r->p[0], bias, r->B, g.C, g.H, g.W, g.Co, g.pad, r->scratch);
+            return RF_OK;
+        }
         if (use_direct(&g)) { direct_forward(r, &g); return RF_OK; }
         if (use_wide(&g)) { wide_forward(r, &g); return RF_OK; }
     }
@@ -719,6 +747,11 @@ static void conv_backward(const rf_nn_run *r) {
     conv_geom g = conv_geom_of(L);
     int chunk = conv_chunk(&g, r->B);
     float *dbias = L->ip[5] ? r->g[1] : NULL;
+    if (use_wino(&g)) {
+        rf_nn_wino_backward(r->g[0], dbias, r->din, r->dout, r->in, r->p[0], r->B, g.C, g.H, g.W, g.Co, g.pad,
+                            r->scratch);
+        return;
+    }
     if (use_direct(&g)) { direct_backward(r, &g); return; }
     if (use_wide(&g)) { wide_backward(r, &g); return; }
     for (int n0 = 0; n0 < r->B; n0 += chunk) {

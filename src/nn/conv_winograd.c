@@ -1,0 +1,631 @@
+/* Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (Lavin & Gray 2016,
+ * "Fast Algorithms for Convolutional Neural Networks", eq. 8-10):
+ *
+ *   Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A     per 4×4 input tile d, 2×2 output
+ *
+ *   Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+ *   G  = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]
+ *   Aᵀ = [1 1 1 0; 0 1 -1 -1]
+ *
+ * 16 multiplies per 2×2 outputs and channel pair instead of 36 (2.25×
+ * fewer). Summed over input channels, the element-wise product becomes 16
+ * independent GEMMs, one per tile position k = 4i + j:
+ *   M[k] (Co × T) = V[k] (Co × C) · U[k] (C × T),   T = tiles of a chunk.
+ * Layouts (all row-major, tiles contiguous so that the GEMMs and the
+ * transforms stream memory): U[k][c][t], M[k][co][t], V[k][co][c]; a chunk
+ * of samples puts sample j's tiles at t = j·tiles + th·TW + tw.
+ *
+ * Backward:
+ *   d input   the input gradient of a stride-1 conv is the conv of dy padded
+ *             by 2 − pad with the flipped, channel-transposed kernel; its
+ *             Winograd weights are P V[k]ᵀ Pᵀ (P swaps rows 0 and 3, since
+ *             G·flip = P·G), so the same code runs with Vᵀ and permuted k.
+ *   d weight  by linearity of the forward in V: dV[k] += (A dY Aᵀ)[k] ·
+ *             U[k]ᵀ (16 GEMMs with K = tiles), then dW += Gᵀ dV G.
+ * Output positions past OH/OW in the edge tiles of odd sizes are computed
+ * and dropped (forward) or have zero gradient (backward).
+ *
+ * The transforms are plain C (vectorised per ISA by RF_NN_VEC), with
+ * AVX-512 versions of the input-side ones picked by rf_kernels_isa(); all
+ * are adds only, in the same order, and -std=c11 contracts nothing into
+ * FMAs, so every version gives the same bits (test_winograd checks it).
+ * The GEMMs are OpenBLAS sgemm. Fixed loop orders and chunking that depends
+ * on the batch size only keep results bit-identical run to run. */
+#include "nn/conv_winograd.h"
+
+#include "nn/layers.h"
+
+#include "raffle/kernels.h"
+
+#include <cblas.h>
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Samples per chunk: as many as keep a chunk's U and M within WINO_BUDGET
+ * floats (2 MB: written by the transforms, then read by sgemm, from L2),
+ * but at least enough for WINO_MIN_T tiles, the GEMMs' N (7×7 maps have 16
+ * tiles a sample, and sgemm with N = 16 runs far below peak). Measured on
+ * conv-6's shapes (Zen 4, 1 MB L2, a shared machine, so ±10% noise):
+ * budgets of 4 and 16 MB lost 10-25% on 28×28 maps; on 7×7 maps N = 128
+ * beat N = 64 and N = 256 by ~10%. */
+#define WINO_MIN_T 128
+#define WINO_BUDGET (1u << 19)
+
+static rf_nn_conv_path conv_path = (rf_nn_conv_path)-1;
+
+rf_nn_conv_path rf_nn_conv_path_get(void) {
+    if ((int)conv_path < 0) {
+        const char *e = getenv("RAFFLE_CONV");
+        rf_nn_conv_path p = RF_NN_CONV_AUTO;
+        if (e && !strcmp(e, "winograd")) p = RF_NN_CONV_WINOGRAD;
+        else if (e && !strcmp(e, "direct")) p = RF_NN_CONV_DIRECT;
+        else if (e && !strcmp(e, "gemm")) p = RF_NN_CONV_GEMM;
+        conv_path = p;
+    }
+    return conv_path;
+}
+
+rf_nn_conv_path rf_nn_conv_path_set(rf_nn_conv_path p) {
+    rf_nn_conv_path old = rf_nn_conv_path_get();
+    conv_path = p;
+    return old;
+}
+
+int rf_nn_wino_fits(int kh, int kw, int s, int pad) { return kh == 3 && kw == 3 && s == 1 && pad >= 0 && pad <= 1; }
+
+/* One Winograd convolution: Ci -> Co channels, Hi×Wi inputs padded by pad
+ * (0..2), OH×OW outputs in TH×TW tiles; the padded plane is Hp×Wp. */
+typedef struct wg { int Ci, Hi, Wi, Co, pad, OH, OW, TH, TW, T, Hp, Wp; } wg;
+
+static wg wg_of(int Ci, int Hi, int Wi, int Co, int pad) {
+    wg g;
+    g.Ci = Ci; g.Hi = Hi; g.Wi = Wi; g.Co = Co; g.pad = pad;
+    g.OH = Hi + 2 * pad - 2; g.OW = Wi + 2 * pad - 2;
+    g.TH = (g.OH + 1) / 2; g.TW = (g.OW + 1) / 2;
+    g.T = g.TH * g.TW;
+    g.Hp = 2 * g.TH + 2; g.Wp = 2 * g.TW + 2;
+    return g;
+}
+
+static int wg_chunk(const wg *g, int B) {
+    size_t per = 16 * ((size_t)g->Ci + (size_t)g->Co) * (size_t)g->T;
+    size_t ns = WINO_BUDGET / per, nmin = (WINO_MIN_T + (size_t)g->T - 1) / (size_t)g->T;
+    if (ns < nmin) ns = nmin;
+    if (ns < 1) ns = 1;
+    if (ns > (size_t)B) ns = (size_t)B;
+    return (int)ns;
+}
+
+/* U, M of a chunk + the padded plane (+ 4 floats of slack) + 4 output rows
+ * of the chunk's tiles. */
+static size_t wg_scratch(const wg *g, int B) {
+    size_t tc = (size_t)wg_chunk(g, B) * g->T;
+    return 16 * ((size_t)g->Ci + (size_t)g->Co) * tc + (size_t)g->Hp * g->Wp + 4 + 4 * tc;
+}
+
+/* V[k][co][c] = (G g Gᵀ)[k] for g = w[co, c] (3×3). */
+RF_NN_VEC static void wino_weights(float *restrict V, const float *restrict w, int Co, int C) {
+    size_t ldk = (size_t)Co * C;
+    for (int co = 0; co < Co; co++)
+        for (int c = 0; c < C; c++) {
+            const float *g = w + ((size_t)co * C + c) * 9;
+            float r[4][3];
+            for (int j = 0; j < 3; j++) {
+                float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+                r[0][j] = g0;
+                r[1][j] = 0.5f * (g0 + g1 + g2);
+                r[2][j] = 0.5f * (g0 - g1 + g2);
+                r[3][j] = g2;
+            }
+            float *v = V + (size_t)co * C + c;
+            for (int i = 0; i < 4; i++) {
+                v[(size_t)(4 * i + 0) * ldk] = r[i][0];
+                v[(size_t)(4 * i + 1) * ldk] = 0.5f * (r[i][0] + r[i][1] + r[i][2]);
+                v[(size_t)(4 * i + 2) * ldk] = 0.5f * (r[i][0] - r[i][1] + r[i][2]);
+                v[(size_t)(4 * i + 3) * ldk] = r[i][2];
+            }
+        }
+}
+
+/* u[k·ldk + th·TW + tw] = (Bᵀ d B)[k] for the tiles d of one padded plane,
+ * given split into its even columns ev[Hp][TW + 1] and odd columns
+ * od[Hp][TW + 1]: tile tw reads columns 2tw..2tw+3 = ev[tw], od[tw],
+ * ev[tw+1], od[tw+1], all unit-stride, so the loop over tiles vectorises. */
+RF_NN_VEC static void wino_in_tf(float *restrict u, size_t ldk, const float *restrict ev, const float *restrict od,
+                                 int TH, int TW) {
+    const int ld = TW + 1;
+    for (int th = 0; th < TH; th++) {
+        const float *e0 = ev + (size_t)2 * th * ld, *e1 = e0 + ld, *e2 = e1 + ld, *e3 = e2 + ld;
+        const float *o0 = od + (size_t)2 * th * ld, *o1 = o0 + ld, *o2 = o1 + ld, *o3 = o2 + ld;
+        float *o = u + (size_t)th * TW;
+        for (int tw = 0; tw < TW; tw++) {
+            float w[4][4];
+            /* Bᵀ d on the columns j = 0..3 of the tile */
+#define WINO_COL(j, a0, a1, a2, a3)                                                                          \
+    w[0][j] = (a0) - (a2); w[1][j] = (a1) + (a2); w[2][j] = (a2) - (a1); w[3][j] = (a1) - (a3);
+            WINO_COL(0, e0[tw], e1[tw], e2[tw], e3[tw])
+            WINO_COL(1, o0[tw], o1[tw], o2[tw], o3[tw])
+            WINO_COL(2, e0[tw + 1], e1[tw + 1], e2[tw + 1], e3[tw + 1])
+            WINO_COL(3, o0[tw + 1], o1[tw + 1], o2[tw + 1], o3[tw + 1])
+#undef WINO_COL
+            for (int i = 0; i < 4; i++) {
+                o[(size_t)(4 * i + 0) * ldk + tw] = w[i][0] - w[i][2];
+                o[(size_t)(4 * i + 1) * ldk + tw] = w[i][1] + w[i][2];
+                o[(size_t)(4 * i + 2) * ldk + tw] = w[i][2] - w[i][1];
+                o[(size_t)(4 * i + 3) * ldk + tw] = w[i][1] - w[i][3];
+            }
+        }
+    }
+}
+
+/* Row x[0..W) placed at padded column pad + w, split by column parity:
+ * ev[c/2] for even c, od[c/2] for odd c. */
+RF_NN_VEC static void split_row(float *restrict ev, float *restrict od, const float *restrict x, int W, int pad) {
+    const int a = pad & 1;
+    float *e = ev + (a + pad) / 2, *o = od + (pad - a) / 2;
+    const int ne = (W - a + 1) / 2, no = (W - (1 - a) + 1) / 2;
+    for (int i = 0; i < ne; i++) e[i] = x[a + 2 * i];
+    for (int i = 0; i < no; i++) o[i] = x[1 - a + 2 * i];
+}
+
+/* o[r·T + t] = (Aᵀ m A)[r] (r = 2a + b: output (a, b) of the tile) + bv for
+ * T tiles, m[k·ldk + t]. */
+RF_NN_VEC static void wino_out_tf(float *restrict o, const float *restrict m, size_t ldk, int T, float bv) {
+    for (int t = 0; t < T; t++) {
+        float s[2][4];
+        for (int j = 0; j < 4; j++) {
+            float m0 = m[(size_t)j * ldk + t], m1 = m[(size_t)(4 + j) * ldk + t];
+            float m2 = m[(size_t)(8 + j) * ldk + t], m3 = m[(size_t)(12 + j) * ldk + t];
+            s[0][j] = m0 + m1 + m2;
+            s[1][j] = m1 - m2 - m3;
+        }
+        for (int a = 0; a < 2; a++) {
+            o[(size_t)(2 * a) * T + t] = s[a][0] + s[a][1] + s[a][2] + bv;
+            o[(size_t)(2 * a + 1) * T + t] = s[a][1] - s[a][2] - s[a][3] + bv;
+        }
+    }
+}
+
+/* y[OH, OW] (= or +=) the 2×2 outputs o[r·ldo + t] of a plane's tiles. */
+RF_NN_VEC static void wino_scatter(float *restrict y, const float *restrict o, size_t ldo, int OH, int OW, int TW,
+                                   int acc) {
+    const int fw = OW / 2;
+    for (int oh = 0; oh < OH; oh++) {
+        int th = oh / 2, a = oh % 2;
+        const float *restrict o0 = o + (size_t)(2 * a) * ldo + (size_t)th * TW, *restrict o1 = o0 + ldo;
+        float *restrict yr = y + (size_t)oh * OW;
+        if (acc) {
+            for (int tw = 0; tw < fw; tw++) { yr[2 * tw] += o0[tw]; yr[2 * tw + 1] += o1[tw]; }
+            if (OW & 1) yr[OW - 1] += o0[fw];
+        } else {
+            for (int tw = 0; tw < fw; tw++) { yr[2 * tw] = o0[tw]; yr[2 * tw + 1] = o1[tw]; }
+            if (OW & 1) yr[OW - 1] = o0[fw];
+        }
+    }
+}
+
+/* u[k·ldk + t] = (A dY Aᵀ)[k] for the 2×2 tiles of one plane, split by
+ * column parity like wino_in_tf: ev, od [2TH][TW] (zero past OH/OW).
+ * A dY Aᵀ has rows (y0, y0 + y1, y0 − y1, −y1) of the tile's rows, and the
+ * same on columns. */
+RF_NN_VEC static void wino_grad_tf(float *restrict u, size_t ldk, const float *restrict ev, const float *restrict od,
+                                   int TH, int TW) {
+    for (int th = 0; th < TH; th++) {
+        const float *e0 = ev + (size_t)2 * th * TW, *e1 = e0 + TW, *p0 = od + (size_t)2 * th * TW, *p1 = p0 + TW;
+        float *o = u + (size_t)th * TW;
+        for (int tw = 0; tw < TW; tw++) {
+            float a = e0[tw], b = p0[tw], c = e1[tw], d = p1[tw];
+            float r[4][2] = {{a, b}, {a + c, b + d}, {a - c, b - d}, {-c, -d}};
+            for (int i = 0; i < 4; i++) {
+                o[(size_t)(4 * i + 0) * ldk + tw] = r[i][0];
+                o[(size_t)(4 * i + 1) * ldk + tw] = r[i][0] + r[i][1];
+                o[(size_t)(4 * i + 2) * ldk + tw] = r[i][0] - r[i][1];
+                o[(size_t)(4 * i + 3) * ldk + tw] = -r[i][1];
+            }
+        }
+    }
+}
+
+/* dw[co, c] += (Gᵀ dV G) for dV[k][co][c]. */
+static void wino_weights_back(float *restrict dw, const float *restrict dV, int Co, int C) {
+    size_t ldk = (size_t)Co * C;
+    for (int co = 0; co < Co; co++)
+        for (int c = 0; c < C; c++) {
+            const float *v = dV + (size_t)co * C + c;
+            float r[3][4];
+            for (int j = 0; j < 4; j++) {
+                float v0 = v[(size_t)j * ldk], v1 = v[(size_t)(4 + j) * ldk];
+                float v2 = v[(size_t)(8 + j) * ldk], v3 = v[(size_t)(12 + j) * ldk];
+                r[0][j] = v0 + 0.5f * (v1 + v2);
+                r[1][j] = 0.5f * (v1 - v2);
+                r[2][j] = 0.5f * (v1 + v2) + v3;
+            }
+            float *g = dw + ((size_t)co * C + c) * 9;
+            for (int i = 0; i < 3; i++) {
+                g[3 * i + 0] += r[i][0] + 0.5f * (r[i][1] + r[i][2]);
+                g[3 * i + 1] += 0.5f * (r[i][1] - r[i][2]);
+                g[3 * i + 2] += 0.5f * (r[i][1] + r[i][2]) + r[i][3];
+            }
+        }
+}
+
+/* ---- AVX-512 versions of the plane transforms ------------------------------
+ * The loops above run over the TW tiles of one tile row: 14, 7 or 4 for
+ * 28×28, 14×14, 7×7 maps, too short for GCC's 16-lane loops (it ran them
+ * mostly in scalar epilogues with 16 scattered stores per tile). Here one
+ * vector holds G = 16 / TW whole tile rows (lanes g·TW + tw, which are also
+ * consecutive tile indices, so each of the 16 results is one store), filled
+ * by G masked loads per source row. Same operations in the same order as
+ * the plain C versions: identical results. */
+static __mmask16 lanes(int lo, int hi) {   /* bits [lo, hi) of 16 */
+    if (lo < 0) lo = 0;
+    if (hi > 16) hi = 16;
+    return hi <= lo ? (__mmask16)0 : (__mmask16)(((1u << (hi - lo)) - 1) << lo);
+}
+
+/* Bᵀ d for one column of tiles (a0..a3 the 4 rows), then the row half of
+ * Bᵀ d B for row i of the result, stored at dst + (4i + j)·ldk. */
+#define WINO_BT(w0, w1, w2, w3, a0, a1, a2, a3)                                                              \
+    __m512 w0 = _mm512_sub_ps(a0, a2), w1 = _mm512_add_ps(a1, a2), w2 = _mm512_sub_ps(a2, a1),             \
+           w3 = _mm512_sub_ps(a1, a3);
+#define WINO_BT_ROW(dst, ldk, ms, i, c0, c1, c2, c3)                                                         \
+    _mm512_mask_storeu_ps(dst + (size_t)(4 * i + 0) * ldk, ms, _mm512_sub_ps(c0, c2));                      \
+    _mm512_mask_storeu_ps(dst + (size_t)(4 * i + 1) * ldk, ms, _mm512_add_ps(c1, c2));                      \
+    _mm512_mask_storeu_ps(dst + (size_t)(4 * i + 2) * ldk, ms, _mm512_sub_ps(c2, c1));                      \
+    _mm512_mask_storeu_ps(dst + (size_t)(4 * i + 3) * ldk, ms, _mm512_sub_ps(c1, c3));
+
+__attribute__((target("avx512f"), optimize("O3")))
+static void wino_in_tf_avx512(float *u, size_t ldk, const float *ev, const float *od, int TH, int TW) {
+    const int ld = TW + 1;
+    for (int tw0 = 0; tw0 < TW; tw0 += 16) {
+        const int nw = TW - tw0 < 16 ? TW - tw0 : 16, G = TW > 16 ? 1 : 16 / nw;
+        for (int th0 = 0; th0 < TH; th0 += G) {
+            const int ng = TH - th0 < G ? TH - th0 : G;
+            __m512 e00 = _mm512_setzero_ps(), e10 = e00, e20 = e00, e30 = e00, e01 = e00, e11 = e00, e21 = e00,
+                   e31 = e00, o00 = e00, o10 = e00, o20 = e00, o30 = e00, o01 = e00, o11 = e00, o21 = e00,
+                   o31 = e00;
+            for (int g = 0; g < ng; g++) {
+                const __mmask16 m = lanes(g * nw, (g + 1) * nw);
+                const size_t off = (size_t)2 * (th0 + g) * ld + tw0 - (size_t)g * nw;
+                const float *E0 = ev + off, *E1 = E0 + ld, *E2 = E1 + ld, *E3 = E2 + ld;
+                const float *O0 = od + off, *O1 = O0 + ld, *O2 = O1 + ld, *O3 = O2 + ld;
+                e00 = _mm512_mask_loadu_ps(e00, m, E0); e01 = _mm512_mask_loadu_ps(e01, m, E0 + 1);
+                e10 = _mm512_mask_loadu_ps(e10, m, E1); e11 = _mm512_mask_loadu_ps(e11, m, E1 + 1);
+                e20 = _mm512_mask_loadu_ps(e20, m, E2); e21 = _mm512_mask_loadu_ps(e21, m, E2 + 1);
+                e30 = _mm512_mask_loadu_ps(e30, m, E3); e31 = _mm512_mask_loadu_ps(e31, m, E3 + 1);
+                o00 = _mm512_mask_loadu_ps(o00, m, O0); o01 = _mm512_mask_loadu_ps(o01, m, O0 + 1);
+                o10 = _mm512_mask_loadu_ps(o10, m, O1); o11 = _mm512_mask_loadu_ps(o11, m, O1 + 1);
+                o20 = _mm512_mask_loadu_ps(o20, m, O2); o21 = _mm512_mask_loadu_ps(o21, m, O2 + 1);
+                o30 = _mm512_mask_loadu_ps(o30, m, O3); o31 = _mm512_mask_loadu_ps(o31, m, O3 + 1);
+            }
+            /* columns 2tw + j: j = 0 even, 1 odd, 2 even shifted, 3 odd shifted */
+            WINO_BT(w00, w10, w20, w30, e00, e10, e20, e30)
+            WINO_BT(w01, w11, w21, w31, o00, o10, o20, o30)
+            WINO_BT(w02, w12, w22, w32, e01, e11, e21, e31)
+            WINO_BT(w03, w13, w23, w33, o01, o11, o21, o31)
+            const __mmask16 ms = lanes(0, ng * nw);
+            float *dst = u + (size_t)th0 * TW + tw0;
+            WINO_BT_ROW(dst, ldk, ms, 0, w00, w01, w02, w03)
+            WINO_BT_ROW(dst, ldk, ms, 1, w10, w11, w12, w13)
+            WINO_BT_ROW(dst, ldk, ms, 2, w20, w21, w22, w23)
+            WINO_BT_ROW(dst, ldk, ms, 3, w30, w31, w32, w33)
+        }
+    }
+}
+#undef WINO_BT
+#undef WINO_BT_ROW
+
+__attribute__((target("avx512f"), optimize("O3")))
+static void wino_grad_tf_avx512(float *u, size_t ldk, const float *ev, const float *od, int TH, int TW) {
+    for (int tw0 = 0; tw0 < TW; tw0 += 16) {
+        const int nw = TW - tw0 < 16 ? TW - tw0 : 16, G = TW > 16 ? 1 : 16 / nw;
+        for (int th0 = 0; th0 < TH; th0 += G) {
+            const int ng = TH - th0 < G ? TH - th0 : G;
+            __m512 a = _mm512_setzero_ps(), b = a, c = a, d = a;
+            for (int g = 0; g < ng; g++) {
+                __mmask16 m = lanes(g * nw, (g + 1) * nw);
+                size_t off = (size_t)2 * (th0 + g) * TW + tw0 - (size_t)g * nw;
+                a = _mm512_mask_loadu_ps(a, m, ev + off);
+                b = _mm512_mask_loadu_ps(b, m, od + off);
+                c = _mm512_mask_loadu_ps(c, m, ev + off + TW);
+                d = _mm512_mask_loadu_ps(d, m, od + off + TW);
+            }
+            const __m512 z = _mm512_setzero_ps();
+            __m512 r[4][2] = {{a, b},
+                              {_mm512_add_ps(a, c), _mm512_add_ps(b, d)},
+                              {_mm512_sub_ps(a, c), _mm512_sub_ps(b, d)},
+                              {_mm512_sub_ps(z, c), _mm512_sub_ps(z, d)}};
+            __mmask16 ms = lanes(0, ng * nw);
+            float *dst = u + (size_t)th0 * TW + tw0;
+            for (int i = 0; i < 4; i++) {
+                _mm512_mask_storeu_ps(dst + (size_t)(4 * i + 0) * ldk, ms, r[i][0]);
+                _mm512_mask_storeu_ps(dst + (size_t)(4 * i + 1) * ldk, ms, _mm512_add_ps(r[i][0], r[i][1]));
+                _mm512_mask_storeu_ps(dst + (size_t)(4 * i + 2) * ldk, ms, _mm512_sub_ps(r[i][0], r[i][1]));
+                _mm512_mask_storeu_ps(dst + (size_t)(4 * i + 3) * ldk, ms, _mm512_sub_ps(z, r[i][1]));
+            }
+        }
+    }
+}
+
+/* AVX2 versions of the two tile transforms: the same G-tile-rows-per-vector
+ * scheme with 8 lanes; maskload zeroes the lanes it skips and blendv merges
+ * the G loads (exact: no arithmetic on the merged lanes). With the C loops,
+ * conv-6's 7×7 layers ran 1.5× slower under RAFFLE_ISA=avx2. */
+__attribute__((target("avx2")))
+static __m256i lanes8(int lo, int hi) {   /* lanes [lo, hi) of 8, all bits set */
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i ge = _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(lo - 1));
+    __m256i lt = _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), idx);
+    return _mm256_and_si256(ge, lt);
+}
+
+/* Stores lanes [0, n) of v: vmaskmovps stores are microcoded on AMD (tens
+ * of cycles), so partial vectors go out as 4 + 2 + 1 lanes. */
+__attribute__((target("avx2"), always_inline))
+static inline void store8(float *d, __m256 v, int n) {
+    if (n >= 8) { _mm256_storeu_ps(d, v); return; }
+    __m128 x = _mm256_castps256_ps128(v);
+    if (n >= 4) { _mm_storeu_ps(d, x); x = _mm256_extractf128_ps(v, 1); d += 4; n -= 4; }
+    if (n >= 2) { _mm_storel_pi((__m64 *)d, x); x = _mm_movehl_ps(x, x); d += 2; n -= 2; }
+    if (n) _mm_store_ss(d, x);
+}
+
+#define WINO_LD8(acc, m, p) acc = _mm256_blendv_ps(acc, _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m))
+#define WINO_BT8(w0, w1, w2, w3, a0, a1, a2, a3)                                                             \
+    __m256 w0 = _mm256_sub_ps(a0, a2), w1 = _mm256_add_ps(a1, a2), w2 = _mm256_sub_ps(a2, a1),             \
+           w3 = _mm256_sub_ps(a1, a3);
+#define WINO_BT8_ROW(dst, ldk, ns, i, c0, c1, c2, c3)                                                        \
+    store8(dst + (size_t)(4 * i + 0) * ldk, _mm256_sub_ps(c0, c2), ns);                                     \
+    store8(dst + (size_t)(4 * i + 1) * ldk, _mm256_add_ps(c1, c2), ns);                                     \
+    store8(dst + (size_t)(4 * i + 2) * ldk, _mm256_sub_ps(c2, c1), ns);                                     \
+    store8(dst + (size_t)(4 * i + 3) * ldk, _mm256_sub_ps(c1, c3), ns);
+
+__attribute__((target("avx2"), optimize("O3")))
+static void wino_in_tf_avx2(float *u, size_t ldk, const float *ev, const float *od, int TH, int TW) {
+    const int ld = TW + 1;
+    for (int tw0 = 0; tw0 < TW; tw0 += 8) {
+        const int nw = TW - tw0 < 8 ? TW - tw0 : 8, G = TW > 8 ? 1 : 8 / nw;
+        for (int th0 = 0; th0 < TH; th0 += G) {
+            const int ng = TH - th0 < G ? TH - th0 : G;
+            __m256 e00 = _mm256_setzero_ps(), e10 = e00, e20 = e00, e30 = e00, e01 = e00, e11 = e00, e21 = e00,
+                   e31 = e00, o00 = e00, o10 = e00, o20 = e00, o30 = e00, o01 = e00, o11 = e00, o21 = e00,
+                   o31 = e00;
+            for (int g = 0; g < ng; g++) {
+                const __m256i m = lanes8(g * nw, (g + 1) * nw);
+                const size_t off = (size_t)2 * (th0 + g) * ld + tw0 - (size_t)g * nw;
+                const float *E0 = ev + off, *E1 = E0 + ld, *E2 = E1 + ld, *E3 = E2 + ld;
+                const float *O0 = od + off, *O1 = O0 + ld, *O2 = O1 + ld, *O3 = O2 + ld;
+                WINO_LD8(e00, m, E0); WINO_LD8(e01, m, E0 + 1); WINO_LD8(e10, m, E1); WINO_LD8(e11, m, E1 + 1);
+                WINO_LD8(e20, m, E2); WINO_LD8(e21, m, E2 + 1); WINO_LD8(e30, m, E3); WINO_LD8(e31, m, E3 + 1);
+                WINO_LD8(o00, m, O0); WINO_LD8(o01, m, O0 + 1); WINO_LD8(o10, m, O1); WINO_LD8(o11, m, O1 + 1);
+                WINO_LD8(o20, m, O2); WINO_LD8(o21, m, O2 + 1); WINO_LD8(o30, m, O3); WINO_LD8(o31, m, O3 + 1);
+            }
+            WINO_BT8(w00, w10, w20, w30, e00, e10, e20, e30)
+            WINO_BT8(w01, w11, w21, w31, o00, o10, o20, o30)
+            WINO_BT8(w02, w12, w22, w32, e01, e11, e21, e31)
+            WINO_BT8(w03, w13, w23, w33, o01, o11, o21, o31)
+            const int ns = ng * nw;
+            float *dst = u + (size_t)th0 * TW + tw0;
+            WINO_BT8_ROW(dst, ldk, ns, 0, w00, w01, w02, w03)
+            WINO_BT8_ROW(dst, ldk, ns, 1, w10, w11, w12, w13)
+            WINO_BT8_ROW(dst, ldk, ns, 2, w20, w21, w22, w23)
+            WINO_BT8_ROW(dst, ldk, ns, 3, w30, w31, w32, w33)
+        }
+    }
+}
+#undef WINO_BT8
+#undef WINO_BT8_ROW
+
+__attribute__((target("avx2"), optimize("O3")))
+static void wino_grad_tf_avx2(float *u, size_t ldk, const float *ev, const float *od, int TH, int TW) {
+    for (int tw0 = 0; tw0 < TW; tw0 += 8) {
+        const int nw = TW - tw0 < 8 ? TW - tw0 : 8, G = TW > 8 ? 1 : 8 / nw;
+        for (int th0 = 0; th0 < TH; th0 += G) {
+            const int ng = TH - th0 < G ? TH - th0 : G;
+            __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;
+            for (int g = 0; g < ng; g++) {
+                const __m256i m = lanes8(g * nw, (g + 1) * nw);
+                const size_t off = (size_t)2 * (th0 + g) * TW + tw0 - (size_t)g * nw;
+                WINO_LD8(a, m, ev + off); WINO_LD8(b, m, od + off);
+                WINO_LD8(c, m, ev + off + TW); WINO_LD8(d, m, od + off + TW);
+            }
+            const __m256 z = _mm256_setzero_ps();
+            __m256 r[4][2] = {{a, b},
+                              {_mm256_add_ps(a, c), _mm256_add_ps(b, d)},
+                              {_mm256_sub_ps(a, c), _mm256_sub_ps(b, d)},
+                              {_mm256_sub_ps(z, c), _mm256_sub_ps(z, d)}};
+            const int ns = ng * nw;
+            float *dst = u + (size_t)th0 * TW + tw0;
+            for (int i = 0; i < 4; i++) {
+                store8(dst + (size_t)(4 * i + 0) * ldk, r[i][0], ns);
+                store8(dst + (size_t)(4 * i + 1) * ldk, _mm256_add_ps(r[i][0], r[i][1]), ns);
+                store8(dst + (size_t)(4 * i + 2) * ldk, _mm256_sub_ps(r[i][0], r[i][1]), ns);
+                store8(dst + (size_t)(4 * i + 3) * ldk, _mm256_sub_ps(z, r[i][1]), ns);
+            }
+        }
+    }
+}
+#undef WINO_LD8
+
+/* put_split on AVX-512: each row 32 padded columns at a time, deinterleaved
+ * with two permutes (padding columns come out 0, rows longer than 32
+ * columns loop). The masks depend on W, pad and ld only: computed once per
+ * plane, not per row (7×7 planes have 7 rows of one chunk each, and the
+ * per-row setup was 8% of a 7×7 layer). */
+__attribute__((target("avx512f"), optimize("O3")))
+static void put_split_avx512(float *ev, float *od, int ld, int top, int pad, const float *src, int H, int W) {
+    const __m512i ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i io = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    for (int q0 = 0; q0 < ld; q0 += 16) {
+        const int w0 = 2 * q0 - pad;   /* input column of padded column 2·q0 */
+        const __mmask16 mlo = lanes(-w0, W - w0), mhi = lanes(-w0 - 16, W - w0 - 16), ms = lanes(0, ld - q0);
+        const float *x = src + w0;
+        float *e = ev + (size_t)top * ld + q0, *o = od + (size_t)top * ld + q0;
+        for (int h = 0; h < H; h++, x += W, e += ld, o += ld) {
+            __m512 lo = _mm512_maskz_loadu_ps(mlo, x), hi = _mm512_maskz_loadu_ps(mhi, x + 16);
+            _mm512_mask_storeu_ps(e, ms, _mm512_permutex2var_ps(lo, ie, hi));
+            _mm512_mask_storeu_ps(o, ms, _mm512_permutex2var_ps(lo, io, hi));
+        }
+    }
+}
+
+/* src[H, W] into the split plane ev, od (row stride ld each) at row top,
+ * column pad; the rest of the buffers keep their zeros (the AVX-512 version
+ * rewrites the padding columns of the rows it writes with zeros). */
+static void put_split(float *ev, float *od, int ld, int top, int pad, const float *src, int H, int W) {
+    if (rf_kernels_isa() >= RF_ISA_AVX512) { put_split_avx512(ev, od, ld, top, pad, src, H, W); return; }
+    for (int h = 0; h < H; h++)
+        split_row(ev + (size_t)(h + top) * ld, od + (size_t)(h + top) * ld, src + (size_t)h * W, W, pad);
+}
+
+/* wino_scatter for rows of up to 32 outputs: the two output columns of a
+ * tile row interleaved with two permutes, one or two masked stores per row
+ * (the C loop runs 3-14 pairs a row, mostly in scalar epilogues). */
+__attribute__((target("avx512f"), optimize("O3")))
+static void wino_scatter_avx512(float *y, const float *o, size_t ldo, int OH, int OW, int TW, int acc) {
+    const __m512i il = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i ih = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    const __mmask16 mt = lanes(0, TW), m0 = lanes(0, OW), m1 = lanes(0, OW - 16);
+    for (int oh = 0; oh < OH; oh++) {
+        const float *o0 = o + (size_t)(2 * (oh % 2)) * ldo + (size_t)(oh / 2) * TW;
+        __m512 a = _mm512_maskz_loadu_ps(mt, o0), b = _mm512_maskz_loadu_ps(mt, o0 + ldo);
+        __m512 v0 = _mm512_permutex2var_ps(a, il, b), v1 = _mm512_permutex2var_ps(a, ih, b);
+        float *yr = y + (size_t)oh * OW;
+        if (acc) {
+            v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, yr), v0);
+            v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, yr + 16), v1);
+        }
+        _mm512_mask_storeu_ps(yr, m0, v0);
+        _mm512_mask_storeu_ps(yr + 16, m1, v1);
+    }
+}
+
+typedef void (*tile_tf_fn)(float *, size_t, const float *, const float *, int, int);
+/* The tile transforms for the ISA in use (all give the same bits). */
+static tile_tf_fn in_tf_for_isa(void) {
+    rf_isa isa = rf_kernels_isa();
+    return isa >= RF_ISA_AVX512 ? wino_in_tf_avx512 : isa >= RF_ISA_AVX2 ? wino_in_tf_avx2 : wino_in_tf;
+}
+static tile_tf_fn grad_tf_for_isa(void) {
+    rf_isa isa = rf_kernels_isa();
+    return isa >= RF_ISA_AVX512 ? wino_grad_tf_avx512 : isa >= RF_ISA_AVX2 ? wino_grad_tf_avx2 : wino_grad_tf;
+}
+
+/* Input transform of samples in[ns, Ci, Hi, Wi] into U[k][c][t] (ld tc). */
+static void wino_input(float *U, size_t tc, const float *in, int ns, const wg *g, float *plane) {
+    size_t ldk = (size_t)g->Ci * tc, isz = (size_t)g->Hi * g->Wi, half = (size_t)g->Hp * (g->TW + 1);
+    tile_tf_fn in_tf = in_tf_for_isa();
+    for (int j = 0; j < ns; j++)
+        for (int c = 0; c < g->Ci; c++) {
+            put_split(plane, plane + half, g->TW + 1, g->pad, g->pad, in + ((size_t)j * g->Ci + c) * isz, g->Hi,
+                      g->Wi);
+            in_tf(U + (size_t)c * tc + (size_t)j * g->T, ldk, plane, plane + half, g->TH, g->TW);
+        }
+}
+
+/* out[B, Co, OH, OW] (= or += by acc) = conv of in[B, Ci, Hi, Wi] + bias.
+ * V: if !vt, V[k][Co][Ci]; if vt, the layer's V[k][Ci][Co] used transposed
+ * with k permuted (the input gradient: see the top of the file). */
+static void wino_run(float *out, int acc, const float *in, const float *bias, const float *V, int vt, int B,
+                     const wg *g, float *s) {
+    static const int perm[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
+    int chunk = wg_chunk(g, B);
+    size_t tmax = (size_t)chunk * g->T, osz = (size_t)g->OH * g->OW, isz = (size_t)g->Hi * g->Wi;
+    float *U = s, *M = U + 16 * (size_t)g->Ci * tmax, *plane = M + 16 * (size_t)g->Co * tmax;
+    float *o = plane + (size_t)g->Hp * g->Wp + 4;
+    memset(plane, 0, ((size_t)g->Hp * g->Wp + 4) * sizeof(float));
+    size_t vk = (size_t)g->Ci * g->Co;
+    const int scat512 = rf_kernels_isa() >= RF_ISA_AVX512 && g->OW <= 32;
+    for (int n0 = 0; n0 < B; n0 += chunk) {
+        int ns = B - n0 < chunk ? B - n0 : chunk;
+        size_t tc = (size_t)ns * g->T;
+        wino_input(U, tc, in + (size_t)n0 * g->Ci * isz, ns, g, plane);
+        for (int k = 0; k < 16; k++) {
+            if (vt)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->Co, (int)tc, g->Ci, 1.0f, V + perm[k] * vk,
+                            g->Co, U + (size_t)k * g->Ci * tc, (int)tc, 0.0f, M + (size_t)k * g->Co * tc, (int)tc);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->Co, (int)tc, g->Ci, 1.0f, V + k * vk,
+                            g->Ci, U + (size_t)k * g->Ci * tc, (int)tc, 0.0f, M + (size_t)k * g->Co * tc, (int)tc);
+        }
+        /* One output transform per channel over the whole chunk (a 7×7
+         * map alone has 16 tiles: one vector), then a scatter per sample. */
+        for (int co = 0; co < g->Co; co++) {
+            wino_out_tf(o, M + (size_t)co * tc, (size_t)g->Co * tc, (int)tc, bias ? bias[co] : 0.0f);
+            for (int j = 0; j < ns; j++)
+                (scat512 ? wino_scatter_avx512 : wino_scatter)(out + ((size_t)(n0 + j) * g->Co + co) * osz,
+                                                               o + (size_t)j * g->T, tc, g->OH, g->OW, g->TW, acc);
+        }
+    }
+}
+
+size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int B) {
+    wg f = wg_of(C, H, W, Co, pad);
+    wg x = wg_of(Co, f.OH, f.OW, C, 2 - pad);
+    size_t v = 16 * (size_t)C * Co, a = wg_scratch(&f, B), b = wg_scratch(&x, B);
+    /* Backward: V, dV, then the weight-gradient chunk (U, A dY Aᵀ: the
+     * forward's U + M) or the input-gradient run. */
+    return 2 * v + (a > b ? a : b);
+}
+
+void rf_nn_wino_forward(float *y, const float *x, const float *w, const float *bias, int B, int C, int H, int W,
+                        int Co, int pad, float *scratch) {
+    wg g = wg_of(C, H, W, Co, pad);
+    wino_weights(scratch, w, Co, C);
+    wino_run(y, 0, x, bias, scratch, 0, B, &g, scratch + 16 * (size_t)C * Co);
+}
+
+/* Σ d[0..n): 16 partial sums (lane l takes d[p] with p ≡ l mod 16), then
+ * added in lane order. The lanes are explicit, so the vectorised clones
+ * compute exactly this order (a serial sum was latency-bound: ~3% of a
+ * conv-2 training step). */
+RF_NN_VEC static float plane_sum(const float *restrict d, size_t n) {
+    float acc[16] = {0};
+    size_t p = 0;
+    for (; p + 16 <= n; p += 16)
+        for (int l = 0; l < 16; l++) acc[l] += d[p + l];
+    for (int l = 0; p < n; p++, l++) acc[l] += d[p];
+    float s = 0.0f;
+    for (int l = 0; l < 16; l++) s += acc[l];
+    return s;
+}
+
+void rf_nn_wino_backward(float *dw, float *db, float *dx, const float *dy, const float *x, const float *w, int B,
+                         int C, int H, int W, int Co, int pad, float *scratch) {
+    wg g = wg_of(C, H, W, Co, pad);
+    size_t vk = (size_t)C * Co, osz = (size_t)g.OH * g.OW, isz = (size_t)H * W;
+    float *V = scratch, *dV = V + 16 * vk, *s = dV + 16 * vk;
+    if (db)
+        for (int n = 0; n < B; n++)
+            for (int co = 0; co < Co; co++) db[co] += plane_sum(dy + ((size_t)n * Co + co) * osz, osz);
+    /* Weight gradient: U as in forward, A dY Aᵀ in the place of M. */
+    int chunk = wg_chunk(&g, B);
+    size_t tmax = (size_t)chunk * g.T;
+    float *U = s, *Yd = U + 16 * (size_t)C * tmax, *plane = Yd + 16 * (size_t)Co * tmax;
+    /* The split input plane (2·Hp·(TW + 1) = Hp·Wp floats) and the split dY
+     * plane (2·2TH·TW) share one buffer. */
+    size_t qhalf = (size_t)2 * g.TH * g.TW;
+    tile_tf_fn grad_tf = grad_tf_for_isa();
+    memset(dV, 0, 16 * vk * sizeof(float));
+    for (int n0 = 0; n0 < B; n0 += chunk) {
+        int ns = B - n0 < chunk ? B - n0 : chunk;
+        size_t tc = (size_t)ns * g.T;
+        memset(plane, 0, ((size_t)g.Hp * g.Wp + 4) * sizeof(float));
+        wino_input(U, tc, x + (size_t)n0 * C * isz, ns, &g, plane);
+        memset(plane, 0, ((size_t)g.Hp * g.Wp + 4) * sizeof(float));
+        for (int j = 0; j < ns; j++)
+            for (int co = 0; co < Co; co++) {
+                put_split(plane, plane + qhalf, g.TW, 0, 0, dy + ((size_t)(n0 + j) * Co + co) * osz, g.OH, g.OW);
+                grad_tf(Yd + (size_t)co * tc + (size_t)j * g.T, (size_t)Co * tc, plane, plane + qhalf, g.TH, g.TW);
+            }
+        for (int k = 0; k < 16; k++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Co, C, (int)tc, 1.0f, Yd + (size_t)k * Co * tc,
+                        (int)tc, U + (size_t)k * C * tc, (int)tc, 1.0f, dV + k * vk, C);
+    }
+    wino_weights_back(dw, dV, Co, C);
+    if (!dx) return;
+    wg gx = wg_of(Co, g.OH, g.OW, C, 2 - pad);
+    wino_weights(V, w, Co, C);
+    wino_run(dx, 1, dy, NULL, V, 1, B, &gx, s);
+}

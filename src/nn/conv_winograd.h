@@ -1,0 +1,42 @@
+/* Winograd F(2x2, 3x3) convolution for 3x3 stride-1 layers (Lavin & Gray
+ * 2016, "Fast Algorithms for Convolutional Neural Networks", section 4.1):
+ * forward, input gradient and weight gradient, fp32, NCHW, single thread.
+ * Used by layer_conv.c in training; see conv_winograd.c for the layout. */
+#ifndef RAFFLE_NN_CONV_WINOGRAD_H
+#define RAFFLE_NN_CONV_WINOGRAD_H
+
+#include <stddef.h>
+
+/* Convolution path of the stride-1 conv layers (layer_conv.c). AUTO picks
+ * per layer shape and ISA; the others force a path where it applies (a path
+ * that does not fit the layer falls back to the next one: Winograd ->
+ * direct -> wide/im2col). Read once from RAFFLE_CONV=auto|winograd|direct|gemm,
+ * overridable by rf_nn_conv_path_set (tests, benchmarks). */
+typedef enum rf_nn_conv_path {
+    RF_NN_CONV_AUTO = 0, RF_NN_CONV_WINOGRAD = 1, RF_NN_CONV_DIRECT = 2, RF_NN_CONV_GEMM = 3
+} rf_nn_conv_path;
+/* Sets the path for every later conv call (not thread-safe: call it before
+ * training starts). Returns the previous setting. */
+rf_nn_conv_path rf_nn_conv_path_set(rf_nn_conv_path p);
+rf_nn_conv_path rf_nn_conv_path_get(void);
+
+/* 1 if a kh×kw, stride s, padding pad conv can run as F(2x2, 3x3):
+ * kh = kw = 3, s = 1, pad 0 or 1. */
+int rf_nn_wino_fits(int kh, int kw, int s, int pad);
+
+/* Scratch floats rf_nn_wino_forward / rf_nn_wino_backward need for batch B
+ * of a C -> Co conv on H×W inputs with padding pad. */
+size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int B);
+
+/* y[B, Co, OH, OW] = conv(x[B, C, H, W], w[Co, C, 3, 3]) + bias (bias may
+ * be NULL); OH = H + 2·pad − 2. Borrows everything; scratch holds at least
+ * rf_nn_wino_scratch floats. */
+void rf_nn_wino_forward(float *y, const float *x, const float *w, const float *bias, int B, int C, int H, int W,
+                        int Co, int pad, float *scratch);
+
+/* Backward of rf_nn_wino_forward, ADDING into dw[Co, C, 3, 3], db[Co] (may
+ * be NULL) and dx[B, C, H, W] (may be NULL). */
+void rf_nn_wino_backward(float *dw, float *db, float *dx, const float *dy, const float *x, const float *w, int B,
+                         int C, int H, int W, int Co, int pad, float *scratch);
+
+#endif

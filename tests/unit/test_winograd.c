@@ -1,0 +1,280 @@
+/* Winograd F(2x2, 3x3) convolution (src/nn/conv_winograd.c): forward, input
+ * gradient and weight/bias gradients against a double-precision direct
+ * convolution, on odd and even map sizes, channel counts that are not
+ * multiples of 16, batch 1 and 5, pad 0 and 1, with and without bias;
+ * gradients must ADD into what the buffers held. Then bit-identical
+ * reruns, and a conv net through the model with the Winograd path forced
+ * against the im2col/GEMM path (rf_nn_conv_path_set). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/conv_winograd.h"
+#include "raffle/kernels.h"
+#include "raffle/nn.h"
+
+#define TOL 1e-4
+
+static float *randv(rf_rng *r, size_t n) {
+    float *v = malloc((n ? n : 1) * sizeof(float));
+    cr_assert(v);
+    for (size_t i = 0; i < n; i++) v[i] = rf_rng_normal(r);
+    return v;
+}
+
+/* y[n, co, oh, ow] = b[co] + Σ w[co, c, i, j] x[n, c, oh + i − pad, ow + j − pad], in double. */
+static void ref_forward(double *y, const float *x, const float *w, const float *b, int B, int C, int H, int W,
+                        int Co, int pad) {
+    int OH = H + 2 * pad - 2, OW = W + 2 * pad - 2;
+    for (int n = 0; n < B; n++)
+        for (int co = 0; co < Co; co++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    double s = b ? b[co] : 0.0;
+                    for (int c = 0; c < C; c++)
+                        for (int i = 0; i < 3; i++)
+                            for (int j = 0; j < 3; j++) {
+                                int h = oh + i - pad, v = ow + j - pad;
+                                if (h < 0 || h >= H || v < 0 || v >= W) continue;
+                                s += (double)w[((co * C + c) * 3 + i) * 3 + j] *
+                                     x[(((size_t)n * C + c) * H + h) * W + v];
+                            }
+                    y[(((size_t)n * Co + co) * OH + oh) * OW + ow] = s;
+                }
+}
+
+/* Gradients of Σ dy·y: dw, db, dx (overwritten), in double. */
+static void ref_backward(double *dw, double *db, double *dx, const float *dy, const float *x, const float *w,
+                         int B, int C, int H, int W, int Co, int pad) {
+    int OH = H + 2 * pad - 2, OW = W + 2 * pad - 2;
+    memset(dw, 0, (size_t)Co * C * 9 * sizeof(double));
+    memset(db, 0, (size_t)Co * sizeof(double));
+    memset(dx, 0, (size_t)B * C * H * W * sizeof(double));
+    for (int n = 0; n < B; n++)
+        for (int co = 0; co < Co; co++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    double g = dy[(((size_t)n * Co + co) * OH + oh) * OW + ow];
+                    db[co] += g;
+                    for (int c = 0; c < C; c++)
+                        for (int i = 0; i < 3; i++)
+                            for (int j = 0; j < 3; j++) {
+                                int h = oh + i - pad, v = ow + j - pad;
+                                if (h < 0 || h >= H || v < 0 || v >= W) continue;
+                                size_t xi = (((size_t)n * C + c) * H + h) * W + v;
+                                size_t wi = ((size_t)(co * C + c) * 3 + i) * 3 + j;
+                                dw[wi] += g * x[xi];
+                                dx[xi] += g * w[wi];
+                            }
+                }
+}
+
+/* max |got − before − want| / max |want|. */
+static double rel_err(const float *got, const float *before, const double *want, size_t n) {
+    double emax = 0.0, wmax = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - (before ? (double)before[i] : 0.0) - want[i];
+        emax = fmax(emax, fabs(d));
+        wmax = fmax(wmax, fabs(want[i]));
+    }
+    return emax / wmax;
+}
+
+static void check(int B, int C, int H, int W, int Co, int pad, int bias) {
+    rf_rng r;
+    rf_rng_init(&r, 42u + (uint64_t)(B * 7 + C * 13 + H * 17 + W * 19 + Co * 23 + pad), 1);
+    int OH = H + 2 * pad - 2, OW = W + 2 * pad - 2;
+    size_t nx = (size_t)B * C * H * W, ny = (size_t)B * Co * OH * OW, nw = (size_t)Co * C * 9;
+    float *x = randv(&r, nx), *w = randv(&r, nw), *b = bias ? randv(&r, (size_t)Co) : NULL, *dy = randv(&r, ny);
+    float *y = randv(&r, ny);   /* garbage: forward overwrites */
+    float *dw = randv(&r, nw), *db = randv(&r, (size_t)Co), *dx = randv(&r, nx);
+    float *dw0 = malloc(nw * sizeof(float)), *db0 = malloc((size_t)Co * sizeof(float));
+    float *dx0 = malloc(nx * sizeof(float));
+    memcpy(dw0, dw, nw * sizeof(float));
+    memcpy(db0, db, (size_t)Co * sizeof(float));
+    memcpy(dx0, dx, nx * sizeof(float));
+    size_t ns = rf_nn_wino_scratch(C, H, W, Co, pad, B);
+    float *s = randv(&r, ns);   /* garbage scratch: nothing may depend on it */
+    double *ry = malloc(ny * sizeof(double)), *rdw = malloc(nw * sizeof(double)),
+           *rdb = malloc((size_t)Co * sizeof(double)), *rdx = malloc(nx * sizeof(double));
+
+    rf_nn_wino_forward(y, x, w, b, B, C, H, W, Co, pad, s);
+    ref_forward(ry, x, w, b, B, C, H, W, Co, pad);
+    double e = rel_err(y, NULL, ry, ny);
+    cr_expect_lt(e, TOL, "forward B=%d C=%d %dx%d Co=%d pad=%d bias=%d: rel err %.3e", B, C, H, W, Co, pad, bias, e);
+
+    rf_nn_wino_backward(dw, bias ? db : NULL, dx, dy, x, w, B, C, H, W, Co, pad, s);
+    ref_backward(rdw, rdb, rdx, dy, x, w, B, C, H, W, Co, pad);
+    double ew = rel_err(dw, dw0, rdw, nw), ex = rel_err(dx, dx0, rdx, nx);
+    cr_expect_lt(ew, TOL, "dweight B=%d C=%d %dx%d Co=%d pad=%d: rel err %.3e", B, C, H, W, Co, pad, ew);
+    cr_expect_lt(ex, TOL, "dinput B=%d C=%d %dx%d Co=%d pad=%d: rel err %.3e", B, C, H, W, Co, pad, ex);
+    if (bias) {
+        double eb = rel_err(db, db0, rdb, (size_t)Co);
+        cr_expect_lt(eb, TOL, "dbias B=%d C=%d %dx%d Co=%d pad=%d: rel err %.3e", B, C, H, W, Co, pad, eb);
+    } else {
+        cr_expect_eq(memcmp(db, db0, (size_t)Co * sizeof(float)), 0, "db touched without bias");
+    }
+    /* dx == NULL: weight gradient only, same values. */
+    memcpy(dw, dw0, nw * sizeof(float));
+    rf_nn_wino_backward(dw, NULL, NULL, dy, x, w, B, C, H, W, Co, pad, s);
+    ew = rel_err(dw, dw0, rdw, nw);
+    cr_expect_lt(ew, TOL, "dweight (no dx) rel err %.3e", ew);
+
+    free(x); free(w); free(b); free(dy); free(y); free(dw); free(db); free(dx); free(dw0); free(db0); free(dx0);
+    free(s); free(ry); free(rdw); free(rdb); free(rdx);
+}
+
+Test(winograd, odd_sizes_pad1) {
+    check(1, 3, 7, 7, 17, 1, 1);
+    check(5, 17, 5, 6, 3, 1, 0);
+    check(5, 3, 7, 7, 17, 1, 0);
+    check(1, 17, 6, 5, 17, 1, 1);
+}
+
+Test(winograd, even_sizes_pad1) {
+    check(1, 3, 28, 28, 5, 1, 1);
+    check(5, 17, 14, 14, 3, 1, 1);
+    check(2, 16, 8, 8, 16, 1, 0);
+}
+
+Test(winograd, pad0) {
+    check(1, 3, 7, 7, 17, 0, 1);
+    check(5, 17, 6, 5, 3, 0, 0);
+    check(2, 4, 3, 3, 2, 0, 1);   /* one output: a single partial tile */
+}
+
+/* Tile rows per AVX-512 vector: 16 / TW = 1 (TW = 16, and TW > 16 split
+ * into 16 + rest), 2, 3 and 5, and rows wider than 32 floats. */
+Test(winograd, wide_maps) {
+    check(1, 3, 5, 37, 4, 1, 1);    /* TW = 19 */
+    check(2, 2, 4, 32, 3, 1, 0);    /* TW = 16 */
+    check(1, 2, 6, 66, 2, 0, 1);    /* TW = 32, pad 0 */
+    check(2, 3, 9, 16, 2, 1, 1);    /* TW = 8 */
+    check(2, 3, 11, 10, 2, 1, 0);   /* TW = 5 */
+    check(3, 2, 7, 5, 3, 0, 1);     /* TW = 2 */
+}
+
+Test(winograd, tiny_maps) {
+    check(5, 2, 1, 1, 3, 1, 1);   /* 1×1 with pad 1 */
+    check(3, 2, 2, 3, 2, 1, 0);
+}
+
+/* Chunks of many samples (7×7 maps: 16 tiles a sample, 16 samples a chunk)
+ * and a last partial chunk. */
+Test(winograd, chunked_batch) { check(37, 5, 7, 7, 6, 1, 1); }
+
+Test(winograd, deterministic) {
+    rf_rng r;
+    rf_rng_init(&r, 9, 1);
+    const int B = 5, C = 17, H = 9, W = 9, Co = 19, pad = 1;
+    size_t nx = (size_t)B * C * H * W, ny = (size_t)B * Co * H * W, nw = (size_t)Co * C * 9;
+    float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, Co), *dy = randv(&r, ny);
+    size_t ns = rf_nn_wino_scratch(C, H, W, Co, pad, B);
+    float *s = malloc(ns * sizeof(float)), *out[2][4];
+    for (int t = 0; t < 2; t++) {
+        out[t][0] = calloc(ny, sizeof(float)); out[t][1] = calloc(nw, sizeof(float));
+        out[t][2] = calloc(Co, sizeof(float)); out[t][3] = calloc(nx, sizeof(float));
+        for (size_t i = 0; i < ns; i++) s[i] = (float)t * 1e9f;
+        rf_nn_wino_forward(out[t][0], x, w, b, B, C, H, W, Co, pad, s);
+        rf_nn_wino_backward(out[t][1], out[t][2], out[t][3], dy, x, w, B, C, H, W, Co, pad, s);
+    }
+    size_t n[4] = {ny, nw, (size_t)Co, nx};
+    for (int k = 0; k < 4; k++) {
+        cr_expect_eq(memcmp(out[0][k], out[1][k], n[k] * sizeof(float)), 0, "output %d differs between runs", k);
+        free(out[0][k]); free(out[1][k]);
+    }
+    free(x); free(w); free(b); free(dy); free(s);
+}
+
+/* The layer dispatch: a conv net (3x3 pad 1 with 17 channels, and pad 0)
+ * through rf_model with Winograd forced vs the im2col/GEMM path. */
+static void model_run(const char *spec, rf_nn_conv_path path, int B, float **logits, float **grads, float **dx,
+                      size_t *np, size_t *nx) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_model *m = NULL;
+    cr_assert_eq(rf_model_from_spec(&ctx, spec, &m), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_model_init(&ctx, m, 77), RF_OK, "%s", rf_ctx_error(&ctx));
+    rf_rng r;
+    rf_rng_init(&r, 5, 3);
+    for (int t = 0; t < m->n_ptensors; t++) {
+        const rf_param *p = &m->ptensors[t];
+        if (p->role != RF_P_WEIGHT)
+            for (size_t i = 0; i < p->numel; i++) m->params[p->offset + i] += 0.3f * rf_rng_normal(&r);
+    }
+    *nx = (size_t)B * m->input.d[0] * m->input.d[1] * m->input.d[2];
+    size_t no = (size_t)B * m->n_classes;
+    float *x = randv(&r, *nx), *w = randv(&r, no);
+    rf_nn_conv_path old = rf_nn_conv_path_set(path);
+    const float *y;
+    cr_assert_eq(rf_model_forward(&ctx, m, x, B, 1, &y), RF_OK, "%s", rf_ctx_error(&ctx));
+    *logits = malloc(no * sizeof(float));
+    memcpy(*logits, y, no * sizeof(float));
+    rf_model_zero_grad(m);
+    m->input_grad = 1;
+    cr_assert_eq(rf_model_backward(&ctx, m, w), RF_OK, "%s", rf_ctx_error(&ctx));
+    rf_nn_conv_path_set(old);
+    *np = m->n_params;
+    *grads = malloc(m->n_params * sizeof(float));
+    memcpy(*grads, m->grads, m->n_params * sizeof(float));
+    *dx = malloc(*nx * sizeof(float));
+    memcpy(*dx, m->dinput, *nx * sizeof(float));
+    free(x); free(w);
+    rf_model_free(m);
+}
+
+static double rel_f(const float *a, const float *b, size_t n) {
+    double e = 0.0, s = 1e-30;
+    for (size_t i = 0; i < n; i++) { e = fmax(e, fabs((double)a[i] - b[i])); s = fmax(s, fabs((double)b[i])); }
+    return e / s;
+}
+
+Test(winograd, model_matches_gemm_path) {
+    const char *spec = "{\"input\":[3,9,8],\"layers\":["
+                       "{\"type\":\"conv2d\",\"out\":17,\"kernel\":3,\"padding\":1},{\"type\":\"relu\"},"
+                       "{\"type\":\"conv2d\",\"out\":18,\"kernel\":3,\"padding\":1},{\"type\":\"relu\"},"
+                       "{\"type\":\"conv2d\",\"out\":16,\"kernel\":3,\"padding\":0,\"bias\":0},"
+                       "{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":4}]}";
+    float *y[2], *g[2], *dx[2];
+    size_t np, nx;
+    model_run(spec, RF_NN_CONV_WINOGRAD, 3, &y[0], &g[0], &dx[0], &np, &nx);
+    model_run(spec, RF_NN_CONV_GEMM, 3, &y[1], &g[1], &dx[1], &np, &nx);
+    double ey = rel_f(y[0], y[1], 12), eg = rel_f(g[0], g[1], np), ex = rel_f(dx[0], dx[1], nx);
+    cr_expect_lt(ey, TOL, "logits rel err %.3e", ey);
+    cr_expect_lt(eg, TOL, "grads rel err %.3e", eg);
+    cr_expect_lt(ex, TOL, "dinput rel err %.3e", ex);
+    /* Winograd differs from the direct sum in rounding: the paths really differ. */
+    cr_expect_neq(memcmp(y[0], y[1], 12 * sizeof(float)), 0, "Winograd path not taken?");
+    for (int k = 0; k < 2; k++) { free(y[k]); free(g[k]); free(dx[k]); }
+}
+
+/* The AVX-512, AVX2 and plain C transforms do the same operations in the
+ * same order: bit-identical results. */
+Test(winograd, isa_paths_identical) {
+    rf_isa best = rf_kernels_cpu_isa();
+    if (best < RF_ISA_AVX2) cr_skip_test("no AVX2 on this CPU");
+    rf_rng r;
+    rf_rng_init(&r, 11, 1);
+    const int B = 3, C = 17, H = 13, W = 10, Co = 18, pad = 1;
+    size_t nx = (size_t)B * C * H * W, ny = (size_t)B * Co * H * W, nw = (size_t)Co * C * 9;
+    float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, Co), *dy = randv(&r, ny);
+    size_t ns = rf_nn_wino_scratch(C, H, W, Co, pad, B);
+    float *s = malloc(ns * sizeof(float)), *out[3][4];
+    rf_isa isas[3] = {RF_ISA_SCALAR, RF_ISA_AVX2, RF_ISA_AVX512};
+    int n_isa = best >= RF_ISA_AVX512 ? 3 : 2;
+    size_t n[4] = {ny, nw, (size_t)Co, nx};
+    for (int t = 0; t < n_isa; t++) {
+        rf_kernels_force(isas[t]);
+        out[t][0] = calloc(ny, sizeof(float)); out[t][1] = calloc(nw, sizeof(float));
+        out[t][2] = calloc(Co, sizeof(float)); out[t][3] = calloc(nx, sizeof(float));
+        rf_nn_wino_forward(out[t][0], x, w, b, B, C, H, W, Co, pad, s);
+        rf_nn_wino_backward(out[t][1], out[t][2], out[t][3], dy, x, w, B, C, H, W, Co, pad, s);
+        for (int k = 0; k < 4 && t > 0; k++)
+            cr_expect_eq(memcmp(out[0][k], out[t][k], n[k] * sizeof(float)), 0, "output %d: %s differs from scalar",
+                         k, rf_isa_name(isas[t]));
+    }
+    rf_kernels_force(best);
+    for (int t = 0; t < n_isa; t++)
+        for (int k = 0; k < 4; k++) free(out[t][k]);
+    free(x); free(w); free(b); free(dy); free(s);
+}
