@@ -164,27 +164,41 @@ Test(winograd, tiny_maps) {
  * and a last partial chunk. */
 Test(winograd, chunked_batch) { check(37, 5, 7, 7, 6, 1, 1); }
 
-Test(winograd, deterministic) {
+/* One Winograd forward + backward on fixed random data: out[0..3] = y, dW,
+ * db, dx (new, free with outs_free); the scratch is filled with `junk`
+ * first, so a result that read uninitialised scratch would differ. */
+typedef struct { int B, C, H, W, Co, pad; size_t n[4]; } wcase;
+
+static void wcase_run(const wcase *c, uint64_t seed, float junk, float *out[4]) {
     rf_rng r;
-    rf_rng_init(&r, 9, 1);
-    const int B = 5, C = 17, H = 9, W = 9, Co = 19, pad = 1;
-    size_t nx = (size_t)B * C * H * W, ny = (size_t)B * Co * H * W, nw = (size_t)Co * C * 9;
-    float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, Co), *dy = randv(&r, ny);
-    size_t ns = rf_nn_wino_scratch(C, H, W, Co, pad, B);
-    float *s = malloc(ns * sizeof(float)), *out[2][4];
-    for (int t = 0; t < 2; t++) {
-        out[t][0] = calloc(ny, sizeof(float)); out[t][1] = calloc(nw, sizeof(float));
-        out[t][2] = calloc(Co, sizeof(float)); out[t][3] = calloc(nx, sizeof(float));
-        for (size_t i = 0; i < ns; i++) s[i] = (float)t * 1e9f;
-        rf_nn_wino_forward(out[t][0], x, w, b, B, C, H, W, Co, pad, s);
-        rf_nn_wino_backward(out[t][1], out[t][2], out[t][3], dy, x, w, B, C, H, W, Co, pad, s);
-    }
-    size_t n[4] = {ny, nw, (size_t)Co, nx};
-    for (int k = 0; k < 4; k++) {
-        cr_expect_eq(memcmp(out[0][k], out[1][k], n[k] * sizeof(float)), 0, "output %d differs between runs", k);
-        free(out[0][k]); free(out[1][k]);
-    }
+    rf_rng_init(&r, seed, 1);
+    size_t nx = (size_t)c->B * c->C * c->H * c->W, ny = (size_t)c->B * c->Co * c->H * c->W, nw = (size_t)c->Co * c->C * 9;
+    float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, (size_t)c->Co), *dy = randv(&r, ny);
+    size_t ns = rf_nn_wino_scratch(c->C, c->H, c->W, c->Co, c->pad, c->B);
+    float *s = malloc(ns * sizeof(float));
+    for (size_t i = 0; i < ns; i++) s[i] = junk;
+    out[0] = calloc(ny, sizeof(float)); out[1] = calloc(nw, sizeof(float));
+    out[2] = calloc((size_t)c->Co, sizeof(float)); out[3] = calloc(nx, sizeof(float));
+    rf_nn_wino_forward(out[0], x, w, b, c->B, c->C, c->H, c->W, c->Co, c->pad, s);
+    rf_nn_wino_backward(out[1], out[2], out[3], dy, x, w, c->B, c->C, c->H, c->W, c->Co, c->pad, s);
     free(x); free(w); free(b); free(dy); free(s);
+}
+
+static void wcase_sizes(wcase *c) {
+    c->n[0] = (size_t)c->B * c->Co * c->H * c->W; c->n[1] = (size_t)c->Co * c->C * 9;
+    c->n[2] = (size_t)c->Co; c->n[3] = (size_t)c->B * c->C * c->H * c->W;
+}
+
+static void outs_free(float *out[4]) { for (int k = 0; k < 4; k++) free(out[k]); }
+
+Test(winograd, deterministic) {
+    wcase c = {5, 17, 9, 9, 19, 1, {0}};
+    wcase_sizes(&c);
+    float *out[2][4];
+    for (int t = 0; t < 2; t++) wcase_run(&c, 9, (float)t * 1e9f, out[t]);
+    for (int k = 0; k < 4; k++)
+        cr_expect_eq(memcmp(out[0][k], out[1][k], c.n[k] * sizeof(float)), 0, "output %d differs between runs", k);
+    outs_free(out[0]); outs_free(out[1]);
 }
 
 /* The layer dispatch: a conv net (3x3 pad 1 with 17 channels, and pad 0)
@@ -253,28 +267,18 @@ Test(winograd, model_matches_gemm_path) {
 Test(winograd, isa_paths_identical) {
     rf_isa best = rf_kernels_cpu_isa();
     if (best < RF_ISA_AVX2) cr_skip_test("no AVX2 on this CPU");
-    rf_rng r;
-    rf_rng_init(&r, 11, 1);
-    const int B = 3, C = 17, H = 13, W = 10, Co = 18, pad = 1;
-    size_t nx = (size_t)B * C * H * W, ny = (size_t)B * Co * H * W, nw = (size_t)Co * C * 9;
-    float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, Co), *dy = randv(&r, ny);
-    size_t ns = rf_nn_wino_scratch(C, H, W, Co, pad, B);
-    float *s = malloc(ns * sizeof(float)), *out[3][4];
+    wcase c = {3, 17, 13, 10, 18, 1, {0}};
+    wcase_sizes(&c);
     rf_isa isas[3] = {RF_ISA_SCALAR, RF_ISA_AVX2, RF_ISA_AVX512};
     int n_isa = best >= RF_ISA_AVX512 ? 3 : 2;
-    size_t n[4] = {ny, nw, (size_t)Co, nx};
+    float *out[3][4];
     for (int t = 0; t < n_isa; t++) {
         rf_kernels_force(isas[t]);
-        out[t][0] = calloc(ny, sizeof(float)); out[t][1] = calloc(nw, sizeof(float));
-        out[t][2] = calloc(Co, sizeof(float)); out[t][3] = calloc(nx, sizeof(float));
-        rf_nn_wino_forward(out[t][0], x, w, b, B, C, H, W, Co, pad, s);
-        rf_nn_wino_backward(out[t][1], out[t][2], out[t][3], dy, x, w, B, C, H, W, Co, pad, s);
+        wcase_run(&c, 11, 0.0f, out[t]);
         for (int k = 0; k < 4 && t > 0; k++)
-            cr_expect_eq(memcmp(out[0][k], out[t][k], n[k] * sizeof(float)), 0, "output %d: %s differs from scalar",
+            cr_expect_eq(memcmp(out[0][k], out[t][k], c.n[k] * sizeof(float)), 0, "output %d: %s differs from scalar",
                          k, rf_isa_name(isas[t]));
     }
     rf_kernels_force(best);
-    for (int t = 0; t < n_isa; t++)
-        for (int k = 0; k < 4; k++) free(out[t][k]);
-    free(x); free(w); free(b); free(dy); free(s);
+    for (int t = 0; t < n_isa; t++) outs_free(out[t]);
 }
