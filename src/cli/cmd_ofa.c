@@ -105,7 +105,7 @@ static double num(const cJSON *o, const char *k) {
 int rf_cmd_ofa(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *upstream = "fashion-mnist", *downstream = "mnist,fashion-mnist", *layers = NULL;
     int teacher_epochs = 10, sparse_epochs = 10, transfer_epochs = 3, qat_epochs = 1, json = 0, threads = 1, batch = 128;
-    double lr = 1e-3, qat_lr = 1e-4, sparsity = 0.9;
+    double lr = 1e-3, qat_lr = 1e-4, sparsity = 0.9, transfer_lr = 0;
     int64_t eval_limit = 0, train_limit = 0, transfer_iters = 0, qat_iters = 0;
     uint64_t seed = 0;
     const cli_opt opts[] = {
@@ -121,6 +121,7 @@ int rf_cmd_ofa(int argc, char **argv) {
         {"transfer-iterations", CLI_I64, &transfer_iters, "N", "downstream teacher and transfer: N steps on every dataset", 0},
         {"qat-iterations", CLI_I64, &qat_iters, "N", "QAT: N steps on every dataset", 0},
         {"lr", CLI_DOUBLE, &lr, "LR", "learning rate of the training stages (default 1e-3, Adam, cosine)", 0},
+        {"transfer-lr", CLI_DOUBLE, &transfer_lr, "LR", "learning rate of the pattern-locked transfer (default lr/2, as the downstream teachers)", 0},
         {"qat-lr", CLI_DOUBLE, &qat_lr, "LR", "QAT learning rate (default 1e-4)", 0},
         {"batch", CLI_INT, &batch, "B", "batch size (default 128)", 0},
         {"eval-limit", CLI_I64, &eval_limit, "N", "evaluate on at most N test samples", 0},
@@ -137,6 +138,7 @@ int rf_cmd_ofa(int argc, char **argv) {
                        opts, argc, argv, NULL, 0, 0, &done);
     if (rc || done) return rc;
     if (!(sparsity >= 0 && sparsity < 1)) { cli_err("ofa", "--sparsity must be in [0, 1)"); return 2; }
+    if (!(transfer_lr >= 0 && transfer_lr < 10)) { cli_err("ofa", "--transfer-lr must be a positive learning rate"); return 2; }
     if (teacher_epochs < 1 || sparse_epochs < 1 || transfer_epochs < 1 || qat_epochs < 1) {
         cli_err("ofa", "every stage needs at least one epoch");
         return 2;
@@ -170,7 +172,8 @@ int rf_cmd_ofa(int argc, char **argv) {
         /* the downstream teacher: the dense upstream teacher fine-tuned on d */
         s = stage(&r, lt, "train", rf_task_train, d, transfer_epochs, transfer_iters, p1, 1, lr * 0.5, NULL);
         const char *p2[2] = {sparse, dt};
-        if (s == RF_OK) s = stage(&r, ltr, "ofa-transfer", rf_task_ofa_transfer, d, transfer_epochs, transfer_iters, p2, 2, lr * 0.5, NULL);
+        if (s == RF_OK) s = stage(&r, ltr, "ofa-transfer", rf_task_ofa_transfer, d, transfer_epochs, transfer_iters, p2, 2,
+                                 transfer_lr > 0 ? transfer_lr : lr * 0.5, NULL);
         const char *p3[2] = {dtr, dt};
         if (s == RF_OK) s = stage(&r, lq, "ofa-qat", rf_task_ofa_qat, d, qat_epochs, qat_iters, p3, 2, qat_lr, &last);
     }
