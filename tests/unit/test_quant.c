@@ -27,12 +27,13 @@ static void load_data(void) {
     cr_assert_eq(rf_data_load(&ctx, "synthetic:3000:7", &g_train, &g_test), RF_OK, "%s", rf_ctx_error(&ctx));
 }
 
-static rf_model *trained_model(int iterations) {
+/* spec trained for `iterations` Adam steps on the synthetic data, init seed `seed`. */
+static rf_model *trained_spec(const char *spec, uint64_t seed, int iterations) {
     rf_ctx ctx; rf_ctx_init(&ctx);
     load_data();
     rf_model *m;
-    cr_assert_eq(rf_model_from_spec(&ctx, SPEC, &m), RF_OK, "%s", rf_ctx_error(&ctx));
-    cr_assert_eq(rf_model_init(&ctx, m, 3), RF_OK);
+    cr_assert_eq(rf_model_from_spec(&ctx, spec, &m), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_model_init(&ctx, m, seed), RF_OK);
     rf_train_cfg cfg;
     rf_train_cfg_default(&cfg);
     cfg.iterations = iterations;
@@ -44,6 +45,8 @@ static rf_model *trained_model(int iterations) {
     cr_assert_eq(rf_train(&ctx, m, g_train, NULL, &cfg, NULL, NULL, &r), RF_OK, "%s", rf_ctx_error(&ctx));
     return m;
 }
+
+static rf_model *trained_model(int iterations) { return trained_spec(SPEC, 3, iterations); }
 
 static int argmax(const float *v, int n) {
     int b = 0;
@@ -347,23 +350,7 @@ static const char *VIT_SPEC =
     "{\"type\":\"layernorm\",\"name\":\"norm\"},{\"type\":\"cls_pool\"},"
     "{\"type\":\"linear\",\"name\":\"head\",\"out\":10}]}";
 
-static rf_model *trained_vit(int iterations) {
-    rf_ctx ctx; rf_ctx_init(&ctx);
-    load_data();
-    rf_model *m;
-    cr_assert_eq(rf_model_from_spec(&ctx, VIT_SPEC, &m), RF_OK, "%s", rf_ctx_error(&ctx));
-    cr_assert_eq(rf_model_init(&ctx, m, 4), RF_OK);
-    rf_train_cfg cfg;
-    rf_train_cfg_default(&cfg);
-    cfg.iterations = iterations;
-    cfg.batch = 64;
-    cfg.seed = 1;
-    rf_optim_cfg_default(&cfg.optim, RF_OPT_ADAM);
-    cfg.optim.lr = 2e-3f;
-    rf_train_result r;
-    cr_assert_eq(rf_train(&ctx, m, g_train, NULL, &cfg, NULL, NULL, &r), RF_OK, "%s", rf_ctx_error(&ctx));
-    return m;
-}
+static rf_model *trained_vit(int iterations) { return trained_spec(VIT_SPEC, 4, iterations); }
 
 static const char *const vit_block_weights[4] = {"blocks.0.attn.qkv.weight", "blocks.0.attn.proj.weight",
                                                  "blocks.0.mlp.fc1.weight", "blocks.0.mlp.fc2.weight"};
