@@ -1,34 +1,71 @@
 /* Multi-head self-attention (Vaswani et al. 2017, §3.2.2) as a layer, and the
- * kernels the transformer block shares. Per (sample, head) the score and
- * context products are sgemm calls that address q, k, v in place inside the
- * packed qkv rows through leading dimensions, so nothing is transposed or
- * copied: q_h = qkv[:, h·hd : (h+1)·hd], k_h at +D, v_h at +2D, ld = 3D. */
+ * kernels the transformer block shares. Per (sample, head) the six small
+ * products (two forward, four backward) address q, k, v in place inside the
+ * packed qkv rows through leading dimensions: q_h = qkv[:, h·hd : (h+1)·hd],
+ * k_h at +D, v_h at +2D, ld = 3D; only K_h^T and V_h^T (hd × T) are packed.
+ * They run on the row-streaming kernel (gemm_rows.c): at vit-tiny's 17 × 16
+ * heads an OpenBLAS call per product cost more in dispatch than in
+ * arithmetic (perf: ~15% of a training step in the small-matrix kernels,
+ * copies and softmax). Without AVX2 (or with RAFFLE_GEMM=blas) the same
+ * products go to OpenBLAS. The 1/sqrt(hd) scale is applied to the scores in
+ * the softmax, and to dS in its backward. */
 #include "nn/product.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
-/* Row softmax; exp(s - max) = exp(-u/2) with u = 2·(max - s) >= 0. */
-RF_NN_VEC static void softmax_rows(float *S, int rows, int cols) {
+/* Row softmax of scale·S; exp(s - max) = exp(-u/2) with u = 2·(max - s) >= 0.
+ * Max and sum use the lane reductions (layers.h). */
+RF_NN_VEC static void softmax_rows(float *S, int rows, int cols, float scale) {
+    const int n16 = cols & ~(RF_NN_LANES - 1);
     for (int i = 0; i < rows; i++) {
-        float *s = S + (size_t)i * cols, mx = s[0], sum = 0.0f;
-        for (int j = 1; j < cols; j++) mx = s[j] > mx ? s[j] : mx;
+        float *s = S + (size_t)i * cols;
+        for (int j = 0; j < cols; j++) s[j] *= scale;
+        float m[RF_NN_LANES], acc[RF_NN_LANES] = {0.0f};
+        for (int l = 0; l < RF_NN_LANES; l++) m[l] = s[0];
+        for (int j = 0; j < n16; j += RF_NN_LANES)
+            for (int l = 0; l < RF_NN_LANES; l++) m[l] = s[j + l] > m[l] ? s[j + l] : m[l];
+        for (int j = n16; j < cols; j++) m[j - n16] = s[j] > m[j - n16] ? s[j] : m[j - n16];
+        float mx = m[0];
+        for (int l = 1; l < RF_NN_LANES; l++) mx = m[l] > mx ? m[l] : mx;
         for (int j = 0; j < cols; j++) s[j] = rf_nn_exp_neg_half(2.0f * (mx - s[j]));
-        for (int j = 0; j < cols; j++) sum += s[j];
-        float inv = 1.0f / sum;
+        for (int j = 0; j < n16; j += RF_NN_LANES)
+            for (int l = 0; l < RF_NN_LANES; l++) acc[l] += s[j + l];
+        for (int j = n16; j < cols; j++) acc[j - n16] += s[j];
+        float inv = 1.0f / rf_nn_lanes_sum(acc);
         for (int j = 0; j < cols; j++) s[j] *= inv;
     }
 }
 
-/* Softmax Jacobian in place: dS = P ⊙ (dP - rowsum(dP ⊙ P)). */
-RF_NN_VEC static void softmax_bwd_rows(float *dP, const float *P, int rows, int cols) {
+/* Softmax Jacobian in place, times the score scale:
+ * dS = scale · P ⊙ (dP - rowsum(dP ⊙ P)). */
+RF_NN_VEC static void softmax_bwd_rows(float *dP, const float *P, int rows, int cols, float scale) {
+    const int n16 = cols & ~(RF_NN_LANES - 1);
     for (int i = 0; i < rows; i++) {
         const float *pr = P + (size_t)i * cols;
-        float *dr = dP + (size_t)i * cols, s = 0.0f;
-        for (int j = 0; j < cols; j++) s += dr[j] * pr[j];
-        for (int j = 0; j < cols; j++) dr[j] = pr[j] * (dr[j] - s);
+        float *dr = dP + (size_t)i * cols, acc[RF_NN_LANES] = {0.0f};
+        for (int j = 0; j < n16; j += RF_NN_LANES)
+            for (int l = 0; l < RF_NN_LANES; l++) acc[l] += dr[j + l] * pr[j + l];
+        for (int j = n16; j < cols; j++) acc[j - n16] += dr[j] * pr[j];
+        float s = rf_nn_lanes_sum(acc);
+        for (int j = 0; j < cols; j++) dr[j] = scale * (pr[j] * (dr[j] - s));
     }
+}
+
+/* C[M, N] (ldc) = (C +) op(A) · B, op(A) = A [M][K] or, with ta, A^T of an
+ * A stored [K][M]; B is [K][N] (ldb). */
+static void att_mm(float *C, int ldc, const float *A, int lda, int ta, const float *B, int ldb, int acc, int M,
+                   int N, int K, int rows) {
+    if (rows) rf_nn_gemm_rows(C, ldc, A, lda, ta, B, ldb, NULL, acc, M, N, K);
+    else cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb,
+                     acc ? 1.0f : 0.0f, C, ldc);
+}
+
+/* B^T of the hd columns of a head, [hd][T]: xt[d * T + t] = x[t * ld + d]. */
+static void head_t(float *xt, const float *x, int ld, int T, int hd) {
+    for (int t = 0; t < T; t++)
+        for (int d = 0; d < hd; d++) xt[(size_t)d * T + t] = x[(size_t)t * ld + d];
 }
 
 rf_status rf_nn_product_fwd(const rf_param *p, int training, float *Y, float *X, const float *W,
@@ -45,21 +82,31 @@ void rf_nn_product_grad(const rf_param *p, float *dX, size_t n) {
     if (p && p->train_act) (void)p->train_act(p->train_state, 1, dX, n);
 }
 
-rf_status rf_nn_mhsa_fwd_p(float *y, float *qkv, float *att, float *ctx, float *x,
-                           const float *Wqkv, const float *bqkv, const float *Wproj, const float *bproj,
-                           int B, int T, int D, int H, const rf_param *pqkv, const rf_param *pproj, int training) {
-    int hd = D / H, D3 = 3 * D, M = B * T;
+void rf_nn_mhsa_heads_fwd(float *att, float *ctx, const float *qkv, int B, int T, int D, int H) {
+    int hd = D / H, D3 = 3 * D;
     float scale = 1.0f / sqrtf((float)hd);
-    RF_TRY(rf_nn_product_fwd(pqkv, training, qkv, x, Wqkv, bqkv, M, D3, D));
+    float *kt = rf_nn_gemm_rows_on() ? rf_nn_gemm_scratch((size_t)hd * T) : NULL;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             const float *q = qkv + (size_t)b * T * D3 + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
             float *S = att + ((size_t)b * H + h) * T * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, D3, k, D3, 0.0f, S, T);
-            softmax_rows(S, T, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, S, T, v, D3, 0.0f,
-                        ctx + (size_t)b * T * D + (size_t)h * hd, D);
+            if (kt) {
+                head_t(kt, k, D3, T, hd);
+                att_mm(S, T, q, D3, 0, kt, T, 0, T, T, hd, 1);
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, q, D3, k, D3, 0.0f, S, T);
+            }
+            softmax_rows(S, T, T, scale);
+            att_mm(ctx + (size_t)b * T * D + (size_t)h * hd, D, S, T, 0, v, D3, 0, T, hd, T, kt != NULL);
         }
+}
+
+rf_status rf_nn_mhsa_fwd_p(float *y, float *qkv, float *att, float *ctx, float *x,
+                           const float *Wqkv, const float *bqkv, const float *Wproj, const float *bproj,
+                           int B, int T, int D, int H, const rf_param *pqkv, const rf_param *pproj, int training) {
+    int D3 = 3 * D, M = B * T;
+    RF_TRY(rf_nn_product_fwd(pqkv, training, qkv, x, Wqkv, bqkv, M, D3, D));
+    rf_nn_mhsa_heads_fwd(att, ctx, qkv, B, T, D, H);
     return rf_nn_product_fwd(pproj, training, y, ctx, Wproj, bproj, M, D, D);
 }
 
@@ -75,29 +122,43 @@ size_t rf_nn_mhsa_scratch(int B, int T, int D, int H) {
     return (size_t)B * T * D * 4 + (size_t)T * T;
 }
 
-void rf_nn_mhsa_bwd_p(float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
-                      const float *dy, const float *x, const float *qkv, const float *att, const float *ctx,
-                      const float *Wqkv, const float *Wproj, float *scratch, int B, int T, int D, int H,
-                      const rf_param *pqkv, const rf_param *pproj) {
-    int hd = D / H, D3 = 3 * D, M = B * T;
+/* dq, dk and dv of a head each receive exactly one product, so they are
+ * written, not accumulated, and dqkv needs no clearing. */
+void rf_nn_mhsa_heads_bwd(float *dqkv, const float *dctx, const float *qkv, const float *att, float *dP, int B,
+                          int T, int D, int H) {
+    int hd = D / H, D3 = 3 * D;
     float scale = 1.0f / sqrtf((float)hd);
-    float *dctx = scratch, *dqkv = dctx + (size_t)M * D, *dP = dqkv + (size_t)M * D3;
-    memset(dctx, 0, (size_t)M * D * sizeof(float));
-    memset(dqkv, 0, (size_t)M * D3 * sizeof(float));
-    rf_nn_linear_bwd(dctx, dWproj, dbproj, dy, ctx, Wproj, M, D, D, D, D);
-    rf_nn_product_grad(pproj, dctx, (size_t)M * D);
+    float *vt = rf_nn_gemm_rows_on() ? rf_nn_gemm_scratch((size_t)hd * T) : NULL;
+    int rows = vt != NULL;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             const float *q = qkv + (size_t)b * T * D3 + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
             float *dq = dqkv + (size_t)b * T * D3 + (size_t)h * hd, *dk = dq + D, *dv = dq + 2 * D;
             const float *P = att + ((size_t)b * H + h) * T * T;
             const float *dc = dctx + (size_t)b * T * D + (size_t)h * hd;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dc, D, v, D3, 0.0f, dP, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, dc, D, 1.0f, dv, D3);
-            softmax_bwd_rows(dP, P, T, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, dP, T, k, D3, 1.0f, dq, D3);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, dP, T, q, D3, 1.0f, dk, D3);
+            if (rows) {
+                head_t(vt, v, D3, T, hd);
+                att_mm(dP, T, dc, D, 0, vt, T, 0, T, T, hd, 1);
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dc, D, v, D3, 0.0f, dP, T);
+            }
+            att_mm(dv, D3, P, T, 1, dc, D, 0, T, hd, T, rows);
+            softmax_bwd_rows(dP, P, T, T, scale);
+            att_mm(dq, D3, dP, T, 0, k, D3, 0, T, hd, T, rows);
+            att_mm(dk, D3, dP, T, 1, q, D3, 0, T, hd, T, rows);
         }
+}
+
+void rf_nn_mhsa_bwd_p(float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
+                      const float *dy, const float *x, const float *qkv, const float *att, const float *ctx,
+                      const float *Wqkv, const float *Wproj, float *scratch, int B, int T, int D, int H,
+                      const rf_param *pqkv, const rf_param *pproj) {
+    int D3 = 3 * D, M = B * T;
+    float *dctx = scratch, *dqkv = dctx + (size_t)M * D, *dP = dqkv + (size_t)M * D3;
+    memset(dctx, 0, (size_t)M * D * sizeof(float));
+    rf_nn_linear_bwd(dctx, dWproj, dbproj, dy, ctx, Wproj, M, D, D, D, D);
+    rf_nn_product_grad(pproj, dctx, (size_t)M * D);
+    rf_nn_mhsa_heads_bwd(dqkv, dctx, qkv, att, dP, B, T, D, H);
     if (!pqkv || !pqkv->train_act) { rf_nn_linear_bwd(dx, dWqkv, dbqkv, dqkv, x, Wqkv, M, D3, D, D, D3); return; }
     /* dx accumulates (residual sources share it): the STE mask applies to
      * this product's contribution only, so it is formed apart first, in

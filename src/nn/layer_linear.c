@@ -6,16 +6,6 @@
 #include <cblas.h>
 #include <string.h>
 
-void rf_nn_linear_fwd(float *Y, const float *X, const float *W, const float *b, int M, int N, int K,
-                      int ldx, int ldy) {
-    float beta = 0.0f;
-    if (b) {
-        for (int i = 0; i < M; i++) memcpy(Y + (size_t)i * ldy, b, (size_t)N * sizeof(float));
-        beta = 1.0f;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, ldx, W, K, beta, Y, ldy);
-}
-
 /* db[j] += Σ_i dY[i, j] (vectorised across j; same summation order per j). */
 RF_NN_VEC static void colsum_add(float *db, const float *dY, int M, int N, int ldy) {
     for (int i = 0; i < M; i++) {
@@ -24,10 +14,12 @@ RF_NN_VEC static void colsum_add(float *db, const float *dY, int M, int N, int l
     }
 }
 
+void rf_nn_colsum_add(float *db, const float *dY, int M, int N, int ldy) { colsum_add(db, dY, M, N, ldy); }
+
 void rf_nn_linear_bwd(float *dX, float *dW, float *db, const float *dY, const float *X,
                       const float *W, int M, int N, int K, int ldx, int ldy) {
-    if (dX) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dY, ldy, W, K, 1.0f, dX, ldx);
-    if (dW) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dY, ldy, X, ldx, 1.0f, dW, K);
+    if (dX) rf_nn_linear_dx(dX, dY, W, M, N, K, ldx, ldy);
+    if (dW) rf_nn_linear_dw(dW, dY, X, M, N, K, ldx, ldy);
     if (db) colsum_add(db, dY, M, N, ldy);
 }
 

@@ -137,6 +137,21 @@ static inline void rf_nn_set_out(rf_layer *L, int d0, int d1, int d2, rf_nn_kind
 #define RF_NN_VEC __attribute__((target_clones("avx512f", "avx2,fma", "default"), optimize("O3")))
 #endif
 
+/* Vectorisable, deterministic row reductions. Without -ffast-math the
+ * compiler may not reorder a float sum, so `s += x[i]` runs as one serial
+ * add chain (4 cycles an element). Instead lane l (of 16) sums the elements
+ * i ≡ l (mod 16) of each full 16-block in order, the tail goes to lanes
+ * 0 .. D%16-1, and the lanes are combined by a fixed tree: one zmm (or two
+ * ymm) of independent chains, and the same additions in the same order on
+ * every ISA. */
+#define RF_NN_LANES 16
+static inline float rf_nn_lanes_sum(const float *a) {
+    float b[8], c[4];
+    for (int l = 0; l < 8; l++) b[l] = a[l] + a[l + 8];
+    for (int l = 0; l < 4; l++) c[l] = b[l] + b[l + 4];
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+
 /* exp(-u/2) for u >= 0 (u = x² for the Gaussian density), relative error
  * < 1e-5: Cody-Waite split into 2^n · 2^f, degree-6 polynomial for 2^f
  * (f in [-1/2, 1/2]), 2^n built in the exponent bits. u is capped at 174
@@ -200,6 +215,39 @@ void rf_nn_linear_fwd(float *Y, const float *X, const float *W, const float *b, 
  * dX, dW, db may be NULL. */
 void rf_nn_linear_bwd(float *dX, float *dW, float *db, const float *dY, const float *X,
                       const float *W, int M, int N, int K, int ldx, int ldy);
+/* dX[M, K] (ldx) += dY[M, N] (ldy) · W[N, K]: the input-gradient product
+ * alone (gemm_rows.c picks the row-streaming kernel or OpenBLAS). */
+void rf_nn_linear_dx(float *dX, const float *dY, const float *W, int M, int N, int K, int ldx, int ldy);
+/* db[j] += Σ_i dY[i, j] over M rows (ldy), rows in order. */
+void rf_nn_colsum_add(float *db, const float *dY, int M, int N, int ldy);
+/* dW[N, K] += dY[M, N]^T · X[M, K] (ldy, ldx). */
+void rf_nn_linear_dw(float *dW, const float *dY, const float *X, int M, int N, int K, int ldx, int ldy);
+/* C[M, N] (ldc) = init + A[M, K] (lda) · B[K, N] (ldb); init = bias[n] when
+ * bias != NULL, else C itself when accumulate, else 0. Each element is init
+ * then one fused multiply-add per p = 0 .. K-1 in order, on every ISA (the
+ * _ref version is the plain C definition). With trans_a, A is stored
+ * [K][M] (element (m, p) at A[p * lda + m]). Buffers are the caller's. */
+void rf_nn_gemm_rows(float *C, int ldc, const float *A, int lda, int trans_a, const float *B, int ldb,
+                     const float *bias, int accumulate, int M, int N, int K);
+void rf_nn_gemm_rows_ref(float *C, int ldc, const float *A, int lda, int trans_a, const float *B, int ldb,
+                         const float *bias, int accumulate, int M, int N, int K);
+/* Which path rf_nn_linear_fwd / rf_nn_linear_dx take: 0 measured choice,
+ * 1 always OpenBLAS, 2 always rows (benchmarks and tests; not thread-safe,
+ * call before training). -1 re-reads RAFFLE_GEMM=blas|rows. */
+void rf_nn_gemm_force(int mode);
+/* 1 when the row-streaming kernels are in use (AVX2 or better and not
+ * forced off): callers with their own small products (attention) follow. */
+int rf_nn_gemm_rows_on(void);
+/* The calling thread's scratch of at least n floats (64-byte aligned; valid
+ * until the next call on this thread), or NULL when it cannot be allocated. */
+float *rf_nn_gemm_scratch(size_t n);
+/* Token rows per chunk of the transformer block's chunked path
+ * (layer_transformer.c): 0 turns it off, -1 re-reads RAFFLE_TB_CHUNK (default
+ * 256). Tests and benchmarks; not thread-safe, call before running. */
+void rf_nn_tb_chunk_set(int rows);
+/* Frees the calling thread's scratch buffers of rf_nn_linear_fwd and
+ * rf_nn_gemm_scratch. */
+void rf_nn_gemm_release(void);
 
 /* Layer norm over rows of length D: y = (x - mean) * rstd * g + b; stats[2r]
  * = mean, stats[2r+1] = rstd. */

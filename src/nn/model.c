@@ -56,6 +56,10 @@ static void free_acts(rf_model *m) {
 }
 
 void rf_model_free(rf_model *m) {
+    /* The calling thread's GEMM scratch (W^T packs, attention head packs) is
+     * regrown on demand by the next model; releasing it here keeps a freed
+     * model from leaving memory behind. */
+    rf_nn_gemm_release();
     if (!m) return;
     free_acts(m);
     rf_free(m->layers);

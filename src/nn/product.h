@@ -28,4 +28,13 @@ void rf_nn_mhsa_bwd_p(float *dx, float *dWqkv, float *dbqkv, float *dWproj, floa
                       const float *Wqkv, const float *Wproj, float *scratch, int B, int T, int D, int H,
                       const rf_param *pqkv, const rf_param *pproj);
 
+/* The per-head part of attention for B samples of T tokens, width D, H
+ * heads, on packed qkv rows [B·T][3D]:
+ *  forward:  att [B][H][T][T] = softmax(q k^T / sqrt(D/H)), ctx [B·T][D] = att v;
+ *  backward: dqkv [B·T][3D] (overwritten) from dctx [B·T][D]; dP is T·T
+ *            floats of scratch. */
+void rf_nn_mhsa_heads_fwd(float *att, float *ctx, const float *qkv, int B, int T, int D, int H);
+void rf_nn_mhsa_heads_bwd(float *dqkv, const float *dctx, const float *qkv, const float *att, float *dP, int B,
+                          int T, int D, int H);
+
 #endif

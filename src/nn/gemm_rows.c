@@ -1,0 +1,300 @@
+/* Row-streaming sgemm for the engine's short-reduction products:
+ *
+ *   C[M, N] (ldc) = init + A[M, K] (lda) · B[K, N] (ldb)
+ *
+ * Why: vit-tiny's products are tall and thin (M = batch × 17 tokens = 2176
+ * rows, K and N 64 ... 256). OpenBLAS packs both operands on every call; with
+ * a 64-long reduction the packing of A costs about a quarter of the kernel
+ * time (perf, vit-tiny training: sgemm_kernel 45%, the four copy routines
+ * 11.5%). Here B (at most K × 64 floats per column block, L1/L2 resident) is
+ * read in place and A is streamed straight from its rows with broadcasts, so
+ * nothing is packed except W^T for the forward product (N × K, once per call).
+ *
+ * Every C element is init followed by one fused multiply-add per p in order
+ * p = 0 .. K-1 (init = bias[n], C itself, or 0). The AVX-512, AVX2 and
+ * scalar versions perform exactly that sequence per element, so all three
+ * give the same bits (tests/unit/test_gemm_rows.c checks it): the result does
+ * not depend on which machine of a cluster ran the task.
+ *
+ * Register blocks: AVX-512 6 rows × 64 columns (24 zmm accumulators, 4 B
+ * loads and 6 broadcasts per 24 FMAs); AVX2 6 rows × 16 columns (12 ymm). */
+#include "nn/layers.h"
+#include "raffle/kernels.h"
+
+#include <cblas.h>
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MR 6
+#define INLINE static inline __attribute__((always_inline))
+#define T_512 __attribute__((target("avx512f,avx2,fma"), optimize("O3")))
+#define T_AVX2 __attribute__((target("avx2,fma"), optimize("O3")))
+
+/* ---- reference (and the path on machines without AVX2) --------------------- */
+void rf_nn_gemm_rows_ref(float *C, int ldc, const float *A, int lda, int trans_a, const float *B, int ldb,
+                         const float *bias, int accumulate, int M, int N, int K) {
+    for (int m = 0; m < M; m++) {
+        float *c = C + (size_t)m * ldc;
+        for (int n = 0; n < N; n++) {
+            float s = bias ? bias[n] : accumulate ? c[n] : 0.0f;
+            for (int p = 0; p < K; p++) {
+                float a = trans_a ? A[(size_t)p * lda + m] : A[(size_t)m * lda + p];
+                s = fmaf(a, B[(size_t)p * ldb + n], s);
+            }
+            c[n] = s;
+        }
+    }
+}
+
+/* ---- AVX-512 ---------------------------------------------------------------- */
+T_512 INLINE void mk512(float *C, int ldc, const float *A, int lda, const float *B, int ldb, const float *bias,
+                        int accumulate, int K, const int R, const int NV, __mmask16 last, const int TA) {
+    __m512 c[MR][4];
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4")
+        for (int v = 0; v < NV; v++) {
+            __mmask16 mk = v == NV - 1 ? last : (__mmask16)0xFFFF;
+            c[r][v] = bias         ? _mm512_maskz_loadu_ps(mk, bias + 16 * v)
+                      : accumulate ? _mm512_maskz_loadu_ps(mk, C + (size_t)r * ldc + 16 * v)
+                                   : _mm512_setzero_ps();
+        }
+    for (int p = 0; p < K; p++) {
+        __m512 b[4];
+        _Pragma("GCC unroll 4")
+        for (int v = 0; v < NV; v++)
+            b[v] = _mm512_maskz_loadu_ps(v == NV - 1 ? last : (__mmask16)0xFFFF, B + (size_t)p * ldb + 16 * v);
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < R; r++) {
+            __m512 a = _mm512_set1_ps(TA ? A[(size_t)p * lda + r] : A[(size_t)r * lda + p]);
+            _Pragma("GCC unroll 4")
+            for (int v = 0; v < NV; v++) c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
+        }
+    }
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4")
+        for (int v = 0; v < NV; v++)
+            _mm512_mask_storeu_ps(C + (size_t)r * ldc + 16 * v, v == NV - 1 ? last : (__mmask16)0xFFFF, c[r][v]);
+}
+
+#define MK512(r, nv) case (r) * 8 + (nv): mk512(c, ldc, a, lda, b, ldb, bs, accumulate, K, r, nv, last, TA); break;
+#define MK512_NV(r) MK512(r, 1) MK512(r, 2) MK512(r, 3) MK512(r, 4)
+
+T_512 INLINE void gemm_rows_512(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
+                               const float *bias, int accumulate, int M, int N, int K, const int TA) {
+    for (int n0 = 0; n0 < N; n0 += 64) {
+        int nn = N - n0 < 64 ? N - n0 : 64, nv = (nn + 15) / 16, tail = nn - 16 * (nv - 1);
+        __mmask16 last = (__mmask16)(tail == 16 ? 0xFFFFu : (1u << tail) - 1u);
+        const float *b = B + n0, *bs = bias ? bias + n0 : NULL;
+        for (int m0 = 0; m0 < M; m0 += MR) {
+            int r = M - m0 < MR ? M - m0 : MR;
+            float *c = C + (size_t)m0 * ldc + n0;
+            const float *a = TA ? A + m0 : A + (size_t)m0 * lda;
+            switch (r * 8 + nv) {
+                MK512_NV(1) MK512_NV(2) MK512_NV(3) MK512_NV(4) MK512_NV(5) MK512_NV(6)
+            default: break;
+            }
+        }
+    }
+}
+
+/* ---- AVX2 ------------------------------------------------------------------- */
+T_AVX2 INLINE __m256 load8(const float *p, int full, __m256i mk) {
+    return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mk);
+}
+
+T_AVX2 INLINE void mk256(float *C, int ldc, const float *A, int lda, const float *B, int ldb, const float *bias,
+                         int accumulate, int K, const int R, const int NV, int tail_full, __m256i last, const int TA) {
+    __m256 c[MR][2];
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 2")
+        for (int v = 0; v < NV; v++) {
+            int full = v < NV - 1 || tail_full;
+            c[r][v] = bias         ? load8(bias + 8 * v, full, last)
+                      : accumulate ? load8(C + (size_t)r * ldc + 8 * v, full, last)
+                                   : _mm256_setzero_ps();
+        }
+    for (int p = 0; p < K; p++) {
+        __m256 b[2];
+        _Pragma("GCC unroll 2")
+        for (int v = 0; v < NV; v++) b[v] = load8(B + (size_t)p * ldb + 8 * v, v < NV - 1 || tail_full, last);
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < R; r++) {
+            __m256 a = _mm256_broadcast_ss(TA ? A + (size_t)p * lda + r : A + (size_t)r * lda + p);
+            _Pragma("GCC unroll 2")
+            for (int v = 0; v < NV; v++) c[r][v] = _mm256_fmadd_ps(a, b[v], c[r][v]);
+        }
+    }
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 2")
+        for (int v = 0; v < NV; v++) {
+            float *dst = C + (size_t)r * ldc + 8 * v;
+            if (v < NV - 1 || tail_full) _mm256_storeu_ps(dst, c[r][v]);
+            else _mm256_maskstore_ps(dst, last, c[r][v]);
+        }
+}
+
+#define MK256(r, nv) case (r) * 4 + (nv): mk256(c, ldc, a, lda, b, ldb, bs, accumulate, K, r, nv, full, last, TA); break;
+#define MK256_NV(r) MK256(r, 1) MK256(r, 2)
+
+T_AVX2 INLINE void gemm_rows_avx2(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
+                                  const float *bias, int accumulate, int M, int N, int K, const int TA) {
+    for (int n0 = 0; n0 < N; n0 += 16) {
+        int nn = N - n0 < 16 ? N - n0 : 16, nv = (nn + 7) / 8, tail = nn - 8 * (nv - 1), full = tail == 8;
+        __m256i last = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const float *b = B + n0, *bs = bias ? bias + n0 : NULL;
+        for (int m0 = 0; m0 < M; m0 += MR) {
+            int r = M - m0 < MR ? M - m0 : MR;
+            float *c = C + (size_t)m0 * ldc + n0;
+            const float *a = TA ? A + m0 : A + (size_t)m0 * lda;
+            switch (r * 4 + nv) {
+                MK256_NV(1) MK256_NV(2) MK256_NV(3) MK256_NV(4) MK256_NV(5) MK256_NV(6)
+            default: break;
+            }
+        }
+    }
+}
+
+T_512 static void rows_512_n(float *C, int ldc, const float *A, int lda, const float *B, int ldb, const float *bias,
+                             int accumulate, int M, int N, int K) {
+    gemm_rows_512(C, ldc, A, lda, B, ldb, bias, accumulate, M, N, K, 0);
+}
+T_512 static void rows_512_t(float *C, int ldc, const float *A, int lda, const float *B, int ldb, const float *bias,
+                             int accumulate, int M, int N, int K) {
+    gemm_rows_512(C, ldc, A, lda, B, ldb, bias, accumulate, M, N, K, 1);
+}
+T_AVX2 static void rows_avx2_n(float *C, int ldc, const float *A, int lda, const float *B, int ldb, const float *bias,
+                               int accumulate, int M, int N, int K) {
+    gemm_rows_avx2(C, ldc, A, lda, B, ldb, bias, accumulate, M, N, K, 0);
+}
+T_AVX2 static void rows_avx2_t(float *C, int ldc, const float *A, int lda, const float *B, int ldb, const float *bias,
+                               int accumulate, int M, int N, int K) {
+    gemm_rows_avx2(C, ldc, A, lda, B, ldb, bias, accumulate, M, N, K, 1);
+}
+
+void rf_nn_gemm_rows(float *C, int ldc, const float *A, int lda, int trans_a, const float *B, int ldb,
+                     const float *bias, int accumulate, int M, int N, int K) {
+    if (M <= 0 || N <= 0) return;
+    rf_isa isa = rf_kernels_isa();
+    if (isa >= RF_ISA_AVX512) (trans_a ? rows_512_t : rows_512_n)(C, ldc, A, lda, B, ldb, bias, accumulate, M, N, K);
+    else if (isa >= RF_ISA_AVX2) (trans_a ? rows_avx2_t : rows_avx2_n)(C, ldc, A, lda, B, ldb, bias, accumulate, M, N, K);
+    else rf_nn_gemm_rows_ref(C, ldc, A, lda, trans_a, B, ldb, bias, accumulate, M, N, K);
+}
+
+/* ---- the engine's products ----------------------------------------------------
+ * When to stream rows instead of calling OpenBLAS, from bench/train/gemm_rows.sh
+ * on Zen 4 (GFLOP/s ratio rows : OpenBLAS, one thread; docs/kernels.md):
+ *  - forward Y = X W^T + b (reduction K, output N): rows is 1.04-1.18x on the
+ *    tall vit-tiny products (M = 2176, K = 64/256), 1.25-1.32x on 10-wide
+ *    classifiers, but 0.77-0.96x once K >= 300 (W^T no longer L1/L2 resident
+ *    per 64-column block) and 0.97x on 128x84x120;
+ *  - input gradient dX += dY W (reduction N, output K): rows is 1.01-1.16x
+ *    from N >= 64 and K >= 64, 0.90-0.91x for a 10-long reduction or a
+ *    49-wide output;
+ *  - weight gradient dW += dY^T X (reduction M, output N x K): rows is
+ *    1.05-1.26x on the tall products (M >= 2048) and 1.02-1.10x on weights up
+ *    to 300x784 at M = 128, but 0.89-0.98x on mlp-1200x2's and mlp-800x2's
+ *    larger ones, and 0.97x with a 10-row dW.
+ * Machines without AVX2 keep OpenBLAS. */
+static int mode = -1; /* 0 auto, 1 OpenBLAS, 2 rows; -1: not read yet */
+
+void rf_nn_gemm_force(int m) { mode = m; }
+
+static int forced(void) {
+    if (mode < 0) { /* RAFFLE_GEMM=blas|rows forces a path (benchmarks, tests) */
+        const char *e = getenv("RAFFLE_GEMM");
+        mode = e && strcmp(e, "blas") == 0 ? 1 : e && strcmp(e, "rows") == 0 ? 2 : 0;
+    }
+    return rf_kernels_isa() < RF_ISA_AVX2 ? 1 : mode;
+}
+
+int rf_nn_gemm_rows_on(void) { return forced() != 1; }
+
+/* Per-thread scratch for callers' small packs (attention's K^T, V^T). */
+static _Thread_local float *sc_buf;
+static _Thread_local size_t sc_cap;
+
+float *rf_nn_gemm_scratch(size_t n) {
+    if (n > sc_cap) {
+        float *p = rf_aligned_alloc(64, (n ? n : 1) * sizeof(float));
+        if (!p) return NULL;
+        rf_free(sc_buf);
+        sc_buf = p;
+        sc_cap = n;
+    }
+    return sc_buf;
+}
+
+static int rows_fwd(int M, int N, int K) {
+    int f = forced();
+    return f ? f == 2 : K <= 256 && (M >= 1024 || N < 16);
+}
+
+static int rows_dw(int M, int N, int K) {
+    int f = forced();
+    return f ? f == 2 : M >= 1024 || (N >= 32 && (size_t)N * (size_t)K <= 262144);
+}
+
+static int rows_dx(int N, int K) {
+    int f = forced();
+    return f ? f == 2 : N >= 32 && K >= 64;
+}
+
+/* W^T of the forward product, [K][N]: per thread, grown on demand. */
+static _Thread_local float *wt_buf;
+static _Thread_local size_t wt_cap;
+
+void rf_nn_gemm_release(void) {
+    rf_free(wt_buf);
+    wt_buf = NULL;
+    wt_cap = 0;
+    rf_free(sc_buf);
+    sc_buf = NULL;
+    sc_cap = 0;
+}
+
+static float *wt_of(const float *W, int N, int K) {
+    size_t need = (size_t)N * (size_t)K;
+    if (need > wt_cap) {
+        float *p = rf_aligned_alloc(64, need * sizeof(float));
+        if (!p) return NULL;
+        rf_free(wt_buf);
+        wt_buf = p;
+        wt_cap = need;
+    }
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) wt_buf[(size_t)k * N + n] = W[(size_t)n * K + k];
+    return wt_buf;
+}
+
+void rf_nn_linear_fwd(float *Y, const float *X, const float *W, const float *b, int M, int N, int K, int ldx,
+                      int ldy) {
+    if (rows_fwd(M, N, K)) {
+        const float *WT = wt_of(W, N, K);
+        if (WT) {
+            rf_nn_gemm_rows(Y, ldy, X, ldx, 0, WT, N, b, 0, M, N, K);
+            return;
+        }
+    }
+    float beta = 0.0f;
+    if (b) {
+        for (int i = 0; i < M; i++) memcpy(Y + (size_t)i * ldy, b, (size_t)N * sizeof(float));
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, ldx, W, K, beta, Y, ldy);
+}
+
+void rf_nn_linear_dx(float *dX, const float *dY, const float *W, int M, int N, int K, int ldx, int ldy) {
+    if (rows_dx(N, K)) rf_nn_gemm_rows(dX, ldx, dY, ldy, 0, W, K, NULL, 1, M, K, N);
+    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dY, ldy, W, K, 1.0f, dX, ldx);
+}
+
+void rf_nn_linear_dw(float *dW, const float *dY, const float *X, int M, int N, int K, int ldx, int ldy) {
+    if (rows_dw(M, N, K)) rf_nn_gemm_rows(dW, K, dY, ldy, 1, X, ldx, NULL, 1, N, K, M);
+    else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dY, ldy, X, ldx, 1.0f, dW, K);
+}

@@ -1,0 +1,179 @@
+/* Row-streaming sgemm (src/nn/gemm_rows.c). The kernels promise one exact
+ * sequence of fused multiply-adds per element, so the AVX-512, AVX2 and
+ * scalar versions must agree with the plain C definition BIT FOR BIT, on
+ * awkward sizes (1, 5, 6, 7, 17 rows; 1, 10, 15, 16, 17, 63, 64, 65, 200
+ * columns; reductions 0, 1, 3, 64, 300), with and without bias, accumulating,
+ * with transposed A and padded leading dimensions. The definition itself is
+ * checked against a double-precision product, and the engine's wrappers
+ * (rf_nn_linear_fwd / _dx / _dw) give the same result on the OpenBLAS and
+ * the row-streaming path within float tolerance. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/layers.h"
+#include "raffle/kernels.h"
+
+static float *randv(rf_rng *r, size_t n) {
+    float *v = malloc((n ? n : 1) * sizeof(float));
+    cr_assert(v);
+    for (size_t i = 0; i < n; i++) v[i] = rf_rng_normal(r);
+    return v;
+}
+
+static const int Ms[] = {1, 5, 6, 7, 17};
+static const int Ns[] = {1, 10, 15, 16, 17, 63, 64, 65, 200};
+static const int Ks[] = {0, 1, 3, 64, 300};
+#define LEN(a) (int)(sizeof(a) / sizeof(a[0]))
+
+/* One case on every ISA this CPU has; returns the number of ISAs compared. */
+static int check_case(rf_rng *r, int M, int N, int K, int ta, int mode) {
+    int lda = (ta ? M : K) + 3, ldb = N + 2, ldc = N + 1;
+    float *A = randv(r, (size_t)(ta ? K : M) * lda), *B = randv(r, (size_t)K * ldb), *bias = randv(r, (size_t)N);
+    float *C0 = randv(r, (size_t)M * ldc), *want = malloc((size_t)M * ldc * sizeof(float));
+    float *got = malloc((size_t)M * ldc * sizeof(float));
+    memcpy(want, C0, (size_t)M * ldc * sizeof(float));
+    const float *bs = mode == 1 ? bias : NULL;
+    rf_nn_gemm_rows_ref(want, ldc, A, lda, ta, B, ldb, bs, mode == 2, M, N, K);
+    /* the definition against a double product */
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = mode == 1 ? bias[n] : mode == 2 ? C0[(size_t)m * ldc + n] : 0.0;
+            for (int p = 0; p < K; p++)
+                s += (double)(ta ? A[(size_t)p * lda + m] : A[(size_t)m * lda + p]) * B[(size_t)p * ldb + n];
+            cr_assert(fabs(s - want[(size_t)m * ldc + n]) <= 1e-4 * (1.0 + fabs(s)), "ref %dx%dx%d (%d,%d)", M, N,
+                      K, m, n);
+        }
+    int isas = 0;
+    rf_isa top = rf_kernels_cpu_isa();
+    for (int isa = RF_ISA_SCALAR; isa <= (int)top; isa++) {
+        rf_kernels_force((rf_isa)isa);
+        memcpy(got, C0, (size_t)M * ldc * sizeof(float));
+        rf_nn_gemm_rows(got, ldc, A, lda, ta, B, ldb, bs, mode == 2, M, N, K);
+        for (int m = 0; m < M; m++) {
+            cr_assert(memcmp(got + (size_t)m * ldc, want + (size_t)m * ldc, (size_t)N * sizeof(float)) == 0,
+                      "%s: %dx%dx%d ta=%d mode=%d row %d differs from the reference", rf_isa_name((rf_isa)isa), M,
+                      N, K, ta, mode, m);
+            /* the padding column past N is untouched */
+            cr_assert(memcmp(&got[(size_t)m * ldc + N], &C0[(size_t)m * ldc + N], sizeof(float)) == 0);
+        }
+        isas++;
+    }
+    rf_kernels_force(top);
+    free(A); free(B); free(bias); free(C0); free(want); free(got);
+    return isas;
+}
+
+Test(gemm_rows, every_isa_matches_the_reference_bit_for_bit) {
+    rf_rng r;
+    rf_rng_init(&r, 7, 0);
+    int cases = 0;
+    for (int i = 0; i < LEN(Ms); i++)
+        for (int j = 0; j < LEN(Ns); j++)
+            for (int k = 0; k < LEN(Ks); k++)
+                for (int ta = 0; ta < 2; ta++)
+                    for (int mode = 0; mode < 3; mode++) {
+                        check_case(&r, Ms[i], Ns[j], Ks[k], ta, mode);
+                        cases++;
+                    }
+    cr_assert_eq(cases, LEN(Ms) * LEN(Ns) * LEN(Ks) * 6);
+}
+
+Test(gemm_rows, tall_product_with_many_row_blocks) {
+    rf_rng r;
+    rf_rng_init(&r, 8, 0);
+    cr_assert_geq(check_case(&r, 2176 / 8, 192, 64, 0, 1), 1);
+    check_case(&r, 133, 64, 129, 1, 2);
+}
+
+/* rf_nn_linear_fwd / _dx / _dw: OpenBLAS path and row path agree. */
+static void wrappers(rf_rng *r, int M, int N, int K) {
+    float *X = randv(r, (size_t)M * K), *W = randv(r, (size_t)N * K), *b = randv(r, (size_t)N);
+    float *dY = randv(r, (size_t)M * N), *dX0 = randv(r, (size_t)M * K), *dW0 = randv(r, (size_t)N * K);
+    float *Y[2], *dX[2], *dW[2];
+    for (int path = 0; path < 2; path++) {
+        rf_nn_gemm_force(path ? 2 : 1);
+        Y[path] = malloc((size_t)M * N * sizeof(float));
+        dX[path] = malloc((size_t)M * K * sizeof(float));
+        dW[path] = malloc((size_t)N * K * sizeof(float));
+        memcpy(dX[path], dX0, (size_t)M * K * sizeof(float));
+        memcpy(dW[path], dW0, (size_t)N * K * sizeof(float));
+        rf_nn_linear_fwd(Y[path], X, W, b, M, N, K, K, N);
+        rf_nn_linear_bwd(dX[path], dW[path], NULL, dY, X, W, M, N, K, K, N);
+    }
+    rf_nn_gemm_force(0);
+    for (size_t i = 0; i < (size_t)M * N; i++) cr_assert_float_eq(Y[0][i], Y[1][i], 1e-4 * (1 + fabsf(Y[0][i])));
+    for (size_t i = 0; i < (size_t)M * K; i++) cr_assert_float_eq(dX[0][i], dX[1][i], 1e-4 * (1 + fabsf(dX[0][i])));
+    for (size_t i = 0; i < (size_t)N * K; i++) cr_assert_float_eq(dW[0][i], dW[1][i], 1e-3 * (1 + fabsf(dW[0][i])));
+    for (int p = 0; p < 2; p++) { free(Y[p]); free(dX[p]); free(dW[p]); }
+    free(X); free(W); free(b); free(dY); free(dX0); free(dW0);
+}
+
+Test(gemm_rows, engine_products_agree_with_openblas) {
+    rf_rng r;
+    rf_rng_init(&r, 9, 0);
+    wrappers(&r, 2176 / 4, 192, 64);
+    wrappers(&r, 37, 10, 65);
+    wrappers(&r, 128, 300, 784);
+    rf_nn_gemm_release();
+}
+
+/* The transformer block's chunked path (layer_transformer.c) against the
+ * unchunked one with every product on the row kernels: outputs, input
+ * gradients and every parameter gradient must be bit-identical, with chunks
+ * that split the batch unevenly (3 samples of 5 tokens per 16-row chunk, 7
+ * samples) and with one chunk holding the whole batch. */
+#include "raffle/nn.h"
+
+static void run_block(int chunk, float *out, float *din, float *grads, size_t n_params) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_nn_gemm_force(2);
+    rf_nn_tb_chunk_set(chunk);
+    rf_model *m = NULL;
+    cr_assert_eq(rf_model_from_spec(&ctx,
+                                     "{\"input\":[5,16],\"classes\":4,\"layers\":["
+                                     "{\"type\":\"transformer\",\"heads\":2,\"mlp\":24},"
+                                     "{\"type\":\"transformer\",\"heads\":4,\"mlp\":40},"
+                                     "{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":4}]}",
+                                     &m), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_model_init(&ctx, m, 3), RF_OK);
+    cr_assert_eq(m->n_params, n_params);
+    enum { B = 7 };
+    rf_rng r;
+    rf_rng_init(&r, 11, 0);
+    float *x = randv(&r, (size_t)B * 5 * 16), *dl = randv(&r, (size_t)B * 4);
+    m->input_grad = 1;
+    const float *y;
+    cr_assert_eq(rf_model_forward(&ctx, m, x, B, 1, &y), RF_OK, "%s", rf_ctx_error(&ctx));
+    memcpy(out, y, (size_t)B * 4 * sizeof(float));
+    rf_model_zero_grad(m);
+    cr_assert_eq(rf_model_backward(&ctx, m, dl), RF_OK, "%s", rf_ctx_error(&ctx));
+    memcpy(din, m->dinput, (size_t)B * 5 * 16 * sizeof(float));
+    memcpy(grads, m->grads, n_params * sizeof(float));
+    rf_model_free(m);
+    free(x); free(dl);
+    rf_nn_gemm_force(0);
+    rf_nn_tb_chunk_set(-1);
+}
+
+Test(gemm_rows, chunked_transformer_block_is_bit_identical) {
+    size_t np = 2 * (2 * 16 + 3 * 16 * 16 + 3 * 16 + 16 * 16 + 16 + 2 * 16) + 16 * 24 + 24 + 24 * 16 + 16 +
+                16 * 40 + 40 + 40 * 16 + 16 + 80 * 4 + 4;
+    float o[3][28], d[3][560], *g[3];
+    for (int i = 0; i < 3; i++) g[i] = malloc(np * sizeof(float));
+    run_block(0, o[0], d[0], g[0], np);
+    run_block(16, o[1], d[1], g[1], np);
+    run_block(1 << 20, o[2], d[2], g[2], np);
+    for (int i = 1; i < 3; i++) {
+        cr_assert(memcmp(o[0], o[i], sizeof o[0]) == 0, "chunking %d: outputs differ", i);
+        cr_assert(memcmp(d[0], d[i], sizeof d[0]) == 0, "chunking %d: input gradients differ", i);
+        cr_assert(memcmp(g[0], g[i], np * sizeof(float)) == 0, "chunking %d: parameter gradients differ", i);
+    }
+    /* and the gradients are not trivially zero */
+    size_t nz = 0;
+    for (size_t j = 0; j < np; j++) nz += g[0][j] != 0.0f;
+    cr_assert_gt(nz, np / 2);
+    for (int i = 0; i < 3; i++) free(g[i]);
+}
