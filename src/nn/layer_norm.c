@@ -9,15 +9,20 @@
 /* ---- layer norm rows ------------------------------------------------------ */
 RF_NN_VEC static void layernorm_fwd_v(float *y, float *stats, const float *x, const float *g, const float *b,
                          int rows, int D, float eps) {
+    const int n16 = D & ~(RF_NN_LANES - 1);
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * D;
         float *yr = y + (size_t)r * D;
-        float mean = 0.0f;
-        for (int i = 0; i < D; i++) mean += xr[i];
-        mean /= (float)D;
-        float var = 0.0f;
-        for (int i = 0; i < D; i++) { float d = xr[i] - mean; var += d * d; }
-        var /= (float)D;
+        float acc[RF_NN_LANES] = {0.0f};
+        for (int i = 0; i < n16; i += RF_NN_LANES)
+            for (int l = 0; l < RF_NN_LANES; l++) acc[l] += xr[i + l];
+        for (int i = n16; i < D; i++) acc[i - n16] += xr[i];
+        float mean = rf_nn_lanes_sum(acc) / (float)D;
+        float sq[RF_NN_LANES] = {0.0f};
+        for (int i = 0; i < n16; i += RF_NN_LANES)
+            for (int l = 0; l < RF_NN_LANES; l++) { float d = xr[i + l] - mean; sq[l] += d * d; }
+        for (int i = n16; i < D; i++) { float d = xr[i] - mean; sq[i - n16] += d * d; }
+        float var = rf_nn_lanes_sum(sq) / (float)D;
         float rstd = 1.0f / sqrtf(var + eps);
         for (int i = 0; i < D; i++) yr[i] = (xr[i] - mean) * rstd * g[i] + b[i];
         stats[2 * r] = mean;
@@ -29,20 +34,29 @@ void rf_nn_layernorm_fwd(float *y, float *stats, const float *x, const float *g,
 
 RF_NN_VEC static void layernorm_bwd_v(float *dx, float *dg, float *db, const float *dy, const float *x,
                          const float *stats, const float *g, int rows, int D) {
+    const int n16 = D & ~(RF_NN_LANES - 1);
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * D, *dyr = dy + (size_t)r * D;
         float mean = stats[2 * r], rstd = stats[2 * r + 1];
-        float s1 = 0.0f, s2 = 0.0f;   /* mean(dxhat), mean(dxhat · xhat) */
+        float a1[RF_NN_LANES] = {0.0f}, a2[RF_NN_LANES] = {0.0f}; /* Σ dxhat, Σ dxhat · xhat */
         for (int i = 0; i < D; i++) {
-            float xh = (xr[i] - mean) * rstd, dxh = dyr[i] * g[i];
-            s1 += dxh;
-            s2 += dxh * xh;
+            float xh = (xr[i] - mean) * rstd;
             dg[i] += dyr[i] * xh;
             db[i] += dyr[i];
         }
+        for (int i = 0; i < n16; i += RF_NN_LANES)
+            for (int l = 0; l < RF_NN_LANES; l++) {
+                float xh = (xr[i + l] - mean) * rstd, dxh = dyr[i + l] * g[i + l];
+                a1[l] += dxh;
+                a2[l] += dxh * xh;
+            }
+        for (int i = n16; i < D; i++) {
+            float xh = (xr[i] - mean) * rstd, dxh = dyr[i] * g[i];
+            a1[i - n16] += dxh;
+            a2[i - n16] += dxh * xh;
+        }
         if (!dx) continue;
-        s1 /= (float)D;
-        s2 /= (float)D;
+        float s1 = rf_nn_lanes_sum(a1) / (float)D, s2 = rf_nn_lanes_sum(a2) / (float)D;
         float *dxr = dx + (size_t)r * D;
         for (int i = 0; i < D; i++) {
             float xh = (xr[i] - mean) * rstd;
