@@ -187,20 +187,17 @@ void rf_nn_gemm_rows(float *C, int ldc, const float *A, int lda, int trans_a, co
 }
 
 /* ---- the engine's products ----------------------------------------------------
- * When to stream rows instead of calling OpenBLAS, from bench/train/gemm_rows.sh
- * on Zen 4 (GFLOP/s ratio rows : OpenBLAS, one thread; docs/kernels.md):
- *  - forward Y = X W^T + b (reduction K, output N): rows is 1.04-1.18x on the
- *    tall vit-tiny products (M = 2176, K = 64/256), 1.25-1.32x on 10-wide
- *    classifiers, but 0.77-0.96x once K >= 300 (W^T no longer L1/L2 resident
- *    per 64-column block) and 0.97x on 128x84x120;
- *  - input gradient dX += dY W (reduction N, output K): rows is 1.01-1.16x
- *    from N >= 64 and K >= 64, 0.90-0.91x for a 10-long reduction or a
- *    49-wide output;
- *  - weight gradient dW += dY^T X (reduction M, output N x K): rows is
- *    1.05-1.26x on the tall products (M >= 2048) and 1.02-1.10x on weights up
- *    to 300x784 at M = 128, but 0.89-0.98x on mlp-1200x2's and mlp-800x2's
- *    larger ones, and 0.97x with a 10-row dW.
- * Machines without AVX2 keep OpenBLAS. */
+ * When to stream rows instead of calling OpenBLAS. In isolation
+ * (bench/train/gemm_rows_bench.c, Zen 4, GFLOP/s ratio rows : OpenBLAS, one
+ * thread) rows is 1.04-1.26x on vit-tiny's tall products (M = 2176 token
+ * rows, reductions 64-256) for the forward, input and weight gradients; at
+ * M = 128 (the MLPs, lenet-5's classifier) it wins some shapes (10-wide
+ * outputs, most input gradients) and loses others (forward with K >= 300:
+ * 0.68-0.91x). Inside training the M = 128 wins did not survive: lenet-5 ran
+ * 4% and mlp-800x2 1% slower with them than with OpenBLAS throughout (three
+ * alternating runs each; the operands arrive cache-cold there and OpenBLAS's
+ * packing pays off). So only tall products (M >= 1024) with reductions up to
+ * 256 (forward) use rows. Machines without AVX2 keep OpenBLAS. */
 static int mode = -1; /* 0 auto, 1 OpenBLAS, 2 rows; -1: not read yet */
 
 void rf_nn_gemm_force(int m) { mode = m; }
@@ -232,17 +229,17 @@ float *rf_nn_gemm_scratch(size_t n) {
 
 static int rows_fwd(int M, int N, int K) {
     int f = forced();
-    return f ? f == 2 : K <= 256 && (M >= 1024 || N < 16);
+    return f ? f == 2 : K <= 256 && M >= 1024;
 }
 
 static int rows_dw(int M, int N, int K) {
     int f = forced();
-    return f ? f == 2 : M >= 1024 || (N >= 32 && (size_t)N * (size_t)K <= 262144);
+    return f ? f == 2 : M >= 1024;
 }
 
-static int rows_dx(int N, int K) {
+static int rows_dx(int M, int N, int K) {
     int f = forced();
-    return f ? f == 2 : N >= 32 && K >= 64;
+    return f ? f == 2 : M >= 1024 && N >= 32 && K >= 64;
 }
 
 /* W^T of the forward product, [K][N]: per thread, grown on demand. */
@@ -290,7 +287,7 @@ void rf_nn_linear_fwd(float *Y, const float *X, const float *W, const float *b, 
 }
 
 void rf_nn_linear_dx(float *dX, const float *dY, const float *W, int M, int N, int K, int ldx, int ldy) {
-    if (rows_dx(N, K)) rf_nn_gemm_rows(dX, ldx, dY, ldy, 0, W, K, NULL, 1, M, K, N);
+    if (rows_dx(M, N, K)) rf_nn_gemm_rows(dX, ldx, dY, ldy, 0, W, K, NULL, 1, M, K, N);
     else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dY, ldy, W, K, 1.0f, dX, ldx);
 }
 
