@@ -242,6 +242,11 @@ static int rows_dx(int M, int N, int K) {
     return f ? f == 2 : M >= 1024 && N >= 32 && K >= 64;
 }
 
+void rf_nn_transpose(float *dst, const float *src, int rows, int cols, int lds) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)c * rows + r] = src[(size_t)r * lds + c];
+}
+
 /* W^T of the forward product, [K][N]: per thread, grown on demand. */
 static _Thread_local float *wt_buf;
 static _Thread_local size_t wt_cap;
@@ -264,8 +269,7 @@ static float *wt_of(const float *W, int N, int K) {
         wt_buf = p;
         wt_cap = need;
     }
-    for (int n = 0; n < N; n++)
-        for (int k = 0; k < K; k++) wt_buf[(size_t)k * N + n] = W[(size_t)n * K + k];
+    rf_nn_transpose(wt_buf, W, N, K, K);
     return wt_buf;
 }
 

@@ -62,11 +62,6 @@ static void att_mm(float *C, int ldc, const float *A, int lda, int ta, const flo
                      acc ? 1.0f : 0.0f, C, ldc);
 }
 
-/* B^T of the hd columns of a head, [hd][T]: xt[d * T + t] = x[t * ld + d]. */
-static void head_t(float *xt, const float *x, int ld, int T, int hd) {
-    for (int t = 0; t < T; t++)
-        for (int d = 0; d < hd; d++) xt[(size_t)d * T + t] = x[(size_t)t * ld + d];
-}
 
 rf_status rf_nn_product_fwd(const rf_param *p, int training, float *Y, float *X, const float *W,
                             const float *b, int M, int N, int K) {
@@ -91,7 +86,7 @@ void rf_nn_mhsa_heads_fwd(float *att, float *ctx, const float *qkv, int B, int T
             const float *q = qkv + (size_t)b * T * D3 + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
             float *S = att + ((size_t)b * H + h) * T * T;
             if (kt) {
-                head_t(kt, k, D3, T, hd);
+                rf_nn_transpose(kt, k, T, hd, D3); /* K_h^T [hd][T] */
                 att_mm(S, T, q, D3, 0, kt, T, 0, T, T, hd, 1);
             } else {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, q, D3, k, D3, 0.0f, S, T);
@@ -137,7 +132,7 @@ void rf_nn_mhsa_heads_bwd(float *dqkv, const float *dctx, const float *qkv, cons
             const float *P = att + ((size_t)b * H + h) * T * T;
             const float *dc = dctx + (size_t)b * T * D + (size_t)h * hd;
             if (rows) {
-                head_t(vt, v, D3, T, hd);
+                rf_nn_transpose(vt, v, T, hd, D3);
                 att_mm(dP, T, dc, D, 0, vt, T, 0, T, T, hd, 1);
             } else {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dc, D, v, D3, 0.0f, dP, T);

@@ -107,21 +107,15 @@ static int tb_chunked(const rf_nn_run *r) {
     return 1;
 }
 
-/* W [N][K] -> WT [K][N] */
-static void pack_t(float *WT, const float *W, int N, int K) {
-    for (int n = 0; n < N; n++)
-        for (int k = 0; k < K; k++) WT[(size_t)k * N + n] = W[(size_t)n * K + k];
-}
-
 static void tb_forward_chunked(const rf_nn_run *r, const blk *k) {
     const float *const *p = r->p;
     int T = k->T, D = k->D, D3 = 3 * D, Mh = k->Mh, H = k->H;
     float eps = r->L->fp[0];
     float *wq = r->scratch, *wp = wq + (size_t)D * D3, *w1 = wp + (size_t)D * D, *w2 = w1 + (size_t)D * Mh;
-    pack_t(wq, p[P_QKVW], D3, D);
-    pack_t(wp, p[P_PROJW], D, D);
-    pack_t(w1, p[P_FC1W], Mh, D);
-    pack_t(w2, p[P_FC2W], D, Mh);
+    rf_nn_transpose(wq, p[P_QKVW], D3, D, D);
+    rf_nn_transpose(wp, p[P_PROJW], D, D, D);
+    rf_nn_transpose(w1, p[P_FC1W], Mh, D, D);
+    rf_nn_transpose(w2, p[P_FC2W], D, Mh, Mh);
     int cs = chunk_rows() / T > 0 ? chunk_rows() / T : 1;
     for (int s0 = 0; s0 < k->B; s0 += cs) {
         int bc = k->B - s0 < cs ? k->B - s0 : cs, rows = bc * T;

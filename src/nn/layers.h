@@ -231,6 +231,9 @@ void rf_nn_gemm_rows(float *C, int ldc, const float *A, int lda, int trans_a, co
                      const float *bias, int accumulate, int M, int N, int K);
 void rf_nn_gemm_rows_ref(float *C, int ldc, const float *A, int lda, int trans_a, const float *B, int ldb,
                          const float *bias, int accumulate, int M, int N, int K);
+/* dst[c * rows + r] = src[r * lds + c] for r < rows, c < cols: the
+ * transposed copy of a rows × cols block with row stride lds. */
+void rf_nn_transpose(float *dst, const float *src, int rows, int cols, int lds);
 /* Which path rf_nn_linear_fwd / rf_nn_linear_dx take: 0 measured choice,
  * 1 always OpenBLAS, 2 always rows (benchmarks and tests; not thread-safe,
  * call before training). -1 re-reads RAFFLE_GEMM=blas|rows. */
