@@ -523,6 +523,75 @@ static void dc_dweight(float *dwt, const float *dyT, size_t ldc, const conv_geom
     }
 }
 
+/* ---- weight gradient for few output channels (Co <= 8, lenet-5's conv1) ------
+ * dwt_tile vectorises over output channels, so with Co = 6 ten of its 16
+ * lanes multiply padding (it was 14% of a lenet-5 step). Here vectors run
+ * over the wide positions q = oh·Wp + ow instead: with dy laid out wide and
+ * zero in the Wp − OW columns past each row (dyw[co][q]),
+ *   dW[co][k] = Σ_q dyw[co][q] · xpad[off(k) + q],
+ * both operands contiguous. Each (co, k) keeps 16 lane partial sums across
+ * the whole batch (wacc[(co·K + k)·16 + l]), summed by rf_nn_lanes_sum at the
+ * end: a fixed order. Register block: CB channels × TB taps (<= 24
+ * accumulators), per 16 positions CB + TB loads for CB·TB FMAs. */
+__attribute__((target("avx512f"), optimize("O3"), always_inline))
+static inline void dws_tile(float *wacc, size_t ldk, const float *dyw, size_t ldq, const float *x, const size_t *off,
+                            int Q, const int CB, const int TB) {
+    __m512 a[8][8];
+#pragma GCC unroll 8
+    for (int c = 0; c < CB; c++)
+#pragma GCC unroll 8
+        for (int t = 0; t < TB; t++) a[c][t] = _mm512_loadu_ps(wacc + (size_t)c * ldk + 16 * t);
+    for (int q = 0; q < Q; q += 16) {
+        __mmask16 m = dc_mask(Q - q);
+        __m512 xv[8];
+#pragma GCC unroll 8
+        for (int t = 0; t < TB; t++) xv[t] = _mm512_maskz_loadu_ps(m, x + off[t] + q);
+#pragma GCC unroll 8
+        for (int c = 0; c < CB; c++) {
+            __m512 d = _mm512_maskz_loadu_ps(m, dyw + (size_t)c * ldq + q);
+#pragma GCC unroll 8
+            for (int t = 0; t < TB; t++) a[c][t] = _mm512_fmadd_ps(d, xv[t], a[c][t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < CB; c++)
+#pragma GCC unroll 8
+        for (int t = 0; t < TB; t++) _mm512_storeu_ps(wacc + (size_t)c * ldk + 16 * t, a[c][t]);
+}
+
+typedef void (*dws_fn)(float *, size_t, const float *, size_t, const float *, const size_t *, int);
+#define DWS_TB(cb) ((24 / (cb)) < 8 ? (24 / (cb)) : 8)
+#define DWS_FN(cb)                                                                                          \
+    __attribute__((target("avx512f"), optimize("O3"))) static void dws_##cb(                                \
+        float *wacc, size_t ldk, const float *dyw, size_t ldq, const float *x, const size_t *off, int Q) {  \
+        dws_tile(wacc, ldk, dyw, ldq, x, off, Q, cb, DWS_TB(cb));                                          \
+    }                                                                                                       \
+    __attribute__((target("avx512f"), optimize("O3"))) static void dws_##cb##_1(                            \
+        float *wacc, size_t ldk, const float *dyw, size_t ldq, const float *x, const size_t *off, int Q) {  \
+        dws_tile(wacc, ldk, dyw, ldq, x, off, Q, cb, 1);                                                   \
+    }
+DWS_FN(1) DWS_FN(2) DWS_FN(3) DWS_FN(4) DWS_FN(5) DWS_FN(6) DWS_FN(7) DWS_FN(8)
+static const dws_fn dws_table[8][2] = {{dws_1, dws_1_1}, {dws_2, dws_2_1}, {dws_3, dws_3_1}, {dws_4, dws_4_1},
+                                       {dws_5, dws_5_1}, {dws_6, dws_6_1}, {dws_7, dws_7_1}, {dws_8, dws_8_1}};
+
+/* wacc += this sample's lane partial sums; dyw [Co][PW] holds its dy, wide. */
+static void dc_dweight_small(float *wacc, const float *dyw, const conv_geom *g, const dc_in *d, int PW) {
+    const int Co = g->Co, K = g->K, tb = DWS_TB(Co);
+    size_t off[8];
+    for (int k0 = 0; k0 < K; k0 += tb) {
+        int nt = K - k0 < tb ? K - k0 : tb;
+        for (int t = 0; t < nt; t++) {
+            int k = k0 + t, c = k / (g->kh * g->kw), ki = k / g->kw % g->kh, kj = k % g->kw;
+            off[t] = (size_t)c * d->plane + (size_t)ki * d->Wp + kj;
+        }
+        float *w = wacc + (size_t)k0 * 16;
+        if (nt == tb) dws_table[Co - 1][0](w, (size_t)K * 16, dyw, (size_t)PW, d->x, off, PW);
+        else
+            for (int t = 0; t < nt; t++)
+                dws_table[Co - 1][1](w + (size_t)t * 16, (size_t)K * 16, dyw, (size_t)PW, d->x, off + t, PW);
+    }
+}
+
 /* dst[c·plane + (h + top)·ld + left + w] = src[c, h, w] (the rest untouched). */
 static void dc_pad(float *dst, const float *src, int C, int H, int W, size_t plane, int ld, int top, int left) {
     for (int c = 0; c < C; c++)
@@ -558,6 +627,7 @@ static size_t direct_scratch(const conv_geom *g) {
     size_t fwd = w.xpad + co8 * ((size_t)g->K + (size_t)w.PW);
     size_t dxs = c8 * b.PX > (size_t)g->K * g->P ? c8 * b.PX : (size_t)g->K * g->P;   /* dxwide or dcol */
     size_t bwd = w.xpad + co16 * ((size_t)g->K + (size_t)g->P) + b.pad + c8 * (size_t)g->Co * g->kh * g->kw + dxs;
+    if (g->Co <= 8) bwd += (size_t)g->Co * ((size_t)w.PW + 16 * (size_t)g->K);   /* dyw, wacc */
     return fwd > bwd ? fwd : bwd;
 }
 
@@ -611,8 +681,12 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
     size_t ldc = (size_t)dc_round(g->Co, 16);
     float *xpad = r->scratch, *dwt = xpad + w.xpad, *dyT = dwt + (size_t)g->K * ldc, *dypad = dyT + (size_t)g->P * ldc;
     float *wfpk = dypad + b.pad, *dxwide = wfpk + (size_t)dc_round(g->C, DC_MR) * g->Co * g->kh * g->kw;
+    size_t c8 = (size_t)dc_round(g->C, DC_MR), dxs = c8 * b.PX > (size_t)g->K * g->P ? c8 * b.PX : (size_t)g->K * g->P;
+    const int small = g->Co <= 8;   /* weight gradient by dc_dweight_small */
+    float *dyw = dxwide + dxs, *wacc = dyw + (size_t)g->Co * w.PW;
     memset(xpad, 0, w.xpad * sizeof(float));
-    memset(dwt, 0, ((size_t)g->K + (size_t)g->P) * ldc * sizeof(float));   /* dyT's lanes past Co stay 0 */
+    if (small) memset(dyw, 0, (size_t)g->Co * ((size_t)w.PW + 16 * (size_t)g->K) * sizeof(float));
+    else memset(dwt, 0, ((size_t)g->K + (size_t)g->P) * ldc * sizeof(float));   /* dyT's lanes past Co stay 0 */
     memset(dypad, 0, b.pad * sizeof(float));
     /* The input gradient as a convolution visits (OH + 2·qh)·(OW + 2·qw)
      * padded positions per output: for "same" padding (qh = pad) that is the
@@ -625,9 +699,17 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
     for (int n = 0; n < r->B; n++) {
         const float *dy = r->dout + (size_t)n * L->out_size;
         pad_in(xpad, r->in + (size_t)n * L->in_size, g, &w);
-        dc_transpose(dyT, ldc, dy, g->Co, g->P);
         if (dbias) dc_bias_grad(dbias, dy, g->Co, g->P);
-        dc_dweight(dwt, dyT, ldc, g, &xin);
+        if (small) {
+            for (int co = 0; co < g->Co; co++)
+                for (int oh = 0; oh < g->OH; oh++)
+                    memcpy(dyw + (size_t)co * w.PW + (size_t)oh * w.Wp, dy + ((size_t)co * g->OH + oh) * g->OW,
+                           (size_t)g->OW * sizeof(float));
+            dc_dweight_small(wacc, dyw, g, &xin, w.PW);
+        } else {
+            dc_transpose(dyT, ldc, dy, g->Co, g->P);
+            dc_dweight(dwt, dyT, ldc, g, &xin);
+        }
         if (!r->din) continue;
         if (!dx_direct) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->Co, 1.0f, r->p[0], g->K, dy, g->P,
@@ -646,7 +728,8 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
     const int Co = g->Co, K = g->K;
     float *restrict dW = r->g[0];
     for (int co = 0; co < Co; co++)
-        for (int k = 0; k < K; k++) dW[(size_t)co * K + k] += dwt[(size_t)k * ldc + co];
+        for (int k = 0; k < K; k++)
+            dW[(size_t)co * K + k] += small ? rf_nn_lanes_sum(wacc + ((size_t)co * K + k) * 16) : dwt[(size_t)k * ldc + co];
 }
 
 /* Wide columns cost Co·(kw − 1) extra outputs per row of OH·K work; the
