@@ -625,7 +625,8 @@ static size_t direct_scratch(const conv_geom *g) {
     dc_bwd b = dc_bwd_of(g);
     size_t co8 = (size_t)dc_round(g->Co, DC_MR), c8 = (size_t)dc_round(g->C, DC_MR), co16 = (size_t)dc_round(g->Co, 16);
     size_t fwd = w.xpad + co8 * ((size_t)g->K + (size_t)w.PW);
-    size_t dxs = c8 * b.PX > (size_t)g->K * g->P ? c8 * b.PX : (size_t)g->K * g->P;   /* dxwide or dcol */
+    size_t dcl = (size_t)g->K * g->OH * g->W;   /* dcol, wide (stride W) for the unpadded case; >= K·P */
+    size_t dxs = c8 * b.PX > dcl ? c8 * b.PX : dcl;   /* dxwide or dcol */
     size_t bwd = w.xpad + co16 * ((size_t)g->K + (size_t)g->P) + b.pad + c8 * (size_t)g->Co * g->kh * g->kw + dxs;
     if (g->Co <= 8) bwd += (size_t)g->Co * ((size_t)w.PW + 16 * (size_t)g->K);   /* dyw, wacc */
     return fwd > bwd ? fwd : bwd;
@@ -681,7 +682,8 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
     size_t ldc = (size_t)dc_round(g->Co, 16);
     float *xpad = r->scratch, *dwt = xpad + w.xpad, *dyT = dwt + (size_t)g->K * ldc, *dypad = dyT + (size_t)g->P * ldc;
     float *wfpk = dypad + b.pad, *dxwide = wfpk + (size_t)dc_round(g->C, DC_MR) * g->Co * g->kh * g->kw;
-    size_t c8 = (size_t)dc_round(g->C, DC_MR), dxs = c8 * b.PX > (size_t)g->K * g->P ? c8 * b.PX : (size_t)g->K * g->P;
+    size_t c8 = (size_t)dc_round(g->C, DC_MR), dcl = (size_t)g->K * g->OH * g->W;
+    size_t dxs = c8 * b.PX > dcl ? c8 * b.PX : dcl;
     const int small = g->Co <= 8;   /* weight gradient by dc_dweight_small */
     float *dyw = dxwide + dxs, *wacc = dyw + (size_t)g->Co * w.PW;
     memset(xpad, 0, w.xpad * sizeof(float));
@@ -693,6 +695,9 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
      * forward's cost, but lenet-5's unpadded 5×5 conv2 would pay 3.8× the
      * GEMM's multiplies; there dcol = Wᵀ·dy and col2im, per sample. */
     int dx_direct = b.qh <= g->pad && b.qw <= g->pad;
+    /* unpadded stride-1 layers take the wide col2im below (dypad's region,
+     * (OH + 2·qh)·(OW + 2·qw) >= OH·W per channel, holds the wide dy) */
+    int wide_dx = !dx_direct && g->s == 1 && g->pad == 0;
     if (r->din && dx_direct) dc_pack_flip(wfpk, r->p[0], g->Co, g->C, g->kh, g->kw);
     dc_in xin = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane};
     dc_in dyin = {dypad, g->Co, g->kh, g->kw, b.Wq, b.plane};
@@ -711,6 +716,28 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
             dc_dweight(dwt, dyT, ldc, g, &xin);
         }
         if (!r->din) continue;
+        if (!dx_direct && wide_dx) {
+            /* dy laid out with the input's row stride W (zero past OW, in
+             * dypad's region): then dcol = Wᵀ·dy has the same layout, and the
+             * col2im of tap (c, ki, kj) is ONE contiguous add of dcol's row
+             * at offset c·H·W + ki·W + kj, instead of OH adds of OW floats
+             * (lenet-5's conv2: 10-float rows, scalar; 11% of its step). The
+             * zero columns add nothing, and the add stops at the last valid
+             * output, so it stays inside channel c. */
+            size_t PWx = (size_t)g->OH * g->W, len = (size_t)(g->OH - 1) * g->W + g->OW;
+            for (int co = 0; co < g->Co; co++)
+                for (int oh = 0; oh < g->OH; oh++)
+                    memcpy(dypad + co * PWx + (size_t)oh * g->W, dy + ((size_t)co * g->OH + oh) * g->OW,
+                           (size_t)g->OW * sizeof(float));
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, (int)PWx, g->Co, 1.0f, r->p[0], g->K, dypad,
+                        (int)PWx, 0.0f, dxwide, (int)PWx);
+            float *din = r->din + (size_t)n * L->in_size;
+            for (int k = 0; k < g->K; k++) {
+                int c = k / (g->kh * g->kw), ki = k / g->kw % g->kh, kj = k % g->kw;
+                rf_nn_add(din + ((size_t)c * g->H + ki) * g->W + kj, dxwide + (size_t)k * PWx, len);
+            }
+            continue;
+        }
         if (!dx_direct) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->Co, 1.0f, r->p[0], g->K, dy, g->P,
                         0.0f, dxwide, g->P);
