@@ -203,8 +203,8 @@ static wide_geom wide_of(const conv_geom *g) {
 static void pad_in(float *xpad, const float *x, const conv_geom *g, const wide_geom *w) {
     for (int c = 0; c < g->C; c++)
         for (int h = 0; h < g->H; h++)
-            memcpy(xpad + c * w->plane + (size_t)(h + g->pad) * w->Wp + g->pad,
-                   x + ((size_t)c * g->H + h) * g->W, (size_t)g->W * sizeof(float));
+            copy_row(xpad + c * w->plane + (size_t)(h + g->pad) * w->Wp + g->pad, x + ((size_t)c * g->H + h) * g->W,
+                     g->W);
 }
 
 /* Column rows of one sample into colT (row stride ld: a chunk's samples sit
@@ -372,10 +372,10 @@ static __mmask16 dc_mask(int left) {
 /* y[i·ldy + j] = Σ_k wk[k·8 + i] · x[off(k) + j], i < 8, j < 48 masked by m0..m2. */
 __attribute__((target("avx512f"), optimize("O3"), always_inline))
 static inline void dc_fwd_tile(float *y, size_t ldy, const float *x, const float *wk, const dc_in *d, __mmask16 m0,
-                               __mmask16 m1, __mmask16 m2) {
+                               __mmask16 m1, __mmask16 m2, const int R) {
     __m512 a[DC_MR][3];
 #pragma GCC unroll 8
-    for (int i = 0; i < DC_MR; i++) a[i][0] = a[i][1] = a[i][2] = _mm512_setzero_ps();
+    for (int i = 0; i < R; i++) a[i][0] = a[i][1] = a[i][2] = _mm512_setzero_ps();
     const int C = d->C, kh = d->kh, kw = d->kw, Wp = d->Wp;
     const size_t plane = d->plane;
     for (int c = 0; c < C; c++)
@@ -386,7 +386,7 @@ static inline void dc_fwd_tile(float *y, size_t ldy, const float *x, const float
                 __m512 b1 = _mm512_maskz_loadu_ps(m1, xr + kj + 16);
                 __m512 b2 = _mm512_maskz_loadu_ps(m2, xr + kj + 32);
 #pragma GCC unroll 8
-                for (int i = 0; i < DC_MR; i++) {
+                for (int i = 0; i < R; i++) {
                     DC_FMA_BCST(a[i][0], b0, wk + i);
                     DC_FMA_BCST(a[i][1], b1, wk + i);
                     DC_FMA_BCST(a[i][2], b2, wk + i);
@@ -394,7 +394,7 @@ static inline void dc_fwd_tile(float *y, size_t ldy, const float *x, const float
             }
         }
 #pragma GCC unroll 8
-    for (int i = 0; i < DC_MR; i++) {
+    for (int i = 0; i < R; i++) {
         _mm512_mask_storeu_ps(y + i * ldy, m0, a[i][0]);
         _mm512_mask_storeu_ps(y + i * ldy + 16, m1, a[i][1]);
         _mm512_mask_storeu_ps(y + i * ldy + 32, m2, a[i][2]);
@@ -402,16 +402,22 @@ static inline void dc_fwd_tile(float *y, size_t ldy, const float *x, const float
 }
 
 /* Full tiles with constant masks (plain loads and stores), and the masked
- * tail tile of each row of tiles. */
-__attribute__((target("avx512f"), optimize("O3")))
-static void dc_fwd_full(float *y, size_t ldy, const float *x, const float *wk, const dc_in *d) {
-    dc_fwd_tile(y, ldy, x, wk, d, (__mmask16)0xFFFF, (__mmask16)0xFFFF, (__mmask16)0xFFFF);
-}
-__attribute__((target("avx512f"), optimize("O3")))
-static void dc_fwd_tail(float *y, size_t ldy, const float *x, const float *wk, const dc_in *d, __mmask16 m0,
-                        __mmask16 m1, __mmask16 m2) {
-    dc_fwd_tile(y, ldy, x, wk, d, m0, m1, m2);
-}
+ * tail tile of each row of tiles; 8 output channels, or 6 / 4 for a last
+ * block with that few (lenet-5's conv1 has 6: rows 7-8 would multiply the
+ * packing's zeros, a quarter of its forward). */
+typedef void (*dc_full_fn)(float *, size_t, const float *, const float *, const dc_in *);
+typedef void (*dc_tail_fn)(float *, size_t, const float *, const float *, const dc_in *, __mmask16, __mmask16, __mmask16);
+#define DC_FWD_FNS(r)                                                                                           \
+    __attribute__((target("avx512f"), optimize("O3"))) static void dc_fwd_full_##r(                             \
+        float *y, size_t ldy, const float *x, const float *wk, const dc_in *d) {                               \
+        dc_fwd_tile(y, ldy, x, wk, d, (__mmask16)0xFFFF, (__mmask16)0xFFFF, (__mmask16)0xFFFF, r);            \
+    }                                                                                                           \
+    __attribute__((target("avx512f"), optimize("O3"))) static void dc_fwd_tail_##r(                             \
+        float *y, size_t ldy, const float *x, const float *wk, const dc_in *d, __mmask16 m0, __mmask16 m1,      \
+        __mmask16 m2) {                                                                                         \
+        dc_fwd_tile(y, ldy, x, wk, d, m0, m1, m2, r);                                                           \
+    }
+DC_FWD_FNS(4) DC_FWD_FNS(6) DC_FWD_FNS(8)
 
 /* ywide[co·ldy + p] for co < round8(Co), p < PW; wpk packed [Co/8][K][8]. */
 __attribute__((target("avx512f")))
@@ -422,8 +428,11 @@ static void dc_conv(float *ywide, size_t ldy, const float *wpk, int Co, int PW, 
         __mmask16 m0 = dc_mask(left), m1 = dc_mask(left - 16), m2 = dc_mask(left - 32);
         for (int cb = 0; cb < Co; cb += DC_MR) {
             float *y = ywide + (size_t)cb * ldy + p0;
-            if (left >= DC_NP) dc_fwd_full(y, ldy, d->x + p0, wpk + (size_t)cb * K, d);
-            else dc_fwd_tail(y, ldy, d->x + p0, wpk + (size_t)cb * K, d, m0, m1, m2);
+            int rows = Co - cb;
+            dc_full_fn full = rows <= 4 ? dc_fwd_full_4 : rows <= 6 ? dc_fwd_full_6 : dc_fwd_full_8;
+            dc_tail_fn tail = rows <= 4 ? dc_fwd_tail_4 : rows <= 6 ? dc_fwd_tail_6 : dc_fwd_tail_8;
+            if (left >= DC_NP) full(y, ldy, d->x + p0, wpk + (size_t)cb * K, d);
+            else tail(y, ldy, d->x + p0, wpk + (size_t)cb * K, d, m0, m1, m2);
         }
     }
 }
@@ -596,8 +605,7 @@ static void dc_dweight_small(float *wacc, const float *dyw, const conv_geom *g, 
 static void dc_pad(float *dst, const float *src, int C, int H, int W, size_t plane, int ld, int top, int left) {
     for (int c = 0; c < C; c++)
         for (int h = 0; h < H; h++)
-            memcpy(dst + c * plane + (size_t)(h + top) * ld + left, src + ((size_t)c * H + h) * W,
-                   (size_t)W * sizeof(float));
+            copy_row(dst + c * plane + (size_t)(h + top) * ld + left, src + ((size_t)c * H + h) * W, W);
 }
 
 /* Geometry of the input-gradient convolution: dy padded by qh, qw. */
@@ -708,8 +716,7 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
         if (small) {
             for (int co = 0; co < g->Co; co++)
                 for (int oh = 0; oh < g->OH; oh++)
-                    memcpy(dyw + (size_t)co * w.PW + (size_t)oh * w.Wp, dy + ((size_t)co * g->OH + oh) * g->OW,
-                           (size_t)g->OW * sizeof(float));
+                    copy_row(dyw + (size_t)co * w.PW + (size_t)oh * w.Wp, dy + ((size_t)co * g->OH + oh) * g->OW, g->OW);
             dc_dweight_small(wacc, dyw, g, &xin, w.PW);
         } else {
             dc_transpose(dyT, ldc, dy, g->Co, g->P);
@@ -727,8 +734,7 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
             size_t PWx = (size_t)g->OH * g->W, len = (size_t)(g->OH - 1) * g->W + g->OW;
             for (int co = 0; co < g->Co; co++)
                 for (int oh = 0; oh < g->OH; oh++)
-                    memcpy(dypad + co * PWx + (size_t)oh * g->W, dy + ((size_t)co * g->OH + oh) * g->OW,
-                           (size_t)g->OW * sizeof(float));
+                    copy_row(dypad + co * PWx + (size_t)oh * g->W, dy + ((size_t)co * g->OH + oh) * g->OW, g->OW);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, (int)PWx, g->Co, 1.0f, r->p[0], g->K, dypad,
                         (int)PWx, 0.0f, dxwide, (int)PWx);
             float *din = r->din + (size_t)n * L->in_size;
