@@ -177,3 +177,35 @@ Test(gemm_rows, chunked_transformer_block_is_bit_identical) {
     cr_assert_gt(nz, np / 2);
     for (int i = 0; i < 3; i++) free(g[i]);
 }
+
+/* Attention's per-head forward (softmax rows of at most 32 take an AVX-512
+ * path of their own) gives the same bits on AVX-512 as on AVX2, for token
+ * counts around the register widths. */
+#include "nn/product.h"
+
+Test(gemm_rows, attention_heads_same_bits_on_every_vector_isa) {
+    rf_isa top = rf_kernels_cpu_isa();
+    if (top < RF_ISA_AVX512) return; /* nothing to compare on this CPU */
+    static const int Ts[] = {1, 5, 15, 16, 17, 31, 32, 33, 50};
+    rf_rng r;
+    rf_rng_init(&r, 21, 0);
+    for (int i = 0; i < LEN(Ts); i++) {
+        int B = 3, T = Ts[i], D = 32, H = 2;
+        float *qkv = randv(&r, (size_t)B * T * 3 * D);
+        for (size_t j = 0; j < (size_t)B * T * 3 * D; j++) qkv[j] *= 3.0f; /* peaked and flat rows */
+        float *att[2], *ctx[2];
+        for (int v = 0; v < 2; v++) {
+            rf_kernels_force(v ? top : RF_ISA_AVX2);
+            att[v] = malloc((size_t)B * H * T * T * sizeof(float));
+            ctx[v] = malloc((size_t)B * T * D * sizeof(float));
+            rf_nn_mhsa_heads_fwd(att[v], ctx[v], qkv, B, T, D, H);
+        }
+        rf_kernels_force(top);
+        cr_assert(memcmp(att[0], att[1], (size_t)B * H * T * T * sizeof(float)) == 0, "T=%d: softmax differs", T);
+        cr_assert(memcmp(ctx[0], ctx[1], (size_t)B * T * D * sizeof(float)) == 0, "T=%d: context differs", T);
+        for (size_t j = 0; j < (size_t)T; j++) cr_assert(att[1][j] >= 0.0f && att[1][j] <= 1.0f);
+        for (int v = 0; v < 2; v++) { free(att[v]); free(ctx[v]); }
+        free(qkv);
+    }
+    rf_nn_gemm_release();
+}
