@@ -128,14 +128,16 @@ void rf_nn_product_grad(const rf_param *p, float *dX, size_t n) {
 void rf_nn_mhsa_heads_fwd(float *att, float *ctx, const float *qkv, int B, int T, int D, int H) {
     int hd = D / H, D3 = 3 * D;
     float scale = 1.0f / sqrtf((float)hd);
-    float *kt = rf_nn_gemm_rows_on() ? rf_nn_gemm_scratch((size_t)hd * T) : NULL;
-    for (int b = 0; b < B; b++)
+    /* K^T of all heads of a sample at once, [D][T]: head h's K_h^T [hd][T]
+     * is rows h·hd .. h·hd + hd - 1 (one transpose per sample, not per head) */
+    float *kt = rf_nn_gemm_rows_on() ? rf_nn_gemm_scratch((size_t)D * T) : NULL;
+    for (int b = 0; b < B; b++) {
+        if (kt) rf_nn_transpose(kt, qkv + (size_t)b * T * D3 + D, T, D, D3);
         for (int h = 0; h < H; h++) {
             const float *q = qkv + (size_t)b * T * D3 + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
             float *S = att + ((size_t)b * H + h) * T * T;
             if (kt) {
-                rf_nn_transpose(kt, k, T, hd, D3); /* K_h^T [hd][T] */
-                att_mm(S, T, q, D3, 0, kt, T, 0, T, T, hd, 1);
+                att_mm(S, T, q, D3, 0, kt + (size_t)h * hd * T, T, 0, T, T, hd, 1);
             } else {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, q, D3, k, D3, 0.0f, S, T);
             }
@@ -143,6 +145,7 @@ void rf_nn_mhsa_heads_fwd(float *att, float *ctx, const float *qkv, int B, int T
             else softmax_rows(S, T, T, scale);
             att_mm(ctx + (size_t)b * T * D + (size_t)h * hd, D, S, T, 0, v, D3, 0, T, hd, T, kt != NULL);
         }
+    }
 }
 
 rf_status rf_nn_mhsa_fwd_p(float *y, float *qkv, float *att, float *ctx, float *x,
@@ -172,17 +175,17 @@ void rf_nn_mhsa_heads_bwd(float *dqkv, const float *dctx, const float *qkv, cons
                           int T, int D, int H) {
     int hd = D / H, D3 = 3 * D;
     float scale = 1.0f / sqrtf((float)hd);
-    float *vt = rf_nn_gemm_rows_on() ? rf_nn_gemm_scratch((size_t)hd * T) : NULL;
+    float *vt = rf_nn_gemm_rows_on() ? rf_nn_gemm_scratch((size_t)D * T) : NULL;   /* V^T of a sample, [D][T] */
     int rows = vt != NULL;
-    for (int b = 0; b < B; b++)
+    for (int b = 0; b < B; b++) {
+        if (rows) rf_nn_transpose(vt, qkv + (size_t)b * T * D3 + 2 * D, T, D, D3);
         for (int h = 0; h < H; h++) {
             const float *q = qkv + (size_t)b * T * D3 + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
             float *dq = dqkv + (size_t)b * T * D3 + (size_t)h * hd, *dk = dq + D, *dv = dq + 2 * D;
             const float *P = att + ((size_t)b * H + h) * T * T;
             const float *dc = dctx + (size_t)b * T * D + (size_t)h * hd;
             if (rows) {
-                rf_nn_transpose(vt, v, T, hd, D3);
-                att_mm(dP, T, dc, D, 0, vt, T, 0, T, T, hd, 1);
+                att_mm(dP, T, dc, D, 0, vt + (size_t)h * hd * T, T, 0, T, T, hd, 1);
             } else {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dc, D, v, D3, 0.0f, dP, T);
             }
@@ -191,6 +194,7 @@ void rf_nn_mhsa_heads_bwd(float *dqkv, const float *dctx, const float *qkv, cons
             att_mm(dq, D3, dP, T, 0, k, D3, 0, T, hd, T, rows);
             att_mm(dk, D3, dP, T, 1, q, D3, 0, T, hd, T, rows);
         }
+    }
 }
 
 void rf_nn_mhsa_bwd_p(float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
