@@ -209,3 +209,24 @@ Test(gemm_rows, attention_heads_same_bits_on_every_vector_isa) {
     }
     rf_nn_gemm_release();
 }
+
+/* The whole transformer path (row kernels, chunking, lane reductions,
+ * attention softmax) gives the same bits on AVX2 as on AVX-512: a block
+ * trained on either kind of node of a cluster matches. */
+Test(gemm_rows, transformer_block_same_bits_on_avx2_and_avx512) {
+    rf_isa top = rf_kernels_cpu_isa();
+    if (top < RF_ISA_AVX512) return; /* nothing to compare on this CPU */
+    size_t np = 2 * (2 * 16 + 3 * 16 * 16 + 3 * 16 + 16 * 16 + 16 + 2 * 16) + 16 * 24 + 24 + 24 * 16 + 16 +
+                16 * 40 + 40 + 40 * 16 + 16 + 80 * 4 + 4;
+    float o[2][28], d[2][560], *g[2];
+    for (int v = 0; v < 2; v++) {
+        g[v] = malloc(np * sizeof(float));
+        rf_kernels_force(v ? top : RF_ISA_AVX2);
+        run_block(16, o[v], d[v], g[v], np);
+    }
+    rf_kernels_force(top);
+    cr_assert(memcmp(o[0], o[1], sizeof o[0]) == 0, "outputs differ between AVX2 and AVX-512");
+    cr_assert(memcmp(d[0], d[1], sizeof d[0]) == 0, "input gradients differ between AVX2 and AVX-512");
+    cr_assert(memcmp(g[0], g[1], np * sizeof(float)) == 0, "parameter gradients differ between AVX2 and AVX-512");
+    for (int v = 0; v < 2; v++) free(g[v]);
+}
