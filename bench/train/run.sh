@@ -14,7 +14,11 @@
 # binary moved by up to 15% (PyTorch more than raffle), so one pair of runs
 # can decide a 2x target either way.
 #
+# The conv presets take a quarter of the steps (CONV_ITERS, at least 20): a
+# conv-6 step is ~0.65 s, and their rates settle within a few steps.
+#
 #   bench/train/run.sh [ITERATIONS]        (default 200 steps per model)
+#   bench/train/run.sh --quick             (30 steps, one round: a smoke run)
 #   MODELS="lenet-5 vit-tiny" ROUNDS=5 bench/train/run.sh 100
 #
 # PyTorch is Debian's python3-torch run by /usr/bin/python3 (the `python3` on
@@ -23,6 +27,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ITERS=${1:-200}
+if [ "$ITERS" = "--quick" ]; then ITERS=30; ROUNDS=${ROUNDS:-1}; fi
+case "$ITERS" in ''|*[!0-9]*) echo "bench/train: ITERATIONS must be a number or --quick, not '$ITERS'" >&2; exit 2 ;; esac
+CONV_ITERS=${CONV_ITERS:-$(( ITERS / 4 > 20 ? ITERS / 4 : 20 ))}
 BATCH=128
 MODELS=${MODELS:-"lenet-300-100 lenet-5 conv-2 conv-4 conv-6 mlp-1200x2 mlp-800x2 vit-tiny"}
 DATA=${DATA:-fashion-mnist}
@@ -51,11 +58,13 @@ for m in $MODELS; do
   "$TMP/probe" spec "$m" > "$TMP/$m.json"
   rparams=$("$TMP/probe" params "$m")
   # raffle: the final test evaluation is capped (--eval-limit) and not timed in samples_per_s
+  iters=$ITERS
+  case "$m" in conv-*) iters=$CONV_ITERS ;; esac
   rjs=(); tjs=()
   for ((round = 0; round < ROUNDS; round++)); do
-    rjs+=("$(build/raffle train --model "$m" --data "$DATA" --iterations "$ITERS" --batch $BATCH --optimizer adam \
+    rjs+=("$(build/raffle train --model "$m" --data "$DATA" --iterations "$iters" --batch $BATCH --optimizer adam \
           --threads 1 --eval-limit 256 --log-every 0 --json)")
-    tjs+=("$(cd bench/train && "$PY" torch_bench.py --spec "$TMP/$m.json" --iterations "$ITERS" --batch $BATCH --threads 1)")
+    tjs+=("$(cd bench/train && "$PY" torch_bench.py --spec "$TMP/$m.json" --iterations "$iters" --batch $BATCH --threads 1)")
   done
   row=$("$PY" - "$m" "$rparams" "$PEAK" "$ROUNDS" "${rjs[@]}" "${tjs[@]}" <<'PYEOF'
 import json, statistics, sys
