@@ -511,16 +511,20 @@ DWT_FN(1, 6) DWT_FN(2, 6) DWT_FN(3, 6) DWT_FN(4, 6) DWT_FN(1, 1) DWT_FN(2, 1) DW
 /* Indexed by [taps == 1][vectors − 1]. */
 static const dwt_fn dwt_table[2][DW_NV] = {{dwt_1_6, dwt_2_6, dwt_3_6, dwt_4_6}, {dwt_1_1, dwt_2_1, dwt_3_1, dwt_4_1}};
 
+/* Offset of tap k = (c, ki, kj) in an input of channel planes `plane`
+ * floats apart with row stride ld. */
+static size_t tap_off(const conv_geom *g, int k, size_t plane, size_t ld) {
+    int c = k / (g->kh * g->kw), ki = k / g->kw % g->kh, kj = k % g->kw;
+    return (size_t)c * plane + (size_t)ki * ld + (size_t)kj;
+}
+
 /* dWT[k, co] (row stride ldc = round16(Co)) += Σ_p xpad[off(k) + p] ·
  * dyT[p, co] over the valid positions of one sample. */
 static void dc_dweight(float *dwt, const float *dyT, size_t ldc, const conv_geom *g, const dc_in *d) {
     size_t off[DW_NT];
     for (int k0 = 0; k0 < g->K; k0 += DW_NT) {
         int nt = g->K - k0 < DW_NT ? g->K - k0 : DW_NT;
-        for (int t = 0; t < nt; t++) {
-            int k = k0 + t, c = k / (g->kh * g->kw), ki = k / g->kw % g->kh, kj = k % g->kw;
-            off[t] = (size_t)c * d->plane + (size_t)ki * d->Wp + kj;
-        }
+        for (int t = 0; t < nt; t++) off[t] = tap_off(g, k0 + t, d->plane, (size_t)d->Wp);
         for (size_t c0 = 0; c0 < ldc; c0 += 16 * DW_NV) {
             int nv = (int)((ldc - c0) / 16 < DW_NV ? (ldc - c0) / 16 : DW_NV);
             float *w = dwt + (size_t)k0 * ldc + c0;
@@ -589,10 +593,7 @@ static void dc_dweight_small(float *wacc, const float *dyw, const conv_geom *g, 
     size_t off[8];
     for (int k0 = 0; k0 < K; k0 += tb) {
         int nt = K - k0 < tb ? K - k0 : tb;
-        for (int t = 0; t < nt; t++) {
-            int k = k0 + t, c = k / (g->kh * g->kw), ki = k / g->kw % g->kh, kj = k % g->kw;
-            off[t] = (size_t)c * d->plane + (size_t)ki * d->Wp + kj;
-        }
+        for (int t = 0; t < nt; t++) off[t] = tap_off(g, k0 + t, d->plane, (size_t)d->Wp);
         float *w = wacc + (size_t)k0 * 16;
         if (nt == tb) dws_table[Co - 1][0](w, (size_t)K * 16, dyw, (size_t)PW, d->x, off, PW);
         else
@@ -628,15 +629,26 @@ static int use_direct(const conv_geom *g) {
     return direct_fits(g) && rf_kernels_isa() >= RF_ISA_AVX512 && rf_nn_conv_path_get() != RF_NN_CONV_GEMM;
 }
 
+/* The weight gradient of layers with at most this many output channels runs
+ * as dc_dweight_small. */
+#define DW_SMALL_CO 8
+
+/* Floats of the backward's dxwide region: the input gradient's wide output
+ * (direct) or dcol (GEMM; in the input's row stride W for the unpadded
+ * case, >= K·P). */
+static size_t dx_region(const conv_geom *g, const dc_bwd *b) {
+    size_t c8 = (size_t)dc_round(g->C, DC_MR), dcl = (size_t)g->K * g->OH * g->W;
+    return c8 * b->PX > dcl ? c8 * b->PX : dcl;
+}
+
 static size_t direct_scratch(const conv_geom *g) {
     wide_geom w = wide_of(g);
     dc_bwd b = dc_bwd_of(g);
     size_t co8 = (size_t)dc_round(g->Co, DC_MR), c8 = (size_t)dc_round(g->C, DC_MR), co16 = (size_t)dc_round(g->Co, 16);
     size_t fwd = w.xpad + co8 * ((size_t)g->K + (size_t)w.PW);
-    size_t dcl = (size_t)g->K * g->OH * g->W;   /* dcol, wide (stride W) for the unpadded case; >= K·P */
-    size_t dxs = c8 * b.PX > dcl ? c8 * b.PX : dcl;   /* dxwide or dcol */
-    size_t bwd = w.xpad + co16 * ((size_t)g->K + (size_t)g->P) + b.pad + c8 * (size_t)g->Co * g->kh * g->kw + dxs;
-    if (g->Co <= 8) bwd += (size_t)g->Co * ((size_t)w.PW + 16 * (size_t)g->K);   /* dyw, wacc */
+    size_t bwd = w.xpad + co16 * ((size_t)g->K + (size_t)g->P) + b.pad + c8 * (size_t)g->Co * g->kh * g->kw +
+                 dx_region(g, &b);
+    if (g->Co <= DW_SMALL_CO) bwd += (size_t)g->Co * ((size_t)w.PW + 16 * (size_t)g->K);   /* dyw, wacc */
     return fwd > bwd ? fwd : bwd;
 }
 
@@ -690,10 +702,8 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
     size_t ldc = (size_t)dc_round(g->Co, 16);
     float *xpad = r->scratch, *dwt = xpad + w.xpad, *dyT = dwt + (size_t)g->K * ldc, *dypad = dyT + (size_t)g->P * ldc;
     float *wfpk = dypad + b.pad, *dxwide = wfpk + (size_t)dc_round(g->C, DC_MR) * g->Co * g->kh * g->kw;
-    size_t c8 = (size_t)dc_round(g->C, DC_MR), dcl = (size_t)g->K * g->OH * g->W;
-    size_t dxs = c8 * b.PX > dcl ? c8 * b.PX : dcl;
-    const int small = g->Co <= 8;   /* weight gradient by dc_dweight_small */
-    float *dyw = dxwide + dxs, *wacc = dyw + (size_t)g->Co * w.PW;
+    const int small = g->Co <= DW_SMALL_CO;   /* weight gradient by dc_dweight_small */
+    float *dyw = dxwide + dx_region(g, &b), *wacc = dyw + (size_t)g->Co * w.PW;
     memset(xpad, 0, w.xpad * sizeof(float));
     if (small) memset(dyw, 0, (size_t)g->Co * ((size_t)w.PW + 16 * (size_t)g->K) * sizeof(float));
     else memset(dwt, 0, ((size_t)g->K + (size_t)g->P) * ldc * sizeof(float));   /* dyT's lanes past Co stay 0 */
@@ -714,16 +724,14 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
         pad_in(xpad, r->in + (size_t)n * L->in_size, g, &w);
         if (dbias) dc_bias_grad(dbias, dy, g->Co, g->P);
         if (small) {
-            for (int co = 0; co < g->Co; co++)
-                for (int oh = 0; oh < g->OH; oh++)
-                    copy_row(dyw + (size_t)co * w.PW + (size_t)oh * w.Wp, dy + ((size_t)co * g->OH + oh) * g->OW, g->OW);
+            dc_pad(dyw, dy, g->Co, g->OH, g->OW, (size_t)w.PW, w.Wp, 0, 0);
             dc_dweight_small(wacc, dyw, g, &xin, w.PW);
         } else {
             dc_transpose(dyT, ldc, dy, g->Co, g->P);
             dc_dweight(dwt, dyT, ldc, g, &xin);
         }
         if (!r->din) continue;
-        if (!dx_direct && wide_dx) {
+        if (wide_dx) {
             /* dy laid out with the input's row stride W (zero past OW, in
              * dypad's region): then dcol = Wᵀ·dy has the same layout, and the
              * col2im of tap (c, ki, kj) is ONE contiguous add of dcol's row
@@ -732,16 +740,12 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
              * zero columns add nothing, and the add stops at the last valid
              * output, so it stays inside channel c. */
             size_t PWx = (size_t)g->OH * g->W, len = (size_t)(g->OH - 1) * g->W + g->OW;
-            for (int co = 0; co < g->Co; co++)
-                for (int oh = 0; oh < g->OH; oh++)
-                    copy_row(dypad + co * PWx + (size_t)oh * g->W, dy + ((size_t)co * g->OH + oh) * g->OW, g->OW);
+            dc_pad(dypad, dy, g->Co, g->OH, g->OW, PWx, g->W, 0, 0);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, (int)PWx, g->Co, 1.0f, r->p[0], g->K, dypad,
                         (int)PWx, 0.0f, dxwide, (int)PWx);
             float *din = r->din + (size_t)n * L->in_size;
-            for (int k = 0; k < g->K; k++) {
-                int c = k / (g->kh * g->kw), ki = k / g->kw % g->kh, kj = k % g->kw;
-                rf_nn_add(din + ((size_t)c * g->H + ki) * g->W + kj, dxwide + (size_t)k * PWx, len);
-            }
+            for (int k = 0; k < g->K; k++)
+                rf_nn_add(din + tap_off(g, k, (size_t)g->H * g->W, (size_t)g->W), dxwide + (size_t)k * PWx, len);
             continue;
         }
         if (!dx_direct) {
