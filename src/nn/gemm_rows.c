@@ -221,27 +221,38 @@ static int forced(void) {
 
 int rf_nn_gemm_rows_on(void) { return forced() != 1; }
 
-/* Per-thread scratch for callers' small packs (attention's K^T, V^T). */
-static _Thread_local float *sc_buf;
-static _Thread_local size_t sc_cap;
+/* Per-thread buffers grown on demand: W^T of the forward product, and the
+ * callers' small packs (attention's K^T, V^T). Two, because a caller's pack
+ * stays in use across the products it feeds. */
+typedef struct grow_buf { float *p; size_t cap; } grow_buf;
+static _Thread_local grow_buf wt_buf, sc_buf;
 
-float *rf_nn_gemm_scratch(size_t n) {
-    if (n > sc_cap) {
+static float *grow(grow_buf *b, size_t n) {
+    if (n > b->cap) {
         float *p = rf_aligned_alloc(64, (n ? n : 1) * sizeof(float));
         if (!p) return NULL;
-        rf_free(sc_buf);
-        sc_buf = p;
-        sc_cap = n;
+        rf_free(b->p);
+        b->p = p;
+        b->cap = n;
     }
-    return sc_buf;
+    return b->p;
 }
 
-static int rows_fwd(int M, int N, int K) {
+float *rf_nn_gemm_scratch(size_t n) { return grow(&sc_buf, n); }
+
+void rf_nn_gemm_release(void) {
+    rf_free(wt_buf.p);
+    rf_free(sc_buf.p);
+    wt_buf = (grow_buf){NULL, 0};
+    sc_buf = (grow_buf){NULL, 0};
+}
+
+static int rows_fwd(int M, int K) {
     int f = forced();
     return f ? f == 2 : K <= 256 && M >= 1024;
 }
 
-static int rows_dw(int M, int N, int K) {
+static int rows_dw(int M) {
     int f = forced();
     return f ? f == 2 : M >= 1024;
 }
@@ -266,35 +277,16 @@ void rf_nn_transpose(float *dst, const float *src, int rows, int cols, int lds) 
     }
 }
 
-/* W^T of the forward product, [K][N]: per thread, grown on demand. */
-static _Thread_local float *wt_buf;
-static _Thread_local size_t wt_cap;
-
-void rf_nn_gemm_release(void) {
-    rf_free(wt_buf);
-    wt_buf = NULL;
-    wt_cap = 0;
-    rf_free(sc_buf);
-    sc_buf = NULL;
-    sc_cap = 0;
-}
-
+/* W^T of the forward product, [K][N], in the calling thread's buffer. */
 static float *wt_of(const float *W, int N, int K) {
-    size_t need = (size_t)N * (size_t)K;
-    if (need > wt_cap) {
-        float *p = rf_aligned_alloc(64, need * sizeof(float));
-        if (!p) return NULL;
-        rf_free(wt_buf);
-        wt_buf = p;
-        wt_cap = need;
-    }
-    rf_nn_transpose(wt_buf, W, N, K, K);
-    return wt_buf;
+    float *wt = grow(&wt_buf, (size_t)N * (size_t)K);
+    if (wt) rf_nn_transpose(wt, W, N, K, K);
+    return wt;
 }
 
 void rf_nn_linear_fwd(float *Y, const float *X, const float *W, const float *b, int M, int N, int K, int ldx,
                       int ldy) {
-    if (rows_fwd(M, N, K)) {
+    if (rows_fwd(M, K)) {
         const float *WT = wt_of(W, N, K);
         if (WT) {
             rf_nn_gemm_rows(Y, ldy, X, ldx, 0, WT, N, b, 0, M, N, K);
@@ -315,6 +307,6 @@ void rf_nn_linear_dx(float *dX, const float *dY, const float *W, int M, int N, i
 }
 
 void rf_nn_linear_dw(float *dW, const float *dY, const float *X, int M, int N, int K, int ldx, int ldy) {
-    if (rows_dw(M, N, K)) rf_nn_gemm_rows(dW, K, dY, ldy, 1, X, ldx, NULL, 1, N, K, M);
+    if (rows_dw(M)) rf_nn_gemm_rows(dW, K, dY, ldy, 1, X, ldx, NULL, 1, N, K, M);
     else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dY, ldy, X, ldx, 1.0f, dW, K);
 }

@@ -2,7 +2,8 @@
  * kernels the transformer block shares. Per (sample, head) the six small
  * products (two forward, four backward) address q, k, v in place inside the
  * packed qkv rows through leading dimensions: q_h = qkv[:, h·hd : (h+1)·hd],
- * k_h at +D, v_h at +2D, ld = 3D; only K_h^T and V_h^T (hd × T) are packed.
+ * k_h at +D, v_h at +2D, ld = 3D; only K^T and V^T are packed, once per
+ * sample for all heads ([D][T]; head h's rows h·hd .. h·hd + hd − 1).
  * They run on the row-streaming kernel (gemm_rows.c): at vit-tiny's 17 × 16
  * heads an OpenBLAS call per product cost more in dispatch than in
  * arithmetic (perf: ~15% of a training step in the small-matrix kernels,
