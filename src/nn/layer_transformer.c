@@ -84,65 +84,81 @@ static size_t tb_scratch(const rf_layer *L, int B) {
  * without the row kernels; RAFFLE_TB_CHUNK=ROWS sets the chunk (0: off). */
 #define TB_CHUNK_ROWS 256
 
-static int rows = -1; /* token rows per chunk; 0 off; -1 not read yet */
+static int chunk_cfg = -1; /* token rows per chunk; 0 off; -1 not read yet */
 
-void rf_nn_tb_chunk_set(int r) { rows = r; }
+void rf_nn_tb_chunk_set(int rows) { chunk_cfg = rows; }
 
 static int chunk_rows(void) {
-    if (rows < 0) {
+    if (chunk_cfg < 0) {
         const char *e = getenv("RAFFLE_TB_CHUNK");
         long v = e && *e ? strtol(e, NULL, 10) : TB_CHUNK_ROWS;
-        rows = v < 0 ? 0 : v > (1 << 24) ? (1 << 24) : (int)v;
+        chunk_cfg = v < 0 ? 0 : v > (1 << 24) ? (1 << 24) : (int)v;
     }
-    return rows;
+    return chunk_cfg;
 }
+
+/* Samples per chunk: at least one, at most the batch. */
+static int chunk_samples(int T, int B) {
+    int cs = chunk_rows() / T > 0 ? chunk_rows() / T : 1;
+    return cs < B ? cs : B;
+}
+
+/* The block's four weight products: parameter index, N (outputs), K (inputs)
+ * as multiples of D, or -1 for the MLP width. */
+static const struct { int w, n, k; } tb_prod[4] = {
+    {P_QKVW, 3, 1}, {P_PROJW, 1, 1}, {P_FC1W, -1, 1}, {P_FC2W, 1, -1}};
+static int prod_dim(const blk *k, int m) { return m < 0 ? k->Mh : m * k->D; }
 
 static int tb_chunked(const rf_nn_run *r) {
     if (!chunk_rows() || !rf_nn_gemm_rows_on()) return 0;
     const rf_param *pt = r->L->pt;
-    static const int w[4] = {P_QKVW, P_PROJW, P_FC1W, P_FC2W};
     if (pt)
         for (int i = 0; i < 4; i++)
-            if (r->training ? pt[w[i]].train_act != NULL : pt[w[i]].infer_gemm != NULL) return 0;
+            if (r->training ? pt[tb_prod[i].w].train_act != NULL : pt[tb_prod[i].w].infer_gemm != NULL) return 0;
     return 1;
 }
 
-static void tb_forward_chunked(const rf_nn_run *r, const blk *k) {
-    const float *const *p = r->p;
-    int T = k->T, D = k->D, D3 = 3 * D, Mh = k->Mh, H = k->H;
-    float eps = r->L->fp[0];
-    float *wq = r->scratch, *wp = wq + (size_t)D * D3, *w1 = wp + (size_t)D * D, *w2 = w1 + (size_t)D * Mh;
-    rf_nn_transpose(wq, p[P_QKVW], D3, D, D);
-    rf_nn_transpose(wp, p[P_PROJW], D, D, D);
-    rf_nn_transpose(w1, p[P_FC1W], Mh, D, D);
-    rf_nn_transpose(w2, p[P_FC2W], D, Mh, Mh);
-    int cs = chunk_rows() / T > 0 ? chunk_rows() / T : 1;
-    for (int s0 = 0; s0 < k->B; s0 += cs) {
-        int bc = k->B - s0 < cs ? k->B - s0 : cs, rows = bc * T;
-        size_t o = (size_t)s0 * T;
-        const float *in = r->in + o * D;
-        float *out = r->out + o * D, *ln1 = k->ln1 + o * D, *st1 = k->st1 + 2 * o, *qkv = k->qkv + o * D3;
-        float *att = k->att + (size_t)s0 * H * T * T, *ctx = k->ctx + o * D, *x1 = k->x1 + o * D;
-        float *ln2 = k->ln2 + o * D, *st2 = k->st2 + 2 * o, *h = k->h + o * Mh, *a = k->a + o * Mh;
-        rf_nn_layernorm_fwd(ln1, st1, in, p[P_N1W], p[P_N1B], rows, D, eps);
-        rf_nn_gemm_rows(qkv, D3, ln1, D, 0, wq, D3, p[P_QKVB], 0, rows, D3, D);
-        rf_nn_mhsa_heads_fwd(att, ctx, qkv, bc, T, D, H);
-        rf_nn_gemm_rows(x1, D, ctx, D, 0, wp, D, p[P_PROJB], 0, rows, D, D);
-        rf_nn_add(x1, in, (size_t)rows * D);
-        rf_nn_layernorm_fwd(ln2, st2, x1, p[P_N2W], p[P_N2B], rows, D, eps);
-        rf_nn_gemm_rows(h, Mh, ln2, D, 0, w1, Mh, p[P_FC1B], 0, rows, Mh, D);
-        rf_nn_gelu_fwd(a, h, (size_t)rows * Mh);
-        rf_nn_gemm_rows(out, D, a, Mh, 0, w2, D, p[P_FC2B], 0, rows, D, Mh);
-        rf_nn_add(out, x1, (size_t)rows * D);
+/* Y[M, N] = X · W_i^T + b_i for product i: with wt (the chunked path) on the
+ * row kernels from the packed W_i^T, else through rf_nn_product_fwd with the
+ * weight's overrides (int8 inference, QAT input fake-quant). */
+static rf_status tb_product(const rf_nn_run *r, const blk *k, float *const *wt, int i, float *Y, float *X, int M) {
+    int w = tb_prod[i].w, N = prod_dim(k, tb_prod[i].n), K = prod_dim(k, tb_prod[i].k);
+    if (wt) {
+        rf_nn_gemm_rows(Y, N, X, K, 0, wt[i], N, r->p[w + 1], 0, M, N, K);
+        return RF_OK;
     }
+    const rf_param *pt = r->L->pt;
+    return rf_nn_product_fwd(pt ? &pt[w] : NULL, r->training, Y, X, r->p[w], r->p[w + 1], M, N, K);
+}
+
+/* The forward over samples [s0, s0 + bc). */
+static rf_status tb_forward_span(const rf_nn_run *r, const blk *k, float *const *wt, int s0, int bc) {
+    const float *const *p = r->p;
+    int T = k->T, D = k->D, D3 = 3 * D, Mh = k->Mh, rows = bc * T;
+    float eps = r->L->fp[0];
+    size_t o = (size_t)s0 * T;
+    const float *in = r->in + o * D;
+    float *out = r->out + o * D, *ln1 = k->ln1 + o * D, *st1 = k->st1 + 2 * o, *qkv = k->qkv + o * D3;
+    float *att = k->att + (size_t)s0 * k->H * T * T, *ctx = k->ctx + o * D, *x1 = k->x1 + o * D;
+    float *ln2 = k->ln2 + o * D, *st2 = k->st2 + 2 * o, *h = k->h + o * Mh, *a = k->a + o * Mh;
+    rf_nn_layernorm_fwd(ln1, st1, in, p[P_N1W], p[P_N1B], rows, D, eps);
+    RF_TRY(tb_product(r, k, wt, 0, qkv, ln1, rows));
+    rf_nn_mhsa_heads_fwd(att, ctx, qkv, bc, T, D, k->H);
+    RF_TRY(tb_product(r, k, wt, 1, x1, ctx, rows));
+    rf_nn_add(x1, in, (size_t)rows * D);
+    rf_nn_layernorm_fwd(ln2, st2, x1, p[P_N2W], p[P_N2B], rows, D, eps);
+    RF_TRY(tb_product(r, k, wt, 2, h, ln2, rows));
+    rf_nn_gelu_fwd(a, h, (size_t)rows * Mh);
+    RF_TRY(tb_product(r, k, wt, 3, out, a, rows));
+    rf_nn_add(out, x1, (size_t)rows * D);
+    return RF_OK;
 }
 
 static void tb_backward_chunked(const rf_nn_run *r, const blk *k) {
     const float *const *p = r->p;
     float *const *g = r->g;
     int T = k->T, D = k->D, D3 = 3 * D, Mh = k->Mh, H = k->H;
-    int cs = chunk_rows() / T > 0 ? chunk_rows() / T : 1;
-    if (cs > k->B) cs = k->B;
+    int cs = chunk_samples(T, k->B);
     size_t cr = (size_t)cs * T;
     float *dx1 = r->scratch, *da = dx1 + cr * D, *dh = da + cr * Mh, *dln = dh + cr * Mh, *dctx = dln + cr * D;
     float *dqkv = dctx + cr * D, *dP = dqkv + cr * D3;
@@ -178,32 +194,24 @@ static void tb_backward_chunked(const rf_nn_run *r, const blk *k) {
     }
 }
 
-/* The four products (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) go through
- * rf_nn_product_fwd, so each weight's per-param override (int8 inference,
- * QAT input fake-quant) applies; their inputs ln1, ctx, ln2 and a are the
- * block's own saved buffers, so a training-time rewrite of them is what the
- * weight gradients see, and layer norm / GELU backward read x, x1 and h,
- * which nothing rewrites. */
+/* Unchunked, the four products (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) go
+ * through rf_nn_product_fwd, so each weight's per-param override applies;
+ * their inputs ln1, ctx, ln2 and a are the block's own saved buffers, so a
+ * training-time rewrite of them is what the weight gradients see, and layer
+ * norm / GELU backward read x, x1 and h, which nothing rewrites. Chunked,
+ * the same steps run per chunk on W^T packed once into the scratch. */
 static rf_status tb_forward(const rf_nn_run *r) {
     blk k = blk_of(r->L, r->B, r->save);
-    if (tb_chunked(r)) {
-        tb_forward_chunked(r, &k);
-        return RF_OK;
+    if (!tb_chunked(r)) return tb_forward_span(r, &k, NULL, 0, k.B);
+    float *wt[4], *at = r->scratch;
+    for (int i = 0; i < 4; i++) {
+        int N = prod_dim(&k, tb_prod[i].n), K = prod_dim(&k, tb_prod[i].k);
+        wt[i] = at;
+        rf_nn_transpose(wt[i], r->p[tb_prod[i].w], N, K, K);
+        at += (size_t)N * K;
     }
-    const float *const *p = r->p;
-    const rf_param *pt = r->L->pt;
-    int rows = k.B * k.T, tr = r->training;
-    size_t TD = (size_t)rows * k.D;
-    float eps = r->L->fp[0];
-    rf_nn_layernorm_fwd(k.ln1, k.st1, r->in, p[P_N1W], p[P_N1B], rows, k.D, eps);
-    RF_TRY(rf_nn_mhsa_fwd_p(k.x1, k.qkv, k.att, k.ctx, k.ln1, p[P_QKVW], p[P_QKVB], p[P_PROJW], p[P_PROJB], k.B,
-                            k.T, k.D, k.H, pt ? &pt[P_QKVW] : NULL, pt ? &pt[P_PROJW] : NULL, tr));
-    rf_nn_add(k.x1, r->in, TD);
-    rf_nn_layernorm_fwd(k.ln2, k.st2, k.x1, p[P_N2W], p[P_N2B], rows, k.D, eps);
-    RF_TRY(rf_nn_product_fwd(pt ? &pt[P_FC1W] : NULL, tr, k.h, k.ln2, p[P_FC1W], p[P_FC1B], rows, k.Mh, k.D));
-    rf_nn_gelu_fwd(k.a, k.h, (size_t)rows * k.Mh);
-    RF_TRY(rf_nn_product_fwd(pt ? &pt[P_FC2W] : NULL, tr, r->out, k.a, p[P_FC2W], p[P_FC2B], rows, k.D, k.Mh));
-    rf_nn_add(r->out, k.x1, TD);
+    int cs = chunk_samples(k.T, k.B);
+    for (int s0 = 0; s0 < k.B; s0 += cs) RF_TRY(tb_forward_span(r, &k, wt, s0, k.B - s0 < cs ? k.B - s0 : cs));
     return RF_OK;
 }
 
