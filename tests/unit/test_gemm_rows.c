@@ -126,6 +126,13 @@ Test(gemm_rows, engine_products_agree_with_openblas) {
  * samples) and with one chunk holding the whole batch. */
 #include "raffle/nn.h"
 
+/* Parameters of run_block's net: two blocks of width 16 (layer norms,
+ * qkv, proj; MLP 24 and 40), then the 80 -> 4 classifier. */
+static size_t block_params(void) {
+    return 2 * (2 * 16 + 3 * 16 * 16 + 3 * 16 + 16 * 16 + 16 + 2 * 16) + 16 * 24 + 24 + 24 * 16 + 16 + 16 * 40 + 40 +
+           40 * 16 + 16 + 80 * 4 + 4;
+}
+
 static void run_block(int chunk, float *out, float *din, float *grads, size_t n_params) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
@@ -159,8 +166,7 @@ static void run_block(int chunk, float *out, float *din, float *grads, size_t n_
 }
 
 Test(gemm_rows, chunked_transformer_block_is_bit_identical) {
-    size_t np = 2 * (2 * 16 + 3 * 16 * 16 + 3 * 16 + 16 * 16 + 16 + 2 * 16) + 16 * 24 + 24 + 24 * 16 + 16 +
-                16 * 40 + 40 + 40 * 16 + 16 + 80 * 4 + 4;
+    size_t np = block_params();
     float o[3][28], d[3][560], *g[3];
     for (int i = 0; i < 3; i++) g[i] = malloc(np * sizeof(float));
     run_block(0, o[0], d[0], g[0], np);
@@ -216,8 +222,7 @@ Test(gemm_rows, attention_heads_same_bits_on_every_vector_isa) {
 Test(gemm_rows, transformer_block_same_bits_on_avx2_and_avx512) {
     rf_isa top = rf_kernels_cpu_isa();
     if (top < RF_ISA_AVX512) return; /* nothing to compare on this CPU */
-    size_t np = 2 * (2 * 16 + 3 * 16 * 16 + 3 * 16 + 16 * 16 + 16 + 2 * 16) + 16 * 24 + 24 + 24 * 16 + 16 +
-                16 * 40 + 40 + 40 * 16 + 16 + 80 * 4 + 4;
+    size_t np = block_params();
     float o[2][28], d[2][560], *g[2];
     for (int v = 0; v < 2; v++) {
         g[v] = malloc(np * sizeof(float));
