@@ -1,9 +1,9 @@
-/* Fully connected layer, and the GEMM wrappers every matrix product in the
- * engine goes through (OpenBLAS sgemm, row-major, weights stored [out, in]
- * as PyTorch stores them, so Y = X · W^T). */
+/* Fully connected layer and its backward (weights stored [out, in] as
+ * PyTorch stores them, so Y = X · W^T). The products themselves go through
+ * rf_nn_linear_fwd / _dx / _dw (gemm_rows.c: the row-streaming kernel for
+ * tall products, OpenBLAS sgemm otherwise). */
 #include "nn/layers.h"
 
-#include <cblas.h>
 #include <string.h>
 
 /* db[j] += Σ_i dY[i, j] (vectorised across j; same summation order per j). */
