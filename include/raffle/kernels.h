@@ -4,7 +4,8 @@
  * M = batch (or im2col rows), N = output features, K = input features. W is
  * packed once into an opaque kernel-specific form. Every fast kernel
  * (_avx512, _avx2) has a plain C reference; rf_kernels_init() picks one per
- * kernel from CPUID at start-up (override with RAFFLE_ISA=scalar|avx2|avx512). */
+ * kernel from CPUID at start-up (lower it with RAFFLE_ISA=scalar|avx2|
+ * avx512novnni|avx512novbmi|avx512). */
 #ifndef RAFFLE_KERNELS_H
 #define RAFFLE_KERNELS_H
 
@@ -14,7 +15,12 @@
 extern "C" {
 #endif
 
-typedef enum rf_isa { RF_ISA_SCALAR = 0, RF_ISA_AVX2 = 1, RF_ISA_AVX512 = 2, RF_ISA_AVX512VNNI = 3 } rf_isa;
+/* Levels are ordered: each includes the ones below. AVX512VBMI is AVX-512
+ * with VNNI and VBMI (vpermb), which the sparse int8 kernel's byte permutes
+ * need (Ice Lake, Sapphire Rapids, Zen 4). */
+typedef enum rf_isa {
+    RF_ISA_SCALAR = 0, RF_ISA_AVX2 = 1, RF_ISA_AVX512 = 2, RF_ISA_AVX512VNNI = 3, RF_ISA_AVX512VBMI = 4
+} rf_isa;
 /* Detects the CPU once (thread-safe); returns the ISA in use. */
 rf_isa      rf_kernels_init(void);
 const char *rf_isa_name(rf_isa isa);
@@ -61,6 +67,12 @@ int       rf_qmat_cols(const rf_qmat *q);      /* K */
 int       rf_qmat_is_sparse(const rf_qmat *q);
 /* Number of stored 4-groups (sparse) or of all 4-groups (dense): the work unit. */
 size_t    rf_qmat_groups(const rf_qmat *q);
+/* Operations (2 per multiply-add, zero padding included) the dispatched
+ * kernel executes for M rows: what fraction-of-peak figures divide by.
+ * Sparse fp32: 2*M*nnz on panels and row-wise CSR, 2*M*16*slots on ELL
+ * slots; int8: 2*M*N*K dense, 8*M*groups sparse, 2*M*64*slots on ELL. */
+double    rf_spmm_work_ops(const rf_spmat *W, int M);
+double    rf_qgemm_work_ops(const rf_qmat *W, int M);
 int       rf_spmat_rows(const rf_spmat *s);    /* N */
 int       rf_spmat_cols(const rf_spmat *s);    /* K */
 

@@ -14,9 +14,9 @@
  *
  * gflops is EFFECTIVE throughput: 2*M*N*K dense-equivalent operations over
  * the measured time, so gflops ratios are speedups. peak_fraction is the work
- * the kernel actually does (2*M*nnz for sparse fp32, 2*M*4*stored_groups for
- * sparse int8, 2*M*N*K for dense) over the fp32 peak (fp32 kernels) or the
- * int8 peak (int8 kernels). */
+ * the kernel actually does (rf_spmm_work_ops / rf_qgemm_work_ops: non-zeros,
+ * stored 4-groups or ELL slots, zero padding included; 2*M*N*K for dense)
+ * over the fp32 peak (fp32 kernels) or the int8 peak (int8 kernels). */
 #include "cli/cli.h"
 #include "raffle/coord.h"
 #include "raffle/kernels.h"
@@ -194,11 +194,9 @@ static int bench_shape_batch(const bench_cfg *c, bench_out *o, rf_rng *r, const 
         if (make_weights(r, N, K, sparsities[si], W, Wq)) goto out;
         if (rf_spmat_pack(&ctx, W, N, K, &sp) || rf_qmat_pack(&ctx, Wq, N, K, 1, &q)) goto out;
         j.k = K_SPARSE; j.sp = sp;
-        add_result(o, s, K_SPARSE, batch, M, sparsities[si], time_best(c, &j), t_dense,
-                   2.0 * M * (double)rf_spmat_nnz(sp));
+        add_result(o, s, K_SPARSE, batch, M, sparsities[si], time_best(c, &j), t_dense, rf_spmm_work_ops(sp, M));
         j.k = K_SPARSE_INT8; j.q = q;
-        add_result(o, s, K_SPARSE_INT8, batch, M, sparsities[si], time_best(c, &j), t_dense,
-                   8.0 * M * (double)rf_qmat_groups(q));
+        add_result(o, s, K_SPARSE_INT8, batch, M, sparsities[si], time_best(c, &j), t_dense, rf_qgemm_work_ops(q, M));
         rf_spmat_free(sp); sp = NULL;
         rf_qmat_free(q); q = NULL;
     }

@@ -4,7 +4,8 @@
  * The ISA is chosen once (pthread_once) from CPUID via __builtin_cpu_supports
  * AND from XGETBV, because a CPU can advertise AVX-512 while the OS does not
  * save the ZMM/opmask state (then using it would corrupt registers across
- * context switches). RAFFLE_ISA=scalar|avx2|avx512 can only lower the level.
+ * context switches). RAFFLE_ISA=scalar|avx2|avx512novnni|avx512novbmi|avx512
+ * can only lower the level.
  * Each level maps to one row of a table of kernel pointers (ggml style). */
 #include "kernels/kern_internal.h"
 
@@ -20,11 +21,14 @@ static const rf_kern_table tables[] = {
     /* AVX-512 without VNNI: the int8 kernels use the AVX2 vpmaddwd path. */
     [RF_ISA_AVX512]     = {rf_spmm_avx512, rf_qgemm_dense_avx2, rf_qgemm_sparse_avx2},
     [RF_ISA_AVX512VNNI] = {rf_spmm_avx512, rf_qgemm_dense_vnni, rf_qgemm_sparse_vnni},
+    /* + VBMI: sparse int8 through byte permutes of the activation rows
+     * (ELL slots, no transposes). */
+    [RF_ISA_AVX512VBMI] = {rf_spmm_avx512, rf_qgemm_dense_vnni, rf_qgemm_sparse_vbmi},
 };
 
 static const char *const isa_names[] = {
     [RF_ISA_SCALAR] = "scalar", [RF_ISA_AVX2] = "avx2",
-    [RF_ISA_AVX512] = "avx512", [RF_ISA_AVX512VNNI] = "avx512vnni",
+    [RF_ISA_AVX512] = "avx512", [RF_ISA_AVX512VNNI] = "avx512vnni", [RF_ISA_AVX512VBMI] = "avx512vbmi",
 };
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -32,7 +36,7 @@ static rf_isa cpu_isa;               /* written once under init_once */
 static _Atomic int cur_isa;
 
 const char *rf_isa_name(rf_isa isa) {
-    return (unsigned)isa <= RF_ISA_AVX512VNNI ? isa_names[isa] : "?";
+    return (unsigned)isa <= RF_ISA_AVX512VBMI ? isa_names[isa] : "?";
 }
 
 /* XCR0 via XGETBV (inline asm so no -mxsave is needed). */
@@ -59,12 +63,13 @@ static rf_isa detect(void) {
     if (!zmm_ok || !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
         !__builtin_cpu_supports("avx512vl"))
         return RF_ISA_AVX2;
-    return __builtin_cpu_supports("avx512vnni") ? RF_ISA_AVX512VNNI : RF_ISA_AVX512;
+    if (!__builtin_cpu_supports("avx512vnni")) return RF_ISA_AVX512;
+    return __builtin_cpu_supports("avx512vbmi") ? RF_ISA_AVX512VBMI : RF_ISA_AVX512VNNI;
 }
 
 static const struct { const char *name; rf_isa isa; } env_levels[] = {
-    {"scalar", RF_ISA_SCALAR}, {"avx2", RF_ISA_AVX2}, {"avx512", RF_ISA_AVX512VNNI},
-    {"avx512novnni", RF_ISA_AVX512},
+    {"scalar", RF_ISA_SCALAR}, {"avx2", RF_ISA_AVX2}, {"avx512", RF_ISA_AVX512VBMI},
+    {"avx512novbmi", RF_ISA_AVX512VNNI}, {"avx512novnni", RF_ISA_AVX512},
 };
 
 static void init_once_fn(void) {
@@ -129,6 +134,17 @@ void rf_spmm(const rf_spmat *W, const float *X, const float *bias, float *Y, int
 void rf_qgemm(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {
     const rf_kern_table *t = table();
     (W->sparse ? t->qgemm_sparse : t->qgemm_dense)(W, A, C, M);
+}
+
+double rf_spmm_work_ops(const rf_spmat *W, int M) {
+    int ell = W->ell_slots && rf_kernels_init() >= RF_ISA_AVX512 && (W->ell_pref || M < RF_KERN_SMALL_M);
+    return 2.0 * M * (ell ? 16.0 * (double)W->ell_nslots : (double)W->nnz);
+}
+
+double rf_qgemm_work_ops(const rf_qmat *W, int M) {
+    if (!W->sparse) return 2.0 * M * (double)W->N * W->K;
+    if (W->ell_tptr && rf_kernels_init() >= RF_ISA_AVX512VBMI) return 2.0 * M * 64.0 * (double)W->ell_nslots;
+    return 8.0 * M * (double)W->ngroups;
 }
 
 void rf_qgemm_ref(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {

@@ -12,7 +12,19 @@
  *  - sparse: CSR over 4-groups, cut into chunks of `gc` groups like the fp32
  *            format: chunk c, row n owns gidx/gval[gptr[c*N + n] .. gptr[c*N + n + 1]),
  *            gidx the group index g (k = 4g..4g+3) and gval the 4 int8 weights
- *            as one little-endian dword (zero-padded past K). */
+ *            as one little-endian dword (zero-padded past K).
+ *  - sparse, ELL slots (the VBMI kernel): W cut into tiles of 16 rows x 64
+ *            columns (a "block" of 16 output channels, a "chunk" of 64 k).
+ *            Tile (b, c) owns slots ell_tptr[b*ell_nc + c] .. [.. + 1]; a
+ *            slot is 128 bytes: 64 index bytes then 64 weight bytes. Lane l
+ *            of a slot (bytes 4l..4l+3) holds the next 4 non-zeros of row
+ *            16b + l in the chunk: their column k - 64c, and their weight
+ *            (index 0 and weight 0 once the row runs out). A tile has as
+ *            many slots as its fullest row needs (ceil(nnz / 4)), so
+ *            vpermb(index, activation chunk) lines up 4 activations with 4
+ *            weights in every lane and one vpdpbusd adds them: no
+ *            transposes, and no zero weight multiplied unless a row of the
+ *            tile has fewer non-zeros than the fullest. */
 #ifndef RAFFLE_KERN_INTERNAL_H
 #define RAFFLE_KERN_INTERNAL_H
 
@@ -25,7 +37,30 @@ struct rf_spmat {
     int32_t *idx;     /* [nnz] column k */
     float   *val;     /* [nnz] */
     size_t   nnz;
+    /* ELL slots (NULL if not built: rf_spmat_pack_layout): tiles of 16 rows x 16 columns; tile (b, c) owns
+     * slots ell_tptr[b*ell_nc + c] .. [.. + 1], a slot 128 bytes = 16 int32
+     * column offsets (k - 16c) then 16 float weights, lane l holding row
+     * 16b + l's next non-zero in the chunk (offset 0, weight 0 once the row
+     * runs out). One vpermps of the activation chunk and one FMA per slot
+     * and row of X: no transposes. */
+    int      ell_nc;
+    int64_t *ell_tptr;
+    uint8_t *ell_slots;
+    size_t   ell_nslots;
+    int      ell_pref;  /* take the slots for batches >= RF_KERN_SMALL_M too */
 };
+
+/* Which layout the AVX-512 sparse fp32 kernel uses for a matrix:
+ * AUTO (rf_spmat_pack): ELL slots built on AVX-512 CPUs, taken for batches
+ * below RF_KERN_SMALL_M and for the shapes where they measured faster
+ * (N <= 16 or K <= 16), panels otherwise; PANEL: no slots (small batches
+ * take row-wise CSR); ELL: slots built on any CPU and always taken on
+ * AVX-512 (tests, benchmarks). */
+typedef enum { RF_SP_AUTO = 0, RF_SP_PANEL = 1, RF_SP_ELL = 2 } rf_sp_layout;
+rf_status rf_spmat_pack_layout(rf_ctx *ctx, const float *W, int N, int K, rf_sp_layout layout, rf_spmat **out);
+/* Plain C over the ELL slots, same operation order as the AVX-512 kernel
+ * (fmaf per slot, bias added last): bit-identical to it. */
+void rf_spmm_ell_ref_(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
 
 struct rf_qmat {
     int      N, K, G;       /* G = ceil(K / 4) */
@@ -37,6 +72,10 @@ struct rf_qmat {
     int32_t *gidx;          /* sparse: [ngroups] */
     int32_t *gval;          /* sparse: [ngroups] 4 x int8 */
     size_t   ngroups;
+    int      ell_nc;        /* ELL: 64-column chunks */
+    int64_t *ell_tptr;      /* ELL: [ceil(N/16) * ell_nc + 1] */
+    uint8_t *ell_slots;     /* ELL: [nslots][128], 64-byte aligned */
+    size_t   ell_nslots;
 };
 
 /* Panel width (batch rows per transposed panel) used by the transposed
@@ -62,8 +101,14 @@ void rf_qgemm_dense_avx2(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void rf_qgemm_sparse_avx2(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void rf_qgemm_dense_vnni(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void rf_qgemm_sparse_vnni(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
+void rf_qgemm_sparse_vbmi(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void rf_qgemm_dense_ref_(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void rf_qgemm_sparse_ref_(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
+/* rf_qmat_pack that also builds the ELL slots of a sparse matrix on CPUs
+ * without VBMI when with_ell (tests of the reference). */
+rf_status rf_qmat_pack_ell(rf_ctx *ctx, const int8_t *W, int N, int K, int sparse, int with_ell, rf_qmat **out);
+/* Plain C over the ELL slots (the VBMI kernel's reference). */
+void rf_qgemm_sparse_ell_ref_(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 
 /* Calling thread's scratch of at least `bytes` (64-byte aligned), or NULL
  * if it cannot be allocated. Valid until the next call on this thread. */

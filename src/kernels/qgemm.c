@@ -16,7 +16,57 @@ static int8_t w_at(const int8_t *W, int N, int K, int n, int k) {
     return (n < N && k < K) ? W[(size_t)n * K + k] : 0;
 }
 
+/* Slots tile (b, c) needs: its fullest row's non-zeros in the chunk / 4. */
+static int ell_tile_slots(const int8_t *W, int N, int K, int b, int c) {
+    int most = 0, k1 = 64 * c + 64 < K ? 64 * c + 64 : K;
+    for (int n = 16 * b; n < 16 * b + 16 && n < N; n++) {
+        int cnt = 0;
+        for (int k = 64 * c; k < k1; k++) cnt += W[(size_t)n * K + k] != 0;
+        if (cnt > most) most = cnt;
+    }
+    return (most + 3) / 4;
+}
+
+/* The ELL slots of a sparse int8 matrix (layout in kern_internal.h). */
+static rf_status pack_ell(rf_ctx *ctx, rf_qmat *q, const int8_t *W) {
+    const int N = q->N, K = q->K, nb = (N + 15) / 16, nc = K > 0 ? (K + 63) / 64 : 0;
+    q->ell_nc = nc;
+    size_t ns = 0;
+    for (int b = 0; b < nb; b++)
+        for (int c = 0; c < nc; c++) ns += (size_t)ell_tile_slots(W, N, K, b, c);
+    RF_TRY(rf_check_cap(ctx, (uint64_t)ns * 128u, "int8 sparse slots"));
+    q->ell_tptr = rf_malloc(sizeof(int64_t) * ((size_t)nb * (size_t)nc + 1));
+    q->ell_slots = ns ? rf_aligned_alloc(64, ns * 128) : NULL;
+    if (!q->ell_tptr || (ns && !q->ell_slots)) return rf_error(ctx, RF_ERR_NOMEM, "qmat: out of memory (%zu slots)", ns);
+    if (ns) memset(q->ell_slots, 0, ns * 128);
+    size_t s = 0;
+    for (int b = 0; b < nb; b++)
+        for (int c = 0; c < nc; c++) {
+            int T = ell_tile_slots(W, N, K, b, c), k1 = 64 * c + 64 < K ? 64 * c + 64 : K;
+            q->ell_tptr[(size_t)b * nc + c] = (int64_t)s;
+            for (int l = 0; l < 16 && 16 * b + l < N; l++) {
+                const int8_t *row = W + (size_t)(16 * b + l) * K;
+                int e = 0;   /* e-th non-zero of the row in this chunk: slot e / 4, byte 4l + e % 4 */
+                for (int k = 64 * c; k < k1; k++)
+                    if (row[k]) {
+                        uint8_t *slot = q->ell_slots + (s + (size_t)(e / 4)) * 128;
+                        slot[4 * l + e % 4] = (uint8_t)(k - 64 * c);
+                        slot[64 + 4 * l + e % 4] = (uint8_t)row[k];
+                        e++;
+                    }
+            }
+            s += (size_t)T;
+        }
+    q->ell_tptr[(size_t)nb * nc] = (int64_t)s;
+    q->ell_nslots = ns;
+    return RF_OK;
+}
+
 rf_status rf_qmat_pack(rf_ctx *ctx, const int8_t *W, int N, int K, int sparse, rf_qmat **out) {
+    return rf_qmat_pack_ell(ctx, W, N, K, sparse, 0, out);
+}
+
+rf_status rf_qmat_pack_ell(rf_ctx *ctx, const int8_t *W, int N, int K, int sparse, int with_ell, rf_qmat **out) {
     *out = NULL;
     if (N < 0 || K < 0) return rf_error(ctx, RF_ERR_INVALID, "qmat: invalid shape %dx%d", N, K);
     if (K > RF_QMAT_MAX_K)
@@ -78,6 +128,12 @@ rf_status rf_qmat_pack(rf_ctx *ctx, const int8_t *W, int N, int K, int sparse, r
         }
         q->gptr[(size_t)q->gchunks * N] = (int64_t)p;
         q->ngroups = ng;
+        /* The slots only serve the VBMI kernel: built on CPUs that have it
+         * (or when asked for, so the reference can be tested anywhere). */
+        if (with_ell || rf_kernels_cpu_isa() >= RF_ISA_AVX512VBMI) {
+            rf_status st = pack_ell(ctx, q, W);
+            if (st != RF_OK) { rf_qmat_free(q); return st; }
+        }
     }
     *out = q;
     return RF_OK;
@@ -93,6 +149,8 @@ void rf_qmat_free(rf_qmat *q) {
     rf_free(q->gptr);
     rf_free(q->gidx);
     rf_free(q->gval);
+    rf_free(q->ell_tptr);
+    rf_free(q->ell_slots);
     rf_free(q);
 }
 
@@ -131,6 +189,26 @@ void rf_qgemm_sparse_ref_(const rf_qmat *W, const uint8_t *A, int32_t *C, int M)
                     }
                 }
             }
+            C[(size_t)m * N + n] = acc;
+        }
+}
+
+void rf_qgemm_sparse_ell_ref_(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {
+    const int N = W->N, K = W->K, nc = W->ell_nc;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            const int b = n / 16, l = n % 16;
+            int32_t acc = 0;
+            for (int c = 0; c < nc; c++)
+                for (int64_t s = W->ell_tptr[(size_t)b * nc + c]; s < W->ell_tptr[(size_t)b * nc + c + 1]; s++) {
+                    const uint8_t *slot = W->ell_slots + (size_t)s * 128;
+                    for (int j = 0; j < 4; j++) {
+                        int k = 64 * c + (slot[4 * l + j] & 63);
+                        /* padding bytes have weight 0; their index 0 is in range */
+                        int32_t a = k < K ? A[(size_t)m * K + k] : 0;
+                        acc += a * (int32_t)(int8_t)slot[64 + 4 * l + j];
+                    }
+                }
             C[(size_t)m * N + n] = acc;
         }
 }

@@ -69,9 +69,69 @@ T_512 INLINE void sp_rows_512(const rf_spmat *W, const float *XT, int ld, const 
     }
 }
 
+/* ELL slots (kern_internal.h): MR rows of X, one 16-column chunk of each
+ * in a register; per slot one vpermps per row lines the row's activations up
+ * with the slot's 16 weights (one per output channel) and one FMA adds them.
+ * Operation order per output: slots in storage order from 0, bias last;
+ * rf_spmm_ell_ref_ does the same with fmaf. */
+#define SMR 8
+T_512 INLINE void ell_rows_512(const rf_spmat *W, const float *X, const float *bias, float *Y, int m0, int b,
+                               const int MR) {
+    const int N = W->N, K = W->K, nc = W->ell_nc, full = K / 16;
+    const int64_t *tp = W->ell_tptr + (size_t)b * nc;
+    const __mmask16 tail = (__mmask16)((1u << (K % 16)) - 1);
+    const float *x[SMR];
+    __m512 acc[SMR];
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < MR; r++) { x[r] = X + (size_t)(m0 + r) * K; acc[r] = _mm512_setzero_ps(); }
+    for (int c = 0; c < nc; c++) {
+        int64_t s = tp[c], e = tp[c + 1];
+        if (s == e) continue;
+        __m512 xc[SMR];
+        if (c < full) {
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < MR; r++) xc[r] = _mm512_loadu_ps(x[r] + 16 * (size_t)c);
+        } else {
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < MR; r++) xc[r] = _mm512_maskz_loadu_ps(tail, x[r] + 16 * (size_t)c);
+        }
+        for (; s < e; s++) {
+            const uint8_t *slot = W->ell_slots + (size_t)s * 128;
+            __m512i idx = _mm512_load_si512((const void *)slot);
+            __m512 w = _mm512_load_ps((const void *)(slot + 64));
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < MR; r++) acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, xc[r]), w, acc[r]);
+        }
+    }
+    int nn = N - 16 * b;
+    __mmask16 mk = nn >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nn) - 1);
+    __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias + 16 * b) : _mm512_setzero_ps();
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < MR; r++) _mm512_mask_storeu_ps(Y + (size_t)(m0 + r) * N + 16 * b, mk, _mm512_add_ps(acc[r], bv));
+}
+
+T_512 static void spmm_ell_512(const rf_spmat *W, const float *X, const float *bias, float *Y, int M) {
+    const int nb = (W->N + 15) / 16;
+    for (int b = 0; b < nb; b++) {
+        int m0 = 0;
+        for (; m0 + SMR <= M; m0 += SMR) ell_rows_512(W, X, bias, Y, m0, b, SMR);
+        switch (M - m0) {
+        case 7: ell_rows_512(W, X, bias, Y, m0, b, 7); break;
+        case 6: ell_rows_512(W, X, bias, Y, m0, b, 6); break;
+        case 5: ell_rows_512(W, X, bias, Y, m0, b, 5); break;
+        case 4: ell_rows_512(W, X, bias, Y, m0, b, 4); break;
+        case 3: ell_rows_512(W, X, bias, Y, m0, b, 3); break;
+        case 2: ell_rows_512(W, X, bias, Y, m0, b, 2); break;
+        case 1: ell_rows_512(W, X, bias, Y, m0, b, 1); break;
+        default: break;
+        }
+    }
+}
+
 T_512 void rf_spmm_avx512(const rf_spmat *W, const float *X, const float *bias, float *Y, int M) {
     const int N = W->N, K = W->K;
     if (M <= 0 || N <= 0) return;
+    if (W->ell_slots && (W->ell_pref || M < RF_KERN_SMALL_M)) { spmm_ell_512(W, X, bias, Y, M); return; }
     if (M < RF_KERN_SMALL_M) { rf_spmm_small_(W, X, bias, Y, M); return; }
     float *ws = rf_kern_workspace(((size_t)K + (size_t)N) * RF_KERN_PANEL * sizeof(float));
     if (!ws) { rf_spmm_ref(W, X, bias, Y, M); return; }
@@ -233,5 +293,67 @@ T_VNNI void rf_qgemm_sparse_vnni(const rf_qmat *W, const uint8_t *A, int32_t *C,
         default: qs_rows_vnni(W, P, ld, CT, 4, 1); break;
         }
         rf_panel_out32_avx2((const uint32_t *)CT, ld, mp, N, (uint32_t *)(C + (size_t)m0 * N), N);
+    }
+}
+
+/* ---- sparse int8 over ELL slots (VNNI + VBMI) -------------------------------
+ * Rows of A are used as they are: per 64-column chunk, MR rows' activation
+ * chunks sit in registers; each slot of the tile (16 output channels x this
+ * chunk) is one vpermb per row, which lines the row's activations up with
+ * the slot's 4 weights per lane, and one vpdpbusd. MR rows share every slot
+ * load, and their MR accumulators are independent chains (vpdpbusd latency
+ * 4-5 cycles). Exact integer arithmetic, so bit-identical to the reference. */
+#define T_VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma")))
+#define EMR 8
+
+T_VBMI INLINE void ell_rows_vbmi(const rf_qmat *W, const uint8_t *A, int32_t *C, int m0, int b, const int MR) {
+    const int N = W->N, K = W->K, nc = W->ell_nc, full = K / 64;
+    const int64_t *tp = W->ell_tptr + (size_t)b * nc;
+    const __mmask64 tail = (K % 64) ? (__mmask64)((1ull << (K % 64)) - 1) : (__mmask64)~0ull;
+    const uint8_t *a[EMR];
+    __m512i acc[EMR];
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < MR; r++) { a[r] = A + (size_t)(m0 + r) * K; acc[r] = _mm512_setzero_si512(); }
+    for (int c = 0; c < nc; c++) {
+        int64_t s = tp[c], e = tp[c + 1];
+        if (s == e) continue;
+        __m512i x[EMR];
+        if (c < full) {
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < MR; r++) x[r] = _mm512_loadu_si512((const void *)(a[r] + 64 * (size_t)c));
+        } else {
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < MR; r++) x[r] = _mm512_maskz_loadu_epi8(tail, a[r] + 64 * (size_t)c);
+        }
+        for (; s < e; s++) {
+            const uint8_t *slot = W->ell_slots + (size_t)s * 128;
+            __m512i idx = _mm512_load_si512((const void *)slot), w = _mm512_load_si512((const void *)(slot + 64));
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < MR; r++) acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_permutexvar_epi8(idx, x[r]), w);
+        }
+    }
+    int nn = N - 16 * b;
+    __mmask16 mk = nn >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nn) - 1);
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < MR; r++) _mm512_mask_storeu_epi32(C + (size_t)(m0 + r) * N + 16 * b, mk, acc[r]);
+}
+
+T_VBMI void rf_qgemm_sparse_vbmi(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {
+    const int nb = (W->N + 15) / 16;
+    if (M <= 0 || W->N <= 0) return;
+    if (!W->ell_tptr) { rf_qgemm_sparse_vnni(W, A, C, M); return; }
+    for (int b = 0; b < nb; b++) {
+        int m0 = 0;
+        for (; m0 + EMR <= M; m0 += EMR) ell_rows_vbmi(W, A, C, m0, b, EMR);
+        switch (M - m0) {
+        case 7: ell_rows_vbmi(W, A, C, m0, b, 7); break;
+        case 6: ell_rows_vbmi(W, A, C, m0, b, 6); break;
+        case 5: ell_rows_vbmi(W, A, C, m0, b, 5); break;
+        case 4: ell_rows_vbmi(W, A, C, m0, b, 4); break;
+        case 3: ell_rows_vbmi(W, A, C, m0, b, 3); break;
+        case 2: ell_rows_vbmi(W, A, C, m0, b, 2); break;
+        case 1: ell_rows_vbmi(W, A, C, m0, b, 1); break;
+        default: break;
+        }
     }
 }

@@ -13,6 +13,9 @@
  * would waste most lanes, so CSR row dot products are used instead. */
 #include "kernels/kern_internal.h"
 
+#include <math.h>
+#include <string.h>
+
 /* Column chunk: with a 64-row panel, 256 columns are 64 KiB of panel, which
  * stays in L2 (and mostly L1) while all rows of W sweep it; the partial sums
  * of each row are reloaded once per chunk. Measured on Zen 4 (300x784, 90%
@@ -20,7 +23,73 @@
  * unchunked. */
 static int chunk_cols(int K) { return K <= 256 ? (K > 0 ? K : 1) : 256; }
 
+/* Slots tile (b, c) needs: its fullest row's non-zeros in the 16 columns. */
+static int ell_tile_slots(const float *W, int N, int K, int b, int c) {
+    int most = 0, k1 = 16 * c + 16 < K ? 16 * c + 16 : K;
+    for (int n = 16 * b; n < 16 * b + 16 && n < N; n++) {
+        int cnt = 0;
+        for (int k = 16 * c; k < k1; k++) cnt += W[(size_t)n * K + k] != 0.0f;
+        if (cnt > most) most = cnt;
+    }
+    return most;
+}
+
+static size_t ell_count(const float *W, int N, int K) {
+    size_t ns = 0;
+    for (int b = 0; b < (N + 15) / 16; b++)
+        for (int c = 0; c < (K + 15) / 16; c++) ns += (size_t)ell_tile_slots(W, N, K, b, c);
+    return ns;
+}
+
+static rf_status pack_ell(rf_ctx *ctx, rf_spmat *s, const float *W, size_t ns) {
+    const int N = s->N, K = s->K, nb = (N + 15) / 16, nc = (K + 15) / 16;
+    RF_TRY(rf_check_cap(ctx, (uint64_t)ns * 128u, "sparse matrix slots"));
+    s->ell_nc = nc;
+    s->ell_tptr = rf_malloc(sizeof(int64_t) * ((size_t)nb * (size_t)nc + 1));
+    s->ell_slots = rf_aligned_alloc(64, ns ? ns * 128 : 64);
+    if (!s->ell_tptr || !s->ell_slots) return rf_error(ctx, RF_ERR_NOMEM, "spmat: out of memory (%zu slots)", ns);
+    memset(s->ell_slots, 0, ns ? ns * 128 : 64);
+    size_t p = 0;
+    for (int b = 0; b < nb; b++)
+        for (int c = 0; c < nc; c++) {
+            int k1 = 16 * c + 16 < K ? 16 * c + 16 : K;
+            s->ell_tptr[(size_t)b * nc + c] = (int64_t)p;
+            for (int l = 0; l < 16 && 16 * b + l < N; l++) {
+                const float *row = W + (size_t)(16 * b + l) * K;
+                int e = 0;
+                for (int k = 16 * c; k < k1; k++)
+                    if (row[k] != 0.0f) {
+                        uint8_t *slot = s->ell_slots + (p + (size_t)e) * 128;
+                        int32_t off = k - 16 * c;
+                        memcpy(slot + 4 * l, &off, 4);
+                        memcpy(slot + 64 + 4 * l, &row[k], 4);
+                        e++;
+                    }
+            }
+            p += (size_t)ell_tile_slots(W, N, K, b, c);
+        }
+    s->ell_tptr[(size_t)nb * nc] = (int64_t)p;
+    s->ell_nslots = ns;
+    return RF_OK;
+}
+
+/* Whether the AVX-512 kernel takes the ELL slots for batches of
+ * RF_KERN_SMALL_M rows and more (below that it always does). The panel
+ * kernel pays for two transposes per row of X (K values in, N out) and then
+ * does one FMA per non-zero and 16 rows; the ELL kernel does no transposes
+ * but one vpermps + FMA per slot and row, and a vpermps costs this core two
+ * cycles. Measured side by side (bench kernels, docs/kernels.md), ELL wins
+ * where there is little to amortise the transposes over: classifier heads
+ * (N <= 16: lenet fc3 and conv-2 fc3, 1.2-2.4x faster at 90-95%) and
+ * 3x3 first convolutions (K <= 16: conv-2 conv1, 1.1-1.2x); it loses
+ * 0.45-0.9x on every wider layer. */
+static int ell_preferred(int N, int K) { return N <= 16 || K <= 16; }
+
 rf_status rf_spmat_pack(rf_ctx *ctx, const float *W, int N, int K, rf_spmat **out) {
+    return rf_spmat_pack_layout(ctx, W, N, K, RF_SP_AUTO, out);
+}
+
+rf_status rf_spmat_pack_layout(rf_ctx *ctx, const float *W, int N, int K, rf_sp_layout layout, rf_spmat **out) {
     *out = NULL;
     if (N < 0 || K < 0) return rf_error(ctx, RF_ERR_INVALID, "spmat: invalid shape %dx%d", N, K);
     if (N > 0 && K > 0 && !W) return rf_error(ctx, RF_ERR_INVALID, "spmat: NULL weights");
@@ -50,6 +119,14 @@ rf_status rf_spmat_pack(rf_ctx *ctx, const float *W, int N, int K, rf_spmat **ou
         }
     }
     s->ptr[(size_t)s->nchunks * N] = (int64_t)p;
+    /* The slots are built only where a kernel reads them: on AVX-512 CPUs
+     * (small batches always take them) or when asked for. */
+    if (N > 0 && K > 0 &&
+        (layout == RF_SP_ELL || (layout == RF_SP_AUTO && rf_kernels_cpu_isa() >= RF_ISA_AVX512))) {
+        rf_status st = pack_ell(ctx, s, W, ell_count(W, N, K));
+        if (st != RF_OK) { rf_spmat_free(s); return st; }
+        s->ell_pref = layout == RF_SP_ELL || (layout == RF_SP_AUTO && ell_preferred(N, K));
+    }
     *out = s;
     return RF_OK;
 }
@@ -59,6 +136,8 @@ void rf_spmat_free(rf_spmat *s) {
     rf_free(s->ptr);
     rf_free(s->idx);
     rf_free(s->val);
+    rf_free(s->ell_tptr);
+    rf_free(s->ell_slots);
     rf_free(s);
 }
 
@@ -130,4 +209,23 @@ void rf_spmm_small_(const rf_spmat *W, const float *X, const float *bias, float 
 
 void rf_spmm_ref(const rf_spmat *W, const float *X, const float *bias, float *Y, int M) {
     rf_spmm_rows_(W, X, bias, Y, 0, M);
+}
+
+void rf_spmm_ell_ref_(const rf_spmat *W, const float *X, const float *bias, float *Y, int M) {
+    const int N = W->N, K = W->K, nc = W->ell_nc;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            const int b = n / 16, l = n % 16;
+            float acc = 0.0f;
+            for (int c = 0; c < nc; c++)
+                for (int64_t t = W->ell_tptr[(size_t)b * nc + c]; t < W->ell_tptr[(size_t)b * nc + c + 1]; t++) {
+                    const uint8_t *slot = W->ell_slots + (size_t)t * 128;
+                    int32_t off;
+                    float w;
+                    memcpy(&off, slot + 4 * l, 4);
+                    memcpy(&w, slot + 64 + 4 * l, 4);
+                    acc = fmaf(X[(size_t)m * K + 16 * c + (off & 15)], w, acc);
+                }
+            Y[(size_t)m * N + n] = acc + (bias ? bias[n] : 0.0f);
+        }
 }

@@ -231,6 +231,7 @@ static const struct optim_kernels {
     [RF_ISA_AVX2]       = {sgd_avx2, adam_avx2, sumsq_avx2},
     [RF_ISA_AVX512]     = {sgd_avx512, adam_avx512, sumsq_avx512},
     [RF_ISA_AVX512VNNI] = {sgd_avx512, adam_avx512, sumsq_avx512},
+    [RF_ISA_AVX512VBMI] = {sgd_avx512, adam_avx512, sumsq_avx512},
 };
 
 float rf_optim_step(rf_optim *o, rf_model *m, float lr) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "raffle/kernels.h"
+#include "kernels/kern_internal.h"
 
 typedef struct { int N, K; } shape;
 static const shape shapes[] = {
@@ -55,7 +56,8 @@ Test(kernels, isa_detection_and_force) {
     cr_assert(rf_kernels_init() <= cpu);
     cr_assert_eq(rf_kernels_force(RF_ISA_SCALAR), RF_ISA_SCALAR);
     cr_assert_eq(rf_kernels_isa(), RF_ISA_SCALAR);
-    cr_assert_eq(rf_kernels_force(RF_ISA_AVX512VNNI), cpu);  /* clamps to the CPU */
+    cr_assert_eq(rf_kernels_force(RF_ISA_AVX512VBMI), cpu);  /* clamps to the CPU */
+    cr_assert_str_eq(rf_isa_name(RF_ISA_AVX512VBMI), "avx512vbmi");
     cr_assert_str_eq(rf_isa_name(RF_ISA_AVX2), "avx2");
     cr_assert_str_eq(rf_isa_name((rf_isa)9), "?");
 }
@@ -81,7 +83,7 @@ Test(kernels, dense_linear_matches_naive) {
 Test(kernels, spmm_all_isas_match_reference_and_naive) {
     rf_ctx ctx; rf_ctx_init(&ctx);
     rf_rng r; rf_rng_init(&r, 2, 0);
-    rf_isa lv[4]; int nl = n_levels(lv);
+    rf_isa lv[5]; int nl = n_levels(lv);
     const int maxM = 130;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (size_t sp = 0; sp < sizeof sparsities / sizeof sparsities[0]; sp++) {
@@ -120,7 +122,7 @@ Test(kernels, spmm_all_isas_match_reference_and_naive) {
             rf_spmat_free(s);
             free(W); free(b); free(X); free(Y); free(Yr); free(want); free(mag);
         }
-    rf_kernels_force(RF_ISA_AVX512VNNI);
+    rf_kernels_force(RF_ISA_AVX512VBMI);
     rf_kernels_release_workspace();
 }
 
@@ -154,7 +156,7 @@ Test(kernels, pack_rejects_bad_input_and_survives_alloc_failure) {
     float W[12] = {1, 0, 2, 0, 0, 0, 3, 4, 0, 0, 0, 5};
     int8_t Wq[12] = {1, 0, 2, 0, 0, 0, 3, 4, 0, 0, 0, 5};
     long live = rf_alloc_live();
-    for (long f = 0; f < 8; f++) {
+    for (long f = 0; f < 10; f++) {
         rf_alloc_fail_after(f);
         rf_status st = rf_spmat_pack(&ctx, W, 3, 4, &s);
         rf_alloc_fail_after(-1);
@@ -184,7 +186,7 @@ static void naive_q(const uint8_t *A, const int8_t *W, int32_t *C, int M, int N,
  * +127/-128 (the pattern that saturates vpmaddubsw). */
 static void run_qgemm_case(rf_rng *r, int N, int K, double sparsity, int mode) {
     rf_ctx ctx; rf_ctx_init(&ctx);
-    rf_isa lv[4]; int nl = n_levels(lv);
+    rf_isa lv[5]; int nl = n_levels(lv);
     const int maxM = 130;
     int8_t *W = malloc((size_t)N * K + 1);
     uint8_t *A = malloc((size_t)maxM * K + 1);
@@ -229,7 +231,7 @@ static void run_qgemm_case(rf_rng *r, int N, int K, double sparsity, int mode) {
         }
         rf_qmat_free(q);
     }
-    rf_kernels_force(RF_ISA_AVX512VNNI);
+    rf_kernels_force(RF_ISA_AVX512VBMI);
     free(W); free(A); free(C); free(Cn);
 }
 
@@ -279,7 +281,7 @@ static void edge_fill(rf_rng *r, float *W, int8_t *Wq, int N, int K) {
 Test(kernels, chunk_boundaries_all_isas) {
     rf_ctx ctx; rf_ctx_init(&ctx);
     rf_rng r; rf_rng_init(&r, 8, 0);
-    rf_isa lv[4]; int nl = n_levels(lv);
+    rf_isa lv[5]; int nl = n_levels(lv);
     static const int Ks[] = {256, 257, 511, 512, 513, 516, 1025};
     static const int Ms[] = {64, 65, 130};
     const int N = 13, maxM = 130;
@@ -319,7 +321,7 @@ Test(kernels, chunk_boundaries_all_isas) {
         rf_qmat_free(q);
         free(W); free(X); free(Y); free(want); free(mag); free(Wq); free(A); free(C); free(Cn);
     }
-    rf_kernels_force(RF_ISA_AVX512VNNI);
+    rf_kernels_force(RF_ISA_AVX512VBMI);
     rf_kernels_release_workspace();
 }
 
@@ -329,7 +331,7 @@ Test(kernels, chunk_boundaries_all_isas) {
 Test(kernels, qgemm_sparse_unaligned_activations_all_isas) {
     rf_ctx ctx; rf_ctx_init(&ctx);
     rf_rng r; rf_rng_init(&r, 9, 0);
-    rf_isa lv[4]; int nl = n_levels(lv);
+    rf_isa lv[5]; int nl = n_levels(lv);
     static const int Ks[] = {33, 64, 100, 101};
     static const int Ms[] = {7, 17, 64, 65};
     const int N = 21, maxM = 65;
@@ -356,8 +358,76 @@ Test(kernels, qgemm_sparse_unaligned_activations_all_isas) {
         rf_qmat_free(q);
         free(W); free(buf); free(C); free(Cn);
     }
-    rf_kernels_force(RF_ISA_AVX512VNNI);
+    rf_kernels_force(RF_ISA_AVX512VBMI);
     rf_kernels_release_workspace();
+}
+
+/* ELL slots (the AVX-512 layouts that read rows of X as they are, no
+ * transposes): K across the chunk boundaries (fp32 16 columns, int8 64),
+ * N across the 16-row blocks, every tail of the 8-row batch blocks, a
+ * skewed block (one full row among sparse and empty ones: many slots of
+ * padding). The C references against the naive products on any CPU; on
+ * AVX-512 the fp32 kernel bit-identical to its reference (same operation
+ * order), on VBMI the int8 kernel exact. */
+Test(kernels, ell_layouts_match_references_bit_for_bit) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_rng r; rf_rng_init(&r, 10, 0);
+    static const int Ks[] = {1, 9, 15, 16, 17, 63, 64, 65, 100, 129};
+    static const int Ns[] = {1, 10, 16, 17, 40};
+    static const int Ms[] = {1, 7, 8, 9, 17, 64};
+    const int maxM = 64;
+    rf_isa cpu = rf_kernels_cpu_isa();
+    for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+        for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++) {
+            int N = Ns[ni], K = Ks[ki];
+            float *W = malloc(sizeof(float) * N * K), *b = malloc(sizeof(float) * N), *X = malloc(sizeof(float) * maxM * K);
+            float *Y = malloc(sizeof(float) * maxM * N), *Yr = malloc(sizeof(float) * maxM * N);
+            double *want = malloc(sizeof(double) * maxM * N), *mag = malloc(sizeof(double) * maxM * N);
+            int8_t *Wq = malloc((size_t)N * K);
+            uint8_t *A = malloc((size_t)maxM * K);
+            int32_t *C = malloc(sizeof(int32_t) * maxM * N), *Cn = malloc(sizeof(int32_t) * maxM * N);
+            fill_w(&r, W, N, K, 0.85);
+            if (N > 3) for (int k = 0; k < K; k++) W[3 * K + k] = rf_rng_normal(&r) + 4.0f;   /* one full row */
+            for (int i = 0; i < N * K; i++) {
+                int8_t q = (int8_t)(rf_rng_u32(&r) & 0xff);
+                Wq[i] = W[i] == 0.0f ? 0 : q == 0 ? 1 : q;
+            }
+            for (int i = 0; i < N; i++) b[i] = rf_rng_normal(&r);
+            for (int i = 0; i < maxM * K; i++) { X[i] = rf_rng_normal(&r); A[i] = (uint8_t)rf_rng_u32(&r); }
+            rf_spmat *s;
+            rf_qmat *q;
+            cr_assert_eq(rf_spmat_pack_layout(&ctx, W, N, K, RF_SP_ELL, &s), RF_OK);
+            cr_assert_not_null(s->ell_slots);
+            cr_assert_eq(rf_qmat_pack_ell(&ctx, Wq, N, K, 1, 1, &q), RF_OK);
+            cr_assert_not_null(q->ell_tptr);
+            for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
+                int M = Ms[mi];
+                const float *bb = (mi & 1) ? NULL : b;
+                naive_f32(X, W, bb, want, mag, M, N, K);
+                rf_spmm_ell_ref_(s, X, bb, Yr, M);
+                check_close(Yr, want, mag, (size_t)M * N, "spmm_ell_ref");
+                naive_q(A, Wq, Cn, M, N, K);
+                memset(C, 0x5a, sizeof(int32_t) * (size_t)M * N);
+                rf_qgemm_sparse_ell_ref_(q, A, C, M);
+                cr_assert_eq(memcmp(C, Cn, sizeof(int32_t) * (size_t)M * N), 0, "qgemm_ell_ref N=%d K=%d M=%d", N, K, M);
+                if (cpu >= RF_ISA_AVX512) {
+                    rf_kernels_force(RF_ISA_AVX512);
+                    memset(Y, 0xff, sizeof(float) * (size_t)M * N);
+                    rf_spmm(s, X, bb, Y, M);
+                    cr_assert_eq(memcmp(Y, Yr, sizeof(float) * (size_t)M * N), 0, "spmm ell avx512 N=%d K=%d M=%d", N, K, M);
+                }
+                if (cpu >= RF_ISA_AVX512VBMI) {
+                    rf_kernels_force(RF_ISA_AVX512VBMI);
+                    memset(C, 0x5a, sizeof(int32_t) * (size_t)M * N);
+                    rf_qgemm(q, A, C, M);
+                    cr_assert_eq(memcmp(C, Cn, sizeof(int32_t) * (size_t)M * N), 0, "qgemm vbmi N=%d K=%d M=%d", N, K, M);
+                }
+            }
+            rf_spmat_free(s);
+            rf_qmat_free(q);
+            free(W); free(b); free(X); free(Y); free(Yr); free(want); free(mag); free(Wq); free(A); free(C); free(Cn);
+        }
+    rf_kernels_force(RF_ISA_AVX512VBMI);
 }
 
 Test(kernels, peaks_are_measured) {
