@@ -1,7 +1,7 @@
 /* Row-streaming sgemm (src/nn/gemm_rows.c) against OpenBLAS on the engine's
  * product shapes, one thread, side by side in one run. Prints, per shape and
  * product (fwd: Y = X W^T + b; dx: dX += dY W), GFLOP/s of both and the
- * ratio. Build and run: bench/train/gemm_rows.sh */
+ * ratio. Build and run: bench/cbench.sh bench/train/gemm_rows_bench.c */
 #include "nn/layers.h"
 #include "raffle/kernels.h"
 

@@ -16,8 +16,14 @@
 #include <string.h>
 
 /* Layers whose product is sparse-packed: at least this fraction pruned. The
- * packing only changes speed, never the integers computed. */
-#define QUANT_SPARSE_PACK_MIN 0.7
+ * packing only changes speed, never the integers computed. Measured with
+ * bench/quant/int8_breakeven.c on the bench's 12 layer shapes at 256 rows,
+ * dense over sparse int8 time (docs/kernels.md), two runs: on AVX-512 VBMI
+ * (ELL slots) 0.89-0.99 at 30% pruned, 0.95-1.22 at 40%, 1.01-1.17 at 50%
+ * (conv1's 64x9, bound by its output writes, ties from 30% to 70%); on
+ * AVX2 sparse is faster from 30% (1.04-1.72). 50% is the lowest fraction at
+ * which sparse is never slower. */
+#define QUANT_SPARSE_PACK_MIN 0.5
 
 typedef struct qlayer_rt {
     struct rf_quant *owner;
