@@ -35,6 +35,9 @@ typedef struct rf_deploy_opts {
     /* Sparse must beat dense by this factor to be chosen (<= 0: 1.05, so
      * timing noise does not flip layers that are a tie). */
     double         min_speedup;
+    /* The same for the calls of one sample (rf_deploy_layer.rows1); <= 0:
+     * min_speedup. */
+    double         min_speedup_1;
 } rf_deploy_opts;
 
 /* What was decided for one GEMM site: a linear/conv/patch-embedding layer
@@ -45,8 +48,16 @@ typedef struct rf_deploy_layer {
     int    rows, N, K;       /* GEMM shape at the deployment batch */
     double sparsity;         /* fraction of zero weights           */
     double dense_us, sparse_us; /* calibrated times (0 if not timed) */
-    int    sparse;           /* 1 if the sparse kernel was installed */
+    int    sparse;           /* 1 if the sparse kernel was installed (for either batch below) */
     int    param;            /* index into model->ptensors for a per-weight site, -1 for a layer */
+    /* The calls of one sample (rows1 = rows per sample: batch-1 latency) are
+     * decided separately: the sparse kernels' small-batch paths differ from
+     * their batched ones, and sgemm is far from peak there. The hook runs
+     * the sparse kernel for M <= rows1 iff sparse_at_1, for larger M iff
+     * sparse_at_batch (in RF_DEPLOY_SPARSE mode both are 1). */
+    int    rows1;
+    double dense1_us, sparse1_us;   /* calibrated times at rows1 (0 if not timed) */
+    int    sparse_at_1, sparse_at_batch;
 } rf_deploy_layer;
 
 void rf_deploy_opts_default(rf_deploy_opts *o);

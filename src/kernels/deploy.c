@@ -7,7 +7,13 @@
  * dominate), on the batch (sgemm is far from peak at batch 1), and on the
  * machine and ISA. A table from `raffle bench kernels` would only cover the
  * benchmark's shapes and go stale on other machines; timing the actual layer
- * costs a few milliseconds per distinct shape and is cached per process. */
+ * costs a few milliseconds per distinct shape and is cached per process.
+ *
+ * Each site is decided twice: at the deployment batch and for the calls of
+ * one sample (batch-1 latency), since the sparse kernels' small-batch path
+ * and sgemm's efficiency both change there (lenet-300-100 at 50%: sparse
+ * 1.2x faster at 64 samples, 1.7x slower for one). The hook runs whichever
+ * won for the call's size. */
 #include "raffle/deploy.h"
 #include "raffle/kernels.h"
 
@@ -24,12 +30,15 @@
 
 typedef struct sparse_state {
     rf_spmat *sp;
-    float    *bias;   /* copy, or NULL */
+    float    *bias;    /* copy, or NULL */
+    float    *W;       /* dense copy when one of the two batch classes runs sgemm, else NULL */
+    int       N, K, rows1, at1, at_batch;
 } sparse_state;
 
 static rf_status sparse_gemm(void *state, const float *X, float *Y, int M) {
     const sparse_state *s = state;
-    rf_spmm(s->sp, X, s->bias, Y, M);
+    if (M <= s->rows1 ? s->at1 : s->at_batch) rf_spmm(s->sp, X, s->bias, Y, M);
+    else rf_linear_f32(X, s->W, s->bias, Y, M, s->N, s->K);
     return RF_OK;
 }
 
@@ -37,6 +46,7 @@ static void state_free(sparse_state *s) {
     if (!s) return;
     rf_spmat_free(s->sp);
     rf_free(s->bias);
+    rf_free(s->W);
     rf_free(s);
 }
 
@@ -167,27 +177,43 @@ static rf_status deploy_site(rf_ctx *ctx, const rf_model *m, const rf_deploy_opt
     rf_spmat *sp = NULL;
     rf_status st = rf_spmat_pack(ctx, Wp, N, K, &sp);
     if (st) { rf_error_prefix(ctx, "deploy: %s", what); return st; }
-    int use = 1;
+    int rows1 = per_sample <= 0 ? 1 : per_sample > rows ? rows : (int)per_sample;
+    d->rows1 = rows1;
+    d->sparse_at_1 = d->sparse_at_batch = 1;
     if (o->mode == RF_DEPLOY_AUTO) {
         double td = 0.0, ts = 0.0;
         st = calibrate(ctx, Wp, sp, N, K, rows, d->sparsity, &td, &ts);
         if (st) { rf_spmat_free(sp); return st; }
         d->dense_us = td * 1e6;
         d->sparse_us = ts * 1e6;
-        use = td >= o->min_speedup * ts;
+        d->sparse_at_batch = td >= o->min_speedup * ts;
+        if (rows1 < rows) {
+            st = calibrate(ctx, Wp, sp, N, K, rows1, d->sparsity, &td, &ts);
+            if (st) { rf_spmat_free(sp); return st; }
+        }
+        d->dense1_us = td * 1e6;
+        d->sparse1_us = ts * 1e6;
+        d->sparse_at_1 = td >= (o->min_speedup_1 > 0.0 ? o->min_speedup_1 : o->min_speedup) * ts;
     }
-    if (!use) { rf_spmat_free(sp); return RF_OK; }
+    if (!d->sparse_at_1 && !d->sparse_at_batch) { rf_spmat_free(sp); return RF_OK; }
     sparse_state *s = rf_calloc(1, sizeof *s);
-    if (s && b) {
+    int ok = s != NULL;
+    if (ok && b) {
         s->bias = rf_malloc(sizeof(float) * b->numel);
-        if (s->bias) memcpy(s->bias, m->params + b->offset, sizeof(float) * b->numel);
+        if ((ok = s->bias != NULL)) memcpy(s->bias, m->params + b->offset, sizeof(float) * b->numel);
     }
-    if (!s || (b && !s->bias)) {
+    if (ok && !(d->sparse_at_1 && d->sparse_at_batch)) {
+        s->W = rf_malloc(sizeof(float) * w->numel);
+        if ((ok = s->W != NULL)) memcpy(s->W, Wp, sizeof(float) * w->numel);
+    }
+    if (!ok) {
         rf_spmat_free(sp);
-        if (s) rf_free(s);
+        state_free(s);
         return rf_error(ctx, RF_ERR_NOMEM, "deploy: out of memory");
     }
     s->sp = sp;
+    s->N = N; s->K = K; s->rows1 = rows1;
+    s->at1 = d->sparse_at_1; s->at_batch = d->sparse_at_batch;
     *state = s;
     *gemm = sparse_gemm;
     d->sparse = 1;
@@ -216,7 +242,7 @@ rf_status rf_deploy_model(rf_ctx *ctx, rf_model *m, const rf_deploy_opts *opts,
              * linear layer on (T, D); patches for the patch embedding. */
             long per_sample = L->type == RF_L_CONV2D ? (long)L->out.d[1] * L->out.d[2]
                             : (K > 0 && L->in_size % (size_t)K == 0 ? (long)(L->in_size / (size_t)K) : 1);
-            rf_deploy_layer d = {i, 0, 0, 0, 0.0, 0.0, 0.0, 0, -1};
+            rf_deploy_layer d = {.layer = i, .param = -1};
             snprintf(what, sizeof what, "layer %d (%s)", i, L->name);
             RF_TRY(deploy_site(ctx, m, &o, w, b, per_sample, what, &L->infer_gemm, &L->infer_state, &d));
             if (info && ni < max_info) info[ni] = d;
@@ -230,7 +256,7 @@ rf_status rf_deploy_model(rf_ctx *ctx, rf_model *m, const rf_deploy_opts *opts,
                 if (w->role != RF_P_WEIGHT || w->ndim != 2 || w->shape[0] <= 0 || w->infer_gemm) continue;
                 const rf_param *b = (p + 1 < m->n_ptensors && m->ptensors[p + 1].role == RF_P_BIAS &&
                                      m->ptensors[p + 1].layer == w->layer) ? &m->ptensors[p + 1] : NULL;
-                rf_deploy_layer d = {i, 0, 0, 0, 0.0, 0.0, 0.0, 0, p};
+                rf_deploy_layer d = {.layer = i, .param = p};
                 snprintf(what, sizeof what, "%s", w->name);
                 RF_TRY(deploy_site(ctx, m, &o, w, b, L->in.d[0], what, &w->infer_gemm, &w->infer_state, &d));
                 if (info && ni < max_info) info[ni] = d;

@@ -451,13 +451,18 @@ static void prune_random(rf_model *m, double sparsity, uint64_t seed) {
     }
 }
 
-static void deploy_matches_dense(const char *preset, int batch, rf_deploy_mode mode, int want_hooks) {
+static void deploy_matches_dense_at(const char *preset, double sparsity, int batch, rf_deploy_mode mode, int want_hooks,
+                                    double min_speedup_1) {
     rf_ctx ctx; rf_ctx_init(&ctx);
     long live = rf_alloc_live();
     rf_model *m;
     cr_assert_eq(rf_model_create(&ctx, preset, &m), RF_OK, "%s", rf_ctx_error(&ctx));
     cr_assert_eq(rf_model_init(&ctx, m, 7), RF_OK);
-    prune_random(m, 0.9, 3);
+    prune_random(m, sparsity, 3);
+    rf_rng rb; rf_rng_init(&rb, 12, 0);   /* non-zero biases, so a kernel that drops them fails */
+    for (int p = 0; p < m->n_ptensors; p++)
+        if (m->ptensors[p].role == RF_P_BIAS)
+            for (size_t i = 0; i < m->ptensors[p].numel; i++) m->params[m->ptensors[p].offset + i] = 0.1f * rf_rng_normal(&rb);
     size_t in = (size_t)m->input.d[0] * m->input.d[1] * m->input.d[2];
     float *x = malloc(sizeof(float) * in * batch);
     rf_rng r; rf_rng_init(&r, 8, 0);
@@ -468,7 +473,7 @@ static void deploy_matches_dense(const char *preset, int batch, rf_deploy_mode m
     float *dense = malloc(sizeof(float) * nl);
     memcpy(dense, lg, sizeof(float) * nl);
     rf_deploy_opts o; rf_deploy_opts_default(&o);
-    o.batch = batch; o.mode = mode;
+    o.batch = batch; o.mode = mode; o.min_speedup_1 = min_speedup_1;
     rf_deploy_layer info[64]; int ni = 0;
     cr_assert_eq(rf_deploy_model(&ctx, m, &o, info, 64, &ni), RF_OK, "%s", rf_ctx_error(&ctx));
     int hooks = 0, block_hooks = 0;
@@ -477,11 +482,16 @@ static void deploy_matches_dense(const char *preset, int batch, rf_deploy_mode m
     hooks += block_hooks;
     cr_assert(ni > 0);
     for (int i = 0; i < ni; i++) {
-        cr_assert(info[i].sparsity > 0.85 && info[i].sparsity < 0.95, "site %d sparsity %g", i, info[i].sparsity);
+        cr_assert(fabs(info[i].sparsity - sparsity) < 0.05, "site %d sparsity %g", i, info[i].sparsity);
         if (mode == RF_DEPLOY_AUTO) cr_assert(info[i].dense_us > 0.0 && info[i].sparse_us > 0.0);
         int installed = info[i].param >= 0 ? m->ptensors[info[i].param].infer_gemm != NULL
                                            : m->layers[info[i].layer].infer_gemm != NULL;
         cr_assert_eq(info[i].sparse, installed);
+        cr_assert_eq(info[i].sparse, info[i].sparse_at_1 || info[i].sparse_at_batch);
+        cr_assert(info[i].rows1 >= 1 && info[i].rows1 <= info[i].rows);
+        if (mode == RF_DEPLOY_AUTO) cr_assert(info[i].dense1_us > 0.0 && info[i].sparse1_us > 0.0);
+        else cr_assert(info[i].sparse_at_1 && info[i].sparse_at_batch);
+        if (mode == RF_DEPLOY_AUTO && min_speedup_1 > 1e6) cr_assert(!info[i].sparse_at_1);
     }
     /* vit-tiny: the four products of each of the 4 blocks run sparse too */
     if (want_hooks && strcmp(preset, "vit-tiny") == 0) cr_assert_eq(block_hooks, 16, "%d block hooks", block_hooks);
@@ -491,6 +501,10 @@ static void deploy_matches_dense(const char *preset, int batch, rf_deploy_mode m
     for (size_t i = 0; i < nl; i++) if (fabs(dense[i]) > maxabs) maxabs = fabs(dense[i]);
     for (size_t i = 0; i < nl; i++)
         cr_assert(fabs(lg[i] - dense[i]) <= 1e-4 * (maxabs + 1.0), "%s logit %zu: %g vs dense %g", preset, i, lg[i], dense[i]);
+    /* one sample: the calls of rows1 rows take their own decision */
+    cr_assert_eq(rf_model_forward(&ctx, m, x, 1, 0, &lg), RF_OK, "%s", rf_ctx_error(&ctx));
+    for (int i = 0; i < m->n_classes; i++)
+        cr_assert(fabs(lg[i] - dense[i]) <= 1e-4 * (maxabs + 1.0), "%s batch-1 logit %d: %g vs dense %g", preset, i, lg[i], dense[i]);
     rf_deploy_release(m);
     for (int i = 0; i < m->n_layers; i++) cr_assert_null(m->layers[i].infer_gemm);
     for (int i = 0; i < m->n_ptensors; i++) cr_assert_null(m->ptensors[i].infer_gemm);
@@ -499,6 +513,10 @@ static void deploy_matches_dense(const char *preset, int batch, rf_deploy_mode m
     rf_kernels_release_workspace();
     free(x); free(dense);
     cr_assert_eq(rf_alloc_live(), live, "%s: %ld allocations leaked", preset, rf_alloc_live() - live);
+}
+
+static void deploy_matches_dense(const char *preset, int batch, rf_deploy_mode mode, int want_hooks) {
+    deploy_matches_dense_at(preset, 0.9, batch, mode, want_hooks, 0.0);
 }
 
 Test(kernels, deploy_sparse_matches_dense_forward) {
@@ -510,6 +528,11 @@ Test(kernels, deploy_sparse_matches_dense_forward) {
 Test(kernels, deploy_auto_calibrates_and_caches) {
     rf_deploy_clear_cache();
     deploy_matches_dense("lenet-300-100", 64, RF_DEPLOY_AUTO, 0);
+    /* A site that runs sgemm for one sample and the sparse kernel for the
+     * batch (what 50% sparsity gives on this machine: the sparse kernels
+     * lose at batch 1 and win at 64), forced by an unreachable batch-1
+     * speed-up: both must match dense, biases included. */
+    deploy_matches_dense_at("lenet-300-100", 0.9, 64, RF_DEPLOY_AUTO, 0, 1e9);
     /* A second deployment of the same shapes reuses the measured times:
      * identical numbers prove the cache was hit (a re-measurement on a
      * shared machine never repeats to the last bit). */
@@ -527,7 +550,10 @@ Test(kernels, deploy_auto_calibrates_and_caches) {
     for (int i = 0; i < na; i++) {
         cr_assert_eq(a[i].dense_us, b[i].dense_us);
         cr_assert_eq(a[i].sparse_us, b[i].sparse_us);
+        cr_assert_eq(a[i].dense1_us, b[i].dense1_us);
+        cr_assert_eq(a[i].sparse1_us, b[i].sparse1_us);
         cr_assert_eq(a[i].rows, 64);
+        cr_assert_eq(a[i].rows1, 1);
     }
     cr_assert_eq(a[0].N, 300); cr_assert_eq(a[0].K, 784);
     o.mode = RF_DEPLOY_DENSE;
