@@ -59,7 +59,7 @@ struct rf_spmat {
 typedef enum { RF_SP_AUTO = 0, RF_SP_PANEL = 1, RF_SP_ELL = 2 } rf_sp_layout;
 rf_status rf_spmat_pack_layout(rf_ctx *ctx, const float *W, int N, int K, rf_sp_layout layout, rf_spmat **out);
 /* Plain C over the ELL slots, same operation order as the AVX-512 kernel
- * (fmaf per slot, bias added last): bit-identical to it. */
+ * (from the bias, fmaf per slot): bit-identical to it. */
 void rf_spmm_ell_ref_(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
 
 struct rf_qmat {

@@ -216,7 +216,7 @@ void rf_spmm_ell_ref_(const rf_spmat *W, const float *X, const float *bias, floa
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             const int b = n / 16, l = n % 16;
-            float acc = 0.0f;
+            float acc = bias ? bias[n] : 0.0f;
             for (int c = 0; c < nc; c++)
                 for (int64_t t = W->ell_tptr[(size_t)b * nc + c]; t < W->ell_tptr[(size_t)b * nc + c + 1]; t++) {
                     const uint8_t *slot = W->ell_slots + (size_t)t * 128;
@@ -226,6 +226,6 @@ void rf_spmm_ell_ref_(const rf_spmat *W, const float *X, const float *bias, floa
                     memcpy(&w, slot + 64 + 4 * l, 4);
                     acc = fmaf(X[(size_t)m * K + 16 * c + (off & 15)], w, acc);
                 }
-            Y[(size_t)m * N + n] = acc + (bias ? bias[n] : 0.0f);
+            Y[(size_t)m * N + n] = acc;
         }
 }
