@@ -305,7 +305,9 @@ T_VNNI void rf_qgemm_sparse_vnni(const rf_qmat *W, const uint8_t *A, int32_t *C,
  * chunk) is one vpermb per row, which lines the row's activations up with
  * the slot's 4 weights per lane, and one vpdpbusd. MR rows share every slot
  * load, and their MR accumulators are independent chains (vpdpbusd latency
- * 4-5 cycles). Exact integer arithmetic, so bit-identical to the reference. */
+ * 4-5 cycles). Exact integer arithmetic, so bit-identical to the reference.
+ * Rows of A outside, blocks of W inside, as for fp32 (64x576 at 2,048 rows:
+ * 174-179 us -> 145-149 us; 256x64 at 1,088: 68-69 -> 55-58 us). */
 #define T_VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma")))
 #define EMR 8
 
@@ -345,9 +347,10 @@ T_VBMI void rf_qgemm_sparse_vbmi(const rf_qmat *W, const uint8_t *A, int32_t *C,
     const int nb = (W->N + 15) / 16;
     if (M <= 0 || W->N <= 0) return;
     if (!W->ell_tptr) { rf_qgemm_sparse_vnni(W, A, C, M); return; }
-    for (int b = 0; b < nb; b++) {
-        int m0 = 0;
-        for (; m0 + EMR <= M; m0 += EMR) ell_rows_vbmi(W, A, C, m0, b, EMR);
+    int m0 = 0;
+    for (; m0 + EMR <= M; m0 += EMR)
+        for (int b = 0; b < nb; b++) ell_rows_vbmi(W, A, C, m0, b, EMR);
+    for (int b = 0; b < nb; b++)
         switch (M - m0) {
         case 7: ell_rows_vbmi(W, A, C, m0, b, 7); break;
         case 6: ell_rows_vbmi(W, A, C, m0, b, 6); break;
@@ -358,5 +361,4 @@ T_VBMI void rf_qgemm_sparse_vbmi(const rf_qmat *W, const uint8_t *A, int32_t *C,
         case 1: ell_rows_vbmi(W, A, C, m0, b, 1); break;
         default: break;
         }
-    }
 }
