@@ -77,12 +77,13 @@ static rf_status pack_ell(rf_ctx *ctx, rf_spmat *s, const float *W, size_t ns) {
  * RF_KERN_SMALL_M rows and more (below that it always does). The panel
  * kernel pays for two transposes per row of X (K values in, N out) and then
  * does one FMA per non-zero and 16 rows; the ELL kernel does no transposes
- * but one vpermps + FMA per slot and row, and a vpermps costs this core two
- * cycles. Measured side by side (bench kernels, docs/kernels.md), ELL wins
- * where there is little to amortise the transposes over: classifier heads
- * (N <= 16: lenet fc3 and conv-2 fc3, 1.2-2.4x faster at 90-95%) and
- * 3x3 first convolutions (K <= 16: conv-2 conv1, 1.1-1.2x); it loses
- * 0.45-0.9x on every wider layer. */
+ * but one vpermps + FMA per slot and row (a pair issues every 1.4 cycles
+ * here, an FMA alone every 1.0) and pays for each tile's fullest row.
+ * Measured side by side at 90-95%, batch 16 and 64 (docs/kernels.md), ELL
+ * wins where there is little to amortise the transposes over: classifier
+ * heads (N <= 16: lenet fc3 1.18-1.35x, conv-2 fc3 1.25-1.47x) and 3x3 first
+ * convolutions (K <= 16: conv-2 conv1, 1.09-1.24x); 64x64 is a tie and every
+ * wider layer loses (0.44-0.92x). */
 static int ell_preferred(int N, int K) { return N <= 16 || K <= 16; }
 
 rf_status rf_spmat_pack(rf_ctx *ctx, const float *W, int N, int K, rf_spmat **out) {
