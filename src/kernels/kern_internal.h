@@ -117,7 +117,8 @@ void *rf_kern_workspace(size_t bytes);
 /* Row-by-row CSR product (plain C; the reference). */
 void rf_spmm_rows_(const rf_spmat *W, const float *X, const float *bias, float *Y, int m0, int m1);
 /* CSR product for small batches (M < RF_KERN_SMALL_M): plain C with
- * independent partial sums, used by every SIMD level. */
+ * independent partial sums, used by the AVX2 level, and by AVX-512 for
+ * matrices packed without ELL slots. */
 void rf_spmm_small_(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
 
 /* 32-bit transposes between row-major activations and panels (AVX2 8x8

@@ -10,7 +10,9 @@
  * gathers, no scatters. The panel costs M*K moves, amortised over the
  * density*N uses of each panel row. The kernels write Y^T panels and
  * transpose them back. For tiny batches (M < RF_KERN_SMALL_M) the padding
- * would waste most lanes, so CSR row dot products are used instead. */
+ * would waste most lanes, so CSR row dot products are used instead, or on
+ * AVX-512 the ELL slots (kern_internal.h), which also serve layers with
+ * N <= 16 or K <= 16 at any batch. */
 #include "kernels/kern_internal.h"
 
 #include <math.h>
