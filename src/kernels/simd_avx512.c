@@ -75,8 +75,12 @@ T_512 INLINE void sp_rows_512(const rf_spmat *W, const float *XT, int ld, const 
  * Operation order per output: from the bias (or 0), one FMA per slot in
  * storage order; rf_spmm_ell_ref_ does the same with fmaf. Rows of X are
  * the outer loop: 8 rows' chunks stay in L1 while every block of W uses
- * them (blocks outer re-read all of X from L2 per block: 192x64 at 1,088
- * rows took 102 us instead of 70). */
+ * them (blocks outer re-read all of X from L2 per block). Measured, best of
+ * 4 sequential rounds of best-of-30: 192x64 at 1,088 rows, 90% / 95%
+ * sparse, 99 / 80 us with blocks outer, 93 / 68 us with rows outer; 64x64
+ * 29 / 24 -> 28 / 21 us; the N = 10 heads unchanged. The rows are reached
+ * from one base pointer and the stride (not 8 pointers, which GCC kept on
+ * the stack): another 0-7% (64x9 at 2,048 rows 21.2 -> 19.6-20.6 us). */
 #define SMR 8
 T_512 INLINE void ell_rows_512(const rf_spmat *W, const float *X, const float *bias, float *Y, int m0, int b,
                                const int MR) {
@@ -86,20 +90,21 @@ T_512 INLINE void ell_rows_512(const rf_spmat *W, const float *X, const float *b
     int nn = N - 16 * b;
     __mmask16 mk = nn >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nn) - 1);
     __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias + 16 * b) : _mm512_setzero_ps();
-    const float *x[SMR];
+    const float *xb = X + (size_t)m0 * K;
+    const size_t ldx = (size_t)K;
     __m512 acc[SMR];
     _Pragma("GCC unroll 8")
-    for (int r = 0; r < MR; r++) { x[r] = X + (size_t)(m0 + r) * K; acc[r] = bv; }
+    for (int r = 0; r < MR; r++) acc[r] = bv;
     for (int c = 0; c < nc; c++) {
         int64_t s = tp[c], e = tp[c + 1];
         if (s == e) continue;
         __m512 xc[SMR];
         if (c < full) {
             _Pragma("GCC unroll 8")
-            for (int r = 0; r < MR; r++) xc[r] = _mm512_loadu_ps(x[r] + 16 * (size_t)c);
+            for (int r = 0; r < MR; r++) xc[r] = _mm512_loadu_ps(xb + r * ldx + 16 * (size_t)c);
         } else {
             _Pragma("GCC unroll 8")
-            for (int r = 0; r < MR; r++) xc[r] = _mm512_maskz_loadu_ps(tail, x[r] + 16 * (size_t)c);
+            for (int r = 0; r < MR; r++) xc[r] = _mm512_maskz_loadu_ps(tail, xb + r * ldx + 16 * (size_t)c);
         }
         for (; s < e; s++) {
             const uint8_t *slot = W->ell_slots + (size_t)s * 128;
@@ -306,8 +311,9 @@ T_VNNI void rf_qgemm_sparse_vnni(const rf_qmat *W, const uint8_t *A, int32_t *C,
  * the slot's 4 weights per lane, and one vpdpbusd. MR rows share every slot
  * load, and their MR accumulators are independent chains (vpdpbusd latency
  * 4-5 cycles). Exact integer arithmetic, so bit-identical to the reference.
- * Rows of A outside, blocks of W inside, as for fp32 (64x576 at 2,048 rows:
- * 174-179 us -> 145-149 us; 256x64 at 1,088: 68-69 -> 55-58 us). */
+ * Rows of A outside, blocks of W inside, and one base pointer, as for fp32
+ * (best of 4 sequential rounds, 90% sparse: 64x576 at 2,048 rows 115 ->
+ * 104 us, 256x64 at 1,088 rows 36.9 -> 35.0 us, the others 0-5%). */
 #define T_VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma")))
 #define EMR 8
 
@@ -315,20 +321,21 @@ T_VBMI INLINE void ell_rows_vbmi(const rf_qmat *W, const uint8_t *A, int32_t *C,
     const int N = W->N, K = W->K, nc = W->ell_nc, full = K / 64;
     const int64_t *tp = W->ell_tptr + (size_t)b * nc;
     const __mmask64 tail = (K % 64) ? (__mmask64)((1ull << (K % 64)) - 1) : (__mmask64)~0ull;
-    const uint8_t *a[EMR];
+    const uint8_t *ab = A + (size_t)m0 * K;
+    const size_t lda = (size_t)K;
     __m512i acc[EMR];
     _Pragma("GCC unroll 8")
-    for (int r = 0; r < MR; r++) { a[r] = A + (size_t)(m0 + r) * K; acc[r] = _mm512_setzero_si512(); }
+    for (int r = 0; r < MR; r++) acc[r] = _mm512_setzero_si512();
     for (int c = 0; c < nc; c++) {
         int64_t s = tp[c], e = tp[c + 1];
         if (s == e) continue;
         __m512i x[EMR];
         if (c < full) {
             _Pragma("GCC unroll 8")
-            for (int r = 0; r < MR; r++) x[r] = _mm512_loadu_si512((const void *)(a[r] + 64 * (size_t)c));
+            for (int r = 0; r < MR; r++) x[r] = _mm512_loadu_si512((const void *)(ab + r * lda + 64 * (size_t)c));
         } else {
             _Pragma("GCC unroll 8")
-            for (int r = 0; r < MR; r++) x[r] = _mm512_maskz_loadu_epi8(tail, a[r] + 64 * (size_t)c);
+            for (int r = 0; r < MR; r++) x[r] = _mm512_maskz_loadu_epi8(tail, ab + r * lda + 64 * (size_t)c);
         }
         for (; s < e; s++) {
             const uint8_t *slot = W->ell_slots + (size_t)s * 128;
