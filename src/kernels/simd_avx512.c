@@ -82,22 +82,45 @@ T_512 INLINE void sp_rows_512(const rf_spmat *W, const float *XT, int ld, const 
  * from one base pointer and the stride (not 8 pointers, which GCC kept on
  * the stack): another 0-7% (64x9 at 2,048 rows 21.2 -> 19.6-20.6 us). */
 #define SMR 8
+/* Lanes of block b that are rows of W (N % 16 at the last block). */
+INLINE __mmask16 block_mask(int N, int b) {
+    int nn = N - 16 * b;
+    return nn >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nn) - 1);
+}
+
+/* acc[r] += the slots s..e applied to row r's chunk xc[r]. */
+T_512 INLINE void ell_apply_512(const rf_spmat *W, int64_t s, int64_t e, const __m512 *xc, __m512 *acc, const int MR) {
+    for (; s < e; s++) {
+        const uint8_t *slot = W->ell_slots + (size_t)s * 128;
+        __m512i idx = _mm512_load_si512((const void *)slot);
+        __m512 w = _mm512_load_ps((const void *)(slot + 64));
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < MR; r++) acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, xc[r]), w, acc[r]);
+    }
+}
+
+T_512 INLINE __m512 ell_bias_512(const float *bias, __mmask16 mk, int b) {
+    return bias ? _mm512_maskz_loadu_ps(mk, bias + 16 * b) : _mm512_setzero_ps();
+}
+
+T_512 INLINE void ell_store_512(float *Y, int N, int m0, int b, __mmask16 mk, const __m512 *acc, const int MR) {
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < MR; r++) _mm512_mask_storeu_ps(Y + (size_t)(m0 + r) * N + 16 * b, mk, acc[r]);
+}
+
 T_512 INLINE void ell_rows_512(const rf_spmat *W, const float *X, const float *bias, float *Y, int m0, int b,
                                const int MR) {
     const int N = W->N, K = W->K, nc = W->ell_nc, full = K / 16;
     const int64_t *tp = W->ell_tptr + (size_t)b * nc;
-    const __mmask16 tail = (__mmask16)((1u << (K % 16)) - 1);
-    int nn = N - 16 * b;
-    __mmask16 mk = nn >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nn) - 1);
-    __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias + 16 * b) : _mm512_setzero_ps();
+    const __mmask16 tail = (__mmask16)((1u << (K % 16)) - 1), mk = block_mask(N, b);
     const float *xb = X + (size_t)m0 * K;
     const size_t ldx = (size_t)K;
+    const __m512 bv = ell_bias_512(bias, mk, b);
     __m512 acc[SMR];
     _Pragma("GCC unroll 8")
     for (int r = 0; r < MR; r++) acc[r] = bv;
     for (int c = 0; c < nc; c++) {
-        int64_t s = tp[c], e = tp[c + 1];
-        if (s == e) continue;
+        if (tp[c] == tp[c + 1]) continue;
         __m512 xc[SMR];
         if (c < full) {
             _Pragma("GCC unroll 8")
@@ -106,16 +129,9 @@ T_512 INLINE void ell_rows_512(const rf_spmat *W, const float *X, const float *b
             _Pragma("GCC unroll 8")
             for (int r = 0; r < MR; r++) xc[r] = _mm512_maskz_loadu_ps(tail, xb + r * ldx + 16 * (size_t)c);
         }
-        for (; s < e; s++) {
-            const uint8_t *slot = W->ell_slots + (size_t)s * 128;
-            __m512i idx = _mm512_load_si512((const void *)slot);
-            __m512 w = _mm512_load_ps((const void *)(slot + 64));
-            _Pragma("GCC unroll 8")
-            for (int r = 0; r < MR; r++) acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, xc[r]), w, acc[r]);
-        }
+        ell_apply_512(W, tp[c], tp[c + 1], xc, acc, MR);
     }
-    _Pragma("GCC unroll 8")
-    for (int r = 0; r < MR; r++) _mm512_mask_storeu_ps(Y + (size_t)(m0 + r) * N + 16 * b, mk, acc[r]);
+    ell_store_512(Y, N, m0, b, mk, acc, MR);
 }
 
 /* K <= 16: every block reads the same single chunk of a row, so it is
@@ -128,23 +144,15 @@ T_512 INLINE void ell_rows1_512(const rf_spmat *W, const float *X, const float *
     const float *xb = X + (size_t)m0 * K;
     __m512 xc[SMR];
     _Pragma("GCC unroll 8")
-    for (int r = 0; r < MR; r++) xc[r] = _mm512_maskz_loadu_ps(K == 16 ? (__mmask16)0xFFFF : km, xb + (size_t)r * K);
+    for (int r = 0; r < MR; r++) xc[r] = _mm512_maskz_loadu_ps(km, xb + (size_t)r * K);
     for (int b = 0; b < nb; b++) {
-        int nn = N - 16 * b;
-        __mmask16 mk = nn >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nn) - 1);
-        __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias + 16 * b) : _mm512_setzero_ps();
+        const __mmask16 mk = block_mask(N, b);
+        const __m512 bv = ell_bias_512(bias, mk, b);
         __m512 acc[SMR];
         _Pragma("GCC unroll 8")
         for (int r = 0; r < MR; r++) acc[r] = bv;
-        for (int64_t s = W->ell_tptr[b], e = W->ell_tptr[b + 1]; s < e; s++) {
-            const uint8_t *slot = W->ell_slots + (size_t)s * 128;
-            __m512i idx = _mm512_load_si512((const void *)slot);
-            __m512 w = _mm512_load_ps((const void *)(slot + 64));
-            _Pragma("GCC unroll 8")
-            for (int r = 0; r < MR; r++) acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, xc[r]), w, acc[r]);
-        }
-        _Pragma("GCC unroll 8")
-        for (int r = 0; r < MR; r++) _mm512_mask_storeu_ps(Y + (size_t)(m0 + r) * N + 16 * b, mk, acc[r]);
+        ell_apply_512(W, W->ell_tptr[b], W->ell_tptr[b + 1], xc, acc, MR);
+        ell_store_512(Y, N, m0, b, mk, acc, MR);
     }
 }
 
@@ -388,8 +396,7 @@ T_VBMI INLINE void ell_rows_vbmi(const rf_qmat *W, const uint8_t *A, int32_t *C,
             for (int r = 0; r < MR; r++) acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_permutexvar_epi8(idx, x[r]), w);
         }
     }
-    int nn = N - 16 * b;
-    __mmask16 mk = nn >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nn) - 1);
+    const __mmask16 mk = block_mask(N, b);
     _Pragma("GCC unroll 8")
     for (int r = 0; r < MR; r++) _mm512_mask_storeu_epi32(C + (size_t)(m0 + r) * N + 16 * b, mk, acc[r]);
 }
