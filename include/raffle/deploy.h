@@ -27,6 +27,10 @@ typedef enum rf_deploy_mode {
     RF_DEPLOY_AUTO = 0,    /* sparse where calibration says it is faster */
     RF_DEPLOY_DENSE = 1,   /* install nothing (reference runs)             */
     RF_DEPLOY_SPARSE = 2,  /* sparse on every linear/conv layer (tests)    */
+    /* sparse where the layer is at least min_sparsity pruned: a measured
+     * break-even and no timing, so the choice (and every float it affects)
+     * is the same on every run and rank. Evaluation uses it. */
+    RF_DEPLOY_RULE = 3,
 } rf_deploy_mode;
 
 typedef struct rf_deploy_opts {
@@ -38,7 +42,17 @@ typedef struct rf_deploy_opts {
     /* The same for the calls of one sample (rf_deploy_layer.rows1); <= 0:
      * min_speedup. */
     double         min_speedup_1;
+    /* RF_DEPLOY_RULE: fraction of zero weights from which a site runs the
+     * sparse kernel (<= 0: rf_deploy_eval_min_sparsity(batch)). */
+    double         min_sparsity;
 } rf_deploy_opts;
+
+/* The measured break-even sparsity of the sparse fp32 kernel against sgemm
+ * on this project's layer shapes (bench/deploy/fp32_breakeven.c,
+ * docs/kernels.md): at 256 samples per batch and more, sparse is faster on
+ * every bench shape from 50% pruned; at 64 and 16 samples the N = 10
+ * classifier heads need 70-80%, so below 256 it is 80%. */
+double rf_deploy_eval_min_sparsity(int batch);
 
 /* What was decided for one GEMM site: a linear/conv/patch-embedding layer
  * (layer hook), or one weight's product inside a transformer block or

@@ -86,6 +86,20 @@ rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m
 rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m,
                          const char *extra_json, cJSON *metrics);
 
+/* Accuracy and loss of m (borrowed) on ds at `batch`, run the way a deployed
+ * model runs: layers pruned at least rf_deploy_eval_min_sparsity(batch) use
+ * the sparse kernel (RF_DEPLOY_RULE: no timing, so the numbers repeat on
+ * every run and rank), layers with an inference hook already (int8) keep
+ * it. The sparse hooks are removed before returning. n_sparse (may be NULL)
+ * gets the number of sparse sites. */
+rf_status rf_evaluate_deployed(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch, double *acc,
+                               double *loss, int *n_sparse);
+/* rf_evaluate_deployed on io's test split, capped by the "eval_limit"
+ * setting, at batch 256: the accuracy every task reports. *acc = -1 and
+ * *loss = 0 without a test split. */
+rf_status rf_task_evaluate(rf_ctx *ctx, const rf_task_io *io, rf_model *m, double *acc, double *loss,
+                           int *n_sparse);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,9 +1,12 @@
 /* raffle eval: accuracy and loss of a checkpoint on a dataset's test split.
  * A quantized checkpoint (int8 values + scales, quant metadata) is evaluated
  * with its integer inference path rebuilt (rf_quant_load), not as the
- * dequantized float model. */
+ * dequantized float model; the float layers of a pruned model run the sparse
+ * kernel where they are pruned past the measured break-even
+ * (rf_evaluate_deployed). */
 #include "cli/cli.h"
 #include "raffle/quant.h"
+#include "raffle/task.h"
 #include "raffle/train.h"
 
 #include <stdio.h>
@@ -35,13 +38,14 @@ int rf_cmd_eval(int argc, char **argv) {
     rf_quant *q = NULL;
     rf_dataset *train = NULL, *test = NULL;
     double acc = 0, loss = 0, t0 = rf_now(), secs = 0;
+    int n_sparse = 0;
     rf_dataset view;
     rf_status s = rf_quant_load(&ctx, ckpt, &m, &q);
     if (s == RF_OK) s = rf_data_load(&ctx, data, &train, &test);
     if (s == RF_OK) {
         view = limit > 0 && limit < test->n ? rf_dataset_head(test, limit) : *test;
         t0 = rf_now();
-        s = rf_evaluate(&ctx, m, &view, batch, &acc, &loss);
+        s = rf_evaluate_deployed(&ctx, m, &view, batch, &acc, &loss, &n_sparse);
         secs = rf_now() - t0;
     }
     if (s != RF_OK) {
@@ -61,6 +65,7 @@ int rf_cmd_eval(int argc, char **argv) {
             cJSON_AddNumberToObject(j, "prunable_remaining", (double)remaining);
             cJSON_AddBoolToObject(j, "quantized", q != NULL);
             cJSON_AddNumberToObject(j, "int8_products", q ? rf_quant_n_layers(q) : 0);
+            cJSON_AddNumberToObject(j, "sparse_products", n_sparse);
             cJSON_AddNumberToObject(j, "seconds", secs);
             cJSON_AddNumberToObject(j, "samples_per_s", sps);
             cli_print_json(j);
@@ -68,6 +73,7 @@ int rf_cmd_eval(int argc, char **argv) {
             printf("%s on %s: test accuracy %.4f, loss %.4f over %lld samples; %zu parameters; %.0f samples/s",
                    ckpt, data, acc, loss, (long long)view.n, m->n_params, sps);
             if (q) printf("; int8 (%d products)", rf_quant_n_layers(q));
+            if (n_sparse) printf("; sparse kernel on %d products", n_sparse);
             printf("\n");
         }
     }

@@ -125,6 +125,8 @@ static rf_status calibrate(rf_ctx *ctx, const float *W, const rf_spmat *sp, int 
     return RF_OK;
 }
 
+double rf_deploy_eval_min_sparsity(int batch) { return batch >= 256 ? 0.5 : 0.8; }
+
 void rf_deploy_opts_default(rf_deploy_opts *o) {
     memset(o, 0, sizeof *o);
     o->batch = 64;
@@ -174,6 +176,8 @@ static rf_status deploy_site(rf_ctx *ctx, const rf_model *m, const rf_deploy_opt
     d->rows = rows; d->N = N; d->K = K;
     d->sparsity = w->numel ? (double)zeros / (double)w->numel : 0.0;
     if (o->mode == RF_DEPLOY_DENSE) return RF_OK;
+    const double rule_t = o->min_sparsity > 0.0 ? o->min_sparsity : rf_deploy_eval_min_sparsity(o->batch);
+    if (o->mode == RF_DEPLOY_RULE && d->sparsity < rule_t) return RF_OK;   /* nothing to pack */
     rf_spmat *sp = NULL;
     rf_status st = rf_spmat_pack(ctx, Wp, N, K, &sp);
     if (st) { rf_error_prefix(ctx, "deploy: %s", what); return st; }

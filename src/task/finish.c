@@ -224,10 +224,41 @@ static int64_t settings_i64(const cJSON *settings, const char *key) {
     return cJSON_IsNumber(v) && v->valuedouble > 0 ? (int64_t)v->valuedouble : 0;
 }
 
+rf_status rf_evaluate_deployed(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch, double *acc,
+                               double *loss, int *n_sparse) {
+    if (n_sparse) *n_sparse = 0;
+    rf_deploy_opts o;
+    rf_deploy_opts_default(&o);
+    o.mode = RF_DEPLOY_RULE;
+    o.batch = batch;
+    const int max_info = m->n_layers + m->n_ptensors;
+    rf_deploy_layer *info = rf_calloc((size_t)max_info + 1, sizeof *info);
+    if (!info) return rf_error(ctx, RF_ERR_NOMEM, "evaluate: out of memory");
+    int ni = 0;
+    rf_status s = rf_deploy_model(ctx, m, &o, info, max_info, &ni);
+    if (s == RF_OK) s = rf_evaluate(ctx, m, ds, batch, acc, loss);
+    for (int i = 0; i < ni && n_sparse; i++) *n_sparse += info[i].sparse;
+    rf_deploy_release(m);
+    rf_free(info);
+    return s;
+}
+
+rf_status rf_task_evaluate(rf_ctx *ctx, const rf_task_io *io, rf_model *m, double *acc, double *loss,
+                           int *n_sparse) {
+    *acc = -1.0;
+    *loss = 0.0;
+    if (n_sparse) *n_sparse = 0;
+    if (!io->test) return RF_OK;
+    rf_dataset view = *io->test;
+    int64_t limit = settings_i64(io->settings, "eval_limit");
+    if (limit > 0 && limit < view.n) view = rf_dataset_head(io->test, limit);
+    return rf_evaluate_deployed(ctx, m, &view, 256, acc, loss, n_sparse);
+}
+
 static const char *const common_keys[] = {
     "accuracy", "loss", "sparsity", "layer_sparsity", "collapsed_layers", "parameters", "nonzero_parameters",
     "bytes", "dense_bytes", "compression_ratio", "latency_ms", "dense_latency_ms", "throughput", "deployed_form",
-    "sparse_layers", "raw_fp32_bytes", "dense_throughput",
+    "sparse_layers", "raw_fp32_bytes", "dense_throughput", "eval_sparse_layers",
 };
 
 rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const char *extra_json, cJSON *metrics) {
@@ -241,13 +272,11 @@ rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const c
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, common_keys[i]);
 
     double acc = 0.0, loss = 0.0;
-    if (io->test) {
-        rf_dataset view = *io->test;
-        int64_t limit = settings_i64(io->settings, "eval_limit");
-        if (limit > 0 && limit < view.n) view = rf_dataset_head(io->test, limit);
-        RF_TRY(rf_evaluate(ctx, m, &view, 256, &acc, &loss));
-    }
-    if (!cJSON_AddNumberToObject(metrics, "accuracy", acc) || !cJSON_AddNumberToObject(metrics, "loss", loss))
+    int eval_sparse = 0;
+    RF_TRY(rf_task_evaluate(ctx, io, m, &acc, &loss, &eval_sparse));
+    if (acc < 0.0) acc = 0.0;
+    if (!cJSON_AddNumberToObject(metrics, "accuracy", acc) || !cJSON_AddNumberToObject(metrics, "loss", loss) ||
+        !cJSON_AddNumberToObject(metrics, "eval_sparse_layers", eval_sparse))
         return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
     RF_TRY(add_sparsity(ctx, m, metrics));
     RF_TRY(add_collapsed(ctx, m, metrics));

@@ -71,13 +71,8 @@ static rf_status lock_pattern(rf_ctx *ctx, rf_model *m) {
 
 /* Test accuracy of a model as rf_task_finish measures it (eval_limit). */
 static rf_status test_accuracy(rf_ctx *ctx, const rf_task_io *io, rf_model *m, double *acc) {
-    *acc = -1.0;
-    if (!io->test) return RF_OK;
-    rf_dataset view = *io->test;
-    double lim = 0.0, loss;
-    RF_TRY(setting_num(ctx, io->settings, "eval_limit", 0, 1e15, &lim));
-    if (lim > 0 && (int64_t)lim < view.n) view = rf_dataset_head(io->test, (int64_t)lim);
-    return rf_evaluate(ctx, m, &view, 256, acc, &loss);
+    double loss;
+    return rf_task_evaluate(ctx, io, m, acc, &loss, NULL);
 }
 
 static rf_status extra_json(rf_ctx *ctx, const char *kind, const rf_task_io *io, int64_t steps, char **out) {

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "raffle/task.h"
+#include "raffle/kernels.h"
 
 static cJSON *settings_of(const char *json) {
     cJSON *s = cJSON_Parse(json);
@@ -189,6 +190,55 @@ Test(task, finish_measures_sparsity_and_collapse) {
     rf_model_free(mod); rf_dataset_free(tr); rf_dataset_free(te);
     char path[300]; snprintf(path, sizeof path, "%s/model.rckpt", dir);
     unlink(path); rmdir(dir);
+}
+
+/* Evaluation runs the layers pruned past the measured break-even on the
+ * sparse kernel, by a fixed rule (no timing): the same numbers on every run,
+ * equal to the dense evaluation within float rounding, hooks removed after,
+ * and the count in the task's metrics. */
+Test(task, evaluation_uses_sparse_kernel_by_rule) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_model *mod;
+    cr_assert_eq(rf_model_create(&ctx, "lenet-300-100", &mod), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_model_init(&ctx, mod, 3), RF_OK);
+    rf_rng r; rf_rng_init(&r, 4, 0);
+    int nw = 0;
+    for (int i = 0; i < mod->n_ptensors; i++) {
+        const rf_param *p = &mod->ptensors[i];
+        if (p->role == RF_P_BIAS) for (size_t k = 0; k < p->numel; k++) mod->params[p->offset + k] = 0.05f * rf_rng_normal(&r);
+        if (p->role != RF_P_WEIGHT) continue;
+        /* fc1 90% pruned, fc2 60%, fc3 dense */
+        double sp = nw == 0 ? 0.9 : nw == 1 ? 0.6 : 0.0;
+        for (size_t k = 0; k < p->numel; k++) if (rf_rng_uniform_double(&r) < sp) mod->params[p->offset + k] = 0.0f;
+        nw++;
+    }
+    rf_dataset *tr, *te;
+    cr_assert_eq(rf_data_load(&ctx, "synthetic:300", &tr, &te), RF_OK);
+    double acc_d, loss_d, acc_s, loss_s, acc_2, loss_2;
+    int ns = -1;
+    cr_assert_eq(rf_evaluate(&ctx, mod, te, 256, &acc_d, &loss_d), RF_OK);
+    cr_assert_eq(rf_evaluate_deployed(&ctx, mod, te, 256, &acc_s, &loss_s, &ns), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(ns, 2, "batch 256: fc1 and fc2 are past 50%% (%d sparse)", ns);
+    cr_assert_float_eq(loss_s, loss_d, 1e-5 * (fabs(loss_d) + 1.0));
+    cr_assert_float_eq(acc_s, acc_d, 1e-9);
+    cr_assert_eq(rf_evaluate_deployed(&ctx, mod, te, 256, &acc_2, &loss_2, NULL), RF_OK);
+    cr_assert(loss_2 == loss_s && acc_2 == acc_s, "repeat differs: %.17g vs %.17g", loss_2, loss_s);
+    cr_assert_eq(rf_evaluate_deployed(&ctx, mod, te, 16, &acc_2, &loss_2, &ns), RF_OK);
+    cr_assert_eq(ns, 1, "batch 16: only fc1 is past 80%% (%d sparse)", ns);
+    for (int i = 0; i < mod->n_layers; i++) cr_assert_null(mod->layers[i].infer_gemm);
+    char dir[] = "/tmp/raffle_evd_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    cJSON *set = settings_of("{\"kind\":\"train\"}");
+    rf_task_io io = {.settings = set, .out_dir = dir, .train = tr, .test = te};
+    cJSON *m = cJSON_CreateObject();
+    cr_assert_eq(rf_task_finish(&ctx, &io, mod, NULL, m), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq((int)num(m, "eval_sparse_layers"), 2);
+    cr_assert(num(m, "loss") == loss_s);
+    cJSON_Delete(m); cJSON_Delete(set);
+    rf_model_free(mod); rf_dataset_free(tr); rf_dataset_free(te);
+    char path[300]; snprintf(path, sizeof path, "%s/model.rckpt", dir);
+    unlink(path); rmdir(dir);
+    rf_kernels_release_workspace();
 }
 
 /* A stop request ends "train" with RF_ERR_PREEMPTED and writes nothing; a task
