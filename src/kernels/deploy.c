@@ -176,8 +176,9 @@ static rf_status deploy_site(rf_ctx *ctx, const rf_model *m, const rf_deploy_opt
     d->rows = rows; d->N = N; d->K = K;
     d->sparsity = w->numel ? (double)zeros / (double)w->numel : 0.0;
     if (o->mode == RF_DEPLOY_DENSE) return RF_OK;
-    const double rule_t = o->min_sparsity > 0.0 ? o->min_sparsity : rf_deploy_eval_min_sparsity(o->batch);
-    if (o->mode == RF_DEPLOY_RULE && d->sparsity < rule_t) return RF_OK;   /* nothing to pack */
+    if (o->mode == RF_DEPLOY_RULE &&   /* below the break-even: nothing to pack */
+        d->sparsity < (o->min_sparsity > 0.0 ? o->min_sparsity : rf_deploy_eval_min_sparsity(o->batch)))
+        return RF_OK;
     rf_spmat *sp = NULL;
     rf_status st = rf_spmat_pack(ctx, Wp, N, K, &sp);
     if (st) { rf_error_prefix(ctx, "deploy: %s", what); return st; }

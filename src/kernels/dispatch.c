@@ -137,7 +137,7 @@ void rf_qgemm(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {
 }
 
 double rf_spmm_work_ops(const rf_spmat *W, int M) {
-    int ell = W->ell_slots && rf_kernels_init() >= RF_ISA_AVX512 && (W->ell_pref || M < RF_KERN_SMALL_M);
+    int ell = rf_kernels_init() >= RF_ISA_AVX512 && rf_spmat_takes_ell(W, M);
     return 2.0 * M * (ell ? 16.0 * (double)W->ell_nslots : (double)W->nnz);
 }
 

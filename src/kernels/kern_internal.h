@@ -85,6 +85,13 @@ struct rf_qmat {
  * use row-by-row CSR dot products instead. */
 #define RF_KERN_SMALL_M 8
 
+/* Whether the AVX-512 sparse kernel runs W's ELL slots for M rows (the
+ * dispatched ISA must be AVX-512 too): small batches always, wider ones
+ * where the layout rule preferred them. */
+static inline int rf_spmat_takes_ell(const rf_spmat *W, int M) {
+    return W->ell_slots && (W->ell_pref || M < RF_KERN_SMALL_M);
+}
+
 typedef void (*rf_spmm_fn)(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
 typedef void (*rf_qgemm_fn)(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 

@@ -27,23 +27,28 @@ static int ell_tile_slots(const int8_t *W, int N, int K, int b, int c) {
     return (most + 3) / 4;
 }
 
-/* The ELL slots of a sparse int8 matrix (layout in kern_internal.h). */
+/* The ELL slots of a sparse int8 matrix (layout in kern_internal.h). The
+ * first pass stores each tile's slot offset, the second fills the slots. */
 static rf_status pack_ell(rf_ctx *ctx, rf_qmat *q, const int8_t *W) {
     const int N = q->N, K = q->K, nb = (N + 15) / 16, nc = K > 0 ? (K + 63) / 64 : 0;
     q->ell_nc = nc;
+    q->ell_tptr = rf_malloc(sizeof(int64_t) * ((size_t)nb * (size_t)nc + 1));
+    if (!q->ell_tptr) return rf_error(ctx, RF_ERR_NOMEM, "qmat: out of memory");
     size_t ns = 0;
     for (int b = 0; b < nb; b++)
-        for (int c = 0; c < nc; c++) ns += (size_t)ell_tile_slots(W, N, K, b, c);
+        for (int c = 0; c < nc; c++) {
+            q->ell_tptr[(size_t)b * nc + c] = (int64_t)ns;
+            ns += (size_t)ell_tile_slots(W, N, K, b, c);
+        }
+    q->ell_tptr[(size_t)nb * nc] = (int64_t)ns;
     RF_TRY(rf_check_cap(ctx, (uint64_t)ns * 128u, "int8 sparse slots"));
-    q->ell_tptr = rf_malloc(sizeof(int64_t) * ((size_t)nb * (size_t)nc + 1));
     q->ell_slots = ns ? rf_aligned_alloc(64, ns * 128) : NULL;
-    if (!q->ell_tptr || (ns && !q->ell_slots)) return rf_error(ctx, RF_ERR_NOMEM, "qmat: out of memory (%zu slots)", ns);
+    if (ns && !q->ell_slots) return rf_error(ctx, RF_ERR_NOMEM, "qmat: out of memory (%zu slots)", ns);
     if (ns) memset(q->ell_slots, 0, ns * 128);
-    size_t s = 0;
     for (int b = 0; b < nb; b++)
         for (int c = 0; c < nc; c++) {
-            int T = ell_tile_slots(W, N, K, b, c), k1 = 64 * c + 64 < K ? 64 * c + 64 : K;
-            q->ell_tptr[(size_t)b * nc + c] = (int64_t)s;
+            const int k1 = 64 * c + 64 < K ? 64 * c + 64 : K;
+            const size_t s = (size_t)q->ell_tptr[(size_t)b * nc + c];
             for (int l = 0; l < 16 && 16 * b + l < N; l++) {
                 const int8_t *row = W + (size_t)(16 * b + l) * K;
                 int e = 0;   /* e-th non-zero of the row in this chunk: slot e / 4, byte 4l + e % 4 */
@@ -55,9 +60,7 @@ static rf_status pack_ell(rf_ctx *ctx, rf_qmat *q, const int8_t *W) {
                         e++;
                     }
             }
-            s += (size_t)T;
         }
-    q->ell_tptr[(size_t)nb * nc] = (int64_t)s;
     q->ell_nslots = ns;
     return RF_OK;
 }

@@ -185,7 +185,7 @@ T_512 static void spmm_ell_512(const rf_spmat *W, const float *X, const float *b
 T_512 void rf_spmm_avx512(const rf_spmat *W, const float *X, const float *bias, float *Y, int M) {
     const int N = W->N, K = W->K;
     if (M <= 0 || N <= 0) return;
-    if (W->ell_slots && (W->ell_pref || M < RF_KERN_SMALL_M)) { spmm_ell_512(W, X, bias, Y, M); return; }
+    if (rf_spmat_takes_ell(W, M)) { spmm_ell_512(W, X, bias, Y, M); return; }
     if (M < RF_KERN_SMALL_M) { rf_spmm_small_(W, X, bias, Y, M); return; }
     float *ws = rf_kern_workspace(((size_t)K + (size_t)N) * RF_KERN_PANEL * sizeof(float));
     if (!ws) { rf_spmm_ref(W, X, bias, Y, M); return; }

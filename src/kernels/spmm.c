@@ -36,29 +36,37 @@ static int ell_tile_slots(const float *W, int N, int K, int b, int c) {
     return most;
 }
 
-static size_t ell_count(const float *W, int N, int K) {
+/* Fills ptr [ceil(N/16) * ceil(K/16) + 1] with the tiles' slot offsets (each
+ * tile's count from ell_tile_slots) and returns the total. */
+static size_t ell_offsets(const float *W, int N, int K, int64_t *ptr) {
+    const int nb = (N + 15) / 16, nc = (K + 15) / 16;
     size_t ns = 0;
-    for (int b = 0; b < (N + 15) / 16; b++)
-        for (int c = 0; c < (K + 15) / 16; c++) ns += (size_t)ell_tile_slots(W, N, K, b, c);
+    for (int b = 0; b < nb; b++)
+        for (int c = 0; c < nc; c++) {
+            ptr[(size_t)b * nc + c] = (int64_t)ns;
+            ns += (size_t)ell_tile_slots(W, N, K, b, c);
+        }
+    ptr[(size_t)nb * nc] = (int64_t)ns;
     return ns;
 }
 
-static rf_status pack_ell(rf_ctx *ctx, rf_spmat *s, const float *W, size_t ns) {
+static rf_status pack_ell(rf_ctx *ctx, rf_spmat *s, const float *W) {
     const int N = s->N, K = s->K, nb = (N + 15) / 16, nc = (K + 15) / 16;
-    RF_TRY(rf_check_cap(ctx, (uint64_t)ns * 128u, "sparse matrix slots"));
     s->ell_nc = nc;
     s->ell_tptr = rf_malloc(sizeof(int64_t) * ((size_t)nb * (size_t)nc + 1));
+    if (!s->ell_tptr) return rf_error(ctx, RF_ERR_NOMEM, "spmat: out of memory");
+    const size_t ns = ell_offsets(W, N, K, s->ell_tptr);
+    RF_TRY(rf_check_cap(ctx, (uint64_t)ns * 128u, "sparse matrix slots"));
     s->ell_slots = rf_aligned_alloc(64, ns ? ns * 128 : 64);
-    if (!s->ell_tptr || !s->ell_slots) return rf_error(ctx, RF_ERR_NOMEM, "spmat: out of memory (%zu slots)", ns);
+    if (!s->ell_slots) return rf_error(ctx, RF_ERR_NOMEM, "spmat: out of memory (%zu slots)", ns);
     memset(s->ell_slots, 0, ns ? ns * 128 : 64);
-    size_t p = 0;
     for (int b = 0; b < nb; b++)
         for (int c = 0; c < nc; c++) {
-            int k1 = 16 * c + 16 < K ? 16 * c + 16 : K;
-            s->ell_tptr[(size_t)b * nc + c] = (int64_t)p;
+            const int k1 = 16 * c + 16 < K ? 16 * c + 16 : K;
+            const size_t p = (size_t)s->ell_tptr[(size_t)b * nc + c];
             for (int l = 0; l < 16 && 16 * b + l < N; l++) {
                 const float *row = W + (size_t)(16 * b + l) * K;
-                int e = 0;
+                int e = 0;   /* e-th non-zero of the row in this chunk: slot p + e, lane l */
                 for (int k = 16 * c; k < k1; k++)
                     if (row[k] != 0.0f) {
                         uint8_t *slot = s->ell_slots + (p + (size_t)e) * 128;
@@ -68,9 +76,7 @@ static rf_status pack_ell(rf_ctx *ctx, rf_spmat *s, const float *W, size_t ns) {
                         e++;
                     }
             }
-            p += (size_t)ell_tile_slots(W, N, K, b, c);
         }
-    s->ell_tptr[(size_t)nb * nc] = (int64_t)p;
     s->ell_nslots = ns;
     return RF_OK;
 }
@@ -126,7 +132,7 @@ rf_status rf_spmat_pack_layout(rf_ctx *ctx, const float *W, int N, int K, rf_sp_
      * (small batches always take them) or when asked for. */
     if (N > 0 && K > 0 &&
         (layout == RF_SP_ELL || (layout == RF_SP_AUTO && rf_kernels_cpu_isa() >= RF_ISA_AVX512))) {
-        rf_status st = pack_ell(ctx, s, W, ell_count(W, N, K));
+        rf_status st = pack_ell(ctx, s, W);
         if (st != RF_OK) { rf_spmat_free(s); return st; }
         s->ell_pref = layout == RF_SP_ELL || (layout == RF_SP_AUTO && ell_preferred(N, K));
     }

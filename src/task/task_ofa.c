@@ -69,12 +69,6 @@ static rf_status lock_pattern(rf_ctx *ctx, rf_model *m) {
     return RF_OK;
 }
 
-/* Test accuracy of a model as rf_task_finish measures it (eval_limit). */
-static rf_status test_accuracy(rf_ctx *ctx, const rf_task_io *io, rf_model *m, double *acc) {
-    double loss;
-    return rf_task_evaluate(ctx, io, m, acc, &loss, NULL);
-}
-
 static rf_status extra_json(rf_ctx *ctx, const char *kind, const rf_task_io *io, int64_t steps, char **out) {
     *out = NULL;
     cJSON *e = cJSON_CreateObject();
@@ -179,13 +173,13 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
     rf_distill *d = NULL;
     rf_quant *q = NULL;
     char *extra = NULL;
-    double teacher_acc = -1.0;
+    double teacher_acc = -1.0, teacher_loss;
     rf_train_result r;
     memset(&r, 0, sizeof r);
     rf_status s = rf_model_load(ctx, io->parent_ckpts[0], &m);
     if (s != RF_OK) rf_error_prefix(ctx, "%s: parent %s", kind, io->parent_ckpts[0]);
     if (s == RF_OK && teacher_path) s = rf_teacher_load(ctx, &teacher_path, 1, &t);
-    if (s == RF_OK && t) s = test_accuracy(ctx, io, rf_teacher_model(t, 0), &teacher_acc);
+    if (s == RF_OK && t) s = rf_task_evaluate(ctx, io, rf_teacher_model(t, 0), &teacher_acc, &teacher_loss, NULL);
     if (s == RF_OK && t && cache) s = rf_teacher_cache(ctx, t, io->train, 256);
     if (s == RF_OK && stage == STAGE_TRANSFER) s = lock_pattern(ctx, m);
     if (s == RF_OK && stage == STAGE_QAT) {

@@ -99,12 +99,6 @@ static rf_status add_int8_latency(rf_ctx *ctx, const rf_task_io *io, rf_model *m
     return RF_OK;
 }
 
-/* Accuracy of m on the test split as rf_task_finish measures it. */
-static rf_status test_accuracy(rf_ctx *ctx, const rf_task_io *io, rf_model *m, double *acc) {
-    double loss;
-    return rf_task_evaluate(ctx, io, m, acc, &loss, NULL);
-}
-
 static rf_status run_ptq(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_quant **q) {
     const char *cname = setting_str(io->settings, "calib", "minmax");
     int cm = rf_calib_from_name(cname);
@@ -137,8 +131,8 @@ rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     RF_TRY(rf_quant_load(ctx, io->parent_ckpts[0], &m, &q));
     rf_status s = RF_OK;
     if (q) s = rf_error(ctx, RF_ERR_INVALID, "quantize: %s is already quantized", io->parent_ckpts[0]);
-    double fp32_acc = -1.0;
-    if (s == RF_OK) s = test_accuracy(ctx, io, m, &fp32_acc);
+    double fp32_acc = -1.0, fp32_loss;
+    if (s == RF_OK) s = rf_task_evaluate(ctx, io, m, &fp32_acc, &fp32_loss, NULL);
     rf_train_result r;
     memset(&r, 0, sizeof r);
     if (s == RF_OK && mode == MODE_PTQ) s = run_ptq(ctx, io, m, &q);
