@@ -39,6 +39,20 @@ void        rf_kernels_release_workspace(void);
 /* Dense fp32 via OpenBLAS sgemm: Y = X · W^T (+ bias if non-NULL). */
 void rf_linear_f32(const float *X, const float *W, const float *bias, float *Y, int M, int N, int K);
 
+/* Activation layouts. RF_ROWS: [M, F], one row per sample (what layers
+ * exchange). RF_FEAT: [F, M], one row per feature with the M samples
+ * contiguous: the conv layer's column matrix colT[K, cols] and its
+ * per-channel output, and the inside of feature-major runs of linear layers
+ * in a deployed inference forward (nn.h). The sparse kernels vectorise over
+ * samples, so they work on RF_FEAT panels internally: an RF_FEAT operand
+ * saves them the transpose that an RF_ROWS one costs. For M = 1 the two
+ * layouts are the same bytes. */
+typedef enum rf_layout { RF_ROWS = 0, RF_FEAT = 1 } rf_layout;
+/* rf_linear_f32 with X and Y in the given layouts (sgemm's transpose flags:
+ * the same product, no copies). */
+void rf_linear_f32_lay(const float *X, rf_layout xl, const float *W, const float *bias, float *Y, rf_layout yl,
+                       int M, int N, int K);
+
 /* ---- sparse fp32 ---- */
 typedef struct rf_spmat rf_spmat;   /* opaque packed sparse W */
 /* Packs the non-zeros of W [N, K] (copies). Returns new; free with rf_spmat_free. */
@@ -48,6 +62,12 @@ size_t    rf_spmat_nnz(const rf_spmat *s);
 /* Y [M, N] = X [M, K] · W^T + bias (bias may be NULL). Uses the dispatched kernel. */
 void      rf_spmm(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
 void      rf_spmm_ref(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
+/* The same product with X [M, K] or [K, M] and Y [M, N] or [N, M] (rf_layout).
+ * rf_spmm_lay(.., RF_ROWS, .., RF_ROWS, M) is rf_spmm. X and Y must not overlap. */
+void      rf_spmm_lay(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y, rf_layout yl,
+                      int M);
+void      rf_spmm_lay_ref(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y,
+                          rf_layout yl, int M);
 
 /* ---- int8: u8 activations × s8 weights -> s32 accumulators ----
  * C[M, N] = sum_k A[m, k] * W[n, k] (exact integer arithmetic). The caller

@@ -42,6 +42,14 @@ static rf_status sparse_gemm(void *state, const float *X, float *Y, int M) {
     return RF_OK;
 }
 
+/* The feature-major form (nn.h infer_gemm_feat), installed on conv layers. */
+static rf_status sparse_gemm_feat(void *state, const float *XT, float *YT, int M) {
+    const sparse_state *s = state;
+    if (M <= s->rows1 ? s->at1 : s->at_batch) rf_spmm_lay(s->sp, XT, RF_FEAT, s->bias, YT, RF_FEAT, M);
+    else rf_linear_f32_lay(XT, RF_FEAT, s->W, s->bias, YT, RF_FEAT, M, s->N, s->K);
+    return RF_OK;
+}
+
 static void state_free(sparse_state *s) {
     if (!s) return;
     rf_spmat_free(s->sp);
@@ -50,8 +58,8 @@ static void state_free(sparse_state *s) {
     rf_free(s);
 }
 
-/* ---- calibration cache: (N, K, rows, density in 1/1000) -> times ---------- */
-typedef struct cal_entry { int N, K, rows, permille; double dense_s, sparse_s; } cal_entry;
+/* ---- calibration cache: (N, K, rows, density in 1/1000, layout) -> times -- */
+typedef struct cal_entry { int N, K, rows, permille, feat; double dense_s, sparse_s; } cal_entry;
 static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 static cal_entry cache[CACHE_SIZE];
 static int cache_n, cache_next;
@@ -61,7 +69,7 @@ static int cache_get(const cal_entry *key, cal_entry *out) {
     pthread_mutex_lock(&cache_mu);
     for (int i = 0; i < cache_n && !hit; i++)
         if (cache[i].N == key->N && cache[i].K == key->K && cache[i].rows == key->rows &&
-            cache[i].permille == key->permille) { *out = cache[i]; hit = 1; }
+            cache[i].permille == key->permille && cache[i].feat == key->feat) { *out = cache[i]; hit = 1; }
     pthread_mutex_unlock(&cache_mu);
     return hit;
 }
@@ -80,11 +88,11 @@ void rf_deploy_clear_cache(void) {
     pthread_mutex_unlock(&cache_mu);
 }
 
-typedef struct cal_job { const rf_spmat *sp; const float *W, *X; float *Y; int M, N, K, sparse; } cal_job;
+typedef struct cal_job { const rf_spmat *sp; const float *W, *X; float *Y; int M, N, K, sparse; rf_layout lay; } cal_job;
 
 static void cal_run(const cal_job *j) {
-    if (j->sparse) rf_spmm(j->sp, j->X, NULL, j->Y, j->M);
-    else rf_linear_f32(j->X, j->W, NULL, j->Y, j->M, j->N, j->K);
+    if (j->sparse) rf_spmm_lay(j->sp, j->X, j->lay, NULL, j->Y, j->lay, j->M);
+    else rf_linear_f32_lay(j->X, j->lay, j->W, NULL, j->Y, j->lay, j->M, j->N, j->K);
 }
 
 /* Best of CAL_REPS samples, each repeating the call for CAL_MIN_SECONDS. */
@@ -101,8 +109,8 @@ static double cal_time(const cal_job *j) {
 }
 
 static rf_status calibrate(rf_ctx *ctx, const float *W, const rf_spmat *sp, int N, int K, int rows,
-                           double sparsity, double *dense_s, double *sparse_s) {
-    cal_entry key = {N, K, rows, (int)(sparsity * 1000.0 + 0.5), 0.0, 0.0}, got;
+                           double sparsity, rf_layout lay, double *dense_s, double *sparse_s) {
+    cal_entry key = {N, K, rows, (int)(sparsity * 1000.0 + 0.5), lay == RF_FEAT, 0.0, 0.0}, got;
     if (cache_get(&key, &got)) { *dense_s = got.dense_s; *sparse_s = got.sparse_s; return RF_OK; }
     int M = rows < CAL_MAX_ROWS ? rows : CAL_MAX_ROWS;
     float *X = rf_aligned_alloc(64, sizeof(float) * (size_t)M * K);
@@ -114,7 +122,7 @@ static rf_status calibrate(rf_ctx *ctx, const float *W, const rf_spmat *sp, int 
     rf_rng r;
     rf_rng_init(&r, 0x5eed, (uint64_t)N * 131 + (uint64_t)K);
     for (size_t i = 0; i < (size_t)M * K; i++) X[i] = rf_rng_uniform(&r) - 0.5f;
-    cal_job j = {sp, W, X, Y, M, N, K, 0};
+    cal_job j = {sp, W, X, Y, M, N, K, 0, lay};
     key.dense_s = cal_time(&j);
     j.sparse = 1;
     key.sparse_s = cal_time(&j);
@@ -142,6 +150,7 @@ void rf_deploy_release(rf_model *m) {
         if (L->infer_gemm != sparse_gemm) continue;
         state_free(L->infer_state);
         L->infer_gemm = NULL;
+        L->infer_gemm_feat = NULL;
         L->infer_state = NULL;
     }
     for (int i = 0; i < m->n_ptensors; i++) {
@@ -163,7 +172,7 @@ static const rf_param *layer_param(const rf_model *m, const rf_layer *L, rf_para
 /* Decides one GEMM site (a layer's product, or one weight's product inside
  * a transformer block) and, if sparse wins, fills *gemm / *state. */
 static rf_status deploy_site(rf_ctx *ctx, const rf_model *m, const rf_deploy_opts *o, const rf_param *w,
-                             const rf_param *b, long per_sample, const char *what,
+                             const rf_param *b, long per_sample, rf_layout lay, const char *what,
                              rf_status (**gemm)(void *, const float *, float *, int), void **state,
                              rf_deploy_layer *d) {
     int N = (int)w->shape[0], K = (int)(w->numel / (size_t)N);
@@ -187,13 +196,13 @@ static rf_status deploy_site(rf_ctx *ctx, const rf_model *m, const rf_deploy_opt
     d->sparse_at_1 = d->sparse_at_batch = 1;
     if (o->mode == RF_DEPLOY_AUTO) {
         double td = 0.0, ts = 0.0;
-        st = calibrate(ctx, Wp, sp, N, K, rows, d->sparsity, &td, &ts);
+        st = calibrate(ctx, Wp, sp, N, K, rows, d->sparsity, lay, &td, &ts);
         if (st) { rf_spmat_free(sp); return st; }
         d->dense_us = td * 1e6;
         d->sparse_us = ts * 1e6;
         d->sparse_at_batch = td >= o->min_speedup * ts;
         if (rows1 < rows) {
-            st = calibrate(ctx, Wp, sp, N, K, rows1, d->sparsity, &td, &ts);
+            st = calibrate(ctx, Wp, sp, N, K, rows1, d->sparsity, lay, &td, &ts);
             if (st) { rf_spmat_free(sp); return st; }
         }
         d->dense1_us = td * 1e6;
@@ -249,7 +258,11 @@ rf_status rf_deploy_model(rf_ctx *ctx, rf_model *m, const rf_deploy_opts *opts,
                             : (K > 0 && L->in_size % (size_t)K == 0 ? (long)(L->in_size / (size_t)K) : 1);
             rf_deploy_layer d = {.layer = i, .param = -1};
             snprintf(what, sizeof what, "layer %d (%s)", i, L->name);
-            RF_TRY(deploy_site(ctx, m, &o, w, b, per_sample, what, &L->infer_gemm, &L->infer_state, &d));
+            /* A conv layer hands the kernel its feature-major column matrix
+             * (nn.h infer_gemm_feat), so it is timed that way. */
+            rf_layout lay = L->type == RF_L_CONV2D ? RF_FEAT : RF_ROWS;
+            RF_TRY(deploy_site(ctx, m, &o, w, b, per_sample, lay, what, &L->infer_gemm, &L->infer_state, &d));
+            if (L->infer_gemm == sparse_gemm && lay == RF_FEAT) L->infer_gemm_feat = sparse_gemm_feat;
             if (info && ni < max_info) info[ni] = d;
             ni++;
         } else if (L->type == RF_L_TRANSFORMER || L->type == RF_L_ATTENTION) {
@@ -263,7 +276,7 @@ rf_status rf_deploy_model(rf_ctx *ctx, rf_model *m, const rf_deploy_opts *opts,
                                      m->ptensors[p + 1].layer == w->layer) ? &m->ptensors[p + 1] : NULL;
                 rf_deploy_layer d = {.layer = i, .param = p};
                 snprintf(what, sizeof what, "%s", w->name);
-                RF_TRY(deploy_site(ctx, m, &o, w, b, L->in.d[0], what, &w->infer_gemm, &w->infer_state, &d));
+                RF_TRY(deploy_site(ctx, m, &o, w, b, L->in.d[0], RF_ROWS, what, &w->infer_gemm, &w->infer_state, &d));
                 if (info && ni < max_info) info[ni] = d;
                 ni++;
             }

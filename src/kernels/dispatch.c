@@ -16,14 +16,14 @@
 #include <string.h>
 
 static const rf_kern_table tables[] = {
-    [RF_ISA_SCALAR]     = {rf_spmm_ref,    rf_qgemm_dense_ref_, rf_qgemm_sparse_ref_},
-    [RF_ISA_AVX2]       = {rf_spmm_avx2,   rf_qgemm_dense_avx2, rf_qgemm_sparse_avx2},
+    [RF_ISA_SCALAR]     = {rf_spmm_ref,    rf_spmm_lay_ref,    rf_qgemm_dense_ref_, rf_qgemm_sparse_ref_},
+    [RF_ISA_AVX2]       = {rf_spmm_avx2,   rf_spmm_lay_avx2,   rf_qgemm_dense_avx2, rf_qgemm_sparse_avx2},
     /* AVX-512 without VNNI: the int8 kernels use the AVX2 vpmaddwd path. */
-    [RF_ISA_AVX512]     = {rf_spmm_avx512, rf_qgemm_dense_avx2, rf_qgemm_sparse_avx2},
-    [RF_ISA_AVX512VNNI] = {rf_spmm_avx512, rf_qgemm_dense_vnni, rf_qgemm_sparse_vnni},
+    [RF_ISA_AVX512]     = {rf_spmm_avx512, rf_spmm_lay_avx512, rf_qgemm_dense_avx2, rf_qgemm_sparse_avx2},
+    [RF_ISA_AVX512VNNI] = {rf_spmm_avx512, rf_spmm_lay_avx512, rf_qgemm_dense_vnni, rf_qgemm_sparse_vnni},
     /* + VBMI: sparse int8 through byte permutes of the activation rows
      * (ELL slots, no transposes). */
-    [RF_ISA_AVX512VBMI] = {rf_spmm_avx512, rf_qgemm_dense_vnni, rf_qgemm_sparse_vbmi},
+    [RF_ISA_AVX512VBMI] = {rf_spmm_avx512, rf_spmm_lay_avx512, rf_qgemm_dense_vnni, rf_qgemm_sparse_vbmi},
 };
 
 static const char *const isa_names[] = {
@@ -131,6 +131,11 @@ void rf_spmm(const rf_spmat *W, const float *X, const float *bias, float *Y, int
     table()->spmm(W, X, bias, Y, M);
 }
 
+void rf_spmm_lay(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y, rf_layout yl,
+                 int M) {
+    table()->spmm_lay(W, X, xl, bias, Y, yl, M);
+}
+
 void rf_qgemm(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {
     const rf_kern_table *t = table();
     (W->sparse ? t->qgemm_sparse : t->qgemm_dense)(W, A, C, M);
@@ -149,6 +154,30 @@ double rf_qgemm_work_ops(const rf_qmat *W, int M) {
 
 void rf_qgemm_ref(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {
     (W->sparse ? rf_qgemm_sparse_ref_ : rf_qgemm_dense_ref_)(W, A, C, M);
+}
+
+void rf_linear_f32_lay(const float *X, rf_layout xl, const float *W, const float *bias, float *Y, rf_layout yl,
+                       int M, int N, int K) {
+    if (xl == RF_ROWS && yl == RF_ROWS) { rf_linear_f32(X, W, bias, Y, M, N, K); return; }
+    if (M <= 0 || N <= 0) return;
+    if (bias) {
+        if (yl == RF_ROWS) {
+            for (int m = 0; m < M; m++) memcpy(Y + (size_t)m * N, bias, sizeof(float) * (size_t)N);
+        } else {
+            for (int n = 0; n < N; n++)
+                for (int m = 0; m < M; m++) Y[(size_t)n * M + m] = bias[n];
+        }
+    }
+    if (K <= 0) {
+        if (!bias) memset(Y, 0, sizeof(float) * (size_t)M * (size_t)N);
+        return;
+    }
+    const float beta = bias ? 1.0f : 0.0f;
+    if (yl == RF_ROWS)        /* Y[M,N] = (X^T)^T W^T, X stored [K, M] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, M, N, K, 1.0f, X, M, W, K, beta, Y, N);
+    else                      /* Y^T[N,M] = W · X^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, xl == RF_ROWS ? CblasTrans : CblasNoTrans, N, M, K, 1.0f, W, K,
+                    X, xl == RF_ROWS ? K : M, beta, Y, M);
 }
 
 void rf_linear_f32(const float *X, const float *W, const float *bias, float *Y, int M, int N, int K) {

@@ -93,10 +93,13 @@ static inline int rf_spmat_takes_ell(const rf_spmat *W, int M) {
 }
 
 typedef void (*rf_spmm_fn)(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
+typedef void (*rf_spmm_lay_fn)(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y,
+                               rf_layout yl, int M);
 typedef void (*rf_qgemm_fn)(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 
 typedef struct rf_kern_table {
     rf_spmm_fn  spmm;
+    rf_spmm_lay_fn spmm_lay;
     rf_qgemm_fn qgemm_dense;
     rf_qgemm_fn qgemm_sparse;
 } rf_kern_table;
@@ -104,6 +107,10 @@ typedef struct rf_kern_table {
 /* Per-ISA kernels (src/kernels/simd_*.c). */
 void rf_spmm_avx2(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
 void rf_spmm_avx512(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
+void rf_spmm_lay_avx2(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y, rf_layout yl,
+                      int M);
+void rf_spmm_lay_avx512(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y,
+                        rf_layout yl, int M);
 void rf_qgemm_dense_avx2(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void rf_qgemm_sparse_avx2(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void rf_qgemm_dense_vnni(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
@@ -127,6 +134,19 @@ void rf_spmm_rows_(const rf_spmat *W, const float *X, const float *bias, float *
  * independent partial sums, used by the AVX2 level, and by AVX-512 for
  * matrices packed without ELL slots. */
 void rf_spmm_small_(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
+/* One ISA's sparse rows over a feature-major panel: YT[n * ldy + i] =
+ * bias[n] + sum_k W[n, k] XT[k * ldx + i] for i < lanes (a multiple of the
+ * ISA's vector width, at most RF_KERN_PANEL). */
+typedef void (*rf_sp_panel_fn)(const rf_spmat *W, const float *XT, int ldx, const float *bias, float *YT, int ldy,
+                               int lanes);
+/* The panel driver every SIMD level shares: cuts M into panels of up to
+ * RF_KERN_PANEL samples padded to `vec` lanes, brings each panel of X into
+ * feature-major form (transposed from RF_ROWS; read in place from RF_FEAT
+ * when the panel is whole, else copied with zero padding), runs `fn`, and
+ * writes the result back in Y's layout (transposed to RF_ROWS; in place or
+ * copied for RF_FEAT). Falls back to the reference without scratch. */
+void rf_spmm_panels_(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y, rf_layout yl,
+                     int M, int vec, rf_sp_panel_fn fn);
 
 /* 32-bit transposes between row-major activations and panels (AVX2 8x8
  * register transposes, simd_avx2.c; ld % 8 == 0):

@@ -176,8 +176,8 @@ T_AVX2 void rf_panel_in_u8x4_avx2(const uint8_t *A, int rows, int K, uint32_t *P
  * One row of W against a panel of 8R batch rows. FMA latency is 4 cycles
  * with two pipes, so 8 independent chains are needed to keep them busy: with
  * R < 8 registers per set, U accumulator sets take alternate non-zeros. */
-T_AVX2 INLINE void sp_rows_avx2(const rf_spmat *W, const float *XT, int ld, const float *bias,
-                                float *YT, const int R, const int U) {
+T_AVX2 INLINE void sp_rows_avx2(const rf_spmat *W, const float *XT, int ldx, const float *bias,
+                                float *YT, int ldy, const int R, const int U) {
     const int N = W->N;
     for (int c = 0; c < W->nchunks; c++) {
         const int64_t *ptr = W->ptr + (size_t)c * N;
@@ -191,18 +191,18 @@ T_AVX2 INLINE void sp_rows_avx2(const rf_spmat *W, const float *XT, int ld, cons
             for (; j + U <= e; j += U)
                 _Pragma("GCC unroll 8")
                 for (int u = 0; u < U; u++) {
-                    const float *x = XT + (size_t)W->idx[j + u] * ld;
+                    const float *x = XT + (size_t)W->idx[j + u] * ldx;
                     __m256 w = _mm256_broadcast_ss(W->val + j + u);
                     _Pragma("GCC unroll 8")
                     for (int r = 0; r < R; r++) acc[u][r] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + 8 * r), acc[u][r]);
                 }
             for (; j < e; j++) {
-                const float *x = XT + (size_t)W->idx[j] * ld;
+                const float *x = XT + (size_t)W->idx[j] * ldx;
                 __m256 w = _mm256_broadcast_ss(W->val + j);
                 _Pragma("GCC unroll 8")
                 for (int r = 0; r < R; r++) acc[0][r] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + 8 * r), acc[0][r]);
             }
-            float *y = YT + (size_t)n * ld;
+            float *y = YT + (size_t)n * ldy;
             __m256 base = c ? _mm256_setzero_ps() : _mm256_set1_ps(bias ? bias[n] : 0.0f);
             _Pragma("GCC unroll 8")
             for (int r = 0; r < R; r++) {
@@ -216,29 +216,32 @@ T_AVX2 INLINE void sp_rows_avx2(const rf_spmat *W, const float *XT, int ld, cons
     }
 }
 
-T_AVX2 void rf_spmm_avx2(const rf_spmat *W, const float *X, const float *bias, float *Y, int M) {
-    const int N = W->N, K = W->K;
-    if (M <= 0 || N <= 0) return;
-    if (M < RF_KERN_SMALL_M) { rf_spmm_small_(W, X, bias, Y, M); return; }
-    float *ws = rf_kern_workspace(((size_t)K + (size_t)N) * RF_KERN_PANEL * sizeof(float));
-    if (!ws) { rf_spmm_ref(W, X, bias, Y, M); return; }
-    float *XT = ws, *YT = ws + (size_t)K * RF_KERN_PANEL;
-    for (int m0 = 0; m0 < M; m0 += RF_KERN_PANEL) {
-        int mp = M - m0 < RF_KERN_PANEL ? M - m0 : RF_KERN_PANEL;
-        int R = (mp + 7) / 8, ld = 8 * R;
-        rf_panel_in32_avx2((const uint32_t *)(X + (size_t)m0 * K), mp, K, (uint32_t *)XT, ld);
-        switch (R) {
-        case 1: sp_rows_avx2(W, XT, ld, bias, YT, 1, 2); break;
-        case 2: sp_rows_avx2(W, XT, ld, bias, YT, 2, 2); break;
-        case 3: sp_rows_avx2(W, XT, ld, bias, YT, 3, 2); break;
-        case 4: sp_rows_avx2(W, XT, ld, bias, YT, 4, 2); break;
-        case 5: sp_rows_avx2(W, XT, ld, bias, YT, 5, 1); break;
-        case 6: sp_rows_avx2(W, XT, ld, bias, YT, 6, 1); break;
-        case 7: sp_rows_avx2(W, XT, ld, bias, YT, 7, 1); break;
-        default: sp_rows_avx2(W, XT, ld, bias, YT, 8, 1); break;
-        }
-        rf_panel_out32_avx2((const uint32_t *)YT, ld, mp, N, (uint32_t *)(Y + (size_t)m0 * N), N);
+T_AVX2 static void sp_panel_avx2(const rf_spmat *W, const float *XT, int ldx, const float *bias, float *YT,
+                                 int ldy, int lanes) {
+    switch (lanes / 8) {
+    case 1: sp_rows_avx2(W, XT, ldx, bias, YT, ldy, 1, 2); break;
+    case 2: sp_rows_avx2(W, XT, ldx, bias, YT, ldy, 2, 2); break;
+    case 3: sp_rows_avx2(W, XT, ldx, bias, YT, ldy, 3, 2); break;
+    case 4: sp_rows_avx2(W, XT, ldx, bias, YT, ldy, 4, 2); break;
+    case 5: sp_rows_avx2(W, XT, ldx, bias, YT, ldy, 5, 1); break;
+    case 6: sp_rows_avx2(W, XT, ldx, bias, YT, ldy, 6, 1); break;
+    case 7: sp_rows_avx2(W, XT, ldx, bias, YT, ldy, 7, 1); break;
+    default: sp_rows_avx2(W, XT, ldx, bias, YT, ldy, 8, 1); break;
     }
+}
+
+T_AVX2 void rf_spmm_avx2(const rf_spmat *W, const float *X, const float *bias, float *Y, int M) {
+    if (M <= 0 || W->N <= 0) return;
+    if (M < RF_KERN_SMALL_M) { rf_spmm_small_(W, X, bias, Y, M); return; }
+    rf_spmm_panels_(W, X, RF_ROWS, bias, Y, RF_ROWS, M, 8, sp_panel_avx2);
+}
+
+/* Any layouts; M = 1 is the same bytes in both, and row-major operands take
+ * the row-major entry (its small-batch path). */
+T_AVX2 void rf_spmm_lay_avx2(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y,
+                             rf_layout yl, int M) {
+    if ((xl == RF_ROWS && yl == RF_ROWS) || M == 1) { rf_spmm_avx2(W, X, bias, Y, M); return; }
+    rf_spmm_panels_(W, X, xl, bias, Y, yl, M, 8, sp_panel_avx2);
 }
 
 /* ---- int8 via vpmaddwd -------------------------------------------------- */

@@ -29,8 +29,8 @@
  * Even at R = 4 (four chains) a second set (U = 2) measured 3-7% faster on
  * the large layers (300x784, 256x256, 64x576) and about 3% on the bench's
  * geomeans: four chains leave no slack for a panel load that misses L1. */
-T_512 INLINE void sp_rows_512(const rf_spmat *W, const float *XT, int ld, const float *bias,
-                              float *YT, const int R, const int U) {
+T_512 INLINE void sp_rows_512(const rf_spmat *W, const float *XT, int ldx, const float *bias,
+                              float *YT, int ldy, const int R, const int U) {
     const int N = W->N;
     for (int c = 0; c < W->nchunks; c++) {
         const int64_t *ptr = W->ptr + (size_t)c * N;
@@ -44,18 +44,18 @@ T_512 INLINE void sp_rows_512(const rf_spmat *W, const float *XT, int ld, const 
             for (; j + U <= e; j += U)
                 _Pragma("GCC unroll 8")
                 for (int u = 0; u < U; u++) {
-                    const float *x = XT + (size_t)W->idx[j + u] * ld;
+                    const float *x = XT + (size_t)W->idx[j + u] * ldx;
                     __m512 w = _mm512_set1_ps(W->val[j + u]);
                     _Pragma("GCC unroll 8")
                     for (int r = 0; r < R; r++) acc[u][r] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * r), acc[u][r]);
                 }
             for (; j < e; j++) {
-                const float *x = XT + (size_t)W->idx[j] * ld;
+                const float *x = XT + (size_t)W->idx[j] * ldx;
                 __m512 w = _mm512_set1_ps(W->val[j]);
                 _Pragma("GCC unroll 8")
                 for (int r = 0; r < R; r++) acc[0][r] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * r), acc[0][r]);
             }
-            float *y = YT + (size_t)n * ld;
+            float *y = YT + (size_t)n * ldy;
             __m512 base = c ? _mm512_setzero_ps() : _mm512_set1_ps(bias ? bias[n] : 0.0f);
             _Pragma("GCC unroll 8")
             for (int r = 0; r < R; r++) {
@@ -182,26 +182,29 @@ T_512 static void spmm_ell_512(const rf_spmat *W, const float *X, const float *b
 #undef ROWS
 }
 
+T_512 static void sp_panel_512(const rf_spmat *W, const float *XT, int ldx, const float *bias, float *YT, int ldy,
+                              int lanes) {
+    switch (lanes / 16) {
+    case 1: sp_rows_512(W, XT, ldx, bias, YT, ldy, 1, 4); break;
+    case 2: sp_rows_512(W, XT, ldx, bias, YT, ldy, 2, 2); break;
+    case 3: sp_rows_512(W, XT, ldx, bias, YT, ldy, 3, 2); break;
+    default: sp_rows_512(W, XT, ldx, bias, YT, ldy, 4, 2); break;
+    }
+}
+
 T_512 void rf_spmm_avx512(const rf_spmat *W, const float *X, const float *bias, float *Y, int M) {
-    const int N = W->N, K = W->K;
-    if (M <= 0 || N <= 0) return;
+    if (M <= 0 || W->N <= 0) return;
     if (rf_spmat_takes_ell(W, M)) { spmm_ell_512(W, X, bias, Y, M); return; }
     if (M < RF_KERN_SMALL_M) { rf_spmm_small_(W, X, bias, Y, M); return; }
-    float *ws = rf_kern_workspace(((size_t)K + (size_t)N) * RF_KERN_PANEL * sizeof(float));
-    if (!ws) { rf_spmm_ref(W, X, bias, Y, M); return; }
-    float *XT = ws, *YT = ws + (size_t)K * RF_KERN_PANEL;
-    for (int m0 = 0; m0 < M; m0 += RF_KERN_PANEL) {
-        int mp = M - m0 < RF_KERN_PANEL ? M - m0 : RF_KERN_PANEL;
-        int R = (mp + 15) / 16, ld = 16 * R;
-        rf_panel_in32_avx2((const uint32_t *)(X + (size_t)m0 * K), mp, K, (uint32_t *)XT, ld);
-        switch (R) {
-        case 1: sp_rows_512(W, XT, ld, bias, YT, 1, 4); break;
-        case 2: sp_rows_512(W, XT, ld, bias, YT, 2, 2); break;
-        case 3: sp_rows_512(W, XT, ld, bias, YT, 3, 2); break;
-        default: sp_rows_512(W, XT, ld, bias, YT, 4, 2); break;
-        }
-        rf_panel_out32_avx2((const uint32_t *)YT, ld, mp, N, (uint32_t *)(Y + (size_t)m0 * N), N);
-    }
+    rf_spmm_panels_(W, X, RF_ROWS, bias, Y, RF_ROWS, M, 16, sp_panel_512);
+}
+
+/* Any layouts: the ELL slots are a row-major format, so a feature-major
+ * operand always takes the panels (M = 1 is the same bytes in both). */
+T_512 void rf_spmm_lay_avx512(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y,
+                              rf_layout yl, int M) {
+    if ((xl == RF_ROWS && yl == RF_ROWS) || M == 1) { rf_spmm_avx512(W, X, bias, Y, M); return; }
+    rf_spmm_panels_(W, X, xl, bias, Y, yl, M, 16, sp_panel_512);
 }
 
 /* ---- dense int8 (VNNI) ------------------------------------------------------

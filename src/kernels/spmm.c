@@ -220,6 +220,61 @@ void rf_spmm_ref(const rf_spmat *W, const float *X, const float *bias, float *Y,
     rf_spmm_rows_(W, X, bias, Y, 0, M);
 }
 
+/* Same operation order as rf_spmm_rows_ (bias, then one partial sum per
+ * column chunk), with X and Y addressed through their layouts. */
+void rf_spmm_lay_ref(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y, rf_layout yl,
+                     int M) {
+    const int N = W->N, K = W->K;
+    const size_t xm = xl == RF_ROWS ? (size_t)K : 1, xk = xl == RF_ROWS ? 1 : (size_t)M;
+    const size_t ym = yl == RF_ROWS ? (size_t)N : 1, yn = yl == RF_ROWS ? 1 : (size_t)M;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float y = bias ? bias[n] : 0.0f;
+            for (int c = 0; c < W->nchunks; c++) {
+                const int64_t *ptr = W->ptr + (size_t)c * N;
+                float acc = 0.0f;
+                for (int64_t j = ptr[n]; j < ptr[n + 1]; j++) acc += W->val[j] * X[(size_t)m * xm + (size_t)W->idx[j] * xk];
+                y += acc;
+            }
+            Y[(size_t)m * ym + (size_t)n * yn] = y;
+        }
+}
+
+void rf_spmm_panels_(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y, rf_layout yl,
+                     int M, int vec, rf_sp_panel_fn fn) {
+    const int N = W->N, K = W->K;
+    if (M <= 0 || N <= 0) return;
+    float *ws = rf_kern_workspace(((size_t)K + (size_t)N) * RF_KERN_PANEL * sizeof(float));
+    if (!ws) { rf_spmm_lay_ref(W, X, xl, bias, Y, yl, M); return; }
+    float *xbuf = ws, *ybuf = ws + (size_t)K * RF_KERN_PANEL;
+    for (int m0 = 0; m0 < M; m0 += RF_KERN_PANEL) {
+        int mp = M - m0 < RF_KERN_PANEL ? M - m0 : RF_KERN_PANEL, ld = (mp + vec - 1) / vec * vec;
+        const float *XT = xbuf;
+        int ldx = ld;
+        if (xl == RF_ROWS) {
+            rf_panel_in32_avx2((const uint32_t *)(X + (size_t)m0 * K), mp, K, (uint32_t *)xbuf, ld);
+        } else if (mp == ld) {
+            XT = X + m0;
+            ldx = M;
+        } else {
+            for (int k = 0; k < K; k++) {
+                memcpy(xbuf + (size_t)k * ld, X + (size_t)k * M + m0, sizeof(float) * (size_t)mp);
+                memset(xbuf + (size_t)k * ld + mp, 0, sizeof(float) * (size_t)(ld - mp));
+            }
+        }
+        float *YT = ybuf;
+        int ldy = ld;
+        if (yl == RF_FEAT && mp == ld) { YT = Y + m0; ldy = M; }
+        fn(W, XT, ldx, bias, YT, ldy, ld);
+        if (yl == RF_ROWS) {
+            rf_panel_out32_avx2((const uint32_t *)ybuf, ld, mp, N, (uint32_t *)(Y + (size_t)m0 * N), N);
+        } else if (YT == ybuf) {
+            for (int n = 0; n < N; n++)
+                memcpy(Y + (size_t)n * M + m0, ybuf + (size_t)n * ld, sizeof(float) * (size_t)mp);
+        }
+    }
+}
+
 void rf_spmm_ell_ref_(const rf_spmat *W, const float *X, const float *bias, float *Y, int M) {
     const int N = W->N, K = W->K, nc = W->ell_nc;
     for (int m = 0; m < M; m++)

@@ -12,9 +12,12 @@
  * use "wide" columns (below: one contiguous copy per column row); the rest
  * copy row runs into colT and scatter the GEMM's [Cout, g·P] result into
  * NCHW. Backward recomputes the columns (cheaper than keeping K·P floats per
- * sample): dW += dy · colT^T, dcolT = W^T · dy, then col2im. With an inference override (rf_layer.infer_gemm) the columns are built as
- * rows X[g·P, K] instead, the layout the override's contract fixes, and the
- * result Y[g·P, Cout] is transposed back to NCHW. */
+ * sample): dW += dy · colT^T, dcolT = W^T · dy, then col2im. With an
+ * inference override (rf_layer.infer_gemm) that has a feature-major form
+ * (infer_gemm_feat: the sparse kernels) the override takes colT and returns
+ * [Cout, g·P], which scatters into NCHW like sgemm's result; an override
+ * without one (int8) gets rows X[g·P, K], the layout its contract fixes, and
+ * its result Y[g·P, Cout] is transposed back to NCHW. */
 #include "nn/layers.h"
 
 #include "nn/conv_winograd.h"
@@ -843,6 +846,12 @@ static rf_status conv_forward(const rf_nn_run *r) {
         const float *x = r->in + (size_t)n0 * L->in_size;
         float *y = r->out + (size_t)n0 * L->out_size;
         float *col = r->scratch, *tmp = r->scratch + cols * g.K;
+        if (L->infer_gemm && L->infer_gemm_feat && !r->training) {
+            im2col_t(col, x, ns, &g);
+            RF_TRY(L->infer_gemm_feat(L->infer_state, col, tmp, (int)cols));
+            scatter_bias(y, tmp, NULL, ns, g.Co, g.P);   /* the override added the bias */
+            continue;
+        }
         if (L->infer_gemm && !r->training) {
             im2col_rows(col, x, ns, &g);
             RF_TRY(L->infer_gemm(L->infer_state, col, tmp, (int)cols));

@@ -126,6 +126,103 @@ Test(kernels, spmm_all_isas_match_reference_and_naive) {
     rf_kernels_release_workspace();
 }
 
+/* X [M, K] row-major -> the same values in layout xl; Y in layout yl -> [M, N]. */
+static void to_layout(const float *rows, float *out, int M, int F, rf_layout l) {
+    for (int m = 0; m < M; m++)
+        for (int f = 0; f < F; f++) out[l == RF_ROWS ? (size_t)m * F + f : (size_t)f * M + m] = rows[(size_t)m * F + f];
+}
+static void from_layout(const float *in, float *rows, int M, int F, rf_layout l) {
+    for (int m = 0; m < M; m++)
+        for (int f = 0; f < F; f++) rows[(size_t)m * F + f] = in[l == RF_ROWS ? (size_t)m * F + f : (size_t)f * M + m];
+}
+
+/* Every combination of activation layouts, sparse at every ISA and dense
+ * (sgemm's transpose flags), against the naive product; whole and partial
+ * panels (16, 64, 65, 130 samples), and the padding of a partial panel must
+ * not leak into Y (guard values around it stay). */
+Test(kernels, spmm_and_linear_in_every_layout_match_naive) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_rng r; rf_rng_init(&r, 21, 0);
+    rf_isa lv[5]; int nl = n_levels(lv);
+    static const shape lshapes[] = {{1, 1}, {3, 17}, {17, 3}, {10, 100}, {64, 9}, {33, 1030}, {300, 784}};
+    static const int lbatches[] = {1, 2, 7, 16, 17, 64, 65, 130};
+    const int maxM = 130;
+    for (size_t si = 0; si < sizeof lshapes / sizeof lshapes[0]; si++)
+        for (size_t sp = 0; sp < sizeof sparsities / sizeof sparsities[0]; sp++) {
+            int N = lshapes[si].N, K = lshapes[si].K;
+            float *W = malloc(sizeof(float) * N * K), *b = malloc(sizeof(float) * N);
+            float *X = malloc(sizeof(float) * maxM * K), *XL = malloc(sizeof(float) * maxM * K);
+            float *Y = malloc(sizeof(float) * (maxM * N + 32)), *Yrow = malloc(sizeof(float) * maxM * N);
+            double *want = malloc(sizeof(double) * maxM * N), *mag = malloc(sizeof(double) * maxM * N);
+            fill_w(&r, W, N, K, sparsities[sp]);
+            for (int i = 0; i < N; i++) b[i] = rf_rng_normal(&r);
+            for (int i = 0; i < maxM * K; i++) X[i] = rf_rng_normal(&r);
+            rf_spmat *s;
+            cr_assert_eq(rf_spmat_pack(&ctx, W, N, K, &s), RF_OK);
+            for (size_t bi = 0; bi < sizeof lbatches / sizeof lbatches[0]; bi++) {
+                int M = lbatches[bi];
+                if ((size_t)M * N * K > 6000000u && M > 17) continue;
+                const float *bb = (bi & 1) ? NULL : b;
+                naive_f32(X, W, bb, want, mag, M, N, K);
+                for (int lay = 0; lay < 4; lay++) {
+                    rf_layout xl = (rf_layout)(lay >> 1), yl = (rf_layout)(lay & 1);
+                    to_layout(X, XL, M, K, xl);
+                    for (int l = -2; l < nl; l++) {   /* -2: dense, -1: reference, then each ISA */
+                        for (int g = 0; g < 16; g++) Y[M * N + g] = 12345.0f;
+                        memset(Y, 0xff, sizeof(float) * (size_t)M * N);
+                        if (l == -2) rf_linear_f32_lay(XL, xl, W, bb, Y, yl, M, N, K);
+                        else if (l == -1) rf_spmm_lay_ref(s, XL, xl, bb, Y, yl, M);
+                        else { rf_kernels_force(lv[l]); rf_spmm_lay(s, XL, xl, bb, Y, yl, M); }
+                        for (int g = 0; g < 16; g++) cr_assert_eq(Y[M * N + g], 12345.0f, "write past Y");
+                        from_layout(Y, Yrow, M, N, yl);
+                        for (size_t i = 0; i < (size_t)M * N; i++)
+                            cr_assert(fabs((double)Yrow[i] - want[i]) <= 1e-5 * mag[i] + 1e-6,
+                                      "%s x%s y%s N=%d K=%d M=%d sp=%.2f elem %zu: %g vs %g",
+                                      l == -2 ? "dense" : l == -1 ? "ref" : rf_isa_name(lv[l]), xl ? "feat" : "rows",
+                                      yl ? "feat" : "rows", N, K, M, sparsities[sp], i, (double)Yrow[i], want[i]);
+                    }
+                }
+            }
+            rf_spmat_free(s);
+            free(W); free(b); free(X); free(XL); free(Y); free(Yrow); free(want); free(mag);
+        }
+    rf_kernels_force(RF_ISA_AVX512VBMI);
+    rf_kernels_release_workspace();
+}
+
+/* The layout kernels keep rf_spmm's operation order per output: with X and
+ * Y in RF_ROWS they are rf_spmm, and the feature-major forms agree with it
+ * bit for bit (same panels, same chunked sums), at every ISA. */
+Test(kernels, spmm_layouts_bit_identical_to_rows) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_rng r; rf_rng_init(&r, 22, 0);
+    rf_isa lv[5]; int nl = n_levels(lv);
+    const int M = 100, N = 40, K = 300;   /* two panels, the second partial; two column chunks */
+    float *W = malloc(sizeof(float) * N * K), *b = malloc(sizeof(float) * N), *X = malloc(sizeof(float) * M * K);
+    float *XL = malloc(sizeof(float) * M * K), *Y0 = malloc(sizeof(float) * M * N), *Y = malloc(sizeof(float) * M * N);
+    float *Yrow = malloc(sizeof(float) * M * N);
+    fill_w(&r, W, N, K, 0.9);
+    for (int i = 0; i < N; i++) b[i] = rf_rng_normal(&r);
+    for (int i = 0; i < M * K; i++) X[i] = rf_rng_normal(&r);
+    rf_spmat *s;
+    cr_assert_eq(rf_spmat_pack_layout(&ctx, W, N, K, RF_SP_PANEL, &s), RF_OK);
+    for (int l = 0; l < nl; l++) {
+        rf_kernels_force(lv[l]);
+        rf_spmm(s, X, b, Y0, M);
+        for (int lay = 0; lay < 4; lay++) {
+            rf_layout xl = (rf_layout)(lay >> 1), yl = (rf_layout)(lay & 1);
+            to_layout(X, XL, M, K, xl);
+            rf_spmm_lay(s, XL, xl, b, Y, yl, M);
+            from_layout(Y, Yrow, M, N, yl);
+            cr_assert_eq(memcmp(Yrow, Y0, sizeof(float) * M * N), 0, "isa %s layout %d", rf_isa_name(lv[l]), lay);
+        }
+    }
+    rf_spmat_free(s);
+    free(W); free(b); free(X); free(XL); free(Y0); free(Y); free(Yrow);
+    rf_kernels_force(RF_ISA_AVX512VBMI);
+    rf_kernels_release_workspace();
+}
+
 Test(kernels, spmm_scratch_failure_falls_back_to_reference) {
     rf_ctx ctx; rf_ctx_init(&ctx);
     rf_rng r; rf_rng_init(&r, 3, 0);
@@ -487,6 +584,10 @@ static void deploy_matches_dense_at(const char *preset, double sparsity, int bat
         int installed = info[i].param >= 0 ? m->ptensors[info[i].param].infer_gemm != NULL
                                            : m->layers[info[i].layer].infer_gemm != NULL;
         cr_assert_eq(info[i].sparse, installed);
+        /* conv layers also get the feature-major form, nothing else does */
+        if (info[i].param < 0)
+            cr_assert_eq(m->layers[info[i].layer].infer_gemm_feat != NULL,
+                         installed && m->layers[info[i].layer].type == RF_L_CONV2D, "site %d", i);
         cr_assert_eq(info[i].sparse, info[i].sparse_at_1 || info[i].sparse_at_batch);
         cr_assert(info[i].rows1 >= 1 && info[i].rows1 <= info[i].rows);
         if (mode == RF_DEPLOY_AUTO) cr_assert(info[i].dense1_us > 0.0 && info[i].sparse1_us > 0.0);
@@ -507,6 +608,7 @@ static void deploy_matches_dense_at(const char *preset, double sparsity, int bat
         cr_assert(fabs(lg[i] - dense[i]) <= 1e-4 * (maxabs + 1.0), "%s batch-1 logit %d: %g vs dense %g", preset, i, lg[i], dense[i]);
     rf_deploy_release(m);
     for (int i = 0; i < m->n_layers; i++) cr_assert_null(m->layers[i].infer_gemm);
+    for (int i = 0; i < m->n_layers; i++) cr_assert_null(m->layers[i].infer_gemm_feat);
     for (int i = 0; i < m->n_ptensors; i++) cr_assert_null(m->ptensors[i].infer_gemm);
     rf_deploy_release(NULL);
     rf_model_free(m);
@@ -533,6 +635,9 @@ Test(kernels, deploy_auto_calibrates_and_caches) {
      * lose at batch 1 and win at 64), forced by an unreachable batch-1
      * speed-up: both must match dense, biases included. */
     deploy_matches_dense_at("lenet-300-100", 0.9, 64, RF_DEPLOY_AUTO, 0, 1e9);
+    /* The same for conv layers, whose sites are calibrated and run
+     * feature-major (sgemm on the column matrix for the one-sample calls). */
+    deploy_matches_dense_at("conv-2", 0.95, 4, RF_DEPLOY_AUTO, 0, 1e9);
     /* A second deployment of the same shapes reuses the measured times:
      * identical numbers prove the cache was hit (a re-measurement on a
      * shared machine never repeats to the last bit). */
