@@ -358,6 +358,18 @@ static rf_status ref_gemm_fn(void *st, const float *X, float *Y, int M) {
     return RF_OK;
 }
 static rf_status failing_gemm(void *st, const float *X, float *Y, int M) { return RF_ERR_UNSUPPORTED; }
+/* The feature-major form: YT[N, M] = W · XT[K, M] + b; counts in calls + 1000. */
+static rf_status ref_gemm_feat_fn(void *st, const float *XT, float *YT, int M) {
+    ref_gemm *g = st;
+    g->calls += 1000;
+    for (int j = 0; j < g->N; j++)
+        for (int i = 0; i < M; i++) {
+            double acc = g->b ? g->b[j] : 0.0;
+            for (int k = 0; k < g->K; k++) acc += (double)XT[(size_t)k * M + i] * g->W[(size_t)j * g->K + k];
+            YT[(size_t)j * M + i] = (float)acc;
+        }
+    return RF_OK;
+}
 
 Test(nn, conv_matches_direct_and_override_layout) {
     static const struct { int C, H, W, Co, kh, kw, s, p, B; } g[] = {
@@ -388,6 +400,20 @@ Test(nn, conv_matches_direct_and_override_layout) {
         cr_assert_eq(rf_model_forward(&ctx, m, x, g[t].B, 0, &y), RF_OK);
         cr_expect_gt(rg.calls, 0);
         for (size_t i = 0; i < n_out; i++) cr_expect(fabsf(y[i] - fast[i]) < 1e-4f * (1.0f + fabsf(ref[i])), "override case %zu at %zu", t, i);
+        cr_expect_lt(rg.calls, 1000);
+        /* With a feature-major form the layer calls that one instead. */
+        rg.calls = 0;
+        L->infer_gemm_feat = ref_gemm_feat_fn;
+        cr_assert_eq(rf_model_forward(&ctx, m, x, g[t].B, 0, &y), RF_OK);
+        cr_expect(rg.calls >= 1000 && rg.calls % 1000 == 0, "case %zu: calls %d", t, rg.calls);
+        for (size_t i = 0; i < n_out; i++) cr_expect(fabsf(y[i] - fast[i]) < 1e-4f * (1.0f + fabsf(ref[i])), "feat override case %zu at %zu", t, i);
+        /* ... but never without infer_gemm (an override lifted for a dense run). */
+        rg.calls = 0;
+        L->infer_gemm = NULL;
+        cr_assert_eq(rf_model_forward(&ctx, m, x, g[t].B, 0, &y), RF_OK);
+        cr_expect_eq(rg.calls, 0);
+        L->infer_gemm = ref_gemm_fn;
+        L->infer_gemm_feat = NULL;
         /* Training ignores the override. */
         rg.calls = 0;
         cr_assert_eq(rf_model_forward(&ctx, m, x, g[t].B, 1, &y), RF_OK);
