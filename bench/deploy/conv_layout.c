@@ -65,7 +65,7 @@ int main(void) {
                 o.batch = B;
                 if (rf_deploy_model(&ctx, m, &o, NULL, 0, NULL)) { fprintf(stderr, "%s\n", rf_ctx_error(&ctx)); return 1; }
                 double tf = time_forward(&ctx, m, x, B);
-                rf_status (*saved[64])(void *, const float *, float *, int);
+                rf_status (*saved[64])(void *, const float *, float *, int, int);
                 for (int i = 0; i < m->n_layers && i < 64; i++) {
                     saved[i] = m->layers[i].infer_gemm_feat;
                     m->layers[i].infer_gemm_feat = NULL;

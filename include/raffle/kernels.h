@@ -48,10 +48,16 @@ void rf_linear_f32(const float *X, const float *W, const float *bias, float *Y, 
  * saves them the transpose that an RF_ROWS one costs. For M = 1 the two
  * layouts are the same bytes. */
 typedef enum rf_layout { RF_ROWS = 0, RF_FEAT = 1 } rf_layout;
+/* Row stride (floats, >= M) of RF_FEAT operands below. rf_feat_ld(M) is the
+ * one raffle's layers use: M, plus 16 when M is a multiple of 256, because
+ * rows 1 KiB x 4 apart map to the same L1 sets and a panel of them would
+ * not stay in cache (64x576 at M = 2,048: 305-362 us at stride M, 235-249
+ * at M + 16; docs/kernels.md). */
+int  rf_feat_ld(int M);
 /* rf_linear_f32 with X and Y in the given layouts (sgemm's transpose flags:
- * the same product, no copies). */
+ * the same product, no copies); ld is the row stride of the RF_FEAT operands. */
 void rf_linear_f32_lay(const float *X, rf_layout xl, const float *W, const float *bias, float *Y, rf_layout yl,
-                       int M, int N, int K);
+                       int M, int N, int K, int ld);
 
 /* ---- sparse fp32 ---- */
 typedef struct rf_spmat rf_spmat;   /* opaque packed sparse W */
@@ -62,12 +68,13 @@ size_t    rf_spmat_nnz(const rf_spmat *s);
 /* Y [M, N] = X [M, K] · W^T + bias (bias may be NULL). Uses the dispatched kernel. */
 void      rf_spmm(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
 void      rf_spmm_ref(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
-/* The same product with X [M, K] or [K, M] and Y [M, N] or [N, M] (rf_layout).
- * rf_spmm_lay(.., RF_ROWS, .., RF_ROWS, M) is rf_spmm. X and Y must not overlap. */
+/* The same product with X [M, K] or [K, M] and Y [M, N] or [N, M] (rf_layout),
+ * ld >= M the row stride of the RF_FEAT operands (ignored for RF_ROWS ones).
+ * rf_spmm_lay(.., RF_ROWS, .., RF_ROWS, M, M) is rf_spmm. X and Y must not overlap. */
 void      rf_spmm_lay(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y, rf_layout yl,
-                      int M);
+                      int M, int ld);
 void      rf_spmm_lay_ref(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y,
-                          rf_layout yl, int M);
+                          rf_layout yl, int M, int ld);
 
 /* ---- int8: u8 activations × s8 weights -> s32 accumulators ----
  * C[M, N] = sum_k A[m, k] * W[n, k] (exact integer arithmetic). The caller

@@ -109,12 +109,13 @@ typedef struct rf_layer {
     rf_status (*infer_gemm)(void *state, const float *X, float *Y, int M);
     void     *infer_state;    /* owned by whoever set infer_gemm */
     /* Optional feature-major form of infer_gemm over the same state:
-     * YT[N, M] = W · XT[K, M] (+ bias), kernels.h RF_FEAT. A conv layer calls
+     * YT[N, M] = W · XT[K, M] (+ bias), kernels.h RF_FEAT, both with row
+     * stride ld >= M (rf_feat_ld). A conv layer calls
      * it instead when both are set: its column matrix and its per-channel
      * output are feature-major already, so neither side is transposed.
      * Whoever sets or clears infer_gemm sets or clears this one too (NULL:
      * no feature-major form); it is never called without infer_gemm. */
-    rf_status (*infer_gemm_feat)(void *state, const float *XT, float *YT, int M);
+    rf_status (*infer_gemm_feat)(void *state, const float *XT, float *YT, int M, int ld);
     /* Borrowed view of this layer's n_params entries of model->ptensors,
      * refreshed by the model before every layer call, so that a layer can
      * reach the per-weight overrides (rf_param.infer_gemm / train_act). */

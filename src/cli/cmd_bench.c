@@ -37,22 +37,30 @@
  * 40 ms a whole batch-16 conv2 GEMM takes. */
 #define MAX_IM2COL_ROWS 2048
 
-typedef struct { const char *model, *layer; int N, K, rows_per_sample; } bench_shape;
+/* fp32: the activation layout the layer's fp32 products run in (dense and
+ * sparse alike), kernels.h rf_layout. A conv layer multiplies W by its
+ * feature-major column matrix colT[K, positions] and gets its per-channel
+ * output (sgemm when dense, nn.h infer_gemm_feat when sparse); linear,
+ * transformer and patch-embedding products are row-major. The int8 kernels
+ * are row-major everywhere, so a conv shape's int8 entries compare with a
+ * row-major dense sgemm timed beside them (two dense entries, "layout"). */
+typedef struct { const char *model, *layer; int N, K, rows_per_sample; rf_layout fp32; } bench_shape;
 static const bench_shape shapes[] = {
-    {"lenet-300-100", "fc1", 300, 784, 1},
-    {"lenet-300-100", "fc2", 100, 300, 1},
-    {"lenet-300-100", "fc3", 10, 100, 1},
-    {"conv-2", "conv1", 64, 9, 784},
-    {"conv-2", "conv2", 64, 576, 784},
-    {"conv-2", "fc1", 256, 12544, 1},
-    {"conv-2", "fc2", 256, 256, 1},
-    {"conv-2", "fc3", 10, 256, 1},
-    {"vit-tiny", "qkv", 192, 64, 17},
-    {"vit-tiny", "proj", 64, 64, 17},
-    {"vit-tiny", "mlp1", 256, 64, 17},
-    {"vit-tiny", "mlp2", 64, 256, 17},
-    {"vit-tiny", "patch", 64, 49, 16},
+    {"lenet-300-100", "fc1", 300, 784, 1, RF_ROWS},
+    {"lenet-300-100", "fc2", 100, 300, 1, RF_ROWS},
+    {"lenet-300-100", "fc3", 10, 100, 1, RF_ROWS},
+    {"conv-2", "conv1", 64, 9, 784, RF_FEAT},
+    {"conv-2", "conv2", 64, 576, 784, RF_FEAT},
+    {"conv-2", "fc1", 256, 12544, 1, RF_ROWS},
+    {"conv-2", "fc2", 256, 256, 1, RF_ROWS},
+    {"conv-2", "fc3", 10, 256, 1, RF_ROWS},
+    {"vit-tiny", "qkv", 192, 64, 17, RF_ROWS},
+    {"vit-tiny", "proj", 64, 64, 17, RF_ROWS},
+    {"vit-tiny", "mlp1", 256, 64, 17, RF_ROWS},
+    {"vit-tiny", "mlp2", 64, 256, 17, RF_ROWS},
+    {"vit-tiny", "patch", 64, 49, 16, RF_ROWS},
 };
+static const char *const layout_names[] = {"rows", "feature"};
 static const int batches_full[] = {1, 16, 64, 256};
 static const int batches_quick[] = {1, 16, 64};
 static const double sparsities[] = {0.8, 0.9, 0.95};
@@ -83,12 +91,14 @@ typedef struct {
     const rf_qmat *q;
     float *Y;
     int32_t *C;
+    rf_layout lay;   /* of X and Y (fp32 kernels) */
+    int ld;          /* their row stride when feature-major: rf_feat_ld(M), as the conv layer lays them out */
 } bench_job;
 
 static void run_once(const bench_job *j) {
     switch (j->k) {
-    case K_DENSE: rf_linear_f32(j->X, j->W, NULL, j->Y, j->M, j->N, j->K); break;
-    case K_SPARSE: rf_spmm(j->sp, j->X, NULL, j->Y, j->M); break;
+    case K_DENSE: rf_linear_f32_lay(j->X, j->lay, j->W, NULL, j->Y, j->lay, j->M, j->N, j->K, j->ld); break;
+    case K_SPARSE: rf_spmm_lay(j->sp, j->X, j->lay, NULL, j->Y, j->lay, j->M, j->ld); break;
     case K_INT8: case K_SPARSE_INT8: rf_qgemm(j->q, j->A, j->C, j->M); break;
     }
 }
@@ -139,8 +149,8 @@ typedef struct {
     int json;
 } bench_out;
 
-static void add_result(bench_out *o, const bench_shape *s, kern_id k, int batch, int M, double sparsity,
-                       double t, double t_dense, double work_ops) {
+static void add_result(bench_out *o, const bench_shape *s, kern_id k, rf_layout lay, int batch, int M,
+                       double sparsity, double t, double t_dense, double work_ops) {
     double dense_ops = 2.0 * M * (double)s->N * s->K;
     double gflops = dense_ops / t * 1e-9;
     double peak = (k == K_INT8 || k == K_SPARSE_INT8) ? o->int8_peak : o->fp32_peak;
@@ -152,6 +162,7 @@ static void add_result(bench_out *o, const bench_shape *s, kern_id k, int batch,
     cJSON_AddStringToObject(e, "model", s->model);
     cJSON_AddStringToObject(e, "layer", s->layer);
     cJSON_AddStringToObject(e, "shape", shape);
+    cJSON_AddStringToObject(e, "layout", layout_names[lay]);
     cJSON_AddNumberToObject(e, "batch", batch);
     cJSON_AddNumberToObject(e, "rows", M);
     cJSON_AddNumberToObject(e, "sparsity", sparsity);
@@ -161,8 +172,8 @@ static void add_result(bench_out *o, const bench_shape *s, kern_id k, int batch,
     cJSON_AddNumberToObject(e, "peak_fraction", round(pf * 1000.0) / 1000.0);
     cJSON_AddItemToArray(o->results, e);
     FILE *f = o->json ? stderr : stdout;
-    fprintf(f, "%-14s %-6s %-10s %5d %6d %5.2f %-12s %10.1f %9.2f %7.2fx %6.3f\n", s->model, s->layer, shape, batch,
-            M, sparsity, kern_names[k], t * 1e6, gflops, t_dense / t, pf);
+    fprintf(f, "%-14s %-6s %-10s %-4s %5d %6d %5.2f %-12s %10.1f %9.2f %7.2fx %6.3f\n", s->model, s->layer, shape,
+            lay == RF_FEAT ? "feat" : "rows", batch, M, sparsity, kern_names[k], t * 1e6, gflops, t_dense / t, pf);
 }
 
 /* One shape at one batch: dense and int8 once, sparse kernels per sparsity. */
@@ -173,30 +184,42 @@ static int bench_shape_batch(const bench_cfg *c, bench_out *o, rf_rng *r, const 
     int M = (int)(s->rows_per_sample > 1 && rows > MAX_IM2COL_ROWS ? MAX_IM2COL_ROWS : rows);
     int N = s->N, K = s->K, rc = 1;
     size_t nk = (size_t)N * K;
-    float *W = malloc(sizeof(float) * nk), *X = malloc(sizeof(float) * (size_t)M * K);
-    float *Y = malloc(sizeof(float) * (size_t)M * N);
+    size_t cols = (size_t)rf_feat_ld(M);   /* >= M: room for either layout */
+    float *W = malloc(sizeof(float) * nk), *X = malloc(sizeof(float) * cols * K);
+    float *Y = malloc(sizeof(float) * cols * N);
     int8_t *Wq = malloc(nk);
     uint8_t *A = malloc((size_t)M * K);
     int32_t *C = malloc(sizeof(int32_t) * (size_t)M * N);
     rf_spmat *sp = NULL;
     rf_qmat *q = NULL;
     if (!W || !X || !Y || !Wq || !A || !C) goto out;
-    for (size_t i = 0; i < (size_t)M * K; i++) { X[i] = rf_rng_normal(r); A[i] = (uint8_t)rf_rng_u32(r); }
+    for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (uint8_t)rf_rng_u32(r);
+    for (size_t i = 0; i < cols * K; i++) X[i] = rf_rng_normal(r);
     if (make_weights(r, N, K, 0.0, W, Wq)) goto out;
-    bench_job j = {K_DENSE, M, N, K, X, W, A, NULL, NULL, Y, C};
-    double t_dense = time_best(c, &j);
-    add_result(o, s, K_DENSE, batch, M, 0.0, t_dense, t_dense, 2.0 * M * (double)nk);
+    bench_job j = {K_DENSE, M, N, K, X, W, A, NULL, NULL, Y, C, RF_ROWS, rf_feat_ld(M)};
+    /* t_dense: row-major sgemm (the int8 kernels' comparison); t_fp32: sgemm
+     * in the layer's fp32 layout (the sparse kernel's). */
+    double t_dense = time_best(c, &j), t_fp32 = t_dense;
+    add_result(o, s, K_DENSE, RF_ROWS, batch, M, 0.0, t_dense, t_dense, 2.0 * M * (double)nk);
+    if (s->fp32 != RF_ROWS) {
+        j.lay = s->fp32;
+        t_fp32 = time_best(c, &j);
+        add_result(o, s, K_DENSE, s->fp32, batch, M, 0.0, t_fp32, t_fp32, 2.0 * M * (double)nk);
+    }
     if (rf_qmat_pack(&ctx, Wq, N, K, 0, &q)) goto out;
     j.k = K_INT8; j.q = q;
-    add_result(o, s, K_INT8, batch, M, 0.0, time_best(c, &j), t_dense, 2.0 * M * (double)nk);
+    add_result(o, s, K_INT8, RF_ROWS, batch, M, 0.0, time_best(c, &j), t_dense, 2.0 * M * (double)nk);
     rf_qmat_free(q); q = NULL;
     for (size_t si = 0; si < sizeof sparsities / sizeof sparsities[0]; si++) {
         if (make_weights(r, N, K, sparsities[si], W, Wq)) goto out;
         if (rf_spmat_pack(&ctx, W, N, K, &sp) || rf_qmat_pack(&ctx, Wq, N, K, 1, &q)) goto out;
-        j.k = K_SPARSE; j.sp = sp;
-        add_result(o, s, K_SPARSE, batch, M, sparsities[si], time_best(c, &j), t_dense, rf_spmm_work_ops(sp, M));
+        j.k = K_SPARSE; j.sp = sp; j.lay = s->fp32;
+        /* feature-major operands always take the panels: 2 ops per non-zero and row */
+        double work = s->fp32 == RF_ROWS ? rf_spmm_work_ops(sp, M) : 2.0 * M * (double)rf_spmat_nnz(sp);
+        add_result(o, s, K_SPARSE, s->fp32, batch, M, sparsities[si], time_best(c, &j), t_fp32, work);
         j.k = K_SPARSE_INT8; j.q = q;
-        add_result(o, s, K_SPARSE_INT8, batch, M, sparsities[si], time_best(c, &j), t_dense, rf_qgemm_work_ops(q, M));
+        add_result(o, s, K_SPARSE_INT8, RF_ROWS, batch, M, sparsities[si], time_best(c, &j), t_dense,
+                   rf_qgemm_work_ops(q, M));
         rf_spmat_free(sp); sp = NULL;
         rf_qmat_free(q); q = NULL;
     }
@@ -280,8 +303,8 @@ static int bench_kernels(int argc, char **argv) {
     o.int8_peak = rf_bench_int8_peak(quick ? 0.1 : 1.0);
     fprintf(f, "isa %s; peaks: fp32 %.1f GFLOP/s, int8 %.1f GOPS (%.2fx)\n", rf_isa_name(isa), o.fp32_peak,
             o.int8_peak, o.int8_peak / o.fp32_peak);
-    fprintf(f, "%-14s %-6s %-10s %5s %6s %5s %-12s %10s %9s %8s %6s\n", "model", "layer", "shape", "batch", "rows",
-            "spars", "kernel", "time_us", "eff_gflop", "ratio", "peak");
+    fprintf(f, "%-14s %-6s %-10s %-4s %5s %6s %5s %-12s %10s %9s %8s %6s\n", "model", "layer", "shape", "lay", "batch",
+            "rows", "spars", "kernel", "time_us", "eff_gflop", "ratio", "peak");
     rf_rng r;
     rf_rng_init(&r, 6, 0);
     const int *batches = quick ? batches_quick : batches_full;

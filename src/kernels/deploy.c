@@ -43,10 +43,10 @@ static rf_status sparse_gemm(void *state, const float *X, float *Y, int M) {
 }
 
 /* The feature-major form (nn.h infer_gemm_feat), installed on conv layers. */
-static rf_status sparse_gemm_feat(void *state, const float *XT, float *YT, int M) {
+static rf_status sparse_gemm_feat(void *state, const float *XT, float *YT, int M, int ld) {
     const sparse_state *s = state;
-    if (M <= s->rows1 ? s->at1 : s->at_batch) rf_spmm_lay(s->sp, XT, RF_FEAT, s->bias, YT, RF_FEAT, M);
-    else rf_linear_f32_lay(XT, RF_FEAT, s->W, s->bias, YT, RF_FEAT, M, s->N, s->K);
+    if (M <= s->rows1 ? s->at1 : s->at_batch) rf_spmm_lay(s->sp, XT, RF_FEAT, s->bias, YT, RF_FEAT, M, ld);
+    else rf_linear_f32_lay(XT, RF_FEAT, s->W, s->bias, YT, RF_FEAT, M, s->N, s->K, ld);
     return RF_OK;
 }
 
@@ -91,8 +91,9 @@ void rf_deploy_clear_cache(void) {
 typedef struct cal_job { const rf_spmat *sp; const float *W, *X; float *Y; int M, N, K, sparse; rf_layout lay; } cal_job;
 
 static void cal_run(const cal_job *j) {
-    if (j->sparse) rf_spmm_lay(j->sp, j->X, j->lay, NULL, j->Y, j->lay, j->M);
-    else rf_linear_f32_lay(j->X, j->lay, j->W, NULL, j->Y, j->lay, j->M, j->N, j->K);
+    int ld = rf_feat_ld(j->M);   /* as the conv layer lays out its columns */
+    if (j->sparse) rf_spmm_lay(j->sp, j->X, j->lay, NULL, j->Y, j->lay, j->M, ld);
+    else rf_linear_f32_lay(j->X, j->lay, j->W, NULL, j->Y, j->lay, j->M, j->N, j->K, ld);
 }
 
 /* Best of CAL_REPS samples, each repeating the call for CAL_MIN_SECONDS. */
@@ -113,15 +114,16 @@ static rf_status calibrate(rf_ctx *ctx, const float *W, const rf_spmat *sp, int 
     cal_entry key = {N, K, rows, (int)(sparsity * 1000.0 + 0.5), lay == RF_FEAT, 0.0, 0.0}, got;
     if (cache_get(&key, &got)) { *dense_s = got.dense_s; *sparse_s = got.sparse_s; return RF_OK; }
     int M = rows < CAL_MAX_ROWS ? rows : CAL_MAX_ROWS;
-    float *X = rf_aligned_alloc(64, sizeof(float) * (size_t)M * K);
-    float *Y = rf_aligned_alloc(64, sizeof(float) * (size_t)M * N);
+    size_t cols = (size_t)rf_feat_ld(M);   /* >= M: room for either layout */
+    float *X = rf_aligned_alloc(64, sizeof(float) * cols * K);
+    float *Y = rf_aligned_alloc(64, sizeof(float) * cols * N);
     if (!X || !Y) {
         rf_free(X); rf_free(Y);
         return rf_error(ctx, RF_ERR_NOMEM, "deploy: no memory for calibration (%dx%d, %d rows)", N, K, M);
     }
     rf_rng r;
     rf_rng_init(&r, 0x5eed, (uint64_t)N * 131 + (uint64_t)K);
-    for (size_t i = 0; i < (size_t)M * K; i++) X[i] = rf_rng_uniform(&r) - 0.5f;
+    for (size_t i = 0; i < cols * K; i++) X[i] = rf_rng_uniform(&r) - 0.5f;
     cal_job j = {sp, W, X, Y, M, N, K, 0, lay};
     key.dense_s = cal_time(&j);
     j.sparse = 1;

@@ -132,9 +132,11 @@ void rf_spmm(const rf_spmat *W, const float *X, const float *bias, float *Y, int
 }
 
 void rf_spmm_lay(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y, rf_layout yl,
-                 int M) {
-    table()->spmm_lay(W, X, xl, bias, Y, yl, M);
+                 int M, int ld) {
+    table()->spmm_lay(W, X, xl, bias, Y, yl, M, ld);
 }
+
+int rf_feat_ld(int M) { return M > 0 && M % 256 == 0 ? M + 16 : M; }
 
 void rf_qgemm(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {
     const rf_kern_table *t = table();
@@ -157,7 +159,7 @@ void rf_qgemm_ref(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {
 }
 
 void rf_linear_f32_lay(const float *X, rf_layout xl, const float *W, const float *bias, float *Y, rf_layout yl,
-                       int M, int N, int K) {
+                       int M, int N, int K, int ld) {
     if (xl == RF_ROWS && yl == RF_ROWS) { rf_linear_f32(X, W, bias, Y, M, N, K); return; }
     if (M <= 0 || N <= 0) return;
     if (bias) {
@@ -165,19 +167,22 @@ void rf_linear_f32_lay(const float *X, rf_layout xl, const float *W, const float
             for (int m = 0; m < M; m++) memcpy(Y + (size_t)m * N, bias, sizeof(float) * (size_t)N);
         } else {
             for (int n = 0; n < N; n++)
-                for (int m = 0; m < M; m++) Y[(size_t)n * M + m] = bias[n];
+                for (int m = 0; m < M; m++) Y[(size_t)n * ld + m] = bias[n];
         }
     }
     if (K <= 0) {
-        if (!bias) memset(Y, 0, sizeof(float) * (size_t)M * (size_t)N);
+        if (!bias) {
+            if (yl == RF_ROWS) memset(Y, 0, sizeof(float) * (size_t)M * (size_t)N);
+            else for (int n = 0; n < N; n++) memset(Y + (size_t)n * ld, 0, sizeof(float) * (size_t)M);
+        }
         return;
     }
     const float beta = bias ? 1.0f : 0.0f;
     if (yl == RF_ROWS)        /* Y[M,N] = (X^T)^T W^T, X stored [K, M] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, M, N, K, 1.0f, X, M, W, K, beta, Y, N);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, M, N, K, 1.0f, X, ld, W, K, beta, Y, N);
     else                      /* Y^T[N,M] = W · X^T */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, xl == RF_ROWS ? CblasTrans : CblasNoTrans, N, M, K, 1.0f, W, K,
-                    X, xl == RF_ROWS ? K : M, beta, Y, M);
+                    X, xl == RF_ROWS ? K : ld, beta, Y, ld);
 }
 
 void rf_linear_f32(const float *X, const float *W, const float *bias, float *Y, int M, int N, int K) {

@@ -94,7 +94,7 @@ static inline int rf_spmat_takes_ell(const rf_spmat *W, int M) {
 
 typedef void (*rf_spmm_fn)(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
 typedef void (*rf_spmm_lay_fn)(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y,
-                               rf_layout yl, int M);
+                               rf_layout yl, int M, int ld);
 typedef void (*rf_qgemm_fn)(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 
 typedef struct rf_kern_table {
@@ -108,9 +108,9 @@ typedef struct rf_kern_table {
 void rf_spmm_avx2(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
 void rf_spmm_avx512(const rf_spmat *W, const float *X, const float *bias, float *Y, int M);
 void rf_spmm_lay_avx2(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y, rf_layout yl,
-                      int M);
+                      int M, int ld);
 void rf_spmm_lay_avx512(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y,
-                        rf_layout yl, int M);
+                        rf_layout yl, int M, int ld);
 void rf_qgemm_dense_avx2(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void rf_qgemm_sparse_avx2(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void rf_qgemm_dense_vnni(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
@@ -146,7 +146,7 @@ typedef void (*rf_sp_panel_fn)(const rf_spmat *W, const float *XT, int ldx, cons
  * writes the result back in Y's layout (transposed to RF_ROWS; in place or
  * copied for RF_FEAT). Falls back to the reference without scratch. */
 void rf_spmm_panels_(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y, rf_layout yl,
-                     int M, int vec, rf_sp_panel_fn fn);
+                     int M, int ld, int vec, rf_sp_panel_fn fn);
 
 /* 32-bit transposes between row-major activations and panels (AVX2 8x8
  * register transposes, simd_avx2.c; ld % 8 == 0):

@@ -223,10 +223,10 @@ void rf_spmm_ref(const rf_spmat *W, const float *X, const float *bias, float *Y,
 /* Same operation order as rf_spmm_rows_ (bias, then one partial sum per
  * column chunk), with X and Y addressed through their layouts. */
 void rf_spmm_lay_ref(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y, rf_layout yl,
-                     int M) {
+                     int M, int ld) {
     const int N = W->N, K = W->K;
-    const size_t xm = xl == RF_ROWS ? (size_t)K : 1, xk = xl == RF_ROWS ? 1 : (size_t)M;
-    const size_t ym = yl == RF_ROWS ? (size_t)N : 1, yn = yl == RF_ROWS ? 1 : (size_t)M;
+    const size_t xm = xl == RF_ROWS ? (size_t)K : 1, xk = xl == RF_ROWS ? 1 : (size_t)ld;
+    const size_t ym = yl == RF_ROWS ? (size_t)N : 1, yn = yl == RF_ROWS ? 1 : (size_t)ld;
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             float y = bias ? bias[n] : 0.0f;
@@ -241,11 +241,11 @@ void rf_spmm_lay_ref(const rf_spmat *W, const float *X, rf_layout xl, const floa
 }
 
 void rf_spmm_panels_(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y, rf_layout yl,
-                     int M, int vec, rf_sp_panel_fn fn) {
+                     int M, int fld, int vec, rf_sp_panel_fn fn) {
     const int N = W->N, K = W->K;
     if (M <= 0 || N <= 0) return;
     float *ws = rf_kern_workspace(((size_t)K + (size_t)N) * RF_KERN_PANEL * sizeof(float));
-    if (!ws) { rf_spmm_lay_ref(W, X, xl, bias, Y, yl, M); return; }
+    if (!ws) { rf_spmm_lay_ref(W, X, xl, bias, Y, yl, M, fld); return; }
     float *xbuf = ws, *ybuf = ws + (size_t)K * RF_KERN_PANEL;
     for (int m0 = 0; m0 < M; m0 += RF_KERN_PANEL) {
         int mp = M - m0 < RF_KERN_PANEL ? M - m0 : RF_KERN_PANEL, ld = (mp + vec - 1) / vec * vec;
@@ -255,22 +255,22 @@ void rf_spmm_panels_(const rf_spmat *W, const float *X, rf_layout xl, const floa
             rf_panel_in32_avx2((const uint32_t *)(X + (size_t)m0 * K), mp, K, (uint32_t *)xbuf, ld);
         } else if (mp == ld) {
             XT = X + m0;
-            ldx = M;
+            ldx = fld;
         } else {
             for (int k = 0; k < K; k++) {
-                memcpy(xbuf + (size_t)k * ld, X + (size_t)k * M + m0, sizeof(float) * (size_t)mp);
+                memcpy(xbuf + (size_t)k * ld, X + (size_t)k * fld + m0, sizeof(float) * (size_t)mp);
                 memset(xbuf + (size_t)k * ld + mp, 0, sizeof(float) * (size_t)(ld - mp));
             }
         }
         float *YT = ybuf;
         int ldy = ld;
-        if (yl == RF_FEAT && mp == ld) { YT = Y + m0; ldy = M; }
+        if (yl == RF_FEAT && mp == ld) { YT = Y + m0; ldy = fld; }
         fn(W, XT, ldx, bias, YT, ldy, ld);
         if (yl == RF_ROWS) {
             rf_panel_out32_avx2((const uint32_t *)ybuf, ld, mp, N, (uint32_t *)(Y + (size_t)m0 * N), N);
         } else if (YT == ybuf) {
             for (int n = 0; n < N; n++)
-                memcpy(Y + (size_t)n * M + m0, ybuf + (size_t)n * ld, sizeof(float) * (size_t)mp);
+                memcpy(Y + (size_t)n * fld + m0, ybuf + (size_t)n * ld, sizeof(float) * (size_t)mp);
         }
     }
 }

@@ -75,9 +75,8 @@ static inline void copy_row(float *d, const float *s, int n) {
     if (i < n) memcpy(d + n - 8, s + n - 8, 8 * sizeof(float));
 }
 
-/* colT[K, ns·P] from samples x[ns, C, H, W]. */
-RF_NN_VEC static void im2col_t(float *colT, const float *x, int ns, const conv_geom *g) {
-    size_t ld = (size_t)ns * g->P;
+/* colT[K, ns·P] (row stride ld >= ns·P) from samples x[ns, C, H, W]. */
+RF_NN_VEC static void im2col_t(float *colT, const float *x, int ns, const conv_geom *g, size_t ld) {
     for (int c = 0; c < g->C; c++)
         for (int ki = 0; ki < g->kh; ki++)
             for (int kj = 0; kj < g->kw; kj++) {
@@ -139,9 +138,8 @@ static void transpose_tiled(float *restrict dst, const float *restrict src, int 
     }
 }
 
-/* y[n, co, p] = tmp[co, n·P + p] + bias[co]. */
-RF_NN_VEC static void scatter_bias(float *y, const float *tmp, const float *bias, int ns, int Co, int P) {
-    size_t cols = (size_t)ns * P;
+/* y[n, co, p] = tmp[co, n·P + p] + bias[co] (tmp's row stride: cols). */
+RF_NN_VEC static void scatter_bias(float *y, const float *tmp, const float *bias, int ns, int Co, int P, size_t cols) {
     for (int co = 0; co < Co; co++) {
         float bv = bias ? bias[co] : 0.0f;
         for (int n = 0; n < ns; n++) {
@@ -813,7 +811,9 @@ static int use_wino(const conv_geom *g) {
 static size_t conv_scratch(const rf_layer *L, int B) {
     conv_geom g = conv_geom_of(L);
     size_t cols = (size_t)conv_chunk(&g, B) * g.P;
-    size_t s = cols * (2 * (size_t)g.K + (size_t)g.Co);   /* columns + d(columns), or + Y rows (override) */
+    /* columns + d(columns), or + Y rows (override); + the feature-major
+     * override's row padding (rf_feat_ld) */
+    size_t s = cols * (2 * (size_t)g.K + (size_t)g.Co) + 16 * ((size_t)g.K + (size_t)g.Co);
     size_t w = use_wide(&g) ? wide_scratch(&g, B) : 0;
     /* Whatever the ISA now: it may be forced between allocation and use. */
     size_t d = direct_fits(&g) ? direct_scratch(&g) : 0;
@@ -844,9 +844,10 @@ static rf_status conv_forward(const rf_nn_run *r) {
         float *y = r->out + (size_t)n0 * L->out_size;
         float *col = r->scratch, *tmp = r->scratch + cols * g.K;
         if (L->infer_gemm && L->infer_gemm_feat && !r->training) {
-            im2col_t(col, x, ns, &g);
-            RF_TRY(L->infer_gemm_feat(L->infer_state, col, tmp, (int)cols));
-            scatter_bias(y, tmp, NULL, ns, g.Co, g.P);   /* the override added the bias */
+            size_t ld = (size_t)rf_feat_ld((int)cols);
+            im2col_t(col, x, ns, &g, ld);
+            RF_TRY(L->infer_gemm_feat(L->infer_state, col, col + ld * g.K, (int)cols, (int)ld));
+            scatter_bias(y, col + ld * g.K, NULL, ns, g.Co, g.P, ld);   /* the override added the bias */
             continue;
         }
         if (L->infer_gemm && !r->training) {
@@ -854,17 +855,17 @@ static rf_status conv_forward(const rf_nn_run *r) {
              * (free until the product; the scratch holds 2K + Co floats per
              * column): row copies plus a tiled transpose measured faster than
              * gathering each row element by element */
-            im2col_t(tmp, x, ns, &g);
+            im2col_t(tmp, x, ns, &g, cols);
             transpose_tiled(col, tmp, g.K, (int)cols);
             RF_TRY(L->infer_gemm(L->infer_state, col, tmp, (int)cols));
             for (int n = 0; n < ns; n++)
                 transpose_tiled(y + (size_t)n * L->out_size, tmp + (size_t)n * g.P * g.Co, g.P, g.Co);
             continue;
         }
-        im2col_t(col, x, ns, &g);
+        im2col_t(col, x, ns, &g, cols);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.Co, (int)cols, g.K, 1.0f, r->p[0], g.K,
                     col, (int)cols, 0.0f, tmp, (int)cols);
-        scatter_bias(y, tmp, bias, ns, g.Co, g.P);
+        scatter_bias(y, tmp, bias, ns, g.Co, g.P, cols);
     }
     return RF_OK;
 }
@@ -885,7 +886,7 @@ static void conv_backward(const rf_nn_run *r) {
         int ns = r->B - n0 < chunk ? r->B - n0 : chunk;
         size_t cols = (size_t)ns * g.P;
         float *col = r->scratch, *dtmp = col + cols * g.K, *dcol = dtmp + cols * g.Co;
-        im2col_t(col, r->in + (size_t)n0 * L->in_size, ns, &g);
+        im2col_t(col, r->in + (size_t)n0 * L->in_size, ns, &g, cols);
         gather_grad(dtmp, dbias, r->dout + (size_t)n0 * L->out_size, ns, g.Co, g.P);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.Co, g.K, (int)cols, 1.0f, dtmp, (int)cols,
                     col, (int)cols, 1.0f, r->g[0], g.K);

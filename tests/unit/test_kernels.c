@@ -126,20 +126,22 @@ Test(kernels, spmm_all_isas_match_reference_and_naive) {
     rf_kernels_release_workspace();
 }
 
-/* X [M, K] row-major -> the same values in layout xl; Y in layout yl -> [M, N]. */
-static void to_layout(const float *rows, float *out, int M, int F, rf_layout l) {
+/* X [M, K] row-major -> the same values in layout xl (feature rows ld
+ * apart); Y in layout yl -> [M, N]. */
+static void to_layout(const float *rows, float *out, int M, int F, rf_layout l, int ld) {
     for (int m = 0; m < M; m++)
-        for (int f = 0; f < F; f++) out[l == RF_ROWS ? (size_t)m * F + f : (size_t)f * M + m] = rows[(size_t)m * F + f];
+        for (int f = 0; f < F; f++) out[l == RF_ROWS ? (size_t)m * F + f : (size_t)f * ld + m] = rows[(size_t)m * F + f];
 }
-static void from_layout(const float *in, float *rows, int M, int F, rf_layout l) {
+static void from_layout(const float *in, float *rows, int M, int F, rf_layout l, int ld) {
     for (int m = 0; m < M; m++)
-        for (int f = 0; f < F; f++) rows[(size_t)m * F + f] = in[l == RF_ROWS ? (size_t)m * F + f : (size_t)f * M + m];
+        for (int f = 0; f < F; f++) rows[(size_t)m * F + f] = in[l == RF_ROWS ? (size_t)m * F + f : (size_t)f * ld + m];
 }
 
 /* Every combination of activation layouts, sparse at every ISA and dense
  * (sgemm's transpose flags), against the naive product; whole and partial
- * panels (16, 64, 65, 130 samples), and the padding of a partial panel must
- * not leak into Y (guard values around it stay). */
+ * panels (16, 64, 65, 130 samples), feature rows at stride M and M + 5 (the
+ * gaps must stay untouched), and the padding of a partial panel must not
+ * leak into Y (guard values after it stay). */
 Test(kernels, spmm_and_linear_in_every_layout_match_naive) {
     rf_ctx ctx; rf_ctx_init(&ctx);
     rf_rng r; rf_rng_init(&r, 21, 0);
@@ -151,8 +153,8 @@ Test(kernels, spmm_and_linear_in_every_layout_match_naive) {
         for (size_t sp = 0; sp < sizeof sparsities / sizeof sparsities[0]; sp++) {
             int N = lshapes[si].N, K = lshapes[si].K;
             float *W = malloc(sizeof(float) * N * K), *b = malloc(sizeof(float) * N);
-            float *X = malloc(sizeof(float) * maxM * K), *XL = malloc(sizeof(float) * maxM * K);
-            float *Y = malloc(sizeof(float) * (maxM * N + 32)), *Yrow = malloc(sizeof(float) * maxM * N);
+            float *X = malloc(sizeof(float) * maxM * K), *XL = malloc(sizeof(float) * (maxM + 5) * K);
+            float *Y = malloc(sizeof(float) * ((maxM + 5) * N + 32)), *Yrow = malloc(sizeof(float) * maxM * N);
             double *want = malloc(sizeof(double) * maxM * N), *mag = malloc(sizeof(double) * maxM * N);
             fill_w(&r, W, N, K, sparsities[sp]);
             for (int i = 0; i < N; i++) b[i] = rf_rng_normal(&r);
@@ -164,17 +166,23 @@ Test(kernels, spmm_and_linear_in_every_layout_match_naive) {
                 if ((size_t)M * N * K > 6000000u && M > 17) continue;
                 const float *bb = (bi & 1) ? NULL : b;
                 naive_f32(X, W, bb, want, mag, M, N, K);
-                for (int lay = 0; lay < 4; lay++) {
-                    rf_layout xl = (rf_layout)(lay >> 1), yl = (rf_layout)(lay & 1);
-                    to_layout(X, XL, M, K, xl);
+                for (int lay = 0; lay < 8; lay++) {
+                    rf_layout xl = (rf_layout)((lay >> 1) & 1), yl = (rf_layout)(lay & 1);
+                    int ld = lay >= 4 ? M + 5 : M;
+                    if (lay >= 4 && xl == RF_ROWS && yl == RF_ROWS) continue;
+                    size_t ny = yl == RF_ROWS ? (size_t)M * N : (size_t)ld * N;
+                    to_layout(X, XL, M, K, xl, ld);
                     for (int l = -2; l < nl; l++) {   /* -2: dense, -1: reference, then each ISA */
-                        for (int g = 0; g < 16; g++) Y[M * N + g] = 12345.0f;
-                        memset(Y, 0xff, sizeof(float) * (size_t)M * N);
-                        if (l == -2) rf_linear_f32_lay(XL, xl, W, bb, Y, yl, M, N, K);
-                        else if (l == -1) rf_spmm_lay_ref(s, XL, xl, bb, Y, yl, M);
-                        else { rf_kernels_force(lv[l]); rf_spmm_lay(s, XL, xl, bb, Y, yl, M); }
-                        for (int g = 0; g < 16; g++) cr_assert_eq(Y[M * N + g], 12345.0f, "write past Y");
-                        from_layout(Y, Yrow, M, N, yl);
+                        for (size_t g = 0; g < ny + 16; g++) Y[g] = 12345.0f;
+                        for (int m = 0; m < M; m++)
+                            for (int n = 0; n < N; n++) Y[yl == RF_ROWS ? (size_t)m * N + n : (size_t)n * ld + m] = NAN;
+                        if (l == -2) rf_linear_f32_lay(XL, xl, W, bb, Y, yl, M, N, K, ld);
+                        else if (l == -1) rf_spmm_lay_ref(s, XL, xl, bb, Y, yl, M, ld);
+                        else { rf_kernels_force(lv[l]); rf_spmm_lay(s, XL, xl, bb, Y, yl, M, ld); }
+                        from_layout(Y, Yrow, M, N, yl, ld);
+                        for (size_t g = 0; g < ny + 16; g++)   /* the gaps and past the end stay */
+                            if (yl == RF_ROWS ? g >= ny : (g >= ny || (int)(g % (size_t)ld) >= M))
+                                cr_assert_eq(Y[g], 12345.0f, "write outside Y at %zu (ld %d)", g, ld);
                         for (size_t i = 0; i < (size_t)M * N; i++)
                             cr_assert(fabs((double)Yrow[i] - want[i]) <= 1e-5 * mag[i] + 1e-6,
                                       "%s x%s y%s N=%d K=%d M=%d sp=%.2f elem %zu: %g vs %g",
@@ -211,9 +219,9 @@ Test(kernels, spmm_layouts_bit_identical_to_rows) {
         rf_spmm(s, X, b, Y0, M);
         for (int lay = 0; lay < 4; lay++) {
             rf_layout xl = (rf_layout)(lay >> 1), yl = (rf_layout)(lay & 1);
-            to_layout(X, XL, M, K, xl);
-            rf_spmm_lay(s, XL, xl, b, Y, yl, M);
-            from_layout(Y, Yrow, M, N, yl);
+            to_layout(X, XL, M, K, xl, M);
+            rf_spmm_lay(s, XL, xl, b, Y, yl, M, M);
+            from_layout(Y, Yrow, M, N, yl, M);
             cr_assert_eq(memcmp(Yrow, Y0, sizeof(float) * M * N), 0, "isa %s layout %d", rf_isa_name(lv[l]), lay);
         }
     }

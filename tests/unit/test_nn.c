@@ -359,14 +359,15 @@ static rf_status ref_gemm_fn(void *st, const float *X, float *Y, int M) {
 }
 static rf_status failing_gemm(void *st, const float *X, float *Y, int M) { return RF_ERR_UNSUPPORTED; }
 /* The feature-major form: YT[N, M] = W · XT[K, M] + b; counts in calls + 1000. */
-static rf_status ref_gemm_feat_fn(void *st, const float *XT, float *YT, int M) {
+static rf_status ref_gemm_feat_fn(void *st, const float *XT, float *YT, int M, int ld) {
     ref_gemm *g = st;
     g->calls += 1000;
+    cr_assert(ld >= M);
     for (int j = 0; j < g->N; j++)
         for (int i = 0; i < M; i++) {
             double acc = g->b ? g->b[j] : 0.0;
-            for (int k = 0; k < g->K; k++) acc += (double)XT[(size_t)k * M + i] * g->W[(size_t)j * g->K + k];
-            YT[(size_t)j * M + i] = (float)acc;
+            for (int k = 0; k < g->K; k++) acc += (double)XT[(size_t)k * ld + i] * g->W[(size_t)j * g->K + k];
+            YT[(size_t)j * ld + i] = (float)acc;
         }
     return RF_OK;
 }
