@@ -35,9 +35,12 @@ typedef struct sparse_state {
     int       N, K, rows1, at1, at_batch;
 } sparse_state;
 
+/* Whether a call of M rows runs the sparse kernel (else sgemm on s->W). */
+static int runs_sparse(const sparse_state *s, int M) { return M <= s->rows1 ? s->at1 : s->at_batch; }
+
 static rf_status sparse_gemm(void *state, const float *X, float *Y, int M) {
     const sparse_state *s = state;
-    if (M <= s->rows1 ? s->at1 : s->at_batch) rf_spmm(s->sp, X, s->bias, Y, M);
+    if (runs_sparse(s, M)) rf_spmm(s->sp, X, s->bias, Y, M);
     else rf_linear_f32(X, s->W, s->bias, Y, M, s->N, s->K);
     return RF_OK;
 }
@@ -45,7 +48,7 @@ static rf_status sparse_gemm(void *state, const float *X, float *Y, int M) {
 /* The feature-major form (nn.h infer_gemm_feat), installed on conv layers. */
 static rf_status sparse_gemm_feat(void *state, const float *XT, float *YT, int M, int ld) {
     const sparse_state *s = state;
-    if (M <= s->rows1 ? s->at1 : s->at_batch) rf_spmm_lay(s->sp, XT, RF_FEAT, s->bias, YT, RF_FEAT, M, ld);
+    if (runs_sparse(s, M)) rf_spmm_lay(s->sp, XT, RF_FEAT, s->bias, YT, RF_FEAT, M, ld);
     else rf_linear_f32_lay(XT, RF_FEAT, s->W, s->bias, YT, RF_FEAT, M, s->N, s->K, ld);
     return RF_OK;
 }
@@ -88,12 +91,12 @@ void rf_deploy_clear_cache(void) {
     pthread_mutex_unlock(&cache_mu);
 }
 
-typedef struct cal_job { const rf_spmat *sp; const float *W, *X; float *Y; int M, N, K, sparse; rf_layout lay; } cal_job;
+/* ld: the feature-major row stride, rf_feat_ld(M) as the conv layer lays out its columns. */
+typedef struct cal_job { const rf_spmat *sp; const float *W, *X; float *Y; int M, N, K, sparse; rf_layout lay; int ld; } cal_job;
 
 static void cal_run(const cal_job *j) {
-    int ld = rf_feat_ld(j->M);   /* as the conv layer lays out its columns */
-    if (j->sparse) rf_spmm_lay(j->sp, j->X, j->lay, NULL, j->Y, j->lay, j->M, ld);
-    else rf_linear_f32_lay(j->X, j->lay, j->W, NULL, j->Y, j->lay, j->M, j->N, j->K, ld);
+    if (j->sparse) rf_spmm_lay(j->sp, j->X, j->lay, NULL, j->Y, j->lay, j->M, j->ld);
+    else rf_linear_f32_lay(j->X, j->lay, j->W, NULL, j->Y, j->lay, j->M, j->N, j->K, j->ld);
 }
 
 /* Best of CAL_REPS samples, each repeating the call for CAL_MIN_SECONDS. */
@@ -124,7 +127,7 @@ static rf_status calibrate(rf_ctx *ctx, const float *W, const rf_spmat *sp, int 
     rf_rng r;
     rf_rng_init(&r, 0x5eed, (uint64_t)N * 131 + (uint64_t)K);
     for (size_t i = 0; i < cols * K; i++) X[i] = rf_rng_uniform(&r) - 0.5f;
-    cal_job j = {sp, W, X, Y, M, N, K, 0, lay};
+    cal_job j = {sp, W, X, Y, M, N, K, 0, lay, (int)cols};
     key.dense_s = cal_time(&j);
     j.sparse = 1;
     key.sparse_s = cal_time(&j);

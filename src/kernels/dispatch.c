@@ -133,7 +133,10 @@ void rf_spmm(const rf_spmat *W, const float *X, const float *bias, float *Y, int
 
 void rf_spmm_lay(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y, rf_layout yl,
                  int M, int ld) {
-    table()->spmm_lay(W, X, xl, bias, Y, yl, M, ld);
+    /* Row-major operands, or one sample at stride 1 (the same bytes in
+     * either layout), take the row-major entry and its small-batch paths. */
+    if ((xl == RF_ROWS && yl == RF_ROWS) || (M == 1 && ld == 1)) table()->spmm(W, X, bias, Y, M);
+    else table()->spmm_lay(W, X, xl, bias, Y, yl, M, ld);
 }
 
 int rf_feat_ld(int M) { return M > 0 && M % 256 == 0 ? M + 16 : M; }

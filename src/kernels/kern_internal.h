@@ -128,8 +128,6 @@ void rf_qgemm_sparse_ell_ref_(const rf_qmat *W, const uint8_t *A, int32_t *C, in
  * if it cannot be allocated. Valid until the next call on this thread. */
 void *rf_kern_workspace(size_t bytes);
 
-/* Row-by-row CSR product (plain C; the reference). */
-void rf_spmm_rows_(const rf_spmat *W, const float *X, const float *bias, float *Y, int m0, int m1);
 /* CSR product for small batches (M < RF_KERN_SMALL_M): plain C with
  * independent partial sums, used by the AVX2 level, and by AVX-512 for
  * matrices packed without ELL slots. */

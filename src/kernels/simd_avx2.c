@@ -236,11 +236,9 @@ T_AVX2 void rf_spmm_avx2(const rf_spmat *W, const float *X, const float *bias, f
     rf_spmm_panels_(W, X, RF_ROWS, bias, Y, RF_ROWS, M, M, 8, sp_panel_avx2);
 }
 
-/* Any layouts; one sample at stride 1 is the same bytes in both, and row-major operands take
- * the row-major entry (its small-batch path). */
+/* A feature-major operand (rf_spmm_lay sends row-major ones to rf_spmm_avx2). */
 T_AVX2 void rf_spmm_lay_avx2(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y,
                              rf_layout yl, int M, int ld) {
-    if ((xl == RF_ROWS && yl == RF_ROWS) || (M == 1 && ld == 1)) { rf_spmm_avx2(W, X, bias, Y, M); return; }
     rf_spmm_panels_(W, X, xl, bias, Y, yl, M, ld, 8, sp_panel_avx2);
 }
 

@@ -199,11 +199,11 @@ T_512 void rf_spmm_avx512(const rf_spmat *W, const float *X, const float *bias, 
     rf_spmm_panels_(W, X, RF_ROWS, bias, Y, RF_ROWS, M, M, 16, sp_panel_512);
 }
 
-/* Any layouts: the ELL slots are a row-major format, so a feature-major
- * operand always takes the panels (one sample at stride 1 is the same bytes in both). */
+/* A feature-major operand (rf_spmm_lay sends row-major ones to
+ * rf_spmm_avx512): the ELL slots are a row-major format, so it always takes
+ * the panels. */
 T_512 void rf_spmm_lay_avx512(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y,
                               rf_layout yl, int M, int ld) {
-    if ((xl == RF_ROWS && yl == RF_ROWS) || (M == 1 && ld == 1)) { rf_spmm_avx512(W, X, bias, Y, M); return; }
     rf_spmm_panels_(W, X, xl, bias, Y, yl, M, ld, 16, sp_panel_512);
 }
 

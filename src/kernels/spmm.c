@@ -154,23 +154,6 @@ size_t rf_spmat_nnz(const rf_spmat *s) { return s->nnz; }
 int rf_spmat_rows(const rf_spmat *s) { return s->N; }
 int rf_spmat_cols(const rf_spmat *s) { return s->K; }
 
-void rf_spmm_rows_(const rf_spmat *W, const float *X, const float *bias, float *Y, int m0, int m1) {
-    const int N = W->N, K = W->K;
-    for (int m = m0; m < m1; m++) {
-        const float *x = X + (size_t)m * K;
-        float *y = Y + (size_t)m * N;
-        for (int n = 0; n < N; n++) y[n] = bias ? bias[n] : 0.0f;
-        for (int c = 0; c < W->nchunks; c++) {
-            const int64_t *ptr = W->ptr + (size_t)c * N;
-            for (int n = 0; n < N; n++) {
-                float acc = 0.0f;
-                for (int64_t j = ptr[n]; j < ptr[n + 1]; j++) acc += W->val[j] * x[W->idx[j]];
-                y[n] += acc;
-            }
-        }
-    }
-}
-
 /* Small batches: one pass over W serves up to 4 rows of X (the index and
  * value loads are shared), and each row keeps 4 partial sums over alternate
  * non-zeros, so the adds are not serialised on one FMA-latency chain. */
@@ -217,11 +200,11 @@ void rf_spmm_small_(const rf_spmat *W, const float *X, const float *bias, float 
 }
 
 void rf_spmm_ref(const rf_spmat *W, const float *X, const float *bias, float *Y, int M) {
-    rf_spmm_rows_(W, X, bias, Y, 0, M);
+    rf_spmm_lay_ref(W, X, RF_ROWS, bias, Y, RF_ROWS, M, M);
 }
 
-/* Same operation order as rf_spmm_rows_ (bias, then one partial sum per
- * column chunk), with X and Y addressed through their layouts. */
+/* Per output: the bias, then one partial sum per column chunk (the order
+ * the panel kernels keep), with X and Y addressed through their layouts. */
 void rf_spmm_lay_ref(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y, rf_layout yl,
                      int M, int ld) {
     const int N = W->N, K = W->K;
