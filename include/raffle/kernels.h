@@ -59,6 +59,13 @@ int  rf_feat_ld(int M);
 void rf_linear_f32_lay(const float *X, rf_layout xl, const float *W, const float *bias, float *Y, rf_layout yl,
                        int M, int N, int K, int ld);
 
+/* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols: the
+ * transposed copy of a rows x cols block, between the two layouts above
+ * (AVX2 8x8 register transposes on CPUs that have them; the _ref loop, in
+ * 16x16 tiles, otherwise). dst and src must not overlap. */
+void rf_transpose_f32(float *dst, int ldd, const float *src, int rows, int cols, int lds);
+void rf_transpose_f32_ref(float *dst, int ldd, const float *src, int rows, int cols, int lds);
+
 /* ---- sparse fp32 ---- */
 typedef struct rf_spmat rf_spmat;   /* opaque packed sparse W */
 /* Packs the non-zeros of W [N, K] (copies). Returns new; free with rf_spmat_free. */

@@ -11,7 +11,10 @@
  * table indexed by rf_layer_type. Backward ADDS into parameter gradients.
  *
  * Activation layout: batch-major; per sample a layer sees either an image
- * (C, H, W) or a token sequence (T, D) stored as shape {T, D, 1}.
+ * (C, H, W) or a token sequence (T, D) stored as shape {T, D, 1}. An
+ * inference forward of a deployed model may run stretches of layers on the
+ * transposed activations instead (feature-major runs, model.c), where the
+ * sparse kernels need no panel transposes; what it returns is the same.
  */
 #ifndef RAFFLE_NN_H
 #define RAFFLE_NN_H
@@ -71,6 +74,11 @@ typedef struct rf_param {
      * docs/quantization.md. */
     rf_status (*infer_gemm)(void *state, const float *X, float *Y, int M);
     void     *infer_state;        /* owned by whoever set infer_gemm          */
+    /* Optional feature-major form of infer_gemm, same contract as
+     * rf_layer.infer_gemm_feat: YT[N, M] = W · XT[K, M] (+ bias), row stride
+     * ld. The block runs it when the model runs it feature-major (model.c,
+     * "feature-major runs"); set and cleared together with infer_gemm. */
+    rf_status (*infer_gemm_feat)(void *state, const float *XT, float *YT, int M, int ld);
     /* Optional training-time hook on this product's input (quantization-
      * aware training, Jacob et al. 2018 §3), layers as for infer_gemm: in a
      * training forward it is called with backward = 0 on the product's input
@@ -114,8 +122,13 @@ typedef struct rf_layer {
      * it instead when both are set: its column matrix and its per-channel
      * output are feature-major already, so neither side is transposed.
      * Whoever sets or clears infer_gemm sets or clears this one too (NULL:
-     * no feature-major form); it is never called without infer_gemm. */
+     * no feature-major form); it is never called without infer_gemm.
+     * Linear and patch_embed layers call it inside feature-major runs. */
     rf_status (*infer_gemm_feat)(void *state, const float *XT, float *YT, int M, int ld);
+    /* Set by an inference forward that ran this layer inside a feature-major
+     * run and kept its output only transposed, in the run's own buffers:
+     * rf_model_layer_output(m, i) is NULL then. */
+    int       out_feat;
     /* Borrowed view of this layer's n_params entries of model->ptensors,
      * refreshed by the model before every layer call, so that a layer can
      * reach the per-weight overrides (rf_param.infer_gemm / train_act). */
@@ -153,6 +166,10 @@ typedef struct rf_model {
     rf_rng     dropout_rng;
     rf_act_hook hook;             /* NULL unless QAT / hidden distillation     */
     void      *hook_ud;
+    /* Feature-major runs (inference forwards of deployed models, model.c):
+     * the transposed activations of a run and its layers' temporaries. */
+    float     *feat;
+    size_t     feat_numel;
     /* Input gradient (saliency, gradient checks): set input_grad = 1 before
      * rf_model_backward and dL/dx [batch, C*H*W] is left in dinput (owned). */
     int        input_grad;
@@ -195,7 +212,9 @@ rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, 
 /* dlogits: [batch, K]. Accumulates into m->grads (call rf_model_zero_grad first). */
 rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits);
 void      rf_model_zero_grad(rf_model *m);
-/* Output of layer i from the last forward: [batch, out_size]. */
+/* Output of layer i from the last forward: [batch, out_size]; NULL when i is
+ * out of range or the forward kept that output only feature-major (inside a
+ * feature-major run: rf_layer.out_feat). */
 float    *rf_model_layer_output(rf_model *m, int i);
 /* Number of prunable weights, and of non-zero mask entries among them. */
 size_t    rf_model_prunable_count(const rf_model *m, size_t *remaining);

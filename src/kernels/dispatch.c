@@ -141,6 +141,25 @@ void rf_spmm_lay(const rf_spmat *W, const float *X, rf_layout xl, const float *b
 
 int rf_feat_ld(int M) { return M > 0 && M % 256 == 0 ? M + 16 : M; }
 
+/* In 16 x 16 tiles: row by row, the stores of a row go `ldd` floats apart
+ * and at 768-1024-byte strides land in the same few L1 sets. */
+void rf_transpose_f32_ref(float *dst, int ldd, const float *src, int rows, int cols, int lds) {
+    enum { TT = 16 };
+    for (int r0 = 0; r0 < rows; r0 += TT) {
+        int r1 = r0 + TT < rows ? r0 + TT : rows;
+        for (int c0 = 0; c0 < cols; c0 += TT) {
+            int c1 = c0 + TT < cols ? c0 + TT : cols;
+            for (int c = c0; c < c1; c++)
+                for (int r = r0; r < r1; r++) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
+        }
+    }
+}
+
+void rf_transpose_f32(float *dst, int ldd, const float *src, int rows, int cols, int lds) {
+    if (rf_kernels_init() >= RF_ISA_AVX2) rf_transpose_avx2(dst, ldd, src, rows, cols, lds);
+    else rf_transpose_f32_ref(dst, ldd, src, rows, cols, lds);
+}
+
 void rf_qgemm(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {
     const rf_kern_table *t = table();
     (W->sparse ? t->qgemm_sparse : t->qgemm_dense)(W, A, C, M);

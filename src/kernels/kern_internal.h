@@ -151,6 +151,8 @@ void rf_spmm_panels_(const rf_spmat *W, const float *X, rf_layout xl, const floa
  *  panel_in:  P[k * ld + i] = src[i * K + k] for i < rows, 0 for rows <= i < ld
  *  panel_out: dst[i * dld + n] = P[n * ld + i] for i < rows, n < ncols */
 void rf_panel_in32_avx2(const uint32_t *src, int rows, int K, uint32_t *P, int ld);
+/* kernels.h rf_transpose_f32 on AVX2 (panel_out's 8x8 tiles). */
+void rf_transpose_avx2(float *dst, int ldd, const float *src, int rows, int cols, int lds);
 void rf_panel_out32_avx2(const uint32_t *P, int ld, int rows, int ncols, uint32_t *dst, int dld);
 /* u8 activations into dword-group panels: P[g * ld + i] = A[i, 4g..4g+3]
  * (little-endian, zero past K), zero for rows <= i < ld (simd_avx2.c; any K,

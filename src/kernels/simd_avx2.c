@@ -121,6 +121,12 @@ T_AVX2 void rf_panel_out32_avx2(const uint32_t *P, int ld, int rows, int N, uint
     else panel_out_body((const float *)P, ld, rows, N, (float *)dst, dld);
 }
 
+/* A transpose is panel_out with src's rows as the panel's: d[c * ldd + r] =
+ * src[r * lds + c]. */
+T_AVX2 void rf_transpose_avx2(float *dst, int ldd, const float *src, int rows, int cols, int lds) {
+    panel_out_body(src, lds, cols, rows, dst, ldd);
+}
+
 /* u8 activations into dword-group panels. With K % 4 != 0 the dword A[i,
  * 4g..4g+3] of row i starts at byte i*K + 4g, not on a dword boundary, so the
  * row stride is not a whole number of dwords: the 8x8 transposes take the

@@ -262,19 +262,11 @@ static int rows_dx(int M, int N, int K) {
     return f ? f == 2 : M >= 1024 && N >= 32 && K >= 64;
 }
 
-/* In 16 × 16 tiles: a row-by-row loop writes with a stride of `rows` floats,
- * and at W^T's 192-256 (768-1024 bytes) every store of a row lands in the
- * same few L1 sets (perf: 5% of a vit-tiny step in this copy). */
+/* Through the kernels' transpose (AVX2 8x8 register tiles): at W^T's
+ * 192-256 floats a row-by-row copy lands every store of a row in the same
+ * few L1 sets (perf: 5% of a vit-tiny step in such a copy). */
 void rf_nn_transpose(float *dst, const float *src, int rows, int cols, int lds) {
-    enum { TT = 16 };
-    for (int r0 = 0; r0 < rows; r0 += TT) {
-        int r1 = r0 + TT < rows ? r0 + TT : rows;
-        for (int c0 = 0; c0 < cols; c0 += TT) {
-            int c1 = c0 + TT < cols ? c0 + TT : cols;
-            for (int c = c0; c < c1; c++)
-                for (int r = r0; r < r1; r++) dst[(size_t)c * rows + r] = src[(size_t)r * lds + c];
-        }
-    }
+    rf_transpose_f32(dst, rows, src, rows, cols, lds);
 }
 
 /* W^T of the forward product, [K][N], in the calling thread's buffer. */

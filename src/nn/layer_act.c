@@ -23,6 +23,16 @@ RF_NN_VEC static void relu_bwd(float *dx, const float *dy, const float *y, size_
 }
 
 static rf_status relu_forward(const rf_nn_run *r) { relu_fwd(r->out, r->in, numel(r)); return RF_OK; }
+
+/* Feature-major (model.c runs): the same element-wise function on each of
+ * the width rows' first `rows` columns (the same values as row-major). */
+long rf_nn_feat_always(const rf_layer *L) { (void)L; return 0; }
+static void feat_apply(const rf_nn_feat *f, void (*fn)(float *, const float *, size_t)) {
+    int rows, width;
+    rf_nn_feat_view(f->r->L->in, f->r->L->ip[7], f->r->B, &rows, &width);
+    rf_nn_feat_rows(f->out, f->in, width, rows, f->ldo, fn);
+}
+static rf_status relu_forward_feat(const rf_nn_feat *f) { feat_apply(f, relu_fwd); return RF_OK; }
 static void relu_backward(const rf_nn_run *r) { if (r->din) relu_bwd(r->din, r->dout, r->out, numel(r)); }
 
 /* ---- gelu ------------------------------------------------------------------
@@ -56,14 +66,15 @@ RF_NN_VEC static void gelu_bwd_v(float *dx, const float *dy, const float *x, siz
 void rf_nn_gelu_bwd(float *dx, const float *dy, const float *x, size_t n) { gelu_bwd_v(dx, dy, x, n); }
 
 static rf_status gelu_forward(const rf_nn_run *r) { rf_nn_gelu_fwd(r->out, r->in, numel(r)); return RF_OK; }
+static rf_status gelu_forward_feat(const rf_nn_feat *f) { feat_apply(f, rf_nn_gelu_fwd); return RF_OK; }
 static void gelu_backward(const rf_nn_run *r) { if (r->din) rf_nn_gelu_bwd(r->din, r->dout, r->in, numel(r)); }
 
 /* ---- tanh ----------------------------------------------------------------- */
-static rf_status tanh_forward(const rf_nn_run *r) {
-    size_t n = numel(r);
-    for (size_t i = 0; i < n; i++) r->out[i] = tanhf(r->in[i]);
-    return RF_OK;
+static void tanh_v(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
 }
+static rf_status tanh_forward(const rf_nn_run *r) { tanh_v(r->out, r->in, numel(r)); return RF_OK; }
+static rf_status tanh_forward_feat(const rf_nn_feat *f) { feat_apply(f, tanh_v); return RF_OK; }
 
 static void tanh_backward(const rf_nn_run *r) {
     if (!r->din) return;
@@ -72,9 +83,12 @@ static void tanh_backward(const rf_nn_run *r) {
 }
 
 static const char *const no_keys[] = {NULL};
-const rf_nn_op rf_nn_op_relu = {"relu", no_keys, same_shape_setup, NULL, relu_forward, relu_backward};
-const rf_nn_op rf_nn_op_gelu = {"gelu", no_keys, same_shape_setup, NULL, gelu_forward, gelu_backward};
-const rf_nn_op rf_nn_op_tanh = {"tanh", no_keys, same_shape_setup, NULL, tanh_forward, tanh_backward};
+const rf_nn_op rf_nn_op_relu = {"relu", no_keys, same_shape_setup, NULL, relu_forward, relu_backward,
+                                rf_nn_feat_always, relu_forward_feat, NULL, 0};
+const rf_nn_op rf_nn_op_gelu = {"gelu", no_keys, same_shape_setup, NULL, gelu_forward, gelu_backward,
+                                rf_nn_feat_always, gelu_forward_feat, NULL, 0};
+const rf_nn_op rf_nn_op_tanh = {"tanh", no_keys, same_shape_setup, NULL, tanh_forward, tanh_backward,
+                                rf_nn_feat_always, tanh_forward_feat, NULL, 0};
 
 /* ---- dropout ---------------------------------------------------------------
  * Inverted dropout (Srivastava et al. 2014, scaled at training time so that
@@ -112,6 +126,10 @@ static rf_status dropout_forward(const rf_nn_run *r) {
     return RF_OK;
 }
 
+/* Inference only, so the identity (also flatten's). */
+static void copy_v(float *y, const float *x, size_t n) { memcpy(y, x, n * sizeof(float)); }
+rf_status rf_nn_feat_copy(const rf_nn_feat *f) { feat_apply(f, copy_v); return RF_OK; }
+
 static void dropout_backward(const rf_nn_run *r) {
     if (!r->din) return;
     size_t n = numel(r);
@@ -120,7 +138,8 @@ static void dropout_backward(const rf_nn_run *r) {
 }
 
 static const char *const dropout_keys[] = {"p", NULL};
-const rf_nn_op rf_nn_op_dropout = {"dropout", dropout_keys, dropout_setup, NULL, dropout_forward, dropout_backward};
+const rf_nn_op rf_nn_op_dropout = {"dropout", dropout_keys, dropout_setup, NULL, dropout_forward, dropout_backward,
+                                   rf_nn_feat_always, rf_nn_feat_copy, NULL, 0};
 
 /* ---- residual: out = in + output of layer `from` (He et al. 2016, eq. 1) ---
  * "from": an earlier layer's index, its name, or -1 for the model input. */
@@ -162,4 +181,4 @@ static void residual_backward(const rf_nn_run *r) {
 
 static const char *const residual_keys[] = {"from", NULL};
 const rf_nn_op rf_nn_op_residual = {"residual", residual_keys, residual_setup, NULL, residual_forward,
-                                    residual_backward};
+                                    residual_backward, NULL, NULL, NULL, 0};

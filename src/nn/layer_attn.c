@@ -149,6 +149,27 @@ void rf_nn_mhsa_heads_fwd(float *att, float *ctx, const float *qkv, int B, int T
     }
 }
 
+/* Feature-major: qkvT [3D][ld], ctxT [D][ld], sample b at columns b·T ..
+ * b·T + T - 1; head h's q^T, k^T, v^T are rows h·hd, D + h·hd, 2D + h·hd
+ * (hd of them) of qkvT, so scores and context need no packing: S = (q^T)^T
+ * k^T, then ctx^T = v^T S^T with S^T one T × T transpose. Every element is
+ * the same products in the same order as rf_nn_mhsa_heads_fwd (gemm_rows.c
+ * runs A or A^T alike), so the same values. S: 2·T·T floats of scratch. */
+void rf_nn_mhsa_heads_fwd_feat(float *ctxT, const float *qkvT, int ld, float *S, int B, int T, int D, int H) {
+    int hd = D / H, rows = rf_nn_gemm_rows_on();
+    float scale = 1.0f / sqrtf((float)hd), *St = S + (size_t)T * T;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *qt = qkvT + (size_t)h * hd * ld + (size_t)b * T;
+            const float *kt = qt + (size_t)D * ld, *vt = qt + (size_t)2 * D * ld;
+            att_mm(S, T, qt, ld, 1, kt, ld, 0, T, T, hd, rows);
+            if (T <= 32 && rf_kernels_isa() >= RF_ISA_AVX512) softmax_rows_512(S, T, T, scale);
+            else softmax_rows(S, T, T, scale);
+            rf_nn_transpose(St, S, T, T, T);
+            att_mm(ctxT + (size_t)h * hd * ld + (size_t)b * T, ld, vt, ld, 0, St, T, 0, hd, T, T, rows);
+        }
+}
+
 rf_status rf_nn_mhsa_fwd_p(float *y, float *qkv, float *att, float *ctx, float *x,
                            const float *Wqkv, const float *bqkv, const float *Wproj, const float *bproj,
                            int B, int T, int D, int H, const rf_param *pqkv, const rf_param *pproj, int training) {
@@ -274,4 +295,5 @@ static void attn_backward(const rf_nn_run *r) {
 }
 
 static const char *const attn_keys[] = {"heads", NULL};
-const rf_nn_op rf_nn_op_attention = {"attention", attn_keys, attn_setup, attn_scratch, attn_forward, attn_backward};
+const rf_nn_op rf_nn_op_attention = {"attention", attn_keys, attn_setup, attn_scratch, attn_forward, attn_backward,
+                                  NULL, NULL, NULL, 0};

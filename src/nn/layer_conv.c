@@ -885,7 +885,8 @@ static void conv_backward(const rf_nn_run *r) {
 }
 
 static const char *const conv_keys[] = {"out", "kernel", "kh", "kw", "stride", "padding", "bias", NULL};
-const rf_nn_op rf_nn_op_conv2d = {"conv2d", conv_keys, conv_setup, conv_scratch, conv_forward, conv_backward};
+const rf_nn_op rf_nn_op_conv2d = {"conv2d", conv_keys, conv_setup, conv_scratch, conv_forward, conv_backward,
+                                  NULL, NULL, NULL, 0};
 
 /* ---- patch embedding (Dosovitskiy et al. 2021, eq. 1) ----------------------
  * z0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos: a conv with kernel = stride =
@@ -1002,6 +1003,51 @@ static void patch_backward(const rf_nn_run *r) {
     }
 }
 
+/* Feature-major (model.c runs; reads the image row-major): the patch
+ * columns transposed, colsT [K][ldp] (column n·Np + patch), the product
+ * YT = W · colsT, then the tokens [D][ld] with the class token and the
+ * position embedding added as patch_forward adds them. */
+static long patch_feat(const rf_layer *L) {
+    patch_geom g = patch_geom_of(L);
+    return rf_nn_feat_product(L, g.K, g.D, g.Np);
+}
+
+static size_t patch_scratch_feat(const rf_layer *L, int B) {
+    patch_geom g = patch_geom_of(L);
+    return ((size_t)g.K + (size_t)g.D) * (size_t)rf_feat_ld(B * g.Np);
+}
+
+static rf_status patch_forward_feat(const rf_nn_feat *f) {
+    const rf_nn_run *r = f->r;
+    const rf_layer *L = r->L;
+    patch_geom g = patch_geom_of(L);
+    int Mp = r->B * g.Np, ldp = rf_feat_ld(Mp);
+    float *colsT = f->scratch, *YT = f->scratch + (size_t)g.K * ldp;
+    const float *cls = g.cls ? r->p[2] : NULL, *pos = g.pos ? r->p[2 + g.cls] : NULL;
+    for (int n = 0; n < r->B; n++)
+        for (int c = 0; c < g.C; c++)
+            for (int ki = 0; ki < g.p; ki++)
+                for (int pi = 0; pi < g.gh; pi++) {
+                    const float *s = f->in + (((size_t)n * g.C + c) * g.H + (size_t)(pi * g.p + ki)) * g.W;
+                    float *d = colsT + (size_t)((c * g.p + ki) * g.p) * ldp + (size_t)n * g.Np + (size_t)pi * g.gw;
+                    for (int pj = 0; pj < g.gw; pj++)
+                        for (int kj = 0; kj < g.p; kj++) d[(size_t)kj * ldp + pj] = s[pj * g.p + kj];
+                }
+    RF_TRY(rf_nn_product_feat(L->infer_gemm ? L->infer_gemm_feat : NULL, L->infer_state, YT, colsT, r->p[0],
+                              r->p[1], Mp, g.D, g.K, ldp));
+    for (int d = 0; d < g.D; d++) {
+        float *o = f->out + (size_t)d * f->ldo;
+        const float *y = YT + (size_t)d * ldp;
+        for (int n = 0; n < r->B; n++)
+            for (int t = 0; t < g.T; t++) {
+                float v = t < g.cls ? cls[d] : y[(size_t)n * g.Np + (size_t)(t - g.cls)];
+                o[(size_t)n * g.T + t] = v + (pos ? pos[(size_t)t * g.D + d] : 0.0f);
+            }
+    }
+    return RF_OK;
+}
+
 static const char *const patch_keys[] = {"dim", "patch", "cls", "pos", NULL};
 const rf_nn_op rf_nn_op_patch_embed = {"patch_embed", patch_keys, patch_setup, patch_scratch, patch_forward,
-                                       patch_backward};
+                                       patch_backward, patch_feat, patch_forward_feat, patch_scratch_feat,
+                                       1};

@@ -3,6 +3,7 @@
  * rf_nn_linear_fwd / _dx / _dw (gemm_rows.c: the row-streaming kernel for
  * tall products, OpenBLAS sgemm otherwise). */
 #include "nn/layers.h"
+#include "raffle/kernels.h"
 
 #include <string.h>
 
@@ -61,5 +62,35 @@ static void linear_backward(const rf_nn_run *r) {
     rf_nn_linear_bwd(r->din, r->g[0], L->ip[1] ? r->g[1] : NULL, r->dout, r->in, r->p[0], M, N, K, K, N);
 }
 
+/* ---- feature-major runs (model.c) ---------------------------------------- */
+long rf_nn_feat_product(const rf_layer *L, int K, int N, int rows) {
+    if (!L->infer_gemm) return 0;
+    return L->infer_gemm_feat ? ((long)K + N) * rows : -1;
+}
+
+static long linear_feat(const rf_layer *L) { return rf_nn_feat_product(L, linear_k(L), L->ip[0], linear_rows(L)); }
+
+rf_status rf_nn_product_feat(rf_status (*gemm_feat)(void *, const float *, float *, int, int), void *state,
+                             float *YT, const float *XT, const float *W, const float *b, int M, int N, int K,
+                             int ld) {
+    if (gemm_feat) return gemm_feat(state, XT, YT, M, ld);
+    rf_linear_f32_lay(XT, RF_FEAT, W, b, YT, RF_FEAT, M, N, K, ld);
+    return RF_OK;
+}
+
+void rf_nn_feat_rows(float *y, const float *x, int n, int M, int ld, void (*f)(float *, const float *, size_t)) {
+    if (ld == M) { f(y, x, (size_t)n * (size_t)M); return; }   /* no padding: one call */
+    for (int i = 0; i < n; i++) f(y + (size_t)i * ld, x + (size_t)i * ld, (size_t)M);
+}
+
+/* Input and output have the same rows, so the same stride (ldi == ldo). */
+static rf_status linear_forward_feat(const rf_nn_feat *f) {
+    const rf_layer *L = f->r->L;
+    int M = f->r->B * linear_rows(L);
+    return rf_nn_product_feat(L->infer_gemm ? L->infer_gemm_feat : NULL, L->infer_state, f->out, f->in, f->r->p[0],
+                              L->ip[1] ? f->r->p[1] : NULL, M, L->ip[0], linear_k(L), f->ldo);
+}
+
 static const char *const linear_keys[] = {"in", "out", "bias", NULL};
-const rf_nn_op rf_nn_op_linear = {"linear", linear_keys, linear_setup, NULL, linear_forward, linear_backward};
+const rf_nn_op rf_nn_op_linear = {"linear", linear_keys, linear_setup, NULL, linear_forward, linear_backward,
+                                  linear_feat, linear_forward_feat, NULL, 0};

@@ -32,6 +32,47 @@ RF_NN_VEC static void layernorm_fwd_v(float *y, float *stats, const float *x, co
 void rf_nn_layernorm_fwd(float *y, float *stats, const float *x, const float *g, const float *b,
                          int rows, int D, float eps) { layernorm_fwd_v(y, stats, x, g, b, rows, D, eps); }
 
+/* Feature-major: x, y [D][ld], columns [0, M). Per column the operations of
+ * layernorm_fwd_v in its order (feature i in lane i % 16, lanes combined by
+ * rf_nn_lanes_sum), vectorised across a block of columns instead of along
+ * the row: the same values. */
+#define LN_COLS 64
+RF_NN_VEC static void layernorm_fwd_feat_v(float *y, const float *x, const float *g, const float *b, int M,
+                                           int D, int ld, float eps) {
+    float acc[RF_NN_LANES][LN_COLS], mean[LN_COLS], rstd[LN_COLS], lane[RF_NN_LANES];
+    for (int c0 = 0; c0 < M; c0 += LN_COLS) {
+        int nc = M - c0 < LN_COLS ? M - c0 : LN_COLS;
+        memset(acc, 0, sizeof acc);
+        for (int i = 0; i < D; i++) {
+            const float *xr = x + (size_t)i * ld + c0;
+            float *a = acc[i & (RF_NN_LANES - 1)];
+            for (int c = 0; c < nc; c++) a[c] += xr[c];
+        }
+        for (int c = 0; c < nc; c++) {
+            for (int l = 0; l < RF_NN_LANES; l++) lane[l] = acc[l][c];
+            mean[c] = rf_nn_lanes_sum(lane) / (float)D;
+        }
+        memset(acc, 0, sizeof acc);
+        for (int i = 0; i < D; i++) {
+            const float *xr = x + (size_t)i * ld + c0;
+            float *a = acc[i & (RF_NN_LANES - 1)];
+            for (int c = 0; c < nc; c++) { float d = xr[c] - mean[c]; a[c] += d * d; }
+        }
+        for (int c = 0; c < nc; c++) {
+            for (int l = 0; l < RF_NN_LANES; l++) lane[l] = acc[l][c];
+            float var = rf_nn_lanes_sum(lane) / (float)D;
+            rstd[c] = 1.0f / sqrtf(var + eps);
+        }
+        for (int i = 0; i < D; i++) {
+            const float *xr = x + (size_t)i * ld + c0;
+            float *yr = y + (size_t)i * ld + c0;
+            for (int c = 0; c < nc; c++) yr[c] = (xr[c] - mean[c]) * rstd[c] * g[i] + b[i];
+        }
+    }
+}
+void rf_nn_layernorm_fwd_feat(float *y, const float *x, const float *g, const float *b, int M, int D, int ld,
+                              float eps) { layernorm_fwd_feat_v(y, x, g, b, M, D, ld, eps); }
+
 RF_NN_VEC static void layernorm_bwd_v(float *dx, float *dg, float *db, const float *dy, const float *x,
                          const float *stats, const float *g, int rows, int D) {
     const int n16 = D & ~(RF_NN_LANES - 1);
@@ -92,8 +133,15 @@ static void ln_backward(const rf_nn_run *r) {
                         ln_dim(r->L));
 }
 
+static rf_status ln_forward_feat(const rf_nn_feat *f) {
+    rf_nn_layernorm_fwd_feat(f->out, f->in, f->r->p[0], f->r->p[1], f->r->B * ln_rows(f->r->L), ln_dim(f->r->L),
+                             f->ldo, f->r->L->fp[0]);
+    return RF_OK;
+}
+
 static const char *const ln_keys[] = {"eps", NULL};
-const rf_nn_op rf_nn_op_layernorm = {"layernorm", ln_keys, ln_setup, NULL, ln_forward, ln_backward};
+const rf_nn_op rf_nn_op_layernorm = {"layernorm", ln_keys, ln_setup, NULL, ln_forward, ln_backward,
+                                     rf_nn_feat_always, ln_forward_feat, NULL, 0};
 
 /* ---- batch norm: per channel of an image, or per feature of a vector ------
  * Buffers: running_mean [C], running_var [C]. Saved: the statistics used
@@ -181,4 +229,5 @@ RF_NN_VEC static void bn_backward(const rf_nn_run *r) {
 }
 
 static const char *const bn_keys[] = {"eps", "momentum", NULL};
-const rf_nn_op rf_nn_op_batchnorm = {"batchnorm", bn_keys, bn_setup, NULL, bn_forward, bn_backward};
+const rf_nn_op rf_nn_op_batchnorm = {"batchnorm", bn_keys, bn_setup, NULL, bn_forward, bn_backward,
+                                  NULL, NULL, NULL, 0};

@@ -204,8 +204,10 @@ static void avgpool_backward(const rf_nn_run *r) {
 }
 
 static const char *const pool_keys[] = {"kernel", "stride", "padding", NULL};
-const rf_nn_op rf_nn_op_maxpool = {"maxpool", pool_keys, pool_setup, NULL, maxpool_forward, maxpool_backward};
-const rf_nn_op rf_nn_op_avgpool = {"avgpool", pool_keys, pool_setup, NULL, avgpool_forward, avgpool_backward};
+const rf_nn_op rf_nn_op_maxpool = {"maxpool", pool_keys, pool_setup, NULL, maxpool_forward, maxpool_backward,
+                                  NULL, NULL, NULL, 0};
+const rf_nn_op rf_nn_op_avgpool = {"avgpool", pool_keys, pool_setup, NULL, avgpool_forward, avgpool_backward,
+                                  NULL, NULL, NULL, 0};
 
 /* ---- global average pool: (C, H, W) -> (C) ------------------------------- */
 static rf_status gap_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
@@ -242,7 +244,8 @@ static void gap_backward(const rf_nn_run *r) {
 }
 
 static const char *const no_keys[] = {NULL};
-const rf_nn_op rf_nn_op_gap = {"gap", no_keys, gap_setup, NULL, gap_forward, gap_backward};
+const rf_nn_op rf_nn_op_gap = {"gap", no_keys, gap_setup, NULL, gap_forward, gap_backward,
+                                  NULL, NULL, NULL, 0};
 
 /* ---- flatten: any shape -> flat vector (same memory order) ---------------- */
 static rf_status flatten_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
@@ -259,7 +262,10 @@ static void copy_backward(const rf_nn_run *r) {
     if (r->din) rf_nn_add(r->din, r->dout, (size_t)r->B * r->L->in_size);
 }
 
-const rf_nn_op rf_nn_op_flatten = {"flatten", no_keys, flatten_setup, NULL, copy_forward, copy_backward};
+/* Feature-major, an image's matrix view is already the flat one (rows =
+ * samples, width = C·H·W): flatten copies. */
+const rf_nn_op rf_nn_op_flatten = {"flatten", no_keys, flatten_setup, NULL, copy_forward, copy_backward,
+                                   rf_nn_feat_always, rf_nn_feat_copy, NULL, 0};
 
 /* ---- token pooling: (T, D) -> (D) ----------------------------------------- */
 static rf_status tokpool_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
@@ -317,5 +323,19 @@ static void mean_backward(const rf_nn_run *r) {
         }
 }
 
-const rf_nn_op rf_nn_op_cls_pool = {"cls_pool", no_keys, tokpool_setup, NULL, cls_forward, cls_backward};
-const rf_nn_op rf_nn_op_mean_pool = {"mean_pool", no_keys, tokpool_setup, NULL, mean_forward, mean_backward};
+/* Feature-major: out[d][n] = in[d][n·T], token 0 of each sample. */
+static rf_status cls_forward_feat(const rf_nn_feat *f) {
+    const rf_layer *L = f->r->L;
+    int T = L->in.d[0], D = L->in.d[1], B = f->r->B;
+    for (int d = 0; d < D; d++) {
+        const float *x = f->in + (size_t)d * f->ldi;
+        float *y = f->out + (size_t)d * f->ldo;
+        for (int n = 0; n < B; n++) y[n] = x[(size_t)n * T];
+    }
+    return RF_OK;
+}
+
+const rf_nn_op rf_nn_op_cls_pool = {"cls_pool", no_keys, tokpool_setup, NULL, cls_forward, cls_backward,
+                                    rf_nn_feat_always, cls_forward_feat, NULL, 0};
+const rf_nn_op rf_nn_op_mean_pool = {"mean_pool", no_keys, tokpool_setup, NULL, mean_forward, mean_backward,
+                                  NULL, NULL, NULL, 0};

@@ -7,6 +7,7 @@
  * qkv [3TD], att [H·T·T], ctx [TD], x1 [TD], ln2 [TD], st2 [2T], h [T·M],
  * a [T·M] (h = fc1 output, a = GELU(h)). */
 #include "nn/product.h"
+#include "raffle/kernels.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -243,5 +244,59 @@ static void tb_backward(const rf_nn_run *r) {
     rf_nn_layernorm_bwd(r->din, g[P_N1W], g[P_N1B], dln, r->in, k.st1, p[P_N1W], rows, k.D);
 }
 
+/* ---- feature-major inference (model.c runs) ---------------------------------
+ * The steps of tb_forward_span on transposed activations [width][ld]: the
+ * four products as YT = W · XT (the weight's infer_gemm_feat, or sgemm),
+ * layer norms across the feature rows, attention on the rows of qkvT in
+ * place. With every product sparse the output is the row-major path's to
+ * the bit (same per-element operations in the same order). */
+static long tb_feat(const rf_layer *L) {
+    blk k = {1, L->in.d[0], L->in.d[1], L->ip[0], L->ip[1], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    long saved = 0;
+    for (int i = 0; i < 4; i++) {
+        const rf_param *p = &L->pt[tb_prod[i].w];
+        if (!p->infer_gemm) continue;
+        if (!p->infer_gemm_feat) return -1;   /* int8: row-major only */
+        saved += ((long)prod_dim(&k, tb_prod[i].n) + prod_dim(&k, tb_prod[i].k)) * k.T;
+    }
+    return saved;
+}
+
+/* ln [D], qkv [3D], ctx [D], x1 [D], h [Mh] rows of ld, attention's 2·T·T. */
+static size_t tb_scratch_feat(const rf_layer *L, int B) {
+    size_t T = (size_t)L->in.d[0], D = (size_t)L->in.d[1], Mh = (size_t)L->ip[1];
+    return (6 * D + Mh) * (size_t)rf_feat_ld(B * (int)T) + 2 * T * T;
+}
+
+static rf_status tb_product_feat(const rf_nn_feat *f, const blk *k, int i, float *YT, const float *XT) {
+    int w = tb_prod[i].w;
+    const rf_param *p = &f->r->L->pt[w];
+    return rf_nn_product_feat(p->infer_gemm ? p->infer_gemm_feat : NULL, p->infer_state, YT, XT, f->r->p[w],
+                              f->r->p[w + 1], k->B * k->T, prod_dim(k, tb_prod[i].n), prod_dim(k, tb_prod[i].k),
+                              f->ldo);
+}
+
+static rf_status tb_forward_feat(const rf_nn_feat *f) {
+    const rf_nn_run *r = f->r;
+    const float *const *p = r->p;
+    blk k = {r->B, r->L->in.d[0], r->L->in.d[1], r->L->ip[0], r->L->ip[1], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    int D = k.D, M = k.B * k.T, ld = f->ldo;
+    float eps = r->L->fp[0];
+    float *ln = f->scratch, *qkv = ln + (size_t)D * ld, *ctx = qkv + (size_t)3 * D * ld;
+    float *x1 = ctx + (size_t)D * ld, *h = x1 + (size_t)D * ld, *S = h + (size_t)k.Mh * ld;
+    rf_nn_layernorm_fwd_feat(ln, f->in, p[P_N1W], p[P_N1B], M, D, ld, eps);
+    RF_TRY(tb_product_feat(f, &k, 0, qkv, ln));
+    rf_nn_mhsa_heads_fwd_feat(ctx, qkv, ld, S, k.B, k.T, D, k.H);
+    RF_TRY(tb_product_feat(f, &k, 1, x1, ctx));
+    rf_nn_feat_rows(x1, f->in, D, M, ld, rf_nn_add);
+    rf_nn_layernorm_fwd_feat(ln, x1, p[P_N2W], p[P_N2B], M, D, ld, eps);
+    RF_TRY(tb_product_feat(f, &k, 2, h, ln));
+    rf_nn_feat_rows(h, h, k.Mh, M, ld, rf_nn_gelu_fwd);
+    RF_TRY(tb_product_feat(f, &k, 3, f->out, h));
+    rf_nn_feat_rows(f->out, x1, D, M, ld, rf_nn_add);
+    return RF_OK;
+}
+
 static const char *const tb_keys[] = {"heads", "mlp", "eps", NULL};
-const rf_nn_op rf_nn_op_transformer = {"transformer", tb_keys, tb_setup, tb_scratch, tb_forward, tb_backward};
+const rf_nn_op rf_nn_op_transformer = {"transformer", tb_keys, tb_setup, tb_scratch, tb_forward, tb_backward,
+                                       tb_feat, tb_forward_feat, tb_scratch_feat, 0};

@@ -76,6 +76,20 @@ typedef struct rf_nn_run {
     float       *dsrc;        /* residual: its gradient (may be NULL)        */
 } rf_nn_run;
 
+/* One layer call inside a feature-major run (model.c). An activation is
+ * viewed as a matrix [rows, width]: rows = B·T and width = D for tokens,
+ * rows = B and width = the per-sample size otherwise (rf_nn_feat_view); in
+ * a run it is stored transposed, [width][ld] with ld = rf_feat_ld(rows)
+ * (kernels.h RF_FEAT), so a product is YT = W · XT with no transposes. */
+typedef struct rf_nn_feat {
+    const rf_nn_run *r;       /* L, B, p (r->in, r->out, r->save unused)       */
+    const float *in;          /* [in width][ldi]; row-major r->in for ops with feat_reads_rows */
+    int          ldi;
+    float       *out;         /* [out width][ldo], never overlapping in       */
+    int          ldo;
+    float       *scratch;     /* scratch_feat(L, B) floats                     */
+} rf_nn_feat;
+
 typedef struct rf_nn_op {
     const char *name;                 /* the spec's "type"                    */
     const char *const *keys;          /* accepted keys besides type/name/init, NULL-terminated */
@@ -85,7 +99,44 @@ typedef struct rf_nn_op {
     size_t    (*scratch)(const rf_layer *L, int B);   /* floats; NULL: none */
     rf_status (*forward)(const rf_nn_run *r);
     void      (*backward)(const rf_nn_run *r);
+    /* Feature-major inference, optional (NULL: the layer ends a run).
+     * feat(L): < 0 the layer cannot run feature-major as deployed now (a
+     * product with a row-major-only override: int8); else the floats per
+     * sample its feature-major overrides would not transpose (K + N per row
+     * of each such product; 0 without any), what a run gains (model.c).
+     * L->pt is current when it is called. */
+    long      (*feat)(const rf_layer *L);
+    rf_status (*forward_feat)(const rf_nn_feat *f);
+    size_t    (*scratch_feat)(const rf_layer *L, int B);   /* floats; NULL: none */
+    int        feat_reads_rows;  /* forward_feat reads r->in row-major: only starts a run */
 } rf_nn_op;
+
+/* Feature-major runs in inference forwards (model.c): 0 off, 1 where the
+ * rule says they pay (the default), 2 wherever a layer has a feature-major
+ * override (tests), -1 re-reads RAFFLE_FEAT_RUNS=0|1|2. Tests and
+ * benchmarks; not thread-safe, call before running. */
+void rf_nn_feat_runs_set(int on);
+/* The matrix view of an activation of per-sample shape s and kind k for a
+ * batch of B (rf_nn_feat). */
+static inline void rf_nn_feat_view(rf_shape3 s, int kind, int B, int *rows, int *width) {
+    if (kind == RF_NN_TOKENS) { *rows = B * s.d[0]; *width = s.d[1]; }
+    else { *rows = B; *width = s.d[0] * s.d[1] * s.d[2]; }
+}
+/* feat() of a layer whose one product (K inputs, N outputs, `rows` rows per
+ * sample) has its override in the layer record, and of one without
+ * products. */
+long rf_nn_feat_product(const rf_layer *L, int K, int N, int rows);
+long rf_nn_feat_always(const rf_layer *L);
+/* YT[N][ld] = W · XT[K][ld] + b over M columns: gemm_feat (an
+ * infer_gemm_feat override on state) when set, else the dense product
+ * (kernels.h rf_linear_f32_lay). */
+rf_status rf_nn_product_feat(rf_status (*gemm_feat)(void *, const float *, float *, int, int), void *state,
+                             float *YT, const float *XT, const float *W, const float *b, int M, int N, int K,
+                             int ld);
+/* forward_feat of the identity layers (flatten, dropout at inference). */
+rf_status rf_nn_feat_copy(const rf_nn_feat *f);
+/* y = f(x) row by row over the first M of each of n rows of stride ld. */
+void rf_nn_feat_rows(float *y, const float *x, int n, int M, int ld, void (*f)(float *, const float *, size_t));
 
 /* The table, indexed by rf_layer_type (NULL for unused values). */
 const rf_nn_op *rf_nn_op_get(int type);
@@ -256,6 +307,10 @@ void rf_nn_gemm_release(void);
  * = mean, stats[2r+1] = rstd. */
 void rf_nn_layernorm_fwd(float *y, float *stats, const float *x, const float *g, const float *b,
                          int rows, int D, float eps);
+/* The same on feature-major x, y [D][ld] over columns [0, M) (no stats):
+ * the same values as rf_nn_layernorm_fwd on the transposed rows. */
+void rf_nn_layernorm_fwd_feat(float *y, const float *x, const float *g, const float *b, int M, int D, int ld,
+                              float eps);
 /* dx += ..., dg += ..., db += ... (dx may be NULL). */
 void rf_nn_layernorm_bwd(float *dx, float *dg, float *db, const float *dy, const float *x,
                          const float *stats, const float *g, int rows, int D);

@@ -7,8 +7,10 @@
  * Backward zeroes dacts once and every layer ADDS into its input gradient
  * (llm.c), which makes residual fan-out a plain addition. */
 #include "nn/layers.h"
+#include "raffle/kernels.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const rf_nn_op *const ops[RF_L_TYPE_COUNT_] = {
@@ -50,8 +52,9 @@ rf_status rf_nn_model_alloc_blocks(rf_ctx *ctx, rf_model *m) {
 
 static void free_acts(rf_model *m) {
     rf_free(m->acts); rf_free(m->dacts); rf_free(m->saved); rf_free(m->scratch); rf_free(m->dinput);
-    m->acts = m->dacts = m->saved = m->scratch = m->dinput = NULL;
-    m->acts_numel = m->saved_numel = m->scratch_numel = 0;
+    rf_free(m->feat);
+    m->acts = m->dacts = m->saved = m->scratch = m->dinput = m->feat = NULL;
+    m->acts_numel = m->saved_numel = m->scratch_numel = m->feat_numel = 0;
     m->max_batch = 0;
 }
 
@@ -129,21 +132,144 @@ static void fill_run(rf_nn_run *r, rf_model *m, int i) {
     if (L->type == RF_L_RESIDUAL) r->src = L->from >= 0 ? act_of(m, m->acts, L->from) : m->input_ptr;
 }
 
+/* ---- feature-major runs -----------------------------------------------------
+ * The sparse kernels multiply W by panels of 16 activation columns
+ * (kernels.h rf_layout): fed row-major activations they transpose every
+ * input panel in and every output panel back, and at vit-tiny's widths
+ * (K = 64, 95% sparse) those transposes cost more than the multiply-adds.
+ * So an inference forward of a deployed model can run a stretch of layers
+ * that have a feature-major form (rf_nn_op.forward_feat: linear, patch
+ * embedding, transformer block, layer norm, cls pooling, the element-wise
+ * layers, flatten) on transposed activations, [width][ld] (layers.h
+ * rf_nn_feat): its input is transposed once (none for the patch embedding,
+ * which gathers its patches feature-major itself) and its last output once
+ * back into that layer's row-major slot. Outputs inside a run stay in the
+ * run's buffers (rf_layer.out_feat). Element-wise steps, layer norms,
+ * attention and the sparse panels give the same values in either layout;
+ * a dense product inside a run is sgemm on the transposed operands.
+ *
+ * When (bench/deploy/feat_runs.c, docs/kernels.md): a run pays when the
+ * transposes its sparse products skip (rf_nn_op.feat) clearly outweigh
+ * the two at its ends, which copy whole activations through memory where
+ * the kernels' panel transposes stay in cache. Measured whole-model, 90-95%
+ * sparse, batch 64-256: vit-tiny (skips ~12,000 floats per sample, ends
+ * 10) 1.4-1.5x faster; lenet-300-100 (1,594 against 794) 0.99-1.06x;
+ * conv-2's classifier (13,578 against 12,554) 0.91-1.02x. A stretch runs
+ * feature-major when it skips at least FEAT_RUN_GAIN times what its ends
+ * copy, and for batches of 2 samples and more (one vit-tiny sample:
+ * 0.86-1.0x). A rule, not a timing, so every run and rank computes the same
+ * floats. Never in training or with a hook, which read row-major outputs. */
+#define FEAT_RUN_GAIN 4
+static int feat_runs = -1;   /* 0 off, 1 by the rule, 2 always; -1 not read yet */
+
+void rf_nn_feat_runs_set(int mode) { feat_runs = mode; }
+
+static int feat_runs_mode(void) {
+    if (feat_runs < 0) {
+        const char *e = getenv("RAFFLE_FEAT_RUNS");
+        feat_runs = e && (e[0] == '0' || e[0] == '2') && !e[1] ? e[0] - '0' : 1;
+    }
+    return feat_runs;
+}
+
+static int in_kind(const rf_model *m, int i) { return i ? m->layers[i - 1].ip[7] : RF_NN_IMAGE; }
+
+static long feat_of(rf_model *m, int i) {
+    const rf_nn_op *op = ops[m->layers[i].type];
+    if (!op->feat || !op->forward_feat) return -1;
+    m->layers[i].pt = m->ptensors + m->layers[i].first_param;
+    return op->feat(&m->layers[i]);
+}
+
+/* End (exclusive) of the run that starts at layer i, or i if none does. */
+static int feat_run_end(rf_model *m, int i) {
+    int mode = feat_runs_mode();
+    if (m->training || m->hook || mode == 0 || (mode == 1 && m->batch < 2)) return i;
+    int j = i, reads_rows = ops[m->layers[i].type]->feat_reads_rows;
+    long gain = 0, f;
+    while (j < m->n_layers && (j == i || !ops[m->layers[j].type]->feat_reads_rows) && (f = feat_of(m, j)) >= 0) {
+        gain += f;
+        j++;
+    }
+    if (j == i || gain == 0) return i;
+    long ends = (reads_rows ? 0 : (long)m->layers[i].in_size) + (long)m->layers[j - 1].out_size;
+    return mode == 2 || gain >= FEAT_RUN_GAIN * ends ? j : i;
+}
+
+static rf_status feat_run(rf_ctx *ctx, rf_model *m, int i, int j) {
+    const int B = m->batch;
+    size_t act = 0, scr = 0;
+    for (int k = i; k < j; k++) {
+        const rf_layer *L = &m->layers[k];
+        int rows, width;
+        rf_nn_feat_view(L->in, in_kind(m, k), B, &rows, &width);
+        size_t n = (size_t)width * (size_t)rf_feat_ld(rows);
+        act = n > act ? n : act;
+        rf_nn_feat_view(L->out, L->ip[7], B, &rows, &width);
+        n = (size_t)width * (size_t)rf_feat_ld(rows);
+        act = n > act ? n : act;
+        n = ops[L->type]->scratch_feat ? ops[L->type]->scratch_feat(L, B) : 0;
+        scr = n > scr ? n : scr;
+    }
+    if (2 * act + scr > m->feat_numel) {
+        rf_free(m->feat);
+        m->feat_numel = 0;
+        RF_TRY(rf_check_cap(ctx, (2 * act + scr) * sizeof(float), "feature-major activations"));
+        if (!(m->feat = alloc_floats(2 * act + scr)))
+            return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for feature-major activations of batch %d", B);
+        m->feat_numel = 2 * act + scr;
+    }
+    float *cur = m->feat, *nxt = m->feat + act;
+    int rows, width;
+    rf_nn_run r;
+    fill_run(&r, m, i);
+    if (!ops[m->layers[i].type]->feat_reads_rows) {
+        rf_nn_feat_view(m->layers[i].in, in_kind(m, i), B, &rows, &width);
+        rf_transpose_f32(cur, rf_feat_ld(rows), r.in, rows, width, width);
+    }
+    for (int k = i; k < j; k++) {
+        rf_layer *L = &m->layers[k];
+        fill_run(&r, m, k);
+        rf_nn_feat_view(L->in, in_kind(m, k), B, &rows, &width);
+        rf_nn_feat f = {&r, cur, rf_feat_ld(rows), nxt, 0, m->feat + 2 * act};
+        if (k == i && ops[L->type]->feat_reads_rows) f.in = r.in;
+        rf_nn_feat_view(L->out, L->ip[7], B, &rows, &width);
+        f.ldo = rf_feat_ld(rows);
+        rf_status st = ops[L->type]->forward_feat(&f);
+        if (st) { rf_error_prefix(ctx, "layers[%d] %s", k, L->name); return st; }
+        L->out_feat = 1;
+        float *t = cur; cur = nxt; nxt = t;
+    }
+    rf_layer *last = &m->layers[j - 1];
+    rf_nn_feat_view(last->out, last->ip[7], B, &rows, &width);
+    rf_transpose_f32(act_of(m, m->acts, j - 1), width, cur, width, rows, rf_feat_ld(rows));
+    last->out_feat = 0;
+    return RF_OK;
+}
+
 rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, int training, const float **logits) {
     if (!x || batch < 1) return rf_error(ctx, RF_ERR_INVALID, "forward: need an input and a batch >= 1");
     RF_TRY(ensure_acts(ctx, m, batch));
     m->batch = batch;
     m->training = training ? 1 : 0;
     m->input_ptr = x;
-    for (int i = 0; i < m->n_layers; i++) {
+    for (int i = 0; i < m->n_layers;) {
+        int j = feat_run_end(m, i);
+        if (j > i) {
+            RF_TRY(feat_run(ctx, m, i, j));
+            i = j;
+            continue;
+        }
         rf_nn_run r;
         fill_run(&r, m, i);
+        m->layers[i].out_feat = 0;
         rf_status st = ops[m->layers[i].type]->forward(&r);
         if (st) { rf_error_prefix(ctx, "layers[%d] %s", i, m->layers[i].name); return st; }
         if (m->hook) {
             st = m->hook(m->hook_ud, i, 0, r.out, (size_t)batch * m->layers[i].out_size);
             if (st) return st;
         }
+        i++;
     }
     if (logits) *logits = act_of(m, m->acts, m->n_layers - 1);
     return RF_OK;
@@ -190,13 +316,14 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
 void rf_model_zero_grad(rf_model *m) { memset(m->grads, 0, m->n_params * sizeof(float)); }
 
 float *rf_model_layer_output(rf_model *m, int i) {
-    if (!m->acts || i < 0 || i >= m->n_layers) return NULL;
+    if (!m->acts || i < 0 || i >= m->n_layers || m->layers[i].out_feat) return NULL;
     return act_of(m, m->acts, i);
 }
 
 int rf_model_first_nonfinite(const rf_model *m) {
     if (!m->acts || m->batch < 1) return -1;
     for (int i = 0; i < m->n_layers; i++) {
+        if (m->layers[i].out_feat) continue;   /* not in acts (an inference forward's run) */
         const float *y = m->acts + m->layers[i].act_offset * (size_t)m->max_batch;
         size_t n = (size_t)m->batch * m->layers[i].out_size;
         for (size_t k = 0; k < n; k++)

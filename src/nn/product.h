@@ -34,6 +34,10 @@ void rf_nn_mhsa_bwd_p(float *dx, float *dWqkv, float *dbqkv, float *dWproj, floa
  *  backward: dqkv [B·T][3D] (overwritten) from dctx [B·T][D]; dP is T·T
  *            floats of scratch. */
 void rf_nn_mhsa_heads_fwd(float *att, float *ctx, const float *qkv, int B, int T, int D, int H);
+/* The forward on feature-major qkvT [3D][ld] into ctxT [D][ld] (columns
+ * [0, B·T)); S is 2·T·T floats of scratch; the attention weights are not
+ * kept (inference). Same values as rf_nn_mhsa_heads_fwd. */
+void rf_nn_mhsa_heads_fwd_feat(float *ctxT, const float *qkvT, int ld, float *S, int B, int T, int D, int H);
 void rf_nn_mhsa_heads_bwd(float *dqkv, const float *dctx, const float *qkv, const float *att, float *dP, int B,
                           int T, int D, int H);
 

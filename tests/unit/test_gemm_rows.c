@@ -235,3 +235,53 @@ Test(gemm_rows, transformer_block_same_bits_on_avx2_and_avx512) {
     cr_assert(memcmp(g[0], g[1], np * sizeof(float)) == 0, "parameter gradients differ between AVX2 and AVX-512");
     for (int v = 0; v < 2; v++) free(g[v]);
 }
+
+/* Feature-major inference (src/nn/model.c runs): layer norm across the
+ * feature rows and attention on the rows of qkv^T give the row-major
+ * functions' values to the bit, on every ISA whose row kernels run (through
+ * OpenBLAS the two layouts are different sgemm calls: float tolerance). */
+Test(gemm_rows, feature_major_layernorm_and_attention_same_bits) {
+    rf_isa top = rf_kernels_cpu_isa();
+    rf_rng r;
+    rf_rng_init(&r, 33, 0);
+    for (int isa = RF_ISA_SCALAR; isa <= (int)top; isa++) {
+        rf_kernels_force((rf_isa)isa);
+        static const int Ds[] = {5, 16, 64, 70};
+        for (int i = 0; i < LEN(Ds); i++) {
+            int rows = 77, D = Ds[i], ld = rows + 3;
+            float *x = randv(&r, (size_t)rows * D), *g = randv(&r, (size_t)D), *b = randv(&r, (size_t)D);
+            float *y = malloc((size_t)rows * D * sizeof(float)), *st = malloc(2 * (size_t)rows * sizeof(float));
+            float *xt = malloc((size_t)D * ld * sizeof(float)), *yt = malloc((size_t)D * ld * sizeof(float));
+            rf_nn_layernorm_fwd(y, st, x, g, b, rows, D, 1e-6f);
+            rf_transpose_f32(xt, ld, x, rows, D, D);
+            rf_nn_layernorm_fwd_feat(yt, xt, g, b, rows, D, ld, 1e-6f);
+            for (int m = 0; m < rows; m++)
+                for (int d = 0; d < D; d++)
+                    cr_assert(memcmp(&yt[(size_t)d * ld + m], &y[(size_t)m * D + d], sizeof(float)) == 0,
+                              "%s: layer norm D=%d (%d,%d): %.9g feature-major, %.9g row-major",
+                              rf_isa_name((rf_isa)isa), D, m, d, yt[(size_t)d * ld + m], y[(size_t)m * D + d]);
+            free(x); free(g); free(b); free(y); free(st); free(xt); free(yt);
+        }
+        static const int Ts[] = {1, 5, 17, 33};
+        for (int i = 0; i < LEN(Ts); i++) {
+            int B = 3, T = Ts[i], D = 32, H = 2, rows = B * T, ld = rows + 5;
+            float *qkv = randv(&r, (size_t)rows * 3 * D), *att = malloc((size_t)B * H * T * T * sizeof(float));
+            float *ctx = malloc((size_t)rows * D * sizeof(float)), *S = malloc(2 * (size_t)T * T * sizeof(float));
+            float *qkvt = malloc((size_t)3 * D * ld * sizeof(float)), *ctxt = malloc((size_t)D * ld * sizeof(float));
+            rf_nn_mhsa_heads_fwd(att, ctx, qkv, B, T, D, H);
+            rf_transpose_f32(qkvt, ld, qkv, rows, 3 * D, 3 * D);
+            rf_nn_mhsa_heads_fwd_feat(ctxt, qkvt, ld, S, B, T, D, H);
+            int exact = rf_nn_gemm_rows_on();
+            for (int m = 0; m < rows; m++)
+                for (int d = 0; d < D; d++) {
+                    float a = ctxt[(size_t)d * ld + m], w = ctx[(size_t)m * D + d];
+                    cr_assert(exact ? memcmp(&a, &w, sizeof a) == 0 : fabsf(a - w) <= 1e-5f * (1.0f + fabsf(w)),
+                              "%s: attention T=%d (%d,%d): %.9g feature-major, %.9g row-major",
+                              rf_isa_name((rf_isa)isa), T, m, d, a, w);
+                }
+            free(qkv); free(att); free(ctx); free(S); free(qkvt); free(ctxt);
+        }
+    }
+    rf_kernels_force(top);
+    rf_nn_gemm_release();
+}
