@@ -72,6 +72,16 @@ typedef struct rf_deploy_layer {
     int    rows1;
     double dense1_us, sparse1_us;   /* calibrated times at rows1 (0 if not timed) */
     int    sparse_at_1, sparse_at_batch;
+    /* Sites of layers that can run in the model's feature-major runs
+     * (linear, patch embedding, transformer block products: nn.h, model.c)
+     * are timed at the deployment batch in both layouts (kernels.h
+     * rf_layout): dense_us/sparse_us row-major, these feature-major, and the
+     * feature-major hook (infer_gemm_feat) follows sparse_at_batch_feat for
+     * M > rows1. Conv sites run feature-major only: dense_us/sparse_us and
+     * sparse_at_batch are that layout's and these repeat them. Attention
+     * layers run row-major only: these are 0. */
+    double dense_feat_us, sparse_feat_us;
+    int    sparse_at_batch_feat;
 } rf_deploy_layer;
 
 void rf_deploy_opts_default(rf_deploy_opts *o);

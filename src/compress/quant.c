@@ -208,6 +208,7 @@ static void set_override(const rf_quant *q, rf_model *m, int i,
     if (is_multi_product_layer(&m->layers[in->layer])) {
         m->ptensors[in->param].infer_gemm = fn;
         m->ptensors[in->param].infer_state = state;
+        m->ptensors[in->param].infer_gemm_feat = NULL;   /* int8 runs row-major only */
     } else {
         m->layers[in->layer].infer_gemm = fn;
         m->layers[in->layer].infer_state = state;

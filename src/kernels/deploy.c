@@ -32,23 +32,29 @@ typedef struct sparse_state {
     rf_spmat *sp;
     float    *bias;    /* copy, or NULL */
     float    *W;       /* dense copy when one of the two batch classes runs sgemm, else NULL */
-    int       N, K, rows1, at1, at_batch;
+    int       N, K, rows1, at1, at_batch, at_batch_feat;
 } sparse_state;
 
-/* Whether a call of M rows runs the sparse kernel (else sgemm on s->W). */
-static int runs_sparse(const sparse_state *s, int M) { return M <= s->rows1 ? s->at1 : s->at_batch; }
+/* Whether a call of M rows in layout `feat` runs the sparse kernel (else
+ * sgemm on s->W). */
+static int runs_sparse(const sparse_state *s, int M, int feat) {
+    return M <= s->rows1 ? s->at1 : feat ? s->at_batch_feat : s->at_batch;
+}
 
 static rf_status sparse_gemm(void *state, const float *X, float *Y, int M) {
     const sparse_state *s = state;
-    if (runs_sparse(s, M)) rf_spmm(s->sp, X, s->bias, Y, M);
+    if (runs_sparse(s, M, 0)) rf_spmm(s->sp, X, s->bias, Y, M);
     else rf_linear_f32(X, s->W, s->bias, Y, M, s->N, s->K);
     return RF_OK;
 }
 
-/* The feature-major form (nn.h infer_gemm_feat), installed on conv layers. */
+/* The feature-major form (nn.h infer_gemm_feat), installed beside
+ * sparse_gemm on every site whose layer runs feature-major: conv layers
+ * always, linear, patch_embed and transformer products in the model's
+ * feature-major runs. */
 static rf_status sparse_gemm_feat(void *state, const float *XT, float *YT, int M, int ld) {
     const sparse_state *s = state;
-    if (runs_sparse(s, M)) rf_spmm_lay(s->sp, XT, RF_FEAT, s->bias, YT, RF_FEAT, M, ld);
+    if (runs_sparse(s, M, 1)) rf_spmm_lay(s->sp, XT, RF_FEAT, s->bias, YT, RF_FEAT, M, ld);
     else rf_linear_f32_lay(XT, RF_FEAT, s->W, s->bias, YT, RF_FEAT, M, s->N, s->K, ld);
     return RF_OK;
 }
@@ -163,6 +169,7 @@ void rf_deploy_release(rf_model *m) {
         if (P->infer_gemm != sparse_gemm) continue;
         state_free(P->infer_state);
         P->infer_gemm = NULL;
+        P->infer_gemm_feat = NULL;
         P->infer_state = NULL;
     }
 }
@@ -174,10 +181,14 @@ static const rf_param *layer_param(const rf_model *m, const rf_layer *L, rf_para
     return NULL;
 }
 
+/* Layouts a site runs in (bit 1 << rf_layout): conv layers feature-major,
+ * attention layers row-major, the layers of feature-major runs both. */
+enum { SITE_ROWS = 1 << RF_ROWS, SITE_FEAT = 1 << RF_FEAT, SITE_BOTH = SITE_ROWS | SITE_FEAT };
+
 /* Decides one GEMM site (a layer's product, or one weight's product inside
  * a transformer block) and, if sparse wins, fills *gemm / *state. */
 static rf_status deploy_site(rf_ctx *ctx, const rf_model *m, const rf_deploy_opts *o, const rf_param *w,
-                             const rf_param *b, long per_sample, rf_layout lay, const char *what,
+                             const rf_param *b, long per_sample, int lays, const char *what,
                              rf_status (**gemm)(void *, const float *, float *, int), void **state,
                              rf_deploy_layer *d) {
     int N = (int)w->shape[0], K = (int)(w->numel / (size_t)N);
@@ -199,29 +210,46 @@ static rf_status deploy_site(rf_ctx *ctx, const rf_model *m, const rf_deploy_opt
     int rows1 = per_sample <= 0 ? 1 : per_sample > rows ? rows : (int)per_sample;
     d->rows1 = rows1;
     d->sparse_at_1 = d->sparse_at_batch = 1;
+    d->sparse_at_batch_feat = (lays & SITE_FEAT) != 0;
     if (o->mode == RF_DEPLOY_AUTO) {
+        /* the primary layout: row-major unless the site only runs feature-major */
+        rf_layout lay = lays == SITE_FEAT ? RF_FEAT : RF_ROWS;
         double td = 0.0, ts = 0.0;
         st = calibrate(ctx, Wp, sp, N, K, rows, d->sparsity, lay, &td, &ts);
         if (st) { rf_spmat_free(sp); return st; }
         d->dense_us = td * 1e6;
         d->sparse_us = ts * 1e6;
         d->sparse_at_batch = td >= o->min_speedup * ts;
+        if (lays == SITE_BOTH) {
+            st = calibrate(ctx, Wp, sp, N, K, rows, d->sparsity, RF_FEAT, &td, &ts);
+            if (st) { rf_spmat_free(sp); return st; }
+            d->sparse_at_batch_feat = td >= o->min_speedup * ts;
+        } else if (lays == SITE_FEAT) {
+            d->sparse_at_batch_feat = d->sparse_at_batch;
+        }
+        if (lays & SITE_FEAT) { d->dense_feat_us = td * 1e6; d->sparse_feat_us = ts * 1e6; }
+        /* one sample, in the primary layout: feature-major runs need two
+         * samples (model.c), so only conv layers take these calls
+         * feature-major */
         if (rows1 < rows) {
             st = calibrate(ctx, Wp, sp, N, K, rows1, d->sparsity, lay, &td, &ts);
             if (st) { rf_spmat_free(sp); return st; }
+        } else {
+            td = d->dense_us * 1e-6;
+            ts = d->sparse_us * 1e-6;
         }
         d->dense1_us = td * 1e6;
         d->sparse1_us = ts * 1e6;
         d->sparse_at_1 = td >= (o->min_speedup_1 > 0.0 ? o->min_speedup_1 : o->min_speedup) * ts;
     }
-    if (!d->sparse_at_1 && !d->sparse_at_batch) { rf_spmat_free(sp); return RF_OK; }
+    if (!d->sparse_at_1 && !d->sparse_at_batch && !d->sparse_at_batch_feat) { rf_spmat_free(sp); return RF_OK; }
     sparse_state *s = rf_calloc(1, sizeof *s);
     int ok = s != NULL;
     if (ok && b) {
         s->bias = rf_malloc(sizeof(float) * b->numel);
         if ((ok = s->bias != NULL)) memcpy(s->bias, m->params + b->offset, sizeof(float) * b->numel);
     }
-    if (ok && !(d->sparse_at_1 && d->sparse_at_batch)) {
+    if (ok && !(d->sparse_at_1 && d->sparse_at_batch && (d->sparse_at_batch_feat || !(lays & SITE_FEAT)))) {
         s->W = rf_malloc(sizeof(float) * w->numel);
         if ((ok = s->W != NULL)) memcpy(s->W, Wp, sizeof(float) * w->numel);
     }
@@ -232,7 +260,7 @@ static rf_status deploy_site(rf_ctx *ctx, const rf_model *m, const rf_deploy_opt
     }
     s->sp = sp;
     s->N = N; s->K = K; s->rows1 = rows1;
-    s->at1 = d->sparse_at_1; s->at_batch = d->sparse_at_batch;
+    s->at1 = d->sparse_at_1; s->at_batch = d->sparse_at_batch; s->at_batch_feat = d->sparse_at_batch_feat;
     *state = s;
     *gemm = sparse_gemm;
     d->sparse = 1;
@@ -264,16 +292,20 @@ rf_status rf_deploy_model(rf_ctx *ctx, rf_model *m, const rf_deploy_opts *opts,
             rf_deploy_layer d = {.layer = i, .param = -1};
             snprintf(what, sizeof what, "layer %d (%s)", i, L->name);
             /* A conv layer hands the kernel its feature-major column matrix
-             * (nn.h infer_gemm_feat), so it is timed that way. */
-            rf_layout lay = L->type == RF_L_CONV2D ? RF_FEAT : RF_ROWS;
-            RF_TRY(deploy_site(ctx, m, &o, w, b, per_sample, lay, what, &L->infer_gemm, &L->infer_state, &d));
-            if (L->infer_gemm == sparse_gemm && lay == RF_FEAT) L->infer_gemm_feat = sparse_gemm_feat;
+             * (nn.h infer_gemm_feat); linear and patch-embedding layers run
+             * either way, feature-major inside the model's runs (model.c). */
+            int lays = L->type == RF_L_CONV2D ? SITE_FEAT : SITE_BOTH;
+            RF_TRY(deploy_site(ctx, m, &o, w, b, per_sample, lays, what, &L->infer_gemm, &L->infer_state, &d));
+            if (L->infer_gemm == sparse_gemm) L->infer_gemm_feat = sparse_gemm_feat;
             if (info && ni < max_info) info[ni] = d;
             ni++;
         } else if (L->type == RF_L_TRANSFORMER || L->type == RF_L_ATTENTION) {
             /* Products inside the block use the per-weight hook (nn.h); the
              * bias of weight p is ptensors[p + 1] when that is a bias of the
-             * same layer. Rows per sample = tokens. */
+             * same layer. Rows per sample = tokens. A transformer block runs
+             * either way (feature-major in the model's runs), an attention
+             * layer row-major. */
+            int lays = L->type == RF_L_TRANSFORMER ? SITE_BOTH : SITE_ROWS;
             for (int p = L->first_param; p < L->first_param + L->n_params; p++) {
                 rf_param *w = &m->ptensors[p];
                 if (w->role != RF_P_WEIGHT || w->ndim != 2 || w->shape[0] <= 0 || w->infer_gemm) continue;
@@ -281,7 +313,8 @@ rf_status rf_deploy_model(rf_ctx *ctx, rf_model *m, const rf_deploy_opts *opts,
                                      m->ptensors[p + 1].layer == w->layer) ? &m->ptensors[p + 1] : NULL;
                 rf_deploy_layer d = {.layer = i, .param = p};
                 snprintf(what, sizeof what, "%s", w->name);
-                RF_TRY(deploy_site(ctx, m, &o, w, b, L->in.d[0], RF_ROWS, what, &w->infer_gemm, &w->infer_state, &d));
+                RF_TRY(deploy_site(ctx, m, &o, w, b, L->in.d[0], lays, what, &w->infer_gemm, &w->infer_state, &d));
+                if (w->infer_gemm == sparse_gemm && (lays & SITE_FEAT)) w->infer_gemm_feat = sparse_gemm_feat;
                 if (info && ni < max_info) info[ni] = d;
                 ni++;
             }

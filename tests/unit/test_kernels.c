@@ -62,6 +62,34 @@ Test(kernels, isa_detection_and_force) {
     cr_assert_str_eq(rf_isa_name((rf_isa)9), "?");
 }
 
+/* rf_transpose_f32 on every level: the exact transposed copy, strides
+ * padded on both sides, nothing written past a row of dst. */
+Test(kernels, transpose_every_isa_exact) {
+    static const int dims[] = {1, 3, 7, 8, 9, 16, 17, 33, 100};
+    rf_isa lv[8];
+    int nl = n_levels(lv);
+    rf_rng r;
+    rf_rng_init(&r, 44, 0);
+    for (int a = 0; a < (int)(sizeof dims / sizeof dims[0]); a++)
+        for (int b = 0; b < (int)(sizeof dims / sizeof dims[0]); b++) {
+            int rows = dims[a], cols = dims[b], lds = cols + 3, ldd = rows + 5;
+            float *src = malloc(sizeof(float) * rows * lds), *dst = malloc(sizeof(float) * cols * ldd);
+            for (int i = 0; i < rows * lds; i++) src[i] = rf_rng_normal(&r);
+            for (int l = 0; l < nl; l++) {
+                rf_kernels_force(lv[l]);
+                for (int i = 0; i < cols * ldd; i++) dst[i] = -7.0f;
+                if (l == 0) rf_transpose_f32_ref(dst, ldd, src, rows, cols, lds);
+                else rf_transpose_f32(dst, ldd, src, rows, cols, lds);
+                for (int c = 0; c < cols; c++)
+                    for (int i = 0; i < ldd; i++)
+                        cr_assert_eq(dst[(size_t)c * ldd + i], i < rows ? src[(size_t)i * lds + c] : -7.0f,
+                                     "%s %dx%d (%d,%d)", rf_isa_name(lv[l]), rows, cols, c, i);
+            }
+            free(src); free(dst);
+        }
+    rf_kernels_force(rf_kernels_cpu_isa());
+}
+
 Test(kernels, dense_linear_matches_naive) {
     rf_rng r; rf_rng_init(&r, 1, 0);
     const int M = 17, N = 33, K = 70;
@@ -544,6 +572,7 @@ Test(kernels, peaks_are_measured) {
 /* ---- deployment through the real forward pass ---------------------------- */
 #include "raffle/deploy.h"
 #include "raffle/nn.h"
+#include "nn/layers.h"
 
 /* Zeroes a random `sparsity` fraction of every prunable weight tensor. */
 static void prune_random(rf_model *m, double sparsity, uint64_t seed) {
@@ -592,11 +621,16 @@ static void deploy_matches_dense_at(const char *preset, double sparsity, int bat
         int installed = info[i].param >= 0 ? m->ptensors[info[i].param].infer_gemm != NULL
                                            : m->layers[info[i].layer].infer_gemm != NULL;
         cr_assert_eq(info[i].sparse, installed);
-        /* conv layers also get the feature-major form, nothing else does */
+        /* every installed site has the feature-major form too (conv, and
+         * the layers of feature-major runs), except attention layers' */
         if (info[i].param < 0)
-            cr_assert_eq(m->layers[info[i].layer].infer_gemm_feat != NULL,
-                         installed && m->layers[info[i].layer].type == RF_L_CONV2D, "site %d", i);
-        cr_assert_eq(info[i].sparse, info[i].sparse_at_1 || info[i].sparse_at_batch);
+            cr_assert_eq(m->layers[info[i].layer].infer_gemm_feat != NULL, installed, "site %d", i);
+        else
+            cr_assert_eq(m->ptensors[info[i].param].infer_gemm_feat != NULL,
+                         installed && m->layers[info[i].layer].type == RF_L_TRANSFORMER, "site %d", i);
+        cr_assert_eq(info[i].sparse, info[i].sparse_at_1 || info[i].sparse_at_batch || info[i].sparse_at_batch_feat);
+        if (mode == RF_DEPLOY_AUTO && info[i].param < 0 && m->layers[info[i].layer].type != RF_L_CONV2D)
+            cr_assert(info[i].dense_feat_us > 0.0 && info[i].sparse_feat_us > 0.0, "site %d timed feature-major", i);
         cr_assert(info[i].rows1 >= 1 && info[i].rows1 <= info[i].rows);
         if (mode == RF_DEPLOY_AUTO) cr_assert(info[i].dense1_us > 0.0 && info[i].sparse1_us > 0.0);
         else cr_assert(info[i].sparse_at_1 && info[i].sparse_at_batch);
@@ -605,8 +639,37 @@ static void deploy_matches_dense_at(const char *preset, double sparsity, int bat
     /* vit-tiny: the four products of each of the 4 blocks run sparse too */
     if (want_hooks && strcmp(preset, "vit-tiny") == 0) cr_assert_eq(block_hooks, 16, "%d block hooks", block_hooks);
     if (want_hooks) cr_assert_eq(hooks, ni, "%s: %d hooks for %d layers", preset, hooks, ni);
+    /* Without feature-major runs (model.c), for reference. Not to the bit:
+     * row-major, classifier heads (N <= 16) take the ELL slots, which sum in
+     * another order than the panels, and sgemm sites see other operand
+     * layouts; everything else (layer norm, attention, GELU) is the same
+     * arithmetic (test_nn checks a run to the bit). */
+    rf_nn_feat_runs_set(0);
     cr_assert_eq(rf_model_forward(&ctx, m, x, batch, 0, &lg), RF_OK, "%s", rf_ctx_error(&ctx));
+    float *rows = malloc(sizeof(float) * nl);
+    memcpy(rows, lg, sizeof(float) * nl);
+    for (int i = 0; i < m->n_layers; i++) cr_assert_not_null(rf_model_layer_output(m, i));
     double maxabs = 0.0;
+    for (size_t i = 0; i < nl; i++) if (fabs(rows[i]) > maxabs) maxabs = fabs(rows[i]);
+    /* 2: wherever possible; 1: where the rule says runs pay (the default) */
+    for (int runs = 2; runs >= 1; runs--) {
+        rf_nn_feat_runs_set(runs);
+        cr_assert_eq(rf_model_forward(&ctx, m, x, batch, 0, &lg), RF_OK, "%s", rf_ctx_error(&ctx));
+        int inner = 0;
+        for (int i = 0; i < m->n_layers; i++) inner += rf_model_layer_output(m, i) == NULL;
+        cr_assert_not_null(rf_model_layer_output(m, m->n_layers - 1));
+        for (size_t i = 0; i < nl; i++)
+            cr_assert(fabs(lg[i] - rows[i]) <= 1e-5 * (maxabs + 1.0), "%s runs=%d logit %zu: %.9g in runs, %.9g row-major",
+                      preset, runs, i, lg[i], rows[i]);
+        if (mode != RF_DEPLOY_SPARSE) continue;
+        /* forced, a run ends at the logits and holds at least fc1..fc2 /
+         * flatten..fc2 / patch_embed..head; by the rule only vit-tiny's
+         * (whose ends copy 10 floats a sample), and from 2 samples */
+        if (runs == 2) cr_assert_geq(inner, 3, "%s: %d layers inside runs", preset, inner);
+        else if (strcmp(preset, "vit-tiny") == 0 && batch >= 2) cr_assert_eq(inner, m->n_layers - 1, "%s: %d", preset, inner);
+        else cr_assert_eq(inner, 0, "%s: %d layers inside runs by the rule", preset, inner);
+    }
+    maxabs = 0.0;
     for (size_t i = 0; i < nl; i++) if (fabs(dense[i]) > maxabs) maxabs = fabs(dense[i]);
     for (size_t i = 0; i < nl; i++)
         cr_assert(fabs(lg[i] - dense[i]) <= 1e-4 * (maxabs + 1.0), "%s logit %zu: %g vs dense %g", preset, i, lg[i], dense[i]);
@@ -618,10 +681,11 @@ static void deploy_matches_dense_at(const char *preset, double sparsity, int bat
     for (int i = 0; i < m->n_layers; i++) cr_assert_null(m->layers[i].infer_gemm);
     for (int i = 0; i < m->n_layers; i++) cr_assert_null(m->layers[i].infer_gemm_feat);
     for (int i = 0; i < m->n_ptensors; i++) cr_assert_null(m->ptensors[i].infer_gemm);
+    for (int i = 0; i < m->n_ptensors; i++) cr_assert_null(m->ptensors[i].infer_gemm_feat);
     rf_deploy_release(NULL);
     rf_model_free(m);
     rf_kernels_release_workspace();
-    free(x); free(dense);
+    free(x); free(dense); free(rows);
     cr_assert_eq(rf_alloc_live(), live, "%s: %ld allocations leaked", preset, rf_alloc_live() - live);
 }
 
