@@ -37,28 +37,33 @@
  * 40 ms a whole batch-16 conv2 GEMM takes. */
 #define MAX_IM2COL_ROWS 2048
 
-/* fp32: the activation layout the layer's fp32 products run in (dense and
- * sparse alike), kernels.h rf_layout. A conv layer multiplies W by its
+/* The activation layout a layer's fp32 products run in when deployed
+ * sparse (kernels.h rf_layout). A conv layer multiplies W by its
  * feature-major column matrix colT[K, positions] and gets its per-channel
- * output (sgemm when dense, nn.h infer_gemm_feat when sparse); linear,
- * transformer and patch-embedding products are row-major. The int8 kernels
- * are row-major everywhere, so a conv shape's int8 entries compare with a
- * row-major dense sgemm timed beside them (two dense entries, "layout"). */
-typedef struct { const char *model, *layer; int N, K, rows_per_sample; rf_layout fp32; } bench_shape;
+ * output; vit-tiny's patch embedding, transformer blocks and head run in
+ * the model's feature-major runs (src/nn/model.c: a batch of 2 samples or
+ * more); lenet-300-100's and conv-2's linear layers stay row-major (by the
+ * runs' rule their transposes would only move, not go away). Sparse fp32
+ * entries of a feature-major shape compare with the faster of a
+ * feature-major and a row-major dense sgemm timed beside them. The int8
+ * kernels are row-major everywhere and compare with the row-major sgemm
+ * (two dense entries, "layout"). feat_from: the batch from which the
+ * layer runs feature-major (0: never). */
+typedef struct { const char *model, *layer; int N, K, rows_per_sample, feat_from; } bench_shape;
 static const bench_shape shapes[] = {
-    {"lenet-300-100", "fc1", 300, 784, 1, RF_ROWS},
-    {"lenet-300-100", "fc2", 100, 300, 1, RF_ROWS},
-    {"lenet-300-100", "fc3", 10, 100, 1, RF_ROWS},
-    {"conv-2", "conv1", 64, 9, 784, RF_FEAT},
-    {"conv-2", "conv2", 64, 576, 784, RF_FEAT},
-    {"conv-2", "fc1", 256, 12544, 1, RF_ROWS},
-    {"conv-2", "fc2", 256, 256, 1, RF_ROWS},
-    {"conv-2", "fc3", 10, 256, 1, RF_ROWS},
-    {"vit-tiny", "qkv", 192, 64, 17, RF_ROWS},
-    {"vit-tiny", "proj", 64, 64, 17, RF_ROWS},
-    {"vit-tiny", "mlp1", 256, 64, 17, RF_ROWS},
-    {"vit-tiny", "mlp2", 64, 256, 17, RF_ROWS},
-    {"vit-tiny", "patch", 64, 49, 16, RF_ROWS},
+    {"lenet-300-100", "fc1", 300, 784, 1, 0},
+    {"lenet-300-100", "fc2", 100, 300, 1, 0},
+    {"lenet-300-100", "fc3", 10, 100, 1, 0},
+    {"conv-2", "conv1", 64, 9, 784, 1},
+    {"conv-2", "conv2", 64, 576, 784, 1},
+    {"conv-2", "fc1", 256, 12544, 1, 0},
+    {"conv-2", "fc2", 256, 256, 1, 0},
+    {"conv-2", "fc3", 10, 256, 1, 0},
+    {"vit-tiny", "qkv", 192, 64, 17, 2},
+    {"vit-tiny", "proj", 64, 64, 17, 2},
+    {"vit-tiny", "mlp1", 256, 64, 17, 2},
+    {"vit-tiny", "mlp2", 64, 256, 17, 2},
+    {"vit-tiny", "patch", 64, 49, 16, 2},
 };
 static const char *const layout_names[] = {"rows", "feature"};
 static const int batches_full[] = {1, 16, 64, 256};
@@ -197,14 +202,17 @@ static int bench_shape_batch(const bench_cfg *c, bench_out *o, rf_rng *r, const 
     for (size_t i = 0; i < cols * K; i++) X[i] = rf_rng_normal(r);
     if (make_weights(r, N, K, 0.0, W, Wq)) goto out;
     bench_job j = {K_DENSE, M, N, K, X, W, A, NULL, NULL, Y, C, RF_ROWS, rf_feat_ld(M)};
-    /* t_dense: row-major sgemm (the int8 kernels' comparison); t_fp32: sgemm
-     * in the layer's fp32 layout (the sparse kernel's). */
+    /* t_dense: row-major sgemm (the int8 kernels' comparison); t_fp32: the
+     * faster of that and sgemm in the layer's fp32 layout (the sparse
+     * kernel's comparison). */
+    rf_layout fp32 = s->feat_from && batch >= s->feat_from ? RF_FEAT : RF_ROWS;
     double t_dense = time_best(c, &j), t_fp32 = t_dense;
     add_result(o, s, K_DENSE, RF_ROWS, batch, M, 0.0, t_dense, t_dense, 2.0 * M * (double)nk);
-    if (s->fp32 != RF_ROWS) {
-        j.lay = s->fp32;
-        t_fp32 = time_best(c, &j);
-        add_result(o, s, K_DENSE, s->fp32, batch, M, 0.0, t_fp32, t_fp32, 2.0 * M * (double)nk);
+    if (fp32 != RF_ROWS) {
+        j.lay = fp32;
+        double t = time_best(c, &j);
+        add_result(o, s, K_DENSE, fp32, batch, M, 0.0, t, t, 2.0 * M * (double)nk);
+        t_fp32 = t < t_dense ? t : t_dense;
     }
     if (rf_qmat_pack(&ctx, Wq, N, K, 0, &q)) goto out;
     j.k = K_INT8; j.q = q;
@@ -213,10 +221,10 @@ static int bench_shape_batch(const bench_cfg *c, bench_out *o, rf_rng *r, const 
     for (size_t si = 0; si < sizeof sparsities / sizeof sparsities[0]; si++) {
         if (make_weights(r, N, K, sparsities[si], W, Wq)) goto out;
         if (rf_spmat_pack(&ctx, W, N, K, &sp) || rf_qmat_pack(&ctx, Wq, N, K, 1, &q)) goto out;
-        j.k = K_SPARSE; j.sp = sp; j.lay = s->fp32;
+        j.k = K_SPARSE; j.sp = sp; j.lay = fp32;
         /* feature-major operands always take the panels: 2 ops per non-zero and row */
-        double work = s->fp32 == RF_ROWS ? rf_spmm_work_ops(sp, M) : 2.0 * M * (double)rf_spmat_nnz(sp);
-        add_result(o, s, K_SPARSE, s->fp32, batch, M, sparsities[si], time_best(c, &j), t_fp32, work);
+        double work = fp32 == RF_ROWS ? rf_spmm_work_ops(sp, M) : 2.0 * M * (double)rf_spmat_nnz(sp);
+        add_result(o, s, K_SPARSE, fp32, batch, M, sparsities[si], time_best(c, &j), t_fp32, work);
         j.k = K_SPARSE_INT8; j.q = q;
         add_result(o, s, K_SPARSE_INT8, RF_ROWS, batch, M, sparsities[si], time_best(c, &j), t_dense,
                    rf_qgemm_work_ops(q, M));
