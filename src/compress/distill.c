@@ -373,6 +373,9 @@ rf_status rf_distill_loss(void *ud, rf_model *m, const float *x, const float *lo
         hidden_pair *hp = &d->pairs[p];
         const float *hs = rf_model_layer_output(m, hp->s_layer);
         const float *ht = rf_model_layer_output(d->teacher->models[0], hp->t_layer);
+        if (!hs || !ht)   /* a deployed model's feature-major run keeps no row-major copy (nn.h) */
+            return rf_error(ctx, RF_ERR_INVALID, "distill: hidden-state pair %s: layer output not kept",
+                            m->layers[hp->s_layer].name);
         float lp;
         rf_status s = pair_loss(d, hp, hs, ht, (size_t)batch * (size_t)hp->tokens, &lp);
         if (s != RF_OK) return rf_error(ctx, s, "distill: hidden-state loss of %s", m->layers[hp->s_layer].name);

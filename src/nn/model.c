@@ -181,7 +181,15 @@ static long feat_of(rf_model *m, int i) {
     return op->feat(&m->layers[i]);
 }
 
-/* End (exclusive) of the run that starts at layer i, or i if none does. */
+/* Whether a residual layer after layer k reads k's output from acts. */
+static int residual_source(const rf_model *m, int k) {
+    for (int i = k + 1; i < m->n_layers; i++)
+        if (m->layers[i].type == RF_L_RESIDUAL && m->layers[i].from == k) return 1;
+    return 0;
+}
+
+/* End (exclusive) of the run that starts at layer i, or i if none does. A
+ * residual source may only end a run (its output must reach acts). */
 static int feat_run_end(rf_model *m, int i) {
     int mode = feat_runs_mode();
     if (m->training || m->hook || mode == 0 || (mode == 1 && m->batch < 2)) return i;
@@ -189,7 +197,7 @@ static int feat_run_end(rf_model *m, int i) {
     long gain = 0, f;
     while (j < m->n_layers && (j == i || !ops[m->layers[j].type]->feat_reads_rows) && (f = feat_of(m, j)) >= 0) {
         gain += f;
-        j++;
+        if (residual_source(m, j++)) break;
     }
     if (j == i || gain == 0) return i;
     long ends = (reads_rows ? 0 : (long)m->layers[i].in_size) + (long)m->layers[j - 1].out_size;

@@ -739,3 +739,39 @@ Test(kernels, deploy_auto_calibrates_and_caches) {
     cr_assert_eq(rf_deploy_model(&ctx, NULL, &o, a, 8, &na), RF_ERR_INVALID);
     rf_model_free(m);
 }
+
+/* A residual layer reads its source's output from acts: a feature-major run
+ * must end at a residual source, never pass through it. */
+Test(kernels, feature_major_runs_end_at_residual_sources) {
+    static const char *spec =
+        "{\"input\":[1,28,28],\"classes\":10,\"layers\":[{\"type\":\"flatten\"},"
+        "{\"type\":\"linear\",\"name\":\"fc1\",\"out\":64},{\"type\":\"relu\",\"name\":\"r1\"},"
+        "{\"type\":\"linear\",\"name\":\"fc2\",\"out\":64},{\"type\":\"residual\",\"from\":\"r1\"},"
+        "{\"type\":\"linear\",\"name\":\"fc3\",\"out\":10}]}";
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_model *m;
+    cr_assert_eq(rf_model_from_spec(&ctx, spec, &m), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_model_init(&ctx, m, 7), RF_OK);
+    prune_random(m, 0.9, 3);
+    enum { B = 6 };
+    float *x = malloc(sizeof(float) * 784 * B), ref[B * 10];
+    rf_rng r; rf_rng_init(&r, 8, 0);
+    for (int i = 0; i < 784 * B; i++) x[i] = rf_rng_uniform(&r);
+    rf_deploy_opts o; rf_deploy_opts_default(&o);
+    o.batch = B; o.mode = RF_DEPLOY_SPARSE;
+    cr_assert_eq(rf_deploy_model(&ctx, m, &o, NULL, 0, NULL), RF_OK, "%s", rf_ctx_error(&ctx));
+    const float *lg;
+    rf_nn_feat_runs_set(0);
+    cr_assert_eq(rf_model_forward(&ctx, m, x, B, 0, &lg), RF_OK);
+    memcpy(ref, lg, sizeof ref);
+    rf_nn_feat_runs_set(2);
+    cr_assert_eq(rf_model_forward(&ctx, m, x, B, 0, &lg), RF_OK);
+    rf_nn_feat_runs_set(1);
+    cr_assert_null(rf_model_layer_output(m, 1));       /* fc1: inside the first run */
+    cr_assert_not_null(rf_model_layer_output(m, 2));   /* r1: the residual's source ends it */
+    for (int i = 0; i < B * 10; i++)
+        cr_assert(fabsf(lg[i] - ref[i]) <= 1e-5f * (1.0f + fabsf(ref[i])), "logit %d: %g vs %g", i, lg[i], ref[i]);
+    rf_deploy_release(m);
+    rf_model_free(m);
+    free(x);
+}
