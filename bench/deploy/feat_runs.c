@@ -14,25 +14,13 @@
  * Best of 7 samples of >= 20 ms thread CPU time; docs/kernels.md has results.
  * Build and run: OPENBLAS_NUM_THREADS=1 bench/cbench.sh bench/deploy/feat_runs.c */
 #include "nn/layers.h"
+#include "model_bench.h"
 #include "raffle/deploy.h"
 #include "raffle/kernels.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static double time_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch) {
-    const float *lg;
-    double best = 1e30;
-    rf_model_forward(ctx, m, x, batch, 0, &lg);
-    for (int r = 0; r < 7; r++) {
-        double t0 = rf_thread_seconds(), t;
-        long n = 0;
-        do { rf_model_forward(ctx, m, x, batch, 0, &lg); n++; t = rf_thread_seconds() - t0; } while (t < 0.02);
-        if (t / (double)n < best) best = t / (double)n;
-    }
-    return best;
-}
 
 int main(int argc, char **argv) {
     static const char *const presets[] = {"lenet-300-100", "conv-2", "vit-tiny"};
@@ -48,20 +36,8 @@ int main(int argc, char **argv) {
         if (argc > 1 && strcmp(argv[1], presets[p]) != 0) continue;
         for (size_t s = 0; s < sizeof sparsities / sizeof sparsities[0]; s++) {
             rf_model *m;
-            if (rf_model_create(&ctx, presets[p], &m) || rf_model_init(&ctx, m, 7)) {
-                fprintf(stderr, "%s\n", rf_ctx_error(&ctx));
-                return 1;
-            }
-            rf_rng r;
-            rf_rng_init(&r, 3, 0);
-            for (int t = 0; t < m->n_ptensors; t++)
-                if (m->ptensors[t].role == RF_P_WEIGHT)
-                    for (size_t i = 0; i < m->ptensors[t].numel; i++)
-                        if (rf_rng_uniform_double(&r) < sparsities[s]) m->params[m->ptensors[t].offset + i] = 0.0f;
-            size_t in = (size_t)m->input.d[0] * m->input.d[1] * m->input.d[2];
-            float *x = malloc(sizeof(float) * in * MAXB);
-            if (!x) return 1;
-            for (size_t i = 0; i < in * MAXB; i++) x[i] = rf_rng_uniform(&r);
+            float *x;
+            if (pruned_preset(&ctx, presets[p], sparsities[s], MAXB, &m, &x)) return 1;
             for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
                 int B = batches[b];
                 double td = time_forward(&ctx, m, x, B);
