@@ -19,8 +19,14 @@ typedef struct blk {
     float *ln1, *st1, *qkv, *att, *ctx, *x1, *ln2, *st2, *h, *a;
 } blk;
 
-static blk blk_of(const rf_layer *L, int B, float *save) {
+/* The dimensions alone (no saved buffers: inference). */
+static blk blk_dims(const rf_layer *L, int B) {
     blk k = {B, L->in.d[0], L->in.d[1], L->ip[0], L->ip[1], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    return k;
+}
+
+static blk blk_of(const rf_layer *L, int B, float *save) {
+    blk k = blk_dims(L, B);
     size_t BT = (size_t)B * k.T, TD = BT * k.D;
     k.ln1 = save;
     k.st1 = k.ln1 + TD;
@@ -251,7 +257,7 @@ static void tb_backward(const rf_nn_run *r) {
  * place. With every product sparse the output is the row-major path's to
  * the bit (same per-element operations in the same order). */
 static long tb_feat(const rf_layer *L) {
-    blk k = {1, L->in.d[0], L->in.d[1], L->ip[0], L->ip[1], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    blk k = blk_dims(L, 1);
     long saved = 0;
     for (int i = 0; i < 4; i++) {
         const rf_param *p = &L->pt[tb_prod[i].w];
@@ -279,7 +285,7 @@ static rf_status tb_product_feat(const rf_nn_feat *f, const blk *k, int i, float
 static rf_status tb_forward_feat(const rf_nn_feat *f) {
     const rf_nn_run *r = f->r;
     const float *const *p = r->p;
-    blk k = {r->B, r->L->in.d[0], r->L->in.d[1], r->L->ip[0], r->L->ip[1], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    blk k = blk_dims(r->L, r->B);
     int D = k.D, M = k.B * k.T, ld = f->ldo;
     float eps = r->L->fp[0];
     float *ln = f->scratch, *qkv = ln + (size_t)D * ld, *ctx = qkv + (size_t)3 * D * ld;
