@@ -41,11 +41,7 @@ int main(int argc, char **argv) {
             for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
                 int B = batches[b];
                 double td = time_forward(&ctx, m, x, B);
-                rf_deploy_opts o;
-                rf_deploy_opts_default(&o);
-                o.mode = RF_DEPLOY_SPARSE;
-                o.batch = B;
-                if (rf_deploy_model(&ctx, m, &o, NULL, 0, NULL)) { fprintf(stderr, "%s\n", rf_ctx_error(&ctx)); return 1; }
+                if (deploy_sparse(&ctx, m, B)) return 1;
                 rf_nn_feat_runs_set(1);
                 double tf = time_forward(&ctx, m, x, B);
                 rf_nn_feat_runs_set(2);

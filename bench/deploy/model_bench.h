@@ -1,9 +1,11 @@
 /* Shared by the whole-model deployment benches (conv_layout.c,
- * feat_runs.c): a preset pruned at random with its inputs, and the timer of
+ * feat_runs.c): a preset pruned at random with its inputs, its sparse
+ * deployment on every site, and the timer of
  * inference forwards. */
 #ifndef RAFFLE_BENCH_MODEL_BENCH_H
 #define RAFFLE_BENCH_MODEL_BENCH_H
 
+#include "raffle/deploy.h"
 #include "raffle/kernels.h"
 #include "raffle/nn.h"
 
@@ -43,6 +45,17 @@ static int pruned_preset(rf_ctx *ctx, const char *name, double sparsity, int sam
     for (size_t i = 0; i < in; i++) (*x)[i] = rf_rng_uniform(&r);
     *out = m;
     return 0;
+}
+
+/* Deploys the sparse kernel on every site of m for batches of B. 0 on success. */
+static int deploy_sparse(rf_ctx *ctx, rf_model *m, int B) {
+    rf_deploy_opts o;
+    rf_deploy_opts_default(&o);
+    o.mode = RF_DEPLOY_SPARSE;
+    o.batch = B;
+    if (!rf_deploy_model(ctx, m, &o, NULL, 0, NULL)) return 0;
+    fprintf(stderr, "%s\n", rf_ctx_error(ctx));
+    return 1;
 }
 
 #endif
