@@ -204,19 +204,26 @@ static int feat_run_end(rf_model *m, int i) {
     return mode == 2 || gain >= FEAT_RUN_GAIN * ends ? j : i;
 }
 
+/* Layer k's input (out = 0) or output (out = 1) as a feature-major matrix:
+ * its rows and width (rf_nn_feat_view); returns its row stride. */
+static int feat_mat(const rf_model *m, int k, int out, int *rows, int *width) {
+    const rf_layer *L = &m->layers[k];
+    rf_nn_feat_view(out ? L->out : L->in, out ? L->ip[7] : in_kind(m, k), m->batch, rows, width);
+    return rf_feat_ld(*rows);
+}
+
 static rf_status feat_run(rf_ctx *ctx, rf_model *m, int i, int j) {
     const int B = m->batch;
+    int rows, width, ld;
     size_t act = 0, scr = 0;
     for (int k = i; k < j; k++) {
         const rf_layer *L = &m->layers[k];
-        int rows, width;
-        rf_nn_feat_view(L->in, in_kind(m, k), B, &rows, &width);
-        size_t n = (size_t)width * (size_t)rf_feat_ld(rows);
-        act = n > act ? n : act;
-        rf_nn_feat_view(L->out, L->ip[7], B, &rows, &width);
-        n = (size_t)width * (size_t)rf_feat_ld(rows);
-        act = n > act ? n : act;
-        n = ops[L->type]->scratch_feat ? ops[L->type]->scratch_feat(L, B) : 0;
+        for (int out = 0; out < 2; out++) {
+            ld = feat_mat(m, k, out, &rows, &width);
+            size_t n = (size_t)width * (size_t)ld;
+            act = n > act ? n : act;
+        }
+        size_t n = ops[L->type]->scratch_feat ? ops[L->type]->scratch_feat(L, B) : 0;
         scr = n > scr ? n : scr;
     }
     if (2 * act + scr > m->feat_numel) {
@@ -228,30 +235,26 @@ static rf_status feat_run(rf_ctx *ctx, rf_model *m, int i, int j) {
         m->feat_numel = 2 * act + scr;
     }
     float *cur = m->feat, *nxt = m->feat + act;
-    int rows, width;
     rf_nn_run r;
     fill_run(&r, m, i);
     if (!ops[m->layers[i].type]->feat_reads_rows) {
-        rf_nn_feat_view(m->layers[i].in, in_kind(m, i), B, &rows, &width);
-        rf_transpose_f32(cur, rf_feat_ld(rows), r.in, rows, width, width);
+        ld = feat_mat(m, i, 0, &rows, &width);
+        rf_transpose_f32(cur, ld, r.in, rows, width, width);
     }
     for (int k = i; k < j; k++) {
         rf_layer *L = &m->layers[k];
         fill_run(&r, m, k);
-        rf_nn_feat_view(L->in, in_kind(m, k), B, &rows, &width);
-        rf_nn_feat f = {&r, cur, rf_feat_ld(rows), nxt, 0, m->feat + 2 * act};
+        rf_nn_feat f = {&r, cur, feat_mat(m, k, 0, &rows, &width), nxt, feat_mat(m, k, 1, &rows, &width),
+                        m->feat + 2 * act};
         if (k == i && ops[L->type]->feat_reads_rows) f.in = r.in;
-        rf_nn_feat_view(L->out, L->ip[7], B, &rows, &width);
-        f.ldo = rf_feat_ld(rows);
         rf_status st = ops[L->type]->forward_feat(&f);
         if (st) { rf_error_prefix(ctx, "layers[%d] %s", k, L->name); return st; }
         L->out_feat = 1;
         float *t = cur; cur = nxt; nxt = t;
     }
-    rf_layer *last = &m->layers[j - 1];
-    rf_nn_feat_view(last->out, last->ip[7], B, &rows, &width);
-    rf_transpose_f32(act_of(m, m->acts, j - 1), width, cur, width, rows, rf_feat_ld(rows));
-    last->out_feat = 0;
+    ld = feat_mat(m, j - 1, 1, &rows, &width);
+    rf_transpose_f32(act_of(m, m->acts, j - 1), width, cur, width, rows, ld);
+    m->layers[j - 1].out_feat = 0;
     return RF_OK;
 }
 
