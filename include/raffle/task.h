@@ -35,6 +35,12 @@ typedef struct rf_task_io {
      * RF_ERR_PREEMPTED. */
     const char   *resume_from;
     double        resume_every_s;
+    /* The task's identity (borrowed, may be NULL): its 16-hex-digit id and
+     * the hash of its canonical settings. A resume point records both and
+     * one that names another task or other settings is refused (issue 19,
+     * defect 5: seed 0's state was accepted by seed 1). */
+    const char   *task_id;
+    const char   *settings_hash;
 } rf_task_io;
 
 /* A task kind's entry point: fills `metrics` (a cJSON object owned by the

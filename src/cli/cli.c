@@ -47,35 +47,39 @@ static void print_help(const char *cmd, const char *usage, const char *summary, 
 }
 
 static int set_value(const char *cmd, const cli_opt *o, const char *v) {
-    char *end = NULL;
-    errno = 0;
+    /* the library's strict parser: the whole value, in range, never saturated */
+    char what[80];
+    snprintf(what, sizeof what, "--%s", o->name);
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    size_t n = strlen(v);
     switch (o->type) {
     case CLI_STR: *(const char **)o->dest = v; return 0;
     case CLI_INT: {
-        long x = strtol(v, &end, 10);
-        if (errno || !*v || *end || x < -2147483647L || x > 2147483647L) break;
+        int64_t x;
+        if (rf_parse_i64(&ctx, v, n, -2147483647LL, 2147483647LL, what, &x) != RF_OK) break;
         *(int *)o->dest = (int)x; return 0;
     }
     case CLI_I64: {
-        long long x = strtoll(v, &end, 10);
-        if (errno || !*v || *end) break;
+        int64_t x;
+        if (rf_parse_i64(&ctx, v, n, INT64_MIN, INT64_MAX, what, &x) != RF_OK) break;
         *(int64_t *)o->dest = x; return 0;
     }
     case CLI_U64: {
-        if (*v == '-') break;
-        unsigned long long x = strtoull(v, &end, 10);
-        if (errno || !*v || *end) break;
+        uint64_t x;
+        if (rf_parse_u64(&ctx, v, n, 0, UINT64_MAX, what, &x) != RF_OK) break;
         *(uint64_t *)o->dest = x; return 0;
     }
     case CLI_FLOAT: case CLI_DOUBLE: {
-        double x = strtod(v, &end);
-        if (errno || !*v || *end || x != x) break;
+        double x;
+        double lim = o->type == CLI_FLOAT ? 3.4028234663852886e38 : 1.7976931348623157e308;
+        if (rf_parse_f64(&ctx, v, n, -lim, lim, what, &x) != RF_OK) break;
         if (o->type == CLI_FLOAT) *(float *)o->dest = (float)x; else *(double *)o->dest = x;
         return 0;
     }
-    case CLI_FLAG: break;
+    case CLI_FLAG: rf_error(&ctx, RF_ERR_INVALID, "%s: takes no value", what); break;
     }
-    cli_err(cmd, "--%s: invalid value '%s'", o->name, v);
+    cli_err(cmd, "invalid value '%s': %s", v, rf_ctx_error(&ctx));
     return 2;
 }
 

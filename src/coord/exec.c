@@ -30,10 +30,10 @@
 #define AS_LIMIT_WORKS 1
 #endif
 
-static const char *const class_names[RF_FAIL_COUNT_] = {"", "error", "crash", "oom", "timeout", "nan", "preempted"};
+static const char *const class_names[RF_FAIL_COUNT_] = {"", "error", "crash", "oom", "timeout", "nan", "preempted", "killed"};
 
 const char *rf_fail_class_name(int c) { return (c >= 0 && c < RF_FAIL_COUNT_) ? class_names[c] : "?"; }
-int rf_fail_class_retryable(int c) { return c == RF_FAIL_CRASH || c == RF_FAIL_TIMEOUT; }
+int rf_fail_class_retryable(int c) { return c == RF_FAIL_CRASH || c == RF_FAIL_TIMEOUT || c == RF_FAIL_KILLED; }
 
 static int class_from_name(const char *s) {
     for (int i = 0; i < RF_FAIL_COUNT_; i++) if (strcmp(class_names[i], s) == 0) return i;
@@ -85,12 +85,16 @@ void rf_coord_split_timing(cJSON *metrics) {
  * RF_ERR_PREEMPTED instead of finishing with a shortened run (which would be
  * recorded "done" with the wrong result). Only these get the flag; other
  * kinds ignore a stop request and run to their end (or the time limit). */
-static int stop_aware(const cJSON *settings) {
+int coord_kind_stop_aware(const char *kind) {
     static const char *const kinds[] = {"train", "distill", "ofa-sparse", "ofa-transfer", "ofa-qat"};
-    const cJSON *k = cJSON_GetObjectItemCaseSensitive(settings, "kind");
-    for (size_t i = 0; cJSON_IsString(k) && i < sizeof kinds / sizeof kinds[0]; i++)
-        if (strcmp(k->valuestring, kinds[i]) == 0) return 1;
+    for (size_t i = 0; kind && i < sizeof kinds / sizeof kinds[0]; i++)
+        if (strcmp(kind, kinds[i]) == 0) return 1;
     return 0;
+}
+
+static int stop_aware(const cJSON *settings) {
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(settings, "kind");
+    return cJSON_IsString(k) && coord_kind_stop_aware(k->valuestring);
 }
 
 static void child_log(void *ud, const char *line) {
@@ -150,6 +154,10 @@ rf_status rf_coord_run_task(rf_ctx *ctx, const char *dir, volatile int *stop_fla
         io.stop_flag = stop_aware(settings) ? stop_flag : NULL;
         const cJSON *rp = cJSON_GetObjectItemCaseSensitive(task, "resume");
         const cJSON *re = cJSON_GetObjectItemCaseSensitive(task, "resume_every_s");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(task, "id");
+        const cJSON *sh = cJSON_GetObjectItemCaseSensitive(task, "settings_hash");
+        if (cJSON_IsString(id)) io.task_id = id->valuestring;
+        if (cJSON_IsString(sh)) io.settings_hash = sh->valuestring;
         if (cJSON_IsString(rp)) io.resume_from = rp->valuestring;
         if (cJSON_IsNumber(re) && re->valuedouble > 0) io.resume_every_s = re->valuedouble;
         s = rf_task_run(ctx, &io, metrics);
@@ -193,6 +201,41 @@ static void log_tail(const char *dir, char *out, size_t n) {
     snprintf(out, n, "%s", nl ? nl + 1 : buf);
 }
 
+/* OOM kills the kernel has made so far (/proc/vmstat "oom_kill", which
+ * memory-cgroup kills count in too), or -1 where it cannot be read. */
+static long long oom_kills(void) {
+    FILE *f = fopen("/proc/vmstat", "re");
+    if (!f) return -1;
+    char line[128];
+    long long n = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "oom_kill ", 9) == 0) {
+            size_t len = strcspn(line + 9, "\n");
+            int64_t v;
+            if (rf_parse_i64(NULL, line + 9, len, 0, INT64_MAX, "oom_kill", &v) == RF_OK) n = v;
+            break;
+        }
+    fclose(f);
+    return n;
+}
+
+int coord_signal_class(int sig, int oom_killed, char *msg, size_t n) {
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};
+    if (sig == SIGKILL && oom_killed) {
+        snprintf(msg, n, "killed by signal %d (%s) while the kernel recorded an out-of-memory kill: over the memory limit",
+                 sig, strsignal(sig));
+        return RF_FAIL_OOM;
+    }
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
+        if (sig == faults[i]) {
+            snprintf(msg, n, "crashed by signal %d (%s)", sig, strsignal(sig));
+            return RF_FAIL_CRASH;
+        }
+    snprintf(msg, n, "killed by signal %d (%s) from outside (not the time limit; no out-of-memory kill recorded)",
+             sig, strsignal(sig));
+    return RF_FAIL_KILLED;
+}
+
 static void sleep_s(double s) {
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
@@ -210,6 +253,7 @@ rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem
     if (logfd < 0) return rf_error(ctx, RF_ERR_IO, "%s: %s", logp, strerror(errno));
     fflush(NULL);
     double t0 = rf_now();
+    long long oom0 = oom_kills();
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) { close(logfd); return rf_error(ctx, RF_ERR_CHILD, "fork: %s", strerror(errno)); }
@@ -266,10 +310,12 @@ rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem
         return RF_OK;
     }
     if (WIFSIGNALED(status)) {
-        int sig = WTERMSIG(status);
-        r->cls = sig == SIGKILL ? RF_FAIL_OOM : RF_FAIL_CRASH;
-        snprintf(r->message, sizeof r->message, "%s by signal %d (%s)%s%s",
-                 sig == SIGKILL ? "killed (out of memory?)" : "crashed", sig, strsignal(sig), tail[0] ? "; last output: " : "", tail);
+        /* classify by what happened, not by the signal alone: a SIGKILL is
+         * the memory limit only if the kernel counted an OOM kill meanwhile */
+        long long oom1 = oom_kills();
+        char what[200];
+        r->cls = coord_signal_class(WTERMSIG(status), oom0 >= 0 && oom1 > oom0, what, sizeof what);
+        snprintf(r->message, sizeof r->message, "%s%s%s", what, tail[0] ? "; last output: " : "", tail);
         return RF_OK;
     }
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

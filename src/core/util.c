@@ -87,7 +87,11 @@ rf_status rf_write_file_atomic(rf_ctx *ctx, const char *path, const void *data, 
 
 rf_status rf_read_file(rf_ctx *ctx, const char *path, unsigned char **out, size_t *n) {
     *out = NULL; *n = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer
+     * before the regular-file check below can refuse it (issue 19, defect
+     * 10: `raffle validate fifo.json` blocked forever). It changes nothing
+     * for a regular file, whose reads never block. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) return rf_error(ctx, errno == ENOENT ? RF_ERR_NOTFOUND : RF_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -226,28 +226,28 @@ static rf_status load_mnist(rf_ctx *ctx, const char *spec, rf_dataset **train, r
     return load_quad(ctx, rf_npy_read, spec, paths, train, test);
 }
 
-/* "synthetic", "synthetic:N" or "synthetic:N:SEED". */
-static rf_status load_synthetic(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
-    long long n = 2000;
-    unsigned long long seed = 1;
+rf_status rf_data_synthetic_parse(rf_ctx *ctx, const char *spec, int64_t *n, uint64_t *seed) {
+    *n = 2000;
+    *seed = 1;
     const char *p = spec + strlen("synthetic");
-    if (*p == ':') {
-        char *end = NULL;
-        n = strtoll(p + 1, &end, 10);
-        if (end == p + 1 || (*end && *end != ':'))
-            return rf_error(ctx, RF_ERR_INVALID, "'%s': expected synthetic[:N[:SEED]]", spec);
-        if (*end == ':') {
-            const char *q = end + 1;
-            if (*q == '-' || !*q) return rf_error(ctx, RF_ERR_INVALID, "'%s': expected synthetic[:N[:SEED]]", spec);
-            seed = strtoull(q, &end, 10);
-            if (*end) return rf_error(ctx, RF_ERR_INVALID, "'%s': expected synthetic[:N[:SEED]]", spec);
-        }
-    } else if (*p) {
+    if (strncmp(spec, "synthetic", 9) != 0 || (*p && *p != ':'))
         return rf_error(ctx, RF_ERR_INVALID, "'%s': expected synthetic[:N[:SEED]]", spec);
-    }
-    if (n < 8 || n > 10000000)
-        return rf_error(ctx, RF_ERR_INVALID, "'%s': N must be in [8, 10000000]", spec);
-    return rf_data_synthetic(ctx, spec, (int64_t)n, (int64_t)n / 4, (uint64_t)seed, train, test);
+    if (!*p) return RF_OK;
+    const char *q = strchr(p + 1, ':');
+    size_t nl = q ? (size_t)(q - p - 1) : strlen(p + 1);
+    char what[96];
+    snprintf(what, sizeof what, "'%.64s': N", spec);
+    RF_TRY(rf_parse_i64(ctx, p + 1, nl, 8, 10000000, what, n));
+    if (!q) return RF_OK;
+    snprintf(what, sizeof what, "'%.64s': SEED", spec);
+    return rf_parse_u64(ctx, q + 1, strlen(q + 1), 0, UINT64_MAX, what, seed);
+}
+
+static rf_status load_synthetic(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
+    int64_t n;
+    uint64_t seed;
+    RF_TRY(rf_data_synthetic_parse(ctx, spec, &n, &seed));
+    return rf_data_synthetic(ctx, spec, n, n / 4, seed, train, test);
 }
 
 /* Splits "a,b,c,d" into four paths (copies into bufs). */

@@ -15,6 +15,7 @@
  *     hyperparameters; equal ids are merged, so shared dense models run once. */
 #include "raffle/job.h"
 #include "raffle/ckpt.h"
+#include "raffle/data.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -426,9 +427,9 @@ static rf_status check_dataset(rf_ctx *ctx, const char *path, const char *s) {
     size_t n = strlen(s);
     if (strcmp(s, "fashion-mnist") == 0 || strcmp(s, "mnist") == 0) return RF_OK;
     if (strncmp(s, "synthetic", 9) == 0 && (s[9] == '\0' || s[9] == ':')) {
-        for (const char *p = s + 9; *p; p++)
-            if (!(*p == ':' || (*p >= '0' && *p <= '9')))
-                return jerr(ctx, path, "\"%s\": synthetic takes synthetic[:N[:SEED]] with decimal N and SEED", s);
+        int64_t sn;
+        uint64_t seed;
+        if (rf_data_synthetic_parse(ctx, s, &sn, &seed) != RF_OK) return jerr(ctx, path, "%s", rf_ctx_error(ctx));
         return RF_OK;
     }
     if ((n > 5 && strcmp(s + n - 5, ".json") == 0) || (n > 4 && strstr(s, ".npy"))) return RF_OK;

@@ -98,8 +98,9 @@ void rf_nn_tb_chunk_set(int rows) { chunk_cfg = rows; }
 static int chunk_rows(void) {
     if (chunk_cfg < 0) {
         const char *e = getenv("RAFFLE_TB_CHUNK");
-        long v = e && *e ? strtol(e, NULL, 10) : TB_CHUNK_ROWS;
-        chunk_cfg = v < 0 ? 0 : v > (1 << 24) ? (1 << 24) : (int)v;
+        int64_t v = TB_CHUNK_ROWS;   /* unset or not a count in range: the default */
+        if (e && rf_parse_i64(NULL, e, strlen(e), 0, 1 << 24, "RAFFLE_TB_CHUNK", &v) != RF_OK) v = TB_CHUNK_ROWS;
+        chunk_cfg = (int)v;
     }
     return chunk_cfg;
 }

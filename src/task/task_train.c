@@ -101,9 +101,12 @@ rf_status rf_task_train_cfg(rf_ctx *ctx, const cJSON *settings, rf_train_cfg *cf
  * "optim.v" (moments, when the optimizer has them), all dense f32, and in
  * the metadata the next step, the optimizer's step count and the best
  * periodic accuracy so far. Data order and dropout need no state: they are
- * functions of (seed, epoch, step) (train.h). */
+ * functions of (seed, epoch, step) (train.h). Version 2 adds whose state it
+ * is ("task": the task id, "settings_hash": its settings' hash; a file that
+ * names another task, or none, is refused) and "total_steps", from which the
+ * coordinator estimates what is left of the task. */
 #define RESUME_FORMAT "raffle-resume"
-#define RESUME_VERSION 1
+#define RESUME_VERSION 2
 
 static rf_status add_block(rf_ctx *ctx, rf_ckpt *c, const char *name, const float *p, size_t n) {
     if (!p || n == 0) return RF_OK;
@@ -111,15 +114,20 @@ static rf_status add_block(rf_ctx *ctx, rf_ckpt *c, const char *name, const floa
     return rf_ckpt_add(ctx, c, name, RF_F32, 1, shape, RF_STORE_DENSE, p, NULL, NULL);
 }
 
-static rf_status resume_save(rf_ctx *ctx, const char *out_dir, const rf_model *m, const rf_optim *o,
-                             int64_t next_step, double best_acc, int64_t best_it) {
+/* A task id or settings hash as it goes into the metadata: 16 hex digits, or "". */
+static const char *hex16(const char *s) { return s && strlen(s) == 16 && strspn(s, "0123456789abcdef") == 16 ? s : ""; }
+
+static rf_status resume_save(rf_ctx *ctx, const rf_task_io *io, const rf_model *m, const rf_optim *o,
+                             int64_t next_step, int64_t total_steps, double best_acc, int64_t best_it) {
     rf_ckpt *c = NULL;
     RF_TRY(rf_ckpt_new(ctx, &c));
-    char meta[512], path[4200];
+    char meta[640], path[4200];
     snprintf(meta, sizeof meta,
-             "{\"format\":\"" RESUME_FORMAT "\",\"version\":%d,\"step\":%lld,\"optim_t\":%lld,\"n_params\":%zu,"
-             "\"best_accuracy\":%.17g,\"best_iteration\":%lld}",
-             RESUME_VERSION, (long long)next_step, (long long)o->t, m->n_params, best_acc, (long long)best_it);
+             "{\"format\":\"" RESUME_FORMAT "\",\"version\":%d,\"task\":\"%s\",\"settings_hash\":\"%s\",\"step\":%lld,"
+             "\"total_steps\":%lld,\"optim_t\":%lld,\"n_params\":%zu,\"best_accuracy\":%.17g,\"best_iteration\":%lld}",
+             RESUME_VERSION, hex16(io->task_id), hex16(io->settings_hash), (long long)next_step, (long long)total_steps,
+             (long long)o->t, m->n_params, best_acc, (long long)best_it);
+    const char *out_dir = io->out_dir;
     rf_status s = rf_ckpt_set_meta(ctx, c, meta);
     if (!s) s = add_block(ctx, c, "params", m->params, m->n_params);
     if (!s) s = add_block(ctx, c, "masks", m->masks, m->n_params);
@@ -143,8 +151,15 @@ static rf_status load_block(rf_ctx *ctx, const rf_ckpt *c, const char *name, flo
     return RF_OK;
 }
 
-static rf_status resume_load(rf_ctx *ctx, const char *path, rf_model *m, rf_optim *o, int64_t *step,
+/* 1 if meta's string `key` is want (absent want: no check). */
+static int meta_is(const cJSON *meta, const char *key, const char *want) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, key);
+    return !want || (cJSON_IsString(v) && strcmp(v->valuestring, want) == 0);
+}
+
+static rf_status resume_load(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_optim *o, int64_t *step,
                              double *best_acc, int64_t *best_it) {
+    const char *path = io->resume_from;
     rf_ckpt *c = NULL;
     RF_TRY(rf_ckpt_read(ctx, path, &c));
     cJSON *meta = cJSON_Parse(c->meta_json);
@@ -156,8 +171,13 @@ static rf_status resume_load(rf_ctx *ctx, const char *path, rf_model *m, rf_opti
     const cJSON *bi = cJSON_GetObjectItemCaseSensitive(meta, "best_iteration");
     rf_status s = RF_OK;
     if (!cJSON_IsString(f) || strcmp(f->valuestring, RESUME_FORMAT) != 0 || !cJSON_IsNumber(v) ||
-        v->valueint != RESUME_VERSION || !cJSON_IsNumber(st) || st->valuedouble < 0 || !cJSON_IsNumber(ot))
+        v->valuedouble != RESUME_VERSION || !cJSON_IsNumber(st) || !(st->valuedouble >= 0 && st->valuedouble <= 1e15) ||
+        !cJSON_IsNumber(ot) || !(ot->valuedouble >= 0 && ot->valuedouble <= 1e15) ||
+        (cJSON_IsNumber(bi) && !(bi->valuedouble >= -1 && bi->valuedouble <= 1e15)))
         s = rf_error(ctx, RF_ERR_FORMAT, "%s: not a version %d resume state", path, RESUME_VERSION);
+    else if (!meta_is(meta, "task", io->task_id ? hex16(io->task_id) : NULL) ||
+             !meta_is(meta, "settings_hash", io->settings_hash ? hex16(io->settings_hash) : NULL))
+        s = rf_error(ctx, RF_ERR_FORMAT, "%s: the resume state belongs to another task or other settings: refused", path);
     const rf_ckpt_tensor *mk = rf_ckpt_find(c, "masks");
     if (!s && mk && !m->masks) s = rf_model_ensure_masks(ctx, m);
     if (!s) s = load_block(ctx, c, "params", m->params, m->n_params, 1);
@@ -183,14 +203,15 @@ static rf_status resume_load(rf_ctx *ctx, const char *path, rf_model *m, rf_opti
 typedef struct resumer {
     const rf_train_hooks *in;
     rf_ctx     *ctx;
-    const char *out_dir;
+    const rf_task_io *io;
     rf_optim   *opt;
     double      every, last, best_acc;
-    int64_t     best_it;
+    int64_t     best_it, total;
 } resumer;
 
 static rf_status rs_before(void *ud, rf_model *m, int64_t step, int64_t total) {
     resumer *r = ud;
+    r->total = total;
     return r->in && r->in->before_step ? r->in->before_step(r->in->ud, m, step, total) : RF_OK;
 }
 static rf_status rs_loss(void *ud, rf_model *m, const float *x, const float *logits, const int32_t *labels,
@@ -208,7 +229,7 @@ static rf_status rs_after_step(void *ud, rf_model *m, int64_t step) {
     if (r->every > 0 && rf_now() - r->last >= r->every) {
         r->last = rf_now();
         /* the state after step `step`: a resumed run starts at step + 1 */
-        RF_TRY(resume_save(r->ctx, r->out_dir, m, r->opt, step + 1, r->best_acc, r->best_it));
+        RF_TRY(resume_save(r->ctx, r->io, m, r->opt, step + 1, r->total, r->best_acc, r->best_it));
     }
     return RF_OK;
 }
@@ -229,11 +250,11 @@ rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m
     }
     rf_train_cfg c = *cfg;
     c.stop_flag = io->stop_flag;
-    resumer r = {hooks, ctx, io->out_dir, opt, io->resume_every_s, rf_now(), -1.0, -1};
+    resumer r = {hooks, ctx, io, opt, io->resume_every_s, rf_now(), -1.0, -1, 0};
     rf_status s = RF_OK;
     int64_t start = c.start_step;
     if (io->resume_from) {
-        s = resume_load(ctx, io->resume_from, m, opt, &start, &r.best_acc, &r.best_it);
+        s = resume_load(ctx, io, m, opt, &start, &r.best_acc, &r.best_it);
         if (!s && io->log) {
             char line[160];
             snprintf(line, sizeof line, "resuming from step %lld (%s)", (long long)start, RF_TASK_RESUME_FILE);
@@ -249,7 +270,7 @@ rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m
          * uninterrupted run keeps the first step reaching the best (train.c) */
         if (r.best_it >= 0 && r.best_acc >= res->best_accuracy) { res->best_accuracy = r.best_acc; res->best_iteration = r.best_it; }
         if (res->stopped) {
-            s = resume_save(ctx, io->out_dir, m, opt, res->steps, res->best_accuracy, res->best_iteration);
+            s = resume_save(ctx, io, m, opt, res->steps, r.total, res->best_accuracy, res->best_iteration);
             if (!s) s = rf_error(ctx, RF_ERR_PREEMPTED, "stopped on request after step %lld; state saved to %s",
                                  (long long)res->steps, RF_TASK_RESUME_FILE);
         }
