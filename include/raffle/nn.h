@@ -182,6 +182,14 @@ typedef struct rf_model {
  * name the layer: "layers[3] linear: expects 784 inputs, gets 400".
  * Returns a new model with zeroed params (call rf_model_init); free with rf_model_free. */
 rf_status rf_model_from_spec(rf_ctx *ctx, const char *spec_json, rf_model **out);
+/* rf_model_from_spec in two steps, for callers that check what a spec
+ * declares before memory is committed to it (a checkpoint's spec against its
+ * tensor directory): rf_model_plan returns a new model with its layer records
+ * and parameter table (names, shapes, n_params) but no params, grads or
+ * buffers blocks; rf_model_alloc_blocks then allocates them (zeroed), after
+ * checking them against the memory cap. Free with rf_model_free. */
+rf_status rf_model_plan(rf_ctx *ctx, const char *spec_json, rf_model **out);
+rf_status rf_model_alloc_blocks(rf_ctx *ctx, rf_model *m);
 /* Returns the JSON spec text of a preset (static string), or NULL if unknown.
  * Presets: lenet-300-100, conv-2, conv-4, conv-6, lenet-5, mlp-1200x2,
  * mlp-800x2, vit-tiny. in_c/h/w and classes default to 1x28x28, 10. */

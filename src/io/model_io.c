@@ -99,19 +99,46 @@ rf_status rf_model_save(rf_ctx *ctx, const rf_model *m, const char *extra_json, 
 }
 
 /* Copies tensor t into dst (numel floats) after checking its shape. */
+static rf_status same_shape(rf_ctx *ctx, const rf_ckpt_tensor *t, int ndim, const int64_t *shape);
 static rf_status load_tensor(rf_ctx *ctx, const rf_ckpt_tensor *t, int ndim, const int64_t *shape, float *dst) {
-    int same = t->ndim == ndim;
-    for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
-    if (!same) {
-        char a[96] = "", b[96] = "";
-        for (int d = 0; d < ndim; d++) snprintf(a + strlen(a), sizeof a - strlen(a), "%s%lld", d ? "x" : "", (long long)shape[d]);
-        for (int d = 0; d < t->ndim; d++) snprintf(b + strlen(b), sizeof b - strlen(b), "%s%lld", d ? "x" : "", (long long)t->shape[d]);
-        return rf_error(ctx, RF_ERR_SHAPE, "tensor '%s': model expects shape [%s], checkpoint has [%s]", t->name, a, b);
-    }
+    RF_TRY(same_shape(ctx, t, ndim, shape));
     float *f;
     RF_TRY(rf_ckpt_tensor_to_f32(ctx, t, &f));
     memcpy(dst, f, (size_t)rf_ckpt_tensor_numel(t) * sizeof(float));
     rf_free(f);
+    return RF_OK;
+}
+
+/* RF_OK if t has shape[0..ndim), else RF_ERR_SHAPE naming both. */
+static rf_status same_shape(rf_ctx *ctx, const rf_ckpt_tensor *t, int ndim, const int64_t *shape) {
+    int same = t->ndim == ndim;
+    for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
+    if (same) return RF_OK;
+    char a[96] = "", b[96] = "";
+    for (int d = 0; d < ndim; d++) snprintf(a + strlen(a), sizeof a - strlen(a), "%s%lld", d ? "x" : "", (long long)shape[d]);
+    for (int d = 0; d < t->ndim; d++) snprintf(b + strlen(b), sizeof b - strlen(b), "%s%lld", d ? "x" : "", (long long)t->shape[d]);
+    return rf_error(ctx, RF_ERR_SHAPE, "tensor '%s': model expects shape [%s], checkpoint has [%s]", t->name, a, b);
+}
+
+/* Every parameter and buffer tensor of the planned model m (no blocks yet)
+ * is in c's directory with the shape m declares. */
+static rf_status check_directory(rf_ctx *ctx, const rf_ckpt *c, const rf_model *m) {
+    for (int i = 0; i < m->n_ptensors; i++) {
+        const rf_param *p = &m->ptensors[i];
+        const rf_ckpt_tensor *t = rf_ckpt_find(c, p->name);
+        if (!t) return rf_error(ctx, RF_ERR_NOTFOUND, "checkpoint spec declares tensor '%s', which its directory does not have", p->name);
+        RF_TRY(same_shape(ctx, t, p->ndim, p->shape));
+    }
+    for (int l = 0; l < m->n_layers; l++) {
+        rf_io_buf_slice b[2];
+        int nb = rf_io_layer_buffers(&m->layers[l], b);
+        for (int k = 0; k < nb; k++) {
+            const rf_ckpt_tensor *t = rf_ckpt_find(c, b[k].name);
+            if (!t) return rf_error(ctx, RF_ERR_NOTFOUND, "checkpoint spec declares tensor '%s', which its directory does not have", b[k].name);
+            int64_t shape[1] = {(int64_t)b[k].numel};
+            RF_TRY(same_shape(ctx, t, 1, shape));
+        }
+    }
     return RF_OK;
 }
 
@@ -127,9 +154,15 @@ rf_status rf_model_from_ckpt(rf_ctx *ctx, const rf_ckpt *c, rf_model **out) {
     cJSON_Delete(meta);
     if (!spec_txt) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
     rf_model *m;
-    rf_status s = rf_model_from_spec(ctx, spec_txt, &m);
+    rf_status s = rf_model_plan(ctx, spec_txt, &m);
     cJSON_free(spec_txt);
     if (s) { rf_error_prefix(ctx, "checkpoint spec"); return s; }
+    /* The spec is only a claim: a 47 KB file whose metadata declared a
+     * 784 -> 1.3 M layer made raffle allocate 8 GB before the shapes were
+     * compared (issue 19, defect 7). Every tensor the spec declares must be
+     * in the file's directory with that shape before anything is allocated. */
+    s = check_directory(ctx, c, m);
+    if (!s) s = rf_model_alloc_blocks(ctx, m);
     for (int i = 0; !s && i < m->n_ptensors; i++) {
         const rf_param *p = &m->ptensors[i];
         const rf_ckpt_tensor *t = rf_ckpt_find(c, p->name);
