@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "raffle/ckpt.h"
 #include "raffle/coord.h"
 #include "raffle/task.h"
 
@@ -114,6 +115,49 @@ Test(resume, periodic_save_and_foreign_state) {
     cr_assert_eq(st, RF_ERR_FORMAT, "foreign state: %s (%s)", rf_strerror(st), rf_ctx_error(&ctx));
     cJSON_Delete(m);
     cJSON_Delete(s);
+    rm_dir(dir); rm_dir(other);
+}
+
+/* Issue 19, defect 5: a resume point names its task and settings; another
+ * task's (seed 0's state in seed 1's directory) is refused, not continued. */
+static rf_status run_as(const char *dir, const char *resume, const char *id, const char *hash, int stop, char *err, size_t en) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cJSON *s = cJSON_Parse(SETTINGS);
+    volatile int flag = stop;
+    rf_task_io io = {.settings = s, .out_dir = dir, .stop_flag = &flag, .resume_from = resume,
+                     .task_id = id, .settings_hash = hash};
+    cJSON *m = cJSON_CreateObject();
+    rf_status st = rf_task_run(&ctx, &io, m);
+    snprintf(err, en, "%s", rf_ctx_error(&ctx));
+    cJSON_Delete(m);
+    cJSON_Delete(s);
+    return st;
+}
+
+Test(resume, state_of_another_task_is_refused) {
+    char dir[] = "/tmp/raffle_res_id_XXXXXX", other[] = "/tmp/raffle_res_id2_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(mkdtemp(other));
+    char state[300], err[RF_ERR_MAX];
+    snprintf(state, sizeof state, "%s/resume.rckpt", dir);
+    const char *id0 = "00000000000000a0", *id1 = "00000000000000a1", *h = "0123456789abcdef", *h2 = "fedcba9876543210";
+    cr_assert_eq(run_as(dir, NULL, id0, h, 1, err, sizeof err), RF_ERR_PREEMPTED, "%s", err);
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_ckpt *c;
+    cr_assert_eq(rf_ckpt_read(&ctx, state, &c), RF_OK);
+    cr_assert(strstr(c->meta_json, "\"task\":\"00000000000000a0\"") && strstr(c->meta_json, "\"settings_hash\":\"0123456789abcdef\""),
+              "the resume point does not name its task: %s", c->meta_json);
+    cr_assert(strstr(c->meta_json, "\"total_steps\":20"), "%s", c->meta_json);
+    rf_ckpt_free(c);
+    /* another task with the very same settings (the seed-copy case) */
+    rf_status st = run_as(other, state, id1, h, 0, err, sizeof err);
+    cr_assert_eq(st, RF_ERR_FORMAT, "another task's state was accepted: %s", rf_strerror(st));
+    cr_assert(strstr(err, "another task"), "%s", err);
+    /* the same id under other settings */
+    st = run_as(other, state, id0, h2, 0, err, sizeof err);
+    cr_assert_eq(st, RF_ERR_FORMAT, "a state saved under other settings was accepted: %s", rf_strerror(st));
+    /* its own task continues */
+    cr_assert_eq(run_as(other, state, id0, h, 0, err, sizeof err), RF_OK, "%s", err);
     rm_dir(dir); rm_dir(other);
 }
 
