@@ -231,22 +231,20 @@ rf_status rf_data_synthetic_parse(rf_ctx *ctx, const char *spec, int64_t *n, uin
     *seed = 1;
     const char *p = spec + strlen("synthetic");
     if (strncmp(spec, "synthetic", 9) != 0 || (*p && *p != ':'))
-        return rf_error(ctx, RF_ERR_INVALID, "'%s': expected synthetic[:N[:SEED]]", spec);
+        return rf_error(ctx, RF_ERR_INVALID, "expected synthetic[:N[:SEED]]");
     if (!*p) return RF_OK;
     const char *q = strchr(p + 1, ':');
     size_t nl = q ? (size_t)(q - p - 1) : strlen(p + 1);
-    char what[96];
-    snprintf(what, sizeof what, "'%.64s': N", spec);
-    RF_TRY(rf_parse_i64(ctx, p + 1, nl, 8, 10000000, what, n));
+    RF_TRY(rf_parse_i64(ctx, p + 1, nl, 8, 10000000, "synthetic N", n));
     if (!q) return RF_OK;
-    snprintf(what, sizeof what, "'%.64s': SEED", spec);
-    return rf_parse_u64(ctx, q + 1, strlen(q + 1), 0, UINT64_MAX, what, seed);
+    return rf_parse_u64(ctx, q + 1, strlen(q + 1), 0, UINT64_MAX, "synthetic SEED", seed);
 }
 
 static rf_status load_synthetic(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
     int64_t n;
     uint64_t seed;
-    RF_TRY(rf_data_synthetic_parse(ctx, spec, &n, &seed));
+    rf_status s = rf_data_synthetic_parse(ctx, spec, &n, &seed);
+    if (s) { rf_error_prefix(ctx, "'%s'", spec); return s; }
     return rf_data_synthetic(ctx, spec, n, n / 4, seed, train, test);
 }
 

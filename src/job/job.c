@@ -429,7 +429,7 @@ static rf_status check_dataset(rf_ctx *ctx, const char *path, const char *s) {
     if (strncmp(s, "synthetic", 9) == 0 && (s[9] == '\0' || s[9] == ':')) {
         int64_t sn;
         uint64_t seed;
-        if (rf_data_synthetic_parse(ctx, s, &sn, &seed) != RF_OK) return jerr(ctx, path, "%s", rf_ctx_error(ctx));
+        if (rf_data_synthetic_parse(ctx, s, &sn, &seed) != RF_OK) return jerr(ctx, path, "\"%s\": %s", s, rf_ctx_error(ctx));
         return RF_OK;
     }
     if ((n > 5 && strcmp(s + n - 5, ".json") == 0) || (n > 4 && strstr(s, ".npy"))) return RF_OK;
