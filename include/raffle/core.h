@@ -200,6 +200,9 @@ rf_status rf_write_file_atomic(rf_ctx *ctx, const char *path, const void *data, 
 rf_status rf_read_file(rf_ctx *ctx, const char *path, unsigned char **out, size_t *n);
 /* mkdir -p; mode 0755. */
 rf_status rf_mkdirs(rf_ctx *ctx, const char *path);
+/* 1 if process pid exists on this host and has not exited (a zombie that
+ * awaits its parent's wait counts as exited), else 0. */
+int       rf_pid_alive(long pid);
 
 /* ---- numbers written as text (src/core/parse.c) ---------------------------
  * The one strict parser every text parser uses (job strings, options,

@@ -22,7 +22,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -888,7 +887,10 @@ static rf_status run_here(rf_ctx *ctx, const rf_job *j, int32_t i, const char *d
 static void remove_stale_scratch(const char *base, const char *name, const char *host) {
     DIR *d = opendir(base);
     if (!d) return;
-    size_t nl = strlen(name);
+    /* first the names, then the removals: renaming entries of a directory
+     * while reading it may make readdir skip others */
+    size_t nl = strlen(name), cap = 0, n = 0;
+    int64_t *pids = NULL;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         const char *p = e->d_name;
@@ -896,9 +898,18 @@ static void remove_stale_scratch(const char *base, const char *name, const char 
         if (strncmp(p, name, nl) != 0 || p[nl] != '.' ||
             rf_parse_i64(NULL, p + nl + 1, strlen(p + nl + 1), 1, 4194304, "pid", &pid) != RF_OK || pid == (int64_t)getpid())
             continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
-        char dir[4300], owner[4400];
-        snprintf(dir, sizeof dir, "%s/%s", base, p);
+        if (n == cap) {
+            int64_t *np = rf_realloc(pids, (cap = cap ? 2 * cap : 16) * sizeof *np);
+            if (!np) break;
+            pids = np;
+        }
+        pids[n++] = pid;
+    }
+    closedir(d);
+    for (size_t k = 0; k < n; k++) {
+        if (rf_pid_alive((long)pids[k])) continue;
+        char dir[4300], owner[4400], claimed[4400];
+        snprintf(dir, sizeof dir, "%s/%s.%lld", base, name, (long long)pids[k]);
         snprintf(owner, sizeof owner, "%s/host", dir);
         rf_ctx tmp;
         rf_ctx_init(&tmp);
@@ -906,9 +917,14 @@ static void remove_stale_scratch(const char *base, const char *name, const char 
         size_t hn = 0;
         int other = rf_read_file(&tmp, owner, &h, &hn) == RF_OK && (hn != strlen(host) || memcmp(h, host, hn) != 0);
         rf_free(h);
-        if (!other) coord_rmtree(dir);
+        if (other) continue;
+        /* several ranks of the next run sweep the same node at once: the one
+         * whose rename wins removes it (two concurrent removals of one tree
+         * make nftw give up half-way) */
+        snprintf(claimed, sizeof claimed, "%s/.stale.%ld.%s.%lld", base, (long)getpid(), name, (long long)pids[k]);
+        if (rename(dir, claimed) == 0) coord_rmtree(claimed);
     }
-    closedir(d);
+    rf_free(pids);
 }
 
 static rf_status work_root(rf_ctx *ctx, const rf_sweep_opts *o, const rf_job *j, char *out, size_t n) {

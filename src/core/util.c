@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,4 +135,20 @@ rf_status rf_mkdirs(rf_ctx *ctx, const char *path) {
     }
     rf_free(p);
     return RF_OK;
+}
+
+int rf_pid_alive(long pid) {
+    if (pid <= 0 || kill((pid_t)pid, 0) != 0) return pid > 0 && errno == EPERM;
+    /* a zombie answers kill(pid, 0) but writes nothing any more: its parent
+     * (an MPI launcher that has exited, say) has not reaped it yet */
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 1;
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');   /* "pid (comm) S ...": comm may hold spaces */
+    return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
 }

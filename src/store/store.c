@@ -6,7 +6,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -513,7 +512,7 @@ static long temp_pid(const char *name) {
 
 int rf_store_stale_temp(const char *name) {
     long pid = temp_pid(name);
-    return pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+    return pid > 0 && !rf_pid_alive(pid);
 }
 
 /* Removes the stale temporary files directly in directory dfd (borrowed). */

@@ -12,6 +12,7 @@
 
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
@@ -34,7 +35,16 @@ static rf_status add_zero_metrics(rf_ctx *ctx, cJSON *metrics) {
     return RF_OK;
 }
 
+/* settings "sleep_ms" (job.c, [0, 3.6e6]): the task takes that long, so
+ * coordinator tests and fault runs get children that live for a while. */
 static rf_status task_noop(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
+    const cJSON *ms = io->settings ? cJSON_GetObjectItemCaseSensitive(io->settings, "sleep_ms") : NULL;
+    double left = cJSON_IsNumber(ms) && ms->valuedouble > 0 && ms->valuedouble <= 3.6e6 ? ms->valuedouble / 1000 : 0;
+    for (double end = rf_now() + left; rf_now() < end;) {
+        double d = end - rf_now();
+        struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
     return add_zero_metrics(ctx, metrics);
 }
 
