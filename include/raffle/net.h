@@ -79,12 +79,19 @@ rf_status rf_dav_publish(rf_ctx *ctx, const char *base, const char *rel, const v
  * caller's flag, read while requests wait) becomes non-zero. */
 rf_status rf_dav_publish_cancel(rf_ctx *ctx, const char *base, const char *rel, const void *data, size_t n,
                                 const volatile int *cancel);
+/* The temporary name this process publishes rel through ("rel.upload-PID"). */
+void      rf_dav_temp_name(const char *rel, char *out, size_t n);
+/* DELETE rel (a missing one is fine); cancel as for rf_dav_publish_cancel (may be NULL). */
+rf_status rf_dav_delete(rf_ctx *ctx, const char *base, const char *rel, const volatile int *cancel);
 
 /* ---- remote store mirror with a local spool ---------------------------------
  * A sweep writes its local store as always; the mirror uploads each file
  * after it is written. A failed upload is recorded in SPOOL (a directory in
  * the local store) and retried by rf_mirror_flush, so nothing is lost while
- * the server is down. */
+ * the server is down. An upload that failed half-way may have left its
+ * temporary name on the server (a frozen server finishes the PUT it queued
+ * once it is thawed): such names are kept in SPOOL/abandoned and deleted
+ * when the server answers again. */
 typedef struct rf_mirror rf_mirror;
 /* Returns a new mirror of local_root (a store directory) to base_url; free with rf_mirror_free. */
 rf_status rf_mirror_open(rf_ctx *ctx, const char *base_url, const char *local_root, rf_mirror **out);

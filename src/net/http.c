@@ -519,9 +519,19 @@ rf_status rf_dav_publish_cancel(rf_ctx *ctx, const char *base, const char *rel, 
         *p = '/';
     }
     char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.upload-%d", rel, (int)getpid());
+    rf_dav_temp_name(rel, tmp, sizeof tmp);
     RF_TRY(dav_put(ctx, base, tmp, data, n, NULL, cancel));
     return dav_move(ctx, base, tmp, rel, NULL, cancel);
+}
+
+void rf_dav_temp_name(const char *rel, char *out, size_t n) { snprintf(out, n, "%s.upload-%d", rel, (int)getpid()); }
+
+rf_status rf_dav_delete(rf_ctx *ctx, const char *base, const char *rel, const volatile int *cancel) {
+    char url[2048];
+    RF_TRY(join_url(ctx, base, rel, url, sizeof url));
+    rf_status s = dav_request(ctx, "DELETE", url, NULL, 0, NULL, NULL, NULL, cancel);
+    if (s == RF_ERR_NOTFOUND) { rf_ctx_clear(ctx); return RF_OK; }   /* already gone */
+    return s;
 }
 
 rf_status rf_dav_publish(rf_ctx *ctx, const char *base, const char *rel, const void *data, size_t n) {
