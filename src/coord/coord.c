@@ -215,7 +215,7 @@ static double est_remaining(const coord *C, int32_t i) {
     return coord_estimate(C->job->tasks[i].cost, scale, C->t[i].progress / 255.0);
 }
 
-static int resumable(const coord *C, int32_t i) { return coord_kind_stop_aware(rf_job_kind_name(C->job->tasks[i].kind)); }
+static int resumable(const coord *C, int32_t i) { return coord_kind_resumes(rf_job_kind_name(C->job->tasks[i].kind)); }
 
 static rf_status ledger(coord *C, const char *event, int32_t i, int rank, int cls, const char *msg, cJSON *extra, int sync);
 static rf_status fail_task(coord *C, int32_t i);

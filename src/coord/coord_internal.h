@@ -62,6 +62,9 @@ void      coord_rmtree(const char *path);
  * resume point it can continue from (the kinds `raffle run` hands the stop
  * flag to). */
 int       coord_kind_stop_aware(const char *kind);
+/* 1 if, stopped, it also saves a resume point the next attempt continues
+ * from (so any slice of time makes progress): "train". */
+int       coord_kind_resumes(const char *kind);
 /* How a task child that died by signal sig is classified (rf_fail_class):
  * the memory limit hit (SIGKILL while the kernel counted an OOM kill:
  * oom_killed != 0), a crash (a fault the process raised itself: SEGV, BUS,

@@ -85,12 +85,21 @@ void rf_coord_split_timing(cJSON *metrics) {
  * RF_ERR_PREEMPTED instead of finishing with a shortened run (which would be
  * recorded "done" with the wrong result). Only these get the flag; other
  * kinds ignore a stop request and run to their end (or the time limit). */
-int coord_kind_stop_aware(const char *kind) {
-    static const char *const kinds[] = {"train", "distill", "ofa-sparse", "ofa-transfer", "ofa-qat"};
-    for (size_t i = 0; kind && i < sizeof kinds / sizeof kinds[0]; i++)
-        if (strcmp(kind, kinds[i]) == 0) return 1;
+/* resumes: a stopped attempt leaves a resume point the next one continues
+ * from (the others restart from their beginning, docs/hpc.md). */
+static const struct { const char *kind; int resumes; } stop_kinds[] = {
+    {"train", 1}, {"distill", 0}, {"ofa-sparse", 0}, {"ofa-transfer", 0}, {"ofa-qat", 0},
+};
+
+/* 1 if kind is in the table (and, with resumes, continues from its state). */
+static int stop_kind(const char *kind, int resumes) {
+    for (size_t i = 0; kind && i < sizeof stop_kinds / sizeof stop_kinds[0]; i++)
+        if (strcmp(kind, stop_kinds[i].kind) == 0) return !resumes || stop_kinds[i].resumes;
     return 0;
 }
+
+int coord_kind_stop_aware(const char *kind) { return stop_kind(kind, 0); }
+int coord_kind_resumes(const char *kind) { return stop_kind(kind, 1); }
 
 static int stop_aware(const cJSON *settings) {
     const cJSON *k = cJSON_GetObjectItemCaseSensitive(settings, "kind");
