@@ -101,6 +101,34 @@ int       rf_qmat_cols(const rf_qmat *q);      /* K */
 int       rf_qmat_is_sparse(const rf_qmat *q);
 /* Number of stored 4-groups (sparse) or of all 4-groups (dense): the work unit. */
 size_t    rf_qmat_groups(const rf_qmat *q);
+/* ---- 4-bit weights x u8 activations (rf_q4mat, rf_q4gemm) ----
+ * W[N, K] holds int4 values with one fp32 scale (and, affine, one zero
+ * point) per group of gs consecutive k (include/raffle/lowbit.h,
+ * rf_group_quantize; the RF_STORE_INT4 checkpoint kind). The product is
+ *   Y[m, n] = sum over groups g, in increasing order, of
+ *             scale[n, g] * I[m, n, g],  I = sum_{k in g} (q[n, k] - zp[n, g]) * A[m, k],
+ * I in exact int32, the float sum one fmaf per group starting from 0, so
+ * every ISA gives the same bits. An activation zero point Z is the caller's:
+ * sum_g scale * sum_k (q - zp) (A - Z) = Y - Z * rf_q4mat_row_corr(W)[n]. */
+typedef struct rf_q4mat rf_q4mat;   /* opaque packed int4 W */
+/* Packs q[N * K] (symmetric: in [-8, 7], zero_points NULL; affine: in
+ * [0, 15] with zero_points[N * K / gs] in [0, 15]) with scales[N * K / gs]
+ * (row-major groups, as rf_group_quantize fills them). gs must be a
+ * multiple of 4 that divides K. Copies. Returns new; free with rf_q4mat_free. */
+rf_status rf_q4mat_pack(rf_ctx *ctx, const int8_t *q, int N, int K, int gs, const float *scales,
+                        const int32_t *zero_points, rf_q4mat **out);
+void      rf_q4mat_free(rf_q4mat *w);    /* accepts NULL */
+/* corr[n] = sum over g (fmaf, increasing g) of scale[n, g] * sum_{k in g} (q - zp);
+ * borrowed, valid while W lives. */
+const float *rf_q4mat_row_corr(const rf_q4mat *W);
+void      rf_q4gemm(const rf_q4mat *W, const uint8_t *A, float *Y, int M);
+void      rf_q4gemm_ref(const rf_q4mat *W, const uint8_t *A, float *Y, int M);
+int       rf_q4mat_rows(const rf_q4mat *W);        /* N */
+int       rf_q4mat_cols(const rf_q4mat *W);        /* K */
+int       rf_q4mat_group(const rf_q4mat *W);       /* gs */
+/* Bytes of packed weights, scales and zero points the kernel streams per call. */
+size_t    rf_q4mat_bytes(const rf_q4mat *W);
+
 /* Operations (2 per multiply-add, zero padding included) the dispatched
  * kernel executes for M rows: what fraction-of-peak figures divide by.
  * Sparse fp32: 2*M*nnz on panels and row-wise CSR, 2*M*16*slots on ELL

@@ -78,6 +78,25 @@ struct rf_qmat {
     size_t   ell_nslots;
 };
 
+/* int4 (rf_q4mat): 16 output channels x 4 consecutive k per 32-byte unit,
+ * the two halves of a vpdpbusd operand: `w` is [nb][K/4][32] (nb =
+ * ceil(N/16)), byte j of unit (b, t) holding u[16b + j/4][4t + j%4] in its
+ * low nibble and u[16b + 8 + j/4][4t + j%4] in its high nibble, u the
+ * stored unsigned value (q + 8 symmetric, q affine; zp padding channels
+ * past N). The low nibbles of a unit are channels 0-7 (the first 32 bytes
+ * of the 64-byte int8 operand, or the first ymm of the AVX2 path), the high
+ * nibbles channels 8-15. Per (block, group): 16 scales (0 past N) and 16
+ * stored zero points (8 symmetric), channel-contiguous for one vector load.
+ * Every kernel computes w = u - zz exactly in int8 ([-15, 15]). */
+struct rf_q4mat {
+    int      N, K, gs, G, nb;   /* G = K / gs groups per row */
+    int      affine;
+    uint8_t *w;                 /* [nb][K/4][32], 64-byte aligned */
+    float   *scales;            /* [nb][G][16] */
+    uint8_t *zz;                /* [nb][G][16] */
+    float   *corr;              /* [N] rf_q4mat_row_corr */
+};
+
 /* Panel width (batch rows per transposed panel) used by the transposed
  * kernels: the widest register block of any ISA (workspace sizing). */
 #define RF_KERN_PANEL 64
@@ -97,11 +116,14 @@ typedef void (*rf_spmm_lay_fn)(const rf_spmat *W, const float *X, rf_layout xl, 
                                rf_layout yl, int M, int ld);
 typedef void (*rf_qgemm_fn)(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 
+typedef void (*rf_q4gemm_fn)(const rf_q4mat *W, const uint8_t *A, float *Y, int M);
+
 typedef struct rf_kern_table {
     rf_spmm_fn  spmm;
     rf_spmm_lay_fn spmm_lay;
     rf_qgemm_fn qgemm_dense;
     rf_qgemm_fn qgemm_sparse;
+    rf_q4gemm_fn q4gemm;
 } rf_kern_table;
 
 /* Per-ISA kernels (src/kernels/simd_*.c). */
@@ -116,6 +138,8 @@ void rf_qgemm_sparse_avx2(const rf_qmat *W, const uint8_t *A, int32_t *C, int M)
 void rf_qgemm_dense_vnni(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void rf_qgemm_sparse_vnni(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void rf_qgemm_sparse_vbmi(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
+void rf_q4gemm_avx2(const rf_q4mat *W, const uint8_t *A, float *Y, int M);
+void rf_q4gemm_vnni(const rf_q4mat *W, const uint8_t *A, float *Y, int M);
 void rf_qgemm_dense_ref_(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void rf_qgemm_sparse_ref_(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 /* rf_qmat_pack that also builds the ELL slots of a sparse matrix on CPUs
