@@ -114,7 +114,7 @@ typedef struct rf_q4mat rf_q4mat;   /* opaque packed int4 W */
 /* Packs q[N * K] (symmetric: in [-8, 7], zero_points NULL; affine: in
  * [0, 15] with zero_points[N * K / gs] in [0, 15]) with scales[N * K / gs]
  * (row-major groups, as rf_group_quantize fills them). gs must be a
- * multiple of 4 that divides K. Copies. Returns new; free with rf_q4mat_free. */
+ * multiple of 8 that divides K. Copies. Returns new; free with rf_q4mat_free. */
 rf_status rf_q4mat_pack(rf_ctx *ctx, const int8_t *q, int N, int K, int gs, const float *scales,
                         const int32_t *zero_points, rf_q4mat **out);
 void      rf_q4mat_free(rf_q4mat *w);    /* accepts NULL */

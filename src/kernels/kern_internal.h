@@ -78,20 +78,20 @@ struct rf_qmat {
     size_t   ell_nslots;
 };
 
-/* int4 (rf_q4mat): 16 output channels x 4 consecutive k per 32-byte unit,
- * the two halves of a vpdpbusd operand: `w` is [nb][K/4][32] (nb =
- * ceil(N/16)), byte j of unit (b, t) holding u[16b + j/4][4t + j%4] in its
- * low nibble and u[16b + 8 + j/4][4t + j%4] in its high nibble, u the
- * stored unsigned value (q + 8 symmetric, q affine; zp padding channels
- * past N). The low nibbles of a unit are channels 0-7 (the first 32 bytes
- * of the 64-byte int8 operand, or the first ymm of the AVX2 path), the high
- * nibbles channels 8-15. Per (block, group): 16 scales (0 past N) and 16
- * stored zero points (8 symmetric), channel-contiguous for one vector load.
- * Every kernel computes w = u - zz exactly in int8 ([-15, 15]). */
+/* int4 (rf_q4mat): 16 output channels x 8 consecutive k per 64-byte unit:
+ * `w` is [nb][K/8][64] (nb = ceil(N/16)); byte 4c + j of unit (b, t) holds
+ * u[16b + c][8t + j] in its low nibble and u[16b + c][8t + 4 + j] in its
+ * high nibble (c < 16, j < 4), u the stored unsigned value (q + 8
+ * symmetric, q affine; the zero point for padding channels past N). So the
+ * low nibbles of a unit are one vpdpbusd operand (16 channels x k 8t..8t+3)
+ * and the high nibbles the next (k 8t+4..8t+7): one load, a mask and a
+ * shift, no lane crossing; on AVX2 each half of a unit is 8 channels. Per (block, group): 16
+ * scales (0 past N) and 16 stored zero points zz (8 symmetric),
+ * channel-contiguous for one vector load. */
 struct rf_q4mat {
     int      N, K, gs, G, nb;   /* G = K / gs groups per row */
     int      affine;
-    uint8_t *w;                 /* [nb][K/4][32], 64-byte aligned */
+    uint8_t *w;                 /* [nb][K/8][64], 64-byte aligned */
     float   *scales;            /* [nb][G][16] */
     uint8_t *zz;                /* [nb][G][16] */
     float   *corr;              /* [N] rf_q4mat_row_corr */

@@ -20,8 +20,8 @@ rf_status rf_q4mat_pack(rf_ctx *ctx, const int8_t *q, int N, int K, int gs, cons
                         const int32_t *zero_points, rf_q4mat **out) {
     *out = NULL;
     if (N <= 0 || K <= 0) return rf_error(ctx, RF_ERR_INVALID, "q4mat: invalid shape %dx%d", N, K);
-    if (gs < 4 || gs % 4 || gs > Q4_MAX_GS || K % gs)
-        return rf_error(ctx, RF_ERR_INVALID, "q4mat: group size %d must be a multiple of 4 (at most %d) dividing K = %d", gs,
+    if (gs < 8 || gs % 8 || gs > Q4_MAX_GS || K % gs)
+        return rf_error(ctx, RF_ERR_INVALID, "q4mat: group size %d must be a multiple of 8 (at most %d) dividing K = %d", gs,
                         Q4_MAX_GS, K);
     if (!q || !scales) return rf_error(ctx, RF_ERR_INVALID, "q4mat: NULL weights or scales");
     const int G = K / gs, nb = (N + 15) / 16, affine = zero_points != NULL;
@@ -32,7 +32,7 @@ rf_status rf_q4mat_pack(rf_ctx *ctx, const int8_t *q, int N, int K, int gs, cons
     for (size_t g = 0; affine && g < (size_t)N * (size_t)G; g++)
         if (zero_points[g] < 0 || zero_points[g] > 15)
             return rf_error(ctx, RF_ERR_INVALID, "q4mat: zero point %d outside [0, 15]", zero_points[g]);
-    size_t wbytes = (size_t)nb * (size_t)(K / 4) * 32, units = (size_t)nb * (size_t)G * 16;
+    size_t wbytes = (size_t)nb * (size_t)(K / 8) * 64, units = (size_t)nb * (size_t)G * 16;
     RF_TRY(rf_check_cap(ctx, wbytes + units * 5, "int4 matrix"));
     rf_q4mat *w = rf_calloc(1, sizeof *w);
     if (!w) return rf_error(ctx, RF_ERR_NOMEM, "q4mat: out of memory");
@@ -56,16 +56,20 @@ rf_status rf_q4mat_pack(rf_ctx *ctx, const int8_t *q, int N, int K, int gs, cons
     /* stored value u: q + 8 (symmetric) or q (affine); a padding channel
      * stores its zero point, so its weights are exactly 0 */
     for (int b = 0; b < nb; b++)
-        for (int t = 0; t < K / 4; t++) {
-            uint8_t *unit = w->w + ((size_t)b * (size_t)(K / 4) + (size_t)t) * 32;
-            const int g = 4 * t / gs;
-            for (int j = 0; j < 32; j++) {
-                int k = 4 * t + j % 4, nlo = 16 * b + j / 4, nhi = nlo + 8;
-                const uint8_t *zb = w->zz + ((size_t)b * G + (size_t)g) * 16;
-                int ulo = nlo < N ? q[(size_t)nlo * K + k] + (affine ? 0 : 8) : zb[j / 4];
-                int uhi = nhi < N ? q[(size_t)nhi * K + k] + (affine ? 0 : 8) : zb[8 + j / 4];
-                unit[j] = (uint8_t)(ulo | (uhi << 4));
-            }
+        for (int t = 0; t < K / 8; t++) {
+            uint8_t *unit = w->w + ((size_t)b * (size_t)(K / 8) + (size_t)t) * 64;
+            const uint8_t *zb = w->zz + ((size_t)b * G + (size_t)(8 * t / gs)) * 16;
+            for (int c = 0; c < 16; c++)
+                for (int j = 0; j < 4; j++) {
+                    int n = 16 * b + c, k = 8 * t + j, lo, hi;
+                    if (n < N) {
+                        lo = q[(size_t)n * K + k] + (affine ? 0 : 8);
+                        hi = q[(size_t)n * K + k + 4] + (affine ? 0 : 8);
+                    } else {
+                        lo = hi = zb[c];
+                    }
+                    unit[4 * c + j] = (uint8_t)(lo | (hi << 4));
+                }
         }
     for (int n = 0; n < N; n++) {
         float c = 0.0f;
@@ -95,7 +99,7 @@ int rf_q4mat_cols(const rf_q4mat *W) { return W->K; }
 int rf_q4mat_group(const rf_q4mat *W) { return W->gs; }
 size_t rf_q4mat_bytes(const rf_q4mat *W) {
     size_t units = (size_t)W->nb * (size_t)W->G * 16;
-    return (size_t)W->nb * (size_t)(W->K / 4) * 32 + units * sizeof(float) + (W->affine ? units : 0);
+    return (size_t)W->nb * (size_t)(W->K / 8) * 64 + units * sizeof(float) + (W->affine ? units : 0);
 }
 
 /* Reference, reading the packed layout with plain indexing (so the tests'
@@ -104,14 +108,14 @@ void rf_q4gemm_ref(const rf_q4mat *W, const uint8_t *A, float *Y, int M) {
     const int N = W->N, K = W->K, G = W->G, gs = W->gs;
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
-            const int b = n / 16, l = n % 16, half = l / 8, j0 = 4 * (l % 8);
+            const int b = n / 16, c = n % 16;
             float y = 0.0f;
             for (int g = 0; g < G; g++) {
-                const size_t u = ((size_t)b * G + (size_t)g) * 16 + (size_t)l;
+                const size_t u = ((size_t)b * G + (size_t)g) * 16 + (size_t)c;
                 int32_t acc = 0;
                 for (int k = g * gs; k < (g + 1) * gs; k++) {
-                    uint8_t byte = W->w[((size_t)b * (size_t)(K / 4) + (size_t)(k / 4)) * 32 + (size_t)(j0 + k % 4)];
-                    int v = (half ? byte >> 4 : byte & 15) - W->zz[u];
+                    uint8_t byte = W->w[((size_t)b * (size_t)(K / 8) + (size_t)(k / 8)) * 64 + (size_t)(4 * c + k % 4)];
+                    int v = (k % 8 < 4 ? byte & 15 : byte >> 4) - W->zz[u];
                     acc += v * (int32_t)A[(size_t)m * K + k];
                 }
                 y = fmaf((float)acc, W->scales[u], y);
