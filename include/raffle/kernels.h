@@ -83,6 +83,31 @@ void      rf_spmm_lay(const rf_spmat *W, const float *X, rf_layout xl, const flo
 void      rf_spmm_lay_ref(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y,
                           rf_layout yl, int M, int ld);
 
+/* ---- N:M sparse fp32 (rf_nmmat, rf_nm_spmm) ----
+ * W[N, K] whose mask keeps exactly n of every m consecutive k (m dividing
+ * 16 and K): 2:4, 1:4, 4:8. Below RF_NM_SLOTS_MAX_M rows, and while its
+ * slots fit RF_NM_SLOTS_MAX_BYTES, an AVX-512 CPU runs the N:M slot kernel
+ * (ELL slots without padding: 16 channels x the s-th kept column of a
+ * 16-column chunk, 80 bytes a slot); otherwise, and on other CPUs, the
+ * product is rf_spmm on the same weights (docs/kernels.md, "N:M"). Y = X ·
+ * W^T + bias, X [M, K] and Y [M, N] row-major. */
+typedef struct rf_nmmat rf_nmmat;
+#define RF_NM_SLOTS_MAX_M 32
+#define RF_NM_SLOTS_MAX_BYTES (1u << 20)
+/* Packs W (entries where mask is 0 are ignored) with its n:m mask (copies).
+ * RF_ERR_INVALID for a pattern the kernel cannot take or a mask that is
+ * not exactly n:m. Returns new; free with rf_nmmat_free. */
+rf_status rf_nmmat_pack(rf_ctx *ctx, const float *W, const uint8_t *mask, int N, int K, int n, int m, rf_nmmat **out);
+void      rf_nmmat_free(rf_nmmat *s);   /* accepts NULL */
+void      rf_nm_spmm(const rf_nmmat *W, const float *X, const float *bias, float *Y, int M);
+/* The slot kernel's plain C reference (fmaf per slot from the bias, chunks
+ * and slots in storage order): bit-identical to the AVX-512 slot kernel. */
+void      rf_nm_spmm_ref(const rf_nmmat *W, const float *X, const float *bias, float *Y, int M);
+/* 1 if rf_nm_spmm runs the slot kernel for M rows on the dispatched ISA. */
+int       rf_nm_spmm_takes_slots(const rf_nmmat *W, int M);
+/* The rf_spmat the wide batches run (borrowed, valid while W lives). */
+const rf_spmat *rf_nmmat_spmat(const rf_nmmat *W);
+
 /* ---- int8: u8 activations × s8 weights -> s32 accumulators ----
  * C[M, N] = sum_k A[m, k] * W[n, k] (exact integer arithmetic). The caller
  * handles zero points through rf_qmat_row_sums and requantization. */

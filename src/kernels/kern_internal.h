@@ -97,6 +97,22 @@ struct rf_q4mat {
     float   *corr;              /* [N] rf_q4mat_row_corr */
 };
 
+/* N:M (rf_nmmat): per block b of 16 output channels and 16-column chunk c,
+ * exactly width(c) n / m slots (width 16, or K % 16 for a last partial
+ * chunk), chunk c's first slot at cptr[c]; slot t of block b is 16 column
+ * offsets within the chunk (bytes, off[(b * nslots + t) * 16 + l]) and 16
+ * weights (w[...], 64-byte aligned), lane l holding channel 16b + l's
+ * (t - cptr[c])-th kept entry of the chunk (offset 0, weight 0 past N). */
+struct rf_nmmat {
+    int      N, K, n, m, nb, nc;
+    int64_t *cptr;      /* [nc + 1] */
+    int64_t  nslots;    /* per block */
+    uint8_t *off;       /* [nb][nslots][16] */
+    float   *w;         /* [nb][nslots][16] */
+    rf_spmat *sp;       /* the same weights for rf_spmm */
+};
+void rf_nm_spmm_avx512(const rf_nmmat *W, const float *X, const float *bias, float *Y, int M);
+
 /* Panel width (batch rows per transposed panel) used by the transposed
  * kernels: the widest register block of any ISA (workspace sizing). */
 #define RF_KERN_PANEL 64

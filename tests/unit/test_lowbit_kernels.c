@@ -161,3 +161,88 @@ Test(q4gemm, pack_rejects_bad_input) {
     }
     cr_assert_eq(rf_alloc_live(), live);
 }
+
+/* ---- N:M sparse fp32 ------------------------------------------------------------ */
+static void naive_f64(const float *X, const float *W, const float *b, double *Y, double *mag, int M, int N, int K) {
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = b ? b[n] : 0.0, a = b ? fabs(b[n]) : 0.0;
+            for (int k = 0; k < K; k++) { s += (double)X[(size_t)m * K + k] * W[(size_t)n * K + k]; a += fabs((double)X[(size_t)m * K + k] * W[(size_t)n * K + k]); }
+            Y[(size_t)m * N + n] = s;
+            mag[(size_t)m * N + n] = a;
+        }
+}
+
+/* The slot kernel equals its reference bit for bit below RF_NM_SLOTS_MAX_M
+ * rows; at and above it, and at the ISA levels without AVX-512, rf_nm_spmm
+ * is rf_spmm on the same weights (bit for bit); everything matches a
+ * double-precision product. Shapes with partial 16-column chunks and
+ * partial 16-channel blocks; 2:4, 1:4, 4:8, 8:16. */
+Test(nm_spmm, slots_and_fallback_match_references) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_rng r; rf_rng_init(&r, 51, 0);
+    static const int shapes[][2] = {{10, 100}, {17, 36}, {64, 64}, {33, 304}, {300, 784}};
+    static const int pats[][2] = {{2, 4}, {1, 4}, {4, 8}, {8, 16}, {1, 2}};
+    static const int Ms[] = {1, 3, 8, 9, 31, 32, 40};
+    rf_isa lv[8];
+    int nl = n_levels(lv);
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (size_t pi = 0; pi < sizeof pats / sizeof pats[0]; pi++) {
+            const int N = shapes[si][0], K = shapes[si][1], n = pats[pi][0], m = pats[pi][1];
+            if (K % m) continue;
+            float *W = malloc(sizeof(float) * (size_t)N * K), *S = malloc(sizeof(float) * (size_t)N * K), *Wm = malloc(sizeof(float) * (size_t)N * K);
+            float *X = malloc(sizeof(float) * 40 * (size_t)K), *Y = malloc(sizeof(float) * 40 * (size_t)N), *R = malloc(sizeof(float) * 40 * (size_t)N);
+            double *D = malloc(sizeof(double) * 40 * (size_t)N), *mag = malloc(sizeof(double) * 40 * (size_t)N);
+            uint8_t *mask = malloc((size_t)N * K);
+            float *bias = malloc(sizeof(float) * (size_t)N);
+            for (int i = 0; i < N * K; i++) { W[i] = rf_rng_normal(&r); S[i] = fabsf(W[i]); }
+            for (int i = 0; i < 40 * K; i++) X[i] = rf_rng_normal(&r);
+            for (int i = 0; i < N; i++) bias[i] = rf_rng_normal(&r);
+            cr_assert_eq(rf_nm_select(&ctx, S, N, K, n, m, mask), RF_OK);
+            for (int i = 0; i < N * K; i++) Wm[i] = mask[i] ? W[i] : 0.0f;
+            rf_nmmat *nm;
+            cr_assert_eq(rf_nmmat_pack(&ctx, W, mask, N, K, n, m, &nm), RF_OK, "%s", rf_ctx_error(&ctx));
+            for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
+                const int M = Ms[mi];
+                const float *b = mi % 2 ? bias : NULL;
+                naive_f64(X, Wm, b, D, mag, M, N, K);
+                rf_nm_spmm_ref(nm, X, b, R, M);
+                for (int i = 0; i < M * N; i++) cr_assert(fabs(R[i] - D[i]) <= 1e-5 * mag[i] + 1e-6, "ref %d:%d %dx%d", n, m, N, K);
+                for (int l = 0; l < nl; l++) {
+                    rf_kernels_force(lv[l]);
+                    memset(Y, 0xFF, sizeof(float) * (size_t)M * N);
+                    rf_nm_spmm(nm, X, b, Y, M);
+                    if (rf_nm_spmm_takes_slots(nm, M)) {
+                        cr_assert_eq(memcmp(Y, R, sizeof(float) * (size_t)M * N), 0, "%s slots %d:%d %dx%d M %d", rf_isa_name(lv[l]), n, m, N, K, M);
+                    } else {
+                        rf_spmm(rf_nmmat_spmat(nm), X, b, R, M);
+                        cr_assert_eq(memcmp(Y, R, sizeof(float) * (size_t)M * N), 0, "%s spmm %d:%d %dx%d M %d", rf_isa_name(lv[l]), n, m, N, K, M);
+                        rf_nm_spmm_ref(nm, X, b, R, M);
+                    }
+                    cr_assert(lv[l] < RF_ISA_AVX512 ? !rf_nm_spmm_takes_slots(nm, M) : rf_nm_spmm_takes_slots(nm, M) == (M < RF_NM_SLOTS_MAX_M));
+                }
+                rf_kernels_force(rf_kernels_cpu_isa());
+            }
+            rf_nmmat_free(nm);
+            free(W); free(S); free(Wm); free(X); free(Y); free(R); free(D); free(mag); free(mask); free(bias);
+        }
+    rf_kernels_release_workspace();
+}
+
+Test(nm_spmm, pack_rejects_bad_input) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    float w[48] = {0};
+    uint8_t m24[48];
+    for (int i = 0; i < 48; i++) m24[i] = i % 4 < 2;
+    rf_nmmat *s;
+    cr_assert_eq(rf_nmmat_pack(&ctx, w, m24, 2, 24, 2, 4, &s), RF_OK);
+    rf_nmmat_free(s);
+    cr_assert_eq(rf_nmmat_pack(&ctx, w, m24, 2, 24, 2, 3, &s), RF_ERR_INVALID);   /* 3 does not divide 16 */
+    cr_assert_eq(rf_nmmat_pack(&ctx, w, m24, 2, 24, 5, 4, &s), RF_ERR_INVALID);
+    cr_assert_eq(rf_nmmat_pack(&ctx, w, m24, 1, 40, 2, 16, &s), RF_ERR_INVALID);  /* 16 does not divide 40 */
+    cr_assert(strstr(rf_ctx_error(&ctx), "does not divide K = 40"), "%s", rf_ctx_error(&ctx));
+    m24[6] = 1;
+    cr_assert_eq(rf_nmmat_pack(&ctx, w, m24, 2, 24, 2, 4, &s), RF_ERR_INVALID);
+    cr_assert(strstr(rf_ctx_error(&ctx), "row 0, group 1 keeps 3"), "%s", rf_ctx_error(&ctx));
+    cr_assert_null(s);
+}
