@@ -85,8 +85,8 @@ void      rf_spmm_lay_ref(const rf_spmat *W, const float *X, rf_layout xl, const
 
 /* ---- N:M sparse fp32 (rf_nmmat, rf_nm_spmm) ----
  * W[N, K] whose mask keeps exactly n of every m consecutive k (m dividing
- * 16 and K): 2:4, 1:4, 4:8. Below RF_NM_SLOTS_MAX_M rows, and while its
- * slots fit RF_NM_SLOTS_MAX_BYTES, an AVX-512 CPU runs the N:M slot kernel
+ * 16 and K): 2:4, 1:4, 4:8. Below 8 rows, and below RF_NM_SLOTS_MAX_M rows
+ * while its slots fit RF_NM_SLOTS_MAX_BYTES, an AVX-512 CPU runs the N:M slot kernel
  * (ELL slots without padding: 16 channels x the s-th kept column of a
  * 16-column chunk, 80 bytes a slot); otherwise, and on other CPUs, the
  * product is rf_spmm on the same weights (docs/kernels.md, "N:M"). Y = X ·

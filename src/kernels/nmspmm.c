@@ -6,12 +6,15 @@
  * pays for each tile's fullest row, needs no padding, and its tile
  * pointers and 4-byte column offsets can go: a slot is 16 byte offsets and
  * 16 weights. Measured against rf_spmm on unstructured masks of the same
- * sparsity (bench/lowbit/nm_vs_unstructured.c, docs/kernels.md): 1.1-4.8x
- * faster at one row, 1.2-2.7x at 16-17 rows on the L2-resident shapes,
- * within 0.93-1.28x from 64 rows, where rf_spmm's transposed panels do one
- * FMA per non-zero and 16 rows without the permutes; and 0.90-0.96x at 16
- * rows on conv-2's fc1 (256x12544: 3-5 MB of slots streamed from L3 once
- * per 8 rows). Hence the rule in rf_nm_spmm_takes_slots. */
+ * sparsity (bench/lowbit/nm_vs_unstructured.c, docs/kernels.md, two runs):
+ * 1.03-4.9x faster at one row (2.9-4.9x on conv-2's 256x12544, whose slots
+ * are streamed once), 1.3-2.5x at 16-17 rows on the L2-resident shapes
+ * (0.96-0.97 on a 10x256 head at 2:4), 0.94-1.4x from 64 rows, where
+ * rf_spmm's transposed panels do one FMA per non-zero and 16 rows without
+ * the permutes, and 0.66-0.91x at 16 rows on 256x12544 (3-8 MB of slots
+ * streamed from L3 once per 8 rows). Hence the rule in
+ * rf_nm_spmm_takes_slots: slots below 8 rows, and below 32 while they fit
+ * 1 MiB. */
 #include "kernels/kern_internal.h"
 
 #include <math.h>
@@ -88,8 +91,9 @@ void rf_nmmat_free(rf_nmmat *s) {
 const rf_spmat *rf_nmmat_spmat(const rf_nmmat *W) { return W->sp; }
 
 int rf_nm_spmm_takes_slots(const rf_nmmat *W, int M) {
-    return rf_kernels_isa() >= RF_ISA_AVX512 && M < RF_NM_SLOTS_MAX_M &&
-           (uint64_t)W->nb * (uint64_t)W->nslots * 80u <= RF_NM_SLOTS_MAX_BYTES;
+    if (rf_kernels_isa() < RF_ISA_AVX512) return 0;
+    /* below 8 rows the slots are streamed once whatever their size */
+    return M < RF_KERN_SMALL_M || (M < RF_NM_SLOTS_MAX_M && (uint64_t)W->nb * (uint64_t)W->nslots * 80u <= RF_NM_SLOTS_MAX_BYTES);
 }
 
 void rf_nm_spmm(const rf_nmmat *W, const float *X, const float *bias, float *Y, int M) {
