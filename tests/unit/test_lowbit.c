@@ -56,7 +56,7 @@ Test(kmeans, hand_computed_codebook) {
 Test(kmeans, tie_goes_to_lower_index) {
     rf_ctx ctx; rf_ctx_init(&ctx);
     const float w[3] = {0.0f, 3.0f, 1.5f};
-    float cb[4];
+    float cb[8];
     uint8_t idx[3];
     rf_kmeans_info info;
     cr_assert_eq(rf_kmeans_share(&ctx, w, NULL, 3, 2, 0, cb, idx, &info), RF_OK);
