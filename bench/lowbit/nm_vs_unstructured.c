@@ -21,6 +21,7 @@
  * Build and run: bench/cbench.sh bench/lowbit/nm_vs_unstructured.c [--json FILE] */
 #include "raffle/kernels.h"
 #include "raffle/lowbit.h"
+#include "lowbit_bench.h"
 #include "kernels/kern_internal.h"
 
 #include <math.h>
@@ -39,47 +40,14 @@ static const shape shapes[] = {
 
 typedef struct { const rf_spmat *un, *nmsp; const rf_nmmat *nm; const float *X, *W; float *Y; int M, N, K; } job;
 
-static void run(const job *j, int which) {
+static void run(const void *jv, int which) {
+    const job *j = jv;
     switch (which) {
     case 0: rf_spmm(j->un, j->X, NULL, j->Y, j->M); break;
     case 1: rf_spmm(j->nmsp, j->X, NULL, j->Y, j->M); break;
     case 2: rf_nm_spmm_avx512(j->nm, j->X, NULL, j->Y, j->M); break;
     default: rf_linear_f32(j->X, j->W, NULL, j->Y, j->M, j->N, j->K); break;
     }
-}
-
-static void time_all(const job *j, double t[4]) {
-    long inner[4];
-    for (int w = 0; w < 4; w++) {
-        run(j, w);
-        double t0 = rf_thread_seconds();
-        run(j, w);
-        double one = rf_thread_seconds() - t0;
-        inner[w] = one > 0 ? (long)(2e-4 / one) + 1 : 1000;
-        t[w] = 1e30;
-    }
-    for (int rep = 0; rep < 20; rep++)
-        for (int w = 0; w < 4; w++) {
-            double t0 = rf_thread_seconds();
-            for (long i = 0; i < inner[w]; i++) run(j, w);
-            double dt = (rf_thread_seconds() - t0) / (double)inner[w];
-            if (dt < t[w]) t[w] = dt;
-        }
-}
-
-static void cpu_name(char *buf, size_t n) {
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[256], model[128] = "?", fam[32] = "?";
-    while (f && fgets(line, sizeof line, f)) {
-        char *c = strchr(line, ':');
-        if (!c) continue;
-        c += 2;
-        c[strcspn(c, "\n")] = 0;
-        if (!strncmp(line, "model name", 10) && model[0] == '?') snprintf(model, sizeof model, "%s", c);
-        if (!strncmp(line, "cpu family", 10) && fam[0] == '?') snprintf(fam, sizeof fam, "%s", c);
-    }
-    if (f) fclose(f);
-    snprintf(buf, n, "%s, family %s", model, fam);
 }
 
 int main(int argc, char **argv) {
@@ -90,7 +58,7 @@ int main(int argc, char **argv) {
     rf_rng r;
     rf_rng_init(&r, 17, 0);
     char cpu[200];
-    cpu_name(cpu, sizeof cpu);
+    lb_cpu_name(cpu, sizeof cpu);
     FILE *js = json ? fopen(json, "w") : NULL;
     if (js) fprintf(js, "{\"cpu\": \"%s\", \"isa\": \"%s\", \"results\": [\n", cpu, rf_isa_name(rf_kernels_isa()));
     int first = 1;
@@ -133,7 +101,7 @@ int main(int argc, char **argv) {
                 if (memcmp(Y, Y2, sizeof(float) * (size_t)M * N)) { fprintf(stderr, "N:M kernel differs from its reference\n"); return 1; }
                 job j = {un, nmsp, nm, X, Wnm, Y, M, N, K};
                 double t[4];
-                time_all(&j, t);
+                lb_time_interleaved(run, &j, 4, 20, t);
                 printf("%-14s %-5s %5dx%-5d %d:%d %5d %9.2f %9.2f %9.2f %9.2f %8.2f %8.2f %8.2f\n", sh->model, sh->layer, N, K, n, m,
                        M, t[0] * 1e6, t[1] * 1e6, t[2] * 1e6, t[3] * 1e6, t[0] / t[2], t[1] / t[2], t[3] / t[2]);
                 if (js)

@@ -11,6 +11,7 @@
  * Build and run: bench/cbench.sh bench/lowbit/q4_vs_int8.c [--json FILE] */
 #include "raffle/kernels.h"
 #include "raffle/lowbit.h"
+#include "lowbit_bench.h"
 #include "raffle/quant.h"
 
 #include <stdio.h>
@@ -32,44 +33,10 @@ static const shape shapes[] = {
 
 typedef struct { const rf_qmat *q8; const rf_q4mat *q4; const uint8_t *A; int32_t *C; float *Y; int M; } job;
 
-static void run(const job *j, int which) {
+static void run(const void *jv, int which) {
+    const job *j = jv;
     if (which) rf_q4gemm(j->q4, j->A, j->Y, j->M);
     else rf_qgemm(j->q8, j->A, j->C, j->M);
-}
-
-/* Interleaved best-of: t[0] int8, t[1] int4, seconds per call. */
-static void time_pair(const job *j, double t[2]) {
-    long inner[2];
-    for (int w = 0; w < 2; w++) {
-        run(j, w);
-        double t0 = rf_thread_seconds();
-        run(j, w);
-        double one = rf_thread_seconds() - t0;
-        inner[w] = one > 0 ? (long)(2e-4 / one) + 1 : 1000;
-        t[w] = 1e30;
-    }
-    for (int rep = 0; rep < 30; rep++)
-        for (int w = 0; w < 2; w++) {
-            double t0 = rf_thread_seconds();
-            for (long i = 0; i < inner[w]; i++) run(j, w);
-            double dt = (rf_thread_seconds() - t0) / (double)inner[w];
-            if (dt < t[w]) t[w] = dt;
-        }
-}
-
-static void cpu_name(char *buf, size_t n) {
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[256], model[128] = "?", fam[32] = "?";
-    while (f && fgets(line, sizeof line, f)) {
-        char *c = strchr(line, ':');
-        if (!c) continue;
-        c += 2;
-        c[strcspn(c, "\n")] = 0;
-        if (!strncmp(line, "model name", 10) && model[0] == '?') snprintf(model, sizeof model, "%s", c);
-        if (!strncmp(line, "cpu family", 10) && fam[0] == '?') snprintf(fam, sizeof fam, "%s", c);
-    }
-    if (f) fclose(f);
-    snprintf(buf, n, "%s, family %s", model, fam);
 }
 
 int main(int argc, char **argv) {
@@ -79,7 +46,7 @@ int main(int argc, char **argv) {
     rf_rng r;
     rf_rng_init(&r, 7, 0);
     char cpu[200];
-    cpu_name(cpu, sizeof cpu);
+    lb_cpu_name(cpu, sizeof cpu);
     FILE *js = json ? fopen(json, "w") : NULL;
     if (json && !js) { fprintf(stderr, "cannot write %s\n", json); return 1; }
     if (js) fprintf(js, "{\"cpu\": \"%s\", \"results\": [\n", cpu);
@@ -125,7 +92,7 @@ int main(int argc, char **argv) {
                         for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (uint8_t)rf_rng_u32(&r);
                         job j = {m8, m4, A, C, Y, M};
                         double t[2];
-                        time_pair(&j, t);
+                        lb_time_interleaved(run, &j, 2, 30, t);
                         size_t b8 = (size_t)((N + 15) / 16 * 16) * (size_t)((K + 3) / 4 * 4), b4 = rf_q4mat_bytes(m4);
                         printf("%-14s %-5s %5dx%-5d %4d %-9s %6d %10.2f %10.2f %8.2f %10zu %10zu\n", sh->model, sh->layer, N, K, gs,
                                rf_group_mode_name((rf_group_mode)mode), M, t[0] * 1e6, t[1] * 1e6, t[0] / t[1], b8, b4);

@@ -13,21 +13,9 @@ command -v python3 >/dev/null || { echo "python3 not found: cannot build the tes
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 ck=$tmp/lowbit.rckpt
 
-python3 - "$ck" "$tmp/expect.json" "$tmp/nan.rckpt" <<'PY'
+PYTHONPATH="$(dirname "$0")" python3 - "$ck" "$tmp/expect.json" "$tmp/nan.rckpt" <<'PY'
 import json, math, struct, sys
-def crc32c(data, crc=0):
-    crc ^= 0xFFFFFFFF
-    for b in data:
-        crc = crc32c.t[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-crc32c.t = []
-for i in range(256):
-    c = i
-    for _ in range(8):
-        c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-    crc32c.t.append(c)
-def section(kind, coded, codec=0, param=0):   # no zstd
-    return struct.pack('<BBBBQQ', kind, codec, param, 0, len(coded), len(coded)) + coded
+from rckpt import section, write
 def packed(syms, b):                          # codec 6: LSB-first b-bit fields
     acc, nb, out = 0, 0, bytearray()
     for s in syms:
@@ -90,21 +78,7 @@ pay = bytes([2]) + section(1, bytes([2, 4]) + packed([j for p in pos for j in p]
 tensors.append(("nm.weight", F32, 7, [2, 8], pay, 8))
 expect["nm.weight"] = dict(values=[w[i] if nm[i] else 0.0 for i in range(16)], bound=(4 * math.log2(6) + h0(keptw)) / 8, n=2, m=4)
 
-def write(path, tensors):
-    meta = json.dumps({"raffle_version": "test"}).encode()
-    dir_len = sum(2 + len(t[0]) + 4 + 8 * len(t[3]) + 36 for t in tensors)
-    off = 36 + len(meta) + dir_len
-    entries, payloads = b'', b''
-    for name, dt, st, shape, pay, nnz in tensors:
-        numel = 1
-        for d in shape: numel *= d
-        entries += struct.pack('<H', len(name)) + name.encode() + struct.pack('<BBBB', dt, st, len(shape), 0)
-        entries += b''.join(struct.pack('<Q', d) for d in shape)
-        entries += struct.pack('<QQQQI', off, len(pay), numel * (4 if dt == F32 else 1), nnz, crc32c(pay))
-        off += len(pay); payloads += pay
-    body = b'\x89RFK\r\n\x1a\n' + struct.pack('<IIQIII', 1, 0, off + 4, len(meta), len(tensors), dir_len) + meta + entries + payloads
-    open(path, 'wb').write(body + struct.pack('<I', crc32c(body)))
-write(sys.argv[1], tensors)
+write(sys.argv[1], {"raffle_version": "test"}, tensors)
 for name, _, _, shape, pay, _ in tensors:
     numel = shape[0] * shape[1]
     expect[name]["payload"] = len(pay); expect[name]["bpw"] = 8 * len(pay) / numel
@@ -114,7 +88,7 @@ bad = list(tensors)
 name, dt, st, shape, pay, nnz = bad[0]
 pay = bytes([2]) + section(2, struct.pack('<4f', -0.5, float('nan'), 0.25, 0.75)) + section(4, packed(idx, 2), 6, 2)
 bad[0] = (name, dt, st, shape, pay, nnz)
-write(sys.argv[3], bad)
+write(sys.argv[3], {"raffle_version": "test"}, bad)
 PY
 [ -s "$ck" ] || { echo "FAIL: python could not write the checkpoint"; exit 1; }
 

@@ -345,6 +345,26 @@ Test(ckpt, rejects_sizes_that_do_not_add_up) {
     free(x); rf_free(b); rf_ckpt_free(c);
 }
 
+/* Every single-byte flip (XOR 0xFF) of the n-byte file b, and every
+ * truncation, is rejected with a message (truncations as truncated or, for
+ * the first bytes, as a wrong magic). */
+static void every_flip_and_truncation_rejected(const unsigned char *b, size_t n) {
+    unsigned char *x = malloc(n);
+    char msg[RF_ERR_MAX];
+    for (size_t i = 0; i < n; i++) {
+        memcpy(x, b, n); x[i] ^= 0xFF;
+        rf_status s = decode_status(x, n, msg, sizeof msg);
+        cr_assert_neq(s, RF_OK, "flip at %zu accepted", i);
+        cr_assert(msg[0], "flip at %zu: empty message", i);
+    }
+    for (size_t len = 0; len < n; len++) {
+        rf_status s = decode_status(b, len, msg, sizeof msg);
+        cr_assert(s == RF_ERR_TRUNCATED || s == RF_ERR_MAGIC, "truncation at %zu: %s", len, rf_strerror(s));
+        cr_assert(msg[0]);
+    }
+    free(x);
+}
+
 /* Issue 2 "Done when": every single-byte flip and every truncation fails with
  * a message. Then the same flips with all checksums repaired, which drives
  * the structural validators and decoders over hostile input (run under ASan
@@ -358,17 +378,7 @@ Test(ckpt, every_flip_and_truncation_fails) {
     unsigned char *x = malloc(n);
     char msg[RF_ERR_MAX];
     long live = rf_alloc_live();
-    for (size_t i = 0; i < n; i++) {
-        memcpy(x, b, n); x[i] ^= 0xFF;
-        rf_status s = decode_status(x, n, msg, sizeof msg);
-        cr_assert_neq(s, RF_OK, "flip at %zu accepted", i);
-        cr_assert(msg[0], "flip at %zu: empty message", i);
-    }
-    for (size_t len = 0; len < n; len++) {
-        rf_status s = decode_status(b, len, msg, sizeof msg);
-        cr_assert(s == RF_ERR_TRUNCATED || s == RF_ERR_MAGIC, "truncation at %zu: %s", len, rf_strerror(s));
-        cr_assert(msg[0]);
-    }
+    every_flip_and_truncation_rejected(b, n);
     int accepted = 0;
     for (size_t i = 0; i + 4 < n; i++) {
         for (int bit = 0; bit < 8; bit += 3) {
@@ -442,10 +452,9 @@ Test(ckpt, every_codec_roundtrips_and_survives_hostile_input) {
     free(x); rf_free(b); rf_ckpt_free(c);
 }
 
-/* SQLite-style: make each allocation fail in turn; the result is NOMEM and
- * nothing leaks. */
-Test(ckpt, allocation_failures_are_clean) {
-    rf_ckpt *c = small_ckpt();
+/* SQLite-style: make each allocation of a decode and of an encode of c fail
+ * in turn; the result is NOMEM and nothing leaks. */
+static void allocation_failure_sweep(rf_ckpt *c) {
     size_t n;
     unsigned char *b = encode(c, &n);
     long live = rf_alloc_live();
@@ -471,7 +480,13 @@ Test(ckpt, allocation_failures_are_clean) {
         if (s == RF_OK) break;
         cr_assert_eq(s, RF_ERR_NOMEM, "encode failure at %ld gave %s", k, rf_strerror(s));
     }
-    rf_free(b); rf_ckpt_free(c);
+    rf_free(b);
+}
+
+Test(ckpt, allocation_failures_are_clean) {
+    rf_ckpt *c = small_ckpt();
+    allocation_failure_sweep(c);
+    rf_ckpt_free(c);
 }
 
 Test(ckpt, decode_respects_memory_cap) {
@@ -1041,73 +1056,39 @@ Test(ckpt, corrupt_codebook_tensors_are_rejected) {
     rf_free(b); rf_ckpt_free(c);
 }
 
-/* int4 and N:M payloads that lie, built by hand on the same slot (the
- * directory still says codebook: the storage kind byte is patched). */
+/* int4 and N:M payloads that lie, built by hand in place of the payload of a
+ * checkpoint's only tensor (a 2x4 int4 or 2:4 tensor): two sections each,
+ * every one rejected with its status and message. */
 Test(ckpt, corrupt_int4_and_nm_tensors_are_rejected) {
     rf_ctx ctx; rf_ctx_init(&ctx);
-    /* a checkpoint whose last tensor is a 2x4 int4 / N:M tensor */
-    for (int kind = 0; kind < 2; kind++) {
+    int64_t shape[2] = {2, 4};
+    const int8_t q[8] = {1, 2, 3, 4, 5, 6, 7, 0}, q9[8] = {1, 2, 3, 4, 5, 6, 7, 9};
+    const float sc[2] = {0.5f, 0.25f}, s3[3] = {1, 1, 1}, w[8] = {1, 2, 3, 4, 5, 6, 7, 8}, kept[4] = {1, 2, 6, 7};
+    const uint8_t m[8] = {1, 1, 0, 0, 0, 1, 1, 0};
+    /* 2:4 positions 1 then 0 in the first group; a 5:4 header; a bitmap */
+    const unsigned char nm_dec[3] = {2, 4, 0x01 | (0x01 << 4) | (0x02 << 6)}, nm_54[3] = {5, 4, 0}, bm[1] = {0x63};
+    struct { int nm; int k1, c1; const void *d1; size_t l1; const void *d2; size_t l2; rf_status want; const char *msg; } cases[] = {
+        {0, 2, 0, s3, 12, q, 8, RF_ERR_SIZE, "whole groups"},                      /* 3 scales for 2 rows of 4 */
+        {0, 2, 0, sc, 8, q9, 8, RF_ERR_FORMAT, "int4 value 9"},                     /* a raw 9 is not int4 */
+        {1, 1, 7, nm_dec, 3, kept, 16, RF_ERR_FORMAT, "positions not increasing"},
+        {1, 1, 7, nm_54, 3, kept, 16, RF_ERR_FORMAT, "5:4 is not a pattern"},
+        {1, 1, 0, bm, 1, kept, 16, RF_ERR_FORMAT, "mask codec 0 on nm storage"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         rf_ckpt *c = new_ckpt();
-        int64_t s[2] = {2, 4};
-        int8_t q[8] = {1, 2, 3, 4, 5, 6, 7, 0};
-        float sc[2] = {0.5f, 0.25f}, w[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-        uint8_t m[8] = {1, 1, 0, 0, 0, 1, 1, 0};
-        if (kind == 0) cr_assert_eq(rf_ckpt_add_int4(&ctx, c, "t", 2, s, q, 4, sc, NULL), RF_OK);
-        else cr_assert_eq(rf_ckpt_add_nm(&ctx, c, "t", 2, s, w, m, 2, 4), RF_OK);
-        size_t n;
-        unsigned char *b = encode(c, &n);
-        unsigned char pay[128];
-        size_t pl = 1, xn;
+        if (cases[i].nm) cr_assert_eq(rf_ckpt_add_nm(&ctx, c, "t", 2, shape, w, m, 2, 4), RF_OK);
+        else cr_assert_eq(rf_ckpt_add_int4(&ctx, c, "t", 2, shape, q, 4, sc, NULL), RF_OK);
+        size_t n, xn;
+        unsigned char *b = encode(c, &n), pay[128];
+        size_t pl = 1;
+        pay[0] = 2;
+        pl += put_sec(pay + pl, cases[i].k1, cases[i].c1, 0, cases[i].d1, cases[i].l1);
+        pl += put_sec(pay + pl, 4, 0, 0, cases[i].d2, cases[i].l2);
+        unsigned char *x = with_last_payload(b, n, pay, pl, &xn);
         char msg[RF_ERR_MAX];
-        if (kind == 0) {
-            /* 3 scales cannot split 2 rows of 4 into groups */
-            float s3[3] = {1, 1, 1};
-            pay[0] = 2;
-            pl += put_sec(pay + pl, 2, 0, 0, s3, 12);
-            pl += put_sec(pay + pl, 4, 0, 0, q, 8);
-            unsigned char *x = with_last_payload(b, n, pay, pl, &xn);
-            cr_assert_eq(decode_status(x, xn, msg, sizeof msg), RF_ERR_SIZE, "%s", msg);
-            cr_assert(strstr(msg, "whole groups"), "%s", msg);
-            free(x);
-            /* a raw value of 9 is not int4 */
-            int8_t q9[8] = {1, 2, 3, 4, 5, 6, 7, 9};
-            pl = 1;
-            pl += put_sec(pay + pl, 2, 0, 0, sc, 8);
-            pl += put_sec(pay + pl, 4, 0, 0, q9, 8);
-            x = with_last_payload(b, n, pay, pl, &xn);
-            cr_assert_eq(decode_status(x, xn, msg, sizeof msg), RF_ERR_FORMAT, "%s", msg);
-            cr_assert(strstr(msg, "int4 value 9"), "%s", msg);
-            free(x);
-        } else {
-            /* 2:4 positions must increase within a group: 1 then 0 */
-            unsigned char nmb[4] = {2, 4, 0x01 | (0x00 << 2) | (0x01 << 4) | (0x02 << 6), 0};
-            float kept[4] = {1, 2, 6, 7};
-            pay[0] = 2;
-            pl += put_sec(pay + pl, 1, 7, 0, nmb, 3);
-            pl += put_sec(pay + pl, 4, 0, 0, kept, 16);
-            unsigned char *x = with_last_payload(b, n, pay, pl, &xn);
-            cr_assert_eq(decode_status(x, xn, msg, sizeof msg), RF_ERR_FORMAT, "%s", msg);
-            cr_assert(strstr(msg, "positions not increasing"), "%s", msg);
-            free(x);
-            /* 5:4 in the header */
-            unsigned char bad[3] = {5, 4, 0};
-            pl = 1;
-            pl += put_sec(pay + pl, 1, 7, 0, bad, 3);
-            pl += put_sec(pay + pl, 4, 0, 0, kept, 16);
-            x = with_last_payload(b, n, pay, pl, &xn);
-            cr_assert_eq(decode_status(x, xn, msg, sizeof msg), RF_ERR_FORMAT, "%s", msg);
-            cr_assert(strstr(msg, "5:4 is not a pattern"), "%s", msg);
-            free(x);
-            /* an N:M tensor's mask in another codec (a bitmap) */
-            unsigned char bm[1] = {0x63};
-            pl = 1;
-            pl += put_sec(pay + pl, 1, 0, 0, bm, 1);
-            pl += put_sec(pay + pl, 4, 0, 0, kept, 16);
-            x = with_last_payload(b, n, pay, pl, &xn);
-            cr_assert_eq(decode_status(x, xn, msg, sizeof msg), RF_ERR_FORMAT, "%s", msg);
-            free(x);
-        }
-        rf_free(b); rf_ckpt_free(c);
+        cr_assert_eq(decode_status(x, xn, msg, sizeof msg), cases[i].want, "case %zu: %s", i, msg);
+        cr_assert(strstr(msg, cases[i].msg), "case %zu: %s", i, msg);
+        free(x); rf_free(b); rf_ckpt_free(c);
     }
 }
 
@@ -1119,17 +1100,8 @@ Test(ckpt, lowbit_kinds_every_flip_and_truncation) {
     unsigned char *b = encode(c, &n);
     cr_assert(n > 500 && n < 6000, "lowbit checkpoint is %zu bytes", n);
     unsigned char *x = malloc(n);
-    char msg[RF_ERR_MAX];
     long live = rf_alloc_live();
-    for (size_t i = 0; i < n; i++) {
-        memcpy(x, b, n); x[i] ^= 0xFF;
-        cr_assert_neq(decode_status(x, n, msg, sizeof msg), RF_OK, "flip at %zu accepted", i);
-        cr_assert(msg[0]);
-    }
-    for (size_t len = 0; len < n; len++) {
-        rf_status s = decode_status(b, len, msg, sizeof msg);
-        cr_assert(s == RF_ERR_TRUNCATED || s == RF_ERR_MAGIC, "truncation at %zu: %s", len, rf_strerror(s));
-    }
+    every_flip_and_truncation_rejected(b, n);
     for (size_t i = 0; i + 4 < n; i++)
         for (int bit = 0; bit < 8; bit += 3) {
             memcpy(x, b, n); x[i] ^= (unsigned char)(1u << bit);
@@ -1155,32 +1127,8 @@ Test(ckpt, lowbit_kinds_every_flip_and_truncation) {
 
 Test(ckpt, lowbit_kinds_allocation_failures_are_clean) {
     rf_ckpt *c = lowbit_ckpt();
-    size_t n;
-    unsigned char *b = encode(c, &n);
-    long live = rf_alloc_live();
-    for (long k = 0; k < 10000; k++) {
-        rf_ctx ctx; rf_ctx_init(&ctx);
-        rf_ckpt *d = NULL;
-        rf_alloc_fail_after(k);
-        rf_status s = rf_ckpt_decode(&ctx, b, n, &d);
-        rf_alloc_fail_after(-1);
-        rf_ckpt_free(d);
-        cr_assert_eq(rf_alloc_live(), live, "leak with failure at %ld", k);
-        if (s == RF_OK) break;
-        cr_assert_eq(s, RF_ERR_NOMEM, "failure at %ld gave %s", k, rf_strerror(s));
-    }
-    for (long k = 0; k < 10000; k++) {
-        rf_ctx ctx; rf_ctx_init(&ctx);
-        unsigned char *o = NULL; size_t on = 0;
-        rf_alloc_fail_after(k);
-        rf_status s = rf_ckpt_encode(&ctx, c, &o, &on);
-        rf_alloc_fail_after(-1);
-        rf_free(o);
-        cr_assert_eq(rf_alloc_live(), live, "encode leak with failure at %ld", k);
-        if (s == RF_OK) break;
-        cr_assert_eq(s, RF_ERR_NOMEM, "encode failure at %ld gave %s", k, rf_strerror(s));
-    }
-    rf_free(b); rf_ckpt_free(c);
+    allocation_failure_sweep(c);
+    rf_ckpt_free(c);
 }
 
 /* Entropy bound of the newer kinds: an N:M mask carries log2 C(M, N) bits
