@@ -199,12 +199,18 @@ Test(split, validation_setting_count_or_fraction) {
 
 /* ---- rf_data_open ----------------------------------------------------------------- */
 
-Test(prep, statistics_come_from_the_training_part_only) {
-    rf_ctx ctx; rf_ctx_init(&ctx);
+static rf_data_opts opts(double validation, rf_norm_mode norm, int pad_to) {
     rf_data_opts o;
     rf_data_opts_default(&o);
-    o.validation = 50;
-    o.norm = RF_NORM_NONE;
+    o.validation = validation;
+    o.norm = norm;
+    o.pad_to = pad_to;
+    return o;
+}
+
+Test(prep, statistics_come_from_the_training_part_only) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_data_opts o = opts(50, RF_NORM_NONE, 0);
     rf_data_splits raw, sp;
     cr_assert_eq(rf_data_open(&ctx, "synthetic:200:3", &o, &raw), RF_OK, "%s", rf_ctx_error(&ctx));
     cr_assert_eq(raw.train.n, 150);
@@ -237,9 +243,7 @@ Test(prep, statistics_come_from_the_training_part_only) {
 
 Test(prep, without_validation_it_is_rf_data_load) {
     rf_ctx ctx; rf_ctx_init(&ctx);
-    rf_data_opts o;
-    rf_data_opts_default(&o);
-    o.validation = 0;
+    rf_data_opts o = opts(0, RF_NORM_TRAIN, 0);
     rf_data_splits sp;
     rf_dataset *tr, *te;
     cr_assert_eq(rf_data_open(&ctx, "synthetic:120:5", &o, &sp), RF_OK);
@@ -260,10 +264,7 @@ Test(prep, without_validation_it_is_rf_data_load) {
 
 Test(prep, given_or_no_normalisation) {
     rf_ctx ctx; rf_ctx_init(&ctx);
-    rf_data_opts o;
-    rf_data_opts_default(&o);
-    o.validation = 0;
-    o.norm = RF_NORM_NONE;
+    rf_data_opts o = opts(0, RF_NORM_NONE, 0);
     rf_data_splits raw, sp;
     cr_assert_eq(rf_data_open(&ctx, "synthetic:64:2", &o, &raw), RF_OK);
     cr_assert_eq(rf_data_norm_parse(&ctx, "0.5/0.25", &o), RF_OK);
@@ -297,10 +298,7 @@ Test(prep, given_or_no_normalisation) {
 
 Test(prep, pad_28_to_32_centres_and_fills_with_raw_black) {
     rf_ctx ctx; rf_ctx_init(&ctx);
-    rf_data_opts o;
-    rf_data_opts_default(&o);
-    o.validation = 0;
-    o.norm = RF_NORM_NONE;
+    rf_data_opts o = opts(0, RF_NORM_NONE, 0);
     rf_data_splits raw, sp;
     cr_assert_eq(rf_data_open(&ctx, "synthetic:40:4", &o, &raw), RF_OK);
     o.pad_to = 32;
@@ -479,10 +477,7 @@ static void *run_job(void *p) {
 
 Test(augment, batches_are_the_same_bytes_for_any_batch_size_or_thread_split) {
     rf_ctx ctx; rf_ctx_init(&ctx);
-    rf_data_opts o;
-    rf_data_opts_default(&o);
-    o.validation = 0;
-    o.pad_to = 32;
+    rf_data_opts o = opts(0, RF_NORM_TRAIN, 32);
     rf_data_splits sp;
     cr_assert_eq(rf_data_open(&ctx, "synthetic:96:1", &o, &sp), RF_OK);
     const rf_dataset *d = &sp.train;
