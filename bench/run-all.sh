@@ -29,7 +29,7 @@ nm_rc=0
 OPENBLAS_NUM_THREADS=1 bench/cbench.sh bench/lowbit/nm_vs_unstructured.c --json bench/results/lowbit/nm_vs_unstructured.json || nm_rc=$?
 [ "$nm_rc" -eq 0 ] || [ "$nm_rc" -eq 77 ] || exit "$nm_rc"
 
-for b in train coord; do
+for b in train coord data; do
   if [ -x "bench/$b/run.sh" ]; then
     echo "== bench/$b/run.sh" >&2
     "bench/$b/run.sh" $quick
