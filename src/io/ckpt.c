@@ -252,8 +252,9 @@ static rf_status check_kind(rf_ctx *ctx, const rf_ckpt_tensor *in, int64_t numel
         for (int j = 0; j < 1 << in->bits; j++)
             if (!isfinite(in->codebook[j])) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': codebook entry %d is not finite", name, j);
         const uint8_t *idx = in->data;
+        const uint8_t *kept = in->storage == RF_STORE_SPARSE_CODEBOOK ? in->mask : NULL;
         for (size_t i = 0; i < n; i++)
-            if ((!in->mask || in->mask[i]) && idx[i] >> in->bits)
+            if ((!kept || kept[i]) && idx[i] >> in->bits)
                 return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': index %u at %zu outside the %d-entry codebook", name, idx[i], i, 1 << in->bits);
     } else if (is_int4(in->storage)) {
         if (in->dtype != RF_I8) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': int4 storage needs dtype i8", name);

@@ -85,9 +85,10 @@ struct rf_qmat {
  * symmetric, q affine; the zero point for padding channels past N). So the
  * low nibbles of a unit are one vpdpbusd operand (16 channels x k 8t..8t+3)
  * and the high nibbles the next (k 8t+4..8t+7): one load, a mask and a
- * shift, no lane crossing; on AVX2 each half of a unit is 8 channels. Per (block, group): 16
- * scales (0 past N) and 16 stored zero points zz (8 symmetric),
- * channel-contiguous for one vector load. */
+ * shift, no lane crossing; on AVX2 each 32-byte half of a unit is 8
+ * channels. Per (block, group): 16 scales (0 past N) and 16 stored zero
+ * points zz (8 symmetric), channel-contiguous for one vector load. The
+ * kernels subtract zz from the unpacked bytes: w = u - zz in [-15, 15]. */
 struct rf_q4mat {
     int      N, K, gs, G, nb;   /* G = K / gs groups per row */
     int      affine;
