@@ -131,6 +131,9 @@ write_profiles() {  # N SLOTS
 slurm_up() {  # N SLOTS
   local n=$1 s=$dir/slurm i
   need_tools munged slurmctld slurmd sinfo
+  # slurmd 22.05 will not start without one, whatever the plugins
+  grep -qs ' /sys/fs/cgroup' /proc/self/mountinfo ||
+    die "no cgroup filesystem on /sys/fs/cgroup: slurmd cannot start (in a chroot: mount --rbind /sys)"
   # shellcheck source=cluster/slurm-lib.sh
   . "$here/slurm-lib.sh"
   mkdir -p "$s/state"

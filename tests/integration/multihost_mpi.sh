@@ -2,10 +2,10 @@
 # raffle across three hosts (cluster/netns-cluster.sh: a network namespace,
 # address, hostname and scratch directory each), launched by Open MPI's rsh
 # launcher through cluster/netns-agent.sh, TCP only:
-# 1. a 5-rank sweep (rank 0 on h1, ranks 1-2 on h2, 3-4 on h3) finishes every
-#    task once, and its checkpoints and metrics (without "timing", which
-#    holds the host, rank and timings) are byte-identical to a 3-rank run on
-#    h1 alone;
+# 1. a 5-rank sweep of jobs/smoke.json (every experiment kind; rank 0 on h1,
+#    ranks 1-2 on h2, 3-4 on h3) finishes every task once, and its
+#    checkpoints and metrics (without "timing", which holds the host, rank
+#    and timings) are byte-identical to a 3-rank run on h1 alone;
 # 2. every ledger line and metrics.json names the host and rank that ran the
 #    task, and the hosts are the ones the ranks were placed on;
 # 3. per-node scratch: each task ran in its own host's scratch directory
@@ -21,16 +21,9 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 mh_prereqs
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mh_up 3
-cat > "$T/tiny.json" <<'JOB'
-{"name": "tiny", "dataset": "synthetic:400", "model": "lenet-300-100",
- "train": {"iterations": 12, "batch": 32, "eval_limit": 100},
- "limits": {"memory_mb": 1024, "time_s": 60, "retries": 1},
- "experiments": [
-   {"kind": "prune", "method": ["magnitude", "random"], "sparsity": [0.5, 0.9], "finetune": {"iterations": 4}},
-   {"kind": "lottery", "rounds": 2, "rate": 0.5, "rewind_iteration": 4, "controls": ["reinit"]},
-   {"kind": "noop", "count": 2, "chain": 2}]}
-JOB
-total=$("$RAFFLE" validate --json "$T/tiny.json" | jq .tasks) || fail "validate"
+# every experiment kind (prune, lottery, distill, quantize, ofa, noop)
+cp "$here/jobs/smoke.json" "$T/smoke.json"
+total=$("$RAFFLE" validate --json "$T/smoke.json" | jq .tasks) || fail "validate"
 
 # eth0 byte counters of HOST: "RX TX" (netlink: nsenter does not remount /sys)
 bytes() { cl on "$1" ip -s link show eth0 | awk '/RX:/ { getline; rx = $1 } /TX:/ { getline; tx = $1 } END { print rx, tx }'; }
@@ -41,8 +34,8 @@ cd "$T" || exit 1
 sweep() {  # HOSTS NP STORE [ARGS...]
   local hosts=$1 np=$2 store=$3; shift 3
   timeout 180 "$CL" -d "$CD" run mpirun --host "$hosts" -np "$np" "$RAFFLE" sweep --quiet --store "$store" "$@" \
-    "$T/tiny.json" >"$T/log-$store" 2>&1 || fail "sweep on $hosts: exit $? ($(tail -n 3 "$T/log-$store"))"
-  local L="$T/$store/tiny/ledger.jsonl" n dup
+    "$T/smoke.json" >"$T/log-$store" 2>&1 || fail "sweep on $hosts: exit $? ($(tail -n 3 "$T/log-$store"))"
+  local L="$T/$store/smoke/ledger.jsonl" n dup
   n=$(jq -r 'select(.event=="done") | .task' "$L" | sort -u | wc -l)
   dup=$(jq -r 'select(.event=="done") | .task' "$L" | sort | uniq -d | wc -l)
   [ "$n" = "$total" ] || fail "$store: $n of $total tasks done"
@@ -54,12 +47,12 @@ t_multi=$(( $(date +%s) - t0 ))
 declare -A rx1 tx1
 for h in h1 h2 h3; do read -r rx1[$h] tx1[$h] <<<"$(bytes $h)"; done
 sweep h1:3 3 single
-L="$T/multi/tiny/ledger.jsonl"
+L="$T/multi/smoke/ledger.jsonl"
 
 # 1. byte-identical results
 ck=0
-for d in "$T"/single/tiny/tasks/*/; do
-  id=$(basename "$d") o="$T/multi/tiny/tasks/$id"
+for d in "$T"/single/smoke/tasks/*/; do
+  id=$(basename "$d") o="$T/multi/smoke/tasks/$id"
   if [ -f "$d/model.rckpt" ]; then cmp -s "$d/model.rckpt" "$o/model.rckpt" || fail "task $id: checkpoint differs (3 hosts vs 1)"; ck=$((ck + 1)); fi
   diff <(jq -S 'del(.timing)' "$d/metrics.json") <(jq -S 'del(.timing)' "$o/metrics.json") >/dev/null ||
     fail "task $id: metrics differ (3 hosts vs 1)"
@@ -75,12 +68,12 @@ done < "$T/placed"
 [ "$(cut -d' ' -f2 "$T/placed" | sort -u | tr '\n' ' ')" = "h2 h3 " ] || fail "work did not go to both h2 and h3: $(tr '\n' ' ' < "$T/placed")"
 jq -r 'select(.event=="done") | "\(.task) \(.rank) \(.host)"' "$L" > "$T/done"
 while read -r id r h; do
-  [ "$(jq -r '"\(.timing.rank) \(.timing.host)"' "$T/multi/tiny/tasks/$id/metrics.json")" = "$r $h" ] ||
+  [ "$(jq -r '"\(.timing.rank) \(.timing.host)"' "$T/multi/smoke/tasks/$id/metrics.json")" = "$r $h" ] ||
     fail "task $id: metrics.json does not say rank $r on $h"
 done < "$T/done"
-[ "$(jq -r '.timing.host' "$T"/single/tiny/tasks/*/metrics.json | sort -u)" = h1 ] || fail "single-host run: metrics name another host than h1"
+[ "$(jq -r '.timing.host' "$T"/single/smoke/tasks/*/metrics.json | sort -u)" = h1 ] || fail "single-host run: metrics name another host than h1"
 
-# 3. per-node scratch: DIR/HOST/scratch/raffle-UID/tiny.PID/rankR/tasks/ID on the host that ran it, nowhere else
+# 3. per-node scratch: DIR/HOST/scratch/raffle-UID/smoke.PID/rankR/tasks/ID on the host that ran it, nowhere else
 uid=$(id -u)
 while read -r id r h; do
   for x in h1 h2 h3; do
