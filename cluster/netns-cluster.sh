@@ -10,6 +10,12 @@
 #   netns-cluster.sh [-d DIR] on HOST CMD...     CMD on HOST
 #   netns-cluster.sh [-d DIR] status
 #   netns-cluster.sh [-d DIR] down               removes everything; idempotent
+# Faults (for tests of node loss, hangs and partitions):
+#   netns-cluster.sh [-d DIR] cut HOST           pull HOST's cable (its switch port down)
+#   netns-cluster.sh [-d DIR] mend HOST          plug it back
+#   netns-cluster.sh [-d DIR] pids HOST [NAME]   processes on HOST (only those named NAME)
+#   netns-cluster.sh [-d DIR] signal HOST SIG [NAME]   SIG to them (KILL: the node dies;
+#                                                STOP/CONT: it hangs and resumes)
 #
 # DIR (default $RAFFLE_CLUSTER, else /tmp/raffle-cluster) holds the cluster's
 # state: hosts (NAME ADDRESS NETNS), hostfile (Open MPI), login and
@@ -51,7 +57,7 @@ pre=rfc-$id
 sw=$pre-sw
 
 die() { echo "netns-cluster.sh: $*" >&2; exit 1; }
-usage() { sed -n '7,12p' "$0" | sed 's/^# *//' >&2; exit 2; }
+usage() { sed -n '7,18p' "$0" | sed 's/^# *//' >&2; exit 2; }
 # sq STRING: STRING quoted for /bin/sh
 sq() { printf "'%s'" "$(printf %s "$1" | sed "s/'/'\\\\''/g")"; }
 in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" -- "$@"; }
@@ -249,8 +255,35 @@ status() {
   if [ -f "$dir/slurm/slurm.conf" ]; then "$agent" h1 sinfo -N 2>&1 || true; fi
 }
 
+ns_of() {  # HOST -> its namespace, or die
+  local ns
+  ns=$(awk -v h="$1" '$1 == h { print $3 }' "$dir/hosts" 2>/dev/null)
+  [ -n "$ns" ] || die "$1 is not a host of the cluster in $dir"
+  echo "$ns"
+}
+
+# pids HOST [NAME]: every process in HOST's namespace (they are all the
+# cluster's), or those whose command name is NAME
+pids() {
+  local ns p
+  ns=$(ns_of "$1")
+  for p in $(ip netns pids "$ns"); do
+    if [ -z "${2:-}" ] || [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$2" ]; then echo "$p"; fi
+  done
+}
+
 case "$cmd" in
   up) up "$@" ;;
+  cut|mend) [ $# -eq 1 ] || usage; ns_of "$1" >/dev/null
+    # the switch end of the host's veth: the host sees its carrier go
+    # (NO-CARRIER), as when a cable is pulled; its processes keep running
+    in_ns "$sw" ip link set "$1" "$([ "$cmd" = cut ] && echo down || echo up)" ;;
+  pids) [ $# -ge 1 ] || usage; pids "$@" ;;
+  signal) [ $# -ge 2 ] || usage
+    p=$(pids "$1" "${3:-}")
+    [ -n "$p" ] || die "no process${3:+ named $3} on $1"
+    # shellcheck disable=SC2086
+    kill -s "$2" $p ;;
   down) need_tools; down ;;
   run) [ $# -gt 0 ] || usage; exec "$agent" --run h1 "$@" ;;
   on) [ $# -gt 1 ] || usage; h=$1; shift; exec "$agent" --run "$h" "$@" ;;

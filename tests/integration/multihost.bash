@@ -7,7 +7,9 @@
 #   mh_up N [--slurm]   T (temporary directory, RAFFLE copied into it), CD
 #                       (the cluster's directory), CL (netns-cluster.sh);
 #                       a trap takes the cluster down and removes T on exit
-#   cl ARGS...          netns-cluster.sh -d $CD ARGS...
+#   cl ARGS...          netns-cluster.sh -d $CD ARGS..., killed after MH_TIMEOUT
+#                       seconds (120): a launcher that hangs fails the test
+#                       (mpirun ignores SIGTERM while a host is unreachable)
 #   mh_procs            pids of every process in the cluster's namespaces
 #   mh_down_check       takes the cluster down and fails if a namespace or a
 #                       process of it is left
@@ -24,7 +26,7 @@ fail() {
   exit 1
 }
 
-cl() { "$CL" -d "$CD" "$@"; }
+cl() { timeout -k 10 "${MH_TIMEOUT:-120}" "$CL" -d "$CD" "$@"; }
 
 mh_prereqs() {
   [ "$(id -u)" -eq 0 ] || skip "network namespaces need root"

@@ -33,7 +33,7 @@ for h in h1 h2 h3; do read -r rx0[$h] tx0[$h] <<<"$(bytes $h)"; done
 cd "$T" || exit 1
 sweep() {  # HOSTS NP STORE [ARGS...]
   local hosts=$1 np=$2 store=$3; shift 3
-  timeout 180 "$CL" -d "$CD" run mpirun --host "$hosts" -np "$np" "$RAFFLE" sweep --quiet --store "$store" "$@" \
+  MH_TIMEOUT=300 cl run mpirun --host "$hosts" -np "$np" "$RAFFLE" sweep --quiet --store "$store" "$@" \
     "$T/smoke.json" >"$T/log-$store" 2>&1 || fail "sweep on $hosts: exit $? ($(tail -n 3 "$T/log-$store"))"
   local L="$T/$store/smoke/ledger.jsonl" n dup
   n=$(jq -r 'select(.event=="done") | .task' "$L" | sort -u | wc -l)
