@@ -76,15 +76,17 @@ need_tools() {
 # Kills every process in our namespaces (they are all ours: nothing else
 # ever enters them), TERM then KILL, and deletes the namespaces.
 down() {
-  local ns pids i
+  local ns pids i sig
   for i in 1 2 3 4 5 6 7 8 9 10 11; do
     pids=""
     for ns in $(our_ns); do pids="$pids $(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')"; done
-    pids=$(echo $pids)
+    pids=$(echo "$pids" | xargs)
     [ -z "$pids" ] && break
     if [ "$i" -lt 11 ]; then
+      sig=TERM
+      [ "$i" -gt 5 ] && sig=KILL
       # shellcheck disable=SC2086
-      kill $( [ "$i" -gt 5 ] && echo -9 ) $pids 2>/dev/null || true
+      kill -s "$sig" $pids 2>/dev/null || true
       sleep 0.5
     else
       echo "netns-cluster.sh: processes still alive in the cluster's namespaces: $pids" >&2
@@ -247,6 +249,7 @@ status() {
   printf '%-4s %-12s %-20s %-5s %6s %12s %12s\n' host address namespace link procs rx_bytes tx_bytes
   while read -r h addr ns; do
     # counters through netlink (nsenter does not remount /sys)
+    # shellcheck disable=SC2046
     set -- $(in_ns "$ns" ip -s link show eth0 2>/dev/null | awk '/RX:/ { getline; rx = $1 } /TX:/ { getline; tx = $1 } END { print rx + 0, tx + 0 }')
     up=$(in_ns "$ns" ip -br link show eth0 2>/dev/null | awk '{ print $2 }')
     printf '%-4s %-12s %-20s %-5s %6s %12s %12s\n' "$h" "$addr" "$ns" "${up:-gone}" \

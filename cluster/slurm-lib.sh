@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared pieces of the test Slurm clusters (sourced, not run):
 # cluster/netns-cluster.sh (one slurmd per namespace host) uses them;
 # cluster/slurm-local.sh (single node on 127.0.0.1) holds the same settings.
