@@ -46,15 +46,23 @@ static int usage(void) {
     return 2;
 }
 
+/* 1 and *out if s is a whole number in [lo, hi] (the strict parser, core.h). */
+static int count_arg(const char *s, int lo, int hi, int *out) {
+    int64_t v;
+    if (rf_parse_i64(NULL, s, strlen(s), lo, hi, "option", &v) != RF_OK) return 0;
+    *out = (int)v;
+    return 1;
+}
+
 int rf_bench_coord_main(int argc, char **argv) {
     int tasks = 20000, mb = 64, reps = 5, quick = 0, level = COORD_ZSTD_LEVEL;
     const char *out = "bench/results/coord.json";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = 1;
-        else if (i + 1 < argc && strcmp(argv[i], "--tasks") == 0) tasks = atoi(argv[++i]);
-        else if (i + 1 < argc && strcmp(argv[i], "--mb") == 0) mb = atoi(argv[++i]);
-        else if (i + 1 < argc && strcmp(argv[i], "--reps") == 0) reps = atoi(argv[++i]);
-        else if (i + 1 < argc && strcmp(argv[i], "--level") == 0) level = atoi(argv[++i]);
+        else if (i + 1 < argc && strcmp(argv[i], "--tasks") == 0) { if (!count_arg(argv[++i], 1, 10000000, &tasks)) return usage(); }
+        else if (i + 1 < argc && strcmp(argv[i], "--mb") == 0) { if (!count_arg(argv[++i], 1, 65536, &mb)) return usage(); }
+        else if (i + 1 < argc && strcmp(argv[i], "--reps") == 0) { if (!count_arg(argv[++i], 1, 1000, &reps)) return usage(); }
+        else if (i + 1 < argc && strcmp(argv[i], "--level") == 0) { if (!count_arg(argv[++i], -131072, 22, &level)) return usage(); }
         else if (i + 1 < argc && strcmp(argv[i], "--out") == 0) out = argv[++i];
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(); return 0; }
         else return usage();

@@ -695,12 +695,15 @@ static rf_status check_resume(coord *C, int32_t i) {
     if (rf_store_read(&rctx, C->store, rel, &buf, &n) != RF_OK) snprintf(why, sizeof why, "unreadable (%s)", rf_ctx_error(&rctx));
     else judge_resume(C, i, buf, n, why, sizeof why, &prog);
     rf_free(buf);
-    if (!why[0]) {
-        C->t[i].progress = (uint8_t)(prog * 255 + 0.5);
-        return RF_OK;
-    }
     char hx[17];
     rf_job_id_hex(C->job->tasks[i].id, hx);
+    if (!why[0]) {
+        C->t[i].progress = (uint8_t)(prog * 255 + 0.5);
+        if (C->t[i].progress)
+            progress(C, "sweep %s: task %s: its %s holds %.0f%% of the work: ~%.0f s of ~%.0f s left", C->job->name, hx,
+                     RESUME_FILE, 100.0 * prog, est_remaining(C, i), coord_estimate(C->job->tasks[i].cost, 1, 0));
+        return RF_OK;
+    }
     progress(C, "sweep %s: warning: task %s: %s %s: discarded, the task starts from its beginning", C->job->name, hx,
              RESUME_FILE, why);
     RF_TRY(rf_store_remove(C->ctx, C->store, rel));

@@ -9,6 +9,7 @@
 #include "data/data_internal.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -450,11 +451,8 @@ static int parse_floats(const char *p, const char *end, float *v) {
         size_t len = strcspn(p, ",/");
         if (p + len > end) len = (size_t)(end - p);
         if (len == 0 || len >= sizeof buf) return -1;
-        memcpy(buf, p, len);
-        buf[len] = '\0';
-        char *e;
-        double d = strtod(buf, &e);
-        if (*e || !isfinite(d)) return -1;
+        double d;
+        if (rf_parse_f64(NULL, p, len, -FLT_MAX, FLT_MAX, "value", &d) != RF_OK) return -1;
         v[k++] = (float)d;
         p += len;
         if (p < end && *p == ',') { p++; if (p == end) return -1; }

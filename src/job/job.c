@@ -559,7 +559,9 @@ typedef int (*expand_fn)(builder *b, const point *p);
 static double dataset_size(const char *d) {
     if (strcmp(d, "fashion-mnist") == 0) return 60000;
     if (strcmp(d, "mnist") == 0) return 8000;
-    if (strncmp(d, "synthetic", 9) == 0) { double n = d[9] == ':' ? atof(d + 10) : 0; return n > 0 ? n : 1000; }
+    int64_t sn;
+    uint64_t seed;
+    if (strncmp(d, "synthetic", 9) == 0) return rf_data_synthetic_parse(NULL, d, &sn, &seed) == RF_OK ? (double)sn : 1000;
     return 10000;
 }
 static double per_sample_s(const cJSON *model) {

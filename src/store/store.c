@@ -464,12 +464,15 @@ rf_status rf_store_lock(rf_ctx *ctx, rf_store *s) {
         if (e != EAGAIN && e != EACCES && e != EWOULDBLOCK)
             return rf_error(ctx, RF_ERR_IO, "%s/" LOCK_FILE ": cannot lock: %s", s->dir, strerror(e));
         who[n > 0 ? n : 0] = '\0';
-        char host[128] = "?", since[64] = "?";
-        long pid = 0;
-        if (sscanf(who, "host %127s pid %ld since %63s", host, &pid, since) != 3) pid = 0;
-        if (pid > 0)
-            return rf_error(ctx, RF_ERR_BUSY, "%s is in use by another sweep (host %s, pid %ld, since %s): "
-                            "one sweep per store; wait for it or stop it", s->dir, host, pid, since);
+        /* "host H pid P since T\n", as written below */
+        const char *h = strncmp(who, "host ", 5) == 0 ? who + 5 : NULL;
+        const char *p = h ? strstr(h, " pid ") : NULL;
+        const char *t = p ? strstr(p + 5, " since ") : NULL;
+        int64_t pid = 0;
+        if (t && rf_parse_i64(NULL, p + 5, (size_t)(t - p - 5), 1, INT32_MAX, "pid", &pid) == RF_OK)
+            return rf_error(ctx, RF_ERR_BUSY, "%s is in use by another sweep (host %.*s, pid %lld, since %.*s): "
+                            "one sweep per store; wait for it or stop it", s->dir, (int)(p - h), h, (long long)pid,
+                            (int)strcspn(t + 7, "\n"), t + 7);
         return rf_error(ctx, RF_ERR_BUSY, "%s is in use by another sweep (holder still starting): one sweep per store", s->dir);
     }
     char host[128] = "";
