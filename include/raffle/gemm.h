@@ -20,9 +20,10 @@
  * blocks carried through C, register tiles, thread partition) only changes
  * which code performs it, so the result is bit-identical whatever the ISA,
  * blocking and thread count (docs/kernels.md, "Dense fp32 GEMM"). The B
- * operand is written first because it decides which NaN comes out when
- * both multiplicands are NaN (x86 returns the first multiplicand's), and
- * all kernels keep that order too.
+ * operand is written first because operand order decides which NaN comes
+ * out when several are NaN: the first NaN among op(B)[k][j], op(A)[i][k],
+ * acc, quieted (x86's rule for an FMA's first multiplicand, second, addend;
+ * every kernel puts B first and the reference spells the rule out).
  *
  * Usage: one rf_gemm per task thread (like an rf_ctx), created from an
  * rf_gemm_cfg: the ISA, an optional thread pool, and optional blocking

@@ -23,6 +23,7 @@
 #include "raffle/kernels.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,7 +31,31 @@
 #include <string.h>
 #include <unistd.h>
 
-/* ---- reference ----------------------------------------------------------- */
+/* ---- reference -------------------------------------------------------------
+ * fma_b: fmaf(b, a, c) with x86's NaN rule made explicit. When operands are
+ * NaN, an x86 FMA returns the first NaN (quieted) among its first
+ * multiplicand, its second, and the addend, whatever their sign or
+ * signalling bit (Intel SDM vol. 1, table 14-17; AMD does the same). The
+ * vector kernels put B's value first. A C call fmaf(b, a, c) does not pin
+ * that down: compilers treat the two multiplicands as interchangeable and
+ * may swap them, and a libm without hardware FMA has its own rule; so the
+ * NaN cases are decided here and fmaf only sees numbers (where the order
+ * cannot matter: Inf x 0 gives the default NaN either way). */
+static inline float quiet(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    u |= 0x00400000u;
+    memcpy(&x, &u, sizeof u);
+    return x;
+}
+
+static inline float fma_b(float b, float a, float c) {
+    if (isnan(b)) return quiet(b);
+    if (isnan(a)) return quiet(a);
+    if (isnan(c)) return quiet(c);
+    return fmaf(b, a, c);
+}
+
 static inline float opA(const float *A, int lda, int ta, int i, int k) {
     return ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
 }
@@ -43,14 +68,14 @@ void rf_gemm_f32_ref(int trans_a, int trans_b, int M, int N, int K, const float 
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             float acc = accumulate ? C[(size_t)i * ldc + j] : 0.0f;
-            for (int k = 0; k < K; k++) acc = fmaf(opB(B, ldb, trans_b, k, j), opA(A, lda, trans_a, i, k), acc);
+            for (int k = 0; k < K; k++) acc = fma_b(opB(B, ldb, trans_b, k, j), opA(A, lda, trans_a, i, k), acc);
             C[(size_t)i * ldc + j] = acc;
         }
 }
 
 /* ---- scalar level: the blocked driver with plain C tiles ----------------- */
 static void tile_scalar(int R, int nv, int kc, const float *A, size_t ps, const float *B, int nr, float *C,
-                        size_t ldc, int lanes, int load_c) {
+                        size_t ldc, int lanes, int load_c, const float *Cnext) {
     enum { VL = 4 };
     const int cols = VL * (nv - 1) + lanes;
     float acc[24][16];
@@ -60,7 +85,7 @@ static void tile_scalar(int R, int nv, int kc, const float *A, size_t ps, const 
         const float *b = B + (size_t)k * nr;
         for (int r = 0; r < R; r++) {
             float a = A[(size_t)(r / RF_GEMM_MR) * ps + (size_t)k * RF_GEMM_MR + r % RF_GEMM_MR];
-            for (int j = 0; j < cols; j++) acc[r][j] = fmaf(b[j], a, acc[r][j]);
+            for (int j = 0; j < cols; j++) acc[r][j] = fma_b(b[j], a, acc[r][j]);
         }
     }
     for (int r = 0; r < R; r++)
@@ -339,8 +364,10 @@ static void run_block(const rf_gemm *g, const gemm_op *o, int m0, int m1, int n0
                     float *Cq = o->C + (size_t)ic * o->ldc + jc + jr;
                     for (int ir = 0; ir < mb;) {
                         int R = mb - ir >= rt ? rt : mb - ir < RF_GEMM_MR ? mb - ir : RF_GEMM_MR;
+                        const float *next = ir + R < mb ? Cq + (size_t)(ir + R) * o->ldc
+                                            : jr + nr < nb ? o->C + (size_t)ic * o->ldc + jc + jr + nr : NULL;
                         im->tile(R, nv, kb, Ap + (size_t)ir * kb, ps, Bq, nr, Cq + (size_t)ir * o->ldc,
-                                 (size_t)o->ldc, lanes, load_c);
+                                 (size_t)o->ldc, lanes, load_c, next);
                         ir += R;
                     }
                 }

@@ -26,8 +26,12 @@ T_AVX2 INLINE __m256i lane_mask(int lanes) {
 }
 
 T_AVX2 INLINE void tile256(int kc, const float *A, size_t ps, const float *B, int nr, float *C, size_t ldc,
-                           int lanes, int load_c, const int R, const int NV) {
+                           int lanes, int load_c, const float *Cnext, const int R, const int NV) {
     __m256 c[12];
+    if (Cnext) {
+        _Pragma("GCC unroll 12")
+        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(Cnext + (size_t)r * ldc), _MM_HINT_T0);
+    }
     const __m256i mk = lane_mask(lanes);
     const int full = lanes == 8;
     const float *ap[2] = {A, A + ps};
@@ -62,21 +66,21 @@ T_AVX2 INLINE void tile256(int kc, const float *A, size_t ps, const float *B, in
 
 #define TILE_FN(r, nv)                                                                                        \
     T_AVX2 static void t256_##r##_##nv(int kc, const float *A, size_t ps, const float *B, int nr, float *C,   \
-                                       size_t ldc, int lanes, int load_c) {                                  \
-        tile256(kc, A, ps, B, nr, C, ldc, lanes, load_c, r, nv);                                             \
+                                       size_t ldc, int lanes, int load_c, const float *Cn) {                 \
+        tile256(kc, A, ps, B, nr, C, ldc, lanes, load_c, Cn, r, nv);                                         \
     }
 #define TILE_NV(r) TILE_FN(r, 1) TILE_FN(r, 2)
 TILE_NV(1) TILE_NV(2) TILE_NV(3) TILE_NV(4) TILE_NV(5) TILE_NV(6)
 TILE_FN(12, 1)
 
-typedef void (*t256_fn)(int, const float *, size_t, const float *, int, float *, size_t, int, int);
+typedef void (*t256_fn)(int, const float *, size_t, const float *, int, float *, size_t, int, int, const float *);
 #define ROW(r) {t256_##r##_1, t256_##r##_2}
 static const t256_fn edge_tiles[7][2] = {{0}, ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6)};
 
 void rf_gemm_tile_avx2(int R, int nv, int kc, const float *A, size_t ps, const float *B, int nr, float *C,
-                       size_t ldc, int lanes, int load_c) {
-    if (R <= RF_GEMM_MR) edge_tiles[R][nv - 1](kc, A, ps, B, nr, C, ldc, lanes, load_c);
-    else t256_12_1(kc, A, ps, B, nr, C, ldc, lanes, load_c);
+                       size_t ldc, int lanes, int load_c, const float *Cnext) {
+    if (R <= RF_GEMM_MR) edge_tiles[R][nv - 1](kc, A, ps, B, nr, C, ldc, lanes, load_c, Cnext);
+    else t256_12_1(kc, A, ps, B, nr, C, ldc, lanes, load_c, Cnext);
 }
 
 /* ---- packers ----------------------------------------------------------------- */

@@ -21,11 +21,17 @@
 #define T512 __attribute__((target("avx512f,avx2,fma"), optimize("O3")))
 #define INLINE static inline __attribute__((always_inline))
 
-#define FMA_BCST(acc, b, a) __asm__("vfmadd231ps %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(b), "m"(*(a)))
+#define FMA_ZMM(acc, b, a) __asm__("vfmadd231ps %2, %1, %0" : "+v"(acc) : "v"(b), "v"(a))
 
 T512 INLINE void tile512(int kc, const float *A, size_t ps, const float *B, int nr, float *C, size_t ldc,
-                         __mmask16 last, int load_c, const int R, const int NV) {
+                         __mmask16 last, int load_c, const float *Cnext, const int R, const int NV) {
     __m512 c[24];
+    if (Cnext) {
+        _Pragma("GCC unroll 24")
+        for (int r = 0; r < R; r++)
+            _Pragma("GCC unroll 4")
+            for (int v = 0; v < NV; v++) _mm_prefetch((const char *)(Cnext + (size_t)r * ldc + 16 * v), _MM_HINT_T0);
+    }
     const float *ap[4] = {A, A + ps, A + 2 * ps, A + 3 * ps};
     _Pragma("GCC unroll 24")
     for (int r = 0; r < R; r++)
@@ -40,9 +46,9 @@ T512 INLINE void tile512(int kc, const float *A, size_t ps, const float *B, int 
         for (int v = 0; v < NV; v++) b[v] = _mm512_load_ps(B + (size_t)k * nr + 16 * v);
         _Pragma("GCC unroll 24")
         for (int r = 0; r < R; r++) {
-            const float *a = ap[r / RF_GEMM_MR] + (size_t)k * RF_GEMM_MR + r % RF_GEMM_MR;
+            const __m512 a = _mm512_set1_ps(ap[r / RF_GEMM_MR][(size_t)k * RF_GEMM_MR + r % RF_GEMM_MR]);
             _Pragma("GCC unroll 4")
-            for (int v = 0; v < NV; v++) FMA_BCST(c[r * NV + v], b[v], a);
+            for (int v = 0; v < NV; v++) FMA_ZMM(c[r * NV + v], b[v], a);
         }
     }
     _Pragma("GCC unroll 24")
@@ -57,22 +63,23 @@ T512 INLINE void tile512(int kc, const float *A, size_t ps, const float *B, int 
  * its accumulators in registers. */
 #define TILE_FN(r, nv)                                                                                        \
     T512 static void t512_##r##_##nv(int kc, const float *A, size_t ps, const float *B, int nr, float *C,     \
-                                     size_t ldc, __mmask16 last, int load_c) {                               \
-        tile512(kc, A, ps, B, nr, C, ldc, last, load_c, r, nv);                                              \
+                                     size_t ldc, __mmask16 last, int load_c, const float *Cn) {              \
+        tile512(kc, A, ps, B, nr, C, ldc, last, load_c, Cn, r, nv);                                          \
     }
 #define TILE_NV(r) TILE_FN(r, 1) TILE_FN(r, 2) TILE_FN(r, 3) TILE_FN(r, 4)
 TILE_NV(1) TILE_NV(2) TILE_NV(3) TILE_NV(4) TILE_NV(5) TILE_NV(6)
 TILE_FN(12, 2)
 TILE_FN(24, 1)
 
-typedef void (*t512_fn)(int, const float *, size_t, const float *, int, float *, size_t, __mmask16, int);
+typedef void (*t512_fn)(int, const float *, size_t, const float *, int, float *, size_t, __mmask16, int,
+                        const float *);
 #define ROW(r) {t512_##r##_1, t512_##r##_2, t512_##r##_3, t512_##r##_4}
 static const t512_fn edge_tiles[7][4] = {{0}, ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6)};
 
 void rf_gemm_tile_avx512(int R, int nv, int kc, const float *A, size_t ps, const float *B, int nr, float *C,
-                         size_t ldc, int lanes, int load_c) {
+                         size_t ldc, int lanes, int load_c, const float *Cnext) {
     __mmask16 last = (__mmask16)(lanes >= 16 ? 0xFFFFu : (1u << lanes) - 1u);
-    if (R <= RF_GEMM_MR) edge_tiles[R][nv - 1](kc, A, ps, B, nr, C, ldc, last, load_c);
-    else if (R == 12) t512_12_2(kc, A, ps, B, nr, C, ldc, last, load_c);
-    else t512_24_1(kc, A, ps, B, nr, C, ldc, last, load_c);
+    if (R <= RF_GEMM_MR) edge_tiles[R][nv - 1](kc, A, ps, B, nr, C, ldc, last, load_c, Cnext);
+    else if (R == 12) t512_12_2(kc, A, ps, B, nr, C, ldc, last, load_c, Cnext);
+    else t512_24_1(kc, A, ps, B, nr, C, ldc, last, load_c, Cnext);
 }

@@ -24,9 +24,11 @@
 
 /* C tile (R x nv vectors, rows ldc apart) = (load_c ? C : 0) + the kc-step
  * product of the packed panels, one fused multiply-add per k per element
- * with the B value as the first multiplicand. */
+ * with the B value as the first multiplicand. Cnext: the next tile's C (its
+ * lines are prefetched while this tile computes, since a tile must load its
+ * C before its first FMA), or NULL. */
 typedef void (*rf_gemm_tile_fn)(int R, int nv, int kc, const float *A, size_t ps, const float *B, int nr, float *C,
-                                size_t ldc, int lanes, int load_c);
+                                size_t ldc, int lanes, int load_c, const float *Cnext);
 /* Ap (layout above) from rows i0 .. i0+mb-1, k0 .. k0+kb-1 of op(A). */
 typedef void (*rf_gemm_pack_a_fn)(float *Ap, const float *A, int lda, int ta, int i0, int mb, int k0, int kb);
 /* Bp (layout above, panel width nr, zero padding to a multiple of vl) from
@@ -44,9 +46,9 @@ typedef struct rf_gemm_impl {
 } rf_gemm_impl;
 
 void rf_gemm_tile_avx2(int R, int nv, int kc, const float *A, size_t ps, const float *B, int nr, float *C,
-                       size_t ldc, int lanes, int load_c);
+                       size_t ldc, int lanes, int load_c, const float *Cnext);
 void rf_gemm_tile_avx512(int R, int nv, int kc, const float *A, size_t ps, const float *B, int nr, float *C,
-                         size_t ldc, int lanes, int load_c);
+                         size_t ldc, int lanes, int load_c, const float *Cnext);
 /* Packers with AVX2 8x8 transposes (used by the AVX2 and AVX-512 levels;
  * they copy values, so they cannot change results). */
 void rf_gemm_pack_a_avx2(float *Ap, const float *A, int lda, int ta, int i0, int mb, int k0, int kb);
