@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # What `make bench` runs: the kernel benchmark (writes bench/results/kernels.json),
+# the dense GEMM benchmark (bench/results/gemm.txt),
 # then the training and coordinator benchmarks if their scripts exist.
 # Benchmarks are never timed tests: run them on a quiet machine; every ratio
 # they report is measured side by side in one run.
@@ -20,7 +21,7 @@ mkdir -p bench/results
 echo "== raffle bench kernels" >&2
 OPENBLAS_NUM_THREADS=1 "$raffle" bench kernels $quick --out bench/results/kernels.json
 
-for b in train coord; do
+for b in gemm train coord; do
   if [ -x "bench/$b/run.sh" ]; then
     echo "== bench/$b/run.sh" >&2
     "bench/$b/run.sh" $quick

@@ -193,7 +193,8 @@ static int calibrate(runner *r, operands *o, double round_s) {
     return reps < 1 ? 1 : reps > 100000 ? 100000 : reps;
 }
 
-/* Alternating rounds over the runners; best seconds per call kept. */
+/* Alternating rounds over the runners; best seconds per call kept. Many
+ * short rounds: on a shared machine some run undisturbed. */
 static void measure(runner *rs, int nr, operands *o, int rounds, double round_s) {
     int reps[8];
     for (int i = 0; i < nr; i++) {
@@ -307,14 +308,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--blis") && i + 1 < argc) blis_arg = argv[++i];
         else if (!strcmp(argv[i], "--child") && i + 2 < argc) {
             int q = i + 3 < argc && !strcmp(argv[i + 3], "--quick");
-            return child_main(argv[i + 1], atoi(argv[i + 2]), q ? 3 : 7, q ? 0.004 : 0.01);
+            return child_main(argv[i + 1], atoi(argv[i + 2]), q ? 5 : 15, q ? 0.002 : 0.004);
         } else {
             fprintf(stderr, "usage: gemm_bench [--quick] [--out FILE] [--blis LIBBLIS.so]\n");
             return 2;
         }
     }
-    const int rounds = quick ? 3 : 7;
-    const double round_s = quick ? 0.004 : 0.01;
+    const int rounds = quick ? 5 : 15;
+    const double round_s = quick ? 0.002 : 0.004;
     char cpu[256], self[1024];
     cpu_name(cpu, sizeof cpu);
     ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);

@@ -2,8 +2,10 @@
  *
  * A job is published by bumping `gen` after writing fn/arg/n; worker w
  * (1 .. threads-1) waits for gen to change, runs part w if w < n, and
- * decrements `pending`; the caller runs part 0 and then waits for pending
- * to reach 0. Waiting is a bounded spin (SPIN_NS) on the atomic, then a
+ * decrements `pending` either way; the caller runs part 0 and then waits
+ * for pending to reach 0, i.e. for every worker to have seen the job (a
+ * worker that skipped a job must not read the next job's fields as this
+ * one's). Waiting is a bounded spin (SPIN_NS) on the atomic, then a
  * sleep on a condition variable. The sleep/wake handshake is the classic
  * store-then-load pair on seq_cst atomics: a worker announces itself in
  * `sleepers` before it re-checks `gen` under the mutex, and the caller
@@ -81,13 +83,14 @@ static void *worker_main(void *varg) {
         }
         if (atomic_load(&p->stop)) return NULL;
         seen = g;
-        if (wa.w < p->n) {
-            p->fn(p->arg, wa.w, p->n);
-            if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->done_waiting)) {
-                pthread_mutex_lock(&p->mu);
-                pthread_cond_signal(&p->done_cv);
-                pthread_mutex_unlock(&p->mu);
-            }
+        /* Every worker acknowledges every job, taking part or not: the
+         * caller returns only when all have seen this generation, so none
+         * can still be looking at it when the next job's fields are written. */
+        if (wa.w < p->n) p->fn(p->arg, wa.w, p->n);
+        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->done_waiting)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done_cv);
+            pthread_mutex_unlock(&p->mu);
         }
     }
 }
@@ -162,7 +165,7 @@ void rf_pool_run(rf_pool *p, int n, rf_pool_fn fn, void *arg) {
     p->fn = fn;
     p->arg = arg;
     p->n = n;
-    atomic_store(&p->pending, n - 1);
+    atomic_store(&p->pending, p->threads - 1);
     atomic_fetch_add(&p->gen, 1);
     if (atomic_load(&p->sleepers)) {
         pthread_mutex_lock(&p->mu);

@@ -235,6 +235,7 @@ struct rf_gemm {
     rf_pool *pool;
     int threads;
     int kc, mc, nc;
+    int nc2;             /* B block columns when all rows fit one A block (L2-sized) */
     size_t ws_a, ws_b;   /* floats per thread: packed A block, packed B panel */
     float **ws;          /* [threads], each ws_a + ws_b floats, 64-byte aligned */
     char err[256];
@@ -252,17 +253,21 @@ static rf_status gemm_err(rf_gemm *g, rf_status s, const char *fmt, ...) {
 static int round_down(int v, int m) { return v / m * m < m ? m : v / m * m; }
 
 /* Blocking from the cache sizes (docs/kernels.md, "Dense fp32 GEMM"):
- *  kc: a kc x nr B panel takes about half of L1 (it is reused by every A
- *      panel of the block), at least 128 and at most 512;
- *  mc: the mc x kc A block takes about half of L2;
+ *  kc: a K block is at most 384 deep (K is cut into near-equal blocks).
+ *      Every K block loads and stores each C tile once, so for the
+ *      training products (C often larger than L2, K 100 .. 1200) fewer,
+ *      deeper blocks beat a kc x nr B panel sized for L1: on Zen 5 the
+ *      tile streams its B panel from L2 at full speed (96% of peak in L1,
+ *      88-92% from L2), while a C round trip to L3 or memory costs more;
+ *  mc: the mc x kc A block takes about half of L2 (it is reused by every
+ *      B panel);
  *  nc: the kc x nc B block takes about half of this core's L3 share, at
  *      most 4096 columns (the per-thread buffer). */
-static void default_blocking(const rf_gemm_impl *im, int *kc, int *mc, int *nc) {
+static void default_blocking(const rf_gemm_impl *im, int *kc, int *mc, int *nc, int *nc2) {
     long l1, l2, l3;
     rf_gemm_cache_sizes(&l1, &l2, &l3);
-    long k = l1 / 2 / ((long)im->nr * (long)sizeof(float));
-    if (k < 128) k = 128;
-    if (k > 512) k = 512;
+    (void)l1;
+    long k = 384;
     long m = l2 / 2 / (k * (long)sizeof(float));
     if (m > 2048) m = 2048;
     long n = l3 / 2 / (k * (long)sizeof(float));
@@ -270,6 +275,8 @@ static void default_blocking(const rf_gemm_impl *im, int *kc, int *mc, int *nc) 
     *kc = (int)k;
     *mc = round_down((int)m, 24);
     *nc = round_down((int)n, im->nr);
+    *nc2 = round_down((int)(l2 / 2 / (k * (long)sizeof(float))), im->nr);
+    if (*nc2 > *nc) *nc2 = *nc;
 }
 
 rf_status rf_gemm_create(rf_ctx *ctx, const rf_gemm_cfg *cfg, rf_gemm **out) {
@@ -289,10 +296,11 @@ rf_status rf_gemm_create(rf_ctx *ctx, const rf_gemm_cfg *cfg, rf_gemm **out) {
     g->pool = c.pool;
     int pt = rf_pool_threads(c.pool);
     g->threads = c.threads && c.threads < pt ? c.threads : pt;
-    default_blocking(g->im, &g->kc, &g->mc, &g->nc);
+    default_blocking(g->im, &g->kc, &g->mc, &g->nc, &g->nc2);
     if (c.kc) g->kc = c.kc;
     if (c.mc) g->mc = (c.mc + RF_GEMM_MR - 1) / RF_GEMM_MR * RF_GEMM_MR;
-    if (c.nc) g->nc = (c.nc + g->im->vl - 1) / g->im->vl * g->im->vl;
+    if (c.nc) g->nc = g->nc2 = (c.nc + g->im->vl - 1) / g->im->vl * g->im->vl;
+    if (g->nc2 > g->nc) g->nc2 = g->nc;
     g->ws_a = (size_t)g->mc * g->kc + RF_GEMM_A_SLACK;
     g->ws_a = (g->ws_a + 15) / 16 * 16;
     g->ws_b = ((size_t)g->nc + (size_t)g->im->nr) * g->kc;
@@ -340,40 +348,68 @@ typedef struct gemm_op {
     int ldc;
 } gemm_op;
 
-/* C rows [m0, m1) x columns [n0, n1) of the product, with buffer ws. */
+/* The register tiles of one packed A block (rows ic .. ic+mb-1) times one
+ * packed B block (columns jc .. jc+nb-1), K block of depth kb. */
+static void run_tiles(const rf_gemm *g, const gemm_op *o, const float *Ap, const float *Bp, int ic, int mb, int jc,
+                      int nb, int kb, int load_c) {
+    const rf_gemm_impl *im = g->im;
+    const int nr = im->nr, vl = im->vl;
+    const size_t ps = (size_t)RF_GEMM_MR * kb;
+    for (int jr = 0; jr < nb; jr += nr) {
+        int cols = nb - jr < nr ? nb - jr : nr, nv = (cols + vl - 1) / vl, lanes = cols - vl * (nv - 1);
+        int rt = im->rows[nv];
+        const float *Bq = Bp + (size_t)jr * kb;
+        float *Cq = o->C + (size_t)ic * o->ldc + jc + jr;
+        for (int ir = 0; ir < mb;) {
+            int R = mb - ir >= rt ? rt : mb - ir < RF_GEMM_MR ? mb - ir : RF_GEMM_MR;
+            const float *next = ir + R < mb ? Cq + (size_t)(ir + R) * o->ldc
+                                : jr + nr < nb ? o->C + (size_t)ic * o->ldc + jc + jr + nr : NULL;
+            im->tile(R, nv, kb, Ap + (size_t)ir * kb, ps, Bq, nr, Cq + (size_t)ir * o->ldc, (size_t)o->ldc, lanes,
+                     load_c, next);
+            ir += R;
+        }
+    }
+}
+
+/* C rows [m0, m1) x columns [n0, n1) of the product, with buffer ws. K is
+ * cut into nk near-equal blocks of at most kc; block b of every element is
+ * applied after block b - 1 in both loop orders below. */
 static void run_block(const rf_gemm *g, const gemm_op *o, int m0, int m1, int n0, int n1, float *ws) {
     const rf_gemm_impl *im = g->im;
     float *Ap = ws, *Bp = ws + g->ws_a;
-    const int nr = im->nr, vl = im->vl;
-    /* K in nk near-equal blocks of at most kc */
     const int nk = (o->K + g->kc - 1) / g->kc;
+#define K_BLOCK(b, k0, kb) \
+    int k0 = (int)((long)o->K * (b) / nk), kb = (int)((long)o->K * ((b) + 1) / nk) - k0
+    if (m1 - m0 <= g->mc) {
+        /* All rows in one A block (the batch-128 products): K blocks
+         * outermost, A packed once per K block, B in blocks of nc2 columns
+         * that stay in L2 while the tiles read them. */
+        for (int b = 0; b < nk; b++) {
+            K_BLOCK(b, k0, kb);
+            im->pack_a(Ap, o->A, o->lda, o->ta, m0, m1 - m0, k0, kb);
+            for (int jc = n0; jc < n1; jc += g->nc2) {
+                int nb = n1 - jc < g->nc2 ? n1 - jc : g->nc2;
+                im->pack_b(Bp, o->B, o->ldb, o->tb, k0, kb, jc, nb, im->nr, im->vl);
+                run_tiles(g, o, Ap, Bp, m0, m1 - m0, jc, nb, kb, o->acc || b > 0);
+            }
+        }
+        return;
+    }
+    /* Goto's order: B block (L3) per nc columns and K block, A block (L2)
+     * per mc rows. */
     for (int jc = n0; jc < n1; jc += g->nc) {
         int nb = n1 - jc < g->nc ? n1 - jc : g->nc;
         for (int b = 0; b < nk; b++) {
-            int k0 = (int)((long)o->K * b / nk), kb = (int)((long)o->K * (b + 1) / nk) - k0;
-            int load_c = o->acc || b > 0;
-            im->pack_b(Bp, o->B, o->ldb, o->tb, k0, kb, jc, nb, nr, vl);
+            K_BLOCK(b, k0, kb);
+            im->pack_b(Bp, o->B, o->ldb, o->tb, k0, kb, jc, nb, im->nr, im->vl);
             for (int ic = m0; ic < m1; ic += g->mc) {
                 int mb = m1 - ic < g->mc ? m1 - ic : g->mc;
                 im->pack_a(Ap, o->A, o->lda, o->ta, ic, mb, k0, kb);
-                const size_t ps = (size_t)RF_GEMM_MR * kb;
-                for (int jr = 0; jr < nb; jr += nr) {
-                    int cols = nb - jr < nr ? nb - jr : nr, nv = (cols + vl - 1) / vl, lanes = cols - vl * (nv - 1);
-                    int rt = im->rows[nv];
-                    const float *Bq = Bp + (size_t)jr * kb;
-                    float *Cq = o->C + (size_t)ic * o->ldc + jc + jr;
-                    for (int ir = 0; ir < mb;) {
-                        int R = mb - ir >= rt ? rt : mb - ir < RF_GEMM_MR ? mb - ir : RF_GEMM_MR;
-                        const float *next = ir + R < mb ? Cq + (size_t)(ir + R) * o->ldc
-                                            : jr + nr < nb ? o->C + (size_t)ic * o->ldc + jc + jr + nr : NULL;
-                        im->tile(R, nv, kb, Ap + (size_t)ir * kb, ps, Bq, nr, Cq + (size_t)ir * o->ldc,
-                                 (size_t)o->ldc, lanes, load_c, next);
-                        ir += R;
-                    }
-                }
+                run_tiles(g, o, Ap, Bp, ic, mb, jc, nb, kb, o->acc || b > 0);
             }
         }
     }
+#undef K_BLOCK
 }
 
 /* K = 0: C = 0 (beta 0) on rows [m0, m1) x [n0, n1); with accumulate nothing. */

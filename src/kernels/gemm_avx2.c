@@ -104,22 +104,37 @@ T_AVX2 INLINE void tr8(const __m256 in[8], __m256 out[8]) {
     out[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
+/* Rows of the next copy that are requested ahead of use: the packers read
+ * short runs (a panel's columns or a K block of a row) from rows far apart,
+ * where the hardware prefetchers barely start before the run ends. */
+#define PF_ROWS 4
+
+T_AVX2 INLINE void prefetch_run(const float *p, int n) {
+    for (int o = 0; o < n; o += 16) _mm_prefetch((const char *)(p + o), _MM_HINT_T0);
+}
+
 T_AVX2 void rf_gemm_pack_a_avx2(float *Ap, const float *A, int lda, int ta, int i0, int mb, int k0, int kb) {
     enum { MR = RF_GEMM_MR };
+    if (ta) {   /* op(A) row i is column i of A: row k of A holds k for every panel */
+        const int full = mb / MR;
+        for (int k = 0; k < kb; k++) {
+            const float *s = A + (size_t)(k0 + k) * lda + i0;
+            if (k + PF_ROWS < kb) prefetch_run(s + (size_t)PF_ROWS * lda, mb);
+            for (int p = 0; p < full; p++) memcpy(Ap + (size_t)p * MR * kb + (size_t)k * MR, s + p * MR, MR * sizeof(float));
+            if (full * MR < mb) {
+                float *d = Ap + (size_t)full * MR * kb + (size_t)k * MR;
+                for (int r = 0; r < MR; r++) d[r] = full * MR + r < mb ? s[full * MR + r] : 0.0f;
+            }
+        }
+        return;
+    }
     for (int p = 0; p * MR < mb; p++) {
         float *d = Ap + (size_t)p * MR * kb;
         const int rows = mb - p * MR < MR ? mb - p * MR : MR, ib = i0 + p * MR;
-        if (ta) {   /* op(A) row i is column i of A: 6 contiguous floats per k */
-            for (int k = 0; k < kb; k++) {
-                const float *s = A + (size_t)(k0 + k) * lda + ib;
-                float *dk = d + (size_t)k * MR;
-                if (rows == MR) memcpy(dk, s, MR * sizeof(float));
-                else for (int r = 0; r < MR; r++) dk[r] = r < rows ? s[r] : 0.0f;
-            }
-            continue;
-        }
         const float *s[MR];
         for (int r = 0; r < MR; r++) s[r] = A + (size_t)(ib + (r < rows ? r : rows - 1)) * lda + k0;
+        if ((p + 1) * MR < mb)
+            for (int r = 0; r < MR && (p + 1) * MR + r < mb; r++) prefetch_run(s[0] + (size_t)(MR + r) * lda, kb);
         int k = 0;
         if (rows == MR) {
             for (; k + 8 <= kb; k += 8) {
@@ -137,18 +152,23 @@ T_AVX2 void rf_gemm_pack_a_avx2(float *Ap, const float *A, int lda, int ta, int 
 
 T_AVX2 void rf_gemm_pack_b_avx2(float *Bp, const float *B, int ldb, int tb, int k0, int kb, int j0, int nb, int nr,
                                 int vl) {
+    if (!tb) {   /* row k of the block, nb contiguous floats, into every panel */
+        for (int k = 0; k < kb; k++) {
+            const float *s = B + (size_t)(k0 + k) * ldb + j0;
+            if (k + PF_ROWS < kb) prefetch_run(s + (size_t)PF_ROWS * ldb, nb);
+            for (int q = 0; q * nr < nb; q++) {
+                const int cols = nb - q * nr < nr ? nb - q * nr : nr, width = (cols + vl - 1) / vl * vl;
+                float *dk = Bp + (size_t)q * nr * kb + (size_t)k * nr;
+                memcpy(dk, s + q * nr, (size_t)cols * sizeof(float));
+                for (int j = cols; j < width; j++) dk[j] = 0.0f;
+            }
+        }
+        return;
+    }
     for (int q = 0; q * nr < nb; q++) {
         float *d = Bp + (size_t)q * nr * kb;
         const int jb = j0 + q * nr, cols = nb - q * nr < nr ? nb - q * nr : nr;
         const int width = (cols + vl - 1) / vl * vl;
-        if (!tb) {
-            for (int k = 0; k < kb; k++) {
-                float *dk = d + (size_t)k * nr;
-                memcpy(dk, B + (size_t)(k0 + k) * ldb + jb, (size_t)cols * sizeof(float));
-                for (int j = cols; j < width; j++) dk[j] = 0.0f;
-            }
-            continue;
-        }
         /* op(B)[k][j] = B[j][k]: 8 x 8 blocks of (j, k) transposed */
         int j = 0;
         for (; j + 8 <= cols; j += 8) {
