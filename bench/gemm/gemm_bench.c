@@ -12,8 +12,8 @@
  * on 2 threads (its worker threads spin after use and would steal the
  * second core from the raffle rounds), OpenBLAS with OPENBLAS_CORETYPE =
  * SkylakeX and Cooperlake (what it runs without the override), and BLIS
- * (bli_sgemm, dlopen'ed from --blis LIB or the Debian package paths) on 1
- * and 2 threads, if found.
+ * (bli_sgemm, dlopen'ed from --blis / --blis2 LIB or the Debian package
+ * paths) on 1 and 2 threads, if found.
  *
  * GFLOP/s count effective FLOPs, 2·M·N·K per product: the multiplies the
  * product needs, not the padded lanes a kernel executes. "% peak" is of
@@ -182,13 +182,18 @@ static void run_blis(void *impl, operands *o) {
                     s->tb ? 1 : o->ldb, s->tb ? o->ldb : 1, &beta, o->pc[p], o->ldc, 1);
 }
 
-typedef struct runner { const char *name; run_fn fn; void *impl; double best; } runner;
+/* wall: time with the wall clock (runs on several threads); otherwise the
+ * calling thread's CPU time, which leaves out time spent descheduled by
+ * the other processes of a shared machine (docs/kernels.md, "Benchmark"). */
+typedef struct runner { const char *name; run_fn fn; void *impl; double best; int wall; } runner;
+
+static double clock_of(const runner *r) { return r->wall ? now() : rf_thread_seconds(); }
 
 /* Calls per timed round so that a round takes about `round_s`. */
 static int calibrate(runner *r, operands *o, double round_s) {
     double t0 = now();
     r->fn(r->impl, o);
-    double dt = now() - t0;
+    double dt = now() - t0;   /* wall: a preempted call only shortens the rounds */
     int reps = dt > 0 ? (int)(round_s / dt) : 1000;
     return reps < 1 ? 1 : reps > 100000 ? 100000 : reps;
 }
@@ -204,9 +209,9 @@ static void measure(runner *rs, int nr, operands *o, int rounds, double round_s)
     }
     for (int r = 0; r < rounds; r++)
         for (int i = 0; i < nr; i++) {
-            double t0 = now();
+            double t0 = clock_of(&rs[i]);
             for (int k = 0; k < reps[i]; k++) rs[i].fn(rs[i].impl, o);
-            double dt = (now() - t0) / reps[i];
+            double dt = (clock_of(&rs[i]) - t0) / reps[i];
             if (dt < rs[i].best) rs[i].best = dt;
         }
 }
@@ -220,7 +225,7 @@ extern void openblas_set_num_threads(int);
 extern char *openblas_get_corename(void);
 
 static int child_main(const char *what, int threads, int rounds, double round_s) {
-    runner r = {what, NULL, NULL, 0};
+    runner r = {what, NULL, NULL, 0, threads > 1};
     if (strcmp(what, "openblas") == 0) {
         openblas_set_num_threads(threads);
         r.fn = run_openblas;
@@ -289,33 +294,41 @@ static void cpu_name(char *buf, size_t n) {
     snprintf(buf, n, "%s, cpu family %s", model, fam);
 }
 
-static const char *find_blis(const char *arg) {
-    static const char *const paths[] = {"/usr/lib/x86_64-linux-gnu/blis-pthread/libblis.so.4",
-                                        "/usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4",
-                                        "/usr/lib/x86_64-linux-gnu/blis-serial/libblis.so.4"};
+/* BLIS: the library given, else Debian's packages (libblis4-serial for one
+ * thread, libblis4-pthread for two; Debian 12's pthread build picks the
+ * "generic" kernels on Zen 5 where the serial one picks "skx"). */
+static const char *find_blis(const char *arg, int threads) {
+    static const char *const serial[] = {"/usr/lib/x86_64-linux-gnu/blis-serial/libblis.so.4",
+                                         "/usr/lib/x86_64-linux-gnu/blis-pthread/libblis.so.4",
+                                         "/usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4"};
+    static const char *const threaded[] = {"/usr/lib/x86_64-linux-gnu/blis-pthread/libblis.so.4",
+                                           "/usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4"};
     if (arg) return access(arg, R_OK) == 0 ? arg : NULL;
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
-        if (access(paths[i], R_OK) == 0) return paths[i];
+    const char *const *list = threads > 1 ? threaded : serial;
+    size_t n = threads > 1 ? sizeof threaded / sizeof *threaded : sizeof serial / sizeof *serial;
+    for (size_t i = 0; i < n; i++)
+        if (access(list[i], R_OK) == 0) return list[i];
     return NULL;
 }
 
 int main(int argc, char **argv) {
     int quick = 0;
-    const char *out = NULL, *blis_arg = NULL;
+    const char *out = NULL, *blis_arg = NULL, *blis2_arg = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "--blis") && i + 1 < argc) blis_arg = argv[++i];
+        else if (!strcmp(argv[i], "--blis2") && i + 1 < argc) blis2_arg = argv[++i];
         else if (!strcmp(argv[i], "--child") && i + 2 < argc) {
             int q = i + 3 < argc && !strcmp(argv[i + 3], "--quick");
-            return child_main(argv[i + 1], atoi(argv[i + 2]), q ? 5 : 15, q ? 0.002 : 0.004);
+            return child_main(argv[i + 1], atoi(argv[i + 2]), q ? 5 : 30, 0.002);
         } else {
-            fprintf(stderr, "usage: gemm_bench [--quick] [--out FILE] [--blis LIBBLIS.so]\n");
+            fprintf(stderr, "usage: gemm_bench [--quick] [--out FILE] [--blis LIBBLIS.so] [--blis2 LIBBLIS.so]\n");
             return 2;
         }
     }
-    const int rounds = quick ? 5 : 15;
-    const double round_s = quick ? 0.002 : 0.004;
+    const int rounds = quick ? 5 : 30;
+    const double round_s = quick ? 0.002 : 0.002;
     char cpu[256], self[1024];
     cpu_name(cpu, sizeof cpu);
     ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -351,8 +364,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < NSHAPES; i++) {
         operands o;
         if (make_ops(&o, &shapes[i])) { fprintf(stderr, "gemm_bench: out of memory\n"); return 1; }
-        runner rs[4] = {{"raffle", run_raffle, g1, 0}, {"raffle2", run_raffle, g2, 0},
-                        {"raffle-avx2", run_raffle, gv, 0}, {"openblas", run_openblas, NULL, 0}};
+        runner rs[4] = {{"raffle", run_raffle, g1, 0, 0}, {"raffle2", run_raffle, g2, 0, 1},
+                        {"raffle-avx2", run_raffle, gv, 0, 0}, {"openblas", run_openblas, NULL, 0, 0}};
         measure(rs, 4, &o, rounds, round_s);
         for (int r = 0; r < 4; r++) sec[r][i] = rs[r].best;
         /* bit identity: one call each from the same C, against the reference */
@@ -382,13 +395,13 @@ int main(int argc, char **argv) {
     run_child(self, "", "openblas", 2, quick, csec[0], core[0], sizeof core[0]);
     run_child(self, "OPENBLAS_CORETYPE=SkylakeX", "openblas", 1, quick, csec[1], core[1], sizeof core[1]);
     run_child(self, "OPENBLAS_CORETYPE=Cooperlake", "openblas", 1, quick, csec[2], core[2], sizeof core[2]);
-    const char *blis = find_blis(blis_arg);
-    if (blis) {
-        run_child(self, "", blis, 1, quick, csec[3], core[3], sizeof core[3]);
-        run_child(self, "", blis, 2, quick, csec[4], core[4], sizeof core[4]);
-    } else {
-        for (int c = 3; c < 5; c++) {
-            snprintf(core[c], sizeof core[c], "not installed (libblis4-pthread; --blis LIB)");
+    const char *blis = find_blis(blis_arg, 1), *blis2 = find_blis(blis2_arg ? blis2_arg : blis_arg, 2);
+    for (int c = 3; c < 5; c++) {
+        const char *lib = c == 3 ? blis : blis2;
+        if (lib) {
+            run_child(self, "", lib, c == 3 ? 1 : 2, quick, csec[c], core[c], sizeof core[c]);
+        } else {
+            snprintf(core[c], sizeof core[c], "not installed (libblis4-serial/-pthread; --blis LIB)");
             for (int i = 0; i < NSHAPES; i++) csec[c][i] = 0;
         }
     }
@@ -401,13 +414,14 @@ int main(int argc, char **argv) {
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&tnow));
     fprintf(f, "# raffle dense GEMM vs OpenBLAS vs peak (bench/gemm/gemm_bench.c%s), %s\n", quick ? ", --quick" : "",
             date);
-    fprintf(f, "# CPU: %s; 2 cores, shared machine (best of %d rounds)\n", cpu, rounds);
+    fprintf(f, "# CPU: %s; 2 cores, shared machine (best of %d rounds; 1 thread: thread CPU time, 2 threads: "
+               "wall time)\n", cpu, rounds);
     fprintf(f, "# FP32 peak (rf_bench_fp32_peak, one core): AVX-512 %.1f GFLOP/s, AVX2 %.1f GFLOP/s\n", peak, peak2);
     fprintf(f, "# raffle blocking: kc %d, mc %d, nc %d, tile %d x %d; caches L1d %ld K, L2 %ld K, L3 %ld K/core\n",
             kc, mc, nc, mr, nr, l1 / 1024, l2 / 1024, l3 / 1024);
     fprintf(f, "# OpenBLAS in-process: OPENBLAS_CORETYPE=%s (%s); children: 2t %s, SkylakeX -> %s, Cooperlake -> %s\n",
             env_core ? env_core : "(unset)", openblas_get_corename(), core[0], core[1], core[2]);
-    fprintf(f, "# BLIS: %s, 1t %s, 2t %s\n", blis ? blis : "-", core[3], core[4]);
+    fprintf(f, "# BLIS 1t: %s (%s); 2t: %s (%s)\n", blis ? blis : "-", core[3], blis2 ? blis2 : "-", core[4]);
     fprintf(f, "# GFLOP/s = 2 M N K (x batch) / time: effective FLOPs of the product, not padded lanes.\n");
     fprintf(f, "# same = raffle AVX-512 1t, 2t and AVX2 all byte-identical to rf_gemm_f32_ref\n");
     fprintf(f, "%-14s %-20s %5s %5s %5s %2s %3s | %7s %5s %7s %5s %7s %5s | %7s %7s %7s %7s | %7s %7s | %4s\n", "preset",
