@@ -20,6 +20,7 @@
  * rf_bench_fp32_peak (AVX-512 FMA throughput of this core, measured here).
  * Each raffle result is compared byte for byte across the three raffle
  * runs (AVX-512 1 and 2 threads, AVX2) and with rf_gemm_f32_ref. */
+#include "nn/layers.h"
 #include "raffle/gemm.h"
 #include "raffle/kernels.h"
 
@@ -85,6 +86,15 @@ static const shape shapes[] = {
     {"conv-2 im2col", "conv2 wide fwd", 0, 0, 64, 840, 576, 0, 1},
     {"conv-2 im2col", "conv2 wide dW", 0, 1, 64, 576, 840, 1, 1},
     {"conv-2 im2col", "conv2 wide dX", 1, 0, 576, 840, 64, 0, 1},
+    /* vit-tiny at batch 128 (2176 token rows, width 64, MLP 256), as
+     * gemm_rows.c runs them: forward X·W^T with W^T copied (N,N), input
+     * gradient dY·W (N,N), weight gradient dY^T·X (T,N) */
+    {"vit-tiny", "qkv fwd", 0, 0, 2176, 192, 64, 1, 1},
+    {"vit-tiny", "qkv dX", 0, 0, 2176, 64, 192, 1, 1},
+    {"vit-tiny", "qkv dW", 1, 0, 192, 64, 2176, 1, 1},
+    {"vit-tiny", "fc1 fwd", 0, 0, 2176, 256, 64, 1, 1},
+    {"vit-tiny", "fc2 fwd", 0, 0, 2176, 64, 256, 1, 1},
+    {"vit-tiny", "fc1 dW", 1, 0, 256, 64, 2176, 1, 1},
 };
 #define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
 
@@ -157,6 +167,15 @@ static void run_raffle(void *impl, operands *o) {
         fprintf(stderr, "gemm_bench: %s\n", rf_gemm_error(impl));
         exit(1);
     }
+}
+
+/* src/nn/gemm_rows.c's row-streaming kernel (tb = 0 only), the engine's
+ * path for vit-tiny's tall products today. */
+static void run_rows(void *impl, operands *o) {
+    const shape *s = o->s;
+    (void)impl;
+    for (int p = 0; p < s->batch; p++)
+        rf_nn_gemm_rows(o->pc[p], o->ldc, o->pa[p], o->lda, s->ta, o->pb[p], o->ldb, NULL, s->acc, s->M, s->N, s->K);
 }
 
 static void run_openblas(void *impl, operands *o) {
@@ -359,15 +378,17 @@ int main(int argc, char **argv) {
     long l1, l2, l3;
     rf_gemm_cache_sizes(&l1, &l2, &l3);
 
-    double sec[6][NSHAPES];   /* raffle 1t, 2t, avx2, openblas 1t */
+    double sec[6][NSHAPES];   /* raffle 1t, 2t, avx2, openblas 1t, gemm_rows (vit-tiny) */
     int identical[NSHAPES];
     for (int i = 0; i < NSHAPES; i++) {
         operands o;
         if (make_ops(&o, &shapes[i])) { fprintf(stderr, "gemm_bench: out of memory\n"); return 1; }
-        runner rs[4] = {{"raffle", run_raffle, g1, 0, 0}, {"raffle2", run_raffle, g2, 0, 1},
-                        {"raffle-avx2", run_raffle, gv, 0, 0}, {"openblas", run_openblas, NULL, 0, 0}};
-        measure(rs, 4, &o, rounds, round_s);
-        for (int r = 0; r < 4; r++) sec[r][i] = rs[r].best;
+        runner rs[5] = {{"raffle", run_raffle, g1, 0, 0}, {"raffle2", run_raffle, g2, 0, 1},
+                        {"raffle-avx2", run_raffle, gv, 0, 0}, {"openblas", run_openblas, NULL, 0, 0},
+                        {"gemm_rows", run_rows, NULL, 0, 0}};
+        int nrun = strcmp(shapes[i].preset, "vit-tiny") == 0 ? 5 : 4;
+        measure(rs, nrun, &o, rounds, round_s);
+        for (int r = 0; r < 5; r++) sec[r][i] = r < nrun ? rs[r].best : 0;
         /* bit identity: one call each from the same C, against the reference */
         size_t bytes = o.nc * (size_t)shapes[i].batch * sizeof(float);
         float *want = malloc(bytes), *got = malloc(bytes);
@@ -424,9 +445,10 @@ int main(int argc, char **argv) {
     fprintf(f, "# BLIS 1t: %s (%s); 2t: %s (%s)\n", blis ? blis : "-", core[3], blis2 ? blis2 : "-", core[4]);
     fprintf(f, "# GFLOP/s = 2 M N K (x batch) / time: effective FLOPs of the product, not padded lanes.\n");
     fprintf(f, "# same = raffle AVX-512 1t, 2t and AVX2 all byte-identical to rf_gemm_f32_ref\n");
-    fprintf(f, "%-14s %-20s %5s %5s %5s %2s %3s | %7s %5s %7s %5s %7s %5s | %7s %7s %7s %7s | %7s %7s | %4s\n", "preset",
-            "product", "M", "N", "K", "tt", "b", "r512", "%pk", "r512x2", "x2", "ravx2", "%pk2", "oblas", "oblas2",
-            "skx", "cpx", "blis", "blis2", "same");
+    fprintf(f, "# rows = src/nn/gemm_rows.c (row streaming, the engine's path for vit-tiny's tall products today)\n");
+    fprintf(f, "%-14s %-20s %5s %5s %5s %2s %3s | %7s %5s %7s %5s %7s %5s | %7s %7s %7s %7s | %7s %7s | %7s | %4s\n",
+            "preset", "product", "M", "N", "K", "tt", "b", "r512", "%pk", "r512x2", "x2", "ravx2", "%pk2", "oblas",
+            "oblas2", "skx", "cpx", "blis", "blis2", "rows", "same");
     int np = 0;
     const char *cur = NULL;
     double fl = 0, t1 = 0, t2 = 0, tb = 0;
@@ -454,6 +476,8 @@ int main(int argc, char **argv) {
             if (csec[c][i] > 0) fprintf(f, " %7.1f", gflops(s, csec[c][i]));
             else fprintf(f, " %7s", "-");
         }
+        if (sec[4][i] > 0) fprintf(f, " | %7.1f", gflops(s, sec[4][i]));
+        else fprintf(f, " | %7s", "-");
         fprintf(f, " | %4s\n", identical[i] ? "yes" : "NO");
         np++;
     }
