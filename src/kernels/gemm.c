@@ -349,26 +349,39 @@ typedef struct gemm_op {
 } gemm_op;
 
 /* The register tiles of one packed A block (rows ic .. ic+mb-1) times one
- * packed B block (columns jc .. jc+nb-1), K block of depth kb. */
-static void run_tiles(const rf_gemm *g, const gemm_op *o, const float *Ap, const float *Bp, int ic, int mb, int jc,
-                      int nb, int kb, int load_c) {
+ * B block (columns jc .. jc+nb-1), K block of depth kb: packed (Bb = Bp,
+ * panel q at Bp + q·nr·kb, rows nr apart) or read in place (Bb = &op(B)[k0][jc],
+ * rows ldb apart). */
+static void run_tiles(const rf_gemm *g, const gemm_op *o, const float *Ap, const float *Bb, int inplace, int ic,
+                      int mb, int jc, int nb, int kb, int load_c) {
     const rf_gemm_impl *im = g->im;
     const int nr = im->nr, vl = im->vl;
     const size_t ps = (size_t)RF_GEMM_MR * kb;
     for (int jr = 0; jr < nb; jr += nr) {
         int cols = nb - jr < nr ? nb - jr : nr, nv = (cols + vl - 1) / vl, lanes = cols - vl * (nv - 1);
         int rt = im->rows[nv];
-        const float *Bq = Bp + (size_t)jr * kb;
+        const float *Bq = inplace ? Bb + jr : Bb + (size_t)jr * kb;
+        const int bstride = inplace ? o->ldb : nr;
         float *Cq = o->C + (size_t)ic * o->ldc + jc + jr;
         for (int ir = 0; ir < mb;) {
             int R = mb - ir >= rt ? rt : mb - ir < RF_GEMM_MR ? mb - ir : RF_GEMM_MR;
             const float *next = ir + R < mb ? Cq + (size_t)(ir + R) * o->ldc
                                 : jr + nr < nb ? o->C + (size_t)ic * o->ldc + jc + jr + nr : NULL;
-            im->tile(R, nv, kb, Ap + (size_t)ir * kb, ps, Bq, nr, Cq + (size_t)ir * o->ldc, (size_t)o->ldc, lanes,
-                     load_c, next);
+            im->tile(R, nv, kb, Ap + (size_t)ir * kb, ps, Bq, bstride, Cq + (size_t)ir * o->ldc, (size_t)o->ldc,
+                     lanes, load_c, next);
             ir += R;
         }
     }
+}
+
+/* Whether the tiles read op(B) where it is instead of packing it: B not
+ * transposed (rows of op(B) contiguous), a stride short enough that a K
+ * block of rows stays within L2 and a few pages, and not a multiple of
+ * 256 floats (rows 1 KiB apart share L1 sets). Packing B costs about as
+ * much as 1/M of the product's FMAs per element, which matters for the
+ * batch-128 and Winograd (M = 64) products. */
+static int b_in_place(const gemm_op *o) {
+    return !o->tb && o->ldb <= 1024 && o->ldb % 256 != 0;
 }
 
 /* C rows [m0, m1) x columns [n0, n1) of the product, with buffer ws. K is
@@ -384,13 +397,15 @@ static void run_block(const rf_gemm *g, const gemm_op *o, int m0, int m1, int n0
         /* All rows in one A block (the batch-128 products): K blocks
          * outermost, A packed once per K block, B in blocks of nc2 columns
          * that stay in L2 while the tiles read them. */
+        const int inplace = b_in_place(o);
         for (int b = 0; b < nk; b++) {
             K_BLOCK(b, k0, kb);
             im->pack_a(Ap, o->A, o->lda, o->ta, m0, m1 - m0, k0, kb);
             for (int jc = n0; jc < n1; jc += g->nc2) {
                 int nb = n1 - jc < g->nc2 ? n1 - jc : g->nc2;
-                im->pack_b(Bp, o->B, o->ldb, o->tb, k0, kb, jc, nb, im->nr, im->vl);
-                run_tiles(g, o, Ap, Bp, m0, m1 - m0, jc, nb, kb, o->acc || b > 0);
+                if (!inplace) im->pack_b(Bp, o->B, o->ldb, o->tb, k0, kb, jc, nb, im->nr, im->vl);
+                run_tiles(g, o, Ap, inplace ? o->B + (size_t)k0 * o->ldb + jc : Bp, inplace, m0, m1 - m0, jc, nb, kb,
+                          o->acc || b > 0);
             }
         }
         return;
@@ -405,7 +420,7 @@ static void run_block(const rf_gemm *g, const gemm_op *o, int m0, int m1, int n0
             for (int ic = m0; ic < m1; ic += g->mc) {
                 int mb = m1 - ic < g->mc ? m1 - ic : g->mc;
                 im->pack_a(Ap, o->A, o->lda, o->ta, ic, mb, k0, kb);
-                run_tiles(g, o, Ap, Bp, ic, mb, jc, nb, kb, o->acc || b > 0);
+                run_tiles(g, o, Ap, Bp, 0, ic, mb, jc, nb, kb, o->acc || b > 0);
             }
         }
     }

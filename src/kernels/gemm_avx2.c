@@ -46,7 +46,10 @@ T_AVX2 INLINE void tile256(int kc, const float *A, size_t ps, const float *B, in
     for (int k = 0; k < kc; k++) {
         __m256 b[2];
         _Pragma("GCC unroll 2")
-        for (int v = 0; v < NV; v++) b[v] = _mm256_load_ps(B + (size_t)k * nr + 8 * v);
+        for (int v = 0; v < NV; v++) {
+            const float *src = B + (size_t)k * nr + 8 * v;
+            b[v] = v < NV - 1 || full ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, mk);
+        }
         _Pragma("GCC unroll 12")
         for (int r = 0; r < R; r++) {
             __m256 a = _mm256_broadcast_ss(ap[r / RF_GEMM_MR] + (size_t)k * RF_GEMM_MR + r % RF_GEMM_MR);

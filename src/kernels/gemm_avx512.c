@@ -43,7 +43,9 @@ T512 INLINE void tile512(int kc, const float *A, size_t ps, const float *B, int 
     for (int k = 0; k < kc; k++) {
         __m512 b[4];
         _Pragma("GCC unroll 4")
-        for (int v = 0; v < NV; v++) b[v] = _mm512_load_ps(B + (size_t)k * nr + 16 * v);
+        for (int v = 0; v < NV; v++)
+            b[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(last, B + (size_t)k * nr + 16 * v)
+                               : _mm512_loadu_ps(B + (size_t)k * nr + 16 * v);
         _Pragma("GCC unroll 24")
         for (int r = 0; r < R; r++) {
             const __m512 a = _mm512_set1_ps(ap[r / RF_GEMM_MR][(size_t)k * RF_GEMM_MR + r % RF_GEMM_MR]);

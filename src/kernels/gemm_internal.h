@@ -6,7 +6,9 @@
  *  - B: panels of `nr` columns (the ISA's widest register tile): panel q
  *    holds columns q·nr .. as Bp[q·nr·kc + k·nr + j], zero from the last
  *    column up to the next multiple of the vector length; 64-byte aligned.
- * A register tile is R rows x nv vectors of C. R is a multiple of 6 for the
+ * B may also be read in place (not transposed, rows ldb apart: the tile's
+ * `nr` argument is then ldb), so tiles load B unaligned and the last vector
+ * through the lane mask. A register tile is R rows x nv vectors of C. R is a multiple of 6 for the
  * main tiles (a 12- or 24-row tile reads 2 or 4 consecutive A panels,
  * `ps` = 6·kc floats apart) or 1..6 at the bottom edge; the last vector
  * stores `lanes` columns. */

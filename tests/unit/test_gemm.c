@@ -183,7 +183,16 @@ Test(gemm, avx512_matches_reference_bit_for_bit) {
 /* NaN (several payloads, both signs, a signalling one), infinities, signed
  * zeros and subnormals: which NaN comes out depends on operand order, so
  * this holds only because every kernel puts B first like the reference. */
+/* Valgrind runs the vector code on its own FMA emulation, which returns a
+ * different NaN than the hardware when several operands are NaN. */
+static int under_valgrind(void) {
+    const char *pre = getenv("LD_PRELOAD");
+    return pre && strstr(pre, "vgpreload");
+}
+
 static void special_leg(rf_gemm_isa isa) {
+    if (isa != RF_GEMM_SCALAR && under_valgrind())
+        cr_skip_test("valgrind's FMA emulation does not follow x86's NaN operand order");
     rf_rng r;
     rf_rng_init(&r, 23, (uint64_t)isa);
     rf_gemm *g = make_gemm(isa, NULL, 0, 0, 0), *tiny = make_gemm(isa, NULL, 3, 6, 16);

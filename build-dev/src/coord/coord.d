@@ -1,0 +1,13 @@
+build-dev/src/coord/coord.o: src/coord/coord.c src/coord/coord_internal.h \
+ /usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h \
+ /usr/lib/x86_64-linux-gnu/openmpi/include/mpi_portable_platform.h \
+ include/raffle/coord.h include/raffle/core.h include/raffle/job.h \
+ include/raffle/ckpt.h include/raffle/store.h
+src/coord/coord_internal.h:
+/usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h:
+/usr/lib/x86_64-linux-gnu/openmpi/include/mpi_portable_platform.h:
+include/raffle/coord.h:
+include/raffle/core.h:
+include/raffle/job.h:
+include/raffle/ckpt.h:
+include/raffle/store.h:

@@ -1,0 +1,14 @@
+build-dev/src/nn/conv_winograd.o: src/nn/conv_winograd.c \
+ src/nn/conv_winograd.h src/nn/layers.h include/raffle/nn.h \
+ include/raffle/core.h /usr/include/cjson/cJSON.h \
+ include/raffle/kernels.h \
+ /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h \
+ /usr/include/x86_64-linux-gnu/openblas-pthread/openblas_config.h
+src/nn/conv_winograd.h:
+src/nn/layers.h:
+include/raffle/nn.h:
+include/raffle/core.h:
+/usr/include/cjson/cJSON.h:
+include/raffle/kernels.h:
+/usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h:
+/usr/include/x86_64-linux-gnu/openblas-pthread/openblas_config.h:

@@ -1,0 +1,13 @@
+build-dev/src/nn/layer_attn.o: src/nn/layer_attn.c src/nn/product.h \
+ src/nn/layers.h include/raffle/nn.h include/raffle/core.h \
+ /usr/include/cjson/cJSON.h include/raffle/kernels.h \
+ /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h \
+ /usr/include/x86_64-linux-gnu/openblas-pthread/openblas_config.h
+src/nn/product.h:
+src/nn/layers.h:
+include/raffle/nn.h:
+include/raffle/core.h:
+/usr/include/cjson/cJSON.h:
+include/raffle/kernels.h:
+/usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h:
+/usr/include/x86_64-linux-gnu/openblas-pthread/openblas_config.h:
