@@ -142,63 +142,54 @@ int rf_gemm_isa_supported(rf_gemm_isa isa) {
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static long cache_l1, cache_l2, cache_l3;   /* written once under cache_once */
 
-/* Parses "48K", "1024K", "32M" (sysfs style); 0 if unreadable. */
-static long read_size(const char *path) {
+/* The first line of a small sysfs file into buf ("" if unreadable). */
+static void read_line(const char *path, char *buf, int n) {
+    buf[0] = 0;
     FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    char buf[64] = {0};
-    long v = 0;
-    if (fgets(buf, sizeof buf, f)) {
-        char *end;
-        v = strtol(buf, &end, 10);
-        if (*end == 'K') v *= 1024;
-        else if (*end == 'M') v *= 1024 * 1024;
-        else if (*end == 'G') v *= 1024L * 1024 * 1024;
-    }
+    if (!f) return;
+    if (!fgets(buf, n, f)) buf[0] = 0;
     fclose(f);
-    return v > 0 ? v : 0;
 }
 
-static int read_int(const char *path) {
-    long v = read_size(path);
-    return (int)v;
+/* Parses "48K", "1024K", "32M" (sysfs style); 0 if unreadable. */
+static long read_size(const char *path) {
+    char buf[64];
+    read_line(path, buf, sizeof buf);
+    char *end;
+    long v = strtol(buf, &end, 10);
+    if (*end == 'K') v *= 1024;
+    else if (*end == 'M') v *= 1024 * 1024;
+    else if (*end == 'G') v *= 1024L * 1024 * 1024;
+    return v > 0 ? v : 0;
 }
 
 /* CPUs listed in a sysfs cpu list ("0-1", "0,2,4-7"). */
 static int count_cpus(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    char buf[256] = {0};
+    char buf[256];
+    read_line(path, buf, sizeof buf);
     int n = 0;
-    if (fgets(buf, sizeof buf, f)) {
-        char *s = buf;
-        while (*s && *s != '\n') {
-            char *end;
-            long a = strtol(s, &end, 10), b = a;
-            if (end == s) break;
-            if (*end == '-') b = strtol(end + 1, &end, 10);
-            if (b >= a) n += (int)(b - a + 1);
-            s = *end == ',' ? end + 1 : end;
-            if (*end != ',') break;
-        }
+    for (char *s = buf; *s && *s != '\n';) {
+        char *end;
+        long a = strtol(s, &end, 10), b = a;
+        if (end == s) break;
+        if (*end == '-') b = strtol(end + 1, &end, 10);
+        if (b >= a) n += (int)(b - a + 1);
+        if (*end != ',') break;
+        s = end + 1;
     }
-    fclose(f);
     return n;
 }
 
 static void cache_init(void) {
     long l1 = 0, l2 = 0, l3 = 0;
     for (int i = 0; i < 8; i++) {
-        char base[96], path[128], type[32] = {0};
+        char base[96], path[128], type[32];
         snprintf(base, sizeof base, "/sys/devices/system/cpu/cpu0/cache/index%d", i);
         snprintf(path, sizeof path, "%s/type", base);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        if (!fgets(type, sizeof type, f)) type[0] = 0;
-        fclose(f);
-        if (strncmp(type, "Instruction", 11) == 0) continue;
+        read_line(path, type, sizeof type);
+        if (!type[0] || strncmp(type, "Instruction", 11) == 0) continue;
         snprintf(path, sizeof path, "%s/level", base);
-        int level = read_int(path);
+        long level = read_size(path);
         snprintf(path, sizeof path, "%s/size", base);
         long size = read_size(path);
         snprintf(path, sizeof path, "%s/shared_cpu_list", base);

@@ -168,17 +168,16 @@ Test(gemm, reference_is_the_product) {
     }
 }
 
+/* Skips the calling test, visibly, on CPUs without the ISA. */
+static void need_isa(rf_gemm_isa isa) {
+    if (!rf_gemm_isa_supported(isa))
+        cr_skip_test("this CPU has no %s: the %s leg is not run", isa == RF_GEMM_AVX512 ? "AVX-512" : "AVX2+FMA",
+                     rf_gemm_isa_name(isa));
+}
+
 Test(gemm, scalar_matches_reference_bit_for_bit) { isa_leg(RF_GEMM_SCALAR); }
-
-Test(gemm, avx2_matches_reference_bit_for_bit) {
-    if (!rf_gemm_isa_supported(RF_GEMM_AVX2)) cr_skip_test("this CPU has no AVX2+FMA: AVX2 leg not run");
-    isa_leg(RF_GEMM_AVX2);
-}
-
-Test(gemm, avx512_matches_reference_bit_for_bit) {
-    if (!rf_gemm_isa_supported(RF_GEMM_AVX512)) cr_skip_test("this CPU has no AVX-512: AVX-512 leg not run");
-    isa_leg(RF_GEMM_AVX512);
-}
+Test(gemm, avx2_matches_reference_bit_for_bit) { need_isa(RF_GEMM_AVX2); isa_leg(RF_GEMM_AVX2); }
+Test(gemm, avx512_matches_reference_bit_for_bit) { need_isa(RF_GEMM_AVX512); isa_leg(RF_GEMM_AVX512); }
 
 /* NaN (several payloads, both signs, a signalling one), infinities, signed
  * zeros and subnormals: which NaN comes out depends on operand order, so
@@ -212,14 +211,8 @@ static void special_leg(rf_gemm_isa isa) {
 }
 
 Test(gemm, specials_scalar) { special_leg(RF_GEMM_SCALAR); }
-Test(gemm, specials_avx2) {
-    if (!rf_gemm_isa_supported(RF_GEMM_AVX2)) cr_skip_test("this CPU has no AVX2+FMA: AVX2 leg not run");
-    special_leg(RF_GEMM_AVX2);
-}
-Test(gemm, specials_avx512) {
-    if (!rf_gemm_isa_supported(RF_GEMM_AVX512)) cr_skip_test("this CPU has no AVX-512: AVX-512 leg not run");
-    special_leg(RF_GEMM_AVX512);
-}
+Test(gemm, specials_avx2) { need_isa(RF_GEMM_AVX2); special_leg(RF_GEMM_AVX2); }
+Test(gemm, specials_avx512) { need_isa(RF_GEMM_AVX512); special_leg(RF_GEMM_AVX512); }
 
 /* Same bytes for 1, 2, 3 and 4 threads (a 4-thread pool on a 2-core
  * machine still splits C four ways), on shapes large enough to be split,

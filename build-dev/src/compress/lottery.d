@@ -1,9 +1,0 @@
-build-dev/src/compress/lottery.o: src/compress/lottery.c \
- include/raffle/prune.h include/raffle/core.h include/raffle/nn.h \
- include/raffle/data.h include/raffle/train.h include/raffle/ckpt.h
-include/raffle/prune.h:
-include/raffle/core.h:
-include/raffle/nn.h:
-include/raffle/data.h:
-include/raffle/train.h:
-include/raffle/ckpt.h:

@@ -1,6 +1,0 @@
-build-dev/src/kernels/simd_avx512.o: src/kernels/simd_avx512.c \
- src/kernels/kern_internal.h include/raffle/kernels.h \
- include/raffle/core.h
-src/kernels/kern_internal.h:
-include/raffle/kernels.h:
-include/raffle/core.h:
