@@ -314,8 +314,7 @@ static void cpu_name(char *buf, size_t n) {
 }
 
 /* BLIS: the library given, else Debian's packages (libblis4-serial for one
- * thread, libblis4-pthread for two; Debian 12's pthread build picks the
- * "generic" kernels on Zen 5 where the serial one picks "skx"). */
+ * thread, libblis4-pthread for two). */
 static const char *find_blis(const char *arg, int threads) {
     static const char *const serial[] = {"/usr/lib/x86_64-linux-gnu/blis-serial/libblis.so.4",
                                          "/usr/lib/x86_64-linux-gnu/blis-pthread/libblis.so.4",
@@ -340,13 +339,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--blis2") && i + 1 < argc) blis2_arg = argv[++i];
         else if (!strcmp(argv[i], "--child") && i + 2 < argc) {
             int q = i + 3 < argc && !strcmp(argv[i + 3], "--quick");
-            return child_main(argv[i + 1], atoi(argv[i + 2]), q ? 5 : 30, 0.002);
+            return child_main(argv[i + 1], atoi(argv[i + 2]), q ? 5 : 60, 0.002);
         } else {
             fprintf(stderr, "usage: gemm_bench [--quick] [--out FILE] [--blis LIBBLIS.so] [--blis2 LIBBLIS.so]\n");
             return 2;
         }
     }
-    const int rounds = quick ? 5 : 30;
+    const int rounds = quick ? 5 : 60;
     const double round_s = quick ? 0.002 : 0.002;
     char cpu[256], self[1024];
     cpu_name(cpu, sizeof cpu);
@@ -424,7 +423,9 @@ int main(int argc, char **argv) {
     for (int c = 3; c < 5; c++) {
         const char *lib = c == 3 ? blis : blis2;
         if (lib) {
-            run_child(self, "", lib, c == 3 ? 1 : 2, quick, csec[c], core[c], sizeof core[c]);
+            /* Debian's BLIS 0.9.0 runs its generic kernels on this CPU
+             * unless BLIS_ARCH_TYPE is set (then it detects skx) */
+            run_child(self, "BLIS_ARCH_TYPE=skx", lib, c == 3 ? 1 : 2, quick, csec[c], core[c], sizeof core[c]);
         } else {
             snprintf(core[c], sizeof core[c], "not installed (libblis4-serial/-pthread; --blis LIB)");
             for (int i = 0; i < NSHAPES; i++) csec[c][i] = 0;
