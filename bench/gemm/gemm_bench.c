@@ -36,65 +36,68 @@
 typedef struct shape {
     const char *preset, *name;
     int ta, tb, M, N, K, acc, batch;
+    int calls;   /* times per training step at batch 128: the per-preset weight */
 } shape;
 
-/* Training products at batch 128, as src/nn issues them: linear layers
+/* Training products at batch 128, as src/nn issues them (with how many
+ * times a training step issues each: the Winograd and wide im2col products
+ * run per sample, vit-tiny's per block): linear layers
  * (rf_nn_linear_fwd: X·W^T after the bias is copied in, so accumulate;
  * _dx: dY·W, accumulate; _dw: dY^T·X, accumulate), conv-2's Winograd
  * products (conv2, 64 -> 64 channels, 28x28: 16 products per sample, one
  * sample per chunk) and the wide im2col products its convs take on the
  * GEMM path (AVX2 and scalar machines, RAFFLE_CONV=gemm). */
 static const shape shapes[] = {
-    {"lenet-300-100", "fc1 fwd", 0, 1, 128, 300, 784, 1, 1},
-    {"lenet-300-100", "fc1 dW", 1, 0, 300, 784, 128, 1, 1},
-    {"lenet-300-100", "fc2 fwd", 0, 1, 128, 100, 300, 1, 1},
-    {"lenet-300-100", "fc2 dX", 0, 0, 128, 300, 100, 1, 1},
-    {"lenet-300-100", "fc2 dW", 1, 0, 100, 300, 128, 1, 1},
-    {"lenet-300-100", "fc3 fwd", 0, 1, 128, 10, 100, 1, 1},
-    {"lenet-300-100", "fc3 dX", 0, 0, 128, 100, 10, 1, 1},
-    {"lenet-300-100", "fc3 dW", 1, 0, 10, 100, 128, 1, 1},
-    {"mlp-1200x2", "fc1 fwd", 0, 1, 128, 1200, 784, 1, 1},
-    {"mlp-1200x2", "fc1 dW", 1, 0, 1200, 784, 128, 1, 1},
-    {"mlp-1200x2", "fc2 fwd", 0, 1, 128, 1200, 1200, 1, 1},
-    {"mlp-1200x2", "fc2 dX", 0, 0, 128, 1200, 1200, 1, 1},
-    {"mlp-1200x2", "fc2 dW", 1, 0, 1200, 1200, 128, 1, 1},
-    {"mlp-1200x2", "fc3 fwd", 0, 1, 128, 10, 1200, 1, 1},
-    {"mlp-1200x2", "fc3 dX", 0, 0, 128, 1200, 10, 1, 1},
-    {"mlp-1200x2", "fc3 dW", 1, 0, 10, 1200, 128, 1, 1},
-    {"mlp-800x2", "fc1 fwd", 0, 1, 128, 800, 784, 1, 1},
-    {"mlp-800x2", "fc1 dW", 1, 0, 800, 784, 128, 1, 1},
-    {"mlp-800x2", "fc2 fwd", 0, 1, 128, 800, 800, 1, 1},
-    {"mlp-800x2", "fc2 dX", 0, 0, 128, 800, 800, 1, 1},
-    {"mlp-800x2", "fc2 dW", 1, 0, 800, 800, 128, 1, 1},
-    {"mlp-800x2", "fc3 fwd", 0, 1, 128, 10, 800, 1, 1},
-    {"mlp-800x2", "fc3 dX", 0, 0, 128, 800, 10, 1, 1},
-    {"mlp-800x2", "fc3 dW", 1, 0, 10, 800, 128, 1, 1},
-    {"conv-2", "conv2 wino fwd x16", 0, 0, 64, 196, 64, 0, 16},
-    {"conv-2", "conv2 wino dX x16", 1, 0, 64, 196, 64, 0, 16},
-    {"conv-2", "conv2 wino dW x16", 0, 1, 64, 64, 196, 1, 16},
-    {"conv-2", "fc1 fwd", 0, 1, 128, 256, 12544, 1, 1},
-    {"conv-2", "fc1 dX", 0, 0, 128, 12544, 256, 1, 1},
-    {"conv-2", "fc1 dW", 1, 0, 256, 12544, 128, 1, 1},
-    {"conv-2", "fc2 fwd", 0, 1, 128, 256, 256, 1, 1},
-    {"conv-2", "fc2 dX", 0, 0, 128, 256, 256, 1, 1},
-    {"conv-2", "fc2 dW", 1, 0, 256, 256, 128, 1, 1},
-    {"conv-2", "fc3 fwd", 0, 1, 128, 10, 256, 1, 1},
-    {"conv-2", "fc3 dX", 0, 0, 128, 256, 10, 1, 1},
-    {"conv-2", "fc3 dW", 1, 0, 10, 256, 128, 1, 1},
-    {"conv-2 im2col", "conv1 wide fwd", 0, 0, 64, 840, 9, 0, 1},
-    {"conv-2 im2col", "conv1 wide dW", 0, 1, 64, 9, 840, 1, 1},
-    {"conv-2 im2col", "conv2 wide fwd", 0, 0, 64, 840, 576, 0, 1},
-    {"conv-2 im2col", "conv2 wide dW", 0, 1, 64, 576, 840, 1, 1},
-    {"conv-2 im2col", "conv2 wide dX", 1, 0, 576, 840, 64, 0, 1},
+    {"lenet-300-100", "fc1 fwd", 0, 1, 128, 300, 784, 1, 1, 1},
+    {"lenet-300-100", "fc1 dW", 1, 0, 300, 784, 128, 1, 1, 1},
+    {"lenet-300-100", "fc2 fwd", 0, 1, 128, 100, 300, 1, 1, 1},
+    {"lenet-300-100", "fc2 dX", 0, 0, 128, 300, 100, 1, 1, 1},
+    {"lenet-300-100", "fc2 dW", 1, 0, 100, 300, 128, 1, 1, 1},
+    {"lenet-300-100", "fc3 fwd", 0, 1, 128, 10, 100, 1, 1, 1},
+    {"lenet-300-100", "fc3 dX", 0, 0, 128, 100, 10, 1, 1, 1},
+    {"lenet-300-100", "fc3 dW", 1, 0, 10, 100, 128, 1, 1, 1},
+    {"mlp-1200x2", "fc1 fwd", 0, 1, 128, 1200, 784, 1, 1, 1},
+    {"mlp-1200x2", "fc1 dW", 1, 0, 1200, 784, 128, 1, 1, 1},
+    {"mlp-1200x2", "fc2 fwd", 0, 1, 128, 1200, 1200, 1, 1, 1},
+    {"mlp-1200x2", "fc2 dX", 0, 0, 128, 1200, 1200, 1, 1, 1},
+    {"mlp-1200x2", "fc2 dW", 1, 0, 1200, 1200, 128, 1, 1, 1},
+    {"mlp-1200x2", "fc3 fwd", 0, 1, 128, 10, 1200, 1, 1, 1},
+    {"mlp-1200x2", "fc3 dX", 0, 0, 128, 1200, 10, 1, 1, 1},
+    {"mlp-1200x2", "fc3 dW", 1, 0, 10, 1200, 128, 1, 1, 1},
+    {"mlp-800x2", "fc1 fwd", 0, 1, 128, 800, 784, 1, 1, 1},
+    {"mlp-800x2", "fc1 dW", 1, 0, 800, 784, 128, 1, 1, 1},
+    {"mlp-800x2", "fc2 fwd", 0, 1, 128, 800, 800, 1, 1, 1},
+    {"mlp-800x2", "fc2 dX", 0, 0, 128, 800, 800, 1, 1, 1},
+    {"mlp-800x2", "fc2 dW", 1, 0, 800, 800, 128, 1, 1, 1},
+    {"mlp-800x2", "fc3 fwd", 0, 1, 128, 10, 800, 1, 1, 1},
+    {"mlp-800x2", "fc3 dX", 0, 0, 128, 800, 10, 1, 1, 1},
+    {"mlp-800x2", "fc3 dW", 1, 0, 10, 800, 128, 1, 1, 1},
+    {"conv-2", "conv2 wino fwd x16", 0, 0, 64, 196, 64, 0, 16, 128},
+    {"conv-2", "conv2 wino dX x16", 1, 0, 64, 196, 64, 0, 16, 128},
+    {"conv-2", "conv2 wino dW x16", 0, 1, 64, 64, 196, 1, 16, 128},
+    {"conv-2", "fc1 fwd", 0, 1, 128, 256, 12544, 1, 1, 1},
+    {"conv-2", "fc1 dX", 0, 0, 128, 12544, 256, 1, 1, 1},
+    {"conv-2", "fc1 dW", 1, 0, 256, 12544, 128, 1, 1, 1},
+    {"conv-2", "fc2 fwd", 0, 1, 128, 256, 256, 1, 1, 1},
+    {"conv-2", "fc2 dX", 0, 0, 128, 256, 256, 1, 1, 1},
+    {"conv-2", "fc2 dW", 1, 0, 256, 256, 128, 1, 1, 1},
+    {"conv-2", "fc3 fwd", 0, 1, 128, 10, 256, 1, 1, 1},
+    {"conv-2", "fc3 dX", 0, 0, 128, 256, 10, 1, 1, 1},
+    {"conv-2", "fc3 dW", 1, 0, 10, 256, 128, 1, 1, 1},
+    {"conv-2 im2col", "conv1 wide fwd", 0, 0, 64, 840, 9, 0, 1, 128},
+    {"conv-2 im2col", "conv1 wide dW", 0, 1, 64, 9, 840, 1, 1, 128},
+    {"conv-2 im2col", "conv2 wide fwd", 0, 0, 64, 840, 576, 0, 1, 128},
+    {"conv-2 im2col", "conv2 wide dW", 0, 1, 64, 576, 840, 1, 1, 128},
+    {"conv-2 im2col", "conv2 wide dX", 1, 0, 576, 840, 64, 0, 1, 128},
     /* vit-tiny at batch 128 (2176 token rows, width 64, MLP 256), as
      * gemm_rows.c runs them: forward X·W^T with W^T copied (N,N), input
      * gradient dY·W (N,N), weight gradient dY^T·X (T,N) */
-    {"vit-tiny", "qkv fwd", 0, 0, 2176, 192, 64, 1, 1},
-    {"vit-tiny", "qkv dX", 0, 0, 2176, 64, 192, 1, 1},
-    {"vit-tiny", "qkv dW", 1, 0, 192, 64, 2176, 1, 1},
-    {"vit-tiny", "fc1 fwd", 0, 0, 2176, 256, 64, 1, 1},
-    {"vit-tiny", "fc2 fwd", 0, 0, 2176, 64, 256, 1, 1},
-    {"vit-tiny", "fc1 dW", 1, 0, 256, 64, 2176, 1, 1},
+    {"vit-tiny", "qkv fwd", 0, 0, 2176, 192, 64, 1, 1, 4},
+    {"vit-tiny", "qkv dX", 0, 0, 2176, 64, 192, 1, 1, 4},
+    {"vit-tiny", "qkv dW", 1, 0, 192, 64, 2176, 1, 1, 4},
+    {"vit-tiny", "fc1 fwd", 0, 0, 2176, 256, 64, 1, 1, 4},
+    {"vit-tiny", "fc2 fwd", 0, 0, 2176, 64, 256, 1, 1, 4},
+    {"vit-tiny", "fc1 dW", 1, 0, 256, 64, 2176, 1, 1, 4},
 };
 #define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
 
@@ -451,6 +454,7 @@ int main(int argc, char **argv) {
     fprintf(f, "# GFLOP/s = 2 M N K (x batch) / time: effective FLOPs of the product, not padded lanes.\n");
     fprintf(f, "# same = raffle AVX-512 1t, 2t and AVX2 all byte-identical to rf_gemm_f32_ref\n");
     fprintf(f, "# x2 = raffle 1 thread / 2 threads, both in wall time (products below 2^20 multiply-adds run on one)\n");
+    fprintf(f, "# one training step = all of a preset's products, each as often as a batch-128 step issues it\n");
     fprintf(f, "# rows = src/nn/gemm_rows.c (row streaming, the engine's path for vit-tiny's tall products today)\n");
     fprintf(f, "%-14s %-20s %5s %5s %5s %2s %3s | %7s %5s %7s %5s %7s %5s | %7s %7s %7s %7s | %7s %7s | %7s | %4s\n",
             "preset", "product", "M", "N", "K", "tt", "b", "r512", "%pk", "r512x2", "x2", "ravx2", "%pk2", "oblas",
@@ -460,7 +464,7 @@ int main(int argc, char **argv) {
     double fl = 0, t1 = 0, t2 = 0, tb = 0, tw = 0;
     for (int i = 0; i <= NSHAPES; i++) {
         if (cur && (i == NSHAPES || strcmp(shapes[i].preset, cur))) {
-            fprintf(f, "%-14s %-20s %-29s | %7.1f %4.0f%% %7.1f %4.2fx %21s | %7.1f\n", cur, "all (FLOP-weighted)", "",
+            fprintf(f, "%-14s %-20s %-29s | %7.1f %4.0f%% %7.1f %4.2fx %21s | %7.1f\n", cur, "one training step", "",
                     fl / t1 * 1e-9, 100.0 * fl / t1 * 1e-9 / peak, fl / t2 * 1e-9, tw / t2, "", fl / tb * 1e-9);
             fl = t1 = t2 = tb = tw = 0;
         }
@@ -468,11 +472,11 @@ int main(int argc, char **argv) {
         const shape *s = &shapes[i];
         cur = s->preset;
         double f1 = gflops(s, sec[0][i]);
-        fl += 2.0 * s->M * (double)s->N * s->K * s->batch;
-        t1 += sec[0][i];
-        t2 += sec[1][i];
-        tb += sec[3][i];
-        tw += sec[5][i];
+        fl += 2.0 * s->M * (double)s->N * s->K * s->batch * s->calls;
+        t1 += sec[0][i] * s->calls;
+        t2 += sec[1][i] * s->calls;
+        tb += sec[3][i] * s->calls;
+        tw += sec[5][i] * s->calls;
         char tt[3] = {s->ta ? 'T' : 'N', s->tb ? 'T' : 'N', 0};
         fprintf(f, "%-14s %-20s %5d %5d %5d %2s %3d | %7.1f %4.0f%% %7.1f %4.2fx %7.1f %4.0f%% | %7.1f", s->preset,
                 s->name, s->M, s->N, s->K, tt, s->acc, f1, 100.0 * f1 / peak, gflops(s, sec[1][i]),
