@@ -255,9 +255,8 @@ static int round_down(int v, int m) { return v / m * m < m ? m : v / m * m; }
  *  nc: the kc x nc B block takes about half of this core's L3 share, at
  *      most 4096 columns (the per-thread buffer). */
 static void default_blocking(const rf_gemm_impl *im, int *kc, int *mc, int *nc, int *nc2) {
-    long l1, l2, l3;
-    rf_gemm_cache_sizes(&l1, &l2, &l3);
-    (void)l1;
+    long l2, l3;
+    rf_gemm_cache_sizes(NULL, &l2, &l3);
     long k = 384;
     long m = l2 / 2 / (k * (long)sizeof(float));
     if (m > 2048) m = 2048;
