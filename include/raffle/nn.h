@@ -35,6 +35,8 @@ typedef enum rf_layer_type {     /* values stored in metadata: never change */
     RF_L_TRANSFORMER = 16,/* pre-norm block: x+MHSA(LN(x)); x+MLP(LN(x))     */
     RF_L_CLS_POOL = 17,   /* (T, D) -> (D): token 0                         */
     RF_L_MEAN_POOL = 18,  /* (T, D) -> (D): mean over tokens                */
+    RF_L_ADD = 19,        /* out = sum of its inputs; optional option-A shortcut */
+    RF_L_CONCAT = 20,     /* inputs joined along channels (features)        */
     RF_L_TYPE_COUNT_
 } rf_layer_type;
 
@@ -47,6 +49,7 @@ typedef enum rf_param_role {
 } rf_param_role;
 
 #define RF_NAME_MAX 64
+#define RF_NN_MAX_INPUTS 8        /* inputs of one layer (add, concat)         */
 /* One named parameter tensor inside the params block. Weight matrices are
  * stored row-major as [out, in] (linear) or [out, in, kh, kw] (conv), the
  * layout PyTorch uses, so rows = shape[0] = output channels. */
@@ -101,7 +104,12 @@ typedef struct rf_layer {
     size_t    in_size, out_size;  /* per-sample element counts                */
     int       ip[8];              /* integer hyper-parameters, per type (see src/nn/layers.h) */
     float     fp[4];              /* float hyper-parameters (dropout p, eps, …) */
-    int       from;               /* RF_L_RESIDUAL: source layer index         */
+    /* The layers whose outputs this one reads, in order (-1: the model
+     * input). The spec's "inputs" (default: the previous layer); every input
+     * comes earlier in `layers`, so the layer order is a topological order
+     * of the DAG. A residual layer's second input is its "from". */
+    int       n_inputs;
+    int       inputs[RF_NN_MAX_INPUTS];
     int       first_param, n_params; /* range in model->ptensors               */
     size_t    buf_offset, buf_numel; /* range in model->buffers                */
     size_t    act_offset;         /* this layer's output in model->acts (floats, per batch) */
@@ -153,6 +161,7 @@ typedef struct rf_model {
     size_t     n_buffers;
     float     *buffers;           /* non-trainable state (BN running stats)    */
     rf_shape3  input;             /* per-sample input shape                    */
+    int        input_kind;        /* what input is: 0 image, 1 tokens, 2 flat  */
     int        n_classes;
     char      *spec_json;         /* canonical spec (owned)                    */
     /* activations for a batch of up to max_batch (owned, sized on demand)    */
