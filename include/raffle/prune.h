@@ -231,8 +231,10 @@ rf_status rf_prune_cfg_from_json(rf_ctx *ctx, const cJSON *settings, rf_prune_cf
 
 /* The model a pruning task starts from: the checkpoint at `ckpt` if non-NULL
  * (trained weights and its mask), else `model` (preset name or spec path)
+ * built for ds's samples (rf_model_create_for_data; ds may be NULL) and
  * initialised from `seed`. Returns a new model; free with rf_model_free. */
-rf_status rf_prune_open_model(rf_ctx *ctx, const char *ckpt, const char *model, uint64_t seed, rf_model **out);
+rf_status rf_prune_open_model(rf_ctx *ctx, const char *ckpt, const char *model, const rf_dataset *ds, uint64_t seed,
+                              rf_model **out);
 
 /* Adds the pruning report of m to metrics (a cJSON object owned by the
  * caller): "prunable", "remaining" (fraction of prunable weights kept),
