@@ -1,10 +1,11 @@
 /* Models as DAGs: chain specs against the same specs with every input
- * spelled out, the DAG rejection paths, the CIFAR presets against their
+ * spelled out, rf_model_create_for, the CIFAR presets against their
  * PyTorch reference implementations (tests/unit/models_ref.py: every
  * tensor name and size, at 32x32x3 and 28x28x1), logits of PyTorch models
  * imported from safetensors and of raffle models exported to PyTorch,
  * batch-norm folding, and layer collapse along branches. Gradients of the
- * DAG layers are checked in test_gradcheck.c. */
+ * DAG layers are checked in test_gradcheck.c, its spec errors in
+ * test_nn.c. */
 #include <criterion/criterion.h>
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -17,6 +18,7 @@
 #include "raffle/nn.h"
 #include "raffle/safetensors.h"
 #include "raffle/train.h"
+#include "nn_test_util.h"
 
 #define PY "/usr/bin/python3"
 #define REF "tests/unit/models_ref.py"
@@ -36,14 +38,6 @@ static rf_model *preset_for(const char *name, int c, int h, int w, uint64_t seed
     return m;
 }
 
-static float *randn(size_t n, uint64_t seed) {
-    rf_rng r; rf_rng_init(&r, seed, 3);
-    float *x = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = rf_rng_normal(&r);
-    return x;
-}
-
-static size_t in_numel(const rf_model *m) { return (size_t)m->input.d[0] * m->input.d[1] * m->input.d[2]; }
 
 /* ---- chain specs: default inputs are the explicit chain, bit for bit ------- */
 
@@ -120,53 +114,6 @@ Test(models, chain_specs_are_explicit_chains) {
     cr_assert_eq(rf_model_init(&ctx, a, 3), RF_OK);
     same_run(a, b, 4);
     rf_model_free(a); rf_model_free(b);
-}
-
-/* ---- DAG rejection paths: status and message, no leaks ---------------------- */
-Test(models, dag_errors_name_the_layer) {
-    static const struct { const char *spec; rf_status st; const char *msg; } cases[] = {
-        {"{\"layers\":[{\"type\":\"relu\",\"inputs\":\"nope\"}]}", RF_ERR_SPEC,
-         "layers[0] relu: input \"nope\": no layer of that name"},
-        {"{\"layers\":[{\"type\":\"relu\",\"name\":\"a\",\"inputs\":\"b\"},{\"type\":\"relu\",\"name\":\"b\"}]}", RF_ERR_SPEC,
-         "layers[0] relu 'a': input \"b\" is not an earlier layer"},
-        {"{\"layers\":[{\"type\":\"relu\",\"inputs\":3}]}", RF_ERR_SPEC, "layers[0] relu: \"inputs\" entries must be"},
-        {"{\"layers\":[{\"type\":\"relu\",\"inputs\":[]}]}", RF_ERR_SPEC, "layers[0] relu: \"inputs\" is empty"},
-        {"{\"layers\":[{\"type\":\"relu\"},{\"type\":\"relu\",\"inputs\":[0,\"input\"]}]}", RF_ERR_SPEC,
-         "layers[1] relu: takes one input, \"inputs\" lists 2"},
-        {"{\"layers\":[{\"type\":\"relu\",\"name\":\"input\"}]}", RF_ERR_SPEC, "the name \"input\" stands for the model input"},
-        {"{\"layers\":[{\"type\":\"relu\"},{\"type\":\"add\"}]}", RF_ERR_SPEC, "layers[1] add: needs at least 2 \"inputs\""},
-        {"{\"input\":[16,32,32],\"layers\":[{\"type\":\"conv2d\",\"name\":\"layer2.0.conv2\",\"out\":32,\"stride\":2,"
-         "\"padding\":1},{\"type\":\"add\",\"name\":\"layer2.0.add\",\"inputs\":[\"layer2.0.conv2\",\"input\"]}]}",
-         RF_ERR_SHAPE, "layers[1] add 'layer2.0.add': input 'layer2.0.conv2' has shape 32x16x16, input 'input' has 16x32x32"},
-        {"{\"input\":[16,32,32],\"layers\":[{\"type\":\"conv2d\",\"out\":8,\"stride\":2,\"padding\":1},"
-         "{\"type\":\"add\",\"inputs\":[0,\"input\"],\"shortcut\":\"A\"}]}",
-         RF_ERR_SHAPE, "layers[1] add: input 'layers.0' has shape 8x16x16, input 'input' has 16x32x32 (option A"},
-        {"{\"input\":[4,6,6],\"layers\":[{\"type\":\"relu\"},{\"type\":\"add\",\"inputs\":[0,\"input\"],\"shortcut\":\"B\"}]}",
-         RF_ERR_SPEC, "\"shortcut\": \"B\" is a projection branch"},
-        {"{\"input\":[4,6,6],\"layers\":[{\"type\":\"relu\"},{\"type\":\"add\",\"inputs\":[0,\"input\"],\"shortcut\":\"C\"}]}",
-         RF_ERR_SPEC, "layers[1] add: \"shortcut\" must be \"none\" or \"A\""},
-        {"{\"input\":[4,6,6],\"layers\":[{\"type\":\"maxpool\"},{\"type\":\"concat\",\"inputs\":[0,\"input\"]}]}",
-         RF_ERR_SHAPE, "layers[1] concat: input 'layers.0' has shape 4x3x3, input 'input' has 4x6x6 (only channels may differ)"},
-        {"{\"input\":[4,6,6],\"layers\":[{\"type\":\"flatten\"},{\"type\":\"concat\",\"inputs\":[0,\"input\"]}]}",
-         RF_ERR_SHAPE, "layers[1] concat: input 'layers.0' has shape 144x1x1, input 'input' has 4x6x6"},
-        {"{\"input\":[4,6,6],\"layers\":[{\"type\":\"relu\",\"name\":\"dead\"},{\"type\":\"tanh\",\"inputs\":\"input\"}]}",
-         RF_ERR_SPEC, "layers[0] relu 'dead': output is never read"},
-        {"{\"input\":[4,6,6],\"layers\":[{\"type\":\"residual\",\"from\":-1,\"inputs\":[\"input\",\"input\"]}]}",
-         RF_ERR_SPEC, "layers[0] residual: takes one input, \"inputs\" lists 2"},
-        {"{\"input\":[4,6,6],\"layers\":[{\"type\":\"conv2d\",\"name\":\"c\",\"out\":3,\"kernel\":7}]}",
-         RF_ERR_SHAPE, "layers[0] conv2d 'c': kernel 7x7 larger than padded input 6x6"},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        rf_ctx ctx; rf_ctx_init(&ctx);
-        rf_model *m = (rf_model *)1;
-        long live = rf_alloc_live();
-        rf_status s = rf_model_from_spec(&ctx, cases[i].spec, &m);
-        cr_expect_eq(s, cases[i].st, "case %zu: status %s, message \"%s\"", i, rf_strerror(s), rf_ctx_error(&ctx));
-        cr_expect_null(m, "case %zu", i);
-        cr_expect(strstr(rf_ctx_error(&ctx), cases[i].msg) != NULL, "case %zu: \"%s\" lacks \"%s\"", i,
-                  rf_ctx_error(&ctx), cases[i].msg);
-        cr_expect_eq(rf_alloc_live(), live, "case %zu leaks", i);
-    }
 }
 
 Test(models, create_for_reshapes_presets_and_checks_spec_files) {
