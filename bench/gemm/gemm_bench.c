@@ -20,6 +20,7 @@
  * rf_bench_fp32_peak (AVX-512 FMA throughput of this core, measured here).
  * Each raffle result is compared byte for byte across the three raffle
  * runs (AVX-512 1 and 2 threads, AVX2) and with rf_gemm_f32_ref. */
+#include "../lowbit/lowbit_bench.h"   /* lb_cpu_name */
 #include "nn/layers.h"
 #include "raffle/gemm.h"
 #include "raffle/kernels.h"
@@ -301,21 +302,6 @@ static int run_child(const char *self, const char *env, const char *what, int th
     return pclose(p) == 0 ? 0 : -1;
 }
 
-static void cpu_name(char *buf, size_t n) {
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[256], model[160] = "?", fam[32] = "?";
-    while (f && fgets(line, sizeof line, f)) {
-        char *v = strchr(line, ':');
-        if (!v) continue;
-        v += 2;
-        v[strcspn(v, "\n")] = 0;
-        if (!strncmp(line, "model name", 10) && !strcmp(model, "?")) snprintf(model, sizeof model, "%s", v);
-        if (!strncmp(line, "cpu family", 10) && !strcmp(fam, "?")) snprintf(fam, sizeof fam, "%s", v);
-    }
-    if (f) fclose(f);
-    snprintf(buf, n, "%s, cpu family %s", model, fam);
-}
-
 /* BLIS: the library given, else Debian's packages (libblis4-serial for one
  * thread, libblis4-pthread for two). */
 static const char *find_blis(const char *arg, int threads) {
@@ -351,7 +337,7 @@ int main(int argc, char **argv) {
     const int rounds = quick ? 5 : 60;
     const double round_s = quick ? 0.002 : 0.002;
     char cpu[256], self[1024];
-    cpu_name(cpu, sizeof cpu);
+    lb_cpu_name(cpu, sizeof cpu);
     ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
     if (sl <= 0) { fprintf(stderr, "gemm_bench: cannot find own path\n"); return 1; }
     self[sl] = 0;

@@ -108,6 +108,14 @@ static rf_gemm *make_gemm(rf_gemm_isa isa, rf_pool *pool, int kc, int mc, int nc
     return g;
 }
 
+static rf_pool *make_pool(int threads) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_pool *p = NULL;
+    cr_assert_eq(rf_pool_create(&ctx, threads, &p), RF_OK, "%s", rf_ctx_error(&ctx));
+    return p;
+}
+
 static const int sizes[] = {1, 7, 15, 17, 33, 127};
 static const int ksizes[] = {1, 2, 7, 17, 64, 300, 1100};
 
@@ -220,8 +228,7 @@ Test(gemm, specials_avx512) { need_isa(RF_GEMM_AVX512); special_leg(RF_GEMM_AVX5
 Test(gemm, thread_count_does_not_change_the_bytes) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
-    rf_pool *pool = NULL;
-    cr_assert_eq(rf_pool_create(&ctx, 4, &pool), RF_OK, "%s", rf_ctx_error(&ctx));
+    rf_pool *pool = make_pool(4);
     rf_rng r;
     rf_rng_init(&r, 24, 0);
     const int shapes[][3] = {{128, 300, 784}, {300, 784, 128}, {131, 67, 255}, {7, 1201, 150}, {1000, 9, 200}};
@@ -252,8 +259,7 @@ Test(gemm, thread_count_does_not_change_the_bytes) {
 Test(gemm, batch_equals_single_products) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
-    rf_pool *pool = NULL;
-    cr_assert_eq(rf_pool_create(&ctx, 2, &pool), RF_OK);
+    rf_pool *pool = make_pool(2);
     rf_rng r;
     rf_rng_init(&r, 25, 0);
     enum { P = 16, M = 64, N = 196, K = 64 };
@@ -397,10 +403,7 @@ static void count_part(void *arg, int t, int n) {
 }
 
 Test(threads, every_part_runs_once_per_job) {
-    rf_ctx ctx;
-    rf_ctx_init(&ctx);
-    rf_pool *p = NULL;
-    cr_assert_eq(rf_pool_create(&ctx, 3, &p), RF_OK);
+    rf_pool *p = make_pool(3);
     cr_assert_eq(rf_pool_threads(p), 3);
     for (int iter = 0; iter < 2000; iter++) {
         int n = 1 + iter % 5;   /* 4 and 5 are clamped to 3 */
@@ -424,10 +427,7 @@ Test(threads, every_part_runs_once_per_job) {
 
 /* After the workers fall asleep (longer than their spin), a job still wakes them. */
 Test(threads, sleeping_workers_wake_up) {
-    rf_ctx ctx;
-    rf_ctx_init(&ctx);
-    rf_pool *p = NULL;
-    cr_assert_eq(rf_pool_create(&ctx, 2, &p), RF_OK);
+    rf_pool *p = make_pool(2);
     for (int iter = 0; iter < 5; iter++) {
         struct timespec ts = {0, 2000000};   /* 2 ms */
         nanosleep(&ts, NULL);
