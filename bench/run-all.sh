@@ -18,7 +18,7 @@ raffle=build/raffle
 mkdir -p bench/results
 
 echo "== raffle bench kernels" >&2
-OPENBLAS_NUM_THREADS=1 "$raffle" bench kernels $quick --out bench/results/kernels.json
+OPENBLAS_NUM_THREADS=1 "$raffle" bench kernels $quick --out bench/results
 
 for b in train coord; do
   if [ -x "bench/$b/run.sh" ]; then

@@ -108,7 +108,7 @@ Test(job, id_stability) {
     ids(HEAD "\"train\":{\"lr\":0.01},\"experiments\":[{\"kind\":\"prune\",\"method\":\"random\",\"sparsity\":[0.5,0.9]}]}", a, &na);
     /* same content, keys in another order, a default written out: same ids */
     ids("{\"experiments\":[{\"sparsity\":[0.5,0.9],\"method\":\"random\",\"kind\":\"prune\",\"scope\":\"global\"}],"
-        "\"model\":\"lenet-300-100\",\"train\":{\"lr\":0.01,\"batch\":60},\"dataset\":\"synthetic\"}", b, &nb);
+        "\"model\":\"lenet-300-100\",\"train\":{\"lr\":0.01,\"batch\":128},\"dataset\":\"synthetic\"}", b, &nb);
     cr_assert_eq(na, 3); cr_assert_eq(nb, 3);
     for (int i = 0; i < na; i++) cr_assert_eq(a[i], b[i]);
     /* an edited prune setting changes only that task's id */
