@@ -85,8 +85,10 @@ static void print_help(const char *cmd, const char *usage, const char *summary, 
     printf("\noptions:\n");
     for (const cli_opt *o = opts; o && o->name; o++) {
         char left[96];
-        snprintf(left, sizeof left, "%s%s%s%s%s%s", o->name[1] ? "--" : "-", o->name, o->metavar ? " " : "",
-                 o->metavar ? o->metavar : "", o->alias ? ", --" : "", o->alias ? o->alias : "");
+        const char *bar = strchr(o->name, '|');
+        int len = bar ? (int)(bar - o->name) : (int)strlen(o->name);
+        snprintf(left, sizeof left, "%s%.*s%s%s%s%s", len > 1 ? "--" : "-", len, o->name, o->metavar ? " " : "",
+                 o->metavar ? o->metavar : "", bar ? ", --" : "", bar ? bar + 1 : "");
         printf("  %-28s %s%s\n", left, o->help ? o->help : "", o->required ? " (required)" : "");
     }
     printf("  %-28s %s\n", "--help", "show this help");
@@ -268,9 +270,13 @@ int cli_parse_settings(const char *cmd, const char *usage, const char *summary, 
             size_t len = eq ? (size_t)(eq - name) : strlen(name);
             const cli_opt *o = NULL;
             int idx = 0;
-            for (const cli_opt *p = opts; p && p->name; p++, idx++)
-                if ((strlen(p->name) == len && strncmp(p->name, name, len) == 0) ||
-                    (p->alias && strlen(p->alias) == len && strncmp(p->alias, name, len) == 0)) { o = p; break; }
+            for (const cli_opt *p = opts; p && p->name && !o; p++, idx++)
+                for (const char *n = p->name; n; n = strchr(n, '|') ? strchr(n, '|') + 1 : NULL) {
+                    const char *bar = strchr(n, '|');
+                    size_t nl = bar ? (size_t)(bar - n) : strlen(n);
+                    if (nl == len && strncmp(n, name, len) == 0) { o = p; break; }
+                }
+            if (o) idx--;
             if (!o) {
                 int neg, depth;
                 const char *path[3];

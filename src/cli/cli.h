@@ -17,13 +17,12 @@ typedef enum { CLI_FLAG, CLI_STR, CLI_INT, CLI_I64, CLI_U64, CLI_FLOAT, CLI_DOUB
 typedef struct cli_list { const char *v[CLI_LIST_MAX]; int n; char buf[8192]; size_t used; } cli_list;
 
 typedef struct cli_opt {
-    const char  *name;      /* long name without "--" */
+    const char  *name;      /* long name without "--"; "out|out-dir": the second is another spelling (an old name) */
     cli_opt_type type;
     void        *dest;      /* int* for FLAG/INT, const char** for STR, int64_t*, uint64_t*, float*, double*, cli_list* */
     const char  *metavar;   /* "N", "FILE"; NULL for flags */
     const char  *help;
     int          required;
-    const char  *alias;     /* another spelling (an old name), or NULL */
 } cli_opt;
 
 /* Settings tables a command takes as flags (raffle/settings.h): key

@@ -306,10 +306,10 @@ static int bench_kernels(int argc, char **argv) {
     int json = 0, quick = 0, reps = 0, done = 0;
     const char *out_dir = "bench/results";
     const cli_opt opts[] = {
-        {"json", CLI_FLAG, &json, NULL, "print the result object as one JSON line on stdout", 0, NULL},
-        {"quick", CLI_FLAG, &quick, NULL, "fewer repetitions, batches 1/16/64 only (a smoke run)", 0, NULL},
-        {"reps", CLI_INT, &reps, "N", "timed samples per measurement, best kept (default 30, quick 10)", 0, NULL},
-        {"out", CLI_STR, &out_dir, "DIR", "write DIR/kernels.json (default bench/results; '' = nowhere)", 0, NULL},
+        {"json", CLI_FLAG, &json, NULL, "print the result object as one JSON line on stdout", 0},
+        {"quick", CLI_FLAG, &quick, NULL, "fewer repetitions, batches 1/16/64 only (a smoke run)", 0},
+        {"reps", CLI_INT, &reps, "N", "timed samples per measurement, best kept (default 30, quick 10)", 0},
+        {"out", CLI_STR, &out_dir, "DIR", "write DIR/kernels.json (default bench/results; '' = nowhere)", 0},
         {0},
     };
     int rc = cli_parse(cmd, "[--json] [--quick] [--reps N] [--out DIR]",
@@ -355,12 +355,12 @@ static int bench_coord(int argc, char **argv) {
     const char *cmd = "bench coord", *out_dir = "bench/results";
     int quick = 0, tasks = 0, mb = 0, reps = 0, level = 0, level_set = 0, done = 0;
     const cli_opt opts[] = {
-        {"tasks", CLI_INT, &tasks, "N", "no-op tasks of the dispatch measurement (default 20000, quick 5000)", 0, NULL},
-        {"mb", CLI_INT, &mb, "M", "MiB gathered (default 64, quick 16)", 0, NULL},
-        {"reps", CLI_INT, &reps, "R", "repetitions, best kept (default 5, quick 3)", 0, NULL},
-        {"level", CLI_INT, &level, "L", "zstd level of the checkpoint stream (default the coordinator's)", 0, NULL},
-        {"quick", CLI_FLAG, &quick, NULL, "a smaller run", 0, NULL},
-        {"out", CLI_STR, &out_dir, "DIR", "write DIR/coord.json (default bench/results; '' = nowhere)", 0, NULL},
+        {"tasks", CLI_INT, &tasks, "N", "no-op tasks of the dispatch measurement (default 20000, quick 5000)", 0},
+        {"mb", CLI_INT, &mb, "M", "MiB gathered (default 64, quick 16)", 0},
+        {"reps", CLI_INT, &reps, "R", "repetitions, best kept (default 5, quick 3)", 0},
+        {"level", CLI_INT, &level, "L", "zstd level of the checkpoint stream (default the coordinator's)", 0},
+        {"quick", CLI_FLAG, &quick, NULL, "a smaller run", 0},
+        {"out", CLI_STR, &out_dir, "DIR", "write DIR/coord.json (default bench/results; '' = nowhere)", 0},
         {0},
     };
     for (int i = 1; i < argc; i++) level_set |= strcmp(argv[i], "--level") == 0 || strncmp(argv[i], "--level=", 8) == 0;

@@ -34,7 +34,7 @@ static int data_info(int argc, char **argv) {
     int json = 0, done = 0;
     const char *pos[1];
     const cli_opt opts[] = {
-        {"json", CLI_FLAG, &json, NULL, "print one JSON object on stdout", 0, NULL},
+        {"json", CLI_FLAG, &json, NULL, "print one JSON object on stdout", 0},
         {0},
     };
     int rc = cli_parse(cmd, "DATASET [--json]",
@@ -149,7 +149,7 @@ static int data_fetch(int argc, char **argv) {
     int json = 0, done = 0;
     const char *pos[1];
     const cli_opt opts[] = {
-        {"json", CLI_FLAG, &json, NULL, "print one JSON object on stdout", 0, NULL},
+        {"json", CLI_FLAG, &json, NULL, "print one JSON object on stdout", 0},
         {0},
     };
     int rc = cli_parse(cmd, "DATASET [--json]",

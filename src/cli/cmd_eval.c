@@ -16,13 +16,13 @@ int rf_cmd_eval(int argc, char **argv) {
     int json = 0, threads = 0, batch = 256;
     int64_t limit = 0;
     const cli_opt opts[] = {
-        {"ckpt", CLI_STR, &ckpt, "FILE", "checkpoint (.rckpt)", 1, NULL},
-        {"data", CLI_STR, &data, "DATASET", "dataset whose test split is evaluated", 1, NULL},
-        {"batch", CLI_INT, &batch, "B", "evaluation batch size (default 256)", 0, NULL},
-        {"limit", CLI_I64, &limit, "N", "evaluate the first N test samples only", 0, NULL},
-        {"threads", CLI_INT, &threads, "N", "compute threads (default 1)", 0, NULL},
-        {"json", CLI_FLAG, &json, NULL, "print one JSON object with the results", 0, NULL},
-        {NULL, 0, NULL, NULL, NULL, 0, NULL},
+        {"ckpt", CLI_STR, &ckpt, "FILE", "checkpoint (.rckpt)", 1},
+        {"data", CLI_STR, &data, "DATASET", "dataset whose test split is evaluated", 1},
+        {"batch", CLI_INT, &batch, "B", "evaluation batch size (default 256)", 0},
+        {"limit", CLI_I64, &limit, "N", "evaluate the first N test samples only", 0},
+        {"threads", CLI_INT, &threads, "N", "compute threads (default 1)", 0},
+        {"json", CLI_FLAG, &json, NULL, "print one JSON object with the results", 0},
+        {NULL, 0, NULL, NULL, NULL, 0},
     };
     int done = 0;
     int rc = cli_parse("eval", "--ckpt FILE --data DATASET [options]",

@@ -50,12 +50,12 @@ int cli_experiment_main(const rf_kind *k, int argc, char **argv) {
     memset(&engine, 0, sizeof engine);
     int json = 0, threads = 1, log_every = 0;
     const cli_opt opts[] = {
-        {"out", CLI_STR, &out, "DIR", "DIR/NN-LABEL/{model.rckpt,metrics.json,task.json} for every task", 1, "out-dir"},
-        {"engine", CLI_LIST, &engine, "KEY=VALUE", "engine option (docs/engine.md); repeatable", 0, NULL},
-        {"threads", CLI_INT, &threads, "N", "BLAS threads (default 1)", 0, NULL},
-        {"log-every", CLI_INT, &log_every, "N", "progress line every N training steps (0: the kinds' defaults; -1: none)", 0, NULL},
-        {"json", CLI_FLAG, &json, NULL, "print {\"tasks\": [...]} (every task's metrics) as one JSON object", 0, NULL},
-        {NULL, 0, NULL, NULL, NULL, 0, NULL},
+        {"out|out-dir", CLI_STR, &out, "DIR", "DIR/NN-LABEL/{model.rckpt,metrics.json,task.json} for every task", 1},
+        {"engine", CLI_LIST, &engine, "KEY=VALUE", "engine option (docs/engine.md); repeatable", 0},
+        {"threads", CLI_INT, &threads, "N", "BLAS threads (default 1)", 0},
+        {"log-every", CLI_INT, &log_every, "N", "progress line every N training steps (0: the kinds' defaults; -1: none)", 0},
+        {"json", CLI_FLAG, &json, NULL, "print {\"tasks\": [...]} (every task's metrics) as one JSON object", 0},
+        {NULL, 0, NULL, NULL, NULL, 0},
     };
     static const char *const omit[] = {"engine", "train_limit", NULL};
     cJSON *flags = cJSON_CreateObject();

@@ -18,10 +18,10 @@ int rf_cmd_export(int argc, char **argv) {
     const char *in = NULL, *fmt = "safetensors", *outp = NULL;
     int json = 0;
     const cli_opt opts[] = {
-        {"ckpt", CLI_STR, &in, "FILE", "checkpoint to export (.rckpt)", 1, NULL},
-        {"format", CLI_STR, &fmt, "FMT", "output format: safetensors (default)", 0, NULL},
-        {"out", CLI_STR, &outp, "DIR", "output directory: DIR/model.safetensors", 1, NULL},
-        {"json", CLI_FLAG, &json, NULL, "print one JSON object", 0, NULL},
+        {"ckpt", CLI_STR, &in, "FILE", "checkpoint to export (.rckpt)", 1},
+        {"format", CLI_STR, &fmt, "FMT", "output format: safetensors (default)", 0},
+        {"out", CLI_STR, &outp, "DIR", "output directory: DIR/model.safetensors", 1},
+        {"json", CLI_FLAG, &json, NULL, "print one JSON object", 0},
         {0},
     };
     int done;

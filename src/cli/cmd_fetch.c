@@ -41,8 +41,8 @@ int rf_cmd_fetch(int argc, char **argv) {
     const char *dir = ".";
     int ckpts = 0;
     cli_opt opts[] = {
-        {"o", CLI_STR, &dir, "DIR", "directory to write into (default: .)", 0, NULL},
-        {"checkpoints", CLI_FLAG, &ckpts, NULL, "also download every task's model.rckpt", 0, NULL},
+        {"o", CLI_STR, &dir, "DIR", "directory to write into (default: .)", 0},
+        {"checkpoints", CLI_FLAG, &ckpts, NULL, "also download every task's model.rckpt", 0},
         {0}};
     const char *pos[1];
     int done;

@@ -118,8 +118,8 @@ int rf_cmd_help(int argc, char **argv) {
     const char *md = NULL;
     int done = 0;
     const cli_opt opts[] = {
-        {"markdown", CLI_STR, &md, "jobs|engine", "print the settings reference (docs/jobs.md, docs/engine.md)", 1, NULL},
-        {NULL, 0, NULL, NULL, NULL, 0, NULL},
+        {"markdown", CLI_STR, &md, "jobs|engine", "print the settings reference (docs/jobs.md, docs/engine.md)", 1},
+        {NULL, 0, NULL, NULL, NULL, 0},
     };
     int rc = cli_parse("help", "--markdown jobs|engine", "Prints the reference tables generated from the settings tables.",
                        opts, argc, argv, pos, 0, 0, &done);

@@ -13,10 +13,10 @@ int rf_cmd_import(int argc, char **argv) {
     const char *in = NULL, *model = NULL, *outp = NULL;
     int json = 0;
     const cli_opt opts[] = {
-        {"safetensors", CLI_STR, &in, "FILE", "safetensors file to import", 1, NULL},
-        {"model", CLI_STR, &model, "PRESET|SPEC", "model preset name or spec JSON file", 1, NULL},
-        {"out", CLI_STR, &outp, "DIR", "output directory: DIR/model.rckpt", 1, NULL},
-        {"json", CLI_FLAG, &json, NULL, "print one JSON object", 0, NULL},
+        {"safetensors", CLI_STR, &in, "FILE", "safetensors file to import", 1},
+        {"model", CLI_STR, &model, "PRESET|SPEC", "model preset name or spec JSON file", 1},
+        {"out", CLI_STR, &outp, "DIR", "output directory: DIR/model.rckpt", 1},
+        {"json", CLI_FLAG, &json, NULL, "print one JSON object", 0},
         {0},
     };
     int done;

@@ -53,7 +53,7 @@ static cJSON *tensor_json(const rf_ckpt_tensor *t) {
 int rf_cmd_inspect(int argc, char **argv) {
     int json = 0;
     const cli_opt opts[] = {
-        {"json", CLI_FLAG, &json, NULL, "print one JSON object", 0, NULL},
+        {"json", CLI_FLAG, &json, NULL, "print one JSON object", 0},
         {0},
     };
     const char *pos[1];

@@ -15,8 +15,8 @@
 #include <string.h>
 
 /* The spellings the parents had in the commands before the descriptors. */
-static const struct { const char *kind, *alias; } parent_alias[] = {
-    {"prune", "ckpt"}, {"quantize", "ckpt"}, {"distill", "teacher"},
+static const struct { const char *kind, *flag; } parent_alias[] = {
+    {"prune", "parent|ckpt"}, {"quantize", "parent|ckpt"}, {"distill", "parent|teacher"},
 };
 
 static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
@@ -31,9 +31,9 @@ static double num(const cJSON *m, const char *k) {
 }
 
 int cli_kind_main(const rf_kind *k, int argc, char **argv) {
-    const char *cmd = k->name, *out = NULL, *alias = NULL;
+    const char *cmd = k->name, *out = NULL, *parent_name = "parent";
     for (size_t i = 0; i < sizeof parent_alias / sizeof parent_alias[0]; i++)
-        if (strcmp(parent_alias[i].kind, k->name) == 0) alias = parent_alias[i].alias;
+        if (strcmp(parent_alias[i].kind, k->name) == 0) parent_name = parent_alias[i].flag;
     static cli_list parents, engine;   /* large: not on the stack */
     memset(&parents, 0, sizeof parents);
     memset(&engine, 0, sizeof engine);
@@ -41,13 +41,13 @@ int cli_kind_main(const rf_kind *k, int argc, char **argv) {
     char parent_help[256];
     snprintf(parent_help, sizeof parent_help, "parent checkpoint(s): %s", k->parents_doc ? k->parents_doc : "none");
     const cli_opt opts[] = {
-        {"parent", CLI_LIST, &parents, "CKPT[,CKPT]", parent_help, k->min_parents > 0, alias},
-        {"out", CLI_STR, &out, "DIR", "output directory: DIR/model.rckpt, metrics.json, task.json (default: a temporary one, removed)", 0, NULL},
-        {"engine", CLI_LIST, &engine, "KEY=VALUE", "engine option (docs/engine.md); repeatable", 0, NULL},
-        {"threads", CLI_INT, &threads, "N", "BLAS threads (default 1)", 0, NULL},
-        {"log-every", CLI_INT, &log_every, "N", "progress line every N training steps (0: the kind's default; -1: none)", 0, NULL},
-        {"json", CLI_FLAG, &json, NULL, "print metrics.json as one JSON object", 0, NULL},
-        {NULL, 0, NULL, NULL, NULL, 0, NULL},
+        {parent_name, CLI_LIST, &parents, "CKPT[,CKPT]", parent_help, k->min_parents > 0},
+        {"out", CLI_STR, &out, "DIR", "output directory: DIR/model.rckpt, metrics.json, task.json (default: a temporary one, removed)", 0},
+        {"engine", CLI_LIST, &engine, "KEY=VALUE", "engine option (docs/engine.md); repeatable", 0},
+        {"threads", CLI_INT, &threads, "N", "BLAS threads (default 1)", 0},
+        {"log-every", CLI_INT, &log_every, "N", "progress line every N training steps (0: the kind's default; -1: none)", 0},
+        {"json", CLI_FLAG, &json, NULL, "print metrics.json as one JSON object", 0},
+        {NULL, 0, NULL, NULL, NULL, 0},
     };
     cJSON *settings = cJSON_CreateObject();
     if (!settings) { cli_err(cmd, "out of memory"); return 1; }

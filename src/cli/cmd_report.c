@@ -9,8 +9,8 @@ int rf_cmd_report(int argc, char **argv) {
     int done = 0, json = 0;
     const char *pos[1];
     cli_opt opts[] = {
-        {"json", CLI_FLAG, &json, NULL, "print the report object (report.json's content) on one line", 0, NULL},
-        {NULL, 0, NULL, NULL, NULL, 0, NULL},
+        {"json", CLI_FLAG, &json, NULL, "print the report object (report.json's content) on one line", 0},
+        {NULL, 0, NULL, NULL, NULL, 0},
     };
     int rc = cli_parse("report", "STORE/NAME", "Rebuilds a sweep's report.{json,csv,html} from its results store.",
                        opts, argc, argv, pos, 1, 1, &done);

@@ -16,8 +16,8 @@ int rf_cmd_run(int argc, char **argv) {
     int done = 0, threads = 1;
     const char *pos[1];
     cli_opt opts[] = {
-        {"threads", CLI_INT, &threads, "N", "compute threads for the task (default 1)", 0, NULL},
-        {NULL, 0, NULL, NULL, NULL, 0, NULL},
+        {"threads", CLI_INT, &threads, "N", "compute threads for the task (default 1)", 0},
+        {NULL, 0, NULL, NULL, NULL, 0},
     };
     int rc = cli_parse("run", "TASK_DIR", "Runs one sweep task described by TASK_DIR/task.json; writes model.rckpt,\n"
                        "metrics.json and result.json there (used by sweep workers). SIGUSR1/SIGTERM\n"

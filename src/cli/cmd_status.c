@@ -14,8 +14,8 @@ int rf_cmd_status(int argc, char **argv) {
     int done = 0, json = 0;
     const char *pos[1];
     cli_opt opts[] = {
-        {"json", CLI_FLAG, &json, NULL, "print status.json on one line", 0, NULL},
-        {NULL, 0, NULL, NULL, NULL, 0, NULL},
+        {"json", CLI_FLAG, &json, NULL, "print status.json on one line", 0},
+        {NULL, 0, NULL, NULL, NULL, 0},
     };
     int rc = cli_parse("status", "STORE/NAME", "Prints the status of a running or finished sweep.", opts, argc, argv, pos, 1, 1, &done);
     if (rc || done) return rc;

@@ -124,22 +124,22 @@ int rf_cmd_sweep(int argc, char **argv) {
     const char *store = "results", *store_local = "results", *work = NULL;
     const char *pos[1];
     cli_opt opts[] = {
-        {"store", CLI_STR, &store, "DIR|URL", "results store root, or an http(s) WebDAV URL to mirror to (default results/)", 0, NULL},
-        {"store-local", CLI_STR, &store_local, "DIR", "local store root when --store is a URL (default results/)", 0, NULL},
-        {"mirror-wait", CLI_DOUBLE, &mirror_wait, "S", "at the end, wait up to S seconds for the remote store (default 30)", 0, NULL},
-        {"walltime-margin", CLI_DOUBLE, &margin, "S", "under Slurm: stop S seconds before the job's end time (default 60)", 0, NULL},
-        {"resume-every", CLI_DOUBLE, &resume_every, "S", "training tasks save resumable state every S seconds (0: only when stopped; default 300)", 0, NULL},
-        {"fail-fast", CLI_FLAG, &fail_fast, NULL, "start no new task after the first failure", 0, NULL},
-        {"retries", CLI_INT, &retries, "N", "retries after a crash or timeout (default: the job's limits.retries)", 0, NULL},
-        {"time-limit", CLI_DOUBLE, &tl, "S", "wall-clock limit per task attempt, seconds (default: the job's)", 0, NULL},
-        {"memory-mb", CLI_INT, &mem_mb, "MB", "address-space limit per task, MiB (default: the job's)", 0, NULL},
-        {"work", CLI_STR, &work, "DIR", "scratch directory for task runs (default ${TMPDIR:-/tmp}/raffle-UID)", 0, NULL},
-        {"keep-work", CLI_FLAG, &keep, NULL, "keep the scratch directories", 0, NULL},
-        {"status-every", CLI_DOUBLE, &every, "S", "status.json and progress period (default 2 s)", 0, NULL},
-        {"no-report", CLI_FLAG, &no_report, NULL, "do not write report.* at the end", 0, NULL},
-        {"quiet", CLI_FLAG, &quiet, NULL, "no progress lines", 0, NULL},
-        {"json", CLI_FLAG, &json, NULL, "print the outcome as one JSON object", 0, NULL},
-        {NULL, 0, NULL, NULL, NULL, 0, NULL},
+        {"store", CLI_STR, &store, "DIR|URL", "results store root, or an http(s) WebDAV URL to mirror to (default results/)", 0},
+        {"store-local", CLI_STR, &store_local, "DIR", "local store root when --store is a URL (default results/)", 0},
+        {"mirror-wait", CLI_DOUBLE, &mirror_wait, "S", "at the end, wait up to S seconds for the remote store (default 30)", 0},
+        {"walltime-margin", CLI_DOUBLE, &margin, "S", "under Slurm: stop S seconds before the job's end time (default 60)", 0},
+        {"resume-every", CLI_DOUBLE, &resume_every, "S", "training tasks save resumable state every S seconds (0: only when stopped; default 300)", 0},
+        {"fail-fast", CLI_FLAG, &fail_fast, NULL, "start no new task after the first failure", 0},
+        {"retries", CLI_INT, &retries, "N", "retries after a crash or timeout (default: the job's limits.retries)", 0},
+        {"time-limit", CLI_DOUBLE, &tl, "S", "wall-clock limit per task attempt, seconds (default: the job's)", 0},
+        {"memory-mb", CLI_INT, &mem_mb, "MB", "address-space limit per task, MiB (default: the job's)", 0},
+        {"work", CLI_STR, &work, "DIR", "scratch directory for task runs (default ${TMPDIR:-/tmp}/raffle-UID)", 0},
+        {"keep-work", CLI_FLAG, &keep, NULL, "keep the scratch directories", 0},
+        {"status-every", CLI_DOUBLE, &every, "S", "status.json and progress period (default 2 s)", 0},
+        {"no-report", CLI_FLAG, &no_report, NULL, "do not write report.* at the end", 0},
+        {"quiet", CLI_FLAG, &quiet, NULL, "no progress lines", 0},
+        {"json", CLI_FLAG, &json, NULL, "print the outcome as one JSON object", 0},
+        {NULL, 0, NULL, NULL, NULL, 0},
     };
     int rc = cli_parse("sweep", "JOB.json", "Runs every task of a job (mpirun -np N raffle sweep JOB.json, or alone\n"
                        "in-process); results go to STORE/NAME/. Rerunning resumes.", opts, argc, argv, pos, 1, 1, &done);

@@ -16,9 +16,9 @@ int rf_cmd_validate(int argc, char **argv) {
     int done = 0, json = 0, list = 0;
     const char *pos[1];
     cli_opt opts[] = {
-        {"json", CLI_FLAG, &json, NULL, "print the summary as one JSON object", 0, NULL},
-        {"list", CLI_FLAG, &list, NULL, "also list every task: id, kind, parents, settings", 0, NULL},
-        {NULL, 0, NULL, NULL, NULL, 0, NULL},
+        {"json", CLI_FLAG, &json, NULL, "print the summary as one JSON object", 0},
+        {"list", CLI_FLAG, &list, NULL, "also list every task: id, kind, parents, settings", 0},
+        {NULL, 0, NULL, NULL, NULL, 0},
     };
     int rc = cli_parse("validate", "JOB.json", "Checks a job file (every key, type and range; errors name the JSON path)\n"
                        "and prints the task DAG it expands to.", opts, argc, argv, pos, 1, 1, &done);
