@@ -10,6 +10,7 @@
 
 extern const rf_prune_method_desc rf_prune_method_magnitude, rf_prune_method_random, rf_prune_method_obd,
     rf_prune_method_snip, rf_prune_method_grasp, rf_prune_method_synflow;
+extern const rf_prune_method_desc rf_prune_method_taylor;
 
 static const rf_prune_method_desc *const methods[] = {
     [RF_PRUNE_MAGNITUDE] = &rf_prune_method_magnitude,
@@ -18,6 +19,7 @@ static const rf_prune_method_desc *const methods[] = {
     [RF_PRUNE_SNIP] = &rf_prune_method_snip,
     [RF_PRUNE_GRASP] = &rf_prune_method_grasp,
     [RF_PRUNE_SYNFLOW] = &rf_prune_method_synflow,
+    &rf_prune_method_taylor,
 };
 #define N_METHODS ((int)(sizeof methods / sizeof methods[0]))
 _Static_assert(sizeof methods / sizeof methods[0] > RF_PRUNE_SYNFLOW, "the named methods must be in the table");
