@@ -171,9 +171,9 @@ rf_status rf_distill_pairs_default(rf_ctx *ctx, const rf_model *student, const r
                                    rf_distill_cfg *cfg) {
     int sl[RF_DISTILL_MAX_PAIRS], ns = 0, tl[256], nt = 0;
     for (int i = 0; i < student->n_layers && ns < RF_DISTILL_MAX_PAIRS; i++)
-        if (student->layers[i].type == RF_L_TRANSFORMER) sl[ns++] = i;
+        if (rf_layer_traits(student->layers[i].type) & RF_LT_BLOCK) sl[ns++] = i;
     for (int i = 0; i < teacher->n_layers && nt < 256; i++)
-        if (teacher->layers[i].type == RF_L_TRANSFORMER) tl[nt++] = i;
+        if (rf_layer_traits(teacher->layers[i].type) & RF_LT_BLOCK) tl[nt++] = i;
     if (ns == 0 || nt == 0)
         return rf_error(ctx, RF_ERR_INVALID, "distill: hidden-state distillation needs transformer blocks in both models "
                         "(student has %d, teacher %d)", ns, nt);

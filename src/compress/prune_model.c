@@ -181,14 +181,10 @@ static const rf_param *layer_weight(const rf_model *m, int li) {
 /* Builds the chain of stages of a sequential linear/conv net; returns 0 when
  * the net has layers the chain model cannot follow (residual, attention). */
 static int build_chain(const rf_model *m, rf_prune_stage *st, int *layer_of, int *n) {
-    static const rf_layer_type passthrough[] = {
-        RF_L_MAXPOOL, RF_L_AVGPOOL, RF_L_GAP, RF_L_BATCHNORM, RF_L_RELU, RF_L_GELU,
-        RF_L_TANH, RF_L_DROPOUT, RF_L_FLATTEN,
-    };
     int c = 0;
     for (int li = 0; li < m->n_layers; li++) {
-        rf_layer_type t = m->layers[li].type;
-        if (t == RF_L_LINEAR || t == RF_L_CONV2D) {
+        unsigned t = rf_layer_traits(m->layers[li].type);
+        if (t & RF_LT_CHAIN) {
             const rf_param *w = layer_weight(m, li);
             if (!w) return 0;
             int64_t out = w->shape[0], in = w->ndim > 1 ? w->shape[1] : 1, k = 1;
@@ -202,9 +198,9 @@ static int build_chain(const rf_model *m, rf_prune_stage *st, int *layer_of, int
             layer_of[c++] = li;
             continue;
         }
-        int ok = 0;
-        for (size_t j = 0; j < sizeof passthrough / sizeof passthrough[0]; j++) ok |= t == passthrough[j];
-        if (!ok) return 0;
+        /* channels pass through unmixed, or become features (flatten): the
+         * chain goes on; anything else mixes them in ways it cannot follow */
+        if (!(t & (RF_LT_CHANNELS | RF_LT_RESHAPES))) return 0;
     }
     *n = c;
     return 1;

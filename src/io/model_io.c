@@ -18,7 +18,7 @@
 
 int rf_io_layer_buffers(const rf_layer *L, rf_io_buf_slice *out) {
     if (L->buf_numel == 0) return 0;
-    if (L->type == RF_L_BATCHNORM && L->buf_numel % 2 == 0) {
+    if ((rf_layer_traits(L->type) & RF_LT_STATS) && L->buf_numel % 2 == 0) {
         size_t c = L->buf_numel / 2;
         snprintf(out[0].name, sizeof out[0].name, "%s.running_mean", L->name);
         snprintf(out[1].name, sizeof out[1].name, "%s.running_var", L->name);

@@ -84,11 +84,11 @@ static void tanh_backward(const rf_nn_run *r) {
 
 static const char *const no_keys[] = {NULL};
 const rf_nn_op rf_nn_op_relu = {"relu", no_keys, same_shape_setup, NULL, relu_forward, relu_backward,
-                                rf_nn_feat_always, relu_forward_feat, NULL, 0};
+                                rf_nn_feat_always, relu_forward_feat, NULL, 0, RF_LT_CHANNELS};
 const rf_nn_op rf_nn_op_gelu = {"gelu", no_keys, same_shape_setup, NULL, gelu_forward, gelu_backward,
-                                rf_nn_feat_always, gelu_forward_feat, NULL, 0};
+                                rf_nn_feat_always, gelu_forward_feat, NULL, 0, RF_LT_CHANNELS};
 const rf_nn_op rf_nn_op_tanh = {"tanh", no_keys, same_shape_setup, NULL, tanh_forward, tanh_backward,
-                                rf_nn_feat_always, tanh_forward_feat, NULL, 0};
+                                rf_nn_feat_always, tanh_forward_feat, NULL, 0, RF_LT_CHANNELS};
 
 /* ---- dropout ---------------------------------------------------------------
  * Inverted dropout (Srivastava et al. 2014, scaled at training time so that
@@ -139,7 +139,7 @@ static void dropout_backward(const rf_nn_run *r) {
 
 static const char *const dropout_keys[] = {"p", NULL};
 const rf_nn_op rf_nn_op_dropout = {"dropout", dropout_keys, dropout_setup, NULL, dropout_forward, dropout_backward,
-                                   rf_nn_feat_always, rf_nn_feat_copy, NULL, 0};
+                                   rf_nn_feat_always, rf_nn_feat_copy, NULL, 0, RF_LT_CHANNELS};
 
 /* ---- residual: out = in + output of layer `from` (He et al. 2016, eq. 1) ---
  * "from": an earlier layer's index, its name, or -1 for the model input. */
@@ -181,4 +181,4 @@ static void residual_backward(const rf_nn_run *r) {
 
 static const char *const residual_keys[] = {"from", NULL};
 const rf_nn_op rf_nn_op_residual = {"residual", residual_keys, residual_setup, NULL, residual_forward,
-                                    residual_backward, NULL, NULL, NULL, 0};
+                                    residual_backward, NULL, NULL, NULL, 0, 0};

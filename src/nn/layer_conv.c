@@ -886,7 +886,8 @@ static void conv_backward(const rf_nn_run *r) {
 
 static const char *const conv_keys[] = {"out", "kernel", "kh", "kw", "stride", "padding", "bias", NULL};
 const rf_nn_op rf_nn_op_conv2d = {"conv2d", conv_keys, conv_setup, conv_scratch, conv_forward, conv_backward,
-                                  NULL, NULL, NULL, 0};
+                                  NULL, NULL, NULL, 0,
+                                  RF_LT_PRODUCT | RF_LT_FEAT | RF_LT_ROWS_OUT | RF_LT_CHAIN | RF_LT_PRUNABLE | RF_LT_QUANT};
 
 /* ---- patch embedding (Dosovitskiy et al. 2021, eq. 1) ----------------------
  * z0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos: a conv with kernel = stride =
@@ -1050,4 +1051,4 @@ static rf_status patch_forward_feat(const rf_nn_feat *f) {
 static const char *const patch_keys[] = {"dim", "patch", "cls", "pos", NULL};
 const rf_nn_op rf_nn_op_patch_embed = {"patch_embed", patch_keys, patch_setup, patch_scratch, patch_forward,
                                        patch_backward, patch_feat, patch_forward_feat, patch_scratch_feat,
-                                       1};
+                                       1, RF_LT_PRODUCT | RF_LT_ROWS | RF_LT_FEAT | RF_LT_PRUNABLE | RF_LT_QUANT};

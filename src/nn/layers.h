@@ -109,6 +109,10 @@ typedef struct rf_nn_op {
     rf_status (*forward_feat)(const rf_nn_feat *f);
     size_t    (*scratch_feat)(const rf_layer *L, int B);   /* floats; NULL: none */
     int        feat_reads_rows;  /* forward_feat reads r->in row-major: only starts a run */
+    /* What the layer is (rf_layer_trait, nn.h): deployment, quantization,
+     * QAT, pruning, finishing, checkpoints and distillation ask this, not
+     * the type. Last, so a positional initializer cannot leave it out. */
+    unsigned   traits;
 } rf_nn_op;
 
 /* Feature-major runs in inference forwards (model.c): 0 off, 1 where the

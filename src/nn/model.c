@@ -13,7 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const rf_nn_op *const ops[RF_L_TYPE_COUNT_] = {
+/* The op table: one entry per layer type, with the op's traits in the op
+ * (layers.h rf_nn_op.traits). A type added to rf_layer_type without its
+ * entry here does not compile. */
+static const rf_nn_op *const ops[] = {
     [RF_L_LINEAR] = &rf_nn_op_linear,       [RF_L_CONV2D] = &rf_nn_op_conv2d,
     [RF_L_MAXPOOL] = &rf_nn_op_maxpool,     [RF_L_AVGPOOL] = &rf_nn_op_avgpool,
     [RF_L_GAP] = &rf_nn_op_gap,             [RF_L_BATCHNORM] = &rf_nn_op_batchnorm,
@@ -24,9 +27,22 @@ static const rf_nn_op *const ops[RF_L_TYPE_COUNT_] = {
     [RF_L_ATTENTION] = &rf_nn_op_attention, [RF_L_TRANSFORMER] = &rf_nn_op_transformer,
     [RF_L_CLS_POOL] = &rf_nn_op_cls_pool,   [RF_L_MEAN_POOL] = &rf_nn_op_mean_pool,
 };
+_Static_assert(sizeof ops / sizeof ops[0] == RF_L_TYPE_COUNT_, "every rf_layer_type needs its op (and traits) in this table");
 
 const rf_nn_op *rf_nn_op_get(int type) {
     return type >= 0 && type < RF_L_TYPE_COUNT_ ? ops[type] : NULL;
+}
+
+unsigned rf_layer_traits(int type) {
+    const rf_nn_op *op = rf_nn_op_get(type);
+    return op ? op->traits : 0;
+}
+
+long rf_layer_product_rows(const rf_layer *L, int K) {
+    unsigned t = rf_layer_traits(L->type);
+    if (t & RF_LT_ROWS_OUT) return (long)L->out.d[1] * L->out.d[2];
+    if (t & RF_LT_PRODUCTS) return L->in.d[0];
+    return K > 0 && L->in_size % (size_t)K == 0 ? (long)(L->in_size / (size_t)K) : 1;
 }
 
 static float *alloc_floats(size_t n) {

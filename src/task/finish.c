@@ -57,10 +57,6 @@ static const rf_param *layer_weight(const rf_model *m, int li) {
     return NULL;
 }
 
-static int keeps_channels(rf_layer_type t) {
-    return t == RF_L_RELU || t == RF_L_GELU || t == RF_L_TANH || t == RF_L_DROPOUT || t == RF_L_BATCHNORM ||
-           t == RF_L_MAXPOOL || t == RF_L_AVGPOOL || t == RF_L_GAP;
-}
 
 static rf_status add_collapsed(rf_ctx *ctx, const rf_model *m, cJSON *metrics) {
     cJSON *arr = cJSON_AddArrayToObject(metrics, "collapsed_layers");
@@ -74,7 +70,8 @@ static rf_status add_collapsed(rf_ctx *ctx, const rf_model *m, cJSON *metrics) {
     for (int li = 0; li < m->n_layers; li++) {
         const rf_layer *l = &m->layers[li];
         const rf_param *w = layer_weight(m, li);
-        int is_mm = (l->type == RF_L_LINEAR || l->type == RF_L_CONV2D) && w;
+        const unsigned traits = rf_layer_traits(l->type);
+        int is_mm = (traits & RF_LT_CHAIN) && w;
         if (w && w->prunable && count_zeros(m->params + w->offset, w->numel) == w->numel) {
             if (!cJSON_AddItemToArray(arr, cJSON_CreateString(l->name))) goto nomem;
             if (is_mm) { memset(alive, 0, (size_t)w->shape[0]); n_alive = w->shape[0]; }
@@ -99,11 +96,11 @@ static rf_status add_collapsed(rf_ctx *ctx, const rf_model *m, cJSON *metrics) {
             if (cnt == 0 && w->prunable && !cJSON_AddItemToArray(arr, cJSON_CreateString(l->name))) goto nomem;
             memcpy(alive, next, rows);
             n_alive = (long)rows;
-        } else if (l->type == RF_L_FLATTEN && n_alive >= 0 && (long)l->in.d[0] == n_alive) {
+        } else if ((traits & RF_LT_RESHAPES) && n_alive >= 0 && (long)l->in.d[0] == n_alive) {
             size_t hw = (size_t)l->in.d[1] * l->in.d[2];
             for (long c = n_alive - 1; c >= 0; c--) memset(alive + c * hw, alive[c], hw);
             n_alive = (long)(n_alive * hw);
-        } else if (!keeps_channels(l->type)) {
+        } else if (!(traits & RF_LT_CHANNELS)) {
             n_alive = -1;
         }
     }

@@ -794,3 +794,40 @@ Test(nn, per_param_train_act_hook) {
     rf_model_free(m);
     rf_nn_gemm_force(0);
 }
+
+/* The op table has an op for every layer type (the static_assert makes a
+ * missing entry a compile error; this checks the entries are not NULL) and
+ * each op states what it is: the traits deployment, quantization, pruning,
+ * finishing and checkpoints ask instead of comparing types. */
+Test(nn, op_table_and_traits) {
+    for (int t = 1; t < RF_L_TYPE_COUNT_; t++) cr_assert_not_null(rf_nn_op_get(t), "layer type %d has no op", t);
+    cr_assert_eq(rf_layer_traits(0), 0u);
+    cr_assert_eq(rf_layer_traits(RF_L_TYPE_COUNT_), 0u);
+    const unsigned w = RF_LT_PRUNABLE | RF_LT_QUANT;
+    cr_assert_eq(rf_layer_traits(RF_L_LINEAR) & (RF_LT_PRODUCT | RF_LT_CHAIN | w), RF_LT_PRODUCT | RF_LT_CHAIN | w);
+    cr_assert_eq(rf_layer_traits(RF_L_CONV2D) & (RF_LT_PRODUCT | RF_LT_ROWS_OUT | RF_LT_FEAT | RF_LT_ROWS),
+                 RF_LT_PRODUCT | RF_LT_ROWS_OUT | RF_LT_FEAT);
+    cr_assert(rf_layer_traits(RF_L_TRANSFORMER) & RF_LT_PRODUCTS && rf_layer_traits(RF_L_TRANSFORMER) & RF_LT_BLOCK);
+    cr_assert_eq(rf_layer_traits(RF_L_ATTENTION) & (RF_LT_ROWS | RF_LT_FEAT), RF_LT_ROWS);
+    cr_assert(rf_layer_traits(RF_L_BATCHNORM) & RF_LT_STATS && rf_layer_traits(RF_L_BATCHNORM) & RF_LT_CHANNELS);
+    cr_assert_eq(rf_layer_traits(RF_L_FLATTEN), (unsigned)RF_LT_RESHAPES);
+    cr_assert_eq(rf_layer_traits(RF_L_RESIDUAL), 0u);
+    /* a product layer and a layer with products inside never both */
+    for (int t = 1; t < RF_L_TYPE_COUNT_; t++) {
+        unsigned tr = rf_layer_traits(t);
+        cr_assert(!((tr & RF_LT_PRODUCT) && (tr & RF_LT_PRODUCTS)), "type %d", t);
+        if (tr & (RF_LT_PRODUCT | RF_LT_PRODUCTS)) cr_assert(tr & (RF_LT_ROWS | RF_LT_FEAT), "type %d runs in no layout", t);
+    }
+    /* prunable weights follow the trait; rows per sample of each product */
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_model *m = NULL;
+    cr_assert_eq(rf_model_from_spec(&ctx, "{\"input\":[1,8,8],\"classes\":3,\"layers\":[{\"type\":\"conv2d\",\"name\":\"c\",\"out\":4,"
+                 "\"kernel\":3,\"padding\":1},{\"type\":\"batchnorm\",\"name\":\"bn\"},{\"type\":\"flatten\"},"
+                 "{\"type\":\"linear\",\"name\":\"fc\",\"out\":3}]}", &m), RF_OK, "%s", ctx.err);
+    for (int p = 0; p < m->n_ptensors; p++)
+        cr_assert_eq(m->ptensors[p].prunable, m->ptensors[p].role == RF_P_WEIGHT, "%s", m->ptensors[p].name);
+    cr_assert_eq(rf_layer_product_rows(&m->layers[0], 9), 64);   /* 8x8 output positions */
+    cr_assert_eq(rf_layer_product_rows(&m->layers[3], 256), 1);  /* one row per sample */
+    rf_model_free(m);
+}
