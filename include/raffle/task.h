@@ -187,6 +187,11 @@ void      rf_task_split_timing(cJSON *metrics);
  * is an error naming it), then the settings' "engine" object; applies the
  * ISA option to the kernels (process-wide, rf_kernels_force). */
 rf_status rf_task_engine(rf_ctx *ctx, const cJSON *settings);
+/* An "engine" settings object in its canonical form (value names as
+ * strings, integers as numbers: "conv": 3 is "conv": "gemm"), so a job and
+ * the command line write the same settings. New object; NULL when an entry
+ * is not an engine option's value (check first) or out of memory. */
+cJSON    *rf_task_engine_settings(const cJSON *engine);
 /* A new object describing the engine that ran: "isa" (used), "cpu_isa",
  * "blas" {name, version, core, config}, and every option's effective value
  * under "options" (what metrics.json holds under "engine"). */

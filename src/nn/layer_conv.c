@@ -607,8 +607,8 @@ static dc_bwd dc_bwd_of(const conv_geom *g) {
 /* The direct path needs stride 1 and pad < kernel (so that the input
  * gradient is a convolution with non-negative padding). */
 static int direct_fits(const conv_geom *g) { return g->s == 1 && g->pad < g->kh && g->pad < g->kw; }
-static int use_direct(const conv_geom *g) {
-    return direct_fits(g) && rf_kernels_isa() >= RF_ISA_AVX512 && rf_nn_conv_path_get() != RF_NN_CONV_GEMM;
+static int use_direct(const conv_geom *g, const rf_engine *e) {
+    return direct_fits(g) && rf_kernels_isa() >= RF_ISA_AVX512 && e->v[RF_ENGINE_CONV] != RF_NN_CONV_GEMM;
 }
 
 /* The weight gradient of layers with at most this many output channels runs
@@ -782,12 +782,12 @@ static rf_status conv_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
  * 0 or 1 and at least WINO_MIN_C input and output channels: with fewer, its
  * 16 GEMMs have K = C or N = Co too small to beat the direct conv (conv-k's
  * first layer, C = 1). The path can be forced either way with
- * RAFFLE_CONV=winograd|direct|gemm (rf_nn_conv_path_set); "winograd" still
- * needs a 3x3 stride-1 layer. Scalar ISA keeps the reference paths. */
+ * the engine option "conv" (winograd, direct, gemm); "winograd" still needs a
+ * 3x3 stride-1 layer. Scalar ISA keeps the reference paths. */
 #define WINO_MIN_C 16
-static int use_wino(const conv_geom *g) {
+static int use_wino(const conv_geom *g, const rf_engine *e) {
     if (!rf_nn_wino_fits(g->kh, g->kw, g->s, g->pad)) return 0;
-    rf_nn_conv_path p = rf_nn_conv_path_get();
+    int p = e->v[RF_ENGINE_CONV];
     if (p == RF_NN_CONV_WINOGRAD) return 1;
     return p == RF_NN_CONV_AUTO && g->C >= WINO_MIN_C && g->Co >= WINO_MIN_C && rf_kernels_isa() >= RF_ISA_AVX2;
 }
@@ -814,11 +814,11 @@ static rf_status conv_forward(const rf_nn_run *r) {
     int chunk = conv_chunk(&g, r->B);
     const float *bias = L->ip[5] ? r->p[1] : NULL;
     if (!(L->infer_gemm && !r->training)) {
-        if (use_wino(&g)) {
+        if (use_wino(&g, r->eng)) {
             rf_nn_wino_forward(r->out, r->in, r->p[0], bias, r->B, g.C, g.H, g.W, g.Co, g.pad, r->scratch);
             return RF_OK;
         }
-        if (use_direct(&g)) { direct_forward(r, &g); return RF_OK; }
+        if (use_direct(&g, r->eng)) { direct_forward(r, &g); return RF_OK; }
         if (use_wide(&g)) { wide_forward(r, &g); return RF_OK; }
     }
     for (int n0 = 0; n0 < r->B; n0 += chunk) {
@@ -862,12 +862,12 @@ static void conv_backward(const rf_nn_run *r) {
     conv_geom g = conv_geom_of(L);
     int chunk = conv_chunk(&g, r->B);
     float *dbias = L->ip[5] ? r->g[1] : NULL;
-    if (use_wino(&g)) {
+    if (use_wino(&g, r->eng)) {
         rf_nn_wino_backward(r->g[0], dbias, r->din, r->dout, r->in, r->p[0], r->B, g.C, g.H, g.W, g.Co, g.pad,
                             r->scratch);
         return;
     }
-    if (use_direct(&g)) { direct_backward(r, &g); return; }
+    if (use_direct(&g, r->eng)) { direct_backward(r, &g); return; }
     if (use_wide(&g)) { wide_backward(r, &g); return; }
     for (int n0 = 0; n0 < r->B; n0 += chunk) {
         int ns = r->B - n0 < chunk ? r->B - n0 : chunk;
@@ -966,7 +966,7 @@ static rf_status patch_forward(const rf_nn_run *r) {
     patch_cols(cols, r->in, r->B, &g);
     int M = r->B * g.Np;
     if (L->infer_gemm && !r->training) RF_TRY(L->infer_gemm(L->infer_state, cols, Y, M));
-    else rf_nn_linear_fwd(Y, cols, r->p[0], r->p[1], M, g.D, g.K, g.K, g.D);
+    else rf_nn_linear_fwd(r->eng, Y, cols, r->p[0], r->p[1], M, g.D, g.K, g.K, g.D);
     for (int n = 0; n < r->B; n++) {
         float *o = r->out + (size_t)n * L->out_size;
         for (int t = 0; t < g.T; t++) {
@@ -995,7 +995,7 @@ static void patch_backward(const rf_nn_run *r) {
     }
     int M = r->B * g.Np;
     patch_cols(cols, r->in, r->B, &g);
-    rf_nn_linear_bwd(NULL, r->g[0], r->g[1], dY, cols, r->p[0], M, g.D, g.K, g.K, g.D);
+    rf_nn_linear_bwd(r->eng, NULL, r->g[0], r->g[1], dY, cols, r->p[0], M, g.D, g.K, g.K, g.D);
     if (r->din) {
         /* The columns are no longer needed: reuse them for d(columns). */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, g.K, g.D, 1.0f, dY, g.D, r->p[0], g.K,

@@ -170,7 +170,7 @@ cJSON *rf_plan_settings(const rf_point *pt, const char *data, const cJSON *model
     int ok = cJSON_AddStringToObject(s, "data", data) && rf_plan_put(s, "model", cJSON_Duplicate(model, 1)) &&
              cJSON_AddNumberToObject(s, "seed", pt->seed);
     /* engine options change floats: they are part of the work's identity */
-    if (ok && pt->engine && pt->engine->child) ok = rf_plan_put(s, "engine", cJSON_Duplicate(pt->engine, 1));
+    if (ok && pt->engine && pt->engine->child) ok = rf_plan_put(s, "engine", rf_task_engine_settings(pt->engine));
     for (const cJSON *c = train ? train->child : NULL; ok && c; c = c->next)
         ok = rf_plan_put(s, c->string, cJSON_Duplicate(c, 1));
     if (!ok) { cJSON_Delete(s); return NULL; }

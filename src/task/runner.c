@@ -75,6 +75,23 @@ rf_status rf_task_engine(rf_ctx *ctx, const cJSON *settings) {
     return RF_OK;
 }
 
+cJSON *rf_task_engine_settings(const cJSON *engine) {
+    cJSON *o = cJSON_CreateObject();
+    for (const cJSON *c = engine ? engine->child : NULL; o && c; c = c->next) {
+        int opt = rf_engine_option_find(c->string), v = 0;
+        char text[64];
+        if (cJSON_IsString(c)) snprintf(text, sizeof text, "%s", c->valuestring);
+        else snprintf(text, sizeof text, "%.0f", c->valuedouble);
+        rf_ctx tmp;
+        memset(&tmp, 0, sizeof tmp);
+        if (opt < 0 || rf_engine_parse_value(&tmp, opt, text, &v) != RF_OK) { cJSON_Delete(o); return NULL; }
+        const rf_engine_option *eo = &rf_engine_options[opt];
+        cJSON *val = eo->values ? cJSON_CreateString(eo->values[v]) : cJSON_CreateNumber(v);
+        if (!val || !cJSON_AddItemToObject(o, eo->name, val)) { cJSON_Delete(val); cJSON_Delete(o); return NULL; }
+    }
+    return o;
+}
+
 cJSON *rf_task_engine_json(const rf_ctx *ctx) {
     cJSON *e = cJSON_CreateObject(), *blas = cJSON_CreateObject(), *opts = cJSON_CreateObject();
     if (!e || !blas || !opts) { cJSON_Delete(e); cJSON_Delete(blas); cJSON_Delete(opts); return NULL; }

@@ -196,3 +196,27 @@ Test(job, edit_distance) {
     cr_assert_eq(rf_job_edit_distance("", "abc"), 3);
     cr_assert_eq(rf_job_edit_distance("same", "same"), 0);
 }
+
+/* Engine options (raffle/engine.h): checked against the engine table, part
+ * of every task's settings (and id) when given, in one canonical form
+ * whatever the spelling, experiment-level over top-level. */
+Test(job, engine_options_are_settings) {
+    reject(HEAD "\"engine\":{\"conf\":\"gemm\"},\"experiments\":[{\"kind\":\"train\"}]}",
+           "engine.conf: unknown engine option (did you mean \"conv\"?)");
+    reject(HEAD "\"engine\":{\"conv\":\"fast\"},\"experiments\":[{\"kind\":\"train\"}]}",
+           "engine.conv: engine option conv: \"fast\" is not one of auto, winograd, direct, gemm");
+    reject(HEAD "\"experiments\":[{\"kind\":\"train\",\"engine\":{\"tb_chunk\":-1}}]}", "engine.tb_chunk");
+    rf_ctx ctx;
+    rf_job *a, *b, *c;
+    cr_assert_eq(parse(HEAD "\"engine\":{\"conv\":\"gemm\",\"tb_chunk\":\"64\"},\"experiments\":[{\"kind\":\"train\"}]}", &a, &ctx),
+                 RF_OK, "%s", ctx.err);
+    cr_assert_eq(parse(HEAD "\"experiments\":[{\"kind\":\"train\",\"engine\":{\"tb_chunk\":64,\"conv\":3}}]}", &b, &ctx),
+                 RF_OK, "%s", ctx.err);
+    cr_assert_eq(parse(HEAD "\"experiments\":[{\"kind\":\"train\"}]}", &c, &ctx), RF_OK, "%s", ctx.err);
+    cr_assert(strstr(rf_job_settings(a, 0), "\"engine\":{\"conv\":\"gemm\",\"tb_chunk\":64}") != NULL, "%s",
+              rf_job_settings(a, 0));
+    cr_assert_eq(a->tasks[0].id, b->tasks[0].id, "the same options spelled two ways are one task");
+    cr_assert_neq(a->tasks[0].id, c->tasks[0].id, "engine options change floats: they are part of the id");
+    cr_assert(strstr(rf_job_settings(c, 0), "engine") == NULL, "no engine given: none written (ids unchanged)");
+    rf_job_free(a); rf_job_free(b); rf_job_free(c);
+}

@@ -644,7 +644,7 @@ static void deploy_matches_dense_at(const char *preset, double sparsity, int bat
      * another order than the panels, and sgemm sites see other operand
      * layouts; everything else (layer norm, attention, GELU) is the same
      * arithmetic (test_nn checks a run to the bit). */
-    rf_nn_feat_runs_set(0);
+    ctx.engine.v[RF_ENGINE_FEAT_RUNS] = RF_ENGINE_FEAT_OFF;
     cr_assert_eq(rf_model_forward(&ctx, m, x, batch, 0, &lg), RF_OK, "%s", rf_ctx_error(&ctx));
     float *rows = malloc(sizeof(float) * nl);
     memcpy(rows, lg, sizeof(float) * nl);
@@ -653,7 +653,7 @@ static void deploy_matches_dense_at(const char *preset, double sparsity, int bat
     for (size_t i = 0; i < nl; i++) if (fabs(rows[i]) > maxabs) maxabs = fabs(rows[i]);
     /* 2: wherever possible; 1: where the rule says runs pay (the default) */
     for (int runs = 2; runs >= 1; runs--) {
-        rf_nn_feat_runs_set(runs);
+        ctx.engine.v[RF_ENGINE_FEAT_RUNS] = runs;   /* always, then by the rule */
         cr_assert_eq(rf_model_forward(&ctx, m, x, batch, 0, &lg), RF_OK, "%s", rf_ctx_error(&ctx));
         int inner = 0;
         for (int i = 0; i < m->n_layers; i++) inner += rf_model_layer_output(m, i) == NULL;
@@ -761,12 +761,12 @@ Test(kernels, feature_major_runs_end_at_residual_sources) {
     o.batch = B; o.mode = RF_DEPLOY_SPARSE;
     cr_assert_eq(rf_deploy_model(&ctx, m, &o, NULL, 0, NULL), RF_OK, "%s", rf_ctx_error(&ctx));
     const float *lg;
-    rf_nn_feat_runs_set(0);
+    ctx.engine.v[RF_ENGINE_FEAT_RUNS] = RF_ENGINE_FEAT_OFF;
     cr_assert_eq(rf_model_forward(&ctx, m, x, B, 0, &lg), RF_OK);
     memcpy(ref, lg, sizeof ref);
-    rf_nn_feat_runs_set(2);
+    ctx.engine.v[RF_ENGINE_FEAT_RUNS] = RF_ENGINE_FEAT_ALWAYS;
     cr_assert_eq(rf_model_forward(&ctx, m, x, B, 0, &lg), RF_OK);
-    rf_nn_feat_runs_set(1);
+    ctx.engine.v[RF_ENGINE_FEAT_RUNS] = RF_ENGINE_FEAT_RULE;
     cr_assert_null(rf_model_layer_output(m, 1));       /* fc1: inside the first run */
     cr_assert_not_null(rf_model_layer_output(m, 2));   /* r1: the residual's source ends it */
     for (int i = 0; i < B * 10; i++)

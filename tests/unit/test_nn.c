@@ -727,15 +727,14 @@ static rf_status act_probe_fn(void *st, int backward, float *X, size_t n) {
     return RF_OK;
 }
 
-static void grads_of(rf_model *m, const float *x, int B, float *logits, float *grads) {
-    rf_ctx ctx; rf_ctx_init(&ctx);
+static void grads_of(rf_ctx *ctx, rf_model *m, const float *x, int B, float *logits, float *grads) {
     const float *y;
-    cr_assert_eq(rf_model_forward(&ctx, m, x, B, 1, &y), RF_OK);
+    cr_assert_eq(rf_model_forward(ctx, m, x, B, 1, &y), RF_OK);
     memcpy(logits, y, (size_t)B * m->n_classes * sizeof(float));
     float dl[64];
     for (int i = 0; i < B * m->n_classes; i++) dl[i] = 0.1f * (float)((i * 7) % 5) - 0.2f;
     rf_model_zero_grad(m);
-    cr_assert_eq(rf_model_backward(&ctx, m, dl), RF_OK);
+    cr_assert_eq(rf_model_backward(ctx, m, dl), RF_OK);
     memcpy(grads, m->grads, m->n_params * sizeof(float));
 }
 
@@ -746,12 +745,14 @@ Test(nn, per_param_train_act_hook) {
      * unchunked path would send these small products to OpenBLAS. Forcing
      * the row kernels everywhere makes the two runs differ only by what the
      * hooks do (chunked and unchunked row paths give the same bits). */
-    rf_nn_gemm_force(2);
+    rf_ctx ectx;   /* the forwards and backwards below run with this engine */
+    rf_ctx_init(&ectx);
+    ectx.engine.v[RF_ENGINE_GEMM] = RF_ENGINE_GEMM_ROWS;
     rf_model *m = make(tiny_vit, 6);
     float *x = randn(B * in_numel(m), 5);
     float l0[B * 5], l1[B * 5];
     float *g0 = malloc(m->n_params * sizeof(float)), *g1 = malloc(m->n_params * sizeof(float));
-    grads_of(m, x, B, l0, g0);
+    grads_of(&ectx, m, x, B, l0, g0);
     act_probe pr[16];
     memset(pr, 0, sizeof pr);
     int n = 0;
@@ -762,7 +763,7 @@ Test(nn, per_param_train_act_hook) {
         w->train_act = act_probe_fn;
         w->train_state = &pr[n++];
     }
-    grads_of(m, x, B, l1, g1);
+    grads_of(&ectx, m, x, B, l1, g1);
     for (int i = 0; i < B * 5; i++) cr_expect_eq(l0[i], l1[i]);
     for (size_t i = 0; i < m->n_params; i++) cr_expect(fabsf(g0[i] - g1[i]) <= 1e-6f * (1.0f + fabsf(g0[i])), "grad %zu", i);
     size_t T = 5;   /* 4 patches + cls */
@@ -781,7 +782,7 @@ Test(nn, per_param_train_act_hook) {
      * fc1/fc2 weight gradients themselves. */
     const rf_param *fc1 = rf_model_param(m, "blocks.1.mlp.fc1.weight");
     pr[(act_probe *)fc1->train_state - pr].zero_grad = 1;
-    grads_of(m, x, B, l1, g1);
+    grads_of(&ectx, m, x, B, l1, g1);
     const rf_param *n2 = rf_model_param(m, "blocks.1.norm2.weight");
     const rf_param *fc2 = rf_model_param(m, "blocks.1.mlp.fc2.weight");
     double dn2 = 0, dfc = 0;
@@ -792,7 +793,6 @@ Test(nn, per_param_train_act_hook) {
     cr_expect_lt(dfc, 1e-6);
     free(g0); free(g1); free(x);
     rf_model_free(m);
-    rf_nn_gemm_force(0);
 }
 
 /* The op table has an op for every layer type (the static_assert makes a

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "raffle/task.h"
+#include "raffle/engine.h"
 #include "raffle/kernels.h"
 
 static cJSON *settings_of(const char *json) {
@@ -286,4 +287,39 @@ Test(task, train_preemption_and_parent) {
     cJSON_Delete(m);
     unlink(path); unlink(path2); unlink(resume); rmdir(dir); rmdir(dir2);
     cr_assert_neq(stat(dir, &st), 0, "temp dir left behind");
+}
+
+/* The engine a task ran with: rf_task_engine takes the settings' "engine"
+ * object over the defaults, rejects an unknown option or value, and
+ * rf_task_engine_json (metrics.json's "engine") names the ISA used, the
+ * BLAS and every option's effective value. */
+Test(task, engine_settings_and_metrics) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cJSON *s = settings_of("{\"engine\":{\"conv\":\"gemm\",\"tb_chunk\":64,\"feat_runs\":\"off\"}}");
+    cr_assert_eq(rf_task_engine(&ctx, s), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(ctx.engine.v[RF_ENGINE_CONV], RF_ENGINE_CONV_GEMM);
+    cr_assert_eq(ctx.engine.v[RF_ENGINE_TB_CHUNK], 64);
+    cr_assert_eq(ctx.engine.v[RF_ENGINE_FEAT_RUNS], RF_ENGINE_FEAT_OFF);
+    cJSON *e = rf_task_engine_json(&ctx);
+    cr_assert_not_null(e);
+    const cJSON *isa = cJSON_GetObjectItemCaseSensitive(e, "isa");
+    cr_assert(cJSON_IsString(isa));
+    cr_assert_str_eq(isa->valuestring, rf_isa_name(rf_kernels_isa()));
+    const cJSON *blas = cJSON_GetObjectItemCaseSensitive(e, "blas");
+    cr_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(blas, "name")));
+    cr_assert(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(blas, "core")));
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(e, "options");
+    cr_assert_eq(cJSON_GetArraySize(o), RF_ENGINE_COUNT_, "one entry per engine option");
+    for (int i = 0; i < RF_ENGINE_COUNT_; i++)
+        cr_assert_not_null(cJSON_GetObjectItemCaseSensitive(o, rf_engine_options[i].name), "%s", rf_engine_options[i].name);
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(o, "conv")->valuestring, "gemm");
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(o, "tb_chunk")->valuedouble, 64.0);
+    cJSON_Delete(e); cJSON_Delete(s);
+    const char *bad[] = {"{\"engine\":{\"conv\":\"fft\"}}", "{\"engine\":{\"threads_x\":2}}",
+                         "{\"engine\":{\"tb_chunk\":-1}}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        s = settings_of(bad[i]);
+        cr_assert_eq(rf_task_engine(&ctx, s), RF_ERR_INVALID, "accepted %s", bad[i]);
+        cJSON_Delete(s);
+    }
 }
