@@ -2,7 +2,7 @@
 # Install raffle's Debian dependencies if any are missing.
 # Idempotent: prints nothing and exits 0 when everything is already present.
 # Usage: scripts/install-deps.sh [--with-test] [--with-bench] [--with-fuzz]
-#        [--with-slurm] [--with-nginx] [--with-chromium]
+#        [--with-slurm] [--with-nginx] [--with-chromium] [--with-netns]
 set -eu
 
 pkgs="build-essential pkg-config libopenblas-dev libzstd-dev libcjson-dev \
@@ -15,6 +15,7 @@ for a in "$@"; do
     --with-slurm) pkgs="$pkgs slurmctld slurmd munge slurm-client" ;;
     --with-nginx) pkgs="$pkgs nginx-light curl" ;;
     --with-chromium) pkgs="$pkgs chromium" ;;
+    --with-netns) pkgs="$pkgs iproute2 util-linux hostname jq" ;;
     *) echo "install-deps: unknown option '$a'" >&2; exit 2 ;;
   esac
 done
