@@ -268,11 +268,6 @@ rf_status rf_gmp_apply(rf_gmp *g, rf_model *m, int64_t step);
 /* rf_train_hooks.before_step adapter: ud is an rf_gmp*. */
 rf_status rf_gmp_before_step(void *ud, rf_model *m, int64_t step, int64_t total_steps);
 
-/* The model a pruning task starts from: the checkpoint at `ckpt` if non-NULL
- * (trained weights and its mask), else `model` (preset name or spec path)
- * initialised from `seed`. Returns a new model; free with rf_model_free. */
-rf_status rf_prune_open_model(rf_ctx *ctx, const char *ckpt, const char *model, uint64_t seed, rf_model **out);
-
 /* Adds the pruning report of m to metrics (a cJSON object owned by the
  * caller): "prunable", "remaining" (fraction of prunable weights kept),
  * "layer_remaining" {param: fraction}, and "collapsed_layers" unless the

@@ -202,6 +202,12 @@ cJSON    *rf_task_engine_json(const rf_ctx *ctx);
 int       rf_task_log_every(const rf_task_io *io, int dflt);
 
 /* ---- helpers the kinds share --------------------------------------------------- */
+/* The model a task starts from: the checkpoint at parent_ckpt if non-NULL
+ * (trained weights and its mask), else the settings' "model" (preset name
+ * or spec path) initialised from seed. Errors name `kind`. Returns a new
+ * model; free with rf_model_free. */
+rf_status rf_task_open_model(rf_ctx *ctx, const char *kind, const char *parent_ckpt, const cJSON *settings,
+                             uint64_t seed, rf_model **out);
 /* Reads the distillation keys of settings into cfg: temperature and alpha
  * with tab's defaults (the kind's table: distill T 4, alpha 0.9; OFA T 2,
  * alpha 0.5), hidden_weight, proj_lr, and the seed. A value outside the

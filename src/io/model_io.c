@@ -9,6 +9,7 @@
  * and batch-norm statistics as "<layer>.running_mean" /
  * "<layer>.running_var" (PyTorch's buffer names). Other layers' buffers, if a
  * layer type grows some, are stored whole as "<layer>.buffer". */
+#include "raffle/ckpt.h"
 #include "raffle/train.h"
 #include "io/model_names.h"
 

@@ -228,22 +228,6 @@ rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m
     return s;
 }
 
-/* The model to train: the first parent's checkpoint (fine-tuning), else a
- * fresh preset/spec initialised from the seed. */
-static rf_status make_model(rf_ctx *ctx, const rf_task_io *io, uint64_t seed, rf_model **m) {
-    if (io->n_parents > 0) {
-        rf_status s = rf_model_load(ctx, io->parent_ckpts[0], m);
-        if (s != RF_OK) rf_error_prefix(ctx, "train: parent %s", io->parent_ckpts[0]);
-        return s;
-    }
-    const cJSON *mv = cJSON_GetObjectItemCaseSensitive(io->settings, "model");
-    if (!cJSON_IsString(mv)) return rf_error(ctx, RF_ERR_INVALID, "train: settings have no \"model\" string and the task has no parent");
-    RF_TRY(rf_model_create(ctx, mv->valuestring, m));
-    rf_status s = rf_model_init(ctx, *m, seed);
-    if (s != RF_OK) { rf_model_free(*m); *m = NULL; }
-    return s;
-}
-
 rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     const double t0 = rf_now();
     if (!io->train) return rf_error(ctx, RF_ERR_INVALID, "train: no training data");
@@ -254,7 +238,7 @@ rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     cfg.log_every = rf_task_log_every(io, 100);
     cfg.stop_flag = io->stop_flag;
     rf_model *m = NULL;
-    RF_TRY(make_model(ctx, io, cfg.seed, &m));
+    RF_TRY(rf_task_open_model(ctx, "train", io->n_parents > 0 ? io->parent_ckpts[0] : NULL, io->settings, cfg.seed, &m));
     rf_train_result r;
     rf_status s = rf_task_train_resumable(ctx, io, m, io->train, io->test, &cfg, NULL, NULL, &r);
     if (s == RF_ERR_PREEMPTED) rf_error_prefix(ctx, "train");

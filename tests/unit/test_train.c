@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include "raffle/ckpt.h"
 #include "raffle/train.h"
 #include "raffle/kernels.h"
 
