@@ -1,7 +1,7 @@
 /* raffle core: status codes, per-call context, allocation hook, tensors,
  * activation arena and the counter-based RNG.
  *
- * Everything else in raffle builds on this header. Conventions (STYLE.md):
+ * Everything else in raffle builds on this header. Conventions (CONTRIBUTING.md):
  *  - library functions return rf_status and put detail in ctx->err;
  *  - ownership is stated on every prototype;
  *  - status values are fixed forever: add new ones at the end, never renumber. */

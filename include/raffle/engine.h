@@ -1,5 +1,5 @@
 /* raffle engine options: how the compute engine runs, as explicit
- * parameters of the context (STYLE.md rule 14, zstd's
+ * parameters of the context (CONTRIBUTING.md rule 14, zstd's
  * ZSTD_CCtx_setParameter), never process statics filled from the
  * environment.
  *

@@ -12,7 +12,7 @@
  * (raffle/plan.h).
  *
  * Orchestration only: nothing here does math or I/O policy beyond reading
- * the job file (STYLE.md rule 9). */
+ * the job file (CONTRIBUTING.md rule 9). */
 #ifndef RAFFLE_JOB_H
 #define RAFFLE_JOB_H
 

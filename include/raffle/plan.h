@@ -9,7 +9,7 @@
  * the same idea as open_lth naming a run by a hash of its hyperparameters:
  * equal ids are merged, so shared dense models run once.
  *
- * Orchestration only: nothing here computes or does I/O (STYLE.md rule 9).
+ * Orchestration only: nothing here computes or does I/O (CONTRIBUTING.md rule 9).
  * src/job owns the plan of a job (rf_job takes its arrays). */
 #ifndef RAFFLE_PLAN_H
 #define RAFFLE_PLAN_H

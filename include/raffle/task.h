@@ -13,7 +13,7 @@
  *
  * A task reads its settings (a canonical JSON object), its parents'
  * checkpoints and the datasets; it writes OUT_DIR/model.rckpt and fills a
- * metrics object. It never does MPI or store policy (STYLE.md rule 9). */
+ * metrics object. It never does MPI or store policy (CONTRIBUTING.md rule 9). */
 #ifndef RAFFLE_TASK_H
 #define RAFFLE_TASK_H
 

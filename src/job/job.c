@@ -13,7 +13,7 @@
  *     which adds tasks with parents to the plan (raffle/plan.h: canonical
  *     settings, content-addressed ids, merged duplicates).
  *
- * Orchestration only: nothing here computes (STYLE.md rule 9). */
+ * Orchestration only: nothing here computes (CONTRIBUTING.md rule 9). */
 #include "raffle/job.h"
 #include "raffle/settings.h"
 

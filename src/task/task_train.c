@@ -66,7 +66,7 @@ rf_status rf_task_train_cfg(rf_ctx *ctx, const cJSON *settings, rf_train_cfg *cf
 /* ---- resumable training state ---------------------------------------------
  * OUT_DIR/resume.rckpt is an ordinary checkpoint container (atomic write,
  * CRC-checked read) holding the flat blocks a resumed rf_train needs to
- * replay the uninterrupted run bit for bit (STYLE.md rule 5: one block each):
+ * replay the uninterrupted run bit for bit (CONTRIBUTING.md rule 5: one block each):
  * "params", "masks" (if pruned), "buffers" (BN statistics), "optim.m",
  * "optim.v" (moments, when the optimizer has them), all dense f32, and in
  * the metadata the next step, the optimizer's step count and the best
