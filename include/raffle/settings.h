@@ -103,6 +103,12 @@ rf_status rf_setting_check(rf_ctx *ctx, const rf_setting *s, const cJSON *v, con
  * did-you-mean), duplicate keys, each value, required keys. */
 rf_status rf_settings_check(rf_ctx *ctx, const cJSON *o, const rf_setting *const *tabs, int n, const char *path,
                             int in_grid);
+/* The job-file error every check reports: RF_ERR_JOB with "PATH: message"
+ * ("(top level)" for an empty path) in ctx. */
+rf_status rf_settings_error(rf_ctx *ctx, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* "a number", "a string", "a boolean", "null", "a list", "an object": what
+ * a JSON value is, for errors (static). */
+const char *rf_json_type_word(const cJSON *v);
 /* Adds the default of every absent key of tab that has one (RF_SF_OPTIONAL
  * keys and keys whose `when` does not hold excepted). Returns 0 when out of
  * memory (o may then lack keys: do not use it). */

@@ -208,6 +208,16 @@ int       rf_task_log_every(const rf_task_io *io, int dflt);
  * model; free with rf_model_free. */
 rf_status rf_task_open_model(rf_ctx *ctx, const char *kind, const char *parent_ckpt, const cJSON *settings,
                              uint64_t seed, rf_model **out);
+/* Best-of-N seconds of one inference forward of `batch` samples x into
+ * *best: at least 5 and at most 200 runs, more while under budget_s (the
+ * minimum is the most repeatable statistic on a shared machine). */
+rf_status rf_task_time_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, double budget_s, double *best);
+/* The checkpoint metadata ("extra") of a task that records its settings:
+ * {"kind", "settings": io->settings, "teachers" (when teachers >= 0),
+ * "steps" (when steps >= 0)} printed unformatted into *out (new; free()).
+ * Deterministic content only: same settings, same bytes. */
+rf_status rf_task_ckpt_extra(rf_ctx *ctx, const char *kind, const rf_task_io *io, int teachers, int64_t steps,
+                             char **out);
 /* Reads the distillation keys of settings into cfg: temperature and alpha
  * with tab's defaults (the kind's table: distill T 4, alpha 0.9; OFA T 2,
  * alpha 0.5), hidden_weight, proj_lr, and the seed. A value outside the
@@ -236,6 +246,9 @@ rf_status rf_quant_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, c
  * and "seed"): absent keys take the table's defaults; a value the table
  * refuses is RF_ERR_INVALID naming the key. Borrows settings (may be NULL). */
 rf_status rf_task_train_cfg(rf_ctx *ctx, const cJSON *settings, rf_train_cfg *cfg);
+/* rf_task_train_cfg of io->settings, wired to the task: progress lines to
+ * io->log every rf_task_log_every(io, log_every) steps, io->stop_flag. */
+rf_status rf_task_train_cfg_io(rf_ctx *ctx, const rf_task_io *io, int log_every, rf_train_cfg *cfg);
 /* The table's defaults (rf_task_train_cfg of no settings). */
 void      rf_task_train_cfg_default(rf_train_cfg *cfg);
 

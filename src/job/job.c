@@ -101,25 +101,6 @@ int rf_job_find(const rf_job *j, uint64_t id) {
 
 int rf_job_edit_distance(const char *a, const char *b) { return rf_edit_distance(a, b); }
 
-static rf_status jerr(rf_ctx *ctx, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static rf_status jerr(rf_ctx *ctx, const char *path, const char *fmt, ...) {
-    char msg[RF_ERR_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return rf_error(ctx, RF_ERR_JOB, "%s: %s", path[0] ? path : "(top level)", msg);
-}
-
-static const char *type_word(const cJSON *v) {
-    if (cJSON_IsNumber(v)) return "a number";
-    if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsBool(v)) return "a boolean";
-    if (cJSON_IsNull(v)) return "null";
-    if (cJSON_IsArray(v)) return "a list";
-    return "an object";
-}
-
 /* ---- grid ---------------------------------------------------------------- */
 
 #define MAX_AXES 32
@@ -234,11 +215,11 @@ rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name
     for (const cJSON *e = exps->child; e; e = e->next, i++) {
         char p[64];
         snprintf(p, sizeof p, "experiments[%d]", i);
-        if (!cJSON_IsObject(e)) { s = jerr(ctx, p, "expected an object, got %s", type_word(e)); goto fail; }
+        if (!cJSON_IsObject(e)) { s = rf_settings_error(ctx, p, "expected an object, got %s", rf_json_type_word(e)); goto fail; }
         const cJSON *kind = cJSON_GetObjectItemCaseSensitive(e, "kind");
         char kp[80];
         snprintf(kp, sizeof kp, "%s.kind", p);
-        if (!kind) { s = jerr(ctx, kp, "required key missing"); goto fail; }
+        if (!kind) { s = rf_settings_error(ctx, kp, "required key missing"); goto fail; }
         if ((s = rf_setting_check(ctx, &common_keys[0], kind, kp, 1)) != RF_OK) goto fail;
         exp_tabs[0] = rf_kind_get(rf_kind_find_experiment(kind->valuestring))->exp_keys;
         if ((s = rf_settings_check(ctx, e, exp_tabs, 2, p, 1)) != RF_OK) goto fail;

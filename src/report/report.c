@@ -494,6 +494,22 @@ static int has_plot(const cJSON *tasks, rf_kind_plot p) {
 
 static int is_dense(const cJSON *t) { return rf_kind_find(str(t, "kind")) == RF_JOB_TRAIN; }
 
+/* A fresh plot with its axes; S emptied. */
+static void plot_begin(plot *p, samples *S, const char *title, const char *xlabel, const char *ylabel, int logx,
+                       int lines) {
+    memset(p, 0, sizeof *p);
+    p->title = title; p->xlabel = xlabel; p->ylabel = ylabel;
+    p->logx = logx; p->lines = lines;
+    S->n = 0;
+}
+
+/* t's first parent if it is done, else NULL. */
+static const cJSON *done_parent(row_index *ix, const cJSON *t) {
+    const cJSON *par = get(t, "parents");
+    const cJSON *d = par && par->child ? by_id(ix, par->child->valuestring) : NULL;
+    return d && is_done(d) ? d : NULL;
+}
+
 /* Plots for the kinds the job has (an empty plot says "not yet" while the
  * sweep runs); the all-task Pareto plots always. */
 static void plots(sb *b, const cJSON *tasks) {
@@ -502,48 +518,35 @@ static void plots(sb *b, const cJSON *tasks) {
     row_index ix;
     index_rows(&ix, tasks);
     /* 1: one-shot pruning */
-    memset(&p, 0, sizeof p);
-    p.title = "One-shot pruning: test accuracy vs sparsity (mean over seeds, bars: min-max)";
-    p.xlabel = "sparsity (fraction of prunable weights removed)";
-    p.ylabel = "test accuracy";
-    p.lines = 1;
-    S.n = 0;
+    plot_begin(&p, &S, "One-shot pruning: test accuracy vs sparsity (mean over seeds, bars: min-max)",
+               "sparsity (fraction of prunable weights removed)", "test accuracy", 0, 1);
     for (const cJSON *t = tasks->child; t; t = t->next) {
         if (!is_done(t) || !in_plot(t, RF_PLOT_SPARSITY)) continue;
         add_pt(&p, &S, str(t, "method"), num(t, "sparsity"), num(t, "accuracy"));
-        const cJSON *par = get(t, "parents");
-        const cJSON *d = par && par->child ? by_id(&ix, par->child->valuestring) : NULL;
-        if (d && is_done(d)) add_pt(&p, &S, "dense", 0, num(d, "accuracy"));
+        const cJSON *d = done_parent(&ix, t);
+        if (d) add_pt(&p, &S, "dense", 0, num(d, "accuracy"));
     }
     finalize(&p, &S);
     if (has_plot(tasks, RF_PLOT_SPARSITY)) svg_plot(b, &p);
     /* 2-3: lottery tickets */
     for (int which = 0; which < 2; which++) {
-        memset(&p, 0, sizeof p);
-        p.title = which ? "Lottery tickets: early-stop iteration vs weights remaining"
-                        : "Lottery tickets: test accuracy vs weights remaining (IMP rounds and controls)";
-        p.xlabel = "weights remaining (fraction, log scale)";
-        p.ylabel = which ? "iteration of best test accuracy" : "test accuracy";
-        p.logx = 1; p.lines = 1;
-        S.n = 0;
+        plot_begin(&p, &S,
+                   which ? "Lottery tickets: early-stop iteration vs weights remaining"
+                         : "Lottery tickets: test accuracy vs weights remaining (IMP rounds and controls)",
+                   "weights remaining (fraction, log scale)", which ? "iteration of best test accuracy" : "test accuracy",
+                   1, 1);
         for (const cJSON *t = tasks->child; t; t = t->next) {
             if (!is_done(t) || !in_plot(t, RF_PLOT_LOTTERY)) continue;
             add_pt(&p, &S, str(t, "method"), num(t, "remaining"), num(t, which ? "best_iteration" : "accuracy"));
-            const cJSON *par = get(t, "parents");
-            const cJSON *d = par && par->child ? by_id(&ix, par->child->valuestring) : NULL;
-            if (d && is_done(d) && is_dense(d))
+            const cJSON *d = done_parent(&ix, t);
+            if (d && is_dense(d))
                 add_pt(&p, &S, "imp", 1.0, num(d, which ? "best_iteration" : "accuracy"));
         }
         finalize(&p, &S);
         if (has_plot(tasks, RF_PLOT_LOTTERY)) svg_plot(b, &p);
     }
     /* 4: distillation */
-    memset(&p, 0, sizeof p);
-    p.title = "Distillation: student accuracy vs temperature";
-    p.xlabel = "temperature T";
-    p.ylabel = "test accuracy";
-    p.lines = 1;
-    S.n = 0;
+    plot_begin(&p, &S, "Distillation: student accuracy vs temperature", "temperature T", "test accuracy", 0, 1);
     double tmin = INFINITY, tmax = -INFINITY;
     for (const cJSON *t = tasks->child; t; t = t->next)
         if (is_done(t) && in_plot(t, RF_PLOT_DISTILL)) {
@@ -554,9 +557,8 @@ static void plots(sb *b, const cJSON *tasks) {
     for (const cJSON *t = tasks->child; t && isfinite(tmin); t = t->next) {
         if (!is_done(t) || !in_plot(t, RF_PLOT_DISTILL)) continue;
         add_pt(&p, &S, "distilled student", num(t, "temperature"), num(t, "accuracy"));
-        const cJSON *par = get(t, "parents");
-        const cJSON *d = par && par->child ? by_id(&ix, par->child->valuestring) : NULL;
-        if (d && is_done(d)) { add_pt(&p, &S, "teacher", tmin, num(d, "accuracy")); add_pt(&p, &S, "teacher", tmax, num(d, "accuracy")); }
+        const cJSON *d = done_parent(&ix, t);
+        if (d) { add_pt(&p, &S, "teacher", tmin, num(d, "accuracy")); add_pt(&p, &S, "teacher", tmax, num(d, "accuracy")); }
         /* the student trained alone: a dense task of the same experiment and model */
         for (const cJSON *u = tasks->child; u; u = u->next)
             if (is_done(u) && is_dense(u) && strcmp(str(u, "experiment"), str(t, "experiment")) == 0 &&
@@ -568,29 +570,21 @@ static void plots(sb *b, const cJSON *tasks) {
     finalize(&p, &S);
     if (has_plot(tasks, RF_PLOT_DISTILL)) svg_plot(b, &p);
     /* 5: quantization */
-    memset(&p, 0, sizeof p);
-    p.title = "Quantization: test accuracy vs model size";
-    p.xlabel = "checkpoint bytes (log scale)";
-    p.ylabel = "test accuracy";
-    p.logx = 1;
-    S.n = 0;
+    plot_begin(&p, &S, "Quantization: test accuracy vs model size", "checkpoint bytes (log scale)", "test accuracy", 1, 0);
     for (const cJSON *t = tasks->child; t; t = t->next) {
         if (!is_done(t) || !in_plot(t, RF_PLOT_QUANT)) continue;
         add_pt(&p, &S, str(t, "method"), num(t, "bytes"), num(t, "accuracy"));
-        const cJSON *par = get(t, "parents");
-        const cJSON *d = par && par->child ? by_id(&ix, par->child->valuestring) : NULL;
-        if (d && is_done(d)) add_pt(&p, &S, "float32 parent", num(d, "bytes"), num(d, "accuracy"));
+        const cJSON *d = done_parent(&ix, t);
+        if (d) add_pt(&p, &S, "float32 parent", num(d, "bytes"), num(d, "accuracy"));
     }
     finalize(&p, &S);
     if (has_plot(tasks, RF_PLOT_QUANT)) svg_plot(b, &p);
     /* 6-7: Pareto */
     for (int which = 0; which < 2; which++) {
-        memset(&p, 0, sizeof p);
-        p.title = which ? "Every task: accuracy vs inference latency" : "Every task: accuracy vs size (Pareto frontier dashed)";
-        p.xlabel = which ? "latency per batch, ms (log scale)" : "checkpoint bytes (log scale)";
-        p.ylabel = "test accuracy";
-        p.logx = 1; p.pareto = 1;
-        S.n = 0;
+        plot_begin(&p, &S,
+                   which ? "Every task: accuracy vs inference latency" : "Every task: accuracy vs size (Pareto frontier dashed)",
+                   which ? "latency per batch, ms (log scale)" : "checkpoint bytes (log scale)", "test accuracy", 1, 0);
+        p.pareto = 1;
         for (const cJSON *t = tasks->child; t; t = t->next)
             if (is_done(t) && !(rf_kind_get(rf_kind_find(str(t, "kind")))->flags & RF_KIND_DIAG))
                 add_pt(&p, &S, str(t, "kind"), num(t, which ? "latency_ms" : "bytes"), num(t, "accuracy"));

@@ -228,3 +228,15 @@ rf_status rf_task_open_model(rf_ctx *ctx, const char *kind, const char *parent_c
     if (s != RF_OK) { rf_model_free(*out); *out = NULL; }
     return s;
 }
+
+rf_status rf_task_ckpt_extra(rf_ctx *ctx, const char *kind, const rf_task_io *io, int teachers, int64_t steps,
+                             char **out) {
+    *out = NULL;
+    cJSON *e = cJSON_CreateObject();
+    int ok = e && cJSON_AddStringToObject(e, "kind", kind) &&
+             cJSON_AddItemToObject(e, "settings", cJSON_Duplicate(io->settings, 1)) &&
+             (teachers < 0 || cJSON_AddNumberToObject(e, "teachers", teachers)) &&
+             (steps < 0 || cJSON_AddNumberToObject(e, "steps", (double)steps)) && (*out = cJSON_PrintUnformatted(e));
+    cJSON_Delete(e);
+    return ok ? RF_OK : rf_error(ctx, RF_ERR_NOMEM, "%s: cannot build checkpoint metadata", kind);
+}

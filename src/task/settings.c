@@ -70,8 +70,7 @@ const char *rf_settings_suggest(const char *key, const rf_setting *const *tabs, 
 
 /* ---- checking -------------------------------------------------------------- */
 
-static rf_status jerr(rf_ctx *ctx, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static rf_status jerr(rf_ctx *ctx, const char *path, const char *fmt, ...) {
+rf_status rf_settings_error(rf_ctx *ctx, const char *path, const char *fmt, ...) {
     char msg[RF_ERR_MAX];
     va_list ap;
     va_start(ap, fmt);
@@ -80,7 +79,7 @@ static rf_status jerr(rf_ctx *ctx, const char *path, const char *fmt, ...) {
     return rf_error(ctx, RF_ERR_JOB, "%s: %s", path[0] ? path : "(top level)", msg);
 }
 
-static const char *type_word(const cJSON *v) {
+const char *rf_json_type_word(const cJSON *v) {
     if (cJSON_IsNumber(v)) return "a number";
     if (cJSON_IsString(v)) return "a string";
     if (cJSON_IsBool(v)) return "a boolean";
@@ -103,30 +102,30 @@ static rf_status check_dataset(rf_ctx *ctx, const char *path, const char *s) {
     if (strncmp(s, "synthetic", 9) == 0 && (s[9] == '\0' || s[9] == ':')) {
         for (const char *p = s + 9; *p; p++)
             if (!(*p == ':' || (*p >= '0' && *p <= '9')))
-                return jerr(ctx, path, "\"%s\": synthetic takes synthetic[:N[:SEED]] with decimal N and SEED", s);
+                return rf_settings_error(ctx, path, "\"%s\": synthetic takes synthetic[:N[:SEED]] with decimal N and SEED", s);
         return RF_OK;
     }
     if ((n > 5 && strcmp(s + n - 5, ".json") == 0) || (n > 4 && strstr(s, ".npy"))) return RF_OK;
     const char *sug = rf_settings_suggest(s, NULL, 0, dataset_words);
-    if (sug) return jerr(ctx, path, "unknown dataset \"%s\" (did you mean \"%s\"?)", s, sug);
-    return jerr(ctx, path, "unknown dataset \"%s\" (fashion-mnist, mnist, synthetic[:N[:SEED]], four .npy files, or a .json descriptor)", s);
+    if (sug) return rf_settings_error(ctx, path, "unknown dataset \"%s\" (did you mean \"%s\"?)", s, sug);
+    return rf_settings_error(ctx, path, "unknown dataset \"%s\" (fashion-mnist, mnist, synthetic[:N[:SEED]], four .npy files, or a .json descriptor)", s);
 }
 
 static rf_status check_choice(rf_ctx *ctx, const rf_setting *f, const cJSON *v, const char *path) {
     char buf[256];
     const char *const *choices = rf_setting_choices(f);
-    if (!cJSON_IsString(v)) return jerr(ctx, path, "expected a string, got %s", type_word(v));
+    if (!cJSON_IsString(v)) return rf_settings_error(ctx, path, "expected a string, got %s", rf_json_type_word(v));
     for (const char *const *c = choices; *c; c++) if (strcmp(*c, v->valuestring) == 0) return RF_OK;
     const char *sug = rf_settings_suggest(v->valuestring, NULL, 0, choices);
     choice_list(choices, buf, sizeof buf);
-    if (sug) return jerr(ctx, path, "\"%s\" is not one of %s (did you mean \"%s\"?)", v->valuestring, buf, sug);
-    return jerr(ctx, path, "\"%s\" is not one of %s", v->valuestring, buf);
+    if (sug) return rf_settings_error(ctx, path, "\"%s\" is not one of %s (did you mean \"%s\"?)", v->valuestring, buf, sug);
+    return rf_settings_error(ctx, path, "\"%s\" is not one of %s", v->valuestring, buf);
 }
 
 /* Engine options object: keys and values from the engine table. */
 static rf_status check_engine(rf_ctx *ctx, const cJSON *v, const char *path) {
     char p[512];
-    if (!cJSON_IsObject(v)) return jerr(ctx, path, "expected an object, got %s", type_word(v));
+    if (!cJSON_IsObject(v)) return rf_settings_error(ctx, path, "expected an object, got %s", rf_json_type_word(v));
     for (const cJSON *c = v->child; c; c = c->next) {
         snprintf(p, sizeof p, "%s.%s", path, c->string);
         int o = rf_engine_option_find(c->string);
@@ -135,18 +134,18 @@ static rf_status check_engine(rf_ctx *ctx, const cJSON *v, const char *path) {
             for (int i = 0; i < RF_ENGINE_COUNT_; i++) names[i] = rf_engine_options[i].name;
             names[RF_ENGINE_COUNT_] = NULL;
             const char *s = rf_settings_suggest(c->string, NULL, 0, names);
-            if (s) return jerr(ctx, p, "unknown engine option (did you mean \"%s\"?)", s);
-            return jerr(ctx, p, "unknown engine option");
+            if (s) return rf_settings_error(ctx, p, "unknown engine option (did you mean \"%s\"?)", s);
+            return rf_settings_error(ctx, p, "unknown engine option");
         }
         char text[64];
         if (cJSON_IsString(c)) snprintf(text, sizeof text, "%s", c->valuestring);
         else if (cJSON_IsNumber(c) && c->valuedouble == floor(c->valuedouble) && fabs(c->valuedouble) < 1e15)
             snprintf(text, sizeof text, "%.0f", c->valuedouble);
-        else return jerr(ctx, p, "expected a string or an integer, got %s", type_word(c));
+        else return rf_settings_error(ctx, p, "expected a string or an integer, got %s", rf_json_type_word(c));
         int val;
         rf_ctx tmp;
         rf_ctx_init(&tmp);
-        if (rf_engine_parse_value(&tmp, o, text, &val) != RF_OK) return jerr(ctx, p, "%s", rf_ctx_error(&tmp));
+        if (rf_engine_parse_value(&tmp, o, text, &val) != RF_OK) return rf_settings_error(ctx, p, "%s", rf_ctx_error(&tmp));
     }
     return RF_OK;
 }
@@ -154,45 +153,45 @@ static rf_status check_engine(rf_ctx *ctx, const cJSON *v, const char *path) {
 static rf_status check_scalar(rf_ctx *ctx, const rf_setting *f, const cJSON *v, const char *path, int in_grid) {
     switch (f->type) {
     case RF_SET_NUM: case RF_SET_INT: {
-        if (!cJSON_IsNumber(v)) return jerr(ctx, path, "expected a number, got %s", type_word(v));
+        if (!cJSON_IsNumber(v)) return rf_settings_error(ctx, path, "expected a number, got %s", rf_json_type_word(v));
         double x = v->valuedouble;
-        if (!isfinite(x)) return jerr(ctx, path, "not a finite number");
-        if (f->type == RF_SET_INT && x != floor(x)) return jerr(ctx, path, "%g is not an integer", x);
+        if (!isfinite(x)) return rf_settings_error(ctx, path, "not a finite number");
+        if (f->type == RF_SET_INT && x != floor(x)) return rf_settings_error(ctx, path, "%g is not an integer", x);
         if (x < f->lo || x > f->hi || (f->lo_open && x == f->lo) || (f->hi_open && x == f->hi)) {
             char hi[32];
             if (f->hi >= BIG) snprintf(hi, sizeof hi, "inf"); else snprintf(hi, sizeof hi, "%g", f->hi);
-            return jerr(ctx, path, "%g is outside %c%g, %s%c", x, f->lo_open ? '(' : '[', f->lo, hi, f->hi_open ? ')' : ']');
+            return rf_settings_error(ctx, path, "%g is outside %c%g, %s%c", x, f->lo_open ? '(' : '[', f->lo, hi, f->hi_open ? ')' : ']');
         }
         return RF_OK;
     }
     case RF_SET_BOOL:
-        if (!cJSON_IsBool(v)) return jerr(ctx, path, "expected true or false, got %s", type_word(v));
+        if (!cJSON_IsBool(v)) return rf_settings_error(ctx, path, "expected true or false, got %s", rf_json_type_word(v));
         return RF_OK;
     case RF_SET_ENUM: case RF_SET_LIST:
         if (rf_setting_choices(f)) return check_choice(ctx, f, v, path);
         /* a list without choices is a list of datasets */
-        if (!cJSON_IsString(v)) return jerr(ctx, path, "expected a string, got %s", type_word(v));
+        if (!cJSON_IsString(v)) return rf_settings_error(ctx, path, "expected a string, got %s", rf_json_type_word(v));
         return check_dataset(ctx, path, v->valuestring);
     case RF_SET_STR:
-        if (!cJSON_IsString(v)) return jerr(ctx, path, "expected a string, got %s", type_word(v));
-        if (!v->valuestring[0]) return jerr(ctx, path, "empty string");
+        if (!cJSON_IsString(v)) return rf_settings_error(ctx, path, "expected a string, got %s", rf_json_type_word(v));
+        if (!v->valuestring[0]) return rf_settings_error(ctx, path, "empty string");
         return RF_OK;
     case RF_SET_DATA:
-        if (!cJSON_IsString(v)) return jerr(ctx, path, "expected a string, got %s", type_word(v));
+        if (!cJSON_IsString(v)) return rf_settings_error(ctx, path, "expected a string, got %s", rf_json_type_word(v));
         return check_dataset(ctx, path, v->valuestring);
     case RF_SET_MODEL:
-        if (!cJSON_IsString(v) || !v->valuestring[0]) return jerr(ctx, path, "expected a preset name or a model spec file, got %s", type_word(v));
+        if (!cJSON_IsString(v) || !v->valuestring[0]) return rf_settings_error(ctx, path, "expected a preset name or a model spec file, got %s", rf_json_type_word(v));
         return RF_OK;
     case RF_SET_OBJ:
-        if (!cJSON_IsObject(v)) return jerr(ctx, path, "expected an object, got %s", type_word(v));
+        if (!cJSON_IsObject(v)) return rf_settings_error(ctx, path, "expected an object, got %s", rf_json_type_word(v));
         return rf_settings_check(ctx, v, &f->sub, 1, path, in_grid);
     case RF_SET_ENGINE:
         return check_engine(ctx, v, path);
     case RF_SET_RATES:
-        if (!cJSON_IsObject(v)) return jerr(ctx, path, "expected an object {pattern: rate}, got %s", type_word(v));
+        if (!cJSON_IsObject(v)) return rf_settings_error(ctx, path, "expected an object {pattern: rate}, got %s", rf_json_type_word(v));
         for (const cJSON *e = v->child; e; e = e->next)
             if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble <= 1))
-                return jerr(ctx, path, "\"%s\": expected a rate in [0, 1]", e->string);
+                return rf_settings_error(ctx, path, "\"%s\": expected a rate in [0, 1]", e->string);
         return RF_OK;
     case RF_SET_OBJLIST: case RF_SET_TYPE_COUNT_:
         break;
@@ -203,7 +202,7 @@ static rf_status check_scalar(rf_ctx *ctx, const rf_setting *f, const cJSON *v, 
 rf_status rf_setting_check(rf_ctx *ctx, const rf_setting *f, const cJSON *v, const char *path, int in_grid) {
     char p[512];
     if (f->type == RF_SET_LIST) {
-        if (!cJSON_IsArray(v)) return jerr(ctx, path, "expected a list of strings, got %s", type_word(v));
+        if (!cJSON_IsArray(v)) return rf_settings_error(ctx, path, "expected a list of strings, got %s", rf_json_type_word(v));
         int i = 0;
         for (const cJSON *e = v->child; e; e = e->next, i++) {
             snprintf(p, sizeof p, "%s[%d]", path, i);
@@ -212,17 +211,17 @@ rf_status rf_setting_check(rf_ctx *ctx, const rf_setting *f, const cJSON *v, con
         return RF_OK;
     }
     if (f->type == RF_SET_OBJLIST) {
-        if (!cJSON_IsArray(v)) return jerr(ctx, path, "expected a list of objects, got %s", type_word(v));
+        if (!cJSON_IsArray(v)) return rf_settings_error(ctx, path, "expected a list of objects, got %s", rf_json_type_word(v));
         return RF_OK;
     }
     if (cJSON_IsArray(v)) {
         if (!((f->flags & RF_SF_GRID) && in_grid))
-            return jerr(ctx, path, "a list is not allowed here (grids are allowed inside experiments)");
-        if (!v->child) return jerr(ctx, path, "empty list: a grid axis needs at least one value");
+            return rf_settings_error(ctx, path, "a list is not allowed here (grids are allowed inside experiments)");
+        if (!v->child) return rf_settings_error(ctx, path, "empty list: a grid axis needs at least one value");
         int i = 0;
         for (const cJSON *e = v->child; e; e = e->next, i++) {
             snprintf(p, sizeof p, "%s[%d]", path, i);
-            if (cJSON_IsArray(e)) return jerr(ctx, p, "nested lists are not allowed");
+            if (cJSON_IsArray(e)) return rf_settings_error(ctx, p, "nested lists are not allowed");
             RF_TRY(check_scalar(ctx, f, e, p, in_grid));
         }
         return RF_OK;
@@ -238,18 +237,18 @@ rf_status rf_settings_check(rf_ctx *ctx, const cJSON *o, const rf_setting *const
         const rf_setting *f = rf_settings_lookup(tabs, n, c->string);
         if (!f) {
             const char *s = rf_settings_suggest(c->string, tabs, n, NULL);
-            if (s) return jerr(ctx, p, "unknown key (did you mean \"%s\"?)", s);
-            return jerr(ctx, p, "unknown key");
+            if (s) return rf_settings_error(ctx, p, "unknown key (did you mean \"%s\"?)", s);
+            return rf_settings_error(ctx, p, "unknown key");
         }
         for (const cJSON *d = o->child; d != c; d = d->next)
-            if (strcmp(d->string, c->string) == 0) return jerr(ctx, p, "duplicate key");
+            if (strcmp(d->string, c->string) == 0) return rf_settings_error(ctx, p, "duplicate key");
         RF_TRY(rf_setting_check(ctx, f, c, p, in_grid));
     }
     for (int t = 0; t < n; t++)
         for (const rf_setting *f = tabs[t]; f && f->key; f++)
             if ((f->flags & RF_SF_REQUIRED) && !cJSON_GetObjectItemCaseSensitive(o, f->key)) {
                 snprintf(p, sizeof p, "%s%s%s", path, path[0] ? "." : "", f->key);
-                return jerr(ctx, p, "required key missing");
+                return rf_settings_error(ctx, p, "required key missing");
             }
     return RF_OK;
 }

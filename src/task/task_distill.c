@@ -85,11 +85,7 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (!cJSON_IsString(mv)) return rf_error(ctx, RF_ERR_INVALID, "distill: settings have no \"model\" (the student)");
     RF_TRY(rf_kind_check(ctx, &rf_kind_distill, io->settings, "settings"));
     rf_train_cfg cfg;
-    RF_TRY(rf_task_train_cfg(ctx, io->settings, &cfg));
-    cfg.log = io->log;
-    cfg.log_ud = io->log_ud;
-    cfg.log_every = rf_task_log_every(io, 100);
-    cfg.stop_flag = io->stop_flag;
+    RF_TRY(rf_task_train_cfg_io(ctx, io, 100, &cfg));
     rf_distill_cfg dc;
     RF_TRY(rf_task_distill_cfg(ctx, io->settings, distill_keys, &dc));
     const int hidden = rf_settings_bool(io->settings, distill_keys, "hidden");
@@ -120,16 +116,7 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
             s = rf_error(ctx, RF_ERR_PREEMPTED, "distill: stopped on request after %lld steps", (long long)r.steps);
     }
     if (d) { rf_distill_free(d, m); d = NULL; }
-    if (s == RF_OK) {
-        cJSON *e = cJSON_CreateObject();
-        if (!e || !cJSON_AddStringToObject(e, "kind", "distill") ||
-            !cJSON_AddItemToObject(e, "settings", cJSON_Duplicate(io->settings, 1)) ||
-            !cJSON_AddNumberToObject(e, "teachers", io->n_parents) ||
-            !cJSON_AddNumberToObject(e, "steps", (double)r.steps) ||
-            !(extra = cJSON_PrintUnformatted(e)))
-            s = rf_error(ctx, RF_ERR_NOMEM, "distill: cannot build checkpoint metadata");
-        cJSON_Delete(e);
-    }
+    if (s == RF_OK) s = rf_task_ckpt_extra(ctx, "distill", io, io->n_parents, r.steps, &extra);
     if (s == RF_OK) s = rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) {
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");

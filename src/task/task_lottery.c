@@ -158,11 +158,7 @@ rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     /* The canonical training keys (docs/training.md; the paper's constant
      * learning rate is the table's default schedule). */
     rf_train_cfg tc;
-    if (s == RF_OK) s = rf_task_train_cfg(ctx, st, &tc);
-    tc.log = io->log;
-    tc.log_ud = io->log_ud;
-    tc.stop_flag = io->stop_flag;
-    tc.log_every = rf_task_log_every(io, 500);
+    if (s == RF_OK) s = rf_task_train_cfg_io(ctx, io, 500, &tc);
 
     rf_model *m = NULL;
     if (s == RF_OK)

@@ -48,15 +48,6 @@ static const rf_setting qat_keys[] = {
 };
 const rf_setting rf_task_qat_keys[] = { RF_KEY_FREEZE_AFTER, RF_KEY_EMA_DECAY, RF_SETTINGS_END };
 
-static rf_status train_cfg(rf_ctx *ctx, const rf_task_io *io, rf_train_cfg *cfg) {
-    RF_TRY(rf_task_train_cfg(ctx, io->settings, cfg));
-    cfg->log = io->log;
-    cfg->log_ud = io->log_ud;
-    cfg->log_every = rf_task_log_every(io, 100);
-    cfg->stop_flag = io->stop_flag;
-    return RF_OK;
-}
-
 /* Locks the current sparsity pattern: masks exist and are 0 wherever a
  * prunable weight is 0 (a checkpoint stored dense still carries its zeros). */
 static rf_status lock_pattern(rf_ctx *ctx, rf_model *m) {
@@ -67,20 +58,6 @@ static rf_status lock_pattern(rf_ctx *ctx, rf_model *m) {
         for (size_t k = 0; k < p->numel; k++)
             if (m->params[p->offset + k] == 0.0f) m->masks[p->offset + k] = 0.0f;
     }
-    return RF_OK;
-}
-
-static rf_status extra_json(rf_ctx *ctx, const char *kind, const rf_task_io *io, int64_t steps, char **out) {
-    *out = NULL;
-    cJSON *e = cJSON_CreateObject();
-    if (!e || !cJSON_AddStringToObject(e, "kind", kind) ||
-        !cJSON_AddItemToObject(e, "settings", cJSON_Duplicate(io->settings, 1)) ||
-        !cJSON_AddNumberToObject(e, "steps", (double)steps) ||
-        !(*out = cJSON_PrintUnformatted(e))) {
-        cJSON_Delete(e);
-        return rf_error(ctx, RF_ERR_NOMEM, "%s: cannot build checkpoint metadata", kind);
-    }
-    cJSON_Delete(e);
     return RF_OK;
 }
 
@@ -99,7 +76,7 @@ rf_status rf_ofa_run_qat(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_teac
                          const rf_distill_cfg *dc, rf_quant **out, rf_train_result *res) {
     *out = NULL;
     rf_train_cfg cfg;
-    RF_TRY(train_cfg(ctx, io, &cfg));
+    RF_TRY(rf_task_train_cfg_io(ctx, io, 100, &cfg));
     int batch = cfg.batch > 0 ? cfg.batch : 128;
     if (batch > io->train->n) batch = (int)io->train->n;
     int64_t total = cfg.iterations > 0 ? cfg.iterations : (int64_t)cfg.epochs * (io->train->n / batch);
@@ -150,7 +127,7 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
     const rf_kind *k = rf_kind_get(stage_kinds[stage]);
     RF_TRY(rf_kind_check(ctx, k, io->settings, "settings"));
     rf_train_cfg cfg;
-    RF_TRY(train_cfg(ctx, io, &cfg));
+    RF_TRY(rf_task_train_cfg_io(ctx, io, 100, &cfg));
     rf_distill_cfg dc;
     RF_TRY(rf_task_distill_cfg(ctx, io->settings, k->keys, &dc));
     double sparsity = 0, end_frac = 0, every_frac = 0;
@@ -202,7 +179,7 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
         }
         rf_distill_free(d, m);
     }
-    if (s == RF_OK) s = extra_json(ctx, kind, io, r.steps, &extra);
+    if (s == RF_OK) s = rf_task_ckpt_extra(ctx, kind, io, -1, r.steps, &extra);
     if (s == RF_OK) s = q ? rf_quant_task_finish(ctx, io, m, q, extra, metrics) : rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) s = add_common(ctx, metrics, teacher_acc, &r, t0);
     if (s == RF_OK && stage == STAGE_SPARSE && !cJSON_AddNumberToObject(metrics, "target_sparsity", sparsity))

@@ -102,13 +102,9 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     RF_TRY(prune_cfg(ctx, st, prune_keys, &cfg, &owned));
     /* The canonical training keys (docs/training.md). */
     rf_train_cfg tc;
-    rf_status s = rf_task_train_cfg(ctx, st, &tc);
+    rf_status s = rf_task_train_cfg_io(ctx, io, 200, &tc);
     tc.epochs = (int)rf_settings_num(st, prune_keys, "finetune_epochs");
     tc.iterations = (int64_t)rf_settings_num(st, prune_keys, "finetune_iterations");
-    tc.log = io->log;
-    tc.log_ud = io->log_ud;
-    tc.stop_flag = io->stop_flag;
-    tc.log_every = rf_task_log_every(io, 200);
 
     rf_model *m = NULL;
     if (s == RF_OK)

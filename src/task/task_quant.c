@@ -58,22 +58,6 @@ rf_status rf_quant_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, c
     return RF_OK;
 }
 
-/* Best-of-N seconds of one inference forward of `batch` samples (the
- * minimum is the most repeatable statistic on a shared machine). */
-static rf_status time_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, double *best) {
-    const float *logits;
-    RF_TRY(rf_model_forward(ctx, m, x, batch, 0, &logits));   /* warm-up: sizes buffers */
-    *best = INFINITY;
-    double start = rf_now();
-    for (int r = 0; r < 200 && (r < 5 || rf_now() - start < 0.3); r++) {
-        double t = rf_now();
-        RF_TRY(rf_model_forward(ctx, m, x, batch, 0, &logits));
-        t = rf_now() - t;
-        if (t < *best) *best = t;
-    }
-    return RF_OK;
-}
-
 /* int8 against fp32 latency at batch 1 and 64 on test samples. The fp32
  * side detaches every product of q (layer-level and per-weight overrides),
  * which is why this replaces rf_task_finish's "dense_latency_ms": that one
@@ -89,9 +73,9 @@ static rf_status add_int8_latency(rf_ctx *ctx, const rf_task_io *io, rf_model *m
         for (int i = 0; i < batches[1]; i++) memcpy(x + (size_t)i * ss, ds->x + (size_t)(i % ds->n) * ss, ss * sizeof(float));
     double t8[2] = {0, 0}, t32[2] = {0, 0};
     rf_status s = RF_OK;
-    for (int b = 0; b < 2 && s == RF_OK; b++) s = time_forward(ctx, m, x, batches[b], &t8[b]);
+    for (int b = 0; b < 2 && s == RF_OK; b++) s = rf_task_time_forward(ctx, m, x, batches[b], 0.3, &t8[b]);
     rf_quant_detach(q, m);
-    for (int b = 0; b < 2 && s == RF_OK; b++) s = time_forward(ctx, m, x, batches[b], &t32[b]);
+    for (int b = 0; b < 2 && s == RF_OK; b++) s = rf_task_time_forward(ctx, m, x, batches[b], 0.3, &t32[b]);
     rf_status e = rf_quant_enable(ctx, q, m, RF_QPATH_INT8);
     rf_free(x);
     if (s != RF_OK) return s;
@@ -141,14 +125,7 @@ rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (s == RF_OK && !qat) s = run_ptq(ctx, io, m, &q);
     if (s == RF_OK && qat) s = rf_ofa_run_qat(ctx, io, m, NULL, NULL, &q, &r);
     char *extra = NULL;
-    if (s == RF_OK) {
-        cJSON *e = cJSON_CreateObject();
-        if (!e || !cJSON_AddStringToObject(e, "kind", "quantize") ||
-            !cJSON_AddItemToObject(e, "settings", cJSON_Duplicate(io->settings, 1)) ||
-            !(extra = cJSON_PrintUnformatted(e)))
-            s = rf_error(ctx, RF_ERR_NOMEM, "quantize: cannot build checkpoint metadata");
-        cJSON_Delete(e);
-    }
+    if (s == RF_OK) s = rf_task_ckpt_extra(ctx, "quantize", io, -1, -1, &extra);
     if (s == RF_OK) s = rf_quant_task_finish(ctx, io, m, q, extra, metrics);
     if (s == RF_OK) s = add_int8_latency(ctx, io, m, q, metrics);
     if (s == RF_OK) {

@@ -63,6 +63,15 @@ rf_status rf_task_train_cfg(rf_ctx *ctx, const cJSON *settings, rf_train_cfg *cf
     return RF_OK;
 }
 
+rf_status rf_task_train_cfg_io(rf_ctx *ctx, const rf_task_io *io, int log_every, rf_train_cfg *cfg) {
+    RF_TRY(rf_task_train_cfg(ctx, io->settings, cfg));
+    cfg->log = io->log;
+    cfg->log_ud = io->log_ud;
+    cfg->log_every = rf_task_log_every(io, log_every);
+    cfg->stop_flag = io->stop_flag;
+    return RF_OK;
+}
+
 /* ---- resumable training state ---------------------------------------------
  * OUT_DIR/resume.rckpt is an ordinary checkpoint container (atomic write,
  * CRC-checked read) holding the flat blocks a resumed rf_train needs to
@@ -232,27 +241,14 @@ rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     const double t0 = rf_now();
     if (!io->train) return rf_error(ctx, RF_ERR_INVALID, "train: no training data");
     rf_train_cfg cfg;
-    RF_TRY(rf_task_train_cfg(ctx, io->settings, &cfg));
-    cfg.log = io->log;
-    cfg.log_ud = io->log_ud;
-    cfg.log_every = rf_task_log_every(io, 100);
-    cfg.stop_flag = io->stop_flag;
+    RF_TRY(rf_task_train_cfg_io(ctx, io, 100, &cfg));
     rf_model *m = NULL;
     RF_TRY(rf_task_open_model(ctx, "train", io->n_parents > 0 ? io->parent_ckpts[0] : NULL, io->settings, cfg.seed, &m));
     rf_train_result r;
     rf_status s = rf_task_train_resumable(ctx, io, m, io->train, io->test, &cfg, NULL, NULL, &r);
     if (s == RF_ERR_PREEMPTED) rf_error_prefix(ctx, "train");
     char *extra = NULL;
-    if (s == RF_OK) {
-        /* Deterministic content only (no timings): same settings, same bytes. */
-        cJSON *e = cJSON_CreateObject();
-        if (!e || !cJSON_AddStringToObject(e, "kind", "train") ||
-            !cJSON_AddItemToObject(e, "settings", cJSON_Duplicate(io->settings, 1)) ||
-            !cJSON_AddNumberToObject(e, "steps", (double)r.steps) ||
-            !(extra = cJSON_PrintUnformatted(e)))
-            s = rf_error(ctx, RF_ERR_NOMEM, "train: cannot build checkpoint metadata");
-        cJSON_Delete(e);
-    }
+    if (s == RF_OK) s = rf_task_ckpt_extra(ctx, "train", io, -1, r.steps, &extra);
     if (s == RF_OK) s = rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) {
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
