@@ -59,7 +59,7 @@ const rf_task_kind *rf_task_kind_find(const char *name) { return rf_kind_get(rf_
 /* ---- settings of a kind ----------------------------------------------------------- */
 
 const rf_setting rf_task_common_settings[] = {
-    {.key = "data", .type = RF_SET_DATA, .doc = "dataset: fashion-mnist, mnist, synthetic[:N[:SEED]], four .npy files A,B,C,D or a .json descriptor",
+    {.key = "data", .type = RF_SET_DATA, .doc = "dataset: fashion-mnist, mnist, synthetic[:N[:SEED]], cifar10[:PATH], cifar100[:PATH], cifar100-coarse[:PATH], four .npy files A,B,C,D or a .json descriptor (docs/data.md)",
      .alias = "d"},
     {.key = "model", .type = RF_SET_MODEL, .doc = "model preset or spec file (what the task builds when it has no parent)",
      .alias = "m"},

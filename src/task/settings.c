@@ -3,6 +3,7 @@
  * table's default, did-you-mean, and the markdown the docs are printed from.
  * The training table, the one every kind that trains reads, is at the end. */
 #include "raffle/settings.h"
+#include "raffle/data.h"
 #include "raffle/engine.h"
 
 #include <math.h>
@@ -94,21 +95,23 @@ static void choice_list(const char *const *c, char *buf, size_t n) {
     for (; *c && k + 1 < n; c++) k += (size_t)snprintf(buf + k, n - k, "%s%s", k ? ", " : "", *c);
 }
 
-static const char *const dataset_words[] = {"fashion-mnist", "mnist", "synthetic", NULL};
+/* Names a mistyped dataset is matched against for did-you-mean; whether a
+ * spec is valid is the data module's call (rf_data_spec_check, its loader
+ * table). */
+static const char *const dataset_words[] = {"fashion-mnist", "mnist", "synthetic", "cifar10", "cifar100",
+                                            "cifar100-coarse", NULL};
 
 static rf_status check_dataset(rf_ctx *ctx, const char *path, const char *s) {
-    size_t n = strlen(s);
-    if (strcmp(s, "fashion-mnist") == 0 || strcmp(s, "mnist") == 0) return RF_OK;
-    if (strncmp(s, "synthetic", 9) == 0 && (s[9] == '\0' || s[9] == ':')) {
-        for (const char *p = s + 9; *p; p++)
-            if (!(*p == ':' || (*p >= '0' && *p <= '9')))
-                return rf_settings_error(ctx, path, "\"%s\": synthetic takes synthetic[:N[:SEED]] with decimal N and SEED", s);
-        return RF_OK;
+    rf_status st = rf_data_spec_check(ctx, s);
+    if (st == RF_OK) return RF_OK;
+    if (st == RF_ERR_NOTFOUND) {
+        const char *sug = rf_settings_suggest(s, NULL, 0, dataset_words);
+        if (sug) return rf_settings_error(ctx, path, "unknown dataset \"%s\" (did you mean \"%s\"?)", s, sug);
+        return rf_settings_error(ctx, path, "unknown dataset \"%s\" (%s)", s, RF_DATA_SPEC_FORMS);
     }
-    if ((n > 5 && strcmp(s + n - 5, ".json") == 0) || (n > 4 && strstr(s, ".npy"))) return RF_OK;
-    const char *sug = rf_settings_suggest(s, NULL, 0, dataset_words);
-    if (sug) return rf_settings_error(ctx, path, "unknown dataset \"%s\" (did you mean \"%s\"?)", s, sug);
-    return rf_settings_error(ctx, path, "unknown dataset \"%s\" (fashion-mnist, mnist, synthetic[:N[:SEED]], four .npy files, or a .json descriptor)", s);
+    char msg[RF_ERR_MAX];
+    snprintf(msg, sizeof msg, "%s", rf_ctx_error(ctx));
+    return rf_settings_error(ctx, path, "%s", msg);
 }
 
 static rf_status check_choice(rf_ctx *ctx, const rf_setting *f, const cJSON *v, const char *path) {

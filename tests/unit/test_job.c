@@ -50,7 +50,7 @@ Test(job, rejects_with_json_paths) {
     reject(HEAD "\"name\":\"a/b\",\"experiments\":[{\"kind\":\"noop\"}]}", "is not a valid store name");
     reject("{\"dataset\":\"fashon-mnist\",\"model\":\"m\",\"experiments\":[{\"kind\":\"noop\"}]}",
            "dataset: unknown dataset \"fashon-mnist\" (did you mean \"fashion-mnist\"?)");
-    reject("{\"dataset\":\"synthetic:abc\",\"model\":\"m\",\"experiments\":[{\"kind\":\"noop\"}]}", "dataset: \"synthetic:abc\"");
+    reject("{\"dataset\":\"synthetic:abc\",\"model\":\"m\",\"experiments\":[{\"kind\":\"noop\"}]}", "dataset: 'synthetic:abc': expected synthetic[:N[:SEED]]");
     reject(HEAD "\"limits\":{\"retries\":11},\"experiments\":[{\"kind\":\"noop\"}]}", "limits.retries: 11 is outside [0, 10]");
     reject(HEAD "\"experiments\":[{\"kind\":\"lottery\",\"rate\":1}]}", "experiments[0].rate: 1 is outside (0, 1)");
     reject(HEAD "\"experiments\":[{\"kind\":\"lottery\",\"controls\":[\"reinitt\"]}]}",
