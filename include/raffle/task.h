@@ -204,10 +204,11 @@ int       rf_task_log_every(const rf_task_io *io, int dflt);
 /* ---- helpers the kinds share --------------------------------------------------- */
 /* The model a task starts from: the checkpoint at parent_ckpt if non-NULL
  * (trained weights and its mask), else the settings' "model" (preset name
- * or spec path) initialised from seed. Errors name `kind`. Returns a new
- * model; free with rf_model_free. */
+ * or spec path) built for ds's samples (rf_model_create_for_data; ds may be
+ * NULL) and initialised from seed. Errors name `kind`. Returns a new model;
+ * free with rf_model_free. */
 rf_status rf_task_open_model(rf_ctx *ctx, const char *kind, const char *parent_ckpt, const cJSON *settings,
-                             uint64_t seed, rf_model **out);
+                             const rf_dataset *ds, uint64_t seed, rf_model **out);
 /* Best-of-N seconds of one inference forward of `batch` samples x into
  * *best: at least 5 and at most 200 runs, more while under budget_s (the
  * minimum is the most repeatable statistic on a shared machine). */

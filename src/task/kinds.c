@@ -213,7 +213,7 @@ int rf_task_log_every(const rf_task_io *io, int dflt) {
 }
 
 rf_status rf_task_open_model(rf_ctx *ctx, const char *kind, const char *parent_ckpt, const cJSON *settings,
-                             uint64_t seed, rf_model **out) {
+                             const rf_dataset *ds, uint64_t seed, rf_model **out) {
     *out = NULL;
     if (parent_ckpt) {
         rf_status s = rf_model_load(ctx, parent_ckpt, out);
@@ -223,7 +223,7 @@ rf_status rf_task_open_model(rf_ctx *ctx, const char *kind, const char *parent_c
     const cJSON *mv = cJSON_GetObjectItemCaseSensitive(settings, "model");
     if (!cJSON_IsString(mv))
         return rf_error(ctx, RF_ERR_INVALID, "%s: settings have no \"model\" string and the task has no parent", kind);
-    RF_TRY(rf_model_create(ctx, mv->valuestring, out));
+    RF_TRY(rf_model_create_for_data(ctx, mv->valuestring, ds, out));
     rf_status s = rf_model_init(ctx, *out, seed);
     if (s != RF_OK) { rf_model_free(*out); *out = NULL; }
     return s;

@@ -243,7 +243,7 @@ rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     rf_train_cfg cfg;
     RF_TRY(rf_task_train_cfg_io(ctx, io, 100, &cfg));
     rf_model *m = NULL;
-    RF_TRY(rf_task_open_model(ctx, "train", io->n_parents > 0 ? io->parent_ckpts[0] : NULL, io->settings, cfg.seed, &m));
+    RF_TRY(rf_task_open_model(ctx, "train", io->n_parents > 0 ? io->parent_ckpts[0] : NULL, io->settings, io->train, cfg.seed, &m));
     rf_train_result r;
     rf_status s = rf_task_train_resumable(ctx, io, m, io->train, io->test, &cfg, NULL, NULL, &r);
     if (s == RF_ERR_PREEMPTED) rf_error_prefix(ctx, "train");
