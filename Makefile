@@ -38,7 +38,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 
-.PHONY: all deps demo test unit integration asan asan-build asan-integration bench fuzz fuzz-build fuzz-replay clean
+.PHONY: all deps demo test unit integration asan asan-build asan-integration bench fuzz fuzz-build fuzz-replay check-layers clean
 all: $(BUILD)/raffle $(BUILD)/libraffle.a
 
 deps:
@@ -112,8 +112,13 @@ unit: $(TEST_BIN)
 integration: $(BUILD)/raffle
 	@scripts/run-integration-tests.sh $(BUILD)/raffle
 
+# No file in src/ includes a header of a higher layer (docs/ARCHITECTURE.md).
+check-layers:
+	@scripts/check-layers.sh
+
 test:
 	@scripts/install-deps.sh --with-test
+	@$(MAKE) --no-print-directory check-layers
 	@$(MAKE) --no-print-directory all $(TEST_BIN)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz-replay

@@ -19,7 +19,7 @@ raffle=build/raffle
 mkdir -p bench/results
 
 echo "== raffle bench kernels" >&2
-OPENBLAS_NUM_THREADS=1 "$raffle" bench kernels $quick --out bench/results/kernels.json
+OPENBLAS_NUM_THREADS=1 "$raffle" bench kernels $quick --out bench/results
 
 # Low-bit kernels (issue 21): int4 x u8 against int8, N:M against unstructured
 # sparse, side by side in one run each (docs/kernels.md).

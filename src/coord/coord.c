@@ -18,6 +18,7 @@
 #include "coord/coord_internal.h"
 #include "raffle/ckpt.h"
 #include "raffle/store.h"
+#include "raffle/task.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -221,7 +222,12 @@ static double est_remaining(const coord *C, int32_t i) {
     return coord_estimate(C->job->tasks[i].cost, scale, C->t[i].progress / 255.0);
 }
 
-static int resumable(const coord *C, int32_t i) { return coord_kind_resumes(rf_job_kind_name(C->job->tasks[i].kind)); }
+/* Stopped at the deadline, a task of this kind saves a resume point and the
+ * next allocation continues it: any slice of time makes progress. */
+static int resumable(const coord *C, int32_t i) {
+    const rf_kind *k = rf_kind_get(C->job->tasks[i].kind);
+    return k && (k->flags & RF_KIND_STOP) && (k->flags & RF_KIND_RESUMABLE);
+}
 
 static rf_status ledger(coord *C, const char *event, int32_t i, int rank, int cls, const char *msg, cJSON *extra, int sync);
 static rf_status fail_task(coord *C, int32_t i);

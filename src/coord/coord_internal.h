@@ -58,13 +58,6 @@ rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem
 /* Removes a directory tree without following symlinks. */
 void      coord_rmtree(const char *path);
 
-/* 1 if a task of this kind (rf_job_kind_name) stops on request and saves a
- * resume point it can continue from (the kinds `raffle run` hands the stop
- * flag to). */
-int       coord_kind_stop_aware(const char *kind);
-/* 1 if, stopped, it also saves a resume point the next attempt continues
- * from (so any slice of time makes progress): "train". */
-int       coord_kind_resumes(const char *kind);
 /* How a task child that died by signal sig is classified (rf_fail_class):
  * the memory limit hit (SIGKILL while the kernel counted an OOM kill:
  * oom_killed != 0), a crash (a fault the process raised itself: SEGV, BUS,

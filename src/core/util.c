@@ -152,3 +152,25 @@ int rf_pid_alive(long pid) {
     const char *rp = strrchr(buf, ')');   /* "pid (comm) S ...": comm may hold spaces */
     return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
 }
+
+void rf_buf_printf(rf_buf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) { b->oom = 1; return; }
+        if (b->p && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
+        size_t cap = (b->cap + (size_t)k + 1) * 2;
+        char *np = rf_realloc(b->p, cap);
+        if (!np) { b->oom = 1; return; }
+        b->p = np;
+        b->cap = cap;
+    }
+}
+
+void rf_buf_free(rf_buf *b) {
+    rf_free(b->p);
+    memset(b, 0, sizeof *b);
+}

@@ -268,9 +268,10 @@ rf_status rf_data_synthetic_parse(rf_ctx *ctx, const char *spec, int64_t *n, uin
     if (!*p) return RF_OK;
     const char *q = strchr(p + 1, ':');
     size_t nl = q ? (size_t)(q - p - 1) : strlen(p + 1);
-    RF_TRY(rf_parse_i64(ctx, p + 1, nl, 8, 10000000, "synthetic N", n));
-    if (!q) return RF_OK;
-    return rf_parse_u64(ctx, q + 1, strlen(q + 1), 0, UINT64_MAX, "synthetic SEED", seed);
+    rf_status s = rf_parse_i64(ctx, p + 1, nl, 8, 10000000, "N", n);
+    if (!s && q) s = rf_parse_u64(ctx, q + 1, strlen(q + 1), 0, UINT64_MAX, "SEED", seed);
+    if (s) rf_error_prefix(ctx, "expected synthetic[:N[:SEED]]");
+    return s;
 }
 
 /* rf_data_synthetic_parse with the spec named in the error. */
