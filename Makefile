@@ -35,6 +35,10 @@ FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
 FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/fuzz-replay/fuzz_%)
 FUZZ_SECONDS ?= 60
 
+# The targets that build before they run (demo, test, asan, ...) build with
+# one job per core, unless make was given -j itself (read at recipe time).
+SUBMAKE_J = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc))
+
 export OMPI_ALLOW_RUN_AS_ROOT=1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
@@ -85,7 +89,7 @@ fuzz-replay: $(FUZZ_REPLAY)
 FUZZ_TARGETS ?= $(FUZZ_NAMES)
 fuzz-build:
 	@scripts/install-deps.sh --with-test --with-fuzz
-	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
+	@$(MAKE) --no-print-directory $(SUBMAKE_J) BUILD=build-fuzz CC=clang OPT=-O1 \
 	  EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
 	  build-fuzz/libraffle.a
 	@for n in $(FUZZ_TARGETS); do \
@@ -118,7 +122,7 @@ integration: $(BUILD)/raffle
 test:
 	@scripts/install-deps.sh --with-test
 	@scripts/fetch-mnist.sh || echo "make test: scripts/fetch-mnist.sh failed: the mnist loader's test will skip" >&2
-	@$(MAKE) --no-print-directory all $(TEST_BIN) $(FUZZ_REPLAY)
+	@$(MAKE) --no-print-directory $(SUBMAKE_J) all $(TEST_BIN) $(FUZZ_REPLAY)
 	@scripts/run-all-tests.sh "$(TEST_BIN)" "$(FUZZ_REPLAY)" $(BUILD)/raffle
 
 # AddressSanitizer + UBSan (gcc): asan runs the unit tests, asan-integration
@@ -132,7 +136,7 @@ ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_nul
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp
 ASAN_INT_ENV = ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:allocator_may_return_null=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-ASAN_MAKE = $(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+ASAN_MAKE = $(MAKE) --no-print-directory $(SUBMAKE_J) BUILD=build-asan OPT=-O1 \
   EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 asan-build:
 	@scripts/install-deps.sh --with-test
@@ -148,12 +152,12 @@ asan-integration:
 
 demo:
 	@scripts/install-deps.sh
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory $(SUBMAKE_J) all
 	@scripts/demo.sh
 
 bench:
 	@scripts/install-deps.sh --with-bench
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory $(SUBMAKE_J) all
 	@bench/run-all.sh
 
 clean:
