@@ -20,7 +20,7 @@ mkdir -p bench/results
 echo "== raffle bench kernels" >&2
 OPENBLAS_NUM_THREADS=1 "$raffle" bench kernels $quick --out bench/results/kernels.json
 
-for b in train coord; do
+for b in train coord data; do
   if [ -x "bench/$b/run.sh" ]; then
     echo "== bench/$b/run.sh" >&2
     "bench/$b/run.sh" $quick

@@ -3,7 +3,9 @@
  * The permutation for an epoch comes from the counter-based RNG keyed by the
  * run's seed, on a stream named by hashing "shuffle" and mixing in the epoch,
  * so the order is a pure function of (seed, epoch): every rank and every
- * resumed run sees the same batches, and no RNG state has to be saved. */
+ * resumed run sees the same batches, and no RNG state has to be saved.
+ * Augmentation (augment.c), when set, is a pure function of (seed, epoch,
+ * sample index) too. */
 #include "raffle/data.h"
 
 #include <string.h>
@@ -27,6 +29,8 @@ rf_status rf_batcher_init(rf_ctx *ctx, rf_batcher *b, const rf_dataset *ds, int 
         rf_rng_shuffle_u32(&r, b->order, (size_t)ds->n);
     }
     b->ds = ds;
+    b->seed = seed;
+    b->epoch = epoch;
     b->batch = batch;
     b->drop_last = drop_last;
     b->pos = 0;
@@ -42,7 +46,8 @@ int rf_batcher_next(rf_batcher *b, float *x, int32_t *y, int64_t *idx) {
     size_t d = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
     for (int i = 0; i < count; i++) {
         uint32_t s = b->order[b->pos + i];
-        if (x) memcpy(x + (size_t)i * d, ds->x + (size_t)s * d, d * sizeof(float));
+        if (x && b->augment_on) rf_augment_sample(&b->augment, ds, b->seed, b->epoch, s, x + (size_t)i * d);
+        else if (x) memcpy(x + (size_t)i * d, ds->x + (size_t)s * d, d * sizeof(float));
         if (y) y[i] = ds->y[s];
         if (idx) idx[i] = s;
     }
