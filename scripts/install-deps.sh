@@ -4,13 +4,14 @@
 # when everything asked for is there.
 #
 #   scripts/install-deps.sh [--with-test] [--with-bench] [--with-fuzz]
-#                           [--with-slurm] [--with-nginx] [--with-chromium]
+#                           [--with-slurm] [--with-nginx] [--with-netns]
+#                           [--with-chromium]
 #   scripts/install-deps.sh --package-of CMD   # the package the table gives for CMD
 #   scripts/install-deps.sh --list             # the table
 #
 # Without options: what `make` and `make demo` need (group "build").
 # --with-test adds everything `make test` runs (groups "test", "nginx",
-# "slurm"); the other options add their group.
+# "slurm", "netns"); the other options add their group.
 #
 # The table below is the one list of what raffle uses: one requirement per
 # line, GROUP PACKAGE [COMMANDS]. With COMMANDS (comma-separated), the
@@ -46,7 +47,11 @@ nginx        curl                     curl
 slurm        munge                    munged,munge,unmunge
 slurm        slurmctld                slurmctld
 slurm        slurmd                   slurmd
-slurm        slurm-client             sbatch,srun,scontrol,scancel
+slurm        slurm-client             sbatch,srun,scontrol,scancel,sinfo
+netns        iproute2                 ip
+netns        util-linux               nsenter,unshare
+netns        hostname                 hostname
+netns        jq                       jq
 bench        python3-torch
 fuzz         clang                    clang
 fuzz         libclang-rt-14-dev
@@ -71,11 +76,12 @@ esac
 groups=" build "
 for a in "$@"; do
   case "$a" in
-    --with-test)     groups="$groups test nginx slurm " ;;
+    --with-test)     groups="$groups test nginx slurm netns " ;;
     --with-bench)    groups="$groups bench " ;;
     --with-fuzz)     groups="$groups fuzz " ;;
     --with-slurm)    groups="$groups slurm " ;;
     --with-nginx)    groups="$groups nginx " ;;
+    --with-netns)    groups="$groups netns " ;;
     --with-chromium) groups="$groups chromium " ;;
     *) echo "install-deps: unknown option '$a'" >&2; exit 2 ;;
   esac

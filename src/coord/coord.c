@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,10 @@ typedef struct heap { int32_t *v; int n, cap; } heap;
 
 typedef struct wstate { int32_t task; int idle; double since; } wstate;
 
+/* A rank's host name (gethostname) as gathered by rank 0 at the start: the
+ * ledger, status.json and metrics.json say where each task ran. */
+typedef char host_name[HOST_NAME_MAX + 1];
+
 typedef struct coord {
     rf_ctx              *ctx;
     const rf_job        *job;
@@ -66,6 +71,7 @@ typedef struct coord {
     int      nranks;
     rf_store *store;
     wstate  *w;
+    host_name *hosts;      /* per rank */
     int      n_done, n_reused, n_failed, n_skipped, n_running, retried;
     int      stopping, retries;
     double   time_limit, t0, last_status, est_done, real_done;
@@ -243,6 +249,7 @@ static rf_status ledger(coord *C, const char *event, int32_t i, int rank, int cl
         cJSON_AddNumberToObject(ev, "attempt", C->t[i].attempts);
     }
     if (rank >= 0) cJSON_AddNumberToObject(ev, "rank", rank);
+    if (rank >= 0 && rank < C->nranks) cJSON_AddStringToObject(ev, "host", C->hosts[rank]);
     if (cls) cJSON_AddStringToObject(ev, "class", rf_fail_class_name(cls));
     if (msg) cJSON_AddStringToObject(ev, "message", msg);
     rf_status s = rf_store_ledger_append(C->ctx, C->store, ev, sync);
@@ -306,6 +313,30 @@ static rf_status sink_to_file(rf_ctx *ctx, void *ud, const void *data, size_t n)
     return k->f ? rf_store_file_write(ctx, k->f, data, n) : RF_OK;
 }
 
+/* metrics.json as the task wrote it, plus where it ran: "host" and "rank"
+ * go under "timing", with the other facts of this run rather than of the
+ * model, so metrics without "timing" stay byte-identical whichever rank or
+ * node ran the task. *out: a new newline-terminated string (rf_free).
+ * Returns 0, 1 when the bytes are not a JSON object, -1 out of memory. */
+static int metrics_placed(const coord *C, const unsigned char *metrics, size_t n, int rank, char **out, size_t *on) {
+    *out = NULL;
+    cJSON *m = cJSON_ParseWithLength((const char *)metrics, n);
+    if (!cJSON_IsObject(m)) { cJSON_Delete(m); return 1; }
+    cJSON *tim = cJSON_GetObjectItemCaseSensitive(m, "timing");
+    if (!cJSON_IsObject(tim)) { cJSON_DeleteItemFromObjectCaseSensitive(m, "timing"); tim = cJSON_AddObjectToObject(m, "timing"); }
+    cJSON_DeleteItemFromObjectCaseSensitive(tim, "host");
+    cJSON_DeleteItemFromObjectCaseSensitive(tim, "rank");
+    char *txt = NULL;
+    if (tim && cJSON_AddStringToObject(tim, "host", C->hosts[rank]) && cJSON_AddNumberToObject(tim, "rank", rank))
+        txt = cJSON_PrintUnformatted(m);
+    cJSON_Delete(m);
+    size_t k = txt ? strlen(txt) : 0;
+    if (txt) *out = rf_malloc(k + 1);
+    if (*out) { memcpy(*out, txt, k); (*out)[k] = '\n'; *on = k + 1; }
+    free(txt);
+    return *out ? 0 : -1;
+}
+
 /* One attempt's outcome reached rank 0: write the store, then the ledger. */
 static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *blob, size_t bn,
                            rf_store_file *ck, uint64_t ck_bytes) {
@@ -328,20 +359,34 @@ static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *b
     C->w[rank].task = -1;
     char rel[96];
     if (cls == RF_FAIL_NONE && len[1] == 0) { cls = RF_FAIL_ERROR; snprintf(msg, sizeof msg, "task wrote no metrics.json"); }
+    char *placed = NULL;
+    size_t pn = 0;
+    int pm = cls == RF_FAIL_NONE && C->store ? metrics_placed(C, sec[1], len[1], rank, &placed, &pn) : 0;
+    if (pm < 0) { rf_store_file_abort(ck); return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); }
+    if (pm > 0) {
+        cls = RF_FAIL_ERROR;
+        snprintf(msg, sizeof msg, "task's metrics.json is not a JSON object");
+        rf_store_file_abort(ck);   /* the stream was the model of a success */
+        ck = NULL;
+    }
     if (C->store) {
         rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "log.txt");
-        if ((s = rf_store_write(ctx, C->store, rel, sec[2], len[2])) != RF_OK) { rf_store_file_abort(ck); return s; }
+        if ((s = rf_store_write(ctx, C->store, rel, sec[2], len[2])) != RF_OK) { rf_store_file_abort(ck); rf_free(placed); return s; }
     }
     if (cls == RF_FAIL_NONE) {
-        if (ck) RF_TRY(rf_store_file_commit(ctx, ck));
+        if (ck) s = rf_store_file_commit(ctx, ck);
         else if (C->store) {
             /* no checkpoint this time: drop a stale one from an older run */
             rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "model.rckpt");
-            RF_TRY(rf_store_remove(ctx, C->store, rel));
+            s = rf_store_remove(ctx, C->store, rel);
         }
-        if (C->store) {
+        if (!s && C->store) {
             rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "metrics.json");
-            RF_TRY(rf_store_write(ctx, C->store, rel, sec[1], len[1]));
+            s = rf_store_write(ctx, C->store, rel, placed, pn);
+        }
+        rf_free(placed);
+        RF_TRY(s);
+        if (C->store) {
             /* finished: an older attempt's resumable state is obsolete */
             rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, RESUME_FILE);
             RF_TRY(rf_store_remove(ctx, C->store, rel));
@@ -447,6 +492,7 @@ static rf_status write_status(coord *C, int final) {
         cJSON *w = cJSON_CreateObject();
         if (!w) break;
         cJSON_AddNumberToObject(w, "rank", r);
+        cJSON_AddStringToObject(w, "host", C->hosts[r]);
         int32_t ti = C->w[r].task;
         cJSON_AddStringToObject(w, "state", ti >= 0 ? "running" : "idle");
         if (ti >= 0) {
@@ -599,7 +645,7 @@ static rf_status open_store(coord *C) {
 static void coord_free(coord *C) {
     rf_free(C->t); rf_free(C->children); rf_free(C->global.v);
     for (int r = 0; C->pref && r < C->nranks; r++) rf_free(C->pref[r].v);
-    rf_free(C->pref); rf_free(C->w);
+    rf_free(C->pref); rf_free(C->w); rf_free(C->hosts);
     rf_store_close(C->store);
 }
 
@@ -1128,10 +1174,18 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
     C.retries = opts->retries >= 0 ? opts->retries : job->limits.retries;
     C.time_limit = opts->time_limit_s > 0 ? opts->time_limit_s : job->limits.time_s;
     C.mem = opts->mem_limit ? opts->mem_limit : job->limits.memory_bytes;
-    long tag = (long)getpid();
-    if (size > 1) MPI_Bcast(&tag, 1, MPI_LONG, 0, MPI_COMM_WORLD);
-    rf_status s = RF_OK;
-    if (!opts->inproc_noop) s = work_root(ctx, opts, job, tag, C.work, sizeof C.work);
+    /* rank 0's pid names the run's scratch directories; the second value
+     * says whether rank 0 could allocate the host table the gather fills */
+    long start[2] = {(long)getpid(), 1};
+    if (rank == 0) start[1] = (C.hosts = rf_calloc((size_t)size, sizeof *C.hosts)) != NULL;
+    if (size > 1) MPI_Bcast(start, 2, MPI_LONG, 0, MPI_COMM_WORLD);
+    long tag = start[0];
+    host_name me = "";
+    gethostname(me, sizeof me - 1);
+    if (start[1] && size > 1) MPI_Gather(me, (int)sizeof me, MPI_CHAR, C.hosts, (int)sizeof me, MPI_CHAR, 0, MPI_COMM_WORLD);
+    else if (start[1]) memcpy(C.hosts[0], me, sizeof me);
+    rf_status s = rank == 0 && !C.hosts ? rf_error(ctx, RF_ERR_NOMEM, "out of memory for %d host names", size) : RF_OK;
+    if (!s && !opts->inproc_noop) s = work_root(ctx, opts, job, tag, C.work, sizeof C.work);
     if (size > 1 && rank > 0) {
         char mine[4300];
         snprintf(mine, sizeof mine, "%s/rank%d", C.work, rank);
