@@ -20,6 +20,15 @@ mkdir -p bench/results
 echo "== raffle bench kernels" >&2
 OPENBLAS_NUM_THREADS=1 "$raffle" bench kernels $quick --out bench/results/kernels.json
 
+# Low-bit kernels (issue 21): int4 x u8 against int8, N:M against unstructured
+# sparse, side by side in one run each (docs/kernels.md).
+echo "== bench/lowbit (int4 vs int8, N:M vs unstructured)" >&2
+mkdir -p bench/results/lowbit
+OPENBLAS_NUM_THREADS=1 bench/cbench.sh bench/lowbit/q4_vs_int8.c --json bench/results/lowbit/q4_vs_int8.json
+nm_rc=0
+OPENBLAS_NUM_THREADS=1 bench/cbench.sh bench/lowbit/nm_vs_unstructured.c --json bench/results/lowbit/nm_vs_unstructured.json || nm_rc=$?
+[ "$nm_rc" -eq 0 ] || [ "$nm_rc" -eq 77 ] || exit "$nm_rc"
+
 for b in train coord data; do
   if [ -x "bench/$b/run.sh" ]; then
     echo "== bench/$b/run.sh" >&2

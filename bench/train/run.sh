@@ -15,7 +15,12 @@
 # can decide a 2x target either way.
 #
 # The conv presets take a quarter of the steps (CONV_ITERS, at least 20): a
-# conv-6 step is ~0.65 s, and their rates settle within a few steps.
+# conv-6 step is ~0.65 s, and their rates settle within a few steps. The
+# CIFAR presets (resnet-*, vgg-*: 32x32x3 inputs) take a tenth (BIG_ITERS, at
+# least 10; a VGG-11 step is ~0.9 CPU-s) on DATA32: by default random
+# 32x32x3 samples written as .npy here (the speed of these models does not
+# depend on pixel values; no CIFAR archive on this machine), or any dataset
+# spec of that shape (DATA32=cifar10:DIR).
 #
 #   bench/train/run.sh [ITERATIONS]        (default 200 steps per model)
 #   bench/train/run.sh --quick             (30 steps, one round: a smoke run)
@@ -30,8 +35,9 @@ ITERS=${1:-200}
 if [ "$ITERS" = "--quick" ]; then ITERS=30; ROUNDS=${ROUNDS:-1}; fi
 case "$ITERS" in ''|*[!0-9]*) echo "bench/train: ITERATIONS must be a number or --quick, not '$ITERS'" >&2; exit 2 ;; esac
 CONV_ITERS=${CONV_ITERS:-$(( ITERS / 4 > 20 ? ITERS / 4 : 20 ))}
+BIG_ITERS=${BIG_ITERS:-$(( ITERS / 10 > 10 ? ITERS / 10 : 10 ))}
 BATCH=128
-MODELS=${MODELS:-"lenet-300-100 lenet-5 conv-2 conv-4 conv-6 mlp-1200x2 mlp-800x2 vit-tiny"}
+MODELS=${MODELS:-"lenet-300-100 lenet-5 conv-2 conv-4 conv-6 mlp-1200x2 mlp-800x2 vit-tiny resnet-20 vgg-11"}
 DATA=${DATA:-fashion-mnist}
 ROUNDS=${ROUNDS:-3}
 PY=/usr/bin/python3
@@ -51,6 +57,18 @@ cc -O2 -std=c11 -Iinclude -o "$TMP/probe" bench/train/probe.c build/libraffle.a 
 PEAK=$("$TMP/probe" peak 1.0)
 echo "FP32 FMA peak (one core, measured): $PEAK GFLOP/s" >&2
 
+if [ -z "${DATA32:-}" ]; then
+  "$PY" - "$TMP" <<'PYEOF'
+import sys
+import numpy as np
+r, d = np.random.default_rng(0), sys.argv[1]
+for n, x, y in ((1024, "trx", "try"), (256, "tex", "tey")):
+    np.save(f"{d}/{x}.npy", r.standard_normal((n, 3, 32, 32), dtype=np.float32))
+    np.save(f"{d}/{y}.npy", r.integers(0, 10, n).astype(np.int64))
+PYEOF
+  DATA32="$TMP/trx.npy,$TMP/try.npy,$TMP/tex.npy,$TMP/tey.npy"
+fi
+
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 rows=()
 printf '%-14s %12s %12s %7s %11s %9s   (samples per CPU second)\n' model raffle_sps torch_sps ratio raffle_GF/s peak_frac
@@ -59,10 +77,14 @@ for m in $MODELS; do
   rparams=$("$TMP/probe" params "$m")
   # raffle: the final test evaluation is capped (--eval-limit) and not timed in samples_per_s
   iters=$ITERS
-  case "$m" in conv-*) iters=$CONV_ITERS ;; esac
+  data=$DATA
+  case "$m" in
+    conv-*) iters=$CONV_ITERS ;;
+    resnet-*|vgg-*) iters=$BIG_ITERS; data=$DATA32 ;;
+  esac
   rjs=(); tjs=()
   for ((round = 0; round < ROUNDS; round++)); do
-    rjs+=("$(build/raffle train --model "$m" --data "$DATA" --iterations "$iters" --batch $BATCH --optimizer adam \
+    rjs+=("$(build/raffle train --model "$m" --data "$data" --iterations "$iters" --batch $BATCH --optimizer adam \
           --threads 1 --eval-limit 256 --log-every 0 --json)")
     tjs+=("$(cd bench/train && "$PY" torch_bench.py --spec "$TMP/$m.json" --iterations "$iters" --batch $BATCH --threads 1)")
   done

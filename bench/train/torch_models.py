@@ -6,7 +6,9 @@ layer by layer, with PyTorch's own modules and the same semantics as
 src/nn/: linear acts per token on (T, D) inputs, patch_embed is a conv with
 kernel = stride = patch plus a class token and a learned position embedding,
 the transformer block is pre-norm (x + MHSA(LN(x)); x + MLP(LN(x)), exact
-GELU), residual adds the output of an earlier layer (or of the input, -1).
+GELU), a layer reads the layers its "inputs" names (default the previous
+one), add sums them (option A shortcuts subsample and zero-pad), concat
+joins channels, residual adds the output of an earlier layer (or the input).
 The bench checks that the parameter count equals raffle's.
 """
 import math
@@ -82,94 +84,139 @@ class Lambda(nn.Module):
         return self.fn(x)
 
 
+class Shortcut(nn.Module):
+    """Option A of He et al. 2016: subsample by the stride, zero-pad channels
+    (half the zeros first, as F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, C/4, C/4)))."""
+
+    def __init__(self, stride, front, back):
+        super().__init__()
+        self.stride, self.front, self.back = stride, front, back
+
+    def forward(self, x):
+        s = self.stride
+        return F.pad(x[:, :, ::s, ::s], (0, 0, 0, 0, self.front, self.back))
+
+
 class SpecNet(nn.Module):
-    """Sequential net with optional residual sources, as raffle's rf_model."""
+    """A raffle spec as a DAG of PyTorch modules: layer i reads the outputs of
+    the layers its "inputs" names (default: the previous one; "input" or -1
+    is the model input); add sums them (option A shortcuts adapt narrower,
+    larger inputs), concat joins channels, residual adds "from"."""
 
     def __init__(self, spec):
         super().__init__()
-        c, h, w = spec["input"]
-        shape = ("image", c, h, w)
+        d = tuple(spec["input"])
+        model_in = (("image", "tokens", "flat")[3 - len(d)],) + d
         self.layers = nn.ModuleList()
-        self.sources = []  # residual: index of the source layer (-1 = input) or None
-        self.keep = set()
-        names = {}
+        self.srcs = []      # per layer: indices it reads (-1 = input)
+        self.kinds = []     # "one" (a module on one input), "add", "concat"
+        names, shapes = {}, []
+
+        def resolve(v, i):
+            if isinstance(v, str):
+                return -1 if v == "input" else names[v]
+            return v
+
         for i, L in enumerate(spec["layers"]):
             t = L["type"]
-            mod, src = None, None
-            kind = shape[0]
-            if t == "linear":
-                k = shape[-1] if kind == "tokens" else flat(shape)
-                mod = nn.Linear(k, L["out"], bias=bool(L.get("bias", 1)))
-                shape = ("tokens", shape[1], L["out"]) if kind == "tokens" else ("flat", L["out"])
-            elif t == "conv2d":
-                kh = L.get("kh", L.get("kernel", 3))
-                kw = L.get("kw", L.get("kernel", 3))
-                s, p = L.get("stride", 1), L.get("padding", 0)
-                mod = nn.Conv2d(shape[1], L["out"], (kh, kw), stride=s, padding=p, bias=bool(L.get("bias", 1)))
-                shape = ("image", L["out"], (shape[2] + 2 * p - kh) // s + 1, (shape[3] + 2 * p - kw) // s + 1)
-            elif t in ("maxpool", "avgpool"):
-                k = L.get("kernel", 2)
-                s, p = L.get("stride", k), L.get("padding", 0)
-                mod = (nn.MaxPool2d if t == "maxpool" else nn.AvgPool2d)(k, stride=s, padding=p)
-                shape = ("image", shape[1], (shape[2] + 2 * p - k) // s + 1, (shape[3] + 2 * p - k) // s + 1)
-            elif t == "gap":
-                mod = Lambda(lambda x: x.mean(dim=(2, 3)))
-                shape = ("flat", shape[1])
-            elif t == "batchnorm":
-                eps, mom = L.get("eps", 1e-5), L.get("momentum", 0.1)
-                mod = (nn.BatchNorm2d if kind == "image" else nn.BatchNorm1d)(shape[1], eps=eps, momentum=mom)
-            elif t == "layernorm":
-                mod = nn.LayerNorm(shape[-1], eps=L.get("eps", 1e-5))
-            elif t == "relu":
-                mod = nn.ReLU()
-            elif t == "gelu":
-                mod = nn.GELU()
-            elif t == "tanh":
-                mod = nn.Tanh()
-            elif t == "dropout":
-                mod = nn.Dropout(L.get("p", 0.5))
-            elif t == "flatten":
-                mod = nn.Flatten()
-                shape = ("flat", flat(shape))
-            elif t == "residual":
-                f = L["from"]
-                src = names[f] if isinstance(f, str) else f
+            ins = L.get("inputs", i - 1)
+            ins = [resolve(v, i) for v in (ins if isinstance(ins, list) else [ins])]
+            if t == "residual":
+                ins.append(resolve(L["from"], i))
+            in_shapes = [model_in if s < 0 else shapes[s] for s in ins]
+            shape = in_shapes[0]
+            mod, kind = None, "one"
+            if t in ("add", "residual"):
+                kind = "add"
+                mods = []
+                for s in in_shapes:
+                    if s == shape:
+                        mods.append(nn.Identity())
+                    else:
+                        st = (s[2] + shape[2] - 1) // shape[2]
+                        front = (shape[1] - s[1]) // 2
+                        mods.append(Shortcut(st, front, shape[1] - s[1] - front))
+                mod = nn.ModuleList(mods)
+            elif t == "concat":
+                kind = "concat"
                 mod = nn.Identity()
-            elif t == "patch_embed":
-                p, D = L["patch"], L["dim"]
-                cls, pos = L.get("cls", 1), L.get("pos", 1)
-                n = (shape[2] // p) * (shape[3] // p)
-                mod = PatchEmbed(shape[1], D, p, cls, pos, n)
-                shape = ("tokens", n + cls, D)
-            elif t == "attention":
-                mod = Attention(shape[2], L.get("heads", 1))
-            elif t == "transformer":
-                D = shape[2]
-                mod = Block(D, L.get("heads", 1), L.get("mlp", 4 * D), L.get("eps", 1e-6))
-            elif t == "cls_pool":
-                mod = Lambda(lambda x: x[:, 0])
-                shape = ("flat", shape[2])
-            elif t == "mean_pool":
-                mod = Lambda(lambda x: x.mean(dim=1))
-                shape = ("flat", shape[2])
+                shape = (shape[0], sum(s[1] for s in in_shapes)) + tuple(shape[2:])
             else:
-                raise ValueError(f"layers[{i}]: unknown type {t}")
+                mod, shape = one_layer(L, shape, i)
             if "name" in L:
                 names[L["name"]] = i
             self.layers.append(mod)
-            self.sources.append(src)
-            if src is not None and src >= 0:
-                self.keep.add(src)
+            self.srcs.append(ins)
+            self.kinds.append(kind)
+            shapes.append(shape)
 
     def forward(self, x):
-        inp, outs = x, {}
-        for i, (mod, src) in enumerate(zip(self.layers, self.sources)):
-            x = mod(x)
-            if src is not None:
-                x = x + (inp if src < 0 else outs[src])
-            if i in self.keep:
-                outs[i] = x
-        return x
+        outs = []
+        for mod, src, kind in zip(self.layers, self.srcs, self.kinds):
+            xs = [x if s < 0 else outs[s] for s in src]
+            if kind == "add":
+                y = mod[0](xs[0])
+                for m, v in zip(mod[1:], xs[1:]):
+                    y = y + m(v)
+            elif kind == "concat":
+                y = torch.cat([v.flatten(1) if v.dim() == 2 else v for v in xs], dim=1)
+            else:
+                y = mod(xs[0])
+            outs.append(y)
+        return outs[-1]
+
+
+def one_layer(L, shape, i):
+    """The module of a one-input layer and its output shape."""
+    t = L["type"]
+    kind = shape[0]
+    if t == "linear":
+        k = shape[-1] if kind == "tokens" else flat(shape)
+        mod = nn.Linear(k, L["out"], bias=bool(L.get("bias", 1)))
+        return mod, (("tokens", shape[1], L["out"]) if kind == "tokens" else ("flat", L["out"]))
+    if t == "conv2d":
+        kh = L.get("kh", L.get("kernel", 3))
+        kw = L.get("kw", L.get("kernel", 3))
+        s, p = L.get("stride", 1), L.get("padding", 0)
+        mod = nn.Conv2d(shape[1], L["out"], (kh, kw), stride=s, padding=p, bias=bool(L.get("bias", 1)))
+        return mod, ("image", L["out"], (shape[2] + 2 * p - kh) // s + 1, (shape[3] + 2 * p - kw) // s + 1)
+    if t in ("maxpool", "avgpool"):
+        k = L.get("kernel", 2)
+        s, p = L.get("stride", k), L.get("padding", 0)
+        mod = (nn.MaxPool2d if t == "maxpool" else nn.AvgPool2d)(k, stride=s, padding=p)
+        return mod, ("image", shape[1], (shape[2] + 2 * p - k) // s + 1, (shape[3] + 2 * p - k) // s + 1)
+    if t == "gap":
+        return Lambda(lambda x: x.mean(dim=(2, 3))), ("flat", shape[1])
+    if t == "batchnorm":
+        eps, mom = L.get("eps", 1e-5), L.get("momentum", 0.1)
+        return (nn.BatchNorm2d if kind == "image" else nn.BatchNorm1d)(shape[1], eps=eps, momentum=mom), shape
+    if t == "layernorm":
+        return nn.LayerNorm(shape[-1], eps=L.get("eps", 1e-5)), shape
+    if t == "relu":
+        return nn.ReLU(), shape
+    if t == "gelu":
+        return nn.GELU(), shape
+    if t == "tanh":
+        return nn.Tanh(), shape
+    if t == "dropout":
+        return nn.Dropout(L.get("p", 0.5)), shape
+    if t == "flatten":
+        return nn.Flatten(), ("flat", flat(shape))
+    if t == "patch_embed":
+        p, D = L["patch"], L["dim"]
+        cls, pos = L.get("cls", 1), L.get("pos", 1)
+        n = (shape[2] // p) * (shape[3] // p)
+        return PatchEmbed(shape[1], D, p, cls, pos, n), ("tokens", n + cls, D)
+    if t == "attention":
+        return Attention(shape[2], L.get("heads", 1)), shape
+    if t == "transformer":
+        D = shape[2]
+        return Block(D, L.get("heads", 1), L.get("mlp", 4 * D), L.get("eps", 1e-6)), shape
+    if t == "cls_pool":
+        return Lambda(lambda x: x[:, 0]), ("flat", shape[2])
+    if t == "mean_pool":
+        return Lambda(lambda x: x.mean(dim=1)), ("flat", shape[2])
+    raise ValueError(f"layers[{i}]: unknown type {t}")
 
 
 def flat(shape):

@@ -83,6 +83,31 @@ void      rf_spmm_lay(const rf_spmat *W, const float *X, rf_layout xl, const flo
 void      rf_spmm_lay_ref(const rf_spmat *W, const float *X, rf_layout xl, const float *bias, float *Y,
                           rf_layout yl, int M, int ld);
 
+/* ---- N:M sparse fp32 (rf_nmmat, rf_nm_spmm) ----
+ * W[N, K] whose mask keeps exactly n of every m consecutive k (m dividing
+ * 16 and K): 2:4, 1:4, 4:8. Below 8 rows, and below RF_NM_SLOTS_MAX_M rows
+ * while its slots fit RF_NM_SLOTS_MAX_BYTES, an AVX-512 CPU runs the N:M slot kernel
+ * (ELL slots without padding: 16 channels x the s-th kept column of a
+ * 16-column chunk, 80 bytes a slot); otherwise, and on other CPUs, the
+ * product is rf_spmm on the same weights (docs/kernels.md, "N:M"). Y = X ·
+ * W^T + bias, X [M, K] and Y [M, N] row-major. */
+typedef struct rf_nmmat rf_nmmat;
+#define RF_NM_SLOTS_MAX_M 32
+#define RF_NM_SLOTS_MAX_BYTES (1u << 20)
+/* Packs W (entries where mask is 0 are ignored) with its n:m mask (copies).
+ * RF_ERR_INVALID for a pattern the kernel cannot take or a mask that is
+ * not exactly n:m. Returns new; free with rf_nmmat_free. */
+rf_status rf_nmmat_pack(rf_ctx *ctx, const float *W, const uint8_t *mask, int N, int K, int n, int m, rf_nmmat **out);
+void      rf_nmmat_free(rf_nmmat *s);   /* accepts NULL */
+void      rf_nm_spmm(const rf_nmmat *W, const float *X, const float *bias, float *Y, int M);
+/* The slot kernel's plain C reference (fmaf per slot from the bias, chunks
+ * and slots in storage order): bit-identical to the AVX-512 slot kernel. */
+void      rf_nm_spmm_ref(const rf_nmmat *W, const float *X, const float *bias, float *Y, int M);
+/* 1 if rf_nm_spmm runs the slot kernel for M rows on the dispatched ISA. */
+int       rf_nm_spmm_takes_slots(const rf_nmmat *W, int M);
+/* The rf_spmat the wide batches run (borrowed, valid while W lives). */
+const rf_spmat *rf_nmmat_spmat(const rf_nmmat *W);
+
 /* ---- int8: u8 activations × s8 weights -> s32 accumulators ----
  * C[M, N] = sum_k A[m, k] * W[n, k] (exact integer arithmetic). The caller
  * handles zero points through rf_qmat_row_sums and requantization. */
@@ -101,6 +126,34 @@ int       rf_qmat_cols(const rf_qmat *q);      /* K */
 int       rf_qmat_is_sparse(const rf_qmat *q);
 /* Number of stored 4-groups (sparse) or of all 4-groups (dense): the work unit. */
 size_t    rf_qmat_groups(const rf_qmat *q);
+/* ---- 4-bit weights x u8 activations (rf_q4mat, rf_q4gemm) ----
+ * W[N, K] holds int4 values with one fp32 scale (and, affine, one zero
+ * point) per group of gs consecutive k (include/raffle/lowbit.h,
+ * rf_group_quantize; the RF_STORE_INT4 checkpoint kind). The product is
+ *   Y[m, n] = sum over groups g, in increasing order, of
+ *             scale[n, g] * I[m, n, g],  I = sum_{k in g} (q[n, k] - zp[n, g]) * A[m, k],
+ * I in exact int32, the float sum one fmaf per group starting from 0, so
+ * every ISA gives the same bits. An activation zero point Z is the caller's:
+ * sum_g scale * sum_k (q - zp) (A - Z) = Y - Z * rf_q4mat_row_corr(W)[n]. */
+typedef struct rf_q4mat rf_q4mat;   /* opaque packed int4 W */
+/* Packs q[N * K] (symmetric: in [-8, 7], zero_points NULL; affine: in
+ * [0, 15] with zero_points[N * K / gs] in [0, 15]) with scales[N * K / gs]
+ * (row-major groups, as rf_group_quantize fills them). gs must be a
+ * multiple of 8 that divides K. Copies. Returns new; free with rf_q4mat_free. */
+rf_status rf_q4mat_pack(rf_ctx *ctx, const int8_t *q, int N, int K, int gs, const float *scales,
+                        const int32_t *zero_points, rf_q4mat **out);
+void      rf_q4mat_free(rf_q4mat *w);    /* accepts NULL */
+/* corr[n] = sum over g (fmaf, increasing g) of scale[n, g] * sum_{k in g} (q - zp);
+ * borrowed, valid while W lives. */
+const float *rf_q4mat_row_corr(const rf_q4mat *W);
+void      rf_q4gemm(const rf_q4mat *W, const uint8_t *A, float *Y, int M);
+void      rf_q4gemm_ref(const rf_q4mat *W, const uint8_t *A, float *Y, int M);
+int       rf_q4mat_rows(const rf_q4mat *W);        /* N */
+int       rf_q4mat_cols(const rf_q4mat *W);        /* K */
+int       rf_q4mat_group(const rf_q4mat *W);       /* gs */
+/* Bytes of packed weights, scales and zero points the kernel streams per call. */
+size_t    rf_q4mat_bytes(const rf_q4mat *W);
+
 /* Operations (2 per multiply-add, zero padding included) the dispatched
  * kernel executes for M rows: what fraction-of-peak figures divide by.
  * Sparse fp32: 2*M*nnz on panels and row-wise CSR, 2*M*16*slots on ELL

@@ -35,6 +35,8 @@ typedef enum rf_layer_type {     /* values stored in metadata: never change */
     RF_L_TRANSFORMER = 16,/* pre-norm block: x+MHSA(LN(x)); x+MLP(LN(x))     */
     RF_L_CLS_POOL = 17,   /* (T, D) -> (D): token 0                         */
     RF_L_MEAN_POOL = 18,  /* (T, D) -> (D): mean over tokens                */
+    RF_L_ADD = 19,        /* out = sum of its inputs; optional option-A shortcut */
+    RF_L_CONCAT = 20,     /* inputs joined along channels (features)        */
     RF_L_TYPE_COUNT_
 } rf_layer_type;
 
@@ -47,6 +49,7 @@ typedef enum rf_param_role {
 } rf_param_role;
 
 #define RF_NAME_MAX 64
+#define RF_NN_MAX_INPUTS 8        /* inputs of one layer (add, concat)         */
 /* One named parameter tensor inside the params block. Weight matrices are
  * stored row-major as [out, in] (linear) or [out, in, kh, kw] (conv), the
  * layout PyTorch uses, so rows = shape[0] = output channels. */
@@ -101,7 +104,12 @@ typedef struct rf_layer {
     size_t    in_size, out_size;  /* per-sample element counts                */
     int       ip[8];              /* integer hyper-parameters, per type (see src/nn/layers.h) */
     float     fp[4];              /* float hyper-parameters (dropout p, eps, …) */
-    int       from;               /* RF_L_RESIDUAL: source layer index         */
+    /* The layers whose outputs this one reads, in order (-1: the model
+     * input). The spec's "inputs" (default: the previous layer); every input
+     * comes earlier in `layers`, so the layer order is a topological order
+     * of the DAG. A residual layer's second input is its "from". */
+    int       n_inputs;
+    int       inputs[RF_NN_MAX_INPUTS];
     int       first_param, n_params; /* range in model->ptensors               */
     size_t    buf_offset, buf_numel; /* range in model->buffers                */
     size_t    act_offset;         /* this layer's output in model->acts (floats, per batch) */
@@ -153,6 +161,7 @@ typedef struct rf_model {
     size_t     n_buffers;
     float     *buffers;           /* non-trainable state (BN running stats)    */
     rf_shape3  input;             /* per-sample input shape                    */
+    int        input_kind;        /* what input is: 0 image, 1 tokens, 2 flat  */
     int        n_classes;
     char      *spec_json;         /* canonical spec (owned)                    */
     /* activations for a batch of up to max_batch (owned, sized on demand)    */
@@ -178,24 +187,44 @@ typedef struct rf_model {
 
 /* ---- construction ---------------------------------------------------------
  * Spec JSON: {"input":[C,H,W], "classes":K, "layers":[{"type":"linear","out":300,
- *   "name":"fc1"}, ...]}. Shape inference fills every layer's in/out; errors
- * name the layer: "layers[3] linear: expects 784 inputs, gets 400".
+ *   "name":"fc1"}, ...]}. A layer reads the previous layer's output, or the
+ * earlier layers (or "input") its "inputs" lists: the layers form a DAG in
+ * topological order. Shape inference fills every layer's in/out; errors
+ * name the layer: "layers[3] linear: expects 784 inputs, gets 400",
+ * "layers[7] add 'layer2.0.add': input 'layer2.0.bn2' has shape …".
  * Returns a new model with zeroed params (call rf_model_init); free with rf_model_free. */
 rf_status rf_model_from_spec(rf_ctx *ctx, const char *spec_json, rf_model **out);
 /* Returns the JSON spec text of a preset (static string), or NULL if unknown.
  * Presets: lenet-300-100, conv-2, conv-4, conv-6, lenet-5, mlp-1200x2,
- * mlp-800x2, vit-tiny. in_c/h/w and classes default to 1x28x28, 10. */
+ * mlp-800x2, vit-tiny (1x28x28 inputs), resnet-20, resnet-32, resnet-56,
+ * resnet-18, vgg-11, vgg-16, vgg-19 (3x32x32); 10 classes. */
 const char *rf_model_preset(const char *name);
 /* Comma-separated list of preset names (static). */
 const char *rf_model_preset_names(void);
 /* Builds from a preset name or, if `name_or_path` is not a preset, a spec file. */
 rf_status rf_model_create(rf_ctx *ctx, const char *name_or_path, rf_model **out);
+/* The same for data of per-sample shape c×h×w with labels below
+ * min_classes: a preset is rebuilt for that input (every layer infers its
+ * shape from it: the CIFAR presets, 32×32×3 by default, also take 28×28×1)
+ * and, if min_classes exceeds its class count, for min_classes classes; a
+ * spec file must already take c×h×w inputs (RF_ERR_SHAPE naming both).
+ * Returns a new model (rf_model_free). */
+rf_status rf_model_create_for(rf_ctx *ctx, const char *name_or_path, int c, int h, int w, int min_classes,
+                              rf_model **out);
 /* Initialises parameters as the preset's paper does (Glorot/Kaiming/trunc-normal),
  * deterministically from seed. Resets buffers (BN stats) too. */
 rf_status rf_model_init(rf_ctx *ctx, rf_model *m, uint64_t seed);
 void      rf_model_free(rf_model *m);   /* accepts NULL */
 /* Deep copy (params, masks, buffers; not activations). Returns new model. */
 rf_status rf_model_clone(rf_ctx *ctx, const rf_model *m, rf_model **out);
+/* Batch norm folded for inference (src/nn/fold.c): returns a new model that
+ * computes in eval mode what m computes in eval mode, with every batch norm
+ * whose input is a conv2d or linear layer read by nothing else folded into
+ * that layer (W' = a·W, b' = a·(b − μ) + β, a = γ/sqrt(σ² + eps); the layer
+ * gains a bias). Other layers, names, masks and statistics are copied; the
+ * new spec names every layer and lists its inputs. *n_folded (may be NULL)
+ * counts the folded batch norms. Free with rf_model_free. */
+rf_status rf_model_fold_bn(rf_ctx *ctx, const rf_model *m, rf_model **out, int *n_folded);
 /* Finds a parameter tensor by name; NULL if absent. */
 const rf_param *rf_model_param(const rf_model *m, const char *name);
 /* Allocates the mask block (all ones) if absent. */
@@ -218,6 +247,15 @@ void      rf_model_zero_grad(rf_model *m);
 float    *rf_model_layer_output(rf_model *m, int i);
 /* Number of prunable weights, and of non-zero mask entries among them. */
 size_t    rf_model_prunable_count(const rf_model *m, size_t *remaining);
+/* Layer collapse (Tanaka et al. 2020, Sec. 4) over the DAG (src/nn/connect.c):
+ * sets collapsed[l] (n_layers entries) to 1 for each layer with a prunable
+ * weight that no signal from the input to the logits can cross: one of its
+ * prunable tensors keeps nothing, or (linear, conv) none of its kept
+ * weights joins a unit reachable from the input to a unit that reaches the
+ * output, following every branch (add, concat, option-A shortcuts). keep:
+ * n_params floats, non-zero where a weight is kept (m->masks, or m->params
+ * for the weights' own zeros); borrowed. */
+rf_status rf_model_collapsed(rf_ctx *ctx, const rf_model *m, const float *keep, unsigned char *collapsed);
 /* Index of the first layer whose output in the last forward holds a NaN or
  * Inf (the training loop names it on a non-finite loss), or -1 if none. */
 int       rf_model_first_nonfinite(const rf_model *m);

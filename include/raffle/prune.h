@@ -114,22 +114,6 @@ rf_status rf_prune_random_like(rf_ctx *ctx, const rf_prune_item *items, int n_it
 void rf_prune_count(const rf_prune_item *items, int n_items, const float *mask,
                     size_t *pruned, size_t *total);
 
-/* ---- layer collapse --------------------------------------------------------
- * A chain of weight tensors as connectivity: stage l has a mask laid out
- * [out_units, in_units, k] (linear: k = 1; conv [out, in, kh, kw]: units are
- * channels and k = kh·kw). Each output unit of stage l−1 feeds `expand`
- * consecutive input units of stage l (flatten of a C×H×W map into a linear
- * layer: expand = H·W; otherwise 1), so in_units[l] = out_units[l−1]·expand[l].
- * A stage is collapsed when it has no kept weight, or when none of its kept
- * weights lies on a path from the network input to the network output
- * (Tanaka et al. 2020 §3, "layer collapse"). collapsed[l] gets 1/0. */
-typedef struct rf_prune_stage {
-    const float *mask;       /* borrowed: [out_units, in_units, k]                */
-    int64_t out_units, in_units, k;
-    int64_t expand;          /* inputs of this stage fed by each previous output unit */
-} rf_prune_stage;
-rf_status rf_prune_chain_collapse(rf_ctx *ctx, const rf_prune_stage *stages, int n, int *collapsed);
-
 /* ---- gradual magnitude pruning (Zhu & Gupta 2017, eq. 1) -------------------
  *   s_t = s_f + (s_i − s_f)·(1 − (t − t0)/(n·Δt))³,  t ∈ {t0, t0+Δt, …, t0+n·Δt}
  * with n·Δt = end − start. Before `start` the schedule is s_i; from `end` on
@@ -196,10 +180,11 @@ typedef struct rf_prune_layer_stat {
 rf_status rf_prune_stats(rf_ctx *ctx, const rf_model *m, rf_prune_layer_stat **stats, int *n,
                          size_t *kept_total, size_t *total);
 
-/* Names of collapsed layers of m (Tanaka et al. 2020): prunable tensors left
- * with no weight, plus, for sequential linear/conv nets, tensors with no kept
- * weight on an input→output path. Adds the names (strings) to `list`, a cJSON
- * array owned by the caller. Returns the number added via *count (may be NULL). */
+/* Names of collapsed layers of m's mask (Tanaka et al. 2020; nn.h
+ * rf_model_collapsed): prunable tensors left with no weight, and linear/conv
+ * layers with no kept weight on an input→output path, over every branch.
+ * Adds the names (strings) to `list`, a cJSON array owned by the caller.
+ * Returns the number added via *count (may be NULL). */
 rf_status rf_prune_collapsed_layers(rf_ctx *ctx, const rf_model *m, cJSON *list, int *count);
 
 /* Gradual magnitude pruning as a training hook. Fill cfg/schedule, call
@@ -231,8 +216,10 @@ rf_status rf_prune_cfg_from_json(rf_ctx *ctx, const cJSON *settings, rf_prune_cf
 
 /* The model a pruning task starts from: the checkpoint at `ckpt` if non-NULL
  * (trained weights and its mask), else `model` (preset name or spec path)
+ * built for ds's samples (rf_model_create_for_data; ds may be NULL) and
  * initialised from `seed`. Returns a new model; free with rf_model_free. */
-rf_status rf_prune_open_model(rf_ctx *ctx, const char *ckpt, const char *model, uint64_t seed, rf_model **out);
+rf_status rf_prune_open_model(rf_ctx *ctx, const char *ckpt, const char *model, const rf_dataset *ds, uint64_t seed,
+                              rf_model **out);
 
 /* Adds the pruning report of m to metrics (a cJSON object owned by the
  * caller): "prunable", "remaining" (fraction of prunable weights kept),

@@ -77,6 +77,12 @@ rf_status rf_train(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf_d
                    const rf_train_cfg *cfg, rf_optim *opt, const rf_train_hooks *hooks,
                    rf_train_result *res);
 
+/* rf_model_create_for (nn.h) for ds's sample shape and classes: a preset is
+ * built for the data (resnet-20 on 28x28x1 Fashion-MNIST or 32x32x3
+ * CIFAR), a spec file must match it. ds NULL: rf_model_create. Returns a
+ * new model (rf_model_free). */
+rf_status rf_model_create_for_data(rf_ctx *ctx, const char *name_or_path, const rf_dataset *ds, rf_model **out);
+
 /* Accuracy and mean cross-entropy of m on ds (inference mode). */
 rf_status rf_evaluate(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch,
                       double *accuracy, double *loss);

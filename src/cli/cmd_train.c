@@ -58,8 +58,12 @@ static int run(const train_opts *o) {
     rf_train_result r;
     char *extra = NULL;
     s = rf_model_create(&ctx, o->model, &m);  /* a bad spec fails before the data loads */
-    if (s == RF_OK) s = rf_model_init(&ctx, m, cfg.seed);
     if (s == RF_OK) s = rf_data_load(&ctx, o->data, &train, &test);
+    if (s == RF_OK) {   /* a preset built for the data's shape */
+        rf_model_free(m);
+        s = rf_model_create_for_data(&ctx, o->model, train, &m);
+    }
+    if (s == RF_OK) s = rf_model_init(&ctx, m, cfg.seed);
     if (s == RF_OK) s = rf_train(&ctx, m, train, test, &cfg, NULL, NULL, &r);
     if (s == RF_OK && o->out) {
         cJSON *e = cJSON_CreateObject();

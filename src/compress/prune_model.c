@@ -210,79 +210,20 @@ rf_status rf_prune_stats(rf_ctx *ctx, const rf_model *m, rf_prune_layer_stat **s
     return RF_OK;
 }
 
-/* The weight tensor of a linear or conv layer (its first prunable weight). */
-static const rf_param *layer_weight(const rf_model *m, int li) {
-    const rf_layer *L = &m->layers[li];
-    for (int j = 0; j < L->n_params; j++) {
-        const rf_param *p = &m->ptensors[L->first_param + j];
-        if (p->role == RF_P_WEIGHT) return p;
-    }
-    return NULL;
-}
-
-/* Builds the chain of stages of a sequential linear/conv net; returns 0 when
- * the net has layers the chain model cannot follow (residual, attention). */
-static int build_chain(const rf_model *m, rf_prune_stage *st, int *layer_of, int *n) {
-    static const rf_layer_type passthrough[] = {
-        RF_L_MAXPOOL, RF_L_AVGPOOL, RF_L_GAP, RF_L_BATCHNORM, RF_L_RELU, RF_L_GELU,
-        RF_L_TANH, RF_L_DROPOUT, RF_L_FLATTEN,
-    };
-    int c = 0;
-    for (int li = 0; li < m->n_layers; li++) {
-        rf_layer_type t = m->layers[li].type;
-        if (t == RF_L_LINEAR || t == RF_L_CONV2D) {
-            const rf_param *w = layer_weight(m, li);
-            if (!w) return 0;
-            int64_t out = w->shape[0], in = w->ndim > 1 ? w->shape[1] : 1, k = 1;
-            for (int d = 2; d < w->ndim; d++) k *= w->shape[d];
-            int64_t expand = 1;
-            if (c > 0) {
-                if (in % st[c - 1].out_units) return 0;
-                expand = in / st[c - 1].out_units;
-            }
-            st[c] = (rf_prune_stage){m->masks + w->offset, out, in, k, expand};
-            layer_of[c++] = li;
-            continue;
-        }
-        int ok = 0;
-        for (size_t j = 0; j < sizeof passthrough / sizeof passthrough[0]; j++) ok |= t == passthrough[j];
-        if (!ok) return 0;
-    }
-    *n = c;
-    return 1;
-}
-
 rf_status rf_prune_collapsed_layers(rf_ctx *ctx, const rf_model *m, cJSON *list, int *count) {
     if (count) *count = 0;
     if (!m->masks) return RF_OK;
-    int nl = m->n_layers > 0 ? m->n_layers : 1;
-    unsigned char *bad = rf_calloc((size_t)nl, 1);
-    rf_prune_stage *st = rf_calloc((size_t)nl, sizeof *st);
-    int *layer_of = rf_calloc((size_t)nl, sizeof *layer_of), *col = rf_calloc((size_t)nl, sizeof *col);
-    rf_status s = RF_OK;
-    if (!bad || !st || !layer_of || !col) { s = rf_error(ctx, RF_ERR_NOMEM, "collapse"); goto done; }
-    for (int i = 0; i < m->n_ptensors; i++) {
-        const rf_param *p = &m->ptensors[i];
-        if (!p->prunable || p->layer < 0 || p->layer >= m->n_layers) continue;
-        size_t kept = 0;
-        for (size_t e = 0; e < p->numel && !kept; e++) kept += m->masks[p->offset + e] != 0.0f;
-        if (!kept) bad[p->layer] = 1;
-    }
-    int n = 0;
-    if (build_chain(m, st, layer_of, &n) && n > 0) {
-        s = rf_prune_chain_collapse(ctx, st, n, col);
-        if (s != RF_OK) goto done;
-        for (int l = 0; l < n; l++) if (col[l]) bad[layer_of[l]] = 1;
-    }
+    unsigned char *col = rf_malloc((size_t)(m->n_layers > 0 ? m->n_layers : 1));
+    if (!col) return rf_error(ctx, RF_ERR_NOMEM, "collapse");
+    rf_status s = rf_model_collapsed(ctx, m, m->masks, col);
     int c = 0;
-    for (int li = 0; li < m->n_layers; li++) {
-        if (!bad[li]) continue;
-        if (!cJSON_AddItemToArray(list, cJSON_CreateString(m->layers[li].name))) { s = rf_error(ctx, RF_ERR_NOMEM, "collapse"); goto done; }
+    for (int li = 0; !s && li < m->n_layers; li++) {
+        if (!col[li]) continue;
+        if (!cJSON_AddItemToArray(list, cJSON_CreateString(m->layers[li].name))) s = rf_error(ctx, RF_ERR_NOMEM, "collapse");
         c++;
     }
-    if (count) *count = c;
-done:
-    rf_free(bad); rf_free(st); rf_free(layer_of); rf_free(col);
+    if (count && !s) *count = c;
+    rf_free(col);
     return s;
 }
 

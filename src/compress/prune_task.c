@@ -2,8 +2,10 @@
  * of the pruning code because it reads checkpoints: code that only scores
  * and selects links without the checkpoint module. */
 #include "raffle/prune.h"
+#include "raffle/train.h"
 
-rf_status rf_prune_open_model(rf_ctx *ctx, const char *ckpt, const char *model, uint64_t seed, rf_model **out) {
+rf_status rf_prune_open_model(rf_ctx *ctx, const char *ckpt, const char *model, const rf_dataset *ds, uint64_t seed,
+                              rf_model **out) {
     *out = NULL;
     if (ckpt) {
         rf_status s = rf_model_load(ctx, ckpt, out);
@@ -12,7 +14,7 @@ rf_status rf_prune_open_model(rf_ctx *ctx, const char *ckpt, const char *model, 
     }
     if (!model) return rf_error(ctx, RF_ERR_INVALID, "no parent checkpoint and no settings \"model\"");
     rf_model *m = NULL;
-    RF_TRY(rf_model_create(ctx, model, &m));
+    RF_TRY(rf_model_create_for_data(ctx, model, ds, &m));
     rf_status s = rf_model_init(ctx, m, seed);
     if (s != RF_OK) { rf_model_free(m); return s; }
     *out = m;

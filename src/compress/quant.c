@@ -629,7 +629,7 @@ rf_status rf_quant_to_ckpt(rf_ctx *ctx, const rf_quant *q, const rf_model *m,
             s = rf_ckpt_add(ctx, c, t->name, RF_I8, t->ndim, t->shape,
                             sparse ? RF_STORE_SPARSE_INT8 : RF_STORE_INT8, q->rt[k].q8, t->mask, q->rt[k].ws);
         } else {
-            s = rf_ckpt_add(ctx, c, t->name, t->dtype, t->ndim, t->shape, t->storage, t->data, t->mask, t->scales);
+            s = rf_ckpt_add_copy(ctx, c, t);
         }
     }
     rf_ckpt_free(base);
@@ -755,7 +755,7 @@ static rf_status dequantized_copy(rf_ctx *ctx, const rf_ckpt *c, rf_ckpt **out) 
     for (int i = 0; s == RF_OK && i < c->n; i++) {
         const rf_ckpt_tensor *t = &c->t[i];
         int q8 = t->dtype == RF_I8 && t->scales && (t->storage == RF_STORE_INT8 || t->storage == RF_STORE_SPARSE_INT8);
-        if (!q8) { s = rf_ckpt_add(ctx, d, t->name, t->dtype, t->ndim, t->shape, t->storage, t->data, t->mask, t->scales); continue; }
+        if (!q8) { s = rf_ckpt_add_copy(ctx, d, t); continue; }
         int64_t numel = 1;
         for (int k = 0; k < t->ndim; k++) numel *= t->shape[k];
         int64_t rows = t->ndim > 0 ? t->shape[0] : 1, cols = rows > 0 ? numel / rows : 0;

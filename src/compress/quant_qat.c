@@ -18,8 +18,9 @@
  * its range comes from the data and is fixed.
  *
  * Where the fake-quant runs: for a linear/conv/patch_embed layer its input is
- * the previous layer's output, reached through the model's activation hook
- * (backward: the gradient flowing into that output). The products inside a
+ * the output of the layer it reads (rf_layer.inputs[0]), reached through the
+ * model's activation hook (backward: the gradient flowing into that output);
+ * products reading the same output share its observer. The products inside a
  * transformer block (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) read block-
  * internal tensors (LN outputs, attention context, GELU output) that no
  * layer outputs, so there the weight's rf_param.train_act hook (nn.h) gets
@@ -31,6 +32,7 @@
 typedef struct qat_obs {
     struct rf_qat *owner;
     int      producer;   /* layer whose output is this quantized layer's input; -1 = model input */
+    int      same_as;    /* another product reads the same output: its observer, else -1 */
     float    lo, hi;
     int      init;
     uint8_t *clip;       /* 1 where the last training forward clipped */
@@ -138,12 +140,18 @@ rf_status rf_qat_new(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf
     for (int i = 0; i < nq; i++) {
         const rf_qlayer_info *in = rf_quant_layer(q->desc, i);
         int L = in->layer;
+        int src = m->layers[L].inputs[0];   /* the DAG: not always layer L - 1 */
         q->obs[i].owner = q;
-        q->obs[i].producer = L - 1;
+        q->obs[i].producer = src;
+        q->obs[i].same_as = -1;
         if (per_param(q->desc, m, i)) {
             m->ptensors[in->param].train_act = qat_param_act;
             m->ptensors[in->param].train_state = &q->obs[i];
-        } else if (L > 0) q->obs_of[L - 1] = i;
+        } else if (src >= 0 && q->obs_of[src] >= 0) {
+            /* a block input read by its branch and its projection: one tensor,
+             * fake-quantized once, so one range for both products */
+            q->obs[i].same_as = q->obs_of[src];
+        } else if (src >= 0) q->obs_of[src] = i;
         else if (train && train->n > 0) {
             size_t n = (size_t)train->n * (size_t)train->c * (size_t)train->h * (size_t)train->w;
             float lo = train->x[0], hi = train->x[0];
@@ -225,7 +233,7 @@ rf_status rf_qat_convert(rf_ctx *ctx, rf_qat *q, rf_model *m, rf_quant **out) {
     rf_quant *r;
     RF_TRY(rf_quant_new(ctx, m, &r));
     for (int i = 0; i < rf_quant_n_layers(r); i++) {
-        const qat_obs *o = &q->obs[i];
+        const qat_obs *o = q->obs[i].same_as >= 0 ? &q->obs[q->obs[i].same_as] : &q->obs[i];
         rf_qlayer_info *in = rf_quant_layer(r, i);
         if (!o->init) {
             rf_quant_free(r);

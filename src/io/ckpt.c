@@ -27,10 +27,13 @@
  *
  * Each section is coded with whichever candidate codec is smallest for that
  * tensor (a bitmap, gap varints or adaptive arithmetic coding for masks; raw,
- * an order-0 or a per-row range code for int8 values; raw or byte planes for
- * wider elements) and then kept zstd-compressed
- * only when zstd makes it smaller. The reader trusts nothing: sizes are
- * checked against the file and the memory cap before anything is allocated. */
+ * an order-0 or a per-row range code for int8 values; raw, b-bit packing or
+ * an order-0 range code for codebook indices and int4 values; raw or byte
+ * planes for wider elements) and then kept zstd-compressed only when zstd
+ * makes it smaller. The N:M kind's mask has one codec, its in-group
+ * positions, so that the structure is part of the format. The reader trusts
+ * nothing: sizes are checked against the file and the memory cap before
+ * anything is allocated. */
 #include "raffle/ckpt.h"
 #include "io/entropy.h"
 
@@ -56,22 +59,38 @@
 
 static const unsigned char ckpt_magic[8] = {0x89, 'R', 'F', 'K', '\r', '\n', 0x1A, '\n'};
 
+/* Section kind 2 holds a kind's float side data: the row scales of int8
+ * kinds, the group scales of int4, the codebook of codebook kinds. */
 enum { SEC_MASK = 1, SEC_SCALES = 2, SEC_ZP = 3, SEC_VALUES = 4 };
-enum { CODEC_RAW = 0, CODEC_GAPS = 1, CODEC_BITS = 2, CODEC_SYMS = 3, CODEC_ROWSYMS = 4, CODEC_PLANES = 5, CODEC_COUNT_ };
-static const char *const codec_names[CODEC_COUNT_] = {"raw", "gaps", "arith", "arith", "arith-rows", "planes"};
+enum { CODEC_RAW = 0, CODEC_GAPS = 1, CODEC_BITS = 2, CODEC_SYMS = 3, CODEC_ROWSYMS = 4, CODEC_PLANES = 5,
+       CODEC_PACKED = 6, CODEC_NM = 7, CODEC_COUNT_ };
+static const char *const codec_names[CODEC_COUNT_] = {"raw", "gaps", "arith", "arith", "arith-rows", "planes",
+                                                      "packed", "nm"};
 static const char *const sec_names[] = {"", "mask", "scales", "zero_points", "values"};
 
 static const char *const storage_names[RF_STORE_COUNT_] = {
     [RF_STORE_DENSE] = "dense", [RF_STORE_SPARSE] = "sparse",
     [RF_STORE_INT8] = "int8", [RF_STORE_SPARSE_INT8] = "sparse-int8",
+    [RF_STORE_CODEBOOK] = "codebook", [RF_STORE_SPARSE_CODEBOOK] = "sparse-codebook",
+    [RF_STORE_INT4] = "int4", [RF_STORE_NM] = "nm",
 };
 
 const char *rf_storage_name(rf_storage s) {
     return (unsigned)s < RF_STORE_COUNT_ ? storage_names[s] : "?";
 }
 
-static int is_sparse(rf_storage s) { return s == RF_STORE_SPARSE || s == RF_STORE_SPARSE_INT8; }
+static int is_sparse(rf_storage s) {
+    return s == RF_STORE_SPARSE || s == RF_STORE_SPARSE_INT8 || s == RF_STORE_SPARSE_CODEBOOK || s == RF_STORE_NM;
+}
 static int is_int8(rf_storage s) { return s == RF_STORE_INT8 || s == RF_STORE_SPARSE_INT8; }
+static int is_codebook(rf_storage s) { return s == RF_STORE_CODEBOOK || s == RF_STORE_SPARSE_CODEBOOK; }
+static int is_int4(rf_storage s) { return s == RF_STORE_INT4; }
+/* Kinds with a scales section (kind 2), and those that may add zero points. */
+static int has_scales(rf_storage s) { return is_int8(s) || is_int4(s) || is_codebook(s); }
+static int may_have_zp(rf_storage s) { return is_int8(s) || is_int4(s); }
+static const char *sec_name(rf_storage st, int kind) {
+    return kind == SEC_SCALES && is_codebook(st) ? "codebook" : sec_names[kind];
+}
 
 int64_t rf_ckpt_tensor_numel(const rf_ckpt_tensor *t) { return rf_shape_numel(t->ndim, t->shape); }
 /* Rows that carry their own int8 scale: dim 0 (one for a scalar, none for an
@@ -80,6 +99,27 @@ static uint64_t tensor_rows(const rf_ckpt_tensor *t) {
     int64_t n = rf_ckpt_tensor_numel(t);
     if (n <= 0) return 0;
     return t->ndim ? (uint64_t)t->shape[0] : 1;
+}
+/* Elements per row (the flattened dims after dim 0); 0 for an empty tensor. */
+static uint64_t tensor_cols(const rf_ckpt_tensor *t) {
+    uint64_t rows = tensor_rows(t);
+    return rows ? (uint64_t)rf_ckpt_tensor_numel(t) / rows : 0;
+}
+
+uint64_t rf_ckpt_tensor_n_scales(const rf_ckpt_tensor *t) {
+    if (is_int8(t->storage)) return tensor_rows(t);
+    if (is_int4(t->storage)) return t->group_size > 0 ? tensor_rows(t) * (tensor_cols(t) / (uint64_t)t->group_size) : 0;
+    if (is_codebook(t->storage)) return t->bits >= 1 && t->bits <= 8 ? 1u << t->bits : 0;
+    return 0;
+}
+
+/* The float side data the scales section carries. */
+static float **side_floats(rf_ckpt_tensor *t) { return is_codebook(t->storage) ? &t->codebook : &t->scales; }
+
+/* Index of element i's scale / zero point in an int4 tensor. */
+static size_t int4_group(const rf_ckpt_tensor *t, size_t i) {
+    size_t cols = (size_t)tensor_cols(t);
+    return (i / cols) * (cols / (size_t)t->group_size) + (i % cols) / (size_t)t->group_size;
 }
 
 /* Non-zero test per dtype: floats compare as values so -0.0 counts as zero. */
@@ -92,6 +132,15 @@ static int elem_nonzero(rf_dtype dt, const void *data, size_t i) {
     case RF_I64: return ((const int64_t *)data)[i] != 0;
     default:     return 0;
     }
+}
+
+/* Non-zero test of element i's value (what `nnz` counts for dense kinds):
+ * a codebook entry is non-zero when its shared value is, an affine int4 one
+ * when q differs from its group's zero point; other kinds test the element. */
+static int value_nonzero(const rf_ckpt_tensor *t, size_t i) {
+    if (is_codebook(t->storage)) return t->codebook[((const uint8_t *)t->data)[i]] != 0.0f;
+    if (is_int4(t->storage) && t->zero_points) return ((const int8_t *)t->data)[i] != t->zero_points[int4_group(t, i)];
+    return elem_nonzero(t->dtype, t->data, i);
 }
 
 /* Elements are little-endian on disk; on a big-endian host each is swapped. */
@@ -141,8 +190,8 @@ rf_status rf_ckpt_new(rf_ctx *ctx, rf_ckpt **out) {
 }
 
 static void tensor_clear(rf_ckpt_tensor *t) {
-    rf_free(t->data); rf_free(t->mask); rf_free(t->scales); rf_free(t->zero_points);
-    t->data = NULL; t->mask = NULL; t->scales = NULL; t->zero_points = NULL;
+    rf_free(t->data); rf_free(t->mask); rf_free(t->scales); rf_free(t->zero_points); rf_free(t->codebook);
+    t->data = NULL; t->mask = NULL; t->scales = NULL; t->zero_points = NULL; t->codebook = NULL;
 }
 
 void rf_ckpt_free(rf_ckpt *c) {
@@ -188,52 +237,182 @@ static int name_ok(const char *name) {
     return 1;
 }
 
-rf_status rf_ckpt_add(rf_ctx *ctx, rf_ckpt *c, const char *name, rf_dtype dtype, int ndim,
-                      const int64_t *shape, rf_storage storage, const void *data,
-                      const uint8_t *mask, const float *scales) {
-    if (!name || !name_ok(name)) return rf_error(ctx, RF_ERR_INVALID, "tensor name must be 1-%d printable bytes", NAME_CAP - 1);
+/* Checks what only the newer kinds need (the in-memory form of docs/
+ * checkpoint-format.md's rules); `in` borrows the caller's arrays. */
+static rf_status check_kind(rf_ctx *ctx, const rf_ckpt_tensor *in, int64_t numel) {
+    const char *name = in->name, *kind = rf_storage_name(in->storage);
+    if (!is_codebook(in->storage) && !is_int4(in->storage) && in->storage != RF_STORE_NM) return RF_OK;
+    if (numel <= 0) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': %s storage needs a non-empty tensor", name, kind);
+    size_t n = (size_t)numel, cols = (size_t)tensor_cols(in);
+    if (is_codebook(in->storage)) {
+        if (in->dtype != RF_U8) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': %s storage needs dtype u8 (indices)", name, kind);
+        if (in->bits < 1 || in->bits > 8) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': codebook index width %d bits (1-8)", name, in->bits);
+        if (!in->codebook) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': %s storage needs a codebook", name, kind);
+        if (in->storage == RF_STORE_SPARSE_CODEBOOK && !in->mask) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': %s storage needs a mask", name, kind);
+        for (int j = 0; j < 1 << in->bits; j++)
+            if (!isfinite(in->codebook[j])) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': codebook entry %d is not finite", name, j);
+        const uint8_t *idx = in->data;
+        const uint8_t *kept = in->storage == RF_STORE_SPARSE_CODEBOOK ? in->mask : NULL;
+        for (size_t i = 0; i < n; i++)
+            if ((!kept || kept[i]) && idx[i] >> in->bits)
+                return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': index %u at %zu outside the %d-entry codebook", name, idx[i], i, 1 << in->bits);
+    } else if (is_int4(in->storage)) {
+        if (in->dtype != RF_I8) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': int4 storage needs dtype i8", name);
+        if (in->group_size < 1 || cols % (size_t)in->group_size)
+            return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': int4 group size %d does not divide the row length %zu", name, in->group_size, cols);
+        if (!in->scales) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': int4 storage needs scales", name);
+        uint64_t ns = rf_ckpt_tensor_n_scales(in);
+        for (uint64_t g = 0; g < ns; g++) {
+            if (!isfinite(in->scales[g])) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': int4 scale %llu is not finite", name, (unsigned long long)g);
+            if (in->zero_points && (in->zero_points[g] < 0 || in->zero_points[g] > 15))
+                return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': int4 zero point %d outside [0, 15]", name, in->zero_points[g]);
+        }
+        int lo = in->zero_points ? 0 : -8, hi = in->zero_points ? 15 : 7;
+        const int8_t *q = in->data;
+        for (size_t i = 0; i < n; i++)
+            if (q[i] < lo || q[i] > hi)
+                return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': int4 value %d at %zu outside [%d, %d] (%s)", name, q[i], i, lo, hi,
+                                in->zero_points ? "affine" : "symmetric");
+    } else {
+        if (in->dtype != RF_F32) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': N:M storage needs dtype f32", name);
+        if (in->nm_n < 1 || in->nm_m < 2 || in->nm_m > RF_NM_MAX_M || in->nm_n > in->nm_m)
+            return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': %d:%d is not an N:M pattern (1 <= N <= M, 2 <= M <= %d)", name,
+                            in->nm_n, in->nm_m, RF_NM_MAX_M);
+        if (cols % (size_t)in->nm_m)
+            return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': M = %d does not divide the row length %zu", name, in->nm_m, cols);
+        if (!in->mask) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': N:M storage needs a mask", name);
+        for (size_t g = 0; g < n / (size_t)in->nm_m; g++) {
+            int kept = 0;
+            for (int j = 0; j < in->nm_m; j++) kept += in->mask[g * (size_t)in->nm_m + (size_t)j] != 0;
+            if (kept != in->nm_n)
+                return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': row %zu, group %zu keeps %d, not %d of %d", name,
+                                g * (size_t)in->nm_m / cols, (g * (size_t)in->nm_m % cols) / (size_t)in->nm_m, kept, in->nm_n, in->nm_m);
+        }
+    }
+    return RF_OK;
+}
+
+static rf_status copy_array(rf_ctx *ctx, void **dst, const void *src, size_t bytes, const char *name) {
+    *dst = rf_malloc(bytes ? bytes : 1);
+    if (!*dst) return rf_error(ctx, RF_ERR_NOMEM, "tensor '%s': out of memory", name);
+    if (bytes) memcpy(*dst, src, bytes);
+    return RF_OK;
+}
+
+/* Every add goes through here: `in` describes the tensor with borrowed
+ * arrays (data, mask, scales, zero_points, codebook) that are checked and
+ * copied. */
+static rf_status tensor_add(rf_ctx *ctx, rf_ckpt *c, const rf_ckpt_tensor *in) {
+    const char *name = in->name;
+    if (!name_ok(name)) return rf_error(ctx, RF_ERR_INVALID, "tensor name must be 1-%d printable bytes", NAME_CAP - 1);
     if (rf_ckpt_find(c, name)) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s' added twice", name);
+    rf_dtype dtype = in->dtype;
+    rf_storage storage = in->storage;
     size_t esz = rf_dtype_size(dtype);
     if (!esz) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': bad dtype %d", name, (int)dtype);
     if ((unsigned)storage >= RF_STORE_COUNT_) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': bad storage %d", name, (int)storage);
-    if (ndim < 0 || ndim > RF_MAX_DIMS) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': %d dims (max %d)", name, ndim, RF_MAX_DIMS);
-    int64_t numel = rf_shape_numel(ndim, shape);
+    if (in->ndim < 0 || in->ndim > RF_MAX_DIMS) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': %d dims (max %d)", name, in->ndim, RF_MAX_DIMS);
+    int64_t numel = rf_shape_numel(in->ndim, in->shape);
     if (numel < 0 || (uint64_t)numel > UINT64_MAX / esz) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': bad shape", name);
     if (is_int8(storage) && dtype != RF_I8) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': %s storage needs dtype i8", name, rf_storage_name(storage));
-    if (is_int8(storage) && !scales) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': %s storage needs scales", name, rf_storage_name(storage));
-    if (numel > 0 && !data) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': no data", name);
+    if (is_int8(storage) && !in->scales) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': %s storage needs scales", name, rf_storage_name(storage));
+    if (numel > 0 && !in->data) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': no data", name);
+    RF_TRY(check_kind(ctx, in, numel));
     RF_TRY(rf_check_cap(ctx, (uint64_t)numel * esz, name));
     RF_TRY(grow_tensors(ctx, c));
 
     rf_ckpt_tensor t;
     memset(&t, 0, sizeof t);
     snprintf(t.name, sizeof t.name, "%s", name);
-    t.dtype = dtype; t.ndim = ndim; t.storage = storage;
-    for (int d = 0; d < ndim; d++) t.shape[d] = shape[d];
+    t.dtype = dtype; t.ndim = in->ndim; t.storage = storage;
+    for (int d = 0; d < in->ndim; d++) t.shape[d] = in->shape[d];
+    if (is_codebook(storage)) t.bits = in->bits;
+    if (is_int4(storage)) { t.bits = 4; t.group_size = in->group_size; }
+    if (storage == RF_STORE_NM) { t.nm_n = in->nm_n; t.nm_m = in->nm_m; }
     size_t n = (size_t)numel;
-    t.data = rf_malloc(n * esz);
-    if (!t.data) return rf_error(ctx, RF_ERR_NOMEM, "tensor '%s': out of memory", name);
-    if (n) memcpy(t.data, data, n * esz);
+    uint64_t ns = rf_ckpt_tensor_n_scales(&t);
+    rf_status s = copy_array(ctx, &t.data, in->data, n * esz, name);
+    if (!s && has_scales(storage)) s = copy_array(ctx, (void **)side_floats(&t), is_codebook(storage) ? in->codebook : in->scales, ns * sizeof(float), name);
+    if (!s && may_have_zp(storage) && in->zero_points) s = copy_array(ctx, (void **)&t.zero_points, in->zero_points, ns * sizeof(int32_t), name);
+    if (s) { tensor_clear(&t); return s; }
     if (is_sparse(storage)) {
-        t.mask = rf_malloc(n);
+        t.mask = rf_malloc(n + 1);
         if (!t.mask) { tensor_clear(&t); return rf_error(ctx, RF_ERR_NOMEM, "tensor '%s': out of memory", name); }
         for (size_t i = 0; i < n; i++) {
-            t.mask[i] = mask ? (mask[i] != 0) : (uint8_t)elem_nonzero(dtype, data, i);
+            t.mask[i] = in->mask ? (in->mask[i] != 0) : (uint8_t)elem_nonzero(dtype, in->data, i);
             /* pruned entries are zero in memory: what is not stored reads back as 0 */
             if (!t.mask[i]) memset((unsigned char *)t.data + i * esz, 0, esz);
             t.nnz += t.mask[i];
         }
     } else {
-        for (size_t i = 0; i < n; i++) t.nnz += (uint64_t)elem_nonzero(dtype, data, i);
-    }
-    if (is_int8(storage)) {
-        uint64_t rows = tensor_rows(&t);
-        t.scales = rf_malloc(rows * sizeof(float));
-        if (!t.scales) { tensor_clear(&t); return rf_error(ctx, RF_ERR_NOMEM, "tensor '%s': out of memory", name); }
-        if (rows) memcpy(t.scales, scales, rows * sizeof(float));
+        for (size_t i = 0; i < n; i++) t.nnz += (uint64_t)value_nonzero(&t, i);
     }
     c->t[c->n++] = t;
     return RF_OK;
+}
+
+rf_status rf_ckpt_add(rf_ctx *ctx, rf_ckpt *c, const char *name, rf_dtype dtype, int ndim,
+                      const int64_t *shape, rf_storage storage, const void *data,
+                      const uint8_t *mask, const float *scales) {
+    if (!name || !name_ok(name)) return rf_error(ctx, RF_ERR_INVALID, "tensor name must be 1-%d printable bytes", NAME_CAP - 1);
+    if ((unsigned)storage >= RF_STORE_COUNT_) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': bad storage %d", name, (int)storage);
+    if (storage > RF_STORE_SPARSE_INT8)
+        return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': %s storage is added with its own rf_ckpt_add_* function", name,
+                        rf_storage_name(storage));
+    if (ndim < 0 || ndim > RF_MAX_DIMS) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': %d dims (max %d)", name, ndim, RF_MAX_DIMS);
+    rf_ckpt_tensor in;
+    memset(&in, 0, sizeof in);
+    snprintf(in.name, sizeof in.name, "%s", name);
+    in.dtype = dtype; in.ndim = ndim; in.storage = storage;
+    for (int d = 0; d < ndim; d++) in.shape[d] = shape[d];
+    in.data = (void *)(uintptr_t)data; in.mask = (uint8_t *)(uintptr_t)mask; in.scales = (float *)(uintptr_t)scales;
+    return tensor_add(ctx, c, &in);
+}
+
+/* The borrowed description of a new tensor of the newer kinds. */
+static rf_status describe(rf_ctx *ctx, rf_ckpt_tensor *in, const char *name, rf_dtype dtype, int ndim, const int64_t *shape,
+                          rf_storage storage, const void *data, const uint8_t *mask) {
+    memset(in, 0, sizeof *in);
+    if (!name || !name_ok(name)) return rf_error(ctx, RF_ERR_INVALID, "tensor name must be 1-%d printable bytes", NAME_CAP - 1);
+    if (ndim < 0 || ndim > RF_MAX_DIMS) return rf_error(ctx, RF_ERR_INVALID, "tensor '%s': %d dims (max %d)", name, ndim, RF_MAX_DIMS);
+    snprintf(in->name, sizeof in->name, "%s", name);
+    in->dtype = dtype; in->ndim = ndim; in->storage = storage;
+    for (int d = 0; d < ndim; d++) in->shape[d] = shape[d];
+    in->data = (void *)(uintptr_t)data;
+    in->mask = (uint8_t *)(uintptr_t)mask;
+    return RF_OK;
+}
+
+rf_status rf_ckpt_add_codebook(rf_ctx *ctx, rf_ckpt *c, const char *name, int ndim, const int64_t *shape,
+                               const uint8_t *idx, const uint8_t *mask, int bits, const float *codebook) {
+    rf_ckpt_tensor in;
+    RF_TRY(describe(ctx, &in, name, RF_U8, ndim, shape, mask ? RF_STORE_SPARSE_CODEBOOK : RF_STORE_CODEBOOK, idx, mask));
+    in.bits = bits;
+    in.codebook = (float *)(uintptr_t)codebook;
+    return tensor_add(ctx, c, &in);
+}
+
+rf_status rf_ckpt_add_int4(rf_ctx *ctx, rf_ckpt *c, const char *name, int ndim, const int64_t *shape,
+                           const int8_t *q, int group_size, const float *scales, const int32_t *zero_points) {
+    rf_ckpt_tensor in;
+    RF_TRY(describe(ctx, &in, name, RF_I8, ndim, shape, RF_STORE_INT4, q, NULL));
+    in.group_size = group_size;
+    in.scales = (float *)(uintptr_t)scales;
+    in.zero_points = (int32_t *)(uintptr_t)zero_points;
+    return tensor_add(ctx, c, &in);
+}
+
+rf_status rf_ckpt_add_nm(rf_ctx *ctx, rf_ckpt *c, const char *name, int ndim, const int64_t *shape,
+                         const float *data, const uint8_t *mask, int n, int m) {
+    rf_ckpt_tensor in;
+    RF_TRY(describe(ctx, &in, name, RF_F32, ndim, shape, RF_STORE_NM, data, mask));
+    in.nm_n = n; in.nm_m = m;
+    return tensor_add(ctx, c, &in);
+}
+
+rf_status rf_ckpt_add_copy(rf_ctx *ctx, rf_ckpt *c, const rf_ckpt_tensor *t) {
+    if (!name_ok(t->name)) return rf_error(ctx, RF_ERR_INVALID, "tensor name must be 1-%d printable bytes", NAME_CAP - 1);
+    return tensor_add(ctx, c, t);
 }
 
 /* ---- encoding ------------------------------------------------------------- */
@@ -314,7 +493,77 @@ static rf_status put_fixed_section(rf_ctx *ctx, bbuf *out, int kind, const unsig
     return out->oom ? rf_error(ctx, RF_ERR_NOMEM, "checkpoint: out of memory") : RF_OK;
 }
 
+/* ---- b-bit fields (CODEC_PACKED, CODEC_NM) ---------------------------------
+ * Symbol i occupies bits [i*b, (i+1)*b) of the stream, least significant
+ * bit first (bit j of the stream is bit j % 8 of byte j / 8); the unused high
+ * bits of the last byte are 0. */
+static size_t packed_len(size_t count, int b) { return (count * (size_t)b + 7) / 8; }
+
+static void pack_bits(unsigned char *out, const uint16_t *sym, size_t count, int b) {
+    uint64_t acc = 0;
+    int nb = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < count; i++) {
+        acc |= (uint64_t)sym[i] << nb;
+        for (nb += b; nb >= 8; nb -= 8) { out[o++] = (unsigned char)acc; acc >>= 8; }
+    }
+    if (nb) out[o++] = (unsigned char)acc;
+}
+
+/* Reads count b-bit symbols; returns 0 if padding bits are set. */
+static int unpack_bits(const unsigned char *in, size_t count, int b, uint16_t *sym) {
+    uint64_t acc = 0;
+    int nb = 0;
+    size_t o = 0;
+    const uint64_t lo = (1u << b) - 1;
+    for (size_t i = 0; i < count; i++) {
+        while (nb < b) { acc |= (uint64_t)in[o++] << nb; nb += 8; }
+        sym[i] = (uint16_t)(acc & lo);
+        acc >>= b; nb -= b;
+    }
+    return acc == 0;
+}
+
+/* Value symbols of the 1-byte kinds that the order-0 and packed codecs
+ * code: int4 values as their nibble (two's complement for symmetric int4),
+ * codebook indices as they are, int8 values as their byte. */
+static int sym_codable(const rf_ckpt_tensor *t) { return t->dtype == RF_I8 || is_codebook(t->storage); }
+static unsigned sym_alphabet(const rf_ckpt_tensor *t) {
+    return is_int4(t->storage) ? 16u : is_codebook(t->storage) ? 1u << t->bits : 256u;
+}
+static uint16_t to_sym(const rf_ckpt_tensor *t, unsigned char v) { return (uint16_t)(is_int4(t->storage) ? v & 15u : v); }
+static unsigned char from_sym(const rf_ckpt_tensor *t, uint16_t s) {
+    return (unsigned char)(is_int4(t->storage) && !t->zero_points ? (int)(s ^ 8u) - 8 : (int)s);
+}
+
+/* The N:M mask (CODEC_NM): u8 N, u8 M, then for every group of M along
+ * every row, the N kept positions within the group in increasing order,
+ * ceil(log2 M) bits each, packed as above. */
+static int nm_pos_bits(int m) { int b = 0; while ((1 << b) < m) b++; return b; }
+
+static rf_status encode_nm_mask(rf_ctx *ctx, const rf_ckpt_tensor *t, size_t n, bbuf *out, char *desc, size_t dlen) {
+    const int N = t->nm_n, M = t->nm_m, b = nm_pos_bits(M);
+    size_t groups = n / (size_t)M, cnt = groups * (size_t)N;
+    uint16_t *pos = rf_malloc(cnt * sizeof *pos + 2);
+    unsigned char *coded = rf_malloc(2 + packed_len(cnt, b));
+    if (!pos || !coded) { rf_free(pos); rf_free(coded); return rf_error(ctx, RF_ERR_NOMEM, "checkpoint: out of memory"); }
+    size_t k = 0;
+    for (size_t g = 0; g < groups; g++)
+        for (int j = 0; j < M; j++)
+            if (t->mask[g * (size_t)M + (size_t)j]) pos[k++] = (uint16_t)j;
+    RF_ASSERT(k == cnt);
+    coded[0] = (unsigned char)N; coded[1] = (unsigned char)M;
+    pack_bits(coded + 2, pos, cnt, b);
+    size_t at = out->len;
+    rf_status s = put_section(ctx, out, SEC_MASK, CODEC_NM, 0, coded, 2 + packed_len(cnt, b));
+    rf_free(pos); rf_free(coded);
+    if (s) return s;
+    snprintf(desc, dlen, "mask=nm%d:%d%s", N, M, out->p[at + 3] ? "+zstd" : "");
+    return RF_OK;
+}
+
 static rf_status encode_mask(rf_ctx *ctx, const rf_ckpt_tensor *t, size_t n, bbuf *out, char *desc, size_t dlen) {
+    if (t->storage == RF_STORE_NM) return encode_nm_mask(ctx, t, n, out, desc, dlen);
     bbuf best = {0}, cand = {0};
     int bcodec = 0, bparam = 0;
     rf_status s = RF_OK;
@@ -461,14 +710,29 @@ static rf_status encode_values(rf_ctx *ctx, const rf_ckpt_tensor *t, size_t n, b
     rf_status s = put_fixed_section(ctx, &cand, SEC_VALUES, raw, count, esz, &fcodec, &fz);
     if (s) { rf_free(raw); rf_free(cand.p); return s; }
     keep_smaller(&best, &cand, &bcodec, fcodec, &bparam, 0);
-    if (t->dtype == RF_I8 && count > 0) {
+    if (sym_codable(t) && count > 0) {
+        /* order-0 range code; for int4 and codebook kinds also the plain
+         * b-bit packing (4 bits per int4 value, b bits per index) */
         unsigned char *a = NULL;
         size_t al = 0;
-        s = rf_sym_arith_encode(ctx, (const int8_t *)raw, count, &a, &al);
+        uint16_t *u = rf_malloc(count * sizeof *u);
+        s = u ? RF_OK : rf_error(ctx, RF_ERR_NOMEM, "checkpoint: out of memory");
+        for (size_t k = 0; !s && k < count; k++) u[k] = to_sym(t, raw[k]);
+        if (!s) s = rf_sym_encode(ctx, u, count, sym_alphabet(t), &a, &al);
         if (!s) s = put_section(ctx, &cand, SEC_VALUES, CODEC_SYMS, 0, a, al);
         rf_free(a);
+        if (!s) keep_smaller(&best, &cand, &bcodec, CODEC_SYMS, &bparam, 0);
+        if (!s && (is_int4(t->storage) || is_codebook(t->storage))) {
+            al = packed_len(count, t->bits);
+            a = rf_malloc(al);
+            s = a ? RF_OK : rf_error(ctx, RF_ERR_NOMEM, "checkpoint: out of memory");
+            if (!s) pack_bits(a, u, count, t->bits);
+            if (!s) s = put_section(ctx, &cand, SEC_VALUES, CODEC_PACKED, t->bits, a, al);
+            rf_free(a);
+            if (!s) keep_smaller(&best, &cand, &bcodec, CODEC_PACKED, &bparam, t->bits);
+        }
+        rf_free(u);
         if (s) { rf_free(raw); rf_free(cand.p); rf_free(best.p); return s; }
-        keep_smaller(&best, &cand, &bcodec, CODEC_SYMS, &bparam, 0);
     }
     if (is_int8(t->storage) && count > 0) {
         unsigned char *a = NULL;
@@ -483,27 +747,29 @@ static rf_status encode_values(rf_ctx *ctx, const rf_ckpt_tensor *t, size_t n, b
     int z = best.p[3];
     bb_put(out, best.p, best.len);
     rf_free(best.p);
-    snprintf(desc, dlen, "values=%s%s", codec_names[bcodec], z ? "+zstd" : "");
+    if (bcodec == CODEC_PACKED) snprintf(desc, dlen, "values=packed%d%s", bparam, z ? "+zstd" : "");
+    else snprintf(desc, dlen, "values=%s%s", codec_names[bcodec], z ? "+zstd" : "");
     return out->oom ? rf_error(ctx, RF_ERR_NOMEM, "checkpoint: out of memory") : RF_OK;
 }
 
 /* Builds one tensor's payload into out (appending). */
 static rf_status encode_payload(rf_ctx *ctx, rf_ckpt_tensor *t, bbuf *out) {
     size_t n = (size_t)rf_ckpt_tensor_numel(t);
-    int nsec = 1 + is_sparse(t->storage) + is_int8(t->storage) + (is_int8(t->storage) && t->zero_points);
+    int zp = may_have_zp(t->storage) && t->zero_points;
+    int nsec = 1 + is_sparse(t->storage) + has_scales(t->storage) + zp;
     bb_u8(out, (unsigned)nsec);
     char dm[24] = "", dv[24] = "";
     if (is_sparse(t->storage)) RF_TRY(encode_mask(ctx, t, n, out, dm, sizeof dm));
-    if (is_int8(t->storage)) {
-        uint64_t rows = tensor_rows(t);
-        unsigned char *sc = rf_malloc(rows * 4 + 1);
+    if (has_scales(t->storage)) {
+        uint64_t ns = rf_ckpt_tensor_n_scales(t);
+        unsigned char *sc = rf_malloc(ns * 4 + 1);
         if (!sc) return rf_error(ctx, RF_ERR_NOMEM, "checkpoint: out of memory");
-        copy_le(sc, t->scales, rows, 4);
+        copy_le(sc, *side_floats(t), ns, 4);
         int codec, z;
-        rf_status s = put_fixed_section(ctx, out, SEC_SCALES, sc, rows, 4, &codec, &z);
-        if (!s && t->zero_points) {
-            copy_le(sc, t->zero_points, rows, 4);
-            s = put_fixed_section(ctx, out, SEC_ZP, sc, rows, 4, &codec, &z);
+        rf_status s = put_fixed_section(ctx, out, SEC_SCALES, sc, ns, 4, &codec, &z);
+        if (!s && zp) {
+            copy_le(sc, t->zero_points, ns, 4);
+            s = put_fixed_section(ctx, out, SEC_ZP, sc, ns, 4, &codec, &z);
         }
         rf_free(sc);
         RF_TRY(s);
@@ -656,7 +922,58 @@ static rf_status decode_mask(rf_ctx *ctx, rf_ckpt_tensor *t, size_t n, int codec
     }
 }
 
-static rf_status decode_values(rf_ctx *ctx, rf_ckpt_tensor *t, size_t n, int codec, int z,
+/* The N:M kind's mask (CODEC_NM), which sets nm_n and nm_m. */
+static rf_status decode_nm_mask(rf_ctx *ctx, rf_ckpt_tensor *t, size_t n, int z, const unsigned char *b, uint64_t len) {
+    if (len < 2) return rf_error(ctx, RF_ERR_FORMAT, "N:M mask: %llu bytes, the header alone is 2", (unsigned long long)len);
+    const int N = b[0], M = b[1];
+    const size_t cols = (size_t)tensor_cols(t);
+    if (N < 1 || M < 2 || M > RF_NM_MAX_M || N > M || cols % (size_t)M)
+        return rf_error(ctx, RF_ERR_FORMAT, "N:M mask: %d:%d is not a pattern for rows of %zu (1 <= N <= M, 2 <= M <= %d, M divides the row)",
+                        N, M, cols, RF_NM_MAX_M);
+    const int pb = nm_pos_bits(M);
+    const size_t groups = n / (size_t)M, cnt = groups * (size_t)N;
+    if (len - 2 != packed_len(cnt, pb))
+        return rf_error(ctx, RF_ERR_SIZE, "N:M mask: %llu bytes of positions, %zu groups of %d need %zu",
+                        (unsigned long long)(len - 2), groups, N, packed_len(cnt, pb));
+    RF_TRY(rf_check_cap(ctx, (uint64_t)cnt * 2, t->name));
+    uint16_t *pos = rf_malloc(cnt * sizeof *pos + 2);
+    if (!pos) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    rf_status s = unpack_bits(b + 2, cnt, pb, pos) ? RF_OK : rf_error(ctx, RF_ERR_FORMAT, "N:M mask has bits set past the end");
+    memset(t->mask, 0, n);
+    for (size_t g = 0; !s && g < groups; g++)
+        for (int j = 0; j < N; j++) {
+            uint16_t p = pos[g * (size_t)N + (size_t)j];
+            if (p >= M || (j > 0 && p <= pos[g * (size_t)N + (size_t)j - 1])) {
+                s = rf_error(ctx, RF_ERR_FORMAT, "N:M mask: row %zu, group %zu: positions not increasing below %d",
+                             g * (size_t)M / cols, (g * (size_t)M % cols) / (size_t)M, M);
+                break;
+            }
+            t->mask[g * (size_t)M + p] = 1;
+        }
+    rf_free(pos);
+    if (s) return s;
+    t->nm_n = N; t->nm_m = M;
+    snprintf(t->coding, sizeof t->coding, "mask=nm%d:%d%s", N, M, z ? "+zstd" : "");
+    return RF_OK;
+}
+
+/* Range of the decoded values of int4 and codebook kinds (kept entries). */
+static rf_status check_values(rf_ctx *ctx, const rf_ckpt_tensor *t, size_t n) {
+    if (!is_int4(t->storage) && !is_codebook(t->storage)) return RF_OK;
+    int lo = is_int4(t->storage) && !t->zero_points ? -8 : 0;
+    int hi = is_int4(t->storage) ? (t->zero_points ? 15 : 7) : (1 << t->bits) - 1;
+    for (size_t i = 0; i < n; i++) {
+        if (t->mask && !t->mask[i]) continue;
+        int v = is_int4(t->storage) ? ((const int8_t *)t->data)[i] : ((const uint8_t *)t->data)[i];
+        if (v < lo || v > hi)
+            return is_codebook(t->storage)
+                       ? rf_error(ctx, RF_ERR_FORMAT, "codebook: index %d at %zu outside the %d-entry codebook", v, i, 1 << t->bits)
+                       : rf_error(ctx, RF_ERR_FORMAT, "values: int4 value %d at %zu outside [%d, %d]", v, i, lo, hi);
+    }
+    return RF_OK;
+}
+
+static rf_status decode_values(rf_ctx *ctx, rf_ckpt_tensor *t, size_t n, int codec, int param, int z,
                                const unsigned char *b, uint64_t len) {
     size_t esz = rf_dtype_size(t->dtype);
     size_t count = is_sparse(t->storage) ? (size_t)t->nnz : n;
@@ -670,13 +987,30 @@ static rf_status decode_values(rf_ctx *ctx, rf_ckpt_tensor *t, size_t n, int cod
             from_planes(tmp, b, count, esz);
             src = tmp;
         }
-    } else if (codec == CODEC_SYMS || codec == CODEC_ROWSYMS) {
-        if (t->dtype != RF_I8) return rf_error(ctx, RF_ERR_FORMAT, "values: arithmetic code on a %s tensor", rf_dtype_name(t->dtype));
-        if (codec == CODEC_ROWSYMS && !is_int8(t->storage)) return rf_error(ctx, RF_ERR_FORMAT, "values: per-row code on %s storage", rf_storage_name(t->storage));
+    } else if (codec == CODEC_SYMS || codec == CODEC_PACKED) {
+        if (!sym_codable(t)) return rf_error(ctx, RF_ERR_FORMAT, "values: %s code on a %s tensor", codec_names[codec], rf_dtype_name(t->dtype));
+        if (codec == CODEC_PACKED && !is_int4(t->storage) && !is_codebook(t->storage))
+            return rf_error(ctx, RF_ERR_FORMAT, "values: packed code on %s storage", rf_storage_name(t->storage));
+        if (codec == CODEC_PACKED && param != t->bits)
+            return rf_error(ctx, RF_ERR_FORMAT, "values: packed %d bits, %s storage has %d", param, rf_storage_name(t->storage), t->bits);
+        if (codec == CODEC_PACKED && len != packed_len(count, t->bits))
+            return rf_error(ctx, RF_ERR_SIZE, "values: %llu packed bytes, %zu values of %d bits need %zu", (unsigned long long)len, count,
+                            t->bits, packed_len(count, t->bits));
+        tmp = rf_malloc(count ? count : 1);
+        uint16_t *u = rf_malloc(count * sizeof *u + 2);
+        rf_status s = tmp && u ? RF_OK : rf_error(ctx, RF_ERR_NOMEM, "values: out of memory");
+        if (!s && codec == CODEC_SYMS) s = rf_sym_decode(ctx, b, len, count, sym_alphabet(t), u);
+        if (!s && codec == CODEC_PACKED && !unpack_bits(b, count, t->bits, u))
+            s = rf_error(ctx, RF_ERR_FORMAT, "values: packed code has bits set past the end");
+        for (size_t k = 0; !s && k < count; k++) tmp[k] = from_sym(t, u[k]);
+        rf_free(u);
+        if (s) { rf_free(tmp); return s; }
+        src = tmp;
+    } else if (codec == CODEC_ROWSYMS) {
+        if (!is_int8(t->storage)) return rf_error(ctx, RF_ERR_FORMAT, "values: per-row code on %s storage", rf_storage_name(t->storage));
         tmp = rf_malloc(count ? count : 1);
         if (!tmp) return rf_error(ctx, RF_ERR_NOMEM, "values: out of memory");
-        rf_status s = codec == CODEC_SYMS ? rf_sym_arith_decode(ctx, b, len, count, (int8_t *)tmp)
-                                          : rowsyms_decode(ctx, t, n, b, len, count, (int8_t *)tmp);
+        rf_status s = rowsyms_decode(ctx, t, n, b, len, count, (int8_t *)tmp);
         if (s) { rf_free(tmp); return s; }
         src = tmp;
     } else {
@@ -693,8 +1027,60 @@ static rf_status decode_values(rf_ctx *ctx, rf_ckpt_tensor *t, size_t n, int cod
         copy_le(t->data, src, n, esz);
     }
     rf_free(tmp);
+    RF_TRY(check_values(ctx, t, n));
     size_t used = strlen(t->coding);
-    snprintf(t->coding + used, sizeof t->coding - used, "%svalues=%s%s", used ? " " : "", codec_names[codec], z ? "+zstd" : "");
+    if (codec == CODEC_PACKED)
+        snprintf(t->coding + used, sizeof t->coding - used, "%svalues=packed%d%s", used ? " " : "", param, z ? "+zstd" : "");
+    else
+        snprintf(t->coding + used, sizeof t->coding - used, "%svalues=%s%s", used ? " " : "", codec_names[codec], z ? "+zstd" : "");
+    return RF_OK;
+}
+
+/* The scales section (kind 2) of t: int8 row scales, int4 group scales
+ * (their count fixes the group size), or the codebook (its count fixes the
+ * index width). `le` holds count little-endian 4-byte elements. */
+static rf_status decode_scales(rf_ctx *ctx, rf_ckpt_tensor *t, const unsigned char *le, uint64_t count) {
+    uint64_t rows = tensor_rows(t), cols = tensor_cols(t);
+    if (is_int8(t->storage) && count != rows)
+        return rf_error(ctx, RF_ERR_SIZE, "scales: %llu for %llu rows", (unsigned long long)count, (unsigned long long)rows);
+    if (is_int4(t->storage)) {
+        uint64_t gpr = rows ? count / rows : 0;
+        if (!gpr || count % rows || cols % gpr)
+            return rf_error(ctx, RF_ERR_SIZE, "scales: %llu int4 scales do not split %llu rows of %llu into whole groups",
+                            (unsigned long long)count, (unsigned long long)rows, (unsigned long long)cols);
+        t->group_size = (int)(cols / gpr);
+        t->bits = 4;
+    }
+    if (is_codebook(t->storage)) {
+        int b = 0;
+        while (b <= 8 && (1ull << b) != count) b++;
+        if (b < 1 || b > 8)
+            return rf_error(ctx, RF_ERR_FORMAT, "codebook: %llu entries, not 2^b for b in 1..8", (unsigned long long)count);
+        t->bits = b;
+    }
+    float **dst = side_floats(t);
+    *dst = rf_malloc(count * 4 + 1);
+    if (!*dst) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    copy_le(*dst, le, count, 4);
+    if (is_codebook(t->storage) || is_int4(t->storage))
+        for (uint64_t j = 0; j < count; j++)
+            if (!isfinite((*dst)[j]))
+                return rf_error(ctx, RF_ERR_FORMAT, "%s: entry %llu is not finite", is_codebook(t->storage) ? "codebook" : "int4 scales",
+                                (unsigned long long)j);
+    return RF_OK;
+}
+
+static rf_status decode_zero_points(rf_ctx *ctx, rf_ckpt_tensor *t, const unsigned char *le, uint64_t count) {
+    uint64_t want = rf_ckpt_tensor_n_scales(t);
+    if (count != want)
+        return rf_error(ctx, RF_ERR_SIZE, "zero_points: %llu, the scales need %llu", (unsigned long long)count, (unsigned long long)want);
+    t->zero_points = rf_malloc(count * 4 + 1);
+    if (!t->zero_points) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    copy_le(t->zero_points, le, count, 4);
+    if (is_int4(t->storage))
+        for (uint64_t j = 0; j < count; j++)
+            if (t->zero_points[j] < 0 || t->zero_points[j] > 15)
+                return rf_error(ctx, RF_ERR_FORMAT, "zero_points: int4 zero point %d outside [0, 15]", t->zero_points[j]);
     return RF_OK;
 }
 
@@ -705,22 +1091,16 @@ static rf_status decode_payload(rf_ctx *ctx, rf_ckpt_tensor *t, const unsigned c
     rd r = {p, (size_t)size, 0};
     if (!rd_need(&r, 1)) return rf_error(ctx, RF_ERR_FORMAT, "empty payload");
     unsigned nsec = rd_u8(&r);
-    unsigned need = (1u << SEC_VALUES) | (is_sparse(t->storage) ? 1u << SEC_MASK : 0) | (is_int8(t->storage) ? 1u << SEC_SCALES : 0);
-    unsigned allowed = need | (is_int8(t->storage) ? 1u << SEC_ZP : 0);
+    unsigned need = (1u << SEC_VALUES) | (is_sparse(t->storage) ? 1u << SEC_MASK : 0) | (has_scales(t->storage) ? 1u << SEC_SCALES : 0);
+    unsigned allowed = need | (may_have_zp(t->storage) ? 1u << SEC_ZP : 0);
     unsigned seen = 0;
     int last = 0;
-    uint64_t rows = tensor_rows(t);
     RF_TRY(rf_check_cap(ctx, (uint64_t)n * esz, t->name));
     t->data = rf_malloc(n * esz + 1);
     if (!t->data) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
     if (is_sparse(t->storage)) {
         t->mask = rf_malloc(n + 1);
         if (!t->mask) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
-    }
-    if (is_int8(t->storage)) {
-        RF_TRY(rf_check_cap(ctx, rows * 4, t->name));
-        t->scales = rf_malloc(rows * 4 + 1);
-        if (!t->scales) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
     }
     t->coding[0] = '\0';
     for (unsigned s = 0; s < nsec; s++) {
@@ -729,18 +1109,24 @@ static rf_status decode_payload(rf_ctx *ctx, rf_ckpt_tensor *t, const unsigned c
         uint64_t stored = rd_u64(&r), coded = rd_u64(&r);
         if (kind <= last || kind > SEC_VALUES || !(allowed & (1u << kind)))
             return rf_error(ctx, RF_ERR_FORMAT, "unexpected section kind %d for %s storage", kind, rf_storage_name(t->storage));
-        if (zflag > 1) return rf_error(ctx, RF_ERR_FORMAT, "section %s: bad zstd flag %d", sec_names[kind], zflag);
+        const char *what = sec_name(t->storage, kind);
+        if (zflag > 1) return rf_error(ctx, RF_ERR_FORMAT, "section %s: bad zstd flag %d", what, zflag);
         last = kind;
         seen |= 1u << kind;
-        if (stored > r.n - r.pos) return rf_error(ctx, RF_ERR_SIZE, "section %s: %llu bytes run past the payload", sec_names[kind], (unsigned long long)stored);
+        if (stored > r.n - r.pos) return rf_error(ctx, RF_ERR_SIZE, "section %s: %llu bytes run past the payload", what, (unsigned long long)stored);
         const unsigned char *cb = NULL;
         unsigned char *owned;
-        RF_TRY(section_bytes(ctx, sec_names[kind], zflag, r.p + r.pos, stored, coded, &cb, &owned));
+        RF_TRY(section_bytes(ctx, what, zflag, r.p + r.pos, stored, coded, &cb, &owned));
         r.pos += (size_t)stored;
         rf_status st = RF_OK;
         switch (kind) {
         case SEC_MASK:
-            st = decode_mask(ctx, t, n, codec, param, zflag, cb, coded);
+            if ((t->storage == RF_STORE_NM) != (codec == CODEC_NM))
+                st = rf_error(ctx, RF_ERR_FORMAT, "mask codec %d on %s storage", codec, rf_storage_name(t->storage));
+            else if (codec == CODEC_NM)
+                st = decode_nm_mask(ctx, t, n, zflag, cb, coded);
+            else
+                st = decode_mask(ctx, t, n, codec, param, zflag, cb, coded);
             if (!st) {
                 uint64_t pop = 0;
                 for (size_t i = 0; i < n; i++) pop += t->mask[i];
@@ -748,24 +1134,21 @@ static rf_status decode_payload(rf_ctx *ctx, rf_ckpt_tensor *t, const unsigned c
             }
             break;
         case SEC_SCALES: case SEC_ZP: {
-            if (codec != CODEC_RAW && codec != CODEC_PLANES) { st = rf_error(ctx, RF_ERR_FORMAT, "%s: unknown codec %d", sec_names[kind], codec); break; }
-            if (coded != rows * 4) { st = rf_error(ctx, RF_ERR_SIZE, "%s: %llu bytes for %llu rows", sec_names[kind], (unsigned long long)coded, (unsigned long long)rows); break; }
-            unsigned char *le = rf_malloc(rows * 4 + 1);
+            if (codec != CODEC_RAW && codec != CODEC_PLANES) { st = rf_error(ctx, RF_ERR_FORMAT, "%s: unknown codec %d", what, codec); break; }
+            if (coded % 4) { st = rf_error(ctx, RF_ERR_SIZE, "%s: %llu bytes is not a whole number of 4-byte elements", what, (unsigned long long)coded); break; }
+            uint64_t count = coded / 4;
+            if ((st = rf_check_cap(ctx, coded, t->name))) break;
+            unsigned char *le = rf_malloc(coded + 1);
             if (!le) { st = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); break; }
-            if (codec == CODEC_PLANES) from_planes(le, cb, rows, 4); else if (rows) memcpy(le, cb, rows * 4);
-            if (kind == SEC_ZP) {
-                t->zero_points = rf_malloc(rows * 4 + 1);
-                if (!t->zero_points) st = rf_error(ctx, RF_ERR_NOMEM, "out of memory");
-                else copy_le(t->zero_points, le, rows, 4);
-            } else {
-                copy_le(t->scales, le, rows, 4);
-            }
+            if (codec == CODEC_PLANES) from_planes(le, cb, count, 4); else if (count) memcpy(le, cb, coded);
+            st = kind == SEC_ZP ? decode_zero_points(ctx, t, le, count) : decode_scales(ctx, t, le, count);
             rf_free(le);
             break;
         }
         case SEC_VALUES:
             if (!(seen & (1u << SEC_MASK)) && is_sparse(t->storage)) { st = rf_error(ctx, RF_ERR_FORMAT, "values before mask"); break; }
-            st = decode_values(ctx, t, n, codec, zflag, cb, coded);
+            if (!(seen & (1u << SEC_SCALES)) && has_scales(t->storage)) { st = rf_error(ctx, RF_ERR_FORMAT, "values before %s", sec_name(t->storage, SEC_SCALES)); break; }
+            st = decode_values(ctx, t, n, codec, param, zflag, cb, coded);
             break;
         default: break;
         }
@@ -774,9 +1157,11 @@ static rf_status decode_payload(rf_ctx *ctx, rf_ckpt_tensor *t, const unsigned c
     }
     if ((seen & need) != need) return rf_error(ctx, RF_ERR_FORMAT, "%s storage is missing a section", rf_storage_name(t->storage));
     if (r.pos != r.n) return rf_error(ctx, RF_ERR_SIZE, "payload has %zu bytes after its last section", r.n - r.pos);
+    if ((is_codebook(t->storage) || is_int4(t->storage) || t->storage == RF_STORE_NM) && n == 0)
+        return rf_error(ctx, RF_ERR_FORMAT, "%s storage of an empty tensor", rf_storage_name(t->storage));
     if (!is_sparse(t->storage)) {
         uint64_t nz = 0;
-        for (size_t i = 0; i < n; i++) nz += (uint64_t)elem_nonzero(t->dtype, t->data, i);
+        for (size_t i = 0; i < n; i++) nz += (uint64_t)value_nonzero(t, i);
         if (nz != t->nnz) return rf_error(ctx, RF_ERR_SIZE, "%llu non-zeros, directory says nnz %llu", (unsigned long long)nz, (unsigned long long)t->nnz);
     }
     return RF_OK;
@@ -797,7 +1182,9 @@ static rf_status parse_dir_entry(rf_ctx *ctx, rd *r, int idx, rf_ckpt_tensor *t,
     if (nd > RF_MAX_DIMS) return rf_error(ctx, RF_ERR_FORMAT, "tensor '%s': %u dims", t->name, nd);
     if (zero) return rf_error(ctx, RF_ERR_FORMAT, "tensor '%s': reserved byte is %u", t->name, zero);
     t->dtype = (rf_dtype)dt; t->storage = (rf_storage)st; t->ndim = (int)nd;
-    if (is_int8(t->storage) && t->dtype != RF_I8) return rf_error(ctx, RF_ERR_FORMAT, "tensor '%s': %s storage with dtype %s", t->name, rf_storage_name(t->storage), rf_dtype_name(t->dtype));
+    rf_dtype want = is_int8(t->storage) || is_int4(t->storage) ? RF_I8 : is_codebook(t->storage) ? RF_U8
+                  : t->storage == RF_STORE_NM ? RF_F32 : t->dtype;
+    if (t->dtype != want) return rf_error(ctx, RF_ERR_FORMAT, "tensor '%s': %s storage with dtype %s", t->name, rf_storage_name(t->storage), rf_dtype_name(t->dtype));
     if (!rd_need(r, 8 * nd + 36)) return rf_error(ctx, RF_ERR_FORMAT, "directory entry '%s' cut short", t->name);
     for (unsigned d = 0; d < nd; d++) {
         uint64_t v = rd_u64(r);
@@ -955,6 +1342,11 @@ rf_status rf_ckpt_tensor_to_f32(rf_ctx *ctx, const rf_ckpt_tensor *t, float **ou
             double zp = t->zero_points ? t->zero_points[row] : 0;
             v = (v - zp) * t->scales[row];
         }
+        if (is_int4(t->storage)) {
+            size_t g = int4_group(t, i);
+            v = (v - (t->zero_points ? t->zero_points[g] : 0)) * t->scales[g];
+        }
+        if (is_codebook(t->storage)) v = t->mask && !t->mask[i] ? 0.0 : t->codebook[((const uint8_t *)t->data)[i]];
         f[i] = (float)v;
     }
     *out = f;
@@ -977,7 +1369,12 @@ double rf_ckpt_tensor_entropy_bound(const rf_ckpt_tensor *t) {
     size_t n = (size_t)numel, esz = rf_dtype_size(t->dtype);
     double bits = 0.0;
     uint64_t count = n;
-    if (is_sparse(t->storage) && t->mask) {
+    if (t->storage == RF_STORE_NM && t->nm_m > 0) {
+        /* each group of M holds one of C(M, N) equally possible patterns */
+        double lc = lgamma(t->nm_m + 1.0) - lgamma(t->nm_n + 1.0) - lgamma(t->nm_m - t->nm_n + 1.0);
+        bits += (double)(n / (size_t)t->nm_m) * lc / log(2.0);
+        count = t->nnz;
+    } else if (is_sparse(t->storage) && t->mask) {
         bits += (double)n * h2((double)t->nnz / (double)n);
         count = t->nnz;
     }

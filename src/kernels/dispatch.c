@@ -16,14 +16,14 @@
 #include <string.h>
 
 static const rf_kern_table tables[] = {
-    [RF_ISA_SCALAR]     = {rf_spmm_ref,    rf_spmm_lay_ref,    rf_qgemm_dense_ref_, rf_qgemm_sparse_ref_},
-    [RF_ISA_AVX2]       = {rf_spmm_avx2,   rf_spmm_lay_avx2,   rf_qgemm_dense_avx2, rf_qgemm_sparse_avx2},
+    [RF_ISA_SCALAR]     = {rf_spmm_ref,    rf_spmm_lay_ref,    rf_qgemm_dense_ref_, rf_qgemm_sparse_ref_, rf_q4gemm_ref},
+    [RF_ISA_AVX2]       = {rf_spmm_avx2,   rf_spmm_lay_avx2,   rf_qgemm_dense_avx2, rf_qgemm_sparse_avx2, rf_q4gemm_avx2},
     /* AVX-512 without VNNI: the int8 kernels use the AVX2 vpmaddwd path. */
-    [RF_ISA_AVX512]     = {rf_spmm_avx512, rf_spmm_lay_avx512, rf_qgemm_dense_avx2, rf_qgemm_sparse_avx2},
-    [RF_ISA_AVX512VNNI] = {rf_spmm_avx512, rf_spmm_lay_avx512, rf_qgemm_dense_vnni, rf_qgemm_sparse_vnni},
+    [RF_ISA_AVX512]     = {rf_spmm_avx512, rf_spmm_lay_avx512, rf_qgemm_dense_avx2, rf_qgemm_sparse_avx2, rf_q4gemm_avx2},
+    [RF_ISA_AVX512VNNI] = {rf_spmm_avx512, rf_spmm_lay_avx512, rf_qgemm_dense_vnni, rf_qgemm_sparse_vnni, rf_q4gemm_vnni},
     /* + VBMI: sparse int8 through byte permutes of the activation rows
      * (ELL slots, no transposes). */
-    [RF_ISA_AVX512VBMI] = {rf_spmm_avx512, rf_spmm_lay_avx512, rf_qgemm_dense_vnni, rf_qgemm_sparse_vbmi},
+    [RF_ISA_AVX512VBMI] = {rf_spmm_avx512, rf_spmm_lay_avx512, rf_qgemm_dense_vnni, rf_qgemm_sparse_vbmi, rf_q4gemm_vnni},
 };
 
 static const char *const isa_names[] = {
@@ -175,6 +175,8 @@ double rf_qgemm_work_ops(const rf_qmat *W, int M) {
     if (W->ell_tptr && rf_kernels_init() >= RF_ISA_AVX512VBMI) return 2.0 * M * 64.0 * (double)W->ell_nslots;
     return 8.0 * M * (double)W->ngroups;
 }
+
+void rf_q4gemm(const rf_q4mat *W, const uint8_t *A, float *Y, int M) { table()->q4gemm(W, A, Y, M); }
 
 void rf_qgemm_ref(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {
     (W->sparse ? rf_qgemm_sparse_ref_ : rf_qgemm_dense_ref_)(W, A, C, M);

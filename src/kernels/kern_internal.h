@@ -78,6 +78,42 @@ struct rf_qmat {
     size_t   ell_nslots;
 };
 
+/* int4 (rf_q4mat): 16 output channels x 8 consecutive k per 64-byte unit:
+ * `w` is [nb][K/8][64] (nb = ceil(N/16)); byte 4c + j of unit (b, t) holds
+ * u[16b + c][8t + j] in its low nibble and u[16b + c][8t + 4 + j] in its
+ * high nibble (c < 16, j < 4), u the stored unsigned value (q + 8
+ * symmetric, q affine; the zero point for padding channels past N). So the
+ * low nibbles of a unit are one vpdpbusd operand (16 channels x k 8t..8t+3)
+ * and the high nibbles the next (k 8t+4..8t+7): one load, a mask and a
+ * shift, no lane crossing; on AVX2 each 32-byte half of a unit is 8
+ * channels. Per (block, group): 16 scales (0 past N) and 16 stored zero
+ * points zz (8 symmetric), channel-contiguous for one vector load. The
+ * kernels subtract zz from the unpacked bytes: w = u - zz in [-15, 15]. */
+struct rf_q4mat {
+    int      N, K, gs, G, nb;   /* G = K / gs groups per row */
+    int      affine;
+    uint8_t *w;                 /* [nb][K/8][64], 64-byte aligned */
+    float   *scales;            /* [nb][G][16] */
+    uint8_t *zz;                /* [nb][G][16] */
+    float   *corr;              /* [N] rf_q4mat_row_corr */
+};
+
+/* N:M (rf_nmmat): per block b of 16 output channels and 16-column chunk c,
+ * exactly width(c) n / m slots (width 16, or K % 16 for a last partial
+ * chunk), chunk c's first slot at cptr[c]; slot t of block b is 16 column
+ * offsets within the chunk (bytes, off[(b * nslots + t) * 16 + l]) and 16
+ * weights (w[...], 64-byte aligned), lane l holding channel 16b + l's
+ * (t - cptr[c])-th kept entry of the chunk (offset 0, weight 0 past N). */
+struct rf_nmmat {
+    int      N, K, n, m, nb, nc;
+    int64_t *cptr;      /* [nc + 1] */
+    int64_t  nslots;    /* per block */
+    uint8_t *off;       /* [nb][nslots][16] */
+    float   *w;         /* [nb][nslots][16] */
+    rf_spmat *sp;       /* the same weights for rf_spmm */
+};
+void rf_nm_spmm_avx512(const rf_nmmat *W, const float *X, const float *bias, float *Y, int M);
+
 /* Panel width (batch rows per transposed panel) used by the transposed
  * kernels: the widest register block of any ISA (workspace sizing). */
 #define RF_KERN_PANEL 64
@@ -97,11 +133,14 @@ typedef void (*rf_spmm_lay_fn)(const rf_spmat *W, const float *X, rf_layout xl, 
                                rf_layout yl, int M, int ld);
 typedef void (*rf_qgemm_fn)(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 
+typedef void (*rf_q4gemm_fn)(const rf_q4mat *W, const uint8_t *A, float *Y, int M);
+
 typedef struct rf_kern_table {
     rf_spmm_fn  spmm;
     rf_spmm_lay_fn spmm_lay;
     rf_qgemm_fn qgemm_dense;
     rf_qgemm_fn qgemm_sparse;
+    rf_q4gemm_fn q4gemm;
 } rf_kern_table;
 
 /* Per-ISA kernels (src/kernels/simd_*.c). */
@@ -116,6 +155,8 @@ void rf_qgemm_sparse_avx2(const rf_qmat *W, const uint8_t *A, int32_t *C, int M)
 void rf_qgemm_dense_vnni(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void rf_qgemm_sparse_vnni(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void rf_qgemm_sparse_vbmi(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
+void rf_q4gemm_avx2(const rf_q4mat *W, const uint8_t *A, float *Y, int M);
+void rf_q4gemm_vnni(const rf_q4mat *W, const uint8_t *A, float *Y, int M);
 void rf_qgemm_dense_ref_(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 void rf_qgemm_sparse_ref_(const rf_qmat *W, const uint8_t *A, int32_t *C, int M);
 /* rf_qmat_pack that also builds the ELL slots of a sparse matrix on CPUs

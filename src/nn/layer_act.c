@@ -1,4 +1,5 @@
-/* Element-wise layers: relu, gelu, tanh, dropout, and the residual addition. */
+/* Element-wise layers: relu, gelu, tanh, dropout (the additions of
+ * residual connections are in layer_merge.c). */
 #include "nn/layers.h"
 
 #include <math.h>
@@ -84,11 +85,11 @@ static void tanh_backward(const rf_nn_run *r) {
 
 static const char *const no_keys[] = {NULL};
 const rf_nn_op rf_nn_op_relu = {"relu", no_keys, same_shape_setup, NULL, relu_forward, relu_backward,
-                                rf_nn_feat_always, relu_forward_feat, NULL, 0};
+                                rf_nn_feat_always, relu_forward_feat, NULL, 0, RF_NN_CONN_PASS, 0};
 const rf_nn_op rf_nn_op_gelu = {"gelu", no_keys, same_shape_setup, NULL, gelu_forward, gelu_backward,
-                                rf_nn_feat_always, gelu_forward_feat, NULL, 0};
+                                rf_nn_feat_always, gelu_forward_feat, NULL, 0, RF_NN_CONN_PASS, 0};
 const rf_nn_op rf_nn_op_tanh = {"tanh", no_keys, same_shape_setup, NULL, tanh_forward, tanh_backward,
-                                rf_nn_feat_always, tanh_forward_feat, NULL, 0};
+                                rf_nn_feat_always, tanh_forward_feat, NULL, 0, RF_NN_CONN_PASS, 0};
 
 /* ---- dropout ---------------------------------------------------------------
  * Inverted dropout (Srivastava et al. 2014, scaled at training time so that
@@ -139,46 +140,4 @@ static void dropout_backward(const rf_nn_run *r) {
 
 static const char *const dropout_keys[] = {"p", NULL};
 const rf_nn_op rf_nn_op_dropout = {"dropout", dropout_keys, dropout_setup, NULL, dropout_forward, dropout_backward,
-                                   rf_nn_feat_always, rf_nn_feat_copy, NULL, 0};
-
-/* ---- residual: out = in + output of layer `from` (He et al. 2016, eq. 1) ---
- * "from": an earlier layer's index, its name, or -1 for the model input. */
-static rf_status residual_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, "from");
-    if (!f) return rf_nn_err(b, RF_ERR_SPEC, "missing \"from\"");
-    int from = -2;
-    if (cJSON_IsString(f)) {
-        for (int i = 0; i < b->index; i++)
-            if (strcmp(b->layers[i].name, f->valuestring) == 0) from = i;
-        if (from == -2) return rf_nn_err(b, RF_ERR_SPEC, "\"from\": no earlier layer named \"%s\"", f->valuestring);
-    } else {
-        RF_TRY(rf_nn_int(b, j, "from", -2, -1, b->index - 1, &from));
-    }
-    L->from = from;
-    rf_shape3 s = from >= 0 ? b->layers[from].out : b->input;
-    if (s.d[0] != L->in.d[0] || s.d[1] != L->in.d[1] || s.d[2] != L->in.d[2])
-        return rf_nn_err(b, RF_ERR_SHAPE, "source %s has shape %dx%dx%d, input is %dx%dx%d",
-                         from >= 0 ? "layer" : "(model input)", s.d[0], s.d[1], s.d[2], L->in.d[0], L->in.d[1],
-                         L->in.d[2]);
-    rf_nn_set_out(L, L->in.d[0], L->in.d[1], L->in.d[2], b->in_kind);
-    return RF_OK;
-}
-
-RF_NN_VEC static void add2(float *y, const float *a, const float *b, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
-}
-
-static rf_status residual_forward(const rf_nn_run *r) {
-    add2(r->out, r->in, r->src, numel(r));
-    return RF_OK;
-}
-
-static void residual_backward(const rf_nn_run *r) {
-    size_t n = numel(r);
-    if (r->din) rf_nn_add(r->din, r->dout, n);
-    if (r->dsrc) rf_nn_add(r->dsrc, r->dout, n);
-}
-
-static const char *const residual_keys[] = {"from", NULL};
-const rf_nn_op rf_nn_op_residual = {"residual", residual_keys, residual_setup, NULL, residual_forward,
-                                    residual_backward, NULL, NULL, NULL, 0};
+                                   rf_nn_feat_always, rf_nn_feat_copy, NULL, 0, RF_NN_CONN_PASS, 0};

@@ -296,4 +296,4 @@ static void attn_backward(const rf_nn_run *r) {
 
 static const char *const attn_keys[] = {"heads", NULL};
 const rf_nn_op rf_nn_op_attention = {"attention", attn_keys, attn_setup, attn_scratch, attn_forward, attn_backward,
-                                  NULL, NULL, NULL, 0};
+                                  NULL, NULL, NULL, 0, RF_NN_CONN_ALL, 0};

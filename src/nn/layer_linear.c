@@ -93,4 +93,4 @@ static rf_status linear_forward_feat(const rf_nn_feat *f) {
 
 static const char *const linear_keys[] = {"in", "out", "bias", NULL};
 const rf_nn_op rf_nn_op_linear = {"linear", linear_keys, linear_setup, NULL, linear_forward, linear_backward,
-                                  linear_feat, linear_forward_feat, NULL, 0};
+                                  linear_feat, linear_forward_feat, NULL, 0, RF_NN_CONN_PRODUCT, 0};

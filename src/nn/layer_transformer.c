@@ -305,4 +305,4 @@ static rf_status tb_forward_feat(const rf_nn_feat *f) {
 
 static const char *const tb_keys[] = {"heads", "mlp", "eps", NULL};
 const rf_nn_op rf_nn_op_transformer = {"transformer", tb_keys, tb_setup, tb_scratch, tb_forward, tb_backward,
-                                       tb_feat, tb_forward_feat, tb_scratch_feat, 0};
+                                       tb_feat, tb_forward_feat, tb_scratch_feat, 0, RF_NN_CONN_ALL, 0};

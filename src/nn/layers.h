@@ -15,6 +15,7 @@
  *   patch_embed ip[0] width D, ip[1] patch, ip[2] cls token (0/1), ip[3] position embedding (0/1)
  *   attention   ip[0] heads
  *   transformer ip[0] heads, ip[1] MLP hidden width
+ *   add         ip[0] shortcut (0 none, 1 option A)
  *   every type  ip[6] init scheme of its weights (rf_nn_init), ip[7] kind of its output (rf_nn_kind)
  * Float hyper-parameters rf_layer.fp[]:
  *   batchnorm fp[0] eps, fp[1] momentum; layernorm, transformer fp[0] eps; dropout fp[0] p.
@@ -53,8 +54,10 @@ typedef struct rf_nn_builder {
     rf_param *pt;             /* growing parameter-tensor table              */
     int       n_pt, cap_pt;
     size_t    n_params, n_buffers;
-    const rf_layer *layers;   /* layers built so far (residual sources)      */
+    const rf_layer *layers;   /* layers built so far (their output shapes)   */
     rf_shape3 input;          /* the model's per-sample input shape          */
+    rf_nn_kind input_kind;    /* and its kind                                */
+    const char *layer_name;   /* the current layer's "name" if the spec gives one */
 } rf_nn_builder;
 
 /* Everything one layer call needs, resolved by the model. */
@@ -72,8 +75,12 @@ typedef struct rf_nn_run {
     float       *save;        /* [B * save_numel] state kept from forward to backward */
     float       *scratch;     /* at least op->scratch(L, B) floats           */
     rf_rng      *rng;         /* dropout stream                              */
-    const float *src;         /* residual: output of layer `from`            */
-    float       *dsrc;        /* residual: its gradient (may be NULL)        */
+    /* Every input of a layer with several (add, concat, residual): ins[0]
+     * is `in`, dins[0] is `din`; dins[k] is NULL when nothing upstream of
+     * input k needs its gradient. */
+    const float *ins[RF_NN_MAX_INPUTS];
+    float       *dins[RF_NN_MAX_INPUTS];
+    rf_shape3    in_shape[RF_NN_MAX_INPUTS];  /* their per-sample shapes  */
 } rf_nn_run;
 
 /* One layer call inside a feature-major run (model.c). An activation is
@@ -109,7 +116,25 @@ typedef struct rf_nn_op {
     rf_status (*forward_feat)(const rf_nn_feat *f);
     size_t    (*scratch_feat)(const rf_layer *L, int B);   /* floats; NULL: none */
     int        feat_reads_rows;  /* forward_feat reads r->in row-major: only starts a run */
+    /* How the layer's output units (image channels, token features, flat
+     * features) depend on its inputs' units (rf_nn_conn): what the
+     * connectivity check (connect.c, layer collapse) follows through the
+     * DAG. 0 = RF_NN_CONN_ALL, the conservative default. */
+    int        conn;
+    /* Most inputs the layer takes (0: one). Only add, concat and residual
+     * read more than one (rf_nn_run.ins). */
+    int        max_inputs;
 } rf_nn_op;
+
+/* Unit-level connectivity of an op (rf_nn_op.conn). */
+typedef enum rf_nn_conn {
+    RF_NN_CONN_ALL = 0,     /* every output unit may depend on every input unit */
+    RF_NN_CONN_PASS = 1,    /* output unit u depends on input unit u only (element-wise, pooling, batch norm) */
+    RF_NN_CONN_PRODUCT = 2, /* through the layer's weight [out, in, ...]: o depends on i where W[o, i] != 0 */
+    RF_NN_CONN_FLATTEN = 3, /* feature f of the flat output is unit f / (H·W) of an image (f % D of tokens) */
+    RF_NN_CONN_SUM = 4,     /* add: output unit u from unit u of each input (option A: u - front) */
+    RF_NN_CONN_CONCAT = 5,  /* inputs' units side by side */
+} rf_nn_conn;
 
 /* Feature-major runs in inference forwards (model.c): 0 off, 1 where the
  * rule says they pay (the default), 2 wherever a layer has a feature-major
@@ -147,10 +172,12 @@ rf_status rf_nn_model_alloc_blocks(rf_ctx *ctx, rf_model *m);
 extern const rf_nn_op rf_nn_op_linear, rf_nn_op_conv2d, rf_nn_op_maxpool, rf_nn_op_avgpool,
     rf_nn_op_gap, rf_nn_op_batchnorm, rf_nn_op_layernorm, rf_nn_op_relu, rf_nn_op_gelu,
     rf_nn_op_tanh, rf_nn_op_dropout, rf_nn_op_flatten, rf_nn_op_residual, rf_nn_op_patch_embed,
-    rf_nn_op_attention, rf_nn_op_transformer, rf_nn_op_cls_pool, rf_nn_op_mean_pool;
+    rf_nn_op_attention, rf_nn_op_transformer, rf_nn_op_cls_pool, rf_nn_op_mean_pool, rf_nn_op_add,
+    rf_nn_op_concat;
 
 /* ---- builder helpers (spec.c) ---------------------------------------------
- * Errors are RF_ERR_SPEC / RF_ERR_SHAPE with "layers[i] type: " prefixed. */
+ * Errors are RF_ERR_SPEC / RF_ERR_SHAPE with "layers[i] type: " prefixed, or
+ * "layers[i] type 'name': " when the spec names the layer. */
 rf_status rf_nn_err(rf_nn_builder *b, rf_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Reads integer key `key` (absent: dflt) and checks lo <= v <= hi. */
 rf_status rf_nn_int(rf_nn_builder *b, const cJSON *j, const char *key, int dflt, int lo, int hi, int *v);
@@ -161,6 +188,15 @@ rf_status rf_nn_param(rf_nn_builder *b, rf_layer *L, const char *suffix, rf_para
                       int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
 /* Requires the input kind; error names what the layer expects. */
 rf_status rf_nn_need_kind(rf_nn_builder *b, const rf_layer *L, int kinds_mask);
+/* Shape and kind of input k of L (an earlier layer's output or the model
+ * input), and its name for messages ("input" for the model input). */
+rf_shape3   rf_nn_input_shape(const rf_nn_builder *b, const rf_layer *L, int k, rf_nn_kind *kind);
+const char *rf_nn_input_name(const rf_nn_builder *b, const rf_layer *L, int k);
+/* The option-A shortcut of an add (He et al. 2016, Sec. 4.2): input shape
+ * s reaches output shape o by taking every stride-th row and column and
+ * placing its channels at front .. front + s.d[0] - 1 of o (zeros
+ * elsewhere). Returns 0 when s cannot reach o that way. */
+int rf_nn_shortcut_a(rf_shape3 s, rf_shape3 o, int *stride, int *front);
 #define RF_NN_K(k) (1 << (k))
 
 static inline void rf_nn_set_out(rf_layer *L, int d0, int d1, int d2, rf_nn_kind kind) {

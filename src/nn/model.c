@@ -5,7 +5,9 @@
  * acts[act_offset·max_batch ...] as [batch, out_size]; `dacts` mirrors it
  * with gradients and `saved` holds per-layer state for backward the same way.
  * Backward zeroes dacts once and every layer ADDS into its input gradient
- * (llm.c), which makes residual fan-out a plain addition. */
+ * (llm.c), which makes fan-out in the DAG (a layer read by several) a plain
+ * addition. Layers run in spec order, a topological order of the DAG (every
+ * input comes earlier), and backward in the reverse order. */
 #include "nn/layers.h"
 #include "raffle/kernels.h"
 
@@ -23,6 +25,7 @@ static const rf_nn_op *const ops[RF_L_TYPE_COUNT_] = {
     [RF_L_RESIDUAL] = &rf_nn_op_residual,   [RF_L_PATCH_EMBED] = &rf_nn_op_patch_embed,
     [RF_L_ATTENTION] = &rf_nn_op_attention, [RF_L_TRANSFORMER] = &rf_nn_op_transformer,
     [RF_L_CLS_POOL] = &rf_nn_op_cls_pool,   [RF_L_MEAN_POOL] = &rf_nn_op_mean_pool,
+    [RF_L_ADD] = &rf_nn_op_add,             [RF_L_CONCAT] = &rf_nn_op_concat,
 };
 
 const rf_nn_op *rf_nn_op_get(int type) {
@@ -118,7 +121,12 @@ static void fill_run(rf_nn_run *r, rf_model *m, int i) {
     r->L = L;
     r->B = m->batch;
     r->training = m->training;
-    r->in = i ? act_of(m, m->acts, i - 1) : m->input_ptr;
+    for (int k = 0; k < L->n_inputs; k++) {
+        int src = L->inputs[k];
+        r->ins[k] = src >= 0 ? act_of(m, m->acts, src) : m->input_ptr;
+        r->in_shape[k] = src >= 0 ? m->layers[src].out : m->input;
+    }
+    r->in = r->ins[0];
     r->out = act_of(m, m->acts, i);
     for (int t = 0; t < L->n_params; t++) {
         const rf_param *p = &m->ptensors[L->first_param + t];
@@ -129,7 +137,6 @@ static void fill_run(rf_nn_run *r, rf_model *m, int i) {
     r->save = m->saved + L->save_offset * (size_t)m->max_batch;
     r->scratch = m->scratch;
     r->rng = &m->dropout_rng;
-    if (L->type == RF_L_RESIDUAL) r->src = L->from >= 0 ? act_of(m, m->acts, L->from) : m->input_ptr;
 }
 
 /* ---- feature-major runs -----------------------------------------------------
@@ -172,7 +179,10 @@ static int feat_runs_mode(void) {
     return feat_runs;
 }
 
-static int in_kind(const rf_model *m, int i) { return i ? m->layers[i - 1].ip[7] : RF_NN_IMAGE; }
+static int in_kind(const rf_model *m, int i) {
+    int src = m->layers[i].inputs[0];
+    return src >= 0 ? m->layers[src].ip[7] : m->input_kind;
+}
 
 static long feat_of(rf_model *m, int i) {
     const rf_nn_op *op = ops[m->layers[i].type];
@@ -181,15 +191,20 @@ static long feat_of(rf_model *m, int i) {
     return op->feat(&m->layers[i]);
 }
 
-/* Whether a residual layer after layer k reads k's output from acts. */
-static int residual_source(const rf_model *m, int k) {
-    for (int i = k + 1; i < m->n_layers; i++)
-        if (m->layers[i].type == RF_L_RESIDUAL && m->layers[i].from == k) return 1;
+/* Whether a layer other than k + 1 reads k's output, or k + 1 reads more
+ * than it: then k's output must reach acts, so k may only end a run. */
+static int read_elsewhere(const rf_model *m, int k) {
+    if (k + 1 < m->n_layers && (m->layers[k + 1].n_inputs != 1 || m->layers[k + 1].inputs[0] != k)) return 1;
+    for (int i = k + 2; i < m->n_layers; i++)
+        for (int q = 0; q < m->layers[i].n_inputs; q++)
+            if (m->layers[i].inputs[q] == k) return 1;
     return 0;
 }
 
 /* End (exclusive) of the run that starts at layer i, or i if none does. A
- * residual source may only end a run (its output must reach acts). */
+ * run is a chain: each layer after the first reads the one before it and
+ * only it does; a layer whose output is read elsewhere only ends a run (its
+ * output must reach acts). */
 static int feat_run_end(rf_model *m, int i) {
     int mode = feat_runs_mode();
     if (m->training || m->hook || mode == 0 || (mode == 1 && m->batch < 2)) return i;
@@ -197,7 +212,7 @@ static int feat_run_end(rf_model *m, int i) {
     long gain = 0, f;
     while (j < m->n_layers && (j == i || !ops[m->layers[j].type]->feat_reads_rows) && (f = feat_of(m, j)) >= 0) {
         gain += f;
-        if (residual_source(m, j++)) break;
+        if (read_elsewhere(m, j++)) break;
     }
     if (j == i || gain == 0) return i;
     long ends = (reads_rows ? 0 : (long)m->layers[i].in_size) + (long)m->layers[j - 1].out_size;
@@ -300,28 +315,40 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
         if (!m->dinput) return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for the input gradient");
         memset(m->dinput, 0, in_numel * sizeof(float));
     }
-    /* A layer's input gradient is computed only if something upstream uses
-     * it: a layer with parameters before it, or the caller (input_grad).
-     * This skips e.g. fc1's dX [batch, 784] behind a flatten, a third of an
-     * MLP's backward. */
-    int last = m->n_layers - 1, first_with_params = m->n_layers;
-    for (int i = m->n_layers - 1; i >= 0; i--)
-        if (m->layers[i].n_params) first_with_params = i;
+    /* The gradient of an activation is computed only if something upstream
+     * uses it: a layer with parameters at or before it on some path, or the
+     * caller (input_grad) where a path reaches the model input. This skips
+     * e.g. fc1's dX [batch, 784] behind a flatten, a third of an MLP's
+     * backward. wants[i]: layer i's output gradient is used. */
+    unsigned char *wants = rf_malloc((size_t)m->n_layers);
+    if (!wants) return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for backward");
+    for (int i = 0; i < m->n_layers; i++) {
+        const rf_layer *L = &m->layers[i];
+        wants[i] = L->n_params > 0;
+        for (int k = 0; k < L->n_inputs; k++)
+            wants[i] |= L->inputs[k] >= 0 ? wants[L->inputs[k]] : (unsigned char)m->input_grad;
+    }
+    int last = m->n_layers - 1;
     memcpy(act_of(m, m->dacts, last), dlogits, (size_t)m->batch * m->layers[last].out_size * sizeof(float));
-    for (int i = last; i >= 0; i--) {
+    rf_status st = RF_OK;
+    for (int i = last; i >= 0 && !st; i--) {
         const rf_layer *L = &m->layers[i];
         rf_nn_run r;
         fill_run(&r, m, i);
         float *dout = act_of(m, m->dacts, i);
-        if (m->hook) RF_TRY(m->hook(m->hook_ud, i, 1, dout, (size_t)m->batch * L->out_size));
+        if (m->hook && (st = m->hook(m->hook_ud, i, 1, dout, (size_t)m->batch * L->out_size))) break;
         r.dout = dout;
-        int need_din = m->input_grad || i > first_with_params;
-        r.din = !need_din ? NULL : i ? act_of(m, m->dacts, i - 1) : m->dinput;
-        if (L->type == RF_L_RESIDUAL)
-            r.dsrc = L->from >= 0 ? act_of(m, m->dacts, L->from) : (m->input_grad ? m->dinput : NULL);
+        /* Every consumer of layer k runs before k (reverse topological order)
+         * and ADDS into k's gradient: fan-out sums with no extra step. */
+        for (int k = 0; k < L->n_inputs; k++) {
+            int src = L->inputs[k];
+            r.dins[k] = src >= 0 ? (wants[src] ? act_of(m, m->dacts, src) : NULL) : (m->input_grad ? m->dinput : NULL);
+        }
+        r.din = r.dins[0];
         ops[L->type]->backward(&r);
     }
-    return RF_OK;
+    rf_free(wants);
+    return st;
 }
 
 void rf_model_zero_grad(rf_model *m) { memset(m->grads, 0, m->n_params * sizeof(float)); }

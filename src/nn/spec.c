@@ -4,6 +4,9 @@
  * Spec format (docs/nn.md):
  *   {"input": [C, H, W] | [T, D] | [N], "classes": K, "init": SCHEME,
  *    "layers": [{"type": "linear", "name": "fc1", "out": 300}, ...]}
+ * A layer reads the previous layer's output unless it lists "inputs"
+ * (names or indices of earlier layers, "input"/-1 for the model input): the
+ * layers form a DAG whose spec order is a topological order.
  * Every error names where it is: "layers[3] linear: expects 784 inputs,
  * gets 400", "layers[2]: unknown layer type \"lineer\"", "spec: unknown key". */
 #include "nn/layers.h"
@@ -25,6 +28,8 @@ rf_status rf_nn_err(rf_nn_builder *b, rf_status s, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (b->type_name && b->layer_name)
+        return rf_error(b->ctx, s, "layers[%d] %s '%s': %s", b->index, b->type_name, b->layer_name, msg);
     if (b->type_name) return rf_error(b->ctx, s, "layers[%d] %s: %s", b->index, b->type_name, msg);
     return rf_error(b->ctx, s, "layers[%d]: %s", b->index, msg);
 }
@@ -102,6 +107,26 @@ rf_status rf_nn_need_kind(rf_nn_builder *b, const rf_layer *L, int kinds_mask) {
                      L->in.d[1], L->in.d[2], b->in_kind == RF_NN_IMAGE ? " (add a flatten layer?)" : "");
 }
 
+rf_shape3 rf_nn_input_shape(const rf_nn_builder *b, const rf_layer *L, int k, rf_nn_kind *kind) {
+    int src = L->inputs[k];
+    if (kind) *kind = src >= 0 ? (rf_nn_kind)b->layers[src].ip[7] : b->input_kind;
+    return src >= 0 ? b->layers[src].out : b->input;
+}
+
+const char *rf_nn_input_name(const rf_nn_builder *b, const rf_layer *L, int k) {
+    return L->inputs[k] >= 0 ? b->layers[L->inputs[k]].name : "input";
+}
+
+int rf_nn_shortcut_a(rf_shape3 s, rf_shape3 o, int *stride, int *front) {
+    if (s.d[0] > o.d[0] || s.d[1] < o.d[1] || s.d[2] < o.d[2]) return 0;
+    /* x[:, :, ::st, ::st] keeps ceil(H / st) rows: the stride that gives o's size. */
+    int st = (s.d[1] + o.d[1] - 1) / o.d[1];
+    if ((s.d[1] + st - 1) / st != o.d[1] || (s.d[2] + st - 1) / st != o.d[2]) return 0;
+    *stride = st;
+    *front = (o.d[0] - s.d[0]) / 2;   /* half the zero channels before, as F.pad(x, (..., C/4, C/4)) */
+    return 1;
+}
+
 /* ---- the spec ------------------------------------------------------------- */
 static int key_in(const char *k, const char *const *keys) {
     for (; keys && *keys; keys++)
@@ -153,6 +178,79 @@ static rf_status parse_input(rf_ctx *ctx, const cJSON *in, rf_shape3 *s, rf_nn_k
     return RF_OK;
 }
 
+/* Whether a layer at or after index `from` of the spec is named `name`. */
+static int named_later(const cJSON *jl, int from, const char *name) {
+    int i = 0;
+    for (const cJSON *e = jl->child; e; e = e->next, i++) {
+        const cJSON *jn = cJSON_GetObjectItemCaseSensitive(e, "name");
+        if (i >= from && cJSON_IsString(jn) && strcmp(jn->valuestring, name) == 0) return 1;
+    }
+    return 0;
+}
+
+/* One entry of "inputs": an earlier layer's name or index, or the model
+ * input ("input" or -1). Inputs must come earlier, so `layers` is in
+ * topological order and has no cycles. */
+static rf_status resolve_input(rf_nn_builder *b, const cJSON *jl, const cJSON *v, int *out) {
+    if (cJSON_IsString(v)) {
+        if (strcmp(v->valuestring, "input") == 0) { *out = -1; return RF_OK; }
+        for (int q = 0; q < b->index; q++)
+            if (strcmp(b->layers[q].name, v->valuestring) == 0) { *out = q; return RF_OK; }
+        if (named_later(jl, b->index, v->valuestring))
+            return rf_nn_err(b, RF_ERR_SPEC, "input \"%s\" is not an earlier layer (a layer reads only layers listed before it)",
+                             v->valuestring);
+        return rf_nn_err(b, RF_ERR_SPEC, "input \"%s\": no layer of that name (\"input\" is the model input)",
+                         v->valuestring);
+    }
+    if (cJSON_IsNumber(v) && v->valuedouble == (double)(int)v->valuedouble && v->valuedouble >= -1 &&
+        v->valuedouble < b->index) {
+        *out = (int)v->valuedouble;
+        return RF_OK;
+    }
+    return rf_nn_err(b, RF_ERR_SPEC, "\"inputs\" entries must be names of earlier layers, \"input\", or indices in [-1, %d]",
+                     b->index - 1);
+}
+
+static rf_status parse_inputs(rf_nn_builder *b, const cJSON *jl, const cJSON *j, const rf_nn_op *op, rf_layer *L) {
+    const cJSON *ji = cJSON_GetObjectItemCaseSensitive(j, "inputs");
+    L->n_inputs = 1;
+    L->inputs[0] = b->index - 1;   /* default: the previous layer (the model input for the first) */
+    if (!ji) return RF_OK;
+    int n = cJSON_IsArray(ji) ? cJSON_GetArraySize(ji) : 1;
+    int most = op->max_inputs > 0 ? op->max_inputs : 1;
+    if (n < 1) return rf_nn_err(b, RF_ERR_SPEC, "\"inputs\" is empty");
+    if (n > most)
+        return most == 1 ? rf_nn_err(b, RF_ERR_SPEC, "takes one input, \"inputs\" lists %d", n)
+                         : rf_nn_err(b, RF_ERR_SPEC, "takes at most %d inputs, \"inputs\" lists %d", most, n);
+    L->n_inputs = n;
+    if (!cJSON_IsArray(ji)) return resolve_input(b, jl, ji, &L->inputs[0]);
+    int k = 0;
+    for (const cJSON *v = ji->child; v; v = v->next, k++) RF_TRY(resolve_input(b, jl, v, &L->inputs[k]));
+    return RF_OK;
+}
+
+/* Every layer's output is read by a later layer, except the last one's (the
+ * logits): a dangling branch is a spec mistake, not a model. */
+static rf_status check_used(rf_nn_builder *b, const rf_model *m) {
+    unsigned char *used = rf_calloc((size_t)m->n_layers, 1);
+    if (!used) return rf_error(b->ctx, RF_ERR_NOMEM, "spec: out of memory");
+    for (int i = 0; i < m->n_layers; i++)
+        for (int k = 0; k < m->layers[i].n_inputs; k++)
+            if (m->layers[i].inputs[k] >= 0) used[m->layers[i].inputs[k]] = 1;
+    rf_status st = RF_OK;
+    for (int i = 0; i < m->n_layers - 1 && !st; i++) {
+        if (used[i]) continue;
+        char dflt[RF_NAME_MAX];
+        snprintf(dflt, sizeof dflt, "layers.%d", i);
+        b->index = i;
+        b->type_name = rf_nn_op_get(m->layers[i].type)->name;
+        b->layer_name = strcmp(m->layers[i].name, dflt) ? m->layers[i].name : NULL;
+        st = rf_nn_err(b, RF_ERR_SPEC, "output is never read (only the last layer's may be unused)");
+    }
+    rf_free(used);
+    return st;
+}
+
 static rf_status build(rf_ctx *ctx, const cJSON *root, rf_model *m) {
     static const char *const top_keys[] = {"input", "classes", "init", "layers", "name", NULL};
     if (!cJSON_IsObject(root)) return rf_error(ctx, RF_ERR_SPEC, "spec: must be a JSON object");
@@ -172,15 +270,16 @@ static rf_status build(rf_ctx *ctx, const cJSON *root, rf_model *m) {
     if (!m->layers) return rf_error(ctx, RF_ERR_NOMEM, "spec: out of memory");
     m->n_layers = n;
 
-    rf_nn_builder b = {.ctx = ctx, .in_kind = kind, .layers = m->layers, .input = m->input};
+    m->input_kind = (int)kind;
+    rf_nn_builder b = {.ctx = ctx, .in_kind = kind, .layers = m->layers, .input = m->input, .input_kind = kind};
     rf_status st = RF_OK;
-    rf_shape3 cur = m->input;
     size_t acts = 0, saved = 0;
     int i = 0;
     for (const cJSON *jl_i = jl->child; jl_i; jl_i = jl_i->next, i++) {
         rf_layer *L = &m->layers[i];
         b.index = i;
         b.type_name = NULL;
+        b.layer_name = NULL;
         if (!cJSON_IsObject(jl_i)) { st = rf_nn_err(&b, RF_ERR_SPEC, "must be an object"); break; }
         const cJSON *jt = cJSON_GetObjectItemCaseSensitive(jl_i, "type");
         if (!cJSON_IsString(jt)) { st = rf_nn_err(&b, RF_ERR_SPEC, "missing \"type\""); break; }
@@ -195,13 +294,12 @@ static rf_status build(rf_ctx *ctx, const cJSON *root, rf_model *m) {
         b.type_name = op->name;
         for (const cJSON *k = jl_i->child; k; k = k->next)
             if (strcmp(k->string, "type") && strcmp(k->string, "name") && strcmp(k->string, "init") &&
-                !key_in(k->string, op->keys)) {
+                strcmp(k->string, "inputs") && !key_in(k->string, op->keys)) {
                 st = rf_nn_err(&b, RF_ERR_SPEC, "unknown key \"%s\"", k->string);
                 break;
             }
         if (st) break;
         L->type = (rf_layer_type)type;
-        L->from = -1;
         const cJSON *jn = cJSON_GetObjectItemCaseSensitive(jl_i, "name");
         if (jn && (!cJSON_IsString(jn) || !jn->valuestring[0] || strlen(jn->valuestring) >= 40)) {
             st = rf_nn_err(&b, RF_ERR_SPEC, "\"name\" must be a non-empty string under 40 characters");
@@ -209,17 +307,23 @@ static rf_status build(rf_ctx *ctx, const cJSON *root, rf_model *m) {
         }
         if (jn) snprintf(L->name, sizeof L->name, "%s", jn->valuestring);
         else snprintf(L->name, sizeof L->name, "layers.%d", i);
+        if (strcmp(L->name, "input") == 0) {
+            st = rf_nn_err(&b, RF_ERR_SPEC, "the name \"input\" stands for the model input");
+            break;
+        }
         for (int q = 0; q < i; q++)
             if (strcmp(m->layers[q].name, L->name) == 0) { st = rf_nn_err(&b, RF_ERR_SPEC, "duplicate name \"%s\"", L->name); break; }
         if (st) break;
+        if (jn) b.layer_name = L->name;   /* later messages name the layer */
         const cJSON *jli = cJSON_GetObjectItemCaseSensitive(jl_i, "init");
         L->ip[6] = scheme;
         if (jli && (!cJSON_IsString(jli) || (L->ip[6] = init_from_name(jli->valuestring)) < 0)) {
             st = rf_nn_err(&b, RF_ERR_SPEC, "unknown \"init\"");
             break;
         }
-        L->in = cur;
-        L->in_size = (size_t)cur.d[0] * cur.d[1] * cur.d[2];
+        if ((st = parse_inputs(&b, jl, jl_i, op, L))) break;
+        L->in = rf_nn_input_shape(&b, L, 0, &b.in_kind);
+        L->in_size = (size_t)L->in.d[0] * L->in.d[1] * L->in.d[2];
         st = op->setup(&b, L, jl_i);
         if (st) break;
         /* Sizes are capped so that per-batch offsets cannot overflow. */
@@ -230,18 +334,18 @@ static rf_status build(rf_ctx *ctx, const cJSON *root, rf_model *m) {
         saved += L->save_numel;
         L->buf_offset = b.n_buffers;
         b.n_buffers += L->buf_numel;
-        cur = L->out;
-        b.in_kind = (rf_nn_kind)L->ip[7];
     }
     m->ptensors = b.pt;
     m->n_ptensors = b.n_pt;
     m->n_params = b.n_params;
     m->n_buffers = b.n_buffers;
     if (st) return st;
+    RF_TRY(check_used(&b, m));
 
     rf_layer *last = &m->layers[n - 1];
     b.index = n - 1;
     b.type_name = rf_nn_op_get(last->type)->name;
+    b.layer_name = NULL;
     int classes = (int)last->out_size;
     RF_TRY(rf_nn_int(&b, root, "classes", classes, 1, 1 << 24, &classes));
     if ((size_t)classes != last->out_size)

@@ -49,6 +49,11 @@ static rf_status check_fit(rf_ctx *ctx, const rf_model *m, const rf_dataset *ds)
     return RF_OK;
 }
 
+rf_status rf_model_create_for_data(rf_ctx *ctx, const char *name_or_path, const rf_dataset *ds, rf_model **out) {
+    if (!ds) return rf_model_create(ctx, name_or_path, out);
+    return rf_model_create_for(ctx, name_or_path, ds->c, ds->h, ds->w, ds->n_classes, out);
+}
+
 static int all_finite(const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) if (!isfinite(x[i])) return 0;
     return 1;

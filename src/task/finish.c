@@ -41,77 +41,21 @@ static rf_status add_sparsity(rf_ctx *ctx, const rf_model *m, cJSON *metrics) {
 }
 
 /* ---- layer collapse (Tanaka et al. 2020, Sec. 4) ---------------------------
- * A layer is collapsed when no signal can cross it. Two checks:
- *  1. locally: its weight tensor has no non-zero entry;
- *  2. along the network: "alive" units are propagated through the chain of
- *     linear/conv layers (unit j alive if some weight W[j, i] != 0 with input
- *     i alive; conv: per channel). Element-wise layers, pooling and batchnorm
- *     keep the per-channel set, flatten expands channels to features; any
- *     other layer (residual, attention, embeddings) resets it to "all alive",
- *     which keeps the check conservative: it never reports a false collapse. */
-static const rf_param *layer_weight(const rf_model *m, int li) {
-    const rf_layer *l = &m->layers[li];
-    for (int p = l->first_param; p < l->first_param + l->n_params; p++)
-        if (m->ptensors[p].role == RF_P_WEIGHT && (m->ptensors[p].ndim == 2 || m->ptensors[p].ndim == 4))
-            return &m->ptensors[p];
-    return NULL;
-}
-
-static int keeps_channels(rf_layer_type t) {
-    return t == RF_L_RELU || t == RF_L_GELU || t == RF_L_TANH || t == RF_L_DROPOUT || t == RF_L_BATCHNORM ||
-           t == RF_L_MAXPOOL || t == RF_L_AVGPOOL || t == RF_L_GAP;
-}
-
+ * A layer is collapsed when no signal can cross it: a prunable tensor that is
+ * all zero, or a linear/conv layer none of whose non-zero weights lies on a
+ * path from the input to the logits, following every branch of the DAG
+ * (rf_model_collapsed, src/nn/connect.c). Counted from the weights
+ * themselves, as the sparsity is. */
 static rf_status add_collapsed(rf_ctx *ctx, const rf_model *m, cJSON *metrics) {
     cJSON *arr = cJSON_AddArrayToObject(metrics, "collapsed_layers");
-    if (!arr) return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
-    size_t cap = 1;
-    for (int i = 0; i < m->n_layers; i++) if (m->layers[i].in_size > cap) cap = m->layers[i].in_size;
-    for (int i = 0; i < m->n_layers; i++) if (m->layers[i].out_size > cap) cap = m->layers[i].out_size;
-    unsigned char *alive = rf_malloc(cap), *next = rf_malloc(cap);
-    if (!alive || !next) { rf_free(alive); rf_free(next); return rf_error(ctx, RF_ERR_NOMEM, "finish: collapse check"); }
-    long n_alive = -1;  /* -1: unknown, treat all as alive */
-    for (int li = 0; li < m->n_layers; li++) {
-        const rf_layer *l = &m->layers[li];
-        const rf_param *w = layer_weight(m, li);
-        int is_mm = (l->type == RF_L_LINEAR || l->type == RF_L_CONV2D) && w;
-        if (w && w->prunable && count_zeros(m->params + w->offset, w->numel) == w->numel) {
-            if (!cJSON_AddItemToArray(arr, cJSON_CreateString(l->name))) goto nomem;
-            if (is_mm) { memset(alive, 0, (size_t)w->shape[0]); n_alive = w->shape[0]; }
-            else n_alive = -1;
-            continue;
-        }
-        if (is_mm) {
-            const size_t rows = (size_t)w->shape[0], cols = (size_t)w->shape[1];
-            const size_t inner = w->numel / (rows * cols);
-            if (n_alive >= 0 && (long)cols != n_alive) n_alive = -1;  /* layout not followed */
-            long cnt = 0;
-            for (size_t j = 0; j < rows; j++) {
-                const float *row = m->params + w->offset + j * cols * inner;
-                unsigned char a = 0;
-                for (size_t i = 0; i < cols && !a; i++) {
-                    if (n_alive >= 0 && !alive[i]) continue;
-                    for (size_t k = 0; k < inner; k++) if (row[i * inner + k] != 0.0f) { a = 1; break; }
-                }
-                next[j] = a;
-                cnt += a;
-            }
-            if (cnt == 0 && w->prunable && !cJSON_AddItemToArray(arr, cJSON_CreateString(l->name))) goto nomem;
-            memcpy(alive, next, rows);
-            n_alive = (long)rows;
-        } else if (l->type == RF_L_FLATTEN && n_alive >= 0 && (long)l->in.d[0] == n_alive) {
-            size_t hw = (size_t)l->in.d[1] * l->in.d[2];
-            for (long c = n_alive - 1; c >= 0; c--) memset(alive + c * hw, alive[c], hw);
-            n_alive = (long)(n_alive * hw);
-        } else if (!keeps_channels(l->type)) {
-            n_alive = -1;
-        }
-    }
-    rf_free(alive); rf_free(next);
-    return RF_OK;
-nomem:
-    rf_free(alive); rf_free(next);
-    return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
+    unsigned char *col = rf_malloc((size_t)m->n_layers);
+    if (!arr || !col) { rf_free(col); return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics"); }
+    rf_status s = rf_model_collapsed(ctx, m, m->params, col);
+    for (int li = 0; !s && li < m->n_layers; li++)
+        if (col[li] && !cJSON_AddItemToArray(arr, cJSON_CreateString(m->layers[li].name)))
+            s = rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
+    rf_free(col);
+    return s;
 }
 
 /* ---- sizes ------------------------------------------------------------- */

@@ -66,7 +66,7 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     rf_train_result r;
     memset(&r, 0, sizeof r);
     rf_status s = rf_teacher_load(ctx, io->parent_ckpts, io->n_parents, &t);
-    if (s == RF_OK) s = rf_model_create(ctx, mv->valuestring, &m);
+    if (s == RF_OK) s = rf_model_create_for_data(ctx, mv->valuestring, io->train, &m);
     if (s == RF_OK) s = rf_model_init(ctx, m, cfg.seed);
     if (s == RF_OK && hidden) s = rf_distill_pairs_default(ctx, m, rf_teacher_model(t, 0), &dc);
     /* Hidden-state pairs run the teacher on every batch anyway; without them

@@ -156,7 +156,7 @@ rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
 
     rf_model *m = NULL;
     if (s == RF_OK)
-        s = rf_prune_open_model(ctx, round > 0 ? io->parent_ckpts[0] : NULL, jstring(st, "model", NULL), pc.seed, &m);
+        s = rf_prune_open_model(ctx, round > 0 ? io->parent_ckpts[0] : NULL, jstring(st, "model", NULL), io->train, pc.seed, &m);
     if (s == RF_OK && round > 0) {
         s = rf_prune_model(ctx, m, &pc, NULL);
         if (s == RF_OK && control == CONTROL_RANDOM) {

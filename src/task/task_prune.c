@@ -47,7 +47,7 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
 
     rf_model *m = NULL;
     if (s == RF_OK)
-        s = rf_prune_open_model(ctx, io->n_parents > 0 ? io->parent_ckpts[0] : NULL, jstring(st, "model"), cfg.seed, &m);
+        s = rf_prune_open_model(ctx, io->n_parents > 0 ? io->parent_ckpts[0] : NULL, jstring(st, "model"), io->train, cfg.seed, &m);
     double tp = rf_now();
     if (s == RF_OK) s = rf_prune_model(ctx, m, &cfg, io->train);
     tp = rf_now() - tp;

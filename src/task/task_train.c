@@ -268,7 +268,7 @@ static rf_status make_model(rf_ctx *ctx, const rf_task_io *io, uint64_t seed, rf
     }
     const cJSON *mv = cJSON_GetObjectItemCaseSensitive(io->settings, "model");
     if (!cJSON_IsString(mv)) return rf_error(ctx, RF_ERR_INVALID, "train: settings have no \"model\" string and the task has no parent");
-    RF_TRY(rf_model_create(ctx, mv->valuestring, m));
+    RF_TRY(rf_model_create_for_data(ctx, mv->valuestring, io->train, m));
     rf_status s = rf_model_init(ctx, *m, seed);
     if (s != RF_OK) { rf_model_free(*m); *m = NULL; }
     return s;

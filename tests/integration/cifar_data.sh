@@ -90,5 +90,16 @@ expect_fail 1 'python version' "$RAFFLE" data info "cifar10:$T/py.tar.gz"
 expect_fail 1 'no such file or directory' "$RAFFLE" data info "cifar10:$T/nowhere"
 head -c 3000 "$T/cifar-10-binary.tar.gz" > "$T/cut.tar.gz"
 expect_fail 1 'cut.tar.gz: truncated' "$RAFFLE" data info "cifar10:$T/cut.tar.gz"
-expect_fail 1 'model expects 1x28x28' "$RAFFLE" train --model lenet-5 --data "cifar10:$T/c10" --iterations 1
+# A spec file must match the data; a preset is built for it (issue 20,
+# models: resnet-20 on the official format, and on 28x28x1 data).
+sed 's/"input":\[3,32,32\]/"input":[1,28,28]/' "$T/c32.json" > "$T/c28.json"
+expect_fail 1 'takes 1x28x28 inputs, the data has 3x32x32' "$RAFFLE" train --model "$T/c28.json" --data "cifar10:$T/c10" --iterations 1
+for m in resnet-20 lenet-5; do
+  out=$("$RAFFLE" train --model $m --data "cifar10:$T/c10" --iterations 2 --batch 16 --eval-limit 16 --json 2>&1) \
+    || fail "train $m on cifar10: $out"
+  echo "$out" | grep -q '"accuracy"' || fail "train $m on cifar10 printed no accuracy: $out"
+done
+out=$("$RAFFLE" train --model resnet-20 --data synthetic:64 --iterations 2 --batch 16 --eval-limit 16 --json 2>&1) \
+  || fail "train resnet-20 on 28x28x1: $out"
+echo "$out" | grep -q '"parameters":269434' || fail "resnet-20 on 28x28x1 is not the 1-channel net: $out"
 echo "cifar data: ok"

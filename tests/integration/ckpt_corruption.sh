@@ -13,22 +13,9 @@ need_python_module torch   # the export must load in PyTorch
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 ck=$tmp/small.rckpt
 
-python3 - "$ck" <<'PY'
-import json, struct, sys
-def crc32c(data, crc=0):
-    table = crc32c.table
-    crc ^= 0xFFFFFFFF
-    for b in data:
-        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-crc32c.table = []
-for i in range(256):
-    c = i
-    for _ in range(8):
-        c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-    crc32c.table.append(c)
-def section(kind, coded):   # codec raw, param 0, no zstd
-    return struct.pack('<BBBBQQ', kind, 0, 0, 0, len(coded), len(coded)) + coded
+PYTHONPATH="$(dirname "$0")" python3 - "$ck" <<'PY'
+import struct, sys
+from rckpt import section, write
 F32, DENSE, SPARSE = 0, 0, 1
 w = [((i * 37) % 11 - 5) * 0.125 for i in range(48)]
 mask = [1 if (i * 7) % 5 == 0 else 0 for i in range(48)]
@@ -41,19 +28,7 @@ tensors = [
     ("fc1.weight", F32, SPARSE, [4, 12], bytes([2]) + section(1, bytes(bitmap)) + section(4, struct.pack('<%df' % len(kept), *kept)), sum(mask)),
     ("fc1.bias", F32, DENSE, [4], bytes([1]) + section(4, struct.pack('<4f', *bias)), sum(1 for b in bias if b != 0)),
 ]
-meta = json.dumps({"raffle_version": "test", "spec": {"input": [1, 2, 6]}}).encode()
-dir_len = sum(2 + len(n) + 4 + 8 * len(s) + 36 for n, _, _, s, _, _ in tensors)
-off = 36 + len(meta) + dir_len
-entries, payloads = b'', b''
-for name, dt, st, shape, pay, nnz in tensors:
-    numel = 1
-    for d in shape: numel *= d
-    entries += struct.pack('<H', len(name)) + name.encode() + struct.pack('<BBBB', dt, st, len(shape), 0)
-    entries += b''.join(struct.pack('<Q', d) for d in shape)
-    entries += struct.pack('<QQQQI', off, len(pay), numel * 4, nnz, crc32c(pay))
-    off += len(pay); payloads += pay
-body = b'\x89RFK\r\n\x1a\n' + struct.pack('<IIQIII', 1, 0, off + 4, len(meta), len(tensors), dir_len) + meta + entries + payloads
-open(sys.argv[1], 'wb').write(body + struct.pack('<I', crc32c(body)))
+write(sys.argv[1], {"raffle_version": "test", "spec": {"input": [1, 2, 6]}}, tensors)
 PY
 [ -s "$ck" ] || { echo "FAIL: python could not write the checkpoint"; exit 1; }
 

@@ -39,11 +39,17 @@ static void assert_same_tensor(const rf_ckpt_tensor *a, const rf_ckpt_tensor *b)
     cr_assert_eq(memcmp(a->data, b->data, n * rf_dtype_size(a->dtype)), 0, "%s data differs", a->name);
     cr_assert_eq(!a->mask, !b->mask);
     if (a->mask) cr_assert_eq(memcmp(a->mask, b->mask, n), 0, "%s mask differs", a->name);
+    cr_assert_eq(a->bits, b->bits, "%s bits", a->name);
+    cr_assert_eq(a->group_size, b->group_size, "%s group size", a->name);
+    cr_assert_eq(a->nm_n, b->nm_n); cr_assert_eq(a->nm_m, b->nm_m);
+    uint64_t ns = rf_ckpt_tensor_n_scales(a);
+    cr_assert_eq(ns, rf_ckpt_tensor_n_scales(b));
     cr_assert_eq(!a->scales, !b->scales);
-    int64_t rows = n ? (a->ndim ? a->shape[0] : 1) : 0;
-    if (a->scales) cr_assert_eq(memcmp(a->scales, b->scales, (size_t)rows * 4), 0);
+    if (a->scales) cr_assert_eq(memcmp(a->scales, b->scales, (size_t)ns * 4), 0);
     cr_assert_eq(!a->zero_points, !b->zero_points);
-    if (a->zero_points) cr_assert_eq(memcmp(a->zero_points, b->zero_points, (size_t)rows * 4), 0);
+    if (a->zero_points) cr_assert_eq(memcmp(a->zero_points, b->zero_points, (size_t)ns * 4), 0);
+    cr_assert_eq(!a->codebook, !b->codebook);
+    if (a->codebook) cr_assert_eq(memcmp(a->codebook, b->codebook, (size_t)ns * 4), 0, "%s codebook differs", a->name);
 }
 
 static rf_ckpt *roundtrip(rf_ckpt *c) {
@@ -339,6 +345,26 @@ Test(ckpt, rejects_sizes_that_do_not_add_up) {
     free(x); rf_free(b); rf_ckpt_free(c);
 }
 
+/* Every single-byte flip (XOR 0xFF) of the n-byte file b, and every
+ * truncation, is rejected with a message (truncations as truncated or, for
+ * the first bytes, as a wrong magic). */
+static void every_flip_and_truncation_rejected(const unsigned char *b, size_t n) {
+    unsigned char *x = malloc(n);
+    char msg[RF_ERR_MAX];
+    for (size_t i = 0; i < n; i++) {
+        memcpy(x, b, n); x[i] ^= 0xFF;
+        rf_status s = decode_status(x, n, msg, sizeof msg);
+        cr_assert_neq(s, RF_OK, "flip at %zu accepted", i);
+        cr_assert(msg[0], "flip at %zu: empty message", i);
+    }
+    for (size_t len = 0; len < n; len++) {
+        rf_status s = decode_status(b, len, msg, sizeof msg);
+        cr_assert(s == RF_ERR_TRUNCATED || s == RF_ERR_MAGIC, "truncation at %zu: %s", len, rf_strerror(s));
+        cr_assert(msg[0]);
+    }
+    free(x);
+}
+
 /* Issue 2 "Done when": every single-byte flip and every truncation fails with
  * a message. Then the same flips with all checksums repaired, which drives
  * the structural validators and decoders over hostile input (run under ASan
@@ -352,17 +378,7 @@ Test(ckpt, every_flip_and_truncation_fails) {
     unsigned char *x = malloc(n);
     char msg[RF_ERR_MAX];
     long live = rf_alloc_live();
-    for (size_t i = 0; i < n; i++) {
-        memcpy(x, b, n); x[i] ^= 0xFF;
-        rf_status s = decode_status(x, n, msg, sizeof msg);
-        cr_assert_neq(s, RF_OK, "flip at %zu accepted", i);
-        cr_assert(msg[0], "flip at %zu: empty message", i);
-    }
-    for (size_t len = 0; len < n; len++) {
-        rf_status s = decode_status(b, len, msg, sizeof msg);
-        cr_assert(s == RF_ERR_TRUNCATED || s == RF_ERR_MAGIC, "truncation at %zu: %s", len, rf_strerror(s));
-        cr_assert(msg[0]);
-    }
+    every_flip_and_truncation_rejected(b, n);
     int accepted = 0;
     for (size_t i = 0; i + 4 < n; i++) {
         for (int bit = 0; bit < 8; bit += 3) {
@@ -436,10 +452,9 @@ Test(ckpt, every_codec_roundtrips_and_survives_hostile_input) {
     free(x); rf_free(b); rf_ckpt_free(c);
 }
 
-/* SQLite-style: make each allocation fail in turn; the result is NOMEM and
- * nothing leaks. */
-Test(ckpt, allocation_failures_are_clean) {
-    rf_ckpt *c = small_ckpt();
+/* SQLite-style: make each allocation of a decode and of an encode of c fail
+ * in turn; the result is NOMEM and nothing leaks. */
+static void allocation_failure_sweep(rf_ckpt *c) {
     size_t n;
     unsigned char *b = encode(c, &n);
     long live = rf_alloc_live();
@@ -465,7 +480,13 @@ Test(ckpt, allocation_failures_are_clean) {
         if (s == RF_OK) break;
         cr_assert_eq(s, RF_ERR_NOMEM, "encode failure at %ld gave %s", k, rf_strerror(s));
     }
-    rf_free(b); rf_ckpt_free(c);
+    rf_free(b);
+}
+
+Test(ckpt, allocation_failures_are_clean) {
+    rf_ckpt *c = small_ckpt();
+    allocation_failure_sweep(c);
+    rf_ckpt_free(c);
 }
 
 Test(ckpt, decode_respects_memory_cap) {
@@ -834,4 +855,323 @@ Test(ckpt, allocation_failures_in_every_codec) {
     }
     cr_assert(enc_ok && dec_ok);
     rf_free(b); rf_ckpt_free(c);
+}
+
+/* ---- codebook, int4 and N:M kinds --------------------------------------------- */
+
+/* A checkpoint holding each newer kind (about 1.5 KB), in the order the
+ * corruption tests below rely on: the dense codebook tensor is last. */
+static rf_ckpt *lowbit_ckpt(void) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_ckpt *c = new_ckpt();
+    rf_rng r; rf_rng_init(&r, 31, 0);
+    enum { R = 8, C = 64, N = R * C };
+    static uint8_t idx[N], m[N], nm[N];
+    static int8_t q[N], qa[N];
+    static float w[N];
+    float cb5[32], sc[R * 2], sa[R];
+    int32_t za[R];
+    for (int j = 0; j < 32; j++) cb5[j] = 0.01f * (float)(j - 15) + 0.003f;
+    for (int i = 0; i < N; i++) {
+        idx[i] = (uint8_t)(rf_rng_below(&r, 8) + rf_rng_below(&r, 8) + rf_rng_below(&r, 16));
+        m[i] = rf_rng_uniform(&r) < 0.25f;
+        q[i] = (int8_t)((int)rf_rng_below(&r, 16) - 8);
+        qa[i] = (int8_t)rf_rng_below(&r, 16);
+        w[i] = rf_rng_normal(&r);
+        nm[i] = (i % 4) == (int)(((unsigned)i / 4u) * 7u % 4u) || (i % 4) == (int)(((unsigned)i / 4u) * 7u % 4u + 1u) % 4;
+    }
+    for (int i = 0; i < 2 * R; i++) sc[i] = 0.05f + 0.01f * (float)i;
+    for (int i = 0; i < R; i++) { sa[i] = 0.1f; za[i] = i % 16; }
+    int64_t s2[2] = {R, C};
+    cr_assert_eq(rf_ckpt_add_codebook(&ctx, c, "share.sparse", 2, s2, idx, m, 5, cb5), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_ckpt_add_int4(&ctx, c, "int4.sym", 2, s2, q, 32, sc, NULL), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_ckpt_add_int4(&ctx, c, "int4.aff", 2, s2, qa, 64, sa, za), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_ckpt_add_nm(&ctx, c, "nm24", 2, s2, w, nm, 2, 4), RF_OK, "%s", rf_ctx_error(&ctx));
+    int64_t s1[2] = {2, 4};
+    const uint8_t di[8] = {0, 1, 2, 3, 3, 2, 1, 0};
+    const float cb2[4] = {-0.5f, -0.25f, 0.25f, 0.5f};
+    cr_assert_eq(rf_ckpt_add_codebook(&ctx, c, "share.dense", 2, s1, di, NULL, 2, cb2), RF_OK, "%s", rf_ctx_error(&ctx));
+    return c;
+}
+
+Test(ckpt, lowbit_kinds_roundtrip_with_their_codecs) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_ckpt *c = lowbit_ckpt();
+    cr_assert_eq(rf_ckpt_find(c, "share.sparse")->storage, RF_STORE_SPARSE_CODEBOOK);
+    cr_assert_eq(rf_ckpt_find(c, "share.dense")->storage, RF_STORE_CODEBOOK);
+    cr_assert_eq(rf_ckpt_find(c, "share.dense")->nnz, 8);
+    cr_assert_eq(rf_ckpt_find(c, "int4.sym")->bits, 4);
+    rf_ckpt *d = roundtrip(c);
+    for (int i = 0; i < d->n; i++) {
+        const rf_ckpt_tensor *t = &d->t[i];
+        int ok = t->storage == RF_STORE_NM ? strstr(t->coding, "mask=nm2:4") != NULL
+                                           : strstr(t->coding, "values=packed") || strstr(t->coding, "values=arith");
+        cr_assert(ok, "%s coded as %s", t->name, t->coding);
+    }
+    /* uniform int4 values: 4-bit packing is as small as anything */
+    cr_assert(strstr(rf_ckpt_find(d, "int4.sym")->coding, "values=packed4"), "%s", rf_ckpt_find(d, "int4.sym")->coding);
+    float *f;
+    cr_assert_eq(rf_ckpt_tensor_to_f32(&ctx, rf_ckpt_find(d, "share.dense"), &f), RF_OK);
+    cr_assert_eq(f[0], -0.5f); cr_assert_eq(f[3], 0.5f); cr_assert_eq(f[5], 0.25f);
+    rf_free(f);
+    const rf_ckpt_tensor *a = rf_ckpt_find(d, "int4.aff");
+    cr_assert_eq(rf_ckpt_tensor_to_f32(&ctx, a, &f), RF_OK);
+    for (int i = 0; i < 8 * 64; i++)
+        cr_assert_eq(f[i], (float)(((const int8_t *)a->data)[i] - a->zero_points[i / 64]) * a->scales[i / 64]);
+    rf_free(f);
+    /* copies keep every field */
+    rf_ckpt *e = new_ckpt();
+    for (int i = 0; i < d->n; i++) cr_assert_eq(rf_ckpt_add_copy(&ctx, e, &d->t[i]), RF_OK, "%s", rf_ctx_error(&ctx));
+    for (int i = 0; i < d->n; i++) assert_same_tensor(&d->t[i], &e->t[i]);
+    rf_ckpt_free(e); rf_ckpt_free(c); rf_ckpt_free(d);
+    cr_assert_eq(rf_alloc_live(), 0);
+}
+
+Test(ckpt, lowbit_kinds_reject_bad_arguments) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_ckpt *c = new_ckpt();
+    uint8_t idx[8] = {0, 1, 2, 3, 3, 2, 1, 0}, m[8] = {1, 1, 0, 0, 1, 0, 1, 0};
+    float cb[4] = {1, 2, 3, 4}, sc[2] = {1, 1}, w[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    int8_t q[8] = {0};
+    int32_t zp[2] = {0, 16};
+    int64_t s[2] = {2, 4}, s0[1] = {0};
+#define REJECT(call, text) do { cr_assert_eq((call), RF_ERR_INVALID); \
+        cr_assert(strstr(rf_ctx_error(&ctx), text), "'%s' lacks '%s'", rf_ctx_error(&ctx), text); } while (0)
+    REJECT(rf_ckpt_add_codebook(&ctx, c, "a", 2, s, idx, NULL, 0, cb), "0 bits");
+    REJECT(rf_ckpt_add_codebook(&ctx, c, "a", 2, s, idx, NULL, 9, cb), "9 bits");
+    REJECT(rf_ckpt_add_codebook(&ctx, c, "a", 2, s, idx, NULL, 1, cb), "index 2 at 2 outside the 2-entry codebook");
+    cr_assert_eq(rf_ckpt_add_codebook(&ctx, c, "a", 2, s, idx, m, 1, cb), RF_ERR_INVALID);   /* idx 3 at 4 is kept */
+    cb[2] = NAN;
+    REJECT(rf_ckpt_add_codebook(&ctx, c, "a", 2, s, idx, NULL, 2, cb), "codebook entry 2 is not finite");
+    cb[2] = 3;
+    REJECT(rf_ckpt_add_codebook(&ctx, c, "a", 1, s0, idx, NULL, 2, cb), "non-empty");
+    REJECT(rf_ckpt_add_int4(&ctx, c, "b", 2, s, q, 3, sc, NULL), "group size 3 does not divide the row length 4");
+    REJECT(rf_ckpt_add_int4(&ctx, c, "b", 2, s, q, 4, sc, zp), "zero point 16");
+    q[1] = 8;
+    REJECT(rf_ckpt_add_int4(&ctx, c, "b", 2, s, q, 4, sc, NULL), "int4 value 8 at 1 outside [-8, 7]");
+    q[1] = -1; zp[1] = 0;
+    REJECT(rf_ckpt_add_int4(&ctx, c, "b", 2, s, q, 4, sc, zp), "outside [0, 15]");
+    REJECT(rf_ckpt_add_int4(&ctx, c, "b", 2, s, q, 4, NULL, NULL), "needs scales");
+    REJECT(rf_ckpt_add_nm(&ctx, c, "n", 2, s, w, m, 3, 2), "3:2 is not an N:M pattern");
+    REJECT(rf_ckpt_add_nm(&ctx, c, "n", 2, s, w, m, 1, 8), "M = 8 does not divide the row length 4");
+    REJECT(rf_ckpt_add_nm(&ctx, c, "n", 2, s, w, m, 1, 2), "row 0, group 0 keeps 2, not 1 of 2");
+    REJECT(rf_ckpt_add_nm(&ctx, c, "n", 2, s, w, NULL, 2, 4), "needs a mask");
+    REJECT(rf_ckpt_add(&ctx, c, "x", RF_U8, 2, s, RF_STORE_CODEBOOK, idx, NULL, NULL), "rf_ckpt_add_");
+    REJECT(rf_ckpt_add(&ctx, c, "x", RF_F32, 2, s, RF_STORE_NM, w, m, NULL), "rf_ckpt_add_");
+#undef REJECT
+    cr_assert_eq(c->n, 0);
+    rf_ckpt_free(c);
+    cr_assert_eq(rf_alloc_live(), 0);
+}
+
+/* Replaces the payload of the last tensor of encoded checkpoint b with p
+ * (fixing its directory size, the file size and every checksum); returns a
+ * new buffer (free) and its length. */
+static unsigned char *with_last_payload(const unsigned char *b, size_t n, const unsigned char *p, size_t plen, size_t *out_n) {
+    ent e[16];
+    int k = dir_entries(b, n, e, 16);
+    cr_assert(k > 0);
+    size_t off = (size_t)e[k - 1].off, m = off + plen + 4;
+    unsigned char *x = malloc(m);
+    memcpy(x, b, off);
+    memcpy(x + off, p, plen);
+    rf_put_u64(x + e[k - 1].size_at, plen);
+    rf_put_u64(x + 16, m);
+    fix_crcs(x, m);
+    *out_n = m;
+    return x;
+}
+
+/* A raw, uncompressed section: kind, codec, param, zstd 0, stored = coded. */
+static size_t put_sec(unsigned char *p, int kind, int codec, int param, const void *data, size_t len) {
+    p[0] = (unsigned char)kind; p[1] = (unsigned char)codec; p[2] = (unsigned char)param; p[3] = 0;
+    rf_put_u64(p + 4, len); rf_put_u64(p + 12, len);
+    memcpy(p + 20, data, len);
+    return 20 + len;
+}
+
+/* Which value codec wins for codebook indices: on 20,000 indices from a
+ * peaked distribution (a sum of three uniforms, about 4.4 bits of entropy)
+ * the order-0 range code beats 5-bit packing; on 16 values its table does
+ * not pay and packing wins. */
+Test(ckpt, codebook_indices_coded_by_the_smaller_codec) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_rng r; rf_rng_init(&r, 4, 0);
+    enum { N = 20000 };
+    static uint8_t idx[N];
+    float cb[32];
+    for (int j = 0; j < 32; j++) cb[j] = (float)j - 15.5f;
+    for (int i = 0; i < N; i++) idx[i] = (uint8_t)(rf_rng_below(&r, 8) + rf_rng_below(&r, 8) + rf_rng_below(&r, 16));
+    rf_ckpt *c = new_ckpt();
+    int64_t big[1] = {N}, small[1] = {16};
+    cr_assert_eq(rf_ckpt_add_codebook(&ctx, c, "big", 1, big, idx, NULL, 5, cb), RF_OK);
+    cr_assert_eq(rf_ckpt_add_codebook(&ctx, c, "small", 1, small, idx, NULL, 5, cb), RF_OK);
+    rf_ckpt *d = roundtrip(c);
+    const rf_ckpt_tensor *b = rf_ckpt_find(d, "big"), *sm = rf_ckpt_find(d, "small");
+    cr_assert(strstr(b->coding, "values=arith"), "%s", b->coding);
+    cr_assert(b->disk_bytes < (uint64_t)N * 5 / 8, "%llu bytes", (unsigned long long)b->disk_bytes);
+    cr_assert(b->disk_bytes < rf_ckpt_tensor_entropy_bound(b) * 1.02 + 300, "%llu bytes, bound %.0f",
+              (unsigned long long)b->disk_bytes, rf_ckpt_tensor_entropy_bound(b));
+    cr_assert(strstr(sm->coding, "values=packed5"), "%s", sm->coding);
+    rf_ckpt_free(c); rf_ckpt_free(d);
+}
+
+/* The reader's distinct rejections of a corrupt codebook tensor (the dense
+ * 2x4, 2-bit tensor at the end of lowbit_ckpt, payloads built by hand):
+ * each is RF_ERR_FORMAT or RF_ERR_SIZE with a message naming the codebook. */
+Test(ckpt, corrupt_codebook_tensors_are_rejected) {
+    rf_ckpt *c = lowbit_ckpt();
+    size_t n;
+    unsigned char *b = encode(c, &n);
+    const float cb[4] = {-0.5f, -0.25f, 0.25f, 0.5f}, cb3[3] = {-0.5f, -0.25f, 0.25f};
+    float bad[4] = {-0.5f, NAN, 0.25f, 0.5f};
+    const uint8_t idx[8] = {0, 1, 2, 3, 3, 2, 1, 0}, out_of_range[8] = {0, 1, 2, 4, 3, 2, 1, 0};
+    const unsigned char packed[2] = {0xE4, 0x1B};   /* 0 1 2 3 | 3 2 1 0 in 2-bit fields, LSB first */
+    struct { const char *what; int nsec; const float *cbk; size_t cblen; int codec, param; const void *vals; size_t vlen;
+             rf_status want; const char *msg; } cases[] = {
+        {"valid hand-built payload", 2, cb, 16, 0, 0, idx, 8, RF_OK, ""},
+        {"packed indices", 2, cb, 16, 6, 2, packed, 2, RF_OK, ""},
+        {"NaN centroid", 2, bad, 16, 0, 0, idx, 8, RF_ERR_FORMAT, "codebook: entry 1 is not finite"},
+        {"3 centroids", 2, cb3, 12, 0, 0, idx, 8, RF_ERR_FORMAT, "codebook: 3 entries, not 2^b"},
+        {"index past the codebook", 2, cb, 16, 0, 0, out_of_range, 8, RF_ERR_FORMAT, "codebook: index 4 at 3 outside the 4-entry codebook"},
+        {"packed width disagrees", 2, cb, 16, 6, 3, packed, 2, RF_ERR_FORMAT, "values: packed 3 bits, codebook storage has 2"},
+        {"packed length", 2, cb, 16, 6, 2, packed, 1, RF_ERR_SIZE, "packed bytes"},
+        {"no codebook", 1, NULL, 0, 0, 0, idx, 8, RF_ERR_FORMAT, "values before codebook"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unsigned char pay[128];
+        size_t pl = 1;
+        pay[0] = (unsigned char)cases[i].nsec;
+        if (cases[i].cbk) pl += put_sec(pay + pl, 2, 0, 0, cases[i].cbk, cases[i].cblen);
+        pl += put_sec(pay + pl, 4, cases[i].codec, cases[i].param, cases[i].vals, cases[i].vlen);
+        size_t xn;
+        unsigned char *x = with_last_payload(b, n, pay, pl, &xn);
+        char msg[RF_ERR_MAX];
+        rf_status s = decode_status(x, xn, msg, sizeof msg);
+        cr_assert_eq(s, cases[i].want, "%s: %s (%s)", cases[i].what, rf_strerror(s), msg);
+        cr_assert(strstr(msg, cases[i].msg), "%s: message '%s'", cases[i].what, msg);
+        if (s) cr_assert(strstr(msg, "share.dense"), "%s: message names no tensor: %s", cases[i].what, msg);
+        free(x);
+    }
+    rf_free(b); rf_ckpt_free(c);
+}
+
+/* int4 and N:M payloads that lie, built by hand in place of the payload of a
+ * checkpoint's only tensor (a 2x4 int4 or 2:4 tensor): two sections each,
+ * every one rejected with its status and message. */
+Test(ckpt, corrupt_int4_and_nm_tensors_are_rejected) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    int64_t shape[2] = {2, 4};
+    const int8_t q[8] = {1, 2, 3, 4, 5, 6, 7, 0}, q9[8] = {1, 2, 3, 4, 5, 6, 7, 9};
+    const float sc[2] = {0.5f, 0.25f}, s3[3] = {1, 1, 1}, w[8] = {1, 2, 3, 4, 5, 6, 7, 8}, kept[4] = {1, 2, 6, 7};
+    const uint8_t m[8] = {1, 1, 0, 0, 0, 1, 1, 0};
+    /* 2:4 positions 1 then 0 in the first group; a 5:4 header; a bitmap */
+    const unsigned char nm_dec[3] = {2, 4, 0x01 | (0x01 << 4) | (0x02 << 6)}, nm_54[3] = {5, 4, 0}, bm[1] = {0x63};
+    struct { int nm; int k1, c1; const void *d1; size_t l1; const void *d2; size_t l2; rf_status want; const char *msg; } cases[] = {
+        {0, 2, 0, s3, 12, q, 8, RF_ERR_SIZE, "whole groups"},                      /* 3 scales for 2 rows of 4 */
+        {0, 2, 0, sc, 8, q9, 8, RF_ERR_FORMAT, "int4 value 9"},                     /* a raw 9 is not int4 */
+        {1, 1, 7, nm_dec, 3, kept, 16, RF_ERR_FORMAT, "positions not increasing"},
+        {1, 1, 7, nm_54, 3, kept, 16, RF_ERR_FORMAT, "5:4 is not a pattern"},
+        {1, 1, 0, bm, 1, kept, 16, RF_ERR_FORMAT, "mask codec 0 on nm storage"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rf_ckpt *c = new_ckpt();
+        if (cases[i].nm) cr_assert_eq(rf_ckpt_add_nm(&ctx, c, "t", 2, shape, w, m, 2, 4), RF_OK);
+        else cr_assert_eq(rf_ckpt_add_int4(&ctx, c, "t", 2, shape, q, 4, sc, NULL), RF_OK);
+        size_t n, xn;
+        unsigned char *b = encode(c, &n), pay[128];
+        size_t pl = 1;
+        pay[0] = 2;
+        pl += put_sec(pay + pl, cases[i].k1, cases[i].c1, 0, cases[i].d1, cases[i].l1);
+        pl += put_sec(pay + pl, 4, 0, 0, cases[i].d2, cases[i].l2);
+        unsigned char *x = with_last_payload(b, n, pay, pl, &xn);
+        char msg[RF_ERR_MAX];
+        cr_assert_eq(decode_status(x, xn, msg, sizeof msg), cases[i].want, "case %zu: %s", i, msg);
+        cr_assert(strstr(msg, cases[i].msg), "case %zu: %s", i, msg);
+        free(x); rf_free(b); rf_ckpt_free(c);
+    }
+}
+
+/* Issue 2's flip and truncation rules hold for the newer kinds too, and the
+ * decoders survive hostile input behind repaired checksums without leaking. */
+Test(ckpt, lowbit_kinds_every_flip_and_truncation) {
+    rf_ckpt *c = lowbit_ckpt();
+    size_t n;
+    unsigned char *b = encode(c, &n);
+    cr_assert(n > 500 && n < 6000, "lowbit checkpoint is %zu bytes", n);
+    unsigned char *x = malloc(n);
+    long live = rf_alloc_live();
+    every_flip_and_truncation_rejected(b, n);
+    for (size_t i = 0; i + 4 < n; i++)
+        for (int bit = 0; bit < 8; bit += 3) {
+            memcpy(x, b, n); x[i] ^= (unsigned char)(1u << bit);
+            fix_crcs(x, n);
+            rf_ctx ctx; rf_ctx_init(&ctx);
+            rf_ckpt *d = NULL;
+            if (rf_ckpt_decode(&ctx, x, n, &d) == RF_OK) {
+                /* whatever is accepted must convert without reading out of bounds */
+                for (int t = 0; t < d->n; t++) {
+                    float *f = NULL;
+                    cr_assert_eq(rf_ckpt_tensor_to_f32(&ctx, &d->t[t], &f), RF_OK);
+                    rf_free(f);
+                    (void)rf_ckpt_tensor_entropy_bound(&d->t[t]);
+                }
+            } else {
+                cr_assert(ctx.err[0]);
+            }
+            rf_ckpt_free(d);
+        }
+    cr_assert_eq(rf_alloc_live(), live, "leak in a rejection path");
+    free(x); rf_free(b); rf_ckpt_free(c);
+}
+
+Test(ckpt, lowbit_kinds_allocation_failures_are_clean) {
+    rf_ckpt *c = lowbit_ckpt();
+    allocation_failure_sweep(c);
+    rf_ckpt_free(c);
+}
+
+/* Entropy bound of the newer kinds: an N:M mask carries log2 C(M, N) bits
+ * per group (log2 6 for 2:4), codebook indices and int4 values their order-0
+ * entropy. */
+Test(ckpt, lowbit_entropy_bound_hand_computed) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_ckpt *c = new_ckpt();
+    int64_t s[2] = {1, 8};
+    const float w[8] = {1, 1, 0, 0, 0, 0, 1, 1};
+    const uint8_t m[8] = {1, 1, 0, 0, 0, 0, 1, 1};
+    cr_assert_eq(rf_ckpt_add_nm(&ctx, c, "nm", 2, s, w, m, 2, 4), RF_OK);
+    /* 2 groups x log2(6) bits; the 4 kept values are all 1.0: 0 bits */
+    cr_assert_float_eq(rf_ckpt_tensor_entropy_bound(&c->t[0]), 2.0 * log2(6.0) / 8.0, 1e-12);
+    const uint8_t idx[8] = {0, 0, 0, 0, 1, 1, 2, 3};
+    const float cb[4] = {1, 2, 3, 4};
+    cr_assert_eq(rf_ckpt_add_codebook(&ctx, c, "cb", 2, s, idx, NULL, 2, cb), RF_OK);
+    /* 4 x 1 + 2 x 2 + 2 x 3 bits = 14 */
+    cr_assert_float_eq(rf_ckpt_tensor_entropy_bound(&c->t[1]), 14.0 / 8.0, 1e-12);
+    rf_ckpt_free(c);
+}
+
+/* Files written before the newer kinds existed (the fuzz corpus seeds, by
+ * the format-1 writer of e670e7a) still decode, and re-encode to the same
+ * bytes: the writer's output for kinds 0-3 did not change. */
+Test(ckpt, old_files_still_load_and_reencode_identically) {
+    static const char *const names[] = {"dense", "int8", "sparse", "sparse_int8"};
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", __FILE__);
+    char *slash = strrchr(dir, '/');
+    if (!slash) cr_skip_test("no directory in __FILE__ (%s)", __FILE__);
+    snprintf(slash, sizeof dir - (size_t)(slash - dir), "/../fuzz/corpus/ckpt");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        rf_ctx ctx; rf_ctx_init(&ctx);
+        unsigned char *buf; size_t n;
+        if (rf_read_file(&ctx, path, &buf, &n) != RF_OK) cr_skip_test("corpus file %s not found from this directory", path);
+        rf_ckpt *c;
+        cr_assert_eq(rf_ckpt_decode(&ctx, buf, n, &c), RF_OK, "%s: %s", names[i], rf_ctx_error(&ctx));
+        unsigned char *again; size_t m;
+        cr_assert_eq(rf_ckpt_encode(&ctx, c, &again, &m), RF_OK);
+        cr_assert(m == n && memcmp(buf, again, n) == 0, "%s re-encodes to different bytes (%zu vs %zu)", names[i], m, n);
+        rf_free(again); rf_free(buf); rf_ckpt_free(c);
+    }
 }

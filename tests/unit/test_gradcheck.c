@@ -16,6 +16,8 @@
 
 #define TOL 1e-2
 #define FD_EPS 1e-3
+/* The step in use: deeper nets (16 layers of float32 forward) set a larger one. */
+static double fd_eps = FD_EPS;
 #define MAX_CHECK 48     /* coordinates checked per tensor (all if fewer) */
 /* Gradients far below the model's largest one (e.g. a conv bias right before
  * batch norm, whose true gradient is 0) are compared on the scale of
@@ -51,13 +53,13 @@ static double compare(gc *g, float *values, const float *analytic, size_t n, rf_
     for (size_t i = 0; i < n; i++) amax = fmax(amax, fabs(analytic[i] * corrupt));
     for (size_t i = 0; i < k; i++) {
         float v = values[idx[i]];
-        values[idx[i]] = v + (float)FD_EPS;
+        values[idx[i]] = v + (float)fd_eps;
         double lp = loss_of(g);
-        values[idx[i]] = v - (float)FD_EPS;
+        values[idx[i]] = v - (float)fd_eps;
         double lm = loss_of(g);
         values[idx[i]] = v;
         /* Divide by the step actually taken in float. */
-        double h = (double)(v + (float)FD_EPS) - (double)(v - (float)FD_EPS);
+        double h = (double)(v + (float)fd_eps) - (double)(v - (float)fd_eps);
         double num = (lp - lm) / h;
         nmax = fmax(nmax, fabs(num));
         emax = fmax(emax, fabs(num - analytic[idx[i]] * corrupt));
@@ -216,4 +218,60 @@ Test(gradcheck, vit_end_to_end) {
     expect_ok(IMG(1, 8, 8) "{\"type\":\"patch_embed\",\"patch\":4,\"dim\":8,\"cls\":0},"
                            "{\"type\":\"attention\",\"heads\":4},{\"type\":\"gelu\"},"
                            "{\"type\":\"mean_pool\"},{\"type\":\"linear\",\"out\":3}]}", 3, 1);
+}
+
+/* ---- DAG layers ------------------------------------------------------------
+ * Fan-out everywhere: the model input feeds two branches, a block input
+ * feeds its branch and its shortcut, so every gradient that reaches a layer
+ * from several consumers is their sum. */
+Test(gradcheck, add_shortcuts) {
+    /* identity shortcut, from the model input and from a layer */
+    expect_ok(IMG(2, 5, 5) "{\"type\":\"conv2d\",\"name\":\"c\",\"out\":2,\"kernel\":3,\"padding\":1},"
+                           "{\"type\":\"tanh\"},{\"type\":\"add\",\"inputs\":[1,\"input\"]},"
+                           "{\"type\":\"add\",\"inputs\":[2,\"c\",\"input\"]},{\"type\":\"flatten\"},"
+                           "{\"type\":\"linear\",\"out\":3}]}", 3, 1);
+    /* option A: stride 2, 2 -> 4 channels (1 zero channel each side), odd map 7x7 -> 4x4 */
+    expect_ok(IMG(2, 7, 7) "{\"type\":\"conv2d\",\"name\":\"c1\",\"out\":4,\"kernel\":3,\"stride\":2,\"padding\":1},"
+                           "{\"type\":\"tanh\"},{\"type\":\"add\",\"inputs\":[1,\"input\"],\"shortcut\":\"A\"},"
+                           "{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":3}]}", 3, 1);
+    /* option A with an odd channel difference (3 -> 6: 1 before, 2 after) */
+    expect_ok(IMG(3, 6, 6) "{\"type\":\"conv2d\",\"out\":6,\"kernel\":3,\"stride\":2,\"padding\":1,\"bias\":0},"
+                           "{\"type\":\"add\",\"inputs\":[0,\"input\"],\"shortcut\":\"A\"},{\"type\":\"gap\"},"
+                           "{\"type\":\"linear\",\"out\":3}]}", 3, 1);
+    /* option B: a 1x1 stride-2 projection with batch norm (training mode) on the shortcut */
+    expect_ok(IMG(2, 6, 6) "{\"type\":\"conv2d\",\"name\":\"b\",\"out\":3,\"kernel\":3,\"stride\":2,\"padding\":1,\"bias\":0},"
+                           "{\"type\":\"batchnorm\",\"name\":\"bb\"},"
+                           "{\"type\":\"conv2d\",\"name\":\"p\",\"inputs\":\"input\",\"out\":3,\"kernel\":1,\"stride\":2,\"bias\":0},"
+                           "{\"type\":\"batchnorm\",\"name\":\"pb\"},{\"type\":\"add\",\"inputs\":[\"bb\",\"pb\"]},"
+                           "{\"type\":\"relu\"},{\"type\":\"gap\"},{\"type\":\"linear\",\"out\":3}]}", 4, 1);
+}
+
+Test(gradcheck, concat_and_gap) {
+    /* two branches from the input, joined along channels, then GAP */
+    expect_ok(IMG(2, 5, 4) "{\"type\":\"conv2d\",\"name\":\"a\",\"out\":3,\"kernel\":3,\"padding\":1},{\"type\":\"tanh\"},"
+                           "{\"type\":\"conv2d\",\"name\":\"b\",\"inputs\":\"input\",\"out\":2,\"kernel\":1},"
+                           "{\"type\":\"concat\",\"inputs\":[1,\"b\",\"input\"]},{\"type\":\"gap\"},"
+                           "{\"type\":\"linear\",\"out\":4}]}", 3, 1);
+    /* flat vectors end to end */
+    expect_ok(FLAT(5) "{\"type\":\"linear\",\"name\":\"a\",\"out\":4},{\"type\":\"tanh\"},"
+                      "{\"type\":\"concat\",\"inputs\":[\"input\",1]},{\"type\":\"linear\",\"out\":3}]}", 3, 1);
+}
+
+Test(gradcheck, resnet_block_batchnorm_train_and_eval) {
+    /* A downsampling basic block (He et al. 2016) with batch norm in both
+     * modes and a second block reading the first one's output twice; tanh
+     * for ReLU, whose kinks finite differences step across. 16 layers of
+     * float32 forward leave FD noise near 1e-2 at step 1e-3: step 3e-3. */
+    fd_eps = 3e-3;
+    const char *spec =
+        IMG(2, 6, 6) "{\"type\":\"conv2d\",\"name\":\"stem\",\"out\":2,\"kernel\":3,\"padding\":1,\"bias\":0},"
+        "{\"type\":\"batchnorm\"},{\"type\":\"tanh\",\"name\":\"x0\"},"
+        "{\"type\":\"conv2d\",\"out\":4,\"kernel\":3,\"stride\":2,\"padding\":1,\"bias\":0},{\"type\":\"batchnorm\"},"
+        "{\"type\":\"tanh\"},{\"type\":\"conv2d\",\"out\":4,\"kernel\":3,\"padding\":1,\"bias\":0},"
+        "{\"type\":\"batchnorm\",\"name\":\"bn2\"},{\"type\":\"add\",\"inputs\":[\"bn2\",\"x0\"],\"shortcut\":\"A\"},"
+        "{\"type\":\"tanh\",\"name\":\"x1\"},{\"type\":\"conv2d\",\"out\":4,\"kernel\":3,\"padding\":1,\"bias\":0},"
+        "{\"type\":\"batchnorm\"},{\"type\":\"add\",\"inputs\":[11,\"x1\"]},{\"type\":\"tanh\"},"
+        "{\"type\":\"gap\"},{\"type\":\"linear\",\"out\":3}]}";
+    expect_ok(spec, 4, 1);
+    expect_ok(spec, 4, 0);
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "raffle/nn.h"
 #include "nn/layers.h"   /* the vectorised GELU kernels */
+#include "nn_test_util.h"
 
 static rf_model *make(const char *name_or_spec, uint64_t seed) {
     rf_ctx ctx; rf_ctx_init(&ctx);
@@ -21,14 +22,6 @@ static rf_model *make(const char *name_or_spec, uint64_t seed) {
     return m;
 }
 
-static float *randn(size_t n, uint64_t seed) {
-    rf_rng r; rf_rng_init(&r, seed, 3);
-    float *x = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = rf_rng_normal(&r);
-    return x;
-}
-
-static size_t in_numel(const rf_model *m) { return (size_t)m->input.d[0] * m->input.d[1] * m->input.d[2]; }
 
 /* Parameter counts: PyTorch's sum(p.numel()) for the same architectures
  * (python3-torch 1.13, script in docs/nn.md). */
@@ -159,6 +152,37 @@ Test(nn, spec_errors_name_the_layer) {
          "layers[1] linear: unknown \"init\""},
         {"{\"layers\":[{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":3,\"bias\":2}]}", RF_ERR_SPEC,
          "layers[1] linear: \"bias\" = 2 out of range"},
+        /* the DAG: inputs, add, concat, unused outputs (test_models.c has the rest) */
+        {"{\"layers\":[{\"type\":\"relu\",\"inputs\":\"nope\"}]}", RF_ERR_SPEC,
+         "layers[0] relu: input \"nope\": no layer of that name"},
+        {"{\"layers\":[{\"type\":\"relu\",\"name\":\"a\",\"inputs\":\"b\"},{\"type\":\"relu\",\"name\":\"b\"}]}", RF_ERR_SPEC,
+         "layers[0] relu 'a': input \"b\" is not an earlier layer"},
+        {"{\"layers\":[{\"type\":\"relu\",\"inputs\":3}]}", RF_ERR_SPEC, "layers[0] relu: \"inputs\" entries must be"},
+        {"{\"layers\":[{\"type\":\"relu\",\"inputs\":[]}]}", RF_ERR_SPEC, "layers[0] relu: \"inputs\" is empty"},
+        {"{\"layers\":[{\"type\":\"relu\"},{\"type\":\"relu\",\"inputs\":[0,\"input\"]}]}", RF_ERR_SPEC,
+         "layers[1] relu: takes one input, \"inputs\" lists 2"},
+        {"{\"layers\":[{\"type\":\"relu\",\"name\":\"input\"}]}", RF_ERR_SPEC, "the name \"input\" stands for the model input"},
+        {"{\"layers\":[{\"type\":\"relu\"},{\"type\":\"add\"}]}", RF_ERR_SPEC, "layers[1] add: needs at least 2 \"inputs\""},
+        {"{\"input\":[16,32,32],\"layers\":[{\"type\":\"conv2d\",\"name\":\"layer2.0.conv2\",\"out\":32,\"stride\":2,"
+         "\"padding\":1},{\"type\":\"add\",\"name\":\"layer2.0.add\",\"inputs\":[\"layer2.0.conv2\",\"input\"]}]}",
+         RF_ERR_SHAPE, "layers[1] add 'layer2.0.add': input 'layer2.0.conv2' has shape 32x16x16, input 'input' has 16x32x32"},
+        {"{\"input\":[16,32,32],\"layers\":[{\"type\":\"conv2d\",\"out\":8,\"stride\":2,\"padding\":1},"
+         "{\"type\":\"add\",\"inputs\":[0,\"input\"],\"shortcut\":\"A\"}]}",
+         RF_ERR_SHAPE, "layers[1] add: input 'layers.0' has shape 8x16x16, input 'input' has 16x32x32 (option A"},
+        {"{\"input\":[4,6,6],\"layers\":[{\"type\":\"relu\"},{\"type\":\"add\",\"inputs\":[0,\"input\"],\"shortcut\":\"B\"}]}",
+         RF_ERR_SPEC, "\"shortcut\": \"B\" is a projection branch"},
+        {"{\"input\":[4,6,6],\"layers\":[{\"type\":\"relu\"},{\"type\":\"add\",\"inputs\":[0,\"input\"],\"shortcut\":\"C\"}]}",
+         RF_ERR_SPEC, "layers[1] add: \"shortcut\" must be \"none\" or \"A\""},
+        {"{\"input\":[4,6,6],\"layers\":[{\"type\":\"maxpool\"},{\"type\":\"concat\",\"inputs\":[0,\"input\"]}]}",
+         RF_ERR_SHAPE, "layers[1] concat: input 'layers.0' has shape 4x3x3, input 'input' has 4x6x6 (only channels may differ)"},
+        {"{\"input\":[4,6,6],\"layers\":[{\"type\":\"flatten\"},{\"type\":\"concat\",\"inputs\":[0,\"input\"]}]}",
+         RF_ERR_SHAPE, "layers[1] concat: input 'layers.0' has shape 144x1x1, input 'input' has 4x6x6"},
+        {"{\"input\":[4,6,6],\"layers\":[{\"type\":\"relu\",\"name\":\"dead\"},{\"type\":\"tanh\",\"inputs\":\"input\"}]}",
+         RF_ERR_SPEC, "layers[0] relu 'dead': output is never read"},
+        {"{\"input\":[4,6,6],\"layers\":[{\"type\":\"residual\",\"from\":-1,\"inputs\":[\"input\",\"input\"]}]}",
+         RF_ERR_SPEC, "layers[0] residual: takes one input, \"inputs\" lists 2"},
+        {"{\"input\":[4,6,6],\"layers\":[{\"type\":\"conv2d\",\"name\":\"c\",\"out\":3,\"kernel\":7}]}",
+         RF_ERR_SHAPE, "layers[0] conv2d 'c': kernel 7x7 larger than padded input 6x6"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         rf_ctx ctx; rf_ctx_init(&ctx);
@@ -194,7 +218,7 @@ Test(nn, create_from_file_and_unknown_name) {
     snprintf(buf, sizeof buf, "%s", names);
     int n = 0;
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ","), n++) cr_expect_not_null(rf_model_preset(tok), "%s", tok);
-    cr_expect_eq(n, 8);
+    cr_expect_eq(n, 15);
 }
 
 Test(nn, spec_round_trips_through_spec_json) {

@@ -297,39 +297,58 @@ Test(prune, gmp_schedule_values) {
     for (int64_t t = 0; t < 1300; t++) { double v = rf_gmp_sparsity(&s, t); cr_assert(v >= prev); prev = v; }
 }
 
-Test(prune, collapse_on_hand_made_masks) {
+/* rf_model_collapsed (nn.h) on model with these masks on its weights, in order. */
+static void collapse_of(const char *spec, float *const *masks, int n, int *col) {
     rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_model *m = NULL;
+    cr_assert_eq(rf_model_from_spec(&ctx, spec, &m), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_model_ensure_masks(&ctx, m), RF_OK);
+    unsigned char c[16];
+    int k = 0;
+    for (int t = 0; t < m->n_ptensors && k < n; t++)
+        if (m->ptensors[t].prunable) memcpy(m->masks + m->ptensors[t].offset, masks[k++], m->ptensors[t].numel * sizeof(float));
+    cr_assert_eq(rf_model_collapsed(&ctx, m, m->masks, c), RF_OK);
+    k = 0;
+    for (int l = 0; l < m->n_layers; l++)
+        if (m->layers[l].n_params) col[k++] = c[l];
+    rf_model_free(m);
+}
+
+Test(prune, collapse_on_hand_made_masks) {
     /* 3 -> 2 -> 2 -> 1. Stage 1 keeps only 0->0 connections into hidden unit
      * 0 of stage 2, which stage 2 only connects from input unit 1: no path.
      * Stage 0 still has weights but none on a path either. */
+    const char *chain = "{\"input\":[3],\"layers\":[{\"type\":\"linear\",\"out\":2,\"bias\":0},{\"type\":\"relu\"},"
+                        "{\"type\":\"linear\",\"out\":2,\"bias\":0},{\"type\":\"linear\",\"out\":1,\"bias\":0}]}";
     float m0[2 * 3] = {1, 0, 0,  0, 0, 0};
     float m1[2 * 2] = {1, 0,  0, 0};
     float m2[1 * 2] = {0, 1};
-    rf_prune_stage st[3] = {{m0, 2, 3, 1, 1}, {m1, 2, 2, 1, 1}, {m2, 1, 2, 1, 1}};
+    float *st[3] = {m0, m1, m2};
     int col[3];
-    cr_assert_eq(rf_prune_chain_collapse(&ctx, st, 3, col), RF_OK);
+    collapse_of(chain, st, 3, col);
     cr_assert_eq(col[0], 1); cr_assert_eq(col[1], 1); cr_assert_eq(col[2], 1);
     /* Add 0->1 in stage 1 (row 1, col 0): now input 0 -> h0 -> h1' -> out. */
     m1[2] = 1;
-    cr_assert_eq(rf_prune_chain_collapse(&ctx, st, 3, col), RF_OK);
+    collapse_of(chain, st, 3, col);
     cr_assert_eq(col[0], 0); cr_assert_eq(col[1], 0); cr_assert_eq(col[2], 0);
     /* An empty layer collapses everything around it. */
     float z[2 * 2] = {0};
-    st[1].mask = z;
-    cr_assert_eq(rf_prune_chain_collapse(&ctx, st, 3, col), RF_OK);
+    st[1] = z;
+    collapse_of(chain, st, 3, col);
     cr_assert_eq(col[0] + col[1] + col[2], 3);
-    /* Conv (2 ch, k=4) flattened (H·W = 2) into a linear of 4 inputs -> 1. */
+    /* Conv (2 ch, 2x2 kernel: k = 4) on a 1x2x3 input, two positions per
+     * channel flattened into a linear of 4 inputs -> 1. */
+    const char *conv = "{\"input\":[1,2,3],\"layers\":[{\"type\":\"conv2d\",\"out\":2,\"kernel\":2,\"bias\":0},"
+                       "{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":1,\"bias\":0}]}";
     float c0[2 * 1 * 4] = {0, 0, 0, 0,  0, 1, 0, 0};  /* only output channel 1 alive */
     float l1[1 * 4] = {1, 1, 0, 0};                    /* reads channel 0's two pixels only */
-    rf_prune_stage cs[2] = {{c0, 2, 1, 4, 1}, {l1, 1, 4, 1, 2}};
+    float *cs[2] = {c0, l1};
     int cc[2];
-    cr_assert_eq(rf_prune_chain_collapse(&ctx, cs, 2, cc), RF_OK);
+    collapse_of(conv, cs, 2, cc);
     cr_assert_eq(cc[0], 1); cr_assert_eq(cc[1], 1);
     l1[3] = 1;                                         /* channel 1, pixel 1 */
-    cr_assert_eq(rf_prune_chain_collapse(&ctx, cs, 2, cc), RF_OK);
+    collapse_of(conv, cs, 2, cc);
     cr_assert_eq(cc[0], 0); cr_assert_eq(cc[1], 0);
-    cs[1].in_units = 3;
-    cr_assert_eq(rf_prune_chain_collapse(&ctx, cs, 2, cc), RF_ERR_SHAPE);
 }
 
 /* ---- through the engine ------------------------------------------------------ */

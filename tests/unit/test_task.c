@@ -155,7 +155,8 @@ Test(task, finish_measures_sparsity_and_collapse) {
     cr_assert_eq(w2->shape[1], 300);
     /* fc1: only unit 0 keeps weights (half the layer zero is not collapse);
      * fc2: column 0 (the only live input) zeroed -> no path through fc2 although
-     * fc2 still has non-zero weights; the output layer is then cut off too. */
+     * fc2 still has non-zero weights; the output layer is then cut off too,
+     * and so is fc1, whose one live unit no kept weight of fc2 reads. */
     float *p1 = mod->params + w1->offset, *p2 = mod->params + w2->offset;
     memset(p1 + 784, 0, (w1->numel - 784) * sizeof(float));
     for (int j = 0; j < 100; j++) p2[j * 300] = 0.0f;
@@ -172,19 +173,28 @@ Test(task, finish_measures_sparsity_and_collapse) {
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(m, "layer_sparsity");
     cr_assert_float_eq(cJSON_GetObjectItemCaseSensitive(ls, w2->name)->valuedouble, 100.0 / w2->numel, 1e-9);
     const cJSON *col = cJSON_GetObjectItemCaseSensitive(m, "collapsed_layers");
-    cr_assert_eq(cJSON_GetArraySize(col), 2, "%s", cJSON_PrintUnformatted(col));
-    cr_assert_str_eq(cJSON_GetArrayItem(col, 0)->valuestring, mod->layers[w2->layer].name);
-    cr_assert_str_eq(cJSON_GetArrayItem(col, 1)->valuestring, mod->layers[w3->layer].name);
+    cr_assert_eq(cJSON_GetArraySize(col), 3, "%s", cJSON_PrintUnformatted(col));
+    cr_assert_str_eq(cJSON_GetArrayItem(col, 0)->valuestring, mod->layers[w1->layer].name);
+    cr_assert_str_eq(cJSON_GetArrayItem(col, 1)->valuestring, mod->layers[w2->layer].name);
+    cr_assert_str_eq(cJSON_GetArrayItem(col, 2)->valuestring, mod->layers[w3->layer].name);
     cJSON_Delete(m);
-    /* a layer with no non-zero weight at all is collapsed by itself */
+    /* fc1 gets a second live unit (1) that fc2 reads: a path again */
+    for (int j = 0; j < 100; j++) p2[j * 300 + 1] = 0.5f;
+    for (int i = 0; i < 784; i++) p1[784 + i] = 0.5f;
+    m = cJSON_CreateObject();
+    cr_assert_eq(rf_task_finish(&ctx, &io, mod, NULL, m), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(m, "collapsed_layers")), 0);
+    cJSON_Delete(m);
+    /* a layer with no non-zero weight collapses, and, on a chain, every layer
+     * with it: none reaches the output */
     memset(mod->params + w3->offset, 0, w3->numel * sizeof(float));
     for (size_t i = 0; i < w1->numel; i++) p1[i] = 0.5f;
     for (size_t i = 0; i < w2->numel; i++) p2[i] = 0.5f;
     m = cJSON_CreateObject();
     cr_assert_eq(rf_task_finish(&ctx, &io, mod, NULL, m), RF_OK, "%s", rf_ctx_error(&ctx));
     col = cJSON_GetObjectItemCaseSensitive(m, "collapsed_layers");
-    cr_assert_eq(cJSON_GetArraySize(col), 1);
-    cr_assert_str_eq(cJSON_GetArrayItem(col, 0)->valuestring, mod->layers[w3->layer].name);
+    cr_assert_eq(cJSON_GetArraySize(col), 3, "%s", cJSON_PrintUnformatted(col));
+    cr_assert_str_eq(cJSON_GetArrayItem(col, 2)->valuestring, mod->layers[w3->layer].name);
     cJSON_Delete(m);
     cJSON_Delete(set);
     rf_model_free(mod); rf_dataset_free(tr); rf_dataset_free(te);

@@ -1,0 +1,182 @@
+/* Layers that read several inputs: add (a residual connection's sum, He et
+ * al. 2016 eq. 1, with the parameter-free option-A shortcut of Sec. 4.2),
+ * concat (along channels) and the older residual layer (in + output of
+ * layer "from", the same sum as a two-input add).
+ *
+ * Option B (a 1x1 projection with batch norm on the shortcut, Sec. 3.3) has
+ * parameters, so it is not part of add: it is a conv2d (kernel 1, the
+ * stride, bias 0) and a batchnorm on the shortcut branch, whose output is
+ * the add's second input, exactly as PyTorch's `shortcut` Sequential is. It
+ * is then pruned, quantized, deployed and folded like every other conv. */
+#include "nn/layers.h"
+
+#include <string.h>
+
+static int same_shape(rf_shape3 a, rf_shape3 b) { return a.d[0] == b.d[0] && a.d[1] == b.d[1] && a.d[2] == b.d[2]; }
+
+static size_t numel(const rf_nn_run *r) { return (size_t)r->B * r->L->out_size; }
+
+RF_NN_VEC static void add2(float *y, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+/* ---- add ------------------------------------------------------------------ */
+enum { SHORTCUT_NONE = 0, SHORTCUT_A = 1 };
+
+static rf_status add_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
+    if (L->n_inputs < 2) return rf_nn_err(b, RF_ERR_SPEC, "needs at least 2 \"inputs\" (the branch, then the shortcut)");
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(j, "shortcut");
+    L->ip[0] = SHORTCUT_NONE;
+    if (js) {
+        if (cJSON_IsString(js) && strcmp(js->valuestring, "A") == 0) L->ip[0] = SHORTCUT_A;
+        else if (cJSON_IsString(js) && strcmp(js->valuestring, "B") == 0)
+            return rf_nn_err(b, RF_ERR_SPEC, "\"shortcut\": \"B\" is a projection branch: give the shortcut a conv2d "
+                                             "(kernel 1, the stride, bias 0) and a batchnorm, and add their output");
+        else if (!cJSON_IsString(js) || strcmp(js->valuestring, "none") != 0)
+            return rf_nn_err(b, RF_ERR_SPEC, "\"shortcut\" must be \"none\" or \"A\"");
+    }
+    rf_nn_kind k0;
+    rf_shape3 o = rf_nn_input_shape(b, L, 0, &k0);
+    for (int k = 1; k < L->n_inputs; k++) {
+        rf_nn_kind kk;
+        rf_shape3 s = rf_nn_input_shape(b, L, k, &kk);
+        int stride, front;
+        if (kk == k0 && same_shape(s, o)) continue;
+        if (kk == k0 && k0 == RF_NN_IMAGE && L->ip[0] == SHORTCUT_A && rf_nn_shortcut_a(s, o, &stride, &front)) continue;
+        return rf_nn_err(b, RF_ERR_SHAPE, "input '%s' has shape %dx%dx%d, input '%s' has %dx%dx%d%s",
+                         rf_nn_input_name(b, L, 0), o.d[0], o.d[1], o.d[2], rf_nn_input_name(b, L, k), s.d[0],
+                         s.d[1], s.d[2],
+                         L->ip[0] == SHORTCUT_A
+                             ? " (option A reaches the first from fewer channels and a map a stride divides)"
+                             : " (\"shortcut\": \"A\" subsamples and zero-pads; option B is a 1x1 conv2d + batchnorm branch)");
+    }
+    rf_nn_set_out(L, o.d[0], o.d[1], o.d[2], k0);
+    return RF_OK;
+}
+
+/* Forward: y[n, c + front, h, w] += x[n, c, h·s, w·s]. Backward: the
+ * transposed gather, dx[n, c, h·s, w·s] += dy[n, c + front, h, w]. `to` is
+ * y or dx, `from` x or dy; xs, ys the input's and the output's shapes. */
+static void shortcut_a(float *to, const float *from, rf_shape3 xs, rf_shape3 ys, int B, int backward) {
+    int stride, front;
+    if (!rf_nn_shortcut_a(xs, ys, &stride, &front)) return;   /* checked at setup */
+    size_t xsz = (size_t)xs.d[0] * xs.d[1] * xs.d[2], ysz = (size_t)ys.d[0] * ys.d[1] * ys.d[2];
+    for (int n = 0; n < B; n++)
+        for (int c = 0; c < xs.d[0]; c++)
+            for (int h = 0; h < ys.d[1]; h++) {
+                size_t xo = n * xsz + ((size_t)c * xs.d[1] + (size_t)h * stride) * xs.d[2];
+                size_t yo = n * ysz + ((size_t)(c + front) * ys.d[1] + h) * ys.d[2];
+                if (!backward) for (int w = 0; w < ys.d[2]; w++) to[yo + w] += from[xo + (size_t)w * stride];
+                else for (int w = 0; w < ys.d[2]; w++) to[xo + (size_t)w * stride] += from[yo + w];
+            }
+}
+
+static rf_status add_forward(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    size_t n = numel(r);
+    int k = 1;
+    if (same_shape(r->in_shape[1], L->out)) add2(r->out, r->ins[0], r->ins[1], n), k = 2;
+    else memcpy(r->out, r->ins[0], n * sizeof(float));
+    for (; k < L->n_inputs; k++) {
+        if (same_shape(r->in_shape[k], L->out)) rf_nn_add(r->out, r->ins[k], n);
+        else shortcut_a(r->out, r->ins[k], r->in_shape[k], L->out, r->B, 0);
+    }
+    return RF_OK;
+}
+
+static void add_backward(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    size_t n = numel(r);
+    for (int k = 0; k < L->n_inputs; k++) {
+        if (!r->dins[k]) continue;
+        if (same_shape(r->in_shape[k], L->out)) rf_nn_add(r->dins[k], r->dout, n);
+        else shortcut_a(r->dins[k], r->dout, r->in_shape[k], L->out, r->B, 1);
+    }
+}
+
+static const char *const add_keys[] = {"shortcut", NULL};
+const rf_nn_op rf_nn_op_add = {"add", add_keys, add_setup, NULL, add_forward, add_backward,
+                               NULL, NULL, NULL, 0, RF_NN_CONN_SUM, RF_NN_MAX_INPUTS};
+
+/* ---- residual: out = in + output of layer `from` (He et al. 2016, eq. 1) ---
+ * "from": an earlier layer's index, its name, or -1 for the model input; it
+ * becomes the layer's second input, and the layer runs as a two-input add. */
+static rf_status residual_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, "from");
+    if (!f) return rf_nn_err(b, RF_ERR_SPEC, "missing \"from\"");
+    int from = -2;
+    if (cJSON_IsString(f)) {
+        for (int i = 0; i < b->index; i++)
+            if (strcmp(b->layers[i].name, f->valuestring) == 0) from = i;
+        if (from == -2) return rf_nn_err(b, RF_ERR_SPEC, "\"from\": no earlier layer named \"%s\"", f->valuestring);
+    } else {
+        RF_TRY(rf_nn_int(b, j, "from", -2, -1, b->index - 1, &from));
+    }
+    L->inputs[1] = from;
+    L->n_inputs = 2;
+    rf_shape3 s = rf_nn_input_shape(b, L, 1, NULL);
+    if (!same_shape(s, L->in))
+        return rf_nn_err(b, RF_ERR_SHAPE, "source %s has shape %dx%dx%d, input is %dx%dx%d",
+                         from >= 0 ? "layer" : "(model input)", s.d[0], s.d[1], s.d[2], L->in.d[0], L->in.d[1],
+                         L->in.d[2]);
+    rf_nn_set_out(L, L->in.d[0], L->in.d[1], L->in.d[2], b->in_kind);
+    return RF_OK;
+}
+
+static const char *const residual_keys[] = {"from", NULL};
+const rf_nn_op rf_nn_op_residual = {"residual", residual_keys, residual_setup, NULL, add_forward, add_backward,
+                                    NULL, NULL, NULL, 0, RF_NN_CONN_SUM, 1};
+
+/* ---- concat: images along channels, flat vectors end to end ----------------
+ * Per sample, input k's C_k·H·W values follow those of inputs 0 .. k-1, so
+ * the output's channels are the inputs' channels in order (torch.cat(dim=1)). */
+static rf_status concat_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
+    if (L->n_inputs < 2) return rf_nn_err(b, RF_ERR_SPEC, "needs at least 2 \"inputs\"");
+    rf_nn_kind k0;
+    rf_shape3 o = rf_nn_input_shape(b, L, 0, &k0);
+    if (k0 == RF_NN_TOKENS) return rf_nn_err(b, RF_ERR_SHAPE, "joins images (along channels) or flat vectors, not token sequences");
+    long c = 0;
+    for (int k = 0; k < L->n_inputs; k++) {
+        rf_nn_kind kk;
+        rf_shape3 s = rf_nn_input_shape(b, L, k, &kk);
+        if (kk != k0 || s.d[1] != o.d[1] || s.d[2] != o.d[2])
+            return rf_nn_err(b, RF_ERR_SHAPE, "input '%s' has shape %dx%dx%d, input '%s' has %dx%dx%d (only channels may differ)",
+                             rf_nn_input_name(b, L, 0), o.d[0], o.d[1], o.d[2], rf_nn_input_name(b, L, k), s.d[0],
+                             s.d[1], s.d[2]);
+        c += s.d[0];
+    }
+    if (c > (1L << 24)) return rf_nn_err(b, RF_ERR_SHAPE, "%ld channels out of range", c);
+    rf_nn_set_out(L, (int)c, o.d[1], o.d[2], k0);
+    return RF_OK;
+}
+
+static size_t shape_numel(rf_shape3 s) { return (size_t)s.d[0] * s.d[1] * s.d[2]; }
+
+static rf_status concat_forward(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    for (int n = 0; n < r->B; n++) {
+        float *y = r->out + (size_t)n * L->out_size;
+        for (int k = 0; k < L->n_inputs; k++) {
+            size_t sz = shape_numel(r->in_shape[k]);
+            memcpy(y, r->ins[k] + (size_t)n * sz, sz * sizeof(float));
+            y += sz;
+        }
+    }
+    return RF_OK;
+}
+
+static void concat_backward(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    for (int n = 0; n < r->B; n++) {
+        const float *dy = r->dout + (size_t)n * L->out_size;
+        for (int k = 0; k < L->n_inputs; k++) {
+            size_t sz = shape_numel(r->in_shape[k]);
+            if (r->dins[k]) rf_nn_add(r->dins[k] + (size_t)n * sz, dy, sz);
+            dy += sz;
+        }
+    }
+}
+
+static const char *const no_keys[] = {NULL};
+const rf_nn_op rf_nn_op_concat = {"concat", no_keys, concat_setup, NULL, concat_forward, concat_backward,
+                                  NULL, NULL, NULL, 0, RF_NN_CONN_CONCAT, RF_NN_MAX_INPUTS};
