@@ -43,7 +43,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 
-.PHONY: all deps demo test unit integration asan asan-build asan-integration bench fuzz fuzz-build fuzz-replay clean
+.PHONY: all deps demo test unit integration asan asan-build asan-integration bench fuzz fuzz-build fuzz-replay check-layers clean
 all: $(BUILD)/raffle $(BUILD)/libraffle.a
 
 deps:
@@ -114,6 +114,10 @@ unit: $(TEST_BIN)
 integration: $(BUILD)/raffle
 	@scripts/run-integration-tests.sh $(BUILD)/raffle
 
+# No file in src/ includes a header of a higher layer (docs/ARCHITECTURE.md).
+check-layers:
+	@scripts/check-layers.sh
+
 # Everything runs even when a part fails; the summary at the end counts
 # passes, failures and skips (each with its reason) of all three parts.
 # The mnist loader's unit test reads the dataset scripts/fetch-mnist.sh
@@ -121,6 +125,7 @@ integration: $(BUILD)/raffle
 # says so as a skip.
 test:
 	@scripts/install-deps.sh --with-test
+	@$(MAKE) --no-print-directory check-layers
 	@scripts/fetch-mnist.sh || echo "make test: scripts/fetch-mnist.sh failed: the mnist loader's test will skip" >&2
 	@$(MAKE) --no-print-directory $(SUBMAKE_J) all $(TEST_BIN) $(FUZZ_REPLAY)
 	@scripts/run-all-tests.sh "$(TEST_BIN)" "$(FUZZ_REPLAY)" $(BUILD)/raffle

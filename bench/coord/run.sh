@@ -22,4 +22,4 @@ mkdir -p bench/results
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 # ranks waiting in MPI yield the core instead of spinning: 3 ranks share 2 cores here
 export OMPI_MCA_mpi_yield_when_idle=1
-mpirun -np "$np" --oversubscribe build/raffle bench coord "${extra[@]}" --out bench/results/coord.json
+mpirun -np "$np" --oversubscribe build/raffle bench coord "${extra[@]}" --out bench/results

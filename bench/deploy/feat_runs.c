@@ -9,7 +9,7 @@
  *   rule  - with them where their rule puts them (the default: vit-tiny
  *           from 2 samples);
  *   all   - forced wherever a layer can run feature-major
- *           (rf_nn_feat_runs_set(2): each run transposes its input once and
+ *           (engine option feat_runs=always: each run transposes its input once and
  *           its last output once).
  * Best of 7 samples of >= 20 ms thread CPU time; docs/kernels.md has results.
  * Build and run: OPENBLAS_NUM_THREADS=1 bench/cbench.sh bench/deploy/feat_runs.c */
@@ -42,13 +42,13 @@ int main(int argc, char **argv) {
                 int B = batches[b];
                 double td = time_forward(&ctx, m, x, B);
                 if (deploy_sparse(&ctx, m, B)) return 1;
-                rf_nn_feat_runs_set(1);
+                ctx.engine.v[RF_ENGINE_FEAT_RUNS] = RF_ENGINE_FEAT_RULE;
                 double tf = time_forward(&ctx, m, x, B);
-                rf_nn_feat_runs_set(2);
+                ctx.engine.v[RF_ENGINE_FEAT_RUNS] = RF_ENGINE_FEAT_ALWAYS;
                 double ta = time_forward(&ctx, m, x, B);
-                rf_nn_feat_runs_set(0);
+                ctx.engine.v[RF_ENGINE_FEAT_RUNS] = RF_ENGINE_FEAT_OFF;
                 double tr = time_forward(&ctx, m, x, B);
-                rf_nn_feat_runs_set(1);
+                ctx.engine.v[RF_ENGINE_FEAT_RUNS] = RF_ENGINE_FEAT_RULE;
                 rf_deploy_release(m);
                 printf("%-14s %8.2f %5d %9.3f %9.3f %9.3f %9.3f %9.2fx %9.2fx %9.2fx\n", presets[p], sparsities[s], B,
                        td * 1e3, tr * 1e3, tf * 1e3, ta * 1e3, tr / tf, tr / ta, td / tf);

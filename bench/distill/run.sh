@@ -26,14 +26,14 @@ SUMMARY=${SUMMARY:-bench/results/distill.json}  # the summary that docs/ quotes
 mkdir -p "$OUT"
 
 echo "teacher $TEACHER on $DATA, $TEACHER_EPOCHS epochs" >&2
-[ -f "$OUT/teacher.rckpt" ] || "$RAFFLE" train --model "$TEACHER" --data "$DATA" --epochs "$TEACHER_EPOCHS" --seed 100 \
-    --out "$OUT/teacher.rckpt" --log-every 0 --json > "$OUT/teacher.json"
+[ -f "$OUT/teacher/model.rckpt" ] || "$RAFFLE" train --model "$TEACHER" --data "$DATA" --epochs "$TEACHER_EPOCHS" --seed 100 \
+    --out "$OUT/teacher" --log-every -1 --json > "$OUT/teacher.json"
 for s in $SEEDS; do
     echo "seed $s: $STUDENT alone" >&2
-    "$RAFFLE" train --model "$STUDENT" --data "$DATA" --epochs "$EPOCHS" --seed "$s" --log-every 0 \
+    "$RAFFLE" train --model "$STUDENT" --data "$DATA" --epochs "$EPOCHS" --seed "$s" --log-every -1 \
         --json > "$OUT/alone_$s.json"
     echo "seed $s: $STUDENT distilled (T $T, alpha $ALPHA)" >&2
-    "$RAFFLE" distill --teacher "$OUT/teacher.rckpt" --model "$STUDENT" --data "$DATA" --epochs "$EPOCHS" \
+    "$RAFFLE" distill --teacher "$OUT/teacher/model.rckpt" --model "$STUDENT" --data "$DATA" --epochs "$EPOCHS" \
         --temperature "$T" --alpha "$ALPHA" --seed "$s" --out "$OUT/distilled_$s" --json > "$OUT/distilled_$s.json"
 done
 python3 bench/distill/summarize.py "$OUT" $SEEDS

@@ -26,17 +26,21 @@ RAFFLE=${RAFFLE:-build/raffle}
 mkdir -p "$OUT"
 : > "$OUT/records.jsonl"
 for s in $SEEDS; do
-  "$RAFFLE" lottery --model lenet-300-100 --data "$DATA" --rounds "$ROUNDS" --prune-fraction 0.2 \
-    --output-fraction 0.1 --iterations "$ITERATIONS" --batch 60 --optimizer adam --lr 1.2e-3 \
-    --rewind "$REWIND" --control reinit,random --control-from "$CONTROL_FROM" --eval-every "$EVAL_EVERY" --seed "$s" \
-    --out-dir "$OUT/s$s" --json > "$OUT/s$s.json"
-  jq -c --arg s "$s" '.rounds[] | . as $r |
-      ({group:("round \($r.round) ticket"), seed:($s|tonumber), remaining:$r.remaining, accuracy:$r.accuracy,
-        best_accuracy:$r.best_accuracy, best_iteration:$r.best_iteration}),
-      (if $r.reinit then {group:("round \($r.round) reinit"), seed:($s|tonumber), remaining:$r.reinit.remaining,
-        accuracy:$r.reinit.accuracy, best_accuracy:$r.reinit.best_accuracy, best_iteration:$r.reinit.best_iteration} else empty end),
-      (if $r.random then {group:("round \($r.round) random"), seed:($s|tonumber), remaining:$r.random.remaining,
-        accuracy:$r.random.accuracy, best_accuracy:$r.random.best_accuracy, best_iteration:$r.random.best_iteration} else empty end)' \
+  case "$REWIND" in
+    init) rw="--rewind weights" ;;
+    step:*) rw="--rewind weights --rewind-iteration ${REWIND#step:}" ;;
+    lr) rw="--rewind lr" ;;
+    *) echo "REWIND must be init, step:K or lr" >&2; exit 2 ;;
+  esac
+  # shellcheck disable=SC2086
+  "$RAFFLE" lottery --model lenet-300-100 --data "$DATA" --rounds "$ROUNDS" --rate 0.2 \
+    --output-rate 0.1 --iterations "$ITERATIONS" --batch 60 --optimizer adam --lr 1.2e-3 \
+    $rw --controls reinit,random --controls-from "$CONTROL_FROM" --eval-every "$EVAL_EVERY" --seed "$s" \
+    --out "$OUT/s$s" --json > "$OUT/s$s.json"
+  # one record per task: round 0 is the dense run, the controls are labelled imp-reinit / imp-random
+  jq -c --arg s "$s" '.tasks[] | select(.kind == "lottery") |
+      {group:("round \(.round) \(if .label == "imp" then "ticket" else (.label | sub("imp-"; "")) end)"),
+       seed:($s|tonumber), remaining, accuracy, best_accuracy, best_iteration}' \
     "$OUT/s$s.json" >> "$OUT/records.jsonl"
 done
 {

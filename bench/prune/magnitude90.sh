@@ -22,17 +22,17 @@ RAFFLE=${RAFFLE:-build/raffle}
 mkdir -p "$OUT"
 : > "$OUT/records.jsonl"
 for s in $SEEDS; do
-  "$RAFFLE" lottery --model lenet-300-100 --data "$DATA" --rounds 0 --epochs "$EPOCHS" \
-    --batch 60 --lr 1.2e-3 --seed "$s" --out-dir "$OUT/dense_s$s" --json > "$OUT/dense_s$s.json"
-  jq -c --arg s "$s" '{group:"dense", seed:($s|tonumber), accuracy:.rounds[0].accuracy, remaining:.rounds[0].remaining}' \
+  "$RAFFLE" train --model lenet-300-100 --data "$DATA" --epochs "$EPOCHS" \
+    --batch 60 --lr 1.2e-3 --seed "$s" --out "$OUT/dense_s$s" --json > "$OUT/dense_s$s.json"
+  jq -c --arg s "$s" '{group:"dense", seed:($s|tonumber), accuracy, remaining:(1 - .sparsity)}' \
     "$OUT/dense_s$s.json" >> "$OUT/records.jsonl"
-  "$RAFFLE" prune --ckpt "$OUT/dense_s$s/round_0/model.rckpt" --data "$DATA" --method magnitude \
+  "$RAFFLE" prune --ckpt "$OUT/dense_s$s/model.rckpt" --data "$DATA" --method magnitude \
     --sparsity 0.9 --scope global --finetune-epochs "$FT_EPOCHS" --batch 60 --lr 1.2e-3 --seed "$s" \
     --out "$OUT/mag90_s$s" --json > "$OUT/mag90_s$s.json"
   jq -c --arg s "$s" '{group:"magnitude 90% + fine-tune", seed:($s|tonumber), accuracy, sparsity,
       collapsed:(.collapsed_layers|length)}' "$OUT/mag90_s$s.json" >> "$OUT/records.jsonl"
   # Fair dense baseline: the same extra epochs on the dense model (sparsity 0).
-  "$RAFFLE" prune --ckpt "$OUT/dense_s$s/round_0/model.rckpt" --data "$DATA" --method magnitude \
+  "$RAFFLE" prune --ckpt "$OUT/dense_s$s/model.rckpt" --data "$DATA" --method magnitude \
     --sparsity 0 --scope global --finetune-epochs "$FT_EPOCHS" --batch 60 --lr 1.2e-3 --seed "$s" \
     --out "$OUT/dense_more_s$s" --json > "$OUT/dense_more_s$s.json"
   jq -c --arg s "$s" '{group:"dense + same extra epochs", seed:($s|tonumber), accuracy, sparsity}' \

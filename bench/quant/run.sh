@@ -34,20 +34,20 @@ recipe() {
     esac
 }
 for m in $MODELS; do
-    if [ ! -f "$OUT/$m.rckpt" ]; then
+    if [ ! -f "$OUT/$m/model.rckpt" ]; then
         echo "$m: fp32 $(recipe "$m")" >&2
         # shellcheck disable=SC2046
-        nice "$RAFFLE" train --model "$m" --data "$DATA" $(recipe "$m") --batch 128 --seed 0 --threads 1 --log-every 0 \
-            --out "$OUT/$m.rckpt" --json > "$OUT/${m}_fp32.json"
+        nice "$RAFFLE" train --model "$m" --data "$DATA" $(recipe "$m") --batch 128 --seed 0 --threads 1 --log-every -1 \
+            --out "$OUT/$m" --json > "$OUT/${m}_fp32.json"
     fi
     # an arm whose JSON exists is kept (resume after an interruption; delete $OUT to redo)
     for c in minmax percentile; do
         [ -s "$OUT/${m}_ptq_$c.json" ] && continue
         echo "$m: PTQ $c" >&2
-        nice "$RAFFLE" quantize --ckpt "$OUT/$m.rckpt" --data "$DATA" --mode ptq --calib "$c" $LIMIT \
+        nice "$RAFFLE" quantize --ckpt "$OUT/$m/model.rckpt" --data "$DATA" --mode ptq --calib "$c" $LIMIT \
             --out "$OUT/${m}_ptq_$c" --json > "$OUT/${m}_ptq_$c.json"
     done
-    [ -s "$OUT/${m}_qat.json" ] || { echo "$m: QAT, $QAT_EPOCHS epoch(s)" >&2; nice "$RAFFLE" quantize --ckpt "$OUT/$m.rckpt" --data "$DATA" --mode qat --epochs "$QAT_EPOCHS" $LIMIT \
+    [ -s "$OUT/${m}_qat.json" ] || { echo "$m: QAT, $QAT_EPOCHS epoch(s)" >&2; nice "$RAFFLE" quantize --ckpt "$OUT/$m/model.rckpt" --data "$DATA" --mode qat --epochs "$QAT_EPOCHS" $LIMIT \
         --out "$OUT/${m}_qat" --json > "$OUT/${m}_qat.json"; }
     for a in ptq_minmax ptq_percentile qat; do
         "$RAFFLE" eval --ckpt "$OUT/${m}_$a/model.rckpt" --data "$DATA" --json > "$OUT/${m}_${a}_eval.json"
@@ -65,11 +65,13 @@ if os.path.exists(summary):
         res = json.load(f)
 for m in models:
     r = {"fp32": load(f"{out}/{m}_ptq_minmax.json")["fp32_accuracy"],
-         "fp32_bytes": os.path.getsize(f"{out}/{m}.rckpt")}
+         "fp32_bytes": os.path.getsize(f"{out}/{m}/model.rckpt")}
     if os.path.exists(f"{out}/{m}_fp32.json"):
-        r["fp32_train"] = {k: load(f"{out}/{m}_fp32.json").get(k) for k in ("steps", "seconds", "best_accuracy")}
+        f32 = load(f"{out}/{m}_fp32.json")
+        r["fp32_train"] = {"steps": f32.get("steps"), "seconds": f32["timing"].get("seconds"), "best_accuracy": f32.get("best_accuracy")}
     for arm in ("ptq_minmax", "ptq_percentile", "qat"):
         j = load(f"{out}/{m}_{arm}.json")
+        j.update(j.get("timing", {}))   # metrics.json keeps latencies under "timing"
         e = load(f"{out}/{m}_{arm}_eval.json")
         r[arm] = {"accuracy": j["accuracy"], "delta_points": round(100 * (j["accuracy"] - r["fp32"]), 3),
                   "eval_accuracy": e["accuracy"], "int8_products": j["int8_products"], "bytes": j["bytes"],

@@ -43,9 +43,9 @@ for m in "${MODELS[@]}"; do
   echo "== $m: raffle train --model $m --data $DATA --epochs $EPOCHS --batch 128 --seed 0 $r" >&2
   # shellcheck disable=SC2086
   j=$(build/raffle train --model "$m" --data "$DATA" --epochs "$EPOCHS" --batch 128 --seed 0 --threads 1 \
-        --log-every 0 --json $r)
+        --log-every -1 --json $r)
   echo "$j" >&2
-  rows+=("$("$PY" -c 'import json,sys; j=json.loads(sys.argv[1]); print("| %s | %.2f%% | %.2f%% | %.1f%% | %d | %d | %.0f | `%s` |" % (sys.argv[2], 100*j["accuracy"], 100*j["best_accuracy"], 100*float(sys.argv[3]), sys.argv[5] and int(sys.argv[5]) or 0, j["parameters"], j["seconds"], sys.argv[4]))' "$j" "$m" "$(target "$m")" "$r" "$EPOCHS")")
+  rows+=("$("$PY" -c 'import json,sys; j=json.loads(sys.argv[1]); print("| %s | %.2f%% | %.2f%% | %.1f%% | %d | %d | %.0f | `%s` |" % (sys.argv[2], 100*j["accuracy"], 100*j["best_accuracy"], 100*float(sys.argv[3]), sys.argv[5] and int(sys.argv[5]) or 0, j["parameters"], j["timing"]["seconds"], sys.argv[4]))' "$j" "$m" "$(target "$m")" "$r" "$EPOCHS")")
 done
 
 section=$(mktemp)

@@ -25,15 +25,17 @@ static float *rnd(size_t n, unsigned *s) {
 
 /* seconds per call, best of 5 batches of calls lasting >= 20 ms */
 static double time_it(int blas, int op, float *Y, const float *X, const float *W, const float *b, int M, int N, int K) {
-    rf_nn_gemm_force(blas ? 1 : 2);
+    rf_engine e;
+    rf_engine_builtin(&e);
+    e.v[RF_ENGINE_GEMM] = blas ? RF_ENGINE_GEMM_BLAS : RF_ENGINE_GEMM_ROWS;
     double best = 1e9;
     for (int rep = 0; rep < 5; rep++) {
         int calls = 0;
         double t0 = now(), t;
         do {
-            if (op == 1) rf_nn_linear_dx(Y, X, W, M, N, K, K, N);
-            else if (op == 2) rf_nn_linear_dw(Y, X, W, M, N, K, K, N);
-            else rf_nn_linear_fwd(Y, X, W, b, M, N, K, K, N);
+            if (op == 1) rf_nn_linear_dx(&e, Y, X, W, M, N, K, K, N);
+            else if (op == 2) rf_nn_linear_dw(&e, Y, X, W, M, N, K, K, N);
+            else rf_nn_linear_fwd(&e, Y, X, W, b, M, N, K, K, N);
             calls++;
         } while ((t = now() - t0) < 0.02);
         if (t / calls < best) best = t / calls;

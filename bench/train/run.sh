@@ -85,7 +85,7 @@ for m in $MODELS; do
   rjs=(); tjs=()
   for ((round = 0; round < ROUNDS; round++)); do
     rjs+=("$(build/raffle train --model "$m" --data "$data" --iterations "$iters" --batch $BATCH --optimizer adam \
-          --threads 1 --eval-limit 256 --log-every 0 --json)")
+          --threads 1 --eval-limit 256 --log-every -1 --json)")
     tjs+=("$(cd bench/train && "$PY" torch_bench.py --spec "$TMP/$m.json" --iterations "$iters" --batch $BATCH --threads 1)")
   done
   row=$("$PY" - "$m" "$rparams" "$PEAK" "$ROUNDS" "${rjs[@]}" "${tjs[@]}" <<'PYEOF'
@@ -98,7 +98,7 @@ if t["parameters"] != rparams:
     sys.exit(f"{m}: PyTorch twin has {t['parameters']} parameters, raffle {rparams}")
 # Throughput per CPU second (the peak probe also counts CPU time): on a
 # shared machine wall-clock rates measure the other users' load.
-rr = [r["cpu_samples_per_s"] for r in rs]
+rr = [r["timing"]["cpu_samples_per_s"] for r in rs]   # metrics.json keeps timings under "timing"
 tr = [x["cpu_samples_per_s"] for x in ts]
 ratios = [a / b for a, b in zip(rr, tr)]
 rmed = statistics.median(rr)
@@ -107,7 +107,7 @@ print(json.dumps({"model": m, "parameters": rparams, "batch": t["batch"], "itera
                   "rounds": n, "raffle_samples_per_s": rmed, "torch_samples_per_s": statistics.median(tr),
                   "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
                   "ratio_rounds": ratios, "raffle_rounds": rr, "torch_rounds": tr,
-                  "raffle_wall_samples_per_s": statistics.median([r["samples_per_s"] for r in rs]),
+                  "raffle_wall_samples_per_s": statistics.median([r["timing"]["samples_per_s"] for r in rs]),
                   "torch_wall_samples_per_s": statistics.median([x["samples_per_s"] for x in ts]),
                   "train_flops_per_sample": t["train_flops_per_sample"],
                   "raffle_gflops": gf, "fraction_of_peak": gf / peak, "torch_version": t["torch_version"]}))

@@ -12,6 +12,7 @@
 #define RAFFLE_CKPT_H
 
 #include "raffle/core.h"
+#include "raffle/nn.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -132,6 +133,21 @@ rf_status rf_ckpt_tensor_to_f32(rf_ctx *ctx, const rf_ckpt_tensor *t, float **ou
  * metadata are not counted. */
 double    rf_ckpt_tensor_entropy_bound(const rf_ckpt_tensor *t);
 double    rf_ckpt_entropy_bound(const rf_ckpt *c);
+
+/* ---- model <-> checkpoint -------------------------------------------------
+ * Metadata JSON holds {"raffle_version","format":"rckpt","spec":<spec>,
+ * "extra":<caller's extra JSON object or null>}. Tensors: every param tensor
+ * by name; prunable params of a masked model are stored with the SPARSE kind
+ * (their mask is the stored mask, so a kept weight that happens to be 0.0
+ * keeps its mask bit); BN buffers as "<layer>.running_mean"/"running_var". */
+/* Builds a checkpoint of m (copies data). extra_json may be NULL.
+ * Returns new checkpoint; free with rf_ckpt_free. */
+rf_status rf_model_to_ckpt(rf_ctx *ctx, const rf_model *m, const char *extra_json, rf_ckpt **out);
+rf_status rf_model_save(rf_ctx *ctx, const rf_model *m, const char *extra_json, const char *path);
+/* Rebuilds a model from a checkpoint (masks restored when stored sparse).
+ * Returns a new model; free with rf_model_free. */
+rf_status rf_model_from_ckpt(rf_ctx *ctx, const rf_ckpt *c, rf_model **out);
+rf_status rf_model_load(rf_ctx *ctx, const char *path, rf_model **out);
 
 #ifdef __cplusplus
 }

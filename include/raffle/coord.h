@@ -115,19 +115,8 @@ typedef struct rf_sweep_result {
  * (tasks may have failed: see res); an error when the store or MPI failed. */
 rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts, rf_sweep_result *res);
 
-/* The child side of a task: reads DIR/task.json ({"id","settings","parents"}),
- * runs rf_task_run with out_dir DIR, writes DIR/metrics.json (deterministic
- * keys at the top, timings under "timing") and DIR/result.json ({"class",
- * "message"}). Returns the task's status. */
-rf_status rf_coord_run_dir(rf_ctx *ctx, const char *dir);
-/* The same with a preemption flag (borrowed; `raffle run` sets it on SIGUSR1
- * or SIGTERM). task.json may also hold "resume" (path of a resume.rckpt to
- * continue from) and "resume_every_s" (rf_task_io). A stopped training task
- * leaves DIR/resume.rckpt and result.json class "preempted". */
-rf_status rf_coord_run_task(rf_ctx *ctx, const char *dir, volatile int *stop_flag);
-/* Moves timing keys (seconds, latency_ms, throughput, ...) of metrics into a
- * "timing" object so the rest is reproducible byte for byte. */
-void      rf_coord_split_timing(cJSON *metrics);
+/* The child side of a task (`raffle run DIR`) is the task module's
+ * rf_task_run_dir (raffle/task.h): the coordinator only starts it. */
 
 /* ---- Slurm (src/coord/slurm.c, docs/hpc.md) ------------------------------- */
 /* A new object of the job's metadata (job_id, array_job_id, array_task_id,
@@ -144,9 +133,21 @@ rf_status rf_slurm_end_time(rf_ctx *ctx, double *end_epoch);
  * output; "Unknown" gives 0. */
 rf_status rf_slurm_parse_end_time(rf_ctx *ctx, const char *text, double *end_epoch);
 
-/* `raffle bench coord` (src/coord/bench.c): dispatch rate, gather bandwidth
- * vs raw MPI, memory per queued task; writes bench/results/coord.json. */
-int rf_bench_coord_main(int argc, char **argv);
+/* ---- the coordinator's benchmark (src/coord/bench.c) ----------------------
+ * Dispatch rate of the scheduler and protocol on no-op tasks, checkpoint
+ * gather bandwidth against raw MPI, coordinator memory per queued task. */
+typedef struct rf_bench_coord_opts {
+    int tasks;   /* no-op tasks of the dispatch measurement */
+    int mb;      /* MiB gathered */
+    int reps;    /* repetitions, best kept */
+    int level;   /* zstd level of the stream */
+} rf_bench_coord_opts;
+void rf_bench_coord_opts_default(rf_bench_coord_opts *o, int quick);
+/* Runs the benchmark on every rank of MPI_COMM_WORLD (2 or 3 ranks;
+ * initialises MPI when nobody has, and then finalises it on success).
+ * *rank gets this rank; on rank 0 *result gets a new object (cJSON_Delete),
+ * elsewhere NULL. An error on any rank: the caller aborts the MPI job. */
+rf_status rf_bench_coord(rf_ctx *ctx, const rf_bench_coord_opts *o, int *rank, cJSON **result);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,7 @@
 /* raffle core: status codes, per-call context, allocation hook, tensors,
  * activation arena and the counter-based RNG.
  *
- * Everything else in raffle builds on this header. Conventions (STYLE.md):
+ * Everything else in raffle builds on this header. Conventions (CONTRIBUTING.md):
  *  - library functions return rf_status and put detail in ctx->err;
  *  - ownership is stated on every prototype;
  *  - status values are fixed forever: add new ones at the end, never renumber. */
@@ -51,6 +51,17 @@ typedef enum rf_status {
 /* Returns a static, stable name for a status ("checksum mismatch"). */
 const char *rf_strerror(rf_status s);
 
+/* ---- engine options --------------------------------------------------------
+ * How the compute engine runs: the convolution path, the GEMM kernel, ... as
+ * explicit values carried in rf_ctx (raffle/engine.h has the table: names,
+ * values, defaults, environment variables, docs). Values are indices into an
+ * option's value names, or integers. */
+typedef enum rf_engine_opt {
+    RF_ENGINE_ISA = 0, RF_ENGINE_CONV, RF_ENGINE_GEMM, RF_ENGINE_TB_CHUNK, RF_ENGINE_FEAT_RUNS,
+    RF_ENGINE_COUNT_
+} rf_engine_opt;
+typedef struct rf_engine { int v[RF_ENGINE_COUNT_]; } rf_engine;
+
 /* ---- context -------------------------------------------------------------
  * One per thread of work. Carries the last error's message and settings that
  * library code consults (memory cap, threads). Plain struct so it can live on
@@ -62,6 +73,7 @@ typedef struct rf_ctx {
     size_t    mem_cap;         /* max bytes one declared object may need (0 = default 8 GiB) */
     int       threads;         /* compute threads (default 1)                 */
     size_t    task_cap;        /* max tasks one job may expand to (0 = default 100,000) */
+    rf_engine engine;          /* engine options the computations of this ctx use */
 } rf_ctx;
 
 #define RF_TASK_CAP_DEFAULT 100000
@@ -71,7 +83,9 @@ typedef struct rf_ctx {
  * RAFFLE_MEM_CAP (bytes, optional K/M/G/T binary suffix: "512M", "2G");
  * unset or unparseable leaves 0, the default cap of 8 GiB; and task_cap from
  * RAFFLE_MAX_TASKS (a plain count, at most RF_TASK_CAP_MAX; anything else
- * leaves 0, the default RF_TASK_CAP_DEFAULT). */
+ * leaves 0, the default RF_TASK_CAP_DEFAULT); engine options from their
+ * built-in defaults and environment variables (raffle/engine.h; a value an
+ * option does not take is skipped here: rf_engine_from_env reports it). */
 void rf_ctx_init(rf_ctx *ctx);
 /* The task cap in force: ctx->task_cap, or the default when it is 0, never
  * above RF_TASK_CAP_MAX. */
@@ -182,6 +196,13 @@ static inline void rf_put_u32(unsigned char *p, uint32_t v) { p[0]=(unsigned cha
 static inline void rf_put_u64(unsigned char *p, uint64_t v) { rf_put_u32(p, (uint32_t)v); rf_put_u32(p+4, (uint32_t)(v>>32)); }
 static inline uint32_t rf_get_u32(const unsigned char *p) { return (uint32_t)p[0] | ((uint32_t)p[1]<<8) | ((uint32_t)p[2]<<16) | ((uint32_t)p[3]<<24); }
 static inline uint64_t rf_get_u64(const unsigned char *p) { return (uint64_t)rf_get_u32(p) | ((uint64_t)rf_get_u32(p+4) << 32); }
+
+/* A growable string (report pages, generated docs). Zero-initialise it; on
+ * an allocation failure oom is set and later appends are dropped. p is NUL-
+ * terminated once anything was appended; free it with rf_buf_free. */
+typedef struct rf_buf { char *p; size_t n, cap; int oom; } rf_buf;
+void rf_buf_printf(rf_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rf_buf_free(rf_buf *b);
 
 /* Atomically writes `n` bytes to `path`: temp file in the same directory,
  * fsync, rename, fsync of the directory. Nothing half-written is ever visible. */

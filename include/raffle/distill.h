@@ -20,7 +20,6 @@
 #include "raffle/nn.h"
 #include "raffle/data.h"
 #include "raffle/train.h"
-#include "raffle/task.h"
 #include "raffle/prune.h"
 #include "raffle/quant.h"
 
@@ -90,10 +89,6 @@ void      rf_distill_hooks(rf_distill *d, rf_train_hooks *h);   /* sets ud and l
 /* Hidden-state loss of the last rf_distill_loss call (0 without pairs). */
 float     rf_distill_hidden_loss(const rf_distill *d);
 
-/* Reads the distillation keys of a task's settings into cfg (defaults kept
- * for absent keys): "temperature", "alpha", "hidden_weight", "proj_lr",
- * "seed". Out-of-range values -> RF_ERR_INVALID naming the key. */
-rf_status rf_distill_cfg_from_json(rf_ctx *ctx, const cJSON *settings, rf_distill_cfg *cfg);
 
 /* ---- Prune Once For All (Zafrir et al. 2021) ----------------------------------------
  * One composite set of train hooks for the three OFA stages: gradual
@@ -127,28 +122,6 @@ void      rf_ofa_train_hooks(rf_ofa_hooks *o, rf_train_hooks *h);
  * smoothness at any length. */
 void      rf_ofa_gmp_schedule(double sparsity, int64_t total, double end_fraction, double every_fraction,
                               rf_gmp_schedule *s);
-
-/* ---- task kinds --------------------------------------------------------------------
- * "distill": parents = the teacher checkpoint(s) (an ensemble when several).
- * "ofa-sparse": parents[0] = the dense upstream teacher; student initialised
- *   from it, GMP (cubic) to "sparsity", 0.5·CE + 0.5·KD at T = 2, LR rewinding.
- * "ofa-transfer": parents[0] = the sparse model, parents[1] = a dense teacher
- *   fine-tuned on the downstream data; pattern locked.
- * "ofa-qat": parents[0] = the model to quantize (pattern locked), optional
- *   parents[1] = a teacher to keep distilling from. */
-/* Shared by the "quantize" (mode qat) and "ofa-qat" kinds: QAT of m on
- * io->train with the task's training settings (defaults: 1 epoch, lr 1e-4,
- * observers frozen at half the run; keys "freeze_after", "ema_decay"),
- * distilling from t when non-NULL (dc borrowed; NULL t: cross-entropy); the
- * mask pattern of m, if any, stays locked. Returns the converted int8 model
- * description in *out (new; rf_quant_free) with the int8 path enabled on m. */
-rf_status rf_ofa_run_qat(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_teacher *t,
-                         const rf_distill_cfg *dc, rf_quant **out, rf_train_result *res);
-
-rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
-rf_status rf_task_ofa_sparse(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
-rf_status rf_task_ofa_transfer(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
-rf_status rf_task_ofa_qat(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 
 #ifdef __cplusplus
 }

@@ -2,46 +2,31 @@
  * expanded into a DAG of tasks (docs/jobs.md documents every field).
  *
  * Expansion: any scalar setting given as a list is a grid axis; each grid
- * point of an experiment becomes tasks (dense training -> prunes, lottery
- * round r -> r+1, teacher -> students, OFA teacher -> sparse -> transfer ->
- * QAT). Each task carries its canonical settings (keys sorted, printed by
+ * point of an experiment becomes tasks through its kind's descriptor
+ * (raffle/task.h rf_kind.expand: dense training -> prunes, lottery round r ->
+ * r+1, teacher -> students, OFA teacher -> sparse -> transfer -> QAT). Each
+ * task carries its canonical settings (keys sorted, printed by
  * cJSON_PrintUnformatted) and its id is a hash of those settings, of its
  * parents' ids and of the checkpoint format version, so identical work in two
- * experiments is one task and an edited job changes only the ids it touches.
+ * experiments is one task and an edited job changes only the ids it touches
+ * (raffle/plan.h).
  *
  * Orchestration only: nothing here does math or I/O policy beyond reading
- * the job file (STYLE.md rule 9). */
+ * the job file (CONTRIBUTING.md rule 9). */
 #ifndef RAFFLE_JOB_H
 #define RAFFLE_JOB_H
 
 #include <stdint.h>
 #include "raffle/core.h"
+#include "raffle/plan.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Task kinds a job expands into; the names are rf_task_kind names. Values are
- * indices into a table and are stored nowhere on disk. */
-typedef enum rf_job_kind {
-    RF_JOB_TRAIN = 0, RF_JOB_PRUNE, RF_JOB_LOTTERY, RF_JOB_DISTILL, RF_JOB_QUANTIZE,
-    RF_JOB_OFA_SPARSE, RF_JOB_OFA_TRANSFER, RF_JOB_OFA_QAT, RF_JOB_NOOP, RF_JOB_FAIL,
-    RF_JOB_KIND_COUNT_
-} rf_job_kind;
+/* The task kinds (rf_job_kind, RF_JOB_*) and their descriptors are in
+ * raffle/task.h, the task records (rf_job_task) in raffle/plan.h. */
 const char *rf_job_kind_name(int kind);   /* "train", ...; "?" if out of range */
-
-/* One task: compact (ids and indices, no pointers to per-task heap objects
- * except the settings string) so 100,000-task sweeps stay small. */
-typedef struct rf_job_task {
-    uint64_t id;           /* hash of canonical settings + parent ids + RF_CKPT_VERSION */
-    uint32_t parent_off;   /* first parent in rf_job.parents */
-    uint16_t n_parents;
-    uint8_t  kind;         /* rf_job_kind */
-    uint8_t  pad_;
-    uint32_t exp;          /* index of the experiment that first produced it */
-    uint32_t settings_off; /* offset of its NUL-terminated settings in rf_job.strings */
-    float    cost;         /* estimated seconds on one core (rough; for ETA/summary) */
-} rf_job_task;
 
 typedef struct rf_job_limits {
     uint64_t memory_bytes; /* RLIMIT_AS of each task's child process */
@@ -99,8 +84,15 @@ void rf_job_summarize(const rf_job *j, rf_job_summary *s);
  * out must hold n_tasks entries. Used as scheduling priority. */
 void rf_job_heights(const rf_job *j, int32_t *out);
 
-/* Edit distance helper used for did-you-mean (exposed for tests). */
+/* Edit distance helper used for did-you-mean (exposed for tests;
+ * rf_edit_distance, raffle/settings.h). */
 int rf_job_edit_distance(const char *a, const char *b);
+
+/* The settings tables of a job file's own keys (docs generation): the top
+ * level, "limits", and the keys common to every experiment. */
+const rf_setting *rf_job_top_settings(void);
+const rf_setting *rf_job_limit_settings(void);
+const rf_setting *rf_job_experiment_settings(void);
 
 #ifdef __cplusplus
 }

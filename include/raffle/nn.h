@@ -40,6 +40,27 @@ typedef enum rf_layer_type {     /* values stored in metadata: never change */
     RF_L_TYPE_COUNT_
 } rf_layer_type;
 
+/* What a layer type is, for the code that treats layers by kind instead of
+ * by name: deployment (src/deploy), quantization and QAT, pruning and the
+ * collapse checks, checkpoints, distillation. Each layer type's op states
+ * its traits (src/nn/layers.h rf_nn_op.traits; the op table is indexed by
+ * rf_layer_type and a static_assert keeps it the enum's length, and a
+ * positional op initializer without its traits does not compile under
+ * -Wextra). Ask rf_layer_traits, never compare types. How a layer's units
+ * connect (layer collapse, src/nn/connect.c) is the op's `conn`. */
+typedef enum rf_layer_trait {
+    RF_LT_PRODUCT  = 1 << 0,  /* one product with its weight, overridable whole (rf_layer.infer_gemm) */
+    RF_LT_PRODUCTS = 1 << 1,  /* products inside, each overridable per weight (rf_param.infer_gemm) */
+    RF_LT_ROWS     = 1 << 2,  /* deployed, its products run on row-major activations */
+    RF_LT_FEAT     = 1 << 3,  /* deployed, its products run feature-major (conv's columns, the model's runs) */
+    RF_LT_ROWS_OUT = 1 << 4,  /* GEMM rows per sample = output positions (conv); else tokens (products
+                               * inside) or in_size / K (rf_layer_product_rows) */
+    RF_LT_PRUNABLE = 1 << 8,  /* its weight tensors are prunable (rf_param.prunable) */
+    RF_LT_QUANT    = 1 << 9,  /* its products can run int8 */
+    RF_LT_STATS    = 1 << 10, /* running statistics in its buffers (batchnorm: running_mean, running_var) */
+    RF_LT_BLOCK    = 1 << 11, /* a transformer block: hidden-state distillation pairs blocks */
+} rf_layer_trait;
+
 /* Role of a parameter tensor: decides default prunability. */
 typedef enum rf_param_role {
     RF_P_WEIGHT = 0,   /* linear / conv / attention projection weights: prunable */
@@ -231,6 +252,14 @@ const rf_param *rf_model_param(const rf_model *m, const char *name);
 rf_status rf_model_ensure_masks(rf_ctx *ctx, rf_model *m);
 /* Multiplies params by masks (no-op while dense). */
 void      rf_model_apply_masks(rf_model *m);
+/* The traits of a layer type (rf_layer_trait bits; 0 for a value that is
+ * not a layer type). */
+unsigned  rf_layer_traits(int type);
+/* GEMM rows per sample of a product layer's product with K inputs: output
+ * positions (RF_LT_ROWS_OUT), tokens (RF_LT_PRODUCTS), else in_size / K (a
+ * linear layer on tokens, the patch embedding's patches; 1 when K does not
+ * divide in_size). */
+long      rf_layer_product_rows(const rf_layer *L, int K);
 
 /* ---- forward / backward ---------------------------------------------------
  * x: [batch, C*H*W] (borrowed; must stay alive until backward).

@@ -7,10 +7,11 @@
  *    EXACTLY the requested count per ranking group, breaking ties by flat
  *    index; the cubic GMP schedule; connectivity (layer collapse) of a chain
  *    of masks;
- *  - model level: scores by method (magnitude, random, obd, snip, grasp,
- *    synflow) over model->params, written into model->masks (same offsets as
- *    params, rf_model_ensure_masks), and the before_step hook for gradual
- *    magnitude pruning that the OFA pipeline reuses.
+ *  - model level: scores by method (the method table: magnitude, random,
+ *    obd, snip, grasp, synflow, taylor) over model->params, written into
+ *    model->masks (same offsets as params, rf_model_ensure_masks), and the
+ *    before_step hook for gradual magnitude pruning that the OFA pipeline
+ *    reuses.
  *
  * Mask convention: 1.0 kept, 0.0 pruned. A weight whose mask is already 0
  * counts as pruned and is never revived: iterative pruning removes a fraction
@@ -28,8 +29,13 @@
 extern "C" {
 #endif
 
-/* ---- methods --------------------------------------------------------------
- * Values are stored in metrics and job files by name, never by number. */
+/* ---- methods ----------------------------------------------------------------
+ * One table (src/compress/prune_methods.c) of descriptors, one per method in
+ * the file that implements it (rf_prune_method_desc below). A method is
+ * stored by name (settings, metrics, job files), never by number; the enum
+ * names the table positions of the methods that code asks for by name of
+ * constant (lottery rounds and GMP are magnitude pruning, tests). A method
+ * added later needs no enum value: it is found by name. */
 typedef enum rf_prune_method {
     RF_PRUNE_MAGNITUDE = 0,  /* |w|                                                   */
     RF_PRUNE_RANDOM    = 1,  /* uniform scores from a Philox stream of the seed       */
@@ -37,14 +43,7 @@ typedef enum rf_prune_method {
     RF_PRUNE_SNIP      = 3,  /* Lee et al. 2019: |g ⊙ w| / Σ|g ⊙ w| on one batch      */
     RF_PRUNE_GRASP     = 4,  /* Wang et al. 2020: −w ⊙ Hg, prune the highest          */
     RF_PRUNE_SYNFLOW   = 5,  /* Tanaka et al. 2020, Alg. 1: data-free, iterative       */
-    RF_PRUNE_METHOD_COUNT_
 } rf_prune_method;
-/* Returns the static name ("magnitude", ...), or "?" if out of range. */
-const char *rf_prune_method_name(rf_prune_method m);
-/* Returns the method for a name, or -1 if unknown. */
-int         rf_prune_method_from_name(const char *name);
-/* Comma-separated list of method names (static). */
-const char *rf_prune_method_names(void);
 
 typedef enum rf_prune_scope {
     RF_SCOPE_LAYER  = 0,     /* each tensor ranked on its own at its own rate        */
@@ -52,6 +51,8 @@ typedef enum rf_prune_scope {
 } rf_prune_scope;
 /* Returns the scope for "layer"/"global", or -1. */
 int rf_prune_scope_from_name(const char *name);
+
+typedef struct rf_prune_cfg rf_prune_cfg;   /* below */
 
 /* ---- plain-array selection ------------------------------------------------ */
 
@@ -131,8 +132,8 @@ int    rf_gmp_is_update_step(const rf_gmp_schedule *s, int64_t step);
 /* ---- model level ---------------------------------------------------------- */
 
 /* Which weights are eligible and at what rate (shared by every method). */
-typedef struct rf_prune_cfg {
-    rf_prune_method method;
+struct rf_prune_cfg {
+    int      method;          /* index into the method table (rf_prune_method for built-ins) */
     rf_prune_scope  scope;
     double   sparsity;        /* see rf_prune_plan                                   */
     double   output_rate;     /* < 0: same as sparsity (and ranked with the rest)     */
@@ -142,12 +143,58 @@ typedef struct rf_prune_cfg {
     const char *const *rate_patterns; /* borrowed [n_layer_rates]                      */
     const double *rates;      /* borrowed [n_layer_rates]                              */
     uint64_t seed;            /* random scores, data batches                          */
-    int      batches;         /* obd / grasp: number of batches (default 10)          */
+    int      batches;         /* obd / grasp / taylor: number of batches (default 10) */
     int      batch;           /* obd / snip / grasp batch size (default 128)          */
     int      synflow_rounds;  /* default 100                                          */
     double   grasp_eps;       /* finite-difference step, relative (default 3e-3)      */
-} rf_prune_cfg;
+};
 void rf_prune_cfg_default(rf_prune_cfg *c);
+
+/* ---- the method table -----------------------------------------------------------
+ * What a method is: its name, what it needs, the settings it reads, and its
+ * score. rf_prune_model runs any method the same way: items, scores, exact
+ * selection (or the method's own prune function, SynFlow's rounds). Adding a
+ * method is its file with one descriptor and one entry in the table
+ * (CONTRIBUTING.md). */
+enum {   /* rf_prune_method_desc.flags */
+    RF_PM_DATA    = 1 << 0,  /* reads batches of the training set (train != NULL)          */
+    RF_PM_GRAD    = 1 << 1,  /* needs loss gradients: a forward and a backward per batch   */
+    RF_PM_AT_INIT = 1 << 2,  /* designed to prune at initialisation (prune at_init)         */
+    RF_PM_HIGHEST = 1 << 3,  /* prunes the highest scores (GraSP)                           */
+    RF_PM_LAYER   = 1 << 4,  /* supports per-layer ranking (scope "layer")                  */
+    RF_PM_GLOBAL  = 1 << 5,  /* supports one global ranking (scope "global")                */
+};
+/* Fills scores[offset..offset+numel) of every item (scores has n_params
+ * entries, zero elsewhere). Larger = keep, unless RF_PM_HIGHEST. m may be
+ * used for forwards and backwards but is left as found. */
+typedef rf_status (*rf_prune_score_fn)(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *items,
+                                       int n_items, const rf_dataset *train, float *scores);
+/* A method that selects by itself (m's masks updated and applied). */
+typedef rf_status (*rf_prune_apply_fn)(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *items,
+                                       int n_items);
+typedef struct rf_prune_method_desc {
+    const char        *name;      /* settings "method" */
+    const char        *summary;   /* the score and its source, one line (docs)             */
+    unsigned           flags;     /* RF_PM_*                                               */
+    const char *const *keys;      /* the pruning settings it reads besides the common ones
+                                   * (synflow_rounds, obd_batches), NULL-terminated; NULL: none */
+    rf_prune_score_fn  score;
+    rf_prune_apply_fn  prune;     /* NULL: score, then rf_prune_select                     */
+} rf_prune_method_desc;
+
+/* Methods in the table; the descriptor of method m (NULL out of range). */
+int                          rf_prune_method_count(void);
+const rf_prune_method_desc  *rf_prune_method_get(int m);
+/* Returns the static name ("magnitude", ...), or "?" if out of range. */
+const char *rf_prune_method_name(int m);
+/* Returns the method for a name, or -1 if unknown. */
+int         rf_prune_method_from_name(const char *name);
+/* Comma-separated list of method names, and the names as a NULL-terminated
+ * array (both static). */
+const char *rf_prune_method_names(void);
+const char *const *rf_prune_method_list(void);
+/* Whether method m reads pruning setting `key` (its descriptor's keys). */
+int         rf_prune_method_reads(int m, const char *key);
 
 /* Returns the number of eligible tensors and fills *items with a new array
  * (rf_free) of views of m's prunable params matching cfg->layers, each with
@@ -162,7 +209,7 @@ rf_status rf_prune_items(rf_ctx *ctx, const rf_model *m, const rf_prune_cfg *cfg
  * SynFlow's single-round score is returned here (rf_prune_model iterates). */
 rf_status rf_prune_scores(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg,
                           const rf_dataset *train, float **scores);
-int rf_prune_method_prunes_highest(rf_prune_method m);
+int rf_prune_method_prunes_highest(int m);
 
 /* One-shot pruning of m: ensures masks, scores, selects, applies masks to
  * params. SynFlow runs cfg->synflow_rounds rounds with the exponential
@@ -205,21 +252,6 @@ rf_status rf_gmp_init(rf_ctx *ctx, rf_gmp *g, const rf_prune_cfg *cfg, const rf_
 rf_status rf_gmp_apply(rf_gmp *g, rf_model *m, int64_t step);
 /* rf_train_hooks.before_step adapter: ud is an rf_gmp*. */
 rf_status rf_gmp_before_step(void *ud, rf_model *m, int64_t step, int64_t total_steps);
-
-/* ---- settings ---------------------------------------------------------------
- * Canonical settings keys (docs/pruning.md). Reads kind "prune" keys into cfg:
- * method, sparsity, scope, output_rate, layers, layer_sparsity (object
- * pattern → rate), seed, obd_batches, batch, synflow_rounds, grasp_eps.
- * Strings and arrays in cfg borrow from `settings` (keep it alive) and from
- * *owned, a new block freed with rf_free. */
-rf_status rf_prune_cfg_from_json(rf_ctx *ctx, const cJSON *settings, rf_prune_cfg *cfg, void **owned);
-
-/* The model a pruning task starts from: the checkpoint at `ckpt` if non-NULL
- * (trained weights and its mask), else `model` (preset name or spec path)
- * built for ds's samples (rf_model_create_for_data; ds may be NULL) and
- * initialised from `seed`. Returns a new model; free with rf_model_free. */
-rf_status rf_prune_open_model(rf_ctx *ctx, const char *ckpt, const char *model, const rf_dataset *ds, uint64_t seed,
-                              rf_model **out);
 
 /* Adds the pruning report of m to metrics (a cJSON object owned by the
  * caller): "prunable", "remaining" (fraction of prunable weights kept),

@@ -40,7 +40,6 @@
 #include "raffle/data.h"
 #include "raffle/ckpt.h"
 #include "raffle/train.h"
-#include "raffle/task.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -193,19 +192,6 @@ void      rf_qat_hooks(rf_qat *q, rf_train_hooks *h);   /* fills the two above *
 /* Ends QAT: removes the hook and returns a new calibrated rf_quant with the
  * observers' ranges (RF_CALIB_QAT), ready for rf_quant_enable. */
 rf_status rf_qat_convert(rf_ctx *ctx, rf_qat *q, rf_model *m, rf_quant **out);
-
-/* ---- task kind ---------------------------------------------------------------- */
-/* "quantize": parents[0] = the float model. Settings: "mode" ("ptq"|"qat"),
- * "calib" ("minmax"|"percentile"), "percentile", "calib_batches", and for
- * QAT the training settings of docs/quantization.md. */
-rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
-/* The finishing step of a task whose model m has q enabled: rf_task_finish
- * (evaluation and latency run the int8 path), then OUT_DIR/model.rckpt is
- * replaced by the int8 checkpoint (rf_quant_save) and "bytes" /
- * "compression_ratio" are set from its real size; adds "quantized": true,
- * "calib" and "int8_layers". */
-rf_status rf_quant_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const rf_quant *q,
-                               const char *extra_json, cJSON *metrics);
 
 #ifdef __cplusplus
 }

@@ -1,10 +1,19 @@
 /* raffle task: one unit of work of a sweep (train, prune, lottery round,
- * distill, quantize, OFA stage), run the same way by the CLI front-ends,
- * by `raffle run TASK` in a worker's child process, and in-process.
+ * distill, quantize, OFA stage), run the same way by the command line, by
+ * `raffle run DIR` in a worker's child process, and in-process.
+ *
+ * Every task kind is ONE descriptor, rf_kind, in the file that implements
+ * it (src/task/task_<kind>.c): its name, its settings (keys, types,
+ * defaults, bounds, docs: raffle/settings.h), how a job's experiment
+ * expands into tasks of it (raffle/plan.h), its runner, its parents and its
+ * flags. src/job (validation, expansion), the child runner
+ * (rf_task_run_dir), src/report (labels, plots), the command line (flags,
+ * --help) and docs/jobs.md (generated: `raffle help --markdown`) all read
+ * that descriptor; the table of descriptors is src/task/kinds.c.
  *
  * A task reads its settings (a canonical JSON object), its parents'
- * checkpoints, and the datasets; it writes OUT_DIR/model.rckpt and fills a
- * metrics object. It never does MPI or store policy (STYLE.md rule 9). */
+ * checkpoints and the datasets; it writes OUT_DIR/model.rckpt and fills a
+ * metrics object. It never does MPI or store policy (CONTRIBUTING.md rule 9). */
 #ifndef RAFFLE_TASK_H
 #define RAFFLE_TASK_H
 
@@ -13,6 +22,9 @@
 #include "raffle/data.h"
 #include "raffle/nn.h"
 #include "raffle/train.h"
+#include "raffle/settings.h"
+#include "raffle/distill.h"
+#include "raffle/quant.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,33 +47,210 @@ typedef struct rf_task_io {
      * RF_ERR_PREEMPTED. */
     const char   *resume_from;
     double        resume_every_s;
+    int           log_every;       /* progress line every N training steps (0: the kind's default) */
 } rf_task_io;
 
 /* A task kind's entry point: fills `metrics` (a cJSON object owned by the
  * caller) with at least "accuracy", "loss", "sparsity", "bytes", "parameters",
- * "seconds". Returns RF_OK or an error status with detail in ctx. */
+ * "seconds". The engine options are ctx->engine. Returns RF_OK or an error
+ * status with detail in ctx. */
 typedef rf_status (*rf_task_fn)(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 
-typedef struct rf_task_kind {
-    const char *name;      /* "train", "prune", "lottery", "distill", "quantize", "ofa-*" */
-    rf_task_fn  run;
-    int         needs_data;/* 1: rf_task_run loads settings "data" before calling run */
-} rf_task_kind;
+/* ---- kinds ------------------------------------------------------------------
+ * Ids index the descriptor table; they are stored nowhere on disk (a task's
+ * settings name its kind). Adding a kind: its file with one rf_kind, one
+ * value here and one entry in src/task/kinds.c (CONTRIBUTING.md). */
+typedef enum rf_job_kind {
+    RF_JOB_TRAIN = 0, RF_JOB_PRUNE, RF_JOB_LOTTERY, RF_JOB_DISTILL, RF_JOB_QUANTIZE,
+    RF_JOB_OFA_SPARSE, RF_JOB_OFA_TRANSFER, RF_JOB_OFA_QAT, RF_JOB_NOOP, RF_JOB_FAIL,
+    RF_JOB_KIND_COUNT_
+} rf_job_kind;
 
-/* Looks up a kind by name; NULL if unknown. */
+/* rf_kind.flags */
+enum {
+    RF_KIND_DATA      = 1 << 0, /* rf_task_run loads settings "data" before calling run   */
+    RF_KIND_TRAINS    = 1 << 1, /* the training keys (rf_train_settings) are settings of it */
+    RF_KIND_STOP      = 1 << 2, /* stop-aware: a stop request ends it with RF_ERR_PREEMPTED */
+    RF_KIND_RESUMABLE = 1 << 3, /* saves OUT_DIR/resume.rckpt and continues from it        */
+    RF_KIND_CKPT      = 1 << 4, /* writes OUT_DIR/model.rckpt                               */
+    RF_KIND_DIAG      = 1 << 5, /* sweep machinery diagnostics (no command, not in docs)    */
+};
+
+/* The report's plot a kind's finished tasks appear in (src/report). */
+typedef enum rf_kind_plot {
+    RF_PLOT_NONE = 0, RF_PLOT_SPARSITY, RF_PLOT_LOTTERY, RF_PLOT_DISTILL, RF_PLOT_QUANT
+} rf_kind_plot;
+
+typedef struct rf_plan rf_plan;     /* raffle/plan.h */
+typedef struct rf_point rf_point;
+
+typedef struct rf_kind {
+    const char *name;          /* the task kind ("train", "ofa-sparse"): settings "kind" */
+    const char *summary;       /* one line (command list, --help, docs)                 */
+    unsigned    flags;         /* RF_KIND_*                                             */
+    /* The kind's task settings besides the common ones (data, model, seed,
+     * engine, train_limit) and, with RF_KIND_TRAINS, the training keys:
+     * what its runner reads, with the defaults it falls back to, and the
+     * command line's flags. */
+    const rf_setting *keys;
+    /* Training keys this kind does not take (prune takes its length as
+     * finetune_epochs / finetune_iterations); NULL-terminated, may be NULL. */
+    const char *const *train_omit;
+    /* The training keys are settings only when this holds ("mode=qat");
+     * NULL: always. */
+    const char *train_when;
+    /* Parents: how many, and what they are (docs, --help). */
+    int         min_parents, max_parents;
+    const char *parents_doc;
+    rf_task_fn  run;
+    /* Job files: the experiment "kind" expanded by `expand`, its keys
+     * besides the common experiment keys, and the expansion (a grid point
+     * into tasks with parents). NULL experiment: only another kind's
+     * expansion produces this kind. */
+    const char *experiment;
+    const rf_setting *exp_keys;
+    const char *exp_doc;       /* the DAG the experiment expands to, for docs/jobs.md */
+    int       (*expand)(rf_plan *p, const rf_point *pt);
+    /* The report's "method" column for a task of this kind (buf has n
+     * bytes; may return a static string). NULL: the kind's name. */
+    const char *(*label)(const cJSON *settings, char *buf, size_t n);
+    rf_kind_plot plot;
+} rf_kind;
+
+/* The descriptors (each defined in its kind's file; src/task/kinds.c is the
+ * table of them, indexed by rf_job_kind). */
+extern const rf_kind rf_kind_train, rf_kind_prune, rf_kind_lottery, rf_kind_distill, rf_kind_quantize,
+    rf_kind_ofa_sparse, rf_kind_ofa_transfer, rf_kind_ofa_qat, rf_kind_noop, rf_kind_fail;
+
+/* The descriptor of kind id k (RF_JOB_*), NULL if out of range. */
+const rf_kind *rf_kind_get(int k);
+/* Kind ids by task kind name / by job experiment name; -1 if unknown. */
+int            rf_kind_find(const char *name);
+int            rf_kind_find_experiment(const char *name);
+/* Names of the experiment kinds, NULL-terminated (static). */
+const char *const *rf_kind_experiment_names(void);
+/* The common task settings: data, model, seed, engine, train_limit. */
+extern const rf_setting rf_task_common_settings[];
+/* The tables a kind's settings are checked against: common, training (if
+ * the kind trains), its own. Fills up to 3 tables, returns how many. */
+int            rf_kind_tables(const rf_kind *k, const rf_setting *tabs[3]);
+/* Completes settings s of kind k (in place): "kind", and the default of
+ * every key of its tables that is absent (training keys only where
+ * train_when holds, never train_omit ones). Returns 0 out of memory. */
+int            rf_kind_complete(const rf_kind *k, cJSON *s);
+/* A task's settings as a sweep stores them: a new object holding given
+ * (borrowed), "kind" and every default rf_kind_complete adds, with every
+ * object's keys sorted (byte order), the form a task's id hashes and its
+ * checkpoint records. NULL when out of memory. */
+cJSON         *rf_kind_settings(const rf_kind *k, const cJSON *given);
+/* Checks s against kind k's tables (unknown keys, types, bounds, training
+ * keys given where train_when does not hold). path prefixes errors;
+ * RF_ERR_INVALID with the message in ctx. */
+rf_status      rf_kind_check(rf_ctx *ctx, const rf_kind *k, const cJSON *s, const char *path);
+
+/* Compatibility names (before the descriptors): rf_task_kind is rf_kind. */
+typedef rf_kind rf_task_kind;
+/* The descriptor of a task kind name, NULL if unknown. */
 const rf_task_kind *rf_task_kind_find(const char *name);
-/* Runs a task: loads data named by settings "data" (unless io gives it), calls
- * the kind named by settings "kind". */
+
+/* ---- entry points (one per kind; rf_kind.run) -------------------------------- */
+rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_ofa_sparse(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_ofa_transfer(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_ofa_qat(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+
+/* Runs a task: loads data named by settings "data" (unless io gives it;
+ * "train_limit" keeps the first N training samples), calls the kind named
+ * by settings "kind". */
 rf_status rf_task_run(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 
-/* Fills cfg from the canonical training keys of a task's settings (see
- * docs/training.md): seed, epochs, iterations, batch, optimizer, lr, momentum,
- * weight_decay, schedule, warmup, label_smoothing, eval_limit (and clip_norm,
- * eval_every). Absent keys keep the defaults of "train" (Adam, lr 1e-3, cosine,
- * batch 128, 10 epochs). Unknown names or out-of-range values -> RF_ERR_INVALID
- * naming the key. Borrows settings. */
+/* ---- the child's side of a sweep (`raffle run DIR`) ---------------------------
+ * Reads DIR/task.json ({"id", "settings", "parents", optional "resume",
+ * "resume_every_s"}), sets ctx's engine from the environment's defaults and
+ * the settings' "engine" object, runs rf_task_run with out_dir DIR (a
+ * stop-aware kind gets stop_flag, borrowed, may be NULL), and writes
+ * DIR/metrics.json (deterministic keys at the top, timings under "timing",
+ * the engine under "engine") and DIR/result.json ({"class", "status",
+ * "message"}). Returns the task's status. */
+rf_status rf_task_run_dir(rf_ctx *ctx, const char *dir, volatile int *stop_flag, int log_every);
+/* The failure class name ("", "error", "nan", "oom", "timeout",
+ * "preempted", "crash") result.json records for a task's status. */
+const char *rf_task_status_class(rf_status s);
+/* Moves timing keys (seconds, latency_ms, throughput, ...) of metrics into a
+ * "timing" object so the rest is reproducible byte for byte. */
+void      rf_task_split_timing(cJSON *metrics);
+/* Sets ctx->engine for a task: the environment's defaults (a bad variable
+ * is an error naming it), then the settings' "engine" object; applies the
+ * ISA option to the kernels (process-wide, rf_kernels_force). */
+rf_status rf_task_engine(rf_ctx *ctx, const cJSON *settings);
+/* An "engine" settings object in its canonical form (value names as
+ * strings, integers as numbers: "conv": 3 is "conv": "gemm"), so a job and
+ * the command line write the same settings. New object; NULL when an entry
+ * is not an engine option's value (check first) or out of memory. */
+cJSON    *rf_task_engine_settings(const cJSON *engine);
+/* A new object describing the engine that ran: "isa" (used), "cpu_isa",
+ * "blas" {name, version, core, config}, and every option's effective value
+ * under "options" (what metrics.json holds under "engine"). */
+cJSON    *rf_task_engine_json(const rf_ctx *ctx);
+
+/* The progress-line period a kind uses: 0 without io->log or when
+ * io->log_every < 0, io->log_every when > 0, else the kind's default. */
+int       rf_task_log_every(const rf_task_io *io, int dflt);
+
+/* ---- helpers the kinds share --------------------------------------------------- */
+/* The model a task starts from: the checkpoint at parent_ckpt if non-NULL
+ * (trained weights and its mask), else the settings' "model" (preset name
+ * or spec path) built for ds's samples (rf_model_create_for_data; ds may be
+ * NULL) and initialised from seed. Errors name `kind`. Returns a new model;
+ * free with rf_model_free. */
+rf_status rf_task_open_model(rf_ctx *ctx, const char *kind, const char *parent_ckpt, const cJSON *settings,
+                             const rf_dataset *ds, uint64_t seed, rf_model **out);
+/* Best-of-N seconds of one inference forward of `batch` samples x into
+ * *best: at least 5 and at most 200 runs, more while under budget_s (the
+ * minimum is the most repeatable statistic on a shared machine). */
+rf_status rf_task_time_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, double budget_s, double *best);
+/* The checkpoint metadata ("extra") of a task that records its settings:
+ * {"kind", "settings": io->settings, "teachers" (when teachers >= 0),
+ * "steps" (when steps >= 0)} printed unformatted into *out (new; free()).
+ * Deterministic content only: same settings, same bytes. */
+rf_status rf_task_ckpt_extra(rf_ctx *ctx, const char *kind, const rf_task_io *io, int teachers, int64_t steps,
+                             char **out);
+/* Reads the distillation keys of settings into cfg: temperature and alpha
+ * with tab's defaults (the kind's table: distill T 4, alpha 0.9; OFA T 2,
+ * alpha 0.5), hidden_weight, proj_lr, and the seed. A value outside the
+ * table's bounds is RF_ERR_INVALID naming it. */
+rf_status rf_task_distill_cfg(rf_ctx *ctx, const cJSON *settings, const rf_setting *tab, rf_distill_cfg *cfg);
+/* rf_task_distill_cfg with the "distill" kind's table. */
+rf_status rf_distill_cfg_from_json(rf_ctx *ctx, const cJSON *settings, rf_distill_cfg *cfg);
+/* Shared by "quantize" (mode qat) and "ofa-qat": QAT of m on io->train with
+ * the task's training settings (observers frozen after "freeze_after" steps,
+ * default half the run; "ema_decay"), distilling from t when non-NULL (dc
+ * borrowed; NULL t: cross-entropy); the mask pattern of m, if any, stays
+ * locked. Returns the converted int8 model description in *out (new;
+ * rf_quant_free) with the int8 path enabled on m. */
+rf_status rf_ofa_run_qat(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_teacher *t,
+                         const rf_distill_cfg *dc, rf_quant **out, rf_train_result *res);
+/* The finishing step of a task whose model m has q enabled: rf_task_finish
+ * (evaluation and latency run the int8 path), then OUT_DIR/model.rckpt is
+ * replaced by the int8 checkpoint (rf_quant_save) and "bytes" /
+ * "compression_ratio" are set from its real size; adds "quantized": true,
+ * "calib" and "int8_layers". */
+rf_status rf_quant_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const rf_quant *q,
+                               const char *extra_json, cJSON *metrics);
+
+/* ---- training ------------------------------------------------------------------ */
+/* Fills cfg from the training keys of a task's settings (rf_train_settings
+ * and "seed"): absent keys take the table's defaults; a value the table
+ * refuses is RF_ERR_INVALID naming the key. Borrows settings (may be NULL). */
 rf_status rf_task_train_cfg(rf_ctx *ctx, const cJSON *settings, rf_train_cfg *cfg);
-/* Sets the defaults rf_task_train_cfg starts from. */
+/* rf_task_train_cfg of io->settings, wired to the task: progress lines to
+ * io->log every rf_task_log_every(io, log_every) steps, io->stop_flag. */
+rf_status rf_task_train_cfg_io(rf_ctx *ctx, const rf_task_io *io, int log_every, rf_train_cfg *cfg);
+/* The table's defaults (rf_task_train_cfg of no settings). */
 void      rf_task_train_cfg_default(rf_train_cfg *cfg);
 
 /* rf_train with resumable state: restores params, masks, buffers,
@@ -78,6 +267,7 @@ rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m
                                   const rf_train_hooks *hooks, rf_train_result *res);
 #define RF_TASK_RESUME_FILE "resume.rckpt"
 
+/* ---- finishing ------------------------------------------------------------------ */
 /* Shared finishing step for every kind: saves the model to OUT_DIR/model.rckpt
  * (storage picked from masks / quantization), evaluates it, and adds the
  * common metrics: accuracy, loss, sparsity, layer_sparsity, collapsed_layers,

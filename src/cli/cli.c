@@ -1,7 +1,12 @@
-/* Option parsing and output helpers shared by all subcommands. */
+/* Option parsing and output helpers shared by all subcommands, and the
+ * flags made from settings tables (raffle/settings.h): one table gives a
+ * key's flag, its type, its default, its bounds and its --help line. */
 #include "cli/cli.h"
+#include "raffle/engine.h"
 
 #include <errno.h>
+#include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,16 +39,85 @@ void cli_log(void *ud, const char *line) {
     fprintf(stderr, "%s\n", line);
 }
 
-static void print_help(const char *cmd, const char *usage, const char *summary, const cli_opt *opts) {
+/* "weight_decay" -> "weight-decay" */
+static void flag_of(const char *key, char *buf, size_t n) {
+    size_t k = 0;
+    for (; *key && k + 1 < n; key++) buf[k++] = *key == '_' ? '-' : *key;
+    buf[k] = '\0';
+}
+
+static int omitted(const cli_tables *t, const char *key) {
+    for (const char *const *o = t ? t->omit : NULL; o && *o; o++)
+        if (strcmp(*o, key) == 0) return 1;
+    return 0;
+}
+
+static void print_setting(const rf_setting *s) {
+    char flag[64], left[96], range[256], def[128];
+    flag_of(s->key, flag, sizeof flag);
+    rf_setting_range(s, range, sizeof range);
+    rf_setting_default_text(s, def, sizeof def);
+    const char *meta = s->type == RF_SET_BOOL ? "" : s->type == RF_SET_INT ? " N" : s->type == RF_SET_NUM ? " X"
+                     : s->type == RF_SET_LIST ? " A,B" : " S";
+    snprintf(left, sizeof left, "--%s%s%s%s", s->type == RF_SET_BOOL ? "[no-]" : "", flag, meta,
+             s->alias ? (strlen(s->alias) == 1 ? ", -" : ", --") : "");
+    if (s->alias) snprintf(left + strlen(left), sizeof left - strlen(left), "%s", s->alias);
+    /* strip markdown for the terminal */
+    char r2[256];
+    size_t k = 0;
+    for (const char *c = range; *c && k + 1 < sizeof r2; c++)
+        if (*c != '`' && *c != '\\') r2[k++] = *c;
+    r2[k] = '\0';
+    char d2[128];
+    k = 0;
+    for (const char *c = def; *c && k + 1 < sizeof d2; c++)
+        if (*c != '`') d2[k++] = *c;
+    d2[k] = '\0';
+    printf("  %-28s %s%s%s [%s; default %s%s%s]%s%s%s\n", left, s->doc ? s->doc : "", s->unit ? ", " : "",
+           s->unit ? s->unit : "", r2, d2, (s->flags & RF_SF_OPTIONAL) && !s->def ? "" : "", "",
+           s->when ? " (only when " : "", s->when ? s->when : "", s->when ? ")" : "");
+}
+
+static void print_help(const char *cmd, const char *usage, const char *summary, const cli_opt *opts,
+                       const cli_tables *tabs) {
     printf("usage: raffle %s %s\n", cmd, usage ? usage : "[options]");
     if (summary) printf("\n%s\n", summary);
     printf("\noptions:\n");
     for (const cli_opt *o = opts; o && o->name; o++) {
-        char left[64];
-        snprintf(left, sizeof left, "%s%s%s%s", o->name[1] ? "--" : "-", o->name, o->metavar ? " " : "", o->metavar ? o->metavar : "");
-        printf("  %-26s %s%s\n", left, o->help ? o->help : "", o->required ? " (required)" : "");
+        char left[96];
+        const char *bar = strchr(o->name, '|');
+        int len = bar ? (int)(bar - o->name) : (int)strlen(o->name);
+        snprintf(left, sizeof left, "%s%.*s%s%s%s%s", len > 1 ? "--" : "-", len, o->name, o->metavar ? " " : "",
+                 o->metavar ? o->metavar : "", bar ? ", --" : "", bar ? bar + 1 : "");
+        printf("  %-28s %s%s\n", left, o->help ? o->help : "", o->required ? " (required)" : "");
     }
-    printf("  %-26s %s\n", "--help", "show this help");
+    printf("  %-28s %s\n", "--help", "show this help");
+    for (int t = 0; tabs && t < tabs->n; t++) {
+        printf("\n%s:\n", tabs->title[t] ? tabs->title[t] : "settings");
+        for (const rf_setting *s = tabs->tab[t]; s->key; s++) {
+            if ((s->flags & RF_SF_NOCLI) || omitted(tabs, s->key)) continue;
+            if (s->type != RF_SET_OBJ) { print_setting(s); continue; }
+            char flag[64], left[96];
+            flag_of(s->key, flag, sizeof flag);
+            snprintf(left, sizeof left, "--%s-KEY VALUE", flag);
+            printf("  %-28s %s (KEY: %s)\n", left, s->doc ? s->doc : "",
+                   s->sub == rf_train_settings ? "a training key" : "one of its keys");
+        }
+    }
+}
+
+static int list_add(const char *cmd, const char *name, cli_list *l, const char *v) {
+    for (const char *p = v;;) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        if (l->n == CLI_LIST_MAX || l->used + len + 1 > sizeof l->buf) { cli_err(cmd, "--%s: too many values", name); return 2; }
+        memcpy(l->buf + l->used, p, len);
+        l->buf[l->used + len] = '\0';
+        l->v[l->n++] = l->buf + l->used;
+        l->used += len + 1;
+        if (!c) return 0;
+        p = c + 1;
+    }
 }
 
 static int set_value(const char *cmd, const cli_opt *o, const char *v) {
@@ -51,6 +125,7 @@ static int set_value(const char *cmd, const cli_opt *o, const char *v) {
     errno = 0;
     switch (o->type) {
     case CLI_STR: *(const char **)o->dest = v; return 0;
+    case CLI_LIST: return list_add(cmd, o->name, (cli_list *)o->dest, v);
     case CLI_INT: {
         long x = strtol(v, &end, 10);
         if (errno || !*v || *end || x < -2147483647L || x > 2147483647L) break;
@@ -79,19 +154,115 @@ static int set_value(const char *cmd, const cli_opt *o, const char *v) {
     return 2;
 }
 
-int cli_parse(const char *cmd, const char *usage, const char *summary, const cli_opt *opts,
-              int argc, char **argv, const char **pos, int min_pos, int max_pos, int *done) {
+/* The entry of table tab a flag name spells (key with '-' for '_', or the
+ * entry's alias), with neg = 1 for "no-KEY" of a boolean. An object entry
+ * with a table of its own ("finetune": the training keys) takes its keys
+ * as "--finetune-epochs": then *path gets the object's keys, outermost
+ * first, and *depth their number. */
+static const rf_setting *find_in(const cli_tables *t, const rf_setting *tab, const char *name, size_t len, int *neg,
+                                 const char **path, int *depth) {
+    char key[96];
+    for (int pass = 0; pass < 2; pass++) {
+        const char *n = name;
+        size_t l = len;
+        if (pass == 1) {
+            if (len <= 3 || strncmp(name, "no-", 3) != 0) break;
+            n += 3;
+            l -= 3;
+        }
+        if (l >= sizeof key) continue;
+        for (size_t i = 0; i < l; i++) key[i] = n[i] == '-' ? '_' : n[i];
+        key[l] = '\0';
+        for (const rf_setting *s = tab; s->key; s++) {
+            if ((s->flags & RF_SF_NOCLI) || (depth[0] == 0 && omitted(t, s->key))) continue;
+            int hit = strcmp(s->key, key) == 0;
+            if (!hit && s->alias) {
+                char a[64];
+                flag_of(s->alias, a, sizeof a);
+                hit = strlen(a) == l && strncmp(a, n, l) == 0;
+            }
+            if (hit && s->type != RF_SET_OBJ && (pass == 0 || s->type == RF_SET_BOOL)) { *neg = pass; return s; }
+            size_t kl = strlen(s->key);
+            if (pass == 0 && s->type == RF_SET_OBJ && s->sub && *depth < 3 && l > kl + 1 && strncmp(key, s->key, kl) == 0 &&
+                key[kl] == '_') {
+                path[(*depth)++] = s->key;
+                const rf_setting *r = find_in(t, s->sub, name + kl + 1, len - kl - 1, neg, path, depth);
+                if (r) return r;
+                (*depth)--;
+            }
+        }
+    }
+    return NULL;
+}
+
+static const rf_setting *find_setting(const cli_tables *t, const char *name, size_t len, int *neg, const char **path,
+                                      int *depth) {
+    *neg = 0;
+    *depth = 0;
+    for (int k = 0; t && k < t->n; k++) {
+        const rf_setting *s = find_in(t, t->tab[k], name, len, neg, path, depth);
+        if (s) return s;
+    }
+    return NULL;
+}
+
+/* Converts the text of a flag into the setting's JSON type and checks it. */
+static int set_setting(const char *cmd, const rf_setting *s, const char *v, int neg, cJSON *settings) {
+    char flag[80];
+    snprintf(flag, sizeof flag, "--");
+    flag_of(s->key, flag + 2, sizeof flag - 2);
+    if (cJSON_GetObjectItemCaseSensitive(settings, s->key)) { cli_err(cmd, "%s given twice", flag); return 2; }
+    cJSON *j = NULL;
+    char *end = NULL;
+    switch (s->type) {
+    case RF_SET_BOOL:
+        if (!v) j = cJSON_CreateBool(!neg);
+        else if (!neg && (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)) j = cJSON_CreateTrue();
+        else if (!neg && (strcmp(v, "false") == 0 || strcmp(v, "0") == 0)) j = cJSON_CreateFalse();
+        else { cli_err(cmd, "%s: expected true or false, got '%s'", flag, v); return 2; }
+        break;
+    case RF_SET_NUM: case RF_SET_INT: {
+        errno = 0;
+        double x = strtod(v, &end);
+        if (errno || !*v || *end || isnan(x)) { cli_err(cmd, "%s: invalid number '%s'", flag, v); return 2; }
+        j = cJSON_CreateNumber(x);
+        break;
+    }
+    case RF_SET_LIST: {
+        j = cJSON_CreateArray();
+        for (const char *p = v; j;) {
+            const char *c = strchr(p, ',');
+            char item[512];
+            snprintf(item, sizeof item, "%.*s", (int)(c ? (size_t)(c - p) : strlen(p)), p);
+            if (!cJSON_AddItemToArray(j, cJSON_CreateString(item))) { cJSON_Delete(j); j = NULL; }
+            if (!c) break;
+            p = c + 1;
+        }
+        break;
+    }
+    default:
+        j = cJSON_CreateString(v);
+    }
+    if (!j || !cJSON_AddItemToObject(settings, s->key, j)) { cJSON_Delete(j); cli_err(cmd, "out of memory"); return 1; }
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    if (rf_setting_check(&ctx, s, j, flag, 0) != RF_OK) { cli_err(cmd, "%s", rf_ctx_error(&ctx)); return 2; }
+    return 0;
+}
+
+int cli_parse_settings(const char *cmd, const char *usage, const char *summary, const cli_opt *opts,
+                       cli_tables *tabs, int argc, char **argv, const char **pos, int min_pos, int max_pos, int *done) {
     int npos = 0;
     *done = 0;
     unsigned char seen[64] = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            print_help(cmd, usage, summary, opts);
+            print_help(cmd, usage, summary, opts, tabs);
             *done = 1;
             return 0;
         }
-        /* one-letter options ("-o DIR") are spelled with one dash */
+        /* one-letter options ("-e 5") are spelled with one dash */
         int is_short = a[0] == '-' && a[1] && a[1] != '-' && a[2] == '\0';
         if ((a[0] == '-' && a[1] == '-' && a[2]) || is_short) {
             const char *name = a + (is_short ? 1 : 2);
@@ -99,9 +270,33 @@ int cli_parse(const char *cmd, const char *usage, const char *summary, const cli
             size_t len = eq ? (size_t)(eq - name) : strlen(name);
             const cli_opt *o = NULL;
             int idx = 0;
-            for (const cli_opt *p = opts; p && p->name; p++, idx++)
-                if (strlen(p->name) == len && strncmp(p->name, name, len) == 0) { o = p; break; }
-            if (!o) { cli_err(cmd, "unknown option '--%.*s' (see 'raffle %s --help')", (int)len, name, cmd); return 2; }
+            for (const cli_opt *p = opts; p && p->name && !o; p++, idx++)
+                for (const char *n = p->name; n; n = strchr(n, '|') ? strchr(n, '|') + 1 : NULL) {
+                    const char *bar = strchr(n, '|');
+                    size_t nl = bar ? (size_t)(bar - n) : strlen(n);
+                    if (nl == len && strncmp(n, name, len) == 0) { o = p; break; }
+                }
+            if (o) idx--;
+            if (!o) {
+                int neg, depth;
+                const char *path[3];
+                const rf_setting *s = find_setting(tabs, name, len, &neg, path, &depth);
+                if (!s) { cli_err(cmd, "unknown option '--%.*s' (see 'raffle %s --help')", (int)len, name, cmd); return 2; }
+                const char *v = eq ? eq + 1 : NULL;
+                if (!v && s->type != RF_SET_BOOL) {
+                    if (i + 1 >= argc) { cli_err(cmd, "--%.*s needs a value", (int)len, name); return 2; }
+                    v = argv[++i];
+                }
+                cJSON *into = tabs->settings;
+                for (int d = 0; into && d < depth; d++) {
+                    cJSON *o = cJSON_GetObjectItemCaseSensitive(into, path[d]);
+                    into = o ? o : cJSON_AddObjectToObject(into, path[d]);
+                }
+                if (!into) { cli_err(cmd, "out of memory"); return 1; }
+                int rc = set_setting(cmd, s, v, neg, into);
+                if (rc) return rc;
+                continue;
+            }
             if (idx < 64) seen[idx] = 1;
             if (o->type == CLI_FLAG) {
                 if (eq) { cli_err(cmd, "--%s takes no value", o->name); return 2; }
@@ -130,22 +325,88 @@ int cli_parse(const char *cmd, const char *usage, const char *summary, const cli
     return 0;
 }
 
-cJSON *cli_run_task(const char *cmd, rf_task_fn fn, const cJSON *settings, const char *data, int64_t train_limit,
-                    const char *const *parents, int n_parents, const char *out_dir) {
+int cli_parse(const char *cmd, const char *usage, const char *summary, const cli_opt *opts,
+              int argc, char **argv, const char **pos, int min_pos, int max_pos, int *done) {
+    return cli_parse_settings(cmd, usage, summary, opts, NULL, argc, argv, pos, min_pos, max_pos, done);
+}
+
+int cli_engine_settings(const char *cmd, const cli_list *l, cJSON *settings) {
+    if (!l->n) return 0;
     rf_ctx ctx;
     rf_ctx_init(&ctx);
-    rf_task_io io = {.settings = settings, .n_parents = n_parents, .parent_ckpts = parents,
-                     .out_dir = out_dir, .log = cli_log};
-    rf_dataset *train = NULL, *test = NULL, head;
-    cJSON *metrics = cJSON_CreateObject();
-    rf_status s = metrics ? rf_data_load(&ctx, data, &train, &test) : rf_error(&ctx, RF_ERR_NOMEM, "metrics");
-    if (s == RF_OK && train_limit > 0 && train_limit < train->n) { head = rf_dataset_head(train, train_limit); io.train = &head; }
-    else io.train = train;
-    io.test = test;
-    if (s == RF_OK) s = fn(&ctx, &io, metrics);
-    rf_dataset_free(train);
-    rf_dataset_free(test);
-    if (s != RF_OK) { cJSON_Delete(metrics); cli_fail(cmd, &ctx, s); return NULL; }
+    rf_engine e;
+    rf_engine_builtin(&e);
+    cJSON *obj = cJSON_CreateObject();
+    for (int i = 0; obj && i < l->n; i++) {
+        if (rf_engine_set_kv(&ctx, &e, l->v[i]) != RF_OK) { cJSON_Delete(obj); cli_err(cmd, "--engine: %s", rf_ctx_error(&ctx)); return 2; }
+        const char *eq = strchr(l->v[i], '=');
+        char key[64];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - l->v[i]), l->v[i]);
+        int o = rf_engine_option_find(key);
+        char text[32];
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
+        /* the canonical JSON types: value names as strings, integers as numbers */
+        cJSON *v = rf_engine_options[o].values ? cJSON_CreateString(rf_engine_value_text(&e, o, text, sizeof text))
+                                               : cJSON_CreateNumber(e.v[o]);
+        if (!v || !cJSON_AddItemToObject(obj, key, v)) { cJSON_Delete(v); cJSON_Delete(obj); obj = NULL; }
+    }
+    if (!obj || !cJSON_AddItemToObject(settings, "engine", obj)) { cJSON_Delete(obj); cli_err(cmd, "out of memory"); return 1; }
+    return 0;
+}
+
+static volatile int stop_requested;
+static void on_stop(int sig) { (void)sig; stop_requested = 1; }
+
+volatile int *cli_stop_flag(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    return &stop_requested;
+}
+
+cJSON *cli_run_kind(const char *cmd, const rf_kind *k, cJSON *settings, const char *const *parents, int n_parents,
+                    const char *dir, int log_every) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    cJSON *task = cJSON_CreateObject(), *pa = cJSON_CreateArray();
+    cJSON *st = rf_kind_settings(k, settings);
+    rf_status s = task && pa && st ? RF_OK : rf_error(&ctx, RF_ERR_NOMEM, "out of memory");
+    if (s == RF_OK) s = rf_kind_check(&ctx, k, st, "");
+    for (int i = 0; s == RF_OK && i < n_parents; i++)
+        if (!cJSON_AddItemToArray(pa, cJSON_CreateString(parents[i]))) s = rf_error(&ctx, RF_ERR_NOMEM, "out of memory");
+    if (s == RF_OK) {
+        if (cJSON_AddItemToObject(task, "settings", st)) st = NULL;
+        else s = rf_error(&ctx, RF_ERR_NOMEM, "out of memory");
+    }
+    if (s == RF_OK) {
+        if (cJSON_AddItemToObject(task, "parents", pa)) pa = NULL;
+        else s = rf_error(&ctx, RF_ERR_NOMEM, "out of memory");
+    }
+    cJSON_Delete(st);
+    cJSON_Delete(pa);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/task.json", dir);
+    char *text = s == RF_OK ? cJSON_PrintUnformatted(task) : NULL;
+    cJSON_Delete(task);
+    if (s == RF_OK) s = rf_mkdirs(&ctx, dir);
+    if (s == RF_OK) s = text ? rf_write_file_atomic(&ctx, path, text, strlen(text)) : rf_error(&ctx, RF_ERR_NOMEM, "out of memory");
+    cJSON_free(text);
+    if (s == RF_OK) s = rf_task_run_dir(&ctx, dir, cli_stop_flag(), log_every);
+    cJSON *metrics = NULL;
+    if (s == RF_OK) {
+        unsigned char *buf;
+        size_t n;
+        snprintf(path, sizeof path, "%s/metrics.json", dir);
+        s = rf_read_file(&ctx, path, &buf, &n);
+        if (s == RF_OK) {
+            metrics = cJSON_ParseWithLength((const char *)buf, n);
+            rf_free(buf);
+            if (!metrics) s = rf_error(&ctx, RF_ERR_FORMAT, "%s: not JSON", path);
+        }
+    }
+    if (s != RF_OK) { cli_fail(cmd, &ctx, s); return NULL; }
     return metrics;
 }
 

@@ -8,17 +8,35 @@
 #include <cjson/cJSON.h>
 #include "raffle/core.h"
 #include "raffle/task.h"
+#include "raffle/settings.h"
 
-typedef enum { CLI_FLAG, CLI_STR, CLI_INT, CLI_I64, CLI_U64, CLI_FLOAT, CLI_DOUBLE } cli_opt_type;
+/* CLI_LIST: a cli_list; the option may be repeated and each value may be a
+ * comma-separated list. */
+typedef enum { CLI_FLAG, CLI_STR, CLI_INT, CLI_I64, CLI_U64, CLI_FLOAT, CLI_DOUBLE, CLI_LIST } cli_opt_type;
+#define CLI_LIST_MAX 64
+typedef struct cli_list { const char *v[CLI_LIST_MAX]; int n; char buf[8192]; size_t used; } cli_list;
 
 typedef struct cli_opt {
-    const char  *name;      /* long name without "--" */
+    const char  *name;      /* long name without "--"; "out|out-dir": the second is another spelling (an old name) */
     cli_opt_type type;
-    void        *dest;      /* int* for FLAG/INT, const char** for STR, int64_t*, uint64_t*, float*, double* */
+    void        *dest;      /* int* for FLAG/INT, const char** for STR, int64_t*, uint64_t*, float*, double*, cli_list* */
     const char  *metavar;   /* "N", "FILE"; NULL for flags */
     const char  *help;
     int          required;
 } cli_opt;
+
+/* Settings tables a command takes as flags (raffle/settings.h): key
+ * "weight_decay" is --weight-decay, an entry's alias is another spelling,
+ * boolean keys are --key / --no-key / --key=true|false, lists are comma-
+ * separated. Values are checked with the table's own checker and land in
+ * `settings` with the table's types. Keys in `omit` are not flags. */
+typedef struct cli_tables {
+    const rf_setting *tab[4];
+    const char       *title[4];   /* help section of each table */
+    int               n;
+    const char *const *omit;      /* NULL-terminated, may be NULL */
+    cJSON            *settings;   /* receives the flags given (borrowed) */
+} cli_tables;
 
 /* Parses argv (argv[0] is the subcommand name). Positional arguments are
  * collected into pos (up to max_pos; more is an error).
@@ -26,6 +44,9 @@ typedef struct cli_opt {
  * usage error (one-line message already printed to stderr). */
 int cli_parse(const char *cmd, const char *usage, const char *summary, const cli_opt *opts,
               int argc, char **argv, const char **pos, int min_pos, int max_pos, int *done);
+/* cli_parse that also takes the flags of settings tables (tabs may be NULL). */
+int cli_parse_settings(const char *cmd, const char *usage, const char *summary, const cli_opt *opts,
+                       cli_tables *tabs, int argc, char **argv, const char **pos, int min_pos, int max_pos, int *done);
 
 /* Prints "raffle CMD: message" to stderr. */
 void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -35,12 +56,27 @@ int  cli_fail(const char *cmd, rf_ctx *ctx, rf_status s);
 void cli_print_json(cJSON *obj);
 /* Progress line callback for library logs: prints to stderr. */
 void cli_log(void *ud, const char *line);
-/* Runs one task kind as a sweep would, for the CLI front-ends: loads the
- * dataset `data`, trains on its first train_limit samples when > 0, calls
- * fn with settings (borrowed) and the parents, frees the data. Returns the
- * metrics (free with cJSON_Delete), or NULL after printing the error. */
-cJSON *cli_run_task(const char *cmd, rf_task_fn fn, const cJSON *settings, const char *data, int64_t train_limit,
-                    const char *const *parents, int n_parents, const char *out_dir);
+/* Runs one task of kind k in directory dir the way a sweep's worker does
+ * (writes dir/task.json, then rf_task_run_dir: dir/model.rckpt,
+ * metrics.json with "timing" and "engine", result.json). settings are
+ * completed with the kind's defaults here (not consumed). Returns the
+ * metrics as written (free with cJSON_Delete), or NULL after printing the
+ * error. */
+cJSON *cli_run_kind(const char *cmd, const rf_kind *k, cJSON *settings, const char *const *parents, int n_parents,
+                    const char *dir, int log_every);
+/* Adds the --engine KEY=VALUE values of l to settings as its "engine"
+ * object (checked with the engine table). Returns 0, or 2 after printing a
+ * usage error. */
+int    cli_engine_settings(const char *cmd, const cli_list *l, cJSON *settings);
+/* The installed stop flag (SIGTERM/SIGUSR1 set it): kind commands
+ * pass it to stop-aware kinds, which then save resumable state. */
+volatile int *cli_stop_flag(void);
+/* The generic command of a task kind: `raffle KIND [flags]`, flags from the
+ * kind's settings tables (common, training, its own). */
+int    cli_kind_main(const rf_kind *k, int argc, char **argv);
+/* The command of an experiment kind that is a pipeline (lottery, ofa): the
+ * one-experiment job its flags spell, expanded and run here task by task. */
+int    cli_experiment_main(const rf_kind *k, int argc, char **argv);
 /* Applies --threads: pins OpenBLAS threads (default 1). */
 void cli_set_threads(int threads);
 

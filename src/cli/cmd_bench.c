@@ -21,6 +21,8 @@
 #include "raffle/coord.h"
 #include "raffle/kernels.h"
 
+#include <mpi.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,18 +286,33 @@ static cJSON *summarize(cJSON *results, FILE *f) {
     return sum;
 }
 
+/* Writes root (borrowed) as DIR/name, atomically. 0, or 1 after printing the error. */
+static int bench_write(const char *cmd, const char *dir, const char *name, const cJSON *root) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    char *text = cJSON_Print(root);
+    rf_status st = text ? rf_mkdirs(&ctx, dir) : rf_error(&ctx, RF_ERR_NOMEM, "cannot format JSON");
+    if (st == RF_OK) st = rf_write_file_atomic(&ctx, path, text, strlen(text));
+    free(text);
+    if (st) return cli_fail(cmd, &ctx, st);
+    fprintf(stderr, "wrote %s\n", path);
+    return 0;
+}
+
 static int bench_kernels(int argc, char **argv) {
     const char *cmd = "bench kernels";
     int json = 0, quick = 0, reps = 0, done = 0;
-    const char *out_path = "bench/results/kernels.json";
+    const char *out_dir = "bench/results";
     const cli_opt opts[] = {
         {"json", CLI_FLAG, &json, NULL, "print the result object as one JSON line on stdout", 0},
         {"quick", CLI_FLAG, &quick, NULL, "fewer repetitions, batches 1/16/64 only (a smoke run)", 0},
         {"reps", CLI_INT, &reps, "N", "timed samples per measurement, best kept (default 30, quick 10)", 0},
-        {"out", CLI_STR, &out_path, "FILE", "where to write the JSON (default bench/results/kernels.json; '' = nowhere)", 0},
+        {"out", CLI_STR, &out_dir, "DIR", "write DIR/kernels.json (default bench/results; '' = nowhere)", 0},
         {0},
     };
-    int rc = cli_parse(cmd, "[--json] [--quick] [--reps N] [--out FILE]",
+    int rc = cli_parse(cmd, "[--json] [--quick] [--reps N] [--out DIR]",
                        "Measures this core's fp32 FMA and int8 VNNI peaks, then dense sgemm, sparse fp32,\n"
                        "int8 and sparse int8 kernels on the layer shapes of lenet-300-100, conv-2 and\n"
                        "vit-tiny (one thread), and checks issue 6's speed-up targets.",
@@ -329,23 +346,57 @@ static int bench_kernels(int argc, char **argv) {
     cJSON_AddNumberToObject(peaks, "int8_gops", round(o.int8_peak * 10.0) / 10.0);
     cJSON_AddItemToObject(root, "summary", summarize(o.results, f));
     cJSON_AddItemToObject(root, "results", o.results);
-    if (out_path && *out_path) {
-        char *text = cJSON_Print(root);
-        rf_ctx ctx;
-        rf_ctx_init(&ctx);
-        char dir[1024];
-        snprintf(dir, sizeof dir, "%s", out_path);
-        char *slash = strrchr(dir, '/');
-        rf_status st = RF_OK;
-        if (slash) { *slash = '\0'; st = rf_mkdirs(&ctx, dir); }
-        if (!text) st = rf_error(&ctx, RF_ERR_NOMEM, "cannot format JSON");
-        if (st == RF_OK) st = rf_write_file_atomic(&ctx, out_path, text, strlen(text));
-        free(text);
-        if (st) { cJSON_Delete(root); return cli_fail(cmd, &ctx, st); }
-        fprintf(stderr, "wrote %s\n", out_path);
-    }
+    if (out_dir && *out_dir && bench_write(cmd, out_dir, "kernels.json", root) != 0) { cJSON_Delete(root); return 1; }
     if (json) cli_print_json(root); else cJSON_Delete(root);
     return 0;
+}
+
+static int bench_coord(int argc, char **argv) {
+    const char *cmd = "bench coord", *out_dir = "bench/results";
+    int quick = 0, tasks = 0, mb = 0, reps = 0, level = 0, level_set = 0, done = 0;
+    const cli_opt opts[] = {
+        {"tasks", CLI_INT, &tasks, "N", "no-op tasks of the dispatch measurement (default 20000, quick 5000)", 0},
+        {"mb", CLI_INT, &mb, "M", "MiB gathered (default 64, quick 16)", 0},
+        {"reps", CLI_INT, &reps, "R", "repetitions, best kept (default 5, quick 3)", 0},
+        {"level", CLI_INT, &level, "L", "zstd level of the checkpoint stream (default the coordinator's)", 0},
+        {"quick", CLI_FLAG, &quick, NULL, "a smaller run", 0},
+        {"out", CLI_STR, &out_dir, "DIR", "write DIR/coord.json (default bench/results; '' = nowhere)", 0},
+        {0},
+    };
+    for (int i = 1; i < argc; i++) level_set |= strcmp(argv[i], "--level") == 0 || strncmp(argv[i], "--level=", 8) == 0;
+    int rc = cli_parse(cmd, "[--tasks N] [--mb M] [--reps R] [--level L] [--quick] [--out DIR]   (under mpirun -np 2|3)",
+                       "The coordinator's own costs: dispatch rate, gather bandwidth against raw MPI, memory per task.",
+                       opts, argc, argv, NULL, 0, 0, &done);
+    if (rc || done) return rc;
+    rf_bench_coord_opts o;
+    rf_bench_coord_opts_default(&o, quick);
+    if (tasks) o.tasks = tasks;
+    if (mb) o.mb = mb;
+    if (reps) o.reps = reps;
+    if (level_set) o.level = level;
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    ctx.task_cap = RF_TASK_CAP_MAX;   /* --tasks asks for the size explicitly */
+    int rank = 0;
+    cJSON *res = NULL;
+    rf_status s = rf_bench_coord(&ctx, &o, &rank, &res);
+    if (s != RF_OK) {
+        cli_fail(cmd, &ctx, s);
+        if (s != RF_ERR_MPI || rank > 0) MPI_Abort(MPI_COMM_WORLD, 1);
+        return 2;
+    }
+    if (!res) return 0;
+    const cJSON *d = cJSON_GetObjectItem(res, "dispatch"), *g = cJSON_GetObjectItem(res, "gather"), *m = cJSON_GetObjectItem(res, "memory");
+    char *txt = cJSON_Print(res);
+    if (txt) { printf("%s\n", txt); free(txt); }
+    fprintf(stderr, "coord: dispatch %.0f tasks/s (target >= 5000); gather %.0f MB/s = %.0f%% of raw MPI %.0f MB/s (target >= 80%%); "
+                    "%.0f + %.0f bytes per queued task (target < 1024)\n",
+            cJSON_GetObjectItem(d, "tasks_per_s")->valuedouble, cJSON_GetObjectItem(g, "gather_mb_per_s")->valuedouble,
+            100 * cJSON_GetObjectItem(g, "ratio")->valuedouble, cJSON_GetObjectItem(g, "raw_mpi_mb_per_s")->valuedouble,
+            cJSON_GetObjectItem(m, "sched_bytes_per_task")->valuedouble, cJSON_GetObjectItem(m, "job_bytes_per_task")->valuedouble);
+    rc = out_dir && *out_dir ? bench_write(cmd, out_dir, "coord.json", res) : 0;
+    cJSON_Delete(res);
+    return rc;
 }
 
 /* The training bench compares raffle with PyTorch, so it is a script:
@@ -353,7 +404,7 @@ static int bench_kernels(int argc, char **argv) {
 typedef int (*bench_fn)(int argc, char **argv);
 static const struct { const char *name; bench_fn fn; const char *help; } subs[] = {
     {"kernels", bench_kernels, "sparse / int8 kernels vs OpenBLAS sgemm on the presets' layer shapes"},
-    {"coord", rf_bench_coord_main, "coordinator dispatch rate and checkpoint gather bandwidth (under mpirun)"},
+    {"coord", bench_coord, "coordinator dispatch rate and checkpoint gather bandwidth (under mpirun)"},
 };
 
 int rf_cmd_bench(int argc, char **argv) {

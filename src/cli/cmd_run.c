@@ -6,16 +6,11 @@
  * Exit status: 0 done, 3 the task failed, 75 the task was preempted and left
  * resumable state (DIR/result.json holds the class and message), 2 usage. */
 #include "cli/cli.h"
-#include "raffle/coord.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 enum { EXIT_PREEMPTED = 75 };   /* EX_TEMPFAIL: try again later */
-
-static volatile int stop_requested;
-static void on_stop(int sig) { (void)sig; stop_requested = 1; }
 
 int rf_cmd_run(int argc, char **argv) {
     int done = 0, threads = 1;
@@ -28,16 +23,12 @@ int rf_cmd_run(int argc, char **argv) {
                        "metrics.json and result.json there (used by sweep workers). SIGUSR1/SIGTERM\n"
                        "stop a training task after saving TASK_DIR/resume.rckpt (exit 75).", opts, argc, argv, pos, 1, 1, &done);
     if (rc || done) return rc;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop;
-    sigaction(SIGUSR1, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    volatile int *stop = cli_stop_flag();
     cli_set_threads(threads);
     rf_ctx ctx;
     rf_ctx_init(&ctx);
     ctx.threads = threads;
-    rf_status s = rf_coord_run_task(&ctx, pos[0], &stop_requested);
+    rf_status s = rf_task_run_dir(&ctx, pos[0], stop, 0);
     if (s == RF_ERR_PREEMPTED) {
         fprintf(stderr, "raffle run: task preempted: %s\n", rf_ctx_error(&ctx));
         return EXIT_PREEMPTED;

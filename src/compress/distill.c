@@ -171,9 +171,9 @@ rf_status rf_distill_pairs_default(rf_ctx *ctx, const rf_model *student, const r
                                    rf_distill_cfg *cfg) {
     int sl[RF_DISTILL_MAX_PAIRS], ns = 0, tl[256], nt = 0;
     for (int i = 0; i < student->n_layers && ns < RF_DISTILL_MAX_PAIRS; i++)
-        if (student->layers[i].type == RF_L_TRANSFORMER) sl[ns++] = i;
+        if (rf_layer_traits(student->layers[i].type) & RF_LT_BLOCK) sl[ns++] = i;
     for (int i = 0; i < teacher->n_layers && nt < 256; i++)
-        if (teacher->layers[i].type == RF_L_TRANSFORMER) tl[nt++] = i;
+        if (rf_layer_traits(teacher->layers[i].type) & RF_LT_BLOCK) tl[nt++] = i;
     if (ns == 0 || nt == 0)
         return rf_error(ctx, RF_ERR_INVALID, "distill: hidden-state distillation needs transformer blocks in both models "
                         "(student has %d, teacher %d)", ns, nt);
@@ -392,33 +392,3 @@ void rf_distill_hooks(rf_distill *d, rf_train_hooks *h) {
     h->loss = rf_distill_loss;
 }
 
-/* ---- settings ---------------------------------------------------------------------- */
-
-static const struct distill_key {
-    const char *name;
-    size_t      off;      /* float field of rf_distill_cfg */
-    double      lo, hi;
-    int         lo_open;  /* 1: lo itself is invalid */
-} distill_keys[] = {
-    {"temperature",   offsetof(rf_distill_cfg, T),             0, 1e4, 1},
-    {"alpha",         offsetof(rf_distill_cfg, alpha),         0, 1,   0},
-    {"hidden_weight", offsetof(rf_distill_cfg, hidden_weight), 0, 1e6, 0},
-    {"proj_lr",       offsetof(rf_distill_cfg, proj_lr),       0, 10,  0},
-};
-
-rf_status rf_distill_cfg_from_json(rf_ctx *ctx, const cJSON *settings, rf_distill_cfg *cfg) {
-    if (!settings) return RF_OK;
-    for (size_t i = 0; i < sizeof distill_keys / sizeof distill_keys[0]; i++) {
-        const struct distill_key *k = &distill_keys[i];
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(settings, k->name);
-        if (!v || cJSON_IsNull(v)) continue;
-        double x = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-        if (!isfinite(x) || x < k->lo || x > k->hi || (k->lo_open && x == k->lo))
-            return rf_error(ctx, RF_ERR_INVALID, "settings \"%s\": expected a number in %s%g, %g]", k->name,
-                            k->lo_open ? "(" : "[", k->lo, k->hi);
-        *(float *)((char *)cfg + k->off) = (float)x;
-    }
-    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(settings, "seed");
-    if (cJSON_IsNumber(seed) && seed->valuedouble >= 0) cfg->seed = (uint64_t)seed->valuedouble;
-    return RF_OK;
-}

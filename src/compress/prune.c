@@ -13,29 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- name tables ---------------------------------------------------------- */
-
-static const char *const method_names[RF_PRUNE_METHOD_COUNT_] = {
-    [RF_PRUNE_MAGNITUDE] = "magnitude", [RF_PRUNE_RANDOM] = "random",
-    [RF_PRUNE_OBD] = "obd",             [RF_PRUNE_SNIP] = "snip",
-    [RF_PRUNE_GRASP] = "grasp",         [RF_PRUNE_SYNFLOW] = "synflow",
-};
-
-const char *rf_prune_method_name(rf_prune_method m) {
-    return ((unsigned)m < RF_PRUNE_METHOD_COUNT_) ? method_names[m] : "?";
-}
-
-int rf_prune_method_from_name(const char *name) {
-    for (int i = 0; name && i < RF_PRUNE_METHOD_COUNT_; i++)
-        if (strcmp(name, method_names[i]) == 0) return i;
-    return -1;
-}
-
-const char *rf_prune_method_names(void) { return "magnitude,random,obd,snip,grasp,synflow"; }
-
-/* GraSP removes the weights whose removal reduces gradient flow least, i.e.
- * the HIGHEST −w ⊙ Hg (Wang et al. 2020, Alg. 1). */
-int rf_prune_method_prunes_highest(rf_prune_method m) { return m == RF_PRUNE_GRASP; }
+/* ---- names ------------------------------------------------------------------
+ * The methods' names are their descriptors' (prune_methods.c). */
 
 int rf_prune_scope_from_name(const char *name) {
     static const char *const names[] = {[RF_SCOPE_LAYER] = "layer", [RF_SCOPE_GLOBAL] = "global"};

@@ -1,7 +1,9 @@
 /* Pruning at model level: which tensors are eligible (rf_param.prunable plus
- * a layer-name glob list), per-layer rates, method dispatch through a table,
+ * a layer-name glob list), per-layer rates, method dispatch through the
+ * method table (prune_methods.c),
  * per-tensor statistics, layer-collapse detection on the model's masks, the
- * gradual-magnitude-pruning training hook, and the canonical settings keys. */
+ * gradual-magnitude-pruning training hook. (A task's settings keys are the
+ * task layer's: src/task/task_prune.c.) */
 #include "raffle/prune.h"
 
 #include <fnmatch.h>
@@ -9,16 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Score functions of the gradient-based and data-free methods (prune_grad.c,
- * prune_synflow.c): fill scores[] over the items' ranges. */
-rf_status rf_prune_scores_grad_(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg,
-                                const rf_prune_item *items, int n_items,
-                                const rf_dataset *train, float *scores);
-rf_status rf_prune_synflow_scores_(rf_ctx *ctx, rf_model *m, const rf_prune_item *items,
-                                   int n_items, float *scores);
-rf_status rf_prune_synflow_(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg,
-                            const rf_prune_item *items, int n_items);
 
 /* ---- eligibility ---------------------------------------------------------- */
 
@@ -91,51 +83,15 @@ rf_status rf_prune_items(rf_ctx *ctx, const rf_model *m, const rf_prune_cfg *cfg
     return RF_OK;
 }
 
-/* ---- dispatch ----------------------------------------------------------------
- * Magnitude and random need only the parameters; the table says which
- * methods read data and how their scores are computed. */
-typedef rf_status (*score_fn)(rf_ctx *, rf_model *, const rf_prune_cfg *, const rf_prune_item *, int,
-                              const rf_dataset *, float *);
-
-static rf_status score_magnitude(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *it,
-                                 int n, const rf_dataset *train, float *sc) {
-    for (int i = 0; i < n; i++) rf_prune_score_magnitude(m->params + it[i].offset, it[i].numel, sc + it[i].offset);
-    return RF_OK;
-}
-
-/* Random scores: element e of tensor i draws from stream hash(name) so a
- * tensor's scores do not depend on which other tensors are eligible. */
-static rf_status score_random(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *it,
-                              int n, const rf_dataset *train, float *sc) {
-    for (int i = 0; i < n; i++)
-        rf_prune_score_random(cfg->seed, rf_hash64(it[i].name, strlen(it[i].name), 0x70727574ull),
-                              it[i].numel, sc + it[i].offset);
-    return RF_OK;
-}
-
-static rf_status score_synflow(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *it,
-                               int n, const rf_dataset *train, float *sc) {
-    return rf_prune_synflow_scores_(ctx, m, it, n, sc);
-}
-
-static const struct { rf_prune_method method; score_fn fn; int needs_data; } score_table[] = {
-    {RF_PRUNE_MAGNITUDE, score_magnitude, 0},
-    {RF_PRUNE_RANDOM,    score_random,    0},
-    {RF_PRUNE_OBD,       rf_prune_scores_grad_, 1},
-    {RF_PRUNE_SNIP,      rf_prune_scores_grad_, 1},
-    {RF_PRUNE_GRASP,     rf_prune_scores_grad_, 1},
-    {RF_PRUNE_SYNFLOW,   score_synflow,   0},
-};
+/* ---- dispatch: the method table (prune_methods.c) ------------------------------ */
 
 static rf_status scores_into(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *it,
                              int n, const rf_dataset *train, float *sc) {
-    for (size_t i = 0; i < sizeof score_table / sizeof score_table[0]; i++) {
-        if (score_table[i].method != cfg->method) continue;
-        if (score_table[i].needs_data && !train)
-            return rf_error(ctx, RF_ERR_INVALID, "prune %s: needs training data", rf_prune_method_name(cfg->method));
-        return score_table[i].fn(ctx, m, cfg, it, n, train, sc);
-    }
-    return rf_error(ctx, RF_ERR_INVALID, "prune: unknown method %d", (int)cfg->method);
+    const rf_prune_method_desc *d = rf_prune_method_get(cfg->method);
+    if (!d) return rf_error(ctx, RF_ERR_INVALID, "prune: unknown method %d", cfg->method);
+    if ((d->flags & RF_PM_DATA) && !train)
+        return rf_error(ctx, RF_ERR_INVALID, "prune %s: needs training data", d->name);
+    return d->score(ctx, m, cfg, it, n, train, sc);
 }
 
 rf_status rf_prune_scores(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg,
@@ -159,8 +115,10 @@ rf_status rf_prune_model(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, cons
     int n;
     RF_TRY(rf_prune_items(ctx, m, cfg, &it, &n));
     rf_status s = rf_model_ensure_masks(ctx, m);
-    if (s == RF_OK && cfg->method == RF_PRUNE_SYNFLOW) {
-        s = rf_prune_synflow_(ctx, m, cfg, it, n);
+    const rf_prune_method_desc *d = rf_prune_method_get(cfg->method);
+    if (s == RF_OK && !d) s = rf_error(ctx, RF_ERR_INVALID, "prune: unknown method %d", cfg->method);
+    if (s == RF_OK && d->prune) {
+        s = d->prune(ctx, m, cfg, it, n);
     } else if (s == RF_OK) {
         float *sc = rf_calloc(m->n_params ? m->n_params : 1, sizeof *sc);
         if (!sc) s = rf_error(ctx, RF_ERR_NOMEM, "prune: scores");
@@ -262,80 +220,6 @@ rf_status rf_gmp_apply(rf_gmp *g, rf_model *m, int64_t step) {
 
 rf_status rf_gmp_before_step(void *ud, rf_model *m, int64_t step, int64_t total_steps) {
     return rf_gmp_apply((rf_gmp *)ud, m, step);
-}
-
-/* ---- settings ------------------------------------------------------------------ */
-
-static const cJSON *jget(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
-
-static rf_status jnum(rf_ctx *ctx, const cJSON *o, const char *k, double lo, double hi, double *out) {
-    const cJSON *v = jget(o, k);
-    if (!v) return RF_OK;
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi))
-        return rf_error(ctx, RF_ERR_INVALID, "settings \"%s\": expected a number in [%g, %g]", k, lo, hi);
-    *out = v->valuedouble;
-    return RF_OK;
-}
-
-static rf_status jint(rf_ctx *ctx, const cJSON *o, const char *k, double lo, double hi, int64_t *out) {
-    double d = (double)*out;
-    RF_TRY(jnum(ctx, o, k, lo, hi, &d));
-    if (d != floor(d)) return rf_error(ctx, RF_ERR_INVALID, "settings \"%s\": expected an integer", k);
-    *out = (int64_t)d;
-    return RF_OK;
-}
-
-static rf_status jstr(rf_ctx *ctx, const cJSON *o, const char *k, const char **out) {
-    const cJSON *v = jget(o, k);
-    if (!v) return RF_OK;
-    if (!cJSON_IsString(v)) return rf_error(ctx, RF_ERR_INVALID, "settings \"%s\": expected a string", k);
-    *out = v->valuestring;
-    return RF_OK;
-}
-
-rf_status rf_prune_cfg_from_json(rf_ctx *ctx, const cJSON *st, rf_prune_cfg *cfg, void **owned) {
-    *owned = NULL;
-    const char *method = rf_prune_method_name(cfg->method), *scope = cfg->scope == RF_SCOPE_GLOBAL ? "global" : "layer";
-    RF_TRY(jstr(ctx, st, "method", &method));
-    int mi = rf_prune_method_from_name(method);
-    if (mi < 0) return rf_error(ctx, RF_ERR_INVALID, "settings \"method\": \"%s\" is not one of %s", method, rf_prune_method_names());
-    cfg->method = (rf_prune_method)mi;
-    RF_TRY(jstr(ctx, st, "scope", &scope));
-    int sc = rf_prune_scope_from_name(scope);
-    if (sc < 0) return rf_error(ctx, RF_ERR_INVALID, "settings \"scope\": \"%s\" is not layer or global", scope);
-    cfg->scope = (rf_prune_scope)sc;
-    RF_TRY(jnum(ctx, st, "sparsity", 0, 1, &cfg->sparsity));
-    RF_TRY(jnum(ctx, st, "output_rate", -1, 1, &cfg->output_rate));
-    RF_TRY(jstr(ctx, st, "layers", &cfg->layers));
-    int64_t v = (int64_t)cfg->seed;
-    RF_TRY(jint(ctx, st, "seed", 0, 9007199254740992.0, &v)); cfg->seed = (uint64_t)v;
-    v = cfg->batches; RF_TRY(jint(ctx, st, "obd_batches", 1, 1e6, &v)); cfg->batches = (int)v;
-    v = cfg->batch; RF_TRY(jint(ctx, st, "batch", 1, 1e6, &v)); cfg->batch = (int)v;
-    v = cfg->synflow_rounds; RF_TRY(jint(ctx, st, "synflow_rounds", 1, 1e6, &v)); cfg->synflow_rounds = (int)v;
-    RF_TRY(jnum(ctx, st, "grasp_eps", 1e-12, 1, &cfg->grasp_eps));
-    const cJSON *ls = jget(st, "layer_sparsity");
-    if (ls) {
-        if (!cJSON_IsObject(ls)) return rf_error(ctx, RF_ERR_INVALID, "settings \"layer_sparsity\": expected an object {pattern: rate}");
-        int n = cJSON_GetArraySize(ls);
-        void *blk = rf_malloc((size_t)(n > 0 ? n : 1) * (sizeof(const char *) + sizeof(double)));
-        if (!blk) return rf_error(ctx, RF_ERR_NOMEM, "settings");
-        const char **pats = blk;
-        double *rates = (double *)(pats + (n > 0 ? n : 1));
-        int i = 0;
-        for (const cJSON *e = ls->child; e; e = e->next, i++) {
-            if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble <= 1)) {
-                rf_free(blk);
-                return rf_error(ctx, RF_ERR_INVALID, "settings \"layer_sparsity\".\"%s\": expected a rate in [0, 1]", e->string);
-            }
-            pats[i] = e->string;
-            rates[i] = e->valuedouble;
-        }
-        cfg->n_layer_rates = n;
-        cfg->rate_patterns = pats;
-        cfg->rates = rates;
-        *owned = blk;
-    }
-    return RF_OK;
 }
 
 /* ---- task helpers -------------------------------------------------------------- */

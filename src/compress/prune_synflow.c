@@ -25,11 +25,6 @@
 #include <math.h>
 #include <string.h>
 
-rf_status rf_prune_synflow_scores_(rf_ctx *ctx, rf_model *m, const rf_prune_item *items,
-                                   int n_items, float *scores);
-rf_status rf_prune_synflow_(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg,
-                            const rf_prune_item *items, int n_items);
-
 typedef struct synflow {
     rf_model *m;
     float    *w0;      /* original params (signs restored from here)     */
@@ -129,8 +124,9 @@ static void sf_close(synflow *sf) {
     rf_free(sf->w0); rf_free(sf->scale); rf_free(sf->ones); rf_free(sf->dl);
 }
 
-rf_status rf_prune_synflow_scores_(rf_ctx *ctx, rf_model *m, const rf_prune_item *items,
-                                   int n_items, float *scores) {
+/* One round's scores (rf_prune_scores asks for them: the descriptor's score). */
+static rf_status synflow_scores(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *items,
+                                int n_items, const rf_dataset *train, float *scores) {
     synflow sf;
     rf_status s = sf_open(ctx, &sf, m);
     if (s == RF_OK) s = scores_checked(ctx, &sf, items, n_items, scores);
@@ -138,8 +134,9 @@ rf_status rf_prune_synflow_scores_(rf_ctx *ctx, rf_model *m, const rf_prune_item
     return s;
 }
 
-rf_status rf_prune_synflow_(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg,
-                            const rf_prune_item *items, int n_items) {
+/* The iterative pruning of Alg. 1 (the descriptor's prune). */
+static rf_status synflow_prune(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *items,
+                               int n_items) {
     if (cfg->of_remaining)
         return rf_error(ctx, RF_ERR_UNSUPPORTED, "synflow takes a target sparsity, not a fraction of the remaining weights");
     int R = cfg->synflow_rounds > 0 ? cfg->synflow_rounds : 100;
@@ -166,3 +163,10 @@ rf_status rf_prune_synflow_(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg,
     sf_close(&sf);
     return s;
 }
+
+static const char *const synflow_keys[] = {"synflow_rounds", NULL};
+
+const rf_prune_method_desc rf_prune_method_synflow = {
+    .name = "synflow", .summary = "|w·∂R/∂w| of the linearised network, pruned over `synflow_rounds` rounds; no data (Tanaka et al. 2020, Alg. 1)",
+    .flags = RF_PM_AT_INIT | RF_PM_LAYER | RF_PM_GLOBAL, .keys = synflow_keys, .score = synflow_scores, .prune = synflow_prune,
+};

@@ -194,10 +194,12 @@ int rf_calib_from_name(const char *s) {
  * layer's qkv, proj) are overridden per weight through rf_param.infer_gemm
  * (nn.h documents which mechanism applies where). */
 static int is_gemm_layer(const rf_layer *l) {
-    return l->type == RF_L_LINEAR || l->type == RF_L_CONV2D || l->type == RF_L_PATCH_EMBED;
+    unsigned t = rf_layer_traits(l->type);
+    return (t & RF_LT_PRODUCT) && (t & RF_LT_QUANT);
 }
 static int is_multi_product_layer(const rf_layer *l) {
-    return l->type == RF_L_TRANSFORMER || l->type == RF_L_ATTENTION;
+    unsigned t = rf_layer_traits(l->type);
+    return (t & RF_LT_PRODUCTS) && (t & RF_LT_QUANT);
 }
 
 /* Installs (fn, state) as the override of product i, at the level its layer

@@ -110,8 +110,7 @@ static rf_status qat_param_act(void *state, int backward, float *X, size_t n) {
 
 /* Whether product i of desc is overridden per weight (nn.h). */
 static int per_param(const rf_quant *desc, const rf_model *m, int i) {
-    int t = m->layers[rf_quant_layer((rf_quant *)desc, i)->layer].type;
-    return t == RF_L_TRANSFORMER || t == RF_L_ATTENTION;
+    return (rf_layer_traits(m->layers[rf_quant_layer((rf_quant *)desc, i)->layer].type) & RF_LT_PRODUCTS) != 0;
 }
 
 rf_status rf_qat_new(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf_qat_cfg *cfg,

@@ -12,12 +12,13 @@
  *            payload is random bytes, like the already-compressed payload of
  *            an .rckpt, so compression cannot win by shrinking it;
  *  memory    coordinator bytes per queued task for a 100,000-task job:
- *            scheduler state, and the job's task records + settings strings. */
+ *            scheduler state, and the job's task records + settings strings.
+ * The measurement only: `raffle bench coord` (src/cli/cmd_bench.c) takes the
+ * options, prints the result and writes DIR/coord.json. */
 #define _GNU_SOURCE
 #include "coord/coord_internal.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 typedef struct copy_sink { unsigned char *dst; size_t off; } copy_sink;
@@ -41,43 +42,38 @@ static rf_job *noop_job(rf_ctx *ctx, int n) {
     return s == RF_OK ? j : NULL;
 }
 
-static int usage(void) {
-    fprintf(stderr, "usage: mpirun -np 2|3 raffle bench coord [--tasks N] [--mb M] [--reps R] [--level L] [--out FILE] [--quick]\n");
-    return 2;
+void rf_bench_coord_opts_default(rf_bench_coord_opts *o, int quick) {
+    o->tasks = quick ? 5000 : 20000;
+    o->mb = quick ? 16 : 64;
+    o->reps = quick ? 3 : 5;
+    o->level = COORD_ZSTD_LEVEL;
 }
 
-int rf_bench_coord_main(int argc, char **argv) {
-    int tasks = 20000, mb = 64, reps = 5, quick = 0, level = COORD_ZSTD_LEVEL;
-    const char *out = "bench/results/coord.json";
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--quick") == 0) quick = 1;
-        else if (i + 1 < argc && strcmp(argv[i], "--tasks") == 0) tasks = atoi(argv[++i]);
-        else if (i + 1 < argc && strcmp(argv[i], "--mb") == 0) mb = atoi(argv[++i]);
-        else if (i + 1 < argc && strcmp(argv[i], "--reps") == 0) reps = atoi(argv[++i]);
-        else if (i + 1 < argc && strcmp(argv[i], "--level") == 0) level = atoi(argv[++i]);
-        else if (i + 1 < argc && strcmp(argv[i], "--out") == 0) out = argv[++i];
-        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(); return 0; }
-        else return usage();
-    }
-    if (quick) { tasks = 5000; mb = 16; reps = 3; }
-    if (tasks < 1 || mb < 1 || reps < 1) return usage();
+/* Fails the benchmark on this rank; the others learn of it at the next
+ * collective only if they get there, so the caller (the CLI) aborts the
+ * MPI job when any rank reports an error. */
+#define BENCH_TRY(expr) do { rf_status bs_ = (expr); if (bs_ != RF_OK) { s = bs_; goto done; } } while (0)
+
+rf_status rf_bench_coord(rf_ctx *ctx, const rf_bench_coord_opts *opt, int *rank_out, cJSON **result) {
+    *result = NULL;
+    *rank_out = 0;
+    if (opt->tasks < 1 || opt->mb < 1 || opt->reps < 1)
+        return rf_error(ctx, RF_ERR_INVALID, "bench coord: tasks, mb and reps must be >= 1");
     int inited = 0, rank = 0, size = 1;
     MPI_Initialized(&inited);
-    if (!inited) MPI_Init(&argc, &argv);
+    if (!inited) MPI_Init(NULL, NULL);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (size < 2) {
-        fprintf(stderr, "raffle bench coord: needs 2 or 3 MPI ranks (mpirun -np 3 --oversubscribe raffle bench coord)\n");
-        if (!inited) MPI_Finalize();
-        return 2;
-    }
-    rf_ctx ctx;
-    rf_ctx_init(&ctx);
-    int rc = 0;
+    *rank_out = rank;
+    rf_status s = RF_OK;
+    rf_job *job = NULL;
+    unsigned char *buf = NULL, *dst = NULL;
+    if (size < 2) { s = rf_error(ctx, RF_ERR_MPI, "bench coord: needs 2 or 3 MPI ranks (mpirun -np 3 --oversubscribe raffle bench coord)"); goto done; }
+    const int tasks = opt->tasks, reps = opt->reps, level = opt->level;
 
     /* ---- dispatch rate ---- */
-    rf_job *job = noop_job(&ctx, tasks);
-    if (!job) { fprintf(stderr, "raffle bench coord: %s\n", rf_ctx_error(&ctx)); MPI_Abort(MPI_COMM_WORLD, 1); }
+    job = noop_job(ctx, tasks);
+    if (!job) { s = ctx->status ? ctx->status : RF_ERR_NOMEM; goto done; }
     rf_sweep_opts o;
     rf_sweep_opts_default(&o);
     o.inproc_noop = 1;
@@ -87,17 +83,19 @@ int rf_bench_coord_main(int argc, char **argv) {
     for (int r = 0; r < (reps < 3 ? reps : 3); r++) {
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = rf_now();
-        if (rf_sweep_run(&ctx, job, &o, &res) != RF_OK) { fprintf(stderr, "raffle bench coord: %s\n", rf_ctx_error(&ctx)); MPI_Abort(MPI_COMM_WORLD, 1); }
+        BENCH_TRY(rf_sweep_run(ctx, job, &o, &res));
         double dt = rf_now() - t0;
-        if (rank == 0 && res.done != tasks) { fprintf(stderr, "raffle bench coord: %d of %d tasks done\n", res.done, tasks); rc = 1; }
+        if (rank == 0 && res.done != tasks) { s = rf_error(ctx, RF_ERR_INTERNAL, "bench coord: %d of %d tasks done", res.done, tasks); goto done; }
         if (rank == 0 && tasks / dt > best_rate) best_rate = tasks / dt;
     }
     rf_job_free(job);
+    job = NULL;
 
     /* ---- gather bandwidth vs raw point-to-point ---- */
-    size_t bytes = (size_t)mb << 20;
-    unsigned char *buf = rf_malloc(bytes), *dst = rf_malloc(bytes);
-    if (!buf || !dst) MPI_Abort(MPI_COMM_WORLD, 1);
+    size_t bytes = (size_t)opt->mb << 20;
+    buf = rf_malloc(bytes);
+    dst = rf_malloc(bytes);
+    if (!buf || !dst) { s = rf_error(ctx, RF_ERR_NOMEM, "bench coord: %zu-byte buffers", bytes); goto done; }
     rf_rng rng;
     rf_rng_init(&rng, 7, 0);
     for (size_t i = 0; i + 4 <= bytes; i += 4) { uint32_t v = rf_rng_u32(&rng); memcpy(buf + i, &v, 4); }
@@ -122,36 +120,31 @@ int rf_bench_coord_main(int argc, char **argv) {
         MPI_Barrier(MPI_COMM_WORLD);
         t0 = rf_now();
         if (rank == 1) {
-            if (coord_send_stream(&ctx, MPI_COMM_WORLD, 0, buf, -1, bytes, level) != RF_OK) MPI_Abort(MPI_COMM_WORLD, 1);
+            BENCH_TRY(coord_send_stream(ctx, MPI_COMM_WORLD, 0, buf, -1, bytes, level));
         } else if (rank == 0) {
             /* timed like the raw transfer: the bytes end in rank 0's receive
              * buffer (no store write on either side) */
-            if (coord_recv_stream(&ctx, MPI_COMM_WORLD, 1, bytes, nch, NULL, NULL) != RF_OK) {
-                fprintf(stderr, "raffle bench coord: %s\n", rf_ctx_error(&ctx));
-                MPI_Abort(MPI_COMM_WORLD, 1);
-            }
+            BENCH_TRY(coord_recv_stream(ctx, MPI_COMM_WORLD, 1, bytes, nch, NULL, NULL));
             double dt = rf_now() - t0;
             if (dt < best_gather) best_gather = dt;
         }
     }
     /* untimed: the stream delivers exactly the bytes sent */
     MPI_Barrier(MPI_COMM_WORLD);
-    if (rank == 1 && coord_send_stream(&ctx, MPI_COMM_WORLD, 0, buf, -1, bytes, level) != RF_OK) MPI_Abort(MPI_COMM_WORLD, 1);
+    if (rank == 1) BENCH_TRY(coord_send_stream(ctx, MPI_COMM_WORLD, 0, buf, -1, bytes, level));
     if (rank == 0) {
         copy_sink cs = {dst, 0};
         memset(dst, 0, bytes);
-        if (coord_recv_stream(&ctx, MPI_COMM_WORLD, 1, bytes, nch, sink_copy, &cs) != RF_OK) MPI_Abort(MPI_COMM_WORLD, 1);
-        if (cs.off != bytes || memcmp(dst, buf, bytes) != 0) { fprintf(stderr, "raffle bench coord: gathered bytes differ\n"); rc = 1; }
+        BENCH_TRY(coord_recv_stream(ctx, MPI_COMM_WORLD, 1, bytes, nch, sink_copy, &cs));
+        if (cs.off != bytes || memcmp(dst, buf, bytes) != 0) { s = rf_error(ctx, RF_ERR_INTERNAL, "bench coord: gathered bytes differ"); goto done; }
     }
-    rf_free(buf);
-    rf_free(dst);
 
     /* ---- memory per queued task ---- */
     if (rank == 0) {
-        rf_job *big = noop_job(&ctx, 100000);
-        if (!big) MPI_Abort(MPI_COMM_WORLD, 1);
-        double per_sched = (double)coord_sched_bytes(big) / big->n_tasks;
-        double per_job = (double)(sizeof(rf_job_task) * (size_t)big->n_tasks + big->strings_len) / big->n_tasks;
+        job = noop_job(ctx, 100000);
+        if (!job) { s = ctx->status ? ctx->status : RF_ERR_NOMEM; goto done; }
+        double per_sched = (double)coord_sched_bytes(job) / job->n_tasks;
+        double per_job = (double)(sizeof(rf_job_task) * (size_t)job->n_tasks + job->strings_len) / job->n_tasks;
         double raw_mbs = bytes / best_raw / 1e6, gather_mbs = bytes / best_gather / 1e6;
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "benchmark", "coord");
@@ -173,27 +166,18 @@ int rf_bench_coord_main(int argc, char **argv) {
         cJSON_AddStringToObject(g, "payload", "random bytes (incompressible, like an .rckpt's zstd payload) in 4 MiB chunks: zstd-probed, sent stored");
         cJSON_AddStringToObject(g, "note", "both timed from rank 1's memory to rank 0's receive buffer, best of reps; store writes excluded; a separate untimed pass checks the bytes");
         cJSON *m = cJSON_AddObjectToObject(j, "memory");
-        cJSON_AddNumberToObject(m, "tasks", big->n_tasks);
+        cJSON_AddNumberToObject(m, "tasks", job->n_tasks);
         cJSON_AddNumberToObject(m, "sched_bytes_per_task", per_sched);
         cJSON_AddNumberToObject(m, "job_bytes_per_task", per_job);
         cJSON_AddNumberToObject(m, "total_bytes_per_task", per_sched + per_job);
         cJSON_AddNumberToObject(m, "target_bytes_per_task", 1024);
-        rf_job_free(big);
-        char *txt = cJSON_Print(j);
-        cJSON_Delete(j);
-        if (txt) {
-            printf("%s\n", txt);
-            if (out && out[0]) {
-                rf_ctx wctx;
-                rf_ctx_init(&wctx);
-                if (rf_write_file_atomic(&wctx, out, txt, strlen(txt)) != RF_OK) { fprintf(stderr, "raffle bench coord: %s\n", rf_ctx_error(&wctx)); rc = 1; }
-            }
-            free(txt);
-        }
-        fprintf(stderr, "coord: dispatch %.0f tasks/s (target >= 5000); gather %.0f MB/s = %.0f%% of raw MPI %.0f MB/s (target >= 80%%); "
-                        "%.0f + %.0f bytes per queued task (target < 1024)\n",
-                best_rate, gather_mbs, 100 * gather_mbs / raw_mbs, raw_mbs, per_sched, per_job);
+        if (!j || !d || !g || !m) { cJSON_Delete(j); s = rf_error(ctx, RF_ERR_NOMEM, "bench coord: result"); goto done; }
+        *result = j;
     }
-    if (!inited) MPI_Finalize();
-    return rc;
+done:
+    rf_job_free(job);
+    rf_free(buf);
+    rf_free(dst);
+    if (!inited && s == RF_OK) MPI_Finalize();
+    return s;
 }

@@ -1,11 +1,11 @@
 /* Task isolation: each attempt runs as `raffle run DIR` in a child process
  * (fork + exec, so the child starts clean: no MPI state, no threads) under an
  * address-space limit and a wall-clock limit; the way it ends is classified
- * (error, NaN, out of memory, crash, timeout). Also the child's side:
- * rf_coord_run_dir, which the `raffle run` command calls. */
+ * (error, NaN, out of memory, crash, timeout). The child's side, which reads
+ * DIR/task.json and runs the kind, lives with the tasks (src/task/runner.c,
+ * rf_task_run_dir): the coordinator never links a task. */
 #define _GNU_SOURCE
 #include "coord/coord_internal.h"
-#include "raffle/task.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +30,8 @@
 #define AS_LIMIT_WORKS 1
 #endif
 
+/* The names `raffle run` writes into result.json (src/task/runner.c,
+ * rf_task_status_class) and the ledger records. */
 static const char *const class_names[RF_FAIL_COUNT_] = {"", "error", "crash", "oom", "timeout", "nan", "preempted"};
 
 const char *rf_fail_class_name(int c) { return (c >= 0 && c < RF_FAIL_COUNT_) ? class_names[c] : "?"; }
@@ -38,140 +40,6 @@ int rf_fail_class_retryable(int c) { return c == RF_FAIL_CRASH || c == RF_FAIL_T
 static int class_from_name(const char *s) {
     for (int i = 0; i < RF_FAIL_COUNT_; i++) if (strcmp(class_names[i], s) == 0) return i;
     return RF_FAIL_ERROR;
-}
-
-/* Status of the task function -> failure class. */
-static const struct { rf_status s; int cls; } status_class[] = {
-    {RF_ERR_NAN, RF_FAIL_NAN}, {RF_ERR_NOMEM, RF_FAIL_OOM}, {RF_ERR_LIMIT, RF_FAIL_OOM},
-    {RF_ERR_TIMEOUT, RF_FAIL_TIMEOUT}, {RF_ERR_PREEMPTED, RF_FAIL_PREEMPTED}, {RF_ERR_CHILD, RF_FAIL_CRASH},
-};
-
-static int classify_status(rf_status s) {
-    if (s == RF_OK) return RF_FAIL_NONE;
-    for (size_t i = 0; i < sizeof status_class / sizeof status_class[0]; i++)
-        if (status_class[i].s == s) return status_class[i].cls;
-    return RF_FAIL_ERROR;
-}
-
-/* Metric keys that measure time on this machine rather than the model, or
- * are decided by such a measurement (the deployment step keeps a sparse
- * kernel for a layer only where it timed faster: sparse_layers,
- * deployed_form): they go under "timing" so the rest of metrics.json is
- * reproducible byte for byte. */
-static int is_timing_key(const char *k) {
-    static const char *const parts[] = {"seconds", "latency", "throughput", "per_s", "speedup", "time_"};
-    static const char *const exact[] = {"sparse_layers", "deployed_form"};
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) if (strstr(k, parts[i])) return 1;
-    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++) if (strcmp(k, exact[i]) == 0) return 1;
-    return 0;
-}
-
-void rf_coord_split_timing(cJSON *metrics) {
-    cJSON *timing = cJSON_CreateObject();
-    if (!timing) return;
-    cJSON *c = metrics->child;
-    while (c) {
-        cJSON *next = c->next;
-        if (c->string && is_timing_key(c->string) && strcmp(c->string, "timing") != 0) {
-            cJSON_DetachItemViaPointer(metrics, c);
-            cJSON_AddItemToObject(timing, c->string, c);
-        }
-        c = next;
-    }
-    cJSON_AddItemToObject(metrics, "timing", timing);
-}
-
-/* Kinds that, when their stop_flag ends training early, return
- * RF_ERR_PREEMPTED instead of finishing with a shortened run (which would be
- * recorded "done" with the wrong result). Only these get the flag; other
- * kinds ignore a stop request and run to their end (or the time limit). */
-static int stop_aware(const cJSON *settings) {
-    static const char *const kinds[] = {"train", "distill", "ofa-sparse", "ofa-transfer", "ofa-qat"};
-    const cJSON *k = cJSON_GetObjectItemCaseSensitive(settings, "kind");
-    for (size_t i = 0; cJSON_IsString(k) && i < sizeof kinds / sizeof kinds[0]; i++)
-        if (strcmp(k->valuestring, kinds[i]) == 0) return 1;
-    return 0;
-}
-
-static void child_log(void *ud, const char *line) {
-    (void)ud;
-    fprintf(stderr, "%s\n", line);
-}
-
-static rf_status write_json(rf_ctx *ctx, const char *dir, const char *name, const cJSON *o) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    char *s = cJSON_PrintUnformatted(o);
-    if (!s) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
-    size_t n = strlen(s);
-    char *b = rf_malloc(n + 2);
-    if (!b) { free(s); return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); }
-    memcpy(b, s, n);
-    b[n] = '\n';
-    free(s);
-    rf_status st = rf_write_file_atomic(ctx, path, b, n + 1);
-    rf_free(b);
-    return st;
-}
-
-rf_status rf_coord_run_dir(rf_ctx *ctx, const char *dir) { return rf_coord_run_task(ctx, dir, NULL); }
-
-rf_status rf_coord_run_task(rf_ctx *ctx, const char *dir, volatile int *stop_flag) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/task.json", dir);
-    unsigned char *buf;
-    size_t n;
-    RF_TRY(rf_read_file(ctx, path, &buf, &n));
-    cJSON *task = cJSON_ParseWithLength((const char *)buf, n);
-    rf_free(buf);
-    const cJSON *settings = cJSON_GetObjectItemCaseSensitive(task, "settings");
-    const cJSON *parents = cJSON_GetObjectItemCaseSensitive(task, "parents");
-    if (!cJSON_IsObject(settings) || !cJSON_IsArray(parents)) {
-        cJSON_Delete(task);
-        return rf_error(ctx, RF_ERR_FORMAT, "%s: expected {\"settings\": {...}, \"parents\": [...]}", path);
-    }
-    int np = cJSON_GetArraySize(parents);
-    const char **pp = rf_calloc((size_t)(np ? np : 1), sizeof *pp);
-    cJSON *metrics = cJSON_CreateObject();
-    rf_status s = RF_OK;
-    if (!pp || !metrics) s = rf_error(ctx, RF_ERR_NOMEM, "out of memory");
-    for (int i = 0; !s && i < np; i++) {
-        const cJSON *p = cJSON_GetArrayItem(parents, i);
-        if (!cJSON_IsString(p)) s = rf_error(ctx, RF_ERR_FORMAT, "%s: parents[%d] is not a path", path, i);
-        else pp[i] = p->valuestring;
-    }
-    if (!s) {
-        rf_task_io io = {0};
-        io.settings = settings;
-        io.n_parents = np;
-        io.parent_ckpts = pp;
-        io.out_dir = dir;
-        io.log = child_log;
-        io.stop_flag = stop_aware(settings) ? stop_flag : NULL;
-        const cJSON *rp = cJSON_GetObjectItemCaseSensitive(task, "resume");
-        const cJSON *re = cJSON_GetObjectItemCaseSensitive(task, "resume_every_s");
-        if (cJSON_IsString(rp)) io.resume_from = rp->valuestring;
-        if (cJSON_IsNumber(re) && re->valuedouble > 0) io.resume_every_s = re->valuedouble;
-        s = rf_task_run(ctx, &io, metrics);
-    }
-    cJSON *res = cJSON_CreateObject();
-    if (res) {
-        cJSON_AddStringToObject(res, "class", rf_fail_class_name(classify_status(s)));
-        cJSON_AddStringToObject(res, "status", rf_strerror(s));
-        cJSON_AddStringToObject(res, "message", s ? rf_ctx_error(ctx) : "");
-    }
-    rf_ctx wctx;
-    rf_ctx_init(&wctx);
-    if (!s) {
-        rf_coord_split_timing(metrics);
-        if (write_json(&wctx, dir, "metrics.json", metrics) != RF_OK) s = rf_error(ctx, wctx.status, "%s", wctx.err);
-    }
-    if (res && write_json(&wctx, dir, "result.json", res) != RF_OK && !s) s = rf_error(ctx, wctx.status, "%s", wctx.err);
-    cJSON_Delete(res);
-    cJSON_Delete(metrics);
-    rf_free(pp);
-    cJSON_Delete(task);
-    return s;
 }
 
 /* Last non-empty line of dir/log.txt into out (for crash messages). */

@@ -1,5 +1,6 @@
 /* Status names and the per-context error buffer. */
 #include "raffle/core.h"
+#include "raffle/engine.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,9 @@ void rf_ctx_init(rf_ctx *ctx) {
     memset(ctx, 0, sizeof *ctx);
     ctx->threads = 1;
     ctx->mem_cap = mem_cap_from_env();
+    rf_ctx tmp;   /* rf_engine_from_env's report of a bad variable is not kept here */
+    memset(&tmp, 0, sizeof tmp);
+    (void)rf_engine_from_env(&tmp, &ctx->engine);
     ctx->task_cap = task_cap_from_env();
 }
 

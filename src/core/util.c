@@ -131,3 +131,25 @@ rf_status rf_mkdirs(rf_ctx *ctx, const char *path) {
     rf_free(p);
     return RF_OK;
 }
+
+void rf_buf_printf(rf_buf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) { b->oom = 1; return; }
+        if (b->p && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
+        size_t cap = (b->cap + (size_t)k + 1) * 2;
+        char *np = rf_realloc(b->p, cap);
+        if (!np) { b->oom = 1; return; }
+        b->p = np;
+        b->cap = cap;
+    }
+}
+
+void rf_buf_free(rf_buf *b) {
+    rf_free(b->p);
+    memset(b, 0, sizeof *b);
+}

@@ -9,6 +9,7 @@
  * and batch-norm statistics as "<layer>.running_mean" /
  * "<layer>.running_var" (PyTorch's buffer names). Other layers' buffers, if a
  * layer type grows some, are stored whole as "<layer>.buffer". */
+#include "raffle/ckpt.h"
 #include "raffle/train.h"
 #include "io/model_names.h"
 
@@ -18,7 +19,7 @@
 
 int rf_io_layer_buffers(const rf_layer *L, rf_io_buf_slice *out) {
     if (L->buf_numel == 0) return 0;
-    if (L->type == RF_L_BATCHNORM && L->buf_numel % 2 == 0) {
+    if ((rf_layer_traits(L->type) & RF_LT_STATS) && L->buf_numel % 2 == 0) {
         size_t c = L->buf_numel / 2;
         snprintf(out[0].name, sizeof out[0].name, "%s.running_mean", L->name);
         snprintf(out[1].name, sizeof out[1].name, "%s.running_var", L->name);

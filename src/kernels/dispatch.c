@@ -8,6 +8,7 @@
  * can only lower the level.
  * Each level maps to one row of a table of kernel pointers (ggml style). */
 #include "kernels/kern_internal.h"
+#include "raffle/engine.h"
 
 #include <cblas.h>
 #include <pthread.h>
@@ -67,19 +68,19 @@ static rf_isa detect(void) {
     return __builtin_cpu_supports("avx512vbmi") ? RF_ISA_AVX512VBMI : RF_ISA_AVX512VNNI;
 }
 
-static const struct { const char *name; rf_isa isa; } env_levels[] = {
-    {"scalar", RF_ISA_SCALAR}, {"avx2", RF_ISA_AVX2}, {"avx512", RF_ISA_AVX512VBMI},
-    {"avx512novbmi", RF_ISA_AVX512VNNI}, {"avx512novnni", RF_ISA_AVX512},
-};
-
+/* The default from the engine option "isa" (raffle/engine.h: its
+ * environment variable RAFFLE_ISA, values auto = the CPU's best, then
+ * scalar, avx2, ... = rf_isa + 1); it can only lower the level. A task sets
+ * its own option through rf_kernels_force (src/task/runner.c). */
 static void init_once_fn(void) {
     cpu_isa = detect();
     rf_isa use = cpu_isa;
-    const char *env = getenv("RAFFLE_ISA");
-    if (env && *env) {
-        for (size_t i = 0; i < sizeof env_levels / sizeof env_levels[0]; i++)
-            if (strcmp(env, env_levels[i].name) == 0 && env_levels[i].isa < use) use = env_levels[i].isa;
-    }
+    rf_engine e;
+    rf_ctx tmp;
+    memset(&tmp, 0, sizeof tmp);
+    (void)rf_engine_from_env(&tmp, &e);   /* a bad value keeps the default; the task runner reports it */
+    int v = e.v[RF_ENGINE_ISA];
+    if (v != RF_ENGINE_ISA_AUTO && (rf_isa)(v - 1) < use) use = (rf_isa)(v - 1);
     atomic_store(&cur_isa, (int)use);
 }
 

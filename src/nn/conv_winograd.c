@@ -52,26 +52,6 @@
 #define WINO_MIN_T 128
 #define WINO_BUDGET (1u << 19)
 
-static rf_nn_conv_path conv_path = (rf_nn_conv_path)-1;
-
-rf_nn_conv_path rf_nn_conv_path_get(void) {
-    if ((int)conv_path < 0) {
-        const char *e = getenv("RAFFLE_CONV");
-        rf_nn_conv_path p = RF_NN_CONV_AUTO;
-        if (e && !strcmp(e, "winograd")) p = RF_NN_CONV_WINOGRAD;
-        else if (e && !strcmp(e, "direct")) p = RF_NN_CONV_DIRECT;
-        else if (e && !strcmp(e, "gemm")) p = RF_NN_CONV_GEMM;
-        conv_path = p;
-    }
-    return conv_path;
-}
-
-rf_nn_conv_path rf_nn_conv_path_set(rf_nn_conv_path p) {
-    rf_nn_conv_path old = rf_nn_conv_path_get();
-    conv_path = p;
-    return old;
-}
-
 int rf_nn_wino_fits(int kh, int kw, int s, int pad) { return kh == 3 && kw == 3 && s == 1 && pad >= 0 && pad <= 1; }
 
 /* One Winograd convolution: Ci -> Co channels, Hi×Wi inputs padded by pad

@@ -6,19 +6,17 @@
 #define RAFFLE_NN_CONV_WINOGRAD_H
 
 #include <stddef.h>
+#include "raffle/engine.h"
 
-/* Convolution path of the stride-1 conv layers (layer_conv.c). AUTO picks
- * per layer shape and ISA; the others force a path where it applies (a path
- * that does not fit the layer falls back to the next one: Winograd ->
- * direct -> wide/im2col). Read once from RAFFLE_CONV=auto|winograd|direct|gemm,
- * overridable by rf_nn_conv_path_set (tests, benchmarks). */
+/* Convolution path of the stride-1 conv layers (layer_conv.c): the engine
+ * option "conv" (raffle/engine.h, the same values). AUTO picks per layer
+ * shape and ISA; the others force a path where it applies (a path that does
+ * not fit the layer falls back to the next one: Winograd -> direct ->
+ * wide/im2col). */
 typedef enum rf_nn_conv_path {
-    RF_NN_CONV_AUTO = 0, RF_NN_CONV_WINOGRAD = 1, RF_NN_CONV_DIRECT = 2, RF_NN_CONV_GEMM = 3
+    RF_NN_CONV_AUTO = RF_ENGINE_CONV_AUTO, RF_NN_CONV_WINOGRAD = RF_ENGINE_CONV_WINOGRAD,
+    RF_NN_CONV_DIRECT = RF_ENGINE_CONV_DIRECT, RF_NN_CONV_GEMM = RF_ENGINE_CONV_GEMM
 } rf_nn_conv_path;
-/* Sets the path for every later conv call (not thread-safe: call it before
- * training starts). Returns the previous setting. */
-rf_nn_conv_path rf_nn_conv_path_set(rf_nn_conv_path p);
-rf_nn_conv_path rf_nn_conv_path_get(void);
 
 /* 1 if a kh×kw, stride s, padding pad conv can run as F(2x2, 3x3):
  * kh = kw = 3, s = 1, pad 0 or 1. */

@@ -24,8 +24,10 @@ static int fold_target(const rf_model *m, int li) {
     int p = L->inputs[0];
     if (L->type != RF_L_BATCHNORM || p < 0) return -1;
     const rf_layer *P = &m->layers[p];
-    if (P->type != RF_L_CONV2D && P->type != RF_L_LINEAR) return -1;
-    if (P->type == RF_L_LINEAR && P->ip[7] != RF_NN_FLAT) return -1;
+    /* a product whose output units are its weight's rows (conv, linear), on
+     * channels (an image) or flat features, not tokens */
+    const rf_nn_op *op = rf_nn_op_get(P->type);
+    if (!(op->traits & RF_LT_PRODUCT) || op->conn != RF_NN_CONN_PRODUCT || P->ip[7] == RF_NN_TOKENS) return -1;
     for (int i = 0; i < m->n_layers; i++)
         for (int k = 0; k < m->layers[i].n_inputs; k++)
             if (m->layers[i].inputs[k] == p && i != li) return -1;

@@ -207,19 +207,14 @@ void rf_nn_gemm_rows(float *C, int ldc, const float *A, int lda, int trans_a, co
  * alternating runs each; the operands arrive cache-cold there and OpenBLAS's
  * packing pays off). So only tall products (M >= 1024) with reductions up to
  * 256 (forward) use rows. Machines without AVX2 keep OpenBLAS. */
-static int mode = -1; /* 0 auto, 1 OpenBLAS, 2 rows; -1: not read yet */
-
-void rf_nn_gemm_force(int m) { mode = m; }
-
-static int forced(void) {
-    if (mode < 0) { /* RAFFLE_GEMM=blas|rows forces a path (benchmarks, tests) */
-        const char *e = getenv("RAFFLE_GEMM");
-        mode = e && strcmp(e, "blas") == 0 ? 1 : e && strcmp(e, "rows") == 0 ? 2 : 0;
-    }
-    return rf_kernels_isa() < RF_ISA_AVX2 ? 1 : mode;
+/* The engine option "gemm" (auto, blas, rows: its values are the ones
+ * below); machines without AVX2 keep OpenBLAS whatever it says. */
+_Static_assert(RF_ENGINE_GEMM_BLAS == 1 && RF_ENGINE_GEMM_ROWS == 2, "forced() returns the option's value");
+static int forced(const rf_engine *e) {
+    return rf_kernels_isa() < RF_ISA_AVX2 ? RF_ENGINE_GEMM_BLAS : e->v[RF_ENGINE_GEMM];
 }
 
-int rf_nn_gemm_rows_on(void) { return forced() != 1; }
+int rf_nn_gemm_rows_on(const rf_engine *e) { return forced(e) != RF_ENGINE_GEMM_BLAS; }
 
 /* Per-thread buffers grown on demand: W^T of the forward product, and the
  * callers' small packs (attention's K^T, V^T). Two, because a caller's pack
@@ -247,18 +242,18 @@ void rf_nn_gemm_release(void) {
     sc_buf = (grow_buf){NULL, 0};
 }
 
-static int rows_fwd(int M, int K) {
-    int f = forced();
+static int rows_fwd(const rf_engine *e, int M, int K) {
+    int f = forced(e);
     return f ? f == 2 : K <= 256 && M >= 1024;
 }
 
-static int rows_dw(int M) {
-    int f = forced();
+static int rows_dw(const rf_engine *e, int M) {
+    int f = forced(e);
     return f ? f == 2 : M >= 1024;
 }
 
-static int rows_dx(int M, int N, int K) {
-    int f = forced();
+static int rows_dx(const rf_engine *e, int M, int N, int K) {
+    int f = forced(e);
     return f ? f == 2 : M >= 1024 && N >= 32 && K >= 64;
 }
 
@@ -276,9 +271,9 @@ static float *wt_of(const float *W, int N, int K) {
     return wt;
 }
 
-void rf_nn_linear_fwd(float *Y, const float *X, const float *W, const float *b, int M, int N, int K, int ldx,
-                      int ldy) {
-    if (rows_fwd(M, K)) {
+void rf_nn_linear_fwd(const rf_engine *e, float *Y, const float *X, const float *W, const float *b, int M, int N,
+                      int K, int ldx, int ldy) {
+    if (rows_fwd(e, M, K)) {
         const float *WT = wt_of(W, N, K);
         if (WT) {
             rf_nn_gemm_rows(Y, ldy, X, ldx, 0, WT, N, b, 0, M, N, K);
@@ -293,12 +288,14 @@ void rf_nn_linear_fwd(float *Y, const float *X, const float *W, const float *b, 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, ldx, W, K, beta, Y, ldy);
 }
 
-void rf_nn_linear_dx(float *dX, const float *dY, const float *W, int M, int N, int K, int ldx, int ldy) {
-    if (rows_dx(M, N, K)) rf_nn_gemm_rows(dX, ldx, dY, ldy, 0, W, K, NULL, 1, M, K, N);
+void rf_nn_linear_dx(const rf_engine *e, float *dX, const float *dY, const float *W, int M, int N, int K, int ldx,
+                     int ldy) {
+    if (rows_dx(e, M, N, K)) rf_nn_gemm_rows(dX, ldx, dY, ldy, 0, W, K, NULL, 1, M, K, N);
     else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dY, ldy, W, K, 1.0f, dX, ldx);
 }
 
-void rf_nn_linear_dw(float *dW, const float *dY, const float *X, int M, int N, int K, int ldx, int ldy) {
-    if (rows_dw(M)) rf_nn_gemm_rows(dW, K, dY, ldy, 1, X, ldx, NULL, 1, N, K, M);
+void rf_nn_linear_dw(const rf_engine *e, float *dW, const float *dY, const float *X, int M, int N, int K, int ldx,
+                     int ldy) {
+    if (rows_dw(e, M)) rf_nn_gemm_rows(dW, K, dY, ldy, 1, X, ldx, NULL, 1, N, K, M);
     else cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dY, ldy, X, ldx, 1.0f, dW, K);
 }

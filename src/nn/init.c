@@ -75,7 +75,7 @@ rf_status rf_model_init(rf_ctx *ctx, rf_model *m, uint64_t seed) {
     memset(m->buffers, 0, m->n_buffers * sizeof(float));
     for (int i = 0; i < m->n_layers; i++) {
         const rf_layer *L = &m->layers[i];
-        if (L->type != RF_L_BATCHNORM) continue;
+        if (!(rf_layer_traits(L->type) & RF_LT_STATS)) continue;
         float *var = m->buffers + L->buf_offset + L->in.d[0];
         for (int c = 0; c < L->in.d[0]; c++) var[c] = 1.0f;
     }

@@ -85,11 +85,11 @@ static void tanh_backward(const rf_nn_run *r) {
 
 static const char *const no_keys[] = {NULL};
 const rf_nn_op rf_nn_op_relu = {"relu", no_keys, same_shape_setup, NULL, relu_forward, relu_backward,
-                                rf_nn_feat_always, relu_forward_feat, NULL, 0, RF_NN_CONN_PASS, 0};
+                                rf_nn_feat_always, relu_forward_feat, NULL, 0, RF_NN_CONN_PASS, 0, 0};
 const rf_nn_op rf_nn_op_gelu = {"gelu", no_keys, same_shape_setup, NULL, gelu_forward, gelu_backward,
-                                rf_nn_feat_always, gelu_forward_feat, NULL, 0, RF_NN_CONN_PASS, 0};
+                                rf_nn_feat_always, gelu_forward_feat, NULL, 0, RF_NN_CONN_PASS, 0, 0};
 const rf_nn_op rf_nn_op_tanh = {"tanh", no_keys, same_shape_setup, NULL, tanh_forward, tanh_backward,
-                                rf_nn_feat_always, tanh_forward_feat, NULL, 0, RF_NN_CONN_PASS, 0};
+                                rf_nn_feat_always, tanh_forward_feat, NULL, 0, RF_NN_CONN_PASS, 0, 0};
 
 /* ---- dropout ---------------------------------------------------------------
  * Inverted dropout (Srivastava et al. 2014, scaled at training time so that
@@ -140,4 +140,4 @@ static void dropout_backward(const rf_nn_run *r) {
 
 static const char *const dropout_keys[] = {"p", NULL};
 const rf_nn_op rf_nn_op_dropout = {"dropout", dropout_keys, dropout_setup, NULL, dropout_forward, dropout_backward,
-                                   rf_nn_feat_always, rf_nn_feat_copy, NULL, 0, RF_NN_CONN_PASS, 0};
+                                   rf_nn_feat_always, rf_nn_feat_copy, NULL, 0, RF_NN_CONN_PASS, 0, 0};

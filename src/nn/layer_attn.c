@@ -112,11 +112,11 @@ static void att_mm(float *C, int ldc, const float *A, int lda, int ta, const flo
 }
 
 
-rf_status rf_nn_product_fwd(const rf_param *p, int training, float *Y, float *X, const float *W,
+rf_status rf_nn_product_fwd(const rf_engine *e, const rf_param *p, int training, float *Y, float *X, const float *W,
                             const float *b, int M, int N, int K) {
     if (p && p->infer_gemm && !training) return p->infer_gemm(p->infer_state, X, Y, M);
     if (p && p->train_act && training) RF_TRY(p->train_act(p->train_state, 0, X, (size_t)M * (size_t)K));
-    rf_nn_linear_fwd(Y, X, W, b, M, N, K, K, N);
+    rf_nn_linear_fwd(e, Y, X, W, b, M, N, K, K, N);
     return RF_OK;
 }
 
@@ -126,12 +126,12 @@ void rf_nn_product_grad(const rf_param *p, float *dX, size_t n) {
     if (p && p->train_act) (void)p->train_act(p->train_state, 1, dX, n);
 }
 
-void rf_nn_mhsa_heads_fwd(float *att, float *ctx, const float *qkv, int B, int T, int D, int H) {
+void rf_nn_mhsa_heads_fwd(const rf_engine *e, float *att, float *ctx, const float *qkv, int B, int T, int D, int H) {
     int hd = D / H, D3 = 3 * D;
     float scale = 1.0f / sqrtf((float)hd);
     /* K^T of all heads of a sample at once, [D][T]: head h's K_h^T [hd][T]
      * is rows h·hd .. h·hd + hd - 1 (one transpose per sample, not per head) */
-    float *kt = rf_nn_gemm_rows_on() ? rf_nn_gemm_scratch((size_t)D * T) : NULL;
+    float *kt = rf_nn_gemm_rows_on(e) ? rf_nn_gemm_scratch((size_t)D * T) : NULL;
     for (int b = 0; b < B; b++) {
         if (kt) rf_nn_transpose(kt, qkv + (size_t)b * T * D3 + D, T, D, D3);
         for (int h = 0; h < H; h++) {
@@ -155,8 +155,9 @@ void rf_nn_mhsa_heads_fwd(float *att, float *ctx, const float *qkv, int B, int T
  * k^T, then ctx^T = v^T S^T with S^T one T × T transpose. Every element is
  * the same products in the same order as rf_nn_mhsa_heads_fwd (gemm_rows.c
  * runs A or A^T alike), so the same values. S: 2·T·T floats of scratch. */
-void rf_nn_mhsa_heads_fwd_feat(float *ctxT, const float *qkvT, int ld, float *S, int B, int T, int D, int H) {
-    int hd = D / H, rows = rf_nn_gemm_rows_on();
+void rf_nn_mhsa_heads_fwd_feat(const rf_engine *e, float *ctxT, const float *qkvT, int ld, float *S, int B, int T,
+                               int D, int H) {
+    int hd = D / H, rows = rf_nn_gemm_rows_on(e);
     float scale = 1.0f / sqrtf((float)hd), *St = S + (size_t)T * T;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
@@ -170,21 +171,21 @@ void rf_nn_mhsa_heads_fwd_feat(float *ctxT, const float *qkvT, int ld, float *S,
         }
 }
 
-rf_status rf_nn_mhsa_fwd_p(float *y, float *qkv, float *att, float *ctx, float *x,
+rf_status rf_nn_mhsa_fwd_p(const rf_engine *e, float *y, float *qkv, float *att, float *ctx, float *x,
                            const float *Wqkv, const float *bqkv, const float *Wproj, const float *bproj,
                            int B, int T, int D, int H, const rf_param *pqkv, const rf_param *pproj, int training) {
     int D3 = 3 * D, M = B * T;
-    RF_TRY(rf_nn_product_fwd(pqkv, training, qkv, x, Wqkv, bqkv, M, D3, D));
-    rf_nn_mhsa_heads_fwd(att, ctx, qkv, B, T, D, H);
-    return rf_nn_product_fwd(pproj, training, y, ctx, Wproj, bproj, M, D, D);
+    RF_TRY(rf_nn_product_fwd(e, pqkv, training, qkv, x, Wqkv, bqkv, M, D3, D));
+    rf_nn_mhsa_heads_fwd(e, att, ctx, qkv, B, T, D, H);
+    return rf_nn_product_fwd(e, pproj, training, y, ctx, Wproj, bproj, M, D, D);
 }
 
 /* Without overrides nothing rewrites x (training with pqkv == NULL), so the
  * const input of the shared-kernel interface is honoured. */
-void rf_nn_mhsa_fwd(float *y, float *qkv, float *att, float *ctx, const float *x,
+void rf_nn_mhsa_fwd(const rf_engine *e, float *y, float *qkv, float *att, float *ctx, const float *x,
                     const float *Wqkv, const float *bqkv, const float *Wproj, const float *bproj,
                     int B, int T, int D, int H) {
-    (void)rf_nn_mhsa_fwd_p(y, qkv, att, ctx, (float *)x, Wqkv, bqkv, Wproj, bproj, B, T, D, H, NULL, NULL, 1);
+    (void)rf_nn_mhsa_fwd_p(e, y, qkv, att, ctx, (float *)x, Wqkv, bqkv, Wproj, bproj, B, T, D, H, NULL, NULL, 1);
 }
 
 size_t rf_nn_mhsa_scratch(int B, int T, int D, int H) {
@@ -193,11 +194,11 @@ size_t rf_nn_mhsa_scratch(int B, int T, int D, int H) {
 
 /* dq, dk and dv of a head each receive exactly one product, so they are
  * written, not accumulated, and dqkv needs no clearing. */
-void rf_nn_mhsa_heads_bwd(float *dqkv, const float *dctx, const float *qkv, const float *att, float *dP, int B,
-                          int T, int D, int H) {
+void rf_nn_mhsa_heads_bwd(const rf_engine *e, float *dqkv, const float *dctx, const float *qkv, const float *att,
+                          float *dP, int B, int T, int D, int H) {
     int hd = D / H, D3 = 3 * D;
     float scale = 1.0f / sqrtf((float)hd);
-    float *vt = rf_nn_gemm_rows_on() ? rf_nn_gemm_scratch((size_t)D * T) : NULL;   /* V^T of a sample, [D][T] */
+    float *vt = rf_nn_gemm_rows_on(e) ? rf_nn_gemm_scratch((size_t)D * T) : NULL;   /* V^T of a sample, [D][T] */
     int rows = vt != NULL;
     for (int b = 0; b < B; b++) {
         if (rows) rf_nn_transpose(vt, qkv + (size_t)b * T * D3 + 2 * D, T, D, D3);
@@ -219,31 +220,31 @@ void rf_nn_mhsa_heads_bwd(float *dqkv, const float *dctx, const float *qkv, cons
     }
 }
 
-void rf_nn_mhsa_bwd_p(float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
+void rf_nn_mhsa_bwd_p(const rf_engine *e, float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
                       const float *dy, const float *x, const float *qkv, const float *att, const float *ctx,
                       const float *Wqkv, const float *Wproj, float *scratch, int B, int T, int D, int H,
                       const rf_param *pqkv, const rf_param *pproj) {
     int D3 = 3 * D, M = B * T;
     float *dctx = scratch, *dqkv = dctx + (size_t)M * D, *dP = dqkv + (size_t)M * D3;
     memset(dctx, 0, (size_t)M * D * sizeof(float));
-    rf_nn_linear_bwd(dctx, dWproj, dbproj, dy, ctx, Wproj, M, D, D, D, D);
+    rf_nn_linear_bwd(e, dctx, dWproj, dbproj, dy, ctx, Wproj, M, D, D, D, D);
     rf_nn_product_grad(pproj, dctx, (size_t)M * D);
-    rf_nn_mhsa_heads_bwd(dqkv, dctx, qkv, att, dP, B, T, D, H);
-    if (!pqkv || !pqkv->train_act) { rf_nn_linear_bwd(dx, dWqkv, dbqkv, dqkv, x, Wqkv, M, D3, D, D, D3); return; }
+    rf_nn_mhsa_heads_bwd(e, dqkv, dctx, qkv, att, dP, B, T, D, H);
+    if (!pqkv || !pqkv->train_act) { rf_nn_linear_bwd(e, dx, dWqkv, dbqkv, dqkv, x, Wqkv, M, D3, D, D, D3); return; }
     /* dx accumulates (residual sources share it): the STE mask applies to
      * this product's contribution only, so it is formed apart first, in
      * dctx's region (no longer needed). */
     float *dxq = dctx;
     memset(dxq, 0, (size_t)M * D * sizeof(float));
-    rf_nn_linear_bwd(dxq, dWqkv, dbqkv, dqkv, x, Wqkv, M, D3, D, D, D3);
+    rf_nn_linear_bwd(e, dxq, dWqkv, dbqkv, dqkv, x, Wqkv, M, D3, D, D, D3);
     rf_nn_product_grad(pqkv, dxq, (size_t)M * D);
     if (dx) rf_nn_add(dx, dxq, (size_t)M * D);
 }
 
-void rf_nn_mhsa_bwd(float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
+void rf_nn_mhsa_bwd(const rf_engine *e, float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
                     const float *dy, const float *x, const float *qkv, const float *att, const float *ctx,
                     const float *Wqkv, const float *Wproj, float *scratch, int B, int T, int D, int H) {
-    rf_nn_mhsa_bwd_p(dx, dWqkv, dbqkv, dWproj, dbproj, dy, x, qkv, att, ctx, Wqkv, Wproj, scratch, B, T, D, H,
+    rf_nn_mhsa_bwd_p(e, dx, dWqkv, dbqkv, dWproj, dbproj, dy, x, qkv, att, ctx, Wqkv, Wproj, scratch, B, T, D, H,
                      NULL, NULL);
 }
 
@@ -282,7 +283,7 @@ static rf_status attn_forward(const rf_nn_run *r) {
         x = r->scratch;
         memcpy(x, r->in, (size_t)B * T * D * sizeof(float));
     }
-    return rf_nn_mhsa_fwd_p(r->out, qkv, att, ctx, x, r->p[0], r->p[1], r->p[2], r->p[3], B, T, D, H, pq, pp,
+    return rf_nn_mhsa_fwd_p(r->eng, r->out, qkv, att, ctx, x, r->p[0], r->p[1], r->p[2], r->p[3], B, T, D, H, pq, pp,
                             r->training);
 }
 
@@ -290,10 +291,10 @@ static void attn_backward(const rf_nn_run *r) {
     const rf_layer *L = r->L;
     int B = r->B, T = L->in.d[0], D = L->in.d[1], H = L->ip[0];
     const float *qkv = r->save, *att = qkv + (size_t)B * T * 3 * D, *ctx = att + (size_t)B * H * T * T;
-    rf_nn_mhsa_bwd_p(r->din, r->g[0], r->g[1], r->g[2], r->g[3], r->dout, r->in, qkv, att, ctx, r->p[0], r->p[2],
+    rf_nn_mhsa_bwd_p(r->eng, r->din, r->g[0], r->g[1], r->g[2], r->g[3], r->dout, r->in, qkv, att, ctx, r->p[0], r->p[2],
                      r->scratch, B, T, D, H, L->pt ? &L->pt[0] : NULL, L->pt ? &L->pt[2] : NULL);
 }
 
 static const char *const attn_keys[] = {"heads", NULL};
 const rf_nn_op rf_nn_op_attention = {"attention", attn_keys, attn_setup, attn_scratch, attn_forward, attn_backward,
-                                  NULL, NULL, NULL, 0, RF_NN_CONN_ALL, 0};
+                                  NULL, NULL, NULL, 0, RF_NN_CONN_ALL, 0, RF_LT_PRODUCTS | RF_LT_ROWS | RF_LT_PRUNABLE | RF_LT_QUANT};

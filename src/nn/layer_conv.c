@@ -1,9 +1,10 @@
 /* 2-D convolution and ViT patch embedding. 3x3 stride-1 convs (pad 0 or 1)
  * with at least 16 input and output channels run as Winograd F(2x2, 3x3)
  * (conv_winograd.c: 2.25x fewer multiplies; forward, input and weight
- * gradient; AVX2 and up); other stride-1 convs on AVX-512 as an implicit
- * GEMM straight from the padded input (the "direct" section below);
- * everything else as im2col + sgemm. RAFFLE_CONV=winograd|direct|gemm
+ * gradient; AVX2 and up; on AVX-512 from 32 channels); other stride-1 convs
+ * on AVX-512 as an implicit GEMM straight from the padded input (the
+ * "direct" section below); everything else as im2col + sgemm. The engine
+ * option "conv" (winograd|direct|gemm; RAFFLE_CONV sets its default)
  * forces a path for comparisons (see use_wino).
  *
  * Training (and plain inference) use the Caffe orientation, columns
@@ -607,8 +608,8 @@ static dc_bwd dc_bwd_of(const conv_geom *g) {
 /* The direct path needs stride 1 and pad < kernel (so that the input
  * gradient is a convolution with non-negative padding). */
 static int direct_fits(const conv_geom *g) { return g->s == 1 && g->pad < g->kh && g->pad < g->kw; }
-static int use_direct(const conv_geom *g) {
-    return direct_fits(g) && rf_kernels_isa() >= RF_ISA_AVX512 && rf_nn_conv_path_get() != RF_NN_CONV_GEMM;
+static int use_direct(const conv_geom *g, const rf_engine *e) {
+    return direct_fits(g) && rf_kernels_isa() >= RF_ISA_AVX512 && e->v[RF_ENGINE_CONV] != RF_NN_CONV_GEMM;
 }
 
 /* The weight gradient of layers with at most this many output channels runs
@@ -785,14 +786,14 @@ static rf_status conv_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
  * below WINO_MIN_C_DIRECT: ResNet-20's 16-channel stage trained at 320-340
  * samples per CPU second with Winograd, 380-390 with the direct conv (Zen 5,
  * batch 128, 32x32x3; 32 and 64 as the bound measured the same). The path
- * can be forced either way with RAFFLE_CONV=winograd|direct|gemm
- * (rf_nn_conv_path_set); "winograd" still needs a 3x3 stride-1 layer.
- * Scalar ISA keeps the reference paths. */
+ * can be forced either way with the engine option "conv" (winograd, direct,
+ * gemm); "winograd" still needs a 3x3 stride-1 layer. Scalar ISA keeps the
+ * reference paths. */
 #define WINO_MIN_C 16
 #define WINO_MIN_C_DIRECT 32
-static int use_wino(const conv_geom *g) {
+static int use_wino(const conv_geom *g, const rf_engine *e) {
     if (!rf_nn_wino_fits(g->kh, g->kw, g->s, g->pad)) return 0;
-    rf_nn_conv_path p = rf_nn_conv_path_get();
+    int p = e->v[RF_ENGINE_CONV];
     if (p == RF_NN_CONV_WINOGRAD) return 1;
     int min_c = rf_kernels_isa() >= RF_ISA_AVX512 ? WINO_MIN_C_DIRECT : WINO_MIN_C;
     return p == RF_NN_CONV_AUTO && g->C >= min_c && g->Co >= min_c && rf_kernels_isa() >= RF_ISA_AVX2;
@@ -820,11 +821,11 @@ static rf_status conv_forward(const rf_nn_run *r) {
     int chunk = conv_chunk(&g, r->B);
     const float *bias = L->ip[5] ? r->p[1] : NULL;
     if (!(L->infer_gemm && !r->training)) {
-        if (use_wino(&g)) {
+        if (use_wino(&g, r->eng)) {
             rf_nn_wino_forward(r->out, r->in, r->p[0], bias, r->B, g.C, g.H, g.W, g.Co, g.pad, r->scratch);
             return RF_OK;
         }
-        if (use_direct(&g)) { direct_forward(r, &g); return RF_OK; }
+        if (use_direct(&g, r->eng)) { direct_forward(r, &g); return RF_OK; }
         if (use_wide(&g)) { wide_forward(r, &g); return RF_OK; }
     }
     for (int n0 = 0; n0 < r->B; n0 += chunk) {
@@ -868,12 +869,12 @@ static void conv_backward(const rf_nn_run *r) {
     conv_geom g = conv_geom_of(L);
     int chunk = conv_chunk(&g, r->B);
     float *dbias = L->ip[5] ? r->g[1] : NULL;
-    if (use_wino(&g)) {
+    if (use_wino(&g, r->eng)) {
         rf_nn_wino_backward(r->g[0], dbias, r->din, r->dout, r->in, r->p[0], r->B, g.C, g.H, g.W, g.Co, g.pad,
                             r->scratch);
         return;
     }
-    if (use_direct(&g)) { direct_backward(r, &g); return; }
+    if (use_direct(&g, r->eng)) { direct_backward(r, &g); return; }
     if (use_wide(&g)) { wide_backward(r, &g); return; }
     for (int n0 = 0; n0 < r->B; n0 += chunk) {
         int ns = r->B - n0 < chunk ? r->B - n0 : chunk;
@@ -892,7 +893,7 @@ static void conv_backward(const rf_nn_run *r) {
 
 static const char *const conv_keys[] = {"out", "kernel", "kh", "kw", "stride", "padding", "bias", NULL};
 const rf_nn_op rf_nn_op_conv2d = {"conv2d", conv_keys, conv_setup, conv_scratch, conv_forward, conv_backward,
-                                  NULL, NULL, NULL, 0, RF_NN_CONN_PRODUCT, 0};
+                                  NULL, NULL, NULL, 0, RF_NN_CONN_PRODUCT, 0, RF_LT_PRODUCT | RF_LT_FEAT | RF_LT_ROWS_OUT | RF_LT_PRUNABLE | RF_LT_QUANT};
 
 /* ---- patch embedding (Dosovitskiy et al. 2021, eq. 1) ----------------------
  * z0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos: a conv with kernel = stride =
@@ -971,7 +972,7 @@ static rf_status patch_forward(const rf_nn_run *r) {
     patch_cols(cols, r->in, r->B, &g);
     int M = r->B * g.Np;
     if (L->infer_gemm && !r->training) RF_TRY(L->infer_gemm(L->infer_state, cols, Y, M));
-    else rf_nn_linear_fwd(Y, cols, r->p[0], r->p[1], M, g.D, g.K, g.K, g.D);
+    else rf_nn_linear_fwd(r->eng, Y, cols, r->p[0], r->p[1], M, g.D, g.K, g.K, g.D);
     for (int n = 0; n < r->B; n++) {
         float *o = r->out + (size_t)n * L->out_size;
         for (int t = 0; t < g.T; t++) {
@@ -1000,7 +1001,7 @@ static void patch_backward(const rf_nn_run *r) {
     }
     int M = r->B * g.Np;
     patch_cols(cols, r->in, r->B, &g);
-    rf_nn_linear_bwd(NULL, r->g[0], r->g[1], dY, cols, r->p[0], M, g.D, g.K, g.K, g.D);
+    rf_nn_linear_bwd(r->eng, NULL, r->g[0], r->g[1], dY, cols, r->p[0], M, g.D, g.K, g.K, g.D);
     if (r->din) {
         /* The columns are no longer needed: reuse them for d(columns). */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, g.K, g.D, 1.0f, dY, g.D, r->p[0], g.K,
@@ -1056,4 +1057,4 @@ static rf_status patch_forward_feat(const rf_nn_feat *f) {
 static const char *const patch_keys[] = {"dim", "patch", "cls", "pos", NULL};
 const rf_nn_op rf_nn_op_patch_embed = {"patch_embed", patch_keys, patch_setup, patch_scratch, patch_forward,
                                        patch_backward, patch_feat, patch_forward_feat, patch_scratch_feat,
-                                       1, RF_NN_CONN_ALL, 0};
+                                       1, RF_NN_CONN_ALL, 0, RF_LT_PRODUCT | RF_LT_ROWS | RF_LT_FEAT | RF_LT_PRUNABLE | RF_LT_QUANT};

@@ -17,10 +17,10 @@ RF_NN_VEC static void colsum_add(float *db, const float *dY, int M, int N, int l
 
 void rf_nn_colsum_add(float *db, const float *dY, int M, int N, int ldy) { colsum_add(db, dY, M, N, ldy); }
 
-void rf_nn_linear_bwd(float *dX, float *dW, float *db, const float *dY, const float *X,
+void rf_nn_linear_bwd(const rf_engine *e, float *dX, float *dW, float *db, const float *dY, const float *X,
                       const float *W, int M, int N, int K, int ldx, int ldy) {
-    if (dX) rf_nn_linear_dx(dX, dY, W, M, N, K, ldx, ldy);
-    if (dW) rf_nn_linear_dw(dW, dY, X, M, N, K, ldx, ldy);
+    if (dX) rf_nn_linear_dx(e, dX, dY, W, M, N, K, ldx, ldy);
+    if (dW) rf_nn_linear_dw(e, dW, dY, X, M, N, K, ldx, ldy);
     if (db) colsum_add(db, dY, M, N, ldy);
 }
 
@@ -52,14 +52,14 @@ static rf_status linear_forward(const rf_nn_run *r) {
     const rf_layer *L = r->L;
     int M = r->B * linear_rows(L), N = L->ip[0], K = linear_k(L);
     if (L->infer_gemm && !r->training) return L->infer_gemm(L->infer_state, r->in, r->out, M);
-    rf_nn_linear_fwd(r->out, r->in, r->p[0], L->ip[1] ? r->p[1] : NULL, M, N, K, K, N);
+    rf_nn_linear_fwd(r->eng, r->out, r->in, r->p[0], L->ip[1] ? r->p[1] : NULL, M, N, K, K, N);
     return RF_OK;
 }
 
 static void linear_backward(const rf_nn_run *r) {
     const rf_layer *L = r->L;
     int M = r->B * linear_rows(L), N = L->ip[0], K = linear_k(L);
-    rf_nn_linear_bwd(r->din, r->g[0], L->ip[1] ? r->g[1] : NULL, r->dout, r->in, r->p[0], M, N, K, K, N);
+    rf_nn_linear_bwd(r->eng, r->din, r->g[0], L->ip[1] ? r->g[1] : NULL, r->dout, r->in, r->p[0], M, N, K, K, N);
 }
 
 /* ---- feature-major runs (model.c) ---------------------------------------- */
@@ -93,4 +93,4 @@ static rf_status linear_forward_feat(const rf_nn_feat *f) {
 
 static const char *const linear_keys[] = {"in", "out", "bias", NULL};
 const rf_nn_op rf_nn_op_linear = {"linear", linear_keys, linear_setup, NULL, linear_forward, linear_backward,
-                                  linear_feat, linear_forward_feat, NULL, 0, RF_NN_CONN_PRODUCT, 0};
+                                  linear_feat, linear_forward_feat, NULL, 0, RF_NN_CONN_PRODUCT, 0, RF_LT_PRODUCT | RF_LT_ROWS | RF_LT_FEAT | RF_LT_PRUNABLE | RF_LT_QUANT};

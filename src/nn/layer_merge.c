@@ -96,7 +96,7 @@ static void add_backward(const rf_nn_run *r) {
 
 static const char *const add_keys[] = {"shortcut", NULL};
 const rf_nn_op rf_nn_op_add = {"add", add_keys, add_setup, NULL, add_forward, add_backward,
-                               NULL, NULL, NULL, 0, RF_NN_CONN_SUM, RF_NN_MAX_INPUTS};
+                               NULL, NULL, NULL, 0, RF_NN_CONN_SUM, RF_NN_MAX_INPUTS, 0};
 
 /* ---- residual: out = in + output of layer `from` (He et al. 2016, eq. 1) ---
  * "from": an earlier layer's index, its name, or -1 for the model input; it
@@ -125,7 +125,7 @@ static rf_status residual_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
 
 static const char *const residual_keys[] = {"from", NULL};
 const rf_nn_op rf_nn_op_residual = {"residual", residual_keys, residual_setup, NULL, add_forward, add_backward,
-                                    NULL, NULL, NULL, 0, RF_NN_CONN_SUM, 1};
+                                    NULL, NULL, NULL, 0, RF_NN_CONN_SUM, 1, 0};
 
 /* ---- concat: images along channels, flat vectors end to end ----------------
  * Per sample, input k's C_k·H·W values follow those of inputs 0 .. k-1, so
@@ -179,4 +179,4 @@ static void concat_backward(const rf_nn_run *r) {
 
 static const char *const no_keys[] = {NULL};
 const rf_nn_op rf_nn_op_concat = {"concat", no_keys, concat_setup, NULL, concat_forward, concat_backward,
-                                  NULL, NULL, NULL, 0, RF_NN_CONN_CONCAT, RF_NN_MAX_INPUTS};
+                                  NULL, NULL, NULL, 0, RF_NN_CONN_CONCAT, RF_NN_MAX_INPUTS, 0};

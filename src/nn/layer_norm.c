@@ -141,7 +141,7 @@ static rf_status ln_forward_feat(const rf_nn_feat *f) {
 
 static const char *const ln_keys[] = {"eps", NULL};
 const rf_nn_op rf_nn_op_layernorm = {"layernorm", ln_keys, ln_setup, NULL, ln_forward, ln_backward,
-                                     rf_nn_feat_always, ln_forward_feat, NULL, 0, RF_NN_CONN_ALL, 0};
+                                     rf_nn_feat_always, ln_forward_feat, NULL, 0, RF_NN_CONN_ALL, 0, 0};
 
 /* ---- batch norm: per channel of an image, or per feature of a vector ------
  * Buffers: running_mean [C], running_var [C]. Saved: the statistics used
@@ -284,4 +284,4 @@ static void bn_backward(const rf_nn_run *r) {
 
 static const char *const bn_keys[] = {"eps", "momentum", NULL};
 const rf_nn_op rf_nn_op_batchnorm = {"batchnorm", bn_keys, bn_setup, NULL, bn_forward, bn_backward,
-                                  NULL, NULL, NULL, 0, RF_NN_CONN_PASS, 0};
+                                  NULL, NULL, NULL, 0, RF_NN_CONN_PASS, 0, RF_LT_STATS};

@@ -205,9 +205,9 @@ static void avgpool_backward(const rf_nn_run *r) {
 
 static const char *const pool_keys[] = {"kernel", "stride", "padding", NULL};
 const rf_nn_op rf_nn_op_maxpool = {"maxpool", pool_keys, pool_setup, NULL, maxpool_forward, maxpool_backward,
-                                  NULL, NULL, NULL, 0, RF_NN_CONN_PASS, 0};
+                                  NULL, NULL, NULL, 0, RF_NN_CONN_PASS, 0, 0};
 const rf_nn_op rf_nn_op_avgpool = {"avgpool", pool_keys, pool_setup, NULL, avgpool_forward, avgpool_backward,
-                                  NULL, NULL, NULL, 0, RF_NN_CONN_PASS, 0};
+                                  NULL, NULL, NULL, 0, RF_NN_CONN_PASS, 0, 0};
 
 /* ---- global average pool: (C, H, W) -> (C) ------------------------------- */
 static rf_status gap_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
@@ -245,7 +245,7 @@ static void gap_backward(const rf_nn_run *r) {
 
 static const char *const no_keys[] = {NULL};
 const rf_nn_op rf_nn_op_gap = {"gap", no_keys, gap_setup, NULL, gap_forward, gap_backward,
-                                  NULL, NULL, NULL, 0, RF_NN_CONN_PASS, 0};
+                                  NULL, NULL, NULL, 0, RF_NN_CONN_PASS, 0, 0};
 
 /* ---- flatten: any shape -> flat vector (same memory order) ---------------- */
 static rf_status flatten_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
@@ -265,7 +265,7 @@ static void copy_backward(const rf_nn_run *r) {
 /* Feature-major, an image's matrix view is already the flat one (rows =
  * samples, width = C·H·W): flatten copies. */
 const rf_nn_op rf_nn_op_flatten = {"flatten", no_keys, flatten_setup, NULL, copy_forward, copy_backward,
-                                   rf_nn_feat_always, rf_nn_feat_copy, NULL, 0, RF_NN_CONN_FLATTEN, 0};
+                                   rf_nn_feat_always, rf_nn_feat_copy, NULL, 0, RF_NN_CONN_FLATTEN, 0, 0};
 
 /* ---- token pooling: (T, D) -> (D) ----------------------------------------- */
 static rf_status tokpool_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
@@ -336,6 +336,6 @@ static rf_status cls_forward_feat(const rf_nn_feat *f) {
 }
 
 const rf_nn_op rf_nn_op_cls_pool = {"cls_pool", no_keys, tokpool_setup, NULL, cls_forward, cls_backward,
-                                    rf_nn_feat_always, cls_forward_feat, NULL, 0, RF_NN_CONN_PASS, 0};
+                                    rf_nn_feat_always, cls_forward_feat, NULL, 0, RF_NN_CONN_PASS, 0, 0};
 const rf_nn_op rf_nn_op_mean_pool = {"mean_pool", no_keys, tokpool_setup, NULL, mean_forward, mean_backward,
-                                  NULL, NULL, NULL, 0, RF_NN_CONN_PASS, 0};
+                                  NULL, NULL, NULL, 0, RF_NN_CONN_PASS, 0, 0};

@@ -79,7 +79,7 @@ static size_t tb_scratch(const rf_layer *L, int B) {
 /* ---- chunked path -------------------------------------------------------------
  * With the row-streaming kernels (gemm_rows.c) the block runs a chunk of
  * samples at a time through all its steps, so a chunk's activations (about
- * TB_CHUNK_ROWS token rows: ~0.5 MB at vit-tiny's widths) stay in L2 between
+ * "tb_chunk" token rows, 256 by default: ~0.5 MB at vit-tiny's widths) stay in L2 between
  * the products, layer norms, GELU and attention instead of streaming the
  * whole batch through memory once per step (vit-tiny at batch 128 trains
  * ~10% faster per sample at batch 16 than at 128, which is what chunking
@@ -88,25 +88,15 @@ static size_t tb_scratch(const rf_layer *L, int B) {
  * row order chunk after chunk), so the result is bit-identical to the
  * unchunked row-streaming path (tests/unit/test_gemm_rows.c). It is not used
  * when a product has an override (QAT fake-quant, int8/sparse inference) or
- * without the row kernels; RAFFLE_TB_CHUNK=ROWS sets the chunk (0: off). */
-#define TB_CHUNK_ROWS 256
+ * without the row kernels; the engine option "tb_chunk" sets the chunk (0:
+ * off). */
 
-static int chunk_cfg = -1; /* token rows per chunk; 0 off; -1 not read yet */
-
-void rf_nn_tb_chunk_set(int rows) { chunk_cfg = rows; }
-
-static int chunk_rows(void) {
-    if (chunk_cfg < 0) {
-        const char *e = getenv("RAFFLE_TB_CHUNK");
-        long v = e && *e ? strtol(e, NULL, 10) : TB_CHUNK_ROWS;
-        chunk_cfg = v < 0 ? 0 : v > (1 << 24) ? (1 << 24) : (int)v;
-    }
-    return chunk_cfg;
-}
+/* The chunk is the engine option "tb_chunk" (raffle/engine.h; 0: off). */
+static int chunk_rows(const rf_nn_run *r) { return r->eng->v[RF_ENGINE_TB_CHUNK]; }
 
 /* Samples per chunk: at least one, at most the batch. */
-static int chunk_samples(int T, int B) {
-    int cs = chunk_rows() / T > 0 ? chunk_rows() / T : 1;
+static int chunk_samples(const rf_nn_run *r, int T, int B) {
+    int cs = chunk_rows(r) / T > 0 ? chunk_rows(r) / T : 1;
     return cs < B ? cs : B;
 }
 
@@ -117,7 +107,7 @@ static const struct { int w, n, k; } tb_prod[4] = {
 static int prod_dim(const blk *k, int m) { return m < 0 ? k->Mh : m * k->D; }
 
 static int tb_chunked(const rf_nn_run *r) {
-    if (!chunk_rows() || !rf_nn_gemm_rows_on()) return 0;
+    if (!chunk_rows(r) || !rf_nn_gemm_rows_on(r->eng)) return 0;
     const rf_param *pt = r->L->pt;
     if (pt)
         for (int i = 0; i < 4; i++)
@@ -135,7 +125,7 @@ static rf_status tb_product(const rf_nn_run *r, const blk *k, float *const *wt, 
         return RF_OK;
     }
     const rf_param *pt = r->L->pt;
-    return rf_nn_product_fwd(pt ? &pt[w] : NULL, r->training, Y, X, r->p[w], r->p[w + 1], M, N, K);
+    return rf_nn_product_fwd(r->eng, pt ? &pt[w] : NULL, r->training, Y, X, r->p[w], r->p[w + 1], M, N, K);
 }
 
 /* The forward over samples [s0, s0 + bc). */
@@ -150,7 +140,7 @@ static rf_status tb_forward_span(const rf_nn_run *r, const blk *k, float *const 
     float *ln2 = k->ln2 + o * D, *st2 = k->st2 + 2 * o, *h = k->h + o * Mh, *a = k->a + o * Mh;
     rf_nn_layernorm_fwd(ln1, st1, in, p[P_N1W], p[P_N1B], rows, D, eps);
     RF_TRY(tb_product(r, k, wt, 0, qkv, ln1, rows));
-    rf_nn_mhsa_heads_fwd(att, ctx, qkv, bc, T, D, k->H);
+    rf_nn_mhsa_heads_fwd(r->eng, att, ctx, qkv, bc, T, D, k->H);
     RF_TRY(tb_product(r, k, wt, 1, x1, ctx, rows));
     rf_nn_add(x1, in, (size_t)rows * D);
     rf_nn_layernorm_fwd(ln2, st2, x1, p[P_N2W], p[P_N2B], rows, D, eps);
@@ -165,7 +155,7 @@ static void tb_backward_chunked(const rf_nn_run *r, const blk *k) {
     const float *const *p = r->p;
     float *const *g = r->g;
     int T = k->T, D = k->D, D3 = 3 * D, Mh = k->Mh, H = k->H;
-    int cs = chunk_samples(T, k->B);
+    int cs = chunk_samples(r, T, k->B);
     size_t cr = (size_t)cs * T;
     float *dx1 = r->scratch, *da = dx1 + cr * D, *dh = da + cr * Mh, *dln = dh + cr * Mh, *dctx = dln + cr * D;
     float *dqkv = dctx + cr * D, *dP = dqkv + cr * D3;
@@ -193,7 +183,7 @@ static void tb_backward_chunked(const rf_nn_run *r, const blk *k) {
         rf_nn_gemm_rows(dctx, D, dx1, D, 0, p[P_PROJW], D, NULL, 0, rows, D, D);
         rf_nn_gemm_rows(g[P_PROJW], D, dx1, D, 1, ctx, D, NULL, 1, D, D, rows);
         rf_nn_colsum_add(g[P_PROJB], dx1, rows, D, D);
-        rf_nn_mhsa_heads_bwd(dqkv, dctx, qkv, att, dP, bc, T, D, H);
+        rf_nn_mhsa_heads_bwd(r->eng, dqkv, dctx, qkv, att, dP, bc, T, D, H);
         rf_nn_gemm_rows(dln, D, dqkv, D3, 0, p[P_QKVW], D, NULL, 0, rows, D, D3);
         rf_nn_gemm_rows(g[P_QKVW], D, dqkv, D3, 1, ln1, D, NULL, 1, D3, D, rows);
         rf_nn_colsum_add(g[P_QKVB], dqkv, rows, D3, D3);
@@ -217,7 +207,7 @@ static rf_status tb_forward(const rf_nn_run *r) {
         rf_nn_transpose(wt[i], r->p[tb_prod[i].w], N, K, K);
         at += (size_t)N * K;
     }
-    int cs = chunk_samples(k.T, k.B);
+    int cs = chunk_samples(r, k.T, k.B);
     for (int s0 = 0; s0 < k.B; s0 += cs) RF_TRY(tb_forward_span(r, &k, wt, s0, k.B - s0 < cs ? k.B - s0 : cs));
     return RF_OK;
 }
@@ -237,15 +227,15 @@ static void tb_backward(const rf_nn_run *r) {
     memcpy(dx1, r->dout, TD * sizeof(float));
     memset(da, 0, 2 * TM * sizeof(float));
     memset(dln, 0, TD * sizeof(float));
-    rf_nn_linear_bwd(da, g[P_FC2W], g[P_FC2B], r->dout, k.a, p[P_FC2W], rows, k.D, k.Mh, k.Mh, k.D);
+    rf_nn_linear_bwd(r->eng, da, g[P_FC2W], g[P_FC2B], r->dout, k.a, p[P_FC2W], rows, k.D, k.Mh, k.Mh, k.D);
     rf_nn_product_grad(pt ? &pt[P_FC2W] : NULL, da, TM);
     rf_nn_gelu_bwd(dh, da, k.h, TM);
-    rf_nn_linear_bwd(dln, g[P_FC1W], g[P_FC1B], dh, k.ln2, p[P_FC1W], rows, k.Mh, k.D, k.D, k.Mh);
+    rf_nn_linear_bwd(r->eng, dln, g[P_FC1W], g[P_FC1B], dh, k.ln2, p[P_FC1W], rows, k.Mh, k.D, k.D, k.Mh);
     rf_nn_product_grad(pt ? &pt[P_FC1W] : NULL, dln, TD);
     rf_nn_layernorm_bwd(dx1, g[P_N2W], g[P_N2B], dln, k.x1, k.st2, p[P_N2W], rows, k.D);
     if (r->din) rf_nn_add(r->din, dx1, TD);
     memset(dln, 0, TD * sizeof(float));
-    rf_nn_mhsa_bwd_p(dln, g[P_QKVW], g[P_QKVB], g[P_PROJW], g[P_PROJB], dx1, k.ln1, k.qkv, k.att, k.ctx, p[P_QKVW],
+    rf_nn_mhsa_bwd_p(r->eng, dln, g[P_QKVW], g[P_QKVB], g[P_PROJW], g[P_PROJB], dx1, k.ln1, k.qkv, k.att, k.ctx, p[P_QKVW],
                      p[P_PROJW], ms, k.B, k.T, k.D, k.H, pt ? &pt[P_QKVW] : NULL, pt ? &pt[P_PROJW] : NULL);
     rf_nn_layernorm_bwd(r->din, g[P_N1W], g[P_N1B], dln, r->in, k.st1, p[P_N1W], rows, k.D);
 }
@@ -292,7 +282,7 @@ static rf_status tb_forward_feat(const rf_nn_feat *f) {
     float *x1 = ctx + (size_t)D * ld, *h = x1 + (size_t)D * ld, *S = h + (size_t)k.Mh * ld;
     rf_nn_layernorm_fwd_feat(ln, f->in, p[P_N1W], p[P_N1B], M, D, ld, eps);
     RF_TRY(tb_product_feat(f, &k, 0, qkv, ln));
-    rf_nn_mhsa_heads_fwd_feat(ctx, qkv, ld, S, k.B, k.T, D, k.H);
+    rf_nn_mhsa_heads_fwd_feat(r->eng, ctx, qkv, ld, S, k.B, k.T, D, k.H);
     RF_TRY(tb_product_feat(f, &k, 1, x1, ctx));
     rf_nn_feat_rows(x1, f->in, D, M, ld, rf_nn_add);
     rf_nn_layernorm_fwd_feat(ln, x1, p[P_N2W], p[P_N2B], M, D, ld, eps);
@@ -305,4 +295,4 @@ static rf_status tb_forward_feat(const rf_nn_feat *f) {
 
 static const char *const tb_keys[] = {"heads", "mlp", "eps", NULL};
 const rf_nn_op rf_nn_op_transformer = {"transformer", tb_keys, tb_setup, tb_scratch, tb_forward, tb_backward,
-                                       tb_feat, tb_forward_feat, tb_scratch_feat, 0, RF_NN_CONN_ALL, 0};
+                                       tb_feat, tb_forward_feat, tb_scratch_feat, 0, RF_NN_CONN_ALL, 0, RF_LT_PRODUCTS | RF_LT_ROWS | RF_LT_FEAT | RF_LT_PRUNABLE | RF_LT_QUANT | RF_LT_BLOCK};

@@ -24,6 +24,7 @@
 #define RAFFLE_NN_LAYERS_H
 
 #include "raffle/nn.h"
+#include "raffle/engine.h"
 
 #include <cJSON.h>
 #include <string.h>
@@ -63,6 +64,7 @@ typedef struct rf_nn_builder {
 /* Everything one layer call needs, resolved by the model. */
 typedef struct rf_nn_run {
     const rf_layer *L;
+    const rf_engine *eng;     /* engine options of this call (the ctx's: conv path, GEMM kernel, chunking) */
     int          B;           /* batch size                                  */
     int          training;
     const float *in;          /* [B, in_size]                                */
@@ -124,6 +126,10 @@ typedef struct rf_nn_op {
     /* Most inputs the layer takes (0: one). Only add, concat and residual
      * read more than one (rf_nn_run.ins). */
     int        max_inputs;
+    /* What the layer is (rf_layer_trait, nn.h): deployment, quantization,
+     * QAT, pruning, finishing, checkpoints and distillation ask this, not
+     * the type. Last, so a positional initializer cannot leave it out. */
+    unsigned   traits;
 } rf_nn_op;
 
 /* Unit-level connectivity of an op (rf_nn_op.conn). */
@@ -136,11 +142,6 @@ typedef enum rf_nn_conn {
     RF_NN_CONN_CONCAT = 5,  /* inputs' units side by side */
 } rf_nn_conn;
 
-/* Feature-major runs in inference forwards (model.c): 0 off, 1 where the
- * rule says they pay (the default), 2 wherever a layer has a feature-major
- * override (tests), -1 re-reads RAFFLE_FEAT_RUNS=0|1|2. Tests and
- * benchmarks; not thread-safe, call before running. */
-void rf_nn_feat_runs_set(int on);
 /* The matrix view of an activation of per-sample shape s and kind k for a
  * batch of B (rf_nn_feat). */
 static inline void rf_nn_feat_view(rf_shape3 s, int kind, int B, int *rows, int *width) {
@@ -296,19 +297,21 @@ static inline float rf_nn_erf(float a) {
 
 /* ---- shared kernels -------------------------------------------------------
  * Row-major Y[M, N] = X[M, K] · W[N, K]^T + b (b may be NULL). */
-void rf_nn_linear_fwd(float *Y, const float *X, const float *W, const float *b, int M, int N, int K,
-                      int ldx, int ldy);
+void rf_nn_linear_fwd(const rf_engine *e, float *Y, const float *X, const float *W, const float *b, int M, int N,
+                      int K, int ldx, int ldy);
 /* dX[M, K] += dY · W;  dW[N, K] += dY^T · X;  db[N] += colsum(dY). Any of
  * dX, dW, db may be NULL. */
-void rf_nn_linear_bwd(float *dX, float *dW, float *db, const float *dY, const float *X,
+void rf_nn_linear_bwd(const rf_engine *e, float *dX, float *dW, float *db, const float *dY, const float *X,
                       const float *W, int M, int N, int K, int ldx, int ldy);
 /* dX[M, K] (ldx) += dY[M, N] (ldy) · W[N, K]: the input-gradient product
  * alone (gemm_rows.c picks the row-streaming kernel or OpenBLAS). */
-void rf_nn_linear_dx(float *dX, const float *dY, const float *W, int M, int N, int K, int ldx, int ldy);
+void rf_nn_linear_dx(const rf_engine *e, float *dX, const float *dY, const float *W, int M, int N, int K, int ldx,
+                     int ldy);
 /* db[j] += Σ_i dY[i, j] over M rows (ldy), rows in order. */
 void rf_nn_colsum_add(float *db, const float *dY, int M, int N, int ldy);
 /* dW[N, K] += dY[M, N]^T · X[M, K] (ldy, ldx). */
-void rf_nn_linear_dw(float *dW, const float *dY, const float *X, int M, int N, int K, int ldx, int ldy);
+void rf_nn_linear_dw(const rf_engine *e, float *dW, const float *dY, const float *X, int M, int N, int K, int ldx,
+                     int ldy);
 /* C[M, N] (ldc) = init + A[M, K] (lda) · B[K, N] (ldb); init = bias[n] when
  * bias != NULL, else C itself when accumulate, else 0. Each element is init
  * then one fused multiply-add per p = 0 .. K-1 in order, on every ISA (the
@@ -321,20 +324,14 @@ void rf_nn_gemm_rows_ref(float *C, int ldc, const float *A, int lda, int trans_a
 /* dst[c * rows + r] = src[r * lds + c] for r < rows, c < cols: the
  * transposed copy of a rows × cols block with row stride lds. */
 void rf_nn_transpose(float *dst, const float *src, int rows, int cols, int lds);
-/* Which path rf_nn_linear_fwd / rf_nn_linear_dx take: 0 measured choice,
- * 1 always OpenBLAS, 2 always rows (benchmarks and tests; not thread-safe,
- * call before training). -1 re-reads RAFFLE_GEMM=blas|rows. */
-void rf_nn_gemm_force(int mode);
-/* 1 when the row-streaming kernels are in use (AVX2 or better and not
- * forced off): callers with their own small products (attention) follow. */
-int rf_nn_gemm_rows_on(void);
+/* The path rf_nn_linear_fwd / _dx / _dw take is the engine option "gemm"
+ * (raffle/engine.h: auto = the measured choice, blas, rows). 1 when the
+ * row-streaming kernels are in use (AVX2 or better and not "blas"): callers
+ * with their own small products (attention) follow. */
+int rf_nn_gemm_rows_on(const rf_engine *e);
 /* The calling thread's scratch of at least n floats (64-byte aligned; valid
  * until the next call on this thread), or NULL when it cannot be allocated. */
 float *rf_nn_gemm_scratch(size_t n);
-/* Token rows per chunk of the transformer block's chunked path
- * (layer_transformer.c): 0 turns it off, -1 re-reads RAFFLE_TB_CHUNK (default
- * 256). Tests and benchmarks; not thread-safe, call before running. */
-void rf_nn_tb_chunk_set(int rows);
 /* Frees the calling thread's scratch buffers of rf_nn_linear_fwd and
  * rf_nn_gemm_scratch. */
 void rf_nn_gemm_release(void);
@@ -363,11 +360,11 @@ void rf_nn_gelu_bwd(float *dx, const float *dy, const float *x, size_t n);  /* d
  * qkv = x·Wqkv^T + bqkv ([B, T, 3D], q|k|v, head h at columns h·D/H),
  * att = softmax(q k^T / sqrt(D/H)) [B, H, T, T], ctx = att·v [B, T, D],
  * y = ctx·Wproj^T + bproj. qkv, att, ctx are saved for backward. */
-void rf_nn_mhsa_fwd(float *y, float *qkv, float *att, float *ctx, const float *x,
+void rf_nn_mhsa_fwd(const rf_engine *e, float *y, float *qkv, float *att, float *ctx, const float *x,
                     const float *Wqkv, const float *bqkv, const float *Wproj, const float *bproj,
                     int B, int T, int D, int H);
 /* dx += (may be NULL); parameter grads +=. scratch: rf_nn_mhsa_scratch floats. */
-void rf_nn_mhsa_bwd(float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
+void rf_nn_mhsa_bwd(const rf_engine *e, float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
                     const float *dy, const float *x, const float *qkv, const float *att, const float *ctx,
                     const float *Wqkv, const float *Wproj, float *scratch, int B, int T, int D, int H);
 size_t rf_nn_mhsa_scratch(int B, int T, int D, int H);

@@ -15,7 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const rf_nn_op *const ops[RF_L_TYPE_COUNT_] = {
+/* The op table: one entry per layer type, with the op's traits in the op
+ * (layers.h rf_nn_op.traits). A type added to rf_layer_type without its
+ * entry here does not compile. */
+static const rf_nn_op *const ops[] = {
     [RF_L_LINEAR] = &rf_nn_op_linear,       [RF_L_CONV2D] = &rf_nn_op_conv2d,
     [RF_L_MAXPOOL] = &rf_nn_op_maxpool,     [RF_L_AVGPOOL] = &rf_nn_op_avgpool,
     [RF_L_GAP] = &rf_nn_op_gap,             [RF_L_BATCHNORM] = &rf_nn_op_batchnorm,
@@ -27,9 +30,22 @@ static const rf_nn_op *const ops[RF_L_TYPE_COUNT_] = {
     [RF_L_CLS_POOL] = &rf_nn_op_cls_pool,   [RF_L_MEAN_POOL] = &rf_nn_op_mean_pool,
     [RF_L_ADD] = &rf_nn_op_add,             [RF_L_CONCAT] = &rf_nn_op_concat,
 };
+_Static_assert(sizeof ops / sizeof ops[0] == RF_L_TYPE_COUNT_, "every rf_layer_type needs its op (and traits) in this table");
 
 const rf_nn_op *rf_nn_op_get(int type) {
     return type >= 0 && type < RF_L_TYPE_COUNT_ ? ops[type] : NULL;
+}
+
+unsigned rf_layer_traits(int type) {
+    const rf_nn_op *op = rf_nn_op_get(type);
+    return op ? op->traits : 0;
+}
+
+long rf_layer_product_rows(const rf_layer *L, int K) {
+    unsigned t = rf_layer_traits(L->type);
+    if (t & RF_LT_ROWS_OUT) return (long)L->out.d[1] * L->out.d[2];
+    if (t & RF_LT_PRODUCTS) return L->in.d[0];
+    return K > 0 && L->in_size % (size_t)K == 0 ? (long)(L->in_size / (size_t)K) : 1;
 }
 
 static float *alloc_floats(size_t n) {
@@ -112,13 +128,14 @@ static float *act_of(const rf_model *m, float *block, int i) {
     return block + m->layers[i].act_offset * (size_t)m->max_batch;
 }
 
-static void fill_run(rf_nn_run *r, rf_model *m, int i) {
+static void fill_run(rf_nn_run *r, rf_model *m, int i, const rf_engine *eng) {
     /* Refreshed on every call rather than once at build time: clones and
      * models rebuilt from checkpoints get their own ptensors block. */
     m->layers[i].pt = m->ptensors + m->layers[i].first_param;
     const rf_layer *L = &m->layers[i];
     memset(r, 0, sizeof *r);
     r->L = L;
+    r->eng = eng;
     r->B = m->batch;
     r->training = m->training;
     for (int k = 0; k < L->n_inputs; k++) {
@@ -167,17 +184,6 @@ static void fill_run(rf_nn_run *r, rf_model *m, int i) {
  * 0.86-1.0x). A rule, not a timing, so every run and rank computes the same
  * floats. Never in training or with a hook, which read row-major outputs. */
 #define FEAT_RUN_GAIN 4
-static int feat_runs = -1;   /* 0 off, 1 by the rule, 2 always; -1 not read yet */
-
-void rf_nn_feat_runs_set(int mode) { feat_runs = mode; }
-
-static int feat_runs_mode(void) {
-    if (feat_runs < 0) {
-        const char *e = getenv("RAFFLE_FEAT_RUNS");
-        feat_runs = e && (e[0] == '0' || e[0] == '2') && !e[1] ? e[0] - '0' : 1;
-    }
-    return feat_runs;
-}
 
 static int in_kind(const rf_model *m, int i) {
     int src = m->layers[i].inputs[0];
@@ -205,9 +211,9 @@ static int read_elsewhere(const rf_model *m, int k) {
  * run is a chain: each layer after the first reads the one before it and
  * only it does; a layer whose output is read elsewhere only ends a run (its
  * output must reach acts). */
-static int feat_run_end(rf_model *m, int i) {
-    int mode = feat_runs_mode();
-    if (m->training || m->hook || mode == 0 || (mode == 1 && m->batch < 2)) return i;
+static int feat_run_end(rf_model *m, int i, const rf_engine *eng) {
+    int mode = eng->v[RF_ENGINE_FEAT_RUNS];   /* off, by the rule, always (raffle/engine.h) */
+    if (m->training || m->hook || mode == RF_ENGINE_FEAT_OFF || (mode == RF_ENGINE_FEAT_RULE && m->batch < 2)) return i;
     int j = i, reads_rows = ops[m->layers[i].type]->feat_reads_rows;
     long gain = 0, f;
     while (j < m->n_layers && (j == i || !ops[m->layers[j].type]->feat_reads_rows) && (f = feat_of(m, j)) >= 0) {
@@ -216,7 +222,7 @@ static int feat_run_end(rf_model *m, int i) {
     }
     if (j == i || gain == 0) return i;
     long ends = (reads_rows ? 0 : (long)m->layers[i].in_size) + (long)m->layers[j - 1].out_size;
-    return mode == 2 || gain >= FEAT_RUN_GAIN * ends ? j : i;
+    return mode == RF_ENGINE_FEAT_ALWAYS || gain >= FEAT_RUN_GAIN * ends ? j : i;
 }
 
 /* Layer k's input (out = 0) or output (out = 1) as a feature-major matrix:
@@ -251,14 +257,14 @@ static rf_status feat_run(rf_ctx *ctx, rf_model *m, int i, int j) {
     }
     float *cur = m->feat, *nxt = m->feat + act;
     rf_nn_run r;
-    fill_run(&r, m, i);
+    fill_run(&r, m, i, &ctx->engine);
     if (!ops[m->layers[i].type]->feat_reads_rows) {
         ld = feat_mat(m, i, 0, &rows, &width);
         rf_transpose_f32(cur, ld, r.in, rows, width, width);
     }
     for (int k = i; k < j; k++) {
         rf_layer *L = &m->layers[k];
-        fill_run(&r, m, k);
+        fill_run(&r, m, k, &ctx->engine);
         rf_nn_feat f = {&r, cur, feat_mat(m, k, 0, &rows, &width), nxt, feat_mat(m, k, 1, &rows, &width),
                         m->feat + 2 * act};
         if (k == i && ops[L->type]->feat_reads_rows) f.in = r.in;
@@ -280,14 +286,14 @@ rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, 
     m->training = training ? 1 : 0;
     m->input_ptr = x;
     for (int i = 0; i < m->n_layers;) {
-        int j = feat_run_end(m, i);
+        int j = feat_run_end(m, i, &ctx->engine);
         if (j > i) {
             RF_TRY(feat_run(ctx, m, i, j));
             i = j;
             continue;
         }
         rf_nn_run r;
-        fill_run(&r, m, i);
+        fill_run(&r, m, i, &ctx->engine);
         m->layers[i].out_feat = 0;
         rf_status st = ops[m->layers[i].type]->forward(&r);
         if (st) { rf_error_prefix(ctx, "layers[%d] %s", i, m->layers[i].name); return st; }
@@ -334,7 +340,7 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
     for (int i = last; i >= 0 && !st; i--) {
         const rf_layer *L = &m->layers[i];
         rf_nn_run r;
-        fill_run(&r, m, i);
+        fill_run(&r, m, i, &ctx->engine);
         float *dout = act_of(m, m->dacts, i);
         if (m->hook && (st = m->hook(m->hook_ud, i, 1, dout, (size_t)m->batch * L->out_size))) break;
         r.dout = dout;

@@ -12,7 +12,7 @@
  * p->infer_gemm set calls it (it adds the bias); training with p->train_act
  * set first lets it rewrite X in place (X must then be writable and is what
  * the backward's dW uses), then runs the float product. */
-rf_status rf_nn_product_fwd(const rf_param *p, int training, float *Y, float *X, const float *W,
+rf_status rf_nn_product_fwd(const rf_engine *e, const rf_param *p, int training, float *Y, float *X, const float *W,
                             const float *b, int M, int N, int K);
 /* The backward side of p->train_act on dL/dX [n] (no-op when unset). */
 void rf_nn_product_grad(const rf_param *p, float *dX, size_t n);
@@ -20,10 +20,10 @@ void rf_nn_product_grad(const rf_param *p, float *dX, size_t n);
 /* rf_nn_mhsa_fwd / rf_nn_mhsa_bwd with the qkv and proj products routed
  * through rf_nn_product_fwd / rf_nn_product_grad. x is rewritten in place when
  * training with pqkv->train_act set; pqkv, pproj may be NULL. */
-rf_status rf_nn_mhsa_fwd_p(float *y, float *qkv, float *att, float *ctx, float *x,
+rf_status rf_nn_mhsa_fwd_p(const rf_engine *e, float *y, float *qkv, float *att, float *ctx, float *x,
                            const float *Wqkv, const float *bqkv, const float *Wproj, const float *bproj,
                            int B, int T, int D, int H, const rf_param *pqkv, const rf_param *pproj, int training);
-void rf_nn_mhsa_bwd_p(float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
+void rf_nn_mhsa_bwd_p(const rf_engine *e, float *dx, float *dWqkv, float *dbqkv, float *dWproj, float *dbproj,
                       const float *dy, const float *x, const float *qkv, const float *att, const float *ctx,
                       const float *Wqkv, const float *Wproj, float *scratch, int B, int T, int D, int H,
                       const rf_param *pqkv, const rf_param *pproj);
@@ -33,12 +33,12 @@ void rf_nn_mhsa_bwd_p(float *dx, float *dWqkv, float *dbqkv, float *dWproj, floa
  *  forward:  att [B][H][T][T] = softmax(q k^T / sqrt(D/H)), ctx [B·T][D] = att v;
  *  backward: dqkv [B·T][3D] (overwritten) from dctx [B·T][D]; dP is T·T
  *            floats of scratch. */
-void rf_nn_mhsa_heads_fwd(float *att, float *ctx, const float *qkv, int B, int T, int D, int H);
+void rf_nn_mhsa_heads_fwd(const rf_engine *e, float *att, float *ctx, const float *qkv, int B, int T, int D, int H);
 /* The forward on feature-major qkvT [3D][ld] into ctxT [D][ld] (columns
  * [0, B·T)); S is 2·T·T floats of scratch; the attention weights are not
  * kept (inference). Same values as rf_nn_mhsa_heads_fwd. */
-void rf_nn_mhsa_heads_fwd_feat(float *ctxT, const float *qkvT, int ld, float *S, int B, int T, int D, int H);
-void rf_nn_mhsa_heads_bwd(float *dqkv, const float *dctx, const float *qkv, const float *att, float *dP, int B,
+void rf_nn_mhsa_heads_fwd_feat(const rf_engine *e, float *ctxT, const float *qkvT, int ld, float *S, int B, int T, int D, int H);
+void rf_nn_mhsa_heads_bwd(const rf_engine *e, float *dqkv, const float *dctx, const float *qkv, const float *att, float *dP, int B,
                           int T, int D, int H);
 
 #endif

@@ -77,7 +77,7 @@ rf_status rf_nn_param(rf_nn_builder *b, rf_layer *L, const char *suffix, rf_para
     int64_t d[4] = {d0, d1, d2, d3};
     p->layer = b->index;
     p->role = role;
-    p->prunable = role == RF_P_WEIGHT;
+    p->prunable = role == RF_P_WEIGHT && (rf_layer_traits(L->type) & RF_LT_PRUNABLE);
     p->ndim = ndim;
     p->numel = 1;
     for (int i = 0; i < ndim; i++) { p->shape[i] = d[i]; p->numel *= (size_t)d[i]; }

@@ -20,27 +20,13 @@
 const char *const rf_report_columns[] = {
     "id", "experiment", "kind", "method", "status", "attempts", "class", "message", "dataset", "model", "seed",
     "sparsity", "remaining", "round", "temperature", "mode", "accuracy", "loss", "bytes", "dense_bytes",
-    "compression_ratio", "parameters", "latency_ms", "dense_latency_ms", "seconds", "best_iteration", "collapsed_layers", "parents", NULL
+    "compression_ratio", "parameters", "latency_ms", "dense_latency_ms", "seconds", "best_iteration", "collapsed_layers", "parents",
+    "engine", NULL
 };
 
-/* ---- string builder ------------------------------------------------------ */
-typedef struct sb { char *p; size_t n, cap; int oom; } sb;
-static void sb_printf(sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sb *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) { b->oom = 1; return; }
-        if (b->p && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
-        size_t cap = (b->cap + (size_t)k + 1) * 2;
-        char *np = rf_realloc(b->p, cap);
-        if (!np) { b->oom = 1; return; }
-        b->p = np; b->cap = cap;
-    }
-}
+/* ---- string builder (core.h rf_buf) ----------------------------------------- */
+typedef rf_buf sb;
+#define sb_printf rf_buf_printf
 static void sb_html(sb *b, const char *s) {
     for (; *s; s++) {
         switch (*s) {
@@ -121,20 +107,22 @@ static void copy_str(cJSON *row, const char *key, const cJSON *o, const char *k)
     else cJSON_AddNullToObject(row, key);
 }
 
+/* The "method" column: the kind's label (raffle/task.h rf_kind.label). */
 static const char *method_of(int kind, const cJSON *set, char *buf, size_t n) {
-    const cJSON *m;
-    switch (kind) {
-    case RF_JOB_PRUNE: m = get(set, "method"); return cJSON_IsString(m) ? m->valuestring : "prune";
-    case RF_JOB_LOTTERY:
-        m = get(set, "control");
-        if (!cJSON_IsString(m) || strcmp(m->valuestring, "none") == 0) return "imp";
-        snprintf(buf, n, "imp-%s", m->valuestring);
-        return buf;
-    case RF_JOB_QUANTIZE: m = get(set, "mode"); snprintf(buf, n, "int8-%s", cJSON_IsString(m) ? m->valuestring : "ptq"); return buf;
-    case RF_JOB_TRAIN: return "dense";
-    case RF_JOB_FAIL: m = get(set, "mode"); snprintf(buf, n, "fail-%s", cJSON_IsString(m) ? m->valuestring : "?"); return buf;
-    default: return rf_job_kind_name(kind);
-    }
+    const rf_kind *k = rf_kind_get(kind);
+    if (!k) return "?";
+    return k->label ? k->label(set, buf, n) : k->name;
+}
+
+/* "avx512vbmi, OpenBLAS 0.3.21 Haswell": the engine a task ran on. */
+static void engine_text(const cJSON *eng, char *buf, size_t n) {
+    const cJSON *isa = cJSON_GetObjectItemCaseSensitive(eng, "isa"), *blas = cJSON_GetObjectItemCaseSensitive(eng, "blas");
+    const cJSON *bn = cJSON_GetObjectItemCaseSensitive(blas, "name"), *bv = cJSON_GetObjectItemCaseSensitive(blas, "version"),
+                *bc = cJSON_GetObjectItemCaseSensitive(blas, "core");
+    buf[0] = '\0';
+    if (!cJSON_IsString(isa)) return;
+    snprintf(buf, n, "%s, %s %s %s", isa->valuestring, cJSON_IsString(bn) ? bn->valuestring : "?",
+             cJSON_IsString(bv) ? bv->valuestring : "", cJSON_IsString(bc) ? bc->valuestring : "");
 }
 
 rf_status rf_report_build(rf_ctx *ctx, rf_store *s, const rf_job *job_in, cJSON **out) {
@@ -207,6 +195,10 @@ rf_status rf_report_build(rf_ctx *ctx, rf_store *s, const rf_job *job_in, cJSON 
         copy_num(row, "seconds", tim, "seconds", met, "seconds");
         if (cJSON_IsNull(get(row, "seconds")) && ts->seconds > 0) cJSON_ReplaceItemInObject(row, "seconds", cJSON_CreateNumber(ts->seconds));
         copy_num(row, "best_iteration", met, "best_iteration", NULL, NULL);
+        char eng[160];
+        engine_text(get(met, "engine"), eng, sizeof eng);
+        if (eng[0]) cJSON_AddStringToObject(row, "engine", eng);
+        else cJSON_AddNullToObject(row, "engine");
         /* layers pruned away entirely: SynFlow's layer-collapse measure */
         const cJSON *cl = get(met, "collapsed_layers");
         if (cJSON_IsArray(cl)) cJSON_AddNumberToObject(row, "collapsed_layers", cJSON_GetArraySize(cl));
@@ -220,6 +212,7 @@ rf_status rf_report_build(rf_ctx *ctx, rf_store *s, const rf_job *job_in, cJSON 
         const cJSON *acc = get(row, "accuracy");
         if (cJSON_IsNumber(acc) && acc->valuedouble > acc_best) acc_best = acc->valuedouble;
         cJSON_AddItemToObject(row, "settings", set);
+        if (get(met, "engine")) cJSON_AddItemToObject(row, "engine_detail", cJSON_Duplicate(get(met, "engine"), 1));
         cJSON_Delete(met);
         cJSON_AddItemToArray(tasks, row);
     }
@@ -488,9 +481,33 @@ static const cJSON *by_id(const row_index *ix, const char *id) {
     return hit ? hit->row : NULL;
 }
 
-static int has_kind(const cJSON *tasks, const char *kind) {
-    for (const cJSON *t = tasks->child; t; t = t->next) if (strcmp(str(t, "kind"), kind) == 0) return 1;
+/* Whether a row's kind draws in plot p (rf_kind.plot). */
+static int in_plot(const cJSON *t, rf_kind_plot p) {
+    const rf_kind *k = rf_kind_get(rf_kind_find(str(t, "kind")));
+    return k && k->plot == p;
+}
+
+static int has_plot(const cJSON *tasks, rf_kind_plot p) {
+    for (const cJSON *t = tasks->child; t; t = t->next) if (in_plot(t, p)) return 1;
     return 0;
+}
+
+static int is_dense(const cJSON *t) { return rf_kind_find(str(t, "kind")) == RF_JOB_TRAIN; }
+
+/* A fresh plot with its axes; S emptied. */
+static void plot_begin(plot *p, samples *S, const char *title, const char *xlabel, const char *ylabel, int logx,
+                       int lines) {
+    memset(p, 0, sizeof *p);
+    p->title = title; p->xlabel = xlabel; p->ylabel = ylabel;
+    p->logx = logx; p->lines = lines;
+    S->n = 0;
+}
+
+/* t's first parent if it is done, else NULL. */
+static const cJSON *done_parent(row_index *ix, const cJSON *t) {
+    const cJSON *par = get(t, "parents");
+    const cJSON *d = par && par->child ? by_id(ix, par->child->valuestring) : NULL;
+    return d && is_done(d) ? d : NULL;
 }
 
 /* Plots for the kinds the job has (an empty plot says "not yet" while the
@@ -501,99 +518,75 @@ static void plots(sb *b, const cJSON *tasks) {
     row_index ix;
     index_rows(&ix, tasks);
     /* 1: one-shot pruning */
-    memset(&p, 0, sizeof p);
-    p.title = "One-shot pruning: test accuracy vs sparsity (mean over seeds, bars: min-max)";
-    p.xlabel = "sparsity (fraction of prunable weights removed)";
-    p.ylabel = "test accuracy";
-    p.lines = 1;
-    S.n = 0;
+    plot_begin(&p, &S, "One-shot pruning: test accuracy vs sparsity (mean over seeds, bars: min-max)",
+               "sparsity (fraction of prunable weights removed)", "test accuracy", 0, 1);
     for (const cJSON *t = tasks->child; t; t = t->next) {
-        if (!is_done(t) || strcmp(str(t, "kind"), "prune") != 0) continue;
+        if (!is_done(t) || !in_plot(t, RF_PLOT_SPARSITY)) continue;
         add_pt(&p, &S, str(t, "method"), num(t, "sparsity"), num(t, "accuracy"));
-        const cJSON *par = get(t, "parents");
-        const cJSON *d = par && par->child ? by_id(&ix, par->child->valuestring) : NULL;
-        if (d && is_done(d)) add_pt(&p, &S, "dense", 0, num(d, "accuracy"));
+        const cJSON *d = done_parent(&ix, t);
+        if (d) add_pt(&p, &S, "dense", 0, num(d, "accuracy"));
     }
     finalize(&p, &S);
-    if (has_kind(tasks, "prune")) svg_plot(b, &p);
+    if (has_plot(tasks, RF_PLOT_SPARSITY)) svg_plot(b, &p);
     /* 2-3: lottery tickets */
     for (int which = 0; which < 2; which++) {
-        memset(&p, 0, sizeof p);
-        p.title = which ? "Lottery tickets: early-stop iteration vs weights remaining"
-                        : "Lottery tickets: test accuracy vs weights remaining (IMP rounds and controls)";
-        p.xlabel = "weights remaining (fraction, log scale)";
-        p.ylabel = which ? "iteration of best test accuracy" : "test accuracy";
-        p.logx = 1; p.lines = 1;
-        S.n = 0;
+        plot_begin(&p, &S,
+                   which ? "Lottery tickets: early-stop iteration vs weights remaining"
+                         : "Lottery tickets: test accuracy vs weights remaining (IMP rounds and controls)",
+                   "weights remaining (fraction, log scale)", which ? "iteration of best test accuracy" : "test accuracy",
+                   1, 1);
         for (const cJSON *t = tasks->child; t; t = t->next) {
-            if (!is_done(t) || strcmp(str(t, "kind"), "lottery") != 0) continue;
+            if (!is_done(t) || !in_plot(t, RF_PLOT_LOTTERY)) continue;
             add_pt(&p, &S, str(t, "method"), num(t, "remaining"), num(t, which ? "best_iteration" : "accuracy"));
-            const cJSON *par = get(t, "parents");
-            const cJSON *d = par && par->child ? by_id(&ix, par->child->valuestring) : NULL;
-            if (d && is_done(d) && strcmp(str(d, "kind"), "train") == 0)
+            const cJSON *d = done_parent(&ix, t);
+            if (d && is_dense(d))
                 add_pt(&p, &S, "imp", 1.0, num(d, which ? "best_iteration" : "accuracy"));
         }
         finalize(&p, &S);
-        if (has_kind(tasks, "lottery")) svg_plot(b, &p);
+        if (has_plot(tasks, RF_PLOT_LOTTERY)) svg_plot(b, &p);
     }
     /* 4: distillation */
-    memset(&p, 0, sizeof p);
-    p.title = "Distillation: student accuracy vs temperature";
-    p.xlabel = "temperature T";
-    p.ylabel = "test accuracy";
-    p.lines = 1;
-    S.n = 0;
+    plot_begin(&p, &S, "Distillation: student accuracy vs temperature", "temperature T", "test accuracy", 0, 1);
     double tmin = INFINITY, tmax = -INFINITY;
     for (const cJSON *t = tasks->child; t; t = t->next)
-        if (is_done(t) && strcmp(str(t, "kind"), "distill") == 0) {
+        if (is_done(t) && in_plot(t, RF_PLOT_DISTILL)) {
             double T = num(t, "temperature");
             if (T < tmin) tmin = T;
             if (T > tmax) tmax = T;
         }
     for (const cJSON *t = tasks->child; t && isfinite(tmin); t = t->next) {
-        if (!is_done(t) || strcmp(str(t, "kind"), "distill") != 0) continue;
+        if (!is_done(t) || !in_plot(t, RF_PLOT_DISTILL)) continue;
         add_pt(&p, &S, "distilled student", num(t, "temperature"), num(t, "accuracy"));
-        const cJSON *par = get(t, "parents");
-        const cJSON *d = par && par->child ? by_id(&ix, par->child->valuestring) : NULL;
-        if (d && is_done(d)) { add_pt(&p, &S, "teacher", tmin, num(d, "accuracy")); add_pt(&p, &S, "teacher", tmax, num(d, "accuracy")); }
+        const cJSON *d = done_parent(&ix, t);
+        if (d) { add_pt(&p, &S, "teacher", tmin, num(d, "accuracy")); add_pt(&p, &S, "teacher", tmax, num(d, "accuracy")); }
         /* the student trained alone: a dense task of the same experiment and model */
         for (const cJSON *u = tasks->child; u; u = u->next)
-            if (is_done(u) && strcmp(str(u, "kind"), "train") == 0 && strcmp(str(u, "experiment"), str(t, "experiment")) == 0 &&
+            if (is_done(u) && is_dense(u) && strcmp(str(u, "experiment"), str(t, "experiment")) == 0 &&
                 strcmp(str(u, "model"), str(t, "model")) == 0 && num(u, "seed") == num(t, "seed")) {
                 add_pt(&p, &S, "student alone", tmin, num(u, "accuracy"));
                 add_pt(&p, &S, "student alone", tmax, num(u, "accuracy"));
             }
     }
     finalize(&p, &S);
-    if (has_kind(tasks, "distill")) svg_plot(b, &p);
+    if (has_plot(tasks, RF_PLOT_DISTILL)) svg_plot(b, &p);
     /* 5: quantization */
-    memset(&p, 0, sizeof p);
-    p.title = "Quantization: test accuracy vs model size";
-    p.xlabel = "checkpoint bytes (log scale)";
-    p.ylabel = "test accuracy";
-    p.logx = 1;
-    S.n = 0;
+    plot_begin(&p, &S, "Quantization: test accuracy vs model size", "checkpoint bytes (log scale)", "test accuracy", 1, 0);
     for (const cJSON *t = tasks->child; t; t = t->next) {
-        if (!is_done(t)) continue;
-        const char *k = str(t, "kind");
-        if (strcmp(k, "quantize") != 0 && strcmp(k, "ofa-qat") != 0) continue;
+        if (!is_done(t) || !in_plot(t, RF_PLOT_QUANT)) continue;
         add_pt(&p, &S, str(t, "method"), num(t, "bytes"), num(t, "accuracy"));
-        const cJSON *par = get(t, "parents");
-        const cJSON *d = par && par->child ? by_id(&ix, par->child->valuestring) : NULL;
-        if (d && is_done(d)) add_pt(&p, &S, "float32 parent", num(d, "bytes"), num(d, "accuracy"));
+        const cJSON *d = done_parent(&ix, t);
+        if (d) add_pt(&p, &S, "float32 parent", num(d, "bytes"), num(d, "accuracy"));
     }
     finalize(&p, &S);
-    if (has_kind(tasks, "quantize") || has_kind(tasks, "ofa-qat")) svg_plot(b, &p);
+    if (has_plot(tasks, RF_PLOT_QUANT)) svg_plot(b, &p);
     /* 6-7: Pareto */
     for (int which = 0; which < 2; which++) {
-        memset(&p, 0, sizeof p);
-        p.title = which ? "Every task: accuracy vs inference latency" : "Every task: accuracy vs size (Pareto frontier dashed)";
-        p.xlabel = which ? "latency per batch, ms (log scale)" : "checkpoint bytes (log scale)";
-        p.ylabel = "test accuracy";
-        p.logx = 1; p.pareto = 1;
-        S.n = 0;
+        plot_begin(&p, &S,
+                   which ? "Every task: accuracy vs inference latency" : "Every task: accuracy vs size (Pareto frontier dashed)",
+                   which ? "latency per batch, ms (log scale)" : "checkpoint bytes (log scale)", "test accuracy", 1, 0);
+        p.pareto = 1;
         for (const cJSON *t = tasks->child; t; t = t->next)
-            if (is_done(t) && strcmp(str(t, "kind"), "noop") != 0)
+            if (is_done(t) && !(rf_kind_get(rf_kind_find(str(t, "kind")))->flags & RF_KIND_DIAG))
                 add_pt(&p, &S, str(t, "kind"), num(t, which ? "latency_ms" : "bytes"), num(t, "accuracy"));
         /* each task is its own point here: no averaging over seeds */
         finalize(&p, &S);
@@ -643,6 +636,51 @@ static void runs_html(sb *b, const cJSON *runs) {
     sb_printf(b, "</table>\n");
 }
 
+/* The engines the tasks ran on (metrics.json "engine"): one row per
+ * distinct one, with the ISA used, the BLAS library and core, and every
+ * engine option's value, so a report says which kernels made its numbers. */
+static void engines_html(sb *b, const cJSON *tasks) {
+    enum { MAX_ENGINES = 16 };
+    const cJSON *seen[MAX_ENGINES];
+    int count[MAX_ENGINES], n = 0;
+    for (const cJSON *t = tasks->child; t; t = t->next) {
+        const cJSON *e = get(t, "engine_detail");
+        if (!cJSON_IsObject(e)) continue;
+        int k = 0;
+        while (k < n && !cJSON_Compare(seen[k], e, 1)) k++;
+        if (k == n && n < MAX_ENGINES) { seen[n] = e; count[n++] = 0; }
+        if (k < n) count[k]++;
+    }
+    if (!n) return;
+    const cJSON *opts0 = get(seen[0], "options");
+    sb_printf(b, "<h2>Engine</h2><table><tr><th>tasks</th><th>ISA used</th><th>CPU ISA</th><th>BLAS</th><th>BLAS core</th>");
+    for (const cJSON *o = opts0 ? opts0->child : NULL; o; o = o->next) { sb_printf(b, "<th>"); sb_html(b, o->string); sb_printf(b, "</th>"); }
+    sb_printf(b, "</tr>\n");
+    for (int k = 0; k < n; k++) {
+        const cJSON *e = seen[k], *bl = get(e, "blas");
+        sb_printf(b, "<tr><td>%d</td><td class='s'>", count[k]);
+        sb_html(b, str(e, "isa"));
+        sb_printf(b, "</td><td class='s'>");
+        sb_html(b, str(e, "cpu_isa"));
+        sb_printf(b, "</td><td class='s'>");
+        sb_html(b, str(bl, "name"));
+        sb_printf(b, " ");
+        sb_html(b, str(bl, "version"));
+        sb_printf(b, "</td><td class='s'>");
+        sb_html(b, str(bl, "core"));
+        sb_printf(b, "</td>");
+        for (const cJSON *o = opts0 ? opts0->child : NULL; o; o = o->next) {
+            const cJSON *v = get(get(e, "options"), o->string);
+            sb_printf(b, "<td class='s'>");
+            if (cJSON_IsString(v)) sb_html(b, v->valuestring);
+            else if (cJSON_IsNumber(v)) sb_printf(b, "%g", v->valuedouble);
+            sb_printf(b, "</td>");
+        }
+        sb_printf(b, "</tr>\n");
+    }
+    sb_printf(b, "</table>\n");
+}
+
 rf_status rf_report_html(rf_ctx *ctx, const cJSON *rep, char **out) {
     sb b = {0};
     const cJSON *sum = get(rep, "summary"), *tasks = get(rep, "tasks");
@@ -663,12 +701,13 @@ rf_status rf_report_html(rf_ctx *ctx, const cJSON *rep, char **out) {
     if (isfinite(num(sum, "best_accuracy"))) sb_printf(&b, "<span>best accuracy <b>%.4f</b></span>", num(sum, "best_accuracy"));
     sb_printf(&b, "</div>\n");
     runs_html(&b, get(rep, "runs"));
+    engines_html(&b, tasks);
     sb_printf(&b, "<h2>Plots</h2>\n");
     plots(&b, tasks);
     sb_printf(&b, "<h2>Tasks</h2><p>Timings (seconds, latency) vary run to run; every other column is reproducible.</p><table><tr>");
     static const char *const cols[] = {"id", "experiment", "kind", "method", "status", "seed", "sparsity", "round", "temperature",
                                        "accuracy", "loss", "bytes", "compression_ratio", "collapsed_layers", "latency_ms",
-                                       "dense_latency_ms", "seconds", "attempts", "class", "message", NULL};
+                                       "dense_latency_ms", "seconds", "engine", "attempts", "class", "message", NULL};
     for (int k = 0; cols[k]; k++) sb_printf(&b, "<th>%s</th>", cols[k]);
     sb_printf(&b, "</tr>\n");
     for (const cJSON *t = tasks->child; t; t = t->next) {

@@ -77,14 +77,12 @@ static rf_status dense_bytes(rf_ctx *ctx, rf_model *m, const char *extra, size_t
 }
 
 /* ---- latency ------------------------------------------------------------ */
-/* Best-of-N time of one inference forward of `batch` samples, in seconds:
- * the minimum is the most repeatable statistic on a shared machine. */
-static rf_status time_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, double *best) {
+rf_status rf_task_time_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, double budget_s, double *best) {
     const float *logits;
     RF_TRY(rf_model_forward(ctx, m, x, batch, 0, &logits));  /* warm-up: sizes buffers */
     *best = INFINITY;
     double start = rf_now();
-    for (int r = 0; r < 200 && (r < 5 || rf_now() - start < 0.25); r++) {
+    for (int r = 0; r < 200 && (r < 5 || rf_now() - start < budget_s); r++) {
         double t = rf_now();
         RF_TRY(rf_model_forward(ctx, m, x, batch, 0, &logits));
         t = rf_now() - t;
@@ -138,12 +136,12 @@ static rf_status add_latency(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, dou
         for (int i = 0; i < n_info; i++) n_sparse += info[i].sparse;
     }
     double t1 = 0, t64 = 0, d1 = 0, d64 = 0;
-    if (s == RF_OK) s = time_forward(ctx, m, x, 1, &t1);
-    if (s == RF_OK) s = time_forward(ctx, m, x, BIG, &t64);
+    if (s == RF_OK) s = rf_task_time_forward(ctx, m, x, 1, 0.25, &t1);
+    if (s == RF_OK) s = rf_task_time_forward(ctx, m, x, BIG, 0.25, &t64);
     if (s == RF_OK && (custom || n_sparse)) {
         swap_overrides(m, saved, 1);
-        s = time_forward(ctx, m, x, 1, &d1);
-        if (s == RF_OK) s = time_forward(ctx, m, x, BIG, &d64);
+        s = rf_task_time_forward(ctx, m, x, 1, 0.25, &d1);
+        if (s == RF_OK) s = rf_task_time_forward(ctx, m, x, BIG, 0.25, &d64);
         swap_overrides(m, saved, 0);
     } else {
         d1 = t1;

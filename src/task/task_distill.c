@@ -1,16 +1,54 @@
 /* Task kind "distill" (Hinton, Vinyals, Dean 2015): trains a fresh student
  * (settings "model") on the soft targets of the parents: one teacher, or an
  * ensemble whose logits are averaged. Settings: the training keys of
- * docs/training.md, "temperature", "alpha", "teacher_cache" (default true),
- * "hidden" (transformer students: hidden-state distillation, default false),
- * "hidden_weight", "proj_lr". */
+ * docs/training.md and the table below. */
 #include "raffle/distill.h"
+#include "raffle/plan.h"
+#include "task/task_keys.h"
 
+#include <stdio.h>
 #include <string.h>
 
-static int setting_bool(const cJSON *s, const char *key, int def) {
-    const cJSON *v = s ? cJSON_GetObjectItemCaseSensitive(s, key) : NULL;
-    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : def;
+/* Hinton et al. 2015 §2: "the best results were generally obtained by using
+ * a considerably lower weight on the second objective function" (the hard
+ * labels), hence alpha 0.9 on the soft targets; T = 4 is the middle of the
+ * range their MNIST runs found good. */
+#define KEY_TEMPERATURE(grid) {.key = "temperature", .type = RF_SET_NUM, .flags = (grid), .lo = 0, .hi = 1000, .lo_open = 1, \
+    .def = "4", .doc = "softmax temperature T (Hinton et al. 2015; their MNIST run: 20)"}
+#define KEY_ALPHA(grid) {.key = "alpha", .type = RF_SET_NUM, .flags = (grid), .lo = 0, .hi = 1, .def = "0.9", \
+    .doc = "weight of the T²-scaled soft loss; 1 − alpha on the hard labels"}
+
+static const rf_setting distill_keys[] = {
+    KEY_TEMPERATURE(0),
+    KEY_ALPHA(0),
+    {.key = "hidden", .type = RF_SET_BOOL, .flags = RF_SF_OPTIONAL, .def = "false",
+     .doc = "also distill transformer block outputs (MSE through a learned projection)"},
+    {.key = "hidden_weight", .type = RF_SET_NUM, .flags = RF_SF_OPTIONAL, .lo = 0, .hi = 1e6, .def = "1",
+     .doc = "weight β of the hidden-state term"},
+    {.key = "proj_lr", .type = RF_SET_NUM, .flags = RF_SF_OPTIONAL, .lo = 0, .hi = 10, .def = "0.001",
+     .doc = "Adam learning rate of the hidden-state projections"},
+    RF_KEY_TEACHER_CACHE,
+    RF_SETTINGS_END
+};
+
+rf_status rf_task_distill_cfg(rf_ctx *ctx, const cJSON *settings, const rf_setting *tab, rf_distill_cfg *cfg) {
+    static const char *const keys[] = {"temperature", "alpha", "hidden_weight", "proj_lr"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const rf_setting *k = rf_setting_find(tab, keys[i]);
+        const cJSON *v = settings ? cJSON_GetObjectItemCaseSensitive(settings, keys[i]) : NULL;
+        if (k && v && rf_setting_check(ctx, k, v, "settings", 0) != RF_OK) return ctx->status = RF_ERR_INVALID;
+    }
+    rf_distill_cfg_default(cfg);
+    cfg->T = (float)rf_settings_num(settings, tab, "temperature");
+    cfg->alpha = (float)rf_settings_num(settings, tab, "alpha");
+    cfg->hidden_weight = (float)rf_settings_num(settings, distill_keys, "hidden_weight");
+    cfg->proj_lr = (float)rf_settings_num(settings, distill_keys, "proj_lr");
+    cfg->seed = (uint64_t)rf_settings_num(settings, rf_task_common_settings, "seed");
+    return RF_OK;
+}
+
+rf_status rf_distill_cfg_from_json(rf_ctx *ctx, const cJSON *settings, rf_distill_cfg *cfg) {
+    return rf_task_distill_cfg(ctx, settings, distill_keys, cfg);
 }
 
 /* Test accuracy of the teacher ensemble (argmax of the mean logits). */
@@ -45,18 +83,13 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (io->n_parents < 1) return rf_error(ctx, RF_ERR_INVALID, "distill: needs at least one teacher checkpoint as parent");
     const cJSON *mv = cJSON_GetObjectItemCaseSensitive(io->settings, "model");
     if (!cJSON_IsString(mv)) return rf_error(ctx, RF_ERR_INVALID, "distill: settings have no \"model\" (the student)");
+    RF_TRY(rf_kind_check(ctx, &rf_kind_distill, io->settings, "settings"));
     rf_train_cfg cfg;
-    RF_TRY(rf_task_train_cfg(ctx, io->settings, &cfg));
-    cfg.log = io->log;
-    cfg.log_ud = io->log_ud;
-    cfg.log_every = io->log ? 100 : 0;
-    cfg.stop_flag = io->stop_flag;
+    RF_TRY(rf_task_train_cfg_io(ctx, io, 100, &cfg));
     rf_distill_cfg dc;
-    rf_distill_cfg_default(&dc);
-    dc.seed = cfg.seed;
-    RF_TRY(rf_distill_cfg_from_json(ctx, io->settings, &dc));
-    const int hidden = setting_bool(io->settings, "hidden", 0);
-    const int cache = setting_bool(io->settings, "teacher_cache", 1);
+    RF_TRY(rf_task_distill_cfg(ctx, io->settings, distill_keys, &dc));
+    const int hidden = rf_settings_bool(io->settings, distill_keys, "hidden");
+    const int cache = rf_settings_bool(io->settings, distill_keys, "teacher_cache");
 
     rf_teacher *t = NULL;
     rf_model *m = NULL;
@@ -83,16 +116,7 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
             s = rf_error(ctx, RF_ERR_PREEMPTED, "distill: stopped on request after %lld steps", (long long)r.steps);
     }
     if (d) { rf_distill_free(d, m); d = NULL; }
-    if (s == RF_OK) {
-        cJSON *e = cJSON_CreateObject();
-        if (!e || !cJSON_AddStringToObject(e, "kind", "distill") ||
-            !cJSON_AddItemToObject(e, "settings", cJSON_Duplicate(io->settings, 1)) ||
-            !cJSON_AddNumberToObject(e, "teachers", io->n_parents) ||
-            !cJSON_AddNumberToObject(e, "steps", (double)r.steps) ||
-            !(extra = cJSON_PrintUnformatted(e)))
-            s = rf_error(ctx, RF_ERR_NOMEM, "distill: cannot build checkpoint metadata");
-        cJSON_Delete(e);
-    }
+    if (s == RF_OK) s = rf_task_ckpt_extra(ctx, "distill", io, io->n_parents, r.steps, &extra);
     if (s == RF_OK) s = rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) {
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
@@ -111,3 +135,50 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     rf_teacher_free(t);
     return s;
 }
+
+/* ---- the experiment -------------------------------------------------------------
+ * DAG: teacher train -> distill student; with baseline, also the student
+ * model trained alone (same settings, no teacher). */
+static int expand_distill(rf_plan *p, const rf_point *pt) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(pt->x, "teacher");
+    cJSON *ttrain = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(t, "train"));
+    if (!ttrain) return rf_plan_nomem(p, NULL);
+    int32_t teacher = rf_plan_dense(p, pt, pt->data, cJSON_GetObjectItemCaseSensitive(t, "model"), ttrain);
+    cJSON_Delete(ttrain);
+    if (teacher < 0) return -1;
+    cJSON *s = rf_plan_settings(pt, pt->data, pt->model, pt->train);
+    static const char *const keys[] = {"temperature", "alpha", NULL};
+    if (!s || !rf_plan_copy_keys(s, pt->x, keys)) return rf_plan_nomem(p, s);
+    /* distillation runs the teacher forward on every batch as well */
+    double cost = rf_plan_train_cost(pt->train, pt->data, pt->model) * 1.5;
+    if (rf_plan_add(p, RF_JOB_DISTILL, s, &teacher, 1, cost) < 0) return -1;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt->x, "baseline")) &&
+        rf_plan_dense(p, pt, pt->data, pt->model, pt->train) < 0)
+        return -1;
+    return 0;
+}
+
+static const rf_setting teacher_keys[] = {
+    {.key = "model", .type = RF_SET_MODEL, .flags = RF_SF_GRID | RF_SF_REQUIRED, .doc = "the teacher's model"},
+    {.key = "train", .type = RF_SET_OBJ, .sub = rf_train_settings, .doc = "over the experiment's `train`"},
+    RF_SETTINGS_END
+};
+static const rf_setting distill_exp_keys[] = {
+    {.key = "teacher", .type = RF_SET_OBJ, .flags = RF_SF_REQUIRED, .sub = teacher_keys,
+     .doc = "`{\"model\": ..., \"train\": {...}}`: the teacher, trained with the experiment's `train` overlaid by `teacher.train`"},
+    KEY_TEMPERATURE(RF_SF_GRID),
+    KEY_ALPHA(RF_SF_GRID),
+    {.key = "baseline", .type = RF_SET_BOOL, .def = "true", .doc = "also train the student alone"},
+    RF_SETTINGS_END
+};
+
+const rf_kind rf_kind_distill = {
+    .name = "distill", .summary = "train a student on a teacher's soft targets (knowledge distillation)",
+    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_CKPT,
+    .keys = distill_keys, .min_parents = 1, .max_parents = 16,
+    .parents_doc = "the teacher checkpoint(s); several: an ensemble (mean logits)",
+    .run = rf_task_distill,
+    .experiment = "distill", .exp_keys = distill_exp_keys,
+    .exp_doc = "teacher `train` → `distill` student; with `baseline`, also the student model trained alone (same settings, no teacher)",
+    .expand = expand_distill, .plot = RF_PLOT_DISTILL,
+};

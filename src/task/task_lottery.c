@@ -25,7 +25,7 @@
  *   "random"  a random mask with the ticket's per-layer counts, rewound like
  *             the ticket ("random pruning"). */
 #include "raffle/prune.h"
-#include "raffle/task.h"
+#include "raffle/plan.h"
 #include "raffle/train.h"
 
 #include <stdio.h>
@@ -35,15 +35,28 @@
 typedef enum { CONTROL_NONE = 0, CONTROL_REINIT = 1, CONTROL_RANDOM = 2 } control_kind;
 static const char *const control_names[] = {"none", "reinit", "random"};
 
-static const char *jstring(const cJSON *o, const char *k, const char *dflt) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : dflt;
-}
+static const char *const control_values[] = {"none", "reinit", "random", NULL};
+static const char *const scopes[] = {"global", "layer", NULL};
 
-static double jnumber(const cJSON *o, const char *k, double dflt) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
+static const rf_setting lottery_keys[] = {
+    {.key = "round", .type = RF_SET_INT, .flags = RF_SF_REQUIRED | RF_SF_NOCLI, .lo = 0, .hi = 1000,
+     .doc = "0: the dense run; r >= 1: prune the parent (round r-1), rewind, retrain"},
+    {.key = "prune_fraction", .type = RF_SET_NUM, .lo = 0, .hi = 1, .def = "0.2",
+     .doc = "fraction of the remaining weights pruned per round"},
+    {.key = "output_fraction", .type = RF_SET_NUM, .lo = 0, .hi = 1, .def = "0.1",
+     .doc = "the same for the output layer (the paper: half the rate)"},
+    {.key = "rewind", .type = RF_SET_STR, .def = "\"init\"",
+     .doc = "init (weights at initialisation), step:K (after K steps of round 0) or lr (keep weights, replay the schedule)"},
+    {.key = "control", .type = RF_SET_ENUM, .flags = RF_SF_NOCLI, .choices = control_values, .def = "\"none\"",
+     .doc = "none (the ticket), reinit (its mask, fresh weights) or random (a random mask of the same size)"},
+    {.key = "scope", .type = RF_SET_ENUM, .flags = RF_SF_OPTIONAL, .choices = scopes, .def = "\"layer\"",
+     .doc = "rank each tensor at its own rate (the paper's LeNet runs), or all together"},
+    {.key = "layers", .type = RF_SET_STR, .flags = RF_SF_OPTIONAL,
+     .doc = "eligible tensors, a glob list (absent: every prunable one)"},
+    {.key = "rewind_ckpt", .type = RF_SET_STR, .flags = RF_SF_OPTIONAL | RF_SF_NOCLI,
+     .doc = "step:K: the rewind point's checkpoint (absent: rewind.rckpt beside the parent)"},
+    RF_SETTINGS_END
+};
 
 /* Saves the weights after K steps: before_step of step K runs after K updates. */
 typedef struct rewind_saver {
@@ -95,7 +108,8 @@ static rf_status rewind_model(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf
         s = fresh_init(ctx, m, seed, &src);
     } else if (rk == RF_REWIND_STEP) {
         char dir[1024], path[1100], mine[1100];
-        const char *given = jstring(io->settings, "rewind_ckpt", NULL);
+        const cJSON *rc = cJSON_GetObjectItemCaseSensitive(io->settings, "rewind_ckpt");
+        const char *given = cJSON_IsString(rc) ? rc->valuestring : NULL;
         if (!given) {
             dir_of(io->parent_ckpts[0], dir, sizeof dir);
             snprintf(path, sizeof path, "%s/rewind.rckpt", dir);
@@ -117,46 +131,38 @@ static rf_status rewind_model(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf
 rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     const cJSON *st = io->settings;
     double t0 = rf_now();
-    double round_d = jnumber(st, "round", -1);
-    if (round_d < 0 || round_d > 1000 || round_d != (double)(int)round_d)
-        return rf_error(ctx, RF_ERR_INVALID, "lottery: settings need \"round\", an integer >= 0");
-    int round = (int)round_d;
+    RF_TRY(rf_kind_check(ctx, &rf_kind_lottery, st, "settings"));
+    int round = (int)rf_settings_num(st, lottery_keys, "round");
+    const char *rewind = rf_settings_str(st, lottery_keys, "rewind");
     rf_rewind_kind rk;
     int64_t rewind_k;
-    RF_TRY(rf_rewind_parse(ctx, jstring(st, "rewind", "init"), &rk, &rewind_k));
-    const char *cname = jstring(st, "control", "none");
+    RF_TRY(rf_rewind_parse(ctx, rewind, &rk, &rewind_k));
+    const char *cname = rf_settings_str(st, lottery_keys, "control");
     control_kind control = CONTROL_NONE;
     while (control <= CONTROL_RANDOM && strcmp(control_names[control], cname)) control++;
-    if (control > CONTROL_RANDOM) return rf_error(ctx, RF_ERR_INVALID, "lottery: control \"%s\" is not none, reinit or random", cname);
     if (control != CONTROL_NONE && round == 0) return rf_error(ctx, RF_ERR_INVALID, "lottery: controls start at round 1");
     if (round > 0 && io->n_parents < 1) return rf_error(ctx, RF_ERR_INVALID, "lottery: round %d needs round %d's checkpoint as parent", round, round - 1);
 
     rf_prune_cfg pc;
     rf_prune_cfg_default(&pc);
-    void *owned = NULL;
-    RF_TRY(rf_prune_cfg_from_json(ctx, st, &pc, &owned));
     pc.method = RF_PRUNE_MAGNITUDE;
+    pc.scope = (rf_prune_scope)rf_prune_scope_from_name(rf_settings_str(st, lottery_keys, "scope"));
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(st, "layers");
+    pc.layers = cJSON_IsString(layers) ? layers->valuestring : NULL;
+    pc.seed = (uint64_t)rf_settings_num(st, rf_task_common_settings, "seed");
     pc.of_remaining = 1;
-    pc.sparsity = jnumber(st, "prune_fraction", 0.2);
-    pc.output_rate = jnumber(st, "output_fraction", pc.sparsity / 2);
+    pc.sparsity = rf_settings_num(st, lottery_keys, "prune_fraction");
+    pc.output_rate = rf_settings_num(st, lottery_keys, "output_fraction");
     rf_status s = RF_OK;
-    if (!(pc.sparsity >= 0 && pc.sparsity <= 1 && pc.output_rate <= 1))
-        s = rf_error(ctx, RF_ERR_INVALID, "lottery: prune_fraction must be in [0, 1], output_fraction <= 1");
 
-    /* The canonical training keys (docs/training.md); the paper trains at a
-     * constant learning rate, so that is the default unless settings name a
-     * schedule. */
+    /* The canonical training keys (docs/training.md; the paper's constant
+     * learning rate is the table's default schedule). */
     rf_train_cfg tc;
-    if (s == RF_OK) s = rf_task_train_cfg(ctx, st, &tc);
-    if (!cJSON_GetObjectItemCaseSensitive(st, "schedule")) tc.optim.sched = RF_SCHED_CONSTANT;
-    tc.log = io->log;
-    tc.log_ud = io->log_ud;
-    tc.stop_flag = io->stop_flag;
-    if (io->log && tc.log_every == 0) tc.log_every = 500;
+    if (s == RF_OK) s = rf_task_train_cfg_io(ctx, io, 500, &tc);
 
     rf_model *m = NULL;
     if (s == RF_OK)
-        s = rf_prune_open_model(ctx, round > 0 ? io->parent_ckpts[0] : NULL, jstring(st, "model", NULL), io->train, pc.seed, &m);
+        s = rf_task_open_model(ctx, "lottery", round > 0 ? io->parent_ckpts[0] : NULL, st, io->train, pc.seed, &m);
     if (s == RF_OK && round > 0) {
         s = rf_prune_model(ctx, m, &pc, NULL);
         if (s == RF_OK && control == CONTROL_RANDOM) {
@@ -191,7 +197,7 @@ rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     }
     char extra[256];
     snprintf(extra, sizeof extra, "{\"kind\":\"lottery\",\"round\":%d,\"rewind\":\"%s\",\"control\":\"%s\"}",
-             round, jstring(st, "rewind", "init"), control_names[control]);
+             round, rewind, control_names[control]);
     if (s == RF_OK) s = rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) s = rf_prune_report(ctx, m, metrics);
     if (s == RF_OK) {
@@ -202,12 +208,90 @@ rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
               && cJSON_AddNumberToObject(metrics, "best_iteration", (double)res.best_iteration)
               && cJSON_AddNumberToObject(metrics, "steps", (double)res.steps)
               && cJSON_AddStringToObject(metrics, "control", control_names[control])
-              && cJSON_AddStringToObject(metrics, "rewind", jstring(st, "rewind", "init"))
+              && cJSON_AddStringToObject(metrics, "rewind", rewind)
               && cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0);
         if (!ok) s = rf_error(ctx, RF_ERR_NOMEM, "lottery: metrics");
     }
     rf_model_free(m);
-    rf_free(owned);
     if (s != RF_OK) rf_error_prefix(ctx, "lottery round %d", round);
     return s;
 }
+
+/* ---- the experiment -------------------------------------------------------------
+ * DAG: round 0 (dense) -> round 1 -> ... -> round `rounds` (a chain); each
+ * control of round r hangs off round r - 1 (docs/pruning.md). */
+static cJSON *round_settings(const rf_point *pt, int round, const char *control) {
+    cJSON *s = rf_plan_settings(pt, pt->data, pt->model, pt->train);
+    if (!s) return NULL;
+    const cJSON *rw = cJSON_GetObjectItemCaseSensitive(pt->x, "rewind");
+    double k = rf_plan_num(pt->x, "rewind_iteration");
+    char rewind[48];
+    if (strcmp(rw->valuestring, "lr") == 0) snprintf(rewind, sizeof rewind, "lr");
+    else if (k > 0) snprintf(rewind, sizeof rewind, "step:%.0f", k);
+    else snprintf(rewind, sizeof rewind, "init");
+    if (!cJSON_AddStringToObject(s, "rewind", rewind) ||
+        !cJSON_AddNumberToObject(s, "prune_fraction", rf_plan_num(pt->x, "rate")) ||
+        !cJSON_AddNumberToObject(s, "output_fraction", rf_plan_num(pt->x, "output_rate")) ||
+        !cJSON_AddNumberToObject(s, "round", round) || !cJSON_AddStringToObject(s, "control", control)) {
+        cJSON_Delete(s);
+        return NULL;
+    }
+    return s;
+}
+
+static int expand_lottery(rf_plan *p, const rf_point *pt) {
+    int rounds = (int)rf_plan_num(pt->x, "rounds"), from = (int)rf_plan_num(pt->x, "controls_from");
+    const cJSON *ctl = cJSON_GetObjectItemCaseSensitive(pt->x, "controls");
+    double cost = rf_plan_train_cost(pt->train, pt->data, pt->model);
+    int32_t prev = rf_plan_add(p, RF_JOB_LOTTERY, round_settings(pt, 0, "none"), NULL, 0, cost);
+    if (prev < 0) return -1;
+    for (int r = 1; r <= rounds; r++) {
+        int32_t cur = rf_plan_add(p, RF_JOB_LOTTERY, round_settings(pt, r, "none"), &prev, 1, cost);
+        if (cur < 0) return -1;
+        /* a control takes round r-1's model (as round r does) and replaces
+         * round r's rewinding by a re-initialisation or a random mask */
+        for (const cJSON *c = ctl && r >= from ? ctl->child : NULL; c; c = c->next)
+            if (rf_plan_add(p, RF_JOB_LOTTERY, round_settings(pt, r, c->valuestring), &prev, 1, cost) < 0) return -1;
+        prev = cur;
+    }
+    return 0;
+}
+
+static const char *label_lottery(const cJSON *set, char *buf, size_t n) {
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(set, "control");
+    if (!cJSON_IsString(m) || strcmp(m->valuestring, "none") == 0) return "imp";
+    snprintf(buf, n, "imp-%s", m->valuestring);
+    return buf;
+}
+
+static const char *const rewinds[] = {"weights", "lr", NULL};
+static const char *const controls[] = {"reinit", "random", NULL};
+static const rf_setting lottery_exp_keys[] = {
+    {.key = "rounds", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 1, .hi = 100, .def = "5",
+     .doc = "pruning rounds after the dense round"},
+    {.key = "rate", .type = RF_SET_NUM, .flags = RF_SF_GRID, .lo = 0, .hi = 1, .lo_open = 1, .hi_open = 1, .def = "0.2",
+     .doc = "fraction of remaining hidden weights pruned per round (task `prune_fraction`)"},
+    {.key = "output_rate", .type = RF_SET_NUM, .flags = RF_SF_GRID, .lo = 0, .hi = 1, .hi_open = 1, .def = "0.1",
+     .doc = "the same for the output layer (task `output_fraction`)"},
+    {.key = "rewind", .type = RF_SET_ENUM, .flags = RF_SF_GRID, .choices = rewinds, .def = "\"weights\"",
+     .doc = "rewind survivors' weights (Frankle & Carbin) or keep them and replay the learning rate (Renda et al.)"},
+    {.key = "rewind_iteration", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 0, .hi = 1e12, .def = "0", .unit = "steps",
+     .doc = "with `weights`: rewind to step K instead of the initialisation (Frankle et al. 2020)"},
+    {.key = "controls", .type = RF_SET_LIST, .choices = controls, .def = "[]",
+     .doc = "per round: the ticket's mask re-initialised; a random mask of the same size"},
+    {.key = "controls_from", .type = RF_SET_INT, .lo = 1, .hi = 100, .def = "1",
+     .doc = "run the controls from this round on (the late, sparse rounds are where they differ)"},
+    RF_SETTINGS_END
+};
+
+const rf_kind rf_kind_lottery = {
+    .name = "lottery", .summary = "iterative magnitude pruning with rewinding (lottery tickets), one round a task",
+    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_RESUMABLE | RF_KIND_CKPT,
+    .keys = lottery_keys, .min_parents = 0, .max_parents = 1,
+    .parents_doc = "round r >= 1: round r-1's model (its rewind.rckpt beside it for step:K)",
+    .run = rf_task_lottery,
+    .experiment = "lottery", .exp_keys = lottery_exp_keys,
+    .exp_doc = "round 0 (dense) → round 1 → … → round `rounds` (a chain); each control of round r hangs off round r − 1. "
+               "Remaining weights after round r: (1 − `rate`)^r (hidden layers)",
+    .expand = expand_lottery, .label = label_lottery, .plot = RF_PLOT_LOTTERY,
+};

@@ -16,45 +16,37 @@
  * "prune_every" (fraction, default 0.01), "freeze_after", "ema_decay",
  * "teacher_cache". */
 #include "raffle/distill.h"
+#include "raffle/plan.h"
+#include "task/task_keys.h"
+
+#include <stdio.h>
 
 #include <string.h>
 
-static int setting_bool(const cJSON *s, const char *key, int def) {
-    const cJSON *v = s ? cJSON_GetObjectItemCaseSensitive(s, key) : NULL;
-    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : def;
-}
+/* Zafrir et al. §3: 0.5·CE + 0.5·KD at T = 2; the sparse pre-training
+ * prunes gradually over its first half. */
+#define KEY_T(grid) {.key = "temperature", .type = RF_SET_NUM, .flags = (grid), .lo = 0, .hi = 1000, .lo_open = 1, .def = "2", \
+    .doc = "distillation temperature (the paper: 2)"}
+#define KEY_A(grid) {.key = "alpha", .type = RF_SET_NUM, .flags = (grid), .lo = 0, .hi = 1, .def = "0.5", \
+    .doc = "weight of the soft loss (the paper: 0.5 CE + 0.5 KD)"}
+#define KEY_SPARSITY(grid) {.key = "sparsity", .type = RF_SET_NUM, .flags = (grid), .lo = 0, .hi = 1, .hi_open = 1, \
+    .def = "0.85", .doc = "final sparsity of the gradual magnitude pruning"}
+#define KEY_EVERY(grid) {.key = "prune_every", .type = RF_SET_NUM, .flags = (grid), .lo = 0, .hi = 1, .lo_open = 1, \
+    .def = "0.01", .doc = "mask update interval, fraction of the run"}
+#define KEY_END(grid) {.key = "prune_end", .type = RF_SET_NUM, .flags = (grid), .lo = 0, .hi = 1, .lo_open = 1, \
+    .def = "0.5", .doc = "fraction of the run by which the cubic schedule reaches `sparsity`"}
+#define KEY_LAYERS(grid, flags_) {.key = "layers", .type = RF_SET_STR, .flags = (grid) | (flags_), \
+    .doc = "glob list of the tensors the sparse pre-training prunes (\"fc*\", \"!conv1*\"; absent: all prunable); the classifier is never pruned"}
 
-static int has_key(const cJSON *s, const char *key) {
-    const cJSON *v = s ? cJSON_GetObjectItemCaseSensitive(s, key) : NULL;
-    return v && !cJSON_IsNull(v);
-}
-
-static rf_status setting_num(rf_ctx *ctx, const cJSON *s, const char *key, double lo, double hi, double *out) {
-    const cJSON *v = s ? cJSON_GetObjectItemCaseSensitive(s, key) : NULL;
-    if (!v || cJSON_IsNull(v)) return RF_OK;
-    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi)
-        return rf_error(ctx, RF_ERR_INVALID, "settings \"%s\": expected a number in [%g, %g]", key, lo, hi);
-    *out = v->valuedouble;
-    return RF_OK;
-}
-
-static rf_status train_cfg(rf_ctx *ctx, const rf_task_io *io, rf_train_cfg *cfg) {
-    RF_TRY(rf_task_train_cfg(ctx, io->settings, cfg));
-    cfg->log = io->log;
-    cfg->log_ud = io->log_ud;
-    cfg->log_every = io->log ? 100 : 0;
-    cfg->stop_flag = io->stop_flag;
-    return RF_OK;
-}
-
-/* OFA's distillation defaults: 0.5·CE + 0.5·KD at T = 2 (Zafrir et al. §3). */
-static rf_status ofa_distill_cfg(rf_ctx *ctx, const rf_task_io *io, uint64_t seed, rf_distill_cfg *dc) {
-    rf_distill_cfg_default(dc);
-    dc->T = 2.0f;
-    dc->alpha = 0.5f;
-    dc->seed = seed;
-    return rf_distill_cfg_from_json(ctx, io->settings, dc);
-}
+static const rf_setting sparse_keys[] = {
+    KEY_SPARSITY(0), KEY_T(0), KEY_A(0), KEY_EVERY(0), KEY_END(0), KEY_LAYERS(0, RF_SF_OPTIONAL), RF_KEY_TEACHER_CACHE,
+    RF_SETTINGS_END
+};
+static const rf_setting transfer_keys[] = { KEY_T(0), KEY_A(0), RF_KEY_TEACHER_CACHE, RF_SETTINGS_END };
+static const rf_setting qat_keys[] = {
+    KEY_T(0), KEY_A(0), RF_KEY_TEACHER_CACHE, RF_KEY_FREEZE_AFTER, RF_KEY_EMA_DECAY, RF_SETTINGS_END
+};
+const rf_setting rf_task_qat_keys[] = { RF_KEY_FREEZE_AFTER, RF_KEY_EMA_DECAY, RF_SETTINGS_END };
 
 /* Locks the current sparsity pattern: masks exist and are 0 wherever a
  * prunable weight is 0 (a checkpoint stored dense still carries its zeros). */
@@ -66,20 +58,6 @@ static rf_status lock_pattern(rf_ctx *ctx, rf_model *m) {
         for (size_t k = 0; k < p->numel; k++)
             if (m->params[p->offset + k] == 0.0f) m->masks[p->offset + k] = 0.0f;
     }
-    return RF_OK;
-}
-
-static rf_status extra_json(rf_ctx *ctx, const char *kind, const rf_task_io *io, int64_t steps, char **out) {
-    *out = NULL;
-    cJSON *e = cJSON_CreateObject();
-    if (!e || !cJSON_AddStringToObject(e, "kind", kind) ||
-        !cJSON_AddItemToObject(e, "settings", cJSON_Duplicate(io->settings, 1)) ||
-        !cJSON_AddNumberToObject(e, "steps", (double)steps) ||
-        !(*out = cJSON_PrintUnformatted(e))) {
-        cJSON_Delete(e);
-        return rf_error(ctx, RF_ERR_NOMEM, "%s: cannot build checkpoint metadata", kind);
-    }
-    cJSON_Delete(e);
     return RF_OK;
 }
 
@@ -98,22 +76,15 @@ rf_status rf_ofa_run_qat(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_teac
                          const rf_distill_cfg *dc, rf_quant **out, rf_train_result *res) {
     *out = NULL;
     rf_train_cfg cfg;
-    RF_TRY(train_cfg(ctx, io, &cfg));
-    /* Short and at a low learning rate (Zafrir et al. §3; Jacob et al. §3
-     * fine-tune from the float model): defaults unless the settings say. */
-    if (!has_key(io->settings, "epochs") && !has_key(io->settings, "iterations")) cfg.epochs = 1;
-    if (!has_key(io->settings, "lr")) cfg.optim.lr = 1e-4f;
+    RF_TRY(rf_task_train_cfg_io(ctx, io, 100, &cfg));
     int batch = cfg.batch > 0 ? cfg.batch : 128;
     if (batch > io->train->n) batch = (int)io->train->n;
     int64_t total = cfg.iterations > 0 ? cfg.iterations : (int64_t)cfg.epochs * (io->train->n / batch);
     rf_qat_cfg qc;
     rf_qat_cfg_default(&qc);
-    qc.freeze_after = total / 2 > 0 ? total / 2 : 1;
-    double fa = (double)qc.freeze_after, ema = qc.ema_decay;
-    RF_TRY(setting_num(ctx, io->settings, "freeze_after", 1, 1e15, &fa));
-    RF_TRY(setting_num(ctx, io->settings, "ema_decay", 0, 0.999999, &ema));
-    qc.freeze_after = (int64_t)fa;
-    qc.ema_decay = (float)ema;
+    const cJSON *fa = cJSON_GetObjectItemCaseSensitive(io->settings, "freeze_after");
+    qc.freeze_after = cJSON_IsNumber(fa) ? (int64_t)fa->valuedouble : total / 2 > 0 ? total / 2 : 1;
+    qc.ema_decay = (float)rf_settings_num(io->settings, rf_task_qat_keys, "ema_decay");
     if (m->masks) RF_TRY(lock_pattern(ctx, m));
 
     rf_qat *qat = NULL;
@@ -146,24 +117,27 @@ rf_status rf_ofa_run_qat(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_teac
 typedef enum { STAGE_SPARSE, STAGE_TRANSFER, STAGE_QAT } ofa_stage;
 
 static const char *const stage_names[] = {"ofa-sparse", "ofa-transfer", "ofa-qat"};
+static const int stage_kinds[] = {RF_JOB_OFA_SPARSE, RF_JOB_OFA_TRANSFER, RF_JOB_OFA_QAT};
 
 static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, ofa_stage stage) {
     const double t0 = rf_now();
     const char *kind = stage_names[stage];
     if (!io->train) return rf_error(ctx, RF_ERR_INVALID, "%s: no training data", kind);
     if (io->n_parents < 1) return rf_error(ctx, RF_ERR_INVALID, "%s: needs its input model as parent", kind);
+    const rf_kind *k = rf_kind_get(stage_kinds[stage]);
+    RF_TRY(rf_kind_check(ctx, k, io->settings, "settings"));
     rf_train_cfg cfg;
-    RF_TRY(train_cfg(ctx, io, &cfg));
+    RF_TRY(rf_task_train_cfg_io(ctx, io, 100, &cfg));
     rf_distill_cfg dc;
-    RF_TRY(ofa_distill_cfg(ctx, io, cfg.seed, &dc));
-    double sparsity = 0.9, end_frac = 0.5, every_frac = 0.01;
-    RF_TRY(setting_num(ctx, io->settings, "sparsity", 0, 0.999999, &sparsity));
-    RF_TRY(setting_num(ctx, io->settings, "prune_end", 1e-6, 1, &end_frac));
-    RF_TRY(setting_num(ctx, io->settings, "prune_every", 1e-6, 1, &every_frac));
-    const int cache = setting_bool(io->settings, "teacher_cache", 1);
+    RF_TRY(rf_task_distill_cfg(ctx, io->settings, k->keys, &dc));
+    double sparsity = 0, end_frac = 0, every_frac = 0;
+    if (stage == STAGE_SPARSE) {
+        sparsity = rf_settings_num(io->settings, sparse_keys, "sparsity");
+        end_frac = rf_settings_num(io->settings, sparse_keys, "prune_end");
+        every_frac = rf_settings_num(io->settings, sparse_keys, "prune_every");
+    }
+    const int cache = rf_settings_bool(io->settings, k->keys, "teacher_cache");
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(io->settings, "layers");
-    if (layers && !cJSON_IsString(layers))
-        return rf_error(ctx, RF_ERR_INVALID, "settings \"layers\": expected a glob list string such as \"!conv1*\"");
 
     /* teacher: the upstream dense model itself (sparse), else parents[1] */
     const char *teacher_path = stage == STAGE_SPARSE ? io->parent_ckpts[0]
@@ -205,7 +179,7 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
         }
         rf_distill_free(d, m);
     }
-    if (s == RF_OK) s = extra_json(ctx, kind, io, r.steps, &extra);
+    if (s == RF_OK) s = rf_task_ckpt_extra(ctx, kind, io, -1, r.steps, &extra);
     if (s == RF_OK) s = q ? rf_quant_task_finish(ctx, io, m, q, extra, metrics) : rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) s = add_common(ctx, metrics, teacher_acc, &r, t0);
     if (s == RF_OK && stage == STAGE_SPARSE && !cJSON_AddNumberToObject(metrics, "target_sparsity", sparsity))
@@ -221,3 +195,92 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
 rf_status rf_task_ofa_sparse(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) { return run_stage(ctx, io, metrics, STAGE_SPARSE); }
 rf_status rf_task_ofa_transfer(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) { return run_stage(ctx, io, metrics, STAGE_TRANSFER); }
 rf_status rf_task_ofa_qat(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) { return run_stage(ctx, io, metrics, STAGE_QAT); }
+
+/* ---- the experiment --------------------------------------------------------------
+ * Prune Once For All (Zafrir et al. 2021): teacher -> sparse pre-training
+ * with KD -> per downstream dataset: a dense teacher fine-tuned there, then
+ * the pattern-locked transfer distilled from it -> QAT with the pattern
+ * locked. */
+static int expand_ofa(rf_plan *p, const rf_point *pt) {
+    const cJSON *x = pt->x;
+    cJSON *tt = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(x, "teacher_train"));
+    cJSON *st = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(x, "sparse_train"));
+    cJSON *xt = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(x, "transfer_train"));
+    cJSON *qt = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(x, "qat_train"));
+    int rc = -1;
+    if (!tt || !st || !xt || !qt) { rf_plan_nomem(p, NULL); goto done; }
+    static const char *const kd[] = {"temperature", "alpha", NULL};
+    static const char *const sk[] = {"sparsity", "temperature", "alpha", "prune_every", "prune_end", "layers", NULL};
+    int32_t teacher = rf_plan_dense(p, pt, pt->data, pt->model, tt);
+    if (teacher < 0) goto done;
+    cJSON *s = rf_plan_settings(pt, pt->data, pt->model, st);
+    if (!s || !rf_plan_copy_keys(s, x, sk)) { rf_plan_nomem(p, s); goto done; }
+    int32_t sparse = rf_plan_add(p, RF_JOB_OFA_SPARSE, s, &teacher, 1, rf_plan_train_cost(st, pt->data, pt->model) * 1.5);
+    if (sparse < 0) goto done;
+    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(x, "transfer");
+    int qat = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "qat"));
+    int n = cJSON_GetArraySize(tr);
+    for (int i = 0; i < (n ? n : 1); i++) {
+        const char *d = n ? cJSON_GetArrayItem(tr, i)->valuestring : pt->data;
+        cJSON *ts = rf_plan_settings(pt, d, pt->model, xt);
+        if (!ts || !cJSON_AddStringToObject(ts, "init", "parent")) { rf_plan_nomem(p, ts); goto done; }
+        int32_t tteach = rf_plan_add(p, RF_JOB_TRAIN, ts, &teacher, 1, rf_plan_train_cost(xt, d, pt->model));
+        if (tteach < 0) goto done;
+        cJSON *xs = rf_plan_settings(pt, d, pt->model, xt);
+        if (!xs || !rf_plan_copy_keys(xs, x, kd)) { rf_plan_nomem(p, xs); goto done; }
+        int32_t pp[2] = {sparse, tteach};
+        int32_t xfer = rf_plan_add(p, RF_JOB_OFA_TRANSFER, xs, pp, 2, rf_plan_train_cost(xt, d, pt->model) * 1.5);
+        if (xfer < 0) goto done;
+        if (qat) {
+            cJSON *qs = rf_plan_settings(pt, d, pt->model, qt);
+            if (!qs || !rf_plan_copy_keys(qs, x, kd)) { rf_plan_nomem(p, qs); goto done; }
+            int32_t qp[2] = {xfer, tteach};
+            if (rf_plan_add(p, RF_JOB_OFA_QAT, qs, qp, 2, rf_plan_train_cost(qt, d, pt->model) * 1.3) < 0) goto done;
+        }
+    }
+    rc = 0;
+done:
+    cJSON_Delete(tt); cJSON_Delete(st); cJSON_Delete(xt); cJSON_Delete(qt);
+    return rc;
+}
+
+static const rf_setting ofa_exp_keys[] = {
+    KEY_SPARSITY(RF_SF_GRID),
+    KEY_END(RF_SF_GRID),
+    KEY_LAYERS(RF_SF_GRID, 0),
+    KEY_EVERY(RF_SF_GRID),
+    KEY_T(RF_SF_GRID),
+    KEY_A(RF_SF_GRID),
+    {.key = "teacher_train", .type = RF_SET_OBJ, .sub = rf_train_settings, .doc = "the teacher's training, over the experiment's `train`"},
+    {.key = "sparse_train", .type = RF_SET_OBJ, .sub = rf_train_settings, .doc = "the sparse pre-training"},
+    {.key = "transfer", .type = RF_SET_LIST, .def = "[]", .doc = "downstream datasets (empty: the upstream dataset)"},
+    {.key = "transfer_train", .type = RF_SET_OBJ, .sub = rf_train_settings, .doc = "the downstream teachers' and transfers' training"},
+    {.key = "qat", .type = RF_SET_BOOL, .def = "true", .doc = "add the QAT stage"},
+    {.key = "qat_train", .type = RF_SET_OBJ, .sub = rf_train_settings, .doc = "the QAT stage's training"},
+    RF_SETTINGS_END
+};
+
+#define OFA_FLAGS (RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_CKPT)
+const rf_kind rf_kind_ofa_sparse = {
+    .name = "ofa-sparse", .summary = "Prune Once For All: sparse pre-training (gradual magnitude pruning + KD)",
+    .flags = OFA_FLAGS, .keys = sparse_keys, .min_parents = 1, .max_parents = 1,
+    .parents_doc = "the dense upstream teacher (the student starts from it)",
+    .run = rf_task_ofa_sparse,
+    .experiment = "ofa", .exp_keys = ofa_exp_keys,
+    .exp_doc = "teacher `train` (upstream `dataset`) → `ofa-sparse` → per `transfer` dataset D: a teacher fine-tuned on D "
+               "(`train` from the upstream teacher) and `ofa-transfer` (parents: the sparse model and that teacher) → "
+               "`ofa-qat` (parents: the transferred model and the teacher)",
+    .expand = expand_ofa, .plot = RF_PLOT_NONE,
+};
+const rf_kind rf_kind_ofa_transfer = {
+    .name = "ofa-transfer", .summary = "Prune Once For All: pattern-locked transfer with KD from a downstream teacher",
+    .flags = OFA_FLAGS, .keys = transfer_keys, .min_parents = 1, .max_parents = 2,
+    .parents_doc = "the sparse model, then (optional) a dense teacher fine-tuned on the downstream data",
+    .run = rf_task_ofa_transfer,
+};
+const rf_kind rf_kind_ofa_qat = {
+    .name = "ofa-qat", .summary = "Prune Once For All: QAT int8 with the sparsity pattern locked",
+    .flags = OFA_FLAGS, .keys = qat_keys, .min_parents = 1, .max_parents = 2,
+    .parents_doc = "the model to quantize, then (optional) a teacher to keep distilling from",
+    .run = rf_task_ofa_qat, .plot = RF_PLOT_QUANT,
+};

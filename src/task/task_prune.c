@@ -3,51 +3,112 @@
  * pruning-at-initialisation methods), then optional fine-tuning with the
  * mask fixed. Settings keys: docs/pruning.md. */
 #include "raffle/prune.h"
-#include "raffle/task.h"
+#include "raffle/plan.h"
 #include "raffle/train.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static const char *jstring(const cJSON *o, const char *k) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
+/* ---- settings ------------------------------------------------------------------
+ * One entry per key; the experiment table and the task table share the
+ * entries they have in common (same default, same bounds). */
+static const char *const scopes[] = {"global", "layer", NULL};
+
+/* A method's own keys are settings only where its descriptor reads them
+ * (rf_prune_method_desc.keys), so they do not split ids of other methods. */
+static int method_reads(const rf_setting *s, const cJSON *st) {
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(st, "method");
+    return cJSON_IsString(m) && rf_prune_method_reads(rf_prune_method_from_name(m->valuestring), s->key);
 }
 
-static double jnumber(const cJSON *o, const char *k, double dflt) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+#define KEY_METHOD(grid) {.key = "method", .type = RF_SET_ENUM, .flags = (grid) | RF_SF_REQUIRED, \
+    .choices_fn = rf_prune_method_list, .doc = "saliency (docs/pruning.md, the method table)"}
+#define KEY_SCOPE(grid) {.key = "scope", .type = RF_SET_ENUM, .flags = (grid), .choices = scopes, .def = "\"global\"", \
+    .doc = "rank all eligible weights together (one threshold), or each tensor at its own rate"}
+#define KEY_SYNFLOW(grid, applies_, when_) {.key = "synflow_rounds", .type = RF_SET_INT, .flags = (grid), .lo = 1, \
+    .hi = 100000, .def = "100", .doc = "SynFlow iterations", .applies = applies_, .when = when_}
+#define KEY_OBD(grid, applies_, when_) {.key = "obd_batches", .type = RF_SET_INT, .flags = (grid), .lo = 1, .hi = 100000, \
+    .def = "10", .unit = "batches", .doc = "batches of the multi-batch estimates (OBD, GraSP, Taylor)", \
+    .applies = applies_, .when = when_}
+
+static const rf_setting prune_keys[] = {
+    KEY_METHOD(0),
+    {.key = "sparsity", .type = RF_SET_NUM, .flags = RF_SF_REQUIRED, .lo = 0, .hi = 1,
+     .doc = "fraction of eligible weights removed; compression ratio 1/(1 - s)"},
+    KEY_SCOPE(0),
+    {.key = "finetune_epochs", .type = RF_SET_INT, .lo = 0, .hi = 1e6, .def_from = "epochs", .unit = "passes",
+     .doc = "fine-tuning with the mask fixed (0 and finetune_iterations 0: none)"},
+    {.key = "finetune_iterations", .type = RF_SET_INT, .lo = 0, .hi = 1e12, .def_from = "iterations", .unit = "steps",
+     .doc = "fine-tuning steps; > 0 overrides finetune_epochs"},
+    KEY_SYNFLOW(0, method_reads, "the method reads it"),
+    KEY_OBD(0, method_reads, "the method reads it"),
+    {.key = "output_rate", .type = RF_SET_NUM, .flags = RF_SF_OPTIONAL, .lo = -1, .hi = 1, .def = "-1",
+     .doc = "sparsity of the output layer, ranked on its own (< 0: like the rest)"},
+    {.key = "layers", .type = RF_SET_STR, .flags = RF_SF_OPTIONAL,
+     .doc = "eligible tensors, a glob list over tensor and layer names: \"fc*,!fc3*\" (absent: every prunable one)"},
+    {.key = "layer_sparsity", .type = RF_SET_RATES, .flags = RF_SF_OPTIONAL | RF_SF_NOCLI,
+     .doc = "per-tensor rates {glob: rate}, first match wins (layer scope)"},
+    {.key = "grasp_eps", .type = RF_SET_NUM, .flags = RF_SF_OPTIONAL, .lo = 1e-12, .hi = 1, .def = "0.003",
+     .doc = "GraSP finite-difference step, relative to the weights' norm", .applies = method_reads,
+     .when = "the method reads it"},
+    RF_SETTINGS_END
+};
+static const char *const prune_train_omit[] = {"epochs", "iterations", NULL};
+
+/* Reads the pruning keys of a prune or lottery task into cfg. Strings and
+ * arrays borrow from settings and from *owned (a new block, rf_free). */
+static rf_status prune_cfg(rf_ctx *ctx, const cJSON *st, const rf_setting *tab, rf_prune_cfg *cfg, void **owned) {
+    *owned = NULL;
+    rf_prune_cfg_default(cfg);
+    const cJSON *mv = cJSON_GetObjectItemCaseSensitive(st, "method");
+    if (mv) cfg->method = rf_prune_method_from_name(rf_settings_str(st, tab, "method"));
+    cfg->scope = (rf_prune_scope)rf_prune_scope_from_name(rf_settings_str(st, tab, "scope"));
+    cfg->sparsity = rf_settings_num(st, tab, "sparsity");
+    cfg->output_rate = rf_settings_num(st, tab, "output_rate");
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(st, "layers");
+    cfg->layers = cJSON_IsString(layers) ? layers->valuestring : NULL;
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(st, "seed");
+    cfg->seed = cJSON_IsNumber(seed) ? (uint64_t)seed->valuedouble : 0;
+    cfg->batches = (int)rf_settings_num(st, tab, "obd_batches");
+    cfg->batch = (int)rf_settings_num(st, rf_train_settings, "batch");
+    cfg->synflow_rounds = (int)rf_settings_num(st, tab, "synflow_rounds");
+    cfg->grasp_eps = rf_settings_num(st, tab, "grasp_eps");
+    const cJSON *ls = cJSON_GetObjectItemCaseSensitive(st, "layer_sparsity");
+    if (cJSON_IsObject(ls)) {
+        int n = cJSON_GetArraySize(ls);
+        void *blk = rf_malloc((size_t)(n > 0 ? n : 1) * (sizeof(const char *) + sizeof(double)));
+        if (!blk) return rf_error(ctx, RF_ERR_NOMEM, "settings");
+        const char **pats = blk;
+        double *rates = (double *)(pats + (n > 0 ? n : 1));
+        int i = 0;
+        for (const cJSON *e = ls->child; e; e = e->next, i++) {
+            pats[i] = e->string;
+            rates[i] = e->valuedouble;
+        }
+        cfg->n_layer_rates = n;
+        cfg->rate_patterns = pats;
+        cfg->rates = rates;
+        *owned = blk;
+    }
+    return RF_OK;
 }
 
 rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     const cJSON *st = io->settings;
     double t0 = rf_now();
+    RF_TRY(rf_kind_check(ctx, &rf_kind_prune, st, "settings"));
     rf_prune_cfg cfg;
-    rf_prune_cfg_default(&cfg);
     void *owned = NULL;
-    RF_TRY(rf_prune_cfg_from_json(ctx, st, &cfg, &owned));
-    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(st, "sparsity"))) {
-        rf_free(owned);
-        return rf_error(ctx, RF_ERR_INVALID, "prune: settings need \"sparsity\" in [0, 1]");
-    }
-    /* The canonical training keys (docs/training.md); fine-tuning keeps a
-     * constant learning rate unless settings name a schedule. */
+    RF_TRY(prune_cfg(ctx, st, prune_keys, &cfg, &owned));
+    /* The canonical training keys (docs/training.md). */
     rf_train_cfg tc;
-    rf_status s = rf_task_train_cfg(ctx, st, &tc);
-    if (!cJSON_GetObjectItemCaseSensitive(st, "schedule")) tc.optim.sched = RF_SCHED_CONSTANT;
-    double ft_epochs = jnumber(st, "finetune_epochs", 0), ft_iters = jnumber(st, "finetune_iterations", 0);
-    if (s == RF_OK && (ft_epochs < 0 || ft_iters < 0 || ft_epochs > 1e6))
-        s = rf_error(ctx, RF_ERR_INVALID, "prune: finetune_epochs and finetune_iterations must be >= 0");
-    tc.epochs = (int)ft_epochs;
-    tc.iterations = (int64_t)ft_iters;
-    tc.log = io->log;
-    tc.log_ud = io->log_ud;
-    tc.stop_flag = io->stop_flag;
-    if (io->log && tc.log_every == 0) tc.log_every = 200;
+    rf_status s = rf_task_train_cfg_io(ctx, io, 200, &tc);
+    tc.epochs = (int)rf_settings_num(st, prune_keys, "finetune_epochs");
+    tc.iterations = (int64_t)rf_settings_num(st, prune_keys, "finetune_iterations");
 
     rf_model *m = NULL;
     if (s == RF_OK)
-        s = rf_prune_open_model(ctx, io->n_parents > 0 ? io->parent_ckpts[0] : NULL, jstring(st, "model"), io->train, cfg.seed, &m);
+        s = rf_task_open_model(ctx, "prune", io->n_parents > 0 ? io->parent_ckpts[0] : NULL, st, io->train, cfg.seed, &m);
     double tp = rf_now();
     if (s == RF_OK) s = rf_prune_model(ctx, m, &cfg, io->train);
     tp = rf_now() - tp;
@@ -91,3 +152,64 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (s != RF_OK && ctx->err[0] && strncmp(ctx->err, "prune", 5) != 0) rf_error_prefix(ctx, "prune");
     return s;
 }
+
+/* ---- the experiment -------------------------------------------------------------
+ * DAG: dense train (per seed) -> prune; with at_init no parent: the model
+ * is pruned at initialisation and then trained. Fine-tuning: the
+ * experiment's training keys overlaid with "finetune"; its length goes to
+ * finetune_epochs / finetune_iterations (docs/pruning.md). */
+static int expand_prune(rf_plan *p, const rf_point *pt) {
+    int32_t par[1];
+    int np = 0;
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt->x, "at_init"))) {
+        if ((par[0] = rf_plan_dense(p, pt, pt->data, pt->model, pt->train)) < 0) return -1;
+        np = 1;
+    }
+    cJSON *ft = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(pt->x, "finetune"));
+    if (!ft) return rf_plan_nomem(p, NULL);
+    double cost = rf_plan_train_cost(ft, pt->data, pt->model);
+    cJSON *len_e = cJSON_DetachItemFromObjectCaseSensitive(ft, "epochs");
+    cJSON *len_i = cJSON_DetachItemFromObjectCaseSensitive(ft, "iterations");
+    cJSON *s = rf_plan_settings(pt, pt->data, pt->model, ft);
+    cJSON_Delete(ft);
+    if (!s) { cJSON_Delete(len_e); cJSON_Delete(len_i); return rf_plan_nomem(p, NULL); }
+    int ok_e = !len_e || rf_plan_put(s, "finetune_epochs", len_e);   /* both run: put frees what it cannot add */
+    int ok_i = !len_i || rf_plan_put(s, "finetune_iterations", len_i);
+    static const char *const keys[] = {"method", "sparsity", "scope", "synflow_rounds", "obd_batches", NULL};
+    if (!ok_e || !ok_i || !rf_plan_copy_keys(s, pt->x, keys)) return rf_plan_nomem(p, s);
+    /* method-specific keys only where they matter, so they do not split ids */
+    for (const rf_setting *k = prune_keys; k->key; k++)
+        if (!rf_setting_applies(k, s)) cJSON_DeleteItemFromObjectCaseSensitive(s, k->key);
+    return rf_plan_add(p, RF_JOB_PRUNE, s, par, np, cost) < 0 ? -1 : 0;
+}
+
+static const char *label_prune(const cJSON *set, char *buf, size_t n) {
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(set, "method");
+    return cJSON_IsString(m) ? m->valuestring : "prune";
+}
+
+static const rf_setting prune_exp_keys[] = {
+    KEY_METHOD(RF_SF_GRID),
+    {.key = "sparsity", .type = RF_SET_NUM, .flags = RF_SF_GRID | RF_SF_REQUIRED, .lo = 0, .hi = 1, .hi_open = 1,
+     .doc = "fraction of prunable weights removed; compression ratio 1/(1 - s)"},
+    KEY_SCOPE(RF_SF_GRID),
+    {.key = "at_init", .type = RF_SET_BOOL, .flags = RF_SF_GRID, .def = "false",
+     .doc = "prune the initialised model, then train it (SNIP, GraSP, SynFlow protocol)"},
+    KEY_SYNFLOW(RF_SF_GRID, NULL, NULL),
+    KEY_OBD(RF_SF_GRID, NULL, NULL),
+    {.key = "finetune", .type = RF_SET_OBJ, .sub = rf_train_settings,
+     .doc = "fine-tuning with the mask fixed, over the experiment's `train`; `epochs: 0, iterations: 0` = none"},
+    RF_SETTINGS_END
+};
+
+const rf_kind rf_kind_prune = {
+    .name = "prune", .summary = "one-shot pruning by any method of the method table (magnitude, snip, taylor, ...) + fine-tuning",
+    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_RESUMABLE | RF_KIND_CKPT,
+    .keys = prune_keys, .train_omit = prune_train_omit,
+    .min_parents = 0, .max_parents = 1,
+    .parents_doc = "the trained model (none: prune the initialised `model`, pruning at initialisation)",
+    .run = rf_task_prune,
+    .experiment = "prune", .exp_keys = prune_exp_keys,
+    .exp_doc = "dense `train` (per seed) → `prune`; with `at_init` no parent: the model is pruned at initialisation and then trained",
+    .expand = expand_prune, .label = label_prune, .plot = RF_PLOT_SPARSITY,
+};

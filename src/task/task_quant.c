@@ -4,25 +4,36 @@
  * lists the settings). */
 #include "raffle/quant.h"
 #include "raffle/distill.h"
+#include "raffle/plan.h"
+#include "task/task_keys.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
-static const char *setting_str(const cJSON *s, const char *key, const char *def) {
-    const cJSON *v = s ? cJSON_GetObjectItemCaseSensitive(s, key) : NULL;
-    return cJSON_IsString(v) ? v->valuestring : def;
-}
+static const char *const modes[] = {"ptq", "qat", NULL};
+static const char *const calibs[] = {"minmax", "percentile", NULL};
 
-static rf_status setting_num(rf_ctx *ctx, const cJSON *s, const char *key, double lo, double hi, double *out) {
-    const cJSON *v = s ? cJSON_GetObjectItemCaseSensitive(s, key) : NULL;
-    if (!v || cJSON_IsNull(v)) return RF_OK;
-    if (!cJSON_IsNumber(v) || v->valuedouble < lo || v->valuedouble > hi)
-        return rf_error(ctx, RF_ERR_INVALID, "settings \"%s\": expected a number in [%g, %g]", key, lo, hi);
-    *out = v->valuedouble;
-    return RF_OK;
-}
+#define KEY_MODE(grid) {.key = "mode", .type = RF_SET_ENUM, .flags = (grid), .choices = modes, .def = "\"ptq\"", \
+    .doc = "post-training quantization, or quantization-aware training (fake-quant + STE)"}
+#define KEY_CALIB(grid) {.key = "calib", .type = RF_SET_ENUM, .flags = (grid), .choices = calibs, .def = "\"minmax\"", \
+    .doc = "PTQ activation range calibration"}
+#define KEY_CALIB_BATCHES(grid) {.key = "calib_batches", .type = RF_SET_INT, .flags = (grid), .lo = 1, .hi = 1e6, \
+    .def = "8", .unit = "batches", .doc = "PTQ calibration batches"}
+
+static const rf_setting quant_keys[] = {
+    KEY_MODE(0),
+    KEY_CALIB(0),
+    KEY_CALIB_BATCHES(0),
+    {.key = "calib_batch", .type = RF_SET_INT, .flags = RF_SF_OPTIONAL, .lo = 1, .hi = 65536, .def = "256", .unit = "samples",
+     .doc = "PTQ calibration batch size"},
+    {.key = "percentile", .type = RF_SET_NUM, .flags = RF_SF_OPTIONAL, .lo = 50, .hi = 100, .lo_open = 1, .def = "99.99",
+     .doc = "calib percentile: the activation range's percentile"},
+    RF_KEY_FREEZE_AFTER,
+    RF_KEY_EMA_DECAY,
+    RF_SETTINGS_END
+};
 
 rf_status rf_quant_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const rf_quant *q,
                                const char *extra_json, cJSON *metrics) {
@@ -48,22 +59,6 @@ rf_status rf_quant_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, c
     return RF_OK;
 }
 
-/* Best-of-N seconds of one inference forward of `batch` samples (the
- * minimum is the most repeatable statistic on a shared machine). */
-static rf_status time_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, double *best) {
-    const float *logits;
-    RF_TRY(rf_model_forward(ctx, m, x, batch, 0, &logits));   /* warm-up: sizes buffers */
-    *best = INFINITY;
-    double start = rf_now();
-    for (int r = 0; r < 200 && (r < 5 || rf_now() - start < 0.3); r++) {
-        double t = rf_now();
-        RF_TRY(rf_model_forward(ctx, m, x, batch, 0, &logits));
-        t = rf_now() - t;
-        if (t < *best) *best = t;
-    }
-    return RF_OK;
-}
-
 /* int8 against fp32 latency at batch 1 and 64 on test samples. The fp32
  * side detaches every product of q (layer-level and per-weight overrides),
  * which is why this replaces rf_task_finish's "dense_latency_ms": that one
@@ -79,9 +74,9 @@ static rf_status add_int8_latency(rf_ctx *ctx, const rf_task_io *io, rf_model *m
         for (int i = 0; i < batches[1]; i++) memcpy(x + (size_t)i * ss, ds->x + (size_t)(i % ds->n) * ss, ss * sizeof(float));
     double t8[2] = {0, 0}, t32[2] = {0, 0};
     rf_status s = RF_OK;
-    for (int b = 0; b < 2 && s == RF_OK; b++) s = time_forward(ctx, m, x, batches[b], &t8[b]);
+    for (int b = 0; b < 2 && s == RF_OK; b++) s = rf_task_time_forward(ctx, m, x, batches[b], 0.3, &t8[b]);
     rf_quant_detach(q, m);
-    for (int b = 0; b < 2 && s == RF_OK; b++) s = time_forward(ctx, m, x, batches[b], &t32[b]);
+    for (int b = 0; b < 2 && s == RF_OK; b++) s = rf_task_time_forward(ctx, m, x, batches[b], 0.3, &t32[b]);
     rf_status e = rf_quant_enable(ctx, q, m, RF_QPATH_INT8);
     rf_free(x);
     if (s != RF_OK) return s;
@@ -101,32 +96,24 @@ static rf_status add_int8_latency(rf_ctx *ctx, const rf_task_io *io, rf_model *m
 }
 
 static rf_status run_ptq(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_quant **q) {
-    const char *cname = setting_str(io->settings, "calib", "minmax");
-    int cm = rf_calib_from_name(cname);
-    if (cm != RF_CALIB_MINMAX && cm != RF_CALIB_PERCENTILE)
-        return rf_error(ctx, RF_ERR_INVALID, "settings \"calib\": expected minmax or percentile, got \"%s\"", cname);
-    double pct = 99.99, batches = 8, batch = 256;
-    RF_TRY(setting_num(ctx, io->settings, "percentile", 50.0001, 100, &pct));
-    RF_TRY(setting_num(ctx, io->settings, "calib_batches", 1, 1e6, &batches));
-    RF_TRY(setting_num(ctx, io->settings, "calib_batch", 1, 1 << 16, &batch));
+    const cJSON *st = io->settings;
+    int cm = rf_calib_from_name(rf_settings_str(st, quant_keys, "calib"));
+    double pct = rf_settings_num(st, quant_keys, "percentile");
+    int batches = (int)rf_settings_num(st, quant_keys, "calib_batches");
+    int batch = (int)rf_settings_num(st, quant_keys, "calib_batch");
     RF_TRY(rf_quant_new(ctx, m, q));
-    rf_status s = rf_quant_calibrate(ctx, *q, m, io->train, (int)batch, (int)batches, (rf_calib)cm, pct);
+    rf_status s = rf_quant_calibrate(ctx, *q, m, io->train, batch, batches, (rf_calib)cm, pct);
     if (s == RF_OK) s = rf_quant_enable(ctx, *q, m, RF_QPATH_INT8);
     if (s != RF_OK) { rf_quant_detach(*q, m); rf_quant_free(*q); *q = NULL; }
     return s;
 }
 
-typedef enum { MODE_PTQ, MODE_QAT } quant_mode;
-static const struct { const char *name; quant_mode mode; } modes[] = { {"ptq", MODE_PTQ}, {"qat", MODE_QAT} };
-
 rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     const double t0 = rf_now();
-    if (io->n_parents < 1) return rf_error(ctx, RF_ERR_INVALID, "quantize: needs the float model as its parent");
     if (!io->train) return rf_error(ctx, RF_ERR_INVALID, "quantize: no training data (calibration reads it)");
-    const char *mname = setting_str(io->settings, "mode", "ptq");
-    int mode = -1;
-    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) if (strcmp(modes[i].name, mname) == 0) mode = (int)modes[i].mode;
-    if (mode < 0) return rf_error(ctx, RF_ERR_INVALID, "settings \"mode\": expected ptq or qat, got \"%s\"", mname);
+    RF_TRY(rf_kind_check(ctx, &rf_kind_quantize, io->settings, "settings"));
+    const char *mname = rf_settings_str(io->settings, quant_keys, "mode");
+    const int qat = strcmp(mname, "qat") == 0;
     rf_model *m = NULL;
     rf_quant *q = NULL;
     RF_TRY(rf_quant_load(ctx, io->parent_ckpts[0], &m, &q));
@@ -148,17 +135,10 @@ rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     }
     rf_train_result r;
     memset(&r, 0, sizeof r);
-    if (s == RF_OK && mode == MODE_PTQ) s = run_ptq(ctx, io, m, &q);
-    if (s == RF_OK && mode == MODE_QAT) s = rf_ofa_run_qat(ctx, io, m, NULL, NULL, &q, &r);
+    if (s == RF_OK && !qat) s = run_ptq(ctx, io, m, &q);
+    if (s == RF_OK && qat) s = rf_ofa_run_qat(ctx, io, m, NULL, NULL, &q, &r);
     char *extra = NULL;
-    if (s == RF_OK) {
-        cJSON *e = cJSON_CreateObject();
-        if (!e || !cJSON_AddStringToObject(e, "kind", "quantize") ||
-            !cJSON_AddItemToObject(e, "settings", cJSON_Duplicate(io->settings, 1)) ||
-            !(extra = cJSON_PrintUnformatted(e)))
-            s = rf_error(ctx, RF_ERR_NOMEM, "quantize: cannot build checkpoint metadata");
-        cJSON_Delete(e);
-    }
+    if (s == RF_OK) s = rf_task_ckpt_extra(ctx, "quantize", io, -1, -1, &extra);
     if (s == RF_OK) s = rf_quant_task_finish(ctx, io, m, q, extra, metrics);
     if (s == RF_OK) s = add_int8_latency(ctx, io, m, q, metrics);
     if (s == RF_OK) {
@@ -176,3 +156,48 @@ rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     rf_model_free(m);
     return s;
 }
+
+/* ---- the experiment ------------------------------------------------------------- */
+static int expand_quantize(rf_plan *p, const rf_point *pt) {
+    int32_t dense = rf_plan_dense(p, pt, pt->data, pt->model, pt->train);
+    if (dense < 0) return -1;
+    cJSON *s = rf_plan_settings(pt, pt->data, pt->model, NULL);
+    static const char *const keys[] = {"mode", "calib", "calib_batches", NULL};
+    if (!s || !rf_plan_copy_keys(s, pt->x, keys)) return rf_plan_nomem(p, s);
+    double cost = 0.1;
+    if (strcmp(cJSON_GetObjectItemCaseSensitive(pt->x, "mode")->valuestring, "qat") == 0) {
+        cJSON *q = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(pt->x, "qat_train"));
+        if (!q) return rf_plan_nomem(p, s);
+        cost = rf_plan_train_cost(q, pt->data, pt->model) * 1.3;
+        int ok = 1;
+        for (const cJSON *c = q->child; ok && c; c = c->next) ok = rf_plan_put(s, c->string, cJSON_Duplicate(c, 1));
+        cJSON_Delete(q);
+        if (!ok) return rf_plan_nomem(p, s);
+    }
+    return rf_plan_add(p, RF_JOB_QUANTIZE, s, &dense, 1, cost) < 0 ? -1 : 0;
+}
+
+static const char *label_quantize(const cJSON *set, char *buf, size_t n) {
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(set, "mode");
+    snprintf(buf, n, "int8-%s", cJSON_IsString(m) ? m->valuestring : "ptq");
+    return buf;
+}
+
+static const rf_setting quant_exp_keys[] = {
+    KEY_MODE(RF_SF_GRID),
+    KEY_CALIB(RF_SF_GRID),
+    KEY_CALIB_BATCHES(RF_SF_GRID),
+    {.key = "qat_train", .type = RF_SET_OBJ, .sub = rf_train_settings,
+     .doc = "QAT training over the experiment's `train` (only for `qat`)"},
+    RF_SETTINGS_END
+};
+
+const rf_kind rf_kind_quantize = {
+    .name = "quantize", .summary = "int8 post-training quantization or quantization-aware training",
+    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_CKPT,
+    .keys = quant_keys, .train_when = "mode=qat", .min_parents = 1, .max_parents = 1,
+    .parents_doc = "the float model",
+    .run = rf_task_quantize,
+    .experiment = "quantize", .exp_keys = quant_exp_keys, .exp_doc = "dense `train` → `quantize`",
+    .expand = expand_quantize, .label = label_quantize, .plot = RF_PLOT_QUANT,
+};

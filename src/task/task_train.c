@@ -1,102 +1,81 @@
 /* Task kind "train": trains a model from a preset/spec (or continues from the
  * first parent's checkpoint) and finishes through rf_task_finish. Also holds
- * the parser of the canonical training settings that every kind which trains
+ * the reader of the training settings that every kind which trains
  * (pruning fine-tune, distillation, QAT) shares, so one key means one thing
  * everywhere (docs/training.md lists them). */
-#include "raffle/task.h"
+#include "raffle/plan.h"
+#include "raffle/settings.h"
 
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
+/* The training keys come from one table (settings.c rf_train_settings):
+ * its defaults are the defaults here, in job files and on the command line,
+ * and its bounds are checked here too, so a settings object built by hand
+ * (tests, front-ends) is held to what a job file is. */
 void rf_task_train_cfg_default(rf_train_cfg *cfg) {
-    rf_train_cfg_default(cfg);
-    cfg->epochs = 10;
-    cfg->batch = 128;
-    rf_optim_cfg_default(&cfg->optim, RF_OPT_ADAM);
-    cfg->optim.sched = RF_SCHED_COSINE;
-}
-
-typedef enum { K_INT, K_I64, K_U64, K_FLOAT } key_type;
-/* Numeric settings: where each goes in rf_train_cfg and its valid range. */
-static const struct num_key {
-    const char *name;
-    key_type    type;
-    size_t      off;
-    double      lo, hi;
-} num_keys[] = {
-    {"seed",            K_U64,   offsetof(rf_train_cfg, seed),              0, 18446744073709551615.0},
-    {"epochs",          K_INT,   offsetof(rf_train_cfg, epochs),            0, 1e6},
-    {"iterations",      K_I64,   offsetof(rf_train_cfg, iterations),        0, 1e15},
-    {"batch",           K_INT,   offsetof(rf_train_cfg, batch),             1, 1 << 20},
-    {"lr",              K_FLOAT, offsetof(rf_train_cfg, optim.lr),          0, 1e6},
-    {"momentum",        K_FLOAT, offsetof(rf_train_cfg, optim.momentum),    0, 1},
-    {"weight_decay",    K_FLOAT, offsetof(rf_train_cfg, optim.weight_decay),0, 1e6},
-    {"warmup",          K_I64,   offsetof(rf_train_cfg, optim.warmup_steps),0, 1e15},
-    {"label_smoothing", K_FLOAT, offsetof(rf_train_cfg, label_smoothing),   0, 0.999999},
-    {"eval_limit",      K_I64,   offsetof(rf_train_cfg, eval_limit),        0, 1e15},
-    {"eval_every",      K_INT,   offsetof(rf_train_cfg, eval_every),        0, 2147483647.0},
-    {"clip_norm",       K_FLOAT, offsetof(rf_train_cfg, optim.clip_norm),   0, 1e30},
-};
-
-static rf_status set_num(rf_ctx *ctx, const struct num_key *k, const cJSON *v, rf_train_cfg *cfg) {
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < k->lo || v->valuedouble > k->hi)
-        return rf_error(ctx, RF_ERR_INVALID, "settings \"%s\": expected a number in [%g, %g]", k->name, k->lo, k->hi);
-    double d = v->valuedouble;
-    char *p = (char *)cfg + k->off;
-    if (k->type != K_FLOAT && d != floor(d))
-        return rf_error(ctx, RF_ERR_INVALID, "settings \"%s\": expected an integer, got %g", k->name, d);
-    switch (k->type) {
-    case K_INT:   *(int *)p = (int)d; break;
-    case K_I64:   *(int64_t *)p = (int64_t)d; break;
-    case K_U64:   *(uint64_t *)p = (uint64_t)d; break;
-    case K_FLOAT: *(float *)p = (float)d; break;
-    }
-    return RF_OK;
-}
-
-static rf_status get_name(rf_ctx *ctx, const cJSON *settings, const char *key, int (*lookup)(const char *),
-                          const char *choices, int *out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(settings, key);
-    *out = -1;
-    if (!v) return RF_OK;
-    int t = cJSON_IsString(v) ? lookup(v->valuestring) : -1;
-    if (t < 0) return rf_error(ctx, RF_ERR_INVALID, "settings \"%s\": expected one of %s", key, choices);
-    *out = t;
-    return RF_OK;
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_status s = rf_task_train_cfg(&ctx, NULL, cfg);
+    RF_ASSERT(s == RF_OK);   /* the table's defaults are valid */
+    (void)s;
 }
 
 rf_status rf_task_train_cfg(rf_ctx *ctx, const cJSON *settings, rf_train_cfg *cfg) {
-    rf_task_train_cfg_default(cfg);
-    if (!settings) return RF_OK;
-    if (!cJSON_IsObject(settings)) return rf_error(ctx, RF_ERR_INVALID, "settings must be a JSON object");
-    int opt, sched;
-    RF_TRY(get_name(ctx, settings, "optimizer", rf_optim_type_from_name, "sgd, adam, adamw", &opt));
-    RF_TRY(get_name(ctx, settings, "schedule", rf_sched_type_from_name, "constant, step, cosine, linear", &sched));
-    if (opt >= 0) {  /* the optimizer's own defaults first; explicit keys override them below */
-        rf_optim_cfg_default(&cfg->optim, (rf_optim_type)opt);
-        cfg->optim.sched = RF_SCHED_COSINE;
+    if (settings && !cJSON_IsObject(settings)) return rf_error(ctx, RF_ERR_INVALID, "settings must be a JSON object");
+    for (const rf_setting *k = rf_train_settings; settings && k->key; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(settings, k->key);
+        if (v && !cJSON_IsNull(v) && rf_setting_check(ctx, k, v, "settings", 0) != RF_OK) {
+            char msg[RF_ERR_MAX];
+            snprintf(msg, sizeof msg, "%s", rf_ctx_error(ctx));
+            return rf_error(ctx, RF_ERR_INVALID, "%s (key \"%s\")", msg, k->key);
+        }
     }
-    if (sched >= 0) cfg->optim.sched = (rf_sched_type)sched;
-    for (size_t i = 0; i < sizeof num_keys / sizeof num_keys[0]; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(settings, num_keys[i].name);
-        if (v && !cJSON_IsNull(v)) RF_TRY(set_num(ctx, &num_keys[i], v, cfg));
-    }
-    const cJSON *nest = cJSON_GetObjectItemCaseSensitive(settings, "nesterov");
-    if (nest) {
-        if (!cJSON_IsBool(nest)) return rf_error(ctx, RF_ERR_INVALID, "settings \"nesterov\": expected true or false");
-        cfg->optim.nesterov = cJSON_IsTrue(nest);
-    }
+    const cJSON *seed = settings ? cJSON_GetObjectItemCaseSensitive(settings, "seed") : NULL;
+    if (seed && (!cJSON_IsNumber(seed) || seed->valuedouble < 0 || seed->valuedouble != floor(seed->valuedouble) ||
+                 seed->valuedouble > 18446744073709551615.0))
+        return rf_error(ctx, RF_ERR_INVALID, "settings \"seed\": expected an integer >= 0");
+    const cJSON *nest = settings ? cJSON_GetObjectItemCaseSensitive(settings, "nesterov") : NULL;
+    if (nest && !cJSON_IsBool(nest)) return rf_error(ctx, RF_ERR_INVALID, "settings \"nesterov\": expected true or false");
+    const rf_setting *T = rf_train_settings;
+    rf_train_cfg_default(cfg);
+    /* the optimizer's own constants (betas, eps, step decay); every key of
+     * the table is then set from the settings or the table's default */
+    rf_optim_cfg_default(&cfg->optim, (rf_optim_type)rf_optim_type_from_name(rf_settings_str(settings, T, "optimizer")));
+    cfg->optim.sched = (rf_sched_type)rf_sched_type_from_name(rf_settings_str(settings, T, "schedule"));
+    cfg->epochs = (int)rf_settings_num(settings, T, "epochs");
+    cfg->iterations = (int64_t)rf_settings_num(settings, T, "iterations");
+    cfg->batch = (int)rf_settings_num(settings, T, "batch");
+    cfg->optim.lr = (float)rf_settings_num(settings, T, "lr");
+    cfg->optim.momentum = (float)rf_settings_num(settings, T, "momentum");
+    cfg->optim.weight_decay = (float)rf_settings_num(settings, T, "weight_decay");
+    cfg->optim.warmup_steps = (int64_t)rf_settings_num(settings, T, "warmup");
+    cfg->optim.clip_norm = (float)rf_settings_num(settings, T, "clip_norm");
+    cfg->optim.nesterov = rf_settings_bool(settings, T, "nesterov");
+    cfg->label_smoothing = (float)rf_settings_num(settings, T, "label_smoothing");
+    cfg->eval_limit = (int64_t)rf_settings_num(settings, T, "eval_limit");
+    cfg->eval_every = (int)rf_settings_num(settings, T, "eval_every");
+    cfg->seed = cJSON_IsNumber(seed) ? (uint64_t)seed->valuedouble : 0;
     if (cfg->iterations == 0 && cfg->epochs == 0)
         return rf_error(ctx, RF_ERR_INVALID, "settings: one of \"epochs\" or \"iterations\" must be > 0");
+    return RF_OK;
+}
+
+rf_status rf_task_train_cfg_io(rf_ctx *ctx, const rf_task_io *io, int log_every, rf_train_cfg *cfg) {
+    RF_TRY(rf_task_train_cfg(ctx, io->settings, cfg));
+    cfg->log = io->log;
+    cfg->log_ud = io->log_ud;
+    cfg->log_every = rf_task_log_every(io, log_every);
+    cfg->stop_flag = io->stop_flag;
     return RF_OK;
 }
 
 /* ---- resumable training state ---------------------------------------------
  * OUT_DIR/resume.rckpt is an ordinary checkpoint container (atomic write,
  * CRC-checked read) holding the flat blocks a resumed rf_train needs to
- * replay the uninterrupted run bit for bit (STYLE.md rule 5: one block each):
+ * replay the uninterrupted run bit for bit (CONTRIBUTING.md rule 5: one block each):
  * "params", "masks" (if pruned), "buffers" (BN statistics), "optim.m",
  * "optim.v" (moments, when the optimizer has them), all dense f32, and in
  * the metadata the next step, the optimizer's step count and the best
@@ -258,47 +237,18 @@ rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m
     return s;
 }
 
-/* The model to train: the first parent's checkpoint (fine-tuning), else a
- * fresh preset/spec initialised from the seed. */
-static rf_status make_model(rf_ctx *ctx, const rf_task_io *io, uint64_t seed, rf_model **m) {
-    if (io->n_parents > 0) {
-        rf_status s = rf_model_load(ctx, io->parent_ckpts[0], m);
-        if (s != RF_OK) rf_error_prefix(ctx, "train: parent %s", io->parent_ckpts[0]);
-        return s;
-    }
-    const cJSON *mv = cJSON_GetObjectItemCaseSensitive(io->settings, "model");
-    if (!cJSON_IsString(mv)) return rf_error(ctx, RF_ERR_INVALID, "train: settings have no \"model\" string and the task has no parent");
-    RF_TRY(rf_model_create_for_data(ctx, mv->valuestring, io->train, m));
-    rf_status s = rf_model_init(ctx, *m, seed);
-    if (s != RF_OK) { rf_model_free(*m); *m = NULL; }
-    return s;
-}
-
 rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     const double t0 = rf_now();
     if (!io->train) return rf_error(ctx, RF_ERR_INVALID, "train: no training data");
     rf_train_cfg cfg;
-    RF_TRY(rf_task_train_cfg(ctx, io->settings, &cfg));
-    cfg.log = io->log;
-    cfg.log_ud = io->log_ud;
-    cfg.log_every = io->log ? 100 : 0;
-    cfg.stop_flag = io->stop_flag;
+    RF_TRY(rf_task_train_cfg_io(ctx, io, 100, &cfg));
     rf_model *m = NULL;
-    RF_TRY(make_model(ctx, io, cfg.seed, &m));
+    RF_TRY(rf_task_open_model(ctx, "train", io->n_parents > 0 ? io->parent_ckpts[0] : NULL, io->settings, io->train, cfg.seed, &m));
     rf_train_result r;
     rf_status s = rf_task_train_resumable(ctx, io, m, io->train, io->test, &cfg, NULL, NULL, &r);
     if (s == RF_ERR_PREEMPTED) rf_error_prefix(ctx, "train");
     char *extra = NULL;
-    if (s == RF_OK) {
-        /* Deterministic content only (no timings): same settings, same bytes. */
-        cJSON *e = cJSON_CreateObject();
-        if (!e || !cJSON_AddStringToObject(e, "kind", "train") ||
-            !cJSON_AddItemToObject(e, "settings", cJSON_Duplicate(io->settings, 1)) ||
-            !cJSON_AddNumberToObject(e, "steps", (double)r.steps) ||
-            !(extra = cJSON_PrintUnformatted(e)))
-            s = rf_error(ctx, RF_ERR_NOMEM, "train: cannot build checkpoint metadata");
-        cJSON_Delete(e);
-    }
+    if (s == RF_OK) s = rf_task_ckpt_extra(ctx, "train", io, -1, r.steps, &extra);
     if (s == RF_OK) s = rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) {
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
@@ -307,6 +257,9 @@ rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
             !cJSON_AddNumberToObject(metrics, "steps", (double)r.steps) ||
             !cJSON_AddNumberToObject(metrics, "train_loss", r.train_loss) ||
             !cJSON_AddNumberToObject(metrics, "samples_per_s", r.samples_per_s) ||
+            !cJSON_AddNumberToObject(metrics, "cpu_seconds", r.cpu_seconds) ||
+            !cJSON_AddNumberToObject(metrics, "cpu_samples_per_s",
+                                     r.cpu_seconds > 0 ? (double)r.steps * cfg.batch / r.cpu_seconds : 0.0) ||
             !cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0))
             s = rf_error(ctx, RF_ERR_NOMEM, "train: cannot build metrics");
     }
@@ -314,3 +267,30 @@ rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     rf_model_free(m);
     return s;
 }
+
+/* ---- the descriptor ------------------------------------------------------------ */
+
+static int expand_train(rf_plan *p, const rf_point *pt) {
+    return rf_plan_dense(p, pt, pt->data, pt->model, pt->train) < 0 ? -1 : 0;
+}
+
+static const char *label_train(const cJSON *settings, char *buf, size_t n) { return "dense"; }
+
+static const char *const init_values[] = {"parent", NULL};
+static const rf_setting train_keys[] = {
+    {.key = "init", .type = RF_SET_ENUM, .flags = RF_SF_OPTIONAL | RF_SF_NOCLI, .choices = init_values,
+     .doc = "\"parent\": starts from the parent's weights (set by the ofa expansion; absent: from the seed)"},
+    RF_SETTINGS_END
+};
+static const rf_setting train_exp_keys[] = { RF_SETTINGS_END };
+
+const rf_kind rf_kind_train = {
+    .name = "train", .summary = "train a model (preset or spec) on a dataset",
+    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_RESUMABLE | RF_KIND_CKPT,
+    .keys = train_keys, .min_parents = 0, .max_parents = 1,
+    .parents_doc = "optional: a checkpoint to continue training from (fine-tuning)",
+    .run = rf_task_train,
+    .experiment = "train", .exp_keys = train_exp_keys,
+    .exp_doc = "one dense `train` task per grid point", .expand = expand_train,
+    .label = label_train, .plot = RF_PLOT_NONE,
+};

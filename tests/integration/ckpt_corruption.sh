@@ -79,13 +79,13 @@ done
 [ "$fail" -eq 0 ] || exit 1
 
 # safetensors export -> PyTorch -> import -> same weights
-st=$tmp/small.safetensors
-"$RAFFLE" export --ckpt "$ck" --format safetensors --out "$st" || { echo "FAIL: export"; exit 1; }
+st=$tmp/exported/model.safetensors
+"$RAFFLE" export --ckpt "$ck" --format safetensors --out "$tmp/exported" || { echo "FAIL: export"; exit 1; }
 cat > "$tmp/spec.json" <<'JSON'
 {"input": [1, 2, 6], "classes": 4, "layers": [{"type": "flatten"}, {"type": "linear", "name": "fc1", "out": 4}]}
 JSON
-back=$tmp/back.rckpt
-"$RAFFLE" import --safetensors "$st" --model "$tmp/spec.json" --out "$back" || { echo "FAIL: import"; exit 1; }
+back=$tmp/back/model.rckpt
+"$RAFFLE" import --safetensors "$st" --model "$tmp/spec.json" --out "$tmp/back" || { echo "FAIL: import"; exit 1; }
 python3 - "$st" <<'PY' || { echo "FAIL: exported safetensors content"; exit 1; }
 import json, struct, sys
 b = open(sys.argv[1], 'rb').read()
@@ -109,7 +109,7 @@ nz = sum(1 for i in range(48) if (i * 7) % 5 == 0 and (i * 37) % 11 != 5)
 assert t["fc1.weight"]["storage"] == "dense" and abs(t["fc1.weight"]["sparsity"] - (1 - nz / 48)) < 1e-9, t
 ' "$b1" || { echo "FAIL: imported checkpoint: $b1"; exit 1; }
 # wrong model: the error names the tensor
-msg=$("$RAFFLE" import --safetensors "$st" --model lenet-300-100 --out "$tmp/x.rckpt" 2>&1); rc=$?
+msg=$("$RAFFLE" import --safetensors "$st" --model lenet-300-100 --out "$tmp/x" 2>&1); rc=$?
 [ "$rc" -eq 1 ] && printf '%s' "$msg" | grep -q "fc1.weight" || { echo "FAIL: mismatched import: exit $rc: $msg"; exit 1; }
 timeout 300 /usr/bin/python3 - "$st" <<'PY' || { echo "FAIL: PyTorch cannot load the export"; exit 1; }
 import json, struct, sys, torch

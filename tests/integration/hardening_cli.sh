@@ -26,8 +26,9 @@ expect_fail() {
 cat > "$T/tiny.json" <<'SPEC'
 {"input":[1,28,28],"classes":10,"layers":[{"type":"flatten"},{"type":"linear","name":"fc","out":10}]}
 SPEC
-"$RAFFLE" train --model "$T/tiny.json" --data synthetic:64 --iterations 1 --batch 16 --out "$T/m.rckpt" >/dev/null 2>&1 \
+"$RAFFLE" train --model "$T/tiny.json" --data synthetic:64 --iterations 1 --batch 16 --out "$T/m" >/dev/null 2>&1 \
   || fail "could not train the tiny model"
+mv "$T/m/model.rckpt" "$T/m.rckpt"
 "$RAFFLE" inspect "$T/m.rckpt" >/dev/null || fail "inspect of a good checkpoint failed"
 RAFFLE_MEM_CAP=16K expect_fail 1 'memory cap' "$RAFFLE" inspect "$T/m.rckpt"
 RAFFLE_MEM_CAP=garbage "$RAFFLE" inspect "$T/m.rckpt" >/dev/null || fail "an unparseable RAFFLE_MEM_CAP must keep the default"

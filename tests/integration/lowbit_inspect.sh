@@ -122,8 +122,8 @@ for s in "codebook[4] (2 bits)" "codebook[8] (3 bits)" "int4 symmetric, group 32
   case $text in *"$s"*) ;; *) echo "FAIL: inspect text lacks '$s':"; echo "$text"; exit 1 ;; esac
 done
 
-"$RAFFLE" export --ckpt "$ck" --out "$tmp/x.safetensors" >/dev/null || { echo "FAIL: export"; exit 1; }
-python3 - "$tmp/x.safetensors" "$tmp/expect.json" <<'PY' || { echo "FAIL: exported values differ"; exit 1; }
+"$RAFFLE" export --ckpt "$ck" --out "$tmp/x" >/dev/null || { echo "FAIL: export"; exit 1; }   # writes DIR/model.safetensors
+python3 - "$tmp/x/model.safetensors" "$tmp/expect.json" <<'PY' || { echo "FAIL: exported values differ"; exit 1; }
 import json, struct, sys
 b = open(sys.argv[1], 'rb').read()
 n = struct.unpack('<Q', b[:8])[0]

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 #include "raffle/distill.h"
+#include "raffle/task.h"
 
 static const char *MLP_A =
     "{\"input\":[1,28,28],\"classes\":10,\"layers\":[{\"type\":\"flatten\"},"

@@ -31,7 +31,7 @@ Test(job, rejects_with_json_paths) {
     reject(HEAD "\"experiments\":[{\"kind\":\"noop\"},{\"kind\":\"noop\"},{\"kind\":\"prune\",\"method\":\"random\",\"sparsity\":[0.5,1.3]}]}",
            "experiments[2].sparsity[1]: 1.3 is outside [0, 1)");
     reject(HEAD "\"experiments\":[{\"kind\":\"prune\",\"method\":\"magnitud\",\"sparsity\":0.5}]}",
-           "experiments[0].method: \"magnitud\" is not one of magnitude, random, obd, snip, grasp, synflow (did you mean \"magnitude\"?)");
+           "experiments[0].method: \"magnitud\" is not one of magnitude, random, obd, snip, grasp, synflow, taylor (did you mean \"magnitude\"?)");
     reject(HEAD "\"experiments\":[{\"kind\":\"prun\"}]}", "experiments[0].kind: \"prun\" is not one of");
     reject(HEAD "\"experiments\":[{\"kind\":\"prun\"}]}", "did you mean \"prune\"?");
     reject(HEAD "\"experiments\":[{\"method\":\"random\"}]}", "experiments[0].kind: required key missing");
@@ -50,7 +50,7 @@ Test(job, rejects_with_json_paths) {
     reject(HEAD "\"name\":\"a/b\",\"experiments\":[{\"kind\":\"noop\"}]}", "is not a valid store name");
     reject("{\"dataset\":\"fashon-mnist\",\"model\":\"m\",\"experiments\":[{\"kind\":\"noop\"}]}",
            "dataset: unknown dataset \"fashon-mnist\" (did you mean \"fashion-mnist\"?)");
-    reject("{\"dataset\":\"synthetic:abc\",\"model\":\"m\",\"experiments\":[{\"kind\":\"noop\"}]}", "dataset: \"synthetic:abc\"");
+    reject("{\"dataset\":\"synthetic:abc\",\"model\":\"m\",\"experiments\":[{\"kind\":\"noop\"}]}", "dataset: 'synthetic:abc': expected synthetic[:N[:SEED]]");
     reject(HEAD "\"limits\":{\"retries\":11},\"experiments\":[{\"kind\":\"noop\"}]}", "limits.retries: 11 is outside [0, 10]");
     reject(HEAD "\"experiments\":[{\"kind\":\"lottery\",\"rate\":1}]}", "experiments[0].rate: 1 is outside (0, 1)");
     reject(HEAD "\"experiments\":[{\"kind\":\"lottery\",\"controls\":[\"reinitt\"]}]}",
@@ -108,7 +108,7 @@ Test(job, id_stability) {
     ids(HEAD "\"train\":{\"lr\":0.01},\"experiments\":[{\"kind\":\"prune\",\"method\":\"random\",\"sparsity\":[0.5,0.9]}]}", a, &na);
     /* same content, keys in another order, a default written out: same ids */
     ids("{\"experiments\":[{\"sparsity\":[0.5,0.9],\"method\":\"random\",\"kind\":\"prune\",\"scope\":\"global\"}],"
-        "\"model\":\"lenet-300-100\",\"train\":{\"lr\":0.01,\"batch\":60},\"dataset\":\"synthetic\"}", b, &nb);
+        "\"model\":\"lenet-300-100\",\"train\":{\"lr\":0.01,\"batch\":128},\"dataset\":\"synthetic\"}", b, &nb);
     cr_assert_eq(na, 3); cr_assert_eq(nb, 3);
     for (int i = 0; i < na; i++) cr_assert_eq(a[i], b[i]);
     /* an edited prune setting changes only that task's id */
@@ -195,4 +195,28 @@ Test(job, edit_distance) {
     cr_assert_eq(rf_job_edit_distance("sparstiy", "sparsity"), 1);
     cr_assert_eq(rf_job_edit_distance("", "abc"), 3);
     cr_assert_eq(rf_job_edit_distance("same", "same"), 0);
+}
+
+/* Engine options (raffle/engine.h): checked against the engine table, part
+ * of every task's settings (and id) when given, in one canonical form
+ * whatever the spelling, experiment-level over top-level. */
+Test(job, engine_options_are_settings) {
+    reject(HEAD "\"engine\":{\"conf\":\"gemm\"},\"experiments\":[{\"kind\":\"train\"}]}",
+           "engine.conf: unknown engine option (did you mean \"conv\"?)");
+    reject(HEAD "\"engine\":{\"conv\":\"fast\"},\"experiments\":[{\"kind\":\"train\"}]}",
+           "engine.conv: engine option conv: \"fast\" is not one of auto, winograd, direct, gemm");
+    reject(HEAD "\"experiments\":[{\"kind\":\"train\",\"engine\":{\"tb_chunk\":-1}}]}", "engine.tb_chunk");
+    rf_ctx ctx;
+    rf_job *a, *b, *c;
+    cr_assert_eq(parse(HEAD "\"engine\":{\"conv\":\"gemm\",\"tb_chunk\":\"64\"},\"experiments\":[{\"kind\":\"train\"}]}", &a, &ctx),
+                 RF_OK, "%s", ctx.err);
+    cr_assert_eq(parse(HEAD "\"experiments\":[{\"kind\":\"train\",\"engine\":{\"tb_chunk\":64,\"conv\":3}}]}", &b, &ctx),
+                 RF_OK, "%s", ctx.err);
+    cr_assert_eq(parse(HEAD "\"experiments\":[{\"kind\":\"train\"}]}", &c, &ctx), RF_OK, "%s", ctx.err);
+    cr_assert(strstr(rf_job_settings(a, 0), "\"engine\":{\"conv\":\"gemm\",\"tb_chunk\":64}") != NULL, "%s",
+              rf_job_settings(a, 0));
+    cr_assert_eq(a->tasks[0].id, b->tasks[0].id, "the same options spelled two ways are one task");
+    cr_assert_neq(a->tasks[0].id, c->tasks[0].id, "engine options change floats: they are part of the id");
+    cr_assert(strstr(rf_job_settings(c, 0), "engine") == NULL, "no engine given: none written (ids unchanged)");
+    rf_job_free(a); rf_job_free(b); rf_job_free(c);
 }

@@ -510,6 +510,9 @@ Test(kernels, ell_layouts_match_references_bit_for_bit) {
     static const int Ms[] = {1, 7, 8, 9, 17, 64};
     const int maxM = 64;
     rf_isa cpu = rf_kernels_cpu_isa();
+    if (cpu < RF_ISA_AVX512VBMI)
+        cr_log_warn("this CPU's best ISA is %s: the references are checked, the AVX-512%s ELL kernels are not",
+                    rf_isa_name(cpu), cpu >= RF_ISA_AVX512 ? " VBMI" : "");
     for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
         for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++) {
             int N = Ns[ni], K = Ks[ki];
@@ -644,7 +647,7 @@ static void deploy_matches_dense_at(const char *preset, double sparsity, int bat
      * another order than the panels, and sgemm sites see other operand
      * layouts; everything else (layer norm, attention, GELU) is the same
      * arithmetic (test_nn checks a run to the bit). */
-    rf_nn_feat_runs_set(0);
+    ctx.engine.v[RF_ENGINE_FEAT_RUNS] = RF_ENGINE_FEAT_OFF;
     cr_assert_eq(rf_model_forward(&ctx, m, x, batch, 0, &lg), RF_OK, "%s", rf_ctx_error(&ctx));
     float *rows = malloc(sizeof(float) * nl);
     memcpy(rows, lg, sizeof(float) * nl);
@@ -653,7 +656,7 @@ static void deploy_matches_dense_at(const char *preset, double sparsity, int bat
     for (size_t i = 0; i < nl; i++) if (fabs(rows[i]) > maxabs) maxabs = fabs(rows[i]);
     /* 2: wherever possible; 1: where the rule says runs pay (the default) */
     for (int runs = 2; runs >= 1; runs--) {
-        rf_nn_feat_runs_set(runs);
+        ctx.engine.v[RF_ENGINE_FEAT_RUNS] = runs;   /* always, then by the rule */
         cr_assert_eq(rf_model_forward(&ctx, m, x, batch, 0, &lg), RF_OK, "%s", rf_ctx_error(&ctx));
         int inner = 0;
         for (int i = 0; i < m->n_layers; i++) inner += rf_model_layer_output(m, i) == NULL;
@@ -761,12 +764,12 @@ Test(kernels, feature_major_runs_end_at_residual_sources) {
     o.batch = B; o.mode = RF_DEPLOY_SPARSE;
     cr_assert_eq(rf_deploy_model(&ctx, m, &o, NULL, 0, NULL), RF_OK, "%s", rf_ctx_error(&ctx));
     const float *lg;
-    rf_nn_feat_runs_set(0);
+    ctx.engine.v[RF_ENGINE_FEAT_RUNS] = RF_ENGINE_FEAT_OFF;
     cr_assert_eq(rf_model_forward(&ctx, m, x, B, 0, &lg), RF_OK);
     memcpy(ref, lg, sizeof ref);
-    rf_nn_feat_runs_set(2);
+    ctx.engine.v[RF_ENGINE_FEAT_RUNS] = RF_ENGINE_FEAT_ALWAYS;
     cr_assert_eq(rf_model_forward(&ctx, m, x, B, 0, &lg), RF_OK);
-    rf_nn_feat_runs_set(1);
+    ctx.engine.v[RF_ENGINE_FEAT_RUNS] = RF_ENGINE_FEAT_RULE;
     cr_assert_null(rf_model_layer_output(m, 1));       /* fc1: inside the first run */
     cr_assert_not_null(rf_model_layer_output(m, 2));   /* r1: the residual's source ends it */
     for (int i = 0; i < B * 10; i++)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include "raffle/ckpt.h"
 #include "raffle/train.h"
 
 static const char *spec =

@@ -751,15 +751,14 @@ static rf_status act_probe_fn(void *st, int backward, float *X, size_t n) {
     return RF_OK;
 }
 
-static void grads_of(rf_model *m, const float *x, int B, float *logits, float *grads) {
-    rf_ctx ctx; rf_ctx_init(&ctx);
+static void grads_of(rf_ctx *ctx, rf_model *m, const float *x, int B, float *logits, float *grads) {
     const float *y;
-    cr_assert_eq(rf_model_forward(&ctx, m, x, B, 1, &y), RF_OK);
+    cr_assert_eq(rf_model_forward(ctx, m, x, B, 1, &y), RF_OK);
     memcpy(logits, y, (size_t)B * m->n_classes * sizeof(float));
     float dl[64];
     for (int i = 0; i < B * m->n_classes; i++) dl[i] = 0.1f * (float)((i * 7) % 5) - 0.2f;
     rf_model_zero_grad(m);
-    cr_assert_eq(rf_model_backward(&ctx, m, dl), RF_OK);
+    cr_assert_eq(rf_model_backward(ctx, m, dl), RF_OK);
     memcpy(grads, m->grads, m->n_params * sizeof(float));
 }
 
@@ -770,12 +769,14 @@ Test(nn, per_param_train_act_hook) {
      * unchunked path would send these small products to OpenBLAS. Forcing
      * the row kernels everywhere makes the two runs differ only by what the
      * hooks do (chunked and unchunked row paths give the same bits). */
-    rf_nn_gemm_force(2);
+    rf_ctx ectx;   /* the forwards and backwards below run with this engine */
+    rf_ctx_init(&ectx);
+    ectx.engine.v[RF_ENGINE_GEMM] = RF_ENGINE_GEMM_ROWS;
     rf_model *m = make(tiny_vit, 6);
     float *x = randn(B * in_numel(m), 5);
     float l0[B * 5], l1[B * 5];
     float *g0 = malloc(m->n_params * sizeof(float)), *g1 = malloc(m->n_params * sizeof(float));
-    grads_of(m, x, B, l0, g0);
+    grads_of(&ectx, m, x, B, l0, g0);
     act_probe pr[16];
     memset(pr, 0, sizeof pr);
     int n = 0;
@@ -786,7 +787,7 @@ Test(nn, per_param_train_act_hook) {
         w->train_act = act_probe_fn;
         w->train_state = &pr[n++];
     }
-    grads_of(m, x, B, l1, g1);
+    grads_of(&ectx, m, x, B, l1, g1);
     for (int i = 0; i < B * 5; i++) cr_expect_eq(l0[i], l1[i]);
     for (size_t i = 0; i < m->n_params; i++) cr_expect(fabsf(g0[i] - g1[i]) <= 1e-6f * (1.0f + fabsf(g0[i])), "grad %zu", i);
     size_t T = 5;   /* 4 patches + cls */
@@ -805,7 +806,7 @@ Test(nn, per_param_train_act_hook) {
      * fc1/fc2 weight gradients themselves. */
     const rf_param *fc1 = rf_model_param(m, "blocks.1.mlp.fc1.weight");
     pr[(act_probe *)fc1->train_state - pr].zero_grad = 1;
-    grads_of(m, x, B, l1, g1);
+    grads_of(&ectx, m, x, B, l1, g1);
     const rf_param *n2 = rf_model_param(m, "blocks.1.norm2.weight");
     const rf_param *fc2 = rf_model_param(m, "blocks.1.mlp.fc2.weight");
     double dn2 = 0, dfc = 0;
@@ -816,5 +817,43 @@ Test(nn, per_param_train_act_hook) {
     cr_expect_lt(dfc, 1e-6);
     free(g0); free(g1); free(x);
     rf_model_free(m);
-    rf_nn_gemm_force(0);
+}
+
+/* The op table has an op for every layer type (the static_assert makes a
+ * missing entry a compile error; this checks the entries are not NULL) and
+ * each op states what it is: the traits deployment, quantization, pruning,
+ * finishing and checkpoints ask instead of comparing types. */
+Test(nn, op_table_and_traits) {
+    for (int t = 1; t < RF_L_TYPE_COUNT_; t++) cr_assert_not_null(rf_nn_op_get(t), "layer type %d has no op", t);
+    cr_assert_eq(rf_layer_traits(0), 0u);
+    cr_assert_eq(rf_layer_traits(RF_L_TYPE_COUNT_), 0u);
+    const unsigned w = RF_LT_PRUNABLE | RF_LT_QUANT;
+    cr_assert_eq(rf_layer_traits(RF_L_LINEAR) & (RF_LT_PRODUCT | w), RF_LT_PRODUCT | w);
+    cr_assert_eq(rf_layer_traits(RF_L_CONV2D) & (RF_LT_PRODUCT | RF_LT_ROWS_OUT | RF_LT_FEAT | RF_LT_ROWS),
+                 RF_LT_PRODUCT | RF_LT_ROWS_OUT | RF_LT_FEAT);
+    cr_assert(rf_layer_traits(RF_L_TRANSFORMER) & RF_LT_PRODUCTS && rf_layer_traits(RF_L_TRANSFORMER) & RF_LT_BLOCK);
+    cr_assert_eq(rf_layer_traits(RF_L_ATTENTION) & (RF_LT_ROWS | RF_LT_FEAT), RF_LT_ROWS);
+    cr_assert_eq(rf_layer_traits(RF_L_BATCHNORM), (unsigned)RF_LT_STATS);
+    cr_assert_eq(rf_layer_traits(RF_L_FLATTEN), 0u);
+    cr_assert_eq(rf_layer_traits(RF_L_RESIDUAL), 0u);
+    cr_assert_eq(rf_layer_traits(RF_L_ADD), 0u);
+    cr_assert_eq(rf_layer_traits(RF_L_CONCAT), 0u);
+    /* a product layer and a layer with products inside never both */
+    for (int t = 1; t < RF_L_TYPE_COUNT_; t++) {
+        unsigned tr = rf_layer_traits(t);
+        cr_assert(!((tr & RF_LT_PRODUCT) && (tr & RF_LT_PRODUCTS)), "type %d", t);
+        if (tr & (RF_LT_PRODUCT | RF_LT_PRODUCTS)) cr_assert(tr & (RF_LT_ROWS | RF_LT_FEAT), "type %d runs in no layout", t);
+    }
+    /* prunable weights follow the trait; rows per sample of each product */
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_model *m = NULL;
+    cr_assert_eq(rf_model_from_spec(&ctx, "{\"input\":[1,8,8],\"classes\":3,\"layers\":[{\"type\":\"conv2d\",\"name\":\"c\",\"out\":4,"
+                 "\"kernel\":3,\"padding\":1},{\"type\":\"batchnorm\",\"name\":\"bn\"},{\"type\":\"flatten\"},"
+                 "{\"type\":\"linear\",\"name\":\"fc\",\"out\":3}]}", &m), RF_OK, "%s", ctx.err);
+    for (int p = 0; p < m->n_ptensors; p++)
+        cr_assert_eq(m->ptensors[p].prunable, m->ptensors[p].role == RF_P_WEIGHT, "%s", m->ptensors[p].name);
+    cr_assert_eq(rf_layer_product_rows(&m->layers[0], 9), 64);   /* 8x8 output positions */
+    cr_assert_eq(rf_layer_product_rows(&m->layers[3], 256), 1);  /* one row per sample */
+    rf_model_free(m);
 }

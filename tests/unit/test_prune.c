@@ -254,8 +254,16 @@ Test(prune, rejects_bad_input) {
 
 Test(prune, names_and_rewind_parse) {
     rf_ctx ctx; rf_ctx_init(&ctx);
-    for (int m = 0; m < RF_PRUNE_METHOD_COUNT_; m++)
-        cr_assert_eq(rf_prune_method_from_name(rf_prune_method_name((rf_prune_method)m)), m);
+    for (int m = 0; m < rf_prune_method_count(); m++) {
+        cr_assert_eq(rf_prune_method_from_name(rf_prune_method_name(m)), m);
+        const rf_prune_method_desc *d = rf_prune_method_get(m);
+        cr_assert(d->score != NULL, "%s has no score", d->name);
+        cr_assert(d->flags & (RF_PM_LAYER | RF_PM_GLOBAL), "%s supports no scope", d->name);
+    }
+    /* the enum names table positions */
+    static const char *const named[] = {"magnitude", "random", "obd", "snip", "grasp", "synflow"};
+    for (int m = 0; m < 6; m++) cr_assert_str_eq(rf_prune_method_name(m), named[m]);
+    cr_assert_null(rf_prune_method_get(rf_prune_method_count()));
     cr_assert_eq(rf_prune_method_from_name("l1"), -1);
     cr_assert_eq(rf_prune_scope_from_name("global"), RF_SCOPE_GLOBAL);
     cr_assert_eq(rf_prune_scope_from_name("net"), -1);

@@ -4,7 +4,7 @@
  * multiples of 16, batch 1 and 5, pad 0 and 1, with and without bias;
  * gradients must ADD into what the buffers held. Then bit-identical
  * reruns, and a conv net through the model with the Winograd path forced
- * against the im2col/GEMM path (rf_nn_conv_path_set). */
+ * against the im2col/GEMM path (the engine option "conv", ctx.engine). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -219,7 +219,7 @@ static void model_run(const char *spec, rf_nn_conv_path path, int B, float **log
     *nx = (size_t)B * m->input.d[0] * m->input.d[1] * m->input.d[2];
     size_t no = (size_t)B * m->n_classes;
     float *x = randv(&r, *nx), *w = randv(&r, no);
-    rf_nn_conv_path old = rf_nn_conv_path_set(path);
+    ctx.engine.v[RF_ENGINE_CONV] = path;
     const float *y;
     cr_assert_eq(rf_model_forward(&ctx, m, x, B, 1, &y), RF_OK, "%s", rf_ctx_error(&ctx));
     *logits = malloc(no * sizeof(float));
@@ -227,7 +227,6 @@ static void model_run(const char *spec, rf_nn_conv_path path, int B, float **log
     rf_model_zero_grad(m);
     m->input_grad = 1;
     cr_assert_eq(rf_model_backward(&ctx, m, w), RF_OK, "%s", rf_ctx_error(&ctx));
-    rf_nn_conv_path_set(old);
     *np = m->n_params;
     *grads = malloc(m->n_params * sizeof(float));
     memcpy(*grads, m->grads, m->n_params * sizeof(float));

@@ -1,6 +1,8 @@
-/* Deployment: choose, per linear/conv layer, between dense sgemm and the
+/* Deployment: choose, per product of a model (the layers whose traits say
+ * they are products, nn.h rf_layer_traits), between dense sgemm and the
  * sparse kernel by measuring both, and plug the winner into the layer's
- * inference hook.
+ * inference hook. It walks rf_model, so it sits above nn (src/deploy);
+ * src/kernels stays a leaf of plain arrays.
  *
  * Why calibrate instead of a fixed sparsity threshold: the break-even
  * sparsity depends on the shape (tiny N or K make the panel transposes
@@ -279,33 +281,31 @@ rf_status rf_deploy_model(rf_ctx *ctx, rf_model *m, const rf_deploy_opts *opts,
     int ni = 0;
     for (int i = 0; i < m->n_layers; i++) {
         rf_layer *L = &m->layers[i];
+        const unsigned traits = rf_layer_traits(L->type);
+        /* Layouts its products run in (nn.h traits): conv layers feature-
+         * major (their column matrix), attention layers row-major, the
+         * layers of the model's feature-major runs both. */
+        const int lays = ((traits & RF_LT_ROWS) ? SITE_ROWS : 0) | ((traits & RF_LT_FEAT) ? SITE_FEAT : 0);
         char what[160];
-        if (L->type == RF_L_LINEAR || L->type == RF_L_CONV2D || L->type == RF_L_PATCH_EMBED) {
+        if (traits & RF_LT_PRODUCT) {
             if (L->infer_gemm) continue;
             const rf_param *w = layer_param(m, L, RF_P_WEIGHT), *b = layer_param(m, L, RF_P_BIAS);
             if (!w || w->ndim < 2 || w->shape[0] <= 0) continue;
             int K = (int)(w->numel / (size_t)w->shape[0]);
-            /* GEMM rows per sample: output positions for conv; tokens for a
-             * linear layer on (T, D); patches for the patch embedding. */
-            long per_sample = L->type == RF_L_CONV2D ? (long)L->out.d[1] * L->out.d[2]
-                            : (K > 0 && L->in_size % (size_t)K == 0 ? (long)(L->in_size / (size_t)K) : 1);
             rf_deploy_layer d = {.layer = i, .param = -1};
             snprintf(what, sizeof what, "layer %d (%s)", i, L->name);
-            /* A conv layer hands the kernel its feature-major column matrix
-             * (nn.h infer_gemm_feat); linear and patch-embedding layers run
-             * either way, feature-major inside the model's runs (model.c). */
-            int lays = L->type == RF_L_CONV2D ? SITE_FEAT : SITE_BOTH;
-            RF_TRY(deploy_site(ctx, m, &o, w, b, per_sample, lays, what, &L->infer_gemm, &L->infer_state, &d));
-            if (L->infer_gemm == sparse_gemm) L->infer_gemm_feat = sparse_gemm_feat;
+            RF_TRY(deploy_site(ctx, m, &o, w, b, rf_layer_product_rows(L, K), lays, what, &L->infer_gemm,
+                               &L->infer_state, &d));
+            /* the feature-major form (nn.h infer_gemm_feat): a conv layer hands
+             * the kernel its column matrix, the others run it in feature-major
+             * runs (model.c) */
+            if (L->infer_gemm == sparse_gemm && (lays & SITE_FEAT)) L->infer_gemm_feat = sparse_gemm_feat;
             if (info && ni < max_info) info[ni] = d;
             ni++;
-        } else if (L->type == RF_L_TRANSFORMER || L->type == RF_L_ATTENTION) {
-            /* Products inside the block use the per-weight hook (nn.h); the
+        } else if (traits & RF_LT_PRODUCTS) {
+            /* Products inside the layer use the per-weight hook (nn.h); the
              * bias of weight p is ptensors[p + 1] when that is a bias of the
-             * same layer. Rows per sample = tokens. A transformer block runs
-             * either way (feature-major in the model's runs), an attention
-             * layer row-major. */
-            int lays = L->type == RF_L_TRANSFORMER ? SITE_BOTH : SITE_ROWS;
+             * same layer. Rows per sample = tokens. */
             for (int p = L->first_param; p < L->first_param + L->n_params; p++) {
                 rf_param *w = &m->ptensors[p];
                 if (w->role != RF_P_WEIGHT || w->ndim != 2 || w->shape[0] <= 0 || w->infer_gemm) continue;
@@ -313,7 +313,8 @@ rf_status rf_deploy_model(rf_ctx *ctx, rf_model *m, const rf_deploy_opts *opts,
                                      m->ptensors[p + 1].layer == w->layer) ? &m->ptensors[p + 1] : NULL;
                 rf_deploy_layer d = {.layer = i, .param = p};
                 snprintf(what, sizeof what, "%s", w->name);
-                RF_TRY(deploy_site(ctx, m, &o, w, b, L->in.d[0], lays, what, &w->infer_gemm, &w->infer_state, &d));
+                RF_TRY(deploy_site(ctx, m, &o, w, b, rf_layer_product_rows(L, (int)w->shape[1]), lays, what,
+                                   &w->infer_gemm, &w->infer_state, &d));
                 if (w->infer_gemm == sparse_gemm && (lays & SITE_FEAT)) w->infer_gemm_feat = sparse_gemm_feat;
                 if (info && ni < max_info) info[ni] = d;
                 ni++;

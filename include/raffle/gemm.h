@@ -1,0 +1,117 @@
+/* raffle dense fp32 GEMM: the same bits on every ISA and thread count.
+ *
+ *   C[M, N] (ldc) = (accumulate ? C : 0) + op(A)[M, K] · op(B)[K, N]
+ *
+ * Row-major operands as in cblas_sgemm(CblasRowMajor, ...) with alpha = 1
+ * and beta = accumulate (0 or 1): op(A)[i][k] is A[i·lda + k], or
+ * A[k·lda + i] when trans_a; op(B)[k][j] is B[k·ldb + j], or B[j·ldb + k]
+ * when trans_b. With accumulate = 0, C is only written (its old contents,
+ * NaN included, are never read), as BLAS does for beta = 0.
+ *
+ * The order of operations is part of the contract: every element is
+ *
+ *   acc = accumulate ? C[i][j] : +0.0f;
+ *   for k = 0 .. K-1:  acc = fmaf(op(B)[k][j], op(A)[i][k], acc);
+ *   C[i][j] = acc;
+ *
+ * one correctly rounded fused multiply-add per k, in increasing k, and
+ * nothing else. The AVX-512 (16 lanes), AVX2 (8 lanes) and scalar kernels
+ * all perform exactly this sequence, and the blocking (cache blocks, K
+ * blocks carried through C, register tiles, thread partition) only changes
+ * which code performs it, so the result is bit-identical whatever the ISA,
+ * blocking and thread count (docs/kernels.md, "Dense fp32 GEMM"). The B
+ * operand is written first because operand order decides which NaN comes
+ * out when several are NaN: the first NaN among op(B)[k][j], op(A)[i][k],
+ * acc, quieted (x86's rule for an FMA's first multiplicand, second, addend;
+ * every kernel puts B first and the reference spells the rule out).
+ *
+ * Usage: one rf_gemm per task thread (like an rf_ctx), created from an
+ * rf_gemm_cfg: the ISA, an optional thread pool, and optional blocking
+ * overrides. It owns its packing buffers, so a product never allocates. */
+#ifndef RAFFLE_GEMM_H
+#define RAFFLE_GEMM_H
+
+#include "raffle/core.h"
+#include "raffle/threads.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Values never change (they may be recorded with results). */
+typedef enum rf_gemm_isa {
+    RF_GEMM_AUTO = 0,   /* the best the CPU has, lowered by RAFFLE_ISA (rf_kernels_isa) */
+    RF_GEMM_SCALAR = 1, /* plain C, fmaf */
+    RF_GEMM_AVX2 = 2,   /* AVX2 + FMA, 8 lanes */
+    RF_GEMM_AVX512 = 3, /* AVX-512F, 16 lanes */
+    RF_GEMM_ISA_COUNT_
+} rf_gemm_isa;
+
+/* "auto", "scalar", "avx2", "avx512"; "?" if out of range. */
+const char *rf_gemm_isa_name(rf_gemm_isa isa);
+/* 1 if this CPU (and OS) can run the given ISA's kernels (AUTO: 1). */
+int rf_gemm_isa_supported(rf_gemm_isa isa);
+
+typedef struct rf_gemm_cfg {
+    rf_gemm_isa isa;  /* RF_GEMM_AUTO (0) or a level the CPU supports */
+    rf_pool *pool;    /* borrowed, may be NULL (the calling thread alone); must
+                         outlive the rf_gemm and not run other jobs meanwhile */
+    int threads;      /* use at most this many of the pool's threads (0: all) */
+    /* Blocking overrides, 0 = from the cache sizes read at run time. They
+     * change speed only, never results (tests and benchmarks set them). */
+    int kc, mc, nc;
+} rf_gemm_cfg;
+
+typedef struct rf_gemm rf_gemm;
+
+/* Returns a new GEMM context in *out (free with rf_gemm_free), with packing
+ * buffers for every thread it may use. cfg may be NULL (AUTO, no pool).
+ * RF_ERR_UNSUPPORTED if cfg->isa is not available on this CPU,
+ * RF_ERR_INVALID for negative threads or blocking values, RF_ERR_NOMEM. */
+rf_status rf_gemm_create(rf_ctx *ctx, const rf_gemm_cfg *cfg, rf_gemm **out);
+void rf_gemm_free(rf_gemm *g);          /* accepts NULL */
+/* The ISA the kernels of g run (never AUTO), and the threads a large
+ * product uses: what a task records in its metrics. */
+rf_gemm_isa rf_gemm_isa_of(const rf_gemm *g);
+int rf_gemm_threads(const rf_gemm *g);
+/* Blocking in use: kc (K block), mc (rows of A per packed block), nc
+ * (columns of B per packed panel), and the register tile mr x nr. */
+void rf_gemm_blocking(const rf_gemm *g, int *kc, int *mc, int *nc, int *mr, int *nr);
+/* Message of g's last error ("" if none); never NULL. */
+const char *rf_gemm_error(const rf_gemm *g);
+
+/* The product above on g's ISA and threads. A, B are borrowed read-only and
+ * may alias each other, not C. Strides: lda >= (trans_a ? M : K),
+ * ldb >= (trans_b ? K : N), ldc >= N, all >= 1; M, N, K >= 0 (M or N = 0:
+ * nothing is touched; K = 0: C = 0, or unchanged when accumulating).
+ * Returns RF_OK, or RF_ERR_INVALID (bad size, stride or NULL pointer;
+ * message in rf_gemm_error, C untouched). Not to be called on one g from
+ * two threads at once. */
+rf_status rf_gemm_f32(rf_gemm *g, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                      const float *B, int ldb, int accumulate, float *C, int ldc);
+
+/* `count` independent products of one shape, C[p] (=|+=) op(A[p]) op(B[p])
+ * (Winograd's 16 products per chunk; A, B, C arrays of count pointers,
+ * borrowed). With threads, whole products are divided between threads
+ * (thread t takes products [t·count/n, (t+1)·count/n)), each computed as
+ * rf_gemm_f32 computes it: the same bits as count calls. The C[p] must not
+ * overlap each other or any A or B. */
+rf_status rf_gemm_f32_batch(rf_gemm *g, int trans_a, int trans_b, int M, int N, int K, int count,
+                            const float *const *A, int lda, const float *const *B, int ldb, int accumulate,
+                            float *const *C, int ldc);
+
+/* The definition above as three plain loops (i, j, then k inside), no
+ * blocking: what tests compare every path against. */
+void rf_gemm_f32_ref(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B,
+                     int ldb, int accumulate, float *C, int ldc);
+
+/* Cache sizes in bytes (L1 data, L2, L3 per core share) read once from
+ * /sys/devices/system/cpu/cpu0/cache, or sysconf, or defaults (32 KiB,
+ * 1 MiB, 2 MiB per core) when neither says. */
+void rf_gemm_cache_sizes(long *l1d, long *l2, long *l3_per_core);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

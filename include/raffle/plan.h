@@ -1,0 +1,98 @@
+/* raffle plan: building a job's task DAG, the toolkit of the kinds'
+ * expansions (rf_kind.expand, raffle/task.h).
+ *
+ * An expansion turns one grid point of an experiment (rf_point) into tasks
+ * with parents: rf_plan_add(plan, kind, settings, parents). Each task's
+ * settings are completed with its kind's defaults (rf_kind_complete),
+ * canonicalised (keys sorted recursively, cJSON_PrintUnformatted) and its
+ * id is FNV-1a-64 over "rckpt-v<version>\n" + settings + "\n<parent id>"...,
+ * the same idea as open_lth naming a run by a hash of its hyperparameters:
+ * equal ids are merged, so shared dense models run once.
+ *
+ * Orchestration only: nothing here computes or does I/O (CONTRIBUTING.md rule 9).
+ * src/job owns the plan of a job (rf_job takes its arrays). */
+#ifndef RAFFLE_PLAN_H
+#define RAFFLE_PLAN_H
+
+#include <stdint.h>
+#include <cjson/cJSON.h>
+#include "raffle/core.h"
+#include "raffle/task.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One task: compact (ids and indices, no pointers to per-task heap objects
+ * except the settings string) so 100,000-task sweeps stay small. */
+typedef struct rf_job_task {
+    uint64_t id;           /* hash of canonical settings + parent ids + RF_CKPT_VERSION */
+    uint32_t parent_off;   /* first parent in rf_job.parents */
+    uint16_t n_parents;
+    uint8_t  kind;         /* rf_job_kind */
+    uint8_t  pad_;
+    uint32_t exp;          /* index of the experiment that first produced it */
+    uint32_t settings_off; /* offset of its NUL-terminated settings in rf_job.strings */
+    float    cost;         /* estimated seconds on one core (rough; for ETA/summary) */
+} rf_job_task;
+
+/* One grid point of an experiment, everything resolved. */
+struct rf_point {
+    const cJSON *x;        /* the concrete experiment object (its defaults filled) */
+    const cJSON *train;    /* its training settings: top-level `train` overlaid by the experiment's */
+    const char  *data;
+    const cJSON *model;
+    double       seed;
+    const cJSON *engine;   /* the job's "engine" object (NULL: none) */
+};
+
+/* A new empty plan; errors go to ctx (borrowed). Free with rf_plan_free. */
+rf_plan  *rf_plan_new(rf_ctx *ctx);
+void      rf_plan_free(rf_plan *p);   /* accepts NULL */
+rf_ctx   *rf_plan_ctx(rf_plan *p);
+/* Sets the experiment index recorded in the tasks added next. */
+void      rf_plan_set_experiment(rf_plan *p, uint32_t exp);
+
+/* Adds a task of kind `kind` built from `settings` (consumed: completed
+ * with the kind's defaults, canonicalised) with the given parents (indices
+ * returned by earlier calls); returns its index (an existing one when the
+ * same work was already added), or -1 with ctx set (out of memory, the
+ * task cap). */
+int32_t   rf_plan_add(rf_plan *p, int kind, cJSON *settings, const int32_t *parents, int n_parents, double cost);
+/* The task a dense model of pt comes from: kind "train" with
+ * rf_plan_settings(pt, data, model, train). */
+int32_t   rf_plan_dense(rf_plan *p, const rf_point *pt, const char *data, const cJSON *model, const cJSON *train);
+
+/* The common settings of a model-producing task: data, model, seed, the
+ * job's engine object, and the keys of `train` (may be NULL) at the top
+ * level. Returns a new object, NULL when out of memory. */
+cJSON    *rf_plan_settings(const rf_point *pt, const char *data, const cJSON *model, const cJSON *train);
+/* base overlaid key by key with over (may be NULL). Returns new, or NULL. */
+cJSON    *rf_plan_overlay(const cJSON *base, const cJSON *over);
+/* Copies the listed keys (NULL-terminated) of src that exist into dst.
+ * Returns 0 when out of memory. */
+int       rf_plan_copy_keys(cJSON *dst, const cJSON *src, const char *const *keys);
+/* Adds key/value to o; v is consumed (freed when it cannot be added). 0:
+ * out of memory. */
+int       rf_plan_put(cJSON *o, const char *key, cJSON *v);
+/* Number at key of o (0 if absent). */
+double    rf_plan_num(const cJSON *o, const char *key);
+/* Sets RF_ERR_NOMEM on the plan's ctx, frees s (may be NULL), returns -1. */
+int       rf_plan_nomem(rf_plan *p, cJSON *s);
+
+/* Rough cost of training with `train` on data and model, in seconds on one
+ * core: samples seen times a per-sample time measured for PyTorch on this
+ * machine (REFERENCES.md). For the DAG summary and the ETA only. */
+double    rf_plan_train_cost(const cJSON *train, const char *data, const cJSON *model);
+
+/* Hands the built arrays over (the caller frees them with rf_free) and
+ * empties the plan. */
+void      rf_plan_take(rf_plan *p, rf_job_task **tasks, int *n_tasks, int32_t **parents, char **strings,
+                       size_t *strings_len, int32_t **id_index, size_t *id_index_cap, int *n_dedup);
+/* The index of the task with this id in a plan's id index, or -1. */
+int       rf_plan_index_find(const int32_t *index, size_t cap, const rf_job_task *tasks, uint64_t id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

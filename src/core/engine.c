@@ -1,0 +1,107 @@
+/* The engine options table (raffle/engine.h): parsing, defaults from the
+ * environment, and the one place the environment variable names live. */
+#include "raffle/engine.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const isa_values[] = {"auto", "scalar", "avx2", "avx512novnni", "avx512novbmi", "avx512", NULL};
+static const char *const conv_values[] = {"auto", "winograd", "direct", "gemm", NULL};
+static const char *const gemm_values[] = {"auto", "blas", "rows", NULL};
+static const char *const feat_values[] = {"off", "rule", "always", NULL};
+
+const rf_engine_option rf_engine_options[RF_ENGINE_COUNT_] = {
+    [RF_ENGINE_ISA] = {"isa", "RAFFLE_ISA", isa_values, 0, 0, RF_ENGINE_ISA_AUTO, 1,
+                       "highest instruction set the kernels may use; auto: the best this CPU has (never above it)"},
+    [RF_ENGINE_CONV] = {"conv", "RAFFLE_CONV", conv_values, 0, 0, RF_ENGINE_CONV_AUTO, 1,
+                        "stride-1 convolution path: auto picks per layer shape and ISA; the others force one where it fits"},
+    [RF_ENGINE_GEMM] = {"gemm", "RAFFLE_GEMM", gemm_values, 0, 0, RF_ENGINE_GEMM_AUTO, 1,
+                        "dense products of the layers: auto uses the row-streaming kernel for tall products (AVX2), blas always OpenBLAS, rows always the row kernel"},
+    [RF_ENGINE_TB_CHUNK] = {"tb_chunk", "RAFFLE_TB_CHUNK", NULL, 0, 1 << 24, 256, 1,
+                            "token rows per chunk of the transformer block's chunked path (0: off)"},
+    [RF_ENGINE_FEAT_RUNS] = {"feat_runs", "RAFFLE_FEAT_RUNS", feat_values, 0, 0, RF_ENGINE_FEAT_RULE, 1,
+                             "feature-major runs in deployed inference: off, where the measured rule says they pay, or always"},
+};
+_Static_assert(sizeof rf_engine_options / sizeof rf_engine_options[0] == RF_ENGINE_COUNT_,
+               "every engine option needs its table entry");
+
+int rf_engine_option_find(const char *name) {
+    for (int i = 0; name && i < RF_ENGINE_COUNT_; i++)
+        if (strcmp(rf_engine_options[i].name, name) == 0) return i;
+    return -1;
+}
+
+void rf_engine_builtin(rf_engine *e) {
+    for (int i = 0; i < RF_ENGINE_COUNT_; i++) e->v[i] = rf_engine_options[i].def;
+}
+
+rf_status rf_engine_parse_value(rf_ctx *ctx, int opt, const char *value, int *out) {
+    if (opt < 0 || opt >= RF_ENGINE_COUNT_) return rf_error(ctx, RF_ERR_INVALID, "engine: option %d does not exist", opt);
+    const rf_engine_option *o = &rf_engine_options[opt];
+    if (!value || !*value) return rf_error(ctx, RF_ERR_INVALID, "engine option %s: empty value", o->name);
+    int n = 0;
+    if (o->values) {
+        for (; o->values[n]; n++)
+            if (strcmp(o->values[n], value) == 0) { *out = n; return RF_OK; }
+    }
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    int is_int = !errno && *end == '\0';
+    long lo = o->values ? 0 : o->lo, hi = o->values ? n - 1 : o->hi;
+    if (is_int && v >= lo && v <= hi) { *out = (int)v; return RF_OK; }
+    if (o->values) {
+        char list[256];
+        size_t k = 0;
+        list[0] = '\0';
+        for (int i = 0; o->values[i] && k + 1 < sizeof list; i++)
+            k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", o->values[i]);
+        return rf_error(ctx, RF_ERR_INVALID, "engine option %s: \"%s\" is not one of %s", o->name, value, list);
+    }
+    return rf_error(ctx, RF_ERR_INVALID, "engine option %s: \"%s\" is not an integer in [%d, %d]", o->name, value, o->lo, o->hi);
+}
+
+rf_status rf_engine_from_env(rf_ctx *ctx, rf_engine *e) {
+    rf_engine_builtin(e);
+    rf_status first = RF_OK;
+    for (int i = 0; i < RF_ENGINE_COUNT_; i++) {
+        const char *v = getenv(rf_engine_options[i].env);
+        if (!v || !*v) continue;
+        rf_ctx tmp;
+        memset(&tmp, 0, sizeof tmp);
+        int x;
+        if (rf_engine_parse_value(&tmp, i, v, &x) == RF_OK) e->v[i] = x;
+        else if (first == RF_OK) first = rf_error(ctx, RF_ERR_INVALID, "%s=%s: %s", rf_engine_options[i].env, v, tmp.err);
+    }
+    return first;
+}
+
+rf_status rf_engine_set(rf_ctx *ctx, rf_engine *e, const char *key, const char *value) {
+    int o = rf_engine_option_find(key);
+    if (o < 0) {
+        char list[256];
+        size_t k = 0;
+        list[0] = '\0';
+        for (int i = 0; i < RF_ENGINE_COUNT_ && k + 1 < sizeof list; i++)
+            k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", rf_engine_options[i].name);
+        return rf_error(ctx, RF_ERR_INVALID, "engine: unknown option \"%s\" (%s)", key ? key : "", list);
+    }
+    return rf_engine_parse_value(ctx, o, value, &e->v[o]);
+}
+
+rf_status rf_engine_set_kv(rf_ctx *ctx, rf_engine *e, const char *kv) {
+    const char *eq = kv ? strchr(kv, '=') : NULL;
+    if (!eq || eq == kv) return rf_error(ctx, RF_ERR_INVALID, "engine: expected KEY=VALUE, got \"%s\"", kv ? kv : "");
+    char key[64];
+    snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
+    return rf_engine_set(ctx, e, key, eq + 1);
+}
+
+const char *rf_engine_value_text(const rf_engine *e, int opt, char *buf, size_t n) {
+    const rf_engine_option *o = &rf_engine_options[opt];
+    if (o->values) snprintf(buf, n, "%s", o->values[e->v[opt]]);
+    else snprintf(buf, n, "%d", e->v[opt]);
+    return buf;
+}
