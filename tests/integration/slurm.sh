@@ -41,17 +41,25 @@ state() { scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut 
 restarts() { scontrol show job "$1" 2>/dev/null | grep -o 'Restarts=[0-9]*' | cut -d= -f2; }
 # wait_done ID RESTARTS SECONDS: until the job completed after RESTARTS requeues
 wait_done() {
-  local end=$(( $(date +%s) + $3 )) st
+  local end=$(( $(date +%s) + $3 )) st ended=0
   while [ "$(date +%s)" -lt "$end" ]; do
     st=$(state "$1")
     case "$st" in
       COMPLETED) [ "$(restarts "$1")" -ge "$2" ] && return 0 ;;
       FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY)
         # while a requeue is on its way the job passes through such states
-        [ "$(restarts "$1")" -ge "$2" ] && fail "job $1 ended $st" ;;
+        # with Restarts already counted (seen once at load average 15:
+        # FAILED, Restarts=1, before the requeued run had started): an end
+        # is an end when it lasts 15 s
+        if [ "$(restarts "$1")" -ge "$2" ]; then
+          [ "$ended" -eq 0 ] && ended=$(date +%s)
+          [ $(( $(date +%s) - ended )) -ge 15 ] && fail "job $1 ended $st"
+        fi ;;
       PENDING)
+        ended=0
         # Slurm holds a requeued job back (BeginTime) for a while: release it now
         [ "$(restarts "$1")" -ge 1 ] && scontrol update JobId="$1" StartTime=now >/dev/null 2>&1 ;;
+      *) ended=0 ;;
     esac
     sleep 1
   done
