@@ -6,13 +6,11 @@
 # each upload blocked dispatch for up to 60 s). Once the server is thawed the
 # next run uploads the spool and the remote copy equals the local store.
 set -u
+. "$(dirname "$0")/lib.sh"
+need_cmd nginx curl mpirun pgrep
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
-command -v mpirun >/dev/null || { echo "SKIP: mpirun not found: install openmpi-bin"; exit 77; }
-if ! scripts/install-deps.sh --with-nginx >/dev/null 2>&1; then
-  echo "SKIP: nginx-light could not be installed"; exit 77
-fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 work=$(mktemp -d /tmp/raffle-frozen.XXXXXX)
 port=$(( 21000 + RANDOM % 20000 ))

@@ -11,8 +11,8 @@
 # under mpirun -np 3, so the checks happen before anything ships to a worker.
 set -u
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
-command -v mpirun >/dev/null || { echo "SKIP: mpirun not found: install openmpi-bin"; exit 77; }
-command -v jq >/dev/null || { echo "SKIP: jq not found: install jq"; exit 77; }
+. "$(dirname "$0")/lib.sh"
+need_cmd mpirun jq
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 T=$(mktemp -d /tmp/raffle-rp.XXXXXX); trap 'rm -rf "$T"' EXIT
 cp "$RAFFLE" "$T/raffle" && RAFFLE="$T/raffle"

@@ -16,8 +16,8 @@
 #  d14 a task child killed from outside is "killed" and retried, not "oom"
 set -u
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
-command -v mpirun >/dev/null || { echo "SKIP: mpirun not found: install openmpi-bin"; exit 77; }
-command -v jq >/dev/null || { echo "SKIP: jq not found: install jq"; exit 77; }
+. "$(dirname "$0")/lib.sh"
+need_cmd mpirun jq pgrep   # d1 without mount rights builds the fault shim with cc, the compiler raffle was built with
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 here=$(cd "$(dirname "$0")/../.." && pwd)
 T=$(mktemp -d /tmp/raffle-trust.XXXXXX)
