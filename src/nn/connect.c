@@ -74,7 +74,7 @@ static rf_shape3 in_shape(const net *g, const rf_layer *L, int k) {
 static int sum_front(const net *g, const rf_layer *L, int k) {
     int stride, front;
     rf_shape3 s = in_shape(g, L, k);
-    if (s.d[0] == L->out.d[0] || !rf_nn_shortcut_a(s, L->out, &stride, &front)) return 0;
+    if (s.d[0] == L->out.d[0] || !rf_nn_add_shortcut(L, s, &stride, &front)) return 0;
     return front;
 }
 
