@@ -15,6 +15,8 @@
 #include "raffle/ckpt.h"
 #include "raffle/task.h"
 #include "raffle/job.h"
+#include "raffle/deploy.h"
+#include "raffle/safetensors.h"
 #include "nn_test_util.h"
 
 static rf_model *build(const char *spec) {
@@ -596,4 +598,106 @@ Test(struct_nm, gradual_through_4_3_2) {
     sc.s_final = 0.75;
     cr_assert_eq(rf_gmp_init(&ctx, &g, &c, &sc), RF_ERR_INVALID);
     rf_model_free(m);
+}
+
+/* A 2:4 model deployed: its layer runs the N:M kernel, with the logits of
+ * the dense product; a 3:6 mask, whose M the kernel cannot take (6 does
+ * not divide its 16-column chunks), falls back to the unstructured kernel. */
+Test(struct_nm, deployed_on_the_nm_kernel) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    for (int kcase = 0; kcase < 2; kcase++) {
+        int K = kcase ? 24 : 64;
+        char spec[200];
+        snprintf(spec, sizeof spec, "{\"input\":[%d],\"layers\":[{\"type\":\"linear\",\"name\":\"fc\",\"out\":16}]}", K);
+        rf_model *m = build(spec);
+        rf_prune_cfg c = cfg_of("magnitude", 0.5, RF_SCOPE_GLOBAL);
+        c.nm_n = kcase ? 3 : 2;
+        c.nm_m = kcase ? 6 : 4;
+        cr_assert_eq(rf_prune_model(&ctx, m, &c, NULL), RF_OK, "%s", rf_ctx_error(&ctx));
+        cr_assert_eq(rf_model_param(m, "fc.weight")->nm_m, c.nm_m);
+        rf_model *ref = NULL;
+        cr_assert_eq(rf_model_clone(&ctx, m, &ref), RF_OK);
+        rf_deploy_opts o;
+        rf_deploy_opts_default(&o);
+        o.mode = RF_DEPLOY_SPARSE;
+        o.batch = 4;
+        rf_deploy_layer info[2];
+        int ni = 0;
+        cr_assert_eq(rf_deploy_model(&ctx, m, &o, info, 2, &ni), RF_OK, "%s", rf_ctx_error(&ctx));
+        cr_assert_eq(ni, 1);
+        cr_assert_eq(info[0].nm, kcase == 0, "K = %d", K);
+        float *x = randn(4 * (size_t)K, 21);
+        cr_assert_lt(logits_diff(ref, m, x, 4), 1e-5);
+        free(x);
+        rf_deploy_release(m);
+        rf_model_free(ref);
+        rf_model_free(m);
+    }
+}
+
+/* ---- the sliced model in PyTorch ----------------------------------------------
+ * Exported to safetensors, rebuilt by tests/unit/struct_ref.py from the
+ * spec in the file's metadata and the tensors' shapes (PyTorch 1.13,
+ * /usr/bin/python3), strictly loaded, and run: the same logits. ResNet-20
+ * (option-A shortcuts with a moved front) and conv-2 (flatten into fc1). */
+#define PY "/usr/bin/python3"
+#define STRUCT_REF "tests/unit/struct_ref.py"
+
+static void torch_roundtrip(const char *preset, const char *method, double rate) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_model *m = NULL;
+    cr_assert_eq(rf_model_create(&ctx, preset, &m), RF_OK);
+    cr_assert_eq(rf_model_init(&ctx, m, 5), RF_OK);
+    random_stats(m);
+    rf_prune_cfg c = cfg_of(method, rate, RF_SCOPE_GLOBAL);
+    cr_assert_eq(rf_prune_model(&ctx, m, &c, NULL), RF_OK, "%s", rf_ctx_error(&ctx));
+    rf_model *s = NULL;
+    cr_assert_eq(rf_model_slice(&ctx, m, &s, NULL), RF_OK, "%s", rf_ctx_error(&ctx));
+    rf_model_free(m);
+    char dir[] = "/tmp/raffle_struct_torch_XXXXXX", path[256], cmd[512];
+    cr_assert_not_null(mkdtemp(dir));
+    rf_ckpt *ck;
+    unsigned char *buf;
+    size_t len;
+    cr_assert_eq(rf_model_to_ckpt(&ctx, s, NULL, &ck), RF_OK);
+    cr_assert_eq(rf_ckpt_to_safetensors(&ctx, ck, &buf, &len), RF_OK, "%s", rf_ctx_error(&ctx));
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    cr_assert_eq(rf_write_file_atomic(&ctx, path, buf, len), RF_OK);
+    enum { B = 3 };
+    float *x = randn(B * in_numel(s), 6);
+    snprintf(path, sizeof path, "%s/x.bin", dir);
+    cr_assert_eq(rf_write_file_atomic(&ctx, path, x, B * in_numel(s) * sizeof(float)), RF_OK);
+    char shape[96];
+    int sl = snprintf(shape, sizeof shape, "[%d, %d, %d, %d]", B, s->input.d[0], s->input.d[1], s->input.d[2]);
+    snprintf(path, sizeof path, "%s/x.json", dir);
+    cr_assert_eq(rf_write_file_atomic(&ctx, path, shape, (size_t)sl), RF_OK);
+    snprintf(cmd, sizeof cmd, PY " " STRUCT_REF " %s", dir);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+    const float *y;
+    cr_assert_eq(rf_model_forward(&ctx, s, x, B, 0, &y), RF_OK);
+    snprintf(path, sizeof path, "%s/logits_torch.bin", dir);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    float t[B * 10];
+    cr_assert_eq(fread(t, sizeof(float), B * 10, f), (size_t)B * 10);
+    fclose(f);
+    double d = 0, big = 1;
+    for (int i = 0; i < B * 10; i++) { d = fmax(d, fabs((double)t[i] - y[i])); big = fmax(big, fabs(y[i])); }
+    cr_expect_lt(d / big, 1e-5, "%s %s: PyTorch and raffle logits differ by %.3g (largest %.3g)", preset, method, d, big);
+    cr_log_info("%s %s sliced: PyTorch vs raffle logits max |diff| %.2e (largest |logit| %.2f)", preset, method, d, big);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
+    free(x);
+    rf_free(buf);
+    rf_ckpt_free(ck);
+    rf_model_free(s);
+}
+
+Test(struct_torch, sliced_models_load_in_pytorch, .timeout = 180) {
+    if (system(PY " -c 'import torch' >/dev/null 2>&1") != 0) cr_skip_test("PyTorch missing for " PY " (apt-get install python3-torch)");
+    torch_roundtrip("resnet-20", "filter_l1", 0.3);
+    torch_roundtrip("conv-2", "filter_l1", 0.4);
+    torch_roundtrip("resnet-20", "slimming", 0.5);
 }
