@@ -314,7 +314,18 @@ typedef struct rf_chan_groups {
      * layer that pins them (-2: the logits, -3: not followed, -1: the
      * layer's units are removable) */
     int    *pinned_by;
+    /* Units inside a layer (rf_layer_inner): layer i's are
+     * inner_unit[inner_off[i] .. inner_off[i + 1]), each its own group
+     * owned by layer i. */
+    size_t *inner_off;
+    int    *inner_unit;
 } rf_chan_groups;
+/* Units inside layer li that slicing can remove without touching its
+ * output: a transformer block's MLP hidden features (timm's Block: row j
+ * of mlp.fc1.weight and mlp.fc1.bias[j] make feature j, column j of
+ * mlp.fc2.weight reads it; the spec's "mlp"). Returns their count (0: none)
+ * and the tensors (each may be NULL). */
+int       rf_layer_inner(const rf_model *m, int li, const rf_param **rows, const rf_param **bias, const rf_param **cols);
 /* The spec's name of a layer type ("conv2d"), "?" for a value that is not one. */
 const char *rf_layer_type_name(int type);
 /* The units of layer L's output (channels of an image, features of tokens

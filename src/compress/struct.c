@@ -58,6 +58,16 @@ static void unit_elements(const rf_model *m, int i, int x, void (*fn)(void *, si
     }
 }
 
+/* The same for inner unit x of layer i (nn.h rf_layer_inner: a transformer
+ * block's MLP feature x): its row of fc1 and its fc1 bias. */
+static void inner_elements(const rf_model *m, int i, int x, void (*fn)(void *, size_t, size_t), void *ud) {
+    const rf_param *r, *b;
+    int n = rf_layer_inner(m, i, &r, &b, NULL);
+    if (x >= n) return;
+    fn(ud, r->offset + (size_t)x * (r->numel / (size_t)n), r->numel / (size_t)n);
+    if (b) fn(ud, b->offset + (size_t)x, 1);
+}
+
 typedef struct sum_ud { const float *sc; double s; } sum_ud;
 static void add_scores(void *ud, size_t off, size_t n) {
     sum_ud *a = ud;
@@ -90,19 +100,20 @@ static rf_status eligible_layers(rf_ctx *ctx, const rf_model *m, const rf_prune_
     int any = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const rf_layer *L = &m->layers[i];
-        const rf_param *w = is_product(L) ? weight_of(m, L) : NULL;
+        const rf_param *w = is_product(L) ? weight_of(m, L) : NULL, *inner = NULL;
         ok[i] = 0;
-        if (!w || !rf_prune_glob_selects(cfg->layers, w->name, L->name)) continue;
-        int image;
-        rf_layer_units(L, &image);
+        if (!w && !rf_layer_inner(m, i, &inner, NULL, NULL)) continue;
+        if (!rf_prune_glob_selects(cfg->layers, (w ? w : inner)->name, L->name)) continue;
+        int image = 0;
+        if (w) rf_layer_units(L, &image);
         int kind = image ? (d->flags & RF_PM_CHANNELS) != 0 : (d->flags & RF_PM_NEURONS) != 0;
-        char why[160];
-        rf_chan_groups_why(m, g, i, why, sizeof why);
+        char why[160] = "";
+        if (w) rf_chan_groups_why(m, g, i, why, sizeof why);   /* inner units are never pinned */
+        if (named && why[0])
+            return rf_error(ctx, RF_ERR_INVALID, "%s cannot slice layer '%s' (%s): %s", d->name, L->name, rf_layer_type_name(L->type), why);
         if (named && !kind)
             return rf_error(ctx, RF_ERR_INVALID, "%s removes %s; layer '%s' is %s (%s)", d->name, kind_word(d->flags), L->name,
                             rf_layer_type_name(L->type), image ? "filter_l1 or slimming remove its channels" : "neuron_l1 removes its features");
-        if (named && why[0])
-            return rf_error(ctx, RF_ERR_INVALID, "%s cannot slice layer '%s' (%s): %s", d->name, L->name, rf_layer_type_name(L->type), why);
         if (kind && !why[0]) ok[i] = 1, any = 1;
     }
     if (!any)
@@ -193,6 +204,13 @@ rf_status rf_prune_struct_apply(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cf
             if (ok_layer[i]) elig[q] = 1;
             if (rf_layer_traits(L->type) & RF_LT_STATS) bn[q] = 1;
         }
+        for (size_t x = g->inner_off[i]; x < g->inner_off[i + 1]; x++) {
+            int q = g->inner_unit[x];
+            sum_ud a = {sc, 0.0};
+            inner_elements(m, i, (int)(x - g->inner_off[i]), add_scores, &a);
+            score[q] += a.s;
+            if (ok_layer[i]) elig[q] = 1;
+        }
     }
     for (int q = 0; !s && q < ng; q++) {
         if (!dead[q]) live[g->owner[q]]++;
@@ -206,8 +224,9 @@ rf_status rf_prune_struct_apply(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cf
         s = select_set(ctx, &st, -1, cfg->sparsity);
     } else {
         for (int i = 0; !s && i < m->n_layers; i++) {
-            if (!is_product(&m->layers[i])) continue;
-            const rf_param *w = weight_of(m, &m->layers[i]);
+            const rf_param *w = is_product(&m->layers[i]) ? weight_of(m, &m->layers[i]) : NULL, *inner = NULL;
+            if (!w && !rf_layer_inner(m, i, &inner, NULL, NULL)) continue;
+            if (!w) w = inner;
             double r = w ? rf_prune_rate_for(cfg, w->name, m->layers[i].name) : -1.0;
             s = select_set(ctx, &st, i, r >= 0 ? r : cfg->sparsity);
         }
@@ -217,6 +236,9 @@ rf_status rf_prune_struct_apply(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cf
             int q = g->unit[g->off[i] + (size_t)x];
             if (q >= 0 && dead[q]) unit_elements(m, i, x, zero_mask, m->masks);
         }
+    for (int i = 0; !s && i < m->n_layers; i++)
+        for (size_t x = g->inner_off[i]; x < g->inner_off[i + 1]; x++)
+            if (dead[g->inner_unit[x]]) inner_elements(m, i, (int)(x - g->inner_off[i]), zero_mask, m->masks);
     if (!s) rf_model_apply_masks(m);
     rf_free(all); rf_free(sc); rf_free(live); rf_free(score); rf_free(bn); rf_free(dead); rf_free(elig); rf_free(ok_layer);
     rf_chan_groups_free(g);

@@ -61,6 +61,33 @@ static const rf_param *product_weight(const rf_model *m, const rf_layer *L, int 
     return NULL;
 }
 
+/* ---- units inside a layer -------------------------------------------------------
+ * One table, by layer type: the spec key of the count, its rf_layer.ip
+ * slot, and the suffixes of the tensors whose rows (and bias) make a unit
+ * and whose columns read it. */
+typedef struct inner_desc { const char *key; int ip; const char *rows, *bias, *cols; } inner_desc;
+static const inner_desc inner_units[RF_L_TYPE_COUNT_] = {
+    [RF_L_TRANSFORMER] = {"mlp", 1, "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight"},
+};
+
+static const rf_param *param_suffix(const rf_model *m, const rf_layer *L, const char *suffix) {
+    char name[RF_NAME_MAX + 32];
+    snprintf(name, sizeof name, "%s.%s", L->name, suffix);
+    return rf_model_param(m, name);
+}
+
+int rf_layer_inner(const rf_model *m, int li, const rf_param **rows, const rf_param **bias, const rf_param **cols) {
+    const rf_layer *L = &m->layers[li];
+    const inner_desc *d = L->type > 0 && L->type < RF_L_TYPE_COUNT_ ? &inner_units[L->type] : NULL;
+    const rf_param *r = d && d->key ? param_suffix(m, L, d->rows) : NULL, *b = r ? param_suffix(m, L, d->bias) : NULL;
+    const rf_param *c = r ? param_suffix(m, L, d->cols) : NULL;
+    int n = r && c && r->ndim == 2 && c->ndim == 2 && r->shape[0] == L->ip[d->ip] && c->shape[1] == L->ip[d->ip] ? L->ip[d->ip] : 0;
+    if (rows) *rows = n ? r : NULL;
+    if (bias) *bias = n && b && b->numel == (size_t)n ? b : NULL;
+    if (cols) *cols = n ? c : NULL;
+    return n;
+}
+
 /* ---- union-find over units ------------------------------------------------- */
 typedef struct uf {
     int *parent, *pin;     /* pin of a root: PIN_NONE or the reason */
@@ -102,15 +129,18 @@ rf_status rf_model_chan_groups(rf_ctx *ctx, const rf_model *m, rf_chan_groups **
     if (!g) return rf_error(ctx, RF_ERR_NOMEM, "channel groups: out of memory");
     g->n_layers = n;
     g->off = rf_calloc((size_t)n + 1, sizeof *g->off);
+    g->inner_off = rf_calloc((size_t)n + 1, sizeof *g->inner_off);
     g->pinned_by = rf_malloc((size_t)(n ? n : 1) * sizeof *g->pinned_by);
-    if (!g->off || !g->pinned_by) { rf_chan_groups_free(g); return rf_error(ctx, RF_ERR_NOMEM, "channel groups: out of memory"); }
+    for (int i = 0; g->inner_off && i < n; i++) g->inner_off[i + 1] = g->inner_off[i] + (size_t)rf_layer_inner(m, i, NULL, NULL, NULL);
+    g->inner_unit = g->inner_off ? rf_malloc((g->inner_off[n] ? g->inner_off[n] : 1) * sizeof *g->inner_unit) : NULL;
+    if (!g->off || !g->pinned_by || !g->inner_off || !g->inner_unit) { rf_chan_groups_free(g); return rf_error(ctx, RF_ERR_NOMEM, "channel groups: out of memory"); }
     for (int i = 0; i < n; i++) g->off[i + 1] = g->off[i] + (size_t)layer_units(m, i);
     const size_t total = g->off[n], nodes = total + (size_t)in_u;
     if (nodes > (size_t)1 << 30) { rf_chan_groups_free(g); return rf_error(ctx, RF_ERR_LIMIT, "channel groups: too many units"); }
     uf u = {rf_malloc(nodes * sizeof(int)), rf_malloc(nodes * sizeof(int)), rf_calloc(nodes, 1)};
     g->unit = rf_malloc((total ? total : 1) * sizeof *g->unit);
     int *gid = rf_malloc(nodes * sizeof(int));
-    g->owner = rf_malloc((total ? total : 1) * sizeof *g->owner);
+    g->owner = rf_malloc((total + g->inner_off[n] + 1) * sizeof *g->owner);
     rf_status st = u.parent && u.pin && u.src && g->unit && gid && g->owner ? RF_OK
                                                                            : rf_error(ctx, RF_ERR_NOMEM, "channel groups: out of memory");
     /* node of unit x of layer i's output (i = -1: the model input) */
@@ -177,6 +207,10 @@ rf_status rf_model_chan_groups(rf_ctx *ctx, const rf_model *m, rf_chan_groups **
             int product = u.src[a] || (rf_layer_traits(m->layers[i].type) & RF_LT_PRODUCT);
             if (product && !removable && g->pinned_by[i] == PIN_NONE) g->pinned_by[i] = u.pin[r] == PIN_NONE ? PIN_WEIGHT : u.pin[r];
         }
+        for (size_t x = g->inner_off[i]; x < g->inner_off[i + 1]; x++) {   /* its own groups */
+            g->inner_unit[x] = ng;
+            g->owner[ng++] = i;
+        }
     }
 #undef NODE
     g->n_groups = ng;
@@ -189,6 +223,7 @@ rf_status rf_model_chan_groups(rf_ctx *ctx, const rf_model *m, rf_chan_groups **
 void rf_chan_groups_free(rf_chan_groups *g) {
     if (!g) return;
     rf_free(g->off); rf_free(g->unit); rf_free(g->owner); rf_free(g->pinned_by);
+    rf_free(g->inner_off); rf_free(g->inner_unit);
     rf_free(g);
 }
 
@@ -229,6 +264,13 @@ void rf_chan_groups_dead(const rf_model *m, const rf_chan_groups *g, unsigned ch
             }
             if (!ok) dead[grp] = 0;
         }
+        const rf_param *r, *b;
+        int ni = rf_layer_inner(m, i, &r, &b, NULL);
+        for (int x = 0; x < ni; x++) {
+            int grp = g->inner_unit[g->inner_off[i] + (size_t)x];
+            size_t row = r->numel / (size_t)ni;
+            if (dead[grp] && (!masked(m, r, (size_t)x * row, row) || (b && !masked(m, b, (size_t)x, 1)))) dead[grp] = 0;
+        }
     }
 }
 
@@ -238,6 +280,8 @@ typedef struct slicer {
     const unsigned char *dead;
     int **kept;      /* per layer: the surviving output units, in order */
     int *n_kept;
+    int **ikept;     /* per layer: the surviving inner units (rf_layer_inner) */
+    int *n_ikept;
 } slicer;
 
 /* The surviving units of input k of layer L (NULL, *n = all: the model input). */
@@ -270,6 +314,10 @@ static rf_status sliced_spec(rf_ctx *ctx, const slicer *s, char **out) {
         if (ok && op->conn == RF_NN_CONN_PRODUCT && s->n_kept[i] != layer_units(m, i)) {
             cJSON_DeleteItemFromObjectCaseSensitive(e, "out");
             ok = cJSON_AddNumberToObject(e, "out", s->n_kept[i]) != NULL;
+        }
+        if (ok && rf_layer_inner(m, i, NULL, NULL, NULL) != s->n_ikept[i]) {
+            cJSON_DeleteItemFromObjectCaseSensitive(e, inner_units[L->type].key);
+            ok = cJSON_AddNumberToObject(e, inner_units[L->type].key, s->n_ikept[i]) != NULL;
         }
         if (ok && cJSON_GetObjectItemCaseSensitive(e, "in")) {   /* a linear's checked input size */
             int n_in;
@@ -323,11 +371,18 @@ static rf_status copy_param(rf_ctx *ctx, const slicer *s, const rf_param *p, rf_
     const float *blocks[2] = {m->params, m->masks};
     float *dsts[2] = {f->params, f->masks};
     const int is_w = rf_nn_op_get(L->type)->conn == RF_NN_CONN_PRODUCT && p == product_weight(m, L, input_units(m, L, 0), U);
+    const rf_param *ir, *ib, *ic;
+    const int nu = rf_layer_inner(m, p->layer, &ir, &ib, &ic), nik = s->n_ikept[p->layer];
+    const int *ik = s->ikept[p->layer];
     for (int b = 0; b < 2; b++) {
         if (!blocks[b] || !dsts[b]) continue;
         const float *src = blocks[b] + p->offset;
         float *dst = dsts[b] + q->offset;
-        if (q->numel == p->numel && (is_w ? no == U && ki == NULL : no == U)) memcpy(dst, src, p->numel * sizeof(float));
+        if (nu && nik != nu && (p == ir || p == ib))
+            gather(dst, src, ik, nik, NULL, (int)(p->numel / (size_t)nu), (int)(p->numel / (size_t)nu), 1);
+        else if (nu && nik != nu && p == ic)
+            gather(dst, src, NULL, (int)ic->shape[0], ik, nik, nu, 1);
+        else if (q->numel == p->numel && (is_w ? no == U && ki == NULL : no == U)) memcpy(dst, src, p->numel * sizeof(float));
         else if (is_w) gather(dst, src, ko, no, ki, ni, input_units(m, L, 0), p->numel / ((size_t)U * (size_t)input_units(m, L, 0)));
         else if (p->numel == (size_t)U && q->numel == (size_t)no) gather(dst, src, NULL, 1, ko, no, U, 1);
         else if (q->numel == p->numel) memcpy(dst, src, p->numel * sizeof(float));
@@ -342,8 +397,9 @@ rf_status rf_model_slice(rf_ctx *ctx, const rf_model *m, rf_model **out, long *r
     rf_chan_groups *g;
     RF_TRY(rf_model_chan_groups(ctx, m, &g));
     slicer s = {m, g, rf_malloc((size_t)(g->n_groups ? g->n_groups : 1)), rf_calloc((size_t)m->n_layers, sizeof(int *)),
+                rf_calloc((size_t)m->n_layers, sizeof(int)), rf_calloc((size_t)m->n_layers, sizeof(int *)),
                 rf_calloc((size_t)m->n_layers, sizeof(int))};
-    rf_status st = s.dead && s.kept && s.n_kept ? RF_OK : rf_error(ctx, RF_ERR_NOMEM, "slice: out of memory");
+    rf_status st = s.dead && s.kept && s.n_kept && s.ikept && s.n_ikept ? RF_OK : rf_error(ctx, RF_ERR_NOMEM, "slice: out of memory");
     long gone = 0;
     if (!st) rf_chan_groups_dead(m, g, (unsigned char *)s.dead);
     for (int i = 0; !st && i < m->n_layers; i++) {
@@ -354,6 +410,12 @@ rf_status rf_model_slice(rf_ctx *ctx, const rf_model *m, rf_model **out, long *r
             if (grp < 0 || !s.dead[grp]) s.kept[i][s.n_kept[i]++] = x;
         }
         if (s.n_kept[i] == 0) st = rf_error(ctx, RF_ERR_INVALID, "slice: layer '%s' would keep none of its %d units", m->layers[i].name, U);
+        const int ni = rf_layer_inner(m, i, NULL, NULL, NULL);
+        if (!st && !(s.ikept[i] = rf_malloc((size_t)(ni ? ni : 1) * sizeof(int)))) { st = rf_error(ctx, RF_ERR_NOMEM, "slice: out of memory"); break; }
+        for (int x = 0; !st && x < ni; x++)
+            if (!s.dead[g->inner_unit[g->inner_off[i] + (size_t)x]]) s.ikept[i][s.n_ikept[i]++] = x;
+        if (!st && ni && !s.n_ikept[i]) st = rf_error(ctx, RF_ERR_INVALID, "slice: layer '%s' would keep none of its %d inner units", m->layers[i].name, ni);
+        gone += ni - s.n_ikept[i];
         if (rf_nn_op_get(m->layers[i].type)->conn == RF_NN_CONN_PRODUCT) gone += U - s.n_kept[i];
     }
     char *spec = NULL;
@@ -384,7 +446,8 @@ rf_status rf_model_slice(rf_ctx *ctx, const rf_model *m, rf_model **out, long *r
         }
     }
     for (int i = 0; i < m->n_layers && s.kept; i++) rf_free(s.kept[i]);
-    rf_free(s.kept); rf_free(s.n_kept); rf_free((void *)s.dead); rf_free(spec);
+    for (int i = 0; i < m->n_layers && s.ikept; i++) rf_free(s.ikept[i]);
+    rf_free(s.kept); rf_free(s.n_kept); rf_free(s.ikept); rf_free(s.n_ikept); rf_free((void *)s.dead); rf_free(spec);
     rf_chan_groups_free(g);
     if (st) { rf_model_free(f); return st; }
     f->dropout_rng = m->dropout_rng;

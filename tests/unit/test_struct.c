@@ -312,6 +312,37 @@ Test(struct_methods, neuron_l1_by_hand) {
     rf_model_free(m);
 }
 
+/* A transformer block's MLP features (fc1 rows, fc1 bias, fc2 columns):
+ * neuron_l1 by the L1 norm of fc1's rows, sliced to a smaller "mlp". */
+Test(struct_methods, neuron_l1_transformer_mlp) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_model *m = NULL;
+    cr_assert_eq(rf_model_create(&ctx, "vit-tiny", &m), RF_OK);
+    cr_assert_eq(rf_model_init(&ctx, m, 9), RF_OK);
+    /* blocks.0: feature j's row of fc1 scaled by (j + 1), so the lowest 64 of 256 are features 0..63 */
+    const rf_param *f1 = rf_model_param(m, "blocks.0.mlp.fc1.weight");
+    for (int j = 0; j < 256; j++)
+        for (int k = 0; k < 64; k++) m->params[f1->offset + (size_t)j * 64 + k] = (k % 2 ? 1.0f : -1.0f) * (float)(j + 1) * 1e-3f;
+    rf_prune_cfg c = cfg_of("neuron_l1", 0.25, RF_SCOPE_LAYER);
+    c.layers = "blocks.*";
+    cr_assert_eq(rf_prune_model(&ctx, m, &c, NULL), RF_OK, "%s", rf_ctx_error(&ctx));
+    for (int j = 0; j < 256; j++) cr_assert_eq(M(m, "blocks.0.mlp.fc1.bias")[j], j < 64 ? 0.0f : 1.0f, "feature %d", j);
+    rf_model *s = NULL;
+    long removed = 0;
+    cr_assert_eq(rf_model_slice(&ctx, m, &s, &removed), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(removed, 4 * 64);
+    cr_assert_eq(s->layers[1].ip[1], 192);
+    cr_assert_eq(numel(s, "blocks.0.mlp.fc2.weight"), (size_t)64 * 192);
+    for (int o = 0; o < 64; o++)
+        cr_assert_eq(P(s, "blocks.0.mlp.fc2.weight")[o * 192], P(m, "blocks.0.mlp.fc2.weight")[o * 256 + 64]);
+    float *x = randn(3 * in_numel(m), 12);
+    cr_assert_lt(logits_diff(m, s, x, 3), 1e-5);
+    free(x);
+    rf_model_free(s);
+    rf_model_free(m);
+}
+
 /* Head importance against finite differences of a gate: scaling head h's
  * columns of proj by (1 ± ε) is ξ_h = 1 ± ε, so |L(+) − L(−)| / 2ε is
  * |∂L/∂ξ_h| on the one batch that holds every sample (batch = N). */
@@ -420,9 +451,12 @@ Test(struct_reject, unsliceable_layers_are_named) {
     cr_assert_not_null(strstr(rf_ctx_error(&ctx), "layer 'fc1' is linear"), "%s", rf_ctx_error(&ctx));
     rf_model_free(m);
     cr_assert_eq(rf_model_create(&ctx, "vit-tiny", &m), RF_OK);
-    c = cfg_of("neuron_l1", 0.5, RF_SCOPE_LAYER);
+    c = cfg_of("filter_l1", 0.5, RF_SCOPE_LAYER);   /* its one conv is the patch embedding */
     cr_assert_eq(rf_prune_struct_check(&ctx, m, &c), RF_ERR_INVALID);
     cr_assert_not_null(strstr(rf_ctx_error(&ctx), "no layer can be sliced"), "%s", rf_ctx_error(&ctx));
+    c.layers = "patch_embed";
+    cr_assert_eq(rf_prune_struct_check(&ctx, m, &c), RF_ERR_INVALID);
+    cr_assert_not_null(strstr(rf_ctx_error(&ctx), "the slicer does not narrow patch_embed layers"), "%s", rf_ctx_error(&ctx));
     rf_model_free(m);
 }
 
