@@ -153,6 +153,10 @@ static inline void rf_nn_feat_view(rf_shape3 s, int kind, int B, int *rows, int 
  * products. */
 long rf_nn_feat_product(const rf_layer *L, int K, int N, int rows);
 long rf_nn_feat_always(const rf_layer *L);
+/* The product weight of a linear or conv layer L of model m: [O, I, ...]
+ * with I = in_units (its input's units) and O = out_units, else NULL
+ * (connect.c, slice.c). */
+const rf_param *rf_nn_product_weight(const rf_model *m, const rf_layer *L, int in_units, int out_units);
 /* YT[N][ld] = W · XT[K][ld] + b over M columns: gemm_feat (an
  * infer_gemm_feat override on state) when set, else the dense product
  * (kernels.h rf_linear_f32_lay). */

@@ -50,16 +50,6 @@ static int input_units(const rf_model *m, const rf_layer *L, int k) {
     return src >= 0 ? layer_units(m, src) : units_of(m->input, m->input_kind);
 }
 
-/* The weight of a product layer whose rows are its output units and whose
- * second dimension is its input units, else NULL. */
-static const rf_param *product_weight(const rf_model *m, const rf_layer *L, int in_units, int out_units) {
-    for (int t = L->first_param; t < L->first_param + L->n_params; t++) {
-        const rf_param *p = &m->ptensors[t];
-        if (p->role != RF_P_WEIGHT || p->ndim < 2) continue;
-        return p->shape[0] == out_units && p->shape[1] == in_units ? p : NULL;
-    }
-    return NULL;
-}
 
 /* ---- units inside a layer -------------------------------------------------------
  * One table, by layer type: the spec key of the count, its rf_layer.ip
@@ -153,7 +143,7 @@ rf_status rf_model_chan_groups(rf_ctx *ctx, const rf_model *m, rf_chan_groups **
         int followed = 1;
         switch (rf_nn_op_get(L->type)->conn) {
         case RF_NN_CONN_PRODUCT:
-            if (!product_weight(m, L, IU, U)) { followed = 0; break; }
+            if (!rf_nn_product_weight(m, L, IU, U)) { followed = 0; break; }
             for (int o = 0; o < U; o++) u.src[NODE(i, o)] = 1;
             break;
         case RF_NN_CONN_PASS:
@@ -252,7 +242,7 @@ void rf_chan_groups_dead(const rf_model *m, const rf_chan_groups *g, unsigned ch
     for (int i = 0; i < m->n_layers; i++) {
         const rf_layer *L = &m->layers[i];
         const int U = layer_units(m, i);
-        const rf_param *w = rf_nn_op_get(L->type)->conn == RF_NN_CONN_PRODUCT ? product_weight(m, L, input_units(m, L, 0), U) : NULL;
+        const rf_param *w = rf_nn_op_get(L->type)->conn == RF_NN_CONN_PRODUCT ? rf_nn_product_weight(m, L, input_units(m, L, 0), U) : NULL;
         for (int x = 0; x < U; x++) {
             int grp = g->unit[g->off[i] + (size_t)x];
             if (grp < 0 || !dead[grp]) continue;
@@ -370,7 +360,7 @@ static rf_status copy_param(rf_ctx *ctx, const slicer *s, const rf_param *p, rf_
     const int *ki = kept_in(s, L, 0, &ni);
     const float *blocks[2] = {m->params, m->masks};
     float *dsts[2] = {f->params, f->masks};
-    const int is_w = rf_nn_op_get(L->type)->conn == RF_NN_CONN_PRODUCT && p == product_weight(m, L, input_units(m, L, 0), U);
+    const int is_w = rf_nn_op_get(L->type)->conn == RF_NN_CONN_PRODUCT && p == rf_nn_product_weight(m, L, input_units(m, L, 0), U);
     const rf_param *ir, *ib, *ic;
     const int nu = rf_layer_inner(m, p->layer, &ir, &ib, &ic), nik = s->n_ikept[p->layer];
     const int *ik = s->ikept[p->layer];

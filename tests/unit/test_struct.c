@@ -192,15 +192,22 @@ static const char *CHAIN =
     "{\"type\":\"conv2d\",\"name\":\"c2\",\"out\":3,\"kernel\":1},{\"type\":\"relu\"},"
     "{\"type\":\"flatten\"},{\"type\":\"linear\",\"name\":\"fc\",\"out\":2}]}";
 
+/* CHAIN with c1's filters of L1 norm 0.5, 0.1, 2.0, 0.3 and c2's rows of
+ * norm 1.0, 1.0 and 4·last (its last row: last, last, -last, last). */
+static rf_model *chain_by_hand(float last) {
+    rf_model *m = build(CHAIN);
+    const float w1[4] = {0.5f, -0.1f, 2.0f, 0.3f};
+    const float w2[12] = {0.25f, -0.25f, 0.25f, 0.25f, 0.5f, 0.5f, 0, 0, last, last, -last, last};
+    memcpy(P(m, "c1.weight"), w1, sizeof w1);
+    memcpy(P(m, "c2.weight"), w2, sizeof w2);
+    return m;
+}
+
 Test(struct_methods, filter_l1_layer_scope_by_hand) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
-    rf_model *m = build(CHAIN);
-    const float w1[4] = {0.5f, -0.1f, 2.0f, 0.3f};
-    memcpy(P(m, "c1.weight"), w1, sizeof w1);
-    /* c2 rows' L1 norms over the 4 inputs: 1.0, 1.0, 0.6: the tie goes to the lower index */
-    const float w2[12] = {0.25f, -0.25f, 0.25f, 0.25f, 0.5f, 0.5f, 0, 0, 0.1f, 0.2f, -0.1f, 0.2f};
-    memcpy(P(m, "c2.weight"), w2, sizeof w2);
+    /* c2 rows' L1 norms: 1.0, 1.0, 0.6: the tie goes to the lower index */
+    rf_model *m = chain_by_hand(0.15f);
     rf_prune_cfg c = cfg_of("filter_l1", 0.5, RF_SCOPE_LAYER);
     cr_assert_eq(rf_prune_model(&ctx, m, &c, NULL), RF_OK, "%s", rf_ctx_error(&ctx));
     /* c1: round(0.5·4) = 2: filters 1 (0.1) and 3 (0.3); c2: round(1.5) = 2: row 2 (0.6), then row 0 (1.0, lower index) */
@@ -235,11 +242,7 @@ Test(struct_methods, filter_l1_layer_scope_by_hand) {
 Test(struct_methods, filter_l1_global_scope_by_hand) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
-    rf_model *m = build(CHAIN);
-    const float w1[4] = {0.5f, -0.1f, 2.0f, 0.3f};
-    memcpy(P(m, "c1.weight"), w1, sizeof w1);
-    const float w2[12] = {0.25f, -0.25f, 0.25f, 0.25f, 0.5f, 0.5f, 0, 0, 0.1f, 0.1f, -0.1f, 0.15f};
-    memcpy(P(m, "c2.weight"), w2, sizeof w2);
+    rf_model *m = chain_by_hand(0.1125f);
     /* 7 groups: 0.5 0.1 2.0 0.3 | 1.0 1.0 0.45; round(0.5·7) = 4: c1's 0.1, 0.3, c2's 0.45, then c1's 0.5 */
     rf_prune_cfg c = cfg_of("filter_l1", 0.5, RF_SCOPE_GLOBAL);
     cr_assert_eq(rf_prune_model(&ctx, m, &c, NULL), RF_OK, "%s", rf_ctx_error(&ctx));
