@@ -738,3 +738,39 @@ Test(struct_torch, sliced_models_load_in_pytorch, .timeout = 180) {
     torch_roundtrip("conv-2", "filter_l1", 0.4);
     torch_roundtrip("resnet-20", "slimming", 0.5);
 }
+
+/* The prune task with a structured method: pruned, sliced, fine-tuned, saved
+ * small, with the before/after record. */
+Test(struct_task, prune_task_slices_and_records) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    cJSON *s = cJSON_Parse("{\"kind\":\"prune\",\"data\":\"synthetic:256\",\"model\":\"lenet-300-100\",\"method\":\"neuron_l1\","
+                           "\"sparsity\":0.5,\"scope\":\"layer\",\"finetune_iterations\":3,\"batch\":32,\"eval_limit\":64}");
+    cJSON *metrics = cJSON_CreateObject();
+    char dir[] = "/tmp/raffle_structtask_XXXXXX", path[128], cmd[160];
+    cr_assert_not_null(mkdtemp(dir));
+    rf_task_io io = {.settings = s, .out_dir = dir};
+    cr_assert_eq(rf_task_run(&ctx, &io, metrics), RF_OK, "%s", rf_ctx_error(&ctx));
+    /* fc1 300 -> 150, fc2 100 -> 50: 784·150 + 150 + 150·50 + 50 + 50·10 + 10 */
+    const double want = 784.0 * 150 + 150 + 150 * 50 + 50 + 50 * 10 + 10;
+    const cJSON *timing = cJSON_GetObjectItemCaseSensitive(metrics, "timing");
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(metrics, "parameters")->valuedouble, want);
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(metrics, "parameters_before")->valuedouble, 266610.0);
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(metrics, "units_removed")->valuedouble, 200.0);
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(metrics, "flops")->valuedouble, 784.0 * 150 + 150 * 50 + 50 * 10);
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(metrics, "flops_before")->valuedouble, 784.0 * 300 + 300 * 100 + 100 * 10);
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(metrics, "finetune_steps")->valuedouble, 3.0);
+    const cJSON *before = cJSON_GetObjectItemCaseSensitive(metrics, "dense_latency_before_ms");
+    if (!before && timing) before = cJSON_GetObjectItemCaseSensitive(timing, "dense_latency_before_ms");
+    cr_assert(cJSON_IsNumber(before) && before->valuedouble > 0);
+    snprintf(path, sizeof path, "%s/model.rckpt", dir);
+    rf_model *m = NULL;
+    cr_assert_eq(rf_model_load(&ctx, path, &m), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq((double)m->n_params, want);
+    cr_assert_null(m->masks, "a sliced model with nothing left masked is saved dense");
+    rf_model_free(m);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+    cJSON_Delete(metrics);
+    cJSON_Delete(s);
+}
