@@ -150,10 +150,14 @@ struct rf_prune_cfg {
     /* N:M constraint (raffle/lowbit.h; 0: none): every group of nm_m
      * consecutive weights of a row keeps nm_n, chosen by the method's
      * scores (magnitude, snip, ..., and gradual magnitude pruning). The
-     * sparsity is then 1 - nm_n/nm_m; scope and rates do not apply. */
+     * sparsity is then 1 - nm_n/nm_m; scope and rates do not apply, except
+     * output_rate 0, which leaves the output layer dense. */
     int      nm_n, nm_m;
 };
 void rf_prune_cfg_default(rf_prune_cfg *c);
+/* Parses an N:M setting "N:M" (e.g. "2:4") into *n, *m: RF_ERR_INVALID
+ * for another form, N < 1, M < 2 or M > 64, and N > M. */
+rf_status rf_prune_nm_parse(rf_ctx *ctx, const char *s, int *n, int *m);
 
 /* ---- the method table -----------------------------------------------------------
  * What a method is: its name, what it needs, the settings it reads, and its

@@ -6,6 +6,7 @@
  * task layer's: src/task/task_prune.c.) */
 #include "compress/prune_internal.h"
 #include "raffle/lowbit.h"
+#include "raffle/ckpt.h"
 
 #include <fnmatch.h>
 #include <math.h>
@@ -111,6 +112,16 @@ rf_status rf_prune_scores(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg,
     return RF_OK;
 }
 
+rf_status rf_prune_nm_parse(rf_ctx *ctx, const char *s, int *n, int *m) {
+    int used = 0;
+    *n = *m = 0;
+    if (!s || sscanf(s, "%d:%d%n", n, m, &used) != 2 || s[used])
+        return rf_error(ctx, RF_ERR_INVALID, "expected \"N:M\" such as \"2:4\", not \"%s\"", s ? s : "");
+    if (*n < 1 || *m < 2 || *m > RF_NM_MAX_M) return rf_error(ctx, RF_ERR_INVALID, "\"%s\" needs N >= 1 and 2 <= M <= %d", s, RF_NM_MAX_M);
+    if (*n > *m) return rf_error(ctx, RF_ERR_INVALID, "\"%s\" keeps N = %d of M = %d (N > M)", s, *n, *m);
+    return RF_OK;
+}
+
 /* ---- N:M masks (raffle/lowbit.h) --------------------------------------------------
  * Each eligible tensor, viewed as rows (shape[0]) of K = numel / rows, keeps
  * the nm_n highest scores (lowest for RF_PM_HIGHEST methods) of every nm_m
@@ -171,7 +182,11 @@ rf_status rf_prune_model(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, cons
         if (!sc) s = rf_error(ctx, RF_ERR_NOMEM, "prune: scores");
         if (s == RF_OK) s = scores_into(ctx, m, cfg, it, n, train, sc);
         if (s == RF_OK && cfg->nm_m > 0) {
-            s = rf_prune_nm_masks(ctx, m, it, n, sc, rf_prune_method_prunes_highest(cfg->method), cfg->nm_n, cfg->nm_m);
+            /* output_rate 0 keeps the classifier dense (OFA's GMP); any other rate is the pattern's */
+            int k = 0;
+            for (int i = 0; i < n; i++)
+                if (!(it[i].is_output && cfg->output_rate == 0.0)) it[k++] = it[i];
+            s = rf_prune_nm_masks(ctx, m, it, k, sc, rf_prune_method_prunes_highest(cfg->method), cfg->nm_n, cfg->nm_m);
         } else if (s == RF_OK) {
             rf_prune_plan plan = {cfg->scope, cfg->sparsity, cfg->output_rate, cfg->of_remaining,
                                   rf_prune_method_prunes_highest(cfg->method)};

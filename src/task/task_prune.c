@@ -67,11 +67,12 @@ static rf_status nm_setting(rf_ctx *ctx, const cJSON *st, const char *path, rf_p
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(st, "nm");
     cfg->nm_n = cfg->nm_m = 0;
     if (!v) return RF_OK;
-    int n = 0, m = 0, used = 0;
-    if (!cJSON_IsString(v) || sscanf(v->valuestring, "%d:%d%n", &n, &m, &used) != 2 || v->valuestring[used])
-        return rf_error(ctx, RF_ERR_INVALID, "%s.nm: expected \"N:M\" such as \"2:4\"", path);
-    if (n < 1 || m < 2 || m > 64) return rf_error(ctx, RF_ERR_INVALID, "%s.nm: \"%s\" needs N >= 1 and 2 <= M <= 64", path, v->valuestring);
-    if (n > m) return rf_error(ctx, RF_ERR_INVALID, "%s.nm: \"%s\" keeps N = %d of M = %d (N > M)", path, v->valuestring, n, m);
+    int n = 0, m = 0;
+    if (!cJSON_IsString(v) || rf_prune_nm_parse(ctx, v->valuestring, &n, &m)) {
+        if (!cJSON_IsString(v)) return rf_error(ctx, RF_ERR_INVALID, "%s.nm: expected \"N:M\" such as \"2:4\"", path);
+        rf_error_prefix(ctx, "%s.nm", path);
+        return RF_ERR_INVALID;
+    }
     const rf_prune_method_desc *d = rf_prune_method_get(cfg->method);
     if (d && (d->prune || (d->flags & RF_PM_STRUCT)))
         return rf_error(ctx, RF_ERR_INVALID, "%s.nm: method %s does not score single weights (N:M takes magnitude, snip, taylor, ...)", path, d->name);

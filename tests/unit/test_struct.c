@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include "raffle/prune.h"
 #include "raffle/ckpt.h"
 #include "raffle/task.h"
@@ -773,4 +774,45 @@ Test(struct_task, prune_task_slices_and_records) {
     cr_assert_eq(system(cmd), 0);
     cJSON_Delete(metrics);
     cJSON_Delete(s);
+}
+
+/* Gradual N:M through a job's task: the OFA sparse stage with nm "2:4"
+ * ends with every pruned tensor exactly 2:4, stored in the N:M kind. */
+Test(struct_nm, gradual_in_the_ofa_sparse_task) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    char dir[] = "/tmp/raffle_structofa_XXXXXX", path[160], parent[160], cmd[200];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(parent, sizeof parent, "%s/dense", dir);
+    cr_assert_eq(mkdir(parent, 0700), 0);
+    cJSON *s = cJSON_Parse("{\"kind\":\"train\",\"data\":\"synthetic:256\",\"model\":\"lenet-300-100\",\"iterations\":4,\"batch\":32,\"eval_limit\":32}");
+    cJSON *metrics = cJSON_CreateObject();
+    rf_task_io io = {.settings = s, .out_dir = parent};
+    cr_assert_eq(rf_task_run(&ctx, &io, metrics), RF_OK, "%s", rf_ctx_error(&ctx));
+    cJSON_Delete(s);
+    snprintf(path, sizeof path, "%s/model.rckpt", parent);
+    const char *parents[1] = {path};
+    s = cJSON_Parse("{\"kind\":\"ofa-sparse\",\"data\":\"synthetic:256\",\"model\":\"lenet-300-100\",\"iterations\":20,\"batch\":32,"
+                    "\"eval_limit\":32,\"sparsity\":0.5,\"nm\":\"2:4\",\"prune_every\":0.1,\"prune_end\":0.5}");
+    rf_task_io io2 = {.settings = s, .out_dir = dir, .n_parents = 1, .parent_ckpts = parents};
+    cr_assert_eq(rf_task_run(&ctx, &io2, metrics), RF_OK, "%s", rf_ctx_error(&ctx));
+    snprintf(path, sizeof path, "%s/model.rckpt", dir);
+    rf_ckpt *c = NULL;
+    cr_assert_eq(rf_ckpt_read(&ctx, path, &c), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_ckpt_find(c, "fc1.weight")->storage, RF_STORE_NM);
+    cr_assert_eq(rf_ckpt_find(c, "fc2.weight")->storage, RF_STORE_NM);
+    cr_assert_eq(rf_ckpt_find(c, "fc1.weight")->nm_n, 2);
+    cr_assert_neq(rf_ckpt_find(c, "fc3.weight")->storage, RF_STORE_NM, "OFA leaves the classifier dense");
+    rf_ckpt_free(c);
+    cJSON_Delete(s);
+    /* a sparsity that contradicts the pattern is refused */
+    s = cJSON_Parse("{\"kind\":\"ofa-sparse\",\"data\":\"synthetic:256\",\"model\":\"lenet-300-100\",\"iterations\":4,\"batch\":32,"
+                    "\"sparsity\":0.9,\"nm\":\"2:4\"}");
+    io2.settings = s;
+    cr_assert_neq(rf_task_run(&ctx, &io2, metrics), RF_OK);
+    cr_assert_not_null(strstr(rf_ctx_error(&ctx), "contradicts"), "%s", rf_ctx_error(&ctx));
+    cJSON_Delete(s);
+    cJSON_Delete(metrics);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
 }
