@@ -38,6 +38,8 @@ int       rf_prune_n_batches(const rf_prune_cfg *cfg);
 /* Whether glob list `list` ("fc*,!fc3*") selects a tensor or layer name
  * (prune_model.c; NULL or empty: everything). */
 int       rf_prune_glob_selects(const char *list, const char *pname, const char *lname);
+/* Whether a '!' pattern of `list` matches pname or lname. */
+int       rf_prune_glob_excludes(const char *list, const char *pname, const char *lname);
 /* The per-layer rate of cfg->rate_patterns matching pname or lname, or -1. */
 double    rf_prune_rate_for(const rf_prune_cfg *cfg, const char *pname, const char *lname);
 /* N:M masks from scores sc (n_params entries) over the items: m->masks

@@ -50,6 +50,18 @@ int rf_prune_glob_selects(const char *list, const char *pname, const char *lname
     return any_pos ? pos_hit : 1;
 }
 
+int rf_prune_glob_excludes(const char *list, const char *pname, const char *lname) {
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len && *p == ' ') { p++; len--; }
+        if (len > 1 && *p == '!' && glob_match_one(p + 1, len - 1, pname, lname)) return 1;
+        p += len;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
 double rf_prune_rate_for(const rf_prune_cfg *cfg, const char *pname, const char *lname) {
     for (int i = 0; i < cfg->n_layer_rates; i++) {
         const char *pat = cfg->rate_patterns[i];

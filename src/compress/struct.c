@@ -14,7 +14,9 @@
  * its batch norms, Liu et al. 2017 §4).
  *
  * Eligible groups are those with a unit made by a layer of the method's
- * kind (conv2d channels or linear features) that `layers` selects. Scope
+ * kind (conv2d channels or linear features) that `layers` selects, and
+ * none made by a layer it excludes ("!conv1" keeps conv1's channels, and so
+ * the residual channels it starts). Scope
  * "layer" ranks the groups of each owning layer (the first product layer
  * that makes them) on their own at its rate; "global" ranks every eligible
  * group together. Counts are exact as in rf_prune_select: a ranking set of
@@ -179,12 +181,13 @@ rf_status rf_prune_struct_apply(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cf
     const int ng = g->n_groups;
     unsigned char *ok_layer = rf_calloc((size_t)m->n_layers, 1), *elig = rf_calloc((size_t)(ng ? ng : 1), 1);
     unsigned char *dead = rf_calloc((size_t)(ng ? ng : 1), 1), *bn = rf_calloc((size_t)(ng ? ng : 1), 1);
+    unsigned char *veto = rf_calloc((size_t)(ng ? ng : 1), 1);
     double *score = rf_calloc((size_t)(ng ? ng : 1), sizeof *score);
     int *live = rf_calloc((size_t)m->n_layers, sizeof *live);
     float *sc = rf_calloc(m->n_params ? m->n_params : 1, sizeof *sc);
     rf_prune_item *all = NULL;
     int n_all = 0;
-    rf_status s = ok_layer && elig && dead && bn && score && live && sc ? RF_OK : rf_error(ctx, RF_ERR_NOMEM, "structured pruning: out of memory");
+    rf_status s = ok_layer && elig && dead && bn && veto && score && live && sc ? RF_OK : rf_error(ctx, RF_ERR_NOMEM, "structured pruning: out of memory");
     if (!s) s = eligible_layers(ctx, m, cfg, d, g, ok_layer);
     /* element scores over every prunable tensor, so a group's sum covers
      * all its members whatever `layers` selects */
@@ -195,9 +198,12 @@ rf_status rf_prune_struct_apply(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cf
     if (!s) rf_chan_groups_dead(m, g, dead);
     for (int i = 0; !s && i < m->n_layers; i++) {
         const rf_layer *L = &m->layers[i];
+        const rf_param *w = is_product(L) ? weight_of(m, L) : NULL;
+        const int excluded = w && rf_prune_glob_excludes(cfg->layers, w->name, L->name);
         for (int x = 0; x < units_of(L); x++) {
             int q = g->unit[g->off[i] + (size_t)x];
             if (q < 0) continue;
+            if (excluded) veto[q] = 1;
             sum_ud a = {sc, 0.0};
             unit_elements(m, i, x, add_scores, &a);
             score[q] += a.s;
@@ -213,6 +219,7 @@ rf_status rf_prune_struct_apply(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cf
         }
     }
     for (int q = 0; !s && q < ng; q++) {
+        if (veto[q]) elig[q] = 0;
         if (!dead[q]) live[g->owner[q]]++;
         if (isnan(score[q])) s = rf_error(ctx, RF_ERR_NAN, "%s: a unit of layer '%s' scores NaN", d->name, m->layers[g->owner[q]].name);
         else if ((d->flags & RF_PM_BNSCALE) && elig[q] && !bn[q])
@@ -240,7 +247,7 @@ rf_status rf_prune_struct_apply(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cf
         for (size_t x = g->inner_off[i]; x < g->inner_off[i + 1]; x++)
             if (dead[g->inner_unit[x]]) inner_elements(m, i, (int)(x - g->inner_off[i]), zero_mask, m->masks);
     if (!s) rf_model_apply_masks(m);
-    rf_free(all); rf_free(sc); rf_free(live); rf_free(score); rf_free(bn); rf_free(dead); rf_free(elig); rf_free(ok_layer);
+    rf_free(all); rf_free(sc); rf_free(live); rf_free(score); rf_free(bn); rf_free(veto); rf_free(dead); rf_free(elig); rf_free(ok_layer);
     rf_chan_groups_free(g);
     return s;
 }

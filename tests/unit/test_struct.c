@@ -816,3 +816,27 @@ Test(struct_nm, gradual_in_the_ofa_sparse_task) {
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* "!conv1" keeps ResNet-20's stem channels, and so every residual channel
+ * joined to them (stage 2's 8..23, stage 3's 24..39); the blocks' inner
+ * channels are still pruned. */
+Test(struct_methods, excluding_a_layer_keeps_its_groups) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_model *m = NULL;
+    cr_assert_eq(rf_model_create(&ctx, "resnet-20", &m), RF_OK);
+    cr_assert_eq(rf_model_init(&ctx, m, 3), RF_OK);
+    rf_prune_cfg c = cfg_of("filter_l1", 0.5, RF_SCOPE_LAYER);
+    c.layers = "!conv1";
+    cr_assert_eq(rf_prune_model(&ctx, m, &c, NULL), RF_OK, "%s", rf_ctx_error(&ctx));
+    for (size_t k = 0; k < numel(m, "conv1.weight"); k++) cr_assert_eq(M(m, "conv1.weight")[k], 1.0f);
+    const float *b2 = M(m, "layer2.2.bn2.weight"), *b3 = M(m, "layer3.2.bn2.weight");
+    for (int u = 8; u < 24; u++) cr_assert_eq(b2[u], 1.0f, "stage-2 channel %d is a stem channel", u);
+    for (int u = 24; u < 40; u++) cr_assert_eq(b3[u], 1.0f, "stage-3 channel %d is a stem channel", u);
+    int cut2 = 0, inner = 0;
+    for (int u = 0; u < 32; u++) cut2 += b2[u] == 0.0f;
+    for (int u = 0; u < 16; u++) inner += M(m, "layer1.0.bn1.weight")[u] == 0.0f;
+    cr_assert_eq(cut2, 8, "half of stage 2's own 16 channels");
+    cr_assert_eq(inner, 8, "half of a block's inner channels");
+    rf_model_free(m);
+}
