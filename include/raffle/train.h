@@ -47,6 +47,11 @@ typedef struct rf_train_cfg {
     void   (*log)(void *log_ud, const char *line);  /* progress lines (CLI prints them) */
     void    *log_ud;
     volatile int *stop_flag;    /* if set and non-zero: stop after the current step (preemption) */
+    /* Network slimming's sparsity penalty (Liu et al. 2017, eq. 1): λ·Σ|γ|
+     * over every batch norm's scale, its subgradient λ·sign(γ) added after
+     * each backward (rf_model_bn_l1). 0: off; > 0 on a model without batch
+     * norm is an error. */
+    float    bn_l1;
 } rf_train_cfg;
 void rf_train_cfg_default(rf_train_cfg *c);
 

@@ -55,6 +55,20 @@ static rf_status build_meta(rf_ctx *ctx, const rf_model *m, const char *extra_js
     return *out ? RF_OK : rf_error(ctx, RF_ERR_NOMEM, "out of memory");
 }
 
+/* Whether p's mask keeps exactly nm_n of every nm_m consecutive entries of
+ * each row (a tensor pruned with an N:M constraint; lowbit.h rf_nm_check). */
+static int nm_exact(const rf_param *p, const uint8_t *mask) {
+    if (p->nm_m < 2 || p->nm_n < 1 || p->nm_n > p->nm_m || p->nm_m > RF_NM_MAX_M || p->ndim < 2) return 0;
+    size_t cols = p->numel / (size_t)p->shape[0];
+    if (cols % (size_t)p->nm_m) return 0;
+    for (size_t g = 0; g < p->numel / (size_t)p->nm_m; g++) {
+        int kept = 0;
+        for (int j = 0; j < p->nm_m; j++) kept += mask[g * (size_t)p->nm_m + (size_t)j];
+        if (kept != p->nm_n) return 0;
+    }
+    return 1;
+}
+
 rf_status rf_model_to_ckpt(rf_ctx *ctx, const rf_model *m, const char *extra_json, rf_ckpt **out) {
     *out = NULL;
     rf_ckpt *c;
@@ -72,7 +86,10 @@ rf_status rf_model_to_ckpt(rf_ctx *ctx, const rf_model *m, const char *extra_jso
             if (!nm) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); break; }
             mask = nm;
             for (size_t k = 0; k < p->numel; k++) mask[k] = m->masks[p->offset + k] != 0.0f;
-            s = rf_ckpt_add(ctx, c, p->name, RF_F32, p->ndim, p->shape, RF_STORE_SPARSE, data, mask, NULL);
+            if (nm_exact(p, mask))   /* N:M kind: in-group positions, 2 bits a kept value for 2:4 */
+                s = rf_ckpt_add_nm(ctx, c, p->name, p->ndim, p->shape, data, mask, p->nm_n, p->nm_m);
+            else
+                s = rf_ckpt_add(ctx, c, p->name, RF_F32, p->ndim, p->shape, RF_STORE_SPARSE, data, mask, NULL);
         } else {
             s = rf_ckpt_add(ctx, c, p->name, RF_F32, p->ndim, p->shape, RF_STORE_DENSE, data, NULL, NULL);
         }
@@ -172,6 +189,7 @@ rf_status rf_model_from_ckpt(rf_ctx *ctx, const rf_ckpt *c, rf_model **out) {
         if (s || !t->mask) continue;
         if (!p->prunable) { s = rf_error(ctx, RF_ERR_FORMAT, "tensor '%s' is stored sparse but is not prunable", p->name); break; }
         if ((s = rf_model_ensure_masks(ctx, m))) break;
+        if (t->storage == RF_STORE_NM) { m->ptensors[i].nm_n = t->nm_n; m->ptensors[i].nm_m = t->nm_m; }
         for (size_t k = 0; k < p->numel; k++) m->masks[p->offset + k] = t->mask[k] ? 1.0f : 0.0f;
     }
     for (int l = 0; !s && l < m->n_layers; l++) {

@@ -227,6 +227,7 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
             if (!isfinite(loss)) return nan_error(ctx, m, step, loss);
             rf_model_zero_grad(m);
             RF_TRY(rf_model_backward(ctx, m, L->dlogits));
+            if (cfg->bn_l1 > 0.0f) RF_TRY(rf_model_bn_l1(ctx, m, cfg->bn_l1));
             if (hooks && hooks->after_backward) RF_TRY(hooks->after_backward(hooks->ud, m, step));
             float lr = rf_sched_lr(&opt->cfg, step, total);
             rf_optim_step(opt, m, lr);

@@ -200,7 +200,7 @@ rf_status rf_task_evaluate(rf_ctx *ctx, const rf_task_io *io, rf_model *m, doubl
 static const char *const common_keys[] = {
     "accuracy", "loss", "sparsity", "layer_sparsity", "collapsed_layers", "parameters", "nonzero_parameters",
     "bytes", "dense_bytes", "compression_ratio", "latency_ms", "dense_latency_ms", "throughput", "deployed_form",
-    "sparse_layers", "raw_fp32_bytes", "dense_throughput", "eval_sparse_layers",
+    "sparse_layers", "raw_fp32_bytes", "dense_throughput", "eval_sparse_layers", "flops",
 };
 
 rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const char *extra_json, cJSON *metrics) {
@@ -222,6 +222,8 @@ rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const c
         return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
     RF_TRY(add_sparsity(ctx, m, metrics));
     RF_TRY(add_collapsed(ctx, m, metrics));
+    /* multiply-adds of one forward of one sample (dense: zeros count) */
+    if (!cJSON_AddNumberToObject(metrics, "flops", rf_model_flops(m))) return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
 
     struct stat st;
     if (stat(path, &st) != 0) return rf_error(ctx, RF_ERR_IO, "finish: %s vanished after writing", path);

@@ -467,5 +467,7 @@ const rf_setting rf_train_settings[] = {
      .doc = "Nesterov momentum (sgd)"},
     {.key = "eval_every", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 0, .hi = 2147483647.0, .def = "0", .unit = "steps",
      .doc = "periodic test evaluation every N steps (0: each epoch); sets `best_iteration`"},
+    {.key = "bn_l1", .type = RF_SET_NUM, .flags = RF_SF_GRID | RF_SF_OPTIONAL, .lo = 0, .hi = 0.1, .def = "0",
+     .doc = "L1 penalty λ·Σ|γ| on batch-norm scales (network slimming, Liu et al. 2017: 1e-5 to 1e-4; 0: off)"},
     RF_SETTINGS_END
 };

@@ -57,6 +57,7 @@ rf_status rf_task_train_cfg(rf_ctx *ctx, const cJSON *settings, rf_train_cfg *cf
     cfg->label_smoothing = (float)rf_settings_num(settings, T, "label_smoothing");
     cfg->eval_limit = (int64_t)rf_settings_num(settings, T, "eval_limit");
     cfg->eval_every = (int)rf_settings_num(settings, T, "eval_every");
+    cfg->bn_l1 = (float)rf_settings_num(settings, T, "bn_l1");
     cfg->seed = cJSON_IsNumber(seed) ? (uint64_t)seed->valuedouble : 0;
     if (cfg->iterations == 0 && cfg->epochs == 0)
         return rf_error(ctx, RF_ERR_INVALID, "settings: one of \"epochs\" or \"iterations\" must be > 0");
