@@ -52,11 +52,12 @@ int cli_kind_main(const rf_kind *k, int argc, char **argv) {
     cJSON *settings = cJSON_CreateObject();
     if (!settings) { cli_err(cmd, "out of memory"); return 1; }
     cli_tables t = {.omit = k->train_omit, .settings = settings};
-    const rf_setting *tabs[3];
+    const rf_setting *tabs[RF_KIND_MAX_TABLES];
     int n = rf_kind_tables(k, tabs);
     for (int i = 0; i < n; i++) {
         t.tab[t.n] = tabs[i];
         t.title[t.n++] = tabs[i] == rf_task_common_settings ? "data, model, seed (as in a job file)"
+                       : tabs[i] == rf_data_settings ? "data preparation (a job's top level or experiment; docs/data.md)"
                        : tabs[i] == rf_train_settings ? (k->train_when ? "training (the keys of a job's \"train\"; only when the condition of the kind holds)"
                                                                        : "training (the keys of a job's \"train\")")
                        : "settings of the kind (docs/jobs.md, Task settings)";

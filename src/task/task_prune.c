@@ -140,8 +140,8 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
               && cJSON_AddNumberToObject(metrics, "prune_seconds", tp)
               && cJSON_AddItemToObject(metrics, "collapsed_at_prune", cJSON_Duplicate(cl, 1))
               && cJSON_AddNumberToObject(metrics, "finetune_steps", (double)res.steps)
-              && cJSON_AddNumberToObject(metrics, "best_accuracy", res.steps ? res.best_accuracy : 0.0)
-              && cJSON_AddNumberToObject(metrics, "best_iteration", (double)res.best_iteration);
+              && (res.steps ? rf_task_add_selection(&res, metrics)
+                            : cJSON_AddNumberToObject(metrics, "best_iteration", -1) != NULL);
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
         ok = ok && cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0);
         if (!ok) s = rf_error(ctx, RF_ERR_NOMEM, "prune: metrics");
