@@ -26,6 +26,14 @@ static rf_status run_task(const char *json, const char *out_dir, cJSON *metrics,
     return st;
 }
 
+/* A preset initialised from seed (rf_model_free). */
+static rf_model *new_model(rf_ctx *ctx, const char *preset, uint64_t seed) {
+    rf_model *m;
+    cr_assert_eq(rf_model_create(ctx, preset, &m), RF_OK, "%s", rf_ctx_error(ctx));
+    cr_assert_eq(rf_model_init(ctx, m, seed), RF_OK);
+    return m;
+}
+
 static double num(const cJSON *metrics, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(metrics, key);
     cr_assert(cJSON_IsNumber(v), "metric %s missing or not a number", key);
@@ -172,9 +180,7 @@ Test(task, finish_measures_sparsity_and_collapse) {
     char dir[] = "/tmp/raffle_fin_XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
     rf_ctx ctx; rf_ctx_init(&ctx);
-    rf_model *mod;
-    cr_assert_eq(rf_model_create(&ctx, "lenet-300-100", &mod), RF_OK, "%s", rf_ctx_error(&ctx));
-    cr_assert_eq(rf_model_init(&ctx, mod, 2), RF_OK);
+    rf_model *mod = new_model(&ctx, "lenet-300-100", 2);
     const rf_param *w1 = NULL, *w2 = NULL, *w3 = NULL;
     for (int i = 0; i < mod->n_ptensors; i++) {
         const rf_param *p = &mod->ptensors[i];
@@ -238,9 +244,7 @@ Test(task, finish_measures_sparsity_and_collapse) {
  * and the count in the task's metrics. */
 Test(task, evaluation_uses_sparse_kernel_by_rule) {
     rf_ctx ctx; rf_ctx_init(&ctx);
-    rf_model *mod;
-    cr_assert_eq(rf_model_create(&ctx, "lenet-300-100", &mod), RF_OK, "%s", rf_ctx_error(&ctx));
-    cr_assert_eq(rf_model_init(&ctx, mod, 3), RF_OK);
+    rf_model *mod = new_model(&ctx, "lenet-300-100", 3);
     rf_rng r; rf_rng_init(&r, 4, 0);
     int nw = 0;
     for (int i = 0; i < mod->n_ptensors; i++) {
@@ -368,9 +372,7 @@ Test(task, predictions_read_back_match_the_accuracy) {
     char dir[] = "/tmp/raffle_pred_XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
     rf_ctx ctx; rf_ctx_init(&ctx);
-    rf_model *mod;
-    cr_assert_eq(rf_model_create(&ctx, "lenet-5", &mod), RF_OK, "%s", rf_ctx_error(&ctx));
-    cr_assert_eq(rf_model_init(&ctx, mod, 4), RF_OK);
+    rf_model *mod = new_model(&ctx, "lenet-5", 4);
     rf_dataset *tr, *te;
     cr_assert_eq(rf_data_load(&ctx, "synthetic:400", &tr, &te), RF_OK);
     char prefix[300], path[340];
