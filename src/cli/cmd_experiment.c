@@ -124,10 +124,11 @@ int cli_experiment_main(const rf_kind *k, int argc, char **argv) {
         cli_print_json(o);
     } else {
         const cJSON *e;
-        printf("%-44s %-13s %9s %9s %10s\n", "task", "kind", "accuracy", "sparsity", "bytes");
+        printf("%-44s %-13s %9s %9s %9s %10s\n", "task", "kind", "val acc", "test acc", "sparsity", "bytes");
         cJSON_ArrayForEach(e, all)
-            printf("%-44s %-13s %9.4f %9.4f %10.0f\n", cJSON_GetObjectItem(e, "dir")->valuestring,
-                   cJSON_GetObjectItem(e, "kind")->valuestring, num(e, "accuracy"), num(e, "sparsity"), num(e, "bytes"));
+            printf("%-44s %-13s %9.4f %9.4f %9.4f %10.0f\n", cJSON_GetObjectItem(e, "dir")->valuestring,
+                   cJSON_GetObjectItem(e, "kind")->valuestring, num(e, "val_accuracy"), num(e, "accuracy"), num(e, "sparsity"),
+                   num(e, "bytes"));
         cJSON_Delete(all);
     }
     return 0;

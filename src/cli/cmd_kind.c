@@ -95,8 +95,14 @@ int cli_kind_main(const rf_kind *k, int argc, char **argv) {
     if (json) {
         cli_print_json(m);
     } else {
-        printf("%s: accuracy %.4f  loss %.4f  sparsity %.4f  %.0f bytes  %s%s\n", cmd, num(m, "accuracy"), num(m, "loss"),
-               num(m, "sparsity"), num(m, "bytes"), own ? "(no --out: not kept)" : "in ", own ? "" : out);
+        /* every accuracy with its split: selection read validation only */
+        printf("%s: test accuracy %.4f  loss %.4f", cmd, num(m, "accuracy"), num(m, "loss"));
+        if (num(m, "val_accuracy") >= 0) printf("  val accuracy %.4f", num(m, "val_accuracy"));
+        if (num(m, "best_iteration") >= 0 && cJSON_GetObjectItemCaseSensitive(m, "best_val_accuracy"))
+            printf("  (best val %.4f at step %.0f: test %.4f)", num(m, "best_val_accuracy"), num(m, "best_iteration"),
+                   num(m, "test_accuracy_at_best_val"));
+        printf("  sparsity %.4f  %.0f bytes  %s%s\n", num(m, "sparsity"), num(m, "bytes"), own ? "(no --out: not kept)" : "in ",
+               own ? "" : out);
         cJSON_Delete(m);
     }
     return 0;

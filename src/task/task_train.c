@@ -71,7 +71,8 @@ rf_status rf_task_train_cfg(rf_ctx *ctx, const cJSON *settings, rf_train_cfg *cf
 
 rf_status rf_task_train_cfg_io(rf_ctx *ctx, const rf_task_io *io, int log_every, rf_train_cfg *cfg) {
     RF_TRY(rf_task_train_cfg(ctx, io->settings, cfg));
-    cfg->log = io->log;
+    /* log_every < 0 asks for no progress at all: evaluation lines included */
+    cfg->log = io->log_every < 0 ? NULL : io->log;
     cfg->log_ud = io->log_ud;
     cfg->log_every = rf_task_log_every(io, log_every);
     cfg->stop_flag = io->stop_flag;
