@@ -11,7 +11,8 @@
 # and write nothing.
 set -u
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
-command -v python3 >/dev/null || { echo "python3 not found: cannot read the .npy files"; exit 77; }
+. "$(dirname "$0")/lib.sh"
+need_cmd python3   # reads the .npy files back
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
