@@ -31,8 +31,8 @@ typedef struct cli_opt {
  * separated. Values are checked with the table's own checker and land in
  * `settings` with the table's types. Keys in `omit` are not flags. */
 typedef struct cli_tables {
-    const rf_setting *tab[4];
-    const char       *title[4];   /* help section of each table */
+    const rf_setting *tab[RF_KIND_MAX_TABLES];
+    const char       *title[RF_KIND_MAX_TABLES];   /* help section of each table */
     int               n;
     const char *const *omit;      /* NULL-terminated, may be NULL */
     cJSON            *settings;   /* receives the flags given (borrowed) */

@@ -66,7 +66,8 @@ static rf_status lock_pattern(rf_ctx *ctx, rf_model *m) {
 
 static rf_status add_common(rf_ctx *ctx, cJSON *metrics, double teacher_acc, const rf_train_result *r, double t0) {
     cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
-    if (!cJSON_AddNumberToObject(metrics, "teacher_accuracy", teacher_acc) ||
+    if (!cJSON_AddNumberToObject(metrics, "teacher_test_accuracy", teacher_acc) ||
+        !rf_task_add_selection(r, metrics) ||
         !cJSON_AddNumberToObject(metrics, "steps", (double)r->steps) ||
         !cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0))
         return rf_error(ctx, RF_ERR_NOMEM, "ofa: metrics");
@@ -101,7 +102,7 @@ rf_status rf_ofa_run_qat(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_teac
         o.distill = d;
         rf_train_hooks h;
         rf_ofa_train_hooks(&o, &h);
-        s = rf_train(ctx, m, io->train, io->test, &cfg, NULL, &h, res);
+        s = rf_train(ctx, m, io->train, io->val, io->test, &cfg, NULL, &h, res);
         if (s == RF_OK && res->stopped)
             s = rf_error(ctx, RF_ERR_PREEMPTED, "qat: stopped on request after %lld steps", (long long)res->steps);
     }
@@ -184,7 +185,7 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
             rf_ofa_train_hooks(&o, &h);
             /* opt = NULL: a fresh optimizer replays the whole LR schedule from
              * step 0 on the teacher's trained weights (LR rewinding). */
-            s = rf_train(ctx, m, io->train, io->test, &cfg, NULL, &h, &r);
+            s = rf_train(ctx, m, io->train, io->val, io->test, &cfg, NULL, &h, &r);
             if (s == RF_OK && r.stopped)
                 s = rf_error(ctx, RF_ERR_PREEMPTED, "%s: stopped on request after %lld steps", kind, (long long)r.steps);
         }

@@ -222,8 +222,8 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
               && cJSON_AddNumberToObject(metrics, "prune_seconds", tp)
               && cJSON_AddItemToObject(metrics, "collapsed_at_prune", cJSON_Duplicate(cl, 1))
               && cJSON_AddNumberToObject(metrics, "finetune_steps", (double)res.steps)
-              && cJSON_AddNumberToObject(metrics, "best_accuracy", res.steps ? res.best_accuracy : 0.0)
-              && cJSON_AddNumberToObject(metrics, "best_iteration", (double)res.best_iteration)
+              && (res.steps ? rf_task_add_selection(&res, metrics)
+                            : cJSON_AddNumberToObject(metrics, "best_iteration", -1) != NULL)
               && (!cfg.nm_m || cJSON_AddStringToObject(metrics, "nm", cJSON_GetObjectItemCaseSensitive(st, "nm")->valuestring));
         for (cJSON *e = sliced ? sliced->child : NULL; ok && e; e = e->next)
             ok = cJSON_AddNumberToObject(metrics, e->string, e->valuedouble) != NULL;
