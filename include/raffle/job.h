@@ -94,7 +94,8 @@ int rf_job_edit_distance(const char *a, const char *b);
  * value among the tasks of the same experiment and kind (the varied keys;
  * those whose value follows from the method label are left out), seed last.
  * Tasks whose labels would still be equal get " from " and their first
- * parent's label, then " #" and 8 hex digits of their id. raffle status,
+ * parent's label (its experiment left out when it is the same), then " #"
+ * and 8 hex digits of their id. raffle status,
  * the sweep's log lines, the report and raffle find all print these. */
 typedef struct rf_job_labels rf_job_labels;
 /* Builds the labels of every task of j (borrowed: j must outlive them).

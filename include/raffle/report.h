@@ -46,6 +46,14 @@ rf_status rf_report_write_dir(rf_ctx *ctx, const char *dir, const cJSON *rep);
  * store. job may be NULL (then job.json is read from the store). Returns a
  * new object; free with cJSON_Delete. */
 rf_status rf_report_build(rf_ctx *ctx, rf_store *s, const rf_job *job, cJSON **out);
+/* The job of a store (its job.json, named after the store when it has no
+ * "name"). Returns a new job; free with rf_job_free. */
+rf_status rf_report_job(rf_ctx *ctx, rf_store *s, rf_job **out);
+/* Each task's state as the store's ledger records it: out[i] (job->n_tasks
+ * entries) gets "pending", "running", "done", "failed", "skipped" or
+ * "preempted" (static strings; the report also demotes a "done" task whose
+ * metrics.json cannot be read to "pending"). */
+rf_status rf_report_states(rf_ctx *ctx, rf_store *s, const rf_job *job, const char **out);
 /* Writes report.json, report.csv and report.html into the store. */
 rf_status rf_report_write(rf_ctx *ctx, rf_store *s, const rf_job *job);
 /* Opens the store directory DIR ("results/NAME") and writes the three files. */

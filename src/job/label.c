@@ -10,7 +10,8 @@
  * from the method label ("method", quantize's "mode", lottery's "control")
  * is left out: the label already says it. Tasks whose labels are still
  * equal (a stage that starts from several parents with the same settings)
- * get their first parent's label after " from ", and, as a last resort,
+ * get their first parent's label after " from " (without its experiment
+ * when it is the same one), and, as a last resort,
  * "#" and the first 8 hex digits of their id.
  *
  * One function for every place a person reads a task (raffle status, the
@@ -222,8 +223,10 @@ static void format_into(const rf_job_labels *l, int i, const char *const *omit, 
     }
     cJSON_Delete(s);
     if (l->from[i] >= 0) {
+        /* the parent's experiment only when it is another one */
+        int same = j->tasks[l->from[i]].exp == t->exp;
         rf_buf_printf(b, " from ");
-        format_into(l, l->from[i], omit, flags & ~(unsigned)RF_LABEL_NO_EXPERIMENT, b);
+        format_into(l, l->from[i], omit, same ? flags | RF_LABEL_NO_EXPERIMENT : flags & ~(unsigned)RF_LABEL_NO_EXPERIMENT, b);
     }
     if (l->tie[i]) {
         char hx[17];

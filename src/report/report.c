@@ -144,6 +144,28 @@ static int on_event(void *ud, const cJSON *ev) {
     return 0;
 }
 
+rf_status rf_report_job(rf_ctx *ctx, rf_store *s, rf_job **out) {
+    unsigned char *txt;
+    size_t n;
+    *out = NULL;
+    RF_TRY(rf_store_read(ctx, s, "job.json", &txt, &n));
+    /* a job without "name" was named after its file: the store's name */
+    const char *dir = rf_store_dir(s), *slash = strrchr(dir, '/');
+    rf_status st = rf_job_parse(ctx, (const char *)txt, n, slash ? slash + 1 : dir, out);
+    rf_free(txt);
+    if (st) rf_error_prefix(ctx, "%s/job.json", dir);
+    return st;
+}
+
+rf_status rf_report_states(rf_ctx *ctx, rf_store *s, const rf_job *job, const char **out) {
+    rctx r = {job, rf_calloc((size_t)(job->n_tasks ? job->n_tasks : 1), sizeof(tstate)), NULL, NULL};
+    if (!r.ts) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    rf_status st = rf_store_ledger_replay(ctx, s, on_event, &r, NULL);
+    for (int i = 0; !st && i < job->n_tasks; i++) out[i] = st_names[r.ts[i].status];
+    rf_free(r.ts);
+    return st;
+}
+
 /* ---- one row ------------------------------------------------------------------------- */
 
 /* row[key] = the first of the (object, key) pairs that is a number, else null */
@@ -316,14 +338,7 @@ static rf_status add_source(rf_ctx *ctx, const rf_report_source *src, int compar
     rf_job *owned = NULL;
     const rf_job *job = src->job;
     if (!job) {
-        unsigned char *txt;
-        size_t n;
-        RF_TRY(rf_store_read(ctx, src->store, "job.json", &txt, &n));
-        /* a job without "name" was named after its file: the store's name */
-        const char *dir = rf_store_dir(src->store), *slash = strrchr(dir, '/');
-        rf_status st = rf_job_parse(ctx, (const char *)txt, n, slash ? slash + 1 : dir, &owned);
-        rf_free(txt);
-        if (st) { rf_error_prefix(ctx, "%s/job.json", rf_store_dir(src->store)); return st; }
+        RF_TRY(rf_report_job(ctx, src->store, &owned));
         job = owned;
     }
     const char *prefix = compare ? (src->sweep ? src->sweep : job->name) : NULL;
