@@ -20,19 +20,18 @@
 
 /* ---- the task table's columns --------------------------------------------------------- */
 
-typedef enum cfmt { F_TEXT, F_PCT, F_FRAC, F_BYTES, F_RATIO, F_G, F_INT, F_STATUS, F_SETTING } cfmt;
+typedef enum cfmt { F_TEXT, F_PCT, F_FRAC, F_BYTES, F_RATIO, F_G, F_INT, F_COUNT, F_STATUS, F_SETTING } cfmt;
 typedef struct tcol { const char *group, *key, *head, *tip; cfmt fmt; } tcol;
 
-static const char *const groups[] = {"task", "settings", "accuracy", "size", "speed", "run"};
+static const char *const groups[] = {"task", "settings", "accuracy", "size", "speed", "more", "run"};
 static const char *const group_doc[] = {"task", "varied settings", "accuracy (split named)", "size", "speed (varies run to run)",
-                                        "run details"};
-enum { G_TASK, G_SETTINGS, G_ACC, G_SIZE, G_SPEED, G_RUN, G_COUNT_ };
+                                        "more", "run details"};
+enum { G_TASK, G_SETTINGS, G_ACC, G_SIZE, G_SPEED, G_MORE, G_RUN, G_COUNT_ };
 
 /* Fixed columns after the label (the settings group's varied keys are
  * added from the report's "setting_columns" before "seed"). */
 static const tcol fixed[] = {
     {"task", "status", "status", NULL, F_STATUS},
-    {"task", "kind", "kind", NULL, F_TEXT},
     {"task", "sweep", "sweep", NULL, F_TEXT},
     {"settings", "dataset", "dataset", NULL, F_TEXT},
     {"settings", "model", "model", NULL, F_TEXT},
@@ -42,21 +41,23 @@ static const tcol fixed[] = {
     {"settings", "seed", "seed", NULL, F_INT},
     {"accuracy", "accuracy", "test acc", "accuracy on the test split", F_PCT},
     {"accuracy", "val_accuracy", "val acc", "accuracy on the validation split", F_PCT},
-    {"accuracy", "loss", "test loss", "loss on the test split", F_G},
     {"accuracy", "accuracy_before_finetune", "test acc before FT", "test accuracy right after pruning, before fine-tuning", F_PCT},
     {"accuracy", "fp32_accuracy", "float test acc", "test accuracy of the float model before quantization", F_PCT},
-    {"accuracy", "best_iteration", "early-stop step", "step of the best periodic evaluation", F_INT},
     {"size", "sparsity", "sparsity", "achieved: fraction of prunable weights that are zero", F_FRAC},
     {"size", "compression_ratio", "compression", "raw fp32 bytes of the model / bytes on disk", F_RATIO},
     {"size", "bytes", "size", "checkpoint bytes on disk", F_BYTES},
-    {"size", "parameters", "params", NULL, F_INT},
-    {"size", "nonzero_parameters", "nonzero", "nonzero parameters", F_INT},
-    {"size", "flops", "FLOPs", "floating-point operations per inference", F_G},
+    {"size", "flops", "FLOPs", "floating-point operations per inference", F_COUNT},
     {"size", "collapsed_layers", "collapsed", "layers with nothing left", F_INT},
     {"speed", "latency_ms", "latency (ms)", "batch-1 inference latency, deployed kernels", F_G},
     {"speed", "dense_latency_ms", "dense latency (ms)", "the same model run dense", F_G},
     {"speed", "throughput", "samples/s", "batch-64 inference throughput", F_G},
     {"speed", "seconds", "task s", "wall seconds of the task", F_G},
+    {"more", "kind", "kind", NULL, F_TEXT},
+    {"more", "loss", "test loss", "loss on the test split", F_G},
+    {"more", "val_loss", "val loss", "loss on the validation split", F_G},
+    {"more", "best_iteration", "early-stop step", "step of the best periodic evaluation", F_INT},
+    {"more", "parameters", "params", NULL, F_INT},
+    {"more", "nonzero_parameters", "nonzero", "nonzero parameters", F_INT},
     {"run", "attempts", "attempts", NULL, F_INT},
     {"run", "class", "failure", NULL, F_TEXT},
     {"run", "message", "message", NULL, F_TEXT},
@@ -75,6 +76,13 @@ static void fmt_num(rf_buf *b, cfmt f, double x) {
     case F_BYTES: rf_buf_printf(b, x >= 1e6 ? "%.2f MB" : "%.1f kB", x >= 1e6 ? x / 1e6 : x / 1e3); break;
     case F_RATIO: rf_buf_printf(b, "%.2f×", x); break;
     case F_INT: rf_buf_printf(b, "%.0f", x); break;
+    case F_COUNT: {
+        static const char *const u[] = {"", "k", "M", "G", "T"};
+        int k = 0;
+        while (k < 4 && fabs(x) >= 1000) { x /= 1000; k++; }
+        rf_buf_printf(b, k ? "%.3g%s" : "%.0f%s", x, u[k]);
+        break;
+    }
     default: rf_buf_printf(b, "%.4g", x);
     }
 }
@@ -150,7 +158,7 @@ static void task_table(rf_buf *b, const cJSON *rep) {
     rf_buf_printf(b, "<div class='controls'><input id='filter' type='search' size='40' placeholder='filter: every word must appear, "
                      "e.g. synflow sparsity=0.9 done'> <span id='count'></span> &nbsp; columns:");
     int hidden[G_COUNT_] = {0};
-    hidden[G_SPEED] = 1;
+    hidden[G_SPEED] = hidden[G_MORE] = 1;
     hidden[G_RUN] = !failed;
     for (int g = 1; g < G_COUNT_; g++)
         rf_buf_printf(b, " <label><input type='checkbox' data-group='%s'%s> %s</label>", groups[g], hidden[g] ? "" : " checked",
@@ -317,7 +325,7 @@ static const char style[] =
     "details{margin:6px 0}summary{cursor:pointer;font-weight:bold}details.members summary{font-weight:normal;font-size:13px}"
     "tr[hidden]{display:none}"
     "table.hide-settings .g-settings,table.hide-accuracy .g-accuracy,table.hide-size .g-size,table.hide-speed .g-speed,"
-    "table.hide-run .g-run{display:none}";
+    "table.hide-more .g-more,table.hide-run .g-run{display:none}";
 
 /* Sort on header click (numbers by data-v, text otherwise, empty last),
  * filter on every word, column groups on the checkboxes. */

@@ -95,19 +95,20 @@ static void pruning(rf_buf *b, const cJSON *tasks, const rep_index *ix, int spee
               .log = 1, .unit = AX_RATIO};
     plot *p = plot_new(speedup ? "Pruning: test accuracy vs theoretical speedup" : "Pruning: test accuracy vs compression ratio",
                        "ShrinkBench style (Blalock et al. 2020): one line per method and setting, markers are the mean over "
-                       "seeds with ±1 standard deviation bars, n = seeds per marker; dense: the unpruned parents. Dashed, "
-                       "hollow: the same models before fine-tuning.",
+                       "seeds with ±1 standard deviation bars, n = seeds per marker; dense: the unpruned parents (a dotted "
+                       "level across the plot). Dashed, hollow: the same models before fine-tuning.",
                        x, acc_axis(), PL_LINES | PL_AGG);
     if (!p) return;
     for (const cJSON *t = tasks->child; t; t = t->next) {
         if (!rep_done(t) || plot_of(t) != RF_PLOT_SPARSITY) continue;
         double xv = speedup ? rep_num(t, "dense_flops") / rep_num(t, "flops") : param_ratio(t);
-        plot_add(p, plot_series(p, rep_str(t, "series"), 0), rep_str(t, "group"), xv, rep_num(t, "accuracy"), t, rep_str(t, "label"));
+        int si = plot_series(p, rep_str(t, "series"), 0);
+        plot_add(p, si, rep_str(t, "group"), xv, rep_num(t, "accuracy"), t, rep_str(t, "label"));
         double before = rep_num(t, "accuracy_before_finetune");
         if (isfinite(before)) {
             char name[512];
             snprintf(name, sizeof name, "%s (before fine-tuning)", rep_str(t, "series"));
-            plot_add(p, plot_series(p, name, ST_DASHED | ST_HOLLOW), rep_str(t, "group"), xv, before, t, rep_str(t, "label"));
+            plot_add(p, plot_series_like(p, name, ST_DASHED | ST_HOLLOW, si), rep_str(t, "group"), xv, before, t, rep_str(t, "label"));
         }
     }
     /* the dense parents, each once however many tasks it was pruned into */
@@ -119,7 +120,7 @@ static void pruning(rf_buf *b, const cJSON *tasks, const rep_index *ix, int spee
     rows_unique(&R);
     for (int k = 0; k < R.n; k++) {
         const cJSON *d = R.v[k];
-        plot_add(p, plot_series(p, rep_str(d, "series"), ST_REF), rep_str(d, "group"), speedup ? 1 : param_ratio(d),
+        plot_add(p, plot_series(p, rep_str(d, "series"), ST_REF | ST_HLINE), rep_str(d, "group"), speedup ? 1 : param_ratio(d),
                  rep_num(d, "accuracy"), d, rep_str(d, "label"));
     }
     rf_free(R.v);
@@ -228,7 +229,7 @@ static void across(plot *p, const rows *R, const char *what, unsigned style, dou
     for (int k = 0; k < R->n; k++) {
         const cJSON *d = R->v[k];
         char name[560], g[600];
-        snprintf(name, sizeof name, "%s: %s", what, rep_str(d, "series"));
+        snprintf(name, sizeof name, "%s (%s)", rep_str(d, "series"), what);
         for (int e = 0; e < 2; e++) {
             snprintf(g, sizeof g, "%s @%d", rep_str(d, "group"), e);
             plot_add(p, plot_series(p, name, style), g, e ? hi : lo, rep_num(d, "accuracy"), d, rep_str(d, "label"));
@@ -282,8 +283,11 @@ static void quantization(rf_buf *b, const cJSON *tasks, const rep_index *ix) {
     for (const cJSON *t = tasks->child; t; t = t->next) {
         if (!rep_done(t) || plot_of(t) != RF_PLOT_QUANT) continue;
         double x = rep_num(t, "bytes"), y = rep_num(t, "accuracy");
-        plot_add(p, plot_series(p, rep_str(t, "method"), ST_NOLINE), rep_str(t, "id"), x, y, t, rep_str(t, "label"));
         const cJSON *d = rep_done_parent(ix, t);
+        /* coloured by what was quantized: "int8-ptq of synflow" */
+        char name[200];
+        snprintf(name, sizeof name, "%s%s%s", rep_str(t, "method"), d ? " of " : "", d ? rep_str(d, "method") : "");
+        plot_add(p, plot_series(p, name, ST_NOLINE), rep_str(t, "id"), x, y, t, rep_str(t, "label"));
         if (!d) continue;
         rows_add(&parents, d);
         plot_link(p, rep_num(d, "bytes"), rep_num(d, "accuracy"), x, y);
@@ -301,40 +305,84 @@ static void quantization(rf_buf *b, const cJSON *tasks, const rep_index *ix) {
 /* ---- training curves ------------------------------------------------------------- */
 
 /* "curve": [{"step", "loss" | "train_loss", "val_accuracy", "val_loss",
- * "test_accuracy", ...}] per evaluation. */
-static void curves(rf_buf *b, const cJSON *tasks) {
-    int any = 0, val = 0;
+ * "test_accuracy", ...}] per evaluation. One pair of plots (accuracy, loss)
+ * per experiment; a pruning experiment's at each of its two highest
+ * sparsities, one line per method and setting, its dense models as the
+ * reference. Lines are means over seeds at each step. */
+static int has_curve(const cJSON *t) {
+    const cJSON *c = rep_get(t, "curve");
+    return rep_done(t) && cJSON_IsArray(c) && c->child;
+}
+static int same_exp(const cJSON *a, const cJSON *b) {
+    return !strcmp(rep_str(a, "experiment"), rep_str(b, "experiment")) && !strcmp(rep_str(a, "sweep"), rep_str(b, "sweep"));
+}
+
+/* The rows of experiment e (a row of it) in one curve plot: at target
+ * sparsity sp (NaN: the experiment has no pruned rows: all of them). */
+static int in_curve_plot(const cJSON *t, const cJSON *e, double sp) {
+    if (!has_curve(t) || !same_exp(t, e)) return 0;
+    if (isnan(sp)) return 1;
+    return plot_of(t) == RF_PLOT_NONE || (plot_of(t) == RF_PLOT_SPARSITY && fabs(target_of(t) - sp) < 1e-9);
+}
+
+static void curve_plot(rf_buf *b, const cJSON *tasks, const cJSON *e, double sp, int val, int which) {
+    char title[400], where[300];
+    if (isnan(sp)) snprintf(where, sizeof where, "%s", rep_str(e, "experiment"));
+    else snprintf(where, sizeof where, "%s at %g%% sparsity", rep_str(e, "experiment"), sp * 100);
+    snprintf(title, sizeof title, "Training curves, %s: %s", where, which ? "training loss" : val ? "validation accuracy" : "test accuracy");
+    plot *p = plot_new(title,
+                       isnan(sp) ? "Per evaluation during training, one line per method and setting (the task's label without its "
+                                   "seed), the mean over seeds at each step."
+                                 : "Per evaluation during training, one line per method and setting (the task's label without its "
+                                   "seed), the mean over seeds at each step; the dense models in grey.",
+                       (axis){.label = "training step", .unit = AX_PLAIN},
+                       which ? (axis){.label = "training loss", .unit = AX_PLAIN}
+                             : (axis){.label = val ? "validation accuracy" : "test accuracy", .unit = AX_PERCENT},
+                       PL_LINES | PL_AGG);
+    if (!p) return;
     for (const cJSON *t = tasks->child; t; t = t->next) {
-        const cJSON *c = rep_get(t, "curve");
-        if (!rep_done(t) || !cJSON_IsArray(c) || !c->child) continue;
-        any = 1;
-        for (const cJSON *e = c->child; e && !val; e = e->next) val = isfinite(rep_num(e, "val_accuracy"));
-    }
-    if (!any) return;
-    const char *acc_key = val ? "val_accuracy" : "test_accuracy";
-    for (int which = 0; which < 2; which++) {
-        plot *p = plot_new(which ? "Training curves: training loss" : val ? "Training curves: validation accuracy"
-                                                                            : "Training curves: test accuracy",
-                           "Per evaluation during training, one line per group (the task's label without its seed), mean "
-                           "over seeds at each step.",
-                           (axis){.label = "training step", .unit = AX_PLAIN},
-                           which ? (axis){.label = "training loss", .unit = AX_PLAIN}
-                                 : (axis){.label = val ? "validation accuracy" : "test accuracy", .unit = AX_PERCENT},
-                           PL_LINES | PL_AGG);
-        if (!p) return;
-        for (const cJSON *t = tasks->child; t; t = t->next) {
-            const cJSON *c = rep_get(t, "curve");
-            if (!rep_done(t) || !cJSON_IsArray(c)) continue;
-            int si = plot_series(p, rep_str(t, "group"), 0);
-            for (const cJSON *e = c->child; e; e = e->next) {
-                double y = which ? rep_num(e, "loss") : rep_num(e, acc_key);
-                if (which && !isfinite(y)) y = rep_num(e, "train_loss");
-                char g[600];
-                snprintf(g, sizeof g, "%s @%.0f", rep_str(t, "group"), rep_num(e, "step"));
-                plot_add(p, si, g, rep_num(e, "step"), y, t, rep_str(t, "label"));
-            }
+        if (!in_curve_plot(t, e, sp)) continue;
+        int ref = !isnan(sp) && plot_of(t) == RF_PLOT_NONE;
+        int si = plot_series(p, rep_str(t, isnan(sp) ? "group" : "series"), ref ? ST_REF : 0);
+        for (const cJSON *c = rep_get(t, "curve")->child; c; c = c->next) {
+            double y = which ? rep_num(c, "loss") : rep_num(c, val ? "val_accuracy" : "test_accuracy");
+            if (which && !isfinite(y)) y = rep_num(c, "train_loss");
+            char g[600];
+            snprintf(g, sizeof g, "%s @%.0f", rep_str(t, "group"), rep_num(c, "step"));
+            plot_add(p, si, g, rep_num(c, "step"), y, t, rep_str(t, "label"));
         }
-        render(b, p);
+    }
+    render(b, p);
+}
+
+static void curves(rf_buf *b, const cJSON *tasks) {
+    int val = 0;
+    for (const cJSON *t = tasks->child; t && !val; t = t->next)
+        for (const cJSON *c = has_curve(t) ? rep_get(t, "curve")->child : NULL; c && !val; c = c->next)
+            val = isfinite(rep_num(c, "val_accuracy"));
+    enum { MAX_EXP = 256 };
+    const cJSON *seen[MAX_EXP];
+    int ns = 0;
+    for (const cJSON *e = tasks->child; e && ns < MAX_EXP; e = e->next) {
+        if (!has_curve(e)) continue;
+        /* the experiment's first row with a curve stands for it */
+        int k = 0;
+        while (k < ns && !same_exp(seen[k], e)) k++;
+        if (k < ns) continue;
+        seen[ns++] = e;
+        double tg[64];
+        int nt = 0;
+        for (const cJSON *t = tasks->child; t; t = t->next) {
+            if (!has_curve(t) || !same_exp(t, e) || plot_of(t) != RF_PLOT_SPARSITY) continue;
+            double s = target_of(t);
+            int m = 0;
+            while (m < nt && fabs(tg[m] - s) > 1e-9) m++;
+            if (m == nt && nt < 64 && isfinite(s)) tg[nt++] = s;
+        }
+        qsort(tg, (size_t)nt, sizeof *tg, dbl_desc);
+        if (!nt) tg[nt++] = NAN;
+        for (k = 0; k < nt && k < 2; k++)
+            for (int which = 0; which < 2; which++) curve_plot(b, tasks, e, tg[k], val, which);
     }
 }
 

@@ -43,14 +43,20 @@ typedef struct axis {
 } axis;
 
 enum { PL_LINES = 1, PL_PARETO = 2, PL_AGG = 4 };          /* plot flags */
-enum { ST_DASHED = 1, ST_HOLLOW = 2, ST_NOLINE = 4, ST_REF = 8 }; /* series styles; ST_REF: grey reference */
+/* series styles: ST_REF a grey reference; ST_HLINE also a dashed line
+ * across the whole plot at each of its markers' y (the dense model) */
+enum { ST_DASHED = 1, ST_HOLLOW = 2, ST_NOLINE = 4, ST_REF = 8, ST_HLINE = 16 };
 
 typedef struct plot plot;
 /* A new plot (title, caption and axis labels copied). NULL out of memory. */
 plot *plot_new(const char *title, const char *caption, axis x, axis y, unsigned flags);
 void  plot_free(plot *p);   /* accepts NULL */
-/* The series called name (created with style on first use); -1 out of memory. */
+/* The series called name (created with style on first use); -1 out of
+ * memory. _like: a new series takes series like's colour and shape (a
+ * method's "before fine-tuning" next to its line). Reference series
+ * (ST_REF) are dark grey and take no colour from the others. */
 int   plot_series(plot *p, const char *name, unsigned style);
+int   plot_series_like(plot *p, const char *name, unsigned style, int like);
 /* Adds (x, y) to the marker (series, group); ref (borrowed, a row) is what
  * the Pareto table lists and tip the tooltip's first line (copied; the
  * group when NULL). Non-finite values are dropped. */

@@ -19,7 +19,7 @@ typedef struct pt {
     const cJSON *ref;
     double n, sx, sy, syy;
 } pt;
-typedef struct ser { char *name; unsigned style; } ser;
+typedef struct ser { char *name; unsigned style; int ci; } ser;   /* ci: colour and shape index */
 typedef struct seg { double x1, y1, x2, y2; } seg;
 
 struct plot {
@@ -67,7 +67,9 @@ void plot_free(plot *p) {
     rf_free(p);
 }
 
-int plot_series(plot *p, const char *name, unsigned style) {
+int plot_series(plot *p, const char *name, unsigned style) { return plot_series_like(p, name, style, -1); }
+
+int plot_series_like(plot *p, const char *name, unsigned style, int like) {
     for (int i = 0; i < p->ns; i++) if (strcmp(p->s[i].name, name) == 0) return i;
     if (p->ns == p->scap) {
         int cap = p->scap ? p->scap * 2 : 8;
@@ -78,7 +80,11 @@ int plot_series(plot *p, const char *name, unsigned style) {
     }
     char *n = rf_strdup(name);
     if (!n) { p->oom = 1; return -1; }
-    p->s[p->ns] = (ser){n, style};
+    /* reference series are grey and take no colour from the others */
+    int ci = 0;
+    for (int i = 0; i < p->ns; i++) if (!(p->s[i].style & ST_REF) && p->s[i].ci + 1 > ci) ci = p->s[i].ci + 1;
+    if (like >= 0 && like < p->ns) ci = p->s[like].ci;
+    p->s[p->ns] = (ser){n, style, ci};
     return p->ns++;
 }
 
@@ -239,8 +245,8 @@ static void fmt_value(char *b, size_t n, const axis *a, double v, double step, i
 static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                       "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"};
 
-static const char *colour(const plot *p, int i) { return (p->s[i].style & ST_REF) ? "#333333" : palette[i % 10]; }
-static int shape(int i) { return (i / 10) % 4; }
+static const char *colour(const plot *p, int i) { return (p->s[i].style & ST_REF) ? "#333333" : palette[p->s[i].ci % 10]; }
+static int shape(const plot *p, int i) { return (p->s[i].style & ST_REF) ? 1 : (p->s[i].ci / 10) % 4; }
 
 static void marker(rf_buf *b, int shp, double x, double y, const char *col, int hollow, double r) {
     const char *fill = hollow ? "#fff" : col;
@@ -258,7 +264,7 @@ static const char *const marker_end[] = {"</circle>", "</rect>", "</path>", "</p
 
 static const char *dash(const plot *p, int i) {
     if (p->s[i].style & ST_DASHED) return " stroke-dasharray='6 4'";
-    return (i / 10) % 2 ? " stroke-dasharray='2 3'" : "";
+    return (p->s[i].ci / 10) % 2 ? " stroke-dasharray='2 3'" : "";
 }
 
 /* ---- rendering ------------------------------------------------------------------ */
@@ -484,6 +490,14 @@ void plot_render(rf_buf *b, const plot *p, const char *extra_html) {
                       py(&f, &p->y, l->y1), px(&f, &p->x, l->x2), py(&f, &p->y, l->y2));
     }
     double ybot = f.T + f.ph;
+    /* reference levels across the plot */
+    for (int i = 0; i < p->np; i++) {
+        const pt *q = &p->p[i];
+        if (!(p->s[q->series].style & ST_HLINE) || (p->y.log && my(q) <= 0)) continue;
+        double yp = py(&f, &p->y, my(q));
+        rf_buf_printf(b, "<line x1='%.0f' x2='%.0f' y1='%.1f' y2='%.1f' stroke='%s' stroke-width='1' stroke-dasharray='3 3'/>", f.L,
+                      f.L + f.pw, yp, yp, colour(p, q->series));
+    }
     /* series: line, error bars, markers */
     for (int si = 0; si < p->ns; si++) {
         const char *col = colour(p, si);
@@ -515,9 +529,9 @@ void plot_render(rf_buf *b, const plot *p, const char *extra_html) {
                 rf_buf_printf(b, "<path d='M%.1f %.1fV%.1fM%.1f %.1fh8M%.1f %.1fh8' stroke='%s' stroke-width='1.3' fill='none'/>", xp, a, c,
                               xp - 4, a, xp - 4, c, col);
             }
-            marker(b, shape(si), xp, yp, col, (p->s[si].style & ST_HOLLOW) != 0, 3.6);
+            marker(b, shape(p, si), xp, yp, col, (p->s[si].style & ST_HOLLOW) != 0, 3.6);
             tooltip(b, p, q);
-            rf_buf_printf(b, "%s", marker_end[shape(si)]);
+            rf_buf_printf(b, "%s", marker_end[shape(p, si)]);
         }
     }
     /* the frontier as a staircase: the best accuracy at this size or smaller */
@@ -546,8 +560,8 @@ void plot_render(rf_buf *b, const plot *p, const char *extra_html) {
             const char *col = colour(p, e);
             rf_buf_printf(b, "<line x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' stroke='%s' stroke-width='1.8'%s/>", ex, ex + 22, ey, ey, col,
                           (p->flags & PL_LINES) && !(p->s[e].style & ST_NOLINE) ? dash(p, e) : " stroke-opacity='0'");
-            marker(b, shape(e), ex + 11, ey, col, (p->s[e].style & ST_HOLLOW) != 0, 3.6);
-            rf_buf_printf(b, "%s<text x='%.1f' y='%.1f' font-size='12'>", marker_end[shape(e)], ex + 28, ey + 4);
+            marker(b, shape(p, e), ex + 11, ey, col, (p->s[e].style & ST_HOLLOW) != 0, 3.6);
+            rf_buf_printf(b, "%s<text x='%.1f' y='%.1f' font-size='12'>", marker_end[shape(p, e)], ex + 28, ey + 4);
             rep_html(b, p->s[e].name + head);
             series_n(p, e, nb, sizeof nb);
             rep_html(b, nb);
