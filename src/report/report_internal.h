@@ -64,7 +64,6 @@ void  plot_add(plot *p, int series, const char *group, double x, double y, const
 /* A grey segment from (x1, y1) to (x2, y2), under the markers (quantized
  * model -> its float parent). */
 void  plot_link(plot *p, double x1, double y1, double x2, double y2);
-int   plot_points(const plot *p);
 /* The rows on the Pareto frontier (smaller x, higher y) in x order;
  * returns how many (at most max). */
 int   plot_frontier(const plot *p, const cJSON **out, int max);

@@ -144,8 +144,6 @@ void plot_link(plot *p, double x1, double y1, double x2, double y2) {
     p->l[p->nl++] = (seg){x1, y1, x2, y2};
 }
 
-int plot_points(const plot *p) { return p->np; }
-
 static double mx(const pt *q) { return q->sx / q->n; }
 static double my(const pt *q) { return q->sy / q->n; }
 static double sd(const pt *q) {
