@@ -26,15 +26,15 @@ static int rel_dir(const char *from, const char *to, char *out, size_t n) {
         if (fe && te) c = i;
         if (!f[i] || !t[i] || f[i] != t[i]) break;
     }
-    size_t len = 0;
-    out[0] = '\0';
-    for (const char *p = f + c; *p; p++)
-        if (*p == '/') {
-            if (len + 4 > n) return 0;
-            memcpy(out + len, "../", 4);
-            len += 3;
-        }
+    int ups = 0;
+    for (const char *p = f + c; *p; p++) ups += *p == '/';
     const char *rest = t + c + (t[c] == '/');
+    size_t len = 0;
+    for (int k = 0; k < ups; k++) {
+        int w = snprintf(out + len, n - len, "../");
+        if (w < 0 || (size_t)w >= n - len) return 0;
+        len += (size_t)w;
+    }
     int w = snprintf(out + len, n - len, "%s%s", rest, rest[0] ? "/" : "");
     return w >= 0 && (size_t)w < n - len;
 }

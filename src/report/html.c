@@ -20,8 +20,7 @@
 
 /* ---- the task table's columns --------------------------------------------------------- */
 
-typedef enum cfmt { F_TEXT, F_PCT, F_FRAC, F_BYTES, F_RATIO, F_G, F_INT, F_COUNT, F_STATUS, F_SETTING } cfmt;
-typedef struct tcol { const char *group, *key, *head, *tip; cfmt fmt; } tcol;
+typedef struct tcol { const char *group, *key, *head, *tip; rep_fmt fmt; } tcol;
 
 static const char *const groups[] = {"task", "settings", "accuracy", "size", "speed", "more", "run"};
 static const char *const group_doc[] = {"task", "varied settings", "accuracy (split named)", "size", "speed (varies run to run)",
@@ -69,7 +68,7 @@ static const cJSON *cell_value(const cJSON *t, const tcol *c) {
     return c->fmt == F_SETTING ? rf_job_setting_get(rep_get(t, "settings"), c->key) : rep_get(t, c->key);
 }
 
-static void fmt_num(rf_buf *b, cfmt f, double x) {
+void rep_fmt_num(rf_buf *b, rep_fmt f, double x) {
     switch (f) {
     case F_PCT: rf_buf_printf(b, "%.2f%%", x * 100); break;
     case F_FRAC: rf_buf_printf(b, "%.4f", x); break;
@@ -92,7 +91,7 @@ static void cell(rf_buf *b, const cJSON *t, const tcol *c) {
     const char *g = c->group;
     if (cJSON_IsNumber(v)) {
         rf_buf_printf(b, "<td class='g-%s' data-v='%.17g'>", g, v->valuedouble);
-        fmt_num(b, c->fmt, v->valuedouble);
+        rep_fmt_num(b, c->fmt, v->valuedouble);
     } else if (cJSON_IsString(v)) {
         rf_buf_printf(b, "<td class='g-%s s%s%s'>", g, c->fmt == F_STATUS ? " " : "", c->fmt == F_STATUS ? v->valuestring : "");
         rep_html(b, v->valuestring);

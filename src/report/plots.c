@@ -68,14 +68,8 @@ static void render(rf_buf *b, plot *p) {
  * many children is drawn once). */
 typedef struct rows { const cJSON **v; int n, cap; } rows;
 static void rows_add(rows *r, const cJSON *t) {
-    if (r->n == r->cap) {
-        int cap = r->cap ? r->cap * 2 : 32;
-        const cJSON **v = rf_realloc(r->v, (size_t)cap * sizeof *v);
-        if (!v) return;   /* out of memory: fewer reference points, nothing wrong */
-        r->v = v;
-        r->cap = cap;
-    }
-    r->v[r->n++] = t;
+    /* out of memory: fewer reference points, nothing wrong */
+    if (rep_grow((void **)&r->v, &r->cap, r->n, sizeof *r->v)) r->v[r->n++] = t;
 }
 static int ptr_cmp(const void *a, const void *b) {
     uintptr_t x = (uintptr_t)*(const cJSON *const *)a, y = (uintptr_t)*(const cJSON *const *)b;
@@ -131,13 +125,7 @@ static void pruning(rf_buf *b, const cJSON *tasks, const rep_index *ix, int spee
 typedef struct names { const char **v; int n, cap; } names;
 static int names_add(names *s, const char *n) {
     for (int i = 0; i < s->n; i++) if (strcmp(s->v[i], n) == 0) return i;
-    if (s->n == s->cap) {
-        int cap = s->cap ? s->cap * 2 : 16;
-        const char **v = rf_realloc(s->v, (size_t)cap * sizeof *v);
-        if (!v) return -1;
-        s->v = v;
-        s->cap = cap;
-    }
+    if (!rep_grow((void **)&s->v, &s->cap, s->n, sizeof *s->v)) return -1;
     s->v[s->n] = n;
     return s->n++;
 }
@@ -407,14 +395,13 @@ static void pareto_table(rf_buf *b, const plot *p, const char *what) {
         rf_buf_printf(b, "</a></td><td class='s'>");
         rep_html(b, rep_str(t, "method"));
         rf_buf_printf(b, "</td>");
-        static const char *const cols[] = {"accuracy", "val_accuracy", "bytes", "compression_ratio", "latency_ms"};
+        static const struct { const char *key; rep_fmt f; } cols[] = {
+            {"accuracy", F_PCT}, {"val_accuracy", F_PCT}, {"bytes", F_BYTES}, {"compression_ratio", F_RATIO}, {"latency_ms", F_G}};
         for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++) {
-            double v = rep_num(t, cols[c]);
-            if (!isfinite(v)) rf_buf_printf(b, "<td></td>");
-            else if (c < 2) rf_buf_printf(b, "<td>%.2f%%</td>", v * 100);
-            else if (c == 2) rf_buf_printf(b, "<td>%.1f kB</td>", v / 1000);
-            else if (c == 3) rf_buf_printf(b, "<td>%.2f×</td>", v);
-            else rf_buf_printf(b, "<td>%.4g</td>", v);
+            double v = rep_num(t, cols[c].key);
+            rf_buf_printf(b, "<td>");
+            if (isfinite(v)) rep_fmt_num(b, cols[c].f, v);
+            rf_buf_printf(b, "</td>");
         }
         rf_buf_printf(b, "</tr>\n");
     }

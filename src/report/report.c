@@ -64,6 +64,16 @@ void rep_html(rf_buf *b, const char *s) {
     }
 }
 
+int rep_grow(void **v, int *cap, int n, size_t size) {
+    if (n < *cap) return 1;
+    int c = *cap ? *cap * 2 : 16;
+    void *p = rf_realloc(*v, (size_t)c * size);
+    if (!p) return 0;
+    *v = p;
+    *cap = c;
+    return 1;
+}
+
 static int row_cmp(const void *a, const void *b) {
     return strcmp(rep_str(*(const cJSON *const *)a, "id"), rep_str(*(const cJSON *const *)b, "id"));
 }

@@ -14,6 +14,14 @@ double       rep_num(const cJSON *o, const char *k);   /* NAN when absent or not
 const char  *rep_str(const cJSON *o, const char *k);   /* "" when absent or not a string */
 int          rep_done(const cJSON *row);
 void         rep_html(rf_buf *b, const char *s);       /* appends s HTML-escaped */
+/* Makes room for element n of *v (each size bytes, *cap of them): 0 out of
+ * memory (then *v is unchanged). */
+int          rep_grow(void **v, int *cap, int n, size_t size);
+
+/* How the page writes a number (html.c): percent, a fraction, kB/MB, ×,
+ * significant digits, an integer, k/M/G. */
+typedef enum rep_fmt { F_TEXT, F_PCT, F_FRAC, F_BYTES, F_RATIO, F_G, F_INT, F_COUNT, F_STATUS, F_SETTING } rep_fmt;
+void         rep_fmt_num(rf_buf *b, rep_fmt f, double x);
 
 /* Task rows by id (bisection over a sorted copy): plots find parents in
  * O(log n) on 100,000-task sweeps. An id is unique within a sweep; in a

@@ -71,13 +71,7 @@ int plot_series(plot *p, const char *name, unsigned style) { return plot_series_
 
 int plot_series_like(plot *p, const char *name, unsigned style, int like) {
     for (int i = 0; i < p->ns; i++) if (strcmp(p->s[i].name, name) == 0) return i;
-    if (p->ns == p->scap) {
-        int cap = p->scap ? p->scap * 2 : 8;
-        ser *s = rf_realloc(p->s, (size_t)cap * sizeof *s);
-        if (!s) { p->oom = 1; return -1; }
-        p->s = s;
-        p->scap = cap;
-    }
+    if (!rep_grow((void **)&p->s, &p->scap, p->ns, sizeof *p->s)) { p->oom = 1; return -1; }
     char *n = rf_strdup(name);
     if (!n) { p->oom = 1; return -1; }
     /* reference series are grey and take no colour from the others */
@@ -119,13 +113,7 @@ void plot_add(plot *p, int series, const char *group, double x, double y, const 
             return;
         }
     }
-    if (p->np == p->pcap) {
-        int cap = p->pcap ? p->pcap * 2 : 64;
-        pt *v = rf_realloc(p->p, (size_t)cap * sizeof *v);
-        if (!v) { p->oom = 1; return; }
-        p->p = v;
-        p->pcap = cap;
-    }
+    if (!rep_grow((void **)&p->p, &p->pcap, p->np, sizeof *p->p)) { p->oom = 1; return; }
     pt *q = &p->p[p->np];
     *q = (pt){series, rf_strdup(group), dup_or_null(tip ? tip : group), ref, 1, x, y, y * y};
     if (!q->group || !q->tip) { rf_free(q->group); rf_free(q->tip); p->oom = 1; return; }
@@ -134,13 +122,7 @@ void plot_add(plot *p, int series, const char *group, double x, double y, const 
 
 void plot_link(plot *p, double x1, double y1, double x2, double y2) {
     if (!isfinite(x1) || !isfinite(y1) || !isfinite(x2) || !isfinite(y2) || p->oom) return;
-    if (p->nl == p->lcap) {
-        int cap = p->lcap ? p->lcap * 2 : 32;
-        seg *l = rf_realloc(p->l, (size_t)cap * sizeof *l);
-        if (!l) { p->oom = 1; return; }
-        p->l = l;
-        p->lcap = cap;
-    }
+    if (!rep_grow((void **)&p->l, &p->lcap, p->nl, sizeof *p->l)) { p->oom = 1; return; }
     p->l[p->nl++] = (seg){x1, y1, x2, y2};
 }
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "raffle/job.h"
+#include "job_test_util.h"
 
 static rf_job *parse(const char *txt) {
     rf_ctx ctx;
@@ -98,37 +99,6 @@ Test(label, method_determined_keys_left_out) {
     rf_job_free(j);
 }
 
-/* A job put together by hand: the stages the pipelines phase will produce
- * (a quantize task per pruned parent with equal settings of its own). */
-typedef struct hand { int exp, kind; const char *settings; int parent; } hand;
-static rf_job *hand_job(const hand *h, int n) {
-    rf_job *j = rf_calloc(1, sizeof *j);
-    snprintf(j->name, sizeof j->name, "hand");
-    j->n_experiments = 2;
-    j->exp_names = rf_calloc(2, sizeof *j->exp_names);
-    j->exp_names[0] = rf_strdup("prune");
-    j->exp_names[1] = rf_strdup("quant");
-    j->n_tasks = n;
-    j->tasks = rf_calloc((size_t)n, sizeof *j->tasks);
-    j->parents = rf_calloc((size_t)n, sizeof *j->parents);
-    size_t len = 0;
-    for (int i = 0; i < n; i++) len += strlen(h[i].settings) + 1;
-    j->strings = rf_malloc(len);
-    size_t off = 0;
-    int np = 0;
-    for (int i = 0; i < n; i++) {
-        j->tasks[i].id = 0x1000000000000000ull + (uint64_t)i * 0x0101010101ull;
-        j->tasks[i].exp = (uint32_t)h[i].exp;
-        j->tasks[i].kind = (uint8_t)h[i].kind;
-        j->tasks[i].settings_off = (uint32_t)off;
-        memcpy(j->strings + off, h[i].settings, strlen(h[i].settings) + 1);
-        off += strlen(h[i].settings) + 1;
-        j->tasks[i].parent_off = (uint32_t)np;
-        if (h[i].parent >= 0) { j->parents[np++] = h[i].parent; j->tasks[i].n_parents = 1; }
-    }
-    j->strings_len = len;
-    return j;
-}
 
 Test(label, equal_stages_named_by_parent_then_id) {
     const hand h[] = {
@@ -139,7 +109,8 @@ Test(label, equal_stages_named_by_parent_then_id) {
         /* same settings and a parent with the same label as task 3's: only the id is left */
         {1, RF_JOB_QUANTIZE, "{\"kind\":\"quantize\",\"mode\":\"ptq\",\"seed\":0}", 1},
     };
-    rf_job *j = hand_job(h, 5);
+    static const char *const exps[] = {"prune", "quant"};
+    rf_job *j = hand_job(exps, 2, h, 5);
     rf_job_labels *l = labels(j);
     cr_assert_str_eq(rf_job_label(l, 0), "prune/synflow/sparsity=0.5");
     cr_assert_str_eq(rf_job_label(l, 2), "quant/int8-ptq from prune/synflow/sparsity=0.5");

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "raffle/report.h"
+#include "job_test_util.h"
 #include "report/report_internal.h"
 
 static char root[256];
@@ -190,47 +191,8 @@ Test(report, grid_over_non_seed_keys_is_never_averaged) {
 
 /* ---- the fields the pipelines phase adds ------------------------------------------- */
 
-/* A job put together by hand (what "from" will expand to): a dense model,
- * two prunes of it, and an int8 quantization of each pruned model. */
-typedef struct hand { int exp, kind; const char *settings; int parent; } hand;
-static rf_job *hand_job(const hand *h, int n) {
-    rf_job *j = rf_calloc(1, sizeof *j);
-    snprintf(j->name, sizeof j->name, "chain");
-    j->n_experiments = 2;
-    j->exp_names = rf_calloc(2, sizeof *j->exp_names);
-    j->exp_names[0] = rf_strdup("prune");
-    j->exp_names[1] = rf_strdup("int8");
-    j->n_tasks = n;
-    j->tasks = rf_calloc((size_t)n, sizeof *j->tasks);
-    j->parents = rf_calloc((size_t)n, sizeof *j->parents);
-    size_t len = 0;
-    for (int i = 0; i < n; i++) len += strlen(h[i].settings) + 1;
-    j->strings = rf_malloc(len);
-    size_t off = 0;
-    int np = 0;
-    for (int i = 0; i < n; i++) {
-        j->tasks[i].id = 0xabc0000000000000ull + (uint64_t)i;
-        j->tasks[i].exp = (uint32_t)h[i].exp;
-        j->tasks[i].kind = (uint8_t)h[i].kind;
-        j->tasks[i].settings_off = (uint32_t)off;
-        memcpy(j->strings + off, h[i].settings, strlen(h[i].settings) + 1);
-        off += strlen(h[i].settings) + 1;
-        j->tasks[i].parent_off = (uint32_t)np;
-        if (h[i].parent >= 0) { j->parents[np++] = h[i].parent; j->tasks[i].n_parents = 1; }
-    }
-    j->strings_len = len;
-    /* rf_job_find (the ledger replay) needs the id index */
-    j->id_index_cap = 256;
-    j->id_index = rf_malloc(j->id_index_cap * sizeof *j->id_index);
-    for (size_t k = 0; k < j->id_index_cap; k++) j->id_index[k] = -1;
-    for (int i = 0; i < n; i++) {
-        size_t k = (size_t)(j->tasks[i].id * 0x9E3779B97F4A7C15ull) & (j->id_index_cap - 1);   /* plan.c slot_of */
-        while (j->id_index[k] >= 0) k = (k + 1) & (j->id_index_cap - 1);
-        j->id_index[k] = i;
-    }
-    return j;
-}
-
+/* What a "from" chain will expand to: a dense model, two prunes of it, and
+ * an int8 quantization of each pruned model (job_test_util.h). */
 static const hand chain[] = {
     {0, RF_JOB_TRAIN, "{\"kind\":\"train\",\"model\":\"lenet-5\",\"seed\":0}", -1},
     {0, RF_JOB_PRUNE, "{\"kind\":\"prune\",\"method\":\"synflow\",\"model\":\"lenet-5\",\"seed\":0,\"sparsity\":0.5}", 0},
@@ -296,7 +258,8 @@ static void chain_metrics(const rf_job *j, int i, const cJSON *s, cJSON *m) {
 }
 
 Test(report, pipeline_fields_shown_when_present) {
-    rf_job *j = hand_job(chain, 5);
+    static const char *const exps[] = {"prune", "int8"};
+    rf_job *j = hand_job(exps, 2, chain, 5);
     rf_store *s = make_store("chain", NULL, j, chain_metrics);
     rf_ctx ctx;
     rf_ctx_init(&ctx);
@@ -360,7 +323,8 @@ Test(report, study_of_chains) {
             }
     }
     cr_assert_eq(n, N);
-    rf_job *j = hand_job(h, n);
+    static const char *const exps[] = {"prune", "int8"};
+    rf_job *j = hand_job(exps, 2, h, n);
     rf_store *s = make_store("study", NULL, j, chain_metrics);
     rf_ctx ctx;
     rf_ctx_init(&ctx);
