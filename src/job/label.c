@@ -58,13 +58,25 @@ struct rf_job_labels {
 
 /* ---- values as text ------------------------------------------------------------ */
 
-/* Canonical text of a scalar or array value (the comparison form: full
- * precision). Returns 0 when it does not fit or out of memory. */
+/* Canonical text of a scalar or array value, the form two values are
+ * compared in (a number as the hex digits of its bits: exact, and no
+ * printf on 100,000 tasks' settings). Returns 0 when it does not fit or out
+ * of memory. */
 static int value_text(const cJSON *v, char *buf, size_t n) {
-    if (cJSON_IsString(v)) return snprintf(buf, n, "%s", v->valuestring) < (int)n;
-    if (cJSON_IsNumber(v)) return snprintf(buf, n, "%.17g", v->valuedouble) < (int)n;
+    if (cJSON_IsString(v)) return snprintf(buf, n, "s%s", v->valuestring) < (int)n;
+    if (cJSON_IsNumber(v)) {
+        if (n < 18) return 0;
+        uint64_t u;
+        double d = v->valuedouble == 0 ? 0 : v->valuedouble;   /* -0 is 0 */
+        memcpy(&u, &d, sizeof u);
+        buf[0] = '#';
+        for (int k = 0; k < 16; k++) buf[1 + k] = "0123456789abcdef"[(u >> (60 - 4 * k)) & 15];
+        buf[17] = '\0';
+        return 1;
+    }
     if (cJSON_IsBool(v)) return snprintf(buf, n, "%s", cJSON_IsTrue(v) ? "true" : "false") < (int)n;
     if (cJSON_IsNull(v)) return snprintf(buf, n, "null") < (int)n;
+    /* arrays: their JSON text, which starts with '[' */
     char *p = cJSON_PrintUnformatted(v);
     if (!p) return 0;
     int ok = snprintf(buf, n, "%s", p) < (int)n;
@@ -75,6 +87,7 @@ static int value_text(const cJSON *v, char *buf, size_t n) {
 /* The display form: numbers with 6 significant digits (0.9, 0.0012, 1e-05). */
 static void value_show(const cJSON *v, char *buf, size_t n) {
     if (cJSON_IsNumber(v)) snprintf(buf, n, "%g", v->valuedouble);
+    else if (cJSON_IsString(v)) snprintf(buf, n, "%s", v->valuestring);
     else if (!value_text(v, buf, n)) snprintf(buf, n, "...");
 }
 
@@ -164,7 +177,7 @@ static void on_leaf(void *ud, const char *key, const cJSON *v) {
     scan *sc = ud;
     char txt[512];
     if (sc->oom) return;
-    if (!value_text(v, txt, sizeof txt)) snprintf(txt, sizeof txt, "#%p", (const void *)v);   /* too long: unique */
+    if (!value_text(v, txt, sizeof txt)) snprintf(txt, sizeof txt, "p%p", (const void *)v);   /* too long: unique */
     lkey *k = group_key(sc, key);
     if (!k) { sc->oom = 1; return; }
     if (!k->first) {

@@ -276,7 +276,8 @@ static cJSON *make_row(const src_ctx *sc, int i, cJSON *set, const cJSON *met) {
     cJSON_AddStringToObject(row, "method", !k ? "?" : k->label ? k->label(set, mb, sizeof mb) : k->name);
     static const char *const no_seed[] = {"seed", NULL};
     const char *no_x[] = {"seed", x_key(kind), NULL};
-    add_label(row, "label", sc->labels, i, NULL, sc->prefix);
+    if (sc->prefix) add_label(row, "label", sc->labels, i, NULL, sc->prefix);
+    else cJSON_AddStringToObject(row, "label", rf_job_label(sc->labels, i));
     add_label(row, "group", sc->labels, i, no_seed, sc->prefix);
     add_label(row, "series", sc->labels, i, no_x, sc->prefix);
     cJSON_AddStringToObject(row, "status", st_names[ts->status]);
