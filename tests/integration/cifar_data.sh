@@ -7,7 +7,8 @@
 # message naming the file. Runs with RAFFLE=build-asan/raffle too.
 set -u
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
-command -v python3 >/dev/null || { echo "python3 not found: cannot write the CIFAR files"; exit 77; }
+. "$(dirname "$0")/lib.sh"
+need_cmd python3   # writes the CIFAR files
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 expect_fail() {

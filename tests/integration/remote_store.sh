@@ -6,11 +6,10 @@
 # restarted: the remote copy ends identical to the local store, and
 # `raffle fetch` retrieves the same report and checkpoints.
 set -u
+. "$(dirname "$0")/lib.sh"
+need_cmd nginx curl
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
-if ! scripts/install-deps.sh --with-nginx >/dev/null 2>&1; then
-  echo "SKIP: nginx-light could not be installed"; exit 77
-fi
 work=$(mktemp -d)
 port=$(( 21000 + RANDOM % 20000 ))
 cleanup() { scripts/webdav-local.sh stop "$work/dav" >/dev/null 2>&1; rm -rf "$work"; }
