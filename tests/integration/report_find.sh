@@ -11,7 +11,8 @@
 #  - --compare: one report over two stores, the sweep in every label.
 set -u
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
-command -v jq >/dev/null || { echo "jq not found: install jq"; exit 77; }
+. "$(dirname "$0")/lib.sh"
+need_cmd jq script
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
@@ -41,15 +42,11 @@ grep -q 'done (0 reused), .* running, .* failed' "$T/err" || fail "no periodic p
 grep -q $'\r' "$T/err" && fail "carriage returns in a pipe"
 
 # ---- a terminal: one line redrawn in place -------------------------------------
-if command -v script >/dev/null; then
-  rm -rf "$T/s2"
-  TERM=xterm script -qfec "'$RAFFLE' sweep --store '$T/s2' --status-every 0.2 '$T/mix.json'" "$T/tty" >/dev/null 2>&1
-  grep -q $'\r\033\[Kmix \[[#-]*\] [0-9]*/10 done, [0-9]* running, [0-9]* failed' "$T/tty" || { cat -v "$T/tty"; fail "no in-place progress line on a terminal"; }
-  grep -q 'sweep mix: [0-9]*/10 done (0 reused)' "$T/tty" && fail "periodic lines on a terminal"
-  grep -q 'task bad/fail-error \[' "$T/tty" || fail "the failure line is missing on a terminal"
-else
-  echo "script(1) not found: the terminal progress line is not checked"
-fi
+rm -rf "$T/s2"
+TERM=xterm script -qfec "'$RAFFLE' sweep --store '$T/s2' --status-every 0.2 '$T/mix.json'" "$T/tty" >/dev/null 2>&1
+grep -q $'\r\033\[Kmix \[[#-]*\] [0-9]*/10 done, [0-9]* running, [0-9]* failed' "$T/tty" || { cat -v "$T/tty"; fail "no in-place progress line on a terminal"; }
+grep -q 'sweep mix: [0-9]*/10 done (0 reused)' "$T/tty" && fail "periodic lines on a terminal"
+grep -q 'task bad/fail-error \[' "$T/tty" || fail "the failure line is missing on a terminal"
 
 # ---- raffle find ----------------------------------------------------------------
 out=$("$RAFFLE" find "$T/s/mix" experiment=idle sleep_ms=5.0) || fail "find exited $?"
