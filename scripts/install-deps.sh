@@ -38,6 +38,7 @@ test         libcriterion-dev
 test         python3                  python3
 test         jq                       jq
 test         procps                   pgrep,pkill,ps
+test         bsdutils                 script
 test         iproute2                 ip
 test         npm                      npm,node
 test         ca-certificates

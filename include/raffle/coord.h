@@ -68,6 +68,8 @@ const char *rf_fail_class_name(int c);
  * limit ("oom") would hit it again: not retried. */
 int         rf_fail_class_retryable(int c);
 
+struct rf_sweep_progress;
+
 typedef struct rf_sweep_opts {
     const char   *store_root;      /* default "results" */
     const char   *exe;             /* binary run as `EXE run DIR`; default /proc/self/exe */
@@ -104,7 +106,23 @@ typedef struct rf_sweep_opts {
     const cJSON  *env;
     void        (*log)(void *ud, const char *line);  /* progress lines (stderr in the CLI) */
     void         *log_ud;
+    /* Rank 0, at every status period and once at the end: the counts as
+     * numbers (the CLI draws one progress line updated in place on a
+     * terminal). When set, the periodic progress line is not sent to log;
+     * events (failures, stops) still are. May be NULL. */
+    void        (*on_progress)(void *ud, const struct rf_sweep_progress *p);
+    void         *progress_ud;
+    /* Readable task names in log lines (raffle/job.h; borrowed). NULL: ids. */
+    const rf_job_labels *labels;
 } rf_sweep_opts;
+
+typedef struct rf_sweep_progress {
+    int     total, done, reused, running, failed, skipped, queued;
+    double  elapsed_s, eta_s;   /* eta_s: the cost model's estimate of what is left */
+    int     final;              /* the call at the sweep's end */
+    int32_t oldest;             /* the task running longest (index into the job), -1: none */
+    double  oldest_s;           /* for how long */
+} rf_sweep_progress;
 void rf_sweep_opts_default(rf_sweep_opts *o);
 
 typedef struct rf_sweep_result {

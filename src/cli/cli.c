@@ -14,6 +14,16 @@
 #include <string.h>
 #include <unistd.h>
 
+/* --json: a command prints one JSON object on stdout, its result or, when
+ * it fails before printing one, {"ok": false, "command", "exit", "error"}
+ * with the last error it reported (cli_json_end). The human-readable line
+ * still goes to stderr. */
+static struct { int on, printed; char cmd[32]; char err[1024]; } json_out;
+
+static void remember(const char *fmt, va_list ap) {
+    if (json_out.on) vsnprintf(json_out.err, sizeof json_out.err, fmt, ap);
+}
+
 void cli_err(const char *cmd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -21,18 +31,38 @@ void cli_err(const char *cmd, const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    va_start(ap, fmt);
+    remember(fmt, ap);
+    va_end(ap);
 }
 
 int cli_fail(const char *cmd, rf_ctx *ctx, rf_status s) {
     const char *msg = rf_ctx_error(ctx);
     fprintf(stderr, "raffle %s: error: %s\n", cmd, msg[0] ? msg : rf_strerror(s));
+    if (json_out.on) snprintf(json_out.err, sizeof json_out.err, "%s", msg[0] ? msg : rf_strerror(s));
     return 1;
 }
 
 void cli_print_json(cJSON *obj) {
     char *s = cJSON_PrintUnformatted(obj);
-    if (s) { fputs(s, stdout); fputc('\n', stdout); fflush(stdout); free(s); }
+    if (s) { fputs(s, stdout); fputc('\n', stdout); fflush(stdout); free(s); json_out.printed = 1; }
     cJSON_Delete(obj);
+}
+
+void cli_json_begin(const char *cmd) {
+    json_out.on = 1;
+    snprintf(json_out.cmd, sizeof json_out.cmd, "%s", cmd);
+}
+
+int cli_json_end(int rc) {
+    if (!json_out.on || json_out.printed || rc == 0 || !json_out.err[0]) return rc;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "ok", 0);
+    cJSON_AddStringToObject(o, "command", json_out.cmd);
+    cJSON_AddNumberToObject(o, "exit", rc);
+    cJSON_AddStringToObject(o, "error", json_out.err);
+    cli_print_json(o);
+    return rc;
 }
 
 void cli_log(void *ud, const char *line) {

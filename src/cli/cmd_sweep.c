@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
 enum { EXIT_STOPPED = 75 };   /* EX_TEMPFAIL: rerun to continue */
 
@@ -105,6 +107,71 @@ static char *slurp(const char *path, size_t *n, rf_ctx *ctx) {
     return (char *)b;
 }
 
+/* ---- the terminal progress line (rank 0) ------------------------------------
+ * On a terminal (stderr a tty, no MPI launcher, not --quiet): one line
+ * rewritten in place at each status period: done / running / failed of
+ * total, tasks finished per minute this run, the ETA and the task running
+ * longest by its label. Any other log line (a failure, a stop) clears it,
+ * is printed, and the line is drawn again below it. In a pipe or under
+ * mpirun the coordinator's periodic lines are printed as they were. */
+typedef struct tty_line {
+    const rf_job        *job;
+    const rf_job_labels *labels;
+    char                 line[1024];
+    int                  drawn;
+} tty_line;
+
+static void fmt_secs(char *b, size_t n, double s) {
+    if (!(s >= 0)) snprintf(b, n, "?");
+    else if (s < 90) snprintf(b, n, "%.0fs", s);
+    else if (s < 5400) snprintf(b, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else snprintf(b, n, "%.1fh", s / 3600);
+}
+
+static void tty_draw(tty_line *t) {
+    struct winsize ws;
+    int w = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20 ? ws.ws_col : 100;
+    fprintf(stderr, "\r\033[K%.*s", w - 1, t->line);
+    fflush(stderr);
+    t->drawn = 1;
+}
+
+static void tty_clear(tty_line *t) {
+    if (t->drawn) fprintf(stderr, "\r\033[K");
+    t->drawn = 0;
+}
+
+static void tty_log(void *ud, const char *line) {
+    tty_line *t = ud;
+    int was = t->drawn;
+    tty_clear(t);
+    fprintf(stderr, "%s\n", line);
+    if (was) tty_draw(t);
+}
+
+static void tty_progress(void *ud, const rf_sweep_progress *p) {
+    tty_line *t = ud;
+    if (p->final) { tty_clear(t); return; }   /* the summary line follows */
+    enum { BAR = 12 };
+    char bar[BAR + 1], eta[32], rate[32], run[600] = "", sk[32] = "";
+    int filled = p->total ? (int)((double)BAR * (p->done + p->failed + p->skipped) / p->total) : BAR;
+    for (int k = 0; k < BAR; k++) bar[k] = k < filled ? '#' : '-';
+    bar[BAR] = '\0';
+    fmt_secs(eta, sizeof eta, p->eta_s);
+    int fresh = p->done - p->reused;
+    if (fresh > 0 && p->elapsed_s > 1) snprintf(rate, sizeof rate, "%.1f tasks/min", 60.0 * fresh / p->elapsed_s);
+    else snprintf(rate, sizeof rate, "- tasks/min");
+    if (p->skipped) snprintf(sk, sizeof sk, ", %d skipped", p->skipped);
+    if (p->oldest >= 0) {
+        char d[32];
+        fmt_secs(d, sizeof d, p->oldest_s);
+        snprintf(run, sizeof run, " | %s %s", t->labels ? rf_job_label(t->labels, p->oldest) : rf_job_kind_name(t->job->tasks[p->oldest].kind), d);
+    }
+    snprintf(t->line, sizeof t->line, "%s [%s] %d/%d done, %d running, %d failed%s, ETA %s, %s%s", t->job->name, bar, p->done,
+             p->total, p->running, p->failed, sk, eta, rate, run);
+    tty_draw(t);
+}
+
 int rf_cmd_sweep(int argc, char **argv) {
     int done = 0, fail_fast = 0, json = 0, quiet = 0, keep = 0, retries = -1, mem_mb = 0, no_report = 0;
     double tl = 0, every = 2, margin = 60, resume_every = 300, mirror_wait = 30;
@@ -158,8 +225,8 @@ int rf_cmd_sweep(int argc, char **argv) {
     int ntasks = rf_slurm_ntasks();
     if (ntasks > 0 && ntasks != size) {
         if (rank == 0)
-            fprintf(stderr, "raffle sweep: MPI size %d but SLURM_NTASKS=%d: the ranks do not see each other "
-                            "(wrong or missing PMI); launch with `srun --mpi=pmix` (see `srun --mpi=list`) or mpirun\n", size, ntasks);
+            cli_err("sweep", "MPI size %d but SLURM_NTASKS=%d: the ranks do not see each other "
+                             "(wrong or missing PMI); launch with `srun --mpi=pmix` (see `srun --mpi=list`) or mpirun", size, ntasks);
         if (mpi) MPI_Finalize();
         return 1;
     }
@@ -258,8 +325,25 @@ int rf_cmd_sweep(int argc, char **argv) {
     o.keep_work = keep;
     o.stop_flag = &stop_requested;
     o.log = cli_log;
+    /* rank 0 names tasks by their labels in its log lines; on a terminal it
+     * draws the progress line */
+    rf_job_labels *labels = NULL;
+    tty_line tty = {.job = job};
+    if (rank == 0) {
+        rf_ctx lctx;
+        rf_ctx_init(&lctx);
+        if (rf_job_labels_new(&lctx, job, &labels) != RF_OK) labels = NULL;   /* ids instead: nothing else changes */
+        o.labels = tty.labels = labels;
+        if (!quiet && !mpi && isatty(STDERR_FILENO)) {
+            o.log = tty_log;
+            o.log_ud = &tty;
+            o.on_progress = tty_progress;
+            o.progress_ud = &tty;
+        }
+    }
     rf_sweep_result res;
     s = rf_sweep_run(&ctx, job, &o, &res);
+    tty_clear(&tty);
     if (s && size > 1) {
         /* Any rank's fatal error ends every rank, now: another rank may be
          * blocked on this one (issue 19, defect 1: a full store left a worker
@@ -337,6 +421,7 @@ int rf_cmd_sweep(int argc, char **argv) {
     }
     rf_mirror_free(ms.m);
     cJSON_Delete(env);
+    rf_job_labels_free(labels);
     rf_job_free(job);
     if (mpi) MPI_Finalize();
     return code;

@@ -94,6 +94,15 @@ static void progress(coord *C, const char *fmt, ...) {
     C->o->log(C->o->log_ud, line);
 }
 
+/* "one-shot/snip/sparsity=0.9/seed=1 [81986e02]" with the caller's labels,
+ * "81986e025c446715 (prune)" without. */
+static void task_name(const coord *C, int32_t i, char *buf, size_t n) {
+    char hx[17];
+    rf_job_id_hex(C->job->tasks[i].id, hx);
+    if (C->o->labels) snprintf(buf, n, "%s [%.8s]", rf_job_label(C->o->labels, i), hx);
+    else snprintf(buf, n, "%s (%s)", hx, rf_job_kind_name(C->job->tasks[i].kind));
+}
+
 void rf_sweep_opts_default(rf_sweep_opts *o) {
     memset(o, 0, sizeof *o);
     o->store_root = "results";
@@ -491,10 +500,10 @@ static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *b
         if (ck) cJSON_AddNumberToObject(ex, "resume_bytes", (double)ck_bytes);
     }
     RF_TRY(ledger(C, cls == RF_FAIL_PREEMPTED ? "preempted" : "failed", i, rank, cls, msg, ex, 1));
-    char hx[17];
-    rf_job_id_hex(C->job->tasks[i].id, hx);
-    progress(C, "sweep %s: task %s (%s) %s on rank %d, attempt %d: %s%s", C->job->name, hx,
-             rf_job_kind_name(C->job->tasks[i].kind), rf_fail_class_name(cls), rank, t->attempts, msg, retry ? " (retrying)" : "");
+    char name[600];
+    task_name(C, i, name, sizeof name);
+    progress(C, "sweep %s: task %s %s on rank %d, attempt %d: %s%s", C->job->name, name, rf_fail_class_name(cls), rank,
+             t->attempts, msg, retry ? " (retrying)" : "");
     if (retry || cls == RF_FAIL_PREEMPTED) {
         C->retried += retry;
         if (cls == RF_FAIL_PREEMPTED) { t->attempts--; C->stopping = 1; }
@@ -548,9 +557,16 @@ static rf_status write_status(coord *C, int final) {
             k += (size_t)snprintf(wl + k, sizeof wl - k, " r%d:%s %s", r, rf_job_kind_name(C->job->tasks[C->w[r].task].kind), d);
         else k += (size_t)snprintf(wl + k, sizeof wl - k, " r%d:idle", r);
     }
-    progress(C, "sweep %s: %d/%d done (%d reused), %d running, %d failed, %d skipped, %d queued; %s elapsed%s%s |%s",
-             C->job->name, C->n_done + C->n_reused, C->job->n_tasks, C->n_reused, C->n_running, C->n_failed,
-             C->n_skipped, pending, el, final ? "" : ", ETA ", final ? "" : et, wl);
+    if (C->o->on_progress) {
+        rf_sweep_progress pr = {C->job->n_tasks, C->n_done + C->n_reused, C->n_reused, C->n_running, C->n_failed, C->n_skipped,
+                                pending, now - C->t0, final ? 0 : e, final, -1, 0};
+        for (int r = first; r < C->nranks; r++)
+            if (C->w[r].task >= 0 && (pr.oldest < 0 || now - C->w[r].since > pr.oldest_s)) { pr.oldest = C->w[r].task; pr.oldest_s = now - C->w[r].since; }
+        C->o->on_progress(C->o->progress_ud, &pr);
+    } else
+        progress(C, "sweep %s: %d/%d done (%d reused), %d running, %d failed, %d skipped, %d queued; %s elapsed%s%s |%s",
+                 C->job->name, C->n_done + C->n_reused, C->job->n_tasks, C->n_reused, C->n_running, C->n_failed,
+                 C->n_skipped, pending, el, final ? "" : ", ETA ", final ? "" : et, wl);
     if (!C->store) return RF_OK;
     cJSON *st = cJSON_CreateObject();
     if (!st) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");

@@ -84,7 +84,8 @@ ndone=$(grep -c '"event":"done"' "$L")
 [ "$ndone" -eq "$total" ] || fail "tiny: $ndone of $total tasks done"
 [ "$(jq -r 'select(.event=="sweep") | .env.slurm.job_id' "$L")" = "$jid" ] || fail "tiny: ledger has no Slurm job id $jid"
 [ "$(jq -r '.slurm.job_id' "$T/store/tiny/report.json")" = "$jid" ] || fail "tiny: report.json has no Slurm job id"
-grep -q "<h2>Runs</h2>" "$T/store/tiny/report.html" || fail "tiny: report.html shows no runs"
+grep -q "<summary>Runs: 1</summary>" "$T/store/tiny/report.html" && grep -q "<td class='s'>$jid</td>" "$T/store/tiny/report.html" ||
+  fail "tiny: report.html shows no run with Slurm job $jid"
 echo "sbatch sweep: $ndone/$total tasks done in job $jid"
 
 # 2. preemption and requeue
