@@ -230,6 +230,12 @@ up() {
     in_ns "$sw" ip link set "$h" master br0 up
     # IPv4 only: no IPv6 neighbour discovery chatter on the counters
     in_ns "$ns" sh -c 'echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6' 2>/dev/null || true
+    # TCP gives up on an unanswered peer after ~3 s instead of ~15 min
+    # (tcp_retries2 is per namespace): Open MPI 4.1's runtime has no
+    # heartbeat of its own, so with the default an mpirun (or orted) that
+    # sends to a host whose cable is cut waits that long before it ends the
+    # job. RAFFLE_CLUSTER_TCP_RETRIES overrides (15: the kernel's default).
+    in_ns "$ns" sh -c "echo ${RAFFLE_CLUSTER_TCP_RETRIES:-3} > /proc/sys/net/ipv4/tcp_retries2" 2>/dev/null || true
     in_ns "$ns" ip addr add "$addr/24" dev eth0
     in_ns "$ns" ip link set eth0 up
     in_ns "$ns" ip link set lo up

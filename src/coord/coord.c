@@ -28,7 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,7 +59,9 @@ typedef struct stask {
 
 typedef struct heap { int32_t *v; int n, cap; } heap;
 
-typedef struct wstate { int32_t task; int idle; double since; } wstate;
+/* gone: given up by the heartbeat (silent past the timeout): never sent
+ * anything again, its messages ignored */
+typedef struct wstate { int32_t task; int idle, gone; double since; } wstate;
 
 /* A rank's host name (gethostname) as gathered by rank 0 at the start: the
  * ledger, status.json and metrics.json say where each task ran. */
@@ -77,8 +81,11 @@ typedef struct coord {
     host_name *hosts;      /* per rank */
     int      n_done, n_reused, n_failed, n_skipped, n_running, retried;
     int      n_progress;   /* this run: tasks done + resume points saved */
+    int      n_lost, lost_ranks;   /* heartbeats: attempts lost, workers given up */
+    int      n_lost_before;        /* attempts an earlier, killed run left open */
+    char     lost_hosts[256];
     int      stopping, retries;
-    double   time_limit, t0, last_status, est_done, real_done;
+    double   time_limit, t0, last_status, est_done, real_done, heartbeat;
     uint64_t mem, gathered;
     char     work[4096];
 } coord;
@@ -86,6 +93,18 @@ typedef struct coord {
 static void progress(coord *C, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void progress(coord *C, const char *fmt, ...) {
     if (C->o->quiet || !C->o->log) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    C->o->log(C->o->log_ud, line);
+}
+
+/* A line that is shown even with quiet (a rank given up). */
+static void notice(coord *C, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void notice(coord *C, const char *fmt, ...) {
+    if (!C->o->log) return;
     char line[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -109,6 +128,7 @@ void rf_sweep_opts_default(rf_sweep_opts *o) {
     o->exe = "/proc/self/exe";
     o->retries = -1;
     o->status_every_s = 2;
+    o->heartbeat_s = 5;
 }
 
 /* ---- heap ------------------------------------------------------------------ */
@@ -555,7 +575,7 @@ static rf_status write_status(coord *C, int final) {
         fmt_dur(d, sizeof d, now - C->w[r].since);
         if (C->w[r].task >= 0)
             k += (size_t)snprintf(wl + k, sizeof wl - k, " r%d:%s %s", r, rf_job_kind_name(C->job->tasks[C->w[r].task].kind), d);
-        else k += (size_t)snprintf(wl + k, sizeof wl - k, " r%d:idle", r);
+        else k += (size_t)snprintf(wl + k, sizeof wl - k, " r%d:%s", r, C->w[r].gone ? "lost" : "idle");
     }
     if (C->o->on_progress) {
         rf_sweep_progress pr = {C->job->n_tasks, C->n_done + C->n_reused, C->n_reused, C->n_running, C->n_failed, C->n_skipped,
@@ -583,6 +603,9 @@ static rf_status write_status(coord *C, int final) {
     cJSON_AddNumberToObject(st, "skipped", C->n_skipped);
     cJSON_AddNumberToObject(st, "queued", pending);
     cJSON_AddNumberToObject(st, "retried", C->retried);
+    cJSON_AddNumberToObject(st, "lost", C->n_lost);
+    cJSON_AddNumberToObject(st, "ranks_lost", C->lost_ranks);
+    if (C->lost_ranks) cJSON_AddStringToObject(st, "hosts_lost", C->lost_hosts);
     cJSON_AddNumberToObject(st, "elapsed_s", now - C->t0);
     cJSON_AddNumberToObject(st, "eta_s", final ? 0 : e);
     cJSON_AddNumberToObject(st, "ranks", C->nranks);
@@ -593,7 +616,7 @@ static rf_status write_status(coord *C, int final) {
         cJSON_AddNumberToObject(w, "rank", r);
         cJSON_AddStringToObject(w, "host", C->hosts[r]);
         int32_t ti = C->w[r].task;
-        cJSON_AddStringToObject(w, "state", ti >= 0 ? "running" : "idle");
+        cJSON_AddStringToObject(w, "state", C->w[r].gone ? "lost" : ti >= 0 ? "running" : "idle");
         if (ti >= 0) {
             char hx[17];
             rf_job_id_hex(C->job->tasks[ti].id, hx);
@@ -620,7 +643,23 @@ static int idpos_cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-typedef struct replay { coord *C; idpos *map; int n; uint64_t *ck; uint8_t *done; } replay;
+/* open[i]: 1 + the index in hosts of where task i's last "started" line
+ * ran, while no line has ended that attempt (0: none open); rank[i] its rank */
+enum { REPLAY_HOSTS = 64 };
+typedef struct replay {
+    coord *C; idpos *map; int n; uint64_t *ck; uint8_t *done;
+    uint8_t *open; int32_t *rank;
+    char hosts[REPLAY_HOSTS][HOST_NAME_MAX + 1];
+    int nhosts;
+} replay;
+
+/* Index + 1 of host h in r->hosts (added when new; the last slot when full). */
+static uint8_t replay_host(replay *r, const char *h) {
+    for (int k = 0; k < r->nhosts; k++) if (strcmp(r->hosts[k], h) == 0) return (uint8_t)(k + 1);
+    if (r->nhosts == REPLAY_HOSTS) return REPLAY_HOSTS;
+    snprintf(r->hosts[r->nhosts], sizeof r->hosts[0], "%s", h);
+    return (uint8_t)++r->nhosts;
+}
 
 static int replay_event(void *ud, const cJSON *ev) {
     replay *r = ud;
@@ -636,6 +675,14 @@ static int replay_event(void *ud, const cJSON *ev) {
         r->done[hit->idx] = 1;
         r->ck[hit->idx] = cJSON_IsNumber(cb) ? (uint64_t)cb->valuedouble : 0;
     }
+    /* an attempt is open from its "started" line until a line ends it */
+    if (strcmp(e->valuestring, "started") == 0) {
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(ev, "host");
+        const cJSON *rk = cJSON_GetObjectItemCaseSensitive(ev, "rank");
+        r->open[hit->idx] = replay_host(r, cJSON_IsString(h) ? h->valuestring : "?");
+        r->rank[hit->idx] = cJSON_IsNumber(rk) ? rk->valueint : -1;
+    } else if (strcmp(e->valuestring, "queued") != 0 && strcmp(e->valuestring, "resume_discarded") != 0)
+        r->open[hit->idx] = 0;
     return 0;
 }
 
@@ -734,26 +781,66 @@ static rf_status check_resume(coord *C, int32_t i) {
     return ledger(C, "resume_discarded", i, -1, 0, NULL, ex, 1);
 }
 
+/* Attempts a killed run left open (a "started" line nothing ended: the
+ * launcher ended the job when a node died, kill -9, a power cut) are
+ * recorded "lost" now, naming where they ran, and run again (issue 24:
+ * Open MPI's mpirun ends the whole job at once when a rank's process dies,
+ * before rank 0's heartbeat can notice). */
+static rf_status record_open(coord *C, replay *r) {
+    int n = 0;
+    char where[300] = "";
+    for (int i = 0; i < C->job->n_tasks; i++) {
+        if (!r->open[i] || C->t[i].state == S_DONE) continue;
+        const char *h = r->hosts[r->open[i] - 1];
+        char why[400];
+        snprintf(why, sizeof why, "an earlier run ended while this task ran on rank %d (%s): its attempt is lost", r->rank[i], h);
+        cJSON *ex = cJSON_CreateObject();
+        if (ex) {
+            cJSON_AddBoolToObject(ex, "retry", 1);
+            cJSON_AddBoolToObject(ex, "earlier_run", 1);
+            cJSON_AddStringToObject(ex, "host", h);
+            cJSON_AddNumberToObject(ex, "rank", r->rank[i]);
+        }
+        RF_TRY(ledger(C, "lost", i, -1, 0, why, ex, 0));
+        if (!strstr(where, h) && strlen(where) + strlen(h) + 3 < sizeof where)
+            snprintf(where + strlen(where), sizeof where - strlen(where), "%s%s", where[0] ? ", " : "", h);
+        n++;
+    }
+    if (!n) return RF_OK;
+    C->n_lost_before = n;
+    notice(C, "sweep %s: the last run ended with %d task(s) running on %s: recorded lost, running them again",
+           C->job->name, n, where);
+    return rf_store_ledger_sync(C->ctx, C->store);
+}
+
 static rf_status resume(coord *C) {
     int n = C->job->n_tasks;
-    replay r = {C, rf_malloc((size_t)(n ? n : 1) * sizeof(idpos)), n,
-                rf_calloc((size_t)(n ? n : 1), sizeof(uint64_t)), rf_calloc((size_t)(n ? n : 1), 1)};
+    size_t m = (size_t)(n ? n : 1);
+    replay *r = rf_calloc(1, sizeof *r);
+    if (!r) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
+    r->C = C;
+    r->n = n;
+    r->map = rf_malloc(m * sizeof *r->map);
+    r->ck = rf_calloc(m, sizeof *r->ck);
+    r->done = rf_calloc(m, 1);
+    r->open = rf_calloc(m, 1);
+    r->rank = rf_calloc(m, sizeof *r->rank);
     rf_status s = RF_OK;
-    if (!r.map || !r.ck || !r.done) { s = rf_error(C->ctx, RF_ERR_NOMEM, "out of memory"); goto out; }
-    for (int i = 0; i < n; i++) { r.map[i].id = C->job->tasks[i].id; r.map[i].idx = i; }
-    qsort(r.map, (size_t)n, sizeof *r.map, idpos_cmp);
+    if (!r->map || !r->ck || !r->done || !r->open || !r->rank) { s = rf_error(C->ctx, RF_ERR_NOMEM, "out of memory"); goto out; }
+    for (int i = 0; i < n; i++) { r->map[i].id = C->job->tasks[i].id; r->map[i].idx = i; }
+    qsort(r->map, (size_t)n, sizeof *r->map, idpos_cmp);
     int bad = 0;
-    if ((s = rf_store_ledger_replay(C->ctx, C->store, replay_event, &r, &bad)) != RF_OK) goto out;
+    if ((s = rf_store_ledger_replay(C->ctx, C->store, replay_event, r, &bad)) != RF_OK) goto out;
     if (bad) progress(C, "sweep %s: ledger: %d torn or unreadable line(s) ignored", C->job->name, bad);
     for (int i = 0; i < n; i++) {
-        if (!r.done[i]) continue;
+        if (!r->done[i]) continue;
         char rel[96];
         uint64_t size = 0;
         rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "metrics.json");
         int ok = rf_store_stat(C->store, rel, NULL) == 0;
         rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "model.rckpt");
-        if (ok && r.ck[i]) ok = rf_store_stat(C->store, rel, &size) == 0 && size == r.ck[i];
-        if (ok && r.ck[i]) ok = ckpt_intact(C, rel);
+        if (ok && r->ck[i]) ok = rf_store_stat(C->store, rel, &size) == 0 && size == r->ck[i];
+        if (ok && r->ck[i]) ok = ckpt_intact(C, rel);
         if (!ok) {
             char hx[17];
             rf_job_id_hex(C->job->tasks[i].id, hx);
@@ -761,13 +848,15 @@ static rf_status resume(coord *C) {
             continue;
         }
         C->t[i].state = S_DONE;
-        C->t[i].has_ckpt = r.ck[i] > 0;
+        C->t[i].has_ckpt = r->ck[i] > 0;
         C->n_reused++;
     }
+    s = record_open(C, r);
     for (int i = 0; i < n && !s; i++)
         if (C->t[i].state != S_DONE) s = check_resume(C, i);
 out:
-    rf_free(r.map); rf_free(r.ck); rf_free(r.done);
+    rf_free(r->map); rf_free(r->ck); rf_free(r->done); rf_free(r->open); rf_free(r->rank);
+    rf_free(r);
     return s;
 }
 
@@ -820,6 +909,7 @@ static rf_status open_store(coord *C) {
     rf_job_id_hex(rf_hash64(C->job->text, C->job->text_len, 0), hx);
     cJSON_AddStringToObject(ev, "job_hash", hx);
     cJSON_AddStringToObject(ev, "raffle_version", RF_VERSION_STRING);
+    if (C->nranks > 1) cJSON_AddNumberToObject(ev, "heartbeat_s", C->heartbeat);
     RF_TRY(ledger(C, "sweep", -1, -1, 0, NULL, ev, 1));
     if (C->n_reused) progress(C, "sweep %s: resuming: %d of %d tasks already done", C->job->name, C->n_reused, C->job->n_tasks);
     return RF_OK;
@@ -844,6 +934,9 @@ static void fill_result(const coord *C, rf_sweep_result *res) {
     res->seconds = rf_now() - C->t0;
     res->gathered_bytes = C->gathered;
     res->sched_bytes = coord_sched_bytes(C->job);
+    res->lost = C->n_lost;
+    res->lost_ranks = C->lost_ranks;
+    snprintf(res->lost_hosts, sizeof res->lost_hosts, "%s", C->lost_hosts);
 }
 
 static rf_status finish(coord *C) {
@@ -854,6 +947,11 @@ static rf_status finish(coord *C) {
         cJSON_AddNumberToObject(ev, "done", C->n_done + C->n_reused);
         cJSON_AddNumberToObject(ev, "failed", C->n_failed);
         cJSON_AddNumberToObject(ev, "skipped", C->n_skipped);
+        if (C->lost_ranks) {
+            cJSON_AddNumberToObject(ev, "lost", C->n_lost);
+            cJSON_AddNumberToObject(ev, "ranks_lost", C->lost_ranks);
+            cJSON_AddStringToObject(ev, "hosts_lost", C->lost_hosts);
+        }
         cJSON_AddNumberToObject(ev, "seconds", rf_now() - C->t0);
         s = ledger(C, "finished", -1, -1, 0, NULL, ev, 1);
     }
@@ -896,7 +994,7 @@ static rf_status write_task_json(rf_ctx *ctx, const rf_job *j, int32_t i, const 
  * to continue from (NULL: start fresh). */
 static rf_status run_here(rf_ctx *ctx, const rf_job *j, int32_t i, const char *dir, char (*ppaths)[4096],
                           const char *resume, const rf_sweep_opts *o, uint64_t mem, double tl,
-                          void (*tick)(void *), void *tick_ud, unsigned char **blob, size_t *bn, int *has_ckpt) {
+                          int (*tick)(void *), void *tick_ud, unsigned char **blob, size_t *bn, int *has_ckpt) {
     *has_ckpt = 0;
     coord_rmtree(dir);
     RF_TRY(rf_mkdirs(ctx, dir));
@@ -1018,7 +1116,7 @@ static rf_status work_root(rf_ctx *ctx, const rf_sweep_opts *o, const rf_job *j,
 
 /* While the single local task runs: keep status.json and the progress line
  * fresh (a failure to write status is reported at the next regular write). */
-static void status_tick(void *ud) {
+static int status_tick(void *ud) {
     coord *C = ud;
     rf_ctx tmp;
     rf_ctx_init(&tmp);
@@ -1026,6 +1124,7 @@ static void status_tick(void *ud) {
     C->ctx = &tmp;
     write_status(C, 0);
     C->ctx = keep;
+    return 0;
 }
 
 static rf_status run_local(coord *C) {
@@ -1094,17 +1193,6 @@ static rf_status run_local(coord *C) {
 }
 
 /* ---- MPI: coordinator ----------------------------------------------------------------- */
-
-/* Polling without a core to spare: spin briefly (a reply is usually microseconds
- * away), then yield to other runnable processes (the task children share
- * the cores), then sleep with a growing period capped at 1 ms. */
-static void backoff(int *idle_spins) {
-    int n = ++*idle_spins;
-    if (n < 64) return;
-    if (n < 2048) { sched_yield(); return; }
-    struct timespec ts = {0, n < 2200 ? 50000 : 1000000};
-    nanosleep(&ts, NULL);
-}
 
 /* Number of files of task p in the store that travel with it (1 or 2). */
 static uint32_t parent_files(coord *C, int32_t p) {
@@ -1213,6 +1301,74 @@ static rf_status recv_result(coord *C, MPI_Comm comm, int w, const rf_coord_msg 
     return s;
 }
 
+/* Rank 0 gives worker w up (issue 24): it has been silent for the
+ * heartbeat timeout (node lost, link cut, process stopped), or a transfer
+ * to or from it timed out. Its running task is recorded "lost" (the
+ * attempt is not counted: a lost node is not the task's fault) and queued
+ * again for the others; w gets nothing more (a DROP tells it, should it
+ * ever run again, to kill its task and leave). */
+static rf_status lose_rank(coord *C, int w, const char *why) {
+    if (C->w[w].gone) return RF_OK;
+    C->w[w].gone = 1;
+    C->w[w].idle = 0;
+    C->lost_ranks++;
+    coord_link_drop(w);
+    if (!strstr(C->lost_hosts, C->hosts[w])) {
+        size_t k = strlen(C->lost_hosts);
+        snprintf(C->lost_hosts + k, sizeof C->lost_hosts - k, "%s%s", k ? ", " : "", C->hosts[w]);
+    }
+    int32_t i = C->w[w].task;
+    char name[600] = "";
+    if (i >= 0) {
+        stask *t = &C->t[i];
+        C->w[w].task = -1;
+        C->n_running--;
+        C->n_lost++;
+        cJSON *ex = cJSON_CreateObject();
+        if (ex) { cJSON_AddBoolToObject(ex, "retry", 1); cJSON_AddNumberToObject(ex, "silent_s", coord_link_silence(w)); }
+        RF_TRY(ledger(C, "lost", i, w, 0, why, ex, 1));
+        t->attempts--;   /* not the task's fault: no retry spent */
+        t->rank = -1;
+        RF_TRY(mark_ready(C, i));
+        task_name(C, i, name, sizeof name);
+    }
+    int live = 0;
+    for (int r = 1; r < C->nranks; r++) live += !C->w[r].gone;
+    notice(C, "sweep %s: rank %d on %s given up: %s%s%s; %s", C->job->name, w, C->hosts[w], why,
+             i >= 0 ? "; its task lost and queued again: " : "", name,
+             live ? "going on without it" : "no worker left: stopping");
+    if (!live) C->stopping = 1;
+    cJSON *ev = cJSON_CreateObject();
+    if (!ev) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
+    cJSON_AddNumberToObject(ev, "workers_left", live);
+    return ledger(C, "rank_lost", -1, w, 0, why, ev, 1);
+}
+
+/* Gives up every worker silent for the heartbeat timeout. */
+static rf_status check_silence(coord *C) {
+    double to = coord_link_timeout();
+    if (to <= 0) return RF_OK;
+    for (int w = 1; w < C->nranks; w++) {
+        if (C->w[w].gone) continue;
+        double q = coord_link_silence(w);
+        if (q <= to) continue;
+        char why[160];
+        snprintf(why, sizeof why, "no heartbeat for %.1f s (timeout %g s)", q, to);
+        RF_TRY(lose_rank(C, w, why));
+    }
+    return RF_OK;
+}
+
+/* An exchange with worker w failed: its silence (RF_ERR_TIMEOUT) gives it
+ * up and the sweep goes on; anything else is the sweep's error. */
+static rf_status peer_failed(coord *C, int w, rf_status s) {
+    if (s != RF_ERR_TIMEOUT) return s;
+    char why[RF_ERR_MAX];
+    snprintf(why, sizeof why, "%s", rf_ctx_error(C->ctx));
+    rf_ctx_clear(C->ctx);
+    return lose_rank(C, w, why);
+}
+
 static rf_status run_coordinator(coord *C, MPI_Comm comm) {
     rf_ctx *ctx = C->ctx;
     int nworkers = C->nranks - 1, nidle = 0, spins = 0;
@@ -1221,30 +1377,44 @@ static rf_status run_coordinator(coord *C, MPI_Comm comm) {
     rf_status s = RF_OK;
     for (;;) {
         if (!C->o->inproc_noop && (s = write_status(C, 0)) != RF_OK) break;
+        coord_link_pump();
+        if ((s = check_silence(C)) != RF_OK) break;
+        /* given-up ranks leave the idle list */
+        int k = 0;
+        for (int x = 0; x < nidle; x++) if (!C->w[idle[x]].gone) idle[k++] = idle[x];
+        nidle = k;
         /* hand work to idle ranks, most recently idle first */
         while (nidle > 0) {
             int w = idle[nidle - 1];
             int32_t i;
             if ((s = pick(C, w, &i)) != RF_OK || i < 0) break;
             nidle--;
-            if ((s = dispatch(C, comm, w, i)) != RF_OK) break;
+            if ((s = dispatch(C, comm, w, i)) != RF_OK && (s = peer_failed(C, w, s)) != RF_OK) break;
         }
         if (s) break;
-        if (C->n_running == 0 && nidle == nworkers && (C->stopping || heap_top(C, &C->global) < 0)) break;
+        if (C->n_running == 0 && nidle == nworkers - C->lost_ranks && (C->stopping || heap_top(C, &C->global) < 0)) break;
         int flag = 0;
         MPI_Status st;
         MPI_Iprobe(MPI_ANY_SOURCE, COORD_TAG_HDR, comm, &flag, &st);
-        if (!flag) { backoff(&spins); continue; }
+        if (!flag) { coord_backoff(&spins); continue; }
         spins = 0;
         rf_coord_msg m;
         int from;
         if ((s = coord_recv_hdr(ctx, comm, st.MPI_SOURCE, &m, &from)) != RF_OK) break;
+        if (from <= 0 || from >= C->nranks) { s = rf_error(ctx, RF_ERR_MPI, "protocol: message from rank %d", from); break; }
+        /* a given-up rank that runs again (a stopped process continued):
+         * what it says is ignored (its payloads stay unreceived; the DROP
+         * it gets makes it leave) */
+        if (C->w[from].gone) continue;
         if (m.type == RF_MSG_READY) {
             C->w[from].idle = 1;
             C->w[from].since = rf_now();
             idle[nidle++] = from;
         } else if (m.type == RF_MSG_RESULT) {
-            if ((s = recv_result(C, comm, from, &m)) != RF_OK) break;
+            if ((s = recv_result(C, comm, from, &m)) != RF_OK) {
+                if ((s = peer_failed(C, from, s)) != RF_OK) break;
+                continue;
+            }
             C->w[from].idle = 1;
             C->w[from].since = rf_now();
             idle[nidle++] = from;
@@ -1253,9 +1423,13 @@ static rf_status run_coordinator(coord *C, MPI_Comm comm) {
             break;
         }
     }
-    /* every worker gets STOP, also after an error, so no rank waits forever */
-    rf_coord_msg stop = {.type = RF_MSG_STOP};
-    for (int w = 1; w < C->nranks; w++) coord_send_hdr(ctx, comm, w, &stop);
+    /* every worker gets STOP, also after an error, so no rank waits forever;
+     * arg 1: ranks were given up, so there is no final barrier (it would
+     * wait for them): the job ends without it */
+    rf_coord_msg stop = {.type = RF_MSG_STOP, .arg = C->lost_ranks > 0};
+    rf_ctx tmp;
+    rf_ctx_init(&tmp);
+    for (int w = 1; w < C->nranks; w++) if (!C->w[w].gone) coord_send_hdr(&tmp, comm, w, &stop);
     rf_free(idle);
     return s;
 }
@@ -1274,22 +1448,30 @@ static rf_status sink_fd(rf_ctx *ctx, void *ud, const void *data, size_t n) {
     return RF_OK;
 }
 
-/* Waits for the coordinator's next header without spinning a core that a
- * task child needs (Open MPI busy-polls in blocking receives). */
+/* The coordinator's next header: coord_recv_hdr polls (without spinning a
+ * core that a task child needs: Open MPI busy-polls in blocking receives),
+ * beats meanwhile and gives up when rank 0 stays silent. */
 static rf_status wait_hdr(rf_ctx *ctx, MPI_Comm comm, rf_coord_msg *m) {
-    unsigned char b[RF_COORD_HDR_BYTES];
-    MPI_Request rq;
-    MPI_Irecv(b, RF_COORD_HDR_BYTES, MPI_BYTE, 0, COORD_TAG_HDR, comm, &rq);
-    int flag = 0, spins = 0;
-    MPI_Status st;
-    for (;;) {
-        MPI_Test(&rq, &flag, &st);
-        if (flag) break;
-        backoff(&spins);
-    }
-    int cnt = 0;
-    MPI_Get_count(&st, MPI_BYTE, &cnt);
-    return rf_coord_msg_decode(ctx, b, (size_t)cnt, m);
+    return coord_recv_hdr(ctx, comm, 0, m, NULL);
+}
+
+/* A worker cut off from rank 0: silent past the timeout, or given up by it. */
+static int orphaned(void) {
+    double to = coord_link_timeout();
+    return coord_link_abandoned() || (to > 0 && coord_link_silence(0) > to);
+}
+
+/* While a task runs on a worker: beat, and end the task once cut off. */
+static int worker_tick(void *ud) {
+    (void)ud;
+    coord_link_pump();
+    return orphaned();
+}
+
+static rf_status orphan_error(rf_ctx *ctx) {
+    if (coord_link_abandoned()) return rf_error(ctx, RF_ERR_TIMEOUT, "rank 0 gave this rank up (it was silent past the heartbeat timeout)");
+    return rf_error(ctx, RF_ERR_TIMEOUT, "no word from rank 0 for %.1f s (heartbeat timeout %g s)", coord_link_silence(0),
+                    coord_link_timeout());
 }
 
 static rf_status recv_parent(rf_ctx *ctx, MPI_Comm comm, const rf_job *j, const char *work, uint8_t *have) {
@@ -1317,7 +1499,7 @@ static rf_status recv_parent(rf_ctx *ctx, MPI_Comm comm, const rf_job *j, const 
 }
 
 static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o, MPI_Comm comm, int rank,
-                            const char *work, uint64_t mem, double tl) {
+                            const char *work, uint64_t mem, double tl, int *no_barrier) {
     uint8_t *have = rf_calloc((size_t)(j->n_tasks ? j->n_tasks : 1), 1);   /* 1: produced here, 2: shipped */
     int maxp = 1;
     for (int i = 0; i < j->n_tasks; i++) if (j->tasks[i].n_parents > maxp) maxp = j->tasks[i].n_parents;
@@ -1332,7 +1514,7 @@ static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o
     while (!s) {
         rf_coord_msg m;
         if ((s = wait_hdr(ctx, comm, &m)) != RF_OK) break;
-        if (m.type == RF_MSG_STOP) break;
+        if (m.type == RF_MSG_STOP) { *no_barrier = m.arg == 1; break; }
         if (m.type != RF_MSG_TASK || m.task >= (uint32_t)j->n_tasks) { s = rf_error(ctx, RF_ERR_MPI, "protocol: unexpected message type %u", m.type); break; }
         for (uint32_t k = 0; k < m.arg && !s; k++) s = recv_parent(ctx, comm, j, work, have);
         if (s) break;
@@ -1361,8 +1543,9 @@ static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o
             struct stat rst;
             snprintf(resume, sizeof resume, "%s/%s/" RESUME_FILE, cache, hx);
             int rs = stat(resume, &rst) == 0 && S_ISREG(rst.st_mode);
-            s = run_here(ctx, j, i, dir, pp, rs ? resume : NULL, o, mem, tl, NULL, NULL, &blob, &bn, &has);
+            s = run_here(ctx, j, i, dir, pp, rs ? resume : NULL, o, mem, tl, worker_tick, NULL, &blob, &bn, &has);
             if (rs) unlink(resume);
+            if (!s && orphaned()) { rf_free(blob); s = orphan_error(ctx); }
         }
         if (s) break;
         char ck[4400];
@@ -1389,6 +1572,44 @@ static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o
     rf_free(have);
     rf_free(pp);
     return s;
+}
+
+/* ---- a worker's watchdog -------------------------------------------------------------- */
+
+/* A thread of its own, so it notices even when the main thread cannot (a
+ * system call that does not return: a hung file system, a stuck driver):
+ * once rank 0 has been silent for 1.5 timeouts (the main thread's own
+ * checks fire at 1), or gave this rank up, it hands the caller a line
+ * (on_orphan: the CLI prints it and ends the process; the task child dies
+ * with it, PR_SET_PDEATHSIG). */
+typedef struct watchdog {
+    pthread_t            th;
+    atomic_int           quit;
+    const rf_sweep_opts *o;
+    int                  rank;
+    char                 host[HOST_NAME_MAX + 1];
+} watchdog;
+
+static void *watchdog_main(void *ud) {
+    watchdog *wd = ud;
+    double to = coord_link_timeout();
+    while (!atomic_load(&wd->quit)) {
+        double q = coord_link_silence(0);
+        if (coord_link_abandoned() || q > 1.5 * to) {
+            char line[400];
+            if (coord_link_abandoned())
+                snprintf(line, sizeof line, "rank %d on %s: rank 0 gave this rank up (silent past the %g s heartbeat timeout): "
+                         "killing its task and leaving", wd->rank, wd->host, to);
+            else
+                snprintf(line, sizeof line, "rank %d on %s: no word from rank 0 for %.1f s (heartbeat timeout %g s): "
+                         "killing its task and leaving", wd->rank, wd->host, q, to);
+            wd->o->on_orphan(wd->o->orphan_ud, line);
+            break;
+        }
+        struct timespec ts = {0, 50 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
 }
 
 /* ---- entry ------------------------------------------------------------------------------ */
@@ -1422,17 +1643,39 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
     gethostname(me, sizeof me - 1);
     if (hosts_ok && size > 1) MPI_Gather(me, (int)sizeof me, MPI_CHAR, C.hosts, (int)sizeof me, MPI_CHAR, 0, MPI_COMM_WORLD);
     else if (hosts_ok) memcpy(C.hosts[0], me, sizeof me);
+    /* rank 0's heartbeat timeout is everyone's */
+    double hb = opts->heartbeat_s;
+    if (size > 1) MPI_Bcast(&hb, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    C.heartbeat = hb;
     rf_status s = rank == 0 && !C.hosts ? rf_error(ctx, RF_ERR_NOMEM, "out of memory for %d host names", size) : RF_OK;
+    if (!s && size > 1) s = coord_link_open(ctx, MPI_COMM_WORLD, rank, size, hb);
     if (!s && !opts->inproc_noop) s = work_root(ctx, opts, job, C.work, sizeof C.work);
     if (size > 1 && rank > 0) {
         char mine[4300];
         snprintf(mine, sizeof mine, "%s/rank%d", C.work, rank);
         if (!s && !opts->inproc_noop) s = rf_mkdirs(ctx, mine);
-        if (!s) s = run_worker(ctx, job, opts, MPI_COMM_WORLD, rank, mine, C.mem, C.time_limit);
+        watchdog wd = {.o = opts, .rank = rank};
+        memcpy(wd.host, me, sizeof me);
+        int wd_on = !s && hb > 0 && opts->on_orphan && pthread_create(&wd.th, NULL, watchdog_main, &wd) == 0;
+        int no_barrier = 0;
+        if (!s) s = run_worker(ctx, job, opts, MPI_COMM_WORLD, rank, mine, C.mem, C.time_limit, &no_barrier);
+        res->orphaned = s == RF_ERR_TIMEOUT;
+        if (wd_on) { atomic_store(&wd.quit, 1); pthread_join(wd.th, NULL); }
         if (!opts->keep_work && C.work[0]) coord_rmtree(C.work);
         /* after an error no barrier: rank 0 may be waiting for this rank's
-         * result; the caller ends the job (rf_sweep_run's contract) */
-        if (!s) MPI_Barrier(MPI_COMM_WORLD);
+         * result; the caller ends the job (rf_sweep_run's contract). Nor
+         * when rank 0 gave ranks up: they would never arrive */
+        if (!s && !no_barrier) MPI_Barrier(MPI_COMM_WORLD);
+        /* rank 0 gave ranks up: it ends the job itself (an abort, which
+         * kills this process) once it has written the store; wait for that,
+         * or for its silence */
+        while (!s && no_barrier && coord_link_timeout() > 0 && coord_link_silence(0) <= coord_link_timeout()) {
+            coord_link_pump();
+            struct timespec ts = {0, 20 * 1000000};
+            nanosleep(&ts, NULL);
+        }
+        res->lost_ranks = no_barrier;
+        coord_link_close();
         return s;
     }
     if (!s) s = sched_init(&C);
@@ -1453,8 +1696,10 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
     fill_result(&C, res);
     /* After an error, a worker may be blocked sending a result this rank
      * will never receive (issue 19, defect 1: a full store deadlocked the
-     * sweep in this barrier): return at once, the caller ends the job. */
-    if (size > 1 && !s) MPI_Barrier(MPI_COMM_WORLD);
+     * sweep in this barrier): return at once, the caller ends the job.
+     * Given-up ranks would never reach the barrier either. */
+    if (size > 1 && !s && !C.lost_ranks) MPI_Barrier(MPI_COMM_WORLD);
+    coord_link_close();
     if (!opts->keep_work && C.work[0]) coord_rmtree(C.work);
     coord_free(&C);
     return s;
