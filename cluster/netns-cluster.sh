@@ -286,7 +286,14 @@ case "$cmd" in
   cut|mend) [ $# -eq 1 ] || usage; ns_of "$1" >/dev/null
     # the switch end of the host's veth: the host sees its carrier go
     # (NO-CARRIER), as when a cable is pulled; its processes keep running
-    in_ns "$sw" ip link set "$1" "$([ "$cmd" = cut ] && echo down || echo up)" ;;
+    in_ns "$sw" ip link set "$1" "$([ "$cmd" = cut ] && echo down || echo up)"
+    if [ "$cmd" = mend ]; then
+      # back when the host sees its carrier again, with the neighbour
+      # entries the cut left failed forgotten on every host
+      ns=$(ns_of "$1")
+      for _ in $(seq 1 50); do in_ns "$ns" ip link show eth0 | grep -q LOWER_UP && break; sleep 0.1; done
+      for ns in $(our_ns); do [ "$ns" = "$sw" ] || in_ns "$ns" ip neigh flush dev eth0 2>/dev/null || true; done
+    fi ;;
   pids) [ $# -ge 1 ] || usage; pids "$@" ;;
   signal) [ $# -ge 2 ] || usage
     p=$(pids "$1" "${3:-}")
