@@ -4,8 +4,8 @@
 # (cluster/netns-cluster.sh; one trial is mf_trial in
 # tests/integration/multihost_faults.bash, which says what each column
 # means). Faults: cut-worker, kill-worker, hang-worker, partition. The job:
-# 8 no-op tasks of 1 s on two workers (h2, h3), rank 0 on h1, heartbeat
-# timeout HB (default 2 s); the fault lands 1.0-5.0 s after the launch
+# 12 no-op tasks of 1 s on two workers (h2, h3), rank 0 on h1, heartbeat
+# timeout HB (default 2 s); the fault lands 2.5-6.5 s after the launch
 # (uniform). Root only.
 #
 # Usage: bench/netfault/run.sh [TRIES] [FAULT ...]
@@ -25,12 +25,12 @@ mh_prereqs
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 HB=${HB:-2}
 mh_up 3
-mf_job 8 1000
+mf_job 12 1000
 out=$T/trials
 : > "$out"
 for f in $faults; do
   for k in $(seq 1 "$tries"); do
-    at=$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.1f", 1 + 4 * rand() }')
+    at=$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.1f", 2.5 + 4 * rand() }')
     l=$(mf_trial "$f" "$at" "$HB" 2>>"$T/log-trials")
     echo "$l" | tee -a "$out"
   done

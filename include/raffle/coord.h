@@ -136,6 +136,16 @@ typedef struct rf_sweep_opts {
      * dies with it). May be NULL. */
     void        (*on_orphan)(void *ud, const char *line);
     void         *orphan_ud;
+    /* Direct writes (issue 24, docs/hpc.md): a worker that sees the store
+     * (a shared file system: NFS, Lustre, GPFS) writes its checkpoints into
+     * it itself with the store's atomic protocol and reads its parents
+     * there; rank 0 verifies size and CRC32C before the ledger line. Which
+     * workers see it is probed at the start (a file rank 0 writes into the
+     * store, looked for by each worker). -1 auto (default): the workers that
+     * see it write directly, the others send through rank 0; 0: every
+     * checkpoint through rank 0 (the chunked gather); 1: direct, an error
+     * when some worker does not see the store. */
+    int           direct_writes;
 } rf_sweep_opts;
 
 typedef struct rf_sweep_progress {
@@ -158,6 +168,8 @@ typedef struct rf_sweep_result {
      * because rank 0 went silent or gave it up */
     int      lost, lost_ranks, orphaned;
     char     lost_hosts[256];
+    int      direct_ranks;         /* workers that wrote into the store themselves */
+    uint64_t direct_bytes;         /* checkpoint bytes they wrote (not through rank 0) */
 } rf_sweep_result;
 
 /* Runs the sweep. If MPI is initialised with more than one rank, every rank

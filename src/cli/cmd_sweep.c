@@ -38,6 +38,24 @@ enum { EXIT_STOPPED = 75,     /* EX_TEMPFAIL: rerun to continue */
  * main thread could not act: say so and leave now; the task child dies
  * with this process. No MPI call: rank 0 is unreachable, an abort could
  * block on it. */
+/* MPI_Finalize waits for every rank (a PMIx fence): one that stops or dies
+ * after the sweep's final barrier would hold it forever. An alarm ends this
+ * process with its exit status instead (everything is written by then). */
+static volatile sig_atomic_t finalize_code;
+static void on_finalize_alarm(int sig) { (void)sig; _exit(finalize_code); }
+static void finalize_bounded(double heartbeat, int code) {
+    if (heartbeat > 0) {
+        finalize_code = code;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_finalize_alarm;
+        sigaction(SIGALRM, &sa, NULL);
+        alarm((unsigned)(3 * heartbeat) + 2);
+    }
+    MPI_Finalize();
+    alarm(0);
+}
+
 static void on_orphan(void *ud, const char *line) {
     (void)ud;
     fprintf(stderr, "raffle sweep: %s\n", line);
@@ -190,7 +208,7 @@ static void tty_progress(void *ud, const rf_sweep_progress *p) {
 int rf_cmd_sweep(int argc, char **argv) {
     int done = 0, fail_fast = 0, json = 0, quiet = 0, keep = 0, retries = -1, mem_mb = 0, no_report = 0;
     double tl = 0, every = 2, margin = 60, resume_every = 300, mirror_wait = 30, heartbeat = 5;
-    const char *store = "results", *store_local = "results", *work = NULL;
+    const char *store = "results", *store_local = "results", *work = NULL, *writes = "auto";
     const char *pos[1];
     cli_opt opts[] = {
         {"store", CLI_STR, &store, "DIR|URL", "results store root, or an http(s) WebDAV URL to mirror to (default results/)", 0},
@@ -205,6 +223,8 @@ int rf_cmd_sweep(int argc, char **argv) {
         {"work", CLI_STR, &work, "DIR", "scratch directory for task runs (default ${TMPDIR:-/tmp}/raffle-UID)", 0},
         {"keep-work", CLI_FLAG, &keep, NULL, "keep the scratch directories", 0},
         {"status-every", CLI_DOUBLE, &every, "S", "status.json and progress period (default 2 s)", 0},
+        {"direct-writes", CLI_STR, &writes, "auto|on|off", "workers that see the store (a shared file system) write their "
+                                                           "checkpoints into it themselves; off: all through rank 0 (default auto)", 0},
         {"heartbeat", CLI_DOUBLE, &heartbeat, "S", "MPI ranks beat every S/4 s; a rank silent for S s is given up "
                                                   "(its task lost, queued again; exit 76); 0: off (default 5)", 0},
         {"no-report", CLI_FLAG, &no_report, NULL, "do not write report.* at the end", 0},
@@ -220,6 +240,10 @@ int rf_cmd_sweep(int argc, char **argv) {
         cli_err("sweep", "option out of range");
         return 2;
     }
+    static const char *const write_modes[] = {"off", "on", "auto"};   /* index: 0, 1, 2 = -1 */
+    int direct = -2;
+    for (int k = 0; k < 3; k++) if (strcmp(writes, write_modes[k]) == 0) direct = k == 2 ? -1 : k;
+    if (direct == -2) { cli_err("sweep", "--direct-writes %s: expected auto, on or off", writes); return 2; }
     int remote = rf_url_scheme_of(store) == RF_URL_HTTP || rf_url_scheme_of(store) == RF_URL_HTTPS;
     if (rf_url_scheme_of(store) == RF_URL_FILE) { cli_err("sweep", "--store: use a directory, not a file:// URL"); return 2; }
     /* ftp://, s3://, ...: not a directory named "ftp:" (issue 19, defect 8) */
@@ -340,6 +364,7 @@ int rf_cmd_sweep(int argc, char **argv) {
     o.mem_limit = (uint64_t)mem_mb << 20;
     o.status_every_s = every;
     o.heartbeat_s = heartbeat;
+    o.direct_writes = direct;
     o.on_orphan = on_orphan;
     o.quiet = quiet;
     o.keep_work = keep;
@@ -446,6 +471,7 @@ int rf_cmd_sweep(int argc, char **argv) {
             cJSON_AddNumberToObject(j, "seconds", res.seconds);
             cJSON_AddBoolToObject(j, "stopped", code == EXIT_STOPPED || no_progress);
             cJSON_AddNumberToObject(j, "progressed", res.progressed);
+            cJSON_AddNumberToObject(j, "direct_ranks", res.direct_ranks);
             cJSON_AddNumberToObject(j, "lost", res.lost);
             cJSON_AddNumberToObject(j, "ranks_lost", res.lost_ranks);
             if (res.lost_ranks) cJSON_AddStringToObject(j, "hosts_lost", res.lost_hosts);
@@ -471,6 +497,6 @@ int rf_cmd_sweep(int argc, char **argv) {
         MPI_Abort(MPI_COMM_WORLD, code);
         return code;
     }
-    if (mpi) MPI_Finalize();
+    if (mpi) finalize_bounded(size > 1 ? heartbeat : 0, code);
     return code;
 }

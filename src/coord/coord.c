@@ -79,6 +79,8 @@ typedef struct coord {
     rf_store *store;
     wstate  *w;
     host_name *hosts;      /* per rank */
+    uint8_t  *direct;      /* per rank: writes its checkpoints into the store itself (issue 24) */
+    uint64_t  direct_bytes;
     int      n_done, n_reused, n_failed, n_skipped, n_running, retried;
     int      n_progress;   /* this run: tasks done + resume points saved */
     int      n_lost, lost_ranks;   /* heartbeats: attempts lost, workers given up */
@@ -129,6 +131,7 @@ void rf_sweep_opts_default(rf_sweep_opts *o) {
     o->retries = -1;
     o->status_every_s = 2;
     o->heartbeat_s = 5;
+    o->direct_writes = -1;
 }
 
 /* ---- heap ------------------------------------------------------------------ */
@@ -409,6 +412,8 @@ static rf_status skip_descendants(coord *C, int32_t i) {
 }
 
 typedef struct ckpt_sink { rf_store_file *f; uint64_t n; } ckpt_sink;
+/* What a worker that wrote its checkpoint into the store reported. */
+typedef struct direct_ck { int on; uint64_t bytes, aux_bytes; uint32_t crc, aux_crc; } direct_ck;
 static rf_status sink_to_file(rf_ctx *ctx, void *ud, const void *data, size_t n) {
     ckpt_sink *k = ud;
     k->n += n;
@@ -440,8 +445,27 @@ static int metrics_placed(const coord *C, const unsigned char *metrics, size_t n
 }
 
 /* One attempt's outcome reached rank 0: write the store, then the ledger. */
+/* The store file rel holds bytes bytes of CRC32C crc (what a worker that
+ * wrote it directly reported)? Else why not, in why. */
+static int direct_intact(coord *C, const char *rel, uint64_t bytes, uint32_t crc, char *why, size_t wn) {
+    rf_ctx tmp;
+    rf_ctx_init(&tmp);
+    tmp.mem_cap = C->ctx->mem_cap;
+    unsigned char *buf = NULL;
+    size_t n = 0;
+    if (rf_store_read(&tmp, C->store, rel, &buf, &n) != RF_OK) { snprintf(why, wn, "%s: %s", rel, rf_ctx_error(&tmp)); return 0; }
+    uint32_t got = rf_crc32c(0, buf, n);
+    rf_free(buf);
+    if (n != bytes || got != crc) {
+        snprintf(why, wn, "%s written by the worker: %zu bytes, CRC32C %08x; the worker reported %llu bytes, %08x", rel, n, got,
+                 (unsigned long long)bytes, crc);
+        return 0;
+    }
+    return 1;
+}
+
 static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *blob, size_t bn,
-                           rf_store_file *ck, uint64_t ck_bytes) {
+                           rf_store_file *ck, uint64_t ck_bytes, const direct_ck *dc) {
     rf_ctx *ctx = C->ctx;
     stask *t = &C->t[i];
     const unsigned char *sec[3];
@@ -461,6 +485,21 @@ static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *b
     C->w[rank].task = -1;
     char rel[96];
     if (cls == RF_FAIL_NONE && len[1] == 0) { cls = RF_FAIL_ERROR; snprintf(msg, sizeof msg, "task wrote no metrics.json"); }
+    /* a checkpoint the worker wrote into the store: trusted only once its
+     * size and checksum are what the worker reported (before any ledger line) */
+    int direct = dc && dc->on && cls == RF_FAIL_NONE && C->store;
+    if (direct) {
+        char why[RF_ERR_MAX];
+        rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "model.rckpt");
+        int good = dc->bytes == 0 || direct_intact(C, rel, dc->bytes, dc->crc, why, sizeof why);
+        rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, AUX_FILE);
+        if (good && dc->aux_bytes) good = direct_intact(C, rel, dc->aux_bytes, dc->aux_crc, why, sizeof why);
+        if (!good) { cls = RF_FAIL_ERROR; snprintf(msg, sizeof msg, "direct write: %s", why); direct = 0; }
+        else if (C->o->on_write) {
+            if (dc->bytes) { rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "model.rckpt"); C->o->on_write(C->o->hook_ud, rel); }
+            if (dc->aux_bytes) { rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, AUX_FILE); C->o->on_write(C->o->hook_ud, rel); }
+        }
+    }
     char *placed = NULL;
     size_t pn = 0;
     int pm = cls == RF_FAIL_NONE && C->store ? metrics_placed(C, sec[1], len[1], rank, &placed, &pn) : 0;
@@ -477,6 +516,7 @@ static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *b
     }
     if (cls == RF_FAIL_NONE) {
         if (ck) s = rf_store_file_commit(ctx, ck);
+        else if (direct) s = RF_OK;
         else if (C->store) {
             /* no checkpoint this time: drop a stale one from an older run */
             rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "model.rckpt");
@@ -493,10 +533,15 @@ static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *b
             rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, RESUME_FILE);
             RF_TRY(rf_store_remove(ctx, C->store, rel));
         }
-        C->gathered += ck_bytes;
-        t->has_ckpt = ck != NULL;
+        if (direct) C->direct_bytes += ck_bytes;
+        else C->gathered += ck_bytes;
+        t->has_ckpt = ck != NULL || (direct && dc->bytes > 0);
         cJSON *ex = cJSON_CreateObject();
-        if (ex) { cJSON_AddNumberToObject(ex, "ckpt_bytes", (double)ck_bytes); cJSON_AddNumberToObject(ex, "seconds", secs); }
+        if (ex) {
+            cJSON_AddNumberToObject(ex, "ckpt_bytes", (double)ck_bytes);
+            cJSON_AddNumberToObject(ex, "seconds", secs);
+            if (direct) cJSON_AddBoolToObject(ex, "direct", 1);
+        }
         RF_TRY(ledger(C, "done", i, rank, 0, NULL, ex, 1));
         C->n_done++;
         /* the attempt did only what its resume point had not: compare like with like */
@@ -910,6 +955,12 @@ static rf_status open_store(coord *C) {
     cJSON_AddStringToObject(ev, "job_hash", hx);
     cJSON_AddStringToObject(ev, "raffle_version", RF_VERSION_STRING);
     if (C->nranks > 1) cJSON_AddNumberToObject(ev, "heartbeat_s", C->heartbeat);
+    if (C->nranks > 1) {
+        int nd = 0;
+        for (int r = 1; C->direct && r < C->nranks; r++) nd += C->direct[r];
+        cJSON_AddStringToObject(ev, "writes", C->o->direct_writes == 0 ? "gather" : C->o->direct_writes == 1 ? "direct" : "auto");
+        cJSON_AddNumberToObject(ev, "direct_ranks", nd);
+    }
     RF_TRY(ledger(C, "sweep", -1, -1, 0, NULL, ev, 1));
     if (C->n_reused) progress(C, "sweep %s: resuming: %d of %d tasks already done", C->job->name, C->n_reused, C->job->n_tasks);
     return RF_OK;
@@ -918,7 +969,7 @@ static rf_status open_store(coord *C) {
 static void coord_free(coord *C) {
     rf_free(C->t); rf_free(C->children); rf_free(C->global.v);
     for (int r = 0; C->pref && r < C->nranks; r++) rf_free(C->pref[r].v);
-    rf_free(C->pref); rf_free(C->w); rf_free(C->hosts);
+    rf_free(C->pref); rf_free(C->w); rf_free(C->hosts); rf_free(C->direct);
     rf_store_close(C->store);
 }
 
@@ -937,6 +988,8 @@ static void fill_result(const coord *C, rf_sweep_result *res) {
     res->lost = C->n_lost;
     res->lost_ranks = C->lost_ranks;
     snprintf(res->lost_hosts, sizeof res->lost_hosts, "%s", C->lost_hosts);
+    res->direct_bytes = C->direct_bytes;
+    for (int r = 1; C->direct && r < C->nranks; r++) res->direct_ranks += C->direct[r];
 }
 
 static rf_status finish(coord *C) {
@@ -992,9 +1045,37 @@ static rf_status write_task_json(rf_ctx *ctx, const rf_job *j, int32_t i, const 
  * succeed but left a resumable state dir/resume.rckpt (preempted, or killed
  * after a periodic save): the file that travels to rank 0. resume: the state
  * to continue from (NULL: start fresh). */
+/* Direct writes (issue 24): a worker that sees the store (a shared file
+ * system) copies file `name` of its finished task from its scratch dir into
+ * STORE/tasks/ID/ itself, atomically (temp, fsync, rename, fsync dir: the
+ * store's own protocol), and reports size and CRC32C for rank 0 to verify.
+ * *bytes = 0 when the file does not exist (an optional aux file). */
+static rf_status write_direct(rf_ctx *ctx, const rf_job *j, int32_t i, const char *dir, const char *store_dir,
+                              const char *name, uint64_t *bytes, uint32_t *crc) {
+    char src[4300], dst[4400];
+    *bytes = 0;
+    *crc = 0;
+    snprintf(src, sizeof src, "%s/%s", dir, name);
+    struct stat st;
+    if (stat(src, &st) != 0) return RF_OK;
+    unsigned char *buf = NULL;
+    size_t n = 0;
+    RF_TRY(rf_read_file(ctx, src, &buf, &n));
+    char rel[96];
+    rf_store_task_rel(rel, sizeof rel, j->tasks[i].id, "");
+    snprintf(dst, sizeof dst, "%s/%s", store_dir, rel);
+    rf_status s = rf_mkdirs(ctx, dst);
+    snprintf(dst, sizeof dst, "%s/%s%s", store_dir, rel, name);
+    if (!s) s = rf_write_file_atomic(ctx, dst, buf, n);
+    if (!s) { *bytes = n; *crc = rf_crc32c(0, buf, n); }
+    rf_free(buf);
+    return s;
+}
+
 static rf_status run_here(rf_ctx *ctx, const rf_job *j, int32_t i, const char *dir, char (*ppaths)[4096],
                           const char *resume, const rf_sweep_opts *o, uint64_t mem, double tl,
-                          int (*tick)(void *), void *tick_ud, unsigned char **blob, size_t *bn, int *has_ckpt) {
+                          int (*tick)(void *), void *tick_ud, const char *direct_dir,
+                          unsigned char **blob, size_t *bn, int *has_ckpt) {
     *has_ckpt = 0;
     coord_rmtree(dir);
     RF_TRY(rf_mkdirs(ctx, dir));
@@ -1025,6 +1106,15 @@ static rf_status run_here(rf_ctx *ctx, const rf_job *j, int32_t i, const char *d
         snprintf(path, sizeof path, "%s/%s", dir, AUX_FILE);
         if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) aux = (uint64_t)st.st_size;
     }
+    /* direct: the checkpoint (and aux file) go into the store from here;
+     * has_ckpt 3 = written, nothing to stream */
+    uint64_t dbytes = 0, dabytes = 0;
+    uint32_t dcrc = 0, dacrc = 0;
+    if (*has_ckpt == 1 && direct_dir) {
+        RF_TRY(write_direct(ctx, j, i, dir, direct_dir, "model.rckpt", &dbytes, &dcrc));
+        RF_TRY(write_direct(ctx, j, i, dir, direct_dir, AUX_FILE, &dabytes, &dacrc));
+        *has_ckpt = 3;
+    }
     snprintf(path, sizeof path, "%s/log.txt", dir);
     rf_read_file(&tmp, path, &log, &ln);
     /* the log travels to rank 0 capped at its last 1 MiB */
@@ -1036,6 +1126,12 @@ static rf_status run_here(rf_ctx *ctx, const rf_job *j, int32_t i, const char *d
         cJSON_AddStringToObject(meta, "message", r.message);
         cJSON_AddNumberToObject(meta, "seconds", r.seconds);
         cJSON_AddNumberToObject(meta, "aux_bytes", (double)aux);
+        if (*has_ckpt == 3) {
+            cJSON_AddNumberToObject(meta, "direct_bytes", (double)dbytes);
+            cJSON_AddNumberToObject(meta, "direct_crc", dcrc);
+            cJSON_AddNumberToObject(meta, "direct_aux_bytes", (double)dabytes);
+            cJSON_AddNumberToObject(meta, "direct_aux_crc", dacrc);
+        }
         mt = cJSON_PrintUnformatted(meta);
         cJSON_Delete(meta);
     }
@@ -1159,7 +1255,7 @@ static rf_status run_local(coord *C) {
         int have_resume = rf_store_stat(C->store, rrel, NULL) == 0;
         if (have_resume) snprintf(resume, sizeof resume, "%s/%s", rf_store_dir(C->store), rrel);
         if ((s = run_here(ctx, j, i, dir, pp, have_resume ? resume : NULL, C->o, C->mem, C->time_limit, status_tick, C,
-                          &blob, &bn, &has)) != RF_OK) break;
+                          NULL, &blob, &bn, &has)) != RF_OK) break;
         rf_store_file *f = NULL;
         uint64_t bytes = 0;
         if (has) {
@@ -1183,7 +1279,7 @@ static rf_status run_local(coord *C) {
             }
             if (s) { rf_store_file_abort(f); rf_free(blob); break; }
         }
-        s = on_result(C, i, 0, blob, bn, f, bytes);
+        s = on_result(C, i, 0, blob, bn, f, bytes, NULL);
         rf_free(blob);
         if (s) break;
         if (!C->o->keep_work) coord_rmtree(dir);
@@ -1235,13 +1331,15 @@ static rf_status dispatch(coord *C, MPI_Comm comm, int w, int32_t i) {
     RF_TRY(ledger(C, "started", i, w, 0, NULL, NULL, C->o->inproc_noop ? 0 : 1));
     const int32_t *p = rf_job_parents(j, i);
     uint32_t ship = 0;
-    for (int k = 0; k < j->tasks[i].n_parents; k++)
+    /* a worker that writes into the store reads its parents there too */
+    int reads = C->direct && C->direct[w];
+    for (int k = 0; k < j->tasks[i].n_parents && !reads; k++)
         if (C->t[p[k]].has_ckpt && !(w < 64 && (C->t[p[k]].holders >> w) & 1)) ship += parent_files(C, p[k]);
     int resume = has_resume(C, i);
     ship += (uint32_t)resume;
     rf_coord_msg m = {.type = RF_MSG_TASK, .task = (uint32_t)i, .attempt = C->t[i].attempts, .arg = ship};
     RF_TRY(coord_send_hdr(C->ctx, comm, w, &m));
-    for (int k = 0; k < j->tasks[i].n_parents; k++)
+    for (int k = 0; k < j->tasks[i].n_parents && !reads; k++)
         if (C->t[p[k]].has_ckpt && !(w < 64 && (C->t[p[k]].holders >> w) & 1)) RF_TRY(ship_parent(C, comm, w, p[k]));
     if (resume) RF_TRY(ship_file(C, comm, w, i, FILE_RESUME));
     return RF_OK;
@@ -1258,6 +1356,7 @@ static rf_status recv_result(coord *C, MPI_Comm comm, int w, const rf_coord_msg 
      * the aux file, otherwise the resumable state (if any) */
     uint64_t aux = 0;
     int ok = 0;
+    direct_ck dc = {0};
     if (!s) {
         const unsigned char *sec[3];
         size_t len[3];
@@ -1267,6 +1366,17 @@ static rf_status recv_result(coord *C, MPI_Comm comm, int w, const rf_coord_msg 
             const cJSON *c = cJSON_GetObjectItemCaseSensitive(meta, "class");
             ok = cJSON_IsNumber(c) && c->valueint == RF_FAIL_NONE;
             if (ok && cJSON_IsNumber(a) && a->valuedouble > 0 && m->n2 > 0) aux = (uint64_t)a->valuedouble;
+            const cJSON *db = cJSON_GetObjectItemCaseSensitive(meta, "direct_bytes");
+            if (ok && cJSON_IsNumber(db) && C->direct && C->direct[w]) {
+                const char *keys[4] = {"direct_bytes", "direct_crc", "direct_aux_bytes", "direct_aux_crc"};
+                double v[4];
+                for (int k = 0; k < 4; k++) {
+                    const cJSON *x = cJSON_GetObjectItemCaseSensitive(meta, keys[k]);
+                    v[k] = cJSON_IsNumber(x) ? x->valuedouble : 0;
+                }
+                dc.on = 1;
+                dc.bytes = (uint64_t)v[0]; dc.crc = (uint32_t)v[1]; dc.aux_bytes = (uint64_t)v[2]; dc.aux_crc = (uint32_t)v[3];
+            }
             cJSON_Delete(meta);
         }
     }
@@ -1295,9 +1405,12 @@ static rf_status recv_result(coord *C, MPI_Comm comm, int w, const rf_coord_msg 
         else rf_store_file_abort(af);
         if (s) { rf_store_file_abort(f); f = NULL; }
     }
-    if (!s) s = on_result(C, (int32_t)m->task, w, blob, (size_t)m->n1, f, m->n2);
+    if (!s && dc.on && m->n2 > 0) s = rf_error(ctx, RF_ERR_MPI, "protocol: rank %d wrote task %u's checkpoint into the store and streamed one too", w, m->task);
+    if (!s) s = on_result(C, (int32_t)m->task, w, blob, (size_t)m->n1, f, dc.on ? dc.bytes : m->n2, dc.on ? &dc : NULL);
     if (!s && ok && m->n2 > 0 && !f) C->t[m->task].has_ckpt = 1;   /* storeless benchmark */
-    rf_free(blob);
+    /* after a timeout the receive may still be pending on the buffer: it
+     * is left to it (the rank is given up; a few bytes per lost rank) */
+    if (s != RF_ERR_TIMEOUT) rf_free(blob);
     return s;
 }
 
@@ -1499,7 +1612,7 @@ static rf_status recv_parent(rf_ctx *ctx, MPI_Comm comm, const rf_job *j, const 
 }
 
 static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o, MPI_Comm comm, int rank,
-                            const char *work, uint64_t mem, double tl, int *no_barrier) {
+                            const char *work, uint64_t mem, double tl, const char *direct_dir, int *no_barrier) {
     uint8_t *have = rf_calloc((size_t)(j->n_tasks ? j->n_tasks : 1), 1);   /* 1: produced here, 2: shipped */
     int maxp = 1;
     for (int i = 0; i < j->n_tasks; i++) if (j->tasks[i].n_parents > maxp) maxp = j->tasks[i].n_parents;
@@ -1535,6 +1648,7 @@ static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o
                 char ph[17];
                 rf_job_id_hex(j->tasks[p[k]].id, ph);
                 if (have[p[k]] == 1) snprintf(pp[k], sizeof pp[k], "%s/tasks/%s/model.rckpt", work, ph);
+                else if (direct_dir) snprintf(pp[k], sizeof pp[k], "%s/tasks/%s/model.rckpt", direct_dir, ph);   /* read where it is */
                 else snprintf(pp[k], sizeof pp[k], "%s/%s/model.rckpt", cache, ph);
             }
             have[i] = 0;
@@ -1543,14 +1657,14 @@ static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o
             struct stat rst;
             snprintf(resume, sizeof resume, "%s/%s/" RESUME_FILE, cache, hx);
             int rs = stat(resume, &rst) == 0 && S_ISREG(rst.st_mode);
-            s = run_here(ctx, j, i, dir, pp, rs ? resume : NULL, o, mem, tl, worker_tick, NULL, &blob, &bn, &has);
+            s = run_here(ctx, j, i, dir, pp, rs ? resume : NULL, o, mem, tl, worker_tick, NULL, direct_dir, &blob, &bn, &has);
             if (rs) unlink(resume);
             if (!s && orphaned()) { rf_free(blob); s = orphan_error(ctx); }
         }
         if (s) break;
         char ck[4400];
         snprintf(ck, sizeof ck, "%s/%s", dir, task_files[has == 2 ? FILE_RESUME : FILE_MODEL]);
-        int fd = has ? open(ck, O_RDONLY | O_CLOEXEC) : -1;
+        int fd = has == 1 || has == 2 ? open(ck, O_RDONLY | O_CLOEXEC) : -1;
         struct stat st;
         uint64_t size = (fd >= 0 && fstat(fd, &st) == 0) ? (uint64_t)st.st_size : 0;
         rf_coord_msg r = {.type = RF_MSG_RESULT, .task = m.task, .attempt = m.attempt, .n1 = bn, .n2 = size, .n3 = coord_chunks(size)};
@@ -1566,7 +1680,7 @@ static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o
             if (afd >= 0) close(afd);
         }
         rf_free(blob);
-        if (!s && has == 1) have[i] = 1;
+        if (!s && (has == 1 || has == 3)) have[i] = 1;
     }
     (void)rank;
     rf_free(have);
@@ -1612,6 +1726,91 @@ static void *watchdog_main(void *ud) {
     return NULL;
 }
 
+/* The sweep's final barrier, heartbeat-aware: a rank that stops or dies
+ * after the last task would otherwise hold every other rank in
+ * MPI_Barrier forever. Rank 0 gives up once a worker has been silent for
+ * the timeout (*gone_rank = that rank), a worker once rank 0 has (an
+ * RF_ERR_TIMEOUT error). Without heartbeats, a plain barrier. */
+static rf_status final_barrier(rf_ctx *ctx, int rank, int size, int *gone_rank) {
+    *gone_rank = -1;
+    if (coord_link_timeout() <= 0) { MPI_Barrier(MPI_COMM_WORLD); return RF_OK; }
+    MPI_Request rq;
+    MPI_Ibarrier(MPI_COMM_WORLD, &rq);
+    int flag = 0, spins = 0;
+    for (;;) {
+        MPI_Test(&rq, &flag, MPI_STATUS_IGNORE);
+        if (flag) return RF_OK;
+        coord_link_pump();
+        double to = coord_link_timeout();
+        if (rank > 0 && (coord_link_abandoned() || coord_link_silence(0) > to)) return orphan_error(ctx);
+        for (int w = 1; rank == 0 && w < size; w++)
+            if (coord_link_silence(w) > to) { *gone_rank = w; return RF_OK; }
+        coord_backoff(&spins);
+    }
+}
+
+/* ---- direct writes: who sees the store ------------------------------------------------- */
+
+/* Collective (every rank): rank 0 writes a probe file with a random token
+ * into STORE/NAME/ (by its absolute path) and broadcasts path and token;
+ * each worker reads it back; rank 0 gathers who saw it, keeps the answer in
+ * C->direct and scatters each worker its own. A worker that writes directly
+ * gets the store's path in store_dir (else ""). With direct_writes 1 and a
+ * worker that did not see it, rank 0 returns an error naming the host. */
+static rf_status probe_shared(coord *C, int rank, int size, char *store_dir, size_t sn) {
+    const rf_sweep_opts *o = C->o;
+    struct { char dir[4096]; char token[24]; } b;
+    memset(&b, 0, sizeof b);
+    char probe[4200] = "";
+    if (rank == 0) {
+        rf_ctx tmp;
+        rf_ctx_init(&tmp);
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/%s", o->store_root, C->job->name);
+        if (rf_mkdirs(&tmp, dir) == RF_OK && realpath(dir, b.dir)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            char seed[512];
+            int k = snprintf(seed, sizeof seed, "%s %ld %ld %ld", C->hosts[0], (long)getpid(), (long)ts.tv_sec, ts.tv_nsec);
+            rf_job_id_hex(rf_hash64(seed, (size_t)k, 0), b.token);
+            snprintf(probe, sizeof probe, "%s/.probe-%s", b.dir, b.token);
+            if (rf_write_file_atomic(&tmp, probe, b.token, strlen(b.token)) != RF_OK) b.dir[0] = '\0';
+        }
+    }
+    MPI_Bcast(&b, (int)sizeof b, MPI_CHAR, 0, MPI_COMM_WORLD);
+    int sees = 0;
+    if (rank > 0 && b.dir[0]) {
+        rf_ctx tmp;
+        rf_ctx_init(&tmp);
+        unsigned char *got = NULL;
+        size_t n = 0;
+        snprintf(probe, sizeof probe, "%s/.probe-%s", b.dir, b.token);
+        sees = rf_read_file(&tmp, probe, &got, &n) == RF_OK && n == strlen(b.token) && memcmp(got, b.token, n) == 0;
+        rf_free(got);
+    }
+    int *all = rank == 0 ? rf_calloc((size_t)size, sizeof *all) : NULL;
+    int nomem = rank == 0 && (!all || !(C->direct = rf_calloc((size_t)size, 1)));
+    MPI_Gather(&sees, 1, MPI_INT, all, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    rf_status s = RF_OK;
+    if (rank == 0) {
+        if (probe[0]) unlink(probe);
+        for (int w = 1; w < size && !nomem; w++) {
+            all[w] = all[w] && b.dir[0];
+            C->direct[w] = (uint8_t)all[w];
+            if (!all[w] && o->direct_writes == 1 && !s)
+                s = rf_error(C->ctx, RF_ERR_UNSUPPORTED, "direct writes: rank %d on %s does not see the store %s (a file rank 0 wrote "
+                             "there is not there for it): put the store on a file system every node mounts at the same path, or "
+                             "leave direct writes on auto", w, C->hosts[w], b.dir[0] ? b.dir : o->store_root);
+        }
+        if (nomem) { s = rf_error(C->ctx, RF_ERR_NOMEM, "out of memory"); if (all) memset(all, 0, (size_t)size * sizeof *all); }
+    }
+    int mine = 0;
+    MPI_Scatter(all, 1, MPI_INT, &mine, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    rf_free(all);
+    snprintf(store_dir, sn, "%s", mine ? b.dir : "");
+    return s;
+}
+
 /* ---- entry ------------------------------------------------------------------------------ */
 
 rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts, rf_sweep_result *res) {
@@ -1650,6 +1849,10 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
     rf_status s = rank == 0 && !C.hosts ? rf_error(ctx, RF_ERR_NOMEM, "out of memory for %d host names", size) : RF_OK;
     if (!s && size > 1) s = coord_link_open(ctx, MPI_COMM_WORLD, rank, size, hb);
     if (!s && !opts->inproc_noop) s = work_root(ctx, opts, job, C.work, sizeof C.work);
+    char direct_dir[4096] = "";
+    rf_status probe_s = RF_OK;
+    if (!s && size > 1 && !opts->inproc_noop && opts->direct_writes != 0)
+        probe_s = probe_shared(&C, rank, size, direct_dir, sizeof direct_dir);
     if (size > 1 && rank > 0) {
         char mine[4300];
         snprintf(mine, sizeof mine, "%s/rank%d", C.work, rank);
@@ -1658,14 +1861,17 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
         memcpy(wd.host, me, sizeof me);
         int wd_on = !s && hb > 0 && opts->on_orphan && pthread_create(&wd.th, NULL, watchdog_main, &wd) == 0;
         int no_barrier = 0;
-        if (!s) s = run_worker(ctx, job, opts, MPI_COMM_WORLD, rank, mine, C.mem, C.time_limit, &no_barrier);
+        if (!s) s = run_worker(ctx, job, opts, MPI_COMM_WORLD, rank, mine, C.mem, C.time_limit, direct_dir[0] ? direct_dir : NULL,
+                               &no_barrier);
         res->orphaned = s == RF_ERR_TIMEOUT;
         if (wd_on) { atomic_store(&wd.quit, 1); pthread_join(wd.th, NULL); }
         if (!opts->keep_work && C.work[0]) coord_rmtree(C.work);
         /* after an error no barrier: rank 0 may be waiting for this rank's
          * result; the caller ends the job (rf_sweep_run's contract). Nor
          * when rank 0 gave ranks up: they would never arrive */
-        if (!s && !no_barrier) MPI_Barrier(MPI_COMM_WORLD);
+        int unused;
+        if (!s && !no_barrier) s = final_barrier(ctx, rank, size, &unused);
+        res->orphaned = s == RF_ERR_TIMEOUT;
         /* rank 0 gave ranks up: it ends the job itself (an abort, which
          * kills this process) once it has written the store; wait for that,
          * or for its silence */
@@ -1678,6 +1884,7 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
         coord_link_close();
         return s;
     }
+    if (!s) s = probe_s;
     if (!s) s = sched_init(&C);
     if (!s && !opts->inproc_noop) s = open_store(&C);
     if (!s) s = seed_ready(&C);
@@ -1698,7 +1905,17 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
      * will never receive (issue 19, defect 1: a full store deadlocked the
      * sweep in this barrier): return at once, the caller ends the job.
      * Given-up ranks would never reach the barrier either. */
-    if (size > 1 && !s && !C.lost_ranks) MPI_Barrier(MPI_COMM_WORLD);
+    int late = -1;
+    if (size > 1 && !s && !C.lost_ranks && (s = final_barrier(ctx, 0, size, &late)) == RF_OK && late > 0) {
+        /* every task is done, but a worker went silent before the end: the
+         * job ends without it (as after a loss in the middle) */
+        char why[160];
+        snprintf(why, sizeof why, "no heartbeat for %.1f s (timeout %g s) at the final barrier", coord_link_silence(late),
+                 coord_link_timeout());
+        rf_status ls = lose_rank(&C, late, why);
+        fill_result(&C, res);
+        if (ls) s = ls;
+    }
     coord_link_close();
     if (!opts->keep_work && C.work[0]) coord_rmtree(C.work);
     coord_free(&C);
