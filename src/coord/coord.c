@@ -1488,14 +1488,25 @@ static rf_status run_coordinator(coord *C, MPI_Comm comm) {
     int *idle = rf_malloc((size_t)nworkers * sizeof *idle);
     if (!idle) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
     rf_status s = RF_OK;
+    double last_check = rf_now();
+    int lost_seen = 0;
     for (;;) {
         if (!C->o->inproc_noop && (s = write_status(C, 0)) != RF_OK) break;
         coord_link_pump();
-        if ((s = check_silence(C)) != RF_OK) break;
-        /* given-up ranks leave the idle list */
-        int k = 0;
-        for (int x = 0; x < nidle; x++) if (!C->w[idle[x]].gone) idle[k++] = idle[x];
-        nidle = k;
+        /* silences are looked at a few times per timeout, not per message:
+         * with a thousand workers that is a thousand clock reads */
+        double now = rf_now();
+        if (now - last_check > coord_link_timeout() / 8) {
+            last_check = now;
+            if ((s = check_silence(C)) != RF_OK) break;
+        }
+        if (C->lost_ranks != lost_seen) {
+            /* given-up ranks leave the idle list */
+            lost_seen = C->lost_ranks;
+            int k = 0;
+            for (int x = 0; x < nidle; x++) if (!C->w[idle[x]].gone) idle[k++] = idle[x];
+            nidle = k;
+        }
         /* hand work to idle ranks, most recently idle first */
         while (nidle > 0) {
             int w = idle[nidle - 1];
@@ -1544,6 +1555,58 @@ static rf_status run_coordinator(coord *C, MPI_Comm comm) {
     rf_ctx_init(&tmp);
     for (int w = 1; w < C->nranks; w++) if (!C->w[w].gone) coord_send_hdr(&tmp, comm, w, &stop);
     rf_free(idle);
+    return s;
+}
+
+/* ---- the scheduler alone, on a fake transport (raffle bench coord) ------------------- */
+
+rf_status coord_sim(rf_ctx *ctx, const rf_job *job, int workers, coord_sim_result *out) {
+    memset(out, 0, sizeof *out);
+    if (workers < 1) return rf_error(ctx, RF_ERR_INVALID, "coord_sim: needs a worker");
+    rf_sweep_opts o;
+    rf_sweep_opts_default(&o);
+    o.quiet = 1;
+    o.inproc_noop = 1;
+    coord C;
+    memset(&C, 0, sizeof C);
+    C.ctx = ctx;
+    C.job = job;
+    C.o = &o;
+    C.nranks = workers + 1;
+    C.t0 = rf_now();
+    /* the fake transport: a FIFO of busy workers; every task takes as long,
+     * so the worker that got its task first reports first */
+    int32_t *fifo = rf_malloc((size_t)(workers + 1) * sizeof *fifo);
+    rf_status s = fifo ? sched_init(&C) : rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    if (!s) s = seed_ready(&C);
+    out->queued = 0;
+    for (int i = 0; i < job->n_tasks; i++) out->queued += C.t[i].state == S_READY;
+    int head = 0, n = 0, cap = workers + 1;
+    double t0 = rf_now();
+    for (int w = 1; w <= workers && !s; w++) {
+        int32_t i;
+        if ((s = pick(&C, w, &i)) != RF_OK || i < 0) break;
+        out->decisions++;
+        fifo[(head + n++) % cap] = w;
+    }
+    while (n > 0 && !s) {
+        int w = fifo[head];
+        head = (head + 1) % cap;
+        n--;
+        int32_t i = C.w[w].task;
+        /* the result: what on_result does for a success, minus the store */
+        C.n_running--;
+        C.w[w].task = -1;
+        C.n_done++;
+        if ((s = complete(&C, i, w)) != RF_OK) break;
+        if ((s = pick(&C, w, &i)) != RF_OK) break;
+        if (i >= 0) { out->decisions++; fifo[(head + n++) % cap] = w; }
+    }
+    out->seconds = rf_now() - t0;
+    out->done = C.n_done;
+    out->sched_bytes = coord_sched_bytes(job);
+    rf_free(fifo);
+    coord_free(&C);
     return s;
 }
 

@@ -103,6 +103,17 @@ void      coord_rmtree(const char *path);
 int       coord_signal_class(int sig, int oom_killed, char *msg, size_t n);
 
 /* ---- coord.c: used by the benchmark and the unit tests ---------------- */
+/* The scheduler alone at scale (issue 24): `workers` fake workers fed by an
+ * in-process transport (a FIFO of busy workers; every task takes as long)
+ * run the whole job through the coordinator's own pick / complete (critical
+ * path heap, per-rank locality heaps, DAG release). decisions: tasks handed
+ * out; queued: ready at the start. */
+typedef struct coord_sim_result {
+    int64_t decisions, queued, done;
+    double  seconds;
+    size_t  sched_bytes;
+} coord_sim_result;
+rf_status coord_sim(rf_ctx *ctx, const rf_job *job, int workers, coord_sim_result *out);
 /* Bytes of scheduler state for a job of n tasks and e parent edges. */
 size_t    coord_sched_bytes(const rf_job *job);
 
