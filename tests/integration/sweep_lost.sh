@@ -15,7 +15,7 @@ set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
 . "$here/tests/integration/lib.sh"
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
-need_cmd mpirun jq
+need_cmd mpirun jq pgrep
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 T=$(mktemp -d)
 trap 'kill -CONT $stopped 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
