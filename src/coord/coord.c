@@ -92,27 +92,28 @@ typedef struct coord {
     char     work[4096];
 } coord;
 
+static void vlog_line(coord *C, int always, const char *fmt, va_list ap) {
+    if ((C->o->quiet && !always) || !C->o->log) return;
+    char line[1024];
+    vsnprintf(line, sizeof line, fmt, ap);
+    C->o->log(C->o->log_ud, line);
+}
+
 static void progress(coord *C, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void progress(coord *C, const char *fmt, ...) {
-    if (C->o->quiet || !C->o->log) return;
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    vlog_line(C, 0, fmt, ap);
     va_end(ap);
-    C->o->log(C->o->log_ud, line);
 }
 
 /* A line that is shown even with quiet (a rank given up). */
 static void notice(coord *C, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void notice(coord *C, const char *fmt, ...) {
-    if (!C->o->log) return;
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    vlog_line(C, 1, fmt, ap);
     va_end(ap);
-    C->o->log(C->o->log_ud, line);
 }
 
 /* "one-shot/snip/sparsity=0.9/seed=1 [81986e02]" with the caller's labels,

@@ -3,6 +3,8 @@
 # fault at random moments, the table in docs/hardening.md). Sourced after
 # multihost.bash, with the cluster up (mh_up 3) and $RAFFLE, $T, $CD set.
 #
+#   mf_up                     what a fault test starts with: prerequisites,
+#                             a 3-host cluster, mf_job 6 800
 #   mf_job COUNT SLEEP_MS     writes $T/mf.json: COUNT no-op tasks of SLEEP_MS
 #   mf_trial FAULT AT HB      one sweep on h1:1,h2:1,h3:1 (rank 0 on h1, a
 #                             worker on each of h2 and h3) with --heartbeat
@@ -30,6 +32,24 @@
 #     gone_s      fault to the moment no process at all is left in any
 #                 namespace (the launcher, orted and rank 0 too)
 #     rerun_rc    the rerun's exit status (must be 0)
+#   mf_check FAULT LINE       prints LINE and fails (multihost.bash's fail)
+#                             unless its lost, dup, left and rerun_rc are 0
+
+mf_check() {
+  local f=$1 l=$2 k v
+  echo "$l"
+  for k in lost dup left rerun_rc; do
+    v=$(echo "$l" | sed -n "s/.* $k=\([^ ]*\).*/\1/p")
+    [ "$v" = 0 ] || fail "$f: $k=$v (must be 0)"
+  done
+}
+
+mf_up() {
+  mh_prereqs
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  mh_up 3
+  mf_job 6 800
+}
 
 mf_job() {
   printf '{"name": "mf", "dataset": "synthetic", "model": "lenet-300-100",\n "experiments": [{"kind": "noop", "count": %d, "sleep_ms": %d}]}\n' \
