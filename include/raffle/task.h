@@ -52,6 +52,13 @@ typedef struct rf_task_io {
      * RF_ERR_PREEMPTED. */
     const char   *resume_from;
     double        resume_every_s;
+    /* A file of OUT_DIR that is part of the resumable state (borrowed name,
+     * NULL: none): rf_task_train_resumable stores its bytes in the resume
+     * point and puts them back into OUT_DIR when resuming, so a state
+     * written before a preemption survives it (the lottery's rewind point
+     * at step K; it is not a parent's file, and a new attempt runs in a new
+     * work directory). */
+    const char   *resume_aux;
     int           log_every;       /* progress line every N training steps (0: the kind's default) */
     /* The task's identity (borrowed, may be NULL): its 16-hex-digit id and
      * the hash of its canonical settings. A resume point records both and
