@@ -298,6 +298,7 @@ rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m
                                   const rf_dataset *test, const rf_train_cfg *cfg, rf_optim *opt,
                                   const rf_train_hooks *hooks, rf_train_result *res);
 #define RF_TASK_RESUME_FILE "resume.rckpt"
+#define RF_TASK_RESUME_VERSION 3   /* the resume state's format version (task_train.c) */
 /* Adds the selection metrics of a training run to metrics (replacing them):
  * best_val_accuracy, best_iteration (validation; -1 without a validation
  * split), test_accuracy_at_best_val (the test split at that step, reported,

@@ -98,7 +98,7 @@ rf_status rf_task_train_cfg_io(rf_ctx *ctx, const rf_task_io *io, int log_every,
  * task. Version 3 (version 2 had either the owner or the validation state,
  * version 1 the best *test* accuracy, which selection no longer reads). */
 #define RESUME_FORMAT "raffle-resume"
-#define RESUME_VERSION 3
+#define RESUME_VERSION RF_TASK_RESUME_VERSION
 
 static rf_status add_block(rf_ctx *ctx, rf_ckpt *c, const char *name, const float *p, size_t n) {
     if (!p || n == 0) return RF_OK;

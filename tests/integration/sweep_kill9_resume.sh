@@ -40,9 +40,17 @@ check() {   # STORE LABEL
   [ "$(grep -c '"event":"done"' "$L")" -eq 1 ] || fail "$2: task not done exactly once"
   grep -q "resuming from step" "$1/k/tasks/$id/log.txt" || fail "$2: the rerun started from step 0 ($(head -n 2 "$1/k/tasks/$id/log.txt"))"
   cmp "$ref_model" "$1/k/tasks/$id/model.rckpt" || fail "$2: resumed model.rckpt differs from the uninterrupted run"
-  ls "$3"/k.*/salvage/*.rckpt >/dev/null 2>&1 && fail "$2: a salvaged resume point was left behind"
+  ls "$3"/k.salvage/*.rckpt >/dev/null 2>&1 && fail "$2: a salvaged resume point was left behind"
   echo "$2: $(grep -o 'resuming from step [0-9]*' "$1/k/tasks/$id/log.txt"), model identical"
 }
+
+# 0. a salvaged file that is not a usable resume point of the task
+#    (damaged, another raffle's format) is dropped and the task starts over
+mkdir -p "$T/w0/k.salvage" && head -c 5000 /dev/urandom > "$T/w0/k.salvage/$id.rckpt"
+"$RAFFLE" sweep --quiet --store "$T/z" --work "$T/w0" "$T/k.json" 2>"$T/z.log" || { cat "$T/z.log"; fail "damaged salvage: run"; }
+cmp "$ref_model" "$T/z/k/tasks/$id/model.rckpt" || fail "damaged salvage: model differs"
+[ -e "$T/w0/k.salvage/$id.rckpt" ] && fail "damaged salvage: left in place"
+echo "damaged salvage: dropped, task ran from step 0"
 
 # 1. in-process
 "$RAFFLE" sweep --quiet --store "$T/a" --work "$T/wa" --resume-every 0.2 "$T/k.json" 2>"$T/a.log" &
