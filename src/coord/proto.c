@@ -135,6 +135,19 @@ void coord_link_drop(int peer) {
     beat_to(peer, L.drop);
 }
 
+/* Receives the beat from src that a probe found. */
+static void take_beat(int src) {
+    MPI_Recv(L.in, RF_COORD_HDR_BYTES, MPI_BYTE, src, COORD_TAG_BEAT, L.comm, MPI_STATUS_IGNORE);
+    if (src < 0 || src >= L.nranks) return;
+    rf_coord_msg m;
+    rf_ctx tmp;
+    rf_ctx_init(&tmp);
+    if (rf_coord_msg_decode(&tmp, L.in, RF_COORD_HDR_BYTES, &m) != RF_OK) return;
+    if (m.type == RF_MSG_DROP && L.rank != 0 && src == 0) atomic_store(&L.abandoned, 1);
+    /* a given-up peer stays given up: its late beats change nothing */
+    if (!L.dropped[src]) atomic_store(&L.heard[src], rf_now());
+}
+
 void coord_link_pump(void) {
     if (!L.open) return;
     /* beats come every timeout/4: draining them every 5 ms is plenty, and
@@ -146,15 +159,7 @@ void coord_link_pump(void) {
         int flag = 0;
         MPI_Status st;
         if (MPI_Iprobe(MPI_ANY_SOURCE, COORD_TAG_BEAT, L.comm, &flag, &st) != MPI_SUCCESS || !flag) break;
-        MPI_Recv(L.in, RF_COORD_HDR_BYTES, MPI_BYTE, st.MPI_SOURCE, COORD_TAG_BEAT, L.comm, MPI_STATUS_IGNORE);
-        if (st.MPI_SOURCE < 0 || st.MPI_SOURCE >= L.nranks) continue;
-        rf_coord_msg m;
-        rf_ctx tmp;
-        rf_ctx_init(&tmp);
-        if (rf_coord_msg_decode(&tmp, L.in, RF_COORD_HDR_BYTES, &m) != RF_OK) continue;
-        if (m.type == RF_MSG_DROP && L.rank != 0 && st.MPI_SOURCE == 0) atomic_store(&L.abandoned, 1);
-        /* a given-up peer stays given up: its late beats change nothing */
-        if (!L.dropped[st.MPI_SOURCE]) atomic_store(&L.heard[st.MPI_SOURCE], now);
+        take_beat(st.MPI_SOURCE);
     }
     if (now - L.last_beat < L.every) return;
     L.last_beat = now;
@@ -284,6 +289,25 @@ done:
     return s;
 }
 
+/* The tag of the next message from src other than a beat (beats met on
+ * the way are taken), waiting as coord_wait does. */
+static rf_status next_tag(rf_ctx *ctx, MPI_Comm comm, int src, int *tag) {
+    int spins = 0;
+    for (;;) {
+        int flag = 0;
+        MPI_Status st;
+        int rc = MPI_Iprobe(src, MPI_ANY_TAG, comm, &flag, &st);
+        if (rc != MPI_SUCCESS) return mpi_fail(ctx, rc, "probe chunk");
+        if (flag && st.MPI_TAG == COORD_TAG_BEAT && L.open) { take_beat(src); spins = 0; continue; }
+        if (flag) { *tag = st.MPI_TAG; return RF_OK; }
+        coord_link_pump();
+        if (L.open && coord_link_silence(src) > L.timeout)
+            return rf_error(ctx, RF_ERR_TIMEOUT, "receive chunk: rank %d silent for %.1f s (heartbeat timeout %g s)", src,
+                            coord_link_silence(src), L.timeout);
+        coord_backoff(&spins);
+    }
+}
+
 rf_status coord_recv_stream(rf_ctx *ctx, MPI_Comm comm, int src, uint64_t raw, uint64_t nchunks,
                             coord_sink sink, void *ud) {
     if (nchunks == 0) return RF_OK;
@@ -296,7 +320,11 @@ rf_status coord_recv_stream(rf_ctx *ctx, MPI_Comm comm, int src, uint64_t raw, u
     for (uint64_t k = 0; k < nchunks; k++) {
         MPI_Status st;
         MPI_Request rq;
-        int rc = MPI_Irecv(cb, (int)bound, MPI_BYTE, src, MPI_ANY_TAG, comm, &rq);
+        /* the chunk is on tag 2 or 3, whichever comes first from src; a
+         * beat from src (tag 4) in front of it is taken out of the way */
+        int tag = COORD_TAG_DATA;
+        if ((s = next_tag(ctx, comm, src, &tag)) != RF_OK) goto done;
+        int rc = MPI_Irecv(cb, (int)bound, MPI_BYTE, src, tag, comm, &rq);
         if (rc != MPI_SUCCESS) { s = mpi_fail(ctx, rc, "receive chunk"); goto done; }
         if ((s = coord_wait(ctx, &rq, &st, src, "receive chunk")) != RF_OK) { cb = rb = NULL; goto done; }
         int cnt = 0;
