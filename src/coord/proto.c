@@ -74,7 +74,7 @@ typedef struct link_state {
     _Atomic double *heard;      /* per peer: rf_now() when it was last heard (read by a worker's watchdog) */
     unsigned char  *dropped;    /* rank 0: peers given up */
     atomic_int      abandoned;  /* worker: rank 0 sent DROP */
-    unsigned char   beat[RF_COORD_HDR_BYTES], drop[RF_COORD_HDR_BYTES], in[RF_COORD_HDR_BYTES];
+    unsigned char   beat[RF_COORD_HDR_BYTES], drop[RF_COORD_HDR_BYTES];
 } link_state;
 static link_state L;
 
@@ -135,14 +135,16 @@ void coord_link_drop(int peer) {
     beat_to(peer, L.drop);
 }
 
-/* Receives the beat from src that a probe found. */
-static void take_beat(int src) {
-    MPI_Recv(L.in, RF_COORD_HDR_BYTES, MPI_BYTE, src, COORD_TAG_BEAT, L.comm, MPI_STATUS_IGNORE);
-    if (src < 0 || src >= L.nranks) return;
+/* Receives the beat from src that a probe found (with no link open: one
+ * left over from an earlier sweep in this process, dropped). */
+static void take_beat(MPI_Comm comm, int src) {
+    unsigned char in[RF_COORD_HDR_BYTES];
+    MPI_Recv(in, RF_COORD_HDR_BYTES, MPI_BYTE, src, COORD_TAG_BEAT, comm, MPI_STATUS_IGNORE);
+    if (!L.open || src < 0 || src >= L.nranks) return;
     rf_coord_msg m;
     rf_ctx tmp;
     rf_ctx_init(&tmp);
-    if (rf_coord_msg_decode(&tmp, L.in, RF_COORD_HDR_BYTES, &m) != RF_OK) return;
+    if (rf_coord_msg_decode(&tmp, in, RF_COORD_HDR_BYTES, &m) != RF_OK) return;
     if (m.type == RF_MSG_DROP && L.rank != 0 && src == 0) atomic_store(&L.abandoned, 1);
     /* a given-up peer stays given up: its late beats change nothing */
     if (!L.dropped[src]) atomic_store(&L.heard[src], rf_now());
@@ -159,7 +161,7 @@ void coord_link_pump(void) {
         int flag = 0;
         MPI_Status st;
         if (MPI_Iprobe(MPI_ANY_SOURCE, COORD_TAG_BEAT, L.comm, &flag, &st) != MPI_SUCCESS || !flag) break;
-        take_beat(st.MPI_SOURCE);
+        take_beat(L.comm, st.MPI_SOURCE);
     }
     if (now - L.last_beat < L.every) return;
     L.last_beat = now;
@@ -298,7 +300,7 @@ static rf_status next_tag(rf_ctx *ctx, MPI_Comm comm, int src, int *tag) {
         MPI_Status st;
         int rc = MPI_Iprobe(src, MPI_ANY_TAG, comm, &flag, &st);
         if (rc != MPI_SUCCESS) return mpi_fail(ctx, rc, "probe chunk");
-        if (flag && st.MPI_TAG == COORD_TAG_BEAT && L.open) { take_beat(src); spins = 0; continue; }
+        if (flag && st.MPI_TAG == COORD_TAG_BEAT) { take_beat(comm, src); spins = 0; continue; }
         if (flag) { *tag = st.MPI_TAG; return RF_OK; }
         coord_link_pump();
         if (L.open && coord_link_silence(src) > L.timeout)
