@@ -38,9 +38,11 @@ enum { EXIT_STOPPED = 75,     /* EX_TEMPFAIL: rerun to continue */
  * main thread could not act: say so and leave now; the task child dies
  * with this process. No MPI call: rank 0 is unreachable, an abort could
  * block on it. */
-/* MPI_Finalize waits for every rank (a PMIx fence): one that stops or dies
- * after the sweep's final barrier would hold it forever. An alarm ends this
- * process with its exit status instead (everything is written by then). */
+/* MPI_Finalize waits for every rank (a PMIx fence): a worker that stops or
+ * dies after the sweep's final barrier would hold rank 0 there forever. An
+ * alarm ends rank 0 with its exit status instead (everything is written by
+ * then; the workers are already waiting in MPI_Finalize when rank 0 gets
+ * there, so a healthy fence takes milliseconds). */
 static volatile sig_atomic_t finalize_code;
 static void on_finalize_alarm(int sig) { (void)sig; _exit(finalize_code); }
 static void finalize_bounded(double heartbeat, int code) {
@@ -497,6 +499,8 @@ int rf_cmd_sweep(int argc, char **argv) {
         MPI_Abort(MPI_COMM_WORLD, code);
         return code;
     }
-    if (mpi) finalize_bounded(size > 1 ? heartbeat : 0, code);
+    /* rank 0 only: the workers reach MPI_Finalize first and wait there
+     * while rank 0 writes the report, however long that takes */
+    if (mpi) finalize_bounded(size > 1 && rank == 0 ? heartbeat : 0, code);
     return code;
 }
