@@ -112,6 +112,20 @@ rf_status rf_check_cap(rf_ctx *ctx, uint64_t bytes, const char *what);
 void rf_assert_fail_(const char *expr, const char *file, int line);
 #define RF_ASSERT(x) ((x) ? (void)0 : rf_assert_fail_(#x, __FILE__, __LINE__))
 
+/* ---- SHA-256 (FIPS 180-4) -------------------------------------------------
+ * Pins downloads (raffle/net.h) and gives the files a task reads their
+ * content identity (task ids, raffle/plan.h). */
+typedef struct rf_sha256 { uint32_t h[8]; uint64_t len; unsigned char buf[64]; size_t nbuf; } rf_sha256;
+void rf_sha256_init(rf_sha256 *s);
+void rf_sha256_update(rf_sha256 *s, const void *data, size_t n);
+void rf_sha256_final(rf_sha256 *s, unsigned char out[32]);
+/* hex: 65 bytes (64 hex digits + NUL). */
+void rf_sha256_hex(const void *data, size_t n, char hex[65]);
+/* The digest of a regular file's content (opened without blocking: a FIFO
+ * or a device is RF_ERR_INVALID, a missing file RF_ERR_NOTFOUND, each
+ * naming path). */
+rf_status rf_sha256_file(rf_ctx *ctx, const char *path, char hex[65]);
+
 /* ---- allocation hook -----------------------------------------------------
  * All library allocations go through these so tests can make the n-th one
  * fail (SQLite-style fault injection). rf_malloc(0) returns a valid pointer. */

@@ -47,6 +47,13 @@ rf_status rf_data_load(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dat
  * needs): RF_ERR_NOTFOUND for an unknown name, RF_ERR_INVALID for bad
  * parameters, with the message quoting the spec. */
 rf_status rf_data_spec_check(rf_ctx *ctx, const char *spec);
+/* The local files a spec reads, each passed to fn (with ud): the four
+ * paths of an .npy list; a descriptor and the four files it names. Named
+ * datasets (mnist, cifar10, ...) name no file here: they are identified by
+ * name. Stops at fn's first error; an unreadable descriptor is an error
+ * naming it. What a task's id hashes besides its settings (raffle/plan.h). */
+typedef rf_status (*rf_data_file_fn)(rf_ctx *ctx, void *ud, const char *path);
+rf_status rf_data_spec_files(rf_ctx *ctx, const char *spec, rf_data_file_fn fn, void *ud);
 /* The forms a spec takes, for messages and --help. */
 #define RF_DATA_SPEC_FORMS "fashion-mnist, mnist, synthetic[:N[:SEED]], cifar10[:PATH], cifar100[:PATH], " \
     "cifar100-coarse[:PATH], TRAIN_X.npy,TRAIN_Y.npy,TEST_X.npy,TEST_Y.npy or a FILE.json descriptor"

@@ -252,11 +252,26 @@ int rf_cmd_sweep(int argc, char **argv) {
     char *dot = strrchr(hint, '.');
     if (dot && strcmp(dot, ".json") == 0) *dot = '\0';
     rf_job *job = NULL;
-    rf_status s = rf_job_parse(&ctx, text, n, hint, &job);
+    /* rank 0 reads and hashes the files the tasks name (issue 19, defect 3)
+     * and hands the digests to the others, so every rank computes the same
+     * ids, whatever happens to the files meanwhile */
+    rf_status s = rank == 0 ? rf_job_parse(&ctx, text, n, hint, &job) : RF_OK;
+    long plen = rank == 0 ? (s ? -1 : job->inputs_json ? (long)strlen(job->inputs_json) : 0) : 0;
+    if (size > 1) MPI_Bcast(&plen, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+    if (plen >= 0 && rank != 0) {
+        char *pins = plen ? rf_malloc((size_t)plen + 1) : NULL;
+        if (plen && !pins) MPI_Abort(MPI_COMM_WORLD, 1);
+        if (pins) { MPI_Bcast(pins, (int)plen, MPI_CHAR, 0, MPI_COMM_WORLD); pins[plen] = '\0'; }
+        s = rf_job_parse_pinned(&ctx, text, n, hint, pins, &job);
+        rf_free(pins);
+    } else if (plen > 0 && size > 1) {
+        MPI_Bcast(job->inputs_json, (int)plen, MPI_CHAR, 0, MPI_COMM_WORLD);
+    }
     rf_free(text);
-    if (s) {
-        /* every rank parsed the same text, so every rank stops here */
+    if (plen < 0 || s) {
+        /* every rank stops here: rank 0 said so, or (out of memory) this one */
         if (rank == 0) { rf_error_prefix(&ctx, "%s", pos[0]); cli_fail("sweep", &ctx, s); }
+        if (plen >= 0 && s && mpi) MPI_Abort(MPI_COMM_WORLD, 1);
         if (mpi) MPI_Finalize();
         return 1;
     }

@@ -301,10 +301,8 @@ static rf_status check_path_param(rf_ctx *ctx, const char *spec) {
     return RF_OK;
 }
 
-/* Splits "a,b,c,d" into four paths (copies into bufs). */
-static rf_status load_npy_list(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
-    char buf[4][1024];
-    char *paths[4];
+/* Splits "a,b,c,d" into four paths (copies into buf). */
+static rf_status npy_list_paths(rf_ctx *ctx, const char *spec, char buf[4][1024], char *paths[4]) {
     const char *p = spec;
     int k = 0;
     for (;;) {
@@ -322,10 +320,19 @@ static rf_status load_npy_list(rf_ctx *ctx, const char *spec, rf_dataset **train
     }
     if (k != 4)
         return rf_error(ctx, RF_ERR_INVALID, "'%s': expected four .npy paths: train_x,train_y,test_x,test_y", spec);
+    return RF_OK;
+}
+
+static rf_status load_npy_list(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
+    char buf[4][1024];
+    char *paths[4];
+    RF_TRY(npy_list_paths(ctx, spec, buf, paths));
     return load_quad(ctx, rf_npy_read, "npy", paths, train, test);
 }
 
-static rf_status load_json(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
+/* The four .npy paths a descriptor names (copies into buf): relative paths
+ * are relative to the descriptor's directory. */
+static rf_status json_paths(rf_ctx *ctx, const char *spec, char buf[4][1024], char *paths[4]) {
     unsigned char *text = NULL;
     size_t n = 0;
     RF_TRY(rf_read_file(ctx, spec, &text, &n));
@@ -336,9 +343,6 @@ static rf_status load_json(rf_ctx *ctx, const char *spec, rf_dataset **train, rf
         return rf_error(ctx, RF_ERR_FORMAT, "%s: not a JSON object", spec);
     }
     static const char *const keys[4] = {"train_x", "train_y", "test_x", "test_y"};
-    char buf[4][1024];
-    char *paths[4];
-    /* relative paths are relative to the descriptor's directory */
     const char *slash = strrchr(spec, '/');
     int dlen = slash ? (int)(slash - spec) : 0;
     for (int i = 0; i < 4; i++) {
@@ -357,7 +361,32 @@ static rf_status load_json(rf_ctx *ctx, const char *spec, rf_dataset **train, rf
         paths[i] = buf[i];
     }
     cJSON_Delete(j);
+    return RF_OK;
+}
+
+static rf_status load_json(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
+    char buf[4][1024];
+    char *paths[4];
+    RF_TRY(json_paths(ctx, spec, buf, paths));
     return load_quad(ctx, rf_npy_read, "json", paths, train, test);
+}
+
+/* The files of the two file forms, for rf_data_spec_files. */
+static rf_status files_npy_list(rf_ctx *ctx, const char *spec, rf_data_file_fn fn, void *ud) {
+    char buf[4][1024];
+    char *paths[4];
+    RF_TRY(npy_list_paths(ctx, spec, buf, paths));
+    for (int i = 0; i < 4; i++) RF_TRY(fn(ctx, ud, paths[i]));
+    return RF_OK;
+}
+
+static rf_status files_json(rf_ctx *ctx, const char *spec, rf_data_file_fn fn, void *ud) {
+    char buf[4][1024];
+    char *paths[4];
+    RF_TRY(fn(ctx, ud, spec));
+    RF_TRY(json_paths(ctx, spec, buf, paths));
+    for (int i = 0; i < 4; i++) RF_TRY(fn(ctx, ud, paths[i]));
+    return RF_OK;
 }
 
 static int match_exact(const char *spec, const char *key) { return strcmp(spec, key) == 0; }
@@ -381,15 +410,19 @@ static const struct {
     loader_fn   load;
     rf_status (*check)(rf_ctx *ctx, const char *spec);   /* syntax beyond the match, or NULL */
     double      validation;
+    /* The files a spec of this form names (rf_data_spec_files); NULL: a
+     * named dataset, identified by its name (the cached archives are
+     * pinned by their sha256, rf_data_archive). */
+    rf_status (*files)(rf_ctx *ctx, const char *spec, rf_data_file_fn fn, void *ud);
 } loaders[] = {
-    {"fashion-mnist",   match_exact,    load_fashion,        NULL,             5000},
-    {"mnist",           match_exact,    load_mnist,          NULL,             1000},
-    {"synthetic",       match_param,    load_synthetic,      check_synthetic,  0.1},
-    {"cifar10",         match_param,    rf_cifar_load_spec_, check_path_param, 5000},
-    {"cifar100",        match_param,    rf_cifar_load_spec_, check_path_param, 5000},
-    {"cifar100-coarse", match_param,    rf_cifar_load_spec_, check_path_param, 5000},
-    {",",               match_contains, load_npy_list,       NULL,             0.1},
-    {".json",           match_suffix,   load_json,           NULL,             0.1},
+    {"fashion-mnist",   match_exact,    load_fashion,        NULL,             5000, NULL},
+    {"mnist",           match_exact,    load_mnist,          NULL,             1000, NULL},
+    {"synthetic",       match_param,    load_synthetic,      check_synthetic,  0.1,  NULL},
+    {"cifar10",         match_param,    rf_cifar_load_spec_, check_path_param, 5000, NULL},
+    {"cifar100",        match_param,    rf_cifar_load_spec_, check_path_param, 5000, NULL},
+    {"cifar100-coarse", match_param,    rf_cifar_load_spec_, check_path_param, 5000, NULL},
+    {",",               match_contains, load_npy_list,       NULL,             0.1,  files_npy_list},
+    {".json",           match_suffix,   load_json,           NULL,             0.1,  files_json},
 };
 enum { N_LOADERS = sizeof loaders / sizeof loaders[0] };
 
@@ -410,6 +443,12 @@ rf_status rf_data_spec_check(rf_ctx *ctx, const char *spec) {
     if (i < 0)
         return rf_error(ctx, RF_ERR_NOTFOUND, "unknown dataset '%s' (expected %s)", spec, RF_DATA_SPEC_FORMS);
     return loaders[i].check ? loaders[i].check(ctx, spec) : RF_OK;
+}
+
+rf_status rf_data_spec_files(rf_ctx *ctx, const char *spec, rf_data_file_fn fn, void *ud) {
+    RF_TRY(rf_data_spec_check(ctx, spec));
+    int i = find_loader(spec);
+    return loaders[i].files ? loaders[i].files(ctx, spec, fn, ud) : RF_OK;
 }
 
 /* Raw train and test splits of spec (no normalisation), named after it. */

@@ -207,6 +207,11 @@ static int name_ok(const char *s) {
 }
 
 rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, rf_job **out) {
+    return rf_job_parse_pinned(ctx, text, n, name_hint, NULL, out);
+}
+
+rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, const char *pins,
+                              rf_job **out) {
     *out = NULL;
     cJSON *root = cJSON_ParseWithLength(text, n);
     if (!root) {
@@ -218,11 +223,14 @@ rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name
     }
     rf_status s = RF_OK;
     rf_plan *plan = rf_plan_new(ctx);
+    rf_inputs *inputs = rf_inputs_new();
     rf_job *j = NULL;
     cJSON *top_train = NULL, *limits = NULL, *top_engine = NULL;
     const rf_setting *top_tab[2] = {top_keys, rf_data_settings};
     const rf_setting *exp_tabs[3] = {NULL, rf_job_experiment_settings(), rf_data_settings};
-    if (!plan) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); goto fail; }
+    if (!plan || !inputs) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); goto fail; }
+    if (pins && (s = rf_inputs_pin_json(ctx, inputs, pins, strlen(pins))) != RF_OK) goto fail;
+    rf_plan_set_inputs(plan, inputs);
     if (!cJSON_IsObject(root)) { s = rf_error(ctx, RF_ERR_JOB, "(top level): expected an object"); goto fail; }
     if ((s = rf_settings_check(ctx, root, top_tab, 2, "", 0)) != RF_OK) goto fail;
     const cJSON *exps = cJSON_GetObjectItemCaseSensitive(root, "experiments");
@@ -285,11 +293,14 @@ rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name
     rf_plan_take(plan, &j->tasks, &j->n_tasks, &j->parents, &j->strings, &j->strings_len, &j->id_index,
                  &j->id_index_cap, &j->n_dedup);
     rf_plan_free(plan);
+    j->inputs_json = rf_inputs_json(inputs);
+    rf_inputs_free(inputs);
     cJSON_Delete(root); cJSON_Delete(top_train); cJSON_Delete(limits); cJSON_Delete(top_engine);
     *out = j;
     return RF_OK;
 fail:
     rf_plan_free(plan);
+    rf_inputs_free(inputs);
     rf_job_free(j);
     cJSON_Delete(root); cJSON_Delete(top_train); cJSON_Delete(limits); cJSON_Delete(top_engine);
     return s ? s : RF_ERR_JOB;
@@ -317,6 +328,7 @@ void rf_job_free(rf_job *j) {
     for (int i = 0; j->exp_names && i < j->n_experiments; i++) rf_free(j->exp_names[i]);
     rf_free(j->exp_names);
     rf_free(j->tasks); rf_free(j->parents); rf_free(j->strings); rf_free(j->text); rf_free(j->id_index);
+    rf_free(j->inputs_json);
     rf_free(j);
 }
 
