@@ -81,6 +81,8 @@ rf_status rf_inputs_pin_json(rf_ctx *ctx, rf_inputs *in, const char *text, size_
 /* {path: digest} of every file hashed or pinned, unformatted JSON: a new
  * string (rf_free), NULL when there is none (or out of memory). */
 char     *rf_inputs_json(const rf_inputs *in);
+/* Whether path has a digest in in (hashed or pinned); in may be NULL. */
+int       rf_inputs_has(const rf_inputs *in, const char *path);
 /* How many files were read and hashed (not pinned) so far. */
 int       rf_inputs_reads(const rf_inputs *in);
 

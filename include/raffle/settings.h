@@ -51,6 +51,9 @@ enum {
      * task ids were published: writing them would change every id). */
     RF_SF_OPTIONAL = 1 << 2,
     RF_SF_NOCLI    = 1 << 3,  /* no command-line flag (set by the expansion)      */
+    /* 0 is the value of "not given" (iterations: train by epochs): written
+     * as the default, but a flag never gives it (exit 2: leave it out). */
+    RF_SF_ZERO_UNSET = 1 << 4,
 };
 
 typedef struct rf_setting {

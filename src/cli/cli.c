@@ -43,6 +43,33 @@ int cli_fail(const char *cmd, rf_ctx *ctx, rf_status s) {
     return 1;
 }
 
+int cli_fail_all(const char *cmd, rf_ctx *ctx, rf_status s, const char *where) {
+    const rf_diag *d = ctx->diag;
+    if (!d || d->n < 2) return cli_fail(cmd, ctx, s);
+    char line[RF_ERR_MAX];
+    for (int i = 0; i < d->n; i++) {
+        rf_diag_line(d, i, line, sizeof line);
+        fprintf(stderr, "raffle %s: error: %s%s%s\n", cmd, where ? where : "", where ? ": " : "", line);
+    }
+    fprintf(stderr, "raffle %s: %d errors\n", cmd, d->n);
+    if (json_out.on && !json_out.printed) {
+        /* --json: every error, as a list */
+        cJSON *o = cJSON_CreateObject(), *a = cJSON_CreateArray();
+        cJSON_AddBoolToObject(o, "ok", 0);
+        cJSON_AddStringToObject(o, "command", json_out.cmd);
+        cJSON_AddNumberToObject(o, "exit", 1);
+        rf_diag_line(d, 0, line, sizeof line);
+        cJSON_AddStringToObject(o, "error", line);
+        for (int i = 0; a && i < d->n; i++) {
+            rf_diag_line(d, i, line, sizeof line);
+            cJSON_AddItemToArray(a, cJSON_CreateString(line));
+        }
+        cJSON_AddItemToObject(o, "errors", a);
+        cli_print_json(o);
+    }
+    return 1;
+}
+
 void cli_print_json(cJSON *obj) {
     char *s = cJSON_PrintUnformatted(obj);
     if (s) { fputs(s, stdout); fputc('\n', stdout); fflush(stdout); free(s); json_out.printed = 1; }
@@ -120,7 +147,7 @@ static void print_help(const char *cmd, const char *usage, const char *summary, 
         int len = bar ? (int)(bar - o->name) : (int)strlen(o->name);
         snprintf(left, sizeof left, "%s%.*s%s%s%s%s", len > 1 ? "--" : "-", len, o->name, o->metavar ? " " : "",
                  o->metavar ? o->metavar : "", bar ? ", --" : "", bar ? bar + 1 : "");
-        printf("  %-28s %s%s\n", left, o->help ? o->help : "", o->required ? " (required)" : "");
+        printf("  %-28s %s%s\n", left, o->help ? o->help : "", (o->required & CLI_REQUIRED) ? " (required)" : "");
     }
     printf("  %-28s %s\n", "--help", "show this help");
     for (int t = 0; tabs && t < tabs->n; t++) {
@@ -151,35 +178,50 @@ static int list_add(const char *cmd, const char *name, cli_list *l, const char *
     }
 }
 
+/* An option's range: what its type holds, from 0 unless CLI_NEGATIVE_OK,
+ * above 0 with CLI_POSITIVE (the smallest positive value for floats). */
+static void opt_range(const cli_opt *o, double tmin, double tmax, double *lo, double *hi) {
+    *lo = (o->required & CLI_NEGATIVE_OK) ? tmin : 0;
+    *hi = tmax;
+    if (o->required & CLI_POSITIVE) *lo = (o->type == CLI_FLOAT || o->type == CLI_DOUBLE) ? 1e-300 : 1;
+}
+
 static int set_value(const char *cmd, const cli_opt *o, const char *v) {
-    /* the library's strict parser: the whole value, in range, never saturated */
+    /* the library's strict parser: the whole value, in the option's range,
+     * never saturated; outside it is exit 2, never the default */
     char what[80];
     snprintf(what, sizeof what, "--%s", o->name);
     rf_ctx ctx;
     rf_ctx_init(&ctx);
     size_t n = strlen(v);
+    double lo, hi;
     switch (o->type) {
     case CLI_STR: *(const char **)o->dest = v; return 0;
     case CLI_LIST: return list_add(cmd, o->name, (cli_list *)o->dest, v);
     case CLI_INT: {
         int64_t x;
-        if (rf_parse_i64(&ctx, v, n, -2147483647LL, 2147483647LL, what, &x) != RF_OK) break;
+        opt_range(o, -2147483647.0, 2147483647.0, &lo, &hi);
+        if (rf_parse_i64(&ctx, v, n, (int64_t)lo, (int64_t)hi, what, &x) != RF_OK) break;
         *(int *)o->dest = (int)x; return 0;
     }
     case CLI_I64: {
         int64_t x;
-        if (rf_parse_i64(&ctx, v, n, INT64_MIN, INT64_MAX, what, &x) != RF_OK) break;
+        opt_range(o, -9.2e18, 9.2e18, &lo, &hi);
+        if (rf_parse_i64(&ctx, v, n, (int64_t)lo, (int64_t)hi, what, &x) != RF_OK) break;
         *(int64_t *)o->dest = x; return 0;
     }
     case CLI_U64: {
         uint64_t x;
-        if (rf_parse_u64(&ctx, v, n, 0, UINT64_MAX, what, &x) != RF_OK) break;
+        opt_range(o, 0, 1.8e19, &lo, &hi);
+        if (rf_parse_u64(&ctx, v, n, (uint64_t)lo, UINT64_MAX, what, &x) != RF_OK) break;
         *(uint64_t *)o->dest = x; return 0;
     }
     case CLI_FLOAT: case CLI_DOUBLE: {
         double x;
         double lim = o->type == CLI_FLOAT ? 3.4028234663852886e38 : 1.7976931348623157e308;
+        opt_range(o, -lim, lim, &lo, &hi);
         if (rf_parse_f64(&ctx, v, n, -lim, lim, what, &x) != RF_OK) break;
+        if (x < lo) { rf_error(&ctx, RF_ERR_INVALID, "%s: must be %s 0", what, lo > 0 ? ">" : ">="); break; }
         if (o->type == CLI_FLOAT) *(float *)o->dest = (float)x; else *(double *)o->dest = x;
         return 0;
     }
@@ -262,6 +304,12 @@ static int set_setting(const char *cmd, const rf_setting *s, const char *v, int 
         double x;
         if (rf_parse_f64(&pctx, v, strlen(v), -DBL_MAX, DBL_MAX, flag, &x) != RF_OK) {
             cli_err(cmd, "%s: invalid number '%s'", flag, v);
+            return 2;
+        }
+        /* a key whose 0 means "not given" (iterations: train by epochs)
+         * takes no 0 here: leaving the flag out says that */
+        if (x == 0 && (s->flags & RF_SF_ZERO_UNSET)) {
+            cli_err(cmd, "%s: 0 means not given (%s): leave the flag out", flag, s->doc ? s->doc : s->key);
             return 2;
         }
         j = cJSON_CreateNumber(x);
@@ -358,7 +406,7 @@ int cli_parse_settings(const char *cmd, const char *usage, const char *summary, 
     }
     int idx = 0;
     for (const cli_opt *p = opts; p && p->name; p++, idx++)
-        if (p->required && idx < 64 && !seen[idx]) { cli_err(cmd, "missing required option --%s", p->name); return 2; }
+        if ((p->required & CLI_REQUIRED) && idx < 64 && !seen[idx]) { cli_err(cmd, "missing required option --%s", p->name); return 2; }
     if (npos < min_pos) { cli_err(cmd, "missing argument (usage: raffle %s %s)", cmd, usage ? usage : ""); return 2; }
     for (int i = npos; i < max_pos; i++) pos[i] = NULL;
     return 0;

@@ -185,11 +185,11 @@ int rf_cmd_sweep(int argc, char **argv) {
         {"resume-every", CLI_DOUBLE, &resume_every, "S", "training tasks save resumable state every S seconds (0: only when stopped; default 300)", 0},
         {"fail-fast", CLI_FLAG, &fail_fast, NULL, "start no new task after the first failure", 0},
         {"retries", CLI_INT, &retries, "N", "retries after a crash or timeout (default: the job's limits.retries)", 0},
-        {"time-limit", CLI_DOUBLE, &tl, "S", "wall-clock limit per task attempt, seconds (default: the job's)", 0},
-        {"memory-mb", CLI_INT, &mem_mb, "MB", "address-space limit per task, MiB (default: the job's)", 0},
+        {"time-limit", CLI_DOUBLE, &tl, "S", "wall-clock limit per task attempt, seconds (default: the job's)", CLI_POSITIVE},
+        {"memory-mb", CLI_INT, &mem_mb, "MB", "address-space limit per task, MiB (default: the job's)", CLI_POSITIVE},
         {"work", CLI_STR, &work, "DIR", "scratch directory for task runs (default ${TMPDIR:-/tmp}/raffle-UID)", 0},
         {"keep-work", CLI_FLAG, &keep, NULL, "keep the scratch directories", 0},
-        {"status-every", CLI_DOUBLE, &every, "S", "status.json and progress period (default 2 s)", 0},
+        {"status-every", CLI_DOUBLE, &every, "S", "status.json and progress period (default 2 s)", CLI_POSITIVE},
         {"no-report", CLI_FLAG, &no_report, NULL, "do not write report.* at the end", 0},
         {"quiet", CLI_FLAG, &quiet, NULL, "no progress lines", 0},
         {"json", CLI_FLAG, &json, NULL, "print the outcome as one JSON object", 0},
@@ -255,7 +255,10 @@ int rf_cmd_sweep(int argc, char **argv) {
     /* rank 0 reads and hashes the files the tasks name (issue 19, defect 3)
      * and hands the digests to the others, so every rank computes the same
      * ids, whatever happens to the files meanwhile */
+    rf_diag diag = {0};
+    ctx.diag = rank == 0 ? &diag : NULL;   /* rank 0 reports every error of the job */
     rf_status s = rank == 0 ? rf_job_parse(&ctx, text, n, hint, &job) : RF_OK;
+    ctx.diag = NULL;
     long plen = rank == 0 ? (s ? -1 : job->inputs_json ? (long)strlen(job->inputs_json) : 0) : 0;
     if (size > 1) MPI_Bcast(&plen, 1, MPI_LONG, 0, MPI_COMM_WORLD);
     if (plen >= 0 && rank != 0) {
@@ -268,9 +271,16 @@ int rf_cmd_sweep(int argc, char **argv) {
         MPI_Bcast(job->inputs_json, (int)plen, MPI_CHAR, 0, MPI_COMM_WORLD);
     }
     rf_free(text);
+    if (!(plen < 0 || s)) rf_diag_free(&diag);
     if (plen < 0 || s) {
         /* every rank stops here: rank 0 said so, or (out of memory) this one */
-        if (rank == 0) { rf_error_prefix(&ctx, "%s", pos[0]); cli_fail("sweep", &ctx, s); }
+        if (rank == 0) {
+            rf_error_prefix(&ctx, "%s", pos[0]);
+            ctx.diag = &diag;
+            cli_fail_all("sweep", &ctx, s, pos[0]);
+            ctx.diag = NULL;
+        }
+        rf_diag_free(&diag);
         if (plen >= 0 && s && mpi) MPI_Abort(MPI_COMM_WORLD, 1);
         if (mpi) MPI_Finalize();
         return 1;

@@ -224,6 +224,7 @@ rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const cha
     rf_status s = RF_OK;
     rf_plan *plan = rf_plan_new(ctx);
     rf_inputs *inputs = rf_inputs_new();
+    const struct rf_inputs *was_pinned = ctx->pinned;
     rf_job *j = NULL;
     cJSON *top_train = NULL, *limits = NULL, *top_engine = NULL;
     const rf_setting *top_tab[2] = {top_keys, rf_data_settings};
@@ -231,30 +232,53 @@ rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const cha
     if (!plan || !inputs) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); goto fail; }
     if (pins && (s = rf_inputs_pin_json(ctx, inputs, pins, strlen(pins))) != RF_OK) goto fail;
     rf_plan_set_inputs(plan, inputs);
+    /* the pinned files count as present: the report of a store whose spec
+     * file is gone still finds the sweep's tasks */
+    if (pins) ctx->pinned = inputs;
     if (!cJSON_IsObject(root)) { s = rf_error(ctx, RF_ERR_JOB, "(top level): expected an object"); goto fail; }
-    if ((s = rf_settings_check(ctx, root, top_tab, 2, "", 0)) != RF_OK) goto fail;
+    /* Every error of the job, not only the first (issue 23): with
+     * ctx->diag each check records its errors there and goes on; the
+     * expansion needs a valid job, so it starts only when none was found. */
+    rf_status first = rf_settings_check(ctx, root, top_tab, 2, "", 0);
+#define JOB_ERR(st) do { rf_status st_ = (st); if (st_) { if (!first) first = st_; if (!ctx->diag) { s = first; goto fail; } } } while (0)
+#define JOB_NOTE(st) do { rf_status st2_ = (st); if (st2_) { rf_diag_note(ctx); JOB_ERR(st2_); } } while (0)
+    JOB_ERR(first);
     const cJSON *exps = cJSON_GetObjectItemCaseSensitive(root, "experiments");
-    if (!cJSON_IsArray(exps) || !exps->child) { s = rf_error(ctx, RF_ERR_JOB, "experiments: expected a non-empty list of objects"); goto fail; }
+    if (!cJSON_IsArray(exps) || !exps->child) {
+        /* a wrong "experiments" is already recorded by the top-level check */
+        if (cJSON_IsArray(exps)) JOB_NOTE(rf_error(ctx, RF_ERR_JOB, "experiments: expected a non-empty list of objects"));
+        s = first ? first : rf_error(ctx, RF_ERR_JOB, "experiments: expected a non-empty list of objects");
+        goto fail;
+    }
     int i = 0;
     for (const cJSON *e = exps->child; e; e = e->next, i++) {
         char p[64];
         snprintf(p, sizeof p, "experiments[%d]", i);
-        if (!cJSON_IsObject(e)) { s = rf_settings_error(ctx, p, "expected an object, got %s", rf_json_type_word(e)); goto fail; }
+        if (!cJSON_IsObject(e)) { JOB_NOTE(rf_settings_error(ctx, p, "expected an object, got %s", rf_json_type_word(e))); continue; }
         const cJSON *kind = cJSON_GetObjectItemCaseSensitive(e, "kind");
         char kp[80];
         snprintf(kp, sizeof kp, "%s.kind", p);
-        if (!kind) { s = rf_settings_error(ctx, kp, "required key missing"); goto fail; }
-        if ((s = rf_setting_check(ctx, &common_keys[0], kind, kp, 1)) != RF_OK) goto fail;
+        if (!kind) { JOB_NOTE(rf_settings_error(ctx, kp, "required key missing")); continue; }
+        rf_status ks = rf_setting_check(ctx, &common_keys[0], kind, kp, 1);
+        /* without a kind its keys are unknown: the experiment's other keys wait */
+        if (ks) { JOB_NOTE(ks); continue; }
         exp_tabs[0] = rf_kind_get(rf_kind_find_experiment(kind->valuestring))->exp_keys;
-        if ((s = rf_settings_check(ctx, e, exp_tabs, 3, p, 1)) != RF_OK) goto fail;
+        JOB_ERR(rf_settings_check(ctx, e, exp_tabs, 3, p, 1));
     }
     const cJSON *nm = cJSON_GetObjectItemCaseSensitive(root, "name");
-    const char *name = nm ? nm->valuestring : name_hint;
-    if (!name || !name_ok(name)) {
-        s = rf_error(ctx, RF_ERR_JOB, "name: \"%s\" is not a valid store name (1-128 of A-Z a-z 0-9 . _ -, not starting with '.')",
-                     name ? name : "");
+    const char *name = cJSON_IsString(nm) ? nm->valuestring : name_hint;
+    if (!name || !name_ok(name))
+        JOB_NOTE(rf_error(ctx, RF_ERR_JOB, "name: \"%s\" is not a valid store name (1-128 of A-Z a-z 0-9 . _ -, not starting with '.')",
+                          name ? name : ""));
+    if (first) {
+        /* ctx keeps the first error; ctx->diag has all of them */
+        char msg[RF_ERR_MAX];
+        rf_diag_line(ctx->diag, 0, msg, sizeof msg);
+        s = rf_error(ctx, first, "%s", msg);
         goto fail;
     }
+#undef JOB_NOTE
+#undef JOB_ERR
     top_train = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(root, "train"), 1);
     if (!top_train) top_train = cJSON_CreateObject();
     top_engine = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(root, "engine"), 1);
@@ -294,11 +318,13 @@ rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const cha
                  &j->id_index_cap, &j->n_dedup);
     rf_plan_free(plan);
     j->inputs_json = rf_inputs_json(inputs);
+    ctx->pinned = was_pinned;
     rf_inputs_free(inputs);
     cJSON_Delete(root); cJSON_Delete(top_train); cJSON_Delete(limits); cJSON_Delete(top_engine);
     *out = j;
     return RF_OK;
 fail:
+    if (inputs && ctx->pinned == inputs) ctx->pinned = was_pinned;
     rf_plan_free(plan);
     rf_inputs_free(inputs);
     rf_job_free(j);

@@ -36,11 +36,13 @@ void rf_inputs_free(rf_inputs *in) {
 
 int rf_inputs_reads(const rf_inputs *in) { return in ? in->reads : 0; }
 
-static entry *find(rf_inputs *in, const char *path) {
+static entry *find(const rf_inputs *in, const char *path) {
     for (int i = 0; i < in->n; i++)
         if (strcmp(in->e[i].path, path) == 0) return &in->e[i];
     return NULL;
 }
+
+int rf_inputs_has(const rf_inputs *in, const char *path) { return in && find(in, path) != NULL; }
 
 static rf_status add(rf_ctx *ctx, rf_inputs *in, const char *path, const char *hex, entry **out) {
     if (in->n == in->cap) {
