@@ -145,6 +145,10 @@ double      rf_settings_num(const cJSON *settings, const rf_setting *tab, const 
 const char *rf_settings_str(const cJSON *settings, const rf_setting *tab, const char *key);
 int         rf_settings_bool(const cJSON *settings, const rf_setting *tab, const char *key);
 
+/* The dataset spec of a job file's dataset value: a string as it is, or
+ * {"url": U, "sha256": H[, "format": F]} as "[F:]U#sha256=H" (a pinned URL,
+ * raffle/data.h). Writes at most n bytes; 0 when v is neither or too long. */
+int         rf_data_value_spec(const cJSON *v, char *buf, size_t n);
 /* Damerau edit distance of two short strings (99 for strings > 64 bytes). */
 int         rf_edit_distance(const char *a, const char *b);
 /* The closest of the keys of n tables and of `words` (NULL-terminated, may

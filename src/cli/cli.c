@@ -3,6 +3,7 @@
  * key's flag, its type, its default, its bounds and its --help line. */
 #include "cli/cli.h"
 #include "raffle/engine.h"
+#include "raffle/net.h"
 
 #include <errno.h>
 #include <float.h>
@@ -477,6 +478,12 @@ cJSON *cli_run_kind(const char *cmd, const rf_kind *k, cJSON *settings, const ch
     snprintf(path, sizeof path, "%s/task.json", dir);
     char *text = s == RF_OK ? cJSON_PrintUnformatted(task) : NULL;
     cJSON_Delete(task);
+    if (s == RF_OK && text) {
+        /* the pinned URLs its settings name, before anything is written */
+        cJSON *t = cJSON_Parse(text);
+        s = cli_fetch_pinned(&ctx, cJSON_GetObjectItemCaseSensitive(t, "settings"));
+        cJSON_Delete(t);
+    }
     if (s == RF_OK) s = rf_mkdirs(&ctx, dir);
     if (s == RF_OK) s = text ? rf_write_file_atomic(&ctx, path, text, strlen(text)) : rf_error(&ctx, RF_ERR_NOMEM, "out of memory");
     cJSON_free(text);
@@ -495,6 +502,41 @@ cJSON *cli_run_kind(const char *cmd, const rf_kind *k, cJSON *settings, const ch
     }
     if (s != RF_OK) { cli_fail(cmd, &ctx, s); return NULL; }
     return metrics;
+}
+
+/* ---- pinned URLs into the download cache ------------------------------------------ */
+
+/* Each "URL#sha256=HEX" in v (a dataset spec: a list's entries, a
+ * "cifar10:" path, or a file setting) fetched and checked. */
+static rf_status fetch_value(rf_ctx *ctx, const char *v) {
+    for (const char *p = v; *p;) {
+        size_t len = strcspn(p, ",");
+        const char *sep = strstr(p, "://");
+        if (sep && sep < p + len) {
+            const char *u = sep;   /* back over the scheme: "cifar10:http://..." -> "http://..." */
+            while (u > p && ((u[-1] >= 'a' && u[-1] <= 'z') || (u[-1] >= 'A' && u[-1] <= 'Z') || (u[-1] >= '0' && u[-1] <= '9') ||
+                             u[-1] == '+' || u[-1] == '.' || u[-1] == '-'))
+                u--;
+            char url[2048], hex[65], path[4096];
+            RF_TRY(rf_data_pinned_parse(ctx, u, len - (size_t)(u - p), url, sizeof url, hex));
+            rf_fetch_opts o;
+            rf_fetch_opts_default(&o);
+            o.sha256 = hex;
+            RF_TRY(rf_fetch_url(ctx, url, &o, path, sizeof path));
+        }
+        p += len + (p[len] == ',');
+    }
+    return RF_OK;
+}
+
+rf_status cli_fetch_pinned(rf_ctx *ctx, const cJSON *settings) {
+    for (const cJSON *c = settings ? settings->child : NULL; c; c = c->next) {
+        if (cJSON_IsString(c) && strstr(c->valuestring, "://")) RF_TRY(fetch_value(ctx, c->valuestring));
+        if (cJSON_IsArray(c))
+            for (const cJSON *e = c->child; e; e = e->next)
+                if (cJSON_IsString(e) && strstr(e->valuestring, "://")) RF_TRY(fetch_value(ctx, e->valuestring));
+    }
+    return RF_OK;
 }
 
 /* OpenBLAS exports this; declared here to avoid depending on its header. */

@@ -62,6 +62,11 @@ int  cli_fail(const char *cmd, rf_ctx *ctx, rf_status s);
  * --json one object whose "errors" lists them. Fewer than two: cli_fail
  * (ctx's message, which names where already). */
 int  cli_fail_all(const char *cmd, rf_ctx *ctx, rf_status s, const char *where);
+/* Fetches every pinned URL ("URL#sha256=HEX": datasets, checkpoints) the
+ * string values of settings (borrowed; may be NULL) name into the download
+ * cache, each checked against its digest (issue 19: datasets and teachers
+ * by URL). A wrong digest is an error naming the URL and leaves nothing. */
+rf_status cli_fetch_pinned(rf_ctx *ctx, const cJSON *settings);
 /* Prints obj as one JSON object line on stdout (and frees it). */
 void cli_print_json(cJSON *obj);
 /* --json for command cmd: errors reported with cli_err / cli_fail are

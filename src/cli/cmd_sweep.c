@@ -172,6 +172,39 @@ static void tty_progress(void *ud, const rf_sweep_progress *p) {
     tty_draw(t);
 }
 
+/* cli_fetch_pinned of each distinct settings value of job's tasks that
+ * names a URL (a handful: the job's datasets and checkpoints). */
+static rf_status fetch_job_inputs(rf_ctx *ctx, const rf_job *job) {
+    rf_status s = RF_OK;
+    char *done[64];
+    int nd = 0;
+    for (int i = 0; s == RF_OK && i < job->n_tasks; i++) {
+        if (!strstr(rf_job_settings(job, i), "://")) continue;
+        cJSON *st = cJSON_Parse(rf_job_settings(job, i));
+        if (!st) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); break; }
+        for (cJSON *c = st->child, *next; s == RF_OK && c; c = next) {
+            next = c->next;
+            char *txt = cJSON_IsString(c) || cJSON_IsArray(c) ? cJSON_PrintUnformatted(c) : NULL;
+            int seen = !txt || !strstr(txt, "://");
+            for (int k = 0; k < nd && !seen; k++) seen = strcmp(done[k], txt) == 0;
+            if (!seen) {
+                /* one value at a time, as its own settings object */
+                cJSON *one = cJSON_CreateObject();
+                cJSON *v = cJSON_DetachItemViaPointer(st, c);
+                if (one && v && cJSON_AddItemToObject(one, "v", v)) v = NULL;
+                s = one ? cli_fetch_pinned(ctx, one) : rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+                cJSON_Delete(v);
+                cJSON_Delete(one);
+                if (s == RF_OK && nd < 64) { done[nd++] = txt; txt = NULL; }
+            }
+            free(txt);
+        }
+        cJSON_Delete(st);
+    }
+    for (int k = 0; k < nd; k++) free(done[k]);
+    return s;
+}
+
 int rf_cmd_sweep(int argc, char **argv) {
     int done = 0, fail_fast = 0, json = 0, quiet = 0, keep = 0, retries = -1, mem_mb = 0, no_report = 0;
     double tl = 0, every = 2, margin = 60, resume_every = 300, mirror_wait = 30;
@@ -282,6 +315,20 @@ int rf_cmd_sweep(int argc, char **argv) {
         }
         rf_diag_free(&diag);
         if (plen >= 0 && s && mpi) MPI_Abort(MPI_COMM_WORLD, 1);
+        if (mpi) MPI_Finalize();
+        return 1;
+    }
+    /* Datasets and checkpoints by URL, fetched once per node before any
+     * task: every rank fetches what the tasks name (the download cache's
+     * lock lets one process of a node download, the others then find the
+     * file), and a failure on any rank (a wrong digest) stops them all
+     * before the store is touched. */
+    rf_status fs = fetch_job_inputs(&ctx, job);
+    int bad = fs != RF_OK, any_bad = bad;
+    if (size > 1) MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (any_bad) {
+        if (bad) cli_fail("sweep", &ctx, fs);
+        rf_job_free(job);
         if (mpi) MPI_Finalize();
         return 1;
     }

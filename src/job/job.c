@@ -175,15 +175,17 @@ static rf_status expand_experiment(rf_ctx *ctx, rf_plan *plan, const cJSON *e, i
         const cJSON *sd = cJSON_GetObjectItemCaseSensitive(x, "seed");
         const cJSON *ds = cJSON_GetObjectItemCaseSensitive(x, "dataset");
         const cJSON *md = cJSON_GetObjectItemCaseSensitive(x, "model");
+        char data[4096];
+        if (!rf_data_value_spec(ds ? ds : cJSON_GetObjectItemCaseSensitive(top, "dataset"), data, sizeof data)) ok = 0;
         rf_point p = {
             .x = x, .train = tr,
-            .data = (ds ? ds : cJSON_GetObjectItemCaseSensitive(top, "dataset"))->valuestring,
+            .data = data,
             .model = md ? md : cJSON_GetObjectItemCaseSensitive(top, "model"),
             .seed = sd ? sd->valuedouble : rf_plan_num(top, "seed"),
             .engine = eng,
             .prep = prep,
         };
-        int rc = tr && eng && prep ? k->expand(plan, &p) : (rf_error(ctx, RF_ERR_NOMEM, "out of memory"), -1);
+        int rc = ok && tr && eng && prep ? k->expand(plan, &p) : (rf_error(ctx, RF_ERR_NOMEM, "out of memory"), -1);
         cJSON_Delete(tr);
         cJSON_Delete(eng);
         cJSON_Delete(prep);

@@ -138,6 +138,37 @@ static rf_status check_dataset(rf_ctx *ctx, const char *path, const char *s) {
  * that is neither gets the closest preset (issue 23: "lenet5" -> did you
  * mean "lenet-5"?; issue 19, defect 11: "lenet-300-1OO"); a path that is
  * not there, or a spec that does not plan, is an error naming the file. */
+/* {"url", "sha256", "format"}: a dataset by URL (issue 19), as a spec. */
+static const rf_setting url_keys[] = {
+    {.key = "url", .type = RF_SET_STR, .flags = RF_SF_REQUIRED, .doc = "http(s) URL of the file"},
+    {.key = "sha256", .type = RF_SET_STR, .flags = RF_SF_REQUIRED, .doc = "its SHA-256, 64 lowercase hex digits"},
+    {.key = "format", .type = RF_SET_ENUM, .choices = (const char *const[]){"cifar10", "cifar100", "cifar100-coarse", NULL},
+     .doc = "a CIFAR binary archive (default: a .tar[.gz] of train_x/train_y/test_x/test_y .npy)"},
+    RF_SETTINGS_END
+};
+
+int rf_data_value_spec(const cJSON *v, char *buf, size_t n) {
+    if (cJSON_IsString(v)) return snprintf(buf, n, "%s", v->valuestring) < (int)n;
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(v, "url"), *h = cJSON_GetObjectItemCaseSensitive(v, "sha256"),
+                *f = cJSON_GetObjectItemCaseSensitive(v, "format");
+    if (!cJSON_IsObject(v) || !cJSON_IsString(u) || !cJSON_IsString(h)) return 0;
+    int k = snprintf(buf, n, "%s%s%s#sha256=%s", cJSON_IsString(f) ? f->valuestring : "", cJSON_IsString(f) ? ":" : "",
+                     u->valuestring, h->valuestring);
+    return k > 0 && (size_t)k < n;
+}
+
+static rf_status check_dataset(rf_ctx *ctx, const char *path, const char *s);
+
+/* A dataset given as {"url", "sha256"[, "format"]}: its keys, then the spec
+ * it stands for. */
+static rf_status check_data_object(rf_ctx *ctx, const char *path, const cJSON *v) {
+    const rf_setting *tab[1] = {url_keys};
+    RF_TRY(rf_settings_check(ctx, v, tab, 1, path, 0));
+    char spec[4096];
+    if (!rf_data_value_spec(v, spec, sizeof spec)) return rf_settings_error(ctx, path, "URL too long");
+    return check_dataset(ctx, path, spec);
+}
+
 static rf_status check_model(rf_ctx *ctx, const char *path, const char *name) {
     if (rf_inputs_has(ctx->pinned, name)) return RF_OK;   /* checked when its digest was taken */
     rf_ctx tmp;
@@ -225,7 +256,8 @@ static rf_status check_scalar(rf_ctx *ctx, const rf_setting *f, const cJSON *v, 
         if (!v->valuestring[0]) return rf_settings_error(ctx, path, "empty string");
         return RF_OK;
     case RF_SET_DATA:
-        if (!cJSON_IsString(v)) return rf_settings_error(ctx, path, "expected a string, got %s", rf_json_type_word(v));
+        if (cJSON_IsObject(v)) return check_data_object(ctx, path, v);
+        if (!cJSON_IsString(v)) return rf_settings_error(ctx, path, "expected a string or {\"url\", \"sha256\"}, got %s", rf_json_type_word(v));
         return check_dataset(ctx, path, v->valuestring);
     case RF_SET_MODEL:
         if (!cJSON_IsString(v) || !v->valuestring[0]) return rf_settings_error(ctx, path, "expected a preset name or a model spec file, got %s", rf_json_type_word(v));
