@@ -6,8 +6,10 @@
  * and the digests go into the task's id.
  *
  * Which settings name files comes from the kind's settings tables: every
- * key of type RF_SET_MODEL that is not a preset, every RF_SET_DATA (and
- * list of datasets) through rf_data_spec_files. Each file is read once per
+ * key of type RF_SET_MODEL that is not a preset, every RF_SET_FILE that is
+ * a local path (a teacher checkpoint), every RF_SET_DATA (and list of
+ * datasets) through rf_data_spec_files. A pinned URL ("URL#sha256=HEX")
+ * carries its digest in the settings. Each file is read once per
  * cache (a sweep parses its job once), and a cache can be pinned with the
  * digests a store recorded (inputs.json), so `raffle report` finds the ids
  * the sweep used without the files. */
@@ -127,6 +129,9 @@ static rf_status mix_value(rf_ctx *ctx, mix *m, const rf_setting *f, const cJSON
     }
     if (!cJSON_IsString(v)) return RF_OK;
     if (f->type == RF_SET_MODEL) return rf_model_preset(v->valuestring) ? RF_OK : mix_file(ctx, m, v->valuestring);
+    /* a pinned URL's digest is in the settings already */
+    if (f->type == RF_SET_FILE)
+        return rf_data_is_pinned(v->valuestring, strlen(v->valuestring)) ? RF_OK : mix_file(ctx, m, v->valuestring);
     return rf_data_spec_files(ctx, v->valuestring, mix_file, m);
 }
 
@@ -136,7 +141,8 @@ rf_status rf_inputs_hash(rf_ctx *ctx, rf_inputs *in, const rf_kind *k, const cJS
     /* settings are canonical (keys sorted), so the order of the files is too */
     for (const cJSON *c = settings->child; c; c = c->next) {
         const rf_setting *f = rf_settings_lookup(tabs, nt, c->string);
-        if (!f || !(f->type == RF_SET_MODEL || f->type == RF_SET_DATA || (f->type == RF_SET_LIST && !rf_setting_choices(f))))
+        if (!f || !(f->type == RF_SET_MODEL || f->type == RF_SET_DATA || f->type == RF_SET_FILE ||
+                    (f->type == RF_SET_LIST && !rf_setting_choices(f))))
             continue;
         mix m = {in, c->string, h};
         rf_status s = mix_value(ctx, &m, f, c);

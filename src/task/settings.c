@@ -273,6 +273,17 @@ static rf_status check_scalar(rf_ctx *ctx, const rf_setting *f, const cJSON *v, 
             if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble <= 1))
                 return rf_settings_error(ctx, path, "\"%s\": expected a rate in [0, 1]", e->string);
         return RF_OK;
+    case RF_SET_FILE: {
+        if (!cJSON_IsString(v) || !v->valuestring[0]) return rf_settings_error(ctx, path, "expected a file or URL#sha256=HEX, got %s", rf_json_type_word(v));
+        const char *f = v->valuestring;
+        char url[2048];
+        rf_status st = rf_data_is_pinned(f, strlen(f)) ? rf_data_pinned_parse(ctx, f, strlen(f), url, sizeof url, NULL)
+                                                       : file_present(ctx, NULL, f);
+        if (st == RF_OK) return RF_OK;
+        char msg[RF_ERR_MAX];
+        snprintf(msg, sizeof msg, "%s", rf_ctx_error(ctx));
+        return rf_settings_error(ctx, path, "%s", msg);
+    }
     case RF_SET_OBJLIST: case RF_SET_TYPE_COUNT_:
         break;
     }
@@ -448,7 +459,7 @@ static const char *const type_names[RF_SET_TYPE_COUNT_] = {
     [RF_SET_NUM] = "number", [RF_SET_INT] = "integer", [RF_SET_ENUM] = "", [RF_SET_STR] = "string",
     [RF_SET_BOOL] = "boolean", [RF_SET_DATA] = "dataset", [RF_SET_MODEL] = "model", [RF_SET_LIST] = "list",
     [RF_SET_OBJ] = "object", [RF_SET_OBJLIST] = "list of objects", [RF_SET_ENGINE] = "engine object",
-    [RF_SET_RATES] = "object {glob: rate}",
+    [RF_SET_RATES] = "object {glob: rate}", [RF_SET_FILE] = "file or URL#sha256=HEX",
 };
 
 /* Bounds as people write them: 2^32 − 1, 10^6, 0.5. */

@@ -86,6 +86,20 @@ echo "$out" | grep -q "sha256 is $sha, expected $bad" || fail "mpirun: the messa
 # the command line: the pinned form, fetched before the task runs
 out=$(timeout 120 "$RAFFLE" train -d "$url#sha256=$sha" -m "$T/m.json" --iterations 2 --batch 16 --out "$T/o" --json 2>/dev/null) || fail "train by URL failed"
 echo "$out" | jq -e '.accuracy >= 0' >/dev/null || fail "train by URL: no accuracy: $out"
+# a teacher by URL: the checkpoint just trained, served and pinned
+cp "$T/o/model.rckpt" "$T/www/teacher.rckpt"
+tsha=$(python3 -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$T/www/teacher.rckpt")
+cat > "$T/kd.json" <<JOB
+{"name": "kd", "dataset": {"url": "$url", "sha256": "$sha"}, "model": "$T/m.json",
+ "train": {"iterations": 3, "batch": 16, "eval_limit": 50},
+ "experiments": [{"kind": "distill", "baseline": false,
+                  "teacher": {"url": "http://127.0.0.1:$port/teacher.rckpt", "sha256": "$tsha"}}]}
+JOB
+out=$(timeout 300 "$RAFFLE" sweep --quiet --store "$T/st" "$T/kd.json" 2>&1) || fail "distill from a teacher by URL: $out"
+jq -e '[.tasks[] | select(.kind == "distill" and .status == "done")] | length == 1' "$T/st/kd/report.json" >/dev/null ||
+  fail "the distill task did not finish: $(head -c 800 "$T/st/kd/report.json")"
+[ "$(jq '.tasks | length' "$T/st/kd/report.json")" = 1 ] || fail "a teacher by URL was trained as a task"
+ls "$T/cache/downloads" | grep -q -- "-teacher.rckpt$" || fail "the teacher is not in the download cache"
 # an unpinned URL is refused at validate time
 out=$("$RAFFLE" train -d "$url" -m "$T/m.json" --iterations 2 --out "$T/o2" 2>&1); rc=$?
 [ $rc = 2 ] && echo "$out" | grep -q 'needs its digest pinned' || fail "an unpinned URL: exit $rc: $out"

@@ -154,6 +154,33 @@ Test(file_identity, editing_an_npy_or_descriptor_dataset_changes_the_id) {
     rm_rf(d);
 }
 
+/* The distill task's id of a job distilling from the teacher checkpoint at ck. */
+static uint64_t distill_id(const char *ck) {
+    char text[1024];
+    snprintf(text, sizeof text, "{\"dataset\":\"synthetic:256\",\"model\":\"lenet-300-100\",\"experiments\":"
+             "[{\"kind\":\"distill\",\"baseline\":false,\"teacher\":{\"checkpoint\":\"%s\"}}]}", ck);
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_job *j = NULL;
+    cr_assert_eq(rf_job_parse(&ctx, text, strlen(text), "kd", &j), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(j->n_tasks, 1, "a teacher checkpoint is not trained as a task");
+    cr_assert_eq(j->tasks[0].n_parents, 0);
+    uint64_t id = j->tasks[0].id;
+    rf_job_free(j);
+    return id;
+}
+
+Test(file_identity, a_teacher_checkpoint_is_part_of_the_id) {
+    char d[64], ck[128];
+    mktemp_dir(d, sizeof d, "d3teacher");
+    snprintf(ck, sizeof ck, "%s/t.rckpt", d);
+    write_text(ck, "teacher one");
+    uint64_t a = distill_id(ck);
+    write_text(ck, "teacher two");
+    cr_assert_neq(distill_id(ck), a, "a replaced teacher checkpoint reused the old student");
+    rm_rf(d);
+}
+
 Test(file_identity, a_missing_file_is_an_error_naming_it) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
