@@ -56,7 +56,7 @@ static const rf_setting top_keys[] = {
      .doc = "store directory name: 1-128 of `A-Z a-z 0-9 . _ -`, not starting with `.` (default: the file name without `.json`)"},
     {.key = "description", .type = RF_SET_STR, .doc = "free text"},
     {.key = "dataset", .type = RF_SET_DATA, .flags = RF_SF_REQUIRED,
-     .doc = "`fashion-mnist`, `mnist`, `synthetic[:N[:SEED]]`, `cifar10[:PATH]`, `cifar100[:PATH]`, `cifar100-coarse[:PATH]`, four `.npy` files `A,B,C,D`, or a `.json` descriptor (docs/data.md)"},
+     .doc = "`fashion-mnist`, `mnist`, `synthetic[:N[:SEED]]`, `cifar10[:PATH]`, `cifar100[:PATH]`, `cifar100-coarse[:PATH]`, four `.npy` files `A,B,C,D`, a `.json` descriptor, a `.tar[.gz]` of the four `.npy`, or `{\"url\", \"sha256\"}` of one (docs/data.md)"},
     {.key = "model", .type = RF_SET_MODEL, .flags = RF_SF_REQUIRED,
      .doc = "preset (`lenet-300-100`, `lenet-5`, `conv-2/4/6`, `mlp-1200x2`, `mlp-800x2`, `vit-tiny`) or a model spec file"},
     {.key = "seed", .type = RF_SET_INT, .lo = 0, .hi = 4294967295.0, .def = "0", .doc = "default seed of every experiment"},

@@ -88,16 +88,22 @@ static void write_spec(const char *path, int units) {
     write_text(path, buf);
 }
 
-/* The first task's id of a job over `dataset` and `model` (pins: see rf_job_parse_pinned). */
+/* A job text that must parse (pins: see rf_job_parse_pinned). Free with rf_job_free. */
+static rf_job *parse_ok(const char *text, const char *pins) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_job *j = NULL;
+    rf_status s = rf_job_parse_pinned(&ctx, text, strlen(text), "d3", pins, &j);
+    cr_assert_eq(s, RF_OK, "%s", rf_ctx_error(&ctx));
+    return j;
+}
+
+/* The first task's id of a job over `dataset` and `model`. */
 static uint64_t first_id(const char *dataset, const char *model, const char *pins, char **inputs) {
     char text[4096];
     snprintf(text, sizeof text, "{\"name\":\"d3\",\"dataset\":\"%s\",\"model\":\"%s\",\"train\":{\"iterations\":5},"
              "\"experiments\":[{\"kind\":\"train\"}]}", dataset, model);
-    rf_ctx ctx;
-    rf_ctx_init(&ctx);
-    rf_job *j = NULL;
-    rf_status s = rf_job_parse_pinned(&ctx, text, strlen(text), NULL, pins, &j);
-    cr_assert_eq(s, RF_OK, "%s", rf_ctx_error(&ctx));
+    rf_job *j = parse_ok(text, pins);
     uint64_t id = j->tasks[0].id;
     if (inputs) *inputs = j->inputs_json ? rf_strdup(j->inputs_json) : NULL;
     rf_job_free(j);
@@ -159,10 +165,7 @@ static uint64_t distill_id(const char *ck) {
     char text[1024];
     snprintf(text, sizeof text, "{\"dataset\":\"synthetic:256\",\"model\":\"lenet-300-100\",\"experiments\":"
              "[{\"kind\":\"distill\",\"baseline\":false,\"teacher\":{\"checkpoint\":\"%s\"}}]}", ck);
-    rf_ctx ctx;
-    rf_ctx_init(&ctx);
-    rf_job *j = NULL;
-    cr_assert_eq(rf_job_parse(&ctx, text, strlen(text), "kd", &j), RF_OK, "%s", rf_ctx_error(&ctx));
+    rf_job *j = parse_ok(text, NULL);
     cr_assert_eq(j->n_tasks, 1, "a teacher checkpoint is not trained as a task");
     cr_assert_eq(j->tasks[0].n_parents, 0);
     uint64_t id = j->tasks[0].id;
