@@ -227,6 +227,7 @@ rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const cha
     rf_plan *plan = rf_plan_new(ctx);
     rf_inputs *inputs = rf_inputs_new();
     const struct rf_inputs *was_pinned = ctx->pinned;
+    const int diag0 = ctx->diag ? ctx->diag->n : 0;   /* errors recorded before this job's */
     rf_job *j = NULL;
     cJSON *top_train = NULL, *limits = NULL, *top_engine = NULL;
     const rf_setting *top_tab[2] = {top_keys, rf_data_settings};
@@ -272,13 +273,7 @@ rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const cha
     if (!name || !name_ok(name))
         JOB_NOTE(rf_error(ctx, RF_ERR_JOB, "name: \"%s\" is not a valid store name (1-128 of A-Z a-z 0-9 . _ -, not starting with '.')",
                           name ? name : ""));
-    if (first) {
-        /* ctx keeps the first error; ctx->diag has all of them */
-        char msg[RF_ERR_MAX];
-        rf_diag_line(ctx->diag, 0, msg, sizeof msg);
-        s = rf_error(ctx, first, "%s", msg);
-        goto fail;
-    }
+    if (first) { s = first; goto fail; }
 #undef JOB_NOTE
 #undef JOB_ERR
     top_train = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(root, "train"), 1);
@@ -326,6 +321,12 @@ rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const cha
     *out = j;
     return RF_OK;
 fail:
+    if (ctx->diag && ctx->diag->n > diag0) {
+        /* ctx keeps the first error; ctx->diag has all of them */
+        char msg[RF_ERR_MAX];
+        rf_diag_line(ctx->diag, diag0, msg, sizeof msg);
+        rf_error(ctx, s ? s : RF_ERR_JOB, "%s", msg);
+    }
     if (inputs && ctx->pinned == inputs) ctx->pinned = was_pinned;
     rf_plan_free(plan);
     rf_inputs_free(inputs);

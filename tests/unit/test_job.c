@@ -269,6 +269,14 @@ Test(job_validate, every_error_at_once_with_its_json_path) {
     /* ctx holds the first, as without a diag */
     cr_assert(strstr(ctx.err, "model: unknown model \"lenet5\""), "%s", ctx.err);
     rf_diag_free(&d);
+    /* a job that stops before its experiments (none given) still reports
+     * every top-level error, the first in ctx */
+    const char *top = "{\"dataset\":\"synthetic\",\"model\":\"lenet5\",\"seed\":-1}";
+    cr_assert_eq(parse_all(top, &d, &ctx), RF_ERR_JOB);
+    cr_assert_eq(d.n, 3, "%s", d.lines.p);
+    has_line(&d, "experiments: required key missing");
+    cr_assert(strstr(ctx.err, "model: unknown model \"lenet5\""), "%s", ctx.err);
+    rf_diag_free(&d);
     /* without a diag: the first error only, nothing recorded */
     rf_job *j = NULL;
     rf_ctx_init(&ctx);
