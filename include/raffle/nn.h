@@ -255,6 +255,9 @@ void      rf_model_apply_masks(rf_model *m);
 /* The traits of a layer type (rf_layer_trait bits; 0 for a value that is
  * not a layer type). */
 unsigned  rf_layer_traits(int type);
+/* The spec's "type" of a layer type ("linear", "conv2d"; static), NULL for
+ * a value that is not a layer type. */
+const char *rf_layer_type_name(int type);
 /* GEMM rows per sample of a product layer's product with K inputs: output
  * positions (RF_LT_ROWS_OUT), tokens (RF_LT_PRODUCTS), else in_size / K (a
  * linear layer on tokens, the patch embedding's patches; 1 when K does not
@@ -331,6 +334,10 @@ void      rf_optim_free(rf_optim *o);
  * their moments are zeroed: pruned weights stay exactly 0.0. Applies
  * gradient-norm clipping if configured. Returns the pre-clip grad norm. */
 float     rf_optim_step(rf_optim *o, rf_model *m, float lr);
+/* The same step on any flat block of o->n parameters with their gradients
+ * and masks (NULL: none), e.g. the codebooks of weight sharing, which are
+ * not model parameters. rf_optim_step(o, m, lr) is this on m's blocks. */
+float     rf_optim_step_flat(rf_optim *o, float *params, const float *grads, const float *masks, float lr);
 
 #ifdef __cplusplus
 }

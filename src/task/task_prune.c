@@ -5,6 +5,7 @@
 #include "raffle/prune.h"
 #include "raffle/plan.h"
 #include "raffle/train.h"
+#include "task/task_keys.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -158,14 +159,14 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
  * is pruned at initialisation and then trained. Fine-tuning: the
  * experiment's training keys overlaid with "finetune"; its length goes to
  * finetune_epochs / finetune_iterations (docs/pruning.md). */
-static int expand_prune(rf_plan *p, const rf_point *pt) {
+int32_t rf_prune_plan_task(rf_plan *p, const rf_point *pt, const cJSON *x) {
     int32_t par[1];
     int np = 0;
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt->x, "at_init"))) {
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "at_init"))) {
         if ((par[0] = rf_plan_dense(p, pt, pt->data, pt->model, pt->train)) < 0) return -1;
         np = 1;
     }
-    cJSON *ft = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(pt->x, "finetune"));
+    cJSON *ft = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(x, "finetune"));
     if (!ft) return rf_plan_nomem(p, NULL);
     double cost = rf_plan_train_cost(ft, pt->data, pt->model);
     cJSON *len_e = cJSON_DetachItemFromObjectCaseSensitive(ft, "epochs");
@@ -175,20 +176,23 @@ static int expand_prune(rf_plan *p, const rf_point *pt) {
     if (!s) { cJSON_Delete(len_e); cJSON_Delete(len_i); return rf_plan_nomem(p, NULL); }
     int ok_e = !len_e || rf_plan_put(s, "finetune_epochs", len_e);   /* both run: put frees what it cannot add */
     int ok_i = !len_i || rf_plan_put(s, "finetune_iterations", len_i);
-    static const char *const keys[] = {"method", "sparsity", "scope", "synflow_rounds", "obd_batches", NULL};
-    if (!ok_e || !ok_i || !rf_plan_copy_keys(s, pt->x, keys)) return rf_plan_nomem(p, s);
+    static const char *const keys[] = {"method", "sparsity", "scope", "synflow_rounds", "obd_batches", "layers",
+                                       "layer_sparsity", NULL};
+    if (!ok_e || !ok_i || !rf_plan_copy_keys(s, x, keys)) return rf_plan_nomem(p, s);
     /* method-specific keys only where they matter, so they do not split ids */
     for (const rf_setting *k = prune_keys; k->key; k++)
         if (!rf_setting_applies(k, s)) cJSON_DeleteItemFromObjectCaseSensitive(s, k->key);
-    return rf_plan_add(p, RF_JOB_PRUNE, s, par, np, cost) < 0 ? -1 : 0;
+    return rf_plan_add(p, RF_JOB_PRUNE, s, par, np, cost);
 }
+
+static int expand_prune(rf_plan *p, const rf_point *pt) { return rf_prune_plan_task(p, pt, pt->x) < 0 ? -1 : 0; }
 
 static const char *label_prune(const cJSON *set, char *buf, size_t n) {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(set, "method");
     return cJSON_IsString(m) ? m->valuestring : "prune";
 }
 
-static const rf_setting prune_exp_keys[] = {
+const rf_setting rf_prune_exp_keys[] = {
     KEY_METHOD(RF_SF_GRID),
     {.key = "sparsity", .type = RF_SET_NUM, .flags = RF_SF_GRID | RF_SF_REQUIRED, .lo = 0, .hi = 1, .hi_open = 1,
      .doc = "fraction of prunable weights removed; compression ratio 1/(1 - s)"},
@@ -199,6 +203,10 @@ static const rf_setting prune_exp_keys[] = {
     KEY_OBD(RF_SF_GRID, NULL, NULL),
     {.key = "finetune", .type = RF_SET_OBJ, .sub = rf_train_settings,
      .doc = "fine-tuning with the mask fixed, over the experiment's `train`; `epochs: 0, iterations: 0` = none"},
+    {.key = "layers", .type = RF_SET_STR, .flags = RF_SF_OPTIONAL,
+     .doc = "eligible tensors, a glob list over tensor and layer names: \"fc*,!fc3*\" (absent: every prunable one)"},
+    {.key = "layer_sparsity", .type = RF_SET_RATES, .flags = RF_SF_OPTIONAL,
+     .doc = "per-tensor rates {glob: rate}, first match wins (layer scope): e.g. Deep Compression's per-layer rates"},
     RF_SETTINGS_END
 };
 
@@ -209,7 +217,7 @@ const rf_kind rf_kind_prune = {
     .min_parents = 0, .max_parents = 1,
     .parents_doc = "the trained model (none: prune the initialised `model`, pruning at initialisation)",
     .run = rf_task_prune,
-    .experiment = "prune", .exp_keys = prune_exp_keys,
+    .experiment = "prune", .exp_keys = rf_prune_exp_keys,
     .exp_doc = "dense `train` (per seed) → `prune`; with `at_init` no parent: the model is pruned at initialisation and then trained",
     .expand = expand_prune, .label = label_prune, .plot = RF_PLOT_SPARSITY,
 };
