@@ -9,6 +9,7 @@
 
 #include <fnmatch.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -83,33 +84,47 @@ static scheme_id scheme_of(const cJSON *st) {
     return SCHEME_INT8;
 }
 
+/* "PATH.KEY: message" (PATH empty: "KEY: message"), RF_ERR_JOB, the form of
+ * every settings error. */
+static rf_status key_error(rf_ctx *ctx, const char *path, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static rf_status key_error(rf_ctx *ctx, const char *path, const char *key, const char *fmt, ...) {
+    char msg[RF_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return rf_error(ctx, RF_ERR_JOB, "%s%s%s: %s", path, path[0] ? "." : "", key, msg);
+}
+
 /* The checks one key's bounds cannot make: bits against the scheme, group
  * keys only with groups, layer_bits values. Errors are RF_ERR_JOB naming
- * the key under `path` ("settings", or the experiment). */
+ * the key under `path` ("settings"; empty in a job, which prefixes the
+ * experiment). */
 static rf_status check_scheme(rf_ctx *ctx, const cJSON *st, const char *path) {
     const scheme_id id = scheme_of(st);
     const scheme_desc *d = &schemes[id];
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(st, "bits");
     if (cJSON_IsNumber(b) && (b->valuedouble < d->bits_lo || b->valuedouble > d->bits_hi))
-        return rf_settings_error(ctx, path, "bits: %g is outside [%d, %d] for scheme %s", b->valuedouble, d->bits_lo,
-                                 d->bits_hi, d->name);
+        return key_error(ctx, path, "bits", "%g is outside [%d, %d] for scheme %s", b->valuedouble, d->bits_lo, d->bits_hi,
+                         d->name);
     static const char *const group_keys[] = {"group_size", "group_mode"};
     for (int k = 0; k < 2; k++) {
         const cJSON *g = cJSON_GetObjectItemCaseSensitive(st, group_keys[k]);
         if (g && !d->groups)
-            return rf_settings_error(ctx, path, "%s: only scheme int4 takes it (scheme is %s)", group_keys[k], d->name);
+            return key_error(ctx, path, group_keys[k], "only scheme int4 takes it (scheme is %s)", d->name);
     }
     const cJSON *g = cJSON_GetObjectItemCaseSensitive(st, "group_size");
     if (cJSON_IsNumber(g) && !rf_group_size_ok((int)g->valuedouble))
-        return rf_settings_error(ctx, path, "group_size: %g is not 32, 64 or 128", g->valuedouble);
+        return key_error(ctx, path, "group_size", "%g is not 32, 64 or 128", g->valuedouble);
     const cJSON *lb = cJSON_GetObjectItemCaseSensitive(st, "layer_bits");
     if (lb && id == SCHEME_INT8)
-        return rf_settings_error(ctx, path, "layer_bits: scheme int8 has one width (mixed precision: scheme int4 or kmeans)");
+        return key_error(ctx, path, "layer_bits", "scheme int8 has one width (mixed precision: scheme int4 or kmeans)");
     for (const cJSON *e = lb ? lb->child : NULL; e; e = e->next) {
         int v = (int)e->valuedouble;
         if ((v < d->bits_lo || v > d->bits_hi) && !(id == SCHEME_INT4 && v == 8))
-            return rf_settings_error(ctx, path, "layer_bits.%s: %d is outside [%d, %d]%s for scheme %s", e->string, v,
-                                     d->bits_lo, d->bits_hi, id == SCHEME_INT4 ? " (or 8)" : "", d->name);
+            return key_error(ctx, path, "layer_bits", "%s: %d is outside [%d, %d]%s for scheme %s", e->string, v, d->bits_lo,
+                             d->bits_hi, id == SCHEME_INT4 ? " (or 8)" : "", d->name);
     }
     return RF_OK;
 }
