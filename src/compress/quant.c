@@ -815,9 +815,11 @@ static rf_status attach_int4(rf_ctx *ctx, rf_quant *q, int i, rf_model *m, const
     if (s != RF_OK) { rf_error_prefix(ctx, "quantized checkpoint"); return RF_ERR_FORMAT; }
     RF_TRY(rt_alloc_weights(ctx, rt, in));
     const int8_t *v = t->data;
+    /* symmetric: what rf_group_quantize writes is [-qmax, qmax]; the
+     * container and the kernel also take -qmax - 1 (two's complement) */
     const int qmax = (1 << (in->bits - 1)) - 1, levels = (1 << in->bits) - 1;
     for (int64_t k = 0; k < numel; k++)
-        if (t->zero_points ? v[k] < 0 || v[k] > levels : v[k] < -qmax || v[k] > qmax)
+        if (t->zero_points ? v[k] < 0 || v[k] > levels : v[k] < -qmax - 1 || v[k] > qmax)
             return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: tensor %s value %d at %lld outside %d bits", wname, v[k],
                             (long long)k, in->bits);
     size_t ng = (size_t)numel / (size_t)in->group_size;

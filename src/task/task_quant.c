@@ -182,20 +182,24 @@ static rf_status set_ckpt_bytes(rf_ctx *ctx, const char *path, uint64_t bytes, c
     return RF_OK;
 }
 
-static rf_status model_path(rf_ctx *ctx, const rf_task_io *io, char *path, size_t n) {
-    if ((size_t)snprintf(path, n, "%s/model.rckpt", io->out_dir) >= n)
-        return rf_error(ctx, RF_ERR_INVALID, "quantize: output directory path too long");
-    return RF_OK;
+/* Replaces OUT_DIR/model.rckpt (written by rf_task_finish as float) by the
+ * quantized checkpoint c (consumed) and updates the size metrics. */
+static rf_status replace_ckpt(rf_ctx *ctx, const rf_task_io *io, rf_ckpt *c, cJSON *metrics) {
+    char path[4096];
+    rf_status s = (size_t)snprintf(path, sizeof path, "%s/model.rckpt", io->out_dir) >= sizeof path
+                      ? rf_error(ctx, RF_ERR_INVALID, "quantize: output directory path too long")
+                      : rf_ckpt_write(ctx, c, path);
+    uint64_t bytes = c->file_bytes;
+    rf_ckpt_free(c);
+    return s == RF_OK ? set_ckpt_bytes(ctx, path, bytes, metrics) : s;
 }
 
 rf_status rf_quant_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const rf_quant *q,
                                const char *extra_json, cJSON *metrics) {
     RF_TRY(rf_task_finish(ctx, io, m, extra_json, metrics));
-    char path[4096];
-    RF_TRY(model_path(ctx, io, path, sizeof path));
-    uint64_t bytes = 0;
-    RF_TRY(rf_quant_save(ctx, q, m, extra_json, path, &bytes));
-    RF_TRY(set_ckpt_bytes(ctx, path, bytes, metrics));
+    rf_ckpt *c;
+    RF_TRY(rf_quant_to_ckpt(ctx, q, m, extra_json, &c));
+    RF_TRY(replace_ckpt(ctx, io, c, metrics));
     int n4 = 0, n = rf_quant_n_layers(q);
     for (int i = 0; i < n; i++) n4 += rf_quant_layer((rf_quant *)q, i)->bits < 8;
     static const char *const replaced[] = {"quantized", "calib", "int8_layers", "int8_products", "int4_products"};
@@ -249,10 +253,11 @@ static rf_status add_quant_latency(rf_ctx *ctx, const rf_task_io *io, rf_model *
 }
 
 /* The per-product bits of an int4 task and the group policy: a product
- * takes `group_size` when it divides the row; when no group size of 32, 64
- * or 128 divides it (lenet-300-100's 784, 300, 100) one group per row;
- * when a smaller size would divide it but the one asked does not, it is an
- * error naming the sizes that fit. Products at 8 bits stay int8. */
+ * takes `group_size` when it divides the row; a row no longer than the
+ * group is one group; when no group size of 32, 64 or 128 divides the row
+ * (lenet-300-100's 784, 300, 100) one group per row too; when a smaller
+ * size would divide it but the one asked does not, it is an error naming
+ * the sizes that fit. Products at 8 bits stay int8. */
 static rf_status set_formats(rf_ctx *ctx, const cJSON *st, rf_model *m, rf_quant *q) {
     const cJSON *lb = cJSON_GetObjectItemCaseSensitive(st, "layer_bits");
     const int dflt = setting_bits(st), gs = (int)rf_settings_num(st, quant_keys, "group_size");
@@ -261,7 +266,9 @@ static rf_status set_formats(rf_ctx *ctx, const cJSON *st, rf_model *m, rf_quant
         const rf_qlayer_info *in = rf_quant_layer(q, i);
         const char *name = m->ptensors[in->param].name;
         int bits = layer_bits_for(lb, m, in->param, dflt), g = gs;
-        if (bits < 8 && in->K % gs) {
+        if (bits < 8 && in->K <= gs) {
+            g = in->K;   /* the row fits in one group */
+        } else if (bits < 8 && in->K % gs) {
             char fit[32] = "";
             for (int c = 32, k = 0; c <= 128; c *= 2)
                 if (in->K % c == 0) k += snprintf(fit + k, sizeof fit - (size_t)k, "%s%d", k ? ", " : "", c);
@@ -337,11 +344,9 @@ static rf_status run_kmeans(rf_ctx *ctx, const rf_task_io *io, rf_model *m, int 
 static rf_status kmeans_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const rf_share *sh, const char *extra,
                                cJSON *metrics) {
     RF_TRY(rf_task_finish(ctx, io, m, extra, metrics));
-    char path[4096];
-    RF_TRY(model_path(ctx, io, path, sizeof path));
-    uint64_t bytes = 0;
-    RF_TRY(rf_share_save(ctx, sh, m, extra, path, &bytes));
-    RF_TRY(set_ckpt_bytes(ctx, path, bytes, metrics));
+    rf_ckpt *c;
+    RF_TRY(rf_share_to_ckpt(ctx, sh, m, extra, &c));
+    RF_TRY(replace_ckpt(ctx, io, c, metrics));
     cJSON *wb = cJSON_CreateObject();
     int empty = 0, ok = wb != NULL;
     for (int i = 0; ok && i < rf_share_count(sh); i++) {

@@ -91,6 +91,16 @@ static rf_status run_quantize(const char *parent, const char *more, const char *
     return st;
 }
 
+/* A parent (save_parent) at g_dir/PNAME.rckpt, then one quantize task on it
+ * that must succeed, into g_dir/NAME; the parent's path goes to parent. */
+static void quantize_new_parent(const char *spec, void (*fill)(rf_model *), int masked, const char *pname,
+                                const char *more, const char *name, cJSON *met, char parent[128]) {
+    snprintf(parent, 128, "%s/%s.rckpt", g_dir, pname);
+    save_parent(spec, fill, masked, parent);
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cr_assert_eq(run_quantize(parent, more, name, met, &ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+}
+
 static rf_ckpt *read_out(const char *name) {
     rf_ctx ctx; rf_ctx_init(&ctx);
     char path[160];
@@ -116,11 +126,9 @@ static const rf_ckpt_tensor *tensor(const rf_ckpt *c, const char *name) {
  * j = 4 (6/7), 3 to j = 7. */
 Test(qlowbit, kmeans_codebooks_by_hand_through_the_task) {
     char parent[128];
-    snprintf(parent, sizeof parent, "%s/parent.rckpt", g_dir);
-    save_parent(MLP(16), fill_kmeans, 1, parent);
-    rf_ctx ctx; rf_ctx_init(&ctx);
     cJSON *met = cJSON_CreateObject();
-    cr_assert_eq(run_quantize(parent, "\"scheme\":\"kmeans\",\"bits\":2", "km2", met, &ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+    quantize_new_parent(MLP(16), fill_kmeans, 1, "parent", "\"scheme\":\"kmeans\",\"bits\":2", "km2", met, parent);
+    rf_ctx ctx; rf_ctx_init(&ctx);
     rf_ckpt *c = read_out("km2");
     const rf_ckpt_tensor *t1 = tensor(c, "fc1.weight"), *t2 = tensor(c, "fc2.weight");
     /* the model is masked, so both weights carry a mask (fc1's all ones) */
@@ -188,11 +196,9 @@ static void fill_int4(rf_model *m) {
 
 Test(qlowbit, int4_values_by_hand_through_the_task_and_back) {
     char parent[128];
-    snprintf(parent, sizeof parent, "%s/parent4.rckpt", g_dir);
-    save_parent(MLP(64), fill_int4, 0, parent);
-    rf_ctx ctx; rf_ctx_init(&ctx);
     cJSON *met = cJSON_CreateObject();
-    cr_assert_eq(run_quantize(parent, "\"scheme\":\"int4\",\"group_size\":32", "q4", met, &ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+    quantize_new_parent(MLP(64), fill_int4, 0, "parent4", "\"scheme\":\"int4\",\"group_size\":32", "q4", met, parent);
+    rf_ctx ctx; rf_ctx_init(&ctx);
     rf_ckpt *c = read_out("q4");
     const rf_ckpt_tensor *t2 = tensor(c, "fc2.weight"), *t1 = tensor(c, "fc1.weight");
     cr_assert_eq(t2->storage, RF_STORE_INT4);
@@ -259,12 +265,9 @@ Test(qlowbit, int4_values_by_hand_through_the_task_and_back) {
  * same int4 model. */
 Test(qlowbit, int4_qat_runs_and_saves_int4) {
     char parent[128];
-    snprintf(parent, sizeof parent, "%s/parentq.rckpt", g_dir);
-    save_parent(MLP(64), NULL, 0, parent);
-    rf_ctx ctx; rf_ctx_init(&ctx);
     cJSON *met = cJSON_CreateObject();
-    cr_assert_eq(run_quantize(parent, "\"scheme\":\"int4\",\"group_size\":64,\"mode\":\"qat\",\"iterations\":4,\"batch\":32",
-                              "q4qat", met, &ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+    quantize_new_parent(MLP(64), NULL, 0, "parentq", "\"scheme\":\"int4\",\"group_size\":64,\"mode\":\"qat\",\"iterations\":4,"
+                        "\"batch\":32", "q4qat", met, parent);
     cr_assert_eq(cJSON_GetObjectItemCaseSensitive(met, "steps")->valuedouble, 4);
     rf_ckpt *c = read_out("q4qat");
     cr_assert_eq(tensor(c, "fc2.weight")->storage, RF_STORE_INT4);
@@ -324,12 +327,10 @@ Test(qlowbit, centroid_finetune_step_by_hand) {
  * most 2^bits values, the parent's mask is kept, the biases trained. */
 Test(qlowbit, kmeans_qat_keeps_masks_and_codebook_size) {
     char parent[128];
-    snprintf(parent, sizeof parent, "%s/parentk.rckpt", g_dir);
-    save_parent(MLP(16), NULL, 1, parent);
-    rf_ctx ctx; rf_ctx_init(&ctx);
     cJSON *met = cJSON_CreateObject();
-    cr_assert_eq(run_quantize(parent, "\"scheme\":\"kmeans\",\"bits\":3,\"mode\":\"qat\",\"iterations\":6,\"batch\":32", "kq",
-                              met, &ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+    quantize_new_parent(MLP(16), NULL, 1, "parentk", "\"scheme\":\"kmeans\",\"bits\":3,\"mode\":\"qat\",\"iterations\":6,"
+                        "\"batch\":32", "kq", met, parent);
+    rf_ctx ctx; rf_ctx_init(&ctx);
     char path[160];
     snprintf(path, sizeof path, "%s/kq/model.rckpt", g_dir);
     rf_model *m, *p;
@@ -358,7 +359,7 @@ Test(qlowbit, kmeans_qat_keeps_masks_and_codebook_size) {
 Test(qlowbit, rejections_from_the_task) {
     char parent[128];
     snprintf(parent, sizeof parent, "%s/parentr.rckpt", g_dir);
-    save_parent(MLP(96), NULL, 0, parent);
+    save_parent(MLP(192), NULL, 0, parent);
     static const struct { const char *set, *msg; } bad[] = {
         {"\"scheme\":\"int4\",\"bits\":5", "bits: 5 is outside [2, 4] for scheme int4"},
         {"\"scheme\":\"kmeans\",\"bits\":9", "9 is outside [2, 8]"},
@@ -373,8 +374,8 @@ Test(qlowbit, rejections_from_the_task) {
         {"\"scheme\":\"kmeans\",\"layer_bits\":{\"fc1\":2.5}", "\"fc1\": 2.5 is not an integer in [2, 8]"},
         {"\"scheme\":\"kmeans\",\"layer_bits\":{\"fc1\":\"x\"}", "expected an integer in [2, 8], got a string"},
         {"\"scheme\":\"int2\"", "\"int2\" is not one of int8, int4, kmeans"},
-        /* fc2 has 96 inputs: 32 divides them, 128 does not */
-        {"\"scheme\":\"int4\",\"group_size\":128", "group_size 128 does not divide the rows of fc2.weight (96); 32 would"},
+        /* fc2 has 192 inputs: 32 and 64 divide them, 128 does not */
+        {"\"scheme\":\"int4\",\"group_size\":128", "group_size 128 does not divide the rows of fc2.weight (192); 32, 64 would"},
     };
     rf_ctx ctx;
     cJSON *met = cJSON_CreateObject();
@@ -384,9 +385,20 @@ Test(qlowbit, rejections_from_the_task) {
         cr_assert(strstr(rf_ctx_error(&ctx), bad[i].msg), "%s: message \"%s\" lacks \"%s\"", bad[i].set, rf_ctx_error(&ctx),
                   bad[i].msg);
     }
-    /* and the group size that divides 96 is accepted (fc1's 784: one group a row) */
+    /* a group size that divides 192 is accepted (fc1's 784: one group a row) */
     rf_ctx_init(&ctx);
-    cr_assert_eq(run_quantize(parent, "\"scheme\":\"int4\",\"group_size\":32", "ok", met, &ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(run_quantize(parent, "\"scheme\":\"int4\",\"group_size\":64", "ok", met, &ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+    rf_ckpt *c = read_out("ok");
+    cr_assert_eq(tensor(c, "fc2.weight")->group_size, 64);
+    cr_assert_eq(tensor(c, "fc1.weight")->group_size, 784);
+    rf_ckpt_free(c);
+    /* a row shorter than the group is one group: fc2 of MLP(96) at 128 */
+    snprintf(parent, sizeof parent, "%s/parent96.rckpt", g_dir);
+    save_parent(MLP(96), NULL, 0, parent);
+    cr_assert_eq(run_quantize(parent, "\"scheme\":\"int4\",\"group_size\":128", "ok96", met, &ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+    c = read_out("ok96");
+    cr_assert_eq(tensor(c, "fc2.weight")->group_size, 96);
+    rf_ckpt_free(c);
     cJSON_Delete(met);
 }
 
