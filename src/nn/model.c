@@ -41,11 +41,6 @@ unsigned rf_layer_traits(int type) {
     return op ? op->traits : 0;
 }
 
-const char *rf_layer_type_name(int type) {
-    const rf_nn_op *op = rf_nn_op_get(type);
-    return op ? op->name : NULL;
-}
-
 long rf_layer_product_rows(const rf_layer *L, int K) {
     unsigned t = rf_layer_traits(L->type);
     if (t & RF_LT_ROWS_OUT) return (long)L->out.d[1] * L->out.d[2];

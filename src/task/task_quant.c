@@ -332,7 +332,7 @@ static rf_status run_kmeans(rf_ctx *ctx, const rf_task_io *io, rf_model *m, int 
         rf_train_hooks h;
         s = rf_task_train_cfg_io(ctx, io, 100, &cfg);
         if (s == RF_OK) s = rf_share_hooks(ctx, sh, &cfg.optim, &h);
-        if (s == RF_OK) s = rf_train(ctx, m, io->train, io->test, &cfg, NULL, &h, r);
+        if (s == RF_OK) s = rf_train(ctx, m, io->train, io->val, io->test, &cfg, NULL, &h, r);
         if (s == RF_OK && r->stopped)
             s = rf_error(ctx, RF_ERR_PREEMPTED, "quantize: stopped on request after %lld steps", (long long)r->steps);
     }
@@ -428,9 +428,10 @@ rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
         if (!cJSON_AddStringToObject(metrics, "mode", mname) ||
             !cJSON_AddStringToObject(metrics, "scheme", schemes[scheme].name) ||
-            !cJSON_AddNumberToObject(metrics, "fp32_accuracy", fp32_acc) ||
+            !cJSON_AddNumberToObject(metrics, "fp32_test_accuracy", fp32_acc) ||
             !cJSON_AddNumberToObject(metrics, "folded_batchnorms", n_folded) ||
             !cJSON_AddNumberToObject(metrics, "steps", (double)r.steps) ||
+            (r.steps && !rf_task_add_selection(&r, metrics)) ||
             !cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0))
             s = rf_error(ctx, RF_ERR_NOMEM, "quantize: metrics");
     }
