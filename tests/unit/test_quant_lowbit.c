@@ -384,6 +384,7 @@ Test(qlowbit, rejections_from_the_task) {
         cr_assert_eq(run_quantize(parent, bad[i].set, "bad", met, &ctx), RF_ERR_INVALID, "accepted %s", bad[i].set);
         cr_assert(strstr(rf_ctx_error(&ctx), bad[i].msg), "%s: message \"%s\" lacks \"%s\"", bad[i].set, rf_ctx_error(&ctx),
                   bad[i].msg);
+        cr_assert_null(strchr(rf_ctx_error(&ctx), '\n'), "%s: not one line: %s", bad[i].set, rf_ctx_error(&ctx));
     }
     /* a group size that divides 192 is accepted (fc1's 784: one group a row) */
     rf_ctx_init(&ctx);
@@ -410,6 +411,12 @@ Test(qlowbit, rejections_from_a_job_file) {
         {"\"scheme\":\"int4\",\"group_size\":96", "experiments[0]: group_size: 96 is not 32, 64 or 128"},
         {"\"scheme\":\"kmeans\",\"layer_bits\":{\"conv*\":9}", "layer_bits: \"conv*\": 9 is not an integer in [2, 8]"},
         {"\"prune\":{\"method\":\"magnitude\",\"sparsity\":0.9,\"layer_sparsity\":{\"fc1*\":1.5}}", "expected a rate in [0, 1]"},
+        {"\"scheme\":\"kmeans\",\"bits\":[5,9]", "experiments[0].bits[1]: 9 is outside [2, 8]"},
+        {"\"scheme\":\"kmeans\",\"bits\":1", "1 is outside [2, 8]"},
+        {"\"scheme\":\"int4\",\"layer_bits\":{\"fc1\":5}", "layer_bits: fc1: 5 is outside [2, 4] (or 8) for scheme int4"},
+        /* the prune object of a Deep Compression experiment is checked as a prune experiment is */
+        {"\"prune\":{\"method\":\"magnitude\",\"sparsity\":0.5,\"nm\":\"4:2\"}", "N > M"},
+        {"\"prune\":{\"method\":\"magnitude\",\"sparsity\":0.9,\"nm\":\"2:4\"}", "contradicts"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char job[512];
@@ -419,6 +426,7 @@ Test(qlowbit, rejections_from_a_job_file) {
         rf_job *j = NULL;
         cr_assert_neq(rf_job_parse(&ctx, job, strlen(job), "t", &j), RF_OK, "accepted %s", bad[i].exp);
         cr_assert(strstr(rf_ctx_error(&ctx), bad[i].msg), "%s: \"%s\" lacks \"%s\"", bad[i].exp, rf_ctx_error(&ctx), bad[i].msg);
+        cr_assert_null(strchr(rf_ctx_error(&ctx), '\n'), "%s: not one line: %s", bad[i].exp, rf_ctx_error(&ctx));
     }
     /* a valid Deep Compression experiment: train -> prune -> quantize */
     const char *ok = "{\"dataset\":\"synthetic:64\",\"model\":\"lenet-300-100\",\"experiments\":[{\"kind\":\"quantize\","
