@@ -103,7 +103,7 @@ def mean(rs, f):
 def summary_table(groups):
     lines = ["| experiment | model | data | seeds | kept per layer | bits per layer | dense error | pruned error | "
              "final error | loss (pt) | final val acc | bytes | × raw fp32 | × raffle dense ckpt |", "|" + "---|" * 14]
-    for (e, m, ds), rs in sorted(groups.items()):
+    for (e, m, ds, _), rs in sorted(groups.items()):
         lay = rs[0]["layers"]
         kept = "/".join("%.0f" % (100 * mean(rs, lambda r, n=n: r["layers"][n]["kept"])) for n in lay) + "%"
         bits = "/".join(str(lay[n]["bits"]) for n in lay)
@@ -121,7 +121,7 @@ def layer_table(groups):
              "size % of fp32: paper (P+Q+H) / raffle | raffle bits per kept weight |", "|" + "---|" * 7]
     for model, rows in PAPER_LAYERS.items():
         exp = "dc-lenet300-paper" if model == "lenet-300-100" else "dc-lenet5-paper"
-        rs = groups.get((exp, model, "mnist"))
+        rs = [r for (e, m, ds, _), g in groups.items() if (e, m, ds) == (exp, model, "mnist") for r in g]
         if not rs:
             continue
         for name, pname, pkept, pbits, ppct in rows:
@@ -137,7 +137,7 @@ def selection_table(groups):
     lines = ["| model | data | target | candidates (mean val acc, × raw) | selected | final error | loss (pt) | "
              "× raw fp32 | × raffle dense ckpt | paper |", "|" + "---|" * 10]
     by_md = {}
-    for (e, m, ds), rs in groups.items():
+    for (e, m, ds, _), rs in groups.items():
         if e != FMNIST_TARGET["experiment"]:
             by_md.setdefault((m, ds), []).append((e, rs))
     for (m, ds), cands in sorted(by_md.items()):
@@ -155,7 +155,7 @@ def selection_table(groups):
             ms([r["dense_accuracy"] - r["accuracy"] for r in rs], 100), ms([r["ratio_raw"] for r in rs], 1, "%.1f"),
             ms([r["ratio_dense_ckpt"] for r in rs], 1, "%.1f"), paper))
     # issue 21's Fashion-MNIST target: one group per bit width
-    fm = [r for (e, m, ds), rs in groups.items() if e == FMNIST_TARGET["experiment"] for r in rs]
+    fm = [r for (e, m, ds, _), rs in groups.items() if e == FMNIST_TARGET["experiment"] for r in rs]
     if fm:
         widths = {}
         for r in fm:
@@ -183,8 +183,8 @@ def main():
         for r in recs:
             f.write(json.dumps(r, sort_keys=True) + "\n")
     groups = {}
-    for r in recs:
-        groups.setdefault((r["experiment"], r["model"], r["dataset"]), []).append(r)
+    for r in recs:   # one group per bit-width grid point too (dc-fmnist-90's bits [5, 4])
+        groups.setdefault((r["experiment"], r["model"], r["dataset"], tuple(l["bits"] for l in r["layers"].values())), []).append(r)
     lines = summary_table(groups)
     lines += ["", "Per layer at the paper's settings (MNIST, mean over seeds) beside Han et al. 2016, Tables 2 and 3:", ""]
     lines += layer_table(groups)
