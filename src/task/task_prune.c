@@ -49,6 +49,8 @@ static const rf_setting prune_keys[] = {
     KEY_OBD(0, method_reads, "the method reads it"),
     {.key = "output_rate", .type = RF_SET_NUM, .flags = RF_SF_OPTIONAL, .lo = -1, .hi = 1, .def = "-1",
      .doc = "sparsity of the output layer, ranked on its own (< 0: like the rest)"},
+    {.key = "layers", .type = RF_SET_STR, .flags = RF_SF_OPTIONAL,
+     .doc = "eligible tensors, a glob list over tensor and layer names: \"fc*,!fc3*\" (absent: every prunable one)"},
     {.key = "layer_sparsity", .type = RF_SET_RATES, .flags = RF_SF_OPTIONAL | RF_SF_NOCLI,
      .doc = "per-tensor rates {glob: rate}, first match wins (layer scope)"},
     {.key = "grasp_eps", .type = RF_SET_NUM, .flags = RF_SF_OPTIONAL, .lo = 1e-12, .hi = 1, .def = "0.003",
