@@ -260,10 +260,12 @@ rf_status rf_distill_cfg_from_json(rf_ctx *ctx, const cJSON *settings, rf_distil
  * the task's training settings (observers frozen after "freeze_after" steps,
  * default half the run; "ema_decay"), distilling from t when non-NULL (dc
  * borrowed; NULL t: cross-entropy); the mask pattern of m, if any, stays
- * locked. Returns the converted int8 model description in *out (new;
- * rf_quant_free) with the int8 path enabled on m. */
+ * locked. formats (borrowed; NULL: int8 per channel) gives each product's
+ * weight format (rf_quant_set_weights: int4 groups train against group
+ * fake-quant). Returns the converted model description in *out (new;
+ * rf_quant_free) with the integer path enabled on m. */
 rf_status rf_ofa_run_qat(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_teacher *t,
-                         const rf_distill_cfg *dc, rf_quant **out, rf_train_result *res);
+                         const rf_distill_cfg *dc, const rf_quant *formats, rf_quant **out, rf_train_result *res);
 /* The finishing step of a task whose model m has q enabled: rf_task_finish
  * (evaluation and latency run the int8 path), then OUT_DIR/model.rckpt is
  * replaced by the int8 checkpoint (rf_quant_save) and "bytes" /
@@ -310,12 +312,15 @@ int       rf_task_add_selection(const rf_train_result *r, cJSON *metrics);
  * (storage picked from masks / quantization), evaluates it, and adds the
  * common metrics: accuracy, loss, sparsity, layer_sparsity, collapsed_layers,
  * parameters, bytes, dense_bytes, compression_ratio, latency_ms,
- * dense_latency_ms, throughput. extra_json goes into the checkpoint metadata. */
+ * dense_latency_ms, throughput, deploy_folded_batchnorms (the batch norms the
+ * deployed form folds). extra_json goes into the checkpoint metadata. */
 rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m,
                          const char *extra_json, cJSON *metrics);
 
 /* Accuracy and loss of m (borrowed) on ds at `batch`, run the way a deployed
- * model runs: layers pruned at least rf_deploy_eval_min_sparsity(batch) use
+ * model runs: batch norms folded into the conv / linear before them
+ * (rf_deploy_fold, on a copy: m is not changed), layers pruned at least
+ * rf_deploy_eval_min_sparsity(batch) use
  * the sparse kernel (RF_DEPLOY_RULE: no timing, so the numbers repeat on
  * every run and rank), layers with an inference hook already (int8) keep
  * it. The sparse hooks are removed before returning. n_sparse (may be NULL)
