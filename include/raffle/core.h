@@ -52,26 +52,37 @@ typedef enum rf_status {
 const char *rf_strerror(rf_status s);
 
 /* ---- engine options --------------------------------------------------------
- * How the compute engine runs: the convolution path, the GEMM kernel, ... as
+ * How the compute engine runs: the convolution path, the GEMM backend, ... as
  * explicit values carried in rf_ctx (raffle/engine.h has the table: names,
  * values, defaults, environment variables, docs). Values are indices into an
  * option's value names, or integers. */
 typedef enum rf_engine_opt {
-    RF_ENGINE_ISA = 0, RF_ENGINE_CONV, RF_ENGINE_GEMM, RF_ENGINE_TB_CHUNK, RF_ENGINE_FEAT_RUNS,
+    RF_ENGINE_ISA = 0, RF_ENGINE_CONV, RF_ENGINE_GEMM, RF_ENGINE_TB_CHUNK, RF_ENGINE_FEAT_RUNS, RF_ENGINE_THREADS,
     RF_ENGINE_COUNT_
 } rf_engine_opt;
-typedef struct rf_engine { int v[RF_ENGINE_COUNT_]; } rf_engine;
+struct rf_pool;
+struct rf_gemm;
+/* v: the options' values. pool, gemm: the compute resources of the task
+ * these options run (its thread pool and dense GEMM context, created once
+ * per task by rf_gemm_attach, raffle/gemm.h, and owned by whoever attached
+ * them); NULL outside a task, where products run on the calling thread.
+ * They are not options: never parsed, compared or recorded. */
+typedef struct rf_engine {
+    int v[RF_ENGINE_COUNT_];
+    struct rf_pool *pool;
+    struct rf_gemm *gemm;
+} rf_engine;
 
 /* ---- context -------------------------------------------------------------
  * One per thread of work. Carries the last error's message and settings that
- * library code consults (memory cap, threads). Plain struct so it can live on
- * the stack: rf_ctx ctx; rf_ctx_init(&ctx); */
+ * library code consults (memory cap, engine options, among them the compute
+ * threads). Plain struct so it can live on the stack: rf_ctx ctx;
+ * rf_ctx_init(&ctx); */
 #define RF_ERR_MAX 512
 typedef struct rf_ctx {
     rf_status status;          /* last error status, RF_OK if none            */
     char      err[RF_ERR_MAX]; /* last error message, "" if none              */
     size_t    mem_cap;         /* max bytes one declared object may need (0 = default 8 GiB) */
-    int       threads;         /* compute threads (default 1)                 */
     size_t    task_cap;        /* max tasks one job may expand to (0 = default 100,000) */
     rf_engine engine;          /* engine options the computations of this ctx use */
 } rf_ctx;
@@ -79,7 +90,7 @@ typedef struct rf_ctx {
 #define RF_TASK_CAP_DEFAULT 100000
 #define RF_TASK_CAP_MAX     2000000
 
-/* Zeroes ctx, threads = 1, and mem_cap from the environment variable
+/* Zeroes ctx, and mem_cap from the environment variable
  * RAFFLE_MEM_CAP (bytes, optional K/M/G/T binary suffix: "512M", "2G");
  * unset or unparseable leaves 0, the default cap of 8 GiB; and task_cap from
  * RAFFLE_MAX_TASKS (a plain count, at most RF_TASK_CAP_MAX; anything else

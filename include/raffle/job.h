@@ -32,6 +32,7 @@ typedef struct rf_job_limits {
     uint64_t memory_bytes; /* RLIMIT_AS of each task's child process */
     double   time_s;       /* wall-clock limit of one task attempt */
     int      retries;      /* extra attempts after a crash or timeout */
+    int      threads;      /* compute threads of each task (0: the worker's default, SLURM_CPUS_PER_TASK or 1) */
 } rf_job_limits;
 
 typedef struct rf_job {

@@ -3,6 +3,7 @@
  * key's flag, its type, its default, its bounds and its --help line. */
 #include "cli/cli.h"
 #include "raffle/engine.h"
+#include "raffle/threads.h"
 
 #include <errno.h>
 #include <math.h>
@@ -367,9 +368,10 @@ volatile int *cli_stop_flag(void) {
 }
 
 cJSON *cli_run_kind(const char *cmd, const rf_kind *k, cJSON *settings, const char *const *parents, int n_parents,
-                    const char *dir, int log_every) {
+                    const char *dir, int log_every, int threads) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
+    if (cli_threads(cmd, &ctx, threads)) return NULL;
     cJSON *task = cJSON_CreateObject(), *pa = cJSON_CreateArray();
     cJSON *st = rf_kind_settings(k, settings);
     rf_status s = task && pa && st ? RF_OK : rf_error(&ctx, RF_ERR_NOMEM, "out of memory");
@@ -413,6 +415,13 @@ cJSON *cli_run_kind(const char *cmd, const rf_kind *k, cJSON *settings, const ch
 /* OpenBLAS exports this; declared here to avoid depending on its header. */
 extern void openblas_set_num_threads(int);
 
-void cli_set_threads(int threads) {
-    openblas_set_num_threads(threads > 0 ? threads : 1);
+int cli_threads(const char *cmd, rf_ctx *ctx, int threads) {
+    if (threads > RF_POOL_MAX) { cli_err(cmd, "--threads %d: at most %d", threads, RF_POOL_MAX); return 2; }
+    rf_engine e;
+    rf_engine_builtin(&e);
+    if (threads >= 0) e.v[RF_ENGINE_THREADS] = threads;
+    else if (ctx) e.v[RF_ENGINE_THREADS] = ctx->engine.v[RF_ENGINE_THREADS];
+    if (ctx) ctx->engine.v[RF_ENGINE_THREADS] = e.v[RF_ENGINE_THREADS];
+    openblas_set_num_threads(rf_engine_threads(&e));
+    return 0;
 }

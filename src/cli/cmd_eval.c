@@ -5,6 +5,7 @@
  * kernel where they are pruned past the measured break-even
  * (rf_evaluate_deployed). */
 #include "cli/cli.h"
+#include "raffle/gemm.h"
 #include "raffle/quant.h"
 #include "raffle/task.h"
 #include "raffle/train.h"
@@ -13,14 +14,14 @@
 
 int rf_cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL;
-    int json = 0, threads = 0, batch = 256;
+    int json = 0, threads = -1, batch = 256;
     int64_t limit = 0;
     const cli_opt opts[] = {
         {"ckpt", CLI_STR, &ckpt, "FILE", "checkpoint (.rckpt)", 1},
         {"data", CLI_STR, &data, "DATASET", "dataset whose test split is evaluated", 1},
         {"batch", CLI_INT, &batch, "B", "evaluation batch size (default 256)", 0},
         {"limit", CLI_I64, &limit, "N", "evaluate the first N test samples only", 0},
-        {"threads", CLI_INT, &threads, "N", "compute threads (default 1)", 0},
+        {"threads", CLI_INT, &threads, "N", CLI_THREADS_DOC, 0},
         {"json", CLI_FLAG, &json, NULL, "print one JSON object with the results", 0},
         {NULL, 0, NULL, NULL, NULL, 0},
     };
@@ -28,19 +29,19 @@ int rf_cmd_eval(int argc, char **argv) {
     int rc = cli_parse("eval", "--ckpt FILE --data DATASET [options]",
                        "Evaluate a checkpoint on a dataset's test split.", opts, argc, argv, NULL, 0, 0, &done);
     if (rc || done) return rc;
-    if (batch <= 0 || threads < 0 || limit < 0) { cli_err("eval", "--batch, --threads and --limit must be positive"); return 2; }
-    cli_set_threads(threads);
+    if (batch <= 0 || limit < 0) { cli_err("eval", "--batch and --limit must be positive"); return 2; }
 
     rf_ctx ctx;
     rf_ctx_init(&ctx);
-    ctx.threads = threads > 0 ? threads : 1;
+    if (cli_threads("eval", &ctx, threads)) return 2;
     rf_model *m = NULL;
     rf_quant *q = NULL;
     rf_dataset *train = NULL, *test = NULL;
     double acc = 0, loss = 0, t0 = rf_now(), secs = 0;
     int n_sparse = 0;
     rf_dataset view;
-    rf_status s = rf_quant_load(&ctx, ckpt, &m, &q);
+    rf_status s = rf_gemm_attach(&ctx);
+    if (s == RF_OK) s = rf_quant_load(&ctx, ckpt, &m, &q);
     if (s == RF_OK) s = rf_data_load(&ctx, data, &train, &test);
     if (s == RF_OK) {
         view = limit > 0 && limit < test->n ? rf_dataset_head(test, limit) : *test;
@@ -82,5 +83,6 @@ int rf_cmd_eval(int argc, char **argv) {
     rf_quant_free(q);
     rf_dataset_free(train);
     rf_dataset_free(test);
+    rf_gemm_detach(&ctx);
     return rc;
 }

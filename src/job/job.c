@@ -32,6 +32,8 @@ static const rf_setting limit_keys[] = {
     {.key = "time_s", .type = RF_SET_NUM, .lo = 0, .hi = 1e7, .lo_open = 1, .def = "3600", .unit = "seconds",
      .doc = "wall-clock limit of one task attempt"},
     {.key = "retries", .type = RF_SET_INT, .lo = 0, .hi = 10, .def = "1", .doc = "extra attempts after a crash or timeout"},
+    {.key = "threads", .type = RF_SET_INT, .lo = 0, .hi = 256, .def = "0",
+     .doc = "compute threads of each task (0: `SLURM_CPUS_PER_TASK` under Slurm, else 1); results do not depend on it (docs/hpc.md)"},
     RF_SETTINGS_END
 };
 
@@ -249,6 +251,7 @@ rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name
     j->limits.memory_bytes = (uint64_t)rf_plan_num(limits, "memory_mb") << 20;
     j->limits.time_s = rf_plan_num(limits, "time_s");
     j->limits.retries = (int)rf_plan_num(limits, "retries");
+    j->limits.threads = (int)rf_plan_num(limits, "threads");
     j->n_experiments = i;
     j->exp_names = rf_calloc((size_t)i, sizeof *j->exp_names);
     j->text = rf_malloc(n + 1);

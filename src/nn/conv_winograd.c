@@ -35,9 +35,9 @@
 
 #include "nn/layers.h"
 
+#include "raffle/gemm.h"
 #include "raffle/kernels.h"
 
-#include <cblas.h>
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -507,8 +507,8 @@ static void wino_input(float *U, size_t tc, const float *in, int ns, const wg *g
 /* out[B, Co, OH, OW] (= or += by acc) = conv of in[B, Ci, Hi, Wi] + bias.
  * V: if !vt, V[k][Co][Ci]; if vt, the layer's V[k][Ci][Co] used transposed
  * with k permuted (the input gradient: see the top of the file). */
-static void wino_run(float *out, int acc, const float *in, const float *bias, const float *V, int vt, int B,
-                     const wg *g, float *s) {
+static void wino_run(const rf_engine *e, float *out, int acc, const float *in, const float *bias, const float *V,
+                     int vt, int B, const wg *g, float *s) {
     static const int perm[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
     int chunk = wg_chunk(g, B);
     size_t tmax = (size_t)chunk * g->T, osz = (size_t)g->OH * g->OW, isz = (size_t)g->Hi * g->Wi;
@@ -522,12 +522,8 @@ static void wino_run(float *out, int acc, const float *in, const float *bias, co
         size_t tc = (size_t)ns * g->T;
         wino_input(U, tc, in + (size_t)n0 * g->Ci * isz, ns, g, plane);
         for (int k = 0; k < 16; k++) {
-            if (vt)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->Co, (int)tc, g->Ci, 1.0f, V + perm[k] * vk,
-                            g->Co, U + (size_t)k * g->Ci * tc, (int)tc, 0.0f, M + (size_t)k * g->Co * tc, (int)tc);
-            else
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->Co, (int)tc, g->Ci, 1.0f, V + k * vk,
-                            g->Ci, U + (size_t)k * g->Ci * tc, (int)tc, 0.0f, M + (size_t)k * g->Co * tc, (int)tc);
+            rf_gemm_engine(e, vt, 0, g->Co, (int)tc, g->Ci, V + (vt ? perm[k] : k) * vk, vt ? g->Co : g->Ci,
+                           U + (size_t)k * g->Ci * tc, (int)tc, 0, M + (size_t)k * g->Co * tc, (int)tc);
         }
         /* One output transform per channel over the whole chunk (a 7×7
          * map alone has 16 tiles: one vector), then a scatter per sample. */
@@ -549,11 +545,11 @@ size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int B) {
     return 2 * v + (a > b ? a : b);
 }
 
-void rf_nn_wino_forward(float *y, const float *x, const float *w, const float *bias, int B, int C, int H, int W,
-                        int Co, int pad, float *scratch) {
+void rf_nn_wino_forward(const rf_engine *e, float *y, const float *x, const float *w, const float *bias, int B, int C,
+                        int H, int W, int Co, int pad, float *scratch) {
     wg g = wg_of(C, H, W, Co, pad);
     wino_weights(scratch, w, Co, C);
-    wino_run(y, 0, x, bias, scratch, 0, B, &g, scratch + 16 * (size_t)C * Co);
+    wino_run(e, y, 0, x, bias, scratch, 0, B, &g, scratch + 16 * (size_t)C * Co);
 }
 
 /* Σ d[0..n): 16 partial sums (lane l takes d[p] with p ≡ l mod 16), then
@@ -571,8 +567,8 @@ RF_NN_VEC static float plane_sum(const float *restrict d, size_t n) {
     return s;
 }
 
-void rf_nn_wino_backward(float *dw, float *db, float *dx, const float *dy, const float *x, const float *w, int B,
-                         int C, int H, int W, int Co, int pad, float *scratch) {
+void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, const float *dy, const float *x,
+                         const float *w, int B, int C, int H, int W, int Co, int pad, float *scratch) {
     wg g = wg_of(C, H, W, Co, pad);
     size_t vk = (size_t)C * Co, osz = (size_t)g.OH * g.OW, isz = (size_t)H * W;
     float *V = scratch, *dV = V + 16 * vk, *s = dV + 16 * vk;
@@ -600,12 +596,12 @@ void rf_nn_wino_backward(float *dw, float *db, float *dx, const float *dy, const
                 grad_tf(Yd + (size_t)co * tc + (size_t)j * g.T, (size_t)Co * tc, plane, plane + qhalf, g.TH, g.TW);
             }
         for (int k = 0; k < 16; k++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Co, C, (int)tc, 1.0f, Yd + (size_t)k * Co * tc,
-                        (int)tc, U + (size_t)k * C * tc, (int)tc, 1.0f, dV + k * vk, C);
+            rf_gemm_engine(e, 0, 1, Co, C, (int)tc, Yd + (size_t)k * Co * tc, (int)tc, U + (size_t)k * C * tc, (int)tc,
+                           1, dV + k * vk, C);
     }
     wino_weights_back(dw, dV, Co, C);
     if (!dx) return;
     wg gx = wg_of(Co, g.OH, g.OW, C, 2 - pad);
     wino_weights(V, w, Co, C);
-    wino_run(dx, 1, dy, NULL, V, 1, B, &gx, s);
+    wino_run(e, dx, 1, dy, NULL, V, 1, B, &gx, s);
 }

@@ -22,9 +22,9 @@
 #include "nn/layers.h"
 
 #include "nn/conv_winograd.h"
+#include "raffle/gemm.h"
 #include "raffle/kernels.h"
 
-#include <cblas.h>
 #include <immintrin.h>
 #include <string.h>
 
@@ -272,8 +272,7 @@ static void wide_forward(const rf_nn_run *r, const conv_geom *g) {
             pad_in(xpad, r->in + (size_t)(n0 + j) * L->in_size, g, &w);
             wide_cols(colT + (size_t)j * w.PW, ld, xpad, g, &w);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->Co, (int)ld, g->K, 1.0f, r->p[0], g->K,
-                    colT, (int)ld, 0.0f, ywide, (int)ld);
+        rf_gemm_engine(r->eng, 0, 0, g->Co, (int)ld, g->K, r->p[0], g->K, colT, (int)ld, 0, ywide, (int)ld);
         for (int j = 0; j < ns; j++)
             wide_compact(r->out + (size_t)(n0 + j) * L->out_size, ywide + (size_t)j * w.PW, ld, bias, g, &w);
     }
@@ -301,11 +300,9 @@ static void wide_backward(const rf_nn_run *r, const conv_geom *g) {
                            dy + ((size_t)co * g->OH + oh) * g->OW, (size_t)g->OW * sizeof(float));
             if (dbias) bias_grad(dbias, dy, g->Co, g->OH * g->OW);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->Co, g->K, (int)ld, 1.0f, dywide, (int)ld,
-                    colT, (int)ld, 1.0f, r->g[0], g->K);
+        rf_gemm_engine(r->eng, 0, 1, g->Co, g->K, (int)ld, dywide, (int)ld, colT, (int)ld, 1, r->g[0], g->K);
         if (!r->din) continue;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, (int)ld, g->Co, 1.0f, r->p[0], g->K,
-                    dywide, (int)ld, 0.0f, dcol, (int)ld);
+        rf_gemm_engine(r->eng, 1, 0, g->K, (int)ld, g->Co, r->p[0], g->K, dywide, (int)ld, 0, dcol, (int)ld);
         for (int j = 0; j < ns; j++) {
             memset(dxpad, 0, w.xpad * sizeof(float));
             wide_col2im(dxpad, dcol + (size_t)j * w.PW, ld, g, &w);
@@ -724,16 +721,14 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
              * output, so it stays inside channel c. */
             size_t PWx = (size_t)g->OH * g->W, len = (size_t)(g->OH - 1) * g->W + g->OW;
             dc_pad(dypad, dy, g->Co, g->OH, g->OW, PWx, g->W, 0, 0);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, (int)PWx, g->Co, 1.0f, r->p[0], g->K, dypad,
-                        (int)PWx, 0.0f, dxwide, (int)PWx);
+            rf_gemm_engine(r->eng, 1, 0, g->K, (int)PWx, g->Co, r->p[0], g->K, dypad, (int)PWx, 0, dxwide, (int)PWx);
             float *din = r->din + (size_t)n * L->in_size;
             for (int k = 0; k < g->K; k++)
                 rf_nn_add(din + tap_off(g, k, (size_t)g->H * g->W, (size_t)g->W), dxwide + (size_t)k * PWx, len);
             continue;
         }
         if (!dx_direct) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->Co, 1.0f, r->p[0], g->K, dy, g->P,
-                        0.0f, dxwide, g->P);
+            rf_gemm_engine(r->eng, 1, 0, g->K, g->P, g->Co, r->p[0], g->K, dy, g->P, 0, dxwide, g->P);
             col2im_t_add(r->din + (size_t)n * L->in_size, dxwide, 1, g);
             continue;
         }
@@ -822,7 +817,7 @@ static rf_status conv_forward(const rf_nn_run *r) {
     const float *bias = L->ip[5] ? r->p[1] : NULL;
     if (!(L->infer_gemm && !r->training)) {
         if (use_wino(&g, r->eng)) {
-            rf_nn_wino_forward(r->out, r->in, r->p[0], bias, r->B, g.C, g.H, g.W, g.Co, g.pad, r->scratch);
+            rf_nn_wino_forward(r->eng, r->out, r->in, r->p[0], bias, r->B, g.C, g.H, g.W, g.Co, g.pad, r->scratch);
             return RF_OK;
         }
         if (use_direct(&g, r->eng)) { direct_forward(r, &g); return RF_OK; }
@@ -857,8 +852,7 @@ static rf_status conv_forward(const rf_nn_run *r) {
             continue;
         }
         im2col_t(col, x, ns, &g, cols);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.Co, (int)cols, g.K, 1.0f, r->p[0], g.K,
-                    col, (int)cols, 0.0f, tmp, (int)cols);
+        rf_gemm_engine(r->eng, 0, 0, g.Co, (int)cols, g.K, r->p[0], g.K, col, (int)cols, 0, tmp, (int)cols);
         scatter_bias(y, tmp, bias, ns, g.Co, g.P, cols);
     }
     return RF_OK;
@@ -870,7 +864,7 @@ static void conv_backward(const rf_nn_run *r) {
     int chunk = conv_chunk(&g, r->B);
     float *dbias = L->ip[5] ? r->g[1] : NULL;
     if (use_wino(&g, r->eng)) {
-        rf_nn_wino_backward(r->g[0], dbias, r->din, r->dout, r->in, r->p[0], r->B, g.C, g.H, g.W, g.Co, g.pad,
+        rf_nn_wino_backward(r->eng, r->g[0], dbias, r->din, r->dout, r->in, r->p[0], r->B, g.C, g.H, g.W, g.Co, g.pad,
                             r->scratch);
         return;
     }
@@ -882,11 +876,9 @@ static void conv_backward(const rf_nn_run *r) {
         float *col = r->scratch, *dtmp = col + cols * g.K, *dcol = dtmp + cols * g.Co;
         im2col_t(col, r->in + (size_t)n0 * L->in_size, ns, &g, cols);
         gather_grad(dtmp, dbias, r->dout + (size_t)n0 * L->out_size, ns, g.Co, g.P);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.Co, g.K, (int)cols, 1.0f, dtmp, (int)cols,
-                    col, (int)cols, 1.0f, r->g[0], g.K);
+        rf_gemm_engine(r->eng, 0, 1, g.Co, g.K, (int)cols, dtmp, (int)cols, col, (int)cols, 1, r->g[0], g.K);
         if (!r->din) continue;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.K, (int)cols, g.Co, 1.0f, r->p[0], g.K,
-                    dtmp, (int)cols, 0.0f, dcol, (int)cols);
+        rf_gemm_engine(r->eng, 1, 0, g.K, (int)cols, g.Co, r->p[0], g.K, dtmp, (int)cols, 0, dcol, (int)cols);
         col2im_t_add(r->din + (size_t)n0 * L->in_size, dcol, ns, &g);
     }
 }
@@ -1004,8 +996,7 @@ static void patch_backward(const rf_nn_run *r) {
     rf_nn_linear_bwd(r->eng, NULL, r->g[0], r->g[1], dY, cols, r->p[0], M, g.D, g.K, g.K, g.D);
     if (r->din) {
         /* The columns are no longer needed: reuse them for d(columns). */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, g.K, g.D, 1.0f, dY, g.D, r->p[0], g.K,
-                    0.0f, cols, g.K);
+        rf_gemm_engine(r->eng, 0, 0, M, g.K, g.D, dY, g.D, r->p[0], g.K, 0, cols, g.K);
         patch_cols_add_back(r->din, cols, r->B, &g);
     }
 }

@@ -7,6 +7,7 @@
  * qkv [3TD], att [H·T·T], ctx [TD], x1 [TD], ln2 [TD], st2 [2T], h [T·M],
  * a [T·M] (h = fc1 output, a = GELU(h)). */
 #include "nn/product.h"
+#include "raffle/gemm.h"
 #include "raffle/kernels.h"
 
 #include <stdlib.h>
@@ -67,28 +68,25 @@ static rf_status tb_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
     return RF_OK;
 }
 
-/* Backward: dx1 [TD], da, dh [T·Mh], dln [TD], then the attention's scratch;
- * the chunked forward packs W^T of the four products ((4D + 2Mh)·D floats). */
+/* Backward: dx1 [TD], da, dh [T·Mh], dln [TD], then the attention's scratch. */
 static size_t tb_scratch(const rf_layer *L, int B) {
     size_t BT = (size_t)B * L->in.d[0], D = (size_t)L->in.d[1], Mh = (size_t)L->ip[1];
-    size_t bwd = BT * (2 * D + 2 * Mh) + rf_nn_mhsa_scratch(B, L->in.d[0], L->in.d[1], L->ip[0]);
-    size_t packs = (4 * D + 2 * Mh) * D;
-    return bwd > packs ? bwd : packs;
+    return BT * (2 * D + 2 * Mh) + rf_nn_mhsa_scratch(B, L->in.d[0], L->in.d[1], L->ip[0]);
 }
 
 /* ---- chunked path -------------------------------------------------------------
- * With the row-streaming kernels (gemm_rows.c) the block runs a chunk of
- * samples at a time through all its steps, so a chunk's activations (about
- * "tb_chunk" token rows, 256 by default: ~0.5 MB at vit-tiny's widths) stay in L2 between
- * the products, layer norms, GELU and attention instead of streaming the
- * whole batch through memory once per step (vit-tiny at batch 128 trains
- * ~10% faster per sample at batch 16 than at 128, which is what chunking
- * recovers). Per element the products do the same fused multiply-adds in the
- * same order whether chunked or not (the weight gradients continue their
- * row order chunk after chunk), so the result is bit-identical to the
- * unchunked row-streaming path (tests/unit/test_gemm_rows.c). It is not used
- * when a product has an override (QAT fake-quant, int8/sparse inference) or
- * without the row kernels; the engine option "tb_chunk" sets the chunk (0:
+ * The block runs a chunk of samples at a time through all its steps, so a
+ * chunk's activations (about "tb_chunk" token rows, 256 by default: ~0.5 MB
+ * at vit-tiny's widths) stay in L2 between the products, layer norms, GELU
+ * and attention instead of streaming the whole batch through memory once
+ * per step (vit-tiny at batch 128 trains ~10% faster per sample at batch 16
+ * than at 128, which is what chunking recovers). Per element the products do
+ * the same fused multiply-adds in the same order whether chunked or not (the
+ * weight gradients continue their row order chunk after chunk: the GEMM's
+ * accumulation is a chain through C), so the result is bit-identical to the
+ * unchunked path (tests/unit/test_dense.c). It is not used when a product
+ * has an override (QAT fake-quant, int8/sparse inference); the engine
+ * option "tb_chunk" sets the chunk (0:
  * off). */
 
 /* The chunk is the engine option "tb_chunk" (raffle/engine.h; 0: off). */
@@ -107,7 +105,7 @@ static const struct { int w, n, k; } tb_prod[4] = {
 static int prod_dim(const blk *k, int m) { return m < 0 ? k->Mh : m * k->D; }
 
 static int tb_chunked(const rf_nn_run *r) {
-    if (!chunk_rows(r) || !rf_nn_gemm_rows_on(r->eng)) return 0;
+    if (!chunk_rows(r)) return 0;
     const rf_param *pt = r->L->pt;
     if (pt)
         for (int i = 0; i < 4; i++)
@@ -115,21 +113,16 @@ static int tb_chunked(const rf_nn_run *r) {
     return 1;
 }
 
-/* Y[M, N] = X · W_i^T + b_i for product i: with wt (the chunked path) on the
- * row kernels from the packed W_i^T, else through rf_nn_product_fwd with the
- * weight's overrides (int8 inference, QAT input fake-quant). */
-static rf_status tb_product(const rf_nn_run *r, const blk *k, float *const *wt, int i, float *Y, float *X, int M) {
+/* Y[M, N] = X · W_i^T + b_i for product i, through rf_nn_product_fwd with
+ * the weight's overrides (int8 inference, QAT input fake-quant). */
+static rf_status tb_product(const rf_nn_run *r, const blk *k, int i, float *Y, float *X, int M) {
     int w = tb_prod[i].w, N = prod_dim(k, tb_prod[i].n), K = prod_dim(k, tb_prod[i].k);
-    if (wt) {
-        rf_nn_gemm_rows(Y, N, X, K, 0, wt[i], N, r->p[w + 1], 0, M, N, K);
-        return RF_OK;
-    }
     const rf_param *pt = r->L->pt;
     return rf_nn_product_fwd(r->eng, pt ? &pt[w] : NULL, r->training, Y, X, r->p[w], r->p[w + 1], M, N, K);
 }
 
 /* The forward over samples [s0, s0 + bc). */
-static rf_status tb_forward_span(const rf_nn_run *r, const blk *k, float *const *wt, int s0, int bc) {
+static rf_status tb_forward_span(const rf_nn_run *r, const blk *k, int s0, int bc) {
     const float *const *p = r->p;
     int T = k->T, D = k->D, D3 = 3 * D, Mh = k->Mh, rows = bc * T;
     float eps = r->L->fp[0];
@@ -139,19 +132,20 @@ static rf_status tb_forward_span(const rf_nn_run *r, const blk *k, float *const 
     float *att = k->att + (size_t)s0 * k->H * T * T, *ctx = k->ctx + o * D, *x1 = k->x1 + o * D;
     float *ln2 = k->ln2 + o * D, *st2 = k->st2 + 2 * o, *h = k->h + o * Mh, *a = k->a + o * Mh;
     rf_nn_layernorm_fwd(ln1, st1, in, p[P_N1W], p[P_N1B], rows, D, eps);
-    RF_TRY(tb_product(r, k, wt, 0, qkv, ln1, rows));
+    RF_TRY(tb_product(r, k, 0, qkv, ln1, rows));
     rf_nn_mhsa_heads_fwd(r->eng, att, ctx, qkv, bc, T, D, k->H);
-    RF_TRY(tb_product(r, k, wt, 1, x1, ctx, rows));
+    RF_TRY(tb_product(r, k, 1, x1, ctx, rows));
     rf_nn_add(x1, in, (size_t)rows * D);
     rf_nn_layernorm_fwd(ln2, st2, x1, p[P_N2W], p[P_N2B], rows, D, eps);
-    RF_TRY(tb_product(r, k, wt, 2, h, ln2, rows));
+    RF_TRY(tb_product(r, k, 2, h, ln2, rows));
     rf_nn_gelu_fwd(a, h, (size_t)rows * Mh);
-    RF_TRY(tb_product(r, k, wt, 3, out, a, rows));
+    RF_TRY(tb_product(r, k, 3, out, a, rows));
     rf_nn_add(out, x1, (size_t)rows * D);
     return RF_OK;
 }
 
 static void tb_backward_chunked(const rf_nn_run *r, const blk *k) {
+    const rf_engine *e = r->eng;
     const float *const *p = r->p;
     float *const *g = r->g;
     int T = k->T, D = k->D, D3 = 3 * D, Mh = k->Mh, H = k->H;
@@ -169,23 +163,23 @@ static void tb_backward_chunked(const rf_nn_run *r, const blk *k) {
         float *din = r->din ? r->din + o * D : NULL;
         /* MLP: out = x1 + fc2(GELU(fc1(LN2(x1)))) */
         memcpy(dx1, dout, (size_t)rows * D * sizeof(float));
-        rf_nn_gemm_rows(da, Mh, dout, D, 0, p[P_FC2W], Mh, NULL, 0, rows, Mh, D);
-        rf_nn_gemm_rows(g[P_FC2W], Mh, dout, D, 1, a, Mh, NULL, 1, D, Mh, rows);
+        rf_gemm_engine(e, 0, 0, rows, Mh, D, dout, D, p[P_FC2W], Mh, 0, da, Mh);
+        rf_gemm_engine(e, 1, 0, D, Mh, rows, dout, D, a, Mh, 1, g[P_FC2W], Mh);
         rf_nn_colsum_add(g[P_FC2B], dout, rows, D, D);
         memset(dh, 0, (size_t)rows * Mh * sizeof(float));
         rf_nn_gelu_bwd(dh, da, h, (size_t)rows * Mh);
-        rf_nn_gemm_rows(dln, D, dh, Mh, 0, p[P_FC1W], D, NULL, 0, rows, D, Mh);
-        rf_nn_gemm_rows(g[P_FC1W], D, dh, Mh, 1, ln2, D, NULL, 1, Mh, D, rows);
+        rf_gemm_engine(e, 0, 0, rows, D, Mh, dh, Mh, p[P_FC1W], D, 0, dln, D);
+        rf_gemm_engine(e, 1, 0, Mh, D, rows, dh, Mh, ln2, D, 1, g[P_FC1W], D);
         rf_nn_colsum_add(g[P_FC1B], dh, rows, Mh, Mh);
         rf_nn_layernorm_bwd(dx1, g[P_N2W], g[P_N2B], dln, x1, st2, p[P_N2W], rows, D);
         if (din) rf_nn_add(din, dx1, (size_t)rows * D);
         /* attention: x1 = x + proj(heads(qkv(LN1(x)))) */
-        rf_nn_gemm_rows(dctx, D, dx1, D, 0, p[P_PROJW], D, NULL, 0, rows, D, D);
-        rf_nn_gemm_rows(g[P_PROJW], D, dx1, D, 1, ctx, D, NULL, 1, D, D, rows);
+        rf_gemm_engine(e, 0, 0, rows, D, D, dx1, D, p[P_PROJW], D, 0, dctx, D);
+        rf_gemm_engine(e, 1, 0, D, D, rows, dx1, D, ctx, D, 1, g[P_PROJW], D);
         rf_nn_colsum_add(g[P_PROJB], dx1, rows, D, D);
         rf_nn_mhsa_heads_bwd(r->eng, dqkv, dctx, qkv, att, dP, bc, T, D, H);
-        rf_nn_gemm_rows(dln, D, dqkv, D3, 0, p[P_QKVW], D, NULL, 0, rows, D, D3);
-        rf_nn_gemm_rows(g[P_QKVW], D, dqkv, D3, 1, ln1, D, NULL, 1, D3, D, rows);
+        rf_gemm_engine(e, 0, 0, rows, D, D3, dqkv, D3, p[P_QKVW], D, 0, dln, D);
+        rf_gemm_engine(e, 1, 0, D3, D, rows, dqkv, D3, ln1, D, 1, g[P_QKVW], D);
         rf_nn_colsum_add(g[P_QKVB], dqkv, rows, D3, D3);
         rf_nn_layernorm_bwd(din, g[P_N1W], g[P_N1B], dln, in, st1, p[P_N1W], rows, D);
     }
@@ -199,16 +193,9 @@ static void tb_backward_chunked(const rf_nn_run *r, const blk *k) {
  * the same steps run per chunk on W^T packed once into the scratch. */
 static rf_status tb_forward(const rf_nn_run *r) {
     blk k = blk_of(r->L, r->B, r->save);
-    if (!tb_chunked(r)) return tb_forward_span(r, &k, NULL, 0, k.B);
-    float *wt[4], *at = r->scratch;
-    for (int i = 0; i < 4; i++) {
-        int N = prod_dim(&k, tb_prod[i].n), K = prod_dim(&k, tb_prod[i].k);
-        wt[i] = at;
-        rf_nn_transpose(wt[i], r->p[tb_prod[i].w], N, K, K);
-        at += (size_t)N * K;
-    }
+    if (!tb_chunked(r)) return tb_forward_span(r, &k, 0, k.B);
     int cs = chunk_samples(r, k.T, k.B);
-    for (int s0 = 0; s0 < k.B; s0 += cs) RF_TRY(tb_forward_span(r, &k, wt, s0, k.B - s0 < cs ? k.B - s0 : cs));
+    for (int s0 = 0; s0 < k.B; s0 += cs) RF_TRY(tb_forward_span(r, &k, s0, k.B - s0 < cs ? k.B - s0 : cs));
     return RF_OK;
 }
 

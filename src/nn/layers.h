@@ -64,7 +64,7 @@ typedef struct rf_nn_builder {
 /* Everything one layer call needs, resolved by the model. */
 typedef struct rf_nn_run {
     const rf_layer *L;
-    const rf_engine *eng;     /* engine options of this call (the ctx's: conv path, GEMM kernel, chunking) */
+    const rf_engine *eng;     /* engine of this call (the ctx's options: conv path, GEMM backend, chunking; its pool and GEMM) */
     int          B;           /* batch size                                  */
     int          training;
     const float *in;          /* [B, in_size]                                */
@@ -304,7 +304,7 @@ void rf_nn_linear_fwd(const rf_engine *e, float *Y, const float *X, const float 
 void rf_nn_linear_bwd(const rf_engine *e, float *dX, float *dW, float *db, const float *dY, const float *X,
                       const float *W, int M, int N, int K, int ldx, int ldy);
 /* dX[M, K] (ldx) += dY[M, N] (ldy) · W[N, K]: the input-gradient product
- * alone (gemm_rows.c picks the row-streaming kernel or OpenBLAS). */
+ * alone (dense.c: the engine's backend, raffle/gemm.h rf_gemm_engine). */
 void rf_nn_linear_dx(const rf_engine *e, float *dX, const float *dY, const float *W, int M, int N, int K, int ldx,
                      int ldy);
 /* db[j] += Σ_i dY[i, j] over M rows (ldy), rows in order. */
@@ -312,28 +312,14 @@ void rf_nn_colsum_add(float *db, const float *dY, int M, int N, int ldy);
 /* dW[N, K] += dY[M, N]^T · X[M, K] (ldy, ldx). */
 void rf_nn_linear_dw(const rf_engine *e, float *dW, const float *dY, const float *X, int M, int N, int K, int ldx,
                      int ldy);
-/* C[M, N] (ldc) = init + A[M, K] (lda) · B[K, N] (ldb); init = bias[n] when
- * bias != NULL, else C itself when accumulate, else 0. Each element is init
- * then one fused multiply-add per p = 0 .. K-1 in order, on every ISA (the
- * _ref version is the plain C definition). With trans_a, A is stored
- * [K][M] (element (m, p) at A[p * lda + m]). Buffers are the caller's. */
-void rf_nn_gemm_rows(float *C, int ldc, const float *A, int lda, int trans_a, const float *B, int ldb,
-                     const float *bias, int accumulate, int M, int N, int K);
-void rf_nn_gemm_rows_ref(float *C, int ldc, const float *A, int lda, int trans_a, const float *B, int ldb,
-                         const float *bias, int accumulate, int M, int N, int K);
 /* dst[c * rows + r] = src[r * lds + c] for r < rows, c < cols: the
  * transposed copy of a rows × cols block with row stride lds. */
 void rf_nn_transpose(float *dst, const float *src, int rows, int cols, int lds);
-/* The path rf_nn_linear_fwd / _dx / _dw take is the engine option "gemm"
- * (raffle/engine.h: auto = the measured choice, blas, rows). 1 when the
- * row-streaming kernels are in use (AVX2 or better and not "blas"): callers
- * with their own small products (attention) follow. */
-int rf_nn_gemm_rows_on(const rf_engine *e);
 /* The calling thread's scratch of at least n floats (64-byte aligned; valid
  * until the next call on this thread), or NULL when it cannot be allocated. */
 float *rf_nn_gemm_scratch(size_t n);
-/* Frees the calling thread's scratch buffers of rf_nn_linear_fwd and
- * rf_nn_gemm_scratch. */
+/* Frees the calling thread's scratch buffer and its own GEMM
+ * (rf_gemm_thread_release). */
 void rf_nn_gemm_release(void);
 
 /* Layer norm over rows of length D: y = (x - mean) * rstd * g + b; stats[2r]

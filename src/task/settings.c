@@ -140,6 +140,12 @@ static rf_status check_engine(rf_ctx *ctx, const cJSON *v, const char *path) {
             if (s) return rf_settings_error(ctx, p, "unknown engine option (did you mean \"%s\"?)", s);
             return rf_settings_error(ctx, p, "unknown engine option");
         }
+        /* Options that do not change results (the thread count) are the
+         * process's: a task's settings (its id, its checkpoint) never hold
+         * them. */
+        if (!rf_engine_options[o].changes_floats)
+            return rf_settings_error(ctx, p, "does not change results, so it is not a task setting (jobs: limits.%s; "
+                                     "command line: --%s)", c->string, c->string);
         char text[64];
         if (cJSON_IsString(c)) snprintf(text, sizeof text, "%s", c->valuestring);
         else if (cJSON_IsNumber(c) && c->valuedouble == floor(c->valuedouble) && fabs(c->valuedouble) < 1e15)

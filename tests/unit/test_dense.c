@@ -1,18 +1,20 @@
-/* Row-streaming sgemm (src/nn/gemm_rows.c). The kernels promise one exact
- * sequence of fused multiply-adds per element, so the AVX-512, AVX2 and
- * scalar versions must agree with the plain C definition BIT FOR BIT, on
- * awkward sizes (1, 5, 6, 7, 17 rows; 1, 10, 15, 16, 17, 63, 64, 65, 200
- * columns; reductions 0, 1, 3, 64, 300), with and without bias, accumulating,
- * with transposed A and padded leading dimensions. The definition itself is
- * checked against a double-precision product, and the engine's wrappers
- * (rf_nn_linear_fwd / _dx / _dw) give the same result on the OpenBLAS and
- * the row-streaming path within float tolerance. */
+/* The layers' dense products (src/nn/dense.c, the engine's backend
+ * raffle/gemm.h rf_gemm_engine) and the layer code around them. raffle's
+ * GEMM promises one exact chain of fused multiply-adds per element, so the
+ * engine's wrappers (rf_nn_linear_fwd / _dx / _dw) must equal the plain C
+ * definition (rf_gemm_f32_ref) BIT FOR BIT on every ISA, on awkward sizes
+ * (1, 5, 6, 7, 17 rows; 1, 10, 15, 16, 17, 63, 64, 65, 200 columns;
+ * reductions 0, 1, 3, 64, 300) with padded leading dimensions; OpenBLAS
+ * (gemm=openblas) agrees within float tolerance. The transformer block,
+ * attention and feature-major paths built on them give the same bits on
+ * every ISA and chunking. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nn/layers.h"
+#include "raffle/gemm.h"
 #include "raffle/kernels.h"
 
 static float *randv(rf_rng *r, size_t n) {
@@ -27,112 +29,79 @@ static const int Ns[] = {1, 10, 15, 16, 17, 63, 64, 65, 200};
 static const int Ks[] = {0, 1, 3, 64, 300};
 #define LEN(a) (int)(sizeof(a) / sizeof(a[0]))
 
-/* One case on every vector ISA this CPU has (the scalar one is the
- * reference itself); returns the number of vector ISAs compared. */
-static int check_case(rf_rng *r, int M, int N, int K, int ta, int mode) {
-    int lda = (ta ? M : K) + 3, ldb = N + 2, ldc = N + 1;
-    float *A = randv(r, (size_t)(ta ? K : M) * lda), *B = randv(r, (size_t)K * ldb), *bias = randv(r, (size_t)N);
-    float *C0 = randv(r, (size_t)M * ldc), *want = malloc((size_t)M * ldc * sizeof(float));
-    float *got = malloc((size_t)M * ldc * sizeof(float));
-    memcpy(want, C0, (size_t)M * ldc * sizeof(float));
-    const float *bs = mode == 1 ? bias : NULL;
-    rf_nn_gemm_rows_ref(want, ldc, A, lda, ta, B, ldb, bs, mode == 2, M, N, K);
+/* rf_nn_linear_fwd / _dx / _dw of one shape (strides ldx = K + 3, ldy =
+ * N + 1) on every ISA of this CPU, each against the definition: Y = bias
+ * rows, then Y += X·W^T; dX += dY·W; dW += dY^T·X. Returns the ISAs run. */
+static int linear_case(rf_rng *r, int M, int N, int K, int bias) {
+    int ldx = K + 3, ldy = N + 1;
+    float *X = randv(r, (size_t)M * ldx), *W = randv(r, (size_t)N * K), *b = randv(r, (size_t)N);
+    float *dY = randv(r, (size_t)M * ldy), *dX0 = randv(r, (size_t)M * ldx), *dW0 = randv(r, (size_t)N * K);
+    float *Yw = malloc((size_t)M * ldy * sizeof(float)), *dXw = malloc((size_t)M * ldx * sizeof(float));
+    float *dWw = malloc((size_t)N * K * sizeof(float)), *Y = malloc((size_t)M * ldy * sizeof(float));
+    float *dX = malloc((size_t)M * ldx * sizeof(float)), *dW = malloc((size_t)N * K * sizeof(float));
+    memcpy(Yw, dY, (size_t)M * ldy * sizeof(float));   /* columns past N: anything, untouched */
+    for (int i = 0; bias && i < M; i++) memcpy(Yw + (size_t)i * ldy, b, (size_t)N * sizeof(float));
+    rf_gemm_f32_ref(0, 1, M, N, K, X, ldx, W, K, bias, Yw, ldy);
+    memcpy(dXw, dX0, (size_t)M * ldx * sizeof(float));
+    rf_gemm_f32_ref(0, 0, M, K, N, dY, ldy, W, K, 1, dXw, ldx);
+    memcpy(dWw, dW0, (size_t)N * K * sizeof(float));
+    rf_gemm_f32_ref(1, 0, N, K, M, dY, ldy, X, ldx, 1, dWw, K);
     /* the definition against a double product */
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
-            double s = mode == 1 ? bias[n] : mode == 2 ? C0[(size_t)m * ldc + n] : 0.0;
-            for (int p = 0; p < K; p++)
-                s += (double)(ta ? A[(size_t)p * lda + m] : A[(size_t)m * lda + p]) * B[(size_t)p * ldb + n];
-            cr_assert(fabs(s - want[(size_t)m * ldc + n]) <= 1e-4 * (1.0 + fabs(s)), "ref %dx%dx%d (%d,%d)", M, N,
-                      K, m, n);
+            double s = bias ? b[n] : 0.0;
+            for (int p = 0; p < K; p++) s += (double)X[(size_t)m * ldx + p] * W[(size_t)n * K + p];
+            cr_assert(fabs(s - Yw[(size_t)m * ldy + n]) <= 1e-4 * (1.0 + fabs(s)), "ref %dx%dx%d (%d,%d)", M, N, K,
+                      m, n);
         }
-    int isas = 0;
+    rf_engine e;
+    rf_engine_builtin(&e);
     rf_isa top = rf_kernels_cpu_isa();
-    for (int isa = RF_ISA_AVX2; isa <= (int)top; isa++) {
+    int isas = 0;
+    for (int isa = RF_ISA_SCALAR; isa <= (int)top; isa++) {
         rf_kernels_force((rf_isa)isa);
-        memcpy(got, C0, (size_t)M * ldc * sizeof(float));
-        rf_nn_gemm_rows(got, ldc, A, lda, ta, B, ldb, bs, mode == 2, M, N, K);
-        for (int m = 0; m < M; m++) {
-            cr_assert(memcmp(got + (size_t)m * ldc, want + (size_t)m * ldc, (size_t)N * sizeof(float)) == 0,
-                      "%s: %dx%dx%d ta=%d mode=%d row %d differs from the reference", rf_isa_name((rf_isa)isa), M,
-                      N, K, ta, mode, m);
-            /* the padding column past N is untouched */
-            cr_assert(memcmp(&got[(size_t)m * ldc + N], &C0[(size_t)m * ldc + N], sizeof(float)) == 0);
-        }
+        memcpy(Y, dY, (size_t)M * ldy * sizeof(float));
+        memcpy(dX, dX0, (size_t)M * ldx * sizeof(float));
+        memcpy(dW, dW0, (size_t)N * K * sizeof(float));
+        rf_nn_linear_fwd(&e, Y, X, W, bias ? b : NULL, M, N, K, ldx, ldy);
+        rf_nn_linear_bwd(&e, dX, dW, NULL, dY, X, W, M, N, K, ldx, ldy);
+        cr_assert(memcmp(Y, Yw, (size_t)M * ldy * sizeof(float)) == 0, "%s: forward %dx%dx%d bias=%d differs",
+                  rf_isa_name((rf_isa)isa), M, N, K, bias);
+        cr_assert(memcmp(dX, dXw, (size_t)M * ldx * sizeof(float)) == 0, "%s: dX %dx%dx%d differs",
+                  rf_isa_name((rf_isa)isa), M, N, K);
+        cr_assert(memcmp(dW, dWw, (size_t)N * K * sizeof(float)) == 0, "%s: dW %dx%dx%d differs",
+                  rf_isa_name((rf_isa)isa), M, N, K);
         isas++;
     }
     rf_kernels_force(top);
-    free(A); free(B); free(bias); free(C0); free(want); free(got);
+    /* OpenBLAS, the comparison backend: float tolerance */
+    e.v[RF_ENGINE_GEMM] = RF_ENGINE_GEMM_OPENBLAS;
+    memcpy(Y, dY, (size_t)M * ldy * sizeof(float));
+    rf_nn_linear_fwd(&e, Y, X, W, bias ? b : NULL, M, N, K, ldx, ldy);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float a = Y[(size_t)m * ldy + n], w = Yw[(size_t)m * ldy + n];
+            cr_assert(fabsf(a - w) <= 1e-4f * (1.0f + fabsf(w)) * (float)(1 + K / 64), "openblas (%d,%d)", m, n);
+        }
+    free(X); free(W); free(b); free(dY); free(dX0); free(dW0); free(Yw); free(dXw); free(dWw); free(Y); free(dX);
+    free(dW);
     return isas;
 }
 
-/* Skips a test that compares the vector kernels with the reference on a
- * CPU that has none: the comparison would be the reference with itself. */
-static void need_avx2(void) {
-    if (rf_kernels_cpu_isa() < RF_ISA_AVX2)
-        cr_skip_test("this CPU has no AVX2: only the plain C reference runs, nothing to compare it with");
-}
-
-Test(gemm_rows, every_isa_matches_the_reference_bit_for_bit) {
-    need_avx2();
+Test(dense, engine_products_equal_the_definition_on_every_isa) {
     rf_rng r;
     rf_rng_init(&r, 7, 0);
     for (int i = 0; i < LEN(Ms); i++)
         for (int j = 0; j < LEN(Ns); j++)
             for (int k = 0; k < LEN(Ks); k++)
-                for (int ta = 0; ta < 2; ta++)
-                    for (int mode = 0; mode < 3; mode++)
-                        cr_assert_geq(check_case(&r, Ms[i], Ns[j], Ks[k], ta, mode), 1, "no vector ISA compared");
-}
-
-Test(gemm_rows, tall_product_with_many_row_blocks) {
-    need_avx2();
-    rf_rng r;
-    rf_rng_init(&r, 8, 0);
-    cr_assert_geq(check_case(&r, 2176 / 8, 192, 64, 0, 1), 1);
-    check_case(&r, 133, 64, 129, 1, 2);
-}
-
-/* rf_nn_linear_fwd / _dx / _dw: OpenBLAS path and row path agree (the
- * engine option "gemm" picks the path). */
-static void wrappers(rf_rng *r, int M, int N, int K) {
-    rf_engine e[2];
-    rf_engine_builtin(&e[0]);
-    rf_engine_builtin(&e[1]);
-    e[0].v[RF_ENGINE_GEMM] = RF_ENGINE_GEMM_BLAS;
-    e[1].v[RF_ENGINE_GEMM] = RF_ENGINE_GEMM_ROWS;
-    cr_assert(!rf_nn_gemm_rows_on(&e[0]) && rf_nn_gemm_rows_on(&e[1]), "the two paths are not different paths");
-    float *X = randv(r, (size_t)M * K), *W = randv(r, (size_t)N * K), *b = randv(r, (size_t)N);
-    float *dY = randv(r, (size_t)M * N), *dX0 = randv(r, (size_t)M * K), *dW0 = randv(r, (size_t)N * K);
-    float *Y[2], *dX[2], *dW[2];
-    for (int path = 0; path < 2; path++) {
-        Y[path] = malloc((size_t)M * N * sizeof(float));
-        dX[path] = malloc((size_t)M * K * sizeof(float));
-        dW[path] = malloc((size_t)N * K * sizeof(float));
-        memcpy(dX[path], dX0, (size_t)M * K * sizeof(float));
-        memcpy(dW[path], dW0, (size_t)N * K * sizeof(float));
-        rf_nn_linear_fwd(&e[path], Y[path], X, W, b, M, N, K, K, N);
-        rf_nn_linear_bwd(&e[path], dX[path], dW[path], NULL, dY, X, W, M, N, K, K, N);
-    }
-    for (size_t i = 0; i < (size_t)M * N; i++) cr_assert_float_eq(Y[0][i], Y[1][i], 1e-4 * (1 + fabsf(Y[0][i])));
-    for (size_t i = 0; i < (size_t)M * K; i++) cr_assert_float_eq(dX[0][i], dX[1][i], 1e-4 * (1 + fabsf(dX[0][i])));
-    for (size_t i = 0; i < (size_t)N * K; i++) cr_assert_float_eq(dW[0][i], dW[1][i], 1e-3 * (1 + fabsf(dW[0][i])));
-    for (int p = 0; p < 2; p++) { free(Y[p]); free(dX[p]); free(dW[p]); }
-    free(X); free(W); free(b); free(dY); free(dX0); free(dW0);
-}
-
-Test(gemm_rows, engine_products_agree_with_openblas) {
-    need_avx2();   /* without AVX2 both paths are OpenBLAS: nothing to compare */
-    rf_rng r;
-    rf_rng_init(&r, 9, 0);
-    wrappers(&r, 2176 / 4, 192, 64);
-    wrappers(&r, 37, 10, 65);
-    wrappers(&r, 128, 300, 784);
+                for (int bias = 0; bias < 2; bias++) cr_assert_geq(linear_case(&r, Ms[i], Ns[j], Ks[k], bias), 1);
+    linear_case(&r, 2176 / 8, 192, 64, 1);   /* vit-tiny's tall shape, many row blocks */
+    linear_case(&r, 133, 64, 129, 0);
     rf_nn_gemm_release();
 }
 
 /* The transformer block's chunked path (layer_transformer.c) against the
- * unchunked one with every product on the row kernels: outputs, input
+ * unchunked one: outputs, input
  * gradients and every parameter gradient must be bit-identical, with chunks
  * that split the batch unevenly (3 samples of 5 tokens per 16-row chunk, 7
  * samples) and with one chunk holding the whole batch. */
@@ -148,7 +117,6 @@ static size_t block_params(void) {
 static void run_block(int chunk, float *out, float *din, float *grads, size_t n_params) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
-    ctx.engine.v[RF_ENGINE_GEMM] = RF_ENGINE_GEMM_ROWS;
     ctx.engine.v[RF_ENGINE_TB_CHUNK] = chunk;
     rf_model *m = NULL;
     cr_assert_eq(rf_model_from_spec(&ctx,
@@ -175,7 +143,7 @@ static void run_block(int chunk, float *out, float *din, float *grads, size_t n_
     free(x); free(dl);
 }
 
-Test(gemm_rows, chunked_transformer_block_is_bit_identical) {
+Test(dense, chunked_transformer_block_is_bit_identical) {
     size_t np = block_params();
     float o[3][28], d[3][560], *g[3];
     for (int i = 0; i < 3; i++) g[i] = malloc(np * sizeof(float));
@@ -195,8 +163,8 @@ Test(gemm_rows, chunked_transformer_block_is_bit_identical) {
 }
 
 /* Attention's per-head forward (softmax rows of at most 32 take an AVX-512
- * path of their own) gives the same bits on AVX-512 as on AVX2, for token
- * counts around the register widths. */
+ * path of their own) gives the same bits on AVX-512 as on scalar code, for
+ * token counts around the register widths. */
 #include "nn/product.h"
 
 /* Skips a test comparing AVX-512 with AVX2 on a CPU without AVX-512. */
@@ -207,7 +175,7 @@ static rf_isa need_avx512(void) {
     return top;
 }
 
-Test(gemm_rows, attention_heads_same_bits_on_every_vector_isa) {
+Test(dense, attention_heads_same_bits_on_every_vector_isa) {
     rf_isa top = need_avx512();
     rf_engine e;
     rf_engine_builtin(&e);
@@ -220,7 +188,7 @@ Test(gemm_rows, attention_heads_same_bits_on_every_vector_isa) {
         for (size_t j = 0; j < (size_t)B * T * 3 * D; j++) qkv[j] *= 3.0f; /* peaked and flat rows */
         float *att[2], *ctx[2];
         for (int v = 0; v < 2; v++) {
-            rf_kernels_force(v ? top : RF_ISA_AVX2);
+            rf_kernels_force(v ? top : RF_ISA_SCALAR);
             att[v] = malloc((size_t)B * H * T * T * sizeof(float));
             ctx[v] = malloc((size_t)B * T * D * sizeof(float));
             rf_nn_mhsa_heads_fwd(&e, att[v], ctx[v], qkv, B, T, D, H);
@@ -235,30 +203,34 @@ Test(gemm_rows, attention_heads_same_bits_on_every_vector_isa) {
     rf_nn_gemm_release();
 }
 
-/* The whole transformer path (row kernels, chunking, lane reductions,
- * attention softmax) gives the same bits on AVX2 as on AVX-512: a block
- * trained on either kind of node of a cluster matches. */
-Test(gemm_rows, transformer_block_same_bits_on_avx2_and_avx512) {
+/* The whole transformer path (GEMM, chunking, lane reductions, attention
+ * softmax) gives the same bits on scalar code, AVX2 and AVX-512: a block
+ * trained on any kind of node of a cluster matches. */
+Test(dense, transformer_block_same_bits_on_every_isa) {
     rf_isa top = need_avx512();
     size_t np = block_params();
-    float o[2][28], d[2][560], *g[2];
-    for (int v = 0; v < 2; v++) {
+    float o[3][28], d[3][560], *g[3];
+    static const rf_isa isas[3] = {RF_ISA_SCALAR, RF_ISA_AVX2, RF_ISA_AVX512};
+    for (int v = 0; v < 3; v++) {
         g[v] = malloc(np * sizeof(float));
-        rf_kernels_force(v ? top : RF_ISA_AVX2);
+        rf_kernels_force(v == 2 ? top : isas[v]);
         run_block(16, o[v], d[v], g[v], np);
     }
     rf_kernels_force(top);
-    cr_assert(memcmp(o[0], o[1], sizeof o[0]) == 0, "outputs differ between AVX2 and AVX-512");
-    cr_assert(memcmp(d[0], d[1], sizeof d[0]) == 0, "input gradients differ between AVX2 and AVX-512");
-    cr_assert(memcmp(g[0], g[1], np * sizeof(float)) == 0, "parameter gradients differ between AVX2 and AVX-512");
-    for (int v = 0; v < 2; v++) free(g[v]);
+    for (int v = 0; v < 2; v++) {
+        cr_assert(memcmp(o[v], o[2], sizeof o[0]) == 0, "outputs differ between %s and AVX-512", rf_isa_name(isas[v]));
+        cr_assert(memcmp(d[v], d[2], sizeof d[0]) == 0, "input gradients differ between %s and AVX-512",
+                  rf_isa_name(isas[v]));
+        cr_assert(memcmp(g[v], g[2], np * sizeof(float)) == 0, "parameter gradients differ between %s and AVX-512",
+                  rf_isa_name(isas[v]));
+    }
+    for (int v = 0; v < 3; v++) free(g[v]);
 }
 
 /* Feature-major inference (src/nn/model.c runs): layer norm across the
  * feature rows and attention on the rows of qkv^T give the row-major
- * functions' values to the bit, on every ISA whose row kernels run (through
- * OpenBLAS the two layouts are different sgemm calls: float tolerance). */
-Test(gemm_rows, feature_major_layernorm_and_attention_same_bits) {
+ * functions' values to the bit, on every ISA. */
+Test(dense, feature_major_layernorm_and_attention_same_bits) {
     rf_isa top = rf_kernels_cpu_isa();
     rf_engine e;
     rf_engine_builtin(&e);
@@ -291,11 +263,10 @@ Test(gemm_rows, feature_major_layernorm_and_attention_same_bits) {
             rf_nn_mhsa_heads_fwd(&e, att, ctx, qkv, B, T, D, H);
             rf_transpose_f32(qkvt, ld, qkv, rows, 3 * D, 3 * D);
             rf_nn_mhsa_heads_fwd_feat(&e, ctxt, qkvt, ld, S, B, T, D, H);
-            int exact = rf_nn_gemm_rows_on(&e);
             for (int m = 0; m < rows; m++)
                 for (int d = 0; d < D; d++) {
                     float a = ctxt[(size_t)d * ld + m], w = ctx[(size_t)m * D + d];
-                    cr_assert(exact ? memcmp(&a, &w, sizeof a) == 0 : fabsf(a - w) <= 1e-5f * (1.0f + fabsf(w)),
+                    cr_assert(memcmp(&a, &w, sizeof a) == 0,
                               "%s: attention T=%d (%d,%d): %.9g feature-major, %.9g row-major",
                               rf_isa_name((rf_isa)isa), T, m, d, a, w);
                 }
