@@ -195,6 +195,12 @@ double   rf_rng_uniform_double(rf_rng *r);     /* [0, 1), 53-bit resolution  */
 float    rf_rng_normal(rf_rng *r);             /* N(0,1), Box-Muller         */
 uint32_t rf_rng_below(rf_rng *r, uint32_t n);  /* uniform in [0, n), unbiased */
 void     rf_rng_shuffle_u32(rf_rng *r, uint32_t *v, size_t n); /* Fisher-Yates */
+/* Counter-based skip-ahead, so that several threads can draw one stream:
+ * out[j] = what the (first + j)-th of the next rf_rng_u32 calls returns
+ * (first = 0: the next one); r is not changed. rf_rng_skip moves r past n
+ * draws, as n calls of rf_rng_u32 would. */
+void     rf_rng_u32_range(const rf_rng *r, uint64_t first, uint32_t *out, size_t n);
+void     rf_rng_skip(rf_rng *r, uint64_t n);
 /* Stable 64-bit hash of a string (FNV-1a): names streams, task ids etc. */
 uint64_t rf_hash64(const void *data, size_t n, uint64_t seed);
 

@@ -794,7 +794,8 @@ static int use_wino(const conv_geom *g, const rf_engine *e) {
     return p == RF_NN_CONV_AUTO && g->C >= min_c && g->Co >= min_c && rf_kernels_isa() >= RF_ISA_AVX2;
 }
 
-static size_t conv_scratch(const rf_layer *L, int B) {
+static size_t conv_scratch(const rf_layer *L, int B, int threads) {
+    (void)threads;
     conv_geom g = conv_geom_of(L);
     size_t cols = (size_t)conv_chunk(&g, B) * g.P;
     /* columns + d(columns), or + Y rows (override); + the feature-major
@@ -951,7 +952,8 @@ static rf_status patch_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
     return RF_OK;
 }
 
-static size_t patch_scratch(const rf_layer *L, int B) {
+static size_t patch_scratch(const rf_layer *L, int B, int threads) {
+    (void)threads;
     patch_geom g = patch_geom_of(L);
     return (size_t)B * g.Np * ((size_t)g.K + (size_t)g.D);
 }

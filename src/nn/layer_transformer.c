@@ -69,7 +69,8 @@ static rf_status tb_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
 }
 
 /* Backward: dx1 [TD], da, dh [T·Mh], dln [TD], then the attention's scratch. */
-static size_t tb_scratch(const rf_layer *L, int B) {
+static size_t tb_scratch(const rf_layer *L, int B, int threads) {
+    (void)threads;
     size_t BT = (size_t)B * L->in.d[0], D = (size_t)L->in.d[1], Mh = (size_t)L->ip[1];
     return BT * (2 * D + 2 * Mh) + rf_nn_mhsa_scratch(B, L->in.d[0], L->in.d[1], L->ip[0]);
 }

@@ -25,6 +25,7 @@
 
 #include "raffle/nn.h"
 #include "raffle/engine.h"
+#include "raffle/threads.h"
 
 #include <cJSON.h>
 #include <string.h>
@@ -75,7 +76,7 @@ typedef struct rf_nn_run {
     float       *g[RF_NN_MAX_LAYER_PARAMS]; /* their gradients                          */
     float       *buf;         /* the layer's buffers (batchnorm running stats) */
     float       *save;        /* [B * save_numel] state kept from forward to backward */
-    float       *scratch;     /* at least op->scratch(L, B) floats           */
+    float       *scratch;     /* at least op->scratch(L, B, rf_nn_threads(eng)) floats */
     rf_rng      *rng;         /* dropout stream                              */
     /* Every input of a layer with several (add, concat, residual): ins[0]
      * is `in`, dins[0] is `din`; dins[k] is NULL when nothing upstream of
@@ -105,7 +106,10 @@ typedef struct rf_nn_op {
     /* Parses the layer's keys from j, infers L->out from L->in and declares
      * parameters (rf_nn_param), buffers and L->save_numel. */
     rf_status (*setup)(rf_nn_builder *b, rf_layer *L, const cJSON *j);
-    size_t    (*scratch)(const rf_layer *L, int B);   /* floats; NULL: none */
+    /* Floats of scratch for a batch of B split over `threads` threads
+     * (rf_nn_threads of the run's engine; per-thread buffers included);
+     * NULL: none. */
+    size_t    (*scratch)(const rf_layer *L, int B, int threads);
     rf_status (*forward)(const rf_nn_run *r);
     void      (*backward)(const rf_nn_run *r);
     /* Feature-major inference, optional (NULL: the layer ends a run).
@@ -205,6 +209,40 @@ static inline void rf_nn_set_out(rf_layer *L, int d0, int d1, int d2, rf_nn_kind
     L->out_size = (size_t)d0 * (size_t)d1 * (size_t)d2;
     L->ip[7] = (int)kind;
 }
+
+/* ---- threads ------------------------------------------------------------------
+ * A layer splits its work over the engine's pool (rf_engine.pool) in static
+ * parts: part t of n takes the items [t·N/n, (t+1)·N/n) (rf_nn_span), every
+ * output element is written by exactly one part, and every reduction runs
+ * in an order fixed by the shapes alone (a whole reduction inside one part,
+ * or partial sums over groups fixed by the shapes, combined in a fixed
+ * order), never by n. So no result depends on the thread count (the dense
+ * products split the same way, raffle/gemm.h). */
+/* Threads a layer may split its work over: e's pool, or 1 without one (and
+ * with gemm=openblas, whose calls must not run concurrently). */
+int  rf_nn_threads(const rf_engine *e);
+/* Parts for `work` units when a part should get at least `min_work` of
+ * them: 1 .. rf_nn_threads(e). */
+int  rf_nn_parts(const rf_engine *e, double work, double min_work);
+/* fn(arg, t, n) for t < n on e's pool (n = 1: here). */
+void rf_nn_par(const rf_engine *e, int n, rf_pool_fn fn, void *arg);
+/* Part t of n of [0, len): [*lo, *hi). */
+static inline void rf_nn_span(size_t len, int t, int n, size_t *lo, size_t *hi) {
+    *lo = len * (size_t)t / (size_t)n;
+    *hi = len * (size_t)(t + 1) / (size_t)n;
+}
+/* The same in whole units of `unit` items (the last part takes the rest). */
+static inline void rf_nn_span_aligned(size_t len, size_t unit, int t, int n, size_t *lo, size_t *hi) {
+    size_t units = (len + unit - 1) / unit;
+    *lo = units * (size_t)t / (size_t)n * unit;
+    *hi = units * (size_t)(t + 1) / (size_t)n * unit;
+    if (*lo > len) *lo = len;
+    if (*hi > len) *hi = len;
+}
+/* An element-wise loop y[i] = f(a[i], b[i]) (b, a may be NULL where f does
+ * not read them) over [0, n), split over e's threads in 64-byte units. */
+typedef void (*rf_nn_ew_fn)(float *y, const float *a, const float *b, size_t n);
+void rf_nn_ew(const rf_engine *e, rf_nn_ew_fn f, float *y, const float *a, const float *b, size_t n);
 
 /* ---- vectorised loops -------------------------------------------------------
  * Element-wise loops are compiled once per ISA (AVX-512, AVX2+FMA, baseline
