@@ -1,11 +1,13 @@
 /* 2-D convolution and ViT patch embedding. 3x3 stride-1 convs (pad 0 or 1)
- * with at least 16 input and output channels run as Winograd F(2x2, 3x3)
+ * with at least 32 input and output channels run as Winograd F(2x2, 3x3)
  * (conv_winograd.c: 2.25x fewer multiplies; forward, input and weight
- * gradient; AVX2 and up; on AVX-512 from 32 channels); other stride-1 convs
- * on AVX-512 as an implicit GEMM straight from the padded input (the
- * "direct" section below); everything else as im2col + sgemm. The engine
- * option "conv" (winograd|direct|gemm; RAFFLE_CONV sets its default)
- * forces a path for comparisons (see use_wino).
+ * gradient); other stride-1 convs as an implicit GEMM straight from the
+ * padded input (the "direct" section below); everything else as im2col +
+ * GEMM. Which path a layer takes depends on its shape only (and the engine
+ * option "conv", winograd|direct|gemm, RAFFLE_CONV its default, which
+ * forces a path for comparisons: see use_wino), and every path computes the
+ * same bits on every ISA and thread count. Products go to the engine's GEMM
+ * (raffle/gemm.h rf_gemm_engine).
  *
  * Training (and plain inference) use the Caffe orientation, columns
  * colT[K, g·P] for a chunk of g samples (K = Cin·kh·kw, P = positions), and
@@ -26,6 +28,7 @@
 #include "raffle/kernels.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 /* Strided path: columns per chunk are capped at this many floats (128 KiB,
@@ -401,7 +404,7 @@ DC_FWD_FNS(4) DC_FWD_FNS(6) DC_FWD_FNS(8)
 
 /* ywide[co·ldy + p] for co < round8(Co), p < PW; wpk packed [Co/8][K][8]. */
 __attribute__((target("avx512f")))
-static void dc_conv(float *ywide, size_t ldy, const float *wpk, int Co, int PW, const dc_in *d) {
+static void dc_conv_avx512(float *ywide, size_t ldy, const float *wpk, int Co, int PW, const dc_in *d) {
     size_t K = (size_t)d->C * d->kh * d->kw;
     for (int p0 = 0; p0 < PW; p0 += DC_NP) {
         int left = PW - p0;
@@ -500,7 +503,7 @@ static size_t tap_off(const conv_geom *g, int k, size_t plane, size_t ld) {
 
 /* dWT[k, co] (row stride ldc = round16(Co)) += Σ_p xpad[off(k) + p] ·
  * dyT[p, co] over the valid positions of one sample. */
-static void dc_dweight(float *dwt, const float *dyT, size_t ldc, const conv_geom *g, const dc_in *d) {
+static void dc_dweight_avx512(float *dwt, const float *dyT, size_t ldc, const conv_geom *g, const dc_in *d) {
     size_t off[DW_NT];
     for (int k0 = 0; k0 < g->K; k0 += DW_NT) {
         int nt = g->K - k0 < DW_NT ? g->K - k0 : DW_NT;
@@ -568,7 +571,7 @@ static const dws_fn dws_table[8][2] = {{dws_1, dws_1_1}, {dws_2, dws_2_1}, {dws_
                                        {dws_5, dws_5_1}, {dws_6, dws_6_1}, {dws_7, dws_7_1}, {dws_8, dws_8_1}};
 
 /* wacc += this sample's lane partial sums; dyw [Co][PW] holds its dy, wide. */
-static void dc_dweight_small(float *wacc, const float *dyw, const conv_geom *g, const dc_in *d, int PW) {
+static void dc_dweight_small_avx512(float *wacc, const float *dyw, const conv_geom *g, const dc_in *d, int PW) {
     const int Co = g->Co, K = g->K, tb = DWS_TB(Co);
     size_t off[8];
     for (int k0 = 0; k0 < K; k0 += tb) {
@@ -580,6 +583,131 @@ static void dc_dweight_small(float *wacc, const float *dyw, const conv_geom *g, 
             for (int t = 0; t < nt; t++)
                 dws_table[Co - 1][1](w + (size_t)t * 16, (size_t)K * 16, dyw, (size_t)PW, d->x, off + t, PW);
     }
+}
+
+/* dbias[co] += Σ_p dy[co, p]: 16 lane sums per row (lane l: p ≡ l mod 16,
+ * the tail lanes adding +0), combined by rf_nn_lanes_sum's fixed tree (the
+ * serial scalar sum was 4% of lenet-5's training step). */
+__attribute__((target("avx512f")))
+static void dc_bias_grad_avx512(float *dbias, const float *dy, int Co, int P) {
+    float lane[16];
+    for (int co = 0; co < Co; co++) {
+        const float *row = dy + (size_t)co * P;
+        __m512 acc = _mm512_setzero_ps();
+        int p = 0;
+        for (; p + 16 <= P; p += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(row + p));
+        if (p < P) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(dc_mask(P - p), row + p));
+        _mm512_storeu_ps(lane, acc);
+        dbias[co] += rf_nn_lanes_sum(lane);
+    }
+}
+
+/* ---- the direct path's kernels on other ISAs --------------------------------
+ * Plain C with fmaf (one correctly rounded fused multiply-add, like the
+ * AVX-512 instruction), vectorised per ISA by RF_NN_VEC: per output element
+ * the same operations in the same order as the AVX-512 kernels above, so the
+ * same bits on every ISA (tests/unit/test_conv_isa.c). */
+#define DG_NP 16   /* positions per block of the generic forward */
+
+RF_NN_VEC static void dc_conv_gen(float *ywide, size_t ldy, const float *wpk, int Co, int PW, const dc_in *d) {
+    const int C = d->C, kh = d->kh, kw = d->kw, Wp = d->Wp;
+    const size_t plane = d->plane, K = (size_t)C * kh * kw;
+    for (int cb = 0; cb < Co; cb += DC_MR) {
+        const int rows = Co - cb < DC_MR ? Co - cb : DC_MR;
+        for (int p0 = 0; p0 < PW; p0 += DG_NP) {
+            const int np = PW - p0 < DG_NP ? PW - p0 : DG_NP;
+            float acc[DC_MR][DG_NP];
+            memset(acc, 0, sizeof acc);
+            const float *wk = wpk + (size_t)cb * K;
+            for (int c = 0; c < C; c++)
+                for (int ki = 0; ki < kh; ki++) {
+                    const float *xr = d->x + (size_t)c * plane + (size_t)ki * Wp + p0;
+                    for (int kj = 0; kj < kw; kj++, wk += DC_MR)
+                        for (int i = 0; i < rows; i++) {
+                            const float w = wk[i];
+                            if (np == DG_NP)
+                                for (int j = 0; j < DG_NP; j++) acc[i][j] = fmaf(xr[kj + j], w, acc[i][j]);
+                            else
+                                for (int j = 0; j < np; j++) acc[i][j] = fmaf(xr[kj + j], w, acc[i][j]);
+                        }
+                }
+            for (int i = 0; i < rows; i++) memcpy(ywide + (size_t)(cb + i) * ldy + p0, acc[i], (size_t)np * sizeof(float));
+        }
+    }
+}
+
+/* dwt[k·ldc + co] += Σ over this sample's valid positions, in order, of
+ * x[off(k) + oh·Wp + ow] · dyT[(oh·OW + ow)·ldc + co]: the sum from +0, then
+ * one addition into dwt (dwt_tile's order). */
+RF_NN_VEC static void dc_dweight_gen(float *dwt, const float *dyT, size_t ldc, const conv_geom *g, const dc_in *d) {
+    enum { CB = 64 };
+    for (int k = 0; k < g->K; k++) {
+        const float *x = d->x + tap_off(g, k, d->plane, (size_t)d->Wp);
+        for (size_t c0 = 0; c0 < ldc; c0 += CB) {
+            const size_t nc = ldc - c0 < CB ? ldc - c0 : CB;
+            float acc[CB];
+            memset(acc, 0, sizeof acc);
+            for (int oh = 0; oh < g->OH; oh++)
+                for (int ow = 0; ow < g->OW; ow++) {
+                    const float xv = x[(size_t)oh * d->Wp + ow];
+                    const float *dp = dyT + ((size_t)oh * g->OW + ow) * ldc + c0;
+                    for (size_t c = 0; c < nc; c++) acc[c] = fmaf(dp[c], xv, acc[c]);
+                }
+            float *w = dwt + (size_t)k * ldc + c0;
+            for (size_t c = 0; c < nc; c++) w[c] = w[c] + acc[c];
+        }
+    }
+}
+
+/* wacc[(co·K + k)·16 + l] (lane l: wide positions q ≡ l mod 16; past Q the
+ * lane adds fma(0, 0, ·), as the masked vector does). */
+RF_NN_VEC static void dc_dweight_small_gen(float *wacc, const float *dyw, const conv_geom *g, const dc_in *d, int PW) {
+    for (int co = 0; co < g->Co; co++)
+        for (int k = 0; k < g->K; k++) {
+            const float *x = d->x + tap_off(g, k, d->plane, (size_t)d->Wp), *dr = dyw + (size_t)co * PW;
+            float *a = wacc + ((size_t)co * g->K + k) * 16;
+            float acc[16];
+            memcpy(acc, a, sizeof acc);
+            for (int q = 0; q < PW; q += 16) {
+                if (PW - q >= 16) {
+                    for (int l = 0; l < 16; l++) acc[l] = fmaf(dr[q + l], x[q + l], acc[l]);
+                } else {
+                    for (int l = 0; l < 16; l++) {
+                        int in = q + l < PW;
+                        acc[l] = fmaf(in ? dr[q + l] : 0.0f, in ? x[q + l] : 0.0f, acc[l]);
+                    }
+                }
+            }
+            memcpy(a, acc, sizeof acc);
+        }
+}
+
+RF_NN_VEC static void dc_bias_grad_gen(float *dbias, const float *dy, int Co, int P) {
+    for (int co = 0; co < Co; co++) {
+        const float *row = dy + (size_t)co * P;
+        float acc[16] = {0.0f};
+        int p = 0;
+        for (; p + 16 <= P; p += 16)
+            for (int l = 0; l < 16; l++) acc[l] = acc[l] + row[p + l];
+        for (int l = 0; p + l < P; l++) acc[l] = acc[l] + row[p + l];
+        for (int l = P - p; p < P && l < 16; l++) acc[l] = acc[l] + 0.0f;
+        dbias[co] += rf_nn_lanes_sum(acc);
+    }
+}
+
+/* The kernels of the ISA in use (the same bits on each). */
+static int dc_512(void) { return rf_kernels_isa() >= RF_ISA_AVX512; }
+static void dc_conv(float *ywide, size_t ldy, const float *wpk, int Co, int PW, const dc_in *d) {
+    (dc_512() ? dc_conv_avx512 : dc_conv_gen)(ywide, ldy, wpk, Co, PW, d);
+}
+static void dc_dweight(float *dwt, const float *dyT, size_t ldc, const conv_geom *g, const dc_in *d) {
+    (dc_512() ? dc_dweight_avx512 : dc_dweight_gen)(dwt, dyT, ldc, g, d);
+}
+static void dc_dweight_small(float *wacc, const float *dyw, const conv_geom *g, const dc_in *d, int PW) {
+    (dc_512() ? dc_dweight_small_avx512 : dc_dweight_small_gen)(wacc, dyw, g, d, PW);
+}
+static void dc_bias_grad(float *dbias, const float *dy, int Co, int P) {
+    (dc_512() ? dc_bias_grad_avx512 : dc_bias_grad_gen)(dbias, dy, Co, P);
 }
 
 /* dst[c·plane + (h + top)·ld + left + w] = src[c, h, w] (the rest untouched). */
@@ -606,7 +734,7 @@ static dc_bwd dc_bwd_of(const conv_geom *g) {
  * gradient is a convolution with non-negative padding). */
 static int direct_fits(const conv_geom *g) { return g->s == 1 && g->pad < g->kh && g->pad < g->kw; }
 static int use_direct(const conv_geom *g, const rf_engine *e) {
-    return direct_fits(g) && rf_kernels_isa() >= RF_ISA_AVX512 && e->v[RF_ENGINE_CONV] != RF_NN_CONV_GEMM;
+    return direct_fits(g) && e->v[RF_ENGINE_CONV] != RF_NN_CONV_GEMM;
 }
 
 /* The weight gradient of layers with at most this many output channels runs
@@ -660,19 +788,6 @@ static void dc_transpose(float *restrict dyT, size_t ldc, const float *restrict 
     }
 }
 
-/* dbias[co] += Σ_p dy[co, p]: 16 partial sums per row, then one reduction
- * (the serial scalar sum was 4% of lenet-5's training step). */
-__attribute__((target("avx512f")))
-static void dc_bias_grad(float *dbias, const float *dy, int Co, int P) {
-    for (int co = 0; co < Co; co++) {
-        const float *row = dy + (size_t)co * P;
-        __m512 acc = _mm512_setzero_ps();
-        int p = 0;
-        for (; p + 16 <= P; p += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(row + p));
-        if (p < P) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(dc_mask(P - p), row + p));
-        dbias[co] += _mm512_reduce_add_ps(acc);
-    }
-}
 
 static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
     const rf_layer *L = r->L;
@@ -776,22 +891,20 @@ static rf_status conv_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
 
 /* Winograd F(2x2, 3x3) (conv_winograd.c) for 3x3 stride-1 layers with pad
  * 0 or 1 and at least WINO_MIN_C input and output channels: with fewer, its
- * 16 GEMMs have K = C or N = Co too small to beat the direct conv (conv-k's
- * first layer, C = 1). Where the direct conv runs (AVX-512) it also wins
- * below WINO_MIN_C_DIRECT: ResNet-20's 16-channel stage trained at 320-340
- * samples per CPU second with Winograd, 380-390 with the direct conv (Zen 5,
- * batch 128, 32x32x3; 32 and 64 as the bound measured the same). The path
- * can be forced either way with the engine option "conv" (winograd, direct,
- * gemm); "winograd" still needs a 3x3 stride-1 layer. Scalar ISA keeps the
- * reference paths. */
-#define WINO_MIN_C 16
-#define WINO_MIN_C_DIRECT 32
+ * 16 GEMMs have K = C or N = Co too small, and the direct conv wins:
+ * ResNet-20's 16-channel stage trained at 320-340 samples per CPU second
+ * with Winograd, 380-390 with the direct conv (Zen 5, batch 128, 32x32x3;
+ * 32 and 64 as the bound measured the same). The path can be forced either
+ * way with the engine option "conv" (winograd, direct, gemm); "winograd"
+ * still needs a 3x3 stride-1 layer. The choice depends on the layer's shape
+ * and that option only, never on the ISA: every path gives the same bits on
+ * every ISA, so a task gives the same checkpoint on any node. */
+#define WINO_MIN_C 32
 static int use_wino(const conv_geom *g, const rf_engine *e) {
     if (!rf_nn_wino_fits(g->kh, g->kw, g->s, g->pad)) return 0;
     int p = e->v[RF_ENGINE_CONV];
     if (p == RF_NN_CONV_WINOGRAD) return 1;
-    int min_c = rf_kernels_isa() >= RF_ISA_AVX512 ? WINO_MIN_C_DIRECT : WINO_MIN_C;
-    return p == RF_NN_CONV_AUTO && g->C >= min_c && g->Co >= min_c && rf_kernels_isa() >= RF_ISA_AVX2;
+    return p == RF_NN_CONV_AUTO && g->C >= WINO_MIN_C && g->Co >= WINO_MIN_C;
 }
 
 static size_t conv_scratch(const rf_layer *L, int B, int threads) {
@@ -802,7 +915,6 @@ static size_t conv_scratch(const rf_layer *L, int B, int threads) {
      * override's row padding (rf_feat_ld) */
     size_t s = cols * (2 * (size_t)g.K + (size_t)g.Co) + 16 * ((size_t)g.K + (size_t)g.Co);
     size_t w = use_wide(&g) ? wide_scratch(&g, B) : 0;
-    /* Whatever the ISA now: it may be forced between allocation and use. */
     size_t d = direct_fits(&g) ? direct_scratch(&g) : 0;
     /* Winograd whenever it fits: the path may be forced after allocation. */
     size_t wn = rf_nn_wino_fits(g.kh, g.kw, g.s, g.pad) ? rf_nn_wino_scratch(g.C, g.H, g.W, g.Co, g.pad, B) : 0;

@@ -72,6 +72,10 @@ rf_status rf_task_engine(rf_ctx *ctx, const cJSON *settings) {
         if (cJSON_IsString(c)) snprintf(text, sizeof text, "%s", c->valuestring);
         else if (cJSON_IsNumber(c)) snprintf(text, sizeof text, "%.0f", c->valuedouble);
         else return rf_error(ctx, RF_ERR_INVALID, "settings engine.%s: expected a string or an integer", c->string);
+        int o = rf_engine_option_find(c->string);
+        if (o >= 0 && !rf_engine_options[o].changes_floats)
+            return rf_error(ctx, RF_ERR_INVALID, "settings engine.%s: does not change results, so it is not a task setting",
+                            c->string);
         RF_TRY(rf_engine_set(ctx, &ctx->engine, c->string, text));
     }
     /* The kernels' ISA is process-wide (their entry points take no context;
