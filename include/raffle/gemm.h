@@ -139,6 +139,10 @@ void rf_gemm_thread_release(void);
  * raffle's GEMM). Arguments must be valid (programmer error otherwise). */
 void rf_gemm_engine(const rf_engine *e, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                     const float *B, int ldb, int accumulate, float *C, int ldc);
+/* rf_gemm_f32_batch on e's backend (OpenBLAS: one call per product). */
+void rf_gemm_engine_batch(const rf_engine *e, int trans_a, int trans_b, int M, int N, int K, int count,
+                          const float *const *A, int lda, const float *const *B, int ldb, int accumulate,
+                          float *const *C, int ldc);
 /* The same from part t of a job split over e->pool (rf_gemm_f32_part on
  * e->gemm's workspace t). Without an attached GEMM only t = 0 may call it. */
 void rf_gemm_engine_part(const rf_engine *e, int t, int trans_a, int trans_b, int M, int N, int K, const float *A,

@@ -24,8 +24,9 @@ typedef enum rf_nn_conv_path {
 int rf_nn_wino_fits(int kh, int kw, int s, int pad);
 
 /* Scratch floats rf_nn_wino_forward / rf_nn_wino_backward need for batch B
- * of a C -> Co conv on H×W inputs with padding pad. */
-size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int B);
+ * of a C -> Co conv on H×W inputs with padding pad, split over `threads`
+ * threads (the engine's, rf_nn_threads). */
+size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int B, int threads);
 
 /* y[B, Co, OH, OW] = conv(x[B, C, H, W], w[Co, C, 3, 3]) + bias (bias may
  * be NULL); OH = H + 2·pad − 2. Borrows everything; scratch holds at least

@@ -730,6 +730,17 @@ static dc_bwd dc_bwd_of(const conv_geom *g) {
     return b;
 }
 
+/* The input gradient as a convolution visits (OH + 2·qh)·(OW + 2·qw) padded
+ * positions per output: for "same" padding (qh = pad) that is the forward's
+ * cost, but lenet-5's unpadded 5×5 conv2 would pay 3.8× the GEMM's
+ * multiplies; there dcol = Wᵀ·dy and col2im, per sample (j_wide_dx: one
+ * contiguous add per tap for unpadded stride-1 layers). */
+static int j_dx_direct(const conv_geom *g) {
+    dc_bwd b = dc_bwd_of(g);
+    return b.qh <= g->pad && b.qw <= g->pad;
+}
+static int j_wide_dx(const conv_geom *g) { return !j_dx_direct(g) && g->s == 1 && g->pad == 0; }
+
 /* The direct path needs stride 1 and pad < kernel (so that the input
  * gradient is a convolution with non-negative padding). */
 static int direct_fits(const conv_geom *g) { return g->s == 1 && g->pad < g->kh && g->pad < g->kw; }
@@ -749,30 +760,72 @@ static size_t dx_region(const conv_geom *g, const dc_bwd *b) {
     return c8 * b->PX > dcl ? c8 * b->PX : dcl;
 }
 
-static size_t direct_scratch(const conv_geom *g) {
+/* ---- the direct path over threads ---------------------------------------------
+ * Forward and input gradient: samples are independent, parts split them,
+ * each with its own padded input and wide output. Weight and bias
+ * gradients: sums over the batch, cut into DC_GROUPS groups of consecutive
+ * samples fixed by the batch size alone; each group's partial sum runs in
+ * sample order inside one part, and the partials are added in group order
+ * (then into the gradient). So the sums do not depend on how many threads
+ * share the groups. */
+#define DC_GROUPS 8
+
+static int dc_groups(int B) { return B < DC_GROUPS ? B : DC_GROUPS; }
+
+/* Floats of one group's partial sums: dW (lanes for few channels, else dWT
+ * rows of round16(Co)) and the bias. */
+static size_t dc_partial(const conv_geom *g) {
+    size_t dwp = g->Co <= DW_SMALL_CO ? (size_t)g->Co * 16 * (size_t)g->K : (size_t)g->K * (size_t)dc_round(g->Co, 16);
+    return dwp + (size_t)dc_round(g->Co, 16);
+}
+
+/* Per-thread floats of the backward: padded input, dy transposed (or laid
+ * out wide for few channels), padded dy, the input gradient's wide output. */
+static size_t dc_bwd_thread(const conv_geom *g) {
     wide_geom w = wide_of(g);
     dc_bwd b = dc_bwd_of(g);
-    size_t co8 = (size_t)dc_round(g->Co, DC_MR), c8 = (size_t)dc_round(g->C, DC_MR), co16 = (size_t)dc_round(g->Co, 16);
-    size_t fwd = w.xpad + co8 * ((size_t)g->K + (size_t)w.PW);
-    size_t bwd = w.xpad + co16 * ((size_t)g->K + (size_t)g->P) + b.pad + c8 * (size_t)g->Co * g->kh * g->kw +
-                 dx_region(g, &b);
-    if (g->Co <= DW_SMALL_CO) bwd += (size_t)g->Co * ((size_t)w.PW + 16 * (size_t)g->K);   /* dyw, wacc */
+    size_t dyt = g->Co <= DW_SMALL_CO ? (size_t)g->Co * (size_t)w.PW : (size_t)g->P * (size_t)dc_round(g->Co, 16);
+    return w.xpad + dyt + b.pad + dx_region(g, &b);
+}
+
+static size_t direct_scratch(const conv_geom *g, int B, int threads) {
+    wide_geom w = wide_of(g);
+    size_t t = (size_t)(threads > 0 ? threads : 1);
+    size_t co8 = (size_t)dc_round(g->Co, DC_MR), c8 = (size_t)dc_round(g->C, DC_MR);
+    size_t fwd = co8 * (size_t)g->K + t * (w.xpad + co8 * (size_t)w.PW);
+    size_t bwd = c8 * (size_t)g->Co * g->kh * g->kw + (size_t)dc_groups(B) * dc_partial(g) + t * dc_bwd_thread(g);
     return fwd > bwd ? fwd : bwd;
 }
 
-static void direct_forward(const rf_nn_run *r, const conv_geom *g) {
+typedef struct dc_job { const rf_nn_run *r; const conv_geom *g; float *shared, *part; size_t per; int dx_mode; } dc_job;
+
+static void direct_fwd_part(void *arg, int t, int n) {
+    const dc_job *j = arg;
+    const rf_nn_run *r = j->r;
+    const conv_geom *g = j->g;
     const rf_layer *L = r->L;
     wide_geom w = wide_of(g);
     const float *bias = L->ip[5] ? r->p[1] : NULL;
-    float *xpad = r->scratch, *wpk = xpad + w.xpad, *ywide = wpk + (size_t)dc_round(g->Co, DC_MR) * g->K;
+    float *xpad = j->part + (size_t)t * j->per, *ywide = xpad + w.xpad;
     memset(xpad, 0, w.xpad * sizeof(float));
-    dc_pack(wpk, r->p[0], g->Co, (size_t)g->K);
     dc_in d = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane};
-    for (int n = 0; n < r->B; n++) {
-        pad_in(xpad, r->in + (size_t)n * L->in_size, g, &w);
-        dc_conv(ywide, (size_t)w.PW, wpk, g->Co, w.PW, &d);
-        wide_compact(r->out + (size_t)n * L->out_size, ywide, (size_t)w.PW, bias, g, &w);
+    size_t s0, s1;
+    rf_nn_span((size_t)r->B, t, n, &s0, &s1);
+    for (size_t s = s0; s < s1; s++) {
+        pad_in(xpad, r->in + s * L->in_size, g, &w);
+        dc_conv(ywide, (size_t)w.PW, j->shared, g->Co, w.PW, &d);
+        wide_compact(r->out + s * L->out_size, ywide, (size_t)w.PW, bias, g, &w);
     }
+}
+
+static void direct_forward(const rf_nn_run *r, const conv_geom *g) {
+    wide_geom w = wide_of(g);
+    size_t co8 = (size_t)dc_round(g->Co, DC_MR);
+    dc_job j = {r, g, r->scratch, r->scratch + co8 * (size_t)g->K, w.xpad + co8 * (size_t)w.PW, 0};
+    dc_pack(j.shared, r->p[0], g->Co, (size_t)g->K);
+    double work = (double)r->B * (double)co8 * (double)g->K * (double)w.PW;
+    int parts = rf_nn_parts(r->eng, work, 1 << 20);
+    rf_nn_par(r->eng, parts < r->B ? parts : r->B, direct_fwd_part, &j);
 }
 
 /* dyT[p·ldc + co] = dy[co·P + p] for co < Co (lanes up to ldc stay as they
@@ -789,77 +842,99 @@ static void dc_transpose(float *restrict dyT, size_t ldc, const float *restrict 
 }
 
 
-static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
+/* The input gradient of sample n (part t's buffers from dypad on). */
+static void direct_dx(const rf_nn_run *r, const conv_geom *g, int t, int n, float *dypad, float *dxwide,
+                      const float *wfpk) {
+    const rf_layer *L = r->L;
+    dc_bwd b = dc_bwd_of(g);
+    const float *dy = r->dout + (size_t)n * L->out_size;
+    float *din = r->din + (size_t)n * L->in_size;
+    if (j_wide_dx(g)) {
+        /* dy laid out with the input's row stride W (zero past OW, in
+         * dypad's region): then dcol = Wᵀ·dy has the same layout, and the
+         * col2im of tap (c, ki, kj) is ONE contiguous add of dcol's row
+         * at offset c·H·W + ki·W + kj, instead of OH adds of OW floats
+         * (lenet-5's conv2: 10-float rows, scalar; 11% of its step). The
+         * zero columns add nothing, and the add stops at the last valid
+         * output, so it stays inside channel c. */
+        size_t PWx = (size_t)g->OH * g->W, len = (size_t)(g->OH - 1) * g->W + g->OW;
+        dc_pad(dypad, dy, g->Co, g->OH, g->OW, PWx, g->W, 0, 0);
+        rf_gemm_engine_part(r->eng, t, 1, 0, g->K, (int)PWx, g->Co, r->p[0], g->K, dypad, (int)PWx, 0, dxwide, (int)PWx);
+        for (int k = 0; k < g->K; k++)
+            rf_nn_add(din + tap_off(g, k, (size_t)g->H * g->W, (size_t)g->W), dxwide + (size_t)k * PWx, len);
+        return;
+    }
+    if (!j_dx_direct(g)) {
+        rf_gemm_engine_part(r->eng, t, 1, 0, g->K, g->P, g->Co, r->p[0], g->K, dy, g->P, 0, dxwide, g->P);
+        col2im_t_add(din, dxwide, 1, g);
+        return;
+    }
+    dc_in dyin = {dypad, g->Co, g->kh, g->kw, b.Wq, b.plane};
+    dc_pad(dypad, dy, g->Co, g->OH, g->OW, b.plane, b.Wq, b.qh, b.qw);
+    dc_conv(dxwide, b.PX, wfpk, g->C, (int)b.PX, &dyin);
+    for (int c = 0; c < g->C; c++)
+        for (int h = 0; h < g->H; h++)
+            rf_nn_add(din + ((size_t)c * g->H + h) * g->W, dxwide + (size_t)c * b.PX + (size_t)h * b.Wq, (size_t)g->W);
+}
+
+static void direct_bwd_part(void *arg, int t, int n) {
+    const dc_job *j = arg;
+    const rf_nn_run *r = j->r;
+    const conv_geom *g = j->g;
     const rf_layer *L = r->L;
     wide_geom w = wide_of(g);
     dc_bwd b = dc_bwd_of(g);
-    float *dbias = L->ip[5] ? r->g[1] : NULL;
-    size_t ldc = (size_t)dc_round(g->Co, 16);
-    float *xpad = r->scratch, *dwt = xpad + w.xpad, *dyT = dwt + (size_t)g->K * ldc, *dypad = dyT + (size_t)g->P * ldc;
-    float *wfpk = dypad + b.pad, *dxwide = wfpk + (size_t)dc_round(g->C, DC_MR) * g->Co * g->kh * g->kw;
-    const int small = g->Co <= DW_SMALL_CO;   /* weight gradient by dc_dweight_small */
-    float *dyw = dxwide + dx_region(g, &b), *wacc = dyw + (size_t)g->Co * w.PW;
+    const int small = g->Co <= DW_SMALL_CO, G = dc_groups(r->B);
+    const size_t ldc = (size_t)dc_round(g->Co, 16), pp = dc_partial(g);
+    const size_t dyt = small ? (size_t)g->Co * (size_t)w.PW : (size_t)g->P * ldc;
+    float *xpad = j->part + (size_t)t * j->per, *dyT = xpad + w.xpad, *dypad = dyT + dyt, *dxwide = dypad + b.pad;
+    float *partials = j->shared + (size_t)dc_round(g->C, DC_MR) * g->Co * g->kh * g->kw;
     memset(xpad, 0, w.xpad * sizeof(float));
-    if (small) memset(dyw, 0, (size_t)g->Co * ((size_t)w.PW + 16 * (size_t)g->K) * sizeof(float));
-    else memset(dwt, 0, ((size_t)g->K + (size_t)g->P) * ldc * sizeof(float));   /* dyT's lanes past Co stay 0 */
+    memset(dyT, 0, dyt * sizeof(float));   /* dyT's lanes past Co, dyw's wide columns stay 0 */
     memset(dypad, 0, b.pad * sizeof(float));
-    /* The input gradient as a convolution visits (OH + 2·qh)·(OW + 2·qw)
-     * padded positions per output: for "same" padding (qh = pad) that is the
-     * forward's cost, but lenet-5's unpadded 5×5 conv2 would pay 3.8× the
-     * GEMM's multiplies; there dcol = Wᵀ·dy and col2im, per sample. */
-    int dx_direct = b.qh <= g->pad && b.qw <= g->pad;
-    /* unpadded stride-1 layers take the wide col2im below (dypad's region,
-     * (OH + 2·qh)·(OW + 2·qw) >= OH·W per channel, holds the wide dy) */
-    int wide_dx = !dx_direct && g->s == 1 && g->pad == 0;
-    if (r->din && dx_direct) dc_pack_flip(wfpk, r->p[0], g->Co, g->C, g->kh, g->kw);
     dc_in xin = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane};
-    dc_in dyin = {dypad, g->Co, g->kh, g->kw, b.Wq, b.plane};
-    for (int n = 0; n < r->B; n++) {
-        const float *dy = r->dout + (size_t)n * L->out_size;
-        pad_in(xpad, r->in + (size_t)n * L->in_size, g, &w);
-        if (dbias) dc_bias_grad(dbias, dy, g->Co, g->P);
-        if (small) {
-            dc_pad(dyw, dy, g->Co, g->OH, g->OW, (size_t)w.PW, w.Wp, 0, 0);
-            dc_dweight_small(wacc, dyw, g, &xin, w.PW);
-        } else {
-            dc_transpose(dyT, ldc, dy, g->Co, g->P);
-            dc_dweight(dwt, dyT, ldc, g, &xin);
+    size_t g0, g1;
+    rf_nn_span((size_t)G, t, n, &g0, &g1);
+    for (size_t gi = g0; gi < g1; gi++) {
+        float *dwp = partials + gi * pp, *dbp = dwp + pp - ldc;
+        memset(dwp, 0, pp * sizeof(float));
+        size_t s0, s1;
+        rf_nn_span((size_t)r->B, (int)gi, G, &s0, &s1);
+        for (size_t s = s0; s < s1; s++) {
+            const float *dy = r->dout + s * L->out_size;
+            pad_in(xpad, r->in + s * L->in_size, g, &w);
+            if (L->ip[5]) dc_bias_grad(dbp, dy, g->Co, g->P);
+            if (small) {
+                dc_pad(dyT, dy, g->Co, g->OH, g->OW, (size_t)w.PW, w.Wp, 0, 0);
+                dc_dweight_small(dwp, dyT, g, &xin, w.PW);
+            } else {
+                dc_transpose(dyT, ldc, dy, g->Co, g->P);
+                dc_dweight(dwp, dyT, ldc, g, &xin);
+            }
+            if (r->din) direct_dx(r, g, t, (int)s, dypad, dxwide, j->shared);
         }
-        if (!r->din) continue;
-        if (wide_dx) {
-            /* dy laid out with the input's row stride W (zero past OW, in
-             * dypad's region): then dcol = Wᵀ·dy has the same layout, and the
-             * col2im of tap (c, ki, kj) is ONE contiguous add of dcol's row
-             * at offset c·H·W + ki·W + kj, instead of OH adds of OW floats
-             * (lenet-5's conv2: 10-float rows, scalar; 11% of its step). The
-             * zero columns add nothing, and the add stops at the last valid
-             * output, so it stays inside channel c. */
-            size_t PWx = (size_t)g->OH * g->W, len = (size_t)(g->OH - 1) * g->W + g->OW;
-            dc_pad(dypad, dy, g->Co, g->OH, g->OW, PWx, g->W, 0, 0);
-            rf_gemm_engine(r->eng, 1, 0, g->K, (int)PWx, g->Co, r->p[0], g->K, dypad, (int)PWx, 0, dxwide, (int)PWx);
-            float *din = r->din + (size_t)n * L->in_size;
-            for (int k = 0; k < g->K; k++)
-                rf_nn_add(din + tap_off(g, k, (size_t)g->H * g->W, (size_t)g->W), dxwide + (size_t)k * PWx, len);
-            continue;
-        }
-        if (!dx_direct) {
-            rf_gemm_engine(r->eng, 1, 0, g->K, g->P, g->Co, r->p[0], g->K, dy, g->P, 0, dxwide, g->P);
-            col2im_t_add(r->din + (size_t)n * L->in_size, dxwide, 1, g);
-            continue;
-        }
-        dc_pad(dypad, dy, g->Co, g->OH, g->OW, b.plane, b.Wq, b.qh, b.qw);
-        dc_conv(dxwide, b.PX, wfpk, g->C, (int)b.PX, &dyin);
-        float *din = r->din + (size_t)n * L->in_size;
-        for (int c = 0; c < g->C; c++)
-            for (int h = 0; h < g->H; h++)
-                rf_nn_add(din + ((size_t)c * g->H + h) * g->W, dxwide + (size_t)c * b.PX + (size_t)h * b.Wq,
-                          (size_t)g->W);
     }
-    const int Co = g->Co, K = g->K;
+}
+
+static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
+    const rf_layer *L = r->L;
+    const int small = g->Co <= DW_SMALL_CO, G = dc_groups(r->B), Co = g->Co, K = g->K;
+    const size_t ldc = (size_t)dc_round(Co, 16), pp = dc_partial(g);
+    float *partials = r->scratch + (size_t)dc_round(g->C, DC_MR) * Co * g->kh * g->kw;
+    dc_job j = {r, g, r->scratch, partials + (size_t)G * pp, dc_bwd_thread(g), 0};
+    if (r->din && j_dx_direct(g)) dc_pack_flip(j.shared, r->p[0], Co, g->C, g->kh, g->kw);
+    double work = (double)r->B * (double)ldc * (double)K * (double)g->P * (r->din ? 2.0 : 1.0);
+    int parts = rf_nn_parts(r->eng, work, 1 << 20);
+    rf_nn_par(r->eng, parts < G ? parts : G, direct_bwd_part, &j);
+    /* the groups' partial sums, in group order, then into the gradients */
+    for (int gi = 1; gi < G; gi++) rf_nn_add(partials, partials + (size_t)gi * pp, pp);
     float *restrict dW = r->g[0];
     for (int co = 0; co < Co; co++)
         for (int k = 0; k < K; k++)
-            dW[(size_t)co * K + k] += small ? rf_nn_lanes_sum(wacc + ((size_t)co * K + k) * 16) : dwt[(size_t)k * ldc + co];
+            dW[(size_t)co * K + k] +=
+                small ? rf_nn_lanes_sum(partials + ((size_t)co * K + k) * 16) : partials[(size_t)k * ldc + co];
+    if (L->ip[5])
+        for (int co = 0; co < Co; co++) r->g[1][co] += partials[pp - ldc + (size_t)co];
 }
 
 /* Wide columns cost Co·(kw − 1) extra outputs per row of OH·K work; the
@@ -908,16 +983,15 @@ static int use_wino(const conv_geom *g, const rf_engine *e) {
 }
 
 static size_t conv_scratch(const rf_layer *L, int B, int threads) {
-    (void)threads;
     conv_geom g = conv_geom_of(L);
     size_t cols = (size_t)conv_chunk(&g, B) * g.P;
     /* columns + d(columns), or + Y rows (override); + the feature-major
      * override's row padding (rf_feat_ld) */
     size_t s = cols * (2 * (size_t)g.K + (size_t)g.Co) + 16 * ((size_t)g.K + (size_t)g.Co);
     size_t w = use_wide(&g) ? wide_scratch(&g, B) : 0;
-    size_t d = direct_fits(&g) ? direct_scratch(&g) : 0;
+    size_t d = direct_fits(&g) ? direct_scratch(&g, B, threads) : 0;
     /* Winograd whenever it fits: the path may be forced after allocation. */
-    size_t wn = rf_nn_wino_fits(g.kh, g.kw, g.s, g.pad) ? rf_nn_wino_scratch(g.C, g.H, g.W, g.Co, g.pad, B) : 0;
+    size_t wn = rf_nn_wino_fits(g.kh, g.kw, g.s, g.pad) ? rf_nn_wino_scratch(g.C, g.H, g.W, g.Co, g.pad, B, threads) : 0;
     if (w > s) s = w;
     if (wn > s) s = wn;
     return s > d ? s : d;

@@ -94,7 +94,7 @@ static void check(int B, int C, int H, int W, int Co, int pad, int bias) {
     memcpy(dw0, dw, nw * sizeof(float));
     memcpy(db0, db, (size_t)Co * sizeof(float));
     memcpy(dx0, dx, nx * sizeof(float));
-    size_t ns = rf_nn_wino_scratch(C, H, W, Co, pad, B);
+    size_t ns = rf_nn_wino_scratch(C, H, W, Co, pad, B, 1);
     float *s = randv(&r, ns);   /* garbage scratch: nothing may depend on it */
     double *ry = malloc(ny * sizeof(double)), *rdw = malloc(nw * sizeof(double)),
            *rdb = malloc((size_t)Co * sizeof(double)), *rdx = malloc(nx * sizeof(double));
@@ -174,7 +174,7 @@ static void wcase_run(const wcase *c, uint64_t seed, float junk, float *out[4]) 
     rf_rng_init(&r, seed, 1);
     size_t nx = (size_t)c->B * c->C * c->H * c->W, ny = (size_t)c->B * c->Co * c->H * c->W, nw = (size_t)c->Co * c->C * 9;
     float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, (size_t)c->Co), *dy = randv(&r, ny);
-    size_t ns = rf_nn_wino_scratch(c->C, c->H, c->W, c->Co, c->pad, c->B);
+    size_t ns = rf_nn_wino_scratch(c->C, c->H, c->W, c->Co, c->pad, c->B, 1);
     float *s = malloc(ns * sizeof(float));
     for (size_t i = 0; i < ns; i++) s[i] = junk;
     out[0] = calloc(ny, sizeof(float)); out[1] = calloc(nw, sizeof(float));
