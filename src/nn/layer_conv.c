@@ -59,6 +59,11 @@ static int conv_chunk(const conv_geom *g, int B) {
     return (int)c;
 }
 
+/* Floats of one im2col forward part: a chunk's columns and its product. */
+static size_t im_thread(const conv_geom *g, int chunk) {
+    return (size_t)chunk * g->P * ((size_t)g->K + (size_t)g->Co);
+}
+
 /* Output positions ow in [*lo, *hi) read input column ow·s + kj - pad inside [0, W). */
 static void valid_range(int n_out, int n_in, int s, int k, int pad, int *lo, int *hi) {
     int a = pad - k, l = 0;
@@ -80,8 +85,8 @@ static inline void copy_row(float *d, const float *s, int n) {
 }
 
 /* colT[K, ns·P] (row stride ld >= ns·P) from samples x[ns, C, H, W]. */
-RF_NN_VEC static void im2col_t(float *colT, const float *x, int ns, const conv_geom *g, size_t ld) {
-    for (int c = 0; c < g->C; c++)
+RF_NN_VEC static void im2col_c(float *colT, const float *x, int ns, const conv_geom *g, size_t ld, int c0, int c1) {
+    for (int c = c0; c < c1; c++)
         for (int ki = 0; ki < g->kh; ki++)
             for (int kj = 0; kj < g->kw; kj++) {
                 float *row = colT + (size_t)((c * g->kh + ki) * g->kw + kj) * ld;
@@ -104,9 +109,9 @@ RF_NN_VEC static void im2col_t(float *colT, const float *x, int ns, const conv_g
 }
 
 /* dx[ns, C, H, W] += col2im(dcolT). */
-RF_NN_VEC static void col2im_t_add(float *dx, const float *dcolT, int ns, const conv_geom *g) {
+RF_NN_VEC static void col2im_c_add(float *dx, const float *dcolT, int ns, const conv_geom *g, int c0, int c1) {
     size_t ld = (size_t)ns * g->P;
-    for (int c = 0; c < g->C; c++)
+    for (int c = c0; c < c1; c++)
         for (int ki = 0; ki < g->kh; ki++)
             for (int kj = 0; kj < g->kw; kj++) {
                 const float *row = dcolT + (size_t)((c * g->kh + ki) * g->kw + kj) * ld;
@@ -127,8 +132,9 @@ RF_NN_VEC static void col2im_t_add(float *dx, const float *dcolT, int ns, const 
 }
 
 /* y[n, co, p] = tmp[co, n·P + p] + bias[co] (tmp's row stride: cols). */
-RF_NN_VEC static void scatter_bias(float *y, const float *tmp, const float *bias, int ns, int Co, int P, size_t cols) {
-    for (int co = 0; co < Co; co++) {
+RF_NN_VEC static void scatter_bias_c(float *y, const float *tmp, const float *bias, int ns, int Co, int P, size_t cols,
+                                      int co0, int co1) {
+    for (int co = co0; co < co1; co++) {
         float bv = bias ? bias[co] : 0.0f;
         for (int n = 0; n < ns; n++) {
             float *restrict yn = y + ((size_t)n * Co + co) * P;
@@ -139,9 +145,9 @@ RF_NN_VEC static void scatter_bias(float *y, const float *tmp, const float *bias
 }
 
 /* dtmp[co, n·P + p] = dy[n, co, p]; dbias[co] += Σ dy[:, co, :] (if dbias). */
-RF_NN_VEC static void gather_grad(float *dtmp, float *dbias, const float *dy, int ns, int Co, int P) {
+RF_NN_VEC static void gather_grad_c(float *dtmp, float *dbias, const float *dy, int ns, int Co, int P, int co0, int co1) {
     size_t cols = (size_t)ns * P;
-    for (int co = 0; co < Co; co++) {
+    for (int co = co0; co < co1; co++) {
         float *t = dtmp + (size_t)co * cols;
         for (int n = 0; n < ns; n++) {
             const float *restrict dn = dy + ((size_t)n * Co + co) * P;
@@ -153,6 +159,17 @@ RF_NN_VEC static void gather_grad(float *dtmp, float *dbias, const float *dy, in
         for (size_t i = 0; i < cols; i++) s += t[i];
         dbias[co] += s;
     }
+}
+
+/* The loops above whole (one thread). */
+static void im2col_t(float *colT, const float *x, int ns, const conv_geom *g, size_t ld) {
+    im2col_c(colT, x, ns, g, ld, 0, g->C);
+}
+static void col2im_t_add(float *dx, const float *dcolT, int ns, const conv_geom *g) {
+    col2im_c_add(dx, dcolT, ns, g, 0, g->C);
+}
+static void scatter_bias(float *y, const float *tmp, const float *bias, int ns, int Co, int P, size_t cols) {
+    scatter_bias_c(y, tmp, bias, ns, Co, P, cols, 0, Co);
 }
 
 /* dbias[co] += Σ_p dy[co, p] for one sample. */
@@ -988,6 +1005,8 @@ static size_t conv_scratch(const rf_layer *L, int B, int threads) {
     /* columns + d(columns), or + Y rows (override); + the feature-major
      * override's row padding (rf_feat_ld) */
     size_t s = cols * (2 * (size_t)g.K + (size_t)g.Co) + 16 * ((size_t)g.K + (size_t)g.Co);
+    size_t tf = (size_t)(threads > 0 ? threads : 1) * im_thread(&g, conv_chunk(&g, B));   /* forward's parts */
+    if (tf > s) s = tf;
     size_t w = use_wide(&g) ? wide_scratch(&g, B) : 0;
     size_t d = direct_fits(&g) ? direct_scratch(&g, B, threads) : 0;
     /* Winograd whenever it fits: the path may be forced after allocation. */
@@ -995,6 +1014,62 @@ static size_t conv_scratch(const rf_layer *L, int B, int threads) {
     if (w > s) s = w;
     if (wn > s) s = wn;
     return s > d ? s : d;
+}
+
+/* ---- the im2col path over threads -------------------------------------------
+ * Forward: chunks are independent; parts take whole chunks, each with its
+ * own columns and product buffer (IM_THREAD floats) and the GEMM workspace
+ * of its part. Backward: see conv_backward. */
+typedef struct im2col_job {
+    const rf_nn_run *r;
+    const conv_geom *g;
+    int chunk, n0, ns;
+    float *col, *dtmp, *dcol, *dbias;
+    const float *bias;
+    int step;   /* backward: 0 columns + gathers, 1 col2im */
+} im2col_job;
+
+static void im2col_fwd_part(void *arg, int t, int n) {
+    const im2col_job *j = arg;
+    const rf_nn_run *r = j->r;
+    const conv_geom *g = j->g;
+    const rf_layer *L = r->L;
+    int chunks = (r->B + j->chunk - 1) / j->chunk;
+    size_t c0, c1;
+    rf_nn_span((size_t)chunks, t, n, &c0, &c1);
+    float *col = r->scratch + (size_t)t * im_thread(g, j->chunk);
+    for (size_t c = c0; c < c1; c++) {
+        int n0 = (int)c * j->chunk, ns = r->B - n0 < j->chunk ? r->B - n0 : j->chunk;
+        size_t cols = (size_t)ns * g->P;
+        float *tmp = col + cols * g->K;
+        im2col_t(col, r->in + (size_t)n0 * L->in_size, ns, g, cols);
+        rf_gemm_engine_part(r->eng, t, 0, 0, g->Co, (int)cols, g->K, r->p[0], g->K, col, (int)cols, 0, tmp, (int)cols);
+        scatter_bias(r->out + (size_t)n0 * L->out_size, tmp, j->bias, ns, g->Co, g->P, cols);
+    }
+}
+
+static void im2col_forward(const rf_nn_run *r, const conv_geom *g, int chunk, const float *bias) {
+    im2col_job j = {r, g, chunk, 0, 0, NULL, NULL, NULL, NULL, bias, 0};
+    int chunks = (r->B + chunk - 1) / chunk;
+    int parts = rf_nn_parts(r->eng, (double)r->B * g->P * g->K * g->Co, 1 << 20);
+    rf_nn_par(r->eng, parts < chunks ? parts : chunks, im2col_fwd_part, &j);
+}
+
+static void im2col_bwd_part(void *arg, int t, int n) {
+    const im2col_job *j = arg;
+    const rf_nn_run *r = j->r;
+    const conv_geom *g = j->g;
+    const rf_layer *L = r->L;
+    size_t cols = (size_t)j->ns * g->P, a0, a1;
+    if (j->step == 1) {
+        rf_nn_span((size_t)g->C, t, n, &a0, &a1);
+        col2im_c_add(r->din + (size_t)j->n0 * L->in_size, j->dcol, j->ns, g, (int)a0, (int)a1);
+        return;
+    }
+    rf_nn_span((size_t)g->C, t, n, &a0, &a1);
+    im2col_c(j->col, r->in + (size_t)j->n0 * L->in_size, j->ns, g, cols, (int)a0, (int)a1);
+    rf_nn_span((size_t)g->Co, t, n, &a0, &a1);
+    gather_grad_c(j->dtmp, j->dbias, r->dout + (size_t)j->n0 * L->out_size, j->ns, g->Co, g->P, (int)a0, (int)a1);
 }
 
 static rf_status conv_forward(const rf_nn_run *r) {
@@ -1009,7 +1084,11 @@ static rf_status conv_forward(const rf_nn_run *r) {
         }
         if (use_direct(&g, r->eng)) { direct_forward(r, &g); return RF_OK; }
         if (use_wide(&g)) { wide_forward(r, &g); return RF_OK; }
+        /* training and plain inference: the chunks split over threads */
+        im2col_forward(r, &g, chunk, bias);
+        return RF_OK;
     }
+    /* inference through an override (sparse, int8): chunk by chunk */
     for (int n0 = 0; n0 < r->B; n0 += chunk) {
         int ns = r->B - n0 < chunk ? r->B - n0 : chunk;
         size_t cols = (size_t)ns * g.P;
@@ -1023,24 +1102,18 @@ static rf_status conv_forward(const rf_nn_run *r) {
             scatter_bias(y, col + ld * g.K, NULL, ns, g.Co, g.P, ld);   /* the override added the bias */
             continue;
         }
-        if (L->infer_gemm && !r->training) {
-            /* rows = the transposed column matrix, built in the Y area first
-             * (free until the product; the scratch holds 2K + Co floats per
-             * column): row copies plus a tiled transpose (rf_nn_transpose)
-             * measured faster than gathering each row element by element,
-             * and the result goes back in tiles too: element by element the
-             * strided side missed L1 on every store (conv-2, 90% sparse,
-             * batch 64: 66 -> 41 ms for the whole model on this path) */
-            im2col_t(tmp, x, ns, &g, cols);
-            rf_nn_transpose(col, tmp, g.K, (int)cols, (int)cols);
-            RF_TRY(L->infer_gemm(L->infer_state, col, tmp, (int)cols));
-            for (int n = 0; n < ns; n++)
-                rf_nn_transpose(y + (size_t)n * L->out_size, tmp + (size_t)n * g.P * g.Co, g.P, g.Co, g.Co);
-            continue;
-        }
-        im2col_t(col, x, ns, &g, cols);
-        rf_gemm_engine(r->eng, 0, 0, g.Co, (int)cols, g.K, r->p[0], g.K, col, (int)cols, 0, tmp, (int)cols);
-        scatter_bias(y, tmp, bias, ns, g.Co, g.P, cols);
+        /* rows = the transposed column matrix, built in the Y area first
+         * (free until the product; the scratch holds 2K + Co floats per
+         * column): row copies plus a tiled transpose (rf_nn_transpose)
+         * measured faster than gathering each row element by element,
+         * and the result goes back in tiles too: element by element the
+         * strided side missed L1 on every store (conv-2, 90% sparse,
+         * batch 64: 66 -> 41 ms for the whole model on this path) */
+        im2col_t(tmp, x, ns, &g, cols);
+        rf_nn_transpose(col, tmp, g.K, (int)cols, (int)cols);
+        RF_TRY(L->infer_gemm(L->infer_state, col, tmp, (int)cols));
+        for (int n = 0; n < ns; n++)
+            rf_nn_transpose(y + (size_t)n * L->out_size, tmp + (size_t)n * g.P * g.Co, g.P, g.Co, g.Co);
     }
     return RF_OK;
 }
@@ -1057,16 +1130,23 @@ static void conv_backward(const rf_nn_run *r) {
     }
     if (use_direct(&g, r->eng)) { direct_backward(r, &g); return; }
     if (use_wide(&g)) { wide_backward(r, &g); return; }
+    /* dW is a chain of products over the chunks in order: chunks stay in
+     * order, and each chunk's column copies (over input channels), gradient
+     * gathers and bias sums (over output channels) and products split. */
+    im2col_job j = {r, &g, 0, 0, 0, NULL, NULL, NULL, dbias, NULL, 0};
+    int parts = rf_nn_parts(r->eng, (double)chunk * g.P * (g.K + g.Co), 1 << 14);
     for (int n0 = 0; n0 < r->B; n0 += chunk) {
         int ns = r->B - n0 < chunk ? r->B - n0 : chunk;
         size_t cols = (size_t)ns * g.P;
         float *col = r->scratch, *dtmp = col + cols * g.K, *dcol = dtmp + cols * g.Co;
-        im2col_t(col, r->in + (size_t)n0 * L->in_size, ns, &g, cols);
-        gather_grad(dtmp, dbias, r->dout + (size_t)n0 * L->out_size, ns, g.Co, g.P);
+        j.n0 = n0; j.ns = ns; j.col = col; j.dtmp = dtmp; j.dcol = dcol;
+        j.step = 0;
+        rf_nn_par(r->eng, parts, im2col_bwd_part, &j);
         rf_gemm_engine(r->eng, 0, 1, g.Co, g.K, (int)cols, dtmp, (int)cols, col, (int)cols, 1, r->g[0], g.K);
         if (!r->din) continue;
         rf_gemm_engine(r->eng, 1, 0, g.K, (int)cols, g.Co, r->p[0], g.K, dtmp, (int)cols, 0, dcol, (int)cols);
-        col2im_t_add(r->din + (size_t)n0 * L->in_size, dcol, ns, &g);
+        j.step = 1;
+        rf_nn_par(r->eng, parts < g.C ? parts : g.C, im2col_bwd_part, &j);
     }
 }
 
