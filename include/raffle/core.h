@@ -66,11 +66,15 @@ struct rf_gemm;
  * these options run (its thread pool and dense GEMM context, created once
  * per task by rf_gemm_attach, raffle/gemm.h, and owned by whoever attached
  * them); NULL outside a task, where products run on the calling thread.
- * They are not options: never parsed, compared or recorded. */
+ * The engine that work inside part t of a job on the pool gets is a copy
+ * with pool = NULL (no nested threads) and slot = t: its products run on
+ * the calling thread with the GEMM's workspace t. None of these are
+ * options: never parsed, compared or recorded. */
 typedef struct rf_engine {
     int v[RF_ENGINE_COUNT_];
     struct rf_pool *pool;
     struct rf_gemm *gemm;
+    int slot;
 } rf_engine;
 
 /* ---- context -------------------------------------------------------------

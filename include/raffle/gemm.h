@@ -133,20 +133,19 @@ rf_gemm *rf_gemm_thread(void);
 /* Frees the calling thread's rf_gemm_thread (before a leak check, or when a
  * thread ends). */
 void rf_gemm_thread_release(void);
-/* The product of rf_gemm_f32 (same arguments) on e's backend: e->gemm,
- * OpenBLAS for gemm=openblas, else rf_gemm_thread() (the reference loop if
- * that cannot be allocated: same bits, slower). e may be NULL (no options:
- * raffle's GEMM). Arguments must be valid (programmer error otherwise). */
+/* The product of rf_gemm_f32 (same arguments) on e's backend: e->gemm
+ * (over e->pool; or, in a part's engine, pool NULL, on the calling thread
+ * with workspace e->slot: rf_gemm_f32_part), OpenBLAS for gemm=openblas,
+ * else rf_gemm_thread() (the reference loop if that cannot be allocated:
+ * same bits, slower). e may be NULL (no options: raffle's GEMM). Arguments
+ * must be valid (programmer error otherwise). */
 void rf_gemm_engine(const rf_engine *e, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                     const float *B, int ldb, int accumulate, float *C, int ldc);
-/* rf_gemm_f32_batch on e's backend (OpenBLAS: one call per product). */
+/* rf_gemm_f32_batch on e's backend (OpenBLAS, or a part's engine: one call
+ * per product). */
 void rf_gemm_engine_batch(const rf_engine *e, int trans_a, int trans_b, int M, int N, int K, int count,
                           const float *const *A, int lda, const float *const *B, int ldb, int accumulate,
                           float *const *C, int ldc);
-/* The same from part t of a job split over e->pool (rf_gemm_f32_part on
- * e->gemm's workspace t). Without an attached GEMM only t = 0 may call it. */
-void rf_gemm_engine_part(const rf_engine *e, int t, int trans_a, int trans_b, int M, int N, int K, const float *A,
-                         int lda, const float *B, int ldb, int accumulate, float *C, int ldc);
 
 /* The definition above as three plain loops (i, j, then k inside), no
  * blocking: what tests compare every path against. */

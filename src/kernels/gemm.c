@@ -625,34 +625,27 @@ void rf_gemm_engine(const rf_engine *e, int trans_a, int trans_b, int M, int N, 
                     const float *B, int ldb, int accumulate, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (openblas_of(e)) { openblas(trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc); return; }
+    rf_status st;
+    if (e && e->gemm && !e->pool) {   /* inside part e->slot of a job on the pool */
+        st = rf_gemm_f32_part(e->gemm, e->slot, trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+        RF_ASSERT(st == RF_OK);
+        return;
+    }
     rf_gemm *g = e && e->gemm ? e->gemm : rf_gemm_thread();
     if (!g) { rf_gemm_f32_ref(trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc); return; }
-    rf_status st = rf_gemm_f32(g, trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+    st = rf_gemm_f32(g, trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
     RF_ASSERT(st == RF_OK);
 }
 
 void rf_gemm_engine_batch(const rf_engine *e, int trans_a, int trans_b, int M, int N, int K, int count,
                           const float *const *A, int lda, const float *const *B, int ldb, int accumulate,
                           float *const *C, int ldc) {
-    rf_gemm *g = e && e->gemm && !openblas_of(e) ? e->gemm : NULL;
+    rf_gemm *g = e && e->gemm && e->pool && !openblas_of(e) ? e->gemm : NULL;
     if (!g) {
         for (int p = 0; p < count; p++)
             rf_gemm_engine(e, trans_a, trans_b, M, N, K, A[p], lda, B[p], ldb, accumulate, C[p], ldc);
         return;
     }
     rf_status st = rf_gemm_f32_batch(g, trans_a, trans_b, M, N, K, count, A, lda, B, ldb, accumulate, C, ldc);
-    RF_ASSERT(st == RF_OK);
-}
-
-void rf_gemm_engine_part(const rf_engine *e, int t, int trans_a, int trans_b, int M, int N, int K, const float *A,
-                         int lda, const float *B, int ldb, int accumulate, float *C, int ldc) {
-    if (M <= 0 || N <= 0) return;
-    if (openblas_of(e)) { openblas(trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc); return; }
-    if (!e || !e->gemm) {
-        RF_ASSERT(t == 0);
-        rf_gemm_engine(e, trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
-        return;
-    }
-    rf_status st = rf_gemm_f32_part(e->gemm, t, trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
     RF_ASSERT(st == RF_OK);
 }

@@ -533,9 +533,10 @@ static void wino_chunk(const rf_engine *e, int t, float *out, int acc, const flo
     size_t vk = (size_t)g->Ci * g->Co;
     const int scat512 = rf_kernels_isa() >= RF_ISA_AVX512 && g->OW <= 32;
     wino_input(U, tc, in + (size_t)n0 * g->Ci * isz, ns, g, plane);
+    rf_engine pe = rf_nn_part_engine(e, t);
     for (int k = 0; k < 16; k++)
-        rf_gemm_engine_part(e, t, vt, 0, g->Co, (int)tc, g->Ci, V + (vt ? perm[k] : k) * vk, vt ? g->Co : g->Ci,
-                            U + (size_t)k * g->Ci * tc, (int)tc, 0, M + (size_t)k * g->Co * tc, (int)tc);
+        rf_gemm_engine(&pe, vt, 0, g->Co, (int)tc, g->Ci, V + (vt ? perm[k] : k) * vk, vt ? g->Co : g->Ci,
+                       U + (size_t)k * g->Ci * tc, (int)tc, 0, M + (size_t)k * g->Co * tc, (int)tc);
     /* One output transform per channel over the whole chunk (a 7×7 map
      * alone has 16 tiles: one vector), then a scatter per sample. */
     for (int co = 0; co < g->Co; co++) {

@@ -251,8 +251,8 @@ static rf_status attn_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
     return RF_OK;
 }
 
-static size_t attn_scratch(const rf_layer *L, int B, int threads) {
-    (void)threads;
+static size_t attn_scratch(const rf_layer *L, int B, const rf_engine *e) {
+    (void)e;
     return rf_nn_mhsa_scratch(B, L->in.d[0], L->in.d[1], L->ip[0]);
 }
 

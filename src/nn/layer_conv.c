@@ -866,6 +866,7 @@ static void direct_dx(const rf_nn_run *r, const conv_geom *g, int t, int n, floa
     dc_bwd b = dc_bwd_of(g);
     const float *dy = r->dout + (size_t)n * L->out_size;
     float *din = r->din + (size_t)n * L->in_size;
+    const rf_engine pe = rf_nn_part_engine(r->eng, t);
     if (j_wide_dx(g)) {
         /* dy laid out with the input's row stride W (zero past OW, in
          * dypad's region): then dcol = Wᵀ·dy has the same layout, and the
@@ -876,13 +877,13 @@ static void direct_dx(const rf_nn_run *r, const conv_geom *g, int t, int n, floa
          * output, so it stays inside channel c. */
         size_t PWx = (size_t)g->OH * g->W, len = (size_t)(g->OH - 1) * g->W + g->OW;
         dc_pad(dypad, dy, g->Co, g->OH, g->OW, PWx, g->W, 0, 0);
-        rf_gemm_engine_part(r->eng, t, 1, 0, g->K, (int)PWx, g->Co, r->p[0], g->K, dypad, (int)PWx, 0, dxwide, (int)PWx);
+        rf_gemm_engine(&pe, 1, 0, g->K, (int)PWx, g->Co, r->p[0], g->K, dypad, (int)PWx, 0, dxwide, (int)PWx);
         for (int k = 0; k < g->K; k++)
             rf_nn_add(din + tap_off(g, k, (size_t)g->H * g->W, (size_t)g->W), dxwide + (size_t)k * PWx, len);
         return;
     }
     if (!j_dx_direct(g)) {
-        rf_gemm_engine_part(r->eng, t, 1, 0, g->K, g->P, g->Co, r->p[0], g->K, dy, g->P, 0, dxwide, g->P);
+        rf_gemm_engine(&pe, 1, 0, g->K, g->P, g->Co, r->p[0], g->K, dy, g->P, 0, dxwide, g->P);
         col2im_t_add(din, dxwide, 1, g);
         return;
     }
@@ -999,7 +1000,8 @@ static int use_wino(const conv_geom *g, const rf_engine *e) {
     return p == RF_NN_CONV_AUTO && g->C >= WINO_MIN_C && g->Co >= WINO_MIN_C;
 }
 
-static size_t conv_scratch(const rf_layer *L, int B, int threads) {
+static size_t conv_scratch(const rf_layer *L, int B, const rf_engine *e) {
+    int threads = rf_nn_threads(e);
     conv_geom g = conv_geom_of(L);
     size_t cols = (size_t)conv_chunk(&g, B) * g.P;
     /* columns + d(columns), or + Y rows (override); + the feature-major
@@ -1038,12 +1040,13 @@ static void im2col_fwd_part(void *arg, int t, int n) {
     size_t c0, c1;
     rf_nn_span((size_t)chunks, t, n, &c0, &c1);
     float *col = r->scratch + (size_t)t * im_thread(g, j->chunk);
+    const rf_engine pe = rf_nn_part_engine(r->eng, t);
     for (size_t c = c0; c < c1; c++) {
         int n0 = (int)c * j->chunk, ns = r->B - n0 < j->chunk ? r->B - n0 : j->chunk;
         size_t cols = (size_t)ns * g->P;
         float *tmp = col + cols * g->K;
         im2col_t(col, r->in + (size_t)n0 * L->in_size, ns, g, cols);
-        rf_gemm_engine_part(r->eng, t, 0, 0, g->Co, (int)cols, g->K, r->p[0], g->K, col, (int)cols, 0, tmp, (int)cols);
+        rf_gemm_engine(&pe, 0, 0, g->Co, (int)cols, g->K, r->p[0], g->K, col, (int)cols, 0, tmp, (int)cols);
         scatter_bias(r->out + (size_t)n0 * L->out_size, tmp, j->bias, ns, g->Co, g->P, cols);
     }
 }
@@ -1218,8 +1221,8 @@ static rf_status patch_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
     return RF_OK;
 }
 
-static size_t patch_scratch(const rf_layer *L, int B, int threads) {
-    (void)threads;
+static size_t patch_scratch(const rf_layer *L, int B, const rf_engine *e) {
+    (void)e;
     patch_geom g = patch_geom_of(L);
     return (size_t)B * g.Np * ((size_t)g.K + (size_t)g.D);
 }

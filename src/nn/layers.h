@@ -76,7 +76,7 @@ typedef struct rf_nn_run {
     float       *g[RF_NN_MAX_LAYER_PARAMS]; /* their gradients                          */
     float       *buf;         /* the layer's buffers (batchnorm running stats) */
     float       *save;        /* [B * save_numel] state kept from forward to backward */
-    float       *scratch;     /* at least op->scratch(L, B, rf_nn_threads(eng)) floats */
+    float       *scratch;     /* at least op->scratch(L, B, eng) floats       */
     rf_rng      *rng;         /* dropout stream                              */
     /* Every input of a layer with several (add, concat, residual): ins[0]
      * is `in`, dins[0] is `din`; dins[k] is NULL when nothing upstream of
@@ -106,10 +106,9 @@ typedef struct rf_nn_op {
     /* Parses the layer's keys from j, infers L->out from L->in and declares
      * parameters (rf_nn_param), buffers and L->save_numel. */
     rf_status (*setup)(rf_nn_builder *b, rf_layer *L, const cJSON *j);
-    /* Floats of scratch for a batch of B split over `threads` threads
-     * (rf_nn_threads of the run's engine; per-thread buffers included);
-     * NULL: none. */
-    size_t    (*scratch)(const rf_layer *L, int B, int threads);
+    /* Floats of scratch for a batch of B on engine e (its options, and its
+     * threads, rf_nn_threads: per-thread buffers included); NULL: none. */
+    size_t    (*scratch)(const rf_layer *L, int B, const rf_engine *e);
     rf_status (*forward)(const rf_nn_run *r);
     void      (*backward)(const rf_nn_run *r);
     /* Feature-major inference, optional (NULL: the layer ends a run).
@@ -226,6 +225,15 @@ int  rf_nn_threads(const rf_engine *e);
 int  rf_nn_parts(const rf_engine *e, double work, double min_work);
 /* fn(arg, t, n) for t < n on e's pool (n = 1: here). */
 void rf_nn_par(const rf_engine *e, int n, rf_pool_fn fn, void *arg);
+/* The engine of part t: e's options, no pool, products on the calling
+ * thread with the GEMM's workspace t (core.h rf_engine.slot). Code inside
+ * a part passes it down instead of e. */
+static inline rf_engine rf_nn_part_engine(const rf_engine *e, int t) {
+    rf_engine p = *e;
+    p.pool = NULL;
+    p.slot = e->pool ? t : e->slot;
+    return p;
+}
 /* Part t of n of [0, len): [*lo, *hi). */
 static inline void rf_nn_span(size_t len, int t, int n, size_t *lo, size_t *hi) {
     *lo = len * (size_t)t / (size_t)n;

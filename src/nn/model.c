@@ -104,7 +104,7 @@ static rf_status ensure_scratch(rf_ctx *ctx, rf_model *m, int batch) {
     size_t scratch = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const rf_nn_op *op = ops[m->layers[i].type];
-        size_t s = op->scratch ? op->scratch(&m->layers[i], batch, threads) : 0;
+        size_t s = op->scratch ? op->scratch(&m->layers[i], batch, &ctx->engine) : 0;
         if (s > scratch) scratch = s;
     }
     if (m->scratch && scratch <= m->scratch_numel) return RF_OK;

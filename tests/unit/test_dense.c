@@ -101,10 +101,13 @@ Test(dense, engine_products_equal_the_definition_on_every_isa) {
 }
 
 /* The transformer block's chunked path (layer_transformer.c) against the
- * unchunked one: outputs, input
- * gradients and every parameter gradient must be bit-identical, with chunks
- * that split the batch unevenly (3 samples of 5 tokens per 16-row chunk, 7
- * samples) and with one chunk holding the whole batch. */
+ * unchunked one: outputs and input gradients are bit-identical (per row
+ * the same operations), and so are the parameter gradients when one chunk
+ * holds the whole batch; with several chunks (3 samples of 5 tokens per
+ * 16-row chunk, 7 samples: uneven) each chunk sums its rows into a partial
+ * gradient and the partials are added in chunk order, which is the same
+ * bits on 1, 2 or 3 threads and within float rounding of the unchunked
+ * single sum. */
 #include "raffle/nn.h"
 
 /* Parameters of run_block's net: two blocks of width 16 (layer norms,
@@ -114,10 +117,12 @@ static size_t block_params(void) {
            40 * 16 + 16 + 80 * 4 + 4;
 }
 
-static void run_block(int chunk, float *out, float *din, float *grads, size_t n_params) {
+static void run_block_t(int chunk, int threads, float *out, float *din, float *grads, size_t n_params) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
     ctx.engine.v[RF_ENGINE_TB_CHUNK] = chunk;
+    ctx.engine.v[RF_ENGINE_THREADS] = threads;
+    cr_assert_eq(rf_gemm_attach(&ctx), RF_OK, "%s", rf_ctx_error(&ctx));
     rf_model *m = NULL;
     cr_assert_eq(rf_model_from_spec(&ctx,
                                      "{\"input\":[5,16],\"classes\":4,\"layers\":["
@@ -140,26 +145,38 @@ static void run_block(int chunk, float *out, float *din, float *grads, size_t n_
     memcpy(din, m->dinput, (size_t)B * 5 * 16 * sizeof(float));
     memcpy(grads, m->grads, n_params * sizeof(float));
     rf_model_free(m);
+    rf_gemm_detach(&ctx);
     free(x); free(dl);
 }
 
-Test(dense, chunked_transformer_block_is_bit_identical) {
+static void run_block(int chunk, float *out, float *din, float *grads, size_t n_params) {
+    run_block_t(chunk, 1, out, din, grads, n_params);
+}
+
+Test(dense, chunked_transformer_block) {
     size_t np = block_params();
-    float o[3][28], d[3][560], *g[3];
-    for (int i = 0; i < 3; i++) g[i] = malloc(np * sizeof(float));
+    float o[5][28], d[5][560], *g[5];
+    for (int i = 0; i < 5; i++) g[i] = malloc(np * sizeof(float));
     run_block(0, o[0], d[0], g[0], np);
-    run_block(16, o[1], d[1], g[1], np);
-    run_block(1 << 20, o[2], d[2], g[2], np);
-    for (int i = 1; i < 3; i++) {
-        cr_assert(memcmp(o[0], o[i], sizeof o[0]) == 0, "chunking %d: outputs differ", i);
-        cr_assert(memcmp(d[0], d[i], sizeof d[0]) == 0, "chunking %d: input gradients differ", i);
-        cr_assert(memcmp(g[0], g[i], np * sizeof(float)) == 0, "chunking %d: parameter gradients differ", i);
+    run_block(1 << 20, o[1], d[1], g[1], np);
+    run_block_t(16, 1, o[2], d[2], g[2], np);
+    run_block_t(16, 2, o[3], d[3], g[3], np);
+    run_block_t(16, 3, o[4], d[4], g[4], np);
+    for (int i = 1; i < 5; i++) {
+        cr_assert(memcmp(o[0], o[i], sizeof o[0]) == 0, "run %d: outputs differ", i);
+        cr_assert(memcmp(d[0], d[i], sizeof d[0]) == 0, "run %d: input gradients differ", i);
     }
+    cr_assert(memcmp(g[0], g[1], np * sizeof(float)) == 0, "one chunk: parameter gradients differ from unchunked");
+    for (int i = 3; i < 5; i++)
+        cr_assert(memcmp(g[2], g[i], np * sizeof(float)) == 0, "chunks on %d threads: gradients differ from one", i - 1);
+    for (size_t j = 0; j < np; j++)
+        cr_assert(fabsf(g[2][j] - g[0][j]) <= 1e-5f * (1.0f + fabsf(g[0][j])), "gradient %zu: %.9g chunked, %.9g not", j,
+                  g[2][j], g[0][j]);
     /* and the gradients are not trivially zero */
     size_t nz = 0;
     for (size_t j = 0; j < np; j++) nz += g[0][j] != 0.0f;
     cr_assert_gt(nz, np / 2);
-    for (int i = 0; i < 3; i++) free(g[i]);
+    for (int i = 0; i < 5; i++) free(g[i]);
 }
 
 /* Attention's per-head forward (softmax rows of at most 32 take an AVX-512
