@@ -6,7 +6,12 @@
 #   slurm_munge_key DIR          DIR/munge/munge.key, a fresh random key
 #   slurm_munged_args DIR [ADDR] munged's arguments: socket, key, pid, log, seed in
 #                                DIR; ADDR: the origin address credentials carry
-#                                (default: what the hostname resolves to)
+#                                (default: what the hostname resolves to; where
+#                                it resolves to nothing, as in a debootstrap root
+#                                without /etc/hosts, munged warns "Continuing with
+#                                origin set to null address")
+#   slurm_munge_socket DIR       the socket: DIR/munge.sock, not in the key's 0700
+#                                directory (munged warns clients cannot reach it)
 #   slurm_conf_common DIR        the slurm.conf lines both clusters share
 #                                (auth through DIR's munge socket, plugins that
 #                                need no cgroups or accounting, requeue, timeouts)
@@ -19,8 +24,10 @@ slurm_munge_key() {
   chmod 400 "$1/munge/munge.key"
 }
 
+slurm_munge_socket() { echo "$1/munge.sock"; }
+
 slurm_munged_args() {
-  printf '%s ' --force --socket="$1/munge/munge.sock" --key-file="$1/munge/munge.key" \
+  printf '%s ' --force --socket="$(slurm_munge_socket "$1")" --key-file="$1/munge/munge.key" \
     --pid-file="$1/munged.pid" --log-file="$1/munged.log" --seed-file="$1/munge/seed" ${2:+--origin="$2"}
 }
 
@@ -33,7 +40,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$1/munge/munge.sock
+AuthInfo=socket=$(slurm_munge_socket "$1")
 StateSaveLocation=$1/state
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none

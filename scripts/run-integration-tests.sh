@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
-# Runs every tests/integration/*.sh with RAFFLE=<binary>. Each script exits 0
-# (pass), 77 (skipped, with a visible reason) or anything else (fail).
+# Runs every tests/integration/*.sh (but lib.sh, the helper they source) with
+# RAFFLE=<binary>. Each script exits 0 (pass), 77 (skipped: its last line
+# says why; see tests/integration/lib.sh for when a script may skip) or
+# anything else (fail). Prints every skip with its reason and the totals as
+#   integration: P passed, F failed, S skipped
+# With RAFFLE_SUMMARY=FILE, appends them there (scripts/run-all-tests.sh).
 set -u
+. "$(dirname "$0")/test-counts.sh"
 RAFFLE=$(realpath "$1"); export RAFFLE
-pass=0; fail=0; skip=0
+pass=0; fail=0; skip=0; skips=()
 for t in tests/integration/*.sh; do
   [ -f "$t" ] || continue
   name=$(basename "$t" .sh)
+  [ "$name" = lib ] && continue
   log=$(mktemp)
   start=$(date +%s)
   bash "$t" >"$log" 2>&1; rc=$?
   dur=$(( $(date +%s) - start ))
   case $rc in
     0)  pass=$((pass + 1)); echo "integration $name: ok (${dur}s)" ;;
-    77) skip=$((skip + 1)); echo "integration $name: SKIPPED: $(tail -n 1 "$log")" ;;
-    *)  fail=$((fail + 1)); echo "integration $name: FAILED (exit $rc)"; tail -n 40 "$log" ;;
+    77) skip=$((skip + 1)); why=$(tail -n 1 "$log"); why=${why#SKIP: }
+        skips+=("integration $name: $why"); echo "integration $name: SKIPPED: $why" ;;
+    *)  fail=$((fail + 1)); echo "integration $name: FAILED (exit $rc, ${dur}s)"; tail -n 40 "$log" ;;
   esac
   rm -f "$log"
 done
-echo "integration: $pass passed, $fail failed, $skip skipped"
-[ "$fail" -eq 0 ]
+finish integration "$pass" "$fail" "$skip" "${skips[@]}"

@@ -40,7 +40,7 @@ for s in $SEEDS; do
   # one record per task: round 0 is the dense run, the controls are labelled imp-reinit / imp-random
   jq -c --arg s "$s" '.tasks[] | select(.kind == "lottery") |
       {group:("round \(.round) \(if .label == "imp" then "ticket" else (.label | sub("imp-"; "")) end)"),
-       seed:($s|tonumber), remaining, accuracy, best_accuracy, best_iteration}' \
+       seed:($s|tonumber), remaining, accuracy, best_accuracy: .test_accuracy_at_best_val, best_val_accuracy, best_iteration}' \
     "$OUT/s$s.json" >> "$OUT/records.jsonl"
 done
 {

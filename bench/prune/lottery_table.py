@@ -38,7 +38,7 @@ def delta(v, key):
     return f"{d[0]:+.2f}" if len(d) == 1 else f"{statistics.mean(d):+.2f} ± {statistics.stdev(d):.2f}"
 
 
-print(f"Final = accuracy after the last iteration; best = the best periodic test accuracy (the early-stopping view); "
+print(f"Final = test accuracy after the last iteration; best = the test accuracy at the iteration of the best validation accuracy (early stopping on validation); "
       f"Δ = ticket minus the dense net of the same seed, in points. n = {seeds} seeds.")
 print()
 print("| round | remaining | ticket final | ticket best | Δ final | Δ best | reinit final | reinit best | random final | random best "

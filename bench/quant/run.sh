@@ -64,11 +64,11 @@ if os.path.exists(summary):
     with open(summary) as f:
         res = json.load(f)
 for m in models:
-    r = {"fp32": load(f"{out}/{m}_ptq_minmax.json")["fp32_accuracy"],
+    r = {"fp32": load(f"{out}/{m}_ptq_minmax.json")["fp32_test_accuracy"],
          "fp32_bytes": os.path.getsize(f"{out}/{m}/model.rckpt")}
     if os.path.exists(f"{out}/{m}_fp32.json"):
         f32 = load(f"{out}/{m}_fp32.json")
-        r["fp32_train"] = {"steps": f32.get("steps"), "seconds": f32["timing"].get("seconds"), "best_accuracy": f32.get("best_accuracy")}
+        r["fp32_train"] = {"steps": f32.get("steps"), "seconds": f32["timing"].get("seconds"), "test_accuracy_at_best_val": f32.get("test_accuracy_at_best_val")}
     for arm in ("ptq_minmax", "ptq_percentile", "qat"):
         j = load(f"{out}/{m}_{arm}.json")
         j.update(j.get("timing", {}))   # metrics.json keeps latencies under "timing"

@@ -45,7 +45,7 @@ for m in "${MODELS[@]}"; do
   j=$(build/raffle train --model "$m" --data "$DATA" --epochs "$EPOCHS" --batch 128 --seed 0 --threads 1 \
         --log-every -1 --json $r)
   echo "$j" >&2
-  rows+=("$("$PY" -c 'import json,sys; j=json.loads(sys.argv[1]); print("| %s | %.2f%% | %.2f%% | %.1f%% | %d | %d | %.0f | `%s` |" % (sys.argv[2], 100*j["accuracy"], 100*j["best_accuracy"], 100*float(sys.argv[3]), sys.argv[5] and int(sys.argv[5]) or 0, j["parameters"], j["timing"]["seconds"], sys.argv[4]))' "$j" "$m" "$(target "$m")" "$r" "$EPOCHS")")
+  rows+=("$("$PY" -c 'import json,sys; j=json.loads(sys.argv[1]); print("| %s | %.2f%% | %.2f%% | %.1f%% | %d | %d | %.0f | `%s` |" % (sys.argv[2], 100*j["accuracy"], 100*j["test_accuracy_at_best_val"], 100*float(sys.argv[3]), sys.argv[5] and int(sys.argv[5]) or 0, j["parameters"], j["timing"]["seconds"], sys.argv[4]))' "$j" "$m" "$(target "$m")" "$r" "$EPOCHS")")
 done
 
 section=$(mktemp)
@@ -55,7 +55,7 @@ section=$(mktemp)
   echo
   echo "Measured on one thread with \`bench/train/accuracy.sh MODEL\` (EPOCHS=N where the epochs column is below 20); latest run $(date -u +%Y-%m-%d): \`${MODELS[*]}\`."
   echo
-  echo "| model | final test accuracy | best periodic | target | epochs | parameters | seconds | recipe |"
+  echo "| model | final test accuracy | test at the best validation epoch | target | epochs | parameters | seconds | recipe |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
   printf '%s\n' "${rows[@]}"
   missing=()

@@ -57,11 +57,18 @@ rf_status rf_coord_msg_decode(rf_ctx *ctx, const unsigned char *buf, size_t n, r
 /* Failure classes of a task attempt (ledger "class"). Stable values: on the wire. */
 typedef enum rf_fail_class {
     RF_FAIL_NONE = 0, RF_FAIL_ERROR = 1, RF_FAIL_CRASH = 2, RF_FAIL_OOM = 3, RF_FAIL_TIMEOUT = 4,
-    RF_FAIL_NAN = 5, RF_FAIL_PREEMPTED = 6, RF_FAIL_COUNT_
+    RF_FAIL_NAN = 5, RF_FAIL_PREEMPTED = 6,
+    RF_FAIL_KILLED = 7,          /* ended by a signal from outside (kill, a node agent), not its own fault */
+    RF_FAIL_COUNT_
 } rf_fail_class;
-const char *rf_fail_class_name(int c);   /* "", "error", "crash", "oom", "timeout", "nan", "preempted" */
-/* Crashes and timeouts may be transient (a node fault, a slow neighbour): retried. */
+/* "", "error", "crash", "oom", "timeout", "nan", "preempted", "killed" */
+const char *rf_fail_class_name(int c);
+/* Crashes, timeouts and kills from outside may be transient (a node fault, a
+ * slow neighbour, an operator): retried. An attempt that hit the memory
+ * limit ("oom") would hit it again: not retried. */
 int         rf_fail_class_retryable(int c);
+
+struct rf_sweep_progress;
 
 typedef struct rf_sweep_opts {
     const char   *store_root;      /* default "results" */
@@ -99,11 +106,28 @@ typedef struct rf_sweep_opts {
     const cJSON  *env;
     void        (*log)(void *ud, const char *line);  /* progress lines (stderr in the CLI) */
     void         *log_ud;
+    /* Rank 0, at every status period and once at the end: the counts as
+     * numbers (the CLI draws one progress line updated in place on a
+     * terminal). When set, the periodic progress line is not sent to log;
+     * events (failures, stops) still are. May be NULL. */
+    void        (*on_progress)(void *ud, const struct rf_sweep_progress *p);
+    void         *progress_ud;
+    /* Readable task names in log lines (raffle/job.h; borrowed). NULL: ids. */
+    const rf_job_labels *labels;
 } rf_sweep_opts;
+
+typedef struct rf_sweep_progress {
+    int     total, done, reused, running, failed, skipped, queued;
+    double  elapsed_s, eta_s;   /* eta_s: the cost model's estimate of what is left */
+    int     final;              /* the call at the sweep's end */
+    int32_t oldest;             /* the task running longest (index into the job), -1: none */
+    double  oldest_s;           /* for how long */
+} rf_sweep_progress;
 void rf_sweep_opts_default(rf_sweep_opts *o);
 
 typedef struct rf_sweep_result {
     int      total, done, reused, failed, skipped, pending, retried;
+    int      progressed;           /* this run: tasks finished + resume points saved (0: no progress at all) */
     double   seconds;
     uint64_t gathered_bytes;       /* checkpoint bytes moved to rank 0 */
     size_t   sched_bytes;          /* coordinator scheduling state, bytes */
@@ -112,7 +136,12 @@ typedef struct rf_sweep_result {
 /* Runs the sweep. If MPI is initialised with more than one rank, every rank
  * must call this with the same job: rank 0 coordinates, the others work.
  * Otherwise runs in-process. Returns RF_OK when the sweep ran to its end
- * (tasks may have failed: see res); an error when the store or MPI failed. */
+ * (tasks may have failed: see res); an error when the store or MPI failed.
+ * With more than one rank an error return is immediate (no barrier): other
+ * ranks may be blocked on this one, e.g. a worker sending a result rank 0
+ * will never receive, so the caller must report the error and end the whole
+ * job (MPI_Abort). A second sweep of the same store fails with RF_ERR_BUSY
+ * (rf_store_lock). */
 rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts, rf_sweep_result *res);
 
 /* The child side of a task (`raffle run DIR`) is the task module's

@@ -45,6 +45,7 @@ typedef enum rf_status {
     RF_ERR_TIMEOUT     = 22, /* a time limit was hit                            */
     RF_ERR_PREEMPTED   = 23, /* stopped on request; resumable state saved       */
     RF_ERR_CHILD       = 24, /* a child process crashed or was killed           */
+    RF_ERR_BUSY        = 25, /* held by another process (a store's sweep lock)  */
     RF_STATUS_COUNT_
 } rf_status;
 
@@ -86,7 +87,7 @@ typedef struct rf_engine {
 typedef struct rf_ctx {
     rf_status status;          /* last error status, RF_OK if none            */
     char      err[RF_ERR_MAX]; /* last error message, "" if none              */
-    size_t    mem_cap;         /* max bytes one declared object may need (0 = default 8 GiB) */
+    size_t    mem_cap;         /* max bytes live at once, a new object included (0 = default 8 GiB) */
     size_t    task_cap;        /* max tasks one job may expand to (0 = default 100,000) */
     rf_engine engine;          /* engine options the computations of this ctx use */
 } rf_ctx;
@@ -115,7 +116,9 @@ rf_status rf_error(rf_ctx *ctx, rf_status s, const char *fmt, ...)
 /* Prefixes the current message with "prefix: " (keeps status). */
 void rf_error_prefix(rf_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void rf_ctx_clear(rf_ctx *ctx);
-/* Checks that `bytes` fits under ctx's memory cap; error RF_ERR_LIMIT naming `what` if not. */
+/* Checks that `bytes` more, on top of every live allocation
+ * (rf_alloc_live_bytes), fit under ctx's memory cap: the total, not each
+ * object on its own. Error RF_ERR_LIMIT naming `what` if not. */
 rf_status rf_check_cap(rf_ctx *ctx, uint64_t bytes, const char *what);
 
 #define RF_TRY(expr) do { rf_status rf_try_s_ = (expr); if (rf_try_s_ != RF_OK) return rf_try_s_; } while (0)
@@ -140,6 +143,12 @@ void  rf_alloc_fail_after(long n);
 unsigned long rf_alloc_count(void);   /* successful rf_malloc/calloc/realloc/aligned_alloc calls */
 /* Live allocation count (allocs - frees) since start: leak checks in tests. */
 long  rf_alloc_live(void);
+/* Bytes held by live allocations (the allocator's usable size of each), the
+ * most held since start or since rf_alloc_peak_reset (which sets the peak to
+ * what is live now). rf_check_cap counts the live bytes. */
+size_t rf_alloc_live_bytes(void);
+size_t rf_alloc_peak_bytes(void);
+void   rf_alloc_peak_reset(void);
 
 /* ---- tensors ------------------------------------------------------------- */
 typedef enum rf_dtype {   /* values are stored in files: never change */
@@ -233,6 +242,20 @@ rf_status rf_write_file_atomic(rf_ctx *ctx, const char *path, const void *data, 
 rf_status rf_read_file(rf_ctx *ctx, const char *path, unsigned char **out, size_t *n);
 /* mkdir -p; mode 0755. */
 rf_status rf_mkdirs(rf_ctx *ctx, const char *path);
+/* 1 if process pid exists on this host and has not exited (a zombie that
+ * awaits its parent's wait counts as exited), else 0. */
+int       rf_pid_alive(long pid);
+
+/* ---- numbers written as text (src/core/parse.c) ---------------------------
+ * The one strict parser every text parser uses (job strings, options,
+ * environment variables, file headers). The n bytes at s must be exactly the
+ * number: decimal digits (rf_parse_i64: an optional leading '-'; rf_parse_f64:
+ * what strtod reads, but no leading blanks, no nan/inf); a value outside
+ * [lo, hi], or one that does not fit 64 bits / a double, is RF_ERR_INVALID
+ * naming `what` (never silently saturated). *out is written only on RF_OK. */
+rf_status rf_parse_u64(rf_ctx *ctx, const char *s, size_t n, uint64_t lo, uint64_t hi, const char *what, uint64_t *out);
+rf_status rf_parse_i64(rf_ctx *ctx, const char *s, size_t n, int64_t lo, int64_t hi, const char *what, int64_t *out);
+rf_status rf_parse_f64(rf_ctx *ctx, const char *s, size_t n, double lo, double hi, const char *what, double *out);
 
 #ifdef __cplusplus
 }

@@ -84,6 +84,11 @@ rf_status rf_npy_encode(rf_ctx *ctx, const rf_tensor *t, int version, unsigned c
  * generated from (seed) alone; sample i of a split is the same for every n,
  * so a smaller set is a prefix of a larger one. Images are in [0,1], not
  * normalised. Returns two new datasets; free each with rf_dataset_free. */
+/* Parses "synthetic", "synthetic:N" or "synthetic:N:SEED" (N in [8, 10^7],
+ * SEED any 64-bit value; defaults 2000 and 1) with the strict number parser:
+ * a value out of range, one above 2^64 included, is RF_ERR_INVALID naming
+ * spec. The job validator and the loader share it. */
+rf_status rf_data_synthetic_parse(rf_ctx *ctx, const char *spec, int64_t *n, uint64_t *seed);
 rf_status rf_data_synthetic(rf_ctx *ctx, const char *name, int64_t n_train, int64_t n_test, uint64_t seed,
                             rf_dataset **train, rf_dataset **test);
 

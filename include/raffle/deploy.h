@@ -82,6 +82,11 @@ typedef struct rf_deploy_layer {
      * layers run row-major only: these are 0. */
     double dense_feat_us, sparse_feat_us;
     int    sparse_at_batch_feat;
+    /* 1 when the weight is N:M (rf_param.nm_n, an exact N:M mask the N:M
+     * kernel takes: M dividing 16 and K): its row-major calls run
+     * rf_nm_spmm (slots for small batches, docs/kernels.md "N:M"), timed
+     * as the sparse kernel above; feature-major calls rf_spmm. */
+    int    nm;
 } rf_deploy_layer;
 
 void rf_deploy_opts_default(rf_deploy_opts *o);

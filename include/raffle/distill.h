@@ -107,6 +107,7 @@ typedef struct rf_ofa_hooks {
     const char *layers;       /* borrowed glob list of the tensors to prune (rf_prune_cfg.layers,
                                * e.g. "!conv1*"); NULL: every prunable tensor (the classifier is
                                * never pruned) */
+    int         nm_n, nm_m;   /* N:M constraint of the gradual pruning (rf_prune_cfg); 0: none */
     rf_gmp      gmp;
     int         gmp_ready;
 } rf_ofa_hooks;

@@ -89,6 +89,51 @@ void rf_job_heights(const rf_job *j, int32_t *out);
  * rf_edit_distance, raffle/settings.h). */
 int rf_job_edit_distance(const char *a, const char *b);
 
+/* ---- readable task labels (src/job/label.c) -----------------------------------
+ * "experiment/method/key=value/.../seed=N": the experiment's name, the kind's
+ * method label (rf_kind.label), then the settings that take more than one
+ * value among the tasks of the same experiment and kind (the varied keys;
+ * those whose value follows from the method label are left out), seed last.
+ * Tasks whose labels would still be equal get " from " and their first
+ * parent's label (its experiment left out when it is the same), then " #"
+ * and 8 hex digits of their id. raffle status,
+ * the sweep's log lines, the report and raffle find all print these. */
+typedef struct rf_job_labels rf_job_labels;
+/* Builds the labels of every task of j (borrowed: j must outlive them).
+ * Returns a new object; free with rf_job_labels_free. */
+rf_status   rf_job_labels_new(rf_ctx *ctx, const rf_job *j, rf_job_labels **out);
+void        rf_job_labels_free(rf_job_labels *l);   /* accepts NULL */
+/* Task i's label (borrowed from l); "" when l is NULL or i out of range. */
+const char *rf_job_label(const rf_job_labels *l, int i);
+enum { RF_LABEL_NO_EXPERIMENT = 1 };
+/* Task i's label without the keys listed in omit (NULL-terminated, may be
+ * NULL), in its own part and its " from " part; flags RF_LABEL_*. So
+ * {"seed", NULL} names the group a seed average is over. Writes at most n
+ * bytes into buf (NUL-terminated) and returns the full length. */
+size_t      rf_job_label_format(const rf_job_labels *l, int i, const char *const *omit, unsigned flags, char *buf,
+                                size_t n);
+/* The settings keys of task i's group (experiment, kind), flattened with '.'
+ * ("engine.conv"), in label order: k from 0 to rf_job_label_nkeys - 1.
+ * flags gets RF_LABEL_KEY_VARIED (more than one value in the group) and
+ * RF_LABEL_KEY_SHOWN (in the label). Borrowed; NULL when out of range. */
+enum { RF_LABEL_KEY_VARIED = 1, RF_LABEL_KEY_SHOWN = 2 };
+int         rf_job_label_nkeys(const rf_job_labels *l, int i);
+const char *rf_job_label_key(const rf_job_labels *l, int i, int k, unsigned *flags);
+/* The value at a flattened key ("engine.conv") of a settings object, or
+ * NULL. Borrowed from settings. */
+const cJSON *rf_job_setting_get(const cJSON *settings, const char *key);
+/* raffle find: does task i (settings: its parsed settings, borrowed) have
+ * key = value? key is a flattened settings key (numbers compare as numbers,
+ * a list matches any member), or "experiment", "kind", "label", "id" (a
+ * prefix of the hex id), or "method" (the settings' method, else the
+ * kind's method label: "imp", "int8-ptq", "dense"). */
+int         rf_job_task_match(const rf_job_labels *l, int i, const cJSON *settings, const char *key, const char *value);
+/* Whether any task has settings key `key` (or it is one of the names
+ * rf_job_task_match knows), and the closest known key to a misspelt one
+ * (NULL: nothing close). Borrowed. */
+int         rf_job_has_key(const rf_job_labels *l, const char *key);
+const char *rf_job_key_suggest(const rf_job_labels *l, const char *key);
+
 /* The settings tables of a job file's own keys (docs generation): the top
  * level, "limits", and the keys common to every experiment. */
 const rf_setting *rf_job_top_settings(void);

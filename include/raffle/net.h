@@ -25,8 +25,11 @@ void rf_sha256_hex(const void *data, size_t n, char hex[65]);
 rf_status rf_sha256_file(rf_ctx *ctx, const char *path, char hex[65]);
 
 /* ---- URLs ------------------------------------------------------------------ */
-typedef enum rf_url_scheme { RF_URL_NONE = 0, RF_URL_HTTP = 1, RF_URL_HTTPS = 2, RF_URL_FILE = 3 } rf_url_scheme;
-/* Scheme of s; RF_URL_NONE for a plain path. */
+typedef enum rf_url_scheme { RF_URL_NONE = 0, RF_URL_HTTP = 1, RF_URL_HTTPS = 2, RF_URL_FILE = 3,
+                              RF_URL_OTHER = 4 } rf_url_scheme;
+/* Scheme of s; RF_URL_NONE for a plain path, RF_URL_OTHER for any other
+ * "scheme://" (ftp://, s3://, ...), which nothing accepts: a caller that
+ * takes a path or a URL must refuse it rather than treat it as a path. */
 rf_url_scheme rf_url_scheme_of(const char *s);
 /* Checks a URL is acceptable (scheme allowed; file URLs under the roots;
  * no control characters). Error RF_ERR_INVALID names the URL (redacted). */
@@ -50,7 +53,8 @@ void rf_fetch_opts_default(rf_fetch_opts *o);
  * sha256 if given, and writes the cached file's path into path_out. A cached
  * file whose digest matches is reused without network access. */
 rf_status rf_fetch_url(rf_ctx *ctx, const char *url, const rf_fetch_opts *o, char *path_out, size_t n);
-/* Downloads url to dest atomically (no cache). */
+/* Downloads url to dest atomically (no cache). On any failure nothing is
+ * left at dest or dest.part. */
 rf_status rf_fetch_to_file(rf_ctx *ctx, const char *url, const rf_fetch_opts *o, const char *dest);
 
 /* ---- remote report index ---------------------------------------------------
@@ -71,12 +75,23 @@ rf_status rf_dav_mkcol(rf_ctx *ctx, const char *base, const char *rel, long *htt
 rf_status rf_dav_move(rf_ctx *ctx, const char *base, const char *from, const char *to, long *http_status);
 /* Atomic publish: MKCOL the parents, PUT to a temporary name, MOVE over rel. */
 rf_status rf_dav_publish(rf_ctx *ctx, const char *base, const char *rel, const void *data, size_t n);
+/* The same, abandoned (RF_ERR_NET) within about a second once *cancel (the
+ * caller's flag, read while requests wait) becomes non-zero. */
+rf_status rf_dav_publish_cancel(rf_ctx *ctx, const char *base, const char *rel, const void *data, size_t n,
+                                const volatile int *cancel);
+/* The temporary name this process publishes rel through ("rel.upload-PID"). */
+void      rf_dav_temp_name(const char *rel, char *out, size_t n);
+/* DELETE rel (a missing one is fine); cancel as for rf_dav_publish_cancel (may be NULL). */
+rf_status rf_dav_delete(rf_ctx *ctx, const char *base, const char *rel, const volatile int *cancel);
 
 /* ---- remote store mirror with a local spool ---------------------------------
  * A sweep writes its local store as always; the mirror uploads each file
  * after it is written. A failed upload is recorded in SPOOL (a directory in
  * the local store) and retried by rf_mirror_flush, so nothing is lost while
- * the server is down. */
+ * the server is down. An upload that failed half-way may have left its
+ * temporary name on the server (a frozen server finishes the PUT it queued
+ * once it is thawed): such names are kept in SPOOL/abandoned and deleted
+ * when the server answers again. */
 typedef struct rf_mirror rf_mirror;
 /* Returns a new mirror of local_root (a store directory) to base_url; free with rf_mirror_free. */
 rf_status rf_mirror_open(rf_ctx *ctx, const char *base_url, const char *local_root, rf_mirror **out);
@@ -92,6 +107,19 @@ rf_status rf_mirror_add(rf_ctx *ctx, rf_mirror *m, const char *rel);
 int       rf_mirror_pending(const rf_mirror *m);
 /* Tries to upload everything spooled; *pending gets what is still queued. */
 rf_status rf_mirror_flush(rf_ctx *ctx, rf_mirror *m, int *pending);
+/* Uploads from a thread of its own from now on: it flushes whenever a path
+ * is queued (rf_mirror_add wakes it) and after a failure retries in 2, 4,
+ * ... 60 s. Nothing the caller does then waits for the network, so a slow or
+ * frozen server delays uploads only, as a server that is down does. */
+rf_status rf_mirror_start(rf_ctx *ctx, rf_mirror *m);
+/* Stops the thread: waits up to wait_s seconds for the queue to empty
+ * (retrying every second), then abandons a request in flight. Returns the
+ * number of paths left spooled. rf_mirror_free stops it with wait_s = 0. */
+int       rf_mirror_stop(rf_mirror *m, double wait_s);
+/* For progress messages: paths queued (returned), whether the last flush
+ * left some (*down), flushes finished so far, and the last error. Any
+ * pointer may be NULL. */
+int       rf_mirror_status(rf_mirror *m, int *down, unsigned long *flushes, char *err, size_t n);
 
 #ifdef __cplusplus
 }

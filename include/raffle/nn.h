@@ -112,6 +112,12 @@ typedef struct rf_param {
      * gradient flows further, so it can zero clipped entries (STE). */
     rf_status (*train_act)(void *state, int backward, float *X, size_t n);
     void     *train_state;        /* owned by whoever set train_act           */
+    /* N:M semi-structured mask (raffle/lowbit.h): nm_n kept in every group
+     * of nm_m consecutive weights of a row (shape[0] rows), set by pruning
+     * with an N:M constraint and by loading an N:M checkpoint tensor; 0
+     * otherwise. Checkpoints store such a tensor in the N:M kind and
+     * deployment may run it on the N:M kernel. */
+    int       nm_n, nm_m;
 } rf_param;
 
 /* Per-sample activation shape: {C, H, W} for images, {T, D, 1} for tokens,
@@ -215,6 +221,14 @@ typedef struct rf_model {
  * "layers[7] add 'layer2.0.add': input 'layer2.0.bn2' has shape …".
  * Returns a new model with zeroed params (call rf_model_init); free with rf_model_free. */
 rf_status rf_model_from_spec(rf_ctx *ctx, const char *spec_json, rf_model **out);
+/* rf_model_from_spec in two steps, for callers that check what a spec
+ * declares before memory is committed to it (a checkpoint's spec against its
+ * tensor directory): rf_model_plan returns a new model with its layer records
+ * and parameter table (names, shapes, n_params) but no params, grads or
+ * buffers blocks; rf_model_alloc_blocks then allocates them (zeroed), after
+ * checking them against the memory cap. Free with rf_model_free. */
+rf_status rf_model_plan(rf_ctx *ctx, const char *spec_json, rf_model **out);
+rf_status rf_model_alloc_blocks(rf_ctx *ctx, rf_model *m);
 /* Returns the JSON spec text of a preset (static string), or NULL if unknown.
  * Presets: lenet-300-100, conv-2, conv-4, conv-6, lenet-5, mlp-1200x2,
  * mlp-800x2, vit-tiny (1x28x28 inputs), resnet-20, resnet-32, resnet-56,
@@ -285,6 +299,79 @@ size_t    rf_model_prunable_count(const rf_model *m, size_t *remaining);
  * n_params floats, non-zero where a weight is kept (m->masks, or m->params
  * for the weights' own zeros); borrowed. */
 rf_status rf_model_collapsed(rf_ctx *ctx, const rf_model *m, const float *keep, unsigned char *collapsed);
+/* ---- channel groups and slicing (src/nn/slice.c) ---------------------------
+ * Structured pruning removes output units (an image's channels, a flat
+ * vector's features) of conv2d and linear layers. Units that the DAG ties
+ * together must go together: an add sums unit u of each input into its
+ * unit u (an option-A shortcut's unit c into unit c + front; the
+ * zero-padded units outside take only the other inputs), so those are one
+ * group; batch norm, activations and pooling pass units through; flatten
+ * spreads a channel over H·W features; concat places its inputs' units
+ * side by side. A group is "pinned" (cannot be removed) when it reaches
+ * the logits or the model input, or a layer that mixes units in a way the
+ * slicer does not follow (layer norm, attention, transformer blocks, patch
+ * embedding). rf_chan_groups lists, for every output unit of every layer,
+ * its group (-1: pinned or not produced by a product); a group is owned by
+ * the first product layer whose output rows make it. */
+typedef struct rf_chan_groups {
+    int     n_layers, n_groups;
+    size_t *off;          /* [n_layers + 1]: layer i's units are unit[off[i] .. off[i + 1]) */
+    int    *unit;         /* group of each unit, -1 when it cannot be removed */
+    int    *owner;        /* [n_groups]: the owning product layer */
+    /* [n_layers]: for a product layer whose outputs cannot be removed, the
+     * layer that pins them (-2: the logits, -3: not followed, -1: the
+     * layer's units are removable) */
+    int    *pinned_by;
+    /* Units inside a layer (rf_layer_inner): layer i's are
+     * inner_unit[inner_off[i] .. inner_off[i + 1]), each its own group
+     * owned by layer i. */
+    size_t *inner_off;
+    int    *inner_unit;
+} rf_chan_groups;
+/* Units inside layer li that slicing can remove without touching its
+ * output: a transformer block's MLP hidden features (timm's Block: row j
+ * of mlp.fc1.weight and mlp.fc1.bias[j] make feature j, column j of
+ * mlp.fc2.weight reads it; the spec's "mlp"). Returns their count (0: none)
+ * and the tensors (each may be NULL). */
+int       rf_layer_inner(const rf_model *m, int li, const rf_param **rows, const rf_param **bias, const rf_param **cols);
+/* The spec's name of a layer type ("conv2d"), "?" for a value that is not one. */
+const char *rf_layer_type_name(int type);
+/* The units of layer L's output (channels of an image, features of tokens
+ * or of a flat vector); *image (may be NULL) is 1 for an image. */
+int       rf_layer_units(const rf_layer *L, int *image);
+/* Returns new groups of m's DAG (free with rf_chan_groups_free). */
+rf_status rf_model_chan_groups(rf_ctx *ctx, const rf_model *m, rf_chan_groups **out);
+void      rf_chan_groups_free(rf_chan_groups *g);   /* accepts NULL */
+/* Why product layer li's units cannot be removed, into buf ("its outputs are
+ * the logits", "layer 'blocks.0' (transformer) reads them and cannot drop
+ * input units"); "" when they can. */
+void      rf_chan_groups_why(const rf_model *m, const rf_chan_groups *g, int li, char *buf, size_t n);
+/* The groups whose every unit is dead in m's masks: each member product
+ * row and its bias masked to 0, and each member unit's per-unit parameters
+ * (batch norm's weight and bias) masked to 0, so the unit outputs exactly
+ * 0 and removing it changes no logit. dead[n_groups] is filled (1: dead).
+ * Without masks no group is dead. */
+void      rf_chan_groups_dead(const rf_model *m, const rf_chan_groups *g, unsigned char *dead);
+/* The physically smaller model: m without the units of the dead groups.
+ * A new spec (each sliced conv2d/linear's "out", an option-A add's
+ * "front"; every layer named, inputs listed) and m's parameters, masks and
+ * buffers sliced (weight rows and input columns, biases, batch-norm
+ * weights, biases and running statistics). In eval mode it computes what
+ * m computes with its masks applied. *removed (may be NULL) gets the
+ * number of units removed. Errors: a layer left with no unit. Returns a new
+ * model (rf_model_free). */
+rf_status rf_model_slice(rf_ctx *ctx, const rf_model *m, rf_model **out, long *removed);
+/* Network slimming's L1 penalty on batch-norm scales (Liu et al. 2017,
+ * eq. 1): grads of every batch norm's weight γ += lambda·sign(γ).
+ * RF_ERR_INVALID when m has no batch norm. */
+rf_status rf_model_bn_l1(rf_ctx *ctx, rf_model *m, float lambda);
+/* Multiply-adds of one forward of one sample: every product with a weight
+ * (conv2d, linear, patch embedding: output positions x weight elements;
+ * the products inside attention and transformer blocks, and attention's
+ * q·kᵀ and att·v, 2·T²·D). Element-wise layers, batch norm and pooling are
+ * not counted (Li et al. 2017 count FLOPs of the products the same way). */
+double    rf_model_flops(const rf_model *m);
+
 /* Index of the first layer whose output in the last forward holds a NaN or
  * Inf (the training loop names it on a non-finite loss), or -1 if none. */
 int       rf_model_first_nonfinite(const rf_model *m);

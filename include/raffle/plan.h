@@ -44,6 +44,10 @@ struct rf_point {
     const cJSON *model;
     double       seed;
     const cJSON *engine;   /* the job's "engine" object (NULL: none) */
+    /* The data preparation keys (rf_data_settings: validation, split_seed,
+     * normalize, pad_to) given at the top level overlaid by the
+     * experiment's; every task of the point gets them (NULL: none given). */
+    const cJSON *prep;
 };
 
 /* A new empty plan; errors go to ctx (borrowed). Free with rf_plan_free. */
@@ -64,8 +68,9 @@ int32_t   rf_plan_add(rf_plan *p, int kind, cJSON *settings, const int32_t *pare
 int32_t   rf_plan_dense(rf_plan *p, const rf_point *pt, const char *data, const cJSON *model, const cJSON *train);
 
 /* The common settings of a model-producing task: data, model, seed, the
- * job's engine object, and the keys of `train` (may be NULL) at the top
- * level. Returns a new object, NULL when out of memory. */
+ * job's engine object, the point's data preparation keys, and the keys of
+ * `train` (may be NULL) at the top level. Returns a new object, NULL when
+ * out of memory. */
 cJSON    *rf_plan_settings(const rf_point *pt, const char *data, const cJSON *model, const cJSON *train);
 /* base overlaid key by key with over (may be NULL). Returns new, or NULL. */
 cJSON    *rf_plan_overlay(const cJSON *base, const cJSON *over);

@@ -147,8 +147,17 @@ struct rf_prune_cfg {
     int      batch;           /* obd / snip / grasp batch size (default 128)          */
     int      synflow_rounds;  /* default 100                                          */
     double   grasp_eps;       /* finite-difference step, relative (default 3e-3)      */
+    /* N:M constraint (raffle/lowbit.h; 0: none): every group of nm_m
+     * consecutive weights of a row keeps nm_n, chosen by the method's
+     * scores (magnitude, snip, ..., and gradual magnitude pruning). The
+     * sparsity is then 1 - nm_n/nm_m; scope and rates do not apply, except
+     * output_rate 0, which leaves the output layer dense. */
+    int      nm_n, nm_m;
 };
 void rf_prune_cfg_default(rf_prune_cfg *c);
+/* Parses an N:M setting "N:M" (e.g. "2:4") into *n, *m: RF_ERR_INVALID
+ * for another form, N < 1, M < 2 or M > 64, and N > M. */
+rf_status rf_prune_nm_parse(rf_ctx *ctx, const char *s, int *n, int *m);
 
 /* ---- the method table -----------------------------------------------------------
  * What a method is: its name, what it needs, the settings it reads, and its
@@ -163,15 +172,24 @@ enum {   /* rf_prune_method_desc.flags */
     RF_PM_HIGHEST = 1 << 3,  /* prunes the highest scores (GraSP)                           */
     RF_PM_LAYER   = 1 << 4,  /* supports per-layer ranking (scope "layer")                  */
     RF_PM_GLOBAL  = 1 << 5,  /* supports one global ranking (scope "global")                */
+    /* Structured methods (src/compress/struct.c): they remove whole units,
+     * so the pruned model can be sliced into a smaller dense one
+     * (rf_model_slice); sparsity is the fraction of units removed. */
+    RF_PM_CHANNELS = 1 << 6, /* removes output channels of conv2d layers (filters)          */
+    RF_PM_NEURONS  = 1 << 7, /* removes output features of linear layers (neurons)          */
+    RF_PM_BNSCALE  = 1 << 8, /* ranks units by their batch norms' scale (each needs one)    */
+    RF_PM_HEADS    = 1 << 9, /* removes attention heads of attention / transformer layers   */
 };
+#define RF_PM_STRUCT (RF_PM_CHANNELS | RF_PM_NEURONS | RF_PM_HEADS)
 /* Fills scores[offset..offset+numel) of every item (scores has n_params
  * entries, zero elsewhere). Larger = keep, unless RF_PM_HIGHEST. m may be
  * used for forwards and backwards but is left as found. */
 typedef rf_status (*rf_prune_score_fn)(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *items,
                                        int n_items, const rf_dataset *train, float *scores);
-/* A method that selects by itself (m's masks updated and applied). */
+/* A method that selects by itself (m's masks updated and applied); train
+ * as for the score (NULL unless RF_PM_DATA). */
 typedef rf_status (*rf_prune_apply_fn)(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *items,
-                                       int n_items);
+                                       int n_items, const rf_dataset *train);
 typedef struct rf_prune_method_desc {
     const char        *name;      /* settings "method" */
     const char        *summary;   /* the score and its source, one line (docs)             */
@@ -216,6 +234,13 @@ int rf_prune_method_prunes_highest(int m);
  * schedule s_k = 1 − (1 − s)^(k/R) (Alg. 1). train may be NULL for
  * magnitude, random and synflow. */
 rf_status rf_prune_model(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_dataset *train);
+
+/* For a structured method (RF_PM_CHANNELS / RF_PM_NEURONS): RF_OK when
+ * some layer of m that cfg->layers selects can lose units, RF_ERR_INVALID
+ * naming the layer when `layers` names one the method cannot slice (the
+ * logits, a layer read by a transformer block, a linear layer for
+ * filter_l1, ...). Other methods: RF_OK. Job validation runs it. */
+rf_status rf_prune_struct_check(rf_ctx *ctx, const rf_model *m, const rf_prune_cfg *cfg);
 
 /* Per-tensor report of the current masks over m's prunable params. */
 typedef struct rf_prune_layer_stat {

@@ -17,14 +17,43 @@
 extern "C" {
 #endif
 
-/* Report columns, in report.csv order; report.json's task objects have the
- * same keys (plus "settings"). */
+/* Report columns, in report.csv order (then one column per varied setting,
+ * the report's "setting_columns"); report.json's task objects have the same
+ * keys plus "series", "link", "settings", "engine_detail" and, where the
+ * metrics have them, "layer_remaining" and "curve" (docs/jobs.md). */
 extern const char *const rf_report_columns[];
+
+/* One sweep of a report: its store (borrowed), its job (borrowed; NULL:
+ * read the store's job.json), its name in a comparison (NULL: the job's
+ * name) and the path from the report's directory to the store's (links to
+ * each task's log and metrics; NULL or "" when the report is in the store). */
+typedef struct rf_report_source {
+    rf_store     *store;
+    const rf_job *job;
+    const char   *sweep;
+    const char   *link;
+} rf_report_source;
+
+/* Builds one report over n sweeps (n > 1: a comparison; labels, groups and
+ * series start with the sweep's name, so sweeps are never averaged
+ * together). Returns a new object; free with cJSON_Delete. */
+rf_status rf_report_build_sources(rf_ctx *ctx, const rf_report_source *src, int n, cJSON **out);
+/* Writes report.json, report.csv and report.html of rep into directory dir
+ * (created when missing; each file atomically). */
+rf_status rf_report_write_dir(rf_ctx *ctx, const char *dir, const cJSON *rep);
 
 /* Builds the report object {"name", "summary": {...}, "tasks": [...]} from the
  * store. job may be NULL (then job.json is read from the store). Returns a
  * new object; free with cJSON_Delete. */
 rf_status rf_report_build(rf_ctx *ctx, rf_store *s, const rf_job *job, cJSON **out);
+/* The job of a store (its job.json, named after the store when it has no
+ * "name"). Returns a new job; free with rf_job_free. */
+rf_status rf_report_job(rf_ctx *ctx, rf_store *s, rf_job **out);
+/* Each task's state as the store's ledger records it: out[i] (job->n_tasks
+ * entries) gets "pending", "running", "done", "failed", "skipped" or
+ * "preempted" (static strings; the report also demotes a "done" task whose
+ * metrics.json cannot be read to "pending"). */
+rf_status rf_report_states(rf_ctx *ctx, rf_store *s, const rf_job *job, const char **out);
 /* Writes report.json, report.csv and report.html into the store. */
 rf_status rf_report_write(rf_ctx *ctx, rf_store *s, const rf_job *job);
 /* Opens the store directory DIR ("results/NAME") and writes the three files. */

@@ -77,6 +77,14 @@ typedef struct rf_setting {
     /* The choices from a table elsewhere (the pruning methods, the kinds):
      * used when choices is NULL. */
     const char *const *(*choices_fn)(void);
+    /* A check beyond type and bounds (a string's syntax: augment, normalize;
+     * validation's integer counts), run after them: RF_OK, or an error
+     * whose message (in ctx) the caller prefixes with the JSON path. */
+    rf_status (*check)(rf_ctx *ctx, const cJSON *v);
+    /* The default depends on other settings (validation: the dataset's):
+     * a new value for settings o, NULL when it has none. `def` is then
+     * NULL and the docs print "depends". */
+    cJSON *(*def_of)(const struct rf_setting *s, const cJSON *o);
 } rf_setting;
 
 /* Tables end with an entry whose key is NULL. */
@@ -87,6 +95,11 @@ typedef struct rf_setting {
  * eval_every (docs/training.md). The same for job files, task settings and
  * the command line. */
 extern const rf_setting rf_train_settings[];
+/* The data preparation keys: validation, split_seed, normalize, pad_to
+ * (docs/data.md): how every task that reads data turns its dataset into
+ * training, validation and test splits (rf_data_open). Settings of every
+ * kind that reads data; in job files at the top level and in experiments. */
+extern const rf_setting rf_data_settings[];
 
 /* s's choices (choices, or choices_fn()); NULL: none. */
 const char *const *rf_setting_choices(const rf_setting *s);
@@ -118,6 +131,9 @@ int rf_setting_applies(const rf_setting *s, const cJSON *o);
 
 /* The default of s as a new cJSON value (NULL: none, or out of memory). */
 cJSON *rf_setting_default(const rf_setting *s);
+/* The default of s in settings o (def_of when s has it, else
+ * rf_setting_default). New value; NULL: none. */
+cJSON *rf_setting_default_in(const rf_setting *s, const cJSON *o);
 
 /* Readers: the value of key in settings when present (and of the right
  * type), else its table default (0, "" or 0 when the table has none). They

@@ -95,6 +95,27 @@ const cJSON *rf_store_env(const rf_store *s);   /* borrowed; NULL if unset */
 typedef void (*rf_store_write_fn)(void *ud, const char *rel);
 void      rf_store_set_on_write(rf_store *s, rf_store_write_fn fn, void *ud);
 
+/* ---- one sweep per store ------------------------------------------------
+ * rf_store_lock takes the store's sweep lock: an open-file-description lock
+ * (fcntl F_OFD_SETLK, or flock where the file system lacks OFD locks) on
+ * STORE/NAME/.lock, which the kernel drops when the holder dies, so a killed
+ * sweep never leaves a stale lock (a marker file would). The holder writes
+ * "host pid time" into the file. If another process holds it: RF_ERR_BUSY
+ * naming the holder's host and pid. The lock lasts until rf_store_close. */
+rf_status rf_store_lock(rf_ctx *ctx, rf_store *s);
+
+/* Removes temporary files that writers which died left in the store (a
+ * kill -9 between create and rename): ".tmp.PID.N" (rf_store_write) and
+ * "NAME.tmp.PID" (rf_write_file_atomic) in the store's top directory, its
+ * .spool and every tasks/ID/, but only when process PID no longer exists on
+ * this host (a live writer's file is left alone). Call with the lock held.
+ * *removed (may be NULL) gets the number of files removed. */
+rf_status rf_store_remove_stale(rf_ctx *ctx, rf_store *s, int *removed);
+
+/* 1 if name is a temporary file name of a writer whose process is gone
+ * (the rule rf_store_remove_stale applies; scratch clean-up uses it too). */
+int       rf_store_stale_temp(const char *name);
+
 /* UTC time as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf (>= 32 bytes). */
 void      rf_store_time_iso(char *buf, size_t n);
 

@@ -36,6 +36,11 @@ typedef struct rf_task_io {
     const char  *const *parent_ckpts; /* borrowed paths of parents' model.rckpt, DAG order */
     const char   *out_dir;         /* existing directory to write model.rckpt etc. */
     const rf_dataset *train, *test;/* borrowed, already loaded (settings "data") */
+    /* borrowed: the validation split held out of the training set
+     * (settings "validation"), the only set selection reads (best
+     * iteration, early stopping, the lottery ticket's best); the test split
+     * is evaluated at the end and reported. NULL: no validation split. */
+    const rf_dataset *val;
     volatile int *stop_flag;       /* preemption request (may be NULL) */
     void        (*log)(void *ud, const char *line);  /* progress (may be NULL) */
     void         *log_ud;
@@ -48,6 +53,12 @@ typedef struct rf_task_io {
     const char   *resume_from;
     double        resume_every_s;
     int           log_every;       /* progress line every N training steps (0: the kind's default) */
+    /* The task's identity (borrowed, may be NULL): its 16-hex-digit id and
+     * the hash of its canonical settings. A resume point records both and
+     * one that names another task or other settings is refused (issue 19,
+     * defect 5: seed 0's state was accepted by seed 1). */
+    const char   *task_id;
+    const char   *settings_hash;
 } rf_task_io;
 
 /* A task kind's entry point: fills `metrics` (a cJSON object owned by the
@@ -131,9 +142,11 @@ int            rf_kind_find_experiment(const char *name);
 const char *const *rf_kind_experiment_names(void);
 /* The common task settings: data, model, seed, engine, train_limit. */
 extern const rf_setting rf_task_common_settings[];
-/* The tables a kind's settings are checked against: common, training (if
- * the kind trains), its own. Fills up to 3 tables, returns how many. */
-int            rf_kind_tables(const rf_kind *k, const rf_setting *tabs[3]);
+/* The tables a kind's settings are checked against: common and data
+ * preparation (rf_data_settings; kinds that read data), training (if the
+ * kind trains), its own. Fills up to RF_KIND_MAX_TABLES, returns how many. */
+#define RF_KIND_MAX_TABLES 4
+int            rf_kind_tables(const rf_kind *k, const rf_setting *tabs[RF_KIND_MAX_TABLES]);
 /* Completes settings s of kind k (in place): "kind", and the default of
  * every key of its tables that is absent (training keys only where
  * train_when holds, never train_omit ones). Returns 0 out of memory. */
@@ -163,10 +176,20 @@ rf_status rf_task_ofa_sparse(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 rf_status rf_task_ofa_transfer(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 rf_status rf_task_ofa_qat(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 
-/* Runs a task: loads data named by settings "data" (unless io gives it;
- * "train_limit" keeps the first N training samples), calls the kind named
- * by settings "kind". */
+/* Runs a task: loads data named by settings "data" through rf_data_open
+ * with the data preparation keys (unless io gives it: io->train, io->val,
+ * io->test; "train_limit" keeps the first N training samples, after the
+ * validation split), calls the kind named by settings "kind". */
 rf_status rf_task_run(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+/* The data preparation keys of settings (rf_data_settings: validation,
+ * split_seed, normalize, pad_to) as rf_data_open options; an absent
+ * validation is the dataset's default. A value the table refuses is
+ * RF_ERR_INVALID naming the key. Borrows settings (may be NULL). */
+rf_status rf_task_data_opts(rf_ctx *ctx, const cJSON *settings, rf_data_opts *o);
+/* rf_data_open of settings "data" with rf_task_data_opts: the splits a
+ * task with these settings trained, selected and was tested on. Fills *sp
+ * (free with rf_data_splits_free); errors name the dataset. */
+rf_status rf_task_open_data(rf_ctx *ctx, const cJSON *settings, rf_data_splits *sp);
 
 /* ---- the child's side of a sweep (`raffle run DIR`) ---------------------------
  * Reads DIR/task.json ({"id", "settings", "parents", optional "resume",
@@ -259,19 +282,26 @@ rf_status rf_task_train_cfg_io(rf_ctx *ctx, const rf_task_io *io, int log_every,
 /* The table's defaults (rf_task_train_cfg of no settings). */
 void      rf_task_train_cfg_default(rf_train_cfg *cfg);
 
-/* rf_train with resumable state: restores params, masks, buffers,
- * optimizer moments and step from io->resume_from (which must come from the
- * same task: same parameter count), saves them atomically to
- * OUT_DIR/resume.rckpt every io->resume_every_s seconds and when stop_flag
- * stops the run (then returns RF_ERR_PREEMPTED). Data order and dropout are
- * functions of (seed, epoch, step), so a resumed run is bit-identical to an
- * uninterrupted one. res covers the whole run: steps counts from 0 and
- * best_accuracy/best_iteration include the saved ones. opt may be NULL.
- * cfg->stop_flag is taken from io. */
+/* rf_train(train, io->val, test) with resumable state: restores params,
+ * masks, buffers, optimizer moments, step and the selection state (best
+ * validation accuracy, its step, the model then) from io->resume_from
+ * (which must come from the same task: same parameter count), saves them
+ * atomically to OUT_DIR/resume.rckpt every io->resume_every_s seconds and
+ * when stop_flag stops the run (then returns RF_ERR_PREEMPTED). Data order,
+ * augmentation and dropout are functions of (seed, epoch, step), so a
+ * resumed run is bit-identical to an uninterrupted one. res covers the
+ * whole run: steps counts from 0 and best_val_accuracy/best_iteration
+ * include the saved ones. Selection reads io->val only; test is evaluated
+ * at the end. opt may be NULL. cfg->stop_flag and cfg->best are set here. */
 rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const rf_dataset *train,
                                   const rf_dataset *test, const rf_train_cfg *cfg, rf_optim *opt,
                                   const rf_train_hooks *hooks, rf_train_result *res);
 #define RF_TASK_RESUME_FILE "resume.rckpt"
+/* Adds the selection metrics of a training run to metrics (replacing them):
+ * best_val_accuracy, best_iteration (validation; -1 without a validation
+ * split), test_accuracy_at_best_val (the test split at that step, reported,
+ * never selected on). Returns 0 when out of memory. */
+int       rf_task_add_selection(const rf_train_result *r, cJSON *metrics);
 
 /* ---- finishing ------------------------------------------------------------------ */
 /* Shared finishing step for every kind: saves the model to OUT_DIR/model.rckpt
@@ -287,9 +317,22 @@ rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m,
  * the sparse kernel (RF_DEPLOY_RULE: no timing, so the numbers repeat on
  * every run and rank), layers with an inference hook already (int8) keep
  * it. The sparse hooks are removed before returning. n_sparse (may be NULL)
- * gets the number of sparse sites. */
+ * gets the number of sparse sites. logits (may be NULL): every sample's
+ * logits [n, classes] (caller-allocated). */
 rf_status rf_evaluate_deployed(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch, double *acc,
-                               double *loss, int *n_sparse);
+                               double *loss, int *n_sparse, float *logits);
+/* rf_evaluate_deployed on ds writing what m predicted, each file
+ * atomically, so the accuracy can be checked outside raffle:
+ *   PREFIX.logits.npy  float32 [n, classes]  every sample's logits, in ds's order
+ *   PREFIX.pred.npy    int32 [n]             the predicted label: the first maximal logit
+ *   PREFIX.labels.npy  int32 [n]             ds's labels
+ * (mean(pred == labels) is *acc). A failure leaves none of the three. */
+rf_status rf_task_write_predictions(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch, const char *prefix,
+                                    double *acc, double *loss, int *n_sparse);
+/* The settings the task that wrote checkpoint `path` recorded in its
+ * metadata (extra.settings), as a new object (cJSON_Delete), or *out = NULL
+ * when it recorded none (a checkpoint not written by a task). */
+rf_status rf_task_ckpt_settings(rf_ctx *ctx, const char *path, cJSON **out);
 /* rf_evaluate_deployed on io's test split, capped by the "eval_limit"
  * setting, at batch 256: the accuracy every task reports. *acc = -1 and
  * *loss = 0 without a test split. */

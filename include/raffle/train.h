@@ -29,9 +29,28 @@ typedef struct rf_train_hooks {
     rf_status (*after_backward)(void *ud, rf_model *m, int64_t step);
     /* After the optimizer step (restore shadow weights, re-apply masks). */
     rf_status (*after_step)(void *ud, rf_model *m, int64_t step);
-    /* After each epoch, with that epoch's test accuracy (-1 if not evaluated). */
-    rf_status (*after_epoch)(void *ud, rf_model *m, int epoch, double test_acc);
+    /* After each epoch, with that epoch's validation accuracy (-1 if not
+     * evaluated: no validation split, or eval_every > 0). */
+    rf_status (*after_epoch)(void *ud, rf_model *m, int epoch, double val_acc);
 } rf_train_hooks;
+
+/* Validation-based selection (docs/training.md): the best validation
+ * accuracy so far, the step it was reached at, and a copy of the model then
+ * (parameters and buffers), from which the test split is evaluated once at
+ * the end. The caller may own it (rf_train_cfg.best) so that it survives a
+ * preemption: a resumed run passes in what the interrupted one had. */
+typedef struct rf_train_best {
+    double   val_accuracy;   /* -1: none yet */
+    double   val_loss;
+    int64_t  iteration;      /* steps done when it was reached; -1: none yet */
+    float   *params;         /* [n_params] (owned; NULL until the first best, or without a test split) */
+    float   *buffers;        /* [n_buffers] (owned; NULL when the model has none) */
+    size_t   n_params, n_buffers;
+} rf_train_best;
+/* No best yet, no copy. */
+void rf_train_best_init(rf_train_best *b);
+/* Frees the copy and re-initialises b; accepts NULL. */
+void rf_train_best_free(rf_train_best *b);
 
 typedef struct rf_train_cfg {
     int      epochs;            /* used if iterations == 0 */
@@ -40,21 +59,36 @@ typedef struct rf_train_cfg {
     uint64_t seed;              /* shuffling and dropout streams */
     rf_optim_cfg optim;
     float    label_smoothing;
-    int      eval_every;        /* evaluate on test every N steps (0: every epoch end) */
-    int64_t  eval_limit;        /* evaluate on at most this many test samples (0: all) */
+    int      eval_every;        /* evaluate on validation every N steps (0: every epoch end) */
+    int64_t  eval_limit;        /* evaluate on at most this many validation / test samples (0: all) */
+    rf_augment augment;         /* training batches augmented (data.h; {0, 0}: none) */
+    /* Selection state carried in and out (resume); NULL: rf_train keeps its
+     * own. Borrowed; its copy is (re)allocated by rf_train. */
+    rf_train_best *best;
     int64_t  start_step;        /* resume: first step to run (weights/optimizer restored by caller) */
     int      log_every;         /* progress to `log` every N steps (0: never) */
     void   (*log)(void *log_ud, const char *line);  /* progress lines (CLI prints them) */
     void    *log_ud;
     volatile int *stop_flag;    /* if set and non-zero: stop after the current step (preemption) */
+    /* Network slimming's sparsity penalty (Liu et al. 2017, eq. 1): λ·Σ|γ|
+     * over every batch norm's scale, its subgradient λ·sign(γ) added after
+     * each backward (rf_model_bn_l1). 0: off; > 0 on a model without batch
+     * norm is an error. */
+    float    bn_l1;
 } rf_train_cfg;
 void rf_train_cfg_default(rf_train_cfg *c);
 
+/* Every accuracy names its split: selection reads the validation split
+ * only; the test split is evaluated after training, on the final model and
+ * on the model at best_iteration, and only reported. */
 typedef struct rf_train_result {
-    double  accuracy, loss;        /* final test accuracy / loss (-1 / NaN without a test set or when stopped) */
+    double  test_accuracy, test_loss;  /* final model on test (-1 / NaN without a test set or when stopped) */
+    double  val_accuracy, val_loss;    /* final model on validation (-1 / NaN without one or when stopped) */
     double  train_loss;            /* mean over the last epoch              */
-    double  best_accuracy;         /* best periodic test accuracy           */
-    int64_t best_iteration;        /* step where it was reached (LTH early-stopping measure) */
+    double  best_val_accuracy;     /* best validation accuracy, periodic and final (-1 without validation) */
+    int64_t best_iteration;        /* steps done when it was reached (LTH early-stopping measure; -1) */
+    double  test_accuracy_at_best_val; /* the model at best_iteration on test (-1 without validation or test) */
+    double  test_loss_at_best_val;
     int64_t steps;                 /* steps run                             */
     double  seconds, samples_per_s;
     int     stopped;               /* 1 if stop_flag ended the run early    */
@@ -63,8 +97,13 @@ typedef struct rf_train_result {
     double  cpu_seconds;
 } rf_train_result;
 
-/* Trains m on `train`, evaluating on `test` (may be NULL). Epoch e's batches
- * come from rf_batcher(seed, e), full batches only; dropout at step s uses
+/* Trains m on `train`. `val` (may be NULL) is the selection set: evaluated
+ * every eval_every steps (each epoch when 0) and at the end; the best
+ * accuracy on it gives best_iteration. `test` (may be NULL) is never read
+ * while training: it is evaluated at the end, on the final model and on the
+ * model at best_iteration (a copy kept when the best is found). With no
+ * `val` there is no periodic evaluation and no best. Epoch e's batches
+ * come from rf_batcher(seed, e) (augmented by cfg->augment), full batches only; dropout at step s uses
  * Philox stream (seed, "dropout" + s), so a run resumed at start_step with the
  * same optimizer state replays the uninterrupted run exactly. The dataset must
  * match the model's input size and have at most its number of outputs as
@@ -72,8 +111,8 @@ typedef struct rf_train_result {
  * returns RF_ERR_NAN naming the step and the first layer whose output went
  * non-finite. opt may be NULL (one is created from cfg->optim and freed);
  * pass one to keep its state (resume, learning-rate rewinding). */
-rf_status rf_train(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf_dataset *test,
-                   const rf_train_cfg *cfg, rf_optim *opt, const rf_train_hooks *hooks,
+rf_status rf_train(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf_dataset *val,
+                   const rf_dataset *test, const rf_train_cfg *cfg, rf_optim *opt, const rf_train_hooks *hooks,
                    rf_train_result *res);
 
 /* rf_model_create_for (nn.h) for ds's sample shape and classes: a preset is
@@ -85,6 +124,11 @@ rf_status rf_model_create_for_data(rf_ctx *ctx, const char *name_or_path, const 
 /* Accuracy and mean cross-entropy of m on ds (inference mode). */
 rf_status rf_evaluate(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch,
                       double *accuracy, double *loss);
+/* rf_evaluate that also writes every sample's logits, in ds's order, into
+ * logits [n, classes] (caller-allocated; NULL: not kept). The accuracy is
+ * the fraction whose first maximal logit is the label. */
+rf_status rf_evaluate_logits(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch, double *accuracy,
+                             double *loss, float *logits);
 /* Logits for all of ds: returns a new [n, classes] array (rf_free). */
 rf_status rf_predict(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch, float **logits);
 

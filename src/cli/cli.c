@@ -6,6 +6,7 @@
 #include "raffle/threads.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,6 +15,16 @@
 #include <string.h>
 #include <unistd.h>
 
+/* --json: a command prints one JSON object on stdout, its result or, when
+ * it fails before printing one, {"ok": false, "command", "exit", "error"}
+ * with the last error it reported (cli_json_end). The human-readable line
+ * still goes to stderr. */
+static struct { int on, printed; char cmd[32]; char err[1024]; } json_out;
+
+static void remember(const char *fmt, va_list ap) {
+    if (json_out.on) vsnprintf(json_out.err, sizeof json_out.err, fmt, ap);
+}
+
 void cli_err(const char *cmd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -21,18 +32,38 @@ void cli_err(const char *cmd, const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    va_start(ap, fmt);
+    remember(fmt, ap);
+    va_end(ap);
 }
 
 int cli_fail(const char *cmd, rf_ctx *ctx, rf_status s) {
     const char *msg = rf_ctx_error(ctx);
     fprintf(stderr, "raffle %s: error: %s\n", cmd, msg[0] ? msg : rf_strerror(s));
+    if (json_out.on) snprintf(json_out.err, sizeof json_out.err, "%s", msg[0] ? msg : rf_strerror(s));
     return 1;
 }
 
 void cli_print_json(cJSON *obj) {
     char *s = cJSON_PrintUnformatted(obj);
-    if (s) { fputs(s, stdout); fputc('\n', stdout); fflush(stdout); free(s); }
+    if (s) { fputs(s, stdout); fputc('\n', stdout); fflush(stdout); free(s); json_out.printed = 1; }
     cJSON_Delete(obj);
+}
+
+void cli_json_begin(const char *cmd) {
+    json_out.on = 1;
+    snprintf(json_out.cmd, sizeof json_out.cmd, "%s", cmd);
+}
+
+int cli_json_end(int rc) {
+    if (!json_out.on || json_out.printed || rc == 0 || !json_out.err[0]) return rc;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "ok", 0);
+    cJSON_AddStringToObject(o, "command", json_out.cmd);
+    cJSON_AddNumberToObject(o, "exit", rc);
+    cJSON_AddStringToObject(o, "error", json_out.err);
+    cli_print_json(o);
+    return rc;
 }
 
 void cli_log(void *ud, const char *line) {
@@ -122,36 +153,40 @@ static int list_add(const char *cmd, const char *name, cli_list *l, const char *
 }
 
 static int set_value(const char *cmd, const cli_opt *o, const char *v) {
-    char *end = NULL;
-    errno = 0;
+    /* the library's strict parser: the whole value, in range, never saturated */
+    char what[80];
+    snprintf(what, sizeof what, "--%s", o->name);
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    size_t n = strlen(v);
     switch (o->type) {
     case CLI_STR: *(const char **)o->dest = v; return 0;
     case CLI_LIST: return list_add(cmd, o->name, (cli_list *)o->dest, v);
     case CLI_INT: {
-        long x = strtol(v, &end, 10);
-        if (errno || !*v || *end || x < -2147483647L || x > 2147483647L) break;
+        int64_t x;
+        if (rf_parse_i64(&ctx, v, n, -2147483647LL, 2147483647LL, what, &x) != RF_OK) break;
         *(int *)o->dest = (int)x; return 0;
     }
     case CLI_I64: {
-        long long x = strtoll(v, &end, 10);
-        if (errno || !*v || *end) break;
+        int64_t x;
+        if (rf_parse_i64(&ctx, v, n, INT64_MIN, INT64_MAX, what, &x) != RF_OK) break;
         *(int64_t *)o->dest = x; return 0;
     }
     case CLI_U64: {
-        if (*v == '-') break;
-        unsigned long long x = strtoull(v, &end, 10);
-        if (errno || !*v || *end) break;
+        uint64_t x;
+        if (rf_parse_u64(&ctx, v, n, 0, UINT64_MAX, what, &x) != RF_OK) break;
         *(uint64_t *)o->dest = x; return 0;
     }
     case CLI_FLOAT: case CLI_DOUBLE: {
-        double x = strtod(v, &end);
-        if (errno || !*v || *end || x != x) break;
+        double x;
+        double lim = o->type == CLI_FLOAT ? 3.4028234663852886e38 : 1.7976931348623157e308;
+        if (rf_parse_f64(&ctx, v, n, -lim, lim, what, &x) != RF_OK) break;
         if (o->type == CLI_FLOAT) *(float *)o->dest = (float)x; else *(double *)o->dest = x;
         return 0;
     }
-    case CLI_FLAG: break;
+    case CLI_FLAG: rf_error(&ctx, RF_ERR_INVALID, "%s: takes no value", what); break;
     }
-    cli_err(cmd, "--%s: invalid value '%s'", o->name, v);
+    cli_err(cmd, "invalid value '%s': %s", v, rf_ctx_error(&ctx));
     return 2;
 }
 
@@ -214,7 +249,6 @@ static int set_setting(const char *cmd, const rf_setting *s, const char *v, int 
     flag_of(s->key, flag + 2, sizeof flag - 2);
     if (cJSON_GetObjectItemCaseSensitive(settings, s->key)) { cli_err(cmd, "%s given twice", flag); return 2; }
     cJSON *j = NULL;
-    char *end = NULL;
     switch (s->type) {
     case RF_SET_BOOL:
         if (!v) j = cJSON_CreateBool(!neg);
@@ -223,9 +257,14 @@ static int set_setting(const char *cmd, const rf_setting *s, const char *v, int 
         else { cli_err(cmd, "%s: expected true or false, got '%s'", flag, v); return 2; }
         break;
     case RF_SET_NUM: case RF_SET_INT: {
-        errno = 0;
-        double x = strtod(v, &end);
-        if (errno || !*v || *end || isnan(x)) { cli_err(cmd, "%s: invalid number '%s'", flag, v); return 2; }
+        /* the library's strict parser; the setting's own bounds are checked later */
+        rf_ctx pctx;
+        rf_ctx_init(&pctx);
+        double x;
+        if (rf_parse_f64(&pctx, v, strlen(v), -DBL_MAX, DBL_MAX, flag, &x) != RF_OK) {
+            cli_err(cmd, "%s: invalid number '%s'", flag, v);
+            return 2;
+        }
         j = cJSON_CreateNumber(x);
         break;
     }

@@ -32,8 +32,8 @@ typedef struct cli_opt {
  * separated. Values are checked with the table's own checker and land in
  * `settings` with the table's types. Keys in `omit` are not flags. */
 typedef struct cli_tables {
-    const rf_setting *tab[4];
-    const char       *title[4];   /* help section of each table */
+    const rf_setting *tab[RF_KIND_MAX_TABLES];
+    const char       *title[RF_KIND_MAX_TABLES];   /* help section of each table */
     int               n;
     const char *const *omit;      /* NULL-terminated, may be NULL */
     cJSON            *settings;   /* receives the flags given (borrowed) */
@@ -55,6 +55,12 @@ void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf
 int  cli_fail(const char *cmd, rf_ctx *ctx, rf_status s);
 /* Prints obj as one JSON object line on stdout (and frees it). */
 void cli_print_json(cJSON *obj);
+/* --json for command cmd: errors reported with cli_err / cli_fail are
+ * remembered, and cli_json_end(rc) prints {"ok": false, "command", "exit",
+ * "error"} on stdout when the command failed without printing its own
+ * JSON object (a command's stdout then always holds one object). Returns rc. */
+void cli_json_begin(const char *cmd);
+int  cli_json_end(int rc);
 /* Progress line callback for library logs: prints to stderr. */
 void cli_log(void *ud, const char *line);
 /* Runs one task of kind k in directory dir the way a sweep's worker does

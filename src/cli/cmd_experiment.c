@@ -30,7 +30,7 @@ static cJSON *job_of(const rf_kind *k, const cJSON *flags, cJSON *engine) {
     for (const cJSON *c = flags ? flags->child : NULL; ok && c; c = c->next) {
         cJSON *d = cJSON_Duplicate(c, 1);
         const char *key = strcmp(c->string, "data") == 0 ? "dataset" : c->string;
-        cJSON *into = rf_setting_find(rf_task_common_settings, c->string) ? job
+        cJSON *into = rf_setting_find(rf_task_common_settings, c->string) || rf_setting_find(rf_data_settings, c->string) ? job
                     : rf_setting_find(rf_train_settings, c->string) ? train : exp;
         ok = d && cJSON_AddItemToObject(into, key, d);
         if (!ok) cJSON_Delete(d);
@@ -60,9 +60,10 @@ int cli_experiment_main(const rf_kind *k, int argc, char **argv) {
     static const char *const omit[] = {"engine", "train_limit", NULL};
     cJSON *flags = cJSON_CreateObject();
     if (!flags) { cli_err(cmd, "out of memory"); return 1; }
-    cli_tables t = {.tab = {rf_task_common_settings, rf_train_settings, k->exp_keys}, .n = 3, .omit = omit, .settings = flags,
-                    .title = {"data, model, seed (a job's top level)", "training (a job's \"train\")",
-                              "the experiment's keys (docs/jobs.md)"}};
+    cli_tables t = {.tab = {rf_task_common_settings, rf_data_settings, rf_train_settings, k->exp_keys}, .n = 4, .omit = omit,
+                    .settings = flags,
+                    .title = {"data, model, seed (a job's top level)", "data preparation (a job's top level; docs/data.md)",
+                              "training (a job's \"train\")", "the experiment's keys (docs/jobs.md)"}};
     char summary[1200];
     snprintf(summary, sizeof summary,
              "%s.\nRuns a job's \"%s\" experiment here, task for task as a sweep runs it: %s.",
@@ -123,10 +124,11 @@ int cli_experiment_main(const rf_kind *k, int argc, char **argv) {
         cli_print_json(o);
     } else {
         const cJSON *e;
-        printf("%-44s %-13s %9s %9s %10s\n", "task", "kind", "accuracy", "sparsity", "bytes");
+        printf("%-44s %-13s %9s %9s %9s %10s\n", "task", "kind", "val acc", "test acc", "sparsity", "bytes");
         cJSON_ArrayForEach(e, all)
-            printf("%-44s %-13s %9.4f %9.4f %10.0f\n", cJSON_GetObjectItem(e, "dir")->valuestring,
-                   cJSON_GetObjectItem(e, "kind")->valuestring, num(e, "accuracy"), num(e, "sparsity"), num(e, "bytes"));
+            printf("%-44s %-13s %9.4f %9.4f %9.4f %10.0f\n", cJSON_GetObjectItem(e, "dir")->valuestring,
+                   cJSON_GetObjectItem(e, "kind")->valuestring, num(e, "val_accuracy"), num(e, "accuracy"), num(e, "sparsity"),
+                   num(e, "bytes"));
         cJSON_Delete(all);
     }
     return 0;

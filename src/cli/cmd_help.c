@@ -42,6 +42,14 @@ static void methods_md(rf_buf *b) {
 static void jobs_md(rf_buf *b) {
     rf_buf_printf(b, "### Top level\n\n");
     rf_settings_markdown(b, rf_job_top_settings(), 0);
+    rf_buf_printf(b, "\n### Data preparation\n\n"
+                     "How every task turns its dataset into training, validation and test splits\n"
+                     "(docs/data.md): at the top level and in each experiment (overriding the top level;\n"
+                     "there a list is a grid axis). Every task that reads data records them in its\n"
+                     "settings (and so in its id); the command line takes them as flags (`--pad-to 32`).\n"
+                     "Selection (periodic evaluation, `best_iteration`, early stopping) reads the\n"
+                     "validation split only; the test split is evaluated at the end and reported.\n\n");
+    rf_settings_markdown(b, rf_data_settings, 0);
     rf_buf_printf(b, "\n### `train` (training settings)\n\n"
                      "Valid at the top level, in each experiment (`train`, overriding the top\n"
                      "level key by key) and in the experiment-specific training objects\n"
@@ -76,7 +84,7 @@ static void jobs_md(rf_buf *b) {
                      "the common keys below and, for kinds that train, the training keys. An expansion writes\n"
                      "every default out (keys marked optional excepted: they are written only when set),\n"
                      "so a task's settings fully describe its work.\n\n"
-                     "Common keys (kinds that read data):\n\n");
+                     "Common keys (kinds that read data; the data preparation keys above too):\n\n");
     rf_settings_markdown(b, rf_task_common_settings, 0);
     for (int k = 0; k < RF_JOB_KIND_COUNT_; k++) {
         const rf_kind *d = rf_kind_get(k);

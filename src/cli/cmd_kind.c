@@ -52,11 +52,12 @@ int cli_kind_main(const rf_kind *k, int argc, char **argv) {
     cJSON *settings = cJSON_CreateObject();
     if (!settings) { cli_err(cmd, "out of memory"); return 1; }
     cli_tables t = {.omit = k->train_omit, .settings = settings};
-    const rf_setting *tabs[3];
+    const rf_setting *tabs[RF_KIND_MAX_TABLES];
     int n = rf_kind_tables(k, tabs);
     for (int i = 0; i < n; i++) {
         t.tab[t.n] = tabs[i];
         t.title[t.n++] = tabs[i] == rf_task_common_settings ? "data, model, seed (as in a job file)"
+                       : tabs[i] == rf_data_settings ? "data preparation (a job's top level or experiment; docs/data.md)"
                        : tabs[i] == rf_train_settings ? (k->train_when ? "training (the keys of a job's \"train\"; only when the condition of the kind holds)"
                                                                        : "training (the keys of a job's \"train\")")
                        : "settings of the kind (docs/jobs.md, Task settings)";
@@ -93,8 +94,14 @@ int cli_kind_main(const rf_kind *k, int argc, char **argv) {
     if (json) {
         cli_print_json(m);
     } else {
-        printf("%s: accuracy %.4f  loss %.4f  sparsity %.4f  %.0f bytes  %s%s\n", cmd, num(m, "accuracy"), num(m, "loss"),
-               num(m, "sparsity"), num(m, "bytes"), own ? "(no --out: not kept)" : "in ", own ? "" : out);
+        /* every accuracy with its split: selection read validation only */
+        printf("%s: test accuracy %.4f  loss %.4f", cmd, num(m, "accuracy"), num(m, "loss"));
+        if (num(m, "val_accuracy") >= 0) printf("  val accuracy %.4f", num(m, "val_accuracy"));
+        if (num(m, "best_iteration") >= 0 && cJSON_GetObjectItemCaseSensitive(m, "best_val_accuracy"))
+            printf("  (best val %.4f at step %.0f: test %.4f)", num(m, "best_val_accuracy"), num(m, "best_iteration"),
+                   num(m, "test_accuracy_at_best_val"));
+        printf("  sparsity %.4f  %.0f bytes  %s%s\n", num(m, "sparsity"), num(m, "bytes"), own ? "(no --out: not kept)" : "in ",
+               own ? "" : out);
         cJSON_Delete(m);
     }
     return 0;

@@ -1,6 +1,10 @@
 /* raffle status STORE/NAME: prints a sweep's status.json (rewritten by the
- * coordinator every few seconds) in a line a person reads, or as JSON. */
+ * coordinator every few seconds) in a line a person reads, each running
+ * task by its readable label (raffle/job.h), or as JSON (with "label" added
+ * to each running worker). */
 #include "cli/cli.h"
+#include "raffle/job.h"
+#include "raffle/report.h"
 #include "raffle/store.h"
 
 #include <stdio.h>
@@ -26,11 +30,26 @@ int rf_cmd_status(int argc, char **argv) {
     unsigned char *buf = NULL;
     size_t n = 0;
     if (!st) st = rf_store_read(&ctx, s, "status.json", &buf, &n);
+    /* the labels come from the store's job; without one, ids it is */
+    rf_job *job = NULL;
+    rf_job_labels *labels = NULL;
+    rf_ctx jctx;
+    rf_ctx_init(&jctx);
+    if (!st && rf_report_job(&jctx, s, &job) == RF_OK && rf_job_labels_new(&jctx, job, &labels) != RF_OK) labels = NULL;
     rf_store_close(s);
     if (st) return cli_fail("status", &ctx, st);
     cJSON *o = cJSON_ParseWithLength((const char *)buf, n);
     rf_free(buf);
-    if (!o) { cli_err("status", "%s/status.json: not valid JSON", pos[0]); return 1; }
+    if (!o) { rf_job_labels_free(labels); rf_job_free(job); cli_err("status", "%s/status.json: not valid JSON", pos[0]); return 1; }
+    const cJSON *ws = cJSON_GetObjectItemCaseSensitive(o, "workers");
+    for (cJSON *w = ws ? ws->child : NULL; w && labels; w = w->next) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(w, "task");
+        uint64_t id;
+        int i = cJSON_IsString(t) && !rf_job_id_parse(t->valuestring, &id) ? rf_job_find(job, id) : -1;
+        if (i >= 0) cJSON_AddStringToObject(w, "label", rf_job_label(labels, i));
+    }
+    rf_job_labels_free(labels);
+    rf_job_free(job);
     if (json) { cli_print_json(o); return 0; }
     const cJSON *nm = cJSON_GetObjectItemCaseSensitive(o, "name"), *state = cJSON_GetObjectItemCaseSensitive(o, "state"),
                 *up = cJSON_GetObjectItemCaseSensitive(o, "updated");
@@ -39,10 +58,12 @@ int rf_cmd_status(int argc, char **argv) {
            cJSON_IsString(nm) ? nm->valuestring : "?", cJSON_IsString(state) ? state->valuestring : "?",
            cJSON_IsString(up) ? up->valuestring : "?", num(o, "done"), num(o, "total"), num(o, "reused"), num(o, "running"),
            num(o, "failed"), num(o, "skipped"), num(o, "queued"), num(o, "elapsed_s"), num(o, "eta_s"));
-    const cJSON *ws = cJSON_GetObjectItemCaseSensitive(o, "workers");
     for (const cJSON *w = ws ? ws->child : NULL; w; w = w->next) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(w, "task"), *k = cJSON_GetObjectItemCaseSensitive(w, "kind");
-        if (cJSON_IsString(t))
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(w, "task"), *k = cJSON_GetObjectItemCaseSensitive(w, "kind"),
+                    *l = cJSON_GetObjectItemCaseSensitive(w, "label");
+        if (cJSON_IsString(t) && cJSON_IsString(l))
+            printf("  rank %.0f: running %s [%.8s] for %.0f s\n", num(w, "rank"), l->valuestring, t->valuestring, num(w, "running_s"));
+        else if (cJSON_IsString(t))
             printf("  rank %.0f: running %s %s for %.0f s\n", num(w, "rank"), cJSON_IsString(k) ? k->valuestring : "?", t->valuestring, num(w, "running_s"));
         else printf("  rank %.0f: idle\n", num(w, "rank"));
     }

@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
 enum { EXIT_STOPPED = 75 };   /* EX_TEMPFAIL: rerun to continue */
 
@@ -32,19 +34,33 @@ static volatile int stop_requested;
 static void on_stop_signal(int sig) { (void)sig; stop_requested = 1; }
 
 /* ---- remote store mirror (rank 0) ------------------------------------------
- * Every file the store writes is queued (rf_mirror_add: no network); the
- * queue is flushed at each status period. After a failed flush the next try
- * waits 2, 4, ... 60 s, so a dead server costs the coordinator one refused
- * connection per period at most. */
+ * Every file the store writes is queued (rf_mirror_add: no network); a thread
+ * of the mirror uploads (rf_mirror_start), so neither a dead server nor a
+ * frozen one ever holds up dispatch. At each status period the coordinator
+ * reports the mirror's state changes. */
 typedef struct mirror_state {
     rf_mirror *m;
     char       shown[512];   /* URL without credentials, for messages */
-    double     next_try, wait;
-    int        down, broken;
+    int        down, broken, started;
 } mirror_state;
+
+/* The upload thread starts with the store's first write, so only once the
+ * sweep holds the store's lock: a second sweep refused by the lock never
+ * touches the spool (rf_mirror_open only reads it). */
+static void mirror_start(mirror_state *ms) {
+    if (ms->started) return;
+    ms->started = 1;
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    if (rf_mirror_start(&ctx, ms->m) != RF_OK) {
+        ms->broken = 1;
+        cli_err("sweep", "remote store: %s: files stay spooled", rf_ctx_error(&ctx));
+    }
+}
 
 static void mirror_on_write(void *ud, const char *rel) {
     mirror_state *ms = ud;
+    mirror_start(ms);
     rf_ctx ctx;
     rf_ctx_init(&ctx);
     if (rf_mirror_add(&ctx, ms->m, rel) != RF_OK && !ms->broken) {
@@ -53,43 +69,16 @@ static void mirror_on_write(void *ud, const char *rel) {
     }
 }
 
-/* One flush attempt; returns the number of files still queued. */
-static int mirror_flush(mirror_state *ms) {
-    rf_ctx ctx;
-    rf_ctx_init(&ctx);
-    int pending = rf_mirror_pending(ms->m);
-    if (rf_mirror_flush(&ctx, ms->m, &pending) != RF_OK) {
-        cli_err("sweep", "remote store: %s", rf_ctx_error(&ctx));
-        pending = rf_mirror_pending(ms->m);
-    }
-    if (pending > 0) {
-        if (!ms->down) fprintf(stderr, "raffle sweep: remote store %s unreachable: %d file(s) spooled, retrying\n", ms->shown, pending);
-        ms->down = 1;
-        ms->wait = ms->wait < 2 ? 2 : (ms->wait * 2 > 60 ? 60 : ms->wait * 2);
-        ms->next_try = rf_now() + ms->wait;
-    } else {
-        if (ms->down) fprintf(stderr, "raffle sweep: remote store %s reachable again: spool uploaded\n", ms->shown);
-        ms->down = 0;
-        ms->wait = 0;
-    }
-    return pending;
-}
-
 static void mirror_tick(void *ud) {
     mirror_state *ms = ud;
-    if (rf_mirror_pending(ms->m) > 0 && rf_now() >= ms->next_try) mirror_flush(ms);
-}
-
-/* Final flush: waits up to wait_s for the server, then leaves the spool. */
-static int mirror_finish(mirror_state *ms, double wait_s) {
-    double until = rf_now() + wait_s;
-    int pending = mirror_flush(ms);
-    while (pending > 0 && rf_now() < until) {
-        struct timespec ts = {1, 0};
-        nanosleep(&ts, NULL);
-        pending = mirror_flush(ms);
-    }
-    return pending;
+    int down = 0;
+    char err[RF_ERR_MAX];
+    int pending = rf_mirror_status(ms->m, &down, NULL, err, sizeof err);
+    if (down && !ms->down)
+        fprintf(stderr, "raffle sweep: remote store %s unreachable: %d file(s) spooled, retrying%s%s\n", ms->shown, pending,
+                err[0] ? " (" : "", err[0] ? err : "");
+    if (ms->down && !down) fprintf(stderr, "raffle sweep: remote store %s reachable again: spool uploaded\n", ms->shown);
+    ms->down = down;
 }
 
 /* ---- Slurm ------------------------------------------------------------------ */
@@ -116,6 +105,71 @@ static char *slurp(const char *path, size_t *n, rf_ctx *ctx) {
     unsigned char *b;
     if (rf_read_file(ctx, path, &b, n) != RF_OK) return NULL;
     return (char *)b;
+}
+
+/* ---- the terminal progress line (rank 0) ------------------------------------
+ * On a terminal (stderr a tty, no MPI launcher, not --quiet): one line
+ * rewritten in place at each status period: done / running / failed of
+ * total, tasks finished per minute this run, the ETA and the task running
+ * longest by its label. Any other log line (a failure, a stop) clears it,
+ * is printed, and the line is drawn again below it. In a pipe or under
+ * mpirun the coordinator's periodic lines are printed as they were. */
+typedef struct tty_line {
+    const rf_job        *job;
+    const rf_job_labels *labels;
+    char                 line[1024];
+    int                  drawn;
+} tty_line;
+
+static void fmt_secs(char *b, size_t n, double s) {
+    if (!(s >= 0)) snprintf(b, n, "?");
+    else if (s < 90) snprintf(b, n, "%.0fs", s);
+    else if (s < 5400) snprintf(b, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else snprintf(b, n, "%.1fh", s / 3600);
+}
+
+static void tty_draw(tty_line *t) {
+    struct winsize ws;
+    int w = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20 ? ws.ws_col : 100;
+    fprintf(stderr, "\r\033[K%.*s", w - 1, t->line);
+    fflush(stderr);
+    t->drawn = 1;
+}
+
+static void tty_clear(tty_line *t) {
+    if (t->drawn) fprintf(stderr, "\r\033[K");
+    t->drawn = 0;
+}
+
+static void tty_log(void *ud, const char *line) {
+    tty_line *t = ud;
+    int was = t->drawn;
+    tty_clear(t);
+    fprintf(stderr, "%s\n", line);
+    if (was) tty_draw(t);
+}
+
+static void tty_progress(void *ud, const rf_sweep_progress *p) {
+    tty_line *t = ud;
+    if (p->final) { tty_clear(t); return; }   /* the summary line follows */
+    enum { BAR = 12 };
+    char bar[BAR + 1], eta[32], rate[32], run[600] = "", sk[32] = "";
+    int filled = p->total ? (int)((double)BAR * (p->done + p->failed + p->skipped) / p->total) : BAR;
+    for (int k = 0; k < BAR; k++) bar[k] = k < filled ? '#' : '-';
+    bar[BAR] = '\0';
+    fmt_secs(eta, sizeof eta, p->eta_s);
+    int fresh = p->done - p->reused;
+    if (fresh > 0 && p->elapsed_s > 1) snprintf(rate, sizeof rate, "%.1f tasks/min", 60.0 * fresh / p->elapsed_s);
+    else snprintf(rate, sizeof rate, "- tasks/min");
+    if (p->skipped) snprintf(sk, sizeof sk, ", %d skipped", p->skipped);
+    if (p->oldest >= 0) {
+        char d[32];
+        fmt_secs(d, sizeof d, p->oldest_s);
+        snprintf(run, sizeof run, " | %s %s", t->labels ? rf_job_label(t->labels, p->oldest) : rf_job_kind_name(t->job->tasks[p->oldest].kind), d);
+    }
+    snprintf(t->line, sizeof t->line, "%s [%s] %d/%d done, %d running, %d failed%s, ETA %s, %s%s", t->job->name, bar, p->done,
+             p->total, p->running, p->failed, sk, eta, rate, run);
+    tty_draw(t);
 }
 
 int rf_cmd_sweep(int argc, char **argv) {
@@ -150,6 +204,15 @@ int rf_cmd_sweep(int argc, char **argv) {
     }
     int remote = rf_url_scheme_of(store) == RF_URL_HTTP || rf_url_scheme_of(store) == RF_URL_HTTPS;
     if (rf_url_scheme_of(store) == RF_URL_FILE) { cli_err("sweep", "--store: use a directory, not a file:// URL"); return 2; }
+    /* ftp://, s3://, ...: not a directory named "ftp:" (issue 19, defect 8) */
+    if (rf_url_scheme_of(store) == RF_URL_OTHER || rf_url_scheme_of(store_local) != RF_URL_NONE) {
+        const char *bad = rf_url_scheme_of(store) == RF_URL_OTHER ? store : store_local;
+        char shown[512];
+        rf_url_redact(bad, shown, sizeof shown);
+        cli_err("sweep", "--store%s %s: unsupported URL scheme (a directory, or an http(s) WebDAV URL)",
+                bad == store ? "" : "-local", shown);
+        return 2;
+    }
     int mpi = launched_by_mpi(), rank = 0, size = 1;
     if (mpi) {
         MPI_Init(&argc, &argv);
@@ -162,8 +225,8 @@ int rf_cmd_sweep(int argc, char **argv) {
     int ntasks = rf_slurm_ntasks();
     if (ntasks > 0 && ntasks != size) {
         if (rank == 0)
-            fprintf(stderr, "raffle sweep: MPI size %d but SLURM_NTASKS=%d: the ranks do not see each other "
-                            "(wrong or missing PMI); launch with `srun --mpi=pmix` (see `srun --mpi=list`) or mpirun\n", size, ntasks);
+            cli_err("sweep", "MPI size %d but SLURM_NTASKS=%d: the ranks do not see each other "
+                             "(wrong or missing PMI); launch with `srun --mpi=pmix` (see `srun --mpi=list`) or mpirun", size, ntasks);
         if (mpi) MPI_Finalize();
         return 1;
     }
@@ -240,7 +303,6 @@ int rf_cmd_sweep(int argc, char **argv) {
         }
         if (rf_mirror_pending(ms.m) > 0 && !quiet)
             fprintf(stderr, "raffle sweep: remote store: %d file(s) left spooled by an earlier run\n", rf_mirror_pending(ms.m));
-        mirror_flush(&ms);
     }
     rf_sweep_opts o;
     rf_sweep_opts_default(&o);
@@ -263,12 +325,48 @@ int rf_cmd_sweep(int argc, char **argv) {
     o.keep_work = keep;
     o.stop_flag = &stop_requested;
     o.log = cli_log;
+    /* rank 0 names tasks by their labels in its log lines; on a terminal it
+     * draws the progress line */
+    rf_job_labels *labels = NULL;
+    tty_line tty = {.job = job};
+    if (rank == 0) {
+        rf_ctx lctx;
+        rf_ctx_init(&lctx);
+        if (rf_job_labels_new(&lctx, job, &labels) != RF_OK) labels = NULL;   /* ids instead: nothing else changes */
+        o.labels = tty.labels = labels;
+        if (!quiet && !mpi && isatty(STDERR_FILENO)) {
+            o.log = tty_log;
+            o.log_ud = &tty;
+            o.on_progress = tty_progress;
+            o.progress_ud = &tty;
+        }
+    }
     rf_sweep_result res;
     s = rf_sweep_run(&ctx, job, &o, &res);
+    tty_clear(&tty);
+    if (s && size > 1) {
+        /* Any rank's fatal error ends every rank, now: another rank may be
+         * blocked on this one (issue 19, defect 1: a full store left a worker
+         * in MPI_Send and rank 0 in MPI_Barrier, silently, forever). The
+         * store stays consistent (atomic files, the ledger last) and the
+         * next run cleans what the abort leaves (stale temp files, scratch). */
+        if (rank == 0) cli_fail("sweep", &ctx, s);
+        else fprintf(stderr, "raffle sweep: rank %d: error: %s\n", rank, rf_ctx_error(&ctx));
+        fprintf(stderr, "raffle sweep: rank %d: ending every rank of the job\n", rank);
+        fflush(NULL);
+        if (ms.m) rf_mirror_stop(ms.m, 0);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+        return 1;
+    }
     int code = 0;
+    /* stopped by the walltime with nothing finished and no state saved:
+     * another allocation of the same length would do the same, so the job
+     * is not requeued forever (issue 19, defect 2) */
+    int no_progress = 0;
     if (rank == 0) {
         if (s) code = cli_fail("sweep", &ctx, s);
         else if (res.failed || res.skipped) code = 1;
+        else if (res.pending && !stop_requested && res.progressed == 0) { code = 1; no_progress = 1; }
         else if (res.pending) code = EXIT_STOPPED;
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/%s", root, job->name);
@@ -281,8 +379,8 @@ int rf_cmd_sweep(int argc, char **argv) {
             for (size_t k = 0; !rs && ms.m && k < sizeof rep_files / sizeof rep_files[0]; k++) mirror_on_write(&ms, rep_files[k]);
         }
         int spooled = 0;
-        if (ms.m) {
-            spooled = mirror_finish(&ms, mirror_wait);
+        if (ms.m && ms.started) {
+            spooled = rf_mirror_stop(ms.m, mirror_wait);
             if (spooled)
                 fprintf(stderr, "raffle sweep: remote store %s still unreachable after %.0f s: %d file(s) left in %s/.spool/queue; "
                                 "run the same command again to upload them\n", ms.shown, mirror_wait, spooled, dir);
@@ -291,6 +389,9 @@ int rf_cmd_sweep(int argc, char **argv) {
         if (res.pending && code == EXIT_STOPPED && !quiet)
             fprintf(stderr, "raffle sweep: stopped early (%s): %d task(s) left; run the same command again to continue\n",
                     stop_requested ? "signal" : "walltime", res.pending);
+        if (no_progress)
+            fprintf(stderr, "raffle sweep: walltime: no task finished or saved its state in this allocation (%d left): "
+                            "a rerun with the same time limit would do the same; give the job more time\n", res.pending);
         if (json) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddStringToObject(j, "name", job->name);
@@ -305,7 +406,8 @@ int rf_cmd_sweep(int argc, char **argv) {
             cJSON_AddNumberToObject(j, "pending", res.pending);
             cJSON_AddNumberToObject(j, "retried", res.retried);
             cJSON_AddNumberToObject(j, "seconds", res.seconds);
-            cJSON_AddBoolToObject(j, "stopped", code == EXIT_STOPPED);
+            cJSON_AddBoolToObject(j, "stopped", code == EXIT_STOPPED || no_progress);
+            cJSON_AddNumberToObject(j, "progressed", res.progressed);
             if (ms.m) cJSON_AddNumberToObject(j, "spooled", spooled);
             if (s) cJSON_AddStringToObject(j, "error", rf_ctx_error(&ctx));
             cli_print_json(j);
@@ -319,6 +421,7 @@ int rf_cmd_sweep(int argc, char **argv) {
     }
     rf_mirror_free(ms.m);
     cJSON_Delete(env);
+    rf_job_labels_free(labels);
     rf_job_free(job);
     if (mpi) MPI_Finalize();
     return code;

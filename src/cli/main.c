@@ -14,7 +14,7 @@ typedef int (*cmd_fn)(int argc, char **argv);
 int rf_cmd_eval(int, char **), rf_cmd_inspect(int, char **), rf_cmd_export(int, char **), rf_cmd_import(int, char **);
 int rf_cmd_bench(int, char **), rf_cmd_sweep(int, char **), rf_cmd_validate(int, char **), rf_cmd_run(int, char **);
 int rf_cmd_status(int, char **), rf_cmd_report(int, char **), rf_cmd_fetch(int, char **), rf_cmd_data(int, char **);
-int rf_cmd_help(int, char **);
+int rf_cmd_help(int, char **), rf_cmd_find(int, char **);
 
 /* One table: the name, the entry point and the help line of each command. */
 static const struct { const char *name; cmd_fn fn; const char *help; } commands[] = {
@@ -27,7 +27,8 @@ static const struct { const char *name; cmd_fn fn; const char *help; } commands[
     {"validate", rf_cmd_validate, "check a job file and print its task DAG summary"},
     {"run", rf_cmd_run, "run one task of a sweep (used by workers)"},
     {"status", rf_cmd_status, "print a sweep's status"},
-    {"report", rf_cmd_report, "regenerate a sweep's report from its store"},
+    {"report", rf_cmd_report, "regenerate a sweep's report from its store, or compare sweeps (--compare)"},
+    {"find", rf_cmd_find, "print the task directories of a sweep whose settings match KEY=VALUE ..."},
     {"fetch", rf_cmd_fetch, "download a sweep's report from a remote store"},
     {"data", rf_cmd_data, "prepare or describe datasets"},
     {"help", rf_cmd_help, "this list; --markdown: the settings reference docs/jobs.md holds"},
@@ -69,11 +70,13 @@ int main(int argc, char **argv) {
     const char *c = argv[1];
     if (strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0 || (strcmp(c, "help") == 0 && argc == 2)) { usage(stdout); return 0; }
     if (strcmp(c, "--version") == 0) { printf("raffle %s\n", RF_VERSION_STRING); return 0; }
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--json") == 0) cli_json_begin(c);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(c, commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
-    if (is_pipeline(c)) return cli_experiment_main(rf_kind_get(rf_kind_find_experiment(c)), argc - 1, argv + 1);
+        if (strcmp(c, commands[i].name) == 0) return cli_json_end(commands[i].fn(argc - 1, argv + 1));
+    if (is_pipeline(c)) return cli_json_end(cli_experiment_main(rf_kind_get(rf_kind_find_experiment(c)), argc - 1, argv + 1));
     const rf_kind *k = rf_kind_get(rf_kind_find(c));
-    if (k && !(k->flags & RF_KIND_DIAG)) return cli_kind_main(k, argc - 1, argv + 1);
+    if (k && !(k->flags & RF_KIND_DIAG)) return cli_json_end(cli_kind_main(k, argc - 1, argv + 1));
     fprintf(stderr, "raffle: unknown command '%s' (see 'raffle --help')\n", c);
     return 2;
 }

@@ -49,6 +49,8 @@ static rf_status ofa_before_step(void *ud, rf_model *m, int64_t step, int64_t to
             pc.method = RF_PRUNE_MAGNITUDE;
             pc.scope = RF_SCOPE_LAYER;   /* uniform sparsity across layers (OFA §3) */
             pc.layers = o->layers;       /* e.g. keep the input layer dense, as OFA keeps BERT's embeddings */
+            pc.nm_n = o->nm_n;           /* gradual N:M: M:M down to N:M (rf_gmp_apply) */
+            pc.nm_m = o->nm_m;
             rf_gmp_schedule sched;
             rf_ofa_gmp_schedule(o->sparsity, total, o->end_fraction, o->every_fraction, &sched);
             RF_TRY(rf_gmp_init(o->ctx, &o->gmp, &pc, &sched));

@@ -39,10 +39,12 @@ rf_status rf_rewind_parse(rf_ctx *ctx, const char *s, rf_rewind_kind *kind, int6
     if (!s) return rf_error(ctx, RF_ERR_INVALID, "rewind: missing value (init, step:K or lr)");
     if (strcmp(s, "init") == 0) { *kind = RF_REWIND_INIT; return RF_OK; }
     if (strcmp(s, "lr") == 0) { *kind = RF_REWIND_LR; return RF_OK; }
-    if (strncmp(s, "step:", 5) == 0 && s[5]) {
-        char *end = NULL;
-        long long v = strtoll(s + 5, &end, 10);
-        if (*end == '\0' && v >= 0) { *kind = RF_REWIND_STEP; *k = v; return RF_OK; }
+    if (strncmp(s, "step:", 5) == 0) {
+        rf_ctx tmp;
+        rf_ctx_init(&tmp);
+        if (rf_parse_i64(&tmp, s + 5, strlen(s + 5), 0, INT64_MAX, "rewind step", k) == RF_OK) { *kind = RF_REWIND_STEP; return RF_OK; }
+        *k = 0;
+        return rf_error(ctx, RF_ERR_INVALID, "rewind '%s': expected init, step:K (K >= 0) or lr: %s", s, tmp.err);
     }
     return rf_error(ctx, RF_ERR_INVALID, "rewind '%s': expected init, step:K (K >= 0) or lr", s);
 }

@@ -35,4 +35,28 @@ void      rf_prune_acc(const rf_prune_item *it, int n, const float *src, float *
 /* The number of batches a multi-batch estimate uses: cfg->batches (> 0), else 10. */
 int       rf_prune_n_batches(const rf_prune_cfg *cfg);
 
+/* Whether glob list `list` ("fc*,!fc3*") selects a tensor or layer name
+ * (prune_model.c; NULL or empty: everything). */
+int       rf_prune_glob_selects(const char *list, const char *pname, const char *lname);
+/* Whether a '!' pattern of `list` matches pname or lname. */
+int       rf_prune_glob_excludes(const char *list, const char *pname, const char *lname);
+/* The per-layer rate of cfg->rate_patterns matching pname or lname, or -1. */
+double    rf_prune_rate_for(const rf_prune_cfg *cfg, const char *pname, const char *lname);
+/* N:M masks from scores sc (n_params entries) over the items: m->masks
+ * updated (prune_model.c, "N:M masks"), each tensor's rf_param.nm_n/nm_m
+ * set when its mask is exactly nm_n:nm_m. highest: prune the highest. */
+rf_status rf_prune_nm_masks(rf_ctx *ctx, rf_model *m, const rf_prune_item *it, int n, const float *sc, int highest,
+                            int nm_n, int nm_m);
+
+/* The magnitude score |w| of every item (the rf_prune_score_fn of
+ * magnitude pruning, and of filter_l1 and neuron_l1 per element). */
+rf_status rf_prune_score_items_magnitude(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *it, int n,
+                                         const rf_dataset *train, float *sc);
+/* The selection of the structured methods (struct.c): group scores from
+ * the method's element scores, exact counts per owning layer or globally,
+ * whole units masked (the descriptor's `prune` of filter_l1, slimming,
+ * neuron_l1). */
+rf_status rf_prune_struct_apply(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *items,
+                                int n_items, const rf_dataset *train);
+
 #endif

@@ -11,6 +11,8 @@
 extern const rf_prune_method_desc rf_prune_method_magnitude, rf_prune_method_random, rf_prune_method_obd,
     rf_prune_method_snip, rf_prune_method_grasp, rf_prune_method_synflow;
 extern const rf_prune_method_desc rf_prune_method_taylor;
+extern const rf_prune_method_desc rf_prune_method_filter_l1, rf_prune_method_slimming, rf_prune_method_neuron_l1,
+    rf_prune_method_head;
 
 static const rf_prune_method_desc *const methods[] = {
     [RF_PRUNE_MAGNITUDE] = &rf_prune_method_magnitude,
@@ -20,6 +22,10 @@ static const rf_prune_method_desc *const methods[] = {
     [RF_PRUNE_GRASP] = &rf_prune_method_grasp,
     [RF_PRUNE_SYNFLOW] = &rf_prune_method_synflow,
     &rf_prune_method_taylor,
+    &rf_prune_method_filter_l1,
+    &rf_prune_method_slimming,
+    &rf_prune_method_neuron_l1,
+    &rf_prune_method_head,
 };
 #define N_METHODS ((int)(sizeof methods / sizeof methods[0]))
 _Static_assert(sizeof methods / sizeof methods[0] > RF_PRUNE_SYNFLOW, "the named methods must be in the table");

@@ -136,7 +136,7 @@ static rf_status synflow_scores(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cf
 
 /* The iterative pruning of Alg. 1 (the descriptor's prune). */
 static rf_status synflow_prune(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *items,
-                               int n_items) {
+                               int n_items, const rf_dataset *train) {
     if (cfg->of_remaining)
         return rf_error(ctx, RF_ERR_UNSUPPORTED, "synflow takes a target sparsity, not a fraction of the remaining weights");
     int R = cfg->synflow_rounds > 0 ? cfg->synflow_rounds : 100;

@@ -18,7 +18,9 @@
 #include "coord/coord_internal.h"
 #include "raffle/ckpt.h"
 #include "raffle/store.h"
+#include "raffle/task.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -48,7 +50,8 @@ typedef struct stask {
     int32_t  waiting;      /* parents not done yet */
     uint32_t child_off, n_children;
     uint64_t holders;      /* ranks (< 64) holding its checkpoint */
-    uint8_t  state, attempts, has_ckpt, pad_;
+    uint8_t  state, attempts, has_ckpt;
+    uint8_t  progress;     /* share of the work its resume point holds, in 1/255 */
     int32_t  rank;         /* where it runs / ran */
 } stask;
 
@@ -73,6 +76,7 @@ typedef struct coord {
     wstate  *w;
     host_name *hosts;      /* per rank */
     int      n_done, n_reused, n_failed, n_skipped, n_running, retried;
+    int      n_progress;   /* this run: tasks done + resume points saved */
     int      stopping, retries;
     double   time_limit, t0, last_status, est_done, real_done;
     uint64_t mem, gathered;
@@ -88,6 +92,15 @@ static void progress(coord *C, const char *fmt, ...) {
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     C->o->log(C->o->log_ud, line);
+}
+
+/* "one-shot/snip/sparsity=0.9/seed=1 [81986e02]" with the caller's labels,
+ * "81986e025c446715 (prune)" without. */
+static void task_name(const coord *C, int32_t i, char *buf, size_t n) {
+    char hx[17];
+    rf_job_id_hex(C->job->tasks[i].id, hx);
+    if (C->o->labels) snprintf(buf, n, "%s [%.8s]", rf_job_label(C->o->labels, i), hx);
+    else snprintf(buf, n, "%s (%s)", hx, rf_job_kind_name(C->job->tasks[i].kind));
 }
 
 void rf_sweep_opts_default(rf_sweep_opts *o) {
@@ -193,43 +206,112 @@ static rf_status mark_ready(coord *C, int32_t i) {
     return RF_OK;
 }
 
-static int dispatch_blocked(coord *C, int32_t i) {
+double coord_estimate(double cost, double scale, double progress) {
+    if (!(progress > 0)) progress = 0;
+    if (progress > 1) progress = 1;
+    return cost * scale * (1 - progress);
+}
+
+coord_wt coord_walltime_rule(double est, double left, double allocation, int resumable) {
+    if (est <= left) return COORD_WT_START;
+    /* a resumable task makes progress in any slice of time: it saves its
+     * state at the walltime signal and the next allocation continues it */
+    if (resumable) return COORD_WT_START;
+    /* not resumable: it must run whole. If even a fresh allocation of this
+     * length could not hold it, waiting for the next one only requeues the
+     * job forever (issue 19, defect 2) */
+    return est > allocation ? COORD_WT_REFUSE : COORD_WT_WAIT;
+}
+
+/* The job's cost model (job.h: seconds on one core) scaled by what finished
+ * tasks actually took relative to it, less the part of the task a saved
+ * resume point already holds. */
+static double est_remaining(const coord *C, int32_t i) {
+    double scale = C->est_done > 0 && C->real_done > 0 ? C->real_done / C->est_done : 1;
+    return coord_estimate(C->job->tasks[i].cost, scale, C->t[i].progress / 255.0);
+}
+
+/* Stopped at the deadline, a task of this kind saves a resume point and the
+ * next allocation continues it: any slice of time makes progress. */
+static int resumable(const coord *C, int32_t i) {
+    const rf_kind *k = rf_kind_get(C->job->tasks[i].kind);
+    return k && (k->flags & RF_KIND_STOP) && (k->flags & RF_KIND_RESUMABLE);
+}
+
+static rf_status ledger(coord *C, const char *event, int32_t i, int rank, int cls, const char *msg, cJSON *extra, int sync);
+static rf_status fail_task(coord *C, int32_t i);
+static rf_status check_resume(coord *C, int32_t i);
+
+/* Walltime (deadline > 0): may task i start now? Tasks are taken in
+ * priority order, so a task that must wait for the next allocation ends the
+ * dispatching here: the rest go to the next (requeued) run. A task refused
+ * outright is recorded failed (with its dependents skipped) and *refused set,
+ * so the caller picks again. */
+static rf_status dispatch_blocked(coord *C, int32_t i, int *blocked, int *refused) {
     const rf_sweep_opts *o = C->o;
-    if (C->stopping) return 1;
+    *blocked = 1;
+    *refused = 0;
+    if (C->stopping) return RF_OK;
     if ((o->stop_flag && *o->stop_flag) || (o->deadline > 0 && rf_now() > o->deadline)) {
         C->stopping = 1;
         progress(C, "sweep %s: stop requested: no new tasks, waiting for %d running", C->job->name, C->n_running);
-        return 1;
+        return RF_OK;
     }
-    /* walltime: a task whose estimate would overrun the deadline is not
-     * started. The job's cost model (job.h: seconds on one core) is scaled
-     * by what the finished tasks actually took relative to it. Tasks are
-     * taken in priority order, so the first that would not fit ends the
-     * dispatching: the rest go to the next (requeued) run. */
-    double scale = C->est_done > 0 && C->real_done > 0 ? C->real_done / C->est_done : 1;
-    double est = C->job->tasks[i >= 0 ? i : 0].cost * scale;
-    if (o->deadline > 0 && i >= 0 && rf_now() + est > o->deadline) {
+    *blocked = 0;
+    if (o->deadline <= 0) return RF_OK;
+    double est = est_remaining(C, i), left = o->deadline - rf_now(), alloc = o->deadline - C->t0;
+    char hx[17];
+    rf_job_id_hex(C->job->tasks[i].id, hx);
+    switch (coord_walltime_rule(est, left, alloc, resumable(C, i))) {
+    case COORD_WT_START:
+        if (est > left)
+            progress(C, "sweep %s: walltime: task %s (%s) needs ~%.0f s and %.0f s are left: starting it, it saves its state at the deadline",
+                     C->job->name, hx, rf_job_kind_name(C->job->tasks[i].kind), est, left);
+        return RF_OK;
+    case COORD_WT_WAIT:
         C->stopping = 1;
+        *blocked = 1;
         progress(C, "sweep %s: walltime: the next task needs ~%.0f s but %.0f s are left: no new tasks, waiting for %d running",
-                 C->job->name, est, o->deadline - rf_now(), C->n_running);
-        return 1;
+                 C->job->name, est, left, C->n_running);
+        return RF_OK;
+    case COORD_WT_REFUSE: {
+        char msg[400];
+        snprintf(msg, sizeof msg, "walltime: task needs ~%.0f s (the job's cost estimate), more than this whole allocation "
+                 "offers (%.0f s from the sweep's start to its deadline), and it cannot save its state to continue in the "
+                 "next one: refused (give the job a longer time limit or split the task)", est, alloc);
+        progress(C, "sweep %s: task %s (%s): %s", C->job->name, hx, rf_job_kind_name(C->job->tasks[i].kind), msg);
+        *refused = 1;
+        cJSON *ex = cJSON_CreateObject();
+        if (ex) { cJSON_AddBoolToObject(ex, "retry", 0); cJSON_AddBoolToObject(ex, "refused", 1); cJSON_AddNumberToObject(ex, "estimate_s", est); }
+        RF_TRY(ledger(C, "failed", i, -1, RF_FAIL_ERROR, msg, ex, 1));
+        return fail_task(C, i);
     }
-    return 0;
+    }
+    return RF_OK;
 }
 
-static int32_t pick(coord *C, int rank) {
-    int32_t g = heap_top(C, &C->global);
-    int32_t m = rank < C->nranks ? heap_top(C, &C->pref[rank]) : -1;
-    int32_t i = (m >= 0 && (g < 0 || C->t[m].height >= C->t[g].height)) ? m : g;
-    if (i < 0 || dispatch_blocked(C, i)) return -1;
-    C->t[i].state = S_RUNNING;
-    C->t[i].rank = rank;
-    C->t[i].attempts++;
-    C->n_running++;
-    C->w[rank].task = i;
-    C->w[rank].idle = 0;
-    C->w[rank].since = rf_now();
-    return i;
+/* The next task rank may run, or -1 in *out. */
+static rf_status pick(coord *C, int rank, int32_t *out) {
+    *out = -1;
+    for (;;) {
+        int32_t g = heap_top(C, &C->global);
+        int32_t m = rank < C->nranks ? heap_top(C, &C->pref[rank]) : -1;
+        int32_t i = (m >= 0 && (g < 0 || C->t[m].height >= C->t[g].height)) ? m : g;
+        if (i < 0) return RF_OK;
+        int blocked, refused;
+        RF_TRY(dispatch_blocked(C, i, &blocked, &refused));
+        if (refused) continue;
+        if (blocked) return RF_OK;
+        C->t[i].state = S_RUNNING;
+        C->t[i].rank = rank;
+        C->t[i].attempts++;
+        C->n_running++;
+        C->w[rank].task = i;
+        C->w[rank].idle = 0;
+        C->w[rank].since = rf_now();
+        *out = i;
+        return RF_OK;
+    }
 }
 
 /* ---- ledger ---------------------------------------------------------------- */
@@ -397,13 +479,19 @@ static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *b
         if (ex) { cJSON_AddNumberToObject(ex, "ckpt_bytes", (double)ck_bytes); cJSON_AddNumberToObject(ex, "seconds", secs); }
         RF_TRY(ledger(C, "done", i, rank, 0, NULL, ex, 1));
         C->n_done++;
-        C->est_done += C->job->tasks[i].cost;
+        /* the attempt did only what its resume point had not: compare like with like */
+        C->est_done += coord_estimate(C->job->tasks[i].cost, 1, t->progress / 255.0);
         C->real_done += secs;
+        C->n_progress++;
         return complete(C, i, rank);
     }
     /* not done: a checkpoint stream here is the attempt's resumable state
      * (resume.rckpt), kept so the next attempt continues from its step */
-    if (ck) RF_TRY(rf_store_file_commit(ctx, ck));
+    if (ck) {
+        RF_TRY(rf_store_file_commit(ctx, ck));
+        RF_TRY(check_resume(C, i));
+        if (t->progress) C->n_progress++;
+    }
     int retry = rf_fail_class_retryable(cls) && t->attempts <= C->retries && !C->stopping;
     cJSON *ex = cJSON_CreateObject();
     if (ex) {
@@ -412,16 +500,21 @@ static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *b
         if (ck) cJSON_AddNumberToObject(ex, "resume_bytes", (double)ck_bytes);
     }
     RF_TRY(ledger(C, cls == RF_FAIL_PREEMPTED ? "preempted" : "failed", i, rank, cls, msg, ex, 1));
-    char hx[17];
-    rf_job_id_hex(C->job->tasks[i].id, hx);
-    progress(C, "sweep %s: task %s (%s) %s on rank %d, attempt %d: %s%s", C->job->name, hx,
-             rf_job_kind_name(C->job->tasks[i].kind), rf_fail_class_name(cls), rank, t->attempts, msg, retry ? " (retrying)" : "");
+    char name[600];
+    task_name(C, i, name, sizeof name);
+    progress(C, "sweep %s: task %s %s on rank %d, attempt %d: %s%s", C->job->name, name, rf_fail_class_name(cls), rank,
+             t->attempts, msg, retry ? " (retrying)" : "");
     if (retry || cls == RF_FAIL_PREEMPTED) {
         C->retried += retry;
         if (cls == RF_FAIL_PREEMPTED) { t->attempts--; C->stopping = 1; }
         return mark_ready(C, i);
     }
-    t->state = S_FAILED;
+    return fail_task(C, i);
+}
+
+/* Task i failed for good: count it, honour --fail-fast, skip its dependents. */
+static rf_status fail_task(coord *C, int32_t i) {
+    C->t[i].state = S_FAILED;
     C->n_failed++;
     if (C->o->fail_fast && !C->stopping) {
         C->stopping = 1;
@@ -442,9 +535,8 @@ static void fmt_dur(char *b, size_t n, double s) {
 static double eta(coord *C, int nworkers) {
     double rem = 0;
     for (int i = 0; i < C->job->n_tasks; i++)
-        if (C->t[i].state == S_PENDING || C->t[i].state == S_READY || C->t[i].state == S_RUNNING) rem += C->job->tasks[i].cost;
-    double scale = C->est_done > 0 ? C->real_done / C->est_done : 1;
-    return rem * scale / (nworkers > 0 ? nworkers : 1);
+        if (C->t[i].state == S_PENDING || C->t[i].state == S_READY || C->t[i].state == S_RUNNING) rem += est_remaining(C, i);
+    return rem / (nworkers > 0 ? nworkers : 1);
 }
 
 static rf_status write_status(coord *C, int final) {
@@ -465,9 +557,16 @@ static rf_status write_status(coord *C, int final) {
             k += (size_t)snprintf(wl + k, sizeof wl - k, " r%d:%s %s", r, rf_job_kind_name(C->job->tasks[C->w[r].task].kind), d);
         else k += (size_t)snprintf(wl + k, sizeof wl - k, " r%d:idle", r);
     }
-    progress(C, "sweep %s: %d/%d done (%d reused), %d running, %d failed, %d skipped, %d queued; %s elapsed%s%s |%s",
-             C->job->name, C->n_done + C->n_reused, C->job->n_tasks, C->n_reused, C->n_running, C->n_failed,
-             C->n_skipped, pending, el, final ? "" : ", ETA ", final ? "" : et, wl);
+    if (C->o->on_progress) {
+        rf_sweep_progress pr = {C->job->n_tasks, C->n_done + C->n_reused, C->n_reused, C->n_running, C->n_failed, C->n_skipped,
+                                pending, now - C->t0, final ? 0 : e, final, -1, 0};
+        for (int r = first; r < C->nranks; r++)
+            if (C->w[r].task >= 0 && (pr.oldest < 0 || now - C->w[r].since > pr.oldest_s)) { pr.oldest = C->w[r].task; pr.oldest_s = now - C->w[r].since; }
+        C->o->on_progress(C->o->progress_ud, &pr);
+    } else
+        progress(C, "sweep %s: %d/%d done (%d reused), %d running, %d failed, %d skipped, %d queued; %s elapsed%s%s |%s",
+                 C->job->name, C->n_done + C->n_reused, C->job->n_tasks, C->n_reused, C->n_running, C->n_failed,
+                 C->n_skipped, pending, el, final ? "" : ", ETA ", final ? "" : et, wl);
     if (!C->store) return RF_OK;
     cJSON *st = cJSON_CreateObject();
     if (!st) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
@@ -558,6 +657,83 @@ static int ckpt_intact(coord *C, const char *rel) {
     return ok;
 }
 
+/* Hex of the hash of task i's canonical settings: what its resume points
+ * record and are checked against (with its id). */
+static void settings_hash_hex(const rf_job *j, int32_t i, char hx[17]) {
+    const char *st = rf_job_settings(j, i);
+    rf_job_id_hex(rf_hash64(st, strlen(st), 0), hx);
+}
+
+/* Why the resume point in buf[0..n) cannot continue task i ("" if it can),
+ * and the share of the task it holds. */
+static void judge_resume(coord *C, int32_t i, const unsigned char *buf, size_t n, char *why, size_t wn, double *progress) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    ctx.mem_cap = C->ctx->mem_cap;
+    rf_ckpt *ck = NULL;
+    *progress = 0;
+    why[0] = '\0';
+    if (rf_ckpt_decode(&ctx, buf, n, &ck) != RF_OK) { snprintf(why, wn, "damaged (%s)", rf_ctx_error(&ctx)); return; }
+    cJSON *meta = cJSON_Parse(ck->meta_json);
+    rf_ckpt_free(ck);
+    char id[17], sh[17];
+    rf_job_id_hex(C->job->tasks[i].id, id);
+    settings_hash_hex(C->job, i, sh);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(meta, "format");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(meta, "task");
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(meta, "settings_hash");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(meta, "step");
+    const cJSON *tot = cJSON_GetObjectItemCaseSensitive(meta, "total_steps");
+    if (!cJSON_IsString(f) || strcmp(f->valuestring, "raffle-resume") != 0)
+        snprintf(why, wn, "not a resume point");
+    else if (!cJSON_IsString(t) || !cJSON_IsString(h))
+        snprintf(why, wn, "names no task (written by an older raffle): refused");
+    else if (strcmp(t->valuestring, id) != 0)
+        snprintf(why, wn, "belongs to task %.16s, not this one: refused", t->valuestring);
+    else if (strcmp(h->valuestring, sh) != 0)
+        snprintf(why, wn, "was saved under other settings (hash %.16s, expected %s): refused", h->valuestring, sh);
+    else if (cJSON_IsNumber(st) && cJSON_IsNumber(tot) && tot->valuedouble > 0 && st->valuedouble >= 0)
+        *progress = st->valuedouble < tot->valuedouble ? st->valuedouble / tot->valuedouble : 1;
+    cJSON_Delete(meta);
+}
+
+/* Task i's resume point in the store, if any, is checked before anything
+ * trusts it (issue 19, defects 4 and 5): it must decode (every checksum) and
+ * name this task and these settings. One that does not is discarded with a
+ * warning (progress line and a "resume_discarded" ledger event) and the
+ * task starts from its beginning; a good one sets the task's progress. */
+static rf_status check_resume(coord *C, int32_t i) {
+    char rel[96];
+    rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, RESUME_FILE);
+    C->t[i].progress = 0;
+    if (!C->store || rf_store_stat(C->store, rel, NULL) != 0) return RF_OK;
+    rf_ctx rctx;
+    rf_ctx_init(&rctx);
+    rctx.mem_cap = C->ctx->mem_cap;
+    unsigned char *buf = NULL;
+    size_t n = 0;
+    char why[RF_ERR_MAX];
+    double prog = 0;
+    if (rf_store_read(&rctx, C->store, rel, &buf, &n) != RF_OK) snprintf(why, sizeof why, "unreadable (%s)", rf_ctx_error(&rctx));
+    else judge_resume(C, i, buf, n, why, sizeof why, &prog);
+    rf_free(buf);
+    char hx[17];
+    rf_job_id_hex(C->job->tasks[i].id, hx);
+    if (!why[0]) {
+        C->t[i].progress = (uint8_t)(prog * 255 + 0.5);
+        if (C->t[i].progress)
+            progress(C, "sweep %s: task %s: its %s holds %.0f%% of the work: ~%.0f s of ~%.0f s left", C->job->name, hx,
+                     RESUME_FILE, 100.0 * prog, est_remaining(C, i), coord_estimate(C->job->tasks[i].cost, 1, 0));
+        return RF_OK;
+    }
+    progress(C, "sweep %s: warning: task %s: %s %s: discarded, the task starts from its beginning", C->job->name, hx,
+             RESUME_FILE, why);
+    RF_TRY(rf_store_remove(C->ctx, C->store, rel));
+    cJSON *ex = cJSON_CreateObject();
+    if (ex) cJSON_AddStringToObject(ex, "reason", why);
+    return ledger(C, "resume_discarded", i, -1, 0, NULL, ex, 1);
+}
+
 static rf_status resume(coord *C) {
     int n = C->job->n_tasks;
     replay r = {C, rf_malloc((size_t)(n ? n : 1) * sizeof(idpos)), n,
@@ -588,6 +764,8 @@ static rf_status resume(coord *C) {
         C->t[i].has_ckpt = r.ck[i] > 0;
         C->n_reused++;
     }
+    for (int i = 0; i < n && !s; i++)
+        if (C->t[i].state != S_DONE) s = check_resume(C, i);
 out:
     rf_free(r.map); rf_free(r.ck); rf_free(r.done);
     return s;
@@ -610,6 +788,11 @@ static rf_status seed_ready(coord *C) {
 static rf_status open_store(coord *C) {
     rf_ctx *ctx = C->ctx;
     RF_TRY(rf_store_open(ctx, C->o->store_root, C->job->name, 1, &C->store));
+    /* one sweep per store (issue 19, defect 6): before anything is written */
+    RF_TRY(rf_store_lock(ctx, C->store));
+    int stale = 0;
+    RF_TRY(rf_store_remove_stale(ctx, C->store, &stale));
+    if (stale) progress(C, "sweep %s: removed %d temporary file(s) left in the store by a killed run", C->job->name, stale);
     if (C->o->on_write) rf_store_set_on_write(C->store, C->o->on_write, C->o->hook_ud);
     /* where and under what this run happened: host, pid, ranks, plus the
      * caller's metadata (opts->env: Slurm job id etc.) */
@@ -657,6 +840,7 @@ static void fill_result(const coord *C, rf_sweep_result *res) {
     res->skipped = C->n_skipped;
     res->pending = C->job->n_tasks - res->done - C->n_failed - C->n_skipped;
     res->retried = C->retried;
+    res->progressed = C->n_progress;
     res->seconds = rf_now() - C->t0;
     res->gathered_bytes = C->gathered;
     res->sched_bytes = coord_sched_bytes(C->job);
@@ -688,6 +872,8 @@ static rf_status write_task_json(rf_ctx *ctx, const rf_job *j, int32_t i, const 
     char hx[17];
     rf_job_id_hex(j->tasks[i].id, hx);
     cJSON_AddStringToObject(o, "id", hx);
+    settings_hash_hex(j, i, hx);
+    cJSON_AddStringToObject(o, "settings_hash", hx);
     cJSON_AddItemToObject(o, "settings", set);
     for (int k = 0; k < j->tasks[i].n_parents; k++) cJSON_AddItemToArray(par, cJSON_CreateString(ppaths[k]));
     cJSON_AddItemToObject(o, "parents", par);
@@ -763,15 +949,69 @@ static rf_status run_here(rf_ctx *ctx, const rf_job *j, int32_t i, const char *d
     return s;
 }
 
-static rf_status work_root(rf_ctx *ctx, const rf_sweep_opts *o, const rf_job *j, long tag, char *out, size_t n) {
-    char base[3000];
+/* Scratch directories: BASE/NAME.PID, one per rank and named by that rank's
+ * own pid, with a file "host" naming the machine. A run killed with kill -9
+ * leaves its directory behind (1-7 MB each); the next sweep of the same job
+ * on the same machine removes those whose process is gone (issue 19, defect
+ * 13). A directory of another host (a shared TMPDIR) is left alone: its pid
+ * means nothing here. */
+static void remove_stale_scratch(const char *base, const char *name, const char *host) {
+    DIR *d = opendir(base);
+    if (!d) return;
+    /* first the names, then the removals: renaming entries of a directory
+     * while reading it may make readdir skip others */
+    size_t nl = strlen(name), cap = 0, n = 0;
+    int64_t *pids = NULL;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *p = e->d_name;
+        int64_t pid;
+        if (strncmp(p, name, nl) != 0 || p[nl] != '.' ||
+            rf_parse_i64(NULL, p + nl + 1, strlen(p + nl + 1), 1, 4194304, "pid", &pid) != RF_OK || pid == (int64_t)getpid())
+            continue;
+        if (n == cap) {
+            int64_t *np = rf_realloc(pids, (cap = cap ? 2 * cap : 16) * sizeof *np);
+            if (!np) break;
+            pids = np;
+        }
+        pids[n++] = pid;
+    }
+    closedir(d);
+    for (size_t k = 0; k < n; k++) {
+        if (rf_pid_alive((long)pids[k])) continue;
+        char dir[4300], owner[4400], claimed[4400];
+        snprintf(dir, sizeof dir, "%s/%s.%lld", base, name, (long long)pids[k]);
+        snprintf(owner, sizeof owner, "%s/host", dir);
+        rf_ctx tmp;
+        rf_ctx_init(&tmp);
+        unsigned char *h = NULL;
+        size_t hn = 0;
+        int other = rf_read_file(&tmp, owner, &h, &hn) == RF_OK && (hn != strlen(host) || memcmp(h, host, hn) != 0);
+        rf_free(h);
+        if (other) continue;
+        /* several ranks of the next run sweep the same node at once: the one
+         * whose rename wins removes it (two concurrent removals of one tree
+         * make nftw give up half-way) */
+        snprintf(claimed, sizeof claimed, "%s/.stale.%ld.%s.%lld", base, (long)getpid(), name, (long long)pids[k]);
+        if (rename(dir, claimed) == 0) coord_rmtree(claimed);
+    }
+    rf_free(pids);
+}
+
+static rf_status work_root(rf_ctx *ctx, const rf_sweep_opts *o, const rf_job *j, char *out, size_t n) {
+    char base[3000], host[256] = "";
     if (o->work_dir) snprintf(base, sizeof base, "%s", o->work_dir);
     else {
         const char *tmp = getenv("TMPDIR");
         snprintf(base, sizeof base, "%s/raffle-%ld", tmp && tmp[0] ? tmp : "/tmp", (long)getuid());
     }
-    snprintf(out, n, "%s/%s.%ld", base, j->name, tag);
-    return rf_mkdirs(ctx, out);
+    gethostname(host, sizeof host - 1);
+    remove_stale_scratch(base, j->name, host);
+    snprintf(out, n, "%s/%s.%ld", base, j->name, (long)getpid());
+    RF_TRY(rf_mkdirs(ctx, out));
+    char owner[4400];
+    snprintf(owner, sizeof owner, "%s/host", out);
+    return rf_write_file_atomic(ctx, owner, host, strlen(host));
 }
 
 /* ---- in-process sweep ------------------------------------------------------------- */
@@ -800,8 +1040,8 @@ static rf_status run_local(coord *C) {
     rf_status s = RF_OK;
     for (;;) {
         if ((s = write_status(C, 0)) != RF_OK) break;
-        int32_t i = pick(C, 0);
-        if (i < 0) break;
+        int32_t i;
+        if ((s = pick(C, 0, &i)) != RF_OK || i < 0) break;
         char hx[17];
         rf_job_id_hex(j->tasks[i].id, hx);
         if ((s = ledger(C, "started", i, 0, 0, NULL, NULL, 1)) != RF_OK) break;
@@ -984,8 +1224,8 @@ static rf_status run_coordinator(coord *C, MPI_Comm comm) {
         /* hand work to idle ranks, most recently idle first */
         while (nidle > 0) {
             int w = idle[nidle - 1];
-            int32_t i = pick(C, w);
-            if (i < 0) break;
+            int32_t i;
+            if ((s = pick(C, w, &i)) != RF_OK || i < 0) break;
             nidle--;
             if ((s = dispatch(C, comm, w, i)) != RF_OK) break;
         }
@@ -1174,25 +1414,25 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
     C.retries = opts->retries >= 0 ? opts->retries : job->limits.retries;
     C.time_limit = opts->time_limit_s > 0 ? opts->time_limit_s : job->limits.time_s;
     C.mem = opts->mem_limit ? opts->mem_limit : job->limits.memory_bytes;
-    /* rank 0's pid names the run's scratch directories; the second value
-     * says whether rank 0 could allocate the host table the gather fills */
-    long start[2] = {(long)getpid(), 1};
-    if (rank == 0) start[1] = (C.hosts = rf_calloc((size_t)size, sizeof *C.hosts)) != NULL;
-    if (size > 1) MPI_Bcast(start, 2, MPI_LONG, 0, MPI_COMM_WORLD);
-    long tag = start[0];
+    /* whether rank 0 could allocate the host table the gather fills */
+    int hosts_ok = 1;
+    if (rank == 0) hosts_ok = (C.hosts = rf_calloc((size_t)size, sizeof *C.hosts)) != NULL;
+    if (size > 1) MPI_Bcast(&hosts_ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
     host_name me = "";
     gethostname(me, sizeof me - 1);
-    if (start[1] && size > 1) MPI_Gather(me, (int)sizeof me, MPI_CHAR, C.hosts, (int)sizeof me, MPI_CHAR, 0, MPI_COMM_WORLD);
-    else if (start[1]) memcpy(C.hosts[0], me, sizeof me);
+    if (hosts_ok && size > 1) MPI_Gather(me, (int)sizeof me, MPI_CHAR, C.hosts, (int)sizeof me, MPI_CHAR, 0, MPI_COMM_WORLD);
+    else if (hosts_ok) memcpy(C.hosts[0], me, sizeof me);
     rf_status s = rank == 0 && !C.hosts ? rf_error(ctx, RF_ERR_NOMEM, "out of memory for %d host names", size) : RF_OK;
-    if (!s && !opts->inproc_noop) s = work_root(ctx, opts, job, tag, C.work, sizeof C.work);
+    if (!s && !opts->inproc_noop) s = work_root(ctx, opts, job, C.work, sizeof C.work);
     if (size > 1 && rank > 0) {
         char mine[4300];
         snprintf(mine, sizeof mine, "%s/rank%d", C.work, rank);
         if (!s && !opts->inproc_noop) s = rf_mkdirs(ctx, mine);
         if (!s) s = run_worker(ctx, job, opts, MPI_COMM_WORLD, rank, mine, C.mem, C.time_limit);
-        if (!opts->keep_work && !opts->inproc_noop) coord_rmtree(mine);
-        MPI_Barrier(MPI_COMM_WORLD);   /* rank 0 then removes the emptied run directory */
+        if (!opts->keep_work && C.work[0]) coord_rmtree(C.work);
+        /* after an error no barrier: rank 0 may be waiting for this rank's
+         * result; the caller ends the job (rf_sweep_run's contract) */
+        if (!s) MPI_Barrier(MPI_COMM_WORLD);
         return s;
     }
     if (!s) s = sched_init(&C);
@@ -1211,13 +1451,11 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
     }
     if (!s && !opts->inproc_noop) s = finish(&C);
     fill_result(&C, res);
-    if (size > 1) MPI_Barrier(MPI_COMM_WORLD);
-    if (!opts->keep_work && C.work[0]) {
-        char local[4300];
-        snprintf(local, sizeof local, "%s/local", C.work);
-        coord_rmtree(local);
-        rmdir(C.work);
-    }
+    /* After an error, a worker may be blocked sending a result this rank
+     * will never receive (issue 19, defect 1: a full store deadlocked the
+     * sweep in this barrier): return at once, the caller ends the job. */
+    if (size > 1 && !s) MPI_Barrier(MPI_COMM_WORLD);
+    if (!opts->keep_work && C.work[0]) coord_rmtree(C.work);
     coord_free(&C);
     return s;
 }

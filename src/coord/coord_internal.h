@@ -59,8 +59,28 @@ rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem
 /* Removes a directory tree without following symlinks. */
 void      coord_rmtree(const char *path);
 
-/* ---- coord.c: used by the benchmark ------------------------------------ */
+/* How a task child that died by signal sig is classified (rf_fail_class):
+ * the memory limit hit (SIGKILL while the kernel counted an OOM kill:
+ * oom_killed != 0), a crash (a fault the process raised itself: SEGV, BUS,
+ * FPE, ILL, ABRT, TRAP, SYS), or a signal from outside (anything else). The
+ * message describing it goes into msg. */
+int       coord_signal_class(int sig, int oom_killed, char *msg, size_t n);
+
+/* ---- coord.c: used by the benchmark and the unit tests ---------------- */
 /* Bytes of scheduler state for a job of n tasks and e parent edges. */
 size_t    coord_sched_bytes(const rf_job *job);
+
+/* Walltime scheduling (issue 19, defect 2). The estimate of what is left of
+ * a task: its cost (job.h, seconds on one core) times scale (real / estimated
+ * time of the tasks finished so far) times the share its resume point has
+ * not done yet (progress in [0, 1]). */
+double    coord_estimate(double cost, double scale, double progress);
+typedef enum coord_wt { COORD_WT_START = 0, COORD_WT_WAIT = 1, COORD_WT_REFUSE = 2 } coord_wt;
+/* Whether a task with estimate est (s) may start with `left` seconds to the
+ * deadline in an allocation of `allocation` seconds: START when it fits, and
+ * always when it is resumable (it saves its state at the deadline); else
+ * WAIT for the next allocation when one would hold it, REFUSE when even a
+ * whole allocation is too short. */
+coord_wt  coord_walltime_rule(double est, double left, double allocation, int resumable);
 
 #endif

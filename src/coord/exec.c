@@ -32,10 +32,10 @@
 
 /* The names `raffle run` writes into result.json (src/task/runner.c,
  * rf_task_status_class) and the ledger records. */
-static const char *const class_names[RF_FAIL_COUNT_] = {"", "error", "crash", "oom", "timeout", "nan", "preempted"};
+static const char *const class_names[RF_FAIL_COUNT_] = {"", "error", "crash", "oom", "timeout", "nan", "preempted", "killed"};
 
 const char *rf_fail_class_name(int c) { return (c >= 0 && c < RF_FAIL_COUNT_) ? class_names[c] : "?"; }
-int rf_fail_class_retryable(int c) { return c == RF_FAIL_CRASH || c == RF_FAIL_TIMEOUT; }
+int rf_fail_class_retryable(int c) { return c == RF_FAIL_CRASH || c == RF_FAIL_TIMEOUT || c == RF_FAIL_KILLED; }
 
 static int class_from_name(const char *s) {
     for (int i = 0; i < RF_FAIL_COUNT_; i++) if (strcmp(class_names[i], s) == 0) return i;
@@ -61,6 +61,41 @@ static void log_tail(const char *dir, char *out, size_t n) {
     snprintf(out, n, "%s", nl ? nl + 1 : buf);
 }
 
+/* OOM kills the kernel has made so far (/proc/vmstat "oom_kill", which
+ * memory-cgroup kills count in too), or -1 where it cannot be read. */
+static long long oom_kills(void) {
+    FILE *f = fopen("/proc/vmstat", "re");
+    if (!f) return -1;
+    char line[128];
+    long long n = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "oom_kill ", 9) == 0) {
+            size_t len = strcspn(line + 9, "\n");
+            int64_t v;
+            if (rf_parse_i64(NULL, line + 9, len, 0, INT64_MAX, "oom_kill", &v) == RF_OK) n = v;
+            break;
+        }
+    fclose(f);
+    return n;
+}
+
+int coord_signal_class(int sig, int oom_killed, char *msg, size_t n) {
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS};
+    if (sig == SIGKILL && oom_killed) {
+        snprintf(msg, n, "killed by signal %d (%s) while the kernel recorded an out-of-memory kill: over the memory limit",
+                 sig, strsignal(sig));
+        return RF_FAIL_OOM;
+    }
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
+        if (sig == faults[i]) {
+            snprintf(msg, n, "crashed by signal %d (%s)", sig, strsignal(sig));
+            return RF_FAIL_CRASH;
+        }
+    snprintf(msg, n, "killed by signal %d (%s) from outside (not the time limit; no out-of-memory kill recorded)",
+             sig, strsignal(sig));
+    return RF_FAIL_KILLED;
+}
+
 static void sleep_s(double s) {
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
@@ -80,6 +115,7 @@ rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem
     snprintf(nthreads, sizeof nthreads, "%d", threads);
     fflush(NULL);
     double t0 = rf_now();
+    long long oom0 = oom_kills();
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) { close(logfd); return rf_error(ctx, RF_ERR_CHILD, "fork: %s", strerror(errno)); }
@@ -137,10 +173,12 @@ rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem
         return RF_OK;
     }
     if (WIFSIGNALED(status)) {
-        int sig = WTERMSIG(status);
-        r->cls = sig == SIGKILL ? RF_FAIL_OOM : RF_FAIL_CRASH;
-        snprintf(r->message, sizeof r->message, "%s by signal %d (%s)%s%s",
-                 sig == SIGKILL ? "killed (out of memory?)" : "crashed", sig, strsignal(sig), tail[0] ? "; last output: " : "", tail);
+        /* classify by what happened, not by the signal alone: a SIGKILL is
+         * the memory limit only if the kernel counted an OOM kill meanwhile */
+        long long oom1 = oom_kills();
+        char what[200];
+        r->cls = coord_signal_class(WTERMSIG(status), oom0 >= 0 && oom1 > oom0, what, sizeof what);
+        snprintf(r->message, sizeof r->message, "%s%s%s", what, tail[0] ? "; last output: " : "", tail);
         return RF_OK;
     }
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

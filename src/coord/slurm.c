@@ -33,9 +33,9 @@ rf_status rf_slurm_env(rf_ctx *ctx, cJSON **out) {
     for (size_t i = 0; i < sizeof slurm_vars / sizeof slurm_vars[0]; i++) {
         const char *v = getenv(slurm_vars[i].var);
         if (!v || !*v) continue;
-        char *end;
-        long n = strtol(v, &end, 10);
-        cJSON *item = slurm_vars[i].number && *end == '\0' ? cJSON_CreateNumber((double)n) : cJSON_CreateString(v);
+        int64_t n = 0;
+        int num = slurm_vars[i].number && rf_parse_i64(NULL, v, strlen(v), 0, INT32_MAX, slurm_vars[i].var, &n) == RF_OK;
+        cJSON *item = num ? cJSON_CreateNumber((double)n) : cJSON_CreateString(v);
         if (!item) { cJSON_Delete(o); return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); }
         cJSON_AddItemToObject(o, slurm_vars[i].key, item);
     }
@@ -47,10 +47,8 @@ rf_status rf_slurm_env(rf_ctx *ctx, cJSON **out) {
 
 int rf_slurm_ntasks(void) {
     const char *v = getenv("SLURM_NTASKS");
-    if (!v || !*v) return 0;
-    char *end;
-    long n = strtol(v, &end, 10);
-    return *end == '\0' && n > 0 && n < 1 << 24 ? (int)n : 0;
+    int64_t n = 0;
+    return v && rf_parse_i64(NULL, v, strlen(v), 1, (1 << 24) - 1, "SLURM_NTASKS", &n) == RF_OK ? (int)n : 0;
 }
 
 rf_status rf_slurm_parse_end_time(rf_ctx *ctx, const char *text, double *end_epoch) {
@@ -76,11 +74,8 @@ rf_status rf_slurm_parse_end_time(rf_ctx *ctx, const char *text, double *end_epo
 rf_status rf_slurm_end_time(rf_ctx *ctx, double *end_epoch) {
     *end_epoch = 0;
     const char *v = getenv("SLURM_JOB_END_TIME");
-    if (v && *v) {
-        char *end;
-        double t = strtod(v, &end);
-        if (*end == '\0' && t > 0) { *end_epoch = t; return RF_OK; }
-    }
+    double t = 0;
+    if (v && *v && rf_parse_f64(NULL, v, strlen(v), 1, 1e12, "SLURM_JOB_END_TIME", &t) == RF_OK) { *end_epoch = t; return RF_OK; }
     const char *id = getenv("SLURM_JOB_ID");
     if (!id || !*id) return RF_OK;
     /* the id goes into a shell command: digits (and an array "_N") only */

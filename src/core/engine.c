@@ -55,12 +55,9 @@ rf_status rf_engine_parse_value(rf_ctx *ctx, int opt, const char *value, int *ou
         for (; o->values[n]; n++)
             if (strcmp(o->values[n], value) == 0) { *out = n; return RF_OK; }
     }
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(value, &end, 10);
-    int is_int = !errno && *end == '\0';
     long lo = o->values ? 0 : o->lo, hi = o->values ? n - 1 : o->hi;
-    if (is_int && v >= lo && v <= hi) { *out = (int)v; return RF_OK; }
+    int64_t v;
+    if (rf_parse_i64(NULL, value, strlen(value), lo, hi, o->name, &v) == RF_OK) { *out = (int)v; return RF_OK; }
     if (o->values) {
         char list[256];
         size_t k = 0;

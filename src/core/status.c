@@ -32,6 +32,7 @@ static const char *const status_names[RF_STATUS_COUNT_] = {
     [RF_ERR_TIMEOUT]     = "timed out",
     [RF_ERR_PREEMPTED]   = "preempted",
     [RF_ERR_CHILD]       = "child process failed",
+    [RF_ERR_BUSY]        = "in use by another process",
 };
 
 const char *rf_strerror(rf_status s) {
@@ -46,12 +47,11 @@ const char *rf_strerror(rf_status s) {
  * limit or set it to something absurd. */
 static size_t mem_cap_from_env(void) {
     const char *v = getenv("RAFFLE_MEM_CAP");
-    if (!v || *v < '0' || *v > '9') return 0;
-    uint64_t n = 0;
-    for (; *v >= '0' && *v <= '9'; v++) {
-        if (n > (UINT64_MAX - 9) / 10) return 0;
-        n = n * 10 + (uint64_t)(*v - '0');
-    }
+    if (!v) return 0;
+    size_t nd = strspn(v, "0123456789");
+    uint64_t n;
+    if (rf_parse_u64(NULL, v, nd, 0, UINT64_MAX, "RAFFLE_MEM_CAP", &n) != RF_OK) return 0;
+    v += nd;
     static const char units[] = "KMGT";
     int shift = 0;
     if (*v) {
@@ -70,14 +70,9 @@ static size_t mem_cap_from_env(void) {
 /* RAFFLE_MAX_TASKS: digits only, 1..RF_TASK_CAP_MAX; else 0 (the default). */
 static size_t task_cap_from_env(void) {
     const char *v = getenv("RAFFLE_MAX_TASKS");
-    if (!v || !*v) return 0;
-    size_t n = 0;
-    for (; *v; v++) {
-        if (*v < '0' || *v > '9') return 0;
-        n = n * 10 + (size_t)(*v - '0');
-        if (n > RF_TASK_CAP_MAX) return 0;
-    }
-    return n;
+    uint64_t n;
+    if (!v || rf_parse_u64(NULL, v, strlen(v), 0, RF_TASK_CAP_MAX, "RAFFLE_MAX_TASKS", &n) != RF_OK) return 0;
+    return (size_t)n;
 }
 
 size_t rf_ctx_task_cap(const rf_ctx *ctx) {
@@ -129,9 +124,14 @@ void rf_error_prefix(rf_ctx *ctx, const char *fmt, ...) {
 
 rf_status rf_check_cap(rf_ctx *ctx, uint64_t bytes, const char *what) {
     uint64_t cap = (ctx && ctx->mem_cap) ? ctx->mem_cap : (8ull << 30);
+    uint64_t live = rf_alloc_live_bytes();
     if (bytes > cap)
         return rf_error(ctx, RF_ERR_LIMIT, "%s needs %llu bytes, over the memory cap of %llu bytes",
                         what, (unsigned long long)bytes, (unsigned long long)cap);
+    /* the total: what is already held plus this object (issue 19, defect 7) */
+    if (live > cap - bytes)
+        return rf_error(ctx, RF_ERR_LIMIT, "%s needs %llu bytes; with %llu bytes already in use that is over the memory cap of %llu bytes",
+                        what, (unsigned long long)bytes, (unsigned long long)live, (unsigned long long)cap);
     return RF_OK;
 }
 

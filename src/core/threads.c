@@ -189,10 +189,7 @@ void rf_pool_run(rf_pool *p, int n, rf_pool_fn fn, void *arg) {
 
 int rf_pool_default_threads(void) {
     const char *e = getenv("SLURM_CPUS_PER_TASK");
-    if (!e || !*e) return 1;
-    char *end;
-    errno = 0;
-    long v = strtol(e, &end, 10);
-    if (errno || *end || v < 1 || v > RF_POOL_MAX) return 1;
+    int64_t v;
+    if (!e || rf_parse_i64(NULL, e, strlen(e), 1, RF_POOL_MAX, "SLURM_CPUS_PER_TASK", &v) != RF_OK) return 1;
     return (int)v;
 }

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,7 +88,11 @@ rf_status rf_write_file_atomic(rf_ctx *ctx, const char *path, const void *data, 
 
 rf_status rf_read_file(rf_ctx *ctx, const char *path, unsigned char **out, size_t *n) {
     *out = NULL; *n = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer
+     * before the regular-file check below can refuse it (issue 19, defect
+     * 10: `raffle validate fifo.json` blocked forever). It changes nothing
+     * for a regular file, whose reads never block. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) return rf_error(ctx, errno == ENOENT ? RF_ERR_NOTFOUND : RF_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -130,6 +135,22 @@ rf_status rf_mkdirs(rf_ctx *ctx, const char *path) {
     }
     rf_free(p);
     return RF_OK;
+}
+
+int rf_pid_alive(long pid) {
+    if (pid <= 0 || kill((pid_t)pid, 0) != 0) return pid > 0 && errno == EPERM;
+    /* a zombie answers kill(pid, 0) but writes nothing any more: its parent
+     * (an MPI launcher that has exited, say) has not reaped it yet */
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 1;
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');   /* "pid (comm) S ...": comm may hold spaces */
+    return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
 }
 
 void rf_buf_printf(rf_buf *b, const char *fmt, ...) {

@@ -9,6 +9,7 @@
 #include "data/data_internal.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,43 +259,39 @@ static rf_status load_mnist(rf_ctx *ctx, const char *spec, rf_dataset **train, r
     return load_quad(ctx, rf_npy_read, spec, paths, train, test);
 }
 
-/* "synthetic", "synthetic:N" or "synthetic:N:SEED". */
-static rf_status parse_synthetic(rf_ctx *ctx, const char *spec, long long *n_out, unsigned long long *seed_out) {
-    long long n = 2000;
-    unsigned long long seed = 1;
+rf_status rf_data_synthetic_parse(rf_ctx *ctx, const char *spec, int64_t *n, uint64_t *seed) {
+    *n = 2000;
+    *seed = 1;
     const char *p = spec + strlen("synthetic");
-    if (*p == ':') {
-        char *end = NULL;
-        n = strtoll(p + 1, &end, 10);
-        if (end == p + 1 || (*end && *end != ':'))
-            return rf_error(ctx, RF_ERR_INVALID, "'%s': expected synthetic[:N[:SEED]]", spec);
-        if (*end == ':') {
-            const char *q = end + 1;
-            if (*q == '-' || !*q) return rf_error(ctx, RF_ERR_INVALID, "'%s': expected synthetic[:N[:SEED]]", spec);
-            seed = strtoull(q, &end, 10);
-            if (*end) return rf_error(ctx, RF_ERR_INVALID, "'%s': expected synthetic[:N[:SEED]]", spec);
-        }
-    } else if (*p) {
-        return rf_error(ctx, RF_ERR_INVALID, "'%s': expected synthetic[:N[:SEED]]", spec);
-    }
-    if (n < 8 || n > 10000000)
-        return rf_error(ctx, RF_ERR_INVALID, "'%s': N must be in [8, 10000000]", spec);
-    *n_out = n;
-    *seed_out = seed;
-    return RF_OK;
+    if (strncmp(spec, "synthetic", 9) != 0 || (*p && *p != ':'))
+        return rf_error(ctx, RF_ERR_INVALID, "expected synthetic[:N[:SEED]]");
+    if (!*p) return RF_OK;
+    const char *q = strchr(p + 1, ':');
+    size_t nl = q ? (size_t)(q - p - 1) : strlen(p + 1);
+    rf_status s = rf_parse_i64(ctx, p + 1, nl, 8, 10000000, "N", n);
+    if (!s && q) s = rf_parse_u64(ctx, q + 1, strlen(q + 1), 0, UINT64_MAX, "SEED", seed);
+    if (s) rf_error_prefix(ctx, "expected synthetic[:N[:SEED]]");
+    return s;
+}
+
+/* rf_data_synthetic_parse with the spec named in the error. */
+static rf_status parse_synthetic(rf_ctx *ctx, const char *spec, int64_t *n, uint64_t *seed) {
+    rf_status s = rf_data_synthetic_parse(ctx, spec, n, seed);
+    if (s) rf_error_prefix(ctx, "'%s'", spec);
+    return s;
 }
 
 static rf_status check_synthetic(rf_ctx *ctx, const char *spec) {
-    long long n;
-    unsigned long long seed;
+    int64_t n;
+    uint64_t seed;
     return parse_synthetic(ctx, spec, &n, &seed);
 }
 
 static rf_status load_synthetic(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
-    long long n;
-    unsigned long long seed;
+    int64_t n;
+    uint64_t seed;
     RF_TRY(parse_synthetic(ctx, spec, &n, &seed));
-    return rf_data_synthetic(ctx, spec, (int64_t)n, (int64_t)n / 4, (uint64_t)seed, train, test);
+    return rf_data_synthetic(ctx, spec, n, n / 4, seed, train, test);
 }
 
 /* "NAME:PATH" needs a path after the colon (the bare name means the cache). */
@@ -455,11 +452,8 @@ static int parse_floats(const char *p, const char *end, float *v) {
         size_t len = strcspn(p, ",/");
         if (p + len > end) len = (size_t)(end - p);
         if (len == 0 || len >= sizeof buf) return -1;
-        memcpy(buf, p, len);
-        buf[len] = '\0';
-        char *e;
-        double d = strtod(buf, &e);
-        if (*e || !isfinite(d)) return -1;
+        double d;
+        if (rf_parse_f64(NULL, p, len, -FLT_MAX, FLT_MAX, "value", &d) != RF_OK) return -1;
         v[k++] = (float)d;
         p += len;
         if (p < end && *p == ',') { p++; if (p == end) return -1; }

@@ -109,11 +109,11 @@ static rf_status parse_shape(hparse *h, npy_header *hd) {
         if (accept(h, ')')) break;
         skip_ws(h);
         if (h->p >= h->end || *h->p < '0' || *h->p > '9') return bad(h, "expected a non-negative integer in shape");
+        const char *d0 = h->p;
+        while (h->p < h->end && *h->p >= '0' && *h->p <= '9') h->p++;
         int64_t v = 0;
-        while (h->p < h->end && *h->p >= '0' && *h->p <= '9') {
-            if (v > (INT64_MAX - 9) / 10) return rf_error(h->ctx, RF_ERR_SIZE, "%s: .npy shape dimension overflows", h->what);
-            v = v * 10 + (*h->p++ - '0');
-        }
+        if (rf_parse_i64(NULL, d0, (size_t)(h->p - d0), 0, INT64_MAX, "shape", &v) != RF_OK)
+            return rf_error(h->ctx, RF_ERR_SIZE, "%s: .npy shape dimension overflows", h->what);
         if (h->p < h->end && *h->p == 'L') h->p++;   /* Python 2 longs */
         if (hd->ndim >= RF_MAX_DIMS)
             return rf_error(h->ctx, RF_ERR_UNSUPPORTED, "%s: .npy array has more than %d dimensions", h->what, RF_MAX_DIMS);

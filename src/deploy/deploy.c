@@ -32,6 +32,7 @@
 
 typedef struct sparse_state {
     rf_spmat *sp;
+    rf_nmmat *nm;      /* N:M weights: row-major calls run rf_nm_spmm, else NULL */
     float    *bias;    /* copy, or NULL */
     float    *W;       /* dense copy when one of the two batch classes runs sgemm, else NULL */
     int       N, K, rows1, at1, at_batch, at_batch_feat;
@@ -45,7 +46,8 @@ static int runs_sparse(const sparse_state *s, int M, int feat) {
 
 static rf_status sparse_gemm(void *state, const float *X, float *Y, int M) {
     const sparse_state *s = state;
-    if (runs_sparse(s, M, 0)) rf_spmm(s->sp, X, s->bias, Y, M);
+    if (runs_sparse(s, M, 0) && s->nm) rf_nm_spmm(s->nm, X, s->bias, Y, M);
+    else if (runs_sparse(s, M, 0)) rf_spmm(s->sp, X, s->bias, Y, M);
     else rf_linear_f32(X, s->W, s->bias, Y, M, s->N, s->K);
     return RF_OK;
 }
@@ -64,13 +66,14 @@ static rf_status sparse_gemm_feat(void *state, const float *XT, float *YT, int M
 static void state_free(sparse_state *s) {
     if (!s) return;
     rf_spmat_free(s->sp);
+    rf_nmmat_free(s->nm);
     rf_free(s->bias);
     rf_free(s->W);
     rf_free(s);
 }
 
 /* ---- calibration cache: (N, K, rows, density in 1/1000, layout) -> times -- */
-typedef struct cal_entry { int N, K, rows, permille, feat; double dense_s, sparse_s; } cal_entry;
+typedef struct cal_entry { int N, K, rows, permille, feat, nm; double dense_s, sparse_s; } cal_entry;
 static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 static cal_entry cache[CACHE_SIZE];
 static int cache_n, cache_next;
@@ -80,7 +83,7 @@ static int cache_get(const cal_entry *key, cal_entry *out) {
     pthread_mutex_lock(&cache_mu);
     for (int i = 0; i < cache_n && !hit; i++)
         if (cache[i].N == key->N && cache[i].K == key->K && cache[i].rows == key->rows &&
-            cache[i].permille == key->permille && cache[i].feat == key->feat) { *out = cache[i]; hit = 1; }
+            cache[i].permille == key->permille && cache[i].feat == key->feat && cache[i].nm == key->nm) { *out = cache[i]; hit = 1; }
     pthread_mutex_unlock(&cache_mu);
     return hit;
 }
@@ -100,10 +103,11 @@ void rf_deploy_clear_cache(void) {
 }
 
 /* ld: the feature-major row stride, rf_feat_ld(M) as the conv layer lays out its columns. */
-typedef struct cal_job { const rf_spmat *sp; const float *W, *X; float *Y; int M, N, K, sparse; rf_layout lay; int ld; } cal_job;
+typedef struct cal_job { const rf_spmat *sp; const rf_nmmat *nm; const float *W, *X; float *Y; int M, N, K, sparse; rf_layout lay; int ld; } cal_job;
 
 static void cal_run(const cal_job *j) {
-    if (j->sparse) rf_spmm_lay(j->sp, j->X, j->lay, NULL, j->Y, j->lay, j->M, j->ld);
+    if (j->sparse && j->nm && j->lay == RF_ROWS) rf_nm_spmm(j->nm, j->X, NULL, j->Y, j->M);
+    else if (j->sparse) rf_spmm_lay(j->sp, j->X, j->lay, NULL, j->Y, j->lay, j->M, j->ld);
     else rf_linear_f32_lay(j->X, j->lay, j->W, NULL, j->Y, j->lay, j->M, j->N, j->K, j->ld);
 }
 
@@ -120,9 +124,9 @@ static double cal_time(const cal_job *j) {
     return best;
 }
 
-static rf_status calibrate(rf_ctx *ctx, const float *W, const rf_spmat *sp, int N, int K, int rows,
+static rf_status calibrate(rf_ctx *ctx, const float *W, const rf_spmat *sp, const rf_nmmat *nm, int N, int K, int rows,
                            double sparsity, rf_layout lay, double *dense_s, double *sparse_s) {
-    cal_entry key = {N, K, rows, (int)(sparsity * 1000.0 + 0.5), lay == RF_FEAT, 0.0, 0.0}, got;
+    cal_entry key = {N, K, rows, (int)(sparsity * 1000.0 + 0.5), lay == RF_FEAT, nm != NULL && lay == RF_ROWS, 0.0, 0.0}, got;
     if (cache_get(&key, &got)) { *dense_s = got.dense_s; *sparse_s = got.sparse_s; return RF_OK; }
     int M = rows < CAL_MAX_ROWS ? rows : CAL_MAX_ROWS;
     size_t cols = (size_t)rf_feat_ld(M);   /* >= M: room for either layout */
@@ -135,7 +139,7 @@ static rf_status calibrate(rf_ctx *ctx, const float *W, const rf_spmat *sp, int 
     rf_rng r;
     rf_rng_init(&r, 0x5eed, (uint64_t)N * 131 + (uint64_t)K);
     for (size_t i = 0; i < cols * K; i++) X[i] = rf_rng_uniform(&r) - 0.5f;
-    cal_job j = {sp, W, X, Y, M, N, K, 0, lay, (int)cols};
+    cal_job j = {sp, nm, W, X, Y, M, N, K, 0, lay, (int)cols};
     key.dense_s = cal_time(&j);
     j.sparse = 1;
     key.sparse_s = cal_time(&j);
@@ -207,8 +211,21 @@ static rf_status deploy_site(rf_ctx *ctx, const rf_model *m, const rf_deploy_opt
         d->sparsity < (o->min_sparsity > 0.0 ? o->min_sparsity : rf_deploy_eval_min_sparsity(o->batch)))
         return RF_OK;
     rf_spmat *sp = NULL;
+    rf_nmmat *nm = NULL;
     rf_status st = rf_spmat_pack(ctx, Wp, N, K, &sp);
     if (st) { rf_error_prefix(ctx, "deploy: %s", what); return st; }
+    if (w->nm_m > 0 && m->masks && (lays & SITE_ROWS)) {
+        /* an N:M weight: the N:M kernel where its pattern fits it (M
+         * dividing 16 and K); otherwise the unstructured one */
+        uint8_t *mk = rf_malloc(w->numel);
+        if (!mk) { rf_spmat_free(sp); return rf_error(ctx, RF_ERR_NOMEM, "deploy: out of memory"); }
+        for (size_t k = 0; k < w->numel; k++) mk[k] = m->masks[w->offset + k] != 0.0f;
+        rf_ctx quiet;
+        rf_ctx_init(&quiet);
+        if (rf_nmmat_pack(&quiet, Wp, mk, N, K, w->nm_n, w->nm_m, &nm) != RF_OK) nm = NULL;
+        rf_free(mk);
+    }
+    d->nm = nm != NULL;
     int rows1 = per_sample <= 0 ? 1 : per_sample > rows ? rows : (int)per_sample;
     d->rows1 = rows1;
     d->sparse_at_1 = d->sparse_at_batch = 1;
@@ -217,14 +234,14 @@ static rf_status deploy_site(rf_ctx *ctx, const rf_model *m, const rf_deploy_opt
         /* the primary layout: row-major unless the site only runs feature-major */
         rf_layout lay = lays == SITE_FEAT ? RF_FEAT : RF_ROWS;
         double td = 0.0, ts = 0.0;
-        st = calibrate(ctx, Wp, sp, N, K, rows, d->sparsity, lay, &td, &ts);
-        if (st) { rf_spmat_free(sp); return st; }
+        st = calibrate(ctx, Wp, sp, nm, N, K, rows, d->sparsity, lay, &td, &ts);
+        if (st) { rf_spmat_free(sp); rf_nmmat_free(nm); return st; }
         d->dense_us = td * 1e6;
         d->sparse_us = ts * 1e6;
         d->sparse_at_batch = td >= o->min_speedup * ts;
         if (lays == SITE_BOTH) {
-            st = calibrate(ctx, Wp, sp, N, K, rows, d->sparsity, RF_FEAT, &td, &ts);
-            if (st) { rf_spmat_free(sp); return st; }
+            st = calibrate(ctx, Wp, sp, nm, N, K, rows, d->sparsity, RF_FEAT, &td, &ts);
+            if (st) { rf_spmat_free(sp); rf_nmmat_free(nm); return st; }
             d->sparse_at_batch_feat = td >= o->min_speedup * ts;
         } else if (lays == SITE_FEAT) {
             d->sparse_at_batch_feat = d->sparse_at_batch;
@@ -234,8 +251,8 @@ static rf_status deploy_site(rf_ctx *ctx, const rf_model *m, const rf_deploy_opt
          * samples (model.c), so only conv layers take these calls
          * feature-major */
         if (rows1 < rows) {
-            st = calibrate(ctx, Wp, sp, N, K, rows1, d->sparsity, lay, &td, &ts);
-            if (st) { rf_spmat_free(sp); return st; }
+            st = calibrate(ctx, Wp, sp, nm, N, K, rows1, d->sparsity, lay, &td, &ts);
+            if (st) { rf_spmat_free(sp); rf_nmmat_free(nm); return st; }
         } else {
             td = d->dense_us * 1e-6;
             ts = d->sparse_us * 1e-6;
@@ -244,7 +261,7 @@ static rf_status deploy_site(rf_ctx *ctx, const rf_model *m, const rf_deploy_opt
         d->sparse1_us = ts * 1e6;
         d->sparse_at_1 = td >= (o->min_speedup_1 > 0.0 ? o->min_speedup_1 : o->min_speedup) * ts;
     }
-    if (!d->sparse_at_1 && !d->sparse_at_batch && !d->sparse_at_batch_feat) { rf_spmat_free(sp); return RF_OK; }
+    if (!d->sparse_at_1 && !d->sparse_at_batch && !d->sparse_at_batch_feat) { rf_spmat_free(sp); rf_nmmat_free(nm); d->nm = 0; return RF_OK; }
     sparse_state *s = rf_calloc(1, sizeof *s);
     int ok = s != NULL;
     if (ok && b) {
@@ -257,10 +274,12 @@ static rf_status deploy_site(rf_ctx *ctx, const rf_model *m, const rf_deploy_opt
     }
     if (!ok) {
         rf_spmat_free(sp);
+        rf_nmmat_free(nm);
         state_free(s);
         return rf_error(ctx, RF_ERR_NOMEM, "deploy: out of memory");
     }
     s->sp = sp;
+    s->nm = nm;
     s->N = N; s->K = K; s->rows1 = rows1;
     s->at1 = d->sparse_at_1; s->at_batch = d->sparse_at_batch; s->at_batch_feat = d->sparse_at_batch_feat;
     *state = s;

@@ -55,6 +55,20 @@ static rf_status build_meta(rf_ctx *ctx, const rf_model *m, const char *extra_js
     return *out ? RF_OK : rf_error(ctx, RF_ERR_NOMEM, "out of memory");
 }
 
+/* Whether p's mask keeps exactly nm_n of every nm_m consecutive entries of
+ * each row (a tensor pruned with an N:M constraint; lowbit.h rf_nm_check). */
+static int nm_exact(const rf_param *p, const uint8_t *mask) {
+    if (p->nm_m < 2 || p->nm_n < 1 || p->nm_n > p->nm_m || p->nm_m > RF_NM_MAX_M || p->ndim < 2) return 0;
+    size_t cols = p->numel / (size_t)p->shape[0];
+    if (cols % (size_t)p->nm_m) return 0;
+    for (size_t g = 0; g < p->numel / (size_t)p->nm_m; g++) {
+        int kept = 0;
+        for (int j = 0; j < p->nm_m; j++) kept += mask[g * (size_t)p->nm_m + (size_t)j];
+        if (kept != p->nm_n) return 0;
+    }
+    return 1;
+}
+
 rf_status rf_model_to_ckpt(rf_ctx *ctx, const rf_model *m, const char *extra_json, rf_ckpt **out) {
     *out = NULL;
     rf_ckpt *c;
@@ -72,7 +86,10 @@ rf_status rf_model_to_ckpt(rf_ctx *ctx, const rf_model *m, const char *extra_jso
             if (!nm) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); break; }
             mask = nm;
             for (size_t k = 0; k < p->numel; k++) mask[k] = m->masks[p->offset + k] != 0.0f;
-            s = rf_ckpt_add(ctx, c, p->name, RF_F32, p->ndim, p->shape, RF_STORE_SPARSE, data, mask, NULL);
+            if (nm_exact(p, mask))   /* N:M kind: in-group positions, 2 bits a kept value for 2:4 */
+                s = rf_ckpt_add_nm(ctx, c, p->name, p->ndim, p->shape, data, mask, p->nm_n, p->nm_m);
+            else
+                s = rf_ckpt_add(ctx, c, p->name, RF_F32, p->ndim, p->shape, RF_STORE_SPARSE, data, mask, NULL);
         } else {
             s = rf_ckpt_add(ctx, c, p->name, RF_F32, p->ndim, p->shape, RF_STORE_DENSE, data, NULL, NULL);
         }
@@ -100,19 +117,46 @@ rf_status rf_model_save(rf_ctx *ctx, const rf_model *m, const char *extra_json, 
 }
 
 /* Copies tensor t into dst (numel floats) after checking its shape. */
+static rf_status same_shape(rf_ctx *ctx, const rf_ckpt_tensor *t, int ndim, const int64_t *shape);
 static rf_status load_tensor(rf_ctx *ctx, const rf_ckpt_tensor *t, int ndim, const int64_t *shape, float *dst) {
-    int same = t->ndim == ndim;
-    for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
-    if (!same) {
-        char a[96] = "", b[96] = "";
-        for (int d = 0; d < ndim; d++) snprintf(a + strlen(a), sizeof a - strlen(a), "%s%lld", d ? "x" : "", (long long)shape[d]);
-        for (int d = 0; d < t->ndim; d++) snprintf(b + strlen(b), sizeof b - strlen(b), "%s%lld", d ? "x" : "", (long long)t->shape[d]);
-        return rf_error(ctx, RF_ERR_SHAPE, "tensor '%s': model expects shape [%s], checkpoint has [%s]", t->name, a, b);
-    }
+    RF_TRY(same_shape(ctx, t, ndim, shape));
     float *f;
     RF_TRY(rf_ckpt_tensor_to_f32(ctx, t, &f));
     memcpy(dst, f, (size_t)rf_ckpt_tensor_numel(t) * sizeof(float));
     rf_free(f);
+    return RF_OK;
+}
+
+/* RF_OK if t has shape[0..ndim), else RF_ERR_SHAPE naming both. */
+static rf_status same_shape(rf_ctx *ctx, const rf_ckpt_tensor *t, int ndim, const int64_t *shape) {
+    int same = t->ndim == ndim;
+    for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
+    if (same) return RF_OK;
+    char a[96] = "", b[96] = "";
+    for (int d = 0; d < ndim; d++) snprintf(a + strlen(a), sizeof a - strlen(a), "%s%lld", d ? "x" : "", (long long)shape[d]);
+    for (int d = 0; d < t->ndim; d++) snprintf(b + strlen(b), sizeof b - strlen(b), "%s%lld", d ? "x" : "", (long long)t->shape[d]);
+    return rf_error(ctx, RF_ERR_SHAPE, "tensor '%s': model expects shape [%s], checkpoint has [%s]", t->name, a, b);
+}
+
+/* Every parameter and buffer tensor of the planned model m (no blocks yet)
+ * is in c's directory with the shape m declares. */
+static rf_status check_directory(rf_ctx *ctx, const rf_ckpt *c, const rf_model *m) {
+    for (int i = 0; i < m->n_ptensors; i++) {
+        const rf_param *p = &m->ptensors[i];
+        const rf_ckpt_tensor *t = rf_ckpt_find(c, p->name);
+        if (!t) return rf_error(ctx, RF_ERR_NOTFOUND, "checkpoint spec declares tensor '%s', which its directory does not have", p->name);
+        RF_TRY(same_shape(ctx, t, p->ndim, p->shape));
+    }
+    for (int l = 0; l < m->n_layers; l++) {
+        rf_io_buf_slice b[2];
+        int nb = rf_io_layer_buffers(&m->layers[l], b);
+        for (int k = 0; k < nb; k++) {
+            const rf_ckpt_tensor *t = rf_ckpt_find(c, b[k].name);
+            if (!t) return rf_error(ctx, RF_ERR_NOTFOUND, "checkpoint spec declares tensor '%s', which its directory does not have", b[k].name);
+            int64_t shape[1] = {(int64_t)b[k].numel};
+            RF_TRY(same_shape(ctx, t, 1, shape));
+        }
+    }
     return RF_OK;
 }
 
@@ -128,9 +172,15 @@ rf_status rf_model_from_ckpt(rf_ctx *ctx, const rf_ckpt *c, rf_model **out) {
     cJSON_Delete(meta);
     if (!spec_txt) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
     rf_model *m;
-    rf_status s = rf_model_from_spec(ctx, spec_txt, &m);
+    rf_status s = rf_model_plan(ctx, spec_txt, &m);
     cJSON_free(spec_txt);
     if (s) { rf_error_prefix(ctx, "checkpoint spec"); return s; }
+    /* The spec is only a claim: a 47 KB file whose metadata declared a
+     * 784 -> 1.3 M layer made raffle allocate 8 GB before the shapes were
+     * compared (issue 19, defect 7). Every tensor the spec declares must be
+     * in the file's directory with that shape before anything is allocated. */
+    s = check_directory(ctx, c, m);
+    if (!s) s = rf_model_alloc_blocks(ctx, m);
     for (int i = 0; !s && i < m->n_ptensors; i++) {
         const rf_param *p = &m->ptensors[i];
         const rf_ckpt_tensor *t = rf_ckpt_find(c, p->name);
@@ -139,6 +189,7 @@ rf_status rf_model_from_ckpt(rf_ctx *ctx, const rf_ckpt *c, rf_model **out) {
         if (s || !t->mask) continue;
         if (!p->prunable) { s = rf_error(ctx, RF_ERR_FORMAT, "tensor '%s' is stored sparse but is not prunable", p->name); break; }
         if ((s = rf_model_ensure_masks(ctx, m))) break;
+        if (t->storage == RF_STORE_NM) { m->ptensors[i].nm_n = t->nm_n; m->ptensors[i].nm_m = t->nm_m; }
         for (size_t k = 0; k < p->numel; k++) m->masks[p->offset + k] = t->mask[k] ? 1.0f : 0.0f;
     }
     for (int l = 0; !s && l < m->n_layers; l++) {

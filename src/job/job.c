@@ -109,16 +109,16 @@ int rf_job_edit_distance(const char *a, const char *b) { return rf_edit_distance
 #define MAX_DEPTH 4
 typedef struct axis { const char *path[MAX_DEPTH]; int depth; const cJSON *list; int n; } axis;
 
-/* Collects the grid axes of object o (tables a, b) into ax. */
-static int collect_axes(const cJSON *o, const rf_setting *a, const rf_setting *b, const char **prefix, int depth, axis *ax,
+/* Collects the grid axes of object o (the first n of tabs) into ax. */
+static int collect_axes(const cJSON *o, const rf_setting *const *tabs, int n, const char **prefix, int depth, axis *ax,
                         int *nax) {
     for (const cJSON *c = o->child; c; c = c->next) {
-        const rf_setting *f = rf_setting_find(a, c->string);
-        if (!f) f = rf_setting_find(b, c->string);
+        const rf_setting *f = rf_settings_lookup(tabs, n, c->string);
         if (!f || depth >= MAX_DEPTH) continue;
         prefix[depth] = c->string;
         if (f->type == RF_SET_OBJ && cJSON_IsObject(c)) {
-            if (collect_axes(c, f->sub, NULL, prefix, depth + 1, ax, nax) != 0) return -1;
+            const rf_setting *sub[1] = {f->sub};
+            if (collect_axes(c, sub, 1, prefix, depth + 1, ax, nax) != 0) return -1;
         } else if ((f->flags & RF_SF_GRID) && cJSON_IsArray(c)) {
             if (*nax >= MAX_AXES) return -1;
             axis *x = &ax[(*nax)++];
@@ -131,13 +131,26 @@ static int collect_axes(const cJSON *o, const rf_setting *a, const rf_setting *b
     return 0;
 }
 
+/* The data preparation keys of a grid point: the top level's overlaid by
+ * the experiment's (rf_data_settings). New object; NULL out of memory. */
+static cJSON *data_prep(const cJSON *top, const cJSON *x) {
+    cJSON *o = cJSON_CreateObject();
+    for (const rf_setting *f = rf_data_settings; o && f->key; f++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(x, f->key);
+        if (!v) v = cJSON_GetObjectItemCaseSensitive(top, f->key);
+        if (v && !rf_plan_put(o, f->key, cJSON_Duplicate(v, 1))) { cJSON_Delete(o); return NULL; }
+    }
+    return o;
+}
+
 static rf_status expand_experiment(rf_ctx *ctx, rf_plan *plan, const cJSON *e, int idx, const cJSON *top,
                                    const cJSON *top_train, const cJSON *top_engine) {
     const rf_kind *k = rf_kind_get(rf_kind_find_experiment(cJSON_GetObjectItemCaseSensitive(e, "kind")->valuestring));
     axis ax[MAX_AXES];
     const char *prefix[MAX_DEPTH] = {0};
     int nax = 0;
-    if (collect_axes(e, k->exp_keys, common_keys, prefix, 0, ax, &nax) != 0)
+    const rf_setting *tabs[3] = {k->exp_keys, common_keys, rf_data_settings};
+    if (collect_axes(e, tabs, 3, prefix, 0, ax, &nax) != 0)
         return rf_error(ctx, RF_ERR_JOB, "experiments[%d]: more than %d grid axes", idx, MAX_AXES);
     int pos[MAX_AXES] = {0};
     double points = 1;
@@ -160,6 +173,7 @@ static rf_status expand_experiment(rf_ctx *ctx, rf_plan *plan, const cJSON *e, i
         if (!ok || !rf_settings_fill(x, k->exp_keys)) { cJSON_Delete(x); return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); }
         cJSON *tr = rf_plan_overlay(top_train, cJSON_GetObjectItemCaseSensitive(x, "train"));
         cJSON *eng = rf_plan_overlay(top_engine, cJSON_GetObjectItemCaseSensitive(x, "engine"));
+        cJSON *prep = data_prep(top, x);
         const cJSON *sd = cJSON_GetObjectItemCaseSensitive(x, "seed");
         const cJSON *ds = cJSON_GetObjectItemCaseSensitive(x, "dataset");
         const cJSON *md = cJSON_GetObjectItemCaseSensitive(x, "model");
@@ -169,10 +183,12 @@ static rf_status expand_experiment(rf_ctx *ctx, rf_plan *plan, const cJSON *e, i
             .model = md ? md : cJSON_GetObjectItemCaseSensitive(top, "model"),
             .seed = sd ? sd->valuedouble : rf_plan_num(top, "seed"),
             .engine = eng,
+            .prep = prep,
         };
-        int rc = tr && eng ? k->expand(plan, &p) : (rf_error(ctx, RF_ERR_NOMEM, "out of memory"), -1);
+        int rc = tr && eng && prep ? k->expand(plan, &p) : (rf_error(ctx, RF_ERR_NOMEM, "out of memory"), -1);
         cJSON_Delete(tr);
         cJSON_Delete(eng);
+        cJSON_Delete(prep);
         cJSON_Delete(x);
         if (rc != 0) { rf_error_prefix(ctx, "experiments[%d]", idx); return ctx->status ? ctx->status : RF_ERR_JOB; }
         int i = nax - 1;
@@ -206,11 +222,11 @@ rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name
     rf_plan *plan = rf_plan_new(ctx);
     rf_job *j = NULL;
     cJSON *top_train = NULL, *limits = NULL, *top_engine = NULL;
-    const rf_setting *top_tab[1] = {top_keys};
-    const rf_setting *exp_tabs[2] = {NULL, rf_job_experiment_settings()};
+    const rf_setting *top_tab[2] = {top_keys, rf_data_settings};
+    const rf_setting *exp_tabs[3] = {NULL, rf_job_experiment_settings(), rf_data_settings};
     if (!plan) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); goto fail; }
     if (!cJSON_IsObject(root)) { s = rf_error(ctx, RF_ERR_JOB, "(top level): expected an object"); goto fail; }
-    if ((s = rf_settings_check(ctx, root, top_tab, 1, "", 0)) != RF_OK) goto fail;
+    if ((s = rf_settings_check(ctx, root, top_tab, 2, "", 0)) != RF_OK) goto fail;
     const cJSON *exps = cJSON_GetObjectItemCaseSensitive(root, "experiments");
     if (!cJSON_IsArray(exps) || !exps->child) { s = rf_error(ctx, RF_ERR_JOB, "experiments: expected a non-empty list of objects"); goto fail; }
     int i = 0;
@@ -224,7 +240,7 @@ rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name
         if (!kind) { s = rf_settings_error(ctx, kp, "required key missing"); goto fail; }
         if ((s = rf_setting_check(ctx, &common_keys[0], kind, kp, 1)) != RF_OK) goto fail;
         exp_tabs[0] = rf_kind_get(rf_kind_find_experiment(kind->valuestring))->exp_keys;
-        if ((s = rf_settings_check(ctx, e, exp_tabs, 2, p, 1)) != RF_OK) goto fail;
+        if ((s = rf_settings_check(ctx, e, exp_tabs, 3, p, 1)) != RF_OK) goto fail;
     }
     const cJSON *nm = cJSON_GetObjectItemCaseSensitive(root, "name");
     const char *name = nm ? nm->valuestring : name_hint;

@@ -157,12 +157,13 @@ static void read_line(const char *path, char *buf, int n) {
 static long read_size(const char *path) {
     char buf[64];
     read_line(path, buf, sizeof buf);
-    char *end;
-    long v = strtol(buf, &end, 10);
-    if (*end == 'K') v *= 1024;
-    else if (*end == 'M') v *= 1024 * 1024;
-    else if (*end == 'G') v *= 1024L * 1024 * 1024;
-    return v > 0 ? v : 0;
+    size_t nd = strspn(buf, "0123456789");
+    int64_t v;
+    if (rf_parse_i64(NULL, buf, nd, 1, 1L << 40, "cache size", &v) != RF_OK) return 0;
+    if (buf[nd] == 'K') v *= 1024;
+    else if (buf[nd] == 'M') v *= 1024 * 1024;
+    else if (buf[nd] == 'G') v *= 1024L * 1024 * 1024;
+    return (long)v;
 }
 
 /* CPUs listed in a sysfs cpu list ("0-1", "0,2,4-7"). */
@@ -171,10 +172,16 @@ static int count_cpus(const char *path) {
     read_line(path, buf, sizeof buf);
     int n = 0;
     for (char *s = buf; *s && *s != '\n';) {
-        char *end;
-        long a = strtol(s, &end, 10), b = a;
-        if (end == s) break;
-        if (*end == '-') b = strtol(end + 1, &end, 10);
+        int64_t a, b;
+        size_t na = strspn(s, "0123456789");
+        if (rf_parse_i64(NULL, s, na, 0, 1 << 20, "cpu", &a) != RF_OK) break;
+        char *end = s + na;
+        b = a;
+        if (*end == '-') {
+            size_t nb = strspn(end + 1, "0123456789");
+            if (rf_parse_i64(NULL, end + 1, nb, 0, 1 << 20, "cpu", &b) != RF_OK) break;
+            end += 1 + nb;
+        }
         if (b >= a) n += (int)(b - a + 1);
         if (*end != ',') break;
         s = end + 1;

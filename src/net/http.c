@@ -29,6 +29,11 @@ rf_url_scheme rf_url_scheme_of(const char *s) {
     if (strncmp(s, "http://", 7) == 0) return RF_URL_HTTP;
     if (strncmp(s, "https://", 8) == 0) return RF_URL_HTTPS;
     if (strncmp(s, "file://", 7) == 0) return RF_URL_FILE;
+    /* RFC 3986: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":"; a
+     * path never starts that way followed by "//" by accident */
+    size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+    if (n > 0 && ((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')) && strncmp(s + n, "://", 3) == 0)
+        return RF_URL_OTHER;
     return RF_URL_NONE;
 }
 
@@ -91,7 +96,7 @@ rf_status rf_url_check(rf_ctx *ctx, const char *url) {
             return rf_error(ctx, RF_ERR_INVALID, "%s: file URLs are only allowed under RAFFLE_FILE_ROOTS", shown);
         return RF_OK;
     }
-    case RF_URL_NONE: break;
+    case RF_URL_NONE: case RF_URL_OTHER: break;
     }
     return rf_error(ctx, RF_ERR_INVALID, "unsupported URL scheme (only http, https, file): %s", shown);
 }
@@ -151,6 +156,7 @@ typedef struct dl_state {
     CURL *c;
     int checked;      /* response code inspected */
     int failed;
+    int err;          /* errno of the failed write */
     rf_progress_fn progress;
     void *progress_ud;
     curl_off_t base;  /* bytes already on disk when the attempt started */
@@ -165,7 +171,7 @@ static size_t dl_write(char *p, size_t size, size_t nmemb, void *ud) {
         curl_easy_getinfo(s->c, CURLINFO_RESPONSE_CODE, &code);
         /* Asked for a range but the server sent the whole body: start over. */
         if (s->base > 0 && code == 200) {
-            if (ftruncate(s->fd, 0) != 0 || lseek(s->fd, 0, SEEK_SET) != 0) { s->failed = 1; return 0; }
+            if (ftruncate(s->fd, 0) != 0 || lseek(s->fd, 0, SEEK_SET) != 0) { s->failed = 1; s->err = errno; return 0; }
             s->base = 0;
         }
     }
@@ -173,7 +179,7 @@ static size_t dl_write(char *p, size_t size, size_t nmemb, void *ud) {
     size_t left = n;
     while (left > 0) {
         ssize_t w = write(s->fd, q, left);
-        if (w < 0) { if (errno == EINTR) continue; s->failed = 1; return 0; }
+        if (w < 0) { if (errno == EINTR) continue; s->failed = 1; s->err = errno; return 0; }
         q += w; left -= (size_t)w;
     }
     return n;
@@ -185,11 +191,17 @@ static int dl_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
     return 0;
 }
 
-/* One download of url into part (appending/resuming). */
-static rf_status download_part(rf_ctx *ctx, const char *url, const char *part, const rf_fetch_opts *o) {
+/* One download of url into part (appending/resuming). *transient (may be
+ * NULL) says whether the last failure was one a later attempt could get past
+ * (connection lost, timeout, HTTP 5xx), so the bytes in part are worth
+ * resuming from. */
+static rf_status download_part(rf_ctx *ctx, const char *url, const char *part, const rf_fetch_opts *o, int *transient) {
     char shown[512];
     rf_url_redact(url, shown, sizeof shown);
     rf_status st = RF_ERR_NET;
+    int tr = 0;
+    if (!transient) transient = &tr;
+    *transient = 0;
     for (int attempt = 0; attempt <= o->retries; attempt++) {
         if (attempt > 0) sleep_s(o->backoff_s * (double)(1 << (attempt - 1 < 10 ? attempt - 1 : 10)));
         int fd = open(part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -210,9 +222,11 @@ static rf_status download_part(rf_ctx *ctx, const char *url, const char *part, c
         long code = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
         curl_easy_cleanup(c);
-        int fs = fsync(fd);
-        close(fd);
-        if (s.failed || fs != 0) return rf_error(ctx, RF_ERR_IO, "%s: write failed", part);
+        int fs = fsync(fd), fe = errno;
+        if (close(fd) != 0 && fs == 0) { fs = -1; fe = errno; }
+        /* the reason, e.g. "No space left on device" (issue 19, defect 9) */
+        if (s.failed) return rf_error(ctx, RF_ERR_IO, "%s: write failed: %s", part, strerror(s.err));
+        if (fs != 0) return rf_error(ctx, RF_ERR_IO, "%s: write failed: %s", part, strerror(fe));
         if (e == CURLE_RANGE_ERROR || code == 416) {
             /* the part file already holds everything (or is bogus): restart clean */
             if (truncate(part, 0) != 0) return rf_error(ctx, RF_ERR_IO, "%s: %s", part, strerror(errno));
@@ -222,11 +236,11 @@ static rf_status download_part(rf_ctx *ctx, const char *url, const char *part, c
         if (e == CURLE_OK && (code == 0 || (code >= 200 && code < 300))) return RF_OK;
         if (e != CURLE_OK) {
             st = rf_error(ctx, RF_ERR_NET, "%s: %s", shown, curl_easy_strerror(e));
-            if (!transient_curl(e)) return st;
+            if (!(*transient = transient_curl(e))) return st;
         } else {
             st = rf_error(ctx, code == 404 ? RF_ERR_NOTFOUND : RF_ERR_NET, "%s: HTTP %ld", shown, code);
             if (truncate(part, 0) != 0) {}
-            if (!transient_http(code)) return st;
+            if (!(*transient = transient_http(code))) return st;
         }
     }
     rf_error_prefix(ctx, "after %d attempts", o->retries + 1);
@@ -274,8 +288,17 @@ rf_status rf_fetch_url(rf_ctx *ctx, const char *url, const rf_fetch_opts *opts, 
         if (verify(ctx, final, o.sha256, shown) == RF_OK) { snprintf(path_out, n, "%s", final); return RF_OK; }
         unlink(final);   /* corrupted cache entry: fetch again */
     }
-    RF_TRY(download_part(ctx, url, part, &o));
-    rf_status s = verify(ctx, part, o.sha256, shown);
+    int partial_ok = 0;
+    rf_status s = download_part(ctx, url, part, &o, &partial_ok);
+    if (s) {
+        /* a partial download is kept to resume from only after a transient
+         * network failure that left bytes; a final answer (404, a refused
+         * redirect) or a local write error leaves nothing behind */
+        struct stat ps;
+        if (s != RF_ERR_NET || stat(part, &ps) != 0 || ps.st_size == 0 || !partial_ok) unlink(part);
+        return s;
+    }
+    s = verify(ctx, part, o.sha256, shown);
     if (s) { unlink(part); return s; }
     if (rename(part, final) != 0) return rf_error(ctx, RF_ERR_IO, "%s: %s", final, strerror(errno));
     snprintf(path_out, n, "%s", final);
@@ -288,7 +311,11 @@ rf_status rf_fetch_to_file(rf_ctx *ctx, const char *url, const rf_fetch_opts *op
     char part[PATH_MAX + 8];
     snprintf(part, sizeof part, "%s.part", dest);
     unlink(part);
-    RF_TRY(download_part(ctx, url, part, &o));
+    /* no cache here, so nothing to resume later: whatever went wrong
+     * (refused, 404, a refused redirect, a full disk), the partial file goes
+     * (issue 19, defect 9) */
+    rf_status st = download_part(ctx, url, part, &o, NULL);
+    if (st) { unlink(part); return st; }
     char shown[512];
     rf_url_redact(url, shown, sizeof shown);
     rf_status s = verify(ctx, part, o.sha256, shown);
@@ -347,13 +374,27 @@ static size_t mem_read(char *p, size_t size, size_t nmemb, void *ud) {
     return n;
 }
 
-/* One WebDAV request. body (PUT) may be NULL; resp receives the body for GET. */
+/* Aborts a transfer once *cancel (the caller's flag) is set: libcurl calls
+ * this at least about once a second, also while a frozen server sends
+ * nothing, so a request can be given up on promptly. */
+static int dav_cancel_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+    const volatile int *cancel = ud;
+    return *cancel ? 1 : 0;
+}
+
+/* One WebDAV request. body (PUT) may be NULL; resp receives the body for GET.
+ * cancel (may be NULL): abort when it becomes non-zero. */
 static rf_status dav_request(rf_ctx *ctx, const char *method, const char *url, const void *body, size_t n,
-                             const char *dest_url, membuf *resp, long *http_status) {
+                             const char *dest_url, membuf *resp, long *http_status, const volatile int *cancel) {
     char shown[512];
     rf_url_redact(url, shown, sizeof shown);
     CURL *c = easy_new(ctx, url);
     if (!c) return ctx->status;
+    if (cancel) {
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, dav_cancel_cb);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)cancel);
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    }
     membuf sink = {0};
     membuf *out = resp ? resp : &sink;
     membuf in = {.src = body, .src_n = n};
@@ -391,10 +432,15 @@ static rf_status dav_request(rf_ctx *ctx, const char *method, const char *url, c
     return RF_OK;
 }
 
-rf_status rf_dav_put(rf_ctx *ctx, const char *base, const char *rel, const void *data, size_t n, long *st) {
+static rf_status dav_put(rf_ctx *ctx, const char *base, const char *rel, const void *data, size_t n, long *st,
+                         const volatile int *cancel) {
     char url[2048];
     RF_TRY(join_url(ctx, base, rel, url, sizeof url));
-    return dav_request(ctx, "PUT", url, data, n, NULL, NULL, st);
+    return dav_request(ctx, "PUT", url, data, n, NULL, NULL, st, cancel);
+}
+
+rf_status rf_dav_put(rf_ctx *ctx, const char *base, const char *rel, const void *data, size_t n, long *st) {
+    return dav_put(ctx, base, rel, data, n, st, NULL);
 }
 
 rf_status rf_dav_get(rf_ctx *ctx, const char *base, const char *rel, unsigned char **data, size_t *n, long *st) {
@@ -402,36 +448,42 @@ rf_status rf_dav_get(rf_ctx *ctx, const char *base, const char *rel, unsigned ch
     char url[2048];
     RF_TRY(join_url(ctx, base, rel, url, sizeof url));
     membuf m = {0};
-    rf_status s = dav_request(ctx, "GET", url, NULL, 0, NULL, &m, st);
+    rf_status s = dav_request(ctx, "GET", url, NULL, 0, NULL, &m, st, NULL);
     if (s) { rf_free(m.p); return s; }
     if (!m.p) { m.p = rf_malloc(1); if (!m.p) return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); m.p[0] = 0; }
     *data = m.p; *n = m.n;
     return RF_OK;
 }
 
-rf_status rf_dav_mkcol(rf_ctx *ctx, const char *base, const char *rel, long *st) {
+static rf_status dav_mkcol(rf_ctx *ctx, const char *base, const char *rel, long *st, const volatile int *cancel) {
     char url[2048];
     RF_TRY(join_url(ctx, base, rel, url, sizeof url));
     size_t l = strlen(url);
     if (l + 1 < sizeof url && url[l - 1] != '/') { url[l] = '/'; url[l + 1] = '\0'; }
     long code = 0;
-    rf_status s = dav_request(ctx, "MKCOL", url, NULL, 0, NULL, NULL, &code);
+    rf_status s = dav_request(ctx, "MKCOL", url, NULL, 0, NULL, NULL, &code, cancel);
     if (st) *st = code;
     /* 405: the collection already exists, which is what we wanted. */
     if (s == RF_ERR_NET && code == 405) { rf_ctx_clear(ctx); return RF_OK; }
     return s;
 }
 
-rf_status rf_dav_move(rf_ctx *ctx, const char *base, const char *from, const char *to, long *st) {
+rf_status rf_dav_mkcol(rf_ctx *ctx, const char *base, const char *rel, long *st) { return dav_mkcol(ctx, base, rel, st, NULL); }
+
+static rf_status dav_move(rf_ctx *ctx, const char *base, const char *from, const char *to, long *st, const volatile int *cancel) {
     char src[2048], dst[2048];
     RF_TRY(join_url(ctx, base, from, src, sizeof src));
     RF_TRY(join_url(ctx, base, to, dst, sizeof dst));
-    return dav_request(ctx, "MOVE", src, NULL, 0, dst, NULL, st);
+    return dav_request(ctx, "MOVE", src, NULL, 0, dst, NULL, st, cancel);
+}
+
+rf_status rf_dav_move(rf_ctx *ctx, const char *base, const char *from, const char *to, long *st) {
+    return dav_move(ctx, base, from, to, st, NULL);
 }
 
 /* MKCOL every collection of base's own path, outermost first (a WebDAV
  * server answers 409 Conflict to MKCOL when the parent is missing). */
-static rf_status mkcol_base_chain(rf_ctx *ctx, const char *base) {
+static rf_status mkcol_base_chain(rf_ctx *ctx, const char *base, const volatile int *cancel) {
     const char *p = strstr(base, "://");
     if (!p) return rf_error(ctx, RF_ERR_INVALID, "bad base URL");
     p = strchr(p + 3, '/');
@@ -441,7 +493,7 @@ static rf_status mkcol_base_chain(rf_ctx *ctx, const char *base) {
         char url[2048];
         snprintf(url, sizeof url, "%.*s", (int)(next - base + 1), base);
         long code = 0;
-        rf_status s = dav_request(ctx, "MKCOL", url, NULL, 0, NULL, NULL, &code);
+        rf_status s = dav_request(ctx, "MKCOL", url, NULL, 0, NULL, NULL, &code, cancel);
         if (s && !(s == RF_ERR_NET && code == 405)) return s;
         p = next;
     }
@@ -449,7 +501,8 @@ static rf_status mkcol_base_chain(rf_ctx *ctx, const char *base) {
     return RF_OK;
 }
 
-rf_status rf_dav_publish(rf_ctx *ctx, const char *base, const char *rel, const void *data, size_t n) {
+rf_status rf_dav_publish_cancel(rf_ctx *ctx, const char *base, const char *rel, const void *data, size_t n,
+                                const volatile int *cancel) {
     RF_TRY(check_rel(ctx, rel));
     /* create parent collections, outermost first */
     char dir[1024];
@@ -457,16 +510,30 @@ rf_status rf_dav_publish(rf_ctx *ctx, const char *base, const char *rel, const v
     for (char *p = dir; (p = strchr(p, '/')) != NULL; p++) {
         *p = '\0';
         long code = 0;
-        rf_status s = rf_dav_mkcol(ctx, base, dir, &code);
+        rf_status s = dav_mkcol(ctx, base, dir, &code, cancel);
         if (s == RF_ERR_NET && code == 409) {
-            RF_TRY(mkcol_base_chain(ctx, base));
-            s = rf_dav_mkcol(ctx, base, dir, &code);
+            RF_TRY(mkcol_base_chain(ctx, base, cancel));
+            s = dav_mkcol(ctx, base, dir, &code, cancel);
         }
         if (s) return s;
         *p = '/';
     }
     char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.upload-%d", rel, (int)getpid());
-    RF_TRY(rf_dav_put(ctx, base, tmp, data, n, NULL));
-    return rf_dav_move(ctx, base, tmp, rel, NULL);
+    rf_dav_temp_name(rel, tmp, sizeof tmp);
+    RF_TRY(dav_put(ctx, base, tmp, data, n, NULL, cancel));
+    return dav_move(ctx, base, tmp, rel, NULL, cancel);
+}
+
+void rf_dav_temp_name(const char *rel, char *out, size_t n) { snprintf(out, n, "%s.upload-%d", rel, (int)getpid()); }
+
+rf_status rf_dav_delete(rf_ctx *ctx, const char *base, const char *rel, const volatile int *cancel) {
+    char url[2048];
+    RF_TRY(join_url(ctx, base, rel, url, sizeof url));
+    rf_status s = dav_request(ctx, "DELETE", url, NULL, 0, NULL, NULL, NULL, cancel);
+    if (s == RF_ERR_NOTFOUND) { rf_ctx_clear(ctx); return RF_OK; }   /* already gone */
+    return s;
+}
+
+rf_status rf_dav_publish(rf_ctx *ctx, const char *base, const char *rel, const void *data, size_t n) {
+    return rf_dav_publish_cancel(ctx, base, rel, data, n, NULL);
 }

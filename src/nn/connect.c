@@ -28,9 +28,7 @@ typedef unsigned char u8;
 
 static int units_of(rf_shape3 s, int kind) { return kind == RF_NN_TOKENS ? s.d[1] : s.d[0]; }
 
-/* The product weight of a linear or conv layer: [O, I, ...] with I the
- * input's units and O the output's, else NULL (then treated as "all"). */
-static const rf_param *product_weight(const rf_model *m, const rf_layer *L, int in_units, int out_units) {
+const rf_param *rf_nn_product_weight(const rf_model *m, const rf_layer *L, int in_units, int out_units) {
     for (int t = L->first_param; t < L->first_param + L->n_params; t++) {
         const rf_param *p = &m->ptensors[t];
         if (p->role != RF_P_WEIGHT || p->ndim < 2) continue;
@@ -74,7 +72,7 @@ static rf_shape3 in_shape(const net *g, const rf_layer *L, int k) {
 static int sum_front(const net *g, const rf_layer *L, int k) {
     int stride, front;
     rf_shape3 s = in_shape(g, L, k);
-    if (s.d[0] == L->out.d[0] || !rf_nn_shortcut_a(s, L->out, &stride, &front)) return 0;
+    if (s.d[0] == L->out.d[0] || !rf_nn_add_shortcut(L, s, &stride, &front)) return 0;
     return front;
 }
 
@@ -92,7 +90,7 @@ static void forward_layer(net *g, int li) {
         memcpy(out, in, (size_t)U);
         return;
     case RF_NN_CONN_PRODUCT:
-        if (!(w = product_weight(m, L, IU, U))) break;
+        if (!(w = rf_nn_product_weight(m, L, IU, U))) break;
         for (int o = 0; o < U; o++) {
             out[o] = 0;
             for (int i = 0; i < IU && !out[o]; i++)
@@ -146,7 +144,7 @@ static void backward_layer(net *g, int li) {
         const rf_param *w;
         if (conn == RF_NN_CONN_PASS && IU == U) {
             for (int u = 0; u < U; u++) in[u] |= out[u];
-        } else if (conn == RF_NN_CONN_PRODUCT && (w = product_weight(m, L, IU, U))) {
+        } else if (conn == RF_NN_CONN_PRODUCT && (w = rf_nn_product_weight(m, L, IU, U))) {
             for (int i = 0; i < IU; i++)
                 for (int o = 0; o < U && !in[i]; o++)
                     in[i] = out[o] && kept(g->keep + w->offset, IU, w->numel / ((size_t)U * IU), o, i);
@@ -170,7 +168,7 @@ static void backward_layer(net *g, int li) {
 static int on_path(const net *g, int li) {
     const rf_layer *L = &g->m->layers[li];
     const int U = g->units[li], IU = in_units(g, L, 0);
-    const rf_param *w = product_weight(g->m, L, IU, U);
+    const rf_param *w = rf_nn_product_weight(g->m, L, IU, U);
     if (!w) return 1;
     const u8 *in = L->inputs[0] >= 0 ? g->fwd[L->inputs[0]] : g->in_live;
     size_t k = w->numel / ((size_t)U * IU);

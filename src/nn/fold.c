@@ -108,6 +108,8 @@ rf_status rf_model_fold_bn(rf_ctx *ctx, const rf_model *m, rf_model **out, int *
         memcpy(f->params + d->offset, m->params + s->offset, s->numel * sizeof(float));
         if (m->masks) memcpy(f->masks + d->offset, m->masks + s->offset, s->numel * sizeof(float));
         d->prunable = s->prunable;
+        d->nm_n = s->nm_n;
+        d->nm_m = s->nm_m;
     }
     for (int i = 0, j = 0; !st && i < m->n_layers; i++) {
         if (into[i] >= 0) continue;

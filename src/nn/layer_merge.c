@@ -25,6 +25,16 @@ static void add_ew(float *y, const float *x, const float *u, size_t n) { (void)u
 /* ---- add ------------------------------------------------------------------ */
 enum { SHORTCUT_NONE = 0, SHORTCUT_A = 1 };
 
+/* "front": where option A places the shortcut's channels (ip[1] = front + 1;
+ * 0: the default, half the zero channels before them). A channel-pruned
+ * ResNet needs it: slicing keeps the shortcut's surviving channels
+ * contiguous but not centred (src/nn/slice.c). */
+int rf_nn_add_shortcut(const rf_layer *L, rf_shape3 s, int *stride, int *front) {
+    if (!rf_nn_shortcut_a(s, L->out, stride, front)) return 0;
+    if (L->ip[1] > 0) *front = L->ip[1] - 1;
+    return *front + s.d[0] <= L->out.d[0];
+}
+
 static rf_status add_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
     if (L->n_inputs < 2) return rf_nn_err(b, RF_ERR_SPEC, "needs at least 2 \"inputs\" (the branch, then the shortcut)");
     const cJSON *js = cJSON_GetObjectItemCaseSensitive(j, "shortcut");
@@ -37,14 +47,19 @@ static rf_status add_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
         else if (!cJSON_IsString(js) || strcmp(js->valuestring, "none") != 0)
             return rf_nn_err(b, RF_ERR_SPEC, "\"shortcut\" must be \"none\" or \"A\"");
     }
+    int front1 = 0;
+    RF_TRY(rf_nn_int(b, j, "front", -1, -1, 1 << 24, &front1));
+    if (front1 >= 0 && L->ip[0] != SHORTCUT_A) return rf_nn_err(b, RF_ERR_SPEC, "\"front\" is the channel offset of an option-A shortcut (\"shortcut\": \"A\")");
+    L->ip[1] = front1 + 1;
     rf_nn_kind k0;
     rf_shape3 o = rf_nn_input_shape(b, L, 0, &k0);
+    L->out = o;
     for (int k = 1; k < L->n_inputs; k++) {
         rf_nn_kind kk;
         rf_shape3 s = rf_nn_input_shape(b, L, k, &kk);
         int stride, front;
         if (kk == k0 && same_shape(s, o)) continue;
-        if (kk == k0 && k0 == RF_NN_IMAGE && L->ip[0] == SHORTCUT_A && rf_nn_shortcut_a(s, o, &stride, &front)) continue;
+        if (kk == k0 && k0 == RF_NN_IMAGE && L->ip[0] == SHORTCUT_A && rf_nn_add_shortcut(L, s, &stride, &front)) continue;
         return rf_nn_err(b, RF_ERR_SHAPE, "input '%s' has shape %dx%dx%d, input '%s' has %dx%dx%d%s",
                          rf_nn_input_name(b, L, 0), o.d[0], o.d[1], o.d[2], rf_nn_input_name(b, L, k), s.d[0],
                          s.d[1], s.d[2],
@@ -59,9 +74,10 @@ static rf_status add_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
 /* Forward: y[n, c + front, h, w] += x[n, c, h·s, w·s]. Backward: the
  * transposed gather, dx[n, c, h·s, w·s] += dy[n, c + front, h, w]. `to` is
  * y or dx, `from` x or dy; xs, ys the input's and the output's shapes. */
-static void shortcut_a(float *to, const float *from, rf_shape3 xs, rf_shape3 ys, int B, int backward) {
+static void shortcut_a(const rf_layer *L, float *to, const float *from, rf_shape3 xs, int B, int backward) {
     int stride, front;
-    if (!rf_nn_shortcut_a(xs, ys, &stride, &front)) return;   /* checked at setup */
+    rf_shape3 ys = L->out;
+    if (!rf_nn_add_shortcut(L, xs, &stride, &front)) return;   /* checked at setup */
     size_t xsz = (size_t)xs.d[0] * xs.d[1] * xs.d[2], ysz = (size_t)ys.d[0] * ys.d[1] * ys.d[2];
     for (int n = 0; n < B; n++)
         for (int c = 0; c < xs.d[0]; c++)
@@ -81,7 +97,7 @@ static rf_status add_forward(const rf_nn_run *r) {
     else memcpy(r->out, r->ins[0], n * sizeof(float));
     for (; k < L->n_inputs; k++) {
         if (same_shape(r->in_shape[k], L->out)) rf_nn_ew(r->eng, add_ew, r->out, r->ins[k], NULL, n);
-        else shortcut_a(r->out, r->ins[k], r->in_shape[k], L->out, r->B, 0);
+        else shortcut_a(L, r->out, r->ins[k], r->in_shape[k], r->B, 0);
     }
     return RF_OK;
 }
@@ -92,11 +108,11 @@ static void add_backward(const rf_nn_run *r) {
     for (int k = 0; k < L->n_inputs; k++) {
         if (!r->dins[k]) continue;
         if (same_shape(r->in_shape[k], L->out)) rf_nn_ew(r->eng, add_ew, r->dins[k], r->dout, NULL, n);
-        else shortcut_a(r->dins[k], r->dout, r->in_shape[k], L->out, r->B, 1);
+        else shortcut_a(L, r->dins[k], r->dout, r->in_shape[k], r->B, 1);
     }
 }
 
-static const char *const add_keys[] = {"shortcut", NULL};
+static const char *const add_keys[] = {"shortcut", "front", NULL};
 const rf_nn_op rf_nn_op_add = {"add", add_keys, add_setup, NULL, add_forward, add_backward,
                                NULL, NULL, NULL, 0, RF_NN_CONN_SUM, RF_NN_MAX_INPUTS, 0};
 

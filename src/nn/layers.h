@@ -15,7 +15,7 @@
  *   patch_embed ip[0] width D, ip[1] patch, ip[2] cls token (0/1), ip[3] position embedding (0/1)
  *   attention   ip[0] heads
  *   transformer ip[0] heads, ip[1] MLP hidden width
- *   add         ip[0] shortcut (0 none, 1 option A)
+ *   add         ip[0] shortcut (0 none, 1 option A), ip[1] front + 1 of option A (0: centred)
  *   every type  ip[6] init scheme of its weights (rf_nn_init), ip[7] kind of its output (rf_nn_kind)
  * Float hyper-parameters rf_layer.fp[]:
  *   batchnorm fp[0] eps, fp[1] momentum; layernorm, transformer fp[0] eps; dropout fp[0] p.
@@ -156,6 +156,10 @@ static inline void rf_nn_feat_view(rf_shape3 s, int kind, int B, int *rows, int 
  * products. */
 long rf_nn_feat_product(const rf_layer *L, int K, int N, int rows);
 long rf_nn_feat_always(const rf_layer *L);
+/* The product weight of a linear or conv layer L of model m: [O, I, ...]
+ * with I = in_units (its input's units) and O = out_units, else NULL
+ * (connect.c, slice.c). */
+const rf_param *rf_nn_product_weight(const rf_model *m, const rf_layer *L, int in_units, int out_units);
 /* YT[N][ld] = W · XT[K][ld] + b over M columns: gemm_feat (an
  * infer_gemm_feat override on state) when set, else the dense product
  * (kernels.h rf_linear_f32_lay). */
@@ -201,6 +205,10 @@ const char *rf_nn_input_name(const rf_nn_builder *b, const rf_layer *L, int k);
  * placing its channels at front .. front + s.d[0] - 1 of o (zeros
  * elsewhere). Returns 0 when s cannot reach o that way. */
 int rf_nn_shortcut_a(rf_shape3 s, rf_shape3 o, int *stride, int *front);
+/* The same for input shape s of add layer L, with the front its spec sets
+ * ("front", ip[1] = front + 1; 0: the default above). 0 when s cannot
+ * reach L's output that way. */
+int rf_nn_add_shortcut(const rf_layer *L, rf_shape3 s, int *stride, int *front);
 #define RF_NN_K(k) (1 << (k))
 
 static inline void rf_nn_set_out(rf_layer *L, int d0, int d1, int d2, rf_nn_kind kind) {
@@ -227,11 +235,14 @@ int  rf_nn_parts(const rf_engine *e, double work, double min_work);
 void rf_nn_par(const rf_engine *e, int n, rf_pool_fn fn, void *arg);
 /* The engine of part t: e's options, no pool, products on the calling
  * thread with the GEMM's workspace t (core.h rf_engine.slot). Code inside
- * a part passes it down instead of e. */
+ * a part passes it down instead of e. e NULL (no engine: one part, the
+ * built-in options): the built-in options, products on the thread's GEMM. */
 static inline rf_engine rf_nn_part_engine(const rf_engine *e, int t) {
-    rf_engine p = *e;
+    rf_engine p;
+    if (e) p = *e;
+    else rf_engine_builtin(&p);
     p.pool = NULL;
-    p.slot = e->pool ? t : e->slot;
+    p.slot = e && e->pool ? t : e ? e->slot : 0;
     return p;
 }
 /* Part t of n of [0, len): [*lo, *hi). */

@@ -367,6 +367,15 @@ static rf_status build(rf_ctx *ctx, const cJSON *root, rf_model *m) {
 }
 
 rf_status rf_model_from_spec(rf_ctx *ctx, const char *spec_json, rf_model **out) {
+    RF_TRY(rf_model_plan(ctx, spec_json, out));
+    rf_status st = rf_nn_model_alloc_blocks(ctx, *out);
+    if (st != RF_OK) { rf_model_free(*out); *out = NULL; }
+    return st;
+}
+
+rf_status rf_model_alloc_blocks(rf_ctx *ctx, rf_model *m) { return rf_nn_model_alloc_blocks(ctx, m); }
+
+rf_status rf_model_plan(rf_ctx *ctx, const char *spec_json, rf_model **out) {
     *out = NULL;
     if (!spec_json) return rf_error(ctx, RF_ERR_INVALID, "spec: NULL");
     cJSON *root = cJSON_Parse(spec_json);
@@ -384,7 +393,6 @@ rf_status rf_model_from_spec(rf_ctx *ctx, const char *spec_json, rf_model **out)
         if (!m->spec_json) st = rf_error(ctx, RF_ERR_NOMEM, "spec: out of memory");
     }
     cJSON_Delete(root);
-    if (st == RF_OK) st = rf_nn_model_alloc_blocks(ctx, m);
     if (st != RF_OK) { rf_model_free(m); return st; }
     *out = m;
     return RF_OK;

@@ -7,6 +7,10 @@
  * every floating-point reduction runs in a fixed order, so the same seed and
  * data give the same bytes.
  *
+ * Selection reads the validation split only: periodic evaluation,
+ * best_iteration and the copy of the best model; the test split is
+ * evaluated after the last step (final model, best model) and reported.
+ *
  * Methods plug in through rf_train_hooks (train.h) instead of forking the
  * loop. Step order: before_step, forward, loss (hook or cross-entropy),
  * finite check, zero_grad, backward, after_backward, optimizer, after_step,
@@ -119,6 +123,11 @@ rf_status rf_evaluate(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch,
     return eval_impl(ctx, m, ds, batch, accuracy, loss, NULL);
 }
 
+rf_status rf_evaluate_logits(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch, double *accuracy,
+                             double *loss, float *logits) {
+    return eval_impl(ctx, m, ds, batch, accuracy, loss, logits);
+}
+
 rf_status rf_predict(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch, float **logits) {
     *logits = NULL;
     RF_TRY(check_fit(ctx, m, ds));
@@ -131,12 +140,83 @@ rf_status rf_predict(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch, 
     return RF_OK;
 }
 
-/* Evaluates on test, capped at eval_limit samples (smoke runs, benchmarks). */
-static rf_status periodic_eval(rf_ctx *ctx, rf_model *m, const rf_dataset *test, const rf_train_cfg *cfg,
-                               double *acc, double *loss) {
-    rf_dataset view = *test;
-    if (cfg->eval_limit > 0 && cfg->eval_limit < test->n) view = rf_dataset_head(test, cfg->eval_limit);
+/* Evaluates on ds (validation or test), capped at eval_limit samples (smoke
+ * runs, benchmarks). */
+static rf_status capped_eval(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, const rf_train_cfg *cfg,
+                             double *acc, double *loss) {
+    rf_dataset view = *ds;
+    if (cfg->eval_limit > 0 && cfg->eval_limit < ds->n) view = rf_dataset_head(ds, cfg->eval_limit);
     return rf_evaluate(ctx, m, &view, 256, acc, loss);
+}
+
+/* ---- selection ----------------------------------------------------------------
+ * The best validation accuracy and a copy of the model where it was reached
+ * (parameters and batch-norm statistics: what inference reads), so the test
+ * split is evaluated there once, after training, instead of at every new
+ * best. */
+void rf_train_best_init(rf_train_best *b) {
+    memset(b, 0, sizeof *b);
+    b->val_accuracy = -1.0;
+    b->val_loss = NAN;
+    b->iteration = -1;
+}
+
+void rf_train_best_free(rf_train_best *b) {
+    if (!b) return;
+    rf_free(b->params);
+    rf_free(b->buffers);
+    rf_train_best_init(b);
+}
+
+/* Records a validation result at `steps`: a strictly better accuracy is the
+ * new best (ties keep the earlier step, LTH's early-stopping iteration);
+ * keep: also copy the model (there is a test split to evaluate it on). */
+static rf_status note_val(rf_ctx *ctx, const rf_model *m, rf_train_best *b, double acc, double loss, int64_t steps,
+                          int keep) {
+    if (!(acc > b->val_accuracy)) return RF_OK;
+    b->val_accuracy = acc;
+    b->val_loss = loss;
+    b->iteration = steps;
+    if (!keep) return RF_OK;
+    if (!b->params || b->n_params != m->n_params || b->n_buffers != m->n_buffers) {
+        rf_free(b->params);
+        rf_free(b->buffers);
+        b->params = rf_malloc((m->n_params ? m->n_params : 1) * sizeof(float));
+        b->buffers = m->n_buffers ? rf_malloc(m->n_buffers * sizeof(float)) : NULL;
+        b->n_params = m->n_params;
+        b->n_buffers = m->n_buffers;
+        if (!b->params || (m->n_buffers && !b->buffers))
+            return rf_error(ctx, RF_ERR_NOMEM, "train: cannot keep the best model (%zu parameters)", m->n_params);
+    }
+    memcpy(b->params, m->params, m->n_params * sizeof(float));
+    if (m->n_buffers) memcpy(b->buffers, m->buffers, m->n_buffers * sizeof(float));
+    return RF_OK;
+}
+
+static void swap_floats(float *a, float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) { float t = a[i]; a[i] = b[i]; b[i] = t; }
+}
+
+/* The test split at the end: the final model, then the model at the best
+ * validation step (swapped in and back out; the same model when the best is
+ * the final step). */
+static rf_status final_test(rf_ctx *ctx, rf_model *m, const rf_dataset *test, const rf_train_cfg *cfg,
+                            rf_train_best *b, int64_t step, rf_train_result *res) {
+    RF_TRY(capped_eval(ctx, m, test, cfg, &res->test_accuracy, &res->test_loss));
+    if (b->iteration < 0) return RF_OK;
+    if (b->iteration == step) {
+        res->test_accuracy_at_best_val = res->test_accuracy;
+        res->test_loss_at_best_val = res->test_loss;
+        return RF_OK;
+    }
+    if (!b->params) return RF_OK;   /* no copy (a caller's state without one): stays -1 */
+    RF_ASSERT(b->n_params == m->n_params && b->n_buffers == m->n_buffers);
+    swap_floats(m->params, b->params, m->n_params);
+    swap_floats(m->buffers, b->buffers, m->n_buffers);
+    rf_status s = capped_eval(ctx, m, test, cfg, &res->test_accuracy_at_best_val, &res->test_loss_at_best_val);
+    swap_floats(m->params, b->params, m->n_params);
+    swap_floats(m->buffers, b->buffers, m->n_buffers);
+    return s;
 }
 
 typedef struct loop_state {
@@ -147,29 +227,32 @@ typedef struct loop_state {
     int      have_own;
     rf_batcher b;
     int      have_batcher;
+    rf_train_best own_best;   /* when the caller keeps none (cfg->best) */
 } loop_state;
 
 static void loop_free(loop_state *L) {
     rf_free(L->x); rf_free(L->y); rf_free(L->idx); rf_free(L->dlogits);
+    rf_train_best_free(&L->own_best);
     if (L->have_own) rf_optim_free(&L->own_opt);
     if (L->have_batcher) rf_batcher_free(&L->b);
 }
 
-static rf_status record_eval(rf_ctx *ctx, rf_model *m, const rf_dataset *test, const rf_train_cfg *cfg,
-                             rf_train_result *res, int64_t steps_done, int epoch, double *acc_out) {
+static rf_status record_eval(rf_ctx *ctx, rf_model *m, const rf_dataset *val, const rf_dataset *test,
+                             const rf_train_cfg *cfg, rf_train_best *b, int64_t steps_done, int epoch, double *acc_out) {
     double acc = -1.0, loss = 0.0;
     *acc_out = -1.0;
-    if (!test) return RF_OK;
-    RF_TRY(periodic_eval(ctx, m, test, cfg, &acc, &loss));
-    if (acc > res->best_accuracy) { res->best_accuracy = acc; res->best_iteration = steps_done; }
-    logf_(cfg, "step %lld epoch %d: test accuracy %.4f loss %.4f", (long long)steps_done, epoch, acc, loss);
+    if (!val) return RF_OK;
+    RF_TRY(capped_eval(ctx, m, val, cfg, &acc, &loss));
+    RF_TRY(note_val(ctx, m, b, acc, loss, steps_done, test != NULL));
+    logf_(cfg, "step %lld epoch %d: val accuracy %.4f loss %.4f", (long long)steps_done, epoch, acc, loss);
     *acc_out = acc;
     return RF_OK;
 }
 
-static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf_dataset *test,
-                            const rf_train_cfg *cfg, rf_optim *opt, const rf_train_hooks *hooks,
+static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf_dataset *val,
+                            const rf_dataset *test, const rf_train_cfg *cfg, rf_optim *opt, const rf_train_hooks *hooks,
                             rf_train_result *res, loop_state *L) {
+    rf_train_best *best = cfg->best ? cfg->best : &L->own_best;
     const int k = m->n_classes;
     const size_t ss = sample_size(train);
     int batch = cfg->batch > 0 ? cfg->batch : 128;
@@ -200,13 +283,13 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
     int64_t epoch_steps = 0, samples = 0;
     int64_t step = cfg->start_step > 0 ? cfg->start_step : 0;
     int epoch = (int)(step / per_epoch);
-    res->best_accuracy = -1.0;
-    res->best_iteration = -1;
-    res->accuracy = -1.0;   /* stays so without a test set or when stopped early */
-    res->loss = NAN;
+    /* stay so without the split or when stopped early */
+    res->test_accuracy = res->val_accuracy = res->test_accuracy_at_best_val = -1.0;
+    res->test_loss = res->val_loss = res->test_loss_at_best_val = NAN;
     while (step < total) {
         RF_TRY(rf_batcher_init(ctx, &L->b, train, batch, cfg->seed, epoch, 1, 1));
         L->have_batcher = 1;
+        if (rf_augment_active(&cfg->augment)) RF_TRY(rf_batcher_set_augment(ctx, &L->b, &cfg->augment));
         L->b.pos = (step - (int64_t)epoch * per_epoch) * batch;  /* resume inside an epoch */
         epoch_loss = 0.0;
         epoch_steps = 0;
@@ -227,6 +310,7 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
             if (!isfinite(loss)) return nan_error(ctx, m, step, loss);
             rf_model_zero_grad(m);
             RF_TRY(rf_model_backward(ctx, m, L->dlogits));
+            if (cfg->bn_l1 > 0.0f) RF_TRY(rf_model_bn_l1(ctx, m, cfg->bn_l1));
             if (hooks && hooks->after_backward) RF_TRY(hooks->after_backward(hooks->ud, m, step));
             float lr = rf_sched_lr(&opt->cfg, step, total);
             rf_optim_step(opt, m, lr);
@@ -240,12 +324,22 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
             if (cfg->log_every > 0 && step % cfg->log_every == 0)
                 logf_(cfg, "step %lld/%lld epoch %d: loss %.4f lr %.3g, %.0f samples/s", (long long)step, (long long)total,
                       epoch, (double)loss, (double)lr, train_time > 0 ? samples / train_time : 0.0);
-            if (cfg->stop_flag && *cfg->stop_flag) { res->stopped = 1; break; }
-            if (cfg->eval_every > 0 && step % cfg->eval_every == 0 && step < total) {
+            /* Evaluations belong to the step that ends where they are due,
+             * so they run before a stop request is honoured: a run stopped
+             * here and resumed sees exactly the evaluations (and selection)
+             * of an uninterrupted one. */
+            const int epoch_end = L->b.pos + batch > train->n;
+            if (step < total && cfg->eval_every > 0 && step % cfg->eval_every == 0) {
                 double acc;
-                RF_TRY(record_eval(ctx, m, test, cfg, res, step, epoch, &acc));
+                RF_TRY(record_eval(ctx, m, val, test, cfg, best, step, epoch, &acc));
             }
-            if (L->b.pos + batch > train->n) { ended_epoch = 1; break; }
+            if (step < total && epoch_end) {
+                double acc = -1.0;
+                if (cfg->eval_every == 0) RF_TRY(record_eval(ctx, m, val, test, cfg, best, step, epoch, &acc));
+                if (hooks && hooks->after_epoch) RF_TRY(hooks->after_epoch(hooks->ud, m, epoch, acc));
+            }
+            if (cfg->stop_flag && *cfg->stop_flag) { res->stopped = 1; }
+            if (epoch_end || res->stopped) { ended_epoch = epoch_end; break; }
         }
         rf_batcher_free(&L->b);
         L->have_batcher = 0;
@@ -254,23 +348,26 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
                             epoch, batch, (long long)train->n);
         if (epoch_steps > 0) last_epoch_loss = epoch_loss / (double)epoch_steps;
         if (res->stopped) break;
-        if (ended_epoch || step >= total) {
-            /* The last epoch's evaluation is the final one (its accuracy goes
-             * to after_epoch too). A preempted run never gets here: it skips
-             * the final evaluation so the caller can save state and exit. */
-            double acc = -1.0;
-            if (step >= total && test) {
-                RF_TRY(periodic_eval(ctx, m, test, cfg, &res->accuracy, &res->loss));
-                if (res->accuracy > res->best_accuracy) { res->best_accuracy = res->accuracy; res->best_iteration = step; }
-                logf_(cfg, "done: %lld steps, test accuracy %.4f loss %.4f", (long long)step, res->accuracy, res->loss);
-                acc = res->accuracy;
-            } else if (cfg->eval_every == 0) {
-                RF_TRY(record_eval(ctx, m, test, cfg, res, step, epoch, &acc));
-            }
-            if (hooks && hooks->after_epoch) RF_TRY(hooks->after_epoch(hooks->ud, m, epoch, acc));
-            epoch++;
-        }
+        if (ended_epoch && step < total) epoch++;
     }
+    /* The final evaluation (its validation accuracy goes to after_epoch of
+     * the last epoch too), also when a resumed attempt starts with every step
+     * done. A preempted run skips it so the caller can save state and exit. */
+    if (!res->stopped && step >= total) {
+        double acc = -1.0;
+        if (val) {
+            RF_TRY(capped_eval(ctx, m, val, cfg, &res->val_accuracy, &res->val_loss));
+            RF_TRY(note_val(ctx, m, best, res->val_accuracy, res->val_loss, step, test != NULL));
+            acc = res->val_accuracy;
+        }
+        if (test) RF_TRY(final_test(ctx, m, test, cfg, best, step, res));
+        logf_(cfg, "done: %lld steps, val accuracy %.4f (best %.4f at step %lld), test accuracy %.4f "
+              "(at the best val step %.4f)", (long long)step, res->val_accuracy, best->val_accuracy,
+              (long long)best->iteration, res->test_accuracy, res->test_accuracy_at_best_val);
+        if (hooks && hooks->after_epoch) RF_TRY(hooks->after_epoch(hooks->ud, m, (int)((total - 1) / per_epoch), acc));
+    }
+    res->best_val_accuracy = best->val_accuracy;
+    res->best_iteration = best->iteration;
     res->steps = step - (cfg->start_step > 0 ? cfg->start_step : 0);
     res->train_loss = last_epoch_loss;
     res->samples_per_s = train_time > 0 ? (double)samples / train_time : 0.0;
@@ -278,19 +375,22 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
     return RF_OK;
 }
 
-rf_status rf_train(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf_dataset *test,
-                   const rf_train_cfg *cfg, rf_optim *opt, const rf_train_hooks *hooks,
+rf_status rf_train(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf_dataset *val,
+                   const rf_dataset *test, const rf_train_cfg *cfg, rf_optim *opt, const rf_train_hooks *hooks,
                    rf_train_result *res) {
     memset(res, 0, sizeof *res);
     if (!m || !train || !cfg) return rf_error(ctx, RF_ERR_INVALID, "train: NULL model, dataset or config");
     RF_TRY(check_fit(ctx, m, train));
+    if (val && val->n == 0) val = NULL;
+    if (val) RF_TRY(check_fit(ctx, m, val));
     if (test) RF_TRY(check_fit(ctx, m, test));
     if (cfg->batch < 0) return rf_error(ctx, RF_ERR_INVALID, "train: batch must be > 0, got %d", cfg->batch);
     if (!(cfg->label_smoothing >= 0.0f && cfg->label_smoothing < 1.0f))
         return rf_error(ctx, RF_ERR_INVALID, "train: label smoothing must be in [0, 1), got %g", (double)cfg->label_smoothing);
     loop_state L;
     memset(&L, 0, sizeof L);
-    rf_status s = train_loop(ctx, m, train, test, cfg, opt, hooks, res, &L);
+    rf_train_best_init(&L.own_best);
+    rf_status s = train_loop(ctx, m, train, val, test, cfg, opt, hooks, res, &L);
     loop_free(&L);
     return s;
 }

@@ -1,15 +1,22 @@
 /* Sweep reports: one row per task (settings + ledger + metrics.json) as
- * report.json and report.csv, and report.html: self-contained (no scripts,
- * no network), plots drawn as inline SVG:
- *  - one-shot pruning: accuracy vs sparsity per method, mean over seeds with
- *    min-max bars (the shape of SynFlow's Fig. 5 / Frankle et al.'s plots);
- *  - lottery tickets: accuracy and early-stop iteration vs remaining weights
- *    (log axis) for IMP rounds and their controls (Frankle & Carbin Fig. 3-4);
- *  - distillation: student accuracy vs temperature against the student
- *    trained alone and the teacher (Hinton et al. 2015, sec. 3);
- *  - quantization: accuracy vs size, float vs int8 PTQ/QAT (Jacob et al. 2018);
- *  - every task: accuracy vs size and vs latency, Pareto frontier marked. */
+ * report.json and report.csv, and report.html (src/report/html.c) with
+ * inline SVG plots (src/report/plots.c) and a sortable, filterable task
+ * table. One report may cover several stores (`raffle report --compare`):
+ * each row then names its sweep, and the sweep is a grouping key.
+ *
+ * Grouping: every row carries its readable label (raffle/job.h), its
+ * "group" (the label without the seed: the rows a mean is over, so only
+ * seeds are ever averaged) and its "series" (the group without the key on
+ * its plot's x axis). The settings that vary within an experiment's tasks
+ * (a grid's axes, whatever the experiment called them) are CSV and HTML
+ * columns of their own.
+ *
+ * Accuracy and its split: "accuracy" is the test split's (metrics
+ * "test_accuracy", or "accuracy" as tasks wrote it before the validation
+ * split existed, which rf_task_evaluate measures on the test split);
+ * "val_accuracy" the validation split's when the task has one. */
 #include "raffle/report.h"
+#include "report/report_internal.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -18,34 +25,88 @@
 #include <string.h>
 
 const char *const rf_report_columns[] = {
-    "id", "experiment", "kind", "method", "status", "attempts", "class", "message", "dataset", "model", "seed",
-    "sparsity", "remaining", "round", "temperature", "mode", "accuracy", "loss", "bytes", "dense_bytes",
-    "compression_ratio", "parameters", "latency_ms", "dense_latency_ms", "seconds", "best_iteration", "collapsed_layers", "parents",
-    "engine", NULL
+    "id", "sweep", "experiment", "kind", "method", "label", "group", "status", "attempts", "class", "message", "dataset", "model",
+    "seed", "target_sparsity", "sparsity", "remaining", "round", "temperature", "mode", "accuracy", "test_accuracy", "val_accuracy",
+    "loss", "val_loss", "accuracy_before_finetune", "val_accuracy_before_finetune", "fp32_accuracy", "bytes", "dense_bytes",
+    "compression_ratio", "parameters", "nonzero_parameters", "flops", "dense_flops", "latency_ms", "dense_latency_ms",
+    "throughput", "seconds", "best_iteration", "collapsed_layers", "parents", "engine", NULL
 };
 
-/* ---- string builder (core.h rf_buf) ----------------------------------------- */
-typedef rf_buf sb;
-#define sb_printf rf_buf_printf
-static void sb_html(sb *b, const char *s) {
+/* Settings shown by a fixed column already (the task's "data" is the
+ * "dataset" column, its target "sparsity" the "target_sparsity" one): no
+ * column of their own when they vary. */
+static const char *const fixed_settings[] = {"seed", "model", "data", "method", "mode", "round", "temperature", "sparsity",
+                                             "kind", NULL};
+
+/* ---- reading rows --------------------------------------------------------------- */
+
+const cJSON *rep_get(const cJSON *o, const char *k) { return o ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL; }
+double rep_num(const cJSON *o, const char *k) {
+    const cJSON *v = rep_get(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+const char *rep_str(const cJSON *o, const char *k) {
+    const cJSON *v = rep_get(o, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+int rep_done(const cJSON *t) { return strcmp(rep_str(t, "status"), "done") == 0; }
+
+void rep_html(rf_buf *b, const char *s) {
     for (; *s; s++) {
         switch (*s) {
-        case '<': sb_printf(b, "&lt;"); break;
-        case '>': sb_printf(b, "&gt;"); break;
-        case '&': sb_printf(b, "&amp;"); break;
-        case '"': sb_printf(b, "&quot;"); break;
-        default: sb_printf(b, "%c", *s);
+        case '<': rf_buf_printf(b, "&lt;"); break;
+        case '>': rf_buf_printf(b, "&gt;"); break;
+        case '&': rf_buf_printf(b, "&amp;"); break;
+        case '"': rf_buf_printf(b, "&quot;"); break;
+        case '\'': rf_buf_printf(b, "&#39;"); break;
+        default: rf_buf_printf(b, "%c", *s);
         }
     }
 }
 
-/* ---- building the rows ------------------------------------------------------ */
+int rep_grow(void **v, int *cap, int n, size_t size) {
+    if (n < *cap) return 1;
+    int c = *cap ? *cap * 2 : 16;
+    void *p = rf_realloc(*v, (size_t)c * size);
+    if (!p) return 0;
+    *v = p;
+    *cap = c;
+    return 1;
+}
+
+static int row_cmp(const void *a, const void *b) {
+    return strcmp(rep_str(*(const cJSON *const *)a, "id"), rep_str(*(const cJSON *const *)b, "id"));
+}
+void rep_index_build(rep_index *ix, const cJSON *tasks) {
+    ix->n = 0;
+    ix->v = rf_malloc((size_t)(cJSON_GetArraySize(tasks) + 1) * sizeof *ix->v);
+    if (!ix->v) return;
+    for (const cJSON *t = tasks ? tasks->child : NULL; t; t = t->next) ix->v[ix->n++] = t;
+    qsort(ix->v, (size_t)ix->n, sizeof *ix->v, row_cmp);
+}
+const cJSON *rep_index_find(const rep_index *ix, const char *id) {
+    int lo = 0, hi = ix->n - 1;
+    while (ix->v && lo <= hi) {
+        int mid = (lo + hi) / 2, c = strcmp(rep_str(ix->v[mid], "id"), id);
+        if (!c) return ix->v[mid];
+        if (c < 0) lo = mid + 1; else hi = mid - 1;
+    }
+    return NULL;
+}
+void rep_index_free(rep_index *ix) { rf_free(ix->v); ix->v = NULL; ix->n = 0; }
+const cJSON *rep_done_parent(const rep_index *ix, const cJSON *t) {
+    const cJSON *par = rep_get(t, "parents");
+    const cJSON *d = cJSON_IsArray(par) && cJSON_IsString(par->child) ? rep_index_find(ix, par->child->valuestring) : NULL;
+    return d && rep_done(d) ? d : NULL;
+}
+
+/* ---- task states from the ledger ----------------------------------------------------- */
 
 typedef struct tstate { int status; int attempts; char cls[16]; char msg[256]; double seconds; } tstate;
-enum { ST_PENDING, ST_RUNNING, ST_DONE, ST_FAILED, ST_SKIPPED, ST_PREEMPTED };
+enum { ST_PENDING, ST_RUNNING, ST_DONE, ST_FAILED, ST_SKIPPED, ST_PREEMPTED, ST_COUNT_ };
 static const char *const st_names[] = {"pending", "running", "done", "failed", "skipped", "preempted"};
 
-typedef struct rctx { const rf_job *job; tstate *ts; cJSON *runs; } rctx;
+typedef struct rctx { const rf_job *job; tstate *ts; cJSON *runs; const char *sweep; } rctx;
 
 /* One "runs" entry per "sweep" ledger event: when, on how many ranks, and
  * under which Slurm job (id, array task, node list, restart count), so a
@@ -53,14 +114,14 @@ typedef struct rctx { const rf_job *job; tstate *ts; cJSON *runs; } rctx;
 static void add_run(rctx *r, const cJSON *ev) {
     cJSON *run = cJSON_CreateObject();
     if (!run) return;
+    if (r->sweep) cJSON_AddStringToObject(run, "sweep", r->sweep);
     static const char *const keys[] = {"time", "ranks", "reused", "raffle_version"};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, keys[k]);
+        const cJSON *v = rep_get(ev, keys[k]);
         if (v) cJSON_AddItemToObject(run, keys[k], cJSON_Duplicate(v, 1));
     }
-    const cJSON *env = cJSON_GetObjectItemCaseSensitive(ev, "env");
-    const cJSON *host = cJSON_GetObjectItemCaseSensitive(env, "host");
-    const cJSON *slurm = cJSON_GetObjectItemCaseSensitive(env, "slurm");
+    const cJSON *env = rep_get(ev, "env");
+    const cJSON *host = rep_get(env, "host"), *slurm = rep_get(env, "slurm");
     if (cJSON_IsString(host)) cJSON_AddStringToObject(run, "host", host->valuestring);
     if (cJSON_IsObject(slurm)) cJSON_AddItemToObject(run, "slurm", cJSON_Duplicate(slurm, 1));
     cJSON_AddItemToArray(r->runs, run);
@@ -68,7 +129,7 @@ static void add_run(rctx *r, const cJSON *ev) {
 
 static int on_event(void *ud, const cJSON *ev) {
     rctx *r = ud;
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(ev, "event"), *t = cJSON_GetObjectItemCaseSensitive(ev, "task");
+    const cJSON *e = rep_get(ev, "event"), *t = rep_get(ev, "task");
     if (r->runs && cJSON_IsString(e) && strcmp(e->valuestring, "sweep") == 0) add_run(r, ev);
     uint64_t id;
     if (!cJSON_IsString(e) || !cJSON_IsString(t) || rf_job_id_parse(t->valuestring, &id)) return 0;
@@ -80,9 +141,8 @@ static int on_event(void *ud, const cJSON *ev) {
     tstate *s = &r->ts[i];
     for (size_t k = 0; k < sizeof map / sizeof map[0]; k++) {
         if (strcmp(map[k].ev, e->valuestring) != 0) continue;
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(ev, "attempt"), *c = cJSON_GetObjectItemCaseSensitive(ev, "class"),
-                    *m = cJSON_GetObjectItemCaseSensitive(ev, "message"), *sec = cJSON_GetObjectItemCaseSensitive(ev, "seconds"),
-                    *retry = cJSON_GetObjectItemCaseSensitive(ev, "retry");
+        const cJSON *a = rep_get(ev, "attempt"), *c = rep_get(ev, "class"), *m = rep_get(ev, "message"),
+                    *sec = rep_get(ev, "seconds"), *retry = rep_get(ev, "retry");
         /* a done task stays done; a failure that will be retried is still running */
         if (s->status == ST_DONE && map[k].st != ST_DONE) return 0;
         s->status = (map[k].st == ST_FAILED && cJSON_IsTrue(retry)) ? ST_PENDING : map[k].st;
@@ -94,144 +154,277 @@ static int on_event(void *ud, const cJSON *ev) {
     return 0;
 }
 
-static const cJSON *get(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
-static void copy_num(cJSON *row, const char *key, const cJSON *a, const char *ka, const cJSON *b, const char *kb) {
-    const cJSON *v = get(a, ka);
-    if (!cJSON_IsNumber(v) && b) v = get(b, kb);
+rf_status rf_report_job(rf_ctx *ctx, rf_store *s, rf_job **out) {
+    unsigned char *txt;
+    size_t n;
+    *out = NULL;
+    RF_TRY(rf_store_read(ctx, s, "job.json", &txt, &n));
+    /* a job without "name" was named after its file: the store's name */
+    const char *dir = rf_store_dir(s), *slash = strrchr(dir, '/');
+    rf_status st = rf_job_parse(ctx, (const char *)txt, n, slash ? slash + 1 : dir, out);
+    rf_free(txt);
+    if (st) rf_error_prefix(ctx, "%s/job.json", dir);
+    return st;
+}
+
+rf_status rf_report_states(rf_ctx *ctx, rf_store *s, const rf_job *job, const char **out) {
+    rctx r = {job, rf_calloc((size_t)(job->n_tasks ? job->n_tasks : 1), sizeof(tstate)), NULL, NULL};
+    if (!r.ts) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    rf_status st = rf_store_ledger_replay(ctx, s, on_event, &r, NULL);
+    for (int i = 0; !st && i < job->n_tasks; i++) out[i] = st_names[r.ts[i].status];
+    rf_free(r.ts);
+    return st;
+}
+
+/* ---- one row ------------------------------------------------------------------------- */
+
+/* row[key] = the first of the (object, key) pairs that is a number, else null */
+static void put_num(cJSON *row, const char *key, const cJSON *a, const char *ka, const cJSON *b, const char *kb) {
+    const cJSON *v = rep_get(a, ka);
+    if (!cJSON_IsNumber(v) && b) v = rep_get(b, kb);
     if (cJSON_IsNumber(v)) cJSON_AddNumberToObject(row, key, v->valuedouble);
     else cJSON_AddNullToObject(row, key);
 }
-static void copy_str(cJSON *row, const char *key, const cJSON *o, const char *k) {
-    const cJSON *v = get(o, k);
+static void put_str(cJSON *row, const char *key, const cJSON *o, const char *k) {
+    const cJSON *v = rep_get(o, k);
     if (cJSON_IsString(v)) cJSON_AddStringToObject(row, key, v->valuestring);
     else cJSON_AddNullToObject(row, key);
 }
-
-/* The "method" column: the kind's label (raffle/task.h rf_kind.label). */
-static const char *method_of(int kind, const cJSON *set, char *buf, size_t n) {
-    const rf_kind *k = rf_kind_get(kind);
-    if (!k) return "?";
-    return k->label ? k->label(set, buf, n) : k->name;
+static void put_copy(cJSON *row, const char *key, const cJSON *v) {
+    if (v) cJSON_AddItemToObject(row, key, cJSON_Duplicate(v, 1));
 }
 
 /* "avx512vbmi, OpenBLAS 0.3.21 Haswell": the engine a task ran on. */
 static void engine_text(const cJSON *eng, char *buf, size_t n) {
-    const cJSON *isa = cJSON_GetObjectItemCaseSensitive(eng, "isa"), *blas = cJSON_GetObjectItemCaseSensitive(eng, "blas");
-    const cJSON *bn = cJSON_GetObjectItemCaseSensitive(blas, "name"), *bv = cJSON_GetObjectItemCaseSensitive(blas, "version"),
-                *bc = cJSON_GetObjectItemCaseSensitive(blas, "core");
+    const cJSON *isa = rep_get(eng, "isa"), *blas = rep_get(eng, "blas");
     buf[0] = '\0';
     if (!cJSON_IsString(isa)) return;
-    snprintf(buf, n, "%s, %s %s %s", isa->valuestring, cJSON_IsString(bn) ? bn->valuestring : "?",
-             cJSON_IsString(bv) ? bv->valuestring : "", cJSON_IsString(bc) ? bc->valuestring : "");
+    snprintf(buf, n, "%s, %s %s %s", isa->valuestring, rep_str(blas, "name")[0] ? rep_str(blas, "name") : "?",
+             rep_str(blas, "version"), rep_str(blas, "core"));
 }
 
-rf_status rf_report_build(rf_ctx *ctx, rf_store *s, const rf_job *job_in, cJSON **out) {
-    *out = NULL;
+/* The key on the x axis of the plot a kind's tasks are in: left out of
+ * the row's "series" (a line runs along it). */
+static const char *x_key(int kind) {
+    const rf_kind *k = rf_kind_get(kind);
+    switch (k ? k->plot : RF_PLOT_NONE) {
+    case RF_PLOT_SPARSITY: return "sparsity";
+    case RF_PLOT_LOTTERY: return "round";
+    case RF_PLOT_DISTILL: return "temperature";
+    default: return NULL;
+    }
+}
+
+/* A label form with the comparison's sweep in front ("A: ...") when the
+ * report covers more than one sweep. */
+static void add_label(cJSON *row, const char *key, const rf_job_labels *l, int i, const char *const *omit, const char *sweep) {
+    char buf[1024];
+    size_t n = rf_job_label_format(l, i, omit, 0, buf, sizeof buf);
+    if (n >= sizeof buf) buf[sizeof buf - 1] = '\0';
+    if (!sweep) { cJSON_AddStringToObject(row, key, buf); return; }
+    char both[1200];
+    snprintf(both, sizeof both, "%s: %s", sweep, buf);
+    cJSON_AddStringToObject(row, key, both);
+}
+
+/* The accuracy-like metrics: test split first (the older name "accuracy"
+ * is the test split's), the validation split where the task has one. */
+static void put_accuracy(cJSON *row, const cJSON *met) {
+    put_num(row, "accuracy", met, "test_accuracy", met, "accuracy");
+    put_num(row, "test_accuracy", met, "test_accuracy", met, "accuracy");
+    put_num(row, "val_accuracy", met, "val_accuracy", NULL, NULL);
+    put_num(row, "loss", met, "test_loss", met, "loss");
+    put_num(row, "val_loss", met, "val_loss", NULL, NULL);
+    put_num(row, "accuracy_before_finetune", met, "test_accuracy_before_finetune", met, "accuracy_before_finetune");
+    put_num(row, "val_accuracy_before_finetune", met, "val_accuracy_before_finetune", NULL, NULL);
+    put_num(row, "fp32_accuracy", met, "fp32_accuracy", NULL, NULL);
+}
+
+/* Per-layer weights remaining: metrics "layer_remaining", else 1 - each
+ * entry of "layer_sparsity". */
+static void put_layers(cJSON *row, const cJSON *met) {
+    const cJSON *lr = rep_get(met, "layer_remaining"), *ls = rep_get(met, "layer_sparsity");
+    if (cJSON_IsObject(lr)) { put_copy(row, "layer_remaining", lr); return; }
+    if (!cJSON_IsObject(ls)) return;
+    cJSON *o = cJSON_AddObjectToObject(row, "layer_remaining");
+    for (const cJSON *c = ls->child; o && c; c = c->next)
+        if (cJSON_IsNumber(c)) cJSON_AddNumberToObject(o, c->string, 1 - c->valuedouble);
+}
+
+typedef struct src_ctx {
+    const rf_report_source *src;
+    const rf_job *job;
+    const rf_job_labels *labels;
+    const tstate *ts;
+    const char *prefix;   /* the sweep in front of labels (comparisons), or NULL */
+} src_ctx;
+
+static cJSON *make_row(const src_ctx *sc, int i, cJSON *set, const cJSON *met) {
+    const rf_job *job = sc->job;
+    const tstate *ts = &sc->ts[i];
+    const cJSON *tim = rep_get(met, "timing");
+    cJSON *row = cJSON_CreateObject();
+    if (!row) return NULL;
+    int kind = job->tasks[i].kind;
+    char hx[17], mb[64];
+    rf_job_id_hex(job->tasks[i].id, hx);
+    cJSON_AddStringToObject(row, "id", hx);
+    cJSON_AddStringToObject(row, "sweep", sc->src->sweep ? sc->src->sweep : job->name);
+    cJSON_AddStringToObject(row, "experiment", job->exp_names[job->tasks[i].exp]);
+    cJSON_AddStringToObject(row, "kind", rf_job_kind_name(kind));
+    const rf_kind *k = rf_kind_get(kind);
+    cJSON_AddStringToObject(row, "method", !k ? "?" : k->label ? k->label(set, mb, sizeof mb) : k->name);
+    static const char *const no_seed[] = {"seed", NULL};
+    const char *no_x[] = {"seed", x_key(kind), NULL};
+    if (sc->prefix) add_label(row, "label", sc->labels, i, NULL, sc->prefix);
+    else cJSON_AddStringToObject(row, "label", rf_job_label(sc->labels, i));
+    add_label(row, "group", sc->labels, i, no_seed, sc->prefix);
+    add_label(row, "series", sc->labels, i, no_x, sc->prefix);
+    cJSON_AddStringToObject(row, "status", st_names[ts->status]);
+    cJSON_AddNumberToObject(row, "attempts", ts->attempts);
+    cJSON_AddStringToObject(row, "class", ts->cls);
+    cJSON_AddStringToObject(row, "message", ts->msg);
+    put_str(row, "dataset", set, "data");
+    put_str(row, "model", set, "model");
+    put_num(row, "seed", set, "seed", NULL, NULL);
+    put_num(row, "target_sparsity", met, "target_sparsity", set, "sparsity");
+    put_num(row, "sparsity", met, "sparsity", set, "sparsity");
+    const cJSON *sp = rep_get(row, "sparsity");
+    if (cJSON_IsNumber(rep_get(met, "remaining"))) put_num(row, "remaining", met, "remaining", NULL, NULL);
+    else if (cJSON_IsNumber(sp)) cJSON_AddNumberToObject(row, "remaining", 1 - sp->valuedouble);
+    else cJSON_AddNullToObject(row, "remaining");
+    put_num(row, "round", set, "round", NULL, NULL);
+    put_num(row, "temperature", set, "temperature", NULL, NULL);
+    put_str(row, "mode", set, "mode");
+    put_accuracy(row, met);
+    static const char *const plain[] = {"bytes", "dense_bytes", "compression_ratio", "parameters", "nonzero_parameters", "flops",
+                                        "dense_flops", "best_iteration"};
+    for (size_t c = 0; c < sizeof plain / sizeof plain[0]; c++) put_num(row, plain[c], met, plain[c], NULL, NULL);
+    static const char *const timed[] = {"latency_ms", "dense_latency_ms", "throughput", "seconds"};
+    for (size_t c = 0; c < sizeof timed / sizeof timed[0]; c++) put_num(row, timed[c], tim, timed[c], met, timed[c]);
+    if (cJSON_IsNull(rep_get(row, "seconds")) && ts->seconds > 0) cJSON_ReplaceItemInObject(row, "seconds", cJSON_CreateNumber(ts->seconds));
+    /* layers pruned away entirely: SynFlow's layer-collapse measure */
+    const cJSON *cl = rep_get(met, "collapsed_layers");
+    if (cJSON_IsArray(cl)) cJSON_AddNumberToObject(row, "collapsed_layers", cJSON_GetArraySize(cl));
+    else cJSON_AddNullToObject(row, "collapsed_layers");
+    cJSON *par = cJSON_CreateArray();
+    for (int p = 0; par && p < job->tasks[i].n_parents; p++) {
+        rf_job_id_hex(job->tasks[rf_job_parents(job, i)[p]].id, hx);
+        cJSON_AddItemToArray(par, cJSON_CreateString(hx));
+    }
+    cJSON_AddItemToObject(row, "parents", par);
+    char eng[160];
+    engine_text(rep_get(met, "engine"), eng, sizeof eng);
+    if (eng[0]) cJSON_AddStringToObject(row, "engine", eng);
+    else cJSON_AddNullToObject(row, "engine");
+    cJSON_AddStringToObject(row, "link", sc->src->link ? sc->src->link : "");
+    put_layers(row, met);
+    const cJSON *curve = rep_get(met, "curve");
+    if (cJSON_IsArray(curve)) put_copy(row, "curve", curve);
+    cJSON_AddItemToObject(row, "settings", set);
+    put_copy(row, "engine_detail", rep_get(met, "engine"));
+    return row;
+}
+
+/* The varied settings of this source's tasks that are no fixed column,
+ * added to cols (names, in first-seen order) when new. */
+static void add_setting_columns(const src_ctx *sc, cJSON *cols) {
+    for (int i = 0; i < sc->job->n_tasks; i++) {
+        int n = rf_job_label_nkeys(sc->labels, i);
+        for (int k = 0; k < n; k++) {
+            unsigned f;
+            const char *key = rf_job_label_key(sc->labels, i, k, &f);
+            if (!(f & RF_LABEL_KEY_SHOWN)) continue;
+            int skip = 0;
+            for (const char *const *x = fixed_settings; *x && !skip; x++) skip = strcmp(*x, key) == 0;
+            for (const cJSON *c = cols->child; c && !skip; c = c->next) skip = strcmp(c->valuestring, key) == 0;
+            if (!skip) cJSON_AddItemToArray(cols, cJSON_CreateString(key));
+        }
+    }
+}
+
+/* The rows of one source appended to tasks; its runs to runs; counts. */
+static rf_status add_source(rf_ctx *ctx, const rf_report_source *src, int compare, cJSON *tasks, cJSON *runs,
+                            cJSON *cols, int counts[ST_COUNT_], double *best) {
     rf_job *owned = NULL;
-    const rf_job *job = job_in;
+    const rf_job *job = src->job;
     if (!job) {
-        unsigned char *txt;
-        size_t n;
-        RF_TRY(rf_store_read(ctx, s, "job.json", &txt, &n));
-        /* a job without "name" was named after its file: the store's name */
-        const char *dir = rf_store_dir(s), *slash = strrchr(dir, '/');
-        rf_status st = rf_job_parse(ctx, (const char *)txt, n, slash ? slash + 1 : dir, &owned);
-        rf_free(txt);
-        if (st) { rf_error_prefix(ctx, "%s/job.json", rf_store_dir(s)); return st; }
+        RF_TRY(rf_report_job(ctx, src->store, &owned));
         job = owned;
     }
-    rctx r = {job, rf_calloc((size_t)(job->n_tasks ? job->n_tasks : 1), sizeof(tstate)), cJSON_CreateArray()};
-    cJSON *rep = cJSON_CreateObject(), *tasks = cJSON_CreateArray();
-    rf_status st = (!r.ts || !rep || !tasks || !r.runs) ? rf_error(ctx, RF_ERR_NOMEM, "out of memory") : RF_OK;
-    if (!st) st = rf_store_ledger_replay(ctx, s, on_event, &r, NULL);
-    int counts[6] = {0};
-    double acc_best = -1;
+    const char *prefix = compare ? (src->sweep ? src->sweep : job->name) : NULL;
+    rf_job_labels *labels = NULL;
+    rctx r = {job, rf_calloc((size_t)(job->n_tasks ? job->n_tasks : 1), sizeof(tstate)), runs, prefix};
+    rf_status st = r.ts ? RF_OK : rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    if (!st) st = rf_job_labels_new(ctx, job, &labels);
+    if (!st) st = rf_store_ledger_replay(ctx, src->store, on_event, &r, NULL);
+    src_ctx sc = {src, job, labels, r.ts, prefix};
+    if (!st) add_setting_columns(&sc, cols);
     for (int i = 0; !st && i < job->n_tasks; i++) {
-        char hx[17], rel[96], mb[48];
-        rf_job_id_hex(job->tasks[i].id, hx);
         cJSON *set = cJSON_Parse(rf_job_settings(job, i));
         cJSON *met = NULL;
         tstate *ts = &r.ts[i];
         if (ts->status == ST_DONE) {
             unsigned char *buf;
             size_t n;
+            char rel[96];
             rf_ctx tmp;
             rf_ctx_init(&tmp);
             rf_store_task_rel(rel, sizeof rel, job->tasks[i].id, "metrics.json");
-            if (rf_store_read(&tmp, s, rel, &buf, &n) == RF_OK) { met = cJSON_ParseWithLength((const char *)buf, n); rf_free(buf); }
+            if (rf_store_read(&tmp, src->store, rel, &buf, &n) == RF_OK) { met = cJSON_ParseWithLength((const char *)buf, n); rf_free(buf); }
             if (!met) ts->status = ST_PENDING;
         }
         counts[ts->status]++;
-        const cJSON *tim = get(met, "timing");
-        cJSON *row = cJSON_CreateObject();
-        if (!row || !set) { cJSON_Delete(row); cJSON_Delete(set); cJSON_Delete(met); st = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); break; }
-        int kind = job->tasks[i].kind;
-        cJSON_AddStringToObject(row, "id", hx);
-        cJSON_AddStringToObject(row, "experiment", job->exp_names[job->tasks[i].exp]);
-        cJSON_AddStringToObject(row, "kind", rf_job_kind_name(kind));
-        cJSON_AddStringToObject(row, "method", method_of(kind, set, mb, sizeof mb));
-        cJSON_AddStringToObject(row, "status", st_names[ts->status]);
-        cJSON_AddNumberToObject(row, "attempts", ts->attempts);
-        cJSON_AddStringToObject(row, "class", ts->cls);
-        cJSON_AddStringToObject(row, "message", ts->msg);
-        copy_str(row, "dataset", set, "data");
-        copy_str(row, "model", set, "model");
-        copy_num(row, "seed", set, "seed", NULL, NULL);
-        copy_num(row, "sparsity", met, "sparsity", set, "sparsity");
-        const cJSON *sp = get(row, "sparsity");
-        if (cJSON_IsNumber(sp)) cJSON_AddNumberToObject(row, "remaining", 1 - sp->valuedouble);
-        else cJSON_AddNullToObject(row, "remaining");
-        copy_num(row, "round", set, "round", NULL, NULL);
-        copy_num(row, "temperature", set, "temperature", NULL, NULL);
-        copy_str(row, "mode", set, "mode");
-        copy_num(row, "accuracy", met, "accuracy", NULL, NULL);
-        copy_num(row, "loss", met, "loss", NULL, NULL);
-        copy_num(row, "bytes", met, "bytes", NULL, NULL);
-        copy_num(row, "dense_bytes", met, "dense_bytes", NULL, NULL);
-        copy_num(row, "compression_ratio", met, "compression_ratio", NULL, NULL);
-        copy_num(row, "parameters", met, "parameters", NULL, NULL);
-        copy_num(row, "latency_ms", tim, "latency_ms", met, "latency_ms");
-        copy_num(row, "dense_latency_ms", tim, "dense_latency_ms", met, "dense_latency_ms");
-        copy_num(row, "seconds", tim, "seconds", met, "seconds");
-        if (cJSON_IsNull(get(row, "seconds")) && ts->seconds > 0) cJSON_ReplaceItemInObject(row, "seconds", cJSON_CreateNumber(ts->seconds));
-        copy_num(row, "best_iteration", met, "best_iteration", NULL, NULL);
-        char eng[160];
-        engine_text(get(met, "engine"), eng, sizeof eng);
-        if (eng[0]) cJSON_AddStringToObject(row, "engine", eng);
-        else cJSON_AddNullToObject(row, "engine");
-        /* layers pruned away entirely: SynFlow's layer-collapse measure */
-        const cJSON *cl = get(met, "collapsed_layers");
-        if (cJSON_IsArray(cl)) cJSON_AddNumberToObject(row, "collapsed_layers", cJSON_GetArraySize(cl));
-        else cJSON_AddNullToObject(row, "collapsed_layers");
-        cJSON *par = cJSON_CreateArray();
-        for (int k = 0; par && k < job->tasks[i].n_parents; k++) {
-            rf_job_id_hex(job->tasks[rf_job_parents(job, i)[k]].id, hx);
-            cJSON_AddItemToArray(par, cJSON_CreateString(hx));
-        }
-        cJSON_AddItemToObject(row, "parents", par);
-        const cJSON *acc = get(row, "accuracy");
-        if (cJSON_IsNumber(acc) && acc->valuedouble > acc_best) acc_best = acc->valuedouble;
-        cJSON_AddItemToObject(row, "settings", set);
-        if (get(met, "engine")) cJSON_AddItemToObject(row, "engine_detail", cJSON_Duplicate(get(met, "engine"), 1));
+        cJSON *row = set ? make_row(&sc, i, set, met) : NULL;
         cJSON_Delete(met);
+        if (!row) { cJSON_Delete(set); st = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); break; }
+        double acc = rep_num(row, "accuracy");
+        if (isfinite(acc) && acc > *best) *best = acc;
         cJSON_AddItemToArray(tasks, row);
     }
+    rf_job_labels_free(labels);
+    rf_free(r.ts);
+    rf_job_free(owned);
+    return st;
+}
+
+rf_status rf_report_build_sources(rf_ctx *ctx, const rf_report_source *src, int n, cJSON **out) {
+    *out = NULL;
+    cJSON *rep = cJSON_CreateObject(), *tasks = cJSON_CreateArray(), *runs = cJSON_CreateArray(), *cols = cJSON_CreateArray(),
+          *sweeps = cJSON_CreateArray();
+    rf_status st = (!rep || !tasks || !runs || !cols || !sweeps) ? rf_error(ctx, RF_ERR_NOMEM, "out of memory") : RF_OK;
+    int counts[ST_COUNT_] = {0};
+    double best = -1;
+    char name[512] = "";
+    for (int s = 0; !st && s < n; s++) {
+        int before = cJSON_GetArraySize(tasks);
+        st = add_source(ctx, &src[s], n > 1, tasks, runs, cols, counts, &best);
+        if (st) break;
+        const cJSON *first = cJSON_GetArrayItem(tasks, before);
+        const char *sw = src[s].sweep ? src[s].sweep : first ? rep_str(first, "sweep") : "";
+        cJSON_AddItemToArray(sweeps, cJSON_CreateString(sw));
+        snprintf(name + strlen(name), sizeof name - strlen(name), "%s%s", s ? " vs " : "", sw);
+    }
     if (!st) {
-        cJSON_AddStringToObject(rep, "name", job->name);
+        cJSON_AddStringToObject(rep, "name", name);
         char t[40];
         rf_store_time_iso(t, sizeof t);
         cJSON_AddStringToObject(rep, "generated", t);
+        cJSON_AddItemToObject(rep, "sweeps", sweeps);
+        sweeps = NULL;
         cJSON *sum = cJSON_AddObjectToObject(rep, "summary");
-        cJSON_AddNumberToObject(sum, "total", job->n_tasks);
-        for (int k = 0; k < 6; k++) cJSON_AddNumberToObject(sum, st_names[k], counts[k]);
-        if (acc_best >= 0) cJSON_AddNumberToObject(sum, "best_accuracy", acc_best);
+        cJSON_AddNumberToObject(sum, "total", cJSON_GetArraySize(tasks));
+        for (int k = 0; k < ST_COUNT_; k++) cJSON_AddNumberToObject(sum, st_names[k], counts[k]);
+        if (best >= 0) cJSON_AddNumberToObject(sum, "best_accuracy", best);
         /* Slurm metadata at the top level: the latest run's (restart_count
          * says how often it was requeued); every run's under "runs" */
         const cJSON *last = NULL;
-        for (const cJSON *c = r.runs->child; c; c = c->next) if (get(c, "slurm")) last = get(c, "slurm");
+        for (const cJSON *c = runs->child; c; c = c->next) if (rep_get(c, "slurm")) last = rep_get(c, "slurm");
         if (last) cJSON_AddItemToObject(rep, "slurm", cJSON_Duplicate(last, 1));
-        cJSON_AddItemToObject(rep, "runs", r.runs);
-        r.runs = NULL;
+        cJSON_AddItemToObject(rep, "runs", runs);
+        runs = NULL;
+        cJSON_AddItemToObject(rep, "setting_columns", cols);
+        cols = NULL;
         cJSON_AddItemToObject(rep, "tasks", tasks);
         tasks = NULL;
         *out = rep;
@@ -239,512 +432,99 @@ rf_status rf_report_build(rf_ctx *ctx, rf_store *s, const rf_job *job_in, cJSON 
     }
     cJSON_Delete(rep);
     cJSON_Delete(tasks);
-    cJSON_Delete(r.runs);
-    rf_free(r.ts);
-    rf_job_free(owned);
+    cJSON_Delete(runs);
+    cJSON_Delete(cols);
+    cJSON_Delete(sweeps);
     return st;
+}
+
+rf_status rf_report_build(rf_ctx *ctx, rf_store *s, const rf_job *job, cJSON **out) {
+    rf_report_source src = {.store = s, .job = job};
+    return rf_report_build_sources(ctx, &src, 1, out);
 }
 
 /* ---- CSV -------------------------------------------------------------------- */
 
-static void csv_cell(sb *b, const cJSON *v) {
-    if (cJSON_IsNumber(v)) sb_printf(b, "%.10g", v->valuedouble);
+static void csv_cell(rf_buf *b, const cJSON *v) {
+    if (cJSON_IsNumber(v)) rf_buf_printf(b, "%.10g", v->valuedouble);
     else if (cJSON_IsString(v)) {
-        int q = strpbrk(v->valuestring, ",\"\n\r") != NULL;
-        if (!q) { sb_printf(b, "%s", v->valuestring); return; }
-        sb_printf(b, "\"");
-        for (const char *p = v->valuestring; *p; p++) sb_printf(b, *p == '"' ? "\"\"" : "%c", *p);
-        sb_printf(b, "\"");
-    } else if (cJSON_IsArray(v)) {
-        int first = 1;
-        for (const cJSON *c = v->child; c; c = c->next) { sb_printf(b, "%s%s", first ? "" : " ", cJSON_IsString(c) ? c->valuestring : ""); first = 0; }
+        if (!strpbrk(v->valuestring, ",\"\n\r")) { rf_buf_printf(b, "%s", v->valuestring); return; }
+        rf_buf_printf(b, "\"");
+        for (const char *p = v->valuestring; *p; p++) rf_buf_printf(b, *p == '"' ? "\"\"" : "%c", *p);
+        rf_buf_printf(b, "\"");
+    } else if (cJSON_IsBool(v)) rf_buf_printf(b, "%s", cJSON_IsTrue(v) ? "true" : "false");
+    else if (cJSON_IsArray(v)) {
+        for (const cJSON *c = v->child; c; c = c->next) rf_buf_printf(b, "%s%s", c == v->child ? "" : " ", cJSON_IsString(c) ? c->valuestring : "");
     }
 }
 
 static rf_status report_csv(rf_ctx *ctx, const cJSON *rep, char **out, size_t *n) {
-    sb b = {0};
-    for (int k = 0; rf_report_columns[k]; k++) sb_printf(&b, "%s%s", k ? "," : "", rf_report_columns[k]);
-    sb_printf(&b, "\n");
-    for (const cJSON *t = get(rep, "tasks")->child; t; t = t->next) {
+    rf_buf b = {0};
+    const cJSON *cols = rep_get(rep, "setting_columns"), *tasks = rep_get(rep, "tasks");
+    for (int k = 0; rf_report_columns[k]; k++) rf_buf_printf(&b, "%s%s", k ? "," : "", rf_report_columns[k]);
+    for (const cJSON *c = cols ? cols->child : NULL; c; c = c->next) { rf_buf_printf(&b, ","); csv_cell(&b, c); }
+    rf_buf_printf(&b, "\n");
+    for (const cJSON *t = tasks ? tasks->child : NULL; t; t = t->next) {
         for (int k = 0; rf_report_columns[k]; k++) {
-            if (k) sb_printf(&b, ",");
-            csv_cell(&b, get(t, rf_report_columns[k]));
+            if (k) rf_buf_printf(&b, ",");
+            csv_cell(&b, rep_get(t, rf_report_columns[k]));
         }
-        sb_printf(&b, "\n");
+        for (const cJSON *c = cols ? cols->child : NULL; c; c = c->next) {
+            rf_buf_printf(&b, ",");
+            if (cJSON_IsString(c)) csv_cell(&b, rf_job_setting_get(rep_get(t, "settings"), c->valuestring));
+        }
+        rf_buf_printf(&b, "\n");
     }
     if (b.oom) { rf_free(b.p); return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); }
-    *out = b.p; *n = b.n;
-    return RF_OK;
-}
-
-/* ---- SVG plots ----------------------------------------------------------------- */
-
-#define MAXPTS 4096
-typedef struct series { char name[48]; int n; double x[64], y[64], lo[64], hi[64]; } series;
-typedef struct plot {
-    const char *title, *xlabel, *ylabel;
-    int logx, lines, pareto;
-    series s[12];
-    int ns;
-} plot;
-
-static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
-                                      "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939"};
-
-static series *series_get(plot *p, const char *name) {
-    for (int i = 0; i < p->ns; i++) if (strcmp(p->s[i].name, name) == 0) return &p->s[i];
-    if (p->ns >= 12) return NULL;
-    series *s = &p->s[p->ns++];
-    memset(s, 0, sizeof *s);
-    snprintf(s->name, sizeof s->name, "%s", name);
-    return s;
-}
-
-/* Mean/min/max per x from raw samples: second pass over (x, y) pairs. */
-typedef struct sample { int series; double x, y; } sample;
-typedef struct samples { sample *v; int n, cap; } samples;
-static void samples_add(samples *S, int si, double x, double y) {
-    if (!isfinite(x) || !isfinite(y)) return;
-    if (S->n == S->cap) {
-        int cap = S->cap ? S->cap * 2 : 256;
-        sample *v = rf_realloc(S->v, (size_t)cap * sizeof *v);
-        if (!v) return;
-        S->v = v; S->cap = cap;
-    }
-    S->v[S->n++] = (sample){si, x, y};
-}
-static void finalize(plot *p, const samples *S) {
-    for (int si = 0; si < p->ns; si++) {
-        series *s = &p->s[si];
-        s->n = 0;
-        for (int k = 0; k < S->n; k++) {
-            if (S->v[k].series != si) continue;
-            int j = 0;
-            while (j < s->n && fabs(s->x[j] - S->v[k].x) > 1e-12) j++;
-            if (j == s->n) {
-                if (s->n >= 64) continue;
-                s->x[j] = S->v[k].x; s->y[j] = 0; s->lo[j] = INFINITY; s->hi[j] = -INFINITY;
-                s->n++;
-            }
-            s->y[j] += S->v[k].y;
-            if (S->v[k].y < s->lo[j]) s->lo[j] = S->v[k].y;
-            if (S->v[k].y > s->hi[j]) s->hi[j] = S->v[k].y;
-        }
-        for (int j = 0; j < s->n; j++) {
-            int c = 0;
-            for (int k = 0; k < S->n; k++) c += S->v[k].series == si && fabs(S->v[k].x - s->x[j]) <= 1e-12;
-            s->y[j] /= c ? c : 1;
-        }
-        /* sort by x for lines */
-        for (int a = 1; a < s->n; a++)
-            for (int b2 = a; b2 > 0 && s->x[b2] < s->x[b2 - 1]; b2--) {
-                double t;
-                t = s->x[b2]; s->x[b2] = s->x[b2 - 1]; s->x[b2 - 1] = t;
-                t = s->y[b2]; s->y[b2] = s->y[b2 - 1]; s->y[b2 - 1] = t;
-                t = s->lo[b2]; s->lo[b2] = s->lo[b2 - 1]; s->lo[b2 - 1] = t;
-                t = s->hi[b2]; s->hi[b2] = s->hi[b2 - 1]; s->hi[b2 - 1] = t;
-            }
-    }
-}
-
-static void svg_plot(sb *b, const plot *p) {
-    const double W = 620, H = 340, L = 64, R = 150, T = 34, B = 48;
-    double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
-    int any = 0;
-    for (int i = 0; i < p->ns; i++)
-        for (int j = 0; j < p->s[i].n; j++) {
-            double x = p->s[i].x[j];
-            if (p->logx && x <= 0) continue;
-            any = 1;
-            if (x < x0) x0 = x;
-            if (x > x1) x1 = x;
-            double lo = fmin(p->s[i].lo[j], p->s[i].y[j]), hi = fmax(p->s[i].hi[j], p->s[i].y[j]);
-            if (lo < y0) y0 = lo;
-            if (hi > y1) y1 = hi;
-        }
-    sb_printf(b, "<figure><svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' viewBox='0 0 %.0f %.0f' role='img'>", W, H, W, H);
-    sb_printf(b, "<rect width='100%%' height='100%%' fill='#fff'/><text x='%.0f' y='20' font-size='14' font-weight='bold'>", L);
-    sb_html(b, p->title);
-    sb_printf(b, "</text>");
-    if (!any) {
-        sb_printf(b, "<text x='%.0f' y='%.0f' font-size='13' fill='#888'>no finished tasks of this kind yet</text></svg></figure>", L, H / 2);
-        return;
-    }
-    if (p->logx) { x0 = log10(x0); x1 = log10(x1); }
-    if (x1 - x0 < 1e-9) { x0 -= 0.5; x1 += 0.5; }
-    if (y1 - y0 < 1e-9) { y0 -= 0.05; y1 += 0.05; }
-    double pad = (y1 - y0) * 0.08;
-    y0 -= pad; y1 += pad;
-    double pw = W - L - R, ph = H - T - B;
-#define PX(x) (L + ((p->logx ? log10(x) : (x)) - x0) / (x1 - x0) * pw)
-#define PY(y) (T + ph - ((y) - y0) / (y1 - y0) * ph)
-    sb_printf(b, "<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='none' stroke='#999'/>", L, T, pw, ph);
-    for (int k = 0; k <= 4; k++) {
-        double yv = y0 + (y1 - y0) * k / 4, yp = PY(yv);
-        sb_printf(b, "<line x1='%.0f' x2='%.0f' y1='%.1f' y2='%.1f' stroke='#eee'/><text x='%.0f' y='%.1f' font-size='11' text-anchor='end'>%.3g</text>",
-                  L, L + pw, yp, yp, L - 4, yp + 4, yv);
-        double xv = x0 + (x1 - x0) * k / 4, xp = L + pw * k / 4;
-        sb_printf(b, "<text x='%.1f' y='%.0f' font-size='11' text-anchor='middle'>%.3g</text>", xp, T + ph + 16, p->logx ? pow(10, xv) : xv);
-    }
-    sb_printf(b, "<text x='%.0f' y='%.0f' font-size='12' text-anchor='middle'>", L + pw / 2, H - 10);
-    sb_html(b, p->xlabel);
-    sb_printf(b, "</text><text x='14' y='%.0f' font-size='12' text-anchor='middle' transform='rotate(-90 14 %.0f)'>", T + ph / 2, T + ph / 2);
-    sb_html(b, p->ylabel);
-    sb_printf(b, "</text>");
-    for (int i = 0; i < p->ns; i++) {
-        const series *s = &p->s[i];
-        const char *col = palette[i % 12];
-        if (p->lines && s->n > 1) {
-            sb_printf(b, "<polyline fill='none' stroke='%s' stroke-width='2' points='", col);
-            for (int j = 0; j < s->n; j++) if (!p->logx || s->x[j] > 0) sb_printf(b, "%.1f,%.1f ", PX(s->x[j]), PY(s->y[j]));
-            sb_printf(b, "'/>");
-        }
-        for (int j = 0; j < s->n; j++) {
-            if (p->logx && s->x[j] <= 0) continue;
-            double xp = PX(s->x[j]);
-            if (s->hi[j] > s->lo[j])
-                sb_printf(b, "<line x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' stroke='%s' stroke-width='1.5'/>", xp, xp, PY(s->lo[j]), PY(s->hi[j]), col);
-            sb_printf(b, "<circle cx='%.1f' cy='%.1f' r='3.5' fill='%s'><title>", xp, PY(s->y[j]), col);
-            sb_html(b, s->name);
-            sb_printf(b, ": x=%.4g y=%.4g</title></circle>", s->x[j], s->y[j]);
-        }
-        sb_printf(b, "<rect x='%.0f' y='%.0f' width='10' height='10' fill='%s'/><text x='%.0f' y='%.0f' font-size='12'>",
-                  L + pw + 10, T + 6 + 18.0 * i, col, L + pw + 26, T + 15 + 18.0 * i);
-        sb_html(b, s->name);
-        sb_printf(b, "</text>");
-    }
-    if (p->pareto) {
-        /* frontier: points no other point beats on both smaller x and higher y */
-        double fx[MAXPTS / 8], fy[MAXPTS / 8];
-        int nf = 0;
-        for (int i = 0; i < p->ns; i++)
-            for (int j = 0; j < p->s[i].n; j++) {
-                double x = p->s[i].x[j], y = p->s[i].y[j];
-                if (x <= 0) continue;
-                int dom = 0;
-                for (int a = 0; a < p->ns && !dom; a++)
-                    for (int c = 0; c < p->s[a].n && !dom; c++) {
-                        double x2 = p->s[a].x[c], y2 = p->s[a].y[c];
-                        dom = x2 > 0 && x2 <= x && y2 >= y && (x2 < x || y2 > y);
-                    }
-                if (!dom && nf < MAXPTS / 8) { fx[nf] = x; fy[nf] = y; nf++; }
-            }
-        for (int a = 1; a < nf; a++)
-            for (int c = a; c > 0 && fx[c] < fx[c - 1]; c--) {
-                double t = fx[c]; fx[c] = fx[c - 1]; fx[c - 1] = t;
-                t = fy[c]; fy[c] = fy[c - 1]; fy[c - 1] = t;
-            }
-        sb_printf(b, "<polyline fill='none' stroke='#000' stroke-dasharray='5 3' stroke-width='1.5' points='");
-        for (int a = 0; a < nf; a++) sb_printf(b, "%.1f,%.1f ", PX(fx[a]), PY(fy[a]));
-        sb_printf(b, "'/><text x='%.0f' y='%.0f' font-size='11'>--- Pareto frontier</text>", L + pw + 10, T + ph);
-    }
-#undef PX
-#undef PY
-    sb_printf(b, "</svg></figure>\n");
-}
-
-static double num(const cJSON *o, const char *k) {
-    const cJSON *v = get(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-static const char *str(const cJSON *o, const char *k) {
-    const cJSON *v = get(o, k);
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-static int is_done(const cJSON *t) { return strcmp(str(t, "status"), "done") == 0; }
-
-static int series_index(plot *p, const char *name) {
-    series *s = series_get(p, name);
-    return s ? (int)(s - p->s) : -1;
-}
-
-static void add_pt(plot *p, samples *S, const char *name, double x, double y) {
-    int i = series_index(p, name);
-    if (i >= 0) samples_add(S, i, x, y);
-}
-
-/* Task rows by id: a sorted array searched by bisection, so the plots stay
- * O(n log n) on 100,000-task sweeps. */
-typedef struct row_ref { const char *id; const cJSON *row; } row_ref;
-typedef struct row_index { row_ref *v; int n; } row_index;
-static int row_cmp(const void *a, const void *b) { return strcmp(((const row_ref *)a)->id, ((const row_ref *)b)->id); }
-static void index_rows(row_index *ix, const cJSON *tasks) {
-    ix->n = 0;
-    ix->v = rf_malloc((size_t)(cJSON_GetArraySize(tasks) + 1) * sizeof *ix->v);
-    if (!ix->v) return;   /* then lookups find nothing: plots lose their reference points, nothing breaks */
-    for (const cJSON *t = tasks->child; t; t = t->next) ix->v[ix->n++] = (row_ref){str(t, "id"), t};
-    qsort(ix->v, (size_t)ix->n, sizeof *ix->v, row_cmp);
-}
-static const cJSON *by_id(const row_index *ix, const char *id) {
-    row_ref key = {id, NULL};
-    row_ref *hit = ix->v ? bsearch(&key, ix->v, (size_t)ix->n, sizeof *ix->v, row_cmp) : NULL;
-    return hit ? hit->row : NULL;
-}
-
-/* Whether a row's kind draws in plot p (rf_kind.plot). */
-static int in_plot(const cJSON *t, rf_kind_plot p) {
-    const rf_kind *k = rf_kind_get(rf_kind_find(str(t, "kind")));
-    return k && k->plot == p;
-}
-
-static int has_plot(const cJSON *tasks, rf_kind_plot p) {
-    for (const cJSON *t = tasks->child; t; t = t->next) if (in_plot(t, p)) return 1;
-    return 0;
-}
-
-static int is_dense(const cJSON *t) { return rf_kind_find(str(t, "kind")) == RF_JOB_TRAIN; }
-
-/* A fresh plot with its axes; S emptied. */
-static void plot_begin(plot *p, samples *S, const char *title, const char *xlabel, const char *ylabel, int logx,
-                       int lines) {
-    memset(p, 0, sizeof *p);
-    p->title = title; p->xlabel = xlabel; p->ylabel = ylabel;
-    p->logx = logx; p->lines = lines;
-    S->n = 0;
-}
-
-/* t's first parent if it is done, else NULL. */
-static const cJSON *done_parent(row_index *ix, const cJSON *t) {
-    const cJSON *par = get(t, "parents");
-    const cJSON *d = par && par->child ? by_id(ix, par->child->valuestring) : NULL;
-    return d && is_done(d) ? d : NULL;
-}
-
-/* Plots for the kinds the job has (an empty plot says "not yet" while the
- * sweep runs); the all-task Pareto plots always. */
-static void plots(sb *b, const cJSON *tasks) {
-    plot p;
-    samples S = {0};
-    row_index ix;
-    index_rows(&ix, tasks);
-    /* 1: one-shot pruning */
-    plot_begin(&p, &S, "One-shot pruning: test accuracy vs sparsity (mean over seeds, bars: min-max)",
-               "sparsity (fraction of prunable weights removed)", "test accuracy", 0, 1);
-    for (const cJSON *t = tasks->child; t; t = t->next) {
-        if (!is_done(t) || !in_plot(t, RF_PLOT_SPARSITY)) continue;
-        add_pt(&p, &S, str(t, "method"), num(t, "sparsity"), num(t, "accuracy"));
-        const cJSON *d = done_parent(&ix, t);
-        if (d) add_pt(&p, &S, "dense", 0, num(d, "accuracy"));
-    }
-    finalize(&p, &S);
-    if (has_plot(tasks, RF_PLOT_SPARSITY)) svg_plot(b, &p);
-    /* 2-3: lottery tickets */
-    for (int which = 0; which < 2; which++) {
-        plot_begin(&p, &S,
-                   which ? "Lottery tickets: early-stop iteration vs weights remaining"
-                         : "Lottery tickets: test accuracy vs weights remaining (IMP rounds and controls)",
-                   "weights remaining (fraction, log scale)", which ? "iteration of best test accuracy" : "test accuracy",
-                   1, 1);
-        for (const cJSON *t = tasks->child; t; t = t->next) {
-            if (!is_done(t) || !in_plot(t, RF_PLOT_LOTTERY)) continue;
-            add_pt(&p, &S, str(t, "method"), num(t, "remaining"), num(t, which ? "best_iteration" : "accuracy"));
-            const cJSON *d = done_parent(&ix, t);
-            if (d && is_dense(d))
-                add_pt(&p, &S, "imp", 1.0, num(d, which ? "best_iteration" : "accuracy"));
-        }
-        finalize(&p, &S);
-        if (has_plot(tasks, RF_PLOT_LOTTERY)) svg_plot(b, &p);
-    }
-    /* 4: distillation */
-    plot_begin(&p, &S, "Distillation: student accuracy vs temperature", "temperature T", "test accuracy", 0, 1);
-    double tmin = INFINITY, tmax = -INFINITY;
-    for (const cJSON *t = tasks->child; t; t = t->next)
-        if (is_done(t) && in_plot(t, RF_PLOT_DISTILL)) {
-            double T = num(t, "temperature");
-            if (T < tmin) tmin = T;
-            if (T > tmax) tmax = T;
-        }
-    for (const cJSON *t = tasks->child; t && isfinite(tmin); t = t->next) {
-        if (!is_done(t) || !in_plot(t, RF_PLOT_DISTILL)) continue;
-        add_pt(&p, &S, "distilled student", num(t, "temperature"), num(t, "accuracy"));
-        const cJSON *d = done_parent(&ix, t);
-        if (d) { add_pt(&p, &S, "teacher", tmin, num(d, "accuracy")); add_pt(&p, &S, "teacher", tmax, num(d, "accuracy")); }
-        /* the student trained alone: a dense task of the same experiment and model */
-        for (const cJSON *u = tasks->child; u; u = u->next)
-            if (is_done(u) && is_dense(u) && strcmp(str(u, "experiment"), str(t, "experiment")) == 0 &&
-                strcmp(str(u, "model"), str(t, "model")) == 0 && num(u, "seed") == num(t, "seed")) {
-                add_pt(&p, &S, "student alone", tmin, num(u, "accuracy"));
-                add_pt(&p, &S, "student alone", tmax, num(u, "accuracy"));
-            }
-    }
-    finalize(&p, &S);
-    if (has_plot(tasks, RF_PLOT_DISTILL)) svg_plot(b, &p);
-    /* 5: quantization */
-    plot_begin(&p, &S, "Quantization: test accuracy vs model size", "checkpoint bytes (log scale)", "test accuracy", 1, 0);
-    for (const cJSON *t = tasks->child; t; t = t->next) {
-        if (!is_done(t) || !in_plot(t, RF_PLOT_QUANT)) continue;
-        add_pt(&p, &S, str(t, "method"), num(t, "bytes"), num(t, "accuracy"));
-        const cJSON *d = done_parent(&ix, t);
-        if (d) add_pt(&p, &S, "float32 parent", num(d, "bytes"), num(d, "accuracy"));
-    }
-    finalize(&p, &S);
-    if (has_plot(tasks, RF_PLOT_QUANT)) svg_plot(b, &p);
-    /* 6-7: Pareto */
-    for (int which = 0; which < 2; which++) {
-        plot_begin(&p, &S,
-                   which ? "Every task: accuracy vs inference latency" : "Every task: accuracy vs size (Pareto frontier dashed)",
-                   which ? "latency per batch, ms (log scale)" : "checkpoint bytes (log scale)", "test accuracy", 1, 0);
-        p.pareto = 1;
-        for (const cJSON *t = tasks->child; t; t = t->next)
-            if (is_done(t) && !(rf_kind_get(rf_kind_find(str(t, "kind")))->flags & RF_KIND_DIAG))
-                add_pt(&p, &S, str(t, "kind"), num(t, which ? "latency_ms" : "bytes"), num(t, "accuracy"));
-        /* each task is its own point here: no averaging over seeds */
-        finalize(&p, &S);
-        svg_plot(b, &p);
-    }
-    rf_free(S.v);
-    rf_free(ix.v);
-}
-
-static void fmt_cell(sb *b, const cJSON *v, const char *col) {
-    if (cJSON_IsNumber(v)) {
-        double x = v->valuedouble;
-        if (strcmp(col, "accuracy") == 0 || strcmp(col, "sparsity") == 0) sb_printf(b, "%.4f", x);
-        else sb_printf(b, "%.4g", x);
-    } else if (cJSON_IsString(v)) sb_html(b, v->valuestring);
-    else if (cJSON_IsArray(v)) {
-        for (const cJSON *c = v->child; c; c = c->next) { sb_html(b, cJSON_IsString(c) ? c->valuestring : ""); if (c->next) sb_printf(b, " "); }
-    }
-}
-
-/* The runs of the sweep (one per `raffle sweep` that touched the store):
- * time, host, ranks and the Slurm job they ran in. */
-static void runs_html(sb *b, const cJSON *runs) {
-    if (!cJSON_IsArray(runs) || !runs->child) return;
-    sb_printf(b, "<h2>Runs</h2><table><tr><th>started</th><th>host</th><th>ranks</th><th>reused</th><th>slurm job</th>"
-                 "<th>array</th><th>nodes</th><th>restarts</th></tr>\n");
-    for (const cJSON *r = runs->child; r; r = r->next) {
-        const cJSON *sl = get(r, "slurm");
-        sb_printf(b, "<tr><td class='s'>");
-        sb_html(b, str(r, "time"));
-        sb_printf(b, "</td><td class='s'>");
-        sb_html(b, str(r, "host"));
-        sb_printf(b, "</td><td>%.0f</td><td>%.0f</td><td class='s'>", num(r, "ranks"), num(r, "reused"));
-        sb_html(b, sl ? str(sl, "job_id") : "");
-        sb_printf(b, "</td><td class='s'>");
-        if (sl && get(sl, "array_job_id")) {
-            sb_html(b, str(sl, "array_job_id"));
-            sb_printf(b, "_");
-            sb_html(b, str(sl, "array_task_id"));
-        }
-        sb_printf(b, "</td><td class='s'>");
-        sb_html(b, sl ? str(sl, "nodelist") : "");
-        sb_printf(b, "</td><td>");
-        if (sl && isfinite(num(sl, "restart_count"))) sb_printf(b, "%.0f", num(sl, "restart_count"));
-        sb_printf(b, "</td></tr>\n");
-    }
-    sb_printf(b, "</table>\n");
-}
-
-/* The engines the tasks ran on (metrics.json "engine"): one row per
- * distinct one, with the ISA used, the BLAS library and core, and every
- * engine option's value, so a report says which kernels made its numbers. */
-static void engines_html(sb *b, const cJSON *tasks) {
-    enum { MAX_ENGINES = 16 };
-    const cJSON *seen[MAX_ENGINES];
-    int count[MAX_ENGINES], n = 0;
-    for (const cJSON *t = tasks->child; t; t = t->next) {
-        const cJSON *e = get(t, "engine_detail");
-        if (!cJSON_IsObject(e)) continue;
-        int k = 0;
-        while (k < n && !cJSON_Compare(seen[k], e, 1)) k++;
-        if (k == n && n < MAX_ENGINES) { seen[n] = e; count[n++] = 0; }
-        if (k < n) count[k]++;
-    }
-    if (!n) return;
-    const cJSON *opts0 = get(seen[0], "options");
-    sb_printf(b, "<h2>Engine</h2><table><tr><th>tasks</th><th>ISA used</th><th>CPU ISA</th><th>BLAS</th><th>BLAS core</th>");
-    for (const cJSON *o = opts0 ? opts0->child : NULL; o; o = o->next) { sb_printf(b, "<th>"); sb_html(b, o->string); sb_printf(b, "</th>"); }
-    sb_printf(b, "</tr>\n");
-    for (int k = 0; k < n; k++) {
-        const cJSON *e = seen[k], *bl = get(e, "blas");
-        sb_printf(b, "<tr><td>%d</td><td class='s'>", count[k]);
-        sb_html(b, str(e, "isa"));
-        sb_printf(b, "</td><td class='s'>");
-        sb_html(b, str(e, "cpu_isa"));
-        sb_printf(b, "</td><td class='s'>");
-        sb_html(b, str(bl, "name"));
-        sb_printf(b, " ");
-        sb_html(b, str(bl, "version"));
-        sb_printf(b, "</td><td class='s'>");
-        sb_html(b, str(bl, "core"));
-        sb_printf(b, "</td>");
-        for (const cJSON *o = opts0 ? opts0->child : NULL; o; o = o->next) {
-            const cJSON *v = get(get(e, "options"), o->string);
-            sb_printf(b, "<td class='s'>");
-            if (cJSON_IsString(v)) sb_html(b, v->valuestring);
-            else if (cJSON_IsNumber(v)) sb_printf(b, "%g", v->valuedouble);
-            sb_printf(b, "</td>");
-        }
-        sb_printf(b, "</tr>\n");
-    }
-    sb_printf(b, "</table>\n");
-}
-
-rf_status rf_report_html(rf_ctx *ctx, const cJSON *rep, char **out) {
-    sb b = {0};
-    const cJSON *sum = get(rep, "summary"), *tasks = get(rep, "tasks");
-    sb_printf(&b, "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>raffle report: ");
-    sb_html(&b, str(rep, "name"));
-    sb_printf(&b, "</title><style>body{font-family:sans-serif;margin:24px;color:#222;max-width:1360px}"
-                  "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}"
-                  "th{background:#f4f4f4;position:sticky;top:0}td.s{text-align:left}.done{color:#1a7f37}.failed{color:#c00}"
-                  ".skipped,.pending{color:#888}figure{display:inline-block;margin:8px;border:1px solid #eee}"
-                  ".cards span{display:inline-block;margin-right:18px;font-size:15px}</style></head><body>\n<h1>raffle sweep: ");
-    sb_html(&b, str(rep, "name"));
-    sb_printf(&b, "</h1><p>generated %s</p><div class='cards'>", str(rep, "generated"));
-    static const char *const keys[] = {"total", "done", "failed", "skipped", "pending", "running", "preempted"};
-    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
-        double v = num(sum, keys[k]);
-        if (isfinite(v) && (v > 0 || k < 2)) sb_printf(&b, "<span><b>%.0f</b> %s</span>", v, keys[k]);
-    }
-    if (isfinite(num(sum, "best_accuracy"))) sb_printf(&b, "<span>best accuracy <b>%.4f</b></span>", num(sum, "best_accuracy"));
-    sb_printf(&b, "</div>\n");
-    runs_html(&b, get(rep, "runs"));
-    engines_html(&b, tasks);
-    sb_printf(&b, "<h2>Plots</h2>\n");
-    plots(&b, tasks);
-    sb_printf(&b, "<h2>Tasks</h2><p>Timings (seconds, latency) vary run to run; every other column is reproducible.</p><table><tr>");
-    static const char *const cols[] = {"id", "experiment", "kind", "method", "status", "seed", "sparsity", "round", "temperature",
-                                       "accuracy", "loss", "bytes", "compression_ratio", "collapsed_layers", "latency_ms",
-                                       "dense_latency_ms", "seconds", "engine", "attempts", "class", "message", NULL};
-    for (int k = 0; cols[k]; k++) sb_printf(&b, "<th>%s</th>", cols[k]);
-    sb_printf(&b, "</tr>\n");
-    for (const cJSON *t = tasks->child; t; t = t->next) {
-        sb_printf(&b, "<tr>");
-        for (int k = 0; cols[k]; k++) {
-            const cJSON *v = get(t, cols[k]);
-            int s = cJSON_IsString(v);
-            sb_printf(&b, "<td class='%s%s'>", s ? "s " : "", strcmp(cols[k], "status") == 0 ? str(t, "status") : "");
-            fmt_cell(&b, v, cols[k]);
-            sb_printf(&b, "</td>");
-        }
-        sb_printf(&b, "</tr>\n");
-    }
-    sb_printf(&b, "</table></body></html>\n");
-    if (b.oom) { rf_free(b.p); return rf_error(ctx, RF_ERR_NOMEM, "out of memory building the report"); }
     *out = b.p;
+    *n = b.n;
     return RF_OK;
+}
+
+/* ---- writing ----------------------------------------------------------------- */
+
+/* The three files of rep, each through put (a store write or an atomic
+ * file write into a directory). */
+typedef rf_status (*put_fn)(rf_ctx *ctx, void *ud, const char *name, const void *data, size_t n);
+
+static rf_status write_all(rf_ctx *ctx, const cJSON *rep, put_fn put, void *ud) {
+    rf_status st = RF_OK;
+    char *txt = cJSON_Print(rep);
+    if (!txt) st = rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    if (!st) st = put(ctx, ud, "report.json", txt, strlen(txt));
+    free(txt);
+    char *csv = NULL, *html = NULL;
+    size_t n = 0;
+    if (!st) st = report_csv(ctx, rep, &csv, &n);
+    if (!st) st = put(ctx, ud, "report.csv", csv, n);
+    if (!st) st = rf_report_html(ctx, rep, &html);
+    if (!st) st = put(ctx, ud, "report.html", html, strlen(html));
+    rf_free(csv);
+    rf_free(html);
+    return st;
+}
+
+static rf_status put_store(rf_ctx *ctx, void *ud, const char *name, const void *data, size_t n) {
+    return rf_store_write(ctx, ud, name, data, n);
+}
+static rf_status put_dir(rf_ctx *ctx, void *ud, const char *name, const void *data, size_t n) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", (const char *)ud, name);
+    return rf_write_file_atomic(ctx, path, data, n);
 }
 
 rf_status rf_report_write(rf_ctx *ctx, rf_store *s, const rf_job *job) {
     cJSON *rep;
     RF_TRY(rf_report_build(ctx, s, job, &rep));
-    rf_status st = RF_OK;
-    char *txt = cJSON_Print(rep);
-    if (!txt) st = rf_error(ctx, RF_ERR_NOMEM, "out of memory");
-    if (!st) st = rf_store_write(ctx, s, "report.json", txt, strlen(txt));
-    free(txt);
-    char *csv = NULL, *html = NULL;
-    size_t n = 0;
-    if (!st) st = report_csv(ctx, rep, &csv, &n);
-    if (!st) st = rf_store_write(ctx, s, "report.csv", csv, n);
-    if (!st) st = rf_report_html(ctx, rep, &html);
-    if (!st) st = rf_store_write(ctx, s, "report.html", html, strlen(html));
-    rf_free(csv);
-    rf_free(html);
+    rf_status st = write_all(ctx, rep, put_store, s);
     cJSON_Delete(rep);
     return st;
+}
+
+rf_status rf_report_write_dir(rf_ctx *ctx, const char *dir, const cJSON *rep) {
+    if (strlen(dir) > 4000) return rf_error(ctx, RF_ERR_INVALID, "report: directory name too long");
+    RF_TRY(rf_mkdirs(ctx, dir));
+    return write_all(ctx, rep, put_dir, (void *)dir);
 }
 
 rf_status rf_report_generate(rf_ctx *ctx, const char *dir) {

@@ -3,11 +3,13 @@
 #define _GNU_SOURCE
 #include "raffle/store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -16,6 +18,7 @@
 struct rf_store {
     int    dfd;          /* ROOT/NAME, opened O_DIRECTORY|O_NOFOLLOW */
     int    ledger_fd;    /* -1 until the first append */
+    int    lock_fd;      /* .lock while this handle holds the sweep lock, else -1 */
     char  *dir;
     cJSON *env;
     rf_store_write_fn on_write;   /* told of every file written (remote mirror) */
@@ -74,7 +77,7 @@ rf_status rf_store_open(rf_ctx *ctx, const char *root, const char *name, int cre
     char *dir = rf_malloc(n);
     if (!s || !dir) { close(dfd); rf_free(s); rf_free(dir); return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); }
     snprintf(dir, n, "%s/%s", root, name);
-    s->dfd = dfd; s->ledger_fd = -1; s->dir = dir;
+    s->dfd = dfd; s->ledger_fd = -1; s->lock_fd = -1; s->dir = dir;
     *out = s;
     return RF_OK;
 }
@@ -94,6 +97,7 @@ rf_status rf_store_open_path(rf_ctx *ctx, const char *dir, int create, rf_store 
 void rf_store_close(rf_store *s) {
     if (!s) return;
     if (s->ledger_fd >= 0) close(s->ledger_fd);
+    if (s->lock_fd >= 0) close(s->lock_fd);   /* releases the sweep lock */
     close(s->dfd);
     cJSON_Delete(s->env);
     rf_free(s->dir);
@@ -424,4 +428,138 @@ const cJSON *rf_store_env(const rf_store *s) { return s->env; }
 void rf_store_set_on_write(rf_store *s, rf_store_write_fn fn, void *ud) {
     s->on_write = fn;
     s->on_write_ud = ud;
+}
+
+/* ---- the sweep lock and stale temporary files -------------------------------- */
+
+#define LOCK_FILE ".lock"
+
+/* Non-blocking exclusive lock on fd: 0, or -1 with errno (EAGAIN/EACCES/
+ * EWOULDBLOCK when held elsewhere). OFD locks belong to the open file
+ * description, so unlike classic fcntl locks they conflict between two
+ * handles of one process and are not dropped by closing another fd of the
+ * same file; flock is the fallback where the kernel or file system refuses
+ * them (EINVAL). */
+static int try_lock(int fd) {
+#ifdef F_OFD_SETLK
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, F_OFD_SETLK, &fl) == 0) return 0;
+    if (errno != EINVAL) return -1;
+#endif
+    return flock(fd, LOCK_EX | LOCK_NB);
+}
+
+rf_status rf_store_lock(rf_ctx *ctx, rf_store *s) {
+    if (s->lock_fd >= 0) return RF_OK;
+    int fd = openat(s->dfd, LOCK_FILE, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return rf_error(ctx, RF_ERR_IO, "%s/" LOCK_FILE ": %s", s->dir, errno == ELOOP ? "is a symlink (refused)" : strerror(errno));
+    if (try_lock(fd) != 0) {
+        int e = errno;
+        char who[256] = "";
+        ssize_t n = pread(fd, who, sizeof who - 1, 0);
+        close(fd);
+        if (e != EAGAIN && e != EACCES && e != EWOULDBLOCK)
+            return rf_error(ctx, RF_ERR_IO, "%s/" LOCK_FILE ": cannot lock: %s", s->dir, strerror(e));
+        who[n > 0 ? n : 0] = '\0';
+        /* "host H pid P since T\n", as written below */
+        const char *h = strncmp(who, "host ", 5) == 0 ? who + 5 : NULL;
+        const char *p = h ? strstr(h, " pid ") : NULL;
+        const char *t = p ? strstr(p + 5, " since ") : NULL;
+        int64_t pid = 0;
+        if (t && rf_parse_i64(NULL, p + 5, (size_t)(t - p - 5), 1, INT32_MAX, "pid", &pid) == RF_OK)
+            return rf_error(ctx, RF_ERR_BUSY, "%s is in use by another sweep (host %.*s, pid %lld, since %.*s): "
+                            "one sweep per store; wait for it or stop it", s->dir, (int)(p - h), h, (long long)pid,
+                            (int)strcspn(t + 7, "\n"), t + 7);
+        return rf_error(ctx, RF_ERR_BUSY, "%s is in use by another sweep (holder still starting): one sweep per store", s->dir);
+    }
+    char host[128] = "";
+    gethostname(host, sizeof host - 1);
+    for (char *c = host; *c; c++) if (*c <= ' ') *c = '_';
+    char t[40], line[256];
+    rf_store_time_iso(t, sizeof t);
+    int len = snprintf(line, sizeof line, "host %s pid %ld since %s\n", host[0] ? host : "?", (long)getpid(), t);
+    /* the content only names the holder; the lock is the kernel's */
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len) {
+        int e = errno;
+        close(fd);
+        return rf_error(ctx, RF_ERR_IO, "%s/" LOCK_FILE ": cannot record the holder: %s", s->dir, strerror(e));
+    }
+    s->lock_fd = fd;
+    return RF_OK;
+}
+
+/* The pid in a temporary name, or 0 if name is not one: ".tmp.PID.N"
+ * (rf_store_file_begin) or "BASE.tmp.PID" (rf_write_file_atomic). */
+static long temp_pid(const char *name) {
+    const char *p = NULL;
+    size_t n = strlen(name);
+    if (strncmp(name, ".tmp.", 5) == 0) {
+        p = name + 5;
+        const char *dot = strchr(p, '.');
+        if (!dot || dot == p || !dot[1] || strspn(dot + 1, "0123456789") != strlen(dot + 1)) return 0;
+        n = (size_t)(dot - p);
+    } else {
+        const char *t = strstr(name, ".tmp.");
+        if (!t || t == name) return 0;
+        while (strstr(t + 1, ".tmp.")) t = strstr(t + 1, ".tmp.");
+        p = t + 5;
+        n = strlen(p);
+    }
+    int64_t pid = 0;
+    if (rf_parse_i64(NULL, p, n, 1, 4194304, "pid", &pid) != RF_OK) return 0;
+    return (long)pid;
+}
+
+int rf_store_stale_temp(const char *name) {
+    long pid = temp_pid(name);
+    return pid > 0 && !rf_pid_alive(pid);
+}
+
+/* Removes the stale temporary files directly in directory dfd (borrowed). */
+static int sweep_dir(int dfd) {
+    int dup_fd = dup(dfd);
+    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+    if (!d) { if (dup_fd >= 0) close(dup_fd); return 0; }
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (!rf_store_stale_temp(e->d_name)) continue;
+        if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !(S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))) continue;
+        if (unlinkat(dfd, e->d_name, 0) == 0) removed++;
+    }
+    closedir(d);
+    return removed;
+}
+
+rf_status rf_store_remove_stale(rf_ctx *ctx, rf_store *s, int *removed) {
+    int n = sweep_dir(s->dfd);
+    static const char *const subdirs[] = {".spool", "tasks"};
+    for (size_t k = 0; k < sizeof subdirs / sizeof subdirs[0]; k++) {
+        int sd = openat(s->dfd, subdirs[k], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sd < 0) continue;
+        if (k == 0) { n += sweep_dir(sd); close(sd); continue; }
+        int dup_fd = dup(sd);
+        DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+        if (!d) {
+            if (dup_fd >= 0) close(dup_fd);
+            close(sd);
+            return rf_error(ctx, RF_ERR_IO, "%s/tasks: %s", s->dir, strerror(errno));
+        }
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (!name_ok(e->d_name)) { n += rf_store_stale_temp(e->d_name) && unlinkat(sd, e->d_name, 0) == 0; continue; }
+            int td = openat(sd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (td < 0) continue;
+            n += sweep_dir(td);
+            close(td);
+        }
+        closedir(d);
+        close(sd);
+    }
+    if (removed) *removed = n;
+    return RF_OK;
 }

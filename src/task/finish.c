@@ -167,7 +167,7 @@ static int64_t settings_i64(const cJSON *settings, const char *key) {
 }
 
 rf_status rf_evaluate_deployed(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch, double *acc,
-                               double *loss, int *n_sparse) {
+                               double *loss, int *n_sparse, float *logits) {
     if (n_sparse) *n_sparse = 0;
     rf_deploy_opts o;
     rf_deploy_opts_default(&o);
@@ -178,55 +178,135 @@ rf_status rf_evaluate_deployed(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, i
     if (!info) return rf_error(ctx, RF_ERR_NOMEM, "evaluate: out of memory");
     int ni = 0;
     rf_status s = rf_deploy_model(ctx, m, &o, info, max_info, &ni);
-    if (s == RF_OK) s = rf_evaluate(ctx, m, ds, batch, acc, loss);
+    if (s == RF_OK) s = rf_evaluate_logits(ctx, m, ds, batch, acc, loss, logits);
     for (int i = 0; i < ni && n_sparse; i++) *n_sparse += info[i].sparse;
     rf_deploy_release(m);
     rf_free(info);
     return s;
 }
 
+/* rf_evaluate_deployed on ds capped by the "eval_limit" setting, at batch
+ * 256; -1 and NaN without ds. */
+static rf_status evaluate_split(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const rf_dataset *ds, double *acc,
+                                double *loss, int *n_sparse) {
+    *acc = -1.0;
+    *loss = NAN;
+    if (n_sparse) *n_sparse = 0;
+    if (!ds || ds->n == 0) return RF_OK;
+    rf_dataset view = *ds;
+    int64_t limit = settings_i64(io->settings, "eval_limit");
+    if (limit > 0 && limit < view.n) view = rf_dataset_head(ds, limit);
+    return rf_evaluate_deployed(ctx, m, &view, 256, acc, loss, n_sparse, NULL);
+}
+
+rf_status rf_task_write_predictions(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch, const char *prefix,
+                                    double *acc, double *loss, int *n_sparse) {
+    const int64_t n = ds->n, k = m->n_classes;
+    RF_TRY(rf_check_cap(ctx, (uint64_t)n * (uint64_t)k * sizeof(float), "predictions"));
+    float *logits = rf_malloc((size_t)(n * k > 0 ? n * k : 1) * sizeof(float));
+    int32_t *pred = rf_malloc((size_t)(n > 0 ? n : 1) * sizeof(int32_t));
+    rf_status s = logits && pred ? RF_OK : rf_error(ctx, RF_ERR_NOMEM, "predictions: %lld samples", (long long)n);
+    if (s == RF_OK) s = rf_evaluate_deployed(ctx, m, ds, batch, acc, loss, n_sparse, logits);
+    for (int64_t i = 0; s == RF_OK && i < n; i++) {
+        const float *z = logits + i * k;
+        int32_t arg = 0;   /* the first maximal logit, as the accuracy counts it */
+        for (int32_t j = 1; j < (int32_t)k; j++) if (z[j] > z[arg]) arg = j;
+        pred[i] = arg;
+    }
+    /* all three encoded before any is written; a failed write removes the
+     * ones written before it, so a failure leaves no partial set */
+    static const char *const suffix[3] = {".logits.npy", ".pred.npy", ".labels.npy"};
+    int64_t shape2[2] = {n, k}, shape1[1] = {n};
+    rf_tensor t[3];
+    unsigned char *buf[3] = {NULL, NULL, NULL};
+    size_t len[3] = {0, 0, 0};
+    char path[3][4200];
+    if (s == RF_OK) s = rf_tensor_view(ctx, &t[0], RF_F32, 2, shape2, logits);
+    if (s == RF_OK) s = rf_tensor_view(ctx, &t[1], RF_I32, 1, shape1, pred);
+    if (s == RF_OK) s = rf_tensor_view(ctx, &t[2], RF_I32, 1, shape1, (void *)ds->y);   /* only read */
+    for (int i = 0; s == RF_OK && i < 3; i++) {
+        if ((size_t)snprintf(path[i], sizeof path[i], "%s%s", prefix, suffix[i]) >= sizeof path[i])
+            s = rf_error(ctx, RF_ERR_INVALID, "predictions: path %s too long", prefix);
+        if (s == RF_OK) s = rf_npy_encode(ctx, &t[i], 1, &buf[i], &len[i]);
+    }
+    int written = 0;
+    for (; s == RF_OK && written < 3; written++) {
+        s = rf_write_file_atomic(ctx, path[written], buf[written], len[written]);
+        if (s != RF_OK) {
+            rf_error_prefix(ctx, "predictions");
+            for (int i = 0; i < written; i++) remove(path[i]);
+        }
+    }
+    for (int i = 0; i < 3; i++) rf_free(buf[i]);
+    rf_free(logits);
+    rf_free(pred);
+    return s;
+}
+
 rf_status rf_task_evaluate(rf_ctx *ctx, const rf_task_io *io, rf_model *m, double *acc, double *loss,
                            int *n_sparse) {
-    *acc = -1.0;
-    *loss = 0.0;
-    if (n_sparse) *n_sparse = 0;
-    if (!io->test) return RF_OK;
-    rf_dataset view = *io->test;
-    int64_t limit = settings_i64(io->settings, "eval_limit");
-    if (limit > 0 && limit < view.n) view = rf_dataset_head(io->test, limit);
-    return rf_evaluate_deployed(ctx, m, &view, 256, acc, loss, n_sparse);
+    RF_TRY(evaluate_split(ctx, io, m, io->test, acc, loss, n_sparse));
+    if (!io->test) *loss = 0.0;
+    return RF_OK;
 }
 
 static const char *const common_keys[] = {
     "accuracy", "loss", "sparsity", "layer_sparsity", "collapsed_layers", "parameters", "nonzero_parameters",
     "bytes", "dense_bytes", "compression_ratio", "latency_ms", "dense_latency_ms", "throughput", "deployed_form",
-    "sparse_layers", "raw_fp32_bytes", "dense_throughput", "eval_sparse_layers",
+    "sparse_layers", "raw_fp32_bytes", "dense_throughput", "eval_sparse_layers", "flops", "test_accuracy", "test_loss",
+    "val_accuracy", "val_loss",
 };
 
-rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const char *extra_json, cJSON *metrics) {
-    if (!io || !io->out_dir || !m || !metrics) return rf_error(ctx, RF_ERR_INVALID, "finish: NULL argument");
-    char path[4096];
-    if ((size_t)snprintf(path, sizeof path, "%s/model.rckpt", io->out_dir) >= sizeof path)
-        return rf_error(ctx, RF_ERR_INVALID, "finish: output directory path too long");
+/* The checkpoint's metadata: the kind's extra object with the task's
+ * settings added when the kind did not record them, so `raffle eval` can
+ * rebuild the data a checkpoint was trained and tested on (padding,
+ * validation split, normalisation) from the checkpoint alone. Returns a new
+ * string (cJSON_free), NULL when out of memory or extra is not an object. */
+static char *extra_with_settings(const char *extra_json, const cJSON *settings) {
+    cJSON *e = extra_json ? cJSON_Parse(extra_json) : cJSON_CreateObject();
+    if (!cJSON_IsObject(e)) { cJSON_Delete(e); return NULL; }
+    if (settings && !cJSON_GetObjectItemCaseSensitive(e, "settings") &&
+        !cJSON_AddItemToObject(e, "settings", cJSON_Duplicate(settings, 1))) {
+        cJSON_Delete(e);
+        return NULL;
+    }
+    char *out = cJSON_PrintUnformatted(e);
+    cJSON_Delete(e);
+    return out;
+}
+
+/* Saves m with metadata `extra` to path and adds the common metrics. Every
+ * accuracy names its split: accuracy / loss are the test split's (the
+ * final model; test_accuracy / test_loss say so explicitly), val_accuracy /
+ * val_loss the validation split's (-1 / null without one). Neither is ever
+ * used to choose anything here. */
+static rf_status finish_impl(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const char *extra, const char *path,
+                             cJSON *metrics) {
     rf_model_apply_masks(m);
-    RF_TRY(rf_model_save(ctx, m, extra_json, path));
+    RF_TRY(rf_model_save(ctx, m, extra, path));
     for (size_t i = 0; i < sizeof common_keys / sizeof common_keys[0]; i++)
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, common_keys[i]);
 
-    double acc = 0.0, loss = 0.0;
+    double acc = 0.0, loss = 0.0, vacc, vloss;
     int eval_sparse = 0;
     RF_TRY(rf_task_evaluate(ctx, io, m, &acc, &loss, &eval_sparse));
+    RF_TRY(evaluate_split(ctx, io, m, io->val, &vacc, &vloss, NULL));
     if (acc < 0.0) acc = 0.0;
     if (!cJSON_AddNumberToObject(metrics, "accuracy", acc) || !cJSON_AddNumberToObject(metrics, "loss", loss) ||
+        !cJSON_AddNumberToObject(metrics, "test_accuracy", acc) || !cJSON_AddNumberToObject(metrics, "test_loss", loss) ||
+        !cJSON_AddNumberToObject(metrics, "val_accuracy", vacc) ||
+        !(isfinite(vloss) ? cJSON_AddNumberToObject(metrics, "val_loss", vloss) : cJSON_AddNullToObject(metrics, "val_loss")) ||
         !cJSON_AddNumberToObject(metrics, "eval_sparse_layers", eval_sparse))
         return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
     RF_TRY(add_sparsity(ctx, m, metrics));
     RF_TRY(add_collapsed(ctx, m, metrics));
+    /* multiply-adds of one forward of one sample (dense: zeros count) */
+    if (!cJSON_AddNumberToObject(metrics, "flops", rf_model_flops(m))) return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
 
     struct stat st;
     if (stat(path, &st) != 0) return rf_error(ctx, RF_ERR_IO, "finish: %s vanished after writing", path);
     size_t dense = 0;
-    RF_TRY(dense_bytes(ctx, m, extra_json, &dense));
+    RF_TRY(dense_bytes(ctx, m, extra, &dense));
     /* compression_ratio follows Deep Compression (Han et al. 2016): the dense
      * fp32 model (4 bytes a parameter or buffer) over the bytes on disk.
      * dense_bytes is this model's weights written by raffle with dense
@@ -239,4 +319,29 @@ rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const c
         return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
     const cJSON *sp = cJSON_GetObjectItemCaseSensitive(metrics, "sparsity");
     return add_latency(ctx, m, io->test ? io->test : io->train, cJSON_IsNumber(sp) ? sp->valuedouble : 0.0, metrics);
+}
+
+rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const char *extra_json, cJSON *metrics) {
+    if (!io || !io->out_dir || !m || !metrics) return rf_error(ctx, RF_ERR_INVALID, "finish: NULL argument");
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/model.rckpt", io->out_dir) >= sizeof path)
+        return rf_error(ctx, RF_ERR_INVALID, "finish: output directory path too long");
+    char *extra = extra_with_settings(extra_json, io->settings);
+    if (!extra) return rf_error(ctx, RF_ERR_INVALID, "finish: checkpoint metadata must be a JSON object (or out of memory)");
+    rf_status s = finish_impl(ctx, io, m, extra, path, metrics);
+    cJSON_free(extra);
+    return s;
+}
+
+rf_status rf_task_ckpt_settings(rf_ctx *ctx, const char *path, cJSON **out) {
+    *out = NULL;
+    rf_ckpt *c = NULL;
+    RF_TRY(rf_ckpt_read(ctx, path, &c));
+    cJSON *meta = cJSON_Parse(c->meta_json);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(meta, "extra"), "settings");
+    rf_status s = RF_OK;
+    if (cJSON_IsObject(st) && !(*out = cJSON_Duplicate(st, 1))) s = rf_error(ctx, RF_ERR_NOMEM, "%s: out of memory", path);
+    cJSON_Delete(meta);
+    rf_ckpt_free(c);
+    return s;
 }

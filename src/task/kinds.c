@@ -72,9 +72,10 @@ const rf_setting rf_task_common_settings[] = {
     RF_SETTINGS_END
 };
 
-int rf_kind_tables(const rf_kind *k, const rf_setting *tabs[3]) {
+int rf_kind_tables(const rf_kind *k, const rf_setting *tabs[RF_KIND_MAX_TABLES]) {
     int n = 0;
     if (k->flags & RF_KIND_DATA) tabs[n++] = rf_task_common_settings;
+    if (k->flags & RF_KIND_DATA) tabs[n++] = rf_data_settings;
     if (k->flags & RF_KIND_TRAINS) tabs[n++] = rf_train_settings;
     if (k->keys) tabs[n++] = k->keys;
     return n;
@@ -99,9 +100,12 @@ int rf_kind_complete(const rf_kind *k, cJSON *s) {
     if (!cJSON_AddStringToObject(s, "kind", k->name)) return 0;
     if (k->keys && !rf_settings_fill(s, k->keys)) return 0;
     if ((k->flags & RF_KIND_DATA) && !rf_settings_fill(s, rf_task_common_settings)) return 0;
+    if ((k->flags & RF_KIND_DATA) && !rf_settings_fill(s, rf_data_settings)) return 0;
     if (trains(k, s))
         for (const rf_setting *t = rf_train_settings; t->key; t++) {
-            if (omitted(k, t->key) || (t->flags & RF_SF_OPTIONAL) || cJSON_GetObjectItemCaseSensitive(s, t->key)) continue;
+            if (omitted(k, t->key) || (t->flags & RF_SF_OPTIONAL) || cJSON_GetObjectItemCaseSensitive(s, t->key) ||
+                !rf_setting_applies(t, s))
+                continue;
             cJSON *v = rf_setting_default(t);
             if (!v || !cJSON_AddItemToObject(s, t->key, v)) { cJSON_Delete(v); return 0; }
         }
@@ -109,10 +113,10 @@ int rf_kind_complete(const rf_kind *k, cJSON *s) {
 }
 
 rf_status rf_kind_check(rf_ctx *ctx, const rf_kind *k, const cJSON *s, const char *path) {
-    const rf_setting *tabs[3];
+    const rf_setting *tabs[RF_KIND_MAX_TABLES];
     int n = rf_kind_tables(k, tabs);
     static const rf_setting kind_key[] = {{.key = "kind", .type = RF_SET_STR}, RF_SETTINGS_END};
-    const rf_setting *all[4];
+    const rf_setting *all[RF_KIND_MAX_TABLES + 1];
     for (int i = 0; i < n; i++) all[i] = tabs[i];
     all[n] = kind_key;
     rf_status st = rf_settings_check(ctx, s, all, n + 1, path, 0);
@@ -178,6 +182,31 @@ cJSON *rf_kind_settings(const rf_kind *k, const cJSON *given) {
 
 /* ---- running ------------------------------------------------------------------------ */
 
+rf_status rf_task_data_opts(rf_ctx *ctx, const cJSON *settings, rf_data_opts *o) {
+    rf_data_opts_default(o);
+    for (const rf_setting *k = rf_data_settings; k->key; k++) {
+        const cJSON *v = settings ? cJSON_GetObjectItemCaseSensitive(settings, k->key) : NULL;
+        if (v && rf_setting_check(ctx, k, v, k->key, 0) != RF_OK) return ctx->status = RF_ERR_INVALID;
+    }
+    const cJSON *v = settings ? cJSON_GetObjectItemCaseSensitive(settings, "validation") : NULL;
+    /* absent: the dataset's default (rf_data_open resolves o->validation < 0) */
+    o->validation = cJSON_IsNumber(v) ? v->valuedouble : -1.0;
+    o->split_seed = (uint64_t)rf_settings_num(settings, rf_data_settings, "split_seed");
+    o->pad_to = (int)rf_settings_num(settings, rf_data_settings, "pad_to");
+    return rf_data_norm_parse(ctx, rf_settings_str(settings, rf_data_settings, "normalize"), o);
+}
+
+rf_status rf_task_open_data(rf_ctx *ctx, const cJSON *settings, rf_data_splits *sp) {
+    memset(sp, 0, sizeof *sp);
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(settings, "data");
+    if (!cJSON_IsString(d)) return rf_error(ctx, RF_ERR_INVALID, "settings have no \"data\" string");
+    rf_data_opts o;
+    RF_TRY(rf_task_data_opts(ctx, settings, &o));
+    rf_status s = rf_data_open(ctx, d->valuestring, &o, sp);
+    if (s != RF_OK) rf_error_prefix(ctx, "data \"%s\"", d->valuestring);
+    return s;
+}
+
 rf_status rf_task_run(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (!io || !cJSON_IsObject(io->settings) || !metrics)
         return rf_error(ctx, RF_ERR_INVALID, "task: settings must be a JSON object");
@@ -190,20 +219,20 @@ rf_status rf_task_run(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
                         kind->max_parents, kind->parents_doc ? kind->parents_doc : "none", io->n_parents);
     if (!(kind->flags & RF_KIND_DATA) || io->train) return kind->run(ctx, io, metrics);
 
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(io->settings, "data");
-    if (!cJSON_IsString(d)) return rf_error(ctx, RF_ERR_INVALID, "task %s: settings have no \"data\" string", kind->name);
-    rf_dataset *train = NULL, *test = NULL;
-    rf_status s = rf_data_load(ctx, d->valuestring, &train, &test);
-    if (s != RF_OK) { rf_error_prefix(ctx, "task %s: data \"%s\"", kind->name, d->valuestring); return s; }
+    /* pad, hold the validation split out, normalise on the training part
+     * (docs/data.md); train_limit then keeps the first N training samples,
+     * so the validation set does not depend on it */
+    rf_data_splits sp;
+    rf_status s = rf_task_open_data(ctx, io->settings, &sp);
+    if (s != RF_OK) { rf_error_prefix(ctx, "task %s", kind->name); return s; }
     rf_task_io with = *io;
-    rf_dataset head;
     int64_t limit = (int64_t)rf_settings_num(io->settings, rf_task_common_settings, "train_limit");
-    if (limit > 0 && limit < train->n) { head = rf_dataset_head(train, limit); with.train = &head; }
-    else with.train = train;
-    with.test = test;
+    rf_dataset head = limit > 0 && limit < sp.train.n ? rf_dataset_head(&sp.train, limit) : sp.train;
+    with.train = &head;
+    with.val = sp.val.n > 0 ? &sp.val : NULL;
+    with.test = sp.test;
     s = kind->run(ctx, &with, metrics);
-    rf_dataset_free(train);
-    rf_dataset_free(test);
+    rf_data_splits_free(&sp);
     return s;
 }
 

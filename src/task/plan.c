@@ -171,6 +171,8 @@ cJSON *rf_plan_settings(const rf_point *pt, const char *data, const cJSON *model
              cJSON_AddNumberToObject(s, "seed", pt->seed);
     /* engine options change floats: they are part of the work's identity */
     if (ok && pt->engine && pt->engine->child) ok = rf_plan_put(s, "engine", rf_task_engine_settings(pt->engine));
+    for (const cJSON *c = pt->prep ? pt->prep->child : NULL; ok && c; c = c->next)
+        ok = rf_plan_put(s, c->string, cJSON_Duplicate(c, 1));
     for (const cJSON *c = train ? train->child : NULL; ok && c; c = c->next)
         ok = rf_plan_put(s, c->string, cJSON_Duplicate(c, 1));
     if (!ok) { cJSON_Delete(s); return NULL; }
@@ -208,16 +210,29 @@ int32_t rf_plan_dense(rf_plan *p, const rf_point *pt, const char *data, const cJ
 static double dataset_size(const char *d) {
     if (strcmp(d, "fashion-mnist") == 0) return 60000;
     if (strcmp(d, "mnist") == 0) return 8000;
-    if (strncmp(d, "synthetic", 9) == 0) { double n = d[9] == ':' ? atof(d + 10) : 0; return n > 0 ? n : 1000; }
+    int64_t sn;
+    uint64_t seed;
+    if (strncmp(d, "synthetic", 9) == 0) return rf_data_synthetic_parse(NULL, d, &sn, &seed) == RF_OK ? (double)sn : 1000;
     return 10000;
 }
 
+/* Training samples per CPU second by model name (first match wins), one
+ * thread on this machine (AMD Zen 5, shared; Fashion-MNIST 28x28):
+ * resnet-20 (440/s) and vgg-11 (146/s) measured with `raffle train
+ * --json` (cpu_samples_per_s, issue 20); the other CIFAR presets scaled from
+ * them by their multiply-adds (He et al. 2016; the Synaptic-Flow VGGs).
+ * Rough: for ETAs and the summary only. */
+static const struct { const char *name; double per_s; } model_rates[] = {
+    {"300-100", 30000}, {"lenet-5", 8000}, {"vit", 1500},
+    {"resnet-20", 440}, {"resnet-32", 260}, {"resnet-56", 145}, {"resnet-18", 32},
+    {"vgg-11", 146}, {"vgg-16", 71}, {"vgg-19", 56},
+    {"conv", 3000}, {"vgg", 146}, {"resnet", 440},
+};
+
 static double per_sample_s(const cJSON *model) {
     const char *m = cJSON_IsString(model) ? model->valuestring : "";
-    if (strstr(m, "300-100")) return 1.0 / 30000;
-    if (strstr(m, "lenet-5")) return 1.0 / 8000;
-    if (strstr(m, "vit")) return 1.0 / 1500;
-    if (strstr(m, "conv") || strstr(m, "vgg") || strstr(m, "resnet")) return 1.0 / 3000;
+    for (size_t i = 0; i < sizeof model_rates / sizeof model_rates[0]; i++)
+        if (strstr(m, model_rates[i].name)) return 1.0 / model_rates[i].per_s;
     return 1.0 / 20000;
 }
 

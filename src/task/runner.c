@@ -207,6 +207,11 @@ rf_status rf_task_run_dir(rf_ctx *ctx, const char *dir, volatile int *stop_flag,
         io.stop_flag = k && (k->flags & RF_KIND_STOP) ? stop_flag : NULL;
         const cJSON *rp = cJSON_GetObjectItemCaseSensitive(task, "resume");
         const cJSON *re = cJSON_GetObjectItemCaseSensitive(task, "resume_every_s");
+        /* whose task this is: a resume point must name the same (issue 19) */
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(task, "id");
+        const cJSON *sh = cJSON_GetObjectItemCaseSensitive(task, "settings_hash");
+        if (cJSON_IsString(id)) io.task_id = id->valuestring;
+        if (cJSON_IsString(sh)) io.settings_hash = sh->valuestring;
         if (cJSON_IsString(rp)) io.resume_from = rp->valuestring;
         if (cJSON_IsNumber(re) && re->valuedouble > 0) io.resume_every_s = re->valuedouble;
         s = rf_task_run(ctx, &io, metrics);

@@ -208,6 +208,16 @@ static rf_status check_scalar(rf_ctx *ctx, const rf_setting *f, const cJSON *v, 
     return RF_OK;
 }
 
+/* The type and bounds, then the entry's own check (a string's syntax). */
+static rf_status check_value(rf_ctx *ctx, const rf_setting *f, const cJSON *v, const char *path, int in_grid) {
+    RF_TRY(check_scalar(ctx, f, v, path, in_grid));
+    if (!f->check) return RF_OK;
+    rf_ctx tmp;
+    rf_ctx_init(&tmp);
+    if (f->check(&tmp, v) == RF_OK) return RF_OK;
+    return rf_settings_error(ctx, path, "%s", rf_ctx_error(&tmp));
+}
+
 rf_status rf_setting_check(rf_ctx *ctx, const rf_setting *f, const cJSON *v, const char *path, int in_grid) {
     char p[512];
     if (f->type == RF_SET_LIST) {
@@ -231,11 +241,11 @@ rf_status rf_setting_check(rf_ctx *ctx, const rf_setting *f, const cJSON *v, con
         for (const cJSON *e = v->child; e; e = e->next, i++) {
             snprintf(p, sizeof p, "%s[%d]", path, i);
             if (cJSON_IsArray(e)) return rf_settings_error(ctx, p, "nested lists are not allowed");
-            RF_TRY(check_scalar(ctx, f, e, p, in_grid));
+            RF_TRY(check_value(ctx, f, e, p, in_grid));
         }
         return RF_OK;
     }
-    return check_scalar(ctx, f, v, path, in_grid);
+    return check_value(ctx, f, v, path, in_grid);
 }
 
 rf_status rf_settings_check(rf_ctx *ctx, const cJSON *o, const rf_setting *const *tabs, int n, const char *path,
@@ -272,6 +282,10 @@ cJSON *rf_setting_default(const rf_setting *s) {
     return s->def ? cJSON_Parse(s->def) : NULL;
 }
 
+cJSON *rf_setting_default_in(const rf_setting *s, const cJSON *o) {
+    return s->def_of ? s->def_of(s, o) : rf_setting_default(s);
+}
+
 int rf_setting_applies(const rf_setting *s, const cJSON *o) {
     if (s->applies) return s->applies(s, o);
     if (!s->when) return 1;
@@ -293,9 +307,10 @@ int rf_setting_applies(const rf_setting *s, const cJSON *o) {
 
 int rf_settings_fill(cJSON *o, const rf_setting *tab) {
     for (const rf_setting *s = tab; s && s->key; s++) {
-        if ((s->flags & RF_SF_OPTIONAL) || (!s->def && !s->def_from)) continue;
+        if ((s->flags & RF_SF_OPTIONAL) || (!s->def && !s->def_from && !s->def_of)) continue;
         if (cJSON_GetObjectItemCaseSensitive(o, s->key) || !rf_setting_applies(s, o)) continue;
-        cJSON *v = rf_setting_default(s);
+        cJSON *v = rf_setting_default_in(s, o);
+        if (!v && s->def_of) continue;   /* nothing to derive it from (no dataset) */
         if (!v || !cJSON_AddItemToObject(o, s->key, v)) { cJSON_Delete(v); return 0; }
     }
     return 1;
@@ -309,7 +324,7 @@ static const cJSON *value_or_default(const cJSON *settings, const rf_setting *ta
     if (v && !cJSON_IsNull(v)) return v;
     const rf_setting *s = rf_setting_find(tab, key);
     RF_ASSERT(s != NULL);   /* a runner reading a key its table lacks is a bug */
-    return s ? (*owned = rf_setting_default(s)) : NULL;
+    return s ? (*owned = rf_setting_default_in(s, settings)) : NULL;
 }
 
 double rf_settings_num(const cJSON *settings, const rf_setting *tab, const char *key) {
@@ -396,6 +411,7 @@ void rf_setting_default_text(const rf_setting *s, char *buf, size_t n) {
         snprintf(buf, n, "`%s`'s (%s)", s->def_from, t && t->def ? t->def : "?");
         return;
     }
+    if (s->def_of) { snprintf(buf, n, "depends"); return; }
     if (!s->def) { snprintf(buf, n, "—"); return; }
     if (s->def[0] == '"') snprintf(buf, n, "`%.*s`", (int)strlen(s->def) - 2, s->def + 1);
     else snprintf(buf, n, "%s", s->def);
@@ -441,6 +457,11 @@ void rf_settings_markdown(rf_buf *b, const rf_setting *tab, int flag_names) {
  * batches of 128, 10 epochs; SGD momentum 0.9 (the momentum every SGD
  * recipe of the papers raffle reproduces uses; Adam ignores it). Anything
  * a study depends on belongs in its job file. */
+static rf_status check_augment(rf_ctx *ctx, const cJSON *v) {
+    rf_augment a;
+    return rf_augment_parse(ctx, v->valuestring, &a);
+}
+
 static const char *const optimizers[] = {"sgd", "adam", "adamw", NULL};
 static const char *const schedules[] = {"constant", "cosine", "step", "linear", NULL};
 
@@ -468,10 +489,53 @@ const rf_setting rf_train_settings[] = {
     {.key = "clip_norm", .type = RF_SET_NUM, .flags = RF_SF_GRID, .lo = 0, .hi = 1e30, .def = "0",
      .doc = "clip the gradient norm to this (0: off)"},
     {.key = "eval_limit", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 0, .hi = 1e12, .def = "0", .unit = "samples",
-     .doc = "evaluate on the first N test samples (0: all)"},
+     .doc = "evaluate on the first N validation and test samples (0: all; smoke runs)"},
     {.key = "nesterov", .type = RF_SET_BOOL, .flags = RF_SF_GRID | RF_SF_OPTIONAL, .def = "false",
      .doc = "Nesterov momentum (sgd)"},
     {.key = "eval_every", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 0, .hi = 2147483647.0, .def = "0", .unit = "steps",
-     .doc = "periodic test evaluation every N steps (0: each epoch); sets `best_iteration`"},
+     .doc = "periodic validation evaluation every N steps (0: each epoch); sets `best_iteration`"},
+    {.key = "bn_l1", .type = RF_SET_NUM, .flags = RF_SF_GRID | RF_SF_OPTIONAL, .lo = 0, .hi = 0.1, .def = "0",
+     .doc = "L1 penalty λ·Σ|γ| on batch-norm scales (network slimming, Liu et al. 2017: 1e-5 to 1e-4; 0: off)"},
+    {.key = "augment", .type = RF_SET_STR, .flags = RF_SF_GRID, .def = "\"none\"", .check = check_augment,
+     .doc = "training-time augmentation: `none`, or `+`-joined `crop` (zero-pad 4 pixels, random crop back), `crop:P`, `flip` (random horizontal flip), e.g. `crop+flip` (docs/data.md)"},
+    {.key = "step_size", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 0, .hi = 1e12, .def = "0", .unit = "steps",
+     .when = "schedule=step", .doc = "schedule `step`: multiply the rate by `gamma` every N steps, counted from the first (torch StepLR in steps); must be > 0"},
+    {.key = "gamma", .type = RF_SET_NUM, .flags = RF_SF_GRID, .lo = 0, .hi = 1, .lo_open = 1, .def = "0.1",
+     .when = "schedule=step", .doc = "schedule `step`: the decay factor"},
+    RF_SETTINGS_END
+};
+
+/* ---- the data preparation keys ----------------------------------------------------
+ * What rf_data_open does between reading a dataset and training on it
+ * (docs/data.md). The split seed is its own key, not the run's seed, so
+ * every seed of a study is selected on the same validation samples. */
+static rf_status check_validation(rf_ctx *ctx, const cJSON *v) {
+    int64_t n_val;
+    /* a count is an integer; a fraction lies in (0, 1): the data module's rule, on a large training set */
+    return rf_data_validation_count(ctx, v->valuedouble, (int64_t)1 << 40, &n_val);
+}
+
+static cJSON *validation_default(const rf_setting *s, const cJSON *o) {
+    (void)s;
+    const cJSON *d = o ? cJSON_GetObjectItemCaseSensitive(o, "data") : NULL;
+    return cJSON_IsString(d) ? cJSON_CreateNumber(rf_data_default_validation(d->valuestring)) : NULL;
+}
+
+static rf_status check_normalize(rf_ctx *ctx, const cJSON *v) {
+    rf_data_opts o;
+    rf_data_opts_default(&o);
+    return rf_data_norm_parse(ctx, v->valuestring, &o);
+}
+
+const rf_setting rf_data_settings[] = {
+    {.key = "validation", .type = RF_SET_NUM, .flags = RF_SF_GRID, .lo = 0, .hi = 1e9, .check = check_validation,
+     .def_of = validation_default, .unit = "samples",
+     .doc = "held out of the training set for selection (periodic evaluation, `best_iteration`, early stopping): 0 none, 0 < v < 1 a fraction, an integer ≥ 1 a count; default the dataset's: 5000 for CIFAR and Fashion-MNIST, 1000 for `mnist`, 0.1 otherwise"},
+    {.key = "split_seed", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 0, .hi = 4294967295.0, .def = "0",
+     .doc = "seed of the validation split, independent of `seed`: every seed of a study is selected on the same samples"},
+    {.key = "normalize", .type = RF_SET_STR, .flags = RF_SF_GRID, .def = "\"train\"", .check = check_normalize,
+     .doc = "`train` (per-channel mean/std of the training part, validation excluded), `none` (pixels in [0, 1]), or `M0,M1,M2/S0,S1,S2`"},
+    {.key = "pad_to", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 0, .hi = 4096, .def = "0", .unit = "pixels",
+     .doc = "pad smaller images to N×N, centred, with a raw 0 pixel (28×28 Fashion-MNIST through a 32×32 model: 32); 0: none"},
     RF_SETTINGS_END
 };

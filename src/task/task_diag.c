@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The common metric keys every kind reports (task.h), all zero. */
@@ -21,7 +22,16 @@ static rf_status add_zero_metrics(rf_ctx *ctx, cJSON *metrics) {
     return RF_OK;
 }
 
+/* settings "sleep_ms": the task takes that long, so coordinator tests and
+ * fault runs get children that live for a while. */
 static rf_status task_noop(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
+    const cJSON *ms = io->settings ? cJSON_GetObjectItemCaseSensitive(io->settings, "sleep_ms") : NULL;
+    double left = cJSON_IsNumber(ms) && ms->valuedouble > 0 && ms->valuedouble <= 3.6e6 ? ms->valuedouble / 1000 : 0;
+    for (double end = rf_now() + left; rf_now() < end;) {
+        double d = end - rf_now();
+        struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
     return add_zero_metrics(ctx, metrics);
 }
 
@@ -125,7 +135,7 @@ static const rf_setting noop_keys[] = {
     {.key = "index", .type = RF_SET_INT, .flags = RF_SF_OPTIONAL, .lo = 0, .hi = 1e6, .def = "0", .doc = "which chain"},
     {.key = "link", .type = RF_SET_INT, .flags = RF_SF_OPTIONAL, .lo = 0, .hi = 1e4, .def = "0", .doc = "position in the chain"},
     {.key = "sleep_ms", .type = RF_SET_INT, .flags = RF_SF_OPTIONAL, .lo = 0, .hi = 3.6e6, .def = "0", .unit = "ms",
-     .doc = "recorded only (the task does no work)"},
+     .doc = "how long the task sleeps"},
     {.key = "after", .type = RF_SET_STR, .flags = RF_SF_OPTIONAL, .doc = "\"fail\": a dependent of a fail task"},
     RF_SETTINGS_END
 };
@@ -133,7 +143,7 @@ static const rf_setting noop_exp_keys[] = {
     {.key = "count", .type = RF_SET_INT, .lo = 1, .hi = 1e6, .def = "1", .doc = "independent chains"},
     {.key = "chain", .type = RF_SET_INT, .lo = 1, .hi = 10000, .def = "1", .doc = "tasks per chain"},
     {.key = "sleep_ms", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 0, .hi = 3.6e6, .def = "0", .unit = "ms",
-     .doc = "recorded in the settings"},
+     .doc = "how long each task sleeps"},
     RF_SETTINGS_END
 };
 static const char *const fail_modes_names[] = {"error", "crash", "nan", "hang", "oom", NULL};

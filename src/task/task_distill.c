@@ -51,7 +51,8 @@ rf_status rf_distill_cfg_from_json(rf_ctx *ctx, const cJSON *settings, rf_distil
     return rf_task_distill_cfg(ctx, settings, distill_keys, cfg);
 }
 
-/* Test accuracy of the teacher ensemble (argmax of the mean logits). */
+/* Accuracy of the teacher ensemble (argmax of the mean logits) on ds: the
+ * test split, reported as teacher_test_accuracy (nothing selects on it). */
 static rf_status ensemble_accuracy(rf_ctx *ctx, rf_teacher *t, const rf_dataset *test, double *acc) {
     *acc = -1.0;
     if (!test || test->n == 0) return RF_OK;
@@ -111,7 +112,7 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
         rf_train_hooks h;
         memset(&h, 0, sizeof h);
         rf_distill_hooks(d, &h);
-        s = rf_train(ctx, m, io->train, io->test, &cfg, NULL, &h, &r);
+        s = rf_train(ctx, m, io->train, io->val, io->test, &cfg, NULL, &h, &r);
         if (s == RF_OK && r.stopped)
             s = rf_error(ctx, RF_ERR_PREEMPTED, "distill: stopped on request after %lld steps", (long long)r.steps);
     }
@@ -120,12 +121,12 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (s == RF_OK) s = rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) {
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
-        if (!cJSON_AddNumberToObject(metrics, "teacher_accuracy", teacher_acc) ||
+        if (!cJSON_AddNumberToObject(metrics, "teacher_test_accuracy", teacher_acc) ||
             !cJSON_AddNumberToObject(metrics, "teachers", io->n_parents) ||
             !cJSON_AddNumberToObject(metrics, "temperature", dc.T) ||
             !cJSON_AddNumberToObject(metrics, "alpha", dc.alpha) ||
             !cJSON_AddNumberToObject(metrics, "hidden_pairs", dc.n_pairs) ||
-            !cJSON_AddNumberToObject(metrics, "best_accuracy", r.best_accuracy) ||
+            !rf_task_add_selection(&r, metrics) ||
             !cJSON_AddNumberToObject(metrics, "steps", (double)r.steps) ||
             !cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0))
             s = rf_error(ctx, RF_ERR_NOMEM, "distill: metrics");

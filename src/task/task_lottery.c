@@ -201,11 +201,13 @@ rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (s == RF_OK) s = rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) s = rf_prune_report(ctx, m, metrics);
     if (s == RF_OK) {
-        static const char *const keys[] = {"round", "best_accuracy", "best_iteration", "steps", "control", "rewind", "seconds"};
+        static const char *const keys[] = {"round", "steps", "control", "rewind", "seconds"};
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) cJSON_DeleteItemFromObjectCaseSensitive(metrics, keys[i]);
+        /* the ticket's "best" is the early-stopping point on the validation
+         * split (Frankle & Carbin 2019, App. E); the test split at that step
+         * is reported as test_accuracy_at_best_val */
         int ok = cJSON_AddNumberToObject(metrics, "round", round)
-              && cJSON_AddNumberToObject(metrics, "best_accuracy", res.best_accuracy)
-              && cJSON_AddNumberToObject(metrics, "best_iteration", (double)res.best_iteration)
+              && rf_task_add_selection(&res, metrics)
               && cJSON_AddNumberToObject(metrics, "steps", (double)res.steps)
               && cJSON_AddStringToObject(metrics, "control", control_names[control])
               && cJSON_AddStringToObject(metrics, "rewind", rewind)
@@ -229,7 +231,11 @@ static cJSON *round_settings(const rf_point *pt, int round, const char *control)
     if (strcmp(rw->valuestring, "lr") == 0) snprintf(rewind, sizeof rewind, "lr");
     else if (k > 0) snprintf(rewind, sizeof rewind, "step:%.0f", k);
     else snprintf(rewind, sizeof rewind, "init");
-    if (!cJSON_AddStringToObject(s, "rewind", rewind) ||
+    /* scope only when the experiment sets it: the task's default (layer)
+     * then stays out of its settings, as before the key existed */
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(pt->x, "scope");
+    if ((sc && !rf_plan_put(s, "scope", cJSON_Duplicate(sc, 1))) ||
+        !cJSON_AddStringToObject(s, "rewind", rewind) ||
         !cJSON_AddNumberToObject(s, "prune_fraction", rf_plan_num(pt->x, "rate")) ||
         !cJSON_AddNumberToObject(s, "output_fraction", rf_plan_num(pt->x, "output_rate")) ||
         !cJSON_AddNumberToObject(s, "round", round) || !cJSON_AddStringToObject(s, "control", control)) {
@@ -281,6 +287,8 @@ static const rf_setting lottery_exp_keys[] = {
      .doc = "per round: the ticket's mask re-initialised; a random mask of the same size"},
     {.key = "controls_from", .type = RF_SET_INT, .lo = 1, .hi = 100, .def = "1",
      .doc = "run the controls from this round on (the late, sparse rounds are where they differ)"},
+    {.key = "scope", .type = RF_SET_ENUM, .flags = RF_SF_GRID, .choices = scopes,
+     .doc = "`layer` (default: each tensor at `rate`, the paper's LeNet and Conv runs) or `global` (one threshold over all, as open_lth prunes ResNets and VGGs; the output layer still at `output_rate`)"},
     RF_SETTINGS_END
 };
 

@@ -38,9 +38,12 @@
 #define KEY_LAYERS(grid, flags_) {.key = "layers", .type = RF_SET_STR, .flags = (grid) | (flags_), \
     .doc = "glob list of the tensors the sparse pre-training prunes (\"fc*\", \"!conv1*\"; absent: all prunable); the classifier is never pruned"}
 
+#define KEY_NM(grid) {.key = "nm", .type = RF_SET_STR, .flags = (grid) | RF_SF_OPTIONAL, \
+    .doc = "N:M constraint of the gradual pruning, e.g. \"2:4\" (M:M down to N:M; `sparsity` must be 1 − N/M)"}
+
 static const rf_setting sparse_keys[] = {
     KEY_SPARSITY(0), KEY_T(0), KEY_A(0), KEY_EVERY(0), KEY_END(0), KEY_LAYERS(0, RF_SF_OPTIONAL), RF_KEY_TEACHER_CACHE,
-    RF_SETTINGS_END
+    KEY_NM(0), RF_SETTINGS_END
 };
 static const rf_setting transfer_keys[] = { KEY_T(0), KEY_A(0), RF_KEY_TEACHER_CACHE, RF_SETTINGS_END };
 static const rf_setting qat_keys[] = {
@@ -63,7 +66,8 @@ static rf_status lock_pattern(rf_ctx *ctx, rf_model *m) {
 
 static rf_status add_common(rf_ctx *ctx, cJSON *metrics, double teacher_acc, const rf_train_result *r, double t0) {
     cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
-    if (!cJSON_AddNumberToObject(metrics, "teacher_accuracy", teacher_acc) ||
+    if (!cJSON_AddNumberToObject(metrics, "teacher_test_accuracy", teacher_acc) ||
+        !rf_task_add_selection(r, metrics) ||
         !cJSON_AddNumberToObject(metrics, "steps", (double)r->steps) ||
         !cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0))
         return rf_error(ctx, RF_ERR_NOMEM, "ofa: metrics");
@@ -98,7 +102,7 @@ rf_status rf_ofa_run_qat(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_teac
         o.distill = d;
         rf_train_hooks h;
         rf_ofa_train_hooks(&o, &h);
-        s = rf_train(ctx, m, io->train, io->test, &cfg, NULL, &h, res);
+        s = rf_train(ctx, m, io->train, io->val, io->test, &cfg, NULL, &h, res);
         if (s == RF_OK && res->stopped)
             s = rf_error(ctx, RF_ERR_PREEMPTED, "qat: stopped on request after %lld steps", (long long)res->steps);
     }
@@ -138,6 +142,12 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
     }
     const int cache = rf_settings_bool(io->settings, k->keys, "teacher_cache");
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(io->settings, "layers");
+    const cJSON *nm = stage == STAGE_SPARSE ? cJSON_GetObjectItemCaseSensitive(io->settings, "nm") : NULL;
+    int nm_n = 0, nm_m = 0;
+    if (cJSON_IsString(nm) && rf_prune_nm_parse(ctx, nm->valuestring, &nm_n, &nm_m)) {
+        rf_error_prefix(ctx, "%s: settings.nm", kind);
+        return RF_ERR_INVALID;
+    }
 
     /* teacher: the upstream dense model itself (sparse), else parents[1] */
     const char *teacher_path = stage == STAGE_SPARSE ? io->parent_ckpts[0]
@@ -169,11 +179,13 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
             o.end_fraction = end_frac;
             o.every_fraction = every_frac;
             o.layers = layers ? layers->valuestring : NULL;
+            o.nm_n = nm_n;
+            o.nm_m = nm_m;
             rf_train_hooks h;
             rf_ofa_train_hooks(&o, &h);
             /* opt = NULL: a fresh optimizer replays the whole LR schedule from
              * step 0 on the teacher's trained weights (LR rewinding). */
-            s = rf_train(ctx, m, io->train, io->test, &cfg, NULL, &h, &r);
+            s = rf_train(ctx, m, io->train, io->val, io->test, &cfg, NULL, &h, &r);
             if (s == RF_OK && r.stopped)
                 s = rf_error(ctx, RF_ERR_PREEMPTED, "%s: stopped on request after %lld steps", kind, (long long)r.steps);
         }
@@ -210,7 +222,7 @@ static int expand_ofa(rf_plan *p, const rf_point *pt) {
     int rc = -1;
     if (!tt || !st || !xt || !qt) { rf_plan_nomem(p, NULL); goto done; }
     static const char *const kd[] = {"temperature", "alpha", NULL};
-    static const char *const sk[] = {"sparsity", "temperature", "alpha", "prune_every", "prune_end", "layers", NULL};
+    static const char *const sk[] = {"sparsity", "temperature", "alpha", "prune_every", "prune_end", "layers", "nm", NULL};
     int32_t teacher = rf_plan_dense(p, pt, pt->data, pt->model, tt);
     if (teacher < 0) goto done;
     cJSON *s = rf_plan_settings(pt, pt->data, pt->model, st);
@@ -248,6 +260,7 @@ static const rf_setting ofa_exp_keys[] = {
     KEY_SPARSITY(RF_SF_GRID),
     KEY_END(RF_SF_GRID),
     KEY_LAYERS(RF_SF_GRID, 0),
+    KEY_NM(RF_SF_GRID),
     KEY_EVERY(RF_SF_GRID),
     KEY_T(RF_SF_GRID),
     KEY_A(RF_SF_GRID),

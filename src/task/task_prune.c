@@ -6,6 +6,7 @@
 #include "raffle/plan.h"
 #include "raffle/train.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,6 +32,9 @@ static int method_reads(const rf_setting *s, const cJSON *st) {
     .def = "10", .unit = "batches", .doc = "batches of the multi-batch estimates (OBD, GraSP, Taylor)", \
     .applies = applies_, .when = when_}
 
+#define KEY_NM(grid) {.key = "nm", .type = RF_SET_STR, .flags = (grid) | RF_SF_OPTIONAL, \
+    .doc = "N:M constraint, e.g. \"2:4\", \"1:4\", \"4:8\": every M consecutive weights of a row keep N (sparsity must be 1 − N/M)"}
+
 static const rf_setting prune_keys[] = {
     KEY_METHOD(0),
     {.key = "sparsity", .type = RF_SET_NUM, .flags = RF_SF_REQUIRED, .lo = 0, .hi = 1,
@@ -51,9 +55,34 @@ static const rf_setting prune_keys[] = {
     {.key = "grasp_eps", .type = RF_SET_NUM, .flags = RF_SF_OPTIONAL, .lo = 1e-12, .hi = 1, .def = "0.003",
      .doc = "GraSP finite-difference step, relative to the weights' norm", .applies = method_reads,
      .when = "the method reads it"},
+    KEY_NM(0),
     RF_SETTINGS_END
 };
 static const char *const prune_train_omit[] = {"epochs", "iterations", NULL};
+
+/* The N:M setting "N:M" of a prune task or experiment: the pattern, checked
+ * against the method (one that scores weights) and the sparsity (1 − N/M).
+ * path names the setting in errors. */
+static rf_status nm_setting(rf_ctx *ctx, const cJSON *st, const char *path, rf_prune_cfg *cfg) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(st, "nm");
+    cfg->nm_n = cfg->nm_m = 0;
+    if (!v) return RF_OK;
+    int n = 0, m = 0;
+    if (!cJSON_IsString(v) || rf_prune_nm_parse(ctx, v->valuestring, &n, &m)) {
+        if (!cJSON_IsString(v)) return rf_error(ctx, RF_ERR_INVALID, "%s.nm: expected \"N:M\" such as \"2:4\"", path);
+        rf_error_prefix(ctx, "%s.nm", path);
+        return RF_ERR_INVALID;
+    }
+    const rf_prune_method_desc *d = rf_prune_method_get(cfg->method);
+    if (d && (d->prune || (d->flags & RF_PM_STRUCT)))
+        return rf_error(ctx, RF_ERR_INVALID, "%s.nm: method %s does not score single weights (N:M takes magnitude, snip, taylor, ...)", path, d->name);
+    if (fabs(cfg->sparsity - (1.0 - (double)n / m)) > 1e-9)
+        return rf_error(ctx, RF_ERR_INVALID, "%s.nm: sparsity %g contradicts \"%s\" (1 - N/M = %g)", path, cfg->sparsity, v->valuestring,
+                        1.0 - (double)n / m);
+    cfg->nm_n = n;
+    cfg->nm_m = m;
+    return RF_OK;
+}
 
 /* Reads the pruning keys of a prune or lottery task into cfg. Strings and
  * arrays borrow from settings and from *owned (a new block, rf_free). */
@@ -73,6 +102,7 @@ static rf_status prune_cfg(rf_ctx *ctx, const cJSON *st, const rf_setting *tab, 
     cfg->batch = (int)rf_settings_num(st, rf_train_settings, "batch");
     cfg->synflow_rounds = (int)rf_settings_num(st, tab, "synflow_rounds");
     cfg->grasp_eps = rf_settings_num(st, tab, "grasp_eps");
+    RF_TRY(nm_setting(ctx, st, "settings", cfg));
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(st, "layer_sparsity");
     if (cJSON_IsObject(ls)) {
         int n = cJSON_GetArraySize(ls);
@@ -93,6 +123,54 @@ static rf_status prune_cfg(rf_ctx *ctx, const cJSON *st, const rf_setting *tab, 
     return RF_OK;
 }
 
+/* Dense latency of m at batch 1 and 64 (best of repeated forwards, OpenBLAS
+ * sgemm, no inference overrides) on the first samples of ds. */
+static rf_status dense_latency(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, double *ms1, double *ms64) {
+    enum { BIG = 64 };
+    const size_t ss = (size_t)m->input.d[0] * m->input.d[1] * m->input.d[2];
+    float *x = rf_calloc((size_t)BIG * ss, sizeof(float));
+    if (!x) return rf_error(ctx, RF_ERR_NOMEM, "prune: latency");
+    if (ds && ds->n > 0 && (size_t)ds->c * ds->h * ds->w == ss)
+        for (int i = 0; i < BIG; i++) memcpy(x + (size_t)i * ss, ds->x + (size_t)(i % ds->n) * ss, ss * sizeof(float));
+    double t1 = 0, t64 = 0;
+    rf_status s = rf_task_time_forward(ctx, m, x, 1, 0.25, &t1);
+    if (!s) s = rf_task_time_forward(ctx, m, x, BIG, 0.25, &t64);
+    rf_free(x);
+    *ms1 = t1 * 1e3;
+    *ms64 = t64 * 1e3;
+    return s;
+}
+
+/* A structured method's model, physically smaller: slices the masked
+ * units away (rf_model_slice) and records the model before and after
+ * (FLOPs, parameters, dense latency). *m is replaced by the sliced model. */
+static rf_status slice_pruned(rf_ctx *ctx, const rf_task_io *io, rf_model **m, cJSON *rec) {
+    double f0 = rf_model_flops(*m), b1 = 0, b64 = 0, a1 = 0, a64 = 0;
+    size_t p0 = (*m)->n_params;
+    rf_model *sl = NULL;
+    long removed = 0;
+    rf_status s = dense_latency(ctx, *m, io->test ? io->test : io->train, &b1, &b64);
+    if (!s) s = rf_model_slice(ctx, *m, &sl, &removed);
+    if (!s) {
+        /* the sliced model keeps masks only where something is still masked */
+        int any = 0;
+        for (size_t i = 0; sl->masks && i < sl->n_params && !any; i++) any = sl->masks[i] == 0.0f;
+        if (!any) { rf_free(sl->masks); sl->masks = NULL; }
+        s = dense_latency(ctx, sl, io->test ? io->test : io->train, &a1, &a64);
+    }
+    if (s) { rf_model_free(sl); return s; }
+    rf_model_free(*m);
+    *m = sl;
+    if (!cJSON_AddNumberToObject(rec, "flops_before", f0) || !cJSON_AddNumberToObject(rec, "parameters_before", (double)p0) ||
+        !cJSON_AddNumberToObject(rec, "units_removed", (double)removed) ||
+        !cJSON_AddNumberToObject(rec, "dense_latency_before_ms", b1) ||
+        !cJSON_AddNumberToObject(rec, "dense_latency_sliced_ms", a1) ||
+        !cJSON_AddNumberToObject(rec, "dense_throughput_before", b64 > 0 ? 64e3 / b64 : 0.0) ||
+        !cJSON_AddNumberToObject(rec, "dense_throughput_sliced", a64 > 0 ? 64e3 / a64 : 0.0))
+        return rf_error(ctx, RF_ERR_NOMEM, "prune: metrics");
+    return RF_OK;
+}
+
 rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     const cJSON *st = io->settings;
     double t0 = rf_now();
@@ -105,6 +183,8 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     rf_status s = rf_task_train_cfg_io(ctx, io, 200, &tc);
     tc.epochs = (int)rf_settings_num(st, prune_keys, "finetune_epochs");
     tc.iterations = (int64_t)rf_settings_num(st, prune_keys, "finetune_iterations");
+    const rf_prune_method_desc *md = rf_prune_method_get(cfg.method);
+    const int slices = md && (md->flags & (RF_PM_CHANNELS | RF_PM_NEURONS));
 
     rf_model *m = NULL;
     if (s == RF_OK)
@@ -114,8 +194,8 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     tp = rf_now() - tp;
     /* Collapse is judged right after pruning (the SynFlow paper's measure);
      * fine-tuning cannot revive weights, so it does not change it. */
-    cJSON *pruned = cJSON_CreateObject();
-    if (s == RF_OK && !pruned) s = rf_error(ctx, RF_ERR_NOMEM, "prune: metrics");
+    cJSON *pruned = cJSON_CreateObject(), *sliced = cJSON_CreateObject();
+    if (s == RF_OK && (!pruned || !sliced)) s = rf_error(ctx, RF_ERR_NOMEM, "prune: metrics");
     if (s == RF_OK) s = rf_prune_report(ctx, m, pruned);
     if (s == RF_OK && io->log) {
         char line[160];
@@ -124,6 +204,8 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
                  rf_prune_method_name(cfg.method), 100.0 * (r ? r->valuedouble : 0), tp);
         io->log(io->log_ud, line);
     }
+    /* structured: the smaller dense model is what is fine-tuned and saved */
+    if (s == RF_OK && slices) s = slice_pruned(ctx, io, &m, sliced);
     rf_train_result res;
     memset(&res, 0, sizeof res);
     if (s == RF_OK && (tc.epochs > 0 || tc.iterations > 0))
@@ -140,13 +222,17 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
               && cJSON_AddNumberToObject(metrics, "prune_seconds", tp)
               && cJSON_AddItemToObject(metrics, "collapsed_at_prune", cJSON_Duplicate(cl, 1))
               && cJSON_AddNumberToObject(metrics, "finetune_steps", (double)res.steps)
-              && cJSON_AddNumberToObject(metrics, "best_accuracy", res.steps ? res.best_accuracy : 0.0)
-              && cJSON_AddNumberToObject(metrics, "best_iteration", (double)res.best_iteration);
+              && (res.steps ? rf_task_add_selection(&res, metrics)
+                            : cJSON_AddNumberToObject(metrics, "best_iteration", -1) != NULL)
+              && (!cfg.nm_m || cJSON_AddStringToObject(metrics, "nm", cJSON_GetObjectItemCaseSensitive(st, "nm")->valuestring));
+        for (cJSON *e = sliced ? sliced->child : NULL; ok && e; e = e->next)
+            ok = cJSON_AddNumberToObject(metrics, e->string, e->valuedouble) != NULL;
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
         ok = ok && cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0);
         if (!ok) s = rf_error(ctx, RF_ERR_NOMEM, "prune: metrics");
     }
     cJSON_Delete(pruned);
+    cJSON_Delete(sliced);
     rf_model_free(m);
     rf_free(owned);
     if (s != RF_OK && ctx->err[0] && strncmp(ctx->err, "prune", 5) != 0) rf_error_prefix(ctx, "prune");
@@ -158,9 +244,32 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
  * is pruned at initialisation and then trained. Fine-tuning: the
  * experiment's training keys overlaid with "finetune"; its length goes to
  * finetune_epochs / finetune_iterations (docs/pruning.md). */
+/* What a job can check before any work: the N:M setting against the
+ * method and sparsity, and that a structured method can slice the layers
+ * `layers` names (the model built from its preset or spec). */
+static int check_prune_point(rf_plan *p, const rf_point *pt) {
+    rf_ctx *ctx = rf_plan_ctx(p);
+    rf_prune_cfg cfg;
+    rf_prune_cfg_default(&cfg);
+    const cJSON *mv = cJSON_GetObjectItemCaseSensitive(pt->x, "method"), *sp = cJSON_GetObjectItemCaseSensitive(pt->x, "sparsity");
+    const cJSON *lv = cJSON_GetObjectItemCaseSensitive(pt->x, "layers");
+    cfg.method = cJSON_IsString(mv) ? rf_prune_method_from_name(mv->valuestring) : -1;
+    cfg.sparsity = cJSON_IsNumber(sp) ? sp->valuedouble : 0.0;
+    cfg.layers = cJSON_IsString(lv) ? lv->valuestring : NULL;
+    if (nm_setting(ctx, pt->x, "experiment", &cfg)) return -1;
+    const rf_prune_method_desc *d = rf_prune_method_get(cfg.method);
+    if (!d || !(d->flags & (RF_PM_CHANNELS | RF_PM_NEURONS)) || !cJSON_IsString(pt->model)) return 0;
+    rf_model *m = NULL;
+    rf_status s = rf_model_create(ctx, pt->model->valuestring, &m);
+    if (!s) s = rf_prune_struct_check(ctx, m, &cfg);
+    rf_model_free(m);
+    return s ? -1 : 0;
+}
+
 static int expand_prune(rf_plan *p, const rf_point *pt) {
     int32_t par[1];
     int np = 0;
+    if (check_prune_point(p, pt)) return -1;
     if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt->x, "at_init"))) {
         if ((par[0] = rf_plan_dense(p, pt, pt->data, pt->model, pt->train)) < 0) return -1;
         np = 1;
@@ -175,7 +284,7 @@ static int expand_prune(rf_plan *p, const rf_point *pt) {
     if (!s) { cJSON_Delete(len_e); cJSON_Delete(len_i); return rf_plan_nomem(p, NULL); }
     int ok_e = !len_e || rf_plan_put(s, "finetune_epochs", len_e);   /* both run: put frees what it cannot add */
     int ok_i = !len_i || rf_plan_put(s, "finetune_iterations", len_i);
-    static const char *const keys[] = {"method", "sparsity", "scope", "synflow_rounds", "obd_batches", NULL};
+    static const char *const keys[] = {"method", "sparsity", "scope", "synflow_rounds", "obd_batches", "nm", "layers", NULL};
     if (!ok_e || !ok_i || !rf_plan_copy_keys(s, pt->x, keys)) return rf_plan_nomem(p, s);
     /* method-specific keys only where they matter, so they do not split ids */
     for (const rf_setting *k = prune_keys; k->key; k++)
@@ -197,6 +306,9 @@ static const rf_setting prune_exp_keys[] = {
      .doc = "prune the initialised model, then train it (SNIP, GraSP, SynFlow protocol)"},
     KEY_SYNFLOW(RF_SF_GRID, NULL, NULL),
     KEY_OBD(RF_SF_GRID, NULL, NULL),
+    KEY_NM(RF_SF_GRID),
+    {.key = "layers", .type = RF_SET_STR, .flags = RF_SF_OPTIONAL,
+     .doc = "eligible tensors, a glob list over tensor and layer names: \"conv*,!conv1\" (absent: every prunable one)"},
     {.key = "finetune", .type = RF_SET_OBJ, .sub = rf_train_settings,
      .doc = "fine-tuning with the mask fixed, over the experiment's `train`; `epochs: 0, iterations: 0` = none"},
     RF_SETTINGS_END

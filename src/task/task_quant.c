@@ -144,7 +144,7 @@ rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (s == RF_OK) {
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
         if (!cJSON_AddStringToObject(metrics, "mode", mname) ||
-            !cJSON_AddNumberToObject(metrics, "fp32_accuracy", fp32_acc) ||
+            !cJSON_AddNumberToObject(metrics, "fp32_test_accuracy", fp32_acc) ||
             !cJSON_AddNumberToObject(metrics, "folded_batchnorms", n_folded) ||
             !cJSON_AddNumberToObject(metrics, "steps", (double)r.steps) ||
             !cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0))

@@ -57,7 +57,14 @@ rf_status rf_task_train_cfg(rf_ctx *ctx, const cJSON *settings, rf_train_cfg *cf
     cfg->label_smoothing = (float)rf_settings_num(settings, T, "label_smoothing");
     cfg->eval_limit = (int64_t)rf_settings_num(settings, T, "eval_limit");
     cfg->eval_every = (int)rf_settings_num(settings, T, "eval_every");
+    cfg->bn_l1 = (float)rf_settings_num(settings, T, "bn_l1");
     cfg->seed = cJSON_IsNumber(seed) ? (uint64_t)seed->valuedouble : 0;
+    RF_TRY(rf_augment_parse(ctx, rf_settings_str(settings, T, "augment"), &cfg->augment));
+    cfg->optim.step_size = (int64_t)rf_settings_num(settings, T, "step_size");
+    cfg->optim.gamma = (float)rf_settings_num(settings, T, "gamma");
+    /* without a period StepLR would hold the rate constant: refuse it */
+    if (cfg->optim.sched == RF_SCHED_STEP && cfg->optim.step_size <= 0)
+        return rf_error(ctx, RF_ERR_INVALID, "settings: schedule \"step\" needs \"step_size\" > 0 (steps between decays)");
     if (cfg->iterations == 0 && cfg->epochs == 0)
         return rf_error(ctx, RF_ERR_INVALID, "settings: one of \"epochs\" or \"iterations\" must be > 0");
     return RF_OK;
@@ -65,7 +72,8 @@ rf_status rf_task_train_cfg(rf_ctx *ctx, const cJSON *settings, rf_train_cfg *cf
 
 rf_status rf_task_train_cfg_io(rf_ctx *ctx, const rf_task_io *io, int log_every, rf_train_cfg *cfg) {
     RF_TRY(rf_task_train_cfg(ctx, io->settings, cfg));
-    cfg->log = io->log;
+    /* log_every < 0 asks for no progress at all: evaluation lines included */
+    cfg->log = io->log_every < 0 ? NULL : io->log;
     cfg->log_ud = io->log_ud;
     cfg->log_every = rf_task_log_every(io, log_every);
     cfg->stop_flag = io->stop_flag;
@@ -77,12 +85,19 @@ rf_status rf_task_train_cfg_io(rf_ctx *ctx, const rf_task_io *io, int log_every,
  * CRC-checked read) holding the flat blocks a resumed rf_train needs to
  * replay the uninterrupted run bit for bit (CONTRIBUTING.md rule 5: one block each):
  * "params", "masks" (if pruned), "buffers" (BN statistics), "optim.m",
- * "optim.v" (moments, when the optimizer has them), all dense f32, and in
- * the metadata the next step, the optimizer's step count and the best
- * periodic accuracy so far. Data order and dropout need no state: they are
- * functions of (seed, epoch, step) (train.h). */
+ * "optim.v" (moments, when the optimizer has them), the selection state's
+ * copy of the model at the best validation step "best.params",
+ * "best.buffers" (when kept), all dense f32, and in the metadata the next
+ * step, the optimizer's step count and the best validation accuracy, its
+ * loss and step. Data order, augmentation and dropout need no state: they
+ * are functions of (seed, epoch, step) (train.h). The metadata also names
+ * whose state it is ("task": the task id, "settings_hash": its settings'
+ * hash; a file that names another task, or none, is refused) and
+ * "total_steps", from which the coordinator estimates what is left of the
+ * task. Version 3 (version 2 had either the owner or the validation state,
+ * version 1 the best *test* accuracy, which selection no longer reads). */
 #define RESUME_FORMAT "raffle-resume"
-#define RESUME_VERSION 1
+#define RESUME_VERSION 3
 
 static rf_status add_block(rf_ctx *ctx, rf_ckpt *c, const char *name, const float *p, size_t n) {
     if (!p || n == 0) return RF_OK;
@@ -90,21 +105,30 @@ static rf_status add_block(rf_ctx *ctx, rf_ckpt *c, const char *name, const floa
     return rf_ckpt_add(ctx, c, name, RF_F32, 1, shape, RF_STORE_DENSE, p, NULL, NULL);
 }
 
-static rf_status resume_save(rf_ctx *ctx, const char *out_dir, const rf_model *m, const rf_optim *o,
-                             int64_t next_step, double best_acc, int64_t best_it) {
+/* A task id or settings hash as it goes into the metadata: 16 hex digits, or "". */
+static const char *hex16(const char *s) { return s && strlen(s) == 16 && strspn(s, "0123456789abcdef") == 16 ? s : ""; }
+
+static rf_status resume_save(rf_ctx *ctx, const rf_task_io *io, const rf_model *m, const rf_optim *o,
+                             int64_t next_step, int64_t total_steps, const rf_train_best *b) {
     rf_ckpt *c = NULL;
     RF_TRY(rf_ckpt_new(ctx, &c));
-    char meta[512], path[4200];
+    char meta[768], path[4200];
     snprintf(meta, sizeof meta,
-             "{\"format\":\"" RESUME_FORMAT "\",\"version\":%d,\"step\":%lld,\"optim_t\":%lld,\"n_params\":%zu,"
-             "\"best_accuracy\":%.17g,\"best_iteration\":%lld}",
-             RESUME_VERSION, (long long)next_step, (long long)o->t, m->n_params, best_acc, (long long)best_it);
+             "{\"format\":\"" RESUME_FORMAT "\",\"version\":%d,\"task\":\"%s\",\"settings_hash\":\"%s\",\"step\":%lld,"
+             "\"total_steps\":%lld,\"optim_t\":%lld,\"n_params\":%zu,"
+             "\"best_val_accuracy\":%.17g,\"best_val_loss\":%.17g,\"best_iteration\":%lld}",
+             RESUME_VERSION, hex16(io->task_id), hex16(io->settings_hash), (long long)next_step, (long long)total_steps,
+             (long long)o->t, m->n_params, b->val_accuracy, isfinite(b->val_loss) ? b->val_loss : -1.0,
+             (long long)b->iteration);
+    const char *out_dir = io->out_dir;
     rf_status s = rf_ckpt_set_meta(ctx, c, meta);
     if (!s) s = add_block(ctx, c, "params", m->params, m->n_params);
     if (!s) s = add_block(ctx, c, "masks", m->masks, m->n_params);
     if (!s) s = add_block(ctx, c, "buffers", m->buffers, m->n_buffers);
     if (!s) s = add_block(ctx, c, "optim.m", o->m, o->n);
     if (!s) s = add_block(ctx, c, "optim.v", o->v, o->n);
+    if (!s && b->params) s = add_block(ctx, c, "best.params", b->params, b->n_params);
+    if (!s && b->params) s = add_block(ctx, c, "best.buffers", b->buffers, b->n_buffers);
     snprintf(path, sizeof path, "%s/" RF_TASK_RESUME_FILE, out_dir);
     if (!s) s = rf_ckpt_write(ctx, c, path);
     rf_ckpt_free(c);
@@ -122,8 +146,33 @@ static rf_status load_block(rf_ctx *ctx, const rf_ckpt *c, const char *name, flo
     return RF_OK;
 }
 
-static rf_status resume_load(rf_ctx *ctx, const char *path, rf_model *m, rf_optim *o, int64_t *step,
-                             double *best_acc, int64_t *best_it) {
+/* 1 if meta's string `key` is want (absent want: no check). */
+static int meta_is(const cJSON *meta, const char *key, const char *want) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, key);
+    return !want || (cJSON_IsString(v) && strcmp(v->valuestring, want) == 0);
+}
+
+/* The selection state of a resume file into b (its copy allocated here). */
+static rf_status load_best(rf_ctx *ctx, const rf_ckpt *c, const cJSON *meta, const rf_model *m, rf_train_best *b) {
+    const cJSON *ba = cJSON_GetObjectItemCaseSensitive(meta, "best_val_accuracy");
+    const cJSON *bl = cJSON_GetObjectItemCaseSensitive(meta, "best_val_loss");
+    const cJSON *bi = cJSON_GetObjectItemCaseSensitive(meta, "best_iteration");
+    b->val_accuracy = cJSON_IsNumber(ba) ? ba->valuedouble : -1.0;
+    b->val_loss = cJSON_IsNumber(bl) && bl->valuedouble >= 0 ? bl->valuedouble : NAN;
+    b->iteration = cJSON_IsNumber(bi) ? (int64_t)bi->valuedouble : -1;
+    if (!rf_ckpt_find(c, "best.params")) return RF_OK;
+    b->n_params = m->n_params;
+    b->n_buffers = m->n_buffers;
+    b->params = rf_malloc((m->n_params ? m->n_params : 1) * sizeof(float));
+    b->buffers = m->n_buffers ? rf_malloc(m->n_buffers * sizeof(float)) : NULL;
+    if (!b->params || (m->n_buffers && !b->buffers)) return rf_error(ctx, RF_ERR_NOMEM, "resume state: best model");
+    RF_TRY(load_block(ctx, c, "best.params", b->params, m->n_params, 1));
+    return load_block(ctx, c, "best.buffers", b->buffers, m->n_buffers, m->n_buffers > 0);
+}
+
+static rf_status resume_load(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_optim *o, int64_t *step,
+                             rf_train_best *b) {
+    const char *path = io->resume_from;
     rf_ckpt *c = NULL;
     RF_TRY(rf_ckpt_read(ctx, path, &c));
     cJSON *meta = cJSON_Parse(c->meta_json);
@@ -131,12 +180,16 @@ static rf_status resume_load(rf_ctx *ctx, const char *path, rf_model *m, rf_opti
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, "version");
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(meta, "step");
     const cJSON *ot = cJSON_GetObjectItemCaseSensitive(meta, "optim_t");
-    const cJSON *ba = cJSON_GetObjectItemCaseSensitive(meta, "best_accuracy");
     const cJSON *bi = cJSON_GetObjectItemCaseSensitive(meta, "best_iteration");
     rf_status s = RF_OK;
     if (!cJSON_IsString(f) || strcmp(f->valuestring, RESUME_FORMAT) != 0 || !cJSON_IsNumber(v) ||
-        v->valueint != RESUME_VERSION || !cJSON_IsNumber(st) || st->valuedouble < 0 || !cJSON_IsNumber(ot))
+        v->valuedouble != RESUME_VERSION || !cJSON_IsNumber(st) || !(st->valuedouble >= 0 && st->valuedouble <= 1e15) ||
+        !cJSON_IsNumber(ot) || !(ot->valuedouble >= 0 && ot->valuedouble <= 1e15) ||
+        (cJSON_IsNumber(bi) && !(bi->valuedouble >= -1 && bi->valuedouble <= 1e15)))
         s = rf_error(ctx, RF_ERR_FORMAT, "%s: not a version %d resume state", path, RESUME_VERSION);
+    else if (!meta_is(meta, "task", io->task_id ? hex16(io->task_id) : NULL) ||
+             !meta_is(meta, "settings_hash", io->settings_hash ? hex16(io->settings_hash) : NULL))
+        s = rf_error(ctx, RF_ERR_FORMAT, "%s: the resume state belongs to another task or other settings: refused", path);
     const rf_ckpt_tensor *mk = rf_ckpt_find(c, "masks");
     if (!s && mk && !m->masks) s = rf_model_ensure_masks(ctx, m);
     if (!s) s = load_block(ctx, c, "params", m->params, m->n_params, 1);
@@ -144,12 +197,12 @@ static rf_status resume_load(rf_ctx *ctx, const char *path, rf_model *m, rf_opti
     if (!s) s = load_block(ctx, c, "buffers", m->buffers, m->n_buffers, m->n_buffers > 0);
     if (!s) s = load_block(ctx, c, "optim.m", o->m, o->n, o->m != NULL);
     if (!s) s = load_block(ctx, c, "optim.v", o->v, o->n, o->v != NULL);
+    if (!s) s = load_best(ctx, c, meta, m, b);
     if (!s) {
         *step = (int64_t)st->valuedouble;
         o->t = (int64_t)ot->valuedouble;
-        *best_acc = cJSON_IsNumber(ba) ? ba->valuedouble : -1.0;
-        *best_it = cJSON_IsNumber(bi) ? (int64_t)bi->valuedouble : -1;
     } else {
+        rf_train_best_free(b);
         rf_error_prefix(ctx, "%s", path);
     }
     cJSON_Delete(meta);
@@ -162,14 +215,16 @@ static rf_status resume_load(rf_ctx *ctx, const char *path, rf_model *m, rf_opti
 typedef struct resumer {
     const rf_train_hooks *in;
     rf_ctx     *ctx;
-    const char *out_dir;
+    const rf_task_io *io;
     rf_optim   *opt;
-    double      every, last, best_acc;
-    int64_t     best_it;
+    double      every, last;
+    int64_t     total;
+    const rf_train_best *best;   /* the run's selection state, updated by rf_train */
 } resumer;
 
 static rf_status rs_before(void *ud, rf_model *m, int64_t step, int64_t total) {
     resumer *r = ud;
+    r->total = total;
     return r->in && r->in->before_step ? r->in->before_step(r->in->ud, m, step, total) : RF_OK;
 }
 static rf_status rs_loss(void *ud, rf_model *m, const float *x, const float *logits, const int32_t *labels,
@@ -187,7 +242,7 @@ static rf_status rs_after_step(void *ud, rf_model *m, int64_t step) {
     if (r->every > 0 && rf_now() - r->last >= r->every) {
         r->last = rf_now();
         /* the state after step `step`: a resumed run starts at step + 1 */
-        RF_TRY(resume_save(r->ctx, r->out_dir, m, r->opt, step + 1, r->best_acc, r->best_it));
+        RF_TRY(resume_save(r->ctx, r->io, m, r->opt, step + 1, r->total, r->best));
     }
     return RF_OK;
 }
@@ -206,13 +261,16 @@ rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m
         have_own = 1;
         opt = &own;
     }
+    rf_train_best best;
+    rf_train_best_init(&best);
     rf_train_cfg c = *cfg;
     c.stop_flag = io->stop_flag;
-    resumer r = {hooks, ctx, io->out_dir, opt, io->resume_every_s, rf_now(), -1.0, -1};
+    c.best = &best;   /* the selection state: carried over a preemption in resume.rckpt */
+    resumer r = {hooks, ctx, io, opt, io->resume_every_s, rf_now(), 0, &best};
     rf_status s = RF_OK;
     int64_t start = c.start_step;
     if (io->resume_from) {
-        s = resume_load(ctx, io->resume_from, m, opt, &start, &r.best_acc, &r.best_it);
+        s = resume_load(ctx, io, m, opt, &start, &best);
         if (!s && io->log) {
             char line[160];
             snprintf(line, sizeof line, "resuming from step %lld (%s)", (long long)start, RF_TASK_RESUME_FILE);
@@ -221,20 +279,26 @@ rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m
     }
     c.start_step = start;
     rf_train_hooks h = {&r, rs_before, hooks && hooks->loss ? rs_loss : NULL, rs_after_backward, rs_after_step, rs_after_epoch};
-    if (!s) s = rf_train(ctx, m, train, test, &c, opt, &h, res);
+    if (!s) s = rf_train(ctx, m, train, io->val, test, &c, opt, &h, res);
     if (!s) {
         res->steps += start;
-        /* the saved best is from earlier steps: on a tie it wins, as the
-         * uninterrupted run keeps the first step reaching the best (train.c) */
-        if (r.best_it >= 0 && r.best_acc >= res->best_accuracy) { res->best_accuracy = r.best_acc; res->best_iteration = r.best_it; }
         if (res->stopped) {
-            s = resume_save(ctx, io->out_dir, m, opt, res->steps, res->best_accuracy, res->best_iteration);
+            s = resume_save(ctx, io, m, opt, res->steps, r.total, &best);
             if (!s) s = rf_error(ctx, RF_ERR_PREEMPTED, "stopped on request after step %lld; state saved to %s",
                                  (long long)res->steps, RF_TASK_RESUME_FILE);
         }
     }
+    rf_train_best_free(&best);
     if (have_own) rf_optim_free(&own);
     return s;
+}
+
+int rf_task_add_selection(const rf_train_result *r, cJSON *metrics) {
+    static const char *const keys[] = {"best_val_accuracy", "best_iteration", "test_accuracy_at_best_val"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) cJSON_DeleteItemFromObjectCaseSensitive(metrics, keys[i]);
+    return cJSON_AddNumberToObject(metrics, "best_val_accuracy", r->best_val_accuracy) &&
+           cJSON_AddNumberToObject(metrics, "best_iteration", (double)r->best_iteration) &&
+           cJSON_AddNumberToObject(metrics, "test_accuracy_at_best_val", r->test_accuracy_at_best_val) != NULL;
 }
 
 rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
@@ -252,8 +316,7 @@ rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (s == RF_OK) s = rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) {
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
-        if (!cJSON_AddNumberToObject(metrics, "best_accuracy", r.best_accuracy) ||
-            !cJSON_AddNumberToObject(metrics, "best_iteration", (double)r.best_iteration) ||
+        if (!rf_task_add_selection(&r, metrics) ||
             !cJSON_AddNumberToObject(metrics, "steps", (double)r.steps) ||
             !cJSON_AddNumberToObject(metrics, "train_loss", r.train_loss) ||
             !cJSON_AddNumberToObject(metrics, "samples_per_s", r.samples_per_s) ||

@@ -7,7 +7,8 @@
 # message naming the file. Runs with RAFFLE=build-asan/raffle too.
 set -u
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
-command -v python3 >/dev/null || { echo "python3 not found: cannot write the CIFAR files"; exit 77; }
+. "$(dirname "$0")/lib.sh"
+need_cmd python3   # writes the CIFAR files
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 expect_fail() {
@@ -67,10 +68,15 @@ SPEC
 sed 's/"classes":10/"classes":20/; s/"out":10}/"out":20}/' "$T/c32.json" > "$T/c32_20.json"
 
 for data in "cifar10:$T/c10" "cifar10:$T/cifar-10-binary.tar.gz" "cifar10:$T"; do
-  out=$("$RAFFLE" train --model "$T/c32.json" --data "$data" --iterations 6 --batch 16 --optimizer sgd --json 2>&1) \
+  out=$("$RAFFLE" train --model "$T/c32.json" --data "$data" --validation 40 --augment crop+flip --iterations 6 --batch 16 \
+    --optimizer sgd --json 2>&1) \
     || fail "train on $data: $out"
   echo "$out" | grep -q '"accuracy"' || fail "train on $data printed no accuracy: $out"
 done
+# the small files hold 200 training records: CIFAR's default validation
+# split (5,000, the LTH paper's) cannot be held out of them
+expect_fail 1 'validation 5000 holds out 5000 of 200 training samples' \
+  "$RAFFLE" train --model "$T/c32.json" --data "cifar10:$T/c10" --iterations 1
 info=$("$RAFFLE" data info "cifar10:$T/cifar-10-binary.tar.gz" --json) || fail "data info: $info"
 python3 - "$info" <<'PY' || fail "data info reports the wrong sizes: $info"
 import json, sys
@@ -78,10 +84,10 @@ o = json.loads(sys.argv[1])
 assert o["train"] == 200 and o["test"] == 30 and o["classes"] == 10 and o["shape"] == [3, 32, 32], o
 assert sum(o["train_per_class"]) == 200 and len(o["mean"]) == 3
 PY
-"$RAFFLE" train --model "$T/c32_20.json" --data "cifar100-coarse:$T/c100" --iterations 3 --batch 16 >/dev/null 2>&1 \
+"$RAFFLE" train --model "$T/c32_20.json" --data "cifar100-coarse:$T/c100" --validation 16 --iterations 3 --batch 16 >/dev/null 2>&1 \
   || fail "train on cifar100-coarse"
 expect_fail 1 'has 100 classes but the model has only 20' \
-  "$RAFFLE" train --model "$T/c32_20.json" --data "cifar100:$T/c100" --iterations 1 --batch 16
+  "$RAFFLE" train --model "$T/c32_20.json" --data "cifar100:$T/c100" --validation 16 --iterations 1 --batch 16
 
 expect_fail 1 'bad/data_batch_2.bin: .*not a whole number of 3073-byte' "$RAFFLE" data info "cifar10:$T/bad"
 expect_fail 1 'lab/data_batch_4.bin: record 3 has label 10' "$RAFFLE" data info "cifar10:$T/lab"
@@ -92,9 +98,9 @@ expect_fail 1 'cut.tar.gz: truncated' "$RAFFLE" data info "cifar10:$T/cut.tar.gz
 # A spec file must match the data; a preset is built for it (issue 20,
 # models: resnet-20 on the official format, and on 28x28x1 data).
 sed 's/"input":\[3,32,32\]/"input":[1,28,28]/' "$T/c32.json" > "$T/c28.json"
-expect_fail 1 'takes 1x28x28 inputs, the data has 3x32x32' "$RAFFLE" train --model "$T/c28.json" --data "cifar10:$T/c10" --iterations 1
+expect_fail 1 'takes 1x28x28 inputs, the data has 3x32x32' "$RAFFLE" train --model "$T/c28.json" --data "cifar10:$T/c10" --validation 40 --iterations 1
 for m in resnet-20 lenet-5; do
-  out=$("$RAFFLE" train --model $m --data "cifar10:$T/c10" --iterations 2 --batch 16 --eval-limit 16 --json 2>&1) \
+  out=$("$RAFFLE" train --model $m --data "cifar10:$T/c10" --validation 40 --iterations 2 --batch 16 --eval-limit 16 --json 2>&1) \
     || fail "train $m on cifar10: $out"
   echo "$out" | grep -q '"accuracy"' || fail "train $m on cifar10 printed no accuracy: $out"
 done

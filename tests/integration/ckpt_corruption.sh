@@ -7,7 +7,9 @@
 # The exhaustive loop over rf_ckpt_decode itself is in tests/unit/test_ckpt.c.
 set -u
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
-command -v python3 >/dev/null || { echo "python3 not found: cannot build the test checkpoint"; exit 77; }
+. "$(dirname "$0")/lib.sh"
+need_cmd python3
+need_python_module torch   # the export must load in PyTorch
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 ck=$tmp/small.rckpt
 
@@ -76,7 +78,7 @@ done
 [ "$fail" -eq 0 ] && echo "ok: $size flips and $size truncations all rejected"
 [ "$fail" -eq 0 ] || exit 1
 
-# safetensors export -> (PyTorch, when installed) -> import -> same weights
+# safetensors export -> PyTorch -> import -> same weights
 st=$tmp/exported/model.safetensors
 "$RAFFLE" export --ckpt "$ck" --format safetensors --out "$tmp/exported" || { echo "FAIL: export"; exit 1; }
 cat > "$tmp/spec.json" <<'JSON'
@@ -109,8 +111,7 @@ assert t["fc1.weight"]["storage"] == "dense" and abs(t["fc1.weight"]["sparsity"]
 # wrong model: the error names the tensor
 msg=$("$RAFFLE" import --safetensors "$st" --model lenet-300-100 --out "$tmp/x" 2>&1); rc=$?
 [ "$rc" -eq 1 ] && printf '%s' "$msg" | grep -q "fc1.weight" || { echo "FAIL: mismatched import: exit $rc: $msg"; exit 1; }
-if timeout 120 /usr/bin/python3 -c "import torch" 2>/dev/null; then
-  timeout 300 /usr/bin/python3 - "$st" <<'PY' || { echo "FAIL: PyTorch cannot load the export"; exit 1; }
+timeout 300 /usr/bin/python3 - "$st" <<'PY' || { echo "FAIL: PyTorch cannot load the export"; exit 1; }
 import json, struct, sys, torch
 b = open(sys.argv[1], 'rb').read()
 n = struct.unpack('<Q', b[:8])[0]
@@ -122,8 +123,5 @@ model.add_module("fc1", torch.nn.Linear(12, 4))
 model.load_state_dict(sd, strict=True)
 print("pytorch: loaded", sorted(sd))
 PY
-else
-  echo "note: PyTorch not installed, skipped loading the export in PyTorch"
-fi
 echo "ok: export, import and PyTorch load"
 exit 0

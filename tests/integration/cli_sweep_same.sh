@@ -9,7 +9,8 @@
 # line would change the weights, the checkpoint metadata, or both.
 set -u
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
-command -v jq >/dev/null || { echo "jq not found: install jq"; exit 77; }
+. "$(dirname "$0")/lib.sh"
+need_cmd jq
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 D=synthetic:640
 M=lenet-300-100

@@ -8,6 +8,8 @@
 # Runs with RAFFLE=build-asan/raffle too (make asan-integration).
 set -u
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
+. "$(dirname "$0")/lib.sh"
+need_cmd python3
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 # expect_fail CODE PATTERN CMD...: exit CODE and PATTERN in the output, no sanitizer report

@@ -5,7 +5,8 @@
 # redone.
 set -u
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
-command -v jq >/dev/null || { echo "jq not found: install jq"; exit 77; }
+. "$(dirname "$0")/lib.sh"
+need_cmd jq
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 cat > "$T/job.json" <<'JOB'

@@ -9,7 +9,8 @@
 # to NaN must be rejected naming the codebook.
 set -u
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
-command -v python3 >/dev/null || { echo "python3 not found: cannot build the test checkpoint"; exit 77; }
+. "$(dirname "$0")/lib.sh"
+need_cmd python3   # writes the test checkpoint
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 ck=$tmp/lowbit.rckpt
 

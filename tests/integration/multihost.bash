@@ -2,8 +2,10 @@
 # the runner runs *.sh). Brings a namespace cluster up for one test and
 # always takes it down again.
 #
-#   mh_prereqs          root, iproute2/util-linux/jq/mpirun, and a probe that
-#                       network namespaces can be created: skip (77) if not
+#   mh_prereqs [--with-slurm]  root, the tools (need_cmd, tests/integration/
+#                       lib.sh: a missing one fails under CI=true), and a
+#                       probe that network namespaces can be created here:
+#                       skip (77) if not, what a machine may not provide
 #   mh_up N [--slurm]   T (temporary directory, RAFFLE copied into it), CD
 #                       (the cluster's directory), CL (netns-cluster.sh);
 #                       a trap takes the cluster down and removes T on exit
@@ -16,8 +18,7 @@
 #   fail MSG            prints MSG and the logs, exit 1
 
 CL=$here/cluster/netns-cluster.sh
-
-skip() { echo "SKIP: $*"; exit 77; }
+. "$here/tests/integration/lib.sh"
 
 fail() {
   echo "FAIL: $*"
@@ -29,11 +30,9 @@ fail() {
 cl() { timeout -k 10 "${MH_TIMEOUT:-120}" "$CL" -d "$CD" "$@"; }
 
 mh_prereqs() {
-  [ "$(id -u)" -eq 0 ] || skip "network namespaces need root"
-  "$here/scripts/install-deps.sh" --with-netns "$@" >/dev/null 2>&1 ||
-    fail "scripts/install-deps.sh --with-netns $* could not install the packages"
-  local c
-  for c in ip nsenter unshare jq mpirun; do command -v "$c" >/dev/null || fail "$c not found after install-deps"; done
+  need_root "network namespaces need root"
+  need_cmd ip nsenter unshare hostname jq mpirun
+  [ "${1:-}" = --with-slurm ] && need_cmd munged slurmctld slurmd sinfo sbatch srun scontrol
   # can this machine (container, chroot) create a network namespace and
   # enter it? The reason is the last line: the runner prints it with SKIPPED.
   local probe=rfc-probe-$$ err

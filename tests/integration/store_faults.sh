@@ -16,8 +16,8 @@
 #     (minus timings) equal the clean run's.
 set -u
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
-command -v jq >/dev/null || { echo "jq not found: install jq"; exit 77; }
-command -v cc >/dev/null || { echo "no C compiler to build the fault shim"; exit 77; }
+. "$(dirname "$0")/lib.sh"
+need_cmd jq mpirun   # the fault shim is built with cc, the compiler raffle was built with
 HERE=$(cd "$(dirname "$0")" && pwd)
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
@@ -97,25 +97,23 @@ for spec in write:EIO write:ENOSPC fsync:EIO rename:EIO write:EIO:sticky; do
 done
 # Under mpirun (rank 0 owns the store): a checkpoint write and a ledger
 # append failing must end the whole job, workers included, not hang it.
-if command -v mpirun >/dev/null; then
-  MPIFLAGS="--oversubscribe"; [ "$(id -u)" -eq 0 ] && MPIFLAGS="$MPIFLAGS --allow-run-as-root"
-  for n in 8 21; do
-    store="$T/mpi_$n"; rm -f "$T/fired.log"
-    timeout 120 mpirun -np 3 $MPIFLAGS -x LD_PRELOAD="$T/faultio.so" -x FAULTIO_PREFIX="$store" -x FAULTIO_OP=write \
-      -x FAULTIO_NTH="$n" -x FAULTIO_ERRNO=EIO -x FAULTIO_LOG="$T/fired.log" -x ASAN_OPTIONS \
-      "$RAFFLE" sweep --quiet --store "$store" --memory-mb 0 "$T/job.json" >"$T/f.log" 2>&1
-    rc=$?
-    [ "$rc" -ne 124 ] || { cat "$T/f.log"; fail "mpirun write/EIO call $n: the job hung after the store error"; }
-    [ -s "$T/fired.log" ] || fail "mpirun write/EIO call $n: no fault fired"
-    [ "$rc" -ne 0 ] && grep -q 'Input/output error' "$T/f.log" || { cat "$T/f.log"; fail "mpirun write/EIO call $n: exit $rc without naming the error"; }
-    check_store "$store" "mpirun write/EIO call $n"
-    timeout 120 mpirun -np 3 $MPIFLAGS "$RAFFLE" sweep --quiet --store "$store" --memory-mb 0 "$T/job.json" >"$T/r.log" 2>&1 \
-      || { cat "$T/r.log"; fail "mpirun write/EIO call $n: the resumed sweep failed"; }
-    results "$store" > "$T/got.txt"
-    cmp -s "$T/ref.txt" "$T/got.txt" || fail "mpirun write/EIO call $n: resumed results differ from the clean run"
-    fired=$((fired + 1)); cases=$((cases + 1))
-    echo "mpirun -np 3 write/EIO call $n: exit $rc, resumed under mpirun to the clean results"
-  done
-fi
+MPIFLAGS="--oversubscribe"; [ "$(id -u)" -eq 0 ] && MPIFLAGS="$MPIFLAGS --allow-run-as-root"
+for n in 8 21; do
+  store="$T/mpi_$n"; rm -f "$T/fired.log"
+  timeout 120 mpirun -np 3 $MPIFLAGS -x LD_PRELOAD="$T/faultio.so" -x FAULTIO_PREFIX="$store" -x FAULTIO_OP=write \
+    -x FAULTIO_NTH="$n" -x FAULTIO_ERRNO=EIO -x FAULTIO_LOG="$T/fired.log" -x ASAN_OPTIONS \
+    "$RAFFLE" sweep --quiet --store "$store" --memory-mb 0 "$T/job.json" >"$T/f.log" 2>&1
+  rc=$?
+  [ "$rc" -ne 124 ] || { cat "$T/f.log"; fail "mpirun write/EIO call $n: the job hung after the store error"; }
+  [ -s "$T/fired.log" ] || fail "mpirun write/EIO call $n: no fault fired"
+  [ "$rc" -ne 0 ] && grep -q 'Input/output error' "$T/f.log" || { cat "$T/f.log"; fail "mpirun write/EIO call $n: exit $rc without naming the error"; }
+  check_store "$store" "mpirun write/EIO call $n"
+  timeout 120 mpirun -np 3 $MPIFLAGS "$RAFFLE" sweep --quiet --store "$store" --memory-mb 0 "$T/job.json" >"$T/r.log" 2>&1 \
+    || { cat "$T/r.log"; fail "mpirun write/EIO call $n: the resumed sweep failed"; }
+  results "$store" > "$T/got.txt"
+  cmp -s "$T/ref.txt" "$T/got.txt" || fail "mpirun write/EIO call $n: resumed results differ from the clean run"
+  fired=$((fired + 1)); cases=$((cases + 1))
+  echo "mpirun -np 3 write/EIO call $n: exit $rc, resumed under mpirun to the clean results"
+done
 [ "$fired" -ge 12 ] || fail "only $fired faults fired in $cases runs"
 echo "store_faults: $fired injected faults (EIO, ENOSPC; write, fsync, rename) in $cases runs, every store consistent and resumed to the clean results"

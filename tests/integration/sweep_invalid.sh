@@ -3,6 +3,8 @@
 # under mpirun) exit 1 naming the JSON path, and no store is created.
 set -u
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
+. "$(dirname "$0")/lib.sh"
+need_cmd mpirun
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 cat > "$T/bad.json" <<'JOB'
@@ -20,12 +22,10 @@ out=$("$RAFFLE" sweep --store "$T/s" "$T/bad.json" 2>&1); rc=$?
 [ $rc = 1 ] || { echo "sweep exit $rc, expected 1"; exit 1; }
 echo "$out" | grep -q 'sparsity\[1\]' || { echo "sweep message: $out"; exit 1; }
 [ ! -e "$T/s" ] || { echo "the store was created for an invalid job"; exit 1; }
-if command -v mpirun >/dev/null; then
-  out=$(timeout 60 mpirun -np 2 --oversubscribe "$RAFFLE" sweep --store "$T/s" "$T/bad.json" 2>&1); rc=$?
-  [ $rc != 0 ] || { echo "mpirun sweep of an invalid job exited 0"; exit 1; }
-  [ "$(echo "$out" | grep -c 'sparsity\[1\]: 1.3')" = 1 ] || { echo "expected one error line from rank 0: $out"; exit 1; }
-  [ ! -e "$T/s" ] || { echo "the store was created for an invalid job (mpirun)"; exit 1; }
-fi
+out=$(timeout 60 mpirun -np 2 --oversubscribe "$RAFFLE" sweep --store "$T/s" "$T/bad.json" 2>&1); rc=$?
+[ $rc != 0 ] || { echo "mpirun sweep of an invalid job exited 0"; exit 1; }
+[ "$(echo "$out" | grep -c 'sparsity\[1\]: 1.3')" = 1 ] || { echo "expected one error line from rank 0: $out"; exit 1; }
+[ ! -e "$T/s" ] || { echo "the store was created for an invalid job (mpirun)"; exit 1; }
 # a launch whose ranks do not see each other (Slurm says 3 tasks, MPI has 1):
 # refused with both numbers and the fix, before the store is touched
 out=$(SLURM_NTASKS=3 "$RAFFLE" sweep --store "$T/s" jobs/smoke.json 2>&1); rc=$?

@@ -9,7 +9,8 @@
 #    deadline, its state travels to rank 0 and back to the worker on rerun.
 set -u
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
-command -v jq >/dev/null || { echo "jq not found: install jq"; exit 77; }
+. "$(dirname "$0")/lib.sh"
+need_cmd jq mpirun
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 cp "$RAFFLE" "$T/raffle" && RAFFLE="$T/raffle"
 cat > "$T/pre.json" <<'JOB'
@@ -51,24 +52,20 @@ wait $p; rc=$?
 check_resumed "$T/a" "signal"
 
 # 2. walltime under MPI
-if command -v mpirun >/dev/null; then
-  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-  # deadline = end - 60 s margin, ~8 s from now: after the job's cost
-  # estimate for the task (so it starts), before it ends (so it is stopped)
-  end=$(( $(date +%s) + 68 ))
-  SLURM_JOB_END_TIME=$end mpirun -np 2 -x SLURM_JOB_END_TIME "$RAFFLE" sweep --store "$T/b" --walltime-margin 60 "$T/pre.json" >"$T/b.log" 2>&1
-  rc=$?
-  grep -q "walltime" "$T/b.log" || { cat "$T/b.log"; fail "walltime: no walltime message"; }
-  if [ $rc -eq 0 ]; then
-    echo "walltime: the task finished before the deadline (machine fast): resume not exercised under MPI"
-  elif ! grep -q '"event":"started"' "$T/b/pre/ledger.jsonl"; then
-    echo "walltime: the task was not started (its estimate exceeded the time left): resume not exercised under MPI"
-  else
-    grep -q "Exit code:    75\|exit code 75\|stopped early" "$T/b.log" || { cat "$T/b.log"; fail "walltime: exit $rc"; }
-    mpirun -np 2 "$RAFFLE" sweep --quiet --store "$T/b" "$T/pre.json" >"$T/b2.log" 2>&1 || { cat "$T/b2.log"; fail "walltime: rerun"; }
-    check_resumed "$T/b" "walltime (2 ranks)"
-  fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# deadline = end - 60 s margin, ~8 s from now: after the job's cost
+# estimate for the task (so it starts), before it ends (so it is stopped)
+end=$(( $(date +%s) + 68 ))
+SLURM_JOB_END_TIME=$end mpirun -np 2 -x SLURM_JOB_END_TIME "$RAFFLE" sweep --store "$T/b" --walltime-margin 60 "$T/pre.json" >"$T/b.log" 2>&1
+rc=$?
+grep -q "walltime" "$T/b.log" || { cat "$T/b.log"; fail "walltime: no walltime message"; }
+if [ $rc -eq 0 ]; then
+  echo "walltime: the task finished before the deadline (machine fast): resume not exercised under MPI"
+elif ! grep -q '"event":"started"' "$T/b/pre/ledger.jsonl"; then
+  echo "walltime: the task was not started (its estimate exceeded the time left): resume not exercised under MPI"
 else
-  echo "mpirun not found: the MPI walltime case is not run"
+  grep -q "Exit code:    75\|exit code 75\|stopped early" "$T/b.log" || { cat "$T/b.log"; fail "walltime: exit $rc"; }
+  mpirun -np 2 "$RAFFLE" sweep --quiet --store "$T/b" "$T/pre.json" >"$T/b2.log" 2>&1 || { cat "$T/b2.log"; fail "walltime: rerun"; }
+  check_resumed "$T/b" "walltime (2 ranks)"
 fi
 echo "preempt: ok"

@@ -6,8 +6,8 @@
 # step 4, so its rewind point travels between ranks with the checkpoints.
 set -u
 : "${RAFFLE:?set RAFFLE to the raffle binary}"
-command -v mpirun >/dev/null || { echo "mpirun not found: install openmpi-bin"; exit 77; }
-command -v jq >/dev/null || { echo "jq not found: install jq"; exit 77; }
+. "$(dirname "$0")/lib.sh"
+need_cmd mpirun jq
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 # a private copy: the runs compared must all use the same build, even if the

@@ -31,7 +31,7 @@ Test(job, rejects_with_json_paths) {
     reject(HEAD "\"experiments\":[{\"kind\":\"noop\"},{\"kind\":\"noop\"},{\"kind\":\"prune\",\"method\":\"random\",\"sparsity\":[0.5,1.3]}]}",
            "experiments[2].sparsity[1]: 1.3 is outside [0, 1)");
     reject(HEAD "\"experiments\":[{\"kind\":\"prune\",\"method\":\"magnitud\",\"sparsity\":0.5}]}",
-           "experiments[0].method: \"magnitud\" is not one of magnitude, random, obd, snip, grasp, synflow, taylor (did you mean \"magnitude\"?)");
+           "experiments[0].method: \"magnitud\" is not one of magnitude, random, obd, snip, grasp, synflow, taylor, filter_l1, slimming, neuron_l1, head (did you mean \"magnitude\"?)");
     reject(HEAD "\"experiments\":[{\"kind\":\"prun\"}]}", "experiments[0].kind: \"prun\" is not one of");
     reject(HEAD "\"experiments\":[{\"kind\":\"prun\"}]}", "did you mean \"prune\"?");
     reject(HEAD "\"experiments\":[{\"method\":\"random\"}]}", "experiments[0].kind: required key missing");

@@ -558,7 +558,7 @@ Test(prune_engine, pruned_weights_stay_zero_through_adam_training) {
     rf_optim opt;
     cr_assert_eq(rf_optim_init(&ctx, &opt, &tc.optim, m->n_params), RF_OK);
     rf_train_result res;
-    cr_assert_eq(rf_train(&ctx, m, train, test, &tc, &opt, NULL, &res), RF_OK, "%s", ctx.err);
+    cr_assert_eq(rf_train(&ctx, m, train, NULL, test, &tc, &opt, NULL, &res), RF_OK, "%s", ctx.err);
     cr_assert_eq(res.steps, 20);
     size_t pruned = 0, moved = 0;
     for (size_t i = 0; i < m->n_params; i++) {
@@ -832,7 +832,11 @@ Test(prune_task, lottery_rounds_with_step_rewind_and_prune_task) {
     cr_assert_eq(run_task(rf_task_lottery, st, p0, d1, tr, te, &m1), RF_OK);
     double want = (0.8 * 235200 + 0.8 * 30000 + 0.9 * 1000) / 266200.0;
     cr_assert_float_eq(mnum(m1, "remaining"), want, 1e-9);
-    mnum(m1, "best_accuracy"); mnum(m1, "best_iteration"); mnum(m1, "accuracy");
+    mnum(m1, "accuracy");
+    /* no validation split given: no selection, rather than one on the test split */
+    cr_assert_eq(mnum(m1, "best_iteration"), -1);
+    cr_assert_eq(mnum(m1, "best_val_accuracy"), -1);
+    cr_assert_eq(mnum(m1, "test_accuracy_at_best_val"), -1);
     snprintf(path, sizeof path, "%s/rewind.rckpt", d1);
     cr_assert_eq(access(path, R_OK), 0);
     /* Rejections: a round without parent, a control at round 0. */

@@ -42,7 +42,7 @@ static rf_model *trained_spec(const char *spec, uint64_t seed, int iterations) {
     rf_optim_cfg_default(&cfg.optim, RF_OPT_ADAM);
     cfg.optim.lr = 2e-3f;
     rf_train_result r;
-    cr_assert_eq(rf_train(&ctx, m, g_train, NULL, &cfg, NULL, NULL, &r), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_train(&ctx, m, g_train, NULL, NULL, &cfg, NULL, NULL, &r), RF_OK, "%s", rf_ctx_error(&ctx));
     return m;
 }
 
@@ -261,7 +261,7 @@ Test(quant, qat_converts_to_the_same_predictions) {
     rf_optim_cfg_default(&cfg.optim, RF_OPT_ADAM);
     cfg.optim.lr = 1e-4f;
     rf_train_result r;
-    cr_assert_eq(rf_train(&ctx, m, g_train, NULL, &cfg, NULL, &h, &r), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_train(&ctx, m, g_train, NULL, NULL, &cfg, NULL, &h, &r), RF_OK, "%s", rf_ctx_error(&ctx));
     /* the QAT graph: fake-quant weights swapped in (step past freeze: the
      * observers do not move), fake-quant activations via the hook */
     const int B = 200, K = m->n_classes;
@@ -445,7 +445,7 @@ Test(quant, vit_qat_covers_block_products_and_round_trips) {
     rf_optim_cfg_default(&cfg.optim, RF_OPT_ADAM);
     cfg.optim.lr = 1e-4f;
     rf_train_result r;
-    cr_assert_eq(rf_train(&ctx, m, g_train, NULL, &cfg, NULL, &h, &r), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_train(&ctx, m, g_train, NULL, NULL, &cfg, NULL, &h, &r), RF_OK, "%s", rf_ctx_error(&ctx));
     /* Converting needs every product's range observed: the block products'
      * observers only move through their train_act hooks. */
     rf_quant *q;

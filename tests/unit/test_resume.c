@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "raffle/ckpt.h"
 #include "raffle/coord.h"
 #include "raffle/task.h"
 
@@ -26,8 +27,9 @@ static void read_all(const char *path, unsigned char **b, size_t *n) {
     cr_assert_eq(rf_read_file(&ctx, path, b, n), RF_OK, "%s", rf_ctx_error(&ctx));
 }
 
-/* Runs the task in dir; stop: preempt after the first step of this attempt. */
-static rf_status run(const char *json, const char *dir, const char *resume, double every, int stop) {
+/* Runs the task in dir; stop: preempt after the first step of this attempt.
+ * metrics (may be NULL) receives the task's metrics (new; cJSON_Delete). */
+static rf_status run_m(const char *json, const char *dir, const char *resume, double every, int stop, cJSON **metrics) {
     rf_ctx ctx; rf_ctx_init(&ctx);
     cJSON *s = cJSON_Parse(json);
     cr_assert_not_null(s);
@@ -36,9 +38,28 @@ static rf_status run(const char *json, const char *dir, const char *resume, doub
     cJSON *m = cJSON_CreateObject();
     rf_status st = rf_task_run(&ctx, &io, m);
     if (st != RF_OK && st != RF_ERR_PREEMPTED) cr_log_error("%s", rf_ctx_error(&ctx));
-    cJSON_Delete(m);
+    if (metrics) *metrics = m;
+    else cJSON_Delete(m);
     cJSON_Delete(s);
     return st;
+}
+
+static rf_status run(const char *json, const char *dir, const char *resume, double every, int stop) {
+    return run_m(json, dir, resume, every, stop, NULL);
+}
+
+/* DIR1/model.rckpt and DIR2/model.rckpt hold the same bytes. */
+static void assert_same_model(const char *dir1, const char *dir2) {
+    char a[300], b[300];
+    snprintf(a, sizeof a, "%s/model.rckpt", dir1);
+    snprintf(b, sizeof b, "%s/model.rckpt", dir2);
+    unsigned char *x, *y;
+    size_t nx, ny;
+    read_all(a, &x, &nx);
+    read_all(b, &y, &ny);
+    cr_assert_eq(nx, ny, "checkpoint sizes differ");
+    cr_assert_eq(memcmp(x, y, nx), 0, "resumed checkpoint differs from the uninterrupted one");
+    rf_free(x); rf_free(y);
 }
 
 static int64_t saved_step(const char *path) {
@@ -65,7 +86,7 @@ Test(resume, stopped_twice_is_byte_identical) {
     cr_assert_not_null(mkdtemp(ref));
     cr_assert_not_null(mkdtemp(dir));
     cr_assert_not_null(mkdtemp(keep));
-    char p[300], state[300], kept[300], a[300], b[300];
+    char p[300], state[300], kept[300];
     cr_assert_eq(run(SETTINGS, ref, NULL, 0, 0), RF_OK);
     snprintf(state, sizeof state, "%s/resume.rckpt", dir);
     snprintf(kept, sizeof kept, "%s/resume.rckpt", keep);
@@ -82,15 +103,53 @@ Test(resume, stopped_twice_is_byte_identical) {
     cr_assert_eq(rename(state, kept), 0);
     /* attempt 3 finishes */
     cr_assert_eq(run(SETTINGS, dir, kept, 0, 0), RF_OK);
-    snprintf(a, sizeof a, "%s/model.rckpt", ref);
-    snprintf(b, sizeof b, "%s/model.rckpt", dir);
-    unsigned char *x, *y;
-    size_t nx, ny;
-    read_all(a, &x, &nx);
-    read_all(b, &y, &ny);
-    cr_assert_eq(nx, ny, "checkpoint sizes differ");
-    cr_assert_eq(memcmp(x, y, nx), 0, "resumed checkpoint differs from the uninterrupted one");
-    rf_free(x); rf_free(y);
+    assert_same_model(ref, dir);
+    rm_dir(ref); rm_dir(dir); rm_dir(keep);
+}
+
+/* The selection state survives preemption: stopped after every single step
+ * (with validation evaluations every 2 steps in between), the run reports
+ * the same best validation accuracy, step and test accuracy at that step
+ * (evaluated from the copy of the best model kept in resume.rckpt) as the
+ * uninterrupted run, and writes the same checkpoint. */
+#define SEL_SETTINGS "{\"kind\":\"train\",\"data\":\"synthetic:256\",\"model\":\"lenet-300-100\",\"iterations\":12," \
+                     "\"batch\":32,\"optimizer\":\"sgd\",\"lr\":0.3,\"eval_every\":2,\"validation\":64,\"augment\":\"crop:2+flip\"}"
+
+Test(resume, selection_state_survives_every_preemption) {
+    char ref[] = "/tmp/raffle_sel_ref_XXXXXX", dir[] = "/tmp/raffle_sel_XXXXXX", keep[] = "/tmp/raffle_sel_keep_XXXXXX";
+    cr_assert_not_null(mkdtemp(ref));
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(mkdtemp(keep));
+    cJSON *want = NULL, *got = NULL;
+    cr_assert_eq(run_m(SEL_SETTINGS, ref, NULL, 0, 0, &want), RF_OK);
+    char state[300], kept[300];
+    snprintf(state, sizeof state, "%s/resume.rckpt", dir);
+    snprintf(kept, sizeof kept, "%s/resume.rckpt", keep);
+    int attempts = 0;
+    rf_status st;
+    while ((st = run_m(SEL_SETTINGS, dir, attempts ? kept : NULL, 0, 1, &got)) == RF_ERR_PREEMPTED) {
+        cJSON_Delete(got);
+        got = NULL;
+        cr_assert_eq(rename(state, kept), 0);
+        cr_assert_lt(++attempts, 20);
+    }
+    cr_assert_eq(st, RF_OK);
+    cr_assert_eq(attempts, 12, "one step per attempt (%d attempts)", attempts);
+    static const char *const keys[] = {"best_val_accuracy", "best_iteration", "test_accuracy_at_best_val",
+                                       "val_accuracy", "test_accuracy"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(want, keys[i]), *y = cJSON_GetObjectItemCaseSensitive(got, keys[i]);
+        cr_assert(cJSON_IsNumber(x) && cJSON_IsNumber(y), "%s", keys[i]);
+        cr_assert_eq(x->valuedouble, y->valuedouble, "%s: %.17g uninterrupted, %.17g resumed", keys[i], x->valuedouble,
+                     y->valuedouble);
+    }
+    /* the best step is not the last one (lr 0.3 overshoots), so the test
+     * accuracy at it came from the kept copy (in resume.rckpt) */
+    const double bi = cJSON_GetObjectItemCaseSensitive(want, "best_iteration")->valuedouble;
+    cr_assert(bi >= 2 && bi < 12 && (int)bi % 2 == 0, "best_iteration %g", bi);
+    assert_same_model(ref, dir);
+    cJSON_Delete(want);
+    cJSON_Delete(got);
     rm_dir(ref); rm_dir(dir); rm_dir(keep);
 }
 
@@ -114,6 +173,49 @@ Test(resume, periodic_save_and_foreign_state) {
     cr_assert_eq(st, RF_ERR_FORMAT, "foreign state: %s (%s)", rf_strerror(st), rf_ctx_error(&ctx));
     cJSON_Delete(m);
     cJSON_Delete(s);
+    rm_dir(dir); rm_dir(other);
+}
+
+/* Issue 19, defect 5: a resume point names its task and settings; another
+ * task's (seed 0's state in seed 1's directory) is refused, not continued. */
+static rf_status run_as(const char *dir, const char *resume, const char *id, const char *hash, int stop, char *err, size_t en) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cJSON *s = cJSON_Parse(SETTINGS);
+    volatile int flag = stop;
+    rf_task_io io = {.settings = s, .out_dir = dir, .stop_flag = &flag, .resume_from = resume,
+                     .task_id = id, .settings_hash = hash};
+    cJSON *m = cJSON_CreateObject();
+    rf_status st = rf_task_run(&ctx, &io, m);
+    snprintf(err, en, "%s", rf_ctx_error(&ctx));
+    cJSON_Delete(m);
+    cJSON_Delete(s);
+    return st;
+}
+
+Test(resume, state_of_another_task_is_refused) {
+    char dir[] = "/tmp/raffle_res_id_XXXXXX", other[] = "/tmp/raffle_res_id2_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(mkdtemp(other));
+    char state[300], err[RF_ERR_MAX];
+    snprintf(state, sizeof state, "%s/resume.rckpt", dir);
+    const char *id0 = "00000000000000a0", *id1 = "00000000000000a1", *h = "0123456789abcdef", *h2 = "fedcba9876543210";
+    cr_assert_eq(run_as(dir, NULL, id0, h, 1, err, sizeof err), RF_ERR_PREEMPTED, "%s", err);
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_ckpt *c;
+    cr_assert_eq(rf_ckpt_read(&ctx, state, &c), RF_OK);
+    cr_assert(strstr(c->meta_json, "\"task\":\"00000000000000a0\"") && strstr(c->meta_json, "\"settings_hash\":\"0123456789abcdef\""),
+              "the resume point does not name its task: %s", c->meta_json);
+    cr_assert(strstr(c->meta_json, "\"total_steps\":20"), "%s", c->meta_json);
+    rf_ckpt_free(c);
+    /* another task with the very same settings (the seed-copy case) */
+    rf_status st = run_as(other, state, id1, h, 0, err, sizeof err);
+    cr_assert_eq(st, RF_ERR_FORMAT, "another task's state was accepted: %s", rf_strerror(st));
+    cr_assert(strstr(err, "another task"), "%s", err);
+    /* the same id under other settings */
+    st = run_as(other, state, id0, h2, 0, err, sizeof err);
+    cr_assert_eq(st, RF_ERR_FORMAT, "a state saved under other settings was accepted: %s", rf_strerror(st));
+    /* its own task continues */
+    cr_assert_eq(run_as(other, state, id0, h, 0, err, sizeof err), RF_OK, "%s", err);
     rm_dir(dir); rm_dir(other);
 }
 

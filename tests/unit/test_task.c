@@ -27,6 +27,14 @@ static rf_status run_task(const char *json, const char *out_dir, cJSON *metrics,
     return st;
 }
 
+/* A preset initialised from seed (rf_model_free). */
+static rf_model *new_model(rf_ctx *ctx, const char *preset, uint64_t seed) {
+    rf_model *m;
+    cr_assert_eq(rf_model_create(ctx, preset, &m), RF_OK, "%s", rf_ctx_error(ctx));
+    cr_assert_eq(rf_model_init(ctx, m, seed), RF_OK);
+    return m;
+}
+
 static double num(const cJSON *metrics, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(metrics, key);
     cr_assert(cJSON_IsNumber(v), "metric %s missing or not a number", key);
@@ -80,7 +88,8 @@ Test(task, train_settings_parse_and_reject) {
     rf_ctx ctx; rf_ctx_init(&ctx);
     rf_train_cfg c;
     cJSON *s = settings_of("{\"optimizer\":\"sgd\",\"lr\":0.05,\"momentum\":0.8,\"batch\":64,\"iterations\":7,"
-                           "\"schedule\":\"step\",\"warmup\":3,\"label_smoothing\":0.1,\"eval_limit\":100,\"seed\":9}");
+                           "\"schedule\":\"step\",\"step_size\":4,\"gamma\":0.5,\"warmup\":3,\"label_smoothing\":0.1,"
+                           "\"eval_limit\":100,\"seed\":9,\"augment\":\"crop:3+flip\"}");
     cr_assert_eq(rf_task_train_cfg(&ctx, s, &c), RF_OK, "%s", rf_ctx_error(&ctx));
     cr_assert_eq(c.optim.type, RF_OPT_SGD);
     cr_assert_float_eq(c.optim.lr, 0.05, 1e-7);
@@ -88,13 +97,17 @@ Test(task, train_settings_parse_and_reject) {
     cr_assert_eq(c.batch, 64); cr_assert_eq(c.iterations, 7); cr_assert_eq(c.seed, 9);
     cr_assert_eq(c.optim.sched, RF_SCHED_STEP); cr_assert_eq(c.optim.warmup_steps, 3);
     cr_assert_float_eq(c.label_smoothing, 0.1, 1e-7); cr_assert_eq(c.eval_limit, 100);
+    cr_assert_eq(c.optim.step_size, 4); cr_assert_float_eq(c.optim.gamma, 0.5, 1e-7);
+    cr_assert_eq(c.augment.crop_pad, 3); cr_assert_eq(c.augment.flip, 1);
     cJSON_Delete(s);
     cr_assert_eq(rf_task_train_cfg(&ctx, NULL, &c), RF_OK);
     /* the table's defaults (settings.c rf_train_settings) */
     cr_assert_eq(c.optim.type, RF_OPT_ADAM); cr_assert_eq(c.optim.sched, RF_SCHED_CONSTANT);
     cr_assert_eq(c.batch, 128); cr_assert_eq(c.epochs, 10); cr_assert_float_eq(c.optim.lr, 1e-3, 1e-9);
     const char *bad[] = {"{\"optimizer\":\"rmsprop\"}", "{\"batch\":0}", "{\"batch\":2.5}", "{\"lr\":\"x\"}",
-                         "{\"schedule\":\"cyclic\"}", "{\"momentum\":2}", "{\"epochs\":0}", "{\"nesterov\":1}"};
+                         "{\"schedule\":\"cyclic\"}", "{\"momentum\":2}", "{\"epochs\":0}", "{\"nesterov\":1}",
+                         "{\"augment\":\"rotate\"}", "{\"augment\":\"crop:99\"}", "{\"schedule\":\"step\"}",
+                         "{\"schedule\":\"step\",\"step_size\":5,\"gamma\":0}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         s = settings_of(bad[i]);
         cr_assert_eq(rf_task_train_cfg(&ctx, s, &c), RF_ERR_INVALID, "%s accepted", bad[i]);
@@ -107,11 +120,13 @@ Test(task, train_end_to_end_through_rf_task_run) {
     cr_assert_not_null(mkdtemp(dir));
     rf_ctx ctx; rf_ctx_init(&ctx);
     cJSON *m = cJSON_CreateObject();
-    rf_status s = run_task("{\"kind\":\"train\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\","
-                           "\"iterations\":30,\"batch\":32,\"seed\":1,\"eval_limit\":64}", dir, m, &ctx);
+    const char *json = "{\"kind\":\"train\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\","
+                       "\"iterations\":30,\"batch\":32,\"seed\":1,\"eval_limit\":64,\"eval_every\":10,\"validation\":100}";
+    rf_status s = run_task(json, dir, m, &ctx);
     cr_assert_eq(s, RF_OK, "%s", rf_ctx_error(&ctx));
     const char *keys[] = {"accuracy", "loss", "sparsity", "parameters", "bytes", "dense_bytes", "compression_ratio",
-                          "latency_ms", "dense_latency_ms", "throughput", "seconds", "best_accuracy", "steps"};
+                          "latency_ms", "dense_latency_ms", "throughput", "seconds", "steps", "test_accuracy", "test_loss",
+                          "val_accuracy", "val_loss", "best_val_accuracy", "best_iteration", "test_accuracy_at_best_val"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) (void)num(m, keys[i]);
     cr_assert(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m, "collapsed_layers")));
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(m, "collapsed_layers")), 0);
@@ -122,21 +137,41 @@ Test(task, train_end_to_end_through_rf_task_run) {
     cr_assert_eq(num(m, "sparsity"), 0.0);
     double acc = num(m, "accuracy");
     cr_assert(acc > 0.3 && acc <= 1.0, "accuracy %g", acc);
+    cr_assert_eq(num(m, "test_accuracy"), acc);
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(m, "best_accuracy"), "a best without its split");
+    /* selection on validation: evaluated at steps 10, 20 and the end */
+    double bi = num(m, "best_iteration");
+    cr_assert(bi == 10 || bi == 20 || bi == 30, "best_iteration %g", bi);
+    cr_assert_geq(num(m, "best_val_accuracy"), num(m, "val_accuracy"));
+    cr_assert(num(m, "test_accuracy_at_best_val") >= 0 && num(m, "test_accuracy_at_best_val") <= 1);
+    if (bi == 30) cr_assert_float_eq(num(m, "test_accuracy_at_best_val"), acc, 1e-12);
     char path[300]; snprintf(path, sizeof path, "%s/model.rckpt", dir);
     struct stat st;
     cr_assert_eq(stat(path, &st), 0, "model.rckpt missing");
     cr_assert_eq(num(m, "bytes"), (double)st.st_size);
     cr_assert_float_eq(num(m, "compression_ratio"), num(m, "raw_fp32_bytes") / num(m, "bytes"), 1e-9);
     cr_assert_gt(num(m, "latency_ms"), 0.0);
-    /* the saved model evaluates to the reported accuracy */
-    rf_model *back; rf_dataset *tr, *te;
+    /* the saved model, on the data its recorded settings prepare, evaluates
+     * to the reported accuracies (test and validation) */
+    rf_model *back;
     cr_assert_eq(rf_model_load(&ctx, path, &back), RF_OK, "%s", rf_ctx_error(&ctx));
-    cr_assert_eq(rf_data_load(&ctx, "synthetic:512", &tr, &te), RF_OK);
-    rf_dataset head = rf_dataset_head(te, 64);
+    cJSON *rec = NULL;
+    cr_assert_eq(rf_task_ckpt_settings(&ctx, path, &rec), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_not_null(rec);
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(rec, "validation")->valuedouble, 100);
+    rf_data_splits sp;
+    cr_assert_eq(rf_task_open_data(&ctx, rec, &sp), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(sp.val.n, 100);
+    cr_assert_eq(sp.train.n, 412);
+    rf_dataset head = rf_dataset_head(sp.test, 64), vhead = rf_dataset_head(&sp.val, 64);
     double a2, l2;
     cr_assert_eq(rf_evaluate(&ctx, back, &head, 64, &a2, &l2), RF_OK);
     cr_assert_float_eq(a2, acc, 1e-12);
-    rf_model_free(back); rf_dataset_free(tr); rf_dataset_free(te);
+    cr_assert_eq(rf_evaluate(&ctx, back, &vhead, 64, &a2, &l2), RF_OK);
+    cr_assert_float_eq(a2, num(m, "val_accuracy"), 1e-12);
+    rf_model_free(back);
+    rf_data_splits_free(&sp);
+    cJSON_Delete(rec);
     cJSON_Delete(m);
     unlink(path); rmdir(dir);
 }
@@ -146,9 +181,7 @@ Test(task, finish_measures_sparsity_and_collapse) {
     char dir[] = "/tmp/raffle_fin_XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
     rf_ctx ctx; rf_ctx_init(&ctx);
-    rf_model *mod;
-    cr_assert_eq(rf_model_create(&ctx, "lenet-300-100", &mod), RF_OK, "%s", rf_ctx_error(&ctx));
-    cr_assert_eq(rf_model_init(&ctx, mod, 2), RF_OK);
+    rf_model *mod = new_model(&ctx, "lenet-300-100", 2);
     const rf_param *w1 = NULL, *w2 = NULL, *w3 = NULL;
     for (int i = 0; i < mod->n_ptensors; i++) {
         const rf_param *p = &mod->ptensors[i];
@@ -212,9 +245,7 @@ Test(task, finish_measures_sparsity_and_collapse) {
  * and the count in the task's metrics. */
 Test(task, evaluation_uses_sparse_kernel_by_rule) {
     rf_ctx ctx; rf_ctx_init(&ctx);
-    rf_model *mod;
-    cr_assert_eq(rf_model_create(&ctx, "lenet-300-100", &mod), RF_OK, "%s", rf_ctx_error(&ctx));
-    cr_assert_eq(rf_model_init(&ctx, mod, 3), RF_OK);
+    rf_model *mod = new_model(&ctx, "lenet-300-100", 3);
     rf_rng r; rf_rng_init(&r, 4, 0);
     int nw = 0;
     for (int i = 0; i < mod->n_ptensors; i++) {
@@ -231,13 +262,13 @@ Test(task, evaluation_uses_sparse_kernel_by_rule) {
     double acc_d, loss_d, acc_s, loss_s, acc_2, loss_2;
     int ns = -1;
     cr_assert_eq(rf_evaluate(&ctx, mod, te, 256, &acc_d, &loss_d), RF_OK);
-    cr_assert_eq(rf_evaluate_deployed(&ctx, mod, te, 256, &acc_s, &loss_s, &ns), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_evaluate_deployed(&ctx, mod, te, 256, &acc_s, &loss_s, &ns, NULL), RF_OK, "%s", rf_ctx_error(&ctx));
     cr_assert_eq(ns, 2, "batch 256: fc1 and fc2 are past 50%% (%d sparse)", ns);
     cr_assert_float_eq(loss_s, loss_d, 1e-5 * (fabs(loss_d) + 1.0));
     cr_assert_float_eq(acc_s, acc_d, 1e-9);
-    cr_assert_eq(rf_evaluate_deployed(&ctx, mod, te, 256, &acc_2, &loss_2, NULL), RF_OK);
+    cr_assert_eq(rf_evaluate_deployed(&ctx, mod, te, 256, &acc_2, &loss_2, NULL, NULL), RF_OK);
     cr_assert(loss_2 == loss_s && acc_2 == acc_s, "repeat differs: %.17g vs %.17g", loss_2, loss_s);
-    cr_assert_eq(rf_evaluate_deployed(&ctx, mod, te, 16, &acc_2, &loss_2, &ns), RF_OK);
+    cr_assert_eq(rf_evaluate_deployed(&ctx, mod, te, 16, &acc_2, &loss_2, &ns, NULL), RF_OK);
     cr_assert_eq(ns, 1, "batch 16: only fc1 is past 80%% (%d sparse)", ns);
     for (int i = 0; i < mod->n_layers; i++) cr_assert_null(mod->layers[i].infer_gemm);
     char dir[] = "/tmp/raffle_evd_XXXXXX";
@@ -352,4 +383,73 @@ Test(task, engine_settings_and_metrics) {
         cJSON_Delete(s);
     }
     rf_gemm_detach(&ctx);
+}
+
+/* raffle eval --predictions: the three .npy files read back with the npy
+ * reader hold the logits, their argmax and the labels, and the accuracy
+ * they give is the one reported; a failure leaves none of them. */
+Test(task, predictions_read_back_match_the_accuracy) {
+    char dir[] = "/tmp/raffle_pred_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_model *mod = new_model(&ctx, "lenet-5", 4);
+    rf_dataset *tr, *te;
+    cr_assert_eq(rf_data_load(&ctx, "synthetic:400", &tr, &te), RF_OK);
+    char prefix[300], path[340];
+    snprintf(prefix, sizeof prefix, "%s/p", dir);
+    double acc = -1, loss = 0, acc_ref = -2, loss_ref = 0;
+    cr_assert_eq(rf_task_write_predictions(&ctx, mod, te, 37, prefix, &acc, &loss, NULL), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_evaluate_deployed(&ctx, mod, te, 37, &acc_ref, &loss_ref, NULL, NULL), RF_OK);
+    cr_assert_eq(acc, acc_ref);
+    rf_tensor *lg, *pr, *lb;
+    snprintf(path, sizeof path, "%s.logits.npy", prefix);
+    cr_assert_eq(rf_npy_read(&ctx, path, &lg), RF_OK, "%s", rf_ctx_error(&ctx));
+    snprintf(path, sizeof path, "%s.pred.npy", prefix);
+    cr_assert_eq(rf_npy_read(&ctx, path, &pr), RF_OK, "%s", rf_ctx_error(&ctx));
+    snprintf(path, sizeof path, "%s.labels.npy", prefix);
+    cr_assert_eq(rf_npy_read(&ctx, path, &lb), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert(lg->dtype == RF_F32 && lg->ndim == 2 && lg->shape[0] == te->n && lg->shape[1] == 10);
+    cr_assert(pr->dtype == RF_I32 && pr->ndim == 1 && pr->shape[0] == te->n);
+    cr_assert(lb->dtype == RF_I32 && lb->ndim == 1 && lb->shape[0] == te->n);
+    float *want = NULL;
+    cr_assert_eq(rf_predict(&ctx, mod, te, 37, &want), RF_OK);   /* same batches: same sums */
+    const float *z = lg->data;
+    const int32_t *p = pr->data, *y = lb->data;
+    int64_t right = 0;
+    for (int64_t i = 0; i < te->n; i++) {
+        int arg = 0;
+        for (int j = 1; j < 10; j++) if (z[i * 10 + j] > z[i * 10 + arg]) arg = j;
+        cr_assert_eq(p[i], arg, "sample %lld", (long long)i);
+        cr_assert_eq(y[i], te->y[i]);
+        right += p[i] == y[i];
+    }
+    cr_assert_eq(memcmp(z, want, (size_t)te->n * 10 * sizeof(float)), 0, "logits differ from rf_predict's");
+    cr_assert_float_eq((double)right / (double)te->n, acc, 1e-12);
+    rf_free(want);
+    rf_tensor_free(lg); rf_tensor_free(pr); rf_tensor_free(lb);
+    /* an unwritable prefix: an error, and no file of the set */
+    snprintf(prefix, sizeof prefix, "%s/missing/p", dir);
+    cr_assert_neq(rf_task_write_predictions(&ctx, mod, te, 64, prefix, &acc, &loss, NULL), RF_OK);
+    snprintf(path, sizeof path, "%s/missing", dir);
+    cr_assert_neq(access(path, F_OK), 0);
+    /* every allocation may fail: an error, never a partial set */
+    snprintf(prefix, sizeof prefix, "%s/q", dir);
+    const long live = rf_alloc_live();
+    int done = 0;
+    for (long n = 0; n < 100 && !done; n++) {
+        rf_alloc_fail_after(n);
+        rf_status s = rf_task_write_predictions(&ctx, mod, te, 64, prefix, &acc, &loss, NULL);
+        rf_alloc_fail_after(-1);
+        cr_assert(s == RF_OK || s == RF_ERR_NOMEM, "n=%ld: %s", n, rf_ctx_error(&ctx));
+        snprintf(path, sizeof path, "%s.logits.npy", prefix);
+        int have = access(path, F_OK) == 0;
+        cr_assert_eq(have, s == RF_OK, "n=%ld: files %s after %s", n, have ? "present" : "absent", rf_strerror(s));
+        done = s == RF_OK;
+        cr_assert_eq(rf_alloc_live(), live, "n=%ld: leak", n);
+    }
+    cr_assert(done);
+    rf_model_free(mod); rf_dataset_free(tr); rf_dataset_free(te);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
 }

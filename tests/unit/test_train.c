@@ -322,19 +322,27 @@ static const char *MLP_SPEC =
     "{\"type\":\"linear\",\"out\":32,\"name\":\"fc1\"},{\"type\":\"relu\"},"
     "{\"type\":\"dropout\",\"p\":0.1},{\"type\":\"linear\",\"out\":10,\"name\":\"fc2\"}]}";
 
-typedef struct fixture { rf_ctx ctx; rf_dataset *train, *test; rf_model *m; } fixture;
+/* 1,280 synthetic training samples: 1,024 to train on, 256 held out for
+ * validation (selection); the test split (320) is only reported. */
+typedef struct fixture { rf_ctx ctx; rf_data_splits sp; rf_dataset *train, *val, *test; rf_model *m; } fixture;
 
 static void setup_fx(fixture *f, const char *spec, uint64_t seed) {
     rf_ctx_init(&f->ctx);
-    cr_assert_eq(rf_data_load(&f->ctx, "synthetic:1024", &f->train, &f->test), RF_OK, "%s", rf_ctx_error(&f->ctx));
+    rf_data_opts o;
+    rf_data_opts_default(&o);
+    o.validation = 256;
+    cr_assert_eq(rf_data_open(&f->ctx, "synthetic:1280", &o, &f->sp), RF_OK, "%s", rf_ctx_error(&f->ctx));
+    f->train = &f->sp.train;
+    f->val = &f->sp.val;
+    f->test = f->sp.test;
+    cr_assert_eq(f->train->n, 1024);
     cr_assert_eq(rf_model_from_spec(&f->ctx, spec, &f->m), RF_OK, "%s", rf_ctx_error(&f->ctx));
     cr_assert_eq(rf_model_init(&f->ctx, f->m, seed), RF_OK);
 }
 
 static void teardown_fx(fixture *f) {
     rf_model_free(f->m);
-    rf_dataset_free(f->train);
-    rf_dataset_free(f->test);
+    rf_data_splits_free(&f->sp);
 }
 
 static void small_cfg(rf_train_cfg *c, int64_t iters) {
@@ -350,17 +358,23 @@ Test(train, learns_synthetic_and_reports) {
     rf_train_cfg c; rf_train_cfg_default(&c);
     c.epochs = 3; c.batch = 32; c.eval_every = 16;
     rf_train_result r;
-    cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.test, &c, NULL, NULL, &r), RF_OK, "%s", rf_ctx_error(&f.ctx));
+    cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.val, f.test, &c, NULL, NULL, &r), RF_OK, "%s", rf_ctx_error(&f.ctx));
     cr_assert_eq(r.steps, 3 * (1024 / 32));
-    cr_assert_gt(r.accuracy, 0.6, "accuracy %g", r.accuracy);
-    cr_assert_geq(r.best_accuracy, r.accuracy);
+    cr_assert_gt(r.test_accuracy, 0.6, "accuracy %g", r.test_accuracy);
+    cr_assert_gt(r.val_accuracy, 0.6, "accuracy %g", r.val_accuracy);
+    cr_assert_geq(r.best_val_accuracy, r.val_accuracy);
     cr_assert_gt(r.best_iteration, 0);
     cr_assert_eq(r.best_iteration % 16, 0);
+    cr_assert_geq(r.test_accuracy_at_best_val, 0.0);
+    if (r.best_iteration == r.steps) cr_assert_eq(r.test_accuracy_at_best_val, r.test_accuracy);
+    double vacc;
+    cr_assert_eq(rf_evaluate(&f.ctx, f.m, f.val, 100, &vacc, NULL), RF_OK);
+    cr_assert_float_eq(vacc, r.val_accuracy, 1e-12);
     cr_assert(isfinite(r.train_loss) && r.train_loss < 2.3);
     cr_assert_gt(r.samples_per_s, 0);
     double acc, loss;
     cr_assert_eq(rf_evaluate(&f.ctx, f.m, f.test, 100, &acc, &loss), RF_OK);
-    cr_assert_float_eq(acc, r.accuracy, 1e-12);
+    cr_assert_float_eq(acc, r.test_accuracy, 1e-12);
     float *logits;
     cr_assert_eq(rf_predict(&f.ctx, f.m, f.test, 7, &logits), RF_OK);
     int64_t correct = 0;
@@ -387,7 +401,7 @@ Test(train, same_seed_gives_byte_identical_checkpoint) {
         fixture f; setup_fx(&f, MLP_SPEC, 7);
         rf_train_cfg c; small_cfg(&c, 40);
         rf_train_result r;
-        cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.test, &c, NULL, NULL, &r), RF_OK, "%s", rf_ctx_error(&f.ctx));
+        cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.val, f.test, &c, NULL, NULL, &r), RF_OK, "%s", rf_ctx_error(&f.ctx));
         snprintf(path[run], sizeof path[run], "%s/run%d.rckpt", dir, run);
         cr_assert_eq(rf_model_save(&f.ctx, f.m, "{\"test\":1}", path[run]), RF_OK, "%s", rf_ctx_error(&f.ctx));
         teardown_fx(&f);
@@ -402,7 +416,7 @@ Test(train, same_seed_gives_byte_identical_checkpoint) {
     fixture f; setup_fx(&f, MLP_SPEC, 7);
     rf_train_cfg c; small_cfg(&c, 40); c.seed = 6;
     rf_train_result r;
-    cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.test, &c, NULL, NULL, &r), RF_OK);
+    cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.val, f.test, &c, NULL, NULL, &r), RF_OK);
     char p3[300]; snprintf(p3, sizeof p3, "%s/run2.rckpt", dir);
     cr_assert_eq(rf_model_save(&f.ctx, f.m, "{\"test\":1}", p3), RF_OK);
     read_all(p3, &b, &nb);
@@ -425,7 +439,7 @@ Test(train, stop_and_resume_replays_the_same_run) {
     fixture b; setup_fx(&b, MLP_SPEC, 3);
     rf_train_cfg c; small_cfg(&c, 50);  /* 50 steps cross the 32-step epoch boundary */
     rf_train_result r;
-    cr_assert_eq(rf_train(&a.ctx, a.m, a.train, NULL, &c, NULL, NULL, &r), RF_OK);
+    cr_assert_eq(rf_train(&a.ctx, a.m, a.train, NULL, NULL, &c, NULL, NULL, &r), RF_OK);
     cr_assert_eq(r.steps, 50);
     cr_assert_eq(r.stopped, 0);
 
@@ -434,12 +448,12 @@ Test(train, stop_and_resume_replays_the_same_run) {
     rf_train_hooks h = {.after_step = stop_hook};
     stop_now = 0; stop_at = 19;
     c.stop_flag = &stop_now;
-    cr_assert_eq(rf_train(&b.ctx, b.m, b.train, NULL, &c, &opt, &h, &r), RF_OK);
+    cr_assert_eq(rf_train(&b.ctx, b.m, b.train, NULL, NULL, &c, &opt, &h, &r), RF_OK);
     cr_assert_eq(r.stopped, 1);
     cr_assert_eq(r.steps, 20);
     stop_now = 0; stop_at = -1;
     c.start_step = 20;
-    cr_assert_eq(rf_train(&b.ctx, b.m, b.train, NULL, &c, &opt, &h, &r), RF_OK);
+    cr_assert_eq(rf_train(&b.ctx, b.m, b.train, NULL, NULL, &c, &opt, &h, &r), RF_OK);
     cr_assert_eq(r.steps, 30);
     cr_assert_eq(memcmp(a.m->params, b.m->params, a.m->n_params * sizeof(float)), 0, "resumed run differs");
     rf_optim_free(&opt);
@@ -467,7 +481,7 @@ Test(train, nan_loss_names_step_and_layer) {
     rf_train_hooks h = {.before_step = poison};
     poison_step = 4;
     rf_train_result r;
-    cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.test, &c, NULL, &h, &r), RF_ERR_NAN);
+    cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.val, f.test, &c, NULL, &h, &r), RF_ERR_NAN);
     const char *msg = rf_ctx_error(&f.ctx);
     cr_assert(strstr(msg, "step 4"), "%s", msg);
     cr_assert(strstr(msg, f.m->ptensors[2].name), "%s", msg);
@@ -476,7 +490,7 @@ Test(train, nan_loss_names_step_and_layer) {
     setup_fx(&f, MLP_SPEC, 1);
     small_cfg(&c, 20);
     h.before_step = blow_up;
-    rf_status st = rf_train(&f.ctx, f.m, f.train, f.test, &c, NULL, &h, &r);
+    rf_status st = rf_train(&f.ctx, f.m, f.train, f.val, f.test, &c, NULL, &h, &r);
     cr_assert_eq(st, RF_ERR_NAN, "%d %s", st, rf_ctx_error(&f.ctx));
     msg = rf_ctx_error(&f.ctx);
     cr_assert(strstr(msg, "step 2"), "%s", msg);
@@ -487,7 +501,7 @@ Test(train, nan_loss_names_step_and_layer) {
     small_cfg(&c, 200);
     rf_optim_cfg_default(&c.optim, RF_OPT_SGD);
     c.optim.lr = 1e30f;
-    cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.test, &c, NULL, NULL, &r), RF_ERR_NAN);
+    cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.val, f.test, &c, NULL, NULL, &r), RF_ERR_NAN);
     cr_assert(strstr(rf_ctx_error(&f.ctx), "step "), "%s", rf_ctx_error(&f.ctx));
     teardown_fx(&f);
 }
@@ -514,10 +528,114 @@ Test(train, hooks_are_called) {
     rf_train_hooks h = {.ud = f.train, .loss = loss_hook, .after_epoch = epoch_hook};
     loss_calls = epochs_seen = 0;
     rf_train_result r;
-    cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.test, &c, NULL, &h, &r), RF_OK, "%s", rf_ctx_error(&f.ctx));
+    cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.val, f.test, &c, NULL, &h, &r), RF_OK, "%s", rf_ctx_error(&f.ctx));
     cr_assert_eq(loss_calls, 64);
     cr_assert_eq(epochs_seen, 2);
     teardown_fx(&f);
+}
+
+/* ---- selection reads the validation split only ----------------------------
+ * The adversarial test split is the validation samples with every label
+ * moved to the next class: the better a model is on validation, the worse
+ * it is there, so selecting on it would pick an early epoch. The hook
+ * records, at the end of every epoch, the validation accuracy rf_train
+ * reports and what the adversarial split says (evaluated by the test
+ * itself). rf_train must pick the validation argmax, report the adversarial
+ * accuracy at exactly that epoch, and train and select identically whatever
+ * test split it is given (or none). */
+typedef struct sel_log {
+    const rf_dataset *adv;
+    double val[8], adv_acc[8];
+    int n;
+} sel_log;
+
+static rf_status sel_epoch(void *ud, rf_model *m, int epoch, double val_acc) {
+    sel_log *L = ud;
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    cr_assert_lt(L->n, 8);
+    cr_assert_eq(epoch, L->n);
+    L->val[L->n] = val_acc;
+    cr_assert_eq(rf_evaluate(&ctx, m, L->adv, 64, &L->adv_acc[L->n], NULL), RF_OK);
+    L->n++;
+    return RF_OK;
+}
+
+static int argmax_first(const double *x, int n) {
+    int a = 0;
+    for (int i = 1; i < n; i++) if (x[i] > x[a]) a = i;
+    return a;
+}
+
+Test(train, selection_never_reads_the_test_split) {
+    enum { EPOCHS = 6, PER_EPOCH = 1024 / 64 };
+    fixture f[3];
+    for (int i = 0; i < 3; i++) setup_fx(&f[i], MLP_SPEC, 11);
+    /* the adversarial "test" split: validation samples, labels rotated */
+    rf_dataset adv = *f[0].val;
+    int32_t *rot = malloc((size_t)adv.n * sizeof *rot);
+    for (int64_t i = 0; i < adv.n; i++) rot[i] = (f[0].val->y[i] + 1) % 10;
+    adv.y = rot;
+    const rf_dataset *tests[3] = {&adv, f[1].test, NULL};
+    rf_train_result r[3];
+    sel_log L[3];
+    for (int i = 0; i < 3; i++) {
+        rf_train_cfg c;
+        rf_train_cfg_default(&c);
+        c.epochs = EPOCHS; c.batch = 64; c.seed = 4;
+        c.optim.lr = 3e-4f;   /* slow enough that validation accuracy rises over the epochs */
+        memset(&L[i], 0, sizeof L[i]);
+        L[i].adv = &adv;
+        rf_train_hooks h = {.ud = &L[i], .after_epoch = sel_epoch};
+        cr_assert_eq(rf_train(&f[i].ctx, f[i].m, f[i].train, f[i].val, tests[i], &c, NULL, &h, &r[i]), RF_OK, "%s",
+                     rf_ctx_error(&f[i].ctx));
+        cr_assert_eq(L[i].n, EPOCHS);
+    }
+    const int best_val = argmax_first(L[0].val, EPOCHS), best_adv = argmax_first(L[0].adv_acc, EPOCHS);
+    /* the data discriminate: selecting on the test split would choose differently */
+    cr_assert_neq(best_val, best_adv, "val and adversarial test agree on epoch %d: the test proves nothing", best_val);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(r[i].best_iteration, (int64_t)(best_val + 1) * PER_EPOCH, "run %d: best at %lld, val argmax epoch %d",
+                     i, (long long)r[i].best_iteration, best_val);
+        cr_assert_eq(r[i].best_val_accuracy, L[0].val[best_val]);
+        cr_assert_eq(memcmp(f[i].m->params, f[0].m->params, f[0].m->n_params * sizeof(float)), 0,
+                     "run %d: the test split changed training", i);
+    }
+    /* the test split is reported at the selected epoch, from the kept copy */
+    cr_assert_float_eq(r[0].test_accuracy_at_best_val, L[0].adv_acc[best_val], 1e-12);
+    cr_assert_float_eq(r[0].test_accuracy, L[0].adv_acc[EPOCHS - 1], 1e-12);
+    cr_assert_eq(r[2].test_accuracy, -1.0);
+    cr_assert_eq(r[2].test_accuracy_at_best_val, -1.0);
+    /* without a validation split there is nothing to select on */
+    rf_train_cfg c;
+    rf_train_cfg_default(&c);
+    c.epochs = 1; c.batch = 64;
+    rf_train_result nr;
+    cr_assert_eq(rf_train(&f[2].ctx, f[2].m, f[2].train, NULL, &adv, &c, NULL, NULL, &nr), RF_OK);
+    cr_assert_eq(nr.best_iteration, -1);
+    cr_assert_eq(nr.best_val_accuracy, -1.0);
+    cr_assert_eq(nr.test_accuracy_at_best_val, -1.0);
+    cr_assert_geq(nr.test_accuracy, 0.0);
+    free(rot);
+    for (int i = 0; i < 3; i++) teardown_fx(&f[i]);
+}
+
+/* Augmentation reaches the batches: with crop+flip the run differs from the
+ * plain one, and is the same for the same seed (a pure function of it). */
+Test(train, augment_changes_batches_deterministically) {
+    fixture f[3];
+    for (int i = 0; i < 3; i++) setup_fx(&f[i], MLP_SPEC, 2);
+    for (int i = 0; i < 3; i++) {
+        rf_train_cfg c;
+        small_cfg(&c, 20);
+        if (i > 0) cr_assert_eq(rf_augment_parse(&f[i].ctx, "crop:2+flip", &c.augment), RF_OK);
+        rf_train_result r;
+        cr_assert_eq(rf_train(&f[i].ctx, f[i].m, f[i].train, NULL, NULL, &c, NULL, NULL, &r), RF_OK);
+    }
+    size_t bytes = f[0].m->n_params * sizeof(float);
+    cr_assert_neq(memcmp(f[0].m->params, f[1].m->params, bytes), 0, "augmentation changed nothing");
+    cr_assert_eq(memcmp(f[1].m->params, f[2].m->params, bytes), 0, "augmented runs differ");
+    for (int i = 0; i < 3; i++) teardown_fx(&f[i]);
 }
 
 Test(train, rejects_bad_input) {
@@ -527,18 +645,18 @@ Test(train, rejects_bad_input) {
     rf_model *small;
     const char *two = "{\"input\":[1,28,28],\"classes\":2,\"layers\":[{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":2}]}";
     cr_assert_eq(rf_model_from_spec(&f.ctx, two, &small), RF_OK, "%s", rf_ctx_error(&f.ctx));
-    cr_assert_eq(rf_train(&f.ctx, small, f.train, f.test, &c, NULL, NULL, &r), RF_ERR_SHAPE);
+    cr_assert_eq(rf_train(&f.ctx, small, f.train, f.val, f.test, &c, NULL, NULL, &r), RF_ERR_SHAPE);
     cr_assert(strstr(rf_ctx_error(&f.ctx), "10 classes"), "%s", rf_ctx_error(&f.ctx));
     rf_model_free(small);
     const char *wide = "{\"input\":[1,32,32],\"classes\":10,\"layers\":[{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":10}]}";
     cr_assert_eq(rf_model_from_spec(&f.ctx, wide, &small), RF_OK);
-    cr_assert_eq(rf_train(&f.ctx, small, f.train, f.test, &c, NULL, NULL, &r), RF_ERR_SHAPE);
+    cr_assert_eq(rf_train(&f.ctx, small, f.train, f.val, f.test, &c, NULL, NULL, &r), RF_ERR_SHAPE);
     rf_model_free(small);
     c.iterations = 0; c.epochs = 0;
-    cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.test, &c, NULL, NULL, &r), RF_ERR_INVALID);
+    cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.val, f.test, &c, NULL, NULL, &r), RF_ERR_INVALID);
     small_cfg(&c, 5);
     c.label_smoothing = 1.5f;
-    cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.test, &c, NULL, NULL, &r), RF_ERR_INVALID);
+    cr_assert_eq(rf_train(&f.ctx, f.m, f.train, f.val, f.test, &c, NULL, NULL, &r), RF_ERR_INVALID);
     teardown_fx(&f);
 }
 
@@ -552,7 +670,7 @@ Test(train, allocation_failures_are_errors) {
     {   /* one clean run first so process-wide lazy state (kernel workspaces) exists */
         rf_model *m;
         cr_assert_eq(rf_model_clone(&f.ctx, f.m, &m), RF_OK);
-        cr_assert_eq(rf_train(&f.ctx, m, f.train, f.test, &c, NULL, NULL, &r), RF_OK);
+        cr_assert_eq(rf_train(&f.ctx, m, f.train, f.val, f.test, &c, NULL, NULL, &r), RF_OK);
         rf_model_free(m);
     }
     const long live = rf_alloc_live();
@@ -561,7 +679,7 @@ Test(train, allocation_failures_are_errors) {
         rf_model *m;
         cr_assert_eq(rf_model_clone(&f.ctx, f.m, &m), RF_OK);
         rf_alloc_fail_after(n);
-        rf_status s = rf_train(&f.ctx, m, f.train, f.test, &c, NULL, NULL, &r);
+        rf_status s = rf_train(&f.ctx, m, f.train, f.val, f.test, &c, NULL, NULL, &r);
         rf_alloc_fail_after(-1);
         cr_assert(s == RF_OK || s == RF_ERR_NOMEM, "n=%ld: %s (%s)", n, rf_strerror(s), rf_ctx_error(&f.ctx));
         if (s == RF_OK) { ok = 1; cr_assert_eq(r.steps, 3); }
