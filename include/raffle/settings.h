@@ -51,6 +51,10 @@ enum {
      * task ids were published: writing them would change every id). */
     RF_SF_OPTIONAL = 1 << 2,
     RF_SF_NOCLI    = 1 << 3,  /* no command-line flag (set by the expansion)      */
+    /* RF_SET_ENGINE: also takes the options that do not change results (the
+     * thread count): the process's, never a task's setting (a job's
+     * top-level "engine"). */
+    RF_SF_PROCESS  = 1 << 4,
 };
 
 typedef struct rf_setting {

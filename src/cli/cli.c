@@ -370,7 +370,7 @@ int cli_parse(const char *cmd, const char *usage, const char *summary, const cli
     return cli_parse_settings(cmd, usage, summary, opts, NULL, argc, argv, pos, min_pos, max_pos, done);
 }
 
-int cli_engine_settings(const char *cmd, const cli_list *l, cJSON *settings) {
+int cli_engine_settings(const char *cmd, const cli_list *l, cJSON *settings, int *threads) {
     if (!l->n) return 0;
     rf_ctx ctx;
     rf_ctx_init(&ctx);
@@ -383,6 +383,16 @@ int cli_engine_settings(const char *cmd, const cli_list *l, cJSON *settings) {
         char key[64];
         snprintf(key, sizeof key, "%.*s", (int)(eq - l->v[i]), l->v[i]);
         int o = rf_engine_option_find(key);
+        if (o == RF_ENGINE_THREADS) {
+            /* the process's, not a setting: the same as --threads N */
+            if (*threads >= 0 && *threads != e.v[o]) {
+                cJSON_Delete(obj);
+                cli_err(cmd, "--engine threads=%d and --threads %d disagree", e.v[o], *threads);
+                return 2;
+            }
+            *threads = e.v[o];
+            continue;
+        }
         char text[32];
         cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
         /* the canonical JSON types: value names as strings, integers as numbers */
@@ -390,6 +400,7 @@ int cli_engine_settings(const char *cmd, const cli_list *l, cJSON *settings) {
                                                : cJSON_CreateNumber(e.v[o]);
         if (!v || !cJSON_AddItemToObject(obj, key, v)) { cJSON_Delete(v); cJSON_Delete(obj); obj = NULL; }
     }
+    if (obj && !obj->child) { cJSON_Delete(obj); return 0; }   /* threads only: no settings */
     if (!obj || !cJSON_AddItemToObject(settings, "engine", obj)) { cJSON_Delete(obj); cli_err(cmd, "out of memory"); return 1; }
     return 0;
 }

@@ -73,9 +73,11 @@ void cli_log(void *ud, const char *line);
 cJSON *cli_run_kind(const char *cmd, const rf_kind *k, cJSON *settings, const char *const *parents, int n_parents,
                     const char *dir, int log_every, int threads);
 /* Adds the --engine KEY=VALUE values of l to settings as its "engine"
- * object (checked with the engine table). Returns 0, or 2 after printing a
- * usage error. */
-int    cli_engine_settings(const char *cmd, const cli_list *l, cJSON *settings);
+ * object (checked with the engine table), except threads=N, which is the
+ * process's (the same as --threads N): stored in *threads (-1: not given;
+ * a different --threads already there is a usage error). Returns 0, or 2
+ * after printing a usage error. */
+int    cli_engine_settings(const char *cmd, const cli_list *l, cJSON *settings, int *threads);
 /* The installed stop flag (SIGTERM/SIGUSR1 set it): kind commands
  * pass it to stop-aware kinds, which then save resumable state. */
 volatile int *cli_stop_flag(void);

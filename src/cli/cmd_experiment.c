@@ -72,7 +72,7 @@ int cli_experiment_main(const rf_kind *k, int argc, char **argv) {
     int rc = cli_parse_settings(cmd, "--data D --model M --out DIR [flags]", summary, opts, &t, argc, argv, NULL, 0, 0, &done);
     if (rc || done) { cJSON_Delete(flags); return rc; }
     cJSON *eng = cJSON_CreateObject();
-    rc = eng ? cli_engine_settings(cmd, &engine, eng) : 1;
+    rc = eng ? cli_engine_settings(cmd, &engine, eng, &threads) : 1;
     cJSON *job = rc ? NULL : job_of(k, flags, cJSON_GetObjectItemCaseSensitive(eng, "engine"));
     cJSON_Delete(flags);
     cJSON_Delete(eng);

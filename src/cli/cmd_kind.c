@@ -70,7 +70,7 @@ int cli_kind_main(const rf_kind *k, int argc, char **argv) {
              k->summary, k->name);
     int done = 0;
     int rc = cli_parse_settings(cmd, usage, summary, opts, &t, argc, argv, NULL, 0, 0, &done);
-    if (!rc && !done) rc = cli_engine_settings(cmd, &engine, settings);
+    if (!rc && !done) rc = cli_engine_settings(cmd, &engine, settings, &threads);
     if (rc || done) { cJSON_Delete(settings); return rc; }
     if (parents.n < k->min_parents || parents.n > k->max_parents) {
         cli_err(cmd, "takes %d to %d parents (%s), got %d", k->min_parents, k->max_parents,

@@ -47,7 +47,7 @@ typedef struct coord_exec_result {
     double seconds;
 } coord_exec_result;
 /* Runs `exe run dir` (with `--threads N` for threads > 0: the job's
- * limits.threads) with RLIMIT_AS = mem (0: none) and a wall-clock limit;
+ * engine.threads) with RLIMIT_AS = mem (0: none) and a wall-clock limit;
  * its stdout/stderr go to dir/log.txt. tick (may be NULL) is called about
  * every 20 ms while the child runs (status updates in the in-process mode). */
 /* When *stop_flag becomes non-zero (may be NULL) or rf_now() passes deadline

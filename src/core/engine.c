@@ -25,7 +25,7 @@ const rf_engine_option rf_engine_options[RF_ENGINE_COUNT_] = {
     [RF_ENGINE_FEAT_RUNS] = {"feat_runs", "RAFFLE_FEAT_RUNS", feat_values, 0, 0, RF_ENGINE_FEAT_RULE, 1,
                              "feature-major runs in deployed inference: off, where the measured rule says they pay, or always"},
     [RF_ENGINE_THREADS] = {"threads", "RAFFLE_THREADS", NULL, 0, RF_POOL_MAX, 0, 0,
-                           "compute threads of a task (0: SLURM_CPUS_PER_TASK under Slurm, else 1); results do not depend on it, so it is the process's, not a task setting (job: limits.threads)"},
+                           "compute threads of a task (0: SLURM_CPUS_PER_TASK under Slurm, else 1); results do not depend on it, so it is the process's, not a task setting (job: the top-level engine.threads)"},
 };
 _Static_assert(sizeof rf_engine_options / sizeof rf_engine_options[0] == RF_ENGINE_COUNT_,
                "every engine option needs its table entry");
