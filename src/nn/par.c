@@ -1,6 +1,7 @@
 /* Threads inside a layer (layers.h, "threads"): static parts over the
  * engine's pool. */
 #include "nn/layers.h"
+#include "raffle/gemm.h"
 
 int rf_nn_threads(const rf_engine *e) {
     /* OpenBLAS (gemm=openblas, a comparison backend) runs its own threads
@@ -11,6 +12,7 @@ int rf_nn_threads(const rf_engine *e) {
 
 int rf_nn_parts(const rf_engine *e, double work, double min_work) {
     int n = rf_nn_threads(e);
+    if (rf_threads_split_all_on()) min_work = 1.0;
     if (n <= 1 || work < 2.0 * min_work) return 1;
     double k = work / min_work;
     return k < (double)n ? (int)k : n;
