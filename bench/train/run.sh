@@ -34,6 +34,7 @@
 #   bench/train/run.sh [ITERATIONS]        (default 200 steps per model)
 #   bench/train/run.sh --quick             (30 steps, one round: a smoke run)
 #   MODELS="lenet-5 vit-tiny" ROUNDS=5 bench/train/run.sh 100
+#   MODELS= OUT=bench/results/train_threads.json bench/train/run.sh 100   (2 threads vs 1 only)
 #
 # PyTorch is Debian's python3-torch run by /usr/bin/python3 (the `python3` on
 # PATH may be another interpreter without torch); installed with apt-get if
@@ -46,7 +47,7 @@ case "$ITERS" in ''|*[!0-9]*) echo "bench/train: ITERATIONS must be a number or 
 CONV_ITERS=${CONV_ITERS:-$(( ITERS / 4 > 20 ? ITERS / 4 : 20 ))}
 BIG_ITERS=${BIG_ITERS:-$(( ITERS / 10 > 10 ? ITERS / 10 : 10 ))}
 BATCH=128
-MODELS=${MODELS:-"lenet-300-100 lenet-5 conv-2 conv-4 conv-6 mlp-1200x2 mlp-800x2 vit-tiny resnet-20 vgg-11"}
+MODELS=${MODELS-"lenet-300-100 lenet-5 conv-2 conv-4 conv-6 mlp-1200x2 mlp-800x2 vit-tiny resnet-20 vgg-11"}
 DATA=${DATA:-fashion-mnist}
 ROUNDS=${ROUNDS:-3}
 PY=/usr/bin/python3
