@@ -262,7 +262,8 @@ typedef struct step_job {
     const struct optim_kernels *K;
     const upd_k *k;
     const rf_optim *o;
-    rf_model *m;
+    float *params;
+    const float *grads, *mask;
     double *sums;    /* one per block (sumsq pass) */
     int pass;        /* 0: block sums of g², 1: the update */
 } step_job;
@@ -272,21 +273,24 @@ static void step_part(void *arg, int t, int n) {
     const size_t N = j->o->n, nb = (N + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
     size_t b0, b1;
     rf_nn_span(nb, t, n, &b0, &b1);
-    const float *mask = j->m->masks;
     for (size_t b = b0; b < b1; b++) {
         size_t i = b * SUMSQ_BLOCK, len = N - i < SUMSQ_BLOCK ? N - i : SUMSQ_BLOCK;
-        const float *mk = mask ? mask + i : NULL;
+        const float *mk = j->mask ? j->mask + i : NULL;
         if (j->pass == 0) {
-            j->sums[b] = j->K->sumsq(j->m->grads + i, mk, len);
+            j->sums[b] = j->K->sumsq(j->grads + i, mk, len);
         } else if (j->o->cfg.type == RF_OPT_SGD) {
-            j->K->sgd(j->k, j->m->params + i, j->m->grads + i, j->o->m ? j->o->m + i : NULL, mk, len);
+            j->K->sgd(j->k, j->params + i, j->grads + i, j->o->m ? j->o->m + i : NULL, mk, len);
         } else {
-            j->K->adam(j->k, j->m->params + i, j->m->grads + i, j->o->m + i, j->o->v + i, mk, len);
+            j->K->adam(j->k, j->params + i, j->grads + i, j->o->m + i, j->o->v + i, mk, len);
         }
     }
 }
 
 float rf_optim_step(rf_optim *o, rf_model *m, float lr) {
+    return rf_optim_step_flat(o, m->params, m->grads, m->masks, lr);
+}
+
+float rf_optim_step_flat(rf_optim *o, float *params, const float *grads, const float *mask, float lr) {
     const struct optim_kernels *K = &optim_kernels[rf_kernels_isa()];
     const size_t nb = (o->n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
     /* at least 4 blocks a part: below that the step is too short to split */
@@ -294,7 +298,7 @@ float rf_optim_step(rf_optim *o, rf_model *m, float lr) {
     if (parts < 1) parts = 1;
     enum { STACK = 256 };
     double stack_sums[STACK], *sums = nb <= STACK ? stack_sums : rf_malloc(nb * sizeof(double));
-    step_job j = {K, NULL, o, m, sums, 0};
+    step_job j = {K, NULL, o, params, grads, mask, sums, 0};
     /* Gradient norm over the entries that can move (mask 1): a pruned entry's
      * gradient changes no weight, so it must not shrink the others' clipped
      * step. Accumulated in double. */
@@ -306,7 +310,7 @@ float rf_optim_step(rf_optim *o, rf_model *m, float lr) {
     } else {   /* no memory for the block sums: the same blocks, here */
         for (size_t b = 0; b < nb; b++) {
             size_t i = b * SUMSQ_BLOCK, len = o->n - i < SUMSQ_BLOCK ? o->n - i : SUMSQ_BLOCK;
-            sq += K->sumsq(m->grads + i, m->masks ? m->masks + i : NULL, len);
+            sq += K->sumsq(grads + i, mask ? mask + i : NULL, len);
         }
     }
     double norm = sqrt(sq);
