@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds one stand-alone benchmark source against build/libraffle.a and runs it:
-#   bench/cbench.sh bench/train/gemm_rows_bench.c [args...]
+#   bench/cbench.sh bench/gemm/gemm_bench.c [args...]
 #   bench/cbench.sh bench/quant/int8_breakeven.c
 # (make first; the binary goes to build/bench/<name>).
 set -eu

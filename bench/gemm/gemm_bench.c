@@ -21,7 +21,6 @@
  * Each raffle result is compared byte for byte across the three raffle
  * runs (AVX-512 1 and 2 threads, AVX2) and with rf_gemm_f32_ref. */
 #include "../lowbit/lowbit_bench.h"   /* lb_cpu_name */
-#include "nn/layers.h"
 #include "raffle/gemm.h"
 #include "raffle/kernels.h"
 
@@ -90,9 +89,9 @@ static const shape shapes[] = {
     {"conv-2 im2col", "conv2 wide fwd", 0, 0, 64, 840, 576, 0, 1, 128},
     {"conv-2 im2col", "conv2 wide dW", 0, 1, 64, 576, 840, 1, 1, 128},
     {"conv-2 im2col", "conv2 wide dX", 1, 0, 576, 840, 64, 0, 1, 128},
-    /* vit-tiny at batch 128 (2176 token rows, width 64, MLP 256), as
-     * gemm_rows.c runs them: forward X·W^T with W^T copied (N,N), input
-     * gradient dY·W (N,N), weight gradient dY^T·X (T,N) */
+    /* vit-tiny at batch 128 (2176 token rows, width 64, MLP 256): forward
+     * X·W^T (here with W^T stored, N,N), input gradient dY·W (N,N), weight
+     * gradient dY^T·X (T,N) */
     {"vit-tiny", "qkv fwd", 0, 0, 2176, 192, 64, 1, 1, 4},
     {"vit-tiny", "qkv dX", 0, 0, 2176, 64, 192, 1, 1, 4},
     {"vit-tiny", "qkv dW", 1, 0, 192, 64, 2176, 1, 1, 4},
@@ -171,15 +170,6 @@ static void run_raffle(void *impl, operands *o) {
         fprintf(stderr, "gemm_bench: %s\n", rf_gemm_error(impl));
         exit(1);
     }
-}
-
-/* src/nn/gemm_rows.c's row-streaming kernel (tb = 0 only), the engine's
- * path for vit-tiny's tall products today. */
-static void run_rows(void *impl, operands *o) {
-    const shape *s = o->s;
-    (void)impl;
-    for (int p = 0; p < s->batch; p++)
-        rf_nn_gemm_rows(o->pc[p], o->ldc, o->pa[p], o->lda, s->ta, o->pb[p], o->ldb, NULL, s->acc, s->M, s->N, s->K);
 }
 
 static void run_openblas(void *impl, operands *o) {
@@ -366,21 +356,18 @@ int main(int argc, char **argv) {
     long l1, l2, l3;
     rf_gemm_cache_sizes(&l1, &l2, &l3);
 
-    double sec[6][NSHAPES];   /* raffle 1t, 2t, avx2, openblas 1t, gemm_rows (vit-tiny), raffle 1t wall */
+    double sec[5][NSHAPES];   /* raffle 1t, 2t, avx2, openblas 1t, raffle 1t wall */
     int identical[NSHAPES];
     for (int i = 0; i < NSHAPES; i++) {
         operands o;
         if (make_ops(&o, &shapes[i])) { fprintf(stderr, "gemm_bench: out of memory\n"); return 1; }
         /* raffle on 1 thread twice: in CPU time (the % of peak) and in
          * wall time (the 2-thread speed-up compares wall with wall) */
-        runner rs[6] = {{"raffle", run_raffle, g1, 0, 0}, {"raffle2", run_raffle, g2, 0, 1},
+        runner rs[5] = {{"raffle", run_raffle, g1, 0, 0}, {"raffle2", run_raffle, g2, 0, 1},
                         {"raffle-avx2", run_raffle, gv, 0, 0}, {"openblas", run_openblas, NULL, 0, 0},
-                        {"raffle-wall", run_raffle, g1, 0, 1}, {"gemm_rows", run_rows, NULL, 0, 0}};
-        int nrun = strcmp(shapes[i].preset, "vit-tiny") == 0 ? 6 : 5;
-        measure(rs, nrun, &o, rounds, round_s);
-        for (int r = 0; r < 4; r++) sec[r][i] = rs[r].best;
-        sec[5][i] = rs[4].best;
-        sec[4][i] = nrun > 5 ? rs[5].best : 0;
+                        {"raffle-wall", run_raffle, g1, 0, 1}};
+        measure(rs, 5, &o, rounds, round_s);
+        for (int r = 0; r < 5; r++) sec[r][i] = rs[r].best;
         /* bit identity: one call each from the same C, against the reference */
         size_t bytes = o.nc * (size_t)shapes[i].batch * sizeof(float);
         float *want = malloc(bytes), *got = malloc(bytes);
@@ -441,10 +428,9 @@ int main(int argc, char **argv) {
     fprintf(f, "# same = raffle AVX-512 1t, 2t and AVX2 all byte-identical to rf_gemm_f32_ref\n");
     fprintf(f, "# x2 = raffle 1 thread / 2 threads, both in wall time (products below 2^20 multiply-adds run on one)\n");
     fprintf(f, "# one training step = all of a preset's products, each as often as a batch-128 step issues it\n");
-    fprintf(f, "# rows = src/nn/gemm_rows.c (row streaming, the engine's path for vit-tiny's tall products today)\n");
-    fprintf(f, "%-14s %-20s %5s %5s %5s %2s %3s | %7s %5s %7s %5s %7s %5s | %7s %7s %7s %7s | %7s %7s | %7s | %4s\n",
+    fprintf(f, "%-14s %-20s %5s %5s %5s %2s %3s | %7s %5s %7s %5s %7s %5s | %7s %7s %7s %7s | %7s %7s | %4s\n",
             "preset", "product", "M", "N", "K", "tt", "b", "r512", "%pk", "r512x2", "x2", "ravx2", "%pk2", "oblas",
-            "oblas2", "skx", "cpx", "blis", "blis2", "rows", "same");
+            "oblas2", "skx", "cpx", "blis", "blis2", "same");
     int np = 0;
     const char *cur = NULL;
     double fl = 0, t1 = 0, t2 = 0, tb = 0, tw = 0;
@@ -462,19 +448,17 @@ int main(int argc, char **argv) {
         t1 += sec[0][i] * s->calls;
         t2 += sec[1][i] * s->calls;
         tb += sec[3][i] * s->calls;
-        tw += sec[5][i] * s->calls;
+        tw += sec[4][i] * s->calls;
         char tt[3] = {s->ta ? 'T' : 'N', s->tb ? 'T' : 'N', 0};
         fprintf(f, "%-14s %-20s %5d %5d %5d %2s %3d | %7.1f %4.0f%% %7.1f %4.2fx %7.1f %4.0f%% | %7.1f", s->preset,
                 s->name, s->M, s->N, s->K, tt, s->acc, f1, 100.0 * f1 / peak, gflops(s, sec[1][i]),
-                sec[5][i] / sec[1][i], gflops(s, sec[2][i]), 100.0 * gflops(s, sec[2][i]) / peak2,
+                sec[4][i] / sec[1][i], gflops(s, sec[2][i]), 100.0 * gflops(s, sec[2][i]) / peak2,
                 gflops(s, sec[3][i]));
         for (int c = 0; c < 5; c++) {
             if (c == 3) fprintf(f, " |");
             if (csec[c][i] > 0) fprintf(f, " %7.1f", gflops(s, csec[c][i]));
             else fprintf(f, " %7s", "-");
         }
-        if (sec[4][i] > 0) fprintf(f, " | %7.1f", gflops(s, sec[4][i]));
-        else fprintf(f, " | %7s", "-");
         fprintf(f, " | %4s\n", identical[i] ? "yes" : "NO");
         np++;
     }

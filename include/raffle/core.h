@@ -53,20 +53,36 @@ typedef enum rf_status {
 const char *rf_strerror(rf_status s);
 
 /* ---- engine options --------------------------------------------------------
- * How the compute engine runs: the convolution path, the GEMM kernel, ... as
+ * How the compute engine runs: the convolution path, the GEMM backend, ... as
  * explicit values carried in rf_ctx (raffle/engine.h has the table: names,
  * values, defaults, environment variables, docs). Values are indices into an
  * option's value names, or integers. */
 typedef enum rf_engine_opt {
-    RF_ENGINE_ISA = 0, RF_ENGINE_CONV, RF_ENGINE_GEMM, RF_ENGINE_TB_CHUNK, RF_ENGINE_FEAT_RUNS,
+    RF_ENGINE_ISA = 0, RF_ENGINE_CONV, RF_ENGINE_GEMM, RF_ENGINE_TB_CHUNK, RF_ENGINE_FEAT_RUNS, RF_ENGINE_THREADS,
     RF_ENGINE_COUNT_
 } rf_engine_opt;
-typedef struct rf_engine { int v[RF_ENGINE_COUNT_]; } rf_engine;
+struct rf_pool;
+struct rf_gemm;
+/* v: the options' values. pool, gemm: the compute resources of the task
+ * these options run (its thread pool and dense GEMM context, created once
+ * per task by rf_gemm_attach, raffle/gemm.h, and owned by whoever attached
+ * them); NULL outside a task, where products run on the calling thread.
+ * The engine that work inside part t of a job on the pool gets is a copy
+ * with pool = NULL (no nested threads) and slot = t: its products run on
+ * the calling thread with the GEMM's workspace t. None of these are
+ * options: never parsed, compared or recorded. */
+typedef struct rf_engine {
+    int v[RF_ENGINE_COUNT_];
+    struct rf_pool *pool;
+    struct rf_gemm *gemm;
+    int slot;
+} rf_engine;
 
 /* ---- context -------------------------------------------------------------
  * One per thread of work. Carries the last error's message and settings that
- * library code consults (memory cap, threads). Plain struct so it can live on
- * the stack: rf_ctx ctx; rf_ctx_init(&ctx); */
+ * library code consults (memory cap, engine options, among them the compute
+ * threads). Plain struct so it can live on the stack: rf_ctx ctx;
+ * rf_ctx_init(&ctx); */
 #define RF_ERR_MAX 512
 struct rf_diag;
 struct rf_inputs;
@@ -74,7 +90,6 @@ typedef struct rf_ctx {
     rf_status status;          /* last error status, RF_OK if none            */
     char      err[RF_ERR_MAX]; /* last error message, "" if none              */
     size_t    mem_cap;         /* max bytes live at once, a new object included (0 = default 8 GiB) */
-    int       threads;         /* compute threads (default 1)                 */
     size_t    task_cap;        /* max tasks one job may expand to (0 = default 100,000) */
     rf_engine engine;          /* engine options the computations of this ctx use */
     /* NULL, or where checks that go on after an error (rf_diag) record
@@ -89,7 +104,7 @@ typedef struct rf_ctx {
 #define RF_TASK_CAP_DEFAULT 100000
 #define RF_TASK_CAP_MAX     2000000
 
-/* Zeroes ctx, threads = 1, and mem_cap from the environment variable
+/* Zeroes ctx, and mem_cap from the environment variable
  * RAFFLE_MEM_CAP (bytes, optional K/M/G/T binary suffix: "512M", "2G");
  * unset or unparseable leaves 0, the default cap of 8 GiB; and task_cap from
  * RAFFLE_MAX_TASKS (a plain count, at most RF_TASK_CAP_MAX; anything else
@@ -216,6 +231,12 @@ double   rf_rng_uniform_double(rf_rng *r);     /* [0, 1), 53-bit resolution  */
 float    rf_rng_normal(rf_rng *r);             /* N(0,1), Box-Muller         */
 uint32_t rf_rng_below(rf_rng *r, uint32_t n);  /* uniform in [0, n), unbiased */
 void     rf_rng_shuffle_u32(rf_rng *r, uint32_t *v, size_t n); /* Fisher-Yates */
+/* Counter-based skip-ahead, so that several threads can draw one stream:
+ * out[j] = what the (first + j)-th of the next rf_rng_u32 calls returns
+ * (first = 0: the next one); r is not changed. rf_rng_skip moves r past n
+ * draws, as n calls of rf_rng_u32 would. */
+void     rf_rng_u32_range(const rf_rng *r, uint64_t first, uint32_t *out, size_t n);
+void     rf_rng_skip(rf_rng *r, uint64_t n);
 /* Stable 64-bit hash of a string (FNV-1a): names streams, task ids etc. */
 uint64_t rf_hash64(const void *data, size_t n, uint64_t seed);
 

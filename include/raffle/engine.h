@@ -3,11 +3,15 @@
  * ZSTD_CCtx_setParameter), never process statics filled from the
  * environment.
  *
- * Some options change floats (the convolution path, the GEMM kernel, the
- * transformer chunking, feature-major runs, the ISA: each sums in its own
- * order), so every task records the effective value of every option in its
+ * Some options change floats (the convolution path, the GEMM backend, the
+ * transformer chunking, feature-major runs: each sums in its own order), so
+ * every task records the effective value of every option in its
  * metrics.json ("engine"), and a job or the command line sets them
- * explicitly ("engine": {...}, --engine KEY=VALUE). An environment variable
+ * explicitly ("engine": {...}, --engine KEY=VALUE). Options that do not
+ * change floats (changes_floats = 0: the thread count) belong to the
+ * process that runs a task, not to the task: they are never part of a
+ * task's settings (its id, its checkpoint), a job sets them under "limits"
+ * and the command line with their own flag (--threads). An environment variable
  * may only set an option's default (RAFFLE_CONV=gemm); rf_ctx_init reads
  * the defaults once and the options travel in rf_ctx.engine from there.
  *
@@ -40,13 +44,16 @@ extern const rf_engine_option rf_engine_options[RF_ENGINE_COUNT_];
 /* Value names of the options (indices are the stored values). */
 typedef enum { RF_ENGINE_ISA_AUTO = 0 } rf_engine_isa_value;   /* then scalar, avx2, ... = rf_isa + 1 */
 typedef enum { RF_ENGINE_CONV_AUTO = 0, RF_ENGINE_CONV_WINOGRAD, RF_ENGINE_CONV_DIRECT, RF_ENGINE_CONV_GEMM } rf_engine_conv_value;
-typedef enum { RF_ENGINE_GEMM_AUTO = 0, RF_ENGINE_GEMM_BLAS, RF_ENGINE_GEMM_ROWS } rf_engine_gemm_value;
+typedef enum { RF_ENGINE_GEMM_RAFFLE = 0, RF_ENGINE_GEMM_OPENBLAS } rf_engine_gemm_value;
 typedef enum { RF_ENGINE_FEAT_OFF = 0, RF_ENGINE_FEAT_RULE, RF_ENGINE_FEAT_ALWAYS } rf_engine_feat_value;
 
 /* Index of the option named `name`, or -1. */
 int       rf_engine_option_find(const char *name);
-/* The built-in defaults (no environment). */
+/* The built-in defaults (no environment), no pool or GEMM attached. */
 void      rf_engine_builtin(rf_engine *e);
+/* Threads a task runs with: the option "threads", or when it is 0 (auto)
+ * SLURM_CPUS_PER_TASK under Slurm, else 1 (rf_pool_default_threads). */
+int       rf_engine_threads(const rf_engine *e);
 /* The built-in defaults overridden by each option's environment variable.
  * A variable with a value the option does not take is an error naming the
  * variable (RF_ERR_INVALID); e keeps the built-in value for it. */

@@ -100,6 +100,60 @@ rf_status rf_gemm_f32_batch(rf_gemm *g, int trans_a, int trans_b, int M, int N, 
                             const float *const *A, int lda, const float *const *B, int ldb, int accumulate,
                             float *const *C, int ldc);
 
+/* The product of rf_gemm_f32 computed by the calling thread alone with
+ * g's workspace t (0 <= t < rf_gemm_threads(g)): for work that a caller
+ * already splits over g's pool (rf_pool_run part t runs it), so that the
+ * per-thread steps around a product (a conv layer's padding, transforms)
+ * stay in the same parallel region. Same bits as rf_gemm_f32. Two parts
+ * running at once must use different t. Returns as rf_gemm_f32 (the error
+ * message is not kept: parts run concurrently). */
+rf_status rf_gemm_f32_part(rf_gemm *g, int t, int trans_a, int trans_b, int M, int N, int K, const float *A,
+                           int lda, const float *B, int ldb, int accumulate, float *C, int ldc);
+
+/* ---- the engine's dense backend ----------------------------------------------
+ * A task's products go to the rf_gemm attached to its engine (rf_engine.gemm,
+ * over the pool rf_engine.pool), or, with the engine option gemm=openblas,
+ * to cblas_sgemm (kept for comparisons: its bits depend on the kernels
+ * OpenBLAS picks for the CPU). Code without an attached GEMM (library use
+ * outside a task, tests) gets the calling thread's own one-thread rf_gemm
+ * (rf_gemm_thread): the same bits. */
+
+/* Creates ctx->engine.pool with rf_engine_threads(&ctx->engine) threads and
+ * ctx->engine.gemm on it (ISA: the kernels' current level, rf_kernels_isa),
+ * replacing (freeing) any attached before. Free with rf_gemm_detach. */
+rf_status rf_gemm_attach(rf_ctx *ctx);
+/* Frees ctx->engine.gemm and .pool and sets them NULL; accepts a ctx with
+ * none attached. */
+void rf_gemm_detach(rf_ctx *ctx);
+/* The calling thread's one-thread rf_gemm at the current ISA (made on first
+ * use, remade when the ISA changed; borrowed: valid until the thread's next
+ * rf_gemm_thread_release or ISA change), or NULL when it cannot be
+ * allocated. */
+rf_gemm *rf_gemm_thread(void);
+/* Frees the calling thread's rf_gemm_thread (before a leak check, or when a
+ * thread ends). */
+void rf_gemm_thread_release(void);
+/* The product of rf_gemm_f32 (same arguments) on e's backend: e->gemm
+ * (over e->pool; or, in a part's engine, pool NULL, on the calling thread
+ * with workspace e->slot: rf_gemm_f32_part), OpenBLAS for gemm=openblas,
+ * else rf_gemm_thread() (the reference loop if that cannot be allocated:
+ * same bits, slower). e may be NULL (no options: raffle's GEMM). Arguments
+ * must be valid (programmer error otherwise). */
+void rf_gemm_engine(const rf_engine *e, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                    const float *B, int ldb, int accumulate, float *C, int ldc);
+/* rf_gemm_f32_batch on e's backend (OpenBLAS, or a part's engine: one call
+ * per product). */
+void rf_gemm_engine_batch(const rf_engine *e, int trans_a, int trans_b, int M, int N, int K, int count,
+                          const float *const *A, int lda, const float *const *B, int ldb, int accumulate,
+                          float *const *C, int ldc);
+
+/* Tests: on = 1 splits all work over threads however small (the products'
+ * and the layers' minimum work per thread, rf_nn_parts, become 1), so small
+ * models exercise every split that large ones make; 0 restores the
+ * thresholds. Process-wide. Changes speed only, never a result. */
+void rf_threads_split_all(int on);
+int  rf_threads_split_all_on(void);
+
 /* The definition above as three plain loops (i, j, then k inside), no
  * blocking: what tests compare every path against. */
 void rf_gemm_f32_ref(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda, const float *B,

@@ -39,6 +39,8 @@ typedef struct rf_job {
     char         *text;         /* the job file as submitted (owned, NUL-terminated) */
     size_t        text_len;
     rf_job_limits limits;
+    int           threads;      /* compute threads of each task, the top-level engine.threads (0: the
+                                 * worker's default, SLURM_CPUS_PER_TASK or 1); not a task setting */
     int           n_tasks;      /* tasks in topological order: parents before children */
     rf_job_task  *tasks;        /* owned */
     int32_t      *parents;      /* owned; task indices */

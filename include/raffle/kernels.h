@@ -31,12 +31,15 @@ rf_isa      rf_kernels_isa(void);
 /* Best ISA this CPU and OS support (CPUID + XGETBV), ignoring RAFFLE_ISA. */
 rf_isa      rf_kernels_cpu_isa(void);
 /* The fast kernels keep one scratch buffer per thread (transposed activation
- * panels), grown on demand and reused. This frees the calling thread's buffer;
+ * panels; the dense GEMM's packing buffers), grown on demand and reused.
+ * This frees the calling thread's buffers;
  * call it before a thread exits or before a leak check. If scratch cannot be
  * allocated the kernels fall back to the reference (same result, slower). */
 void        rf_kernels_release_workspace(void);
 
-/* Dense fp32 via OpenBLAS sgemm: Y = X · W^T (+ bias if non-NULL). */
+/* Dense fp32: Y = X · W^T (+ bias if non-NULL), on the calling thread's
+ * own raffle GEMM (raffle/gemm.h rf_gemm_thread: the same bits on every ISA
+ * as the layers' products). */
 void rf_linear_f32(const float *X, const float *W, const float *bias, float *Y, int M, int N, int K);
 
 /* Activation layouts. RF_ROWS: [M, F], one row per sample (what layers

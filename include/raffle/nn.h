@@ -412,17 +412,21 @@ void rf_optim_cfg_default(rf_optim_cfg *c, rf_optim_type t);
 /* Learning rate at `step` of `total` steps. */
 float rf_sched_lr(const rf_optim_cfg *c, int64_t step, int64_t total);
 
+struct rf_pool;
 typedef struct rf_optim {
     rf_optim_cfg cfg;
     size_t  n;
     float  *m, *v;             /* moments, same offsets as params (owned)  */
     int64_t t;                 /* steps taken */
+    struct rf_pool *pool;      /* the threads of a step: the init ctx's (borrowed; NULL: one) */
 } rf_optim;
 rf_status rf_optim_init(rf_ctx *ctx, rf_optim *o, const rf_optim_cfg *cfg, size_t n_params);
 void      rf_optim_free(rf_optim *o);
 /* One step with learning rate lr. Pruned entries (mask 0) get zero update and
  * their moments are zeroed: pruned weights stay exactly 0.0. Applies
- * gradient-norm clipping if configured. Returns the pre-clip grad norm. */
+ * gradient-norm clipping if configured. Returns the pre-clip grad norm.
+ * Runs on o->pool's threads (the ctx rf_optim_init got, rf_ctx.engine.pool);
+ * the result is the same bits on any thread count and ISA. */
 float     rf_optim_step(rf_optim *o, rf_model *m, float lr);
 /* The same step on any flat block of o->n parameters with their gradients
  * and masks (NULL: none), e.g. the codebooks of weight sharing, which are

@@ -56,6 +56,10 @@ enum {
     /* 0 is the value of "not given" (iterations: train by epochs): written
      * as the default, but a flag never gives it (exit 2: leave it out). */
     RF_SF_ZERO_UNSET = 1 << 4,
+    /* RF_SET_ENGINE: also takes the options that do not change results (the
+     * thread count): the process's, never a task's setting (a job's
+     * top-level "engine"). */
+    RF_SF_PROCESS  = 1 << 5,
 };
 
 typedef struct rf_setting {

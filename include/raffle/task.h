@@ -205,7 +205,8 @@ rf_status rf_task_open_data(rf_ctx *ctx, const cJSON *settings, rf_data_splits *
  * stop-aware kind gets stop_flag, borrowed, may be NULL), and writes
  * DIR/metrics.json (deterministic keys at the top, timings under "timing",
  * the engine under "engine") and DIR/result.json ({"class", "status",
- * "message"}). Returns the task's status. */
+ * "message"}). The thread pool and GEMM rf_task_engine attached to ctx are
+ * freed before it returns. Returns the task's status. */
 rf_status rf_task_run_dir(rf_ctx *ctx, const char *dir, volatile int *stop_flag, int log_every);
 /* The failure class name ("", "error", "nan", "oom", "timeout",
  * "preempted", "crash") result.json records for a task's status. */
@@ -214,8 +215,11 @@ const char *rf_task_status_class(rf_status s);
  * "timing" object so the rest is reproducible byte for byte. */
 void      rf_task_split_timing(cJSON *metrics);
 /* Sets ctx->engine for a task: the environment's defaults (a bad variable
- * is an error naming it), then the settings' "engine" object; applies the
- * ISA option to the kernels (process-wide, rf_kernels_force). */
+ * is an error naming it), then the settings' "engine" object, keeping the
+ * options that do not change results (threads: the caller's, from the
+ * command line or the environment); applies the ISA option to the kernels
+ * (process-wide, rf_kernels_force) and attaches the task's thread pool and
+ * dense GEMM (raffle/gemm.h rf_gemm_attach; rf_gemm_detach frees them). */
 rf_status rf_task_engine(rf_ctx *ctx, const cJSON *settings);
 /* An "engine" settings object in its canonical form (value names as
  * strings, integers as numbers: "conv": 3 is "conv": "gemm"), so a job and
@@ -223,8 +227,10 @@ rf_status rf_task_engine(rf_ctx *ctx, const cJSON *settings);
  * is not an engine option's value (check first) or out of memory. */
 cJSON    *rf_task_engine_settings(const cJSON *engine);
 /* A new object describing the engine that ran: "isa" (used), "cpu_isa",
- * "blas" {name, version, core, config}, and every option's effective value
- * under "options" (what metrics.json holds under "engine"). */
+ * "threads" (the task's pool), "dense" {backend: raffle | openblas, isa:
+ * the GEMM's ISA or OpenBLAS's core}, "blas" {name, version, core, config},
+ * and every option's effective value under "options" (what metrics.json
+ * holds under "engine"). */
 cJSON    *rf_task_engine_json(const rf_ctx *ctx);
 
 /* The progress-line period a kind uses: 0 without io->log or when

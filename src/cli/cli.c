@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 #include "raffle/engine.h"
 #include "raffle/net.h"
+#include "raffle/threads.h"
 
 #include <errno.h>
 #include <float.h>
@@ -441,7 +442,7 @@ int cli_parse(const char *cmd, const char *usage, const char *summary, const cli
     return cli_parse_settings(cmd, usage, summary, opts, NULL, argc, argv, pos, min_pos, max_pos, done);
 }
 
-int cli_engine_settings(const char *cmd, const cli_list *l, cJSON *settings) {
+int cli_engine_settings(const char *cmd, const cli_list *l, cJSON *settings, int *threads) {
     if (!l->n) return 0;
     rf_ctx ctx;
     rf_ctx_init(&ctx);
@@ -454,6 +455,16 @@ int cli_engine_settings(const char *cmd, const cli_list *l, cJSON *settings) {
         char key[64];
         snprintf(key, sizeof key, "%.*s", (int)(eq - l->v[i]), l->v[i]);
         int o = rf_engine_option_find(key);
+        if (o == RF_ENGINE_THREADS) {
+            /* the process's, not a setting: the same as --threads N */
+            if (*threads >= 0 && *threads != e.v[o]) {
+                cJSON_Delete(obj);
+                cli_err(cmd, "--engine threads=%d and --threads %d disagree", e.v[o], *threads);
+                return 2;
+            }
+            *threads = e.v[o];
+            continue;
+        }
         char text[32];
         cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
         /* the canonical JSON types: value names as strings, integers as numbers */
@@ -461,6 +472,7 @@ int cli_engine_settings(const char *cmd, const cli_list *l, cJSON *settings) {
                                                : cJSON_CreateNumber(e.v[o]);
         if (!v || !cJSON_AddItemToObject(obj, key, v)) { cJSON_Delete(v); cJSON_Delete(obj); obj = NULL; }
     }
+    if (obj && !obj->child) { cJSON_Delete(obj); return 0; }   /* threads only: no settings */
     if (!obj || !cJSON_AddItemToObject(settings, "engine", obj)) { cJSON_Delete(obj); cli_err(cmd, "out of memory"); return 1; }
     return 0;
 }
@@ -478,9 +490,10 @@ volatile int *cli_stop_flag(void) {
 }
 
 cJSON *cli_run_kind(const char *cmd, const rf_kind *k, cJSON *settings, const char *const *parents, int n_parents,
-                    const char *dir, int log_every) {
+                    const char *dir, int log_every, int threads) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
+    if (cli_threads(cmd, &ctx, threads)) return NULL;
     cJSON *task = cJSON_CreateObject(), *pa = cJSON_CreateArray();
     cJSON *st = rf_kind_settings(k, settings);
     rf_status s = task && pa && st ? RF_OK : rf_error(&ctx, RF_ERR_NOMEM, "out of memory");
@@ -565,6 +578,13 @@ rf_status cli_fetch_pinned(rf_ctx *ctx, const cJSON *settings) {
 /* OpenBLAS exports this; declared here to avoid depending on its header. */
 extern void openblas_set_num_threads(int);
 
-void cli_set_threads(int threads) {
-    openblas_set_num_threads(threads > 0 ? threads : 1);
+int cli_threads(const char *cmd, rf_ctx *ctx, int threads) {
+    if (threads > RF_POOL_MAX) { cli_err(cmd, "--threads %d: at most %d", threads, RF_POOL_MAX); return 2; }
+    rf_engine e;
+    rf_engine_builtin(&e);
+    if (threads >= 0) e.v[RF_ENGINE_THREADS] = threads;
+    else if (ctx) e.v[RF_ENGINE_THREADS] = ctx->engine.v[RF_ENGINE_THREADS];
+    if (ctx) ctx->engine.v[RF_ENGINE_THREADS] = e.v[RF_ENGINE_THREADS];
+    openblas_set_num_threads(rf_engine_threads(&e));
+    return 0;
 }

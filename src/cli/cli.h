@@ -9,6 +9,7 @@
 #include "raffle/core.h"
 #include "raffle/task.h"
 #include "raffle/settings.h"
+#include "raffle/threads.h"
 
 /* CLI_LIST: a cli_list; the option may be repeated and each value may be a
  * comma-separated list. */
@@ -80,15 +81,18 @@ void cli_log(void *ud, const char *line);
 /* Runs one task of kind k in directory dir the way a sweep's worker does
  * (writes dir/task.json, then rf_task_run_dir: dir/model.rckpt,
  * metrics.json with "timing" and "engine", result.json). settings are
- * completed with the kind's defaults here (not consumed). Returns the
+ * completed with the kind's defaults here (not consumed); threads as
+ * cli_threads. Returns the
  * metrics as written (free with cJSON_Delete), or NULL after printing the
  * error. */
 cJSON *cli_run_kind(const char *cmd, const rf_kind *k, cJSON *settings, const char *const *parents, int n_parents,
-                    const char *dir, int log_every);
+                    const char *dir, int log_every, int threads);
 /* Adds the --engine KEY=VALUE values of l to settings as its "engine"
- * object (checked with the engine table). Returns 0, or 2 after printing a
- * usage error. */
-int    cli_engine_settings(const char *cmd, const cli_list *l, cJSON *settings);
+ * object (checked with the engine table), except threads=N, which is the
+ * process's (the same as --threads N): stored in *threads (-1: not given;
+ * a different --threads already there is a usage error). Returns 0, or 2
+ * after printing a usage error. */
+int    cli_engine_settings(const char *cmd, const cli_list *l, cJSON *settings, int *threads);
 /* The installed stop flag (SIGTERM/SIGUSR1 set it): kind commands
  * pass it to stop-aware kinds, which then save resumable state. */
 volatile int *cli_stop_flag(void);
@@ -98,7 +102,13 @@ int    cli_kind_main(const rf_kind *k, int argc, char **argv);
 /* The command of an experiment kind that is a pipeline (lottery, ofa): the
  * one-experiment job its flags spell, expanded and run here task by task. */
 int    cli_experiment_main(const rf_kind *k, int argc, char **argv);
-/* Applies --threads: pins OpenBLAS threads (default 1). */
-void cli_set_threads(int threads);
+/* Applies --threads N to ctx (may be NULL): the engine option "threads"
+ * (N < 0: not given, the environment's RAFFLE_THREADS or 0; 0: auto,
+ * SLURM_CPUS_PER_TASK under Slurm, else 1), and as many OpenBLAS threads
+ * (the gemm=openblas backend). Returns 0, or 2 after printing a usage error
+ * for N above the pool's maximum. */
+int    cli_threads(const char *cmd, rf_ctx *ctx, int threads);
+/* The help line of every --threads flag. */
+#define CLI_THREADS_DOC "compute threads (default: SLURM_CPUS_PER_TASK under Slurm, else 1; results do not depend on it)"
 
 #endif

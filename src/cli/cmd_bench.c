@@ -319,7 +319,7 @@ static int bench_kernels(int argc, char **argv) {
                        opts, argc, argv, NULL, 0, 0, &done);
     if (rc || done) return rc;
     if (reps < 0) { cli_err(cmd, "--reps must be >= 1"); return 2; }
-    cli_set_threads(1);
+    cli_threads(cmd, NULL, 1);
     bench_cfg cfg = {reps ? reps : (quick ? 10 : 30), 0.0002};
     FILE *f = json ? stderr : stdout;
     rf_isa isa = rf_kernels_init();

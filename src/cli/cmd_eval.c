@@ -12,6 +12,7 @@
  * where they are pruned past the measured break-even
  * (rf_evaluate_deployed). */
 #include "cli/cli.h"
+#include "raffle/gemm.h"
 #include "raffle/quant.h"
 #include "raffle/task.h"
 #include "raffle/train.h"
@@ -37,7 +38,7 @@ static cJSON *eval_settings(const cJSON *recorded, const cJSON *flags, const cha
 
 int rf_cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL, *split = "test", *pred = NULL;
-    int json = 0, threads = 0, batch = 256;
+    int json = 0, threads = -1, batch = 256;
     int64_t limit = 0;
     const cli_opt opts[] = {
         {"ckpt", CLI_STR, &ckpt, "FILE", "checkpoint (.rckpt)", 1},
@@ -47,7 +48,7 @@ int rf_cmd_eval(int argc, char **argv) {
          "write PREFIX.logits.npy (float32 [n, classes]), PREFIX.pred.npy and PREFIX.labels.npy (int32 [n])", 0},
         {"batch", CLI_INT, &batch, "B", "evaluation batch size (default 256)", CLI_POSITIVE},
         {"limit", CLI_I64, &limit, "N", "evaluate the first N samples of the split only", CLI_POSITIVE},
-        {"threads", CLI_INT, &threads, "N", "compute threads (default 1)", CLI_POSITIVE},
+        {"threads", CLI_INT, &threads, "N", CLI_THREADS_DOC, CLI_POSITIVE},
         {"json", CLI_FLAG, &json, NULL, "print one JSON object with the results", 0},
         {NULL, 0, NULL, NULL, NULL, 0},
     };
@@ -61,14 +62,13 @@ int rf_cmd_eval(int argc, char **argv) {
                                 "wrote it prepared it; optionally write every sample's logits and predicted label (.npy).",
                                 opts, &t, argc, argv, NULL, 0, 0, &done);
     if (rc || done) { cJSON_Delete(flags); return rc; }
-    if (batch <= 0 || threads < 0 || limit < 0) { cJSON_Delete(flags); cli_err("eval", "--batch, --threads and --limit must be positive"); return 2; }
+    if (batch <= 0 || limit < 0) { cJSON_Delete(flags); cli_err("eval", "--batch and --limit must be positive"); return 2; }
     int on_val = strcmp(split, "val") == 0;
     if (!on_val && strcmp(split, "test") != 0) { cJSON_Delete(flags); cli_err("eval", "--split: expected test or val, got '%s'", split); return 2; }
-    cli_set_threads(threads);
 
     rf_ctx ctx;
     rf_ctx_init(&ctx);
-    ctx.threads = threads > 0 ? threads : 1;
+    if (cli_threads("eval", &ctx, threads)) { cJSON_Delete(flags); return 2; }
     rf_model *m = NULL;
     rf_quant *q = NULL;
     rf_data_splits sp;
@@ -78,7 +78,8 @@ int rf_cmd_eval(int argc, char **argv) {
     int n_sparse = 0;
     rf_dataset view;
     memset(&view, 0, sizeof view);
-    rf_status s = rf_quant_load(&ctx, ckpt, &m, &q);
+    rf_status s = rf_gemm_attach(&ctx);
+    if (s == RF_OK) s = rf_quant_load(&ctx, ckpt, &m, &q);
     if (s == RF_OK) s = rf_task_ckpt_settings(&ctx, ckpt, &recorded);
     if (s == RF_OK && !(settings = eval_settings(recorded, flags, data))) s = rf_error(&ctx, RF_ERR_NOMEM, "out of memory");
     if (s == RF_OK && !cJSON_GetObjectItemCaseSensitive(settings, "data"))
@@ -143,5 +144,6 @@ int rf_cmd_eval(int argc, char **argv) {
     cJSON_Delete(recorded);
     cJSON_Delete(settings);
     cJSON_Delete(flags);
+    rf_gemm_detach(&ctx);
     return rc;
 }

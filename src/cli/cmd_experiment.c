@@ -48,11 +48,11 @@ int cli_experiment_main(const rf_kind *k, int argc, char **argv) {
     const char *cmd = k->experiment, *out = NULL;
     static cli_list engine;
     memset(&engine, 0, sizeof engine);
-    int json = 0, threads = 1, log_every = 0;
+    int json = 0, threads = -1, log_every = 0;
     const cli_opt opts[] = {
         {"out|out-dir", CLI_STR, &out, "DIR", "DIR/NN-LABEL/{model.rckpt,metrics.json,task.json} for every task", 1},
         {"engine", CLI_LIST, &engine, "KEY=VALUE", "engine option (docs/engine.md); repeatable", 0},
-        {"threads", CLI_INT, &threads, "N", "BLAS threads (default 1)", CLI_POSITIVE},
+        {"threads", CLI_INT, &threads, "N", CLI_THREADS_DOC, CLI_POSITIVE},
         {"log-every", CLI_INT, &log_every, "N", "progress line every N training steps (0: the kinds' defaults; -1: none)", CLI_NEGATIVE_OK},
         {"json", CLI_FLAG, &json, NULL, "print {\"tasks\": [...]} (every task's metrics) as one JSON object", 0},
         {NULL, 0, NULL, NULL, NULL, 0},
@@ -72,7 +72,7 @@ int cli_experiment_main(const rf_kind *k, int argc, char **argv) {
     int rc = cli_parse_settings(cmd, "--data D --model M --out DIR [flags]", summary, opts, &t, argc, argv, NULL, 0, 0, &done);
     if (rc || done) { cJSON_Delete(flags); return rc; }
     cJSON *eng = cJSON_CreateObject();
-    rc = eng ? cli_engine_settings(cmd, &engine, eng) : 1;
+    rc = eng ? cli_engine_settings(cmd, &engine, eng, &threads) : 1;
     cJSON *job = rc ? NULL : job_of(k, flags, cJSON_GetObjectItemCaseSensitive(eng, "engine"));
     cJSON_Delete(flags);
     cJSON_Delete(eng);
@@ -80,9 +80,9 @@ int cli_experiment_main(const rf_kind *k, int argc, char **argv) {
     char *text = job ? cJSON_PrintUnformatted(job) : NULL;
     cJSON_Delete(job);
     if (!text) { cli_err(cmd, "out of memory"); return 1; }
-    cli_set_threads(threads);
     rf_ctx ctx;
     rf_ctx_init(&ctx);
+    if (cli_threads(cmd, &ctx, threads)) return 2;
     rf_job *j = NULL;
     rf_status s = rf_job_parse(&ctx, text, strlen(text), "cli", &j);
     cJSON_free(text);
@@ -107,7 +107,7 @@ int cli_experiment_main(const rf_kind *k, int argc, char **argv) {
             parents[p] = paths[p];
         }
         fprintf(stderr, "raffle %s: task %d of %d: %s (%s) in %s\n", cmd, i + 1, j->n_tasks, tk->name, label, dirs[i]);
-        cJSON *m = st ? cli_run_kind(cmd, tk, st, parents, np, dirs[i], log_every) : NULL;
+        cJSON *m = st ? cli_run_kind(cmd, tk, st, parents, np, dirs[i], log_every, threads) : NULL;
         cJSON_Delete(st);
         if (!m) { rc = 1; break; }
         cJSON_AddStringToObject(m, "dir", dirs[i]);

@@ -37,14 +37,14 @@ int cli_kind_main(const rf_kind *k, int argc, char **argv) {
     static cli_list parents, engine;   /* large: not on the stack */
     memset(&parents, 0, sizeof parents);
     memset(&engine, 0, sizeof engine);
-    int json = 0, threads = 1, log_every = 0;
+    int json = 0, threads = -1, log_every = 0;
     char parent_help[256];
     snprintf(parent_help, sizeof parent_help, "parent checkpoint(s): %s", k->parents_doc ? k->parents_doc : "none");
     const cli_opt opts[] = {
         {parent_name, CLI_LIST, &parents, "CKPT[,CKPT]", parent_help, k->min_parents > 0},
         {"out", CLI_STR, &out, "DIR", "output directory: DIR/model.rckpt, metrics.json, task.json (default: a temporary one, removed)", 0},
         {"engine", CLI_LIST, &engine, "KEY=VALUE", "engine option (docs/engine.md); repeatable", 0},
-        {"threads", CLI_INT, &threads, "N", "BLAS threads (default 1)", CLI_POSITIVE},
+        {"threads", CLI_INT, &threads, "N", CLI_THREADS_DOC, CLI_POSITIVE},
         {"log-every", CLI_INT, &log_every, "N", "progress line every N training steps (0: the kind's default; -1: none)", CLI_NEGATIVE_OK},
         {"json", CLI_FLAG, &json, NULL, "print metrics.json as one JSON object", 0},
         {NULL, 0, NULL, NULL, NULL, 0},
@@ -70,7 +70,7 @@ int cli_kind_main(const rf_kind *k, int argc, char **argv) {
              k->summary, k->name);
     int done = 0;
     int rc = cli_parse_settings(cmd, usage, summary, opts, &t, argc, argv, NULL, 0, 0, &done);
-    if (!rc && !done) rc = cli_engine_settings(cmd, &engine, settings);
+    if (!rc && !done) rc = cli_engine_settings(cmd, &engine, settings, &threads);
     if (rc || done) { cJSON_Delete(settings); return rc; }
     if (parents.n < k->min_parents || parents.n > k->max_parents) {
         cli_err(cmd, "takes %d to %d parents (%s), got %d", k->min_parents, k->max_parents,
@@ -78,8 +78,7 @@ int cli_kind_main(const rf_kind *k, int argc, char **argv) {
         cJSON_Delete(settings);
         return 2;
     }
-    if (threads < 1) { cli_err(cmd, "--threads must be >= 1"); cJSON_Delete(settings); return 2; }
-    cli_set_threads(threads);
+    if (threads > RF_POOL_MAX) { cli_err(cmd, "--threads %d: at most %d", threads, RF_POOL_MAX); cJSON_Delete(settings); return 2; }
     char tmp[4096];
     int own = !out;
     if (own) {
@@ -88,7 +87,7 @@ int cli_kind_main(const rf_kind *k, int argc, char **argv) {
         if (!mkdtemp(tmp)) { cli_err(cmd, "cannot create a temporary directory in %s", td && *td ? td : "/tmp"); cJSON_Delete(settings); return 1; }
         out = tmp;
     }
-    cJSON *m = cli_run_kind(cmd, k, settings, parents.v, parents.n, out, log_every);
+    cJSON *m = cli_run_kind(cmd, k, settings, parents.v, parents.n, out, log_every, threads);
     cJSON_Delete(settings);
     if (own) nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     if (!m) return 1;

@@ -13,10 +13,10 @@
 enum { EXIT_PREEMPTED = 75 };   /* EX_TEMPFAIL: try again later */
 
 int rf_cmd_run(int argc, char **argv) {
-    int done = 0, threads = 1;
+    int done = 0, threads = -1;
     const char *pos[1];
     cli_opt opts[] = {
-        {"threads", CLI_INT, &threads, "N", "compute threads for the task (default 1)", CLI_POSITIVE},
+        {"threads", CLI_INT, &threads, "N", CLI_THREADS_DOC, CLI_POSITIVE},
         {NULL, 0, NULL, NULL, NULL, 0},
     };
     int rc = cli_parse("run", "TASK_DIR", "Runs one sweep task described by TASK_DIR/task.json; writes model.rckpt,\n"
@@ -24,10 +24,9 @@ int rf_cmd_run(int argc, char **argv) {
                        "stop a training task after saving TASK_DIR/resume.rckpt (exit 75).", opts, argc, argv, pos, 1, 1, &done);
     if (rc || done) return rc;
     volatile int *stop = cli_stop_flag();
-    cli_set_threads(threads);
     rf_ctx ctx;
     rf_ctx_init(&ctx);
-    ctx.threads = threads;
+    if (cli_threads("run", &ctx, threads)) return 2;
     rf_status s = rf_task_run_dir(&ctx, pos[0], stop, 0);
     if (s == RF_ERR_PREEMPTED) {
         fprintf(stderr, "raffle run: task preempted: %s\n", rf_ctx_error(&ctx));

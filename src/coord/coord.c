@@ -1090,7 +1090,7 @@ static rf_status run_here(rf_ctx *ctx, const rf_job *j, int32_t i, const char *d
     RF_TRY(rf_mkdirs(ctx, dir));
     RF_TRY(write_task_json(ctx, j, i, dir, ppaths, resume, o->resume_every_s));
     coord_exec_result r;
-    RF_TRY(coord_exec(ctx, o->exe, dir, mem, tl, o->stop_flag, o->deadline, tick, tick_ud, &r));
+    RF_TRY(coord_exec(ctx, o->exe, dir, mem, tl, j->threads, o->stop_flag, o->deadline, tick, tick_ud, &r));
     char path[4200];
     unsigned char *metrics = NULL, *log = NULL;
     size_t mn = 0, ln = 0;

@@ -81,7 +81,8 @@ typedef struct coord_exec_result {
     char   message[RF_ERR_MAX];
     double seconds;
 } coord_exec_result;
-/* Runs `exe run dir` with RLIMIT_AS = mem (0: none) and a wall-clock limit;
+/* Runs `exe run dir` (with `--threads N` for threads > 0: the job's
+ * engine.threads) with RLIMIT_AS = mem (0: none) and a wall-clock limit;
  * its stdout/stderr go to dir/log.txt. tick (may be NULL) is called about
  * every 20 ms while the child runs (status updates in the in-process mode,
  * heartbeats on a worker); when it returns non-zero the child is killed and
@@ -89,7 +90,7 @@ typedef struct coord_exec_result {
 /* When *stop_flag becomes non-zero (may be NULL) or rf_now() passes deadline
  * (> 0), the child gets SIGUSR1 once: a training task saves resume.rckpt and
  * ends "preempted". */
-rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem, double time_limit,
+rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem, double time_limit, int threads,
                      volatile int *stop_flag, double deadline,
                      int (*tick)(void *ud), void *tick_ud, coord_exec_result *r);
 /* Removes a directory tree without following symlinks. */

@@ -101,7 +101,7 @@ static void sleep_s(double s) {
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
-rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem, double time_limit,
+rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem, double time_limit, int threads,
                      volatile int *stop_flag, double deadline,
                      int (*tick)(void *ud), void *tick_ud, coord_exec_result *r) {
     memset(r, 0, sizeof *r);
@@ -111,6 +111,8 @@ rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem
     unlink(resp);
     int logfd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (logfd < 0) return rf_error(ctx, RF_ERR_IO, "%s: %s", logp, strerror(errno));
+    char nthreads[16];   /* formatted before fork: the child only execs */
+    snprintf(nthreads, sizeof nthreads, "%d", threads);
     fflush(NULL);
     double t0 = rf_now();
     long long oom0 = oom_kills();
@@ -133,7 +135,8 @@ rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem
             struct rlimit rl = {(rlim_t)mem, (rlim_t)mem};
             setrlimit(RLIMIT_AS, &rl);
         }
-        execl(exe, "raffle", "run", dir, (char *)NULL);
+        if (threads > 0) execl(exe, "raffle", "run", dir, "--threads", nthreads, (char *)NULL);
+        else execl(exe, "raffle", "run", dir, (char *)NULL);
         _exit(127);
     }
     close(logfd);

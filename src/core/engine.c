@@ -1,6 +1,7 @@
 /* The engine options table (raffle/engine.h): parsing, defaults from the
  * environment, and the one place the environment variable names live. */
 #include "raffle/engine.h"
+#include "raffle/threads.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -9,7 +10,7 @@
 
 static const char *const isa_values[] = {"auto", "scalar", "avx2", "avx512novnni", "avx512novbmi", "avx512", NULL};
 static const char *const conv_values[] = {"auto", "winograd", "direct", "gemm", NULL};
-static const char *const gemm_values[] = {"auto", "blas", "rows", NULL};
+static const char *const gemm_values[] = {"raffle", "openblas", NULL};
 static const char *const feat_values[] = {"off", "rule", "always", NULL};
 
 const rf_engine_option rf_engine_options[RF_ENGINE_COUNT_] = {
@@ -17,12 +18,14 @@ const rf_engine_option rf_engine_options[RF_ENGINE_COUNT_] = {
                        "highest instruction set the kernels may use; auto: the best this CPU has (never above it)"},
     [RF_ENGINE_CONV] = {"conv", "RAFFLE_CONV", conv_values, 0, 0, RF_ENGINE_CONV_AUTO, 1,
                         "stride-1 convolution path: auto picks per layer shape and ISA; the others force one where it fits"},
-    [RF_ENGINE_GEMM] = {"gemm", "RAFFLE_GEMM", gemm_values, 0, 0, RF_ENGINE_GEMM_AUTO, 1,
-                        "dense products of the layers: auto uses the row-streaming kernel for tall products (AVX2), blas always OpenBLAS, rows always the row kernel"},
+    [RF_ENGINE_GEMM] = {"gemm", "RAFFLE_GEMM", gemm_values, 0, 0, RF_ENGINE_GEMM_RAFFLE, 1,
+                        "dense products of the layers: raffle's GEMM (the same bits on every ISA and thread count), or OpenBLAS sgemm (bits depend on its kernels; for comparisons)"},
     [RF_ENGINE_TB_CHUNK] = {"tb_chunk", "RAFFLE_TB_CHUNK", NULL, 0, 1 << 24, 256, 1,
                             "token rows per chunk of the transformer block's chunked path (0: off)"},
     [RF_ENGINE_FEAT_RUNS] = {"feat_runs", "RAFFLE_FEAT_RUNS", feat_values, 0, 0, RF_ENGINE_FEAT_RULE, 1,
                              "feature-major runs in deployed inference: off, where the measured rule says they pay, or always"},
+    [RF_ENGINE_THREADS] = {"threads", "RAFFLE_THREADS", NULL, 0, RF_POOL_MAX, 0, 0,
+                           "compute threads of a task (0: SLURM_CPUS_PER_TASK under Slurm, else 1); results do not depend on it, so it is the process's, not a task setting (job: the top-level engine.threads)"},
 };
 _Static_assert(sizeof rf_engine_options / sizeof rf_engine_options[0] == RF_ENGINE_COUNT_,
                "every engine option needs its table entry");
@@ -34,7 +37,13 @@ int rf_engine_option_find(const char *name) {
 }
 
 void rf_engine_builtin(rf_engine *e) {
+    memset(e, 0, sizeof *e);
     for (int i = 0; i < RF_ENGINE_COUNT_; i++) e->v[i] = rf_engine_options[i].def;
+}
+
+int rf_engine_threads(const rf_engine *e) {
+    int t = e->v[RF_ENGINE_THREADS];
+    return t > 0 ? t : rf_pool_default_threads();
 }
 
 rf_status rf_engine_parse_value(rf_ctx *ctx, int opt, const char *value, int *out) {

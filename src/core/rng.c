@@ -44,6 +44,30 @@ uint32_t rf_rng_u32(rf_rng *r) {
     return r->buf[r->pos++];
 }
 
+void rf_rng_skip(rf_rng *r, uint64_t n) {
+    uint64_t avail = 4 - (uint64_t)r->pos;
+    if (n <= avail) { r->pos += (int)n; return; }
+    n -= avail;
+    r->counter += n / 4;
+    r->pos = 4;
+    if (n % 4) {
+        refill(r);
+        r->pos = (int)(n % 4);
+    }
+}
+
+void rf_rng_u32_range(const rf_rng *r, uint64_t first, uint32_t *out, size_t n) {
+    uint64_t avail = 4 - (uint64_t)r->pos;
+    size_t j = 0;
+    for (; j < n && first + j < avail; j++) out[j] = r->buf[r->pos + first + j];
+    while (j < n) {
+        uint64_t m = first + j - avail, blk = r->counter + m / 4;
+        uint32_t c[4] = {(uint32_t)blk, (uint32_t)(blk >> 32), (uint32_t)r->stream, (uint32_t)(r->stream >> 32)};
+        philox4x32_10(c, (uint32_t)r->key, (uint32_t)(r->key >> 32));
+        for (int e = (int)(m % 4); e < 4 && j < n; e++) out[j++] = c[e];
+    }
+}
+
 uint64_t rf_rng_u64(rf_rng *r) {
     uint64_t hi = rf_rng_u32(r);
     return (hi << 32) | rf_rng_u32(r);

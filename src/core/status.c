@@ -82,7 +82,6 @@ size_t rf_ctx_task_cap(const rf_ctx *ctx) {
 
 void rf_ctx_init(rf_ctx *ctx) {
     memset(ctx, 0, sizeof *ctx);
-    ctx->threads = 1;
     ctx->mem_cap = mem_cap_from_env();
     rf_ctx tmp;   /* rf_engine_from_env's report of a bad variable is not kept here */
     memset(&tmp, 0, sizeof tmp);

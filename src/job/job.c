@@ -61,7 +61,8 @@ static const rf_setting top_keys[] = {
      .doc = "preset (`lenet-300-100`, `lenet-5`, `conv-2/4/6`, `mlp-1200x2`, `mlp-800x2`, `vit-tiny`) or a model spec file"},
     {.key = "seed", .type = RF_SET_INT, .lo = 0, .hi = 4294967295.0, .def = "0", .doc = "default seed of every experiment"},
     {.key = "train", .type = RF_SET_OBJ, .sub = rf_train_settings, .doc = "training settings shared by every experiment"},
-    {.key = "engine", .type = RF_SET_ENGINE, .doc = "engine options of every task (docs/engine.md)"},
+    {.key = "engine", .type = RF_SET_ENGINE, .flags = RF_SF_PROCESS,
+     .doc = "engine options of every task (docs/engine.md); `threads` here (not in an experiment) is the compute threads of each task's process, not part of its settings"},
     {.key = "limits", .type = RF_SET_OBJ, .sub = limit_keys, .doc = "per-task isolation limits"},
     {.key = "experiments", .type = RF_SET_OBJLIST, .flags = RF_SF_REQUIRED, .doc = "non-empty list of experiments"},
     RF_SETTINGS_END
@@ -294,6 +295,11 @@ rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const cha
     j->limits.memory_bytes = (uint64_t)rf_plan_num(limits, "memory_mb") << 20;
     j->limits.time_s = rf_plan_num(limits, "time_s");
     j->limits.retries = (int)rf_plan_num(limits, "retries");
+    /* The thread count is the process's (it changes no result): taken out
+     * of the engine options the tasks' settings get. */
+    cJSON *th = cJSON_DetachItemFromObjectCaseSensitive(top_engine, "threads");
+    j->threads = cJSON_IsNumber(th) ? (int)th->valuedouble : cJSON_IsString(th) ? atoi(th->valuestring) : 0;
+    cJSON_Delete(th);
     j->n_experiments = i;
     j->exp_names = rf_calloc((size_t)i, sizeof *j->exp_names);
     j->text = rf_malloc(n + 1);

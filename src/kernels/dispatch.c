@@ -9,8 +9,8 @@
  * Each level maps to one row of a table of kernel pointers (ggml style). */
 #include "kernels/kern_internal.h"
 #include "raffle/engine.h"
+#include "raffle/gemm.h"
 
-#include <cblas.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -122,6 +122,7 @@ void *rf_kern_workspace(size_t bytes) {
 }
 
 void rf_kernels_release_workspace(void) {
+    rf_gemm_thread_release();
     rf_free(ws_ptr);
     ws_ptr = NULL;
     ws_size = 0;
@@ -183,10 +184,13 @@ void rf_qgemm_ref(const rf_qmat *W, const uint8_t *A, int32_t *C, int M) {
     (W->sparse ? rf_qgemm_sparse_ref_ : rf_qgemm_dense_ref_)(W, A, C, M);
 }
 
+/* Dense products on the calling thread's own rf_gemm (raffle/gemm.h): the
+ * bits of the engine's products, on every ISA. */
 void rf_linear_f32_lay(const float *X, rf_layout xl, const float *W, const float *bias, float *Y, rf_layout yl,
                        int M, int N, int K, int ld) {
     if (xl == RF_ROWS && yl == RF_ROWS) { rf_linear_f32(X, W, bias, Y, M, N, K); return; }
     if (M <= 0 || N <= 0) return;
+    const int lk = K > 0 ? K : 1;   /* strides of K-float rows: at least 1 */
     if (bias) {
         if (yl == RF_ROWS) {
             for (int m = 0; m < M; m++) memcpy(Y + (size_t)m * N, bias, sizeof(float) * (size_t)N);
@@ -195,19 +199,10 @@ void rf_linear_f32_lay(const float *X, rf_layout xl, const float *W, const float
                 for (int m = 0; m < M; m++) Y[(size_t)n * ld + m] = bias[n];
         }
     }
-    if (K <= 0) {
-        if (!bias) {
-            if (yl == RF_ROWS) memset(Y, 0, sizeof(float) * (size_t)M * (size_t)N);
-            else for (int n = 0; n < N; n++) memset(Y + (size_t)n * ld, 0, sizeof(float) * (size_t)M);
-        }
-        return;
-    }
-    const float beta = bias ? 1.0f : 0.0f;
     if (yl == RF_ROWS)        /* Y[M,N] = (X^T)^T W^T, X stored [K, M] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, M, N, K, 1.0f, X, ld, W, K, beta, Y, N);
+        rf_gemm_engine(NULL, 1, 1, M, N, K, X, ld, W, lk, bias != NULL, Y, N);
     else                      /* Y^T[N,M] = W · X^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, xl == RF_ROWS ? CblasTrans : CblasNoTrans, N, M, K, 1.0f, W, K,
-                    X, xl == RF_ROWS ? K : ld, beta, Y, ld);
+        rf_gemm_engine(NULL, 0, xl == RF_ROWS, N, M, K, W, lk, X, xl == RF_ROWS ? lk : ld, bias != NULL, Y, ld);
 }
 
 void rf_linear_f32(const float *X, const float *W, const float *bias, float *Y, int M, int N, int K) {
@@ -215,11 +210,7 @@ void rf_linear_f32(const float *X, const float *W, const float *bias, float *Y, 
     if (bias) {
         for (int m = 0; m < M; m++) memcpy(Y + (size_t)m * N, bias, sizeof(float) * (size_t)N);
     }
-    if (K <= 0) {
-        if (!bias) memset(Y, 0, sizeof(float) * (size_t)M * (size_t)N);
-        return;
-    }
     /* Row-major Y[M,N] = X[M,K] * W[N,K]^T (+ Y when a bias was copied in). */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, K, W, K,
-                bias ? 1.0f : 0.0f, Y, N);
+    const int lk = K > 0 ? K : 1;
+    rf_gemm_engine(NULL, 0, 1, M, N, K, X, lk, W, lk, bias != NULL, Y, N);
 }

@@ -20,8 +20,10 @@
  * blocks in order), so the thread count changes nothing either. */
 #include "kernels/gemm_internal.h"
 
+#include "raffle/engine.h"
 #include "raffle/kernels.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <pthread.h>
@@ -488,9 +490,14 @@ static void job_part(void *arg, int t, int n) {
              split_at(o->N, j->g->im->vl, jj, j->gr.tn), split_at(o->N, j->g->im->vl, jj + 1, j->gr.tn), ws);
 }
 
+static _Atomic int split_all;
+void rf_threads_split_all(int on) { split_all = on != 0; }
+int rf_threads_split_all_on(void) { return split_all; }
+
 static int threads_for(const rf_gemm *g, long work) {
-    if (g->threads <= 1 || work < MT_MIN_WORK) return 1;
-    long n = work / MT_MIN_WORK;
+    long min_work = split_all ? 1 : MT_MIN_WORK;
+    if (g->threads <= 1 || work < min_work) return 1;
+    long n = work / min_work;
     return n < g->threads ? (int)n : g->threads;
 }
 
@@ -556,4 +563,101 @@ rf_status rf_gemm_f32_batch(rf_gemm *g, int trans_a, int trans_b, int M, int N, 
     }
     if (ops != stack_ops) rf_free(ops);
     return st;
+}
+
+rf_status rf_gemm_f32_part(rf_gemm *g, int t, int trans_a, int trans_b, int M, int N, int K, const float *A,
+                           int lda, const float *B, int ldb, int accumulate, float *C, int ldc) {
+    gemm_op o = {!!trans_a, !!trans_b, M, N, K, A, lda, B, ldb, !!accumulate, C, ldc};
+    if (t < 0 || t >= g->threads) return RF_ERR_INVALID;
+    /* check_op writes its message into g, which parts share: check a copy */
+    rf_gemm probe = *g;
+    RF_TRY(check_op(&probe, &o));
+    if (M && N) do_block(g, &o, 0, M, 0, N, g->ws[t]);
+    return RF_OK;
+}
+
+/* ---- the engine's backend ----------------------------------------------------- */
+rf_status rf_gemm_attach(rf_ctx *ctx) {
+    rf_gemm_detach(ctx);
+    rf_pool *p = NULL;
+    rf_gemm *g = NULL;
+    RF_TRY(rf_pool_create(ctx, rf_engine_threads(&ctx->engine), &p));
+    rf_gemm_cfg c = {.pool = p};
+    rf_status st = rf_gemm_create(ctx, &c, &g);
+    if (st) {
+        rf_pool_free(p);
+        return st;
+    }
+    ctx->engine.pool = p;
+    ctx->engine.gemm = g;
+    return RF_OK;
+}
+
+void rf_gemm_detach(rf_ctx *ctx) {
+    rf_gemm_free(ctx->engine.gemm);
+    rf_pool_free(ctx->engine.pool);
+    ctx->engine.gemm = NULL;
+    ctx->engine.pool = NULL;
+}
+
+/* The calling thread's own handle: like the kernels' per-thread workspace
+ * (rf_kern_workspace), state of the thread's scratch, not an option. */
+static _Thread_local rf_gemm *thread_gemm;
+
+rf_gemm *rf_gemm_thread(void) {
+    rf_gemm_isa want = from_kernels_isa(rf_kernels_isa());
+    if (thread_gemm && thread_gemm->isa == want) return thread_gemm;
+    rf_gemm_thread_release();
+    rf_gemm_cfg c = {.isa = want};
+    rf_ctx tmp;
+    memset(&tmp, 0, sizeof tmp);
+    if (rf_gemm_create(&tmp, &c, &thread_gemm) != RF_OK) thread_gemm = NULL;
+    return thread_gemm;
+}
+
+void rf_gemm_thread_release(void) {
+    rf_gemm_free(thread_gemm);
+    thread_gemm = NULL;
+}
+
+static int openblas_of(const rf_engine *e) { return e && e->v[RF_ENGINE_GEMM] == RF_ENGINE_GEMM_OPENBLAS; }
+
+static void openblas(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, int acc,
+                     float *C, int ldc) {
+    if (K == 0) {   /* cblas rejects the strides of an empty operand */
+        gemm_op o = {ta, tb, M, N, K, A, lda, B, ldb, acc, C, ldc};
+        zero_block(&o, 0, M, 0, N);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A,
+                lda, B, ldb, acc ? 1.0f : 0.0f, C, ldc);
+}
+
+void rf_gemm_engine(const rf_engine *e, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                    const float *B, int ldb, int accumulate, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (openblas_of(e)) { openblas(trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc); return; }
+    rf_status st;
+    if (e && e->gemm && !e->pool) {   /* inside part e->slot of a job on the pool */
+        st = rf_gemm_f32_part(e->gemm, e->slot, trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+        RF_ASSERT(st == RF_OK);
+        return;
+    }
+    rf_gemm *g = e && e->gemm ? e->gemm : rf_gemm_thread();
+    if (!g) { rf_gemm_f32_ref(trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc); return; }
+    st = rf_gemm_f32(g, trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
+    RF_ASSERT(st == RF_OK);
+}
+
+void rf_gemm_engine_batch(const rf_engine *e, int trans_a, int trans_b, int M, int N, int K, int count,
+                          const float *const *A, int lda, const float *const *B, int ldb, int accumulate,
+                          float *const *C, int ldc) {
+    rf_gemm *g = e && e->gemm && e->pool && !openblas_of(e) ? e->gemm : NULL;
+    if (!g) {
+        for (int p = 0; p < count; p++)
+            rf_gemm_engine(e, trans_a, trans_b, M, N, K, A[p], lda, B[p], ldb, accumulate, C[p], ldc);
+        return;
+    }
+    rf_status st = rf_gemm_f32_batch(g, trans_a, trans_b, M, N, K, count, A, lda, B, ldb, accumulate, C, ldc);
+    RF_ASSERT(st == RF_OK);
 }

@@ -35,9 +35,9 @@
 
 #include "nn/layers.h"
 
+#include "raffle/gemm.h"
 #include "raffle/kernels.h"
 
-#include <cblas.h>
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,10 +84,10 @@ static size_t wg_scratch(const wg *g, int B) {
     return 16 * ((size_t)g->Ci + (size_t)g->Co) * tc + (size_t)g->Hp * g->Wp + 4 + 4 * tc;
 }
 
-/* V[k][co][c] = (G g Gᵀ)[k] for g = w[co, c] (3×3). */
-RF_NN_VEC static void wino_weights(float *restrict V, const float *restrict w, int Co, int C) {
+/* V[k][co][c] = (G g Gᵀ)[k] for g = w[co, c] (3×3), co in [co0, co1). */
+RF_NN_VEC static void wino_weights(float *restrict V, const float *restrict w, int Co, int C, int co0, int co1) {
     size_t ldk = (size_t)Co * C;
-    for (int co = 0; co < Co; co++)
+    for (int co = co0; co < co1; co++)
         for (int c = 0; c < C; c++) {
             const float *g = w + ((size_t)co * C + c) * 9;
             float r[4][3];
@@ -207,10 +207,10 @@ RF_NN_VEC static void wino_grad_tf(float *restrict u, size_t ldk, const float *r
     }
 }
 
-/* dw[co, c] += (Gᵀ dV G) for dV[k][co][c]. */
-static void wino_weights_back(float *restrict dw, const float *restrict dV, int Co, int C) {
+/* dw[co, c] += (Gᵀ dV G) for dV[k][co][c], co in [co0, co1). */
+static void wino_weights_back(float *restrict dw, const float *restrict dV, int Co, int C, int co0, int co1) {
     size_t ldk = (size_t)Co * C;
-    for (int co = 0; co < Co; co++)
+    for (int co = co0; co < co1; co++)
         for (int c = 0; c < C; c++) {
             const float *v = dV + (size_t)co * C + c;
             float r[3][4];
@@ -492,68 +492,130 @@ static tile_tf_fn grad_tf_for_isa(void) {
     return isa >= RF_ISA_AVX512 ? wino_grad_tf_avx512 : isa >= RF_ISA_AVX2 ? wino_grad_tf_avx2 : wino_grad_tf;
 }
 
-/* Input transform of samples in[ns, Ci, Hi, Wi] into U[k][c][t] (ld tc). */
+/* ---- threads ----------------------------------------------------------------
+ * Forward and input gradient: the chunks of samples are independent (each
+ * writes its own samples' outputs), so parts take whole chunks, each with
+ * its own U, M, planes (wg_scratch floats) and the GEMM's workspace of its
+ * part. Weight gradient: dV[k] is a chain of products over the chunks in
+ * order, so the chunks stay in order and each chunk's transforms (over
+ * planes) and its 16 products (whole products per thread) are split. The
+ * weight transforms are split over output channels. None of it changes an
+ * operation's order, so the bits do not depend on the thread count. */
+
+/* The input transform of plane c of sample j (in: that plane) into U[k][c][t]
+ * (ld tc, sample j's tiles from j·T). */
+static void wino_input_plane(float *U, size_t tc, const float *in, int j, int c, const wg *g, float *plane,
+                             tile_tf_fn in_tf) {
+    size_t half = (size_t)g->Hp * (g->TW + 1);
+    put_split(plane, plane + half, g->TW + 1, g->pad, g->pad, in, g->Hi, g->Wi);
+    in_tf(U + (size_t)c * tc + (size_t)j * g->T, (size_t)g->Ci * tc, plane, plane + half, g->TH, g->TW);
+}
+
+/* The chunk's planes as [0, ns·Ci). */
 static void wino_input(float *U, size_t tc, const float *in, int ns, const wg *g, float *plane) {
-    size_t ldk = (size_t)g->Ci * tc, isz = (size_t)g->Hi * g->Wi, half = (size_t)g->Hp * (g->TW + 1);
+    size_t isz = (size_t)g->Hi * g->Wi;
     tile_tf_fn in_tf = in_tf_for_isa();
     for (int j = 0; j < ns; j++)
-        for (int c = 0; c < g->Ci; c++) {
-            put_split(plane, plane + half, g->TW + 1, g->pad, g->pad, in + ((size_t)j * g->Ci + c) * isz, g->Hi,
-                      g->Wi);
-            in_tf(U + (size_t)c * tc + (size_t)j * g->T, ldk, plane, plane + half, g->TH, g->TW);
-        }
+        for (int c = 0; c < g->Ci; c++)
+            wino_input_plane(U, tc, in + ((size_t)j * g->Ci + c) * isz, j, c, g, plane, in_tf);
+}
+
+/* One chunk of wino_run: samples [n0, n0 + ns) (ns <= chunk) with buffers s
+ * (wg_scratch floats laid out for `chunk` samples, the plane zeroed) and the
+ * GEMM workspace of part t. */
+static void wino_chunk(const rf_engine *e, int t, float *out, int acc, const float *in, const float *bias,
+                       const float *V, int vt, int n0, int ns, int chunk, const wg *g, float *s) {
+    static const int perm[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
+    size_t tmax = (size_t)chunk * g->T, osz = (size_t)g->OH * g->OW, isz = (size_t)g->Hi * g->Wi;
+    size_t tc = (size_t)ns * g->T;
+    float *U = s, *M = U + 16 * (size_t)g->Ci * tmax, *plane = M + 16 * (size_t)g->Co * tmax;
+    float *o = plane + (size_t)g->Hp * g->Wp + 4;
+    size_t vk = (size_t)g->Ci * g->Co;
+    const int scat512 = rf_kernels_isa() >= RF_ISA_AVX512 && g->OW <= 32;
+    wino_input(U, tc, in + (size_t)n0 * g->Ci * isz, ns, g, plane);
+    rf_engine pe = rf_nn_part_engine(e, t);
+    for (int k = 0; k < 16; k++)
+        rf_gemm_engine(&pe, vt, 0, g->Co, (int)tc, g->Ci, V + (vt ? perm[k] : k) * vk, vt ? g->Co : g->Ci,
+                       U + (size_t)k * g->Ci * tc, (int)tc, 0, M + (size_t)k * g->Co * tc, (int)tc);
+    /* One output transform per channel over the whole chunk (a 7×7 map
+     * alone has 16 tiles: one vector), then a scatter per sample. */
+    for (int co = 0; co < g->Co; co++) {
+        wino_out_tf(o, M + (size_t)co * tc, (size_t)g->Co * tc, (int)tc, bias ? bias[co] : 0.0f);
+        for (int j = 0; j < ns; j++)
+            (scat512 ? wino_scatter_avx512 : wino_scatter)(out + ((size_t)(n0 + j) * g->Co + co) * osz,
+                                                           o + (size_t)j * g->T, tc, g->OH, g->OW, g->TW, acc);
+    }
+}
+
+typedef struct wino_job {
+    const rf_engine *e;
+    float *out;
+    int acc;
+    const float *in, *bias, *V;
+    int vt, B, chunk;
+    const wg *g;
+    float *s;           /* part t's buffers at s + t·per */
+    size_t per;
+} wino_job;
+
+static void wino_run_part(void *arg, int t, int n) {
+    const wino_job *j = arg;
+    int chunks = (j->B + j->chunk - 1) / j->chunk;
+    size_t c0, c1;
+    rf_nn_span((size_t)chunks, t, n, &c0, &c1);
+    float *s = j->s + (size_t)t * j->per;
+    const wg *g = j->g;
+    memset(s + 16 * ((size_t)g->Ci + g->Co) * (size_t)j->chunk * g->T, 0, ((size_t)g->Hp * g->Wp + 4) * sizeof(float));
+    for (size_t c = c0; c < c1; c++) {
+        int n0 = (int)c * j->chunk, ns = j->B - n0 < j->chunk ? j->B - n0 : j->chunk;
+        wino_chunk(j->e, t, j->out, j->acc, j->in, j->bias, j->V, j->vt, n0, ns, j->chunk, g, s);
+    }
 }
 
 /* out[B, Co, OH, OW] (= or += by acc) = conv of in[B, Ci, Hi, Wi] + bias.
  * V: if !vt, V[k][Co][Ci]; if vt, the layer's V[k][Ci][Co] used transposed
- * with k permuted (the input gradient: see the top of the file). */
-static void wino_run(float *out, int acc, const float *in, const float *bias, const float *V, int vt, int B,
-                     const wg *g, float *s) {
-    static const int perm[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
-    int chunk = wg_chunk(g, B);
-    size_t tmax = (size_t)chunk * g->T, osz = (size_t)g->OH * g->OW, isz = (size_t)g->Hi * g->Wi;
-    float *U = s, *M = U + 16 * (size_t)g->Ci * tmax, *plane = M + 16 * (size_t)g->Co * tmax;
-    float *o = plane + (size_t)g->Hp * g->Wp + 4;
-    memset(plane, 0, ((size_t)g->Hp * g->Wp + 4) * sizeof(float));
-    size_t vk = (size_t)g->Ci * g->Co;
-    const int scat512 = rf_kernels_isa() >= RF_ISA_AVX512 && g->OW <= 32;
-    for (int n0 = 0; n0 < B; n0 += chunk) {
-        int ns = B - n0 < chunk ? B - n0 : chunk;
-        size_t tc = (size_t)ns * g->T;
-        wino_input(U, tc, in + (size_t)n0 * g->Ci * isz, ns, g, plane);
-        for (int k = 0; k < 16; k++) {
-            if (vt)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->Co, (int)tc, g->Ci, 1.0f, V + perm[k] * vk,
-                            g->Co, U + (size_t)k * g->Ci * tc, (int)tc, 0.0f, M + (size_t)k * g->Co * tc, (int)tc);
-            else
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->Co, (int)tc, g->Ci, 1.0f, V + k * vk,
-                            g->Ci, U + (size_t)k * g->Ci * tc, (int)tc, 0.0f, M + (size_t)k * g->Co * tc, (int)tc);
-        }
-        /* One output transform per channel over the whole chunk (a 7×7
-         * map alone has 16 tiles: one vector), then a scatter per sample. */
-        for (int co = 0; co < g->Co; co++) {
-            wino_out_tf(o, M + (size_t)co * tc, (size_t)g->Co * tc, (int)tc, bias ? bias[co] : 0.0f);
-            for (int j = 0; j < ns; j++)
-                (scat512 ? wino_scatter_avx512 : wino_scatter)(out + ((size_t)(n0 + j) * g->Co + co) * osz,
-                                                               o + (size_t)j * g->T, tc, g->OH, g->OW, g->TW, acc);
-        }
-    }
+ * with k permuted (the input gradient: see the top of the file). s: one
+ * wg_scratch per thread. */
+static void wino_run(const rf_engine *e, float *out, int acc, const float *in, const float *bias, const float *V,
+                     int vt, int B, const wg *g, float *s) {
+    int chunk = wg_chunk(g, B), chunks = (B + chunk - 1) / chunk;
+    wino_job j = {e, out, acc, in, bias, V, vt, B, chunk, g, s, wg_scratch(g, B)};
+    int parts = rf_nn_threads(e) < chunks ? rf_nn_threads(e) : chunks;
+    rf_nn_par(e, parts, wino_run_part, &j);
 }
 
-size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int B) {
+/* The weight transforms, split over output channels. */
+typedef struct wgt_job { float *V; const float *w; int Co, C, back; } wgt_job;
+
+static void wgt_part(void *arg, int t, int n) {
+    const wgt_job *j = arg;
+    size_t c0, c1;
+    rf_nn_span((size_t)j->Co, t, n, &c0, &c1);
+    if (j->back) wino_weights_back((float *)j->w, j->V, j->Co, j->C, (int)c0, (int)c1);
+    else wino_weights(j->V, j->w, j->Co, j->C, (int)c0, (int)c1);
+}
+
+static void wino_weights_par(const rf_engine *e, float *V, const float *w, int Co, int C, int back) {
+    wgt_job j = {V, w, Co, C, back};
+    rf_nn_par(e, rf_nn_parts(e, 16.0 * Co * C, 1 << 14), wgt_part, &j);
+}
+
+size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int B, int threads) {
     wg f = wg_of(C, H, W, Co, pad);
     wg x = wg_of(Co, f.OH, f.OW, C, 2 - pad);
-    size_t v = 16 * (size_t)C * Co, a = wg_scratch(&f, B), b = wg_scratch(&x, B);
+    size_t v = 16 * (size_t)C * Co, a = wg_scratch(&f, B), b = wg_scratch(&x, B), t = (size_t)(threads > 0 ? threads : 1);
     /* Backward: V, dV, then the weight-gradient chunk (U, A dY Aᵀ: the
-     * forward's U + M) or the input-gradient run. */
-    return 2 * v + (a > b ? a : b);
+     * forward's U + M, and a plane per thread) or the input-gradient run
+     * (a chunk's buffers per thread). */
+    size_t dw = a + t * ((size_t)f.Hp * f.Wp + 4);
+    return 2 * v + (t * a > dw ? t * a : dw > t * b ? dw : t * b);
 }
 
-void rf_nn_wino_forward(float *y, const float *x, const float *w, const float *bias, int B, int C, int H, int W,
-                        int Co, int pad, float *scratch) {
+void rf_nn_wino_forward(const rf_engine *e, float *y, const float *x, const float *w, const float *bias, int B, int C,
+                        int H, int W, int Co, int pad, float *scratch) {
     wg g = wg_of(C, H, W, Co, pad);
-    wino_weights(scratch, w, Co, C);
-    wino_run(y, 0, x, bias, scratch, 0, B, &g, scratch + 16 * (size_t)C * Co);
+    wino_weights_par(e, scratch, w, Co, C, 0);
+    wino_run(e, y, 0, x, bias, scratch, 0, B, &g, scratch + 2 * 16 * (size_t)C * Co);
 }
 
 /* Σ d[0..n): 16 partial sums (lane l takes d[p] with p ≡ l mod 16), then
@@ -571,41 +633,91 @@ RF_NN_VEC static float plane_sum(const float *restrict d, size_t n) {
     return s;
 }
 
-void rf_nn_wino_backward(float *dw, float *db, float *dx, const float *dy, const float *x, const float *w, int B,
-                         int C, int H, int W, int Co, int pad, float *scratch) {
+/* The weight gradient's steps that split: the bias sums (over output
+ * channels, each channel's sum over the batch in sample order) and one
+ * chunk's transforms (over its planes: x's ns·C, then dy's ns·Co). */
+typedef struct wgrad_job {
+    const wg *g;
+    int what;            /* 0: bias, 1: a chunk's transforms */
+    float *db;
+    const float *x, *dy;
+    float *U, *Yd, *planes;
+    int B, n0, ns;
+    size_t tc;
+} wgrad_job;
+
+static void wgrad_part(void *arg, int t, int n) {
+    const wgrad_job *j = arg;
+    const wg *g = j->g;
+    size_t osz = (size_t)g->OH * g->OW, isz = (size_t)g->Hi * g->Wi;
+    if (j->what == 0) {
+        size_t c0, c1;
+        rf_nn_span((size_t)g->Co, t, n, &c0, &c1);
+        for (int b = 0; b < j->B; b++)
+            for (size_t co = c0; co < c1; co++) j->db[co] += plane_sum(j->dy + ((size_t)b * g->Co + co) * osz, osz);
+        return;
+    }
+    size_t np = (size_t)j->ns * ((size_t)g->Ci + g->Co), p0, p1, pl = (size_t)g->Hp * g->Wp + 4;
+    rf_nn_span(np, t, n, &p0, &p1);
+    float *plane = j->planes + (size_t)t * pl;
+    /* The split input plane (2·Hp·(TW + 1) = Hp·Wp floats) and the split dY
+     * plane (2·2TH·TW) share one buffer, zeroed when its use changes. */
+    size_t qhalf = (size_t)2 * g->TH * g->TW, nx = (size_t)j->ns * g->Ci;
+    tile_tf_fn in_tf = in_tf_for_isa(), grad_tf = grad_tf_for_isa();
+    int kind = -1;
+    for (size_t p = p0; p < p1; p++) {
+        int k = p < nx;
+        if (k != kind) { memset(plane, 0, pl * sizeof(float)); kind = k; }
+        if (k) {
+            int jj = (int)(p / g->Ci), c = (int)(p % g->Ci);
+            wino_input_plane(j->U, j->tc, j->x + ((size_t)(j->n0 + jj) * g->Ci + c) * isz, jj, c, g, plane, in_tf);
+        } else {
+            int jj = (int)((p - nx) / g->Co), co = (int)((p - nx) % g->Co);
+            put_split(plane, plane + qhalf, g->TW, 0, 0, j->dy + ((size_t)(j->n0 + jj) * g->Co + co) * osz, g->OH, g->OW);
+            grad_tf(j->Yd + (size_t)co * j->tc + (size_t)jj * g->T, (size_t)g->Co * j->tc, plane, plane + qhalf, g->TH,
+                    g->TW);
+        }
+    }
+}
+
+void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, const float *dy, const float *x,
+                         const float *w, int B, int C, int H, int W, int Co, int pad, float *scratch) {
     wg g = wg_of(C, H, W, Co, pad);
-    size_t vk = (size_t)C * Co, osz = (size_t)g.OH * g.OW, isz = (size_t)H * W;
+    size_t vk = (size_t)C * Co, isz = (size_t)H * W, osz = (size_t)g.OH * g.OW;
     float *V = scratch, *dV = V + 16 * vk, *s = dV + 16 * vk;
-    if (db)
-        for (int n = 0; n < B; n++)
-            for (int co = 0; co < Co; co++) db[co] += plane_sum(dy + ((size_t)n * Co + co) * osz, osz);
+    double work = (double)B * (double)(C + Co) * (double)isz;   /* a pass over the activations */
+    int parts = rf_nn_parts(e, work, 1 << 15);
+    wgrad_job wj = {&g, 0, db, x, dy, NULL, NULL, NULL, B, 0, 0, 0};
+    if (db) rf_nn_par(e, parts < Co ? parts : Co, wgrad_part, &wj);
     /* Weight gradient: U as in forward, A dY Aᵀ in the place of M. */
     int chunk = wg_chunk(&g, B);
     size_t tmax = (size_t)chunk * g.T;
-    float *U = s, *Yd = U + 16 * (size_t)C * tmax, *plane = Yd + 16 * (size_t)Co * tmax;
-    /* The split input plane (2·Hp·(TW + 1) = Hp·Wp floats) and the split dY
-     * plane (2·2TH·TW) share one buffer. */
-    size_t qhalf = (size_t)2 * g.TH * g.TW;
-    tile_tf_fn grad_tf = grad_tf_for_isa();
+    float *U = s, *Yd = U + 16 * (size_t)C * tmax, *planes = Yd + 16 * (size_t)Co * tmax;
     memset(dV, 0, 16 * vk * sizeof(float));
+    wj.what = 1;
+    wj.U = U;
+    wj.Yd = Yd;
+    wj.planes = planes;
     for (int n0 = 0; n0 < B; n0 += chunk) {
         int ns = B - n0 < chunk ? B - n0 : chunk;
         size_t tc = (size_t)ns * g.T;
-        memset(plane, 0, ((size_t)g.Hp * g.Wp + 4) * sizeof(float));
-        wino_input(U, tc, x + (size_t)n0 * C * isz, ns, &g, plane);
-        memset(plane, 0, ((size_t)g.Hp * g.Wp + 4) * sizeof(float));
-        for (int j = 0; j < ns; j++)
-            for (int co = 0; co < Co; co++) {
-                put_split(plane, plane + qhalf, g.TW, 0, 0, dy + ((size_t)(n0 + j) * Co + co) * osz, g.OH, g.OW);
-                grad_tf(Yd + (size_t)co * tc + (size_t)j * g.T, (size_t)Co * tc, plane, plane + qhalf, g.TH, g.TW);
-            }
-        for (int k = 0; k < 16; k++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Co, C, (int)tc, 1.0f, Yd + (size_t)k * Co * tc,
-                        (int)tc, U + (size_t)k * C * tc, (int)tc, 1.0f, dV + k * vk, C);
+        wj.n0 = n0;
+        wj.ns = ns;
+        wj.tc = tc;
+        rf_nn_par(e, rf_nn_threads(e) < ns * (C + Co) ? rf_nn_threads(e) : ns * (C + Co), wgrad_part, &wj);
+        const float *A[16], *Bm[16];
+        float *Cm[16];
+        for (int k = 0; k < 16; k++) {
+            A[k] = Yd + (size_t)k * Co * tc;
+            Bm[k] = U + (size_t)k * C * tc;
+            Cm[k] = dV + k * vk;
+        }
+        rf_gemm_engine_batch(e, 0, 1, Co, C, (int)tc, 16, A, (int)tc, Bm, (int)tc, 1, Cm, C);
     }
-    wino_weights_back(dw, dV, Co, C);
+    wino_weights_par(e, dV, dw, Co, C, 1);
+    (void)osz;
     if (!dx) return;
     wg gx = wg_of(Co, g.OH, g.OW, C, 2 - pad);
-    wino_weights(V, w, Co, C);
-    wino_run(dx, 1, dy, NULL, V, 1, B, &gx, s);
+    wino_weights_par(e, V, w, Co, C, 0);
+    wino_run(e, dx, 1, dy, NULL, V, 1, B, &gx, s);
 }

@@ -23,7 +23,13 @@ RF_NN_VEC static void relu_bwd(float *dx, const float *dy, const float *y, size_
     for (size_t i = 0; i < n; i++) dx[i] += yb[i] > 0 ? dy[i] : 0.0f;
 }
 
-static rf_status relu_forward(const rf_nn_run *r) { relu_fwd(r->out, r->in, numel(r)); return RF_OK; }
+/* The loops above in rf_nn_ew's form, split over the engine's threads. */
+static void relu_fwd_ew(float *y, const float *x, const float *u, size_t n) { (void)u; relu_fwd(y, x, n); }
+static void relu_bwd_ew(float *dx, const float *dy, const float *y, size_t n) { relu_bwd(dx, dy, y, n); }
+static rf_status relu_forward(const rf_nn_run *r) {
+    rf_nn_ew(r->eng, relu_fwd_ew, r->out, r->in, NULL, numel(r));
+    return RF_OK;
+}
 
 /* Feature-major (model.c runs): the same element-wise function on each of
  * the width rows' first `rows` columns (the same values as row-major). */
@@ -34,7 +40,9 @@ static void feat_apply(const rf_nn_feat *f, void (*fn)(float *, const float *, s
     rf_nn_feat_rows(f->out, f->in, width, rows, f->ldo, fn);
 }
 static rf_status relu_forward_feat(const rf_nn_feat *f) { feat_apply(f, relu_fwd); return RF_OK; }
-static void relu_backward(const rf_nn_run *r) { if (r->din) relu_bwd(r->din, r->dout, r->out, numel(r)); }
+static void relu_backward(const rf_nn_run *r) {
+    if (r->din) rf_nn_ew(r->eng, relu_bwd_ew, r->din, r->dout, r->out, numel(r));
+}
 
 /* ---- gelu ------------------------------------------------------------------
  * Exact GELU, x·Φ(x) = x/2 · (1 + erf(x/√2)) (Hendrycks & Gimpel 2016), the
@@ -66,9 +74,16 @@ RF_NN_VEC static void gelu_bwd_v(float *dx, const float *dy, const float *x, siz
 }
 void rf_nn_gelu_bwd(float *dx, const float *dy, const float *x, size_t n) { gelu_bwd_v(dx, dy, x, n); }
 
-static rf_status gelu_forward(const rf_nn_run *r) { rf_nn_gelu_fwd(r->out, r->in, numel(r)); return RF_OK; }
+static void gelu_fwd_ew(float *y, const float *x, const float *u, size_t n) { (void)u; gelu_fwd_v(y, x, n); }
+static void gelu_bwd_ew(float *dx, const float *dy, const float *x, size_t n) { gelu_bwd_v(dx, dy, x, n); }
+static rf_status gelu_forward(const rf_nn_run *r) {
+    rf_nn_ew(r->eng, gelu_fwd_ew, r->out, r->in, NULL, numel(r));
+    return RF_OK;
+}
 static rf_status gelu_forward_feat(const rf_nn_feat *f) { feat_apply(f, rf_nn_gelu_fwd); return RF_OK; }
-static void gelu_backward(const rf_nn_run *r) { if (r->din) rf_nn_gelu_bwd(r->din, r->dout, r->in, numel(r)); }
+static void gelu_backward(const rf_nn_run *r) {
+    if (r->din) rf_nn_ew(r->eng, gelu_bwd_ew, r->din, r->dout, r->in, numel(r));
+}
 
 /* ---- tanh ----------------------------------------------------------------- */
 static void tanh_v(float *y, const float *x, size_t n) {
@@ -106,24 +121,44 @@ static rf_status dropout_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
     return RF_OK;
 }
 
+/* Two decisions per 32-bit draw: keep iff a 16-bit uniform u >= thr, so
+ * the keep probability is exactly (65536 - thr)/65536 (p rounded to
+ * 1/65536) and the scale uses that probability, keeping E[out] = in.
+ * Element i takes the low (even i) or high (odd i) half of draw i/2 of the
+ * step's stream; a part of the mask draws its own range of the stream
+ * (counter-based, rf_rng_u32_range), so the mask does not depend on how
+ * the elements are split over threads. */
+typedef struct drop_job {
+    const rf_rng *rng;
+    uint32_t thr;
+    float scale;
+    float *mk, *out;
+    const float *in;
+    size_t n;
+} drop_job;
+
+static void dropout_part(void *arg, int t, int n) {
+    const drop_job *j = arg;
+    size_t lo, hi;
+    rf_nn_span_aligned(j->n, 128, t, n, &lo, &hi);
+    uint32_t u[64];
+    for (size_t i = lo; i < hi; i += 128) {
+        size_t e = hi - i < 128 ? hi - i : 128, draws = (e + 1) / 2;
+        rf_rng_u32_range(j->rng, i / 2, u, draws);
+        for (size_t k = 0; k < e; k++)
+            j->mk[i + k] = ((k & 1 ? u[k / 2] >> 16 : u[k / 2] & 0xFFFFu) >= j->thr) ? j->scale : 0.0f;
+    }
+    if (hi > lo) mul3(j->out + lo, j->in + lo, j->mk + lo, hi - lo);
+}
+
 static rf_status dropout_forward(const rf_nn_run *r) {
     size_t n = numel(r);
     float p = r->L->fp[0];
     if (!r->training || p == 0.0f) { memcpy(r->out, r->in, n * sizeof(float)); return RF_OK; }
-    /* Two decisions per 32-bit draw: keep iff a 16-bit uniform u >= thr, so
-     * the keep probability is exactly (65536 - thr)/65536 (p rounded to
-     * 1/65536) and the scale uses that probability, keeping E[out] = in. */
     uint32_t thr = (uint32_t)(p * 65536.0f + 0.5f);
-    float scale = 65536.0f / (float)(65536u - thr);
-    float *mk = r->save;
-    size_t i = 0;
-    for (; i + 2 <= n; i += 2) {
-        uint32_t u = rf_rng_u32(r->rng);
-        mk[i] = (u & 0xFFFFu) >= thr ? scale : 0.0f;
-        mk[i + 1] = (u >> 16) >= thr ? scale : 0.0f;
-    }
-    if (i < n) mk[i] = (rf_rng_u32(r->rng) & 0xFFFFu) >= thr ? scale : 0.0f;
-    mul3(r->out, r->in, mk, n);
+    drop_job j = {r->rng, thr, 65536.0f / (float)(65536u - thr), r->save, r->out, r->in, n};
+    rf_nn_par(r->eng, rf_nn_parts(r->eng, (double)n, 1 << 14), dropout_part, &j);
+    rf_rng_skip(r->rng, (n + 1) / 2);
     return RF_OK;
 }
 

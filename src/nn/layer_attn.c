@@ -4,16 +4,13 @@
  * packed qkv rows through leading dimensions: q_h = qkv[:, h·hd : (h+1)·hd],
  * k_h at +D, v_h at +2D, ld = 3D; only K^T and V^T are packed, once per
  * sample for all heads ([D][T]; head h's rows h·hd .. h·hd + hd − 1).
- * They run on the row-streaming kernel (gemm_rows.c): at vit-tiny's 17 × 16
- * heads an OpenBLAS call per product cost more in dispatch than in
- * arithmetic (perf: ~15% of a training step in the small-matrix kernels,
- * copies and softmax). Without AVX2 (or with RAFFLE_GEMM=blas) the same
- * products go to OpenBLAS. The 1/sqrt(hd) scale is applied to the scores in
+ * They run on the engine's GEMM (raffle/gemm.h), with B read in place: K^T
+ * and V^T are packed once per sample, so no product packs its B. The 1/sqrt(hd) scale is applied to the scores in
  * the softmax, and to dS in its backward. */
 #include "nn/product.h"
+#include "raffle/gemm.h"
 #include "raffle/kernels.h"
 
-#include <cblas.h>
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -104,13 +101,10 @@ RF_NN_VEC static void softmax_bwd_rows(float *dP, const float *P, int rows, int 
 
 /* C[M, N] (ldc) = (C +) op(A) · B, op(A) = A [M][K] or, with ta, A^T of an
  * A stored [K][M]; B is [K][N] (ldb). */
-static void att_mm(float *C, int ldc, const float *A, int lda, int ta, const float *B, int ldb, int acc, int M,
-                   int N, int K, int rows) {
-    if (rows) rf_nn_gemm_rows(C, ldc, A, lda, ta, B, ldb, NULL, acc, M, N, K);
-    else cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb,
-                     acc ? 1.0f : 0.0f, C, ldc);
+static void att_mm(const rf_engine *e, float *C, int ldc, const float *A, int lda, int ta, const float *B, int ldb,
+                   int acc, int M, int N, int K) {
+    rf_gemm_engine(e, ta, 0, M, N, K, A, lda, B, ldb, acc, C, ldc);
 }
-
 
 rf_status rf_nn_product_fwd(const rf_engine *e, const rf_param *p, int training, float *Y, float *X, const float *W,
                             const float *b, int M, int N, int K) {
@@ -131,20 +125,17 @@ void rf_nn_mhsa_heads_fwd(const rf_engine *e, float *att, float *ctx, const floa
     float scale = 1.0f / sqrtf((float)hd);
     /* K^T of all heads of a sample at once, [D][T]: head h's K_h^T [hd][T]
      * is rows h·hd .. h·hd + hd - 1 (one transpose per sample, not per head) */
-    float *kt = rf_nn_gemm_rows_on(e) ? rf_nn_gemm_scratch((size_t)D * T) : NULL;
+    float *kt = rf_nn_gemm_scratch((size_t)D * T);
     for (int b = 0; b < B; b++) {
         if (kt) rf_nn_transpose(kt, qkv + (size_t)b * T * D3 + D, T, D, D3);
         for (int h = 0; h < H; h++) {
             const float *q = qkv + (size_t)b * T * D3 + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
             float *S = att + ((size_t)b * H + h) * T * T;
-            if (kt) {
-                att_mm(S, T, q, D3, 0, kt + (size_t)h * hd * T, T, 0, T, T, hd, 1);
-            } else {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, q, D3, k, D3, 0.0f, S, T);
-            }
+            if (kt) att_mm(e, S, T, q, D3, 0, kt + (size_t)h * hd * T, T, 0, T, T, hd);
+            else rf_gemm_engine(e, 0, 1, T, T, hd, q, D3, k, D3, 0, S, T);
             if (T <= 32 && rf_kernels_isa() >= RF_ISA_AVX512) softmax_rows_512(S, T, T, scale);
             else softmax_rows(S, T, T, scale);
-            att_mm(ctx + (size_t)b * T * D + (size_t)h * hd, D, S, T, 0, v, D3, 0, T, hd, T, kt != NULL);
+            att_mm(e, ctx + (size_t)b * T * D + (size_t)h * hd, D, S, T, 0, v, D3, 0, T, hd, T);
         }
     }
 }
@@ -153,21 +144,21 @@ void rf_nn_mhsa_heads_fwd(const rf_engine *e, float *att, float *ctx, const floa
  * b·T + T - 1; head h's q^T, k^T, v^T are rows h·hd, D + h·hd, 2D + h·hd
  * (hd of them) of qkvT, so scores and context need no packing: S = (q^T)^T
  * k^T, then ctx^T = v^T S^T with S^T one T × T transpose. Every element is
- * the same products in the same order as rf_nn_mhsa_heads_fwd (gemm_rows.c
+ * the same products in the same order as rf_nn_mhsa_heads_fwd (the GEMM
  * runs A or A^T alike), so the same values. S: 2·T·T floats of scratch. */
 void rf_nn_mhsa_heads_fwd_feat(const rf_engine *e, float *ctxT, const float *qkvT, int ld, float *S, int B, int T,
                                int D, int H) {
-    int hd = D / H, rows = rf_nn_gemm_rows_on(e);
+    int hd = D / H;
     float scale = 1.0f / sqrtf((float)hd), *St = S + (size_t)T * T;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             const float *qt = qkvT + (size_t)h * hd * ld + (size_t)b * T;
             const float *kt = qt + (size_t)D * ld, *vt = qt + (size_t)2 * D * ld;
-            att_mm(S, T, qt, ld, 1, kt, ld, 0, T, T, hd, rows);
+            att_mm(e, S, T, qt, ld, 1, kt, ld, 0, T, T, hd);
             if (T <= 32 && rf_kernels_isa() >= RF_ISA_AVX512) softmax_rows_512(S, T, T, scale);
             else softmax_rows(S, T, T, scale);
             rf_nn_transpose(St, S, T, T, T);
-            att_mm(ctxT + (size_t)h * hd * ld + (size_t)b * T, ld, vt, ld, 0, St, T, 0, hd, T, T, rows);
+            att_mm(e, ctxT + (size_t)h * hd * ld + (size_t)b * T, ld, vt, ld, 0, St, T, 0, hd, T, T);
         }
 }
 
@@ -198,24 +189,20 @@ void rf_nn_mhsa_heads_bwd(const rf_engine *e, float *dqkv, const float *dctx, co
                           float *dP, int B, int T, int D, int H) {
     int hd = D / H, D3 = 3 * D;
     float scale = 1.0f / sqrtf((float)hd);
-    float *vt = rf_nn_gemm_rows_on(e) ? rf_nn_gemm_scratch((size_t)D * T) : NULL;   /* V^T of a sample, [D][T] */
-    int rows = vt != NULL;
+    float *vt = rf_nn_gemm_scratch((size_t)D * T);   /* V^T of a sample, [D][T] */
     for (int b = 0; b < B; b++) {
-        if (rows) rf_nn_transpose(vt, qkv + (size_t)b * T * D3 + 2 * D, T, D, D3);
+        if (vt) rf_nn_transpose(vt, qkv + (size_t)b * T * D3 + 2 * D, T, D, D3);
         for (int h = 0; h < H; h++) {
             const float *q = qkv + (size_t)b * T * D3 + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
             float *dq = dqkv + (size_t)b * T * D3 + (size_t)h * hd, *dk = dq + D, *dv = dq + 2 * D;
             const float *P = att + ((size_t)b * H + h) * T * T;
             const float *dc = dctx + (size_t)b * T * D + (size_t)h * hd;
-            if (rows) {
-                att_mm(dP, T, dc, D, 0, vt + (size_t)h * hd * T, T, 0, T, T, hd, 1);
-            } else {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dc, D, v, D3, 0.0f, dP, T);
-            }
-            att_mm(dv, D3, P, T, 1, dc, D, 0, T, hd, T, rows);
+            if (vt) att_mm(e, dP, T, dc, D, 0, vt + (size_t)h * hd * T, T, 0, T, T, hd);
+            else rf_gemm_engine(e, 0, 1, T, T, hd, dc, D, v, D3, 0, dP, T);
+            att_mm(e, dv, D3, P, T, 1, dc, D, 0, T, hd, T);
             softmax_bwd_rows(dP, P, T, T, scale);
-            att_mm(dq, D3, dP, T, 0, k, D3, 0, T, hd, T, rows);
-            att_mm(dk, D3, dP, T, 1, q, D3, 0, T, hd, T, rows);
+            att_mm(e, dq, D3, dP, T, 0, k, D3, 0, T, hd, T);
+            att_mm(e, dk, D3, dP, T, 1, q, D3, 0, T, hd, T);
         }
     }
 }
@@ -264,7 +251,8 @@ static rf_status attn_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
     return RF_OK;
 }
 
-static size_t attn_scratch(const rf_layer *L, int B) {
+static size_t attn_scratch(const rf_layer *L, int B, const rf_engine *e) {
+    (void)e;
     return rf_nn_mhsa_scratch(B, L->in.d[0], L->in.d[1], L->ip[0]);
 }
 

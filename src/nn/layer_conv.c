@@ -1,11 +1,13 @@
 /* 2-D convolution and ViT patch embedding. 3x3 stride-1 convs (pad 0 or 1)
- * with at least 16 input and output channels run as Winograd F(2x2, 3x3)
+ * with at least 32 input and output channels run as Winograd F(2x2, 3x3)
  * (conv_winograd.c: 2.25x fewer multiplies; forward, input and weight
- * gradient; AVX2 and up; on AVX-512 from 32 channels); other stride-1 convs
- * on AVX-512 as an implicit GEMM straight from the padded input (the
- * "direct" section below); everything else as im2col + sgemm. The engine
- * option "conv" (winograd|direct|gemm; RAFFLE_CONV sets its default)
- * forces a path for comparisons (see use_wino).
+ * gradient); other stride-1 convs as an implicit GEMM straight from the
+ * padded input (the "direct" section below); everything else as im2col +
+ * GEMM. Which path a layer takes depends on its shape only (and the engine
+ * option "conv", winograd|direct|gemm, RAFFLE_CONV its default, which
+ * forces a path for comparisons: see use_wino), and every path computes the
+ * same bits on every ISA and thread count. Products go to the engine's GEMM
+ * (raffle/gemm.h rf_gemm_engine).
  *
  * Training (and plain inference) use the Caffe orientation, columns
  * colT[K, g·P] for a chunk of g samples (K = Cin·kh·kw, P = positions), and
@@ -22,10 +24,11 @@
 #include "nn/layers.h"
 
 #include "nn/conv_winograd.h"
+#include "raffle/gemm.h"
 #include "raffle/kernels.h"
 
-#include <cblas.h>
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 /* Strided path: columns per chunk are capped at this many floats (128 KiB,
@@ -56,6 +59,11 @@ static int conv_chunk(const conv_geom *g, int B) {
     return (int)c;
 }
 
+/* Floats of one im2col forward part: a chunk's columns and its product. */
+static size_t im_thread(const conv_geom *g, int chunk) {
+    return (size_t)chunk * g->P * ((size_t)g->K + (size_t)g->Co);
+}
+
 /* Output positions ow in [*lo, *hi) read input column ow·s + kj - pad inside [0, W). */
 static void valid_range(int n_out, int n_in, int s, int k, int pad, int *lo, int *hi) {
     int a = pad - k, l = 0;
@@ -77,8 +85,8 @@ static inline void copy_row(float *d, const float *s, int n) {
 }
 
 /* colT[K, ns·P] (row stride ld >= ns·P) from samples x[ns, C, H, W]. */
-RF_NN_VEC static void im2col_t(float *colT, const float *x, int ns, const conv_geom *g, size_t ld) {
-    for (int c = 0; c < g->C; c++)
+RF_NN_VEC static void im2col_c(float *colT, const float *x, int ns, const conv_geom *g, size_t ld, int c0, int c1) {
+    for (int c = c0; c < c1; c++)
         for (int ki = 0; ki < g->kh; ki++)
             for (int kj = 0; kj < g->kw; kj++) {
                 float *row = colT + (size_t)((c * g->kh + ki) * g->kw + kj) * ld;
@@ -101,9 +109,9 @@ RF_NN_VEC static void im2col_t(float *colT, const float *x, int ns, const conv_g
 }
 
 /* dx[ns, C, H, W] += col2im(dcolT). */
-RF_NN_VEC static void col2im_t_add(float *dx, const float *dcolT, int ns, const conv_geom *g) {
+RF_NN_VEC static void col2im_c_add(float *dx, const float *dcolT, int ns, const conv_geom *g, int c0, int c1) {
     size_t ld = (size_t)ns * g->P;
-    for (int c = 0; c < g->C; c++)
+    for (int c = c0; c < c1; c++)
         for (int ki = 0; ki < g->kh; ki++)
             for (int kj = 0; kj < g->kw; kj++) {
                 const float *row = dcolT + (size_t)((c * g->kh + ki) * g->kw + kj) * ld;
@@ -124,8 +132,9 @@ RF_NN_VEC static void col2im_t_add(float *dx, const float *dcolT, int ns, const 
 }
 
 /* y[n, co, p] = tmp[co, n·P + p] + bias[co] (tmp's row stride: cols). */
-RF_NN_VEC static void scatter_bias(float *y, const float *tmp, const float *bias, int ns, int Co, int P, size_t cols) {
-    for (int co = 0; co < Co; co++) {
+RF_NN_VEC static void scatter_bias_c(float *y, const float *tmp, const float *bias, int ns, int Co, int P, size_t cols,
+                                      int co0, int co1) {
+    for (int co = co0; co < co1; co++) {
         float bv = bias ? bias[co] : 0.0f;
         for (int n = 0; n < ns; n++) {
             float *restrict yn = y + ((size_t)n * Co + co) * P;
@@ -136,9 +145,9 @@ RF_NN_VEC static void scatter_bias(float *y, const float *tmp, const float *bias
 }
 
 /* dtmp[co, n·P + p] = dy[n, co, p]; dbias[co] += Σ dy[:, co, :] (if dbias). */
-RF_NN_VEC static void gather_grad(float *dtmp, float *dbias, const float *dy, int ns, int Co, int P) {
+RF_NN_VEC static void gather_grad_c(float *dtmp, float *dbias, const float *dy, int ns, int Co, int P, int co0, int co1) {
     size_t cols = (size_t)ns * P;
-    for (int co = 0; co < Co; co++) {
+    for (int co = co0; co < co1; co++) {
         float *t = dtmp + (size_t)co * cols;
         for (int n = 0; n < ns; n++) {
             const float *restrict dn = dy + ((size_t)n * Co + co) * P;
@@ -150,6 +159,17 @@ RF_NN_VEC static void gather_grad(float *dtmp, float *dbias, const float *dy, in
         for (size_t i = 0; i < cols; i++) s += t[i];
         dbias[co] += s;
     }
+}
+
+/* The loops above whole (one thread). */
+static void im2col_t(float *colT, const float *x, int ns, const conv_geom *g, size_t ld) {
+    im2col_c(colT, x, ns, g, ld, 0, g->C);
+}
+static void col2im_t_add(float *dx, const float *dcolT, int ns, const conv_geom *g) {
+    col2im_c_add(dx, dcolT, ns, g, 0, g->C);
+}
+static void scatter_bias(float *y, const float *tmp, const float *bias, int ns, int Co, int P, size_t cols) {
+    scatter_bias_c(y, tmp, bias, ns, Co, P, cols, 0, Co);
 }
 
 /* dbias[co] += Σ_p dy[co, p] for one sample. */
@@ -272,8 +292,7 @@ static void wide_forward(const rf_nn_run *r, const conv_geom *g) {
             pad_in(xpad, r->in + (size_t)(n0 + j) * L->in_size, g, &w);
             wide_cols(colT + (size_t)j * w.PW, ld, xpad, g, &w);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->Co, (int)ld, g->K, 1.0f, r->p[0], g->K,
-                    colT, (int)ld, 0.0f, ywide, (int)ld);
+        rf_gemm_engine(r->eng, 0, 0, g->Co, (int)ld, g->K, r->p[0], g->K, colT, (int)ld, 0, ywide, (int)ld);
         for (int j = 0; j < ns; j++)
             wide_compact(r->out + (size_t)(n0 + j) * L->out_size, ywide + (size_t)j * w.PW, ld, bias, g, &w);
     }
@@ -301,11 +320,9 @@ static void wide_backward(const rf_nn_run *r, const conv_geom *g) {
                            dy + ((size_t)co * g->OH + oh) * g->OW, (size_t)g->OW * sizeof(float));
             if (dbias) bias_grad(dbias, dy, g->Co, g->OH * g->OW);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->Co, g->K, (int)ld, 1.0f, dywide, (int)ld,
-                    colT, (int)ld, 1.0f, r->g[0], g->K);
+        rf_gemm_engine(r->eng, 0, 1, g->Co, g->K, (int)ld, dywide, (int)ld, colT, (int)ld, 1, r->g[0], g->K);
         if (!r->din) continue;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, (int)ld, g->Co, 1.0f, r->p[0], g->K,
-                    dywide, (int)ld, 0.0f, dcol, (int)ld);
+        rf_gemm_engine(r->eng, 1, 0, g->K, (int)ld, g->Co, r->p[0], g->K, dywide, (int)ld, 0, dcol, (int)ld);
         for (int j = 0; j < ns; j++) {
             memset(dxpad, 0, w.xpad * sizeof(float));
             wide_col2im(dxpad, dcol + (size_t)j * w.PW, ld, g, &w);
@@ -404,7 +421,7 @@ DC_FWD_FNS(4) DC_FWD_FNS(6) DC_FWD_FNS(8)
 
 /* ywide[co·ldy + p] for co < round8(Co), p < PW; wpk packed [Co/8][K][8]. */
 __attribute__((target("avx512f")))
-static void dc_conv(float *ywide, size_t ldy, const float *wpk, int Co, int PW, const dc_in *d) {
+static void dc_conv_avx512(float *ywide, size_t ldy, const float *wpk, int Co, int PW, const dc_in *d) {
     size_t K = (size_t)d->C * d->kh * d->kw;
     for (int p0 = 0; p0 < PW; p0 += DC_NP) {
         int left = PW - p0;
@@ -503,7 +520,7 @@ static size_t tap_off(const conv_geom *g, int k, size_t plane, size_t ld) {
 
 /* dWT[k, co] (row stride ldc = round16(Co)) += Σ_p xpad[off(k) + p] ·
  * dyT[p, co] over the valid positions of one sample. */
-static void dc_dweight(float *dwt, const float *dyT, size_t ldc, const conv_geom *g, const dc_in *d) {
+static void dc_dweight_avx512(float *dwt, const float *dyT, size_t ldc, const conv_geom *g, const dc_in *d) {
     size_t off[DW_NT];
     for (int k0 = 0; k0 < g->K; k0 += DW_NT) {
         int nt = g->K - k0 < DW_NT ? g->K - k0 : DW_NT;
@@ -571,7 +588,7 @@ static const dws_fn dws_table[8][2] = {{dws_1, dws_1_1}, {dws_2, dws_2_1}, {dws_
                                        {dws_5, dws_5_1}, {dws_6, dws_6_1}, {dws_7, dws_7_1}, {dws_8, dws_8_1}};
 
 /* wacc += this sample's lane partial sums; dyw [Co][PW] holds its dy, wide. */
-static void dc_dweight_small(float *wacc, const float *dyw, const conv_geom *g, const dc_in *d, int PW) {
+static void dc_dweight_small_avx512(float *wacc, const float *dyw, const conv_geom *g, const dc_in *d, int PW) {
     const int Co = g->Co, K = g->K, tb = DWS_TB(Co);
     size_t off[8];
     for (int k0 = 0; k0 < K; k0 += tb) {
@@ -583,6 +600,131 @@ static void dc_dweight_small(float *wacc, const float *dyw, const conv_geom *g, 
             for (int t = 0; t < nt; t++)
                 dws_table[Co - 1][1](w + (size_t)t * 16, (size_t)K * 16, dyw, (size_t)PW, d->x, off + t, PW);
     }
+}
+
+/* dbias[co] += Σ_p dy[co, p]: 16 lane sums per row (lane l: p ≡ l mod 16,
+ * the tail lanes adding +0), combined by rf_nn_lanes_sum's fixed tree (the
+ * serial scalar sum was 4% of lenet-5's training step). */
+__attribute__((target("avx512f")))
+static void dc_bias_grad_avx512(float *dbias, const float *dy, int Co, int P) {
+    float lane[16];
+    for (int co = 0; co < Co; co++) {
+        const float *row = dy + (size_t)co * P;
+        __m512 acc = _mm512_setzero_ps();
+        int p = 0;
+        for (; p + 16 <= P; p += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(row + p));
+        if (p < P) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(dc_mask(P - p), row + p));
+        _mm512_storeu_ps(lane, acc);
+        dbias[co] += rf_nn_lanes_sum(lane);
+    }
+}
+
+/* ---- the direct path's kernels on other ISAs --------------------------------
+ * Plain C with fmaf (one correctly rounded fused multiply-add, like the
+ * AVX-512 instruction), vectorised per ISA by RF_NN_VEC: per output element
+ * the same operations in the same order as the AVX-512 kernels above, so the
+ * same bits on every ISA (tests/unit/test_conv_isa.c). */
+#define DG_NP 16   /* positions per block of the generic forward */
+
+RF_NN_VEC static void dc_conv_gen(float *ywide, size_t ldy, const float *wpk, int Co, int PW, const dc_in *d) {
+    const int C = d->C, kh = d->kh, kw = d->kw, Wp = d->Wp;
+    const size_t plane = d->plane, K = (size_t)C * kh * kw;
+    for (int cb = 0; cb < Co; cb += DC_MR) {
+        const int rows = Co - cb < DC_MR ? Co - cb : DC_MR;
+        for (int p0 = 0; p0 < PW; p0 += DG_NP) {
+            const int np = PW - p0 < DG_NP ? PW - p0 : DG_NP;
+            float acc[DC_MR][DG_NP];
+            memset(acc, 0, sizeof acc);
+            const float *wk = wpk + (size_t)cb * K;
+            for (int c = 0; c < C; c++)
+                for (int ki = 0; ki < kh; ki++) {
+                    const float *xr = d->x + (size_t)c * plane + (size_t)ki * Wp + p0;
+                    for (int kj = 0; kj < kw; kj++, wk += DC_MR)
+                        for (int i = 0; i < rows; i++) {
+                            const float w = wk[i];
+                            if (np == DG_NP)
+                                for (int j = 0; j < DG_NP; j++) acc[i][j] = fmaf(xr[kj + j], w, acc[i][j]);
+                            else
+                                for (int j = 0; j < np; j++) acc[i][j] = fmaf(xr[kj + j], w, acc[i][j]);
+                        }
+                }
+            for (int i = 0; i < rows; i++) memcpy(ywide + (size_t)(cb + i) * ldy + p0, acc[i], (size_t)np * sizeof(float));
+        }
+    }
+}
+
+/* dwt[k·ldc + co] += Σ over this sample's valid positions, in order, of
+ * x[off(k) + oh·Wp + ow] · dyT[(oh·OW + ow)·ldc + co]: the sum from +0, then
+ * one addition into dwt (dwt_tile's order). */
+RF_NN_VEC static void dc_dweight_gen(float *dwt, const float *dyT, size_t ldc, const conv_geom *g, const dc_in *d) {
+    enum { CB = 64 };
+    for (int k = 0; k < g->K; k++) {
+        const float *x = d->x + tap_off(g, k, d->plane, (size_t)d->Wp);
+        for (size_t c0 = 0; c0 < ldc; c0 += CB) {
+            const size_t nc = ldc - c0 < CB ? ldc - c0 : CB;
+            float acc[CB];
+            memset(acc, 0, sizeof acc);
+            for (int oh = 0; oh < g->OH; oh++)
+                for (int ow = 0; ow < g->OW; ow++) {
+                    const float xv = x[(size_t)oh * d->Wp + ow];
+                    const float *dp = dyT + ((size_t)oh * g->OW + ow) * ldc + c0;
+                    for (size_t c = 0; c < nc; c++) acc[c] = fmaf(dp[c], xv, acc[c]);
+                }
+            float *w = dwt + (size_t)k * ldc + c0;
+            for (size_t c = 0; c < nc; c++) w[c] = w[c] + acc[c];
+        }
+    }
+}
+
+/* wacc[(co·K + k)·16 + l] (lane l: wide positions q ≡ l mod 16; past Q the
+ * lane adds fma(0, 0, ·), as the masked vector does). */
+RF_NN_VEC static void dc_dweight_small_gen(float *wacc, const float *dyw, const conv_geom *g, const dc_in *d, int PW) {
+    for (int co = 0; co < g->Co; co++)
+        for (int k = 0; k < g->K; k++) {
+            const float *x = d->x + tap_off(g, k, d->plane, (size_t)d->Wp), *dr = dyw + (size_t)co * PW;
+            float *a = wacc + ((size_t)co * g->K + k) * 16;
+            float acc[16];
+            memcpy(acc, a, sizeof acc);
+            for (int q = 0; q < PW; q += 16) {
+                if (PW - q >= 16) {
+                    for (int l = 0; l < 16; l++) acc[l] = fmaf(dr[q + l], x[q + l], acc[l]);
+                } else {
+                    for (int l = 0; l < 16; l++) {
+                        int in = q + l < PW;
+                        acc[l] = fmaf(in ? dr[q + l] : 0.0f, in ? x[q + l] : 0.0f, acc[l]);
+                    }
+                }
+            }
+            memcpy(a, acc, sizeof acc);
+        }
+}
+
+RF_NN_VEC static void dc_bias_grad_gen(float *dbias, const float *dy, int Co, int P) {
+    for (int co = 0; co < Co; co++) {
+        const float *row = dy + (size_t)co * P;
+        float acc[16] = {0.0f};
+        int p = 0;
+        for (; p + 16 <= P; p += 16)
+            for (int l = 0; l < 16; l++) acc[l] = acc[l] + row[p + l];
+        for (int l = 0; p + l < P; l++) acc[l] = acc[l] + row[p + l];
+        for (int l = P - p; p < P && l < 16; l++) acc[l] = acc[l] + 0.0f;
+        dbias[co] += rf_nn_lanes_sum(acc);
+    }
+}
+
+/* The kernels of the ISA in use (the same bits on each). */
+static int dc_512(void) { return rf_kernels_isa() >= RF_ISA_AVX512; }
+static void dc_conv(float *ywide, size_t ldy, const float *wpk, int Co, int PW, const dc_in *d) {
+    (dc_512() ? dc_conv_avx512 : dc_conv_gen)(ywide, ldy, wpk, Co, PW, d);
+}
+static void dc_dweight(float *dwt, const float *dyT, size_t ldc, const conv_geom *g, const dc_in *d) {
+    (dc_512() ? dc_dweight_avx512 : dc_dweight_gen)(dwt, dyT, ldc, g, d);
+}
+static void dc_dweight_small(float *wacc, const float *dyw, const conv_geom *g, const dc_in *d, int PW) {
+    (dc_512() ? dc_dweight_small_avx512 : dc_dweight_small_gen)(wacc, dyw, g, d, PW);
+}
+static void dc_bias_grad(float *dbias, const float *dy, int Co, int P) {
+    (dc_512() ? dc_bias_grad_avx512 : dc_bias_grad_gen)(dbias, dy, Co, P);
 }
 
 /* dst[c·plane + (h + top)·ld + left + w] = src[c, h, w] (the rest untouched). */
@@ -605,11 +747,22 @@ static dc_bwd dc_bwd_of(const conv_geom *g) {
     return b;
 }
 
+/* The input gradient as a convolution visits (OH + 2·qh)·(OW + 2·qw) padded
+ * positions per output: for "same" padding (qh = pad) that is the forward's
+ * cost, but lenet-5's unpadded 5×5 conv2 would pay 3.8× the GEMM's
+ * multiplies; there dcol = Wᵀ·dy and col2im, per sample (j_wide_dx: one
+ * contiguous add per tap for unpadded stride-1 layers). */
+static int j_dx_direct(const conv_geom *g) {
+    dc_bwd b = dc_bwd_of(g);
+    return b.qh <= g->pad && b.qw <= g->pad;
+}
+static int j_wide_dx(const conv_geom *g) { return !j_dx_direct(g) && g->s == 1 && g->pad == 0; }
+
 /* The direct path needs stride 1 and pad < kernel (so that the input
  * gradient is a convolution with non-negative padding). */
 static int direct_fits(const conv_geom *g) { return g->s == 1 && g->pad < g->kh && g->pad < g->kw; }
 static int use_direct(const conv_geom *g, const rf_engine *e) {
-    return direct_fits(g) && rf_kernels_isa() >= RF_ISA_AVX512 && e->v[RF_ENGINE_CONV] != RF_NN_CONV_GEMM;
+    return direct_fits(g) && e->v[RF_ENGINE_CONV] != RF_NN_CONV_GEMM;
 }
 
 /* The weight gradient of layers with at most this many output channels runs
@@ -624,30 +777,72 @@ static size_t dx_region(const conv_geom *g, const dc_bwd *b) {
     return c8 * b->PX > dcl ? c8 * b->PX : dcl;
 }
 
-static size_t direct_scratch(const conv_geom *g) {
+/* ---- the direct path over threads ---------------------------------------------
+ * Forward and input gradient: samples are independent, parts split them,
+ * each with its own padded input and wide output. Weight and bias
+ * gradients: sums over the batch, cut into DC_GROUPS groups of consecutive
+ * samples fixed by the batch size alone; each group's partial sum runs in
+ * sample order inside one part, and the partials are added in group order
+ * (then into the gradient). So the sums do not depend on how many threads
+ * share the groups. */
+#define DC_GROUPS 8
+
+static int dc_groups(int B) { return B < DC_GROUPS ? B : DC_GROUPS; }
+
+/* Floats of one group's partial sums: dW (lanes for few channels, else dWT
+ * rows of round16(Co)) and the bias. */
+static size_t dc_partial(const conv_geom *g) {
+    size_t dwp = g->Co <= DW_SMALL_CO ? (size_t)g->Co * 16 * (size_t)g->K : (size_t)g->K * (size_t)dc_round(g->Co, 16);
+    return dwp + (size_t)dc_round(g->Co, 16);
+}
+
+/* Per-thread floats of the backward: padded input, dy transposed (or laid
+ * out wide for few channels), padded dy, the input gradient's wide output. */
+static size_t dc_bwd_thread(const conv_geom *g) {
     wide_geom w = wide_of(g);
     dc_bwd b = dc_bwd_of(g);
-    size_t co8 = (size_t)dc_round(g->Co, DC_MR), c8 = (size_t)dc_round(g->C, DC_MR), co16 = (size_t)dc_round(g->Co, 16);
-    size_t fwd = w.xpad + co8 * ((size_t)g->K + (size_t)w.PW);
-    size_t bwd = w.xpad + co16 * ((size_t)g->K + (size_t)g->P) + b.pad + c8 * (size_t)g->Co * g->kh * g->kw +
-                 dx_region(g, &b);
-    if (g->Co <= DW_SMALL_CO) bwd += (size_t)g->Co * ((size_t)w.PW + 16 * (size_t)g->K);   /* dyw, wacc */
+    size_t dyt = g->Co <= DW_SMALL_CO ? (size_t)g->Co * (size_t)w.PW : (size_t)g->P * (size_t)dc_round(g->Co, 16);
+    return w.xpad + dyt + b.pad + dx_region(g, &b);
+}
+
+static size_t direct_scratch(const conv_geom *g, int B, int threads) {
+    wide_geom w = wide_of(g);
+    size_t t = (size_t)(threads > 0 ? threads : 1);
+    size_t co8 = (size_t)dc_round(g->Co, DC_MR), c8 = (size_t)dc_round(g->C, DC_MR);
+    size_t fwd = co8 * (size_t)g->K + t * (w.xpad + co8 * (size_t)w.PW);
+    size_t bwd = c8 * (size_t)g->Co * g->kh * g->kw + (size_t)dc_groups(B) * dc_partial(g) + t * dc_bwd_thread(g);
     return fwd > bwd ? fwd : bwd;
 }
 
-static void direct_forward(const rf_nn_run *r, const conv_geom *g) {
+typedef struct dc_job { const rf_nn_run *r; const conv_geom *g; float *shared, *part; size_t per; int dx_mode; } dc_job;
+
+static void direct_fwd_part(void *arg, int t, int n) {
+    const dc_job *j = arg;
+    const rf_nn_run *r = j->r;
+    const conv_geom *g = j->g;
     const rf_layer *L = r->L;
     wide_geom w = wide_of(g);
     const float *bias = L->ip[5] ? r->p[1] : NULL;
-    float *xpad = r->scratch, *wpk = xpad + w.xpad, *ywide = wpk + (size_t)dc_round(g->Co, DC_MR) * g->K;
+    float *xpad = j->part + (size_t)t * j->per, *ywide = xpad + w.xpad;
     memset(xpad, 0, w.xpad * sizeof(float));
-    dc_pack(wpk, r->p[0], g->Co, (size_t)g->K);
     dc_in d = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane};
-    for (int n = 0; n < r->B; n++) {
-        pad_in(xpad, r->in + (size_t)n * L->in_size, g, &w);
-        dc_conv(ywide, (size_t)w.PW, wpk, g->Co, w.PW, &d);
-        wide_compact(r->out + (size_t)n * L->out_size, ywide, (size_t)w.PW, bias, g, &w);
+    size_t s0, s1;
+    rf_nn_span((size_t)r->B, t, n, &s0, &s1);
+    for (size_t s = s0; s < s1; s++) {
+        pad_in(xpad, r->in + s * L->in_size, g, &w);
+        dc_conv(ywide, (size_t)w.PW, j->shared, g->Co, w.PW, &d);
+        wide_compact(r->out + s * L->out_size, ywide, (size_t)w.PW, bias, g, &w);
     }
+}
+
+static void direct_forward(const rf_nn_run *r, const conv_geom *g) {
+    wide_geom w = wide_of(g);
+    size_t co8 = (size_t)dc_round(g->Co, DC_MR);
+    dc_job j = {r, g, r->scratch, r->scratch + co8 * (size_t)g->K, w.xpad + co8 * (size_t)w.PW, 0};
+    dc_pack(j.shared, r->p[0], g->Co, (size_t)g->K);
+    double work = (double)r->B * (double)co8 * (double)g->K * (double)w.PW;
+    int parts = rf_nn_parts(r->eng, work, 1 << 20);
+    rf_nn_par(r->eng, parts < r->B ? parts : r->B, direct_fwd_part, &j);
 }
 
 /* dyT[p·ldc + co] = dy[co·P + p] for co < Co (lanes up to ldc stay as they
@@ -663,93 +858,101 @@ static void dc_transpose(float *restrict dyT, size_t ldc, const float *restrict 
     }
 }
 
-/* dbias[co] += Σ_p dy[co, p]: 16 partial sums per row, then one reduction
- * (the serial scalar sum was 4% of lenet-5's training step). */
-__attribute__((target("avx512f")))
-static void dc_bias_grad(float *dbias, const float *dy, int Co, int P) {
-    for (int co = 0; co < Co; co++) {
-        const float *row = dy + (size_t)co * P;
-        __m512 acc = _mm512_setzero_ps();
-        int p = 0;
-        for (; p + 16 <= P; p += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(row + p));
-        if (p < P) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(dc_mask(P - p), row + p));
-        dbias[co] += _mm512_reduce_add_ps(acc);
+
+/* The input gradient of sample n (part t's buffers from dypad on). */
+static void direct_dx(const rf_nn_run *r, const conv_geom *g, int t, int n, float *dypad, float *dxwide,
+                      const float *wfpk) {
+    const rf_layer *L = r->L;
+    dc_bwd b = dc_bwd_of(g);
+    const float *dy = r->dout + (size_t)n * L->out_size;
+    float *din = r->din + (size_t)n * L->in_size;
+    const rf_engine pe = rf_nn_part_engine(r->eng, t);
+    if (j_wide_dx(g)) {
+        /* dy laid out with the input's row stride W (zero past OW, in
+         * dypad's region): then dcol = Wᵀ·dy has the same layout, and the
+         * col2im of tap (c, ki, kj) is ONE contiguous add of dcol's row
+         * at offset c·H·W + ki·W + kj, instead of OH adds of OW floats
+         * (lenet-5's conv2: 10-float rows, scalar; 11% of its step). The
+         * zero columns add nothing, and the add stops at the last valid
+         * output, so it stays inside channel c. */
+        size_t PWx = (size_t)g->OH * g->W, len = (size_t)(g->OH - 1) * g->W + g->OW;
+        dc_pad(dypad, dy, g->Co, g->OH, g->OW, PWx, g->W, 0, 0);
+        rf_gemm_engine(&pe, 1, 0, g->K, (int)PWx, g->Co, r->p[0], g->K, dypad, (int)PWx, 0, dxwide, (int)PWx);
+        for (int k = 0; k < g->K; k++)
+            rf_nn_add(din + tap_off(g, k, (size_t)g->H * g->W, (size_t)g->W), dxwide + (size_t)k * PWx, len);
+        return;
+    }
+    if (!j_dx_direct(g)) {
+        rf_gemm_engine(&pe, 1, 0, g->K, g->P, g->Co, r->p[0], g->K, dy, g->P, 0, dxwide, g->P);
+        col2im_t_add(din, dxwide, 1, g);
+        return;
+    }
+    dc_in dyin = {dypad, g->Co, g->kh, g->kw, b.Wq, b.plane};
+    dc_pad(dypad, dy, g->Co, g->OH, g->OW, b.plane, b.Wq, b.qh, b.qw);
+    dc_conv(dxwide, b.PX, wfpk, g->C, (int)b.PX, &dyin);
+    for (int c = 0; c < g->C; c++)
+        for (int h = 0; h < g->H; h++)
+            rf_nn_add(din + ((size_t)c * g->H + h) * g->W, dxwide + (size_t)c * b.PX + (size_t)h * b.Wq, (size_t)g->W);
+}
+
+static void direct_bwd_part(void *arg, int t, int n) {
+    const dc_job *j = arg;
+    const rf_nn_run *r = j->r;
+    const conv_geom *g = j->g;
+    const rf_layer *L = r->L;
+    wide_geom w = wide_of(g);
+    dc_bwd b = dc_bwd_of(g);
+    const int small = g->Co <= DW_SMALL_CO, G = dc_groups(r->B);
+    const size_t ldc = (size_t)dc_round(g->Co, 16), pp = dc_partial(g);
+    const size_t dyt = small ? (size_t)g->Co * (size_t)w.PW : (size_t)g->P * ldc;
+    float *xpad = j->part + (size_t)t * j->per, *dyT = xpad + w.xpad, *dypad = dyT + dyt, *dxwide = dypad + b.pad;
+    float *partials = j->shared + (size_t)dc_round(g->C, DC_MR) * g->Co * g->kh * g->kw;
+    memset(xpad, 0, w.xpad * sizeof(float));
+    memset(dyT, 0, dyt * sizeof(float));   /* dyT's lanes past Co, dyw's wide columns stay 0 */
+    memset(dypad, 0, b.pad * sizeof(float));
+    dc_in xin = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane};
+    size_t g0, g1;
+    rf_nn_span((size_t)G, t, n, &g0, &g1);
+    for (size_t gi = g0; gi < g1; gi++) {
+        float *dwp = partials + gi * pp, *dbp = dwp + pp - ldc;
+        memset(dwp, 0, pp * sizeof(float));
+        size_t s0, s1;
+        rf_nn_span((size_t)r->B, (int)gi, G, &s0, &s1);
+        for (size_t s = s0; s < s1; s++) {
+            const float *dy = r->dout + s * L->out_size;
+            pad_in(xpad, r->in + s * L->in_size, g, &w);
+            if (L->ip[5]) dc_bias_grad(dbp, dy, g->Co, g->P);
+            if (small) {
+                dc_pad(dyT, dy, g->Co, g->OH, g->OW, (size_t)w.PW, w.Wp, 0, 0);
+                dc_dweight_small(dwp, dyT, g, &xin, w.PW);
+            } else {
+                dc_transpose(dyT, ldc, dy, g->Co, g->P);
+                dc_dweight(dwp, dyT, ldc, g, &xin);
+            }
+            if (r->din) direct_dx(r, g, t, (int)s, dypad, dxwide, j->shared);
+        }
     }
 }
 
 static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
     const rf_layer *L = r->L;
-    wide_geom w = wide_of(g);
-    dc_bwd b = dc_bwd_of(g);
-    float *dbias = L->ip[5] ? r->g[1] : NULL;
-    size_t ldc = (size_t)dc_round(g->Co, 16);
-    float *xpad = r->scratch, *dwt = xpad + w.xpad, *dyT = dwt + (size_t)g->K * ldc, *dypad = dyT + (size_t)g->P * ldc;
-    float *wfpk = dypad + b.pad, *dxwide = wfpk + (size_t)dc_round(g->C, DC_MR) * g->Co * g->kh * g->kw;
-    const int small = g->Co <= DW_SMALL_CO;   /* weight gradient by dc_dweight_small */
-    float *dyw = dxwide + dx_region(g, &b), *wacc = dyw + (size_t)g->Co * w.PW;
-    memset(xpad, 0, w.xpad * sizeof(float));
-    if (small) memset(dyw, 0, (size_t)g->Co * ((size_t)w.PW + 16 * (size_t)g->K) * sizeof(float));
-    else memset(dwt, 0, ((size_t)g->K + (size_t)g->P) * ldc * sizeof(float));   /* dyT's lanes past Co stay 0 */
-    memset(dypad, 0, b.pad * sizeof(float));
-    /* The input gradient as a convolution visits (OH + 2·qh)·(OW + 2·qw)
-     * padded positions per output: for "same" padding (qh = pad) that is the
-     * forward's cost, but lenet-5's unpadded 5×5 conv2 would pay 3.8× the
-     * GEMM's multiplies; there dcol = Wᵀ·dy and col2im, per sample. */
-    int dx_direct = b.qh <= g->pad && b.qw <= g->pad;
-    /* unpadded stride-1 layers take the wide col2im below (dypad's region,
-     * (OH + 2·qh)·(OW + 2·qw) >= OH·W per channel, holds the wide dy) */
-    int wide_dx = !dx_direct && g->s == 1 && g->pad == 0;
-    if (r->din && dx_direct) dc_pack_flip(wfpk, r->p[0], g->Co, g->C, g->kh, g->kw);
-    dc_in xin = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane};
-    dc_in dyin = {dypad, g->Co, g->kh, g->kw, b.Wq, b.plane};
-    for (int n = 0; n < r->B; n++) {
-        const float *dy = r->dout + (size_t)n * L->out_size;
-        pad_in(xpad, r->in + (size_t)n * L->in_size, g, &w);
-        if (dbias) dc_bias_grad(dbias, dy, g->Co, g->P);
-        if (small) {
-            dc_pad(dyw, dy, g->Co, g->OH, g->OW, (size_t)w.PW, w.Wp, 0, 0);
-            dc_dweight_small(wacc, dyw, g, &xin, w.PW);
-        } else {
-            dc_transpose(dyT, ldc, dy, g->Co, g->P);
-            dc_dweight(dwt, dyT, ldc, g, &xin);
-        }
-        if (!r->din) continue;
-        if (wide_dx) {
-            /* dy laid out with the input's row stride W (zero past OW, in
-             * dypad's region): then dcol = Wᵀ·dy has the same layout, and the
-             * col2im of tap (c, ki, kj) is ONE contiguous add of dcol's row
-             * at offset c·H·W + ki·W + kj, instead of OH adds of OW floats
-             * (lenet-5's conv2: 10-float rows, scalar; 11% of its step). The
-             * zero columns add nothing, and the add stops at the last valid
-             * output, so it stays inside channel c. */
-            size_t PWx = (size_t)g->OH * g->W, len = (size_t)(g->OH - 1) * g->W + g->OW;
-            dc_pad(dypad, dy, g->Co, g->OH, g->OW, PWx, g->W, 0, 0);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, (int)PWx, g->Co, 1.0f, r->p[0], g->K, dypad,
-                        (int)PWx, 0.0f, dxwide, (int)PWx);
-            float *din = r->din + (size_t)n * L->in_size;
-            for (int k = 0; k < g->K; k++)
-                rf_nn_add(din + tap_off(g, k, (size_t)g->H * g->W, (size_t)g->W), dxwide + (size_t)k * PWx, len);
-            continue;
-        }
-        if (!dx_direct) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->Co, 1.0f, r->p[0], g->K, dy, g->P,
-                        0.0f, dxwide, g->P);
-            col2im_t_add(r->din + (size_t)n * L->in_size, dxwide, 1, g);
-            continue;
-        }
-        dc_pad(dypad, dy, g->Co, g->OH, g->OW, b.plane, b.Wq, b.qh, b.qw);
-        dc_conv(dxwide, b.PX, wfpk, g->C, (int)b.PX, &dyin);
-        float *din = r->din + (size_t)n * L->in_size;
-        for (int c = 0; c < g->C; c++)
-            for (int h = 0; h < g->H; h++)
-                rf_nn_add(din + ((size_t)c * g->H + h) * g->W, dxwide + (size_t)c * b.PX + (size_t)h * b.Wq,
-                          (size_t)g->W);
-    }
-    const int Co = g->Co, K = g->K;
+    const int small = g->Co <= DW_SMALL_CO, G = dc_groups(r->B), Co = g->Co, K = g->K;
+    const size_t ldc = (size_t)dc_round(Co, 16), pp = dc_partial(g);
+    float *partials = r->scratch + (size_t)dc_round(g->C, DC_MR) * Co * g->kh * g->kw;
+    dc_job j = {r, g, r->scratch, partials + (size_t)G * pp, dc_bwd_thread(g), 0};
+    if (r->din && j_dx_direct(g)) dc_pack_flip(j.shared, r->p[0], Co, g->C, g->kh, g->kw);
+    double work = (double)r->B * (double)ldc * (double)K * (double)g->P * (r->din ? 2.0 : 1.0);
+    int parts = rf_nn_parts(r->eng, work, 1 << 20);
+    rf_nn_par(r->eng, parts < G ? parts : G, direct_bwd_part, &j);
+    /* the groups' partial sums, in group order, then into the gradients */
+    for (int gi = 1; gi < G; gi++) rf_nn_add(partials, partials + (size_t)gi * pp, pp);
     float *restrict dW = r->g[0];
     for (int co = 0; co < Co; co++)
         for (int k = 0; k < K; k++)
-            dW[(size_t)co * K + k] += small ? rf_nn_lanes_sum(wacc + ((size_t)co * K + k) * 16) : dwt[(size_t)k * ldc + co];
+            dW[(size_t)co * K + k] +=
+                small ? rf_nn_lanes_sum(partials + ((size_t)co * K + k) * 16) : partials[(size_t)k * ldc + co];
+    if (L->ip[5])
+        for (int co = 0; co < Co; co++) r->g[1][co] += partials[pp - ldc + (size_t)co];
 }
 
 /* Wide columns cost Co·(kw − 1) extra outputs per row of OH·K work; the
@@ -781,38 +984,95 @@ static rf_status conv_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
 
 /* Winograd F(2x2, 3x3) (conv_winograd.c) for 3x3 stride-1 layers with pad
  * 0 or 1 and at least WINO_MIN_C input and output channels: with fewer, its
- * 16 GEMMs have K = C or N = Co too small to beat the direct conv (conv-k's
- * first layer, C = 1). Where the direct conv runs (AVX-512) it also wins
- * below WINO_MIN_C_DIRECT: ResNet-20's 16-channel stage trained at 320-340
- * samples per CPU second with Winograd, 380-390 with the direct conv (Zen 5,
- * batch 128, 32x32x3; 32 and 64 as the bound measured the same). The path
- * can be forced either way with the engine option "conv" (winograd, direct,
- * gemm); "winograd" still needs a 3x3 stride-1 layer. Scalar ISA keeps the
- * reference paths. */
-#define WINO_MIN_C 16
-#define WINO_MIN_C_DIRECT 32
+ * 16 GEMMs have K = C or N = Co too small, and the direct conv wins:
+ * ResNet-20's 16-channel stage trained at 320-340 samples per CPU second
+ * with Winograd, 380-390 with the direct conv (Zen 5, batch 128, 32x32x3;
+ * 32 and 64 as the bound measured the same). The path can be forced either
+ * way with the engine option "conv" (winograd, direct, gemm); "winograd"
+ * still needs a 3x3 stride-1 layer. The choice depends on the layer's shape
+ * and that option only, never on the ISA: every path gives the same bits on
+ * every ISA, so a task gives the same checkpoint on any node. */
+#define WINO_MIN_C 32
 static int use_wino(const conv_geom *g, const rf_engine *e) {
     if (!rf_nn_wino_fits(g->kh, g->kw, g->s, g->pad)) return 0;
     int p = e->v[RF_ENGINE_CONV];
     if (p == RF_NN_CONV_WINOGRAD) return 1;
-    int min_c = rf_kernels_isa() >= RF_ISA_AVX512 ? WINO_MIN_C_DIRECT : WINO_MIN_C;
-    return p == RF_NN_CONV_AUTO && g->C >= min_c && g->Co >= min_c && rf_kernels_isa() >= RF_ISA_AVX2;
+    return p == RF_NN_CONV_AUTO && g->C >= WINO_MIN_C && g->Co >= WINO_MIN_C;
 }
 
-static size_t conv_scratch(const rf_layer *L, int B) {
+static size_t conv_scratch(const rf_layer *L, int B, const rf_engine *e) {
+    int threads = rf_nn_threads(e);
     conv_geom g = conv_geom_of(L);
     size_t cols = (size_t)conv_chunk(&g, B) * g.P;
     /* columns + d(columns), or + Y rows (override); + the feature-major
      * override's row padding (rf_feat_ld) */
     size_t s = cols * (2 * (size_t)g.K + (size_t)g.Co) + 16 * ((size_t)g.K + (size_t)g.Co);
+    size_t tf = (size_t)(threads > 0 ? threads : 1) * im_thread(&g, conv_chunk(&g, B));   /* forward's parts */
+    if (tf > s) s = tf;
     size_t w = use_wide(&g) ? wide_scratch(&g, B) : 0;
-    /* Whatever the ISA now: it may be forced between allocation and use. */
-    size_t d = direct_fits(&g) ? direct_scratch(&g) : 0;
+    size_t d = direct_fits(&g) ? direct_scratch(&g, B, threads) : 0;
     /* Winograd whenever it fits: the path may be forced after allocation. */
-    size_t wn = rf_nn_wino_fits(g.kh, g.kw, g.s, g.pad) ? rf_nn_wino_scratch(g.C, g.H, g.W, g.Co, g.pad, B) : 0;
+    size_t wn = rf_nn_wino_fits(g.kh, g.kw, g.s, g.pad) ? rf_nn_wino_scratch(g.C, g.H, g.W, g.Co, g.pad, B, threads) : 0;
     if (w > s) s = w;
     if (wn > s) s = wn;
     return s > d ? s : d;
+}
+
+/* ---- the im2col path over threads -------------------------------------------
+ * Forward: chunks are independent; parts take whole chunks, each with its
+ * own columns and product buffer (IM_THREAD floats) and the GEMM workspace
+ * of its part. Backward: see conv_backward. */
+typedef struct im2col_job {
+    const rf_nn_run *r;
+    const conv_geom *g;
+    int chunk, n0, ns;
+    float *col, *dtmp, *dcol, *dbias;
+    const float *bias;
+    int step;   /* backward: 0 columns + gathers, 1 col2im */
+} im2col_job;
+
+static void im2col_fwd_part(void *arg, int t, int n) {
+    const im2col_job *j = arg;
+    const rf_nn_run *r = j->r;
+    const conv_geom *g = j->g;
+    const rf_layer *L = r->L;
+    int chunks = (r->B + j->chunk - 1) / j->chunk;
+    size_t c0, c1;
+    rf_nn_span((size_t)chunks, t, n, &c0, &c1);
+    float *col = r->scratch + (size_t)t * im_thread(g, j->chunk);
+    const rf_engine pe = rf_nn_part_engine(r->eng, t);
+    for (size_t c = c0; c < c1; c++) {
+        int n0 = (int)c * j->chunk, ns = r->B - n0 < j->chunk ? r->B - n0 : j->chunk;
+        size_t cols = (size_t)ns * g->P;
+        float *tmp = col + cols * g->K;
+        im2col_t(col, r->in + (size_t)n0 * L->in_size, ns, g, cols);
+        rf_gemm_engine(&pe, 0, 0, g->Co, (int)cols, g->K, r->p[0], g->K, col, (int)cols, 0, tmp, (int)cols);
+        scatter_bias(r->out + (size_t)n0 * L->out_size, tmp, j->bias, ns, g->Co, g->P, cols);
+    }
+}
+
+static void im2col_forward(const rf_nn_run *r, const conv_geom *g, int chunk, const float *bias) {
+    im2col_job j = {r, g, chunk, 0, 0, NULL, NULL, NULL, NULL, bias, 0};
+    int chunks = (r->B + chunk - 1) / chunk;
+    int parts = rf_nn_parts(r->eng, (double)r->B * g->P * g->K * g->Co, 1 << 20);
+    rf_nn_par(r->eng, parts < chunks ? parts : chunks, im2col_fwd_part, &j);
+}
+
+static void im2col_bwd_part(void *arg, int t, int n) {
+    const im2col_job *j = arg;
+    const rf_nn_run *r = j->r;
+    const conv_geom *g = j->g;
+    const rf_layer *L = r->L;
+    size_t cols = (size_t)j->ns * g->P, a0, a1;
+    if (j->step == 1) {
+        rf_nn_span((size_t)g->C, t, n, &a0, &a1);
+        col2im_c_add(r->din + (size_t)j->n0 * L->in_size, j->dcol, j->ns, g, (int)a0, (int)a1);
+        return;
+    }
+    rf_nn_span((size_t)g->C, t, n, &a0, &a1);
+    im2col_c(j->col, r->in + (size_t)j->n0 * L->in_size, j->ns, g, cols, (int)a0, (int)a1);
+    rf_nn_span((size_t)g->Co, t, n, &a0, &a1);
+    gather_grad_c(j->dtmp, j->dbias, r->dout + (size_t)j->n0 * L->out_size, j->ns, g->Co, g->P, (int)a0, (int)a1);
 }
 
 static rf_status conv_forward(const rf_nn_run *r) {
@@ -822,12 +1082,16 @@ static rf_status conv_forward(const rf_nn_run *r) {
     const float *bias = L->ip[5] ? r->p[1] : NULL;
     if (!(L->infer_gemm && !r->training)) {
         if (use_wino(&g, r->eng)) {
-            rf_nn_wino_forward(r->out, r->in, r->p[0], bias, r->B, g.C, g.H, g.W, g.Co, g.pad, r->scratch);
+            rf_nn_wino_forward(r->eng, r->out, r->in, r->p[0], bias, r->B, g.C, g.H, g.W, g.Co, g.pad, r->scratch);
             return RF_OK;
         }
         if (use_direct(&g, r->eng)) { direct_forward(r, &g); return RF_OK; }
         if (use_wide(&g)) { wide_forward(r, &g); return RF_OK; }
+        /* training and plain inference: the chunks split over threads */
+        im2col_forward(r, &g, chunk, bias);
+        return RF_OK;
     }
+    /* inference through an override (sparse, int8): chunk by chunk */
     for (int n0 = 0; n0 < r->B; n0 += chunk) {
         int ns = r->B - n0 < chunk ? r->B - n0 : chunk;
         size_t cols = (size_t)ns * g.P;
@@ -841,25 +1105,18 @@ static rf_status conv_forward(const rf_nn_run *r) {
             scatter_bias(y, col + ld * g.K, NULL, ns, g.Co, g.P, ld);   /* the override added the bias */
             continue;
         }
-        if (L->infer_gemm && !r->training) {
-            /* rows = the transposed column matrix, built in the Y area first
-             * (free until the product; the scratch holds 2K + Co floats per
-             * column): row copies plus a tiled transpose (rf_nn_transpose)
-             * measured faster than gathering each row element by element,
-             * and the result goes back in tiles too: element by element the
-             * strided side missed L1 on every store (conv-2, 90% sparse,
-             * batch 64: 66 -> 41 ms for the whole model on this path) */
-            im2col_t(tmp, x, ns, &g, cols);
-            rf_nn_transpose(col, tmp, g.K, (int)cols, (int)cols);
-            RF_TRY(L->infer_gemm(L->infer_state, col, tmp, (int)cols));
-            for (int n = 0; n < ns; n++)
-                rf_nn_transpose(y + (size_t)n * L->out_size, tmp + (size_t)n * g.P * g.Co, g.P, g.Co, g.Co);
-            continue;
-        }
-        im2col_t(col, x, ns, &g, cols);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.Co, (int)cols, g.K, 1.0f, r->p[0], g.K,
-                    col, (int)cols, 0.0f, tmp, (int)cols);
-        scatter_bias(y, tmp, bias, ns, g.Co, g.P, cols);
+        /* rows = the transposed column matrix, built in the Y area first
+         * (free until the product; the scratch holds 2K + Co floats per
+         * column): row copies plus a tiled transpose (rf_nn_transpose)
+         * measured faster than gathering each row element by element,
+         * and the result goes back in tiles too: element by element the
+         * strided side missed L1 on every store (conv-2, 90% sparse,
+         * batch 64: 66 -> 41 ms for the whole model on this path) */
+        im2col_t(tmp, x, ns, &g, cols);
+        rf_nn_transpose(col, tmp, g.K, (int)cols, (int)cols);
+        RF_TRY(L->infer_gemm(L->infer_state, col, tmp, (int)cols));
+        for (int n = 0; n < ns; n++)
+            rf_nn_transpose(y + (size_t)n * L->out_size, tmp + (size_t)n * g.P * g.Co, g.P, g.Co, g.Co);
     }
     return RF_OK;
 }
@@ -870,24 +1127,29 @@ static void conv_backward(const rf_nn_run *r) {
     int chunk = conv_chunk(&g, r->B);
     float *dbias = L->ip[5] ? r->g[1] : NULL;
     if (use_wino(&g, r->eng)) {
-        rf_nn_wino_backward(r->g[0], dbias, r->din, r->dout, r->in, r->p[0], r->B, g.C, g.H, g.W, g.Co, g.pad,
+        rf_nn_wino_backward(r->eng, r->g[0], dbias, r->din, r->dout, r->in, r->p[0], r->B, g.C, g.H, g.W, g.Co, g.pad,
                             r->scratch);
         return;
     }
     if (use_direct(&g, r->eng)) { direct_backward(r, &g); return; }
     if (use_wide(&g)) { wide_backward(r, &g); return; }
+    /* dW is a chain of products over the chunks in order: chunks stay in
+     * order, and each chunk's column copies (over input channels), gradient
+     * gathers and bias sums (over output channels) and products split. */
+    im2col_job j = {r, &g, 0, 0, 0, NULL, NULL, NULL, dbias, NULL, 0};
+    int parts = rf_nn_parts(r->eng, (double)chunk * g.P * (g.K + g.Co), 1 << 14);
     for (int n0 = 0; n0 < r->B; n0 += chunk) {
         int ns = r->B - n0 < chunk ? r->B - n0 : chunk;
         size_t cols = (size_t)ns * g.P;
         float *col = r->scratch, *dtmp = col + cols * g.K, *dcol = dtmp + cols * g.Co;
-        im2col_t(col, r->in + (size_t)n0 * L->in_size, ns, &g, cols);
-        gather_grad(dtmp, dbias, r->dout + (size_t)n0 * L->out_size, ns, g.Co, g.P);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.Co, g.K, (int)cols, 1.0f, dtmp, (int)cols,
-                    col, (int)cols, 1.0f, r->g[0], g.K);
+        j.n0 = n0; j.ns = ns; j.col = col; j.dtmp = dtmp; j.dcol = dcol;
+        j.step = 0;
+        rf_nn_par(r->eng, parts, im2col_bwd_part, &j);
+        rf_gemm_engine(r->eng, 0, 1, g.Co, g.K, (int)cols, dtmp, (int)cols, col, (int)cols, 1, r->g[0], g.K);
         if (!r->din) continue;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.K, (int)cols, g.Co, 1.0f, r->p[0], g.K,
-                    dtmp, (int)cols, 0.0f, dcol, (int)cols);
-        col2im_t_add(r->din + (size_t)n0 * L->in_size, dcol, ns, &g);
+        rf_gemm_engine(r->eng, 1, 0, g.K, (int)cols, g.Co, r->p[0], g.K, dtmp, (int)cols, 0, dcol, (int)cols);
+        j.step = 1;
+        rf_nn_par(r->eng, parts < g.C ? parts : g.C, im2col_bwd_part, &j);
     }
 }
 
@@ -959,7 +1221,8 @@ static rf_status patch_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
     return RF_OK;
 }
 
-static size_t patch_scratch(const rf_layer *L, int B) {
+static size_t patch_scratch(const rf_layer *L, int B, const rf_engine *e) {
+    (void)e;
     patch_geom g = patch_geom_of(L);
     return (size_t)B * g.Np * ((size_t)g.K + (size_t)g.D);
 }
@@ -1004,8 +1267,7 @@ static void patch_backward(const rf_nn_run *r) {
     rf_nn_linear_bwd(r->eng, NULL, r->g[0], r->g[1], dY, cols, r->p[0], M, g.D, g.K, g.K, g.D);
     if (r->din) {
         /* The columns are no longer needed: reuse them for d(columns). */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, g.K, g.D, 1.0f, dY, g.D, r->p[0], g.K,
-                    0.0f, cols, g.K);
+        rf_gemm_engine(r->eng, 0, 0, M, g.K, g.D, dY, g.D, r->p[0], g.K, 0, cols, g.K);
         patch_cols_add_back(r->din, cols, r->B, &g);
     }
 }

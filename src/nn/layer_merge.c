@@ -19,6 +19,8 @@ static size_t numel(const rf_nn_run *r) { return (size_t)r->B * r->L->out_size; 
 RF_NN_VEC static void add2(float *y, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
+/* y += x in rf_nn_ew's form (split over the engine's threads). */
+static void add_ew(float *y, const float *x, const float *u, size_t n) { (void)u; rf_nn_add(y, x, n); }
 
 /* ---- add ------------------------------------------------------------------ */
 enum { SHORTCUT_NONE = 0, SHORTCUT_A = 1 };
@@ -91,10 +93,10 @@ static rf_status add_forward(const rf_nn_run *r) {
     const rf_layer *L = r->L;
     size_t n = numel(r);
     int k = 1;
-    if (same_shape(r->in_shape[1], L->out)) add2(r->out, r->ins[0], r->ins[1], n), k = 2;
+    if (same_shape(r->in_shape[1], L->out)) rf_nn_ew(r->eng, add2, r->out, r->ins[0], r->ins[1], n), k = 2;
     else memcpy(r->out, r->ins[0], n * sizeof(float));
     for (; k < L->n_inputs; k++) {
-        if (same_shape(r->in_shape[k], L->out)) rf_nn_add(r->out, r->ins[k], n);
+        if (same_shape(r->in_shape[k], L->out)) rf_nn_ew(r->eng, add_ew, r->out, r->ins[k], NULL, n);
         else shortcut_a(L, r->out, r->ins[k], r->in_shape[k], r->B, 0);
     }
     return RF_OK;
@@ -105,7 +107,7 @@ static void add_backward(const rf_nn_run *r) {
     size_t n = numel(r);
     for (int k = 0; k < L->n_inputs; k++) {
         if (!r->dins[k]) continue;
-        if (same_shape(r->in_shape[k], L->out)) rf_nn_add(r->dins[k], r->dout, n);
+        if (same_shape(r->in_shape[k], L->out)) rf_nn_ew(r->eng, add_ew, r->dins[k], r->dout, NULL, n);
         else shortcut_a(L, r->dins[k], r->dout, r->in_shape[k], r->B, 1);
     }
 }

@@ -227,14 +227,16 @@ static double chan_stats(const rf_nn_run *r, int c, double mu, int sq) {
     return lanes_sum_d(acc);
 }
 
-static rf_status bn_forward(const rf_nn_run *r) {
+/* The channels [c0, c1) of the forward: each channel's statistics are sums
+ * over the whole batch in a fixed order, so parts split the channels. */
+static void bn_forward_span(const rf_nn_run *r, int c0, int c1) {
     const rf_layer *L = r->L;
     int C = L->in.d[0];
     size_t hw = (size_t)L->in.d[1] * L->in.d[2];
     float *rmean = r->buf, *rvar = r->buf + C, *mean = r->save, *rstd = r->save + C;
     float eps = L->fp[0], mom = L->fp[1];
     double cnt = (double)r->B * (double)hw;
-    for (int c = 0; c < C; c++) {
+    for (int c = c0; c < c1; c++) {
         if (r->training) {
             /* two passes, mean then centred squares, as the numerically safe form */
             double mu = chan_stats(r, c, 0.0, 0) / cnt;
@@ -254,16 +256,15 @@ static rf_status bn_forward(const rf_nn_run *r) {
             plane_affine(r->out + (size_t)n * L->out_size + (size_t)c * hw, r->in + (size_t)n * L->in_size + (size_t)c * hw,
                          hw, a, bb);
     }
-    return RF_OK;
 }
 
-static void bn_backward(const rf_nn_run *r) {
+static void bn_backward_span(const rf_nn_run *r, int c0, int c1) {
     const rf_layer *L = r->L;
     int C = L->in.d[0];
     size_t hw = (size_t)L->in.d[1] * L->in.d[2];
     const float *mean = r->save, *rstd = r->save + C;
     float cnt = (float)((double)r->B * (double)hw);
-    for (int c = 0; c < C; c++) {
+    for (int c = c0; c < c1; c++) {
         float mu = mean[c], rs = rstd[c], gm = r->p[0][c];
         double a1[RF_NN_LANES] = {0.0}, a2[RF_NN_LANES] = {0.0};
         for (int n = 0; n < r->B; n++)
@@ -281,6 +282,31 @@ static void bn_backward(const rf_nn_run *r) {
                      r->in + (size_t)n * L->in_size + (size_t)c * hw, hw, k0, k1, mu, rs, k2);
     }
 }
+
+typedef struct bn_job { const rf_nn_run *r; int backward; } bn_job;
+
+static void bn_part(void *arg, int t, int n) {
+    const bn_job *j = arg;
+    size_t c0, c1;
+    rf_nn_span((size_t)j->r->L->in.d[0], t, n, &c0, &c1);
+    (j->backward ? bn_backward_span : bn_forward_span)(j->r, (int)c0, (int)c1);
+}
+
+static void bn_run(const rf_nn_run *r, int backward) {
+    const rf_layer *L = r->L;
+    bn_job j = {r, backward};
+    /* work: the batch's elements; parts of at least 16K of them, one channel at least */
+    int parts = rf_nn_parts(r->eng, (double)r->B * (double)L->in_size, 1 << 14);
+    if (parts > L->in.d[0]) parts = L->in.d[0];
+    rf_nn_par(r->eng, parts, bn_part, &j);
+}
+
+static rf_status bn_forward(const rf_nn_run *r) {
+    bn_run(r, 0);
+    return RF_OK;
+}
+
+static void bn_backward(const rf_nn_run *r) { bn_run(r, 1); }
 
 static const char *const bn_keys[] = {"eps", "momentum", NULL};
 const rf_nn_op rf_nn_op_batchnorm = {"batchnorm", bn_keys, bn_setup, NULL, bn_forward, bn_backward,

@@ -29,13 +29,12 @@ static rf_status pool_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
  * never wins, as in PyTorch. */
 /* The common 2×2, stride 2, unpadded window (every preset): four loads, no
  * bounds checks. Ties keep the first maximum in scan order, as the general path. */
-RF_NN_VEC static void maxpool2(const rf_nn_run *r) {
+RF_NN_VEC static void maxpool2(const rf_nn_run *r, size_t p0, size_t p1) {
     const rf_layer *L = r->L;
     const int C = L->in.d[0], H = L->in.d[1], W = L->in.d[2], OH = L->out.d[1], OW = L->out.d[2];
-    const size_t planes = (size_t)r->B * C;
     const float *in = r->in;
     float *out = r->out, *save = r->save;
-    for (size_t pl = 0; pl < planes; pl++) {
+    for (size_t pl = p0; pl < p1; pl++) {
         const float *restrict x = in + pl * H * W;
         float *restrict y = out + pl * OH * OW, *restrict idx = save + pl * OH * OW;
         int base = (int)((pl % (size_t)C) * H * W);
@@ -64,14 +63,13 @@ RF_NN_VEC static void maxpool2(const rf_nn_run *r) {
  * the same strict ">" tie and NaN rule (ordered compare) in the same scan
  * order. maxpool2 stays the reference for other ISAs. */
 __attribute__((target("avx512f")))
-static void maxpool2_avx512(const rf_nn_run *r) {
+static void maxpool2_avx512(const rf_nn_run *r, size_t p0, size_t p1) {
     const rf_layer *L = r->L;
     const int C = L->in.d[0], H = L->in.d[1], W = L->in.d[2], OH = L->out.d[1], OW = L->out.d[2];
-    const size_t planes = (size_t)r->B * C;
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     const __m512i two = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    for (size_t pl = 0; pl < planes; pl++) {
+    for (size_t pl = p0; pl < p1; pl++) {
         const float *x = r->in + pl * H * W;
         float *y = r->out + pl * OH * OW, *idx = r->save + pl * OH * OW;
         int base = (int)((pl % (size_t)C) * H * W);
@@ -105,13 +103,21 @@ static void maxpool2_avx512(const rf_nn_run *r) {
     }
 }
 
+/* Planes (sample, channel) are independent: parts split them. */
+static void maxpool2_part(void *arg, int t, int n) {
+    const rf_nn_run *r = arg;
+    size_t p0, p1;
+    rf_nn_span((size_t)r->B * r->L->in.d[0], t, n, &p0, &p1);
+    if (rf_kernels_isa() >= RF_ISA_AVX512) maxpool2_avx512(r, p0, p1);
+    else maxpool2(r, p0, p1);
+}
+
 static rf_status maxpool_forward(const rf_nn_run *r) {
     const rf_layer *L = r->L;
     int C = L->in.d[0], H = L->in.d[1], W = L->in.d[2], k = L->ip[1], s = L->ip[3], p = L->ip[4];
     int OH = L->out.d[1], OW = L->out.d[2];
     if (k == 2 && s == 2 && p == 0) {
-        if (rf_kernels_isa() >= RF_ISA_AVX512) maxpool2_avx512(r);
-        else maxpool2(r);
+        rf_nn_par(r->eng, rf_nn_parts(r->eng, (double)r->B * L->in_size, 1 << 15), maxpool2_part, (void *)r);
         return RF_OK;
     }
     for (int n = 0; n < r->B; n++)
@@ -140,14 +146,23 @@ static rf_status maxpool_forward(const rf_nn_run *r) {
     return RF_OK;
 }
 
-static void maxpool_backward(const rf_nn_run *r) {
-    if (!r->din) return;
+/* Samples are independent (a window's argmax is inside its sample): parts
+ * split them. */
+static void maxpool_bwd_part(void *arg, int t, int n) {
+    const rf_nn_run *r = arg;
     const rf_layer *L = r->L;
-    for (int n = 0; n < r->B; n++) {
-        const float *dy = r->dout + (size_t)n * L->out_size, *idx = r->save + (size_t)n * L->out_size;
-        float *dx = r->din + (size_t)n * L->in_size;
+    size_t s0, s1;
+    rf_nn_span((size_t)r->B, t, n, &s0, &s1);
+    for (size_t s = s0; s < s1; s++) {
+        const float *dy = r->dout + s * L->out_size, *idx = r->save + s * L->out_size;
+        float *dx = r->din + s * L->in_size;
         for (size_t i = 0; i < L->out_size; i++) dx[(size_t)idx[i]] += dy[i];
     }
+}
+
+static void maxpool_backward(const rf_nn_run *r) {
+    if (!r->din) return;
+    rf_nn_par(r->eng, rf_nn_parts(r->eng, (double)r->B * r->L->in_size, 1 << 15), maxpool_bwd_part, (void *)r);
 }
 
 /* Average pool counts padded positions in the divisor (PyTorch's default

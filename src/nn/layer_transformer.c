@@ -7,6 +7,7 @@
  * qkv [3TD], att [H·T·T], ctx [TD], x1 [TD], ln2 [TD], st2 [2T], h [T·M],
  * a [T·M] (h = fc1 output, a = GELU(h)). */
 #include "nn/product.h"
+#include "raffle/gemm.h"
 #include "raffle/kernels.h"
 
 #include <stdlib.h>
@@ -67,28 +68,26 @@ static rf_status tb_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
     return RF_OK;
 }
 
-/* Backward: dx1 [TD], da, dh [T·Mh], dln [TD], then the attention's scratch;
- * the chunked forward packs W^T of the four products ((4D + 2Mh)·D floats). */
-static size_t tb_scratch(const rf_layer *L, int B) {
-    size_t BT = (size_t)B * L->in.d[0], D = (size_t)L->in.d[1], Mh = (size_t)L->ip[1];
-    size_t bwd = BT * (2 * D + 2 * Mh) + rf_nn_mhsa_scratch(B, L->in.d[0], L->in.d[1], L->ip[0]);
-    size_t packs = (4 * D + 2 * Mh) * D;
-    return bwd > packs ? bwd : packs;
-}
+/* Backward unchunked: dx1 [TD], da, dh [T·Mh], dln [TD], then the
+ * attention's scratch; chunked (below): each chunk's partial gradient and
+ * each part's buffers. */
+static size_t tb_scratch(const rf_layer *L, int B, const rf_engine *e);
+
+
 
 /* ---- chunked path -------------------------------------------------------------
- * With the row-streaming kernels (gemm_rows.c) the block runs a chunk of
- * samples at a time through all its steps, so a chunk's activations (about
- * "tb_chunk" token rows, 256 by default: ~0.5 MB at vit-tiny's widths) stay in L2 between
- * the products, layer norms, GELU and attention instead of streaming the
- * whole batch through memory once per step (vit-tiny at batch 128 trains
- * ~10% faster per sample at batch 16 than at 128, which is what chunking
- * recovers). Per element the products do the same fused multiply-adds in the
- * same order whether chunked or not (the weight gradients continue their
- * row order chunk after chunk), so the result is bit-identical to the
- * unchunked row-streaming path (tests/unit/test_gemm_rows.c). It is not used
- * when a product has an override (QAT fake-quant, int8/sparse inference) or
- * without the row kernels; the engine option "tb_chunk" sets the chunk (0:
+ * The block runs a chunk of samples at a time through all its steps, so a
+ * chunk's activations (about "tb_chunk" token rows, 256 by default: ~0.5 MB
+ * at vit-tiny's widths) stay in L2 between the products, layer norms, GELU
+ * and attention instead of streaming the whole batch through memory once
+ * per step (vit-tiny at batch 128 trains ~10% faster per sample at batch 16
+ * than at 128, which is what chunking recovers). Per element the products do
+ * the same fused multiply-adds in the same order whether chunked or not (the
+ * weight gradients continue their row order chunk after chunk: the GEMM's
+ * accumulation is a chain through C), so the result is bit-identical to the
+ * unchunked path (tests/unit/test_dense.c). It is not used when a product
+ * has an override (QAT fake-quant, int8/sparse inference); the engine
+ * option "tb_chunk" sets the chunk (0:
  * off). */
 
 /* The chunk is the engine option "tb_chunk" (raffle/engine.h; 0: off). */
@@ -107,7 +106,7 @@ static const struct { int w, n, k; } tb_prod[4] = {
 static int prod_dim(const blk *k, int m) { return m < 0 ? k->Mh : m * k->D; }
 
 static int tb_chunked(const rf_nn_run *r) {
-    if (!chunk_rows(r) || !rf_nn_gemm_rows_on(r->eng)) return 0;
+    if (!chunk_rows(r)) return 0;
     const rf_param *pt = r->L->pt;
     if (pt)
         for (int i = 0; i < 4; i++)
@@ -115,21 +114,17 @@ static int tb_chunked(const rf_nn_run *r) {
     return 1;
 }
 
-/* Y[M, N] = X · W_i^T + b_i for product i: with wt (the chunked path) on the
- * row kernels from the packed W_i^T, else through rf_nn_product_fwd with the
- * weight's overrides (int8 inference, QAT input fake-quant). */
-static rf_status tb_product(const rf_nn_run *r, const blk *k, float *const *wt, int i, float *Y, float *X, int M) {
+/* Y[M, N] = X · W_i^T + b_i for product i, through rf_nn_product_fwd with
+ * the weight's overrides (int8 inference, QAT input fake-quant). */
+static rf_status tb_product(const rf_nn_run *r, const rf_engine *e, const blk *k, int i, float *Y, float *X, int M) {
     int w = tb_prod[i].w, N = prod_dim(k, tb_prod[i].n), K = prod_dim(k, tb_prod[i].k);
-    if (wt) {
-        rf_nn_gemm_rows(Y, N, X, K, 0, wt[i], N, r->p[w + 1], 0, M, N, K);
-        return RF_OK;
-    }
     const rf_param *pt = r->L->pt;
-    return rf_nn_product_fwd(r->eng, pt ? &pt[w] : NULL, r->training, Y, X, r->p[w], r->p[w + 1], M, N, K);
+    return rf_nn_product_fwd(e, pt ? &pt[w] : NULL, r->training, Y, X, r->p[w], r->p[w + 1], M, N, K);
 }
 
 /* The forward over samples [s0, s0 + bc). */
-static rf_status tb_forward_span(const rf_nn_run *r, const blk *k, float *const *wt, int s0, int bc) {
+/* The forward over samples [s0, s0 + bc) on engine e. */
+static rf_status tb_forward_span(const rf_nn_run *r, const rf_engine *e, const blk *k, int s0, int bc) {
     const float *const *p = r->p;
     int T = k->T, D = k->D, D3 = 3 * D, Mh = k->Mh, rows = bc * T;
     float eps = r->L->fp[0];
@@ -139,56 +134,139 @@ static rf_status tb_forward_span(const rf_nn_run *r, const blk *k, float *const 
     float *att = k->att + (size_t)s0 * k->H * T * T, *ctx = k->ctx + o * D, *x1 = k->x1 + o * D;
     float *ln2 = k->ln2 + o * D, *st2 = k->st2 + 2 * o, *h = k->h + o * Mh, *a = k->a + o * Mh;
     rf_nn_layernorm_fwd(ln1, st1, in, p[P_N1W], p[P_N1B], rows, D, eps);
-    RF_TRY(tb_product(r, k, wt, 0, qkv, ln1, rows));
-    rf_nn_mhsa_heads_fwd(r->eng, att, ctx, qkv, bc, T, D, k->H);
-    RF_TRY(tb_product(r, k, wt, 1, x1, ctx, rows));
+    RF_TRY(tb_product(r, e, k, 0, qkv, ln1, rows));
+    rf_nn_mhsa_heads_fwd(e, att, ctx, qkv, bc, T, D, k->H);
+    RF_TRY(tb_product(r, e, k, 1, x1, ctx, rows));
     rf_nn_add(x1, in, (size_t)rows * D);
     rf_nn_layernorm_fwd(ln2, st2, x1, p[P_N2W], p[P_N2B], rows, D, eps);
-    RF_TRY(tb_product(r, k, wt, 2, h, ln2, rows));
+    RF_TRY(tb_product(r, e, k, 2, h, ln2, rows));
     rf_nn_gelu_fwd(a, h, (size_t)rows * Mh);
-    RF_TRY(tb_product(r, k, wt, 3, out, a, rows));
+    RF_TRY(tb_product(r, e, k, 3, out, a, rows));
     rf_nn_add(out, x1, (size_t)rows * D);
     return RF_OK;
 }
 
-static void tb_backward_chunked(const rf_nn_run *r, const blk *k) {
-    const float *const *p = r->p;
-    float *const *g = r->g;
-    int T = k->T, D = k->D, D3 = 3 * D, Mh = k->Mh, H = k->H;
-    int cs = chunk_samples(r, T, k->B);
-    size_t cr = (size_t)cs * T;
-    float *dx1 = r->scratch, *da = dx1 + cr * D, *dh = da + cr * Mh, *dln = dh + cr * Mh, *dctx = dln + cr * D;
-    float *dqkv = dctx + cr * D, *dP = dqkv + cr * D3;
-    for (int s0 = 0; s0 < k->B; s0 += cs) {
-        int bc = k->B - s0 < cs ? k->B - s0 : cs, rows = bc * T;
-        size_t o = (size_t)s0 * T;
-        const float *in = r->in + o * D, *dout = r->dout + o * D, *ln1 = k->ln1 + o * D, *st1 = k->st1 + 2 * o;
-        const float *qkv = k->qkv + o * D3, *att = k->att + (size_t)s0 * H * T * T, *ctx = k->ctx + o * D;
-        const float *x1 = k->x1 + o * D, *ln2 = k->ln2 + o * D, *st2 = k->st2 + 2 * o, *h = k->h + o * Mh;
-        const float *a = k->a + o * Mh;
-        float *din = r->din ? r->din + o * D : NULL;
-        /* MLP: out = x1 + fc2(GELU(fc1(LN2(x1)))) */
-        memcpy(dx1, dout, (size_t)rows * D * sizeof(float));
-        rf_nn_gemm_rows(da, Mh, dout, D, 0, p[P_FC2W], Mh, NULL, 0, rows, Mh, D);
-        rf_nn_gemm_rows(g[P_FC2W], Mh, dout, D, 1, a, Mh, NULL, 1, D, Mh, rows);
-        rf_nn_colsum_add(g[P_FC2B], dout, rows, D, D);
-        memset(dh, 0, (size_t)rows * Mh * sizeof(float));
-        rf_nn_gelu_bwd(dh, da, h, (size_t)rows * Mh);
-        rf_nn_gemm_rows(dln, D, dh, Mh, 0, p[P_FC1W], D, NULL, 0, rows, D, Mh);
-        rf_nn_gemm_rows(g[P_FC1W], D, dh, Mh, 1, ln2, D, NULL, 1, Mh, D, rows);
-        rf_nn_colsum_add(g[P_FC1B], dh, rows, Mh, Mh);
-        rf_nn_layernorm_bwd(dx1, g[P_N2W], g[P_N2B], dln, x1, st2, p[P_N2W], rows, D);
-        if (din) rf_nn_add(din, dx1, (size_t)rows * D);
-        /* attention: x1 = x + proj(heads(qkv(LN1(x)))) */
-        rf_nn_gemm_rows(dctx, D, dx1, D, 0, p[P_PROJW], D, NULL, 0, rows, D, D);
-        rf_nn_gemm_rows(g[P_PROJW], D, dx1, D, 1, ctx, D, NULL, 1, D, D, rows);
-        rf_nn_colsum_add(g[P_PROJB], dx1, rows, D, D);
-        rf_nn_mhsa_heads_bwd(r->eng, dqkv, dctx, qkv, att, dP, bc, T, D, H);
-        rf_nn_gemm_rows(dln, D, dqkv, D3, 0, p[P_QKVW], D, NULL, 0, rows, D, D3);
-        rf_nn_gemm_rows(g[P_QKVW], D, dqkv, D3, 1, ln1, D, NULL, 1, D3, D, rows);
-        rf_nn_colsum_add(g[P_QKVB], dqkv, rows, D3, D3);
-        rf_nn_layernorm_bwd(din, g[P_N1W], g[P_N1B], dln, in, st1, p[P_N1W], rows, D);
+/* ---- chunks over threads ---------------------------------------------------------
+ * Forward: a chunk's steps write only its samples' rows, so parts take
+ * whole chunks (each on its part's engine: its products on the calling
+ * thread). Backward: the parameter gradients are sums over all rows; each
+ * chunk sums its rows into a partial gradient of its own (the block's
+ * parameters, laid out one after the other), and the partials are added in
+ * chunk order, then into the gradients. The chunks are fixed by the batch
+ * and "tb_chunk", never by the thread count, so neither are the sums. */
+
+/* Floats of the block's parameters (one chunk's partial gradient). */
+static size_t tb_params(const blk *k) {
+    size_t D = (size_t)k->D, Mh = (size_t)k->Mh;
+    return 4 * D + 3 * D * D + 3 * D + D * D + D + Mh * D + Mh + D * Mh + D;
+}
+
+/* Floats of one part's backward buffers for chunks of cs samples. */
+static size_t tb_part_floats(const blk *k, int cs) {
+    size_t cr = (size_t)cs * k->T;
+    return cr * (6 * (size_t)k->D + 2 * (size_t)k->Mh) + (size_t)k->T * k->T;
+}
+
+static int tb_nchunks(int B, int cs) { return (B + cs - 1) / cs; }
+
+typedef struct tb_job {
+    const rf_nn_run *r;
+    const blk *k;
+    int cs;
+    float *partials;     /* [chunks][tb_params] */
+    float *bufs;         /* part t's at + t·per */
+    size_t per;
+    rf_status st[RF_POOL_MAX];
+} tb_job;
+
+static void tb_fwd_part(void *arg, int t, int n) {
+    tb_job *j = arg;
+    const rf_engine pe = rf_nn_part_engine(j->r->eng, t);
+    size_t c0, c1;
+    rf_nn_span((size_t)tb_nchunks(j->k->B, j->cs), t, n, &c0, &c1);
+    j->st[t] = RF_OK;
+    for (size_t c = c0; c < c1 && !j->st[t]; c++) {
+        int s0 = (int)c * j->cs;
+        j->st[t] = tb_forward_span(j->r, &pe, j->k, s0, j->k->B - s0 < j->cs ? j->k->B - s0 : j->cs);
     }
+}
+
+/* Chunk c's backward: its rows' input gradient, its parameter gradient
+ * into partial g (pointers per tensor, zeroed), with buffers buf. */
+static void tb_backward_chunk(const rf_nn_run *r, const rf_engine *e, const blk *k, int s0, int bc, float *const *g,
+                              float *buf) {
+    const float *const *p = r->p;
+    int T = k->T, D = k->D, D3 = 3 * D, Mh = k->Mh, H = k->H, rows = bc * T;
+    size_t cr = (size_t)rows;
+    float *dx1 = buf, *da = dx1 + cr * D, *dh = da + cr * Mh, *dln = dh + cr * Mh, *dctx = dln + cr * D;
+    float *dqkv = dctx + cr * D, *dP = dqkv + cr * D3;
+    size_t o = (size_t)s0 * T;
+    const float *in = r->in + o * D, *dout = r->dout + o * D, *ln1 = k->ln1 + o * D, *st1 = k->st1 + 2 * o;
+    const float *qkv = k->qkv + o * D3, *att = k->att + (size_t)s0 * H * T * T, *ctx = k->ctx + o * D;
+    const float *x1 = k->x1 + o * D, *ln2 = k->ln2 + o * D, *st2 = k->st2 + 2 * o, *h = k->h + o * Mh;
+    const float *a = k->a + o * Mh;
+    float *din = r->din ? r->din + o * D : NULL;
+    /* MLP: out = x1 + fc2(GELU(fc1(LN2(x1)))) */
+    memcpy(dx1, dout, (size_t)rows * D * sizeof(float));
+    rf_gemm_engine(e, 0, 0, rows, Mh, D, dout, D, p[P_FC2W], Mh, 0, da, Mh);
+    rf_gemm_engine(e, 1, 0, D, Mh, rows, dout, D, a, Mh, 1, g[P_FC2W], Mh);
+    rf_nn_colsum_add(g[P_FC2B], dout, rows, D, D);
+    memset(dh, 0, (size_t)rows * Mh * sizeof(float));
+    rf_nn_gelu_bwd(dh, da, h, (size_t)rows * Mh);
+    rf_gemm_engine(e, 0, 0, rows, D, Mh, dh, Mh, p[P_FC1W], D, 0, dln, D);
+    rf_gemm_engine(e, 1, 0, Mh, D, rows, dh, Mh, ln2, D, 1, g[P_FC1W], D);
+    rf_nn_colsum_add(g[P_FC1B], dh, rows, Mh, Mh);
+    rf_nn_layernorm_bwd(dx1, g[P_N2W], g[P_N2B], dln, x1, st2, p[P_N2W], rows, D);
+    if (din) rf_nn_add(din, dx1, (size_t)rows * D);
+    /* attention: x1 = x + proj(heads(qkv(LN1(x)))) */
+    rf_gemm_engine(e, 0, 0, rows, D, D, dx1, D, p[P_PROJW], D, 0, dctx, D);
+    rf_gemm_engine(e, 1, 0, D, D, rows, dx1, D, ctx, D, 1, g[P_PROJW], D);
+    rf_nn_colsum_add(g[P_PROJB], dx1, rows, D, D);
+    rf_nn_mhsa_heads_bwd(e, dqkv, dctx, qkv, att, dP, bc, T, D, H);
+    rf_gemm_engine(e, 0, 0, rows, D, D3, dqkv, D3, p[P_QKVW], D, 0, dln, D);
+    rf_gemm_engine(e, 1, 0, D3, D, rows, dqkv, D3, ln1, D, 1, g[P_QKVW], D);
+    rf_nn_colsum_add(g[P_QKVB], dqkv, rows, D3, D3);
+    rf_nn_layernorm_bwd(din, g[P_N1W], g[P_N1B], dln, in, st1, p[P_N1W], rows, D);
+}
+
+/* Tensor i's slice of a partial gradient (tensors in declaration order). */
+static void tb_partial_ptrs(const rf_nn_run *r, float *base, float **g) {
+    for (int i = 0; i < RF_NN_MAX_LAYER_PARAMS && i < r->L->n_params; i++) {
+        g[i] = base;
+        base += r->L->pt[i].numel;
+    }
+}
+
+static void tb_bwd_part(void *arg, int t, int n) {
+    tb_job *j = arg;
+    const rf_engine pe = rf_nn_part_engine(j->r->eng, t);
+    size_t c0, c1, np = tb_params(j->k);
+    rf_nn_span((size_t)tb_nchunks(j->k->B, j->cs), t, n, &c0, &c1);
+    for (size_t c = c0; c < c1; c++) {
+        float *g[RF_NN_MAX_LAYER_PARAMS], *part = j->partials + c * np;
+        memset(part, 0, np * sizeof(float));
+        tb_partial_ptrs(j->r, part, g);
+        int s0 = (int)c * j->cs;
+        tb_backward_chunk(j->r, &pe, j->k, s0, j->k->B - s0 < j->cs ? j->k->B - s0 : j->cs, g, j->bufs + (size_t)t * j->per);
+    }
+}
+
+static int tb_parts(const rf_nn_run *r, const blk *k, int chunks) {
+    double work = (double)k->B * k->T * k->D * (4.0 * k->D + 2.0 * k->Mh);   /* the products' multiply-adds */
+    int parts = rf_nn_parts(r->eng, work, 1 << 20);
+    return parts < chunks ? parts : chunks;
+}
+
+static void tb_backward_chunked(const rf_nn_run *r, const blk *k) {
+    int cs = chunk_samples(r, k->T, k->B), nc = tb_nchunks(k->B, cs);
+    size_t np = tb_params(k);
+    tb_job j = {r, k, cs, r->scratch, r->scratch + (size_t)nc * np, tb_part_floats(k, cs), {RF_OK}};
+    rf_nn_par(r->eng, tb_parts(r, k, nc), tb_bwd_part, &j);
+    /* the chunks' partials in chunk order, then into the gradients */
+    for (int c = 1; c < nc; c++) rf_nn_add(j.partials, j.partials + (size_t)c * np, np);
+    float *g[RF_NN_MAX_LAYER_PARAMS];
+    tb_partial_ptrs(r, j.partials, g);
+    for (int i = 0; i < r->L->n_params; i++) rf_nn_add(r->g[i], g[i], r->L->pt[i].numel);
 }
 
 /* Unchunked, the four products (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) go
@@ -196,19 +274,15 @@ static void tb_backward_chunked(const rf_nn_run *r, const blk *k) {
  * their inputs ln1, ctx, ln2 and a are the block's own saved buffers, so a
  * training-time rewrite of them is what the weight gradients see, and layer
  * norm / GELU backward read x, x1 and h, which nothing rewrites. Chunked,
- * the same steps run per chunk on W^T packed once into the scratch. */
+ * the same steps run per chunk, chunks split over threads. */
 static rf_status tb_forward(const rf_nn_run *r) {
     blk k = blk_of(r->L, r->B, r->save);
-    if (!tb_chunked(r)) return tb_forward_span(r, &k, NULL, 0, k.B);
-    float *wt[4], *at = r->scratch;
-    for (int i = 0; i < 4; i++) {
-        int N = prod_dim(&k, tb_prod[i].n), K = prod_dim(&k, tb_prod[i].k);
-        wt[i] = at;
-        rf_nn_transpose(wt[i], r->p[tb_prod[i].w], N, K, K);
-        at += (size_t)N * K;
-    }
-    int cs = chunk_samples(r, k.T, k.B);
-    for (int s0 = 0; s0 < k.B; s0 += cs) RF_TRY(tb_forward_span(r, &k, wt, s0, k.B - s0 < cs ? k.B - s0 : cs));
+    if (!tb_chunked(r)) return tb_forward_span(r, r->eng, &k, 0, k.B);
+    int cs = chunk_samples(r, k.T, k.B), nc = tb_nchunks(k.B, cs);
+    tb_job j = {r, &k, cs, NULL, NULL, 0, {RF_OK}};
+    int parts = tb_parts(r, &k, nc);
+    rf_nn_par(r->eng, parts, tb_fwd_part, &j);
+    for (int t = 0; t < parts; t++) RF_TRY(j.st[t]);
     return RF_OK;
 }
 
@@ -291,6 +365,19 @@ static rf_status tb_forward_feat(const rf_nn_feat *f) {
     RF_TRY(tb_product_feat(f, &k, 3, f->out, h));
     rf_nn_feat_rows(f->out, x1, D, M, ld, rf_nn_add);
     return RF_OK;
+}
+
+static size_t tb_scratch(const rf_layer *L, int B, const rf_engine *e) {
+    int threads = rf_nn_threads(e);
+    size_t BT = (size_t)B * L->in.d[0], D = (size_t)L->in.d[1], Mh = (size_t)L->ip[1];
+    size_t whole = BT * (2 * D + 2 * Mh) + rf_nn_mhsa_scratch(B, L->in.d[0], L->in.d[1], L->ip[0]);
+    if (!e->v[RF_ENGINE_TB_CHUNK]) return whole;
+    blk k = blk_dims(L, B);
+    int T = k.T, cs = e->v[RF_ENGINE_TB_CHUNK] / T > 0 ? e->v[RF_ENGINE_TB_CHUNK] / T : 1;
+    if (cs > B) cs = B;
+    size_t t = (size_t)(threads > 0 ? threads : 1);
+    size_t chunked = (size_t)tb_nchunks(B, cs) * tb_params(&k) + t * tb_part_floats(&k, cs);
+    return whole > chunked ? whole : chunked;
 }
 
 static const char *const tb_keys[] = {"heads", "mlp", "eps", NULL};

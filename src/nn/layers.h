@@ -25,6 +25,7 @@
 
 #include "raffle/nn.h"
 #include "raffle/engine.h"
+#include "raffle/threads.h"
 
 #include <cJSON.h>
 #include <string.h>
@@ -64,7 +65,7 @@ typedef struct rf_nn_builder {
 /* Everything one layer call needs, resolved by the model. */
 typedef struct rf_nn_run {
     const rf_layer *L;
-    const rf_engine *eng;     /* engine options of this call (the ctx's: conv path, GEMM kernel, chunking) */
+    const rf_engine *eng;     /* engine of this call (the ctx's options: conv path, GEMM backend, chunking; its pool and GEMM) */
     int          B;           /* batch size                                  */
     int          training;
     const float *in;          /* [B, in_size]                                */
@@ -75,7 +76,7 @@ typedef struct rf_nn_run {
     float       *g[RF_NN_MAX_LAYER_PARAMS]; /* their gradients                          */
     float       *buf;         /* the layer's buffers (batchnorm running stats) */
     float       *save;        /* [B * save_numel] state kept from forward to backward */
-    float       *scratch;     /* at least op->scratch(L, B) floats           */
+    float       *scratch;     /* at least op->scratch(L, B, eng) floats       */
     rf_rng      *rng;         /* dropout stream                              */
     /* Every input of a layer with several (add, concat, residual): ins[0]
      * is `in`, dins[0] is `din`; dins[k] is NULL when nothing upstream of
@@ -105,7 +106,9 @@ typedef struct rf_nn_op {
     /* Parses the layer's keys from j, infers L->out from L->in and declares
      * parameters (rf_nn_param), buffers and L->save_numel. */
     rf_status (*setup)(rf_nn_builder *b, rf_layer *L, const cJSON *j);
-    size_t    (*scratch)(const rf_layer *L, int B);   /* floats; NULL: none */
+    /* Floats of scratch for a batch of B on engine e (its options, and its
+     * threads, rf_nn_threads: per-thread buffers included); NULL: none. */
+    size_t    (*scratch)(const rf_layer *L, int B, const rf_engine *e);
     rf_status (*forward)(const rf_nn_run *r);
     void      (*backward)(const rf_nn_run *r);
     /* Feature-major inference, optional (NULL: the layer ends a run).
@@ -214,6 +217,52 @@ static inline void rf_nn_set_out(rf_layer *L, int d0, int d1, int d2, rf_nn_kind
     L->ip[7] = (int)kind;
 }
 
+/* ---- threads ------------------------------------------------------------------
+ * A layer splits its work over the engine's pool (rf_engine.pool) in static
+ * parts: part t of n takes the items [t·N/n, (t+1)·N/n) (rf_nn_span), every
+ * output element is written by exactly one part, and every reduction runs
+ * in an order fixed by the shapes alone (a whole reduction inside one part,
+ * or partial sums over groups fixed by the shapes, combined in a fixed
+ * order), never by n. So no result depends on the thread count (the dense
+ * products split the same way, raffle/gemm.h). */
+/* Threads a layer may split its work over: e's pool, or 1 without one (and
+ * with gemm=openblas, whose calls must not run concurrently). */
+int  rf_nn_threads(const rf_engine *e);
+/* Parts for `work` units when a part should get at least `min_work` of
+ * them: 1 .. rf_nn_threads(e). */
+int  rf_nn_parts(const rf_engine *e, double work, double min_work);
+/* fn(arg, t, n) for t < n on e's pool (n = 1: here). */
+void rf_nn_par(const rf_engine *e, int n, rf_pool_fn fn, void *arg);
+/* The engine of part t: e's options, no pool, products on the calling
+ * thread with the GEMM's workspace t (core.h rf_engine.slot). Code inside
+ * a part passes it down instead of e. e NULL (no engine: one part, the
+ * built-in options): the built-in options, products on the thread's GEMM. */
+static inline rf_engine rf_nn_part_engine(const rf_engine *e, int t) {
+    rf_engine p;
+    if (e) p = *e;
+    else rf_engine_builtin(&p);
+    p.pool = NULL;
+    p.slot = e && e->pool ? t : e ? e->slot : 0;
+    return p;
+}
+/* Part t of n of [0, len): [*lo, *hi). */
+static inline void rf_nn_span(size_t len, int t, int n, size_t *lo, size_t *hi) {
+    *lo = len * (size_t)t / (size_t)n;
+    *hi = len * (size_t)(t + 1) / (size_t)n;
+}
+/* The same in whole units of `unit` items (the last part takes the rest). */
+static inline void rf_nn_span_aligned(size_t len, size_t unit, int t, int n, size_t *lo, size_t *hi) {
+    size_t units = (len + unit - 1) / unit;
+    *lo = units * (size_t)t / (size_t)n * unit;
+    *hi = units * (size_t)(t + 1) / (size_t)n * unit;
+    if (*lo > len) *lo = len;
+    if (*hi > len) *hi = len;
+}
+/* An element-wise loop y[i] = f(a[i], b[i]) (b, a may be NULL where f does
+ * not read them) over [0, n), split over e's threads in 64-byte units. */
+typedef void (*rf_nn_ew_fn)(float *y, const float *a, const float *b, size_t n);
+void rf_nn_ew(const rf_engine *e, rf_nn_ew_fn f, float *y, const float *a, const float *b, size_t n);
+
 /* ---- vectorised loops -------------------------------------------------------
  * Element-wise loops are compiled once per ISA (AVX-512, AVX2+FMA, baseline
  * x86-64) with GCC function multi-versioning: the loader picks the clone from
@@ -312,7 +361,7 @@ void rf_nn_linear_fwd(const rf_engine *e, float *Y, const float *X, const float 
 void rf_nn_linear_bwd(const rf_engine *e, float *dX, float *dW, float *db, const float *dY, const float *X,
                       const float *W, int M, int N, int K, int ldx, int ldy);
 /* dX[M, K] (ldx) += dY[M, N] (ldy) · W[N, K]: the input-gradient product
- * alone (gemm_rows.c picks the row-streaming kernel or OpenBLAS). */
+ * alone (dense.c: the engine's backend, raffle/gemm.h rf_gemm_engine). */
 void rf_nn_linear_dx(const rf_engine *e, float *dX, const float *dY, const float *W, int M, int N, int K, int ldx,
                      int ldy);
 /* db[j] += Σ_i dY[i, j] over M rows (ldy), rows in order. */
@@ -320,28 +369,14 @@ void rf_nn_colsum_add(float *db, const float *dY, int M, int N, int ldy);
 /* dW[N, K] += dY[M, N]^T · X[M, K] (ldy, ldx). */
 void rf_nn_linear_dw(const rf_engine *e, float *dW, const float *dY, const float *X, int M, int N, int K, int ldx,
                      int ldy);
-/* C[M, N] (ldc) = init + A[M, K] (lda) · B[K, N] (ldb); init = bias[n] when
- * bias != NULL, else C itself when accumulate, else 0. Each element is init
- * then one fused multiply-add per p = 0 .. K-1 in order, on every ISA (the
- * _ref version is the plain C definition). With trans_a, A is stored
- * [K][M] (element (m, p) at A[p * lda + m]). Buffers are the caller's. */
-void rf_nn_gemm_rows(float *C, int ldc, const float *A, int lda, int trans_a, const float *B, int ldb,
-                     const float *bias, int accumulate, int M, int N, int K);
-void rf_nn_gemm_rows_ref(float *C, int ldc, const float *A, int lda, int trans_a, const float *B, int ldb,
-                         const float *bias, int accumulate, int M, int N, int K);
 /* dst[c * rows + r] = src[r * lds + c] for r < rows, c < cols: the
  * transposed copy of a rows × cols block with row stride lds. */
 void rf_nn_transpose(float *dst, const float *src, int rows, int cols, int lds);
-/* The path rf_nn_linear_fwd / _dx / _dw take is the engine option "gemm"
- * (raffle/engine.h: auto = the measured choice, blas, rows). 1 when the
- * row-streaming kernels are in use (AVX2 or better and not "blas"): callers
- * with their own small products (attention) follow. */
-int rf_nn_gemm_rows_on(const rf_engine *e);
 /* The calling thread's scratch of at least n floats (64-byte aligned; valid
  * until the next call on this thread), or NULL when it cannot be allocated. */
 float *rf_nn_gemm_scratch(size_t n);
-/* Frees the calling thread's scratch buffers of rf_nn_linear_fwd and
- * rf_nn_gemm_scratch. */
+/* Frees the calling thread's scratch buffer and its own GEMM
+ * (rf_gemm_thread_release). */
 void rf_nn_gemm_release(void);
 
 /* Layer norm over rows of length D: y = (x - mean) * rstd * g + b; stats[2r]

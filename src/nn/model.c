@@ -96,32 +96,51 @@ void rf_model_free(rf_model *m) {
 
 /* Sizes the activation blocks for `batch` samples (grow only: a smaller
  * batch reuses them, so steady-state training never allocates). */
+/* The scratch the layers need for `batch` samples on the ctx's threads
+ * (per-thread buffers of layers that split their work); grown when a batch
+ * or a thread count needs more. */
+static rf_status ensure_scratch(rf_ctx *ctx, rf_model *m, int batch) {
+    int threads = rf_nn_threads(&ctx->engine);
+    size_t scratch = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const rf_nn_op *op = ops[m->layers[i].type];
+        size_t s = op->scratch ? op->scratch(&m->layers[i], batch, &ctx->engine) : 0;
+        if (s > scratch) scratch = s;
+    }
+    if (m->scratch && scratch <= m->scratch_numel) return RF_OK;
+    RF_TRY(rf_check_cap(ctx, (uint64_t)scratch * sizeof(float), "layer scratch"));
+    rf_free(m->scratch);
+    m->scratch_numel = 0;
+    if (!(m->scratch = alloc_floats(scratch)))
+        return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for the layers' scratch (batch %d, %d threads)", batch,
+                        threads);
+    m->scratch_numel = scratch;
+    return RF_OK;
+}
+
 static rf_status ensure_acts(rf_ctx *ctx, rf_model *m, int batch) {
-    if (batch <= m->max_batch && m->acts) return RF_OK;
+    if (batch <= m->max_batch && m->acts) return ensure_scratch(ctx, m, m->max_batch);
     free_acts(m);
-    size_t per = 0, save = 0, scratch = 0;
+    size_t per = 0, save = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const rf_layer *L = &m->layers[i];
         per += L->out_size;
         save += L->save_numel;
-        const rf_nn_op *op = ops[L->type];
-        size_t s = op->scratch ? op->scratch(L, batch) : 0;
-        if (s > scratch) scratch = s;
     }
-    uint64_t bytes = ((uint64_t)per * 2 + save) * (uint64_t)batch * sizeof(float) + scratch * sizeof(float);
+    uint64_t bytes = ((uint64_t)per * 2 + save) * (uint64_t)batch * sizeof(float);
     RF_TRY(rf_check_cap(ctx, bytes, "activations"));
     m->acts_numel = per * (size_t)batch;
     m->saved_numel = save * (size_t)batch;
-    m->scratch_numel = scratch;
     m->acts = alloc_floats(m->acts_numel);
     m->saved = alloc_floats(m->saved_numel);
-    m->scratch = alloc_floats(m->scratch_numel);
-    if (!m->acts || !m->saved || !m->scratch) {
+    if (!m->acts || !m->saved) {
         free_acts(m);
         return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for activations of batch %d", batch);
     }
     m->max_batch = batch;
-    return RF_OK;
+    rf_status st = ensure_scratch(ctx, m, batch);
+    if (st) free_acts(m);
+    return st;
 }
 
 static float *act_of(const rf_model *m, float *block, int i) {
@@ -309,6 +328,7 @@ rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, 
 
 rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
     if (!m->input_ptr || m->batch < 1 || !dlogits) return rf_error(ctx, RF_ERR_INVALID, "backward: no forward pass to differentiate");
+    RF_TRY(ensure_scratch(ctx, m, m->max_batch));   /* this ctx may have more threads than the forward's */
     if (!m->dacts) {
         m->dacts = alloc_floats(m->acts_numel);
         if (!m->dacts) return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for activation gradients");

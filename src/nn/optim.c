@@ -15,6 +15,8 @@
 #include "raffle/nn.h"
 #include "raffle/train.h"
 #include "raffle/kernels.h"
+#include "raffle/threads.h"
+#include "nn/layers.h"
 
 #include <math.h>
 #include <string.h>
@@ -67,6 +69,7 @@ rf_status rf_optim_init(rf_ctx *ctx, rf_optim *o, const rf_optim_cfg *cfg, size_
         return rf_error(ctx, RF_ERR_INVALID, "optimizer: learning rate must be finite and >= 0, got %g", (double)cfg->lr);
     o->cfg = *cfg;
     o->n = n_params;
+    o->pool = ctx ? ctx->engine.pool : NULL;
     RF_TRY(rf_check_cap(ctx, (uint64_t)n_params * 2 * sizeof(float), "optimizer state"));
     int need_m = cfg->type != RF_OPT_SGD || cfg->momentum != 0.0f;
     int need_v = cfg->type != RF_OPT_SGD;
@@ -124,16 +127,33 @@ static void adam_ref(const upd_k *k, float *p, const float *g, float *m, float *
     }
 }
 
+/* Σ g² over the unmasked entries of one block, in 16 double lanes (lane l
+ * takes the entries i ≡ l mod 16 in order; a product of two floats is exact
+ * in double), combined by a fixed tree: the same additions on every ISA. */
+static double lanes16_d(const double *a) {
+    double b[8], c[4];
+    for (int l = 0; l < 8; l++) b[l] = a[l] + a[l + 8];
+    for (int l = 0; l < 4; l++) c[l] = b[l] + b[l + 4];
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+
+static void sumsq_lanes_ref(double *acc, const float *g, const float *mask, size_t i0, size_t n) {
+    for (size_t i = i0; i < n; i++) {
+        double x = mask && mask[i] == 0.0f ? 0.0 : (double)g[i];
+        acc[(i - i0) % 16] += x * x;
+    }
+}
+
 static double sumsq_ref(const float *g, const float *mask, size_t n) {
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) if (!mask || mask[i] != 0.0f) s += (double)g[i] * g[i];
-    return s;
+    double acc[16] = {0.0};
+    sumsq_lanes_ref(acc, g, mask, 0, n);
+    return lanes16_d(acc);
 }
 
 /* One template, two widths: VEC names the intrinsic family. The mask is
  * applied with a blend after the update, which equals the reference's
  * skip-and-zero because masked lanes' results are discarded. */
-#define DEFINE_KERNELS(SUF, TARGET, W, VT, SET1, LOAD, STORE, ADD, SUB, MUL, DIV, SQRT, ZERO, KEEP, BLEND, DT, DSET0, CVT_LO, CVT_HI, DADD, DMUL, DSUM) \
+#define DEFINE_KERNELS(SUF, TARGET, W, VT, SET1, LOAD, STORE, ADD, SUB, MUL, DIV, SQRT, ZERO, KEEP, BLEND, DT, DSET0, CVT_LO, CVT_HI, DADD, DMUL, DSTORE) \
 __attribute__((target(TARGET))) \
 static void sgd_##SUF(const upd_k *k, float *p, const float *g, float *buf, const float *mask, size_t n) { \
     const VT scale = SET1(k->scale), wd = SET1(k->wd), mu = SET1(k->mu), lr = SET1(k->lr), z = ZERO(); \
@@ -175,16 +195,23 @@ static void adam_##SUF(const upd_k *k, float *p, const float *g, float *m, float
 } \
 __attribute__((target(TARGET))) \
 static double sumsq_##SUF(const float *g, const float *mask, size_t n) { \
-    DT acc0 = DSET0(), acc1 = DSET0(); \
+    /* lanes 0-15 as in sumsq_ref: W/2 doubles per register */ \
+    DT acc[32 / W]; \
+    for (int v = 0; v < 32 / W; v++) acc[v] = DSET0(); \
     const VT z = ZERO(); \
     size_t i = 0; \
-    for (; i + W <= n; i += W) { \
-        VT x = LOAD(g + i); \
-        if (mask) x = BLEND(z, x, KEEP(LOAD(mask + i))); \
-        DT lo = CVT_LO(x), hi = CVT_HI(x); \
-        acc0 = DADD(acc0, DMUL(lo, lo)); acc1 = DADD(acc1, DMUL(hi, hi)); \
-    } \
-    return DSUM(DADD(acc0, acc1)) + sumsq_ref(g + i, mask ? mask + i : NULL, n - i); \
+    for (; i + 16 <= n; i += 16) \
+        for (int h = 0; h < 16 / W; h++) { \
+            VT x = LOAD(g + i + h * W); \
+            if (mask) x = BLEND(z, x, KEEP(LOAD(mask + i + h * W))); \
+            DT lo = CVT_LO(x), hi = CVT_HI(x); \
+            acc[2 * h] = DADD(acc[2 * h], DMUL(lo, lo)); \
+            acc[2 * h + 1] = DADD(acc[2 * h + 1], DMUL(hi, hi)); \
+        } \
+    double a[16]; \
+    for (int v = 0; v < 32 / W; v++) DSTORE(a + v * (W / 2), acc[v]); \
+    sumsq_lanes_ref(a, g + i, mask ? mask + i : NULL, 0, n - i); \
+    return lanes16_d(a); \
 }
 
 #include <immintrin.h>
@@ -194,29 +221,19 @@ static double sumsq_##SUF(const float *g, const float *mask, size_t n) { \
 #define AVX2_BLEND(a, b, k) _mm256_blendv_ps((a), (b), (k))
 #define AVX2_LO(x)          _mm256_cvtps_pd(_mm256_castps256_ps128(x))
 #define AVX2_HI(x)          _mm256_cvtps_pd(_mm256_extractf128_ps((x), 1))
-__attribute__((target("avx2"))) static double avx2_dsum(__m256d x) {
-    double t[4];
-    _mm256_storeu_pd(t, x);
-    return (t[0] + t[1]) + (t[2] + t[3]);
-}
 DEFINE_KERNELS(avx2, "avx2", 8, __m256, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps,
                _mm256_sub_ps, _mm256_mul_ps, _mm256_div_ps, _mm256_sqrt_ps, _mm256_setzero_ps, AVX2_KEEP, AVX2_BLEND,
-               __m256d, _mm256_setzero_pd, AVX2_LO, AVX2_HI, _mm256_add_pd, _mm256_mul_pd, avx2_dsum)
+               __m256d, _mm256_setzero_pd, AVX2_LO, AVX2_HI, _mm256_add_pd, _mm256_mul_pd, _mm256_storeu_pd)
 
 /* AVX-512: 16 floats; masks as k-registers. */
 #define AVX512_KEEP(x)        _mm512_cmp_ps_mask((x), _mm512_setzero_ps(), _CMP_NEQ_UQ)
 #define AVX512_BLEND(a, b, k) _mm512_mask_blend_ps((k), (a), (b))
 #define AVX512_LO(x)          _mm512_cvtps_pd(_mm512_castps512_ps256(x))
 #define AVX512_HI(x)          _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)))
-__attribute__((target("avx512f"))) static double avx512_dsum(__m512d x) {
-    double t[8];
-    _mm512_storeu_pd(t, x);
-    return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
-}
 DEFINE_KERNELS(avx512, "avx512f", 16, __m512, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps,
                _mm512_sub_ps, _mm512_mul_ps, _mm512_div_ps, _mm512_sqrt_ps, _mm512_setzero_ps, AVX512_KEEP,
                AVX512_BLEND, __m512d, _mm512_setzero_pd, AVX512_LO, AVX512_HI, _mm512_add_pd, _mm512_mul_pd,
-               avx512_dsum)
+               _mm512_storeu_pd)
 
 static void sgd_scalar(const upd_k *k, float *p, const float *g, float *b, const float *mask, size_t n) { sgd_ref(k, p, g, b, mask, 0, n); }
 static void adam_scalar(const upd_k *k, float *p, const float *g, float *m, float *v, const float *mask, size_t n) { adam_ref(k, p, g, m, v, mask, 0, n); }
@@ -234,16 +251,69 @@ static const struct optim_kernels {
     [RF_ISA_AVX512VBMI] = {sgd_avx512, adam_avx512, sumsq_avx512},
 };
 
+/* ---- the step over threads ------------------------------------------------------
+ * The gradient norm is a sum over fixed blocks of SUMSQ_BLOCK entries (each
+ * block's sum by the lane tree above), added in block order; the update is
+ * element-wise. Parts take whole blocks, so neither depends on the thread
+ * count. */
+#define SUMSQ_BLOCK ((size_t)1 << 16)
+
+typedef struct step_job {
+    const struct optim_kernels *K;
+    const upd_k *k;
+    const rf_optim *o;
+    float *params;
+    const float *grads, *mask;
+    double *sums;    /* one per block (sumsq pass) */
+    int pass;        /* 0: block sums of g², 1: the update */
+} step_job;
+
+static void step_part(void *arg, int t, int n) {
+    const step_job *j = arg;
+    const size_t N = j->o->n, nb = (N + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
+    size_t b0, b1;
+    rf_nn_span(nb, t, n, &b0, &b1);
+    for (size_t b = b0; b < b1; b++) {
+        size_t i = b * SUMSQ_BLOCK, len = N - i < SUMSQ_BLOCK ? N - i : SUMSQ_BLOCK;
+        const float *mk = j->mask ? j->mask + i : NULL;
+        if (j->pass == 0) {
+            j->sums[b] = j->K->sumsq(j->grads + i, mk, len);
+        } else if (j->o->cfg.type == RF_OPT_SGD) {
+            j->K->sgd(j->k, j->params + i, j->grads + i, j->o->m ? j->o->m + i : NULL, mk, len);
+        } else {
+            j->K->adam(j->k, j->params + i, j->grads + i, j->o->m + i, j->o->v + i, mk, len);
+        }
+    }
+}
+
 float rf_optim_step(rf_optim *o, rf_model *m, float lr) {
     return rf_optim_step_flat(o, m->params, m->grads, m->masks, lr);
 }
 
 float rf_optim_step_flat(rf_optim *o, float *params, const float *grads, const float *mask, float lr) {
     const struct optim_kernels *K = &optim_kernels[rf_kernels_isa()];
+    const size_t nb = (o->n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
+    /* at least 4 blocks a part: below that the step is too short to split */
+    int parts = (int)(nb / 4) < rf_pool_threads(o->pool) ? (int)(nb / 4) : rf_pool_threads(o->pool);
+    if (parts < 1) parts = 1;
+    enum { STACK = 256 };
+    double stack_sums[STACK], *sums = nb <= STACK ? stack_sums : rf_malloc(nb * sizeof(double));
+    step_job j = {K, NULL, o, params, grads, mask, sums, 0};
     /* Gradient norm over the entries that can move (mask 1): a pruned entry's
      * gradient changes no weight, so it must not shrink the others' clipped
      * step. Accumulated in double. */
-    double norm = sqrt(K->sumsq(grads, mask, o->n));
+    double sq = 0.0;
+    if (sums) {
+        rf_pool_run(parts > 1 ? o->pool : NULL, parts, step_part, &j);
+        for (size_t b = 0; b < nb; b++) sq += sums[b];
+        if (sums != stack_sums) rf_free(sums);
+    } else {   /* no memory for the block sums: the same blocks, here */
+        for (size_t b = 0; b < nb; b++) {
+            size_t i = b * SUMSQ_BLOCK, len = o->n - i < SUMSQ_BLOCK ? o->n - i : SUMSQ_BLOCK;
+            sq += K->sumsq(grads + i, mask ? mask + i : NULL, len);
+        }
+    }
+    double norm = sqrt(sq);
     /* torch.nn.utils.clip_grad_norm_: scale = max_norm / (norm + 1e-6) if it is < 1 */
     float scale = 1.0f;
     if (o->cfg.clip_norm > 0.0f && norm > o->cfg.clip_norm)
@@ -252,16 +322,16 @@ float rf_optim_step_flat(rf_optim *o, float *params, const float *grads, const f
     upd_k k = {.lr = lr, .scale = scale, .wd = o->cfg.weight_decay, .mu = o->cfg.momentum,
                .b1 = o->cfg.beta1, .b2 = o->cfg.beta2, .eps = o->cfg.eps, .nesterov = o->cfg.nesterov,
                .decoupled = o->cfg.type == RF_OPT_ADAMW};
-    if (o->cfg.type == RF_OPT_SGD) {
-        K->sgd(&k, params, grads, o->m, mask, o->n);
-    } else {
+    if (o->cfg.type != RF_OPT_SGD) {
         const double t = (double)o->t;
         k.step_size = lr / (float)(1.0 - pow(o->cfg.beta1, t));
         k.bc2_sqrt = (float)sqrt(1.0 - pow(o->cfg.beta2, t));
         k.decay = 1.0f - lr * o->cfg.weight_decay;
         if (k.decoupled) k.wd = 0.0f;
-        K->adam(&k, params, grads, o->m, o->v, mask, o->n);
     }
+    j.k = &k;
+    j.pass = 1;
+    rf_pool_run(parts > 1 ? o->pool : NULL, parts, step_part, &j);
     return (float)norm;
 }
 

@@ -5,6 +5,7 @@
  * reads result.json; it never links a task. */
 #include "raffle/task.h"
 #include "raffle/engine.h"
+#include "raffle/gemm.h"
 #include "raffle/kernels.h"
 
 #include <cblas.h>
@@ -58,13 +59,23 @@ void rf_task_split_timing(cJSON *metrics) {
 /* ---- the engine ----------------------------------------------------------------------- */
 
 rf_status rf_task_engine(rf_ctx *ctx, const cJSON *settings) {
+    /* The options that do not change results (threads) are the process's,
+     * set on the command line or by the environment before this: kept. */
+    rf_engine keep = ctx->engine;
+    rf_gemm_detach(ctx);
     RF_TRY(rf_engine_from_env(ctx, &ctx->engine));
+    for (int i = 0; i < RF_ENGINE_COUNT_; i++)
+        if (!rf_engine_options[i].changes_floats) ctx->engine.v[i] = keep.v[i];
     const cJSON *e = settings ? cJSON_GetObjectItemCaseSensitive(settings, "engine") : NULL;
     for (const cJSON *c = cJSON_IsObject(e) ? e->child : NULL; c; c = c->next) {
         char text[64];
         if (cJSON_IsString(c)) snprintf(text, sizeof text, "%s", c->valuestring);
         else if (cJSON_IsNumber(c)) snprintf(text, sizeof text, "%.0f", c->valuedouble);
         else return rf_error(ctx, RF_ERR_INVALID, "settings engine.%s: expected a string or an integer", c->string);
+        int o = rf_engine_option_find(c->string);
+        if (o >= 0 && !rf_engine_options[o].changes_floats)
+            return rf_error(ctx, RF_ERR_INVALID, "settings engine.%s: does not change results, so it is not a task setting",
+                            c->string);
         RF_TRY(rf_engine_set(ctx, &ctx->engine, c->string, text));
     }
     /* The kernels' ISA is process-wide (their entry points take no context;
@@ -72,7 +83,8 @@ rf_status rf_task_engine(rf_ctx *ctx, const cJSON *settings) {
      * set here, once, from the task's option. */
     int isa = ctx->engine.v[RF_ENGINE_ISA];
     rf_kernels_force(isa == RF_ENGINE_ISA_AUTO ? rf_kernels_cpu_isa() : (rf_isa)(isa - 1));
-    return RF_OK;
+    /* The task's thread pool and dense GEMM, once, at that ISA. */
+    return rf_gemm_attach(ctx);
 }
 
 cJSON *rf_task_engine_settings(const cJSON *engine) {
@@ -84,7 +96,10 @@ cJSON *rf_task_engine_settings(const cJSON *engine) {
         else snprintf(text, sizeof text, "%.0f", c->valuedouble);
         rf_ctx tmp;
         memset(&tmp, 0, sizeof tmp);
-        if (opt < 0 || rf_engine_parse_value(&tmp, opt, text, &v) != RF_OK) { cJSON_Delete(o); return NULL; }
+        if (opt < 0 || !rf_engine_options[opt].changes_floats || rf_engine_parse_value(&tmp, opt, text, &v) != RF_OK) {
+            cJSON_Delete(o);
+            return NULL;
+        }
         const rf_engine_option *eo = &rf_engine_options[opt];
         cJSON *val = eo->values ? cJSON_CreateString(eo->values[v]) : cJSON_CreateNumber(v);
         if (!val || !cJSON_AddItemToObject(o, eo->name, val)) { cJSON_Delete(val); cJSON_Delete(o); return NULL; }
@@ -94,12 +109,26 @@ cJSON *rf_task_engine_settings(const cJSON *engine) {
 
 cJSON *rf_task_engine_json(const rf_ctx *ctx) {
     cJSON *e = cJSON_CreateObject(), *blas = cJSON_CreateObject(), *opts = cJSON_CreateObject();
-    if (!e || !blas || !opts) { cJSON_Delete(e); cJSON_Delete(blas); cJSON_Delete(opts); return NULL; }
+    cJSON *dense = cJSON_CreateObject();
+    if (!e || !blas || !opts || !dense) {
+        cJSON_Delete(e); cJSON_Delete(blas); cJSON_Delete(opts); cJSON_Delete(dense);
+        return NULL;
+    }
+    /* The dense backend that ran the products and the threads the task had. */
+    const rf_engine *en = &ctx->engine;
+    int openblas = en->v[RF_ENGINE_GEMM] == RF_ENGINE_GEMM_OPENBLAS;
+    rf_gemm_isa gi = en->gemm ? rf_gemm_isa_of(en->gemm) : RF_GEMM_AUTO;
+    int dok = cJSON_AddStringToObject(dense, "backend", openblas ? "openblas" : "raffle") &&
+              cJSON_AddStringToObject(dense, "isa", openblas ? (openblas_get_corename() ? openblas_get_corename() : "")
+                                                             : rf_gemm_isa_name(gi)) &&
+              cJSON_AddItemToObject(e, "dense", dense);
+    if (!dok) { cJSON_Delete(dense); cJSON_Delete(e); cJSON_Delete(blas); cJSON_Delete(opts); return NULL; }
     const char *config = openblas_get_config(), *core = openblas_get_corename();
     char name[32] = "", version[32] = "";
     if (config) sscanf(config, "%31s %31s", name, version);
     int ok = cJSON_AddStringToObject(e, "isa", rf_isa_name(rf_kernels_isa())) &&
              cJSON_AddStringToObject(e, "cpu_isa", rf_isa_name(rf_kernels_cpu_isa())) &&
+             cJSON_AddNumberToObject(e, "threads", rf_pool_threads(en->pool)) &&
              cJSON_AddStringToObject(blas, "name", name) && cJSON_AddStringToObject(blas, "version", version) &&
              cJSON_AddStringToObject(blas, "core", core ? core : "") &&
              cJSON_AddStringToObject(blas, "config", config ? config : "");
@@ -209,5 +238,6 @@ rf_status rf_task_run_dir(rf_ctx *ctx, const char *dir, volatile int *stop_flag,
     cJSON_Delete(metrics);
     rf_free(pp);
     cJSON_Delete(task);
+    rf_gemm_detach(ctx);
     return s;
 }

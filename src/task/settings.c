@@ -202,7 +202,7 @@ static rf_status check_choice(rf_ctx *ctx, const rf_setting *f, const cJSON *v, 
 }
 
 /* Engine options object: keys and values from the engine table. */
-static rf_status check_engine(rf_ctx *ctx, const cJSON *v, const char *path) {
+static rf_status check_engine(rf_ctx *ctx, const rf_setting *f, const cJSON *v, const char *path) {
     char p[512];
     if (!cJSON_IsObject(v)) return rf_settings_error(ctx, path, "expected an object, got %s", rf_json_type_word(v));
     for (const cJSON *c = v->child; c; c = c->next) {
@@ -216,6 +216,12 @@ static rf_status check_engine(rf_ctx *ctx, const cJSON *v, const char *path) {
             if (s) return rf_settings_error(ctx, p, "unknown engine option (did you mean \"%s\"?)", s);
             return rf_settings_error(ctx, p, "unknown engine option");
         }
+        /* Options that do not change results (the thread count) are the
+         * process's: a task's settings (its id, its checkpoint) never hold
+         * them; a job sets them for all its tasks (RF_SF_PROCESS). */
+        if (!rf_engine_options[o].changes_floats && !(f->flags & RF_SF_PROCESS))
+            return rf_settings_error(ctx, p, "does not change results, so it is not a task's setting (jobs: the "
+                                     "top-level engine.%s; command line: --%s)", c->string, c->string);
         char text[64];
         if (cJSON_IsString(c)) snprintf(text, sizeof text, "%s", c->valuestring);
         else if (cJSON_IsNumber(c) && c->valuedouble == floor(c->valuedouble) && fabs(c->valuedouble) < 1e15)
@@ -266,7 +272,7 @@ static rf_status check_scalar(rf_ctx *ctx, const rf_setting *f, const cJSON *v, 
         if (!cJSON_IsObject(v)) return rf_settings_error(ctx, path, "expected an object, got %s", rf_json_type_word(v));
         return rf_settings_check(ctx, v, &f->sub, 1, path, in_grid);
     case RF_SET_ENGINE:
-        return check_engine(ctx, v, path);
+        return check_engine(ctx, f, v, path);
     case RF_SET_RATES:
         if (!cJSON_IsObject(v)) return rf_settings_error(ctx, path, "expected an object {pattern: rate}, got %s", rf_json_type_word(v));
         for (const cJSON *e = v->child; e; e = e->next)

@@ -14,7 +14,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "nn/layers.h"
 #include "raffle/gemm.h"
 #include "raffle/kernels.h"
 #include "raffle/threads.h"
@@ -289,29 +288,6 @@ Test(gemm, batch_equals_single_products) {
         }
     free(A); free(B); free(C0); free(want); free(got);
     rf_pool_free(pool);
-}
-
-/* The row-streaming kernel of src/nn/gemm_rows.c computes the same chain
- * (its init, then one fma per k): the wiring can swap it for rf_gemm_f32
- * without changing a bit of vit-tiny's products (finite data: gemm_rows'
- * reference puts A first, so NaN payloads may differ there). */
-Test(gemm, same_bytes_as_gemm_rows) {
-    rf_rng r;
-    rf_rng_init(&r, 26, 0);
-    rf_gemm *g = make_gemm(RF_GEMM_AUTO, NULL, 0, 0, 0);
-    for (int ta = 0; ta < 2; ta++)
-        for (int acc = 0; acc < 2; acc++) {
-            prob p;
-            prob_make(&p, &r, ta, 0, 2176 / 16, 192, 64, acc, 1, 0);
-            float *rows = malloc((size_t)p.M * p.ldc * sizeof(float));
-            memcpy(rows, p.C0, (size_t)p.M * p.ldc * sizeof(float));
-            rf_nn_gemm_rows_ref(rows, p.ldc, p.A, p.lda, ta, p.B, p.ldb, NULL, acc, p.M, p.N, p.K);
-            cr_assert(memcmp(rows, p.want, (size_t)p.M * p.ldc * sizeof(float)) == 0, "ta=%d acc=%d", ta, acc);
-            prob_check(g, &p, "gemm_rows shape");
-            free(rows);
-            prob_free(&p);
-        }
-    rf_gemm_free(g);
 }
 
 Test(gemm, empty_and_zero_k) {

@@ -222,6 +222,30 @@ Test(job, engine_options_are_settings) {
     rf_job_free(a); rf_job_free(b); rf_job_free(c);
 }
 
+/* The thread count (engine option threads) is the job's: the top-level
+ * "engine" takes it, it is never in a task's settings or id (results do not
+ * depend on it), and an experiment's "engine" refuses it with the place to
+ * put it. */
+Test(job, engine_threads_is_the_jobs_not_a_setting) {
+    reject(HEAD "\"experiments\":[{\"kind\":\"train\",\"engine\":{\"threads\":2}}]}",
+           "experiments[0].engine.threads: does not change results, so it is not a task's setting (jobs: the "
+           "top-level engine.threads; command line: --threads)");
+    reject(HEAD "\"engine\":{\"threads\":-1},\"experiments\":[{\"kind\":\"train\"}]}", "engine.threads");
+    rf_ctx ctx;
+    rf_job *a, *b, *c;
+    cr_assert_eq(parse(HEAD "\"engine\":{\"threads\":3},\"experiments\":[{\"kind\":\"train\"}]}", &a, &ctx), RF_OK, "%s", ctx.err);
+    cr_assert_eq(parse(HEAD "\"engine\":{\"threads\":\"2\",\"conv\":\"gemm\"},\"experiments\":[{\"kind\":\"train\"}]}", &b, &ctx),
+                 RF_OK, "%s", ctx.err);
+    cr_assert_eq(parse(HEAD "\"experiments\":[{\"kind\":\"train\"}]}", &c, &ctx), RF_OK, "%s", ctx.err);
+    cr_assert_eq(a->threads, 3);
+    cr_assert_eq(b->threads, 2);
+    cr_assert_eq(c->threads, 0, "not given: the worker's default");
+    cr_assert(strstr(rf_job_settings(a, 0), "threads") == NULL, "%s", rf_job_settings(a, 0));
+    cr_assert(strstr(rf_job_settings(b, 0), "\"engine\":{\"conv\":\"gemm\"}") != NULL, "%s", rf_job_settings(b, 0));
+    cr_assert_eq(a->tasks[0].id, c->tasks[0].id, "threads are not part of the id");
+    rf_job_free(a); rf_job_free(b); rf_job_free(c);
+}
+
 /* ---- every error at once; models and files checked at validate time ----------------
  * Issue 19, defect 11 ("lenet-300-1OO" and a spec path that does not exist
  * were accepted, every task then failed at run time) and issue 23 (validate

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "raffle/task.h"
 #include "raffle/engine.h"
+#include "raffle/gemm.h"
 #include "raffle/kernels.h"
 
 static cJSON *settings_of(const char *json) {
@@ -355,14 +356,33 @@ Test(task, engine_settings_and_metrics) {
         cr_assert_not_null(cJSON_GetObjectItemCaseSensitive(o, rf_engine_options[i].name), "%s", rf_engine_options[i].name);
     cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(o, "conv")->valuestring, "gemm");
     cr_assert_eq(cJSON_GetObjectItemCaseSensitive(o, "tb_chunk")->valuedouble, 64.0);
+    /* what ran: the threads of the task's pool and its dense backend */
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(e, "threads")->valuedouble, 1.0);
+    const cJSON *dense = cJSON_GetObjectItemCaseSensitive(e, "dense");
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(dense, "backend")->valuestring, "raffle");
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(dense, "isa")->valuestring,
+                     rf_kernels_isa() >= RF_ISA_AVX512 ? "avx512" : rf_kernels_isa() >= RF_ISA_AVX2 ? "avx2" : "scalar");
     cJSON_Delete(e); cJSON_Delete(s);
+    /* the thread count is the process's: kept from before, never from the settings */
+    rf_ctx t2;
+    rf_ctx_init(&t2);
+    t2.engine.v[RF_ENGINE_THREADS] = 2;
+    s = settings_of("{\"engine\":{\"conv\":\"direct\"}}");
+    cr_assert_eq(rf_task_engine(&t2, s), RF_OK, "%s", rf_ctx_error(&t2));
+    cr_assert_eq(t2.engine.v[RF_ENGINE_THREADS], 2);
+    e = rf_task_engine_json(&t2);
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(e, "threads")->valuedouble, 2.0);
+    cJSON_Delete(e); cJSON_Delete(s);
+    rf_gemm_detach(&t2);
+    cr_assert_null(t2.engine.pool);
     const char *bad[] = {"{\"engine\":{\"conv\":\"fft\"}}", "{\"engine\":{\"threads_x\":2}}",
-                         "{\"engine\":{\"tb_chunk\":-1}}"};
+                         "{\"engine\":{\"tb_chunk\":-1}}", "{\"engine\":{\"threads\":2}}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         s = settings_of(bad[i]);
         cr_assert_eq(rf_task_engine(&ctx, s), RF_ERR_INVALID, "accepted %s", bad[i]);
         cJSON_Delete(s);
     }
+    rf_gemm_detach(&ctx);
 }
 
 /* raffle eval --predictions: the three .npy files read back with the npy

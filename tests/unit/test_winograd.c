@@ -94,17 +94,17 @@ static void check(int B, int C, int H, int W, int Co, int pad, int bias) {
     memcpy(dw0, dw, nw * sizeof(float));
     memcpy(db0, db, (size_t)Co * sizeof(float));
     memcpy(dx0, dx, nx * sizeof(float));
-    size_t ns = rf_nn_wino_scratch(C, H, W, Co, pad, B);
+    size_t ns = rf_nn_wino_scratch(C, H, W, Co, pad, B, 1);
     float *s = randv(&r, ns);   /* garbage scratch: nothing may depend on it */
     double *ry = malloc(ny * sizeof(double)), *rdw = malloc(nw * sizeof(double)),
            *rdb = malloc((size_t)Co * sizeof(double)), *rdx = malloc(nx * sizeof(double));
 
-    rf_nn_wino_forward(y, x, w, b, B, C, H, W, Co, pad, s);
+    rf_nn_wino_forward(NULL, y, x, w, b, B, C, H, W, Co, pad, s);
     ref_forward(ry, x, w, b, B, C, H, W, Co, pad);
     double e = rel_err(y, NULL, ry, ny);
     cr_expect_lt(e, TOL, "forward B=%d C=%d %dx%d Co=%d pad=%d bias=%d: rel err %.3e", B, C, H, W, Co, pad, bias, e);
 
-    rf_nn_wino_backward(dw, bias ? db : NULL, dx, dy, x, w, B, C, H, W, Co, pad, s);
+    rf_nn_wino_backward(NULL, dw, bias ? db : NULL, dx, dy, x, w, B, C, H, W, Co, pad, s);
     ref_backward(rdw, rdb, rdx, dy, x, w, B, C, H, W, Co, pad);
     double ew = rel_err(dw, dw0, rdw, nw), ex = rel_err(dx, dx0, rdx, nx);
     cr_expect_lt(ew, TOL, "dweight B=%d C=%d %dx%d Co=%d pad=%d: rel err %.3e", B, C, H, W, Co, pad, ew);
@@ -117,7 +117,7 @@ static void check(int B, int C, int H, int W, int Co, int pad, int bias) {
     }
     /* dx == NULL: weight gradient only, same values. */
     memcpy(dw, dw0, nw * sizeof(float));
-    rf_nn_wino_backward(dw, NULL, NULL, dy, x, w, B, C, H, W, Co, pad, s);
+    rf_nn_wino_backward(NULL, dw, NULL, NULL, dy, x, w, B, C, H, W, Co, pad, s);
     ew = rel_err(dw, dw0, rdw, nw);
     cr_expect_lt(ew, TOL, "dweight (no dx) rel err %.3e", ew);
 
@@ -174,13 +174,13 @@ static void wcase_run(const wcase *c, uint64_t seed, float junk, float *out[4]) 
     rf_rng_init(&r, seed, 1);
     size_t nx = (size_t)c->B * c->C * c->H * c->W, ny = (size_t)c->B * c->Co * c->H * c->W, nw = (size_t)c->Co * c->C * 9;
     float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, (size_t)c->Co), *dy = randv(&r, ny);
-    size_t ns = rf_nn_wino_scratch(c->C, c->H, c->W, c->Co, c->pad, c->B);
+    size_t ns = rf_nn_wino_scratch(c->C, c->H, c->W, c->Co, c->pad, c->B, 1);
     float *s = malloc(ns * sizeof(float));
     for (size_t i = 0; i < ns; i++) s[i] = junk;
     out[0] = calloc(ny, sizeof(float)); out[1] = calloc(nw, sizeof(float));
     out[2] = calloc((size_t)c->Co, sizeof(float)); out[3] = calloc(nx, sizeof(float));
-    rf_nn_wino_forward(out[0], x, w, b, c->B, c->C, c->H, c->W, c->Co, c->pad, s);
-    rf_nn_wino_backward(out[1], out[2], out[3], dy, x, w, c->B, c->C, c->H, c->W, c->Co, c->pad, s);
+    rf_nn_wino_forward(NULL, out[0], x, w, b, c->B, c->C, c->H, c->W, c->Co, c->pad, s);
+    rf_nn_wino_backward(NULL, out[1], out[2], out[3], dy, x, w, c->B, c->C, c->H, c->W, c->Co, c->pad, s);
     free(x); free(w); free(b); free(dy); free(s);
 }
 
