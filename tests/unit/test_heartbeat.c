@@ -93,7 +93,7 @@ Test(exec, a_cut_off_tick_kills_the_task_at_once, .timeout = 20) {
     coord_exec_result r;
     ticks = 0;
     double t0 = rf_now();
-    cr_assert_eq(coord_exec(&ctx, exe, dir, 0, 0, NULL, 0, cut_after_five, NULL, &r), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(coord_exec(&ctx, exe, dir, 0, 0, 1, NULL, 0, cut_after_five, NULL, &r), RF_OK, "%s", rf_ctx_error(&ctx));
     double dt = rf_now() - t0;
     cr_assert_eq(r.cls, RF_FAIL_KILLED, "class %d: %s", r.cls, r.message);
     cr_assert(strstr(r.message, "lost contact with rank 0"), "%s", r.message);
