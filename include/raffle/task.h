@@ -85,6 +85,8 @@ enum {
     RF_KIND_RESUMABLE = 1 << 3, /* saves OUT_DIR/resume.rckpt and continues from it        */
     RF_KIND_CKPT      = 1 << 4, /* writes OUT_DIR/model.rckpt                               */
     RF_KIND_DIAG      = 1 << 5, /* sweep machinery diagnostics (no command, not in docs)    */
+    RF_KIND_FROM      = 1 << 6, /* its experiment can start from an earlier one's models ("from") */
+    RF_KIND_INT8      = 1 << 7, /* writes an int8 model (no later stage takes it)           */
 };
 
 /* The report's plot a kind's finished tasks appear in (src/report). */

@@ -347,8 +347,20 @@ rf_status rf_job_labels_new(rf_ctx *ctx, const rf_job *j, rf_job_labels **out) {
     if (!st) st = fill_pool(ctx, l);
     if (!st && !count_labels(l, &c)) st = rf_error(ctx, RF_ERR_NOMEM, "labels: out of memory");
     int any = 0;
-    for (int i = 0; !st && i < j->n_tasks; i++)
-        if (*count_slot(&c, l->pool + l->off[i]) > 1 && j->tasks[i].n_parents) { l->from[i] = rf_job_parents(j, i)[0]; any = 1; }
+    for (int i = 0; !st && i < j->n_tasks; i++) {
+        const rf_job_task *t = &j->tasks[i];
+        const int32_t *par = rf_job_parents(j, i);
+        if (*count_slot(&c, l->pool + l->off[i]) > 1 && t->n_parents) { l->from[i] = par[0]; any = 1; }
+        /* a pipeline stage always names the model it started from (its
+         * parent from another experiment, the last one: a distilled
+         * student's teachers come first), so its group keeps its lineage */
+        if (j->exp_from && j->exp_from[t->exp] >= 0 && t->n_parents) {
+            int k = t->n_parents - 1;
+            while (k > 0 && j->tasks[par[k]].exp == t->exp) k--;
+            l->from[i] = par[k];
+            any = 1;
+        }
+    }
     count_free(&c);
     if (!st && any) st = fill_pool(ctx, l);
     /* 3: still equal: the id tells them apart */

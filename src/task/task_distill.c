@@ -18,6 +18,7 @@
 #define KEY_ALPHA(grid) {.key = "alpha", .type = RF_SET_NUM, .flags = (grid), .lo = 0, .hi = 1, .def = "0.9", \
     .doc = "weight of the T²-scaled soft loss; 1 − alpha on the hard labels"}
 
+static const char *const init_values[] = {"parent", NULL};
 static const rf_setting distill_keys[] = {
     KEY_TEMPERATURE(0),
     KEY_ALPHA(0),
@@ -28,6 +29,8 @@ static const rf_setting distill_keys[] = {
     {.key = "proj_lr", .type = RF_SET_NUM, .flags = RF_SF_OPTIONAL, .lo = 0, .hi = 10, .def = "0.001",
      .doc = "Adam learning rate of the hidden-state projections"},
     RF_KEY_TEACHER_CACHE,
+    {.key = "init", .type = RF_SET_ENUM, .flags = RF_SF_OPTIONAL | RF_SF_NOCLI, .choices = init_values,
+     .doc = "\"parent\": the student is the last parent's model (weights and mask kept; a pipeline stage), not a fresh `model`"},
     RF_SETTINGS_END
 };
 
@@ -81,10 +84,15 @@ static rf_status ensemble_accuracy(rf_ctx *ctx, rf_teacher *t, const rf_dataset 
 rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     const double t0 = rf_now();
     if (!io->train) return rf_error(ctx, RF_ERR_INVALID, "distill: no training data");
-    if (io->n_parents < 1) return rf_error(ctx, RF_ERR_INVALID, "distill: needs at least one teacher checkpoint as parent");
-    const cJSON *mv = cJSON_GetObjectItemCaseSensitive(io->settings, "model");
-    if (!cJSON_IsString(mv)) return rf_error(ctx, RF_ERR_INVALID, "distill: settings have no \"model\" (the student)");
     RF_TRY(rf_kind_check(ctx, &rf_kind_distill, io->settings, "settings"));
+    const cJSON *iv = cJSON_GetObjectItemCaseSensitive(io->settings, "init");
+    /* init "parent": the last parent is the student (a pruned model keeps
+     * its mask through training: rf_train re-applies it after each step) */
+    const int from_parent = cJSON_IsString(iv) && strcmp(iv->valuestring, "parent") == 0;
+    const int n_teachers = io->n_parents - from_parent;
+    if (n_teachers < 1) return rf_error(ctx, RF_ERR_INVALID, "distill: needs at least one teacher checkpoint as parent");
+    const cJSON *mv = cJSON_GetObjectItemCaseSensitive(io->settings, "model");
+    if (!from_parent && !cJSON_IsString(mv)) return rf_error(ctx, RF_ERR_INVALID, "distill: settings have no \"model\" (the student)");
     rf_train_cfg cfg;
     RF_TRY(rf_task_train_cfg_io(ctx, io, 100, &cfg));
     rf_distill_cfg dc;
@@ -99,9 +107,10 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     double teacher_acc = -1.0;
     rf_train_result r;
     memset(&r, 0, sizeof r);
-    rf_status s = rf_teacher_load(ctx, io->parent_ckpts, io->n_parents, &t);
-    if (s == RF_OK) s = rf_model_create_for_data(ctx, mv->valuestring, io->train, &m);
-    if (s == RF_OK) s = rf_model_init(ctx, m, cfg.seed);
+    rf_status s = rf_teacher_load(ctx, io->parent_ckpts, n_teachers, &t);
+    if (s == RF_OK && from_parent) s = rf_task_open_model(ctx, "distill", io->parent_ckpts[n_teachers], io->settings, io->train, cfg.seed, &m);
+    if (s == RF_OK && !from_parent) s = rf_model_create_for_data(ctx, mv->valuestring, io->train, &m);
+    if (s == RF_OK && !from_parent) s = rf_model_init(ctx, m, cfg.seed);
     if (s == RF_OK && hidden) s = rf_distill_pairs_default(ctx, m, rf_teacher_model(t, 0), &dc);
     /* Hidden-state pairs run the teacher on every batch anyway; without them
      * the cached logits replace every teacher forward of the run. */
@@ -117,12 +126,12 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
             s = rf_error(ctx, RF_ERR_PREEMPTED, "distill: stopped on request after %lld steps", (long long)r.steps);
     }
     if (d) { rf_distill_free(d, m); d = NULL; }
-    if (s == RF_OK) s = rf_task_ckpt_extra(ctx, "distill", io, io->n_parents, r.steps, &extra);
+    if (s == RF_OK) s = rf_task_ckpt_extra(ctx, "distill", io, n_teachers, r.steps, &extra);
     if (s == RF_OK) s = rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) {
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
         if (!cJSON_AddNumberToObject(metrics, "teacher_test_accuracy", teacher_acc) ||
-            !cJSON_AddNumberToObject(metrics, "teachers", io->n_parents) ||
+            !cJSON_AddNumberToObject(metrics, "teachers", n_teachers) ||
             !cJSON_AddNumberToObject(metrics, "temperature", dc.T) ||
             !cJSON_AddNumberToObject(metrics, "alpha", dc.alpha) ||
             !cJSON_AddNumberToObject(metrics, "hidden_pairs", dc.n_pairs) ||
@@ -144,16 +153,37 @@ static int expand_distill(rf_plan *p, const rf_point *pt) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(pt->x, "teacher");
     cJSON *ttrain = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(t, "train"));
     if (!ttrain) return rf_plan_nomem(p, NULL);
-    int32_t teacher = rf_plan_dense(p, pt, pt->data, cJSON_GetObjectItemCaseSensitive(t, "model"), ttrain);
+    /* an ensemble: the teacher trained from seeds seed, seed + 1, ... (Hinton
+     * et al. 2015 §3 average the ensemble's logits); parents in seed order,
+     * then the student when the stage starts from an earlier experiment */
+    enum { MAX_TEACHERS = 15 };
+    int n_t = (int)rf_plan_num(pt->x, "teachers"), np = 0;
+    int32_t par[MAX_TEACHERS + 1];
+    for (int k = 0; k < n_t && k < MAX_TEACHERS; k++) {
+        rf_point tp = *pt;
+        tp.seed = pt->seed + k;
+        if ((par[np++] = rf_plan_dense(p, &tp, pt->data, cJSON_GetObjectItemCaseSensitive(t, "model"), ttrain)) < 0) {
+            cJSON_Delete(ttrain);
+            return -1;
+        }
+    }
     cJSON_Delete(ttrain);
-    if (teacher < 0) return -1;
     cJSON *s = rf_plan_settings(pt, pt->data, pt->model, pt->train);
-    static const char *const keys[] = {"temperature", "alpha", NULL};
+    static const char *const keys[] = {"temperature", "alpha", "hidden", "hidden_weight", NULL};
     if (!s || !rf_plan_copy_keys(s, pt->x, keys)) return rf_plan_nomem(p, s);
+    /* defaults stay out of the settings, so ids published before these keys hold */
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "hidden"))) {
+        cJSON_DeleteItemFromObjectCaseSensitive(s, "hidden");
+        cJSON_DeleteItemFromObjectCaseSensitive(s, "hidden_weight");
+    }
+    if (pt->from >= 0) {
+        if (!cJSON_AddStringToObject(s, "init", "parent")) return rf_plan_nomem(p, s);
+        par[np++] = pt->from;
+    }
     /* distillation runs the teacher forward on every batch as well */
-    double cost = rf_plan_train_cost(pt->train, pt->data, pt->model) * 1.5;
-    if (rf_plan_add(p, RF_JOB_DISTILL, s, &teacher, 1, cost) < 0) return -1;
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt->x, "baseline")) &&
+    double cost = rf_plan_train_cost(pt->train, pt->data, pt->model) * (1.0 + 0.5 * n_t);
+    if (rf_plan_add(p, RF_JOB_DISTILL, s, par, np, cost) < 0) return -1;
+    if (pt->from < 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt->x, "baseline")) &&
         rf_plan_dense(p, pt, pt->data, pt->model, pt->train) < 0)
         return -1;
     return 0;
@@ -169,13 +199,19 @@ static const rf_setting distill_exp_keys[] = {
      .doc = "`{\"model\": ..., \"train\": {...}}`: the teacher, trained with the experiment's `train` overlaid by `teacher.train`"},
     KEY_TEMPERATURE(RF_SF_GRID),
     KEY_ALPHA(RF_SF_GRID),
-    {.key = "baseline", .type = RF_SET_BOOL, .def = "true", .doc = "also train the student alone"},
+    {.key = "baseline", .type = RF_SET_BOOL, .def = "true", .doc = "also train the student alone (not with `from`: the student is then the earlier stage's model)"},
+    {.key = "teachers", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 1, .hi = 15, .def = "1",
+     .doc = "an ensemble of N teachers trained from seeds seed … seed + N − 1 (mean logits)"},
+    {.key = "hidden", .type = RF_SET_BOOL, .flags = RF_SF_GRID, .def = "false",
+     .doc = "also distill hidden states (transformer block outputs, MSE through a learned projection)"},
+    {.key = "hidden_weight", .type = RF_SET_NUM, .flags = RF_SF_GRID, .lo = 0, .hi = 1e6, .def = "1",
+     .doc = "weight β of the hidden-state term"},
     RF_SETTINGS_END
 };
 
 const rf_kind rf_kind_distill = {
     .name = "distill", .summary = "train a student on a teacher's soft targets (knowledge distillation)",
-    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_CKPT,
+    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_CKPT | RF_KIND_FROM,
     .keys = distill_keys, .min_parents = 1, .max_parents = 16,
     .parents_doc = "the teacher checkpoint(s); several: an ensemble (mean logits)",
     .run = rf_task_distill,

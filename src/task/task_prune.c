@@ -270,8 +270,13 @@ static int expand_prune(rf_plan *p, const rf_point *pt) {
     int32_t par[1];
     int np = 0;
     if (check_prune_point(p, pt)) return -1;
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt->x, "at_init"))) {
-        if ((par[0] = rf_plan_dense(p, pt, pt->data, pt->model, pt->train)) < 0) return -1;
+    const int at_init = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt->x, "at_init"));
+    if (at_init && pt->from >= 0) {
+        rf_error(rf_plan_ctx(p), RF_ERR_JOB, "at_init: a stage with \"from\" prunes its parent's trained model, not an initialised one");
+        return -1;
+    }
+    if (!at_init) {
+        if ((par[0] = rf_plan_start(p, pt, pt->train)) < 0) return -1;
         np = 1;
     }
     cJSON *ft = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(pt->x, "finetune"));
@@ -316,7 +321,7 @@ static const rf_setting prune_exp_keys[] = {
 
 const rf_kind rf_kind_prune = {
     .name = "prune", .summary = "one-shot pruning by any method of the method table (magnitude, snip, taylor, ...) + fine-tuning",
-    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_RESUMABLE | RF_KIND_CKPT,
+    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_RESUMABLE | RF_KIND_CKPT | RF_KIND_FROM,
     .keys = prune_keys, .train_omit = prune_train_omit,
     .min_parents = 0, .max_parents = 1,
     .parents_doc = "the trained model (none: prune the initialised `model`, pruning at initialisation)",

@@ -159,7 +159,7 @@ rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
 
 /* ---- the experiment ------------------------------------------------------------- */
 static int expand_quantize(rf_plan *p, const rf_point *pt) {
-    int32_t dense = rf_plan_dense(p, pt, pt->data, pt->model, pt->train);
+    int32_t dense = rf_plan_start(p, pt, pt->train);
     if (dense < 0) return -1;
     cJSON *s = rf_plan_settings(pt, pt->data, pt->model, NULL);
     static const char *const keys[] = {"mode", "calib", "calib_batches", NULL};
@@ -194,7 +194,7 @@ static const rf_setting quant_exp_keys[] = {
 
 const rf_kind rf_kind_quantize = {
     .name = "quantize", .summary = "int8 post-training quantization or quantization-aware training",
-    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_CKPT,
+    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_CKPT | RF_KIND_FROM | RF_KIND_INT8,
     .keys = quant_keys, .train_when = "mode=qat", .min_parents = 1, .max_parents = 1,
     .parents_doc = "the float model",
     .run = rf_task_quantize,

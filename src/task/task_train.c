@@ -333,8 +333,13 @@ rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
 
 /* ---- the descriptor ------------------------------------------------------------ */
 
+/* One dense training; a stage with "from" continues its parent's model
+ * (fine-tuning; a pruned parent keeps its mask). */
 static int expand_train(rf_plan *p, const rf_point *pt) {
-    return rf_plan_dense(p, pt, pt->data, pt->model, pt->train) < 0 ? -1 : 0;
+    if (pt->from < 0) return rf_plan_dense(p, pt, pt->data, pt->model, pt->train) < 0 ? -1 : 0;
+    cJSON *s = rf_plan_settings(pt, pt->data, pt->model, pt->train);
+    if (!s || !cJSON_AddStringToObject(s, "init", "parent")) return rf_plan_nomem(p, s);
+    return rf_plan_add(p, RF_JOB_TRAIN, s, &pt->from, 1, rf_plan_train_cost(pt->train, pt->data, pt->model)) < 0 ? -1 : 0;
 }
 
 static const char *label_train(const cJSON *settings, char *buf, size_t n) { return "dense"; }
@@ -349,7 +354,7 @@ static const rf_setting train_exp_keys[] = { RF_SETTINGS_END };
 
 const rf_kind rf_kind_train = {
     .name = "train", .summary = "train a model (preset or spec) on a dataset",
-    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_RESUMABLE | RF_KIND_CKPT,
+    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_RESUMABLE | RF_KIND_CKPT | RF_KIND_FROM,
     .keys = train_keys, .min_parents = 0, .max_parents = 1,
     .parents_doc = "optional: a checkpoint to continue training from (fine-tuning)",
     .run = rf_task_train,
