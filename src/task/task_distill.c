@@ -107,6 +107,8 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     double teacher_acc = -1.0;
     rf_train_result r;
     memset(&r, 0, sizeof r);
+    rf_train_curve curve = {0};
+    cfg.curve = &curve;
     rf_status s = rf_teacher_load(ctx, io->parent_ckpts, n_teachers, &t);
     if (s == RF_OK && from_parent) s = rf_task_open_model(ctx, "distill", io->parent_ckpts[n_teachers], io->settings, io->train, cfg.seed, &m);
     if (s == RF_OK && !from_parent) s = rf_model_create_for_data(ctx, mv->valuestring, io->train, &m);
@@ -135,12 +137,13 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
             !cJSON_AddNumberToObject(metrics, "temperature", dc.T) ||
             !cJSON_AddNumberToObject(metrics, "alpha", dc.alpha) ||
             !cJSON_AddNumberToObject(metrics, "hidden_pairs", dc.n_pairs) ||
-            !rf_task_add_selection(&r, metrics) ||
+            !rf_task_add_selection(&r, metrics) || !rf_task_add_curve(metrics, &curve) ||
             !cJSON_AddNumberToObject(metrics, "steps", (double)r.steps) ||
             !cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0))
             s = rf_error(ctx, RF_ERR_NOMEM, "distill: metrics");
     }
     cJSON_free(extra);
+    rf_free(curve.v);
     rf_model_free(m);
     rf_teacher_free(t);
     return s;
@@ -211,7 +214,7 @@ static const rf_setting distill_exp_keys[] = {
 
 const rf_kind rf_kind_distill = {
     .name = "distill", .summary = "train a student on a teacher's soft targets (knowledge distillation)",
-    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_CKPT | RF_KIND_FROM,
+    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_CKPT | RF_KIND_FROM | RF_KIND_STUDENT,
     .keys = distill_keys, .min_parents = 1, .max_parents = 16,
     .parents_doc = "the teacher checkpoint(s); several: an ensemble (mean logits)",
     .run = rf_task_distill,

@@ -208,7 +208,14 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (s == RF_OK && slices) s = slice_pruned(ctx, io, &m, sliced);
     rf_train_result res;
     memset(&res, 0, sizeof res);
-    if (s == RF_OK && (tc.epochs > 0 || tc.iterations > 0))
+    /* the accuracy right after pruning (ShrinkBench reports both): the
+     * same evaluation rf_task_finish runs, before fine-tuning changes it */
+    const int finetunes = tc.epochs > 0 || tc.iterations > 0;
+    double acc0 = -1.0, vacc0 = -1.0;
+    rf_train_curve curve = {0};
+    tc.curve = &curve;
+    if (s == RF_OK && finetunes) s = rf_task_evaluate_both(ctx, io, m, &acc0, &vacc0);
+    if (s == RF_OK && finetunes)
         s = rf_task_train_resumable(ctx, io, m, io->train, io->test, &tc, NULL, NULL, &res);
     char extra[256];
     snprintf(extra, sizeof extra, "{\"kind\":\"prune\",\"method\":\"%s\",\"target_sparsity\":%.17g,\"scope\":\"%s\"}",
@@ -217,7 +224,15 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (s == RF_OK) s = rf_prune_report(ctx, m, metrics);
     if (s == RF_OK) {
         const cJSON *cl = cJSON_GetObjectItemCaseSensitive(pruned, "collapsed_layers");
+        if (!finetunes) {   /* nothing changed the model after pruning */
+            const cJSON *a = cJSON_GetObjectItemCaseSensitive(metrics, "test_accuracy"), *v = cJSON_GetObjectItemCaseSensitive(metrics, "val_accuracy");
+            acc0 = cJSON_IsNumber(a) ? a->valuedouble : -1.0;
+            vacc0 = cJSON_IsNumber(v) ? v->valuedouble : -1.0;
+        }
         int ok = cJSON_AddStringToObject(metrics, "method", rf_prune_method_name(cfg.method))
+              && cJSON_AddNumberToObject(metrics, "accuracy_before_finetune", acc0)
+              && cJSON_AddNumberToObject(metrics, "val_accuracy_before_finetune", vacc0)
+              && (!finetunes || rf_task_add_curve(metrics, &curve))
               && cJSON_AddNumberToObject(metrics, "target_sparsity", cfg.sparsity)
               && cJSON_AddNumberToObject(metrics, "prune_seconds", tp)
               && cJSON_AddItemToObject(metrics, "collapsed_at_prune", cJSON_Duplicate(cl, 1))
@@ -233,6 +248,7 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     }
     cJSON_Delete(pruned);
     cJSON_Delete(sliced);
+    rf_free(curve.v);
     rf_model_free(m);
     rf_free(owned);
     if (s != RF_OK && ctx->err[0] && strncmp(ctx->err, "prune", 5) != 0) rf_error_prefix(ctx, "prune");

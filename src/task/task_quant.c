@@ -42,11 +42,19 @@ rf_status rf_quant_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, c
     if ((size_t)snprintf(path, sizeof path, "%s/model.rckpt", io->out_dir) >= sizeof path)
         return rf_error(ctx, RF_ERR_INVALID, "quantize: output directory path too long");
     uint64_t bytes = 0;
-    RF_TRY(rf_quant_save(ctx, q, m, extra_json, path, &bytes));
+    /* the int8 checkpoint replaces the fp32 one: the same metadata, with
+     * the chain's raw fp32 size rf_task_finish used */
+    const cJSON *raw = cJSON_GetObjectItemCaseSensitive(metrics, "raw_fp32_bytes");
+    char *meta = rf_task_ckpt_meta(extra_json, io, cJSON_IsNumber(raw) ? raw->valuedouble : 0.0);
+    if (!meta) return rf_error(ctx, RF_ERR_NOMEM, "quantize: checkpoint metadata");
+    rf_status s = rf_quant_save(ctx, q, m, meta, path, &bytes);
+    cJSON_free(meta);
+    RF_TRY(s);
     struct stat st;
     if (stat(path, &st) == 0) bytes = (uint64_t)st.st_size;
-    const cJSON *dense = cJSON_GetObjectItemCaseSensitive(metrics, "dense_bytes");
-    double ratio = cJSON_IsNumber(dense) && bytes > 0 ? dense->valuedouble / (double)bytes : 0.0;
+    /* raw fp32 of the dense model over the int8 file (issue 23: not the
+     * compressed dense file, which ranked QAT below its own float parent) */
+    double ratio = cJSON_IsNumber(raw) && bytes > 0 ? raw->valuedouble / (double)bytes : 0.0;
     static const char *const replaced[] = {"bytes", "compression_ratio", "quantized", "calib", "int8_layers", "int8_products"};
     for (size_t i = 0; i < sizeof replaced / sizeof replaced[0]; i++) cJSON_DeleteItemFromObjectCaseSensitive(metrics, replaced[i]);
     if (!cJSON_AddNumberToObject(metrics, "bytes", (double)bytes) ||

@@ -309,6 +309,8 @@ rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     rf_model *m = NULL;
     RF_TRY(rf_task_open_model(ctx, "train", io->n_parents > 0 ? io->parent_ckpts[0] : NULL, io->settings, io->train, cfg.seed, &m));
     rf_train_result r;
+    rf_train_curve curve = {0};
+    cfg.curve = &curve;
     rf_status s = rf_task_train_resumable(ctx, io, m, io->train, io->test, &cfg, NULL, NULL, &r);
     if (s == RF_ERR_PREEMPTED) rf_error_prefix(ctx, "train");
     char *extra = NULL;
@@ -316,7 +318,7 @@ rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (s == RF_OK) s = rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) {
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
-        if (!rf_task_add_selection(&r, metrics) ||
+        if (!rf_task_add_selection(&r, metrics) || !rf_task_add_curve(metrics, &curve) ||
             !cJSON_AddNumberToObject(metrics, "steps", (double)r.steps) ||
             !cJSON_AddNumberToObject(metrics, "train_loss", r.train_loss) ||
             !cJSON_AddNumberToObject(metrics, "samples_per_s", r.samples_per_s) ||
@@ -327,6 +329,7 @@ rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
             s = rf_error(ctx, RF_ERR_NOMEM, "train: cannot build metrics");
     }
     cJSON_free(extra);
+    rf_free(curve.v);
     rf_model_free(m);
     return s;
 }
