@@ -73,7 +73,7 @@ typedef rf_status (*rf_task_fn)(rf_ctx *ctx, const rf_task_io *io, cJSON *metric
  * value here and one entry in src/task/kinds.c (CONTRIBUTING.md). */
 typedef enum rf_job_kind {
     RF_JOB_TRAIN = 0, RF_JOB_PRUNE, RF_JOB_LOTTERY, RF_JOB_DISTILL, RF_JOB_QUANTIZE,
-    RF_JOB_OFA_SPARSE, RF_JOB_OFA_TRANSFER, RF_JOB_OFA_QAT, RF_JOB_NOOP, RF_JOB_FAIL,
+    RF_JOB_OFA_SPARSE, RF_JOB_OFA_TRANSFER, RF_JOB_OFA_QAT, RF_JOB_NOOP, RF_JOB_FAIL, RF_JOB_GMP,
     RF_JOB_KIND_COUNT_
 } rf_job_kind;
 
@@ -136,7 +136,7 @@ typedef struct rf_kind {
 /* The descriptors (each defined in its kind's file; src/task/kinds.c is the
  * table of them, indexed by rf_job_kind). */
 extern const rf_kind rf_kind_train, rf_kind_prune, rf_kind_lottery, rf_kind_distill, rf_kind_quantize,
-    rf_kind_ofa_sparse, rf_kind_ofa_transfer, rf_kind_ofa_qat, rf_kind_noop, rf_kind_fail;
+    rf_kind_ofa_sparse, rf_kind_ofa_transfer, rf_kind_ofa_qat, rf_kind_noop, rf_kind_fail, rf_kind_gmp;
 
 /* The descriptor of kind id k (RF_JOB_*), NULL if out of range. */
 const rf_kind *rf_kind_get(int k);
@@ -180,6 +180,7 @@ rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 rf_status rf_task_ofa_sparse(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 rf_status rf_task_ofa_transfer(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 rf_status rf_task_ofa_qat(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_gmp(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 
 /* Runs a task: loads data named by settings "data" through rf_data_open
  * with the data preparation keys (unless io gives it: io->train, io->val,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One kind, two front-ends, the same bytes: each of train, prune, distill
-# and quantize is run once through its command (`raffle KIND`, no setting
+# One kind, two front-ends, the same bytes: each of train, prune, distill,
+# quantize and gmp is run once through its command (`raffle KIND`, no setting
 # given beyond what the kind requires) and once as a sweep of a job with
 # the same (default) settings, and the checkpoints must be byte-identical
 # and metrics.json equal outside "timing" and "engine". Both read one
@@ -20,7 +20,8 @@ cat > "$T/same.json" <<JOB
    {"kind": "train"},
    {"kind": "prune", "method": "magnitude", "sparsity": 0.5},
    {"kind": "distill", "teacher": {"model": "$M"}},
-   {"kind": "quantize"}]}
+   {"kind": "quantize"},
+   {"kind": "gmp", "sparsity": 0.5, "gradual": {"epochs": 1}}]}
 JOB
 "$RAFFLE" sweep --quiet --store "$T/s" "$T/same.json" || { echo "FAIL: the sweep"; exit 1; }
 c=$T/cli
@@ -31,8 +32,10 @@ c=$T/cli
   || { echo "FAIL: raffle distill"; exit 1; }
 "$RAFFLE" quantize --ckpt "$c/train/model.rckpt" --data "$D" --model "$M" --out "$c/quantize" >/dev/null \
   || { echo "FAIL: raffle quantize"; exit 1; }
+"$RAFFLE" gmp --parent "$c/train/model.rckpt" --data "$D" --model "$M" --sparsity 0.5 --epochs 1 --out "$c/gmp" \
+  --log-every -1 >/dev/null || { echo "FAIL: raffle gmp"; exit 1; }
 fail=0
-for k in train prune distill quantize; do
+for k in train prune distill quantize gmp; do
   ids=$(jq -r --arg k "$k" '.tasks[] | select(.kind == $k) | .id' "$T/s/same/report.json")
   [ "$(echo "$ids" | wc -w)" -eq 1 ] || { echo "FAIL: $k: expected one sweep task, got: $ids"; fail=1; continue; }
   sw=$T/s/same/tasks/$ids

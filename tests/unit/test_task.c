@@ -502,3 +502,36 @@ Test(task, compression_ratio_through_a_pruned_int8_chain) {
     snprintf(r, sizeof r, "%s/resume.rckpt", d1); unlink(r);
     rmdir(d0); rmdir(d1); rmdir(d2);
 }
+
+/* The "gmp" kind (Zhu & Gupta 2017): over 60 steps with the target reached
+ * at half the run and an update every 10%, the masks are recomputed at
+ * steps 0, 6, ..., 30 (six updates), the final sparsity of the eligible
+ * weights is the target (global magnitude: exact up to one weight), and the
+ * run after prune_end keeps the mask (fine-tuning) so the zeros stay. */
+Test(task, gmp_reaches_its_target_on_schedule) {
+    char dir[] = "/tmp/raffle_gmp_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cJSON *m = cJSON_CreateObject();
+    cr_assert_eq(run_task("{\"kind\":\"gmp\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"iterations\":60,"
+                          "\"batch\":32,\"sparsity\":0.8,\"prune_end\":0.5,\"prune_every\":0.1,\"validation\":100,"
+                          "\"eval_every\":20}", dir, m, &ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(num(m, "mask_updates"), 6);
+    cr_assert_eq(num(m, "prune_end_step"), 30);
+    cr_assert_eq(num(m, "steps"), 60);
+    const double prunable = 784.0 * 300 + 300 * 100 + 100 * 10;
+    cr_assert(fabs(num(m, "sparsity") - 0.8) <= 1.0 / prunable, "sparsity %.9f", num(m, "sparsity"));
+    cr_assert_eq(num(m, "target_sparsity"), 0.8);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(m, "curve")), 3, "evaluations at 20, 40, 60");
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(m, "method")->valuestring, "gmp");
+    /* a target the schedule cannot reach: refused by the settings table */
+    cJSON *bad = cJSON_CreateObject();
+    cr_assert_neq(run_task("{\"kind\":\"gmp\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"iterations\":6,"
+                           "\"sparsity\":1}", dir, bad, &ctx), RF_OK);
+    cJSON_Delete(bad);
+    cJSON_Delete(m);
+    char p[300];
+    snprintf(p, sizeof p, "%s/model.rckpt", dir); unlink(p);
+    snprintf(p, sizeof p, "%s/resume.rckpt", dir); unlink(p);
+    rmdir(dir);
+}
