@@ -155,25 +155,14 @@ static int collect_axes(const cJSON *o, const rf_setting *const *tabs, int n, co
     return 0;
 }
 
-/* The data preparation keys of a grid point: the top level's overlaid by
- * the experiment's (rf_data_settings). New object; NULL out of memory. */
-static cJSON *data_prep(const cJSON *top, const cJSON *x) {
+/* The data preparation keys of a grid point: base's (the job's top level,
+ * or the settings of the task a pipeline stage starts from) overlaid by the
+ * experiment's own (x) (rf_data_settings). New object; NULL out of memory. */
+static cJSON *data_prep(const cJSON *base, const cJSON *x) {
     cJSON *o = cJSON_CreateObject();
     for (const rf_setting *f = rf_data_settings; o && f->key; f++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(x, f->key);
-        if (!v) v = cJSON_GetObjectItemCaseSensitive(top, f->key);
-        if (v && !rf_plan_put(o, f->key, cJSON_Duplicate(v, 1))) { cJSON_Delete(o); return NULL; }
-    }
-    return o;
-}
-
-/* The point's data preparation keys when it starts from task settings fs:
- * fs's, overlaid by the experiment's own (x). New object; NULL out of memory. */
-static cJSON *data_prep_from(const cJSON *fs, const cJSON *x) {
-    cJSON *o = cJSON_CreateObject();
-    for (const rf_setting *f = rf_data_settings; o && f->key; f++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(x, f->key);
-        if (!v) v = cJSON_GetObjectItemCaseSensitive(fs, f->key);
+        if (!v) v = cJSON_GetObjectItemCaseSensitive(base, f->key);
         if (v && !rf_plan_put(o, f->key, cJSON_Duplicate(v, 1))) { cJSON_Delete(o); return NULL; }
     }
     return o;
@@ -197,7 +186,7 @@ static int expand_point(rf_ctx *ctx, rf_plan *plan, const rf_kind *k, rf_point *
                 *md = cJSON_GetObjectItemCaseSensitive(x, "model");
     for (int i = 0; i < nfrom; i++) {
         cJSON *fs = cJSON_Parse(rf_plan_task_settings(plan, from[i]));
-        cJSON *prep = fs ? data_prep_from(fs, x) : NULL;
+        cJSON *prep = fs ? data_prep(fs, x) : NULL;
         if (!fs || !prep) { cJSON_Delete(fs); cJSON_Delete(prep); rf_error(ctx, RF_ERR_NOMEM, "out of memory"); return -1; }
         const cJSON *fd = cJSON_GetObjectItemCaseSensitive(fs, "data"), *fm = cJSON_GetObjectItemCaseSensitive(fs, "model"),
                     *fsd = cJSON_GetObjectItemCaseSensitive(fs, "seed");
