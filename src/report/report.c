@@ -334,7 +334,7 @@ static void put_accuracy(cJSON *row, const cJSON *met) {
     put_num(row, "val_loss", met, "val_loss", NULL, NULL);
     put_num(row, "accuracy_before_finetune", met, "test_accuracy_before_finetune", met, "accuracy_before_finetune");
     put_num(row, "val_accuracy_before_finetune", met, "val_accuracy_before_finetune", NULL, NULL);
-    put_num(row, "fp32_accuracy", met, "fp32_accuracy", NULL, NULL);
+    put_num(row, "fp32_accuracy", met, "fp32_test_accuracy", met, "fp32_accuracy");   /* quantize writes the former */
 }
 
 /* Per-layer weights remaining: metrics "layer_remaining", else 1 - each
