@@ -247,3 +247,35 @@ Test(pipeline, impossible_chains_are_refused_with_the_json_path) {
     reject(HEAD "\"validation\":0,\"experiments\":[" PRUNE ",{\"kind\":\"quantize\",\"from\":\"prune\",\"best\":{}}]}",
            "best: selection reads the validation split");
 }
+
+/* A stage's rows are grouped by their parent's settings: the label always
+ * names the parent, so leaving the seed out (the report's group) gives one
+ * group per parent setting with the two seeds in it, never two sparsities
+ * or methods together. */
+Test(pipeline, stage_groups_keep_the_lineage_and_average_seeds_only) {
+    rf_job *j = parse_ok(HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"quantize\",\"name\":\"q\",\"from\":\"prune\"}]}", NULL);
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_job_labels *l = NULL;
+    cr_assert_eq(rf_job_labels_new(&ctx, j, &l), RF_OK);
+    static const char *const no_seed[] = {"seed", NULL};
+    char groups[8][256];
+    int n = 0;
+    for (int i = 0; i < j->n_tasks; i++) {
+        if (j->tasks[i].kind != RF_JOB_QUANTIZE) continue;
+        char label[256];
+        rf_job_label_format(l, i, NULL, 0, label, sizeof label);
+        cr_assert(strstr(label, " from prune/") != NULL, "a stage names its parent: %s", label);
+        rf_job_label_format(l, i, no_seed, 0, groups[n], sizeof groups[n]);
+        n++;
+    }
+    cr_assert_eq(n, 8);
+    for (int a = 0; a < n; a++) {
+        int same = 0;
+        for (int b = 0; b < n; b++) same += strcmp(groups[a], groups[b]) == 0;
+        cr_assert_eq(same, 2, "group %s holds %d rows (the two seeds expected)", groups[a], same);
+    }
+    cr_assert(strstr(groups[0], "magnitude/sparsity=0.5") != NULL, "%s", groups[0]);
+    rf_job_labels_free(l);
+    rf_job_free(j);
+}
