@@ -398,7 +398,7 @@ int rf_cmd_sweep(int argc, char **argv) {
     int ran_before = 0;   /* tasks earlier rounds ran: not "reused" in the last round's count */
     for (;;) {
         s = rf_sweep_run(&ctx, job, &o, &res);
-        if (s || !job->n_deferred || stop_requested || res.pending) break;
+        if (s || !job->n_deferred || stop_requested || res.pending || (fail_fast && res.failed)) break;
         rf_job *next = NULL;
         if ((s = next_round(&ctx, text, n, hint, root, job, rank, size, &next)) != RF_OK || !next) break;
         if (rank == 0 && !quiet)
