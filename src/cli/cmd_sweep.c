@@ -396,6 +396,7 @@ int rf_cmd_sweep(int argc, char **argv) {
     }
     rf_sweep_result res;
     int ran_before = 0;   /* tasks earlier rounds ran: not "reused" in the last round's count */
+    double secs_before = 0;
     for (;;) {
         s = rf_sweep_run(&ctx, job, &o, &res);
         if (s || !job->n_deferred || stop_requested || res.pending || (fail_fast && res.failed)) break;
@@ -405,6 +406,7 @@ int rf_cmd_sweep(int argc, char **argv) {
             fprintf(stderr, "raffle sweep: pipeline: %d more task(s) selected from finished results%s\n",
                     next->n_tasks - job->n_tasks, next->n_deferred ? "; more stages wait" : "");
         ran_before += res.done - res.reused;
+        secs_before += res.seconds;
         rf_job_labels_free(labels);
         labels = NULL;
         rf_job_free(job);
@@ -418,6 +420,7 @@ int rf_cmd_sweep(int argc, char **argv) {
         }
     }
     res.reused -= ran_before < res.reused ? ran_before : res.reused;
+    res.seconds += secs_before;
     rf_free(text);
     tty_clear(&tty);
     if (s && size > 1) {
