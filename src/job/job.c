@@ -388,7 +388,7 @@ static rf_status select_from(rf_ctx *ctx, rf_plan *plan, const exp_out *src, con
                 cJSON_free(t);
                 cJSON_Delete(tmp);
             }
-            if (!(gkey[i] = rf_strdup(b.p ? b.p : ""))) s = rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+            if (b.oom || !(gkey[i] = rf_strdup(b.p ? b.p : ""))) s = rf_error(ctx, RF_ERR_NOMEM, "out of memory");
             rf_buf_free(&b);
         }
         int n = 0;
