@@ -308,3 +308,20 @@ Test(pipeline, allocation_failures_are_errors_without_leaks) {
     cr_assert(ok);
     cJSON_Delete(f);
 }
+
+/* lottery -> quantize: every round is an output (the tickets at each
+ * sparsity; round 0 the dense one), a gmp stage takes a model from prune,
+ * and the stages' parents are those tasks. */
+Test(pipeline, lottery_rounds_and_gmp_stages) {
+    rf_job *j = parse_ok(HEAD "\"experiments\":[{\"kind\":\"lottery\",\"name\":\"lth\",\"rounds\":2,\"controls\":[\"reinit\"]},"
+                         "{\"kind\":\"quantize\",\"name\":\"q\",\"from\":\"lth\",\"where\":{\"control\":\"none\"}},"
+                         PRUNE ",{\"kind\":\"gmp\",\"name\":\"g\",\"from\":\"prune\",\"sparsity\":0.95,\"where\":{\"sparsity\":0.9}}]}",
+                         NULL);
+    cr_assert_eq(count(j, 1, RF_JOB_QUANTIZE), 3, "rounds 0, 1, 2 (the reinit controls filtered out)");
+    cr_assert_eq(count(j, 3, RF_JOB_GMP), 4, "two methods x two seeds at 0.9");
+    for (int i = 0; i < j->n_tasks; i++) {
+        if (j->tasks[i].exp == 1) cr_assert_eq(j->tasks[rf_job_parents(j, i)[0]].kind, RF_JOB_LOTTERY);
+        if (j->tasks[i].exp == 3) cr_assert_eq(j->tasks[rf_job_parents(j, i)[0]].kind, RF_JOB_PRUNE);
+    }
+    rf_job_free(j);
+}

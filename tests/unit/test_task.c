@@ -535,3 +535,48 @@ Test(task, gmp_reaches_its_target_on_schedule) {
     snprintf(p, sizeof p, "%s/resume.rckpt", dir); unlink(p);
     rmdir(dir);
 }
+
+/* prune -> distill (issue 23): the student is the pruned model (init
+ * "parent", the last parent; the teacher first) and keeps its mask through
+ * distillation: the same weights stay zero, the sparsity is the pruned one. */
+Test(task, distilled_student_keeps_its_mask) {
+    char d0[] = "/tmp/raffle_kd0_XXXXXX", d1[] = "/tmp/raffle_kd1_XXXXXX", d2[] = "/tmp/raffle_kd2_XXXXXX";
+    cr_assert_not_null(mkdtemp(d0)); cr_assert_not_null(mkdtemp(d1)); cr_assert_not_null(mkdtemp(d2));
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    char p0[300], p1[300], p2[300];
+    snprintf(p0, sizeof p0, "%s/model.rckpt", d0);
+    snprintf(p1, sizeof p1, "%s/model.rckpt", d1);
+    snprintf(p2, sizeof p2, "%s/model.rckpt", d2);
+    cJSON *m0 = cJSON_CreateObject(), *m1 = cJSON_CreateObject(), *m2 = cJSON_CreateObject();
+    cr_assert_eq(run_task("{\"kind\":\"train\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"iterations\":20,\"batch\":32}",
+                          d0, m0, &ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+    cJSON *s1 = settings_of("{\"kind\":\"prune\",\"data\":\"synthetic:512\",\"method\":\"magnitude\",\"sparsity\":0.8,"
+                            "\"finetune_iterations\":0,\"finetune_epochs\":0,\"batch\":32}");
+    const char *par1[1] = {p0};
+    rf_task_io io1 = {.settings = s1, .out_dir = d1, .n_parents = 1, .parent_ckpts = par1};
+    cr_assert_eq(rf_task_run(&ctx, &io1, m1), RF_OK, "%s", rf_ctx_error(&ctx));
+    cJSON *s2 = settings_of("{\"kind\":\"distill\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"init\":\"parent\","
+                            "\"iterations\":20,\"batch\":32}");
+    const char *par2[2] = {p0, p1};
+    rf_task_io io2 = {.settings = s2, .out_dir = d2, .n_parents = 2, .parent_ckpts = par2};
+    cr_assert_eq(rf_task_run(&ctx, &io2, m2), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(num(m2, "teachers"), 1, "the last parent is the student, not a teacher");
+    cr_assert_float_eq(num(m2, "sparsity"), num(m1, "sparsity"), 1e-12);
+    rf_model *a, *b;
+    cr_assert_eq(rf_model_load(&ctx, p1, &a), RF_OK);
+    cr_assert_eq(rf_model_load(&ctx, p2, &b), RF_OK);
+    size_t moved = 0;
+    for (size_t i = 0; i < a->n_params; i++) {
+        if (a->params[i] == 0.0f) cr_assert_eq(b->params[i], 0.0f, "pruned weight %zu revived", i);
+        moved += a->params[i] != b->params[i];
+    }
+    cr_assert_gt(moved, 0, "the student trained");
+    cr_assert_eq(num(m2, "raw_fp32_bytes"), num(m1, "raw_fp32_bytes"));
+    rf_model_free(a); rf_model_free(b);
+    cJSON_Delete(s1); cJSON_Delete(s2);
+    cJSON_Delete(m0); cJSON_Delete(m1); cJSON_Delete(m2);
+    unlink(p0); unlink(p1); unlink(p2);
+    char r[320];
+    snprintf(r, sizeof r, "%s/resume.rckpt", d0); unlink(r);
+    rmdir(d0); rmdir(d1); rmdir(d2);
+}
