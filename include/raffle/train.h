@@ -59,7 +59,14 @@ void rf_train_best_free(rf_train_best *b);
  * caller owns it; rf_train appends (v grows with rf_realloc; free v with
  * rf_free). A resumed run appends from its start step on. */
 typedef struct rf_train_point { int64_t step; double train_loss, val_accuracy, val_loss; } rf_train_point;
-typedef struct rf_train_curve { rf_train_point *v; int n, cap; } rf_train_curve;
+typedef struct rf_train_curve {
+    rf_train_point *v;
+    int     n, cap;
+    /* the training loss since the last point (sum, steps): a resumed run
+     * carries it over, so its curve is the uninterrupted run's */
+    double  pend_sum;
+    int64_t pend_n;
+} rf_train_curve;
 
 typedef struct rf_train_cfg {
     int      epochs;            /* used if iterations == 0 */

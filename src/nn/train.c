@@ -300,8 +300,12 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
     rf_model_apply_masks(m);
 
     const double t0 = rf_now();
-    double train_time = 0.0, epoch_loss = 0.0, last_epoch_loss = NAN, csum = 0.0;
-    int64_t cn = 0;   /* training loss since the curve's last point */
+    double train_time = 0.0, epoch_loss = 0.0, last_epoch_loss = NAN, lsum = 0.0;
+    int64_t ln = 0;
+    /* the training loss since the curve's last point: in the curve when one
+     * is kept (a resume carries it over) */
+    double *csum = cfg->curve ? &cfg->curve->pend_sum : &lsum;
+    int64_t *cn = cfg->curve ? &cfg->curve->pend_n : &ln;
     int64_t epoch_steps = 0, samples = 0;
     int64_t step = cfg->start_step > 0 ? cfg->start_step : 0;
     int epoch = (int)(step / per_epoch);
@@ -330,6 +334,8 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
             else
                 loss = rf_loss_xent(logits, L->y, batch, k, cfg->label_smoothing, L->dlogits);
             if (!isfinite(loss)) return nan_error(ctx, m, step, loss);
+            *csum += loss;   /* before the hooks: a state saved after this step includes it */
+            (*cn)++;
             rf_model_zero_grad(m);
             RF_TRY(rf_model_backward(ctx, m, L->dlogits));
             if (cfg->bn_l1 > 0.0f) RF_TRY(rf_model_bn_l1(ctx, m, cfg->bn_l1));
@@ -343,8 +349,6 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
             res->cpu_seconds += cpu_now() - tc;
             epoch_loss += loss;
             epoch_steps++;
-            csum += loss;
-            cn++;
             if (cfg->log_every > 0 && step % cfg->log_every == 0)
                 logf_(cfg, "step %lld/%lld epoch %d: loss %.4f lr %.3g, %.0f samples/s", (long long)step, (long long)total,
                       epoch, (double)loss, (double)lr, train_time > 0 ? samples / train_time : 0.0);
@@ -355,11 +359,11 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
             const int epoch_end = L->b.pos + batch > train->n;
             if (step < total && cfg->eval_every > 0 && step % cfg->eval_every == 0) {
                 double acc;
-                RF_TRY(record_eval(ctx, m, val, test, cfg, best, step, epoch, &acc, &csum, &cn));
+                RF_TRY(record_eval(ctx, m, val, test, cfg, best, step, epoch, &acc, csum, cn));
             }
             if (step < total && epoch_end) {
                 double acc = -1.0;
-                if (cfg->eval_every == 0) RF_TRY(record_eval(ctx, m, val, test, cfg, best, step, epoch, &acc, &csum, &cn));
+                if (cfg->eval_every == 0) RF_TRY(record_eval(ctx, m, val, test, cfg, best, step, epoch, &acc, csum, cn));
                 if (hooks && hooks->after_epoch) RF_TRY(hooks->after_epoch(hooks->ud, m, epoch, acc));
             }
             if (cfg->stop_flag && *cfg->stop_flag) { res->stopped = 1; }
@@ -384,7 +388,7 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
             RF_TRY(note_val(ctx, m, best, res->val_accuracy, res->val_loss, step, test != NULL));
             acc = res->val_accuracy;
         }
-        RF_TRY(curve_add(ctx, cfg, step, &csum, &cn, val ? res->val_accuracy : -1.0, val ? res->val_loss : NAN));
+        RF_TRY(curve_add(ctx, cfg, step, csum, cn, val ? res->val_accuracy : -1.0, val ? res->val_loss : NAN));
         if (test) RF_TRY(final_test(ctx, m, test, cfg, best, step, res));
         logf_(cfg, "done: %lld steps, val accuracy %.4f (best %.4f at step %lld), test accuracy %.4f "
               "(at the best val step %.4f)", (long long)step, res->val_accuracy, best->val_accuracy,

@@ -108,8 +108,61 @@ static rf_status add_block(rf_ctx *ctx, rf_ckpt *c, const char *name, const floa
 /* A task id or settings hash as it goes into the metadata: 16 hex digits, or "". */
 static const char *hex16(const char *s) { return s && strlen(s) == 16 && strspn(s, "0123456789abcdef") == 16 ? s : ""; }
 
+/* The training curve so far into the metadata (optional keys: a state
+ * without them resumes with an empty curve): "curve" [[step, train_loss,
+ * val_accuracy, val_loss], ...] and "curve_pending" [sum, steps], numbers
+ * printed to round-trip exactly, so a resumed run's curve is the
+ * uninterrupted run's. Returns a new string (cJSON_free) or NULL. */
+static char *meta_with_curve(const char *meta, const rf_train_curve *cv) {
+    cJSON *o = cJSON_Parse(meta), *a = NULL;
+    int ok = o != NULL;
+    if (ok && cv) {
+        ok = (a = cJSON_AddArrayToObject(o, "curve")) != NULL;
+        for (int i = 0; ok && i < cv->n; i++) {
+            const rf_train_point *p = &cv->v[i];
+            const double row[4] = {(double)p->step, p->train_loss, p->val_accuracy, p->val_loss};
+            cJSON *r = cJSON_CreateDoubleArray(row, 4);   /* NaN prints as null */
+            ok = r && cJSON_AddItemToArray(a, r);
+            if (!ok) cJSON_Delete(r);
+        }
+        const double pend[2] = {cv->pend_sum, (double)cv->pend_n};
+        cJSON *pa = ok ? cJSON_CreateDoubleArray(pend, 2) : NULL;
+        ok = pa && cJSON_AddItemToObject(o, "curve_pending", pa);
+        if (!ok) cJSON_Delete(pa);
+    }
+    char *out = ok ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return out;
+}
+
+static rf_status load_curve(rf_ctx *ctx, const cJSON *meta, rf_train_curve *cv) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(meta, "curve"), *pa = cJSON_GetObjectItemCaseSensitive(meta, "curve_pending");
+    if (!cv || !cJSON_IsArray(a)) return RF_OK;
+    cv->n = 0;
+    for (const cJSON *r = a->child; r; r = r->next) {
+        if (!cJSON_IsArray(r) || cJSON_GetArraySize(r) != 4) return rf_error(ctx, RF_ERR_FORMAT, "resume state: a bad curve point");
+        if (cv->n == cv->cap) {
+            int cap = cv->cap ? cv->cap * 2 : 32;
+            rf_train_point *v = rf_realloc(cv->v, (size_t)cap * sizeof *v);
+            if (!v) return rf_error(ctx, RF_ERR_NOMEM, "resume state: curve");
+            cv->v = v;
+            cv->cap = cap;
+        }
+        double x[4];
+        for (int k = 0; k < 4; k++) {
+            const cJSON *e = cJSON_GetArrayItem(r, k);
+            x[k] = cJSON_IsNumber(e) ? e->valuedouble : NAN;
+        }
+        cv->v[cv->n++] = (rf_train_point){(int64_t)x[0], x[1], x[2], x[3]};
+    }
+    const cJSON *ps = cJSON_GetArrayItem(pa, 0), *pn = cJSON_GetArrayItem(pa, 1);
+    cv->pend_sum = cJSON_IsNumber(ps) ? ps->valuedouble : 0.0;
+    cv->pend_n = cJSON_IsNumber(pn) ? (int64_t)pn->valuedouble : 0;
+    return RF_OK;
+}
+
 static rf_status resume_save(rf_ctx *ctx, const rf_task_io *io, const rf_model *m, const rf_optim *o,
-                             int64_t next_step, int64_t total_steps, const rf_train_best *b) {
+                             int64_t next_step, int64_t total_steps, const rf_train_best *b, const rf_train_curve *cv) {
     rf_ckpt *c = NULL;
     RF_TRY(rf_ckpt_new(ctx, &c));
     char meta[768], path[4200];
@@ -121,7 +174,9 @@ static rf_status resume_save(rf_ctx *ctx, const rf_task_io *io, const rf_model *
              (long long)o->t, m->n_params, b->val_accuracy, isfinite(b->val_loss) ? b->val_loss : -1.0,
              (long long)b->iteration);
     const char *out_dir = io->out_dir;
-    rf_status s = rf_ckpt_set_meta(ctx, c, meta);
+    char *full = meta_with_curve(meta, cv);
+    rf_status s = full ? rf_ckpt_set_meta(ctx, c, full) : rf_error(ctx, RF_ERR_NOMEM, "resume state: metadata");
+    cJSON_free(full);
     if (!s) s = add_block(ctx, c, "params", m->params, m->n_params);
     if (!s) s = add_block(ctx, c, "masks", m->masks, m->n_params);
     if (!s) s = add_block(ctx, c, "buffers", m->buffers, m->n_buffers);
@@ -171,7 +226,7 @@ static rf_status load_best(rf_ctx *ctx, const rf_ckpt *c, const cJSON *meta, con
 }
 
 static rf_status resume_load(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_optim *o, int64_t *step,
-                             rf_train_best *b) {
+                             rf_train_best *b, rf_train_curve *cv) {
     const char *path = io->resume_from;
     rf_ckpt *c = NULL;
     RF_TRY(rf_ckpt_read(ctx, path, &c));
@@ -198,6 +253,7 @@ static rf_status resume_load(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_
     if (!s) s = load_block(ctx, c, "optim.m", o->m, o->n, o->m != NULL);
     if (!s) s = load_block(ctx, c, "optim.v", o->v, o->n, o->v != NULL);
     if (!s) s = load_best(ctx, c, meta, m, b);
+    if (!s) s = load_curve(ctx, meta, cv);
     if (!s) {
         *step = (int64_t)st->valuedouble;
         o->t = (int64_t)ot->valuedouble;
@@ -220,6 +276,7 @@ typedef struct resumer {
     double      every, last;
     int64_t     total;
     const rf_train_best *best;   /* the run's selection state, updated by rf_train */
+    const rf_train_curve *curve; /* the run's curve (may be NULL), updated by rf_train */
 } resumer;
 
 static rf_status rs_before(void *ud, rf_model *m, int64_t step, int64_t total) {
@@ -242,7 +299,7 @@ static rf_status rs_after_step(void *ud, rf_model *m, int64_t step) {
     if (r->every > 0 && rf_now() - r->last >= r->every) {
         r->last = rf_now();
         /* the state after step `step`: a resumed run starts at step + 1 */
-        RF_TRY(resume_save(r->ctx, r->io, m, r->opt, step + 1, r->total, r->best));
+        RF_TRY(resume_save(r->ctx, r->io, m, r->opt, step + 1, r->total, r->best, r->curve));
     }
     return RF_OK;
 }
@@ -266,11 +323,11 @@ rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m
     rf_train_cfg c = *cfg;
     c.stop_flag = io->stop_flag;
     c.best = &best;   /* the selection state: carried over a preemption in resume.rckpt */
-    resumer r = {hooks, ctx, io, opt, io->resume_every_s, rf_now(), 0, &best};
+    resumer r = {hooks, ctx, io, opt, io->resume_every_s, rf_now(), 0, &best, cfg->curve};
     rf_status s = RF_OK;
     int64_t start = c.start_step;
     if (io->resume_from) {
-        s = resume_load(ctx, io, m, opt, &start, &best);
+        s = resume_load(ctx, io, m, opt, &start, &best, cfg->curve);
         if (!s && io->log) {
             char line[160];
             snprintf(line, sizeof line, "resuming from step %lld (%s)", (long long)start, RF_TASK_RESUME_FILE);
@@ -283,7 +340,7 @@ rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m
     if (!s) {
         res->steps += start;
         if (res->stopped) {
-            s = resume_save(ctx, io, m, opt, res->steps, r.total, &best);
+            s = resume_save(ctx, io, m, opt, res->steps, r.total, &best, cfg->curve);
             if (!s) s = rf_error(ctx, RF_ERR_PREEMPTED, "stopped on request after step %lld; state saved to %s",
                                  (long long)res->steps, RF_TASK_RESUME_FILE);
         }

@@ -81,6 +81,12 @@ if "$RAFFLE" validate "$T/bad.json" 2>"$T/berr"; then fail "QAT of an int8 stage
 grep -q "experiments\[5\]: from: its models are int8 (quantize tasks): QAT on an already int8 model is refused" "$T/berr" ||
   fail "refusal without the path: $(cat "$T/berr")"
 
+# the committed pipeline jobs expand (a fresh machine has Fashion-MNIST: install-deps' build group)
+here=$(cd "$(dirname "$0")/../.." && pwd)
+for j in study-lenet5 pipelines-lenet300; do
+  "$RAFFLE" validate "$here/jobs/$j.json" >"$T/vj" || fail "jobs/$j.json: $(cat "$T/vj")"
+done
+
 # the report as a person sees it
 "$(dirname "$0")/../../scripts/screenshot-report.sh" "$T/s/pipe" "$T/png" >"$T/shot" 2>&1 || { cat "$T/shot"; fail "screenshot check"; }
 echo "ok: pipelines (mpirun rounds, best, ratios, resume, refusal, screenshot)"
