@@ -67,6 +67,8 @@ typedef struct rf_train_curve {
     double  pend_sum;
     int64_t pend_n;
 } rf_train_curve;
+/* Appends p to c (v grows with rf_realloc). RF_ERR_NOMEM when it cannot. */
+rf_status rf_train_curve_push(rf_ctx *ctx, rf_train_curve *c, rf_train_point p);
 
 typedef struct rf_train_cfg {
     int      epochs;            /* used if iterations == 0 */

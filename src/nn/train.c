@@ -239,10 +239,7 @@ static void loop_free(loop_state *L) {
 
 /* Appends a point to cfg->curve (when kept): the mean training loss since
  * the previous point (*sum / *n, then reset) and the validation numbers. */
-static rf_status curve_add(rf_ctx *ctx, const rf_train_cfg *cfg, int64_t step, double *sum, int64_t *n, double acc,
-                           double loss) {
-    rf_train_curve *c = cfg->curve;
-    if (!c || *n == 0) return RF_OK;
+rf_status rf_train_curve_push(rf_ctx *ctx, rf_train_curve *c, rf_train_point p) {
     if (c->n == c->cap) {
         int cap = c->cap ? c->cap * 2 : 32;
         rf_train_point *v = rf_realloc(c->v, (size_t)cap * sizeof *v);
@@ -250,7 +247,14 @@ static rf_status curve_add(rf_ctx *ctx, const rf_train_cfg *cfg, int64_t step, d
         c->v = v;
         c->cap = cap;
     }
-    c->v[c->n++] = (rf_train_point){step, *sum / (double)*n, acc, loss};
+    c->v[c->n++] = p;
+    return RF_OK;
+}
+
+static rf_status curve_add(rf_ctx *ctx, const rf_train_cfg *cfg, int64_t step, double *sum, int64_t *n, double acc,
+                           double loss) {
+    if (!cfg->curve || *n == 0) return RF_OK;
+    RF_TRY(rf_train_curve_push(ctx, cfg->curve, (rf_train_point){step, *sum / (double)*n, acc, loss}));
     *sum = 0.0;
     *n = 0;
     return RF_OK;

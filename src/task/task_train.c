@@ -166,19 +166,12 @@ static rf_status load_curve(rf_ctx *ctx, const cJSON *meta, rf_train_curve *cv) 
     cv->n = 0;
     for (const cJSON *r = a->child; r; r = r->next) {
         if (!cJSON_IsArray(r) || cJSON_GetArraySize(r) != 4) return rf_error(ctx, RF_ERR_FORMAT, "resume state: a bad curve point");
-        if (cv->n == cv->cap) {
-            int cap = cv->cap ? cv->cap * 2 : 32;
-            rf_train_point *v = rf_realloc(cv->v, (size_t)cap * sizeof *v);
-            if (!v) return rf_error(ctx, RF_ERR_NOMEM, "resume state: curve");
-            cv->v = v;
-            cv->cap = cap;
-        }
         double x[4];
         for (int k = 0; k < 4; k++) {
             const cJSON *e = cJSON_GetArrayItem(r, k);
             x[k] = cJSON_IsNumber(e) ? e->valuedouble : NAN;
         }
-        cv->v[cv->n++] = (rf_train_point){(int64_t)x[0], x[1], x[2], x[3]};
+        RF_TRY(rf_train_curve_push(ctx, cv, (rf_train_point){(int64_t)x[0], x[1], x[2], x[3]}));
     }
     const cJSON *ps = cJSON_GetArrayItem(pa, 0), *pn = cJSON_GetArrayItem(pa, 1);
     cv->pend_sum = cJSON_IsNumber(ps) ? ps->valuedouble : 0.0;
