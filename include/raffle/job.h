@@ -57,6 +57,10 @@ typedef struct rf_job {
     int           n_deferred;
     unsigned char *exp_deferred; /* owned; n_experiments entries */
     int32_t       *exp_from;     /* owned; the experiment a stage starts from ("from"), -1: none */
+    /* owned; {path: sha256} of every file the tasks read (model specs,
+     * .npy and descriptor datasets), whose contents are in the ids; NULL
+     * when they read none. A sweep records it in its store (inputs.json). */
+    char         *inputs_json;
 } rf_job;
 
 /* ---- pipelines: what a `best` selection knows of finished tasks ---------------
@@ -87,10 +91,16 @@ rf_fact rf_job_fact_record(void *ud, uint64_t id, const char *metric, double *va
  * Errors are RF_ERR_JOB with the JSON path in ctx ("experiments[2].sparsity[1]:
  * 1.3 is outside [0, 1)"). Returns a new job; free with rf_job_free. */
 rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, rf_job **out);
-/* rf_job_parse with what is known of finished tasks (facts may be NULL:
- * nothing; every `best` stage is then deferred). */
-rf_status rf_job_parse_facts(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, const rf_job_facts *facts,
-                             rf_job **out);
+/* rf_job_parse with the files' digests pinned: pins (may be NULL) is a
+ * JSON object {path: sha256} (a job's inputs_json) whose files are not
+ * read; other files are. Ranks of one sweep and its report parse with the
+ * digests the sweep's rank 0 hashed, so all see the same ids. */
+rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, const char *pins,
+                              rf_job **out);
+/* rf_job_parse_pinned with what is known of finished tasks (facts may be
+ * NULL: nothing; every `best` stage is then deferred). */
+rf_status rf_job_parse_facts(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, const char *pins,
+                             const rf_job_facts *facts, rf_job **out);
 /* Reads and parses a job file. */
 rf_status rf_job_load(rf_ctx *ctx, const char *path, rf_job **out);
 void      rf_job_free(rf_job *j);   /* accepts NULL */

@@ -57,12 +57,13 @@ typedef struct rf_report_facts rf_report_facts;
 rf_status rf_report_facts_open(rf_ctx *ctx, rf_store *s, rf_report_facts **out);
 void      rf_report_facts_free(rf_report_facts *f);   /* accepts NULL */
 rf_fact   rf_report_fact(void *ud, uint64_t id, const char *metric, double *value);
-/* Parses job text (n bytes; hint names it when it has no "name") with the
- * facts of store s, so its `best` stages expand when their candidates have
- * ended. log (may be NULL): every fact read is added to it, in the form
- * rf_job_fact_json reads (what rank 0 sends the other ranks). */
-rf_status rf_report_job_text(rf_ctx *ctx, rf_store *s, const char *text, size_t n, const char *hint, cJSON *log,
-                             rf_job **out);
+/* Parses job text (n bytes; hint names it when it has no "name"; pins,
+ * may be NULL, the files' digests as rf_job_parse_pinned takes them) with
+ * the facts of store s, so its `best` stages expand when their candidates
+ * have ended. log (may be NULL): every fact read is added to it, in the
+ * form rf_job_fact_json reads (what rank 0 sends the other ranks). */
+rf_status rf_report_job_text(rf_ctx *ctx, rf_store *s, const char *text, size_t n, const char *hint, const char *pins,
+                             cJSON *log, rf_job **out);
 /* Each task's state as the store's ledger records it: out[i] (job->n_tasks
  * entries) gets "pending", "running", "done", "failed", "skipped" or
  * "preempted" (static strings; the report also demotes a "done" task whose

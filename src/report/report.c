@@ -238,14 +238,14 @@ rf_fact rf_report_fact(void *ud, uint64_t id, const char *metric, double *value)
     return RF_FACT_DONE;
 }
 
-rf_status rf_report_job_text(rf_ctx *ctx, rf_store *s, const char *text, size_t n, const char *hint, cJSON *log,
-                             rf_job **out) {
+rf_status rf_report_job_text(rf_ctx *ctx, rf_store *s, const char *text, size_t n, const char *hint, const char *pins,
+                             cJSON *log, rf_job **out) {
     *out = NULL;
     rf_report_facts *f = NULL;
     RF_TRY(rf_report_facts_open(ctx, s, &f));
     rf_job_fact_log rec = {{rf_report_fact, f}, log};
     rf_job_facts facts = {rf_job_fact_record, &rec};
-    rf_status st = rf_job_parse_facts(ctx, text, n, hint, &facts, out);
+    rf_status st = rf_job_parse_facts(ctx, text, n, hint, pins, &facts, out);
     rf_report_facts_free(f);
     return st;
 }
@@ -255,11 +255,22 @@ rf_status rf_report_job(rf_ctx *ctx, rf_store *s, rf_job **out) {
     size_t n;
     *out = NULL;
     RF_TRY(rf_store_read(ctx, s, "job.json", &txt, &n));
+    /* the digests of the files the sweep's ids include (absent: it read none) */
+    unsigned char *pins = NULL;
+    size_t np = 0;
+    rf_ctx pctx;
+    rf_ctx_init(&pctx);
+    rf_status ps = rf_store_read(&pctx, s, "inputs.json", &pins, &np);
+    if (ps != RF_OK && ps != RF_ERR_NOTFOUND) {
+        rf_free(txt);
+        return rf_error(ctx, ps, "%s", rf_ctx_error(&pctx));
+    }
     /* a job without "name" was named after its file: the store's name; its
      * pipelines' `best` stages resolved from what the store holds */
     const char *dir = rf_store_dir(s), *slash = strrchr(dir, '/');
-    rf_status st = rf_report_job_text(ctx, s, (const char *)txt, n, slash ? slash + 1 : dir, NULL, out);
+    rf_status st = rf_report_job_text(ctx, s, (const char *)txt, n, slash ? slash + 1 : dir, (const char *)pins, NULL, out);
     rf_free(txt);
+    rf_free(pins);
     if (st) rf_error_prefix(ctx, "%s/job.json", dir);
     return st;
 }

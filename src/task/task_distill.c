@@ -4,6 +4,7 @@
  * docs/training.md and the table below. */
 #include "raffle/distill.h"
 #include "raffle/plan.h"
+#include "raffle/data.h"
 #include "task/task_keys.h"
 
 #include <stdio.h>
@@ -31,6 +32,8 @@ static const rf_setting distill_keys[] = {
     RF_KEY_TEACHER_CACHE,
     {.key = "init", .type = RF_SET_ENUM, .flags = RF_SF_OPTIONAL | RF_SF_NOCLI, .choices = init_values,
      .doc = "\"parent\": the student is the last parent's model (weights and mask kept; a pipeline stage), not a fresh `model`"},
+    {.key = "teacher_ckpt", .type = RF_SET_FILE, .flags = RF_SF_OPTIONAL | RF_SF_NOCLI,
+     .doc = "a teacher checkpoint to distill from besides the parents (a file, or URL#sha256=HEX fetched into the download cache)"},
     RF_SETTINGS_END
 };
 
@@ -89,8 +92,21 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     /* init "parent": the last parent is the student (a pruned model keeps
      * its mask through training: rf_train re-applies it after each step) */
     const int from_parent = cJSON_IsString(iv) && strcmp(iv->valuestring, "parent") == 0;
-    const int n_teachers = io->n_parents - from_parent;
-    if (n_teachers < 1) return rf_error(ctx, RF_ERR_INVALID, "distill: needs at least one teacher checkpoint as parent");
+    /* the teachers: the parents' checkpoints (but the student's), then
+     * teacher_ckpt (a file or a pinned URL's cached copy: issue 19) */
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(io->settings, "teacher_ckpt");
+    char tpath[4096];
+    const char *teachers[17];
+    int nt = 0;
+    for (int i = 0; i < io->n_parents - from_parent && nt < 16; i++) teachers[nt++] = io->parent_ckpts[i];
+    if (cJSON_IsString(tc)) {
+        const char *f = tc->valuestring;
+        if (rf_data_is_pinned(f, strlen(f))) RF_TRY(rf_data_pinned_path(ctx, f, strlen(f), tpath, sizeof tpath));
+        else snprintf(tpath, sizeof tpath, "%s", f);
+        teachers[nt++] = tpath;
+    }
+    if (nt < 1) return rf_error(ctx, RF_ERR_INVALID, "distill: needs a teacher: a parent checkpoint or teacher_ckpt");
+    if (from_parent && io->n_parents < 1) return rf_error(ctx, RF_ERR_INVALID, "distill: init \"parent\" needs the student as the last parent");
     const cJSON *mv = cJSON_GetObjectItemCaseSensitive(io->settings, "model");
     if (!from_parent && !cJSON_IsString(mv)) return rf_error(ctx, RF_ERR_INVALID, "distill: settings have no \"model\" (the student)");
     rf_train_cfg cfg;
@@ -109,8 +125,8 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     memset(&r, 0, sizeof r);
     rf_train_curve curve = {0};
     cfg.curve = &curve;
-    rf_status s = rf_teacher_load(ctx, io->parent_ckpts, n_teachers, &t);
-    if (s == RF_OK && from_parent) s = rf_task_open_model(ctx, "distill", io->parent_ckpts[n_teachers], io->settings, io->train, cfg.seed, &m);
+    rf_status s = rf_teacher_load(ctx, teachers, nt, &t);
+    if (s == RF_OK && from_parent) s = rf_task_open_model(ctx, "distill", io->parent_ckpts[io->n_parents - 1], io->settings, io->train, cfg.seed, &m);
     if (s == RF_OK && !from_parent) s = rf_model_create_for_data(ctx, mv->valuestring, io->train, &m);
     if (s == RF_OK && !from_parent) s = rf_model_init(ctx, m, cfg.seed);
     if (s == RF_OK && hidden) s = rf_distill_pairs_default(ctx, m, rf_teacher_model(t, 0), &dc);
@@ -128,12 +144,12 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
             s = rf_error(ctx, RF_ERR_PREEMPTED, "distill: stopped on request after %lld steps", (long long)r.steps);
     }
     if (d) { rf_distill_free(d, m); d = NULL; }
-    if (s == RF_OK) s = rf_task_ckpt_extra(ctx, "distill", io, n_teachers, r.steps, &extra);
+    if (s == RF_OK) s = rf_task_ckpt_extra(ctx, "distill", io, nt, r.steps, &extra);
     if (s == RF_OK) s = rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) {
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
         if (!cJSON_AddNumberToObject(metrics, "teacher_test_accuracy", teacher_acc) ||
-            !cJSON_AddNumberToObject(metrics, "teachers", n_teachers) ||
+            !cJSON_AddNumberToObject(metrics, "teachers", nt) ||
             !cJSON_AddNumberToObject(metrics, "temperature", dc.T) ||
             !cJSON_AddNumberToObject(metrics, "alpha", dc.alpha) ||
             !cJSON_AddNumberToObject(metrics, "hidden_pairs", dc.n_pairs) ||
@@ -154,26 +170,40 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
  * model trained alone (same settings, no teacher). */
 static int expand_distill(rf_plan *p, const rf_point *pt) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(pt->x, "teacher");
-    cJSON *ttrain = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(t, "train"));
-    if (!ttrain) return rf_plan_nomem(p, NULL);
-    /* an ensemble: the teacher trained from seeds seed, seed + 1, ... (Hinton
-     * et al. 2015 §3 average the ensemble's logits); parents in seed order,
-     * then the student when the stage starts from an earlier experiment */
-    enum { MAX_TEACHERS = 15 };
-    int n_t = (int)rf_plan_num(pt->x, "teachers"), np = 0;
-    int32_t par[MAX_TEACHERS + 1];
-    for (int k = 0; k < n_t && k < MAX_TEACHERS; k++) {
-        rf_point tp = *pt;
-        tp.seed = pt->seed + k;
-        if ((par[np++] = rf_plan_dense(p, &tp, pt->data, cJSON_GetObjectItemCaseSensitive(t, "model"), ttrain)) < 0) {
-            cJSON_Delete(ttrain);
-            return -1;
-        }
+    const cJSON *tm = cJSON_GetObjectItemCaseSensitive(t, "model"), *tck = cJSON_GetObjectItemCaseSensitive(t, "checkpoint"),
+                *tu = cJSON_GetObjectItemCaseSensitive(t, "url"), *th = cJSON_GetObjectItemCaseSensitive(t, "sha256");
+    if (!!tm + !!tck + !!tu != 1 || !tu != !th) {
+        rf_error(rf_plan_ctx(p), RF_ERR_JOB, "teacher: give one of \"model\" (trained here), \"checkpoint\" (a file) "
+                 "or \"url\" with \"sha256\"");
+        return -1;
     }
-    cJSON_Delete(ttrain);
+    /* a teacher trained here may be an ensemble: trained from seeds seed,
+     * seed + 1, ... (Hinton et al. 2015 §3 average the ensemble's logits);
+     * parents in seed order, then the student when the stage starts from
+     * an earlier experiment ("from") */
+    enum { MAX_TEACHERS = 15 };
+    int n_t = tm ? (int)rf_plan_num(pt->x, "teachers") : 0, np = 0;
+    int32_t par[MAX_TEACHERS + 1];
+    char ck[4096] = "";
+    if (tm) {
+        cJSON *ttrain = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(t, "train"));
+        if (!ttrain) return rf_plan_nomem(p, NULL);
+        for (int k = 0; k < n_t && k < MAX_TEACHERS; k++) {
+            rf_point tp = *pt;
+            tp.seed = pt->seed + k;
+            if ((par[np++] = rf_plan_dense(p, &tp, pt->data, tm, ttrain)) < 0) { cJSON_Delete(ttrain); return -1; }
+        }
+        cJSON_Delete(ttrain);
+    } else if (tck) {
+        snprintf(ck, sizeof ck, "%s", tck->valuestring);
+    } else if (snprintf(ck, sizeof ck, "%s#sha256=%s", tu->valuestring, th->valuestring) >= (int)sizeof ck) {
+        rf_error(rf_plan_ctx(p), RF_ERR_JOB, "teacher.url: too long");
+        return -1;
+    }
     cJSON *s = rf_plan_settings(pt, pt->data, pt->model, pt->train);
     static const char *const keys[] = {"temperature", "alpha", "hidden", "hidden_weight", NULL};
-    if (!s || !rf_plan_copy_keys(s, pt->x, keys)) return rf_plan_nomem(p, s);
+    if (!s || !rf_plan_copy_keys(s, pt->x, keys) || (ck[0] && !cJSON_AddStringToObject(s, "teacher_ckpt", ck)))
+        return rf_plan_nomem(p, s);
     /* defaults stay out of the settings, so ids published before these keys hold */
     if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "hidden"))) {
         cJSON_DeleteItemFromObjectCaseSensitive(s, "hidden");
@@ -184,8 +214,8 @@ static int expand_distill(rf_plan *p, const rf_point *pt) {
         par[np++] = pt->from;
     }
     /* distillation runs the teacher forward on every batch as well */
-    double cost = rf_plan_train_cost(pt->train, pt->data, pt->model) * (1.0 + 0.5 * n_t);
-    if (rf_plan_add(p, RF_JOB_DISTILL, s, par, np, cost) < 0) return -1;
+    double cost = rf_plan_train_cost(pt->train, pt->data, pt->model) * (1.0 + 0.5 * (n_t > 0 ? n_t : 1));
+    if (rf_plan_add(p, RF_JOB_DISTILL, s, np ? par : NULL, np, cost) < 0) return -1;
     if (pt->from < 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt->x, "baseline")) &&
         rf_plan_dense(p, pt, pt->data, pt->model, pt->train) < 0)
         return -1;
@@ -193,13 +223,16 @@ static int expand_distill(rf_plan *p, const rf_point *pt) {
 }
 
 static const rf_setting teacher_keys[] = {
-    {.key = "model", .type = RF_SET_MODEL, .flags = RF_SF_GRID | RF_SF_REQUIRED, .doc = "the teacher's model"},
+    {.key = "model", .type = RF_SET_MODEL, .flags = RF_SF_GRID, .doc = "the teacher's model, trained here (or `checkpoint`, or `url`)"},
     {.key = "train", .type = RF_SET_OBJ, .sub = rf_train_settings, .doc = "over the experiment's `train`"},
+    {.key = "checkpoint", .type = RF_SET_FILE, .flags = RF_SF_GRID, .doc = "a trained teacher's checkpoint (its content is part of the task ids)"},
+    {.key = "url", .type = RF_SET_STR, .doc = "a trained teacher's checkpoint by URL, fetched once per node into the download cache"},
+    {.key = "sha256", .type = RF_SET_STR, .doc = "the SHA-256 `url`'s file must have (64 lowercase hex digits)"},
     RF_SETTINGS_END
 };
 static const rf_setting distill_exp_keys[] = {
     {.key = "teacher", .type = RF_SET_OBJ, .flags = RF_SF_REQUIRED, .sub = teacher_keys,
-     .doc = "`{\"model\": ..., \"train\": {...}}`: the teacher, trained with the experiment's `train` overlaid by `teacher.train`"},
+     .doc = "`{\"model\": ..., \"train\": {...}}`: the teacher, trained with the experiment's `train` overlaid by `teacher.train`; or `{\"checkpoint\": FILE}`, or `{\"url\": ..., \"sha256\": ...}`: a trained one"},
     KEY_TEMPERATURE(RF_SF_GRID),
     KEY_ALPHA(RF_SF_GRID),
     {.key = "baseline", .type = RF_SET_BOOL, .def = "true", .doc = "also train the student alone (not with `from`: the student is then the earlier stage's model)"},
@@ -215,8 +248,8 @@ static const rf_setting distill_exp_keys[] = {
 const rf_kind rf_kind_distill = {
     .name = "distill", .summary = "train a student on a teacher's soft targets (knowledge distillation)",
     .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_CKPT | RF_KIND_FROM | RF_KIND_STUDENT,
-    .keys = distill_keys, .min_parents = 1, .max_parents = 16,
-    .parents_doc = "the teacher checkpoint(s); several: an ensemble (mean logits)",
+    .keys = distill_keys, .min_parents = 0, .max_parents = 16,
+    .parents_doc = "the teacher checkpoint(s); several: an ensemble (mean logits); none: `teacher_ckpt`; with `init` \"parent\", the student last",
     .run = rf_task_distill,
     .experiment = "distill", .exp_keys = distill_exp_keys,
     .exp_doc = "teacher `train` → `distill` student; with `baseline`, also the student model trained alone (same settings, no teacher)",

@@ -16,7 +16,7 @@ static rf_job *parse_ok(const char *txt, const rf_job_facts *f) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
     rf_job *j = NULL;
-    rf_status s = rf_job_parse_facts(&ctx, txt, strlen(txt), "t", f, &j);
+    rf_status s = rf_job_parse_facts(&ctx, txt, strlen(txt), "t", NULL, f, &j);
     cr_assert_eq(s, RF_OK, "%s", rf_ctx_error(&ctx));
     return j;
 }
@@ -298,7 +298,7 @@ Test(pipeline, allocation_failures_are_errors_without_leaks) {
         rf_job_fact_log rec = {{rf_job_fact_json, f}, log};
         rf_job_facts facts = {rf_job_fact_record, &rec};
         rf_alloc_fail_after(n);
-        rf_status s = rf_job_parse_facts(&ctx, BEST_JOB, strlen(BEST_JOB), "t", &facts, &j);
+        rf_status s = rf_job_parse_facts(&ctx, BEST_JOB, strlen(BEST_JOB), "t", NULL, &facts, &j);
         rf_alloc_fail_after(-1);
         if (s == RF_OK) { ok = 1; cr_assert_eq(j->n_deferred, 0); rf_job_free(j); }
         else { cr_assert_null(j); cr_assert_eq(s, RF_ERR_NOMEM, "n=%ld: %s", n, ctx.err); }
