@@ -475,6 +475,15 @@ int rf_cmd_sweep(int argc, char **argv) {
         if (s || !job->n_deferred || stop_requested || res.pending || (fail_fast && res.failed)) break;
         rf_job *next = NULL;
         if ((s = next_round(&ctx, text, n, hint, root, job, rank, size, &next)) != RF_OK || !next) break;
+        /* the new stages' datasets and checkpoints by URL, as before round 1 */
+        rf_status fs2 = fetch_job_inputs(&ctx, next);
+        int bad2 = fs2 != RF_OK, any_bad2 = bad2;
+        if (size > 1) MPI_Allreduce(&bad2, &any_bad2, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        if (any_bad2) {
+            s = bad2 ? fs2 : rf_error(&ctx, RF_ERR_IO, "another rank could not fetch the next round's inputs");
+            rf_job_free(next);
+            break;
+        }
         if (rank == 0 && !quiet)
             fprintf(stderr, "raffle sweep: pipeline: %d more task(s) selected from finished results%s\n",
                     next->n_tasks - job->n_tasks, next->n_deferred ? "; more stages wait" : "");
