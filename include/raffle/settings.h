@@ -41,6 +41,7 @@ typedef enum rf_stype {
     RF_SET_RATES,     /* object {glob pattern: rate in [0, 1]}                   */
     RF_SET_KEYS,      /* list of setting names (non-empty strings)               */
     RF_SET_WHERE,     /* object {setting: value or list of values}: a filter     */
+    RF_SET_INTMAP,    /* object {pattern: integer in [lo, hi]} (quantize's layer_bits) */
     RF_SET_FILE,      /* a file path, or a pinned URL "URL#sha256=HEX" (raffle/data.h) */
     RF_SET_TYPE_COUNT_
 } rf_stype;
