@@ -138,25 +138,33 @@ static const char *hex16(const char *s) { return s && strlen(s) == 16 && strspn(
  * val_accuracy, val_loss], ...] and "curve_pending" [sum, steps], numbers
  * printed to round-trip exactly, so a resumed run's curve is the
  * uninterrupted run's. Returns a new string (cJSON_free) or NULL. */
+static void put_num17(rf_buf *b, double x) {
+    if (isfinite(x)) rf_buf_printf(b, "%.17g", x);   /* cJSON's printer rounds: %.17g round-trips */
+    else rf_buf_printf(b, "null");
+}
+
 static char *meta_with_curve(const char *meta, const rf_train_curve *cv) {
-    cJSON *o = cJSON_Parse(meta), *a = NULL;
-    int ok = o != NULL;
-    if (ok && cv) {
-        ok = (a = cJSON_AddArrayToObject(o, "curve")) != NULL;
-        for (int i = 0; ok && i < cv->n; i++) {
+    size_t n = strlen(meta);
+    rf_buf b = {0};
+    rf_buf_printf(&b, "%.*s", (int)(n - 1), meta);   /* meta ends with its closing brace */
+    if (cv) {
+        rf_buf_printf(&b, ",\"curve\":[");
+        for (int i = 0; i < cv->n; i++) {
             const rf_train_point *p = &cv->v[i];
-            const double row[4] = {(double)p->step, p->train_loss, p->val_accuracy, p->val_loss};
-            cJSON *r = cJSON_CreateDoubleArray(row, 4);   /* NaN prints as null */
-            ok = r && cJSON_AddItemToArray(a, r);
-            if (!ok) cJSON_Delete(r);
+            rf_buf_printf(&b, "%s[%lld,", i ? "," : "", (long long)p->step);
+            put_num17(&b, p->train_loss); rf_buf_printf(&b, ",");
+            put_num17(&b, p->val_accuracy); rf_buf_printf(&b, ",");
+            put_num17(&b, p->val_loss); rf_buf_printf(&b, "]");
         }
-        const double pend[2] = {cv->pend_sum, (double)cv->pend_n};
-        cJSON *pa = ok ? cJSON_CreateDoubleArray(pend, 2) : NULL;
-        ok = pa && cJSON_AddItemToObject(o, "curve_pending", pa);
-        if (!ok) cJSON_Delete(pa);
+        rf_buf_printf(&b, "],\"curve_pending\":[");
+        put_num17(&b, cv->pend_sum);
+        rf_buf_printf(&b, ",%lld]", (long long)cv->pend_n);
     }
-    char *out = ok ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
+    rf_buf_printf(&b, "}");
+    if (b.oom) { rf_buf_free(&b); return NULL; }
+    char *out = cJSON_malloc(b.n + 1);
+    if (out) memcpy(out, b.p, b.n + 1);
+    rf_buf_free(&b);
     return out;
 }
 
