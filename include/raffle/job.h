@@ -18,6 +18,7 @@
 
 #include <stdint.h>
 #include "raffle/core.h"
+#include <cjson/cJSON.h>
 #include "raffle/plan.h"
 
 #ifdef __cplusplus
@@ -51,11 +52,41 @@ typedef struct rf_job {
     int           n_dedup;      /* tasks merged because two experiments asked for the same work */
     int32_t      *id_index;     /* owned; open-addressing table id -> task (rf_job_find) */
     size_t        id_index_cap; /* power of two */
+    /* Pipelines whose selection waits for results: exp_deferred[e] = 1
+     * when experiment e (a `best` stage, or any stage from one) is not
+     * expanded yet because a task it selects among has not finished
+     * (rf_job_facts). n_deferred counts them; 0: the job is complete. */
+    int           n_deferred;
+    unsigned char *exp_deferred; /* owned; n_experiments entries */
+    int32_t       *exp_from;     /* owned; the experiment a stage starts from ("from"), -1: none */
     /* owned; {path: sha256} of every file the tasks read (model specs,
      * .npy and descriptor datasets), whose contents are in the ids; NULL
      * when they read none. A sweep records it in its store (inputs.json). */
     char         *inputs_json;
 } rf_job;
+
+/* ---- pipelines: what a `best` selection knows of finished tasks ---------------
+ * A stage `"from": "prune", "best": {"by": "val_accuracy", "per": [...]}`
+ * keeps, per group, the candidate with the best validation metric; that
+ * needs the candidates' results, so expanding it is deferred until every
+ * candidate has ended (docs/jobs.md). The caller says what it knows of a
+ * task through rf_job_fact_fn: RF_FACT_DONE with the metric's value (NaN
+ * when the task has none), RF_FACT_GONE (failed or skipped: never a
+ * candidate), RF_FACT_WAIT (not ended yet: the stage stays deferred). */
+typedef enum rf_fact { RF_FACT_WAIT = 0, RF_FACT_DONE = 1, RF_FACT_GONE = 2 } rf_fact;
+typedef rf_fact (*rf_job_fact_fn)(void *ud, uint64_t id, const char *metric, double *value);
+typedef struct rf_job_facts { rf_job_fact_fn fn; void *ud; } rf_job_facts;
+/* The metrics a `best` selection may rank by: validation-split metrics only
+ * (NULL-terminated, static); the test split never selects. */
+const char *const *rf_job_select_metrics(void);
+/* Facts from a JSON object {"<16-hex id>": {"state": "done"|"gone",
+ * "<metric>": number}} (ud: the const cJSON *; absent ids wait): how ranks
+ * other than 0 see what rank 0 read from the store. */
+rf_fact rf_job_fact_json(void *ud, uint64_t id, const char *metric, double *value);
+/* A fact source that also writes every answer into `log` in the form
+ * rf_job_fact_json reads (inner borrowed; log a cJSON object, borrowed). */
+typedef struct rf_job_fact_log { rf_job_facts inner; cJSON *log; } rf_job_fact_log;
+rf_fact rf_job_fact_record(void *ud, uint64_t id, const char *metric, double *value);
 
 /* Parses and validates a job; copies text. name_hint (may be NULL) names the
  * job when it has no "name" (e.g. the file's basename without .json).
@@ -68,6 +99,10 @@ rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name
  * digests the sweep's rank 0 hashed, so all see the same ids. */
 rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, const char *pins,
                               rf_job **out);
+/* rf_job_parse_pinned with what is known of finished tasks (facts may be
+ * NULL: nothing; every `best` stage is then deferred). */
+rf_status rf_job_parse_facts(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, const char *pins,
+                             const rf_job_facts *facts, rf_job **out);
 /* Reads and parses a job file. */
 rf_status rf_job_load(rf_ctx *ctx, const char *path, rf_job **out);
 void      rf_job_free(rf_job *j);   /* accepts NULL */

@@ -50,6 +50,13 @@ struct rf_point {
      * normalize, pad_to) given at the top level overlaid by the
      * experiment's; every task of the point gets them (NULL: none given). */
     const cJSON *prep;
+    /* Pipelines (docs/jobs.md "Composing pipelines"): the task of an
+     * earlier experiment this point starts from (its model is the one the
+     * kind continues: prune prunes it, quantize quantizes it, distill's
+     * student starts from it), -1 when the point starts from scratch; and
+     * that task's settings (borrowed; NULL when from < 0). */
+    int32_t      from;
+    const cJSON *from_settings;
 };
 
 /* The version of what a task computes from its settings (kernels, training
@@ -105,6 +112,23 @@ int32_t   rf_plan_add(rf_plan *p, int kind, cJSON *settings, const int32_t *pare
 /* The task a dense model of pt comes from: kind "train" with
  * rf_plan_settings(pt, data, model, train). */
 int32_t   rf_plan_dense(rf_plan *p, const rf_point *pt, const char *data, const cJSON *model, const cJSON *train);
+
+/* The model a point's stage continues: pt->from when the point starts from
+ * an earlier experiment's task, else a new dense training task of pt
+ * (rf_plan_dense with `train`). Returns its index or -1 with ctx set. */
+int32_t   rf_plan_start(rf_plan *p, const rf_point *pt, const cJSON *train);
+
+/* What the expansions added: every index rf_plan_add returned since the
+ * last rf_plan_set_experiment (merged duplicates included), in order; the
+ * job reads them to know an experiment's outputs. Borrowed; valid until the
+ * next rf_plan_add. */
+int       rf_plan_recorded(const rf_plan *p, const int32_t **idx);
+/* Task i of the plan (borrowed; valid until the next rf_plan_add), its
+ * parents and its canonical settings string. */
+const rf_job_task *rf_plan_task(const rf_plan *p, int32_t i);
+int               rf_plan_count(const rf_plan *p);
+const int32_t    *rf_plan_parents(const rf_plan *p, int32_t i);
+const char       *rf_plan_task_settings(const rf_plan *p, int32_t i);
 
 /* The common settings of a model-producing task: data, model, seed, the
  * job's engine object, the point's data preparation keys, and the keys of

@@ -47,8 +47,23 @@ rf_status rf_report_write_dir(rf_ctx *ctx, const char *dir, const cJSON *rep);
  * new object; free with cJSON_Delete. */
 rf_status rf_report_build(rf_ctx *ctx, rf_store *s, const rf_job *job, cJSON **out);
 /* The job of a store (its job.json, named after the store when it has no
- * "name"). Returns a new job; free with rf_job_free. */
+ * "name"; pipelines resolved with rf_report_job_text). Returns a new job; free with rf_job_free. */
 rf_status rf_report_job(rf_ctx *ctx, rf_store *s, rf_job **out);
+/* What store s (borrowed) knows of its tasks, for pipelines' `best`
+ * selections (raffle/job.h rf_job_facts): each task's latest ledger state,
+ * a done task's metric from its metrics.json. rf_report_fact is the
+ * rf_job_fact_fn (ud: the rf_report_facts). Free with rf_report_facts_free. */
+typedef struct rf_report_facts rf_report_facts;
+rf_status rf_report_facts_open(rf_ctx *ctx, rf_store *s, rf_report_facts **out);
+void      rf_report_facts_free(rf_report_facts *f);   /* accepts NULL */
+rf_fact   rf_report_fact(void *ud, uint64_t id, const char *metric, double *value);
+/* Parses job text (n bytes; hint names it when it has no "name"; pins,
+ * may be NULL, the files' digests as rf_job_parse_pinned takes them) with
+ * the facts of store s, so its `best` stages expand when their candidates
+ * have ended. log (may be NULL): every fact read is added to it, in the
+ * form rf_job_fact_json reads (what rank 0 sends the other ranks). */
+rf_status rf_report_job_text(rf_ctx *ctx, rf_store *s, const char *text, size_t n, const char *hint, const char *pins,
+                             cJSON *log, rf_job **out);
 /* Each task's state as the store's ledger records it: out[i] (job->n_tasks
  * entries) gets "pending", "running", "done", "failed", "skipped" or
  * "preempted" (static strings; the report also demotes a "done" task whose

@@ -39,6 +39,8 @@ typedef enum rf_stype {
     RF_SET_OBJLIST,   /* list of objects (the experiments; checked by the job)   */
     RF_SET_ENGINE,    /* engine options object (raffle/engine.h)                 */
     RF_SET_RATES,     /* object {glob pattern: rate in [0, 1]}                   */
+    RF_SET_KEYS,      /* list of setting names (non-empty strings)               */
+    RF_SET_WHERE,     /* object {setting: value or list of values}: a filter     */
     RF_SET_INTMAP,    /* object {pattern: integer in [lo, hi]} (quantize's layer_bits) */
     RF_SET_FILE,      /* a file path, or a pinned URL "URL#sha256=HEX" (raffle/data.h) */
     RF_SET_TYPE_COUNT_

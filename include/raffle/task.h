@@ -80,7 +80,7 @@ typedef rf_status (*rf_task_fn)(rf_ctx *ctx, const rf_task_io *io, cJSON *metric
  * value here and one entry in src/task/kinds.c (CONTRIBUTING.md). */
 typedef enum rf_job_kind {
     RF_JOB_TRAIN = 0, RF_JOB_PRUNE, RF_JOB_LOTTERY, RF_JOB_DISTILL, RF_JOB_QUANTIZE,
-    RF_JOB_OFA_SPARSE, RF_JOB_OFA_TRANSFER, RF_JOB_OFA_QAT, RF_JOB_NOOP, RF_JOB_FAIL,
+    RF_JOB_OFA_SPARSE, RF_JOB_OFA_TRANSFER, RF_JOB_OFA_QAT, RF_JOB_NOOP, RF_JOB_FAIL, RF_JOB_GMP,
     RF_JOB_KIND_COUNT_
 } rf_job_kind;
 
@@ -92,6 +92,11 @@ enum {
     RF_KIND_RESUMABLE = 1 << 3, /* saves OUT_DIR/resume.rckpt and continues from it        */
     RF_KIND_CKPT      = 1 << 4, /* writes OUT_DIR/model.rckpt                               */
     RF_KIND_DIAG      = 1 << 5, /* sweep machinery diagnostics (no command, not in docs)    */
+    RF_KIND_FROM      = 1 << 6, /* its experiment can start from an earlier one's models ("from") */
+    RF_KIND_INT8      = 1 << 7, /* writes an int8 model (no later stage takes it)           */
+    /* its model is a new one (a student), not its first parent's: unless
+     * settings "init" is "parent", then the last parent's */
+    RF_KIND_STUDENT   = 1 << 8,
 };
 
 /* The report's plot a kind's finished tasks appear in (src/report). */
@@ -138,7 +143,7 @@ typedef struct rf_kind {
 /* The descriptors (each defined in its kind's file; src/task/kinds.c is the
  * table of them, indexed by rf_job_kind). */
 extern const rf_kind rf_kind_train, rf_kind_prune, rf_kind_lottery, rf_kind_distill, rf_kind_quantize,
-    rf_kind_ofa_sparse, rf_kind_ofa_transfer, rf_kind_ofa_qat, rf_kind_noop, rf_kind_fail;
+    rf_kind_ofa_sparse, rf_kind_ofa_transfer, rf_kind_ofa_qat, rf_kind_noop, rf_kind_fail, rf_kind_gmp;
 
 /* The descriptor of kind id k (RF_JOB_*), NULL if out of range. */
 const rf_kind *rf_kind_get(int k);
@@ -182,6 +187,7 @@ rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 rf_status rf_task_ofa_sparse(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 rf_status rf_task_ofa_transfer(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 rf_status rf_task_ofa_qat(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status rf_task_gmp(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
 
 /* Runs a task: loads data named by settings "data" through rf_data_open
  * with the data preparation keys (unless io gives it: io->train, io->val,
@@ -322,6 +328,23 @@ int       rf_task_add_selection(const rf_train_result *r, cJSON *metrics);
  * deployed form folds). extra_json goes into the checkpoint metadata. */
 rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m,
                          const char *extra_json, cJSON *metrics);
+/* compression_ratio's numerator (Han et al. 2016): the raw fp32 bytes (4 a
+ * parameter or buffer) of the dense model at the root of the task's chain.
+ * A task that continues a parent's model (its first parent; a student from
+ * "init": "parent", its last) takes the number its parent's checkpoint
+ * recorded (metadata extra.raw_fp32_bytes), so pruning, slicing, folding
+ * and quantizing never shrink the baseline; a new model counts its own. */
+double    rf_task_raw_fp32_bytes(const rf_task_io *io, const rf_model *m);
+/* The checkpoint metadata a task writes: the kind's extra object (NULL:
+ * {}) with "settings" (io's) and "raw_fp32_bytes" added when absent. New
+ * string (cJSON_free); NULL when extra is not an object or out of memory. */
+char     *rf_task_ckpt_meta(const char *extra_json, const rf_task_io *io, double raw_fp32_bytes);
+/* Adds the training curve as "curve": [{"step", "train_loss",
+ * "val_accuracy", "val_loss"}] (replacing one). 0 out of memory. */
+int       rf_task_add_curve(cJSON *metrics, const rf_train_curve *c);
+/* Accuracy of m on io's test and validation splits (as rf_task_finish
+ * measures them; -1 without the split). */
+rf_status rf_task_evaluate_both(rf_ctx *ctx, const rf_task_io *io, rf_model *m, double *test_acc, double *val_acc);
 
 /* Accuracy and loss of m (borrowed) on ds at `batch`, run the way a deployed
  * model runs: batch norms folded into the conv / linear before them

@@ -52,6 +52,24 @@ void rf_train_best_init(rf_train_best *b);
 /* Frees the copy and re-initialises b; accepts NULL. */
 void rf_train_best_free(rf_train_best *b);
 
+/* The training curve (issue 23: kept per task): one point per evaluation
+ * (each eval_every steps or epoch end, and the end of the run): the steps
+ * done, the mean training loss of the steps since the previous point, and
+ * the validation split's accuracy and loss (-1 / NaN without one). The
+ * caller owns it; rf_train appends (v grows with rf_realloc; free v with
+ * rf_free). A resumed run appends from its start step on. */
+typedef struct rf_train_point { int64_t step; double train_loss, val_accuracy, val_loss; } rf_train_point;
+typedef struct rf_train_curve {
+    rf_train_point *v;
+    int     n, cap;
+    /* the training loss since the last point (sum, steps): a resumed run
+     * carries it over, so its curve is the uninterrupted run's */
+    double  pend_sum;
+    int64_t pend_n;
+} rf_train_curve;
+/* Appends p to c (v grows with rf_realloc). RF_ERR_NOMEM when it cannot. */
+rf_status rf_train_curve_push(rf_ctx *ctx, rf_train_curve *c, rf_train_point p);
+
 typedef struct rf_train_cfg {
     int      epochs;            /* used if iterations == 0 */
     int64_t  iterations;        /* if > 0: train exactly this many steps */
@@ -75,6 +93,7 @@ typedef struct rf_train_cfg {
      * each backward (rf_model_bn_l1). 0: off; > 0 on a model without batch
      * norm is an error. */
     float    bn_l1;
+    rf_train_curve *curve;      /* borrowed; NULL: no curve kept */
 } rf_train_cfg;
 void rf_train_cfg_default(rf_train_cfg *c);
 

@@ -65,6 +65,59 @@ static void on_orphan(void *ud, const char *line) {
     _exit(EXIT_LOST);
 }
 
+/* ---- pipelines: rounds -------------------------------------------------------
+ * A `best` stage (docs/jobs.md) expands once the tasks it selects among have
+ * ended, so a sweep runs in rounds: after a round, rank 0 reads what the
+ * store holds (rf_report_job_text, recording every fact it read) and sends
+ * those facts to the other ranks, which expand the same job text from them
+ * (rf_job_fact_json): every rank holds the same DAG again, now with the
+ * selected stages, and the next round runs what is new (the rest is reused
+ * from the store like any rerun). *next: the new job, NULL when nothing more
+ * expands (on every rank). Collective; an error on rank 0 is an error on
+ * every rank. */
+static rf_status next_round(rf_ctx *ctx, const char *text, size_t n, const char *hint, const char *root,
+                            const rf_job *job, int rank, int size, rf_job **next) {
+    *next = NULL;
+    char *ftext = NULL;
+    long flen = -1;
+    rf_job *nj = NULL;
+    rf_status s = RF_OK;
+    if (rank == 0) {
+        rf_store *st = NULL;
+        cJSON *log = cJSON_CreateObject();
+        s = log ? rf_store_open(ctx, root, job->name, 0, &st) : rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+        if (!s) s = rf_report_job_text(ctx, st, text, n, hint, job->inputs_json, log, &nj);
+        rf_store_close(st);
+        if (!s && (ftext = cJSON_PrintUnformatted(log)) != NULL) flen = (long)strlen(ftext);
+        else if (!s) s = rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+        cJSON_Delete(log);
+    }
+    if (size > 1) MPI_Bcast(&flen, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+    if (flen < 0) {
+        rf_job_free(nj);
+        return rank == 0 ? s : rf_error(ctx, RF_ERR_IO, "rank 0 could not read the store's results for the next round");
+    }
+    if (rank != 0) {
+        ftext = malloc((size_t)flen + 1);
+        if (!ftext) MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    if (size > 1) MPI_Bcast(ftext, (int)flen, MPI_CHAR, 0, MPI_COMM_WORLD);
+    if (rank != 0) {
+        ftext[flen] = '\0';
+        cJSON *facts = cJSON_Parse(ftext);
+        rf_job_facts f = {rf_job_fact_json, facts};
+        s = facts ? rf_job_parse_facts(ctx, text, n, hint, job->inputs_json, &f, &nj) : rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+        cJSON_Delete(facts);
+        free(ftext);
+    } else {
+        cJSON_free(ftext);
+    }
+    if (s) return s;
+    if (nj->n_tasks == job->n_tasks) { rf_job_free(nj); nj = NULL; }
+    *next = nj;
+    return RF_OK;
+}
+
 static volatile int stop_requested;
 static void on_stop_signal(int sig) { (void)sig; stop_requested = 1; }
 
@@ -347,9 +400,9 @@ int rf_cmd_sweep(int argc, char **argv) {
     } else if (plen > 0 && size > 1) {
         MPI_Bcast(job->inputs_json, (int)plen, MPI_CHAR, 0, MPI_COMM_WORLD);
     }
-    rf_free(text);
     if (!(plen < 0 || s)) rf_diag_free(&diag);
     if (plen < 0 || s) {
+        rf_free(text);
         /* every rank stops here: rank 0 said so, or (out of memory) this one */
         if (rank == 0) {
             rf_error_prefix(&ctx, "%s", pos[0]);
@@ -372,6 +425,7 @@ int rf_cmd_sweep(int argc, char **argv) {
     if (size > 1) MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (any_bad) {
         if (bad) cli_fail("sweep", &ctx, fs);
+        rf_free(text);
         rf_job_free(job);
         if (mpi) MPI_Finalize();
         return 1;
@@ -461,7 +515,42 @@ int rf_cmd_sweep(int argc, char **argv) {
         }
     }
     rf_sweep_result res;
-    s = rf_sweep_run(&ctx, job, &o, &res);
+    int ran_before = 0;   /* tasks earlier rounds ran: not "reused" in the last round's count */
+    double secs_before = 0;
+    for (;;) {
+        s = rf_sweep_run(&ctx, job, &o, &res);
+        if (s || !job->n_deferred || stop_requested || res.pending || (fail_fast && res.failed)) break;
+        rf_job *next = NULL;
+        if ((s = next_round(&ctx, text, n, hint, root, job, rank, size, &next)) != RF_OK || !next) break;
+        /* the new stages' datasets and checkpoints by URL, as before round 1 */
+        rf_status fs2 = fetch_job_inputs(&ctx, next);
+        int bad2 = fs2 != RF_OK, any_bad2 = bad2;
+        if (size > 1) MPI_Allreduce(&bad2, &any_bad2, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        if (any_bad2) {
+            s = bad2 ? fs2 : rf_error(&ctx, RF_ERR_IO, "another rank could not fetch the next round's inputs");
+            rf_job_free(next);
+            break;
+        }
+        if (rank == 0 && !quiet)
+            fprintf(stderr, "raffle sweep: pipeline: %d more task(s) selected from finished results%s\n",
+                    next->n_tasks - job->n_tasks, next->n_deferred ? "; more stages wait" : "");
+        ran_before += res.done - res.reused;
+        secs_before += res.seconds;
+        rf_job_labels_free(labels);
+        labels = NULL;
+        rf_job_free(job);
+        job = next;
+        tty.job = job;
+        if (rank == 0) {
+            rf_ctx lctx;
+            rf_ctx_init(&lctx);
+            if (rf_job_labels_new(&lctx, job, &labels) != RF_OK) labels = NULL;
+            o.labels = tty.labels = labels;
+        }
+    }
+    res.reused -= ran_before < res.reused ? ran_before : res.reused;
+    res.seconds += secs_before;
+    rf_free(text);
     tty_clear(&tty);
     if (s && rank > 0 && res.orphaned) {
         /* cut off from rank 0: leave without MPI (an abort or finalize

@@ -49,6 +49,9 @@ int rf_cmd_validate(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "deduplicated", j->n_dedup);
         cJSON_AddNumberToObject(o, "est_seconds", sum.est_seconds);
         cJSON_AddNumberToObject(o, "est_critical_path_seconds", sum.est_critical_s);
+        cJSON *w = cJSON_AddArrayToObject(o, "waiting_stages");
+        for (int e = 0; e < j->n_experiments; e++)
+            if (j->exp_deferred[e]) cJSON_AddItemToArray(w, cJSON_CreateString(j->exp_names[e]));
         if (list) {
             cJSON *a = cJSON_AddArrayToObject(o, "task_list");
             for (int i = 0; i < j->n_tasks; i++) {
@@ -81,6 +84,12 @@ int rf_cmd_validate(int argc, char **argv) {
     print_dur(sum.est_critical_s);
     printf("\n  limits per task: %llu MiB, %g s, %d retr%s\n", (unsigned long long)(j->limits.memory_bytes >> 20),
            j->limits.time_s, j->limits.retries, j->limits.retries == 1 ? "y" : "ies");
+    if (j->n_deferred) {
+        printf("  %d pipeline stage(s) expand when the models they select among have finished (not counted above):", j->n_deferred);
+        for (int e = 0; e < j->n_experiments; e++)
+            if (j->exp_deferred[e]) printf(" %s", j->exp_names[e]);
+        printf("\n");
+    }
     if (list) {
         for (int i = 0; i < j->n_tasks; i++) {
             char hx[17];

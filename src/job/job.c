@@ -35,6 +35,25 @@ static const rf_setting limit_keys[] = {
     RF_SETTINGS_END
 };
 
+/* Pipelines: a `best` selection ranks by a validation-split metric only
+ * (CONTRIBUTING.md: selection never reads the test split). lower: smaller
+ * is better. */
+static const struct { const char *name; int lower; } select_metrics[] = {
+    {"val_accuracy", 0}, {"best_val_accuracy", 0}, {"val_loss", 1},
+};
+static const char *const select_names[] = {"val_accuracy", "best_val_accuracy", "val_loss", NULL};
+const char *const *rf_job_select_metrics(void) { return select_names; }
+
+static const rf_setting best_keys[] = {
+    {.key = "by", .type = RF_SET_ENUM, .choices = select_names, .def = "\"val_accuracy\"",
+     .doc = "the validation-split metric ranked (the test split never selects): `val_accuracy` of the final model, "
+            "`best_val_accuracy` during training, `val_loss` (lowest wins)"},
+    {.key = "per", .type = RF_SET_KEYS, .def = "[]",
+     .doc = "settings of the earlier models that make a group (`[\"method\", \"sparsity\"]`); the best of each group is kept. "
+            "`[]`: one group"},
+    RF_SETTINGS_END
+};
+
 /* Keys of every experiment; the kind's own come from its descriptor, and
  * so do the "kind" entry's choices (the descriptors' experiment names). */
 static const rf_setting common_keys[] = {
@@ -48,6 +67,13 @@ static const rf_setting common_keys[] = {
     {.key = "train", .type = RF_SET_OBJ, .sub = rf_train_settings,
      .doc = "training settings of the experiment's models, over the top-level `train` key by key"},
     {.key = "engine", .type = RF_SET_ENGINE, .doc = "engine options of its tasks, over the top-level `engine` (docs/engine.md)"},
+    {.key = "from", .type = RF_SET_STR,
+     .doc = "a pipeline stage: start from the models of the earlier experiment of this name (one branch per model; "
+            "`dataset`, `model`, `seed` and the data preparation default to each model's)"},
+    {.key = "best", .type = RF_SET_OBJ, .sub = best_keys,
+     .doc = "with `from`: keep only the best model of each group, by a validation metric (the stage waits for them to finish)"},
+    {.key = "where", .type = RF_SET_WHERE,
+     .doc = "with `from`: keep only the models whose settings match `{key: value or list}` (`kind`, `method`, `sparsity`, ...)"},
     RF_SETTINGS_END
 };
 
@@ -130,20 +156,58 @@ static int collect_axes(const cJSON *o, const rf_setting *const *tabs, int n, co
     return 0;
 }
 
-/* The data preparation keys of a grid point: the top level's overlaid by
- * the experiment's (rf_data_settings). New object; NULL out of memory. */
-static cJSON *data_prep(const cJSON *top, const cJSON *x) {
+/* The data preparation keys of a grid point: base's (the job's top level,
+ * or the settings of the task a pipeline stage starts from) overlaid by the
+ * experiment's own (x) (rf_data_settings). New object; NULL out of memory. */
+static cJSON *data_prep(const cJSON *base, const cJSON *x) {
     cJSON *o = cJSON_CreateObject();
     for (const rf_setting *f = rf_data_settings; o && f->key; f++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(x, f->key);
-        if (!v) v = cJSON_GetObjectItemCaseSensitive(top, f->key);
+        if (!v) v = cJSON_GetObjectItemCaseSensitive(base, f->key);
         if (v && !rf_plan_put(o, f->key, cJSON_Duplicate(v, 1))) { cJSON_Delete(o); return NULL; }
     }
     return o;
 }
 
+/* One grid point x into tasks: once, or (a pipeline stage) once per
+ * selected parent task from[0 .. nfrom-1] (nfrom < 0: no "from"). A stage
+ * inherits each parent's dataset, model, seed and data preparation unless
+ * the experiment sets them, so a branch stays on its parent's data split and
+ * keeps its seed (the only key ever averaged). */
+static int expand_point(rf_ctx *ctx, rf_plan *plan, const rf_kind *k, rf_point *p, const cJSON *x, const cJSON *top,
+                        const int32_t *from, int nfrom) {
+    if (nfrom < 0) {
+        cJSON *prep = data_prep(top, x);
+        p->prep = prep;
+        int rc = prep ? k->expand(plan, p) : (rf_error(ctx, RF_ERR_NOMEM, "out of memory"), -1);
+        cJSON_Delete(prep);
+        return rc;
+    }
+    const cJSON *sd = cJSON_GetObjectItemCaseSensitive(x, "seed"), *ds = cJSON_GetObjectItemCaseSensitive(x, "dataset"),
+                *md = cJSON_GetObjectItemCaseSensitive(x, "model");
+    for (int i = 0; i < nfrom; i++) {
+        cJSON *fs = cJSON_Parse(rf_plan_task_settings(plan, from[i]));
+        cJSON *prep = fs ? data_prep(fs, x) : NULL;
+        if (!fs || !prep) { cJSON_Delete(fs); cJSON_Delete(prep); rf_error(ctx, RF_ERR_NOMEM, "out of memory"); return -1; }
+        const cJSON *fd = cJSON_GetObjectItemCaseSensitive(fs, "data"), *fm = cJSON_GetObjectItemCaseSensitive(fs, "model"),
+                    *fsd = cJSON_GetObjectItemCaseSensitive(fs, "seed");
+        rf_point q = *p;
+        q.from = from[i];
+        q.from_settings = fs;
+        q.prep = prep;
+        if (!ds && cJSON_IsString(fd)) q.data = fd->valuestring;
+        if (!md && cJSON_IsString(fm)) q.model = fm;
+        if (!sd && cJSON_IsNumber(fsd)) q.seed = fsd->valuedouble;
+        int rc = k->expand(plan, &q);
+        cJSON_Delete(prep);
+        cJSON_Delete(fs);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 static rf_status expand_experiment(rf_ctx *ctx, rf_plan *plan, const cJSON *e, int idx, const cJSON *top,
-                                   const cJSON *top_train, const cJSON *top_engine) {
+                                   const cJSON *top_train, const cJSON *top_engine, const int32_t *from, int nfrom) {
     const rf_kind *k = rf_kind_get(rf_kind_find_experiment(cJSON_GetObjectItemCaseSensitive(e, "kind")->valuestring));
     axis ax[MAX_AXES];
     const char *prefix[MAX_DEPTH] = {0};
@@ -154,6 +218,7 @@ static rf_status expand_experiment(rf_ctx *ctx, rf_plan *plan, const cJSON *e, i
     int pos[MAX_AXES] = {0};
     double points = 1;
     for (int i = 0; i < nax; i++) points *= ax[i].n;
+    if (nfrom > 0) points *= nfrom;
     if (points > (double)rf_ctx_task_cap(ctx))
         return rf_error(ctx, RF_ERR_JOB, "experiments[%d]: grid of %.0f points: job expands to more than %zu tasks "
                         "(the task cap; RAFFLE_MAX_TASKS raises it, up to %d)", idx, points, rf_ctx_task_cap(ctx),
@@ -172,7 +237,6 @@ static rf_status expand_experiment(rf_ctx *ctx, rf_plan *plan, const cJSON *e, i
         if (!ok || !rf_settings_fill(x, k->exp_keys)) { cJSON_Delete(x); return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); }
         cJSON *tr = rf_plan_overlay(top_train, cJSON_GetObjectItemCaseSensitive(x, "train"));
         cJSON *eng = rf_plan_overlay(top_engine, cJSON_GetObjectItemCaseSensitive(x, "engine"));
-        cJSON *prep = data_prep(top, x);
         const cJSON *sd = cJSON_GetObjectItemCaseSensitive(x, "seed");
         const cJSON *ds = cJSON_GetObjectItemCaseSensitive(x, "dataset");
         const cJSON *md = cJSON_GetObjectItemCaseSensitive(x, "model");
@@ -184,12 +248,12 @@ static rf_status expand_experiment(rf_ctx *ctx, rf_plan *plan, const cJSON *e, i
             .model = md ? md : cJSON_GetObjectItemCaseSensitive(top, "model"),
             .seed = sd ? sd->valuedouble : rf_plan_num(top, "seed"),
             .engine = eng,
-            .prep = prep,
+            .from = -1,
         };
-        int rc = ok && tr && eng && prep ? k->expand(plan, &p) : (rf_error(ctx, RF_ERR_NOMEM, "out of memory"), -1);
+        int rc = ok && tr && eng ? expand_point(ctx, plan, k, &p, x, top, from, nfrom)
+                                 : (rf_error(ctx, RF_ERR_NOMEM, "out of memory"), -1);
         cJSON_Delete(tr);
         cJSON_Delete(eng);
-        cJSON_Delete(prep);
         cJSON_Delete(x);
         if (rc != 0) { rf_error_prefix(ctx, "experiments[%d]", idx); return ctx->status ? ctx->status : RF_ERR_JOB; }
         int i = nax - 1;
@@ -197,6 +261,183 @@ static rf_status expand_experiment(rf_ctx *ctx, rf_plan *plan, const cJSON *e, i
         if (i < 0) break;
     }
     return RF_OK;
+}
+
+/* ---- pipelines: outputs, filters, selection ------------------------------------ */
+
+typedef struct exp_out { int32_t *v; int n; } exp_out;   /* an experiment's output tasks */
+
+/* The outputs of the experiment just expanded: the tasks it added that no
+ * task of another kind in it takes as a parent. So a prune experiment's
+ * outputs are its prune tasks (not their dense parents), a lottery's every
+ * round, a distillation's students (and baselines), an OFA's last stage. */
+static rf_status collect_outputs(rf_ctx *ctx, rf_plan *plan, exp_out *o) {
+    const int32_t *rec;
+    int n = rf_plan_recorded(plan, &rec), nt = rf_plan_count(plan);
+    unsigned char *mark = rf_calloc((size_t)(nt ? nt : 1), 1);   /* 1: in the experiment, 2: consumed or listed */
+    o->n = 0;
+    o->v = rf_malloc((size_t)(n ? n : 1) * sizeof *o->v);
+    if (!mark || !o->v) { rf_free(mark); return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); }
+    for (int a = 0; a < n; a++) mark[rec[a]] = 1;
+    for (int b = 0; b < n; b++) {
+        const rf_job_task *tb = rf_plan_task(plan, rec[b]);
+        const int32_t *pp = rf_plan_parents(plan, rec[b]);
+        for (int q = 0; q < tb->n_parents; q++)
+            if (mark[pp[q]] && rf_plan_task(plan, pp[q])->kind != tb->kind) mark[pp[q]] = 2;
+    }
+    for (int a = 0; a < n; a++)
+        if (mark[rec[a]] == 1) { o->v[o->n++] = rec[a]; mark[rec[a]] = 2; }
+    rf_free(mark);
+    return RF_OK;
+}
+
+/* A candidate's value of a `where` / `per` key: the flattened setting, or
+ * for "method" the kind's method label (int8-ptq, imp, dense) when the
+ * settings have none. *tmp gets what the caller frees. */
+static const cJSON *cand_value(const cJSON *set, const char *key, cJSON **tmp) {
+    *tmp = NULL;
+    const cJSON *v = rf_job_setting_get(set, key);
+    if (v || strcmp(key, "method") != 0) return v;
+    const cJSON *kn = cJSON_GetObjectItemCaseSensitive(set, "kind");
+    const rf_kind *k = cJSON_IsString(kn) ? rf_kind_get(rf_kind_find(kn->valuestring)) : NULL;
+    char buf[64];
+    return k ? (*tmp = cJSON_CreateString(k->label ? k->label(set, buf, sizeof buf) : k->name)) : NULL;
+}
+
+static int json_equal(const cJSON *a, const cJSON *b) {
+    if (cJSON_IsNumber(a) && cJSON_IsNumber(b)) return a->valuedouble == b->valuedouble;
+    if (cJSON_IsString(a) && cJSON_IsString(b)) return strcmp(a->valuestring, b->valuestring) == 0;
+    if (cJSON_IsBool(a) && cJSON_IsBool(b)) return cJSON_IsTrue(a) == cJSON_IsTrue(b);
+    return 0;
+}
+
+/* Whether settings set match every entry of where (a list: any member). */
+static int where_match(const cJSON *set, const cJSON *where) {
+    for (const cJSON *w = where ? where->child : NULL; w; w = w->next) {
+        cJSON *tmp;
+        const cJSON *v = cand_value(set, w->string, &tmp);
+        int any = 0;
+        for (const cJSON *c = cJSON_IsArray(w) ? w->child : w; c && !any; c = cJSON_IsArray(w) ? c->next : NULL)
+            any = v && json_equal(v, c);
+        cJSON_Delete(tmp);
+        if (!any) return 0;
+    }
+    return 1;
+}
+
+/* The parents a stage starts from: src's outputs that match `where`, then
+ * with `best` the best of each `per` group by a validation metric (ties:
+ * the first). *wait = 1 (and nothing selected) when a candidate has not
+ * finished. Errors name the JSON path p ("experiments[3]"). */
+static rf_status select_from(rf_ctx *ctx, rf_plan *plan, const exp_out *src, const cJSON *e, const char *p,
+                             const rf_job_facts *facts, int32_t **out, int *nout, int *wait) {
+    const cJSON *where = cJSON_GetObjectItemCaseSensitive(e, "where"), *best = cJSON_GetObjectItemCaseSensitive(e, "best");
+    *out = NULL; *nout = 0; *wait = 0;
+    int32_t *sel = rf_malloc((size_t)(src->n ? src->n : 1) * sizeof *sel);
+    cJSON **set = rf_calloc((size_t)(src->n ? src->n : 1), sizeof *set);
+    char **gkey = rf_calloc((size_t)(src->n ? src->n : 1), sizeof *gkey);
+    double *val = rf_malloc((size_t)(src->n ? src->n : 1) * sizeof *val);
+    rf_status s = sel && set && gkey && val ? RF_OK : rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    int nc = 0;
+    for (int i = 0; s == RF_OK && i < src->n; i++) {
+        cJSON *st = cJSON_Parse(rf_plan_task_settings(plan, src->v[i]));
+        if (!st) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); break; }
+        if (!where_match(st, where)) { cJSON_Delete(st); continue; }
+        sel[nc] = src->v[i];
+        set[nc++] = st;
+    }
+    /* a stage that takes an int8 model: refused before any work */
+    const cJSON *kn = cJSON_GetObjectItemCaseSensitive(e, "kind"), *mode = cJSON_GetObjectItemCaseSensitive(e, "mode");
+    for (int i = 0; s == RF_OK && i < nc; i++) {
+        const rf_kind *pk = rf_kind_get(rf_plan_task(plan, sel[i])->kind);
+        if (!(pk->flags & RF_KIND_INT8)) continue;
+        int qat = cJSON_IsString(mode) && strcmp(mode->valuestring, "qat") == 0;
+        s = rf_settings_error(ctx, p, "from: its models are int8 (%s tasks): %s", pk->name,
+                              strcmp(kn->valuestring, "quantize") == 0
+                                  ? (qat ? "QAT on an already int8 model is refused" : "an int8 model cannot be quantized again")
+                                  : "no stage takes an int8 model (quantize last)");
+    }
+    if (s == RF_OK && best) {
+        const cJSON *by = cJSON_GetObjectItemCaseSensitive(best, "by"), *per = cJSON_GetObjectItemCaseSensitive(best, "per");
+        const char *metric = cJSON_IsString(by) ? by->valuestring : "val_accuracy";
+        int lower = 0;
+        for (size_t m = 0; m < sizeof select_metrics / sizeof select_metrics[0]; m++)
+            if (strcmp(select_metrics[m].name, metric) == 0) lower = select_metrics[m].lower;
+        for (const cJSON *k = per ? per->child : NULL; s == RF_OK && k && nc; k = k->next) {
+            int seen = 0;
+            for (int i = 0; i < nc && !seen; i++) { cJSON *tmp; seen = cand_value(set[i], k->valuestring, &tmp) != NULL; cJSON_Delete(tmp); }
+            if (!seen) s = rf_settings_error(ctx, p, "best.per: no model of \"from\" has the setting \"%s\"", k->valuestring);
+        }
+        for (int i = 0; s == RF_OK && i < nc; i++) {
+            const cJSON *vs = cJSON_GetObjectItemCaseSensitive(set[i], "validation");
+            if (cJSON_IsNumber(vs) && vs->valuedouble == 0)
+                s = rf_settings_error(ctx, p, "best: selection reads the validation split, and the models of \"from\" have "
+                                      "\"validation\": 0 (the test split never selects)");
+        }
+        /* every candidate must have ended: else the stage waits */
+        for (int i = 0; s == RF_OK && i < nc && !*wait; i++) {
+            val[i] = NAN;
+            rf_fact f = facts && facts->fn ? facts->fn(facts->ud, rf_plan_task(plan, sel[i])->id, metric, &val[i]) : RF_FACT_WAIT;
+            if (f == RF_FACT_WAIT) *wait = 1;
+            if (f == RF_FACT_GONE || (f == RF_FACT_DONE && (!isfinite(val[i]) || (!lower && val[i] < 0)))) val[i] = NAN;
+        }
+        for (int i = 0; s == RF_OK && !*wait && i < nc; i++) {
+            rf_buf b = {0};
+            for (const cJSON *k = per ? per->child : NULL; k; k = k->next) {
+                cJSON *tmp;
+                const cJSON *v = cand_value(set[i], k->valuestring, &tmp);
+                char *t = v ? cJSON_PrintUnformatted(v) : NULL;
+                rf_buf_printf(&b, "%s\x1f", t ? t : "-");
+                cJSON_free(t);
+                cJSON_Delete(tmp);
+            }
+            if (b.oom || !(gkey[i] = rf_strdup(b.p ? b.p : ""))) s = rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+            rf_buf_free(&b);
+        }
+        int n = 0;
+        for (int i = 0; s == RF_OK && !*wait && i < nc; i++) {
+            int first = 1;
+            for (int j = 0; j < i && first; j++) first = strcmp(gkey[j], gkey[i]) != 0;
+            if (!first) continue;
+            int w = -1;
+            for (int j = i; j < nc; j++)
+                if (strcmp(gkey[j], gkey[i]) == 0 && !isnan(val[j]) &&
+                    (w < 0 || (lower ? val[j] < val[w] : val[j] > val[w])))
+                    w = j;
+            if (w >= 0) sel[n++] = sel[w];
+        }
+        nc = n;
+    }
+    for (int i = 0; set && gkey && i < src->n; i++) { cJSON_Delete(set[i]); rf_free(gkey[i]); }
+    rf_free(set); rf_free(gkey); rf_free(val);
+    if (s != RF_OK || *wait) { rf_free(sel); return s; }
+    *out = sel;
+    *nout = nc;
+    return RF_OK;
+}
+
+rf_fact rf_job_fact_json(void *ud, uint64_t id, const char *metric, double *value) {
+    char hex[17];
+    rf_job_id_hex(id, hex);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive((const cJSON *)ud, hex);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(f, "state"), *v = cJSON_GetObjectItemCaseSensitive(f, metric);
+    *value = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    if (!cJSON_IsString(st)) return RF_FACT_WAIT;
+    return strcmp(st->valuestring, "done") == 0 ? RF_FACT_DONE : strcmp(st->valuestring, "gone") == 0 ? RF_FACT_GONE : RF_FACT_WAIT;
+}
+
+rf_fact rf_job_fact_record(void *ud, uint64_t id, const char *metric, double *value) {
+    rf_job_fact_log *l = ud;
+    rf_fact f = l->inner.fn ? l->inner.fn(l->inner.ud, id, metric, value) : RF_FACT_WAIT;
+    if (f == RF_FACT_WAIT || !l->log) return f;
+    char hex[17];
+    rf_job_id_hex(id, hex);
+    cJSON *o = cJSON_GetObjectItemCaseSensitive(l->log, hex);
+    if (!o && (o = cJSON_AddObjectToObject(l->log, hex)) != NULL)
+        cJSON_AddStringToObject(o, "state", f == RF_FACT_DONE ? "done" : "gone");
+    if (o && f == RF_FACT_DONE && isfinite(*value) && !cJSON_GetObjectItemCaseSensitive(o, metric))
+        cJSON_AddNumberToObject(o, metric, *value);
+    return f;
 }
 
 /* ---- public -------------------------------------------------------------- */
@@ -210,12 +451,69 @@ static int name_ok(const char *s) {
 }
 
 rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, rf_job **out) {
-    return rf_job_parse_pinned(ctx, text, n, name_hint, NULL, out);
+    return rf_job_parse_facts(ctx, text, n, name_hint, NULL, NULL, out);
 }
 
 rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, const char *pins,
                               rf_job **out) {
+    return rf_job_parse_facts(ctx, text, n, name_hint, pins, NULL, out);
+}
+
+/* Experiment i's "from": the index of the earlier experiment it names, or
+ * -1 with the error (did-you-mean among the earlier names; a later one is
+ * named as such: stages run in file order). */
+static int find_source(rf_ctx *ctx, const rf_job *j, int i, const char *from) {
+    for (int k = 0; k < i; k++)
+        if (strcmp(j->exp_names[k], from) == 0) return k;
+    const char *best = NULL;
+    int bd = 3;
+    for (int k = 0; k < i; k++) {
+        int d = rf_edit_distance(j->exp_names[k], from);
+        if (d < bd) { bd = d; best = j->exp_names[k]; }
+    }
+    if (best) rf_error(ctx, RF_ERR_JOB, "experiments[%d].from: no earlier experiment is named \"%s\" (did you mean \"%s\"?)", i, from, best);
+    else rf_error(ctx, RF_ERR_JOB, "experiments[%d].from: no earlier experiment is named \"%s\" (a stage comes after the experiment it starts from)", i, from);
+    return -1;
+}
+
+/* Expands experiment i (a pipeline stage when it has "from"); fills
+ * outs[i] with its outputs, or marks it deferred. */
+static rf_status expand_stage(rf_ctx *ctx, rf_plan *plan, rf_job *j, exp_out *outs, const cJSON *e, int i,
+                              const cJSON *root, const cJSON *top_train, const cJSON *top_engine, const rf_job_facts *facts) {
+    const cJSON *from = cJSON_GetObjectItemCaseSensitive(e, "from");
+    char p[64];
+    snprintf(p, sizeof p, "experiments[%d]", i);
+    if (!from) {
+        static const char *const only[] = {"best", "where"};
+        for (int k = 0; k < 2; k++)
+            if (cJSON_GetObjectItemCaseSensitive(e, only[k]))
+                return rf_settings_error(ctx, p, "%s: only with \"from\" (it selects among an earlier experiment's models)", only[k]);
+        RF_TRY(expand_experiment(ctx, plan, e, i, root, top_train, top_engine, NULL, -1));
+        return collect_outputs(ctx, plan, &outs[i]);
+    }
+    const char *kname = cJSON_GetObjectItemCaseSensitive(e, "kind")->valuestring;
+    const rf_kind *k = rf_kind_get(rf_kind_find_experiment(kname));
+    if (!(k->flags & RF_KIND_FROM))
+        return rf_settings_error(ctx, p, "from: a \"%s\" experiment cannot start from an earlier experiment's models "
+                                 "(train, prune, quantize and distill can)", kname);
+    int src = find_source(ctx, j, i, from->valuestring);
+    if (src < 0) return RF_ERR_JOB;
+    j->exp_from[i] = src;
+    if (j->exp_deferred[src]) { j->exp_deferred[i] = 1; j->n_deferred++; return RF_OK; }
+    int32_t *sel = NULL;
+    int nsel = 0, wait = 0;
+    RF_TRY(select_from(ctx, plan, &outs[src], e, p, facts, &sel, &nsel, &wait));
+    if (wait) { j->exp_deferred[i] = 1; j->n_deferred++; return RF_OK; }
+    rf_status s = expand_experiment(ctx, plan, e, i, root, top_train, top_engine, sel, nsel);
+    rf_free(sel);
+    return s ? s : collect_outputs(ctx, plan, &outs[i]);
+}
+
+rf_status rf_job_parse_facts(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, const char *pins,
+                             const rf_job_facts *facts, rf_job **out) {
     *out = NULL;
+    exp_out *outs = NULL;
+    int n_outs = 0;
     cJSON *root = cJSON_ParseWithLength(text, n);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
@@ -302,8 +600,13 @@ rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const cha
     cJSON_Delete(th);
     j->n_experiments = i;
     j->exp_names = rf_calloc((size_t)i, sizeof *j->exp_names);
+    j->exp_deferred = rf_calloc((size_t)i, 1);
+    j->exp_from = rf_malloc((size_t)(i ? i : 1) * sizeof *j->exp_from);
+    for (int k = 0; j->exp_from && k < i; k++) j->exp_from[k] = -1;
+    outs = rf_calloc((size_t)i, sizeof *outs);
+    n_outs = i;
     j->text = rf_malloc(n + 1);
-    if (!j->exp_names || !j->text) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); goto fail; }
+    if (!j->exp_names || !j->exp_deferred || !j->exp_from || !outs || !j->text) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); goto fail; }
     memcpy(j->text, text, n);
     j->text[n] = '\0';
     j->text_len = n;
@@ -315,8 +618,10 @@ rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const cha
         else snprintf(buf, sizeof buf, "%s-%d", cJSON_GetObjectItemCaseSensitive(e, "kind")->valuestring, i);
         if (!(j->exp_names[i] = rf_strdup(buf))) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); goto fail; }
         rf_plan_set_experiment(plan, (uint32_t)i);
-        if ((s = expand_experiment(ctx, plan, e, i, root, top_train, top_engine)) != RF_OK) goto fail;
+        if ((s = expand_stage(ctx, plan, j, outs, e, i, root, top_train, top_engine, facts)) != RF_OK) goto fail;
     }
+    for (int k = 0; k < n_outs; k++) rf_free(outs[k].v);
+    rf_free(outs);
     rf_plan_take(plan, &j->tasks, &j->n_tasks, &j->parents, &j->strings, &j->strings_len, &j->id_index,
                  &j->id_index_cap, &j->n_dedup);
     rf_plan_free(plan);
@@ -327,6 +632,8 @@ rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const cha
     *out = j;
     return RF_OK;
 fail:
+    for (int k = 0; outs && k < n_outs; k++) rf_free(outs[k].v);
+    rf_free(outs);
     if (ctx->diag && ctx->diag->n > diag0) {
         /* ctx keeps the first error; ctx->diag has all of them */
         char msg[RF_ERR_MAX];
@@ -362,6 +669,8 @@ void rf_job_free(rf_job *j) {
     if (!j) return;
     for (int i = 0; j->exp_names && i < j->n_experiments; i++) rf_free(j->exp_names[i]);
     rf_free(j->exp_names);
+    rf_free(j->exp_deferred);
+    rf_free(j->exp_from);
     rf_free(j->tasks); rf_free(j->parents); rf_free(j->strings); rf_free(j->text); rf_free(j->id_index);
     rf_free(j->inputs_json);
     rf_free(j);

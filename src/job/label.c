@@ -50,6 +50,7 @@ struct rf_job_labels {
     lgroup  *g;          /* n_experiments * RF_JOB_KIND_COUNT_ groups (exp, kind) */
     int      n_groups;
     int32_t *from;       /* the parent whose label follows " from ", or -1 */
+    unsigned char *needed; /* 1: " from " tells equal labels apart (else a stage's lineage only) */
     uint8_t *tie;        /* "#id" suffix needed */
     size_t  *off;        /* label of task i at pool + off[i] */
     char    *pool;
@@ -216,8 +217,10 @@ static int omitted(const char *const *omit, const char *key) {
     return 0;
 }
 
-/* Appends task i's label (recursively its "from" part) to b. */
-static void format_into(const rf_job_labels *l, int i, const char *const *omit, unsigned flags, rf_buf *b) {
+/* Appends task i's label (its "from" part, and recursively the parent's
+ * when that one is needed to tell labels apart) to b. nested: i is a
+ * parent in someone's " from " part. */
+static void format_into(const rf_job_labels *l, int i, const char *const *omit, unsigned flags, int nested, rf_buf *b) {
     const rf_job *j = l->job;
     const rf_job_task *t = &j->tasks[i];
     cJSON *s = cJSON_Parse(rf_job_settings(j, i));
@@ -235,11 +238,11 @@ static void format_into(const rf_job_labels *l, int i, const char *const *omit, 
         rf_buf_printf(b, "/%s=%s", k->name, val);
     }
     cJSON_Delete(s);
-    if (l->from[i] >= 0) {
+    if (l->from[i] >= 0 && (!nested || l->needed[i])) {
         /* the parent's experiment only when it is another one */
         int same = j->tasks[l->from[i]].exp == t->exp;
         rf_buf_printf(b, " from ");
-        format_into(l, l->from[i], omit, same ? flags | RF_LABEL_NO_EXPERIMENT : flags & ~(unsigned)RF_LABEL_NO_EXPERIMENT, b);
+        format_into(l, l->from[i], omit, same ? flags | RF_LABEL_NO_EXPERIMENT : flags & ~(unsigned)RF_LABEL_NO_EXPERIMENT, 1, b);
     }
     if (l->tie[i]) {
         char hx[17];
@@ -252,7 +255,7 @@ size_t rf_job_label_format(const rf_job_labels *l, int i, const char *const *omi
     if (n) buf[0] = '\0';
     if (!l || i < 0 || i >= l->job->n_tasks) return 0;
     rf_buf b = {0};
-    format_into(l, i, omit, flags, &b);
+    format_into(l, i, omit, flags, 0, &b);
     size_t len = b.oom || !b.p ? 0 : b.n;
     if (n) snprintf(buf, n, "%s", len ? b.p : "");
     rf_buf_free(&b);
@@ -293,7 +296,7 @@ static rf_status fill_pool(rf_ctx *ctx, rf_job_labels *l) {
     rf_buf b = {0};
     for (int i = 0; i < l->job->n_tasks; i++) {
         l->off[i] = b.n;
-        format_into(l, i, NULL, 0, &b);
+        format_into(l, i, NULL, 0, 0, &b);
         rf_buf_printf(&b, "%c", '\0');   /* rf_buf keeps a NUL after n: this one is counted */
     }
     if (b.oom) { rf_buf_free(&b); return rf_error(ctx, RF_ERR_NOMEM, "labels: out of memory"); }
@@ -318,8 +321,9 @@ rf_status rf_job_labels_new(rf_ctx *ctx, const rf_job *j, rf_job_labels **out) {
     l->g = rf_calloc((size_t)(l->n_groups ? l->n_groups : 1), sizeof *l->g);
     l->from = rf_malloc(nt * sizeof *l->from);
     l->tie = rf_calloc(nt, 1);
+    l->needed = rf_calloc(nt, 1);
     l->off = rf_calloc(nt, sizeof *l->off);
-    rf_status st = (!l->g || !l->from || !l->tie || !l->off) ? rf_error(ctx, RF_ERR_NOMEM, "labels: out of memory") : RF_OK;
+    rf_status st = (!l->g || !l->from || !l->tie || !l->needed || !l->off) ? rf_error(ctx, RF_ERR_NOMEM, "labels: out of memory") : RF_OK;
     /* 1: the varied keys of each (experiment, kind) */
     for (int i = 0; !st && i < j->n_tasks; i++) {
         l->from[i] = -1;
@@ -347,8 +351,20 @@ rf_status rf_job_labels_new(rf_ctx *ctx, const rf_job *j, rf_job_labels **out) {
     if (!st) st = fill_pool(ctx, l);
     if (!st && !count_labels(l, &c)) st = rf_error(ctx, RF_ERR_NOMEM, "labels: out of memory");
     int any = 0;
-    for (int i = 0; !st && i < j->n_tasks; i++)
-        if (*count_slot(&c, l->pool + l->off[i]) > 1 && j->tasks[i].n_parents) { l->from[i] = rf_job_parents(j, i)[0]; any = 1; }
+    for (int i = 0; !st && i < j->n_tasks; i++) {
+        const rf_job_task *t = &j->tasks[i];
+        const int32_t *par = rf_job_parents(j, i);
+        if (*count_slot(&c, l->pool + l->off[i]) > 1 && t->n_parents) { l->from[i] = par[0]; l->needed[i] = 1; any = 1; }
+        /* a pipeline stage always names the model it started from (its
+         * parent from another experiment, the last one: a distilled
+         * student's teachers come first), so its group keeps its lineage */
+        if (j->exp_from && j->exp_from[t->exp] >= 0 && t->n_parents) {
+            int k = t->n_parents - 1;
+            while (k > 0 && j->tasks[par[k]].exp == t->exp) k--;
+            l->from[i] = par[k];
+            any = 1;
+        }
+    }
     count_free(&c);
     if (!st && any) st = fill_pool(ctx, l);
     /* 3: still equal: the id tells them apart */
@@ -377,6 +393,7 @@ void rf_job_labels_free(rf_job_labels *l) {
     }
     rf_free(l->g);
     rf_free(l->from);
+    rf_free(l->needed);
     rf_free(l->tie);
     rf_free(l->off);
     rf_free(l->pool);

@@ -237,12 +237,37 @@ static void loop_free(loop_state *L) {
     if (L->have_batcher) rf_batcher_free(&L->b);
 }
 
+/* Appends a point to cfg->curve (when kept): the mean training loss since
+ * the previous point (*sum / *n, then reset) and the validation numbers. */
+rf_status rf_train_curve_push(rf_ctx *ctx, rf_train_curve *c, rf_train_point p) {
+    if (c->n == c->cap) {
+        int cap = c->cap ? c->cap * 2 : 32;
+        rf_train_point *v = rf_realloc(c->v, (size_t)cap * sizeof *v);
+        if (!v) return rf_error(ctx, RF_ERR_NOMEM, "train: curve");
+        c->v = v;
+        c->cap = cap;
+    }
+    c->v[c->n++] = p;
+    return RF_OK;
+}
+
+static rf_status curve_add(rf_ctx *ctx, const rf_train_cfg *cfg, int64_t step, double *sum, int64_t *n, double acc,
+                           double loss) {
+    if (!cfg->curve || *n == 0) return RF_OK;
+    RF_TRY(rf_train_curve_push(ctx, cfg->curve, (rf_train_point){step, *sum / (double)*n, acc, loss}));
+    *sum = 0.0;
+    *n = 0;
+    return RF_OK;
+}
+
 static rf_status record_eval(rf_ctx *ctx, rf_model *m, const rf_dataset *val, const rf_dataset *test,
-                             const rf_train_cfg *cfg, rf_train_best *b, int64_t steps_done, int epoch, double *acc_out) {
+                             const rf_train_cfg *cfg, rf_train_best *b, int64_t steps_done, int epoch, double *acc_out,
+                             double *csum, int64_t *cn) {
     double acc = -1.0, loss = 0.0;
     *acc_out = -1.0;
-    if (!val) return RF_OK;
+    if (!val) return curve_add(ctx, cfg, steps_done, csum, cn, -1.0, NAN);
     RF_TRY(capped_eval(ctx, m, val, cfg, &acc, &loss));
+    RF_TRY(curve_add(ctx, cfg, steps_done, csum, cn, acc, loss));
     RF_TRY(note_val(ctx, m, b, acc, loss, steps_done, test != NULL));
     logf_(cfg, "step %lld epoch %d: val accuracy %.4f loss %.4f", (long long)steps_done, epoch, acc, loss);
     *acc_out = acc;
@@ -279,7 +304,12 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
     rf_model_apply_masks(m);
 
     const double t0 = rf_now();
-    double train_time = 0.0, epoch_loss = 0.0, last_epoch_loss = NAN;
+    double train_time = 0.0, epoch_loss = 0.0, last_epoch_loss = NAN, lsum = 0.0;
+    int64_t ln = 0;
+    /* the training loss since the curve's last point: in the curve when one
+     * is kept (a resume carries it over) */
+    double *csum = cfg->curve ? &cfg->curve->pend_sum : &lsum;
+    int64_t *cn = cfg->curve ? &cfg->curve->pend_n : &ln;
     int64_t epoch_steps = 0, samples = 0;
     int64_t step = cfg->start_step > 0 ? cfg->start_step : 0;
     int epoch = (int)(step / per_epoch);
@@ -308,6 +338,8 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
             else
                 loss = rf_loss_xent(logits, L->y, batch, k, cfg->label_smoothing, L->dlogits);
             if (!isfinite(loss)) return nan_error(ctx, m, step, loss);
+            *csum += loss;   /* before the hooks: a state saved after this step includes it */
+            (*cn)++;
             rf_model_zero_grad(m);
             RF_TRY(rf_model_backward(ctx, m, L->dlogits));
             if (cfg->bn_l1 > 0.0f) RF_TRY(rf_model_bn_l1(ctx, m, cfg->bn_l1));
@@ -331,11 +363,11 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
             const int epoch_end = L->b.pos + batch > train->n;
             if (step < total && cfg->eval_every > 0 && step % cfg->eval_every == 0) {
                 double acc;
-                RF_TRY(record_eval(ctx, m, val, test, cfg, best, step, epoch, &acc));
+                RF_TRY(record_eval(ctx, m, val, test, cfg, best, step, epoch, &acc, csum, cn));
             }
             if (step < total && epoch_end) {
                 double acc = -1.0;
-                if (cfg->eval_every == 0) RF_TRY(record_eval(ctx, m, val, test, cfg, best, step, epoch, &acc));
+                if (cfg->eval_every == 0) RF_TRY(record_eval(ctx, m, val, test, cfg, best, step, epoch, &acc, csum, cn));
                 if (hooks && hooks->after_epoch) RF_TRY(hooks->after_epoch(hooks->ud, m, epoch, acc));
             }
             if (cfg->stop_flag && *cfg->stop_flag) { res->stopped = 1; }
@@ -360,6 +392,7 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
             RF_TRY(note_val(ctx, m, best, res->val_accuracy, res->val_loss, step, test != NULL));
             acc = res->val_accuracy;
         }
+        RF_TRY(curve_add(ctx, cfg, step, csum, cn, val ? res->val_accuracy : -1.0, val ? res->val_loss : NAN));
         if (test) RF_TRY(final_test(ctx, m, test, cfg, best, step, res));
         logf_(cfg, "done: %lld steps, val accuracy %.4f (best %.4f at step %lld), test accuracy %.4f "
               "(at the best val step %.4f)", (long long)step, res->val_accuracy, best->val_accuracy,

@@ -154,6 +154,102 @@ static int on_event(void *ud, const cJSON *ev) {
     return 0;
 }
 
+/* ---- what a store knows of its tasks: facts for pipelines' `best` ----------------
+ * Each task's latest ledger state by id (a failure that will be retried is
+ * still waiting; "skipped" and final failures are gone), and a done task's
+ * metric read from its metrics.json. */
+typedef struct id_state { uint64_t id; int st; } id_state;
+struct rf_report_facts { rf_store *store; id_state *v; size_t cap, n; };
+
+static id_state *facts_slot(rf_report_facts *f, uint64_t id) {
+    size_t h = (size_t)(id * 0x9E3779B97F4A7C15ull) & (f->cap - 1);
+    while (f->v[h].st >= 0 && f->v[h].id != id) h = (h + 1) & (f->cap - 1);
+    return &f->v[h];
+}
+
+static int facts_grow(rf_report_facts *f) {
+    size_t cap = f->cap ? f->cap * 2 : 1024;
+    id_state *v = rf_malloc(cap * sizeof *v), *old = f->v;
+    if (!v) return 0;
+    for (size_t i = 0; i < cap; i++) v[i].st = -1;
+    size_t ocap = f->cap;
+    f->v = v; f->cap = cap;
+    for (size_t i = 0; i < ocap; i++) if (old[i].st >= 0) *facts_slot(f, old[i].id) = old[i];
+    rf_free(old);
+    return 1;
+}
+
+static int facts_event(void *ud, const cJSON *ev) {
+    rf_report_facts *f = ud;
+    const cJSON *e = rep_get(ev, "event"), *t = rep_get(ev, "task");
+    uint64_t id;
+    if (!cJSON_IsString(e) || !cJSON_IsString(t) || rf_job_id_parse(t->valuestring, &id)) return 0;
+    static const struct { const char *ev; int st; } map[] = {
+        {"started", RF_FACT_WAIT}, {"done", RF_FACT_DONE}, {"failed", RF_FACT_GONE}, {"skipped", RF_FACT_GONE},
+        {"preempted", RF_FACT_WAIT},
+    };
+    for (size_t k = 0; k < sizeof map / sizeof map[0]; k++) {
+        if (strcmp(map[k].ev, e->valuestring) != 0) continue;
+        if ((f->n + 1) * 2 > f->cap && !facts_grow(f)) return -1;
+        id_state *sl = facts_slot(f, id);
+        if (sl->st < 0) f->n++;
+        /* a done task stays done; a failure that will be retried still waits */
+        if (sl->st == RF_FACT_DONE && map[k].st != RF_FACT_DONE) return 0;
+        sl->id = id;
+        sl->st = map[k].st == RF_FACT_GONE && cJSON_IsTrue(rep_get(ev, "retry")) ? RF_FACT_WAIT : map[k].st;
+    }
+    return 0;
+}
+
+rf_status rf_report_facts_open(rf_ctx *ctx, rf_store *s, rf_report_facts **out) {
+    *out = NULL;
+    rf_report_facts *f = rf_calloc(1, sizeof *f);
+    if (!f || !facts_grow(f)) { rf_free(f); return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); }
+    f->store = s;
+    rf_status st = rf_store_ledger_replay(ctx, s, facts_event, f, NULL);
+    if (st) { rf_report_facts_free(f); return st; }
+    *out = f;
+    return RF_OK;
+}
+
+void rf_report_facts_free(rf_report_facts *f) {
+    if (!f) return;
+    rf_free(f->v);
+    rf_free(f);
+}
+
+rf_fact rf_report_fact(void *ud, uint64_t id, const char *metric, double *value) {
+    rf_report_facts *f = ud;
+    *value = NAN;
+    id_state *sl = facts_slot(f, id);
+    if (sl->st < 0 || sl->st == RF_FACT_WAIT) return RF_FACT_WAIT;
+    if (sl->st == RF_FACT_GONE) return RF_FACT_GONE;
+    char rel[96];
+    unsigned char *buf;
+    size_t n;
+    rf_ctx tmp;
+    rf_ctx_init(&tmp);
+    rf_store_task_rel(rel, sizeof rel, id, "metrics.json");
+    if (rf_store_read(&tmp, f->store, rel, &buf, &n) != RF_OK) return RF_FACT_GONE;
+    cJSON *m = cJSON_ParseWithLength((const char *)buf, n);
+    rf_free(buf);
+    *value = rep_num(m, metric);
+    cJSON_Delete(m);
+    return RF_FACT_DONE;
+}
+
+rf_status rf_report_job_text(rf_ctx *ctx, rf_store *s, const char *text, size_t n, const char *hint, const char *pins,
+                             cJSON *log, rf_job **out) {
+    *out = NULL;
+    rf_report_facts *f = NULL;
+    RF_TRY(rf_report_facts_open(ctx, s, &f));
+    rf_job_fact_log rec = {{rf_report_fact, f}, log};
+    rf_job_facts facts = {rf_job_fact_record, &rec};
+    rf_status st = rf_job_parse_facts(ctx, text, n, hint, pins, &facts, out);
+    rf_report_facts_free(f);
+    return st;
+}
+
 rf_status rf_report_job(rf_ctx *ctx, rf_store *s, rf_job **out) {
     unsigned char *txt;
     size_t n;
@@ -169,9 +265,10 @@ rf_status rf_report_job(rf_ctx *ctx, rf_store *s, rf_job **out) {
         rf_free(txt);
         return rf_error(ctx, ps, "%s", rf_ctx_error(&pctx));
     }
-    /* a job without "name" was named after its file: the store's name */
+    /* a job without "name" was named after its file: the store's name; its
+     * pipelines' `best` stages resolved from what the store holds */
     const char *dir = rf_store_dir(s), *slash = strrchr(dir, '/');
-    rf_status st = rf_job_parse_pinned(ctx, (const char *)txt, n, slash ? slash + 1 : dir, (const char *)pins, out);
+    rf_status st = rf_report_job_text(ctx, s, (const char *)txt, n, slash ? slash + 1 : dir, (const char *)pins, NULL, out);
     rf_free(txt);
     rf_free(pins);
     if (st) rf_error_prefix(ctx, "%s/job.json", dir);
@@ -248,7 +345,7 @@ static void put_accuracy(cJSON *row, const cJSON *met) {
     put_num(row, "val_loss", met, "val_loss", NULL, NULL);
     put_num(row, "accuracy_before_finetune", met, "test_accuracy_before_finetune", met, "accuracy_before_finetune");
     put_num(row, "val_accuracy_before_finetune", met, "val_accuracy_before_finetune", NULL, NULL);
-    put_num(row, "fp32_accuracy", met, "fp32_accuracy", NULL, NULL);
+    put_num(row, "fp32_accuracy", met, "fp32_test_accuracy", met, "fp32_accuracy");   /* quantize writes the former */
 }
 
 /* Per-layer weights remaining: metrics "layer_remaining", else 1 - each

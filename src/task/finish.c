@@ -275,13 +275,18 @@ static const char *const common_keys[] = {
 /* The checkpoint's metadata: the kind's extra object with the task's
  * settings added when the kind did not record them, so `raffle eval` can
  * rebuild the data a checkpoint was trained and tested on (padding,
- * validation split, normalisation) from the checkpoint alone. Returns a new
- * string (cJSON_free), NULL when out of memory or extra is not an object. */
-static char *extra_with_settings(const char *extra_json, const cJSON *settings) {
+ * validation split, normalisation) from the checkpoint alone, and the raw
+ * fp32 size of the chain's dense model, so the next stage's ratio keeps
+ * the same baseline. */
+char *rf_task_ckpt_meta(const char *extra_json, const rf_task_io *io, double raw) {
     cJSON *e = extra_json ? cJSON_Parse(extra_json) : cJSON_CreateObject();
     if (!cJSON_IsObject(e)) { cJSON_Delete(e); return NULL; }
-    if (settings && !cJSON_GetObjectItemCaseSensitive(e, "settings") &&
-        !cJSON_AddItemToObject(e, "settings", cJSON_Duplicate(settings, 1))) {
+    if (io->settings && !cJSON_GetObjectItemCaseSensitive(e, "settings") &&
+        !cJSON_AddItemToObject(e, "settings", cJSON_Duplicate(io->settings, 1))) {
+        cJSON_Delete(e);
+        return NULL;
+    }
+    if (raw > 0 && !cJSON_GetObjectItemCaseSensitive(e, "raw_fp32_bytes") && !cJSON_AddNumberToObject(e, "raw_fp32_bytes", raw)) {
         cJSON_Delete(e);
         return NULL;
     }
@@ -290,13 +295,60 @@ static char *extra_with_settings(const char *extra_json, const cJSON *settings) 
     return out;
 }
 
+/* The parent checkpoint whose model the task continues (NULL: a new model). */
+static const char *model_parent(const rf_task_io *io) {
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(io->settings, "kind");
+    const rf_kind *d = cJSON_IsString(k) ? rf_kind_get(rf_kind_find(k->valuestring)) : NULL;
+    if (io->n_parents < 1) return NULL;
+    if (!d || !(d->flags & RF_KIND_STUDENT)) return io->parent_ckpts[0];
+    const cJSON *init = cJSON_GetObjectItemCaseSensitive(io->settings, "init");
+    return cJSON_IsString(init) && strcmp(init->valuestring, "parent") == 0 ? io->parent_ckpts[io->n_parents - 1] : NULL;
+}
+
+double rf_task_raw_fp32_bytes(const rf_task_io *io, const rf_model *m) {
+    double raw = (double)(m->n_params + m->n_buffers) * sizeof(float);
+    const char *par = model_parent(io);
+    rf_ckpt *c = NULL;
+    rf_ctx tmp;
+    rf_ctx_init(&tmp);
+    if (!par || rf_ckpt_read(&tmp, par, &c) != RF_OK) return raw;
+    cJSON *meta = cJSON_Parse(c->meta_json);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(meta, "extra"), "raw_fp32_bytes");
+    if (cJSON_IsNumber(v) && v->valuedouble > 0) raw = v->valuedouble;
+    cJSON_Delete(meta);
+    rf_ckpt_free(c);
+    return raw;
+}
+
+int rf_task_add_curve(cJSON *metrics, const rf_train_curve *c) {
+    cJSON_DeleteItemFromObjectCaseSensitive(metrics, "curve");
+    cJSON *a = cJSON_AddArrayToObject(metrics, "curve");
+    for (int i = 0; a && c && i < c->n; i++) {
+        const rf_train_point *p = &c->v[i];
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(a, o)) { cJSON_Delete(o); return 0; }
+        if (!cJSON_AddNumberToObject(o, "step", (double)p->step) ||
+            !(isfinite(p->train_loss) ? cJSON_AddNumberToObject(o, "train_loss", p->train_loss) : cJSON_AddNullToObject(o, "train_loss")) ||
+            !cJSON_AddNumberToObject(o, "val_accuracy", p->val_accuracy) ||
+            !(isfinite(p->val_loss) ? cJSON_AddNumberToObject(o, "val_loss", p->val_loss) : cJSON_AddNullToObject(o, "val_loss")))
+            return 0;
+    }
+    return a != NULL;
+}
+
+rf_status rf_task_evaluate_both(rf_ctx *ctx, const rf_task_io *io, rf_model *m, double *test_acc, double *val_acc) {
+    double loss;
+    RF_TRY(evaluate_split(ctx, io, m, io->test, test_acc, &loss, NULL));
+    return evaluate_split(ctx, io, m, io->val, val_acc, &loss, NULL);
+}
+
 /* Saves m with metadata `extra` to path and adds the common metrics. Every
  * accuracy names its split: accuracy / loss are the test split's (the
  * final model; test_accuracy / test_loss say so explicitly), val_accuracy /
  * val_loss the validation split's (-1 / null without one). Neither is ever
  * used to choose anything here. */
 static rf_status finish_impl(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const char *extra, const char *path,
-                             cJSON *metrics) {
+                             double raw, cJSON *metrics) {
     rf_model_apply_masks(m);
     RF_TRY(rf_model_save(ctx, m, extra, path));
     for (size_t i = 0; i < sizeof common_keys / sizeof common_keys[0]; i++)
@@ -323,10 +375,10 @@ static rf_status finish_impl(rf_ctx *ctx, const rf_task_io *io, rf_model *m, con
     size_t dense = 0;
     RF_TRY(dense_bytes(ctx, m, extra, &dense));
     /* compression_ratio follows Deep Compression (Han et al. 2016): the dense
-     * fp32 model (4 bytes a parameter or buffer) over the bytes on disk.
-     * dense_bytes is this model's weights written by raffle with dense
-     * storage; its zeros compress, so it is not the baseline. */
-    double raw = (double)(m->n_params + m->n_buffers) * sizeof(float);
+     * fp32 model (4 bytes a parameter or buffer) at the root of the chain
+     * (rf_task_raw_fp32_bytes) over the bytes on disk. dense_bytes is this
+     * model's weights written by raffle with dense storage; its zeros
+     * compress, so it is not the baseline. */
     if (!cJSON_AddNumberToObject(metrics, "bytes", (double)st.st_size) ||
         !cJSON_AddNumberToObject(metrics, "dense_bytes", (double)dense) ||
         !cJSON_AddNumberToObject(metrics, "raw_fp32_bytes", raw) ||
@@ -341,9 +393,10 @@ rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const c
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/model.rckpt", io->out_dir) >= sizeof path)
         return rf_error(ctx, RF_ERR_INVALID, "finish: output directory path too long");
-    char *extra = extra_with_settings(extra_json, io->settings);
+    double raw = rf_task_raw_fp32_bytes(io, m);
+    char *extra = rf_task_ckpt_meta(extra_json, io, raw);
     if (!extra) return rf_error(ctx, RF_ERR_INVALID, "finish: checkpoint metadata must be a JSON object (or out of memory)");
-    rf_status s = finish_impl(ctx, io, m, extra, path, metrics);
+    rf_status s = finish_impl(ctx, io, m, extra, path, raw, metrics);
     cJSON_free(extra);
     return s;
 }

@@ -22,6 +22,7 @@ static const rf_kind *const kinds[] = {
     [RF_JOB_OFA_QAT] = &rf_kind_ofa_qat,
     [RF_JOB_NOOP] = &rf_kind_noop,
     [RF_JOB_FAIL] = &rf_kind_fail,
+    [RF_JOB_GMP] = &rf_kind_gmp,
 };
 _Static_assert(sizeof kinds / sizeof kinds[0] == RF_JOB_KIND_COUNT_, "every rf_job_kind needs its descriptor here");
 

@@ -16,6 +16,7 @@ struct rf_plan {
     int32_t     *ht;  size_t htcap;    /* open addressing on id; -1 empty */
     int          n_dedup;
     uint32_t     exp;
+    int32_t     *rec; int nrec, caprec;   /* indices returned since rf_plan_set_experiment */
     rf_inputs   *inputs;               /* borrowed; NULL: ids without file contents */
 };
 
@@ -33,12 +34,31 @@ rf_plan *rf_plan_new(rf_ctx *ctx) {
 
 void rf_plan_free(rf_plan *p) {
     if (!p) return;
-    rf_free(p->t); rf_free(p->par); rf_free(p->str); rf_free(p->ht);
+    rf_free(p->t); rf_free(p->par); rf_free(p->str); rf_free(p->ht); rf_free(p->rec);
     rf_free(p);
 }
 
 rf_ctx *rf_plan_ctx(rf_plan *p) { return p->ctx; }
-void rf_plan_set_experiment(rf_plan *p, uint32_t exp) { p->exp = exp; }
+void rf_plan_set_experiment(rf_plan *p, uint32_t exp) { p->exp = exp; p->nrec = 0; }
+
+int rf_plan_recorded(const rf_plan *p, const int32_t **idx) { *idx = p->rec; return p->nrec; }
+const rf_job_task *rf_plan_task(const rf_plan *p, int32_t i) { return &p->t[i]; }
+int rf_plan_count(const rf_plan *p) { return p->n; }
+const int32_t *rf_plan_parents(const rf_plan *p, int32_t i) { return p->par + p->t[i].parent_off; }
+const char *rf_plan_task_settings(const rf_plan *p, int32_t i) { return p->str + p->t[i].settings_off; }
+
+/* Notes index i as added by the current experiment; -1 out of memory. */
+static int32_t record(rf_plan *p, int32_t i) {
+    if (p->nrec == p->caprec) {
+        int cap = p->caprec ? p->caprec * 2 : 64;
+        int32_t *r = rf_realloc(p->rec, (size_t)cap * sizeof *r);
+        if (!r) { rf_error(p->ctx, RF_ERR_NOMEM, "out of memory"); return -1; }
+        p->rec = r; p->caprec = cap;
+    }
+    p->rec[p->nrec++] = i;
+    return i;
+}
+
 void rf_plan_set_inputs(rf_plan *p, rf_inputs *in) { p->inputs = in; }
 
 int rf_plan_id_tag(int ckpt_version, int engine_version, char *buf, size_t n) {
@@ -128,7 +148,7 @@ int32_t rf_plan_add(rf_plan *b, int kind, cJSON *settings, const int32_t *parent
         h = rf_hash64(buf, 17, h);
     }
     int found = rf_plan_index_find(b->ht, b->htcap, b->t, h);
-    if (found >= 0) { free(s); b->n_dedup++; return found; }
+    if (found >= 0) { free(s); b->n_dedup++; return record(b, found); }
     if ((size_t)b->n >= rf_ctx_task_cap(b->ctx)) {
         free(s);
         rf_error(b->ctx, RF_ERR_JOB, TASK_CAP_MSG, rf_ctx_task_cap(b->ctx), RF_TASK_CAP_MAX);
@@ -170,7 +190,7 @@ int32_t rf_plan_add(rf_plan *b, int kind, cJSON *settings, const int32_t *parent
     size_t slot = slot_of(h, b->htcap);
     while (b->ht[slot] >= 0) slot = (slot + 1) & (b->htcap - 1);
     b->ht[slot] = b->n;
-    return b->n++;
+    return record(b, b->n++);
 }
 
 /* ---- helpers of the expansions ---------------------------------------------- */
@@ -214,6 +234,10 @@ int rf_plan_copy_keys(cJSON *dst, const cJSON *src, const char *const *keys) {
 int32_t rf_plan_dense(rf_plan *p, const rf_point *pt, const char *data, const cJSON *model, const cJSON *train) {
     return rf_plan_add(p, RF_JOB_TRAIN, rf_plan_settings(pt, data, model, train), NULL, 0,
                        rf_plan_train_cost(train, data, model));
+}
+
+int32_t rf_plan_start(rf_plan *p, const rf_point *pt, const cJSON *train) {
+    return pt->from >= 0 ? pt->from : rf_plan_dense(p, pt, pt->data, pt->model, train);
 }
 
 /* ---- cost model ---------------------------------------------------------------- */

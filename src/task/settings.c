@@ -279,6 +279,21 @@ static rf_status check_scalar(rf_ctx *ctx, const rf_setting *f, const cJSON *v, 
             if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble <= 1))
                 return rf_settings_error(ctx, path, "\"%s\": expected a rate in [0, 1]", e->string);
         return RF_OK;
+    case RF_SET_KEYS:
+        if (!cJSON_IsString(v) || !v->valuestring[0])
+            return rf_settings_error(ctx, path, "expected a setting name, got %s", rf_json_type_word(v));
+        return RF_OK;
+    case RF_SET_WHERE:
+        if (!cJSON_IsObject(v)) return rf_settings_error(ctx, path, "expected an object {setting: value or list}, got %s", rf_json_type_word(v));
+        for (const cJSON *e = v->child; e; e = e->next) {
+            const cJSON *x = cJSON_IsArray(e) ? e->child : e;
+            if (cJSON_IsArray(e) && !x) return rf_settings_error(ctx, path, "\"%s\": empty list matches nothing", e->string);
+            for (; x; x = cJSON_IsArray(e) ? x->next : NULL)
+                if (!(cJSON_IsString(x) || cJSON_IsNumber(x) || cJSON_IsBool(x)))
+                    return rf_settings_error(ctx, path, "\"%s\": expected a string, number or boolean (or a list of them), got %s",
+                                             e->string, rf_json_type_word(x));
+        }
+        return RF_OK;
     case RF_SET_INTMAP:
         if (!cJSON_IsObject(v)) return rf_settings_error(ctx, path, "expected an object {pattern: integer}, got %s", rf_json_type_word(v));
         for (const cJSON *e = v->child; e; e = e->next) {
@@ -319,7 +334,7 @@ static rf_status check_value(rf_ctx *ctx, const rf_setting *f, const cJSON *v, c
 
 rf_status rf_setting_check(rf_ctx *ctx, const rf_setting *f, const cJSON *v, const char *path, int in_grid) {
     char p[512];
-    if (f->type == RF_SET_LIST) {
+    if (f->type == RF_SET_LIST || f->type == RF_SET_KEYS) {
         if (!cJSON_IsArray(v)) return rf_settings_error(ctx, path, "expected a list of strings, got %s", rf_json_type_word(v));
         int i = 0;
         for (const cJSON *e = v->child; e; e = e->next, i++) {
@@ -477,6 +492,8 @@ static const char *const type_names[RF_SET_TYPE_COUNT_] = {
     [RF_SET_BOOL] = "boolean", [RF_SET_DATA] = "dataset", [RF_SET_MODEL] = "model", [RF_SET_LIST] = "list",
     [RF_SET_OBJ] = "object", [RF_SET_OBJLIST] = "list of objects", [RF_SET_ENGINE] = "engine object",
     [RF_SET_RATES] = "object {glob: rate}", [RF_SET_INTMAP] = "object {pattern: integer}",
+    [RF_SET_KEYS] = "list of setting names",
+    [RF_SET_WHERE] = "object {setting: value or list}",
     [RF_SET_FILE] = "file or URL#sha256=HEX",
 };
 

@@ -19,6 +19,7 @@
 #define KEY_ALPHA(grid) {.key = "alpha", .type = RF_SET_NUM, .flags = (grid), .lo = 0, .hi = 1, .def = "0.9", \
     .doc = "weight of the T²-scaled soft loss; 1 − alpha on the hard labels"}
 
+static const char *const init_values[] = {"parent", NULL};
 static const rf_setting distill_keys[] = {
     KEY_TEMPERATURE(0),
     KEY_ALPHA(0),
@@ -29,6 +30,8 @@ static const rf_setting distill_keys[] = {
     {.key = "proj_lr", .type = RF_SET_NUM, .flags = RF_SF_OPTIONAL, .lo = 0, .hi = 10, .def = "0.001",
      .doc = "Adam learning rate of the hidden-state projections"},
     RF_KEY_TEACHER_CACHE,
+    {.key = "init", .type = RF_SET_ENUM, .flags = RF_SF_OPTIONAL | RF_SF_NOCLI, .choices = init_values,
+     .doc = "\"parent\": the student is the last parent's model (weights and mask kept; a pipeline stage), not a fresh `model`"},
     {.key = "teacher_ckpt", .type = RF_SET_FILE, .flags = RF_SF_OPTIONAL | RF_SF_NOCLI,
      .doc = "a teacher checkpoint to distill from besides the parents (a file, or URL#sha256=HEX fetched into the download cache)"},
     RF_SETTINGS_END
@@ -84,13 +87,18 @@ static rf_status ensemble_accuracy(rf_ctx *ctx, rf_teacher *t, const rf_dataset 
 rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     const double t0 = rf_now();
     if (!io->train) return rf_error(ctx, RF_ERR_INVALID, "distill: no training data");
-    /* the teachers: the parents' checkpoints, then teacher_ckpt (a file or
-     * a pinned URL's cached copy: issue 19, teachers by URL) */
+    RF_TRY(rf_kind_check(ctx, &rf_kind_distill, io->settings, "settings"));
+    const cJSON *iv = cJSON_GetObjectItemCaseSensitive(io->settings, "init");
+    /* init "parent": the last parent is the student (a pruned model keeps
+     * its mask through training: rf_train re-applies it after each step) */
+    const int from_parent = cJSON_IsString(iv) && strcmp(iv->valuestring, "parent") == 0;
+    /* the teachers: the parents' checkpoints (but the student's), then
+     * teacher_ckpt (a file or a pinned URL's cached copy: issue 19) */
     const cJSON *tc = cJSON_GetObjectItemCaseSensitive(io->settings, "teacher_ckpt");
     char tpath[4096];
     const char *teachers[17];
     int nt = 0;
-    for (int i = 0; i < io->n_parents && nt < 16; i++) teachers[nt++] = io->parent_ckpts[i];
+    for (int i = 0; i < io->n_parents - from_parent && nt < 16; i++) teachers[nt++] = io->parent_ckpts[i];
     if (cJSON_IsString(tc)) {
         const char *f = tc->valuestring;
         if (rf_data_is_pinned(f, strlen(f))) RF_TRY(rf_data_pinned_path(ctx, f, strlen(f), tpath, sizeof tpath));
@@ -98,9 +106,9 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
         teachers[nt++] = tpath;
     }
     if (nt < 1) return rf_error(ctx, RF_ERR_INVALID, "distill: needs a teacher: a parent checkpoint or teacher_ckpt");
+    if (from_parent && io->n_parents < 1) return rf_error(ctx, RF_ERR_INVALID, "distill: init \"parent\" needs the student as the last parent");
     const cJSON *mv = cJSON_GetObjectItemCaseSensitive(io->settings, "model");
-    if (!cJSON_IsString(mv)) return rf_error(ctx, RF_ERR_INVALID, "distill: settings have no \"model\" (the student)");
-    RF_TRY(rf_kind_check(ctx, &rf_kind_distill, io->settings, "settings"));
+    if (!from_parent && !cJSON_IsString(mv)) return rf_error(ctx, RF_ERR_INVALID, "distill: settings have no \"model\" (the student)");
     rf_train_cfg cfg;
     RF_TRY(rf_task_train_cfg_io(ctx, io, 100, &cfg));
     rf_distill_cfg dc;
@@ -115,9 +123,12 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     double teacher_acc = -1.0;
     rf_train_result r;
     memset(&r, 0, sizeof r);
+    rf_train_curve curve = {0};
+    cfg.curve = &curve;
     rf_status s = rf_teacher_load(ctx, teachers, nt, &t);
-    if (s == RF_OK) s = rf_model_create_for_data(ctx, mv->valuestring, io->train, &m);
-    if (s == RF_OK) s = rf_model_init(ctx, m, cfg.seed);
+    if (s == RF_OK && from_parent) s = rf_task_open_model(ctx, "distill", io->parent_ckpts[io->n_parents - 1], io->settings, io->train, cfg.seed, &m);
+    if (s == RF_OK && !from_parent) s = rf_model_create_for_data(ctx, mv->valuestring, io->train, &m);
+    if (s == RF_OK && !from_parent) s = rf_model_init(ctx, m, cfg.seed);
     if (s == RF_OK && hidden) s = rf_distill_pairs_default(ctx, m, rf_teacher_model(t, 0), &dc);
     /* Hidden-state pairs run the teacher on every batch anyway; without them
      * the cached logits replace every teacher forward of the run. */
@@ -142,12 +153,13 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
             !cJSON_AddNumberToObject(metrics, "temperature", dc.T) ||
             !cJSON_AddNumberToObject(metrics, "alpha", dc.alpha) ||
             !cJSON_AddNumberToObject(metrics, "hidden_pairs", dc.n_pairs) ||
-            !rf_task_add_selection(&r, metrics) ||
+            !rf_task_add_selection(&r, metrics) || !rf_task_add_curve(metrics, &curve) ||
             !cJSON_AddNumberToObject(metrics, "steps", (double)r.steps) ||
             !cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0))
             s = rf_error(ctx, RF_ERR_NOMEM, "distill: metrics");
     }
     cJSON_free(extra);
+    rf_free(curve.v);
     rf_model_free(m);
     rf_teacher_free(t);
     return s;
@@ -165,14 +177,23 @@ static int expand_distill(rf_plan *p, const rf_point *pt) {
                  "or \"url\" with \"sha256\"");
         return -1;
     }
-    int32_t teacher = -1;
+    /* a teacher trained here may be an ensemble: trained from seeds seed,
+     * seed + 1, ... (Hinton et al. 2015 §3 average the ensemble's logits);
+     * parents in seed order, then the student when the stage starts from
+     * an earlier experiment ("from") */
+    enum { MAX_TEACHERS = 15 };
+    int n_t = tm ? (int)rf_plan_num(pt->x, "teachers") : 0, np = 0;
+    int32_t par[MAX_TEACHERS + 1];
     char ck[4096] = "";
     if (tm) {
         cJSON *ttrain = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(t, "train"));
         if (!ttrain) return rf_plan_nomem(p, NULL);
-        teacher = rf_plan_dense(p, pt, pt->data, tm, ttrain);
+        for (int k = 0; k < n_t && k < MAX_TEACHERS; k++) {
+            rf_point tp = *pt;
+            tp.seed = pt->seed + k;
+            if ((par[np++] = rf_plan_dense(p, &tp, pt->data, tm, ttrain)) < 0) { cJSON_Delete(ttrain); return -1; }
+        }
         cJSON_Delete(ttrain);
-        if (teacher < 0) return -1;
     } else if (tck) {
         snprintf(ck, sizeof ck, "%s", tck->valuestring);
     } else if (snprintf(ck, sizeof ck, "%s#sha256=%s", tu->valuestring, th->valuestring) >= (int)sizeof ck) {
@@ -180,13 +201,22 @@ static int expand_distill(rf_plan *p, const rf_point *pt) {
         return -1;
     }
     cJSON *s = rf_plan_settings(pt, pt->data, pt->model, pt->train);
-    static const char *const keys[] = {"temperature", "alpha", NULL};
+    static const char *const keys[] = {"temperature", "alpha", "hidden", "hidden_weight", NULL};
     if (!s || !rf_plan_copy_keys(s, pt->x, keys) || (ck[0] && !cJSON_AddStringToObject(s, "teacher_ckpt", ck)))
         return rf_plan_nomem(p, s);
+    /* defaults stay out of the settings, so ids published before these keys hold */
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "hidden"))) {
+        cJSON_DeleteItemFromObjectCaseSensitive(s, "hidden");
+        cJSON_DeleteItemFromObjectCaseSensitive(s, "hidden_weight");
+    }
+    if (pt->from >= 0) {
+        if (!cJSON_AddStringToObject(s, "init", "parent")) return rf_plan_nomem(p, s);
+        par[np++] = pt->from;
+    }
     /* distillation runs the teacher forward on every batch as well */
-    double cost = rf_plan_train_cost(pt->train, pt->data, pt->model) * 1.5;
-    if (rf_plan_add(p, RF_JOB_DISTILL, s, teacher >= 0 ? &teacher : NULL, teacher >= 0, cost) < 0) return -1;
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt->x, "baseline")) &&
+    double cost = rf_plan_train_cost(pt->train, pt->data, pt->model) * (1.0 + 0.5 * (n_t > 0 ? n_t : 1));
+    if (rf_plan_add(p, RF_JOB_DISTILL, s, np ? par : NULL, np, cost) < 0) return -1;
+    if (pt->from < 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt->x, "baseline")) &&
         rf_plan_dense(p, pt, pt->data, pt->model, pt->train) < 0)
         return -1;
     return 0;
@@ -205,15 +235,21 @@ static const rf_setting distill_exp_keys[] = {
      .doc = "`{\"model\": ..., \"train\": {...}}`: the teacher, trained with the experiment's `train` overlaid by `teacher.train`; or `{\"checkpoint\": FILE}`, or `{\"url\": ..., \"sha256\": ...}`: a trained one"},
     KEY_TEMPERATURE(RF_SF_GRID),
     KEY_ALPHA(RF_SF_GRID),
-    {.key = "baseline", .type = RF_SET_BOOL, .def = "true", .doc = "also train the student alone"},
+    {.key = "baseline", .type = RF_SET_BOOL, .def = "true", .doc = "also train the student alone (not with `from`: the student is then the earlier stage's model)"},
+    {.key = "teachers", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 1, .hi = 15, .def = "1",
+     .doc = "an ensemble of N teachers trained from seeds seed … seed + N − 1 (mean logits)"},
+    {.key = "hidden", .type = RF_SET_BOOL, .flags = RF_SF_GRID, .def = "false",
+     .doc = "also distill hidden states (transformer block outputs, MSE through a learned projection)"},
+    {.key = "hidden_weight", .type = RF_SET_NUM, .flags = RF_SF_GRID, .lo = 0, .hi = 1e6, .def = "1",
+     .doc = "weight β of the hidden-state term"},
     RF_SETTINGS_END
 };
 
 const rf_kind rf_kind_distill = {
     .name = "distill", .summary = "train a student on a teacher's soft targets (knowledge distillation)",
-    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_CKPT,
+    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_CKPT | RF_KIND_FROM | RF_KIND_STUDENT,
     .keys = distill_keys, .min_parents = 0, .max_parents = 16,
-    .parents_doc = "the teacher checkpoint(s); several: an ensemble (mean logits); none: `teacher_ckpt`",
+    .parents_doc = "the teacher checkpoint(s); several: an ensemble (mean logits); none: `teacher_ckpt`; with `init` \"parent\", the student last",
     .run = rf_task_distill,
     .experiment = "distill", .exp_keys = distill_exp_keys,
     .exp_doc = "teacher `train` → `distill` student; with `baseline`, also the student model trained alone (same settings, no teacher)",

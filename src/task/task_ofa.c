@@ -294,7 +294,7 @@ const rf_kind rf_kind_ofa_transfer = {
 };
 const rf_kind rf_kind_ofa_qat = {
     .name = "ofa-qat", .summary = "Prune Once For All: QAT int8 with the sparsity pattern locked",
-    .flags = OFA_FLAGS, .keys = qat_keys, .min_parents = 1, .max_parents = 2,
+    .flags = OFA_FLAGS | RF_KIND_INT8, .keys = qat_keys, .min_parents = 1, .max_parents = 2,
     .parents_doc = "the model to quantize, then (optional) a teacher to keep distilling from",
     .run = rf_task_ofa_qat, .plot = RF_PLOT_QUANT,
 };

@@ -209,7 +209,14 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (s == RF_OK && slices) s = slice_pruned(ctx, io, &m, sliced);
     rf_train_result res;
     memset(&res, 0, sizeof res);
-    if (s == RF_OK && (tc.epochs > 0 || tc.iterations > 0))
+    /* the accuracy right after pruning (ShrinkBench reports both): the
+     * same evaluation rf_task_finish runs, before fine-tuning changes it */
+    const int finetunes = tc.epochs > 0 || tc.iterations > 0;
+    double acc0 = -1.0, vacc0 = -1.0;
+    rf_train_curve curve = {0};
+    tc.curve = &curve;
+    if (s == RF_OK && finetunes) s = rf_task_evaluate_both(ctx, io, m, &acc0, &vacc0);
+    if (s == RF_OK && finetunes)
         s = rf_task_train_resumable(ctx, io, m, io->train, io->test, &tc, NULL, NULL, &res);
     char extra[256];
     snprintf(extra, sizeof extra, "{\"kind\":\"prune\",\"method\":\"%s\",\"target_sparsity\":%.17g,\"scope\":\"%s\"}",
@@ -218,7 +225,15 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (s == RF_OK) s = rf_prune_report(ctx, m, metrics);
     if (s == RF_OK) {
         const cJSON *cl = cJSON_GetObjectItemCaseSensitive(pruned, "collapsed_layers");
+        if (!finetunes) {   /* nothing changed the model after pruning */
+            const cJSON *a = cJSON_GetObjectItemCaseSensitive(metrics, "test_accuracy"), *v = cJSON_GetObjectItemCaseSensitive(metrics, "val_accuracy");
+            acc0 = cJSON_IsNumber(a) ? a->valuedouble : -1.0;
+            vacc0 = cJSON_IsNumber(v) ? v->valuedouble : -1.0;
+        }
         int ok = cJSON_AddStringToObject(metrics, "method", rf_prune_method_name(cfg.method))
+              && cJSON_AddNumberToObject(metrics, "accuracy_before_finetune", acc0)
+              && cJSON_AddNumberToObject(metrics, "val_accuracy_before_finetune", vacc0)
+              && (!finetunes || rf_task_add_curve(metrics, &curve))
               && cJSON_AddNumberToObject(metrics, "target_sparsity", cfg.sparsity)
               && cJSON_AddNumberToObject(metrics, "prune_seconds", tp)
               && cJSON_AddItemToObject(metrics, "collapsed_at_prune", cJSON_Duplicate(cl, 1))
@@ -234,6 +249,7 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     }
     cJSON_Delete(pruned);
     cJSON_Delete(sliced);
+    rf_free(curve.v);
     rf_model_free(m);
     rf_free(owned);
     if (s != RF_OK && ctx->err[0] && strncmp(ctx->err, "prune", 5) != 0) rf_error_prefix(ctx, "prune");
@@ -272,8 +288,13 @@ int32_t rf_prune_plan_task(rf_plan *p, const rf_point *pt, const cJSON *x) {
     int32_t par[1];
     int np = 0;
     if (check_prune_point(p, pt, x)) return -1;
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "at_init"))) {
-        if ((par[0] = rf_plan_dense(p, pt, pt->data, pt->model, pt->train)) < 0) return -1;
+    const int at_init = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "at_init"));
+    if (at_init && pt->from >= 0) {
+        rf_error(rf_plan_ctx(p), RF_ERR_JOB, "at_init: a stage with \"from\" prunes its parent's trained model, not an initialised one");
+        return -1;
+    }
+    if (!at_init) {
+        if ((par[0] = rf_plan_start(p, pt, pt->train)) < 0) return -1;
         np = 1;
     }
     cJSON *ft = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(x, "finetune"));
@@ -323,7 +344,7 @@ const rf_setting rf_prune_exp_keys[] = {
 
 const rf_kind rf_kind_prune = {
     .name = "prune", .summary = "one-shot pruning by any method of the method table (magnitude, snip, taylor, ...) + fine-tuning",
-    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_RESUMABLE | RF_KIND_CKPT,
+    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_RESUMABLE | RF_KIND_CKPT | RF_KIND_FROM,
     .keys = prune_keys, .train_omit = prune_train_omit,
     .min_parents = 0, .max_parents = 1,
     .parents_doc = "the trained model (none: prune the initialised `model`, pruning at initialisation)",

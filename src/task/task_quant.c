@@ -194,11 +194,25 @@ static rf_status replace_ckpt(rf_ctx *ctx, const rf_task_io *io, rf_ckpt *c, cJS
     return s == RF_OK ? set_ckpt_bytes(ctx, path, bytes, metrics) : s;
 }
 
+/* The quantized checkpoint's metadata: the kind's extra with the task's
+ * settings and the chain's raw fp32 size rf_task_finish used, so a later
+ * reader (and the ratio of anything after it) keeps the dense baseline.
+ * New string (cJSON_free). */
+static rf_status quant_meta(rf_ctx *ctx, const rf_task_io *io, const char *extra, const cJSON *metrics, char **out) {
+    const cJSON *raw = cJSON_GetObjectItemCaseSensitive(metrics, "raw_fp32_bytes");
+    *out = rf_task_ckpt_meta(extra, io, cJSON_IsNumber(raw) ? raw->valuedouble : 0.0);
+    return *out ? RF_OK : rf_error(ctx, RF_ERR_NOMEM, "quantize: checkpoint metadata");
+}
+
 rf_status rf_quant_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, const rf_quant *q,
                                const char *extra_json, cJSON *metrics) {
     RF_TRY(rf_task_finish(ctx, io, m, extra_json, metrics));
     rf_ckpt *c;
-    RF_TRY(rf_quant_to_ckpt(ctx, q, m, extra_json, &c));
+    char *meta;
+    RF_TRY(quant_meta(ctx, io, extra_json, metrics, &meta));
+    rf_status st = rf_quant_to_ckpt(ctx, q, m, meta, &c);
+    cJSON_free(meta);
+    RF_TRY(st);
     RF_TRY(replace_ckpt(ctx, io, c, metrics));
     int n4 = 0, n = rf_quant_n_layers(q);
     for (int i = 0; i < n; i++) n4 += rf_quant_layer((rf_quant *)q, i)->bits < 8;
@@ -345,7 +359,11 @@ static rf_status kmeans_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m, c
                                cJSON *metrics) {
     RF_TRY(rf_task_finish(ctx, io, m, extra, metrics));
     rf_ckpt *c;
-    RF_TRY(rf_share_to_ckpt(ctx, sh, m, extra, &c));
+    char *meta;
+    RF_TRY(quant_meta(ctx, io, extra, metrics, &meta));
+    rf_status st = rf_share_to_ckpt(ctx, sh, m, meta, &c);
+    cJSON_free(meta);
+    RF_TRY(st);
     RF_TRY(replace_ckpt(ctx, io, c, metrics));
     cJSON *wb = cJSON_CreateObject();
     int empty = 0, ok = wb != NULL;
@@ -449,7 +467,7 @@ rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
 static int expand_quantize(rf_plan *p, const rf_point *pt) {
     if (check_scheme(rf_plan_ctx(p), pt->x, "") != RF_OK) return -1;
     const cJSON *pr = cJSON_GetObjectItemCaseSensitive(pt->x, "prune");
-    int32_t parent = pr ? rf_prune_plan_task(p, pt, pr) : rf_plan_dense(p, pt, pt->data, pt->model, pt->train);
+    int32_t parent = pt->from >= 0 ? pt->from : pr ? rf_prune_plan_task(p, pt, pr) : rf_plan_dense(p, pt, pt->data, pt->model, pt->train);
     if (parent < 0) return -1;
     cJSON *s = rf_plan_settings(pt, pt->data, pt->model, NULL);
     static const char *const keys[] = {"mode", "calib", "calib_batches", "scheme", "bits", "group_size", "group_mode",
@@ -501,7 +519,7 @@ static const rf_setting quant_exp_keys[] = {
 const rf_kind rf_kind_quantize = {
     .name = "quantize",
     .summary = "quantization: int8 or int4 (PTQ, QAT) or k-means weight sharing (+ centroid fine-tuning)",
-    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_CKPT,
+    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_CKPT | RF_KIND_FROM | RF_KIND_INT8,
     .keys = quant_keys, .train_when = "mode=qat", .min_parents = 1, .max_parents = 1,
     .parents_doc = "the float model",
     .run = rf_task_quantize,

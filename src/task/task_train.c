@@ -133,8 +133,62 @@ static rf_status restore_aux(rf_ctx *ctx, const rf_ckpt *c, const char *out_dir,
 /* A task id or settings hash as it goes into the metadata: 16 hex digits, or "". */
 static const char *hex16(const char *s) { return s && strlen(s) == 16 && strspn(s, "0123456789abcdef") == 16 ? s : ""; }
 
+/* The training curve so far into the metadata (optional keys: a state
+ * without them resumes with an empty curve): "curve" [[step, train_loss,
+ * val_accuracy, val_loss], ...] and "curve_pending" [sum, steps], numbers
+ * printed to round-trip exactly, so a resumed run's curve is the
+ * uninterrupted run's. Returns a new string (cJSON_free) or NULL. */
+static void put_num17(rf_buf *b, double x) {
+    if (isfinite(x)) rf_buf_printf(b, "%.17g", x);   /* cJSON's printer rounds: %.17g round-trips */
+    else rf_buf_printf(b, "null");
+}
+
+static char *meta_with_curve(const char *meta, const rf_train_curve *cv) {
+    size_t n = strlen(meta);
+    rf_buf b = {0};
+    rf_buf_printf(&b, "%.*s", (int)(n - 1), meta);   /* meta ends with its closing brace */
+    if (cv) {
+        rf_buf_printf(&b, ",\"curve\":[");
+        for (int i = 0; i < cv->n; i++) {
+            const rf_train_point *p = &cv->v[i];
+            rf_buf_printf(&b, "%s[%lld,", i ? "," : "", (long long)p->step);
+            put_num17(&b, p->train_loss); rf_buf_printf(&b, ",");
+            put_num17(&b, p->val_accuracy); rf_buf_printf(&b, ",");
+            put_num17(&b, p->val_loss); rf_buf_printf(&b, "]");
+        }
+        rf_buf_printf(&b, "],\"curve_pending\":[");
+        put_num17(&b, cv->pend_sum);
+        rf_buf_printf(&b, ",%lld]", (long long)cv->pend_n);
+    }
+    rf_buf_printf(&b, "}");
+    if (b.oom) { rf_buf_free(&b); return NULL; }
+    char *out = cJSON_malloc(b.n + 1);
+    if (out) memcpy(out, b.p, b.n + 1);
+    rf_buf_free(&b);
+    return out;
+}
+
+static rf_status load_curve(rf_ctx *ctx, const cJSON *meta, rf_train_curve *cv) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(meta, "curve"), *pa = cJSON_GetObjectItemCaseSensitive(meta, "curve_pending");
+    if (!cv || !cJSON_IsArray(a)) return RF_OK;
+    cv->n = 0;
+    for (const cJSON *r = a->child; r; r = r->next) {
+        if (!cJSON_IsArray(r) || cJSON_GetArraySize(r) != 4) return rf_error(ctx, RF_ERR_FORMAT, "resume state: a bad curve point");
+        double x[4];
+        for (int k = 0; k < 4; k++) {
+            const cJSON *e = cJSON_GetArrayItem(r, k);
+            x[k] = cJSON_IsNumber(e) ? e->valuedouble : NAN;
+        }
+        RF_TRY(rf_train_curve_push(ctx, cv, (rf_train_point){(int64_t)x[0], x[1], x[2], x[3]}));
+    }
+    const cJSON *ps = cJSON_GetArrayItem(pa, 0), *pn = cJSON_GetArrayItem(pa, 1);
+    cv->pend_sum = cJSON_IsNumber(ps) ? ps->valuedouble : 0.0;
+    cv->pend_n = cJSON_IsNumber(pn) ? (int64_t)pn->valuedouble : 0;
+    return RF_OK;
+}
+
 static rf_status resume_save(rf_ctx *ctx, const rf_task_io *io, const rf_model *m, const rf_optim *o,
-                             int64_t next_step, int64_t total_steps, const rf_train_best *b) {
+                             int64_t next_step, int64_t total_steps, const rf_train_best *b, const rf_train_curve *cv) {
     rf_ckpt *c = NULL;
     RF_TRY(rf_ckpt_new(ctx, &c));
     char meta[768], path[4200];
@@ -146,7 +200,9 @@ static rf_status resume_save(rf_ctx *ctx, const rf_task_io *io, const rf_model *
              (long long)o->t, m->n_params, b->val_accuracy, isfinite(b->val_loss) ? b->val_loss : -1.0,
              (long long)b->iteration);
     const char *out_dir = io->out_dir;
-    rf_status s = rf_ckpt_set_meta(ctx, c, meta);
+    char *full = meta_with_curve(meta, cv);
+    rf_status s = full ? rf_ckpt_set_meta(ctx, c, full) : rf_error(ctx, RF_ERR_NOMEM, "resume state: metadata");
+    cJSON_free(full);
     if (!s) s = add_block(ctx, c, "params", m->params, m->n_params);
     if (!s) s = add_block(ctx, c, "masks", m->masks, m->n_params);
     if (!s) s = add_block(ctx, c, "buffers", m->buffers, m->n_buffers);
@@ -197,7 +253,7 @@ static rf_status load_best(rf_ctx *ctx, const rf_ckpt *c, const cJSON *meta, con
 }
 
 static rf_status resume_load(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_optim *o, int64_t *step,
-                             rf_train_best *b) {
+                             rf_train_best *b, rf_train_curve *cv) {
     const char *path = io->resume_from;
     rf_ckpt *c = NULL;
     RF_TRY(rf_ckpt_read(ctx, path, &c));
@@ -224,6 +280,7 @@ static rf_status resume_load(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_
     if (!s) s = load_block(ctx, c, "optim.m", o->m, o->n, o->m != NULL);
     if (!s) s = load_block(ctx, c, "optim.v", o->v, o->n, o->v != NULL);
     if (!s) s = load_best(ctx, c, meta, m, b);
+    if (!s) s = load_curve(ctx, meta, cv);
     if (!s && io->out_dir) s = restore_aux(ctx, c, io->out_dir, io->resume_aux);
     if (!s) {
         *step = (int64_t)st->valuedouble;
@@ -247,6 +304,7 @@ typedef struct resumer {
     double      every, last;
     int64_t     total;
     const rf_train_best *best;   /* the run's selection state, updated by rf_train */
+    const rf_train_curve *curve; /* the run's curve (may be NULL), updated by rf_train */
 } resumer;
 
 static rf_status rs_before(void *ud, rf_model *m, int64_t step, int64_t total) {
@@ -269,7 +327,7 @@ static rf_status rs_after_step(void *ud, rf_model *m, int64_t step) {
     if (r->every > 0 && rf_now() - r->last >= r->every) {
         r->last = rf_now();
         /* the state after step `step`: a resumed run starts at step + 1 */
-        RF_TRY(resume_save(r->ctx, r->io, m, r->opt, step + 1, r->total, r->best));
+        RF_TRY(resume_save(r->ctx, r->io, m, r->opt, step + 1, r->total, r->best, r->curve));
     }
     return RF_OK;
 }
@@ -293,11 +351,11 @@ rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m
     rf_train_cfg c = *cfg;
     c.stop_flag = io->stop_flag;
     c.best = &best;   /* the selection state: carried over a preemption in resume.rckpt */
-    resumer r = {hooks, ctx, io, opt, io->resume_every_s, rf_now(), 0, &best};
+    resumer r = {hooks, ctx, io, opt, io->resume_every_s, rf_now(), 0, &best, cfg->curve};
     rf_status s = RF_OK;
     int64_t start = c.start_step;
     if (io->resume_from) {
-        s = resume_load(ctx, io, m, opt, &start, &best);
+        s = resume_load(ctx, io, m, opt, &start, &best, cfg->curve);
         if (!s && io->log) {
             char line[160];
             snprintf(line, sizeof line, "resuming from step %lld (%s)", (long long)start, RF_TASK_RESUME_FILE);
@@ -310,7 +368,7 @@ rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m
     if (!s) {
         res->steps += start;
         if (res->stopped) {
-            s = resume_save(ctx, io, m, opt, res->steps, r.total, &best);
+            s = resume_save(ctx, io, m, opt, res->steps, r.total, &best, cfg->curve);
             if (!s) s = rf_error(ctx, RF_ERR_PREEMPTED, "stopped on request after step %lld; state saved to %s",
                                  (long long)res->steps, RF_TASK_RESUME_FILE);
         }
@@ -336,6 +394,8 @@ rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     rf_model *m = NULL;
     RF_TRY(rf_task_open_model(ctx, "train", io->n_parents > 0 ? io->parent_ckpts[0] : NULL, io->settings, io->train, cfg.seed, &m));
     rf_train_result r;
+    rf_train_curve curve = {0};
+    cfg.curve = &curve;
     rf_status s = rf_task_train_resumable(ctx, io, m, io->train, io->test, &cfg, NULL, NULL, &r);
     if (s == RF_ERR_PREEMPTED) rf_error_prefix(ctx, "train");
     char *extra = NULL;
@@ -343,7 +403,7 @@ rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (s == RF_OK) s = rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) {
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
-        if (!rf_task_add_selection(&r, metrics) ||
+        if (!rf_task_add_selection(&r, metrics) || !rf_task_add_curve(metrics, &curve) ||
             !cJSON_AddNumberToObject(metrics, "steps", (double)r.steps) ||
             !cJSON_AddNumberToObject(metrics, "train_loss", r.train_loss) ||
             !cJSON_AddNumberToObject(metrics, "samples_per_s", r.samples_per_s) ||
@@ -354,14 +414,20 @@ rf_status rf_task_train(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
             s = rf_error(ctx, RF_ERR_NOMEM, "train: cannot build metrics");
     }
     cJSON_free(extra);
+    rf_free(curve.v);
     rf_model_free(m);
     return s;
 }
 
 /* ---- the descriptor ------------------------------------------------------------ */
 
+/* One dense training; a stage with "from" continues its parent's model
+ * (fine-tuning; a pruned parent keeps its mask). */
 static int expand_train(rf_plan *p, const rf_point *pt) {
-    return rf_plan_dense(p, pt, pt->data, pt->model, pt->train) < 0 ? -1 : 0;
+    if (pt->from < 0) return rf_plan_dense(p, pt, pt->data, pt->model, pt->train) < 0 ? -1 : 0;
+    cJSON *s = rf_plan_settings(pt, pt->data, pt->model, pt->train);
+    if (!s || !cJSON_AddStringToObject(s, "init", "parent")) return rf_plan_nomem(p, s);
+    return rf_plan_add(p, RF_JOB_TRAIN, s, &pt->from, 1, rf_plan_train_cost(pt->train, pt->data, pt->model)) < 0 ? -1 : 0;
 }
 
 static const char *label_train(const cJSON *settings, char *buf, size_t n) { return "dense"; }
@@ -376,7 +442,7 @@ static const rf_setting train_exp_keys[] = { RF_SETTINGS_END };
 
 const rf_kind rf_kind_train = {
     .name = "train", .summary = "train a model (preset or spec) on a dataset",
-    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_RESUMABLE | RF_KIND_CKPT,
+    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_RESUMABLE | RF_KIND_CKPT | RF_KIND_FROM,
     .keys = train_keys, .min_parents = 0, .max_parents = 1,
     .parents_doc = "optional: a checkpoint to continue training from (fine-tuning)",
     .run = rf_task_train,

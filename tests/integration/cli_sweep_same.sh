@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One kind, two front-ends, the same bytes: each of train, prune, distill
-# and quantize (int8; int4 groups; k-means sharing with centroid
+# One kind, two front-ends, the same bytes: each of train, prune, distill,
+# gmp and quantize (int8; int4 groups; k-means sharing with centroid
 # fine-tuning, mixed precision) is run once through its command (`raffle KIND`, no setting
 # given beyond what the kind requires) and once as a sweep of a job with
 # the same (default) settings, and the checkpoints must be byte-identical
@@ -24,7 +24,8 @@ cat > "$T/same.json" <<JOB
    {"kind": "quantize"},
    {"kind": "quantize", "name": "q4", "scheme": "int4", "group_size": 64, "layer_bits": {"fc3": 8}},
    {"kind": "quantize", "name": "km", "scheme": "kmeans", "bits": 5, "mode": "qat", "layer_bits": {"fc1": 3},
-    "qat_train": {"iterations": 3}}]}
+    "qat_train": {"iterations": 3}},
+   {"kind": "gmp", "sparsity": 0.5, "gradual": {"epochs": 1}}]}
 JOB
 "$RAFFLE" sweep --quiet --store "$T/s" "$T/same.json" || { echo "FAIL: the sweep"; exit 1; }
 c=$T/cli
@@ -39,8 +40,10 @@ c=$T/cli
   --layer-bits fc3=8 --out "$c/q4" >/dev/null || { echo "FAIL: raffle quantize --scheme int4"; exit 1; }
 "$RAFFLE" quantize --ckpt "$c/train/model.rckpt" --data "$D" --model "$M" --scheme kmeans --bits 5 --mode qat \
   --iterations 3 --layer-bits fc1=3 --out "$c/km" --log-every -1 >/dev/null || { echo "FAIL: raffle quantize --scheme kmeans"; exit 1; }
+"$RAFFLE" gmp --parent "$c/train/model.rckpt" --data "$D" --model "$M" --sparsity 0.5 --epochs 1 --out "$c/gmp" \
+  --log-every -1 >/dev/null || { echo "FAIL: raffle gmp"; exit 1; }
 fail=0
-for k in train prune distill quantize q4 km; do
+for k in train prune distill quantize q4 km gmp; do
   # the three quantize experiments: told apart by their scheme
   case $k in
     quantize) sel='.kind == "quantize" and (.settings.scheme == null)' ;;

@@ -12,6 +12,7 @@
 #include "raffle/engine.h"
 #include "raffle/gemm.h"
 #include "raffle/kernels.h"
+#include "raffle/ckpt.h"
 
 static cJSON *settings_of(const char *json) {
     cJSON *s = cJSON_Parse(json);
@@ -452,4 +453,150 @@ Test(task, predictions_read_back_match_the_accuracy) {
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* compression_ratio on a pruned + int8 chain (issue 23): every stage's ratio
+ * is the raw fp32 bytes of the chain's dense model (4 bytes a parameter or
+ * buffer, counted here from the architecture) over its own file's bytes,
+ * so the int8 model of a 90%-pruned one is compared with the dense fp32
+ * model, not with a compressed file of itself; its mask is kept; the prune
+ * stage records the accuracy before fine-tuning and its training curve. */
+Test(task, compression_ratio_through_a_pruned_int8_chain) {
+    char d0[] = "/tmp/raffle_ch0_XXXXXX", d1[] = "/tmp/raffle_ch1_XXXXXX", d2[] = "/tmp/raffle_ch2_XXXXXX";
+    cr_assert_not_null(mkdtemp(d0)); cr_assert_not_null(mkdtemp(d1)); cr_assert_not_null(mkdtemp(d2));
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    char p0[300], p1[300], p2[300];
+    snprintf(p0, sizeof p0, "%s/model.rckpt", d0);
+    snprintf(p1, sizeof p1, "%s/model.rckpt", d1);
+    snprintf(p2, sizeof p2, "%s/model.rckpt", d2);
+    const double raw = (784.0 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10) * 4;
+    cJSON *m0 = cJSON_CreateObject(), *m1 = cJSON_CreateObject(), *m2 = cJSON_CreateObject();
+    cr_assert_eq(run_task("{\"kind\":\"train\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"iterations\":20,"
+                          "\"batch\":32,\"validation\":100,\"eval_every\":10}", d0, m0, &ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(num(m0, "raw_fp32_bytes"), raw);
+    cJSON *s1 = settings_of("{\"kind\":\"prune\",\"data\":\"synthetic:512\",\"method\":\"magnitude\",\"sparsity\":0.9,"
+                            "\"finetune_iterations\":20,\"batch\":32,\"validation\":100,\"eval_every\":10}");
+    const char *par1[1] = {p0};
+    rf_task_io io1 = {.settings = s1, .out_dir = d1, .n_parents = 1, .parent_ckpts = par1};
+    cr_assert_eq(rf_task_run(&ctx, &io1, m1), RF_OK, "%s", rf_ctx_error(&ctx));
+    cJSON *s2 = settings_of("{\"kind\":\"quantize\",\"data\":\"synthetic:512\",\"mode\":\"ptq\",\"validation\":100}");
+    const char *par2[1] = {p1};
+    rf_task_io io2 = {.settings = s2, .out_dir = d2, .n_parents = 1, .parent_ckpts = par2};
+    cr_assert_eq(rf_task_run(&ctx, &io2, m2), RF_OK, "%s", rf_ctx_error(&ctx));
+    struct stat st1, st2;
+    cr_assert_eq(stat(p1, &st1), 0);
+    cr_assert_eq(stat(p2, &st2), 0);
+    cr_assert_eq(num(m1, "raw_fp32_bytes"), raw);
+    cr_assert_eq(num(m2, "raw_fp32_bytes"), raw, "the int8 stage keeps the dense baseline");
+    cr_assert_eq(num(m2, "bytes"), (double)st2.st_size);
+    cr_assert_float_eq(num(m1, "compression_ratio"), raw / (double)st1.st_size, 1e-12);
+    cr_assert_float_eq(num(m2, "compression_ratio"), raw / (double)st2.st_size, 1e-12);
+    /* 10% of the weights at 1 byte plus their positions: well past 4x the
+     * dense fp32 model and past the fp32 pruned file */
+    cr_assert_gt(num(m2, "compression_ratio"), 15.0, "ratio %g", num(m2, "compression_ratio"));
+    cr_assert_gt(num(m2, "compression_ratio"), 2.0 * num(m1, "compression_ratio"));
+    cr_assert_float_eq(num(m2, "sparsity"), num(m1, "sparsity"), 1e-3, "PTQ keeps the mask");
+    /* the int8 file records the baseline for a later stage too */
+    rf_ckpt *c = NULL;
+    cr_assert_eq(rf_ckpt_read(&ctx, p2, &c), RF_OK);
+    cJSON *meta = cJSON_Parse(c->meta_json);
+    cr_assert_eq(num(cJSON_GetObjectItemCaseSensitive(meta, "extra"), "raw_fp32_bytes"), raw);
+    cJSON_Delete(meta);
+    rf_ckpt_free(c);
+    /* accuracy before fine-tuning and the fine-tuning curve: points at steps 10 and 20 */
+    double a0 = num(m1, "accuracy_before_finetune");
+    cr_assert(a0 >= 0 && a0 <= 1);
+    (void)num(m1, "val_accuracy_before_finetune");
+    const cJSON *curve = cJSON_GetObjectItemCaseSensitive(m1, "curve");
+    cr_assert_eq(cJSON_GetArraySize(curve), 2);
+    cr_assert_eq(num(cJSON_GetArrayItem(curve, 0), "step"), 10);
+    cr_assert_eq(num(cJSON_GetArrayItem(curve, 1), "step"), 20);
+    cr_assert_float_eq(num(cJSON_GetArrayItem(curve, 1), "val_accuracy"), num(m1, "val_accuracy"), 1e-12,
+                       "the last point is the final model's validation accuracy");
+    (void)num(cJSON_GetArrayItem(curve, 0), "train_loss");
+    cJSON_Delete(s1); cJSON_Delete(s2);
+    cJSON_Delete(m0); cJSON_Delete(m1); cJSON_Delete(m2);
+    unlink(p0); unlink(p1); unlink(p2);
+    char r[320];
+    snprintf(r, sizeof r, "%s/resume.rckpt", d0); unlink(r);
+    snprintf(r, sizeof r, "%s/resume.rckpt", d1); unlink(r);
+    rmdir(d0); rmdir(d1); rmdir(d2);
+}
+
+/* The "gmp" kind (Zhu & Gupta 2017): over 60 steps with the target reached
+ * at half the run and an update every 10%, the masks are recomputed at
+ * steps 0, 6, ..., 30 (six updates), the final sparsity of the eligible
+ * weights is the target (global magnitude: exact up to one weight), and the
+ * run after prune_end keeps the mask (fine-tuning) so the zeros stay. */
+Test(task, gmp_reaches_its_target_on_schedule) {
+    char dir[] = "/tmp/raffle_gmp_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cJSON *m = cJSON_CreateObject();
+    cr_assert_eq(run_task("{\"kind\":\"gmp\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"iterations\":60,"
+                          "\"batch\":32,\"sparsity\":0.8,\"prune_end\":0.5,\"prune_every\":0.1,\"validation\":100,"
+                          "\"eval_every\":20}", dir, m, &ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(num(m, "mask_updates"), 6);
+    cr_assert_eq(num(m, "prune_end_step"), 30);
+    cr_assert_eq(num(m, "steps"), 60);
+    const double prunable = 784.0 * 300 + 300 * 100 + 100 * 10;
+    cr_assert(fabs(num(m, "sparsity") - 0.8) <= 1.0 / prunable, "sparsity %.9f", num(m, "sparsity"));
+    cr_assert_eq(num(m, "target_sparsity"), 0.8);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(m, "curve")), 3, "evaluations at 20, 40, 60");
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(m, "method")->valuestring, "gmp");
+    /* a target the schedule cannot reach: refused by the settings table */
+    cJSON *bad = cJSON_CreateObject();
+    cr_assert_neq(run_task("{\"kind\":\"gmp\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"iterations\":6,"
+                           "\"sparsity\":1}", dir, bad, &ctx), RF_OK);
+    cJSON_Delete(bad);
+    cJSON_Delete(m);
+    char p[300];
+    snprintf(p, sizeof p, "%s/model.rckpt", dir); unlink(p);
+    snprintf(p, sizeof p, "%s/resume.rckpt", dir); unlink(p);
+    rmdir(dir);
+}
+
+/* prune -> distill (issue 23): the student is the pruned model (init
+ * "parent", the last parent; the teacher first) and keeps its mask through
+ * distillation: the same weights stay zero, the sparsity is the pruned one. */
+Test(task, distilled_student_keeps_its_mask) {
+    char d0[] = "/tmp/raffle_kd0_XXXXXX", d1[] = "/tmp/raffle_kd1_XXXXXX", d2[] = "/tmp/raffle_kd2_XXXXXX";
+    cr_assert_not_null(mkdtemp(d0)); cr_assert_not_null(mkdtemp(d1)); cr_assert_not_null(mkdtemp(d2));
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    char p0[300], p1[300], p2[300];
+    snprintf(p0, sizeof p0, "%s/model.rckpt", d0);
+    snprintf(p1, sizeof p1, "%s/model.rckpt", d1);
+    snprintf(p2, sizeof p2, "%s/model.rckpt", d2);
+    cJSON *m0 = cJSON_CreateObject(), *m1 = cJSON_CreateObject(), *m2 = cJSON_CreateObject();
+    cr_assert_eq(run_task("{\"kind\":\"train\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"iterations\":20,\"batch\":32}",
+                          d0, m0, &ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+    cJSON *s1 = settings_of("{\"kind\":\"prune\",\"data\":\"synthetic:512\",\"method\":\"magnitude\",\"sparsity\":0.8,"
+                            "\"finetune_iterations\":0,\"finetune_epochs\":0,\"batch\":32}");
+    const char *par1[1] = {p0};
+    rf_task_io io1 = {.settings = s1, .out_dir = d1, .n_parents = 1, .parent_ckpts = par1};
+    cr_assert_eq(rf_task_run(&ctx, &io1, m1), RF_OK, "%s", rf_ctx_error(&ctx));
+    cJSON *s2 = settings_of("{\"kind\":\"distill\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"init\":\"parent\","
+                            "\"iterations\":20,\"batch\":32}");
+    const char *par2[2] = {p0, p1};
+    rf_task_io io2 = {.settings = s2, .out_dir = d2, .n_parents = 2, .parent_ckpts = par2};
+    cr_assert_eq(rf_task_run(&ctx, &io2, m2), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(num(m2, "teachers"), 1, "the last parent is the student, not a teacher");
+    cr_assert_float_eq(num(m2, "sparsity"), num(m1, "sparsity"), 1e-12);
+    rf_model *a, *b;
+    cr_assert_eq(rf_model_load(&ctx, p1, &a), RF_OK);
+    cr_assert_eq(rf_model_load(&ctx, p2, &b), RF_OK);
+    size_t moved = 0;
+    for (size_t i = 0; i < a->n_params; i++) {
+        if (a->params[i] == 0.0f) cr_assert_eq(b->params[i], 0.0f, "pruned weight %zu revived", i);
+        moved += a->params[i] != b->params[i];
+    }
+    cr_assert_gt(moved, 0, "the student trained");
+    cr_assert_eq(num(m2, "raw_fp32_bytes"), num(m1, "raw_fp32_bytes"));
+    rf_model_free(a); rf_model_free(b);
+    cJSON_Delete(s1); cJSON_Delete(s2);
+    cJSON_Delete(m0); cJSON_Delete(m1); cJSON_Delete(m2);
+    unlink(p0); unlink(p1); unlink(p2);
+    char r[320];
+    snprintf(r, sizeof r, "%s/resume.rckpt", d0); unlink(r);
+    rmdir(d0); rmdir(d1); rmdir(d2);
 }

@@ -1,0 +1,327 @@
+/* Pipelines in job files (issue 23): "from" with the selectors all, where and
+ * best, the deferred expansion of best stages and the facts that resolve
+ * them, ids through the chain, and the refusal of impossible chains with the
+ * JSON path. The selection is checked against winners worked out by hand
+ * from the metrics the facts give. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "raffle/job.h"
+
+#define HEAD "{\"name\":\"p\",\"dataset\":\"synthetic:600:3\",\"model\":\"lenet-300-100\",\"train\":{\"epochs\":1},"
+#define PRUNE "{\"kind\":\"prune\",\"name\":\"prune\",\"method\":[\"magnitude\",\"snip\"],\"sparsity\":[0.5,0.9],\"seed\":[0,1]}"
+
+static rf_job *parse_ok(const char *txt, const rf_job_facts *f) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_job *j = NULL;
+    rf_status s = rf_job_parse_facts(&ctx, txt, strlen(txt), "t", NULL, f, &j);
+    cr_assert_eq(s, RF_OK, "%s", rf_ctx_error(&ctx));
+    return j;
+}
+
+static void reject(const char *txt, const char *want) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_job *j = NULL;
+    rf_status s = rf_job_parse(&ctx, txt, strlen(txt), "t", &j);
+    cr_assert_neq(s, RF_OK, "accepted: %s", txt);
+    cr_assert_null(j);
+    cr_assert(strstr(ctx.err, want) != NULL, "message \"%s\" lacks \"%s\"", ctx.err, want);
+}
+
+/* Tasks of experiment e (by the experiment that produced them) of kind k. */
+static int count(const rf_job *j, int e, int k) {
+    int n = 0;
+    for (int i = 0; i < j->n_tasks; i++) n += (int)j->tasks[i].exp == e && j->tasks[i].kind == k;
+    return n;
+}
+
+static cJSON *settings(const rf_job *j, int i) { return cJSON_Parse(rf_job_settings(j, i)); }
+static double num(const cJSON *s, const char *k) { return cJSON_GetObjectItemCaseSensitive(s, k)->valuedouble; }
+static const char *str(const cJSON *s, const char *k) { return cJSON_GetObjectItemCaseSensitive(s, k)->valuestring; }
+
+Test(pipeline, from_all_branches_once_per_parent) {
+    rf_job *j = parse_ok(HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"quantize\",\"name\":\"q\",\"from\":\"prune\"}]}", NULL);
+    cr_assert_eq(j->n_deferred, 0);
+    cr_assert_eq(count(j, 0, RF_JOB_PRUNE), 8);
+    cr_assert_eq(count(j, 1, RF_JOB_QUANTIZE), 8, "one quantize per prune task");
+    cr_assert_eq(count(j, 1, RF_JOB_TRAIN), 0, "a stage trains no dense model of its own");
+    uint64_t seen[8];
+    int n = 0;
+    for (int i = 0; i < j->n_tasks; i++) {
+        if (j->tasks[i].kind != RF_JOB_QUANTIZE) continue;
+        cr_assert_eq(j->tasks[i].n_parents, 1);
+        int p = rf_job_parents(j, i)[0];
+        cr_assert_eq(j->tasks[p].kind, RF_JOB_PRUNE, "the parent is the pruned model, not the dense one");
+        cJSON *s = settings(j, i), *ps = settings(j, p);
+        cr_assert_eq(num(s, "seed"), num(ps, "seed"), "a branch keeps its parent's seed");
+        cr_assert_str_eq(str(s, "data"), str(ps, "data"));
+        cJSON_Delete(s);
+        cJSON_Delete(ps);
+        for (int k = 0; k < n; k++) cr_assert_neq(seen[k], j->tasks[i].id, "equal settings, other parent: other id");
+        seen[n++] = j->tasks[i].id;
+    }
+    rf_job_free(j);
+}
+
+Test(pipeline, where_filters_and_chains) {
+    rf_job *j = parse_ok(HEAD "\"experiments\":[" PRUNE
+                         ",{\"kind\":\"train\",\"name\":\"ft\",\"from\":\"prune\",\"where\":{\"method\":\"snip\",\"sparsity\":[0.9]}}"
+                         ",{\"kind\":\"quantize\",\"name\":\"qat\",\"from\":\"ft\",\"mode\":\"qat\"}"
+                         ",{\"kind\":\"distill\",\"name\":\"kd\",\"from\":\"prune\",\"where\":{\"sparsity\":0.5,\"seed\":0},"
+                         "\"teacher\":{\"model\":\"lenet-300-100\"}}]}",
+                         NULL);
+    cr_assert_eq(count(j, 1, RF_JOB_TRAIN), 2, "snip at 0.9, two seeds");
+    cr_assert_eq(count(j, 2, RF_JOB_QUANTIZE), 2);
+    cr_assert_eq(count(j, 3, RF_JOB_DISTILL), 2, "magnitude and snip at 0.5, seed 0");
+    for (int i = 0; i < j->n_tasks; i++) {
+        cJSON *s = settings(j, i);
+        if (j->tasks[i].exp == 1) {
+            cr_assert_str_eq(str(s, "init"), "parent", "fine-tuning continues the pruned model");
+            cJSON *ps = settings(j, rf_job_parents(j, i)[0]);
+            cr_assert_str_eq(str(ps, "method"), "snip");
+            cr_assert_eq(num(ps, "sparsity"), 0.9);
+            cJSON_Delete(ps);
+        }
+        if (j->tasks[i].kind == RF_JOB_DISTILL) {
+            /* the teacher first, then the student: the pruned model (its mask kept) */
+            cr_assert_eq(j->tasks[i].n_parents, 2);
+            cr_assert_str_eq(str(s, "init"), "parent");
+            const int32_t *par = rf_job_parents(j, i);
+            cr_assert_eq(j->tasks[par[0]].kind, RF_JOB_TRAIN);
+            cr_assert_eq(j->tasks[par[1]].kind, RF_JOB_PRUNE);
+            /* the teacher is the prune experiment's dense model of the same seed (same settings: one task) */
+            cr_assert_eq(rf_job_parents(j, par[1])[0], par[0]);
+        }
+        cJSON_Delete(s);
+    }
+    rf_job_free(j);
+}
+
+/* facts: a JSON object the way rank 0 sends them */
+static cJSON *facts_for(const rf_job *j, const double *val, const char *const *state) {
+    cJSON *f = cJSON_CreateObject();
+    int k = 0;
+    for (int i = 0; i < j->n_tasks; i++) {
+        if (j->tasks[i].kind != RF_JOB_PRUNE) continue;
+        char hx[17];
+        rf_job_id_hex(j->tasks[i].id, hx);
+        if (state[k]) {
+            cJSON *o = cJSON_AddObjectToObject(f, hx);
+            cJSON_AddStringToObject(o, "state", state[k]);
+            if (!isnan(val[k])) cJSON_AddNumberToObject(o, "val_accuracy", val[k]);
+        }
+        k++;
+    }
+    return f;
+}
+
+#define BEST_JOB HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"train\",\"name\":\"best\",\"from\":\"prune\"," \
+    "\"best\":{\"by\":\"val_accuracy\",\"per\":[\"method\",\"sparsity\"]}},{\"kind\":\"quantize\",\"name\":\"after\",\"from\":\"best\"}]}"
+
+Test(pipeline, best_is_deferred_until_every_candidate_ended) {
+    rf_job *j = parse_ok(BEST_JOB, NULL);
+    cr_assert_eq(j->n_deferred, 2, "the best stage and the stage from it wait");
+    cr_assert(j->exp_deferred[1] && j->exp_deferred[2]);
+    cr_assert_eq(count(j, 1, RF_JOB_TRAIN), 0);
+    /* every candidate known but one: still waiting */
+    double v[8] = {0.5, 0.6, 0.7, 0.8, 0.5, 0.6, 0.7, 0.8};
+    const char *st[8] = {"done", "done", "done", "done", "done", "done", "done", NULL};
+    cJSON *f = facts_for(j, v, st);
+    rf_job_facts facts = {rf_job_fact_json, f};
+    rf_job *j2 = parse_ok(BEST_JOB, &facts);
+    cr_assert_eq(j2->n_deferred, 2);
+    rf_job_free(j2);
+    cJSON_Delete(f);
+    rf_job_free(j);
+}
+
+Test(pipeline, best_picks_the_validation_winner_of_each_group) {
+    rf_job *j = parse_ok(BEST_JOB, NULL);
+    /* candidates in expansion order: method (magnitude, snip) x sparsity
+     * (0.5, 0.9) x seed (0, 1); groups are (method, sparsity) pairs */
+    int idx[8], k = 0;
+    for (int i = 0; i < j->n_tasks; i++) if (j->tasks[i].kind == RF_JOB_PRUNE) idx[k++] = i;
+    cr_assert_eq(k, 8);
+    /* mag/0.5: seed 1 wins; mag/0.9: seed 0 failed, seed 1 alone; snip/0.5:
+     * a tie, the first (seed 0) wins; snip/0.9: seed 0 has no validation
+     * metric (NaN: never chosen), seed 1 wins */
+    double v[8] = {0.70, 0.90, NAN, 0.40, 0.80, 0.80, NAN, 0.30};
+    const char *st[8] = {"done", "done", "gone", "done", "done", "done", "done", "done"};
+    int want[4] = {idx[1], idx[3], idx[4], idx[7]};
+    cJSON *f = facts_for(j, v, st);
+    rf_job_facts facts = {rf_job_fact_json, f};
+    rf_job *r = parse_ok(BEST_JOB, &facts);
+    cr_assert_eq(r->n_deferred, 0);
+    int got = 0;
+    for (int i = 0; i < r->n_tasks; i++) {
+        if (r->tasks[i].exp != 1) continue;
+        cr_assert_eq(r->tasks[i].kind, RF_JOB_TRAIN);
+        uint64_t pid = r->tasks[rf_job_parents(r, i)[0]].id;
+        cr_assert_lt(got, 4);
+        cr_assert_eq(pid, j->tasks[want[got]].id, "group %d: wrong winner", got);
+        got++;
+    }
+    cr_assert_eq(got, 4);
+    cr_assert_eq(count(r, 2, RF_JOB_QUANTIZE), 4, "the stage after best now expands too");
+    /* the same job expanded again from the same facts: the same ids */
+    rf_job *r2 = parse_ok(BEST_JOB, &facts);
+    cr_assert_eq(r2->n_tasks, r->n_tasks);
+    for (int i = 0; i < r->n_tasks; i++) cr_assert_eq(r2->tasks[i].id, r->tasks[i].id);
+    rf_job_free(r2);
+    /* the recorder writes what it read in the form the JSON reader takes:
+     * another rank expands the same DAG from it */
+    cJSON *log = cJSON_CreateObject();
+    rf_job_fact_log rec = {facts, log};
+    rf_job_facts recf = {rf_job_fact_record, &rec};
+    rf_job *r3 = parse_ok(BEST_JOB, &recf);
+    rf_job_facts replay = {rf_job_fact_json, log};
+    rf_job *r4 = parse_ok(BEST_JOB, &replay);
+    cr_assert_eq(r4->n_tasks, r3->n_tasks);
+    for (int i = 0; i < r3->n_tasks; i++) cr_assert_eq(r4->tasks[i].id, r3->tasks[i].id);
+    rf_job_free(r3);
+    rf_job_free(r4);
+    cJSON_Delete(log);
+    rf_job_free(r);
+    cJSON_Delete(f);
+    rf_job_free(j);
+}
+
+Test(pipeline, val_loss_selects_the_lowest) {
+    const char *txt = HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"quantize\",\"name\":\"b\",\"from\":\"prune\","
+                      "\"best\":{\"by\":\"val_loss\"}}]}";
+    rf_job *j = parse_ok(txt, NULL);
+    cJSON *f = cJSON_CreateObject();
+    int k = 0, want = -1;
+    for (int i = 0; i < j->n_tasks; i++) {
+        if (j->tasks[i].kind != RF_JOB_PRUNE) continue;
+        char hx[17];
+        rf_job_id_hex(j->tasks[i].id, hx);
+        cJSON *o = cJSON_AddObjectToObject(f, hx);
+        cJSON_AddStringToObject(o, "state", "done");
+        double loss = k == 5 ? 0.1 : 1.0 + k;   /* task 5 has the lowest loss */
+        if (k == 5) want = i;
+        cJSON_AddNumberToObject(o, "val_loss", loss);
+        k++;
+    }
+    rf_job_facts facts = {rf_job_fact_json, f};
+    rf_job *r = parse_ok(txt, &facts);
+    int n = 0;
+    for (int i = 0; i < r->n_tasks; i++)
+        if (r->tasks[i].exp == 1) { n++; cr_assert_eq(r->tasks[rf_job_parents(r, i)[0]].id, j->tasks[want].id); }
+    cr_assert_eq(n, 1, "no per: one group");
+    rf_job_free(r);
+    cJSON_Delete(f);
+    rf_job_free(j);
+}
+
+Test(pipeline, impossible_chains_are_refused_with_the_json_path) {
+    reject(HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"quantize\",\"from\":\"prun\"}]}",
+           "experiments[1].from: no earlier experiment is named \"prun\" (did you mean \"prune\"?)");
+    reject(HEAD "\"experiments\":[{\"kind\":\"quantize\",\"from\":\"prune\"}," PRUNE "]}",
+           "experiments[0].from: no earlier experiment is named \"prune\" (a stage comes after");
+    reject(HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"quantize\",\"best\":{}}]}", "experiments[1]: best: only with \"from\"");
+    reject(HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"quantize\",\"from\":\"prune\",\"best\":{\"by\":\"accuracy\"}}]}",
+           "experiments[1].best.by: \"accuracy\" is not one of val_accuracy, best_val_accuracy, val_loss");
+    reject(HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"quantize\",\"from\":\"prune\",\"best\":{\"per\":[\"methd\"]}}]}",
+           "experiments[1]: best.per: no model of \"from\" has the setting \"methd\"");
+    reject(HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"quantize\",\"name\":\"q\",\"from\":\"prune\"},"
+                "{\"kind\":\"quantize\",\"from\":\"q\",\"mode\":\"qat\"}]}",
+           "experiments[2]: from: its models are int8 (quantize tasks): QAT on an already int8 model is refused");
+    reject(HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"quantize\",\"name\":\"q\",\"from\":\"prune\"},"
+                "{\"kind\":\"prune\",\"from\":\"q\",\"method\":\"magnitude\",\"sparsity\":0.5}]}",
+           "experiments[2]: from: its models are int8 (quantize tasks): no stage takes an int8 model");
+    reject(HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"lottery\",\"from\":\"prune\"}]}",
+           "experiments[1]: from: a \"lottery\" experiment cannot start from");
+    reject(HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"prune\",\"from\":\"prune\",\"method\":\"snip\",\"sparsity\":0.5,\"at_init\":true}]}",
+           "experiments[1]: at_init: a stage with \"from\" prunes its parent's trained model");
+    /* structured pruning of a layer it cannot slice, on the parent's model */
+    reject(HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"prune\",\"from\":\"prune\",\"method\":\"neuron_l1\",\"sparsity\":0.5,"
+                "\"layers\":\"fc3\"}]}",
+           "cannot slice layer 'fc3' (linear): its outputs are the model's logits");
+    reject(HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"quantize\",\"from\":\"prune\",\"where\":{\"method\":[]}}]}",
+           "empty list matches nothing");
+    /* validation 0: a best selection would have nothing to read */
+    reject(HEAD "\"validation\":0,\"experiments\":[" PRUNE ",{\"kind\":\"quantize\",\"from\":\"prune\",\"best\":{}}]}",
+           "best: selection reads the validation split");
+}
+
+/* A stage's rows are grouped by their parent's settings: the label always
+ * names the parent, so leaving the seed out (the report's group) gives one
+ * group per parent setting with the two seeds in it, never two sparsities
+ * or methods together. */
+Test(pipeline, stage_groups_keep_the_lineage_and_average_seeds_only) {
+    rf_job *j = parse_ok(HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"quantize\",\"name\":\"q\",\"from\":\"prune\"}]}", NULL);
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_job_labels *l = NULL;
+    cr_assert_eq(rf_job_labels_new(&ctx, j, &l), RF_OK);
+    static const char *const no_seed[] = {"seed", NULL};
+    char groups[8][256];
+    int n = 0;
+    for (int i = 0; i < j->n_tasks; i++) {
+        if (j->tasks[i].kind != RF_JOB_QUANTIZE) continue;
+        char label[256];
+        rf_job_label_format(l, i, NULL, 0, label, sizeof label);
+        cr_assert(strstr(label, " from prune/") != NULL, "a stage names its parent: %s", label);
+        rf_job_label_format(l, i, no_seed, 0, groups[n], sizeof groups[n]);
+        n++;
+    }
+    cr_assert_eq(n, 8);
+    for (int a = 0; a < n; a++) {
+        int same = 0;
+        for (int b = 0; b < n; b++) same += strcmp(groups[a], groups[b]) == 0;
+        cr_assert_eq(same, 2, "group %s holds %d rows (the two seeds expected)", groups[a], same);
+    }
+    cr_assert(strstr(groups[0], "magnitude/sparsity=0.5") != NULL, "%s", groups[0]);
+    rf_job_labels_free(l);
+    rf_job_free(j);
+}
+
+/* Every allocation of a pipeline's expansion (outputs, selection, the
+ * facts' log) failing in turn: an out-of-memory error, no job, no leak. */
+Test(pipeline, allocation_failures_are_errors_without_leaks) {
+    rf_job *j0 = parse_ok(BEST_JOB, NULL);
+    double v[8] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8};
+    const char *st[8] = {"done", "done", "done", "done", "done", "done", "done", "done"};
+    cJSON *f = facts_for(j0, v, st);
+    rf_job_free(j0);
+    int ok = 0;
+    for (long n = 0; n < 2000 && !ok; n++) {
+        long live = rf_alloc_live();
+        rf_ctx ctx;
+        rf_ctx_init(&ctx);
+        rf_job *j = NULL;
+        cJSON *log = cJSON_CreateObject();
+        rf_job_fact_log rec = {{rf_job_fact_json, f}, log};
+        rf_job_facts facts = {rf_job_fact_record, &rec};
+        rf_alloc_fail_after(n);
+        rf_status s = rf_job_parse_facts(&ctx, BEST_JOB, strlen(BEST_JOB), "t", NULL, &facts, &j);
+        rf_alloc_fail_after(-1);
+        if (s == RF_OK) { ok = 1; cr_assert_eq(j->n_deferred, 0); rf_job_free(j); }
+        else { cr_assert_null(j); cr_assert_eq(s, RF_ERR_NOMEM, "n=%ld: %s", n, ctx.err); }
+        cJSON_Delete(log);
+        cr_assert_eq(rf_alloc_live(), live, "leak at n=%ld", n);
+    }
+    cr_assert(ok);
+    cJSON_Delete(f);
+}
+
+/* lottery -> quantize: every round is an output (the tickets at each
+ * sparsity; round 0 the dense one), a gmp stage takes a model from prune,
+ * and the stages' parents are those tasks. */
+Test(pipeline, lottery_rounds_and_gmp_stages) {
+    rf_job *j = parse_ok(HEAD "\"experiments\":[{\"kind\":\"lottery\",\"name\":\"lth\",\"rounds\":2,\"controls\":[\"reinit\"]},"
+                         "{\"kind\":\"quantize\",\"name\":\"q\",\"from\":\"lth\",\"where\":{\"control\":\"none\"}},"
+                         PRUNE ",{\"kind\":\"gmp\",\"name\":\"g\",\"from\":\"prune\",\"sparsity\":0.95,\"where\":{\"sparsity\":0.9}}]}",
+                         NULL);
+    cr_assert_eq(count(j, 1, RF_JOB_QUANTIZE), 3, "rounds 0, 1, 2 (the reinit controls filtered out)");
+    cr_assert_eq(count(j, 3, RF_JOB_GMP), 4, "two methods x two seeds at 0.9");
+    for (int i = 0; i < j->n_tasks; i++) {
+        if (j->tasks[i].exp == 1) cr_assert_eq(j->tasks[rf_job_parents(j, i)[0]].kind, RF_JOB_LOTTERY);
+        if (j->tasks[i].exp == 3) cr_assert_eq(j->tasks[rf_job_parents(j, i)[0]].kind, RF_JOB_PRUNE);
+    }
+    rf_job_free(j);
+}
