@@ -967,7 +967,7 @@ Test(struct_reject, every_method_on_a_layer_it_cannot_slice) {
     rf_model_free(m);
 }
 
-/* The prune task refuses before training or loading data; a job refuses at
+/* The prune task refuses when it prunes, before fine-tuning; a job refuses at
  * validation (head included), naming the experiment and the layer. */
 Test(struct_reject, head_in_a_job_and_a_task) {
     rf_ctx ctx;
