@@ -410,6 +410,39 @@ Test(struct_methods, head_importance_against_gate_differences) {
     rf_model_free(m);
 }
 
+/* ---- every method through a checkpoint file ------------------------------------
+ * Saved and loaded back: the same tensors (names, shapes: the sliced spec
+ * comes back), values, weight masks and bit-identical logits. */
+static void round_trip(rf_model *s, int batch) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    char path[] = "/tmp/raffle_struct_rt_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(rf_model_save(&ctx, s, NULL, path), RF_OK, "%s", rf_ctx_error(&ctx));
+    rf_model *r = NULL;
+    cr_assert_eq(rf_model_load(&ctx, path, &r), RF_OK, "%s", rf_ctx_error(&ctx));
+    unlink(path);
+    cr_assert_eq(r->n_params, s->n_params);
+    cr_assert_eq(r->n_ptensors, s->n_ptensors);
+    for (int t = 0; t < s->n_ptensors; t++) {
+        cr_assert_str_eq(r->ptensors[t].name, s->ptensors[t].name);
+        cr_assert_eq(r->ptensors[t].numel, s->ptensors[t].numel, "%s", s->ptensors[t].name);
+    }
+    for (size_t k = 0; k < s->n_params; k++) cr_assert_eq(r->params[k], s->params[k], "parameter %zu", k);
+    /* weights' masks are stored (biases' are not: docs/pruning.md, "Heads are masked") */
+    cr_assert_eq(!r->masks, !s->masks, "masks saved and loaded alike");
+    for (int t = 0; s->masks && t < s->n_ptensors; t++)
+        if (s->ptensors[t].prunable)
+            for (size_t k = s->ptensors[t].offset; k < s->ptensors[t].offset + s->ptensors[t].numel; k++)
+                cr_assert_eq(r->masks[k] == 0.0f, s->masks[k] == 0.0f, "%s: mask %zu", s->ptensors[t].name, k);
+    float *x = randn((size_t)batch * in_numel(s), 31);
+    cr_assert_eq(logits_diff(s, r, x, batch), 0.0);
+    free(x);
+    rf_model_free(r);
+}
+
 Test(struct_methods, resnet20_masked_equals_sliced_and_round_trips) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
@@ -427,19 +460,8 @@ Test(struct_methods, resnet20_masked_equals_sliced_and_round_trips) {
     cr_assert_lt(s->n_params, m->n_params);
     float *x = randn(4 * in_numel(m), 4);
     cr_assert_lt(logits_diff(m, s, x, 4), 1e-5);
-    /* an ordinary checkpoint: the sliced spec and weights come back */
-    char path[] = "/tmp/raffle_struct_XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    close(fd);
-    cr_assert_eq(rf_model_save(&ctx, s, NULL, path), RF_OK, "%s", rf_ctx_error(&ctx));
-    rf_model *r = NULL;
-    cr_assert_eq(rf_model_load(&ctx, path, &r), RF_OK, "%s", rf_ctx_error(&ctx));
-    cr_assert_eq(r->n_params, s->n_params);
-    cr_assert_eq(logits_diff(s, r, x, 4), 0.0);
-    unlink(path);
+    round_trip(s, 4);   /* an ordinary checkpoint: the sliced spec and weights come back */
     free(x);
-    rf_model_free(r);
     rf_model_free(s);
     rf_model_free(m);
 }
@@ -470,19 +492,25 @@ Test(struct_reject, unsliceable_layers_are_named) {
     rf_model_free(m);
 }
 
-Test(struct_reject, at_validate_time) {
+/* A job with one prune experiment on `model` is refused at validation with
+ * `want` (and the experiment's path) in one line. */
+static void job_refused(const char *model, const char *experiment, const char *want) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
-    const char *job = "{\"name\":\"x\",\"dataset\":\"synthetic\",\"model\":\"conv-2\",\"train\":{\"iterations\":1},"
-                      "\"experiments\":[{\"kind\":\"prune\",\"method\":\"neuron_l1\",\"sparsity\":0.5,\"layers\":\"fc3\"}]}";
+    char job[512];
+    snprintf(job, sizeof job, "{\"name\":\"x\",\"dataset\":\"synthetic\",\"model\":\"%s\",\"train\":{\"iterations\":1},"
+             "\"experiments\":[{\"kind\":\"prune\",%s}]}", model, experiment);
     rf_job *j = NULL;
-    cr_assert_neq(rf_job_parse(&ctx, job, strlen(job), NULL, &j), RF_OK);
+    cr_assert_neq(rf_job_parse(&ctx, job, strlen(job), NULL, &j), RF_OK, "%s", job);
     cr_assert_not_null(strstr(rf_ctx_error(&ctx), "experiments[0]"), "%s", rf_ctx_error(&ctx));
-    cr_assert_not_null(strstr(rf_ctx_error(&ctx), "'fc3'"), "%s", rf_ctx_error(&ctx));
-    const char *nm = "{\"name\":\"x\",\"dataset\":\"synthetic\",\"model\":\"lenet-300-100\",\"train\":{\"iterations\":1},"
-                     "\"experiments\":[{\"kind\":\"prune\",\"method\":\"magnitude\",\"sparsity\":0.5,\"nm\":\"4:2\"}]}";
-    cr_assert_neq(rf_job_parse(&ctx, nm, strlen(nm), NULL, &j), RF_OK);
-    cr_assert_not_null(strstr(rf_ctx_error(&ctx), "N > M"), "%s", rf_ctx_error(&ctx));
+    cr_assert_not_null(strstr(rf_ctx_error(&ctx), want), "%s", rf_ctx_error(&ctx));
+    cr_assert_null(strchr(rf_ctx_error(&ctx), '\n'), "not one line: %s", rf_ctx_error(&ctx));
+}
+
+Test(struct_reject, at_validate_time) {
+    job_refused("conv-2", "\"method\":\"neuron_l1\",\"sparsity\":0.5,\"layers\":\"fc3\"", "'fc3'");
+    job_refused("lenet-300-100", "\"method\":\"magnitude\",\"sparsity\":0.5,\"nm\":\"4:2\"", "N > M");
+    job_refused("lenet-300-100", "\"method\":\"head\",\"sparsity\":0.5,\"layers\":\"fc1\"", "layer 'fc1' (linear) has none");
 }
 
 static rf_status run_prune(const char *json, rf_ctx *ctx) {
@@ -847,39 +875,6 @@ Test(struct_methods, excluding_a_layer_keeps_its_groups) {
     rf_model_free(m);
 }
 
-/* ---- every method through a checkpoint file ------------------------------------
- * Saved and loaded back: the same tensors (names, shapes: the sliced spec
- * comes back), values, weight masks and bit-identical logits. */
-static void round_trip(rf_model *s, int batch) {
-    rf_ctx ctx;
-    rf_ctx_init(&ctx);
-    char path[] = "/tmp/raffle_struct_rt_XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    close(fd);
-    cr_assert_eq(rf_model_save(&ctx, s, NULL, path), RF_OK, "%s", rf_ctx_error(&ctx));
-    rf_model *r = NULL;
-    cr_assert_eq(rf_model_load(&ctx, path, &r), RF_OK, "%s", rf_ctx_error(&ctx));
-    unlink(path);
-    cr_assert_eq(r->n_params, s->n_params);
-    cr_assert_eq(r->n_ptensors, s->n_ptensors);
-    for (int t = 0; t < s->n_ptensors; t++) {
-        cr_assert_str_eq(r->ptensors[t].name, s->ptensors[t].name);
-        cr_assert_eq(r->ptensors[t].numel, s->ptensors[t].numel, "%s", s->ptensors[t].name);
-    }
-    for (size_t k = 0; k < s->n_params; k++) cr_assert_eq(r->params[k], s->params[k], "parameter %zu", k);
-    /* weights' masks are stored (biases' are not: docs/pruning.md, "Heads are masked") */
-    cr_assert_eq(!r->masks, !s->masks, "masks saved and loaded alike");
-    for (int t = 0; s->masks && t < s->n_ptensors; t++)
-        if (s->ptensors[t].prunable)
-            for (size_t k = s->ptensors[t].offset; k < s->ptensors[t].offset + s->ptensors[t].numel; k++)
-                cr_assert_eq(r->masks[k] == 0.0f, s->masks[k] == 0.0f, "%s: mask %zu", s->ptensors[t].name, k);
-    float *x = randn((size_t)batch * in_numel(s), 31);
-    cr_assert_eq(logits_diff(s, r, x, batch), 0.0);
-    free(x);
-    rf_model_free(r);
-}
-
 /* prune by `method` at `rate` (scope layer unless global), slice, round-trip */
 static void slice_round_trip(const char *preset, const char *method, double rate, const char *layers) {
     rf_ctx ctx;
@@ -967,18 +962,11 @@ Test(struct_reject, every_method_on_a_layer_it_cannot_slice) {
     rf_model_free(m);
 }
 
-/* The prune task refuses when it prunes, before fine-tuning; a job refuses at
- * validation (head included), naming the experiment and the layer. */
-Test(struct_reject, head_in_a_job_and_a_task) {
+/* The prune task refuses head on a model without attention when it prunes,
+ * before fine-tuning. */
+Test(struct_reject, head_in_the_task) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
-    const char *job = "{\"name\":\"x\",\"dataset\":\"synthetic\",\"model\":\"lenet-300-100\",\"train\":{\"iterations\":1},"
-                      "\"experiments\":[{\"kind\":\"prune\",\"method\":\"head\",\"sparsity\":0.5,\"layers\":\"fc1\"}]}";
-    rf_job *j = NULL;
-    cr_assert_neq(rf_job_parse(&ctx, job, strlen(job), NULL, &j), RF_OK);
-    cr_assert_not_null(strstr(rf_ctx_error(&ctx), "experiments[0]"), "%s", rf_ctx_error(&ctx));
-    cr_assert_not_null(strstr(rf_ctx_error(&ctx), "layer 'fc1' (linear) has none"), "%s", rf_ctx_error(&ctx));
-    cr_assert_null(strchr(rf_ctx_error(&ctx), '\n'));
     refused(&ctx, run_prune("{\"kind\":\"prune\",\"data\":\"synthetic:64\",\"model\":\"lenet-300-100\",\"finetune_iterations\":0,"
                             "\"method\":\"head\",\"sparsity\":0.5}", &ctx),
             "no attention or transformer layer");
