@@ -11,11 +11,11 @@
 # (OUT=... to change) with the CPU, the load average before and after (the
 # machine is shared: the table is the median of ROUNDS rounds, the JSON lines
 # carry min and max).
-#   STORE=DIR bench/struct/run.sh [--quick]   (default STORE build/bench-store;
+#   STORE=DIR ROUNDS=N bench/struct/run.sh [--quick]   (default STORE build/bench-store, ROUNDS 7;
 #                                              --quick: 3 rounds instead of 7)
 set -eu
 cd "$(dirname "$0")/../.."
-rounds=7
+rounds=${ROUNDS:-7}
 for a in "$@"; do
   case "$a" in
     --quick) rounds=3 ;;
