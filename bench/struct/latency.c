@@ -13,9 +13,10 @@
  * Rounds alternate between the checkpoints so that load on the shared
  * machine hits all of them alike; each number is the best of 7 samples of
  * >= 20 ms of thread CPU time (model_bench.h), the table reports the median
- * over rounds and the JSON lines min and max too (the noise). The first
- * checkpoint is the reference of the speed-ups (deployed against its dense
- * form). Accuracies are the task's own, read from metrics.json beside the
+ * over rounds and the JSON lines min and max too (the noise). Speed-ups are
+ * against the dense form of the first checkpoint of the same model: labels
+ * "MODEL WHAT" group by their first word ("resnet-20 dense", "resnet-20
+ * 2:4"), each column's deployed time against its dense time. Accuracies are the task's own, read from metrics.json beside the
  * checkpoint (test and validation split of the saved model; "-" without).
  *   OPENBLAS_NUM_THREADS=1 bench/cbench.sh bench/struct/latency.c ROUNDS DATA LABEL=CKPT ...
  * DATA: a dataset spec whose first test samples are the inputs. Engine
@@ -143,6 +144,13 @@ int main(int argc, char **argv) {
             t[c][4][r] = v[0];
             t[c][5][r] = v[1];
         }
+    int ref[MAXC];   /* the first checkpoint whose label starts with the same word */
+    for (int c = 0; c < nc; c++) {
+        size_t w = strcspn(label[c], " ");
+        ref[c] = c;
+        for (int q = 0; q < c && ref[c] == c; q++)
+            if (strcspn(label[q], " ") == w && strncmp(label[q], label[c], w) == 0) ref[c] = q;
+    }
     double med[MAXC][NT], lo[MAXC][NT], hi[MAXC][NT];
     for (int c = 0; c < nc; c++)
         for (int k = 0; k < NT; k++) {
@@ -162,7 +170,7 @@ int main(int argc, char **argv) {
                1e3 * med[c][3]);
         if (sparsity[c] > 0.0) printf(" %.3f | %.2f |", 1e3 * med[c][4], 1e3 * med[c][5]);
         else printf(" - | - |");
-        printf(" %.2fx | %.2fx |\n", med[0][0] / med[c][2], med[0][1] / med[c][3]);
+        printf(" %.2fx | %.2fx |\n", med[ref[c]][0] / med[c][2], med[ref[c]][1] / med[c][3]);
     }
     for (int c = 0; c < nc; c++) {
         printf("{\"label\":\"%s\",\"parameters\":%zu,\"nonzero_weights\":%zu,\"flops\":%.0f,\"zero_fraction\":%.6f,"

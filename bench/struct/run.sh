@@ -48,6 +48,7 @@ add struct-resnet20 nm-2-4 "resnet-20 2:4"
 {
   echo "# bench/struct/run.sh, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo none), $rounds rounds"
   echo "# CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(grep -m1 'cpu family' /proc/cpuinfo | sed 's/[[:space:]]*:[[:space:]]*/ /'), one thread"
+  echo "# engine options from the environment: $(env | grep -E '^RAFFLE_(ISA|CONV|GEMM|TB_CHUNK|FEAT_RUNS)=' | tr '\n' ' ' || true)(unset: auto)"
   echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   bench/cbench.sh bench/struct/latency.c "$rounds" fashion-mnist "${args[@]}"
   echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
