@@ -52,6 +52,13 @@ typedef struct rf_task_io {
      * RF_ERR_PREEMPTED. */
     const char   *resume_from;
     double        resume_every_s;
+    /* A file of OUT_DIR that is part of the resumable state (borrowed name,
+     * NULL: none): rf_task_train_resumable stores its bytes in the resume
+     * point and puts them back into OUT_DIR when resuming, so a state
+     * written before a preemption survives it (the lottery's rewind point
+     * at step K; it is not a parent's file, and a new attempt runs in a new
+     * work directory). */
+    const char   *resume_aux;
     int           log_every;       /* progress line every N training steps (0: the kind's default) */
     /* The task's identity (borrowed, may be NULL): its 16-hex-digit id and
      * the hash of its canonical settings. A resume point records both and
@@ -291,6 +298,7 @@ rf_status rf_task_train_resumable(rf_ctx *ctx, const rf_task_io *io, rf_model *m
                                   const rf_dataset *test, const rf_train_cfg *cfg, rf_optim *opt,
                                   const rf_train_hooks *hooks, rf_train_result *res);
 #define RF_TASK_RESUME_FILE "resume.rckpt"
+#define RF_TASK_RESUME_VERSION 3   /* the resume state's format version (task_train.c) */
 /* Adds the selection metrics of a training run to metrics (replacing them):
  * best_val_accuracy, best_iteration (validation; -1 without a validation
  * split), test_accuracy_at_best_val (the test split at that step, reported,

@@ -684,10 +684,14 @@ static void judge_resume(coord *C, int32_t i, const unsigned char *buf, size_t n
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(meta, "settings_hash");
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(meta, "step");
     const cJSON *tot = cJSON_GetObjectItemCaseSensitive(meta, "total_steps");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, "version");
     if (!cJSON_IsString(f) || strcmp(f->valuestring, "raffle-resume") != 0)
         snprintf(why, wn, "not a resume point");
     else if (!cJSON_IsString(t) || !cJSON_IsString(h))
         snprintf(why, wn, "names no task (written by an older raffle): refused");
+    else if (!cJSON_IsNumber(v) || v->valuedouble != RF_TASK_RESUME_VERSION)
+        snprintf(why, wn, "is format version %g, this raffle reads version %d: refused",
+                 cJSON_IsNumber(v) ? v->valuedouble : 0.0, RF_TASK_RESUME_VERSION);
     else if (strcmp(t->valuestring, id) != 0)
         snprintf(why, wn, "belongs to task %.16s, not this one: refused", t->valuestring);
     else if (strcmp(h->valuestring, sh) != 0)
@@ -955,6 +959,87 @@ static rf_status run_here(rf_ctx *ctx, const rf_job *j, int32_t i, const char *d
  * on the same machine removes those whose process is gone (issue 19, defect
  * 13). A directory of another host (a shared TMPDIR) is left alone: its pid
  * means nothing here. */
+/* The training step the resume point at path holds: -1 when it is
+ * unreadable, damaged, of another format version or not task id's (hex;
+ * NULL: any task). */
+static int64_t resume_step(const char *path, const char *id) {
+    rf_ctx tmp;
+    rf_ctx_init(&tmp);
+    rf_ckpt *c = NULL;
+    if (rf_ckpt_read(&tmp, path, &c) != RF_OK) return -1;
+    cJSON *meta = cJSON_Parse(c->meta_json);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(meta, "format");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(meta, "step");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(meta, "version");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(meta, "task");
+    int64_t step = cJSON_IsString(f) && strcmp(f->valuestring, "raffle-resume") == 0 && cJSON_IsNumber(v) &&
+                           v->valuedouble == RF_TASK_RESUME_VERSION && cJSON_IsString(t) &&
+                           (!id || strcmp(t->valuestring, id) == 0) && cJSON_IsNumber(st) && st->valuedouble >= 0 &&
+                           st->valuedouble <= 1e15
+                       ? (int64_t)st->valuedouble : -1;
+    cJSON_Delete(meta);
+    rf_ckpt_free(c);
+    return step;
+}
+
+/* Moves the periodic resume points a killed run left in its scratch
+ * directory DEAD (DEAD/local/ID/ and DEAD/rankN/tasks/ID/resume.rckpt, one
+ * per task) to the job's salvage directory on this node,
+ * BASE/NAME.salvage/ID.rckpt, keeping the later step when two dead runs left
+ * one. Every rank of the next run on this node finds them there, whichever
+ * rank removed the dead directory. A session that ends with kill -9 loses then at most
+ * --resume-every seconds of a long task, not all of it (the store only
+ * holds the resume points of tasks stopped on request). */
+static void salvage_dir(const char *dir, const char *out);
+
+static void salvage_resume_points(const char *dead, const char *out) {
+    char dir[4400];
+    snprintf(dir, sizeof dir, "%s/local", dead);   /* in-process */
+    salvage_dir(dir, out);
+    DIR *d = opendir(dead);   /* under mpirun: DEAD/rankN/tasks */
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "rank", 4) != 0) continue;
+        snprintf(dir, sizeof dir, "%s/%s/tasks", dead, e->d_name);
+        salvage_dir(dir, out);
+    }
+    closedir(d);
+}
+
+/* The resume points DIR/ID/resume.rckpt into OUT/ID.rckpt. */
+static void salvage_dir(const char *dir, const char *out) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strlen(e->d_name) != 16 || strspn(e->d_name, "0123456789abcdef") != 16) continue;
+        char from[4500], to[4500];
+        snprintf(from, sizeof from, "%s/%s/" RESUME_FILE, dir, e->d_name);
+        int64_t step = resume_step(from, e->d_name);
+        if (step < 0) continue;
+        if (mkdir(out, 0755) != 0 && errno != EEXIST) continue;
+        snprintf(to, sizeof to, "%s/%s.rckpt", out, e->d_name);
+        if (resume_step(to, e->d_name) >= step) continue;
+        if (rename(from, to) != 0) unlink(from);
+    }
+    closedir(d);
+}
+
+/* The resume point task hx runs from: the salvaged one (see above) when it
+ * holds a later step than `have` (the store's or the one rank 0 shipped;
+ * may be NULL), else `have`. root: this rank's scratch root BASE/NAME.PID
+ * (a worker's directory is ROOT/rankN). Returns have, or buf holding the
+ * salvage's path. The task checks the file is its own (settings hash). */
+static const char *pick_resume(const char *root, const char *hx, const char *have, char *buf, size_t n) {
+    const char *dot = strrchr(root, '.');
+    snprintf(buf, n, "%.*s.salvage/%s.rckpt", dot ? (int)(dot - root) : (int)strlen(root), root, hx);
+    int64_t salvaged = resume_step(buf, hx);
+    if (salvaged < 0) { unlink(buf); return have; }
+    if (have && resume_step(have, hx) >= salvaged) { unlink(buf); return have; }
+    return buf;
+}
+
 static void remove_stale_scratch(const char *base, const char *name, const char *host) {
     DIR *d = opendir(base);
     if (!d) return;
@@ -993,7 +1078,12 @@ static void remove_stale_scratch(const char *base, const char *name, const char 
          * whose rename wins removes it (two concurrent removals of one tree
          * make nftw give up half-way) */
         snprintf(claimed, sizeof claimed, "%s/.stale.%ld.%s.%lld", base, (long)getpid(), name, (long long)pids[k]);
-        if (rename(dir, claimed) == 0) coord_rmtree(claimed);
+        if (rename(dir, claimed) == 0) {
+            char salvage[4400];
+            snprintf(salvage, sizeof salvage, "%s/%s.salvage", base, name);
+            salvage_resume_points(claimed, salvage);
+            coord_rmtree(claimed);
+        }
     }
     rf_free(pids);
 }
@@ -1006,9 +1096,9 @@ static rf_status work_root(rf_ctx *ctx, const rf_sweep_opts *o, const rf_job *j,
         snprintf(base, sizeof base, "%s/raffle-%ld", tmp && tmp[0] ? tmp : "/tmp", (long)getuid());
     }
     gethostname(host, sizeof host - 1);
-    remove_stale_scratch(base, j->name, host);
     snprintf(out, n, "%s/%s.%ld", base, j->name, (long)getpid());
     RF_TRY(rf_mkdirs(ctx, out));
+    remove_stale_scratch(base, j->name, host);
     char owner[4400];
     snprintf(owner, sizeof owner, "%s/host", out);
     return rf_write_file_atomic(ctx, owner, host, strlen(host));
@@ -1059,8 +1149,11 @@ static rf_status run_local(coord *C) {
         rf_store_task_rel(rrel, sizeof rrel, j->tasks[i].id, RESUME_FILE);
         int have_resume = rf_store_stat(C->store, rrel, NULL) == 0;
         if (have_resume) snprintf(resume, sizeof resume, "%s/%s", rf_store_dir(C->store), rrel);
-        if ((s = run_here(ctx, j, i, dir, pp, have_resume ? resume : NULL, C->o, C->mem, C->time_limit, status_tick, C,
-                          &blob, &bn, &has)) != RF_OK) break;
+        char salvage[4400];
+        const char *from = pick_resume(C->work, hx, have_resume ? resume : NULL, salvage, sizeof salvage);
+        s = run_here(ctx, j, i, dir, pp, from, C->o, C->mem, C->time_limit, status_tick, C, &blob, &bn, &has);
+        if (from == salvage) unlink(salvage);
+        if (s != RF_OK) break;
         rf_store_file *f = NULL;
         uint64_t bytes = 0;
         if (has) {
@@ -1361,8 +1454,14 @@ static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o
             struct stat rst;
             snprintf(resume, sizeof resume, "%s/%s/" RESUME_FILE, cache, hx);
             int rs = stat(resume, &rst) == 0 && S_ISREG(rst.st_mode);
-            s = run_here(ctx, j, i, dir, pp, rs ? resume : NULL, o, mem, tl, NULL, NULL, &blob, &bn, &has);
+            char salvage[4400];
+            char root[4200];
+            const char *slash = strrchr(work, '/');
+            snprintf(root, sizeof root, "%.*s", slash ? (int)(slash - work) : (int)strlen(work), work);
+            const char *from = pick_resume(root, hx, rs ? resume : NULL, salvage, sizeof salvage);
+            s = run_here(ctx, j, i, dir, pp, from, o, mem, tl, NULL, NULL, &blob, &bn, &has);
             if (rs) unlink(resume);
+            if (from == salvage) unlink(salvage);
         }
         if (s) break;
         char ck[4400];

@@ -183,13 +183,17 @@ rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (round == 0 && rk == RF_REWIND_STEP) {
         snprintf(rpath, sizeof rpath, "%s/rewind.rckpt", io->out_dir);
         saver.path = rpath;
-        /* A resumed attempt past step K finds the file its predecessor wrote. */
-        saver.saved = io->resume_from && access(rpath, R_OK) == 0;
         hooks.ud = &saver;
         hooks.before_step = save_rewind;
     }
+    /* the rewind point is part of round 0's resumable state: a preemption
+     * after step K must not lose it (the resumed attempt never reaches K) */
+    rf_task_io tio = *io;
+    if (saver.path) tio.resume_aux = "rewind.rckpt";
     if (s == RF_OK)
-        s = rf_task_train_resumable(ctx, io, m, io->train, io->test, &tc, NULL, hooks.before_step ? &hooks : NULL, &res);
+        s = rf_task_train_resumable(ctx, &tio, m, io->train, io->test, &tc, NULL, hooks.before_step ? &hooks : NULL, &res);
+    /* resumed past step K: the file came back with the resume point */
+    if (s == RF_OK && saver.path && !saver.saved && io->resume_from && access(rpath, R_OK) == 0) saver.saved = 1;
     if (s == RF_OK && saver.path && !saver.saved) {
         /* K at or past the end of training: the final weights are the rewind point. */
         if (rewind_k >= res.steps) s = save_rewind(&saver, m, rewind_k, res.steps);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The training keys come from one table (settings.c rf_train_settings):
  * its defaults are the defaults here, in job files and on the command line,
@@ -97,12 +98,36 @@ rf_status rf_task_train_cfg_io(rf_ctx *ctx, const rf_task_io *io, int log_every,
  * task. Version 3 (version 2 had either the owner or the validation state,
  * version 1 the best *test* accuracy, which selection no longer reads). */
 #define RESUME_FORMAT "raffle-resume"
-#define RESUME_VERSION 3
+#define RESUME_VERSION RF_TASK_RESUME_VERSION
 
 static rf_status add_block(rf_ctx *ctx, rf_ckpt *c, const char *name, const float *p, size_t n) {
     if (!p || n == 0) return RF_OK;
     int64_t shape[1] = {(int64_t)n};
     return rf_ckpt_add(ctx, c, name, RF_F32, 1, shape, RF_STORE_DENSE, p, NULL, NULL);
+}
+
+/* The bytes of OUT_DIR/name as block "aux" (u8), when the file exists. */
+static rf_status add_aux(rf_ctx *ctx, rf_ckpt *c, const char *out_dir, const char *name) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", out_dir, name);
+    if (access(path, R_OK) != 0) return RF_OK;
+    unsigned char *buf = NULL;
+    size_t n = 0;
+    RF_TRY(rf_read_file(ctx, path, &buf, &n));
+    int64_t shape[1] = {(int64_t)n};
+    rf_status s = n ? rf_ckpt_add(ctx, c, "aux", RF_U8, 1, shape, RF_STORE_DENSE, buf, NULL, NULL) : RF_OK;
+    rf_free(buf);
+    return s;
+}
+
+/* Block "aux" of a resume point back into OUT_DIR/name (atomic write). */
+static rf_status restore_aux(rf_ctx *ctx, const rf_ckpt *c, const char *out_dir, const char *name) {
+    const rf_ckpt_tensor *t = rf_ckpt_find(c, "aux");
+    if (!t || !name) return RF_OK;
+    if (t->dtype != RF_U8) return rf_error(ctx, RF_ERR_FORMAT, "resume state: block \"aux\" is not u8");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", out_dir, name);
+    return rf_write_file_atomic(ctx, path, t->data, (size_t)rf_ckpt_tensor_numel(t));
 }
 
 /* A task id or settings hash as it goes into the metadata: 16 hex digits, or "". */
@@ -129,6 +154,7 @@ static rf_status resume_save(rf_ctx *ctx, const rf_task_io *io, const rf_model *
     if (!s) s = add_block(ctx, c, "optim.v", o->v, o->n);
     if (!s && b->params) s = add_block(ctx, c, "best.params", b->params, b->n_params);
     if (!s && b->params) s = add_block(ctx, c, "best.buffers", b->buffers, b->n_buffers);
+    if (!s && io->resume_aux) s = add_aux(ctx, c, out_dir, io->resume_aux);
     snprintf(path, sizeof path, "%s/" RF_TASK_RESUME_FILE, out_dir);
     if (!s) s = rf_ckpt_write(ctx, c, path);
     rf_ckpt_free(c);
@@ -198,6 +224,7 @@ static rf_status resume_load(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_
     if (!s) s = load_block(ctx, c, "optim.m", o->m, o->n, o->m != NULL);
     if (!s) s = load_block(ctx, c, "optim.v", o->v, o->n, o->v != NULL);
     if (!s) s = load_best(ctx, c, meta, m, b);
+    if (!s && io->out_dir) s = restore_aux(ctx, c, io->out_dir, io->resume_aux);
     if (!s) {
         *step = (int64_t)st->valuedouble;
         o->t = (int64_t)ot->valuedouble;

@@ -256,3 +256,62 @@ Test(slurm, ntasks_and_env) {
     unsetenv("SLURM_JOB_ID"); unsetenv("SLURM_NTASKS"); unsetenv("SLURM_ARRAY_TASK_ID");
     unsetenv("SLURM_JOB_NODELIST"); unsetenv("SLURM_RESTART_COUNT");
 }
+
+/* The lottery's rewind point (round 0, rewind "step:K") is part of its
+ * resumable state: preempted after every step past K, each attempt in a new
+ * directory as a sweep runs it, the task still writes the rewind point and
+ * the model of the uninterrupted run. Before, the resumed attempt never
+ * reached step K again and failed at the end ("step K was never reached"). */
+rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics);
+rf_status (*const test_resume_lottery_entry)(rf_ctx *, const rf_task_io *, cJSON *) = rf_task_lottery;
+
+#define LTH_SETTINGS "{\"kind\":\"lottery\",\"round\":0,\"rewind\":\"step:2\",\"data\":\"synthetic:256\"," \
+                     "\"model\":\"lenet-300-100\",\"iterations\":6,\"batch\":32,\"optimizer\":\"sgd\",\"lr\":0.1}"
+
+static void assert_same_file(const char *dir1, const char *dir2, const char *name) {
+    char a[300], b[300];
+    snprintf(a, sizeof a, "%s/%s", dir1, name);
+    snprintf(b, sizeof b, "%s/%s", dir2, name);
+    unsigned char *x, *y;
+    size_t nx, ny;
+    read_all(a, &x, &nx);
+    read_all(b, &y, &ny);
+    cr_assert(nx == ny && memcmp(x, y, nx) == 0, "%s differs from the uninterrupted run's", name);
+    rf_free(x); rf_free(y);
+}
+
+Test(resume, lottery_rewind_point_survives_preemption_after_step_k) {
+    char ref[] = "/tmp/raffle_lres_ref_XXXXXX", keep[] = "/tmp/raffle_lres_keep_XXXXXX";
+    cr_assert_not_null(mkdtemp(ref));
+    cr_assert_not_null(mkdtemp(keep));
+    cr_assert_eq(run(LTH_SETTINGS, ref, NULL, 0, 0), RF_OK);
+    char kept[300], state[300], dirs[8][64];
+    snprintf(kept, sizeof kept, "%s/resume.rckpt", keep);
+    rf_status st = RF_OK;
+    int attempt = 0;
+    /* attempt 0 runs to step 3 (past K = 2) before its first stop */
+    for (;; attempt++) {
+        cr_assert_lt(attempt, 8, "the task never finished");
+        snprintf(dirs[attempt], sizeof dirs[attempt], "/tmp/raffle_lres_XXXXXX");
+        cr_assert_not_null(mkdtemp(dirs[attempt]));
+        if (attempt == 0) {
+            for (int i = 0; i < 3; i++) {
+                st = run(LTH_SETTINGS, dirs[0], i ? kept : NULL, 0, 1);
+                cr_assert_eq(st, RF_ERR_PREEMPTED);
+                snprintf(state, sizeof state, "%s/resume.rckpt", dirs[0]);
+                cr_assert_eq(rename(state, kept), 0);
+            }
+            continue;
+        }
+        st = run(LTH_SETTINGS, dirs[attempt], kept, 0, 1);
+        if (st == RF_OK) break;
+        cr_assert_eq(st, RF_ERR_PREEMPTED);
+        snprintf(state, sizeof state, "%s/resume.rckpt", dirs[attempt]);
+        cr_assert_eq(rename(state, kept), 0);
+    }
+    cr_assert_gt(attempt, 1, "no attempt started past step K");
+    assert_same_file(ref, dirs[attempt], "rewind.rckpt");
+    assert_same_file(ref, dirs[attempt], "model.rckpt");
+    for (int i = 0; i <= attempt; i++) rm_dir(dirs[i]);
+    rm_dir(ref); rm_dir(keep);
+}
