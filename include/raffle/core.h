@@ -68,6 +68,8 @@ typedef struct rf_engine { int v[RF_ENGINE_COUNT_]; } rf_engine;
  * library code consults (memory cap, threads). Plain struct so it can live on
  * the stack: rf_ctx ctx; rf_ctx_init(&ctx); */
 #define RF_ERR_MAX 512
+struct rf_diag;
+struct rf_inputs;
 typedef struct rf_ctx {
     rf_status status;          /* last error status, RF_OK if none            */
     char      err[RF_ERR_MAX]; /* last error message, "" if none              */
@@ -75,6 +77,13 @@ typedef struct rf_ctx {
     int       threads;         /* compute threads (default 1)                 */
     size_t    task_cap;        /* max tasks one job may expand to (0 = default 100,000) */
     rf_engine engine;          /* engine options the computations of this ctx use */
+    /* NULL, or where checks that go on after an error (rf_diag) record
+     * each; borrowed (the caller owns it) */
+    struct rf_diag *diag;
+    /* NULL, or the files whose digests a job is parsed with (raffle/plan.h
+     * rf_inputs): checks take them as present, the file may be gone (the
+     * report of an old store); borrowed */
+    const struct rf_inputs *pinned;
 } rf_ctx;
 
 #define RF_TASK_CAP_DEFAULT 100000
@@ -111,6 +120,20 @@ rf_status rf_check_cap(rf_ctx *ctx, uint64_t bytes, const char *what);
 /* RF_ASSERT: programmer bugs only, never on input; no side effects inside. */
 void rf_assert_fail_(const char *expr, const char *file, int line);
 #define RF_ASSERT(x) ((x) ? (void)0 : rf_assert_fail_(#x, __FILE__, __LINE__))
+
+/* ---- SHA-256 (FIPS 180-4) -------------------------------------------------
+ * Pins downloads (raffle/net.h) and gives the files a task reads their
+ * content identity (task ids, raffle/plan.h). */
+typedef struct rf_sha256 { uint32_t h[8]; uint64_t len; unsigned char buf[64]; size_t nbuf; } rf_sha256;
+void rf_sha256_init(rf_sha256 *s);
+void rf_sha256_update(rf_sha256 *s, const void *data, size_t n);
+void rf_sha256_final(rf_sha256 *s, unsigned char out[32]);
+/* hex: 65 bytes (64 hex digits + NUL). */
+void rf_sha256_hex(const void *data, size_t n, char hex[65]);
+/* The digest of a regular file's content (opened without blocking: a FIFO
+ * or a device is RF_ERR_INVALID, a missing file RF_ERR_NOTFOUND, each
+ * naming path). */
+rf_status rf_sha256_file(rf_ctx *ctx, const char *path, char hex[65]);
 
 /* ---- allocation hook -----------------------------------------------------
  * All library allocations go through these so tests can make the n-th one
@@ -212,6 +235,21 @@ static inline uint64_t rf_get_u64(const unsigned char *p) { return (uint64_t)rf_
 typedef struct rf_buf { char *p; size_t n, cap; int oom; } rf_buf;
 void rf_buf_printf(rf_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void rf_buf_free(rf_buf *b);
+
+/* ---- every error at once ---------------------------------------------------
+ * A check that can go on after an error (a job file's keys, issue 23:
+ * `raffle validate` reports every error of a job at once) records each in
+ * ctx->diag when the caller set one, goes on, and leaves the first in ctx.
+ * Without ctx->diag it stops at the first, as every other check does. */
+typedef struct rf_diag {
+    rf_buf lines;   /* "message\n" per error, in the order found */
+    int    n;
+} rf_diag;
+/* Records ctx's current message in ctx->diag (nothing without one). */
+void rf_diag_note(rf_ctx *ctx);
+/* Error i's message (0-based) into buf (n bytes); "" when out of range. */
+void rf_diag_line(const rf_diag *d, int i, char *buf, size_t n);
+void rf_diag_free(rf_diag *d);   /* frees the lines; the struct is the caller's */
 
 /* Atomically writes `n` bytes to `path`: temp file in the same directory,
  * fsync, rename, fsync of the directory. Nothing half-written is ever visible. */

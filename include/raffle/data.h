@@ -39,7 +39,10 @@ typedef struct rf_dataset {
  *   "cifar100-coarse[:PATH]" CIFAR-100 with the 20 coarse (superclass) labels;
  *                         PATH as for rf_cifar_read, default the data cache,
  *   "A.npy,B.npy,C.npy,D.npy"  train_x, train_y, test_x, test_y,
- *   "FILE.json"           descriptor {"train_x":…, "train_y":…, "test_x":…, "test_y":…}.
+ *   "FILE.json"           descriptor {"train_x":…, "train_y":…, "test_x":…, "test_y":…},
+ *   "FILE.tar[.gz]", "FILE.tgz"  an archive holding train_x.npy, train_y.npy,
+ *                         test_x.npy and test_y.npy;
+ * any file of them may be a pinned URL, "URL#sha256=HEX" (below).
  * Both splits are normalised with the train split's per-channel mean/std.
  * Returns two new datasets; free each with rf_dataset_free. */
 rf_status rf_data_load(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test);
@@ -47,13 +50,43 @@ rf_status rf_data_load(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dat
  * needs): RF_ERR_NOTFOUND for an unknown name, RF_ERR_INVALID for bad
  * parameters, with the message quoting the spec. */
 rf_status rf_data_spec_check(rf_ctx *ctx, const char *spec);
+/* The local files a spec reads, each passed to fn (with ud): the four
+ * paths of an .npy list; a descriptor and the four files it names. Named
+ * datasets (mnist, cifar10, ...) name no file here: they are identified by
+ * name. Stops at fn's first error; an unreadable descriptor is an error
+ * naming it. What a task's id hashes besides its settings (raffle/plan.h). */
+typedef rf_status (*rf_data_file_fn)(rf_ctx *ctx, void *ud, const char *path);
+rf_status rf_data_spec_files(rf_ctx *ctx, const char *spec, rf_data_file_fn fn, void *ud);
 /* The forms a spec takes, for messages and --help. */
 #define RF_DATA_SPEC_FORMS "fashion-mnist, mnist, synthetic[:N[:SEED]], cifar10[:PATH], cifar100[:PATH], " \
-    "cifar100-coarse[:PATH], TRAIN_X.npy,TRAIN_Y.npy,TEST_X.npy,TEST_Y.npy or a FILE.json descriptor"
+    "cifar100-coarse[:PATH], TRAIN_X.npy,TRAIN_Y.npy,TEST_X.npy,TEST_Y.npy, a FILE.json descriptor or a FILE.tar[.gz] " \
+    "of the four .npy; a file may be URL#sha256=HEX"
 void      rf_dataset_free(rf_dataset *d);   /* accepts NULL */
 /* A view of the first n samples (borrows d's arrays; do not free its data).
  * Used to cap evaluation sets in smoke runs. */
 rf_dataset rf_dataset_head(const rf_dataset *d, int64_t n);
+
+/* ---- files by URL, their sha256 pinned ---------------------------------------
+ * Wherever a spec takes a file (a .npy of a list, a .tar dataset, a CIFAR
+ * archive: "cifar10:URL#sha256=HEX") it may take "URL#sha256=HEX": the
+ * file fetched into the download cache ($RAFFLE_CACHE/downloads) by the
+ * command line before a task runs (raffle/net.h rf_fetch_url checks the
+ * digest before the file gets its name there). Readers here only look it
+ * up: the data module never touches the network. */
+/* Whether s[0..len) is a URL ("scheme://..."), i.e. must be pinned. */
+int       rf_data_is_pinned(const char *s, size_t len);
+/* Splits "URL#sha256=HEX" (len bytes at ref) into url (un bytes) and hex
+ * (65 bytes; may be NULL). RF_ERR_INVALID naming it when the digest is
+ * missing or not 64 lowercase hex digits. */
+rf_status rf_data_pinned_parse(rf_ctx *ctx, const char *ref, size_t len, char *url, size_t un, char hex[65]);
+/* The cached file of a pinned URL into path (n bytes); RF_ERR_NOTFOUND
+ * naming the URL when it has not been fetched. */
+rf_status rf_data_pinned_path(rf_ctx *ctx, const char *ref, size_t len, char *path, size_t n);
+/* The download cache: rf_data_cache_dir + "/downloads" into buf. */
+const char *rf_data_downloads_dir(char *buf, size_t n);
+/* A download's file name in it: 16 digits of key (the pinned sha256), '-',
+ * the URL's last path segment (query and fragment characters replaced). */
+void      rf_data_download_name(const char *url, const char *key, char *buf, size_t n);
 
 /* Directory the converted MNIST .npy files live in ($RAFFLE_CACHE or ~/.cache/raffle). */
 const char *rf_data_cache_dir(char *buf, size_t n);

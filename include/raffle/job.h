@@ -49,6 +49,10 @@ typedef struct rf_job {
     int           n_dedup;      /* tasks merged because two experiments asked for the same work */
     int32_t      *id_index;     /* owned; open-addressing table id -> task (rf_job_find) */
     size_t        id_index_cap; /* power of two */
+    /* owned; {path: sha256} of every file the tasks read (model specs,
+     * .npy and descriptor datasets), whose contents are in the ids; NULL
+     * when they read none. A sweep records it in its store (inputs.json). */
+    char         *inputs_json;
 } rf_job;
 
 /* Parses and validates a job; copies text. name_hint (may be NULL) names the
@@ -56,6 +60,12 @@ typedef struct rf_job {
  * Errors are RF_ERR_JOB with the JSON path in ctx ("experiments[2].sparsity[1]:
  * 1.3 is outside [0, 1)"). Returns a new job; free with rf_job_free. */
 rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, rf_job **out);
+/* rf_job_parse with the files' digests pinned: pins (may be NULL) is a
+ * JSON object {path: sha256} (a job's inputs_json) whose files are not
+ * read; other files are. Ranks of one sweep and its report parse with the
+ * digests the sweep's rank 0 hashed, so all see the same ids. */
+rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, const char *pins,
+                              rf_job **out);
 /* Reads and parses a job file. */
 rf_status rf_job_load(rf_ctx *ctx, const char *path, rf_job **out);
 void      rf_job_free(rf_job *j);   /* accepts NULL */

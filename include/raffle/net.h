@@ -15,14 +15,7 @@
 extern "C" {
 #endif
 
-/* ---- SHA-256 (FIPS 180-4) ------------------------------------------------ */
-typedef struct rf_sha256 { uint32_t h[8]; uint64_t len; unsigned char buf[64]; size_t nbuf; } rf_sha256;
-void rf_sha256_init(rf_sha256 *s);
-void rf_sha256_update(rf_sha256 *s, const void *data, size_t n);
-void rf_sha256_final(rf_sha256 *s, unsigned char out[32]);
-/* hex: 65 bytes (64 hex digits + NUL). */
-void rf_sha256_hex(const void *data, size_t n, char hex[65]);
-rf_status rf_sha256_file(rf_ctx *ctx, const char *path, char hex[65]);
+/* SHA-256 (rf_sha256_*) is in raffle/core.h. */
 
 /* ---- URLs ------------------------------------------------------------------ */
 typedef enum rf_url_scheme { RF_URL_NONE = 0, RF_URL_HTTP = 1, RF_URL_HTTPS = 2, RF_URL_FILE = 3,

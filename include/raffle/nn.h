@@ -236,6 +236,12 @@ rf_status rf_model_alloc_blocks(rf_ctx *ctx, rf_model *m);
 const char *rf_model_preset(const char *name);
 /* Comma-separated list of preset names (static). */
 const char *rf_model_preset_names(void);
+/* Checks what rf_model_create would build, without building it: a preset
+ * name, or a spec file that reads and plans (rf_model_plan: layers and
+ * shapes, no parameter memory). A name that is neither a preset nor a file
+ * is RF_ERR_NOTFOUND (the caller suggests a preset); a spec's error is
+ * prefixed with its path. */
+rf_status rf_model_check(rf_ctx *ctx, const char *name_or_path);
 /* Builds from a preset name or, if `name_or_path` is not a preset, a spec file. */
 rf_status rf_model_create(rf_ctx *ctx, const char *name_or_path, rf_model **out);
 /* The same for data of per-sample shape c×h×w with labels below

@@ -5,9 +5,11 @@
  * with parents: rf_plan_add(plan, kind, settings, parents). Each task's
  * settings are completed with its kind's defaults (rf_kind_complete),
  * canonicalised (keys sorted recursively, cJSON_PrintUnformatted) and its
- * id is FNV-1a-64 over "rckpt-v<version>\n" + settings + "\n<parent id>"...,
- * the same idea as open_lth naming a run by a hash of its hyperparameters:
- * equal ids are merged, so shared dense models run once.
+ * id is FNV-1a-64 over the format versions (rf_plan_id_tag) + settings +
+ * "\n<key>:<sha256>" of every file the settings name (rf_inputs) +
+ * "\n<parent id>"..., the same idea as open_lth naming a run by a hash of
+ * its hyperparameters: equal ids are merged, so shared dense models run
+ * once, and an edited spec or dataset file is new work (issue 19, defect 3).
  *
  * Orchestration only: nothing here computes or does I/O (CONTRIBUTING.md rule 9).
  * src/job owns the plan of a job (rf_job takes its arrays). */
@@ -26,7 +28,7 @@ extern "C" {
 /* One task: compact (ids and indices, no pointers to per-task heap objects
  * except the settings string) so 100,000-task sweeps stay small. */
 typedef struct rf_job_task {
-    uint64_t id;           /* hash of canonical settings + parent ids + RF_CKPT_VERSION */
+    uint64_t id;           /* hash of format versions + canonical settings + file contents + parent ids */
     uint32_t parent_off;   /* first parent in rf_job.parents */
     uint16_t n_parents;
     uint8_t  kind;         /* rf_job_kind */
@@ -50,12 +52,49 @@ struct rf_point {
     const cJSON *prep;
 };
 
+/* The version of what a task computes from its settings (kernels, training
+ * loop, metrics): bump it when a change alters the results of unchanged
+ * settings, and every task id changes, so no store reuses a result the
+ * new code would not reproduce. With the checkpoint format's version
+ * (RF_CKPT_VERSION) it is part of every id. */
+#define RF_ENGINE_FORMAT_VERSION 1
+/* The versions' part of an id's hashed text into buf (n bytes): returns its
+ * length. "rckpt-v<ckpt>\n", then "engine-v<engine>\n" when engine > 1
+ * (version 1 is implicit: ids published before it was a version stay). */
+int       rf_plan_id_tag(int ckpt_version, int engine_version, char *buf, size_t n);
+
+/* ---- the files a task reads (src/task/inputs.c) ---------------------------------
+ * A digest cache: each file is read and hashed (SHA-256) once. */
+typedef struct rf_inputs rf_inputs;
+rf_inputs *rf_inputs_new(void);            /* new; free with rf_inputs_free (NULL: out of memory) */
+void      rf_inputs_free(rf_inputs *in);   /* accepts NULL */
+/* Mixes into *h "\n<key>:<sha256>" of every file settings (canonical, of
+ * kind k; borrowed) name: each key of type model that is not a preset, each
+ * dataset's files (rf_data_spec_files). A file that cannot be read is an
+ * error naming the key and the file. */
+rf_status rf_inputs_hash(rf_ctx *ctx, rf_inputs *in, const rf_kind *k, const cJSON *settings, uint64_t *h);
+/* Pins path to a digest (64 lowercase hex digits) without reading it; a
+ * JSON object {path: digest, ...} pins each (what a sweep recorded in its
+ * store's inputs.json: the report finds the sweep's ids without the files). */
+rf_status rf_inputs_pin(rf_ctx *ctx, rf_inputs *in, const char *path, const char *sha256_hex);
+rf_status rf_inputs_pin_json(rf_ctx *ctx, rf_inputs *in, const char *text, size_t n);
+/* {path: digest} of every file hashed or pinned, unformatted JSON: a new
+ * string (rf_free), NULL when there is none (or out of memory). */
+char     *rf_inputs_json(const rf_inputs *in);
+/* Whether path has a digest in in (hashed or pinned); in may be NULL. */
+int       rf_inputs_has(const rf_inputs *in, const char *path);
+/* How many files were read and hashed (not pinned) so far. */
+int       rf_inputs_reads(const rf_inputs *in);
+
 /* A new empty plan; errors go to ctx (borrowed). Free with rf_plan_free. */
 rf_plan  *rf_plan_new(rf_ctx *ctx);
 void      rf_plan_free(rf_plan *p);   /* accepts NULL */
 rf_ctx   *rf_plan_ctx(rf_plan *p);
 /* Sets the experiment index recorded in the tasks added next. */
 void      rf_plan_set_experiment(rf_plan *p, uint32_t exp);
+/* Ids of the tasks added next include the contents of the files they name,
+ * through in (borrowed; NULL: they do not). */
+void      rf_plan_set_inputs(rf_plan *p, rf_inputs *in);
 
 /* Adds a task of kind `kind` built from `settings` (consumed: completed
  * with the kind's defaults, canonicalised) with the given parents (indices

@@ -39,6 +39,7 @@ typedef enum rf_stype {
     RF_SET_OBJLIST,   /* list of objects (the experiments; checked by the job)   */
     RF_SET_ENGINE,    /* engine options object (raffle/engine.h)                 */
     RF_SET_RATES,     /* object {glob pattern: rate in [0, 1]}                   */
+    RF_SET_FILE,      /* a file path, or a pinned URL "URL#sha256=HEX" (raffle/data.h) */
     RF_SET_TYPE_COUNT_
 } rf_stype;
 
@@ -51,6 +52,9 @@ enum {
      * task ids were published: writing them would change every id). */
     RF_SF_OPTIONAL = 1 << 2,
     RF_SF_NOCLI    = 1 << 3,  /* no command-line flag (set by the expansion)      */
+    /* 0 is the value of "not given" (iterations: train by epochs): written
+     * as the default, but a flag never gives it (exit 2: leave it out). */
+    RF_SF_ZERO_UNSET = 1 << 4,
 };
 
 typedef struct rf_setting {
@@ -142,6 +146,10 @@ double      rf_settings_num(const cJSON *settings, const rf_setting *tab, const 
 const char *rf_settings_str(const cJSON *settings, const rf_setting *tab, const char *key);
 int         rf_settings_bool(const cJSON *settings, const rf_setting *tab, const char *key);
 
+/* The dataset spec of a job file's dataset value: a string as it is, or
+ * {"url": U, "sha256": H[, "format": F]} as "[F:]U#sha256=H" (a pinned URL,
+ * raffle/data.h). Writes at most n bytes; 0 when v is neither or too long. */
+int         rf_data_value_spec(const cJSON *v, char *buf, size_t n);
 /* Damerau edit distance of two short strings (99 for strings > 64 bytes). */
 int         rf_edit_distance(const char *a, const char *b);
 /* The closest of the keys of n tables and of `words` (NULL-terminated, may

@@ -3,6 +3,7 @@
  * key's flag, its type, its default, its bounds and its --help line. */
 #include "cli/cli.h"
 #include "raffle/engine.h"
+#include "raffle/net.h"
 
 #include <errno.h>
 #include <float.h>
@@ -40,6 +41,33 @@ int cli_fail(const char *cmd, rf_ctx *ctx, rf_status s) {
     const char *msg = rf_ctx_error(ctx);
     fprintf(stderr, "raffle %s: error: %s\n", cmd, msg[0] ? msg : rf_strerror(s));
     if (json_out.on) snprintf(json_out.err, sizeof json_out.err, "%s", msg[0] ? msg : rf_strerror(s));
+    return 1;
+}
+
+int cli_fail_all(const char *cmd, rf_ctx *ctx, rf_status s, const char *where) {
+    const rf_diag *d = ctx->diag;
+    if (!d || d->n < 2) return cli_fail(cmd, ctx, s);
+    char line[RF_ERR_MAX];
+    for (int i = 0; i < d->n; i++) {
+        rf_diag_line(d, i, line, sizeof line);
+        fprintf(stderr, "raffle %s: error: %s%s%s\n", cmd, where ? where : "", where ? ": " : "", line);
+    }
+    fprintf(stderr, "raffle %s: %d errors\n", cmd, d->n);
+    if (json_out.on && !json_out.printed) {
+        /* --json: every error, as a list */
+        cJSON *o = cJSON_CreateObject(), *a = cJSON_CreateArray();
+        cJSON_AddBoolToObject(o, "ok", 0);
+        cJSON_AddStringToObject(o, "command", json_out.cmd);
+        cJSON_AddNumberToObject(o, "exit", 1);
+        rf_diag_line(d, 0, line, sizeof line);
+        cJSON_AddStringToObject(o, "error", line);
+        for (int i = 0; a && i < d->n; i++) {
+            rf_diag_line(d, i, line, sizeof line);
+            cJSON_AddItemToArray(a, cJSON_CreateString(line));
+        }
+        cJSON_AddItemToObject(o, "errors", a);
+        cli_print_json(o);
+    }
     return 1;
 }
 
@@ -120,7 +148,7 @@ static void print_help(const char *cmd, const char *usage, const char *summary, 
         int len = bar ? (int)(bar - o->name) : (int)strlen(o->name);
         snprintf(left, sizeof left, "%s%.*s%s%s%s%s", len > 1 ? "--" : "-", len, o->name, o->metavar ? " " : "",
                  o->metavar ? o->metavar : "", bar ? ", --" : "", bar ? bar + 1 : "");
-        printf("  %-28s %s%s\n", left, o->help ? o->help : "", o->required ? " (required)" : "");
+        printf("  %-28s %s%s\n", left, o->help ? o->help : "", (o->required & CLI_REQUIRED) ? " (required)" : "");
     }
     printf("  %-28s %s\n", "--help", "show this help");
     for (int t = 0; tabs && t < tabs->n; t++) {
@@ -151,35 +179,50 @@ static int list_add(const char *cmd, const char *name, cli_list *l, const char *
     }
 }
 
+/* An option's range: what its type holds, from 0 unless CLI_NEGATIVE_OK,
+ * above 0 with CLI_POSITIVE (the smallest positive value for floats). */
+static void opt_range(const cli_opt *o, double tmin, double tmax, double *lo, double *hi) {
+    *lo = (o->required & CLI_NEGATIVE_OK) ? tmin : 0;
+    *hi = tmax;
+    if (o->required & CLI_POSITIVE) *lo = (o->type == CLI_FLOAT || o->type == CLI_DOUBLE) ? 1e-300 : 1;
+}
+
 static int set_value(const char *cmd, const cli_opt *o, const char *v) {
-    /* the library's strict parser: the whole value, in range, never saturated */
+    /* the library's strict parser: the whole value, in the option's range,
+     * never saturated; outside it is exit 2, never the default */
     char what[80];
     snprintf(what, sizeof what, "--%s", o->name);
     rf_ctx ctx;
     rf_ctx_init(&ctx);
     size_t n = strlen(v);
+    double lo, hi;
     switch (o->type) {
     case CLI_STR: *(const char **)o->dest = v; return 0;
     case CLI_LIST: return list_add(cmd, o->name, (cli_list *)o->dest, v);
     case CLI_INT: {
         int64_t x;
-        if (rf_parse_i64(&ctx, v, n, -2147483647LL, 2147483647LL, what, &x) != RF_OK) break;
+        opt_range(o, -2147483647.0, 2147483647.0, &lo, &hi);
+        if (rf_parse_i64(&ctx, v, n, (int64_t)lo, (int64_t)hi, what, &x) != RF_OK) break;
         *(int *)o->dest = (int)x; return 0;
     }
     case CLI_I64: {
         int64_t x;
-        if (rf_parse_i64(&ctx, v, n, INT64_MIN, INT64_MAX, what, &x) != RF_OK) break;
+        opt_range(o, -9.2e18, 9.2e18, &lo, &hi);
+        if (rf_parse_i64(&ctx, v, n, (int64_t)lo, (int64_t)hi, what, &x) != RF_OK) break;
         *(int64_t *)o->dest = x; return 0;
     }
     case CLI_U64: {
         uint64_t x;
-        if (rf_parse_u64(&ctx, v, n, 0, UINT64_MAX, what, &x) != RF_OK) break;
+        opt_range(o, 0, 1.8e19, &lo, &hi);
+        if (rf_parse_u64(&ctx, v, n, (uint64_t)lo, UINT64_MAX, what, &x) != RF_OK) break;
         *(uint64_t *)o->dest = x; return 0;
     }
     case CLI_FLOAT: case CLI_DOUBLE: {
         double x;
         double lim = o->type == CLI_FLOAT ? 3.4028234663852886e38 : 1.7976931348623157e308;
+        opt_range(o, -lim, lim, &lo, &hi);
         if (rf_parse_f64(&ctx, v, n, -lim, lim, what, &x) != RF_OK) break;
+        if (x < lo) { rf_error(&ctx, RF_ERR_INVALID, "%s: must be %s 0", what, lo > 0 ? ">" : ">="); break; }
         if (o->type == CLI_FLOAT) *(float *)o->dest = (float)x; else *(double *)o->dest = x;
         return 0;
     }
@@ -262,6 +305,12 @@ static int set_setting(const char *cmd, const rf_setting *s, const char *v, int 
         double x;
         if (rf_parse_f64(&pctx, v, strlen(v), -DBL_MAX, DBL_MAX, flag, &x) != RF_OK) {
             cli_err(cmd, "%s: invalid number '%s'", flag, v);
+            return 2;
+        }
+        /* a key whose 0 means "not given" (iterations: train by epochs)
+         * takes no 0 here: leaving the flag out says that */
+        if (x == 0 && (s->flags & RF_SF_ZERO_UNSET)) {
+            cli_err(cmd, "%s: 0 means not given (%s): leave the flag out", flag, s->doc ? s->doc : s->key);
             return 2;
         }
         j = cJSON_CreateNumber(x);
@@ -358,7 +407,7 @@ int cli_parse_settings(const char *cmd, const char *usage, const char *summary, 
     }
     int idx = 0;
     for (const cli_opt *p = opts; p && p->name; p++, idx++)
-        if (p->required && idx < 64 && !seen[idx]) { cli_err(cmd, "missing required option --%s", p->name); return 2; }
+        if ((p->required & CLI_REQUIRED) && idx < 64 && !seen[idx]) { cli_err(cmd, "missing required option --%s", p->name); return 2; }
     if (npos < min_pos) { cli_err(cmd, "missing argument (usage: raffle %s %s)", cmd, usage ? usage : ""); return 2; }
     for (int i = npos; i < max_pos; i++) pos[i] = NULL;
     return 0;
@@ -429,6 +478,12 @@ cJSON *cli_run_kind(const char *cmd, const rf_kind *k, cJSON *settings, const ch
     snprintf(path, sizeof path, "%s/task.json", dir);
     char *text = s == RF_OK ? cJSON_PrintUnformatted(task) : NULL;
     cJSON_Delete(task);
+    if (s == RF_OK && text) {
+        /* the pinned URLs its settings name, before anything is written */
+        cJSON *t = cJSON_Parse(text);
+        s = cli_fetch_pinned(&ctx, cJSON_GetObjectItemCaseSensitive(t, "settings"));
+        cJSON_Delete(t);
+    }
     if (s == RF_OK) s = rf_mkdirs(&ctx, dir);
     if (s == RF_OK) s = text ? rf_write_file_atomic(&ctx, path, text, strlen(text)) : rf_error(&ctx, RF_ERR_NOMEM, "out of memory");
     cJSON_free(text);
@@ -447,6 +502,41 @@ cJSON *cli_run_kind(const char *cmd, const rf_kind *k, cJSON *settings, const ch
     }
     if (s != RF_OK) { cli_fail(cmd, &ctx, s); return NULL; }
     return metrics;
+}
+
+/* ---- pinned URLs into the download cache ------------------------------------------ */
+
+/* Each "URL#sha256=HEX" in v (a dataset spec: a list's entries, a
+ * "cifar10:" path, or a file setting) fetched and checked. */
+static rf_status fetch_value(rf_ctx *ctx, const char *v) {
+    for (const char *p = v; *p;) {
+        size_t len = strcspn(p, ",");
+        const char *sep = strstr(p, "://");
+        if (sep && sep < p + len) {
+            const char *u = sep;   /* back over the scheme: "cifar10:http://..." -> "http://..." */
+            while (u > p && ((u[-1] >= 'a' && u[-1] <= 'z') || (u[-1] >= 'A' && u[-1] <= 'Z') || (u[-1] >= '0' && u[-1] <= '9') ||
+                             u[-1] == '+' || u[-1] == '.' || u[-1] == '-'))
+                u--;
+            char url[2048], hex[65], path[4096];
+            RF_TRY(rf_data_pinned_parse(ctx, u, len - (size_t)(u - p), url, sizeof url, hex));
+            rf_fetch_opts o;
+            rf_fetch_opts_default(&o);
+            o.sha256 = hex;
+            RF_TRY(rf_fetch_url(ctx, url, &o, path, sizeof path));
+        }
+        p += len + (p[len] == ',');
+    }
+    return RF_OK;
+}
+
+rf_status cli_fetch_pinned(rf_ctx *ctx, const cJSON *settings) {
+    for (const cJSON *c = settings ? settings->child : NULL; c; c = c->next) {
+        if (cJSON_IsString(c) && strstr(c->valuestring, "://")) RF_TRY(fetch_value(ctx, c->valuestring));
+        if (cJSON_IsArray(c))
+            for (const cJSON *e = c->child; e; e = e->next)
+                if (cJSON_IsString(e) && strstr(e->valuestring, "://")) RF_TRY(fetch_value(ctx, e->valuestring));
+    }
+    return RF_OK;
 }
 
 /* OpenBLAS exports this; declared here to avoid depending on its header. */

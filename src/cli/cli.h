@@ -22,8 +22,13 @@ typedef struct cli_opt {
     void        *dest;      /* int* for FLAG/INT, const char** for STR, int64_t*, uint64_t*, float*, double*, cli_list* */
     const char  *metavar;   /* "N", "FILE"; NULL for flags */
     const char  *help;
+    /* CLI_REQUIRED (1: the option must be given), and for numbers what
+     * they take: by default 0 and above; CLI_POSITIVE above 0 only;
+     * CLI_NEGATIVE_OK any. A value outside is refused with exit 2, never
+     * taken as the default (issue 23). */
     int          required;
 } cli_opt;
+enum { CLI_REQUIRED = 1, CLI_POSITIVE = 2, CLI_NEGATIVE_OK = 4 };
 
 /* Settings tables a command takes as flags (raffle/settings.h): key
  * "weight_decay" is --weight-decay, an entry's alias is another spelling,
@@ -52,6 +57,16 @@ int cli_parse_settings(const char *cmd, const char *usage, const char *summary, 
 void cli_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints the ctx error for a failed status and returns the exit code (1). */
 int  cli_fail(const char *cmd, rf_ctx *ctx, rf_status s);
+/* cli_fail of every error ctx->diag recorded (a job's, issue 23), one line
+ * each, prefixed with where (a file; may be NULL), then their count; with
+ * --json one object whose "errors" lists them. Fewer than two: cli_fail
+ * (ctx's message, which names where already). */
+int  cli_fail_all(const char *cmd, rf_ctx *ctx, rf_status s, const char *where);
+/* Fetches every pinned URL ("URL#sha256=HEX": datasets, checkpoints) the
+ * string values of settings (borrowed; may be NULL) name into the download
+ * cache, each checked against its digest (issue 19: datasets and teachers
+ * by URL). A wrong digest is an error naming the URL and leaves nothing. */
+rf_status cli_fetch_pinned(rf_ctx *ctx, const cJSON *settings);
 /* Prints obj as one JSON object line on stdout (and frees it). */
 void cli_print_json(cJSON *obj);
 /* --json for command cmd: errors reported with cli_err / cli_fail are

@@ -308,7 +308,7 @@ static int bench_kernels(int argc, char **argv) {
     const cli_opt opts[] = {
         {"json", CLI_FLAG, &json, NULL, "print the result object as one JSON line on stdout", 0},
         {"quick", CLI_FLAG, &quick, NULL, "fewer repetitions, batches 1/16/64 only (a smoke run)", 0},
-        {"reps", CLI_INT, &reps, "N", "timed samples per measurement, best kept (default 30, quick 10)", 0},
+        {"reps", CLI_INT, &reps, "N", "timed samples per measurement, best kept (default 30, quick 10)", CLI_POSITIVE},
         {"out", CLI_STR, &out_dir, "DIR", "write DIR/kernels.json (default bench/results; '' = nowhere)", 0},
         {0},
     };
@@ -355,10 +355,10 @@ static int bench_coord(int argc, char **argv) {
     const char *cmd = "bench coord", *out_dir = "bench/results";
     int quick = 0, tasks = 0, mb = 0, reps = 0, level = 0, level_set = 0, done = 0;
     const cli_opt opts[] = {
-        {"tasks", CLI_INT, &tasks, "N", "no-op tasks of the dispatch measurement (default 20000, quick 5000)", 0},
-        {"mb", CLI_INT, &mb, "M", "MiB gathered (default 64, quick 16)", 0},
-        {"reps", CLI_INT, &reps, "R", "repetitions, best kept (default 5, quick 3)", 0},
-        {"level", CLI_INT, &level, "L", "zstd level of the checkpoint stream (default the coordinator's)", 0},
+        {"tasks", CLI_INT, &tasks, "N", "no-op tasks of the dispatch measurement (default 20000, quick 5000)", CLI_POSITIVE},
+        {"mb", CLI_INT, &mb, "M", "MiB gathered (default 64, quick 16)", CLI_POSITIVE},
+        {"reps", CLI_INT, &reps, "R", "repetitions, best kept (default 5, quick 3)", CLI_POSITIVE},
+        {"level", CLI_INT, &level, "L", "zstd level of the checkpoint stream (default the coordinator's)", CLI_NEGATIVE_OK},
         {"quick", CLI_FLAG, &quick, NULL, "a smaller run", 0},
         {"out", CLI_STR, &out_dir, "DIR", "write DIR/coord.json (default bench/results; '' = nowhere)", 0},
         {0},

@@ -45,9 +45,9 @@ int rf_cmd_eval(int argc, char **argv) {
         {"split", CLI_STR, &split, "test|val", "which split to evaluate (default test)", 0},
         {"predictions", CLI_STR, &pred, "PREFIX",
          "write PREFIX.logits.npy (float32 [n, classes]), PREFIX.pred.npy and PREFIX.labels.npy (int32 [n])", 0},
-        {"batch", CLI_INT, &batch, "B", "evaluation batch size (default 256)", 0},
-        {"limit", CLI_I64, &limit, "N", "evaluate the first N samples of the split only", 0},
-        {"threads", CLI_INT, &threads, "N", "compute threads (default 1)", 0},
+        {"batch", CLI_INT, &batch, "B", "evaluation batch size (default 256)", CLI_POSITIVE},
+        {"limit", CLI_I64, &limit, "N", "evaluate the first N samples of the split only", CLI_POSITIVE},
+        {"threads", CLI_INT, &threads, "N", "compute threads (default 1)", CLI_POSITIVE},
         {"json", CLI_FLAG, &json, NULL, "print one JSON object with the results", 0},
         {NULL, 0, NULL, NULL, NULL, 0},
     };

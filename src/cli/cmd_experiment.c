@@ -52,8 +52,8 @@ int cli_experiment_main(const rf_kind *k, int argc, char **argv) {
     const cli_opt opts[] = {
         {"out|out-dir", CLI_STR, &out, "DIR", "DIR/NN-LABEL/{model.rckpt,metrics.json,task.json} for every task", 1},
         {"engine", CLI_LIST, &engine, "KEY=VALUE", "engine option (docs/engine.md); repeatable", 0},
-        {"threads", CLI_INT, &threads, "N", "BLAS threads (default 1)", 0},
-        {"log-every", CLI_INT, &log_every, "N", "progress line every N training steps (0: the kinds' defaults; -1: none)", 0},
+        {"threads", CLI_INT, &threads, "N", "BLAS threads (default 1)", CLI_POSITIVE},
+        {"log-every", CLI_INT, &log_every, "N", "progress line every N training steps (0: the kinds' defaults; -1: none)", CLI_NEGATIVE_OK},
         {"json", CLI_FLAG, &json, NULL, "print {\"tasks\": [...]} (every task's metrics) as one JSON object", 0},
         {NULL, 0, NULL, NULL, NULL, 0},
     };

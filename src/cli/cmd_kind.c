@@ -44,8 +44,8 @@ int cli_kind_main(const rf_kind *k, int argc, char **argv) {
         {parent_name, CLI_LIST, &parents, "CKPT[,CKPT]", parent_help, k->min_parents > 0},
         {"out", CLI_STR, &out, "DIR", "output directory: DIR/model.rckpt, metrics.json, task.json (default: a temporary one, removed)", 0},
         {"engine", CLI_LIST, &engine, "KEY=VALUE", "engine option (docs/engine.md); repeatable", 0},
-        {"threads", CLI_INT, &threads, "N", "BLAS threads (default 1)", 0},
-        {"log-every", CLI_INT, &log_every, "N", "progress line every N training steps (0: the kind's default; -1: none)", 0},
+        {"threads", CLI_INT, &threads, "N", "BLAS threads (default 1)", CLI_POSITIVE},
+        {"log-every", CLI_INT, &log_every, "N", "progress line every N training steps (0: the kind's default; -1: none)", CLI_NEGATIVE_OK},
         {"json", CLI_FLAG, &json, NULL, "print metrics.json as one JSON object", 0},
         {NULL, 0, NULL, NULL, NULL, 0},
     };

@@ -16,7 +16,7 @@ int rf_cmd_run(int argc, char **argv) {
     int done = 0, threads = 1;
     const char *pos[1];
     cli_opt opts[] = {
-        {"threads", CLI_INT, &threads, "N", "compute threads for the task (default 1)", 0},
+        {"threads", CLI_INT, &threads, "N", "compute threads for the task (default 1)", CLI_POSITIVE},
         {NULL, 0, NULL, NULL, NULL, 0},
     };
     int rc = cli_parse("run", "TASK_DIR", "Runs one sweep task described by TASK_DIR/task.json; writes model.rckpt,\n"

@@ -172,6 +172,39 @@ static void tty_progress(void *ud, const rf_sweep_progress *p) {
     tty_draw(t);
 }
 
+/* cli_fetch_pinned of each distinct settings value of job's tasks that
+ * names a URL (a handful: the job's datasets and checkpoints). */
+static rf_status fetch_job_inputs(rf_ctx *ctx, const rf_job *job) {
+    rf_status s = RF_OK;
+    char *done[64];
+    int nd = 0;
+    for (int i = 0; s == RF_OK && i < job->n_tasks; i++) {
+        if (!strstr(rf_job_settings(job, i), "://")) continue;
+        cJSON *st = cJSON_Parse(rf_job_settings(job, i));
+        if (!st) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); break; }
+        for (cJSON *c = st->child, *next; s == RF_OK && c; c = next) {
+            next = c->next;
+            char *txt = cJSON_IsString(c) || cJSON_IsArray(c) ? cJSON_PrintUnformatted(c) : NULL;
+            int seen = !txt || !strstr(txt, "://");
+            for (int k = 0; k < nd && !seen; k++) seen = strcmp(done[k], txt) == 0;
+            if (!seen) {
+                /* one value at a time, as its own settings object */
+                cJSON *one = cJSON_CreateObject();
+                cJSON *v = cJSON_DetachItemViaPointer(st, c);
+                if (one && v && cJSON_AddItemToObject(one, "v", v)) v = NULL;
+                s = one ? cli_fetch_pinned(ctx, one) : rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+                cJSON_Delete(v);
+                cJSON_Delete(one);
+                if (s == RF_OK && nd < 64) { done[nd++] = txt; txt = NULL; }
+            }
+            free(txt);
+        }
+        cJSON_Delete(st);
+    }
+    for (int k = 0; k < nd; k++) free(done[k]);
+    return s;
+}
+
 int rf_cmd_sweep(int argc, char **argv) {
     int done = 0, fail_fast = 0, json = 0, quiet = 0, keep = 0, retries = -1, mem_mb = 0, no_report = 0;
     double tl = 0, every = 2, margin = 60, resume_every = 300, mirror_wait = 30;
@@ -185,11 +218,11 @@ int rf_cmd_sweep(int argc, char **argv) {
         {"resume-every", CLI_DOUBLE, &resume_every, "S", "training tasks save resumable state every S seconds (0: only when stopped; default 300)", 0},
         {"fail-fast", CLI_FLAG, &fail_fast, NULL, "start no new task after the first failure", 0},
         {"retries", CLI_INT, &retries, "N", "retries after a crash or timeout (default: the job's limits.retries)", 0},
-        {"time-limit", CLI_DOUBLE, &tl, "S", "wall-clock limit per task attempt, seconds (default: the job's)", 0},
-        {"memory-mb", CLI_INT, &mem_mb, "MB", "address-space limit per task, MiB (default: the job's)", 0},
+        {"time-limit", CLI_DOUBLE, &tl, "S", "wall-clock limit per task attempt, seconds (default: the job's)", CLI_POSITIVE},
+        {"memory-mb", CLI_INT, &mem_mb, "MB", "address-space limit per task, MiB (default: the job's)", CLI_POSITIVE},
         {"work", CLI_STR, &work, "DIR", "scratch directory for task runs (default ${TMPDIR:-/tmp}/raffle-UID)", 0},
         {"keep-work", CLI_FLAG, &keep, NULL, "keep the scratch directories", 0},
-        {"status-every", CLI_DOUBLE, &every, "S", "status.json and progress period (default 2 s)", 0},
+        {"status-every", CLI_DOUBLE, &every, "S", "status.json and progress period (default 2 s)", CLI_POSITIVE},
         {"no-report", CLI_FLAG, &no_report, NULL, "do not write report.* at the end", 0},
         {"quiet", CLI_FLAG, &quiet, NULL, "no progress lines", 0},
         {"json", CLI_FLAG, &json, NULL, "print the outcome as one JSON object", 0},
@@ -252,11 +285,50 @@ int rf_cmd_sweep(int argc, char **argv) {
     char *dot = strrchr(hint, '.');
     if (dot && strcmp(dot, ".json") == 0) *dot = '\0';
     rf_job *job = NULL;
-    rf_status s = rf_job_parse(&ctx, text, n, hint, &job);
+    /* rank 0 reads and hashes the files the tasks name (issue 19, defect 3)
+     * and hands the digests to the others, so every rank computes the same
+     * ids, whatever happens to the files meanwhile */
+    rf_diag diag = {0};
+    ctx.diag = rank == 0 ? &diag : NULL;   /* rank 0 reports every error of the job */
+    rf_status s = rank == 0 ? rf_job_parse(&ctx, text, n, hint, &job) : RF_OK;
+    ctx.diag = NULL;
+    long plen = rank == 0 ? (s ? -1 : job->inputs_json ? (long)strlen(job->inputs_json) : 0) : 0;
+    if (size > 1) MPI_Bcast(&plen, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+    if (plen >= 0 && rank != 0) {
+        char *pins = plen ? rf_malloc((size_t)plen + 1) : NULL;
+        if (plen && !pins) MPI_Abort(MPI_COMM_WORLD, 1);
+        if (pins) { MPI_Bcast(pins, (int)plen, MPI_CHAR, 0, MPI_COMM_WORLD); pins[plen] = '\0'; }
+        s = rf_job_parse_pinned(&ctx, text, n, hint, pins, &job);
+        rf_free(pins);
+    } else if (plen > 0 && size > 1) {
+        MPI_Bcast(job->inputs_json, (int)plen, MPI_CHAR, 0, MPI_COMM_WORLD);
+    }
     rf_free(text);
-    if (s) {
-        /* every rank parsed the same text, so every rank stops here */
-        if (rank == 0) { rf_error_prefix(&ctx, "%s", pos[0]); cli_fail("sweep", &ctx, s); }
+    if (!(plen < 0 || s)) rf_diag_free(&diag);
+    if (plen < 0 || s) {
+        /* every rank stops here: rank 0 said so, or (out of memory) this one */
+        if (rank == 0) {
+            rf_error_prefix(&ctx, "%s", pos[0]);
+            ctx.diag = &diag;
+            cli_fail_all("sweep", &ctx, s, pos[0]);
+            ctx.diag = NULL;
+        }
+        rf_diag_free(&diag);
+        if (plen >= 0 && s && mpi) MPI_Abort(MPI_COMM_WORLD, 1);
+        if (mpi) MPI_Finalize();
+        return 1;
+    }
+    /* Datasets and checkpoints by URL, fetched once per node before any
+     * task: every rank fetches what the tasks name (the download cache's
+     * lock lets one process of a node download, the others then find the
+     * file), and a failure on any rank (a wrong digest) stops them all
+     * before the store is touched. */
+    rf_status fs = fetch_job_inputs(&ctx, job);
+    int bad = fs != RF_OK, any_bad = bad;
+    if (size > 1) MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (any_bad) {
+        if (bad) cli_fail("sweep", &ctx, fs);
+        rf_job_free(job);
         if (mpi) MPI_Finalize();
         return 1;
     }

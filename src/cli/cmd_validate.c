@@ -25,9 +25,16 @@ int rf_cmd_validate(int argc, char **argv) {
     if (rc || done) return rc;
     rf_ctx ctx;
     rf_ctx_init(&ctx);
+    rf_diag diag = {0};
+    ctx.diag = &diag;   /* every error of the job, not only the first */
     rf_job *j;
     rf_status s = rf_job_load(&ctx, pos[0], &j);
-    if (s) return cli_fail("validate", &ctx, s);
+    if (s) {
+        int rc = cli_fail_all("validate", &ctx, s, pos[0]);
+        rf_diag_free(&diag);
+        return rc;
+    }
+    rf_diag_free(&diag);
     rf_job_summary sum;
     rf_job_summarize(j, &sum);
     if (json) {

@@ -813,6 +813,10 @@ static rf_status open_store(coord *C) {
     cJSON_Delete(env);
     RF_TRY(es);
     RF_TRY(rf_store_write(ctx, C->store, "job.json", C->job->text, C->job->text_len));
+    /* the digests of the files the ids include: the report parses job.json
+     * with them, so it finds these ids without the files (issue 19, defect 3) */
+    if (C->job->inputs_json)
+        RF_TRY(rf_store_write(ctx, C->store, "inputs.json", C->job->inputs_json, strlen(C->job->inputs_json)));
     RF_TRY(resume(C));
     cJSON *ev = cJSON_CreateObject();
     if (!ev) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");

@@ -143,3 +143,26 @@ void rf_assert_fail_(const char *expr, const char *file, int line) {
     fflush(stderr);
     __builtin_trap();
 }
+
+void rf_diag_note(rf_ctx *ctx) {
+    if (!ctx || !ctx->diag) return;
+    rf_buf_printf(&ctx->diag->lines, "%s\n", rf_ctx_error(ctx));
+    ctx->diag->n++;
+}
+
+void rf_diag_line(const rf_diag *d, int i, char *buf, size_t n) {
+    buf[0] = '\0';
+    const char *p = d && d->lines.p ? d->lines.p : "";
+    for (; i > 0 && *p; i--) {
+        const char *nl = strchr(p, '\n');
+        p = nl ? nl + 1 : p + strlen(p);
+    }
+    size_t len = strcspn(p, "\n");
+    snprintf(buf, n, "%.*s", (int)len, p);
+}
+
+void rf_diag_free(rf_diag *d) {
+    if (!d) return;
+    rf_buf_free(&d->lines);
+    d->n = 0;
+}

@@ -267,6 +267,10 @@ rf_status rf_cifar_load_spec_(rf_ctx *ctx, const char *spec, rf_dataset **train,
     if (*path == ':') {
         path++;
         if (!*path) return rf_error(ctx, RF_ERR_INVALID, "'%s': empty path after ':'", spec);
+        if (rf_data_is_pinned(path, strlen(path))) {
+            RF_TRY(rf_data_pinned_path(ctx, path, strlen(path), dir, sizeof dir));
+            path = dir;
+        }
     } else {
         char cache[768];
         snprintf(dir, sizeof dir, "%s/%s", rf_data_cache_dir(cache, sizeof cache), f->archive->dataset);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
@@ -26,6 +27,75 @@ const char *rf_data_cache_dir(char *buf, size_t n) {
     if (home && *home) snprintf(buf, n, "%s/.cache/raffle", home);
     else snprintf(buf, n, "/tmp/raffle-cache");
     return buf;
+}
+
+/* ---- pinned URLs: "URL#sha256=HEX" ------------------------------------------------
+ * A dataset file (or a checkpoint) named by URL with its digest pinned. The
+ * command line fetches it into the download cache first (raffle/net.h
+ * rf_fetch_url verifies the digest before the file gets its name there);
+ * readers here only look it up, so the data module never touches the
+ * network. The digest is in the spec, so a task's id holds the content. */
+
+const char *rf_data_downloads_dir(char *buf, size_t n) {
+    char c[768];
+    snprintf(buf, n, "%s/downloads", rf_data_cache_dir(c, sizeof c));
+    return buf;
+}
+
+void rf_data_download_name(const char *url, const char *key, char *buf, size_t n) {
+    const char *base = strrchr(url, '/');
+    base = base && base[1] ? base + 1 : "download";
+    snprintf(buf, n, "%.16s-%.64s", key, base);
+    for (char *p = buf; *p; p++) if (*p == '?' || *p == '#' || *p == '/') *p = '_';
+}
+
+#define PIN_TAG "#sha256="
+
+rf_status rf_data_pinned_parse(rf_ctx *ctx, const char *ref, size_t len, char *url, size_t un, char hex[65]) {
+    size_t tl = strlen(PIN_TAG);
+    const char *end = ref + len;
+    if (len < tl + 64 || strncmp(end - 64 - tl, PIN_TAG, tl) != 0)
+        return rf_error(ctx, RF_ERR_INVALID, "'%.*s': a URL needs its digest pinned: URL" PIN_TAG "<64 hex digits>", (int)len, ref);
+    for (int i = 0; i < 64; i++) {
+        char c = end[-64 + i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return rf_error(ctx, RF_ERR_INVALID, "'%.*s': the sha256 must be 64 lowercase hex digits", (int)len, ref);
+        if (hex) hex[i] = c;
+    }
+    if (hex) hex[64] = '\0';
+    size_t ul = len - tl - 64;
+    if (ul == 0 || ul >= un) return rf_error(ctx, RF_ERR_INVALID, "'%.*s': empty or over-long URL", (int)len, ref);
+    if (!(strncmp(ref, "http://", 7) == 0 || strncmp(ref, "https://", 8) == 0 || strncmp(ref, "file://", 7) == 0))
+        return rf_error(ctx, RF_ERR_INVALID, "'%.*s': only http, https and file URLs are fetched", (int)ul, ref);
+    memcpy(url, ref, ul);
+    url[ul] = '\0';
+    return RF_OK;
+}
+
+int rf_data_is_pinned(const char *s, size_t len) {
+    const char *sep = memchr(s, ':', len);
+    return sep && (size_t)(sep - s) + 3 <= len && sep[1] == '/' && sep[2] == '/';
+}
+
+rf_status rf_data_pinned_path(rf_ctx *ctx, const char *ref, size_t len, char *path, size_t n) {
+    char url[2048], hex[65], dir[1024], name[128];
+    RF_TRY(rf_data_pinned_parse(ctx, ref, len, url, sizeof url, hex));
+    rf_data_download_name(url, hex, name, sizeof name);
+    snprintf(path, n, "%s/%s", rf_data_downloads_dir(dir, sizeof dir), name);
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return rf_error(ctx, RF_ERR_NOTFOUND, "%s: not fetched into the download cache (%s): raffle sweep and the "
+                        "task commands fetch pinned URLs before they run", url, dir);
+    return RF_OK;
+}
+
+/* A path of a spec, or the cached file of a pinned URL, into buf. */
+static rf_status local_path(rf_ctx *ctx, const char *p, size_t len, char *buf, size_t n) {
+    if (rf_data_is_pinned(p, len)) return rf_data_pinned_path(ctx, p, len, buf, n);
+    if (len == 0 || len >= n) return rf_error(ctx, RF_ERR_INVALID, "'%.*s': empty or over-long path", (int)len, p);
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+    return RF_OK;
 }
 
 void rf_dataset_free(rf_dataset *d) {
@@ -294,17 +364,18 @@ static rf_status load_synthetic(rf_ctx *ctx, const char *spec, rf_dataset **trai
     return rf_data_synthetic(ctx, spec, n, n / 4, seed, train, test);
 }
 
-/* "NAME:PATH" needs a path after the colon (the bare name means the cache). */
+/* "NAME:PATH" needs a path after the colon (the bare name means the cache);
+ * a URL there needs its digest pinned. */
 static rf_status check_path_param(rf_ctx *ctx, const char *spec) {
     const char *c = strchr(spec, ':');
     if (c && !c[1]) return rf_error(ctx, RF_ERR_INVALID, "'%s': empty path after ':'", spec);
+    char url[2048];
+    if (c && rf_data_is_pinned(c + 1, strlen(c + 1))) return rf_data_pinned_parse(ctx, c + 1, strlen(c + 1), url, sizeof url, NULL);
     return RF_OK;
 }
 
-/* Splits "a,b,c,d" into four paths (copies into bufs). */
-static rf_status load_npy_list(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
-    char buf[4][1024];
-    char *paths[4];
+/* Splits "a,b,c,d" into four paths (copies into buf). */
+static rf_status npy_list_paths(rf_ctx *ctx, const char *spec, int resolve, char buf[4][1024], char *paths[4]) {
     const char *p = spec;
     int k = 0;
     for (;;) {
@@ -313,8 +384,8 @@ static rf_status load_npy_list(rf_ctx *ctx, const char *spec, rf_dataset **train
         if (k == 4) { k++; break; }
         if (len == 0 || len >= sizeof buf[k])
             return rf_error(ctx, RF_ERR_INVALID, "'%s': empty or over-long path in the .npy list", spec);
-        memcpy(buf[k], p, len);
-        buf[k][len] = '\0';
+        if (resolve) RF_TRY(local_path(ctx, p, len, buf[k], sizeof buf[k]));
+        else { memcpy(buf[k], p, len); buf[k][len] = '\0'; }
         paths[k] = buf[k];
         k++;
         if (!comma) break;
@@ -322,10 +393,29 @@ static rf_status load_npy_list(rf_ctx *ctx, const char *spec, rf_dataset **train
     }
     if (k != 4)
         return rf_error(ctx, RF_ERR_INVALID, "'%s': expected four .npy paths: train_x,train_y,test_x,test_y", spec);
+    return RF_OK;
+}
+
+static rf_status check_npy_list(rf_ctx *ctx, const char *spec) {
+    char buf[4][1024];
+    char *paths[4];
+    RF_TRY(npy_list_paths(ctx, spec, 0, buf, paths));
+    char url[2048];
+    for (int i = 0; i < 4; i++)
+        if (rf_data_is_pinned(paths[i], strlen(paths[i]))) RF_TRY(rf_data_pinned_parse(ctx, paths[i], strlen(paths[i]), url, sizeof url, NULL));
+    return RF_OK;
+}
+
+static rf_status load_npy_list(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
+    char buf[4][1024];
+    char *paths[4];
+    RF_TRY(npy_list_paths(ctx, spec, 1, buf, paths));
     return load_quad(ctx, rf_npy_read, "npy", paths, train, test);
 }
 
-static rf_status load_json(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
+/* The four .npy paths a descriptor names (copies into buf): relative paths
+ * are relative to the descriptor's directory. */
+static rf_status json_paths(rf_ctx *ctx, const char *spec, char buf[4][1024], char *paths[4]) {
     unsigned char *text = NULL;
     size_t n = 0;
     RF_TRY(rf_read_file(ctx, spec, &text, &n));
@@ -336,9 +426,6 @@ static rf_status load_json(rf_ctx *ctx, const char *spec, rf_dataset **train, rf
         return rf_error(ctx, RF_ERR_FORMAT, "%s: not a JSON object", spec);
     }
     static const char *const keys[4] = {"train_x", "train_y", "test_x", "test_y"};
-    char buf[4][1024];
-    char *paths[4];
-    /* relative paths are relative to the descriptor's directory */
     const char *slash = strrchr(spec, '/');
     int dlen = slash ? (int)(slash - spec) : 0;
     for (int i = 0; i < 4; i++) {
@@ -357,7 +444,101 @@ static rf_status load_json(rf_ctx *ctx, const char *spec, rf_dataset **train, rf
         paths[i] = buf[i];
     }
     cJSON_Delete(j);
+    return RF_OK;
+}
+
+static rf_status load_json(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
+    char buf[4][1024];
+    char *paths[4];
+    RF_TRY(json_paths(ctx, spec, buf, paths));
     return load_quad(ctx, rf_npy_read, "json", paths, train, test);
+}
+
+/* "FILE.tar[.gz]" / ".tgz", or a pinned URL of one: an archive holding
+ * train_x.npy, train_y.npy, test_x.npy and test_y.npy (in any directory of
+ * it): a dataset in one file, the form a dataset by URL takes. */
+static const char *const tar_members[4] = {"train_x.npy", "train_y.npy", "test_x.npy", "test_y.npy"};
+
+static rf_status load_tar(rf_ctx *ctx, const char *spec, rf_dataset **train, rf_dataset **test) {
+    char path[2048];
+    RF_TRY(local_path(ctx, spec, strlen(spec), path, sizeof path));
+    rf_tar *t = NULL;
+    RF_TRY(rf_tar_open(ctx, path, &t));
+    rf_tensor *ts[4] = {NULL, NULL, NULL, NULL};
+    rf_status s = RF_OK;
+    for (;;) {
+        const char *name;
+        uint64_t size;
+        if ((s = rf_tar_next(ctx, t, &name, &size)) != RF_OK || !name) break;
+        const char *base = strrchr(name, '/');
+        base = base ? base + 1 : name;
+        int k = -1;
+        for (int i = 0; i < 4; i++) if (strcmp(base, tar_members[i]) == 0) k = i;
+        if (k < 0) continue;
+        if (ts[k]) { s = rf_error(ctx, RF_ERR_FORMAT, "%s: %s twice in the archive", spec, tar_members[k]); break; }
+        if ((s = rf_check_cap(ctx, size, name)) != RF_OK) break;
+        unsigned char *buf = rf_malloc((size_t)size + 1);
+        if (!buf) { s = rf_error(ctx, RF_ERR_NOMEM, "%s: out of memory", name); break; }
+        char what[1200];
+        snprintf(what, sizeof what, "%s:%s", path, name);
+        s = rf_tar_read(ctx, t, buf, (size_t)size);
+        if (!s) s = rf_npy_parse(ctx, buf, (size_t)size, what, &ts[k]);
+        rf_free(buf);
+        if (s) break;
+    }
+    rf_tar_close(t);
+    for (int i = 0; !s && i < 4; i++)
+        if (!ts[i]) s = rf_error(ctx, RF_ERR_FORMAT, "%s: no %s in the archive (it needs train_x, train_y, test_x, test_y .npy)", spec, tar_members[i]);
+    if (!s) s = rf_dataset_from_tensors(ctx, spec, ts[0], ts[1], "train_x.npy + train_y.npy", train);
+    if (!s) {
+        s = rf_dataset_from_tensors(ctx, spec, ts[2], ts[3], "test_x.npy + test_y.npy", test);
+        if (s) { rf_dataset_free(*train); *train = NULL; }
+    }
+    for (int i = 0; i < 4; i++) rf_tensor_free(ts[i]);
+    return s;
+}
+
+static rf_status check_tar(rf_ctx *ctx, const char *spec) {
+    char url[2048];
+    return rf_data_is_pinned(spec, strlen(spec)) ? rf_data_pinned_parse(ctx, spec, strlen(spec), url, sizeof url, NULL) : RF_OK;
+}
+
+static rf_status files_tar(rf_ctx *ctx, const char *spec, rf_data_file_fn fn, void *ud) {
+    return rf_data_is_pinned(spec, strlen(spec)) ? RF_OK : fn(ctx, ud, spec);
+}
+
+/* A tar archive's name, before a pinned digest: ".tar", ".tar.gz", ".tgz". */
+static int match_tar(const char *spec, const char *key) {
+    (void)key;
+    size_t n = strlen(spec);
+    const char *pin = strstr(spec, PIN_TAG);
+    if (pin && rf_data_is_pinned(spec, n)) n = (size_t)(pin - spec);
+    static const char *const sfx[] = {".tar", ".tar.gz", ".tgz"};
+    for (int i = 0; i < 3; i++) {
+        size_t k = strlen(sfx[i]);
+        if (n > k && strncmp(spec + n - k, sfx[i], k) == 0 && !memchr(spec, ',', n)) return 1;
+    }
+    return 0;
+}
+
+/* The files of the two file forms, for rf_data_spec_files. */
+static rf_status files_npy_list(rf_ctx *ctx, const char *spec, rf_data_file_fn fn, void *ud) {
+    char buf[4][1024];
+    char *paths[4];
+    RF_TRY(npy_list_paths(ctx, spec, 0, buf, paths));
+    /* a pinned URL's content is its digest, in the spec already */
+    for (int i = 0; i < 4; i++)
+        if (!rf_data_is_pinned(paths[i], strlen(paths[i]))) RF_TRY(fn(ctx, ud, paths[i]));
+    return RF_OK;
+}
+
+static rf_status files_json(rf_ctx *ctx, const char *spec, rf_data_file_fn fn, void *ud) {
+    char buf[4][1024];
+    char *paths[4];
+    RF_TRY(fn(ctx, ud, spec));
+    RF_TRY(json_paths(ctx, spec, buf, paths));
+    for (int i = 0; i < 4; i++) RF_TRY(fn(ctx, ud, paths[i]));
+    return RF_OK;
 }
 
 static int match_exact(const char *spec, const char *key) { return strcmp(spec, key) == 0; }
@@ -381,15 +562,20 @@ static const struct {
     loader_fn   load;
     rf_status (*check)(rf_ctx *ctx, const char *spec);   /* syntax beyond the match, or NULL */
     double      validation;
+    /* The files a spec of this form names (rf_data_spec_files); NULL: a
+     * named dataset, identified by its name (the cached archives are
+     * pinned by their sha256, rf_data_archive). */
+    rf_status (*files)(rf_ctx *ctx, const char *spec, rf_data_file_fn fn, void *ud);
 } loaders[] = {
-    {"fashion-mnist",   match_exact,    load_fashion,        NULL,             5000},
-    {"mnist",           match_exact,    load_mnist,          NULL,             1000},
-    {"synthetic",       match_param,    load_synthetic,      check_synthetic,  0.1},
-    {"cifar10",         match_param,    rf_cifar_load_spec_, check_path_param, 5000},
-    {"cifar100",        match_param,    rf_cifar_load_spec_, check_path_param, 5000},
-    {"cifar100-coarse", match_param,    rf_cifar_load_spec_, check_path_param, 5000},
-    {",",               match_contains, load_npy_list,       NULL,             0.1},
-    {".json",           match_suffix,   load_json,           NULL,             0.1},
+    {"fashion-mnist",   match_exact,    load_fashion,        NULL,             5000, NULL},
+    {"mnist",           match_exact,    load_mnist,          NULL,             1000, NULL},
+    {"synthetic",       match_param,    load_synthetic,      check_synthetic,  0.1,  NULL},
+    {"cifar10",         match_param,    rf_cifar_load_spec_, check_path_param, 5000, NULL},
+    {"cifar100",        match_param,    rf_cifar_load_spec_, check_path_param, 5000, NULL},
+    {"cifar100-coarse", match_param,    rf_cifar_load_spec_, check_path_param, 5000, NULL},
+    {",",               match_contains, load_npy_list,       check_npy_list,   0.1,  files_npy_list},
+    {".json",           match_suffix,   load_json,           NULL,             0.1,  files_json},
+    {".tar",            match_tar,      load_tar,            check_tar,        0.1,  files_tar},
 };
 enum { N_LOADERS = sizeof loaders / sizeof loaders[0] };
 
@@ -410,6 +596,12 @@ rf_status rf_data_spec_check(rf_ctx *ctx, const char *spec) {
     if (i < 0)
         return rf_error(ctx, RF_ERR_NOTFOUND, "unknown dataset '%s' (expected %s)", spec, RF_DATA_SPEC_FORMS);
     return loaders[i].check ? loaders[i].check(ctx, spec) : RF_OK;
+}
+
+rf_status rf_data_spec_files(rf_ctx *ctx, const char *spec, rf_data_file_fn fn, void *ud) {
+    RF_TRY(rf_data_spec_check(ctx, spec));
+    int i = find_loader(spec);
+    return loaders[i].files ? loaders[i].files(ctx, spec, fn, ud) : RF_OK;
 }
 
 /* Raw train and test splits of spec (no normalisation), named after it. */

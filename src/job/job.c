@@ -56,7 +56,7 @@ static const rf_setting top_keys[] = {
      .doc = "store directory name: 1-128 of `A-Z a-z 0-9 . _ -`, not starting with `.` (default: the file name without `.json`)"},
     {.key = "description", .type = RF_SET_STR, .doc = "free text"},
     {.key = "dataset", .type = RF_SET_DATA, .flags = RF_SF_REQUIRED,
-     .doc = "`fashion-mnist`, `mnist`, `synthetic[:N[:SEED]]`, `cifar10[:PATH]`, `cifar100[:PATH]`, `cifar100-coarse[:PATH]`, four `.npy` files `A,B,C,D`, or a `.json` descriptor (docs/data.md)"},
+     .doc = "`fashion-mnist`, `mnist`, `synthetic[:N[:SEED]]`, `cifar10[:PATH]`, `cifar100[:PATH]`, `cifar100-coarse[:PATH]`, four `.npy` files `A,B,C,D`, a `.json` descriptor, a `.tar[.gz]` of the four `.npy`, or `{\"url\", \"sha256\"}` of one (docs/data.md)"},
     {.key = "model", .type = RF_SET_MODEL, .flags = RF_SF_REQUIRED,
      .doc = "preset (`lenet-300-100`, `lenet-5`, `conv-2/4/6`, `mlp-1200x2`, `mlp-800x2`, `vit-tiny`) or a model spec file"},
     {.key = "seed", .type = RF_SET_INT, .lo = 0, .hi = 4294967295.0, .def = "0", .doc = "default seed of every experiment"},
@@ -175,15 +175,17 @@ static rf_status expand_experiment(rf_ctx *ctx, rf_plan *plan, const cJSON *e, i
         const cJSON *sd = cJSON_GetObjectItemCaseSensitive(x, "seed");
         const cJSON *ds = cJSON_GetObjectItemCaseSensitive(x, "dataset");
         const cJSON *md = cJSON_GetObjectItemCaseSensitive(x, "model");
+        char data[4096];
+        if (!rf_data_value_spec(ds ? ds : cJSON_GetObjectItemCaseSensitive(top, "dataset"), data, sizeof data)) ok = 0;
         rf_point p = {
             .x = x, .train = tr,
-            .data = (ds ? ds : cJSON_GetObjectItemCaseSensitive(top, "dataset"))->valuestring,
+            .data = data,
             .model = md ? md : cJSON_GetObjectItemCaseSensitive(top, "model"),
             .seed = sd ? sd->valuedouble : rf_plan_num(top, "seed"),
             .engine = eng,
             .prep = prep,
         };
-        int rc = tr && eng && prep ? k->expand(plan, &p) : (rf_error(ctx, RF_ERR_NOMEM, "out of memory"), -1);
+        int rc = ok && tr && eng && prep ? k->expand(plan, &p) : (rf_error(ctx, RF_ERR_NOMEM, "out of memory"), -1);
         cJSON_Delete(tr);
         cJSON_Delete(eng);
         cJSON_Delete(prep);
@@ -207,6 +209,11 @@ static int name_ok(const char *s) {
 }
 
 rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, rf_job **out) {
+    return rf_job_parse_pinned(ctx, text, n, name_hint, NULL, out);
+}
+
+rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, const char *pins,
+                              rf_job **out) {
     *out = NULL;
     cJSON *root = cJSON_ParseWithLength(text, n);
     if (!root) {
@@ -218,35 +225,57 @@ rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name
     }
     rf_status s = RF_OK;
     rf_plan *plan = rf_plan_new(ctx);
+    rf_inputs *inputs = rf_inputs_new();
+    const struct rf_inputs *was_pinned = ctx->pinned;
+    const int diag0 = ctx->diag ? ctx->diag->n : 0;   /* errors recorded before this job's */
     rf_job *j = NULL;
     cJSON *top_train = NULL, *limits = NULL, *top_engine = NULL;
     const rf_setting *top_tab[2] = {top_keys, rf_data_settings};
     const rf_setting *exp_tabs[3] = {NULL, rf_job_experiment_settings(), rf_data_settings};
-    if (!plan) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); goto fail; }
+    if (!plan || !inputs) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); goto fail; }
+    if (pins && (s = rf_inputs_pin_json(ctx, inputs, pins, strlen(pins))) != RF_OK) goto fail;
+    rf_plan_set_inputs(plan, inputs);
+    /* the pinned files count as present: the report of a store whose spec
+     * file is gone still finds the sweep's tasks */
+    if (pins) ctx->pinned = inputs;
     if (!cJSON_IsObject(root)) { s = rf_error(ctx, RF_ERR_JOB, "(top level): expected an object"); goto fail; }
-    if ((s = rf_settings_check(ctx, root, top_tab, 2, "", 0)) != RF_OK) goto fail;
+    /* Every error of the job, not only the first (issue 23): with
+     * ctx->diag each check records its errors there and goes on; the
+     * expansion needs a valid job, so it starts only when none was found. */
+    rf_status first = rf_settings_check(ctx, root, top_tab, 2, "", 0);
+#define JOB_ERR(st) do { rf_status st_ = (st); if (st_) { if (!first) first = st_; if (!ctx->diag) { s = first; goto fail; } } } while (0)
+#define JOB_NOTE(st) do { rf_status st2_ = (st); if (st2_) { rf_diag_note(ctx); JOB_ERR(st2_); } } while (0)
+    JOB_ERR(first);
     const cJSON *exps = cJSON_GetObjectItemCaseSensitive(root, "experiments");
-    if (!cJSON_IsArray(exps) || !exps->child) { s = rf_error(ctx, RF_ERR_JOB, "experiments: expected a non-empty list of objects"); goto fail; }
+    if (!cJSON_IsArray(exps) || !exps->child) {
+        /* a wrong "experiments" is already recorded by the top-level check */
+        if (cJSON_IsArray(exps)) JOB_NOTE(rf_error(ctx, RF_ERR_JOB, "experiments: expected a non-empty list of objects"));
+        s = first ? first : rf_error(ctx, RF_ERR_JOB, "experiments: expected a non-empty list of objects");
+        goto fail;
+    }
     int i = 0;
     for (const cJSON *e = exps->child; e; e = e->next, i++) {
         char p[64];
         snprintf(p, sizeof p, "experiments[%d]", i);
-        if (!cJSON_IsObject(e)) { s = rf_settings_error(ctx, p, "expected an object, got %s", rf_json_type_word(e)); goto fail; }
+        if (!cJSON_IsObject(e)) { JOB_NOTE(rf_settings_error(ctx, p, "expected an object, got %s", rf_json_type_word(e))); continue; }
         const cJSON *kind = cJSON_GetObjectItemCaseSensitive(e, "kind");
         char kp[80];
         snprintf(kp, sizeof kp, "%s.kind", p);
-        if (!kind) { s = rf_settings_error(ctx, kp, "required key missing"); goto fail; }
-        if ((s = rf_setting_check(ctx, &common_keys[0], kind, kp, 1)) != RF_OK) goto fail;
+        if (!kind) { JOB_NOTE(rf_settings_error(ctx, kp, "required key missing")); continue; }
+        rf_status ks = rf_setting_check(ctx, &common_keys[0], kind, kp, 1);
+        /* without a kind its keys are unknown: the experiment's other keys wait */
+        if (ks) { JOB_NOTE(ks); continue; }
         exp_tabs[0] = rf_kind_get(rf_kind_find_experiment(kind->valuestring))->exp_keys;
-        if ((s = rf_settings_check(ctx, e, exp_tabs, 3, p, 1)) != RF_OK) goto fail;
+        JOB_ERR(rf_settings_check(ctx, e, exp_tabs, 3, p, 1));
     }
     const cJSON *nm = cJSON_GetObjectItemCaseSensitive(root, "name");
-    const char *name = nm ? nm->valuestring : name_hint;
-    if (!name || !name_ok(name)) {
-        s = rf_error(ctx, RF_ERR_JOB, "name: \"%s\" is not a valid store name (1-128 of A-Z a-z 0-9 . _ -, not starting with '.')",
-                     name ? name : "");
-        goto fail;
-    }
+    const char *name = cJSON_IsString(nm) ? nm->valuestring : name_hint;
+    if (!name || !name_ok(name))
+        JOB_NOTE(rf_error(ctx, RF_ERR_JOB, "name: \"%s\" is not a valid store name (1-128 of A-Z a-z 0-9 . _ -, not starting with '.')",
+                          name ? name : ""));
+    if (first) { s = first; goto fail; }
+#undef JOB_NOTE
+#undef JOB_ERR
     top_train = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(root, "train"), 1);
     if (!top_train) top_train = cJSON_CreateObject();
     top_engine = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(root, "engine"), 1);
@@ -285,11 +314,22 @@ rf_status rf_job_parse(rf_ctx *ctx, const char *text, size_t n, const char *name
     rf_plan_take(plan, &j->tasks, &j->n_tasks, &j->parents, &j->strings, &j->strings_len, &j->id_index,
                  &j->id_index_cap, &j->n_dedup);
     rf_plan_free(plan);
+    j->inputs_json = rf_inputs_json(inputs);
+    ctx->pinned = was_pinned;
+    rf_inputs_free(inputs);
     cJSON_Delete(root); cJSON_Delete(top_train); cJSON_Delete(limits); cJSON_Delete(top_engine);
     *out = j;
     return RF_OK;
 fail:
+    if (ctx->diag && ctx->diag->n > diag0) {
+        /* ctx keeps the first error; ctx->diag has all of them */
+        char msg[RF_ERR_MAX];
+        rf_diag_line(ctx->diag, diag0, msg, sizeof msg);
+        rf_error(ctx, s ? s : RF_ERR_JOB, "%s", msg);
+    }
+    if (inputs && ctx->pinned == inputs) ctx->pinned = was_pinned;
     rf_plan_free(plan);
+    rf_inputs_free(inputs);
     rf_job_free(j);
     cJSON_Delete(root); cJSON_Delete(top_train); cJSON_Delete(limits); cJSON_Delete(top_engine);
     return s ? s : RF_ERR_JOB;
@@ -317,6 +357,7 @@ void rf_job_free(rf_job *j) {
     for (int i = 0; j->exp_names && i < j->n_experiments; i++) rf_free(j->exp_names[i]);
     rf_free(j->exp_names);
     rf_free(j->tasks); rf_free(j->parents); rf_free(j->strings); rf_free(j->text); rf_free(j->id_index);
+    rf_free(j->inputs_json);
     rf_free(j);
 }
 

@@ -7,6 +7,7 @@
  * exponential backoff; other HTTP errors are final. */
 #define _GNU_SOURCE
 #include "raffle/net.h"
+#include "raffle/data.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -247,12 +249,6 @@ static rf_status download_part(rf_ctx *ctx, const char *url, const char *part, c
     return st;
 }
 
-static const char *default_cache(char *buf, size_t n) {
-    const char *c = getenv("RAFFLE_CACHE");
-    if (c && *c) snprintf(buf, n, "%s/downloads", c);
-    else { const char *h = getenv("HOME"); snprintf(buf, n, "%s/.cache/raffle/downloads", h ? h : "/tmp"); }
-    return buf;
-}
 
 static rf_status verify(rf_ctx *ctx, const char *path, const char *want, const char *shown) {
     if (!want) return RF_OK;
@@ -271,38 +267,48 @@ rf_status rf_fetch_url(rf_ctx *ctx, const char *url, const rf_fetch_opts *opts, 
     RF_TRY(rf_url_check(ctx, url));
     if (o.sha256 && strlen(o.sha256) != 64) return rf_error(ctx, RF_ERR_INVALID, "%s: sha256 must be 64 hex digits", shown);
     char dir[PATH_MAX];
-    if (o.cache_dir) snprintf(dir, sizeof dir, "%s", o.cache_dir); else default_cache(dir, sizeof dir);
+    if (o.cache_dir) snprintf(dir, sizeof dir, "%s", o.cache_dir); else rf_data_downloads_dir(dir, sizeof dir);
     RF_TRY(rf_mkdirs(ctx, dir));
-    /* Cache key: the pinned digest when given, else a digest of the URL. */
+    /* Cache key: the pinned digest when given, else a digest of the URL;
+     * the name is the one the data module looks a pinned URL up by. */
     char key[65];
     if (o.sha256) { snprintf(key, sizeof key, "%s", o.sha256); for (char *k = key; *k; k++) if (*k >= 'A' && *k <= 'F') *k += 32; }
     else rf_sha256_hex(url, strlen(url), key);
-    const char *base = strrchr(url, '/');
-    base = base && base[1] ? base + 1 : "download";
-    char final[PATH_MAX], part[PATH_MAX + 8];
-    snprintf(final, sizeof final, "%s/%.16s-%.64s", dir, key, base);
-    for (char *p = final + strlen(dir) + 1; *p; p++) if (*p == '?' || *p == '#' || *p == '/') *p = '_';
+    char name[128], final[PATH_MAX], part[PATH_MAX + 8];
+    rf_data_download_name(url, key, name, sizeof name);
+    snprintf(final, sizeof final, "%s/%s", dir, name);
     snprintf(part, sizeof part, "%s.part", final);
+    /* Processes of one node (the ranks of a sweep) share the cache: one
+     * downloads, the others wait on the directory's lock and then find the
+     * file there. flock on the directory itself leaves no lock file. */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return rf_error(ctx, RF_ERR_IO, "%s: %s", dir, strerror(errno));
+    while (flock(dfd, LOCK_EX) != 0)
+        if (errno != EINTR) { int e = errno; close(dfd); return rf_error(ctx, RF_ERR_IO, "%s: lock: %s", dir, strerror(e)); }
+    rf_status s = RF_OK;
     struct stat sb;
     if (stat(final, &sb) == 0) {
-        if (verify(ctx, final, o.sha256, shown) == RF_OK) { snprintf(path_out, n, "%s", final); return RF_OK; }
+        if (verify(ctx, final, o.sha256, shown) == RF_OK) { snprintf(path_out, n, "%s", final); goto out; }
         unlink(final);   /* corrupted cache entry: fetch again */
     }
     int partial_ok = 0;
-    rf_status s = download_part(ctx, url, part, &o, &partial_ok);
+    s = download_part(ctx, url, part, &o, &partial_ok);
     if (s) {
         /* a partial download is kept to resume from only after a transient
          * network failure that left bytes; a final answer (404, a refused
          * redirect) or a local write error leaves nothing behind */
         struct stat ps;
         if (s != RF_ERR_NET || stat(part, &ps) != 0 || ps.st_size == 0 || !partial_ok) unlink(part);
-        return s;
+        goto out;
     }
+    /* a wrong digest leaves nothing in the cache: not the part, not a name */
     s = verify(ctx, part, o.sha256, shown);
-    if (s) { unlink(part); return s; }
-    if (rename(part, final) != 0) return rf_error(ctx, RF_ERR_IO, "%s: %s", final, strerror(errno));
+    if (s) { unlink(part); goto out; }
+    if (rename(part, final) != 0) { s = rf_error(ctx, RF_ERR_IO, "%s: %s", final, strerror(errno)); unlink(part); goto out; }
     snprintf(path_out, n, "%s", final);
-    return RF_OK;
+out:
+    close(dfd);   /* releases the lock */
+    return s;
 }
 
 rf_status rf_fetch_to_file(rf_ctx *ctx, const char *url, const rf_fetch_opts *opts, const char *dest) {

@@ -425,6 +425,28 @@ rf_status rf_model_clone(rf_ctx *ctx, const rf_model *m, rf_model **out) {
     return RF_OK;
 }
 
+rf_status rf_model_check(rf_ctx *ctx, const char *name_or_path) {
+    if (!name_or_path || !name_or_path[0]) return rf_error(ctx, RF_ERR_INVALID, "model: no preset or spec given");
+    if (rf_model_preset(name_or_path)) return RF_OK;
+    unsigned char *txt;
+    size_t n;
+    rf_status st = rf_read_file(ctx, name_or_path, &txt, &n);
+    if (st) return st;
+    char *s = rf_malloc(n + 1);
+    if (!s) { rf_free(txt); return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory"); }
+    memcpy(s, txt, n);
+    s[n] = '\0';
+    rf_free(txt);
+    /* the layer records and the parameter table, no blocks: a spec of
+     * 10^9 parameters is checked without the memory it would take */
+    rf_model *m = NULL;
+    st = rf_model_plan(ctx, s, &m);
+    rf_model_free(m);
+    rf_free(s);
+    if (st) rf_error_prefix(ctx, "%s", name_or_path);
+    return st;
+}
+
 rf_status rf_model_create(rf_ctx *ctx, const char *name_or_path, rf_model **out) {
     *out = NULL;
     if (!name_or_path) return rf_error(ctx, RF_ERR_INVALID, "model: no preset or spec given");

@@ -159,10 +159,21 @@ rf_status rf_report_job(rf_ctx *ctx, rf_store *s, rf_job **out) {
     size_t n;
     *out = NULL;
     RF_TRY(rf_store_read(ctx, s, "job.json", &txt, &n));
+    /* the digests of the files the sweep's ids include (absent: it read none) */
+    unsigned char *pins = NULL;
+    size_t np = 0;
+    rf_ctx pctx;
+    rf_ctx_init(&pctx);
+    rf_status ps = rf_store_read(&pctx, s, "inputs.json", &pins, &np);
+    if (ps != RF_OK && ps != RF_ERR_NOTFOUND) {
+        rf_free(txt);
+        return rf_error(ctx, ps, "%s", rf_ctx_error(&pctx));
+    }
     /* a job without "name" was named after its file: the store's name */
     const char *dir = rf_store_dir(s), *slash = strrchr(dir, '/');
-    rf_status st = rf_job_parse(ctx, (const char *)txt, n, slash ? slash + 1 : dir, out);
+    rf_status st = rf_job_parse_pinned(ctx, (const char *)txt, n, slash ? slash + 1 : dir, (const char *)pins, out);
     rf_free(txt);
+    rf_free(pins);
     if (st) rf_error_prefix(ctx, "%s/job.json", dir);
     return st;
 }

@@ -16,6 +16,7 @@ struct rf_plan {
     int32_t     *ht;  size_t htcap;    /* open addressing on id; -1 empty */
     int          n_dedup;
     uint32_t     exp;
+    rf_inputs   *inputs;               /* borrowed; NULL: ids without file contents */
 };
 
 /* The number of tasks a job may expand to is ctx's task cap
@@ -38,6 +39,13 @@ void rf_plan_free(rf_plan *p) {
 
 rf_ctx *rf_plan_ctx(rf_plan *p) { return p->ctx; }
 void rf_plan_set_experiment(rf_plan *p, uint32_t exp) { p->exp = exp; }
+void rf_plan_set_inputs(rf_plan *p, rf_inputs *in) { p->inputs = in; }
+
+int rf_plan_id_tag(int ckpt_version, int engine_version, char *buf, size_t n) {
+    /* engine version 1 is implicit: the tag ids were published with */
+    if (engine_version <= 1) return snprintf(buf, n, "rckpt-v%d\n", ckpt_version);
+    return snprintf(buf, n, "rckpt-v%d\nengine-v%d\n", ckpt_version, engine_version);
+}
 
 void rf_plan_take(rf_plan *p, rf_job_task **tasks, int *n_tasks, int32_t **parents, char **strings,
                   size_t *strings_len, int32_t **id_index, size_t *id_index_cap, int *n_dedup) {
@@ -101,14 +109,17 @@ int32_t rf_plan_add(rf_plan *b, int kind, cJSON *settings, const int32_t *parent
     cJSON *c = settings && k ? rf_kind_settings(k, settings) : NULL;
     cJSON_Delete(settings);
     char *s = c ? cJSON_PrintUnformatted(c) : NULL;
-    cJSON_Delete(c);
-    if (!s) { rf_error(b->ctx, RF_ERR_NOMEM, "out of memory building task settings"); return -1; }
+    if (!s) { cJSON_Delete(c); rf_error(b->ctx, RF_ERR_NOMEM, "out of memory building task settings"); return -1; }
     size_t len = strlen(s);
-    /* id = FNV-1a over the version tag, the settings and each parent's id */
-    char tag[32];
-    int tl = snprintf(tag, sizeof tag, "rckpt-v%d\n", RF_CKPT_VERSION);
+    /* id = FNV-1a over the version tag, the settings, the contents of the
+     * files they name and each parent's id */
+    char tag[64];
+    int tl = rf_plan_id_tag(RF_CKPT_VERSION, RF_ENGINE_FORMAT_VERSION, tag, sizeof tag);
     uint64_t h = rf_hash64(tag, (size_t)tl, 0xcbf29ce484222325ull);
     h = rf_hash64(s, len, h);
+    rf_status is = b->inputs ? rf_inputs_hash(b->ctx, b->inputs, k, c, &h) : RF_OK;
+    cJSON_Delete(c);
+    if (is) { free(s); return -1; }
     for (int i = 0; i < np; i++) {
         static const char hx[] = "0123456789abcdef";
         char buf[18];

@@ -5,12 +5,16 @@
 #include "raffle/settings.h"
 #include "raffle/data.h"
 #include "raffle/engine.h"
+#include "raffle/nn.h"
+#include "raffle/plan.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define BIG 1e12
 
@@ -101,8 +105,24 @@ static void choice_list(const char *const *c, char *buf, size_t n) {
 static const char *const dataset_words[] = {"fashion-mnist", "mnist", "synthetic", "cifar10", "cifar100",
                                             "cifar100-coarse", NULL};
 
+/* A file a dataset names must be there when the job is checked, not when
+ * its first task runs (issue 19, defect 11). */
+static rf_status file_present(rf_ctx *ctx, void *ud, const char *file) {
+    (void)ud;
+    if (rf_inputs_has(ctx->pinned, file)) return RF_OK;   /* the digest is known */
+    struct stat sb;
+    if (stat(file, &sb) != 0) return rf_error(ctx, RF_ERR_NOTFOUND, "%s: %s", file, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) return rf_error(ctx, RF_ERR_INVALID, "%s: not a regular file", file);
+    return RF_OK;
+}
+
 static rf_status check_dataset(rf_ctx *ctx, const char *path, const char *s) {
     rf_status st = rf_data_spec_check(ctx, s);
+    if (st == RF_OK && rf_data_spec_files(ctx, s, file_present, NULL) != RF_OK) {
+        char msg[RF_ERR_MAX];
+        snprintf(msg, sizeof msg, "%s", rf_ctx_error(ctx));
+        return rf_settings_error(ctx, path, "%s", msg);
+    }
     if (st == RF_OK) return RF_OK;
     if (st == RF_ERR_NOTFOUND) {
         const char *sug = rf_settings_suggest(s, NULL, 0, dataset_words);
@@ -112,6 +132,62 @@ static rf_status check_dataset(rf_ctx *ctx, const char *path, const char *s) {
     char msg[RF_ERR_MAX];
     snprintf(msg, sizeof msg, "%s", rf_ctx_error(ctx));
     return rf_settings_error(ctx, path, "%s", msg);
+}
+
+/* A model is a preset or a spec file that plans (rf_model_check): a name
+ * that is neither gets the closest preset (issue 23: "lenet5" -> did you
+ * mean "lenet-5"?; issue 19, defect 11: "lenet-300-1OO"); a path that is
+ * not there, or a spec that does not plan, is an error naming the file. */
+/* {"url", "sha256", "format"}: a dataset by URL (issue 19), as a spec. */
+static const rf_setting url_keys[] = {
+    {.key = "url", .type = RF_SET_STR, .flags = RF_SF_REQUIRED, .doc = "http(s) URL of the file"},
+    {.key = "sha256", .type = RF_SET_STR, .flags = RF_SF_REQUIRED, .doc = "its SHA-256, 64 lowercase hex digits"},
+    {.key = "format", .type = RF_SET_ENUM, .choices = (const char *const[]){"cifar10", "cifar100", "cifar100-coarse", NULL},
+     .doc = "a CIFAR binary archive (default: a .tar[.gz] of train_x/train_y/test_x/test_y .npy)"},
+    RF_SETTINGS_END
+};
+
+int rf_data_value_spec(const cJSON *v, char *buf, size_t n) {
+    if (cJSON_IsString(v)) return snprintf(buf, n, "%s", v->valuestring) < (int)n;
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(v, "url"), *h = cJSON_GetObjectItemCaseSensitive(v, "sha256"),
+                *f = cJSON_GetObjectItemCaseSensitive(v, "format");
+    if (!cJSON_IsObject(v) || !cJSON_IsString(u) || !cJSON_IsString(h)) return 0;
+    int k = snprintf(buf, n, "%s%s%s#sha256=%s", cJSON_IsString(f) ? f->valuestring : "", cJSON_IsString(f) ? ":" : "",
+                     u->valuestring, h->valuestring);
+    return k > 0 && (size_t)k < n;
+}
+
+static rf_status check_dataset(rf_ctx *ctx, const char *path, const char *s);
+
+/* A dataset given as {"url", "sha256"[, "format"]}: its keys, then the spec
+ * it stands for. */
+static rf_status check_data_object(rf_ctx *ctx, const char *path, const cJSON *v) {
+    const rf_setting *tab[1] = {url_keys};
+    RF_TRY(rf_settings_check(ctx, v, tab, 1, path, 0));
+    char spec[4096];
+    if (!rf_data_value_spec(v, spec, sizeof spec)) return rf_settings_error(ctx, path, "URL too long");
+    return check_dataset(ctx, path, spec);
+}
+
+static rf_status check_model(rf_ctx *ctx, const char *path, const char *name) {
+    if (rf_inputs_has(ctx->pinned, name)) return RF_OK;   /* checked when its digest was taken */
+    rf_ctx tmp;
+    rf_ctx_init(&tmp);
+    rf_status st = rf_model_check(&tmp, name);
+    if (st == RF_OK) return RF_OK;
+    size_t len = strlen(name);
+    int pathlike = strchr(name, '/') || (len > 5 && strcmp(name + len - 5, ".json") == 0);
+    if (st != RF_ERR_NOTFOUND || pathlike) return rf_settings_error(ctx, path, "%s", rf_ctx_error(&tmp));
+    char names[512];
+    const char *words[48];
+    int n = 0;
+    snprintf(names, sizeof names, "%s", rf_model_preset_names());
+    for (char *t = strtok(names, ","); t && n < 47; t = strtok(NULL, ",")) words[n++] = t;
+    words[n] = NULL;
+    const char *sug = rf_settings_suggest(name, NULL, 0, words);
+    if (sug) return rf_settings_error(ctx, path, "unknown model \"%s\" (did you mean \"%s\"?)", name, sug);
+    return rf_settings_error(ctx, path, "unknown model \"%s\": neither a preset (%s) nor a spec file", name,
+                             rf_model_preset_names());
 }
 
 static rf_status check_choice(rf_ctx *ctx, const rf_setting *f, const cJSON *v, const char *path) {
@@ -180,11 +256,12 @@ static rf_status check_scalar(rf_ctx *ctx, const rf_setting *f, const cJSON *v, 
         if (!v->valuestring[0]) return rf_settings_error(ctx, path, "empty string");
         return RF_OK;
     case RF_SET_DATA:
-        if (!cJSON_IsString(v)) return rf_settings_error(ctx, path, "expected a string, got %s", rf_json_type_word(v));
+        if (cJSON_IsObject(v)) return check_data_object(ctx, path, v);
+        if (!cJSON_IsString(v)) return rf_settings_error(ctx, path, "expected a string or {\"url\", \"sha256\"}, got %s", rf_json_type_word(v));
         return check_dataset(ctx, path, v->valuestring);
     case RF_SET_MODEL:
         if (!cJSON_IsString(v) || !v->valuestring[0]) return rf_settings_error(ctx, path, "expected a preset name or a model spec file, got %s", rf_json_type_word(v));
-        return RF_OK;
+        return check_model(ctx, path, v->valuestring);
     case RF_SET_OBJ:
         if (!cJSON_IsObject(v)) return rf_settings_error(ctx, path, "expected an object, got %s", rf_json_type_word(v));
         return rf_settings_check(ctx, v, &f->sub, 1, path, in_grid);
@@ -196,6 +273,17 @@ static rf_status check_scalar(rf_ctx *ctx, const rf_setting *f, const cJSON *v, 
             if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble <= 1))
                 return rf_settings_error(ctx, path, "\"%s\": expected a rate in [0, 1]", e->string);
         return RF_OK;
+    case RF_SET_FILE: {
+        if (!cJSON_IsString(v) || !v->valuestring[0]) return rf_settings_error(ctx, path, "expected a file or URL#sha256=HEX, got %s", rf_json_type_word(v));
+        const char *f = v->valuestring;
+        char url[2048];
+        rf_status st = rf_data_is_pinned(f, strlen(f)) ? rf_data_pinned_parse(ctx, f, strlen(f), url, sizeof url, NULL)
+                                                       : file_present(ctx, NULL, f);
+        if (st == RF_OK) return RF_OK;
+        char msg[RF_ERR_MAX];
+        snprintf(msg, sizeof msg, "%s", rf_ctx_error(ctx));
+        return rf_settings_error(ctx, path, "%s", msg);
+    }
     case RF_SET_OBJLIST: case RF_SET_TYPE_COUNT_:
         break;
     }
@@ -242,28 +330,42 @@ rf_status rf_setting_check(rf_ctx *ctx, const rf_setting *f, const cJSON *v, con
     return check_value(ctx, f, v, path, in_grid);
 }
 
+/* One key's error: with ctx->diag, recorded (unless a check inside already
+ * recorded it: an object's keys) and the check goes on. Returns whether to
+ * stop. */
+static int key_failed(rf_ctx *ctx, int noted_before, rf_status *first, rf_status st) {
+    if (!*first) *first = st;
+    if (!ctx->diag) return 1;
+    if (ctx->diag->n == noted_before) rf_diag_note(ctx);
+    return 0;
+}
+
 rf_status rf_settings_check(rf_ctx *ctx, const cJSON *o, const rf_setting *const *tabs, int n, const char *path,
                             int in_grid) {
     char p[512];
+    rf_status first = RF_OK;
     for (const cJSON *c = o->child; c; c = c->next) {
         snprintf(p, sizeof p, "%s%s%s", path, path[0] ? "." : "", c->string);
+        int noted = ctx->diag ? ctx->diag->n : 0;
         const rf_setting *f = rf_settings_lookup(tabs, n, c->string);
+        rf_status st = RF_OK;
         if (!f) {
             const char *s = rf_settings_suggest(c->string, tabs, n, NULL);
-            if (s) return rf_settings_error(ctx, p, "unknown key (did you mean \"%s\"?)", s);
-            return rf_settings_error(ctx, p, "unknown key");
+            st = s ? rf_settings_error(ctx, p, "unknown key (did you mean \"%s\"?)", s) : rf_settings_error(ctx, p, "unknown key");
         }
-        for (const cJSON *d = o->child; d != c; d = d->next)
-            if (strcmp(d->string, c->string) == 0) return rf_settings_error(ctx, p, "duplicate key");
-        RF_TRY(rf_setting_check(ctx, f, c, p, in_grid));
+        for (const cJSON *d = o->child; !st && d != c; d = d->next)
+            if (strcmp(d->string, c->string) == 0) st = rf_settings_error(ctx, p, "duplicate key");
+        if (!st) st = rf_setting_check(ctx, f, c, p, in_grid);
+        if (st && key_failed(ctx, noted, &first, st)) return st;
     }
     for (int t = 0; t < n; t++)
         for (const rf_setting *f = tabs[t]; f && f->key; f++)
             if ((f->flags & RF_SF_REQUIRED) && !cJSON_GetObjectItemCaseSensitive(o, f->key)) {
                 snprintf(p, sizeof p, "%s%s%s", path, path[0] ? "." : "", f->key);
-                return rf_settings_error(ctx, p, "required key missing");
+                int noted = ctx->diag ? ctx->diag->n : 0;
+                if (key_failed(ctx, noted, &first, rf_settings_error(ctx, p, "required key missing"))) return first;
             }
-    return RF_OK;
+    return first;
 }
 
 /* ---- defaults --------------------------------------------------------------- */
@@ -357,7 +459,7 @@ static const char *const type_names[RF_SET_TYPE_COUNT_] = {
     [RF_SET_NUM] = "number", [RF_SET_INT] = "integer", [RF_SET_ENUM] = "", [RF_SET_STR] = "string",
     [RF_SET_BOOL] = "boolean", [RF_SET_DATA] = "dataset", [RF_SET_MODEL] = "model", [RF_SET_LIST] = "list",
     [RF_SET_OBJ] = "object", [RF_SET_OBJLIST] = "list of objects", [RF_SET_ENGINE] = "engine object",
-    [RF_SET_RATES] = "object {glob: rate}",
+    [RF_SET_RATES] = "object {glob: rate}", [RF_SET_FILE] = "file or URL#sha256=HEX",
 };
 
 /* Bounds as people write them: 2^32 − 1, 10^6, 0.5. */
@@ -462,7 +564,7 @@ static const char *const schedules[] = {"constant", "cosine", "step", "linear", 
 const rf_setting rf_train_settings[] = {
     {.key = "epochs", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 0, .hi = 1e6, .def = "10", .unit = "passes",
      .doc = "passes over the training split (used when `iterations` is 0)", .alias = "e"},
-    {.key = "iterations", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 0, .hi = 1e12, .def = "0", .unit = "steps",
+    {.key = "iterations", .type = RF_SET_INT, .flags = RF_SF_GRID | RF_SF_ZERO_UNSET, .lo = 0, .hi = 1e12, .def = "0", .unit = "steps",
      .doc = "optimizer steps; > 0 overrides `epochs`"},
     {.key = "batch", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 1, .hi = 65536, .def = "128", .unit = "samples",
      .doc = "samples per step", .alias = "b"},

@@ -4,6 +4,7 @@
  * docs/training.md and the table below. */
 #include "raffle/distill.h"
 #include "raffle/plan.h"
+#include "raffle/data.h"
 #include "task/task_keys.h"
 
 #include <stdio.h>
@@ -28,6 +29,8 @@ static const rf_setting distill_keys[] = {
     {.key = "proj_lr", .type = RF_SET_NUM, .flags = RF_SF_OPTIONAL, .lo = 0, .hi = 10, .def = "0.001",
      .doc = "Adam learning rate of the hidden-state projections"},
     RF_KEY_TEACHER_CACHE,
+    {.key = "teacher_ckpt", .type = RF_SET_FILE, .flags = RF_SF_OPTIONAL | RF_SF_NOCLI,
+     .doc = "a teacher checkpoint to distill from besides the parents (a file, or URL#sha256=HEX fetched into the download cache)"},
     RF_SETTINGS_END
 };
 
@@ -81,7 +84,20 @@ static rf_status ensemble_accuracy(rf_ctx *ctx, rf_teacher *t, const rf_dataset 
 rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     const double t0 = rf_now();
     if (!io->train) return rf_error(ctx, RF_ERR_INVALID, "distill: no training data");
-    if (io->n_parents < 1) return rf_error(ctx, RF_ERR_INVALID, "distill: needs at least one teacher checkpoint as parent");
+    /* the teachers: the parents' checkpoints, then teacher_ckpt (a file or
+     * a pinned URL's cached copy: issue 19, teachers by URL) */
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(io->settings, "teacher_ckpt");
+    char tpath[4096];
+    const char *teachers[17];
+    int nt = 0;
+    for (int i = 0; i < io->n_parents && nt < 16; i++) teachers[nt++] = io->parent_ckpts[i];
+    if (cJSON_IsString(tc)) {
+        const char *f = tc->valuestring;
+        if (rf_data_is_pinned(f, strlen(f))) RF_TRY(rf_data_pinned_path(ctx, f, strlen(f), tpath, sizeof tpath));
+        else snprintf(tpath, sizeof tpath, "%s", f);
+        teachers[nt++] = tpath;
+    }
+    if (nt < 1) return rf_error(ctx, RF_ERR_INVALID, "distill: needs a teacher: a parent checkpoint or teacher_ckpt");
     const cJSON *mv = cJSON_GetObjectItemCaseSensitive(io->settings, "model");
     if (!cJSON_IsString(mv)) return rf_error(ctx, RF_ERR_INVALID, "distill: settings have no \"model\" (the student)");
     RF_TRY(rf_kind_check(ctx, &rf_kind_distill, io->settings, "settings"));
@@ -99,7 +115,7 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     double teacher_acc = -1.0;
     rf_train_result r;
     memset(&r, 0, sizeof r);
-    rf_status s = rf_teacher_load(ctx, io->parent_ckpts, io->n_parents, &t);
+    rf_status s = rf_teacher_load(ctx, teachers, nt, &t);
     if (s == RF_OK) s = rf_model_create_for_data(ctx, mv->valuestring, io->train, &m);
     if (s == RF_OK) s = rf_model_init(ctx, m, cfg.seed);
     if (s == RF_OK && hidden) s = rf_distill_pairs_default(ctx, m, rf_teacher_model(t, 0), &dc);
@@ -117,12 +133,12 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
             s = rf_error(ctx, RF_ERR_PREEMPTED, "distill: stopped on request after %lld steps", (long long)r.steps);
     }
     if (d) { rf_distill_free(d, m); d = NULL; }
-    if (s == RF_OK) s = rf_task_ckpt_extra(ctx, "distill", io, io->n_parents, r.steps, &extra);
+    if (s == RF_OK) s = rf_task_ckpt_extra(ctx, "distill", io, nt, r.steps, &extra);
     if (s == RF_OK) s = rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) {
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
         if (!cJSON_AddNumberToObject(metrics, "teacher_test_accuracy", teacher_acc) ||
-            !cJSON_AddNumberToObject(metrics, "teachers", io->n_parents) ||
+            !cJSON_AddNumberToObject(metrics, "teachers", nt) ||
             !cJSON_AddNumberToObject(metrics, "temperature", dc.T) ||
             !cJSON_AddNumberToObject(metrics, "alpha", dc.alpha) ||
             !cJSON_AddNumberToObject(metrics, "hidden_pairs", dc.n_pairs) ||
@@ -142,17 +158,34 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
  * model trained alone (same settings, no teacher). */
 static int expand_distill(rf_plan *p, const rf_point *pt) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(pt->x, "teacher");
-    cJSON *ttrain = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(t, "train"));
-    if (!ttrain) return rf_plan_nomem(p, NULL);
-    int32_t teacher = rf_plan_dense(p, pt, pt->data, cJSON_GetObjectItemCaseSensitive(t, "model"), ttrain);
-    cJSON_Delete(ttrain);
-    if (teacher < 0) return -1;
+    const cJSON *tm = cJSON_GetObjectItemCaseSensitive(t, "model"), *tck = cJSON_GetObjectItemCaseSensitive(t, "checkpoint"),
+                *tu = cJSON_GetObjectItemCaseSensitive(t, "url"), *th = cJSON_GetObjectItemCaseSensitive(t, "sha256");
+    if (!!tm + !!tck + !!tu != 1 || !tu != !th) {
+        rf_error(rf_plan_ctx(p), RF_ERR_JOB, "teacher: give one of \"model\" (trained here), \"checkpoint\" (a file) "
+                 "or \"url\" with \"sha256\"");
+        return -1;
+    }
+    int32_t teacher = -1;
+    char ck[4096] = "";
+    if (tm) {
+        cJSON *ttrain = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(t, "train"));
+        if (!ttrain) return rf_plan_nomem(p, NULL);
+        teacher = rf_plan_dense(p, pt, pt->data, tm, ttrain);
+        cJSON_Delete(ttrain);
+        if (teacher < 0) return -1;
+    } else if (tck) {
+        snprintf(ck, sizeof ck, "%s", tck->valuestring);
+    } else if (snprintf(ck, sizeof ck, "%s#sha256=%s", tu->valuestring, th->valuestring) >= (int)sizeof ck) {
+        rf_error(rf_plan_ctx(p), RF_ERR_JOB, "teacher.url: too long");
+        return -1;
+    }
     cJSON *s = rf_plan_settings(pt, pt->data, pt->model, pt->train);
     static const char *const keys[] = {"temperature", "alpha", NULL};
-    if (!s || !rf_plan_copy_keys(s, pt->x, keys)) return rf_plan_nomem(p, s);
+    if (!s || !rf_plan_copy_keys(s, pt->x, keys) || (ck[0] && !cJSON_AddStringToObject(s, "teacher_ckpt", ck)))
+        return rf_plan_nomem(p, s);
     /* distillation runs the teacher forward on every batch as well */
     double cost = rf_plan_train_cost(pt->train, pt->data, pt->model) * 1.5;
-    if (rf_plan_add(p, RF_JOB_DISTILL, s, &teacher, 1, cost) < 0) return -1;
+    if (rf_plan_add(p, RF_JOB_DISTILL, s, teacher >= 0 ? &teacher : NULL, teacher >= 0, cost) < 0) return -1;
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt->x, "baseline")) &&
         rf_plan_dense(p, pt, pt->data, pt->model, pt->train) < 0)
         return -1;
@@ -160,13 +193,16 @@ static int expand_distill(rf_plan *p, const rf_point *pt) {
 }
 
 static const rf_setting teacher_keys[] = {
-    {.key = "model", .type = RF_SET_MODEL, .flags = RF_SF_GRID | RF_SF_REQUIRED, .doc = "the teacher's model"},
+    {.key = "model", .type = RF_SET_MODEL, .flags = RF_SF_GRID, .doc = "the teacher's model, trained here (or `checkpoint`, or `url`)"},
     {.key = "train", .type = RF_SET_OBJ, .sub = rf_train_settings, .doc = "over the experiment's `train`"},
+    {.key = "checkpoint", .type = RF_SET_FILE, .flags = RF_SF_GRID, .doc = "a trained teacher's checkpoint (its content is part of the task ids)"},
+    {.key = "url", .type = RF_SET_STR, .doc = "a trained teacher's checkpoint by URL, fetched once per node into the download cache"},
+    {.key = "sha256", .type = RF_SET_STR, .doc = "the SHA-256 `url`'s file must have (64 lowercase hex digits)"},
     RF_SETTINGS_END
 };
 static const rf_setting distill_exp_keys[] = {
     {.key = "teacher", .type = RF_SET_OBJ, .flags = RF_SF_REQUIRED, .sub = teacher_keys,
-     .doc = "`{\"model\": ..., \"train\": {...}}`: the teacher, trained with the experiment's `train` overlaid by `teacher.train`"},
+     .doc = "`{\"model\": ..., \"train\": {...}}`: the teacher, trained with the experiment's `train` overlaid by `teacher.train`; or `{\"checkpoint\": FILE}`, or `{\"url\": ..., \"sha256\": ...}`: a trained one"},
     KEY_TEMPERATURE(RF_SF_GRID),
     KEY_ALPHA(RF_SF_GRID),
     {.key = "baseline", .type = RF_SET_BOOL, .def = "true", .doc = "also train the student alone"},
@@ -176,8 +212,8 @@ static const rf_setting distill_exp_keys[] = {
 const rf_kind rf_kind_distill = {
     .name = "distill", .summary = "train a student on a teacher's soft targets (knowledge distillation)",
     .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_CKPT,
-    .keys = distill_keys, .min_parents = 1, .max_parents = 16,
-    .parents_doc = "the teacher checkpoint(s); several: an ensemble (mean logits)",
+    .keys = distill_keys, .min_parents = 0, .max_parents = 16,
+    .parents_doc = "the teacher checkpoint(s); several: an ensemble (mean logits); none: `teacher_ckpt`",
     .run = rf_task_distill,
     .experiment = "distill", .exp_keys = distill_exp_keys,
     .exp_doc = "teacher `train` → `distill` student; with `baseline`, also the student model trained alone (same settings, no teacher)",

@@ -15,7 +15,7 @@ cat > "$T/job.json" <<'JOB'
  "limits": {"memory_mb": 4096, "time_s": 120, "retries": 0},
  "experiments": [{"kind": "prune", "name": "p", "method": "magnitude", "sparsity": [0.5, 0.8]}]}
 JOB
-"$RAFFLE" sweep --quiet --no-report --store "$T/s" --memory-mb 0 "$T/job.json" >"$T/run1.log" 2>&1 || { cat "$T/run1.log"; fail "first sweep failed"; }
+"$RAFFLE" sweep --quiet --no-report --store "$T/s" "$T/job.json" >"$T/run1.log" 2>&1 || { cat "$T/run1.log"; fail "first sweep failed"; }
 S="$T/s/harden"
 jq -c . "$S/ledger.jsonl" >/dev/null || fail "ledger not parseable after run 1"
 mapfile -t ckpts < <(find "$S/tasks" -name model.rckpt | sort)
@@ -28,7 +28,7 @@ size=$(stat -c %s "$victim")
 printf '\xff' | dd of="$victim" bs=1 seek=$((size / 2)) conv=notrunc status=none
 truncate -s $((size / 3)) "$victim2"
 "$RAFFLE" inspect "$victim" >/dev/null 2>&1 && fail "inspect accepted the corrupted checkpoint"
-"$RAFFLE" sweep --quiet --no-report --store "$T/s" --memory-mb 0 "$T/job.json" >"$T/run2.log" 2>&1 || { cat "$T/run2.log"; fail "resumed sweep failed"; }
+"$RAFFLE" sweep --quiet --no-report --store "$T/s" "$T/job.json" >"$T/run2.log" 2>&1 || { cat "$T/run2.log"; fail "resumed sweep failed"; }
 jq -c . "$S/ledger.jsonl" >/dev/null || fail "ledger not parseable after run 2"
 errs=""
 "$RAFFLE" inspect "$victim" >/dev/null 2>&1 || errs="$errs; the corrupted (one flipped byte) checkpoint of $id was reused, not redone"

@@ -31,7 +31,7 @@ cat > "$T/job.json" <<'JOB'
  "limits": {"memory_mb": 4096, "time_s": 120, "retries": 0},
  "experiments": [{"kind": "prune", "name": "p", "method": "magnitude", "sparsity": [0.5, 0.8]}]}
 JOB
-sweep() { "$RAFFLE" sweep --quiet --store "$1" --memory-mb 0 "$T/job.json"; }
+sweep() { "$RAFFLE" sweep --quiet --store "$1" "$T/job.json"; }
 # metrics of every task, timing keys removed, one line per task, sorted
 results() {
   for m in "$1"/faults/tasks/*/metrics.json; do
@@ -73,7 +73,7 @@ for spec in write:EIO write:ENOSPC fsync:EIO rename:EIO write:EIO:sticky; do
     rm -f "$T/fired.log"
     env LD_PRELOAD="$T/faultio.so" FAULTIO_PREFIX="$store" FAULTIO_OP="$op" FAULTIO_NTH="$n" \
       FAULTIO_ERRNO="$err" FAULTIO_STICKY="$([ -n "$sticky" ] && echo 1 || echo 0)" FAULTIO_LOG="$T/fired.log" \
-      "$RAFFLE" sweep --quiet --store "$store" --memory-mb 0 "$T/job.json" >"$T/f.log" 2>&1
+      "$RAFFLE" sweep --quiet --store "$store" "$T/job.json" >"$T/f.log" 2>&1
     rc=$?
     cases=$((cases + 1))
     if [ ! -s "$T/fired.log" ]; then
@@ -102,13 +102,13 @@ for n in 8 21; do
   store="$T/mpi_$n"; rm -f "$T/fired.log"
   timeout 120 mpirun -np 3 $MPIFLAGS -x LD_PRELOAD="$T/faultio.so" -x FAULTIO_PREFIX="$store" -x FAULTIO_OP=write \
     -x FAULTIO_NTH="$n" -x FAULTIO_ERRNO=EIO -x FAULTIO_LOG="$T/fired.log" -x ASAN_OPTIONS \
-    "$RAFFLE" sweep --quiet --store "$store" --memory-mb 0 "$T/job.json" >"$T/f.log" 2>&1
+    "$RAFFLE" sweep --quiet --store "$store" "$T/job.json" >"$T/f.log" 2>&1
   rc=$?
   [ "$rc" -ne 124 ] || { cat "$T/f.log"; fail "mpirun write/EIO call $n: the job hung after the store error"; }
   [ -s "$T/fired.log" ] || fail "mpirun write/EIO call $n: no fault fired"
   [ "$rc" -ne 0 ] && grep -q 'Input/output error' "$T/f.log" || { cat "$T/f.log"; fail "mpirun write/EIO call $n: exit $rc without naming the error"; }
   check_store "$store" "mpirun write/EIO call $n"
-  timeout 120 mpirun -np 3 $MPIFLAGS "$RAFFLE" sweep --quiet --store "$store" --memory-mb 0 "$T/job.json" >"$T/r.log" 2>&1 \
+  timeout 120 mpirun -np 3 $MPIFLAGS "$RAFFLE" sweep --quiet --store "$store" "$T/job.json" >"$T/r.log" 2>&1 \
     || { cat "$T/r.log"; fail "mpirun write/EIO call $n: the resumed sweep failed"; }
   results "$store" > "$T/got.txt"
   cmp -s "$T/ref.txt" "$T/got.txt" || fail "mpirun write/EIO call $n: resumed results differ from the clean run"

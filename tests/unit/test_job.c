@@ -2,6 +2,7 @@
  * expansion, DAG shapes, id stability and deduplication, allocation faults. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "raffle/job.h"
 
@@ -25,7 +26,7 @@ static void reject(const char *txt, const char *want) {
 Test(job, rejects_with_json_paths) {
     reject("{", "not valid JSON");
     reject("[1]", "(top level): expected an object");
-    reject("{\"model\":\"m\",\"experiments\":[{\"kind\":\"noop\"}]}", "dataset: required key missing");
+    reject("{\"model\":\"lenet-300-100\",\"experiments\":[{\"kind\":\"noop\"}]}", "dataset: required key missing");
     reject(HEAD "\"experimets\":[]}", "experimets: unknown key (did you mean \"experiments\"?)");
     reject(HEAD "\"experiments\":[]}", "experiments: expected a non-empty list");
     reject(HEAD "\"experiments\":[{\"kind\":\"noop\"},{\"kind\":\"noop\"},{\"kind\":\"prune\",\"method\":\"random\",\"sparsity\":[0.5,1.3]}]}",
@@ -48,9 +49,9 @@ Test(job, rejects_with_json_paths) {
     reject(HEAD "\"experiments\":[{\"kind\":\"noop\",\"count\":1,\"count\":2}]}", "experiments[0].count: duplicate key");
     reject(HEAD "\"name\":\"../x\",\"experiments\":[{\"kind\":\"noop\"}]}", "name: \"../x\" is not a valid store name");
     reject(HEAD "\"name\":\"a/b\",\"experiments\":[{\"kind\":\"noop\"}]}", "is not a valid store name");
-    reject("{\"dataset\":\"fashon-mnist\",\"model\":\"m\",\"experiments\":[{\"kind\":\"noop\"}]}",
+    reject("{\"dataset\":\"fashon-mnist\",\"model\":\"lenet-300-100\",\"experiments\":[{\"kind\":\"noop\"}]}",
            "dataset: unknown dataset \"fashon-mnist\" (did you mean \"fashion-mnist\"?)");
-    reject("{\"dataset\":\"synthetic:abc\",\"model\":\"m\",\"experiments\":[{\"kind\":\"noop\"}]}", "dataset: 'synthetic:abc': expected synthetic[:N[:SEED]]");
+    reject("{\"dataset\":\"synthetic:abc\",\"model\":\"lenet-300-100\",\"experiments\":[{\"kind\":\"noop\"}]}", "dataset: 'synthetic:abc': expected synthetic[:N[:SEED]]");
     reject(HEAD "\"limits\":{\"retries\":11},\"experiments\":[{\"kind\":\"noop\"}]}", "limits.retries: 11 is outside [0, 10]");
     reject(HEAD "\"experiments\":[{\"kind\":\"lottery\",\"rate\":1}]}", "experiments[0].rate: 1 is outside (0, 1)");
     reject(HEAD "\"experiments\":[{\"kind\":\"lottery\",\"controls\":[\"reinitt\"]}]}",
@@ -61,7 +62,7 @@ Test(job, rejects_with_json_paths) {
     reject(HEAD "\"experiments\":[{\"kind\":\"ofa\",\"transfer\":[\"mnist\",3]}]}", "experiments[0].transfer[1]: expected a string, got a number");
     reject(HEAD "\"experiments\":[{\"kind\":\"fail\",\"mode\":\"boom\"}]}", "experiments[0].mode: \"boom\" is not one of");
     reject(HEAD "\"experiments\":[{\"kind\":\"noop\",\"seed\":-1}]}", "experiments[0].seed: -1 is outside");
-    reject(HEAD "\"experiments\":[{\"kind\":\"distill\",\"teacher\":{\"model\":\"m\"},\"baseline\":1}]}", "experiments[0].baseline: expected true or false, got a number");
+    reject(HEAD "\"experiments\":[{\"kind\":\"distill\",\"teacher\":{\"model\":\"lenet-300-100\"},\"baseline\":1}]}", "experiments[0].baseline: expected true or false, got a number");
     reject(HEAD "\"experiments\":[7]}", "experiments[0]: expected an object, got a number");
     reject("{\"dataset\":\"synthetic\",\"model\":3,\"experiments\":[{\"kind\":\"noop\"}]}", "model: expected a preset name");
 }
@@ -219,4 +220,98 @@ Test(job, engine_options_are_settings) {
     cr_assert_neq(a->tasks[0].id, c->tasks[0].id, "engine options change floats: they are part of the id");
     cr_assert(strstr(rf_job_settings(c, 0), "engine") == NULL, "no engine given: none written (ids unchanged)");
     rf_job_free(a); rf_job_free(b); rf_job_free(c);
+}
+
+/* ---- every error at once; models and files checked at validate time ----------------
+ * Issue 19, defect 11 ("lenet-300-1OO" and a spec path that does not exist
+ * were accepted, every task then failed at run time) and issue 23 (validate
+ * reports every error of a job at once, each with its JSON path; a typo in
+ * a model name gets a did-you-mean). */
+
+static int parse_all(const char *txt, rf_diag *d, rf_ctx *ctx) {
+    rf_ctx_init(ctx);
+    memset(d, 0, sizeof *d);
+    ctx->diag = d;
+    rf_job *j = NULL;
+    rf_status s = rf_job_parse(ctx, txt, strlen(txt), "t", &j);
+    rf_job_free(j);
+    return s;
+}
+
+static void has_line(const rf_diag *d, const char *want) {
+    char line[RF_ERR_MAX];
+    for (int i = 0; i < d->n; i++) {
+        rf_diag_line(d, i, line, sizeof line);
+        if (strstr(line, want)) return;
+    }
+    cr_assert_fail("no error line contains \"%s\" (of %d: %s)", want, d->n, d->lines.p ? d->lines.p : "");
+}
+
+Test(job_validate, every_error_at_once_with_its_json_path) {
+    const char *txt = "{\"dataset\":\"synthetic\",\"model\":\"lenet5\",\"seed\":-1,\"train\":{\"lr\":0,\"epochs\":-1},"
+                      "\"experiments\":[{\"kind\":\"prune\",\"method\":\"magnitud\",\"sparsity\":[0.5,1.3]},"
+                      "{\"kind\":\"distill\",\"teacher\":{\"model\":\"lenet-300-1OO\"}},"
+                      "{\"kind\":\"train\",\"model\":\"/nonexistent/m.json\"},{\"kind\":\"nope\"},{\"method\":\"x\"}]}";
+    rf_ctx ctx;
+    rf_diag d;
+    cr_assert_eq(parse_all(txt, &d, &ctx), RF_ERR_JOB);
+    cr_assert_eq(d.n, 10, "%d errors:\n%s", d.n, d.lines.p);
+    has_line(&d, "model: unknown model \"lenet5\" (did you mean \"lenet-5\"?)");
+    has_line(&d, "seed: -1 is outside");
+    has_line(&d, "train.lr: 0 is outside (0, 10]");
+    has_line(&d, "train.epochs: -1 is outside [0, 1e+06]");
+    has_line(&d, "experiments[0].method: \"magnitud\" is not one of");
+    has_line(&d, "experiments[0].sparsity[1]: 1.3 is outside [0, 1)");
+    has_line(&d, "experiments[1].teacher.model: unknown model \"lenet-300-1OO\" (did you mean \"lenet-300-100\"?)");
+    has_line(&d, "experiments[2].model: /nonexistent/m.json: No such file or directory");
+    has_line(&d, "experiments[3].kind: \"nope\" is not one of");
+    has_line(&d, "experiments[4].kind: required key missing");
+    /* ctx holds the first, as without a diag */
+    cr_assert(strstr(ctx.err, "model: unknown model \"lenet5\""), "%s", ctx.err);
+    rf_diag_free(&d);
+    /* a job that stops before its experiments (none given) still reports
+     * every top-level error, the first in ctx */
+    const char *top = "{\"dataset\":\"synthetic\",\"model\":\"lenet5\",\"seed\":-1}";
+    cr_assert_eq(parse_all(top, &d, &ctx), RF_ERR_JOB);
+    cr_assert_eq(d.n, 3, "%s", d.lines.p);
+    has_line(&d, "experiments: required key missing");
+    cr_assert(strstr(ctx.err, "model: unknown model \"lenet5\""), "%s", ctx.err);
+    rf_diag_free(&d);
+    /* without a diag: the first error only, nothing recorded */
+    rf_job *j = NULL;
+    rf_ctx_init(&ctx);
+    cr_assert_eq(rf_job_parse(&ctx, txt, strlen(txt), "t", &j), RF_ERR_JOB);
+    cr_assert(strstr(ctx.err, "model: unknown model \"lenet5\""), "%s", ctx.err);
+}
+
+Test(job_validate, model_specs_and_dataset_files_are_checked_before_any_task) {
+    char dir[] = "/tmp/raffle-validate-XXXXXX", spec[128], txt[1024];
+    cr_assert_not_null(mkdtemp(dir));
+    /* a spec that does not plan: the error names the file and the layer */
+    snprintf(spec, sizeof spec, "%s/bad.json", dir);
+    FILE *f = fopen(spec, "w");
+    fputs("{\"input\":[1,28,28],\"classes\":10,\"layers\":[{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":0}]}", f);
+    fclose(f);
+    snprintf(txt, sizeof txt, "{\"dataset\":\"%s/a.npy,%s/b.npy,%s/c.npy,%s/d.npy\",\"model\":\"%s\","
+             "\"experiments\":[{\"kind\":\"noop\"}]}", dir, dir, dir, dir, spec);
+    rf_ctx ctx;
+    rf_diag d;
+    cr_assert_eq(parse_all(txt, &d, &ctx), RF_ERR_JOB);
+    cr_assert_eq(d.n, 2, "%s", d.lines.p);
+    char want[256];
+    snprintf(want, sizeof want, "dataset: %s/a.npy: No such file or directory", dir);
+    has_line(&d, want);
+    snprintf(want, sizeof want, "model: %s: layers[1]", spec);
+    has_line(&d, want);
+    rf_diag_free(&d);
+    /* a preset and a spec that plans pass */
+    f = fopen(spec, "w");
+    fputs("{\"input\":[1,28,28],\"classes\":10,\"layers\":[{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":10}]}", f);
+    fclose(f);
+    snprintf(txt, sizeof txt, "{\"dataset\":\"synthetic\",\"model\":\"%s\",\"experiments\":[{\"kind\":\"noop\"},"
+             "{\"kind\":\"train\",\"model\":\"lenet-5\"}]}", spec);
+    cr_assert_eq(parse_all(txt, &d, &ctx), RF_OK, "%s", ctx.err);
+    cr_assert_eq(d.n, 0);
+    remove(spec);
+    remove(dir);
 }

@@ -5,6 +5,8 @@
  * mpirun by tests/integration/sweep_trust.sh and its neighbours.
  *
  *   d2  walltime_rule      coord_walltime_rule / coord_estimate
+ *   d3  file_identity      spec / .npy / descriptor contents and the format
+ *                          versions in task ids; one read per file; pinned digests
  *   d6  store_lock         one sweep per store, the holder named, no stale lock
  *   d7  memory_cap         a checkpoint's spec against its directory; the total
  *   d8  url_scheme         ftp:// and friends are not paths
@@ -66,6 +68,195 @@ static pid_t dead_pid(void) {
     if (p == 0) _exit(0);
     waitpid(p, NULL, 0);
     return p;
+}
+
+/* ---- d3: the contents of the files a task reads are part of its id --------------- */
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The spec of the repro: 784 -> units -> 10. */
+static void write_spec(const char *path, int units) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "{\"input\":[1,28,28],\"classes\":10,\"layers\":[{\"type\":\"flatten\"},"
+             "{\"type\":\"linear\",\"name\":\"fc1\",\"out\":%d},{\"type\":\"relu\"},"
+             "{\"type\":\"linear\",\"name\":\"fc2\",\"out\":10}]}", units);
+    write_text(path, buf);
+}
+
+/* A job text that must parse (pins: see rf_job_parse_pinned). Free with rf_job_free. */
+static rf_job *parse_ok(const char *text, const char *pins) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_job *j = NULL;
+    rf_status s = rf_job_parse_pinned(&ctx, text, strlen(text), "d3", pins, &j);
+    cr_assert_eq(s, RF_OK, "%s", rf_ctx_error(&ctx));
+    return j;
+}
+
+/* The first task's id of a job over `dataset` and `model`. */
+static uint64_t first_id(const char *dataset, const char *model, const char *pins, char **inputs) {
+    char text[4096];
+    snprintf(text, sizeof text, "{\"name\":\"d3\",\"dataset\":\"%s\",\"model\":\"%s\",\"train\":{\"iterations\":5},"
+             "\"experiments\":[{\"kind\":\"train\"}]}", dataset, model);
+    rf_job *j = parse_ok(text, pins);
+    uint64_t id = j->tasks[0].id;
+    if (inputs) *inputs = j->inputs_json ? rf_strdup(j->inputs_json) : NULL;
+    rf_job_free(j);
+    return id;
+}
+
+Test(file_identity, editing_a_spec_file_changes_the_id) {
+    char d[64], m[128];
+    mktemp_dir(d, sizeof d, "d3spec");
+    snprintf(m, sizeof m, "%s/m.json", d);
+    write_spec(m, 32);
+    uint64_t a = first_id("synthetic:256", m, NULL, NULL);
+    cr_assert_eq(first_id("synthetic:256", m, NULL, NULL), a, "same content, same id");
+    write_spec(m, 64);   /* the edit: 32 -> 64 units, same path */
+    uint64_t b = first_id("synthetic:256", m, NULL, NULL);
+    cr_assert_neq(a, b, "an edited spec reused the old task");
+    write_spec(m, 32);
+    cr_assert_eq(first_id("synthetic:256", m, NULL, NULL), a, "the id is of the content, not of the edit");
+    rm_rf(d);
+}
+
+static void write_npy_f32(const char *path, int rows, int cols, float v) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_tensor *t = NULL;
+    cr_assert_eq(rf_tensor_new(&ctx, RF_F32, 2, (int64_t[]){rows, cols}, &t), RF_OK);
+    for (int64_t i = 0; i < rf_tensor_numel(t); i++) ((float *)t->data)[i] = v;
+    cr_assert_eq(rf_npy_write(&ctx, path, t), RF_OK, "%s", rf_ctx_error(&ctx));
+    rf_tensor_free(t);
+}
+
+Test(file_identity, editing_an_npy_or_descriptor_dataset_changes_the_id) {
+    char d[64], x[4][128], list[600], desc[128], dtext[256];
+    mktemp_dir(d, sizeof d, "d3npy");
+    static const char *const names[4] = {"trx", "try", "tex", "tey"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(x[i], sizeof x[i], "%s/%s.npy", d, names[i]);
+        write_npy_f32(x[i], 4, 3, 1.0f);
+    }
+    snprintf(list, sizeof list, "%s,%s,%s,%s", x[0], x[1], x[2], x[3]);
+    uint64_t a = first_id(list, "lenet-300-100", NULL, NULL);
+    write_npy_f32(x[2], 4, 3, 2.0f);   /* the test inputs change */
+    cr_assert_neq(first_id(list, "lenet-300-100", NULL, NULL), a, "an edited .npy file reused the old task");
+    /* a descriptor: its own bytes and the files it names */
+    snprintf(desc, sizeof desc, "%s/d.json", d);
+    write_text(desc, "{\"train_x\":\"trx.npy\",\"train_y\":\"try.npy\",\"test_x\":\"tex.npy\",\"test_y\":\"tey.npy\"}");
+    uint64_t b = first_id(desc, "lenet-300-100", NULL, NULL);
+    write_npy_f32(x[0], 4, 3, 3.0f);
+    uint64_t c = first_id(desc, "lenet-300-100", NULL, NULL);
+    cr_assert_neq(b, c, "a file named by the descriptor changed, the id did not");
+    snprintf(dtext, sizeof dtext, "{\"train_x\":\"tex.npy\",\"train_y\":\"try.npy\",\"test_x\":\"trx.npy\",\"test_y\":\"tey.npy\"}");
+    write_text(desc, dtext);
+    cr_assert_neq(first_id(desc, "lenet-300-100", NULL, NULL), c, "an edited descriptor reused the old task");
+    rm_rf(d);
+}
+
+/* The distill task's id of a job distilling from the teacher checkpoint at ck. */
+static uint64_t distill_id(const char *ck) {
+    char text[1024];
+    snprintf(text, sizeof text, "{\"dataset\":\"synthetic:256\",\"model\":\"lenet-300-100\",\"experiments\":"
+             "[{\"kind\":\"distill\",\"baseline\":false,\"teacher\":{\"checkpoint\":\"%s\"}}]}", ck);
+    rf_job *j = parse_ok(text, NULL);
+    cr_assert_eq(j->n_tasks, 1, "a teacher checkpoint is not trained as a task");
+    cr_assert_eq(j->tasks[0].n_parents, 0);
+    uint64_t id = j->tasks[0].id;
+    rf_job_free(j);
+    return id;
+}
+
+Test(file_identity, a_teacher_checkpoint_is_part_of_the_id) {
+    char d[64], ck[128];
+    mktemp_dir(d, sizeof d, "d3teacher");
+    snprintf(ck, sizeof ck, "%s/t.rckpt", d);
+    write_text(ck, "teacher one");
+    uint64_t a = distill_id(ck);
+    write_text(ck, "teacher two");
+    cr_assert_neq(distill_id(ck), a, "a replaced teacher checkpoint reused the old student");
+    rm_rf(d);
+}
+
+Test(file_identity, a_missing_file_is_an_error_naming_it) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_job *j = NULL;
+    const char *text = "{\"dataset\":\"/nonexistent/a.npy,/nonexistent/b.npy,/nonexistent/c.npy,/nonexistent/d.npy\","
+                       "\"model\":\"lenet-300-100\",\"experiments\":[{\"kind\":\"train\"}]}";
+    cr_assert_neq(rf_job_parse(&ctx, text, strlen(text), "x", &j), RF_OK);
+    cr_assert_null(j);
+    cr_assert(strstr(rf_ctx_error(&ctx), "/nonexistent/a.npy"), "%s", rf_ctx_error(&ctx));
+}
+
+Test(file_identity, jobs_without_files_keep_their_ids) {
+    /* ids published before file contents were hashed (computed by the code
+     * before the change): a job naming no file must not rerun its tasks */
+    const char *text = "{\"name\":\"g\",\"dataset\":\"synthetic:256\",\"model\":\"lenet-300-100\",\"train\":{\"iterations\":5},"
+                       "\"experiments\":[{\"kind\":\"prune\",\"method\":\"magnitude\",\"sparsity\":0.5},{\"kind\":\"noop\"}]}";
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_job *j = NULL;
+    cr_assert_eq(rf_job_parse(&ctx, text, strlen(text), NULL, &j), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(j->n_tasks, 3);
+    char hx[17];
+    rf_job_id_hex(j->tasks[0].id, hx);
+    cr_assert_str_eq(hx, "bf71bde11f9195a5");
+    rf_job_id_hex(j->tasks[1].id, hx);
+    cr_assert_str_eq(hx, "0f423b3e88357f55");
+    cr_assert_null(j->inputs_json, "no file, no inputs");
+    rf_job_free(j);
+}
+
+Test(file_identity, format_versions_are_in_the_id) {
+    char a[64], b[64], c[64];
+    int la = rf_plan_id_tag(1, 1, a, sizeof a), lb = rf_plan_id_tag(1, 2, b, sizeof b), lc = rf_plan_id_tag(2, 1, c, sizeof c);
+    cr_assert_str_eq(a, "rckpt-v1\n", "engine version 1 is the tag ids were published with");
+    cr_assert_eq(la, 9);
+    cr_assert(lb != la && strcmp(a, b) != 0, "a new engine format version must change every id");
+    cr_assert(lc == la && strcmp(a, c) != 0, "a new checkpoint version must change every id");
+    cr_assert_eq(rf_hash64(a, (size_t)la, 0xcbf29ce484222325ull) == rf_hash64(b, (size_t)lb, 0xcbf29ce484222325ull), 0);
+}
+
+Test(file_identity, each_file_is_read_once_and_pins_replace_reading) {
+    char d[64], m[128];
+    mktemp_dir(d, sizeof d, "d3once");
+    snprintf(m, sizeof m, "%s/m.json", d);
+    write_spec(m, 32);
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_plan *p = rf_plan_new(&ctx);
+    rf_inputs *in = rf_inputs_new();
+    rf_plan_set_inputs(p, in);
+    for (int seed = 0; seed < 5; seed++) {
+        cJSON *s = cJSON_CreateObject();
+        cJSON_AddStringToObject(s, "data", "synthetic:256");
+        cJSON_AddStringToObject(s, "model", m);
+        cJSON_AddNumberToObject(s, "seed", seed);
+        cr_assert_geq(rf_plan_add(p, RF_JOB_TRAIN, s, NULL, 0, 1.0), 0, "%s", rf_ctx_error(&ctx));
+    }
+    cr_assert_eq(rf_inputs_reads(in), 1, "the spec was read %d times for 5 tasks", rf_inputs_reads(in));
+    rf_plan_free(p);
+    rf_inputs_free(in);
+    /* a job parsed with the digests its sweep recorded does not read the
+     * file and gets the sweep's ids even after the file is gone */
+    char *inputs = NULL;
+    uint64_t a = first_id("synthetic:256", m, NULL, &inputs);
+    cr_assert_not_null(inputs);
+    cr_assert(strstr(inputs, "m.json"));
+    unlink(m);
+    cr_assert_eq(first_id("synthetic:256", m, inputs, NULL), a);
+    char other[200];
+    snprintf(other, sizeof other, "{\"%s\":\"%064d\"}", m, 0);
+    cr_assert_neq(first_id("synthetic:256", m, other, NULL), a, "a pinned digest is what the id hashes");
+    rf_free(inputs);
+    rm_rf(d);
 }
 
 /* ---- d2: walltime ----------------------------------------------------------- */

@@ -1,10 +1,12 @@
-/* SHA-256 (FIPS 180-4), used to pin downloaded datasets and checkpoints. */
-#include "raffle/net.h"
+/* SHA-256 (FIPS 180-4): pins downloaded datasets and checkpoints, and is
+ * the content identity of the files a task reads (raffle/core.h). */
+#include "raffle/core.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const uint32_t K[64] = {
@@ -84,8 +86,15 @@ void rf_sha256_hex(const void *data, size_t n, char hex[65]) {
 }
 
 rf_status rf_sha256_file(rf_ctx *ctx, const char *path, char hex[65]) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO named as a file must not hang the caller (issue 19,
+     * defect 10); only a regular file has a content digest */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return rf_error(ctx, errno == ENOENT ? RF_ERR_NOTFOUND : RF_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return rf_error(ctx, RF_ERR_INVALID, "%s: not a regular file", path);
+    }
     rf_sha256 s; rf_sha256_init(&s);
     unsigned char buf[1 << 16];
     for (;;) {
