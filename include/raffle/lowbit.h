@@ -84,8 +84,10 @@ int rf_group_size_ok(int g);
  * [0, 2^bits - 1]), scales[rows * cols / group_size] and, for affine,
  * zero_points (same count; must be NULL for symmetric). Rounding is to
  * nearest, ties to even. An all-zero group gets scale 1 (its values stay
- * 0). Errors (RF_ERR_INVALID, naming the setting): bits out of range, group
- * size not 32/64/128 or not dividing cols, a non-finite weight. */
+ * 0). group_size == cols is one group per row (for rows no group size
+ * divides). Errors (RF_ERR_INVALID, naming the setting): bits out of range,
+ * group size not 32/64/128 (nor cols) or not dividing cols, a non-finite
+ * weight. */
 rf_status rf_group_quantize(rf_ctx *ctx, const float *W, int64_t rows, int64_t cols, int bits, int group_size,
                             rf_group_mode mode, int8_t *q, float *scales, int32_t *zero_points);
 /* W[i] = (q[i] - zp[g]) * scales[g] (zp = 0 when zero_points is NULL), g

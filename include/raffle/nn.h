@@ -424,6 +424,10 @@ void      rf_optim_free(rf_optim *o);
  * their moments are zeroed: pruned weights stay exactly 0.0. Applies
  * gradient-norm clipping if configured. Returns the pre-clip grad norm. */
 float     rf_optim_step(rf_optim *o, rf_model *m, float lr);
+/* The same step on any flat block of o->n parameters with their gradients
+ * and masks (NULL: none), e.g. the codebooks of weight sharing, which are
+ * not model parameters. rf_optim_step(o, m, lr) is this on m's blocks. */
+float     rf_optim_step_flat(rf_optim *o, float *params, const float *grads, const float *masks, float lr);
 
 #ifdef __cplusplus
 }

@@ -40,6 +40,7 @@
 #include "raffle/data.h"
 #include "raffle/ckpt.h"
 #include "raffle/train.h"
+#include "raffle/lowbit.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -95,6 +96,12 @@ typedef struct rf_qlayer_info {
     float      lo, hi;     /* calibrated input range */
     rf_qparams act;        /* input activation qparams */
     int        calibrated; /* 1 once lo/hi hold a range */
+    /* Weight format (rf_quant_set_weights): bits 8 = int8, one scale per
+     * output channel (the default); 2-4 = groups of group_size consecutive
+     * weights of a row (group_size == K: one group per row), group_mode
+     * symmetric or affine, run by rf_q4gemm. */
+    int        bits, group_size;
+    rf_group_mode group_mode;
 } rf_qlayer_info;
 
 typedef struct rf_quant rf_quant;   /* opaque; owns the packed int8 weights */
@@ -111,6 +118,18 @@ rf_calib  rf_quant_calib(const rf_quant *q);
 /* Records where the ranges in rf_quant_layer() came from (QAT, or set by hand). */
 void      rf_quant_set_calib(rf_quant *q, rf_calib c);
 
+/* Sets product i's weight format before its weights are quantized (before
+ * the first rf_quant_enable): bits 8 (int8 per output channel, the default)
+ * or 2-4 (rf_group_quantize: one fp32 scale, affine also a zero point, per
+ * group of group_size weights along a row). group_size must be 32, 64 or
+ * 128 and divide the row length K, or equal K (one group per row, the
+ * fallback for rows no group size divides; K up to 4,096). bits 8 ignores
+ * group_size and mode. RF_ERR_INVALID naming the weight otherwise. */
+rf_status rf_quant_set_weights(rf_ctx *ctx, rf_quant *q, const rf_model *m, int i, int bits, int group_size,
+                               rf_group_mode mode);
+/* Largest row (K) one group per row can take: rf_q4gemm's group limit. */
+#define RF_QUANT_ROW_GROUP_MAX 4096
+
 /* PTQ calibration (Jacob §3, post-training variant): runs n_batches batches of
  * ds (file order, inference mode, float weights) and records every quantized
  * layer's GEMM input range. percentile (e.g. 99.99) is used by
@@ -120,8 +139,9 @@ rf_status rf_quant_calibrate(rf_ctx *ctx, rf_quant *q, rf_model *m, const rf_dat
 
 /* Which product a quantized layer computes. */
 typedef enum rf_qpath {
-    RF_QPATH_INT8 = 0,      /* u8 x s8 -> s32 with the dispatched rf_qgemm      */
-    RF_QPATH_INT8_REF = 1,  /* the same integers with rf_qgemm_ref (reference) */
+    RF_QPATH_INT8 = 0,      /* u8 x s8 -> s32 with the dispatched rf_qgemm (int4
+                               products: u8 x int4 with rf_q4gemm)              */
+    RF_QPATH_INT8_REF = 1,  /* the same integers with rf_qgemm_ref / rf_q4gemm_ref */
     RF_QPATH_FAKE_F32 = 2,  /* float simulation: fake-quant input x dequantized
                                weights in fp32 (what QAT trains against)      */
 } rf_qpath;
@@ -168,8 +188,12 @@ typedef struct rf_qat rf_qat;   /* opaque */
 typedef struct rf_qat_cfg {
     int64_t freeze_after;  /* observers stop updating after this many steps   */
     float   ema_decay;     /* range EMA: r <- decay*r + (1-decay)*batch range  */
+    /* Weight formats (bits, group_size, group_mode of each product) taken
+     * from this description of the same model (borrowed while rf_qat_new
+     * runs); NULL: int8 per channel everywhere. */
+    const rf_quant *formats;
 } rf_qat_cfg;
-void rf_qat_cfg_default(rf_qat_cfg *c);   /* freeze_after 200, decay 0.99 */
+void rf_qat_cfg_default(rf_qat_cfg *c);   /* freeze_after 200, decay 0.99, int8 weights */
 
 /* Returns new QAT state for m and installs its activation hook on m
  * (m->hook, m->hook_ud) for the inputs of linear/conv/patch_embed layers, and
@@ -192,6 +216,58 @@ void      rf_qat_hooks(rf_qat *q, rf_train_hooks *h);   /* fills the two above *
 /* Ends QAT: removes the hook and returns a new calibrated rf_quant with the
  * observers' ranges (RF_CALIB_QAT), ready for rf_quant_enable. */
 rf_status rf_qat_convert(rf_ctx *ctx, rf_qat *q, rf_model *m, rf_quant **out);
+
+/* ---- weight sharing of a model (Han et al. 2016, Deep Compression §3) -------------
+ * k-means sharing (rf_kmeans_share, lowbit.h) of chosen weight tensors of a
+ * model, centroid fine-tuning inside rf_train, and the codebook checkpoint.
+ * Activations stay float: a shared model's forward is the float forward of
+ * its decoded weights (pruned entries stay 0, so sparse kernels still
+ * apply). */
+typedef struct rf_share rf_share;   /* opaque; owns codebooks and indices */
+
+typedef struct rf_share_tensor {
+    int            param;   /* index into model->ptensors */
+    int            bits;    /* 2^bits shared values */
+    rf_kmeans_info km;      /* the clustering (rounds, kept weights, empty clusters) */
+} rf_share_tensor;
+
+/* Shares every tensor i of m with bits[i] != 0 (bits[i] in [2, 8]; bits
+ * has m->n_ptensors entries) among 2^bits[i] values: k-means over its kept
+ * weights (mask != 0 when m is masked; linear initialisation), then writes
+ * the shared values into m's params (pruned entries 0). max_iter <= 0: the
+ * k-means default. Returns a new rf_share (rf_share_free; it borrows
+ * nothing from m). RF_ERR_INVALID for bits out of range, or no tensor
+ * to share. */
+rf_status rf_share_new(rf_ctx *ctx, rf_model *m, const int *bits, int max_iter, rf_share **out);
+void      rf_share_free(rf_share *s);   /* accepts NULL */
+int       rf_share_count(const rf_share *s);
+/* Borrowed view of shared tensor i (i < rf_share_count), model order. */
+const rf_share_tensor *rf_share_get(const rf_share *s, int i);
+/* Borrowed: the 2^bits values of shared tensor i. */
+const float *rf_share_codebook(const rf_share *s, int i);
+
+/* Centroid fine-tuning (Deep Compression §3.3, eq. 3) as rf_train hooks
+ * (h->ud = s): after each backward the gradients of each shared tensor's
+ * kept weights are summed per cluster (rf_kmeans_centroid_grad) and those
+ * weight gradients zeroed, an optimizer of the kind cfg describes (its own
+ * moments; the same schedule over the run's steps) steps the codebooks,
+ * and after the model's optimizer step the shared weights are decoded
+ * again from the codebooks, pruned ones 0: assignments and masks are
+ * kept, every other parameter (biases, unshared tensors) trains as usual.
+ * s must outlive the training run. RF_ERR_INVALID for a bad cfg. */
+rf_status rf_share_hooks(rf_ctx *ctx, rf_share *s, const rf_optim_cfg *cfg, rf_train_hooks *h);
+
+/* Checkpoint of m with its shared tensors stored as RF_STORE_CODEBOOK
+ * (RF_STORE_SPARSE_CODEBOOK with the mask of a masked model) and the rest
+ * as rf_model_to_ckpt stores them; extra_json (object or NULL) gets a
+ * "share" object ({"scheme": "kmeans", "init": "linear", "layers":
+ * [{"weight", "bits"}]}). m's params must be the decoded shared values
+ * (they are after rf_share_new and the hooks). Returns a new checkpoint
+ * (rf_ckpt_free). */
+rf_status rf_share_to_ckpt(rf_ctx *ctx, const rf_share *s, const rf_model *m, const char *extra_json, rf_ckpt **out);
+/* rf_share_to_ckpt + atomic write; *bytes (may be NULL) gets the file size. */
+rf_status rf_share_save(rf_ctx *ctx, const rf_share *s, const rf_model *m, const char *extra_json, const char *path,
+                        uint64_t *bytes);
 
 #ifdef __cplusplus
 }

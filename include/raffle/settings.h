@@ -39,6 +39,7 @@ typedef enum rf_stype {
     RF_SET_OBJLIST,   /* list of objects (the experiments; checked by the job)   */
     RF_SET_ENGINE,    /* engine options object (raffle/engine.h)                 */
     RF_SET_RATES,     /* object {glob pattern: rate in [0, 1]}                   */
+    RF_SET_INTMAP,    /* object {pattern: integer in [lo, hi]} (quantize's layer_bits) */
     RF_SET_FILE,      /* a file path, or a pinned URL "URL#sha256=HEX" (raffle/data.h) */
     RF_SET_TYPE_COUNT_
 } rf_stype;

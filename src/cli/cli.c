@@ -117,7 +117,7 @@ static void print_setting(const rf_setting *s) {
     rf_setting_range(s, range, sizeof range);
     rf_setting_default_text(s, def, sizeof def);
     const char *meta = s->type == RF_SET_BOOL ? "" : s->type == RF_SET_INT ? " N" : s->type == RF_SET_NUM ? " X"
-                     : s->type == RF_SET_LIST ? " A,B" : " S";
+                     : s->type == RF_SET_LIST ? " A,B" : s->type == RF_SET_INTMAP ? " P=N,P=N" : " S";
     snprintf(left, sizeof left, "--%s%s%s%s", s->type == RF_SET_BOOL ? "[no-]" : "", flag, meta,
              s->alias ? (strlen(s->alias) == 1 ? ", -" : ", --") : "");
     if (s->alias) snprintf(left + strlen(left), sizeof left - strlen(left), "%s", s->alias);
@@ -325,6 +325,29 @@ static int set_setting(const char *cmd, const rf_setting *s, const char *v, int 
             if (!cJSON_AddItemToArray(j, cJSON_CreateString(item))) { cJSON_Delete(j); j = NULL; }
             if (!c) break;
             p = c + 1;
+        }
+        break;
+    }
+    case RF_SET_INTMAP: {   /* PATTERN=N,PATTERN=N */
+        j = cJSON_CreateObject();
+        for (const char *p = v; j && *p;) {
+            const char *c = strchr(p, ','), *e = strchr(p, '=');
+            size_t len = c ? (size_t)(c - p) : strlen(p);
+            if (!e || e >= p + len) { cJSON_Delete(j); cli_err(cmd, "%s: expected PATTERN=N[,PATTERN=N...], got '%s'", flag, v); return 2; }
+            char pat[256], num[64];
+            snprintf(pat, sizeof pat, "%.*s", (int)(e - p), p);
+            snprintf(num, sizeof num, "%.*s", (int)(p + len - e - 1), e + 1);
+            rf_ctx pctx;
+            rf_ctx_init(&pctx);
+            double x;
+            if (rf_parse_f64(&pctx, num, strlen(num), -DBL_MAX, DBL_MAX, flag, &x) != RF_OK) {
+                cJSON_Delete(j);
+                cli_err(cmd, "%s: invalid number '%s' for '%s'", flag, num, pat);
+                return 2;
+            }
+            if (cJSON_GetObjectItemCaseSensitive(j, pat)) { cJSON_Delete(j); cli_err(cmd, "%s: '%s' given twice", flag, pat); return 2; }
+            if (!cJSON_AddNumberToObject(j, pat, x)) { cJSON_Delete(j); j = NULL; }
+            p += len + (c != NULL);
         }
         break;
     }

@@ -114,7 +114,10 @@ int rf_cmd_eval(int argc, char **argv) {
             cJSON_AddNumberToObject(j, "prunable", (double)prunable);
             cJSON_AddNumberToObject(j, "prunable_remaining", (double)remaining);
             cJSON_AddBoolToObject(j, "quantized", q != NULL);
-            cJSON_AddNumberToObject(j, "int8_products", q ? rf_quant_n_layers(q) : 0);
+            int n4 = 0;
+            for (int i = 0; q && i < rf_quant_n_layers(q); i++) n4 += rf_quant_layer(q, i)->bits < 8;
+            cJSON_AddNumberToObject(j, "int8_products", q ? rf_quant_n_layers(q) - n4 : 0);
+            cJSON_AddNumberToObject(j, "int4_products", n4);
             cJSON_AddNumberToObject(j, "sparse_products", n_sparse);
             if (pred) cJSON_AddStringToObject(j, "predictions", pred);
             cJSON_AddItemToObject(j, "data_prep", cJSON_Duplicate(settings, 1));
@@ -124,7 +127,10 @@ int rf_cmd_eval(int argc, char **argv) {
         } else {
             printf("%s on %s: %s accuracy %.4f, loss %.4f over %lld samples; %zu parameters; %.0f samples/s",
                    ckpt, dname, on_val ? "validation" : "test", acc, loss, (long long)view.n, m->n_params, sps);
-            if (q) printf("; int8 (%d products)", rf_quant_n_layers(q));
+            int n4 = 0;
+            for (int i = 0; q && i < rf_quant_n_layers(q); i++) n4 += rf_quant_layer(q, i)->bits < 8;
+            if (q && n4 < rf_quant_n_layers(q)) printf("; int8 (%d products)", rf_quant_n_layers(q) - n4);
+            if (n4) printf("; int4 groups (%d products)", n4);
             if (n_sparse) printf("; sparse kernel on %d products", n_sparse);
             if (pred) printf("; predictions in %s.{logits,pred,labels}.npy", pred);
             printf("\n");

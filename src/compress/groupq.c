@@ -31,8 +31,11 @@ rf_status rf_group_quantize(rf_ctx *ctx, const float *W, int64_t rows, int64_t c
     if (bits < RF_GROUP_BITS_MIN || bits > RF_GROUP_BITS_MAX)
         return rf_error(ctx, RF_ERR_INVALID, "group quantization: bits %d outside [%d, %d] (the int4 container holds at most 4)",
                         bits, RF_GROUP_BITS_MIN, RF_GROUP_BITS_MAX);
-    if (!rf_group_size_ok(group_size))
-        return rf_error(ctx, RF_ERR_INVALID, "group quantization: group size %d (32, 64 or 128)", group_size);
+    /* one group per row (group_size == cols) is the fallback for rows that
+     * no group size divides (784, 300, 100 in lenet-300-100) */
+    if (!rf_group_size_ok(group_size) && group_size != cols)
+        return rf_error(ctx, RF_ERR_INVALID, "group quantization: group size %d (32, 64 or 128, or the row length %lld)",
+                        group_size, (long long)cols);
     if (rows < 0 || cols <= 0 || cols % group_size)
         return rf_error(ctx, RF_ERR_INVALID, "group quantization: group size %d does not divide the row length %lld", group_size,
                         (long long)cols);

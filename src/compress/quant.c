@@ -33,7 +33,12 @@ typedef struct qlayer_rt {
     int8_t   *q8;           /* [N*K] quantized weights (owned) */
     float    *ws;           /* [N] per-row weight scales (owned) */
     float    *wdq;          /* [N*K] dequantized weights for the float simulation (owned) */
-    rf_qmat  *packed;       /* owned */
+    rf_qmat  *packed;       /* owned (int8 products) */
+    /* int4 products (info bits < 8): q8 holds the group-quantized values */
+    float    *gscales;      /* [N * K / group] group scales (owned) */
+    int32_t  *gzp;          /* [N * K / group] zero points, affine only (owned) */
+    rf_q4mat *q4;           /* packed for rf_q4gemm (owned) */
+    int       Kp;           /* K padded to a multiple of 8 for one group per row (else K) */
     float    *oscale;       /* [N] S_in · s_w[n] (owned) */
     int32_t  *zrs;          /* [N] Z_in · rowsum(Wq)[n] (owned) */
     const float *bias;      /* borrowed from the model's params, or NULL */
@@ -284,6 +289,9 @@ rf_status rf_quant_new(rf_ctx *ctx, const rf_model *m, rf_quant **out) {
         in->param = rt->w_param;
         in->N = (int)w->shape[0];
         in->K = (int)(w->numel / (size_t)w->shape[0]);
+        in->bits = 8;
+        in->group_size = in->K;
+        in->group_mode = RF_GROUP_SYMMETRIC;
     }
     q->calib = RF_CALIB_MINMAX;
     *out = q;
@@ -292,9 +300,11 @@ rf_status rf_quant_new(rf_ctx *ctx, const rf_model *m, rf_quant **out) {
 
 static void rt_free_weights(qlayer_rt *rt) {
     rf_free(rt->q8); rf_free(rt->ws); rf_free(rt->wdq); rf_free(rt->oscale); rf_free(rt->zrs);
-    rt->oscale = NULL; rt->zrs = NULL;
+    rf_free(rt->gscales); rf_free(rt->gzp);
+    rt->oscale = NULL; rt->zrs = NULL; rt->gscales = NULL; rt->gzp = NULL;
     rf_qmat_free(rt->packed);
-    rt->q8 = NULL; rt->ws = NULL; rt->wdq = NULL; rt->packed = NULL;
+    rf_q4mat_free(rt->q4);
+    rt->q8 = NULL; rt->ws = NULL; rt->wdq = NULL; rt->packed = NULL; rt->q4 = NULL;
 }
 
 void rf_quant_free(rf_quant *q) {
@@ -311,6 +321,30 @@ void rf_quant_free(rf_quant *q) {
 
 int rf_quant_n_layers(const rf_quant *q) { return q->n; }
 rf_qlayer_info *rf_quant_layer(rf_quant *q, int i) { return (i >= 0 && i < q->n) ? &q->info[i] : NULL; }
+
+rf_status rf_quant_set_weights(rf_ctx *ctx, rf_quant *q, const rf_model *m, int i, int bits, int group_size,
+                               rf_group_mode mode) {
+    if (i < 0 || i >= q->n) return rf_error(ctx, RF_ERR_INVALID, "quantize: no product %d", i);
+    rf_qlayer_info *in = &q->info[i];
+    const char *name = m->ptensors[in->param].name;
+    if (q->weights_ready) return rf_error(ctx, RF_ERR_INVALID, "quantize: %s: weights already quantized", name);
+    if (bits == 8) { in->bits = 8; in->group_size = in->K; in->group_mode = RF_GROUP_SYMMETRIC; return RF_OK; }
+    if (bits < RF_GROUP_BITS_MIN || bits > RF_GROUP_BITS_MAX)
+        return rf_error(ctx, RF_ERR_INVALID, "quantize: %s: bits %d (8, or %d-%d in groups)", name, bits, RF_GROUP_BITS_MIN,
+                        RF_GROUP_BITS_MAX);
+    if ((unsigned)mode >= RF_GROUP_MODE_COUNT_) return rf_error(ctx, RF_ERR_INVALID, "quantize: %s: unknown group mode", name);
+    if (group_size == in->K) {
+        if (in->K > RF_QUANT_ROW_GROUP_MAX)
+            return rf_error(ctx, RF_ERR_INVALID, "quantize: %s: one group per row of %d exceeds %d", name, in->K,
+                            RF_QUANT_ROW_GROUP_MAX);
+    } else if (!rf_group_size_ok(group_size) || in->K % group_size) {
+        return rf_error(ctx, RF_ERR_INVALID, "quantize: %s: group size %d does not divide its rows of %d", name, group_size, in->K);
+    }
+    in->bits = bits;
+    in->group_size = group_size;
+    in->group_mode = mode;
+    return RF_OK;
+}
 rf_calib rf_quant_calib(const rf_quant *q) { return q->calib; }
 void rf_quant_set_calib(rf_quant *q, rf_calib c) { q->calib = c; }
 
@@ -483,6 +517,38 @@ static rf_status int8_gemm(void *state, const float *X, float *Y, int M) {
     return RF_OK;
 }
 
+/* The int4 product (kernels.h): A = the u8 input (row stride Kp), Y' =
+ * rf_q4gemm(W, A) = sum_g s_g sum_k (q - zp) A; the activation zero point
+ * comes out as Y' - Z_in * corr[n] (rf_q4mat_row_corr), so
+ *   Y[m, n] = S_in * (Y'[m, n] - Z_in * corr[n]) + bias[n],
+ * computed the same way on every path (the kernels agree bit for bit). */
+static rf_status int4_gemm(void *state, const float *X, float *Y, int M) {
+    qlayer_rt *rt = state;
+    const rf_qlayer_info *in = &rt->owner->info[rt->idx];
+    const int N = in->N, K = in->K, Kp = rt->Kp;
+    if (grow((void **)&rt->A, &rt->cap_a, (size_t)M * (size_t)Kp, 1)) return RF_ERR_NOMEM;
+    const float inv = 1.0f / in->act.scale;
+    const int32_t zp = in->act.zero_point;
+    const int ref = rt->path == RF_QPATH_INT8_REF;
+    if (Kp == K) {
+        (ref ? quant_u8_array_ref : quant_u8_array)(X, (size_t)M * (size_t)K, inv, zp, rt->A);
+    } else {
+        for (int r = 0; r < M; r++) {
+            uint8_t *a = rt->A + (size_t)r * Kp;
+            (ref ? quant_u8_array_ref : quant_u8_array)(X + (size_t)r * K, (size_t)K, inv, zp, a);
+            memset(a + K, 0, (size_t)(Kp - K));
+        }
+    }
+    (ref ? rf_q4gemm_ref : rf_q4gemm)(rt->q4, rt->A, Y, M);
+    const float *corr = rf_q4mat_row_corr(rt->q4), S = in->act.scale, Z = (float)zp;
+    for (int r = 0; r < M; r++) {
+        float *y = Y + (size_t)r * N;
+        if (rt->bias) for (int n = 0; n < N; n++) y[n] = S * (y[n] - Z * corr[n]) + rt->bias[n];
+        else          for (int n = 0; n < N; n++) y[n] = S * (y[n] - Z * corr[n]);
+    }
+    return RF_OK;
+}
+
 /* The float simulation of the same layer: fake-quantized input times the
  * dequantized weights in fp32 (the graph QAT trains). */
 static rf_status fake_gemm(void *state, const float *X, float *Y, int M) {
@@ -502,12 +568,24 @@ static rf_status rt_alloc_weights(rf_ctx *ctx, qlayer_rt *rt, const rf_qlayer_in
     rt->ws = rf_malloc((size_t)in->N * sizeof(float));
     rt->wdq = rf_malloc(nk * sizeof(float));
     if (!rt->q8 || !rt->ws || !rt->wdq) return rf_error(ctx, RF_ERR_NOMEM, "quantize: out of memory");
+    if (in->bits < 8) {
+        size_t ng = nk / (size_t)in->group_size;
+        rt->gscales = rf_malloc(ng * sizeof(float));
+        if (in->group_mode == RF_GROUP_AFFINE) rt->gzp = rf_malloc(ng * sizeof(int32_t));
+        if (!rt->gscales || (in->group_mode == RF_GROUP_AFFINE && !rt->gzp))
+            return rf_error(ctx, RF_ERR_NOMEM, "quantize: out of memory");
+    }
     return RF_OK;
 }
 
 /* Writes the dequantized weights into the model's params (and wdq). */
 static void rt_snap_params(qlayer_rt *rt, const rf_qlayer_info *in, rf_model *m) {
     float *w = m->params + m->ptensors[rt->w_param].offset;
+    if (in->bits < 8) {
+        rf_group_dequantize(rt->q8, in->N, in->K, in->group_size, rt->gscales, rt->gzp, rt->wdq);
+        memcpy(w, rt->wdq, (size_t)in->N * (size_t)in->K * sizeof(float));
+        return;
+    }
     for (int n = 0; n < in->N; n++)
         for (int k = 0; k < in->K; k++) {
             size_t i = (size_t)n * in->K + k;
@@ -515,11 +593,40 @@ static void rt_snap_params(qlayer_rt *rt, const rf_qlayer_info *in, rf_model *m)
         }
 }
 
+/* Packs an int4 product for rf_q4gemm. A row no group size divides is one
+ * group (group_size == K); the kernel wants groups of a multiple of 8, so
+ * such rows are padded to Kp = K rounded up to 8 with weights that are
+ * exactly zero (symmetric 0, affine the zero point): the padded activation
+ * columns then contribute nothing, whatever they hold. */
+static rf_status pack_q4(rf_ctx *ctx, qlayer_rt *rt, const rf_qlayer_info *in) {
+    const int N = in->N, K = in->K, gs = in->group_size;
+    rt->Kp = gs == K ? (K + 7) / 8 * 8 : K;
+    rf_q4mat_free(rt->q4);
+    rt->q4 = NULL;
+    if (rt->Kp == K) return rf_q4mat_pack(ctx, rt->q8, N, K, gs, rt->gscales, rt->gzp, &rt->q4);
+    int8_t *qp = rf_malloc((size_t)N * (size_t)rt->Kp);
+    if (!qp) return rf_error(ctx, RF_ERR_NOMEM, "quantize: out of memory");
+    for (int n = 0; n < N; n++) {
+        memcpy(qp + (size_t)n * rt->Kp, rt->q8 + (size_t)n * K, (size_t)K);
+        memset(qp + (size_t)n * rt->Kp + K, rt->gzp ? rt->gzp[n] : 0, (size_t)(rt->Kp - K));
+    }
+    rf_status s = rf_q4mat_pack(ctx, qp, N, rt->Kp, rt->Kp, rt->gscales, rt->gzp, &rt->q4);
+    rf_free(qp);
+    return s;
+}
+
 /* Packs the int8 weights and installs the chosen product on the layer. */
 static rf_status install(rf_ctx *ctx, rf_quant *q, rf_model *m, rf_qpath path) {
     for (int i = 0; i < q->n; i++) {
         qlayer_rt *rt = &q->rt[i];
         const rf_qlayer_info *in = &q->info[i];
+        rt->bias = rt->b_param >= 0 ? m->params + m->ptensors[rt->b_param].offset : NULL;
+        rt->path = path;
+        if (in->bits < 8) {
+            RF_TRY(pack_q4(ctx, rt, in));
+            set_override(q, m, i, path == RF_QPATH_FAKE_F32 ? fake_gemm : int4_gemm, rt);
+            continue;
+        }
         size_t nk = (size_t)in->N * (size_t)in->K, nz = 0;
         for (size_t j = 0; j < nk; j++) nz += rt->q8[j] != 0;
         int sparse = m->masks && (double)(nk - nz) >= QUANT_SPARSE_PACK_MIN * (double)nk;
@@ -535,8 +642,6 @@ static rf_status install(rf_ctx *ctx, rf_quant *q, rf_model *m, rf_qpath path) {
             rt->oscale[n] = in->act.scale * rt->ws[n];
             rt->zrs[n] = in->act.zero_point * rs[n];
         }
-        rt->bias = rt->b_param >= 0 ? m->params + m->ptensors[rt->b_param].offset : NULL;
-        rt->path = path;
         set_override(q, m, i, path == RF_QPATH_FAKE_F32 ? fake_gemm : int8_gemm, rt);
     }
     q->attached = 1;
@@ -554,7 +659,15 @@ rf_status rf_quant_enable(rf_ctx *ctx, rf_quant *q, rf_model *m, rf_qpath path) 
             qlayer_rt *rt = &q->rt[i];
             const rf_qlayer_info *in = &q->info[i];
             RF_TRY(rt_alloc_weights(ctx, rt, in));
-            rf_quant_rows_s8(m->params + m->ptensors[rt->w_param].offset, in->N, in->K, rt->q8, rt->ws);
+            const float *w = m->params + m->ptensors[rt->w_param].offset;
+            if (in->bits < 8) {
+                rf_status s = rf_group_quantize(ctx, w, in->N, in->K, in->bits, in->group_size, in->group_mode, rt->q8,
+                                                rt->gscales, rt->gzp);
+                if (s != RF_OK) { rf_error_prefix(ctx, "quantize: %s", m->ptensors[rt->w_param].name); return s; }
+                for (int n = 0; n < in->N; n++) rt->ws[n] = 1.0f;   /* unused: the group scales apply */
+            } else {
+                rf_quant_rows_s8(w, in->N, in->K, rt->q8, rt->ws);
+            }
             rt_snap_params(rt, in, m);
         }
         q->weights_ready = 1;
@@ -573,8 +686,13 @@ void rf_quant_detach(rf_quant *q, rf_model *m) {
 static cJSON *quant_meta(const rf_quant *q, const rf_model *m) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
-    cJSON_AddStringToObject(o, "scheme", "int8");
-    cJSON_AddStringToObject(o, "weights", "s8 symmetric per output channel");
+    int low = 0;
+    for (int i = 0; i < q->n; i++) low += q->info[i].bits < 8;
+    /* "int8": every product int8 per channel; "int4": some in groups (the
+     * layers' "bits" say which) */
+    cJSON_AddStringToObject(o, "scheme", low ? "int4" : "int8");
+    cJSON_AddStringToObject(o, "weights", low ? "per layer: s8 symmetric per output channel, or 2-4 bits per group of a row"
+                                              : "s8 symmetric per output channel");
     cJSON_AddStringToObject(o, "activations", "u8 affine per tensor");
     cJSON_AddStringToObject(o, "bias", "f32");
     cJSON_AddStringToObject(o, "calib", rf_calib_name(q->calib));
@@ -591,6 +709,11 @@ static cJSON *quant_meta(const rf_quant *q, const rf_model *m) {
         cJSON_AddNumberToObject(l, "hi", in->hi);
         cJSON_AddNumberToObject(l, "act_scale", in->act.scale);
         cJSON_AddNumberToObject(l, "act_zero_point", in->act.zero_point);
+        if (in->bits < 8) {
+            cJSON_AddNumberToObject(l, "bits", in->bits);
+            cJSON_AddNumberToObject(l, "group_size", in->group_size);
+            cJSON_AddStringToObject(l, "group_mode", rf_group_mode_name(in->group_mode));
+        }
         cJSON_AddItemToArray(arr, l);
     }
     return o;
@@ -626,7 +749,11 @@ rf_status rf_quant_to_ckpt(rf_ctx *ctx, const rf_quant *q, const rf_model *m,
     for (int i = 0; s == RF_OK && i < base->n; i++) {
         const rf_ckpt_tensor *t = &base->t[i];
         int k;
-        if (info_of_weight(q, m, t->name, &k)) {
+        if (info_of_weight(q, m, t->name, &k) && q->info[k].bits < 8) {
+            /* the int4 kind has no mask: pruned weights are stored as q = zp */
+            s = rf_ckpt_add_int4(ctx, c, t->name, t->ndim, t->shape, q->rt[k].q8, q->info[k].group_size, q->rt[k].gscales,
+                                 q->rt[k].gzp);
+        } else if (info_of_weight(q, m, t->name, &k)) {
             int sparse = t->mask != NULL || t->storage == RF_STORE_SPARSE;
             s = rf_ckpt_add(ctx, c, t->name, RF_I8, t->ndim, t->shape,
                             sparse ? RF_STORE_SPARSE_INT8 : RF_STORE_INT8, q->rt[k].q8, t->mask, q->rt[k].ws);
@@ -672,6 +799,38 @@ static int json_num(const cJSON *o, const char *key, double *v) {
     return 1;
 }
 
+/* Product i from an int4 tensor: its values, group size and scales as stored
+ * (the bits and mode the metadata names, checked against the values). */
+static rf_status attach_int4(rf_ctx *ctx, rf_quant *q, int i, rf_model *m, const rf_ckpt_tensor *t) {
+    qlayer_rt *rt = &q->rt[i];
+    rf_qlayer_info *in = &q->info[i];
+    const char *wname = m->ptensors[rt->w_param].name;
+    int64_t numel = 1;
+    for (int d = 0; d < t->ndim; d++) numel *= t->shape[d];
+    if (t->ndim < 1 || t->shape[0] != in->N || numel != (int64_t)in->N * in->K)
+        return rf_error(ctx, RF_ERR_SHAPE, "quantized checkpoint: tensor %s has the wrong shape", wname);
+    if (in->bits >= 8) in->bits = 4;   /* entries without "bits": the container's 4 */
+    rf_status s = rf_quant_set_weights(ctx, q, m, i, in->bits, t->group_size,
+                                       t->zero_points ? RF_GROUP_AFFINE : RF_GROUP_SYMMETRIC);
+    if (s != RF_OK) { rf_error_prefix(ctx, "quantized checkpoint"); return RF_ERR_FORMAT; }
+    RF_TRY(rt_alloc_weights(ctx, rt, in));
+    const int8_t *v = t->data;
+    /* symmetric: what rf_group_quantize writes is [-qmax, qmax]; the
+     * container and the kernel also take -qmax - 1 (two's complement) */
+    const int qmax = (1 << (in->bits - 1)) - 1, levels = (1 << in->bits) - 1;
+    for (int64_t k = 0; k < numel; k++)
+        if (t->zero_points ? v[k] < 0 || v[k] > levels : v[k] < -qmax - 1 || v[k] > qmax)
+            return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: tensor %s value %d at %lld outside %d bits", wname, v[k],
+                            (long long)k, in->bits);
+    size_t ng = (size_t)numel / (size_t)in->group_size;
+    memcpy(rt->q8, v, (size_t)numel);
+    memcpy(rt->gscales, t->scales, ng * sizeof(float));
+    if (rt->gzp) memcpy(rt->gzp, t->zero_points, ng * sizeof(int32_t));
+    for (int n = 0; n < in->N; n++) rt->ws[n] = 1.0f;
+    rt_snap_params(rt, in, m);
+    return RF_OK;
+}
+
 static rf_status attach_from_meta(rf_ctx *ctx, rf_quant *q, rf_model *m, const rf_ckpt *c, cJSON *qm) {
     const cJSON *calib = cJSON_GetObjectItemCaseSensitive(qm, "calib");
     int cm = cJSON_IsString(calib) ? rf_calib_from_name(calib->valuestring) : -1;
@@ -703,6 +862,12 @@ static rf_status attach_from_meta(rf_ctx *ctx, rf_quant *q, rf_model *m, const r
             return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: layer %s has invalid qparams (scale %g, zero point %g)",
                             m->layers[(int)idx].name, sc, zp);
         rf_qlayer_info *in = &q->info[k];
+        double b;
+        if (json_num(l, "bits", &b)) {
+            if (b != 8 && (b < RF_GROUP_BITS_MIN || b > RF_GROUP_BITS_MAX))
+                return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: weight %s has bits %g", m->ptensors[in->param].name, b);
+            in->bits = (int)b;
+        }
         in->lo = (float)lo; in->hi = (float)hi;
         in->act.scale = (float)sc; in->act.zero_point = (int32_t)zp;
         in->calibrated = 1;
@@ -715,12 +880,18 @@ static rf_status attach_from_meta(rf_ctx *ctx, rf_quant *q, rf_model *m, const r
             return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: no qparams for product %s", wname);
         const rf_ckpt_tensor *t = rf_ckpt_find(c, wname);
         if (!t) return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: tensor %s missing", wname);
+        if (t->storage == RF_STORE_INT4) {
+            RF_TRY(attach_int4(ctx, q, i, m, t));
+            continue;
+        }
         if (t->dtype != RF_I8 || !t->scales || (t->storage != RF_STORE_INT8 && t->storage != RF_STORE_SPARSE_INT8))
             return rf_error(ctx, RF_ERR_FORMAT, "quantized checkpoint: tensor %s is not stored as int8 with scales", wname);
         int64_t numel = 1;
         for (int d = 0; d < t->ndim; d++) numel *= t->shape[d];
         if (t->ndim < 1 || t->shape[0] != in->N || numel != (int64_t)in->N * in->K)
             return rf_error(ctx, RF_ERR_SHAPE, "quantized checkpoint: tensor %s has the wrong shape", wname);
+        in->bits = 8;   /* stored int8: per channel, whatever the entry says */
+        in->group_size = in->K;
         RF_TRY(rt_alloc_weights(ctx, rt, in));
         memcpy(rt->q8, t->data, (size_t)numel);
         memcpy(rt->ws, t->scales, (size_t)in->N * sizeof(float));
@@ -757,6 +928,13 @@ static rf_status dequantized_copy(rf_ctx *ctx, const rf_ckpt *c, rf_ckpt **out) 
     for (int i = 0; s == RF_OK && i < c->n; i++) {
         const rf_ckpt_tensor *t = &c->t[i];
         int q8 = t->dtype == RF_I8 && t->scales && (t->storage == RF_STORE_INT8 || t->storage == RF_STORE_SPARSE_INT8);
+        if (t->storage == RF_STORE_INT4) {
+            float *f = NULL;
+            s = rf_ckpt_tensor_to_f32(ctx, t, &f);
+            if (s == RF_OK) s = rf_ckpt_add(ctx, d, t->name, RF_F32, t->ndim, t->shape, RF_STORE_DENSE, f, NULL, NULL);
+            rf_free(f);
+            continue;
+        }
         if (!q8) { s = rf_ckpt_add_copy(ctx, d, t); continue; }
         int64_t numel = 1;
         for (int k = 0; k < t->ndim; k++) numel *= t->shape[k];

@@ -47,6 +47,9 @@ struct rf_qat {
     qat_obs    *obs;       /* [desc n] */
     float      *shadow;    /* real weights of the quantized layers while swapped out */
     size_t      shadow_n;
+    int8_t     *gq;        /* group fake-quant scratch: values, scales, zero points */
+    float      *gs;
+    int32_t    *gz;
     int64_t     step;
     int         in_step;   /* between before_step and after_backward */
     rf_act_hook prev_hook; /* chained: called first */
@@ -57,6 +60,7 @@ struct rf_qat {
 void rf_qat_cfg_default(rf_qat_cfg *c) {
     c->freeze_after = 200;
     c->ema_decay = 0.99f;
+    c->formats = NULL;
 }
 
 /* Observes (training forward before the freeze), fake-quantizes, and in
@@ -126,6 +130,28 @@ rf_status rf_qat_new(rf_ctx *ctx, rf_model *m, const rf_dataset *train, const rf
         return rf_error(ctx, RF_ERR_INVALID, "qat: ema_decay must be in [0, 1) and freeze_after >= 1");
     }
     int nq = rf_quant_n_layers(q->desc);
+    if (q->cfg.formats && rf_quant_n_layers((rf_quant *)q->cfg.formats) != nq) {
+        rf_qat_free(q, NULL);
+        return rf_error(ctx, RF_ERR_INVALID, "qat: the weight formats describe another model");
+    }
+    size_t max_nk = 0;
+    for (int i = 0; i < nq; i++) {
+        rf_qlayer_info *in = rf_quant_layer(q->desc, i);
+        if (q->cfg.formats) {
+            const rf_qlayer_info *f = rf_quant_layer((rf_quant *)q->cfg.formats, i);
+            in->bits = f->bits;
+            in->group_size = f->group_size;
+            in->group_mode = f->group_mode;
+        }
+        if (in->bits < 8 && (size_t)in->N * (size_t)in->K > max_nk) max_nk = (size_t)in->N * (size_t)in->K;
+    }
+    q->cfg.formats = NULL;   /* borrowed only here */
+    if (max_nk) {
+        q->gq = rf_malloc(max_nk);
+        q->gs = rf_malloc(max_nk * sizeof(float));
+        q->gz = rf_malloc(max_nk * sizeof(int32_t));
+        if (!q->gq || !q->gs || !q->gz) { rf_qat_free(q, NULL); return rf_error(ctx, RF_ERR_NOMEM, "qat: out of memory"); }
+    }
     q->n_model_layers = m->n_layers;
     q->obs_of = rf_malloc((size_t)m->n_layers * sizeof(int));
     q->obs = rf_calloc((size_t)nq, sizeof *q->obs);
@@ -184,11 +210,20 @@ rf_status rf_qat_before_step(void *ud, rf_model *m, int64_t step, int64_t total)
     rf_qat *q = ud;
     q->step = step;
     shadow_copy(q, m, 1);
+    q->in_step = 1;
     for (int i = 0; i < rf_quant_n_layers(q->desc); i++) {
         const rf_qlayer_info *in = rf_quant_layer(q->desc, i);
-        rf_fake_quant_rows(m->params + m->ptensors[in->param].offset, in->N, in->K);
+        float *w = m->params + m->ptensors[in->param].offset;
+        if (in->bits >= 8) { rf_fake_quant_rows(w, in->N, in->K); continue; }
+        /* int4 products: quantize-dequantize by groups, the weights the
+         * int4 path will run (rf_group_quantize; zero stays zero) */
+        rf_ctx tmp;
+        rf_ctx_init(&tmp);
+        int32_t *zp = in->group_mode == RF_GROUP_AFFINE ? q->gz : NULL;
+        rf_status s = rf_group_quantize(&tmp, w, in->N, in->K, in->bits, in->group_size, in->group_mode, q->gq, q->gs, zp);
+        if (s != RF_OK) return s;   /* a non-finite weight: the loss reports it */
+        rf_group_dequantize(q->gq, in->N, in->K, in->group_size, q->gs, zp, w);
     }
-    q->in_step = 1;
     return RF_OK;
 }
 
@@ -223,6 +258,7 @@ void rf_qat_free(rf_qat *q, rf_model *m) {
     rf_free(q->obs);
     rf_free(q->obs_of);
     rf_free(q->shadow);
+    rf_free(q->gq); rf_free(q->gs); rf_free(q->gz);
     rf_free(q);
 }
 
@@ -243,6 +279,9 @@ rf_status rf_qat_convert(rf_ctx *ctx, rf_qat *q, rf_model *m, rf_quant **out) {
         in->hi = o->hi;
         in->act = rf_qparams_from_range(o->lo, o->hi);
         in->calibrated = 1;
+        const rf_qlayer_info *f = rf_quant_layer(q->desc, i);
+        rf_status s = rf_quant_set_weights(ctx, r, m, i, f->bits, f->group_size, f->group_mode);
+        if (s != RF_OK) { rf_quant_free(r); return s; }
     }
     rf_quant_set_calib(r, RF_CALIB_QAT);
     *out = r;

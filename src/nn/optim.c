@@ -235,12 +235,15 @@ static const struct optim_kernels {
 };
 
 float rf_optim_step(rf_optim *o, rf_model *m, float lr) {
+    return rf_optim_step_flat(o, m->params, m->grads, m->masks, lr);
+}
+
+float rf_optim_step_flat(rf_optim *o, float *params, const float *grads, const float *mask, float lr) {
     const struct optim_kernels *K = &optim_kernels[rf_kernels_isa()];
-    const float *mask = m->masks;
     /* Gradient norm over the entries that can move (mask 1): a pruned entry's
      * gradient changes no weight, so it must not shrink the others' clipped
      * step. Accumulated in double. */
-    double norm = sqrt(K->sumsq(m->grads, mask, o->n));
+    double norm = sqrt(K->sumsq(grads, mask, o->n));
     /* torch.nn.utils.clip_grad_norm_: scale = max_norm / (norm + 1e-6) if it is < 1 */
     float scale = 1.0f;
     if (o->cfg.clip_norm > 0.0f && norm > o->cfg.clip_norm)
@@ -250,14 +253,14 @@ float rf_optim_step(rf_optim *o, rf_model *m, float lr) {
                .b1 = o->cfg.beta1, .b2 = o->cfg.beta2, .eps = o->cfg.eps, .nesterov = o->cfg.nesterov,
                .decoupled = o->cfg.type == RF_OPT_ADAMW};
     if (o->cfg.type == RF_OPT_SGD) {
-        K->sgd(&k, m->params, m->grads, o->m, mask, o->n);
+        K->sgd(&k, params, grads, o->m, mask, o->n);
     } else {
         const double t = (double)o->t;
         k.step_size = lr / (float)(1.0 - pow(o->cfg.beta1, t));
         k.bc2_sqrt = (float)sqrt(1.0 - pow(o->cfg.beta2, t));
         k.decay = 1.0f - lr * o->cfg.weight_decay;
         if (k.decoupled) k.wd = 0.0f;
-        K->adam(&k, m->params, m->grads, o->m, o->v, mask, o->n);
+        K->adam(&k, params, grads, o->m, o->v, mask, o->n);
     }
     return (float)norm;
 }

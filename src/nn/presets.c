@@ -6,6 +6,7 @@
  *    Glorot initialisation as in the paper.
  *  - lenet-5: LeCun et al. 1998 with ReLU and max-pool, padding 2 on conv1 so a
  *    28×28 input gives the original 32×32 geometry; He initialisation.
+ *  - lenet-5-caffe: Caffe's LeNet, Deep Compression's LeNet-5 (below).
  *  - mlp-1200x2 / mlp-800x2: Hinton et al. 2015 §3 teacher (dropout 0.2 on the
  *    input, 0.5 on hidden units, as in Hinton et al. 2012) and student.
  *  - vit-tiny: Dosovitskiy et al. 2021 shape at patch 7, width 64, 4 pre-norm
@@ -102,6 +103,17 @@ static const struct { const char *name, *spec; } presets[] = {
      "{\"type\":\"linear\",\"name\":\"fc1\",\"out\":120},{\"type\":\"relu\"},"
      "{\"type\":\"linear\",\"name\":\"fc2\",\"out\":84},{\"type\":\"relu\"},"
      "{\"type\":\"linear\",\"name\":\"fc3\",\"out\":10}]}"},
+    /* Caffe's LeNet (examples/mnist/lenet_train_test.prototxt), the LeNet-5
+     * of Deep Compression (Han et al. 2016, Table 3: 431K weights): conv 20
+     * 5×5, max-pool, conv 50 5×5, max-pool, ip1 500 + ReLU, ip2 10; no
+     * padding and, as in Caffe, no ReLU after the convolutions. Caffe's
+     * ip1/ip2 are fc1/fc2 here; Xavier-like (Glorot) initialisation. */
+    {"lenet-5-caffe",
+     "{\"input\":[1,28,28],\"classes\":10,\"init\":\"glorot_normal\",\"layers\":["
+     "{\"type\":\"conv2d\",\"name\":\"conv1\",\"out\":20,\"kernel\":5},{\"type\":\"maxpool\",\"kernel\":2},"
+     "{\"type\":\"conv2d\",\"name\":\"conv2\",\"out\":50,\"kernel\":5},{\"type\":\"maxpool\",\"kernel\":2},"
+     "{\"type\":\"flatten\"},{\"type\":\"linear\",\"name\":\"fc1\",\"out\":500},{\"type\":\"relu\"},"
+     "{\"type\":\"linear\",\"name\":\"fc2\",\"out\":10}]}"},
     {"mlp-1200x2",
      "{\"input\":[1,28,28],\"classes\":10,\"init\":\"kaiming_normal\",\"layers\":["
      "{\"type\":\"flatten\"},{\"type\":\"dropout\",\"p\":0.2},"
@@ -148,7 +160,7 @@ const char *rf_model_preset(const char *name) {
 }
 
 const char *rf_model_preset_names(void) {
-    return "lenet-300-100,conv-2,conv-4,conv-6,lenet-5,mlp-1200x2,mlp-800x2,vit-tiny,resnet-20,resnet-32,resnet-56,"
+    return "lenet-300-100,conv-2,conv-4,conv-6,lenet-5,lenet-5-caffe,mlp-1200x2,mlp-800x2,vit-tiny,resnet-20,resnet-32,resnet-56,"
            "resnet-18,vgg-11,vgg-16,vgg-19";
 }
 

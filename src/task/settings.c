@@ -273,6 +273,17 @@ static rf_status check_scalar(rf_ctx *ctx, const rf_setting *f, const cJSON *v, 
             if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble <= 1))
                 return rf_settings_error(ctx, path, "\"%s\": expected a rate in [0, 1]", e->string);
         return RF_OK;
+    case RF_SET_INTMAP:
+        if (!cJSON_IsObject(v)) return rf_settings_error(ctx, path, "expected an object {pattern: integer}, got %s", rf_json_type_word(v));
+        for (const cJSON *e = v->child; e; e = e->next) {
+            if (!e->string[0]) return rf_settings_error(ctx, path, "empty pattern");
+            if (!cJSON_IsNumber(e))
+                return rf_settings_error(ctx, path, "\"%s\": expected an integer in [%g, %g], got %s", e->string, f->lo, f->hi,
+                                         rf_json_type_word(e));
+            if (e->valuedouble != floor(e->valuedouble) || e->valuedouble < f->lo || e->valuedouble > f->hi)
+                return rf_settings_error(ctx, path, "\"%s\": %g is not an integer in [%g, %g]", e->string, e->valuedouble, f->lo, f->hi);
+        }
+        return RF_OK;
     case RF_SET_FILE: {
         if (!cJSON_IsString(v) || !v->valuestring[0]) return rf_settings_error(ctx, path, "expected a file or URL#sha256=HEX, got %s", rf_json_type_word(v));
         const char *f = v->valuestring;
@@ -459,7 +470,8 @@ static const char *const type_names[RF_SET_TYPE_COUNT_] = {
     [RF_SET_NUM] = "number", [RF_SET_INT] = "integer", [RF_SET_ENUM] = "", [RF_SET_STR] = "string",
     [RF_SET_BOOL] = "boolean", [RF_SET_DATA] = "dataset", [RF_SET_MODEL] = "model", [RF_SET_LIST] = "list",
     [RF_SET_OBJ] = "object", [RF_SET_OBJLIST] = "list of objects", [RF_SET_ENGINE] = "engine object",
-    [RF_SET_RATES] = "object {glob: rate}", [RF_SET_FILE] = "file or URL#sha256=HEX",
+    [RF_SET_RATES] = "object {glob: rate}", [RF_SET_INTMAP] = "object {pattern: integer}",
+    [RF_SET_FILE] = "file or URL#sha256=HEX",
 };
 
 /* Bounds as people write them: 2^32 − 1, 10^6, 0.5. */

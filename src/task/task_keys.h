@@ -17,4 +17,14 @@
 /* The QAT keys as a table (rf_ofa_run_qat reads through it). */
 extern const rf_setting rf_task_qat_keys[];
 
+/* The "prune" experiment's keys, also the "quantize" experiment's `prune`
+ * object (a pruned parent: Deep Compression's prune -> share pipeline). */
+extern const rf_setting rf_prune_exp_keys[];
+struct rf_plan;
+struct rf_point;
+/* Adds the prune task the experiment keys x (rf_prune_exp_keys) describe
+ * for grid point pt, with its dense parent unless x's at_init; returns its
+ * index or -1 (ctx of p set). */
+int32_t rf_prune_plan_task(struct rf_plan *p, const struct rf_point *pt, const cJSON *x);
+
 #endif

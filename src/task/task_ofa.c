@@ -77,7 +77,7 @@ static rf_status add_common(rf_ctx *ctx, cJSON *metrics, double teacher_acc, con
 /* ---- QAT (shared with "quantize" mode qat) ------------------------------------ */
 
 rf_status rf_ofa_run_qat(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_teacher *t,
-                         const rf_distill_cfg *dc, rf_quant **out, rf_train_result *res) {
+                         const rf_distill_cfg *dc, const rf_quant *formats, rf_quant **out, rf_train_result *res) {
     *out = NULL;
     rf_train_cfg cfg;
     RF_TRY(rf_task_train_cfg_io(ctx, io, 100, &cfg));
@@ -89,6 +89,7 @@ rf_status rf_ofa_run_qat(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_teac
     const cJSON *fa = cJSON_GetObjectItemCaseSensitive(io->settings, "freeze_after");
     qc.freeze_after = cJSON_IsNumber(fa) ? (int64_t)fa->valuedouble : total / 2 > 0 ? total / 2 : 1;
     qc.ema_decay = (float)rf_settings_num(io->settings, rf_task_qat_keys, "ema_decay");
+    qc.formats = formats;
     if (m->masks) RF_TRY(lock_pattern(ctx, m));
 
     rf_qat *qat = NULL;
@@ -167,7 +168,7 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
     if (s == RF_OK && t && cache) s = rf_teacher_cache(ctx, t, io->train, 256);
     if (s == RF_OK && stage == STAGE_TRANSFER) s = lock_pattern(ctx, m);
     if (s == RF_OK && stage == STAGE_QAT) {
-        s = rf_ofa_run_qat(ctx, io, m, t, &dc, &q, &r);
+        s = rf_ofa_run_qat(ctx, io, m, t, &dc, NULL, &q, &r);
     } else if (s == RF_OK) {
         if (t) s = rf_distill_new(ctx, t, m, &dc, &d);
         if (s == RF_OK) {

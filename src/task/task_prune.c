@@ -5,6 +5,7 @@
 #include "raffle/prune.h"
 #include "raffle/plan.h"
 #include "raffle/train.h"
+#include "task/task_keys.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -246,17 +247,18 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
  * finetune_epochs / finetune_iterations (docs/pruning.md). */
 /* What a job can check before any work: the N:M setting against the
  * method and sparsity, and that a structured method can slice the layers
- * `layers` names (the model built from its preset or spec). */
-static int check_prune_point(rf_plan *p, const rf_point *pt) {
+ * `layers` names (the model built from its preset or spec). x: the prune
+ * experiment's (or a quantize experiment's `prune`) object. */
+static int check_prune_point(rf_plan *p, const rf_point *pt, const cJSON *x) {
     rf_ctx *ctx = rf_plan_ctx(p);
     rf_prune_cfg cfg;
     rf_prune_cfg_default(&cfg);
-    const cJSON *mv = cJSON_GetObjectItemCaseSensitive(pt->x, "method"), *sp = cJSON_GetObjectItemCaseSensitive(pt->x, "sparsity");
-    const cJSON *lv = cJSON_GetObjectItemCaseSensitive(pt->x, "layers");
+    const cJSON *mv = cJSON_GetObjectItemCaseSensitive(x, "method"), *sp = cJSON_GetObjectItemCaseSensitive(x, "sparsity");
+    const cJSON *lv = cJSON_GetObjectItemCaseSensitive(x, "layers");
     cfg.method = cJSON_IsString(mv) ? rf_prune_method_from_name(mv->valuestring) : -1;
     cfg.sparsity = cJSON_IsNumber(sp) ? sp->valuedouble : 0.0;
     cfg.layers = cJSON_IsString(lv) ? lv->valuestring : NULL;
-    if (nm_setting(ctx, pt->x, "experiment", &cfg)) return -1;
+    if (nm_setting(ctx, x, "experiment", &cfg)) return -1;
     const rf_prune_method_desc *d = rf_prune_method_get(cfg.method);
     if (!d || !(d->flags & RF_PM_STRUCT) || !cJSON_IsString(pt->model)) return 0;
     rf_model *m = NULL;
@@ -266,15 +268,15 @@ static int check_prune_point(rf_plan *p, const rf_point *pt) {
     return s ? -1 : 0;
 }
 
-static int expand_prune(rf_plan *p, const rf_point *pt) {
+int32_t rf_prune_plan_task(rf_plan *p, const rf_point *pt, const cJSON *x) {
     int32_t par[1];
     int np = 0;
-    if (check_prune_point(p, pt)) return -1;
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pt->x, "at_init"))) {
+    if (check_prune_point(p, pt, x)) return -1;
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "at_init"))) {
         if ((par[0] = rf_plan_dense(p, pt, pt->data, pt->model, pt->train)) < 0) return -1;
         np = 1;
     }
-    cJSON *ft = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(pt->x, "finetune"));
+    cJSON *ft = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(x, "finetune"));
     if (!ft) return rf_plan_nomem(p, NULL);
     double cost = rf_plan_train_cost(ft, pt->data, pt->model);
     cJSON *len_e = cJSON_DetachItemFromObjectCaseSensitive(ft, "epochs");
@@ -284,20 +286,23 @@ static int expand_prune(rf_plan *p, const rf_point *pt) {
     if (!s) { cJSON_Delete(len_e); cJSON_Delete(len_i); return rf_plan_nomem(p, NULL); }
     int ok_e = !len_e || rf_plan_put(s, "finetune_epochs", len_e);   /* both run: put frees what it cannot add */
     int ok_i = !len_i || rf_plan_put(s, "finetune_iterations", len_i);
-    static const char *const keys[] = {"method", "sparsity", "scope", "synflow_rounds", "obd_batches", "nm", "layers", NULL};
-    if (!ok_e || !ok_i || !rf_plan_copy_keys(s, pt->x, keys)) return rf_plan_nomem(p, s);
+    static const char *const keys[] = {"method", "sparsity", "scope", "synflow_rounds", "obd_batches", "nm", "layers",
+                                       "layer_sparsity", NULL};
+    if (!ok_e || !ok_i || !rf_plan_copy_keys(s, x, keys)) return rf_plan_nomem(p, s);
     /* method-specific keys only where they matter, so they do not split ids */
     for (const rf_setting *k = prune_keys; k->key; k++)
         if (!rf_setting_applies(k, s)) cJSON_DeleteItemFromObjectCaseSensitive(s, k->key);
-    return rf_plan_add(p, RF_JOB_PRUNE, s, par, np, cost) < 0 ? -1 : 0;
+    return rf_plan_add(p, RF_JOB_PRUNE, s, par, np, cost);
 }
+
+static int expand_prune(rf_plan *p, const rf_point *pt) { return rf_prune_plan_task(p, pt, pt->x) < 0 ? -1 : 0; }
 
 static const char *label_prune(const cJSON *set, char *buf, size_t n) {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(set, "method");
     return cJSON_IsString(m) ? m->valuestring : "prune";
 }
 
-static const rf_setting prune_exp_keys[] = {
+const rf_setting rf_prune_exp_keys[] = {
     KEY_METHOD(RF_SF_GRID),
     {.key = "sparsity", .type = RF_SET_NUM, .flags = RF_SF_GRID | RF_SF_REQUIRED, .lo = 0, .hi = 1, .hi_open = 1,
      .doc = "fraction of prunable weights removed; compression ratio 1/(1 - s)"},
@@ -311,6 +316,8 @@ static const rf_setting prune_exp_keys[] = {
      .doc = "eligible tensors, a glob list over tensor and layer names: \"conv*,!conv1\" (absent: every prunable one)"},
     {.key = "finetune", .type = RF_SET_OBJ, .sub = rf_train_settings,
      .doc = "fine-tuning with the mask fixed, over the experiment's `train`; `epochs: 0, iterations: 0` = none"},
+    {.key = "layer_sparsity", .type = RF_SET_RATES, .flags = RF_SF_OPTIONAL,
+     .doc = "per-tensor rates {glob: rate}, first match wins (layer scope): e.g. Deep Compression's per-layer rates"},
     RF_SETTINGS_END
 };
 
@@ -321,7 +328,7 @@ const rf_kind rf_kind_prune = {
     .min_parents = 0, .max_parents = 1,
     .parents_doc = "the trained model (none: prune the initialised `model`, pruning at initialisation)",
     .run = rf_task_prune,
-    .experiment = "prune", .exp_keys = prune_exp_keys,
+    .experiment = "prune", .exp_keys = rf_prune_exp_keys,
     .exp_doc = "dense `train` (per seed) → `prune`; with `at_init` no parent: the model is pruned at initialisation and then trained",
     .expand = expand_prune, .label = label_prune, .plot = RF_PLOT_SPARSITY,
 };

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One kind, two front-ends, the same bytes: each of train, prune, distill
-# and quantize is run once through its command (`raffle KIND`, no setting
+# and quantize (int8; int4 groups; k-means sharing with centroid
+# fine-tuning, mixed precision) is run once through its command (`raffle KIND`, no setting
 # given beyond what the kind requires) and once as a sweep of a job with
 # the same (default) settings, and the checkpoints must be byte-identical
 # and metrics.json equal outside "timing" and "engine". Both read one
@@ -20,7 +21,10 @@ cat > "$T/same.json" <<JOB
    {"kind": "train"},
    {"kind": "prune", "method": "magnitude", "sparsity": 0.5},
    {"kind": "distill", "teacher": {"model": "$M"}},
-   {"kind": "quantize"}]}
+   {"kind": "quantize"},
+   {"kind": "quantize", "name": "q4", "scheme": "int4", "group_size": 64, "layer_bits": {"fc3": 8}},
+   {"kind": "quantize", "name": "km", "scheme": "kmeans", "bits": 5, "mode": "qat", "layer_bits": {"fc1": 3},
+    "qat_train": {"iterations": 3}}]}
 JOB
 "$RAFFLE" sweep --quiet --store "$T/s" "$T/same.json" || { echo "FAIL: the sweep"; exit 1; }
 c=$T/cli
@@ -31,9 +35,20 @@ c=$T/cli
   || { echo "FAIL: raffle distill"; exit 1; }
 "$RAFFLE" quantize --ckpt "$c/train/model.rckpt" --data "$D" --model "$M" --out "$c/quantize" >/dev/null \
   || { echo "FAIL: raffle quantize"; exit 1; }
+"$RAFFLE" quantize --ckpt "$c/train/model.rckpt" --data "$D" --model "$M" --scheme int4 --group-size 64 \
+  --layer-bits fc3=8 --out "$c/q4" >/dev/null || { echo "FAIL: raffle quantize --scheme int4"; exit 1; }
+"$RAFFLE" quantize --ckpt "$c/train/model.rckpt" --data "$D" --model "$M" --scheme kmeans --bits 5 --mode qat \
+  --iterations 3 --layer-bits fc1=3 --out "$c/km" --log-every -1 >/dev/null || { echo "FAIL: raffle quantize --scheme kmeans"; exit 1; }
 fail=0
-for k in train prune distill quantize; do
-  ids=$(jq -r --arg k "$k" '.tasks[] | select(.kind == $k) | .id' "$T/s/same/report.json")
+for k in train prune distill quantize q4 km; do
+  # the three quantize experiments: told apart by their scheme
+  case $k in
+    quantize) sel='.kind == "quantize" and (.settings.scheme == null)' ;;
+    q4) sel='.kind == "quantize" and .settings.scheme == "int4"' ;;
+    km) sel='.kind == "quantize" and .settings.scheme == "kmeans"' ;;
+    *) sel=".kind == \"$k\"" ;;
+  esac
+  ids=$(jq -r ".tasks[] | select($sel) | .id" "$T/s/same/report.json")
   [ "$(echo "$ids" | wc -w)" -eq 1 ] || { echo "FAIL: $k: expected one sweep task, got: $ids"; fail=1; continue; }
   sw=$T/s/same/tasks/$ids
   if cmp -s "$sw/model.rckpt" "$c/$k/model.rckpt"; then

@@ -12,6 +12,12 @@
 #include "raffle/ckpt.h"
 #include "raffle/lowbit.h"
 
+/* A rejection's message: names what (text) and is one line. */
+#define ASSERT_ERR(ctx, text) do { \
+        cr_assert(strstr(rf_ctx_error(ctx), (text)), "'%s' lacks '%s'", rf_ctx_error(ctx), (text)); \
+        cr_assert_null(strchr(rf_ctx_error(ctx), '\n'), "not one line: %s", rf_ctx_error(ctx)); \
+    } while (0)
+
 static rf_ckpt *decoded(rf_ckpt *c) {
     rf_ctx ctx; rf_ctx_init(&ctx);
     unsigned char *b; size_t n;
@@ -139,11 +145,12 @@ Test(kmeans, rejects_bad_settings_and_handles_empty) {
     float w[4] = {1, 2, 3, 4}, cb[512];
     uint8_t idx[4], m0[4] = {0};
     cr_assert_eq(rf_kmeans_share(&ctx, w, NULL, 4, 1, 0, cb, idx, NULL), RF_ERR_INVALID);
-    cr_assert(strstr(rf_ctx_error(&ctx), "bits 1"), "%s", rf_ctx_error(&ctx));
+    ASSERT_ERR(&ctx, "bits 1");
     cr_assert_eq(rf_kmeans_share(&ctx, w, NULL, 4, 9, 0, cb, idx, NULL), RF_ERR_INVALID);
+    ASSERT_ERR(&ctx, "bits 9");
     w[2] = NAN;
     cr_assert_eq(rf_kmeans_share(&ctx, w, NULL, 4, 4, 0, cb, idx, NULL), RF_ERR_INVALID);
-    cr_assert(strstr(rf_ctx_error(&ctx), "weight 2"), "%s", rf_ctx_error(&ctx));
+    ASSERT_ERR(&ctx, "weight 2");
     /* a NaN in a pruned position is never looked at */
     uint8_t m[4] = {1, 1, 0, 1};
     cr_assert_eq(rf_kmeans_share(&ctx, w, m, 4, 2, 0, cb, idx, NULL), RF_OK);
@@ -290,11 +297,11 @@ Test(groupq, rejects_bad_settings) {
     int8_t q[200];
     int32_t z[8];
     cr_assert_eq(rf_group_quantize(&ctx, w, 2, 100, 4, 64, RF_GROUP_SYMMETRIC, q, s, NULL), RF_ERR_INVALID);
-    cr_assert(strstr(rf_ctx_error(&ctx), "does not divide the row length 100"), "%s", rf_ctx_error(&ctx));
+    ASSERT_ERR(&ctx, "does not divide the row length 100");
     cr_assert_eq(rf_group_quantize(&ctx, w, 1, 96, 4, 48, RF_GROUP_SYMMETRIC, q, s, NULL), RF_ERR_INVALID);
-    cr_assert(strstr(rf_ctx_error(&ctx), "group size 48"), "%s", rf_ctx_error(&ctx));
+    ASSERT_ERR(&ctx, "group size 48");
     cr_assert_eq(rf_group_quantize(&ctx, w, 1, 64, 5, 32, RF_GROUP_SYMMETRIC, q, s, NULL), RF_ERR_INVALID);
-    cr_assert(strstr(rf_ctx_error(&ctx), "bits 5"), "%s", rf_ctx_error(&ctx));
+    ASSERT_ERR(&ctx, "bits 5");
     cr_assert_eq(rf_group_quantize(&ctx, w, 1, 64, 1, 32, RF_GROUP_SYMMETRIC, q, s, NULL), RF_ERR_INVALID);
     cr_assert_eq(rf_group_quantize(&ctx, w, 1, 64, 4, 32, RF_GROUP_AFFINE, q, s, NULL), RF_ERR_INVALID);
     cr_assert_eq(rf_group_quantize(&ctx, w, 1, 64, 4, 32, RF_GROUP_SYMMETRIC, q, s, z), RF_ERR_INVALID);
@@ -359,7 +366,7 @@ Test(nm, hand_computed_masks) {
     cr_assert_eq(memcmp(m, w48, 8), 0);
     cr_assert_eq(rf_nm_check(&ctx, m, 1, 8, 4, 8, 1), RF_OK);
     cr_assert_eq(rf_nm_check(&ctx, m, 1, 8, 2, 4, 0), RF_ERR_INVALID);   /* the 2nd group of 4 keeps 3 */
-    cr_assert(strstr(rf_ctx_error(&ctx), "row 0, group 1 keeps 3"), "%s", rf_ctx_error(&ctx));
+    ASSERT_ERR(&ctx, "row 0, group 1 keeps 3");
     const uint8_t few[8] = {1, 0, 0, 0, 0, 1, 1, 0};
     cr_assert_eq(rf_nm_check(&ctx, few, 1, 8, 2, 4, 0), RF_OK);
     cr_assert_eq(rf_nm_check(&ctx, few, 1, 8, 2, 4, 1), RF_ERR_INVALID);
@@ -370,9 +377,9 @@ Test(nm, rejects_bad_settings) {
     float s[12] = {0};
     uint8_t m[12];
     cr_assert_eq(rf_nm_select(&ctx, s, 1, 12, 5, 4, m), RF_ERR_INVALID);
-    cr_assert(strstr(rf_ctx_error(&ctx), "N = 5 > M = 4"), "%s", rf_ctx_error(&ctx));
+    ASSERT_ERR(&ctx, "N = 5 > M = 4");
     cr_assert_eq(rf_nm_select(&ctx, s, 1, 12, 4, 8, m), RF_ERR_INVALID);
-    cr_assert(strstr(rf_ctx_error(&ctx), "does not divide the row length 12"), "%s", rf_ctx_error(&ctx));
+    ASSERT_ERR(&ctx, "does not divide the row length 12");
     cr_assert_eq(rf_nm_select(&ctx, s, 1, 12, 0, 4, m), RF_ERR_INVALID);
     cr_assert_eq(rf_nm_select(&ctx, s, 1, 12, 1, 1, m), RF_ERR_INVALID);
     cr_assert_eq(rf_nm_check(&ctx, m, 1, 12, 3, 2, 0), RF_ERR_INVALID);

@@ -10,6 +10,12 @@
 #include "raffle/kernels.h"
 #include "raffle/lowbit.h"
 
+/* A rejection's message: names what (text) and is one line. */
+#define ASSERT_ERR(ctx, text) do { \
+        cr_assert(strstr(rf_ctx_error(ctx), (text)), "'%s' lacks '%s'", rf_ctx_error(ctx), (text)); \
+        cr_assert_null(strchr(rf_ctx_error(ctx), '\n'), "not one line: %s", rf_ctx_error(ctx)); \
+    } while (0)
+
 static int n_levels(rf_isa *lv) {
     rf_isa cpu = rf_kernels_cpu_isa();
     int n = 0;
@@ -138,11 +144,12 @@ Test(q4gemm, pack_rejects_bad_input) {
     int32_t z[4] = {0, 0, 0, 16};
     rf_q4mat *W;
     cr_assert_eq(rf_q4mat_pack(&ctx, q, 2, 32, 12, s, NULL, &W), RF_ERR_INVALID);
+    ASSERT_ERR(&ctx, "group size 12");
     cr_assert_eq(rf_q4mat_pack(&ctx, q, 2, 32, 64, s, NULL, &W), RF_ERR_INVALID);
-    cr_assert(strstr(rf_ctx_error(&ctx), "dividing K = 32"), "%s", rf_ctx_error(&ctx));
+    ASSERT_ERR(&ctx, "dividing K = 32");
     cr_assert_eq(rf_q4mat_pack(&ctx, q, 0, 32, 32, s, NULL, &W), RF_ERR_INVALID);
     cr_assert_eq(rf_q4mat_pack(&ctx, q, 2, 32, 16, s, z, &W), RF_ERR_INVALID);
-    cr_assert(strstr(rf_ctx_error(&ctx), "zero point 16"), "%s", rf_ctx_error(&ctx));
+    ASSERT_ERR(&ctx, "zero point 16");
     q[5] = 8;
     cr_assert_eq(rf_q4mat_pack(&ctx, q, 2, 32, 32, s, NULL, &W), RF_ERR_INVALID);
     q[5] = -1;
@@ -239,10 +246,11 @@ Test(nm_spmm, pack_rejects_bad_input) {
     rf_nmmat_free(s);
     cr_assert_eq(rf_nmmat_pack(&ctx, w, m24, 2, 24, 2, 3, &s), RF_ERR_INVALID);   /* 3 does not divide 16 */
     cr_assert_eq(rf_nmmat_pack(&ctx, w, m24, 2, 24, 5, 4, &s), RF_ERR_INVALID);
+    ASSERT_ERR(&ctx, "5:4");
     cr_assert_eq(rf_nmmat_pack(&ctx, w, m24, 1, 40, 2, 16, &s), RF_ERR_INVALID);  /* 16 does not divide 40 */
-    cr_assert(strstr(rf_ctx_error(&ctx), "does not divide K = 40"), "%s", rf_ctx_error(&ctx));
+    ASSERT_ERR(&ctx, "does not divide K = 40");
     m24[6] = 1;
     cr_assert_eq(rf_nmmat_pack(&ctx, w, m24, 2, 24, 2, 4, &s), RF_ERR_INVALID);
-    cr_assert(strstr(rf_ctx_error(&ctx), "row 0, group 1 keeps 3"), "%s", rf_ctx_error(&ctx));
+    ASSERT_ERR(&ctx, "row 0, group 1 keeps 3");
     cr_assert_null(s);
 }

@@ -88,7 +88,7 @@ static void same_run(rf_model *a, rf_model *b, int batch) {
 }
 
 Test(models, chain_specs_are_explicit_chains) {
-    const char *names[] = {"lenet-300-100", "lenet-5", "conv-2", "mlp-1200x2", "vit-tiny"};
+    const char *names[] = {"lenet-300-100", "lenet-5", "lenet-5-caffe", "conv-2", "mlp-1200x2", "vit-tiny"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         rf_model *a = preset_for(names[i], 1, 28, 28, 5);
         char *spec = explicit_inputs(a->spec_json);

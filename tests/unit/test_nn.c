@@ -218,7 +218,7 @@ Test(nn, create_from_file_and_unknown_name) {
     snprintf(buf, sizeof buf, "%s", names);
     int n = 0;
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ","), n++) cr_expect_not_null(rf_model_preset(tok), "%s", tok);
-    cr_expect_eq(n, 15);
+    cr_expect_eq(n, 16);
 }
 
 Test(nn, spec_round_trips_through_spec_json) {
