@@ -230,6 +230,12 @@ up() {
     in_ns "$sw" ip link set "$h" master br0 up
     # IPv4 only: no IPv6 neighbour discovery chatter on the counters
     in_ns "$ns" sh -c 'echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6' 2>/dev/null || true
+    # TCP gives up on an unanswered peer after ~3 s instead of ~15 min
+    # (tcp_retries2 is per namespace): Open MPI 4.1's runtime has no
+    # heartbeat of its own, so with the default an mpirun (or orted) that
+    # sends to a host whose cable is cut waits that long before it ends the
+    # job. RAFFLE_CLUSTER_TCP_RETRIES overrides (15: the kernel's default).
+    in_ns "$ns" sh -c "echo ${RAFFLE_CLUSTER_TCP_RETRIES:-3} > /proc/sys/net/ipv4/tcp_retries2" 2>/dev/null || true
     in_ns "$ns" ip addr add "$addr/24" dev eth0
     in_ns "$ns" ip link set eth0 up
     in_ns "$ns" ip link set lo up
@@ -280,7 +286,14 @@ case "$cmd" in
   cut|mend) [ $# -eq 1 ] || usage; ns_of "$1" >/dev/null
     # the switch end of the host's veth: the host sees its carrier go
     # (NO-CARRIER), as when a cable is pulled; its processes keep running
-    in_ns "$sw" ip link set "$1" "$([ "$cmd" = cut ] && echo down || echo up)" ;;
+    in_ns "$sw" ip link set "$1" "$([ "$cmd" = cut ] && echo down || echo up)"
+    if [ "$cmd" = mend ]; then
+      # back when the host sees its carrier again, with the neighbour
+      # entries the cut left failed forgotten on every host
+      ns=$(ns_of "$1")
+      for _ in $(seq 1 50); do in_ns "$ns" ip link show eth0 | grep -q LOWER_UP && break; sleep 0.1; done
+      for ns in $(our_ns); do [ "$ns" = "$sw" ] || in_ns "$ns" ip neigh flush dev eth0 2>/dev/null || true; done
+    fi ;;
   pids) [ $# -ge 1 ] || usage; pids "$@" ;;
   signal) [ $# -ge 2 ] || usage
     p=$(pids "$1" "${3:-}")

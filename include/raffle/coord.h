@@ -20,6 +20,9 @@
  *   RESULT (W->C)  arg = failure class, n1 = blob bytes, n2 = checkpoint raw
  *                  bytes (0: none), n3 = chunks; the blob then the chunks follow
  *   STOP   (C->W)  no more work: leave
+ *   BEAT   (both)  on tag 4: alive (issue 24: heartbeats)
+ *   DROP   (C->W)  on tag 4: rank 0 gave this rank up (silent past the
+ *                  timeout): kill the task and leave
  * Both sides parse the same job (rank 0 broadcasts its text), so a task is
  * named by its index and per-task coordinator state is a few integers. */
 #ifndef RAFFLE_COORD_H
@@ -34,13 +37,14 @@
 extern "C" {
 #endif
 
-#define RF_COORD_PROTO_VERSION 1
+#define RF_COORD_PROTO_VERSION 2
 #define RF_COORD_MAGIC 0x50434652u   /* "RFCP" little-endian */
 #define RF_COORD_HDR_BYTES 48
 #define RF_COORD_CHUNK (4u << 20)    /* raw bytes per checkpoint chunk */
 
 typedef enum rf_coord_msg_type {    /* on the wire: never renumber */
     RF_MSG_READY = 1, RF_MSG_TASK = 2, RF_MSG_PARENT = 3, RF_MSG_RESULT = 4, RF_MSG_STOP = 5,
+    RF_MSG_BEAT = 6, RF_MSG_DROP = 7,
     RF_MSG_TYPE_COUNT_
 } rf_coord_msg_type;
 
@@ -114,6 +118,34 @@ typedef struct rf_sweep_opts {
     void         *progress_ud;
     /* Readable task names in log lines (raffle/job.h; borrowed). NULL: ids. */
     const rf_job_labels *labels;
+    /* Heartbeats (issue 24, docs/hpc.md "Node loss"): with more than one
+     * rank, every rank beats on the MPI channel every heartbeat_s / 4 s. Rank
+     * 0 gives up a worker it has not heard from for heartbeat_s seconds
+     * (node lost, link cut, process stopped): its running task is recorded
+     * "lost" (not failed: no retry counted) and queued again for the other
+     * workers, and the sweep goes on without it while any worker is left.
+     * A worker that has not heard from rank 0 for heartbeat_s kills its task
+     * and leaves (rf_sweep_run returns RF_ERR_TIMEOUT with res->orphaned).
+     * Rank 0's value is the one used (broadcast); it goes into the ledger's
+     * "sweep" line. <= 0: no heartbeats, waits never time out. Default 5. */
+    double        heartbeat_s;
+    /* A worker's watchdog thread, for a main thread stuck where it cannot
+     * notice (a blocking system call): called once with a one-line message
+     * when rank 0 has been silent for 1.5 * heartbeat_s or has given this
+     * rank up. The CLI prints the line and ends the process (its task child
+     * dies with it). May be NULL. */
+    void        (*on_orphan)(void *ud, const char *line);
+    void         *orphan_ud;
+    /* Direct writes (issue 24, docs/hpc.md): a worker that sees the store
+     * (a shared file system: NFS, Lustre, GPFS) writes its checkpoints into
+     * it itself with the store's atomic protocol and reads its parents
+     * there; rank 0 verifies size and CRC32C before the ledger line. Which
+     * workers see it is probed at the start (a file rank 0 writes into the
+     * store, looked for by each worker). -1 auto (default): the workers that
+     * see it write directly, the others send through rank 0; 0: every
+     * checkpoint through rank 0 (the chunked gather); 1: direct, an error
+     * when some worker does not see the store. */
+    int           direct_writes;
 } rf_sweep_opts;
 
 typedef struct rf_sweep_progress {
@@ -131,6 +163,13 @@ typedef struct rf_sweep_result {
     double   seconds;
     uint64_t gathered_bytes;       /* checkpoint bytes moved to rank 0 */
     size_t   sched_bytes;          /* coordinator scheduling state, bytes */
+    /* heartbeats (rank 0): task attempts recorded "lost", workers given up,
+     * and their hosts ("h2, h3"); a worker: orphaned = 1 when it left
+     * because rank 0 went silent or gave it up */
+    int      lost, lost_ranks, orphaned;
+    char     lost_hosts[256];
+    int      direct_ranks;         /* workers that wrote into the store themselves */
+    uint64_t direct_bytes;         /* checkpoint bytes they wrote (not through rank 0) */
 } rf_sweep_result;
 
 /* Runs the sweep. If MPI is initialised with more than one rank, every rank

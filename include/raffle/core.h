@@ -223,6 +223,8 @@ uint64_t rf_hash64(const void *data, size_t n, uint64_t seed);
 double   rf_now(void);  /* monotonic seconds */
 /* CRC32C (Castagnoli) of data, continuing from crc (start with 0). */
 uint32_t rf_crc32c(uint32_t crc, const void *data, size_t n);
+/* The plain table version rf_crc32c is tested against (same results). */
+uint32_t rf_crc32c_ref(uint32_t crc, const void *data, size_t n);
 /* Little-endian fixed-width encode/decode. */
 static inline void rf_put_u32(unsigned char *p, uint32_t v) { p[0]=(unsigned char)v; p[1]=(unsigned char)(v>>8); p[2]=(unsigned char)(v>>16); p[3]=(unsigned char)(v>>24); }
 static inline void rf_put_u64(unsigned char *p, uint64_t v) { rf_put_u32(p, (uint32_t)v); rf_put_u32(p+4, (uint32_t)(v>>32)); }

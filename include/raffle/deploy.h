@@ -108,6 +108,17 @@ rf_status rf_deploy_model(rf_ctx *ctx, rf_model *model, const rf_deploy_opts *op
  * (rf_kernels_release_workspace). Accepts NULL. */
 void rf_deploy_release(rf_model *model);
 
+/* The model a deployment runs: m with every batch norm whose input is a
+ * conv2d or linear layer that nothing else reads folded into that layer
+ * (rf_model_fold_bn, nn.h; Jacob et al. 2018 §3.2), so the deployed forward
+ * has no batch-norm pass and the sparse kernel computes the folded
+ * product (a·W keeps W's zeros). Returns a new model in *out (free with
+ * rf_model_free) and the count in *n_folded (may be NULL); *out = NULL when
+ * nothing folds, or when m already carries an inference override (int8:
+ * the quantize kind folds before quantizing, and a copy would lose the
+ * integer kernels), and the caller deploys m itself. Borrows m. */
+rf_status rf_deploy_fold(rf_ctx *ctx, const rf_model *m, rf_model **out, int *n_folded);
+
 /* Drops the process-wide calibration cache (tests). */
 void rf_deploy_clear_cache(void);
 

@@ -312,12 +312,15 @@ int       rf_task_add_selection(const rf_train_result *r, cJSON *metrics);
  * (storage picked from masks / quantization), evaluates it, and adds the
  * common metrics: accuracy, loss, sparsity, layer_sparsity, collapsed_layers,
  * parameters, bytes, dense_bytes, compression_ratio, latency_ms,
- * dense_latency_ms, throughput. extra_json goes into the checkpoint metadata. */
+ * dense_latency_ms, throughput, deploy_folded_batchnorms (the batch norms the
+ * deployed form folds). extra_json goes into the checkpoint metadata. */
 rf_status rf_task_finish(rf_ctx *ctx, const rf_task_io *io, rf_model *m,
                          const char *extra_json, cJSON *metrics);
 
 /* Accuracy and loss of m (borrowed) on ds at `batch`, run the way a deployed
- * model runs: layers pruned at least rf_deploy_eval_min_sparsity(batch) use
+ * model runs: batch norms folded into the conv / linear before them
+ * (rf_deploy_fold, on a copy: m is not changed), layers pruned at least
+ * rf_deploy_eval_min_sparsity(batch) use
  * the sparse kernel (RF_DEPLOY_RULE: no timing, so the numbers repeat on
  * every run and rank), layers with an inference hook already (int8) keep
  * it. The sparse hooks are removed before returning. n_sparse (may be NULL)

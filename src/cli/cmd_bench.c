@@ -364,8 +364,9 @@ static int bench_coord(int argc, char **argv) {
         {0},
     };
     for (int i = 1; i < argc; i++) level_set |= strcmp(argv[i], "--level") == 0 || strncmp(argv[i], "--level=", 8) == 0;
-    int rc = cli_parse(cmd, "[--tasks N] [--mb M] [--reps R] [--level L] [--quick] [--out DIR]   (under mpirun -np 2|3)",
-                       "The coordinator's own costs: dispatch rate, gather bandwidth against raw MPI, memory per task.",
+    int rc = cli_parse(cmd, "[--tasks N] [--mb M] [--reps R] [--level L] [--quick] [--out DIR]   (under mpirun -np 2 or more)",
+                       "The coordinator's own costs: dispatch rate, gather bandwidth against raw MPI, gathered vs direct\n"
+                       "writes into the store, memory per task, the scheduler alone with 1,000 simulated workers.",
                        opts, argc, argv, NULL, 0, 0, &done);
     if (rc || done) return rc;
     rf_bench_coord_opts o;
@@ -394,6 +395,15 @@ static int bench_coord(int argc, char **argv) {
             cJSON_GetObjectItem(d, "tasks_per_s")->valuedouble, cJSON_GetObjectItem(g, "gather_mb_per_s")->valuedouble,
             100 * cJSON_GetObjectItem(g, "ratio")->valuedouble, cJSON_GetObjectItem(g, "raw_mpi_mb_per_s")->valuedouble,
             cJSON_GetObjectItem(m, "sched_bytes_per_task")->valuedouble, cJSON_GetObjectItem(m, "job_bytes_per_task")->valuedouble);
+    const cJSON *wr = cJSON_GetObjectItem(res, "writes"), *sim = cJSON_GetObjectItem(res, "sim");
+    if (wr)
+        fprintf(stderr, "coord: into the store: gathered %.0f MB/s, written directly %.0f MB/s (x%.2f)\n",
+                cJSON_GetObjectItem(wr, "gather_mb_per_s")->valuedouble, cJSON_GetObjectItem(wr, "direct_mb_per_s")->valuedouble,
+                cJSON_GetObjectItem(wr, "direct_over_gather")->valuedouble);
+    for (const cJSON *x = sim ? sim->child : NULL; x; x = x->next)
+        fprintf(stderr, "coord: scheduler alone, %d workers, %d tasks (chains of %d): %.0f decisions/s (target >= 50000)\n",
+                cJSON_GetObjectItem(x, "workers")->valueint, cJSON_GetObjectItem(x, "tasks")->valueint,
+                cJSON_GetObjectItem(x, "chain")->valueint, cJSON_GetObjectItem(x, "decisions_per_s")->valuedouble);
     rc = out_dir && *out_dir ? bench_write(cmd, out_dir, "coord.json", res) : 0;
     cJSON_Delete(res);
     return rc;

@@ -10,7 +10,10 @@
  *
  * Exit status: 0 every task done, 1 some task failed or was skipped (or the
  * sweep itself failed), 75 stopped early (signal or walltime) with tasks
- * left to run and none failed: run the same command again, 2 usage. */
+ * left to run and none failed: run the same command again, 76 ranks were
+ * lost (heartbeat silence: a node died, a link was cut, a worker hung; the
+ * line before says which hosts; run the same command again for what is
+ * left), 2 usage. */
 #include "cli/cli.h"
 #include "raffle/coord.h"
 #include "raffle/job.h"
@@ -28,7 +31,39 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { EXIT_STOPPED = 75 };   /* EX_TEMPFAIL: rerun to continue */
+enum { EXIT_STOPPED = 75,     /* EX_TEMPFAIL: rerun to continue */
+       EXIT_LOST = 76 };      /* ranks lost (issue 24): rerun for what is left */
+
+/* A worker's watchdog found rank 0 silent (or was given up by it) while the
+ * main thread could not act: say so and leave now; the task child dies
+ * with this process. No MPI call: rank 0 is unreachable, an abort could
+ * block on it. */
+/* MPI_Finalize waits for every rank (a PMIx fence): a worker that stops or
+ * dies after the sweep's final barrier would hold rank 0 there forever. An
+ * alarm ends rank 0 with its exit status instead (everything is written by
+ * then; the workers are already waiting in MPI_Finalize when rank 0 gets
+ * there, so a healthy fence takes milliseconds). */
+static volatile sig_atomic_t finalize_code;
+static void on_finalize_alarm(int sig) { (void)sig; _exit(finalize_code); }
+static void finalize_bounded(double heartbeat, int code) {
+    if (heartbeat > 0) {
+        finalize_code = code;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_finalize_alarm;
+        sigaction(SIGALRM, &sa, NULL);
+        alarm((unsigned)(3 * heartbeat) + 2);
+    }
+    MPI_Finalize();
+    alarm(0);
+}
+
+static void on_orphan(void *ud, const char *line) {
+    (void)ud;
+    fprintf(stderr, "raffle sweep: %s\n", line);
+    fflush(stderr);
+    _exit(EXIT_LOST);
+}
 
 static volatile int stop_requested;
 static void on_stop_signal(int sig) { (void)sig; stop_requested = 1; }
@@ -207,8 +242,8 @@ static rf_status fetch_job_inputs(rf_ctx *ctx, const rf_job *job) {
 
 int rf_cmd_sweep(int argc, char **argv) {
     int done = 0, fail_fast = 0, json = 0, quiet = 0, keep = 0, retries = -1, mem_mb = 0, no_report = 0;
-    double tl = 0, every = 2, margin = 60, resume_every = 300, mirror_wait = 30;
-    const char *store = "results", *store_local = "results", *work = NULL;
+    double tl = 0, every = 2, margin = 60, resume_every = 300, mirror_wait = 30, heartbeat = 5;
+    const char *store = "results", *store_local = "results", *work = NULL, *writes = "auto";
     const char *pos[1];
     cli_opt opts[] = {
         {"store", CLI_STR, &store, "DIR|URL", "results store root, or an http(s) WebDAV URL to mirror to (default results/)", 0},
@@ -223,6 +258,10 @@ int rf_cmd_sweep(int argc, char **argv) {
         {"work", CLI_STR, &work, "DIR", "scratch directory for task runs (default ${TMPDIR:-/tmp}/raffle-UID)", 0},
         {"keep-work", CLI_FLAG, &keep, NULL, "keep the scratch directories", 0},
         {"status-every", CLI_DOUBLE, &every, "S", "status.json and progress period (default 2 s)", CLI_POSITIVE},
+        {"direct-writes", CLI_STR, &writes, "auto|on|off", "workers that see the store (a shared file system) write their "
+                                                           "checkpoints into it themselves; off: all through rank 0 (default auto)", 0},
+        {"heartbeat", CLI_DOUBLE, &heartbeat, "S", "MPI ranks beat every S/4 s; a rank silent for S s is given up "
+                                                  "(its task lost, queued again; exit 76); 0: off (default 5)", 0},
         {"no-report", CLI_FLAG, &no_report, NULL, "do not write report.* at the end", 0},
         {"quiet", CLI_FLAG, &quiet, NULL, "no progress lines", 0},
         {"json", CLI_FLAG, &json, NULL, "print the outcome as one JSON object", 0},
@@ -231,10 +270,15 @@ int rf_cmd_sweep(int argc, char **argv) {
     int rc = cli_parse("sweep", "JOB.json", "Runs every task of a job (mpirun -np N raffle sweep JOB.json, or alone\n"
                        "in-process); results go to STORE/NAME/. Rerunning resumes.", opts, argc, argv, pos, 1, 1, &done);
     if (rc || done) return rc;
-    if (retries > 10 || mem_mb < 0 || tl < 0 || margin < 0 || resume_every < 0 || mirror_wait < 0) {
+    if (retries > 10 || mem_mb < 0 || tl < 0 || margin < 0 || resume_every < 0 || mirror_wait < 0 || heartbeat < 0 ||
+        (heartbeat > 0 && heartbeat < 0.2)) {
         cli_err("sweep", "option out of range");
         return 2;
     }
+    static const char *const write_modes[] = {"off", "on", "auto"};   /* index: 0, 1, 2 = -1 */
+    int direct = -2;
+    for (int k = 0; k < 3; k++) if (strcmp(writes, write_modes[k]) == 0) direct = k == 2 ? -1 : k;
+    if (direct == -2) { cli_err("sweep", "--direct-writes %s: expected auto, on or off", writes); return 2; }
     int remote = rf_url_scheme_of(store) == RF_URL_HTTP || rf_url_scheme_of(store) == RF_URL_HTTPS;
     if (rf_url_scheme_of(store) == RF_URL_FILE) { cli_err("sweep", "--store: use a directory, not a file:// URL"); return 2; }
     /* ftp://, s3://, ...: not a directory named "ftp:" (issue 19, defect 8) */
@@ -393,6 +437,9 @@ int rf_cmd_sweep(int argc, char **argv) {
     o.time_limit_s = tl;
     o.mem_limit = (uint64_t)mem_mb << 20;
     o.status_every_s = every;
+    o.heartbeat_s = heartbeat;
+    o.direct_writes = direct;
+    o.on_orphan = on_orphan;
     o.quiet = quiet;
     o.keep_work = keep;
     o.stop_flag = &stop_requested;
@@ -416,6 +463,19 @@ int rf_cmd_sweep(int argc, char **argv) {
     rf_sweep_result res;
     s = rf_sweep_run(&ctx, job, &o, &res);
     tty_clear(&tty);
+    if (s && rank > 0 && res.orphaned) {
+        /* cut off from rank 0: leave without MPI (an abort or finalize
+         * would wait for the unreachable rank); the task was killed */
+        fprintf(stderr, "raffle sweep: rank %d: %s: left\n", rank, rf_ctx_error(&ctx));
+        fflush(NULL);
+        _exit(EXIT_LOST);
+    }
+    if (!s && rank > 0 && res.lost_ranks) {
+        /* rank 0 gave ranks up and ends the job without the final
+         * barrier and finalize, which would wait for them */
+        fflush(NULL);
+        _exit(0);
+    }
     if (s && size > 1) {
         /* Any rank's fatal error ends every rank, now: another rank may be
          * blocked on this one (issue 19, defect 1: a full store left a worker
@@ -439,6 +499,7 @@ int rf_cmd_sweep(int argc, char **argv) {
         if (s) code = cli_fail("sweep", &ctx, s);
         else if (res.failed || res.skipped) code = 1;
         else if (res.pending && !stop_requested && res.progressed == 0) { code = 1; no_progress = 1; }
+        else if (res.lost_ranks) code = EXIT_LOST;
         else if (res.pending) code = EXIT_STOPPED;
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/%s", root, job->name);
@@ -461,6 +522,10 @@ int rf_cmd_sweep(int argc, char **argv) {
         if (res.pending && code == EXIT_STOPPED && !quiet)
             fprintf(stderr, "raffle sweep: stopped early (%s): %d task(s) left; run the same command again to continue\n",
                     stop_requested ? "signal" : "walltime", res.pending);
+        if (res.lost_ranks)
+            fprintf(stderr, "raffle sweep: lost %s (%d rank(s) silent for %g s): %d task attempt(s) lost and queued again; "
+                            "%d of %d tasks done, %d left%s\n", res.lost_hosts, res.lost_ranks, heartbeat, res.lost, res.done,
+                    res.total, res.pending, res.pending ? ": run the same command again" : "");
         if (no_progress)
             fprintf(stderr, "raffle sweep: walltime: no task finished or saved its state in this allocation (%d left): "
                             "a rerun with the same time limit would do the same; give the job more time\n", res.pending);
@@ -480,6 +545,10 @@ int rf_cmd_sweep(int argc, char **argv) {
             cJSON_AddNumberToObject(j, "seconds", res.seconds);
             cJSON_AddBoolToObject(j, "stopped", code == EXIT_STOPPED || no_progress);
             cJSON_AddNumberToObject(j, "progressed", res.progressed);
+            cJSON_AddNumberToObject(j, "direct_ranks", res.direct_ranks);
+            cJSON_AddNumberToObject(j, "lost", res.lost);
+            cJSON_AddNumberToObject(j, "ranks_lost", res.lost_ranks);
+            if (res.lost_ranks) cJSON_AddStringToObject(j, "hosts_lost", res.lost_hosts);
             if (ms.m) cJSON_AddNumberToObject(j, "spooled", spooled);
             if (s) cJSON_AddStringToObject(j, "error", rf_ctx_error(&ctx));
             cli_print_json(j);
@@ -495,6 +564,15 @@ int rf_cmd_sweep(int argc, char **argv) {
     cJSON_Delete(env);
     rf_job_labels_free(labels);
     rf_job_free(job);
-    if (mpi) MPI_Finalize();
+    if (rank == 0 && size > 1 && res.lost_ranks) {
+        /* given-up ranks never reach MPI_Finalize: end the job here, which
+         * also kills a stopped rank wherever the launcher can reach it */
+        fflush(NULL);
+        MPI_Abort(MPI_COMM_WORLD, code);
+        return code;
+    }
+    /* rank 0 only: the workers reach MPI_Finalize first and wait there
+     * while rank 0 writes the report, however long that takes */
+    if (mpi) finalize_bounded(size > 1 && rank == 0 ? heartbeat : 0, code);
     return code;
 }

@@ -11,15 +11,27 @@
  *            the same chunks, both into a receive buffer on rank 0; the
  *            payload is random bytes, like the already-compressed payload of
  *            an .rckpt, so compression cannot win by shrinking it;
+ *  writes    the same bytes into a store directory both ways (issue 24):
+ *            gathered (rank 1 streams, rank 0 writes the file atomically)
+ *            against direct (rank 1 writes the file atomically itself, rank 0
+ *            reads it back and checks its CRC32C, as the coordinator does
+ *            before the ledger line); timed on rank 0 until the file is
+ *            written and trusted. The directory is TMPDIR: one machine's disk
+ *            standing in for a shared file system;
  *  memory    coordinator bytes per queued task for a 100,000-task job:
- *            scheduler state, and the job's task records + settings strings.
+ *            scheduler state, and the job's task records + settings strings;
+ *  sim       the scheduler alone with 1,000 fake workers on an in-process
+ *            transport (coord_sim): dispatch decisions per second with
+ *            100,000 queued independent tasks, and with 20,000 chains of 5.
  * The measurement only: `raffle bench coord` (src/cli/cmd_bench.c) takes the
  * options, prints the result and writes DIR/coord.json. */
 #define _GNU_SOURCE
 #include "coord/coord_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct copy_sink { unsigned char *dst; size_t off; } copy_sink;
 static rf_status sink_copy(rf_ctx *ctx, void *ud, const void *data, size_t n) {
@@ -30,10 +42,10 @@ static rf_status sink_copy(rf_ctx *ctx, void *ud, const void *data, size_t n) {
     return RF_OK;
 }
 
-static rf_job *noop_job(rf_ctx *ctx, int n) {
+static rf_job *noop_job(rf_ctx *ctx, int n, int chain) {
     char txt[512];
     snprintf(txt, sizeof txt, "{\"name\":\"bench-coord\",\"dataset\":\"synthetic\",\"model\":\"lenet-300-100\","
-                              "\"experiments\":[{\"kind\":\"noop\",\"count\":%d}]}", n);
+                              "\"experiments\":[{\"kind\":\"noop\",\"count\":%d,\"chain\":%d}]}", n, chain);
     rf_job *j = NULL;
     size_t keep = ctx->task_cap;
     ctx->task_cap = RF_TASK_CAP_MAX;   /* --tasks asks for the size explicitly */
@@ -68,11 +80,11 @@ rf_status rf_bench_coord(rf_ctx *ctx, const rf_bench_coord_opts *opt, int *rank_
     rf_status s = RF_OK;
     rf_job *job = NULL;
     unsigned char *buf = NULL, *dst = NULL;
-    if (size < 2) { s = rf_error(ctx, RF_ERR_MPI, "bench coord: needs 2 or 3 MPI ranks (mpirun -np 3 --oversubscribe raffle bench coord)"); goto done; }
+    if (size < 2) { s = rf_error(ctx, RF_ERR_MPI, "bench coord: needs 2 or more MPI ranks (mpirun -np 3 --oversubscribe raffle bench coord)"); goto done; }
     const int tasks = opt->tasks, reps = opt->reps, level = opt->level;
 
     /* ---- dispatch rate ---- */
-    job = noop_job(ctx, tasks);
+    job = noop_job(ctx, tasks, 1);
     if (!job) { s = ctx->status ? ctx->status : RF_ERR_NOMEM; goto done; }
     rf_sweep_opts o;
     rf_sweep_opts_default(&o);
@@ -139,9 +151,60 @@ rf_status rf_bench_coord(rf_ctx *ctx, const rf_bench_coord_opts *opt, int *rank_
         if (cs.off != bytes || memcmp(dst, buf, bytes) != 0) { s = rf_error(ctx, RF_ERR_INTERNAL, "bench coord: gathered bytes differ"); goto done; }
     }
 
+    /* ---- writes: gathered into the store vs written directly ---- */
+    double best_gw = 1e30, best_dw = 1e30;
+    {
+        struct { char dir[4000]; } wd;
+        memset(&wd, 0, sizeof wd);
+        if (rank == 0) {
+            const char *tmp = getenv("TMPDIR");
+            snprintf(wd.dir, sizeof wd.dir, "%s/raffle-bench-writes.%ld", tmp && tmp[0] ? tmp : "/tmp", (long)getpid());
+            if (rf_mkdirs(ctx, wd.dir) != RF_OK) wd.dir[0] = '\0';
+        }
+        MPI_Bcast(&wd, (int)sizeof wd, MPI_CHAR, 0, MPI_COMM_WORLD);
+        if (!wd.dir[0]) { s = rf_error(ctx, RF_ERR_IO, "bench coord: no directory for the write measurement"); goto done; }
+        char gpath[4100], dpath[4100];
+        snprintf(gpath, sizeof gpath, "%s/gathered.rckpt", wd.dir);
+        snprintf(dpath, sizeof dpath, "%s/direct.rckpt", wd.dir);
+        uint32_t want = rf_crc32c(0, buf, bytes);
+        for (int r = 0; r < reps; r++) {
+            MPI_Barrier(MPI_COMM_WORLD);
+            double t0 = rf_now();
+            if (rank == 1) BENCH_TRY(coord_send_stream(ctx, MPI_COMM_WORLD, 0, buf, -1, bytes, level));
+            if (rank == 0) {
+                copy_sink cs = {dst, 0};
+                BENCH_TRY(coord_recv_stream(ctx, MPI_COMM_WORLD, 1, bytes, nch, sink_copy, &cs));
+                BENCH_TRY(rf_write_file_atomic(ctx, gpath, dst, bytes));
+                double dt = rf_now() - t0;
+                if (dt < best_gw) best_gw = dt;
+            }
+            MPI_Barrier(MPI_COMM_WORLD);
+            t0 = rf_now();
+            uint32_t crc = 0;
+            if (rank == 1) {
+                BENCH_TRY(rf_write_file_atomic(ctx, dpath, buf, bytes));
+                crc = rf_crc32c(0, buf, bytes);
+                MPI_Send(&crc, 1, MPI_UINT32_T, 0, COORD_TAG_DATA, MPI_COMM_WORLD);
+            }
+            if (rank == 0) {
+                MPI_Recv(&crc, 1, MPI_UINT32_T, 1, COORD_TAG_DATA, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                unsigned char *back = NULL;
+                size_t bn = 0;
+                BENCH_TRY(rf_read_file(ctx, dpath, &back, &bn));
+                int good = bn == bytes && rf_crc32c(0, back, bn) == crc && crc == want;
+                rf_free(back);
+                if (!good) { s = rf_error(ctx, RF_ERR_INTERNAL, "bench coord: the directly written file does not check"); goto done; }
+                double dt = rf_now() - t0;
+                if (dt < best_dw) best_dw = dt;
+            }
+        }
+        MPI_Barrier(MPI_COMM_WORLD);
+        if (rank == 0) { unlink(gpath); unlink(dpath); rmdir(wd.dir); }
+    }
+
     /* ---- memory per queued task ---- */
     if (rank == 0) {
-        job = noop_job(ctx, 100000);
+        job = noop_job(ctx, 100000, 1);
         if (!job) { s = ctx->status ? ctx->status : RF_ERR_NOMEM; goto done; }
         double per_sched = (double)coord_sched_bytes(job) / job->n_tasks;
         double per_job = (double)(sizeof(rf_job_task) * (size_t)job->n_tasks + job->strings_len) / job->n_tasks;
@@ -165,13 +228,45 @@ rf_status rf_bench_coord(rf_ctx *ctx, const rf_bench_coord_opts *opt, int *rank_
         cJSON_AddNumberToObject(g, "zstd_level", level);
         cJSON_AddStringToObject(g, "payload", "random bytes (incompressible, like an .rckpt's zstd payload) in 4 MiB chunks: zstd-probed, sent stored");
         cJSON_AddStringToObject(g, "note", "both timed from rank 1's memory to rank 0's receive buffer, best of reps; store writes excluded; a separate untimed pass checks the bytes");
+        cJSON *wr = cJSON_AddObjectToObject(j, "writes");
+        cJSON_AddNumberToObject(wr, "bytes", (double)bytes);
+        cJSON_AddNumberToObject(wr, "gather_mb_per_s", bytes / best_gw / 1e6);
+        cJSON_AddNumberToObject(wr, "direct_mb_per_s", bytes / best_dw / 1e6);
+        cJSON_AddNumberToObject(wr, "direct_over_gather", best_gw / best_dw);
+        cJSON_AddStringToObject(wr, "note", "into TMPDIR (one machine's disk for the shared file system), fsync'd, atomic; direct "
+                                            "includes rank 0 reading the file back for its CRC32C; best of reps");
         cJSON *m = cJSON_AddObjectToObject(j, "memory");
         cJSON_AddNumberToObject(m, "tasks", job->n_tasks);
         cJSON_AddNumberToObject(m, "sched_bytes_per_task", per_sched);
         cJSON_AddNumberToObject(m, "job_bytes_per_task", per_job);
         cJSON_AddNumberToObject(m, "total_bytes_per_task", per_sched + per_job);
         cJSON_AddNumberToObject(m, "target_bytes_per_task", 1024);
-        if (!j || !d || !g || !m) { cJSON_Delete(j); s = rf_error(ctx, RF_ERR_NOMEM, "bench coord: result"); goto done; }
+        /* the scheduler alone at 1,000 workers */
+        cJSON *sim = cJSON_AddArrayToObject(j, "sim");
+        static const int shapes[2][2] = {{100000, 1}, {20000, 5}};
+        for (int k = 0; k < 2 && sim; k++) {
+            rf_job *sj = k == 0 ? job : noop_job(ctx, shapes[k][0], shapes[k][1]);
+            if (!sj) { cJSON_Delete(j); s = ctx->status ? ctx->status : RF_ERR_NOMEM; goto done; }
+            coord_sim_result best = {0};
+            for (int r = 0; r < reps; r++) {
+                coord_sim_result sr;
+                rf_status ss = coord_sim(ctx, sj, 1000, &sr);
+                if (!ss && sr.done != sj->n_tasks) ss = rf_error(ctx, RF_ERR_INTERNAL, "bench coord: sim finished %lld of %d", (long long)sr.done, sj->n_tasks);
+                if (ss) { if (sj != job) rf_job_free(sj); cJSON_Delete(j); s = ss; goto done; }
+                if (r == 0 || sr.seconds < best.seconds) best = sr;
+            }
+            cJSON *o1 = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o1, "workers", 1000);
+            cJSON_AddNumberToObject(o1, "tasks", sj->n_tasks);
+            cJSON_AddNumberToObject(o1, "chain", shapes[k][1]);
+            cJSON_AddNumberToObject(o1, "queued_at_start", (double)best.queued);
+            cJSON_AddNumberToObject(o1, "decisions", (double)best.decisions);
+            cJSON_AddNumberToObject(o1, "decisions_per_s", best.decisions / best.seconds);
+            cJSON_AddNumberToObject(o1, "target_decisions_per_s", 50000);
+            cJSON_AddItemToArray(sim, o1);
+            if (sj != job) rf_job_free(sj);
+        }
+        if (!j || !d || !g || !m || !wr || !sim) { cJSON_Delete(j); s = rf_error(ctx, RF_ERR_NOMEM, "bench coord: result"); goto done; }
         *result = j;
     }
 done:

@@ -28,7 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,7 +59,9 @@ typedef struct stask {
 
 typedef struct heap { int32_t *v; int n, cap; } heap;
 
-typedef struct wstate { int32_t task; int idle; double since; } wstate;
+/* gone: given up by the heartbeat (silent past the timeout): never sent
+ * anything again, its messages ignored */
+typedef struct wstate { int32_t task; int idle, gone; double since; } wstate;
 
 /* A rank's host name (gethostname) as gathered by rank 0 at the start: the
  * ledger, status.json and metrics.json say where each task ran. */
@@ -75,23 +79,41 @@ typedef struct coord {
     rf_store *store;
     wstate  *w;
     host_name *hosts;      /* per rank */
+    uint8_t  *direct;      /* per rank: writes its checkpoints into the store itself (issue 24) */
+    uint64_t  direct_bytes;
     int      n_done, n_reused, n_failed, n_skipped, n_running, retried;
     int      n_progress;   /* this run: tasks done + resume points saved */
+    int      n_lost, lost_ranks;   /* heartbeats: attempts lost, workers given up */
+    int      n_lost_before;        /* attempts an earlier, killed run left open */
+    char     lost_hosts[256];
     int      stopping, retries;
-    double   time_limit, t0, last_status, est_done, real_done;
+    double   time_limit, t0, last_status, est_done, real_done, heartbeat;
     uint64_t mem, gathered;
     char     work[4096];
 } coord;
 
+static void vlog_line(coord *C, int always, const char *fmt, va_list ap) {
+    if ((C->o->quiet && !always) || !C->o->log) return;
+    char line[1024];
+    vsnprintf(line, sizeof line, fmt, ap);
+    C->o->log(C->o->log_ud, line);
+}
+
 static void progress(coord *C, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void progress(coord *C, const char *fmt, ...) {
-    if (C->o->quiet || !C->o->log) return;
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    vlog_line(C, 0, fmt, ap);
     va_end(ap);
-    C->o->log(C->o->log_ud, line);
+}
+
+/* A line that is shown even with quiet (a rank given up). */
+static void notice(coord *C, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void notice(coord *C, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vlog_line(C, 1, fmt, ap);
+    va_end(ap);
 }
 
 /* "one-shot/snip/sparsity=0.9/seed=1 [81986e02]" with the caller's labels,
@@ -109,6 +131,8 @@ void rf_sweep_opts_default(rf_sweep_opts *o) {
     o->exe = "/proc/self/exe";
     o->retries = -1;
     o->status_every_s = 2;
+    o->heartbeat_s = 5;
+    o->direct_writes = -1;
 }
 
 /* ---- heap ------------------------------------------------------------------ */
@@ -389,6 +413,8 @@ static rf_status skip_descendants(coord *C, int32_t i) {
 }
 
 typedef struct ckpt_sink { rf_store_file *f; uint64_t n; } ckpt_sink;
+/* What a worker that wrote its checkpoint into the store reported. */
+typedef struct direct_ck { int on; uint64_t bytes, aux_bytes; uint32_t crc, aux_crc; } direct_ck;
 static rf_status sink_to_file(rf_ctx *ctx, void *ud, const void *data, size_t n) {
     ckpt_sink *k = ud;
     k->n += n;
@@ -420,8 +446,27 @@ static int metrics_placed(const coord *C, const unsigned char *metrics, size_t n
 }
 
 /* One attempt's outcome reached rank 0: write the store, then the ledger. */
+/* The store file rel holds bytes bytes of CRC32C crc (what a worker that
+ * wrote it directly reported)? Else why not, in why. */
+static int direct_intact(coord *C, const char *rel, uint64_t bytes, uint32_t crc, char *why, size_t wn) {
+    rf_ctx tmp;
+    rf_ctx_init(&tmp);
+    tmp.mem_cap = C->ctx->mem_cap;
+    unsigned char *buf = NULL;
+    size_t n = 0;
+    if (rf_store_read(&tmp, C->store, rel, &buf, &n) != RF_OK) { snprintf(why, wn, "%s: %s", rel, rf_ctx_error(&tmp)); return 0; }
+    uint32_t got = rf_crc32c(0, buf, n);
+    rf_free(buf);
+    if (n != bytes || got != crc) {
+        snprintf(why, wn, "%s written by the worker: %zu bytes, CRC32C %08x; the worker reported %llu bytes, %08x", rel, n, got,
+                 (unsigned long long)bytes, crc);
+        return 0;
+    }
+    return 1;
+}
+
 static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *blob, size_t bn,
-                           rf_store_file *ck, uint64_t ck_bytes) {
+                           rf_store_file *ck, uint64_t ck_bytes, const direct_ck *dc) {
     rf_ctx *ctx = C->ctx;
     stask *t = &C->t[i];
     const unsigned char *sec[3];
@@ -441,6 +486,21 @@ static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *b
     C->w[rank].task = -1;
     char rel[96];
     if (cls == RF_FAIL_NONE && len[1] == 0) { cls = RF_FAIL_ERROR; snprintf(msg, sizeof msg, "task wrote no metrics.json"); }
+    /* a checkpoint the worker wrote into the store: trusted only once its
+     * size and checksum are what the worker reported (before any ledger line) */
+    int direct = dc && dc->on && cls == RF_FAIL_NONE && C->store;
+    if (direct) {
+        char why[RF_ERR_MAX];
+        rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "model.rckpt");
+        int good = dc->bytes == 0 || direct_intact(C, rel, dc->bytes, dc->crc, why, sizeof why);
+        rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, AUX_FILE);
+        if (good && dc->aux_bytes) good = direct_intact(C, rel, dc->aux_bytes, dc->aux_crc, why, sizeof why);
+        if (!good) { cls = RF_FAIL_ERROR; snprintf(msg, sizeof msg, "direct write: %s", why); direct = 0; }
+        else if (C->o->on_write) {
+            if (dc->bytes) { rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "model.rckpt"); C->o->on_write(C->o->hook_ud, rel); }
+            if (dc->aux_bytes) { rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, AUX_FILE); C->o->on_write(C->o->hook_ud, rel); }
+        }
+    }
     char *placed = NULL;
     size_t pn = 0;
     int pm = cls == RF_FAIL_NONE && C->store ? metrics_placed(C, sec[1], len[1], rank, &placed, &pn) : 0;
@@ -457,6 +517,7 @@ static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *b
     }
     if (cls == RF_FAIL_NONE) {
         if (ck) s = rf_store_file_commit(ctx, ck);
+        else if (direct) s = RF_OK;
         else if (C->store) {
             /* no checkpoint this time: drop a stale one from an older run */
             rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "model.rckpt");
@@ -473,10 +534,15 @@ static rf_status on_result(coord *C, int32_t i, int rank, const unsigned char *b
             rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, RESUME_FILE);
             RF_TRY(rf_store_remove(ctx, C->store, rel));
         }
-        C->gathered += ck_bytes;
-        t->has_ckpt = ck != NULL;
+        if (direct) C->direct_bytes += ck_bytes;
+        else C->gathered += ck_bytes;
+        t->has_ckpt = ck != NULL || (direct && dc->bytes > 0);
         cJSON *ex = cJSON_CreateObject();
-        if (ex) { cJSON_AddNumberToObject(ex, "ckpt_bytes", (double)ck_bytes); cJSON_AddNumberToObject(ex, "seconds", secs); }
+        if (ex) {
+            cJSON_AddNumberToObject(ex, "ckpt_bytes", (double)ck_bytes);
+            cJSON_AddNumberToObject(ex, "seconds", secs);
+            if (direct) cJSON_AddBoolToObject(ex, "direct", 1);
+        }
         RF_TRY(ledger(C, "done", i, rank, 0, NULL, ex, 1));
         C->n_done++;
         /* the attempt did only what its resume point had not: compare like with like */
@@ -555,7 +621,7 @@ static rf_status write_status(coord *C, int final) {
         fmt_dur(d, sizeof d, now - C->w[r].since);
         if (C->w[r].task >= 0)
             k += (size_t)snprintf(wl + k, sizeof wl - k, " r%d:%s %s", r, rf_job_kind_name(C->job->tasks[C->w[r].task].kind), d);
-        else k += (size_t)snprintf(wl + k, sizeof wl - k, " r%d:idle", r);
+        else k += (size_t)snprintf(wl + k, sizeof wl - k, " r%d:%s", r, C->w[r].gone ? "lost" : "idle");
     }
     if (C->o->on_progress) {
         rf_sweep_progress pr = {C->job->n_tasks, C->n_done + C->n_reused, C->n_reused, C->n_running, C->n_failed, C->n_skipped,
@@ -583,6 +649,9 @@ static rf_status write_status(coord *C, int final) {
     cJSON_AddNumberToObject(st, "skipped", C->n_skipped);
     cJSON_AddNumberToObject(st, "queued", pending);
     cJSON_AddNumberToObject(st, "retried", C->retried);
+    cJSON_AddNumberToObject(st, "lost", C->n_lost);
+    cJSON_AddNumberToObject(st, "ranks_lost", C->lost_ranks);
+    if (C->lost_ranks) cJSON_AddStringToObject(st, "hosts_lost", C->lost_hosts);
     cJSON_AddNumberToObject(st, "elapsed_s", now - C->t0);
     cJSON_AddNumberToObject(st, "eta_s", final ? 0 : e);
     cJSON_AddNumberToObject(st, "ranks", C->nranks);
@@ -593,7 +662,7 @@ static rf_status write_status(coord *C, int final) {
         cJSON_AddNumberToObject(w, "rank", r);
         cJSON_AddStringToObject(w, "host", C->hosts[r]);
         int32_t ti = C->w[r].task;
-        cJSON_AddStringToObject(w, "state", ti >= 0 ? "running" : "idle");
+        cJSON_AddStringToObject(w, "state", C->w[r].gone ? "lost" : ti >= 0 ? "running" : "idle");
         if (ti >= 0) {
             char hx[17];
             rf_job_id_hex(C->job->tasks[ti].id, hx);
@@ -620,7 +689,23 @@ static int idpos_cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-typedef struct replay { coord *C; idpos *map; int n; uint64_t *ck; uint8_t *done; } replay;
+/* open[i]: 1 + the index in hosts of where task i's last "started" line
+ * ran, while no line has ended that attempt (0: none open); rank[i] its rank */
+enum { REPLAY_HOSTS = 64 };
+typedef struct replay {
+    coord *C; idpos *map; int n; uint64_t *ck; uint8_t *done;
+    uint8_t *open; int32_t *rank;
+    char hosts[REPLAY_HOSTS][HOST_NAME_MAX + 1];
+    int nhosts;
+} replay;
+
+/* Index + 1 of host h in r->hosts (added when new; the last slot when full). */
+static uint8_t replay_host(replay *r, const char *h) {
+    for (int k = 0; k < r->nhosts; k++) if (strcmp(r->hosts[k], h) == 0) return (uint8_t)(k + 1);
+    if (r->nhosts == REPLAY_HOSTS) return REPLAY_HOSTS;
+    snprintf(r->hosts[r->nhosts], sizeof r->hosts[0], "%s", h);
+    return (uint8_t)++r->nhosts;
+}
 
 static int replay_event(void *ud, const cJSON *ev) {
     replay *r = ud;
@@ -636,6 +721,14 @@ static int replay_event(void *ud, const cJSON *ev) {
         r->done[hit->idx] = 1;
         r->ck[hit->idx] = cJSON_IsNumber(cb) ? (uint64_t)cb->valuedouble : 0;
     }
+    /* an attempt is open from its "started" line until a line ends it */
+    if (strcmp(e->valuestring, "started") == 0) {
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(ev, "host");
+        const cJSON *rk = cJSON_GetObjectItemCaseSensitive(ev, "rank");
+        r->open[hit->idx] = replay_host(r, cJSON_IsString(h) ? h->valuestring : "?");
+        r->rank[hit->idx] = cJSON_IsNumber(rk) ? rk->valueint : -1;
+    } else if (strcmp(e->valuestring, "queued") != 0 && strcmp(e->valuestring, "resume_discarded") != 0)
+        r->open[hit->idx] = 0;
     return 0;
 }
 
@@ -738,26 +831,66 @@ static rf_status check_resume(coord *C, int32_t i) {
     return ledger(C, "resume_discarded", i, -1, 0, NULL, ex, 1);
 }
 
+/* Attempts a killed run left open (a "started" line nothing ended: the
+ * launcher ended the job when a node died, kill -9, a power cut) are
+ * recorded "lost" now, naming where they ran, and run again (issue 24:
+ * Open MPI's mpirun ends the whole job at once when a rank's process dies,
+ * before rank 0's heartbeat can notice). */
+static rf_status record_open(coord *C, replay *r) {
+    int n = 0;
+    char where[300] = "";
+    for (int i = 0; i < C->job->n_tasks; i++) {
+        if (!r->open[i] || C->t[i].state == S_DONE) continue;
+        const char *h = r->hosts[r->open[i] - 1];
+        char why[400];
+        snprintf(why, sizeof why, "an earlier run ended while this task ran on rank %d (%s): its attempt is lost", r->rank[i], h);
+        cJSON *ex = cJSON_CreateObject();
+        if (ex) {
+            cJSON_AddBoolToObject(ex, "retry", 1);
+            cJSON_AddBoolToObject(ex, "earlier_run", 1);
+            cJSON_AddStringToObject(ex, "host", h);
+            cJSON_AddNumberToObject(ex, "rank", r->rank[i]);
+        }
+        RF_TRY(ledger(C, "lost", i, -1, 0, why, ex, 0));
+        if (!strstr(where, h) && strlen(where) + strlen(h) + 3 < sizeof where)
+            snprintf(where + strlen(where), sizeof where - strlen(where), "%s%s", where[0] ? ", " : "", h);
+        n++;
+    }
+    if (!n) return RF_OK;
+    C->n_lost_before = n;
+    notice(C, "sweep %s: the last run ended with %d task(s) running on %s: recorded lost, running them again",
+           C->job->name, n, where);
+    return rf_store_ledger_sync(C->ctx, C->store);
+}
+
 static rf_status resume(coord *C) {
     int n = C->job->n_tasks;
-    replay r = {C, rf_malloc((size_t)(n ? n : 1) * sizeof(idpos)), n,
-                rf_calloc((size_t)(n ? n : 1), sizeof(uint64_t)), rf_calloc((size_t)(n ? n : 1), 1)};
+    size_t m = (size_t)(n ? n : 1);
+    replay *r = rf_calloc(1, sizeof *r);
+    if (!r) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
+    r->C = C;
+    r->n = n;
+    r->map = rf_malloc(m * sizeof *r->map);
+    r->ck = rf_calloc(m, sizeof *r->ck);
+    r->done = rf_calloc(m, 1);
+    r->open = rf_calloc(m, 1);
+    r->rank = rf_calloc(m, sizeof *r->rank);
     rf_status s = RF_OK;
-    if (!r.map || !r.ck || !r.done) { s = rf_error(C->ctx, RF_ERR_NOMEM, "out of memory"); goto out; }
-    for (int i = 0; i < n; i++) { r.map[i].id = C->job->tasks[i].id; r.map[i].idx = i; }
-    qsort(r.map, (size_t)n, sizeof *r.map, idpos_cmp);
+    if (!r->map || !r->ck || !r->done || !r->open || !r->rank) { s = rf_error(C->ctx, RF_ERR_NOMEM, "out of memory"); goto out; }
+    for (int i = 0; i < n; i++) { r->map[i].id = C->job->tasks[i].id; r->map[i].idx = i; }
+    qsort(r->map, (size_t)n, sizeof *r->map, idpos_cmp);
     int bad = 0;
-    if ((s = rf_store_ledger_replay(C->ctx, C->store, replay_event, &r, &bad)) != RF_OK) goto out;
+    if ((s = rf_store_ledger_replay(C->ctx, C->store, replay_event, r, &bad)) != RF_OK) goto out;
     if (bad) progress(C, "sweep %s: ledger: %d torn or unreadable line(s) ignored", C->job->name, bad);
     for (int i = 0; i < n; i++) {
-        if (!r.done[i]) continue;
+        if (!r->done[i]) continue;
         char rel[96];
         uint64_t size = 0;
         rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "metrics.json");
         int ok = rf_store_stat(C->store, rel, NULL) == 0;
         rf_store_task_rel(rel, sizeof rel, C->job->tasks[i].id, "model.rckpt");
-        if (ok && r.ck[i]) ok = rf_store_stat(C->store, rel, &size) == 0 && size == r.ck[i];
-        if (ok && r.ck[i]) ok = ckpt_intact(C, rel);
+        if (ok && r->ck[i]) ok = rf_store_stat(C->store, rel, &size) == 0 && size == r->ck[i];
+        if (ok && r->ck[i]) ok = ckpt_intact(C, rel);
         if (!ok) {
             char hx[17];
             rf_job_id_hex(C->job->tasks[i].id, hx);
@@ -765,13 +898,15 @@ static rf_status resume(coord *C) {
             continue;
         }
         C->t[i].state = S_DONE;
-        C->t[i].has_ckpt = r.ck[i] > 0;
+        C->t[i].has_ckpt = r->ck[i] > 0;
         C->n_reused++;
     }
+    s = record_open(C, r);
     for (int i = 0; i < n && !s; i++)
         if (C->t[i].state != S_DONE) s = check_resume(C, i);
 out:
-    rf_free(r.map); rf_free(r.ck); rf_free(r.done);
+    rf_free(r->map); rf_free(r->ck); rf_free(r->done); rf_free(r->open); rf_free(r->rank);
+    rf_free(r);
     return s;
 }
 
@@ -828,6 +963,13 @@ static rf_status open_store(coord *C) {
     rf_job_id_hex(rf_hash64(C->job->text, C->job->text_len, 0), hx);
     cJSON_AddStringToObject(ev, "job_hash", hx);
     cJSON_AddStringToObject(ev, "raffle_version", RF_VERSION_STRING);
+    if (C->nranks > 1) cJSON_AddNumberToObject(ev, "heartbeat_s", C->heartbeat);
+    if (C->nranks > 1) {
+        int nd = 0;
+        for (int r = 1; C->direct && r < C->nranks; r++) nd += C->direct[r];
+        cJSON_AddStringToObject(ev, "writes", C->o->direct_writes == 0 ? "gather" : C->o->direct_writes == 1 ? "direct" : "auto");
+        cJSON_AddNumberToObject(ev, "direct_ranks", nd);
+    }
     RF_TRY(ledger(C, "sweep", -1, -1, 0, NULL, ev, 1));
     if (C->n_reused) progress(C, "sweep %s: resuming: %d of %d tasks already done", C->job->name, C->n_reused, C->job->n_tasks);
     return RF_OK;
@@ -836,7 +978,7 @@ static rf_status open_store(coord *C) {
 static void coord_free(coord *C) {
     rf_free(C->t); rf_free(C->children); rf_free(C->global.v);
     for (int r = 0; C->pref && r < C->nranks; r++) rf_free(C->pref[r].v);
-    rf_free(C->pref); rf_free(C->w); rf_free(C->hosts);
+    rf_free(C->pref); rf_free(C->w); rf_free(C->hosts); rf_free(C->direct);
     rf_store_close(C->store);
 }
 
@@ -852,6 +994,11 @@ static void fill_result(const coord *C, rf_sweep_result *res) {
     res->seconds = rf_now() - C->t0;
     res->gathered_bytes = C->gathered;
     res->sched_bytes = coord_sched_bytes(C->job);
+    res->lost = C->n_lost;
+    res->lost_ranks = C->lost_ranks;
+    snprintf(res->lost_hosts, sizeof res->lost_hosts, "%s", C->lost_hosts);
+    res->direct_bytes = C->direct_bytes;
+    for (int r = 1; C->direct && r < C->nranks; r++) res->direct_ranks += C->direct[r];
 }
 
 static rf_status finish(coord *C) {
@@ -862,6 +1009,11 @@ static rf_status finish(coord *C) {
         cJSON_AddNumberToObject(ev, "done", C->n_done + C->n_reused);
         cJSON_AddNumberToObject(ev, "failed", C->n_failed);
         cJSON_AddNumberToObject(ev, "skipped", C->n_skipped);
+        if (C->lost_ranks) {
+            cJSON_AddNumberToObject(ev, "lost", C->n_lost);
+            cJSON_AddNumberToObject(ev, "ranks_lost", C->lost_ranks);
+            cJSON_AddStringToObject(ev, "hosts_lost", C->lost_hosts);
+        }
         cJSON_AddNumberToObject(ev, "seconds", rf_now() - C->t0);
         s = ledger(C, "finished", -1, -1, 0, NULL, ev, 1);
     }
@@ -902,9 +1054,37 @@ static rf_status write_task_json(rf_ctx *ctx, const rf_job *j, int32_t i, const 
  * succeed but left a resumable state dir/resume.rckpt (preempted, or killed
  * after a periodic save): the file that travels to rank 0. resume: the state
  * to continue from (NULL: start fresh). */
+/* Direct writes (issue 24): a worker that sees the store (a shared file
+ * system) copies file `name` of its finished task from its scratch dir into
+ * STORE/tasks/ID/ itself, atomically (temp, fsync, rename, fsync dir: the
+ * store's own protocol), and reports size and CRC32C for rank 0 to verify.
+ * *bytes = 0 when the file does not exist (an optional aux file). */
+static rf_status write_direct(rf_ctx *ctx, const rf_job *j, int32_t i, const char *dir, const char *store_dir,
+                              const char *name, uint64_t *bytes, uint32_t *crc) {
+    char src[4300], dst[4400];
+    *bytes = 0;
+    *crc = 0;
+    snprintf(src, sizeof src, "%s/%s", dir, name);
+    struct stat st;
+    if (stat(src, &st) != 0) return RF_OK;
+    unsigned char *buf = NULL;
+    size_t n = 0;
+    RF_TRY(rf_read_file(ctx, src, &buf, &n));
+    char rel[96];
+    rf_store_task_rel(rel, sizeof rel, j->tasks[i].id, "");
+    snprintf(dst, sizeof dst, "%s/%s", store_dir, rel);
+    rf_status s = rf_mkdirs(ctx, dst);
+    snprintf(dst, sizeof dst, "%s/%s%s", store_dir, rel, name);
+    if (!s) s = rf_write_file_atomic(ctx, dst, buf, n);
+    if (!s) { *bytes = n; *crc = rf_crc32c(0, buf, n); }
+    rf_free(buf);
+    return s;
+}
+
 static rf_status run_here(rf_ctx *ctx, const rf_job *j, int32_t i, const char *dir, char (*ppaths)[4096],
                           const char *resume, const rf_sweep_opts *o, uint64_t mem, double tl,
-                          void (*tick)(void *), void *tick_ud, unsigned char **blob, size_t *bn, int *has_ckpt) {
+                          int (*tick)(void *), void *tick_ud, const char *direct_dir,
+                          unsigned char **blob, size_t *bn, int *has_ckpt) {
     *has_ckpt = 0;
     coord_rmtree(dir);
     RF_TRY(rf_mkdirs(ctx, dir));
@@ -935,6 +1115,15 @@ static rf_status run_here(rf_ctx *ctx, const rf_job *j, int32_t i, const char *d
         snprintf(path, sizeof path, "%s/%s", dir, AUX_FILE);
         if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) aux = (uint64_t)st.st_size;
     }
+    /* direct: the checkpoint (and aux file) go into the store from here;
+     * has_ckpt 3 = written, nothing to stream */
+    uint64_t dbytes = 0, dabytes = 0;
+    uint32_t dcrc = 0, dacrc = 0;
+    if (*has_ckpt == 1 && direct_dir) {
+        RF_TRY(write_direct(ctx, j, i, dir, direct_dir, "model.rckpt", &dbytes, &dcrc));
+        RF_TRY(write_direct(ctx, j, i, dir, direct_dir, AUX_FILE, &dabytes, &dacrc));
+        *has_ckpt = 3;
+    }
     snprintf(path, sizeof path, "%s/log.txt", dir);
     rf_read_file(&tmp, path, &log, &ln);
     /* the log travels to rank 0 capped at its last 1 MiB */
@@ -946,6 +1135,12 @@ static rf_status run_here(rf_ctx *ctx, const rf_job *j, int32_t i, const char *d
         cJSON_AddStringToObject(meta, "message", r.message);
         cJSON_AddNumberToObject(meta, "seconds", r.seconds);
         cJSON_AddNumberToObject(meta, "aux_bytes", (double)aux);
+        if (*has_ckpt == 3) {
+            cJSON_AddNumberToObject(meta, "direct_bytes", (double)dbytes);
+            cJSON_AddNumberToObject(meta, "direct_crc", dcrc);
+            cJSON_AddNumberToObject(meta, "direct_aux_bytes", (double)dabytes);
+            cJSON_AddNumberToObject(meta, "direct_aux_crc", dacrc);
+        }
         mt = cJSON_PrintUnformatted(meta);
         cJSON_Delete(meta);
     }
@@ -1112,7 +1307,7 @@ static rf_status work_root(rf_ctx *ctx, const rf_sweep_opts *o, const rf_job *j,
 
 /* While the single local task runs: keep status.json and the progress line
  * fresh (a failure to write status is reported at the next regular write). */
-static void status_tick(void *ud) {
+static int status_tick(void *ud) {
     coord *C = ud;
     rf_ctx tmp;
     rf_ctx_init(&tmp);
@@ -1120,6 +1315,7 @@ static void status_tick(void *ud) {
     C->ctx = &tmp;
     write_status(C, 0);
     C->ctx = keep;
+    return 0;
 }
 
 static rf_status run_local(coord *C) {
@@ -1155,7 +1351,7 @@ static rf_status run_local(coord *C) {
         if (have_resume) snprintf(resume, sizeof resume, "%s/%s", rf_store_dir(C->store), rrel);
         char salvage[4400];
         const char *from = pick_resume(C->work, hx, have_resume ? resume : NULL, salvage, sizeof salvage);
-        s = run_here(ctx, j, i, dir, pp, from, C->o, C->mem, C->time_limit, status_tick, C, &blob, &bn, &has);
+        s = run_here(ctx, j, i, dir, pp, from, C->o, C->mem, C->time_limit, status_tick, C, NULL, &blob, &bn, &has);
         if (from == salvage) unlink(salvage);
         if (s != RF_OK) break;
         rf_store_file *f = NULL;
@@ -1181,7 +1377,7 @@ static rf_status run_local(coord *C) {
             }
             if (s) { rf_store_file_abort(f); rf_free(blob); break; }
         }
-        s = on_result(C, i, 0, blob, bn, f, bytes);
+        s = on_result(C, i, 0, blob, bn, f, bytes, NULL);
         rf_free(blob);
         if (s) break;
         if (!C->o->keep_work) coord_rmtree(dir);
@@ -1191,17 +1387,6 @@ static rf_status run_local(coord *C) {
 }
 
 /* ---- MPI: coordinator ----------------------------------------------------------------- */
-
-/* Polling without a core to spare: spin briefly (a reply is usually microseconds
- * away), then yield to other runnable processes (the task children share
- * the cores), then sleep with a growing period capped at 1 ms. */
-static void backoff(int *idle_spins) {
-    int n = ++*idle_spins;
-    if (n < 64) return;
-    if (n < 2048) { sched_yield(); return; }
-    struct timespec ts = {0, n < 2200 ? 50000 : 1000000};
-    nanosleep(&ts, NULL);
-}
 
 /* Number of files of task p in the store that travel with it (1 or 2). */
 static uint32_t parent_files(coord *C, int32_t p) {
@@ -1244,13 +1429,15 @@ static rf_status dispatch(coord *C, MPI_Comm comm, int w, int32_t i) {
     RF_TRY(ledger(C, "started", i, w, 0, NULL, NULL, C->o->inproc_noop ? 0 : 1));
     const int32_t *p = rf_job_parents(j, i);
     uint32_t ship = 0;
-    for (int k = 0; k < j->tasks[i].n_parents; k++)
+    /* a worker that writes into the store reads its parents there too */
+    int reads = C->direct && C->direct[w];
+    for (int k = 0; k < j->tasks[i].n_parents && !reads; k++)
         if (C->t[p[k]].has_ckpt && !(w < 64 && (C->t[p[k]].holders >> w) & 1)) ship += parent_files(C, p[k]);
     int resume = has_resume(C, i);
     ship += (uint32_t)resume;
     rf_coord_msg m = {.type = RF_MSG_TASK, .task = (uint32_t)i, .attempt = C->t[i].attempts, .arg = ship};
     RF_TRY(coord_send_hdr(C->ctx, comm, w, &m));
-    for (int k = 0; k < j->tasks[i].n_parents; k++)
+    for (int k = 0; k < j->tasks[i].n_parents && !reads; k++)
         if (C->t[p[k]].has_ckpt && !(w < 64 && (C->t[p[k]].holders >> w) & 1)) RF_TRY(ship_parent(C, comm, w, p[k]));
     if (resume) RF_TRY(ship_file(C, comm, w, i, FILE_RESUME));
     return RF_OK;
@@ -1267,6 +1454,7 @@ static rf_status recv_result(coord *C, MPI_Comm comm, int w, const rf_coord_msg 
      * the aux file, otherwise the resumable state (if any) */
     uint64_t aux = 0;
     int ok = 0;
+    direct_ck dc = {0};
     if (!s) {
         const unsigned char *sec[3];
         size_t len[3];
@@ -1276,6 +1464,17 @@ static rf_status recv_result(coord *C, MPI_Comm comm, int w, const rf_coord_msg 
             const cJSON *c = cJSON_GetObjectItemCaseSensitive(meta, "class");
             ok = cJSON_IsNumber(c) && c->valueint == RF_FAIL_NONE;
             if (ok && cJSON_IsNumber(a) && a->valuedouble > 0 && m->n2 > 0) aux = (uint64_t)a->valuedouble;
+            const cJSON *db = cJSON_GetObjectItemCaseSensitive(meta, "direct_bytes");
+            if (ok && cJSON_IsNumber(db) && C->direct && C->direct[w]) {
+                const char *keys[4] = {"direct_bytes", "direct_crc", "direct_aux_bytes", "direct_aux_crc"};
+                double v[4];
+                for (int k = 0; k < 4; k++) {
+                    const cJSON *x = cJSON_GetObjectItemCaseSensitive(meta, keys[k]);
+                    v[k] = cJSON_IsNumber(x) ? x->valuedouble : 0;
+                }
+                dc.on = 1;
+                dc.bytes = (uint64_t)v[0]; dc.crc = (uint32_t)v[1]; dc.aux_bytes = (uint64_t)v[2]; dc.aux_crc = (uint32_t)v[3];
+            }
             cJSON_Delete(meta);
         }
     }
@@ -1304,10 +1503,81 @@ static rf_status recv_result(coord *C, MPI_Comm comm, int w, const rf_coord_msg 
         else rf_store_file_abort(af);
         if (s) { rf_store_file_abort(f); f = NULL; }
     }
-    if (!s) s = on_result(C, (int32_t)m->task, w, blob, (size_t)m->n1, f, m->n2);
+    if (!s && dc.on && m->n2 > 0) s = rf_error(ctx, RF_ERR_MPI, "protocol: rank %d wrote task %u's checkpoint into the store and streamed one too", w, m->task);
+    if (!s) s = on_result(C, (int32_t)m->task, w, blob, (size_t)m->n1, f, dc.on ? dc.bytes : m->n2, dc.on ? &dc : NULL);
     if (!s && ok && m->n2 > 0 && !f) C->t[m->task].has_ckpt = 1;   /* storeless benchmark */
-    rf_free(blob);
+    /* after a timeout the receive may still be pending on the buffer: it
+     * is left to it (the rank is given up; a few bytes per lost rank) */
+    if (s != RF_ERR_TIMEOUT) rf_free(blob);
     return s;
+}
+
+/* Rank 0 gives worker w up (issue 24): it has been silent for the
+ * heartbeat timeout (node lost, link cut, process stopped), or a transfer
+ * to or from it timed out. Its running task is recorded "lost" (the
+ * attempt is not counted: a lost node is not the task's fault) and queued
+ * again for the others; w gets nothing more (a DROP tells it, should it
+ * ever run again, to kill its task and leave). */
+static rf_status lose_rank(coord *C, int w, const char *why) {
+    if (C->w[w].gone) return RF_OK;
+    C->w[w].gone = 1;
+    C->w[w].idle = 0;
+    C->lost_ranks++;
+    coord_link_drop(w);
+    if (!strstr(C->lost_hosts, C->hosts[w])) {
+        size_t k = strlen(C->lost_hosts);
+        snprintf(C->lost_hosts + k, sizeof C->lost_hosts - k, "%s%s", k ? ", " : "", C->hosts[w]);
+    }
+    int32_t i = C->w[w].task;
+    char name[600] = "";
+    if (i >= 0) {
+        stask *t = &C->t[i];
+        C->w[w].task = -1;
+        C->n_running--;
+        C->n_lost++;
+        cJSON *ex = cJSON_CreateObject();
+        if (ex) { cJSON_AddBoolToObject(ex, "retry", 1); cJSON_AddNumberToObject(ex, "silent_s", coord_link_silence(w)); }
+        RF_TRY(ledger(C, "lost", i, w, 0, why, ex, 1));
+        t->attempts--;   /* not the task's fault: no retry spent */
+        t->rank = -1;
+        RF_TRY(mark_ready(C, i));
+        task_name(C, i, name, sizeof name);
+    }
+    int live = 0;
+    for (int r = 1; r < C->nranks; r++) live += !C->w[r].gone;
+    notice(C, "sweep %s: rank %d on %s given up: %s%s%s; %s", C->job->name, w, C->hosts[w], why,
+             i >= 0 ? "; its task lost and queued again: " : "", name,
+             live ? "going on without it" : "no worker left: stopping");
+    if (!live) C->stopping = 1;
+    cJSON *ev = cJSON_CreateObject();
+    if (!ev) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
+    cJSON_AddNumberToObject(ev, "workers_left", live);
+    return ledger(C, "rank_lost", -1, w, 0, why, ev, 1);
+}
+
+/* Gives up every worker silent for the heartbeat timeout. */
+static rf_status check_silence(coord *C) {
+    double to = coord_link_timeout();
+    if (to <= 0) return RF_OK;
+    for (int w = 1; w < C->nranks; w++) {
+        if (C->w[w].gone) continue;
+        double q = coord_link_silence(w);
+        if (q <= to) continue;
+        char why[160];
+        snprintf(why, sizeof why, "no heartbeat for %.1f s (timeout %g s)", q, to);
+        RF_TRY(lose_rank(C, w, why));
+    }
+    return RF_OK;
+}
+
+/* An exchange with worker w failed: its silence (RF_ERR_TIMEOUT) gives it
+ * up and the sweep goes on; anything else is the sweep's error. */
+static rf_status peer_failed(coord *C, int w, rf_status s) {
+    if (s != RF_ERR_TIMEOUT) return s;
+    char why[RF_ERR_MAX];
+    snprintf(why, sizeof why, "%s", rf_ctx_error(C->ctx));
+    rf_ctx_clear(C->ctx);
+    return lose_rank(C, w, why);
 }
 
 static rf_status run_coordinator(coord *C, MPI_Comm comm) {
@@ -1316,32 +1586,57 @@ static rf_status run_coordinator(coord *C, MPI_Comm comm) {
     int *idle = rf_malloc((size_t)nworkers * sizeof *idle);
     if (!idle) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
     rf_status s = RF_OK;
+    double last_check = rf_now();
+    int lost_seen = 0;
     for (;;) {
         if (!C->o->inproc_noop && (s = write_status(C, 0)) != RF_OK) break;
+        coord_link_pump();
+        /* silences are looked at a few times per timeout, not per message:
+         * with a thousand workers that is a thousand clock reads */
+        double now = rf_now();
+        if (now - last_check > coord_link_timeout() / 8) {
+            last_check = now;
+            if ((s = check_silence(C)) != RF_OK) break;
+        }
+        if (C->lost_ranks != lost_seen) {
+            /* given-up ranks leave the idle list */
+            lost_seen = C->lost_ranks;
+            int k = 0;
+            for (int x = 0; x < nidle; x++) if (!C->w[idle[x]].gone) idle[k++] = idle[x];
+            nidle = k;
+        }
         /* hand work to idle ranks, most recently idle first */
         while (nidle > 0) {
             int w = idle[nidle - 1];
             int32_t i;
             if ((s = pick(C, w, &i)) != RF_OK || i < 0) break;
             nidle--;
-            if ((s = dispatch(C, comm, w, i)) != RF_OK) break;
+            if ((s = dispatch(C, comm, w, i)) != RF_OK && (s = peer_failed(C, w, s)) != RF_OK) break;
         }
         if (s) break;
-        if (C->n_running == 0 && nidle == nworkers && (C->stopping || heap_top(C, &C->global) < 0)) break;
+        if (C->n_running == 0 && nidle == nworkers - C->lost_ranks && (C->stopping || heap_top(C, &C->global) < 0)) break;
         int flag = 0;
         MPI_Status st;
         MPI_Iprobe(MPI_ANY_SOURCE, COORD_TAG_HDR, comm, &flag, &st);
-        if (!flag) { backoff(&spins); continue; }
+        if (!flag) { coord_backoff(&spins); continue; }
         spins = 0;
         rf_coord_msg m;
         int from;
         if ((s = coord_recv_hdr(ctx, comm, st.MPI_SOURCE, &m, &from)) != RF_OK) break;
+        if (from <= 0 || from >= C->nranks) { s = rf_error(ctx, RF_ERR_MPI, "protocol: message from rank %d", from); break; }
+        /* a given-up rank that runs again (a stopped process continued):
+         * what it says is ignored (its payloads stay unreceived; the DROP
+         * it gets makes it leave) */
+        if (C->w[from].gone) continue;
         if (m.type == RF_MSG_READY) {
             C->w[from].idle = 1;
             C->w[from].since = rf_now();
             idle[nidle++] = from;
         } else if (m.type == RF_MSG_RESULT) {
-            if ((s = recv_result(C, comm, from, &m)) != RF_OK) break;
+            if ((s = recv_result(C, comm, from, &m)) != RF_OK) {
+                if ((s = peer_failed(C, from, s)) != RF_OK) break;
+                continue;
+            }
             C->w[from].idle = 1;
             C->w[from].since = rf_now();
             idle[nidle++] = from;
@@ -1350,10 +1645,66 @@ static rf_status run_coordinator(coord *C, MPI_Comm comm) {
             break;
         }
     }
-    /* every worker gets STOP, also after an error, so no rank waits forever */
-    rf_coord_msg stop = {.type = RF_MSG_STOP};
-    for (int w = 1; w < C->nranks; w++) coord_send_hdr(ctx, comm, w, &stop);
+    /* every worker gets STOP, also after an error, so no rank waits forever;
+     * arg 1: ranks were given up, so there is no final barrier (it would
+     * wait for them): the job ends without it */
+    rf_coord_msg stop = {.type = RF_MSG_STOP, .arg = C->lost_ranks > 0};
+    rf_ctx tmp;
+    rf_ctx_init(&tmp);
+    for (int w = 1; w < C->nranks; w++) if (!C->w[w].gone) coord_send_hdr(&tmp, comm, w, &stop);
     rf_free(idle);
+    return s;
+}
+
+/* ---- the scheduler alone, on a fake transport (raffle bench coord) ------------------- */
+
+rf_status coord_sim(rf_ctx *ctx, const rf_job *job, int workers, coord_sim_result *out) {
+    memset(out, 0, sizeof *out);
+    if (workers < 1) return rf_error(ctx, RF_ERR_INVALID, "coord_sim: needs a worker");
+    rf_sweep_opts o;
+    rf_sweep_opts_default(&o);
+    o.quiet = 1;
+    o.inproc_noop = 1;
+    coord C;
+    memset(&C, 0, sizeof C);
+    C.ctx = ctx;
+    C.job = job;
+    C.o = &o;
+    C.nranks = workers + 1;
+    C.t0 = rf_now();
+    /* the fake transport: a FIFO of busy workers; every task takes as long,
+     * so the worker that got its task first reports first */
+    int32_t *fifo = rf_malloc((size_t)(workers + 1) * sizeof *fifo);
+    rf_status s = fifo ? sched_init(&C) : rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    if (!s) s = seed_ready(&C);
+    out->queued = 0;
+    for (int i = 0; i < job->n_tasks; i++) out->queued += C.t[i].state == S_READY;
+    int head = 0, n = 0, cap = workers + 1;
+    double t0 = rf_now();
+    for (int w = 1; w <= workers && !s; w++) {
+        int32_t i;
+        if ((s = pick(&C, w, &i)) != RF_OK || i < 0) break;
+        out->decisions++;
+        fifo[(head + n++) % cap] = w;
+    }
+    while (n > 0 && !s) {
+        int w = fifo[head];
+        head = (head + 1) % cap;
+        n--;
+        int32_t i = C.w[w].task;
+        /* the result: what on_result does for a success, minus the store */
+        C.n_running--;
+        C.w[w].task = -1;
+        C.n_done++;
+        if ((s = complete(&C, i, w)) != RF_OK) break;
+        if ((s = pick(&C, w, &i)) != RF_OK) break;
+        if (i >= 0) { out->decisions++; fifo[(head + n++) % cap] = w; }
+    }
+    out->seconds = rf_now() - t0;
+    out->done = C.n_done;
+    out->sched_bytes = coord_sched_bytes(job);
+    rf_free(fifo);
+    coord_free(&C);
     return s;
 }
 
@@ -1371,22 +1722,30 @@ static rf_status sink_fd(rf_ctx *ctx, void *ud, const void *data, size_t n) {
     return RF_OK;
 }
 
-/* Waits for the coordinator's next header without spinning a core that a
- * task child needs (Open MPI busy-polls in blocking receives). */
+/* The coordinator's next header: coord_recv_hdr polls (without spinning a
+ * core that a task child needs: Open MPI busy-polls in blocking receives),
+ * beats meanwhile and gives up when rank 0 stays silent. */
 static rf_status wait_hdr(rf_ctx *ctx, MPI_Comm comm, rf_coord_msg *m) {
-    unsigned char b[RF_COORD_HDR_BYTES];
-    MPI_Request rq;
-    MPI_Irecv(b, RF_COORD_HDR_BYTES, MPI_BYTE, 0, COORD_TAG_HDR, comm, &rq);
-    int flag = 0, spins = 0;
-    MPI_Status st;
-    for (;;) {
-        MPI_Test(&rq, &flag, &st);
-        if (flag) break;
-        backoff(&spins);
-    }
-    int cnt = 0;
-    MPI_Get_count(&st, MPI_BYTE, &cnt);
-    return rf_coord_msg_decode(ctx, b, (size_t)cnt, m);
+    return coord_recv_hdr(ctx, comm, 0, m, NULL);
+}
+
+/* A worker cut off from rank 0: silent past the timeout, or given up by it. */
+static int orphaned(void) {
+    double to = coord_link_timeout();
+    return coord_link_abandoned() || (to > 0 && coord_link_silence(0) > to);
+}
+
+/* While a task runs on a worker: beat, and end the task once cut off. */
+static int worker_tick(void *ud) {
+    (void)ud;
+    coord_link_pump();
+    return orphaned();
+}
+
+static rf_status orphan_error(rf_ctx *ctx) {
+    if (coord_link_abandoned()) return rf_error(ctx, RF_ERR_TIMEOUT, "rank 0 gave this rank up (it was silent past the heartbeat timeout)");
+    return rf_error(ctx, RF_ERR_TIMEOUT, "no word from rank 0 for %.1f s (heartbeat timeout %g s)", coord_link_silence(0),
+                    coord_link_timeout());
 }
 
 static rf_status recv_parent(rf_ctx *ctx, MPI_Comm comm, const rf_job *j, const char *work, uint8_t *have) {
@@ -1414,7 +1773,7 @@ static rf_status recv_parent(rf_ctx *ctx, MPI_Comm comm, const rf_job *j, const 
 }
 
 static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o, MPI_Comm comm, int rank,
-                            const char *work, uint64_t mem, double tl) {
+                            const char *work, uint64_t mem, double tl, const char *direct_dir, int *no_barrier) {
     uint8_t *have = rf_calloc((size_t)(j->n_tasks ? j->n_tasks : 1), 1);   /* 1: produced here, 2: shipped */
     int maxp = 1;
     for (int i = 0; i < j->n_tasks; i++) if (j->tasks[i].n_parents > maxp) maxp = j->tasks[i].n_parents;
@@ -1429,7 +1788,7 @@ static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o
     while (!s) {
         rf_coord_msg m;
         if ((s = wait_hdr(ctx, comm, &m)) != RF_OK) break;
-        if (m.type == RF_MSG_STOP) break;
+        if (m.type == RF_MSG_STOP) { *no_barrier = m.arg == 1; break; }
         if (m.type != RF_MSG_TASK || m.task >= (uint32_t)j->n_tasks) { s = rf_error(ctx, RF_ERR_MPI, "protocol: unexpected message type %u", m.type); break; }
         for (uint32_t k = 0; k < m.arg && !s; k++) s = recv_parent(ctx, comm, j, work, have);
         if (s) break;
@@ -1450,6 +1809,7 @@ static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o
                 char ph[17];
                 rf_job_id_hex(j->tasks[p[k]].id, ph);
                 if (have[p[k]] == 1) snprintf(pp[k], sizeof pp[k], "%s/tasks/%s/model.rckpt", work, ph);
+                else if (direct_dir) snprintf(pp[k], sizeof pp[k], "%s/tasks/%s/model.rckpt", direct_dir, ph);   /* read where it is */
                 else snprintf(pp[k], sizeof pp[k], "%s/%s/model.rckpt", cache, ph);
             }
             have[i] = 0;
@@ -1463,14 +1823,15 @@ static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o
             const char *slash = strrchr(work, '/');
             snprintf(root, sizeof root, "%.*s", slash ? (int)(slash - work) : (int)strlen(work), work);
             const char *from = pick_resume(root, hx, rs ? resume : NULL, salvage, sizeof salvage);
-            s = run_here(ctx, j, i, dir, pp, from, o, mem, tl, NULL, NULL, &blob, &bn, &has);
+            s = run_here(ctx, j, i, dir, pp, from, o, mem, tl, worker_tick, NULL, direct_dir, &blob, &bn, &has);
             if (rs) unlink(resume);
             if (from == salvage) unlink(salvage);
+            if (!s && orphaned()) { rf_free(blob); s = orphan_error(ctx); }
         }
         if (s) break;
         char ck[4400];
         snprintf(ck, sizeof ck, "%s/%s", dir, task_files[has == 2 ? FILE_RESUME : FILE_MODEL]);
-        int fd = has ? open(ck, O_RDONLY | O_CLOEXEC) : -1;
+        int fd = has == 1 || has == 2 ? open(ck, O_RDONLY | O_CLOEXEC) : -1;
         struct stat st;
         uint64_t size = (fd >= 0 && fstat(fd, &st) == 0) ? (uint64_t)st.st_size : 0;
         rf_coord_msg r = {.type = RF_MSG_RESULT, .task = m.task, .attempt = m.attempt, .n1 = bn, .n2 = size, .n3 = coord_chunks(size)};
@@ -1486,11 +1847,134 @@ static rf_status run_worker(rf_ctx *ctx, const rf_job *j, const rf_sweep_opts *o
             if (afd >= 0) close(afd);
         }
         rf_free(blob);
-        if (!s && has == 1) have[i] = 1;
+        if (!s && (has == 1 || has == 3)) have[i] = 1;
     }
     (void)rank;
     rf_free(have);
     rf_free(pp);
+    return s;
+}
+
+/* ---- a worker's watchdog -------------------------------------------------------------- */
+
+/* A thread of its own, so it notices even when the main thread cannot (a
+ * system call that does not return: a hung file system, a stuck driver):
+ * once rank 0 has been silent for 1.5 timeouts (the main thread's own
+ * checks fire at 1), or gave this rank up, it hands the caller a line
+ * (on_orphan: the CLI prints it and ends the process; the task child dies
+ * with it, PR_SET_PDEATHSIG). */
+typedef struct watchdog {
+    pthread_t            th;
+    atomic_int           quit;
+    const rf_sweep_opts *o;
+    int                  rank;
+    char                 host[HOST_NAME_MAX + 1];
+} watchdog;
+
+static void *watchdog_main(void *ud) {
+    watchdog *wd = ud;
+    double to = coord_link_timeout();
+    while (!atomic_load(&wd->quit)) {
+        double q = coord_link_silence(0);
+        if (coord_link_abandoned() || q > 1.5 * to) {
+            char line[400];
+            if (coord_link_abandoned())
+                snprintf(line, sizeof line, "rank %d on %s: rank 0 gave this rank up (silent past the %g s heartbeat timeout): "
+                         "killing its task and leaving", wd->rank, wd->host, to);
+            else
+                snprintf(line, sizeof line, "rank %d on %s: no word from rank 0 for %.1f s (heartbeat timeout %g s): "
+                         "killing its task and leaving", wd->rank, wd->host, q, to);
+            wd->o->on_orphan(wd->o->orphan_ud, line);
+            break;
+        }
+        struct timespec ts = {0, 50 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+/* The sweep's final barrier, heartbeat-aware: a rank that stops or dies
+ * after the last task would otherwise hold every other rank in
+ * MPI_Barrier forever. Rank 0 gives up once a worker has been silent for
+ * the timeout (*gone_rank = that rank), a worker once rank 0 has (an
+ * RF_ERR_TIMEOUT error). Without heartbeats, a plain barrier. */
+static rf_status final_barrier(rf_ctx *ctx, int rank, int size, int *gone_rank) {
+    *gone_rank = -1;
+    if (coord_link_timeout() <= 0) { MPI_Barrier(MPI_COMM_WORLD); return RF_OK; }
+    MPI_Request rq;
+    MPI_Ibarrier(MPI_COMM_WORLD, &rq);
+    int flag = 0, spins = 0;
+    for (;;) {
+        MPI_Test(&rq, &flag, MPI_STATUS_IGNORE);
+        if (flag) return RF_OK;
+        coord_link_pump();
+        double to = coord_link_timeout();
+        if (rank > 0 && (coord_link_abandoned() || coord_link_silence(0) > to)) return orphan_error(ctx);
+        for (int w = 1; rank == 0 && w < size; w++)
+            if (coord_link_silence(w) > to) { *gone_rank = w; return RF_OK; }
+        coord_backoff(&spins);
+    }
+}
+
+/* ---- direct writes: who sees the store ------------------------------------------------- */
+
+/* Collective (every rank): rank 0 writes a probe file with a random token
+ * into STORE/NAME/ (by its absolute path) and broadcasts path and token;
+ * each worker reads it back; rank 0 gathers who saw it, keeps the answer in
+ * C->direct and scatters each worker its own. A worker that writes directly
+ * gets the store's path in store_dir (else ""). With direct_writes 1 and a
+ * worker that did not see it, rank 0 returns an error naming the host. */
+static rf_status probe_shared(coord *C, int rank, int size, char *store_dir, size_t sn) {
+    const rf_sweep_opts *o = C->o;
+    struct { char dir[4096]; char token[24]; } b;
+    memset(&b, 0, sizeof b);
+    char probe[4200] = "";
+    if (rank == 0) {
+        rf_ctx tmp;
+        rf_ctx_init(&tmp);
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/%s", o->store_root, C->job->name);
+        if (rf_mkdirs(&tmp, dir) == RF_OK && realpath(dir, b.dir)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            char seed[512];
+            int k = snprintf(seed, sizeof seed, "%s %ld %ld %ld", C->hosts[0], (long)getpid(), (long)ts.tv_sec, ts.tv_nsec);
+            rf_job_id_hex(rf_hash64(seed, (size_t)k, 0), b.token);
+            snprintf(probe, sizeof probe, "%s/.probe-%s", b.dir, b.token);
+            if (rf_write_file_atomic(&tmp, probe, b.token, strlen(b.token)) != RF_OK) b.dir[0] = '\0';
+        }
+    }
+    MPI_Bcast(&b, (int)sizeof b, MPI_CHAR, 0, MPI_COMM_WORLD);
+    int sees = 0;
+    if (rank > 0 && b.dir[0]) {
+        rf_ctx tmp;
+        rf_ctx_init(&tmp);
+        unsigned char *got = NULL;
+        size_t n = 0;
+        snprintf(probe, sizeof probe, "%s/.probe-%s", b.dir, b.token);
+        sees = rf_read_file(&tmp, probe, &got, &n) == RF_OK && n == strlen(b.token) && memcmp(got, b.token, n) == 0;
+        rf_free(got);
+    }
+    int *all = rank == 0 ? rf_calloc((size_t)size, sizeof *all) : NULL;
+    int nomem = rank == 0 && (!all || !(C->direct = rf_calloc((size_t)size, 1)));
+    MPI_Gather(&sees, 1, MPI_INT, all, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    rf_status s = RF_OK;
+    if (rank == 0) {
+        if (probe[0]) unlink(probe);
+        for (int w = 1; w < size && !nomem; w++) {
+            all[w] = all[w] && b.dir[0];
+            C->direct[w] = (uint8_t)all[w];
+            if (!all[w] && o->direct_writes == 1 && !s)
+                s = rf_error(C->ctx, RF_ERR_UNSUPPORTED, "direct writes: rank %d on %s does not see the store %s (a file rank 0 wrote "
+                             "there is not there for it): put the store on a file system every node mounts at the same path, or "
+                             "leave direct writes on auto", w, C->hosts[w], b.dir[0] ? b.dir : o->store_root);
+        }
+        if (nomem) { s = rf_error(C->ctx, RF_ERR_NOMEM, "out of memory"); if (all) memset(all, 0, (size_t)size * sizeof *all); }
+    }
+    int mine = 0;
+    MPI_Scatter(all, 1, MPI_INT, &mine, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    rf_free(all);
+    snprintf(store_dir, sn, "%s", mine ? b.dir : "");
     return s;
 }
 
@@ -1525,19 +2009,49 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
     gethostname(me, sizeof me - 1);
     if (hosts_ok && size > 1) MPI_Gather(me, (int)sizeof me, MPI_CHAR, C.hosts, (int)sizeof me, MPI_CHAR, 0, MPI_COMM_WORLD);
     else if (hosts_ok) memcpy(C.hosts[0], me, sizeof me);
+    /* rank 0's heartbeat timeout is everyone's */
+    double hb = opts->heartbeat_s;
+    if (size > 1) MPI_Bcast(&hb, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    C.heartbeat = hb;
     rf_status s = rank == 0 && !C.hosts ? rf_error(ctx, RF_ERR_NOMEM, "out of memory for %d host names", size) : RF_OK;
+    if (!s && size > 1) s = coord_link_open(ctx, MPI_COMM_WORLD, rank, size, hb);
     if (!s && !opts->inproc_noop) s = work_root(ctx, opts, job, C.work, sizeof C.work);
+    char direct_dir[4096] = "";
+    rf_status probe_s = RF_OK;
+    if (!s && size > 1 && !opts->inproc_noop && opts->direct_writes != 0)
+        probe_s = probe_shared(&C, rank, size, direct_dir, sizeof direct_dir);
     if (size > 1 && rank > 0) {
         char mine[4300];
         snprintf(mine, sizeof mine, "%s/rank%d", C.work, rank);
         if (!s && !opts->inproc_noop) s = rf_mkdirs(ctx, mine);
-        if (!s) s = run_worker(ctx, job, opts, MPI_COMM_WORLD, rank, mine, C.mem, C.time_limit);
+        watchdog wd = {.o = opts, .rank = rank};
+        memcpy(wd.host, me, sizeof me);
+        int wd_on = !s && hb > 0 && opts->on_orphan && pthread_create(&wd.th, NULL, watchdog_main, &wd) == 0;
+        int no_barrier = 0;
+        if (!s) s = run_worker(ctx, job, opts, MPI_COMM_WORLD, rank, mine, C.mem, C.time_limit, direct_dir[0] ? direct_dir : NULL,
+                               &no_barrier);
+        res->orphaned = s == RF_ERR_TIMEOUT;
+        if (wd_on) { atomic_store(&wd.quit, 1); pthread_join(wd.th, NULL); }
         if (!opts->keep_work && C.work[0]) coord_rmtree(C.work);
         /* after an error no barrier: rank 0 may be waiting for this rank's
-         * result; the caller ends the job (rf_sweep_run's contract) */
-        if (!s) MPI_Barrier(MPI_COMM_WORLD);
+         * result; the caller ends the job (rf_sweep_run's contract). Nor
+         * when rank 0 gave ranks up: they would never arrive */
+        int unused;
+        if (!s && !no_barrier) s = final_barrier(ctx, rank, size, &unused);
+        res->orphaned = s == RF_ERR_TIMEOUT;
+        /* rank 0 gave ranks up: it ends the job itself (an abort, which
+         * kills this process) once it has written the store; wait for that,
+         * or for its silence */
+        while (!s && no_barrier && coord_link_timeout() > 0 && coord_link_silence(0) <= coord_link_timeout()) {
+            coord_link_pump();
+            struct timespec ts = {0, 20 * 1000000};
+            nanosleep(&ts, NULL);
+        }
+        res->lost_ranks = no_barrier;
+        coord_link_close();
         return s;
     }
+    if (!s) s = probe_s;
     if (!s) s = sched_init(&C);
     if (!s && !opts->inproc_noop) s = open_store(&C);
     if (!s) s = seed_ready(&C);
@@ -1556,8 +2070,20 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
     fill_result(&C, res);
     /* After an error, a worker may be blocked sending a result this rank
      * will never receive (issue 19, defect 1: a full store deadlocked the
-     * sweep in this barrier): return at once, the caller ends the job. */
-    if (size > 1 && !s) MPI_Barrier(MPI_COMM_WORLD);
+     * sweep in this barrier): return at once, the caller ends the job.
+     * Given-up ranks would never reach the barrier either. */
+    int late = -1;
+    if (size > 1 && !s && !C.lost_ranks && (s = final_barrier(ctx, 0, size, &late)) == RF_OK && late > 0) {
+        /* every task is done, but a worker went silent before the end: the
+         * job ends without it (as after a loss in the middle) */
+        char why[160];
+        snprintf(why, sizeof why, "no heartbeat for %.1f s (timeout %g s) at the final barrier", coord_link_silence(late),
+                 coord_link_timeout());
+        rf_status ls = lose_rank(&C, late, why);
+        fill_result(&C, res);
+        if (ls) s = ls;
+    }
+    coord_link_close();
     if (!opts->keep_work && C.work[0]) coord_rmtree(C.work);
     coord_free(&C);
     return s;

@@ -6,12 +6,47 @@
 #include <mpi.h>
 #include "raffle/coord.h"
 
-enum { COORD_TAG_HDR = 1, COORD_TAG_DATA = 2, COORD_TAG_STORED = 3 };
+/* Tag 4 carries only heartbeats (BEAT, DROP): a separate tag, so a beat
+ * never lands between a header and the payload that follows it. */
+enum { COORD_TAG_HDR = 1, COORD_TAG_DATA = 2, COORD_TAG_STORED = 3, COORD_TAG_BEAT = 4 };
 
 /* zstd level of checkpoint streams. A checkpoint's payload is already zstd
  * inside the .rckpt, so a second pass gains almost nothing; a fast negative
  * level keeps the stream near memcpy speed (bench coord measures it). */
 #define COORD_ZSTD_LEVEL (-5)
+
+/* ---- proto.c: heartbeats and silence (issue 24) --------------------------
+ * Every rank of a sweep beats on tag 4 every timeout/4 seconds: rank 0 to
+ * each worker it has not given up, a worker to rank 0. Any message from a
+ * peer counts as hearing from it. Every wait on a peer below (headers,
+ * payloads, chunks, both directions) is a request tested in a loop that
+ * pumps the beats meanwhile, and gives up with RF_ERR_TIMEOUT once the peer
+ * has been silent for the timeout: no send or receive blocks forever on a
+ * dead, cut or stopped peer. One link per process (a sweep runs alone in
+ * its process); with no link open (or timeout <= 0) waits never time out
+ * and nothing beats: the behaviour before issue 24. */
+rf_status coord_link_open(rf_ctx *ctx, MPI_Comm comm, int rank, int nranks, double timeout_s);
+void      coord_link_close(void);
+/* Receives the beats that arrived, sends the ones due. Cheap when nothing is
+ * due: call it from every polling loop. */
+void      coord_link_pump(void);
+/* Seconds since anything came from peer (0 without a link). */
+double    coord_link_silence(int peer);
+double    coord_link_timeout(void);
+/* Rank 0: peer is given up: no more beats to it, and a DROP on the beat tag
+ * tells it so if it ever runs again (a stopped process continued). */
+void      coord_link_drop(int peer);
+int       coord_link_dropped(int peer);
+/* A worker: 1 once rank 0 sent DROP (this rank was given up). */
+int       coord_link_abandoned(void);
+/* Polling without a core to spare: spin briefly (a reply is usually
+ * microseconds away), then yield to other runnable processes (the task
+ * children share the cores), then sleep with a growing period capped at 1 ms. */
+void      coord_backoff(int *idle_spins);
+/* Waits for a request to peer; RF_ERR_TIMEOUT naming what and the peer when
+ * the peer stays silent for the link's timeout (the request is then left
+ * pending: the caller gives the peer up). */
+rf_status coord_wait(rf_ctx *ctx, MPI_Request *rq, MPI_Status *st, int peer, const char *what);
 
 /* ---- proto.c: headers, byte messages, zstd checkpoint streams ---------- */
 rf_status coord_send_hdr(rf_ctx *ctx, MPI_Comm comm, int dest, const rf_coord_msg *m);
@@ -48,13 +83,15 @@ typedef struct coord_exec_result {
 } coord_exec_result;
 /* Runs `exe run dir` with RLIMIT_AS = mem (0: none) and a wall-clock limit;
  * its stdout/stderr go to dir/log.txt. tick (may be NULL) is called about
- * every 20 ms while the child runs (status updates in the in-process mode). */
+ * every 20 ms while the child runs (status updates in the in-process mode,
+ * heartbeats on a worker); when it returns non-zero the child is killed and
+ * the attempt ends "killed" (a worker cut off from rank 0). */
 /* When *stop_flag becomes non-zero (may be NULL) or rf_now() passes deadline
  * (> 0), the child gets SIGUSR1 once: a training task saves resume.rckpt and
  * ends "preempted". */
 rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem, double time_limit,
                      volatile int *stop_flag, double deadline,
-                     void (*tick)(void *ud), void *tick_ud, coord_exec_result *r);
+                     int (*tick)(void *ud), void *tick_ud, coord_exec_result *r);
 /* Removes a directory tree without following symlinks. */
 void      coord_rmtree(const char *path);
 
@@ -66,6 +103,17 @@ void      coord_rmtree(const char *path);
 int       coord_signal_class(int sig, int oom_killed, char *msg, size_t n);
 
 /* ---- coord.c: used by the benchmark and the unit tests ---------------- */
+/* The scheduler alone at scale (issue 24): `workers` fake workers fed by an
+ * in-process transport (a FIFO of busy workers; every task takes as long)
+ * run the whole job through the coordinator's own pick / complete (critical
+ * path heap, per-rank locality heaps, DAG release). decisions: tasks handed
+ * out; queued: ready at the start. */
+typedef struct coord_sim_result {
+    int64_t decisions, queued, done;
+    double  seconds;
+    size_t  sched_bytes;
+} coord_sim_result;
+rf_status coord_sim(rf_ctx *ctx, const rf_job *job, int workers, coord_sim_result *out);
 /* Bytes of scheduler state for a job of n tasks and e parent edges. */
 size_t    coord_sched_bytes(const rf_job *job);
 

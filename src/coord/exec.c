@@ -103,7 +103,7 @@ static void sleep_s(double s) {
 
 rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem, double time_limit,
                      volatile int *stop_flag, double deadline,
-                     void (*tick)(void *ud), void *tick_ud, coord_exec_result *r) {
+                     int (*tick)(void *ud), void *tick_ud, coord_exec_result *r) {
     memset(r, 0, sizeof *r);
     char logp[4096], resp[4096];
     snprintf(logp, sizeof logp, "%s/log.txt", dir);
@@ -137,7 +137,7 @@ rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem
         _exit(127);
     }
     close(logfd);
-    int status = 0, timed_out = 0, told = 0;
+    int status = 0, timed_out = 0, told = 0, cut = 0;
     double nap = 0.0005;
     for (;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
@@ -159,11 +159,22 @@ rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem
         }
         sleep_s(nap);
         if (nap < 0.02) nap *= 2;
-        if (tick) tick(tick_ud);
+        if (tick && tick(tick_ud)) {
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+            cut = 1;
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+            break;
+        }
     }
     r->seconds = rf_now() - t0;
     char tail[256];
     log_tail(dir, tail, sizeof tail);
+    if (cut) {
+        r->cls = RF_FAIL_KILLED;
+        snprintf(r->message, sizeof r->message, "ended: this worker lost contact with rank 0");
+        return RF_OK;
+    }
     if (timed_out) {
         r->cls = RF_FAIL_TIMEOUT;
         snprintf(r->message, sizeof r->message, "killed after the time limit of %g s", time_limit);

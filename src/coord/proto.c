@@ -8,8 +8,11 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -62,20 +65,149 @@ static rf_status mpi_fail(rf_ctx *ctx, int rc, const char *what) {
     return rf_error(ctx, RF_ERR_MPI, "%s: %.*s", what, len, msg);
 }
 
+/* ---- the link: heartbeats ------------------------------------------------ */
+
+typedef struct link_state {
+    MPI_Comm   comm;
+    int        rank, nranks, open;
+    double     timeout, every, last_beat, last_drain;
+    _Atomic double *heard;      /* per peer: rf_now() when it was last heard (read by a worker's watchdog) */
+    unsigned char  *dropped;    /* rank 0: peers given up */
+    atomic_int      abandoned;  /* worker: rank 0 sent DROP */
+    unsigned char   beat[RF_COORD_HDR_BYTES], drop[RF_COORD_HDR_BYTES];
+} link_state;
+static link_state L;
+
+void coord_backoff(int *idle_spins) {
+    int n = ++*idle_spins;
+    if (n < 64) return;
+    if (n < 2048) { sched_yield(); return; }
+    struct timespec ts = {0, n < 2200 ? 50000 : 1000000};
+    nanosleep(&ts, NULL);
+}
+
+rf_status coord_link_open(rf_ctx *ctx, MPI_Comm comm, int rank, int nranks, double timeout_s) {
+    coord_link_close();
+    if (!(timeout_s > 0) || nranks < 2) return RF_OK;
+    L.heard = rf_calloc((size_t)nranks, sizeof *L.heard);
+    L.dropped = rf_calloc((size_t)nranks, 1);
+    if (!L.heard || !L.dropped) { coord_link_close(); return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); }
+    L.comm = comm;
+    L.rank = rank;
+    L.nranks = nranks;
+    L.timeout = timeout_s;
+    L.every = timeout_s / 4;
+    double now = rf_now();
+    for (int r = 0; r < nranks; r++) atomic_store(&L.heard[r], now);
+    L.last_beat = -1e30;
+    atomic_store(&L.abandoned, 0);
+    rf_coord_msg b = {.version = RF_COORD_PROTO_VERSION, .type = RF_MSG_BEAT};
+    rf_coord_msg_encode(&b, L.beat);
+    b.type = RF_MSG_DROP;
+    rf_coord_msg_encode(&b, L.drop);
+    L.open = 1;
+    return RF_OK;
+}
+
+void coord_link_close(void) {
+    rf_free(L.heard);
+    rf_free(L.dropped);
+    memset(&L, 0, sizeof L);
+}
+
+double coord_link_timeout(void) { return L.open ? L.timeout : 0; }
+double coord_link_silence(int peer) {
+    return L.open && peer >= 0 && peer < L.nranks ? rf_now() - atomic_load(&L.heard[peer]) : 0;
+}
+int coord_link_dropped(int peer) { return L.open && peer >= 0 && peer < L.nranks && L.dropped[peer]; }
+int coord_link_abandoned(void) { return L.open && atomic_load(&L.abandoned); }
+
+/* A beat is fire-and-forget: the buffer is static and never changes, so the
+ * request can be freed at once and a send to a silent peer never blocks. */
+static void beat_to(int peer, const unsigned char *msg) {
+    MPI_Request rq;
+    if (MPI_Isend(msg, RF_COORD_HDR_BYTES, MPI_BYTE, peer, COORD_TAG_BEAT, L.comm, &rq) == MPI_SUCCESS) MPI_Request_free(&rq);
+}
+
+void coord_link_drop(int peer) {
+    if (!L.open || peer <= 0 || peer >= L.nranks || L.dropped[peer]) return;
+    L.dropped[peer] = 1;
+    beat_to(peer, L.drop);
+}
+
+/* Receives the beat from src that a probe found (with no link open: one
+ * left over from an earlier sweep in this process, dropped). */
+static void take_beat(MPI_Comm comm, int src) {
+    unsigned char in[RF_COORD_HDR_BYTES];
+    MPI_Recv(in, RF_COORD_HDR_BYTES, MPI_BYTE, src, COORD_TAG_BEAT, comm, MPI_STATUS_IGNORE);
+    if (!L.open || src < 0 || src >= L.nranks) return;
+    rf_coord_msg m;
+    rf_ctx tmp;
+    rf_ctx_init(&tmp);
+    if (rf_coord_msg_decode(&tmp, in, RF_COORD_HDR_BYTES, &m) != RF_OK) return;
+    if (m.type == RF_MSG_DROP && L.rank != 0 && src == 0) atomic_store(&L.abandoned, 1);
+    /* a given-up peer stays given up: its late beats change nothing */
+    if (!L.dropped[src]) atomic_store(&L.heard[src], rf_now());
+}
+
+void coord_link_pump(void) {
+    if (!L.open) return;
+    /* beats come every timeout/4: draining them every 5 ms is plenty, and
+     * keeps the probe out of the dispatch loop's hot path */
+    double now = rf_now();
+    if (now - L.last_drain < 0.005 && now - L.last_beat < L.every) return;
+    L.last_drain = now;
+    for (;;) {
+        int flag = 0;
+        MPI_Status st;
+        if (MPI_Iprobe(MPI_ANY_SOURCE, COORD_TAG_BEAT, L.comm, &flag, &st) != MPI_SUCCESS || !flag) break;
+        take_beat(L.comm, st.MPI_SOURCE);
+    }
+    if (now - L.last_beat < L.every) return;
+    L.last_beat = now;
+    if (L.rank != 0) { beat_to(0, L.beat); return; }
+    for (int r = 1; r < L.nranks; r++) if (!L.dropped[r]) beat_to(r, L.beat);
+}
+
+static void heard(int peer) {
+    if (L.open && peer >= 0 && peer < L.nranks && !L.dropped[peer]) atomic_store(&L.heard[peer], rf_now());
+}
+
+rf_status coord_wait(rf_ctx *ctx, MPI_Request *rq, MPI_Status *st, int peer, const char *what) {
+    MPI_Status ignored;
+    if (!st) st = &ignored;
+    int flag = 0, spins = 0;
+    for (;;) {
+        int rc = MPI_Test(rq, &flag, st);
+        if (rc != MPI_SUCCESS) return mpi_fail(ctx, rc, what);
+        if (flag) { heard(peer >= 0 ? peer : st->MPI_SOURCE); return RF_OK; }
+        coord_link_pump();
+        if (L.open && peer >= 0 && coord_link_silence(peer) > L.timeout)
+            return rf_error(ctx, RF_ERR_TIMEOUT, "%s: rank %d silent for %.1f s (heartbeat timeout %g s)", what, peer,
+                            coord_link_silence(peer), L.timeout);
+        coord_backoff(&spins);
+    }
+}
+
+/* ---- messages ------------------------------------------------------------ */
+
 rf_status coord_send_hdr(rf_ctx *ctx, MPI_Comm comm, int dest, const rf_coord_msg *m) {
     unsigned char b[RF_COORD_HDR_BYTES];
     rf_coord_msg c = *m;
     c.version = RF_COORD_PROTO_VERSION;
     rf_coord_msg_encode(&c, b);
-    int rc = MPI_Send(b, RF_COORD_HDR_BYTES, MPI_BYTE, dest, COORD_TAG_HDR, comm);
-    return rc == MPI_SUCCESS ? RF_OK : mpi_fail(ctx, rc, "send header");
+    MPI_Request rq;
+    int rc = MPI_Isend(b, RF_COORD_HDR_BYTES, MPI_BYTE, dest, COORD_TAG_HDR, comm, &rq);
+    return rc == MPI_SUCCESS ? coord_wait(ctx, &rq, NULL, dest, "send header") : mpi_fail(ctx, rc, "send header");
 }
 
 rf_status coord_recv_hdr(rf_ctx *ctx, MPI_Comm comm, int src, rf_coord_msg *m, int *from) {
     unsigned char b[RF_COORD_HDR_BYTES];
     MPI_Status st;
-    int rc = MPI_Recv(b, RF_COORD_HDR_BYTES, MPI_BYTE, src, COORD_TAG_HDR, comm, &st);
+    MPI_Request rq;
+    int rc = MPI_Irecv(b, RF_COORD_HDR_BYTES, MPI_BYTE, src, COORD_TAG_HDR, comm, &rq);
     if (rc != MPI_SUCCESS) return mpi_fail(ctx, rc, "receive header");
+    RF_TRY(coord_wait(ctx, &rq, &st, src == MPI_ANY_SOURCE ? -1 : src, "receive header"));
     int cnt = 0;
     MPI_Get_count(&st, MPI_BYTE, &cnt);
     if (from) *from = st.MPI_SOURCE;
@@ -84,15 +216,18 @@ rf_status coord_recv_hdr(rf_ctx *ctx, MPI_Comm comm, int src, rf_coord_msg *m, i
 
 rf_status coord_send_bytes(rf_ctx *ctx, MPI_Comm comm, int dest, const void *data, size_t n) {
     if (n > INT_MAX) return rf_error(ctx, RF_ERR_MPI, "payload too large for one message");
-    int rc = MPI_Send(data, (int)n, MPI_BYTE, dest, COORD_TAG_DATA, comm);
-    return rc == MPI_SUCCESS ? RF_OK : mpi_fail(ctx, rc, "send payload");
+    MPI_Request rq;
+    int rc = MPI_Isend(data, (int)n, MPI_BYTE, dest, COORD_TAG_DATA, comm, &rq);
+    return rc == MPI_SUCCESS ? coord_wait(ctx, &rq, NULL, dest, "send payload") : mpi_fail(ctx, rc, "send payload");
 }
 
 rf_status coord_recv_bytes(rf_ctx *ctx, MPI_Comm comm, int src, void *data, size_t n) {
     if (n > INT_MAX) return rf_error(ctx, RF_ERR_MPI, "payload too large for one message");
     MPI_Status st;
-    int rc = MPI_Recv(data, (int)n, MPI_BYTE, src, COORD_TAG_DATA, comm, &st);
+    MPI_Request rq;
+    int rc = MPI_Irecv(data, (int)n, MPI_BYTE, src, COORD_TAG_DATA, comm, &rq);
     if (rc != MPI_SUCCESS) return mpi_fail(ctx, rc, "receive payload");
+    RF_TRY(coord_wait(ctx, &rq, &st, src, "receive payload"));
     int cnt = 0;
     MPI_Get_count(&st, MPI_BYTE, &cnt);
     if ((size_t)cnt != n) return rf_error(ctx, RF_ERR_MPI, "protocol: payload of %d bytes, header said %zu", cnt, n);
@@ -136,20 +271,43 @@ rf_status coord_send_stream(rf_ctx *ctx, MPI_Comm comm, int dest, const unsigned
                 got += (size_t)r;
             }
         }
-        /* blocking send: with shared memory the copy through MPI is the
-         * cost, and a non-blocking one makes no progress while this rank
-         * compresses (Open MPI progresses rendezvous transfers only inside
-         * MPI calls), which measured slower */
+        /* one chunk in flight, waited for at once: with shared memory the
+         * copy through MPI is the cost, and overlapping makes no progress
+         * while this rank compresses (Open MPI progresses rendezvous
+         * transfers only inside MPI calls), which measured slower. The wait
+         * gives up on a silent receiver; the request then stays pending
+         * with its buffers, which are left allocated for it */
         size_t cn = compress_chunk(zc, cb, bound, src, len, probe, pcap);
         if (ZSTD_isError(cn)) { s = rf_error(ctx, RF_ERR_COMPRESS, "zstd: %s", ZSTD_getErrorName(cn)); goto done; }
-        int rc = cn ? MPI_Send(cb, (int)cn, MPI_BYTE, dest, COORD_TAG_DATA, comm)
-                    : MPI_Send(src, (int)len, MPI_BYTE, dest, COORD_TAG_STORED, comm);
+        MPI_Request rq;
+        int rc = cn ? MPI_Isend(cb, (int)cn, MPI_BYTE, dest, COORD_TAG_DATA, comm, &rq)
+                    : MPI_Isend(src, (int)len, MPI_BYTE, dest, COORD_TAG_STORED, comm, &rq);
         if (rc != MPI_SUCCESS) { s = mpi_fail(ctx, rc, "send chunk"); goto done; }
+        if ((s = coord_wait(ctx, &rq, NULL, dest, "send chunk")) != RF_OK) { cb = rb = probe = NULL; goto done; }
     }
 done:
     ZSTD_freeCCtx(zc);
     rf_free(cb); rf_free(rb); rf_free(probe);
     return s;
+}
+
+/* The tag of the next message from src other than a beat (beats met on
+ * the way are taken), waiting as coord_wait does. */
+static rf_status next_tag(rf_ctx *ctx, MPI_Comm comm, int src, int *tag) {
+    int spins = 0;
+    for (;;) {
+        int flag = 0;
+        MPI_Status st;
+        int rc = MPI_Iprobe(src, MPI_ANY_TAG, comm, &flag, &st);
+        if (rc != MPI_SUCCESS) return mpi_fail(ctx, rc, "probe chunk");
+        if (flag && st.MPI_TAG == COORD_TAG_BEAT) { take_beat(comm, src); spins = 0; continue; }
+        if (flag) { *tag = st.MPI_TAG; return RF_OK; }
+        coord_link_pump();
+        if (L.open && coord_link_silence(src) > L.timeout)
+            return rf_error(ctx, RF_ERR_TIMEOUT, "receive chunk: rank %d silent for %.1f s (heartbeat timeout %g s)", src,
+                            coord_link_silence(src), L.timeout);
+        coord_backoff(&spins);
+    }
 }
 
 rf_status coord_recv_stream(rf_ctx *ctx, MPI_Comm comm, int src, uint64_t raw, uint64_t nchunks,
@@ -163,8 +321,14 @@ rf_status coord_recv_stream(rf_ctx *ctx, MPI_Comm comm, int src, uint64_t raw, u
     if (!cb || !rb || !zd) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); goto done; }
     for (uint64_t k = 0; k < nchunks; k++) {
         MPI_Status st;
-        int rc = MPI_Recv(cb, (int)bound, MPI_BYTE, src, MPI_ANY_TAG, comm, &st);
+        MPI_Request rq;
+        /* the chunk is on tag 2 or 3, whichever comes first from src; a
+         * beat from src (tag 4) in front of it is taken out of the way */
+        int tag = COORD_TAG_DATA;
+        if ((s = next_tag(ctx, comm, src, &tag)) != RF_OK) goto done;
+        int rc = MPI_Irecv(cb, (int)bound, MPI_BYTE, src, tag, comm, &rq);
         if (rc != MPI_SUCCESS) { s = mpi_fail(ctx, rc, "receive chunk"); goto done; }
+        if ((s = coord_wait(ctx, &rq, &st, src, "receive chunk")) != RF_OK) { cb = rb = NULL; goto done; }
         int cnt = 0;
         MPI_Get_count(&st, MPI_BYTE, &cnt);
         size_t want = (size_t)((raw - k * RF_COORD_CHUNK) < RF_COORD_CHUNK ? raw - k * RF_COORD_CHUNK : RF_COORD_CHUNK);

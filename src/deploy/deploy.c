@@ -288,6 +288,25 @@ static rf_status deploy_site(rf_ctx *ctx, const rf_model *m, const rf_deploy_opt
     return RF_OK;
 }
 
+rf_status rf_deploy_fold(rf_ctx *ctx, const rf_model *m, rf_model **out, int *n_folded) {
+    *out = NULL;
+    if (n_folded) *n_folded = 0;
+    int bn = 0, hooked = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        bn |= m->layers[i].type == RF_L_BATCHNORM;
+        hooked |= m->layers[i].infer_gemm != NULL;
+    }
+    for (int i = 0; i < m->n_ptensors; i++) hooked |= m->ptensors[i].infer_gemm != NULL;
+    if (!bn || hooked) return RF_OK;
+    rf_model *f = NULL;
+    int nf = 0;
+    RF_TRY(rf_model_fold_bn(ctx, m, &f, &nf));
+    if (nf == 0) { rf_model_free(f); return RF_OK; }
+    *out = f;
+    if (n_folded) *n_folded = nf;
+    return RF_OK;
+}
+
 rf_status rf_deploy_model(rf_ctx *ctx, rf_model *m, const rf_deploy_opts *opts,
                           rf_deploy_layer *info, int max_info, int *n_info) {
     rf_deploy_opts o;

@@ -91,11 +91,14 @@ rf_status rf_task_time_forward(rf_ctx *ctx, rf_model *m, const float *x, int bat
     return RF_OK;
 }
 
-/* Deployed form: the kernels a deployment would run. Layers whose inference
- * GEMM a task already replaced (nn.h infer_gemm, e.g. int8 from the
- * quantization kind) are kept ("custom"); on a model with zero weights the
+/* Deployed form: the kernels a deployment would run, on the model with its
+ * batch norms folded into the conv or linear layers before them
+ * (rf_deploy_fold). Layers whose inference GEMM a task already replaced
+ * (nn.h infer_gemm, e.g. int8 from the quantization kind, whose model is
+ * folded already) are kept ("custom"); on a model with zero weights the
  * deploy module installs the sparse kernel where its calibration measured it
- * faster than sgemm ("sparse"). Dense: every override lifted, OpenBLAS sgemm. */
+ * faster than sgemm ("sparse"). Dense: the model as trained, every override
+ * lifted, batch norms unfolded, OpenBLAS sgemm. */
 typedef rf_status (*gemm_fn)(void *, const float *, float *, int);
 
 /* Lifts (lift=1) or restores (lift=0) every inference override, layer-level
@@ -123,22 +126,24 @@ static rf_status add_latency(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, dou
     if (!x || !saved || !info) { rf_free(x); rf_free(saved); rf_free(info); return rf_error(ctx, RF_ERR_NOMEM, "finish: latency"); }
     if (ds && (size_t)ds->c * ds->h * ds->w == ss)
         for (int i = 0; i < BIG; i++) memcpy(x + (size_t)i * ss, ds->x + (size_t)(i % ds->n) * ss, ss * sizeof(float));
-    int custom = 0, n_sparse = 0, n_info = 0, deployed = 0;
+    int custom = 0, n_sparse = 0, n_info = 0, deployed = 0, n_folded = 0;
     for (int i = 0; i < m->n_layers; i++) custom |= m->layers[i].infer_gemm != NULL;
     for (int i = 0; i < m->n_ptensors; i++) custom |= m->ptensors[i].infer_gemm != NULL;
-    rf_status s = RF_OK;
-    if (sparsity > 0.0) {
+    rf_model *folded = NULL;
+    rf_status s = rf_deploy_fold(ctx, m, &folded, &n_folded);
+    rf_model *dm = folded ? folded : m;   /* the deployed model */
+    if (s == RF_OK && sparsity > 0.0) {
         rf_deploy_opts o;
         rf_deploy_opts_default(&o);
         o.batch = BIG;
-        s = rf_deploy_model(ctx, m, &o, info, max_info, &n_info);
+        s = rf_deploy_model(ctx, dm, &o, info, max_info, &n_info);
         deployed = 1;
         for (int i = 0; i < n_info; i++) n_sparse += info[i].sparse;
     }
     double t1 = 0, t64 = 0, d1 = 0, d64 = 0;
-    if (s == RF_OK) s = rf_task_time_forward(ctx, m, x, 1, 0.25, &t1);
-    if (s == RF_OK) s = rf_task_time_forward(ctx, m, x, BIG, 0.25, &t64);
-    if (s == RF_OK && (custom || n_sparse)) {
+    if (s == RF_OK) s = rf_task_time_forward(ctx, dm, x, 1, 0.25, &t1);
+    if (s == RF_OK) s = rf_task_time_forward(ctx, dm, x, BIG, 0.25, &t64);
+    if (s == RF_OK && (custom || n_sparse || folded)) {
         swap_overrides(m, saved, 1);
         s = rf_task_time_forward(ctx, m, x, 1, 0.25, &d1);
         if (s == RF_OK) s = rf_task_time_forward(ctx, m, x, BIG, 0.25, &d64);
@@ -147,7 +152,8 @@ static rf_status add_latency(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, dou
         d1 = t1;
         d64 = t64;
     }
-    if (deployed) rf_deploy_release(m);
+    if (deployed) rf_deploy_release(dm);
+    rf_model_free(folded);
     rf_free(x); rf_free(saved); rf_free(info);
     if (s != RF_OK) return s;
     const char *form = custom && n_sparse ? "custom+sparse" : custom ? "custom" : n_sparse ? "sparse" : "dense";
@@ -156,6 +162,7 @@ static rf_status add_latency(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, dou
         !cJSON_AddNumberToObject(metrics, "throughput", t64 > 0 ? BIG / t64 : 0.0) ||
         !cJSON_AddNumberToObject(metrics, "dense_throughput", d64 > 0 ? BIG / d64 : 0.0) ||
         !cJSON_AddNumberToObject(metrics, "sparse_layers", n_sparse) ||
+        !cJSON_AddNumberToObject(metrics, "deploy_folded_batchnorms", n_folded) ||
         !cJSON_AddStringToObject(metrics, "deployed_form", form))
         return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
     return RF_OK;
@@ -166,6 +173,10 @@ static int64_t settings_i64(const cJSON *settings, const char *key) {
     return cJSON_IsNumber(v) && v->valuedouble > 0 ? (int64_t)v->valuedouble : 0;
 }
 
+/* The deployed model: m with its batch norms folded (rf_deploy_fold), the
+ * sparse kernel by the rule on the layers pruned past the break-even. The
+ * logits are within float rounding of m's in eval mode (measured bounds in
+ * docs/kernels.md, "Deployment"). */
 rf_status rf_evaluate_deployed(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, int batch, double *acc,
                                double *loss, int *n_sparse, float *logits) {
     if (n_sparse) *n_sparse = 0;
@@ -177,10 +188,14 @@ rf_status rf_evaluate_deployed(rf_ctx *ctx, rf_model *m, const rf_dataset *ds, i
     rf_deploy_layer *info = rf_calloc((size_t)max_info + 1, sizeof *info);
     if (!info) return rf_error(ctx, RF_ERR_NOMEM, "evaluate: out of memory");
     int ni = 0;
-    rf_status s = rf_deploy_model(ctx, m, &o, info, max_info, &ni);
-    if (s == RF_OK) s = rf_evaluate_logits(ctx, m, ds, batch, acc, loss, logits);
+    rf_model *folded = NULL;
+    rf_status s = rf_deploy_fold(ctx, m, &folded, NULL);
+    rf_model *dm = folded ? folded : m;
+    if (s == RF_OK) s = rf_deploy_model(ctx, dm, &o, info, max_info, &ni);
+    if (s == RF_OK) s = rf_evaluate_logits(ctx, dm, ds, batch, acc, loss, logits);
     for (int i = 0; i < ni && n_sparse; i++) *n_sparse += info[i].sparse;
-    rf_deploy_release(m);
+    rf_deploy_release(dm);
+    rf_model_free(folded);
     rf_free(info);
     return s;
 }
@@ -253,7 +268,7 @@ rf_status rf_task_evaluate(rf_ctx *ctx, const rf_task_io *io, rf_model *m, doubl
 static const char *const common_keys[] = {
     "accuracy", "loss", "sparsity", "layer_sparsity", "collapsed_layers", "parameters", "nonzero_parameters",
     "bytes", "dense_bytes", "compression_ratio", "latency_ms", "dense_latency_ms", "throughput", "deployed_form",
-    "sparse_layers", "raw_fp32_bytes", "dense_throughput", "eval_sparse_layers", "flops", "test_accuracy", "test_loss",
+    "sparse_layers", "deploy_folded_batchnorms", "raw_fp32_bytes", "dense_throughput", "eval_sparse_layers", "flops", "test_accuracy", "test_loss",
     "val_accuracy", "val_loss",
 };
 

@@ -11,7 +11,13 @@
 # 3. per-node scratch: each task ran in its own host's scratch directory
 #    (TMPDIR there), under its rank, and in no other host's;
 # 4. the traffic crossed the veths: each worker host's eth0 sent at least
-#    half the checkpoint bytes its tasks produced, h1's received them.
+#    half the checkpoint bytes its tasks produced, h1's received them (that
+#    run has --direct-writes off: every checkpoint through rank 0);
+# 5. direct writes (the default, auto): the store is in a directory every
+#    host sees, so the probe makes all four workers write their checkpoints
+#    into it themselves ("direct" on their done lines, the sweep line says
+#    direct_ranks 4), the worker hosts' eth0 carry far less than the
+#    checkpoints, and the results are byte-identical to the 1-host run.
 # Skipped (exit 77, with the reason) only where network namespaces cannot be
 # created (not root, no CAP_SYS_ADMIN, no /run/netns).
 set -u
@@ -42,7 +48,7 @@ sweep() {  # HOSTS NP STORE [ARGS...]
   [ "$dup" = 0 ] || fail "$store: $dup task(s) done twice"
 }
 t0=$(date +%s)
-sweep h1:1,h2:2,h3:2 5 multi --keep-work
+sweep h1:1,h2:2,h3:2 5 multi --keep-work --direct-writes off
 t_multi=$(( $(date +%s) - t0 ))
 declare -A rx1 tx1
 for h in h1 h2 h3; do read -r rx1[$h] tx1[$h] <<<"$(bytes $h)"; done
@@ -93,5 +99,26 @@ for h in h2 h3; do
 done
 got=$(( rx1[h1] - rx0[h1] ))
 echo "h1: eth0 received $got bytes"
+# 5. direct writes into the shared store
+declare -A tx2
+for h in h2 h3; do read -r _ tx2[$h] <<<"$(bytes $h)"; done
+sweep h1:1,h2:2,h3:2 5 direct
+D="$T/direct/smoke/ledger.jsonl"
+[ "$(jq -r 'select(.event=="sweep") | "\(.writes) \(.direct_ranks)"' "$D")" = "auto 4" ] ||
+  fail "direct: the probe did not find all 4 workers seeing the store: $(jq -c 'select(.event=="sweep")' "$D")"
+nd=$(jq -r 'select(.event=="done" and .ckpt_bytes > 0 and .direct != true) | .task' "$D" | wc -l)
+[ "$nd" = 0 ] || fail "direct: $nd checkpoint(s) still went through rank 0"
+for d in "$T"/single/smoke/tasks/*/; do
+  id=$(basename "$d") o="$T/direct/smoke/tasks/$id"
+  if [ -f "$d/model.rckpt" ]; then cmp -s "$d/model.rckpt" "$o/model.rckpt" || fail "task $id: checkpoint differs (direct writes vs 1 host)"; fi
+  diff <(jq -S 'del(.timing)' "$d/metrics.json") <(jq -S 'del(.timing)' "$o/metrics.json") >/dev/null || fail "task $id: metrics differ (direct)"
+done
+for h in h2 h3; do
+  ckb=$(jq -r --arg h "$h" 'select(.event=="done" and .host==$h) | .ckpt_bytes' "$D" | awk '{ s += $1 } END { print s + 0 }')
+  read -r _ t <<<"$(bytes $h)"
+  sent=$(( t - tx2[$h] ))
+  [ "$sent" -lt $(( ckb / 4 )) ] || fail "direct: $h's eth0 sent $sent bytes for $ckb checkpoint bytes written directly"
+  echo "direct: $h: eth0 sent $sent bytes, its tasks wrote $ckb checkpoint bytes into the store"
+done
 mh_down_check
 echo "ok: $total tasks on 3 hosts (${t_multi} s), $ck checkpoints identical to a 1-host run, host/rank recorded, per-node scratch honoured"

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Multi-host fault table (issue 24): each fault TRIES times (default 5) at a
+# random moment of a sweep across the three-host namespace cluster
+# (cluster/netns-cluster.sh; one trial is mf_trial in
+# tests/integration/multihost_faults.bash, which says what each column
+# means). Faults: cut-worker, kill-worker, hang-worker, partition. The job:
+# 12 no-op tasks of 1 s on two workers (h2, h3), rank 0 on h1, heartbeat
+# timeout HB (default 2 s); the fault lands 2.5-6.5 s after the launch
+# (uniform). Root only.
+#
+# Usage: bench/netfault/run.sh [TRIES] [FAULT ...]
+# Writes bench/results/netfault.json (every trial) and prints the table for
+# docs/hardening.md.
+set -u
+here=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$here"
+tries=${1:-5}
+shift || true
+faults=${*:-cut-worker kill-worker hang-worker partition}
+RAFFLE=${RAFFLE:-$here/build/raffle}
+[ -x "$RAFFLE" ] || { echo "netfault: build raffle first (make)" >&2; exit 2; }
+. "$here/tests/integration/multihost.bash"
+. "$here/tests/integration/multihost_faults.bash"
+mh_prereqs
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+HB=${HB:-2}
+mh_up 3
+mf_job 12 1000
+out=$T/trials
+: > "$out"
+for f in $faults; do
+  for k in $(seq 1 "$tries"); do
+    at=$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.1f", 2.5 + 4 * rand() }')
+    l=$(mf_trial "$f" "$at" "$HB" 2>>"$T/log-trials")
+    echo "$l" | tee -a "$out"
+  done
+done
+cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
+fam=$(grep -m1 'cpu family' /proc/cpuinfo | sed 's/.*: //')
+mkdir -p bench/results
+# every trial as an object of its KEY=VALUE fields
+jq -R 'split(" ") | map(split("=") | {(.[0]): .[1]}) | add' "$out" |
+  jq -s --arg cpu "$cpu" --arg fam "$fam" --arg hb "$HB" --arg date "$(date -u +%FT%TZ)" \
+    '{cpu: $cpu, cpu_family: $fam, heartbeat_s: ($hb | tonumber), date: $date, trials: .}' > bench/results/netfault.json
+echo
+echo "| fault | tried | fault hit a running task | recorded lost | tasks lost | duplicated | left behind | detection (s) | raffle gone on hit host(s) (s) | every process gone (s) | launcher exit |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+for f in $faults; do
+  jq -r --arg f "$f" '[.trials[] | select(.fault == $f)] |
+    def nums(k): [.[] | .[k] | select(. != "-" and (startswith(">") | not)) | tonumber];
+    def rng(k): (nums(k) | if length == 0 then "-" else "\(min | . * 100 | round / 100)-\(max | . * 100 | round / 100)" end);
+    "| \($f) | \(length) | \([.[] | select(.hit == "1")] | length) | \([.[] | .recorded | tonumber] | add) | \([.[] | .lost | tonumber] | add) | \([.[] | .dup | tonumber] | add) | \([.[] | .left | tonumber] | add) | \(rng("detect_s")) | \(rng("quiet_s")) | \(rng("gone_s")) | \([.[] | .rc] | unique | join(", ")) |"' \
+    bench/results/netfault.json
+done
+echo "CPU: $cpu (family $fam); heartbeat timeout $HB s"
+mh_down_check >/dev/null

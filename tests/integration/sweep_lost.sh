@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Lost and hung ranks on one machine (issue 24; the multi-host faults are
+# multihost_faults.sh):
+# 1. a hung worker: rank 2 of `mpirun -np 3 raffle sweep --heartbeat 1` is
+#    stopped (SIGSTOP, with its task) mid-sweep: rank 0 gives it up within
+#    the timeout, records its task "lost" (rank, host; no retry spent) and
+#    runs it on rank 1; the sweep ends with exit 76 and a line naming the
+#    host; every task is done exactly once; the stopped processes are killed
+#    (the launcher reaches them), none is left;
+# 2. a killed run: an in-process sweep killed with kill -9 mid-task leaves
+#    an attempt open; the rerun records it "lost" naming the host, and
+#    finishes every task exactly once.
+# About 25 s.
+set -u
+here=$(cd "$(dirname "$0")/../.." && pwd)
+. "$here/tests/integration/lib.sh"
+: "${RAFFLE:?set RAFFLE to the raffle binary}"
+need_cmd mpirun jq pgrep
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+T=$(mktemp -d)
+trap 'kill -CONT $stopped 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+stopped=""
+fail() { echo "FAIL: $*"; for f in "$T"/log-*; do [ -f "$f" ] && { echo "== $f"; tail -n 15 "$f"; }; done; exit 1; }
+cat > "$T/lost.json" <<'JOB'
+{"name": "lost", "dataset": "synthetic", "model": "lenet-300-100",
+ "experiments": [{"kind": "noop", "count": 8, "sleep_ms": 1500}]}
+JOB
+# has JQ-ARGS...: some input matches (jq 1.6's -e looks at the last input only)
+has() { [ -n "$(jq -c "$@")" ]; }
+once() {  # LEDGER: every task done exactly once
+  local n dup
+  n=$(jq -r 'select(.event=="done") | .task' "$1" | sort -u | wc -l)
+  dup=$(jq -r 'select(.event=="done") | .task' "$1" | sort | uniq -d | wc -l)
+  [ "$n" = 8 ] || fail "$1: $n of 8 tasks done"
+  [ "$dup" = 0 ] || fail "$1: $dup task(s) done twice"
+}
+# descendants of process $1
+desc() { local c; for c in $(pgrep -P "$1"); do echo "$c"; desc "$c"; done; }
+# pids of the processes of MPI rank $2 (the rank and its task child) under
+# the mpirun $1: only this test's own processes, never another sweep's
+rank_pids() {
+  local p
+  for p in $(desc "$1"); do
+    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && echo "$p"
+  done
+}
+
+# ---- 1. hung worker -------------------------------------------------------------
+L=$T/s/lost/ledger.jsonl
+t0=$(date +%s.%N)
+timeout -k 5 120 mpirun -np 3 "$RAFFLE" sweep --quiet --heartbeat 1 --store "$T/s" "$T/lost.json" >"$T/log-hung" 2>&1 &
+mpid=$!
+for _ in $(seq 1 200); do
+  [ -f "$L" ] && has 'select(.event=="started" and .rank==2)' "$L" 2>/dev/null && break
+  sleep 0.1
+done
+stopped=$(rank_pids "$mpid" 2 | tr '\n' ' ')
+[ -n "$stopped" ] || fail "no process of rank 2 found"
+# shellcheck disable=SC2086
+kill -STOP $stopped
+t_stop=$(date +%s.%N)
+wait "$mpid"
+rc=$?
+t_end=$(date +%s.%N)
+[ "$rc" = 76 ] || fail "hung worker: exit $rc, expected 76 (ranks lost)"
+grep -q "raffle sweep: lost $(hostname)" "$T/log-hung" || fail "no line naming the lost host"
+has --arg h "$(hostname)" 'select(.event=="lost" and .rank==2 and .host==$h and .retry==true)' "$L" ||
+  fail "no 'lost' ledger line for rank 2 on $(hostname)"
+once "$L"
+has 'select(.event=="done" and .rank==2)' "$L" && {
+  lost_task=$(jq -r 'select(.event=="lost") | .task' "$L")
+  has --arg t "$lost_task" 'select(.event=="done" and .task==$t and .rank==2)' "$L" &&
+    fail "the lost task was recorded done by the rank that was given up"; }
+jq -e '.ranks_lost == 1 and .lost == 1 and .state == "finished"' "$T/s/lost/status.json" >/dev/null ||
+  fail "status.json: $(jq -c '{state, lost, ranks_lost}' "$T/s/lost/status.json")"
+sleep 1
+for p in $stopped; do
+  [ -d "/proc/$p" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$p/stat" 2>/dev/null && fail "stopped process $p left behind"
+done
+stopped=""
+# detection: the "lost" line's time against the stop
+t_lost=$(jq -r 'select(.event=="lost") | .time' "$L" | head -1)
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
+det=$(sub "$(date -d "$t_lost" +%s.%N)" "$t_stop")
+echo "hung worker: given up after $det s (timeout 1 s), exit 76 after $(sub "$t_end" "$t0") s, 8 tasks done once"
+awk -v d="$det" 'BEGIN { exit !(d > 0.5 && d < 4) }' || fail "detection took $det s with a 1 s timeout"
+
+# ---- 2. a killed run's open attempt --------------------------------------------------
+"$RAFFLE" sweep --quiet --store "$T/k" "$T/lost.json" >"$T/log-killed" 2>&1 &
+spid=$!
+K=$T/k/lost/ledger.jsonl
+for _ in $(seq 1 200); do
+  [ -f "$K" ] && has 'select(.event=="started")' "$K" 2>/dev/null && break
+  sleep 0.1
+done
+sleep 0.3
+kill -9 "$spid"
+wait "$spid" 2>/dev/null
+open=$(jq -r 'select(.event=="started") | .task' "$K" | tail -1)
+"$RAFFLE" sweep --store "$T/k" "$T/lost.json" >"$T/log-rerun" 2>&1 || fail "rerun after kill -9: exit $?"
+has --arg t "$open" --arg h "$(hostname)" 'select(.event=="lost" and .task==$t and .earlier_run==true and .host==$h)' "$K" ||
+  fail "the rerun did not record the killed run's open attempt as lost"
+grep -q "recorded lost" "$T/log-rerun" || fail "the rerun did not say so"
+once "$K"
+echo "ok: hung rank given up and killed, its task run elsewhere; a killed run's open attempt recorded lost by the rerun"
