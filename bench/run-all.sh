@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What `make bench` runs: the kernel benchmark (writes bench/results/kernels.json),
-# the dense GEMM benchmark (bench/results/gemm.txt),
-# then the training and coordinator benchmarks if their scripts exist.
+# the dense GEMM benchmark (bench/results/gemm.txt), then the training, coordinator,
+# data and structured-pruning (bench/struct: bench/results/struct.txt) benchmarks if their scripts exist.
 # Benchmarks are never timed tests: run them on a quiet machine; every ratio
 # they report is measured side by side in one run.
 # Usage: bench/run-all.sh [--quick]
@@ -30,7 +30,7 @@ nm_rc=0
 OPENBLAS_NUM_THREADS=1 bench/cbench.sh bench/lowbit/nm_vs_unstructured.c --json bench/results/lowbit/nm_vs_unstructured.json || nm_rc=$?
 [ "$nm_rc" -eq 0 ] || [ "$nm_rc" -eq 77 ] || exit "$nm_rc"
 
-for b in gemm train coord data; do
+for b in gemm train coord data struct; do
   if [ -x "bench/$b/run.sh" ]; then
     echo "== bench/$b/run.sh" >&2
     "bench/$b/run.sh" $quick

@@ -235,11 +235,12 @@ int rf_prune_method_prunes_highest(int m);
  * magnitude, random and synflow. */
 rf_status rf_prune_model(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_dataset *train);
 
-/* For a structured method (RF_PM_CHANNELS / RF_PM_NEURONS): RF_OK when
- * some layer of m that cfg->layers selects can lose units, RF_ERR_INVALID
- * naming the layer when `layers` names one the method cannot slice (the
- * logits, a layer read by a transformer block, a linear layer for
- * filter_l1, ...). Other methods: RF_OK. Job validation runs it. */
+/* For a structured method (RF_PM_STRUCT): RF_OK when some layer of m that
+ * cfg->layers selects can lose units, RF_ERR_INVALID naming the layer when
+ * `layers` names one the method cannot slice (the logits, a layer read by a
+ * transformer block, a linear layer for filter_l1, a layer without heads
+ * for head, ...), or when none can. Other methods: RF_OK. Job validation
+ * and the prune task run it before any work. m is borrowed. */
 rf_status rf_prune_struct_check(rf_ctx *ctx, const rf_model *m, const rf_prune_cfg *cfg);
 
 /* Per-tensor report of the current masks over m's prunable params. */

@@ -67,11 +67,10 @@ static int cand_cmp(const void *a, const void *b) {
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
-/* The selected attention layers (hl, *nl of them, *total heads) and every
- * head's importance imp[total] (new arrays, rf_free). */
-static rf_status head_importance(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_dataset *train,
-                                 head_layer **hlp, int *nlp, double **impp, int *totalp) {
-    *hlp = NULL; *impp = NULL; *nlp = *totalp = 0;
+/* The attention layers cfg->layers selects (hl[*nl], new, rf_free; NULL to
+ * check only) and their *total heads; an error naming a layer `layers`
+ * names that has no heads, or when no layer has any. */
+static rf_status head_layers(rf_ctx *ctx, const rf_model *m, const rf_prune_cfg *cfg, head_layer **hlp, int *nlp, int *totalp) {
     head_layer *hl = rf_calloc((size_t)m->n_layers, sizeof *hl);
     if (!hl) return rf_error(ctx, RF_ERR_NOMEM, "head: out of memory");
     int nl = 0, total = 0;
@@ -89,9 +88,29 @@ static rf_status head_importance(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *c
         hl[nl++] = h;
         total += h.H;
     }
-    if (!s && nl == 0) s = rf_error(ctx, RF_ERR_INVALID, "head: no attention or transformer layer%s%s", cfg->layers ? " matches " : "", cfg->layers ? cfg->layers : "");
+    if (!s && nl == 0)
+        s = rf_error(ctx, RF_ERR_INVALID, "head prunes attention heads; no attention or transformer layer%s%s%s", cfg->layers ? " matches \"" : "",
+                     cfg->layers ? cfg->layers : "", cfg->layers ? "\"" : "");
+    if (s || !hlp) { rf_free(hl); return s; }
+    *hlp = hl; *nlp = nl; *totalp = total;
+    return RF_OK;
+}
+
+rf_status rf_prune_head_check(rf_ctx *ctx, const rf_model *m, const rf_prune_cfg *cfg) {
+    return head_layers(ctx, m, cfg, NULL, NULL, NULL);
+}
+
+/* The selected attention layers (hl, *nl of them, *total heads) and every
+ * head's importance imp[total] (new arrays, rf_free). */
+static rf_status head_importance(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_dataset *train,
+                                 head_layer **hlp, int *nlp, double **impp, int *totalp) {
+    *hlp = NULL; *impp = NULL; *nlp = *totalp = 0;
+    head_layer *hl;
+    int nl, total;
+    RF_TRY(head_layers(ctx, m, cfg, &hl, &nl, &total));
+    rf_status s = RF_OK;
     double *imp = rf_calloc((size_t)(total ? total : 1), sizeof *imp);
-    if (!s && !imp) s = rf_error(ctx, RF_ERR_NOMEM, "head: out of memory");
+    if (!imp) s = rf_error(ctx, RF_ERR_NOMEM, "head: out of memory");
     rf_prune_batches g;
     int open = 0;
     if (!s && !(s = rf_prune_batches_open(ctx, &g, m, cfg, train, rf_prune_n_batches(cfg)))) open = 1;

@@ -58,5 +58,8 @@ rf_status rf_prune_score_items_magnitude(rf_ctx *ctx, rf_model *m, const rf_prun
  * neuron_l1). */
 rf_status rf_prune_struct_apply(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cfg, const rf_prune_item *items,
                                 int n_items, const rf_dataset *train);
+/* rf_prune_struct_check for the head method (prune_head.c): an attention or
+ * transformer layer is selected, and no layer `layers` names lacks heads. */
+rf_status rf_prune_head_check(rf_ctx *ctx, const rf_model *m, const rf_prune_cfg *cfg);
 
 #endif

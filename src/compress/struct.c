@@ -254,6 +254,7 @@ rf_status rf_prune_struct_apply(rf_ctx *ctx, rf_model *m, const rf_prune_cfg *cf
 
 rf_status rf_prune_struct_check(rf_ctx *ctx, const rf_model *m, const rf_prune_cfg *cfg) {
     const rf_prune_method_desc *d = rf_prune_method_get(cfg->method);
+    if (d && (d->flags & RF_PM_HEADS)) return rf_prune_head_check(ctx, m, cfg);
     if (!d || !(d->flags & (RF_PM_CHANNELS | RF_PM_NEURONS))) return RF_OK;
     rf_chan_groups *g;
     RF_TRY(rf_model_chan_groups(ctx, m, &g));

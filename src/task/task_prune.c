@@ -276,7 +276,7 @@ static int check_prune_point(rf_plan *p, const rf_point *pt, const cJSON *x) {
     cfg.layers = cJSON_IsString(lv) ? lv->valuestring : NULL;
     if (nm_setting(ctx, x, "experiment", &cfg)) return -1;
     const rf_prune_method_desc *d = rf_prune_method_get(cfg.method);
-    if (!d || !(d->flags & (RF_PM_CHANNELS | RF_PM_NEURONS)) || !cJSON_IsString(pt->model)) return 0;
+    if (!d || !(d->flags & RF_PM_STRUCT) || !cJSON_IsString(pt->model)) return 0;
     rf_model *m = NULL;
     rf_status s = rf_model_create(ctx, pt->model->valuestring, &m);
     if (!s) s = rf_prune_struct_check(ctx, m, &cfg);

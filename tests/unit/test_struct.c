@@ -347,6 +347,17 @@ Test(struct_methods, neuron_l1_transformer_mlp) {
     rf_model_free(m);
 }
 
+/* N tokens of a hand [4, 8] dataset with 3 classes (new; rf_dataset_free). */
+static rf_dataset *token_data(int n) {
+    rf_dataset *d = calloc(1, sizeof *d);
+    d->x = randn((size_t)n * 32, 11);
+    d->y = malloc((size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++) d->y[i] = (i * 7) % 3;
+    d->n = n; d->c = 1; d->h = 4; d->w = 8; d->n_classes = 3;
+    snprintf(d->name, sizeof d->name, "hand");
+    return d;
+}
+
 /* Head importance against finite differences of a gate: scaling head h's
  * columns of proj by (1 ± ε) is ξ_h = 1 ± ε, so |L(+) − L(−)| / 2ε is
  * |∂L/∂ξ_h| on the one batch that holds every sample (batch = N). */
@@ -357,12 +368,7 @@ Test(struct_methods, head_importance_against_gate_differences) {
                        "{\"type\":\"mean_pool\"},{\"type\":\"linear\",\"name\":\"head\",\"out\":3}]}";
     rf_model *m = build(spec);
     enum { N = 32 };
-    rf_dataset *d = calloc(1, sizeof *d);
-    d->x = randn(N * 32, 11);
-    d->y = malloc(N * sizeof(int32_t));
-    for (int i = 0; i < N; i++) d->y[i] = (i * 7) % 3;
-    d->n = N; d->c = 1; d->h = 4; d->w = 8; d->n_classes = 3;
-    snprintf(d->name, sizeof d->name, "hand");
+    rf_dataset *d = token_data(N);
     const rf_param *proj = rf_model_param(m, "blk.attn.proj.weight");
     cr_assert_not_null(proj);
     double imp[4];
@@ -404,6 +410,39 @@ Test(struct_methods, head_importance_against_gate_differences) {
     rf_model_free(m);
 }
 
+/* ---- every method through a checkpoint file ------------------------------------
+ * Saved and loaded back: the same tensors (names, shapes: the sliced spec
+ * comes back), values, weight masks and bit-identical logits. */
+static void round_trip(rf_model *s, int batch) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    char path[] = "/tmp/raffle_struct_rt_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(rf_model_save(&ctx, s, NULL, path), RF_OK, "%s", rf_ctx_error(&ctx));
+    rf_model *r = NULL;
+    cr_assert_eq(rf_model_load(&ctx, path, &r), RF_OK, "%s", rf_ctx_error(&ctx));
+    unlink(path);
+    cr_assert_eq(r->n_params, s->n_params);
+    cr_assert_eq(r->n_ptensors, s->n_ptensors);
+    for (int t = 0; t < s->n_ptensors; t++) {
+        cr_assert_str_eq(r->ptensors[t].name, s->ptensors[t].name);
+        cr_assert_eq(r->ptensors[t].numel, s->ptensors[t].numel, "%s", s->ptensors[t].name);
+    }
+    for (size_t k = 0; k < s->n_params; k++) cr_assert_eq(r->params[k], s->params[k], "parameter %zu", k);
+    /* weights' masks are stored (biases' are not: docs/pruning.md, "Heads are masked") */
+    cr_assert_eq(!r->masks, !s->masks, "masks saved and loaded alike");
+    for (int t = 0; s->masks && t < s->n_ptensors; t++)
+        if (s->ptensors[t].prunable)
+            for (size_t k = s->ptensors[t].offset; k < s->ptensors[t].offset + s->ptensors[t].numel; k++)
+                cr_assert_eq(r->masks[k] == 0.0f, s->masks[k] == 0.0f, "%s: mask %zu", s->ptensors[t].name, k);
+    float *x = randn((size_t)batch * in_numel(s), 31);
+    cr_assert_eq(logits_diff(s, r, x, batch), 0.0);
+    free(x);
+    rf_model_free(r);
+}
+
 Test(struct_methods, resnet20_masked_equals_sliced_and_round_trips) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
@@ -421,19 +460,8 @@ Test(struct_methods, resnet20_masked_equals_sliced_and_round_trips) {
     cr_assert_lt(s->n_params, m->n_params);
     float *x = randn(4 * in_numel(m), 4);
     cr_assert_lt(logits_diff(m, s, x, 4), 1e-5);
-    /* an ordinary checkpoint: the sliced spec and weights come back */
-    char path[] = "/tmp/raffle_struct_XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    close(fd);
-    cr_assert_eq(rf_model_save(&ctx, s, NULL, path), RF_OK, "%s", rf_ctx_error(&ctx));
-    rf_model *r = NULL;
-    cr_assert_eq(rf_model_load(&ctx, path, &r), RF_OK, "%s", rf_ctx_error(&ctx));
-    cr_assert_eq(r->n_params, s->n_params);
-    cr_assert_eq(logits_diff(s, r, x, 4), 0.0);
-    unlink(path);
+    round_trip(s, 4);   /* an ordinary checkpoint: the sliced spec and weights come back */
     free(x);
-    rf_model_free(r);
     rf_model_free(s);
     rf_model_free(m);
 }
@@ -464,19 +492,25 @@ Test(struct_reject, unsliceable_layers_are_named) {
     rf_model_free(m);
 }
 
-Test(struct_reject, at_validate_time) {
+/* A job with one prune experiment on `model` is refused at validation with
+ * `want` (and the experiment's path) in one line. */
+static void job_refused(const char *model, const char *experiment, const char *want) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
-    const char *job = "{\"name\":\"x\",\"dataset\":\"synthetic\",\"model\":\"conv-2\",\"train\":{\"iterations\":1},"
-                      "\"experiments\":[{\"kind\":\"prune\",\"method\":\"neuron_l1\",\"sparsity\":0.5,\"layers\":\"fc3\"}]}";
+    char job[512];
+    snprintf(job, sizeof job, "{\"name\":\"x\",\"dataset\":\"synthetic\",\"model\":\"%s\",\"train\":{\"iterations\":1},"
+             "\"experiments\":[{\"kind\":\"prune\",%s}]}", model, experiment);
     rf_job *j = NULL;
-    cr_assert_neq(rf_job_parse(&ctx, job, strlen(job), NULL, &j), RF_OK);
+    cr_assert_neq(rf_job_parse(&ctx, job, strlen(job), NULL, &j), RF_OK, "%s", job);
     cr_assert_not_null(strstr(rf_ctx_error(&ctx), "experiments[0]"), "%s", rf_ctx_error(&ctx));
-    cr_assert_not_null(strstr(rf_ctx_error(&ctx), "'fc3'"), "%s", rf_ctx_error(&ctx));
-    const char *nm = "{\"name\":\"x\",\"dataset\":\"synthetic\",\"model\":\"lenet-300-100\",\"train\":{\"iterations\":1},"
-                     "\"experiments\":[{\"kind\":\"prune\",\"method\":\"magnitude\",\"sparsity\":0.5,\"nm\":\"4:2\"}]}";
-    cr_assert_neq(rf_job_parse(&ctx, nm, strlen(nm), NULL, &j), RF_OK);
-    cr_assert_not_null(strstr(rf_ctx_error(&ctx), "N > M"), "%s", rf_ctx_error(&ctx));
+    cr_assert_not_null(strstr(rf_ctx_error(&ctx), want), "%s", rf_ctx_error(&ctx));
+    cr_assert_null(strchr(rf_ctx_error(&ctx), '\n'), "not one line: %s", rf_ctx_error(&ctx));
+}
+
+Test(struct_reject, at_validate_time) {
+    job_refused("conv-2", "\"method\":\"neuron_l1\",\"sparsity\":0.5,\"layers\":\"fc3\"", "'fc3'");
+    job_refused("lenet-300-100", "\"method\":\"magnitude\",\"sparsity\":0.5,\"nm\":\"4:2\"", "N > M");
+    job_refused("lenet-300-100", "\"method\":\"head\",\"sparsity\":0.5,\"layers\":\"fc1\"", "layer 'fc1' (linear) has none");
 }
 
 static rf_status run_prune(const char *json, rf_ctx *ctx) {
@@ -839,4 +873,101 @@ Test(struct_methods, excluding_a_layer_keeps_its_groups) {
     cr_assert_eq(cut2, 8, "half of stage 2's own 16 channels");
     cr_assert_eq(inner, 8, "half of a block's inner channels");
     rf_model_free(m);
+}
+
+/* prune by `method` at `rate` (scope layer unless global), slice, round-trip */
+static void slice_round_trip(const char *preset, const char *method, double rate, const char *layers) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_model *m = NULL, *s = NULL;
+    cr_assert_eq(rf_model_create(&ctx, preset, &m), RF_OK);
+    cr_assert_eq(rf_model_init(&ctx, m, 4), RF_OK);
+    random_stats(m);
+    rf_prune_cfg c = cfg_of(method, rate, RF_SCOPE_LAYER);
+    c.layers = layers;
+    cr_assert_eq(rf_prune_model(&ctx, m, &c, NULL), RF_OK, "%s", rf_ctx_error(&ctx));
+    long removed = 0;
+    cr_assert_eq(rf_model_slice(&ctx, m, &s, &removed), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_gt(removed, 0, "%s %s removed nothing", preset, method);
+    cr_assert_lt(s->n_params, m->n_params);
+    round_trip(s, 3);
+    rf_model_free(s);
+    rf_model_free(m);
+}
+
+Test(struct_ckpt, sliced_models_of_every_slicing_method_round_trip) {
+    slice_round_trip("resnet-20", "slimming", 0.4, NULL);
+    slice_round_trip("lenet-300-100", "neuron_l1", 0.5, NULL);
+    slice_round_trip("vit-tiny", "neuron_l1", 0.25, "blocks.*");   /* a smaller "mlp" in the spec */
+    slice_round_trip("conv-2", "filter_l1", 0.5, NULL);
+}
+
+/* Heads are masked, not sliced: the masked heads survive the checkpoint
+ * (dead q, k, v rows and proj columns) with the same logits. */
+Test(struct_ckpt, masked_heads_round_trip) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_model *m = build("{\"input\":[4,8],\"init\":\"pytorch\",\"layers\":[{\"type\":\"transformer\",\"name\":\"blk\",\"heads\":4,\"mlp\":16},"
+                        "{\"type\":\"mean_pool\"},{\"type\":\"linear\",\"name\":\"head\",\"out\":3}]}");
+    rf_dataset *d = token_data(32);
+    rf_prune_cfg c = cfg_of("head", 0.5, RF_SCOPE_LAYER);
+    c.batches = 1;
+    c.batch = 32;
+    cr_assert_eq(rf_prune_model(&ctx, m, &c, d), RF_OK, "%s", rf_ctx_error(&ctx));
+    int dead = 0;
+    for (int h = 0; h < 4; h++) dead += M(m, "blk.attn.proj.weight")[2 * h] == 0.0f;
+    cr_assert_eq(dead, 2);
+    round_trip(m, 2);
+    rf_dataset_free(d);
+    rf_model_free(m);
+}
+
+/* ---- refusals: one line, naming the layer, before any work ----------------------- */
+static void refused(rf_ctx *ctx, rf_status st, const char *want) {
+    cr_assert_eq(st, RF_ERR_INVALID, "expected a refusal with \"%s\"", want);
+    const char *e = rf_ctx_error(ctx);
+    cr_assert_not_null(strstr(e, want), "%s", e);
+    cr_assert_null(strchr(e, '\n'), "not one line: %s", e);
+}
+
+Test(struct_reject, every_method_on_a_layer_it_cannot_slice) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    struct { const char *preset, *method, *layers, *msg; } bad[] = {
+        {"conv-2", "neuron_l1", "fc3", "neuron_l1 cannot slice layer 'fc3' (linear): its outputs are the model's logits"},
+        {"conv-2", "neuron_l1", "conv1", "neuron_l1 removes linear output features; layer 'conv1' is conv2d (filter_l1 or slimming remove its channels)"},
+        {"conv-2", "filter_l1", "fc1", "filter_l1 removes conv2d output channels; layer 'fc1' is linear (neuron_l1 removes its features)"},
+        {"resnet-20", "filter_l1", "linear", "filter_l1 cannot slice layer 'linear' (linear): its outputs are the model's logits"},
+        {"resnet-20", "slimming", "linear", "slimming cannot slice layer 'linear' (linear): its outputs are the model's logits"},
+        {"vit-tiny", "filter_l1", "patch_embed", "the slicer does not narrow patch_embed layers"},
+        {"vit-tiny", "filter_l1", NULL, "filter_l1: no layer can be sliced"},
+        {"vit-tiny", "head", "head", "head prunes attention heads; layer 'head' (linear) has none"},
+        {"lenet-300-100", "head", NULL, "head prunes attention heads; no attention or transformer layer"},
+        {"lenet-300-100", "filter_l1", NULL, "filter_l1: no layer can be sliced (it removes conv2d output channels)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rf_model *m = NULL;
+        cr_assert_eq(rf_model_create(&ctx, bad[i].preset, &m), RF_OK);
+        rf_prune_cfg c = cfg_of(bad[i].method, 0.5, RF_SCOPE_LAYER);
+        c.layers = bad[i].layers;
+        refused(&ctx, rf_prune_struct_check(&ctx, m, &c), bad[i].msg);
+        rf_model_free(m);
+    }
+    /* what the checks accept */
+    rf_model *m = NULL;
+    cr_assert_eq(rf_model_create(&ctx, "vit-tiny", &m), RF_OK);
+    rf_prune_cfg c = cfg_of("head", 0.5, RF_SCOPE_LAYER);
+    c.layers = "blocks.1";
+    cr_assert_eq(rf_prune_struct_check(&ctx, m, &c), RF_OK, "%s", rf_ctx_error(&ctx));
+    rf_model_free(m);
+}
+
+/* The prune task refuses head on a model without attention when it prunes,
+ * before fine-tuning. */
+Test(struct_reject, head_in_the_task) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    refused(&ctx, run_prune("{\"kind\":\"prune\",\"data\":\"synthetic:64\",\"model\":\"lenet-300-100\",\"finetune_iterations\":0,"
+                            "\"method\":\"head\",\"sparsity\":0.5}", &ctx),
+            "no attention or transformer layer");
 }
