@@ -359,8 +359,9 @@ rf_status rf_report_html(rf_ctx *ctx, const cJSON *rep, char **out) {
         double v = rep_num(sum, keys[k]);
         if (isfinite(v) && (v > 0 || k < 2)) rf_buf_printf(&b, "<span class='%s'><b>%.0f</b> %s</span>", keys[k], v, keys[k]);
     }
-    if (isfinite(rep_num(sum, "best_accuracy")))
-        rf_buf_printf(&b, "<span>highest test accuracy <b>%.2f%%</b></span>", rep_num(sum, "best_accuracy") * 100);
+    if (isfinite(rep_num(sum, "best_val_accuracy")))
+        rf_buf_printf(&b, "<span>best on validation <b>%.2f%%</b>, its test accuracy <b>%.2f%%</b></span>",
+                      rep_num(sum, "best_val_accuracy") * 100, rep_num(sum, "test_accuracy_at_best_val") * 100);
     rf_buf_printf(&b, "</div>\n");
     runs_html(&b, rep_get(rep, "runs"), compare);
     engines_html(&b, tasks);

@@ -453,7 +453,7 @@ static void add_setting_columns(const src_ctx *sc, cJSON *cols) {
 
 /* The rows of one source appended to tasks; its runs to runs; counts. */
 static rf_status add_source(rf_ctx *ctx, const rf_report_source *src, int compare, cJSON *tasks, cJSON *runs,
-                            cJSON *cols, int counts[ST_COUNT_], double *best) {
+                            cJSON *cols, int counts[ST_COUNT_], double best[2]) {
     rf_job *owned = NULL;
     const rf_job *job = src->job;
     if (!job) {
@@ -486,8 +486,11 @@ static rf_status add_source(rf_ctx *ctx, const rf_report_source *src, int compar
         cJSON *row = set ? make_row(&sc, i, set, met) : NULL;
         cJSON_Delete(met);
         if (!row) { cJSON_Delete(set); st = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); break; }
-        double acc = rep_num(row, "accuracy");
-        if (isfinite(acc) && acc > *best) *best = acc;
+        /* the headline is chosen on the validation split, never the test
+         * split: the task with the best validation accuracy, and its test
+         * accuracy beside it (issue 20) */
+        double val = rep_num(row, "val_accuracy"), acc = rep_num(row, "accuracy");
+        if (isfinite(val) && val >= 0 && isfinite(acc) && val > best[0]) { best[0] = val; best[1] = acc; }
         cJSON_AddItemToArray(tasks, row);
     }
     rf_job_labels_free(labels);
@@ -502,11 +505,11 @@ rf_status rf_report_build_sources(rf_ctx *ctx, const rf_report_source *src, int 
           *sweeps = cJSON_CreateArray();
     rf_status st = (!rep || !tasks || !runs || !cols || !sweeps) ? rf_error(ctx, RF_ERR_NOMEM, "out of memory") : RF_OK;
     int counts[ST_COUNT_] = {0};
-    double best = -1;
+    double best[2] = {-1, -1};   /* best validation accuracy, the test accuracy of that task */
     char name[512] = "";
     for (int s = 0; !st && s < n; s++) {
         int before = cJSON_GetArraySize(tasks);
-        st = add_source(ctx, &src[s], n > 1, tasks, runs, cols, counts, &best);
+        st = add_source(ctx, &src[s], n > 1, tasks, runs, cols, counts, best);
         if (st) break;
         const cJSON *first = cJSON_GetArrayItem(tasks, before);
         const char *sw = src[s].sweep ? src[s].sweep : first ? rep_str(first, "sweep") : "";
@@ -523,7 +526,10 @@ rf_status rf_report_build_sources(rf_ctx *ctx, const rf_report_source *src, int 
         cJSON *sum = cJSON_AddObjectToObject(rep, "summary");
         cJSON_AddNumberToObject(sum, "total", cJSON_GetArraySize(tasks));
         for (int k = 0; k < ST_COUNT_; k++) cJSON_AddNumberToObject(sum, st_names[k], counts[k]);
-        if (best >= 0) cJSON_AddNumberToObject(sum, "best_accuracy", best);
+        if (best[0] >= 0) {
+            cJSON_AddNumberToObject(sum, "best_val_accuracy", best[0]);
+            cJSON_AddNumberToObject(sum, "test_accuracy_at_best_val", best[1]);
+        }
         /* Slurm metadata at the top level: the latest run's (restart_count
          * says how often it was requeued); every run's under "runs" */
         const cJSON *last = NULL;
