@@ -14,6 +14,7 @@
 #include "raffle/gemm.h"
 #include "raffle/kernels.h"
 #include "raffle/nn.h"
+#include "raffle/threads.h"
 
 /* ---- per-layer profile ------------------------------------------------------ */
 typedef struct prof {
@@ -27,6 +28,11 @@ typedef struct prof {
 /* One thread: the thread's CPU time (other users of the machine do not
  * count); more: wall-clock time. */
 static int prof_threads = 1;
+static double prof_wall(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 static double prof_now(void) {
     struct timespec ts;
     clock_gettime(prof_threads > 1 ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -134,6 +140,162 @@ static int profile(const char *name, int batch, int steps, int threads) {
     return 0;
 }
 
+/* ---- threads profile ---------------------------------------------------------
+ * `threads NAME [BATCH [STEPS [THREADS]]]`: where a step's time goes on more
+ * than one thread, in thread CPU time (rf_pool_profile), so it holds on a
+ * busy machine: per layer (forward, backward), the loss, zero_grad and the
+ * optimizer, the caller's serial time (outside the pool's jobs) and the
+ * jobs' span (their longest part); with the 1-thread CPU time of the same
+ * steps, T1 / (serial + span) is the speed-up a machine with a free core
+ * per thread would show, less the jobs' start and join (counted). */
+typedef struct tprof {
+    rf_pool *pool;
+    int n;
+    double *ser, *spn, *one;   /* [2n]: forward i, backward n + i */
+    rf_pool_stats last;
+    double last1;              /* thread CPU clock at the previous hook (1 thread) */
+    int idx, on;               /* slot of the code since the previous hook */
+} tprof;
+
+static double thread_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Charges the time since the previous mark to slot tp->idx, then moves on
+ * to slot next. */
+static void tmark(tprof *tp, int next) {
+    rf_pool_stats st;
+    rf_pool_stats_get(tp->pool, &st);
+    double c = thread_cpu();
+    if (tp->on && tp->idx >= 0) {
+        tp->ser[tp->idx] += st.serial_s - tp->last.serial_s;
+        tp->spn[tp->idx] += st.span_s - tp->last.span_s;
+        tp->one[tp->idx] += c - tp->last1;
+    }
+    tp->last = st;
+    tp->last1 = c;
+    tp->idx = next;
+}
+
+/* Forward: called after layer i; backward: before layer i (the slot that
+ * ends is the previous layer's backward). */
+static rf_status tprof_hook(void *ud, int layer, int backward, float *data, size_t n) {
+    (void)data; (void)n;
+    tprof *tp = ud;
+    if (!backward) {
+        tp->idx = layer;
+        tmark(tp, -1);
+    } else {
+        tmark(tp, tp->n + layer);
+    }
+    return RF_OK;
+}
+
+enum { TP_LOSS, TP_ZERO, TP_OPT, TP_EXTRA };
+
+static int threads_profile(const char *name, int batch, int steps, int threads) {
+    rf_kernels_init();
+    double *t1 = NULL;   /* the 1-thread run's CPU time per slot */
+    tprof tp = {0};
+    for (int run = 0; run < 2; run++) {
+        rf_ctx ctx;
+        rf_ctx_init(&ctx);
+        ctx.engine.v[RF_ENGINE_THREADS] = run ? threads : 1;
+        rf_model *m = NULL;
+        rf_optim o;
+        memset(&o, 0, sizeof o);
+        rf_status s = rf_gemm_attach(&ctx);
+        if (s == RF_OK) s = rf_model_create(&ctx, name, &m);
+        if (s == RF_OK) s = rf_model_init(&ctx, m, 1);
+        rf_optim_cfg cfg;
+        rf_optim_cfg_default(&cfg, RF_OPT_ADAM);
+        if (s == RF_OK) s = rf_optim_init(&ctx, &o, &cfg, m->n_params);
+        if (s != RF_OK) { fprintf(stderr, "probe: %s\n", rf_ctx_error(&ctx)); return 1; }
+        size_t in = (size_t)m->input.d[0] * m->input.d[1] * m->input.d[2];
+        int classes = m->layers[m->n_layers - 1].out_size, L = m->n_layers, slots = 2 * L + TP_EXTRA;
+        float *x = malloc((size_t)batch * in * sizeof(float)), *dl = malloc((size_t)batch * classes * sizeof(float));
+        int32_t *y = malloc((size_t)batch * sizeof(int32_t));
+        tp = (tprof){ctx.engine.pool, L, calloc((size_t)slots, sizeof(double)), calloc((size_t)slots, sizeof(double)),
+                     calloc((size_t)slots, sizeof(double)), {0}, 0, -1, 0};
+        if (!x || !dl || !y || !tp.ser || !tp.spn || !tp.one) { fprintf(stderr, "probe: out of memory\n"); return 1; }
+        rf_rng g;
+        rf_rng_init(&g, 7, 0);
+        for (size_t i = 0; i < (size_t)batch * in; i++) x[i] = rf_rng_normal(&g);
+        for (int i = 0; i < batch; i++) y[i] = (int32_t)(rf_rng_u32(&g) % (uint32_t)classes);
+        m->hook = tprof_hook;
+        m->hook_ud = &tp;
+        rf_pool_stats st0 = {0}, st1 = {0};
+        double c0 = 0, w0 = 0, c1 = 0, w1 = 0;
+        for (int it = -2; it < steps && s == RF_OK; it++) {   /* two untimed warm-up steps */
+            if (it == 0) {
+                rf_pool_profile(ctx.engine.pool, 1);
+                tp.on = 1;
+                rf_pool_stats_get(ctx.engine.pool, &st0);
+                c0 = thread_cpu();
+                w0 = prof_wall();
+            }
+            tp.idx = 2 * L + TP_ZERO;
+            tmark(&tp, 2 * L + TP_ZERO);
+            rf_model_zero_grad_on(&ctx, m);   /* as the training loop (src/nn/train.c) */
+            tmark(&tp, 0);
+            const float *logits;
+            s = rf_model_forward(&ctx, m, x, batch, 1, &logits);
+            tmark(&tp, 2 * L + TP_LOSS);
+            if (s == RF_OK) rf_loss_xent(logits, y, batch, classes, 0.0f, dl);
+            tmark(&tp, 2 * L - 1);
+            if (s == RF_OK) s = rf_model_backward(&ctx, m, dl);
+            tmark(&tp, 2 * L + TP_OPT);
+            rf_optim_step(&o, m, 1e-3f);
+            tmark(&tp, -1);
+        }
+        if (s != RF_OK) { fprintf(stderr, "probe: %s\n", rf_ctx_error(&ctx)); return 1; }
+        rf_pool_stats_get(ctx.engine.pool, &st1);
+        c1 = thread_cpu();
+        w1 = prof_wall();
+        if (!run) {
+            t1 = tp.one;
+            tp.one = NULL;
+            printf("%s: batch %d, %d steps, %s; 1 thread: %.2f ms CPU a step\n", name, batch, steps,
+                   rf_isa_name(rf_kernels_isa()), 1e3 * (c1 - c0) / steps);
+        } else {
+            double ser = (st1.serial_s - st0.serial_s) / steps, spn = (st1.span_s - st0.span_s) / steps;
+            double wrk = (st1.work_s - st0.work_s) / steps, wt = (st1.wait_s - st0.wait_s) / steps, T1 = 0;
+            for (int i = 0; i < slots; i++) T1 += t1[i] / steps;
+            printf("%d threads: serial %.2f ms + span %.2f ms = %.2f ms a step (parts' work %.2f ms, caller's wait %.2f ms); "
+                   "%.1f jobs and %.2f sleeps a step; wall %.2f ms a step\n",
+                   threads, 1e3 * ser, 1e3 * spn, 1e3 * (ser + spn), 1e3 * wrk, 1e3 * wt,
+                   (double)(st1.jobs - st0.jobs) / steps, (double)(st1.sleeps - st0.sleeps) / steps, 1e3 * (w1 - w0) / steps);
+            printf("speed-up bound (1-thread CPU %.2f ms / (serial + span)): %.2fx; work efficiency %.2f\n", 1e3 * T1,
+                   T1 / (ser + spn), T1 / (ser + wrk));
+            printf("%-28s %-10s %9s %9s %9s %9s %9s\n", "slot", "type", "1t_ms", "serial_ms", "span_ms", "speedup", "lost_ms");
+            for (int i = 0; i < slots; i++) {
+                char label[64];
+                const char *type = "";
+                if (i < 2 * L) {
+                    snprintf(label, sizeof label, "%s %s", m->layers[i % L].name, i < L ? "fwd" : "bwd");
+                    type = rf_layer_type_name(m->layers[i % L].type);
+                } else {
+                    snprintf(label, sizeof label, "%s", i == 2 * L + TP_LOSS ? "loss" : i == 2 * L + TP_ZERO ? "zero_grad" : "optimizer (adam)");
+                }
+                double a = t1[i] / steps, b = tp.ser[i] / steps, c = tp.spn[i] / steps;
+                if (a < 1e-5 && b + c < 1e-5) continue;
+                /* lost: what this slot adds over a perfect split of its 1-thread time */
+                printf("%-28.28s %-10.10s %9.3f %9.3f %9.3f %8.2fx %9.3f\n", label, type, 1e3 * a, 1e3 * b, 1e3 * c,
+                       b + c > 0 ? a / (b + c) : 0.0, 1e3 * (b + c - a / threads));
+            }
+            free(t1);
+        }
+        (void)c0; (void)w0;
+        free(x); free(dl); free(y); free(tp.ser); free(tp.spn); free(tp.one);
+        rf_optim_free(&o);
+        rf_model_free(m);
+        rf_gemm_detach(&ctx);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "spec") == 0) {
         const char *spec = rf_model_preset(argv[2]);
@@ -157,6 +319,9 @@ int main(int argc, char **argv) {
     }
     if (argc >= 3 && strcmp(argv[1], "layers") == 0)
         return profile(argv[2], argc >= 4 ? atoi(argv[3]) : 128, argc >= 5 ? atoi(argv[4]) : 5, argc >= 6 ? atoi(argv[5]) : 1);
-    fprintf(stderr, "usage: probe spec NAME | probe params NAME | probe peak [SECONDS] | probe layers NAME [BATCH [STEPS [THREADS]]]\n");
+    if (argc >= 3 && strcmp(argv[1], "threads") == 0)
+        return threads_profile(argv[2], argc >= 4 ? atoi(argv[3]) : 128, argc >= 5 ? atoi(argv[4]) : 10,
+                               argc >= 6 ? atoi(argv[5]) : 2);
+    fprintf(stderr, "usage: probe spec NAME | probe params NAME | probe peak [SECONDS] | probe layers NAME [BATCH [STEPS [THREADS]]] | probe threads NAME [BATCH [STEPS [THREADS]]]\n");
     return 2;
 }

@@ -46,6 +46,29 @@ typedef void (*rf_pool_fn)(void *arg, int t, int n);
  * runs here). arg is borrowed for the duration of the call. */
 void rf_pool_run(rf_pool *p, int n, rf_pool_fn fn, void *arg);
 
+/* Profile counters (bench/train/probe threads): where a step's time goes
+ * when it runs on more than one thread. All times are thread CPU time
+ * (CLOCK_THREAD_CPUTIME_ID), so other users of a shared machine, which take
+ * cores away from the threads, do not count: serial_s + span_s is the
+ * step's time on a machine with a core for every thread (less the start
+ * and join of the jobs, which `jobs` counts). */
+typedef struct rf_pool_stats {
+    long long jobs;   /* rf_pool_run calls that ran on more than one thread */
+    double serial_s;  /* the caller's CPU time between those calls */
+    double span_s;    /* the sum over those jobs of their longest part */
+    double work_s;    /* the sum over those jobs of all their parts */
+    double wait_s;    /* the caller's CPU time waiting for the workers */
+    long long sleeps; /* times a thread's spin ran out and it slept */
+} rf_pool_stats;
+/* Turns the counters on (zeroed; serial time counts from here) or off.
+ * While on, every part of a job reads the thread CPU clock twice (about a
+ * microsecond a job): a profiling mode, off by default. Not during a job;
+ * p may be NULL (then nothing happens). */
+void rf_pool_profile(rf_pool *p, int on);
+/* The counters so far (all zero for NULL or when never turned on); the
+ * serial time runs up to this call. */
+void rf_pool_stats_get(const rf_pool *p, rf_pool_stats *out);
+
 /* The default thread count for a task: SLURM_CPUS_PER_TASK when it is set
  * to a number in [1, RF_POOL_MAX] (a Slurm allocation), else 1. The caller
  * records the value it uses with the task's results. */

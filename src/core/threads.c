@@ -46,6 +46,13 @@ struct rf_pool {
     atomic_int sleepers;     /* workers asleep (or about to be) on work_cv */
     atomic_int done_waiting; /* the caller asleep (or about to be) on done_cv */
     atomic_int stop;
+    /* rf_pool_profile: counters, each part's CPU time of the current job
+     * (a cache line each: the parts write them at the same time) */
+    int prof;
+    rf_pool_stats st;
+    double last_exit;              /* caller's CPU clock when the last job ended */
+    atomic_llong sleeps;
+    struct part_time { double s; char pad[56]; } *part;
 };
 
 typedef struct worker_arg { rf_pool *p; int w; } worker_arg;
@@ -54,6 +61,20 @@ static long now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Part t of the current job, timed when the pool profiles. */
+static void run_part(rf_pool *p, int t) {
+    if (!p->prof) { p->fn(p->arg, t, p->n); return; }
+    double t0 = cpu_now();
+    p->fn(p->arg, t, p->n);
+    p->part[t].s = cpu_now() - t0;
 }
 
 /* Spins until *a != v or SPIN_NS pass; returns the last value read. */
@@ -77,6 +98,7 @@ static void *worker_main(void *varg) {
         if (g == seen) {
             pthread_mutex_lock(&p->mu);
             atomic_fetch_add(&p->sleepers, 1);
+            atomic_fetch_add(&p->sleeps, 1);
             while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->work_cv, &p->mu);
             atomic_fetch_sub(&p->sleepers, 1);
             pthread_mutex_unlock(&p->mu);
@@ -86,7 +108,7 @@ static void *worker_main(void *varg) {
         /* Every worker acknowledges every job, taking part or not: the
          * caller returns only when all have seen this generation, so none
          * can still be looking at it when the next job's fields are written. */
-        if (wa.w < p->n) p->fn(p->arg, wa.w, p->n);
+        if (wa.w < p->n) run_part(p, wa.w);
         if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->done_waiting)) {
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done_cv);
@@ -123,6 +145,7 @@ rf_status rf_pool_create(rf_ctx *ctx, int threads, rf_pool **out) {
     atomic_init(&p->sleepers, 0);
     atomic_init(&p->done_waiting, 0);
     atomic_init(&p->stop, 0);
+    atomic_init(&p->sleeps, 0);
     for (int w = 1; w < threads; w++) {
         worker_arg *wa = rf_malloc(sizeof *wa);
         int rc = wa ? 0 : ENOMEM;
@@ -146,6 +169,7 @@ rf_status rf_pool_create(rf_ctx *ctx, int threads, rf_pool **out) {
 void rf_pool_free(rf_pool *p) {
     if (!p) return;
     if (p->threads > 1) stop_workers(p, p->threads - 1);
+    rf_free(p->part);
     pthread_cond_destroy(&p->work_cv);
     pthread_cond_destroy(&p->done_cv);
     pthread_mutex_destroy(&p->mu);
@@ -172,12 +196,18 @@ void rf_pool_run(rf_pool *p, int n, rf_pool_fn fn, void *arg) {
         pthread_cond_broadcast(&p->work_cv);
         pthread_mutex_unlock(&p->mu);
     }
-    fn(arg, 0, n);
+    double c0 = 0.0;
+    if (p->prof) {
+        c0 = cpu_now();
+        p->st.serial_s += c0 - p->last_exit;
+    }
+    run_part(p, 0);
     long t0 = now_ns();
     for (int i = 0; atomic_load(&p->pending) > 0; i++) {
         if ((i & 255) == 255 && now_ns() - t0 > SPIN_NS) {
             pthread_mutex_lock(&p->mu);
             atomic_store(&p->done_waiting, 1);
+            atomic_fetch_add(&p->sleeps, 1);
             while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done_cv, &p->mu);
             atomic_store(&p->done_waiting, 0);
             pthread_mutex_unlock(&p->mu);
@@ -185,6 +215,38 @@ void rf_pool_run(rf_pool *p, int n, rf_pool_fn fn, void *arg) {
         }
         CPU_RELAX();
     }
+    if (p->prof) {
+        double end = cpu_now(), span = 0.0, work = 0.0;
+        for (int t = 0; t < n; t++) {
+            span = p->part[t].s > span ? p->part[t].s : span;
+            work += p->part[t].s;
+        }
+        p->st.jobs++;
+        p->st.span_s += span;
+        p->st.work_s += work;
+        p->st.wait_s += end - c0 - p->part[0].s;
+        p->last_exit = end;
+    }
+}
+
+void rf_pool_profile(rf_pool *p, int on) {
+    if (!p) return;
+    if (on && !p->part && p->threads > 1) {
+        p->part = rf_aligned_alloc(64, (size_t)p->threads * sizeof *p->part);
+        if (!p->part) return;   /* no counters: the stats stay zero */
+    }
+    memset(&p->st, 0, sizeof p->st);
+    atomic_store(&p->sleeps, 0);
+    p->last_exit = cpu_now();
+    p->prof = on && p->part;
+}
+
+void rf_pool_stats_get(const rf_pool *p, rf_pool_stats *out) {
+    memset(out, 0, sizeof *out);
+    if (!p || !p->prof) return;
+    *out = p->st;
+    out->serial_s += cpu_now() - p->last_exit;
+    out->sleeps = atomic_load(&p->sleeps);
 }
 
 int rf_pool_default_threads(void) {
