@@ -290,6 +290,8 @@ rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, 
 /* dlogits: [batch, K]. Accumulates into m->grads (call rf_model_zero_grad first). */
 rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits);
 void      rf_model_zero_grad(rf_model *m);
+/* The same over ctx's threads (rf_ctx.engine.pool; ctx NULL: this thread). */
+void      rf_model_zero_grad_on(const rf_ctx *ctx, rf_model *m);
 /* Output of layer i from the last forward: [batch, out_size]; NULL when i is
  * out of range or the forward kept that output only feature-major (inside a
  * feature-major run: rf_layer.out_feat). */

@@ -262,6 +262,9 @@ static inline void rf_nn_span_aligned(size_t len, size_t unit, int t, int n, siz
  * not read them) over [0, n), split over e's threads in 64-byte units. */
 typedef void (*rf_nn_ew_fn)(float *y, const float *a, const float *b, size_t n);
 void rf_nn_ew(const rf_engine *e, rf_nn_ew_fn f, float *y, const float *a, const float *b, size_t n);
+/* y[0 .. n) = 0 over e's threads (the step's gradient buffers: tens of MB
+ * for a conv net, a memory-bound pass that one thread would do alone). */
+void rf_nn_zero(const rf_engine *e, float *y, size_t n);
 
 /* ---- vectorised loops -------------------------------------------------------
  * Element-wise loops are compiled once per ISA (AVX-512, AVX2+FMA, baseline

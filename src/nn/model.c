@@ -333,13 +333,13 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
         m->dacts = alloc_floats(m->acts_numel);
         if (!m->dacts) return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for activation gradients");
     } else {
-        memset(m->dacts, 0, m->acts_numel * sizeof(float));
+        rf_nn_zero(&ctx->engine, m->dacts, m->acts_numel);
     }
     size_t in_numel = (size_t)m->batch * m->input.d[0] * m->input.d[1] * m->input.d[2];
     if (m->input_grad) {
         if (!m->dinput) m->dinput = alloc_floats((size_t)m->max_batch * m->input.d[0] * m->input.d[1] * m->input.d[2]);
         if (!m->dinput) return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for the input gradient");
-        memset(m->dinput, 0, in_numel * sizeof(float));
+        rf_nn_zero(&ctx->engine, m->dinput, in_numel);
     }
     /* The gradient of an activation is computed only if something upstream
      * uses it: a layer with parameters at or before it on some path, or the
@@ -377,7 +377,10 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
     return st;
 }
 
-void rf_model_zero_grad(rf_model *m) { memset(m->grads, 0, m->n_params * sizeof(float)); }
+void rf_model_zero_grad(rf_model *m) { rf_model_zero_grad_on(NULL, m); }
+void rf_model_zero_grad_on(const rf_ctx *ctx, rf_model *m) {
+    rf_nn_zero(ctx ? &ctx->engine : NULL, m->grads, m->n_params);
+}
 
 float *rf_model_layer_output(rf_model *m, int i) {
     if (!m->acts || i < 0 || i >= m->n_layers || m->layers[i].out_feat) return NULL;

@@ -3,6 +3,8 @@
 #include "nn/layers.h"
 #include "raffle/gemm.h"
 
+#include <string.h>
+
 int rf_nn_threads(const rf_engine *e) {
     /* OpenBLAS (gemm=openblas, a comparison backend) runs its own threads
      * and is not called from several at once here. */
@@ -42,3 +44,10 @@ void rf_nn_ew(const rf_engine *e, rf_nn_ew_fn f, float *y, const float *a, const
     if (parts <= 1) { f(y, a, b, n); return; }
     rf_nn_par(e, parts, ew_part, &j);
 }
+
+static void zero_ew(float *y, const float *a, const float *b, size_t n) {
+    (void)a; (void)b;
+    memset(y, 0, n * sizeof(float));
+}
+
+void rf_nn_zero(const rf_engine *e, float *y, size_t n) { rf_nn_ew(e, zero_ew, y, NULL, NULL, n); }

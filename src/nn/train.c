@@ -340,7 +340,7 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
             if (!isfinite(loss)) return nan_error(ctx, m, step, loss);
             *csum += loss;   /* before the hooks: a state saved after this step includes it */
             (*cn)++;
-            rf_model_zero_grad(m);
+            rf_model_zero_grad_on(ctx, m);
             RF_TRY(rf_model_backward(ctx, m, L->dlogits));
             if (cfg->bn_l1 > 0.0f) RF_TRY(rf_model_bn_l1(ctx, m, cfg->bn_l1));
             if (hooks && hooks->after_backward) RF_TRY(hooks->after_backward(hooks->ud, m, step));
