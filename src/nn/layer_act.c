@@ -166,11 +166,13 @@ static rf_status dropout_forward(const rf_nn_run *r) {
 static void copy_v(float *y, const float *x, size_t n) { memcpy(y, x, n * sizeof(float)); }
 rf_status rf_nn_feat_copy(const rf_nn_feat *f) { feat_apply(f, copy_v); return RF_OK; }
 
+static void add_ew(float *y, const float *a, const float *b, size_t n) { (void)b; add_v(y, a, n); }
+static void mul_add_ew(float *y, const float *a, const float *b, size_t n) { mul_add_v(y, a, b, n); }
 static void dropout_backward(const rf_nn_run *r) {
     if (!r->din) return;
     size_t n = numel(r);
-    if (!r->training || r->L->fp[0] == 0.0f) { rf_nn_add(r->din, r->dout, n); return; }
-    rf_nn_mul_add(r->din, r->dout, r->save, n);
+    if (!r->training || r->L->fp[0] == 0.0f) rf_nn_ew(r->eng, add_ew, r->din, r->dout, NULL, n);
+    else rf_nn_ew(r->eng, mul_add_ew, r->din, r->dout, r->save, n);
 }
 
 static const char *const dropout_keys[] = {"p", NULL};
