@@ -439,9 +439,13 @@ static void do_block(const rf_gemm *g, const gemm_op *o, int m0, int m1, int n0,
 }
 
 /* ---- threads: a static grid of C rectangles -------------------------------- */
-/* Below this many multiply-adds a product runs on one thread: waking a
- * second costs about a microsecond even when it spins. */
-#define MT_MIN_WORK (1L << 20)
+/* Multiply-adds a part gets at least (so a product below twice this runs on
+ * one thread): 2^18 is 2-3 us of work, against well under a microsecond to
+ * start and join a spinning worker. The output layers of the batch-128
+ * training steps (mlp-1200x2's 1200x10, vit-tiny's head: ~1.5M
+ * multiply-adds a product) split; with 2^20 they ran on one thread, 5% of
+ * mlp-1200x2's 2-thread step (bench/train/probe threads). */
+#define MT_MIN_WORK (1L << 18)
 
 typedef struct grid { int tm, tn; } grid;
 
