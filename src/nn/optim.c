@@ -264,8 +264,8 @@ typedef struct step_job {
     const rf_optim *o;
     float *params;
     const float *grads, *mask;
-    double *sums;    /* one per block (sumsq pass) */
-    int pass;        /* 0: block sums of g², 1: the update */
+    double *sums;    /* one per block (passes 0 and 2) */
+    int pass;        /* 0: block sums of g², 1: the update, 2: both (no clipping: the norm is only returned) */
 } step_job;
 
 static void step_part(void *arg, int t, int n) {
@@ -276,13 +276,12 @@ static void step_part(void *arg, int t, int n) {
     for (size_t b = b0; b < b1; b++) {
         size_t i = b * SUMSQ_BLOCK, len = N - i < SUMSQ_BLOCK ? N - i : SUMSQ_BLOCK;
         const float *mk = j->mask ? j->mask + i : NULL;
-        if (j->pass == 0) {
-            j->sums[b] = j->K->sumsq(j->grads + i, mk, len);
-        } else if (j->o->cfg.type == RF_OPT_SGD) {
+        if (j->pass != 1) j->sums[b] = j->K->sumsq(j->grads + i, mk, len);
+        if (j->pass == 0) continue;
+        if (j->o->cfg.type == RF_OPT_SGD)
             j->K->sgd(j->k, j->params + i, j->grads + i, j->o->m ? j->o->m + i : NULL, mk, len);
-        } else {
+        else
             j->K->adam(j->k, j->params + i, j->grads + i, j->o->m + i, j->o->v + i, mk, len);
-        }
     }
 }
 
@@ -290,34 +289,42 @@ float rf_optim_step(rf_optim *o, rf_model *m, float lr) {
     return rf_optim_step_flat(o, m->params, m->grads, m->masks, lr);
 }
 
+/* The gradient norm from the block sums (in block order), or, without
+ * memory for them, from the same blocks summed here. */
+static double block_norm(const struct optim_kernels *K, const rf_optim *o, const float *grads, const float *mask,
+                         const double *sums, size_t nb) {
+    double sq = 0.0;
+    for (size_t b = 0; b < nb; b++) {
+        size_t i = b * SUMSQ_BLOCK, len = o->n - i < SUMSQ_BLOCK ? o->n - i : SUMSQ_BLOCK;
+        sq += sums ? sums[b] : K->sumsq(grads + i, mask ? mask + i : NULL, len);
+    }
+    return sqrt(sq);
+}
+
 float rf_optim_step_flat(rf_optim *o, float *params, const float *grads, const float *mask, float lr) {
     const struct optim_kernels *K = &optim_kernels[rf_kernels_isa()];
     const size_t nb = (o->n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
-    /* at least 4 blocks a part: below that the step is too short to split */
-    int parts = (int)(nb / 4) < rf_pool_threads(o->pool) ? (int)(nb / 4) : rf_pool_threads(o->pool);
+    /* whole blocks a part (64K entries: tens of microseconds each) */
+    int parts = (int)nb < rf_pool_threads(o->pool) ? (int)nb : rf_pool_threads(o->pool);
     if (parts < 1) parts = 1;
+    rf_pool *pool = parts > 1 ? o->pool : NULL;
     enum { STACK = 256 };
     double stack_sums[STACK], *sums = nb <= STACK ? stack_sums : rf_malloc(nb * sizeof(double));
     step_job j = {K, NULL, o, params, grads, mask, sums, 0};
     /* Gradient norm over the entries that can move (mask 1): a pruned entry's
      * gradient changes no weight, so it must not shrink the others' clipped
-     * step. Accumulated in double. */
-    double sq = 0.0;
-    if (sums) {
-        rf_pool_run(parts > 1 ? o->pool : NULL, parts, step_part, &j);
-        for (size_t b = 0; b < nb; b++) sq += sums[b];
-        if (sums != stack_sums) rf_free(sums);
-    } else {   /* no memory for the block sums: the same blocks, here */
-        for (size_t b = 0; b < nb; b++) {
-            size_t i = b * SUMSQ_BLOCK, len = o->n - i < SUMSQ_BLOCK ? o->n - i : SUMSQ_BLOCK;
-            sq += K->sumsq(grads + i, mask ? mask + i : NULL, len);
-        }
+     * step. Accumulated in double. Clipping needs it before the update (a
+     * pass of its own); otherwise it is only returned, and each block's sum
+     * is taken in the update's pass, while the block is in cache. */
+    const int clip = o->cfg.clip_norm > 0.0f;
+    double norm = 0.0;
+    if (clip) {
+        if (sums) rf_pool_run(pool, parts, step_part, &j);
+        norm = block_norm(K, o, grads, mask, sums, nb);
     }
-    double norm = sqrt(sq);
     /* torch.nn.utils.clip_grad_norm_: scale = max_norm / (norm + 1e-6) if it is < 1 */
     float scale = 1.0f;
-    if (o->cfg.clip_norm > 0.0f && norm > o->cfg.clip_norm)
-        scale = (float)(o->cfg.clip_norm / (norm + 1e-6));
+    if (clip && norm > o->cfg.clip_norm) scale = (float)(o->cfg.clip_norm / (norm + 1e-6));
     o->t++;
     upd_k k = {.lr = lr, .scale = scale, .wd = o->cfg.weight_decay, .mu = o->cfg.momentum,
                .b1 = o->cfg.beta1, .b2 = o->cfg.beta2, .eps = o->cfg.eps, .nesterov = o->cfg.nesterov,
@@ -330,8 +337,10 @@ float rf_optim_step_flat(rf_optim *o, float *params, const float *grads, const f
         if (k.decoupled) k.wd = 0.0f;
     }
     j.k = &k;
-    j.pass = 1;
-    rf_pool_run(parts > 1 ? o->pool : NULL, parts, step_part, &j);
+    j.pass = clip || !sums ? 1 : 2;
+    rf_pool_run(pool, parts, step_part, &j);
+    if (!clip) norm = block_norm(K, o, grads, mask, sums, nb);
+    if (sums != stack_sums) rf_free(sums);
     return (float)norm;
 }
 

@@ -5,10 +5,12 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "raffle/ckpt.h"
 #include "raffle/train.h"
+#include "raffle/gemm.h"
 #include "raffle/kernels.h"
 
 /* ---- double-precision references --------------------------------------- */
@@ -265,6 +267,57 @@ Test(optim, simd_variants_match_scalar_bit_for_bit) {
         }
     }
     rf_kernels_force(rf_kernels_cpu_isa());
+}
+
+/* The step over threads (optim.c: whole 64K-entry blocks a part): 1, 2 and
+ * 3 threads give the same parameters and the same returned norm, for SGD,
+ * Adam and AdamW, masked or not, with the norm in a pass of its own
+ * (clipping) and taken in the update's pass (no clipping); and the two
+ * passes' norm is the fused one's, bit for bit (clipping that never
+ * scales). 5 blocks and a tail: parts of unequal block counts. */
+Test(optim, threads_give_the_same_bytes) {
+    enum { N = 5 * 65536 + 77, STEPS = 3 };
+    float *p0 = malloc(N * sizeof(float)), *g = malloc(N * sizeof(float)), *mask = malloc(N * sizeof(float));
+    float *out[3];
+    cr_assert(p0 && g && mask);
+    rf_rng r; rf_rng_init(&r, 12, 0);
+    for (int i = 0; i < N; i++) { p0[i] = rf_rng_normal(&r); mask[i] = rf_rng_uniform(&r) < 0.2f ? 0.0f : 1.0f; }
+    for (int variant = 0; variant < 8; variant++) {
+        rf_optim_cfg c; rf_optim_cfg_default(&c, variant % 4 == 0 ? RF_OPT_SGD : variant % 4 == 3 ? RF_OPT_ADAMW : RF_OPT_ADAM);
+        c.weight_decay = 0.01f;
+        c.clip_norm = variant < 4 ? 0.0f : variant == 5 ? 1e30f : 0.5f;
+        float norms[3][STEPS];
+        for (int t = 0; t < 3; t++) {
+            rf_ctx ctx; rf_ctx_init(&ctx);
+            ctx.engine.v[RF_ENGINE_THREADS] = t + 1;
+            cr_assert_eq(rf_gemm_attach(&ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+            out[t] = malloc(N * sizeof(float));
+            cr_assert_not_null(out[t]);
+            memcpy(out[t], p0, N * sizeof(float));
+            rf_model m; fake_model(&m, out[t], g, variant == 2 ? NULL : mask, N);
+            rf_optim o;
+            cr_assert_eq(rf_optim_init(&ctx, &o, &c, N), RF_OK);
+            rf_rng gr; rf_rng_init(&gr, 13, 0);
+            for (int s = 0; s < STEPS; s++) {
+                for (int i = 0; i < N; i++) g[i] = rf_rng_normal(&gr);
+                norms[t][s] = rf_optim_step(&o, &m, c.lr);
+            }
+            rf_optim_free(&o);
+            rf_gemm_detach(&ctx);
+        }
+        for (int t = 1; t < 3; t++) {
+            cr_assert_eq(memcmp(out[0], out[t], N * sizeof(float)), 0, "variant %d: %d threads differ from 1", variant, t + 1);
+            cr_assert_eq(memcmp(norms[0], norms[t], sizeof norms[0]), 0, "variant %d: norm on %d threads", variant, t + 1);
+        }
+        static float fused[STEPS], fused_p[2];
+        if (variant == 1) { memcpy(fused, norms[0], sizeof fused); memcpy(fused_p, out[0], sizeof fused_p); }
+        if (variant == 5) {   /* Adam, clipping that never scales: the fused run's bits */
+            cr_assert_eq(memcmp(fused, norms[0], sizeof fused), 0, "the norm's own pass differs from the fused one");
+            cr_assert_eq(memcmp(fused_p, out[0], sizeof fused_p), 0, "clipping by 1 changed the update");
+        }
+        for (int t = 0; t < 3; t++) free(out[t]);
+    }
+    free(p0); free(g); free(mask);
 }
 
 Test(optim, grad_norm_clipping) {
