@@ -93,11 +93,23 @@ static size_t tb_scratch(const rf_layer *L, int B, const rf_engine *e);
 /* The chunk is the engine option "tb_chunk" (raffle/engine.h; 0: off). */
 static int chunk_rows(const rf_nn_run *r) { return r->eng->v[RF_ENGINE_TB_CHUNK]; }
 
-/* Samples per chunk: at least one, at most the batch. */
-static int chunk_samples(const rf_nn_run *r, int T, int B) {
-    int cs = chunk_rows(r) / T > 0 ? chunk_rows(r) / T : 1;
-    return cs < B ? cs : B;
+/* Chunks of a batch of B samples of T tokens for chunk_rows > 0: about
+ * chunk_rows token rows each, their count rounded up to a multiple of 4
+ * (when there is more than one) and their sizes near-equal, chunk c
+ * holding samples [B·c/nc, B·(c+1)/nc) (tb_chunk_start). So 2 or 4 threads
+ * get equal shares of the batch (vit-tiny, 17 tokens: 12 chunks of 10-11
+ * samples; 9 chunks of 15 and one of 8 left 2 threads at 68 and 60
+ * samples), and the chunks, hence the partial sums, depend on B, T and the
+ * option alone, never on the thread count. */
+static int tb_nchunks_of(int chunk_rows, int T, int B) {
+    long nc = ((long)B * T + chunk_rows - 1) / chunk_rows;
+    if (nc > 1) nc = (nc + 3) / 4 * 4;
+    if (nc > B) nc = B;
+    return nc < 1 ? 1 : (int)nc;
 }
+static int tb_chunk_start(int B, int nc, int c) { return (int)((long)B * c / nc); }
+/* Samples in the largest chunk. */
+static int tb_chunk_max(int B, int nc) { return (B + nc - 1) / nc; }
 
 /* The block's four weight products: parameter index, N (outputs), K (inputs)
  * as multiples of D, or -1 for the MLP width. */
@@ -167,12 +179,10 @@ static size_t tb_part_floats(const blk *k, int cs) {
     return cr * (6 * (size_t)k->D + 2 * (size_t)k->Mh) + (size_t)k->T * k->T;
 }
 
-static int tb_nchunks(int B, int cs) { return (B + cs - 1) / cs; }
-
 typedef struct tb_job {
     const rf_nn_run *r;
     const blk *k;
-    int cs;
+    int nc;
     float *partials;     /* [chunks][tb_params] */
     float *bufs;         /* part t's at + t·per */
     size_t per;
@@ -183,11 +193,11 @@ static void tb_fwd_part(void *arg, int t, int n) {
     tb_job *j = arg;
     const rf_engine pe = rf_nn_part_engine(j->r->eng, t);
     size_t c0, c1;
-    rf_nn_span((size_t)tb_nchunks(j->k->B, j->cs), t, n, &c0, &c1);
+    rf_nn_span((size_t)j->nc, t, n, &c0, &c1);
     j->st[t] = RF_OK;
     for (size_t c = c0; c < c1 && !j->st[t]; c++) {
-        int s0 = (int)c * j->cs;
-        j->st[t] = tb_forward_span(j->r, &pe, j->k, s0, j->k->B - s0 < j->cs ? j->k->B - s0 : j->cs);
+        int s0 = tb_chunk_start(j->k->B, j->nc, (int)c);
+        j->st[t] = tb_forward_span(j->r, &pe, j->k, s0, tb_chunk_start(j->k->B, j->nc, (int)c + 1) - s0);
     }
 }
 
@@ -241,13 +251,32 @@ static void tb_bwd_part(void *arg, int t, int n) {
     tb_job *j = arg;
     const rf_engine pe = rf_nn_part_engine(j->r->eng, t);
     size_t c0, c1, np = tb_params(j->k);
-    rf_nn_span((size_t)tb_nchunks(j->k->B, j->cs), t, n, &c0, &c1);
+    rf_nn_span((size_t)j->nc, t, n, &c0, &c1);
     for (size_t c = c0; c < c1; c++) {
         float *g[RF_NN_MAX_LAYER_PARAMS], *part = j->partials + c * np;
         memset(part, 0, np * sizeof(float));
         tb_partial_ptrs(j->r, part, g);
-        int s0 = (int)c * j->cs;
-        tb_backward_chunk(j->r, &pe, j->k, s0, j->k->B - s0 < j->cs ? j->k->B - s0 : j->cs, g, j->bufs + (size_t)t * j->per);
+        int s0 = tb_chunk_start(j->k->B, j->nc, (int)c);
+        tb_backward_chunk(j->r, &pe, j->k, s0, tb_chunk_start(j->k->B, j->nc, (int)c + 1) - s0, g,
+                          j->bufs + (size_t)t * j->per);
+    }
+}
+
+/* Part t of the reduction: entries [lo, hi) of the partials (16-float
+ * units) summed over the chunks in chunk order, then added into the
+ * gradient tensors they belong to: per entry the same additions in the
+ * same order as on one thread. */
+static void tb_sum_part(void *arg, int t, int n) {
+    const tb_job *j = arg;
+    size_t np = tb_params(j->k), lo, hi;
+    rf_nn_span_aligned(np, 16, t, n, &lo, &hi);
+    if (hi <= lo) return;
+    for (int c = 1; c < j->nc; c++) rf_nn_add(j->partials + lo, j->partials + (size_t)c * np + lo, hi - lo);
+    size_t off = 0;
+    for (int i = 0; i < j->r->L->n_params; off += j->r->L->pt[i].numel, i++) {
+        size_t a = lo > off ? lo : off, e = off + j->r->L->pt[i].numel;
+        if (hi < e) e = hi;
+        if (a < e) rf_nn_add(j->r->g[i] + (a - off), j->partials + a, e - a);
     }
 }
 
@@ -258,15 +287,12 @@ static int tb_parts(const rf_nn_run *r, const blk *k, int chunks) {
 }
 
 static void tb_backward_chunked(const rf_nn_run *r, const blk *k) {
-    int cs = chunk_samples(r, k->T, k->B), nc = tb_nchunks(k->B, cs);
+    int nc = tb_nchunks_of(chunk_rows(r), k->T, k->B);
     size_t np = tb_params(k);
-    tb_job j = {r, k, cs, r->scratch, r->scratch + (size_t)nc * np, tb_part_floats(k, cs), {RF_OK}};
+    tb_job j = {r, k, nc, r->scratch, r->scratch + (size_t)nc * np, tb_part_floats(k, tb_chunk_max(k->B, nc)), {RF_OK}};
     rf_nn_par(r->eng, tb_parts(r, k, nc), tb_bwd_part, &j);
     /* the chunks' partials in chunk order, then into the gradients */
-    for (int c = 1; c < nc; c++) rf_nn_add(j.partials, j.partials + (size_t)c * np, np);
-    float *g[RF_NN_MAX_LAYER_PARAMS];
-    tb_partial_ptrs(r, j.partials, g);
-    for (int i = 0; i < r->L->n_params; i++) rf_nn_add(r->g[i], g[i], r->L->pt[i].numel);
+    rf_nn_par(r->eng, rf_nn_parts(r->eng, (double)np * nc, 1 << 15), tb_sum_part, &j);
 }
 
 /* Unchunked, the four products (attn.qkv, attn.proj, mlp.fc1, mlp.fc2) go
@@ -278,8 +304,8 @@ static void tb_backward_chunked(const rf_nn_run *r, const blk *k) {
 static rf_status tb_forward(const rf_nn_run *r) {
     blk k = blk_of(r->L, r->B, r->save);
     if (!tb_chunked(r)) return tb_forward_span(r, r->eng, &k, 0, k.B);
-    int cs = chunk_samples(r, k.T, k.B), nc = tb_nchunks(k.B, cs);
-    tb_job j = {r, &k, cs, NULL, NULL, 0, {RF_OK}};
+    int nc = tb_nchunks_of(chunk_rows(r), k.T, k.B);
+    tb_job j = {r, &k, nc, NULL, NULL, 0, {RF_OK}};
     int parts = tb_parts(r, &k, nc);
     rf_nn_par(r->eng, parts, tb_fwd_part, &j);
     for (int t = 0; t < parts; t++) RF_TRY(j.st[t]);
@@ -373,10 +399,9 @@ static size_t tb_scratch(const rf_layer *L, int B, const rf_engine *e) {
     size_t whole = BT * (2 * D + 2 * Mh) + rf_nn_mhsa_scratch(B, L->in.d[0], L->in.d[1], L->ip[0]);
     if (!e->v[RF_ENGINE_TB_CHUNK]) return whole;
     blk k = blk_dims(L, B);
-    int T = k.T, cs = e->v[RF_ENGINE_TB_CHUNK] / T > 0 ? e->v[RF_ENGINE_TB_CHUNK] / T : 1;
-    if (cs > B) cs = B;
+    int nc = tb_nchunks_of(e->v[RF_ENGINE_TB_CHUNK], k.T, B);
     size_t t = (size_t)(threads > 0 ? threads : 1);
-    size_t chunked = (size_t)tb_nchunks(B, cs) * tb_params(&k) + t * tb_part_floats(&k, cs);
+    size_t chunked = (size_t)nc * tb_params(&k) + t * tb_part_floats(&k, tb_chunk_max(B, nc));
     return whole > chunked ? whole : chunked;
 }
 

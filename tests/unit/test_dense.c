@@ -103,8 +103,8 @@ Test(dense, engine_products_equal_the_definition_on_every_isa) {
 /* The transformer block's chunked path (layer_transformer.c) against the
  * unchunked one: outputs and input gradients are bit-identical (per row
  * the same operations), and so are the parameter gradients when one chunk
- * holds the whole batch; with several chunks (3 samples of 5 tokens per
- * 16-row chunk, 7 samples: uneven) each chunk sums its rows into a partial
+ * holds the whole batch; with several chunks (16-row chunks of 5-token
+ * samples: 35 rows make 3, rounded up to 4 of 1-2 samples) each chunk sums its rows into a partial
  * gradient and the partials are added in chunk order, which is the same
  * bits on 1, 2 or 3 threads and within float rounding of the unchunked
  * single sum. */

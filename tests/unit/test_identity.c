@@ -49,7 +49,7 @@ static const char vit_spec[] =
     "{\"type\":\"layernorm\",\"name\":\"norm\"},{\"type\":\"cls_pool\"},"
     "{\"type\":\"linear\",\"name\":\"head\",\"out\":10}]}";
 
-typedef struct run { char dir[64]; char model[128], data[400]; int batch, iterations; } run;
+typedef struct run { char dir[64]; char model[128], data[400]; int batch, iterations; double clip; } run;
 
 /* dir/NAME.npy: a float32 [n, 3, side, side] image tensor (x) or int32 [n] labels (y). */
 static void write_npy(const char *dir, const char *name, int n, int side, int labels, rf_rng *g) {
@@ -72,11 +72,12 @@ static void write_npy(const char *dir, const char *name, int n, int side, int la
  * path in every run's settings); model is a spec's JSON text or a preset's
  * name. */
 /* side > 0: small RGB images (.npy files written here), else synthetic:96. */
-static void run_open(run *r, const char *model, int batch, int iterations, int side) {
+static void run_open(run *r, const char *model, int batch, int iterations, int side, double clip) {
     snprintf(r->dir, sizeof r->dir, "/tmp/raffle_identity_XXXXXX");
     cr_assert_not_null(mkdtemp(r->dir));
     r->batch = batch;
     r->iterations = iterations;
+    r->clip = clip;
     snprintf(r->data, sizeof r->data, "synthetic:96");
     if (side > 0) {
         rf_rng g;
@@ -104,8 +105,8 @@ static unsigned char *train_once(const run *r, const char *isa, int threads, siz
     cr_assert_eq(mkdir(task, 0755), 0);
     snprintf(json, sizeof json,
              "{\"settings\":{\"kind\":\"train\",\"data\":\"%s\",\"model\":\"%s\",\"seed\":3,"
-             "\"iterations\":%d,\"batch\":%d,\"clip_norm\":0.5,\"eval_limit\":16},\"parents\":[]}",
-             r->data, r->model, r->iterations, r->batch);
+             "\"iterations\":%d,\"batch\":%d,\"clip_norm\":%g,\"eval_limit\":16},\"parents\":[]}",
+             r->data, r->model, r->iterations, r->batch, r->clip);
     snprintf(path, sizeof path, "%s/task.json", task);
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
@@ -139,10 +140,10 @@ static void need(rf_isa isa) {
 }
 
 /* legs[i] (ISA, threads) against legs[0], byte for byte. */
-static void same_bytes(const char *model, int side, int batch, int iterations, const char *const *isas,
+static void same_bytes(const char *model, int side, int batch, int iterations, double clip, const char *const *isas,
                        const int *threads, int legs) {
     run r;
-    run_open(&r, model, batch, iterations, side);
+    run_open(&r, model, batch, iterations, side, clip);
     size_t n0;
     unsigned char *ref = train_once(&r, isas[0], threads[0], &n0);
     for (int i = 1; i < legs; i++) {
@@ -157,26 +158,28 @@ static void same_bytes(const char *model, int side, int batch, int iterations, c
 }
 
 /* Without AVX-512: scalar and AVX2, 1, 2 and 3 threads. */
-static void scalar_avx2(const char *model, int side, int batch, int iterations) {
+static void scalar_avx2(const char *model, int side, int batch, int iterations, double clip) {
     need(RF_ISA_AVX2);
     static const char *const isas[] = {"scalar", "avx2", "avx2", "avx2", "scalar"};
     static const int threads[] = {1, 1, 2, 3, 3};
-    same_bytes(model, side, batch, iterations, isas, threads, 5);
+    same_bytes(model, side, batch, iterations, clip, isas, threads, 5);
 }
 
 /* AVX-512 (1, 2, 3 threads) against scalar. */
-static void avx512(const char *model, int side, int batch, int iterations) {
+static void avx512(const char *model, int side, int batch, int iterations, double clip) {
     need(RF_ISA_AVX512);
     static const char *const isas[] = {"scalar", "avx512", "avx512", "avx512"};
     static const int threads[] = {1, 1, 2, 3};
-    same_bytes(model, side, batch, iterations, isas, threads, 4);
+    same_bytes(model, side, batch, iterations, clip, isas, threads, 4);
 }
 
-Test(identity, lenet5_scalar_avx2_threads) { scalar_avx2("lenet-5", 0, 24, 3); }
-Test(identity, lenet5_avx512) { avx512("lenet-5", 0, 24, 3); }
-Test(identity, resnet20_scalar_avx2_threads) { scalar_avx2("resnet-20", 8, 8, 2); }
-Test(identity, resnet20_avx512) { avx512("resnet-20", 8, 8, 2); }
-Test(identity, conv_net_scalar_avx2_threads) { scalar_avx2(conv_spec, 12, 16, 3); }
-Test(identity, conv_net_avx512) { avx512(conv_spec, 12, 16, 3); }
-Test(identity, transformer_scalar_avx2_threads) { scalar_avx2(vit_spec, 0, 24, 3); }
-Test(identity, transformer_avx512) { avx512(vit_spec, 0, 24, 3); }
+/* The transformer trains without clipping: the optimizer takes the norm in
+ * its update pass instead of a pass of its own. */
+Test(identity, lenet5_scalar_avx2_threads) { scalar_avx2("lenet-5", 0, 24, 3, 0.5); }
+Test(identity, lenet5_avx512) { avx512("lenet-5", 0, 24, 3, 0.5); }
+Test(identity, resnet20_scalar_avx2_threads) { scalar_avx2("resnet-20", 8, 8, 2, 0.5); }
+Test(identity, resnet20_avx512) { avx512("resnet-20", 8, 8, 2, 0.5); }
+Test(identity, conv_net_scalar_avx2_threads) { scalar_avx2(conv_spec, 12, 16, 3, 0.5); }
+Test(identity, conv_net_avx512) { avx512(conv_spec, 12, 16, 3, 0.5); }
+Test(identity, transformer_scalar_avx2_threads) { scalar_avx2(vit_spec, 0, 24, 3, 0.0); }
+Test(identity, transformer_avx512) { avx512(vit_spec, 0, 24, 3, 0.0); }
