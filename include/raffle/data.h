@@ -157,6 +157,7 @@ typedef struct rf_batcher {
     int64_t   epoch;
     int       augment_on;   /* set by rf_batcher_set_augment */
     rf_augment augment;
+    struct rf_pool *pool;   /* borrowed, may be NULL: rf_batcher_next copies samples over its threads */
 } rf_batcher;
 /* shuffle=0 keeps file order. */
 rf_status rf_batcher_init(rf_ctx *ctx, rf_batcher *b, const rf_dataset *ds, int batch,
@@ -166,7 +167,10 @@ rf_status rf_batcher_init(rf_ctx *ctx, rf_batcher *b, const rf_dataset *ds, int 
  * batch is skipped). x, y and idx may each be NULL; idx gets the samples'
  * dataset indices. The order comes from rf_rng stream
  * rf_hash64("shuffle") ^ epoch keyed by seed. After rf_batcher_set_augment,
- * x receives each sample augmented for (seed, epoch, its dataset index). */
+ * x receives each sample augmented for (seed, epoch, its dataset index).
+ * With b->pool set (the training loop sets its task's pool), the samples are
+ * copied over the pool's threads: each sample is a pure function of the
+ * dataset, (seed, epoch) and its index, so the batch is the same bytes. */
 int       rf_batcher_next(rf_batcher *b, float *x, int32_t *y, int64_t *idx);
 void      rf_batcher_free(rf_batcher *b);
 

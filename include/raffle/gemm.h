@@ -148,7 +148,8 @@ void rf_gemm_engine_batch(const rf_engine *e, int trans_a, int trans_b, int M, i
                           float *const *C, int ldc);
 
 /* Tests: on = 1 splits all work over threads however small (the products'
- * and the layers' minimum work per thread, rf_nn_parts, become 1), so small
+ * and the layers' minimum work per thread, rf_nn_parts, and the batcher's
+ * samples per thread become 1), so small
  * models exercise every split that large ones make; 0 restores the
  * thresholds. Process-wide. Changes speed only, never a result. */
 void rf_threads_split_all(int on);

@@ -319,6 +319,7 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
     while (step < total) {
         RF_TRY(rf_batcher_init(ctx, &L->b, train, batch, cfg->seed, epoch, 1, 1));
         L->have_batcher = 1;
+        L->b.pool = ctx->engine.pool;
         if (rf_augment_active(&cfg->augment)) RF_TRY(rf_batcher_set_augment(ctx, &L->b, &cfg->augment));
         L->b.pos = (step - (int64_t)epoch * per_epoch) * batch;  /* resume inside an epoch */
         epoch_loss = 0.0;
