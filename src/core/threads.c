@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,14 @@
 
 /* How long a waiting thread spins before it sleeps: long enough to bridge
  * the gaps between the products of one training step (microseconds), short
- * enough that an idle pool does not hold a core of a shared machine. */
+ * enough that an idle pool does not hold a core of a shared machine. After
+ * PAUSE_NS of plain spinning the wait yields the core on every round: when
+ * more threads are runnable than there are cores (other users of a shared
+ * machine, or the caller and a worker put on one core), the thread being
+ * waited for, or another user's, runs instead of a spinner burning the rest
+ * of its time slice; on an idle core sched_yield returns at once. */
 #define SPIN_NS 50000L
+#define PAUSE_NS 5000L
 
 struct rf_pool {
     int threads;
@@ -77,14 +84,26 @@ static void run_part(rf_pool *p, int t) {
     p->part[t].s = cpu_now() - t0;
 }
 
+/* Round i of a spin that started at t0: a pause, or (every 64th round,
+ * about a microsecond apart) a look at the clock, then a yield once PAUSE_NS
+ * have passed. Returns 1 when SPIN_NS have passed: time to sleep. */
+static int spin_round(long t0, int i) {
+    if ((i & 63) != 63) {
+        CPU_RELAX();
+        return 0;
+    }
+    long dt = now_ns() - t0;
+    if (dt > SPIN_NS) return 1;
+    if (dt > PAUSE_NS) sched_yield();
+    return 0;
+}
+
 /* Spins until *a != v or SPIN_NS pass; returns the last value read. */
 static unsigned spin_while_eq(atomic_uint *a, unsigned v) {
     long t0 = now_ns();
     for (int i = 0;; i++) {
         unsigned g = atomic_load(a);
-        if (g != v) return g;
-        if ((i & 255) == 255 && now_ns() - t0 > SPIN_NS) return g;
-        CPU_RELAX();
+        if (g != v || spin_round(t0, i)) return g;
     }
 }
 
@@ -204,7 +223,7 @@ void rf_pool_run(rf_pool *p, int n, rf_pool_fn fn, void *arg) {
     run_part(p, 0);
     long t0 = now_ns();
     for (int i = 0; atomic_load(&p->pending) > 0; i++) {
-        if ((i & 255) == 255 && now_ns() - t0 > SPIN_NS) {
+        if (spin_round(t0, i)) {
             pthread_mutex_lock(&p->mu);
             atomic_store(&p->done_waiting, 1);
             atomic_fetch_add(&p->sleeps, 1);
@@ -213,7 +232,6 @@ void rf_pool_run(rf_pool *p, int n, rf_pool_fn fn, void *arg) {
             pthread_mutex_unlock(&p->mu);
             break;
         }
-        CPU_RELAX();
     }
     if (p->prof) {
         double end = cpu_now(), span = 0.0, work = 0.0;
