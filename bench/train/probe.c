@@ -67,32 +67,64 @@ static double layer_macs(rf_model *m, int i) {
     return a - b;
 }
 
-static int profile(const char *name, int batch, int steps, int threads) {
-    rf_kernels_init();
+/* A preset ready to train on `threads` threads (engine with the GEMM and
+ * pool attached, Adam) and one random batch. */
+typedef struct net {
     rf_ctx ctx;
-    rf_ctx_init(&ctx);
-    ctx.engine.v[RF_ENGINE_THREADS] = threads;
-    prof_threads = threads;
-    rf_model *m = NULL;
+    rf_model *m;
     rf_optim o;
-    memset(&o, 0, sizeof o);
-    rf_status s = rf_gemm_attach(&ctx);
-    if (s == RF_OK) s = rf_model_create(&ctx, name, &m);
-    if (s == RF_OK) s = rf_model_init(&ctx, m, 1);
+    float *x, *dl;
+    int32_t *y;
+    int classes;
+} net;
+
+static void net_close(net *n) {
+    free(n->x); free(n->dl); free(n->y);
+    rf_optim_free(&n->o);
+    rf_model_free(n->m);
+    rf_gemm_detach(&n->ctx);
+}
+
+/* 0, or 1 after printing why not (nothing to close then). */
+static int net_open(net *n, const char *name, int batch, int threads) {
+    memset(n, 0, sizeof *n);
+    rf_ctx_init(&n->ctx);
+    n->ctx.engine.v[RF_ENGINE_THREADS] = threads;
+    rf_status s = rf_gemm_attach(&n->ctx);
+    if (s == RF_OK) s = rf_model_create(&n->ctx, name, &n->m);
+    if (s == RF_OK) s = rf_model_init(&n->ctx, n->m, 1);
     rf_optim_cfg cfg;
     rf_optim_cfg_default(&cfg, RF_OPT_ADAM);
-    if (s == RF_OK) s = rf_optim_init(&ctx, &o, &cfg, m->n_params);
-    if (s != RF_OK) { fprintf(stderr, "probe: %s\n", rf_ctx_error(&ctx)); rf_model_free(m); rf_gemm_detach(&ctx); return 1; }
+    if (s == RF_OK) s = rf_optim_init(&n->ctx, &n->o, &cfg, n->m->n_params);
+    if (s != RF_OK) { fprintf(stderr, "probe: %s\n", rf_ctx_error(&n->ctx)); net_close(n); return 1; }
+    rf_model *m = n->m;
     size_t in = (size_t)m->input.d[0] * m->input.d[1] * m->input.d[2];
-    int classes = m->layers[m->n_layers - 1].out_size;
-    float *x = malloc((size_t)batch * in * sizeof(float)), *dl = malloc((size_t)batch * classes * sizeof(float));
-    int32_t *y = malloc((size_t)batch * sizeof(int32_t));
-    prof p = {m->n_layers, calloc((size_t)m->n_layers, sizeof(double)), calloc((size_t)m->n_layers, sizeof(double)), 0, -1, 0};
-    if (!x || !dl || !y || !p.fwd || !p.bwd) { fprintf(stderr, "probe: out of memory\n"); return 1; }
+    n->classes = m->layers[m->n_layers - 1].out_size;
+    n->x = malloc((size_t)batch * in * sizeof(float));
+    n->dl = malloc((size_t)batch * n->classes * sizeof(float));
+    n->y = malloc((size_t)batch * sizeof(int32_t));
+    if (!n->x || !n->dl || !n->y) { fprintf(stderr, "probe: out of memory\n"); net_close(n); return 1; }
     rf_rng g;
     rf_rng_init(&g, 7, 0);
-    for (size_t i = 0; i < (size_t)batch * in; i++) x[i] = rf_rng_normal(&g);
-    for (int i = 0; i < batch; i++) y[i] = (int32_t)(rf_rng_u32(&g) % (uint32_t)classes);
+    for (size_t i = 0; i < (size_t)batch * in; i++) n->x[i] = rf_rng_normal(&g);
+    for (int i = 0; i < batch; i++) n->y[i] = (int32_t)(rf_rng_u32(&g) % (uint32_t)n->classes);
+    return 0;
+}
+
+static int profile(const char *name, int batch, int steps, int threads) {
+    rf_kernels_init();
+    prof_threads = threads;
+    net nt;
+    if (net_open(&nt, name, batch, threads)) return 1;
+    rf_ctx *ctx = &nt.ctx;
+    rf_model *m = nt.m;
+    rf_optim *o = &nt.o;
+    float *x = nt.x, *dl = nt.dl;
+    int32_t *y = nt.y;
+    int classes = nt.classes;
+    rf_status s = RF_OK;
+    prof p = {m->n_layers, calloc((size_t)m->n_layers, sizeof(double)), calloc((size_t)m->n_layers, sizeof(double)), 0, -1, 0};
+    if (!p.fwd || !p.bwd) { fprintf(stderr, "probe: out of memory\n"); return 1; }
     m->hook = prof_hook;
     m->hook_ud = &p;
     double t_loss = 0, t_opt = 0, t_all = 0;
@@ -103,19 +135,19 @@ static int profile(const char *name, int batch, int steps, int threads) {
         p.last_bwd = -1;
         const float *logits;
         rf_model_zero_grad(m);
-        s = rf_model_forward(&ctx, m, x, batch, 1, &logits);
+        s = rf_model_forward(ctx, m, x, batch, 1, &logits);
         double t1 = prof_now();
         if (s == RF_OK) rf_loss_xent(logits, y, batch, classes, 0.0f, dl);
         double t2 = prof_now();
         p.last = t2;
-        if (s == RF_OK) s = rf_model_backward(&ctx, m, dl);
+        if (s == RF_OK) s = rf_model_backward(ctx, m, dl);
         double t3 = prof_now();
         if (p.on && p.last_bwd >= 0) p.bwd[p.last_bwd] += t3 - p.last;
-        rf_optim_step(&o, m, 1e-3f);
+        rf_optim_step(o, m, 1e-3f);
         double t4 = prof_now();
         if (p.on) { t_loss += t2 - t1; t_opt += t4 - t3; t_all += t4 - t0; }
     }
-    if (s != RF_OK) { fprintf(stderr, "probe: %s\n", rf_ctx_error(&ctx)); return 1; }
+    if (s != RF_OK) { fprintf(stderr, "probe: %s\n", rf_ctx_error(ctx)); return 1; }
     printf("%s: batch %d, %d steps, %d thread(s), %s; %.1f ms a step, %.0f samples/s (%s)\n", name, batch, steps, threads,
            rf_isa_name(rf_kernels_isa()), 1e3 * t_all / steps, batch * steps / t_all,
            threads > 1 ? "wall clock" : "thread CPU time");
@@ -133,10 +165,8 @@ static int profile(const char *name, int batch, int steps, int threads) {
     }
     printf("%-28s %-10s %9.3f %9s %6.1f%%\n", "loss", "", 1e3 * t_loss / steps, "", 100.0 * t_loss / t_all);
     printf("%-28s %-10s %9.3f %9s %6.1f%%\n", "optimizer (adam)", "", 1e3 * t_opt / steps, "", 100.0 * t_opt / t_all);
-    free(x); free(dl); free(y); free(p.fwd); free(p.bwd);
-    rf_optim_free(&o);
-    rf_model_free(m);
-    rf_gemm_detach(&ctx);
+    free(p.fwd); free(p.bwd);
+    net_close(&nt);
     return 0;
 }
 
@@ -204,58 +234,45 @@ static int threads_profile(const char *name, int batch, int steps, int threads, 
     double best1 = 0.0, best2 = 0.0;
     for (int run = 0; run < 2 * rounds; run++) {
         const int last = run >= 2 * rounds - 2;
-        rf_ctx ctx;
-        rf_ctx_init(&ctx);
-        ctx.engine.v[RF_ENGINE_THREADS] = run % 2 ? threads : 1;
-        rf_model *m = NULL;
-        rf_optim o;
-        memset(&o, 0, sizeof o);
-        rf_status s = rf_gemm_attach(&ctx);
-        if (s == RF_OK) s = rf_model_create(&ctx, name, &m);
-        if (s == RF_OK) s = rf_model_init(&ctx, m, 1);
-        rf_optim_cfg cfg;
-        rf_optim_cfg_default(&cfg, RF_OPT_ADAM);
-        if (s == RF_OK) s = rf_optim_init(&ctx, &o, &cfg, m->n_params);
-        if (s != RF_OK) { fprintf(stderr, "probe: %s\n", rf_ctx_error(&ctx)); return 1; }
-        size_t in = (size_t)m->input.d[0] * m->input.d[1] * m->input.d[2];
-        int classes = m->layers[m->n_layers - 1].out_size, L = m->n_layers, slots = 2 * L + TP_EXTRA;
-        float *x = malloc((size_t)batch * in * sizeof(float)), *dl = malloc((size_t)batch * classes * sizeof(float));
-        int32_t *y = malloc((size_t)batch * sizeof(int32_t));
-        tp = (tprof){ctx.engine.pool, L, calloc((size_t)slots, sizeof(double)), calloc((size_t)slots, sizeof(double)),
+        net nt;
+        if (net_open(&nt, name, batch, run % 2 ? threads : 1)) return 1;
+        rf_ctx *ctx = &nt.ctx;
+        rf_model *m = nt.m;
+        float *x = nt.x, *dl = nt.dl;
+        int32_t *y = nt.y;
+        int classes = nt.classes, L = m->n_layers, slots = 2 * L + TP_EXTRA;
+        rf_status s = RF_OK;
+        tp = (tprof){ctx->engine.pool, L, calloc((size_t)slots, sizeof(double)), calloc((size_t)slots, sizeof(double)),
                      calloc((size_t)slots, sizeof(double)), {0}, 0, -1, 0};
-        if (!x || !dl || !y || !tp.ser || !tp.spn || !tp.one) { fprintf(stderr, "probe: out of memory\n"); return 1; }
-        rf_rng g;
-        rf_rng_init(&g, 7, 0);
-        for (size_t i = 0; i < (size_t)batch * in; i++) x[i] = rf_rng_normal(&g);
-        for (int i = 0; i < batch; i++) y[i] = (int32_t)(rf_rng_u32(&g) % (uint32_t)classes);
+        if (!tp.ser || !tp.spn || !tp.one) { fprintf(stderr, "probe: out of memory\n"); return 1; }
         m->hook = tprof_hook;
         m->hook_ud = &tp;
         rf_pool_stats st0 = {0}, st1 = {0};
         double c0 = 0, w0 = 0, c1 = 0, w1 = 0;
         for (int it = -2; it < steps && s == RF_OK; it++) {   /* two untimed warm-up steps */
             if (it == 0) {
-                rf_pool_profile(ctx.engine.pool, 1);
+                rf_pool_profile(ctx->engine.pool, 1);
                 tp.on = 1;
-                rf_pool_stats_get(ctx.engine.pool, &st0);
+                rf_pool_stats_get(ctx->engine.pool, &st0);
                 c0 = thread_cpu();
                 w0 = prof_wall();
             }
             tp.idx = 2 * L + TP_ZERO;
             tmark(&tp, 2 * L + TP_ZERO);
-            rf_model_zero_grad_on(&ctx, m);   /* as the training loop (src/nn/train.c) */
+            rf_model_zero_grad_on(ctx, m);   /* as the training loop (src/nn/train.c) */
             tmark(&tp, 0);
             const float *logits;
-            s = rf_model_forward(&ctx, m, x, batch, 1, &logits);
+            s = rf_model_forward(ctx, m, x, batch, 1, &logits);
             tmark(&tp, 2 * L + TP_LOSS);
             if (s == RF_OK) rf_loss_xent(logits, y, batch, classes, 0.0f, dl);
             tmark(&tp, 2 * L - 1);
-            if (s == RF_OK) s = rf_model_backward(&ctx, m, dl);
+            if (s == RF_OK) s = rf_model_backward(ctx, m, dl);
             tmark(&tp, 2 * L + TP_OPT);
-            rf_optim_step(&o, m, 1e-3f);
+            rf_optim_step(&nt.o, m, 1e-3f);
             tmark(&tp, -1);
         }
-        if (s != RF_OK) { fprintf(stderr, "probe: %s\n", rf_ctx_error(&ctx)); return 1; }
-        rf_pool_stats_get(ctx.engine.pool, &st1);
+        if (s != RF_OK) { fprintf(stderr, "probe: %s\n", rf_ctx_error(ctx)); return 1; }
+        rf_pool_stats_get(ctx->engine.pool, &st1);
         c1 = thread_cpu();
         w1 = prof_wall();
         if (run % 2 == 0) {
@@ -301,10 +318,8 @@ static int threads_profile(const char *name, int batch, int steps, int threads, 
         }
     next:
         (void)c0; (void)w0;
-        free(x); free(dl); free(y); free(tp.ser); free(tp.spn); free(tp.one);
-        rf_optim_free(&o);
-        rf_model_free(m);
-        rf_gemm_detach(&ctx);
+        free(tp.ser); free(tp.spn); free(tp.one);
+        net_close(&nt);
     }
     free(t1);
     return 0;
