@@ -147,13 +147,8 @@ void rf_gemm_engine_batch(const rf_engine *e, int trans_a, int trans_b, int M, i
                           const float *const *A, int lda, const float *const *B, int ldb, int accumulate,
                           float *const *C, int ldc);
 
-/* Tests: on = 1 splits all work over threads however small (the products'
- * and the layers' minimum work per thread, rf_nn_parts, and the batcher's
- * samples per thread become 1), so small
- * models exercise every split that large ones make; 0 restores the
- * thresholds. Process-wide. Changes speed only, never a result. */
-void rf_threads_split_all(int on);
-int  rf_threads_split_all_on(void);
+/* rf_threads_split_all (raffle/threads.h) also drops the products' minimum
+ * work per thread. */
 
 /* The definition above as three plain loops (i, j, then k inside), no
  * blocking: what tests compare every path against. */

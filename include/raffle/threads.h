@@ -46,6 +46,14 @@ typedef void (*rf_pool_fn)(void *arg, int t, int n);
  * runs here). arg is borrowed for the duration of the call. */
 void rf_pool_run(rf_pool *p, int n, rf_pool_fn fn, void *arg);
 
+/* Tests: on = 1 splits all work over threads however small (the products'
+ * and the layers' minimum work per thread, rf_nn_parts, and the batcher's
+ * samples per thread become 1), so small models exercise every split that
+ * large ones make; 0 restores the thresholds. Process-wide. Changes speed
+ * only, never a result. */
+void rf_threads_split_all(int on);
+int  rf_threads_split_all_on(void);
+
 /* Profile counters (bench/train/probe threads): where a step's time goes
  * when it runs on more than one thread. All times are thread CPU time
  * (CLOCK_THREAD_CPUTIME_ID), so other users of a shared machine, which take

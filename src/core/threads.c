@@ -267,6 +267,10 @@ void rf_pool_stats_get(const rf_pool *p, rf_pool_stats *out) {
     out->sleeps = atomic_load(&p->sleeps);
 }
 
+static _Atomic int split_all;
+void rf_threads_split_all(int on) { split_all = on != 0; }
+int rf_threads_split_all_on(void) { return split_all; }
+
 int rf_pool_default_threads(void) {
     const char *e = getenv("SLURM_CPUS_PER_TASK");
     int64_t v;

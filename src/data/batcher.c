@@ -7,7 +7,6 @@
  * Augmentation (augment.c), when set, is a pure function of (seed, epoch,
  * sample index) too. */
 #include "raffle/data.h"
-#include "raffle/gemm.h"
 #include "raffle/threads.h"
 
 #include <string.h>

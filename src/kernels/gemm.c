@@ -494,12 +494,9 @@ static void job_part(void *arg, int t, int n) {
              split_at(o->N, j->g->im->vl, jj, j->gr.tn), split_at(o->N, j->g->im->vl, jj + 1, j->gr.tn), ws);
 }
 
-static _Atomic int split_all;
-void rf_threads_split_all(int on) { split_all = on != 0; }
-int rf_threads_split_all_on(void) { return split_all; }
 
 static int threads_for(const rf_gemm *g, long work) {
-    long min_work = split_all ? 1 : MT_MIN_WORK;
+    long min_work = rf_threads_split_all_on() ? 1 : MT_MIN_WORK;
     if (g->threads <= 1 || work < min_work) return 1;
     long n = work / min_work;
     return n < g->threads ? (int)n : g->threads;
