@@ -414,6 +414,55 @@ Test(threads, sleeping_workers_wake_up) {
     rf_pool_free(p);
 }
 
+/* Burns about ms milliseconds of this thread's CPU time. */
+static void burn_cpu(double ms) {
+    struct timespec a, b;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+    volatile double x = 1.0;
+    do {
+        for (int i = 0; i < 1000; i++) x = x * 1.0000001 + 1e-9;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+    } while ((double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) * 1e-6 < ms);
+}
+
+/* Part t burns (t + 1) ms. */
+static void burn_part(void *arg, int t, int n) {
+    (void)arg; (void)n;
+    burn_cpu(1.0 + t);
+}
+
+/* The profile counters (thread CPU time): the caller's work between jobs
+ * is serial, each job's longest part its span, all parts its work; jobs on
+ * one thread are serial too, and the counters start at zero. */
+Test(threads, profile_counters) {
+    rf_pool *p = make_pool(3);
+    rf_pool_stats st;
+    rf_pool_stats_get(p, &st);
+    cr_assert_eq(st.jobs, 0);
+    rf_pool_profile(p, 1);
+    burn_cpu(2.0);
+    for (int i = 0; i < 3; i++) rf_pool_run(p, 3, burn_part, NULL);   /* parts of 1, 2, 3 ms */
+    rf_pool_run(p, 1, burn_part, NULL);                                /* 1 ms here: serial */
+    rf_pool_stats_get(p, &st);
+    cr_assert_eq(st.jobs, 3);
+    cr_assert(st.serial_s >= 3.0e-3 && st.serial_s < 3.0e-3 + 3.0e-3, "serial %g s", st.serial_s);
+    cr_assert(st.span_s >= 9.0e-3 && st.span_s < 9.0e-3 + 3.0e-3, "span %g s", st.span_s);
+    cr_assert(st.work_s >= 18.0e-3 && st.work_s < 18.0e-3 + 6.0e-3, "work %g s", st.work_s);
+    cr_assert(st.span_s <= st.work_s);
+    rf_pool_profile(p, 1);   /* reset */
+    rf_pool_stats_get(p, &st);
+    cr_assert_eq(st.jobs, 0);
+    cr_assert(st.span_s == 0.0 && st.work_s == 0.0);
+    rf_pool_profile(p, 0);
+    rf_pool_run(p, 3, burn_part, NULL);
+    rf_pool_stats_get(p, &st);
+    cr_assert_eq(st.jobs, 0, "off: nothing counted");
+    rf_pool_free(p);
+    rf_pool_stats_get(NULL, &st);
+    cr_assert_eq(st.jobs, 0);
+    rf_pool_profile(NULL, 1);
+}
+
 Test(threads, bad_counts_and_default) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
