@@ -45,7 +45,8 @@ submit() {
 state() { scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
 restarts() { scontrol show job "$1" 2>/dev/null | grep -o 'Restarts=[0-9]*' | cut -d= -f2; }
 # wait_done ID RESTARTS SECONDS: until the job completed after RESTARTS
-# requeues. A requeue goes RUNNING -> PENDING (reason BeginTime: Slurm holds
+# requeues (SECONDS is a hang guard, generous: under ASan at load 20 the
+# requeued run alone took over 150 s). A requeue goes RUNNING -> PENDING (reason BeginTime: Slurm holds
 # the job cred_expire + 1 s, 21 s here, cluster/slurm-lib.sh) -> RUNNING; no
 # final state is passed through, so any final state other than COMPLETED
 # after the wanted restarts is a failure. The test never releases the held
@@ -80,7 +81,7 @@ cat > "$T/tiny.json" <<'JOB'
 JOB
 total=$("$T/raffle" validate --json "$T/tiny.json" | jq .tasks)
 jid=$(submit "$T/tiny.json") || fail "sbatch"
-wait_done "$jid" 0 90
+wait_done "$jid" 0 200
 L="$T/store/tiny/ledger.jsonl"
 ndone=$(grep -c '"event":"done"' "$L")
 [ "$ndone" -eq "$total" ] || fail "tiny: $ndone of $total tasks done"
@@ -104,7 +105,7 @@ for _ in $(seq 1 300); do grep -qs '"event":"started"' "$L" && break; sleep 0.2;
 grep -qs '"event":"started"' "$L" || fail "pre: no task started"
 sleep 2
 scancel --signal=USR1 --batch "$jid" || fail "scancel --signal=USR1"
-wait_done "$jid" 1 150
+wait_done "$jid" 1 400
 npre=$(grep -c '"event":"preempted"' "$L")
 [ "$npre" -ge 1 ] || fail "pre: no task was preempted"
 grep -q '"event":"failed"' "$L" && fail "pre: a task was recorded as failed"
