@@ -101,7 +101,8 @@ JOB
 total=$("$T/raffle" validate --json "$T/pre.json" | jq .tasks)
 L="$T/store/pre/ledger.jsonl"
 jid=$(submit "$T/pre.json") || fail "sbatch"
-for _ in $(seq 1 300); do grep -qs '"event":"started"' "$L" && break; sleep 0.2; done
+# up to 180 s for the first task to start: at load 18 a helper saw 60 s pass
+for _ in $(seq 1 900); do grep -qs '"event":"started"' "$L" && break; sleep 0.2; done
 grep -qs '"event":"started"' "$L" || fail "pre: no task started"
 sleep 2
 scancel --signal=USR1 --batch "$jid" || fail "scancel --signal=USR1"
