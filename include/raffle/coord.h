@@ -132,9 +132,11 @@ typedef struct rf_sweep_opts {
     /* A worker's watchdog thread, for a main thread stuck where it cannot
      * notice (a blocking system call): called once with a one-line message
      * when rank 0 has been silent for 1.5 * heartbeat_s or has given this
-     * rank up. The CLI prints the line and ends the process (its task child
-     * dies with it). May be NULL. */
-    void        (*on_orphan)(void *ud, const char *line);
+     * rank up; silent: 1 when rank 0 went silent (unreachable: a partition,
+     * a dead or stopped rank 0), 0 when it gave this rank up (it is alive
+     * and ends the job itself). The CLI prints the line and ends the process
+     * (its task child dies with it). May be NULL. */
+    void        (*on_orphan)(void *ud, const char *line, int silent);
     void         *orphan_ud;
     /* Direct writes (issue 24, docs/hpc.md): a worker that sees the store
      * (a shared file system: NFS, Lustre, GPFS) writes its checkpoints into
@@ -165,7 +167,7 @@ typedef struct rf_sweep_result {
     size_t   sched_bytes;          /* coordinator scheduling state, bytes */
     /* heartbeats (rank 0): task attempts recorded "lost", workers given up,
      * and their hosts ("h2, h3"); a worker: orphaned = 1 when it left
-     * because rank 0 went silent or gave it up */
+     * because rank 0 went silent (unreachable), 2 because rank 0 gave it up */
     int      lost, lost_ranks, orphaned;
     char     lost_hosts[256];
     int      direct_ranks;         /* workers that wrote into the store themselves */

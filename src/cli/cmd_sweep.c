@@ -22,6 +22,7 @@
 #include "raffle/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <mpi.h>
 #include <signal.h>
 #include <stdio.h>
@@ -58,10 +59,35 @@ static void finalize_bounded(double heartbeat, int code) {
     alarm(0);
 }
 
-static void on_orphan(void *ud, const char *line) {
+/* A worker that lost rank 0 to silence (a partition, rank 0's node gone or
+ * stopped) also ends the Open MPI daemon that started it: under mpirun its
+ * parent is orted (prted with PRRTE), whose only link to mpirun runs over
+ * the same dead network and which would otherwise wait for TCP to give up
+ * on it (net.ipv4.tcp_retries2: about 15 minutes by default) before it
+ * ends. SIGTERM makes the daemon kill its other local ranks (cut off just
+ * the same; a stopped one too, SIGKILL after a second) and exit at once.
+ * Any other parent (slurmstepd under srun, mpirun itself on the launch
+ * host, a shell) is left alone. Not when rank 0 gave this rank up: rank 0
+ * is alive then and ends the job through the launcher. Signal-safe (the
+ * watchdog calls it before _exit). */
+static void end_local_daemon(void) {
+    pid_t pp = getppid();
+    char path[64], comm[32];
+    snprintf(path, sizeof path, "/proc/%ld/comm", (long)pp);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, comm, sizeof comm - 1);
+    close(fd);
+    if (n <= 0) return;
+    comm[n] = '\0';
+    if (strcmp(comm, "orted\n") == 0 || strcmp(comm, "prted\n") == 0) kill(pp, SIGTERM);
+}
+
+static void on_orphan(void *ud, const char *line, int silent) {
     (void)ud;
     fprintf(stderr, "raffle sweep: %s\n", line);
     fflush(stderr);
+    if (silent) end_local_daemon();
     _exit(EXIT_LOST);
 }
 
@@ -557,6 +583,7 @@ int rf_cmd_sweep(int argc, char **argv) {
          * would wait for the unreachable rank); the task was killed */
         fprintf(stderr, "raffle sweep: rank %d: %s: left\n", rank, rf_ctx_error(&ctx));
         fflush(NULL);
+        if (res.orphaned == 1) end_local_daemon();
         _exit(EXIT_LOST);
     }
     if (!s && rank > 0 && res.lost_ranks) {

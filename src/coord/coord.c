@@ -1884,7 +1884,7 @@ static void *watchdog_main(void *ud) {
             else
                 snprintf(line, sizeof line, "rank %d on %s: no word from rank 0 for %.1f s (heartbeat timeout %g s): "
                          "killing its task and leaving", wd->rank, wd->host, q, to);
-            wd->o->on_orphan(wd->o->orphan_ud, line);
+            wd->o->on_orphan(wd->o->orphan_ud, line, !coord_link_abandoned());
             break;
         }
         struct timespec ts = {0, 50 * 1000000};
@@ -2030,7 +2030,6 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
         int no_barrier = 0;
         if (!s) s = run_worker(ctx, job, opts, MPI_COMM_WORLD, rank, mine, C.mem, C.time_limit, direct_dir[0] ? direct_dir : NULL,
                                &no_barrier);
-        res->orphaned = s == RF_ERR_TIMEOUT;
         if (wd_on) { atomic_store(&wd.quit, 1); pthread_join(wd.th, NULL); }
         if (!opts->keep_work && C.work[0]) coord_rmtree(C.work);
         /* after an error no barrier: rank 0 may be waiting for this rank's
@@ -2038,7 +2037,7 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
          * when rank 0 gave ranks up: they would never arrive */
         int unused;
         if (!s && !no_barrier) s = final_barrier(ctx, rank, size, &unused);
-        res->orphaned = s == RF_ERR_TIMEOUT;
+        res->orphaned = s != RF_ERR_TIMEOUT ? 0 : coord_link_abandoned() ? 2 : 1;
         /* rank 0 gave ranks up: it ends the job itself (an abort, which
          * kills this process) once it has written the store; wait for that,
          * or for its silence */
