@@ -138,6 +138,11 @@ typedef struct rf_sweep_opts {
      * (its task child dies with it). May be NULL. */
     void        (*on_orphan)(void *ud, const char *line, int silent);
     void         *orphan_ud;
+    /* Called once on every rank of an MPI sweep when the start-up
+     * collectives (host names, heartbeat timeout) are over and the heartbeat
+     * link is open: from then on a silent rank is noticed by the heartbeat.
+     * The CLI's start-up watchdog stops there. May be NULL. */
+    void        (*on_started)(void *ud);
     /* Direct writes (issue 24, docs/hpc.md): a worker that sees the store
      * (a shared file system: NFS, Lustre, GPFS) writes its checkpoints into
      * it itself with the store's atomic protocol and reads its parents

@@ -2015,6 +2015,7 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
     C.heartbeat = hb;
     rf_status s = rank == 0 && !C.hosts ? rf_error(ctx, RF_ERR_NOMEM, "out of memory for %d host names", size) : RF_OK;
     if (!s && size > 1) s = coord_link_open(ctx, MPI_COMM_WORLD, rank, size, hb);
+    if (size > 1 && opts->on_started) opts->on_started(opts->orphan_ud);
     if (!s && !opts->inproc_noop) s = work_root(ctx, opts, job, C.work, sizeof C.work);
     char direct_dir[4096] = "";
     rf_status probe_s = RF_OK;
