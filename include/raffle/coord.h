@@ -23,6 +23,9 @@
  *   BEAT   (both)  on tag 4: alive (issue 24: heartbeats)
  *   DROP   (C->W)  on tag 4: rank 0 gave this rank up (silent past the
  *                  timeout): kill the task and leave
+ *   REAP   (C->W)  on tag 4: n1 = the process id of a rank given up on this
+ *                  worker's host (protocol 3): kill that rank's task
+ *                  processes (its children), which may still be running
  * Both sides parse the same job (rank 0 broadcasts its text), so a task is
  * named by its index and per-task coordinator state is a few integers. */
 #ifndef RAFFLE_COORD_H
@@ -37,14 +40,14 @@
 extern "C" {
 #endif
 
-#define RF_COORD_PROTO_VERSION 2
+#define RF_COORD_PROTO_VERSION 3
 #define RF_COORD_MAGIC 0x50434652u   /* "RFCP" little-endian */
 #define RF_COORD_HDR_BYTES 48
 #define RF_COORD_CHUNK (4u << 20)    /* raw bytes per checkpoint chunk */
 
 typedef enum rf_coord_msg_type {    /* on the wire: never renumber */
     RF_MSG_READY = 1, RF_MSG_TASK = 2, RF_MSG_PARENT = 3, RF_MSG_RESULT = 4, RF_MSG_STOP = 5,
-    RF_MSG_BEAT = 6, RF_MSG_DROP = 7,
+    RF_MSG_BEAT = 6, RF_MSG_DROP = 7, RF_MSG_REAP = 8,
     RF_MSG_TYPE_COUNT_
 } rf_coord_msg_type;
 

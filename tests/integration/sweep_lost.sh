@@ -5,8 +5,9 @@
 #    stopped (SIGSTOP, with its task) mid-sweep: rank 0 gives it up within
 #    the timeout, records its task "lost" (rank, host; no retry spent) and
 #    runs it on rank 1; the sweep ends with exit 76 and a line naming the
-#    host; every task is done exactly once; the stopped processes are killed
-#    (the launcher reaches them), none is left;
+#    host; rank 1 (same host) kills rank 2's stopped task child at once
+#    (REAP), rank 2 itself when the job ends (the launcher reaches it);
+#    every task is done exactly once; none is left;
 # 2. a killed run: an in-process sweep killed with kill -9 mid-task leaves
 #    an attempt open; the rerun records it "lost" naming the host, and
 #    finishes every task exactly once.
@@ -59,6 +60,22 @@ stopped=$(rank_pids "$mpid" 2 | tr '\n' ' ')
 # shellcheck disable=SC2086
 kill -STOP $stopped
 t_stop=$(date +%s.%N)
+# the stopped rank's task child: rank 1, on the same host, kills it once
+# rank 0 has given rank 2 up (REAP); rank 2 itself stays (stopped) until the
+# job ends: killing it would make Open MPI end the whole job at once
+ppid_of() { awk '{ sub(/.*\) /, ""); print $2 }' "/proc/$1/stat" 2>/dev/null; }
+rank2="" task2=""
+for p in $stopped; do case " $stopped " in *" $(ppid_of "$p") "*) task2="$task2 $p" ;; *) rank2=$p ;; esac; done
+[ -n "$task2" ] || fail "rank 2's task child not found among $stopped"
+reaped=""
+for _ in $(seq 1 100); do
+  gone=1
+  for p in $task2; do [ -d "/proc/$p" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$p/stat" 2>/dev/null && gone=0; done
+  [ "$gone" = 1 ] && { reaped=$(awk -v a="$(date +%s.%N)" -v b="$t_stop" 'BEGIN { printf "%.2f", a - b }'); break; }
+  sleep 0.05
+done
+[ -n "$reaped" ] || fail "rank 2's stopped task ($task2) not killed within 5 s of the stop (timeout 1 s)"
+grep -q '^[0-9]* (.*) T' "/proc/$rank2/stat" 2>/dev/null || fail "rank 2 ($rank2) not stopped any more when its task was killed"
 wait "$mpid"
 rc=$?
 t_end=$(date +%s.%N)
@@ -82,7 +99,8 @@ stopped=""
 t_lost=$(jq -r 'select(.event=="lost") | .time' "$L" | head -1)
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
 det=$(sub "$(date -d "$t_lost" +%s.%N)" "$t_stop")
-echo "hung worker: given up after $det s (timeout 1 s), exit 76 after $(sub "$t_end" "$t0") s, 8 tasks done once"
+echo "hung worker: given up after $det s (timeout 1 s), its task killed by rank 1 after $reaped s, exit 76 after $(sub "$t_end" "$t0") s, 8 tasks done once"
+has 'select(.event=="rank_lost" and .rank==2 and .reaped_by==1)' "$L" || fail "the rank_lost line does not say rank 1 reaped rank 2"
 awk -v d="$det" 'BEGIN { exit !(d > 0.5 && d < 4) }' || fail "detection took $det s with a 1 s timeout"
 
 # ---- 2. a killed run's open attempt --------------------------------------------------
