@@ -156,10 +156,10 @@ static void startup_handshake(int rank, int size) {
     int one = 1;
     if (rank > 0) { MPI_Send(&one, 1, MPI_INT, 0, STARTUP_TAG, MPI_COMM_WORLD); return; }
     int n = size - 1, left = n;
-    int *in = malloc((size_t)n * sizeof *in);
-    MPI_Request *rq = malloc((size_t)n * sizeof *rq);
-    int *idx = malloc((size_t)n * sizeof *idx);
-    if (!in || !rq || !idx) { free(in); free(rq); free(idx); return; }   /* the collectives after it still wait, timed */
+    int *in = rf_malloc((size_t)n * sizeof *in);
+    MPI_Request *rq = rf_malloc((size_t)n * sizeof *rq);
+    int *idx = rf_malloc((size_t)n * sizeof *idx);
+    if (!in || !rq || !idx) { rf_free(in); rf_free(rq); rf_free(idx); return; }   /* the collectives after it still wait, timed */
     for (int w = 1; w < size; w++) MPI_Irecv(&in[w - 1], 1, MPI_INT, w, STARTUP_TAG, MPI_COMM_WORLD, &rq[w - 1]);
     double end = su_timeout > 0 ? mono_now() + su_timeout : 0;
     atomic_store(&su_deadline, 0);   /* this loop keeps the time itself */
@@ -177,7 +177,7 @@ static void startup_handshake(int rank, int size) {
         struct timespec ts = {0, 2 * 1000000};
         nanosleep(&ts, NULL);
     }
-    free(in); free(rq); free(idx);
+    rf_free(in); rf_free(rq); rf_free(idx);
 }
 
 /* ---- pipelines: rounds -------------------------------------------------------

@@ -11,17 +11,13 @@
 # 2. a killed run: an in-process sweep killed with kill -9 mid-task leaves
 #    an attempt open; the rerun records it "lost" naming the host, and
 #    finishes every task exactly once.
-# About 25 s.
+# About 31 s.
 set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
-. "$here/tests/integration/lib.sh"
-: "${RAFFLE:?set RAFFLE to the raffle binary}"
-need_cmd mpirun jq pgrep
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-T=$(mktemp -d)
-trap 'kill -CONT $stopped 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+. "$here/tests/integration/mpi_local.bash"
 stopped=""
-fail() { echo "FAIL: $*"; for f in "$T"/log-*; do [ -f "$f" ] && { echo "== $f"; tail -n 15 "$f"; }; done; exit 1; }
+# shellcheck disable=SC2016
+ml_on_exit='kill -CONT $stopped 2>/dev/null'
 cat > "$T/lost.json" <<'JOB'
 {"name": "lost", "dataset": "synthetic", "model": "lenet-300-100",
  "experiments": [{"kind": "noop", "count": 8, "sleep_ms": 1500}]}
@@ -35,8 +31,6 @@ once() {  # LEDGER: every task done exactly once
   [ "$n" = 8 ] || fail "$1: $n of 8 tasks done"
   [ "$dup" = 0 ] || fail "$1: $dup task(s) done twice"
 }
-# descendants of process $1
-desc() { local c; for c in $(pgrep -P "$1"); do echo "$c"; desc "$c"; done; }
 # pids of the processes of MPI rank $2 (the rank and its task child) under
 # the mpirun $1: only this test's own processes, never another sweep's
 rank_pids() {

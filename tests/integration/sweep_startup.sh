@@ -11,19 +11,11 @@
 # start-up: it does not cut a sweep that runs longer). About 15 s.
 set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
-. "$here/tests/integration/lib.sh"
-: "${RAFFLE:?set RAFFLE to the raffle binary}"
-need_cmd mpirun jq pgrep
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-T=$(mktemp -d)
-trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; for f in "$T"/log-*; do [ -f "$f" ] && { echo "== $f"; tail -n 15 "$f"; }; done; exit 1; }
+. "$here/tests/integration/mpi_local.bash"
 cat > "$T/su.json" <<'JOB'
 {"name": "su", "dataset": "synthetic", "model": "lenet-300-100",
  "experiments": [{"kind": "noop", "count": 4, "sleep_ms": 1200}]}
 JOB
-# descendants of process $1 (this test's own processes only)
-desc() { local c; for c in $(pgrep -P "$1"); do echo "$c"; desc "$c"; done; }
 alive() { local p; for p in "$@"; do [ -d "/proc/$p" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$p/stat" 2>/dev/null && echo "$p"; done; }
 
 for victim in 2 0; do
