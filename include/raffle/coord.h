@@ -23,6 +23,9 @@
  *   BEAT   (both)  on tag 4: alive (issue 24: heartbeats)
  *   DROP   (C->W)  on tag 4: rank 0 gave this rank up (silent past the
  *                  timeout): kill the task and leave
+ *   REAP   (C->W)  on tag 4: n1 = the process id of a rank given up on this
+ *                  worker's host (protocol 3): kill that rank's task
+ *                  processes (its children), which may still be running
  * Both sides parse the same job (rank 0 broadcasts its text), so a task is
  * named by its index and per-task coordinator state is a few integers. */
 #ifndef RAFFLE_COORD_H
@@ -37,14 +40,14 @@
 extern "C" {
 #endif
 
-#define RF_COORD_PROTO_VERSION 2
+#define RF_COORD_PROTO_VERSION 3
 #define RF_COORD_MAGIC 0x50434652u   /* "RFCP" little-endian */
 #define RF_COORD_HDR_BYTES 48
 #define RF_COORD_CHUNK (4u << 20)    /* raw bytes per checkpoint chunk */
 
 typedef enum rf_coord_msg_type {    /* on the wire: never renumber */
     RF_MSG_READY = 1, RF_MSG_TASK = 2, RF_MSG_PARENT = 3, RF_MSG_RESULT = 4, RF_MSG_STOP = 5,
-    RF_MSG_BEAT = 6, RF_MSG_DROP = 7,
+    RF_MSG_BEAT = 6, RF_MSG_DROP = 7, RF_MSG_REAP = 8,
     RF_MSG_TYPE_COUNT_
 } rf_coord_msg_type;
 
@@ -132,10 +135,17 @@ typedef struct rf_sweep_opts {
     /* A worker's watchdog thread, for a main thread stuck where it cannot
      * notice (a blocking system call): called once with a one-line message
      * when rank 0 has been silent for 1.5 * heartbeat_s or has given this
-     * rank up. The CLI prints the line and ends the process (its task child
-     * dies with it). May be NULL. */
-    void        (*on_orphan)(void *ud, const char *line);
+     * rank up; silent: 1 when rank 0 went silent (unreachable: a partition,
+     * a dead or stopped rank 0), 0 when it gave this rank up (it is alive
+     * and ends the job itself). The CLI prints the line and ends the process
+     * (its task child dies with it). May be NULL. */
+    void        (*on_orphan)(void *ud, const char *line, int silent);
     void         *orphan_ud;
+    /* Called once on every rank of an MPI sweep when the start-up
+     * collectives (host names, heartbeat timeout) are over and the heartbeat
+     * link is open: from then on a silent rank is noticed by the heartbeat.
+     * The CLI's start-up watchdog stops there. May be NULL. */
+    void        (*on_started)(void *ud);
     /* Direct writes (issue 24, docs/hpc.md): a worker that sees the store
      * (a shared file system: NFS, Lustre, GPFS) writes its checkpoints into
      * it itself with the store's atomic protocol and reads its parents
@@ -165,7 +175,7 @@ typedef struct rf_sweep_result {
     size_t   sched_bytes;          /* coordinator scheduling state, bytes */
     /* heartbeats (rank 0): task attempts recorded "lost", workers given up,
      * and their hosts ("h2, h3"); a worker: orphaned = 1 when it left
-     * because rank 0 went silent or gave it up */
+     * because rank 0 went silent (unreachable), 2 because rank 0 gave it up */
     int      lost, lost_ranks, orphaned;
     char     lost_hosts[256];
     int      direct_ranks;         /* workers that wrote into the store themselves */

@@ -13,7 +13,9 @@
  * left to run and none failed: run the same command again, 76 ranks were
  * lost (heartbeat silence: a node died, a link was cut, a worker hung; the
  * line before says which hosts; run the same command again for what is
- * left), 2 usage. */
+ * left), 69 start-up did not finish within --startup-timeout (a rank never
+ * showed up: its host unreachable, its process stopped or dead before it
+ * joined; nothing was written), 2 usage. */
 #include "cli/cli.h"
 #include "raffle/coord.h"
 #include "raffle/job.h"
@@ -22,8 +24,11 @@
 #include "raffle/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <mpi.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +37,8 @@
 #include <unistd.h>
 
 enum { EXIT_STOPPED = 75,     /* EX_TEMPFAIL: rerun to continue */
-       EXIT_LOST = 76 };      /* ranks lost (issue 24): rerun for what is left */
+       EXIT_LOST = 76,        /* ranks lost (issue 24): rerun for what is left */
+       EXIT_STARTUP = 69 };   /* EX_UNAVAILABLE: not every rank joined in time */
 
 /* A worker's watchdog found rank 0 silent (or was given up by it) while the
  * main thread could not act: say so and leave now; the task child dies
@@ -58,11 +64,120 @@ static void finalize_bounded(double heartbeat, int code) {
     alarm(0);
 }
 
-static void on_orphan(void *ud, const char *line) {
+/* A worker that lost rank 0 to silence (a partition, rank 0's node gone or
+ * stopped) also ends the Open MPI daemon that started it: under mpirun its
+ * parent is orted (prted with PRRTE), whose only link to mpirun runs over
+ * the same dead network and which would otherwise wait for TCP to give up
+ * on it (net.ipv4.tcp_retries2: about 15 minutes by default) before it
+ * ends. SIGTERM makes the daemon kill its other local ranks (cut off just
+ * the same; a stopped one too, SIGKILL after a second) and exit at once.
+ * Any other parent (slurmstepd under srun, mpirun itself on the launch
+ * host, a shell) is left alone. Not when rank 0 gave this rank up: rank 0
+ * is alive then and ends the job through the launcher. Signal-safe (the
+ * watchdog calls it before _exit). */
+static void end_local_daemon(void) {
+    pid_t pp = getppid();
+    char path[64], comm[32];
+    snprintf(path, sizeof path, "/proc/%ld/comm", (long)pp);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, comm, sizeof comm - 1);
+    close(fd);
+    if (n <= 0) return;
+    comm[n] = '\0';
+    if (strcmp(comm, "orted\n") == 0 || strcmp(comm, "prted\n") == 0) kill(pp, SIGTERM);
+}
+
+static void on_orphan(void *ud, const char *line, int silent) {
     (void)ud;
     fprintf(stderr, "raffle sweep: %s\n", line);
     fflush(stderr);
+    if (silent) end_local_daemon();
     _exit(EXIT_LOST);
+}
+
+/* ---- start-up (issue 24) ------------------------------------------------------
+ * Until the heartbeat link is open every rank sits in blocking collectives:
+ * MPI_Init (a fence over all ranks), the job's broadcast, the host gather.
+ * A rank that never joins (its host unreachable, its process stopped or
+ * dead before MPI_Init) would hold all the others there forever. A
+ * watchdog thread ends the process with one line and EXIT_STARTUP once a
+ * phase of the start-up has taken --startup-timeout seconds; the phase
+ * that fetches the job's inputs (downloads of any length, then an
+ * all-reduce) is not timed. Right after MPI_Init rank 0 waits (polling,
+ * within the same deadline) for a hello from every worker, so a rank that
+ * got through MPI_Init but no further is named. */
+enum { STARTUP_TAG = 9 };
+static _Atomic double su_deadline;            /* CLOCK_MONOTONIC seconds; 0: not timed; < 0: over */
+static _Atomic(const char *) su_phase = "MPI_Init";
+static atomic_int su_rank = -1;
+static double su_timeout;
+
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void startup_fail(const char *phase) {
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    int r = atomic_load(&su_rank);
+    char who[32] = "a rank";
+    if (r >= 0) snprintf(who, sizeof who, "rank %d", r);
+    fprintf(stderr, "raffle sweep: %s on %s: start-up not finished after %g s (%s): a rank did not start or hung, or its "
+                    "host is unreachable; ending (exit %d)\n", who, host, su_timeout, phase, EXIT_STARTUP);
+    fflush(stderr);
+    end_local_daemon();
+    _exit(EXIT_STARTUP);
+}
+
+static void *startup_main(void *ud) {
+    (void)ud;
+    for (;;) {
+        double d = atomic_load(&su_deadline);
+        if (d < 0) return NULL;
+        if (d > 0 && mono_now() > d) startup_fail(atomic_load(&su_phase));
+        struct timespec ts = {0, 50 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* phase: what the ranks are waiting for; NULL: stop timing (until armed again) */
+static void startup_arm(const char *phase) {
+    if (phase) atomic_store(&su_phase, phase);
+    atomic_store(&su_deadline, phase && su_timeout > 0 ? mono_now() + su_timeout : 0);
+}
+static void startup_over(void *ud) { (void)ud; atomic_store(&su_deadline, -1); }
+
+/* Every worker sends rank 0 a hello; rank 0 polls for all of them until the
+ * start-up deadline and names those that never came. */
+static void startup_handshake(int rank, int size) {
+    int one = 1;
+    if (rank > 0) { MPI_Send(&one, 1, MPI_INT, 0, STARTUP_TAG, MPI_COMM_WORLD); return; }
+    int n = size - 1, left = n;
+    int *in = rf_malloc((size_t)n * sizeof *in);
+    MPI_Request *rq = rf_malloc((size_t)n * sizeof *rq);
+    int *idx = rf_malloc((size_t)n * sizeof *idx);
+    if (!in || !rq || !idx) { rf_free(in); rf_free(rq); rf_free(idx); return; }   /* the collectives after it still wait, timed */
+    for (int w = 1; w < size; w++) MPI_Irecv(&in[w - 1], 1, MPI_INT, w, STARTUP_TAG, MPI_COMM_WORLD, &rq[w - 1]);
+    double end = su_timeout > 0 ? mono_now() + su_timeout : 0;
+    atomic_store(&su_deadline, 0);   /* this loop keeps the time itself */
+    while (left > 0) {
+        int got = 0;
+        MPI_Testsome(n, rq, &got, idx, MPI_STATUSES_IGNORE);
+        if (got > 0 && got != MPI_UNDEFINED) { left -= got; continue; }
+        if (end > 0 && mono_now() > end) {
+            char why[300];
+            int k = snprintf(why, sizeof why, "%d of %d worker rank(s) never said hello:", left, n);
+            for (int w = 0, shown = 0; w < n && k < (int)sizeof why - 16; w++)
+                if (rq[w] != MPI_REQUEST_NULL && shown++ < 8) k += snprintf(why + k, sizeof why - (size_t)k, " %d", w + 1);
+            startup_fail(why);
+        }
+        struct timespec ts = {0, 2 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    rf_free(in); rf_free(rq); rf_free(idx);
 }
 
 /* ---- pipelines: rounds -------------------------------------------------------
@@ -295,7 +410,7 @@ static rf_status fetch_job_inputs(rf_ctx *ctx, const rf_job *job) {
 
 int rf_cmd_sweep(int argc, char **argv) {
     int done = 0, fail_fast = 0, json = 0, quiet = 0, keep = 0, retries = -1, mem_mb = 0, no_report = 0;
-    double tl = 0, every = 2, margin = 60, resume_every = 300, mirror_wait = 30, heartbeat = 5;
+    double tl = 0, every = 2, margin = 60, resume_every = 300, mirror_wait = 30, heartbeat = 5, startup = 120;
     const char *store = "results", *store_local = "results", *work = NULL, *writes = "auto";
     const char *pos[1];
     cli_opt opts[] = {
@@ -315,6 +430,8 @@ int rf_cmd_sweep(int argc, char **argv) {
                                                            "checkpoints into it themselves; off: all through rank 0 (default auto)", 0},
         {"heartbeat", CLI_DOUBLE, &heartbeat, "S", "MPI ranks beat every S/4 s; a rank silent for S s is given up "
                                                   "(its task lost, queued again; exit 76); 0: off (default 5)", 0},
+        {"startup-timeout", CLI_DOUBLE, &startup, "S", "under MPI: end with exit 69 when a start-up step (MPI_Init, every rank's "
+                                                      "hello, the job's broadcast) takes S s; 0: wait forever (default 120)", 0},
         {"no-report", CLI_FLAG, &no_report, NULL, "do not write report.* at the end", 0},
         {"quiet", CLI_FLAG, &quiet, NULL, "no progress lines", 0},
         {"json", CLI_FLAG, &json, NULL, "print the outcome as one JSON object", 0},
@@ -323,7 +440,7 @@ int rf_cmd_sweep(int argc, char **argv) {
     int rc = cli_parse("sweep", "JOB.json", "Runs every task of a job (mpirun -np N raffle sweep JOB.json, or alone\n"
                        "in-process); results go to STORE/NAME/. Rerunning resumes.", opts, argc, argv, pos, 1, 1, &done);
     if (rc || done) return rc;
-    if (retries > 10 || mem_mb < 0 || tl < 0 || margin < 0 || resume_every < 0 || mirror_wait < 0 || heartbeat < 0 ||
+    if (retries > 10 || mem_mb < 0 || tl < 0 || margin < 0 || resume_every < 0 || mirror_wait < 0 || heartbeat < 0 || startup < 0 ||
         (heartbeat > 0 && heartbeat < 0.2)) {
         cli_err("sweep", "option out of range");
         return 2;
@@ -345,9 +462,25 @@ int rf_cmd_sweep(int argc, char **argv) {
     }
     int mpi = launched_by_mpi(), rank = 0, size = 1;
     if (mpi) {
+        su_timeout = startup;
+        /* the launcher's word for this process's rank, for the message of a
+         * start-up that never gets through MPI_Init */
+        static const char *const rank_vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
+        for (size_t k = 0; k < sizeof rank_vars / sizeof rank_vars[0]; k++) {
+            int64_t r;
+            const char *v = getenv(rank_vars[k]);
+            if (v && rf_parse_i64(NULL, v, strlen(v), 0, INT32_MAX, rank_vars[k], &r) == RF_OK) { atomic_store(&su_rank, (int)r); break; }
+        }
+        startup_arm("MPI_Init");
+        pthread_t su_th;
+        if (su_timeout > 0 && pthread_create(&su_th, NULL, startup_main, NULL) == 0) pthread_detach(su_th);
         MPI_Init(&argc, &argv);
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
         MPI_Comm_size(MPI_COMM_WORLD, &size);
+        atomic_store(&su_rank, rank);
+        if (size > 1) startup_handshake(rank, size);
+        if (size > 1) startup_arm("receiving the job from rank 0");
+        else startup_over(NULL);   /* alone: nothing to wait for */
     }
     /* A launcher without a working PMI starts SLURM_NTASKS separate
      * singletons, each "rank 0 of 1": they would all coordinate the same
@@ -420,9 +553,11 @@ int rf_cmd_sweep(int argc, char **argv) {
      * lock lets one process of a node download, the others then find the
      * file), and a failure on any rank (a wrong digest) stops them all
      * before the store is touched. */
+    startup_arm(NULL);   /* downloads take what they take */
     rf_status fs = fetch_job_inputs(&ctx, job);
     int bad = fs != RF_OK, any_bad = bad;
     if (size > 1) MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (size > 1) startup_arm("the start-up broadcasts and the host gather");
     if (any_bad) {
         if (bad) cli_fail("sweep", &ctx, fs);
         rf_free(text);
@@ -494,6 +629,7 @@ int rf_cmd_sweep(int argc, char **argv) {
     o.heartbeat_s = heartbeat;
     o.direct_writes = direct;
     o.on_orphan = on_orphan;
+    o.on_started = startup_over;
     o.quiet = quiet;
     o.keep_work = keep;
     o.stop_flag = &stop_requested;
@@ -557,6 +693,7 @@ int rf_cmd_sweep(int argc, char **argv) {
          * would wait for the unreachable rank); the task was killed */
         fprintf(stderr, "raffle sweep: rank %d: %s: left\n", rank, rf_ctx_error(&ctx));
         fflush(NULL);
+        if (res.orphaned == 1) end_local_daemon();
         _exit(EXIT_LOST);
     }
     if (!s && rank > 0 && res.lost_ranks) {

@@ -79,6 +79,7 @@ typedef struct coord {
     rf_store *store;
     wstate  *w;
     host_name *hosts;      /* per rank */
+    int64_t  *pids;        /* per rank: its process id (a given-up rank's task is killed by its host's others) */
     uint8_t  *direct;      /* per rank: writes its checkpoints into the store itself (issue 24) */
     uint64_t  direct_bytes;
     int      n_done, n_reused, n_failed, n_skipped, n_running, retried;
@@ -978,7 +979,7 @@ static rf_status open_store(coord *C) {
 static void coord_free(coord *C) {
     rf_free(C->t); rf_free(C->children); rf_free(C->global.v);
     for (int r = 0; C->pref && r < C->nranks; r++) rf_free(C->pref[r].v);
-    rf_free(C->pref); rf_free(C->w); rf_free(C->hosts); rf_free(C->direct);
+    rf_free(C->pref); rf_free(C->w); rf_free(C->hosts); rf_free(C->pids); rf_free(C->direct);
     rf_store_close(C->store);
 }
 
@@ -1543,15 +1544,26 @@ static rf_status lose_rank(coord *C, int w, const char *why) {
         RF_TRY(mark_ready(C, i));
         task_name(C, i, name, sizeof name);
     }
-    int live = 0;
-    for (int r = 1; r < C->nranks; r++) live += !C->w[r].gone;
-    notice(C, "sweep %s: rank %d on %s given up: %s%s%s; %s", C->job->name, w, C->hosts[w], why,
-             i >= 0 ? "; its task lost and queued again: " : "", name,
+    int live = 0, reaper = -1;
+    for (int r = 1; r < C->nranks; r++) {
+        live += !C->w[r].gone;
+        /* a live rank on the same host kills what w may have left running
+         * (its task child: a stopped or stuck rank's task can still use the
+         * host's cores and memory); w itself is killed when the job ends */
+        if (reaper < 0 && !C->w[r].gone && C->pids && C->pids[w] > 0 && strcmp(C->hosts[r], C->hosts[w]) == 0) reaper = r;
+    }
+    if (reaper > 0) coord_link_reap(reaper, w, (uint64_t)C->pids[w]);
+    char reaped[96] = "";
+    if (reaper > 0) snprintf(reaped, sizeof reaped, "; rank %d on the same host kills its task's processes", reaper);
+    notice(C, "sweep %s: rank %d on %s given up: %s%s%s%s; %s", C->job->name, w, C->hosts[w], why,
+             i >= 0 ? "; its task lost and queued again: " : "", name, reaped,
              live ? "going on without it" : "no worker left: stopping");
     if (!live) C->stopping = 1;
     cJSON *ev = cJSON_CreateObject();
     if (!ev) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
     cJSON_AddNumberToObject(ev, "workers_left", live);
+    if (reaper > 0) cJSON_AddNumberToObject(ev, "reaped_by", reaper);
+    if (C->pids && C->pids[w] > 0) cJSON_AddNumberToObject(ev, "pid", (double)C->pids[w]);
     return ledger(C, "rank_lost", -1, w, 0, why, ev, 1);
 }
 
@@ -1884,7 +1896,7 @@ static void *watchdog_main(void *ud) {
             else
                 snprintf(line, sizeof line, "rank %d on %s: no word from rank 0 for %.1f s (heartbeat timeout %g s): "
                          "killing its task and leaving", wd->rank, wd->host, q, to);
-            wd->o->on_orphan(wd->o->orphan_ud, line);
+            wd->o->on_orphan(wd->o->orphan_ud, line, !coord_link_abandoned());
             break;
         }
         struct timespec ts = {0, 50 * 1000000};
@@ -2003,18 +2015,26 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
     C.mem = opts->mem_limit ? opts->mem_limit : job->limits.memory_bytes;
     /* whether rank 0 could allocate the host table the gather fills */
     int hosts_ok = 1;
-    if (rank == 0) hosts_ok = (C.hosts = rf_calloc((size_t)size, sizeof *C.hosts)) != NULL;
+    if (rank == 0) hosts_ok = (C.hosts = rf_calloc((size_t)size, sizeof *C.hosts)) != NULL &&
+                              (C.pids = rf_calloc((size_t)size, sizeof *C.pids)) != NULL;
     if (size > 1) MPI_Bcast(&hosts_ok, 1, MPI_INT, 0, MPI_COMM_WORLD);
     host_name me = "";
     gethostname(me, sizeof me - 1);
-    if (hosts_ok && size > 1) MPI_Gather(me, (int)sizeof me, MPI_CHAR, C.hosts, (int)sizeof me, MPI_CHAR, 0, MPI_COMM_WORLD);
-    else if (hosts_ok) memcpy(C.hosts[0], me, sizeof me);
+    int64_t my_pid = (int64_t)getpid();
+    if (hosts_ok && size > 1) {
+        MPI_Gather(me, (int)sizeof me, MPI_CHAR, C.hosts, (int)sizeof me, MPI_CHAR, 0, MPI_COMM_WORLD);
+        MPI_Gather(&my_pid, 1, MPI_INT64_T, C.pids, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+    } else if (hosts_ok) {
+        memcpy(C.hosts[0], me, sizeof me);
+        C.pids[0] = my_pid;
+    }
     /* rank 0's heartbeat timeout is everyone's */
     double hb = opts->heartbeat_s;
     if (size > 1) MPI_Bcast(&hb, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     C.heartbeat = hb;
-    rf_status s = rank == 0 && !C.hosts ? rf_error(ctx, RF_ERR_NOMEM, "out of memory for %d host names", size) : RF_OK;
+    rf_status s = rank == 0 && (!C.hosts || !C.pids) ? rf_error(ctx, RF_ERR_NOMEM, "out of memory for %d host names", size) : RF_OK;
     if (!s && size > 1) s = coord_link_open(ctx, MPI_COMM_WORLD, rank, size, hb);
+    if (size > 1 && opts->on_started) opts->on_started(opts->orphan_ud);
     if (!s && !opts->inproc_noop) s = work_root(ctx, opts, job, C.work, sizeof C.work);
     char direct_dir[4096] = "";
     rf_status probe_s = RF_OK;
@@ -2030,7 +2050,6 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
         int no_barrier = 0;
         if (!s) s = run_worker(ctx, job, opts, MPI_COMM_WORLD, rank, mine, C.mem, C.time_limit, direct_dir[0] ? direct_dir : NULL,
                                &no_barrier);
-        res->orphaned = s == RF_ERR_TIMEOUT;
         if (wd_on) { atomic_store(&wd.quit, 1); pthread_join(wd.th, NULL); }
         if (!opts->keep_work && C.work[0]) coord_rmtree(C.work);
         /* after an error no barrier: rank 0 may be waiting for this rank's
@@ -2038,7 +2057,7 @@ rf_status rf_sweep_run(rf_ctx *ctx, const rf_job *job, const rf_sweep_opts *opts
          * when rank 0 gave ranks up: they would never arrive */
         int unused;
         if (!s && !no_barrier) s = final_barrier(ctx, rank, size, &unused);
-        res->orphaned = s == RF_ERR_TIMEOUT;
+        res->orphaned = s != RF_ERR_TIMEOUT ? 0 : coord_link_abandoned() ? 2 : 1;
         /* rank 0 gave ranks up: it ends the job itself (an abort, which
          * kills this process) once it has written the store; wait for that,
          * or for its silence */

@@ -37,6 +37,10 @@ double    coord_link_timeout(void);
  * tells it so if it ever runs again (a stopped process continued). */
 void      coord_link_drop(int peer);
 int       coord_link_dropped(int peer);
+/* Rank 0: asks worker `to` (on the host of the given-up rank `dead`, whose
+ * process id is pid) to kill dead's task processes (REAP, on the beat tag:
+ * a worker in the middle of a task drains it within 20 ms). */
+void      coord_link_reap(int to, int dead, uint64_t pid);
 /* A worker: 1 once rank 0 sent DROP (this rank was given up). */
 int       coord_link_abandoned(void);
 /* Polling without a core to spare: spin briefly (a reply is usually
@@ -93,6 +97,12 @@ typedef struct coord_exec_result {
 rf_status coord_exec(rf_ctx *ctx, const char *exe, const char *dir, uint64_t mem, double time_limit, int threads,
                      volatile int *stop_flag, double deadline,
                      int (*tick)(void *ud), void *tick_ud, coord_exec_result *r);
+/* Kills (SIGKILL, each with its process group) the children of process
+ * parent, when parent is a raffle process like this one (its /proc comm is
+ * this process's): the task children of a rank given up on this host. The
+ * rank itself is left alone: Open MPI 4.1 ends the whole job when one of
+ * its processes dies. Returns how many were killed. */
+int       coord_reap_children(long parent);
 /* Removes a directory tree without following symlinks. */
 void      coord_rmtree(const char *path);
 

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
@@ -226,4 +227,50 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ft
 
 void coord_rmtree(const char *path) {
     nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* /proc/PID/comm of pid into out ("" when unreadable). */
+static void proc_comm(long pid, char *out, size_t n) {
+    char path[64];
+    out[0] = '\0';
+    if (pid > 0) snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+    else snprintf(path, sizeof path, "/proc/self/comm");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t k = read(fd, out, n - 1);
+    close(fd);
+    out[k > 0 ? k : 0] = '\0';
+}
+
+int coord_reap_children(long parent) {
+    char mine[32], theirs[32];
+    proc_comm(0, mine, sizeof mine);
+    proc_comm(parent, theirs, sizeof theirs);
+    if (parent <= 1 || parent == (long)getpid() || !mine[0] || strcmp(mine, theirs) != 0) return 0;
+    DIR *d = opendir("/proc");
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 1) continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t k = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (k <= 0) continue;
+        buf[k] = '\0';
+        /* pid (comm) state ppid pgrp ...: comm may hold spaces and ')' */
+        char *rp = strrchr(buf, ')');
+        long ppid = 0, pgrp = 0;
+        char st;
+        if (!rp || sscanf(rp + 1, " %c %ld %ld", &st, &ppid, &pgrp) != 3 || ppid != parent) continue;
+        /* a task child leads its own process group (coord_exec): the group goes */
+        if (kill(pgrp == pid ? (pid_t)-pid : (pid_t)pid, SIGKILL) == 0) n++;
+    }
+    closedir(d);
+    return n;
 }

@@ -73,6 +73,7 @@ typedef struct link_state {
     double     timeout, every, last_beat, last_drain;
     _Atomic double *heard;      /* per peer: rf_now() when it was last heard (read by a worker's watchdog) */
     unsigned char  *dropped;    /* rank 0: peers given up */
+    unsigned char (*reap)[RF_COORD_HDR_BYTES];   /* rank 0: per given-up rank, its REAP message (in flight) */
     atomic_int      abandoned;  /* worker: rank 0 sent DROP */
     unsigned char   beat[RF_COORD_HDR_BYTES], drop[RF_COORD_HDR_BYTES];
 } link_state;
@@ -91,7 +92,8 @@ rf_status coord_link_open(rf_ctx *ctx, MPI_Comm comm, int rank, int nranks, doub
     if (!(timeout_s > 0) || nranks < 2) return RF_OK;
     L.heard = rf_calloc((size_t)nranks, sizeof *L.heard);
     L.dropped = rf_calloc((size_t)nranks, 1);
-    if (!L.heard || !L.dropped) { coord_link_close(); return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); }
+    L.reap = rank == 0 ? rf_calloc((size_t)nranks, sizeof *L.reap) : NULL;
+    if (!L.heard || !L.dropped || (rank == 0 && !L.reap)) { coord_link_close(); return rf_error(ctx, RF_ERR_NOMEM, "out of memory"); }
     L.comm = comm;
     L.rank = rank;
     L.nranks = nranks;
@@ -112,6 +114,7 @@ rf_status coord_link_open(rf_ctx *ctx, MPI_Comm comm, int rank, int nranks, doub
 void coord_link_close(void) {
     rf_free(L.heard);
     rf_free(L.dropped);
+    rf_free(L.reap);   /* a REAP still in flight at the end: MPI_Finalize or the abort comes first */
     memset(&L, 0, sizeof L);
 }
 
@@ -135,6 +138,13 @@ void coord_link_drop(int peer) {
     beat_to(peer, L.drop);
 }
 
+void coord_link_reap(int to, int dead, uint64_t pid) {
+    if (!L.open || L.rank != 0 || to <= 0 || to >= L.nranks || dead <= 0 || dead >= L.nranks || L.dropped[to]) return;
+    rf_coord_msg m = {.version = RF_COORD_PROTO_VERSION, .type = RF_MSG_REAP, .arg = (uint32_t)dead, .n1 = pid};
+    rf_coord_msg_encode(&m, L.reap[dead]);
+    beat_to(to, L.reap[dead]);
+}
+
 /* Receives the beat from src that a probe found (with no link open: one
  * left over from an earlier sweep in this process, dropped). */
 static void take_beat(MPI_Comm comm, int src) {
@@ -146,6 +156,7 @@ static void take_beat(MPI_Comm comm, int src) {
     rf_ctx_init(&tmp);
     if (rf_coord_msg_decode(&tmp, in, RF_COORD_HDR_BYTES, &m) != RF_OK) return;
     if (m.type == RF_MSG_DROP && L.rank != 0 && src == 0) atomic_store(&L.abandoned, 1);
+    if (m.type == RF_MSG_REAP && L.rank != 0 && src == 0) coord_reap_children((long)m.n1);
     /* a given-up peer stays given up: its late beats change nothing */
     if (!L.dropped[src]) atomic_store(&L.heard[src], rf_now());
 }

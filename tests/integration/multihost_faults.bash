@@ -1,14 +1,17 @@
 # One multi-host fault trial (issue 24), shared by tests/integration/
-# multihost_faults.sh (each fault once) and bench/netfault/run.sh (each
-# fault at random moments, the table in docs/hardening.md). Sourced after
-# multihost.bash, with the cluster up (mh_up 3) and $RAFFLE, $T, $CD set.
+# multihost_faults.sh, multihost_hang.sh (each fault once) and
+# bench/netfault/run.sh (each fault at random moments, the table in
+# docs/hardening.md). Sourcing it sources multihost.bash ($here: the
+# repository) and needs $RAFFLE; mf_trial needs the cluster up (mf_up, or
+# mh_up 3) and $T, $CD set.
 #
 #   mf_up                     what a fault test starts with: prerequisites,
 #                             a 3-host cluster, mf_job 6 800
 #   mf_job COUNT SLEEP_MS     writes $T/mf.json: COUNT no-op tasks of SLEEP_MS
 #   mf_trial FAULT AT HB      one sweep on h1:1,h2:1,h3:1 (rank 0 on h1, a
 #                             worker on each of h2 and h3) with --heartbeat
-#                             HB, FAULT applied AT seconds after the launch:
+#                             HB, FAULT applied AT seconds after the first
+#                             task started (the ledger's first "started"):
 #     cut-worker   h3's cable pulled (netns-cluster.sh cut h3)
 #     kill-worker  every raffle process on h3 killed (-9): the node's work dies
 #     hang-worker  every raffle process on h3 stopped (SIGSTOP)
@@ -29,11 +32,17 @@
 #                 (Open MPI's runtime ends the job itself)
 #     quiet_s     fault to the moment no raffle process is left on the
 #                 host(s) it hit (the workers' own exit, or the launcher's kill)
+#     hostgone_s  fault to the moment no process at all (Open MPI's orted
+#                 and the launcher agent's shell too) is left on the host(s)
+#                 it hit
 #     gone_s      fault to the moment no process at all is left in any
 #                 namespace (the launcher, orted and rank 0 too)
 #     rerun_rc    the rerun's exit status (must be 0)
 #   mf_check FAULT LINE       prints LINE and fails (multihost.bash's fail)
 #                             unless its lost, dup, left and rerun_rc are 0
+
+: "${RAFFLE:?set RAFFLE to the raffle binary}"
+. "$here/tests/integration/multihost.bash"
 
 mf_check() {
   local f=$1 l=$2 k v
@@ -84,6 +93,15 @@ mf_trial() {
   MH_TIMEOUT=90 cl run mpirun --host h1:1,h2:1,h3:1 -np 3 "$RAFFLE" sweep --quiet --heartbeat "$hb" \
     --store "$store" "$T/mf.json" >"$log" 2>&1 &
   local mpid=$!
+  # AT counts from the first task's start (the ledger's first "started"
+  # line), not from the launch: on a loaded machine the launch alone can
+  # take seconds, and a fault before the ranks run is another case
+  local k
+  for k in $(seq 1 600); do
+    grep -qs '"event":"started"' "$L" && break
+    kill -0 "$mpid" 2>/dev/null || break
+    sleep 0.1
+  done
   sleep "$at"
   # did the fault find work on the host it hits? (a task started there and not ended)
   local hit=0 h
@@ -96,7 +114,7 @@ mf_trial() {
   tf=$(_mf_now)
   # every namespace's process table, from the fault until it is empty (or
   # MF_LEFT_S after the launcher's end), beside the launcher
-  local quiet_s="" gone_s="" left=0 te="" now all hp
+  local quiet_s="" hostgone_s="" gone_s="" left=0 te="" now all hp
   hp=$(for h in $host; do awk -v h="$h" '$1 == h { print $3 }' "$CD/hosts"; done)
   while :; do
     now=$(_mf_now)
@@ -111,12 +129,17 @@ mf_trial() {
       done
       [ -z "$(_mf_alive $mine)" ] && quiet_s=$(_mf_sub "$now" "$tf")
     fi
+    if [ -z "$hostgone_s" ]; then
+      local any="" ns
+      for ns in $hp; do any="$any $(ip netns pids "$ns" 2>/dev/null)"; done
+      [ -z "$(_mf_alive $any)" ] && hostgone_s=$(_mf_sub "$now" "$tf")
+    fi
     all=$(_mf_alive $(mh_procs))
     [ -n "$te" ] && [ -z "$all" ] && { gone_s=$(_mf_sub "$now" "$tf"); break; }
     if [ -n "$te" ] && awk -v e="$(_mf_sub "$now" "$te")" -v l="${MF_LEFT_S:-20}" 'BEGIN { exit !(e > l) }'; then
       left=$(echo "$all" | wc -w)
       echo "mf: $fault: left ${MF_LEFT_S:-20} s after the launcher's end: $(for p in $all; do tr '\0' ' ' < /proc/$p/cmdline; echo; done)" >&2
-      gone_s=">$(_mf_sub "$now" "$tf")"; quiet_s=${quiet_s:-$gone_s}
+      gone_s=">$(_mf_sub "$now" "$tf")"; quiet_s=${quiet_s:-$gone_s}; hostgone_s=${hostgone_s:-$gone_s}
       break
     fi
     sleep 0.1
@@ -138,5 +161,5 @@ mf_trial() {
   done=$(jq -r 'select(.event=="done") | .task' "$L" | sort -u | wc -l)
   dup=$(jq -r 'select(.event=="done") | .task' "$L" | sort | uniq -d | wc -l)
   recorded=$(jq -r 'select(.event=="lost") | .task' "$L" | wc -l)
-  echo "fault=$fault at=$at rc=$rc hit=$hit recorded=$recorded recorded_in_run=$rec_run lost=$((total - done)) dup=$dup left=$left detect_s=${detect_s:--} quiet_s=$quiet_s gone_s=$gone_s rerun_rc=$rerun_rc"
+  echo "fault=$fault at=$at rc=$rc hit=$hit recorded=$recorded recorded_in_run=$rec_run lost=$((total - done)) dup=$dup left=$left detect_s=${detect_s:--} quiet_s=$quiet_s hostgone_s=$hostgone_s gone_s=$gone_s rerun_rc=$rerun_rc"
 }

@@ -11,18 +11,16 @@
 # after each, the rerun finishes every task exactly once and no process is
 # left in any namespace. About 35 s.
 set -u
-: "${RAFFLE:?set RAFFLE to the raffle binary}"
 here=$(cd "$(dirname "$0")/../.." && pwd)
-. "$here/tests/integration/multihost.bash"
 . "$here/tests/integration/multihost_faults.bash"
 mf_up
-l=$(mf_trial hang-worker 2.5 2) || fail "hang-worker trial"
+l=$(mf_trial hang-worker 1 2) || fail "hang-worker trial"
 mf_check hang-worker "$l"
 case $l in *" rc=76 "*) ;; *) fail "hang-worker: exit status is not 76: $l" ;; esac
 case $l in *hit=1*) case $l in *recorded_in_run=0*) fail "hang-worker: no lost task recorded" ;; esac ;; esac
 grep -q "raffle sweep: lost h3" "$T/log-mf-1" || fail "hang-worker: no line naming h3"
 
-l=$(mf_trial kill-worker 2.5 2) || fail "kill-worker trial"
+l=$(mf_trial kill-worker 1 2) || fail "kill-worker trial"
 mf_check kill-worker "$l"
 case $l in *hit=1*)
   [ -n "$(jq -c 'select(.event=="lost" and .earlier_run==true and .host=="h3")' "$T/mf-2/mf/ledger.jsonl")" ] ||

@@ -5,22 +5,19 @@
 #    stopped (SIGSTOP, with its task) mid-sweep: rank 0 gives it up within
 #    the timeout, records its task "lost" (rank, host; no retry spent) and
 #    runs it on rank 1; the sweep ends with exit 76 and a line naming the
-#    host; every task is done exactly once; the stopped processes are killed
-#    (the launcher reaches them), none is left;
+#    host; rank 1 (same host) kills rank 2's stopped task child at once
+#    (REAP), rank 2 itself when the job ends (the launcher reaches it);
+#    every task is done exactly once; none is left;
 # 2. a killed run: an in-process sweep killed with kill -9 mid-task leaves
 #    an attempt open; the rerun records it "lost" naming the host, and
 #    finishes every task exactly once.
-# About 25 s.
+# About 31 s.
 set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
-. "$here/tests/integration/lib.sh"
-: "${RAFFLE:?set RAFFLE to the raffle binary}"
-need_cmd mpirun jq pgrep
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-T=$(mktemp -d)
-trap 'kill -CONT $stopped 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
+. "$here/tests/integration/mpi_local.bash"
 stopped=""
-fail() { echo "FAIL: $*"; for f in "$T"/log-*; do [ -f "$f" ] && { echo "== $f"; tail -n 15 "$f"; }; done; exit 1; }
+# shellcheck disable=SC2016
+ml_on_exit='kill -CONT $stopped 2>/dev/null'
 cat > "$T/lost.json" <<'JOB'
 {"name": "lost", "dataset": "synthetic", "model": "lenet-300-100",
  "experiments": [{"kind": "noop", "count": 8, "sleep_ms": 1500}]}
@@ -34,8 +31,6 @@ once() {  # LEDGER: every task done exactly once
   [ "$n" = 8 ] || fail "$1: $n of 8 tasks done"
   [ "$dup" = 0 ] || fail "$1: $dup task(s) done twice"
 }
-# descendants of process $1
-desc() { local c; for c in $(pgrep -P "$1"); do echo "$c"; desc "$c"; done; }
 # pids of the processes of MPI rank $2 (the rank and its task child) under
 # the mpirun $1: only this test's own processes, never another sweep's
 rank_pids() {
@@ -59,6 +54,22 @@ stopped=$(rank_pids "$mpid" 2 | tr '\n' ' ')
 # shellcheck disable=SC2086
 kill -STOP $stopped
 t_stop=$(date +%s.%N)
+# the stopped rank's task child: rank 1, on the same host, kills it once
+# rank 0 has given rank 2 up (REAP); rank 2 itself stays (stopped) until the
+# job ends: killing it would make Open MPI end the whole job at once
+ppid_of() { awk '{ sub(/.*\) /, ""); print $2 }' "/proc/$1/stat" 2>/dev/null; }
+rank2="" task2=""
+for p in $stopped; do case " $stopped " in *" $(ppid_of "$p") "*) task2="$task2 $p" ;; *) rank2=$p ;; esac; done
+[ -n "$task2" ] || fail "rank 2's task child not found among $stopped"
+reaped=""
+for _ in $(seq 1 100); do
+  gone=1
+  for p in $task2; do [ -d "/proc/$p" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$p/stat" 2>/dev/null && gone=0; done
+  [ "$gone" = 1 ] && { reaped=$(awk -v a="$(date +%s.%N)" -v b="$t_stop" 'BEGIN { printf "%.2f", a - b }'); break; }
+  sleep 0.05
+done
+[ -n "$reaped" ] || fail "rank 2's stopped task ($task2) not killed within 5 s of the stop (timeout 1 s)"
+grep -q '^[0-9]* (.*) T' "/proc/$rank2/stat" 2>/dev/null || fail "rank 2 ($rank2) not stopped any more when its task was killed"
 wait "$mpid"
 rc=$?
 t_end=$(date +%s.%N)
@@ -82,7 +93,8 @@ stopped=""
 t_lost=$(jq -r 'select(.event=="lost") | .time' "$L" | head -1)
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
 det=$(sub "$(date -d "$t_lost" +%s.%N)" "$t_stop")
-echo "hung worker: given up after $det s (timeout 1 s), exit 76 after $(sub "$t_end" "$t0") s, 8 tasks done once"
+echo "hung worker: given up after $det s (timeout 1 s), its task killed by rank 1 after $reaped s, exit 76 after $(sub "$t_end" "$t0") s, 8 tasks done once"
+has 'select(.event=="rank_lost" and .rank==2 and .reaped_by==1)' "$L" || fail "the rank_lost line does not say rank 1 reaped rank 2"
 awk -v d="$det" 'BEGIN { exit !(d > 0.5 && d < 4) }' || fail "detection took $det s with a 1 s timeout"
 
 # ---- 2. a killed run's open attempt --------------------------------------------------

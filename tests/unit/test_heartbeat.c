@@ -1,11 +1,14 @@
 /* Issue 24 pieces a unit test can reach without several MPI ranks (the
  * ranks themselves: tests/integration/sweep_lost.sh, multihost_faults.sh,
  * multihost_hang.sh):
- *   proto    BEAT and DROP headers round-trip; unknown types and the old
- *            protocol version are refused naming both versions
+ *   proto    BEAT, DROP and REAP headers round-trip (REAP's process id in
+ *            n1); unknown types and the old protocol versions are refused
+ *            naming both versions
  *   link     without an open link nothing beats and nothing is silent
  *   exec     a tick that reports "cut off" ends the task child at once,
- *            classified "killed" with the reason
+ *            classified "killed" with the reason; reaping a given-up rank
+ *            kills its children (their process groups) and not the rank,
+ *            and refuses a process that is not a raffle like this one
  *   sim      the scheduler on the fake transport hands out every task
  *            exactly once (a chain's next link only once it is released),
  *            with fewer or more workers than ready tasks */
@@ -14,14 +17,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "coord/coord_internal.h"
 #include "raffle/job.h"
 
-Test(proto, beat_and_drop_round_trip) {
-    for (int t = RF_MSG_BEAT; t <= RF_MSG_DROP; t++) {
-        rf_coord_msg m = {.version = RF_COORD_PROTO_VERSION, .type = (uint16_t)t, .task = 7, .attempt = 2, .arg = 1};
+Test(proto, beat_drop_and_reap_round_trip) {
+    for (int t = RF_MSG_BEAT; t <= RF_MSG_REAP; t++) {
+        rf_coord_msg m = {.version = RF_COORD_PROTO_VERSION, .type = (uint16_t)t, .task = 7, .attempt = 2, .arg = 1,
+                          .n1 = 4194303};
         unsigned char b[RF_COORD_HDR_BYTES];
         rf_coord_msg_encode(&m, b);
         rf_coord_msg d;
@@ -31,6 +37,7 @@ Test(proto, beat_and_drop_round_trip) {
         cr_assert_eq(d.type, t);
         cr_assert_eq(d.task, 7u);
         cr_assert_eq(d.arg, 1u);
+        cr_assert_eq(d.n1, 4194303u);
     }
 }
 
@@ -44,6 +51,10 @@ Test(proto, unknown_type_and_old_version_refused) {
     cr_assert_eq(rf_coord_msg_decode(&ctx, b, sizeof b, &d), RF_ERR_MPI);
     cr_assert(strstr(rf_ctx_error(&ctx), "unknown message type"), "%s", rf_ctx_error(&ctx));
     m.type = RF_MSG_BEAT;
+    m.version = 2;   /* a build from before REAP (its ranks gather no process ids) */
+    rf_coord_msg_encode(&m, b);
+    rf_ctx_init(&ctx);
+    cr_assert_eq(rf_coord_msg_decode(&ctx, b, sizeof b, &d), RF_ERR_VERSION);
     m.version = 1;   /* a build from before the heartbeats */
     rf_coord_msg_encode(&m, b);
     rf_ctx_init(&ctx);
@@ -138,4 +149,52 @@ Test(sim, no_worker_is_an_error) {
     coord_sim_result r;
     cr_assert_eq(coord_sim(&ctx, j, 0, &r), RF_ERR_INVALID);
     rf_job_free(j);
+}
+
+/* A child of this process that sleeps in a new process group with a
+ * grandchild of its own (the shape of a stopped rank with its task child):
+ * reaping the child kills the grandchild's group, not the child. */
+Test(exec, reap_kills_the_children_not_the_rank, .timeout = 20) {
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t rank = fork();
+    cr_assert(rank >= 0);
+    if (rank == 0) {
+        pid_t task = fork();
+        if (task == 0) { setpgid(0, 0); for (;;) pause(); }
+        if (write(fds[1], &task, sizeof task) != sizeof task) _exit(3);
+        int st;
+        waitpid(task, &st, 0);   /* the rank outlives its task */
+        _exit(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? 0 : 1);
+    }
+    pid_t task;
+    cr_assert_eq(read(fds[0], &task, sizeof task), (ssize_t)sizeof task);
+    /* the task has set its group (or dies in it either way) */
+    usleep(100000);
+    cr_assert_eq(coord_reap_children(1), 0, "init is never reaped");
+    cr_assert_eq(coord_reap_children((long)getpid()), 0, "this process's own children are not reaped");
+    cr_assert_eq(coord_reap_children((long)rank), 1);
+    int st;
+    cr_assert_eq(waitpid(rank, &st, 0), rank);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the task was not killed by SIGKILL (status %d)", st);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/* A process whose command name differs from this one's (here: sleep) is
+ * not a rank of this sweep: its children are left alone. */
+Test(exec, reap_refuses_another_program, .timeout = 20) {
+    pid_t other = fork();
+    cr_assert(other >= 0);
+    if (other == 0) {
+        setpgid(0, 0);   /* the group goes at the end, grandchild too */
+        if (fork() == 0) { execlp("sleep", "sleep", "30", (char *)NULL); _exit(2); }
+        execlp("sleep", "sleep", "30", (char *)NULL);
+        _exit(2);
+    }
+    usleep(200000);
+    int n = coord_reap_children((long)other);
+    kill(-other, SIGKILL);
+    cr_assert_eq(n, 0);
+    waitpid(other, NULL, 0);
 }
