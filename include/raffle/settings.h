@@ -62,6 +62,9 @@ enum {
      * thread count): the process's, never a task's setting (a job's
      * top-level "engine"). */
     RF_SF_PROCESS  = 1 << 5,
+    /* A list is one value (each member checked like a single one), never a
+     * grid axis: a pipeline stage's `from` naming several experiments. */
+    RF_SF_LISTVAL  = 1 << 6,
 };
 
 typedef struct rf_setting {

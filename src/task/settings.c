@@ -348,7 +348,7 @@ rf_status rf_setting_check(rf_ctx *ctx, const rf_setting *f, const cJSON *v, con
         return RF_OK;
     }
     if (cJSON_IsArray(v)) {
-        if (!((f->flags & RF_SF_GRID) && in_grid))
+        if (!((f->flags & RF_SF_GRID) && in_grid) && !(f->flags & RF_SF_LISTVAL))
             return rf_settings_error(ctx, path, "a list is not allowed here (grids are allowed inside experiments)");
         if (!v->child) return rf_settings_error(ctx, path, "empty list: a grid axis needs at least one value");
         int i = 0;

@@ -70,7 +70,6 @@ rf_status rf_task_gmp(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (s == RF_OK) {
         cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
         if (!cJSON_AddStringToObject(metrics, "method", "gmp") ||
-            !cJSON_AddNumberToObject(metrics, "target_sparsity", sparsity) ||
             !cJSON_AddNumberToObject(metrics, "mask_updates", (double)g.updates) ||
             !cJSON_AddNumberToObject(metrics, "prune_end_step", (double)sched.end) ||
             !rf_task_add_selection(&r, metrics) || !rf_task_add_curve(metrics, &curve) ||

@@ -176,6 +176,9 @@ rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     }
     rf_train_result res;
     memset(&res, 0, sizeof res);
+    /* the round's curve; a resume point carries it (rf_task_train_resumable) */
+    rf_train_curve curve = {0};
+    tc.curve = &curve;
     rewind_saver saver = {ctx, rewind_k, NULL, 0};
     char rpath[1100];
     rf_train_hooks hooks;
@@ -211,13 +214,14 @@ rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
          * split (Frankle & Carbin 2019, App. E); the test split at that step
          * is reported as test_accuracy_at_best_val */
         int ok = cJSON_AddNumberToObject(metrics, "round", round)
-              && rf_task_add_selection(&res, metrics)
+              && rf_task_add_selection(&res, metrics) && rf_task_add_curve(metrics, &curve)
               && cJSON_AddNumberToObject(metrics, "steps", (double)res.steps)
               && cJSON_AddStringToObject(metrics, "control", control_names[control])
               && cJSON_AddStringToObject(metrics, "rewind", rewind)
               && cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0);
         if (!ok) s = rf_error(ctx, RF_ERR_NOMEM, "lottery: metrics");
     }
+    rf_free(curve.v);
     rf_model_free(m);
     if (s != RF_OK) rf_error_prefix(ctx, "lottery round %d", round);
     return s;

@@ -64,10 +64,11 @@ static rf_status lock_pattern(rf_ctx *ctx, rf_model *m) {
     return RF_OK;
 }
 
-static rf_status add_common(rf_ctx *ctx, cJSON *metrics, double teacher_acc, const rf_train_result *r, double t0) {
+static rf_status add_common(rf_ctx *ctx, cJSON *metrics, double teacher_acc, const rf_train_result *r,
+                            const rf_train_curve *curve, double t0) {
     cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
     if (!cJSON_AddNumberToObject(metrics, "teacher_test_accuracy", teacher_acc) ||
-        !rf_task_add_selection(r, metrics) ||
+        !rf_task_add_selection(r, metrics) || !rf_task_add_curve(metrics, curve) ||
         !cJSON_AddNumberToObject(metrics, "steps", (double)r->steps) ||
         !cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0))
         return rf_error(ctx, RF_ERR_NOMEM, "ofa: metrics");
@@ -77,10 +78,12 @@ static rf_status add_common(rf_ctx *ctx, cJSON *metrics, double teacher_acc, con
 /* ---- QAT (shared with "quantize" mode qat) ------------------------------------ */
 
 rf_status rf_ofa_run_qat(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_teacher *t,
-                         const rf_distill_cfg *dc, const rf_quant *formats, rf_quant **out, rf_train_result *res) {
+                         const rf_distill_cfg *dc, const rf_quant *formats, rf_train_curve *curve, rf_quant **out,
+                         rf_train_result *res) {
     *out = NULL;
     rf_train_cfg cfg;
     RF_TRY(rf_task_train_cfg_io(ctx, io, 100, &cfg));
+    cfg.curve = curve;
     int batch = cfg.batch > 0 ? cfg.batch : 128;
     if (batch > io->train->n) batch = (int)io->train->n;
     int64_t total = cfg.iterations > 0 ? cfg.iterations : (int64_t)cfg.epochs * (io->train->n / batch);
@@ -161,6 +164,8 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
     double teacher_acc = -1.0, teacher_loss;
     rf_train_result r;
     memset(&r, 0, sizeof r);
+    rf_train_curve curve = {0};   /* every stage trains: its curve is kept (issue 23) */
+    cfg.curve = &curve;
     rf_status s = rf_model_load(ctx, io->parent_ckpts[0], &m);
     if (s != RF_OK) rf_error_prefix(ctx, "%s: parent %s", kind, io->parent_ckpts[0]);
     if (s == RF_OK && teacher_path) s = rf_teacher_load(ctx, &teacher_path, 1, &t);
@@ -168,7 +173,7 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
     if (s == RF_OK && t && cache) s = rf_teacher_cache(ctx, t, io->train, 256);
     if (s == RF_OK && stage == STAGE_TRANSFER) s = lock_pattern(ctx, m);
     if (s == RF_OK && stage == STAGE_QAT) {
-        s = rf_ofa_run_qat(ctx, io, m, t, &dc, NULL, &q, &r);
+        s = rf_ofa_run_qat(ctx, io, m, t, &dc, NULL, &curve, &q, &r);
     } else if (s == RF_OK) {
         if (t) s = rf_distill_new(ctx, t, m, &dc, &d);
         if (s == RF_OK) {
@@ -193,11 +198,20 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
         rf_distill_free(d, m);
     }
     if (s == RF_OK) s = rf_task_ckpt_extra(ctx, kind, io, -1, r.steps, &extra);
+    /* the sparse stage's target goes into its checkpoint, so rf_task_finish
+     * reports it there and in the transfer and QAT stages after it */
+    if (s == RF_OK && stage == STAGE_SPARSE) {
+        cJSON *e = cJSON_Parse(extra);
+        char *e2 = e && cJSON_AddNumberToObject(e, "target_sparsity", sparsity) ? cJSON_PrintUnformatted(e) : NULL;
+        cJSON_Delete(e);
+        cJSON_free(extra);
+        extra = e2;
+        if (!extra) s = rf_error(ctx, RF_ERR_NOMEM, "%s: checkpoint metadata", kind);
+    }
     if (s == RF_OK) s = q ? rf_quant_task_finish(ctx, io, m, q, extra, metrics) : rf_task_finish(ctx, io, m, extra, metrics);
-    if (s == RF_OK) s = add_common(ctx, metrics, teacher_acc, &r, t0);
-    if (s == RF_OK && stage == STAGE_SPARSE && !cJSON_AddNumberToObject(metrics, "target_sparsity", sparsity))
-        s = rf_error(ctx, RF_ERR_NOMEM, "%s: metrics", kind);
+    if (s == RF_OK) s = add_common(ctx, metrics, teacher_acc, &r, &curve, t0);
     cJSON_free(extra);
+    rf_free(curve.v);
     rf_quant_detach(q, m);
     rf_quant_free(q);
     rf_model_free(m);

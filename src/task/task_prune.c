@@ -234,7 +234,6 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
               && cJSON_AddNumberToObject(metrics, "accuracy_before_finetune", acc0)
               && cJSON_AddNumberToObject(metrics, "val_accuracy_before_finetune", vacc0)
               && (!finetunes || rf_task_add_curve(metrics, &curve))
-              && cJSON_AddNumberToObject(metrics, "target_sparsity", cfg.sparsity)
               && cJSON_AddNumberToObject(metrics, "prune_seconds", tp)
               && cJSON_AddItemToObject(metrics, "collapsed_at_prune", cJSON_Duplicate(cl, 1))
               && cJSON_AddNumberToObject(metrics, "finetune_steps", (double)res.steps)
