@@ -238,8 +238,29 @@ static int expand_ofa(rf_plan *p, const rf_point *pt) {
     if (!tt || !st || !xt || !qt) { rf_plan_nomem(p, NULL); goto done; }
     static const char *const kd[] = {"temperature", "alpha", NULL};
     static const char *const sk[] = {"sparsity", "temperature", "alpha", "prune_every", "prune_end", "layers", "nm", NULL};
-    int32_t teacher = rf_plan_dense(p, pt, pt->data, pt->model, tt);
-    if (teacher < 0) goto done;
+    /* with `from` the upstream teacher is the earlier experiment's model: a
+     * dense one (train, or a distilled student trained fresh), since the
+     * sparse pre-training starts from it and distils from it as the dense
+     * teacher (Zafrir et al. 2021 §3.1); a pruned or quantized one is not */
+    int32_t teacher = -1;
+    if (pt->from >= 0) {
+        const cJSON *fk = cJSON_GetObjectItemCaseSensitive(pt->from_settings, "kind"),
+                    *fi = cJSON_GetObjectItemCaseSensitive(pt->from_settings, "init");
+        const char *kn = cJSON_IsString(fk) ? fk->valuestring : "?";
+        if ((strcmp(kn, "train") != 0 && strcmp(kn, "distill") != 0) || (strcmp(kn, "distill") == 0 && fi)) {
+            rf_error(rf_plan_ctx(p), RF_ERR_JOB, "from: an ofa experiment starts from a dense trained model (its upstream "
+                     "teacher, which the sparse pre-training distils from); a %s model is not one: start from a train experiment",
+                     kn);
+            goto done;
+        }
+        if (cJSON_GetObjectItemCaseSensitive(x, "teacher_train")) {
+            rf_error(rf_plan_ctx(p), RF_ERR_JOB, "teacher_train: with from, the teacher is the earlier model (already trained)");
+            goto done;
+        }
+        teacher = pt->from;
+    } else if ((teacher = rf_plan_dense(p, pt, pt->data, pt->model, tt)) < 0) {
+        goto done;
+    }
     cJSON *s = rf_plan_settings(pt, pt->data, pt->model, st);
     if (!s || !rf_plan_copy_keys(s, x, sk)) { rf_plan_nomem(p, s); goto done; }
     int32_t sparse = rf_plan_add(p, RF_JOB_OFA_SPARSE, s, &teacher, 1, rf_plan_train_cost(st, pt->data, pt->model) * 1.5);
@@ -291,11 +312,11 @@ static const rf_setting ofa_exp_keys[] = {
 #define OFA_FLAGS (RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_CKPT)
 const rf_kind rf_kind_ofa_sparse = {
     .name = "ofa-sparse", .summary = "Prune Once For All: sparse pre-training (gradual magnitude pruning + KD)",
-    .flags = OFA_FLAGS, .keys = sparse_keys, .min_parents = 1, .max_parents = 1,
+    .flags = OFA_FLAGS | RF_KIND_FROM, .keys = sparse_keys, .min_parents = 1, .max_parents = 1,
     .parents_doc = "the dense upstream teacher (the student starts from it)",
     .run = rf_task_ofa_sparse,
     .experiment = "ofa", .exp_keys = ofa_exp_keys,
-    .exp_doc = "teacher `train` (upstream `dataset`) → `ofa-sparse` → per `transfer` dataset D: a teacher fine-tuned on D "
+    .exp_doc = "teacher `train` (upstream `dataset`; with `from`: the earlier dense model) → `ofa-sparse` → per `transfer` dataset D: a teacher fine-tuned on D "
                "(`train` from the upstream teacher) and `ofa-transfer` (parents: the sparse model and that teacher) → "
                "`ofa-qat` (parents: the transferred model and the teacher)",
     .expand = expand_ofa, .plot = RF_PLOT_NONE,
