@@ -79,9 +79,6 @@ typedef struct rf_job_facts { rf_job_fact_fn fn; void *ud; } rf_job_facts;
 /* The metrics a `best` selection may rank by: validation-split metrics only
  * (NULL-terminated, static); the test split never selects. */
 const char *const *rf_job_select_metrics(void);
-/* The keys of a `best` selection ({"by", "per"}): a stage's and a
- * distillation teacher's (`teacher.best`). */
-extern const rf_setting rf_job_best_settings[];
 /* Facts from a JSON object {"<16-hex id>": {"state": "done"|"gone",
  * "<metric>": number}} (ud: the const cJSON *; absent ids wait): how ranks
  * other than 0 see what rank 0 read from the store. */

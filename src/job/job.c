@@ -36,23 +36,8 @@ static const rf_setting limit_keys[] = {
 };
 
 /* Pipelines: a `best` selection ranks by a validation-split metric only
- * (CONTRIBUTING.md: selection never reads the test split). lower: smaller
- * is better. */
-static const struct { const char *name; int lower; } select_metrics[] = {
-    {"val_accuracy", 0}, {"best_val_accuracy", 0}, {"val_loss", 1},
-};
-static const char *const select_names[] = {"val_accuracy", "best_val_accuracy", "val_loss", NULL};
-const char *const *rf_job_select_metrics(void) { return select_names; }
-
-const rf_setting rf_job_best_settings[] = {
-    {.key = "by", .type = RF_SET_ENUM, .choices = select_names, .def = "\"val_accuracy\"",
-     .doc = "the validation-split metric ranked (the test split never selects): `val_accuracy` of the final model, "
-            "`best_val_accuracy` during training, `val_loss` (lowest wins)"},
-    {.key = "per", .type = RF_SET_KEYS, .def = "[]",
-     .doc = "settings of the earlier models that make a group (`[\"method\", \"sparsity\"]`); the best of each group is kept. "
-            "`[]`: one group"},
-    RF_SETTINGS_END
-};
+ * (raffle/settings.h rf_select_metric_names, with rf_best_settings). */
+const char *const *rf_job_select_metrics(void) { return rf_select_metric_names; }
 
 /* Keys of every experiment; the kind's own come from its descriptor, and
  * so do the "kind" entry's choices (the descriptors' experiment names). */
@@ -70,7 +55,7 @@ static const rf_setting common_keys[] = {
     {.key = "from", .type = RF_SET_STR, .flags = RF_SF_LISTVAL,
      .doc = "a pipeline stage: start from the models of the earlier experiment of this name, or of a list of them "
             "(one branch per model; `dataset`, `model`, `seed` and the data preparation default to each model's)"},
-    {.key = "best", .type = RF_SET_OBJ, .sub = rf_job_best_settings,
+    {.key = "best", .type = RF_SET_OBJ, .sub = rf_best_settings,
      .doc = "with `from`: keep only the best model of each group, by a validation metric (the stage waits for them to finish)"},
     {.key = "where", .type = RF_SET_WHERE,
      .doc = "with `from`: keep only the models whose settings match `{key: value or list}` (`kind`, `method`, `sparsity`, ...)"},
@@ -357,8 +342,8 @@ static rf_status select_from(rf_ctx *ctx, rf_plan *plan, const exp_out *src, con
         const cJSON *by = cJSON_GetObjectItemCaseSensitive(best, "by"), *per = cJSON_GetObjectItemCaseSensitive(best, "per");
         const char *metric = cJSON_IsString(by) ? by->valuestring : "val_accuracy";
         int lower = 0;
-        for (size_t m = 0; m < sizeof select_metrics / sizeof select_metrics[0]; m++)
-            if (strcmp(select_metrics[m].name, metric) == 0) lower = select_metrics[m].lower;
+        for (size_t m = 0; rf_select_metric_names[m]; m++)
+            if (strcmp(rf_select_metric_names[m], metric) == 0) lower = rf_select_metric_lower[m];
         for (const cJSON *k = per ? per->child : NULL; s == RF_OK && k && nc; k = k->next) {
             int seen = 0;
             for (int i = 0; i < nc && !seen; i++) { cJSON *tmp; seen = cand_value(set[i], k->valuestring, &tmp) != NULL; cJSON_Delete(tmp); }

@@ -3,7 +3,6 @@
  * ensemble whose logits are averaged. Settings: the training keys of
  * docs/training.md and the table below. */
 #include "raffle/distill.h"
-#include "raffle/job.h"
 #include "raffle/plan.h"
 #include "raffle/data.h"
 #include "task/task_keys.h"
@@ -280,7 +279,7 @@ static const rf_setting teacher_keys[] = {
      .doc = "the teacher is a model of the earlier experiment of this name (or a list of names): the selection's only "
             "model, else the one with the student's seed; with `teachers: N`, the N models selected (an ensemble)"},
     {.key = "where", .type = RF_SET_WHERE, .doc = "with `from`: keep only the models whose settings match (as a stage's `where`)"},
-    {.key = "best", .type = RF_SET_OBJ, .sub = rf_job_best_settings,
+    {.key = "best", .type = RF_SET_OBJ, .sub = rf_best_settings,
      .doc = "with `from`: the best model of each group by a validation metric (as a stage's `best`; waits for them to finish)"},
     RF_SETTINGS_END
 };
