@@ -643,3 +643,26 @@ Test(task, distilled_student_keeps_its_mask) {
     snprintf(r, sizeof r, "%s/resume.rckpt", d0); unlink(r);
     rmdir(d0); rmdir(d1); rmdir(d2);
 }
+
+/* Pruned at initialisation (no parent), then trained: the model before
+ * training is an untrained one, so there is no "before fine-tuning"
+ * accuracy (it would be chance and read as a collapse in the ShrinkBench
+ * plot); the training keeps its curve and the target. */
+Test(task, prune_at_init_has_no_before_finetune_accuracy) {
+    char dir[] = "/tmp/raffle_pai_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cJSON *m = cJSON_CreateObject();
+    cr_assert_eq(run_task("{\"kind\":\"prune\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"method\":\"snip\","
+                          "\"sparsity\":0.8,\"finetune_iterations\":20,\"batch\":32,\"validation\":100,\"eval_every\":10}",
+                          dir, m, &ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(m, "accuracy_before_finetune"));
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(m, "val_accuracy_before_finetune"));
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(m, "curve")), 2);
+    cr_assert_eq(num(m, "target_sparsity"), 0.8);
+    cJSON_Delete(m);
+    char p[300];
+    snprintf(p, sizeof p, "%s/model.rckpt", dir); unlink(p);
+    snprintf(p, sizeof p, "%s/resume.rckpt", dir); unlink(p);
+    rmdir(dir);
+}
