@@ -291,14 +291,11 @@ Test(pipeline, stage_groups_keep_the_lineage_and_average_seeds_only) {
 
 /* Every allocation of a pipeline's expansion (outputs, selection, the
  * facts' log) failing in turn: an out-of-memory error, no job, no leak. */
-Test(pipeline, allocation_failures_are_errors_without_leaks) {
-    rf_job *j0 = parse_ok(BEST_JOB, NULL);
-    double v[8] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8};
-    const char *st[8] = {"done", "done", "done", "done", "done", "done", "done", "done"};
-    cJSON *f = facts_for(j0, v, st);
-    rf_job_free(j0);
+/* Parses txt with the n-th allocation failing, for n = 0, 1, ... until it
+ * succeeds: every failure is RF_ERR_NOMEM with no job and nothing leaked. */
+static void fail_every_allocation(const char *txt, cJSON *f) {
     int ok = 0;
-    for (long n = 0; n < 2000 && !ok; n++) {
+    for (long n = 0; n < 4000 && !ok; n++) {
         long live = rf_alloc_live();
         rf_ctx ctx;
         rf_ctx_init(&ctx);
@@ -307,7 +304,7 @@ Test(pipeline, allocation_failures_are_errors_without_leaks) {
         rf_job_fact_log rec = {{rf_job_fact_json, f}, log};
         rf_job_facts facts = {rf_job_fact_record, &rec};
         rf_alloc_fail_after(n);
-        rf_status s = rf_job_parse_facts(&ctx, BEST_JOB, strlen(BEST_JOB), "t", NULL, &facts, &j);
+        rf_status s = rf_job_parse_facts(&ctx, txt, strlen(txt), "t", NULL, &facts, &j);
         rf_alloc_fail_after(-1);
         if (s == RF_OK) { ok = 1; cr_assert_eq(j->n_deferred, 0); rf_job_free(j); }
         else { cr_assert_null(j); cr_assert_eq(s, RF_ERR_NOMEM, "n=%ld: %s", n, ctx.err); }
@@ -315,7 +312,23 @@ Test(pipeline, allocation_failures_are_errors_without_leaks) {
         cr_assert_eq(rf_alloc_live(), live, "leak at n=%ld", n);
     }
     cr_assert(ok);
+}
+
+Test(pipeline, allocation_failures_are_errors_without_leaks) {
+    rf_job *j0 = parse_ok(BEST_JOB, NULL);
+    double v[8] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8};
+    const char *st[8] = {"done", "done", "done", "done", "done", "done", "done", "done"};
+    cJSON *f = facts_for(j0, v, st);
+    rf_job_free(j0);
+    fail_every_allocation(BEST_JOB, f);
     cJSON_Delete(f);
+    /* a list in `from`, teacher.from, lottery from an earlier model */
+    cJSON *none = cJSON_CreateObject();
+    fail_every_allocation(HEAD "\"experiments\":[{\"kind\":\"train\",\"name\":\"dense\",\"seed\":[0,1]}," PRUNE ","
+                          "{\"kind\":\"quantize\",\"from\":[\"prune\",\"dense\"],\"where\":{\"seed\":0}},"
+                          "{\"kind\":\"distill\",\"from\":\"prune\",\"teacher\":{\"from\":\"dense\"}},"
+                          "{\"kind\":\"lottery\",\"from\":\"dense\",\"rounds\":1}]}", none);
+    cJSON_Delete(none);
 }
 
 /* lottery -> quantize: every round is an output (the tickets at each
