@@ -285,12 +285,13 @@ static const rf_setting teacher_keys[] = {
 };
 static const rf_setting distill_exp_keys[] = {
     {.key = "teacher", .type = RF_SET_OBJ, .flags = RF_SF_REQUIRED, .sub = teacher_keys,
-     .doc = "`{\"model\": ..., \"train\": {...}}`: the teacher, trained with the experiment's `train` overlaid by `teacher.train`; or `{\"checkpoint\": FILE}`, or `{\"url\": ..., \"sha256\": ...}`: a trained one"},
+     .doc = "`{\"model\": ..., \"train\": {...}}`: the teacher, trained with the experiment's `train` overlaid by `teacher.train`; "
+            "or `{\"from\": EXPERIMENT, \"where\"/\"best\": ...}`: an earlier experiment's model; or `{\"checkpoint\": FILE}`, or `{\"url\": ..., \"sha256\": ...}`: a trained one"},
     KEY_TEMPERATURE(RF_SF_GRID),
     KEY_ALPHA(RF_SF_GRID),
     {.key = "baseline", .type = RF_SET_BOOL, .def = "true", .doc = "also train the student alone (not with `from`: the student is then the earlier stage's model)"},
     {.key = "teachers", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 1, .hi = 15, .def = "1",
-     .doc = "an ensemble of N teachers trained from seeds seed … seed + N − 1 (mean logits)"},
+     .doc = "an ensemble of N teachers (mean logits): trained from seeds seed … seed + N − 1, or with `teacher.from` the N models selected"},
     {.key = "hidden", .type = RF_SET_BOOL, .flags = RF_SF_GRID, .def = "false",
      .doc = "also distill hidden states (transformer block outputs, MSE through a learned projection)"},
     {.key = "hidden_weight", .type = RF_SET_NUM, .flags = RF_SF_GRID, .lo = 0, .hi = 1e6, .def = "1",
