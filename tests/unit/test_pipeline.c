@@ -101,11 +101,11 @@ Test(pipeline, where_filters_and_chains) {
 }
 
 /* facts: a JSON object the way rank 0 sends them */
-static cJSON *facts_for(const rf_job *j, const double *val, const char *const *state) {
+static cJSON *facts_of_kind(const rf_job *j, int kind, const double *val, const char *const *state) {
     cJSON *f = cJSON_CreateObject();
     int k = 0;
     for (int i = 0; i < j->n_tasks; i++) {
-        if (j->tasks[i].kind != RF_JOB_PRUNE) continue;
+        if (j->tasks[i].kind != kind) continue;
         char hx[17];
         rf_job_id_hex(j->tasks[i].id, hx);
         if (state[k]) {
@@ -116,6 +116,9 @@ static cJSON *facts_for(const rf_job *j, const double *val, const char *const *s
         k++;
     }
     return f;
+}
+static cJSON *facts_for(const rf_job *j, const double *val, const char *const *state) {
+    return facts_of_kind(j, RF_JOB_PRUNE, val, state);
 }
 
 #define BEST_JOB HEAD "\"experiments\":[" PRUNE ",{\"kind\":\"train\",\"name\":\"best\",\"from\":\"prune\"," \
@@ -526,4 +529,31 @@ Test(pipeline, gmp_start_and_initial_sparsity) {
            "experiments[0]: initial_sparsity: 0.6 is above the final sparsity 0.5");
     reject(HEAD "\"experiments\":[{\"kind\":\"gmp\",\"sparsity\":0.5,\"initial_sparsity\":1}]}",
            "experiments[0].initial_sparsity: 1 is outside [0, 1)");
+}
+
+/* teacher.best resolved: with every dense model ended, the teacher is the
+ * one of highest validation accuracy (seed 1 here), whatever the student's
+ * seed, and the experiment is no longer deferred. */
+Test(pipeline, teacher_best_picks_the_validation_winner) {
+    const char *job = HEAD "\"experiments\":[{\"kind\":\"train\",\"name\":\"dense\",\"seed\":[0,1,2]},"
+                      "{\"kind\":\"distill\",\"seed\":[0,1],\"baseline\":false,\"teacher\":{\"from\":\"dense\",\"best\":{}}}]}";
+    rf_job *j0 = parse_ok(job, NULL);
+    cr_assert_eq(j0->n_deferred, 1);
+    double v[3] = {0.80, 0.90, 0.85};
+    const char *st[3] = {"done", "done", "done"};
+    cJSON *f = facts_of_kind(j0, RF_JOB_TRAIN, v, st);
+    rf_job_facts facts = {rf_job_fact_json, f};
+    rf_job *j = parse_ok(job, &facts);
+    cr_assert_eq(j->n_deferred, 0);
+    cr_assert_eq(count(j, 1, RF_JOB_DISTILL), 2);
+    for (int i = 0; i < j->n_tasks; i++) {
+        if (j->tasks[i].kind != RF_JOB_DISTILL) continue;
+        cr_assert_eq(j->tasks[i].n_parents, 1);
+        cJSON *ts = settings(j, rf_job_parents(j, i)[0]);
+        cr_assert_eq(num(ts, "seed"), 1, "the validation winner teaches every student");
+        cJSON_Delete(ts);
+    }
+    rf_job_free(j);
+    rf_job_free(j0);
+    cJSON_Delete(f);
 }
