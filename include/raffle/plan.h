@@ -57,6 +57,11 @@ struct rf_point {
      * that task's settings (borrowed; NULL when from < 0). */
     int32_t      from;
     const cJSON *from_settings;
+    /* A teacher named by an earlier experiment (distill's `teacher.from`):
+     * the tasks its selection kept, in order (borrowed); n_teachers < 0:
+     * the experiment has no `teacher.from`. The kind picks among them. */
+    const int32_t *teachers;
+    int          n_teachers;
 };
 
 /* The version of what a task computes from its settings (kernels, training

@@ -128,6 +128,12 @@ double rf_gmp_sparsity(const rf_gmp_schedule *s, int64_t step);
 /* 1 if masks are to be recomputed before `step`: start <= step <= end and
  * (step − start) is a multiple of every. */
 int    rf_gmp_is_update_step(const rf_gmp_schedule *s, int64_t step);
+/* The schedule of a run of `total` steps, its times as fractions of the
+ * run: t0 = round(start_fraction·total), Δt = max(1, round(every_fraction·
+ * total)), the target at end_fraction·total rounded down to t0 plus a whole
+ * number of Δt (at least one), so s_final is reached on an update step. */
+void   rf_gmp_schedule_for_run(double s_init, double s_final, int64_t total, double start_fraction, double end_fraction,
+                               double every_fraction, rf_gmp_schedule *s);
 
 /* ---- model level ---------------------------------------------------------- */
 

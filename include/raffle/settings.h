@@ -62,6 +62,9 @@ enum {
      * thread count): the process's, never a task's setting (a job's
      * top-level "engine"). */
     RF_SF_PROCESS  = 1 << 5,
+    /* A list is one value (each member checked like a single one), never a
+     * grid axis: a pipeline stage's `from` naming several experiments. */
+    RF_SF_LISTVAL  = 1 << 6,
 };
 
 typedef struct rf_setting {
@@ -111,6 +114,13 @@ extern const rf_setting rf_train_settings[];
  * training, validation and test splits (rf_data_open). Settings of every
  * kind that reads data; in job files at the top level and in experiments. */
 extern const rf_setting rf_data_settings[];
+/* A `best` selection of a pipeline (a stage's, a distillation teacher's
+ * `teacher.best`): its keys {"by", "per"}, and the metrics it may rank by,
+ * validation-split ones only (NULL-terminated; the test split never
+ * selects) with, in the same order, 1 where smaller is better. */
+extern const rf_setting rf_best_settings[];
+extern const char *const rf_select_metric_names[];
+extern const unsigned char rf_select_metric_lower[];
 
 /* s's choices (choices, or choices_fn()); NULL: none. */
 const char *const *rf_setting_choices(const rf_setting *s);

@@ -274,10 +274,12 @@ rf_status rf_distill_cfg_from_json(rf_ctx *ctx, const cJSON *settings, rf_distil
  * borrowed; NULL t: cross-entropy); the mask pattern of m, if any, stays
  * locked. formats (borrowed; NULL: int8 per channel) gives each product's
  * weight format (rf_quant_set_weights: int4 groups train against group
- * fake-quant). Returns the converted model description in *out (new;
+ * fake-quant). curve (borrowed; NULL: none) gets the run's training curve.
+ * Returns the converted model description in *out (new;
  * rf_quant_free) with the integer path enabled on m. */
 rf_status rf_ofa_run_qat(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_teacher *t,
-                         const rf_distill_cfg *dc, const rf_quant *formats, rf_quant **out, rf_train_result *res);
+                         const rf_distill_cfg *dc, const rf_quant *formats, rf_train_curve *curve, rf_quant **out,
+                         rf_train_result *res);
 /* The finishing step of a task whose model m has q enabled: rf_task_finish
  * (evaluation and latency run the int8 path), then OUT_DIR/model.rckpt is
  * replaced by the int8 checkpoint (rf_quant_save) and "bytes" /

@@ -26,18 +26,7 @@ void rf_ofa_hooks_init(rf_ofa_hooks *o, rf_ctx *ctx) {
 
 void rf_ofa_gmp_schedule(double sparsity, int64_t total, double end_fraction, double every_fraction,
                          rf_gmp_schedule *s) {
-    s->s_init = 0.0;
-    s->s_final = sparsity;
-    s->start = 0;
-    int64_t end = (int64_t)llround(end_fraction * (double)total);
-    if (end < 1) end = 1;
-    int64_t every = (int64_t)llround(every_fraction * (double)total);
-    if (every < 1) every = 1;
-    if (every > end) every = end;
-    /* the schedule's n·Δt = end − start: round end down to a whole number of
-     * intervals so the final target is reached on an update step */
-    s->end = (end / every) * every;
-    s->every = every;
+    rf_gmp_schedule_for_run(0.0, sparsity, total, 0.0, end_fraction, every_fraction, s);
 }
 
 static rf_status ofa_before_step(void *ud, rf_model *m, int64_t step, int64_t total) {

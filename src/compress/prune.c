@@ -209,6 +209,21 @@ double rf_gmp_sparsity(const rf_gmp_schedule *s, int64_t step) {
     return s->s_final + (s->s_init - s->s_final) * r * r * r;
 }
 
+void rf_gmp_schedule_for_run(double s_init, double s_final, int64_t total, double start_fraction, double end_fraction,
+                             double every_fraction, rf_gmp_schedule *s) {
+    s->s_init = s_init;
+    s->s_final = s_final;
+    s->start = (int64_t)llround(start_fraction * (double)total);
+    int64_t end = (int64_t)llround(end_fraction * (double)total);
+    if (end < s->start + 1) end = s->start + 1;
+    int64_t every = (int64_t)llround(every_fraction * (double)total);
+    if (every < 1) every = 1;
+    if (every > end - s->start) every = end - s->start;
+    /* n·Δt = end − start: a whole number of intervals */
+    s->end = s->start + ((end - s->start) / every) * every;
+    s->every = every;
+}
+
 int rf_gmp_is_update_step(const rf_gmp_schedule *s, int64_t step) {
     if (step < s->start || step > s->end) return 0;
     int64_t every = s->every > 0 ? s->every : 1;

@@ -36,23 +36,8 @@ static const rf_setting limit_keys[] = {
 };
 
 /* Pipelines: a `best` selection ranks by a validation-split metric only
- * (CONTRIBUTING.md: selection never reads the test split). lower: smaller
- * is better. */
-static const struct { const char *name; int lower; } select_metrics[] = {
-    {"val_accuracy", 0}, {"best_val_accuracy", 0}, {"val_loss", 1},
-};
-static const char *const select_names[] = {"val_accuracy", "best_val_accuracy", "val_loss", NULL};
-const char *const *rf_job_select_metrics(void) { return select_names; }
-
-static const rf_setting best_keys[] = {
-    {.key = "by", .type = RF_SET_ENUM, .choices = select_names, .def = "\"val_accuracy\"",
-     .doc = "the validation-split metric ranked (the test split never selects): `val_accuracy` of the final model, "
-            "`best_val_accuracy` during training, `val_loss` (lowest wins)"},
-    {.key = "per", .type = RF_SET_KEYS, .def = "[]",
-     .doc = "settings of the earlier models that make a group (`[\"method\", \"sparsity\"]`); the best of each group is kept. "
-            "`[]`: one group"},
-    RF_SETTINGS_END
-};
+ * (raffle/settings.h rf_select_metric_names, with rf_best_settings). */
+const char *const *rf_job_select_metrics(void) { return rf_select_metric_names; }
 
 /* Keys of every experiment; the kind's own come from its descriptor, and
  * so do the "kind" entry's choices (the descriptors' experiment names). */
@@ -67,10 +52,10 @@ static const rf_setting common_keys[] = {
     {.key = "train", .type = RF_SET_OBJ, .sub = rf_train_settings,
      .doc = "training settings of the experiment's models, over the top-level `train` key by key"},
     {.key = "engine", .type = RF_SET_ENGINE, .doc = "engine options of its tasks, over the top-level `engine` (docs/engine.md)"},
-    {.key = "from", .type = RF_SET_STR,
-     .doc = "a pipeline stage: start from the models of the earlier experiment of this name (one branch per model; "
-            "`dataset`, `model`, `seed` and the data preparation default to each model's)"},
-    {.key = "best", .type = RF_SET_OBJ, .sub = best_keys,
+    {.key = "from", .type = RF_SET_STR, .flags = RF_SF_LISTVAL,
+     .doc = "a pipeline stage: start from the models of the earlier experiment of this name, or of a list of them "
+            "(one branch per model; `dataset`, `model`, `seed` and the data preparation default to each model's)"},
+    {.key = "best", .type = RF_SET_OBJ, .sub = rf_best_settings,
      .doc = "with `from`: keep only the best model of each group, by a validation metric (the stage waits for them to finish)"},
     {.key = "where", .type = RF_SET_WHERE,
      .doc = "with `from`: keep only the models whose settings match `{key: value or list}` (`kind`, `method`, `sparsity`, ...)"},
@@ -207,7 +192,8 @@ static int expand_point(rf_ctx *ctx, rf_plan *plan, const rf_kind *k, rf_point *
 }
 
 static rf_status expand_experiment(rf_ctx *ctx, rf_plan *plan, const cJSON *e, int idx, const cJSON *top,
-                                   const cJSON *top_train, const cJSON *top_engine, const int32_t *from, int nfrom) {
+                                   const cJSON *top_train, const cJSON *top_engine, const int32_t *from, int nfrom,
+                                   const int32_t *teachers, int nteachers) {
     const rf_kind *k = rf_kind_get(rf_kind_find_experiment(cJSON_GetObjectItemCaseSensitive(e, "kind")->valuestring));
     axis ax[MAX_AXES];
     const char *prefix[MAX_DEPTH] = {0};
@@ -249,6 +235,7 @@ static rf_status expand_experiment(rf_ctx *ctx, rf_plan *plan, const cJSON *e, i
             .seed = sd ? sd->valuedouble : rf_plan_num(top, "seed"),
             .engine = eng,
             .from = -1,
+            .teachers = teachers, .n_teachers = nteachers,
         };
         int rc = ok && tr && eng ? expand_point(ctx, plan, k, &p, x, top, from, nfrom)
                                  : (rf_error(ctx, RF_ERR_NOMEM, "out of memory"), -1);
@@ -330,7 +317,7 @@ static int where_match(const cJSON *set, const cJSON *where) {
  * the first). *wait = 1 (and nothing selected) when a candidate has not
  * finished. Errors name the JSON path p ("experiments[3]"). */
 static rf_status select_from(rf_ctx *ctx, rf_plan *plan, const exp_out *src, const cJSON *e, const char *p,
-                             const rf_job_facts *facts, int32_t **out, int *nout, int *wait) {
+                             const char *int8_why, const rf_job_facts *facts, int32_t **out, int *nout, int *wait) {
     const cJSON *where = cJSON_GetObjectItemCaseSensitive(e, "where"), *best = cJSON_GetObjectItemCaseSensitive(e, "best");
     *out = NULL; *nout = 0; *wait = 0;
     int32_t *sel = rf_malloc((size_t)(src->n ? src->n : 1) * sizeof *sel);
@@ -347,22 +334,16 @@ static rf_status select_from(rf_ctx *ctx, rf_plan *plan, const exp_out *src, con
         set[nc++] = st;
     }
     /* a stage that takes an int8 model: refused before any work */
-    const cJSON *kn = cJSON_GetObjectItemCaseSensitive(e, "kind"), *mode = cJSON_GetObjectItemCaseSensitive(e, "mode");
     for (int i = 0; s == RF_OK && i < nc; i++) {
         const rf_kind *pk = rf_kind_get(rf_plan_task(plan, sel[i])->kind);
-        if (!(pk->flags & RF_KIND_INT8)) continue;
-        int qat = cJSON_IsString(mode) && strcmp(mode->valuestring, "qat") == 0;
-        s = rf_settings_error(ctx, p, "from: its models are int8 (%s tasks): %s", pk->name,
-                              strcmp(kn->valuestring, "quantize") == 0
-                                  ? (qat ? "QAT on an already int8 model is refused" : "an int8 model cannot be quantized again")
-                                  : "no stage takes an int8 model (quantize last)");
+        if (pk->flags & RF_KIND_INT8) s = rf_settings_error(ctx, p, "from: its models are int8 (%s tasks): %s", pk->name, int8_why);
     }
     if (s == RF_OK && best) {
         const cJSON *by = cJSON_GetObjectItemCaseSensitive(best, "by"), *per = cJSON_GetObjectItemCaseSensitive(best, "per");
         const char *metric = cJSON_IsString(by) ? by->valuestring : "val_accuracy";
         int lower = 0;
-        for (size_t m = 0; m < sizeof select_metrics / sizeof select_metrics[0]; m++)
-            if (strcmp(select_metrics[m].name, metric) == 0) lower = select_metrics[m].lower;
+        for (size_t m = 0; rf_select_metric_names[m]; m++)
+            if (strcmp(rf_select_metric_names[m], metric) == 0) lower = rf_select_metric_lower[m];
         for (const cJSON *k = per ? per->child : NULL; s == RF_OK && k && nc; k = k->next) {
             int seen = 0;
             for (int i = 0; i < nc && !seen; i++) { cJSON *tmp; seen = cand_value(set[i], k->valuestring, &tmp) != NULL; cJSON_Delete(tmp); }
@@ -459,21 +440,85 @@ rf_status rf_job_parse_pinned(rf_ctx *ctx, const char *text, size_t n, const cha
     return rf_job_parse_facts(ctx, text, n, name_hint, pins, NULL, out);
 }
 
-/* Experiment i's "from": the index of the earlier experiment it names, or
- * -1 with the error (did-you-mean among the earlier names; a later one is
- * named as such: stages run in file order). */
-static int find_source(rf_ctx *ctx, const rf_job *j, int i, const char *from) {
+/* Experiment i's source named `from` (at JSON path p): the index of the
+ * earlier experiment of that name, or -1 with the error (did-you-mean among
+ * the earlier names; this one or a later one is named as such: stages run
+ * in file order). */
+static int find_source(rf_ctx *ctx, const rf_job *j, int i, const char *from, const char *p) {
     for (int k = 0; k < i; k++)
         if (strcmp(j->exp_names[k], from) == 0) return k;
+    const cJSON *e = NULL;
+    for (int k = i; k < j->n_experiments && !e; k++)
+        if (j->exp_names[k] && strcmp(j->exp_names[k], from) == 0) {
+            if (k == i) rf_error(ctx, RF_ERR_JOB, "%s: \"%s\" is this experiment (a stage starts from an earlier one)", p, from);
+            else rf_error(ctx, RF_ERR_JOB, "%s: \"%s\" is experiments[%d], after this one (stages run in file order: "
+                          "move it before experiments[%d])", p, from, k, i);
+            return -1;
+        }
     const char *best = NULL;
     int bd = 3;
     for (int k = 0; k < i; k++) {
         int d = rf_edit_distance(j->exp_names[k], from);
         if (d < bd) { bd = d; best = j->exp_names[k]; }
     }
-    if (best) rf_error(ctx, RF_ERR_JOB, "experiments[%d].from: no earlier experiment is named \"%s\" (did you mean \"%s\"?)", i, from, best);
-    else rf_error(ctx, RF_ERR_JOB, "experiments[%d].from: no earlier experiment is named \"%s\" (a stage comes after the experiment it starts from)", i, from);
+    if (best) rf_error(ctx, RF_ERR_JOB, "%s: no earlier experiment is named \"%s\" (did you mean \"%s\"?)", p, from, best);
+    else rf_error(ctx, RF_ERR_JOB, "%s: no earlier experiment is named \"%s\" (a stage comes after the experiment it starts from)", p, from);
     return -1;
+}
+
+/* The models a `from` (a name or a list of names, at JSON path p) and the
+ * `where` / `best` beside it in sel_obj select for experiment i: into
+ * *out (new, rf_free), or *wait = 1 when an experiment named is deferred
+ * or a `best` waits for results. *first: the first experiment named. */
+static rf_status resolve_from(rf_ctx *ctx, rf_plan *plan, rf_job *j, const exp_out *outs, int i, const cJSON *from,
+                              const cJSON *sel_obj, const char *p, const char *int8_why, const rf_job_facts *facts,
+                              int *first, int32_t **out, int *nout, int *wait) {
+    *out = NULL; *nout = 0; *wait = 0; *first = -1;
+    char fp[96];
+    snprintf(fp, sizeof fp, "%s.from", p);
+    exp_out all = {0};
+    int n = 0;
+    for (const cJSON *f = cJSON_IsArray(from) ? from->child : from; f; f = cJSON_IsArray(from) ? f->next : NULL) {
+        int src = find_source(ctx, j, i, f->valuestring, fp);
+        if (src < 0) return RF_ERR_JOB;
+        if (*first < 0) *first = src;
+        if (j->exp_deferred[src]) *wait = 1;
+        n += outs[src].n;
+    }
+    if (*wait) return RF_OK;
+    if (!(all.v = rf_malloc((size_t)(n ? n : 1) * sizeof *all.v))) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
+    for (const cJSON *f = cJSON_IsArray(from) ? from->child : from; f; f = cJSON_IsArray(from) ? f->next : NULL) {
+        const exp_out *o = &outs[find_source(ctx, j, i, f->valuestring, fp)];
+        for (int a = 0; a < o->n; a++) {
+            int dup = 0;   /* an experiment named twice: its models once */
+            for (int b = 0; b < all.n && !dup; b++) dup = all.v[b] == o->v[a];
+            if (!dup) all.v[all.n++] = o->v[a];
+        }
+    }
+    rf_status s = select_from(ctx, plan, &all, sel_obj, p, int8_why, facts, out, nout, wait);
+    rf_free(all.v);
+    return s;
+}
+
+/* Distillation's `teacher.from`: the earlier models the teacher is chosen
+ * among (*tsel, new) with the teacher object's own `where` / `best`. */
+static rf_status resolve_teacher(rf_ctx *ctx, rf_plan *plan, rf_job *j, const exp_out *outs, const cJSON *e, int i,
+                                 const rf_job_facts *facts, int32_t **tsel, int *ntsel, int *wait) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "teacher");
+    const cJSON *tf = cJSON_IsObject(t) ? cJSON_GetObjectItemCaseSensitive(t, "from") : NULL;
+    *tsel = NULL; *ntsel = -1; *wait = 0;
+    char p[64];
+    snprintf(p, sizeof p, "experiments[%d].teacher", i);
+    if (!tf) {
+        static const char *const only[] = {"best", "where"};
+        for (int k = 0; cJSON_IsObject(t) && k < 2; k++)
+            if (cJSON_GetObjectItemCaseSensitive(t, only[k]))
+                return rf_settings_error(ctx, p, "%s: only with \"from\" (it selects the teacher among an earlier experiment's models)", only[k]);
+        return RF_OK;
+    }
+    int first;
+    return resolve_from(ctx, plan, j, outs, i, tf, t, p, "an int8 model cannot be a teacher (take its float parent)", facts,
+                        &first, tsel, ntsel, wait);
 }
 
 /* Expands experiment i (a pipeline stage when it has "from"); fills
@@ -483,30 +528,34 @@ static rf_status expand_stage(rf_ctx *ctx, rf_plan *plan, rf_job *j, exp_out *ou
     const cJSON *from = cJSON_GetObjectItemCaseSensitive(e, "from");
     char p[64];
     snprintf(p, sizeof p, "experiments[%d]", i);
-    if (!from) {
-        static const char *const only[] = {"best", "where"};
-        for (int k = 0; k < 2; k++)
-            if (cJSON_GetObjectItemCaseSensitive(e, only[k]))
-                return rf_settings_error(ctx, p, "%s: only with \"from\" (it selects among an earlier experiment's models)", only[k]);
-        RF_TRY(expand_experiment(ctx, plan, e, i, root, top_train, top_engine, NULL, -1));
-        return collect_outputs(ctx, plan, &outs[i]);
-    }
     const char *kname = cJSON_GetObjectItemCaseSensitive(e, "kind")->valuestring;
     const rf_kind *k = rf_kind_get(rf_kind_find_experiment(kname));
-    if (!(k->flags & RF_KIND_FROM))
-        return rf_settings_error(ctx, p, "from: a \"%s\" experiment cannot start from an earlier experiment's models "
-                                 "(train, prune, quantize and distill can)", kname);
-    int src = find_source(ctx, j, i, from->valuestring);
-    if (src < 0) return RF_ERR_JOB;
-    j->exp_from[i] = src;
-    if (j->exp_deferred[src]) { j->exp_deferred[i] = 1; j->n_deferred++; return RF_OK; }
-    int32_t *sel = NULL;
-    int nsel = 0, wait = 0;
-    RF_TRY(select_from(ctx, plan, &outs[src], e, p, facts, &sel, &nsel, &wait));
-    if (wait) { j->exp_deferred[i] = 1; j->n_deferred++; return RF_OK; }
-    rf_status s = expand_experiment(ctx, plan, e, i, root, top_train, top_engine, sel, nsel);
+    int32_t *tsel = NULL, *sel = NULL;
+    int ntsel = -1, nsel = -1, wait = 0, twait = 0;
+    RF_TRY(resolve_teacher(ctx, plan, j, outs, e, i, facts, &tsel, &ntsel, &twait));
+    rf_status s = RF_OK;
+    if (!from) {
+        static const char *const only[] = {"best", "where"};
+        for (int q = 0; s == RF_OK && q < 2; q++)
+            if (cJSON_GetObjectItemCaseSensitive(e, only[q]))
+                s = rf_settings_error(ctx, p, "%s: only with \"from\" (it selects among an earlier experiment's models)", only[q]);
+    } else if (!(k->flags & RF_KIND_FROM)) {
+        s = rf_settings_error(ctx, p, "from: a \"%s\" experiment cannot start from an earlier experiment's models "
+                              "(train, prune, quantize, distill, gmp, lottery and ofa can)", kname);
+    } else {
+        const cJSON *mode = cJSON_GetObjectItemCaseSensitive(e, "mode");
+        const char *why = strcmp(kname, "quantize") != 0 ? "no stage takes an int8 model (quantize last)"
+                        : cJSON_IsString(mode) && strcmp(mode->valuestring, "qat") == 0 ? "QAT on an already int8 model is refused"
+                        : "an int8 model cannot be quantized again";
+        int src;
+        s = resolve_from(ctx, plan, j, outs, i, from, e, p, why, facts, &src, &sel, &nsel, &wait);
+        j->exp_from[i] = src;
+    }
+    if (s == RF_OK && (wait || twait)) { j->exp_deferred[i] = 1; j->n_deferred++; }
+    else if (s == RF_OK) s = expand_experiment(ctx, plan, e, i, root, top_train, top_engine, sel, from ? nsel : -1, tsel, ntsel);
     rf_free(sel);
-    return s ? s : collect_outputs(ctx, plan, &outs[i]);
+    rf_free(tsel);
+    return s || j->exp_deferred[i] ? s : collect_outputs(ctx, plan, &outs[i]);
 }
 
 rf_status rf_job_parse_facts(rf_ctx *ctx, const char *text, size_t n, const char *name_hint, const char *pins,
@@ -617,6 +666,10 @@ rf_status rf_job_parse_facts(rf_ctx *ctx, const char *text, size_t n, const char
         if (en) snprintf(buf, sizeof buf, "%s", en->valuestring);
         else snprintf(buf, sizeof buf, "%s-%d", cJSON_GetObjectItemCaseSensitive(e, "kind")->valuestring, i);
         if (!(j->exp_names[i] = rf_strdup(buf))) { s = rf_error(ctx, RF_ERR_NOMEM, "out of memory"); goto fail; }
+    }
+    /* every name first: a `from` naming a later experiment is told so */
+    i = 0;
+    for (const cJSON *e = exps->child; e; e = e->next, i++) {
         rf_plan_set_experiment(plan, (uint32_t)i);
         if ((s = expand_stage(ctx, plan, j, outs, e, i, root, top_train, top_engine, facts)) != RF_OK) goto fail;
     }

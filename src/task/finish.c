@@ -278,9 +278,36 @@ static const char *const common_keys[] = {
  * validation split, normalisation) from the checkpoint alone, and the raw
  * fp32 size of the chain's dense model, so the next stage's ratio keeps
  * the same baseline. */
+/* The parent checkpoint whose model the task continues (NULL: a new model). */
+static const char *model_parent(const rf_task_io *io);
+
+/* The metadata "extra" object of the checkpoint the task continues (new
+ * object; NULL: a new model, or a parent that cannot be read). */
+static cJSON *parent_extra(const rf_task_io *io) {
+    const char *par = model_parent(io);
+    rf_ckpt *c = NULL;
+    rf_ctx tmp;
+    rf_ctx_init(&tmp);
+    if (!par || rf_ckpt_read(&tmp, par, &c) != RF_OK) return NULL;
+    cJSON *meta = cJSON_Parse(c->meta_json);
+    rf_ckpt_free(c);
+    cJSON *e = cJSON_DetachItemFromObjectCaseSensitive(meta, "extra");
+    cJSON_Delete(meta);
+    return e;
+}
+
 char *rf_task_ckpt_meta(const char *extra_json, const rf_task_io *io, double raw) {
     cJSON *e = extra_json ? cJSON_Parse(extra_json) : cJSON_CreateObject();
     if (!cJSON_IsObject(e)) { cJSON_Delete(e); return NULL; }
+    /* the pruning target travels down the chain (issue 23): an int8 model
+     * of a 90%-pruned parent is a row of target 0.9, like its parent */
+    if (!cJSON_GetObjectItemCaseSensitive(e, "target_sparsity")) {
+        cJSON *pe = parent_extra(io);
+        const cJSON *ts = cJSON_GetObjectItemCaseSensitive(pe, "target_sparsity");
+        int ok = !cJSON_IsNumber(ts) || cJSON_AddNumberToObject(e, "target_sparsity", ts->valuedouble);
+        cJSON_Delete(pe);
+        if (!ok) { cJSON_Delete(e); return NULL; }
+    }
     if (io->settings && !cJSON_GetObjectItemCaseSensitive(e, "settings") &&
         !cJSON_AddItemToObject(e, "settings", cJSON_Duplicate(io->settings, 1))) {
         cJSON_Delete(e);
@@ -295,7 +322,6 @@ char *rf_task_ckpt_meta(const char *extra_json, const rf_task_io *io, double raw
     return out;
 }
 
-/* The parent checkpoint whose model the task continues (NULL: a new model). */
 static const char *model_parent(const rf_task_io *io) {
     const cJSON *k = cJSON_GetObjectItemCaseSensitive(io->settings, "kind");
     const rf_kind *d = cJSON_IsString(k) ? rf_kind_get(rf_kind_find(k->valuestring)) : NULL;
@@ -307,16 +333,10 @@ static const char *model_parent(const rf_task_io *io) {
 
 double rf_task_raw_fp32_bytes(const rf_task_io *io, const rf_model *m) {
     double raw = (double)(m->n_params + m->n_buffers) * sizeof(float);
-    const char *par = model_parent(io);
-    rf_ckpt *c = NULL;
-    rf_ctx tmp;
-    rf_ctx_init(&tmp);
-    if (!par || rf_ckpt_read(&tmp, par, &c) != RF_OK) return raw;
-    cJSON *meta = cJSON_Parse(c->meta_json);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(meta, "extra"), "raw_fp32_bytes");
+    cJSON *pe = parent_extra(io);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(pe, "raw_fp32_bytes");
     if (cJSON_IsNumber(v) && v->valuedouble > 0) raw = v->valuedouble;
-    cJSON_Delete(meta);
-    rf_ckpt_free(c);
+    cJSON_Delete(pe);
     return raw;
 }
 
@@ -384,6 +404,13 @@ static rf_status finish_impl(rf_ctx *ctx, const rf_task_io *io, rf_model *m, con
         !cJSON_AddNumberToObject(metrics, "raw_fp32_bytes", raw) ||
         !cJSON_AddNumberToObject(metrics, "compression_ratio", st.st_size > 0 ? raw / (double)st.st_size : 0.0))
         return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
+    /* the kind's pruning target, or the one its chain inherited (extra) */
+    cJSON *ex = cJSON_Parse(extra);
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(ex, "target_sparsity");
+    cJSON_DeleteItemFromObjectCaseSensitive(metrics, "target_sparsity");
+    int ok = !cJSON_IsNumber(ts) || cJSON_AddNumberToObject(metrics, "target_sparsity", ts->valuedouble);
+    cJSON_Delete(ex);
+    if (!ok) return rf_error(ctx, RF_ERR_NOMEM, "finish: metrics");
     const cJSON *sp = cJSON_GetObjectItemCaseSensitive(metrics, "sparsity");
     return add_latency(ctx, m, io->test ? io->test : io->train, cJSON_IsNumber(sp) ? sp->valuedouble : 0.0, metrics);
 }

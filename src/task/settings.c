@@ -348,7 +348,7 @@ rf_status rf_setting_check(rf_ctx *ctx, const rf_setting *f, const cJSON *v, con
         return RF_OK;
     }
     if (cJSON_IsArray(v)) {
-        if (!((f->flags & RF_SF_GRID) && in_grid))
+        if (!((f->flags & RF_SF_GRID) && in_grid) && !(f->flags & RF_SF_LISTVAL))
             return rf_settings_error(ctx, path, "a list is not allowed here (grids are allowed inside experiments)");
         if (!v->child) return rf_settings_error(ctx, path, "empty list: a grid axis needs at least one value");
         int i = 0;
@@ -668,5 +668,22 @@ const rf_setting rf_data_settings[] = {
      .doc = "`train` (per-channel mean/std of the training part, validation excluded), `none` (pixels in [0, 1]), or `M0,M1,M2/S0,S1,S2`"},
     {.key = "pad_to", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 0, .hi = 4096, .def = "0", .unit = "pixels",
      .doc = "pad smaller images to N×N, centred, with a raw 0 pixel (28×28 Fashion-MNIST through a 32×32 model: 32); 0: none"},
+    RF_SETTINGS_END
+};
+
+/* ---- a pipeline's `best` selection (raffle/settings.h) ----------------------- */
+
+const char *const rf_select_metric_names[] = {"val_accuracy", "best_val_accuracy", "val_loss", NULL};
+const unsigned char rf_select_metric_lower[] = {0, 0, 1};
+_Static_assert(sizeof rf_select_metric_lower == sizeof rf_select_metric_names / sizeof rf_select_metric_names[0] - 1,
+               "one direction per selection metric");
+
+const rf_setting rf_best_settings[] = {
+    {.key = "by", .type = RF_SET_ENUM, .choices = rf_select_metric_names, .def = "\"val_accuracy\"",
+     .doc = "the validation-split metric ranked (the test split never selects): `val_accuracy` of the final model, "
+            "`best_val_accuracy` during training, `val_loss` (lowest wins)"},
+    {.key = "per", .type = RF_SET_KEYS, .def = "[]",
+     .doc = "settings of the earlier models that make a group (`[\"method\", \"sparsity\"]`); the best of each group is kept. "
+            "`[]`: one group"},
     RF_SETTINGS_END
 };

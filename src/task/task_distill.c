@@ -168,13 +168,58 @@ rf_status rf_task_distill(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
 /* ---- the experiment -------------------------------------------------------------
  * DAG: teacher train -> distill student; with baseline, also the student
  * model trained alone (same settings, no teacher). */
+/* teacher.from: the teacher tasks of grid point pt among the selected
+ * pt->teachers (the job resolved `from`, `where`, `best`). One teacher: the
+ * selection's only model, else the one with the student's seed (a per-seed
+ * dense experiment pairs teacher and student seeds, as teacher.model
+ * does); an ensemble of N: the selection, which must be N models. */
+static int pick_teachers(rf_plan *p, const rf_point *pt, int n_t, int32_t *par, int max) {
+    rf_ctx *ctx = rf_plan_ctx(p);
+    const cJSON *tf = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(pt->x, "teacher"), "from");
+    const char *src = cJSON_IsString(tf) ? tf->valuestring : "the experiments named";
+    if (pt->n_teachers == 0) {
+        rf_error(ctx, RF_ERR_JOB, "teacher.from: \"%s\" with its where/best selects no model", src);
+        return -1;
+    }
+    if (n_t > 1) {
+        if (pt->n_teachers != n_t || n_t > max) {
+            rf_error(ctx, RF_ERR_JOB, "teacher.from: an ensemble of %d teachers (teachers) needs a selection of %d models; "
+                     "\"%s\" with its where/best selects %d", n_t, n_t, src, pt->n_teachers);
+            return -1;
+        }
+        for (int k = 0; k < n_t; k++) par[k] = pt->teachers[k];
+        return n_t;
+    }
+    if (pt->n_teachers == 1) { par[0] = pt->teachers[0]; return 1; }
+    int hit = -1, n_hit = 0;
+    for (int k = 0; k < pt->n_teachers; k++) {
+        cJSON *ts = cJSON_Parse(rf_plan_task_settings(p, pt->teachers[k]));
+        if (!ts) return rf_plan_nomem(p, NULL);
+        if (rf_plan_num(ts, "seed") == pt->seed) { hit = k; n_hit++; }
+        cJSON_Delete(ts);
+    }
+    if (n_hit != 1) {
+        rf_error(ctx, RF_ERR_JOB, "teacher.from: \"%s\" selects %d models and %d of them %s the student's seed %.0f: "
+                 "narrow it to one with teacher.where or teacher.best (or set teachers to %d for an ensemble)",
+                 src, pt->n_teachers, n_hit, n_hit == 1 ? "has" : "have", pt->seed, pt->n_teachers);
+        return -1;
+    }
+    par[0] = pt->teachers[hit];
+    return 1;
+}
+
 static int expand_distill(rf_plan *p, const rf_point *pt) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(pt->x, "teacher");
     const cJSON *tm = cJSON_GetObjectItemCaseSensitive(t, "model"), *tck = cJSON_GetObjectItemCaseSensitive(t, "checkpoint"),
                 *tu = cJSON_GetObjectItemCaseSensitive(t, "url"), *th = cJSON_GetObjectItemCaseSensitive(t, "sha256");
-    if (!!tm + !!tck + !!tu != 1 || !tu != !th) {
-        rf_error(rf_plan_ctx(p), RF_ERR_JOB, "teacher: give one of \"model\" (trained here), \"checkpoint\" (a file) "
-                 "or \"url\" with \"sha256\"");
+    const int tfrom = pt->n_teachers >= 0;
+    if (!!tm + !!tck + !!tu + tfrom != 1 || !tu != !th) {
+        rf_error(rf_plan_ctx(p), RF_ERR_JOB, "teacher: give one of \"model\" (trained here), \"from\" (an earlier experiment's "
+                 "model), \"checkpoint\" (a file) or \"url\" with \"sha256\"");
+        return -1;
+    }
+    if (tfrom && cJSON_GetObjectItemCaseSensitive(t, "train")) {
+        rf_error(rf_plan_ctx(p), RF_ERR_JOB, "teacher.train: only with teacher.model (a teacher from an earlier experiment is already trained)");
         return -1;
     }
     /* a teacher trained here may be an ensemble: trained from seeds seed,
@@ -182,10 +227,12 @@ static int expand_distill(rf_plan *p, const rf_point *pt) {
      * parents in seed order, then the student when the stage starts from
      * an earlier experiment ("from") */
     enum { MAX_TEACHERS = 15 };
-    int n_t = tm ? (int)rf_plan_num(pt->x, "teachers") : 0, np = 0;
+    int n_t = tm || tfrom ? (int)rf_plan_num(pt->x, "teachers") : 0, np = 0;
     int32_t par[MAX_TEACHERS + 1];
     char ck[4096] = "";
-    if (tm) {
+    if (tfrom) {
+        if ((np = pick_teachers(p, pt, n_t, par, MAX_TEACHERS)) < 0) return -1;
+    } else if (tm) {
         cJSON *ttrain = rf_plan_overlay(pt->train, cJSON_GetObjectItemCaseSensitive(t, "train"));
         if (!ttrain) return rf_plan_nomem(p, NULL);
         for (int k = 0; k < n_t && k < MAX_TEACHERS; k++) {
@@ -228,16 +275,23 @@ static const rf_setting teacher_keys[] = {
     {.key = "checkpoint", .type = RF_SET_FILE, .flags = RF_SF_GRID, .doc = "a trained teacher's checkpoint (its content is part of the task ids)"},
     {.key = "url", .type = RF_SET_STR, .doc = "a trained teacher's checkpoint by URL, fetched once per node into the download cache"},
     {.key = "sha256", .type = RF_SET_STR, .doc = "the SHA-256 `url`'s file must have (64 lowercase hex digits)"},
+    {.key = "from", .type = RF_SET_STR, .flags = RF_SF_LISTVAL,
+     .doc = "the teacher is a model of the earlier experiment of this name (or a list of names): the selection's only "
+            "model, else the one with the student's seed; with `teachers: N`, the N models selected (an ensemble)"},
+    {.key = "where", .type = RF_SET_WHERE, .doc = "with `from`: keep only the models whose settings match (as a stage's `where`)"},
+    {.key = "best", .type = RF_SET_OBJ, .sub = rf_best_settings,
+     .doc = "with `from`: the best model of each group by a validation metric (as a stage's `best`; waits for them to finish)"},
     RF_SETTINGS_END
 };
 static const rf_setting distill_exp_keys[] = {
     {.key = "teacher", .type = RF_SET_OBJ, .flags = RF_SF_REQUIRED, .sub = teacher_keys,
-     .doc = "`{\"model\": ..., \"train\": {...}}`: the teacher, trained with the experiment's `train` overlaid by `teacher.train`; or `{\"checkpoint\": FILE}`, or `{\"url\": ..., \"sha256\": ...}`: a trained one"},
+     .doc = "`{\"model\": ..., \"train\": {...}}`: the teacher, trained with the experiment's `train` overlaid by `teacher.train`; "
+            "or `{\"from\": EXPERIMENT, \"where\"/\"best\": ...}`: an earlier experiment's model; or `{\"checkpoint\": FILE}`, or `{\"url\": ..., \"sha256\": ...}`: a trained one"},
     KEY_TEMPERATURE(RF_SF_GRID),
     KEY_ALPHA(RF_SF_GRID),
     {.key = "baseline", .type = RF_SET_BOOL, .def = "true", .doc = "also train the student alone (not with `from`: the student is then the earlier stage's model)"},
     {.key = "teachers", .type = RF_SET_INT, .flags = RF_SF_GRID, .lo = 1, .hi = 15, .def = "1",
-     .doc = "an ensemble of N teachers trained from seeds seed … seed + N − 1 (mean logits)"},
+     .doc = "an ensemble of N teachers (mean logits): trained from seeds seed … seed + N − 1, or with `teacher.from` the N models selected"},
     {.key = "hidden", .type = RF_SET_BOOL, .flags = RF_SF_GRID, .def = "false",
      .doc = "also distill hidden states (transformer block outputs, MSE through a learned projection)"},
     {.key = "hidden_weight", .type = RF_SET_NUM, .flags = RF_SF_GRID, .lo = 0, .hi = 1e6, .def = "1",

@@ -176,6 +176,9 @@ rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     }
     rf_train_result res;
     memset(&res, 0, sizeof res);
+    /* the round's curve; a resume point carries it (rf_task_train_resumable) */
+    rf_train_curve curve = {0};
+    tc.curve = &curve;
     rewind_saver saver = {ctx, rewind_k, NULL, 0};
     char rpath[1100];
     rf_train_hooks hooks;
@@ -199,8 +202,10 @@ rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
         if (rewind_k >= res.steps) s = save_rewind(&saver, m, rewind_k, res.steps);
         if (s == RF_OK && !saver.saved) s = rf_error(ctx, RF_ERR_INTERNAL, "lottery: step %lld was never reached", (long long)rewind_k);
     }
+    /* target_sparsity null: a round prunes further, so a pruned parent's
+     * target (rf_task_ckpt_meta passes it down a chain) is not this one's */
     char extra[256];
-    snprintf(extra, sizeof extra, "{\"kind\":\"lottery\",\"round\":%d,\"rewind\":\"%s\",\"control\":\"%s\"}",
+    snprintf(extra, sizeof extra, "{\"kind\":\"lottery\",\"round\":%d,\"rewind\":\"%s\",\"control\":\"%s\",\"target_sparsity\":null}",
              round, rewind, control_names[control]);
     if (s == RF_OK) s = rf_task_finish(ctx, io, m, extra, metrics);
     if (s == RF_OK) s = rf_prune_report(ctx, m, metrics);
@@ -211,13 +216,14 @@ rf_status rf_task_lottery(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
          * split (Frankle & Carbin 2019, App. E); the test split at that step
          * is reported as test_accuracy_at_best_val */
         int ok = cJSON_AddNumberToObject(metrics, "round", round)
-              && rf_task_add_selection(&res, metrics)
+              && rf_task_add_selection(&res, metrics) && rf_task_add_curve(metrics, &curve)
               && cJSON_AddNumberToObject(metrics, "steps", (double)res.steps)
               && cJSON_AddStringToObject(metrics, "control", control_names[control])
               && cJSON_AddStringToObject(metrics, "rewind", rewind)
               && cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0);
         if (!ok) s = rf_error(ctx, RF_ERR_NOMEM, "lottery: metrics");
     }
+    rf_free(curve.v);
     rf_model_free(m);
     if (s != RF_OK) rf_error_prefix(ctx, "lottery round %d", round);
     return s;
@@ -253,7 +259,20 @@ static int expand_lottery(rf_plan *p, const rf_point *pt) {
     int rounds = (int)rf_plan_num(pt->x, "rounds"), from = (int)rf_plan_num(pt->x, "controls_from");
     const cJSON *ctl = cJSON_GetObjectItemCaseSensitive(pt->x, "controls");
     double cost = rf_plan_train_cost(pt->train, pt->data, pt->model);
-    int32_t prev = rf_plan_add(p, RF_JOB_LOTTERY, round_settings(pt, 0, "none"), NULL, 0, cost);
+    /* With `from`, the earlier model is round 0: a trained (dense, or
+     * pruned: its mask is kept and each round prunes `rate` of what
+     * remains) model that round 1 prunes. Rewinding then goes to the
+     * initialisation the seed gives (the parent's own when it was trained
+     * from that seed and not sliced) or, with `lr`, keeps the trained
+     * weights (Renda et al. 2020); the weights at step K were never saved
+     * by a model trained elsewhere, so `rewind_iteration` is refused. */
+    if (pt->from >= 0 && rf_plan_num(pt->x, "rewind_iteration") > 0 &&
+        strcmp(cJSON_GetObjectItemCaseSensitive(pt->x, "rewind")->valuestring, "weights") == 0) {
+        rf_error(rf_plan_ctx(p), RF_ERR_JOB, "rewind_iteration: with from, round 0 is the earlier experiment's model, which "
+                 "did not save its weights at step K; rewind to the init (rewind_iteration 0) or use rewind \"lr\"");
+        return -1;
+    }
+    int32_t prev = pt->from >= 0 ? pt->from : rf_plan_add(p, RF_JOB_LOTTERY, round_settings(pt, 0, "none"), NULL, 0, cost);
     if (prev < 0) return -1;
     for (int r = 1; r <= rounds; r++) {
         int32_t cur = rf_plan_add(p, RF_JOB_LOTTERY, round_settings(pt, r, "none"), &prev, 1, cost);
@@ -298,12 +317,13 @@ static const rf_setting lottery_exp_keys[] = {
 
 const rf_kind rf_kind_lottery = {
     .name = "lottery", .summary = "iterative magnitude pruning with rewinding (lottery tickets), one round a task",
-    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_RESUMABLE | RF_KIND_CKPT,
+    .flags = RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_RESUMABLE | RF_KIND_CKPT | RF_KIND_FROM,
     .keys = lottery_keys, .min_parents = 0, .max_parents = 1,
     .parents_doc = "round r >= 1: round r-1's model (its rewind.rckpt beside it for step:K)",
     .run = rf_task_lottery,
     .experiment = "lottery", .exp_keys = lottery_exp_keys,
-    .exp_doc = "round 0 (dense) → round 1 → … → round `rounds` (a chain); each control of round r hangs off round r − 1. "
+    .exp_doc = "round 0 (dense; with `from`: the earlier experiment's trained model, its mask kept) → round 1 → … → "
+               "round `rounds` (a chain); each control of round r hangs off round r − 1. "
                "Remaining weights after round r: (1 − `rate`)^r (hidden layers)",
     .expand = expand_lottery, .label = label_lottery, .plot = RF_PLOT_LOTTERY,
 };

@@ -64,10 +64,11 @@ static rf_status lock_pattern(rf_ctx *ctx, rf_model *m) {
     return RF_OK;
 }
 
-static rf_status add_common(rf_ctx *ctx, cJSON *metrics, double teacher_acc, const rf_train_result *r, double t0) {
+static rf_status add_common(rf_ctx *ctx, cJSON *metrics, double teacher_acc, const rf_train_result *r,
+                            const rf_train_curve *curve, double t0) {
     cJSON_DeleteItemFromObjectCaseSensitive(metrics, "seconds");
     if (!cJSON_AddNumberToObject(metrics, "teacher_test_accuracy", teacher_acc) ||
-        !rf_task_add_selection(r, metrics) ||
+        !rf_task_add_selection(r, metrics) || !rf_task_add_curve(metrics, curve) ||
         !cJSON_AddNumberToObject(metrics, "steps", (double)r->steps) ||
         !cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0))
         return rf_error(ctx, RF_ERR_NOMEM, "ofa: metrics");
@@ -77,10 +78,12 @@ static rf_status add_common(rf_ctx *ctx, cJSON *metrics, double teacher_acc, con
 /* ---- QAT (shared with "quantize" mode qat) ------------------------------------ */
 
 rf_status rf_ofa_run_qat(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_teacher *t,
-                         const rf_distill_cfg *dc, const rf_quant *formats, rf_quant **out, rf_train_result *res) {
+                         const rf_distill_cfg *dc, const rf_quant *formats, rf_train_curve *curve, rf_quant **out,
+                         rf_train_result *res) {
     *out = NULL;
     rf_train_cfg cfg;
     RF_TRY(rf_task_train_cfg_io(ctx, io, 100, &cfg));
+    cfg.curve = curve;
     int batch = cfg.batch > 0 ? cfg.batch : 128;
     if (batch > io->train->n) batch = (int)io->train->n;
     int64_t total = cfg.iterations > 0 ? cfg.iterations : (int64_t)cfg.epochs * (io->train->n / batch);
@@ -161,6 +164,8 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
     double teacher_acc = -1.0, teacher_loss;
     rf_train_result r;
     memset(&r, 0, sizeof r);
+    rf_train_curve curve = {0};   /* every stage trains: its curve is kept (issue 23) */
+    cfg.curve = &curve;
     rf_status s = rf_model_load(ctx, io->parent_ckpts[0], &m);
     if (s != RF_OK) rf_error_prefix(ctx, "%s: parent %s", kind, io->parent_ckpts[0]);
     if (s == RF_OK && teacher_path) s = rf_teacher_load(ctx, &teacher_path, 1, &t);
@@ -168,7 +173,7 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
     if (s == RF_OK && t && cache) s = rf_teacher_cache(ctx, t, io->train, 256);
     if (s == RF_OK && stage == STAGE_TRANSFER) s = lock_pattern(ctx, m);
     if (s == RF_OK && stage == STAGE_QAT) {
-        s = rf_ofa_run_qat(ctx, io, m, t, &dc, NULL, &q, &r);
+        s = rf_ofa_run_qat(ctx, io, m, t, &dc, NULL, &curve, &q, &r);
     } else if (s == RF_OK) {
         if (t) s = rf_distill_new(ctx, t, m, &dc, &d);
         if (s == RF_OK) {
@@ -193,11 +198,20 @@ static rf_status run_stage(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics, of
         rf_distill_free(d, m);
     }
     if (s == RF_OK) s = rf_task_ckpt_extra(ctx, kind, io, -1, r.steps, &extra);
+    /* the sparse stage's target goes into its checkpoint, so rf_task_finish
+     * reports it there and in the transfer and QAT stages after it */
+    if (s == RF_OK && stage == STAGE_SPARSE) {
+        cJSON *e = cJSON_Parse(extra);
+        char *e2 = e && cJSON_AddNumberToObject(e, "target_sparsity", sparsity) ? cJSON_PrintUnformatted(e) : NULL;
+        cJSON_Delete(e);
+        cJSON_free(extra);
+        extra = e2;
+        if (!extra) s = rf_error(ctx, RF_ERR_NOMEM, "%s: checkpoint metadata", kind);
+    }
     if (s == RF_OK) s = q ? rf_quant_task_finish(ctx, io, m, q, extra, metrics) : rf_task_finish(ctx, io, m, extra, metrics);
-    if (s == RF_OK) s = add_common(ctx, metrics, teacher_acc, &r, t0);
-    if (s == RF_OK && stage == STAGE_SPARSE && !cJSON_AddNumberToObject(metrics, "target_sparsity", sparsity))
-        s = rf_error(ctx, RF_ERR_NOMEM, "%s: metrics", kind);
+    if (s == RF_OK) s = add_common(ctx, metrics, teacher_acc, &r, &curve, t0);
     cJSON_free(extra);
+    rf_free(curve.v);
     rf_quant_detach(q, m);
     rf_quant_free(q);
     rf_model_free(m);
@@ -224,8 +238,29 @@ static int expand_ofa(rf_plan *p, const rf_point *pt) {
     if (!tt || !st || !xt || !qt) { rf_plan_nomem(p, NULL); goto done; }
     static const char *const kd[] = {"temperature", "alpha", NULL};
     static const char *const sk[] = {"sparsity", "temperature", "alpha", "prune_every", "prune_end", "layers", "nm", NULL};
-    int32_t teacher = rf_plan_dense(p, pt, pt->data, pt->model, tt);
-    if (teacher < 0) goto done;
+    /* with `from` the upstream teacher is the earlier experiment's model: a
+     * dense one (train, or a distilled student trained fresh), since the
+     * sparse pre-training starts from it and distils from it as the dense
+     * teacher (Zafrir et al. 2021 §3.1); a pruned or quantized one is not */
+    int32_t teacher = -1;
+    if (pt->from >= 0) {
+        const cJSON *fk = cJSON_GetObjectItemCaseSensitive(pt->from_settings, "kind"),
+                    *fi = cJSON_GetObjectItemCaseSensitive(pt->from_settings, "init");
+        const char *kn = cJSON_IsString(fk) ? fk->valuestring : "?";
+        if ((strcmp(kn, "train") != 0 && strcmp(kn, "distill") != 0) || (strcmp(kn, "distill") == 0 && fi)) {
+            rf_error(rf_plan_ctx(p), RF_ERR_JOB, "from: an ofa experiment starts from a dense trained model (its upstream "
+                     "teacher, which the sparse pre-training distils from); a %s model is not one: start from a train experiment",
+                     kn);
+            goto done;
+        }
+        if (cJSON_GetObjectItemCaseSensitive(x, "teacher_train")) {
+            rf_error(rf_plan_ctx(p), RF_ERR_JOB, "teacher_train: with from, the teacher is the earlier model (already trained)");
+            goto done;
+        }
+        teacher = pt->from;
+    } else if ((teacher = rf_plan_dense(p, pt, pt->data, pt->model, tt)) < 0) {
+        goto done;
+    }
     cJSON *s = rf_plan_settings(pt, pt->data, pt->model, st);
     if (!s || !rf_plan_copy_keys(s, x, sk)) { rf_plan_nomem(p, s); goto done; }
     int32_t sparse = rf_plan_add(p, RF_JOB_OFA_SPARSE, s, &teacher, 1, rf_plan_train_cost(st, pt->data, pt->model) * 1.5);
@@ -277,11 +312,11 @@ static const rf_setting ofa_exp_keys[] = {
 #define OFA_FLAGS (RF_KIND_DATA | RF_KIND_TRAINS | RF_KIND_STOP | RF_KIND_CKPT)
 const rf_kind rf_kind_ofa_sparse = {
     .name = "ofa-sparse", .summary = "Prune Once For All: sparse pre-training (gradual magnitude pruning + KD)",
-    .flags = OFA_FLAGS, .keys = sparse_keys, .min_parents = 1, .max_parents = 1,
+    .flags = OFA_FLAGS | RF_KIND_FROM, .keys = sparse_keys, .min_parents = 1, .max_parents = 1,
     .parents_doc = "the dense upstream teacher (the student starts from it)",
     .run = rf_task_ofa_sparse,
     .experiment = "ofa", .exp_keys = ofa_exp_keys,
-    .exp_doc = "teacher `train` (upstream `dataset`) → `ofa-sparse` → per `transfer` dataset D: a teacher fine-tuned on D "
+    .exp_doc = "teacher `train` (upstream `dataset`; with `from`: the earlier dense model) → `ofa-sparse` → per `transfer` dataset D: a teacher fine-tuned on D "
                "(`train` from the upstream teacher) and `ofa-transfer` (parents: the sparse model and that teacher) → "
                "`ofa-qat` (parents: the transferred model and the teacher)",
     .expand = expand_ofa, .plot = RF_PLOT_NONE,

@@ -212,10 +212,15 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     /* the accuracy right after pruning (ShrinkBench reports both): the
      * same evaluation rf_task_finish runs, before fine-tuning changes it */
     const int finetunes = tc.epochs > 0 || tc.iterations > 0;
+    /* pruned at initialisation (no parent): what follows is the training,
+     * and the model before it is an untrained one (chance accuracy), not a
+     * trained model before fine-tuning: no "before fine-tuning" numbers,
+     * which would draw a chance-level line in the ShrinkBench plot */
+    const int at_init = io->n_parents == 0;
     double acc0 = -1.0, vacc0 = -1.0;
     rf_train_curve curve = {0};
     tc.curve = &curve;
-    if (s == RF_OK && finetunes) s = rf_task_evaluate_both(ctx, io, m, &acc0, &vacc0);
+    if (s == RF_OK && finetunes && !at_init) s = rf_task_evaluate_both(ctx, io, m, &acc0, &vacc0);
     if (s == RF_OK && finetunes)
         s = rf_task_train_resumable(ctx, io, m, io->train, io->test, &tc, NULL, NULL, &res);
     char extra[256];
@@ -231,10 +236,9 @@ rf_status rf_task_prune(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
             vacc0 = cJSON_IsNumber(v) ? v->valuedouble : -1.0;
         }
         int ok = cJSON_AddStringToObject(metrics, "method", rf_prune_method_name(cfg.method))
-              && cJSON_AddNumberToObject(metrics, "accuracy_before_finetune", acc0)
-              && cJSON_AddNumberToObject(metrics, "val_accuracy_before_finetune", vacc0)
+              && (at_init || (cJSON_AddNumberToObject(metrics, "accuracy_before_finetune", acc0)
+                              && cJSON_AddNumberToObject(metrics, "val_accuracy_before_finetune", vacc0)))
               && (!finetunes || rf_task_add_curve(metrics, &curve))
-              && cJSON_AddNumberToObject(metrics, "target_sparsity", cfg.sparsity)
               && cJSON_AddNumberToObject(metrics, "prune_seconds", tp)
               && cJSON_AddItemToObject(metrics, "collapsed_at_prune", cJSON_Duplicate(cl, 1))
               && cJSON_AddNumberToObject(metrics, "finetune_steps", (double)res.steps)

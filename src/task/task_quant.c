@@ -310,20 +310,22 @@ static rf_status run_ptq(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_quan
     return s;
 }
 
-static rf_status run_qat(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_quant **q, rf_train_result *r) {
+static rf_status run_qat(rf_ctx *ctx, const rf_task_io *io, rf_model *m, rf_train_curve *curve, rf_quant **q,
+                         rf_train_result *r) {
     rf_quant *fmt = NULL;
     rf_status s = RF_OK;
     if (scheme_of(io->settings) == SCHEME_INT4) {
         s = rf_quant_new(ctx, m, &fmt);
         if (s == RF_OK) s = set_formats(ctx, io->settings, m, fmt);
     }
-    if (s == RF_OK) s = rf_ofa_run_qat(ctx, io, m, NULL, NULL, fmt, q, r);
+    if (s == RF_OK) s = rf_ofa_run_qat(ctx, io, m, NULL, NULL, fmt, curve, q, r);
     rf_quant_free(fmt);
     return s;
 }
 
 /* ---- kmeans: weight sharing and centroid fine-tuning --------------------------------- */
-static rf_status run_kmeans(rf_ctx *ctx, const rf_task_io *io, rf_model *m, int qat, rf_share **out, rf_train_result *r) {
+static rf_status run_kmeans(rf_ctx *ctx, const rf_task_io *io, rf_model *m, int qat, rf_train_curve *curve, rf_share **out,
+                            rf_train_result *r) {
     *out = NULL;
     const cJSON *st = io->settings;
     const cJSON *lb = cJSON_GetObjectItemCaseSensitive(st, "layer_bits");
@@ -345,6 +347,7 @@ static rf_status run_kmeans(rf_ctx *ctx, const rf_task_io *io, rf_model *m, int 
         rf_train_cfg cfg;
         rf_train_hooks h;
         s = rf_task_train_cfg_io(ctx, io, 100, &cfg);
+        cfg.curve = curve;
         if (s == RF_OK) s = rf_share_hooks(ctx, sh, &cfg.optim, &h);
         if (s == RF_OK) s = rf_train(ctx, m, io->train, io->val, io->test, &cfg, NULL, &h, r);
         if (s == RF_OK && r->stopped)
@@ -433,9 +436,10 @@ rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     }
     rf_train_result r;
     memset(&r, 0, sizeof r);
-    if (s == RF_OK && scheme == SCHEME_KMEANS) s = run_kmeans(ctx, io, m, qat, &sh, &r);
+    rf_train_curve curve = {0};   /* QAT and centroid fine-tuning train: their curve is kept */
+    if (s == RF_OK && scheme == SCHEME_KMEANS) s = run_kmeans(ctx, io, m, qat, &curve, &sh, &r);
     else if (s == RF_OK && !qat) s = run_ptq(ctx, io, m, &q);
-    else if (s == RF_OK) s = run_qat(ctx, io, m, &q, &r);
+    else if (s == RF_OK) s = run_qat(ctx, io, m, &curve, &q, &r);
     char *extra = NULL;
     if (s == RF_OK) s = rf_task_ckpt_extra(ctx, "quantize", io, -1, -1, &extra);
     if (s == RF_OK && sh) s = kmeans_finish(ctx, io, m, sh, extra, metrics);
@@ -449,11 +453,12 @@ rf_status rf_task_quantize(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
             !cJSON_AddNumberToObject(metrics, "fp32_test_accuracy", fp32_acc) ||
             !cJSON_AddNumberToObject(metrics, "folded_batchnorms", n_folded) ||
             !cJSON_AddNumberToObject(metrics, "steps", (double)r.steps) ||
-            (r.steps && !rf_task_add_selection(&r, metrics)) ||
+            (r.steps && (!rf_task_add_selection(&r, metrics) || !rf_task_add_curve(metrics, &curve))) ||
             !cJSON_AddNumberToObject(metrics, "seconds", rf_now() - t0))
             s = rf_error(ctx, RF_ERR_NOMEM, "quantize: metrics");
     }
     cJSON_free(extra);
+    rf_free(curve.v);
     rf_quant_detach(q, m);
     rf_quant_free(q);
     rf_share_free(sh);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "raffle/distill.h"
 #include "raffle/prune.h"
 #include "raffle/task.h"
 
@@ -303,6 +304,36 @@ Test(prune, gmp_schedule_values) {
     /* Monotone non-decreasing. */
     double prev = -1;
     for (int64_t t = 0; t < 1300; t++) { double v = rf_gmp_sparsity(&s, t); cr_assert(v >= prev); prev = v; }
+}
+
+/* The schedule of a run from fractions (the gmp kind's prune_start,
+ * prune_end, prune_every), against eq. 1 worked by hand. s_i = 0.2,
+ * s_f = 0.9, 1000 steps, t0 = 100, end 600, Δt = 100 (n = 5):
+ *   t = 200: 0.9 − 0.7·0.8³ = 0.5416;  300: 0.9 − 0.7·0.6³ = 0.7488;
+ *   400: 0.9 − 0.7·0.4³ = 0.8552;       500: 0.9 − 0.7·0.2³ = 0.8944. */
+Test(prune, gmp_schedule_for_run_hand_values) {
+    rf_gmp_schedule s;
+    rf_gmp_schedule_for_run(0.2, 0.9, 1000, 0.1, 0.6, 0.1, &s);
+    cr_assert(s.start == 100 && s.end == 600 && s.every == 100, "%lld %lld %lld", (long long)s.start, (long long)s.end,
+              (long long)s.every);
+    cr_assert(!rf_gmp_is_update_step(&s, 0) && !rf_gmp_is_update_step(&s, 99), "dense before t0");
+    cr_assert(rf_gmp_is_update_step(&s, 100));
+    const int64_t t[] = {100, 199, 200, 300, 400, 450, 500, 600, 999};
+    const double want[] = {0.2, 0.2, 0.5416, 0.7488, 0.8552, 0.8552, 0.8944, 0.9, 0.9};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        cr_assert_float_eq(rf_gmp_sparsity(&s, t[i]), want[i], 1e-12, "step %lld: %.17g", (long long)t[i], rf_gmp_sparsity(&s, t[i]));
+    /* 100 steps, t0 = 5, target at 50, Δt = 10: the span 45 rounds down to
+     * 4 intervals (end 45, reached on an update step); step 15: (15 − 5)/40
+     * = 0.25 of the span, s = 0.8·(1 − 0.75³) = 0.4625 */
+    rf_gmp_schedule_for_run(0.0, 0.8, 100, 0.05, 0.5, 0.1, &s);
+    cr_assert(s.start == 5 && s.end == 45 && s.every == 10);
+    cr_assert_float_eq(rf_gmp_sparsity(&s, 15), 0.8 * (1 - 0.421875), 1e-12);
+    cr_assert(rf_gmp_is_update_step(&s, 45) && !rf_gmp_is_update_step(&s, 50));
+    /* start 0 is the OFA schedule (the one the gmp kind had before t0) */
+    rf_gmp_schedule o;
+    rf_ofa_gmp_schedule(0.9, 1234, 0.5, 0.05, &o);
+    rf_gmp_schedule_for_run(0.0, 0.9, 1234, 0.0, 0.5, 0.05, &s);
+    cr_assert(o.start == s.start && o.end == s.end && o.every == s.every && o.s_init == s.s_init);
 }
 
 /* rf_model_collapsed (nn.h) on model with these masks on its weights, in order. */

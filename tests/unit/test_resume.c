@@ -48,6 +48,28 @@ static rf_status run(const char *json, const char *dir, const char *resume, doub
     return run_m(json, dir, resume, every, stop, NULL);
 }
 
+/* Runs the task in dir stopped after every step, each attempt resuming
+ * from the last one's state (moved to keep/resume.rckpt), until it
+ * finishes: returns the number of preempted attempts; *metrics gets the
+ * finishing attempt's metrics (new; cJSON_Delete). */
+static int run_preempted_every_step(const char *json, const char *dir, const char *keep, cJSON **metrics) {
+    char state[300], kept[300];
+    snprintf(state, sizeof state, "%s/resume.rckpt", dir);
+    snprintf(kept, sizeof kept, "%s/resume.rckpt", keep);
+    int attempts = 0;
+    rf_status st;
+    cJSON *got = NULL;
+    while ((st = run_m(json, dir, attempts ? kept : NULL, 0, 1, &got)) == RF_ERR_PREEMPTED) {
+        cJSON_Delete(got);
+        got = NULL;
+        cr_assert_eq(rename(state, kept), 0);
+        cr_assert_lt(++attempts, 20);
+    }
+    cr_assert_eq(st, RF_OK);
+    *metrics = got;
+    return attempts;
+}
+
 /* DIR1/model.rckpt and DIR2/model.rckpt hold the same bytes. */
 static void assert_same_model(const char *dir1, const char *dir2) {
     char a[300], b[300];
@@ -122,18 +144,7 @@ Test(resume, selection_state_survives_every_preemption) {
     cr_assert_not_null(mkdtemp(keep));
     cJSON *want = NULL, *got = NULL;
     cr_assert_eq(run_m(SEL_SETTINGS, ref, NULL, 0, 0, &want), RF_OK);
-    char state[300], kept[300];
-    snprintf(state, sizeof state, "%s/resume.rckpt", dir);
-    snprintf(kept, sizeof kept, "%s/resume.rckpt", keep);
-    int attempts = 0;
-    rf_status st;
-    while ((st = run_m(SEL_SETTINGS, dir, attempts ? kept : NULL, 0, 1, &got)) == RF_ERR_PREEMPTED) {
-        cJSON_Delete(got);
-        got = NULL;
-        cr_assert_eq(rename(state, kept), 0);
-        cr_assert_lt(++attempts, 20);
-    }
-    cr_assert_eq(st, RF_OK);
+    int attempts = run_preempted_every_step(SEL_SETTINGS, dir, keep, &got);
     cr_assert_eq(attempts, 12, "one step per attempt (%d attempts)", attempts);
     static const char *const keys[] = {"best_val_accuracy", "best_iteration", "test_accuracy_at_best_val",
                                        "val_accuracy", "test_accuracy"};
@@ -314,4 +325,37 @@ Test(resume, lottery_rewind_point_survives_preemption_after_step_k) {
     assert_same_file(ref, dirs[attempt], "model.rckpt");
     for (int i = 0; i <= attempt; i++) rm_dir(dirs[i]);
     rm_dir(ref); rm_dir(keep);
+}
+
+/* Every kind that trains keeps its curve (issue 23), and a preempted one
+ * keeps it through resumption like "train": a lottery round stopped after
+ * every step reports the uninterrupted run's curve, point for point. */
+#define LTH_CURVE "{\"kind\":\"lottery\",\"round\":0,\"rewind\":\"init\",\"data\":\"synthetic:256\"," \
+                  "\"model\":\"lenet-300-100\",\"iterations\":6,\"batch\":32,\"optimizer\":\"sgd\",\"lr\":0.1," \
+                  "\"eval_every\":2,\"validation\":64}"
+
+Test(resume, lottery_curve_survives_every_preemption) {
+    char ref[] = "/tmp/raffle_lcur_ref_XXXXXX", dir[] = "/tmp/raffle_lcur_XXXXXX", keep[] = "/tmp/raffle_lcur_keep_XXXXXX";
+    cr_assert_not_null(mkdtemp(ref));
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_not_null(mkdtemp(keep));
+    cJSON *want = NULL, *got = NULL;
+    cr_assert_eq(run_m(LTH_CURVE, ref, NULL, 0, 0, &want), RF_OK);
+    cr_assert_gt(run_preempted_every_step(LTH_CURVE, dir, keep, &got), 2);
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(want, "curve"), *b = cJSON_GetObjectItemCaseSensitive(got, "curve");
+    cr_assert_eq(cJSON_GetArraySize(a), 3, "evaluations at steps 2, 4, 6");
+    cr_assert_eq(cJSON_GetArraySize(b), 3, "the resumed run lost curve points");
+    static const char *const keys[] = {"step", "val_accuracy", "val_loss", "train_loss"};
+    for (int i = 0; i < 3; i++)
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+            const cJSON *x = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(a, i), keys[k]);
+            const cJSON *y = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(b, i), keys[k]);
+            cr_assert(cJSON_IsNumber(x) && cJSON_IsNumber(y), "point %d %s", i, keys[k]);
+            cr_assert_eq(x->valuedouble, y->valuedouble, "point %d %s: %.17g uninterrupted, %.17g resumed", i, keys[k],
+                         x->valuedouble, y->valuedouble);
+        }
+    assert_same_model(ref, dir);
+    cJSON_Delete(want);
+    cJSON_Delete(got);
+    rm_dir(ref); rm_dir(dir); rm_dir(keep);
 }

@@ -496,11 +496,16 @@ Test(task, compression_ratio_through_a_pruned_int8_chain) {
     cr_assert_gt(num(m2, "compression_ratio"), 15.0, "ratio %g", num(m2, "compression_ratio"));
     cr_assert_gt(num(m2, "compression_ratio"), 2.0 * num(m1, "compression_ratio"));
     cr_assert_float_eq(num(m2, "sparsity"), num(m1, "sparsity"), 1e-3, "PTQ keeps the mask");
-    /* the int8 file records the baseline for a later stage too */
+    /* the pruning target travels with the chain: the int8 row is a 90% row */
+    cr_assert_eq(num(m1, "target_sparsity"), 0.9);
+    cr_assert_eq(num(m2, "target_sparsity"), 0.9, "the int8 model of a 90%%-pruned one");
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(m0, "target_sparsity"), "a dense model has no target");
+    /* the int8 file records the baseline and the target for a later stage too */
     rf_ckpt *c = NULL;
     cr_assert_eq(rf_ckpt_read(&ctx, p2, &c), RF_OK);
     cJSON *meta = cJSON_Parse(c->meta_json);
     cr_assert_eq(num(cJSON_GetObjectItemCaseSensitive(meta, "extra"), "raw_fp32_bytes"), raw);
+    cr_assert_eq(num(cJSON_GetObjectItemCaseSensitive(meta, "extra"), "target_sparsity"), 0.9);
     cJSON_Delete(meta);
     rf_ckpt_free(c);
     /* accuracy before fine-tuning and the fine-tuning curve: points at steps 10 and 20 */
@@ -514,6 +519,25 @@ Test(task, compression_ratio_through_a_pruned_int8_chain) {
     cr_assert_float_eq(num(cJSON_GetArrayItem(curve, 1), "val_accuracy"), num(m1, "val_accuracy"), 1e-12,
                        "the last point is the final model's validation accuracy");
     (void)num(cJSON_GetArrayItem(curve, 0), "train_loss");
+    /* QAT of the pruned model (mask locked) trains: it keeps its curve, and
+     * inherits the target like PTQ */
+    char d3[] = "/tmp/raffle_ch3_XXXXXX", p3[300];
+    cr_assert_not_null(mkdtemp(d3));
+    snprintf(p3, sizeof p3, "%s/model.rckpt", d3);
+    cJSON *m3 = cJSON_CreateObject();
+    cJSON *s3 = settings_of("{\"kind\":\"quantize\",\"data\":\"synthetic:512\",\"mode\":\"qat\",\"iterations\":20,"
+                            "\"batch\":32,\"validation\":100,\"eval_every\":10}");
+    rf_task_io io3 = {.settings = s3, .out_dir = d3, .n_parents = 1, .parent_ckpts = par2};
+    cr_assert_eq(rf_task_run(&ctx, &io3, m3), RF_OK, "%s", rf_ctx_error(&ctx));
+    const cJSON *qc = cJSON_GetObjectItemCaseSensitive(m3, "curve");
+    cr_assert_eq(cJSON_GetArraySize(qc), 2, "QAT evaluations at 10 and 20");
+    cr_assert_eq(num(cJSON_GetArrayItem(qc, 1), "step"), 20);
+    double qv = num(cJSON_GetArrayItem(qc, 0), "val_accuracy");
+    cr_assert(qv >= 0 && qv <= 1);
+    cr_assert_eq(num(m3, "target_sparsity"), 0.9);
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(m2, "curve"), "PTQ does not train: no curve");
+    cJSON_Delete(s3); cJSON_Delete(m3);
+    unlink(p3); rmdir(d3);
     cJSON_Delete(s1); cJSON_Delete(s2);
     cJSON_Delete(m0); cJSON_Delete(m1); cJSON_Delete(m2);
     unlink(p0); unlink(p1); unlink(p2);
@@ -544,6 +568,24 @@ Test(task, gmp_reaches_its_target_on_schedule) {
     cr_assert_eq(num(m, "target_sparsity"), 0.8);
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(m, "curve")), 3, "evaluations at 20, 40, 60");
     cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(m, "method")->valuestring, "gmp");
+    /* Zhu & Gupta's t0 and s_i: dense for the first 20% (12 steps), then
+     * 0.5 at step 12 and updates at 18, 24, 30 (four), the target at 30 */
+    cJSON *m2 = cJSON_CreateObject();
+    cr_assert_eq(run_task("{\"kind\":\"gmp\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"iterations\":60,"
+                          "\"batch\":32,\"sparsity\":0.8,\"prune_end\":0.5,\"prune_every\":0.1,\"prune_start\":0.2,"
+                          "\"initial_sparsity\":0.5,\"validation\":100,\"eval_every\":20}", dir, m2, &ctx), RF_OK, "%s",
+                 rf_ctx_error(&ctx));
+    cr_assert_eq(num(m2, "mask_updates"), 4);
+    cr_assert_eq(num(m2, "prune_start_step"), 12);
+    cr_assert_eq(num(m2, "prune_end_step"), 30);
+    cr_assert(fabs(num(m2, "sparsity") - 0.8) <= 1.0 / prunable, "sparsity %.9f", num(m2, "sparsity"));
+    cJSON_Delete(m2);
+    /* a start after the end: refused when the task runs, too */
+    cJSON *m3 = cJSON_CreateObject();
+    cr_assert_eq(run_task("{\"kind\":\"gmp\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"iterations\":6,"
+                          "\"sparsity\":0.8,\"prune_start\":0.9}", dir, m3, &ctx), RF_ERR_INVALID);
+    cr_assert(strstr(rf_ctx_error(&ctx), "prune_start: 0.9 is not before prune_end 0.75"), "%s", rf_ctx_error(&ctx));
+    cJSON_Delete(m3);
     /* a target the schedule cannot reach: refused by the settings table */
     cJSON *bad = cJSON_CreateObject();
     cr_assert_neq(run_task("{\"kind\":\"gmp\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"iterations\":6,"
@@ -582,6 +624,7 @@ Test(task, distilled_student_keeps_its_mask) {
     cr_assert_eq(rf_task_run(&ctx, &io2, m2), RF_OK, "%s", rf_ctx_error(&ctx));
     cr_assert_eq(num(m2, "teachers"), 1, "the last parent is the student, not a teacher");
     cr_assert_float_eq(num(m2, "sparsity"), num(m1, "sparsity"), 1e-12);
+    cr_assert_eq(num(m2, "target_sparsity"), 0.8, "the student keeps the pruned parent's mask and its target");
     rf_model *a, *b;
     cr_assert_eq(rf_model_load(&ctx, p1, &a), RF_OK);
     cr_assert_eq(rf_model_load(&ctx, p2, &b), RF_OK);
@@ -599,4 +642,27 @@ Test(task, distilled_student_keeps_its_mask) {
     char r[320];
     snprintf(r, sizeof r, "%s/resume.rckpt", d0); unlink(r);
     rmdir(d0); rmdir(d1); rmdir(d2);
+}
+
+/* Pruned at initialisation (no parent), then trained: the model before
+ * training is an untrained one, so there is no "before fine-tuning"
+ * accuracy (it would be chance and read as a collapse in the ShrinkBench
+ * plot); the training keeps its curve and the target. */
+Test(task, prune_at_init_has_no_before_finetune_accuracy) {
+    char dir[] = "/tmp/raffle_pai_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    cJSON *m = cJSON_CreateObject();
+    cr_assert_eq(run_task("{\"kind\":\"prune\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"method\":\"snip\","
+                          "\"sparsity\":0.8,\"finetune_iterations\":20,\"batch\":32,\"validation\":100,\"eval_every\":10}",
+                          dir, m, &ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(m, "accuracy_before_finetune"));
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(m, "val_accuracy_before_finetune"));
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(m, "curve")), 2);
+    cr_assert_eq(num(m, "target_sparsity"), 0.8);
+    cJSON_Delete(m);
+    char p[300];
+    snprintf(p, sizeof p, "%s/model.rckpt", dir); unlink(p);
+    snprintf(p, sizeof p, "%s/resume.rckpt", dir); unlink(p);
+    rmdir(dir);
 }
