@@ -433,6 +433,7 @@ static void wino_grad_tf_avx2(float *u, size_t ldk, const float *ev, const float
  * columns loop). The masks depend on W, pad and ld only: computed once per
  * plane, not per row (7×7 planes have 7 rows of one chunk each, and the
  * per-row setup was 8% of a 7×7 layer). */
+#define PF_ROWS 12
 __attribute__((target("avx512f"), optimize("O3")))
 static void put_split_avx512(float *ev, float *od, int ld, int top, int pad, const float *src, int H, int W) {
     const __m512i ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
@@ -443,6 +444,10 @@ static void put_split_avx512(float *ev, float *od, int ld, int top, int pad, con
         const float *x = src + w0;
         float *e = ev + (size_t)top * ld + q0, *o = od + (size_t)top * ld + q0;
         for (int h = 0; h < H; h++, x += W, e += ld, o += ld) {
+            /* a plane is a short run (7-28 rows): prefetch PF_ROWS rows
+             * ahead, into the next plane, which the caller reads next */
+            _mm_prefetch((const char *)(x + PF_ROWS * W), _MM_HINT_T0);
+            _mm_prefetch((const char *)(x + PF_ROWS * W + 16), _MM_HINT_T0);
             __m512 lo = _mm512_maskz_loadu_ps(mlo, x), hi = _mm512_maskz_loadu_ps(mhi, x + 16);
             _mm512_mask_storeu_ps(e, ms, _mm512_permutex2var_ps(lo, ie, hi));
             _mm512_mask_storeu_ps(o, ms, _mm512_permutex2var_ps(lo, io, hi));
