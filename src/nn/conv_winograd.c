@@ -84,8 +84,14 @@ static size_t wg_scratch(const wg *g, int B) {
     return 16 * ((size_t)g->Ci + (size_t)g->Co) * tc + (size_t)g->Hp * g->Wp + 4 + 4 * tc;
 }
 
-/* V[k][co][c] = (G g Gᵀ)[k] for g = w[co, c] (3×3), co in [co0, co1). */
-RF_NN_VEC static void wino_weights(float *restrict V, const float *restrict w, int Co, int C, int co0, int co1) {
+/* V[k][co][c] = (G g Gᵀ)[k] for g = w[co, c] (3×3), co in [co0, co1); with
+ * tr, V[k][c][co]. The products read V as op(A) with A transposed (trans_a
+ * 1), whose packing is a copy of 6-float runs: the forward takes the tr
+ * layout, the input gradient (which multiplies by Vᵀ) the plain one. Before,
+ * the forward packed V[k][co][c] through 8x8 transposes once per product,
+ * 16 products per chunk (pack_a: ~5% of a conv-4 step). The layout changes
+ * no product's value. */
+RF_NN_VEC static void wino_weights(float *restrict V, const float *restrict w, int Co, int C, int co0, int co1, int tr) {
     size_t ldk = (size_t)Co * C;
     for (int co = co0; co < co1; co++)
         for (int c = 0; c < C; c++) {
@@ -98,7 +104,7 @@ RF_NN_VEC static void wino_weights(float *restrict V, const float *restrict w, i
                 r[2][j] = 0.5f * (g0 - g1 + g2);
                 r[3][j] = g2;
             }
-            float *v = V + (size_t)co * C + c;
+            float *v = tr ? V + (size_t)c * Co + co : V + (size_t)co * C + c;
             for (int i = 0; i < 4; i++) {
                 v[(size_t)(4 * i + 0) * ldk] = r[i][0];
                 v[(size_t)(4 * i + 1) * ldk] = 0.5f * (r[i][0] + r[i][1] + r[i][2]);
@@ -433,6 +439,7 @@ static void wino_grad_tf_avx2(float *u, size_t ldk, const float *ev, const float
  * columns loop). The masks depend on W, pad and ld only: computed once per
  * plane, not per row (7×7 planes have 7 rows of one chunk each, and the
  * per-row setup was 8% of a 7×7 layer). */
+#define PF_ROWS 12
 __attribute__((target("avx512f"), optimize("O3")))
 static void put_split_avx512(float *ev, float *od, int ld, int top, int pad, const float *src, int H, int W) {
     const __m512i ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
@@ -443,6 +450,10 @@ static void put_split_avx512(float *ev, float *od, int ld, int top, int pad, con
         const float *x = src + w0;
         float *e = ev + (size_t)top * ld + q0, *o = od + (size_t)top * ld + q0;
         for (int h = 0; h < H; h++, x += W, e += ld, o += ld) {
+            /* a plane is a short run (7-28 rows): prefetch PF_ROWS rows
+             * ahead, into the next plane, which the caller reads next */
+            _mm_prefetch((const char *)(x + PF_ROWS * W), _MM_HINT_T0);
+            _mm_prefetch((const char *)(x + PF_ROWS * W + 16), _MM_HINT_T0);
             __m512 lo = _mm512_maskz_loadu_ps(mlo, x), hi = _mm512_maskz_loadu_ps(mhi, x + 16);
             _mm512_mask_storeu_ps(e, ms, _mm512_permutex2var_ps(lo, ie, hi));
             _mm512_mask_storeu_ps(o, ms, _mm512_permutex2var_ps(lo, io, hi));
@@ -535,7 +546,7 @@ static void wino_chunk(const rf_engine *e, int t, float *out, int acc, const flo
     wino_input(U, tc, in + (size_t)n0 * g->Ci * isz, ns, g, plane);
     rf_engine pe = rf_nn_part_engine(e, t);
     for (int k = 0; k < 16; k++)
-        rf_gemm_engine(&pe, vt, 0, g->Co, (int)tc, g->Ci, V + (vt ? perm[k] : k) * vk, vt ? g->Co : g->Ci,
+        rf_gemm_engine(&pe, 1, 0, g->Co, (int)tc, g->Ci, V + (vt ? perm[k] : k) * vk, g->Co,
                        U + (size_t)k * g->Ci * tc, (int)tc, 0, M + (size_t)k * g->Co * tc, (int)tc);
     /* One output transform per channel over the whole chunk (a 7×7 map
      * alone has 16 tiles: one vector), then a scatter per sample. */
@@ -573,8 +584,9 @@ static void wino_run_part(void *arg, int t, int n) {
 }
 
 /* out[B, Co, OH, OW] (= or += by acc) = conv of in[B, Ci, Hi, Wi] + bias.
- * V: if !vt, V[k][Co][Ci]; if vt, the layer's V[k][Ci][Co] used transposed
- * with k permuted (the input gradient: see the top of the file). s: one
+ * V[k][Ci][Co] in this run's terms, multiplied as Vᵀ: the forward's tr
+ * layout, or (vt) the layer's plain V[k][Co][C] with k permuted (the input
+ * gradient: see the top of the file). s: one
  * wg_scratch per thread. */
 static void wino_run(const rf_engine *e, float *out, int acc, const float *in, const float *bias, const float *V,
                      int vt, int B, const wg *g, float *s) {
@@ -585,18 +597,18 @@ static void wino_run(const rf_engine *e, float *out, int acc, const float *in, c
 }
 
 /* The weight transforms, split over output channels. */
-typedef struct wgt_job { float *V; const float *w; int Co, C, back; } wgt_job;
+typedef struct wgt_job { float *V; const float *w; int Co, C, back, tr; } wgt_job;
 
 static void wgt_part(void *arg, int t, int n) {
     const wgt_job *j = arg;
     size_t c0, c1;
     rf_nn_span((size_t)j->Co, t, n, &c0, &c1);
     if (j->back) wino_weights_back((float *)j->w, j->V, j->Co, j->C, (int)c0, (int)c1);
-    else wino_weights(j->V, j->w, j->Co, j->C, (int)c0, (int)c1);
+    else wino_weights(j->V, j->w, j->Co, j->C, (int)c0, (int)c1, j->tr);
 }
 
-static void wino_weights_par(const rf_engine *e, float *V, const float *w, int Co, int C, int back) {
-    wgt_job j = {V, w, Co, C, back};
+static void wino_weights_par(const rf_engine *e, float *V, const float *w, int Co, int C, int back, int tr) {
+    wgt_job j = {V, w, Co, C, back, tr};
     rf_nn_par(e, rf_nn_parts(e, 16.0 * Co * C, 1 << 14), wgt_part, &j);
 }
 
@@ -614,7 +626,7 @@ size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int B, int threa
 void rf_nn_wino_forward(const rf_engine *e, float *y, const float *x, const float *w, const float *bias, int B, int C,
                         int H, int W, int Co, int pad, float *scratch) {
     wg g = wg_of(C, H, W, Co, pad);
-    wino_weights_par(e, scratch, w, Co, C, 0);
+    wino_weights_par(e, scratch, w, Co, C, 0, 1);
     wino_run(e, y, 0, x, bias, scratch, 0, B, &g, scratch + 2 * 16 * (size_t)C * Co);
 }
 
@@ -714,10 +726,10 @@ void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, co
         }
         rf_gemm_engine_batch(e, 0, 1, Co, C, (int)tc, 16, A, (int)tc, Bm, (int)tc, 1, Cm, C);
     }
-    wino_weights_par(e, dV, dw, Co, C, 1);
+    wino_weights_par(e, dV, dw, Co, C, 1, 0);
     (void)osz;
     if (!dx) return;
     wg gx = wg_of(Co, g.OH, g.OW, C, 2 - pad);
-    wino_weights_par(e, V, w, Co, C, 0);
+    wino_weights_par(e, V, w, Co, C, 0, 0);
     wino_run(e, dx, 1, dy, NULL, V, 1, B, &gx, s);
 }

@@ -16,7 +16,8 @@
  * wide/im2col). */
 typedef enum rf_nn_conv_path {
     RF_NN_CONV_AUTO = RF_ENGINE_CONV_AUTO, RF_NN_CONV_WINOGRAD = RF_ENGINE_CONV_WINOGRAD,
-    RF_NN_CONV_DIRECT = RF_ENGINE_CONV_DIRECT, RF_NN_CONV_GEMM = RF_ENGINE_CONV_GEMM
+    RF_NN_CONV_DIRECT = RF_ENGINE_CONV_DIRECT, RF_NN_CONV_GEMM = RF_ENGINE_CONV_GEMM,
+    RF_NN_CONV_DENSE = RF_ENGINE_CONV_DENSE
 } rf_nn_conv_path;
 
 /* 1 if a kh×kw, stride s, padding pad conv can run as F(2x2, 3x3):

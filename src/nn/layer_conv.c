@@ -4,7 +4,7 @@
  * gradient); other stride-1 convs as an implicit GEMM straight from the
  * padded input (the "direct" section below); everything else as im2col +
  * GEMM. Which path a layer takes depends on its shape only (and the engine
- * option "conv", winograd|direct|gemm, RAFFLE_CONV its default, which
+ * option "conv", winograd|direct|gemm|dense, RAFFLE_CONV its default, which
  * forces a path for comparisons: see use_wino), and every path computes the
  * same bits on every ISA and thread count. Products go to the engine's GEMM
  * (raffle/gemm.h rf_gemm_engine).
@@ -354,12 +354,15 @@ static void wide_backward(const rf_nn_run *r, const conv_geom *g) {
 #define DW_NV 4          /* weight-gradient tile: 16-channel vectors         */
 #define DW_NT 6          /* weight-gradient tile: taps                       */
 
-/* acc += broadcast(*w) · b with the broadcast folded into the FMA's memory
- * operand ({1to16}): a separate vbroadcastss would take an FP pipe slot
- * from the FMAs on AMD Zen 4 (one in four with 8 broadcasts per 24 FMAs),
- * the folded form only a load slot. Compilers merge repeated set1 loads into
- * one broadcast register, hence the asm. */
-#define DC_FMA_BCST(acc, b, w) __asm__("vfmadd231ps %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(b), "m"(*(w)))
+/* acc += wv · b, b the first multiplicand (the NaN rule of docs/kernels.md),
+ * in asm so that the compiler cannot swap the multiplicands. The weight is
+ * broadcast into a register once per tap and row and used by the row's three
+ * FMAs: on Zen 5 (family 26) that runs the forward tile at 175-180 GFLOP/s
+ * against 145-148 with the broadcast folded into each FMA's memory operand
+ * ({1to16}: three broadcast loads per weight), ResNet-20's 16-channel
+ * stage, same run. (The folded form was chosen on Zen 4, where a separate
+ * vbroadcastss took an FP pipe slot; the bits are the same either way.) */
+#define DC_FMA_REG(acc, b, wv) __asm__("vfmadd231ps %2, %1, %0" : "+v"(acc) : "v"(b), "v"(wv))
 
 typedef struct dc_in { const float *x; int C, kh, kw, Wp; size_t plane; } dc_in;
 
@@ -387,9 +390,10 @@ static inline void dc_fwd_tile(float *y, size_t ldy, const float *x, const float
                 __m512 b2 = _mm512_maskz_loadu_ps(m2, xr + kj + 32);
 #pragma GCC unroll 8
                 for (int i = 0; i < R; i++) {
-                    DC_FMA_BCST(a[i][0], b0, wk + i);
-                    DC_FMA_BCST(a[i][1], b1, wk + i);
-                    DC_FMA_BCST(a[i][2], b2, wk + i);
+                    __m512 wv = _mm512_set1_ps(wk[i]);
+                    DC_FMA_REG(a[i][0], b0, wv);
+                    DC_FMA_REG(a[i][1], b1, wv);
+                    DC_FMA_REG(a[i][2], b2, wv);
                 }
             }
         }
@@ -846,18 +850,13 @@ static void direct_forward(const rf_nn_run *r, const conv_geom *g) {
 }
 
 /* dyT[p·ldc + co] = dy[co·P + p] for co < Co (lanes up to ldc stay as they
- * are: zero), by blocks of 16 positions so the rows read stay in L1 and the
- * stores are contiguous (a 16-lane gather per position is slower on Zen 4). */
+ * are: zero), through the kernels' 8x8 register transposes (a copy: the
+ * same values). The scalar loop it replaces, by blocks of 16 positions, was
+ * most of VGG-11's first-layer weight gradient (64 channels x 1024
+ * positions per sample). */
 static void dc_transpose(float *restrict dyT, size_t ldc, const float *restrict dy, int Co, int P) {
-    for (int p0 = 0; p0 < P; p0 += 16) {
-        int pe = P - p0 < 16 ? P : p0 + 16;
-        for (int p = p0; p < pe; p++) {
-            float *restrict t = dyT + (size_t)p * ldc;
-            for (int co = 0; co < Co; co++) t[co] = dy[(size_t)co * P + p];
-        }
-    }
+    rf_transpose_f32(dyT, (int)ldc, dy, Co, P, P);
 }
-
 
 /* The input gradient of sample n (part t's buffers from dypad on). */
 static void direct_dx(const rf_nn_run *r, const conv_geom *g, int t, int n, float *dypad, float *dxwide,
@@ -982,6 +981,117 @@ static rf_status conv_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
     return RF_OK;
 }
 
+/* ---- tiny maps: the convolution as one dense product ------------------------
+ * On a map so small that every output position sees every input position
+ * through some tap (VGG-11's 2x2 maps, 3x3 kernel, padding 1; any 1x1 map),
+ * the layer is a linear layer whose weight matrix holds each tap once:
+ *   Y[n, co·P + p] = bias[co] + Σ_{c, q} X[n, c·HW + q] · Wd[co·P + p, c·HW + q],
+ *   Wd[co·P + p, c·HW + q] = w[co, c, tap(p, q)]   (0 where no tap joins p and q),
+ * on the NCHW tensors as they are: X is [B, C·HW], Y is [B, Co·P]. Its
+ * multiplies are exactly the non-zero taps, where Winograd F(2x2, 3x3) has
+ * one 4x4 tile per plane whose transforms cost as much as its 16 products
+ * (vgg-11's 2x2 layers ran at 120 GFLOP/s effective, 19% of a step) and
+ * im2col multiplies 5 of 9 taps by padding zeros. Backward: dX += dY · Wd,
+ * dWd = dYᵀ · X (into Wd's buffer once dX is done), then each tap's
+ * gradient is the sum of its (p, q) entries in p order (dense_fold). The
+ * products are rf_gemm's (one fma chain per element), the expansion copies
+ * and the fold adds in a fixed order: the same bits on every ISA and thread
+ * count. */
+#define DENSE_MAX_FLOATS ((size_t)1 << 23)   /* Wd at most 32 MB (vgg-11: 16 MB) */
+
+static size_t dense_numel(const conv_geom *g) {
+    return (size_t)g->Co * g->P * ((size_t)g->C * g->H * g->W);
+}
+/* Non-zero entries of Wd per (co, c): Σ_p (taps of p inside the input). */
+static size_t dense_taps(const conv_geom *g) {
+    size_t rows = 0, cols = 0;
+    for (int oh = 0; oh < g->OH; oh++)
+        for (int ki = 0; ki < g->kh; ki++) { int h = oh * g->s - g->pad + ki; rows += h >= 0 && h < g->H; }
+    for (int ow = 0; ow < g->OW; ow++)
+        for (int kj = 0; kj < g->kw; kj++) { int w = ow * g->s - g->pad + kj; cols += w >= 0 && w < g->W; }
+    return rows * cols;
+}
+static int dense_fits(const conv_geom *g) { return dense_numel(g) <= DENSE_MAX_FLOATS; }
+/* Auto: only where Wd has no zero (the product multiplies no padding). */
+static int use_dense(const conv_geom *g, const rf_engine *e) {
+    if (!dense_fits(g)) return 0;
+    int p = e->v[RF_ENGINE_CONV];
+    if (p == RF_NN_CONV_DENSE) return 1;
+    return p == RF_NN_CONV_AUTO && (size_t)g->H * g->W * g->P == dense_taps(g);
+}
+
+typedef struct dense_job { const conv_geom *g; float *wd, *dw; const float *w; } dense_job;
+
+/* Output channels [co0, co1) of Wd from w, or (dw != NULL) their taps'
+ * gradients += the dWd entries, p ascending. A row's (q, tap) pairs are
+ * collected up to DENSE_PAIRS at a time and applied to every input channel
+ * (short runs inside one channel's HW floats and its kh·kw weights); a row
+ * meets each tap at most once per channel. */
+#define DENSE_PAIRS 32
+static void dense_part(void *arg, int t, int n) {
+    const dense_job *j = arg;
+    const conv_geom *g = j->g;
+    size_t HW = (size_t)g->H * g->W, Kd = (size_t)g->C * HW, kk = (size_t)g->kh * g->kw, co0, co1;
+    rf_nn_span((size_t)g->Co, t, n, &co0, &co1);
+    for (size_t co = co0; co < co1; co++)
+        for (int p = 0; p < g->P; p++) {
+            float *row = j->wd + (co * g->P + (size_t)p) * Kd;
+            const float *wsrc = j->w + co * g->C * kk;
+            float *wdst = j->dw ? j->dw + co * g->C * kk : NULL;
+            int h0 = (p / g->OW) * g->s - g->pad, w0 = (p % g->OW) * g->s - g->pad;
+            if (!j->dw) memset(row, 0, Kd * sizeof(float));
+            size_t q = 0;
+            while (q < HW) {
+                size_t pq[DENSE_PAIRS], pt[DENSE_PAIRS];
+                int np = 0;
+                for (; q < HW && np < DENSE_PAIRS; q++) {
+                    int ki = (int)(q / (size_t)g->W) - h0, kj = (int)(q % (size_t)g->W) - w0;
+                    if (ki < 0 || ki >= g->kh || kj < 0 || kj >= g->kw) continue;
+                    pq[np] = q;
+                    pt[np++] = (size_t)ki * g->kw + (size_t)kj;
+                }
+                for (int c = 0; c < g->C; c++) {
+                    float *rc = row + (size_t)c * HW;
+                    if (wdst) for (int e = 0; e < np; e++) wdst[(size_t)c * kk + pt[e]] += rc[pq[e]];
+                    else for (int e = 0; e < np; e++) rc[pq[e]] = wsrc[(size_t)c * kk + pt[e]];
+                }
+            }
+        }
+}
+
+static void dense_pass(const rf_engine *e, const conv_geom *g, float *wd, const float *w, float *dw) {
+    dense_job j = {g, wd, dw, w};
+    int parts = rf_nn_parts(e, (double)dense_numel(g), 1 << 16);
+    rf_nn_par(e, parts < g->Co ? parts : g->Co, dense_part, &j);
+}
+
+static void dense_forward(const rf_nn_run *r, const conv_geom *g, const float *bias) {
+    int Kd = g->C * g->H * g->W, Nd = g->Co * g->P;
+    dense_pass(r->eng, g, r->scratch, r->p[0], NULL);
+    if (bias)
+        for (int n = 0; n < r->B; n++)
+            for (int co = 0; co < g->Co; co++)
+                for (int p = 0; p < g->P; p++) r->out[(size_t)n * Nd + (size_t)co * g->P + (size_t)p] = bias[co];
+    rf_gemm_engine(r->eng, 0, 1, r->B, Nd, Kd, r->in, Kd, r->scratch, Kd, bias != NULL, r->out, Nd);
+}
+
+static void dense_backward(const rf_nn_run *r, const conv_geom *g, float *dbias) {
+    int Kd = g->C * g->H * g->W, Nd = g->Co * g->P;
+    if (r->din) {
+        dense_pass(r->eng, g, r->scratch, r->p[0], NULL);
+        rf_gemm_engine(r->eng, 0, 0, r->B, Kd, Nd, r->dout, Nd, r->scratch, Kd, 1, r->din, Kd);
+    }
+    rf_gemm_engine(r->eng, 1, 0, Nd, Kd, r->B, r->dout, Nd, r->in, Kd, 0, r->scratch, Kd);
+    dense_pass(r->eng, g, r->scratch, NULL, r->g[0]);
+    if (dbias)
+        for (int co = 0; co < g->Co; co++) {
+            float s = 0.0f;
+            for (int n = 0; n < r->B; n++)
+                for (int p = 0; p < g->P; p++) s += r->dout[(size_t)n * Nd + (size_t)co * g->P + (size_t)p];
+            dbias[co] += s;
+        }
+}
+
 /* Winograd F(2x2, 3x3) (conv_winograd.c) for 3x3 stride-1 layers with pad
  * 0 or 1 and at least WINO_MIN_C input and output channels: with fewer, its
  * 16 GEMMs have K = C or N = Co too small, and the direct conv wins:
@@ -1015,6 +1125,7 @@ static size_t conv_scratch(const rf_layer *L, int B, const rf_engine *e) {
     size_t wn = rf_nn_wino_fits(g.kh, g.kw, g.s, g.pad) ? rf_nn_wino_scratch(g.C, g.H, g.W, g.Co, g.pad, B, threads) : 0;
     if (w > s) s = w;
     if (wn > s) s = wn;
+    if (dense_fits(&g) && dense_numel(&g) > s) s = dense_numel(&g);   /* may be forced after allocation */
     return s > d ? s : d;
 }
 
@@ -1081,6 +1192,7 @@ static rf_status conv_forward(const rf_nn_run *r) {
     int chunk = conv_chunk(&g, r->B);
     const float *bias = L->ip[5] ? r->p[1] : NULL;
     if (!(L->infer_gemm && !r->training)) {
+        if (use_dense(&g, r->eng)) { dense_forward(r, &g, bias); return RF_OK; }
         if (use_wino(&g, r->eng)) {
             rf_nn_wino_forward(r->eng, r->out, r->in, r->p[0], bias, r->B, g.C, g.H, g.W, g.Co, g.pad, r->scratch);
             return RF_OK;
@@ -1126,6 +1238,7 @@ static void conv_backward(const rf_nn_run *r) {
     conv_geom g = conv_geom_of(L);
     int chunk = conv_chunk(&g, r->B);
     float *dbias = L->ip[5] ? r->g[1] : NULL;
+    if (use_dense(&g, r->eng)) { dense_backward(r, &g, dbias); return; }
     if (use_wino(&g, r->eng)) {
         rf_nn_wino_backward(r->eng, r->g[0], dbias, r->din, r->dout, r->in, r->p[0], r->B, g.C, g.H, g.W, g.Co, g.pad,
                             r->scratch);

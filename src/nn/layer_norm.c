@@ -218,12 +218,28 @@ RF_NN_VEC static void plane_dx(float *restrict dx, const float *restrict dy, con
     for (size_t i = 0; i < hw; i++) dx[i] += k0 * (dy[i] - k1 - (x[i] - mu) * rs * k2);
 }
 
+/* A channel's planes are hw floats C·hw apart: the hardware prefetchers
+ * follow a plane but do not jump to the next one, so the loops over the
+ * batch ask for plane n + 1 (every 64-byte line) while they work on plane n.
+ * On conv-4 the same for the Winograd input planes took a memory-bound pass
+ * from 10% to 2.5% of a step (Zen 5, shared machine). Changes no value. */
+static inline void prefetch_plane(const float *p, size_t hw) {
+    for (size_t i = 0; i < hw; i += 16) __builtin_prefetch(p + i, 0, 3);
+}
+static inline void prefetch_plane_w(float *p, size_t hw) {
+    for (size_t i = 0; i < hw; i += 16) __builtin_prefetch(p + i, 1, 3);
+}
+
 /* Sum over the batch of one channel's planes (sq: of (x − mu)²). */
 static double chan_stats(const rf_nn_run *r, int c, double mu, int sq) {
     const rf_layer *L = r->L;
     size_t hw = (size_t)L->in.d[1] * L->in.d[2];
     double acc[RF_NN_LANES] = {0.0};
-    for (int n = 0; n < r->B; n++) plane_stats(acc, r->in + (size_t)n * L->in_size + (size_t)c * hw, hw, mu, sq);
+    for (int n = 0; n < r->B; n++) {
+        const float *x = r->in + (size_t)n * L->in_size + (size_t)c * hw;
+        if (!sq && n + 1 < r->B) prefetch_plane(x + L->in_size, hw);   /* the first pass reads from memory */
+        plane_stats(acc, x, hw, mu, sq);
+    }
     return lanes_sum_d(acc);
 }
 
@@ -252,9 +268,11 @@ static void bn_forward_span(const rf_nn_run *r, int c0, int c1) {
             rstd[c] = 1.0f / sqrtf(rvar[c] + eps);
         }
         float a = rstd[c] * r->p[0][c], bb = r->p[1][c] - mean[c] * a;
-        for (int n = 0; n < r->B; n++)
+        for (int n = 0; n < r->B; n++) {
+            if (n + 1 < r->B) prefetch_plane_w(r->out + (size_t)(n + 1) * L->out_size + (size_t)c * hw, hw);
             plane_affine(r->out + (size_t)n * L->out_size + (size_t)c * hw, r->in + (size_t)n * L->in_size + (size_t)c * hw,
                          hw, a, bb);
+        }
     }
 }
 
@@ -267,9 +285,11 @@ static void bn_backward_span(const rf_nn_run *r, int c0, int c1) {
     for (int c = c0; c < c1; c++) {
         float mu = mean[c], rs = rstd[c], gm = r->p[0][c];
         double a1[RF_NN_LANES] = {0.0}, a2[RF_NN_LANES] = {0.0};
-        for (int n = 0; n < r->B; n++)
-            plane_grads(a1, a2, r->dout + (size_t)n * L->out_size + (size_t)c * hw,
-                        r->in + (size_t)n * L->in_size + (size_t)c * hw, hw, (double)mu);
+        for (int n = 0; n < r->B; n++) {
+            const float *dy = r->dout + (size_t)n * L->out_size + (size_t)c * hw, *x = r->in + (size_t)n * L->in_size + (size_t)c * hw;
+            if (n + 1 < r->B) { prefetch_plane(dy + L->out_size, hw); prefetch_plane(x + L->in_size, hw); }
+            plane_grads(a1, a2, dy, x, hw, (double)mu);
+        }
         double sdy = lanes_sum_d(a1), sdyx = lanes_sum_d(a2) * (double)rs;   /* Σ dy·x̂ */
         r->g[0][c] += (float)sdyx;
         r->g[1][c] += (float)sdy;
@@ -277,9 +297,12 @@ static void bn_backward_span(const rf_nn_run *r, int c0, int c1) {
         /* Train mode differentiates through the batch statistics (Ioffe &
          * Szegedy 2015, Alg. 2 chain rule); eval mode is an affine map. */
         float k0 = gm * rs, k1 = r->training ? (float)sdy / cnt : 0.0f, k2 = r->training ? (float)sdyx / cnt : 0.0f;
-        for (int n = 0; n < r->B; n++)
-            plane_dx(r->din + (size_t)n * L->in_size + (size_t)c * hw, r->dout + (size_t)n * L->out_size + (size_t)c * hw,
-                     r->in + (size_t)n * L->in_size + (size_t)c * hw, hw, k0, k1, mu, rs, k2);
+        for (int n = 0; n < r->B; n++) {
+            float *dx = r->din + (size_t)n * L->in_size + (size_t)c * hw;
+            if (n + 1 < r->B) prefetch_plane_w(dx + L->in_size, hw);
+            plane_dx(dx, r->dout + (size_t)n * L->out_size + (size_t)c * hw, r->in + (size_t)n * L->in_size + (size_t)c * hw,
+                     hw, k0, k1, mu, rs, k2);
+        }
     }
 }
 

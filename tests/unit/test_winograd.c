@@ -261,6 +261,41 @@ Test(winograd, model_matches_gemm_path) {
     for (int k = 0; k < 2; k++) { free(y[k]); free(g[k]); free(dx[k]); }
 }
 
+/* The tiny-map path (layer_conv.c "dense"): a 2x2 map with padding 1 (the
+ * rule picks it), a stride-2 layer and a 1x1 map, forced, against the
+ * im2col/GEMM path; the rule's choice is the forced path's bits. */
+Test(winograd, dense_path_matches_gemm_path) {
+    const char *spec = "{\"input\":[5,4,4],\"layers\":["
+                       "{\"type\":\"conv2d\",\"out\":7,\"kernel\":3,\"stride\":2,\"padding\":1},{\"type\":\"relu\"},"
+                       "{\"type\":\"conv2d\",\"out\":9,\"kernel\":3,\"padding\":1},{\"type\":\"relu\"},"
+                       "{\"type\":\"conv2d\",\"out\":6,\"kernel\":2,\"padding\":0,\"bias\":0},"
+                       "{\"type\":\"conv2d\",\"out\":5,\"kernel\":3,\"padding\":1},"
+                       "{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":4}]}";
+    float *y[3], *g[3], *dx[3];
+    size_t np, nx;
+    model_run(spec, RF_NN_CONV_DENSE, 3, &y[0], &g[0], &dx[0], &np, &nx);
+    model_run(spec, RF_NN_CONV_GEMM, 3, &y[1], &g[1], &dx[1], &np, &nx);
+    double ey = rel_f(y[0], y[1], 12), eg = rel_f(g[0], g[1], np), ex = rel_f(dx[0], dx[1], nx);
+    cr_expect_lt(ey, TOL, "logits rel err %.3e", ey);
+    cr_expect_lt(eg, TOL, "grads rel err %.3e", eg);
+    cr_expect_lt(ex, TOL, "dinput rel err %.3e", ex);
+    cr_expect_neq(memcmp(g[0], g[1], np * sizeof(float)), 0, "dense path not taken?");
+    /* Only the 2x2 pad-1 layer is on the dense path under the rule: a net
+     * of that layer alone gives the forced path's bits. */
+    const char *tiny = "{\"input\":[6,2,2],\"layers\":[{\"type\":\"conv2d\",\"out\":40,\"kernel\":3,\"padding\":1},"
+                       "{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":4}]}";
+    for (int k = 0; k < 2; k++) { free(y[k]); free(g[k]); free(dx[k]); }
+    model_run(tiny, RF_NN_CONV_AUTO, 3, &y[0], &g[0], &dx[0], &np, &nx);
+    model_run(tiny, RF_NN_CONV_DENSE, 3, &y[1], &g[1], &dx[1], &np, &nx);
+    model_run(tiny, RF_NN_CONV_GEMM, 3, &y[2], &g[2], &dx[2], &np, &nx);
+    cr_expect_eq(memcmp(y[0], y[1], 12 * sizeof(float)), 0, "auto did not take the dense path");
+    cr_expect_eq(memcmp(g[0], g[1], np * sizeof(float)), 0, "auto did not take the dense path (grads)");
+    cr_expect_eq(memcmp(dx[0], dx[1], nx * sizeof(float)), 0, "auto did not take the dense path (dinput)");
+    double e2 = rel_f(g[1], g[2], np);
+    cr_expect_lt(e2, TOL, "tiny grads rel err %.3e", e2);
+    for (int k = 0; k < 3; k++) { free(y[k]); free(g[k]); free(dx[k]); }
+}
+
 /* The AVX-512, AVX2 and plain C transforms do the same operations in the
  * same order: bit-identical results. */
 Test(winograd, isa_paths_identical) {
