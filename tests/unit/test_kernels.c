@@ -714,6 +714,11 @@ Test(kernels, deploy_auto_calibrates_and_caches) {
     /* The same for conv layers, whose sites are calibrated and run
      * feature-major (sgemm on the column matrix for the one-sample calls). */
     deploy_matches_dense_at("conv-2", 0.95, 4, RF_DEPLOY_AUTO, 0, 1e9);
+    /* Calibration runs each layer's forward inside the model: a DAG with
+     * residual adds and Winograd convs, and a transformer (layer sites
+     * and per-weight sites together). */
+    deploy_matches_dense_at("resnet-20", 0.9, 2, RF_DEPLOY_AUTO, 0, 0.0);
+    deploy_matches_dense_at("vit-tiny", 0.9, 3, RF_DEPLOY_AUTO, 0, 0.0);
     /* A second deployment of the same shapes reuses the measured times:
      * identical numbers prove the cache was hit (a re-measurement on a
      * shared machine never repeats to the last bit). */
