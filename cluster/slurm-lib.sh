@@ -34,13 +34,23 @@ slurm_munged_args() {
 # No cgroups (proctrack/linuxproc, task/none): works in containers, VMs and
 # chroots; no accounting daemon. ReturnToService=2 brings a node that was
 # down back when its slurmd registers; JobRequeue=1 lets the templates requeue.
+# cred_expire=20: Slurm holds a requeued job back for cred_expire + 1 s (its
+# begin time) so the old run's batch script is gone and its completion message
+# has arrived before the new run starts; the default (120 s) would make each
+# requeue test wait two minutes. Never shorten the hold by forcing
+# `scontrol update StartTime=now`: without slurmdbd, slurmctld (22.05) does not
+# drop a late batch-completion message of the old run (proc_req.c,
+# _slurm_rpc_complete_batch_script), so it ends the *new* run as FAILED
+# (seen in CI as "FAILED, Restarts=1" after a requeue under load). 20 s, not
+# the minimum 5, because the same value is every step credential's lifetime
+# and a loaded test machine can take seconds to launch a step.
 slurm_conf_common() {
   cat <<CONF
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$(slurm_munge_socket "$1")
+AuthInfo=socket=$(slurm_munge_socket "$1"),cred_expire=20
 StateSaveLocation=$1/state
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none

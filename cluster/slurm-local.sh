@@ -59,7 +59,7 @@ done
 [ "$(id -u)" -eq 0 ] || { echo "slurm-local.sh: needs root (munged, slurmd)" >&2; exit 3; }
 grep -qs ' /sys/fs/cgroup' /proc/self/mountinfo ||
   { echo "slurm-local.sh: no cgroup filesystem on /sys/fs/cgroup: slurmd cannot start (in a chroot: mount --rbind /sys)" >&2; exit 3; }
-mkdir -p "$dir"/{state,spool}
+mkdir -p "$dir"/{state,spool,tmp}
 dir=$(cd "$dir" && pwd)
 chmod 755 "$dir"
 rm -f "$dir"/*.log
@@ -82,6 +82,11 @@ SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/slurmctld.log
 SlurmdLogFile=$dir/slurmd.log
+# TmpFS: PMIx's per-step directories (spmix_appdir_UID_JOB.STEP) go here,
+# not /tmp: every test cluster numbers its jobs from 1, so two clusters on one
+# machine (or a step left over from an earlier run) would collide on the same
+# /tmp directory and the step fails to launch ("Cannot create directory").
+TmpFS=$dir/tmp
 $(slurm_conf_common "$dir")
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4

@@ -226,7 +226,7 @@ try_one() {   # SCENARIO TRY
       rs=$(scontrol show job "$jid" 2>/dev/null | grep -o 'Restarts=[0-9]*' | cut -d= -f2)
       case "$st" in
         COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY) final=$((final + 1)); [ $final -ge 5 ] && break ;;
-        PENDING) final=0; [ "${rs:-0}" -ge 1 ] && scontrol update JobId="$jid" StartTime=now >/dev/null 2>&1 ;;
+        PENDING) final=0 ;;   # a requeued job waits out Slurm's hold (cluster/slurm-lib.sh)
         *) final=0 ;;
       esac
       sleep 1
