@@ -13,6 +13,9 @@
 # carry min and max).
 #   STORE=DIR ROUNDS=N bench/struct/run.sh [--quick]   (default STORE build/bench-store, ROUNDS 7;
 #                                              --quick: 3 rounds instead of 7)
+# STRUCT_RESNET=struct-resnet20-quick reads the ResNet-20 checkpoints from
+# jobs/struct-resnet20-quick.json's sweep instead (latency only: its models
+# are barely trained; its filter-l1 row is absent).
 set -eu
 cd "$(dirname "$0")/../.."
 rounds=${ROUNDS:-7}
@@ -39,12 +42,13 @@ add struct-lenet300 dense "lenet-300-100 dense"
 add struct-lenet300 neuron-l1 "lenet-300-100 neuron_l1 sliced"
 add struct-lenet300 magnitude "lenet-300-100 magnitude"
 add struct-lenet300 nm-2-4 "lenet-300-100 2:4"
-add struct-resnet20 dense "resnet-20 dense"
-add struct-resnet20 filter-l1 "resnet-20 filter_l1 sliced"
-add struct-resnet20 magnitude "resnet-20 magnitude"
-add struct-resnet20 nm-2-4 "resnet-20 2:4"
+resnet=${STRUCT_RESNET:-struct-resnet20}
+add "$resnet" dense "resnet-20 dense"
+add "$resnet" filter-l1 "resnet-20 filter_l1 sliced"
+add "$resnet" magnitude "resnet-20 magnitude"
+add "$resnet" nm-2-4 "resnet-20 2:4"
 [ "${#args[@]}" -ge 4 ] || { echo "bench/struct: the lenet-300-100 sweep in $STORE did not finish" >&2; exit 1; }
-[ "${#args[@]}" -eq 8 ] || echo "bench/struct: no finished struct-resnet20 sweep in $STORE: lenet-300-100 only" >&2
+[ "${#args[@]}" -gt 4 ] || echo "bench/struct: no finished $resnet sweep in $STORE: lenet-300-100 only" >&2
 {
   echo "# bench/struct/run.sh, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo none), $rounds rounds"
   echo "# CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(grep -m1 'cpu family' /proc/cpuinfo | sed 's/[[:space:]]*:[[:space:]]*/ /'), one thread"

@@ -4,10 +4,13 @@
  * every weight product inside transformer blocks, measures the
  * fraction of zero weights, and plugs the sparse fp32 kernel (kernels.h) into
  * the layer's inference hook (rf_layer.infer_gemm, nn.h) when it is FASTER
- * than dense sgemm for that layer's shape at the deployment batch size. The
- * decision is measured, not guessed: a calibration times dense sgemm and the
- * sparse kernel on the layer's actual packed weights and shape once, and the
- * result is cached per (shape, rows, density) for the rest of the process.
+ * than the dense path the engine runs for that layer (a conv layer's
+ * Winograd, direct conv or im2col + GEMM; the engine's GEMM backend and
+ * threads) at the deployment batch size. The decision is measured, not
+ * guessed: a calibration times the layer's own forward, dense and through
+ * the sparse kernel on its packed weights, at that batch and for one
+ * sample, and the result is cached per (layer shape, batch, density,
+ * engine options) for the rest of the process.
  * Training forwards never use the hooks; results match the dense path within
  * float rounding (the sum order differs).
  *
@@ -33,6 +36,25 @@ typedef enum rf_deploy_mode {
     RF_DEPLOY_RULE = 3,
 } rf_deploy_mode;
 
+/* One timing of the calibration (RF_DEPLOY_AUTO): what rf_deploy_opts.measure
+ * is asked to time. */
+typedef struct rf_deploy_probe {
+    int  layer, param;   /* the site, as in rf_deploy_layer */
+    int  sparse;         /* 0: the dense path the engine runs without the hook; 1: the sparse kernel */
+    int  batch;          /* samples of the call */
+    int  feat;           /* 1: the feature-major layout (kernels.h rf_layout) */
+    /* 1: run() is the layer's whole forward (rf_model_layer_forward: a
+     * layer site; its output lands in the model's activations); 0: one
+     * kernel call (per-weight sites, feature-major runs) */
+    int  layer_forward;
+    rf_status (*run)(void *arg);   /* one call of what is timed */
+    void *arg;
+} rf_deploy_probe;
+
+/* Seconds one call of p->run takes (it may call p->run, any number of
+ * times). */
+typedef rf_status (*rf_deploy_measure_fn)(void *ud, const rf_deploy_probe *p, double *seconds);
+
 typedef struct rf_deploy_opts {
     int            batch;        /* deployment batch size (samples); <= 0: 64 */
     rf_deploy_mode mode;
@@ -45,6 +67,12 @@ typedef struct rf_deploy_opts {
     /* RF_DEPLOY_RULE: fraction of zero weights from which a site runs the
      * sparse kernel (<= 0: rf_deploy_eval_min_sparsity(batch)). */
     double         min_sparsity;
+    /* RF_DEPLOY_AUTO: NULL times each probe (best of 3, CPU time of the
+     * calling thread, wall time when the engine runs several threads);
+     * else this is asked instead (tests: decisions from given times) and
+     * nothing is cached. measure_ud is passed through. */
+    rf_deploy_measure_fn measure;
+    void          *measure_ud;
 } rf_deploy_opts;
 
 /* The measured break-even sparsity of the sparse fp32 kernel against sgemm
@@ -61,7 +89,7 @@ typedef struct rf_deploy_layer {
     int    layer;            /* index into model->layers          */
     int    rows, N, K;       /* GEMM shape at the deployment batch */
     double sparsity;         /* fraction of zero weights           */
-    double dense_us, sparse_us; /* calibrated times (0 if not timed) */
+    double dense_us, sparse_us; /* calibrated times (0 if not timed): a layer site's whole forward */
     int    sparse;           /* 1 if the sparse kernel was installed (for either batch below) */
     int    param;            /* index into model->ptensors for a per-weight site, -1 for a layer */
     /* The calls of one sample (rows1 = rows per sample: batch-1 latency) are

@@ -160,6 +160,14 @@ typedef struct rf_layer {
      * no feature-major form); it is never called without infer_gemm.
      * Linear and patch_embed layers call it inside feature-major runs. */
     rf_status (*infer_gemm_feat)(void *state, const float *XT, float *YT, int M, int ld);
+    /* Optional, beside infer_gemm: whether the override computes a
+     * (non-training, row-major) forward of `batch` samples; when it returns
+     * 0 the layer runs the path it runs without an override (a conv layer
+     * Winograd, the direct conv or im2col + GEMM, on the engine's GEMM).
+     * NULL: every forward. Deployment sets it where its sparse kernel wins
+     * at one sample or at the deployed batch only (src/deploy). Whoever
+     * sets or clears infer_gemm sets or clears this one too. */
+    int (*infer_takes)(const void *state, int batch);
     /* Set by an inference forward that ran this layer inside a feature-major
      * run and kept its output only transposed, in the run's own buffers:
      * rf_model_layer_output(m, i) is NULL then. */
@@ -287,6 +295,13 @@ long      rf_layer_product_rows(const rf_layer *L, int K);
  * dropout is active (stream from m->dropout_rng). Returns logits [batch, K]
  * inside the model (valid until the next forward). */
 rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, int training, const float **logits);
+/* Runs layer i's forward again, in inference mode, on the inputs the last
+ * forward left (same batch), with the layer's current overrides (infer_gemm,
+ * infer_takes): deployment's calibration times a layer's real path with it.
+ * The last forward must have been an inference forward that kept every
+ * output row-major (no feature-major runs: none happen on a model without
+ * feature-major overrides) and have run layer i: else RF_ERR_INVALID. */
+rf_status rf_model_layer_forward(rf_ctx *ctx, rf_model *m, int i);
 /* dlogits: [batch, K]. Accumulates into m->grads (call rf_model_zero_grad first). */
 rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits);
 void      rf_model_zero_grad(rf_model *m);

@@ -220,6 +220,7 @@ static void set_override(const rf_quant *q, rf_model *m, int i,
         m->layers[in->layer].infer_gemm = fn;
         m->layers[in->layer].infer_state = state;
         m->layers[in->layer].infer_gemm_feat = NULL;   /* int8 runs row-major only */
+        m->layers[in->layer].infer_takes = NULL;       /* every batch */
     }
 }
 

@@ -1191,7 +1191,7 @@ static rf_status conv_forward(const rf_nn_run *r) {
     conv_geom g = conv_geom_of(L);
     int chunk = conv_chunk(&g, r->B);
     const float *bias = L->ip[5] ? r->p[1] : NULL;
-    if (!(L->infer_gemm && !r->training)) {
+    if (!rf_nn_overridden(r)) {
         if (use_dense(&g, r->eng)) { dense_forward(r, &g, bias); return RF_OK; }
         if (use_wino(&g, r->eng)) {
             rf_nn_wino_forward(r->eng, r->out, r->in, r->p[0], bias, r->B, g.C, g.H, g.W, g.Co, g.pad, r->scratch);
@@ -1210,7 +1210,7 @@ static rf_status conv_forward(const rf_nn_run *r) {
         const float *x = r->in + (size_t)n0 * L->in_size;
         float *y = r->out + (size_t)n0 * L->out_size;
         float *col = r->scratch, *tmp = r->scratch + cols * g.K;
-        if (L->infer_gemm && L->infer_gemm_feat && !r->training) {
+        if (L->infer_gemm_feat) {
             size_t ld = (size_t)rf_feat_ld((int)cols);
             im2col_t(col, x, ns, &g, ld);
             RF_TRY(L->infer_gemm_feat(L->infer_state, col, col + ld * g.K, (int)cols, (int)ld));
@@ -1347,7 +1347,7 @@ static rf_status patch_forward(const rf_nn_run *r) {
     const float *cls = g.cls ? r->p[2] : NULL, *pos = g.pos ? r->p[2 + g.cls] : NULL;
     patch_cols(cols, r->in, r->B, &g);
     int M = r->B * g.Np;
-    if (L->infer_gemm && !r->training) RF_TRY(L->infer_gemm(L->infer_state, cols, Y, M));
+    if (rf_nn_overridden(r)) RF_TRY(L->infer_gemm(L->infer_state, cols, Y, M));
     else rf_nn_linear_fwd(r->eng, Y, cols, r->p[0], r->p[1], M, g.D, g.K, g.K, g.D);
     for (int n = 0; n < r->B; n++) {
         float *o = r->out + (size_t)n * L->out_size;

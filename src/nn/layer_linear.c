@@ -51,7 +51,7 @@ static rf_status linear_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
 static rf_status linear_forward(const rf_nn_run *r) {
     const rf_layer *L = r->L;
     int M = r->B * linear_rows(L), N = L->ip[0], K = linear_k(L);
-    if (L->infer_gemm && !r->training) return L->infer_gemm(L->infer_state, r->in, r->out, M);
+    if (rf_nn_overridden(r)) return L->infer_gemm(L->infer_state, r->in, r->out, M);
     rf_nn_linear_fwd(r->eng, r->out, r->in, r->p[0], L->ip[1] ? r->p[1] : NULL, M, N, K, K, N);
     return RF_OK;
 }

@@ -86,6 +86,13 @@ typedef struct rf_nn_run {
     rf_shape3    in_shape[RF_NN_MAX_INPUTS];  /* their per-sample shapes  */
 } rf_nn_run;
 
+/* Whether r's forward goes through its layer's inference override
+ * (nn.h rf_layer.infer_gemm, and infer_takes for r's batch). */
+static inline int rf_nn_overridden(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    return L->infer_gemm && !r->training && (!L->infer_takes || L->infer_takes(L->infer_state, r->B));
+}
+
 /* One layer call inside a feature-major run (model.c). An activation is
  * viewed as a matrix [rows, width]: rows = B·T and width = D for tokens,
  * rows = B and width = the per-sample size otherwise (rf_nn_feat_view); in

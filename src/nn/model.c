@@ -326,6 +326,19 @@ rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, 
     return RF_OK;
 }
 
+rf_status rf_model_layer_forward(rf_ctx *ctx, rf_model *m, int i) {
+    if (!m->input_ptr || m->batch < 1 || m->training || i < 0 || i >= m->n_layers)
+        return rf_error(ctx, RF_ERR_INVALID, "layer forward: no inference forward of layer %d to repeat", i);
+    for (int k = 0; k < m->n_layers; k++)
+        if (m->layers[k].out_feat)
+            return rf_error(ctx, RF_ERR_INVALID, "layer forward: layer %d's output was kept feature-major", k);
+    rf_nn_run r;
+    fill_run(&r, m, i, &ctx->engine);
+    rf_status st = ops[m->layers[i].type]->forward(&r);
+    if (st) rf_error_prefix(ctx, "layers[%d] %s", i, m->layers[i].name);
+    return st;
+}
+
 rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
     if (!m->input_ptr || m->batch < 1 || !dlogits) return rf_error(ctx, RF_ERR_INVALID, "backward: no forward pass to differentiate");
     RF_TRY(ensure_scratch(ctx, m, m->max_batch));   /* this ctx may have more threads than the forward's */

@@ -97,8 +97,9 @@ rf_status rf_task_time_forward(rf_ctx *ctx, rf_model *m, const float *x, int bat
  * (nn.h infer_gemm, e.g. int8 from the quantization kind, whose model is
  * folded already) are kept ("custom"); on a model with zero weights the
  * deploy module installs the sparse kernel where its calibration measured it
- * faster than sgemm ("sparse"). Dense: the model as trained, every override
- * lifted, batch norms unfolded, OpenBLAS sgemm. */
+ * faster than the layer's own dense path ("sparse"). Dense: the model as
+ * trained, every override lifted, batch norms unfolded, the engine's dense
+ * paths. */
 typedef rf_status (*gemm_fn)(void *, const float *, float *, int);
 
 /* Lifts (lift=1) or restores (lift=0) every inference override, layer-level

@@ -683,6 +683,7 @@ static void deploy_matches_dense_at(const char *preset, double sparsity, int bat
     rf_deploy_release(m);
     for (int i = 0; i < m->n_layers; i++) cr_assert_null(m->layers[i].infer_gemm);
     for (int i = 0; i < m->n_layers; i++) cr_assert_null(m->layers[i].infer_gemm_feat);
+    for (int i = 0; i < m->n_layers; i++) cr_assert_null(m->layers[i].infer_takes);
     for (int i = 0; i < m->n_ptensors; i++) cr_assert_null(m->ptensors[i].infer_gemm);
     for (int i = 0; i < m->n_ptensors; i++) cr_assert_null(m->ptensors[i].infer_gemm_feat);
     rf_deploy_release(NULL);
@@ -713,6 +714,11 @@ Test(kernels, deploy_auto_calibrates_and_caches) {
     /* The same for conv layers, whose sites are calibrated and run
      * feature-major (sgemm on the column matrix for the one-sample calls). */
     deploy_matches_dense_at("conv-2", 0.95, 4, RF_DEPLOY_AUTO, 0, 1e9);
+    /* Calibration runs each layer's forward inside the model: a DAG with
+     * residual adds and Winograd convs, and a transformer (layer sites
+     * and per-weight sites together). */
+    deploy_matches_dense_at("resnet-20", 0.9, 2, RF_DEPLOY_AUTO, 0, 0.0);
+    deploy_matches_dense_at("vit-tiny", 0.9, 3, RF_DEPLOY_AUTO, 0, 0.0);
     /* A second deployment of the same shapes reuses the measured times:
      * identical numbers prove the cache was hit (a re-measurement on a
      * shared machine never repeats to the last bit). */
@@ -741,6 +747,111 @@ Test(kernels, deploy_auto_calibrates_and_caches) {
     for (int i = 0; i < m->n_layers; i++) cr_assert_null(m->layers[i].infer_gemm);
     cr_assert_eq(rf_deploy_model(&ctx, NULL, &o, a, 8, &na), RF_ERR_INVALID);
     rf_model_free(m);
+}
+
+/* Calibration must time the sparse kernel against the dense path the engine
+ * really runs for the layer (here Winograd: a 3x3 stride-1 conv with 32
+ * channels in and out), not against im2col + GEMM, and a layer whose
+ * kernel loses at one batch size must run that path there. Decisions come
+ * from given times (rf_deploy_opts.measure), not from the clock: the fake
+ * measure runs each probe once and checks, for the conv layer's dense
+ * probes, that the output is bit for bit the undeployed model's (the
+ * Winograd bits, which differ from im2col + GEMM's: checked below). */
+typedef struct fake_clock {
+    rf_model *ref;          /* undeployed clone */
+    rf_model *m;            /* the model being deployed */
+    double dense_s[2], sparse_s[2];   /* [0]: the deployment batch, [1]: one sample */
+    int dense_probes[2], matched[2];
+} fake_clock;
+
+static rf_status fake_measure(void *ud, const rf_deploy_probe *p, double *sec) {
+    fake_clock *c = ud;
+    RF_TRY(p->run(p->arg));
+    const int one = p->batch == 1;
+    if (p->layer == 0 && p->layer_forward && !p->sparse) {
+        /* the conv layer reads the model input: the reference runs the
+         * same input through the undeployed clone */
+        rf_ctx rc; rf_ctx_init(&rc);
+        const float *lg;
+        RF_TRY(rf_model_forward(&rc, c->ref, c->m->input_ptr, c->m->batch, 0, &lg));
+        size_t n = (size_t)c->m->batch * c->m->layers[0].out_size;
+        c->dense_probes[one]++;
+        c->matched[one] += memcmp(rf_model_layer_output(c->m, 0), rf_model_layer_output(c->ref, 0), n * sizeof(float)) == 0;
+    }
+    *sec = p->sparse ? c->sparse_s[one] : c->dense_s[one];
+    return RF_OK;
+}
+
+Test(kernels, deploy_calibrates_against_the_engines_dense_path) {
+    static const char *spec =
+        "{\"input\":[32,8,8],\"classes\":10,\"layers\":["
+        "{\"type\":\"conv2d\",\"name\":\"conv\",\"out\":32,\"kernel\":3,\"padding\":1},"
+        "{\"type\":\"flatten\"},{\"type\":\"linear\",\"name\":\"fc\",\"out\":10}]}";
+    enum { B = 4 };
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_model *m, *ref;
+    cr_assert_eq(rf_model_from_spec(&ctx, spec, &m), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_model_init(&ctx, m, 7), RF_OK);
+    prune_random(m, 0.9, 3);
+    cr_assert_eq(rf_model_clone(&ctx, m, &ref), RF_OK);
+    size_t in = 32 * 8 * 8, out = m->layers[0].out_size;
+    float *x = malloc(sizeof(float) * in * B), *wino = malloc(sizeof(float) * out * B);
+    rf_rng r; rf_rng_init(&r, 8, 0);
+    for (size_t i = 0; i < in * B; i++) x[i] = rf_rng_uniform(&r) - 0.5f;
+    const float *lg;
+    /* the test can tell the paths apart: Winograd's bits are not im2col's */
+    cr_assert_eq(rf_model_forward(&ctx, ref, x, B, 0, &lg), RF_OK, "%s", rf_ctx_error(&ctx));
+    memcpy(wino, rf_model_layer_output(ref, 0), sizeof(float) * out * B);
+    rf_ctx gc; rf_ctx_init(&gc);
+    gc.engine.v[RF_ENGINE_CONV] = RF_ENGINE_CONV_GEMM;
+    cr_assert_eq(rf_model_forward(&gc, ref, x, B, 0, &lg), RF_OK);
+    cr_assert_neq(memcmp(wino, rf_model_layer_output(ref, 0), sizeof(float) * out * B), 0);
+
+    rf_deploy_opts o; rf_deploy_opts_default(&o);
+    o.batch = B;
+    o.measure = fake_measure;
+    rf_deploy_layer info[4]; int ni;
+    /* the engine's path is faster than the kernel at both sizes: dense */
+    fake_clock c = {ref, m, {1.0, 1.0}, {2.0, 2.0}, {0, 0}, {0, 0}};
+    o.measure_ud = &c;
+    cr_assert_eq(rf_deploy_model(&ctx, m, &o, info, 4, &ni), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(ni, 2);
+    cr_assert_eq(info[0].layer, 0);
+    cr_assert(c.dense_probes[0] == 1 && c.dense_probes[1] == 1, "%d %d", c.dense_probes[0], c.dense_probes[1]);
+    cr_assert(c.matched[0] == 1 && c.matched[1] == 1, "the dense probe ran another path than the engine's");
+    cr_assert_eq(info[0].dense_us, 1e6);
+    cr_assert_eq(info[0].sparse_us, 2e6);
+    cr_assert(!info[0].sparse && !info[0].sparse_at_batch && !info[0].sparse_at_1);
+    cr_assert_null(m->layers[0].infer_gemm);
+    /* the kernel wins at the batch, loses for one sample: installed, and a
+     * one-sample forward runs the layer's own path (Winograd's bits) */
+    fake_clock c2 = {ref, m, {2.0, 1.0}, {1.0, 2.0}, {0, 0}, {0, 0}};
+    o.measure_ud = &c2;
+    cr_assert_eq(rf_deploy_model(&ctx, m, &o, info, 4, &ni), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert(c2.matched[0] == 1 && c2.matched[1] == 1);
+    cr_assert(info[0].sparse && info[0].sparse_at_batch && !info[0].sparse_at_1);
+    cr_assert_not_null(m->layers[0].infer_takes);
+    cr_assert_eq(rf_model_forward(&ctx, m, x, 1, 0, &lg), RF_OK);
+    cr_assert_eq(memcmp(rf_model_layer_output(m, 0), wino, sizeof(float) * out), 0, "one sample did not run Winograd");
+    cr_assert_eq(rf_model_forward(&ctx, m, x, B, 0, &lg), RF_OK);
+    const float *y = rf_model_layer_output(m, 0);
+    int differs = 0;
+    for (size_t i = 0; i < out * B; i++) {
+        cr_assert(fabsf(y[i] - wino[i]) <= 1e-4f * (1.0f + fabsf(wino[i])), "%zu: %g vs %g", i, y[i], wino[i]);
+        differs |= y[i] != wino[i];
+    }
+    cr_assert(differs, "the batch did not run the sparse kernel");
+    rf_deploy_release(m);
+    cr_assert_null(m->layers[0].infer_takes);
+    /* the kernel faster at both sizes: sparse at both */
+    fake_clock c3 = {ref, m, {3.0, 3.0}, {1.0, 1.0}, {0, 0}, {0, 0}};
+    o.measure_ud = &c3;
+    cr_assert_eq(rf_deploy_model(&ctx, m, &o, info, 4, &ni), RF_OK);
+    cr_assert(info[0].sparse && info[0].sparse_at_batch && info[0].sparse_at_1);
+    rf_deploy_release(m);
+    rf_model_free(m);
+    rf_model_free(ref);
+    free(x); free(wino);
 }
 
 /* A residual layer reads its source's output from acts: a feature-major run
