@@ -7,8 +7,8 @@
 # step and exit 69, mpirun passes 69 on, nothing is written into the store
 # and no process of the job is left (mpirun kills the stopped one). Once
 # for a stopped worker (rank 2), once for a stopped rank 0. Then a healthy
-# 3-rank sweep of about 5 s with --startup-timeout 4 finishes (the timeout ends at the
-# start-up: it does not cut a sweep that runs longer). About 15 s.
+# 3-rank sweep of about 20 s with --startup-timeout 15 finishes (the timeout
+# ends at the start-up: it does not cut a sweep that runs longer). About 30 s.
 set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
 . "$here/tests/integration/mpi_local.bash"
@@ -43,9 +43,12 @@ for victim in 2 0; do
 done
 
 # a healthy sweep longer than the start-up timeout is not cut by it
-# (8 tasks of 1.2 s on two workers: about 5 s, past the 4 s timeout)
-sed 's/"count": 4/"count": 8/' "$T/su.json" > "$T/su8.json"
-timeout -k 5 60 mpirun -np 3 "$RAFFLE" sweep --quiet --startup-timeout 4 --store "$T/ok" "$T/su8.json" >"$T/log-ok" 2>&1 ||
-  fail "a healthy sweep with --startup-timeout 4 failed"
-[ "$(jq -r 'select(.event=="done") | .task' "$T/ok/su/ledger.jsonl" | sort -u | wc -l)" = 8 ] || fail "healthy sweep: not every task done"
+# (16 tasks of 2.5 s on two workers: about 20 s, past the 15 s timeout).
+# The timeout leaves a healthy start-up room: in CI's fresh root under load
+# MPI_Init alone took over 4 s, so a 4 s timeout cut a healthy sweep.
+sed 's/"count": 4, "sleep_ms": 1200/"count": 16, "sleep_ms": 2500/' "$T/su.json" > "$T/su16.json"
+grep -q '"count": 16' "$T/su16.json" || fail "test set-up: su16.json"
+timeout -k 5 120 mpirun -np 3 "$RAFFLE" sweep --quiet --startup-timeout 15 --store "$T/ok" "$T/su16.json" >"$T/log-ok" 2>&1 ||
+  fail "a healthy sweep with --startup-timeout 15 failed"
+[ "$(jq -r 'select(.event=="done") | .task' "$T/ok/su/ledger.jsonl" | sort -u | wc -l)" = 16 ] || fail "healthy sweep: not every task done"
 echo "ok: a rank that never joins ends the start-up within the timeout (exit 69); a healthy sweep is not cut"
