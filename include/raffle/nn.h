@@ -172,6 +172,10 @@ typedef struct rf_layer {
      * run and kept its output only transposed, in the run's own buffers:
      * rf_model_layer_output(m, i) is NULL then. */
     int       out_feat;
+    /* Set by a forward that ran this layer fused with the ReLU after it
+     * (model.c, "fusion"): its output went straight through the ReLU and
+     * was never written, so rf_model_layer_output(m, i) is NULL then. */
+    int       out_fused;
     /* Borrowed view of this layer's n_params entries of model->ptensors,
      * refreshed by the model before every layer call, so that a layer can
      * reach the per-weight overrides (rf_param.infer_gemm / train_act). */
@@ -218,6 +222,10 @@ typedef struct rf_model {
      * rf_model_backward and dL/dx [batch, C*H*W] is left in dinput (owned). */
     int        input_grad;
     float     *dinput;
+    /* 1: run every layer on its own (no batch-norm/add + ReLU fusion,
+     * model.c). Fusion computes the same bits (tests/unit/test_fuse.c), so
+     * this is the reference path for tests, not a setting. */
+    int        no_fuse;
 } rf_model;
 
 /* ---- construction ---------------------------------------------------------

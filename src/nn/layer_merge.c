@@ -71,10 +71,25 @@ static rf_status add_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
     return RF_OK;
 }
 
+/* The gradient a ReLU after the add leaves in the add's zeroed output
+ * gradient (fusion, model.c): +0 + (y > 0 ? dy : 0), y the ReLU's output
+ * (>= 0 or +0, so "y > 0" is "its bits are non-zero", as relu's backward
+ * tests it). The +0 start is the zeroed buffer relu's backward adds into,
+ * so the value has its bits, -0 included. */
+static inline float relu_grad(float dy, float y) {
+    int32_t yb;
+    memcpy(&yb, &y, 4);
+    float g = yb > 0 ? dy : 0.0f;
+    return 0.0f + g;
+}
+
 /* Forward: y[n, c + front, h, w] += x[n, c, h·s, w·s]. Backward: the
  * transposed gather, dx[n, c, h·s, w·s] += dy[n, c + front, h, w]. `to` is
- * y or dx, `from` x or dy; xs, ys the input's and the output's shapes. */
-static void shortcut_a(const rf_layer *L, float *to, const float *from, rf_shape3 xs, int B, int backward) {
+ * y or dx, `from` x or dy; xs, ys the input's and the output's shapes.
+ * relu_y (backward only, NULL: none): the output of a ReLU fused after the
+ * add, whose gradient (relu_grad) stands for dy. */
+static void shortcut_a(const rf_layer *L, float *to, const float *from, rf_shape3 xs, int B, int backward,
+                       const float *relu_y) {
     int stride, front;
     rf_shape3 ys = L->out;
     if (!rf_nn_add_shortcut(L, xs, &stride, &front)) return;   /* checked at setup */
@@ -85,7 +100,10 @@ static void shortcut_a(const rf_layer *L, float *to, const float *from, rf_shape
                 size_t xo = n * xsz + ((size_t)c * xs.d[1] + (size_t)h * stride) * xs.d[2];
                 size_t yo = n * ysz + ((size_t)(c + front) * ys.d[1] + h) * ys.d[2];
                 if (!backward) for (int w = 0; w < ys.d[2]; w++) to[yo + w] += from[xo + (size_t)w * stride];
-                else for (int w = 0; w < ys.d[2]; w++) to[xo + (size_t)w * stride] += from[yo + w];
+                else if (!relu_y) for (int w = 0; w < ys.d[2]; w++) to[xo + (size_t)w * stride] += from[yo + w];
+                else
+                    for (int w = 0; w < ys.d[2]; w++)
+                        to[xo + (size_t)w * stride] += relu_grad(from[yo + w], relu_y[yo + w]);
             }
 }
 
@@ -97,7 +115,7 @@ static rf_status add_forward(const rf_nn_run *r) {
     else memcpy(r->out, r->ins[0], n * sizeof(float));
     for (; k < L->n_inputs; k++) {
         if (same_shape(r->in_shape[k], L->out)) rf_nn_ew(r->eng, add_ew, r->out, r->ins[k], NULL, n);
-        else shortcut_a(L, r->out, r->ins[k], r->in_shape[k], r->B, 0);
+        else shortcut_a(L, r->out, r->ins[k], r->in_shape[k], r->B, 0, NULL);
     }
     return RF_OK;
 }
@@ -108,8 +126,95 @@ static void add_backward(const rf_nn_run *r) {
     for (int k = 0; k < L->n_inputs; k++) {
         if (!r->dins[k]) continue;
         if (same_shape(r->in_shape[k], L->out)) rf_nn_ew(r->eng, add_ew, r->dins[k], r->dout, NULL, n);
-        else shortcut_a(L, r->dins[k], r->dout, r->in_shape[k], r->B, 1);
+        else shortcut_a(L, r->dins[k], r->dout, r->in_shape[k], r->B, 1, NULL);
     }
+}
+
+/* ---- add fused with the ReLU after it (model.c) ------------------------------
+ * Two inputs. Forward: y = max(in0 + in1, 0) in one pass (option A: the
+ * channels the shortcut reaches get in0 + x, the others in0, each then
+ * through the ReLU), the bits of add then relu. Backward: r->out is the
+ * ReLU's output and r->dout its gradient; each input gets relu_grad where
+ * add's backward would pass on the add's gradient, inputs in the same
+ * order. */
+RF_NN_VEC static void add2_relu(float *y, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float s = a[i] + b[i];
+        y[i] = s > 0.0f ? s : 0.0f;
+    }
+}
+RF_NN_VEC static void relu_v(float *y, const float *a, const float *b, size_t n) {
+    (void)b;
+    for (size_t i = 0; i < n; i++) y[i] = a[i] > 0.0f ? a[i] : 0.0f;
+}
+
+/* Option A forward, one pass per sample: y = relu(in0 + x_sub) on the
+ * channels [front, front + C_x), relu(in0) elsewhere. */
+static void add_relu_shortcut_fwd(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    rf_shape3 xs = r->in_shape[1], ys = L->out;
+    int stride, front;
+    if (!rf_nn_add_shortcut(L, xs, &stride, &front)) return;   /* checked at setup */
+    size_t xsz = (size_t)xs.d[0] * xs.d[1] * xs.d[2], hw = (size_t)ys.d[1] * ys.d[2];
+    for (int n = 0; n < r->B; n++) {
+        const float *a = r->ins[0] + (size_t)n * L->out_size;
+        float *y = r->out + (size_t)n * L->out_size;
+        for (int c = 0; c < ys.d[0]; c++) {
+            int cx = c - front;
+            if (cx < 0 || cx >= xs.d[0]) { relu_v(y + (size_t)c * hw, a + (size_t)c * hw, NULL, hw); continue; }
+            for (int h = 0; h < ys.d[1]; h++) {
+                const float *x = r->ins[1] + n * xsz + ((size_t)cx * xs.d[1] + (size_t)h * stride) * xs.d[2];
+                size_t yo = ((size_t)c * ys.d[1] + h) * ys.d[2];
+                for (int w = 0; w < ys.d[2]; w++) {
+                    float s = a[yo + w] + x[(size_t)w * stride];
+                    y[yo + w] = s > 0.0f ? s : 0.0f;
+                }
+            }
+        }
+    }
+}
+
+rf_status rf_nn_add_forward_relu(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    if (same_shape(r->in_shape[1], L->out)) rf_nn_ew(r->eng, add2_relu, r->out, r->ins[0], r->ins[1], numel(r));
+    else add_relu_shortcut_fwd(r);
+    return RF_OK;
+}
+
+typedef struct add_relu_job { float *d0, *d1; const float *dy, *y; size_t n; } add_relu_job;
+
+/* d0 += g, then d1 += g (each when not NULL), g = relu_grad(dy, y): per
+ * element the additions of add's backward in its input order (d0 and d1
+ * may be the same buffer: an input read twice). */
+RF_NN_VEC static void relu_grad_add2(float *d0, float *d1, const float *dy, const float *y, size_t n) {
+    const int32_t *yb = (const int32_t *)(const void *)y;
+    if (d0 && d1)
+        for (size_t i = 0; i < n; i++) {
+            float g = 0.0f + (yb[i] > 0 ? dy[i] : 0.0f);
+            d0[i] += g;
+            d1[i] += g;
+        }
+    else {
+        float *d = d0 ? d0 : d1;
+        for (size_t i = 0; d && i < n; i++) d[i] += 0.0f + (yb[i] > 0 ? dy[i] : 0.0f);
+    }
+}
+
+static void add_relu_part(void *arg, int t, int n) {
+    const add_relu_job *j = arg;
+    size_t lo, hi;
+    rf_nn_span_aligned(j->n, 16, t, n, &lo, &hi);
+    if (hi > lo)
+        relu_grad_add2(j->d0 ? j->d0 + lo : NULL, j->d1 ? j->d1 + lo : NULL, j->dy + lo, j->y + lo, hi - lo);
+}
+
+void rf_nn_add_backward_relu(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    size_t n = numel(r);
+    int same1 = same_shape(r->in_shape[1], L->out);
+    add_relu_job j = {r->dins[0], same1 ? r->dins[1] : NULL, r->dout, r->out, n};
+    if (j.d0 || j.d1) rf_nn_par(r->eng, rf_nn_parts(r->eng, (double)n, 1 << 15), add_relu_part, &j);
+    if (!same1 && r->dins[1]) shortcut_a(L, r->dins[1], r->dout, r->in_shape[1], r->B, 1, r->out);
 }
 
 static const char *const add_keys[] = {"shortcut", "front", NULL};

@@ -213,6 +213,29 @@ RF_NN_VEC static void plane_affine(float *restrict y, const float *restrict x, s
     for (size_t i = 0; i < hw; i++) y[i] = x[i] * a + b;
 }
 
+/* The same followed by the ReLU (fusion, model.c): y = max(x·a + b, 0) in
+ * relu's form, so the bits of plane_affine then relu's forward. */
+RF_NN_VEC static void plane_affine_relu(float *restrict y, const float *restrict x, size_t hw, float a, float b) {
+    for (size_t i = 0; i < hw; i++) {
+        float z = x[i] * a + b;
+        y[i] = z > 0.0f ? z : 0.0f;
+    }
+}
+
+/* The gradient the ReLU after a fused batch norm would have left in the
+ * batch norm's (zeroed) output gradient: dz = +0 + (z > 0 ? dy : 0) with z
+ * = x·a + b recomputed as the forward computed it. z > 0 is relu's "output
+ * bits non-zero" (y = z for z > 0, else +0; NaN fails both), and the +0
+ * start is the zeroed buffer it adds into, so dz has relu's bits, -0
+ * included. */
+RF_NN_VEC static void plane_relu_dz(float *restrict dz, const float *restrict dy, const float *restrict x, size_t hw,
+                                    float a, float b) {
+    for (size_t i = 0; i < hw; i++) {
+        float z = x[i] * a + b, g = z > 0.0f ? dy[i] : 0.0f;
+        dz[i] = 0.0f + g;
+    }
+}
+
 RF_NN_VEC static void plane_dx(float *restrict dx, const float *restrict dy, const float *restrict x, size_t hw,
                                float k0, float k1, float mu, float rs, float k2) {
     for (size_t i = 0; i < hw; i++) dx[i] += k0 * (dy[i] - k1 - (x[i] - mu) * rs * k2);
@@ -245,7 +268,7 @@ static double chan_stats(const rf_nn_run *r, int c, double mu, int sq) {
 
 /* The channels [c0, c1) of the forward: each channel's statistics are sums
  * over the whole batch in a fixed order, so parts split the channels. */
-static void bn_forward_span(const rf_nn_run *r, int c0, int c1) {
+static void bn_forward_span(const rf_nn_run *r, int c0, int c1, int relu) {
     const rf_layer *L = r->L;
     int C = L->in.d[0];
     size_t hw = (size_t)L->in.d[1] * L->in.d[2];
@@ -270,25 +293,39 @@ static void bn_forward_span(const rf_nn_run *r, int c0, int c1) {
         float a = rstd[c] * r->p[0][c], bb = r->p[1][c] - mean[c] * a;
         for (int n = 0; n < r->B; n++) {
             if (n + 1 < r->B) prefetch_plane_w(r->out + (size_t)(n + 1) * L->out_size + (size_t)c * hw, hw);
-            plane_affine(r->out + (size_t)n * L->out_size + (size_t)c * hw, r->in + (size_t)n * L->in_size + (size_t)c * hw,
-                         hw, a, bb);
+            (relu ? plane_affine_relu : plane_affine)(r->out + (size_t)n * L->out_size + (size_t)c * hw,
+                                                      r->in + (size_t)n * L->in_size + (size_t)c * hw, hw, a, bb);
         }
     }
 }
 
-static void bn_backward_span(const rf_nn_run *r, int c0, int c1) {
+/* Fused backward (relu): the ReLU's gradient of a stretch of a plane is
+ * made in a buffer of BN_DZ floats that stays in L1 (a multiple of 16, so
+ * plane_grads' lanes see the plane's elements in the same lanes and order
+ * as in one call) and fed to the plain plane kernels. */
+#define BN_DZ 1024
+
+static void bn_backward_span(const rf_nn_run *r, int c0, int c1, int relu) {
     const rf_layer *L = r->L;
     int C = L->in.d[0];
     size_t hw = (size_t)L->in.d[1] * L->in.d[2];
     const float *mean = r->save, *rstd = r->save + C;
     float cnt = (float)((double)r->B * (double)hw);
+    _Alignas(64) float dz[BN_DZ];
     for (int c = c0; c < c1; c++) {
         float mu = mean[c], rs = rstd[c], gm = r->p[0][c];
+        /* the forward's affine map (bn_forward_span), for the fused ReLU's mask */
+        float fa = rs * gm, fb = r->p[1][c] - mu * fa;
         double a1[RF_NN_LANES] = {0.0}, a2[RF_NN_LANES] = {0.0};
         for (int n = 0; n < r->B; n++) {
             const float *dy = r->dout + (size_t)n * L->out_size + (size_t)c * hw, *x = r->in + (size_t)n * L->in_size + (size_t)c * hw;
             if (n + 1 < r->B) { prefetch_plane(dy + L->out_size, hw); prefetch_plane(x + L->in_size, hw); }
-            plane_grads(a1, a2, dy, x, hw, (double)mu);
+            if (!relu) { plane_grads(a1, a2, dy, x, hw, (double)mu); continue; }
+            for (size_t o = 0; o < hw; o += BN_DZ) {
+                size_t len = hw - o < BN_DZ ? hw - o : BN_DZ;
+                plane_relu_dz(dz, dy + o, x + o, len, fa, fb);
+                plane_grads(a1, a2, dz, x + o, len, (double)mu);
+            }
         }
         double sdy = lanes_sum_d(a1), sdyx = lanes_sum_d(a2) * (double)rs;   /* Σ dy·x̂ */
         r->g[0][c] += (float)sdyx;
@@ -300,24 +337,30 @@ static void bn_backward_span(const rf_nn_run *r, int c0, int c1) {
         for (int n = 0; n < r->B; n++) {
             float *dx = r->din + (size_t)n * L->in_size + (size_t)c * hw;
             if (n + 1 < r->B) prefetch_plane_w(dx + L->in_size, hw);
-            plane_dx(dx, r->dout + (size_t)n * L->out_size + (size_t)c * hw, r->in + (size_t)n * L->in_size + (size_t)c * hw,
-                     hw, k0, k1, mu, rs, k2);
+            const float *dy = r->dout + (size_t)n * L->out_size + (size_t)c * hw;
+            const float *x = r->in + (size_t)n * L->in_size + (size_t)c * hw;
+            if (!relu) { plane_dx(dx, dy, x, hw, k0, k1, mu, rs, k2); continue; }
+            for (size_t o = 0; o < hw; o += BN_DZ) {
+                size_t len = hw - o < BN_DZ ? hw - o : BN_DZ;
+                plane_relu_dz(dz, dy + o, x + o, len, fa, fb);
+                plane_dx(dx + o, dz, x + o, len, k0, k1, mu, rs, k2);
+            }
         }
     }
 }
 
-typedef struct bn_job { const rf_nn_run *r; int backward; } bn_job;
+typedef struct bn_job { const rf_nn_run *r; int backward, relu; } bn_job;
 
 static void bn_part(void *arg, int t, int n) {
     const bn_job *j = arg;
     size_t c0, c1;
     rf_nn_span((size_t)j->r->L->in.d[0], t, n, &c0, &c1);
-    (j->backward ? bn_backward_span : bn_forward_span)(j->r, (int)c0, (int)c1);
+    (j->backward ? bn_backward_span : bn_forward_span)(j->r, (int)c0, (int)c1, j->relu);
 }
 
-static void bn_run(const rf_nn_run *r, int backward) {
+static void bn_run(const rf_nn_run *r, int backward, int relu) {
     const rf_layer *L = r->L;
-    bn_job j = {r, backward};
+    bn_job j = {r, backward, relu};
     /* work: the batch's elements; parts of at least 16K of them, one channel at least */
     int parts = rf_nn_parts(r->eng, (double)r->B * (double)L->in_size, 1 << 14);
     if (parts > L->in.d[0]) parts = L->in.d[0];
@@ -325,11 +368,18 @@ static void bn_run(const rf_nn_run *r, int backward) {
 }
 
 static rf_status bn_forward(const rf_nn_run *r) {
-    bn_run(r, 0);
+    bn_run(r, 0, 0);
     return RF_OK;
 }
 
-static void bn_backward(const rf_nn_run *r) { bn_run(r, 1); }
+static void bn_backward(const rf_nn_run *r) { bn_run(r, 1, 0); }
+
+rf_status rf_nn_bn_forward_relu(const rf_nn_run *r) {
+    bn_run(r, 0, 1);
+    return RF_OK;
+}
+
+void rf_nn_bn_backward_relu(const rf_nn_run *r) { bn_run(r, 1, 1); }
 
 static const char *const bn_keys[] = {"eps", "momentum", NULL};
 const rf_nn_op rf_nn_op_batchnorm = {"batchnorm", bn_keys, bn_setup, NULL, bn_forward, bn_backward,

@@ -178,6 +178,17 @@ rf_status rf_nn_feat_copy(const rf_nn_feat *f);
 /* y = f(x) row by row over the first M of each of n rows of stride ld. */
 void rf_nn_feat_rows(float *y, const float *x, int n, int M, int ld, void (*f)(float *, const float *, size_t));
 
+/* A layer fused with the ReLU that follows it (model.c, "fusion"): r is the
+ * layer's run, except that r->out is the ReLU's output (forward: written
+ * with max(layer output, 0); the layer's own output is never written) and,
+ * backward, r->dout the ReLU's output gradient. The same bits as the layer
+ * then the ReLU, forward and backward (tests/unit/test_fuse.c). Batch
+ * norm (layer_norm.c) and add / residual with two inputs (layer_merge.c). */
+rf_status rf_nn_bn_forward_relu(const rf_nn_run *r);
+void      rf_nn_bn_backward_relu(const rf_nn_run *r);
+rf_status rf_nn_add_forward_relu(const rf_nn_run *r);
+void      rf_nn_add_backward_relu(const rf_nn_run *r);
+
 /* The table, indexed by rf_layer_type (NULL for unused values). */
 const rf_nn_op *rf_nn_op_get(int type);
 /* Allocates the zeroed params, grads and buffers blocks of a model whose

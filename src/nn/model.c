@@ -298,12 +298,45 @@ static rf_status feat_run(rf_ctx *ctx, rf_model *m, int i, int j) {
     return RF_OK;
 }
 
+/* ---- fusion -------------------------------------------------------------------
+ * A batch norm or a two-input add whose only reader is the ReLU right after
+ * it runs together with that ReLU (the op's fused pair in relu_fusions):
+ * forward, the ReLU's output is written in the layer's last pass and the
+ * layer's own output is never written (rf_layer.out_fused); backward, the
+ * layer reads the ReLU's output gradient and makes the ReLU's gradient on
+ * the fly (batch norm from its input and the forward's affine map, add from
+ * the ReLU's output), and neither the layer's output nor its gradient is
+ * touched, not even zeroed. That takes two to four memory passes over an
+ * activation out of each pair (ResNet-20: 28 of its 66 activations). Every
+ * value is computed with the operations of the two layers in their order,
+ * so fused and plain (rf_model.no_fuse) give the same bits
+ * (tests/unit/test_fuse.c). Not with a hook (it sees every layer's output),
+ * nor where the ReLU would start a feature-major run. */
+typedef struct relu_fusion {
+    rf_status (*forward)(const rf_nn_run *r);
+    void      (*backward)(const rf_nn_run *r);
+} relu_fusion;
+static const relu_fusion relu_fusions[RF_L_TYPE_COUNT_] = {
+    [RF_L_BATCHNORM] = {rf_nn_bn_forward_relu, rf_nn_bn_backward_relu},
+    [RF_L_ADD] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu},
+    [RF_L_RESIDUAL] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu},
+};
+
+static int fuses_relu(rf_model *m, int i, const rf_engine *eng) {
+    const rf_layer *L = &m->layers[i];
+    if (m->no_fuse || m->hook || !relu_fusions[L->type].forward || L->n_inputs > 2 || i + 1 >= m->n_layers) return 0;
+    const rf_layer *R = &m->layers[i + 1];
+    if (R->type != RF_L_RELU || read_elsewhere(m, i)) return 0;   /* i + 1 reads i alone, nothing else reads i */
+    return feat_run_end(m, i + 1, eng) == i + 1;
+}
+
 rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, int training, const float **logits) {
     if (!x || batch < 1) return rf_error(ctx, RF_ERR_INVALID, "forward: need an input and a batch >= 1");
     RF_TRY(ensure_acts(ctx, m, batch));
     m->batch = batch;
     m->training = training ? 1 : 0;
     m->input_ptr = x;
+    for (int i = 0; i < m->n_layers; i++) m->layers[i].out_fused = 0;
     for (int i = 0; i < m->n_layers;) {
         int j = feat_run_end(m, i, &ctx->engine);
         if (j > i) {
@@ -314,6 +347,15 @@ rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, 
         rf_nn_run r;
         fill_run(&r, m, i, &ctx->engine);
         m->layers[i].out_feat = 0;
+        if (fuses_relu(m, i, &ctx->engine)) {
+            m->layers[i].out_fused = 1;
+            m->layers[i + 1].out_feat = 0;
+            r.out = act_of(m, m->acts, i + 1);
+            rf_status st = relu_fusions[m->layers[i].type].forward(&r);
+            if (st) { rf_error_prefix(ctx, "layers[%d] %s", i, m->layers[i].name); return st; }
+            i += 2;
+            continue;
+        }
         rf_status st = ops[m->layers[i].type]->forward(&r);
         if (st) { rf_error_prefix(ctx, "layers[%d] %s", i, m->layers[i].name); return st; }
         if (m->hook) {
@@ -332,6 +374,9 @@ rf_status rf_model_layer_forward(rf_ctx *ctx, rf_model *m, int i) {
     for (int k = 0; k < m->n_layers; k++)
         if (m->layers[k].out_feat)
             return rf_error(ctx, RF_ERR_INVALID, "layer forward: layer %d's output was kept feature-major", k);
+    for (int k = 0; k < m->layers[i].n_inputs; k++)
+        if (m->layers[i].inputs[k] >= 0 && m->layers[m->layers[i].inputs[k]].out_fused)
+            return rf_error(ctx, RF_ERR_INVALID, "layer forward: layer %d's input was fused into it", i);
     rf_nn_run r;
     fill_run(&r, m, i, &ctx->engine);
     rf_status st = ops[m->layers[i].type]->forward(&r);
@@ -346,7 +391,11 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
         m->dacts = alloc_floats(m->acts_numel);
         if (!m->dacts) return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for activation gradients");
     } else {
-        rf_nn_zero(&ctx->engine, m->dacts, m->acts_numel);
+        /* the batch's rows of each gradient that backward reads: not those
+         * of a fused layer's output (fusion, above), nor the logits' (copied) */
+        for (int i = 0; i + 1 < m->n_layers; i++)
+            if (!m->layers[i].out_fused)
+                rf_nn_zero(&ctx->engine, act_of(m, m->dacts, i), (size_t)m->batch * m->layers[i].out_size);
     }
     size_t in_numel = (size_t)m->batch * m->input.d[0] * m->input.d[1] * m->input.d[2];
     if (m->input_grad) {
@@ -371,11 +420,16 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
     memcpy(act_of(m, m->dacts, last), dlogits, (size_t)m->batch * m->layers[last].out_size * sizeof(float));
     rf_status st = RF_OK;
     for (int i = last; i >= 0 && !st; i--) {
-        const rf_layer *L = &m->layers[i];
         rf_nn_run r;
-        fill_run(&r, m, i, &ctx->engine);
         float *dout = act_of(m, m->dacts, i);
-        if (m->hook && (st = m->hook(m->hook_ud, i, 1, dout, (size_t)m->batch * L->out_size))) break;
+        if (m->hook && (st = m->hook(m->hook_ud, i, 1, dout, (size_t)m->batch * m->layers[i].out_size))) break;
+        /* a ReLU fused with layer i - 1 (fusion, above): both, as layer i - 1
+         * with the ReLU's output and output gradient */
+        int fused = i > 0 && m->layers[i - 1].out_fused;
+        if (fused) i--;
+        const rf_layer *L = &m->layers[i];
+        fill_run(&r, m, i, &ctx->engine);
+        if (fused) r.out = act_of(m, m->acts, i + 1);
         r.dout = dout;
         /* Every consumer of layer k runs before k (reverse topological order)
          * and ADDS into k's gradient: fan-out sums with no extra step. */
@@ -384,7 +438,8 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
             r.dins[k] = src >= 0 ? (wants[src] ? act_of(m, m->dacts, src) : NULL) : (m->input_grad ? m->dinput : NULL);
         }
         r.din = r.dins[0];
-        ops[L->type]->backward(&r);
+        if (fused) relu_fusions[L->type].backward(&r);
+        else ops[L->type]->backward(&r);
     }
     rf_free(wants);
     return st;
@@ -396,14 +451,17 @@ void rf_model_zero_grad_on(const rf_ctx *ctx, rf_model *m) {
 }
 
 float *rf_model_layer_output(rf_model *m, int i) {
-    if (!m->acts || i < 0 || i >= m->n_layers || m->layers[i].out_feat) return NULL;
+    if (!m->acts || i < 0 || i >= m->n_layers || m->layers[i].out_feat || m->layers[i].out_fused) return NULL;
     return act_of(m, m->acts, i);
 }
 
 int rf_model_first_nonfinite(const rf_model *m) {
     if (!m->acts || m->batch < 1) return -1;
     for (int i = 0; i < m->n_layers; i++) {
-        if (m->layers[i].out_feat) continue;   /* not in acts (an inference forward's run) */
+        /* not in acts: an inference forward's run, or fused into the ReLU
+         * after it (whose output is checked: a non-finite batch norm or
+         * add output then goes unnamed, the ReLU makes it 0) */
+        if (m->layers[i].out_feat || m->layers[i].out_fused) continue;
         const float *y = m->acts + m->layers[i].act_offset * (size_t)m->max_batch;
         size_t n = (size_t)m->batch * m->layers[i].out_size;
         for (size_t k = 0; k < n; k++)

@@ -257,6 +257,29 @@ Test(gradcheck, concat_and_gap) {
                       "{\"type\":\"concat\",\"inputs\":[\"input\",1]},{\"type\":\"linear\",\"out\":3}]}", 3, 1);
 }
 
+/* The same kind of net with ReLU, so that batch norm + ReLU and add + ReLU
+ * run fused (src/nn/model.c, "fusion"; test_fuse.c checks fused against
+ * plain bits). Finite differences step across a ReLU kink where a
+ * pre-activation lies within the step of 0: a weight before a batch norm
+ * moves every pre-activation of its channel, and at step 1e-3 stem.weight
+ * crossed one (error 2e-2); at 3e-4 none of the checked coordinates does
+ * with this seed (a crossing shows as an error, never as a pass). */
+Test(gradcheck, resnet_relu_fused) {
+    fd_eps = 3e-4;
+    const char *spec =
+        IMG(2, 6, 6) "{\"type\":\"conv2d\",\"name\":\"stem\",\"out\":2,\"kernel\":3,\"padding\":1,\"bias\":0},"
+        "{\"type\":\"batchnorm\"},{\"type\":\"relu\",\"name\":\"x0\"},"
+        "{\"type\":\"conv2d\",\"out\":4,\"kernel\":3,\"stride\":2,\"padding\":1,\"bias\":0},{\"type\":\"batchnorm\"},"
+        "{\"type\":\"relu\"},{\"type\":\"conv2d\",\"out\":4,\"kernel\":3,\"padding\":1,\"bias\":0},"
+        "{\"type\":\"batchnorm\",\"name\":\"bn2\"},{\"type\":\"add\",\"inputs\":[\"bn2\",\"x0\"],\"shortcut\":\"A\"},"
+        "{\"type\":\"relu\",\"name\":\"x1\"},{\"type\":\"conv2d\",\"out\":4,\"kernel\":3,\"padding\":1,\"bias\":0},"
+        "{\"type\":\"batchnorm\"},{\"type\":\"add\",\"inputs\":[11,\"x1\"]},{\"type\":\"relu\"},"
+        "{\"type\":\"gap\"},{\"type\":\"linear\",\"out\":3}]}";
+    expect_ok(spec, 4, 1);
+    expect_ok(spec, 4, 0);
+    fd_eps = FD_EPS;
+}
+
 Test(gradcheck, resnet_block_batchnorm_train_and_eval) {
     /* A downsampling basic block (He et al. 2016) with batch norm in both
      * modes and a second block reading the first one's output twice; tanh
