@@ -515,6 +515,41 @@ DWT_FN(1, 6) DWT_FN(2, 6) DWT_FN(3, 6) DWT_FN(4, 6) DWT_FN(1, 1) DWT_FN(2, 1) DW
 /* Indexed by [taps == 1][vectors − 1]. */
 static const dwt_fn dwt_table[2][DW_NV] = {{dwt_1_6, dwt_2_6, dwt_3_6, dwt_4_6}, {dwt_1_1, dwt_2_1, dwt_3_1, dwt_4_1}};
 
+/* The weight gradient of a 3x3 kernel with at most 16 output channels (one
+ * vector: ResNet's 16-channel stage), a whole input channel's 9 taps per
+ * tile. dwt_tile with NV = 1 keeps only 6 FMA chains, fewer than the 8 that
+ * two FMA pipes of latency 4 need; 9 chains keep them busy, and the taps are
+ * 3 row pointers plus immediates (dwt_tile's general offsets spilled to the
+ * stack at 12 taps). Per element the same chain as dwt_tile and
+ * dc_dweight_gen: from +0 over the positions in order, then one addition
+ * into dwt, so the same bits. */
+__attribute__((target("avx512f"), optimize("O3")))
+static void dwt_1_9(float *dwt, size_t ldw, const float *dyT, size_t ldc, const float *x, int OH, int OW, int Wp) {
+    __m512 a[9];
+#pragma GCC unroll 9
+    for (int t = 0; t < 9; t++) a[t] = _mm512_setzero_ps();
+    for (int oh = 0; oh < OH; oh++) {
+        const float *r0 = x + (size_t)oh * Wp, *r1 = r0 + Wp, *r2 = r1 + Wp, *g = dyT + (size_t)oh * OW * ldc;
+        for (int ow = 0; ow < OW; ow++, g += ldc) {
+            __m512 d = _mm512_loadu_ps(g);
+            a[0] = _mm512_fmadd_ps(d, _mm512_set1_ps(r0[ow]), a[0]);
+            a[1] = _mm512_fmadd_ps(d, _mm512_set1_ps(r0[ow + 1]), a[1]);
+            a[2] = _mm512_fmadd_ps(d, _mm512_set1_ps(r0[ow + 2]), a[2]);
+            a[3] = _mm512_fmadd_ps(d, _mm512_set1_ps(r1[ow]), a[3]);
+            a[4] = _mm512_fmadd_ps(d, _mm512_set1_ps(r1[ow + 1]), a[4]);
+            a[5] = _mm512_fmadd_ps(d, _mm512_set1_ps(r1[ow + 2]), a[5]);
+            a[6] = _mm512_fmadd_ps(d, _mm512_set1_ps(r2[ow]), a[6]);
+            a[7] = _mm512_fmadd_ps(d, _mm512_set1_ps(r2[ow + 1]), a[7]);
+            a[8] = _mm512_fmadd_ps(d, _mm512_set1_ps(r2[ow + 2]), a[8]);
+        }
+    }
+#pragma GCC unroll 9
+    for (int t = 0; t < 9; t++) {
+        float *p = dwt + (size_t)t * ldw;
+        _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), a[t]));
+    }
+}
+
 /* Offset of tap k = (c, ki, kj) in an input of channel planes `plane`
  * floats apart with row stride ld. */
 static size_t tap_off(const conv_geom *g, int k, size_t plane, size_t ld) {
@@ -526,6 +561,11 @@ static size_t tap_off(const conv_geom *g, int k, size_t plane, size_t ld) {
  * dyT[p, co] over the valid positions of one sample. */
 static void dc_dweight_avx512(float *dwt, const float *dyT, size_t ldc, const conv_geom *g, const dc_in *d) {
     size_t off[DW_NT];
+    if (ldc == 16 && g->kh == 3 && g->kw == 3) {   /* tap k = 9c + 3ki + kj: channel c's taps at rows k = 9c.. */
+        for (int c = 0; c < g->C; c++)
+            dwt_1_9(dwt + (size_t)c * 9 * ldc, ldc, dyT, ldc, d->x + (size_t)c * d->plane, g->OH, g->OW, d->Wp);
+        return;
+    }
     for (int k0 = 0; k0 < g->K; k0 += DW_NT) {
         int nt = g->K - k0 < DW_NT ? g->K - k0 : DW_NT;
         for (int t = 0; t < nt; t++) off[t] = tap_off(g, k0 + t, d->plane, (size_t)d->Wp);
