@@ -364,7 +364,9 @@ static void wide_backward(const rf_nn_run *r, const conv_geom *g) {
  * vbroadcastss took an FP pipe slot; the bits are the same either way.) */
 #define DC_FMA_REG(acc, b, wv) __asm__("vfmadd231ps %2, %1, %0" : "+v"(acc) : "v"(b), "v"(wv))
 
-typedef struct dc_in { const float *x; int C, kh, kw, Wp; size_t plane; } dc_in;
+/* toff (stride 2, NULL for stride 1): offset of tap k = (c, ki, kj) in the
+ * phase-split input (s2_split), read in k order. */
+typedef struct dc_in { const float *x; int C, kh, kw, Wp; size_t plane; const int *toff; } dc_in;
 
 static int dc_round(int n, int m) { return (n + m - 1) / m * m; }
 
@@ -375,12 +377,28 @@ static __mmask16 dc_mask(int left) {
 /* y[i·ldy + j] = Σ_k wk[k·8 + i] · x[off(k) + j], i < 8, j < 48 masked by m0..m2. */
 __attribute__((target("avx512f"), optimize("O3"), always_inline))
 static inline void dc_fwd_tile(float *y, size_t ldy, const float *x, const float *wk, const dc_in *d, __mmask16 m0,
-                               __mmask16 m1, __mmask16 m2, const int R) {
+                               __mmask16 m1, __mmask16 m2, const int R, const int *toff) {
     __m512 a[DC_MR][3];
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++) a[i][0] = a[i][1] = a[i][2] = _mm512_setzero_ps();
     const int C = d->C, kh = d->kh, kw = d->kw, Wp = d->Wp;
     const size_t plane = d->plane;
+    if (toff) {   /* stride 2: the same FMAs in the same tap order, offsets from the table */
+        const int K = C * kh * kw;
+        for (int k = 0; k < K; k++, wk += DC_MR) {
+            const float *xr = x + toff[k];
+            __m512 b0 = _mm512_maskz_loadu_ps(m0, xr);
+            __m512 b1 = _mm512_maskz_loadu_ps(m1, xr + 16);
+            __m512 b2 = _mm512_maskz_loadu_ps(m2, xr + 32);
+#pragma GCC unroll 8
+            for (int i = 0; i < R; i++) {
+                __m512 wv = _mm512_set1_ps(wk[i]);
+                DC_FMA_REG(a[i][0], b0, wv);
+                DC_FMA_REG(a[i][1], b1, wv);
+                DC_FMA_REG(a[i][2], b2, wv);
+            }
+        }
+    } else
     for (int c = 0; c < C; c++)
         for (int ki = 0; ki < kh; ki++) {
             const float *xr = x + (size_t)c * plane + (size_t)ki * Wp;
@@ -414,12 +432,21 @@ typedef void (*dc_tail_fn)(float *, size_t, const float *, const float *, const 
 #define DC_FWD_FNS(r)                                                                                           \
     __attribute__((target("avx512f"), optimize("O3"))) static void dc_fwd_full_##r(                             \
         float *y, size_t ldy, const float *x, const float *wk, const dc_in *d) {                               \
-        dc_fwd_tile(y, ldy, x, wk, d, (__mmask16)0xFFFF, (__mmask16)0xFFFF, (__mmask16)0xFFFF, r);            \
+        dc_fwd_tile(y, ldy, x, wk, d, (__mmask16)0xFFFF, (__mmask16)0xFFFF, (__mmask16)0xFFFF, r, NULL);      \
     }                                                                                                           \
     __attribute__((target("avx512f"), optimize("O3"))) static void dc_fwd_tail_##r(                             \
         float *y, size_t ldy, const float *x, const float *wk, const dc_in *d, __mmask16 m0, __mmask16 m1,      \
         __mmask16 m2) {                                                                                         \
-        dc_fwd_tile(y, ldy, x, wk, d, m0, m1, m2, r);                                                           \
+        dc_fwd_tile(y, ldy, x, wk, d, m0, m1, m2, r, NULL);                                                     \
+    }                                                                                                           \
+    __attribute__((target("avx512f"), optimize("O3"))) static void dc_s2_full_##r(                              \
+        float *y, size_t ldy, const float *x, const float *wk, const dc_in *d) {                               \
+        dc_fwd_tile(y, ldy, x, wk, d, (__mmask16)0xFFFF, (__mmask16)0xFFFF, (__mmask16)0xFFFF, r, d->toff);   \
+    }                                                                                                           \
+    __attribute__((target("avx512f"), optimize("O3"))) static void dc_s2_tail_##r(                              \
+        float *y, size_t ldy, const float *x, const float *wk, const dc_in *d, __mmask16 m0, __mmask16 m1,      \
+        __mmask16 m2) {                                                                                         \
+        dc_fwd_tile(y, ldy, x, wk, d, m0, m1, m2, r, d->toff);                                                  \
     }
 DC_FWD_FNS(4) DC_FWD_FNS(6) DC_FWD_FNS(8)
 
@@ -433,8 +460,10 @@ static void dc_conv_avx512(float *ywide, size_t ldy, const float *wpk, int Co, i
         for (int cb = 0; cb < Co; cb += DC_MR) {
             float *y = ywide + (size_t)cb * ldy + p0;
             int rows = Co - cb;
-            dc_full_fn full = rows <= 4 ? dc_fwd_full_4 : rows <= 6 ? dc_fwd_full_6 : dc_fwd_full_8;
-            dc_tail_fn tail = rows <= 4 ? dc_fwd_tail_4 : rows <= 6 ? dc_fwd_tail_6 : dc_fwd_tail_8;
+            dc_full_fn full = d->toff ? (rows <= 4 ? dc_s2_full_4 : rows <= 6 ? dc_s2_full_6 : dc_s2_full_8)
+                                      : (rows <= 4 ? dc_fwd_full_4 : rows <= 6 ? dc_fwd_full_6 : dc_fwd_full_8);
+            dc_tail_fn tail = d->toff ? (rows <= 4 ? dc_s2_tail_4 : rows <= 6 ? dc_s2_tail_6 : dc_s2_tail_8)
+                                      : (rows <= 4 ? dc_fwd_tail_4 : rows <= 6 ? dc_fwd_tail_6 : dc_fwd_tail_8);
             if (left >= DC_NP) full(y, ldy, d->x + p0, wpk + (size_t)cb * K, d);
             else tail(y, ldy, d->x + p0, wpk + (size_t)cb * K, d, m0, m1, m2);
         }
@@ -869,7 +898,7 @@ static void direct_fwd_part(void *arg, int t, int n) {
     const float *bias = L->ip[5] ? r->p[1] : NULL;
     float *xpad = j->part + (size_t)t * j->per, *ywide = xpad + w.xpad;
     memset(xpad, 0, w.xpad * sizeof(float));
-    dc_in d = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane};
+    dc_in d = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane, NULL};
     size_t s0, s1;
     rf_nn_span((size_t)r->B, t, n, &s0, &s1);
     for (size_t s = s0; s < s1; s++) {
@@ -926,7 +955,7 @@ static void direct_dx(const rf_nn_run *r, const conv_geom *g, int t, int n, floa
         col2im_t_add(din, dxwide, 1, g);
         return;
     }
-    dc_in dyin = {dypad, g->Co, g->kh, g->kw, b.Wq, b.plane};
+    dc_in dyin = {dypad, g->Co, g->kh, g->kw, b.Wq, b.plane, NULL};
     dc_pad(dypad, dy, g->Co, g->OH, g->OW, b.plane, b.Wq, b.qh, b.qw);
     dc_conv(dxwide, b.PX, wfpk, g->C, (int)b.PX, &dyin);
     for (int c = 0; c < g->C; c++)
@@ -949,7 +978,7 @@ static void direct_bwd_part(void *arg, int t, int n) {
     memset(xpad, 0, w.xpad * sizeof(float));
     memset(dyT, 0, dyt * sizeof(float));   /* dyT's lanes past Co, dyw's wide columns stay 0 */
     memset(dypad, 0, b.pad * sizeof(float));
-    dc_in xin = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane};
+    dc_in xin = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane, NULL};
     size_t g0, g1;
     rf_nn_span((size_t)G, t, n, &g0, &g1);
     for (size_t gi = g0; gi < g1; gi++) {
@@ -992,6 +1021,97 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
                 small ? rf_nn_lanes_sum(partials + ((size_t)co * K + k) * 16) : partials[(size_t)k * ldc + co];
     if (L->ip[5])
         for (int co = 0; co < Co; co++) r->g[1][co] += partials[pp - ldc + (size_t)co];
+}
+
+/* ---- stride 2 forward on the direct kernel (AVX-512) ---------------------------
+ * The padded input split into its four phases, xph[c][a][b][i][j] =
+ * xpad[c][2i + a][2j + b] (i < Hh, j < Wh, zeros past the padded map), makes
+ * tap (c, ki, kj) of output (oh, ow) the element xph[c][ki&1][kj&1][oh +
+ * ki/2][ow + kj/2]: at offset toff[k] + oh·Wh + ow, linear in the wide
+ * position oh·Wh + ow. So dc_fwd_tile runs a stride-2 layer over Wh-wide
+ * rows (ResNet's 32x32 -> 16x16 layer: 17 positions per 16 outputs) with a
+ * table of tap offsets, without im2col's gathered columns. Per output the
+ * chain of the im2col path's product, fma(x, w) over k = (c, ki, kj) in
+ * order from +0, then + bias (or + 0) as scatter_bias adds it: the same
+ * bits, so which ISA takes which path does not matter (test_direct.c).
+ * The backward stays on the im2col path. */
+typedef struct s2_geom { int Hh, Wh, PW; size_t plane, xph; } s2_geom;
+
+static s2_geom s2_of(const conv_geom *g) {
+    s2_geom s;
+    s.Hh = (g->H + 2 * g->pad + 1) / 2;
+    s.Wh = (g->W + 2 * g->pad + 1) / 2;
+    s.PW = g->OH * s.Wh;
+    s.plane = (size_t)4 * s.Hh * s.Wh;
+    s.xph = (size_t)g->C * s.plane + 2 * (size_t)s.Wh;   /* + slack: the last taps' wide rows run past */
+    return s;
+}
+
+static int use_s2(const conv_geom *g, const rf_engine *e) {
+    return g->s == 2 && dc_512() && e->v[RF_ENGINE_CONV] != RF_NN_CONV_GEMM;
+}
+
+/* Floats of the stride-2 forward: packed weights, the tap table, and per
+ * part the phase-split input and the wide output. */
+static size_t s2_scratch(const conv_geom *g, int threads) {
+    s2_geom s = s2_of(g);
+    size_t co8 = (size_t)dc_round(g->Co, DC_MR);
+    return co8 * (size_t)g->K + (size_t)g->K + (size_t)(threads > 0 ? threads : 1) * (s.xph + co8 * (size_t)s.PW);
+}
+
+/* xph from one sample x[C, H, W] (the zero border and slack stay zero). */
+static void s2_split(float *xph, const float *x, const conv_geom *g, const s2_geom *s) {
+    const int H = g->H, W = g->W, pad = g->pad, Wh = s->Wh;
+    const size_t ph = (size_t)s->Hh * Wh;
+    for (int c = 0; c < g->C; c++)
+        for (int h = 0; h < H; h++) {
+            int hp = h + pad;
+            const float *xr = x + ((size_t)c * H + h) * W;
+            float *d = xph + (size_t)c * s->plane + (size_t)(hp & 1) * 2 * ph + (size_t)(hp >> 1) * Wh;
+            for (int w = 0; w < W; w++) {
+                int wp = w + pad;
+                d[(size_t)(wp & 1) * ph + (size_t)(wp >> 1)] = xr[w];
+            }
+        }
+}
+
+static void s2_fwd_part(void *arg, int t, int n) {
+    const dc_job *j = arg;
+    const rf_nn_run *r = j->r;
+    const conv_geom *g = j->g;
+    const rf_layer *L = r->L;
+    s2_geom s = s2_of(g);
+    const float *bias = L->ip[5] ? r->p[1] : NULL;
+    size_t co8 = (size_t)dc_round(g->Co, DC_MR);
+    const int *toff = (const int *)(const void *)(j->shared + co8 * (size_t)g->K);
+    float *xph = j->part + (size_t)t * j->per, *ywide = xph + s.xph;
+    memset(xph, 0, s.xph * sizeof(float));
+    dc_in d = {xph, g->C, g->kh, g->kw, s.Wh, s.plane, toff};
+    wide_geom w = {0, s.Wh, s.PW, 0, 0};   /* wide_compact's view: rows Wh apart */
+    size_t s0, s1;
+    rf_nn_span((size_t)r->B, t, n, &s0, &s1);
+    for (size_t i = s0; i < s1; i++) {
+        s2_split(xph, r->in + i * L->in_size, g, &s);
+        dc_conv(ywide, (size_t)s.PW, j->shared, g->Co, s.PW, &d);
+        wide_compact(r->out + i * L->out_size, ywide, (size_t)s.PW, bias, g, &w);
+    }
+}
+
+static void s2_forward(const rf_nn_run *r, const conv_geom *g) {
+    s2_geom s = s2_of(g);
+    size_t co8 = (size_t)dc_round(g->Co, DC_MR);
+    dc_job j = {r, g, r->scratch, r->scratch + co8 * (size_t)g->K + (size_t)g->K, s.xph + co8 * (size_t)s.PW, 0};
+    dc_pack(j.shared, r->p[0], g->Co, (size_t)g->K);
+    int *toff = (int *)(void *)(j.shared + co8 * (size_t)g->K);
+    const size_t ph = (size_t)s.Hh * s.Wh;
+    for (int k = 0; k < g->K; k++) {
+        int c = k / (g->kh * g->kw), ki = k / g->kw % g->kh, kj = k % g->kw;
+        toff[k] = (int)((size_t)c * s.plane + (size_t)((ki & 1) * 2 + (kj & 1)) * ph + (size_t)(ki >> 1) * s.Wh +
+                        (size_t)(kj >> 1));
+    }
+    double work = (double)r->B * (double)co8 * (double)g->K * (double)s.PW;
+    int parts = rf_nn_parts(r->eng, work, 1 << 20);
+    rf_nn_par(r->eng, parts < r->B ? parts : r->B, s2_fwd_part, &j);
 }
 
 /* Wide columns cost Co·(kw − 1) extra outputs per row of OH·K work; the
@@ -1160,7 +1280,7 @@ static size_t conv_scratch(const rf_layer *L, int B, const rf_engine *e) {
     size_t tf = (size_t)(threads > 0 ? threads : 1) * im_thread(&g, conv_chunk(&g, B));   /* forward's parts */
     if (tf > s) s = tf;
     size_t w = use_wide(&g) ? wide_scratch(&g, B) : 0;
-    size_t d = direct_fits(&g) ? direct_scratch(&g, B, threads) : 0;
+    size_t d = direct_fits(&g) ? direct_scratch(&g, B, threads) : g.s == 2 ? s2_scratch(&g, threads) : 0;
     /* Winograd whenever it fits: the path may be forced after allocation. */
     size_t wn = rf_nn_wino_fits(g.kh, g.kw, g.s, g.pad) ? rf_nn_wino_scratch(g.C, g.H, g.W, g.Co, g.pad, B, threads) : 0;
     if (w > s) s = w;
@@ -1239,6 +1359,7 @@ static rf_status conv_forward(const rf_nn_run *r) {
         }
         if (use_direct(&g, r->eng)) { direct_forward(r, &g); return RF_OK; }
         if (use_wide(&g)) { wide_forward(r, &g); return RF_OK; }
+        if (use_s2(&g, r->eng)) { s2_forward(r, &g); return RF_OK; }
         /* training and plain inference: the chunks split over threads */
         im2col_forward(r, &g, chunk, bias);
         return RF_OK;

@@ -5,7 +5,9 @@
  * compared byte for byte. Shapes cover the 16-channel 3x3 weight-gradient
  * tile (dwt_1_9: Co = 16 and Co = 12, whose lanes past Co are zero; 1, 3 and
  * 5 input channels; odd maps), the general tiles beside it (Co = 17, 5x5)
- * and the few-channel lane path (Co = 6). About 0.1 s of CPU. */
+ * and the few-channel lane path (Co = 6); and stride-2 layers, whose
+ * forward AVX-512 runs on the direct kernel (s2_forward) where the other
+ * ISAs run im2col + GEMM. About 0.1 s of CPU. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -48,12 +50,13 @@ static out step(const char *spec, rf_isa isa, int B) {
     return o;
 }
 
-static void check(int C, int H, int W, int Co, int k) {
+static void check_s(int C, int H, int W, int Co, int k, int st, int pad) {
     char spec[512];
+    int OH = (H + 2 * pad - k) / st + 1, OW = (W + 2 * pad - k) / st + 1;
     snprintf(spec, sizeof spec,
              "{\"input\":[%d,%d,%d],\"classes\":%d,\"layers\":[{\"type\":\"conv2d\",\"out\":%d,\"kernel\":%d,"
-             "\"padding\":%d},{\"type\":\"flatten\"}]}",
-             C, H, W, Co * H * W, Co, k, k / 2);
+             "\"stride\":%d,\"padding\":%d},{\"type\":\"flatten\"}]}",
+             C, H, W, Co * OH * OW, Co, k, st, pad);
     rf_isa top = rf_kernels_cpu_isa();
     out ref = step(spec, RF_ISA_SCALAR, 3);
     for (int isa = RF_ISA_AVX2; isa <= (int)top; isa++) {
@@ -69,6 +72,7 @@ static void check(int C, int H, int W, int Co, int k) {
     rf_kernels_force(top);
     free(ref.y); free(ref.g); free(ref.dx);
 }
+static void check(int C, int H, int W, int Co, int k) { check_s(C, H, W, Co, k, 1, k / 2); }
 
 Test(direct, sixteen_channel_weight_gradient_same_bits) {
     if (rf_kernels_cpu_isa() < RF_ISA_AVX512)
@@ -77,6 +81,19 @@ Test(direct, sixteen_channel_weight_gradient_same_bits) {
     check(1, 7, 9, 16, 3);
     check(5, 9, 7, 12, 3);
     check(16, 6, 6, 16, 3);
+}
+
+/* Stride 2: AVX-512 runs the forward on the direct kernel over the
+ * phase-split input, scalar and AVX2 on im2col + GEMM: the same bits. */
+Test(direct, stride2_forward_same_bits) {
+    if (rf_kernels_cpu_isa() < RF_ISA_AVX512)
+        cr_skip_test("this CPU's best ISA is %s: the stride-2 direct forward is AVX-512 code", rf_isa_name(rf_kernels_cpu_isa()));
+    check_s(3, 8, 8, 16, 3, 2, 1);     /* ResNet's downsampling conv */
+    check_s(5, 9, 7, 12, 3, 2, 1);     /* odd maps, a 4-row last tile */
+    check_s(16, 12, 12, 33, 3, 2, 1);
+    check_s(2, 11, 10, 8, 5, 2, 2);
+    check_s(4, 9, 9, 6, 1, 2, 0);      /* 1x1 projection shortcut */
+    check_s(3, 10, 9, 7, 3, 2, 0);
 }
 
 Test(direct, other_tiles_same_bits) {
