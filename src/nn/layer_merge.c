@@ -187,14 +187,35 @@ rf_status rf_nn_add_forward_relu(const rf_nn_run *r) {
     return RF_OK;
 }
 
-typedef struct add_relu_job { float *d0, *d1; const float *dy, *y; size_t n; } add_relu_job;
+typedef struct add_relu_job { float *d0, *d1; const float *dy, *y; size_t n; unsigned fresh; } add_relu_job;
 
 /* d0 += g, then d1 += g (each when not NULL), g = relu_grad(dy, y): per
  * element the additions of add's backward in its input order (d0 and d1
- * may be the same buffer: an input read twice). */
-RF_NN_VEC static void relu_grad_add2(float *d0, float *d1, const float *dy, const float *y, size_t n) {
+ * may be the same buffer: an input read twice). A fresh gradient (bit 0:
+ * d0, bit 1: d1; never both on one buffer) is set to g, which is what +0
+ * + g gives (g = +0 + ..., never -0). */
+RF_NN_VEC static void relu_grad_add2(float *d0, float *d1, const float *dy, const float *y, size_t n,
+                                     unsigned fresh) {
     const int32_t *yb = (const int32_t *)(const void *)y;
-    if (d0 && d1)
+    if (d0 && d1 && fresh == 1)
+        for (size_t i = 0; i < n; i++) {
+            float g = 0.0f + (yb[i] > 0 ? dy[i] : 0.0f);
+            d0[i] = g;
+            d1[i] += g;
+        }
+    else if (d0 && d1 && fresh == 2)
+        for (size_t i = 0; i < n; i++) {
+            float g = 0.0f + (yb[i] > 0 ? dy[i] : 0.0f);
+            d0[i] += g;
+            d1[i] = g;
+        }
+    else if (d0 && d1 && fresh == 3)
+        for (size_t i = 0; i < n; i++) {
+            float g = 0.0f + (yb[i] > 0 ? dy[i] : 0.0f);
+            d0[i] = g;
+            d1[i] = g;
+        }
+    else if (d0 && d1)
         for (size_t i = 0; i < n; i++) {
             float g = 0.0f + (yb[i] > 0 ? dy[i] : 0.0f);
             d0[i] += g;
@@ -202,7 +223,10 @@ RF_NN_VEC static void relu_grad_add2(float *d0, float *d1, const float *dy, cons
         }
     else {
         float *d = d0 ? d0 : d1;
-        for (size_t i = 0; d && i < n; i++) d[i] += 0.0f + (yb[i] > 0 ? dy[i] : 0.0f);
+        if (d && (fresh & (d0 ? 1u : 2u)))
+            for (size_t i = 0; i < n; i++) d[i] = 0.0f + (yb[i] > 0 ? dy[i] : 0.0f);
+        else
+            for (size_t i = 0; d && i < n; i++) d[i] += 0.0f + (yb[i] > 0 ? dy[i] : 0.0f);
     }
 }
 
@@ -211,14 +235,14 @@ static void add_relu_part(void *arg, int t, int n) {
     size_t lo, hi;
     rf_nn_span_aligned(j->n, 16, t, n, &lo, &hi);
     if (hi > lo)
-        relu_grad_add2(j->d0 ? j->d0 + lo : NULL, j->d1 ? j->d1 + lo : NULL, j->dy + lo, j->y + lo, hi - lo);
+        relu_grad_add2(j->d0 ? j->d0 + lo : NULL, j->d1 ? j->d1 + lo : NULL, j->dy + lo, j->y + lo, hi - lo, j->fresh);
 }
 
 void rf_nn_add_backward_relu(const rf_nn_run *r) {
     const rf_layer *L = r->L;
     size_t n = numel(r);
     int same1 = same_shape(r->in_shape[1], L->out);
-    add_relu_job j = {r->dins[0], same1 ? r->dins[1] : NULL, r->dout, r->out, n};
+    add_relu_job j = {r->dins[0], same1 ? r->dins[1] : NULL, r->dout, r->out, n, r->fresh & (same1 ? 3u : 1u)};
     if (j.d0 || j.d1) rf_nn_par(r->eng, rf_nn_parts(r->eng, (double)n, 1 << 15), add_relu_part, &j);
     if (!same1 && r->dins[1]) shortcut_a(L, r->dins[1], r->dout, r->in_shape[1], r->B, 1, r->out);
 }

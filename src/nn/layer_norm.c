@@ -213,6 +213,13 @@ RF_NN_VEC static void plane_affine(float *restrict y, const float *restrict x, s
     for (size_t i = 0; i < hw; i++) y[i] = x[i] * a + b;
 }
 
+/* plane_dx into a gradient nobody wrote yet (rf_nn_run.fresh): the value
+ * plane_dx would add to +0, stored. */
+RF_NN_VEC static void plane_dx_set(float *restrict dx, const float *restrict dy, const float *restrict x, size_t hw,
+                                   float k0, float k1, float mu, float rs, float k2) {
+    for (size_t i = 0; i < hw; i++) dx[i] = 0.0f + k0 * (dy[i] - k1 - (x[i] - mu) * rs * k2);
+}
+
 /* The same followed by the ReLU (fusion, model.c): y = max(x·a + b, 0) in
  * relu's form, so the bits of plane_affine then relu's forward. */
 RF_NN_VEC static void plane_affine_relu(float *restrict y, const float *restrict x, size_t hw, float a, float b) {
@@ -343,7 +350,7 @@ static void bn_backward_span(const rf_nn_run *r, int c0, int c1, int relu) {
             for (size_t o = 0; o < hw; o += BN_DZ) {
                 size_t len = hw - o < BN_DZ ? hw - o : BN_DZ;
                 plane_relu_dz(dz, dy + o, x + o, len, fa, fb);
-                plane_dx(dx + o, dz, x + o, len, k0, k1, mu, rs, k2);
+                (r->fresh & 1 ? plane_dx_set : plane_dx)(dx + o, dz, x + o, len, k0, k1, mu, rs, k2);
             }
         }
     }

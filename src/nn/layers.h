@@ -84,6 +84,10 @@ typedef struct rf_nn_run {
     const float *ins[RF_NN_MAX_INPUTS];
     float       *dins[RF_NN_MAX_INPUTS];
     rf_shape3    in_shape[RF_NN_MAX_INPUTS];  /* their per-sample shapes  */
+    /* Backward of a fused layer (model.c, fusion) only: bit k set = dins[k]
+     * was not zeroed (this layer is its only reader), and the layer writes
+     * every element of it with the value it would add to +0. */
+    unsigned     fresh;
 } rf_nn_run;
 
 /* Whether r's forward goes through its layer's inference override
@@ -181,9 +185,11 @@ void rf_nn_feat_rows(float *y, const float *x, int n, int M, int ld, void (*f)(f
 /* A layer fused with the ReLU that follows it (model.c, "fusion"): r is the
  * layer's run, except that r->out is the ReLU's output (forward: written
  * with max(layer output, 0); the layer's own output is never written) and,
- * backward, r->dout the ReLU's output gradient. The same bits as the layer
+ * backward, r->dout the ReLU's output gradient, and r->fresh may mark
+ * input gradients to write rather than add to. The same bits as the layer
  * then the ReLU, forward and backward (tests/unit/test_fuse.c). Batch
- * norm (layer_norm.c) and add / residual with two inputs (layer_merge.c). */
+ * norm (layer_norm.c; fresh bit 0) and add / residual with two inputs
+ * (layer_merge.c; fresh bits of inputs of the output's shape). */
 rf_status rf_nn_bn_forward_relu(const rf_nn_run *r);
 void      rf_nn_bn_backward_relu(const rf_nn_run *r);
 rf_status rf_nn_add_forward_relu(const rf_nn_run *r);

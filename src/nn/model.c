@@ -315,11 +315,12 @@ static rf_status feat_run(rf_ctx *ctx, rf_model *m, int i, int j) {
 typedef struct relu_fusion {
     rf_status (*forward)(const rf_nn_run *r);
     void      (*backward)(const rf_nn_run *r);
+    unsigned   fresh;   /* inputs whose gradient backward can write instead of add (rf_nn_run.fresh) */
 } relu_fusion;
 static const relu_fusion relu_fusions[RF_L_TYPE_COUNT_] = {
-    [RF_L_BATCHNORM] = {rf_nn_bn_forward_relu, rf_nn_bn_backward_relu},
-    [RF_L_ADD] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu},
-    [RF_L_RESIDUAL] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu},
+    [RF_L_BATCHNORM] = {rf_nn_bn_forward_relu, rf_nn_bn_backward_relu, 1},
+    [RF_L_ADD] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3},
+    [RF_L_RESIDUAL] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3},
 };
 
 static int fuses_relu(rf_model *m, int i, const rf_engine *eng) {
@@ -390,12 +391,6 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
     if (!m->dacts) {
         m->dacts = alloc_floats(m->acts_numel);
         if (!m->dacts) return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for activation gradients");
-    } else {
-        /* the batch's rows of each gradient that backward reads: not those
-         * of a fused layer's output (fusion, above), nor the logits' (copied) */
-        for (int i = 0; i + 1 < m->n_layers; i++)
-            if (!m->layers[i].out_fused)
-                rf_nn_zero(&ctx->engine, act_of(m, m->dacts, i), (size_t)m->batch * m->layers[i].out_size);
     }
     size_t in_numel = (size_t)m->batch * m->input.d[0] * m->input.d[1] * m->input.d[2];
     if (m->input_grad) {
@@ -408,14 +403,36 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
      * caller (input_grad) where a path reaches the model input. This skips
      * e.g. fc1's dX [batch, 784] behind a flatten, a third of an MLP's
      * backward. wants[i]: layer i's output gradient is used. */
-    unsigned char *wants = rf_malloc((size_t)m->n_layers);
+    unsigned char *wants = rf_calloc((size_t)m->n_layers, 3);
     if (!wants) return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for backward");
+    unsigned char *readers = wants + m->n_layers, *fresh = readers + m->n_layers;
     for (int i = 0; i < m->n_layers; i++) {
         const rf_layer *L = &m->layers[i];
         wants[i] = L->n_params > 0;
-        for (int k = 0; k < L->n_inputs; k++)
-            wants[i] |= L->inputs[k] >= 0 ? wants[L->inputs[k]] : (unsigned char)m->input_grad;
+        for (int k = 0; k < L->n_inputs; k++) {
+            int src = L->inputs[k];
+            wants[i] |= src >= 0 ? wants[src] : (unsigned char)m->input_grad;
+            if (src >= 0 && readers[src] < 2) readers[src]++;
+        }
     }
+    /* A fused layer that is the only reader of a layer's output writes its
+     * gradient (rf_nn_run.fresh) where it would add to the zeroed one, so
+     * that gradient is not zeroed; nor is a fused layer's own output
+     * gradient (never used), nor the logits' (copied). The rest: zeroed,
+     * the batch's rows. */
+    for (int i = 0; i < m->n_layers; i++) {
+        const rf_layer *L = &m->layers[i];
+        for (int k = 0; L->out_fused && k < L->n_inputs; k++) {
+            int src = L->inputs[k];
+            if (src >= 0 && wants[src] && readers[src] == 1 && (relu_fusions[L->type].fresh >> k & 1u) &&
+                !memcmp(&m->layers[src].out, &L->out, sizeof L->out))   /* not an option-A shortcut */
+                fresh[src] = 1;
+        }
+    }
+    if (m->dacts)
+        for (int i = 0; i + 1 < m->n_layers; i++)
+            if (!m->layers[i].out_fused && !fresh[i])
+                rf_nn_zero(&ctx->engine, act_of(m, m->dacts, i), (size_t)m->batch * m->layers[i].out_size);
     int last = m->n_layers - 1;
     memcpy(act_of(m, m->dacts, last), dlogits, (size_t)m->batch * m->layers[last].out_size * sizeof(float));
     rf_status st = RF_OK;
@@ -438,6 +455,8 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
             r.dins[k] = src >= 0 ? (wants[src] ? act_of(m, m->dacts, src) : NULL) : (m->input_grad ? m->dinput : NULL);
         }
         r.din = r.dins[0];
+        for (int k = 0; fused && k < L->n_inputs; k++)
+            if (L->inputs[k] >= 0 && fresh[L->inputs[k]]) r.fresh |= 1u << k;
         if (fused) relu_fusions[L->type].backward(&r);
         else ops[L->type]->backward(&r);
     }

@@ -81,7 +81,14 @@ static snap train(const char *spec, int no_fuse, int threads, int training, int 
     for (int t = 0; t < m->n_ptensors; t++)
         if (m->ptensors[t].role == RF_P_NORM)
             for (size_t i = 0; i < m->ptensors[t].numel; i++) m->params[m->ptensors[t].offset + i] += 0.3f * rf_rng_normal(&r);
-    for (size_t i = 0; i < m->n_buffers; i++) m->buffers[i] = 0.5f + rf_rng_uniform(&r);
+    for (int i = 0; i < m->n_layers; i++) {   /* running mean near 0 (else eval's ReLUs are mostly off), variance 0.5-1.5 */
+        const rf_layer *L = &m->layers[i];
+        if (L->type != RF_L_BATCHNORM) continue;
+        for (int c = 0; c < L->out.d[0]; c++) {
+            m->buffers[L->buf_offset + (size_t)c] = 0.2f * rf_rng_normal(&r);
+            m->buffers[L->buf_offset + (size_t)L->out.d[0] + (size_t)c] = 0.5f + rf_rng_uniform(&r);
+        }
+    }
     size_t in_n = (size_t)B * in_numel(m);
     float *x = randn(in_n, 3), *w = randn((size_t)B * m->n_classes, 4);
     m->input_grad = 1;
