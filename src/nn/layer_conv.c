@@ -374,6 +374,21 @@ static __mmask16 dc_mask(int left) {
     return left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
 }
 
+/* One tap of the tile below: 3 vectors of positions from xp, each row's
+ * weight wk[i] broadcast once, R·3 FMAs. */
+#define DC_TAP(xp)                                                                                                   \
+    do {                                                                                                             \
+        const float *xr_ = (xp);                                                                                     \
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, xr_), b1 = _mm512_maskz_loadu_ps(m1, xr_ + 16);                        \
+        __m512 b2 = _mm512_maskz_loadu_ps(m2, xr_ + 32);                                                             \
+        _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) {                                                        \
+            __m512 wv = _mm512_set1_ps(wk[i]);                                                                       \
+            DC_FMA_REG(a[i][0], b0, wv);                                                                             \
+            DC_FMA_REG(a[i][1], b1, wv);                                                                             \
+            DC_FMA_REG(a[i][2], b2, wv);                                                                             \
+        }                                                                                                            \
+    } while (0)
+
 /* y[i·ldy + j] = Σ_k wk[k·8 + i] · x[off(k) + j], i < 8, j < 48 masked by m0..m2. */
 __attribute__((target("avx512f"), optimize("O3"), always_inline))
 static inline void dc_fwd_tile(float *y, size_t ldy, const float *x, const float *wk, const dc_in *d, __mmask16 m0,
@@ -385,36 +400,14 @@ static inline void dc_fwd_tile(float *y, size_t ldy, const float *x, const float
     const size_t plane = d->plane;
     if (toff) {   /* stride 2: the same FMAs in the same tap order, offsets from the table */
         const int K = C * kh * kw;
-        for (int k = 0; k < K; k++, wk += DC_MR) {
-            const float *xr = x + toff[k];
-            __m512 b0 = _mm512_maskz_loadu_ps(m0, xr);
-            __m512 b1 = _mm512_maskz_loadu_ps(m1, xr + 16);
-            __m512 b2 = _mm512_maskz_loadu_ps(m2, xr + 32);
-#pragma GCC unroll 8
-            for (int i = 0; i < R; i++) {
-                __m512 wv = _mm512_set1_ps(wk[i]);
-                DC_FMA_REG(a[i][0], b0, wv);
-                DC_FMA_REG(a[i][1], b1, wv);
-                DC_FMA_REG(a[i][2], b2, wv);
+        for (int k = 0; k < K; k++, wk += DC_MR) DC_TAP(x + toff[k]);
+    } else {
+        for (int c = 0; c < C; c++)
+            for (int ki = 0; ki < kh; ki++) {
+                const float *xr = x + (size_t)c * plane + (size_t)ki * Wp;
+                for (int kj = 0; kj < kw; kj++, wk += DC_MR) DC_TAP(xr + kj);
             }
-        }
-    } else
-    for (int c = 0; c < C; c++)
-        for (int ki = 0; ki < kh; ki++) {
-            const float *xr = x + (size_t)c * plane + (size_t)ki * Wp;
-            for (int kj = 0; kj < kw; kj++, wk += DC_MR) {
-                __m512 b0 = _mm512_maskz_loadu_ps(m0, xr + kj);
-                __m512 b1 = _mm512_maskz_loadu_ps(m1, xr + kj + 16);
-                __m512 b2 = _mm512_maskz_loadu_ps(m2, xr + kj + 32);
-#pragma GCC unroll 8
-                for (int i = 0; i < R; i++) {
-                    __m512 wv = _mm512_set1_ps(wk[i]);
-                    DC_FMA_REG(a[i][0], b0, wv);
-                    DC_FMA_REG(a[i][1], b1, wv);
-                    DC_FMA_REG(a[i][2], b2, wv);
-                }
-            }
-        }
+    }
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++) {
         _mm512_mask_storeu_ps(y + i * ldy, m0, a[i][0]);
@@ -850,6 +843,62 @@ static size_t dx_region(const conv_geom *g, const dc_bwd *b) {
     return c8 * b->PX > dcl ? c8 * b->PX : dcl;
 }
 
+/* ---- stride 2 forward on the direct kernel (AVX-512) ---------------------------
+ * The padded input split into its four phases, xph[c][a][b][i][j] =
+ * xpad[c][2i + a][2j + b] (i < Hh, j < Wh, zeros past the padded map), makes
+ * tap (c, ki, kj) of output (oh, ow) the element xph[c][ki&1][kj&1][oh +
+ * ki/2][ow + kj/2]: at offset toff[k] + oh·Wh + ow, linear in the wide
+ * position oh·Wh + ow. So dc_fwd_tile runs a stride-2 layer over Wh-wide
+ * rows (ResNet's 32x32 -> 16x16 layer: 17 positions per 16 outputs) with a
+ * table of tap offsets, without im2col's gathered columns (direct_forward).
+ * Per output the chain of the im2col path's product, fma(x, w) over k =
+ * (c, ki, kj) in order from +0, then + bias (or + 0) as scatter_bias adds
+ * it: the same bits, so which ISA takes which path does not matter
+ * (test_direct.c). The backward stays on the im2col path. */
+
+/* The split input as a wide_geom: rows Wh (Wp) apart, 4·Hh·Wh floats a
+ * channel (plane), PW = OH·Wh wide positions, xpad floats with slack (the
+ * last taps' wide rows run past). */
+static wide_geom s2_of(const conv_geom *g) {
+    wide_geom s;
+    s.Hp = (g->H + 2 * g->pad + 1) / 2;
+    s.Wp = (g->W + 2 * g->pad + 1) / 2;
+    s.PW = g->OH * s.Wp;
+    s.plane = (size_t)4 * s.Hp * s.Wp;
+    s.xpad = (size_t)g->C * s.plane + 2 * (size_t)s.Wp;
+    return s;
+}
+
+static int use_s2(const conv_geom *g, const rf_engine *e) {
+    return g->s == 2 && dc_512() && e->v[RF_ENGINE_CONV] != RF_NN_CONV_GEMM;
+}
+
+/* xph from one sample x[C, H, W] (the zero border and slack stay zero). */
+static void s2_split(float *xph, const float *x, const conv_geom *g, const wide_geom *s) {
+    const int H = g->H, W = g->W, pad = g->pad, Wh = s->Wp;
+    const size_t ph = (size_t)s->Hp * Wh;
+    for (int c = 0; c < g->C; c++)
+        for (int h = 0; h < H; h++) {
+            int hp = h + pad;
+            const float *xr = x + ((size_t)c * H + h) * W;
+            float *d = xph + (size_t)c * s->plane + (size_t)(hp & 1) * 2 * ph + (size_t)(hp >> 1) * Wh;
+            for (int w = 0; w < W; w++) {
+                int wp = w + pad;
+                d[(size_t)(wp & 1) * ph + (size_t)(wp >> 1)] = xr[w];
+            }
+        }
+}
+
+/* toff[k] for the taps k = (c, ki, kj) of the split input. */
+static void s2_taps(int *toff, const conv_geom *g, const wide_geom *s) {
+    const size_t ph = (size_t)s->Hp * s->Wp;
+    for (int k = 0; k < g->K; k++) {
+        int c = k / (g->kh * g->kw), ki = k / g->kw % g->kh, kj = k % g->kw;
+        toff[k] = (int)((size_t)c * s->plane + (size_t)((ki & 1) * 2 + (kj & 1)) * ph + (size_t)(ki >> 1) * s->Wp +
+                        (size_t)(kj >> 1));
+    }
+}
+
 /* ---- the direct path over threads ---------------------------------------------
  * Forward and input gradient: samples are independent, parts split them,
  * each with its own padded input and wide output. Weight and bias
@@ -878,6 +927,14 @@ static size_t dc_bwd_thread(const conv_geom *g) {
     return w.xpad + dyt + b.pad + dx_region(g, &b);
 }
 
+/* Floats of the stride-2 forward: packed weights, the tap table, and per
+ * part the split input and the wide output. */
+static size_t s2_scratch(const conv_geom *g, int threads) {
+    wide_geom s = s2_of(g);
+    size_t co8 = (size_t)dc_round(g->Co, DC_MR);
+    return co8 * (size_t)g->K + (size_t)g->K + (size_t)(threads > 0 ? threads : 1) * (s.xpad + co8 * (size_t)s.PW);
+}
+
 static size_t direct_scratch(const conv_geom *g, int B, int threads) {
     wide_geom w = wide_of(g);
     size_t t = (size_t)(threads > 0 ? threads : 1);
@@ -889,30 +946,36 @@ static size_t direct_scratch(const conv_geom *g, int B, int threads) {
 
 typedef struct dc_job { const rf_nn_run *r; const conv_geom *g; float *shared, *part; size_t per; int dx_mode; } dc_job;
 
+/* Stride 1: padded input (pad_in); stride 2: the phase-split one (s2_split)
+ * with its tap table after the packed weights. */
 static void direct_fwd_part(void *arg, int t, int n) {
     const dc_job *j = arg;
     const rf_nn_run *r = j->r;
     const conv_geom *g = j->g;
     const rf_layer *L = r->L;
-    wide_geom w = wide_of(g);
+    const int s2 = g->s == 2;
+    wide_geom w = s2 ? s2_of(g) : wide_of(g);
     const float *bias = L->ip[5] ? r->p[1] : NULL;
+    const int *toff = s2 ? (const int *)(const void *)(j->shared + (size_t)dc_round(g->Co, DC_MR) * g->K) : NULL;
     float *xpad = j->part + (size_t)t * j->per, *ywide = xpad + w.xpad;
     memset(xpad, 0, w.xpad * sizeof(float));
-    dc_in d = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane, NULL};
+    dc_in d = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane, toff};
     size_t s0, s1;
     rf_nn_span((size_t)r->B, t, n, &s0, &s1);
     for (size_t s = s0; s < s1; s++) {
-        pad_in(xpad, r->in + s * L->in_size, g, &w);
+        (s2 ? s2_split : pad_in)(xpad, r->in + s * L->in_size, g, &w);
         dc_conv(ywide, (size_t)w.PW, j->shared, g->Co, w.PW, &d);
         wide_compact(r->out + s * L->out_size, ywide, (size_t)w.PW, bias, g, &w);
     }
 }
 
 static void direct_forward(const rf_nn_run *r, const conv_geom *g) {
-    wide_geom w = wide_of(g);
-    size_t co8 = (size_t)dc_round(g->Co, DC_MR);
-    dc_job j = {r, g, r->scratch, r->scratch + co8 * (size_t)g->K, w.xpad + co8 * (size_t)w.PW, 0};
+    const int s2 = g->s == 2;
+    wide_geom w = s2 ? s2_of(g) : wide_of(g);
+    size_t co8 = (size_t)dc_round(g->Co, DC_MR), taps = s2 ? (size_t)g->K : 0;
+    dc_job j = {r, g, r->scratch, r->scratch + co8 * (size_t)g->K + taps, w.xpad + co8 * (size_t)w.PW, 0};
     dc_pack(j.shared, r->p[0], g->Co, (size_t)g->K);
+    if (s2) s2_taps((int *)(void *)(j.shared + co8 * (size_t)g->K), g, &w);
     double work = (double)r->B * (double)co8 * (double)g->K * (double)w.PW;
     int parts = rf_nn_parts(r->eng, work, 1 << 20);
     rf_nn_par(r->eng, parts < r->B ? parts : r->B, direct_fwd_part, &j);
@@ -1021,97 +1084,6 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
                 small ? rf_nn_lanes_sum(partials + ((size_t)co * K + k) * 16) : partials[(size_t)k * ldc + co];
     if (L->ip[5])
         for (int co = 0; co < Co; co++) r->g[1][co] += partials[pp - ldc + (size_t)co];
-}
-
-/* ---- stride 2 forward on the direct kernel (AVX-512) ---------------------------
- * The padded input split into its four phases, xph[c][a][b][i][j] =
- * xpad[c][2i + a][2j + b] (i < Hh, j < Wh, zeros past the padded map), makes
- * tap (c, ki, kj) of output (oh, ow) the element xph[c][ki&1][kj&1][oh +
- * ki/2][ow + kj/2]: at offset toff[k] + oh·Wh + ow, linear in the wide
- * position oh·Wh + ow. So dc_fwd_tile runs a stride-2 layer over Wh-wide
- * rows (ResNet's 32x32 -> 16x16 layer: 17 positions per 16 outputs) with a
- * table of tap offsets, without im2col's gathered columns. Per output the
- * chain of the im2col path's product, fma(x, w) over k = (c, ki, kj) in
- * order from +0, then + bias (or + 0) as scatter_bias adds it: the same
- * bits, so which ISA takes which path does not matter (test_direct.c).
- * The backward stays on the im2col path. */
-typedef struct s2_geom { int Hh, Wh, PW; size_t plane, xph; } s2_geom;
-
-static s2_geom s2_of(const conv_geom *g) {
-    s2_geom s;
-    s.Hh = (g->H + 2 * g->pad + 1) / 2;
-    s.Wh = (g->W + 2 * g->pad + 1) / 2;
-    s.PW = g->OH * s.Wh;
-    s.plane = (size_t)4 * s.Hh * s.Wh;
-    s.xph = (size_t)g->C * s.plane + 2 * (size_t)s.Wh;   /* + slack: the last taps' wide rows run past */
-    return s;
-}
-
-static int use_s2(const conv_geom *g, const rf_engine *e) {
-    return g->s == 2 && dc_512() && e->v[RF_ENGINE_CONV] != RF_NN_CONV_GEMM;
-}
-
-/* Floats of the stride-2 forward: packed weights, the tap table, and per
- * part the phase-split input and the wide output. */
-static size_t s2_scratch(const conv_geom *g, int threads) {
-    s2_geom s = s2_of(g);
-    size_t co8 = (size_t)dc_round(g->Co, DC_MR);
-    return co8 * (size_t)g->K + (size_t)g->K + (size_t)(threads > 0 ? threads : 1) * (s.xph + co8 * (size_t)s.PW);
-}
-
-/* xph from one sample x[C, H, W] (the zero border and slack stay zero). */
-static void s2_split(float *xph, const float *x, const conv_geom *g, const s2_geom *s) {
-    const int H = g->H, W = g->W, pad = g->pad, Wh = s->Wh;
-    const size_t ph = (size_t)s->Hh * Wh;
-    for (int c = 0; c < g->C; c++)
-        for (int h = 0; h < H; h++) {
-            int hp = h + pad;
-            const float *xr = x + ((size_t)c * H + h) * W;
-            float *d = xph + (size_t)c * s->plane + (size_t)(hp & 1) * 2 * ph + (size_t)(hp >> 1) * Wh;
-            for (int w = 0; w < W; w++) {
-                int wp = w + pad;
-                d[(size_t)(wp & 1) * ph + (size_t)(wp >> 1)] = xr[w];
-            }
-        }
-}
-
-static void s2_fwd_part(void *arg, int t, int n) {
-    const dc_job *j = arg;
-    const rf_nn_run *r = j->r;
-    const conv_geom *g = j->g;
-    const rf_layer *L = r->L;
-    s2_geom s = s2_of(g);
-    const float *bias = L->ip[5] ? r->p[1] : NULL;
-    size_t co8 = (size_t)dc_round(g->Co, DC_MR);
-    const int *toff = (const int *)(const void *)(j->shared + co8 * (size_t)g->K);
-    float *xph = j->part + (size_t)t * j->per, *ywide = xph + s.xph;
-    memset(xph, 0, s.xph * sizeof(float));
-    dc_in d = {xph, g->C, g->kh, g->kw, s.Wh, s.plane, toff};
-    wide_geom w = {0, s.Wh, s.PW, 0, 0};   /* wide_compact's view: rows Wh apart */
-    size_t s0, s1;
-    rf_nn_span((size_t)r->B, t, n, &s0, &s1);
-    for (size_t i = s0; i < s1; i++) {
-        s2_split(xph, r->in + i * L->in_size, g, &s);
-        dc_conv(ywide, (size_t)s.PW, j->shared, g->Co, s.PW, &d);
-        wide_compact(r->out + i * L->out_size, ywide, (size_t)s.PW, bias, g, &w);
-    }
-}
-
-static void s2_forward(const rf_nn_run *r, const conv_geom *g) {
-    s2_geom s = s2_of(g);
-    size_t co8 = (size_t)dc_round(g->Co, DC_MR);
-    dc_job j = {r, g, r->scratch, r->scratch + co8 * (size_t)g->K + (size_t)g->K, s.xph + co8 * (size_t)s.PW, 0};
-    dc_pack(j.shared, r->p[0], g->Co, (size_t)g->K);
-    int *toff = (int *)(void *)(j.shared + co8 * (size_t)g->K);
-    const size_t ph = (size_t)s.Hh * s.Wh;
-    for (int k = 0; k < g->K; k++) {
-        int c = k / (g->kh * g->kw), ki = k / g->kw % g->kh, kj = k % g->kw;
-        toff[k] = (int)((size_t)c * s.plane + (size_t)((ki & 1) * 2 + (kj & 1)) * ph + (size_t)(ki >> 1) * s.Wh +
-                        (size_t)(kj >> 1));
-    }
-    double work = (double)r->B * (double)co8 * (double)g->K * (double)s.PW;
-    int parts = rf_nn_parts(r->eng, work, 1 << 20);
-    rf_nn_par(r->eng, parts < r->B ? parts : r->B, s2_fwd_part, &j);
 }
 
 /* Wide columns cost Co·(kw − 1) extra outputs per row of OH·K work; the
@@ -1359,7 +1331,7 @@ static rf_status conv_forward(const rf_nn_run *r) {
         }
         if (use_direct(&g, r->eng)) { direct_forward(r, &g); return RF_OK; }
         if (use_wide(&g)) { wide_forward(r, &g); return RF_OK; }
-        if (use_s2(&g, r->eng)) { s2_forward(r, &g); return RF_OK; }
+        if (use_s2(&g, r->eng)) { direct_forward(r, &g); return RF_OK; }
         /* training and plain inference: the chunks split over threads */
         im2col_forward(r, &g, chunk, bias);
         return RF_OK;
