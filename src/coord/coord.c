@@ -88,6 +88,7 @@ typedef struct coord {
     int      n_lost_before;        /* attempts an earlier, killed run left open */
     char     lost_hosts[256];
     int      stopping, retries;
+    int      launcher_ended;       /* the launcher is ending the job: a rank died (opts.ending_flag) */
     double   time_limit, t0, last_status, est_done, real_done, heartbeat;
     uint64_t mem, gathered;
     char     work[4096];
@@ -134,6 +135,7 @@ void rf_sweep_opts_default(rf_sweep_opts *o) {
     o->status_every_s = 2;
     o->heartbeat_s = 5;
     o->direct_writes = -1;
+    o->ending_probe_s = 0.6;
 }
 
 /* ---- heap ------------------------------------------------------------------ */
@@ -997,6 +999,7 @@ static void fill_result(const coord *C, rf_sweep_result *res) {
     res->sched_bytes = coord_sched_bytes(C->job);
     res->lost = C->n_lost;
     res->lost_ranks = C->lost_ranks;
+    res->launcher_ended = C->launcher_ended;
     snprintf(res->lost_hosts, sizeof res->lost_hosts, "%s", C->lost_hosts);
     res->direct_bytes = C->direct_bytes;
     for (int r = 1; C->direct && r < C->nranks; r++) res->direct_ranks += C->direct[r];
@@ -1519,6 +1522,25 @@ static rf_status recv_result(coord *C, MPI_Comm comm, int w, const rf_coord_msg 
  * attempt is not counted: a lost node is not the task's fault) and queued
  * again for the others; w gets nothing more (a DROP tells it, should it
  * ever run again, to kill its task and leave). */
+/* Worker w's running attempt (if any) is recorded "lost" with why (its
+ * retry not spent) and queued again; its name goes into name. */
+static rf_status lose_attempt(coord *C, int w, const char *why, char *name, size_t n) {
+    int32_t i = C->w[w].task;
+    if (i < 0) return RF_OK;
+    stask *t = &C->t[i];
+    C->w[w].task = -1;
+    C->n_running--;
+    C->n_lost++;
+    cJSON *ex = cJSON_CreateObject();
+    if (ex) { cJSON_AddBoolToObject(ex, "retry", 1); cJSON_AddNumberToObject(ex, "silent_s", coord_link_silence(w)); }
+    RF_TRY(ledger(C, "lost", i, w, 0, why, ex, 1));
+    t->attempts--;   /* not the task's fault: no retry spent */
+    t->rank = -1;
+    RF_TRY(mark_ready(C, i));
+    task_name(C, i, name, n);
+    return RF_OK;
+}
+
 static rf_status lose_rank(coord *C, int w, const char *why) {
     if (C->w[w].gone) return RF_OK;
     C->w[w].gone = 1;
@@ -1529,21 +1551,9 @@ static rf_status lose_rank(coord *C, int w, const char *why) {
         size_t k = strlen(C->lost_hosts);
         snprintf(C->lost_hosts + k, sizeof C->lost_hosts - k, "%s%s", k ? ", " : "", C->hosts[w]);
     }
-    int32_t i = C->w[w].task;
+    int had = C->w[w].task >= 0;
     char name[600] = "";
-    if (i >= 0) {
-        stask *t = &C->t[i];
-        C->w[w].task = -1;
-        C->n_running--;
-        C->n_lost++;
-        cJSON *ex = cJSON_CreateObject();
-        if (ex) { cJSON_AddBoolToObject(ex, "retry", 1); cJSON_AddNumberToObject(ex, "silent_s", coord_link_silence(w)); }
-        RF_TRY(ledger(C, "lost", i, w, 0, why, ex, 1));
-        t->attempts--;   /* not the task's fault: no retry spent */
-        t->rank = -1;
-        RF_TRY(mark_ready(C, i));
-        task_name(C, i, name, sizeof name);
-    }
+    RF_TRY(lose_attempt(C, w, why, name, sizeof name));
     int live = 0, reaper = -1;
     for (int r = 1; r < C->nranks; r++) {
         live += !C->w[r].gone;
@@ -1556,8 +1566,8 @@ static rf_status lose_rank(coord *C, int w, const char *why) {
     char reaped[96] = "";
     if (reaper > 0) snprintf(reaped, sizeof reaped, "; rank %d on the same host kills its task's processes", reaper);
     notice(C, "sweep %s: rank %d on %s given up: %s%s%s%s; %s", C->job->name, w, C->hosts[w], why,
-             i >= 0 ? "; its task lost and queued again: " : "", name, reaped,
-             live ? "going on without it" : "no worker left: stopping");
+             had ? "; its task lost and queued again: " : "", name, reaped,
+             C->launcher_ended ? "the launcher is ending the job" : live ? "going on without it" : "no worker left: stopping");
     if (!live) C->stopping = 1;
     cJSON *ev = cJSON_CreateObject();
     if (!ev) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
@@ -1592,17 +1602,58 @@ static rf_status peer_failed(coord *C, int w, rf_status s) {
     return lose_rank(C, w, why);
 }
 
+/* The launcher started ending the job (opts.ending_flag: Open MPI does so
+ * when any process of the job dies, and kills every rank about 2 s later).
+ * ping_at: when rank 0 pinged the workers. Workers that have not answered
+ * by now are dead: each is given up (its task "lost", naming its host) and
+ * so is every other running attempt, which the launcher is about to kill;
+ * the sweep then ends at once. Returns with C->launcher_ended 0 when every
+ * worker answered (the user signalled mpirun: a stop like any other). */
+static rf_status launcher_ending(coord *C, double ping_at) {
+    int dead = 0;
+    for (int w = 1; w < C->nranks; w++) dead += !C->w[w].gone && coord_link_heard(w) < ping_at;
+    if (!dead) return RF_OK;
+    C->launcher_ended = 1;
+    C->stopping = 1;
+    char why[300];
+    double waited = rf_now() - ping_at;
+    for (int w = 1; w < C->nranks; w++) {
+        if (C->w[w].gone || coord_link_heard(w) >= ping_at) continue;
+        snprintf(why, sizeof why, "no answer %.1f s after rank 0's ping while the launcher ends the job (Open MPI does so "
+                                  "when a process dies or a daemon is lost): dead or unreachable", waited);
+        RF_TRY(lose_rank(C, w, why));
+    }
+    snprintf(why, sizeof why, "the launcher is ending the job (%s dead or unreachable): this attempt ends with it",
+             C->lost_hosts);
+    for (int w = 1; w < C->nranks; w++) {
+        char name[600];
+        if (!C->w[w].gone) RF_TRY(lose_attempt(C, w, why, name, sizeof name));
+    }
+    return C->store ? rf_store_ledger_sync(C->ctx, C->store) : RF_OK;
+}
+
 static rf_status run_coordinator(coord *C, MPI_Comm comm) {
     rf_ctx *ctx = C->ctx;
     int nworkers = C->nranks - 1, nidle = 0, spins = 0;
     int *idle = rf_malloc((size_t)nworkers * sizeof *idle);
     if (!idle) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
     rf_status s = RF_OK;
-    double last_check = rf_now();
-    int lost_seen = 0;
+    double last_check = rf_now(), ping_at = 0;
+    int lost_seen = 0, probed = 0;
     for (;;) {
         if (!C->o->inproc_noop && (s = write_status(C, 0)) != RF_OK) break;
         coord_link_pump();
+        /* the launcher is ending the job: who is dead? (rank 0 has about
+         * 2 s before the SIGKILL; a live worker answers within ms) */
+        if (!probed && C->o->ending_flag && *C->o->ending_flag) {
+            if (ping_at == 0 && (ping_at = coord_link_ping()) == 0) probed = 1;   /* no heartbeats: nothing to ask */
+            int silent = 0;
+            for (int w = 1; !probed && w < C->nranks; w++) silent += !C->w[w].gone && coord_link_heard(w) < ping_at;
+            if (!probed && (!silent || rf_now() - ping_at > C->o->ending_probe_s)) {
+                probed = 1;
+                if ((s = launcher_ending(C, ping_at)) != RF_OK || C->launcher_ended) break;
+            }
+        }
         /* silences are looked at a few times per timeout, not per message:
          * with a thousand workers that is a thousand clock reads */
         double now = rf_now();

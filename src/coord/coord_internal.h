@@ -41,6 +41,12 @@ int       coord_link_dropped(int peer);
  * process id is pid) to kill dead's task processes (REAP, on the beat tag:
  * a worker in the middle of a task drains it within 20 ms). */
 void      coord_link_reap(int to, int dead, uint64_t pid);
+/* Rank 0: PING to every worker not given up (each answers with a BEAT as
+ * soon as it next pumps the link, within 20 ms in the middle of a task);
+ * returns rf_now() at the send. coord_link_heard: rf_now() when peer was
+ * last heard (so heard > ping time: it answered). */
+double    coord_link_ping(void);
+double    coord_link_heard(int peer);
 /* A worker: 1 once rank 0 sent DROP (this rank was given up). */
 int       coord_link_abandoned(void);
 /* Polling without a core to spare: spin briefly (a reply is usually
