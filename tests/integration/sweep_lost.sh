@@ -38,6 +38,14 @@ once() {  # LEDGER: every task done exactly once
   [ "$n" = 8 ] || fail "$1: $n of 8 tasks done"
   [ "$dup" = 0 ] || fail "$1: $dup task(s) done twice"
 }
+# waits (up to 20 s) for ledger $1 to show a task started on rank $2
+wait_started() {
+  local _
+  for _ in $(seq 1 200); do
+    [ -f "$1" ] && has --argjson r "$2" 'select(.event=="started" and .rank==$r)' "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+}
 # pids of the processes of MPI rank $2 (the rank and its task child) under
 # the mpirun $1: only this test's own processes, never another sweep's
 rank_pids() {
@@ -52,10 +60,7 @@ L=$T/s/lost/ledger.jsonl
 t0=$(date +%s.%N)
 timeout -k 5 120 mpirun -np 3 "$RAFFLE" sweep --quiet --heartbeat 1 --store "$T/s" "$T/lost.json" >"$T/log-hung" 2>&1 &
 mpid=$!
-for _ in $(seq 1 200); do
-  [ -f "$L" ] && has 'select(.event=="started" and .rank==2)' "$L" 2>/dev/null && break
-  sleep 0.1
-done
+wait_started "$L" 2
 stopped=$(rank_pids "$mpid" 2 | tr '\n' ' ')
 [ -n "$stopped" ] || fail "no process of rank 2 found"
 # shellcheck disable=SC2086
@@ -130,10 +135,7 @@ JOB
 W=$T/w/kw/ledger.jsonl
 timeout -k 5 60 mpirun -np 3 "$RAFFLE" sweep --quiet --heartbeat 5 --store "$T/w" "$T/kw.json" >"$T/log-kw" 2>&1 &
 mpid=$!
-for _ in $(seq 1 200); do
-  [ -f "$W" ] && has 'select(.event=="started" and .rank==2)' "$W" 2>/dev/null && break
-  sleep 0.1
-done
+wait_started "$W" 2
 sleep 0.3
 r2s=" $(rank_pids "$mpid" 2 | tr '\n' ' ') " r2=""
 for p in $r2s; do case $r2s in *" $(ppid_of "$p") "*) ;; *) r2=$p ;; esac; done   # the rank, not its task child
@@ -159,10 +161,7 @@ echo "killed worker: rank 2's task recorded lost by the run $det s after the kil
 U=$T/u/kw/ledger.jsonl
 timeout -k 5 60 mpirun -np 3 "$RAFFLE" sweep --quiet --heartbeat 5 --store "$T/u" "$T/kw.json" >"$T/log-term" 2>&1 &
 mpid=$!
-for _ in $(seq 1 200); do
-  [ -f "$U" ] && has 'select(.event=="started" and .rank==2)' "$U" 2>/dev/null && break
-  sleep 0.1
-done
+wait_started "$U" 2
 kill -TERM "$mpid"
 wait "$mpid"
 has 'select(.event=="lost")' "$U" && fail "user's SIGTERM to mpirun: attempts recorded lost: $(jq -c 'select(.event=="lost")' "$U")"
