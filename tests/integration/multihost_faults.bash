@@ -28,8 +28,9 @@
 #     left        processes alive in any namespace MF_LEFT_S (20) s after the
 #                 launcher ended
 #     detect_s    fault to the first "lost" ledger line of the run (the
-#                 heartbeat); for kill-worker, fault to the launcher's end
-#                 (Open MPI's runtime ends the job itself)
+#                 heartbeat; for kill-worker rank 0's ping once the
+#                 launcher starts ending the job); without one, fault to
+#                 the launcher's end
 #     quiet_s     fault to the moment no raffle process is left on the
 #                 host(s) it hit (the workers' own exit, or the launcher's kill)
 #     hostgone_s  fault to the moment no process at all (Open MPI's orted
@@ -37,6 +38,7 @@
 #                 it hit
 #     gone_s      fault to the moment no process at all is left in any
 #                 namespace (the launcher, orted and rank 0 too)
+#     launcher_s  fault to the launcher's (mpirun's) end
 #     endquiet_s  rank 0's end of the job (the ledger's "finished" line) to
 #                 the moment quiet_s measures: how long a hung rank outlives
 #                 the job's end ("-" when rank 0 wrote no such line)
@@ -153,8 +155,8 @@ mf_trial() {
   case $fault in cut-worker) "$CL" -d "$CD" mend h3 ;; partition) "$CL" -d "$CD" mend h1 ;; esac >/dev/null 2>&1
   local first detect_s=""
   first=$(jq -r 'select(.event=="lost") | .time' "$L" 2>/dev/null | head -n 1)
-  if [ "$fault" = kill-worker ]; then detect_s=$(_mf_sub "$te" "$tf")
-  elif [ -n "$first" ]; then detect_s=$(_mf_sub "$(date -d "$first" +%s.%N)" "$tf"); fi
+  if [ -n "$first" ]; then detect_s=$(_mf_sub "$(date -d "$first" +%s.%N)" "$tf")
+  elif [ "$fault" = kill-worker ]; then detect_s=$(_mf_sub "$te" "$tf"); fi
   local rec_run fin endquiet_s=- endgone_s=-
   rec_run=$(jq -r 'select(.event=="lost") | .task' "$L" 2>/dev/null | wc -l)
   fin=$(jq -r 'select(.event=="finished") | .time' "$L" 2>/dev/null | tail -n 1)
@@ -171,5 +173,5 @@ mf_trial() {
   done=$(jq -r 'select(.event=="done") | .task' "$L" | sort -u | wc -l)
   dup=$(jq -r 'select(.event=="done") | .task' "$L" | sort | uniq -d | wc -l)
   recorded=$(jq -r 'select(.event=="lost") | .task' "$L" | wc -l)
-  echo "fault=$fault at=$at rc=$rc hit=$hit recorded=$recorded recorded_in_run=$rec_run lost=$((total - done)) dup=$dup left=$left detect_s=${detect_s:--} quiet_s=$quiet_s hostgone_s=$hostgone_s gone_s=$gone_s endquiet_s=$endquiet_s endgone_s=$endgone_s rerun_rc=$rerun_rc"
+  echo "fault=$fault at=$at rc=$rc hit=$hit recorded=$recorded recorded_in_run=$rec_run lost=$((total - done)) dup=$dup left=$left detect_s=${detect_s:--} quiet_s=$quiet_s hostgone_s=$hostgone_s gone_s=$gone_s launcher_s=$(_mf_sub "$te" "$tf") endquiet_s=$endquiet_s endgone_s=$endgone_s rerun_rc=$rerun_rc"
 }
