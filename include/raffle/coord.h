@@ -26,9 +26,6 @@
  *   REAP   (C->W)  on tag 4: n1 = the process id of a rank given up on this
  *                  worker's host (protocol 3): kill that rank's task
  *                  processes (its children), which may still be running
- *   PING   (C->W)  on tag 4 (protocol 4): answer with a BEAT at once. Rank
- *                  0 sends it when the launcher starts ending the job, to
- *                  tell a dead rank from the live ones
  * Both sides parse the same job (rank 0 broadcasts its text), so a task is
  * named by its index and per-task coordinator state is a few integers. */
 #ifndef RAFFLE_COORD_H
@@ -43,14 +40,14 @@
 extern "C" {
 #endif
 
-#define RF_COORD_PROTO_VERSION 4
+#define RF_COORD_PROTO_VERSION 3
 #define RF_COORD_MAGIC 0x50434652u   /* "RFCP" little-endian */
 #define RF_COORD_HDR_BYTES 48
 #define RF_COORD_CHUNK (4u << 20)    /* raw bytes per checkpoint chunk */
 
 typedef enum rf_coord_msg_type {    /* on the wire: never renumber */
     RF_MSG_READY = 1, RF_MSG_TASK = 2, RF_MSG_PARENT = 3, RF_MSG_RESULT = 4, RF_MSG_STOP = 5,
-    RF_MSG_BEAT = 6, RF_MSG_DROP = 7, RF_MSG_REAP = 8, RF_MSG_PING = 9,
+    RF_MSG_BEAT = 6, RF_MSG_DROP = 7, RF_MSG_REAP = 8,
     RF_MSG_TYPE_COUNT_
 } rf_coord_msg_type;
 
@@ -162,15 +159,19 @@ typedef struct rf_sweep_opts {
     /* Rank 0, under Open MPI's mpirun: set (by the CLI's SIGCONT/SIGTERM
      * handler) when the launcher starts ending every rank of the job (it
      * does so when any process of the job dies: SIGCONT, SIGTERM a second
-     * later, SIGKILL a second after that). Rank 0 then pings every worker;
-     * one that has not answered within ending_probe_s is dead: its task and
-     * every other running attempt (the launcher kills them all) are
-     * recorded "lost" now, naming the dead rank's host, and the sweep
-     * returns at once with res->launcher_ended. When every worker answers
-     * (the user signalled mpirun) nothing changes: the signal stops the
-     * sweep as stop_flag does. May be NULL. */
+     * later, SIGKILL a second after that; the other hosts' ranks get theirs
+     * only after rank 0's). Rank 0 then sends nothing more (a send to a
+     * dead peer makes Open MPI's TCP transport reconnect, fail, and block
+     * the sender in a help message mpirun does not read while it kills) and
+     * listens: a worker not heard from within ending_probe_s of the signal
+     * (workers beat every heartbeat_s / 4) is dead: its task and every other
+     * running attempt (the launcher kills them all) are recorded "lost" now,
+     * naming the dead rank's host, and the sweep returns at once with
+     * res->launcher_ended. When every worker is heard (the user signalled
+     * mpirun) nothing changes: the signal stops the sweep as stop_flag
+     * does. May be NULL. */
     volatile int *ending_flag;
-    double        ending_probe_s;  /* default 0.6 */
+    double        ending_probe_s;  /* <= 0 (default): heartbeat_s / 4 + 0.25 s, at most 1.4 s */
 } rf_sweep_opts;
 
 typedef struct rf_sweep_progress {

@@ -273,16 +273,24 @@ static void on_launcher_signal(int sig, siginfo_t *si, void *uc) {
  * until its host's TCP gives up on the connection (net.ipv4.tcp_retries2:
  * about 15 minutes by default; the OOB keepalive does not run while data is
  * queued). So before the abort rank 0 leaves a guard process behind: if
- * mpirun is still there after grace seconds, the guard sends it SIGTERM
- * twice (Open MPI's "hit ctrl-c again to forcibly terminate": it exits at
- * once, with status 1). The daemons of the hosts that were cut off are
- * ended by their own ranks (end_local_daemon), those still reachable when
- * mpirun's connection closes. The guard keeps no descriptor of the job
- * (mpirun waits for the end of every rank's output) and leaves rank 0's
- * process group (which the launcher signals). */
+ * mpirun is still there after grace seconds, the guard kills it (SIGKILL:
+ * Open MPI 4.1.4's own forced exit, a SIGTERM during an abort, crashes in
+ * PMIx_Finalize with SIGSEGV) and removes the session directory mpirun
+ * would have removed (OMPI_MCA_orte_jobfam_session_dir, ".../pid.<mpirun's
+ * pid>"). The daemons of the hosts that were cut off are ended by their own
+ * ranks (end_local_daemon), those still reachable by the closed connection
+ * (Open MPI's lifeline). The guard keeps no descriptor of the job (mpirun
+ * waits for the end of every rank's output) and leaves rank 0's process
+ * group (which the launcher signals). */
 static void launcher_guard(double grace) {
     pid_t mp = getppid();
     if (!proc_named(mp, OMPI_LAUNCHERS)) return;
+    /* mpirun's session directory, only if it is the one of this mpirun */
+    char sess[4096] = "", tail[32];
+    const char *sd = getenv("OMPI_MCA_orte_jobfam_session_dir");
+    snprintf(tail, sizeof tail, "/pid.%ld", (long)mp);
+    if (sd && strlen(sd) > strlen(tail) && strlen(sd) < sizeof sess && strcmp(sd + strlen(sd) - strlen(tail), tail) == 0)
+        snprintf(sess, sizeof sess, "%s", sd);
     pid_t g = fork();
     if (g != 0) return;   /* rank 0 (or no guard: fork failed) */
     setsid();
@@ -301,11 +309,10 @@ static void launcher_guard(double grace) {
         if (n > 0) { st[n] = '\0'; const char *p = strrchr(st, ')'); if (p && p[1] == ' ' && p[2] == 'Z') _exit(0); }
         nanosleep(&nap, NULL);
     }
-    if (proc_named(mp, OMPI_LAUNCHERS)) {
-        kill(mp, SIGTERM);
-        nanosleep(&nap, NULL);
-        kill(mp, SIGTERM);
-    }
+    if (!proc_named(mp, OMPI_LAUNCHERS)) _exit(0);
+    kill(mp, SIGKILL);
+    for (int k = 0; k < 40 && kill(mp, 0) == 0 && proc_named(mp, OMPI_LAUNCHERS); k++) nanosleep(&nap, NULL);
+    if (sess[0]) cli_rmtree(sess);
     _exit(0);
 }
 
@@ -889,10 +896,11 @@ int rf_cmd_sweep(int argc, char **argv) {
         /* given-up ranks never reach MPI_Finalize: end the job here, which
          * also kills a stopped rank wherever the launcher can reach it. With
          * no worker left (rank 0 cut off from all of them) mpirun has nothing
-         * reachable to wait for: it is forced out after half a second; else
-         * it gets 4 s (two of its kill steps of 1 s, and a margin) to end
-         * the job itself with this exit status */
-        launcher_guard(res.lost_ranks >= size - 1 ? 0.5 : 4.0);
+         * reachable to wait for: the guard kills it after half a second;
+         * else it gets 6 s to end the job itself with this exit status (a
+         * daemon's kill of a stopped rank takes two steps of 1 s, then its
+         * report; measured 2-4 s on a loaded machine) */
+        launcher_guard(res.lost_ranks >= size - 1 ? 0.5 : 6.0);
         MPI_Abort(MPI_COMM_WORLD, code);
         return code;
     }

@@ -135,7 +135,6 @@ void rf_sweep_opts_default(rf_sweep_opts *o) {
     o->status_every_s = 2;
     o->heartbeat_s = 5;
     o->direct_writes = -1;
-    o->ending_probe_s = 0.6;
 }
 
 /* ---- heap ------------------------------------------------------------------ */
@@ -1602,25 +1601,25 @@ static rf_status peer_failed(coord *C, int w, rf_status s) {
     return lose_rank(C, w, why);
 }
 
-/* The launcher started ending the job (opts.ending_flag: Open MPI does so
- * when any process of the job dies, and kills every rank about 2 s later).
- * ping_at: when rank 0 pinged the workers. Workers that have not answered
- * by now are dead: each is given up (its task "lost", naming its host) and
- * so is every other running attempt, which the launcher is about to kill;
- * the sweep then ends at once. Returns with C->launcher_ended 0 when every
- * worker answered (the user signalled mpirun: a stop like any other). */
-static rf_status launcher_ending(coord *C, double ping_at) {
+/* The launcher started ending the job at `since` (opts.ending_flag: Open
+ * MPI does so when any process of the job dies, and kills rank 0 about 2 s
+ * later). Workers not heard from since then are dead (or unreachable): each
+ * is given up (its task "lost", naming its host) and so is every other
+ * running attempt, which the launcher is about to kill; the sweep then ends
+ * at once. Returns with C->launcher_ended 0 when every worker was heard
+ * (the user signalled mpirun: a stop like any other). */
+static rf_status launcher_ending(coord *C, double since) {
     int dead = 0;
-    for (int w = 1; w < C->nranks; w++) dead += !C->w[w].gone && coord_link_heard(w) < ping_at;
+    for (int w = 1; w < C->nranks; w++) dead += !C->w[w].gone && coord_link_heard(w) < since;
     if (!dead) return RF_OK;
     C->launcher_ended = 1;
     C->stopping = 1;
     char why[300];
-    double waited = rf_now() - ping_at;
+    double waited = rf_now() - since;
     for (int w = 1; w < C->nranks; w++) {
-        if (C->w[w].gone || coord_link_heard(w) >= ping_at) continue;
-        snprintf(why, sizeof why, "no answer %.1f s after rank 0's ping while the launcher ends the job (Open MPI does so "
-                                  "when a process dies or a daemon is lost): dead or unreachable", waited);
+        if (C->w[w].gone || coord_link_heard(w) >= since) continue;
+        snprintf(why, sizeof why, "not heard for %.1f s since the launcher began ending the job (Open MPI does so when "
+                                  "a process dies or a daemon is lost): dead or unreachable", waited);
         RF_TRY(lose_rank(C, w, why));
     }
     snprintf(why, sizeof why, "the launcher is ending the job (%s dead or unreachable): this attempt ends with it",
@@ -1638,20 +1637,31 @@ static rf_status run_coordinator(coord *C, MPI_Comm comm) {
     int *idle = rf_malloc((size_t)nworkers * sizeof *idle);
     if (!idle) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
     rf_status s = RF_OK;
-    double last_check = rf_now(), ping_at = 0;
+    double last_check = rf_now(), ending_at = 0;
     int lost_seen = 0, probed = 0;
+    /* how long to listen for the workers' own beats (every timeout/4) once
+     * the launcher starts ending the job: the SIGKILL comes 2 s after */
+    double listen = C->o->ending_probe_s > 0 ? C->o->ending_probe_s : coord_link_timeout() / 4 + 0.25;
+    if (!(C->o->ending_probe_s > 0) && listen > 1.4) listen = 1.4;
     for (;;) {
         if (!C->o->inproc_noop && (s = write_status(C, 0)) != RF_OK) break;
         coord_link_pump();
-        /* the launcher is ending the job: who is dead? (rank 0 has about
-         * 2 s before the SIGKILL; a live worker answers within ms) */
+        /* the launcher is ending the job: who is dead? Rank 0 has about
+         * 2 s before its SIGKILL; the other ranks are signalled only after
+         * it. It sends nothing meanwhile (to a dead peer that would block it)
+         * and waits for every live worker's next beat */
         if (!probed && C->o->ending_flag && *C->o->ending_flag) {
-            if (ping_at == 0 && (ping_at = coord_link_ping()) == 0) probed = 1;   /* no heartbeats: nothing to ask */
+            if (ending_at == 0) {
+                ending_at = rf_now();
+                coord_link_hush(1);
+                if (coord_link_timeout() <= 0) probed = 1;   /* no heartbeats: nothing to listen for */
+            }
             int silent = 0;
-            for (int w = 1; !probed && w < C->nranks; w++) silent += !C->w[w].gone && coord_link_heard(w) < ping_at;
-            if (!probed && (!silent || rf_now() - ping_at > C->o->ending_probe_s)) {
+            for (int w = 1; !probed && w < C->nranks; w++) silent += !C->w[w].gone && coord_link_heard(w) < ending_at;
+            if (!probed && (!silent || rf_now() - ending_at > listen)) {
                 probed = 1;
-                if ((s = launcher_ending(C, ping_at)) != RF_OK || C->launcher_ended) break;
+                if ((s = launcher_ending(C, ending_at)) != RF_OK || C->launcher_ended) break;
+                coord_link_hush(0);
             }
         }
         /* silences are looked at a few times per timeout, not per message:

@@ -75,7 +75,8 @@ typedef struct link_state {
     unsigned char  *dropped;    /* rank 0: peers given up */
     unsigned char (*reap)[RF_COORD_HDR_BYTES];   /* rank 0: per given-up rank, its REAP message (in flight) */
     atomic_int      abandoned;  /* worker: rank 0 sent DROP */
-    unsigned char   beat[RF_COORD_HDR_BYTES], drop[RF_COORD_HDR_BYTES], ping[RF_COORD_HDR_BYTES];
+    unsigned char   beat[RF_COORD_HDR_BYTES], drop[RF_COORD_HDR_BYTES];
+    int             hushed;     /* rank 0: send nothing on the beat tag (coord_link_hush) */
 } link_state;
 static link_state L;
 
@@ -107,8 +108,6 @@ rf_status coord_link_open(rf_ctx *ctx, MPI_Comm comm, int rank, int nranks, doub
     rf_coord_msg_encode(&b, L.beat);
     b.type = RF_MSG_DROP;
     rf_coord_msg_encode(&b, L.drop);
-    b.type = RF_MSG_PING;
-    rf_coord_msg_encode(&b, L.ping);
     L.open = 1;
     return RF_OK;
 }
@@ -130,6 +129,7 @@ int coord_link_abandoned(void) { return L.open && atomic_load(&L.abandoned); }
 /* A beat is fire-and-forget: the buffer is static and never changes, so the
  * request can be freed at once and a send to a silent peer never blocks. */
 static void beat_to(int peer, const unsigned char *msg) {
+    if (L.hushed) return;
     MPI_Request rq;
     if (MPI_Isend(msg, RF_COORD_HDR_BYTES, MPI_BYTE, peer, COORD_TAG_BEAT, L.comm, &rq) == MPI_SUCCESS) MPI_Request_free(&rq);
 }
@@ -140,12 +140,7 @@ void coord_link_drop(int peer) {
     beat_to(peer, L.drop);
 }
 
-double coord_link_ping(void) {
-    if (!L.open || L.rank != 0) return 0;
-    double now = rf_now();
-    for (int r = 1; r < L.nranks; r++) if (!L.dropped[r]) beat_to(r, L.ping);
-    return now;
-}
+void coord_link_hush(int on) { L.hushed = on; }
 
 double coord_link_heard(int peer) {
     return L.open && peer >= 0 && peer < L.nranks ? atomic_load(&L.heard[peer]) : 0;
@@ -170,8 +165,6 @@ static void take_beat(MPI_Comm comm, int src) {
     if (rf_coord_msg_decode(&tmp, in, RF_COORD_HDR_BYTES, &m) != RF_OK) return;
     if (m.type == RF_MSG_DROP && L.rank != 0 && src == 0) atomic_store(&L.abandoned, 1);
     if (m.type == RF_MSG_REAP && L.rank != 0 && src == 0) coord_reap_children((long)m.n1);
-    /* rank 0 asks who is alive: answer now, not at the next beat */
-    if (m.type == RF_MSG_PING && L.rank != 0 && src == 0) beat_to(0, L.beat);
     /* a given-up peer stays given up: its late beats change nothing */
     if (!L.dropped[src]) atomic_store(&L.heard[src], rf_now());
 }

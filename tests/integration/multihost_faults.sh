@@ -8,9 +8,9 @@
 # 2. partition: h1 (rank 0 and mpirun) is cut off from both workers: rank 0
 #    records both tasks lost, prints the line naming h2 and h3 and ends the
 #    job; mpirun, which would wait for h1's TCP to give up on the cut
-#    daemons (about 15 minutes with the kernel's tcp_retries2), is forced
-#    out half a second later by the guard rank 0 leaves (exit 1, Open MPI's
-#    status for a forced exit); the workers leave within the timeout and end
+#    daemons (about 15 minutes with the kernel's tcp_retries2), is killed
+#    half a second later by the guard rank 0 leaves (exit 137); the workers
+#    leave within the timeout and end
 #    their orted: mpirun is gone within the timeout + 2 s, every process
 #    on h2 and h3 (and so everywhere) within the timeout + 5 s (every
 #    namespace's process table watched);
@@ -32,10 +32,10 @@ awk -v d="$d" 'BEGIN { exit !(d != "-" && d > 0 && d < 5) }' || fail "cut-worker
 
 l=$(mf_trial partition 1 2) || fail "partition trial"
 mf_check partition "$l"
-# 1: mpirun forced out by rank 0's guard; 76: mpirun ended the job itself first
-case $l in *" rc=1 "*|*" rc=76 "*) ;; *) fail "partition: launcher exit status is neither 1 nor 76: $l" ;; esac
+# 137: mpirun killed by rank 0's guard; 76: mpirun ended the job itself first
+case $l in *" rc=137 "*|*" rc=76 "*) ;; *) fail "partition: launcher exit status is neither 137 nor 76: $l" ;; esac
 grep -q "raffle sweep: lost h2, h3\|raffle sweep: lost h3, h2" "$T/log-mf-2" || fail "partition: no line naming the lost hosts"
-# every process of the job gone: mpirun (forced out 0.5 s after rank 0's
+# every process of the job gone: mpirun (killed 0.5 s after rank 0's
 # end, whatever h1's TCP does) within the timeout + 2 s; on the workers'
 # hosts (their ranks, and the orted each of them ends) and so everywhere
 # within the timeout + 5 s
