@@ -1515,12 +1515,6 @@ static rf_status recv_result(coord *C, MPI_Comm comm, int w, const rf_coord_msg 
     return s;
 }
 
-/* Rank 0 gives worker w up (issue 24): it has been silent for the
- * heartbeat timeout (node lost, link cut, process stopped), or a transfer
- * to or from it timed out. Its running task is recorded "lost" (the
- * attempt is not counted: a lost node is not the task's fault) and queued
- * again for the others; w gets nothing more (a DROP tells it, should it
- * ever run again, to kill its task and leave). */
 /* Worker w's running attempt (if any) is recorded "lost" with why (its
  * retry not spent) and queued again; its name goes into name. */
 static rf_status lose_attempt(coord *C, int w, const char *why, char *name, size_t n) {
@@ -1540,6 +1534,12 @@ static rf_status lose_attempt(coord *C, int w, const char *why, char *name, size
     return RF_OK;
 }
 
+/* Rank 0 gives worker w up (issue 24): it has been silent for the
+ * heartbeat timeout (node lost, link cut, process stopped), or a transfer
+ * to or from it timed out. Its running task is recorded "lost" (the
+ * attempt is not counted: a lost node is not the task's fault) and queued
+ * again for the others; w gets nothing more (a DROP tells it, should it
+ * ever run again, to kill its task and leave). */
 static rf_status lose_rank(coord *C, int w, const char *why) {
     if (C->w[w].gone) return RF_OK;
     C->w[w].gone = 1;
@@ -1678,8 +1678,9 @@ static rf_status run_coordinator(coord *C, MPI_Comm comm) {
             for (int x = 0; x < nidle; x++) if (!C->w[idle[x]].gone) idle[k++] = idle[x];
             nidle = k;
         }
-        /* hand work to idle ranks, most recently idle first */
-        while (nidle > 0) {
+        /* hand work to idle ranks, most recently idle first (not while
+         * listening for who is dead: a send to a dead rank blocks) */
+        while (nidle > 0 && !(ending_at > 0 && !probed)) {
             int w = idle[nidle - 1];
             int32_t i;
             if ((s = pick(C, w, &i)) != RF_OK || i < 0) break;
