@@ -11,9 +11,11 @@
  * Exit status: 0 every task done, 1 some task failed or was skipped (or the
  * sweep itself failed), 75 stopped early (signal or walltime) with tasks
  * left to run and none failed: run the same command again, 76 ranks were
- * lost (heartbeat silence: a node died, a link was cut, a worker hung; the
- * line before says which hosts; run the same command again for what is
- * left), 69 start-up did not finish within --startup-timeout (a rank never
+ * lost (heartbeat silence: a node died, a link was cut, a worker hung; or,
+ * under mpirun, a rank died and Open MPI is ending the job; the line before
+ * says which hosts; run the same command again for what is left; mpirun
+ * passes it on, except after a death, 137, or when rank 0's guard had to
+ * kill it after a partition, 137 too), 69 start-up did not finish within --startup-timeout (a rank never
  * showed up: its host unreachable, its process stopped or dead before it
  * joined; nothing was written), 2 usage. */
 #include "cli/cli.h"

@@ -141,7 +141,10 @@ mf_trial() {
       [ -z "$(_mf_alive $any)" ] && hostgone_s=$(_mf_sub "$now" "$tf")
     fi
     all=$(_mf_alive $(mh_procs))
-    [ -n "$te" ] && [ -z "$all" ] && { gone_s=$(_mf_sub "$now" "$tf") gone_at=$now; break; }
+    # (a host may empty between its own check above and this one: then it
+    # was empty by now too)
+    [ -n "$te" ] && [ -z "$all" ] && { gone_s=$(_mf_sub "$now" "$tf") gone_at=$now
+      quiet_s=${quiet_s:-$gone_s} quiet_at=${quiet_at:-$now} hostgone_s=${hostgone_s:-$gone_s}; break; }
     if [ -n "$te" ] && awk -v e="$(_mf_sub "$now" "$te")" -v l="${MF_LEFT_S:-20}" 'BEGIN { exit !(e > l) }'; then
       left=$(echo "$all" | wc -w)
       echo "mf: $fault: left ${MF_LEFT_S:-20} s after the launcher's end: $(for p in $all; do tr '\0' ' ' < /proc/$p/cmdline; echo; done)" >&2
