@@ -4,7 +4,9 @@
     bench/lowbit/dc_table.py STORE/deep-compression OUT_DIR [RAFFLE]
 
 Reads STORE/report.json and each task's metrics.json, follows every finished
-quantize task to its prune and dense train parents, reads the per-tensor
+quantize task to its prune parent (the last step of an iterative chain of
+prune stages, `from` one another; or a gradual `gmp` stage) and on to the
+dense train task, reads the per-tensor
 sizes of its checkpoint with `RAFFLE inspect --json` (default build/raffle),
 and writes to OUT_DIR:
 
@@ -73,8 +75,15 @@ def read_records(store, raffle):
     for t in rep["tasks"]:
         if t["kind"] != "quantize" or t["status"] != "done":
             continue
-        prune = tasks[t["parents"][0]]
-        dense = tasks[prune["parents"][0]]
+        # quantize -> prune (one step, or the last of an iterative chain of
+        # prune stages with "from") -> ... -> dense train
+        chain, x = [], tasks[t["parents"][0]]
+        while x["kind"] in ("prune", "gmp"):
+            chain.append(x)
+            x = tasks[x["parents"][0]]
+        if not chain or x["kind"] != "train":
+            continue
+        prune, dense = chain[0], x
         q, p, d = metrics(t["id"]), metrics(prune["id"]), metrics(dense["id"])
         tens = inspect(raffle, os.path.join(store, "tasks", t["id"], "model.rckpt"))
         layers = {}
@@ -89,6 +98,7 @@ def read_records(store, raffle):
         recs.append({
             "experiment": t["experiment"], "dataset": t["dataset"], "model": t["model"], "seed": t["seed"],
             "task": t["id"], "layers": layers, "sparsity": q["sparsity"],
+            "pruning": "gradual" if prune["kind"] == "gmp" else "%d step%s" % (len(chain), "s" if len(chain) > 1 else ""),
             "dense_accuracy": d["accuracy"], "dense_val_accuracy": d.get("val_accuracy"),
             "pruned_accuracy": p["accuracy"], "pruned_val_accuracy": p.get("val_accuracy"),
             "accuracy": q["accuracy"], "val_accuracy": q.get("val_accuracy"),
@@ -136,15 +146,15 @@ def seed_table(groups):
 
 
 def summary_table(groups):
-    lines = ["| experiment | model | data | seeds | kept per layer | bits per layer | dense error | pruned error | "
+    lines = ["| experiment | model | data | seeds | pruning | kept per layer | bits per layer | dense error | pruned error | "
              "final error | loss (pt) | loss vs best dense (pt) | final val acc | bytes | × raw fp32 | × raffle dense ckpt |",
-             "|" + "---|" * 15]
+             "|" + "---|" * 16]
     for (e, m, ds, _), rs in sorted(groups.items()):
         lay = rs[0]["layers"]
         kept = "/".join("%.0f" % (100 * mean(rs, lambda r, n=n: r["layers"][n]["kept"])) for n in lay) + "%"
         bits = "/".join(str(lay[n]["bits"]) for n in lay)
-        lines.append("| %s | %s | %s | %d | %s | %s | %s%% | %s%% | %s%% | %s | %s | %s%% | %s | %s | %s |" % (
-            e, m, ds, len(rs), kept, bits,
+        lines.append("| %s | %s | %s | %d | %s | %s | %s | %s%% | %s%% | %s%% | %s | %s | %s%% | %s | %s | %s |" % (
+            e, m, ds, len(rs), rs[0]["pruning"], kept, bits,
             ms([1 - r["dense_accuracy"] for r in rs], 100), ms([1 - r["pruned_accuracy"] for r in rs], 100),
             ms([1 - r["accuracy"] for r in rs], 100), ms([r["dense_accuracy"] - r["accuracy"] for r in rs], 100),
             ms([r["best_dense_accuracy"] - r["accuracy"] for r in rs], 100),
