@@ -20,9 +20,12 @@ and writes to OUT_DIR:
 Selection never reads the test split: per model and dataset, among the
 experiments whose mean ratio against raw fp32 reaches the paper's (40x,
 39x), the one with the highest mean validation accuracy of the final
-(shared) model; for issue 21's Fashion-MNIST target, among the dc-fmnist-90*
+(shared) model (ties, equal to 1e-6: the higher ratio); again for issue 21's
+goal of 50x; for issue 21's Fashion-MNIST target, among the dc-fmnist-90*
 experiments and bit widths that reach 25x against raffle's dense
-checkpoint, likewise.
+checkpoint, likewise. Experiments named *-confirm (a selected recipe rerun
+on fresh seeds) are never candidates; their rows and a comparison with
+the same recipe on the selection seeds are reported on their own.
 
 Two dense references per record: its own dense parent ("loss") and the
 better (on the test split, so the comparison is the conservative one) of
@@ -53,6 +56,13 @@ PAPER_LAYERS = {
 # Issue 21: the 90%-sparse lenet-300-100 on Fashion-MNIST, >= 25x smaller
 # than raffle's dense checkpoint at <= 0.5 point accuracy loss.
 FMNIST_TARGET = {"experiment": "dc-fmnist-90", "ratio_dense_ckpt": 25.0, "max_loss_pt": 0.5}
+# Issue 21's goal beyond the paper: 50x against raw fp32 at the same error.
+GOAL_RATIO = 50
+
+
+def is_confirm(e):
+    """A selected recipe rerun on fresh seeds: reported, never a candidate."""
+    return e.endswith("-confirm")
 
 
 def is_fmnist_target(e):
@@ -186,23 +196,27 @@ def selection_table(groups):
              "|" + "---|" * 12]
     by_md = {}
     for (e, m, ds, _), rs in groups.items():
-        if not is_fmnist_target(e):
+        if not is_fmnist_target(e) and not is_confirm(e):
             by_md.setdefault((m, ds), []).append((e, rs))
-    for (m, ds), cands in sorted(by_md.items()):
+    for (m, ds), all_cands in sorted(by_md.items()):
         p = PAPER[m]
-        ok = [(e, rs) for e, rs in cands if mean(rs, lambda r: r["ratio_raw"]) >= p["ratio"]]
-        cand_txt = ", ".join("%s (%.2f%%, %.1f×)" % (e, 100 * mean(rs, lambda r: r["val_accuracy"]),
-                                                     mean(rs, lambda r: r["ratio_raw"])) for e, rs in sorted(cands))
-        paper = "%.2f%% → %.2f%%, %d×" % (p["ref_err"], p["err"], p["ratio"])
-        if not ok:
-            lines.append("| %s | %s | ≥ %d× raw | %s | none reaches it | | | | | | | %s |" % (m, ds, p["ratio"], cand_txt, paper))
-            continue
-        e, rs = max(ok, key=lambda x: mean(x[1], lambda r: r["val_accuracy"]))
-        lines.append("| %s | %s | ≥ %d× raw | %s | %s | %s%% | %s | %s | %s | %s | %s | %s |" % (
-            m, ds, p["ratio"], cand_txt, e, ms([1 - r["accuracy"] for r in rs], 100),
-            ms([r["dense_accuracy"] - r["accuracy"] for r in rs], 100),
-            ms([r["best_dense_accuracy"] - r["accuracy"] for r in rs], 100), per_seed(rs),
-            ms([r["ratio_raw"] for r in rs], 1, "%.1f"), ms([r["ratio_dense_ckpt"] for r in rs], 1, "%.1f"), paper))
+        for target in (p["ratio"], GOAL_RATIO):
+            # the paper's ratio: every experiment is a candidate; the goal: those that reach it
+            cands = [(e, rs) for e, rs in all_cands if target == p["ratio"] or mean(rs, lambda r: r["ratio_raw"]) >= target]
+            ok = [(e, rs) for e, rs in cands if mean(rs, lambda r: r["ratio_raw"]) >= target]
+            cand_txt = ", ".join("%s (%.2f%%, %.1f×)" % (e, 100 * mean(rs, lambda r: r["val_accuracy"]),
+                                                         mean(rs, lambda r: r["ratio_raw"])) for e, rs in sorted(cands))
+            paper = "%.2f%% → %.2f%%, %d×" % (p["ref_err"], p["err"], p["ratio"])
+            label = "≥ %d× raw%s" % (target, "" if target == p["ratio"] else " (goal)")
+            if not ok:
+                lines.append("| %s | %s | %s | %s | none reaches it | | | | | | | %s |" % (m, ds, label, cand_txt, paper))
+                continue
+            e, rs = max(ok, key=lambda x: (round(mean(x[1], lambda r: r["val_accuracy"]), 6), mean(x[1], lambda r: r["ratio_raw"])))
+            lines.append("| %s | %s | %s | %s | %s | %s%% | %s | %s | %s | %s | %s | %s |" % (
+                m, ds, label, cand_txt, e, ms([1 - r["accuracy"] for r in rs], 100),
+                ms([r["dense_accuracy"] - r["accuracy"] for r in rs], 100),
+                ms([r["best_dense_accuracy"] - r["accuracy"] for r in rs], 100), per_seed(rs),
+                ms([r["ratio_raw"] for r in rs], 1, "%.1f"), ms([r["ratio_dense_ckpt"] for r in rs], 1, "%.1f"), paper))
     # issue 21's Fashion-MNIST target: one candidate per experiment and bit width
     cands = {}
     for (e, m, ds, _), rs in groups.items():
@@ -225,6 +239,24 @@ def selection_table(groups):
     return lines
 
 
+def confirm_table(groups):
+    """Each *-confirm experiment (a recipe rerun on fresh seeds) beside the same recipe on the selection seeds."""
+    lines = ["| recipe | data | seeds: selection → fresh | final error | loss vs best dense (pt) | loss per seed (vs best dense) | "
+             "× raw fp32 |", "|" + "---|" * 7]
+    for (e, m, ds, bits), rs in sorted(groups.items()):
+        if not is_confirm(e):
+            continue
+        base = groups.get((e[:-len("-confirm")], m, ds, bits))
+        for name, g in ((e[:-len("-confirm")], base), (e, rs)):
+            if not g:
+                continue
+            lines.append("| %s | %s | %s | %s%% | %s | %s | %s |" % (
+                name, ds, ",".join(str(r["seed"]) for r in sorted(g, key=lambda r: r["seed"])),
+                ms([1 - r["accuracy"] for r in g], 100), ms([r["best_dense_accuracy"] - r["accuracy"] for r in g], 100),
+                per_seed(g), ms([r["ratio_raw"] for r in g], 1, "%.1f")))
+    return lines if len(lines) > 2 else []
+
+
 def main():
     store, out = sys.argv[1], sys.argv[2]
     raffle = sys.argv[3] if len(sys.argv) > 3 else "build/raffle"
@@ -243,6 +275,10 @@ def main():
     lines += seed_table(groups)
     lines += ["", "Selected on the validation split (mean over seeds; the test split only reported):", ""]
     lines += selection_table(groups)
+    conf = confirm_table(groups)
+    if conf:
+        lines += ["", "Recipes rerun on fresh seeds (new dense models too; never candidates above), beside the selection seeds:", ""]
+        lines += conf
     lines += ["", "Paper (Han et al. 2016, Table 1; MNIST 60,000/10,000): " + "; ".join(
         "%s %.2f%% → %.2f%% error, %d KB → %d KB (%d×)" % (m, v["ref_err"], v["err"], v["kb_before"], v["kb_after"], v["ratio"])
         for m, v in PAPER.items())]
