@@ -9,7 +9,7 @@
 #include <string.h>
 
 static const char *const isa_values[] = {"auto", "scalar", "avx2", "avx512novnni", "avx512novbmi", "avx512", NULL};
-static const char *const conv_values[] = {"auto", "winograd", "direct", "gemm", "dense", NULL};
+static const char *const conv_values[] = {"auto", "winograd", "direct", "gemm", "dense", "winograd4", NULL};
 static const char *const gemm_values[] = {"raffle", "openblas", NULL};
 static const char *const feat_values[] = {"off", "rule", "always", NULL};
 
