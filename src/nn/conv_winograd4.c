@@ -487,10 +487,155 @@ static void scatter4_avx512(float *y, const float *o, size_t ldo, int OH, int OW
     }
 }
 
+/* ---- AVX2 ------------------------------------------------------------------
+ * One tile row per vector (TW <= 7, lane tw): the row half of the
+ * transform on 8-column chunks of the padded rows, stored to a small
+ * buffer (row a of the combined rows at buf + 40a, zero past the plane),
+ * then column j of tile tw (buffer column 4·tw + j) picked for 8 tiles at
+ * once by a 4-float-group transpose: v_g = [group g | group g + 4] (two
+ * 128-bit loads), unpacklo/hi_ps then unpacklo/hi_pd give columns 0..3 of
+ * groups 0..7 in order; columns 4, 5 are columns 0, 1 of the next group. */
+__attribute__((target("avx2"))) static __m256i lanes8i(int lo, int hi) {   /* lanes [lo, hi) of 8 */
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_and_si256(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(lo - 1)),
+                            _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), idx));
+}
+
+/* Stores lanes [0, n) of v (vmaskmovps stores are microcoded on AMD). */
+__attribute__((target("avx2"), always_inline)) static inline void st8(float *d, __m256 v, int n) {
+    if (n >= 8) { _mm256_storeu_ps(d, v); return; }
+    __m128 x = _mm256_castps256_ps128(v);
+    if (n >= 4) { _mm_storeu_ps(d, x); x = _mm256_extractf128_ps(v, 1); d += 4; n -= 4; }
+    if (n >= 2) { _mm_storel_pi((__m64 *)d, x); x = _mm_movehl_ps(x, x); d += 2; n -= 2; }
+    if (n) _mm_store_ss(d, x);
+}
+
+#define W4_BUF 40   /* floats per combined row in the buffer: 32 columns + group 8 (zero) */
+
+/* c0..c3 (and with SHIFT c4, c5) of buffer row b: see above. */
+#define W4_PICK8(b, c0, c1, c2, c3)                                                                          \
+    __m256 v0_ = _mm256_loadu2_m128((b) + 16, (b)), v1_ = _mm256_loadu2_m128((b) + 20, (b) + 4);            \
+    __m256 v2_ = _mm256_loadu2_m128((b) + 24, (b) + 8), v3_ = _mm256_loadu2_m128((b) + 28, (b) + 12);       \
+    __m256 t0_ = _mm256_unpacklo_ps(v0_, v1_), t1_ = _mm256_unpackhi_ps(v0_, v1_);                          \
+    __m256 t2_ = _mm256_unpacklo_ps(v2_, v3_), t3_ = _mm256_unpackhi_ps(v2_, v3_);                          \
+    c0 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0_), _mm256_castps_pd(t2_)));                \
+    c1 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t0_), _mm256_castps_pd(t2_)));                \
+    c2 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t1_), _mm256_castps_pd(t3_)));                \
+    c3 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t1_), _mm256_castps_pd(t3_)));
+#define W4_PICK8_SHIFT(b, c4, c5)                                                                            \
+    {                                                                                                        \
+        __m256 v4_ = _mm256_loadu2_m128((b) + 32, (b) + 16);                                                 \
+        __m256 s0_ = _mm256_unpacklo_ps(v1_, v2_), s2_ = _mm256_unpacklo_ps(v3_, v4_);                      \
+        c4 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(s0_), _mm256_castps_pd(s2_)));            \
+        c5 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(s0_), _mm256_castps_pd(s2_)));            \
+    }
+
+__attribute__((target("avx2"), optimize("O3")))
+static void in4_avx2(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW) {
+    float buf[6 * W4_BUF];
+    memset(buf, 0, sizeof buf);
+    const int nq = (4 * TW + 2 + 7) / 8;   /* 8-column chunks of the padded row */
+    __m256i mq[4];
+    for (int q = 0; q < 4; q++) mq[q] = lanes8i(pad - 8 * q, pad + W - 8 * q);
+    const __m256 z = _mm256_setzero_ps();
+    for (int th = 0; th < TH; th++) {
+        for (int q = 0; q < nq; q++) {
+            __m256 d[6], r0, r1, r2, r3, r4, r5;
+            for (int i = 0; i < 6; i++) {
+                int h = 4 * th + i - pad;
+                d[i] = h < 0 || h >= H ? z : _mm256_maskload_ps(x + (size_t)h * W - pad + 8 * q, mq[q]);
+            }
+            W4_BT(r0, r1, r2, r3, r4, r5, d[0], d[1], d[2], d[3], d[4], d[5])
+            float *b = buf + 8 * q;
+            _mm256_storeu_ps(b, r0); _mm256_storeu_ps(b + W4_BUF, r1); _mm256_storeu_ps(b + 2 * W4_BUF, r2);
+            _mm256_storeu_ps(b + 3 * W4_BUF, r3); _mm256_storeu_ps(b + 4 * W4_BUF, r4);
+            _mm256_storeu_ps(b + 5 * W4_BUF, r5);
+        }
+        float *dst = u + (size_t)th * TW;
+        for (int a = 0; a < 6; a++) {
+            const float *b = buf + a * W4_BUF;
+            __m256 c0, c1, c2, c3, c4, c5, o0, o1, o2, o3, o4, o5;
+            W4_PICK8(b, c0, c1, c2, c3)
+            W4_PICK8_SHIFT(b, c4, c5)
+            W4_BT(o0, o1, o2, o3, o4, o5, c0, c1, c2, c3, c4, c5)
+            float *d_ = dst + (size_t)(6 * a) * ldk;
+            st8(d_, o0, TW); st8(d_ + ldk, o1, TW); st8(d_ + 2 * ldk, o2, TW);
+            st8(d_ + 3 * ldk, o3, TW); st8(d_ + 4 * ldk, o4, TW); st8(d_ + 5 * ldk, o5, TW);
+        }
+    }
+}
+
+__attribute__((target("avx2"), optimize("O3")))
+static void grad4_avx2(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW) {
+    float buf[6 * W4_BUF];
+    memset(buf, 0, sizeof buf);
+    const int nq = (4 * TW + 7) / 8;
+    __m256i mq[4];
+    for (int q = 0; q < 4; q++) mq[q] = lanes8i(-8 * q, OW - 8 * q);
+    const __m256 z = _mm256_setzero_ps();
+    for (int th = 0; th < TH; th++) {
+        for (int q = 0; q < nq; q++) {
+            __m256 d[4], r0, r1, r2, r3, r4, r5;
+            for (int i = 0; i < 4; i++) {
+                int h = 4 * th + i;
+                d[i] = h >= OH ? z : _mm256_maskload_ps(dy + (size_t)h * OW + 8 * q, mq[q]);
+            }
+            W4_A(r0, r1, r2, r3, r4, r5, d[0], d[1], d[2], d[3])
+            float *b = buf + 8 * q;
+            _mm256_storeu_ps(b, r0); _mm256_storeu_ps(b + W4_BUF, r1); _mm256_storeu_ps(b + 2 * W4_BUF, r2);
+            _mm256_storeu_ps(b + 3 * W4_BUF, r3); _mm256_storeu_ps(b + 4 * W4_BUF, r4);
+            _mm256_storeu_ps(b + 5 * W4_BUF, r5);
+        }
+        float *dst = u + (size_t)th * TW;
+        for (int a = 0; a < 6; a++) {
+            const float *b = buf + a * W4_BUF;
+            __m256 c0, c1, c2, c3, o0, o1, o2, o3, o4, o5;
+            W4_PICK8(b, c0, c1, c2, c3)
+            (void)v0_;
+            W4_A(o0, o1, o2, o3, o4, o5, c0, c1, c2, c3)
+            float *d_ = dst + (size_t)(6 * a) * ldk;
+            st8(d_, o0, TW); st8(d_ + ldk, o1, TW); st8(d_ + 2 * ldk, o2, TW);
+            st8(d_ + 3 * ldk, o3, TW); st8(d_ + 4 * ldk, o4, TW); st8(d_ + 5 * ldk, o5, TW);
+        }
+    }
+}
+#undef W4_PICK8
+#undef W4_PICK8_SHIFT
+
+/* Output row oh: the four vectors o[4a + b] (tiles th·TW + 0..7) become the
+ * 4·TW columns [t0 | t1], [t2 | t3], [t4 | t5], [t6 | t7] by the inverse
+ * 4-float-group transpose. */
+__attribute__((target("avx2"), optimize("O3")))
+static void scatter4_avx2(float *y, const float *o, size_t ldo, int OH, int OW, int TW, int acc) {
+    const __m256i mt = lanes8i(0, TW);
+    for (int oh = 0; oh < OH; oh++) {
+        const float *s = o + (size_t)(4 * (oh % 4)) * ldo + (size_t)(oh / 4) * TW;
+        __m256 o0 = _mm256_maskload_ps(s, mt), o1 = _mm256_maskload_ps(s + ldo, mt);
+        __m256 o2 = _mm256_maskload_ps(s + 2 * ldo, mt), o3 = _mm256_maskload_ps(s + 3 * ldo, mt);
+        __m256 x0 = _mm256_unpacklo_ps(o0, o1), x1 = _mm256_unpacklo_ps(o2, o3);
+        __m256 x2 = _mm256_unpackhi_ps(o0, o1), x3 = _mm256_unpackhi_ps(o2, o3);
+        __m256 y0 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(x0), _mm256_castps_pd(x1)));
+        __m256 y1 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(x0), _mm256_castps_pd(x1)));
+        __m256 y2 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(x2), _mm256_castps_pd(x3)));
+        __m256 y3 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(x2), _mm256_castps_pd(x3)));
+        __m256 r[4] = {_mm256_permute2f128_ps(y0, y1, 0x20), _mm256_permute2f128_ps(y2, y3, 0x20),
+                       _mm256_permute2f128_ps(y0, y1, 0x31), _mm256_permute2f128_ps(y2, y3, 0x31)};
+        float *yr = y + (size_t)oh * OW;
+        for (int q = 0; q < 4 && 8 * q < OW; q++) {
+            int n = OW - 8 * q < 8 ? OW - 8 * q : 8;
+            __m256 v = r[q];
+            if (acc) v = _mm256_add_ps(_mm256_maskload_ps(yr + 8 * q, lanes8i(0, n)), v);
+            st8(yr + 8 * q, v, n);
+        }
+    }
+}
+
 /* ---- dispatch: the same bits on every path ---------------------------------- */
 
 void rf_nn_wino4_in(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW) {
-    if (rf_kernels_isa() >= RF_ISA_AVX512 && 4 * TW + 2 <= 32) in4_avx512(u, ldk, x, H, W, pad, TH, TW);
+    rf_isa isa = rf_kernels_isa();
+    if (isa >= RF_ISA_AVX512 && 4 * TW + 2 <= 32) in4_avx512(u, ldk, x, H, W, pad, TH, TW);
+    else if (isa >= RF_ISA_AVX2 && 4 * TW + 2 <= 32) in4_avx2(u, ldk, x, H, W, pad, TH, TW);
     else in4_ref(u, ldk, x, H, W, pad, TH, TW);
 }
 
@@ -502,11 +647,15 @@ void rf_nn_wino4_out(float *o, const float *m, size_t ldk, int T, float bv) {
 }
 
 void rf_nn_wino4_grad(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW) {
-    if (rf_kernels_isa() >= RF_ISA_AVX512 && 4 * TW <= 32) grad4_avx512(u, ldk, dy, OH, OW, TH, TW);
+    rf_isa isa = rf_kernels_isa();
+    if (isa >= RF_ISA_AVX512 && 4 * TW <= 32) grad4_avx512(u, ldk, dy, OH, OW, TH, TW);
+    else if (isa >= RF_ISA_AVX2 && 4 * TW <= 28) grad4_avx2(u, ldk, dy, OH, OW, TH, TW);
     else grad4_ref(u, ldk, dy, OH, OW, TH, TW);
 }
 
 void rf_nn_wino4_scatter(float *y, const float *o, size_t ldo, int OH, int OW, int TW, int acc) {
-    if (rf_kernels_isa() >= RF_ISA_AVX512 && 4 * TW <= 32) scatter4_avx512(y, o, ldo, OH, OW, TW, acc);
+    rf_isa isa = rf_kernels_isa();
+    if (isa >= RF_ISA_AVX512 && 4 * TW <= 32) scatter4_avx512(y, o, ldo, OH, OW, TW, acc);
+    else if (isa >= RF_ISA_AVX2 && 4 * TW <= 32) scatter4_avx2(y, o, ldo, OH, OW, TW, acc);
     else scatter4_ref(y, o, ldo, OH, OW, TW, acc);
 }
