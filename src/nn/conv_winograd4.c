@@ -70,13 +70,14 @@
     v5 = (g2);
 static void w4_g(float v[6], float g0, float g1, float g2) { W4_G(v[0], v[1], v[2], v[3], v[4], v[5], g0, g1, g2) }
 /* r = Gᵀ v (6 -> 3) */
-static void w4_gt(float r[3], const float v[6]) {
-    const float s6 = 1.0f / 6.0f, s12 = 1.0f / 12.0f, s24 = 1.0f / 24.0f;
-    float p = v[1] + v[2], q = v[2] - v[1], s = v[3] + v[4], d = v[3] - v[4];
-    r[0] = (0.25f * v[0] - p * s6) + s * s24;
-    r[1] = q * s6 + d * s12;
-    r[2] = (s - p) * s6 + v[5];
-}
+#define W4_GT(VT, r0, r1, r2, v0, v1, v2, v3, v4, v5)                                                       \
+    {                                                                                                        \
+        VT p_ = (v1) + (v2), q_ = (v2) - (v1), s_ = (v3) + (v4), d_ = (v3) - (v4);                           \
+        r0 = (0.25f * (v0) - p_ * W4_S6) + s_ * W4_S24;                                                     \
+        r1 = q_ * W4_S6 + d_ * W4_S12;                                                                       \
+        r2 = (s_ - p_) * W4_S6 + (v5);                                                                       \
+    }
+static void w4_gt(float r[3], const float v[6]) { W4_GT(float, r[0], r[1], r[2], v[0], v[1], v[2], v[3], v[4], v[5]) }
 
 /* The weight transform of n (<= 16, 8) pairs at once, one pair a lane: tap
  * t of lane l at w[l·ps·9 + t] (gathered), results stored at
@@ -162,10 +163,45 @@ void rf_nn_wino4_weights(float *restrict V, const float *restrict w, int Co, int
         }
 }
 
+/* Gᵀ dV G for NV consecutive pairs (one a lane) into t[tap·16 + lane];
+ * the caller adds them into dw, pair by pair, as the reference does. */
+#define W4_WB_BODY(VT, LOAD, STORE)                                                                          \
+    {                                                                                                        \
+        VT r[3][6];                                                                                          \
+        for (int j = 0; j < 6; j++) {                                                                        \
+            const float *c_ = v + (size_t)j * ldk;                                                           \
+            W4_GT(VT, r[0][j], r[1][j], r[2][j], LOAD(c_), LOAD(c_ + 6 * ldk), LOAD(c_ + 12 * ldk),          \
+                  LOAD(c_ + 18 * ldk), LOAD(c_ + 24 * ldk), LOAD(c_ + 30 * ldk))                             \
+        }                                                                                                    \
+        for (int i = 0; i < 3; i++) {                                                                        \
+            VT o0, o1, o2;                                                                                   \
+            W4_GT(VT, o0, o1, o2, r[i][0], r[i][1], r[i][2], r[i][3], r[i][4], r[i][5])                      \
+            STORE(t + (3 * i + 0) * 16, o0); STORE(t + (3 * i + 1) * 16, o1); STORE(t + (3 * i + 2) * 16, o2); \
+        }                                                                                                    \
+    }
+__attribute__((target("avx512f"), optimize("O3")))
+static void wb16_avx512(float *t, const float *v, size_t ldk) { W4_WB_BODY(__m512, _mm512_loadu_ps, _mm512_storeu_ps) }
+__attribute__((target("avx2"), optimize("O3")))
+static void wb8_avx2(float *t, const float *v, size_t ldk) { W4_WB_BODY(__m256, _mm256_loadu_ps, _mm256_storeu_ps) }
+#undef W4_WB_BODY
+
 void rf_nn_wino4_weights_back(float *restrict dw, const float *restrict dV, int Co, int C, int co0, int co1) {
     size_t ldk = (size_t)Co * C;
-    for (int co = co0; co < co1; co++)
-        for (int c = 0; c < C; c++) {
+    rf_isa isa = rf_kernels_isa();
+    size_t p = (size_t)co0 * C, p1 = (size_t)co1 * C;   /* pairs co·C + c, contiguous in dV's rows and in dw */
+    if (isa >= RF_ISA_AVX2) {
+        const size_t vw = isa >= RF_ISA_AVX512 ? 16 : 8;
+        float t[9 * 16];
+        for (; p + vw <= p1; p += vw) {
+            if (vw == 16) wb16_avx512(t, dV + p, ldk);
+            else wb8_avx2(t, dV + p, ldk);
+            for (size_t l = 0; l < vw; l++)
+                for (int k = 0; k < 9; k++) dw[(p + l) * 9 + (size_t)k] += t[k * 16 + (int)l];
+        }
+    }
+    for (; p < p1; p++) {
+        int co = (int)(p / (size_t)C), c = (int)(p % (size_t)C);
+        {
             const float *v = dV + (size_t)co * C + c;
             float r[3][6], col[6], o[3];
             for (int j = 0; j < 6; j++) {
@@ -179,6 +215,7 @@ void rf_nn_wino4_weights_back(float *restrict dw, const float *restrict dV, int 
                 for (int j = 0; j < 3; j++) g[3 * i + j] += o[j];
             }
         }
+    }
 }
 
 /* ---- references (one tile at a time) ----------------------------------------- */

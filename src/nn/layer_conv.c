@@ -1017,7 +1017,7 @@ static int use_dense(const conv_geom *g, const rf_engine *e) {
     if (!dense_fits(g)) return 0;
     int p = e->v[RF_ENGINE_CONV];
     if (p == RF_NN_CONV_DENSE) return 1;
-    return p == RF_NN_CONV_AUTO && (size_t)g->H * g->W * g->P == dense_taps(g);
+    return (p == RF_NN_CONV_AUTO || p == RF_NN_CONV_AUTO2) && (size_t)g->H * g->W * g->P == dense_taps(g);
 }
 
 typedef struct dense_job { const conv_geom *g; float *wd, *dw; const float *w; } dense_job;
@@ -1112,7 +1112,9 @@ static void dense_backward(const rf_nn_run *r, const conv_geom *g, float *dbias)
  * probe, thread CPU time, a step of batch 128): conv-6 391 -> 289-310 ms,
  * conv-4 224 -> 203-205 ms, vgg-11 625 -> 470-532 ms, resnet-20 236-262 ->
  * 227-237 ms. The rule reads the shape only, so the choice (and the bits)
- * do not depend on the ISA; "winograd" forces F(2x2), "winograd4" F(4x4). */
+ * do not depend on the ISA; "winograd" forces F(2x2), "winograd4" F(4x4),
+ * "auto2" is the rule before F(4x4) (F(2x2) on every Winograd layer: the
+ * floats of checkpoints trained before). */
 #define WINO4_MAX_OW 28
 static int wino4_rule(const conv_geom *g) { return g->OW <= WINO4_MAX_OW && g->OH <= WINO4_MAX_OW; }
 static int use_wino(const conv_geom *g, const rf_engine *e) {
@@ -1120,8 +1122,8 @@ static int use_wino(const conv_geom *g, const rf_engine *e) {
     int p = e->v[RF_ENGINE_CONV];
     if (p == RF_NN_CONV_WINOGRAD) return 2;
     if (p == RF_NN_CONV_WINOGRAD4) return 4;
-    if (p != RF_NN_CONV_AUTO || g->C < WINO_MIN_C || g->Co < WINO_MIN_C) return 0;
-    return wino4_rule(g) ? 4 : 2;
+    if ((p != RF_NN_CONV_AUTO && p != RF_NN_CONV_AUTO2) || g->C < WINO_MIN_C || g->Co < WINO_MIN_C) return 0;
+    return p == RF_NN_CONV_AUTO && wino4_rule(g) ? 4 : 2;   /* RF_ENGINE_CONV_AUTO_RULE says this in metrics */
 }
 
 static size_t conv_scratch(const rf_layer *L, int B, const rf_engine *e) {

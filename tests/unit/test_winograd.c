@@ -399,7 +399,8 @@ Test(winograd, f4_gradients_match_finite_differences) {
 
 /* The rule (layer_conv.c use_wino): with 32+ channels, "auto" runs F(4x4)
  * on maps up to 28x28 outputs and F(2x2) on wider ones, bit for bit the
- * forced paths; the two tile sizes give different bits. */
+ * forced paths; the two tile sizes give different bits; "auto2" runs
+ * F(2x2) on both. */
 Test(winograd, auto_picks_tile_size_by_map) {
     static const char *const specs[2] = {
         "{\"input\":[32,6,6],\"layers\":[{\"type\":\"conv2d\",\"out\":32,\"kernel\":3,\"padding\":1},"
@@ -419,6 +420,10 @@ Test(winograd, auto_picks_tile_size_by_map) {
         cr_expect_neq(memcmp(g[0], g[other], np * sizeof(float)), 0, "spec %d: F(2x2) and F(4x4) gave the same bits", k);
         double e = rel_f(g[1], g[2], np);
         cr_expect_lt(e, TOL4, "spec %d: F(4x4) vs F(2x2) grads rel err %.3e", k, e);
+        /* auto2, the rule before F(4x4): F(2x2) on both maps */
+        free(y[1]); free(g[1]); free(dx[1]);
+        model_run(specs[k], RF_NN_CONV_AUTO2, 2, &y[1], &g[1], &dx[1], &np, &nx);
+        cr_expect_eq(memcmp(g[1], g[2], np * sizeof(float)), 0, "spec %d: auto2 is not F(2x2)", k);
         for (int i = 0; i < 3; i++) { free(y[i]); free(g[i]); free(dx[i]); }
     }
 }
