@@ -537,11 +537,15 @@ static void wino_input_plane(float *U, size_t tc, const float *in, int j, int c,
 /* The chunk's planes as [0, ns·Ci). */
 static void wino_input(float *U, size_t tc, const float *in, int ns, const wg *g, float *plane) {
     size_t isz = (size_t)g->Hi * g->Wi;
-    if (g->m == 4) {
-        for (int j = 0; j < ns; j++)
-            for (int c = 0; c < g->Ci; c++)
-                rf_nn_wino4_in(U + (size_t)c * tc + (size_t)j * g->T, wg_slab(g, g->Ci, tc),
-                               in + ((size_t)j * g->Ci + c) * isz, g->Hi, g->Wi, g->pad, g->TH, g->TW);
+    if (g->m == 4) {   /* samples inner: U[k][c] is written front to back (36 streams) */
+        size_t np = (size_t)ns * g->Ci;
+        for (size_t p = 0; p < np; p++) {
+            int c = (int)(p / ns), j = (int)(p % ns);
+            size_t q = p + 1 < np ? p + 1 : p;
+            rf_nn_wino4_in(U + (size_t)c * tc + (size_t)j * g->T, wg_slab(g, g->Ci, tc),
+                           in + ((size_t)j * g->Ci + c) * isz, g->Hi, g->Wi, g->pad, g->TH, g->TW,
+                           in + ((q % ns) * g->Ci + q / ns) * isz);
+        }
         return;
     }
     tile_tf_fn in_tf = in_tf_for_isa();
@@ -710,17 +714,21 @@ static void wgrad_part(void *arg, int t, int n) {
     }
     size_t np = (size_t)j->ns * ((size_t)g->Ci + g->Co), p0, p1, pl = (size_t)g->Hp * g->Wp + 4;
     rf_nn_span(np, t, n, &p0, &p1);
-    if (g->m == 4) {   /* straight from the planes: no split buffer */
-        size_t nx4 = (size_t)j->ns * g->Ci;
+    if (g->m == 4) {   /* straight from the planes, samples inner (see wino_input) */
+        size_t nx4 = (size_t)j->ns * g->Ci, ns = (size_t)j->ns;
         for (size_t p = p0; p < p1; p++) {
+            size_t q = p + 1 < p1 ? p + 1 : p;
             if (p < nx4) {
-                int jj = (int)(p / g->Ci), c = (int)(p % g->Ci);
+                int jj = (int)(p % ns), c = (int)(p / ns);
+                const float *nx = q < nx4 ? j->x + ((size_t)j->n0 + q % ns) * g->Ci * isz + (q / ns) * isz : NULL;
                 rf_nn_wino4_in(j->U + (size_t)c * j->tc + (size_t)jj * g->T, wg_slab(g, g->Ci, j->tc),
-                               j->x + ((size_t)(j->n0 + jj) * g->Ci + c) * isz, g->Hi, g->Wi, g->pad, g->TH, g->TW);
+                               j->x + ((size_t)(j->n0 + jj) * g->Ci + c) * isz, g->Hi, g->Wi, g->pad, g->TH, g->TW, nx);
             } else {
-                int jj = (int)((p - nx4) / g->Co), co = (int)((p - nx4) % g->Co);
+                int jj = (int)((p - nx4) % ns), co = (int)((p - nx4) / ns);
+                size_t r = q - nx4;
+                const float *nd = q >= nx4 ? j->dy + ((size_t)j->n0 + r % ns) * g->Co * osz + (r / ns) * osz : NULL;
                 rf_nn_wino4_grad(j->Yd + (size_t)co * j->tc + (size_t)jj * g->T, wg_slab(g, g->Co, j->tc),
-                                 j->dy + ((size_t)(j->n0 + jj) * g->Co + co) * osz, g->OH, g->OW, g->TH, g->TW);
+                                 j->dy + ((size_t)(j->n0 + jj) * g->Co + co) * osz, g->OH, g->OW, g->TH, g->TW, nd);
             }
         }
         return;

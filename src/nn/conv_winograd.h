@@ -54,10 +54,11 @@ void rf_nn_wino4_weights(float *V, const float *w, int Co, int C, int co0, int c
 /* dw[co, c] += Gᵀ dV G, dV in the plain layout, co in [co0, co1). */
 void rf_nn_wino4_weights_back(float *dw, const float *dV, int Co, int C, int co0, int co1);
 /* u[k·ldk + th·TW + tw] = (Bᵀ d B)[k], d the 6×6 tiles (stride 4) of
- * x[H, W] padded by pad (zeros past the plane). */
-void rf_nn_wino4_in(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW);
+ * x[H, W] padded by pad (zeros past the plane). next: the plane the caller
+ * transforms next (prefetched; NULL: none). */
+void rf_nn_wino4_in(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW, const float *next);
 /* u[k·ldk + th·TW + tw] = (A y Aᵀ)[k], y the 4×4 tiles of dy[OH, OW]. */
-void rf_nn_wino4_grad(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW);
+void rf_nn_wino4_grad(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW, const float *next);
 /* o[r·T + t] = (Aᵀ m A)[r] + bv (r = 4a + b) for T tiles, m[k·ldk + t]. */
 void rf_nn_wino4_out(float *o, const float *m, size_t ldk, int T, float bv);
 /* y[OH, OW] (= or += by acc) the outputs o[r·ldo + th·TW + tw]. */

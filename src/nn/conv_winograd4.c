@@ -366,9 +366,9 @@ static inline __m512 ld_row(const float *x, int h, int H, int W, int pad, int of
 
 /* P: the combined rows of tile row th0 (columns 0-15); Q: its columns
  * 16-31, or (two) tile row th0 + 1's columns 0-15. */
-/* The next plane (the caller's next call reads it: planes of a sample are
- * consecutive) into L1: a plane is a few short rows, where the hardware
- * prefetchers barely start (cf. put_split in conv_winograd.c). */
+/* The plane the caller transforms next into L1 (the next sample's plane of
+ * the same channel: far away): a plane is a few short rows, where the
+ * hardware prefetchers barely start (cf. put_split in conv_winograd.c). */
 __attribute__((always_inline)) static inline void prefetch_plane(const float *next, size_t n) {
     for (size_t i = 0; i < n; i += 16) _mm_prefetch((const char *)(next + i), _MM_HINT_T0);
 }
@@ -377,8 +377,9 @@ __attribute__((always_inline)) static inline void prefetch_plane(const float *ne
  * 16-31, or (two: every column past 15 is padding, e.g. 14x14 maps with
  * pad 1) tile row th0 + 1's columns 0-15. */
 __attribute__((target("avx512f"), optimize("O3")))
-static void in4_avx512(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW) {
-    prefetch_plane(x + (size_t)H * W, (size_t)H * W);
+static void in4_avx512(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW,
+                       const float *next) {
+    if (next) prefetch_plane(next, (size_t)H * W);
     const int two = pad + W <= 16 && 2 * TW <= 16, G = two ? 2 : 1;
     const __mmask16 mlo = lanes16(pad, pad + W), mhi = lanes16(pad - 16, pad + W - 16);
     __mmask16 k0, k1, k2, k3, k4, k5;
@@ -412,8 +413,8 @@ static void in4_avx512(float *u, size_t ldk, const float *x, int H, int W, int p
 /* The same for the 4x4 dY tiles (no padding: rows past OH and columns past
  * OW are zero). */
 __attribute__((target("avx512f"), optimize("O3")))
-static void grad4_avx512(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW) {
-    prefetch_plane(dy + (size_t)OH * OW, (size_t)OH * OW);
+static void grad4_avx512(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW, const float *next) {
+    if (next) prefetch_plane(next, (size_t)OH * OW);
     const int two = 4 * TW <= 16, G = two ? 2 : 1;
     const __mmask16 mlo = lanes16(0, OW), mhi = lanes16(-16, OW - 16);
     __mmask16 k0, k1, k2, k3;
@@ -669,9 +670,9 @@ static void scatter4_avx2(float *y, const float *o, size_t ldo, int OH, int OW, 
 
 /* ---- dispatch: the same bits on every path ---------------------------------- */
 
-void rf_nn_wino4_in(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW) {
+void rf_nn_wino4_in(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW, const float *next) {
     rf_isa isa = rf_kernels_isa();
-    if (isa >= RF_ISA_AVX512 && 4 * TW + 2 <= 32) in4_avx512(u, ldk, x, H, W, pad, TH, TW);
+    if (isa >= RF_ISA_AVX512 && 4 * TW + 2 <= 32) in4_avx512(u, ldk, x, H, W, pad, TH, TW, next);
     else if (isa >= RF_ISA_AVX2 && 4 * TW + 2 <= 32) in4_avx2(u, ldk, x, H, W, pad, TH, TW);
     else in4_ref(u, ldk, x, H, W, pad, TH, TW);
 }
@@ -683,9 +684,9 @@ void rf_nn_wino4_out(float *o, const float *m, size_t ldk, int T, float bv) {
     else out4_ref(o, m, ldk, T, T, bv);
 }
 
-void rf_nn_wino4_grad(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW) {
+void rf_nn_wino4_grad(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW, const float *next) {
     rf_isa isa = rf_kernels_isa();
-    if (isa >= RF_ISA_AVX512 && 4 * TW <= 32) grad4_avx512(u, ldk, dy, OH, OW, TH, TW);
+    if (isa >= RF_ISA_AVX512 && 4 * TW <= 32) grad4_avx512(u, ldk, dy, OH, OW, TH, TW, next);
     else if (isa >= RF_ISA_AVX2 && 4 * TW <= 28) grad4_avx2(u, ldk, dy, OH, OW, TH, TW);
     else grad4_ref(u, ldk, dy, OH, OW, TH, TW);
 }
