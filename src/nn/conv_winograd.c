@@ -86,6 +86,22 @@ static int wg_chunk(const wg *g, int B) {
  * (64-128 KB), and the transforms' 36 streams all fell into one L1 set
  * (the 14x14 layers ran 2x slower than F(2x2) until this). */
 #define WINO4_SKEW 16
+/* F(4x4)'s plane transforms prefetch the plane WINO4_PF calls ahead: the
+ * planes of consecutive samples are far apart and miss cache, and one call
+ * ahead (~100 ns) left the first row loads waiting on memory (perf). */
+#define WINO4_PF 4
+/* Plane p (of ns samples x C channels) in F(4x4)'s transform order: blocks
+ * of WINO4_CG channels, samples, then the block's channels: U[k][c] is
+ * written nearly front to back (36 streams per channel of the block), and
+ * the block's planes of one sample are adjacent (one page, where samples
+ * inner alone touched a new page every plane). */
+#define WINO4_CG 4
+static void wino4_plane(size_t p, size_t ns, size_t C, size_t *j, size_t *c) {
+    size_t blk = WINO4_CG * ns, cb = p / blk, r = p % blk;
+    size_t gsz = C - cb * WINO4_CG < WINO4_CG ? C - cb * WINO4_CG : WINO4_CG;
+    *j = r / gsz;
+    *c = cb * WINO4_CG + r % gsz;
+}
 static size_t wg_slab(const wg *g, int rows, size_t tc) { return (size_t)rows * tc + (g->m == 4 ? WINO4_SKEW : 0); }
 
 /* U, M of a chunk + the padded plane (+ 4 floats of slack) + 4 output rows
@@ -538,13 +554,12 @@ static void wino_input_plane(float *U, size_t tc, const float *in, int j, int c,
 static void wino_input(float *U, size_t tc, const float *in, int ns, const wg *g, float *plane) {
     size_t isz = (size_t)g->Hi * g->Wi;
     if (g->m == 4) {   /* samples inner: U[k][c] is written front to back (36 streams) */
-        size_t np = (size_t)ns * g->Ci;
+        size_t np = (size_t)ns * g->Ci, j, c, qj, qc;
         for (size_t p = 0; p < np; p++) {
-            int c = (int)(p / ns), j = (int)(p % ns);
-            size_t q = p + 1 < np ? p + 1 : p;
-            rf_nn_wino4_in(U + (size_t)c * tc + (size_t)j * g->T, wg_slab(g, g->Ci, tc),
-                           in + ((size_t)j * g->Ci + c) * isz, g->Hi, g->Wi, g->pad, g->TH, g->TW,
-                           in + ((q % ns) * g->Ci + q / ns) * isz);
+            wino4_plane(p, (size_t)ns, (size_t)g->Ci, &j, &c);
+            wino4_plane(p + WINO4_PF < np ? p + WINO4_PF : np - 1, (size_t)ns, (size_t)g->Ci, &qj, &qc);
+            rf_nn_wino4_in(U + c * tc + j * g->T, wg_slab(g, g->Ci, tc), in + (j * g->Ci + c) * isz, g->Hi, g->Wi,
+                           g->pad, g->TH, g->TW, in + (qj * g->Ci + qc) * isz);
         }
         return;
     }
@@ -715,20 +730,21 @@ static void wgrad_part(void *arg, int t, int n) {
     size_t np = (size_t)j->ns * ((size_t)g->Ci + g->Co), p0, p1, pl = (size_t)g->Hp * g->Wp + 4;
     rf_nn_span(np, t, n, &p0, &p1);
     if (g->m == 4) {   /* straight from the planes, samples inner (see wino_input) */
-        size_t nx4 = (size_t)j->ns * g->Ci, ns = (size_t)j->ns;
+        size_t nx4 = (size_t)j->ns * g->Ci, ns = (size_t)j->ns, jj, c, qj, qc;
         for (size_t p = p0; p < p1; p++) {
-            size_t q = p + 1 < p1 ? p + 1 : p;
+            size_t q = p + WINO4_PF < p1 ? p + WINO4_PF : p1 - 1;
             if (p < nx4) {
-                int jj = (int)(p % ns), c = (int)(p / ns);
-                const float *nx = q < nx4 ? j->x + ((size_t)j->n0 + q % ns) * g->Ci * isz + (q / ns) * isz : NULL;
-                rf_nn_wino4_in(j->U + (size_t)c * j->tc + (size_t)jj * g->T, wg_slab(g, g->Ci, j->tc),
-                               j->x + ((size_t)(j->n0 + jj) * g->Ci + c) * isz, g->Hi, g->Wi, g->pad, g->TH, g->TW, nx);
+                wino4_plane(p, ns, (size_t)g->Ci, &jj, &c);
+                wino4_plane(q < nx4 ? q : p, ns, (size_t)g->Ci, &qj, &qc);
+                rf_nn_wino4_in(j->U + c * j->tc + jj * g->T, wg_slab(g, g->Ci, j->tc),
+                               j->x + ((size_t)j->n0 + jj) * g->Ci * isz + c * isz, g->Hi, g->Wi, g->pad, g->TH, g->TW,
+                               j->x + ((size_t)j->n0 + qj) * g->Ci * isz + qc * isz);
             } else {
-                int jj = (int)((p - nx4) % ns), co = (int)((p - nx4) / ns);
-                size_t r = q - nx4;
-                const float *nd = q >= nx4 ? j->dy + ((size_t)j->n0 + r % ns) * g->Co * osz + (r / ns) * osz : NULL;
-                rf_nn_wino4_grad(j->Yd + (size_t)co * j->tc + (size_t)jj * g->T, wg_slab(g, g->Co, j->tc),
-                                 j->dy + ((size_t)(j->n0 + jj) * g->Co + co) * osz, g->OH, g->OW, g->TH, g->TW, nd);
+                wino4_plane(p - nx4, ns, (size_t)g->Co, &jj, &c);
+                wino4_plane(q - nx4, ns, (size_t)g->Co, &qj, &qc);
+                rf_nn_wino4_grad(j->Yd + c * j->tc + jj * g->T, wg_slab(g, g->Co, j->tc),
+                                 j->dy + ((size_t)j->n0 + jj) * g->Co * osz + c * osz, g->OH, g->OW, g->TH, g->TW,
+                                 j->dy + ((size_t)j->n0 + qj) * g->Co * osz + qc * osz);
             }
         }
         return;
