@@ -109,7 +109,7 @@ static size_t wg_slab(const wg *g, int rows, size_t tc) { return (size_t)rows * 
 static size_t wg_scratch(const wg *g, int B) {
     size_t tc = (size_t)wg_chunk(g, B) * g->T;
     return (size_t)g->ak * (((size_t)g->Ci + (size_t)g->Co) * tc + 2 * (size_t)WINO4_SKEW) + (size_t)g->Hp * g->Wp + 4 +
-           (size_t)g->m * g->m * tc;
+           (size_t)g->m * g->m * tc * (g->m == 4 ? WINO4_CG : 1);
 }
 
 /* V[k][co][c] = (G g Gᵀ)[k] for g = w[co, c] (3×3), co in [co0, co1); with
@@ -587,11 +587,17 @@ static void wino_chunk(const rf_engine *e, int t, float *out, int acc, const flo
         for (int k = 0; k < 36; k++)
             rf_gemm_engine(&pe, 1, 0, g->Co, (int)tc, g->Ci, V + k * vk, g->Co, U + k * wg_slab(g, g->Ci, tc), (int)tc,
                            0, M + k * wg_slab(g, g->Co, tc), (int)tc);
-        for (int co = 0; co < g->Co; co++) {
-            rf_nn_wino4_out(o, M + (size_t)co * tc, wg_slab(g, g->Co, tc), (int)tc, bias ? bias[co] : 0.0f);
+        /* output transforms of WINO4_CG channels, then their scatters sample
+         * by sample (the group's planes of a sample are adjacent in out) */
+        for (int c0 = 0; c0 < g->Co; c0 += WINO4_CG) {
+            int gc = g->Co - c0 < WINO4_CG ? g->Co - c0 : WINO4_CG;
+            for (int i = 0; i < gc; i++)
+                rf_nn_wino4_out(o + (size_t)i * 16 * tc, M + (size_t)(c0 + i) * tc, wg_slab(g, g->Co, tc), (int)tc,
+                                bias ? bias[c0 + i] : 0.0f);
             for (int j = 0; j < ns; j++)
-                rf_nn_wino4_scatter(out + ((size_t)(n0 + j) * g->Co + co) * osz, o + (size_t)j * g->T, tc, g->OH,
-                                    g->OW, g->TW, acc);
+                for (int i = 0; i < gc; i++)
+                    rf_nn_wino4_scatter(out + ((size_t)(n0 + j) * g->Co + c0 + i) * osz, o + (size_t)i * 16 * tc +
+                                        (size_t)j * g->T, tc, g->OH, g->OW, g->TW, acc);
         }
         return;
     }
