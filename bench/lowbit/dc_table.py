@@ -4,7 +4,9 @@
     bench/lowbit/dc_table.py STORE/deep-compression OUT_DIR [RAFFLE]
 
 Reads STORE/report.json and each task's metrics.json, follows every finished
-quantize task to its prune and dense train parents, reads the per-tensor
+quantize task to its prune parent (the last step of an iterative chain of
+prune stages, `from` one another; or a gradual `gmp` stage) and on to the
+dense train task, reads the per-tensor
 sizes of its checkpoint with `RAFFLE inspect --json` (default build/raffle),
 and writes to OUT_DIR:
 
@@ -18,9 +20,12 @@ and writes to OUT_DIR:
 Selection never reads the test split: per model and dataset, among the
 experiments whose mean ratio against raw fp32 reaches the paper's (40x,
 39x), the one with the highest mean validation accuracy of the final
-(shared) model; for issue 21's Fashion-MNIST target, among the dc-fmnist-90*
+(shared) model (ties, equal to 1e-6: the higher ratio); again for issue 21's
+goal of 50x; for issue 21's Fashion-MNIST target, among the dc-fmnist-90*
 experiments and bit widths that reach 25x against raffle's dense
-checkpoint, likewise.
+checkpoint, likewise. Experiments named *-confirm (a selected recipe rerun
+on fresh seeds) are never candidates; their rows and a comparison with
+the same recipe on the selection seeds are reported on their own.
 
 Two dense references per record: its own dense parent ("loss") and the
 better (on the test split, so the comparison is the conservative one) of
@@ -51,6 +56,13 @@ PAPER_LAYERS = {
 # Issue 21: the 90%-sparse lenet-300-100 on Fashion-MNIST, >= 25x smaller
 # than raffle's dense checkpoint at <= 0.5 point accuracy loss.
 FMNIST_TARGET = {"experiment": "dc-fmnist-90", "ratio_dense_ckpt": 25.0, "max_loss_pt": 0.5}
+# Issue 21's goal beyond the paper: 50x against raw fp32 at the same error.
+GOAL_RATIO = 50
+
+
+def is_confirm(e):
+    """A selected recipe rerun on fresh seeds: reported, never a candidate."""
+    return e.endswith("-confirm")
 
 
 def is_fmnist_target(e):
@@ -73,8 +85,15 @@ def read_records(store, raffle):
     for t in rep["tasks"]:
         if t["kind"] != "quantize" or t["status"] != "done":
             continue
-        prune = tasks[t["parents"][0]]
-        dense = tasks[prune["parents"][0]]
+        # quantize -> prune (one step, or the last of an iterative chain of
+        # prune stages with "from") -> ... -> dense train
+        chain, x = [], tasks[t["parents"][0]]
+        while x["kind"] in ("prune", "gmp"):
+            chain.append(x)
+            x = tasks[x["parents"][0]]
+        if not chain or x["kind"] != "train":
+            continue
+        prune, dense = chain[0], x
         q, p, d = metrics(t["id"]), metrics(prune["id"]), metrics(dense["id"])
         tens = inspect(raffle, os.path.join(store, "tasks", t["id"], "model.rckpt"))
         layers = {}
@@ -89,6 +108,7 @@ def read_records(store, raffle):
         recs.append({
             "experiment": t["experiment"], "dataset": t["dataset"], "model": t["model"], "seed": t["seed"],
             "task": t["id"], "layers": layers, "sparsity": q["sparsity"],
+            "pruning": "gradual" if prune["kind"] == "gmp" else "%d step%s" % (len(chain), "s" if len(chain) > 1 else ""),
             "dense_accuracy": d["accuracy"], "dense_val_accuracy": d.get("val_accuracy"),
             "pruned_accuracy": p["accuracy"], "pruned_val_accuracy": p.get("val_accuracy"),
             "accuracy": q["accuracy"], "val_accuracy": q.get("val_accuracy"),
@@ -136,15 +156,15 @@ def seed_table(groups):
 
 
 def summary_table(groups):
-    lines = ["| experiment | model | data | seeds | kept per layer | bits per layer | dense error | pruned error | "
+    lines = ["| experiment | model | data | seeds | pruning | kept per layer | bits per layer | dense error | pruned error | "
              "final error | loss (pt) | loss vs best dense (pt) | final val acc | bytes | × raw fp32 | × raffle dense ckpt |",
-             "|" + "---|" * 15]
+             "|" + "---|" * 16]
     for (e, m, ds, _), rs in sorted(groups.items()):
         lay = rs[0]["layers"]
         kept = "/".join("%.0f" % (100 * mean(rs, lambda r, n=n: r["layers"][n]["kept"])) for n in lay) + "%"
         bits = "/".join(str(lay[n]["bits"]) for n in lay)
-        lines.append("| %s | %s | %s | %d | %s | %s | %s%% | %s%% | %s%% | %s | %s | %s%% | %s | %s | %s |" % (
-            e, m, ds, len(rs), kept, bits,
+        lines.append("| %s | %s | %s | %d | %s | %s | %s | %s%% | %s%% | %s%% | %s | %s | %s%% | %s | %s | %s |" % (
+            e, m, ds, len(rs), rs[0]["pruning"], kept, bits,
             ms([1 - r["dense_accuracy"] for r in rs], 100), ms([1 - r["pruned_accuracy"] for r in rs], 100),
             ms([1 - r["accuracy"] for r in rs], 100), ms([r["dense_accuracy"] - r["accuracy"] for r in rs], 100),
             ms([r["best_dense_accuracy"] - r["accuracy"] for r in rs], 100),
@@ -176,23 +196,27 @@ def selection_table(groups):
              "|" + "---|" * 12]
     by_md = {}
     for (e, m, ds, _), rs in groups.items():
-        if not is_fmnist_target(e):
+        if not is_fmnist_target(e) and not is_confirm(e):
             by_md.setdefault((m, ds), []).append((e, rs))
-    for (m, ds), cands in sorted(by_md.items()):
+    for (m, ds), all_cands in sorted(by_md.items()):
         p = PAPER[m]
-        ok = [(e, rs) for e, rs in cands if mean(rs, lambda r: r["ratio_raw"]) >= p["ratio"]]
-        cand_txt = ", ".join("%s (%.2f%%, %.1f×)" % (e, 100 * mean(rs, lambda r: r["val_accuracy"]),
-                                                     mean(rs, lambda r: r["ratio_raw"])) for e, rs in sorted(cands))
-        paper = "%.2f%% → %.2f%%, %d×" % (p["ref_err"], p["err"], p["ratio"])
-        if not ok:
-            lines.append("| %s | %s | ≥ %d× raw | %s | none reaches it | | | | | | | %s |" % (m, ds, p["ratio"], cand_txt, paper))
-            continue
-        e, rs = max(ok, key=lambda x: mean(x[1], lambda r: r["val_accuracy"]))
-        lines.append("| %s | %s | ≥ %d× raw | %s | %s | %s%% | %s | %s | %s | %s | %s | %s |" % (
-            m, ds, p["ratio"], cand_txt, e, ms([1 - r["accuracy"] for r in rs], 100),
-            ms([r["dense_accuracy"] - r["accuracy"] for r in rs], 100),
-            ms([r["best_dense_accuracy"] - r["accuracy"] for r in rs], 100), per_seed(rs),
-            ms([r["ratio_raw"] for r in rs], 1, "%.1f"), ms([r["ratio_dense_ckpt"] for r in rs], 1, "%.1f"), paper))
+        for target in (p["ratio"], GOAL_RATIO):
+            # the paper's ratio: every experiment is a candidate; the goal: those that reach it
+            cands = [(e, rs) for e, rs in all_cands if target == p["ratio"] or mean(rs, lambda r: r["ratio_raw"]) >= target]
+            ok = [(e, rs) for e, rs in cands if mean(rs, lambda r: r["ratio_raw"]) >= target]
+            cand_txt = ", ".join("%s (%.2f%%, %.1f×)" % (e, 100 * mean(rs, lambda r: r["val_accuracy"]),
+                                                         mean(rs, lambda r: r["ratio_raw"])) for e, rs in sorted(cands))
+            paper = "%.2f%% → %.2f%%, %d×" % (p["ref_err"], p["err"], p["ratio"])
+            label = "≥ %d× raw%s" % (target, "" if target == p["ratio"] else " (goal)")
+            if not ok:
+                lines.append("| %s | %s | %s | %s | none reaches it | | | | | | | %s |" % (m, ds, label, cand_txt, paper))
+                continue
+            e, rs = max(ok, key=lambda x: (round(mean(x[1], lambda r: r["val_accuracy"]), 6), mean(x[1], lambda r: r["ratio_raw"])))
+            lines.append("| %s | %s | %s | %s | %s | %s%% | %s | %s | %s | %s | %s | %s |" % (
+                m, ds, label, cand_txt, e, ms([1 - r["accuracy"] for r in rs], 100),
+                ms([r["dense_accuracy"] - r["accuracy"] for r in rs], 100),
+                ms([r["best_dense_accuracy"] - r["accuracy"] for r in rs], 100), per_seed(rs),
+                ms([r["ratio_raw"] for r in rs], 1, "%.1f"), ms([r["ratio_dense_ckpt"] for r in rs], 1, "%.1f"), paper))
     # issue 21's Fashion-MNIST target: one candidate per experiment and bit width
     cands = {}
     for (e, m, ds, _), rs in groups.items():
@@ -215,6 +239,24 @@ def selection_table(groups):
     return lines
 
 
+def confirm_table(groups):
+    """Each *-confirm experiment (a recipe rerun on fresh seeds) beside the same recipe on the selection seeds."""
+    lines = ["| recipe | data | seeds: selection → fresh | final error | loss vs best dense (pt) | loss per seed (vs best dense) | "
+             "× raw fp32 |", "|" + "---|" * 7]
+    for (e, m, ds, bits), rs in sorted(groups.items()):
+        if not is_confirm(e):
+            continue
+        base = groups.get((e[:-len("-confirm")], m, ds, bits))
+        for name, g in ((e[:-len("-confirm")], base), (e, rs)):
+            if not g:
+                continue
+            lines.append("| %s | %s | %s | %s%% | %s | %s | %s |" % (
+                name, ds, ",".join(str(r["seed"]) for r in sorted(g, key=lambda r: r["seed"])),
+                ms([1 - r["accuracy"] for r in g], 100), ms([r["best_dense_accuracy"] - r["accuracy"] for r in g], 100),
+                per_seed(g), ms([r["ratio_raw"] for r in g], 1, "%.1f")))
+    return lines if len(lines) > 2 else []
+
+
 def main():
     store, out = sys.argv[1], sys.argv[2]
     raffle = sys.argv[3] if len(sys.argv) > 3 else "build/raffle"
@@ -233,6 +275,10 @@ def main():
     lines += seed_table(groups)
     lines += ["", "Selected on the validation split (mean over seeds; the test split only reported):", ""]
     lines += selection_table(groups)
+    conf = confirm_table(groups)
+    if conf:
+        lines += ["", "Recipes rerun on fresh seeds (new dense models too; never candidates above), beside the selection seeds:", ""]
+        lines += conf
     lines += ["", "Paper (Han et al. 2016, Table 1; MNIST 60,000/10,000): " + "; ".join(
         "%s %.2f%% → %.2f%% error, %d KB → %d KB (%d×)" % (m, v["ref_err"], v["err"], v["kb_before"], v["kb_after"], v["ratio"])
         for m, v in PAPER.items())]

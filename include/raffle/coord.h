@@ -156,6 +156,22 @@ typedef struct rf_sweep_opts {
      * checkpoint through rank 0 (the chunked gather); 1: direct, an error
      * when some worker does not see the store. */
     int           direct_writes;
+    /* Rank 0, under Open MPI's mpirun: set (by the CLI's SIGCONT/SIGTERM
+     * handler) when the launcher starts ending every rank of the job (it
+     * does so when any process of the job dies: SIGCONT, SIGTERM a second
+     * later, SIGKILL a second after that; the other hosts' ranks get theirs
+     * only after rank 0's). Rank 0 then sends nothing more (a send to a
+     * dead peer makes Open MPI's TCP transport reconnect, fail, and block
+     * the sender in a help message mpirun does not read while it kills) and
+     * listens: a worker not heard from within ending_probe_s of the signal
+     * (workers beat every heartbeat_s / 4) is dead: its task and every other
+     * running attempt (the launcher kills them all) are recorded "lost" now,
+     * naming the dead rank's host, and the sweep returns at once with
+     * res->launcher_ended. When every worker is heard (the user signalled
+     * mpirun) nothing changes: the signal stops the sweep as stop_flag
+     * does. May be NULL. */
+    volatile int *ending_flag;
+    double        ending_probe_s;  /* <= 0 (default): heartbeat_s / 4 + 0.25 s, at most 1.4 s */
 } rf_sweep_opts;
 
 typedef struct rf_sweep_progress {
@@ -178,6 +194,7 @@ typedef struct rf_sweep_result {
      * because rank 0 went silent (unreachable), 2 because rank 0 gave it up */
     int      lost, lost_ranks, orphaned;
     char     lost_hosts[256];
+    int      launcher_ended;       /* rank 0: the launcher is ending the job because a rank died (ending_flag) */
     int      direct_ranks;         /* workers that wrote into the store themselves */
     uint64_t direct_bytes;         /* checkpoint bytes they wrote (not through rank 0) */
 } rf_sweep_result;

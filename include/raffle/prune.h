@@ -273,7 +273,9 @@ rf_status rf_prune_collapsed_layers(rf_ctx *ctx, const rf_model *m, cJSON *list,
  * pruned weights stay pruned. ctx is borrowed for error detail. */
 typedef struct rf_gmp {
     rf_ctx          *ctx;      /* borrowed */
-    rf_prune_cfg     cfg;      /* method must be magnitude; sparsity/output_rate are ignored */
+    rf_prune_cfg     cfg;      /* method must be magnitude; sparsity/output_rate are ignored; per-tensor
+                                  rates (layer scope, no N:M, s_final > 0) are final rates r, each tensor
+                                  pruned to r·s_t/s_final at step t; cfg's rate arrays stay borrowed */
     rf_gmp_schedule  sched;
     double           output_scale; /* output tensors' target = output_scale · s_t (1: same, 0: not pruned) */
     double           last;     /* sparsity of the last update (-1 before the first) */

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE   /* nftw */
 /* Option parsing and output helpers shared by all subcommands, and the
  * flags made from settings tables (raffle/settings.h): one table gives a
  * key's flag, its type, its default, its bounds and its --help line. */
@@ -8,6 +9,8 @@
 
 #include <errno.h>
 #include <float.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -588,3 +591,11 @@ int cli_threads(const char *cmd, rf_ctx *ctx, int threads) {
     openblas_set_num_threads(rf_engine_threads(&e));
     return 0;
 }
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb; (void)flag; (void)ftw;
+    remove(p);
+    return 0;
+}
+
+void cli_rmtree(const char *dir) { nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); }

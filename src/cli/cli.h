@@ -70,6 +70,9 @@ int  cli_fail_all(const char *cmd, rf_ctx *ctx, rf_status s, const char *where);
 rf_status cli_fetch_pinned(rf_ctx *ctx, const cJSON *settings);
 /* Prints obj as one JSON object line on stdout (and frees it). */
 void cli_print_json(cJSON *obj);
+/* Removes directory dir and everything under it (best effort; symlinks
+ * are removed, not followed). */
+void cli_rmtree(const char *dir);
 /* --json for command cmd: errors reported with cli_err / cli_fail are
  * remembered, and cli_json_end(rc) prints {"ok": false, "command", "exit",
  * "error"} on stdout when the command failed without printing its own

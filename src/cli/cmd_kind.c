@@ -9,7 +9,7 @@
 #define _GNU_SOURCE
 #include "cli/cli.h"
 
-#include <ftw.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +18,6 @@
 static const struct { const char *kind, *flag; } parent_alias[] = {
     {"prune", "parent|ckpt"}, {"quantize", "parent|ckpt"}, {"distill", "parent|teacher"},
 };
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb; (void)flag; (void)ftw;
-    remove(p);
-    return 0;
-}
 
 static double num(const cJSON *m, const char *k) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, k);
@@ -89,7 +83,7 @@ int cli_kind_main(const rf_kind *k, int argc, char **argv) {
     }
     cJSON *m = cli_run_kind(cmd, k, settings, parents.v, parents.n, out, log_every, threads);
     cJSON_Delete(settings);
-    if (own) nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    if (own) cli_rmtree(tmp);
     if (!m) return 1;
     if (json) {
         cli_print_json(m);

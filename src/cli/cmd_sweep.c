@@ -11,9 +11,11 @@
  * Exit status: 0 every task done, 1 some task failed or was skipped (or the
  * sweep itself failed), 75 stopped early (signal or walltime) with tasks
  * left to run and none failed: run the same command again, 76 ranks were
- * lost (heartbeat silence: a node died, a link was cut, a worker hung; the
- * line before says which hosts; run the same command again for what is
- * left), 69 start-up did not finish within --startup-timeout (a rank never
+ * lost (heartbeat silence: a node died, a link was cut, a worker hung; or,
+ * under mpirun, a rank died and Open MPI is ending the job; the line before
+ * says which hosts; run the same command again for what is left; mpirun
+ * passes it on, except after a death, 137, or when rank 0's guard had to
+ * kill it after a partition, 137 too), 69 start-up did not finish within --startup-timeout (a rank never
  * showed up: its host unreachable, its process stopped or dead before it
  * joined; nothing was written), 2 usage. */
 #include "cli/cli.h"
@@ -75,17 +77,28 @@ static void finalize_bounded(double heartbeat, int code) {
  * host, a shell) is left alone. Not when rank 0 gave this rank up: rank 0
  * is alive then and ends the job through the launcher. Signal-safe (the
  * watchdog calls it before _exit). */
-static void end_local_daemon(void) {
-    pid_t pp = getppid();
+/* 1 when process pid's command name (/proc/PID/comm) is one of names
+ * (NULL-terminated). Signal-safe: open, read, close. */
+static int proc_named(pid_t pid, const char *const *names) {
     char path[64], comm[32];
-    snprintf(path, sizeof path, "/proc/%ld/comm", (long)pp);
+    snprintf(path, sizeof path, "/proc/%ld/comm", (long)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return;
+    if (fd < 0) return 0;
     ssize_t n = read(fd, comm, sizeof comm - 1);
     close(fd);
-    if (n <= 0) return;
+    if (n <= 0) return 0;
     comm[n] = '\0';
-    if (strcmp(comm, "orted\n") == 0 || strcmp(comm, "prted\n") == 0) kill(pp, SIGTERM);
+    if (comm[n - 1] == '\n') comm[n - 1] = '\0';
+    for (; *names; names++) if (strcmp(comm, *names) == 0) return 1;
+    return 0;
+}
+static const char *const OMPI_DAEMONS[] = {"orted", "prted", NULL};
+static const char *const OMPI_LAUNCHERS[] = {"mpirun", "mpiexec", "orterun", NULL};
+static const char *const OMPI_ANY[] = {"orted", "prted", "mpirun", "mpiexec", "orterun", NULL};
+
+static void end_local_daemon(void) {
+    pid_t pp = getppid();
+    if (proc_named(pp, OMPI_DAEMONS)) kill(pp, SIGTERM);
 }
 
 static void on_orphan(void *ud, const char *line, int silent) {
@@ -235,6 +248,75 @@ static rf_status next_round(rf_ctx *ctx, const char *text, size_t n, const char 
 
 static volatile int stop_requested;
 static void on_stop_signal(int sig) { (void)sig; stop_requested = 1; }
+
+/* ---- the launcher ends the job (rank 0, issue 24) ------------------------------
+ * When any process of the job dies, Open MPI 4.1 ends every rank: its daemon
+ * (mpirun on the launch host, orted elsewhere) sends each rank SIGCONT, then
+ * SIGTERM a second later, then SIGKILL a second after that (odls'
+ * kill_local_procs, odls_base_sigkill_timeout = 1). Rank 0 cannot tell that
+ * SIGTERM from a user's by the signal alone, so a SIGCONT or SIGTERM that
+ * its parent sent, when the parent is Open MPI's, sets launcher_ending: the
+ * coordinator then pings every worker and records the dead ones' tasks (and
+ * every other running attempt, which the SIGKILL ends) "lost" within a
+ * second (rf_sweep_opts.ending_flag). A signal from anyone else (kill,
+ * Slurm's slurmstepd) is a stop request as before; so is the launcher's own
+ * when every worker answers (the user signalled mpirun). */
+static volatile int launcher_ending;
+static pid_t launcher_pid;   /* rank 0's parent, when it is Open MPI's mpirun or orted; else 0 */
+static void on_launcher_signal(int sig, siginfo_t *si, void *uc) {
+    (void)uc;
+    if (launcher_pid > 0 && si && si->si_code == SI_USER && si->si_pid == launcher_pid) launcher_ending = 1;
+    if (sig == SIGTERM) stop_requested = 1;
+}
+
+/* Rank 0 ends a job that lost ranks with MPI_Abort; mpirun then tells every
+ * daemon to kill its ranks and waits for each to answer. A daemon on a host
+ * cut off (a partition, a pulled cable) never answers, and mpirun waits
+ * until its host's TCP gives up on the connection (net.ipv4.tcp_retries2:
+ * about 15 minutes by default; the OOB keepalive does not run while data is
+ * queued). So before the abort rank 0 leaves a guard process behind: if
+ * mpirun is still there after grace seconds, the guard kills it (SIGKILL:
+ * Open MPI 4.1.4's own forced exit, a SIGTERM during an abort, crashes in
+ * PMIx_Finalize with SIGSEGV) and removes the session directory mpirun
+ * would have removed (OMPI_MCA_orte_jobfam_session_dir, ".../pid.<mpirun's
+ * pid>"). The daemons of the hosts that were cut off are ended by their own
+ * ranks (end_local_daemon), those still reachable by the closed connection
+ * (Open MPI's lifeline). The guard keeps no descriptor of the job (mpirun
+ * waits for the end of every rank's output) and leaves rank 0's process
+ * group (which the launcher signals). */
+static void launcher_guard(double grace) {
+    pid_t mp = getppid();
+    if (!proc_named(mp, OMPI_LAUNCHERS)) return;
+    /* mpirun's session directory, only if it is the one of this mpirun */
+    char sess[4096] = "", tail[32];
+    const char *sd = getenv("OMPI_MCA_orte_jobfam_session_dir");
+    snprintf(tail, sizeof tail, "/pid.%ld", (long)mp);
+    if (sd && strlen(sd) > strlen(tail) && strlen(sd) < sizeof sess && strcmp(sd + strlen(sd) - strlen(tail), tail) == 0)
+        snprintf(sess, sizeof sess, "%s", sd);
+    pid_t g = fork();
+    if (g != 0) return;   /* rank 0 (or no guard: fork failed) */
+    setsid();
+    int nul = open("/dev/null", O_RDWR);
+    if (nul >= 0) { dup2(nul, 0); dup2(nul, 1); dup2(nul, 2); }
+    for (int fd = 3; fd < 1024; fd++) close(fd);
+    double end = mono_now() + grace;
+    struct timespec nap = {0, 50 * 1000000};
+    while (mono_now() < end) {
+        if (kill(mp, 0) != 0 || !proc_named(mp, OMPI_LAUNCHERS)) _exit(0);
+        char path[64], st[64];
+        snprintf(path, sizeof path, "/proc/%ld/stat", (long)mp);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, st, sizeof st - 1) : -1;
+        if (fd >= 0) close(fd);
+        if (n > 0) { st[n] = '\0'; const char *p = strrchr(st, ')'); if (p && p[1] == ' ' && p[2] == 'Z') _exit(0); }
+        nanosleep(&nap, NULL);
+    }
+    if (!proc_named(mp, OMPI_LAUNCHERS)) _exit(0);
+    kill(mp, SIGKILL);
+    for (int k = 0; k < 40 && kill(mp, 0) == 0 && proc_named(mp, OMPI_LAUNCHERS); k++) nanosleep(&nap, NULL);
+    if (sess[0]) cli_rmtree(sess);
+    _exit(0);
+}
 
 /* ---- remote store mirror (rank 0) ------------------------------------------
  * Every file the store writes is queued (rf_mirror_add: no network); a thread
@@ -572,6 +654,17 @@ int rf_cmd_sweep(int argc, char **argv) {
     sa.sa_handler = on_stop_signal;
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    if (rank == 0 && size > 1 && proc_named(getppid(), OMPI_ANY)) {
+        /* Open MPI ending the job (a rank died) vs a user's signal */
+        launcher_pid = getppid();
+        struct sigaction li;
+        memset(&li, 0, sizeof li);
+        li.sa_sigaction = on_launcher_signal;
+        li.sa_flags = SA_SIGINFO;
+        sigaction(SIGTERM, &li, NULL);
+        li.sa_flags = SA_SIGINFO | SA_RESTART;
+        sigaction(SIGCONT, &li, NULL);
+    }
     double end_epoch = 0;
     cJSON *env = NULL, *slurm = NULL;
     if (rank == 0) {
@@ -633,6 +726,7 @@ int rf_cmd_sweep(int argc, char **argv) {
     o.quiet = quiet;
     o.keep_work = keep;
     o.stop_flag = &stop_requested;
+    o.ending_flag = &launcher_ending;
     o.log = cli_log;
     /* rank 0 names tasks by their labels in its log lines; on a terminal it
      * draws the progress line */
@@ -724,12 +818,14 @@ int rf_cmd_sweep(int argc, char **argv) {
     if (rank == 0) {
         if (s) code = cli_fail("sweep", &ctx, s);
         else if (res.failed || res.skipped) code = 1;
-        else if (res.pending && !stop_requested && res.progressed == 0) { code = 1; no_progress = 1; }
+        else if (res.pending && !stop_requested && !res.lost_ranks && res.progressed == 0) { code = 1; no_progress = 1; }
         else if (res.lost_ranks) code = EXIT_LOST;
         else if (res.pending) code = EXIT_STOPPED;
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/%s", root, job->name);
-        if (!s && !no_report) {
+        /* the launcher kills this process within a second: the rerun
+         * writes the report */
+        if (!s && !no_report && !res.launcher_ended) {
             rf_ctx rctx;
             rf_ctx_init(&rctx);
             rf_status rs = rf_report_generate(&rctx, dir);
@@ -748,7 +844,11 @@ int rf_cmd_sweep(int argc, char **argv) {
         if (res.pending && code == EXIT_STOPPED && !quiet)
             fprintf(stderr, "raffle sweep: stopped early (%s): %d task(s) left; run the same command again to continue\n",
                     stop_requested ? "signal" : "walltime", res.pending);
-        if (res.lost_ranks)
+        if (res.lost_ranks && res.launcher_ended)
+            fprintf(stderr, "raffle sweep: lost %s (%d rank(s) dead or unreachable; Open MPI is ending the job): %d task attempt(s) "
+                            "recorded lost; %d of %d tasks done, %d left: run the same command again\n", res.lost_hosts,
+                    res.lost_ranks, res.lost, res.done, res.total, res.pending);
+        else if (res.lost_ranks)
             fprintf(stderr, "raffle sweep: lost %s (%d rank(s) silent for %g s): %d task attempt(s) lost and queued again; "
                             "%d of %d tasks done, %d left%s\n", res.lost_hosts, res.lost_ranks, heartbeat, res.lost, res.done,
                     res.total, res.pending, res.pending ? ": run the same command again" : "");
@@ -791,9 +891,18 @@ int rf_cmd_sweep(int argc, char **argv) {
     rf_job_labels_free(labels);
     rf_job_free(job);
     if (rank == 0 && size > 1 && res.lost_ranks) {
-        /* given-up ranks never reach MPI_Finalize: end the job here, which
-         * also kills a stopped rank wherever the launcher can reach it */
         fflush(NULL);
+        /* the launcher is already ending every rank (a process died): all
+         * is written; leave before its SIGKILL */
+        if (res.launcher_ended) _exit(code);
+        /* given-up ranks never reach MPI_Finalize: end the job here, which
+         * also kills a stopped rank wherever the launcher can reach it. With
+         * no worker left (rank 0 cut off from all of them) mpirun has nothing
+         * reachable to wait for: the guard kills it after half a second;
+         * else it gets 6 s to end the job itself with this exit status (a
+         * daemon's kill of a stopped rank takes two steps of 1 s, then its
+         * report; measured 2-4 s on a loaded machine) */
+        launcher_guard(res.lost_ranks >= size - 1 ? 0.5 : 6.0);
         MPI_Abort(MPI_COMM_WORLD, code);
         return code;
     }

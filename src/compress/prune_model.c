@@ -271,6 +271,8 @@ rf_status rf_gmp_init(rf_ctx *ctx, rf_gmp *g, const rf_prune_cfg *cfg, const rf_
     if (cfg->nm_m > 0 && fabs(sched->s_final - (1.0 - (double)cfg->nm_n / cfg->nm_m)) > 1e-9)
         return rf_error(ctx, RF_ERR_INVALID, "gmp: final sparsity %g contradicts N:M %d:%d (1 - N/M = %g)", sched->s_final, cfg->nm_n,
                         cfg->nm_m, 1.0 - (double)cfg->nm_n / cfg->nm_m);
+    if (cfg->n_layer_rates > 0 && (cfg->scope != RF_SCOPE_LAYER || cfg->nm_m > 0 || !(sched->s_final > 0)))
+        return rf_error(ctx, RF_ERR_INVALID, "gmp: per-tensor rates need layer scope, no N:M and a final sparsity above 0");
     memset(g, 0, sizeof *g);
     g->ctx = ctx;
     g->cfg = *cfg;
@@ -297,7 +299,18 @@ rf_status rf_gmp_apply(rf_gmp *g, rf_model *m, int64_t step) {
         c.nm_n = nt < g->cfg.nm_n ? g->cfg.nm_n : nt;
         if (c.nm_n >= c.nm_m) { rf_model_apply_masks(m); return RF_OK; }
     }
+    /* Per-tensor final rates r (Deep Compression's per-layer rates): each
+     * tensor follows the schedule scaled to its own rate, r·s_t/s_f (with
+     * s_i = 0, the cubic schedule from 0 to r); the rest follow s_t. */
+    double *scaled = NULL;
+    if (c.n_layer_rates > 0) {
+        scaled = rf_malloc((size_t)c.n_layer_rates * sizeof *scaled);
+        if (!scaled) return rf_error(g->ctx, RF_ERR_NOMEM, "gmp step %lld: rates", (long long)step);
+        for (int i = 0; i < c.n_layer_rates; i++) scaled[i] = g->cfg.rates[i] * (s / g->sched.s_final);
+        c.rates = scaled;
+    }
     rf_status st = rf_prune_model(g->ctx, m, &c, NULL);
+    rf_free(scaled);
     if (st != RF_OK) { rf_error_prefix(g->ctx, "gmp step %lld", (long long)step); return st; }
     g->last = s;
     g->updates++;

@@ -88,6 +88,7 @@ typedef struct coord {
     int      n_lost_before;        /* attempts an earlier, killed run left open */
     char     lost_hosts[256];
     int      stopping, retries;
+    int      launcher_ended;       /* the launcher is ending the job: a rank died (opts.ending_flag) */
     double   time_limit, t0, last_status, est_done, real_done, heartbeat;
     uint64_t mem, gathered;
     char     work[4096];
@@ -997,6 +998,7 @@ static void fill_result(const coord *C, rf_sweep_result *res) {
     res->sched_bytes = coord_sched_bytes(C->job);
     res->lost = C->n_lost;
     res->lost_ranks = C->lost_ranks;
+    res->launcher_ended = C->launcher_ended;
     snprintf(res->lost_hosts, sizeof res->lost_hosts, "%s", C->lost_hosts);
     res->direct_bytes = C->direct_bytes;
     for (int r = 1; C->direct && r < C->nranks; r++) res->direct_ranks += C->direct[r];
@@ -1513,6 +1515,25 @@ static rf_status recv_result(coord *C, MPI_Comm comm, int w, const rf_coord_msg 
     return s;
 }
 
+/* Worker w's running attempt (if any) is recorded "lost" with why (its
+ * retry not spent) and queued again; its name goes into name. */
+static rf_status lose_attempt(coord *C, int w, const char *why, char *name, size_t n) {
+    int32_t i = C->w[w].task;
+    if (i < 0) return RF_OK;
+    stask *t = &C->t[i];
+    C->w[w].task = -1;
+    C->n_running--;
+    C->n_lost++;
+    cJSON *ex = cJSON_CreateObject();
+    if (ex) { cJSON_AddBoolToObject(ex, "retry", 1); cJSON_AddNumberToObject(ex, "silent_s", coord_link_silence(w)); }
+    RF_TRY(ledger(C, "lost", i, w, 0, why, ex, 1));
+    t->attempts--;   /* not the task's fault: no retry spent */
+    t->rank = -1;
+    RF_TRY(mark_ready(C, i));
+    task_name(C, i, name, n);
+    return RF_OK;
+}
+
 /* Rank 0 gives worker w up (issue 24): it has been silent for the
  * heartbeat timeout (node lost, link cut, process stopped), or a transfer
  * to or from it timed out. Its running task is recorded "lost" (the
@@ -1529,21 +1550,9 @@ static rf_status lose_rank(coord *C, int w, const char *why) {
         size_t k = strlen(C->lost_hosts);
         snprintf(C->lost_hosts + k, sizeof C->lost_hosts - k, "%s%s", k ? ", " : "", C->hosts[w]);
     }
-    int32_t i = C->w[w].task;
+    int had = C->w[w].task >= 0;
     char name[600] = "";
-    if (i >= 0) {
-        stask *t = &C->t[i];
-        C->w[w].task = -1;
-        C->n_running--;
-        C->n_lost++;
-        cJSON *ex = cJSON_CreateObject();
-        if (ex) { cJSON_AddBoolToObject(ex, "retry", 1); cJSON_AddNumberToObject(ex, "silent_s", coord_link_silence(w)); }
-        RF_TRY(ledger(C, "lost", i, w, 0, why, ex, 1));
-        t->attempts--;   /* not the task's fault: no retry spent */
-        t->rank = -1;
-        RF_TRY(mark_ready(C, i));
-        task_name(C, i, name, sizeof name);
-    }
+    RF_TRY(lose_attempt(C, w, why, name, sizeof name));
     int live = 0, reaper = -1;
     for (int r = 1; r < C->nranks; r++) {
         live += !C->w[r].gone;
@@ -1556,8 +1565,8 @@ static rf_status lose_rank(coord *C, int w, const char *why) {
     char reaped[96] = "";
     if (reaper > 0) snprintf(reaped, sizeof reaped, "; rank %d on the same host kills its task's processes", reaper);
     notice(C, "sweep %s: rank %d on %s given up: %s%s%s%s; %s", C->job->name, w, C->hosts[w], why,
-             i >= 0 ? "; its task lost and queued again: " : "", name, reaped,
-             live ? "going on without it" : "no worker left: stopping");
+             had ? "; its task lost and queued again: " : "", name, reaped,
+             C->launcher_ended ? "the launcher is ending the job" : live ? "going on without it" : "no worker left: stopping");
     if (!live) C->stopping = 1;
     cJSON *ev = cJSON_CreateObject();
     if (!ev) return rf_error(C->ctx, RF_ERR_NOMEM, "out of memory");
@@ -1592,17 +1601,69 @@ static rf_status peer_failed(coord *C, int w, rf_status s) {
     return lose_rank(C, w, why);
 }
 
+/* The launcher started ending the job at `since` (opts.ending_flag: Open
+ * MPI does so when any process of the job dies, and kills rank 0 about 2 s
+ * later). Workers not heard from since then are dead (or unreachable): each
+ * is given up (its task "lost", naming its host) and so is every other
+ * running attempt, which the launcher is about to kill; the sweep then ends
+ * at once. Returns with C->launcher_ended 0 when every worker was heard
+ * (the user signalled mpirun: a stop like any other). */
+static rf_status launcher_ending(coord *C, double since) {
+    int dead = 0;
+    for (int w = 1; w < C->nranks; w++) dead += !C->w[w].gone && coord_link_heard(w) < since;
+    if (!dead) return RF_OK;
+    C->launcher_ended = 1;
+    C->stopping = 1;
+    char why[300];
+    double waited = rf_now() - since;
+    for (int w = 1; w < C->nranks; w++) {
+        if (C->w[w].gone || coord_link_heard(w) >= since) continue;
+        snprintf(why, sizeof why, "not heard for %.1f s since the launcher began ending the job (Open MPI does so when "
+                                  "a process dies or a daemon is lost): dead or unreachable", waited);
+        RF_TRY(lose_rank(C, w, why));
+    }
+    snprintf(why, sizeof why, "the launcher is ending the job (%s dead or unreachable): this attempt ends with it",
+             C->lost_hosts);
+    for (int w = 1; w < C->nranks; w++) {
+        char name[600];
+        if (!C->w[w].gone) RF_TRY(lose_attempt(C, w, why, name, sizeof name));
+    }
+    return C->store ? rf_store_ledger_sync(C->ctx, C->store) : RF_OK;
+}
+
 static rf_status run_coordinator(coord *C, MPI_Comm comm) {
     rf_ctx *ctx = C->ctx;
     int nworkers = C->nranks - 1, nidle = 0, spins = 0;
     int *idle = rf_malloc((size_t)nworkers * sizeof *idle);
     if (!idle) return rf_error(ctx, RF_ERR_NOMEM, "out of memory");
     rf_status s = RF_OK;
-    double last_check = rf_now();
-    int lost_seen = 0;
+    double last_check = rf_now(), ending_at = 0;
+    int lost_seen = 0, probed = 0;
+    /* how long to listen for the workers' own beats (every timeout/4) once
+     * the launcher starts ending the job: the SIGKILL comes 2 s after */
+    double listen = C->o->ending_probe_s > 0 ? C->o->ending_probe_s : coord_link_timeout() / 4 + 0.25;
+    if (!(C->o->ending_probe_s > 0) && listen > 1.4) listen = 1.4;
     for (;;) {
         if (!C->o->inproc_noop && (s = write_status(C, 0)) != RF_OK) break;
         coord_link_pump();
+        /* the launcher is ending the job: who is dead? Rank 0 has about
+         * 2 s before its SIGKILL; the other ranks are signalled only after
+         * it. It sends nothing meanwhile (to a dead peer that would block it)
+         * and waits for every live worker's next beat */
+        if (!probed && C->o->ending_flag && *C->o->ending_flag) {
+            if (ending_at == 0) {
+                ending_at = rf_now();
+                coord_link_hush(1);
+                if (coord_link_timeout() <= 0) probed = 1;   /* no heartbeats: nothing to listen for */
+            }
+            int silent = 0;
+            for (int w = 1; !probed && w < C->nranks; w++) silent += !C->w[w].gone && coord_link_heard(w) < ending_at;
+            if (!probed && (!silent || rf_now() - ending_at > listen)) {
+                probed = 1;
+                if ((s = launcher_ending(C, ending_at)) != RF_OK || C->launcher_ended) break;
+                coord_link_hush(0);
+            }
+        }
         /* silences are looked at a few times per timeout, not per message:
          * with a thousand workers that is a thousand clock reads */
         double now = rf_now();
@@ -1617,8 +1678,9 @@ static rf_status run_coordinator(coord *C, MPI_Comm comm) {
             for (int x = 0; x < nidle; x++) if (!C->w[idle[x]].gone) idle[k++] = idle[x];
             nidle = k;
         }
-        /* hand work to idle ranks, most recently idle first */
-        while (nidle > 0) {
+        /* hand work to idle ranks, most recently idle first (not while
+         * listening for who is dead: a send to a dead rank blocks) */
+        while (nidle > 0 && !(ending_at > 0 && !probed)) {
             int w = idle[nidle - 1];
             int32_t i;
             if ((s = pick(C, w, &i)) != RF_OK || i < 0) break;

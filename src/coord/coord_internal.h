@@ -41,6 +41,13 @@ int       coord_link_dropped(int peer);
  * process id is pid) to kill dead's task processes (REAP, on the beat tag:
  * a worker in the middle of a task drains it within 20 ms). */
 void      coord_link_reap(int to, int dead, uint64_t pid);
+/* on: nothing more is sent on the beat tag (BEAT, DROP, REAP) until
+ * called with 0. Rank 0 while Open MPI's launcher ends the job: a send to
+ * a dead peer's closed connection makes the TCP transport reconnect, fail
+ * and block the sender in a help message the busy launcher does not read.
+ * coord_link_heard: rf_now() when peer was last heard (0: no link). */
+void      coord_link_hush(int on);
+double    coord_link_heard(int peer);
 /* A worker: 1 once rank 0 sent DROP (this rank was given up). */
 int       coord_link_abandoned(void);
 /* Polling without a core to spare: spin briefly (a reply is usually

@@ -76,6 +76,7 @@ typedef struct link_state {
     unsigned char (*reap)[RF_COORD_HDR_BYTES];   /* rank 0: per given-up rank, its REAP message (in flight) */
     atomic_int      abandoned;  /* worker: rank 0 sent DROP */
     unsigned char   beat[RF_COORD_HDR_BYTES], drop[RF_COORD_HDR_BYTES];
+    int             hushed;     /* rank 0: send nothing on the beat tag (coord_link_hush) */
 } link_state;
 static link_state L;
 
@@ -128,6 +129,7 @@ int coord_link_abandoned(void) { return L.open && atomic_load(&L.abandoned); }
 /* A beat is fire-and-forget: the buffer is static and never changes, so the
  * request can be freed at once and a send to a silent peer never blocks. */
 static void beat_to(int peer, const unsigned char *msg) {
+    if (L.hushed) return;
     MPI_Request rq;
     if (MPI_Isend(msg, RF_COORD_HDR_BYTES, MPI_BYTE, peer, COORD_TAG_BEAT, L.comm, &rq) == MPI_SUCCESS) MPI_Request_free(&rq);
 }
@@ -136,6 +138,12 @@ void coord_link_drop(int peer) {
     if (!L.open || peer <= 0 || peer >= L.nranks || L.dropped[peer]) return;
     L.dropped[peer] = 1;
     beat_to(peer, L.drop);
+}
+
+void coord_link_hush(int on) { L.hushed = on; }
+
+double coord_link_heard(int peer) {
+    return L.open && peer >= 0 && peer < L.nranks ? atomic_load(&L.heard[peer]) : 0;
 }
 
 void coord_link_reap(int to, int dead, uint64_t pid) {

@@ -11,6 +11,7 @@
 #include "raffle/prune.h"
 #include "raffle/distill.h"
 #include "raffle/plan.h"
+#include "task/task_keys.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -35,8 +36,13 @@ static const char *const scopes[] = {"global", "layer", NULL};
 #define KEY_INITIAL(grid) {.key = "initial_sparsity", .type = RF_SET_NUM, .flags = (grid) | RF_SF_OPTIONAL, .lo = 0, .hi = 1, \
     .hi_open = 1, .def = "0", .doc = "sparsity of the first mask update (s_i); at most `sparsity`"}
 
+/* Optional too: absent, ids are unchanged. */
+#define KEY_LAYER_SPARSITY(nocli) {.key = "layer_sparsity", .type = RF_SET_RATES, .flags = RF_SF_OPTIONAL | (nocli), \
+    .doc = "per-tensor final rates {glob: rate}, first match wins (scope `layer`; Deep Compression's per-layer rates): " \
+           "each tensor follows the schedule scaled to its rate r, r·s_t/s_f; the others follow s_t"}
+
 static const rf_setting gmp_keys[] = {KEY_SPARSITY(0), KEY_END(0), KEY_EVERY(0), KEY_SCOPE(0), KEY_LAYERS(0),
-                                      KEY_START(0), KEY_INITIAL(0), RF_SETTINGS_END};
+                                      KEY_START(0), KEY_INITIAL(0), KEY_LAYER_SPARSITY(RF_SF_NOCLI), RF_SETTINGS_END};
 
 /* What the table's bounds cannot say: t0 before the end, s_i at most s_f
  * (a schedule that would un-prune). path: the JSON path of o's keys. */
@@ -48,6 +54,13 @@ static rf_status check_schedule(rf_ctx *ctx, const cJSON *o, const char *path) {
     if (si > sf)
         return rf_error(ctx, RF_ERR_INVALID, "%sinitial_sparsity: %g is above the final sparsity %g (the schedule only prunes)",
                         path, si, sf);
+    if (cJSON_GetObjectItemCaseSensitive(o, "layer_sparsity")) {
+        if (strcmp(rf_settings_str(o, gmp_keys, "scope"), "layer") != 0)
+            return rf_error(ctx, RF_ERR_INVALID, "%slayer_sparsity: per-tensor rates need \"scope\": \"layer\"", path);
+        if (!(sf > 0))
+            return rf_error(ctx, RF_ERR_INVALID, "%slayer_sparsity: needs a final sparsity above 0 (each rate r is reached "
+                            "as r·s_t/s_f)", path);
+    }
     return RF_OK;
 }
 
@@ -69,16 +82,18 @@ rf_status rf_task_gmp(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     pc.scope = (rf_prune_scope)rf_prune_scope_from_name(rf_settings_str(st, gmp_keys, "scope"));
     const cJSON *lv = cJSON_GetObjectItemCaseSensitive(st, "layers");
     pc.layers = cJSON_IsString(lv) ? lv->valuestring : NULL;
+    void *rates = NULL;
+    RF_TRY(rf_task_layer_rates(ctx, st, &pc, &rates));
     rf_gmp_schedule sched;
     rf_gmp_schedule_for_run(rf_settings_num(st, gmp_keys, "initial_sparsity"), sparsity, total,
                             rf_settings_num(st, gmp_keys, "prune_start"), rf_settings_num(st, gmp_keys, "prune_end"),
                             rf_settings_num(st, gmp_keys, "prune_every"), &sched);
     rf_gmp g;
-    RF_TRY(rf_gmp_init(ctx, &g, &pc, &sched));
-
     rf_model *m = NULL;
-    RF_TRY(rf_task_open_model(ctx, "gmp", io->n_parents > 0 ? io->parent_ckpts[0] : NULL, st, io->train, cfg.seed, &m));
-    rf_status s = rf_model_ensure_masks(ctx, m);
+    rf_status s = rf_gmp_init(ctx, &g, &pc, &sched);
+    if (s == RF_OK)
+        s = rf_task_open_model(ctx, "gmp", io->n_parents > 0 ? io->parent_ckpts[0] : NULL, st, io->train, cfg.seed, &m);
+    if (s == RF_OK) s = rf_model_ensure_masks(ctx, m);
     rf_train_hooks h;
     memset(&h, 0, sizeof h);
     h.ud = &g;
@@ -106,6 +121,7 @@ rf_status rf_task_gmp(rf_ctx *ctx, const rf_task_io *io, cJSON *metrics) {
     if (s == RF_ERR_PREEMPTED) rf_error_prefix(ctx, "gmp");
     rf_free(curve.v);
     rf_model_free(m);
+    rf_free(rates);
     return s;
 }
 
@@ -121,7 +137,7 @@ static int expand_gmp(rf_plan *p, const rf_point *pt) {
     double cost = gt ? rf_plan_train_cost(gt, pt->data, pt->model) : 0;
     cJSON_Delete(gt);
     static const char *const keys[] = {"sparsity", "prune_end", "prune_every", "scope", "layers", "prune_start",
-                                       "initial_sparsity", NULL};
+                                       "initial_sparsity", "layer_sparsity", NULL};
     if (!s || !rf_plan_copy_keys(s, pt->x, keys)) return rf_plan_nomem(p, s);
     return rf_plan_add(p, RF_JOB_GMP, s, &par, 1, cost) < 0 ? -1 : 0;
 }
@@ -130,7 +146,7 @@ static const char *label_gmp(const cJSON *set, char *buf, size_t n) { return "gm
 
 static const rf_setting gmp_exp_keys[] = {
     KEY_SPARSITY(RF_SF_GRID), KEY_END(RF_SF_GRID), KEY_EVERY(RF_SF_GRID), KEY_SCOPE(RF_SF_GRID), KEY_LAYERS(0),
-    KEY_START(RF_SF_GRID), KEY_INITIAL(RF_SF_GRID),
+    KEY_START(RF_SF_GRID), KEY_INITIAL(RF_SF_GRID), KEY_LAYER_SPARSITY(0),
     {.key = "gradual", .type = RF_SET_OBJ, .sub = rf_train_settings,
      .doc = "the gradual run's training, over the experiment's `train` (the dense parent is trained with `train`)"},
     RF_SETTINGS_END

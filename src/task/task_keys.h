@@ -27,4 +27,11 @@ struct rf_point;
  * index or -1 (ctx of p set). */
 int32_t rf_prune_plan_task(struct rf_plan *p, const struct rf_point *pt, const cJSON *x);
 
+struct rf_prune_cfg;
+/* Reads the settings' "layer_sparsity" {glob: rate} (absent: none) into
+ * cfg's per-tensor rates ("prune" and "gmp" tasks). The patterns borrow
+ * from st; the arrays are one new block, *owned (rf_free; NULL when
+ * absent). */
+rf_status rf_task_layer_rates(rf_ctx *ctx, const cJSON *st, struct rf_prune_cfg *cfg, void **owned);
+
 #endif

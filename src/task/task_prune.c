@@ -104,23 +104,27 @@ static rf_status prune_cfg(rf_ctx *ctx, const cJSON *st, const rf_setting *tab, 
     cfg->synflow_rounds = (int)rf_settings_num(st, tab, "synflow_rounds");
     cfg->grasp_eps = rf_settings_num(st, tab, "grasp_eps");
     RF_TRY(nm_setting(ctx, st, "settings", cfg));
+    return rf_task_layer_rates(ctx, st, cfg, owned);
+}
+
+rf_status rf_task_layer_rates(rf_ctx *ctx, const cJSON *st, rf_prune_cfg *cfg, void **owned) {
+    *owned = NULL;
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(st, "layer_sparsity");
-    if (cJSON_IsObject(ls)) {
-        int n = cJSON_GetArraySize(ls);
-        void *blk = rf_malloc((size_t)(n > 0 ? n : 1) * (sizeof(const char *) + sizeof(double)));
-        if (!blk) return rf_error(ctx, RF_ERR_NOMEM, "settings");
-        const char **pats = blk;
-        double *rates = (double *)(pats + (n > 0 ? n : 1));
-        int i = 0;
-        for (const cJSON *e = ls->child; e; e = e->next, i++) {
-            pats[i] = e->string;
-            rates[i] = e->valuedouble;
-        }
-        cfg->n_layer_rates = n;
-        cfg->rate_patterns = pats;
-        cfg->rates = rates;
-        *owned = blk;
+    if (!cJSON_IsObject(ls)) return RF_OK;
+    int n = cJSON_GetArraySize(ls);
+    void *blk = rf_malloc((size_t)(n > 0 ? n : 1) * (sizeof(const char *) + sizeof(double)));
+    if (!blk) return rf_error(ctx, RF_ERR_NOMEM, "settings");
+    const char **pats = blk;
+    double *rates = (double *)(pats + (n > 0 ? n : 1));
+    int i = 0;
+    for (const cJSON *e = ls->child; e; e = e->next, i++) {
+        pats[i] = e->string;
+        rates[i] = e->valuedouble;
     }
+    cfg->n_layer_rates = n;
+    cfg->rate_patterns = pats;
+    cfg->rates = rates;
+    *owned = blk;
     return RF_OK;
 }
 

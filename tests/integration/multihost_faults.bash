@@ -28,8 +28,9 @@
 #     left        processes alive in any namespace MF_LEFT_S (20) s after the
 #                 launcher ended
 #     detect_s    fault to the first "lost" ledger line of the run (the
-#                 heartbeat); for kill-worker, fault to the launcher's end
-#                 (Open MPI's runtime ends the job itself)
+#                 heartbeat; for kill-worker rank 0's ping once the
+#                 launcher starts ending the job); without one, fault to
+#                 the launcher's end
 #     quiet_s     fault to the moment no raffle process is left on the
 #                 host(s) it hit (the workers' own exit, or the launcher's kill)
 #     hostgone_s  fault to the moment no process at all (Open MPI's orted
@@ -37,6 +38,11 @@
 #                 it hit
 #     gone_s      fault to the moment no process at all is left in any
 #                 namespace (the launcher, orted and rank 0 too)
+#     launcher_s  fault to the launcher's (mpirun's) end
+#     endquiet_s  rank 0's end of the job (the ledger's "finished" line) to
+#                 the moment quiet_s measures: how long a hung rank outlives
+#                 the job's end ("-" when rank 0 wrote no such line)
+#     endgone_s   the same to the moment gone_s measures
 #     rerun_rc    the rerun's exit status (must be 0)
 #   mf_check FAULT LINE       prints LINE and fails (multihost.bash's fail)
 #                             unless its lost, dup, left and rerun_rc are 0
@@ -114,7 +120,7 @@ mf_trial() {
   tf=$(_mf_now)
   # every namespace's process table, from the fault until it is empty (or
   # MF_LEFT_S after the launcher's end), beside the launcher
-  local quiet_s="" hostgone_s="" gone_s="" left=0 te="" now all hp
+  local quiet_s="" hostgone_s="" gone_s="" left=0 te="" now all hp quiet_at="" gone_at=""
   hp=$(for h in $host; do awk -v h="$h" '$1 == h { print $3 }' "$CD/hosts"; done)
   while :; do
     now=$(_mf_now)
@@ -127,7 +133,7 @@ mf_trial() {
           case "$( { tr '\0' ' ' < "/proc/$p/cmdline"; } 2>/dev/null)" in *raffle\ sweep*|*raffle\ run*) mine="$mine $p" ;; esac
         done
       done
-      [ -z "$(_mf_alive $mine)" ] && quiet_s=$(_mf_sub "$now" "$tf")
+      [ -z "$(_mf_alive $mine)" ] && quiet_s=$(_mf_sub "$now" "$tf") quiet_at=$now
     fi
     if [ -z "$hostgone_s" ]; then
       local any="" ns
@@ -135,7 +141,10 @@ mf_trial() {
       [ -z "$(_mf_alive $any)" ] && hostgone_s=$(_mf_sub "$now" "$tf")
     fi
     all=$(_mf_alive $(mh_procs))
-    [ -n "$te" ] && [ -z "$all" ] && { gone_s=$(_mf_sub "$now" "$tf"); break; }
+    # (a host may empty between its own check above and this one: then it
+    # was empty by now too)
+    [ -n "$te" ] && [ -z "$all" ] && { gone_s=$(_mf_sub "$now" "$tf") gone_at=$now
+      quiet_s=${quiet_s:-$gone_s} quiet_at=${quiet_at:-$now} hostgone_s=${hostgone_s:-$gone_s}; break; }
     if [ -n "$te" ] && awk -v e="$(_mf_sub "$now" "$te")" -v l="${MF_LEFT_S:-20}" 'BEGIN { exit !(e > l) }'; then
       left=$(echo "$all" | wc -w)
       echo "mf: $fault: left ${MF_LEFT_S:-20} s after the launcher's end: $(for p in $all; do tr '\0' ' ' < /proc/$p/cmdline; echo; done)" >&2
@@ -149,10 +158,16 @@ mf_trial() {
   case $fault in cut-worker) "$CL" -d "$CD" mend h3 ;; partition) "$CL" -d "$CD" mend h1 ;; esac >/dev/null 2>&1
   local first detect_s=""
   first=$(jq -r 'select(.event=="lost") | .time' "$L" 2>/dev/null | head -n 1)
-  if [ "$fault" = kill-worker ]; then detect_s=$(_mf_sub "$te" "$tf")
-  elif [ -n "$first" ]; then detect_s=$(_mf_sub "$(date -d "$first" +%s.%N)" "$tf"); fi
-  local rec_run
+  if [ -n "$first" ]; then detect_s=$(_mf_sub "$(date -d "$first" +%s.%N)" "$tf")
+  elif [ "$fault" = kill-worker ]; then detect_s=$(_mf_sub "$te" "$tf"); fi
+  local rec_run fin endquiet_s=- endgone_s=-
   rec_run=$(jq -r 'select(.event=="lost") | .task' "$L" 2>/dev/null | wc -l)
+  fin=$(jq -r 'select(.event=="finished") | .time' "$L" 2>/dev/null | tail -n 1)
+  if [ -n "$fin" ]; then
+    fin=$(date -d "$fin" +%s.%N)
+    [ -n "$quiet_at" ] && endquiet_s=$(_mf_sub "$quiet_at" "$fin")
+    [ -n "$gone_at" ] && endgone_s=$(_mf_sub "$gone_at" "$fin")
+  fi
   # the rerun, without the fault
   MH_TIMEOUT=90 cl run mpirun --host h1:1,h2:1,h3:1 -np 3 "$RAFFLE" sweep --quiet --heartbeat "$hb" \
     --store "$store" "$T/mf.json" >"$log-rerun" 2>&1
@@ -161,5 +176,5 @@ mf_trial() {
   done=$(jq -r 'select(.event=="done") | .task' "$L" | sort -u | wc -l)
   dup=$(jq -r 'select(.event=="done") | .task' "$L" | sort | uniq -d | wc -l)
   recorded=$(jq -r 'select(.event=="lost") | .task' "$L" | wc -l)
-  echo "fault=$fault at=$at rc=$rc hit=$hit recorded=$recorded recorded_in_run=$rec_run lost=$((total - done)) dup=$dup left=$left detect_s=${detect_s:--} quiet_s=$quiet_s hostgone_s=$hostgone_s gone_s=$gone_s rerun_rc=$rerun_rc"
+  echo "fault=$fault at=$at rc=$rc hit=$hit recorded=$recorded recorded_in_run=$rec_run lost=$((total - done)) dup=$dup left=$left detect_s=${detect_s:--} quiet_s=$quiet_s hostgone_s=$hostgone_s gone_s=$gone_s launcher_s=$(_mf_sub "$te" "$tf") endquiet_s=$endquiet_s endgone_s=$endgone_s rerun_rc=$rerun_rc"
 }

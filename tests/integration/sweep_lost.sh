@@ -10,8 +10,15 @@
 #    every task is done exactly once; none is left;
 # 2. a killed run: an in-process sweep killed with kill -9 mid-task leaves
 #    an attempt open; the rerun records it "lost" naming the host, and
-#    finishes every task exactly once.
-# About 31 s.
+#    finishes every task exactly once;
+# 3. a killed worker: rank 2 of `mpirun -np 3 --heartbeat 5` killed (-9)
+#    mid-task: Open MPI ends the job (SIGCONT, SIGTERM, SIGKILL to every
+#    rank over 2 s); rank 0, signalled by its launcher, pings the workers and
+#    records rank 2's task (and rank 1's, which the launcher kills too)
+#    "lost" in the run itself, well before the 5 s heartbeat could, names
+#    the host, and the rerun finishes with nothing left open;
+# 4. a user's SIGTERM to mpirun (every worker alive): no "lost" line: a stop.
+# About 45 s.
 set -u
 here=$(cd "$(dirname "$0")/../.." && pwd)
 . "$here/tests/integration/mpi_local.bash"
@@ -31,6 +38,14 @@ once() {  # LEDGER: every task done exactly once
   [ "$n" = 8 ] || fail "$1: $n of 8 tasks done"
   [ "$dup" = 0 ] || fail "$1: $dup task(s) done twice"
 }
+# waits (up to 20 s) for ledger $1 to show a task started on rank $2
+wait_started() {
+  local _
+  for _ in $(seq 1 200); do
+    [ -f "$1" ] && has --argjson r "$2" 'select(.event=="started" and .rank==$r)' "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+}
 # pids of the processes of MPI rank $2 (the rank and its task child) under
 # the mpirun $1: only this test's own processes, never another sweep's
 rank_pids() {
@@ -45,10 +60,7 @@ L=$T/s/lost/ledger.jsonl
 t0=$(date +%s.%N)
 timeout -k 5 120 mpirun -np 3 "$RAFFLE" sweep --quiet --heartbeat 1 --store "$T/s" "$T/lost.json" >"$T/log-hung" 2>&1 &
 mpid=$!
-for _ in $(seq 1 200); do
-  [ -f "$L" ] && has 'select(.event=="started" and .rank==2)' "$L" 2>/dev/null && break
-  sleep 0.1
-done
+wait_started "$L" 2
 stopped=$(rank_pids "$mpid" 2 | tr '\n' ' ')
 [ -n "$stopped" ] || fail "no process of rank 2 found"
 # shellcheck disable=SC2086
@@ -114,4 +126,43 @@ has --arg t "$open" --arg h "$(hostname)" 'select(.event=="lost" and .task==$t a
   fail "the rerun did not record the killed run's open attempt as lost"
 grep -q "recorded lost" "$T/log-rerun" || fail "the rerun did not say so"
 once "$K"
-echo "ok: hung rank given up and killed, its task run elsewhere; a killed run's open attempt recorded lost by the rerun"
+
+# ---- 3. a killed worker under mpirun: recorded lost by the run itself ---------------
+cat > "$T/kw.json" <<'JOB'
+{"name": "kw", "dataset": "synthetic", "model": "lenet-300-100",
+ "experiments": [{"kind": "noop", "count": 4, "sleep_ms": 1200}]}
+JOB
+W=$T/w/kw/ledger.jsonl
+timeout -k 5 60 mpirun -np 3 "$RAFFLE" sweep --quiet --heartbeat 5 --store "$T/w" "$T/kw.json" >"$T/log-kw" 2>&1 &
+mpid=$!
+wait_started "$W" 2
+sleep 0.3
+r2s=" $(rank_pids "$mpid" 2 | tr '\n' ' ') " r2=""
+for p in $r2s; do case $r2s in *" $(ppid_of "$p") "*) ;; *) r2=$p ;; esac; done   # the rank, not its task child
+[ -n "$r2" ] || fail "killed worker: rank 2 not found"
+kill -9 "$r2"
+t_kill=$(date +%s.%N)
+wait "$mpid"
+rc=$?
+[ "$rc" = 137 ] || fail "killed worker: mpirun exit $rc, expected 137 (Open MPI's: the killed rank's status)"
+grep -q "raffle sweep: lost $(hostname) (1 rank(s) dead or unreachable" "$T/log-kw" || fail "killed worker: no line naming the host"
+has --arg h "$(hostname)" 'select(.event=="lost" and .rank==2 and .host==$h and .earlier_run != true)' "$W" ||
+  fail "killed worker: rank 0 did not record rank 2's task lost"
+t_lost=$(jq -r 'select(.event=="lost" and .rank==2) | .time' "$W" | head -1)
+det=$(sub "$(date -d "$t_lost" +%s.%N)" "$t_kill")
+awk -v d="$det" 'BEGIN { exit !(d > 0 && d < 2) }' || fail "killed worker: recorded lost $det s after the kill (the launcher's SIGKILL comes after 2 s)"
+timeout -k 5 60 mpirun -np 3 "$RAFFLE" sweep --quiet --store "$T/w" "$T/kw.json" >"$T/log-kw-rerun" 2>&1 || fail "killed worker: rerun exit $?"
+has 'select(.event=="lost" and .earlier_run==true)' "$W" && fail "killed worker: the rerun found attempts the run left open"
+[ "$(jq -r 'select(.event=="done") | .task' "$W" | sort -u | wc -l)" = 4 ] || fail "killed worker: not every task done"
+[ -z "$(jq -r 'select(.event=="done") | .task' "$W" | sort | uniq -d)" ] || fail "killed worker: a task done twice"
+echo "killed worker: rank 2's task recorded lost by the run $det s after the kill (heartbeat 5 s), mpirun exit 137, rerun complete"
+
+# ---- 4. a user's SIGTERM to mpirun: a stop, nothing recorded lost ---------------------
+U=$T/u/kw/ledger.jsonl
+timeout -k 5 60 mpirun -np 3 "$RAFFLE" sweep --quiet --heartbeat 5 --store "$T/u" "$T/kw.json" >"$T/log-term" 2>&1 &
+mpid=$!
+wait_started "$U" 2
+kill -TERM "$mpid"
+wait "$mpid"
+has 'select(.event=="lost")' "$U" && fail "user's SIGTERM to mpirun: attempts recorded lost: $(jq -c 'select(.event=="lost")' "$U")"
+echo "ok: hung rank given up and killed, its task run elsewhere; a killed run's open attempt recorded lost by the rerun; a killed worker's task recorded lost by the run; a user's SIGTERM is a stop"

@@ -74,6 +74,10 @@ Test(link, closed_link_is_inert) {
     coord_link_pump();   /* no MPI touched: MPI is not initialised here */
     coord_link_drop(1);
     cr_assert_eq(coord_link_dropped(1), 0);
+    coord_link_hush(1);
+    coord_link_pump();
+    coord_link_hush(0);
+    cr_assert_eq(coord_link_heard(1), 0);
     rf_ctx ctx;
     rf_ctx_init(&ctx);
     /* one rank, or no timeout: no link at all */

@@ -531,6 +531,34 @@ Test(pipeline, gmp_start_and_initial_sparsity) {
            "experiments[0].initial_sparsity: 1 is outside [0, 1)");
 }
 
+/* gmp's per-tensor final rates: in the task's settings only when given
+ * (ids of gmp tasks without them unchanged); refused at validation, with
+ * the JSON path, without layer scope, with a final sparsity of 0 or a rate
+ * outside [0, 1]. */
+Test(pipeline, gmp_layer_sparsity) {
+    rf_job *j = parse_ok(HEAD "\"experiments\":[{\"kind\":\"gmp\",\"sparsity\":0.9},"
+                         "{\"kind\":\"gmp\",\"sparsity\":0.9,\"scope\":\"layer\",\"layer_sparsity\":{\"fc1*\":0.95,\"fc3*\":0.5}}]}",
+                         NULL);
+    int n = 0;
+    for (int i = 0; i < j->n_tasks; i++) {
+        if (j->tasks[i].kind != RF_JOB_GMP) continue;
+        cJSON *s = settings(j, i);
+        const cJSON *ls = cJSON_GetObjectItemCaseSensitive(s, "layer_sparsity");
+        if (j->tasks[i].exp == 0) cr_assert_null(ls);
+        else cr_assert(cJSON_IsObject(ls) && cJSON_GetObjectItemCaseSensitive(ls, "fc1*")->valuedouble == 0.95);
+        n++;
+        cJSON_Delete(s);
+    }
+    cr_assert_eq(n, 2);
+    rf_job_free(j);
+    reject(HEAD "\"experiments\":[{\"kind\":\"gmp\",\"sparsity\":0.9,\"layer_sparsity\":{\"fc1*\":0.95}}]}",
+           "experiments[0]: layer_sparsity: per-tensor rates need \"scope\": \"layer\"");
+    reject(HEAD "\"experiments\":[{\"kind\":\"gmp\",\"sparsity\":0,\"scope\":\"layer\",\"layer_sparsity\":{\"fc1*\":0.95}}]}",
+           "experiments[0]: layer_sparsity: needs a final sparsity above 0");
+    reject(HEAD "\"experiments\":[{\"kind\":\"gmp\",\"sparsity\":0.9,\"scope\":\"layer\",\"layer_sparsity\":{\"fc1*\":1.5}}]}",
+           "experiments[0].layer_sparsity");
+}
+
 /* teacher.best resolved: with every dense model ended, the teacher is the
  * one of highest validation accuracy (seed 1 here), whatever the student's
  * seed, and the experiment is no longer deferred. */

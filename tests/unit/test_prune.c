@@ -569,6 +569,52 @@ Test(prune_engine, gmp_hook_follows_schedule) {
     rf_model_free(m);
 }
 
+/* Per-tensor final rates under the schedule (Deep Compression's per-layer
+ * rates, pruned gradually): fc1 to 0.9 and fc2 to 0.6 follow r·s_t/s_f, fc3
+ * (no pattern) follows s_t; the counts are exact (layer scope: each tensor
+ * ends with round(rate·numel) pruned). Rates with global scope, N:M or
+ * s_f = 0 are refused. */
+Test(prune_engine, gmp_hook_per_tensor_rates) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_model *m = NULL;
+    cr_assert_eq(rf_model_create(&ctx, "lenet-300-100", &m), RF_OK);
+    cr_assert_eq(rf_model_init(&ctx, m, 6), RF_OK);
+    rf_prune_cfg cfg; rf_prune_cfg_default(&cfg);
+    cfg.scope = RF_SCOPE_LAYER;
+    const char *const pats[] = {"fc1.weight", "fc2"};
+    const double rates[] = {0.9, 0.6};
+    cfg.n_layer_rates = 2; cfg.rate_patterns = pats; cfg.rates = rates;
+    rf_gmp_schedule sch = {0.0, 0.75, 10, 50, 10};
+    rf_gmp g;
+    cr_assert_eq(rf_gmp_init(&ctx, &g, &cfg, &sch), RF_OK, "%s", ctx.err);
+    const rf_param *f[3] = {rf_model_param(m, "fc1.weight"), rf_model_param(m, "fc2.weight"), rf_model_param(m, "fc3.weight")};
+    const double r[3] = {0.9, 0.6, 0.75};   /* fc3: no pattern, the schedule's own target */
+    for (int64_t t = 0; t <= 60; t++) {
+        cr_assert_eq(rf_gmp_before_step(&g, m, t, 100), RF_OK, "%s", ctx.err);
+        const double st = t >= 10 ? rf_gmp_sparsity(&sch, t) : 0.0;
+        for (int k = 0; k < 3; k++) {
+            size_t z = 0;
+            for (size_t e = 0; e < f[k]->numel; e++) z += m->masks && m->masks[f[k]->offset + e] == 0.0f;
+            cr_assert_eq(z, (size_t)floor(r[k] * (st / 0.75) * (double)f[k]->numel + 0.5), "step %lld tensor %d: %zu",
+                         (long long)t, k, z);
+        }
+    }
+    /* at the end: exactly the final rates (fc1 0.9 of 235200 = 211680, fc2 0.6 of 30000 = 18000, fc3 0.75 of 1000) */
+    size_t z1 = 0;
+    for (size_t e = 0; e < f[0]->numel; e++) z1 += m->masks[f[0]->offset + e] == 0.0f;
+    cr_assert_eq(z1, 211680);
+    cfg.scope = RF_SCOPE_GLOBAL;
+    cr_assert_eq(rf_gmp_init(&ctx, &g, &cfg, &sch), RF_ERR_INVALID);
+    cr_assert(strstr(ctx.err, "layer scope"), "%s", ctx.err);
+    cfg.scope = RF_SCOPE_LAYER;
+    rf_gmp_schedule zero = {0.0, 0.0, 0, 10, 5};
+    cr_assert_eq(rf_gmp_init(&ctx, &g, &cfg, &zero), RF_ERR_INVALID);
+    cfg.nm_n = 2; cfg.nm_m = 4;
+    rf_gmp_schedule half = {0.0, 0.5, 0, 10, 5};
+    cr_assert_eq(rf_gmp_init(&ctx, &g, &cfg, &half), RF_ERR_INVALID);
+    rf_model_free(m);
+}
+
 Test(prune_engine, pruned_weights_stay_zero_through_adam_training) {
     rf_ctx ctx; rf_ctx_init(&ctx);
     rf_dataset *train = NULL, *test = NULL;

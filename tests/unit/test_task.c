@@ -580,6 +580,17 @@ Test(task, gmp_reaches_its_target_on_schedule) {
     cr_assert_eq(num(m2, "prune_end_step"), 30);
     cr_assert(fabs(num(m2, "sparsity") - 0.8) <= 1.0 / prunable, "sparsity %.9f", num(m2, "sparsity"));
     cJSON_Delete(m2);
+    /* per-tensor final rates (layer scope): each tensor ends at its own rate, exactly */
+    cJSON *m4 = cJSON_CreateObject();
+    cr_assert_eq(run_task("{\"kind\":\"gmp\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"iterations\":20,"
+                          "\"batch\":32,\"sparsity\":0.8,\"scope\":\"layer\",\"prune_end\":0.5,\"prune_every\":0.1,"
+                          "\"layer_sparsity\":{\"fc1.weight\":0.94,\"fc3*\":0.5},\"validation\":100}", dir, m4, &ctx), RF_OK,
+                 "%s", rf_ctx_error(&ctx));
+    const cJSON *lr = cJSON_GetObjectItemCaseSensitive(m4, "layer_remaining");
+    cr_assert_float_eq(cJSON_GetObjectItemCaseSensitive(lr, "fc1.weight")->valuedouble, 1.0 - 0.94, 1e-9);
+    cr_assert_float_eq(cJSON_GetObjectItemCaseSensitive(lr, "fc2.weight")->valuedouble, 1.0 - 0.8, 1e-9);
+    cr_assert_float_eq(cJSON_GetObjectItemCaseSensitive(lr, "fc3.weight")->valuedouble, 0.5, 1e-9);
+    cJSON_Delete(m4);
     /* a start after the end: refused when the task runs, too */
     cJSON *m3 = cJSON_CreateObject();
     cr_assert_eq(run_task("{\"kind\":\"gmp\",\"data\":\"synthetic:512\",\"model\":\"lenet-300-100\",\"iterations\":6,"
