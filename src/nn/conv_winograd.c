@@ -1,4 +1,6 @@
 /* Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (Lavin & Gray 2016,
+ * F(4x4, 3x3): the same driver with 36 products, its transforms in
+ * conv_winograd4.c; the layout notes below hold with 16 -> 36, 2 -> 4.
  * "Fast Algorithms for Convolutional Neural Networks", eq. 8-10):
  *
  *   Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A     per 4×4 input tile d, 2×2 output
@@ -56,20 +58,22 @@ int rf_nn_wino_fits(int kh, int kw, int s, int pad) { return kh == 3 && kw == 3 
 
 /* One Winograd convolution: Ci -> Co channels, Hi×Wi inputs padded by pad
  * (0..2), OH×OW outputs in TH×TW tiles; the padded plane is Hp×Wp. */
-typedef struct wg { int Ci, Hi, Wi, Co, pad, OH, OW, TH, TW, T, Hp, Wp; } wg;
+/* m: output tile size (2: F(2x2, 3x3), 4: F(4x4, 3x3)); ak = (m + 2)²
+ * tile positions, i.e. products per chunk. */
+typedef struct wg { int Ci, Hi, Wi, Co, pad, OH, OW, TH, TW, T, Hp, Wp, m, ak; } wg;
 
-static wg wg_of(int Ci, int Hi, int Wi, int Co, int pad) {
+static wg wg_of(int Ci, int Hi, int Wi, int Co, int pad, int m) {
     wg g;
-    g.Ci = Ci; g.Hi = Hi; g.Wi = Wi; g.Co = Co; g.pad = pad;
+    g.Ci = Ci; g.Hi = Hi; g.Wi = Wi; g.Co = Co; g.pad = pad; g.m = m; g.ak = (m + 2) * (m + 2);
     g.OH = Hi + 2 * pad - 2; g.OW = Wi + 2 * pad - 2;
-    g.TH = (g.OH + 1) / 2; g.TW = (g.OW + 1) / 2;
+    g.TH = (g.OH + m - 1) / m; g.TW = (g.OW + m - 1) / m;
     g.T = g.TH * g.TW;
-    g.Hp = 2 * g.TH + 2; g.Wp = 2 * g.TW + 2;
+    g.Hp = m * g.TH + 2; g.Wp = m * g.TW + 2;
     return g;
 }
 
 static int wg_chunk(const wg *g, int B) {
-    size_t per = 16 * ((size_t)g->Ci + (size_t)g->Co) * (size_t)g->T;
+    size_t per = (size_t)g->ak * ((size_t)g->Ci + (size_t)g->Co) * (size_t)g->T;
     size_t ns = WINO_BUDGET / per, nmin = (WINO_MIN_T + (size_t)g->T - 1) / (size_t)g->T;
     if (ns < nmin) ns = nmin;
     if (ns < 1) ns = 1;
@@ -77,11 +81,35 @@ static int wg_chunk(const wg *g, int B) {
     return (int)ns;
 }
 
+/* F(4x4)'s U[k] and M[k] are rows·tc floats plus WINO4_SKEW apart: with
+ * 128 or 256 channels and 128 tiles the plain stride is a power of two
+ * (64-128 KB), and the transforms' 36 streams all fell into one L1 set
+ * (the 14x14 layers ran 2x slower than F(2x2) until this). */
+#define WINO4_SKEW 16
+/* F(4x4)'s plane transforms prefetch the plane WINO4_PF calls ahead: the
+ * planes of consecutive samples are far apart and miss cache, and one call
+ * ahead (~100 ns) left the first row loads waiting on memory (perf). */
+#define WINO4_PF 4
+/* Plane p (of ns samples x C channels) in F(4x4)'s transform order: blocks
+ * of WINO4_CG channels, samples, then the block's channels: U[k][c] is
+ * written nearly front to back (36 streams per channel of the block), and
+ * the block's planes of one sample are adjacent (one page, where samples
+ * inner alone touched a new page every plane). */
+#define WINO4_CG 4
+static void wino4_plane(size_t p, size_t ns, size_t C, size_t *j, size_t *c) {
+    size_t blk = WINO4_CG * ns, cb = p / blk, r = p % blk;
+    size_t gsz = C - cb * WINO4_CG < WINO4_CG ? C - cb * WINO4_CG : WINO4_CG;
+    *j = r / gsz;
+    *c = cb * WINO4_CG + r % gsz;
+}
+static size_t wg_slab(const wg *g, int rows, size_t tc) { return (size_t)rows * tc + (g->m == 4 ? WINO4_SKEW : 0); }
+
 /* U, M of a chunk + the padded plane (+ 4 floats of slack) + 4 output rows
  * of the chunk's tiles. */
 static size_t wg_scratch(const wg *g, int B) {
     size_t tc = (size_t)wg_chunk(g, B) * g->T;
-    return 16 * ((size_t)g->Ci + (size_t)g->Co) * tc + (size_t)g->Hp * g->Wp + 4 + 4 * tc;
+    return (size_t)g->ak * (((size_t)g->Ci + (size_t)g->Co) * tc + 2 * (size_t)WINO4_SKEW) + (size_t)g->Hp * g->Wp + 4 +
+           (size_t)g->m * g->m * tc * (g->m == 4 ? WINO4_CG : 1);
 }
 
 /* V[k][co][c] = (G g Gᵀ)[k] for g = w[co, c] (3×3), co in [co0, co1); with
@@ -525,6 +553,16 @@ static void wino_input_plane(float *U, size_t tc, const float *in, int j, int c,
 /* The chunk's planes as [0, ns·Ci). */
 static void wino_input(float *U, size_t tc, const float *in, int ns, const wg *g, float *plane) {
     size_t isz = (size_t)g->Hi * g->Wi;
+    if (g->m == 4) {   /* samples inner: U[k][c] is written front to back (36 streams) */
+        size_t np = (size_t)ns * g->Ci, j, c, qj, qc;
+        for (size_t p = 0; p < np; p++) {
+            wino4_plane(p, (size_t)ns, (size_t)g->Ci, &j, &c);
+            wino4_plane(p + WINO4_PF < np ? p + WINO4_PF : np - 1, (size_t)ns, (size_t)g->Ci, &qj, &qc);
+            rf_nn_wino4_in(U + c * tc + j * g->T, wg_slab(g, g->Ci, tc), in + (j * g->Ci + c) * isz, g->Hi, g->Wi,
+                           g->pad, g->TH, g->TW, in + (qj * g->Ci + qc) * isz);
+        }
+        return;
+    }
     tile_tf_fn in_tf = in_tf_for_isa();
     for (int j = 0; j < ns; j++)
         for (int c = 0; c < g->Ci; c++)
@@ -539,12 +577,30 @@ static void wino_chunk(const rf_engine *e, int t, float *out, int acc, const flo
     static const int perm[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
     size_t tmax = (size_t)chunk * g->T, osz = (size_t)g->OH * g->OW, isz = (size_t)g->Hi * g->Wi;
     size_t tc = (size_t)ns * g->T;
-    float *U = s, *M = U + 16 * (size_t)g->Ci * tmax, *plane = M + 16 * (size_t)g->Co * tmax;
+    float *U = s, *M = U + (size_t)g->ak * wg_slab(g, g->Ci, tmax), *plane = M + (size_t)g->ak * wg_slab(g, g->Co, tmax);
     float *o = plane + (size_t)g->Hp * g->Wp + 4;
     size_t vk = (size_t)g->Ci * g->Co;
     const int scat512 = rf_kernels_isa() >= RF_ISA_AVX512 && g->OW <= 32;
     wino_input(U, tc, in + (size_t)n0 * g->Ci * isz, ns, g, plane);
     rf_engine pe = rf_nn_part_engine(e, t);
+    if (g->m == 4) {   /* V is always in the forward's tr layout (the input gradient flips it) */
+        for (int k = 0; k < 36; k++)
+            rf_gemm_engine(&pe, 1, 0, g->Co, (int)tc, g->Ci, V + k * vk, g->Co, U + k * wg_slab(g, g->Ci, tc), (int)tc,
+                           0, M + k * wg_slab(g, g->Co, tc), (int)tc);
+        /* output transforms of WINO4_CG channels, then their scatters sample
+         * by sample (the group's planes of a sample are adjacent in out) */
+        for (int c0 = 0; c0 < g->Co; c0 += WINO4_CG) {
+            int gc = g->Co - c0 < WINO4_CG ? g->Co - c0 : WINO4_CG;
+            for (int i = 0; i < gc; i++)
+                rf_nn_wino4_out(o + (size_t)i * 16 * tc, M + (size_t)(c0 + i) * tc, wg_slab(g, g->Co, tc), (int)tc,
+                                bias ? bias[c0 + i] : 0.0f);
+            for (int j = 0; j < ns; j++)
+                for (int i = 0; i < gc; i++)
+                    rf_nn_wino4_scatter(out + ((size_t)(n0 + j) * g->Co + c0 + i) * osz, o + (size_t)i * 16 * tc +
+                                        (size_t)j * g->T, tc, g->OH, g->OW, g->TW, acc);
+        }
+        return;
+    }
     for (int k = 0; k < 16; k++)
         rf_gemm_engine(&pe, 1, 0, g->Co, (int)tc, g->Ci, V + (vt ? perm[k] : k) * vk, g->Co,
                        U + (size_t)k * g->Ci * tc, (int)tc, 0, M + (size_t)k * g->Co * tc, (int)tc);
@@ -576,7 +632,7 @@ static void wino_run_part(void *arg, int t, int n) {
     rf_nn_span((size_t)chunks, t, n, &c0, &c1);
     float *s = j->s + (size_t)t * j->per;
     const wg *g = j->g;
-    memset(s + 16 * ((size_t)g->Ci + g->Co) * (size_t)j->chunk * g->T, 0, ((size_t)g->Hp * g->Wp + 4) * sizeof(float));
+    memset(s + (size_t)g->ak * (wg_slab(g, g->Ci, (size_t)j->chunk * g->T) + wg_slab(g, g->Co, (size_t)j->chunk * g->T)), 0, ((size_t)g->Hp * g->Wp + 4) * sizeof(float));
     for (size_t c = c0; c < c1; c++) {
         int n0 = (int)c * j->chunk, ns = j->B - n0 < j->chunk ? j->B - n0 : j->chunk;
         wino_chunk(j->e, t, j->out, j->acc, j->in, j->bias, j->V, j->vt, n0, ns, j->chunk, g, s);
@@ -597,25 +653,33 @@ static void wino_run(const rf_engine *e, float *out, int acc, const float *in, c
 }
 
 /* The weight transforms, split over output channels. */
-typedef struct wgt_job { float *V; const float *w; int Co, C, back, tr; } wgt_job;
+/* tr: the transposed layout; flip (F(4x4) only): the kernel rotated by
+ * 180° (the input gradient's weights). */
+typedef struct wgt_job { float *V; const float *w; int Co, C, back, tr, m, flip; } wgt_job;
 
 static void wgt_part(void *arg, int t, int n) {
     const wgt_job *j = arg;
     size_t c0, c1;
     rf_nn_span((size_t)j->Co, t, n, &c0, &c1);
+    if (j->m == 4) {
+        if (j->back) rf_nn_wino4_weights_back((float *)j->w, j->V, j->Co, j->C, (int)c0, (int)c1);
+        else rf_nn_wino4_weights(j->V, j->w, j->Co, j->C, (int)c0, (int)c1, j->tr, j->flip);
+        return;
+    }
     if (j->back) wino_weights_back((float *)j->w, j->V, j->Co, j->C, (int)c0, (int)c1);
     else wino_weights(j->V, j->w, j->Co, j->C, (int)c0, (int)c1, j->tr);
 }
 
-static void wino_weights_par(const rf_engine *e, float *V, const float *w, int Co, int C, int back, int tr) {
-    wgt_job j = {V, w, Co, C, back, tr};
-    rf_nn_par(e, rf_nn_parts(e, 16.0 * Co * C, 1 << 14), wgt_part, &j);
+static void wino_weights_par(const rf_engine *e, float *V, const float *w, int Co, int C, int back, int tr, int m,
+                             int flip) {
+    wgt_job j = {V, w, Co, C, back, tr, m, flip};
+    rf_nn_par(e, rf_nn_parts(e, (m + 2) * (m + 2) * (double)Co * C, 1 << 14), wgt_part, &j);
 }
 
-size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int B, int threads) {
-    wg f = wg_of(C, H, W, Co, pad);
-    wg x = wg_of(Co, f.OH, f.OW, C, 2 - pad);
-    size_t v = 16 * (size_t)C * Co, a = wg_scratch(&f, B), b = wg_scratch(&x, B), t = (size_t)(threads > 0 ? threads : 1);
+size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int m, int B, int threads) {
+    wg f = wg_of(C, H, W, Co, pad, m);
+    wg x = wg_of(Co, f.OH, f.OW, C, 2 - pad, m);
+    size_t v = (size_t)f.ak * C * Co, a = wg_scratch(&f, B), b = wg_scratch(&x, B), t = (size_t)(threads > 0 ? threads : 1);
     /* Backward: V, dV, then the weight-gradient chunk (U, A dY Aᵀ: the
      * forward's U + M, and a plane per thread) or the input-gradient run
      * (a chunk's buffers per thread). */
@@ -624,10 +688,10 @@ size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int B, int threa
 }
 
 void rf_nn_wino_forward(const rf_engine *e, float *y, const float *x, const float *w, const float *bias, int B, int C,
-                        int H, int W, int Co, int pad, float *scratch) {
-    wg g = wg_of(C, H, W, Co, pad);
-    wino_weights_par(e, scratch, w, Co, C, 0, 1);
-    wino_run(e, y, 0, x, bias, scratch, 0, B, &g, scratch + 2 * 16 * (size_t)C * Co);
+                        int H, int W, int Co, int pad, int m, float *scratch) {
+    wg g = wg_of(C, H, W, Co, pad, m);
+    wino_weights_par(e, scratch, w, Co, C, 0, 1, m, 0);
+    wino_run(e, y, 0, x, bias, scratch, 0, B, &g, scratch + 2 * (size_t)g.ak * C * Co);
 }
 
 /* Σ d[0..n): 16 partial sums (lane l takes d[p] with p ≡ l mod 16), then
@@ -671,6 +735,26 @@ static void wgrad_part(void *arg, int t, int n) {
     }
     size_t np = (size_t)j->ns * ((size_t)g->Ci + g->Co), p0, p1, pl = (size_t)g->Hp * g->Wp + 4;
     rf_nn_span(np, t, n, &p0, &p1);
+    if (g->m == 4) {   /* straight from the planes, samples inner (see wino_input) */
+        size_t nx4 = (size_t)j->ns * g->Ci, ns = (size_t)j->ns, jj, c, qj, qc;
+        for (size_t p = p0; p < p1; p++) {
+            size_t q = p + WINO4_PF < p1 ? p + WINO4_PF : p1 - 1;
+            if (p < nx4) {
+                wino4_plane(p, ns, (size_t)g->Ci, &jj, &c);
+                wino4_plane(q < nx4 ? q : p, ns, (size_t)g->Ci, &qj, &qc);
+                rf_nn_wino4_in(j->U + c * j->tc + jj * g->T, wg_slab(g, g->Ci, j->tc),
+                               j->x + ((size_t)j->n0 + jj) * g->Ci * isz + c * isz, g->Hi, g->Wi, g->pad, g->TH, g->TW,
+                               j->x + ((size_t)j->n0 + qj) * g->Ci * isz + qc * isz);
+            } else {
+                wino4_plane(p - nx4, ns, (size_t)g->Co, &jj, &c);
+                wino4_plane(q - nx4, ns, (size_t)g->Co, &qj, &qc);
+                rf_nn_wino4_grad(j->Yd + c * j->tc + jj * g->T, wg_slab(g, g->Co, j->tc),
+                                 j->dy + ((size_t)j->n0 + jj) * g->Co * osz + c * osz, g->OH, g->OW, g->TH, g->TW,
+                                 j->dy + ((size_t)j->n0 + qj) * g->Co * osz + qc * osz);
+            }
+        }
+        return;
+    }
     float *plane = j->planes + (size_t)t * pl;
     /* The split input plane (2·Hp·(TW + 1) = Hp·Wp floats) and the split dY
      * plane (2·2TH·TW) share one buffer, zeroed when its use changes. */
@@ -693,10 +777,11 @@ static void wgrad_part(void *arg, int t, int n) {
 }
 
 void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, const float *dy, const float *x,
-                         const float *w, int B, int C, int H, int W, int Co, int pad, float *scratch) {
-    wg g = wg_of(C, H, W, Co, pad);
+                         const float *w, int B, int C, int H, int W, int Co, int pad, int m, float *scratch) {
+    wg g = wg_of(C, H, W, Co, pad, m);
+    const int ak = g.ak;
     size_t vk = (size_t)C * Co, isz = (size_t)H * W, osz = (size_t)g.OH * g.OW;
-    float *V = scratch, *dV = V + 16 * vk, *s = dV + 16 * vk;
+    float *V = scratch, *dV = V + ak * vk, *s = dV + ak * vk;
     double work = (double)B * (double)(C + Co) * (double)isz;   /* a pass over the activations */
     int parts = rf_nn_parts(e, work, 1 << 15);
     wgrad_job wj = {&g, 0, db, x, dy, NULL, NULL, NULL, B, 0, 0, 0};
@@ -704,8 +789,8 @@ void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, co
     /* Weight gradient: U as in forward, A dY Aᵀ in the place of M. */
     int chunk = wg_chunk(&g, B);
     size_t tmax = (size_t)chunk * g.T;
-    float *U = s, *Yd = U + 16 * (size_t)C * tmax, *planes = Yd + 16 * (size_t)Co * tmax;
-    memset(dV, 0, 16 * vk * sizeof(float));
+    float *U = s, *Yd = U + (size_t)ak * wg_slab(&g, C, tmax), *planes = Yd + (size_t)ak * wg_slab(&g, Co, tmax);
+    memset(dV, 0, ak * vk * sizeof(float));
     wj.what = 1;
     wj.U = U;
     wj.Yd = Yd;
@@ -717,19 +802,22 @@ void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, co
         wj.ns = ns;
         wj.tc = tc;
         rf_nn_par(e, rf_nn_threads(e) < ns * (C + Co) ? rf_nn_threads(e) : ns * (C + Co), wgrad_part, &wj);
-        const float *A[16], *Bm[16];
-        float *Cm[16];
-        for (int k = 0; k < 16; k++) {
-            A[k] = Yd + (size_t)k * Co * tc;
-            Bm[k] = U + (size_t)k * C * tc;
+        const float *A[36], *Bm[36];
+        float *Cm[36];
+        for (int k = 0; k < ak; k++) {
+            A[k] = Yd + k * wg_slab(&g, Co, tc);
+            Bm[k] = U + k * wg_slab(&g, C, tc);
             Cm[k] = dV + k * vk;
         }
-        rf_gemm_engine_batch(e, 0, 1, Co, C, (int)tc, 16, A, (int)tc, Bm, (int)tc, 1, Cm, C);
+        rf_gemm_engine_batch(e, 0, 1, Co, C, (int)tc, ak, A, (int)tc, Bm, (int)tc, 1, Cm, C);
     }
-    wino_weights_par(e, dV, dw, Co, C, 1, 0);
+    wino_weights_par(e, dV, dw, Co, C, 1, 0, m, 0);
     (void)osz;
     if (!dx) return;
-    wg gx = wg_of(Co, g.OH, g.OW, C, 2 - pad);
-    wino_weights_par(e, V, w, Co, C, 0, 0);
-    wino_run(e, dx, 1, dy, NULL, V, 1, B, &gx, s);
+    /* F(2x2): V with k permuted (G·flip = P·G); F(4x4) has no such
+     * permutation (its G rows scale differently), so its V is built from the
+     * rotated kernel in the layout the run multiplies directly. */
+    wg gx = wg_of(Co, g.OH, g.OW, C, 2 - pad, m);
+    wino_weights_par(e, V, w, Co, C, 0, 0, m, m == 4);
+    wino_run(e, dx, 1, dy, NULL, V, m != 4, B, &gx, s);
 }

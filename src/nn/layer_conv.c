@@ -1,10 +1,10 @@
 /* 2-D convolution and ViT patch embedding. 3x3 stride-1 convs (pad 0 or 1)
- * with at least 32 input and output channels run as Winograd F(2x2, 3x3)
- * (conv_winograd.c: 2.25x fewer multiplies; forward, input and weight
- * gradient); other stride-1 convs as an implicit GEMM straight from the
+ * with at least 32 input and output channels run as Winograd F(4x4, 3x3)
+ * on maps up to 28x28 outputs, F(2x2, 3x3) on wider ones (conv_winograd.c:
+ * 4x and 2.25x fewer multiplies; forward, input and weight gradient); other stride-1 convs as an implicit GEMM straight from the
  * padded input (the "direct" section below); everything else as im2col +
  * GEMM. Which path a layer takes depends on its shape only (and the engine
- * option "conv", winograd|direct|gemm|dense, RAFFLE_CONV its default, which
+ * option "conv", winograd|winograd4|direct|gemm|dense, RAFFLE_CONV its default, which
  * forces a path for comparisons: see use_wino), and every path computes the
  * same bits on every ISA and thread count. Products go to the engine's GEMM
  * (raffle/gemm.h rf_gemm_engine).
@@ -1149,7 +1149,7 @@ static int use_dense(const conv_geom *g, const rf_engine *e) {
     if (!dense_fits(g)) return 0;
     int p = e->v[RF_ENGINE_CONV];
     if (p == RF_NN_CONV_DENSE) return 1;
-    return p == RF_NN_CONV_AUTO && (size_t)g->H * g->W * g->P == dense_taps(g);
+    return (p == RF_NN_CONV_AUTO || p == RF_NN_CONV_AUTO2) && (size_t)g->H * g->W * g->P == dense_taps(g);
 }
 
 typedef struct dense_job { const conv_geom *g; float *wd, *dw; const float *w; } dense_job;
@@ -1224,7 +1224,7 @@ static void dense_backward(const rf_nn_run *r, const conv_geom *g, float *dbias)
         }
 }
 
-/* Winograd F(2x2, 3x3) (conv_winograd.c) for 3x3 stride-1 layers with pad
+/* Winograd F(2x2, 3x3) or F(4x4, 3x3) (conv_winograd.c) for 3x3 stride-1 layers with pad
  * 0 or 1 and at least WINO_MIN_C input and output channels: with fewer, its
  * 16 GEMMs have K = C or N = Co too small, and the direct conv wins:
  * ResNet-20's 16-channel stage trained at 320-340 samples per CPU second
@@ -1235,11 +1235,27 @@ static void dense_backward(const rf_nn_run *r, const conv_geom *g, float *dbias)
  * and that option only, never on the ISA: every path gives the same bits on
  * every ISA, so a task gives the same checkpoint on any node. */
 #define WINO_MIN_C 32
+/* The Winograd tile size a layer runs with: 0 (not Winograd), 2 (F(2x2,
+ * 3x3)) or 4 (F(4x4, 3x3), 1.78x fewer multiplies than F(2x2); issue 22,
+ * session 4). "auto" takes F(4x4) for maps of at most WINO4_MAX_OW outputs
+ * a side: its AVX-512 transforms (conv_winograd4.c) hold a padded row of a
+ * tile row in two vectors (4·TW + 2 <= 32 columns); wider maps keep
+ * F(2x2) (its transforms are vectorised for any width). Measured (Zen 5,
+ * probe, thread CPU time, a step of batch 128): conv-6 391 -> 289-310 ms,
+ * conv-4 224 -> 203-205 ms, vgg-11 625 -> 470-532 ms, resnet-20 236-262 ->
+ * 227-237 ms. The rule reads the shape only, so the choice (and the bits)
+ * do not depend on the ISA; "winograd" forces F(2x2), "winograd4" F(4x4),
+ * "auto2" is the rule before F(4x4) (F(2x2) on every Winograd layer: the
+ * floats of checkpoints trained before). */
+#define WINO4_MAX_OW 28
+static int wino4_rule(const conv_geom *g) { return g->OW <= WINO4_MAX_OW && g->OH <= WINO4_MAX_OW; }
 static int use_wino(const conv_geom *g, const rf_engine *e) {
     if (!rf_nn_wino_fits(g->kh, g->kw, g->s, g->pad)) return 0;
     int p = e->v[RF_ENGINE_CONV];
-    if (p == RF_NN_CONV_WINOGRAD) return 1;
-    return p == RF_NN_CONV_AUTO && g->C >= WINO_MIN_C && g->Co >= WINO_MIN_C;
+    if (p == RF_NN_CONV_WINOGRAD) return 2;
+    if (p == RF_NN_CONV_WINOGRAD4) return 4;
+    if ((p != RF_NN_CONV_AUTO && p != RF_NN_CONV_AUTO2) || g->C < WINO_MIN_C || g->Co < WINO_MIN_C) return 0;
+    return p == RF_NN_CONV_AUTO && wino4_rule(g) ? 4 : 2;   /* RF_ENGINE_CONV_AUTO_RULE says this in metrics */
 }
 
 static size_t conv_scratch(const rf_layer *L, int B, const rf_engine *e) {
@@ -1254,7 +1270,11 @@ static size_t conv_scratch(const rf_layer *L, int B, const rf_engine *e) {
     size_t w = use_wide(&g) ? wide_scratch(&g, B) : 0;
     size_t d = direct_fits(&g) ? direct_scratch(&g, B, threads) : g.s == 2 ? s2_scratch(&g, threads) : 0;
     /* Winograd whenever it fits: the path may be forced after allocation. */
-    size_t wn = rf_nn_wino_fits(g.kh, g.kw, g.s, g.pad) ? rf_nn_wino_scratch(g.C, g.H, g.W, g.Co, g.pad, B, threads) : 0;
+    size_t wn = 0;
+    for (int m = 2; m <= 4 && rf_nn_wino_fits(g.kh, g.kw, g.s, g.pad); m += 2) {
+        size_t x = rf_nn_wino_scratch(g.C, g.H, g.W, g.Co, g.pad, m, B, threads);
+        if (x > wn) wn = x;
+    }
     if (w > s) s = w;
     if (wn > s) s = wn;
     if (dense_fits(&g) && dense_numel(&g) > s) s = dense_numel(&g);   /* may be forced after allocation */
@@ -1325,8 +1345,10 @@ static rf_status conv_forward(const rf_nn_run *r) {
     const float *bias = L->ip[5] ? r->p[1] : NULL;
     if (!rf_nn_overridden(r)) {
         if (use_dense(&g, r->eng)) { dense_forward(r, &g, bias); return RF_OK; }
-        if (use_wino(&g, r->eng)) {
-            rf_nn_wino_forward(r->eng, r->out, r->in, r->p[0], bias, r->B, g.C, g.H, g.W, g.Co, g.pad, r->scratch);
+        int wm = use_wino(&g, r->eng);
+        if (wm) {
+            rf_nn_wino_forward(r->eng, r->out, r->in, r->p[0], bias, r->B, g.C, g.H, g.W, g.Co, g.pad, wm,
+                               r->scratch);
             return RF_OK;
         }
         if (use_direct(&g, r->eng)) { direct_forward(r, &g); return RF_OK; }
@@ -1372,9 +1394,10 @@ static void conv_backward(const rf_nn_run *r) {
     int chunk = conv_chunk(&g, r->B);
     float *dbias = L->ip[5] ? r->g[1] : NULL;
     if (use_dense(&g, r->eng)) { dense_backward(r, &g, dbias); return; }
-    if (use_wino(&g, r->eng)) {
+    int wm = use_wino(&g, r->eng);
+    if (wm) {
         rf_nn_wino_backward(r->eng, r->g[0], dbias, r->din, r->dout, r->in, r->p[0], r->B, g.C, g.H, g.W, g.Co, g.pad,
-                            r->scratch);
+                            wm, r->scratch);
         return;
     }
     if (use_direct(&g, r->eng)) { direct_backward(r, &g); return; }

@@ -129,6 +129,7 @@ cJSON *rf_task_engine_json(const rf_ctx *ctx) {
     int ok = cJSON_AddStringToObject(e, "isa", rf_isa_name(rf_kernels_isa())) &&
              cJSON_AddStringToObject(e, "cpu_isa", rf_isa_name(rf_kernels_cpu_isa())) &&
              cJSON_AddNumberToObject(e, "threads", rf_pool_threads(en->pool)) &&
+             cJSON_AddStringToObject(e, "conv_auto", RF_ENGINE_CONV_AUTO_RULE) &&
              cJSON_AddStringToObject(blas, "name", name) && cJSON_AddStringToObject(blas, "version", version) &&
              cJSON_AddStringToObject(blas, "core", core ? core : "") &&
              cJSON_AddStringToObject(blas, "config", config ? config : "");

@@ -51,7 +51,8 @@ static const char vit_spec[] =
     "{\"type\":\"layernorm\",\"name\":\"norm\"},{\"type\":\"cls_pool\"},"
     "{\"type\":\"linear\",\"name\":\"head\",\"out\":10}]}";
 
-typedef struct run { char dir[64]; char model[128], data[400]; int batch, iterations; double clip; } run;
+/* conv: the engine option "conv" as a task setting ("" : the default, auto) */
+typedef struct run { char dir[64]; char model[128], data[400]; int batch, iterations; double clip; const char *conv; } run;
 
 /* dir/NAME.npy: a float32 [n, 3, side, side] image tensor (x) or int32 [n] labels (y). */
 static void write_npy(const char *dir, const char *name, int n, int side, int labels, rf_rng *g) {
@@ -105,10 +106,12 @@ static unsigned char *train_once(const run *r, const char *isa, int threads, siz
     char task[96], json[1536], path[160];
     snprintf(task, sizeof task, "%s/%s-%d", r->dir, isa, threads);
     cr_assert_eq(mkdir(task, 0755), 0);
+    char eng[64] = "";
+    if (r->conv && *r->conv) snprintf(eng, sizeof eng, ",\"engine\":{\"conv\":\"%s\"}", r->conv);
     snprintf(json, sizeof json,
              "{\"settings\":{\"kind\":\"train\",\"data\":\"%s\",\"model\":\"%s\",\"seed\":3,"
-             "\"iterations\":%d,\"batch\":%d,\"clip_norm\":%g,\"eval_limit\":16},\"parents\":[]}",
-             r->data, r->model, r->iterations, r->batch, r->clip);
+             "\"iterations\":%d,\"batch\":%d,\"clip_norm\":%g,\"eval_limit\":16%s},\"parents\":[]}",
+             r->data, r->model, r->iterations, r->batch, r->clip, eng);
     snprintf(path, sizeof path, "%s/task.json", task);
     FILE *f = fopen(path, "w");
     cr_assert_not_null(f);
@@ -142,10 +145,12 @@ static void need(rf_isa isa) {
 }
 
 /* legs[i] (ISA, threads) against legs[0], byte for byte. */
+static const char *conv_option = "";   /* the next same_bytes' engine conv option */
 static void same_bytes(const char *model, int side, int batch, int iterations, double clip, const char *const *isas,
                        const int *threads, int legs) {
     run r;
     run_open(&r, model, batch, iterations, side, clip);
+    r.conv = conv_option;
     size_t n0;
     unsigned char *ref = train_once(&r, isas[0], threads[0], &n0);
     for (int i = 1; i < legs; i++) {
@@ -183,5 +188,16 @@ Test(identity, resnet20_scalar_avx2_threads) { scalar_avx2("resnet-20", 8, 8, 2,
 Test(identity, resnet20_avx512) { avx512("resnet-20", 8, 8, 2, 0.5); }
 Test(identity, conv_net_scalar_avx2_threads) { scalar_avx2(conv_spec, 12, 16, 3, 0.5); }
 Test(identity, conv_net_avx512) { avx512(conv_spec, 12, 16, 3, 0.5); }
+/* The conv net's 3x3 layers under "auto" run F(4x4, 3x3) (maps up to 28x28,
+ * c3 with 32 channels; resnet-20's above too); F(2x2, 3x3), which auto
+ * keeps for wider maps, forced here on every 3x3 stride-1 layer. */
+Test(identity, conv_net_winograd2_scalar_avx2_threads) {
+    conv_option = "winograd";
+    scalar_avx2(conv_spec, 12, 16, 3, 0.5);
+}
+Test(identity, conv_net_winograd2_avx512) {
+    conv_option = "winograd";
+    avx512(conv_spec, 12, 16, 3, 0.5);
+}
 Test(identity, transformer_scalar_avx2_threads) { scalar_avx2(vit_spec, 0, 24, 3, 0.0); }
 Test(identity, transformer_avx512) { avx512(vit_spec, 0, 24, 3, 0.0); }

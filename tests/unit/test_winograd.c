@@ -15,6 +15,16 @@
 #include "raffle/nn.h"
 
 #define TOL 1e-4
+/* F(4x4, 3x3)'s tolerance against the double-precision direct convolution.
+ * Its transforms multiply by 4, 5, 8 and 1/6, 1/12, 1/24 and sum up to 6
+ * terms per 1-D pass (F(2x2): 0.5 and 1, 3 terms), so an intermediate can
+ * be ~10x (input side) and ~18x (output side) larger than the values it
+ * ends as, and each fp32 rounding of it costs that factor in the result:
+ * ~100x F(2x2)'s rounding, before the C-term sums. Measured here: see
+ * docs/kernels.md; 5e-4 leaves a margin yet fails on any wrong
+ * coefficient or tile (those give O(1) errors). */
+#define TOL4 5e-4
+static int tile_m = 2;   /* the tile size check() runs: 2 or 4 */
 
 static float *randv(rf_rng *r, size_t n) {
     float *v = malloc((n ? n : 1) * sizeof(float));
@@ -81,7 +91,8 @@ static double rel_err(const float *got, const float *before, const double *want,
     return emax / wmax;
 }
 
-static void check(int B, int C, int H, int W, int Co, int pad, int bias) {
+static void check1(int B, int C, int H, int W, int Co, int pad, int bias) {
+    const double TOLM = tile_m == 4 ? TOL4 : TOL;
     rf_rng r;
     rf_rng_init(&r, 42u + (uint64_t)(B * 7 + C * 13 + H * 17 + W * 19 + Co * 23 + pad), 1);
     int OH = H + 2 * pad - 2, OW = W + 2 * pad - 2;
@@ -94,35 +105,47 @@ static void check(int B, int C, int H, int W, int Co, int pad, int bias) {
     memcpy(dw0, dw, nw * sizeof(float));
     memcpy(db0, db, (size_t)Co * sizeof(float));
     memcpy(dx0, dx, nx * sizeof(float));
-    size_t ns = rf_nn_wino_scratch(C, H, W, Co, pad, B, 1);
+    size_t ns = rf_nn_wino_scratch(C, H, W, Co, pad, tile_m, B, 1);
     float *s = randv(&r, ns);   /* garbage scratch: nothing may depend on it */
     double *ry = malloc(ny * sizeof(double)), *rdw = malloc(nw * sizeof(double)),
            *rdb = malloc((size_t)Co * sizeof(double)), *rdx = malloc(nx * sizeof(double));
 
-    rf_nn_wino_forward(NULL, y, x, w, b, B, C, H, W, Co, pad, s);
+    rf_nn_wino_forward(NULL, y, x, w, b, B, C, H, W, Co, pad, tile_m, s);
     ref_forward(ry, x, w, b, B, C, H, W, Co, pad);
-    double e = rel_err(y, NULL, ry, ny);
-    cr_expect_lt(e, TOL, "forward B=%d C=%d %dx%d Co=%d pad=%d bias=%d: rel err %.3e", B, C, H, W, Co, pad, bias, e);
+    double e = rel_err(y, NULL, ry, ny); 
+    cr_expect_lt(e, TOLM, "forward B=%d C=%d %dx%d Co=%d pad=%d bias=%d: rel err %.3e", B, C, H, W, Co, pad, bias, e);
 
-    rf_nn_wino_backward(NULL, dw, bias ? db : NULL, dx, dy, x, w, B, C, H, W, Co, pad, s);
+    rf_nn_wino_backward(NULL, dw, bias ? db : NULL, dx, dy, x, w, B, C, H, W, Co, pad, tile_m, s);
     ref_backward(rdw, rdb, rdx, dy, x, w, B, C, H, W, Co, pad);
     double ew = rel_err(dw, dw0, rdw, nw), ex = rel_err(dx, dx0, rdx, nx);
-    cr_expect_lt(ew, TOL, "dweight B=%d C=%d %dx%d Co=%d pad=%d: rel err %.3e", B, C, H, W, Co, pad, ew);
-    cr_expect_lt(ex, TOL, "dinput B=%d C=%d %dx%d Co=%d pad=%d: rel err %.3e", B, C, H, W, Co, pad, ex);
+    cr_expect_lt(ew, TOLM, "dweight B=%d C=%d %dx%d Co=%d pad=%d: rel err %.3e", B, C, H, W, Co, pad, ew);
+    cr_expect_lt(ex, TOLM, "dinput B=%d C=%d %dx%d Co=%d pad=%d: rel err %.3e", B, C, H, W, Co, pad, ex);
     if (bias) {
         double eb = rel_err(db, db0, rdb, (size_t)Co);
-        cr_expect_lt(eb, TOL, "dbias B=%d C=%d %dx%d Co=%d pad=%d: rel err %.3e", B, C, H, W, Co, pad, eb);
+        cr_expect_lt(eb, TOLM, "dbias B=%d C=%d %dx%d Co=%d pad=%d: rel err %.3e", B, C, H, W, Co, pad, eb);
     } else {
         cr_expect_eq(memcmp(db, db0, (size_t)Co * sizeof(float)), 0, "db touched without bias");
     }
     /* dx == NULL: weight gradient only, same values. */
     memcpy(dw, dw0, nw * sizeof(float));
-    rf_nn_wino_backward(NULL, dw, NULL, NULL, dy, x, w, B, C, H, W, Co, pad, s);
+    rf_nn_wino_backward(NULL, dw, NULL, NULL, dy, x, w, B, C, H, W, Co, pad, tile_m, s);
     ew = rel_err(dw, dw0, rdw, nw);
-    cr_expect_lt(ew, TOL, "dweight (no dx) rel err %.3e", ew);
+    cr_expect_lt(ew, TOLM, "dweight (no dx) rel err %.3e", ew);
 
     free(x); free(w); free(b); free(dy); free(y); free(dw); free(db); free(dx); free(dw0); free(db0); free(dx0);
     free(s); free(ry); free(rdw); free(rdb); free(rdx);
+}
+
+/* Every shape at both tile sizes, at the CPU's ISA and (F(4x4): its
+ * reference transforms) with the kernels forced to scalar. */
+static void check(int B, int C, int H, int W, int Co, int pad, int bias) {
+    rf_isa best = rf_kernels_cpu_isa();
+    for (tile_m = 2; tile_m <= 4; tile_m += 2) check1(B, C, H, W, Co, pad, bias);
+    rf_kernels_force(RF_ISA_SCALAR);
+    tile_m = 4;
+    check1(B, C, H, W, Co, pad, bias);
+    rf_kernels_force(best);
+    tile_m = 2;
 }
 
 Test(winograd, odd_sizes_pad1) {
@@ -167,20 +190,20 @@ Test(winograd, chunked_batch) { check(37, 5, 7, 7, 6, 1, 1); }
 /* One Winograd forward + backward on fixed random data: out[0..3] = y, dW,
  * db, dx (new, free with outs_free); the scratch is filled with `junk`
  * first, so a result that read uninitialised scratch would differ. */
-typedef struct { int B, C, H, W, Co, pad; size_t n[4]; } wcase;
+typedef struct { int B, C, H, W, Co, pad; size_t n[4]; int m; } wcase;
 
 static void wcase_run(const wcase *c, uint64_t seed, float junk, float *out[4]) {
     rf_rng r;
     rf_rng_init(&r, seed, 1);
     size_t nx = (size_t)c->B * c->C * c->H * c->W, ny = (size_t)c->B * c->Co * c->H * c->W, nw = (size_t)c->Co * c->C * 9;
     float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, (size_t)c->Co), *dy = randv(&r, ny);
-    size_t ns = rf_nn_wino_scratch(c->C, c->H, c->W, c->Co, c->pad, c->B, 1);
+    size_t ns = rf_nn_wino_scratch(c->C, c->H, c->W, c->Co, c->pad, c->m, c->B, 1);
     float *s = malloc(ns * sizeof(float));
     for (size_t i = 0; i < ns; i++) s[i] = junk;
     out[0] = calloc(ny, sizeof(float)); out[1] = calloc(nw, sizeof(float));
     out[2] = calloc((size_t)c->Co, sizeof(float)); out[3] = calloc(nx, sizeof(float));
-    rf_nn_wino_forward(NULL, out[0], x, w, b, c->B, c->C, c->H, c->W, c->Co, c->pad, s);
-    rf_nn_wino_backward(NULL, out[1], out[2], out[3], dy, x, w, c->B, c->C, c->H, c->W, c->Co, c->pad, s);
+    rf_nn_wino_forward(NULL, out[0], x, w, b, c->B, c->C, c->H, c->W, c->Co, c->pad, c->m, s);
+    rf_nn_wino_backward(NULL, out[1], out[2], out[3], dy, x, w, c->B, c->C, c->H, c->W, c->Co, c->pad, c->m, s);
     free(x); free(w); free(b); free(dy); free(s);
 }
 
@@ -192,13 +215,16 @@ static void wcase_sizes(wcase *c) {
 static void outs_free(float *out[4]) { for (int k = 0; k < 4; k++) free(out[k]); }
 
 Test(winograd, deterministic) {
-    wcase c = {5, 17, 9, 9, 19, 1, {0}};
-    wcase_sizes(&c);
-    float *out[2][4];
-    for (int t = 0; t < 2; t++) wcase_run(&c, 9, (float)t * 1e9f, out[t]);
-    for (int k = 0; k < 4; k++)
-        cr_expect_eq(memcmp(out[0][k], out[1][k], c.n[k] * sizeof(float)), 0, "output %d differs between runs", k);
-    outs_free(out[0]); outs_free(out[1]);
+    for (int m = 2; m <= 4; m += 2) {
+        wcase c = {5, 17, 9, 9, 19, 1, {0}, m};
+        wcase_sizes(&c);
+        float *out[2][4];
+        for (int t = 0; t < 2; t++) wcase_run(&c, 9, (float)t * 1e9f, out[t]);
+        for (int k = 0; k < 4; k++)
+            cr_expect_eq(memcmp(out[0][k], out[1][k], c.n[k] * sizeof(float)), 0, "F(%d): output %d differs between runs",
+                         m, k);
+        outs_free(out[0]); outs_free(out[1]);
+    }
 }
 
 /* The layer dispatch: a conv net (3x3 pad 1 with 17 channels, and pad 0)
@@ -250,15 +276,18 @@ Test(winograd, model_matches_gemm_path) {
                        "{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":4}]}";
     float *y[2], *g[2], *dx[2];
     size_t np, nx;
-    model_run(spec, RF_NN_CONV_WINOGRAD, 3, &y[0], &g[0], &dx[0], &np, &nx);
-    model_run(spec, RF_NN_CONV_GEMM, 3, &y[1], &g[1], &dx[1], &np, &nx);
-    double ey = rel_f(y[0], y[1], 12), eg = rel_f(g[0], g[1], np), ex = rel_f(dx[0], dx[1], nx);
-    cr_expect_lt(ey, TOL, "logits rel err %.3e", ey);
-    cr_expect_lt(eg, TOL, "grads rel err %.3e", eg);
-    cr_expect_lt(ex, TOL, "dinput rel err %.3e", ex);
-    /* Winograd differs from the direct sum in rounding: the paths really differ. */
-    cr_expect_neq(memcmp(y[0], y[1], 12 * sizeof(float)), 0, "Winograd path not taken?");
-    for (int k = 0; k < 2; k++) { free(y[k]); free(g[k]); free(dx[k]); }
+    for (int wm = 2; wm <= 4; wm += 2) {
+        model_run(spec, wm == 2 ? RF_NN_CONV_WINOGRAD : RF_NN_CONV_WINOGRAD4, 3, &y[0], &g[0], &dx[0], &np, &nx);
+        model_run(spec, RF_NN_CONV_GEMM, 3, &y[1], &g[1], &dx[1], &np, &nx);
+        double ey = rel_f(y[0], y[1], 12), eg = rel_f(g[0], g[1], np), ex = rel_f(dx[0], dx[1], nx);
+        double tol = wm == 2 ? TOL : TOL4;
+        cr_expect_lt(ey, tol, "F(%d) logits rel err %.3e", wm, ey);
+        cr_expect_lt(eg, tol, "F(%d) grads rel err %.3e", wm, eg);
+        cr_expect_lt(ex, tol, "F(%d) dinput rel err %.3e", wm, ex);
+        /* Winograd differs from the direct sum in rounding: the paths really differ. */
+        cr_expect_neq(memcmp(y[0], y[1], 12 * sizeof(float)), 0, "F(%d): Winograd path not taken?", wm);
+        for (int k = 0; k < 2; k++) { free(y[k]); free(g[k]); free(dx[k]); }
+    }
 }
 
 /* The tiny-map path (layer_conv.c "dense"): a 2x2 map with padding 1 (the
@@ -301,18 +330,100 @@ Test(winograd, dense_path_matches_gemm_path) {
 Test(winograd, isa_paths_identical) {
     rf_isa best = rf_kernels_cpu_isa();
     if (best < RF_ISA_AVX2) cr_skip_test("no AVX2 on this CPU");
-    wcase c = {3, 17, 13, 10, 18, 1, {0}};
-    wcase_sizes(&c);
-    rf_isa isas[3] = {RF_ISA_SCALAR, RF_ISA_AVX2, RF_ISA_AVX512};
-    int n_isa = best >= RF_ISA_AVX512 ? 3 : 2;
-    float *out[3][4];
-    for (int t = 0; t < n_isa; t++) {
-        rf_kernels_force(isas[t]);
-        wcase_run(&c, 11, 0.0f, out[t]);
-        for (int k = 0; k < 4 && t > 0; k++)
-            cr_expect_eq(memcmp(out[0][k], out[t][k], c.n[k] * sizeof(float)), 0, "output %d: %s differs from scalar",
-                         k, rf_isa_name(isas[t]));
+    /* F(4x4): one tile row a vector (TW 3-7, 28x28 the widest), two (TW
+     * 1-3: 7x7, 9x10), and a map too wide for the AVX-512 kernels (TW 8:
+     * the reference everywhere, still compared) */
+    const wcase cases[] = {{3, 17, 13, 10, 18, 1, {0}, 2}, {3, 17, 13, 10, 18, 1, {0}, 4},
+                           {2, 5, 28, 28, 6, 1, {0}, 4},   {9, 6, 7, 7, 5, 1, {0}, 4},
+                           {2, 3, 9, 10, 4, 0, {0}, 4},    {2, 3, 14, 14, 4, 1, {0}, 4},
+                           {2, 3, 20, 32, 4, 1, {0}, 4}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        wcase c = cases[ci];
+        wcase_sizes(&c);
+        rf_isa isas[3] = {RF_ISA_SCALAR, RF_ISA_AVX2, RF_ISA_AVX512};
+        int n_isa = best >= RF_ISA_AVX512 ? 3 : 2;
+        float *out[3][4];
+        for (int t = 0; t < n_isa; t++) {
+            rf_kernels_force(isas[t]);
+            wcase_run(&c, 11, 0.0f, out[t]);
+            for (int k = 0; k < 4 && t > 0; k++)
+                cr_expect_eq(memcmp(out[0][k], out[t][k], c.n[k] * sizeof(float)), 0,
+                             "F(%d) %dx%d: output %d: %s differs from scalar", c.m, c.H, c.W, k, rf_isa_name(isas[t]));
+        }
+        rf_kernels_force(best);
+        for (int t = 0; t < n_isa; t++) outs_free(out[t]);
     }
-    rf_kernels_force(best);
-    for (int t = 0; t < n_isa; t++) outs_free(out[t]);
+}
+
+/* F(4x4, 3x3)'s gradients against central finite differences of its own
+ * forward: L = Σ dy·y is linear in w, x and b, so the difference quotient
+ * is exact up to rounding (eps 0.05 on O(1) values: ~1e-5 relative), and a
+ * gradient that does not belong to this forward (a wrong transform in the
+ * backward only) is off by O(1). Entries of dW, dx and db. */
+static double loss_of(const float *y, const float *dy, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)y[i] * dy[i];
+    return s;
+}
+
+Test(winograd, f4_gradients_match_finite_differences) {
+    const int B = 2, C = 3, H = 9, W = 7, Co = 4, pad = 1, m = 4;
+    rf_rng r;
+    rf_rng_init(&r, 404, 1);
+    size_t nx = (size_t)B * C * H * W, ny = (size_t)B * Co * H * W, nw = (size_t)Co * C * 9;
+    float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, (size_t)Co), *dy = randv(&r, ny);
+    float *y = calloc(ny, sizeof(float)), *dw = calloc(nw, sizeof(float)), *db = calloc((size_t)Co, sizeof(float));
+    float *dx = calloc(nx, sizeof(float));
+    float *s = malloc(rf_nn_wino_scratch(C, H, W, Co, pad, m, B, 1) * sizeof(float));
+    rf_nn_wino_backward(NULL, dw, db, dx, dy, x, w, B, C, H, W, Co, pad, m, s);
+    const float eps = 0.05f;
+    struct { float *v, *g; size_t n; const char *name; } vars[3] = {{w, dw, nw, "dW"}, {x, dx, nx, "dx"},
+                                                                    {b, db, (size_t)Co, "db"}};
+    for (int k = 0; k < 3; k++)
+        for (int q = 0; q < 12; q++) {
+            size_t i = (size_t)(rf_rng_u32(&r) % vars[k].n);
+            float v0 = vars[k].v[i];
+            vars[k].v[i] = v0 + eps;
+            rf_nn_wino_forward(NULL, y, x, w, b, B, C, H, W, Co, pad, m, s);
+            double lp = loss_of(y, dy, ny);
+            vars[k].v[i] = v0 - eps;
+            rf_nn_wino_forward(NULL, y, x, w, b, B, C, H, W, Co, pad, m, s);
+            double lm = loss_of(y, dy, ny);
+            vars[k].v[i] = v0;
+            double fd = (lp - lm) / (2.0 * (double)eps), g = vars[k].g[i];
+            cr_expect(fabs(fd - g) <= 2e-3 * fmax(1.0, fabs(g)), "%s[%zu]: backward %.6f, finite difference %.6f",
+                      vars[k].name, i, g, fd);
+        }
+    free(x); free(w); free(b); free(dy); free(y); free(dw); free(db); free(dx); free(s);
+}
+
+/* The rule (layer_conv.c use_wino): with 32+ channels, "auto" runs F(4x4)
+ * on maps up to 28x28 outputs and F(2x2) on wider ones, bit for bit the
+ * forced paths; the two tile sizes give different bits; "auto2" runs
+ * F(2x2) on both. */
+Test(winograd, auto_picks_tile_size_by_map) {
+    static const char *const specs[2] = {
+        "{\"input\":[32,6,6],\"layers\":[{\"type\":\"conv2d\",\"out\":32,\"kernel\":3,\"padding\":1},"
+        "{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":4}]}",
+        "{\"input\":[32,30,29],\"layers\":[{\"type\":\"conv2d\",\"out\":32,\"kernel\":3,\"padding\":1},"
+        "{\"type\":\"flatten\"},{\"type\":\"linear\",\"out\":4}]}"};
+    for (int k = 0; k < 2; k++) {
+        float *y[3], *g[3], *dx[3];
+        size_t np, nx;
+        model_run(specs[k], RF_NN_CONV_AUTO, 2, &y[0], &g[0], &dx[0], &np, &nx);
+        model_run(specs[k], RF_NN_CONV_WINOGRAD4, 2, &y[1], &g[1], &dx[1], &np, &nx);
+        model_run(specs[k], RF_NN_CONV_WINOGRAD, 2, &y[2], &g[2], &dx[2], &np, &nx);
+        int want = k == 0 ? 1 : 2, other = 3 - want;
+        cr_expect_eq(memcmp(g[0], g[want], np * sizeof(float)), 0, "spec %d: auto is not F(%dx%d)", k, 2 * want,
+                     2 * want);
+        cr_expect_eq(memcmp(dx[0], dx[want], nx * sizeof(float)), 0, "spec %d: auto dinput is not the forced path", k);
+        cr_expect_neq(memcmp(g[0], g[other], np * sizeof(float)), 0, "spec %d: F(2x2) and F(4x4) gave the same bits", k);
+        double e = rel_f(g[1], g[2], np);
+        cr_expect_lt(e, TOL4, "spec %d: F(4x4) vs F(2x2) grads rel err %.3e", k, e);
+        /* auto2, the rule before F(4x4): F(2x2) on both maps */
+        free(y[1]); free(g[1]); free(dx[1]);
+        model_run(specs[k], RF_NN_CONV_AUTO2, 2, &y[1], &g[1], &dx[1], &np, &nx);
+        cr_expect_eq(memcmp(g[1], g[2], np * sizeof(float)), 0, "spec %d: auto2 is not F(2x2)", k);
+        for (int i = 0; i < 3; i++) { free(y[i]); free(g[i]); free(dx[i]); }
+    }
 }
