@@ -569,13 +569,26 @@ static void wino_input(float *U, size_t tc, const float *in, int ns, const wg *g
             wino_input_plane(U, tc, in + ((size_t)j * g->Ci + c) * isz, j, c, g, plane, in_tf);
 }
 
+/* A fused ReLU (model.c, "fusion"; rf_nn_wino_forward_relu): the ReLU
+ * layer's own expressions (layer_act.c), applied to a plane right after its
+ * scatter while it is in L1, instead of a pass over the whole activation. */
+RF_NN_VEC static void relu_plane(float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+/* d = the ReLU's gradient into its zeroed input, +0 + (y > 0 ? dy : 0),
+ * written (y >= 0, so "y > 0" is "its bits are non-zero"). */
+RF_NN_VEC static void relu_grad_plane(float *restrict d, const float *restrict dy, const float *restrict y, size_t n) {
+    const int32_t *yb = (const int32_t *)(const void *)y;
+    for (size_t i = 0; i < n; i++) d[i] = 0.0f + (yb[i] > 0 ? dy[i] : 0.0f);
+}
+
 /* F(2x2)'s input gradient multiplies V[perm[k]]: G·flip = P·G (top of the file). */
 static const int wino2_perm[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
 
 /* One chunk of wino_run: samples [n0, n0 + ns) (ns <= chunk) with buffers s
  * (wg_scratch floats laid out for `chunk` samples, the plane zeroed) and the
  * GEMM workspace of part t. */
-static void wino_chunk(const rf_engine *e, int t, float *out, int acc, const float *in, const float *bias,
+static void wino_chunk(const rf_engine *e, int t, float *out, int acc, int relu, const float *in, const float *bias,
                        const float *V, int vt, const float *P, size_t pk, int n0, int ns, int chunk, const wg *g,
                        float *s) {
     size_t tmax = (size_t)chunk * g->T, osz = (size_t)g->OH * g->OW, isz = (size_t)g->Hi * g->Wi;
@@ -608,9 +621,11 @@ static void wino_chunk(const rf_engine *e, int t, float *out, int acc, const flo
                 rf_nn_wino4_out(o + (size_t)i * 16 * tc, M + (size_t)(c0 + i) * tc, wg_slab(g, g->Co, tc), (int)tc,
                                 bias ? bias[c0 + i] : 0.0f);
             for (int j = 0; j < ns; j++)
-                for (int i = 0; i < gc; i++)
-                    rf_nn_wino4_scatter(out + ((size_t)(n0 + j) * g->Co + c0 + i) * osz, o + (size_t)i * 16 * tc +
-                                        (size_t)j * g->T, tc, g->OH, g->OW, g->TW, acc);
+                for (int i = 0; i < gc; i++) {
+                    float *y = out + ((size_t)(n0 + j) * g->Co + c0 + i) * osz;
+                    rf_nn_wino4_scatter(y, o + (size_t)i * 16 * tc + (size_t)j * g->T, tc, g->OH, g->OW, g->TW, acc);
+                    if (relu) relu_plane(y, osz);
+                }
         }
         return;
     }
@@ -621,16 +636,18 @@ static void wino_chunk(const rf_engine *e, int t, float *out, int acc, const flo
      * alone has 16 tiles: one vector), then a scatter per sample. */
     for (int co = 0; co < g->Co; co++) {
         wino_out_tf(o, M + (size_t)co * tc, (size_t)g->Co * tc, (int)tc, bias ? bias[co] : 0.0f);
-        for (int j = 0; j < ns; j++)
-            (scat512 ? wino_scatter_avx512 : wino_scatter)(out + ((size_t)(n0 + j) * g->Co + co) * osz,
-                                                           o + (size_t)j * g->T, tc, g->OH, g->OW, g->TW, acc);
+        for (int j = 0; j < ns; j++) {
+            float *y = out + ((size_t)(n0 + j) * g->Co + co) * osz;
+            (scat512 ? wino_scatter_avx512 : wino_scatter)(y, o + (size_t)j * g->T, tc, g->OH, g->OW, g->TW, acc);
+            if (relu) relu_plane(y, osz);
+        }
     }
 }
 
 typedef struct wino_job {
     const rf_engine *e;
     float *out;
-    int acc;
+    int acc, relu;
     const float *in, *bias, *V;
     int vt, B, chunk;
     const float *P;     /* V packed for the products (pk floats a position), or NULL */
@@ -650,7 +667,7 @@ static void wino_run_part(void *arg, int t, int n) {
     memset(s + (size_t)g->ak * (wg_slab(g, g->Ci, (size_t)j->chunk * g->T) + wg_slab(g, g->Co, (size_t)j->chunk * g->T)), 0, ((size_t)g->Hp * g->Wp + 4) * sizeof(float));
     for (size_t c = c0; c < c1; c++) {
         int n0 = (int)c * j->chunk, ns = j->B - n0 < j->chunk ? j->B - n0 : j->chunk;
-        wino_chunk(j->e, t, j->out, j->acc, j->in, j->bias, j->V, j->vt, j->P, j->pk, n0, ns, j->chunk, g, s);
+        wino_chunk(j->e, t, j->out, j->acc, j->relu, j->in, j->bias, j->V, j->vt, j->P, j->pk, n0, ns, j->chunk, g, s);
     }
 }
 
@@ -681,8 +698,8 @@ static void wpack_part(void *arg, int t, int n) {
  * layout, or (vt) the layer's plain V[k][Co][C] with k permuted (the input
  * gradient: see the top of the file). s: one
  * wg_scratch per thread. */
-static void wino_run(const rf_engine *e, float *out, int acc, const float *in, const float *bias, const float *V,
-                     int vt, int B, const wg *g, float *P, float *s) {
+static void wino_run(const rf_engine *e, float *out, int acc, int relu, const float *in, const float *bias,
+                     const float *V, int vt, int B, const wg *g, float *P, float *s) {
     int chunk = wg_chunk(g, B), chunks = (B + chunk - 1) / chunk, slot;
     size_t pk = wino_pk(g);
     /* Pack V's ak products once here, not once per chunk (8% of a conv-6
@@ -692,7 +709,7 @@ static void wino_run(const rf_engine *e, float *out, int acc, const float *in, c
         wpack_job pj = {e, P, pk, V, vt, g};
         rf_nn_par(e, rf_nn_parts(e, (double)g->ak * g->Ci * g->Co, 1 << 16), wpack_part, &pj);
     }
-    wino_job j = {e, out, acc, in, bias, V, vt, B, chunk, P, pk, g, s, wg_scratch(g, B)};
+    wino_job j = {e, out, acc, relu, in, bias, V, vt, B, chunk, P, pk, g, s, wg_scratch(g, B)};
     int parts = rf_nn_threads(e) < chunks ? rf_nn_threads(e) : chunks;
     rf_nn_par(e, parts, wino_run_part, &j);
 }
@@ -736,10 +753,15 @@ size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int m, int B, in
 
 void rf_nn_wino_forward(const rf_engine *e, float *y, const float *x, const float *w, const float *bias, int B, int C,
                         int H, int W, int Co, int pad, int m, float *scratch) {
+    rf_nn_wino_forward_relu(e, y, x, w, bias, B, C, H, W, Co, pad, m, 0, scratch);
+}
+
+void rf_nn_wino_forward_relu(const rf_engine *e, float *y, const float *x, const float *w, const float *bias, int B,
+                             int C, int H, int W, int Co, int pad, int m, int relu, float *scratch) {
     wg g = wg_of(C, H, W, Co, pad, m), gx = wg_of(Co, g.OH, g.OW, C, 2 - pad, m);
     size_t v = (size_t)g.ak * C * Co, p = (size_t)g.ak * (wino_pk(&g) > wino_pk(&gx) ? wino_pk(&g) : wino_pk(&gx));
     wino_weights_par(e, scratch, w, Co, C, 0, 1, m, 0);
-    wino_run(e, y, 0, x, bias, scratch, 0, B, &g, scratch + v, scratch + v + (p > v ? p : v));
+    wino_run(e, y, 0, relu, x, bias, scratch, 0, B, &g, scratch + v, scratch + v + (p > v ? p : v));
 }
 
 /* Σ d[0..n): 16 partial sums (lane l takes d[p] with p ≡ l mod 16), then
@@ -764,6 +786,8 @@ typedef struct wgrad_job {
     const wg *g;
     int what;            /* 0: bias, 1: a chunk's transforms */
     float *db;
+    float *dm;           /* what 0 with a fused ReLU: dm = the conv's output gradient from */
+    const float *dr, *ry;/* the ReLU's output gradient dr and output ry, plane by plane (then dy = dm) */
     const float *x, *dy;
     float *U, *Yd, *planes;
     int B, n0, ns;
@@ -778,7 +802,11 @@ static void wgrad_part(void *arg, int t, int n) {
         size_t c0, c1;
         rf_nn_span((size_t)g->Co, t, n, &c0, &c1);
         for (int b = 0; b < j->B; b++)
-            for (size_t co = c0; co < c1; co++) j->db[co] += plane_sum(j->dy + ((size_t)b * g->Co + co) * osz, osz);
+            for (size_t co = c0; co < c1; co++) {
+                size_t at = ((size_t)b * g->Co + co) * osz;
+                if (j->dm) relu_grad_plane(j->dm + at, j->dr + at, j->ry + at, osz);
+                if (j->db) j->db[co] += plane_sum(j->dy + at, osz);
+            }
         return;
     }
     size_t np = (size_t)j->ns * ((size_t)g->Ci + g->Co), p0, p1, pl = (size_t)g->Hp * g->Wp + 4;
@@ -826,6 +854,12 @@ static void wgrad_part(void *arg, int t, int n) {
 
 void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, const float *dy, const float *x,
                          const float *w, int B, int C, int H, int W, int Co, int pad, int m, float *scratch) {
+    rf_nn_wino_backward_relu(e, dw, db, dx, dy, NULL, NULL, x, w, B, C, H, W, Co, pad, m, scratch);
+}
+
+void rf_nn_wino_backward_relu(const rf_engine *e, float *dw, float *db, float *dx, const float *dy, const float *ry,
+                              float *dm, const float *x, const float *w, int B, int C, int H, int W, int Co, int pad,
+                              int m, float *scratch) {
     wg g = wg_of(C, H, W, Co, pad, m);
     const int ak = g.ak;
     size_t vk = (size_t)C * Co, isz = (size_t)H * W, osz = (size_t)g.OH * g.OW;
@@ -835,8 +869,11 @@ void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, co
     float *V = scratch, *dV = V + ak * vk, *s = dV + (p > ak * vk ? p : ak * vk);
     double work = (double)B * (double)(C + Co) * (double)isz;   /* a pass over the activations */
     int parts = rf_nn_parts(e, work, 1 << 15);
-    wgrad_job wj = {&g, 0, db, x, dy, NULL, NULL, NULL, B, 0, 0, 0};
-    if (db) rf_nn_par(e, parts < Co ? parts : Co, wgrad_part, &wj);
+    /* with a fused ReLU, its gradient is made in the bias sums' pass (plane
+     * by plane: written, then summed from L1), and dm is the conv's dy */
+    wgrad_job wj = {&g, 0, db, ry ? dm : NULL, dy, ry, x, ry ? dm : dy, NULL, NULL, NULL, B, 0, 0, 0};
+    if (db || ry) rf_nn_par(e, parts < Co ? parts : Co, wgrad_part, &wj);
+    if (ry) dy = dm;
     /* Weight gradient: U as in forward, A dY Aᵀ in the place of M. */
     int chunk = wg_chunk(&g, B);
     size_t tmax = (size_t)chunk * g.T;
@@ -869,5 +906,5 @@ void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, co
      * permutation (its G rows scale differently), so its V is built from the
      * rotated kernel in the layout the run multiplies directly. */
     wino_weights_par(e, V, w, Co, C, 0, 0, m, m == 4);
-    wino_run(e, dx, 1, dy, NULL, V, m != 4, B, &gx, dV, s);
+    wino_run(e, dx, 1, 0, dy, NULL, V, m != 4, B, &gx, dV, s);
 }

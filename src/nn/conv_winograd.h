@@ -40,10 +40,24 @@ size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int m, int B, in
 void rf_nn_wino_forward(const rf_engine *e, float *y, const float *x, const float *w, const float *bias, int B, int C,
                         int H, int W, int Co, int pad, int m, float *scratch);
 
+/* rf_nn_wino_forward, then (relu) y = max(y, 0) as the ReLU layer computes
+ * it, plane by plane while the plane is in cache: a conv fused with the
+ * ReLU after it (model.c, "fusion"). The same bits as the two layers. */
+void rf_nn_wino_forward_relu(const rf_engine *e, float *y, const float *x, const float *w, const float *bias, int B,
+                             int C, int H, int W, int Co, int pad, int m, int relu, float *scratch);
+
 /* Backward of rf_nn_wino_forward, ADDING into dw[Co, C, 3, 3], db[Co] (may
  * be NULL) and dx[B, C, H, W] (may be NULL). */
 void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, const float *dy, const float *x,
                          const float *w, int B, int C, int H, int W, int Co, int pad, int m, float *scratch);
+/* The backward of rf_nn_wino_forward_relu with relu: dy is the ReLU's
+ * output gradient and ry its output (borrowed); dm[B, Co, OH, OW] (caller's,
+ * written) receives the conv's output gradient, +0 + (ry > 0 ? dy : 0)
+ * (the ReLU's gradient into a zeroed buffer), made in the bias sums' pass.
+ * ry NULL: rf_nn_wino_backward (dm unused). */
+void rf_nn_wino_backward_relu(const rf_engine *e, float *dw, float *db, float *dx, const float *dy, const float *ry,
+                              float *dm, const float *x, const float *w, int B, int C, int H, int W, int Co, int pad,
+                              int m, float *scratch);
 
 /* F(4x4, 3x3) pieces (conv_winograd4.c), used by conv_winograd.c's driver.
  * k = 6a + b indexes the 36 tile positions; every function gives the same

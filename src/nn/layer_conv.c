@@ -1388,6 +1388,42 @@ static rf_status conv_forward(const rf_nn_run *r) {
     return RF_OK;
 }
 
+/* The Winograd tile size r's forward and backward take (0: another path). */
+static int conv_wino_of(const rf_nn_run *r, const conv_geom *g) {
+    if (rf_nn_overridden(r) || use_dense(g, r->eng)) return 0;
+    return use_wino(g, r->eng);
+}
+
+rf_status rf_nn_conv_forward_relu(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    conv_geom g = conv_geom_of(L);
+    int wm = conv_wino_of(r, &g);
+    if (wm) {
+        rf_nn_wino_forward_relu(r->eng, r->out, r->in, r->p[0], L->ip[5] ? r->p[1] : NULL, r->B, g.C, g.H, g.W, g.Co,
+                                g.pad, wm, 1, r->scratch);
+        return RF_OK;
+    }
+    RF_TRY(conv_forward(r));
+    rf_nn_relu_inplace(r->eng, r->out, (size_t)r->B * L->out_size);
+    return RF_OK;
+}
+
+static void conv_backward(const rf_nn_run *r);
+void rf_nn_conv_backward_relu(const rf_nn_run *r) {
+    const rf_layer *L = r->L;
+    conv_geom g = conv_geom_of(L);
+    int wm = use_dense(&g, r->eng) ? 0 : use_wino(&g, r->eng);
+    if (wm) {
+        rf_nn_wino_backward_relu(r->eng, r->g[0], L->ip[5] ? r->g[1] : NULL, r->din, r->dout, r->out, r->dself, r->in,
+                                 r->p[0], r->B, g.C, g.H, g.W, g.Co, g.pad, wm, r->scratch);
+        return;
+    }
+    rf_nn_run c = *r;
+    rf_nn_relu_grad_write(r->eng, r->dself, r->dout, r->out, (size_t)r->B * L->out_size);
+    c.dout = r->dself;
+    conv_backward(&c);
+}
+
 static void conv_backward(const rf_nn_run *r) {
     const rf_layer *L = r->L;
     conv_geom g = conv_geom_of(L);

@@ -299,8 +299,8 @@ static rf_status feat_run(rf_ctx *ctx, rf_model *m, int i, int j) {
 }
 
 /* ---- fusion -------------------------------------------------------------------
- * A batch norm or a two-input add whose only reader is the ReLU right after
- * it runs together with that ReLU (the op's fused pair in relu_fusions):
+ * A batch norm, a two-input add or a conv whose only reader is the ReLU
+ * right after it runs together with that ReLU (the op's fused pair in relu_fusions):
  * forward, the ReLU's output is written in the layer's last pass and the
  * layer's own output is never written (rf_layer.out_fused); backward, the
  * layer reads the ReLU's output gradient and makes the ReLU's gradient on
@@ -321,6 +321,7 @@ static const relu_fusion relu_fusions[RF_L_TYPE_COUNT_] = {
     [RF_L_BATCHNORM] = {rf_nn_bn_forward_relu, rf_nn_bn_backward_relu, 1},
     [RF_L_ADD] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3},
     [RF_L_RESIDUAL] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3},
+    [RF_L_CONV2D] = {rf_nn_conv_forward_relu, rf_nn_conv_backward_relu, 0},
 };
 
 static int fuses_relu(rf_model *m, int i, const rf_engine *eng) {
@@ -446,7 +447,10 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
         if (fused) i--;
         const rf_layer *L = &m->layers[i];
         fill_run(&r, m, i, &ctx->engine);
-        if (fused) r.out = act_of(m, m->acts, i + 1);
+        if (fused) {
+            r.out = act_of(m, m->acts, i + 1);
+            r.dself = act_of(m, m->dacts, i);
+        }
         r.dout = dout;
         /* Every consumer of layer k runs before k (reverse topological order)
          * and ADDS into k's gradient: fan-out sums with no extra step. */
