@@ -854,11 +854,11 @@ static void wgrad_part(void *arg, int t, int n) {
 
 void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, const float *dy, const float *x,
                          const float *w, int B, int C, int H, int W, int Co, int pad, int m, float *scratch) {
-    rf_nn_wino_backward_relu(e, dw, db, dx, dy, NULL, NULL, x, w, B, C, H, W, Co, pad, m, scratch);
+    rf_nn_wino_backward_relu(e, dw, db, dx, 0, dy, NULL, NULL, x, w, B, C, H, W, Co, pad, m, scratch);
 }
 
-void rf_nn_wino_backward_relu(const rf_engine *e, float *dw, float *db, float *dx, const float *dy, const float *ry,
-                              float *dm, const float *x, const float *w, int B, int C, int H, int W, int Co, int pad,
+void rf_nn_wino_backward_relu(const rf_engine *e, float *dw, float *db, float *dx, int dx_write, const float *dy,
+                              const float *ry, float *dm, const float *x, const float *w, int B, int C, int H, int W, int Co, int pad,
                               int m, float *scratch) {
     wg g = wg_of(C, H, W, Co, pad, m);
     const int ak = g.ak;
@@ -906,5 +906,7 @@ void rf_nn_wino_backward_relu(const rf_engine *e, float *dw, float *db, float *d
      * permutation (its G rows scale differently), so its V is built from the
      * rotated kernel in the layout the run multiplies directly. */
     wino_weights_par(e, V, w, Co, C, 0, 0, m, m == 4);
-    wino_run(e, dx, 1, 0, dy, NULL, V, m != 4, B, &gx, dV, s);
+    /* dx_write: stored, not added (the output transform adds a +0 bias, so
+     * no value is -0 and +0 + value is the value: the same bits) */
+    wino_run(e, dx, !dx_write, 0, dy, NULL, V, m != 4, B, &gx, dV, s);
 }

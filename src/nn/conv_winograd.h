@@ -54,9 +54,10 @@ void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, co
  * output gradient and ry its output (borrowed); dm[B, Co, OH, OW] (caller's,
  * written) receives the conv's output gradient, +0 + (ry > 0 ? dy : 0)
  * (the ReLU's gradient into a zeroed buffer), made in the bias sums' pass.
- * ry NULL: rf_nn_wino_backward (dm unused). */
-void rf_nn_wino_backward_relu(const rf_engine *e, float *dw, float *db, float *dx, const float *dy, const float *ry,
-                              float *dm, const float *x, const float *w, int B, int C, int H, int W, int Co, int pad,
+ * ry NULL: no ReLU (dm unused). dx_write: dx is stored, not added to (its
+ * old contents are never read; the bits of adding to zeros). */
+void rf_nn_wino_backward_relu(const rf_engine *e, float *dw, float *db, float *dx, int dx_write, const float *dy,
+                              const float *ry, float *dm, const float *x, const float *w, int B, int C, int H, int W, int Co, int pad,
                               int m, float *scratch);
 
 /* F(4x4, 3x3) pieces (conv_winograd4.c), used by conv_winograd.c's driver.

@@ -1412,12 +1412,14 @@ static void conv_backward(const rf_nn_run *r);
 void rf_nn_conv_backward_relu(const rf_nn_run *r) {
     const rf_layer *L = r->L;
     conv_geom g = conv_geom_of(L);
-    int wm = use_dense(&g, r->eng) ? 0 : use_wino(&g, r->eng);
+    int wm = use_dense(&g, r->eng) ? 0 : use_wino(&g, r->eng), write_dx = (r->fresh & 1u) && r->din;
     if (wm) {
-        rf_nn_wino_backward_relu(r->eng, r->g[0], L->ip[5] ? r->g[1] : NULL, r->din, r->dout, r->out, r->dself, r->in,
-                                 r->p[0], r->B, g.C, g.H, g.W, g.Co, g.pad, wm, r->scratch);
+        rf_nn_wino_backward_relu(r->eng, r->g[0], L->ip[5] ? r->g[1] : NULL, r->din, write_dx, r->dout, r->out,
+                                 r->dself, r->in, r->p[0], r->B, g.C, g.H, g.W, g.Co, g.pad, wm, r->scratch);
         return;
     }
+    /* the other paths add into din: zeroed here instead of by the model */
+    if (write_dx) rf_nn_zero(r->eng, r->din, (size_t)r->B * L->in_size);
     rf_nn_run c = *r;
     rf_nn_relu_grad_write(r->eng, r->dself, r->dout, r->out, (size_t)r->B * L->out_size);
     c.dout = r->dself;

@@ -198,7 +198,8 @@ rf_status rf_nn_bn_forward_relu(const rf_nn_run *r);
 void      rf_nn_bn_backward_relu(const rf_nn_run *r);
 rf_status rf_nn_add_forward_relu(const rf_nn_run *r);
 void      rf_nn_add_backward_relu(const rf_nn_run *r);
-/* conv2d (layer_conv.c; no fresh bits): on the Winograd path the ReLU runs
+/* conv2d (layer_conv.c; fresh bit 0: the Winograd input gradient is
+ * stored, other paths zero din and add): on the Winograd path the ReLU runs
  * on each output plane right after its scatter, and its gradient is made in
  * the bias sums' pass into r->dself; on the other paths the conv writes
  * r->out, then the ReLU runs in place, and backward writes the ReLU's

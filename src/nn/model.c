@@ -316,12 +316,13 @@ typedef struct relu_fusion {
     rf_status (*forward)(const rf_nn_run *r);
     void      (*backward)(const rf_nn_run *r);
     unsigned   fresh;   /* inputs whose gradient backward can write instead of add (rf_nn_run.fresh) */
+    int        shaped;  /* fresh only for inputs of the output's shape (an add's; not option A's shortcut) */
 } relu_fusion;
 static const relu_fusion relu_fusions[RF_L_TYPE_COUNT_] = {
-    [RF_L_BATCHNORM] = {rf_nn_bn_forward_relu, rf_nn_bn_backward_relu, 1},
-    [RF_L_ADD] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3},
-    [RF_L_RESIDUAL] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3},
-    [RF_L_CONV2D] = {rf_nn_conv_forward_relu, rf_nn_conv_backward_relu, 0},
+    [RF_L_BATCHNORM] = {rf_nn_bn_forward_relu, rf_nn_bn_backward_relu, 1, 1},
+    [RF_L_ADD] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3, 1},
+    [RF_L_RESIDUAL] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3, 1},
+    [RF_L_CONV2D] = {rf_nn_conv_forward_relu, rf_nn_conv_backward_relu, 1, 0},
 };
 
 static int fuses_relu(rf_model *m, int i, const rf_engine *eng) {
@@ -426,7 +427,7 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
         for (int k = 0; L->out_fused && k < L->n_inputs; k++) {
             int src = L->inputs[k];
             if (src >= 0 && wants[src] && readers[src] == 1 && (relu_fusions[L->type].fresh >> k & 1u) &&
-                !memcmp(&m->layers[src].out, &L->out, sizeof L->out))   /* not an option-A shortcut */
+                (!relu_fusions[L->type].shaped || !memcmp(&m->layers[src].out, &L->out, sizeof L->out)))
                 fresh[src] = 1;
         }
     }
