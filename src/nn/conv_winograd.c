@@ -570,8 +570,9 @@ static void wino_input(float *U, size_t tc, const float *in, int ns, const wg *g
 }
 
 /* A fused ReLU (model.c, "fusion"; rf_nn_wino_forward_relu): the ReLU
- * layer's own expressions (layer_act.c), applied to a plane right after its
- * scatter while it is in L1, instead of a pass over the whole activation. */
+ * layer's own expressions (layer_act.c). F(4x4)'s scatter applies it as it
+ * stores; F(2x2) runs it on a plane right after its scatter, while the
+ * plane is in L1, instead of a pass over the whole activation. */
 RF_NN_VEC static void relu_plane(float *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
 }
@@ -623,8 +624,8 @@ static void wino_chunk(const rf_engine *e, int t, float *out, int acc, int relu,
             for (int j = 0; j < ns; j++)
                 for (int i = 0; i < gc; i++) {
                     float *y = out + ((size_t)(n0 + j) * g->Co + c0 + i) * osz;
-                    rf_nn_wino4_scatter(y, o + (size_t)i * 16 * tc + (size_t)j * g->T, tc, g->OH, g->OW, g->TW, acc);
-                    if (relu) relu_plane(y, osz);
+                    rf_nn_wino4_scatter(y, o + (size_t)i * 16 * tc + (size_t)j * g->T, tc, g->OH, g->OW, g->TW,
+                                        relu ? 2 : acc);
                 }
         }
         return;

@@ -76,7 +76,8 @@ void rf_nn_wino4_in(float *u, size_t ldk, const float *x, int H, int W, int pad,
 void rf_nn_wino4_grad(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW, const float *next);
 /* o[r·T + t] = (Aᵀ m A)[r] + bv (r = 4a + b) for T tiles, m[k·ldk + t]. */
 void rf_nn_wino4_out(float *o, const float *m, size_t ldk, int T, float bv);
-/* y[OH, OW] (= or += by acc) the outputs o[r·ldo + th·TW + tw]. */
+/* y[OH, OW] (= by acc 0, += by 1, = max(·, 0) by 2: a fused ReLU, the
+ * ReLU layer's x > 0 ? x : +0) the outputs o[r·ldo + th·TW + tw]. */
 void rf_nn_wino4_scatter(float *y, const float *o, size_t ldo, int OH, int OW, int TW, int acc);
 
 #endif
