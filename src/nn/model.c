@@ -311,7 +311,8 @@ static rf_status feat_run(rf_ctx *ctx, rf_model *m, int i, int j) {
  * value is computed with the operations of the two layers in their order,
  * so fused and plain (rf_model.no_fuse) give the same bits
  * (tests/unit/test_fuse.c). Not with a hook (it sees every layer's output),
- * nor where the ReLU would start a feature-major run. */
+ * nor where the ReLU would start a feature-major run, nor for a layer under
+ * an inference override (rf_layer.infer_gemm). */
 typedef struct relu_fusion {
     rf_status (*forward)(const rf_nn_run *r);
     void      (*backward)(const rf_nn_run *r);
@@ -330,6 +331,9 @@ static int fuses_relu(rf_model *m, int i, const rf_engine *eng) {
     if (m->no_fuse || m->hook || !relu_fusions[L->type].forward || L->n_inputs > 2 || i + 1 >= m->n_layers) return 0;
     const rf_layer *R = &m->layers[i + 1];
     if (R->type != RF_L_RELU || read_elsewhere(m, i)) return 0;   /* i + 1 reads i alone, nothing else reads i */
+    /* a layer under an inference override (int8, sparse: quantize, deploy)
+     * keeps its output, which per-layer checks of those paths read */
+    if (L->infer_gemm) return 0;
     return feat_run_end(m, i + 1, eng) == i + 1;
 }
 
