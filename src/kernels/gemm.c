@@ -607,6 +607,25 @@ rf_status rf_gemm_pack_a(const rf_gemm *g, int trans_a, int M, int K, const floa
     return RF_OK;
 }
 
+rf_status rf_gemm_pack_a_row(const rf_gemm *g, int M, int K, int kk, const float *a, float *Ap) {
+    if (M < 0 || K < 0 || kk < 0 || kk >= K || (M && (!a || !Ap))) return RF_ERR_INVALID;
+    if (M == 0) return RF_OK;
+    const int nk = (K + g->kc - 1) / g->kc;
+    const size_t Mp = (size_t)(M + RF_GEMM_MR - 1) / RF_GEMM_MR * RF_GEMM_MR;
+    int b = (int)((long)kk * nk / K);   /* the K block holding kk, as rf_gemm_pack_a cuts them */
+    while (b > 0 && (long)K * b / nk > kk) b--;
+    while (b + 1 < nk && (long)K * (b + 1) / nk <= kk) b++;
+    const int k0 = (int)((long)K * b / nk), kb = (int)((long)K * (b + 1) / nk) - k0;
+    float *d = Ap + Mp * (size_t)k0 + (size_t)(kk - k0) * RF_GEMM_MR;
+    const int full = M / RF_GEMM_MR;
+    for (int p = 0; p < full; p++)
+        memcpy(d + (size_t)p * RF_GEMM_MR * kb, a + p * RF_GEMM_MR, RF_GEMM_MR * sizeof(float));
+    if (full * RF_GEMM_MR < M)
+        for (int r = 0; r < RF_GEMM_MR; r++)
+            d[(size_t)full * RF_GEMM_MR * kb + r] = full * RF_GEMM_MR + r < M ? a[full * RF_GEMM_MR + r] : 0.0f;
+    return RF_OK;
+}
+
 rf_status rf_gemm_f32_packed_a(rf_gemm *g, int t, int M, int N, int K, const float *Ap, int trans_b, const float *B,
                                int ldb, int accumulate, float *C, int ldc) {
     gemm_op o = {0, !!trans_b, M, N, K, Ap, K > 0 ? K : 1, Ap, B, ldb, !!accumulate, C, ldc};

@@ -694,6 +694,53 @@ static void wpack_part(void *arg, int t, int n) {
     }
 }
 
+/* F(4x4): P[k] = V[k] packed, made row by row: each K row of the run's
+ * op(A) (tr: an input channel c, all co; else an output channel co, all c,
+ * flipped) transformed into the part's 36-row buffer (L1/L2) and packed from
+ * there, split over K rows. V itself is never stored: the transform's store
+ * and the packer's read of the whole V (9.4 MB in conv-6's conv6, twice a
+ * step) are gone; the bytes of P are those of the two passes. */
+typedef struct wfuse_job {
+    const rf_engine *e;
+    float *P, *buf;
+    size_t pk;
+    const float *w;
+    int Co, C, tr, flip;
+} wfuse_job;
+
+static void wfuse_part(void *arg, int t, int n) {
+    const wfuse_job *j = arg;
+    const int M = j->tr ? j->Co : j->C, K = j->tr ? j->C : j->Co;
+    size_t r0, r1;
+    rf_nn_span((size_t)K, t, n, &r0, &r1);
+    rf_engine pe = rf_nn_part_engine(j->e, t);
+    int slot;
+    rf_gemm *gm = rf_gemm_engine_gemm(&pe, &slot);
+    float *u = j->buf + (size_t)t * 36 * M;
+    for (size_t r = r0; r < r1; r++) {
+        rf_nn_wino4_weights_row(u, (size_t)M, j->w, j->Co, j->C, (int)r, j->tr, j->flip);
+        for (int k = 0; k < 36; k++) {
+            rf_status st = rf_gemm_pack_a_row(gm, M, K, (int)r, u + (size_t)k * M, j->P + (size_t)k * j->pk);
+            RF_ASSERT(st == RF_OK);
+        }
+    }
+}
+
+/* Whether wino4_packed applies: F(4x4) products on raffle's GEMM. */
+static int wino4_fuses(const rf_engine *e, int m) {
+    int slot;
+    return m == 4 && rf_gemm_engine_gemm(e, &slot) != NULL;
+}
+
+/* P (g's pk a position) = the run's V packed; buf: 36·Co·C floats (a part's
+ * 36 rows each). */
+static void wino4_packed(const rf_engine *e, float *P, float *buf, const float *w, int Co, int C, int tr, int flip,
+                         const wg *g) {
+    wfuse_job j = {e, P, buf, wino_pk(g), w, Co, C, tr, flip};
+    int K = tr ? C : Co, parts = rf_nn_parts(e, 36.0 * Co * C, 1 << 14);
+    rf_nn_par(e, parts < K ? parts : K, wfuse_part, &j);
+}
+
 /* out[B, Co, OH, OW] (= or += by acc) = conv of in[B, Ci, Hi, Wi] + bias.
  * V[k][Ci][Co] in this run's terms, multiplied as Vᵀ: the forward's tr
  * layout, or (vt) the layer's plain V[k][Co][C] with k permuted (the input
@@ -706,7 +753,7 @@ static void wino_run(const rf_engine *e, float *out, int acc, int relu, const fl
     /* Pack V's ak products once here, not once per chunk (8% of a conv-6
      * step before): where the products run on raffle's GEMM. */
     if (!rf_gemm_engine_gemm(e, &slot)) P = NULL;
-    if (P) {
+    if (P && V) {   /* V NULL: P packed already (wino4_packed) */
         wpack_job pj = {e, P, pk, V, vt, g};
         rf_nn_par(e, rf_nn_parts(e, (double)g->ak * g->Ci * g->Co, 1 << 16), wpack_part, &pj);
     }
@@ -761,8 +808,10 @@ void rf_nn_wino_forward_relu(const rf_engine *e, float *y, const float *x, const
                              int C, int H, int W, int Co, int pad, int m, int relu, float *scratch) {
     wg g = wg_of(C, H, W, Co, pad, m), gx = wg_of(Co, g.OH, g.OW, C, 2 - pad, m);
     size_t v = (size_t)g.ak * C * Co, p = (size_t)g.ak * (wino_pk(&g) > wino_pk(&gx) ? wino_pk(&g) : wino_pk(&gx));
-    wino_weights_par(e, scratch, w, Co, C, 0, 1, m, 0);
-    wino_run(e, y, 0, relu, x, bias, scratch, 0, B, &g, scratch + v, scratch + v + (p > v ? p : v));
+    const int fz = wino4_fuses(e, m);
+    if (fz) wino4_packed(e, scratch + v, scratch, w, Co, C, 1, 0, &g);
+    else wino_weights_par(e, scratch, w, Co, C, 0, 1, m, 0);
+    wino_run(e, y, 0, relu, x, bias, fz ? NULL : scratch, 0, B, &g, scratch + v, scratch + v + (p > v ? p : v));
 }
 
 /* Σ d[0..n): 16 partial sums (lane l takes d[p] with p ≡ l mod 16), then
@@ -906,8 +955,10 @@ void rf_nn_wino_backward_relu(const rf_engine *e, float *dw, float *db, float *d
     /* F(2x2): V with k permuted (G·flip = P·G); F(4x4) has no such
      * permutation (its G rows scale differently), so its V is built from the
      * rotated kernel in the layout the run multiplies directly. */
-    wino_weights_par(e, V, w, Co, C, 0, 0, m, m == 4);
+    const int fz = wino4_fuses(e, m);
+    if (fz) wino4_packed(e, dV, V, w, Co, C, 0, 1, &gx);
+    else wino_weights_par(e, V, w, Co, C, 0, 0, m, m == 4);
     /* dx_write: stored, not added (the output transform adds a +0 bias, so
      * no value is -0 and +0 + value is the value: the same bits) */
-    wino_run(e, dx, !dx_write, 0, dy, NULL, V, m != 4, B, &gx, dV, s);
+    wino_run(e, dx, !dx_write, 0, dy, NULL, fz ? NULL : V, m != 4, B, &gx, dV, s);
 }

@@ -66,6 +66,11 @@ void rf_nn_wino_backward_relu(const rf_engine *e, float *dw, float *db, float *d
  * V[k] = G w Gᵀ for w[co, c] (flip: the kernel rotated by 180°), stored at
  * V[k·Co·C + c·Co + co] (tr) or V[k·Co·C + co·C + c], co in [co0, co1). */
 void rf_nn_wino4_weights(float *V, const float *w, int Co, int C, int co0, int co1, int tr, int flip);
+/* One row of V alone: the 36 rows of V's tr layout at c = r (tr: u[k·ld + co]
+ * for every co) or of the plain layout at co = r (u[k·ld + c] for every c),
+ * the values rf_nn_wino4_weights stores there (same arithmetic, bit for bit);
+ * u caller-owned, 36·ld floats, ld >= the row's length. */
+void rf_nn_wino4_weights_row(float *u, size_t ld, const float *w, int Co, int C, int r, int tr, int flip);
 /* dw[co, c] += Gᵀ dV G, dV in the plain layout, co in [co0, co1). */
 void rf_nn_wino4_weights_back(float *dw, const float *dV, int Co, int C, int co0, int co1);
 /* u[k·ldk + th·TW + tw] = (Bᵀ d B)[k], d the 6×6 tiles (stride 4) of

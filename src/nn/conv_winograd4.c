@@ -163,6 +163,35 @@ void rf_nn_wino4_weights(float *restrict V, const float *restrict w, int Co, int
         }
 }
 
+void rf_nn_wino4_weights_row(float *restrict u, size_t ld, const float *restrict w, int Co, int C, int r, int tr,
+                             int flip) {
+    rf_isa isa = rf_kernels_isa();
+    const int len = tr ? Co : C;
+    if (isa >= RF_ISA_AVX2) {
+        const int vw = isa >= RF_ISA_AVX512 ? 16 : 8;
+        for (int i0 = 0; i0 < len; i0 += vw) {
+            const int n = len - i0 < vw ? len - i0 : vw;
+            const float *src = w + ((size_t)(tr ? i0 : r) * C + (tr ? r : i0)) * 9;
+            if (vw == 16) wt16_avx512(u + i0, ld, src, tr ? (size_t)C : 1, n, flip);
+            else wt8_avx2(u + i0, ld, src, tr ? (size_t)C : 1, n, flip);
+        }
+        return;
+    }
+    for (int ii = 0; ii < len; ii++) {
+        const float *g = w + ((size_t)(tr ? ii : r) * C + (tr ? r : ii)) * 9;
+        float k[9], rr[6][3], v[6];
+        for (int i = 0; i < 9; i++) k[i] = flip ? g[8 - i] : g[i];
+        for (int j = 0; j < 3; j++) {
+            w4_g(v, k[j], k[3 + j], k[6 + j]);
+            for (int i = 0; i < 6; i++) rr[i][j] = v[i];
+        }
+        for (int i = 0; i < 6; i++) {
+            w4_g(v, rr[i][0], rr[i][1], rr[i][2]);
+            for (int j = 0; j < 6; j++) u[(size_t)(6 * i + j) * ld + ii] = v[j];
+        }
+    }
+}
+
 /* Gᵀ dV G for NV consecutive pairs (one a lane) into t[tap·16 + lane];
  * the caller adds them into dw, pair by pair, as the reference does. */
 #define W4_WB_BODY(VT, LOAD, STORE)                                                                          \

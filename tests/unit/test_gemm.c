@@ -345,6 +345,40 @@ Test(gemm, packed_a_scalar) { packed_leg(RF_GEMM_SCALAR); }
 Test(gemm, packed_a_avx2) { need_isa(RF_GEMM_AVX2); packed_leg(RF_GEMM_AVX2); }
 Test(gemm, packed_a_avx512) { need_isa(RF_GEMM_AVX512); packed_leg(RF_GEMM_AVX512); }
 
+/* rf_gemm_pack_a_row, every K row in a scrambled order, gives the bytes
+ * of rf_gemm_pack_a (trans_a, lda = M) with default and tiny blocking
+ * (several K blocks, an odd last panel); bad rows rejected. ~1 ms. */
+Test(gemm, pack_a_row_matches_pack_a) {
+    rf_rng r;
+    rf_rng_init(&r, 27, 0);
+    rf_gemm *g[2] = {make_gemm(RF_GEMM_SCALAR, NULL, 0, 0, 0), make_gemm(RF_GEMM_SCALAR, NULL, 5, 12, 32)};
+    static const int shapes[][2] = {{64, 128}, {33, 65}, {7, 300}, {1, 1}, {130, 7}};
+    for (int s = 0; s < LEN(shapes); s++)
+        for (int b = 0; b < 2; b++) {
+            const int M = shapes[s][0], K = shapes[s][1];
+            size_t na = rf_gemm_packed_a_floats(M, K);
+            float *A = malloc((size_t)M * K * sizeof(float)), *want = calloc(na, sizeof(float)),
+                  *got = calloc(na, sizeof(float));
+            cr_assert(A && want && got);
+            for (size_t i = 0; i < (size_t)M * K; i++) A[i] = rf_rng_uniform(&r) - 0.5f;
+            cr_assert_eq(rf_gemm_pack_a(g[b], 1, M, K, A, M, want), RF_OK);
+            for (int i = 0; i < K; i++) {
+                int kk = (int)(((long)i * 37) % K);   /* a permutation: no K here is a multiple of 37 */
+                cr_assert_eq(rf_gemm_pack_a_row(g[b], M, K, kk, A + (size_t)kk * M, got), RF_OK);
+            }
+            cr_assert(memcmp(want, got, (size_t)(M + 5) / 6 * 6 * K * sizeof(float)) == 0, "M %d K %d blocking %d", M, K, b);
+            free(A);
+            free(want);
+            free(got);
+        }
+    float a[4] = {0}, Ap[64];
+    cr_assert_eq(rf_gemm_pack_a_row(g[0], 2, 2, 2, a, Ap), RF_ERR_INVALID);
+    cr_assert_eq(rf_gemm_pack_a_row(g[0], 2, 2, -1, a, Ap), RF_ERR_INVALID);
+    cr_assert_eq(rf_gemm_pack_a_row(g[0], 2, 2, 0, NULL, Ap), RF_ERR_INVALID);
+    rf_gemm_free(g[0]);
+    rf_gemm_free(g[1]);
+}
+
 Test(gemm, empty_and_zero_k) {
     rf_gemm *g = make_gemm(RF_GEMM_AUTO, NULL, 0, 0, 0);
     float C[12], A[4] = {1, 2, 3, 4}, B[4] = {1, 2, 3, 4};

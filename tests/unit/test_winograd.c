@@ -355,6 +355,36 @@ Test(winograd, isa_paths_identical) {
     }
 }
 
+/* rf_nn_wino4_weights_row (V's rows transformed one at a time, then
+ * packed: the runs' P) against rf_nn_wino4_weights, the whole V: the same
+ * bytes for both layouts, flip, odd channel counts, every ISA. ~1 ms. */
+Test(winograd, weight_rows_match_whole_v) {
+    rf_isa best = rf_kernels_cpu_isa();
+    const int Co = 19, C = 21;
+    float *w = malloc((size_t)Co * C * 9 * sizeof(float)), *V = malloc((size_t)36 * Co * C * sizeof(float)),
+          *u = malloc((size_t)36 * 24 * sizeof(float));
+    cr_assert(w && V && u);
+    for (int i = 0; i < Co * C * 9; i++) w[i] = (float)((i * 7919) % 1013) / 1013.0f - 0.5f;
+    rf_isa isas[3] = {RF_ISA_SCALAR, RF_ISA_AVX2, RF_ISA_AVX512};
+    for (int t = 0; t < 3 && isas[t] <= best; t++)
+        for (int tr = 0; tr < 2; tr++)
+            for (int flip = 0; flip < 2; flip++) {
+                rf_kernels_force(isas[t]);
+                rf_nn_wino4_weights(V, w, Co, C, 0, Co, tr, flip);
+                const int len = tr ? Co : C, rows = tr ? C : Co;
+                for (int r = 0; r < rows; r++) {
+                    rf_nn_wino4_weights_row(u, 24, w, Co, C, r, tr, flip);
+                    for (int k = 0; k < 36; k++)
+                        cr_assert(memcmp(u + k * 24, V + (size_t)k * Co * C + (size_t)r * len, len * sizeof(float)) == 0,
+                                  "%s tr %d flip %d row %d k %d", rf_isa_name(isas[t]), tr, flip, r, k);
+                }
+            }
+    rf_kernels_force(best);
+    free(w);
+    free(V);
+    free(u);
+}
+
 /* The fused ReLU (rf_nn_wino_forward_relu / _backward_relu: F(4x4)'s
  * scatter stores max(v, 0), F(2x2) a pass per plane; the ReLU's gradient
  * made in the bias pass; dx stored) against its plain reference: the
