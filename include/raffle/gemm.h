@@ -126,13 +126,14 @@ size_t rf_gemm_packed_a_floats(int M, int K);
 rf_status rf_gemm_pack_a(const rf_gemm *g, int trans_a, int M, int K, const float *A, int lda, float *Ap);
 rf_status rf_gemm_f32_packed_a(rf_gemm *g, int t, int M, int N, int K, const float *Ap, int trans_b, const float *B,
                                int ldb, int accumulate, float *C, int ldc);
-/* Row kk (0 <= kk < K) of the K dimension alone: the M values
- * op(A)[0..M-1][kk] (a, borrowed, contiguous) into their places in Ap
- * (padding rows of the last panel set to 0). Packing every kk gives the
- * bytes of rf_gemm_pack_a, so a producer can pack each row while it is in
- * L1 (the Winograd weight transform: docs/kernels.md, c6b22). Reads g only
- * (parts may pack rows at once). RF_ERR_INVALID for bad sizes, kk or NULL. */
-rf_status rf_gemm_pack_a_row(const rf_gemm *g, int M, int K, int kk, const float *a, float *Ap);
+/* Rows kk .. kk+n-1 (0 <= kk, kk + n <= K) of the K dimension alone: row
+ * kk + i = the M values op(A)[0..M-1][kk + i] at a + i·lda (a borrowed,
+ * lda >= M), into their places in Ap (padding rows of the last panel set
+ * to 0). Packing every row once gives the bytes of rf_gemm_pack_a, so a
+ * producer can pack a few rows while they are in cache (the Winograd
+ * weight transform: docs/kernels.md, c6b22). Reads g only (parts may pack
+ * disjoint rows at once). RF_ERR_INVALID for bad sizes, rows, stride, NULL. */
+rf_status rf_gemm_pack_a_rows(const rf_gemm *g, int M, int K, int kk, int n, const float *a, int lda, float *Ap);
 
 /* ---- the engine's dense backend ----------------------------------------------
  * A task's products go to the rf_gemm attached to its engine (rf_engine.gemm,

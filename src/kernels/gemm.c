@@ -607,22 +607,31 @@ rf_status rf_gemm_pack_a(const rf_gemm *g, int trans_a, int M, int K, const floa
     return RF_OK;
 }
 
-rf_status rf_gemm_pack_a_row(const rf_gemm *g, int M, int K, int kk, const float *a, float *Ap) {
-    if (M < 0 || K < 0 || kk < 0 || kk >= K || (M && (!a || !Ap))) return RF_ERR_INVALID;
-    if (M == 0) return RF_OK;
-    const int nk = (K + g->kc - 1) / g->kc;
+rf_status rf_gemm_pack_a_rows(const rf_gemm *g, int M, int K, int kk, int n, const float *a, int lda, float *Ap) {
+    if (M < 0 || K < 0 || n < 0 || kk < 0 || kk + n > K || lda < 1 || lda < M || (M && n && (!a || !Ap)))
+        return RF_ERR_INVALID;
+    if (M == 0 || n == 0) return RF_OK;
+    const int nk = (K + g->kc - 1) / g->kc, full = M / RF_GEMM_MR;
     const size_t Mp = (size_t)(M + RF_GEMM_MR - 1) / RF_GEMM_MR * RF_GEMM_MR;
-    int b = (int)((long)kk * nk / K);   /* the K block holding kk, as rf_gemm_pack_a cuts them */
-    while (b > 0 && (long)K * b / nk > kk) b--;
-    while (b + 1 < nk && (long)K * (b + 1) / nk <= kk) b++;
-    const int k0 = (int)((long)K * b / nk), kb = (int)((long)K * (b + 1) / nk) - k0;
-    float *d = Ap + Mp * (size_t)k0 + (size_t)(kk - k0) * RF_GEMM_MR;
-    const int full = M / RF_GEMM_MR;
-    for (int p = 0; p < full; p++)
-        memcpy(d + (size_t)p * RF_GEMM_MR * kb, a + p * RF_GEMM_MR, RF_GEMM_MR * sizeof(float));
-    if (full * RF_GEMM_MR < M)
-        for (int r = 0; r < RF_GEMM_MR; r++)
-            d[(size_t)full * RF_GEMM_MR * kb + r] = full * RF_GEMM_MR + r < M ? a[full * RF_GEMM_MR + r] : 0.0f;
+    int b = 0;   /* the K block holding row kk + i, as rf_gemm_pack_a cuts them */
+    for (int i = 0; i < n;) {
+        while ((long)K * (b + 1) / nk <= kk + i) b++;
+        const int k0 = (int)((long)K * b / nk), kb = (int)((long)K * (b + 1) / nk) - k0;
+        const int m = n - i < k0 + kb - (kk + i) ? n - i : k0 + kb - (kk + i);
+        float *d = Ap + Mp * (size_t)k0 + (size_t)(kk + i - k0) * RF_GEMM_MR;
+        const float *s = a + (size_t)i * lda;
+        /* panel by panel: the m rows' runs of 6 are adjacent there */
+        for (int p = 0; p < full; p++)
+            for (int q = 0; q < m; q++)
+                memcpy(d + (size_t)p * RF_GEMM_MR * kb + (size_t)q * RF_GEMM_MR, s + (size_t)q * lda + p * RF_GEMM_MR,
+                       RF_GEMM_MR * sizeof(float));
+        if (full * RF_GEMM_MR < M)
+            for (int q = 0; q < m; q++)
+                for (int r = 0; r < RF_GEMM_MR; r++)
+                    d[(size_t)full * RF_GEMM_MR * kb + (size_t)q * RF_GEMM_MR + r] =
+                        full * RF_GEMM_MR + r < M ? s[(size_t)q * lda + full * RF_GEMM_MR + r] : 0.0f;
+        i += m;
+    }
     return RF_OK;
 }
 

@@ -696,10 +696,12 @@ static void wpack_part(void *arg, int t, int n) {
 
 /* F(4x4): P[k] = V[k] packed, made row by row: each K row of the run's
  * op(A) (tr: an input channel c, all co; else an output channel co, all c,
- * flipped) transformed into the part's 36-row buffer (L1/L2) and packed from
- * there, split over K rows. V itself is never stored: the transform's store
+ * flipped) transformed into the part's buffer (36·WFUSE_G rows, L2) and packed
+ * from there, split over K rows. V itself is never stored: the transform's store
  * and the packer's read of the whole V (9.4 MB in conv-6's conv6, twice a
  * step) are gone; the bytes of P are those of the two passes. */
+enum { WFUSE_G = 8 };   /* rows transformed, then packed, at once */
+
 typedef struct wfuse_job {
     const rf_engine *e;
     float *P, *buf;
@@ -711,16 +713,21 @@ typedef struct wfuse_job {
 static void wfuse_part(void *arg, int t, int n) {
     const wfuse_job *j = arg;
     const int M = j->tr ? j->Co : j->C, K = j->tr ? j->C : j->Co;
+    /* groups of G rows: a panel's G runs of 6 are adjacent in P (whole
+     * lines written at once); G·parts <= K keeps the parts' buffers in buf */
+    const int G = K / n < WFUSE_G ? K / n : WFUSE_G;
     size_t r0, r1;
     rf_nn_span((size_t)K, t, n, &r0, &r1);
     rf_engine pe = rf_nn_part_engine(j->e, t);
     int slot;
     rf_gemm *gm = rf_gemm_engine_gemm(&pe, &slot);
-    float *u = j->buf + (size_t)t * 36 * M;
-    for (size_t r = r0; r < r1; r++) {
-        rf_nn_wino4_weights_row(u, (size_t)M, j->w, j->Co, j->C, (int)r, j->tr, j->flip);
+    float *u = j->buf + (size_t)t * 36 * G * M;
+    for (size_t r = r0; r < r1; r += (size_t)G) {
+        const int nr = r1 - r < (size_t)G ? (int)(r1 - r) : G;
+        for (int i = 0; i < nr; i++)
+            rf_nn_wino4_weights_row(u + (size_t)i * M, (size_t)G * M, j->w, j->Co, j->C, (int)r + i, j->tr, j->flip);
         for (int k = 0; k < 36; k++) {
-            rf_status st = rf_gemm_pack_a_row(gm, M, K, (int)r, u + (size_t)k * M, j->P + (size_t)k * j->pk);
+            rf_status st = rf_gemm_pack_a_rows(gm, M, K, (int)r, nr, u + (size_t)k * G * M, M, j->P + (size_t)k * j->pk);
             RF_ASSERT(st == RF_OK);
         }
     }
@@ -733,7 +740,7 @@ static int wino4_fuses(const rf_engine *e, int m) {
 }
 
 /* P (g's pk a position) = the run's V packed; buf: 36·Co·C floats (a part's
- * 36 rows each). */
+ * 36·WFUSE_G rows each, at most). */
 static void wino4_packed(const rf_engine *e, float *P, float *buf, const float *w, int Co, int C, int tr, int flip,
                          const wg *g) {
     wfuse_job j = {e, P, buf, wino_pk(g), w, Co, C, tr, flip};

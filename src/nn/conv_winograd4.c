@@ -121,6 +121,20 @@ static void wt8_avx2(float *V, size_t ldk, const float *w, size_t ps, int n, int
 }
 #undef W4_WT_BODY
 
+/* G g Gᵀ of one 3x3 kernel g (flip: rotated by 180°) into dst[k·ldk], k < 36. */
+static void wt1_ref(float *dst, size_t ldk, const float *g, int flip) {
+    float k[9], r[6][3], v[6];
+    for (int i = 0; i < 9; i++) k[i] = flip ? g[8 - i] : g[i];
+    for (int j = 0; j < 3; j++) {
+        w4_g(v, k[j], k[3 + j], k[6 + j]);
+        for (int i = 0; i < 6; i++) r[i][j] = v[i];
+    }
+    for (int i = 0; i < 6; i++) {
+        w4_g(v, r[i][0], r[i][1], r[i][2]);
+        for (int j = 0; j < 6; j++) dst[(size_t)(6 * i + j) * ldk] = v[j];
+    }
+}
+
 void rf_nn_wino4_weights(float *restrict V, const float *restrict w, int Co, int C, int co0, int co1, int tr,
                          int flip) {
     rf_isa isa = rf_kernels_isa();
@@ -148,18 +162,7 @@ void rf_nn_wino4_weights(float *restrict V, const float *restrict w, int Co, int
     for (int oi = 0; oi < n_out; oi++)
         for (int ii = 0; ii < n_in; ii++) {
             const int co = tr ? co0 + ii : co0 + oi, c = tr ? oi : ii;
-            const float *g = w + ((size_t)co * C + c) * 9;
-            float k[9], r[6][3], v[6];
-            for (int i = 0; i < 9; i++) k[i] = flip ? g[8 - i] : g[i];
-            for (int j = 0; j < 3; j++) {
-                w4_g(v, k[j], k[3 + j], k[6 + j]);
-                for (int i = 0; i < 6; i++) r[i][j] = v[i];
-            }
-            float *dst = tr ? V + (size_t)c * Co + co : V + (size_t)co * C + c;
-            for (int i = 0; i < 6; i++) {
-                w4_g(v, r[i][0], r[i][1], r[i][2]);
-                for (int j = 0; j < 6; j++) dst[(size_t)(6 * i + j) * ldk] = v[j];
-            }
+            wt1_ref(tr ? V + (size_t)c * Co + co : V + (size_t)co * C + c, ldk, w + ((size_t)co * C + c) * 9, flip);
         }
 }
 
@@ -178,17 +181,7 @@ void rf_nn_wino4_weights_row(float *restrict u, size_t ld, const float *restrict
         return;
     }
     for (int ii = 0; ii < len; ii++) {
-        const float *g = w + ((size_t)(tr ? ii : r) * C + (tr ? r : ii)) * 9;
-        float k[9], rr[6][3], v[6];
-        for (int i = 0; i < 9; i++) k[i] = flip ? g[8 - i] : g[i];
-        for (int j = 0; j < 3; j++) {
-            w4_g(v, k[j], k[3 + j], k[6 + j]);
-            for (int i = 0; i < 6; i++) rr[i][j] = v[i];
-        }
-        for (int i = 0; i < 6; i++) {
-            w4_g(v, rr[i][0], rr[i][1], rr[i][2]);
-            for (int j = 0; j < 6; j++) u[(size_t)(6 * i + j) * ld + ii] = v[j];
-        }
+        wt1_ref(u + ii, ld, w + ((size_t)(tr ? ii : r) * C + (tr ? r : ii)) * 9, flip);
     }
 }
 

@@ -345,10 +345,10 @@ Test(gemm, packed_a_scalar) { packed_leg(RF_GEMM_SCALAR); }
 Test(gemm, packed_a_avx2) { need_isa(RF_GEMM_AVX2); packed_leg(RF_GEMM_AVX2); }
 Test(gemm, packed_a_avx512) { need_isa(RF_GEMM_AVX512); packed_leg(RF_GEMM_AVX512); }
 
-/* rf_gemm_pack_a_row, every K row in a scrambled order, gives the bytes
+/* rf_gemm_pack_a_rows, every K row once in groups, gives the bytes
  * of rf_gemm_pack_a (trans_a, lda = M) with default and tiny blocking
  * (several K blocks, an odd last panel); bad rows rejected. ~1 ms. */
-Test(gemm, pack_a_row_matches_pack_a) {
+Test(gemm, pack_a_rows_match_pack_a) {
     rf_rng r;
     rf_rng_init(&r, 27, 0);
     rf_gemm *g[2] = {make_gemm(RF_GEMM_SCALAR, NULL, 0, 0, 0), make_gemm(RF_GEMM_SCALAR, NULL, 5, 12, 32)};
@@ -362,9 +362,14 @@ Test(gemm, pack_a_row_matches_pack_a) {
             cr_assert(A && want && got);
             for (size_t i = 0; i < (size_t)M * K; i++) A[i] = rf_rng_uniform(&r) - 0.5f;
             cr_assert_eq(rf_gemm_pack_a(g[b], 1, M, K, A, M, want), RF_OK);
-            for (int i = 0; i < K; i++) {
-                int kk = (int)(((long)i * 37) % K);   /* a permutation: no K here is a multiple of 37 */
-                cr_assert_eq(rf_gemm_pack_a_row(g[b], M, K, kk, A + (size_t)kk * M, got), RF_OK);
+            /* groups of 1-9 rows (crossing K blocks), in a scrambled group order */
+            int starts[301], ng = 0;
+            for (int kk = 0; kk < K; kk += 1 + ng % 9) starts[ng++] = kk;
+            starts[ng] = K;
+            for (int i = 0; i < ng; i++) {
+                int q = (int)(((long)i * 37) % ng);   /* a permutation: no group count here is a multiple of 37 */
+                cr_assert_eq(rf_gemm_pack_a_rows(g[b], M, K, starts[q], starts[q + 1] - starts[q],
+                                                 A + (size_t)starts[q] * M, M, got), RF_OK);
             }
             cr_assert(memcmp(want, got, (size_t)(M + 5) / 6 * 6 * K * sizeof(float)) == 0, "M %d K %d blocking %d", M, K, b);
             free(A);
@@ -372,9 +377,10 @@ Test(gemm, pack_a_row_matches_pack_a) {
             free(got);
         }
     float a[4] = {0}, Ap[64];
-    cr_assert_eq(rf_gemm_pack_a_row(g[0], 2, 2, 2, a, Ap), RF_ERR_INVALID);
-    cr_assert_eq(rf_gemm_pack_a_row(g[0], 2, 2, -1, a, Ap), RF_ERR_INVALID);
-    cr_assert_eq(rf_gemm_pack_a_row(g[0], 2, 2, 0, NULL, Ap), RF_ERR_INVALID);
+    cr_assert_eq(rf_gemm_pack_a_rows(g[0], 2, 2, 1, 2, a, 2, Ap), RF_ERR_INVALID);
+    cr_assert_eq(rf_gemm_pack_a_rows(g[0], 2, 2, -1, 1, a, 2, Ap), RF_ERR_INVALID);
+    cr_assert_eq(rf_gemm_pack_a_rows(g[0], 2, 2, 0, 1, a, 1, Ap), RF_ERR_INVALID);
+    cr_assert_eq(rf_gemm_pack_a_rows(g[0], 2, 2, 0, 1, NULL, 2, Ap), RF_ERR_INVALID);
     rf_gemm_free(g[0]);
     rf_gemm_free(g[1]);
 }
