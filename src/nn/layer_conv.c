@@ -366,7 +366,23 @@ static void wide_backward(const rf_nn_run *r, const conv_geom *g) {
 
 /* toff (stride 2, NULL for stride 1): offset of tap k = (c, ki, kj) in the
  * phase-split input (s2_split), read in k order. */
-typedef struct dc_in { const float *x; int C, kh, kw, Wp; size_t plane; const int *toff; } dc_in;
+/* pf[i] (or NULL): up to DC_PF regions of pf_n[i] floats that the caller
+ * reads, or writes (bit i of pf_w), next: the next sample's input, output,
+ * output gradient. The AVX-512 loop asks for a slice of their lines with
+ * every tile, so the copies around the kernel (pad_in, wide_compact, dc_pad,
+ * the input gradient's adds) find them in L2 instead of waiting on memory
+ * while the kernel runs at the FMA limit (~96% of peak on ResNet-20's
+ * 16-channel stage). Changes no value. */
+#define DC_PF 3
+typedef struct dc_in {
+    const float *x;
+    int C, kh, kw, Wp;
+    size_t plane;
+    const int *toff;
+    const float *pf[DC_PF];
+    size_t pf_n[DC_PF];
+    unsigned pf_w;
+} dc_in;
 
 static int dc_round(int n, int m) { return (n + m - 1) / m * m; }
 
@@ -447,6 +463,10 @@ DC_FWD_FNS(4) DC_FWD_FNS(6) DC_FWD_FNS(8)
 __attribute__((target("avx512f")))
 static void dc_conv_avx512(float *ywide, size_t ldy, const float *wpk, int Co, int PW, const dc_in *d) {
     size_t K = (size_t)d->C * d->kh * d->kw;
+    /* the prefetch slices: lines of pf[i] spread over the tiles */
+    const size_t tiles = (size_t)((PW + DC_NP - 1) / DC_NP) * (size_t)((Co + DC_MR - 1) / DC_MR);
+    size_t per[DC_PF], done[DC_PF] = {0};
+    for (int i = 0; i < DC_PF; i++) per[i] = d->pf[i] ? (d->pf_n[i] / 16 + tiles) / tiles : 0;
     for (int p0 = 0; p0 < PW; p0 += DC_NP) {
         int left = PW - p0;
         __mmask16 m0 = dc_mask(left), m1 = dc_mask(left - 16), m2 = dc_mask(left - 32);
@@ -457,6 +477,10 @@ static void dc_conv_avx512(float *ywide, size_t ldy, const float *wpk, int Co, i
                                       : (rows <= 4 ? dc_fwd_full_4 : rows <= 6 ? dc_fwd_full_6 : dc_fwd_full_8);
             dc_tail_fn tail = d->toff ? (rows <= 4 ? dc_s2_tail_4 : rows <= 6 ? dc_s2_tail_6 : dc_s2_tail_8)
                                       : (rows <= 4 ? dc_fwd_tail_4 : rows <= 6 ? dc_fwd_tail_6 : dc_fwd_tail_8);
+            for (int i = 0; i < DC_PF; i++)
+                for (size_t l = 0; l < per[i] && done[i] < d->pf_n[i]; l++, done[i] += 16)
+                    if (d->pf_w >> i & 1) __builtin_prefetch(d->pf[i] + done[i], 1, 2);
+                    else __builtin_prefetch(d->pf[i] + done[i], 0, 2);
             if (left >= DC_NP) full(y, ldy, d->x + p0, wpk + (size_t)cb * K, d);
             else tail(y, ldy, d->x + p0, wpk + (size_t)cb * K, d, m0, m1, m2);
         }
@@ -959,10 +983,12 @@ static void direct_fwd_part(void *arg, int t, int n) {
     const int *toff = s2 ? (const int *)(const void *)(j->shared + (size_t)dc_round(g->Co, DC_MR) * g->K) : NULL;
     float *xpad = j->part + (size_t)t * j->per, *ywide = xpad + w.xpad;
     memset(xpad, 0, w.xpad * sizeof(float));
-    dc_in d = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane, toff};
+    dc_in d = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane, toff, {NULL, NULL, NULL}, {L->in_size, L->out_size, 0}, 2};
     size_t s0, s1;
     rf_nn_span((size_t)r->B, t, n, &s0, &s1);
     for (size_t s = s0; s < s1; s++) {
+        d.pf[0] = s + 1 < s1 ? r->in + (s + 1) * L->in_size : NULL;
+        d.pf[1] = s + 1 < s1 ? r->out + (s + 1) * L->out_size : NULL;
         (s2 ? s2_split : pad_in)(xpad, r->in + s * L->in_size, g, &w);
         dc_conv(ywide, (size_t)w.PW, j->shared, g->Co, w.PW, &d);
         wide_compact(r->out + s * L->out_size, ywide, (size_t)w.PW, bias, g, &w);
@@ -991,7 +1017,7 @@ static void dc_transpose(float *restrict dyT, size_t ldc, const float *restrict 
 }
 
 /* The input gradient of sample n (part t's buffers from dypad on). */
-static void direct_dx(const rf_nn_run *r, const conv_geom *g, int t, int n, float *dypad, float *dxwide,
+static void direct_dx(const rf_nn_run *r, const conv_geom *g, int t, int n, int n_end, float *dypad, float *dxwide,
                       const float *wfpk) {
     const rf_layer *L = r->L;
     dc_bwd b = dc_bwd_of(g);
@@ -1018,7 +1044,15 @@ static void direct_dx(const rf_nn_run *r, const conv_geom *g, int t, int n, floa
         col2im_t_add(din, dxwide, 1, g);
         return;
     }
-    dc_in dyin = {dypad, g->Co, g->kh, g->kw, b.Wq, b.plane, NULL};
+    dc_in dyin = {dypad, g->Co, g->kh, g->kw, b.Wq, b.plane, NULL, {NULL, NULL, NULL}, {0, 0, 0}, 0};
+    if (n + 1 < n_end) {   /* the next sample's input, input gradient and output gradient */
+        dyin.pf[0] = r->in + (size_t)(n + 1) * L->in_size;
+        dyin.pf[1] = din + L->in_size;
+        dyin.pf[2] = dy + L->out_size;
+        dyin.pf_n[0] = dyin.pf_n[1] = L->in_size;
+        dyin.pf_n[2] = L->out_size;
+        dyin.pf_w = 2;
+    }
     dc_pad(dypad, dy, g->Co, g->OH, g->OW, b.plane, b.Wq, b.qh, b.qw);
     dc_conv(dxwide, b.PX, wfpk, g->C, (int)b.PX, &dyin);
     for (int c = 0; c < g->C; c++)
@@ -1041,7 +1075,7 @@ static void direct_bwd_part(void *arg, int t, int n) {
     memset(xpad, 0, w.xpad * sizeof(float));
     memset(dyT, 0, dyt * sizeof(float));   /* dyT's lanes past Co, dyw's wide columns stay 0 */
     memset(dypad, 0, b.pad * sizeof(float));
-    dc_in xin = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane, NULL};
+    dc_in xin = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane, NULL, {NULL, NULL, NULL}, {0, 0, 0}, 0};
     size_t g0, g1;
     rf_nn_span((size_t)G, t, n, &g0, &g1);
     for (size_t gi = g0; gi < g1; gi++) {
@@ -1060,7 +1094,7 @@ static void direct_bwd_part(void *arg, int t, int n) {
                 dc_transpose(dyT, ldc, dy, g->Co, g->P);
                 dc_dweight(dwp, dyT, ldc, g, &xin);
             }
-            if (r->din) direct_dx(r, g, t, (int)s, dypad, dxwide, j->shared);
+            if (r->din) direct_dx(r, g, t, (int)s, (int)s1, dypad, dxwide, j->shared);
         }
     }
 }
