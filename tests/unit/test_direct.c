@@ -6,8 +6,9 @@
  * tile (dwt_1_9: Co = 16 and Co = 12, whose lanes past Co are zero; 1, 3 and
  * 5 input channels; odd maps), the general tiles beside it (Co = 17, 5x5)
  * and the few-channel lane path (Co = 6); and stride-2 layers, whose
- * forward AVX-512 runs on the direct kernel (s2_forward) where the other
- * ISAs run im2col + GEMM. About 0.1 s of CPU. */
+ * forward AVX-512 runs on the direct kernel (s2_forward; its phase split
+ * gathers rows with permutes, gather2_avx512 against gather2_ref) where the
+ * other ISAs run im2col + GEMM. About 0.1 s of CPU. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -94,6 +95,7 @@ Test(direct, stride2_forward_same_bits) {
     check_s(2, 11, 10, 8, 5, 2, 2);
     check_s(4, 9, 9, 6, 1, 2, 0);      /* 1x1 projection shortcut */
     check_s(3, 10, 9, 7, 3, 2, 0);
+    check_s(2, 5, 37, 8, 3, 2, 1);     /* rows of 19 and 18 per phase: the split's 16-float blocks and tails */
 }
 
 Test(direct, other_tiles_same_bits) {
