@@ -323,6 +323,11 @@ static const relu_fusion relu_fusions[RF_L_TYPE_COUNT_] = {
     [RF_L_RESIDUAL] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3},
 };
 
+/* Unfused layer types whose backward takes rf_nn_run.fresh too (bit k: input
+ * k): conv2d writes its input gradient where it runs the direct kernel's
+ * (layer_conv.c, direct_dx) and zeroes it itself on its other paths. */
+static const unsigned fresh_plain[RF_L_TYPE_COUNT_] = {[RF_L_CONV2D] = 1};
+
 static int fuses_relu(rf_model *m, int i, const rf_engine *eng) {
     const rf_layer *L = &m->layers[i];
     if (m->no_fuse || m->hook || !relu_fusions[L->type].forward || L->n_inputs > 2 || i + 1 >= m->n_layers) return 0;
@@ -415,17 +420,18 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
             if (src >= 0 && readers[src] < 2) readers[src]++;
         }
     }
-    /* A fused layer that is the only reader of a layer's output writes its
-     * gradient (rf_nn_run.fresh) where it would add to the zeroed one, so
-     * that gradient is not zeroed; nor is a fused layer's own output
-     * gradient (never used), nor the logits' (copied). The rest: zeroed,
-     * the batch's rows. */
+    /* A fused layer (or a conv, fresh_plain) that is the only reader of a
+     * layer's output writes its gradient (rf_nn_run.fresh) where it would
+     * add to the zeroed one, so that gradient is not zeroed; nor is a fused
+     * layer's own output gradient (never used), nor the logits' (copied).
+     * The rest: zeroed, the batch's rows. */
     for (int i = 0; i < m->n_layers; i++) {
         const rf_layer *L = &m->layers[i];
-        for (int k = 0; L->out_fused && k < L->n_inputs; k++) {
+        unsigned can = L->out_fused ? relu_fusions[L->type].fresh : fresh_plain[L->type];
+        for (int k = 0; k < L->n_inputs; k++) {
             int src = L->inputs[k];
-            if (src >= 0 && wants[src] && readers[src] == 1 && (relu_fusions[L->type].fresh >> k & 1u) &&
-                !memcmp(&m->layers[src].out, &L->out, sizeof L->out))   /* not an option-A shortcut */
+            if (src >= 0 && wants[src] && readers[src] == 1 && (can >> k & 1u) &&
+                (!L->out_fused || !memcmp(&m->layers[src].out, &L->out, sizeof L->out)))   /* not an option-A shortcut */
                 fresh[src] = 1;
         }
     }
@@ -455,7 +461,7 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
             r.dins[k] = src >= 0 ? (wants[src] ? act_of(m, m->dacts, src) : NULL) : (m->input_grad ? m->dinput : NULL);
         }
         r.din = r.dins[0];
-        for (int k = 0; fused && k < L->n_inputs; k++)
+        for (int k = 0; k < L->n_inputs; k++)
             if (L->inputs[k] >= 0 && fresh[L->inputs[k]]) r.fresh |= 1u << k;
         if (fused) relu_fusions[L->type].backward(&r);
         else ops[L->type]->backward(&r);
