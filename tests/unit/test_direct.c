@@ -19,14 +19,20 @@
 
 typedef struct out { float *y, *g, *dx; size_t ny, ng, nx; } out;
 
+/* spec's model on the direct path (engine conv=direct), initialised. */
+static rf_model *direct_model(rf_ctx *ctx, const char *spec) {
+    rf_ctx_init(ctx);
+    ctx->engine.v[RF_ENGINE_CONV] = RF_ENGINE_CONV_DIRECT;
+    rf_model *m;
+    cr_assert_eq(rf_model_from_spec(ctx, spec, &m), RF_OK, "%s", rf_ctx_error(ctx));
+    cr_assert_eq(rf_model_init(ctx, m, 3), RF_OK);
+    return m;
+}
+
 static out step(const char *spec, rf_isa isa, int B) {
     rf_kernels_force(isa);
     rf_ctx ctx;
-    rf_ctx_init(&ctx);
-    ctx.engine.v[RF_ENGINE_CONV] = RF_ENGINE_CONV_DIRECT;
-    rf_model *m;
-    cr_assert_eq(rf_model_from_spec(&ctx, spec, &m), RF_OK, "%s", rf_ctx_error(&ctx));
-    cr_assert_eq(rf_model_init(&ctx, m, 3), RF_OK);
+    rf_model *m = direct_model(&ctx, spec);
     for (size_t i = 0; i < m->n_params; i++) m->params[i] += 0.01f * (float)(i % 7);   /* non-zero bias */
     out o;
     o.nx = (size_t)B * in_numel(m);
@@ -128,11 +134,7 @@ Test(direct, fresh_input_gradient_written) {
                        "{\"type\":\"conv2d\",\"name\":\"b\",\"out\":5,\"kernel\":3,\"padding\":1},"
                        "{\"type\":\"gap\"},{\"type\":\"linear\",\"out\":10}]}";
     rf_ctx ctx;
-    rf_ctx_init(&ctx);
-    ctx.engine.v[RF_ENGINE_CONV] = RF_ENGINE_CONV_DIRECT;
-    rf_model *m;
-    cr_assert_eq(rf_model_from_spec(&ctx, spec, &m), RF_OK, "%s", rf_ctx_error(&ctx));
-    cr_assert_eq(rf_model_init(&ctx, m, 3), RF_OK);
+    rf_model *m = direct_model(&ctx, spec);
     const int B = 3;
     float *x = randn((size_t)B * in_numel(m), 5), *dl = randn((size_t)B * 10, 6);
     float *g0 = malloc(m->n_params * sizeof(float)), *g1 = malloc(m->n_params * sizeof(float));
