@@ -227,7 +227,10 @@ static rf_status tprof_hook(void *ud, int layer, int backward, float *data, size
 
 enum { TP_LOSS, TP_ZERO, TP_OPT, TP_EXTRA };
 
-static int threads_profile(const char *name, int batch, int steps, int threads, int rounds) {
+/* fused: no per-layer hook, so the model fuses layers as training does
+ * (a hook turns fusion off); the per-slot table then has only forward,
+ * backward, loss, zeroing and optimizer. */
+static int threads_profile(const char *name, int batch, int steps, int threads, int rounds, int fused) {
     rf_kernels_init();
     double *t1 = NULL;   /* the 1-thread run's CPU time per slot */
     tprof tp = {0};
@@ -247,7 +250,7 @@ static int threads_profile(const char *name, int batch, int steps, int threads, 
         tp = (tprof){ctx->engine.pool, L, calloc((size_t)slots, sizeof(double)), calloc((size_t)slots, sizeof(double)),
                      calloc((size_t)slots, sizeof(double)), {0}, 0, -1, 0};
         if (!tp.ser || !tp.spn || !tp.one) { fprintf(stderr, "probe: out of memory\n"); return 1; }
-        m->hook = tprof_hook;
+        m->hook = fused ? NULL : tprof_hook;
         m->hook_ud = &tp;
         rf_pool_stats st0 = {0}, st1 = {0};
         double c0 = 0, w0 = 0, c1 = 0, w1 = 0;
@@ -388,7 +391,8 @@ int main(int argc, char **argv) {
         return step_profile(argv[2], argc >= 4 ? atoi(argv[3]) : 128, argc >= 5 ? atoi(argv[4]) : 10);
     if (argc >= 3 && strcmp(argv[1], "threads") == 0)
         return threads_profile(argv[2], argc >= 4 ? atoi(argv[3]) : 128, argc >= 5 ? atoi(argv[4]) : 10,
-                               argc >= 6 ? atoi(argv[5]) : 2, argc >= 7 && atoi(argv[6]) > 0 ? atoi(argv[6]) : 1);
-    fprintf(stderr, "usage: probe spec NAME | probe params NAME | probe peak [SECONDS] | probe layers NAME [BATCH [STEPS [THREADS]]] | probe step NAME [BATCH [STEPS]] | probe threads NAME [BATCH [STEPS [THREADS [ROUNDS]]]]\n");
+                               argc >= 6 ? atoi(argv[5]) : 2, argc >= 7 && atoi(argv[6]) > 0 ? atoi(argv[6]) : 1,
+                               argc >= 8 && strcmp(argv[7], "fused") == 0);
+    fprintf(stderr, "usage: probe spec NAME | probe params NAME | probe peak [SECONDS] | probe layers NAME [BATCH [STEPS [THREADS]]] | probe step NAME [BATCH [STEPS]] | probe threads NAME [BATCH [STEPS [THREADS [ROUNDS [fused]]]]]\n");
     return 2;
 }

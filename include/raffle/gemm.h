@@ -110,6 +110,23 @@ rf_status rf_gemm_f32_batch(rf_gemm *g, int trans_a, int trans_b, int M, int N, 
 rf_status rf_gemm_f32_part(rf_gemm *g, int t, int trans_a, int trans_b, int M, int N, int K, const float *A,
                            int lda, const float *B, int ldb, int accumulate, float *C, int ldc);
 
+/* A pre-packed op(A), for an A that many products share (the Winograd
+ * weights: one pack a step instead of one per chunk of tiles). The packed
+ * layout depends on g's K blocking only, so a buffer packed by one rf_gemm
+ * may be read by another of the same blocking (every default-blocked
+ * rf_gemm, rf_gemm_thread included); results are the bits of rf_gemm_f32
+ * on the unpacked A (packing copies values).
+ * rf_gemm_packed_a_floats: floats of the buffer (0 for negative sizes).
+ * rf_gemm_pack_a: Ap (caller-owned, rf_gemm_packed_a_floats(M, K) floats)
+ * = op(A)[M, K] packed (A borrowed, read-only); reads g, so parts may pack
+ * at once. RF_ERR_INVALID for bad sizes, stride or NULL pointers.
+ * rf_gemm_f32_packed_a: C (=|+=) op(A) op(B) as rf_gemm_f32_part with
+ * trans_a irrelevant (Ap borrowed), on the calling thread with workspace t. */
+size_t rf_gemm_packed_a_floats(int M, int K);
+rf_status rf_gemm_pack_a(const rf_gemm *g, int trans_a, int M, int K, const float *A, int lda, float *Ap);
+rf_status rf_gemm_f32_packed_a(rf_gemm *g, int t, int M, int N, int K, const float *Ap, int trans_b, const float *B,
+                               int ldb, int accumulate, float *C, int ldc);
+
 /* ---- the engine's dense backend ----------------------------------------------
  * A task's products go to the rf_gemm attached to its engine (rf_engine.gemm,
  * over the pool rf_engine.pool), or, with the engine option gemm=openblas,
@@ -141,6 +158,11 @@ void rf_gemm_thread_release(void);
  * must be valid (programmer error otherwise). */
 void rf_gemm_engine(const rf_engine *e, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                     const float *B, int ldb, int accumulate, float *C, int ldc);
+/* The rf_gemm behind rf_gemm_engine(e, ...) on the calling thread and in
+ * *slot the workspace it uses there (borrowed), or NULL with gemm=openblas
+ * (or when rf_gemm_thread cannot be allocated): for rf_gemm_pack_a and
+ * rf_gemm_f32_packed_a. */
+rf_gemm *rf_gemm_engine_gemm(const rf_engine *e, int *slot);
 /* rf_gemm_f32_batch on e's backend (OpenBLAS, or a part's engine: one call
  * per product). */
 void rf_gemm_engine_batch(const rf_engine *e, int trans_a, int trans_b, int M, int N, int K, int count,

@@ -340,6 +340,7 @@ typedef struct gemm_op {
     int ta, tb, M, N, K;
     const float *A;
     int lda;
+    const float *Ap;   /* op(A) packed by rf_gemm_pack_a (A unused), or NULL */
     const float *B;
     int ldb;
     int acc;
@@ -390,8 +391,13 @@ static void run_block(const rf_gemm *g, const gemm_op *o, int m0, int m1, int n0
     const rf_gemm_impl *im = g->im;
     float *Ap = ws, *Bp = ws + g->ws_a;
     const int nk = (o->K + g->kc - 1) / g->kc;
+    /* a pre-packed A: K block b at Ap + Mp·k0, its rows from i at + i·kb */
+    const size_t Mp = (size_t)(o->M + RF_GEMM_MR - 1) / RF_GEMM_MR * RF_GEMM_MR;
 #define K_BLOCK(b, k0, kb) \
     int k0 = (int)((long)o->K * (b) / nk), kb = (int)((long)o->K * ((b) + 1) / nk) - k0
+#define A_BLOCK(i0, mb, k0, kb) \
+    (o->Ap ? o->Ap + Mp * (size_t)(k0) + (size_t)(i0) * (size_t)(kb) \
+           : (im->pack_a(Ap, o->A, o->lda, o->ta, i0, mb, k0, kb), Ap))
     if (m1 - m0 <= g->mc) {
         /* All rows in one A block (the batch-128 products): K blocks
          * outermost, A packed once per K block, B in blocks of nc2 columns
@@ -399,11 +405,11 @@ static void run_block(const rf_gemm *g, const gemm_op *o, int m0, int m1, int n0
         const int inplace = b_in_place(o);
         for (int b = 0; b < nk; b++) {
             K_BLOCK(b, k0, kb);
-            im->pack_a(Ap, o->A, o->lda, o->ta, m0, m1 - m0, k0, kb);
+            const float *Ab = A_BLOCK(m0, m1 - m0, k0, kb);
             for (int jc = n0; jc < n1; jc += g->nc2) {
                 int nb = n1 - jc < g->nc2 ? n1 - jc : g->nc2;
                 if (!inplace) im->pack_b(Bp, o->B, o->ldb, o->tb, k0, kb, jc, nb, im->nr, im->vl);
-                run_tiles(g, o, Ap, inplace ? o->B + (size_t)k0 * o->ldb + jc : Bp, inplace, m0, m1 - m0, jc, nb, kb,
+                run_tiles(g, o, Ab, inplace ? o->B + (size_t)k0 * o->ldb + jc : Bp, inplace, m0, m1 - m0, jc, nb, kb,
                           o->acc || b > 0);
             }
         }
@@ -418,11 +424,11 @@ static void run_block(const rf_gemm *g, const gemm_op *o, int m0, int m1, int n0
             im->pack_b(Bp, o->B, o->ldb, o->tb, k0, kb, jc, nb, im->nr, im->vl);
             for (int ic = m0; ic < m1; ic += g->mc) {
                 int mb = m1 - ic < g->mc ? m1 - ic : g->mc;
-                im->pack_a(Ap, o->A, o->lda, o->ta, ic, mb, k0, kb);
-                run_tiles(g, o, Ap, Bp, 0, ic, mb, jc, nb, kb, o->acc || b > 0);
+                run_tiles(g, o, A_BLOCK(ic, mb, k0, kb), Bp, 0, ic, mb, jc, nb, kb, o->acc || b > 0);
             }
         }
     }
+#undef A_BLOCK
 #undef K_BLOCK
 }
 
@@ -516,7 +522,7 @@ static rf_status check_op(rf_gemm *g, const gemm_op *o) {
 
 rf_status rf_gemm_f32(rf_gemm *g, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                       const float *B, int ldb, int accumulate, float *C, int ldc) {
-    gemm_op o = {!!trans_a, !!trans_b, M, N, K, A, lda, B, ldb, !!accumulate, C, ldc};
+    gemm_op o = {!!trans_a, !!trans_b, M, N, K, A, lda, NULL, B, ldb, !!accumulate, C, ldc};
     g->err[0] = 0;
     RF_TRY(check_op(g, &o));
     if (M == 0 || N == 0) return RF_OK;
@@ -544,7 +550,7 @@ rf_status rf_gemm_f32_batch(rf_gemm *g, int trans_a, int trans_b, int M, int N, 
     }
     rf_status st = RF_OK;
     for (int p = 0; p < count && st == RF_OK; p++) {
-        ops[p] = (gemm_op){!!trans_a, !!trans_b, M, N, K, A[p], lda, B[p], ldb, !!accumulate, C[p], ldc};
+        ops[p] = (gemm_op){!!trans_a, !!trans_b, M, N, K, A[p], lda, NULL, B[p], ldb, !!accumulate, C[p], ldc};
         st = check_op(g, &ops[p]);
     }
     if (st == RF_OK) {
@@ -568,10 +574,44 @@ rf_status rf_gemm_f32_batch(rf_gemm *g, int trans_a, int trans_b, int M, int N, 
 
 rf_status rf_gemm_f32_part(rf_gemm *g, int t, int trans_a, int trans_b, int M, int N, int K, const float *A,
                            int lda, const float *B, int ldb, int accumulate, float *C, int ldc) {
-    gemm_op o = {!!trans_a, !!trans_b, M, N, K, A, lda, B, ldb, !!accumulate, C, ldc};
+    gemm_op o = {!!trans_a, !!trans_b, M, N, K, A, lda, NULL, B, ldb, !!accumulate, C, ldc};
     if (t < 0 || t >= g->threads) return RF_ERR_INVALID;
     /* check_op writes its message into g, which parts share: check a copy */
     rf_gemm probe = *g;
+    RF_TRY(check_op(&probe, &o));
+    if (M && N) do_block(g, &o, 0, M, 0, N, g->ws[t]);
+    return RF_OK;
+}
+
+/* ---- a pre-packed A ------------------------------------------------------------
+ * The K blocks' micro-panels of op(A), all rows, one block after another:
+ * block b (K_BLOCK of g's kc) at Ap + Mp·k0, Mp = M rounded up to 6. The
+ * products read it where they would read their own packed block (rows from
+ * i at + i·kb), so the tiles, and the bits, are those of rf_gemm_f32. */
+size_t rf_gemm_packed_a_floats(int M, int K) {
+    if (M < 0 || K < 0) return 0;
+    return (size_t)(M + RF_GEMM_MR - 1) / RF_GEMM_MR * RF_GEMM_MR * (size_t)K + RF_GEMM_A_SLACK;
+}
+
+rf_status rf_gemm_pack_a(const rf_gemm *g, int trans_a, int M, int K, const float *A, int lda, float *Ap) {
+    if (M < 0 || K < 0 || lda < 1 || lda < (trans_a ? M : K) || (M && K && (!A || !Ap))) return RF_ERR_INVALID;
+    if (M == 0 || K == 0) return RF_OK;
+    const int nk = (K + g->kc - 1) / g->kc;
+    const size_t Mp = (size_t)(M + RF_GEMM_MR - 1) / RF_GEMM_MR * RF_GEMM_MR;
+    /* in increasing b: the AVX2 packer's last store runs 2 floats past a
+     * block, into the next one (packed after it) or the slack */
+    for (int b = 0; b < nk; b++) {
+        int k0 = (int)((long)K * b / nk), kb = (int)((long)K * (b + 1) / nk) - k0;
+        g->im->pack_a(Ap + Mp * (size_t)k0, A, lda, !!trans_a, 0, M, k0, kb);
+    }
+    return RF_OK;
+}
+
+rf_status rf_gemm_f32_packed_a(rf_gemm *g, int t, int M, int N, int K, const float *Ap, int trans_b, const float *B,
+                               int ldb, int accumulate, float *C, int ldc) {
+    gemm_op o = {0, !!trans_b, M, N, K, Ap, K > 0 ? K : 1, Ap, B, ldb, !!accumulate, C, ldc};
+    if (t < 0 || t >= g->threads) return RF_ERR_INVALID;
+    rf_gemm probe = *g;   /* as rf_gemm_f32_part: parts share g's message */
     RF_TRY(check_op(&probe, &o));
     if (M && N) do_block(g, &o, 0, M, 0, N, g->ws[t]);
     return RF_OK;
@@ -626,7 +666,7 @@ static int openblas_of(const rf_engine *e) { return e && e->v[RF_ENGINE_GEMM] ==
 static void openblas(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, int acc,
                      float *C, int ldc) {
     if (K == 0) {   /* cblas rejects the strides of an empty operand */
-        gemm_op o = {ta, tb, M, N, K, A, lda, B, ldb, acc, C, ldc};
+        gemm_op o = {ta, tb, M, N, K, A, lda, NULL, B, ldb, acc, C, ldc};
         zero_block(&o, 0, M, 0, N);
         return;
     }
@@ -648,6 +688,16 @@ void rf_gemm_engine(const rf_engine *e, int trans_a, int trans_b, int M, int N, 
     if (!g) { rf_gemm_f32_ref(trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc); return; }
     st = rf_gemm_f32(g, trans_a, trans_b, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
     RF_ASSERT(st == RF_OK);
+}
+
+rf_gemm *rf_gemm_engine_gemm(const rf_engine *e, int *slot) {
+    *slot = 0;
+    if (openblas_of(e)) return NULL;
+    if (e && e->gemm) {
+        if (!e->pool) *slot = e->slot;
+        return e->gemm;
+    }
+    return rf_gemm_thread();
 }
 
 void rf_gemm_engine_batch(const rf_engine *e, int trans_a, int trans_b, int M, int N, int K, int count,

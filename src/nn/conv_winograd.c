@@ -569,12 +569,29 @@ static void wino_input(float *U, size_t tc, const float *in, int ns, const wg *g
             wino_input_plane(U, tc, in + ((size_t)j * g->Ci + c) * isz, j, c, g, plane, in_tf);
 }
 
+/* A fused ReLU (model.c, "fusion"; rf_nn_wino_forward_relu): the ReLU
+ * layer's own expressions (layer_act.c). F(4x4)'s scatter applies it as it
+ * stores; F(2x2) runs it on a plane right after its scatter, while the
+ * plane is in L1, instead of a pass over the whole activation. */
+RF_NN_VEC static void relu_plane(float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+/* d = the ReLU's gradient into its zeroed input, +0 + (y > 0 ? dy : 0),
+ * written (y >= 0, so "y > 0" is "its bits are non-zero"). */
+RF_NN_VEC static void relu_grad_plane(float *restrict d, const float *restrict dy, const float *restrict y, size_t n) {
+    const int32_t *yb = (const int32_t *)(const void *)y;
+    for (size_t i = 0; i < n; i++) d[i] = 0.0f + (yb[i] > 0 ? dy[i] : 0.0f);
+}
+
+/* F(2x2)'s input gradient multiplies V[perm[k]]: G·flip = P·G (top of the file). */
+static const int wino2_perm[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
+
 /* One chunk of wino_run: samples [n0, n0 + ns) (ns <= chunk) with buffers s
  * (wg_scratch floats laid out for `chunk` samples, the plane zeroed) and the
  * GEMM workspace of part t. */
-static void wino_chunk(const rf_engine *e, int t, float *out, int acc, const float *in, const float *bias,
-                       const float *V, int vt, int n0, int ns, int chunk, const wg *g, float *s) {
-    static const int perm[16] = {15, 13, 14, 12, 7, 5, 6, 4, 11, 9, 10, 8, 3, 1, 2, 0};
+static void wino_chunk(const rf_engine *e, int t, float *out, int acc, int relu, const float *in, const float *bias,
+                       const float *V, int vt, const float *P, size_t pk, int n0, int ns, int chunk, const wg *g,
+                       float *s) {
     size_t tmax = (size_t)chunk * g->T, osz = (size_t)g->OH * g->OW, isz = (size_t)g->Hi * g->Wi;
     size_t tc = (size_t)ns * g->T;
     float *U = s, *M = U + (size_t)g->ak * wg_slab(g, g->Ci, tmax), *plane = M + (size_t)g->ak * wg_slab(g, g->Co, tmax);
@@ -583,8 +600,18 @@ static void wino_chunk(const rf_engine *e, int t, float *out, int acc, const flo
     const int scat512 = rf_kernels_isa() >= RF_ISA_AVX512 && g->OW <= 32;
     wino_input(U, tc, in + (size_t)n0 * g->Ci * isz, ns, g, plane);
     rf_engine pe = rf_nn_part_engine(e, t);
+    int slot;
+    rf_gemm *gm = P ? rf_gemm_engine_gemm(&pe, &slot) : NULL;
+    if (gm) {   /* V packed once per run (wino_run): the same products */
+        for (int k = 0; k < g->ak; k++) {
+            rf_status st = rf_gemm_f32_packed_a(gm, slot, g->Co, (int)tc, g->Ci, P + (size_t)k * pk, 0,
+                                                U + k * wg_slab(g, g->Ci, tc), (int)tc, 0,
+                                                M + k * wg_slab(g, g->Co, tc), (int)tc);
+            RF_ASSERT(st == RF_OK);
+        }
+    }
     if (g->m == 4) {   /* V is always in the forward's tr layout (the input gradient flips it) */
-        for (int k = 0; k < 36; k++)
+        for (int k = 0; !gm && k < 36; k++)
             rf_gemm_engine(&pe, 1, 0, g->Co, (int)tc, g->Ci, V + k * vk, g->Co, U + k * wg_slab(g, g->Ci, tc), (int)tc,
                            0, M + k * wg_slab(g, g->Co, tc), (int)tc);
         /* output transforms of WINO4_CG channels, then their scatters sample
@@ -595,31 +622,37 @@ static void wino_chunk(const rf_engine *e, int t, float *out, int acc, const flo
                 rf_nn_wino4_out(o + (size_t)i * 16 * tc, M + (size_t)(c0 + i) * tc, wg_slab(g, g->Co, tc), (int)tc,
                                 bias ? bias[c0 + i] : 0.0f);
             for (int j = 0; j < ns; j++)
-                for (int i = 0; i < gc; i++)
-                    rf_nn_wino4_scatter(out + ((size_t)(n0 + j) * g->Co + c0 + i) * osz, o + (size_t)i * 16 * tc +
-                                        (size_t)j * g->T, tc, g->OH, g->OW, g->TW, acc);
+                for (int i = 0; i < gc; i++) {
+                    float *y = out + ((size_t)(n0 + j) * g->Co + c0 + i) * osz;
+                    rf_nn_wino4_scatter(y, o + (size_t)i * 16 * tc + (size_t)j * g->T, tc, g->OH, g->OW, g->TW,
+                                        relu ? 2 : acc);
+                }
         }
         return;
     }
-    for (int k = 0; k < 16; k++)
-        rf_gemm_engine(&pe, 1, 0, g->Co, (int)tc, g->Ci, V + (vt ? perm[k] : k) * vk, g->Co,
+    for (int k = 0; !gm && k < 16; k++)
+        rf_gemm_engine(&pe, 1, 0, g->Co, (int)tc, g->Ci, V + (vt ? wino2_perm[k] : k) * vk, g->Co,
                        U + (size_t)k * g->Ci * tc, (int)tc, 0, M + (size_t)k * g->Co * tc, (int)tc);
     /* One output transform per channel over the whole chunk (a 7×7 map
      * alone has 16 tiles: one vector), then a scatter per sample. */
     for (int co = 0; co < g->Co; co++) {
         wino_out_tf(o, M + (size_t)co * tc, (size_t)g->Co * tc, (int)tc, bias ? bias[co] : 0.0f);
-        for (int j = 0; j < ns; j++)
-            (scat512 ? wino_scatter_avx512 : wino_scatter)(out + ((size_t)(n0 + j) * g->Co + co) * osz,
-                                                           o + (size_t)j * g->T, tc, g->OH, g->OW, g->TW, acc);
+        for (int j = 0; j < ns; j++) {
+            float *y = out + ((size_t)(n0 + j) * g->Co + co) * osz;
+            (scat512 ? wino_scatter_avx512 : wino_scatter)(y, o + (size_t)j * g->T, tc, g->OH, g->OW, g->TW, acc);
+            if (relu) relu_plane(y, osz);
+        }
     }
 }
 
 typedef struct wino_job {
     const rf_engine *e;
     float *out;
-    int acc;
+    int acc, relu;
     const float *in, *bias, *V;
     int vt, B, chunk;
+    const float *P;     /* V packed for the products (pk floats a position), or NULL */
+    size_t pk;
     const wg *g;
     float *s;           /* part t's buffers at s + t·per */
     size_t per;
@@ -635,7 +668,29 @@ static void wino_run_part(void *arg, int t, int n) {
     memset(s + (size_t)g->ak * (wg_slab(g, g->Ci, (size_t)j->chunk * g->T) + wg_slab(g, g->Co, (size_t)j->chunk * g->T)), 0, ((size_t)g->Hp * g->Wp + 4) * sizeof(float));
     for (size_t c = c0; c < c1; c++) {
         int n0 = (int)c * j->chunk, ns = j->B - n0 < j->chunk ? j->B - n0 : j->chunk;
-        wino_chunk(j->e, t, j->out, j->acc, j->in, j->bias, j->V, j->vt, n0, ns, j->chunk, g, s);
+        wino_chunk(j->e, t, j->out, j->acc, j->relu, j->in, j->bias, j->V, j->vt, j->P, j->pk, n0, ns, j->chunk, g, s);
+    }
+}
+
+/* Floats between the packed products of V (rf_gemm_pack_a of the run's
+ * Co x Ci operand), rounded to a cache line. */
+static size_t wino_pk(const wg *g) { return (rf_gemm_packed_a_floats(g->Co, g->Ci) + 15) / 16 * 16; }
+
+/* P[k] = V[k] (vt: V[perm[k]]) packed as the products' op(A), split over k. */
+typedef struct wpack_job { const rf_engine *e; float *P; size_t pk; const float *V; int vt; const wg *g; } wpack_job;
+
+static void wpack_part(void *arg, int t, int n) {
+    const wpack_job *j = arg;
+    const wg *g = j->g;
+    size_t k0, k1, vk = (size_t)g->Ci * g->Co;
+    rf_nn_span((size_t)g->ak, t, n, &k0, &k1);
+    rf_engine pe = rf_nn_part_engine(j->e, t);
+    int slot;
+    rf_gemm *gm = rf_gemm_engine_gemm(&pe, &slot);
+    for (size_t k = k0; k < k1; k++) {
+        rf_status st = rf_gemm_pack_a(gm, 1, g->Co, g->Ci, j->V + (size_t)(j->vt ? wino2_perm[k] : (int)k) * vk, g->Co,
+                                      j->P + k * j->pk);
+        RF_ASSERT(st == RF_OK);
     }
 }
 
@@ -644,10 +699,18 @@ static void wino_run_part(void *arg, int t, int n) {
  * layout, or (vt) the layer's plain V[k][Co][C] with k permuted (the input
  * gradient: see the top of the file). s: one
  * wg_scratch per thread. */
-static void wino_run(const rf_engine *e, float *out, int acc, const float *in, const float *bias, const float *V,
-                     int vt, int B, const wg *g, float *s) {
-    int chunk = wg_chunk(g, B), chunks = (B + chunk - 1) / chunk;
-    wino_job j = {e, out, acc, in, bias, V, vt, B, chunk, g, s, wg_scratch(g, B)};
+static void wino_run(const rf_engine *e, float *out, int acc, int relu, const float *in, const float *bias,
+                     const float *V, int vt, int B, const wg *g, float *P, float *s) {
+    int chunk = wg_chunk(g, B), chunks = (B + chunk - 1) / chunk, slot;
+    size_t pk = wino_pk(g);
+    /* Pack V's ak products once here, not once per chunk (8% of a conv-6
+     * step before): where the products run on raffle's GEMM. */
+    if (!rf_gemm_engine_gemm(e, &slot)) P = NULL;
+    if (P) {
+        wpack_job pj = {e, P, pk, V, vt, g};
+        rf_nn_par(e, rf_nn_parts(e, (double)g->ak * g->Ci * g->Co, 1 << 16), wpack_part, &pj);
+    }
+    wino_job j = {e, out, acc, relu, in, bias, V, vt, B, chunk, P, pk, g, s, wg_scratch(g, B)};
     int parts = rf_nn_threads(e) < chunks ? rf_nn_threads(e) : chunks;
     rf_nn_par(e, parts, wino_run_part, &j);
 }
@@ -680,18 +743,26 @@ size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int m, int B, in
     wg f = wg_of(C, H, W, Co, pad, m);
     wg x = wg_of(Co, f.OH, f.OW, C, 2 - pad, m);
     size_t v = (size_t)f.ak * C * Co, a = wg_scratch(&f, B), b = wg_scratch(&x, B), t = (size_t)(threads > 0 ? threads : 1);
-    /* Backward: V, dV, then the weight-gradient chunk (U, A dY Aᵀ: the
-     * forward's U + M, and a plane per thread) or the input-gradient run
-     * (a chunk's buffers per thread). */
+    /* V, then dV or V packed (wino_pk: a few rows of padding more than V),
+     * then the forward's run (a chunk's buffers per thread), or the
+     * backward's weight-gradient chunk (U, A dY Aᵀ: the forward's U + M, and
+     * a plane per thread) or input-gradient run. */
+    size_t p = (size_t)f.ak * (wino_pk(&f) > wino_pk(&x) ? wino_pk(&f) : wino_pk(&x));
     size_t dw = a + t * ((size_t)f.Hp * f.Wp + 4);
-    return 2 * v + (t * a > dw ? t * a : dw > t * b ? dw : t * b);
+    return v + (p > v ? p : v) + (t * a > dw ? t * a : dw > t * b ? dw : t * b);
 }
 
 void rf_nn_wino_forward(const rf_engine *e, float *y, const float *x, const float *w, const float *bias, int B, int C,
                         int H, int W, int Co, int pad, int m, float *scratch) {
-    wg g = wg_of(C, H, W, Co, pad, m);
+    rf_nn_wino_forward_relu(e, y, x, w, bias, B, C, H, W, Co, pad, m, 0, scratch);
+}
+
+void rf_nn_wino_forward_relu(const rf_engine *e, float *y, const float *x, const float *w, const float *bias, int B,
+                             int C, int H, int W, int Co, int pad, int m, int relu, float *scratch) {
+    wg g = wg_of(C, H, W, Co, pad, m), gx = wg_of(Co, g.OH, g.OW, C, 2 - pad, m);
+    size_t v = (size_t)g.ak * C * Co, p = (size_t)g.ak * (wino_pk(&g) > wino_pk(&gx) ? wino_pk(&g) : wino_pk(&gx));
     wino_weights_par(e, scratch, w, Co, C, 0, 1, m, 0);
-    wino_run(e, y, 0, x, bias, scratch, 0, B, &g, scratch + 2 * (size_t)g.ak * C * Co);
+    wino_run(e, y, 0, relu, x, bias, scratch, 0, B, &g, scratch + v, scratch + v + (p > v ? p : v));
 }
 
 /* Σ d[0..n): 16 partial sums (lane l takes d[p] with p ≡ l mod 16), then
@@ -716,6 +787,8 @@ typedef struct wgrad_job {
     const wg *g;
     int what;            /* 0: bias, 1: a chunk's transforms */
     float *db;
+    float *dm;           /* what 0 with a fused ReLU: dm = the conv's output gradient from */
+    const float *dr, *ry;/* the ReLU's output gradient dr and output ry, plane by plane (then dy = dm) */
     const float *x, *dy;
     float *U, *Yd, *planes;
     int B, n0, ns;
@@ -730,7 +803,11 @@ static void wgrad_part(void *arg, int t, int n) {
         size_t c0, c1;
         rf_nn_span((size_t)g->Co, t, n, &c0, &c1);
         for (int b = 0; b < j->B; b++)
-            for (size_t co = c0; co < c1; co++) j->db[co] += plane_sum(j->dy + ((size_t)b * g->Co + co) * osz, osz);
+            for (size_t co = c0; co < c1; co++) {
+                size_t at = ((size_t)b * g->Co + co) * osz;
+                if (j->dm) relu_grad_plane(j->dm + at, j->dr + at, j->ry + at, osz);
+                if (j->db) j->db[co] += plane_sum(j->dy + at, osz);
+            }
         return;
     }
     size_t np = (size_t)j->ns * ((size_t)g->Ci + g->Co), p0, p1, pl = (size_t)g->Hp * g->Wp + 4;
@@ -778,14 +855,26 @@ static void wgrad_part(void *arg, int t, int n) {
 
 void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, const float *dy, const float *x,
                          const float *w, int B, int C, int H, int W, int Co, int pad, int m, float *scratch) {
+    rf_nn_wino_backward_relu(e, dw, db, dx, 0, dy, NULL, NULL, x, w, B, C, H, W, Co, pad, m, scratch);
+}
+
+void rf_nn_wino_backward_relu(const rf_engine *e, float *dw, float *db, float *dx, int dx_write, const float *dy,
+                              const float *ry, float *dm, const float *x, const float *w, int B, int C, int H, int W, int Co, int pad,
+                              int m, float *scratch) {
     wg g = wg_of(C, H, W, Co, pad, m);
     const int ak = g.ak;
     size_t vk = (size_t)C * Co, isz = (size_t)H * W, osz = (size_t)g.OH * g.OW;
-    float *V = scratch, *dV = V + ak * vk, *s = dV + ak * vk;
+    wg gx = wg_of(Co, g.OH, g.OW, C, 2 - pad, m);
+    size_t p = (size_t)ak * (wino_pk(&g) > wino_pk(&gx) ? wino_pk(&g) : wino_pk(&gx));
+    /* dV's place holds V packed for the input gradient's run */
+    float *V = scratch, *dV = V + ak * vk, *s = dV + (p > ak * vk ? p : ak * vk);
     double work = (double)B * (double)(C + Co) * (double)isz;   /* a pass over the activations */
     int parts = rf_nn_parts(e, work, 1 << 15);
-    wgrad_job wj = {&g, 0, db, x, dy, NULL, NULL, NULL, B, 0, 0, 0};
-    if (db) rf_nn_par(e, parts < Co ? parts : Co, wgrad_part, &wj);
+    /* with a fused ReLU, its gradient is made in the bias sums' pass (plane
+     * by plane: written, then summed from L1), and dm is the conv's dy */
+    wgrad_job wj = {&g, 0, db, ry ? dm : NULL, dy, ry, x, ry ? dm : dy, NULL, NULL, NULL, B, 0, 0, 0};
+    if (db || ry) rf_nn_par(e, parts < Co ? parts : Co, wgrad_part, &wj);
+    if (ry) dy = dm;
     /* Weight gradient: U as in forward, A dY Aᵀ in the place of M. */
     int chunk = wg_chunk(&g, B);
     size_t tmax = (size_t)chunk * g.T;
@@ -817,7 +906,8 @@ void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, co
     /* F(2x2): V with k permuted (G·flip = P·G); F(4x4) has no such
      * permutation (its G rows scale differently), so its V is built from the
      * rotated kernel in the layout the run multiplies directly. */
-    wg gx = wg_of(Co, g.OH, g.OW, C, 2 - pad, m);
     wino_weights_par(e, V, w, Co, C, 0, 0, m, m == 4);
-    wino_run(e, dx, 1, dy, NULL, V, m != 4, B, &gx, s);
+    /* dx_write: stored, not added (the output transform adds a +0 bias, so
+     * no value is -0 and +0 + value is the value: the same bits) */
+    wino_run(e, dx, !dx_write, 0, dy, NULL, V, m != 4, B, &gx, dV, s);
 }

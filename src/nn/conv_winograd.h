@@ -40,10 +40,25 @@ size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int m, int B, in
 void rf_nn_wino_forward(const rf_engine *e, float *y, const float *x, const float *w, const float *bias, int B, int C,
                         int H, int W, int Co, int pad, int m, float *scratch);
 
+/* rf_nn_wino_forward, then (relu) y = max(y, 0) as the ReLU layer computes
+ * it, plane by plane while the plane is in cache: a conv fused with the
+ * ReLU after it (model.c, "fusion"). The same bits as the two layers. */
+void rf_nn_wino_forward_relu(const rf_engine *e, float *y, const float *x, const float *w, const float *bias, int B,
+                             int C, int H, int W, int Co, int pad, int m, int relu, float *scratch);
+
 /* Backward of rf_nn_wino_forward, ADDING into dw[Co, C, 3, 3], db[Co] (may
  * be NULL) and dx[B, C, H, W] (may be NULL). */
 void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, const float *dy, const float *x,
                          const float *w, int B, int C, int H, int W, int Co, int pad, int m, float *scratch);
+/* The backward of rf_nn_wino_forward_relu with relu: dy is the ReLU's
+ * output gradient and ry its output (borrowed); dm[B, Co, OH, OW] (caller's,
+ * written) receives the conv's output gradient, +0 + (ry > 0 ? dy : 0)
+ * (the ReLU's gradient into a zeroed buffer), made in the bias sums' pass.
+ * ry NULL: no ReLU (dm unused). dx_write: dx is stored, not added to (its
+ * old contents are never read; the bits of adding to zeros). */
+void rf_nn_wino_backward_relu(const rf_engine *e, float *dw, float *db, float *dx, int dx_write, const float *dy,
+                              const float *ry, float *dm, const float *x, const float *w, int B, int C, int H, int W, int Co, int pad,
+                              int m, float *scratch);
 
 /* F(4x4, 3x3) pieces (conv_winograd4.c), used by conv_winograd.c's driver.
  * k = 6a + b indexes the 36 tile positions; every function gives the same
@@ -61,7 +76,8 @@ void rf_nn_wino4_in(float *u, size_t ldk, const float *x, int H, int W, int pad,
 void rf_nn_wino4_grad(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW, const float *next);
 /* o[r·T + t] = (Aᵀ m A)[r] + bv (r = 4a + b) for T tiles, m[k·ldk + t]. */
 void rf_nn_wino4_out(float *o, const float *m, size_t ldk, int T, float bv);
-/* y[OH, OW] (= or += by acc) the outputs o[r·ldo + th·TW + tw]. */
+/* y[OH, OW] (= by acc 0, += by 1, = max(·, 0) by 2: a fused ReLU, the
+ * ReLU layer's x > 0 ? x : +0) the outputs o[r·ldo + th·TW + tw]. */
 void rf_nn_wino4_scatter(float *y, const float *o, size_t ldo, int OH, int OW, int TW, int acc);
 
 #endif

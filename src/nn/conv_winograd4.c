@@ -266,14 +266,15 @@ static void grad4_ref(float *u, size_t ldk, const float *dy, int OH, int OW, int
         }
 }
 
-/* y[OH, OW] (= or +=) the 4×4 outputs o[(4a + b)·ldo + th·TW + tw]. */
+/* y[OH, OW] (=, +=, or = max(·, 0) by acc 0, 1, 2: rf_nn_wino4_scatter)
+ * the 4×4 outputs o[(4a + b)·ldo + th·TW + tw]. */
 static void scatter4_ref(float *y, const float *o, size_t ldo, int OH, int OW, int TW, int acc) {
     for (int oh = 0; oh < OH; oh++) {
         const float *src = o + (size_t)(4 * (oh % 4)) * ldo + (size_t)(oh / 4) * TW;
         float *yr = y + (size_t)oh * OW;
         for (int ow = 0; ow < OW; ow++) {
             float v = src[(size_t)(ow % 4) * ldo + ow / 4];
-            yr[ow] = acc ? yr[ow] + v : v;
+            yr[ow] = acc == 1 ? yr[ow] + v : acc == 2 ? (v > 0.0f ? v : 0.0f) : v;
         }
     }
 }
@@ -516,9 +517,12 @@ static void scatter4_avx512(float *y, const float *o, size_t ldo, int OH, int OW
         q = _mm512_mask_loadu_ps(q, hi8, s + 3 * ldo - 8);
         __m512 v0 = _mm512_permutex2var_ps(p, vl, q), v1 = _mm512_permutex2var_ps(p, vh, q);
         float *yr = y + (size_t)oh * OW;
-        if (acc) {
+        if (acc == 1) {
             v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, yr), v0);
             v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, yr + 16), v1);
+        } else if (acc == 2) {   /* MAXPS(v, +0) is v > 0 ? v : +0, NaN and -0 included */
+            v0 = _mm512_max_ps(v0, _mm512_setzero_ps());
+            v1 = _mm512_max_ps(v1, _mm512_setzero_ps());
         }
         _mm512_mask_storeu_ps(yr, m0, v0);
         if (OW > 16) _mm512_mask_storeu_ps(yr + 16, m1, v1);
@@ -662,7 +666,8 @@ static void scatter4_avx2(float *y, const float *o, size_t ldo, int OH, int OW, 
         for (int q = 0; q < 4 && 8 * q < OW; q++) {
             int n = OW - 8 * q < 8 ? OW - 8 * q : 8;
             __m256 v = r[q];
-            if (acc) v = _mm256_add_ps(_mm256_maskload_ps(yr + 8 * q, lanes8i(0, n)), v);
+            if (acc == 1) v = _mm256_add_ps(_mm256_maskload_ps(yr + 8 * q, lanes8i(0, n)), v);
+            else if (acc == 2) v = _mm256_max_ps(v, _mm256_setzero_ps());   /* as above */
             st8(yr + 8 * q, v, n);
         }
     }

@@ -44,6 +44,18 @@ static void relu_backward(const rf_nn_run *r) {
     if (r->din) rf_nn_ew(r->eng, relu_bwd_ew, r->din, r->dout, r->out, numel(r));
 }
 
+/* For a layer fused with the ReLU after it (layers.h): the forward above in
+ * place, and the backward written into a buffer that is not zeroed. */
+RF_NN_VEC static void relu_bwd_write(float *dx, const float *dy, const float *y, size_t n) {
+    const int32_t *yb = (const int32_t *)(const void *)y;
+    for (size_t i = 0; i < n; i++) dx[i] = 0.0f + (yb[i] > 0 ? dy[i] : 0.0f);
+}
+static void relu_bwd_write_ew(float *dx, const float *dy, const float *y, size_t n) { relu_bwd_write(dx, dy, y, n); }
+void rf_nn_relu_inplace(const rf_engine *e, float *y, size_t n) { rf_nn_ew(e, relu_fwd_ew, y, y, NULL, n); }
+void rf_nn_relu_grad_write(const rf_engine *e, float *dx, const float *dy, const float *y, size_t n) {
+    rf_nn_ew(e, relu_bwd_write_ew, dx, dy, y, n);
+}
+
 /* ---- gelu ------------------------------------------------------------------
  * Exact GELU, x·Φ(x) = x/2 · (1 + erf(x/√2)) (Hendrycks & Gimpel 2016), the
  * form PyTorch's nn.GELU() and timm's ViT use (not the tanh approximation);

@@ -88,6 +88,10 @@ typedef struct rf_nn_run {
      * set = dins[k] was not zeroed (this layer is its only reader), and the
      * layer writes every element of it with the value it would add to +0. */
     unsigned     fresh;
+    /* Backward of a fused layer only: the place of its own output gradient
+     * ([B, out_size], read by no other layer, not zeroed), free for it to
+     * use; NULL elsewhere. */
+    float       *dself;
 } rf_nn_run;
 
 /* Whether r's forward goes through its layer's inference override
@@ -194,6 +198,19 @@ rf_status rf_nn_bn_forward_relu(const rf_nn_run *r);
 void      rf_nn_bn_backward_relu(const rf_nn_run *r);
 rf_status rf_nn_add_forward_relu(const rf_nn_run *r);
 void      rf_nn_add_backward_relu(const rf_nn_run *r);
+/* conv2d (layer_conv.c; fresh bit 0: the Winograd input gradient is
+ * stored, other paths zero din and add): on the Winograd path the ReLU runs
+ * on each output plane right after its scatter, and its gradient is made in
+ * the bias sums' pass into r->dself; on the other paths the conv writes
+ * r->out, then the ReLU runs in place, and backward writes the ReLU's
+ * gradient into r->dself (not zeroed, where the plain path zeroes and adds)
+ * for the conv's backward. */
+rf_status rf_nn_conv_forward_relu(const rf_nn_run *r);
+void      rf_nn_conv_backward_relu(const rf_nn_run *r);
+/* The ReLU layer's forward in place (y = max(y, 0), its expression), and
+ * its backward written: dx = +0 + (y > 0 ? dy : 0). Split over e's threads. */
+void rf_nn_relu_inplace(const rf_engine *e, float *y, size_t n);
+void rf_nn_relu_grad_write(const rf_engine *e, float *dx, const float *dy, const float *y, size_t n);
 
 /* The table, indexed by rf_layer_type (NULL for unused values). */
 const rf_nn_op *rf_nn_op_get(int type);

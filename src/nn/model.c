@@ -299,8 +299,8 @@ static rf_status feat_run(rf_ctx *ctx, rf_model *m, int i, int j) {
 }
 
 /* ---- fusion -------------------------------------------------------------------
- * A batch norm or a two-input add whose only reader is the ReLU right after
- * it runs together with that ReLU (the op's fused pair in relu_fusions):
+ * A batch norm, a two-input add or a conv whose only reader is the ReLU
+ * right after it runs together with that ReLU (the op's fused pair in relu_fusions):
  * forward, the ReLU's output is written in the layer's last pass and the
  * layer's own output is never written (rf_layer.out_fused); backward, the
  * layer reads the ReLU's output gradient and makes the ReLU's gradient on
@@ -311,16 +311,19 @@ static rf_status feat_run(rf_ctx *ctx, rf_model *m, int i, int j) {
  * value is computed with the operations of the two layers in their order,
  * so fused and plain (rf_model.no_fuse) give the same bits
  * (tests/unit/test_fuse.c). Not with a hook (it sees every layer's output),
- * nor where the ReLU would start a feature-major run. */
+ * nor where the ReLU would start a feature-major run, nor for a layer under
+ * an inference override (rf_layer.infer_gemm). */
 typedef struct relu_fusion {
     rf_status (*forward)(const rf_nn_run *r);
     void      (*backward)(const rf_nn_run *r);
     unsigned   fresh;   /* inputs whose gradient backward can write instead of add (rf_nn_run.fresh) */
+    int        shaped;  /* fresh only for inputs of the output's shape (an add's; not option A's shortcut) */
 } relu_fusion;
 static const relu_fusion relu_fusions[RF_L_TYPE_COUNT_] = {
-    [RF_L_BATCHNORM] = {rf_nn_bn_forward_relu, rf_nn_bn_backward_relu, 1},
-    [RF_L_ADD] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3},
-    [RF_L_RESIDUAL] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3},
+    [RF_L_BATCHNORM] = {rf_nn_bn_forward_relu, rf_nn_bn_backward_relu, 1, 1},
+    [RF_L_ADD] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3, 1},
+    [RF_L_RESIDUAL] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3, 1},
+    [RF_L_CONV2D] = {rf_nn_conv_forward_relu, rf_nn_conv_backward_relu, 1, 0},
 };
 
 /* Unfused layer types whose backward takes rf_nn_run.fresh too (bit k: input
@@ -333,6 +336,9 @@ static int fuses_relu(rf_model *m, int i, const rf_engine *eng) {
     if (m->no_fuse || m->hook || !relu_fusions[L->type].forward || L->n_inputs > 2 || i + 1 >= m->n_layers) return 0;
     const rf_layer *R = &m->layers[i + 1];
     if (R->type != RF_L_RELU || read_elsewhere(m, i)) return 0;   /* i + 1 reads i alone, nothing else reads i */
+    /* a layer under an inference override (int8, sparse: quantize, deploy)
+     * keeps its output, which per-layer checks of those paths read */
+    if (L->infer_gemm) return 0;
     return feat_run_end(m, i + 1, eng) == i + 1;
 }
 
@@ -437,7 +443,8 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
             int src = L->inputs[k], once = 1;
             for (int q = 0; q < L->n_inputs; q++) once &= q == k || L->inputs[q] != src;
             if (src >= 0 && wants[src] && lastr[src] == i && once && (can >> k & 1u) &&
-                (!L->out_fused || !memcmp(&m->layers[src].out, &L->out, sizeof L->out)))   /* not an option-A shortcut */
+                (!L->out_fused || !relu_fusions[L->type].shaped ||
+                 !memcmp(&m->layers[src].out, &L->out, sizeof L->out)))   /* not an option-A shortcut */
                 fresh[src] = 1;
         }
     }
@@ -458,7 +465,10 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
         if (fused) i--;
         const rf_layer *L = &m->layers[i];
         fill_run(&r, m, i, &ctx->engine);
-        if (fused) r.out = act_of(m, m->acts, i + 1);
+        if (fused) {
+            r.out = act_of(m, m->acts, i + 1);
+            r.dself = act_of(m, m->dacts, i);
+        }
         r.dout = dout;
         /* Every consumer of layer k runs before k (reverse topological order)
          * and ADDS into k's gradient: fan-out sums with no extra step. */

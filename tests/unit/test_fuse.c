@@ -52,6 +52,23 @@ static const char nofuse_spec[] =
     "{\"type\":\"add\",\"name\":\"s\",\"inputs\":[\"r\",\"bn\",\"c\"]}," RELU("r2") RELU("r3")
     "{\"type\":\"gap\"},{\"type\":\"linear\",\"name\":\"fc\",\"out\":3}]}";
 
+/* conv + ReLU on every conv path: c1 (3 input channels: direct), c2 (32
+ * -> 32 on 20x20 outputs: Winograd F(2x2) under conv=winograd, F(4x4) under
+ * auto), c3 (10x10 after the pool, with a bias: Winograd), c4 (stride 2:
+ * im2col / the stride-2 kernel); c5's ReLU reads it and the add, so it
+ * stays plain. */
+#define CONVB(n, in, c, st, pad, bias) \
+    "{\"type\":\"conv2d\",\"name\":\"" n "\",\"inputs\":\"" in "\",\"out\":" #c ",\"kernel\":3,\"stride\":" #st \
+    ",\"padding\":" #pad ",\"bias\":" #bias "},"
+static const char convnet_spec[] =
+    "{\"input\":[3,20,20],\"classes\":4,\"layers\":["
+    CONVB("c1", "input", 32, 1, 1, 0) RELU("r1") CONVB("c2", "r1", 32, 1, 1, 1) RELU("r2")
+    "{\"type\":\"maxpool\",\"name\":\"p\",\"kernel\":2},"
+    CONVB("c3", "p", 32, 1, 1, 1) RELU("r3") CONVB("c4", "r3", 32, 2, 1, 0) RELU("r4")
+    CONVB("c5", "r4", 32, 1, 1, 0) "{\"type\":\"relu\",\"name\":\"r5\",\"inputs\":\"c5\"},"
+    "{\"type\":\"add\",\"name\":\"s\",\"inputs\":[\"r5\",\"c5\"]},"
+    "{\"type\":\"gap\"},{\"type\":\"linear\",\"name\":\"fc\",\"out\":4}]}";
+
 typedef struct snap {
     float *logits, *acts, *grads, *dinput, *buffers, *params;
     size_t n_logits, n_acts, n_in;
@@ -66,10 +83,12 @@ static void snap_free(snap *s) {
  * the last step's logits, the activations of the layers fused runs write,
  * the gradients, the input gradient, the running statistics and the final
  * parameters. *fused_layers: how many layers ran fused. */
+static int conv_opt = -1;   /* the engine option conv for the next runs (-1: default) */
 static snap train(const char *spec, int no_fuse, int threads, int training, int steps, int B, int *fused_layers) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
     ctx.engine.v[RF_ENGINE_THREADS] = threads;
+    if (conv_opt >= 0) ctx.engine.v[RF_ENGINE_CONV] = conv_opt;
     cr_assert_eq(rf_gemm_attach(&ctx), RF_OK, "%s", rf_ctx_error(&ctx));
     rf_model *m;
     cr_assert_eq(rf_model_from_spec(&ctx, spec, &m), RF_OK, "%s", rf_ctx_error(&ctx));
@@ -202,6 +221,26 @@ Test(fuse, kept_activations_match) {
     expect_same_acts(resnet_spec, 0);
 }
 Test(fuse, not_where_it_must_not) { expect_same(nofuse_spec, 1, 1, 0); }
+
+/* c1..c4 fused with their ReLUs; ~0.3 s of CPU for the four. */
+#define CONVNET_FUSED 4
+Test(fuse, conv_relu_one_thread) {
+    expect_same(convnet_spec, 1, 1, CONVNET_FUSED);
+    expect_same(convnet_spec, 1, 0, CONVNET_FUSED);
+    expect_same_acts(convnet_spec, 1);
+}
+Test(fuse, conv_relu_two_threads) {
+    rf_threads_split_all(1);
+    expect_same(convnet_spec, 2, 1, CONVNET_FUSED);
+    rf_threads_split_all(0);
+}
+Test(fuse, conv_relu_winograd2_and_direct) {
+    conv_opt = RF_ENGINE_CONV_WINOGRAD;   /* F(2x2) on c2, c3 */
+    expect_same(convnet_spec, 1, 1, CONVNET_FUSED);
+    conv_opt = RF_ENGINE_CONV_DIRECT;     /* the direct path on every stride-1 layer */
+    expect_same(convnet_spec, 1, 1, CONVNET_FUSED);
+    conv_opt = -1;
+}
 
 static rf_status count_hook(void *ud, int layer, int backward, float *data, size_t n) {
     (void)layer; (void)data; (void)n;

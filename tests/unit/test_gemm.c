@@ -290,6 +290,61 @@ Test(gemm, batch_equals_single_products) {
     rf_pool_free(pool);
 }
 
+/* A pre-packed op(A) (rf_gemm_pack_a, then rf_gemm_f32_packed_a on a
+ * workspace): the reference's bytes on every ISA, with default and tiny
+ * blocking (several K blocks, the multi-A-block order for M > mc, an odd
+ * last panel), both transposes, beta 0 and 1, NaN/Inf in the operands; a
+ * buffer packed by one rf_gemm read by another of the same blocking (the
+ * Winograd layers pack on one thread and multiply on others). ~0.2 s. */
+static void packed_leg(rf_gemm_isa isa) {
+    rf_rng r;
+    rf_rng_init(&r, 26, (uint64_t)isa);
+    rf_pool *pool = make_pool(2);
+    rf_gemm *g[2] = {make_gemm(isa, pool, 0, 0, 0), make_gemm(isa, NULL, 5, 12, 32)};
+    rf_gemm *g2 = make_gemm(isa, NULL, 0, 0, 0);
+    static const int shapes[][3] = {{64, 128, 64}, {33, 65, 129}, {7, 17, 300}, {127, 15, 17}, {1, 1, 1}, {130, 70, 1}};
+    for (int s = 0; s < LEN(shapes); s++)
+        for (int combo = 0; combo < 8; combo++)
+            for (int b = 0; b < 2; b++) {
+                prob p;
+                prob_make(&p, &r, combo & 1, (combo >> 1) & 1, shapes[s][0], shapes[s][1], shapes[s][2], combo >> 2,
+                          (s + combo) & 1, combo == 5 ? 7 : 0);
+                size_t na = rf_gemm_packed_a_floats(p.M, p.K), nc = (size_t)p.M * p.ldc;
+                float *Ap = malloc(na * sizeof(float)), *C = malloc(nc * sizeof(float));
+                cr_assert(Ap && C);
+                cr_assert_eq(rf_gemm_pack_a(g[b], p.ta, p.M, p.K, p.A, p.lda, Ap), RF_OK);
+                rf_gemm *use = b == 0 && (combo & 1) ? g2 : g[b];   /* another rf_gemm, same blocking */
+                for (int t = 0; t < rf_gemm_threads(use); t++) {
+                    memcpy(C, p.C0, nc * sizeof(float));
+                    cr_assert_eq(rf_gemm_f32_packed_a(use, t, p.M, p.N, p.K, Ap, p.tb, p.B, p.ldb, p.acc, C, p.ldc),
+                                 RF_OK);
+                    cr_assert(memcmp(C, p.want, nc * sizeof(float)) == 0,
+                              "packed A, isa %s, blocking %d, workspace %d: %dx%dx%d ta=%d tb=%d acc=%d",
+                              rf_gemm_isa_name(isa), b, t, p.M, p.N, p.K, p.ta, p.tb, p.acc);
+                }
+                free(Ap);
+                free(C);
+                prob_free(&p);
+            }
+    /* rejections: bad sizes, strides, workspace, NULL buffers */
+    float A[4] = {0}, B[4] = {0}, C[4] = {0}, Ap[64];
+    cr_assert_eq(rf_gemm_packed_a_floats(-1, 2), 0);
+    cr_assert_eq(rf_gemm_pack_a(g[0], 0, 2, 2, A, 1, Ap), RF_ERR_INVALID);
+    cr_assert_eq(rf_gemm_pack_a(g[0], 0, 2, 2, NULL, 2, Ap), RF_ERR_INVALID);
+    cr_assert_eq(rf_gemm_pack_a(g[0], 0, -1, 2, A, 2, Ap), RF_ERR_INVALID);
+    cr_assert_eq(rf_gemm_f32_packed_a(g[0], 2, 2, 2, 2, Ap, 0, B, 2, 0, C, 2), RF_ERR_INVALID);
+    cr_assert_eq(rf_gemm_f32_packed_a(g[0], 0, 2, 2, 2, Ap, 0, B, 1, 0, C, 2), RF_ERR_INVALID);
+    cr_assert_eq(rf_gemm_f32_packed_a(g[0], 0, 2, 2, 2, NULL, 0, B, 2, 0, C, 2), RF_ERR_INVALID);
+    for (int i = 0; i < 4; i++) cr_assert_eq(C[i], 0.0f);
+    rf_gemm_free(g[0]);
+    rf_gemm_free(g[1]);
+    rf_gemm_free(g2);
+    rf_pool_free(pool);
+}
+Test(gemm, packed_a_scalar) { packed_leg(RF_GEMM_SCALAR); }
+Test(gemm, packed_a_avx2) { need_isa(RF_GEMM_AVX2); packed_leg(RF_GEMM_AVX2); }
+Test(gemm, packed_a_avx512) { need_isa(RF_GEMM_AVX512); packed_leg(RF_GEMM_AVX512); }
+
 Test(gemm, empty_and_zero_k) {
     rf_gemm *g = make_gemm(RF_GEMM_AUTO, NULL, 0, 0, 0);
     float C[12], A[4] = {1, 2, 3, 4}, B[4] = {1, 2, 3, 4};

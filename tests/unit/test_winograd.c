@@ -355,6 +355,53 @@ Test(winograd, isa_paths_identical) {
     }
 }
 
+/* The fused ReLU (rf_nn_wino_forward_relu / _backward_relu: F(4x4)'s
+ * scatter stores max(v, 0), F(2x2) a pass per plane; the ReLU's gradient
+ * made in the bias pass; dx stored) against its plain reference: the
+ * conv, then the ReLU layer's expressions in C, then the conv's backward of
+ * the masked gradient into zeros; byte for byte on every ISA, on the
+ * shapes of isa_paths_identical that take each scatter kernel. ~0.1 s. */
+Test(winograd, fused_relu_matches_plain) {
+    rf_isa best = rf_kernels_cpu_isa();
+    const wcase cases[] = {{3, 17, 13, 10, 18, 1, {0}, 2}, {3, 17, 13, 10, 18, 1, {0}, 4},
+                           {2, 5, 28, 28, 6, 1, {0}, 4},   {9, 6, 7, 7, 5, 1, {0}, 4},
+                           {2, 3, 20, 32, 4, 1, {0}, 4}};
+    rf_isa isas[3] = {RF_ISA_SCALAR, RF_ISA_AVX2, RF_ISA_AVX512};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (int t = 0; t < 3; t++) {
+            if (isas[t] > best) continue;
+            rf_kernels_force(isas[t]);
+            const wcase *c = &cases[ci];
+            int OH = c->H + 2 * c->pad - 2, OW = c->W + 2 * c->pad - 2;
+            size_t nx = (size_t)c->B * c->C * c->H * c->W, ny = (size_t)c->B * c->Co * OH * OW, nw = (size_t)c->Co * c->C * 9;
+            rf_rng r;
+            rf_rng_init(&r, 31, ci);
+            float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, (size_t)c->Co), *dy = randv(&r, ny);
+            float *s = malloc(rf_nn_wino_scratch(c->C, c->H, c->W, c->Co, c->pad, c->m, c->B, 1) * sizeof(float));
+            float *y0 = malloc(ny * sizeof(float)), *y1 = malloc(ny * sizeof(float)), *dm0 = malloc(ny * sizeof(float));
+            float *dm1 = malloc(ny * sizeof(float)), *dw0 = calloc(nw, sizeof(float)), *dw1 = calloc(nw, sizeof(float));
+            float *db0 = calloc((size_t)c->Co, sizeof(float)), *db1 = calloc((size_t)c->Co, sizeof(float));
+            float *dx0 = calloc(nx, sizeof(float)), *dx1 = malloc(nx * sizeof(float));
+            for (size_t i = 0; i < nx; i++) dx1[i] = 7.0f;   /* stored, never read */
+            rf_nn_wino_forward(NULL, y0, x, w, b, c->B, c->C, c->H, c->W, c->Co, c->pad, c->m, s);
+            for (size_t i = 0; i < ny; i++) y0[i] = y0[i] > 0.0f ? y0[i] : 0.0f;
+            for (size_t i = 0; i < ny; i++) dm0[i] = 0.0f + (y0[i] > 0.0f ? dy[i] : 0.0f);
+            rf_nn_wino_backward(NULL, dw0, db0, dx0, dm0, x, w, c->B, c->C, c->H, c->W, c->Co, c->pad, c->m, s);
+            rf_nn_wino_forward_relu(NULL, y1, x, w, b, c->B, c->C, c->H, c->W, c->Co, c->pad, c->m, 1, s);
+            rf_nn_wino_backward_relu(NULL, dw1, db1, dx1, 1, dy, y1, dm1, x, w, c->B, c->C, c->H, c->W, c->Co, c->pad,
+                                     c->m, s);
+            const char *isa = rf_isa_name(isas[t]);
+            cr_expect(memcmp(y0, y1, ny * sizeof(float)) == 0, "F(%d) %dx%d %s: relu(y) differs", c->m, c->H, c->W, isa);
+            cr_expect(memcmp(dm0, dm1, ny * sizeof(float)) == 0, "F(%d) %dx%d %s: dm differs", c->m, c->H, c->W, isa);
+            cr_expect(memcmp(dw0, dw1, nw * sizeof(float)) == 0, "F(%d) %dx%d %s: dW differs", c->m, c->H, c->W, isa);
+            cr_expect(memcmp(db0, db1, (size_t)c->Co * sizeof(float)) == 0, "F(%d) %s: db differs", c->m, isa);
+            cr_expect(memcmp(dx0, dx1, nx * sizeof(float)) == 0, "F(%d) %dx%d %s: dx differs", c->m, c->H, c->W, isa);
+            free(x); free(w); free(b); free(dy); free(s); free(y0); free(y1); free(dm0); free(dm1);
+            free(dw0); free(dw1); free(db0); free(db1); free(dx0); free(dx1);
+        }
+    rf_kernels_force(best);
+}
+
 /* F(4x4, 3x3)'s gradients against central finite differences of its own
  * forward: L = Σ dy·y is linear in w, x and b, so the difference quotient
  * is exact up to rounding (eps 0.05 on O(1) values: ~1e-5 relative), and a
