@@ -3,7 +3,9 @@
  * the machine's measured FP32 FMA peak (the kernels module's probe), or a
  * per-layer profile of training steps (`layers`: CPU time of each layer's
  * forward and backward and of the optimizer, through the model's layer
- * hook; perf is not available on the shared machines). */
+ * hook, which turns the model-level fusions off), or whole fused steps
+ * (`step`: thread CPU time per step and a hash of the trained parameters,
+ * to A/B two builds for speed and bits). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -328,6 +330,40 @@ static int threads_profile(const char *name, int batch, int steps, int threads, 
     return 0;
 }
 
+/* `step NAME [BATCH [STEPS]]`: whole training steps on one thread without
+ * the per-layer hook, so the model-level fusions run as in `raffle train`
+ * (a hook turns them off): thread CPU time, mean and least step. */
+static int step_profile(const char *name, int batch, int steps) {
+    rf_kernels_init();
+    net nt;
+    if (net_open(&nt, name, batch, 1)) return 1;
+    rf_status s = RF_OK;
+    double all = 0, best = 0;
+    for (int it = -2; it < steps && s == RF_OK; it++) {   /* two untimed warm-up steps */
+        double t0 = thread_cpu();
+        const float *logits;
+        rf_model_zero_grad(nt.m);
+        s = rf_model_forward(&nt.ctx, nt.m, nt.x, batch, 1, &logits);
+        if (s == RF_OK) rf_loss_xent(logits, nt.y, batch, nt.classes, 0.0f, nt.dl);
+        if (s == RF_OK) s = rf_model_backward(&nt.ctx, nt.m, nt.dl);
+        rf_optim_step(&nt.o, nt.m, 1e-3f);
+        double t = thread_cpu() - t0;
+        if (it >= 0) { all += t; best = it == 0 || t < best ? t : best; }
+    }
+    if (s != RF_OK) { fprintf(stderr, "probe: %s\n", rf_ctx_error(&nt.ctx)); net_close(&nt); return 1; }
+    /* FNV-1a of the trained parameters' bytes: builds that compute the same
+     * floats print the same hash. */
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *pb = (const unsigned char *)nt.m->params;
+    for (size_t i = 0; i < nt.m->n_params * sizeof(float); i++) h = (h ^ pb[i]) * 1099511628211ull;
+    printf("%s: batch %d, %d steps, 1 thread, %s, fused; %.1f ms a step (least %.1f), %.0f samples/s (thread CPU time); "
+           "params %016llx\n",
+           name, batch, steps, rf_isa_name(rf_kernels_isa()), 1e3 * all / steps, 1e3 * best, batch * steps / all,
+           (unsigned long long)h);
+    net_close(&nt);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "spec") == 0) {
         const char *spec = rf_model_preset(argv[2]);
@@ -351,10 +387,12 @@ int main(int argc, char **argv) {
     }
     if (argc >= 3 && strcmp(argv[1], "layers") == 0)
         return profile(argv[2], argc >= 4 ? atoi(argv[3]) : 128, argc >= 5 ? atoi(argv[4]) : 5, argc >= 6 ? atoi(argv[5]) : 1);
+    if (argc >= 3 && strcmp(argv[1], "step") == 0)
+        return step_profile(argv[2], argc >= 4 ? atoi(argv[3]) : 128, argc >= 5 ? atoi(argv[4]) : 10);
     if (argc >= 3 && strcmp(argv[1], "threads") == 0)
         return threads_profile(argv[2], argc >= 4 ? atoi(argv[3]) : 128, argc >= 5 ? atoi(argv[4]) : 10,
                                argc >= 6 ? atoi(argv[5]) : 2, argc >= 7 && atoi(argv[6]) > 0 ? atoi(argv[6]) : 1,
                                argc >= 8 && strcmp(argv[7], "fused") == 0);
-    fprintf(stderr, "usage: probe spec NAME | probe params NAME | probe peak [SECONDS] | probe layers NAME [BATCH [STEPS [THREADS]]] | probe threads NAME [BATCH [STEPS [THREADS [ROUNDS [fused]]]]]\n");
+    fprintf(stderr, "usage: probe spec NAME | probe params NAME | probe peak [SECONDS] | probe layers NAME [BATCH [STEPS [THREADS]]] | probe step NAME [BATCH [STEPS]] | probe threads NAME [BATCH [STEPS [THREADS [ROUNDS [fused]]]]]\n");
     return 2;
 }

@@ -84,9 +84,9 @@ typedef struct rf_nn_run {
     const float *ins[RF_NN_MAX_INPUTS];
     float       *dins[RF_NN_MAX_INPUTS];
     rf_shape3    in_shape[RF_NN_MAX_INPUTS];  /* their per-sample shapes  */
-    /* Backward of a fused layer (model.c, fusion) only: bit k set = dins[k]
-     * was not zeroed (this layer is its only reader), and the layer writes
-     * every element of it with the value it would add to +0. */
+    /* Backward of a fused layer (model.c, fusion) or a conv2d only: bit k
+     * set = dins[k] was not zeroed (this layer is its only reader), and the
+     * layer writes every element of it with the value it would add to +0. */
     unsigned     fresh;
     /* Backward of a fused layer only: the place of its own output gradient
      * ([B, out_size], read by no other layer, not zeroed), free for it to

@@ -326,6 +326,11 @@ static const relu_fusion relu_fusions[RF_L_TYPE_COUNT_] = {
     [RF_L_CONV2D] = {rf_nn_conv_forward_relu, rf_nn_conv_backward_relu, 1, 0},
 };
 
+/* Unfused layer types whose backward takes rf_nn_run.fresh too (bit k: input
+ * k): conv2d writes its input gradient where it runs the direct kernel's
+ * (layer_conv.c, direct_dx) and zeroes it itself on its other paths. */
+static const unsigned fresh_plain[RF_L_TYPE_COUNT_] = {[RF_L_CONV2D] = 1};
+
 static int fuses_relu(rf_model *m, int i, const rf_engine *eng) {
     const rf_layer *L = &m->layers[i];
     if (m->no_fuse || m->hook || !relu_fusions[L->type].forward || L->n_inputs > 2 || i + 1 >= m->n_layers) return 0;
@@ -409,29 +414,37 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
      * caller (input_grad) where a path reaches the model input. This skips
      * e.g. fc1's dX [batch, 784] behind a flatten, a third of an MLP's
      * backward. wants[i]: layer i's output gradient is used. */
-    unsigned char *wants = rf_calloc((size_t)m->n_layers, 3);
-    if (!wants) return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for backward");
-    unsigned char *readers = wants + m->n_layers, *fresh = readers + m->n_layers;
+    unsigned char *wants = rf_calloc((size_t)m->n_layers, 2);
+    int *lastr = rf_calloc((size_t)m->n_layers, sizeof(int));
+    if (!wants || !lastr) { rf_free(wants); rf_free(lastr); return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for backward"); }
+    unsigned char *fresh = wants + m->n_layers;
     for (int i = 0; i < m->n_layers; i++) {
         const rf_layer *L = &m->layers[i];
         wants[i] = L->n_params > 0;
         for (int k = 0; k < L->n_inputs; k++) {
             int src = L->inputs[k];
             wants[i] |= src >= 0 ? wants[src] : (unsigned char)m->input_grad;
-            if (src >= 0 && readers[src] < 2) readers[src]++;
+            if (src >= 0) lastr[src] = i;   /* the last reader */
         }
     }
-    /* A fused layer that is the only reader of a layer's output writes its
+    /* A fused layer (or a conv, fresh_plain) that is the first to add into
+     * a layer's output gradient (the last of its readers: backward runs
+     * them in reverse order) and reads that output once writes the
      * gradient (rf_nn_run.fresh) where it would add to the zeroed one, so
-     * that gradient is not zeroed; nor is a fused layer's own output
-     * gradient (never used), nor the logits' (copied). The rest: zeroed,
-     * the batch's rows. */
+     * that gradient is not zeroed: the other readers then add to what it
+     * wrote, +0 + g first as before (ResNet: the add of a block writes
+     * the block input's gradient, the block's first conv adds). Nor is a
+     * fused layer's own output gradient zeroed (never used), nor the
+     * logits' (copied). The rest: zeroed, the batch's rows. */
     for (int i = 0; i < m->n_layers; i++) {
         const rf_layer *L = &m->layers[i];
-        for (int k = 0; L->out_fused && k < L->n_inputs; k++) {
-            int src = L->inputs[k];
-            if (src >= 0 && wants[src] && readers[src] == 1 && (relu_fusions[L->type].fresh >> k & 1u) &&
-                (!relu_fusions[L->type].shaped || !memcmp(&m->layers[src].out, &L->out, sizeof L->out)))
+        unsigned can = L->out_fused ? relu_fusions[L->type].fresh : fresh_plain[L->type];
+        for (int k = 0; k < L->n_inputs; k++) {
+            int src = L->inputs[k], once = 1;
+            for (int q = 0; q < L->n_inputs; q++) once &= q == k || L->inputs[q] != src;
+            if (src >= 0 && wants[src] && lastr[src] == i && once && (can >> k & 1u) &&
+                (!L->out_fused || !relu_fusions[L->type].shaped ||
+                 !memcmp(&m->layers[src].out, &L->out, sizeof L->out)))   /* not an option-A shortcut */
                 fresh[src] = 1;
         }
     }
@@ -464,12 +477,13 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
             r.dins[k] = src >= 0 ? (wants[src] ? act_of(m, m->dacts, src) : NULL) : (m->input_grad ? m->dinput : NULL);
         }
         r.din = r.dins[0];
-        for (int k = 0; fused && k < L->n_inputs; k++)
-            if (L->inputs[k] >= 0 && fresh[L->inputs[k]]) r.fresh |= 1u << k;
+        for (int k = 0; k < L->n_inputs; k++)   /* fresh for its last reader only, which is the one marked above */
+            if (L->inputs[k] >= 0 && fresh[L->inputs[k]] && lastr[L->inputs[k]] == i) r.fresh |= 1u << k;
         if (fused) relu_fusions[L->type].backward(&r);
         else ops[L->type]->backward(&r);
     }
     rf_free(wants);
+    rf_free(lastr);
     return st;
 }
 

@@ -6,8 +6,9 @@
  * tile (dwt_1_9: Co = 16 and Co = 12, whose lanes past Co are zero; 1, 3 and
  * 5 input channels; odd maps), the general tiles beside it (Co = 17, 5x5)
  * and the few-channel lane path (Co = 6); and stride-2 layers, whose
- * forward AVX-512 runs on the direct kernel (s2_forward) where the other
- * ISAs run im2col + GEMM. About 0.1 s of CPU. */
+ * forward AVX-512 runs on the direct kernel (s2_forward; its phase split
+ * gathers rows with permutes, gather2_avx512 against gather2_ref) where the
+ * other ISAs run im2col + GEMM. About 0.1 s of CPU. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,14 +19,20 @@
 
 typedef struct out { float *y, *g, *dx; size_t ny, ng, nx; } out;
 
+/* spec's model on the direct path (engine conv=direct), initialised. */
+static rf_model *direct_model(rf_ctx *ctx, const char *spec) {
+    rf_ctx_init(ctx);
+    ctx->engine.v[RF_ENGINE_CONV] = RF_ENGINE_CONV_DIRECT;
+    rf_model *m;
+    cr_assert_eq(rf_model_from_spec(ctx, spec, &m), RF_OK, "%s", rf_ctx_error(ctx));
+    cr_assert_eq(rf_model_init(ctx, m, 3), RF_OK);
+    return m;
+}
+
 static out step(const char *spec, rf_isa isa, int B) {
     rf_kernels_force(isa);
     rf_ctx ctx;
-    rf_ctx_init(&ctx);
-    ctx.engine.v[RF_ENGINE_CONV] = RF_ENGINE_CONV_DIRECT;
-    rf_model *m;
-    cr_assert_eq(rf_model_from_spec(&ctx, spec, &m), RF_OK, "%s", rf_ctx_error(&ctx));
-    cr_assert_eq(rf_model_init(&ctx, m, 3), RF_OK);
+    rf_model *m = direct_model(&ctx, spec);
     for (size_t i = 0; i < m->n_params; i++) m->params[i] += 0.01f * (float)(i % 7);   /* non-zero bias */
     out o;
     o.nx = (size_t)B * in_numel(m);
@@ -94,10 +101,52 @@ Test(direct, stride2_forward_same_bits) {
     check_s(2, 11, 10, 8, 5, 2, 2);
     check_s(4, 9, 9, 6, 1, 2, 0);      /* 1x1 projection shortcut */
     check_s(3, 10, 9, 7, 3, 2, 0);
+    check_s(2, 5, 37, 8, 3, 2, 1);     /* rows of 19 and 18 per phase: the split's 16-float blocks and tails */
 }
 
 Test(direct, other_tiles_same_bits) {
     check(3, 7, 7, 17, 3);
     check(2, 9, 8, 16, 5);
     check(3, 8, 8, 6, 3);
+}
+
+/* A conv whose input only it reads writes that input gradient (model.c
+ * fresh_plain, direct_dx's dx_rows_set) instead of adding to a zeroed one:
+ * every element must be written. The activation gradients are poisoned
+ * with NaN before a second identical step (the model zeroes the buffers
+ * that are not fresh): the gradients must keep their bytes. conv b reads
+ * relu r alone (direct path, written); conv a's input is the model input. */
+static void fresh_grads(rf_model *m, rf_ctx *ctx, const float *x, const float *dl, int B, float *g, float *dx, int poison) {
+    const float *y;
+    cr_assert_eq(rf_model_forward(ctx, m, x, B, 1, &y), RF_OK, "%s", rf_ctx_error(ctx));
+    if (poison)
+        for (size_t i = 0; i < m->acts_numel; i++) m->dacts[i] = __builtin_nanf("");
+    rf_model_zero_grad(m);
+    cr_assert_eq(rf_model_backward(ctx, m, dl), RF_OK, "%s", rf_ctx_error(ctx));
+    memcpy(g, m->grads, m->n_params * sizeof(float));
+    memcpy(dx, m->dinput, (size_t)B * in_numel(m) * sizeof(float));
+}
+
+Test(direct, fresh_input_gradient_written) {
+    const char *spec = "{\"input\":[3,9,8],\"classes\":10,\"layers\":["
+                       "{\"type\":\"conv2d\",\"name\":\"a\",\"out\":16,\"kernel\":3,\"padding\":1},"
+                       "{\"type\":\"relu\",\"name\":\"r\"},"
+                       "{\"type\":\"conv2d\",\"name\":\"b\",\"out\":5,\"kernel\":3,\"padding\":1},"
+                       "{\"type\":\"gap\"},{\"type\":\"linear\",\"out\":10}]}";
+    rf_ctx ctx;
+    rf_model *m = direct_model(&ctx, spec);
+    const int B = 3;
+    float *x = randn((size_t)B * in_numel(m), 5), *dl = randn((size_t)B * 10, 6);
+    float *g0 = malloc(m->n_params * sizeof(float)), *g1 = malloc(m->n_params * sizeof(float));
+    float *d0 = malloc((size_t)B * in_numel(m) * sizeof(float)), *d1 = malloc((size_t)B * in_numel(m) * sizeof(float));
+    m->input_grad = 1;
+    fresh_grads(m, &ctx, x, dl, B, g0, d0, 0);
+    fresh_grads(m, &ctx, x, dl, B, g1, d1, 1);
+    cr_expect(memcmp(g0, g1, m->n_params * sizeof(float)) == 0, "parameter gradients changed after poisoning");
+    cr_expect(memcmp(d0, d1, (size_t)B * in_numel(m) * sizeof(float)) == 0, "input gradient changed after poisoning");
+    size_t nan = 0;
+    for (size_t i = 0; i < m->n_params; i++) nan += g1[i] != g1[i];
+    cr_expect_eq(nan, 0, "%zu NaN parameter gradients", nan);
+    free(x); free(dl); free(g0); free(g1); free(d0); free(d1);
+    rf_model_free(m);
 }
