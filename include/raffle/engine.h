@@ -44,10 +44,13 @@ extern const rf_engine_option rf_engine_options[RF_ENGINE_COUNT_];
 /* Value names of the options (indices are the stored values). */
 typedef enum { RF_ENGINE_ISA_AUTO = 0 } rf_engine_isa_value;   /* then scalar, avx2, ... = rf_isa + 1 */
 typedef enum { RF_ENGINE_CONV_AUTO = 0, RF_ENGINE_CONV_WINOGRAD, RF_ENGINE_CONV_DIRECT, RF_ENGINE_CONV_GEMM, RF_ENGINE_CONV_DENSE, RF_ENGINE_CONV_WINOGRAD4,
-               RF_ENGINE_CONV_AUTO2 } rf_engine_conv_value;
+               RF_ENGINE_CONV_AUTO2, RF_ENGINE_CONV_AUTO3 } rf_engine_conv_value;
 /* What "auto" does with Winograd layers in this build, recorded in every
  * task's metrics (engine.conv_auto): the rule changed floats in session 4
- * ("auto2" keeps the earlier one). */
+ * ("auto2" keeps the earlier one). "auto3": auto's rule, plus the
+ * backward (weight and input gradient) of stride-2 convs on the direct
+ * kernels over the phase-split input (a different weight-gradient sum
+ * order, so its own value). */
 #define RF_ENGINE_CONV_AUTO_RULE "winograd4 on maps up to 28x28 outputs, winograd above"
 typedef enum { RF_ENGINE_GEMM_RAFFLE = 0, RF_ENGINE_GEMM_OPENBLAS } rf_engine_gemm_value;
 typedef enum { RF_ENGINE_FEAT_OFF = 0, RF_ENGINE_FEAT_RULE, RF_ENGINE_FEAT_ALWAYS } rf_engine_feat_value;

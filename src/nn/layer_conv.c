@@ -641,18 +641,24 @@ static size_t tap_off(const conv_geom *g, int k, size_t plane, size_t ld) {
     return (size_t)c * plane + (size_t)ki * ld + (size_t)kj;
 }
 
+/* Offset of tap k in d's input: the stride-2 table (phase-split input,
+ * s2_taps) or tap_off. */
+static size_t dc_tap(const conv_geom *g, const dc_in *d, int k) {
+    return d->toff ? (size_t)d->toff[k] : tap_off(g, k, d->plane, (size_t)d->Wp);
+}
+
 /* dWT[k, co] (row stride ldc = round16(Co)) += Σ_p xpad[off(k) + p] ·
  * dyT[p, co] over the valid positions of one sample. */
 static void dc_dweight_avx512(float *dwt, const float *dyT, size_t ldc, const conv_geom *g, const dc_in *d) {
     size_t off[DW_NT];
-    if (ldc == 16 && g->kh == 3 && g->kw == 3) {   /* tap k = 9c + 3ki + kj: channel c's taps at rows k = 9c.. */
+    if (ldc == 16 && g->kh == 3 && g->kw == 3 && !d->toff) {   /* tap k = 9c + 3ki + kj: channel c's taps at rows k = 9c.. */
         for (int c = 0; c < g->C; c++)
             dwt_1_9(dwt + (size_t)c * 9 * ldc, ldc, dyT, ldc, d->x + (size_t)c * d->plane, g->OH, g->OW, d->Wp);
         return;
     }
     for (int k0 = 0; k0 < g->K; k0 += DW_NT) {
         int nt = g->K - k0 < DW_NT ? g->K - k0 : DW_NT;
-        for (int t = 0; t < nt; t++) off[t] = tap_off(g, k0 + t, d->plane, (size_t)d->Wp);
+        for (int t = 0; t < nt; t++) off[t] = dc_tap(g, d, k0 + t);
         for (size_t c0 = 0; c0 < ldc; c0 += 16 * DW_NV) {
             int nv = (int)((ldc - c0) / 16 < DW_NV ? (ldc - c0) / 16 : DW_NV);
             float *w = dwt + (size_t)k0 * ldc + c0;
@@ -787,7 +793,7 @@ RF_NN_VEC static void dc_conv_gen(float *ywide, size_t ldy, const float *wpk, in
 RF_NN_VEC static void dc_dweight_gen(float *dwt, const float *dyT, size_t ldc, const conv_geom *g, const dc_in *d) {
     enum { CB = 64 };
     for (int k = 0; k < g->K; k++) {
-        const float *x = d->x + tap_off(g, k, d->plane, (size_t)d->Wp);
+        const float *x = d->x + dc_tap(g, d, k);
         for (size_t c0 = 0; c0 < ldc; c0 += CB) {
             const size_t nc = ldc - c0 < CB ? ldc - c0 : CB;
             float acc[CB];
@@ -1185,6 +1191,86 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
         for (int co = 0; co < Co; co++) r->g[1][co] += partials[pp - ldc + (size_t)co];
 }
 
+/* ---- stride 2 backward on the direct kernels (conv=auto3) ---------------------
+ * Weight gradient: dW[co, k] = Σ_{oh, ow} dy[co, oh, ow] · xph[toff[k] + oh·Wh
+ * + ow], the stride-1 weight-gradient tile (dwt_tile; dc_dweight_gen is its
+ * reference) reading the phase-split input (s2_split) through the forward's
+ * tap table (s2_taps) instead of columns: per sample and element from +0 over
+ * the positions in order, then into its group's partial; groups as in
+ * direct_backward. The im2col path sums each element in one GEMM over a
+ * chunk's columns, so the bits differ: only the engine value "auto3" runs
+ * this. Input gradient: per sample dcol = Wᵀ·dy (the GEMM) and col2im
+ * (direct_dx's GEMM branch), into a gradient zeroed first (conv_backward).
+ * Layers with at most DW_SMALL_CO output channels stay on im2col. */
+static int use_s2b(const conv_geom *g, const rf_engine *e) {
+    return g->s == 2 && e->v[RF_ENGINE_CONV] == RF_NN_CONV_AUTO3 && g->Co > DW_SMALL_CO;
+}
+
+/* Per-thread floats: split input, dy transposed, dcol. */
+static size_t s2b_thread(const conv_geom *g) {
+    return s2_of(g).xpad + (size_t)g->P * (size_t)dc_round(g->Co, 16) + (size_t)g->K * (size_t)g->P;
+}
+
+/* Shared: the tap table (K ints in floats' room), the groups' partials. */
+static size_t s2b_scratch(const conv_geom *g, int B, int threads) {
+    return (size_t)g->K + (size_t)dc_groups(B) * dc_partial(g) + (size_t)(threads > 0 ? threads : 1) * s2b_thread(g);
+}
+
+static void s2b_part(void *arg, int t, int n) {
+    const dc_job *j = arg;
+    const rf_nn_run *r = j->r;
+    const conv_geom *g = j->g;
+    const rf_layer *L = r->L;
+    wide_geom w = s2_of(g);
+    const int G = dc_groups(r->B);
+    const size_t ldc = (size_t)dc_round(g->Co, 16), pp = dc_partial(g), dyt = (size_t)g->P * ldc;
+    const int *toff = (const int *)(const void *)j->shared;
+    float *partials = j->shared + g->K;
+    float *xph = j->part + (size_t)t * j->per, *dyT = xph + w.xpad, *dcol = dyT + dyt;
+    const rf_engine pe = rf_nn_part_engine(r->eng, t);
+    memset(xph, 0, w.xpad * sizeof(float));
+    memset(dyT, 0, dyt * sizeof(float));   /* dyT's lanes past Co stay 0 */
+    dc_in xin = {xph, g->C, g->kh, g->kw, w.Wp, w.plane, toff, {NULL, NULL, NULL}, {0, 0, 0}, 0};
+    size_t g0, g1;
+    rf_nn_span((size_t)G, t, n, &g0, &g1);
+    for (size_t gi = g0; gi < g1; gi++) {
+        float *dwp = partials + gi * pp, *dbp = dwp + pp - ldc;
+        memset(dwp, 0, pp * sizeof(float));
+        size_t s0, s1;
+        rf_nn_span((size_t)r->B, (int)gi, G, &s0, &s1);
+        for (size_t s = s0; s < s1; s++) {
+            const float *dy = r->dout + s * L->out_size;
+            s2_split(xph, r->in + s * L->in_size, g, &w);
+            if (L->ip[5]) dc_bias_grad(dbp, dy, g->Co, g->P);
+            dc_transpose(dyT, ldc, dy, g->Co, g->P);
+            dc_dweight(dwp, dyT, ldc, g, &xin);
+            if (r->din) {
+                rf_gemm_engine(&pe, 1, 0, g->K, g->P, g->Co, r->p[0], g->K, dy, g->P, 0, dcol, g->P);
+                col2im_t_add(r->din + s * L->in_size, dcol, 1, g);
+            }
+        }
+    }
+}
+
+static void s2_backward(const rf_nn_run *r, const conv_geom *g) {
+    const rf_layer *L = r->L;
+    const int G = dc_groups(r->B), Co = g->Co, K = g->K;
+    const size_t ldc = (size_t)dc_round(Co, 16), pp = dc_partial(g);
+    float *partials = r->scratch + K;
+    dc_job j = {r, g, r->scratch, partials + (size_t)G * pp, s2b_thread(g), 0};
+    wide_geom w = s2_of(g);
+    s2_taps((int *)(void *)r->scratch, g, &w);
+    double work = (double)r->B * (double)ldc * (double)K * (double)g->P * (r->din ? 2.0 : 1.0);
+    int parts = rf_nn_parts(r->eng, work, 1 << 20);
+    rf_nn_par(r->eng, parts < G ? parts : G, s2b_part, &j);
+    for (int gi = 1; gi < G; gi++) rf_nn_add(partials, partials + (size_t)gi * pp, pp);
+    float *restrict dW = r->g[0];
+    for (int co = 0; co < Co; co++)
+        for (int k = 0; k < K; k++) dW[(size_t)co * K + k] += partials[(size_t)k * ldc + co];
+    if (L->ip[5])
+        for (int co = 0; co < Co; co++) r->g[1][co] += partials[pp - ldc + (size_t)co];
+}
+
 /* Wide columns cost Co·(kw − 1) extra outputs per row of OH·K work; the
  * strided path costs K·OH short row copies. Wide wins while Co·(kw − 1) is
  * small (lenet-5, the 28×28 convs of conv-k); deep layers with many channels
@@ -1248,7 +1334,7 @@ static int use_dense(const conv_geom *g, const rf_engine *e) {
     if (!dense_fits(g)) return 0;
     int p = e->v[RF_ENGINE_CONV];
     if (p == RF_NN_CONV_DENSE) return 1;
-    return (p == RF_NN_CONV_AUTO || p == RF_NN_CONV_AUTO2) && (size_t)g->H * g->W * g->P == dense_taps(g);
+    return (p == RF_NN_CONV_AUTO || p == RF_NN_CONV_AUTO2 || p == RF_NN_CONV_AUTO3) && (size_t)g->H * g->W * g->P == dense_taps(g);
 }
 
 typedef struct dense_job { const conv_geom *g; float *wd, *dw; const float *w; } dense_job;
@@ -1353,8 +1439,9 @@ static int use_wino(const conv_geom *g, const rf_engine *e) {
     int p = e->v[RF_ENGINE_CONV];
     if (p == RF_NN_CONV_WINOGRAD) return 2;
     if (p == RF_NN_CONV_WINOGRAD4) return 4;
-    if ((p != RF_NN_CONV_AUTO && p != RF_NN_CONV_AUTO2) || g->C < WINO_MIN_C || g->Co < WINO_MIN_C) return 0;
-    return p == RF_NN_CONV_AUTO && wino4_rule(g) ? 4 : 2;   /* RF_ENGINE_CONV_AUTO_RULE says this in metrics */
+    if ((p != RF_NN_CONV_AUTO && p != RF_NN_CONV_AUTO2 && p != RF_NN_CONV_AUTO3) || g->C < WINO_MIN_C || g->Co < WINO_MIN_C)
+        return 0;
+    return p != RF_NN_CONV_AUTO2 && wino4_rule(g) ? 4 : 2;   /* RF_ENGINE_CONV_AUTO_RULE says this in metrics */
 }
 
 static size_t conv_scratch(const rf_layer *L, int B, const rf_engine *e) {
@@ -1368,6 +1455,7 @@ static size_t conv_scratch(const rf_layer *L, int B, const rf_engine *e) {
     if (tf > s) s = tf;
     size_t w = use_wide(&g) ? wide_scratch(&g, B) : 0;
     size_t d = direct_fits(&g) ? direct_scratch(&g, B, threads) : g.s == 2 ? s2_scratch(&g, threads) : 0;
+    if (g.s == 2 && s2b_scratch(&g, B, threads) > d) d = s2b_scratch(&g, B, threads);   /* conv=auto3's backward */
     /* Winograd whenever it fits: the path may be forced after allocation. */
     size_t wn = 0;
     for (int m = 2; m <= 4 && rf_nn_wino_fits(g.kh, g.kw, g.s, g.pad); m += 2) {
@@ -1543,6 +1631,7 @@ static void conv_backward(const rf_nn_run *r) {
         return;
     }
     if (use_direct(&g, r->eng)) { direct_backward(r, &g); return; }
+    if (use_s2b(&g, r->eng)) { s2_backward(r, &g); return; }
     if (use_wide(&g)) { wide_backward(r, &g); return; }
     /* dW is a chain of products over the chunks in order: chunks stay in
      * order, and each chunk's column copies (over input channels), gradient

@@ -10,10 +10,12 @@
  * gathers rows with permutes, gather2_avx512 against gather2_ref) where the
  * other ISAs run im2col + GEMM. About 0.1 s of CPU. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "raffle/engine.h"
+#include "raffle/gemm.h"
 #include "raffle/kernels.h"
 #include "nn_test_util.h"
 
@@ -29,10 +31,20 @@ static rf_model *direct_model(rf_ctx *ctx, const char *spec) {
     return m;
 }
 
-static out step(const char *spec, rf_isa isa, int B) {
+/* One step of spec on engine conv value `conv` with `threads` threads
+ * (0: none attached) on ISA isa: the forward, gradients, input gradient. */
+static out step_e(const char *spec, rf_isa isa, int B, int conv, int threads) {
     rf_kernels_force(isa);
     rf_ctx ctx;
-    rf_model *m = direct_model(&ctx, spec);
+    rf_ctx_init(&ctx);
+    ctx.engine.v[RF_ENGINE_CONV] = conv;
+    if (threads) {
+        ctx.engine.v[RF_ENGINE_THREADS] = threads;
+        cr_assert_eq(rf_gemm_attach(&ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+    }
+    rf_model *m;
+    cr_assert_eq(rf_model_from_spec(&ctx, spec, &m), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_model_init(&ctx, m, 3), RF_OK);
     for (size_t i = 0; i < m->n_params; i++) m->params[i] += 0.01f * (float)(i % 7);   /* non-zero bias */
     out o;
     o.nx = (size_t)B * in_numel(m);
@@ -54,8 +66,10 @@ static out step(const char *spec, rf_isa isa, int B) {
     free(x);
     free(dl);
     rf_model_free(m);
+    if (threads) rf_gemm_detach(&ctx);
     return o;
 }
+static out step(const char *spec, rf_isa isa, int B) { return step_e(spec, isa, B, RF_ENGINE_CONV_DIRECT, 0); }
 
 static void check_s(int C, int H, int W, int Co, int k, int st, int pad) {
     char spec[512];
@@ -102,6 +116,51 @@ Test(direct, stride2_forward_same_bits) {
     check_s(4, 9, 9, 6, 1, 2, 0);      /* 1x1 projection shortcut */
     check_s(3, 10, 9, 7, 3, 2, 0);
     check_s(2, 5, 37, 8, 3, 2, 1);     /* rows of 19 and 18 per phase: the split's 16-float blocks and tails */
+}
+
+/* conv=auto3: the stride-2 backward on the direct kernels (s2_backward:
+ * weight gradient over the phase-split input, dwt_tile against its
+ * reference dc_dweight_gen; input gradient per sample). Same bits on every
+ * ISA and with 1 or 2 threads; against the im2col path (conv=gemm, the
+ * reference): the forward's bits, gradients within float rounding (the
+ * weight gradient sums in another order). B = 10: 8 groups of 1-2 samples. */
+static void check_s2b(int C, int H, int W, int Co, int k, int pad) {
+    char spec[512];
+    int OH = (H + 2 * pad - k) / 2 + 1, OW = (W + 2 * pad - k) / 2 + 1;
+    snprintf(spec, sizeof spec,
+             "{\"input\":[%d,%d,%d],\"classes\":%d,\"layers\":[{\"type\":\"conv2d\",\"out\":%d,\"kernel\":%d,"
+             "\"stride\":2,\"padding\":%d},{\"type\":\"flatten\"}]}",
+             C, H, W, Co * OH * OW, Co, k, pad);
+    const int B = 10;
+    rf_isa top = rf_kernels_cpu_isa();
+    out ref = step_e(spec, RF_ISA_SCALAR, B, RF_ENGINE_CONV_AUTO3, 0);
+    for (int isa = RF_ISA_SCALAR; isa <= (int)top; isa++)
+        for (int th = 1; th <= 2; th++) {
+            out o = step_e(spec, (rf_isa)isa, B, RF_ENGINE_CONV_AUTO3, th);
+            cr_expect(memcmp(o.y, ref.y, ref.ny * sizeof(float)) == 0 && memcmp(o.g, ref.g, ref.ng * sizeof(float)) == 0 &&
+                          memcmp(o.dx, ref.dx, ref.nx * sizeof(float)) == 0,
+                      "auto3 %s, %d threads: not the scalar bits (C %d, %dx%d, Co %d, k %d)", rf_isa_name((rf_isa)isa), th,
+                      C, H, W, Co, k);
+            free(o.y); free(o.g); free(o.dx);
+        }
+    out im = step_e(spec, RF_ISA_SCALAR, B, RF_ENGINE_CONV_GEMM, 0);
+    cr_expect(memcmp(im.y, ref.y, ref.ny * sizeof(float)) == 0, "auto3: forward differs from im2col");
+    float gmax = 0.0f, xmax = 0.0f, ge = 0.0f, xe = 0.0f;
+    for (size_t i = 0; i < ref.ng; i++) { gmax = fmaxf(gmax, fabsf(im.g[i])); ge = fmaxf(ge, fabsf(im.g[i] - ref.g[i])); }
+    for (size_t i = 0; i < ref.nx; i++) { xmax = fmaxf(xmax, fabsf(im.dx[i])); xe = fmaxf(xe, fabsf(im.dx[i] - ref.dx[i])); }
+    cr_expect(ge <= 1e-5f * gmax && gmax > 0.0f, "auto3 weight gradient off im2col's by %g (largest %g)", ge, gmax);
+    cr_expect(xe <= 1e-5f * xmax && xmax > 0.0f, "auto3 input gradient off im2col's by %g (largest %g)", xe, xmax);
+    rf_kernels_force(top);
+    free(im.y); free(im.g); free(im.dx);
+    free(ref.y); free(ref.g); free(ref.dx);
+}
+
+Test(direct, stride2_backward_auto3) {
+    check_s2b(16, 32, 32, 32, 3, 1);   /* ResNet-20's 16 -> 32 downsampling conv */
+    check_s2b(5, 9, 7, 12, 3, 1);      /* odd maps; Co past one 16-lane vector: 12 -> lanes of zeros */
+    check_s2b(3, 11, 10, 33, 5, 2);    /* 5x5, three vectors of channels */
+    check_s2b(4, 9, 9, 9, 1, 0);       /* 1x1 projection shortcut, tap tails */
+    check_s2b(2, 5, 37, 20, 3, 0);     /* no padding, wide rows */
 }
 
 Test(direct, other_tiles_same_bits) {

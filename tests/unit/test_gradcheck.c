@@ -9,6 +9,7 @@
  * step 1e-3 leaves FD noise around 1e-4 of that scale; a wrong gradient (the
  * self-test scales it by 1.03) exceeds TOL. */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -143,6 +144,15 @@ Test(gradcheck, conv2d) {
     expect_ok(IMG(2, 7, 5) "{\"type\":\"conv2d\",\"out\":3,\"kernel\":3,\"stride\":3,\"padding\":2}]}", 3, 0);
     /* Stride 1 with many channels takes the row-copy path instead of wide columns. */
     expect_ok(IMG(2, 5, 6) "{\"type\":\"conv2d\",\"out\":90,\"kernel\":3,\"padding\":1}]}", 3, 1);
+}
+
+/* conv=auto3 (RAFFLE_CONV, read by rf_ctx_init): stride-2 backward on the
+ * direct kernels (layer_conv.c s2_backward), channels past DW_SMALL_CO. */
+Test(gradcheck, conv2d_stride2_auto3) {
+    cr_assert_eq(setenv("RAFFLE_CONV", "auto3", 1), 0);
+    expect_ok(IMG(3, 9, 7) "{\"type\":\"conv2d\",\"out\":12,\"kernel\":3,\"stride\":2,\"padding\":1}]}", 3, 1);
+    expect_ok(IMG(2, 8, 8) "{\"type\":\"conv2d\",\"out\":17,\"kernel\":1,\"stride\":2,\"bias\":0}]}", 3, 1);
+    unsetenv("RAFFLE_CONV");
 }
 
 Test(gradcheck, pools) {

@@ -205,7 +205,7 @@ Test(job, engine_options_are_settings) {
     reject(HEAD "\"engine\":{\"conf\":\"gemm\"},\"experiments\":[{\"kind\":\"train\"}]}",
            "engine.conf: unknown engine option (did you mean \"conv\"?)");
     reject(HEAD "\"engine\":{\"conv\":\"fast\"},\"experiments\":[{\"kind\":\"train\"}]}",
-           "engine.conv: engine option conv: \"fast\" is not one of auto, winograd, direct, gemm, dense, winograd4, auto2");
+           "engine.conv: engine option conv: \"fast\" is not one of auto, winograd, direct, gemm, dense, winograd4, auto2, auto3");
     reject(HEAD "\"experiments\":[{\"kind\":\"train\",\"engine\":{\"tb_chunk\":-1}}]}", "engine.tb_chunk");
     rf_ctx ctx;
     rf_job *a, *b, *c;
