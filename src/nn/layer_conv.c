@@ -770,11 +770,14 @@ RF_NN_VEC static void dc_conv_gen(float *ywide, size_t ldy, const float *wpk, in
             float acc[DC_MR][DG_NP];
             memset(acc, 0, sizeof acc);
             const float *wk = wpk + (size_t)cb * K;
+            int k = 0;
             for (int c = 0; c < C; c++)
                 for (int ki = 0; ki < kh; ki++) {
                     const float *xr = d->x + (size_t)c * plane + (size_t)ki * Wp + p0;
-                    for (int kj = 0; kj < kw; kj++, wk += DC_MR)
+                    for (int kj = 0; kj < kw; kj++, wk += DC_MR, k++)
                         for (int i = 0; i < rows; i++) {
+                            /* stride 2: tap k's offset from the table (dc_fwd_tile's toff branch) */
+                            if (d->toff) xr = d->x + d->toff[k] + p0 - kj;
                             const float w = wk[i];
                             if (np == DG_NP)
                                 for (int j = 0; j < DG_NP; j++) acc[i][j] = fmaf(xr[kj + j], w, acc[i][j]);
@@ -1199,21 +1202,107 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
  * the positions in order, then into its group's partial; groups as in
  * direct_backward. The im2col path sums each element in one GEMM over a
  * chunk's columns, so the bits differ: only the engine value "auto3" runs
- * this. Input gradient: per sample dcol = Wᵀ·dy (the GEMM) and col2im
- * (direct_dx's GEMM branch), into a gradient zeroed first (conv_backward).
+ * this. Input gradient: per sample and phase of the padded input the
+ * forward tile over padded dy (s2_dx below), into a gradient zeroed first
+ * (conv_backward).
  * Layers with at most DW_SMALL_CO output channels stay on im2col. */
 static int use_s2b(const conv_geom *g, const rf_engine *e) {
     return g->s == 2 && e->v[RF_ENGINE_CONV] == RF_NN_CONV_AUTO3 && g->Co > DW_SMALL_CO;
 }
 
-/* Per-thread floats: split input, dy transposed, dcol. */
-static size_t s2b_thread(const conv_geom *g) {
-    return s2_of(g).xpad + (size_t)g->P * (size_t)dc_round(g->Co, 16) + (size_t)g->K * (size_t)g->P;
+/* The input gradient by phases: dx at padded position (2i + a, 2j + b) only
+ * takes the taps ki = a + 2u, kj = b + 2v (u < na, v < nb), from dy at
+ * (i − u, j − v). With dy padded by U = (kh − 1)/2 rows on top and V = (kw −
+ * 1)/2 columns on the left (row stride Wq = Wh + V), phase (a, b) is the
+ * forward tile over Wq-wide rows with tap (co, u, v) at co·plane + (U − u)·Wq
+ * + V − v and the weights W'[c, (co, u, v)] = W[co, c, a + 2u, b + 2v]
+ * (s2_dx_pack): per element one chain fma(dy, w) from +0 over (co, u, v) in
+ * order, then added into the zeroed input gradient (scatter2_add). */
+typedef struct s2_dxg { int Hh, Wh, U, V, Wq; size_t plane, pad, PW; } s2_dxg;
+
+static s2_dxg s2_dx_of(const conv_geom *g) {
+    s2_dxg x;
+    wide_geom w = s2_of(g);
+    x.Hh = w.Hp; x.Wh = w.Wp;
+    x.U = (g->kh - 1) / 2; x.V = (g->kw - 1) / 2;
+    x.Wq = x.Wh + x.V;
+    x.plane = (size_t)(x.Hh + x.U) * x.Wq;
+    x.pad = (size_t)g->Co * x.plane + (size_t)x.Wq;   /* + slack: the junk columns' reads */
+    x.PW = (size_t)x.Hh * x.Wq;
+    return x;
+}
+static int s2_na(int k, int a) { return (k - a + 1) / 2; }
+
+/* Packed weights of the four phases, one after the other (dc_pack's layout
+ * with K = Co·na·nb each), and their tap tables (ints). */
+static void s2_dx_pack(float *wpk, int *taps, const float *W, const conv_geom *g, const s2_dxg *x) {
+    const int C = g->C, Co = g->Co, kh = g->kh, kw = g->kw;
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
+            const int na = s2_na(kh, a), nb = s2_na(kw, b);
+            const size_t Kp = (size_t)Co * na * nb;
+            for (int cb = 0; cb < C; cb += DC_MR)
+                for (int co = 0; co < Co; co++)
+                    for (int u = 0; u < na; u++)
+                        for (int v = 0; v < nb; v++) {
+                            size_t k = ((size_t)co * na + u) * nb + v;
+                            for (int i = 0; i < DC_MR; i++)
+                                wpk[(size_t)cb * Kp + k * DC_MR + i] =
+                                    cb + i < C ? W[(((size_t)co * C + cb + i) * kh + a + 2 * u) * kw + b + 2 * v] : 0.0f;
+                            if (cb == 0)
+                                taps[k] = (int)((size_t)co * x->plane + (size_t)(x->U - u) * x->Wq + (size_t)(x->V - v));
+                        }
+            wpk += (size_t)dc_round(C, DC_MR) * Kp;
+            taps += Kp;
+        }
 }
 
-/* Shared: the tap table (K ints in floats' room), the groups' partials. */
+/* d[2i] += s[i], i < n: a phase row back into the input gradient's row. */
+RF_NN_VEC static void scatter2_add(float *restrict d, const float *restrict s, int n) {
+    for (int i = 0; i < n; i++) d[2 * i] += s[i];
+}
+
+/* din (zeroed or holding other readers' sums) += the input gradient of one
+ * sample from dy; dypad's border stays zero between calls. */
+static void s2_dx(float *din, const float *dy, const conv_geom *g, const s2_dxg *x, const float *wpk, const int *taps,
+                  float *dypad, float *dxph) {
+    const int C = g->C, H = g->H, W = g->W, pad = g->pad;
+    dc_pad(dypad, dy, g->Co, g->OH, g->OW, x->plane, x->Wq, x->U, x->V);
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
+            const int na = s2_na(g->kh, a), nb = s2_na(g->kw, b);
+            const size_t Kp = (size_t)g->Co * na * nb;
+            if (Kp) {
+                dc_in d = {dypad, g->Co, na, nb, x->Wq, x->plane, taps, {NULL, NULL, NULL}, {0, 0, 0}, 0};
+                dc_conv(dxph, x->PW, wpk, C, (int)x->PW, &d);
+                for (int c = 0; c < C; c++)
+                    for (int h = (a - pad % 2 + 2) % 2; h < H; h += 2) {   /* rows with (h + pad) & 1 == a */
+                        const int w0 = (b - pad % 2 + 2) % 2;                 /* first column with (w + pad) & 1 == b */
+                        if (w0 < W)
+                            scatter2_add(din + ((size_t)c * H + h) * W + w0,
+                                         dxph + (size_t)c * x->PW + (size_t)((h + pad) >> 1) * x->Wq + ((w0 + pad) >> 1),
+                                         (W - w0 + 1) / 2);
+                    }
+            }
+            wpk += (size_t)dc_round(C, DC_MR) * Kp;
+            taps += Kp;
+        }
+}
+
+/* Floats of the packed phase weights (the tap tables take Co·kh·kw more). */
+static size_t s2_dx_wpk(const conv_geom *g) { return (size_t)dc_round(g->C, DC_MR) * g->Co * g->kh * g->kw; }
+
+/* Per-thread floats: split input, dy transposed, padded dy, the phases' wide output. */
+static size_t s2b_thread(const conv_geom *g) {
+    s2_dxg x = s2_dx_of(g);
+    return s2_of(g).xpad + (size_t)g->P * (size_t)dc_round(g->Co, 16) + x.pad + (size_t)dc_round(g->C, DC_MR) * x.PW;
+}
+
+/* Shared: the forward's tap table (K ints in floats' room), the phases'
+ * packed weights and tap tables, the groups' partials. */
+static size_t s2b_shared(const conv_geom *g) { return (size_t)g->K + s2_dx_wpk(g) + (size_t)g->Co * g->kh * g->kw; }
 static size_t s2b_scratch(const conv_geom *g, int B, int threads) {
-    return (size_t)g->K + (size_t)dc_groups(B) * dc_partial(g) + (size_t)(threads > 0 ? threads : 1) * s2b_thread(g);
+    return s2b_shared(g) + (size_t)dc_groups(B) * dc_partial(g) + (size_t)(threads > 0 ? threads : 1) * s2b_thread(g);
 }
 
 static void s2b_part(void *arg, int t, int n) {
@@ -1225,11 +1314,14 @@ static void s2b_part(void *arg, int t, int n) {
     const int G = dc_groups(r->B);
     const size_t ldc = (size_t)dc_round(g->Co, 16), pp = dc_partial(g), dyt = (size_t)g->P * ldc;
     const int *toff = (const int *)(const void *)j->shared;
-    float *partials = j->shared + g->K;
-    float *xph = j->part + (size_t)t * j->per, *dyT = xph + w.xpad, *dcol = dyT + dyt;
-    const rf_engine pe = rf_nn_part_engine(r->eng, t);
+    const float *wpk = j->shared + g->K;
+    const int *dtaps = (const int *)(const void *)(wpk + s2_dx_wpk(g));
+    float *partials = j->shared + s2b_shared(g);
+    s2_dxg xg = s2_dx_of(g);
+    float *xph = j->part + (size_t)t * j->per, *dyT = xph + w.xpad, *dypad = dyT + dyt, *dxph = dypad + xg.pad;
     memset(xph, 0, w.xpad * sizeof(float));
     memset(dyT, 0, dyt * sizeof(float));   /* dyT's lanes past Co stay 0 */
+    memset(dypad, 0, xg.pad * sizeof(float));
     dc_in xin = {xph, g->C, g->kh, g->kw, w.Wp, w.plane, toff, {NULL, NULL, NULL}, {0, 0, 0}, 0};
     size_t g0, g1;
     rf_nn_span((size_t)G, t, n, &g0, &g1);
@@ -1244,10 +1336,7 @@ static void s2b_part(void *arg, int t, int n) {
             if (L->ip[5]) dc_bias_grad(dbp, dy, g->Co, g->P);
             dc_transpose(dyT, ldc, dy, g->Co, g->P);
             dc_dweight(dwp, dyT, ldc, g, &xin);
-            if (r->din) {
-                rf_gemm_engine(&pe, 1, 0, g->K, g->P, g->Co, r->p[0], g->K, dy, g->P, 0, dcol, g->P);
-                col2im_t_add(r->din + s * L->in_size, dcol, 1, g);
-            }
+            if (r->din) s2_dx(r->din + s * L->in_size, dy, g, &xg, wpk, dtaps, dypad, dxph);
         }
     }
 }
@@ -1256,10 +1345,14 @@ static void s2_backward(const rf_nn_run *r, const conv_geom *g) {
     const rf_layer *L = r->L;
     const int G = dc_groups(r->B), Co = g->Co, K = g->K;
     const size_t ldc = (size_t)dc_round(Co, 16), pp = dc_partial(g);
-    float *partials = r->scratch + K;
+    float *partials = r->scratch + s2b_shared(g);
     dc_job j = {r, g, r->scratch, partials + (size_t)G * pp, s2b_thread(g), 0};
     wide_geom w = s2_of(g);
     s2_taps((int *)(void *)r->scratch, g, &w);
+    if (r->din) {
+        s2_dxg xg = s2_dx_of(g);
+        s2_dx_pack(r->scratch + K, (int *)(void *)(r->scratch + K + s2_dx_wpk(g)), r->p[0], g, &xg);
+    }
     double work = (double)r->B * (double)ldc * (double)K * (double)g->P * (r->din ? 2.0 : 1.0);
     int parts = rf_nn_parts(r->eng, work, 1 << 20);
     rf_nn_par(r->eng, parts < G ? parts : G, s2b_part, &j);
