@@ -199,5 +199,15 @@ Test(identity, conv_net_winograd2_avx512) {
     conv_option = "winograd";
     avx512(conv_spec, 12, 16, 3, 0.5);
 }
+/* conv=auto3: the stride-2 convs' backward on the direct kernels (the
+ * weight gradient in another order; layer_conv.c s2_backward). */
+Test(identity, resnet20_auto3_scalar_avx2_threads) {
+    conv_option = "auto3";
+    scalar_avx2("resnet-20", 8, 8, 2, 0.5);
+}
+Test(identity, resnet20_auto3_avx512) {
+    conv_option = "auto3";
+    avx512("resnet-20", 8, 8, 2, 0.5);
+}
 Test(identity, transformer_scalar_avx2_threads) { scalar_avx2(vit_spec, 0, 24, 3, 0.0); }
 Test(identity, transformer_avx512) { avx512(vit_spec, 0, 24, 3, 0.0); }
