@@ -1173,8 +1173,22 @@ static void direct_bwd_part(void *arg, int t, int n) {
     }
 }
 
+/* The groups' partial sums (dc_partial each), in group order, then into
+ * the weight and bias gradients (small: dc_dweight_small's lanes). */
+static void dc_reduce(const rf_nn_run *r, const conv_geom *g, float *partials, int small) {
+    const int G = dc_groups(r->B), Co = g->Co, K = g->K;
+    const size_t ldc = (size_t)dc_round(Co, 16), pp = dc_partial(g);
+    for (int gi = 1; gi < G; gi++) rf_nn_add(partials, partials + (size_t)gi * pp, pp);
+    float *restrict dW = r->g[0];
+    for (int co = 0; co < Co; co++)
+        for (int k = 0; k < K; k++)
+            dW[(size_t)co * K + k] +=
+                small ? rf_nn_lanes_sum(partials + ((size_t)co * K + k) * 16) : partials[(size_t)k * ldc + co];
+    if (r->L->ip[5])
+        for (int co = 0; co < Co; co++) r->g[1][co] += partials[pp - ldc + (size_t)co];
+}
+
 static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
-    const rf_layer *L = r->L;
     const int small = g->Co <= DW_SMALL_CO, G = dc_groups(r->B), Co = g->Co, K = g->K;
     const size_t ldc = (size_t)dc_round(Co, 16), pp = dc_partial(g);
     float *partials = r->scratch + (size_t)dc_round(g->C, DC_MR) * Co * g->kh * g->kw;
@@ -1183,15 +1197,7 @@ static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
     double work = (double)r->B * (double)ldc * (double)K * (double)g->P * (r->din ? 2.0 : 1.0);
     int parts = rf_nn_parts(r->eng, work, 1 << 20);
     rf_nn_par(r->eng, parts < G ? parts : G, direct_bwd_part, &j);
-    /* the groups' partial sums, in group order, then into the gradients */
-    for (int gi = 1; gi < G; gi++) rf_nn_add(partials, partials + (size_t)gi * pp, pp);
-    float *restrict dW = r->g[0];
-    for (int co = 0; co < Co; co++)
-        for (int k = 0; k < K; k++)
-            dW[(size_t)co * K + k] +=
-                small ? rf_nn_lanes_sum(partials + ((size_t)co * K + k) * 16) : partials[(size_t)k * ldc + co];
-    if (L->ip[5])
-        for (int co = 0; co < Co; co++) r->g[1][co] += partials[pp - ldc + (size_t)co];
+    dc_reduce(r, g, partials, small);
 }
 
 /* ---- stride 2 backward on the direct kernels (conv=auto3) ---------------------
@@ -1342,7 +1348,6 @@ static void s2b_part(void *arg, int t, int n) {
 }
 
 static void s2_backward(const rf_nn_run *r, const conv_geom *g) {
-    const rf_layer *L = r->L;
     const int G = dc_groups(r->B), Co = g->Co, K = g->K;
     const size_t ldc = (size_t)dc_round(Co, 16), pp = dc_partial(g);
     float *partials = r->scratch + s2b_shared(g);
@@ -1356,12 +1361,7 @@ static void s2_backward(const rf_nn_run *r, const conv_geom *g) {
     double work = (double)r->B * (double)ldc * (double)K * (double)g->P * (r->din ? 2.0 : 1.0);
     int parts = rf_nn_parts(r->eng, work, 1 << 20);
     rf_nn_par(r->eng, parts < G ? parts : G, s2b_part, &j);
-    for (int gi = 1; gi < G; gi++) rf_nn_add(partials, partials + (size_t)gi * pp, pp);
-    float *restrict dW = r->g[0];
-    for (int co = 0; co < Co; co++)
-        for (int k = 0; k < K; k++) dW[(size_t)co * K + k] += partials[(size_t)k * ldc + co];
-    if (L->ip[5])
-        for (int co = 0; co < Co; co++) r->g[1][co] += partials[pp - ldc + (size_t)co];
+    dc_reduce(r, g, partials, 0);
 }
 
 /* Wide columns cost Co·(kw − 1) extra outputs per row of OH·K work; the
