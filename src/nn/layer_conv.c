@@ -1020,7 +1020,18 @@ static size_t direct_scratch(const conv_geom *g, int B, int threads) {
     return fwd > bwd ? fwd : bwd;
 }
 
-typedef struct dc_job { const rf_nn_run *r; const conv_geom *g; float *shared, *part; size_t per; int dx_mode; } dc_job;
+/* shared: the forward's packed weights (and tap table); the backward's
+ * wpk (input-gradient weights), toff (stride 2: the split input's taps),
+ * dtaps (stride 2: the phases' taps) and the groups' partials. */
+typedef struct dc_job {
+    const rf_nn_run *r;
+    const conv_geom *g;
+    float *shared, *part;
+    size_t per;
+    const float *wpk;
+    const int *toff, *dtaps;
+    float *partials;
+} dc_job;
 
 /* Stride 1: padded input (pad_in); stride 2: the phase-split one (s2_split)
  * with its tap table after the packed weights. */
@@ -1051,7 +1062,7 @@ static void direct_forward(const rf_nn_run *r, const conv_geom *g) {
     const int s2 = g->s == 2;
     wide_geom w = s2 ? s2_of(g) : wide_of(g);
     size_t co8 = (size_t)dc_round(g->Co, DC_MR), taps = s2 ? (size_t)g->K : 0;
-    dc_job j = {r, g, r->scratch, r->scratch + co8 * (size_t)g->K + taps, w.xpad + co8 * (size_t)w.PW, 0};
+    dc_job j = {r, g, r->scratch, r->scratch + co8 * (size_t)g->K + taps, w.xpad + co8 * (size_t)w.PW, NULL, NULL, NULL, NULL};
     dc_pack(j.shared, r->p[0], g->Co, (size_t)g->K);
     if (s2) s2_taps((int *)(void *)(j.shared + co8 * (size_t)g->K), g, &w);
     double work = (double)r->B * (double)co8 * (double)g->K * (double)w.PW;
@@ -1132,72 +1143,6 @@ static void direct_dx(const rf_nn_run *r, const conv_geom *g, int t, int n, int 
     dc_pad(dypad, dy, g->Co, g->OH, g->OW, b.plane, b.Wq, b.qh, b.qw);
     dc_conv(dxwide, b.PX, wfpk, g->C, (int)b.PX, &dyin);
     (r->fresh & 1 ? dx_rows_set : dx_rows)(din, dxwide, g->C, g->H, g->W, b.PX, b.Wq);
-}
-
-static void direct_bwd_part(void *arg, int t, int n) {
-    const dc_job *j = arg;
-    const rf_nn_run *r = j->r;
-    const conv_geom *g = j->g;
-    const rf_layer *L = r->L;
-    wide_geom w = wide_of(g);
-    dc_bwd b = dc_bwd_of(g);
-    const int small = g->Co <= DW_SMALL_CO, G = dc_groups(r->B);
-    const size_t ldc = (size_t)dc_round(g->Co, 16), pp = dc_partial(g);
-    const size_t dyt = small ? (size_t)g->Co * (size_t)w.PW : (size_t)g->P * ldc;
-    float *xpad = j->part + (size_t)t * j->per, *dyT = xpad + w.xpad, *dypad = dyT + dyt, *dxwide = dypad + b.pad;
-    float *partials = j->shared + (size_t)dc_round(g->C, DC_MR) * g->Co * g->kh * g->kw;
-    memset(xpad, 0, w.xpad * sizeof(float));
-    memset(dyT, 0, dyt * sizeof(float));   /* dyT's lanes past Co, dyw's wide columns stay 0 */
-    memset(dypad, 0, b.pad * sizeof(float));
-    dc_in xin = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane, NULL, {NULL, NULL, NULL}, {0, 0, 0}, 0};
-    size_t g0, g1;
-    rf_nn_span((size_t)G, t, n, &g0, &g1);
-    for (size_t gi = g0; gi < g1; gi++) {
-        float *dwp = partials + gi * pp, *dbp = dwp + pp - ldc;
-        memset(dwp, 0, pp * sizeof(float));
-        size_t s0, s1;
-        rf_nn_span((size_t)r->B, (int)gi, G, &s0, &s1);
-        for (size_t s = s0; s < s1; s++) {
-            const float *dy = r->dout + s * L->out_size;
-            pad_in(xpad, r->in + s * L->in_size, g, &w);
-            if (L->ip[5]) dc_bias_grad(dbp, dy, g->Co, g->P);
-            if (small) {
-                dc_pad(dyT, dy, g->Co, g->OH, g->OW, (size_t)w.PW, w.Wp, 0, 0);
-                dc_dweight_small(dwp, dyT, g, &xin, w.PW);
-            } else {
-                dc_transpose(dyT, ldc, dy, g->Co, g->P);
-                dc_dweight(dwp, dyT, ldc, g, &xin);
-            }
-            if (r->din) direct_dx(r, g, t, (int)s, (int)s1, dypad, dxwide, j->shared);
-        }
-    }
-}
-
-/* The groups' partial sums (dc_partial each), in group order, then into
- * the weight and bias gradients (small: dc_dweight_small's lanes). */
-static void dc_reduce(const rf_nn_run *r, const conv_geom *g, float *partials, int small) {
-    const int G = dc_groups(r->B), Co = g->Co, K = g->K;
-    const size_t ldc = (size_t)dc_round(Co, 16), pp = dc_partial(g);
-    for (int gi = 1; gi < G; gi++) rf_nn_add(partials, partials + (size_t)gi * pp, pp);
-    float *restrict dW = r->g[0];
-    for (int co = 0; co < Co; co++)
-        for (int k = 0; k < K; k++)
-            dW[(size_t)co * K + k] +=
-                small ? rf_nn_lanes_sum(partials + ((size_t)co * K + k) * 16) : partials[(size_t)k * ldc + co];
-    if (r->L->ip[5])
-        for (int co = 0; co < Co; co++) r->g[1][co] += partials[pp - ldc + (size_t)co];
-}
-
-static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
-    const int small = g->Co <= DW_SMALL_CO, G = dc_groups(r->B), Co = g->Co, K = g->K;
-    const size_t ldc = (size_t)dc_round(Co, 16), pp = dc_partial(g);
-    float *partials = r->scratch + (size_t)dc_round(g->C, DC_MR) * Co * g->kh * g->kw;
-    dc_job j = {r, g, r->scratch, partials + (size_t)G * pp, dc_bwd_thread(g), 0};
-    if (r->din && j_dx_direct(g)) dc_pack_flip(j.shared, r->p[0], Co, g->C, g->kh, g->kw);
-    double work = (double)r->B * (double)ldc * (double)K * (double)g->P * (r->din ? 2.0 : 1.0);
-    int parts = rf_nn_parts(r->eng, work, 1 << 20);
-    rf_nn_par(r->eng, parts < G ? parts : G, direct_bwd_part, &j);
-    dc_reduce(r, g, partials, small);
 }
 
 /* ---- stride 2 backward on the direct kernels (conv=auto3) ---------------------
@@ -1311,47 +1256,89 @@ static size_t s2b_scratch(const conv_geom *g, int B, int threads) {
     return s2b_shared(g) + (size_t)dc_groups(B) * dc_partial(g) + (size_t)(threads > 0 ? threads : 1) * s2b_thread(g);
 }
 
-static void s2b_part(void *arg, int t, int n) {
+/* Stride 1: padded input (pad_in), the input gradient by direct_dx; stride
+ * 2 (s2_backward): the phase-split input (s2_split) with the forward's tap
+ * table, the input gradient by phases (s2_dx). The scratch layouts are
+ * dc_bwd_thread's and s2b_thread's, the shared region's dc_job.wpk/taps. */
+static void direct_bwd_part(void *arg, int t, int n) {
     const dc_job *j = arg;
     const rf_nn_run *r = j->r;
     const conv_geom *g = j->g;
     const rf_layer *L = r->L;
-    wide_geom w = s2_of(g);
-    const int G = dc_groups(r->B);
-    const size_t ldc = (size_t)dc_round(g->Co, 16), pp = dc_partial(g), dyt = (size_t)g->P * ldc;
-    const int *toff = (const int *)(const void *)j->shared;
-    const float *wpk = j->shared + g->K;
-    const int *dtaps = (const int *)(const void *)(wpk + s2_dx_wpk(g));
-    float *partials = j->shared + s2b_shared(g);
-    s2_dxg xg = s2_dx_of(g);
-    float *xph = j->part + (size_t)t * j->per, *dyT = xph + w.xpad, *dypad = dyT + dyt, *dxph = dypad + xg.pad;
-    memset(xph, 0, w.xpad * sizeof(float));
-    memset(dyT, 0, dyt * sizeof(float));   /* dyT's lanes past Co stay 0 */
-    memset(dypad, 0, xg.pad * sizeof(float));
-    dc_in xin = {xph, g->C, g->kh, g->kw, w.Wp, w.plane, toff, {NULL, NULL, NULL}, {0, 0, 0}, 0};
+    const int s2 = g->s == 2;
+    wide_geom w = s2 ? s2_of(g) : wide_of(g);
+    const int small = g->Co <= DW_SMALL_CO, G = dc_groups(r->B);   /* stride 2: Co > DW_SMALL_CO (use_s2b) */
+    const size_t ldc = (size_t)dc_round(g->Co, 16), pp = dc_partial(g);
+    const size_t dyt = small ? (size_t)g->Co * (size_t)w.PW : (size_t)g->P * ldc;
+    s2_dxg xg = s2 ? s2_dx_of(g) : (s2_dxg){0, 0, 0, 0, 0, 0, 0, 0};
+    const size_t dpad = s2 ? xg.pad : dc_bwd_of(g).pad;
+    float *xpad = j->part + (size_t)t * j->per, *dyT = xpad + w.xpad, *dypad = dyT + dyt, *dxwide = dypad + dpad;
+    memset(xpad, 0, w.xpad * sizeof(float));
+    memset(dyT, 0, dyt * sizeof(float));   /* dyT's lanes past Co, dyw's wide columns stay 0 */
+    memset(dypad, 0, dpad * sizeof(float));
+    dc_in xin = {xpad, g->C, g->kh, g->kw, w.Wp, w.plane, j->toff, {NULL, NULL, NULL}, {0, 0, 0}, 0};
     size_t g0, g1;
     rf_nn_span((size_t)G, t, n, &g0, &g1);
     for (size_t gi = g0; gi < g1; gi++) {
-        float *dwp = partials + gi * pp, *dbp = dwp + pp - ldc;
+        float *dwp = j->partials + gi * pp, *dbp = dwp + pp - ldc;
         memset(dwp, 0, pp * sizeof(float));
         size_t s0, s1;
         rf_nn_span((size_t)r->B, (int)gi, G, &s0, &s1);
         for (size_t s = s0; s < s1; s++) {
             const float *dy = r->dout + s * L->out_size;
-            s2_split(xph, r->in + s * L->in_size, g, &w);
+            (s2 ? s2_split : pad_in)(xpad, r->in + s * L->in_size, g, &w);
             if (L->ip[5]) dc_bias_grad(dbp, dy, g->Co, g->P);
-            dc_transpose(dyT, ldc, dy, g->Co, g->P);
-            dc_dweight(dwp, dyT, ldc, g, &xin);
-            if (r->din) s2_dx(r->din + s * L->in_size, dy, g, &xg, wpk, dtaps, dypad, dxph);
+            if (small) {
+                dc_pad(dyT, dy, g->Co, g->OH, g->OW, (size_t)w.PW, w.Wp, 0, 0);
+                dc_dweight_small(dwp, dyT, g, &xin, w.PW);
+            } else {
+                dc_transpose(dyT, ldc, dy, g->Co, g->P);
+                dc_dweight(dwp, dyT, ldc, g, &xin);
+            }
+            if (!r->din) continue;
+            if (s2)
+                s2_dx(r->din + s * L->in_size, dy, g, &xg, j->wpk, j->dtaps, dypad, dxwide);
+            else
+                direct_dx(r, g, t, (int)s, (int)s1, dypad, dxwide, j->wpk);
         }
     }
+}
+
+/* The groups' partial sums (dc_partial each), in group order, then into
+ * the weight and bias gradients (small: dc_dweight_small's lanes). */
+static void dc_reduce(const rf_nn_run *r, const conv_geom *g, float *partials, int small) {
+    const int G = dc_groups(r->B), Co = g->Co, K = g->K;
+    const size_t ldc = (size_t)dc_round(Co, 16), pp = dc_partial(g);
+    for (int gi = 1; gi < G; gi++) rf_nn_add(partials, partials + (size_t)gi * pp, pp);
+    float *restrict dW = r->g[0];
+    for (int co = 0; co < Co; co++)
+        for (int k = 0; k < K; k++)
+            dW[(size_t)co * K + k] +=
+                small ? rf_nn_lanes_sum(partials + ((size_t)co * K + k) * 16) : partials[(size_t)k * ldc + co];
+    if (r->L->ip[5])
+        for (int co = 0; co < Co; co++) r->g[1][co] += partials[pp - ldc + (size_t)co];
+}
+
+static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
+    const int small = g->Co <= DW_SMALL_CO, G = dc_groups(r->B), Co = g->Co, K = g->K;
+    const size_t ldc = (size_t)dc_round(Co, 16), pp = dc_partial(g);
+    float *partials = r->scratch + (size_t)dc_round(g->C, DC_MR) * Co * g->kh * g->kw;
+    dc_job j = {r, g, r->scratch, partials + (size_t)G * pp, dc_bwd_thread(g), r->scratch, NULL, NULL, partials};
+    if (r->din && j_dx_direct(g)) dc_pack_flip(j.shared, r->p[0], Co, g->C, g->kh, g->kw);
+    double work = (double)r->B * (double)ldc * (double)K * (double)g->P * (r->din ? 2.0 : 1.0);
+    int parts = rf_nn_parts(r->eng, work, 1 << 20);
+    rf_nn_par(r->eng, parts < G ? parts : G, direct_bwd_part, &j);
+    dc_reduce(r, g, partials, small);
 }
 
 static void s2_backward(const rf_nn_run *r, const conv_geom *g) {
     const int G = dc_groups(r->B), Co = g->Co, K = g->K;
     const size_t ldc = (size_t)dc_round(Co, 16), pp = dc_partial(g);
     float *partials = r->scratch + s2b_shared(g);
-    dc_job j = {r, g, r->scratch, partials + (size_t)G * pp, s2b_thread(g), 0};
+    const float *wpk = r->scratch + K;
+    const int *dtaps = (const int *)(const void *)(wpk + s2_dx_wpk(g));
+    dc_job j = {r, g, r->scratch, partials + (size_t)G * pp, s2b_thread(g), wpk, (const int *)(const void *)r->scratch,
+                dtaps, partials};
     wide_geom w = s2_of(g);
     s2_taps((int *)(void *)r->scratch, g, &w);
     if (r->din) {
@@ -1360,7 +1347,7 @@ static void s2_backward(const rf_nn_run *r, const conv_geom *g) {
     }
     double work = (double)r->B * (double)ldc * (double)K * (double)g->P * (r->din ? 2.0 : 1.0);
     int parts = rf_nn_parts(r->eng, work, 1 << 20);
-    rf_nn_par(r->eng, parts < G ? parts : G, s2b_part, &j);
+    rf_nn_par(r->eng, parts < G ? parts : G, direct_bwd_part, &j);
     dc_reduce(r, g, partials, 0);
 }
 
