@@ -50,7 +50,9 @@ typedef enum { RF_ENGINE_CONV_AUTO = 0, RF_ENGINE_CONV_WINOGRAD, RF_ENGINE_CONV_
  * ("auto2" keeps the earlier one). "auto3": auto's rule, plus the
  * backward (weight and input gradient) of stride-2 convs on the direct
  * kernels over the phase-split input (a different weight-gradient sum
- * order, so its own value). */
+ * order, so its own value); the default since session 6 (faster on
+ * ResNets; the other presets have no stride-2 convs: same bits). "auto"
+ * keeps its meaning and bits (stride-2 backward on im2col). */
 #define RF_ENGINE_CONV_AUTO_RULE "winograd4 on maps up to 28x28 outputs, winograd above"
 typedef enum { RF_ENGINE_GEMM_RAFFLE = 0, RF_ENGINE_GEMM_OPENBLAS } rf_engine_gemm_value;
 typedef enum { RF_ENGINE_FEAT_OFF = 0, RF_ENGINE_FEAT_RULE, RF_ENGINE_FEAT_ALWAYS } rf_engine_feat_value;

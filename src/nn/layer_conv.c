@@ -1157,8 +1157,17 @@ static void direct_dx(const rf_nn_run *r, const conv_geom *g, int t, int n, int 
  * forward tile over padded dy (s2_dx below), into a gradient zeroed first
  * (conv_backward).
  * Layers with at most DW_SMALL_CO output channels stay on im2col. */
+/* ... and layers whose weight gradient has S2B_MAX_KCO elements or more:
+ * each sample's pass reads and writes its group's K x Co partial over only
+ * P positions, and from there the GEMM over a chunk's columns is faster.
+ * Measured (Zen 5, probe layers, backward ms, auto -> auto3): ResNet-20's
+ * 16 -> 32 (K·Co 4.6k) 10 -> 7, 32 -> 64 (18k) 6.5 -> 5.8; ResNet-18's 1x1
+ * 64 -> 128 (8k) 5.2 -> 4.5, but 1x1 128 -> 256 (33k, 8x8) 2.6 -> 3.7, 3x3
+ * 128 -> 256 (295k) 17 -> 19 and 256 -> 512 at 4x4 16 -> 40. */
+#define S2B_MAX_KCO 32768
 static int use_s2b(const conv_geom *g, const rf_engine *e) {
-    return g->s == 2 && e->v[RF_ENGINE_CONV] == RF_NN_CONV_AUTO3 && g->Co > DW_SMALL_CO;
+    return g->s == 2 && e->v[RF_ENGINE_CONV] == RF_NN_CONV_AUTO3 && g->Co > DW_SMALL_CO &&
+           (size_t)g->K * (size_t)g->Co < S2B_MAX_KCO;
 }
 
 /* The input gradient by phases: dx at padded position (2i + a, 2j + b) only

@@ -3,8 +3,9 @@
  * scalar, avx2, avx512) and thread count (1, 2, 3) runs it. The tasks run
  * through rf_task_run_dir, as `raffle run` does, on four models: the
  * lenet-5 and resnet-20 presets (resnet-20 on 3x8x8 images written as
- * .npy files here, so its legs take seconds: Winograd 3x3 layers, strided
- * im2col, batch norm, option-A residual adds, global average pooling), and
+ * .npy files here, so its legs take seconds: Winograd 3x3 layers, stride-2
+ * convs (backward on the direct kernels, conv=auto3), batch norm, option-A
+ * residual adds, global average pooling), and
  * two specs (the conv net on 3x12x12 images) that cover every other path the engine
  * has: the direct convolution (few output channels: lane partial sums for
  * dW; more: tiles; unpadded 5x5: the wide input gradient; padded: the
@@ -52,7 +53,7 @@ static const char vit_spec[] =
     "{\"type\":\"layernorm\",\"name\":\"norm\"},{\"type\":\"cls_pool\"},"
     "{\"type\":\"linear\",\"name\":\"head\",\"out\":10}]}";
 
-/* conv=auto3's paths in a few layers (s2_spec): stride-2 3x3 convs without
+/* The stride-2 paths in a few layers (s2_spec): stride-2 3x3 convs without
  * bias whose input also feeds an option-A residual add (as in resnet-20's
  * layer2.0/3.0, so the input gradient adds into the add's), and a 1x1
  * stride-2 projection with bias (three of the four phases of its input
@@ -70,7 +71,7 @@ static const char s2_spec[] =
     "{\"type\":\"conv2d\",\"name\":\"c4\",\"out\":17,\"kernel\":1,\"stride\":2},"
     "{\"type\":\"gap\",\"name\":\"gap\"},{\"type\":\"linear\",\"name\":\"fc\",\"out\":10}]}";
 
-/* conv: the engine option "conv" as a task setting ("" : the default, auto) */
+/* conv: the engine option "conv" as a task setting ("" : the default, auto3) */
 typedef struct run { char dir[64]; char model[128], data[400]; int batch, iterations; double clip; const char *conv; } run;
 
 /* dir/NAME.npy: a float32 [n, 3, side, side] image tensor (x) or int32 [n] labels (y). */
@@ -218,16 +219,18 @@ Test(identity, conv_net_winograd2_avx512) {
     conv_option = "winograd";
     avx512(conv_spec, 12, 16, 3, 0.5);
 }
-/* conv=auto3: the stride-2 convs' backward on the direct kernels (the
- * weight gradient in another order; layer_conv.c s2_backward), on s2_spec
- * (3 s of CPU for the three tests on Zen 5, load 4, where resnet-20 took 11 s).
- * auto3's bits differ from auto's: the option reaches the layers. */
-Test(identity, s2_net_auto3_scalar_avx2_threads) {
-    conv_option = "auto3";
+/* The default conv=auto3 runs the stride-2 convs' backward on the direct
+ * kernels (layer_conv.c s2_backward; resnet-20's and the conv net's legs
+ * above). "auto" keeps the im2col path and its bits: its legs on s2_spec
+ * (3 s of CPU for the three s2_net tests on Zen 5, load 4; resnet-20's
+ * pair took 11 s). auto3's tensors differ from auto's: the value reaches
+ * the layers. */
+Test(identity, s2_net_auto_scalar_avx2_threads) {
+    conv_option = "auto";
     scalar_avx2(s2_spec, 8, 8, 2, 0.5);
 }
-Test(identity, s2_net_auto3_avx512) {
-    conv_option = "auto3";
+Test(identity, s2_net_auto_avx512) {
+    conv_option = "auto";
     avx512(s2_spec, 8, 8, 2, 0.5);
 }
 /* The tensors (not the metadata, which records the option) of the two

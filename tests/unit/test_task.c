@@ -376,6 +376,17 @@ Test(task, engine_settings_and_metrics) {
     cJSON_Delete(e); cJSON_Delete(s);
     rf_gemm_detach(&t2);
     cr_assert_null(t2.engine.pool);
+    /* the built-in conv value (session 6: auto3, the stride-2 backward on the
+     * direct kernels; "auto" keeps the earlier bits), recorded by name */
+    rf_ctx t3;
+    rf_ctx_init(&t3);
+    rf_engine_builtin(&t3.engine);
+    cr_assert_eq(t3.engine.v[RF_ENGINE_CONV], RF_ENGINE_CONV_AUTO3);
+    e = rf_task_engine_json(&t3);
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "options"), "conv")->valuestring,
+                     "auto3");
+    cJSON_Delete(e);
+    rf_gemm_detach(&t3);
     const char *bad[] = {"{\"engine\":{\"conv\":\"fft\"}}", "{\"engine\":{\"threads_x\":2}}",
                          "{\"engine\":{\"tb_chunk\":-1}}", "{\"engine\":{\"threads\":2}}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
