@@ -1225,7 +1225,8 @@ RF_NN_VEC static void scatter2_add(float *restrict d, const float *restrict s, i
 /* din (zeroed or holding other readers' sums) += the input gradient of one
  * sample from dy; dypad's border stays zero between calls. */
 static void s2_dx(float *din, const float *dy, const conv_geom *g, const s2_dxg *x, const float *wpk, const int *taps,
-                  float *dypad, float *dxph) {
+                  float *dypad, float *dxph, const float *next_in, const float *next_dy, size_t in_size, size_t out_size) {
+    int first = 1;
     const int C = g->C, H = g->H, W = g->W, pad = g->pad;
     dc_pad(dypad, dy, g->Co, g->OH, g->OW, x->plane, x->Wq, x->U, x->V);
     for (int a = 0; a < 2; a++)
@@ -1234,6 +1235,12 @@ static void s2_dx(float *din, const float *dy, const conv_geom *g, const s2_dxg 
             const size_t Kp = (size_t)g->Co * na * nb;
             if (Kp) {
                 dc_in d = {dypad, g->Co, na, nb, x->Wq, x->plane, taps, {NULL, NULL, NULL}, {0, 0, 0}, 0};
+                if (first) {   /* din's rows that the phases add into, the next sample's input and dy */
+                    d.pf[0] = next_in; d.pf[1] = din; d.pf[2] = next_dy;
+                    d.pf_n[0] = d.pf_n[1] = in_size; d.pf_n[2] = out_size;
+                    d.pf_w = 2;
+                    first = 0;
+                }
                 dc_conv(dxph, x->PW, wpk, C, (int)x->PW, &d);
                 for (int c = 0; c < C; c++)
                     for (int h = (a - pad % 2 + 2) % 2; h < H; h += 2) {   /* rows with (h + pad) & 1 == a */
@@ -1306,7 +1313,9 @@ static void direct_bwd_part(void *arg, int t, int n) {
             }
             if (!r->din) continue;
             if (s2)
-                s2_dx(r->din + s * L->in_size, dy, g, &xg, j->wpk, j->dtaps, dypad, dxwide);
+                s2_dx(r->din + s * L->in_size, dy, g, &xg, j->wpk, j->dtaps, dypad, dxwide,
+                      s + 1 < s1 ? r->in + (s + 1) * L->in_size : NULL, s + 1 < s1 ? dy + L->out_size : NULL, L->in_size,
+                      L->out_size);
             else
                 direct_dx(r, g, t, (int)s, (int)s1, dypad, dxwide, j->wpk);
         }
