@@ -17,7 +17,7 @@ const rf_engine_option rf_engine_options[RF_ENGINE_COUNT_] = {
     [RF_ENGINE_ISA] = {"isa", "RAFFLE_ISA", isa_values, 0, 0, RF_ENGINE_ISA_AUTO, 1,
                        "highest instruction set the kernels may use; auto: the best this CPU has (never above it)"},
     [RF_ENGINE_CONV] = {"conv", "RAFFLE_CONV", conv_values, 0, 0, RF_ENGINE_CONV_AUTO3, 1,
-                        "convolution path: auto3 (the default since session 6) is auto plus the backward of stride-2 convs with more than 8 output channels on the direct kernels; auto picks per layer shape, never by ISA (Winograd layers: F(4x4,3x3) on maps up to 28x28, F(2x2,3x3) above; stride-2 backward on im2col: the default before session 6, its bits); auto2: the rule before F(4x4) (F(2x2,3x3) on every Winograd layer); the others force one where it fits (winograd: F(2x2,3x3), winograd4: F(4x4,3x3))"},
+                        "convolution path: auto3 (the default since session 6) is auto plus the backward of stride-2 convs with 9 or more output channels and fewer than 32768 weights on the direct kernels; auto picks per layer shape, never by ISA (Winograd layers: F(4x4,3x3) on maps up to 28x28, F(2x2,3x3) above; stride-2 backward on im2col: the default before session 6, its bits); auto2: the rule before F(4x4) (F(2x2,3x3) on every Winograd layer); the others force one where it fits (winograd: F(2x2,3x3), winograd4: F(4x4,3x3))"},
     [RF_ENGINE_GEMM] = {"gemm", "RAFFLE_GEMM", gemm_values, 0, 0, RF_ENGINE_GEMM_RAFFLE, 1,
                         "dense products of the layers: raffle's GEMM (the same bits on every ISA and thread count), or OpenBLAS sgemm (bits depend on its kernels; for comparisons)"},
     [RF_ENGINE_TB_CHUNK] = {"tb_chunk", "RAFFLE_TB_CHUNK", NULL, 0, 1 << 24, 256, 1,
