@@ -225,14 +225,12 @@ Test(identity, conv_net_winograd2_avx512) {
  * (3 s of CPU for the three s2_net tests on Zen 5, load 4; resnet-20's
  * pair took 11 s). auto3's tensors differ from auto's: the value reaches
  * the layers. */
-Test(identity, s2_net_auto_scalar_avx2_threads) {
+static void s2_net_auto(void (*legs)(const char *, int, int, int, double)) {
     conv_option = "auto";
-    scalar_avx2(s2_spec, 8, 8, 2, 0.5);
+    legs(s2_spec, 8, 8, 2, 0.5);
 }
-Test(identity, s2_net_auto_avx512) {
-    conv_option = "auto";
-    avx512(s2_spec, 8, 8, 2, 0.5);
-}
+Test(identity, s2_net_auto_scalar_avx2_threads) { s2_net_auto(scalar_avx2); }
+Test(identity, s2_net_auto_avx512) { s2_net_auto(avx512); }
 /* The tensors (not the metadata, which records the option) of the two
  * checkpoints differ somewhere. */
 static int tensors_differ(const unsigned char *a, size_t na, const unsigned char *b, size_t nb) {
