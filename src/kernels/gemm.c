@@ -238,8 +238,6 @@ struct rf_gemm {
     int nc2;             /* B block columns when all rows fit one A block (L2-sized) */
     size_t ws_a, ws_b;   /* floats per thread: packed A block, packed B panel */
     float **ws;          /* [threads], each ws_a + ws_b floats, 64-byte aligned */
-    float *sa;           /* op(A) packed once for all parts (shared A), sa_n floats */
-    size_t sa_n;
     char err[256];
 };
 
@@ -322,7 +320,6 @@ void rf_gemm_free(rf_gemm *g) {
     if (!g) return;
     for (int t = 0; g->ws && t < g->threads; t++) rf_free(g->ws[t]);
     rf_free(g->ws);
-    rf_free(g->sa);
     rf_free(g);
 }
 
@@ -523,52 +520,6 @@ static rf_status check_op(rf_gemm *g, const gemm_op *o) {
     return RF_OK;
 }
 
-/* ---- shared A -------------------------------------------------------------------
- * A grid that splits C's columns (tn > 1) has every part pack all of op(A)
- * (the batch-128 products: each thread packed the whole 128 x K activation
- * block, and mlp-1200x2's weight gradients the whole dYᵀ). Instead the parts
- * pack op(A) once into g->sa, each its share of every K block's panels (a
- * job of its own: the hand-off is the barrier), and then all read it as a
- * pre-packed A (rf_gemm_pack_a's layout), their grid splitting columns
- * only: each part packs only its columns of B. The bytes the tiles read
- * are the same, so are the results. Up to SHARED_A_MAX floats (L3-sized:
- * beyond that the repeated packing costs less than the traffic). */
-#define SHARED_A_MAX (1u << 20)
-
-typedef struct pack_job { const rf_gemm *g; const gemm_op *o; float *Ap; } pack_job;
-
-static void pack_part(void *arg, int t, int n) {
-    const pack_job *j = arg;
-    const gemm_op *o = j->o;
-    const int nk = (o->K + j->g->kc - 1) / j->g->kc, panels = (o->M + RF_GEMM_MR - 1) / RF_GEMM_MR;
-    const size_t Mp = (size_t)panels * RF_GEMM_MR;
-    const int p0 = (int)((long)panels * t / n), p1 = (int)((long)panels * (t + 1) / n);
-    if (p1 <= p0) return;
-    const int i0 = p0 * RF_GEMM_MR, i1 = p1 * RF_GEMM_MR < o->M ? p1 * RF_GEMM_MR : o->M;
-    for (int b = 0; b < nk; b++) {
-        int k0 = (int)((long)o->K * b / nk), kb = (int)((long)o->K * (b + 1) / nk) - k0;
-        j->g->im->pack_a(j->Ap + Mp * (size_t)k0 + (size_t)i0 * kb, o->A, o->lda, o->ta, i0, i1 - i0, k0, kb);
-    }
-}
-
-/* The columns-only grid on n parts when op(A) is worth sharing: the grid
- * pick_grid would take repacks A (tn > 1), the columns split n ways, and A
- * fits; g->sa grown to hold it. 0: not shared. */
-static int shared_a(rf_gemm *g, const gemm_op *o, int n, grid gr) {
-    const int vl = g->im->vl;
-    if (n <= 1 || gr.tn <= 1 || o->K == 0 || o->Ap || (o->N + vl - 1) / vl < n) return 0;
-    size_t need = rf_gemm_packed_a_floats(o->M, o->K);
-    if (need > SHARED_A_MAX) return 0;
-    if (need > g->sa_n) {
-        float *p = rf_aligned_alloc(64, need * sizeof(float));
-        if (!p) return 0;   /* no buffer: each part packs its own (same bits) */
-        rf_free(g->sa);
-        g->sa = p;
-        g->sa_n = need;
-    }
-    return 1;
-}
-
 rf_status rf_gemm_f32(rf_gemm *g, int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                       const float *B, int ldb, int accumulate, float *C, int ldc) {
     gemm_op o = {!!trans_a, !!trans_b, M, N, K, A, lda, NULL, B, ldb, !!accumulate, C, ldc};
@@ -577,12 +528,6 @@ rf_status rf_gemm_f32(rf_gemm *g, int trans_a, int trans_b, int M, int N, int K,
     if (M == 0 || N == 0) return RF_OK;
     int n = threads_for(g, (long)M * N * (K ? K : 1));
     gemm_job j = {g, &o, 1, pick_grid(n, M, N, g->im->vl)};
-    if (shared_a(g, &o, n, j.gr)) {
-        pack_job pj = {g, &o, g->sa};
-        rf_pool_run(g->pool, n, pack_part, &pj);
-        o.Ap = g->sa;
-        j.gr = (grid){1, n};
-    }
     rf_pool_run(g->pool, j.gr.tm * j.gr.tn, job_part, &j);
     return RF_OK;
 }

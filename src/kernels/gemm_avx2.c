@@ -8,9 +8,8 @@
  *
  * Packers: A row-major into 6-row panels is a transpose (8 k by 8 rows,
  * the two rows past the panel taken from row 5 and never stored: each
- * 8-float store of a k overlaps the next k's, and the panel's last store
- * keeps to its 6 floats, so parts packing neighbouring panels of one
- * shared buffer at once (gemm.c, shared A) never write into each other's); B transposed into nr-wide panels
+ * 8-float store of a k overlaps the next k's, and the last runs 2 floats
+ * past the panel into RF_GEMM_A_SLACK); B transposed into nr-wide panels
  * is an 8 x 8 transpose per block. Copies only: no arithmetic. */
 #include "kernels/gemm_internal.h"
 
@@ -146,9 +145,7 @@ T_AVX2 void rf_gemm_pack_a_avx2(float *Ap, const float *A, int lda, int ta, int 
                 for (int r = 0; r < MR; r++) in[r] = _mm256_loadu_ps(s[r] + k);
                 in[6] = in[7] = in[5];
                 tr8(in, out);
-                for (int q = 0; q < 7; q++) _mm256_storeu_ps(d + (size_t)(k + q) * MR, out[q]);
-                if (k + 8 < kb) _mm256_storeu_ps(d + (size_t)(k + 7) * MR, out[7]);
-                else _mm256_maskstore_ps(d + (size_t)(k + 7) * MR, lane_mask(MR), out[7]);
+                for (int q = 0; q < 8; q++) _mm256_storeu_ps(d + (size_t)(k + q) * MR, out[q]);
             }
         }
         for (; k < kb; k++)

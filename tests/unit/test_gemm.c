@@ -253,39 +253,6 @@ Test(gemm, thread_count_does_not_change_the_bytes) {
     rf_pool_free(pool);
 }
 
-/* Shared A (gemm.c: the parts pack op(A) once, each its panels of every K
- * block, then split C's columns): shapes whose grid splits columns (M small
- * against N, so every part would pack all of A), M not a multiple of 6, K
- * over several blocks (kc 50), both A layouts, 2 and 3 threads, every ISA,
- * three runs each (the parts pack neighbouring panels at once): the
- * reference's bytes. ~0.2 s. */
-Test(gemm, shared_a_matches_reference) {
-    rf_pool *pool = make_pool(3);
-    rf_rng r;
-    rf_rng_init(&r, 31, 0);
-    const int shapes[][3] = {{60, 400, 300}, {50, 300, 130}, {13, 150, 401}};
-    for (int isa = RF_GEMM_SCALAR; isa <= RF_GEMM_AVX512; isa++) {
-        if (!rf_gemm_isa_supported((rf_gemm_isa)isa)) continue;
-        for (int t = 2; t <= 3; t++)
-            for (int small = 0; small < 2; small++) {
-                rf_ctx ctx;
-                rf_ctx_init(&ctx);
-                rf_gemm_cfg cfg = {.isa = (rf_gemm_isa)isa, .pool = pool, .threads = t, .kc = small ? 50 : 0};
-                rf_gemm *g = NULL;
-                cr_assert_eq(rf_gemm_create(&ctx, &cfg, &g), RF_OK);
-                for (int s = 0; s < LEN(shapes); s++)
-                    for (int ta = 0; ta < 2; ta++) {
-                        prob p;
-                        prob_make(&p, &r, ta, 1 - ta, shapes[s][0], shapes[s][1], shapes[s][2], ta, ta, 0);
-                        for (int run = 0; run < 3; run++) prob_check(g, &p, "shared A");
-                        prob_free(&p);
-                    }
-                rf_gemm_free(g);
-            }
-    }
-    rf_pool_free(pool);
-}
-
 /* Winograd's batch of 16 products: the same bytes as 16 single calls, on
  * one and two threads, with the A operands in permuted order. */
 Test(gemm, batch_equals_single_products) {
