@@ -855,33 +855,7 @@ typedef struct wgrad_job {
     float *U, *Yd, *planes;
     int B, n0, ns;
     size_t tc;
-    size_t tk;           /* F(4x4): the k slabs laid out for tk tiles (tc, or the chunk's most: wgk_part) */
 } wgrad_job;
-
-/* F(4x4): positions k = 6a + b, a in [a0, a1), of the chunk's planes
- * [p0, p1) (x's ns·C, then dy's ns·Co), straight from the planes, samples
- * inner (see wino_input). */
-static void wgrad4_planes(const wgrad_job *j, size_t p0, size_t p1, int a0, int a1) {
-    const wg *g = j->g;
-    size_t osz = (size_t)g->OH * g->OW, isz = (size_t)g->Hi * g->Wi;
-    size_t nx4 = (size_t)j->ns * g->Ci, ns = (size_t)j->ns, jj, c, qj, qc;
-    for (size_t p = p0; p < p1; p++) {
-        size_t q = p + WINO4_PF < p1 ? p + WINO4_PF : p1 - 1;
-        if (p < nx4) {
-            wino4_plane(p, ns, (size_t)g->Ci, &jj, &c);
-            wino4_plane(q < nx4 ? q : p, ns, (size_t)g->Ci, &qj, &qc);
-            rf_nn_wino4_in_rows(j->U + c * j->tc + jj * g->T, wg_slab(g, g->Ci, j->tk),
-                                j->x + ((size_t)j->n0 + jj) * g->Ci * isz + c * isz, g->Hi, g->Wi, g->pad, g->TH, g->TW,
-                                a0, a1, j->x + ((size_t)j->n0 + qj) * g->Ci * isz + qc * isz);
-        } else {
-            wino4_plane(p - nx4, ns, (size_t)g->Co, &jj, &c);
-            wino4_plane(q - nx4, ns, (size_t)g->Co, &qj, &qc);
-            rf_nn_wino4_grad_rows(j->Yd + c * j->tc + jj * g->T, wg_slab(g, g->Co, j->tk),
-                                  j->dy + ((size_t)j->n0 + jj) * g->Co * osz + c * osz, g->OH, g->OW, g->TH, g->TW, a0,
-                                  a1, j->dy + ((size_t)j->n0 + qj) * g->Co * osz + qc * osz);
-        }
-    }
-}
 
 static void wgrad_part(void *arg, int t, int n) {
     const wgrad_job *j = arg;
@@ -900,8 +874,24 @@ static void wgrad_part(void *arg, int t, int n) {
     }
     size_t np = (size_t)j->ns * ((size_t)g->Ci + g->Co), p0, p1, pl = (size_t)g->Hp * g->Wp + 4;
     rf_nn_span(np, t, n, &p0, &p1);
-    if (g->m == 4) {
-        wgrad4_planes(j, p0, p1, 0, 6);
+    if (g->m == 4) {   /* straight from the planes, samples inner (see wino_input) */
+        size_t nx4 = (size_t)j->ns * g->Ci, ns = (size_t)j->ns, jj, c, qj, qc;
+        for (size_t p = p0; p < p1; p++) {
+            size_t q = p + WINO4_PF < p1 ? p + WINO4_PF : p1 - 1;
+            if (p < nx4) {
+                wino4_plane(p, ns, (size_t)g->Ci, &jj, &c);
+                wino4_plane(q < nx4 ? q : p, ns, (size_t)g->Ci, &qj, &qc);
+                rf_nn_wino4_in(j->U + c * j->tc + jj * g->T, wg_slab(g, g->Ci, j->tc),
+                               j->x + ((size_t)j->n0 + jj) * g->Ci * isz + c * isz, g->Hi, g->Wi, g->pad, g->TH, g->TW,
+                               j->x + ((size_t)j->n0 + qj) * g->Ci * isz + qc * isz);
+            } else {
+                wino4_plane(p - nx4, ns, (size_t)g->Co, &jj, &c);
+                wino4_plane(q - nx4, ns, (size_t)g->Co, &qj, &qc);
+                rf_nn_wino4_grad(j->Yd + c * j->tc + jj * g->T, wg_slab(g, g->Co, j->tc),
+                                 j->dy + ((size_t)j->n0 + jj) * g->Co * osz + c * osz, g->OH, g->OW, g->TH, g->TW,
+                                 j->dy + ((size_t)j->n0 + qj) * g->Co * osz + qc * osz);
+            }
+        }
         return;
     }
     float *plane = j->planes + (size_t)t * pl;
@@ -925,52 +915,6 @@ static void wgrad_part(void *arg, int t, int n) {
     }
 }
 
-/* F(4x4)'s weight gradient as one job on n parts, n dividing 6: part t owns
- * the transform rows a in [6t/n, 6(t+1)/n), i.e. positions k = 6a + b. It
- * zeroes its dV[k], then for every chunk in order makes its positions of
- * every plane's transforms (rf_nn_wino4_*_rows: the values the whole
- * transforms make) and runs its products. What a part reads it wrote
- * itself (its U[k], A dY Aᵀ[k] stay in its L2 between the transforms and
- * the products), so there is no hand-off per chunk; the k slabs are laid
- * out for a whole chunk's tiles in every chunk (a part may be a chunk ahead
- * of another: a shorter last chunk's slabs must not move into the other's); the split of products
- * over parts is the batch GEMM's (whole products, each dV[k] a chain over
- * the chunks in order): the same bits. Each part reads every plane (the
- * second read mostly from L3) and does the transforms' first (row) pass in
- * full, a little more work than half. */
-typedef struct wgk_job { const rf_engine *e; wgrad_job w; float *dV; int chunk; } wgk_job;
-
-static void wgk_part(void *arg, int t, int n) {
-    const wgk_job *j = arg;
-    const wg *g = j->w.g;
-    const size_t vk = (size_t)g->Ci * g->Co;
-    size_t a0, a1;
-    rf_nn_span(6, t, n, &a0, &a1);
-    memset(j->dV + 6 * a0 * vk, 0, 6 * (a1 - a0) * vk * sizeof(float));
-    rf_engine pe = rf_nn_part_engine(j->e, t);
-    wgrad_job w = j->w;
-    w.tk = (size_t)j->chunk * g->T;
-    const size_t sy = wg_slab(g, g->Co, w.tk), su = wg_slab(g, g->Ci, w.tk);
-    for (int n0 = 0; n0 < w.B; n0 += j->chunk) {
-        w.n0 = n0;
-        w.ns = w.B - n0 < j->chunk ? w.B - n0 : j->chunk;
-        w.tc = (size_t)w.ns * g->T;
-        wgrad4_planes(&w, 0, (size_t)w.ns * ((size_t)g->Ci + g->Co), (int)a0, (int)a1);
-        for (size_t k = 6 * a0; k < 6 * a1; k++)
-            rf_gemm_engine(&pe, 0, 1, g->Co, g->Ci, (int)w.tc, w.Yd + k * sy, (int)w.tc, w.U + k * su, (int)w.tc, 1,
-                           j->dV + k * vk, g->Ci);
-    }
-}
-
-/* Parts for wgk_part (0: the chunk-by-chunk schedule): F(4x4) on raffle's
- * GEMM, the products' work worth splitting, a part count dividing 6. */
-static int wgk_parts(const rf_engine *e, const wg *g, int B) {
-    int slot;
-    if (g->m != 4 || !rf_gemm_engine_gemm(e, &slot)) return 0;
-    int n = rf_nn_parts(e, (double)g->ak * g->Co * g->Ci * (double)B * g->T, 1 << 18);
-    return n > 1 && 6 % n == 0 ? n : 0;
-}
-
 void rf_nn_wino_backward(const rf_engine *e, float *dw, float *db, float *dx, const float *dy, const float *x,
                          const float *w, int B, int C, int H, int W, int Co, int pad, int m, float *scratch) {
     rf_nn_wino_backward_relu(e, dw, db, dx, 0, dy, NULL, NULL, x, w, B, C, H, W, Co, pad, m, scratch);
@@ -990,31 +934,24 @@ void rf_nn_wino_backward_relu(const rf_engine *e, float *dw, float *db, float *d
     int parts = rf_nn_parts(e, work, 1 << 15);
     /* with a fused ReLU, its gradient is made in the bias sums' pass (plane
      * by plane: written, then summed from L1), and dm is the conv's dy */
-    wgrad_job wj = {&g, 0, db, ry ? dm : NULL, dy, ry, x, ry ? dm : dy, NULL, NULL, NULL, B, 0, 0, 0, 0};
+    wgrad_job wj = {&g, 0, db, ry ? dm : NULL, dy, ry, x, ry ? dm : dy, NULL, NULL, NULL, B, 0, 0, 0};
     if (db || ry) rf_nn_par(e, parts < Co ? parts : Co, wgrad_part, &wj);
     if (ry) dy = dm;
     /* Weight gradient: U as in forward, A dY Aᵀ in the place of M. */
     int chunk = wg_chunk(&g, B);
     size_t tmax = (size_t)chunk * g.T;
     float *U = s, *Yd = U + (size_t)ak * wg_slab(&g, C, tmax), *planes = Yd + (size_t)ak * wg_slab(&g, Co, tmax);
+    memset(dV, 0, ak * vk * sizeof(float));
     wj.what = 1;
     wj.U = U;
     wj.Yd = Yd;
     wj.planes = planes;
-    const int kparts = wgk_parts(e, &g, B);
-    if (kparts) {
-        wgk_job kj = {e, wj, dV, chunk};
-        rf_nn_par(e, kparts, wgk_part, &kj);
-    } else {
-        memset(dV, 0, ak * vk * sizeof(float));
-    }
-    for (int n0 = 0; n0 < B && !kparts; n0 += chunk) {
+    for (int n0 = 0; n0 < B; n0 += chunk) {
         int ns = B - n0 < chunk ? B - n0 : chunk;
         size_t tc = (size_t)ns * g.T;
         wj.n0 = n0;
         wj.ns = ns;
         wj.tc = tc;
-        wj.tk = tc;
         rf_nn_par(e, rf_nn_threads(e) < ns * (C + Co) ? rf_nn_threads(e) : ns * (C + Co), wgrad_part, &wj);
         const float *A[36], *Bm[36];
         float *Cm[36];

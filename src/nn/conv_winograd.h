@@ -79,15 +79,6 @@ void rf_nn_wino4_weights_back(float *dw, const float *dV, int Co, int C, int co0
 void rf_nn_wino4_in(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW, const float *next);
 /* u[k·ldk + th·TW + tw] = (A y Aᵀ)[k], y the 4×4 tiles of dy[OH, OW]. */
 void rf_nn_wino4_grad(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW, const float *next);
-/* The same, only positions k = 6a + b with a in [a0, a1) (0 <= a0 <= a1 <= 6)
- * stored: the transform's rows a, each value computed as by the whole
- * transform (same operations, same bits); the rest of u is not touched. A
- * thread of the weight gradient makes only the positions whose products it
- * runs (conv_winograd.c, wgk_part). */
-void rf_nn_wino4_in_rows(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW, int a0, int a1,
-                         const float *next);
-void rf_nn_wino4_grad_rows(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW, int a0, int a1,
-                           const float *next);
 /* o[r·T + t] = (Aᵀ m A)[r] + bv (r = 4a + b) for T tiles, m[k·ldk + t]. */
 void rf_nn_wino4_out(float *o, const float *m, size_t ldk, int T, float bv);
 /* y[OH, OW] (= by acc 0, += by 1, = max(·, 0) by 2: a fused ReLU, the

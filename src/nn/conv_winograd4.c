@@ -244,7 +244,7 @@ void rf_nn_wino4_weights_back(float *restrict dw, const float *restrict dV, int 
 
 /* u[(6a + b)·ldk + th·TW + tw] = (Bᵀ d B)[a][b] for the 6×6 tiles d of the
  * plane x[H, W] placed at row and column pad of a zero plane. */
-static void in4_ref(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW, int a0, int a1) {
+static void in4_ref(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW) {
     for (int th = 0; th < TH; th++)
         for (int tw = 0; tw < TW; tw++) {
             float d[6][6], r[6][6], o[6];
@@ -258,7 +258,7 @@ static void in4_ref(float *u, size_t ldk, const float *x, int H, int W, int pad,
                 for (int a = 0; a < 6; a++) r[a][j] = o[a];
             }
             float *dst = u + (size_t)th * TW + tw;
-            for (int a = a0; a < a1; a++) {
+            for (int a = 0; a < 6; a++) {
                 W4_BT(o[0], o[1], o[2], o[3], o[4], o[5], r[a][0], r[a][1], r[a][2], r[a][3], r[a][4], r[a][5])
                 for (int b = 0; b < 6; b++) dst[(size_t)(6 * a + b) * ldk] = o[b];
             }
@@ -267,7 +267,7 @@ static void in4_ref(float *u, size_t ldk, const float *x, int H, int W, int pad,
 
 /* u[(6a + b)·ldk + t] = (A y Aᵀ)[a][b] for the 4×4 tiles y of dy[OH, OW]
  * (zero past OH, OW). */
-static void grad4_ref(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW, int a0, int a1) {
+static void grad4_ref(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW) {
     for (int th = 0; th < TH; th++)
         for (int tw = 0; tw < TW; tw++) {
             float d[4][4], r[6][4], o[6];
@@ -281,7 +281,7 @@ static void grad4_ref(float *u, size_t ldk, const float *dy, int OH, int OW, int
                 for (int a = 0; a < 6; a++) r[a][j] = o[a];
             }
             float *dst = u + (size_t)th * TW + tw;
-            for (int a = a0; a < a1; a++) {
+            for (int a = 0; a < 6; a++) {
                 W4_A(o[0], o[1], o[2], o[3], o[4], o[5], r[a][0], r[a][1], r[a][2], r[a][3])
                 for (int b = 0; b < 6; b++) dst[(size_t)(6 * a + b) * ldk] = o[b];
             }
@@ -400,8 +400,8 @@ __attribute__((always_inline)) static inline void prefetch_plane(const float *ne
  * 16-31, or (two: every column past 15 is padding, e.g. 14x14 maps with
  * pad 1) tile row th0 + 1's columns 0-15. */
 __attribute__((target("avx512f"), optimize("O3")))
-static void in4_avx512(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW, int a0,
-                       int a1, const float *next) {
+static void in4_avx512(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW,
+                       const float *next) {
     if (next) prefetch_plane(next, (size_t)H * W);
     const int two = pad + W <= 16 && 2 * TW <= 16, G = two ? 2 : 1;
     const __mmask16 mlo = lanes16(pad, pad + W), mhi = lanes16(pad - 16, pad + W - 16);
@@ -428,20 +428,15 @@ static void in4_avx512(float *u, size_t ldk, const float *x, int H, int W, int p
         }
         const __mmask16 ms = lanes16(0, ng * TW);
         float *dst = u + (size_t)th0 * TW;
-        if (a0 <= 0 && 0 < a1) W4_COLS6(p0, q0, 0)
-        if (a0 <= 1 && 1 < a1) W4_COLS6(p1, q1, 1)
-        if (a0 <= 2 && 2 < a1) W4_COLS6(p2, q2, 2)
-        if (a0 <= 3 && 3 < a1) W4_COLS6(p3, q3, 3)
-        if (a0 <= 4 && 4 < a1) W4_COLS6(p4, q4, 4)
-        if (a0 <= 5 && 5 < a1) W4_COLS6(p5, q5, 5)
+        W4_COLS6(p0, q0, 0) W4_COLS6(p1, q1, 1) W4_COLS6(p2, q2, 2)
+        W4_COLS6(p3, q3, 3) W4_COLS6(p4, q4, 4) W4_COLS6(p5, q5, 5)
     }
 }
 
 /* The same for the 4x4 dY tiles (no padding: rows past OH and columns past
  * OW are zero). */
 __attribute__((target("avx512f"), optimize("O3")))
-static void grad4_avx512(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW, int a0, int a1,
-                         const float *next) {
+static void grad4_avx512(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW, const float *next) {
     if (next) prefetch_plane(next, (size_t)OH * OW);
     const int two = 4 * TW <= 16, G = two ? 2 : 1;
     const __mmask16 mlo = lanes16(0, OW), mhi = lanes16(-16, OW - 16);
@@ -466,12 +461,8 @@ static void grad4_avx512(float *u, size_t ldk, const float *dy, int OH, int OW, 
         }
         const __mmask16 ms = lanes16(0, ng * TW);
         float *dst = u + (size_t)th0 * TW;
-        if (a0 <= 0 && 0 < a1) W4_COLS4(p0, q0, 0)
-        if (a0 <= 1 && 1 < a1) W4_COLS4(p1, q1, 1)
-        if (a0 <= 2 && 2 < a1) W4_COLS4(p2, q2, 2)
-        if (a0 <= 3 && 3 < a1) W4_COLS4(p3, q3, 3)
-        if (a0 <= 4 && 4 < a1) W4_COLS4(p4, q4, 4)
-        if (a0 <= 5 && 5 < a1) W4_COLS4(p5, q5, 5)
+        W4_COLS4(p0, q0, 0) W4_COLS4(p1, q1, 1) W4_COLS4(p2, q2, 2)
+        W4_COLS4(p3, q3, 3) W4_COLS4(p4, q4, 4) W4_COLS4(p5, q5, 5)
     }
 }
 #undef W4_COLS6
@@ -604,7 +595,7 @@ __attribute__((target("avx2"), always_inline)) static inline void st8(float *d, 
     }
 
 __attribute__((target("avx2"), optimize("O3")))
-static void in4_avx2(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW, int a0, int a1) {
+static void in4_avx2(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW) {
     float buf[6 * W4_BUF];
     memset(buf, 0, sizeof buf);
     const int nq = (4 * TW + 2 + 7) / 8;   /* 8-column chunks of the padded row */
@@ -625,7 +616,7 @@ static void in4_avx2(float *u, size_t ldk, const float *x, int H, int W, int pad
             _mm256_storeu_ps(b + 5 * W4_BUF, r5);
         }
         float *dst = u + (size_t)th * TW;
-        for (int a = a0; a < a1; a++) {
+        for (int a = 0; a < 6; a++) {
             const float *b = buf + a * W4_BUF;
             __m256 c0, c1, c2, c3, c4, c5, o0, o1, o2, o3, o4, o5;
             W4_PICK8(b, c0, c1, c2, c3)
@@ -639,7 +630,7 @@ static void in4_avx2(float *u, size_t ldk, const float *x, int H, int W, int pad
 }
 
 __attribute__((target("avx2"), optimize("O3")))
-static void grad4_avx2(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW, int a0, int a1) {
+static void grad4_avx2(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW) {
     float buf[6 * W4_BUF];
     memset(buf, 0, sizeof buf);
     const int nq = (4 * TW + 7) / 8;
@@ -660,7 +651,7 @@ static void grad4_avx2(float *u, size_t ldk, const float *dy, int OH, int OW, in
             _mm256_storeu_ps(b + 5 * W4_BUF, r5);
         }
         float *dst = u + (size_t)th * TW;
-        for (int a = a0; a < a1; a++) {
+        for (int a = 0; a < 6; a++) {
             const float *b = buf + a * W4_BUF;
             __m256 c0, c1, c2, c3, o0, o1, o2, o3, o4, o5;
             W4_PICK8(b, c0, c1, c2, c3)
@@ -706,16 +697,11 @@ static void scatter4_avx2(float *y, const float *o, size_t ldo, int OH, int OW, 
 
 /* ---- dispatch: the same bits on every path ---------------------------------- */
 
-void rf_nn_wino4_in_rows(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW, int a0, int a1,
-                         const float *next) {
-    rf_isa isa = rf_kernels_isa();
-    if (isa >= RF_ISA_AVX512 && 4 * TW + 2 <= 32) in4_avx512(u, ldk, x, H, W, pad, TH, TW, a0, a1, next);
-    else if (isa >= RF_ISA_AVX2 && 4 * TW + 2 <= 32) in4_avx2(u, ldk, x, H, W, pad, TH, TW, a0, a1);
-    else in4_ref(u, ldk, x, H, W, pad, TH, TW, a0, a1);
-}
-
 void rf_nn_wino4_in(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW, const float *next) {
-    rf_nn_wino4_in_rows(u, ldk, x, H, W, pad, TH, TW, 0, 6, next);
+    rf_isa isa = rf_kernels_isa();
+    if (isa >= RF_ISA_AVX512 && 4 * TW + 2 <= 32) in4_avx512(u, ldk, x, H, W, pad, TH, TW, next);
+    else if (isa >= RF_ISA_AVX2 && 4 * TW + 2 <= 32) in4_avx2(u, ldk, x, H, W, pad, TH, TW);
+    else in4_ref(u, ldk, x, H, W, pad, TH, TW);
 }
 
 void rf_nn_wino4_out(float *o, const float *m, size_t ldk, int T, float bv) {
@@ -725,16 +711,11 @@ void rf_nn_wino4_out(float *o, const float *m, size_t ldk, int T, float bv) {
     else out4_ref(o, m, ldk, T, T, bv);
 }
 
-void rf_nn_wino4_grad_rows(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW, int a0, int a1,
-                           const float *next) {
-    rf_isa isa = rf_kernels_isa();
-    if (isa >= RF_ISA_AVX512 && 4 * TW <= 32) grad4_avx512(u, ldk, dy, OH, OW, TH, TW, a0, a1, next);
-    else if (isa >= RF_ISA_AVX2 && 4 * TW <= 28) grad4_avx2(u, ldk, dy, OH, OW, TH, TW, a0, a1);
-    else grad4_ref(u, ldk, dy, OH, OW, TH, TW, a0, a1);
-}
-
 void rf_nn_wino4_grad(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW, const float *next) {
-    rf_nn_wino4_grad_rows(u, ldk, dy, OH, OW, TH, TW, 0, 6, next);
+    rf_isa isa = rf_kernels_isa();
+    if (isa >= RF_ISA_AVX512 && 4 * TW <= 32) grad4_avx512(u, ldk, dy, OH, OW, TH, TW, next);
+    else if (isa >= RF_ISA_AVX2 && 4 * TW <= 28) grad4_avx2(u, ldk, dy, OH, OW, TH, TW);
+    else grad4_ref(u, ldk, dy, OH, OW, TH, TW);
 }
 
 void rf_nn_wino4_scatter(float *y, const float *o, size_t ldo, int OH, int OW, int TW, int acc) {

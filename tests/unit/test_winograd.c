@@ -11,10 +11,8 @@
 #include <string.h>
 
 #include "nn/conv_winograd.h"
-#include "raffle/gemm.h"
 #include "raffle/kernels.h"
 #include "raffle/nn.h"
-#include "raffle/threads.h"
 
 #define TOL 1e-4
 /* F(4x4, 3x3)'s tolerance against the double-precision direct convolution.
@@ -194,22 +192,18 @@ Test(winograd, chunked_batch) { check(37, 5, 7, 7, 6, 1, 1); }
  * first, so a result that read uninitialised scratch would differ. */
 typedef struct { int B, C, H, W, Co, pad; size_t n[4]; int m; } wcase;
 
-static void wcase_run_e(const rf_engine *e, int threads, const wcase *c, uint64_t seed, float junk, float *out[4]);
-static void wcase_run(const wcase *c, uint64_t seed, float junk, float *out[4]) { wcase_run_e(NULL, 1, c, seed, junk, out); }
-
-/* The same on engine e, whose pool has `threads` threads (NULL: none). */
-static void wcase_run_e(const rf_engine *e, int threads, const wcase *c, uint64_t seed, float junk, float *out[4]) {
+static void wcase_run(const wcase *c, uint64_t seed, float junk, float *out[4]) {
     rf_rng r;
     rf_rng_init(&r, seed, 1);
     size_t nx = (size_t)c->B * c->C * c->H * c->W, ny = (size_t)c->B * c->Co * c->H * c->W, nw = (size_t)c->Co * c->C * 9;
     float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, (size_t)c->Co), *dy = randv(&r, ny);
-    size_t ns = rf_nn_wino_scratch(c->C, c->H, c->W, c->Co, c->pad, c->m, c->B, threads);
+    size_t ns = rf_nn_wino_scratch(c->C, c->H, c->W, c->Co, c->pad, c->m, c->B, 1);
     float *s = malloc(ns * sizeof(float));
     for (size_t i = 0; i < ns; i++) s[i] = junk;
     out[0] = calloc(ny, sizeof(float)); out[1] = calloc(nw, sizeof(float));
     out[2] = calloc((size_t)c->Co, sizeof(float)); out[3] = calloc(nx, sizeof(float));
-    rf_nn_wino_forward(e, out[0], x, w, b, c->B, c->C, c->H, c->W, c->Co, c->pad, c->m, s);
-    rf_nn_wino_backward(e, out[1], out[2], out[3], dy, x, w, c->B, c->C, c->H, c->W, c->Co, c->pad, c->m, s);
+    rf_nn_wino_forward(NULL, out[0], x, w, b, c->B, c->C, c->H, c->W, c->Co, c->pad, c->m, s);
+    rf_nn_wino_backward(NULL, out[1], out[2], out[3], dy, x, w, c->B, c->C, c->H, c->W, c->Co, c->pad, c->m, s);
     free(x); free(w); free(b); free(dy); free(s);
 }
 
@@ -509,83 +503,4 @@ Test(winograd, auto_picks_tile_size_by_map) {
         cr_expect_eq(memcmp(g[1], g[2], np * sizeof(float)), 0, "spec %d: auto2 is not F(2x2)", k);
         for (int i = 0; i < 3; i++) { free(y[i]); free(g[i]); free(dx[i]); }
     }
-}
-
-/* rf_nn_wino4_in_rows / _grad_rows (a thread's share of the transforms in
- * the weight gradient, wgk_part) against the whole transforms: the rows
- * asked for are the same bytes, the others are not written; every ISA, the
- * kernels' map widths (one tile row a vector, two, the reference's).
- * ~2 ms. */
-Test(winograd, transform_rows_match_whole) {
-    rf_isa best = rf_kernels_cpu_isa();
-    const int maps[][3] = {{28, 28, 1}, {7, 7, 1}, {14, 14, 1}, {9, 10, 0}, {13, 10, 1}, {20, 32, 1}};
-    const int ranges[][2] = {{0, 3}, {3, 6}, {0, 2}, {2, 4}, {4, 6}, {1, 5}, {0, 6}, {5, 6}};
-    rf_isa isas[3] = {RF_ISA_SCALAR, RF_ISA_AVX2, RF_ISA_AVX512};
-    rf_rng r;
-    rf_rng_init(&r, 3, 1);
-    for (int t = 0; t < 3 && isas[t] <= best; t++) {
-        rf_kernels_force(isas[t]);
-        for (size_t mi = 0; mi < sizeof maps / sizeof maps[0]; mi++) {
-            const int H = maps[mi][0], W = maps[mi][1], pad = maps[mi][2];
-            const int OH = H + 2 * pad - 2, OW = W + 2 * pad - 2, TH = (OH + 3) / 4, TW = (OW + 3) / 4, T = TH * TW;
-            const size_t ldk = (size_t)T + 5;
-            float *x = randv(&r, (size_t)H * W), *dy = randv(&r, (size_t)OH * OW);
-            float *whole = malloc(36 * ldk * sizeof(float)), *part = malloc(36 * ldk * sizeof(float));
-            cr_assert(whole && part);
-            for (int g = 0; g < 2; g++) {
-                memset(whole, 0x7f, 36 * ldk * sizeof(float));
-                if (g) rf_nn_wino4_grad(whole, ldk, dy, OH, OW, TH, TW, NULL);
-                else rf_nn_wino4_in(whole, ldk, x, H, W, pad, TH, TW, NULL);
-                for (size_t ri = 0; ri < sizeof ranges / sizeof ranges[0]; ri++) {
-                    const int a0 = ranges[ri][0], a1 = ranges[ri][1];
-                    memset(part, 0x5a, 36 * ldk * sizeof(float));
-                    if (g) rf_nn_wino4_grad_rows(part, ldk, dy, OH, OW, TH, TW, a0, a1, NULL);
-                    else rf_nn_wino4_in_rows(part, ldk, x, H, W, pad, TH, TW, a0, a1, NULL);
-                    for (int k = 0; k < 36; k++) {
-                        const int mine = k / 6 >= a0 && k / 6 < a1;
-                        for (int i = 0; i < T; i++) {
-                            unsigned char want[4];
-                            if (mine) memcpy(want, whole + k * ldk + i, 4);
-                            else memset(want, 0x5a, 4);
-                            cr_assert(memcmp(part + k * ldk + i, want, 4) == 0, "%s %s %dx%d pad %d rows [%d, %d): k %d tile %d",
-                                      rf_isa_name(isas[t]), g ? "grad" : "in", H, W, pad, a0, a1, k, i);
-                        }
-                    }
-                }
-            }
-            free(x); free(dy); free(whole); free(part);
-        }
-    }
-    rf_kernels_force(best);
-}
-
-/* F(4x4)'s weight gradient on 2, 3 and 6 threads (one job, each thread its
- * transform rows and their products: wgk_part) and on 4 and 5 (the chunk by
- * chunk schedule) against 1 thread, byte for byte, with every split taken
- * (rf_threads_split_all); a batch whose last chunk is shorter (37 samples
- * of 7x7: chunks of 32 and 5) and one of a single chunk. ~0.3 s. */
-Test(winograd, f4_threads_identical) {
-    const wcase cases[] = {{37, 5, 7, 7, 6, 1, {0}, 4}, {3, 7, 13, 10, 9, 1, {0}, 4}, {4, 6, 14, 14, 5, 1, {0}, 4}};
-    rf_threads_split_all(1);
-    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        wcase c = cases[ci];
-        wcase_sizes(&c);
-        float *one[4];
-        wcase_run(&c, 13, 0.0f, one);
-        for (int threads = 2; threads <= 6; threads++) {
-            rf_ctx ctx;
-            rf_ctx_init(&ctx);
-            ctx.engine.v[RF_ENGINE_THREADS] = threads;
-            cr_assert_eq(rf_gemm_attach(&ctx), RF_OK, "%s", rf_ctx_error(&ctx));
-            float *out[4];
-            wcase_run_e(&ctx.engine, threads, &c, 13, 1e9f, out);
-            for (int k = 0; k < 4; k++)
-                cr_expect_eq(memcmp(one[k], out[k], c.n[k] * sizeof(float)), 0, "B %d %dx%d: output %d differs on %d threads",
-                             c.B, c.H, c.W, k, threads);
-            outs_free(out);
-            rf_gemm_detach(&ctx);
-        }
-        outs_free(one);
-    }
-    rf_threads_split_all(0);
 }
