@@ -941,7 +941,7 @@ void rf_nn_wino_backward_relu(const rf_engine *e, float *dw, float *db, float *d
     int chunk = wg_chunk(&g, B);
     size_t tmax = (size_t)chunk * g.T;
     float *U = s, *Yd = U + (size_t)ak * wg_slab(&g, C, tmax), *planes = Yd + (size_t)ak * wg_slab(&g, Co, tmax);
-    memset(dV, 0, ak * vk * sizeof(float));
+    rf_nn_zero(e, dV, ak * vk);   /* split: conv-6's conv6 dV is 9.4 MB (0.3 ms alone) */
     wj.what = 1;
     wj.U = U;
     wj.Yd = Yd;
