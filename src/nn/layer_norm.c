@@ -190,6 +190,35 @@ RF_NN_VEC static void plane_stats(double *acc, const float *x, size_t hw, double
     memcpy(acc, a, sizeof a);
 }
 
+/* One-pass statistics (engine bn=onepass): s += x − k, q += (x − k)² in
+ * the lanes of plane_stats, k the channel's first element (a shift that
+ * keeps the squares' sum from cancelling when the mean is large next to
+ * the spread; Chan, Golub & LeVeque 1983). x − k is exact in double, its
+ * square is exact in double (2·24 bits), so only the sums round. */
+RF_NN_VEC static void plane_stats1(double *s, double *q, const float *x, size_t hw, double k) {
+    double a[RF_NN_LANES], b[RF_NN_LANES];
+    memcpy(a, s, sizeof a);
+    memcpy(b, q, sizeof b);
+    size_t n16 = hw & ~(size_t)(RF_NN_LANES - 1);
+    for (size_t i = 0; i < n16; i += RF_NN_LANES)
+        for (int l = 0; l < RF_NN_LANES; l++) { double d = (double)x[i + l] - k; a[l] += d; b[l] += d * d; }
+    for (size_t i = n16; i < hw; i++) { double d = (double)x[i] - k; a[i - n16] += d; b[i - n16] += d * d; }
+    memcpy(s, a, sizeof a);
+    memcpy(q, b, sizeof b);
+}
+
+/* The same sums one element at a time, the plain reference of plane_stats1
+ * (test_bn compares them bit for bit). */
+void rf_nn_bn_stats1_ref(double *s, double *q, const float *x, size_t hw, double k) {
+    for (size_t i = 0; i < hw; i++) {
+        size_t l = i % RF_NN_LANES;
+        double d = (double)x[i] - k;
+        s[l] += d;
+        q[l] += d * d;
+    }
+}
+void rf_nn_bn_stats1(double *s, double *q, const float *x, size_t hw, double k) { plane_stats1(s, q, x, hw, k); }
+
 /* a1 += dy, a2 += dy·(x − mu) (backward sums). */
 RF_NN_VEC static void plane_grads(double *a1, double *a2, const float *dy, const float *x, size_t hw, double mu) {
     double s[RF_NN_LANES], t[RF_NN_LANES];
@@ -273,6 +302,24 @@ static double chan_stats(const rf_nn_run *r, int c, double mu, int sq) {
     return lanes_sum_d(acc);
 }
 
+/* One read of a channel's planes: the batch mean and (biased) variance
+ * from shifted sums. var = Q/n − (S/n)², clamped at 0 (rounding may leave
+ * it a hair below when the spread is 0). */
+static void chan_stats1(const rf_nn_run *r, int c, double cnt, double *mu, double *var) {
+    const rf_layer *L = r->L;
+    size_t hw = (size_t)L->in.d[1] * L->in.d[2];
+    double s[RF_NN_LANES] = {0.0}, q[RF_NN_LANES] = {0.0};
+    double k = (double)r->in[(size_t)c * hw];
+    for (int n = 0; n < r->B; n++) {
+        const float *x = r->in + (size_t)n * L->in_size + (size_t)c * hw;
+        if (n + 1 < r->B) prefetch_plane(x + L->in_size, hw);
+        plane_stats1(s, q, x, hw, k);
+    }
+    double m = lanes_sum_d(s) / cnt, v = lanes_sum_d(q) / cnt - m * m;
+    *mu = k + m;
+    *var = v > 0.0 ? v : 0.0;
+}
+
 /* The channels [c0, c1) of the forward: each channel's statistics are sums
  * over the whole batch in a fixed order, so parts split the channels. */
 static void bn_forward_span(const rf_nn_run *r, int c0, int c1, int relu) {
@@ -284,9 +331,14 @@ static void bn_forward_span(const rf_nn_run *r, int c0, int c1, int relu) {
     double cnt = (double)r->B * (double)hw;
     for (int c = c0; c < c1; c++) {
         if (r->training) {
-            /* two passes, mean then centred squares, as the numerically safe form */
-            double mu = chan_stats(r, c, 0.0, 0) / cnt;
-            double var = chan_stats(r, c, mu, 1) / cnt;
+            /* twopass: mean then centred squares, the numerically safe form;
+             * onepass: shifted sums in one read (engine option bn) */
+            double mu, var;
+            if (r->eng && r->eng->v[RF_ENGINE_BN] == RF_ENGINE_BN_ONEPASS) chan_stats1(r, c, cnt, &mu, &var);
+            else {
+                mu = chan_stats(r, c, 0.0, 0) / cnt;
+                var = chan_stats(r, c, mu, 1) / cnt;
+            }
             mean[c] = (float)mu;
             rstd[c] = (float)(1.0 / sqrt(var + eps));
             /* Running variance uses the unbiased estimate, as PyTorch does. */

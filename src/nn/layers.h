@@ -196,6 +196,11 @@ void rf_nn_feat_rows(float *y, const float *x, int n, int M, int ld, void (*f)(f
  * (layer_merge.c; fresh bits of inputs of the output's shape). */
 rf_status rf_nn_bn_forward_relu(const rf_nn_run *r);
 void      rf_nn_bn_backward_relu(const rf_nn_run *r);
+/* Batch norm's one-pass statistic kernel (engine bn=onepass) and its plain
+ * reference: s[l] += x[i] − k, q[l] += (x[i] − k)² for l = i mod
+ * RF_NN_LANES (s, q: RF_NN_LANES doubles, the caller's). Same bits. */
+void      rf_nn_bn_stats1(double *s, double *q, const float *x, size_t hw, double k);
+void      rf_nn_bn_stats1_ref(double *s, double *q, const float *x, size_t hw, double k);
 rf_status rf_nn_add_forward_relu(const rf_nn_run *r);
 void      rf_nn_add_backward_relu(const rf_nn_run *r);
 /* conv2d (layer_conv.c; fresh bit 0: the Winograd input gradient is
