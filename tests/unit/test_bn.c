@@ -3,7 +3,8 @@
  * plain reference bit for bit, both against PyTorch 1.13's BatchNorm2d
  * (train-mode output, input and parameter gradients, running statistics,
  * eval mode; with and without the fused ReLU), and the one-pass statistic
- * on data whose mean is large next to its spread. */
+ * on data whose mean is large next to its spread. The plane kernels (GCC
+ * vector types) against their plain references bit for bit. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,20 +18,39 @@
 #define PY "/usr/bin/python3"
 #define REF "tests/unit/bn_ref.py"
 
-Test(bn, stats1_matches_ref_bits) {
+/* Every plane kernel against its plain reference, bit for bit: plane
+ * lengths with and without a tail, three planes summed in order as a
+ * channel's batch, dy with zeros and -0 (the ReLU mask's edge cases). */
+Test(bn, plane_kernels_match_ref_bits) {
     static const size_t hws[] = {1, 3, 15, 16, 17, 35, 64, 1000, 1024};
     for (size_t t = 0; t < sizeof hws / sizeof hws[0]; t++) {
         size_t hw = hws[t];
-        float *x = randn(3 * hw, 11 + t);
-        for (size_t i = 0; i < 3 * hw; i++) x[i] = 40.0f + 3.0f * x[i];
-        double s[RF_NN_LANES] = {0}, q[RF_NN_LANES] = {0}, sr[RF_NN_LANES] = {0}, qr[RF_NN_LANES] = {0};
-        for (int p = 0; p < 3; p++) {   /* planes in order, as a channel's batch */
-            rf_nn_bn_stats1(s, q, x + p * hw, hw, (double)x[0]);
-            rf_nn_bn_stats1_ref(sr, qr, x + p * hw, hw, (double)x[0]);
+        float *x = randn(3 * hw, 11 + t), *dy = randn(3 * hw, 21 + t);
+        for (size_t i = 0; i < 3 * hw; i++) {
+            x[i] = 40.0f + 3.0f * x[i];
+            if (i % 7 == 0) dy[i] = i % 2 ? -0.0f : 0.0f;
         }
-        cr_expect_eq(memcmp(s, sr, sizeof s), 0, "hw %zu: sums differ from the reference", hw);
-        cr_expect_eq(memcmp(q, qr, sizeof q), 0, "hw %zu: squares differ from the reference", hw);
-        free(x);
+        for (int kind = 0; kind < 4; kind++)
+            for (int relu = 0; relu < (kind == 3 ? 2 : 1); relu++) {
+                double s[RF_NN_LANES] = {0}, q[RF_NN_LANES] = {0}, sr[RF_NN_LANES] = {0}, qr[RF_NN_LANES] = {0};
+                for (int p = 0; p < 3; p++) {
+                    rf_nn_bn_sums(kind, s, q, dy + p * hw, x + p * hw, hw, 40.5, relu, 0.7f, -28.0f);
+                    rf_nn_bn_sums_ref(kind, sr, qr, dy + p * hw, x + p * hw, hw, 40.5, relu, 0.7f, -28.0f);
+                }
+                cr_expect_eq(memcmp(s, sr, sizeof s), 0, "hw %zu kind %d relu %d: s differs from the reference", hw,
+                             kind, relu);
+                cr_expect_eq(memcmp(q, qr, sizeof q), 0, "hw %zu kind %d relu %d: q differs from the reference", hw,
+                             kind, relu);
+            }
+        for (int set = 0; set < 2; set++) {
+            float *d1 = randn(hw, 31), *d2 = malloc(hw * sizeof(float));
+            memcpy(d2, d1, hw * sizeof(float));
+            rf_nn_bn_dx_relu(d1, dy, x, hw, 0.7f, -28.0f, 1.3f, 0.01f, 40.5f, 0.4f, -0.02f, set);
+            rf_nn_bn_dx_relu_ref(d2, dy, x, hw, 0.7f, -28.0f, 1.3f, 0.01f, 40.5f, 0.4f, -0.02f, set);
+            cr_expect_eq(memcmp(d1, d2, hw * sizeof(float)), 0, "hw %zu set %d: dx differs from the reference", hw, set);
+            free(d1); free(d2);
+        }
+        free(x); free(dy);
     }
 }
 
