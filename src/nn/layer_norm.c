@@ -336,9 +336,14 @@ RF_NN_VEC static void plane_affine_relu(float *restrict y, const float *restrict
     }
 }
 
+/* dx += k0·(dy − k1 − (x − mu)·rs·k2); set: into a gradient nobody wrote
+ * yet (rf_nn_run.fresh), the value it would add to +0, stored. */
 RF_NN_VEC static void plane_dx(float *restrict dx, const float *restrict dy, const float *restrict x, size_t hw,
-                               float k0, float k1, float mu, float rs, float k2) {
-    for (size_t i = 0; i < hw; i++) dx[i] += k0 * (dy[i] - k1 - (x[i] - mu) * rs * k2);
+                               float k0, float k1, float mu, float rs, float k2, int set) {
+    if (set)
+        for (size_t i = 0; i < hw; i++) dx[i] = 0.0f + k0 * (dy[i] - k1 - (x[i] - mu) * rs * k2);
+    else
+        for (size_t i = 0; i < hw; i++) dx[i] += k0 * (dy[i] - k1 - (x[i] - mu) * rs * k2);
 }
 
 /* plane_relu_dz then plane_dx (set: plane_dx_set) in one pass, the ReLU's
@@ -495,7 +500,7 @@ static void bn_backward_span(const rf_nn_run *r, int c0, int c1, int relu) {
             if (n + 1 < r->B) prefetch_plane_w(dx + L->in_size, hw);
             const float *dy = r->dout + (size_t)n * L->out_size + (size_t)c * hw;
             const float *x = r->in + (size_t)n * L->in_size + (size_t)c * hw;
-            if (!relu) plane_dx(dx, dy, x, hw, k0, k1, mu, rs, k2);
+            if (!relu) plane_dx(dx, dy, x, hw, k0, k1, mu, rs, k2, r->fresh & 1);
             else plane_dx_relu(dx, dy, x, hw, fa, fb, k0, k1, mu, rs, k2, r->fresh & 1);
         }
     }
