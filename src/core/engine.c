@@ -27,8 +27,8 @@ const rf_engine_option rf_engine_options[RF_ENGINE_COUNT_] = {
                              "feature-major runs in deployed inference: off, where the measured rule says they pay, or always"},
     [RF_ENGINE_THREADS] = {"threads", "RAFFLE_THREADS", NULL, 0, RF_POOL_MAX, 0, 0,
                            "compute threads of a task (0: SLURM_CPUS_PER_TASK under Slurm, else 1); results do not depend on it, so it is the process's, not a task setting (job: the top-level engine.threads)"},
-    [RF_ENGINE_BN] = {"bn", "RAFFLE_BN", bn_values, 0, 0, RF_ENGINE_BN_TWOPASS, 1,
-                      "batch norm's training statistics: twopass (the mean, then the centred squares: two reads of the input), onepass (shifted sums of x and x squared in double, one read)"},
+    [RF_ENGINE_BN] = {"bn", "RAFFLE_BN", bn_values, 0, 0, RF_ENGINE_BN_ONEPASS, 1,
+                      "batch norm's training statistics: onepass (shifted sums of x and x squared in double, one read of the input; the default since session 6), twopass (the mean, then the centred squares: two reads; the bits before session 6)"},
 };
 _Static_assert(sizeof rf_engine_options / sizeof rf_engine_options[0] == RF_ENGINE_COUNT_,
                "every engine option needs its table entry");

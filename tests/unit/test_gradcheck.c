@@ -163,11 +163,11 @@ Test(gradcheck, norms) {
     expect_ok(FLAT(9) "{\"type\":\"layernorm\"}]}", 3, 1);
 }
 
-/* Batch norm under the engine option bn=onepass (the statistic from shifted
- * sums in one read; every rf_ctx_init here takes RAFFLE_BN as its default),
- * alone and fused with the ReLU after it. */
-Test(gradcheck, norms_bn_onepass) {
-    setenv("RAFFLE_BN", "onepass", 1);
+/* Batch norm under the engine option bn=twopass (the statistic as before
+ * session 6; the tests above run the default, onepass; every rf_ctx_init
+ * here takes RAFFLE_BN as its default), alone and fused with the ReLU. */
+Test(gradcheck, norms_bn_twopass) {
+    setenv("RAFFLE_BN", "twopass", 1);
     expect_ok(IMG(3, 4, 5) "{\"type\":\"batchnorm\"}]}", 4, 1);
     expect_ok(IMG(3, 4, 5) "{\"type\":\"batchnorm\"},{\"type\":\"relu\"}]}", 4, 1);
     expect_ok(FLAT(6) "{\"type\":\"batchnorm\"}]}", 5, 1);

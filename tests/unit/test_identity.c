@@ -204,13 +204,14 @@ Test(identity, conv_net_winograd2_avx512) {
 }
 Test(identity, transformer_scalar_avx2_threads) { scalar_avx2(vit_spec, 0, 24, 3, 0.0); }
 Test(identity, transformer_avx512) { avx512(vit_spec, 0, 24, 3, 0.0); }
-/* bn=onepass: batch norm's statistic from shifted sums in one read
- * (layer_norm.c), on every BN layer of resnet-20. */
-Test(identity, resnet20_bn_onepass_scalar_avx2_threads) {
-    bn_option = "onepass";
+/* bn=twopass: batch norm's statistic as before session 6 (the mean, then
+ * the centred squares; the default is onepass), on every BN layer of
+ * resnet-20. */
+Test(identity, resnet20_bn_twopass_scalar_avx2_threads) {
+    bn_option = "twopass";
     scalar_avx2("resnet-20", 8, 8, 2, 0.5);
 }
-Test(identity, resnet20_bn_onepass_avx512) {
-    bn_option = "onepass";
+Test(identity, resnet20_bn_twopass_avx512) {
+    bn_option = "twopass";
     avx512("resnet-20", 8, 8, 2, 0.5);
 }
