@@ -173,3 +173,54 @@ Test(bn, onepass_large_mean) {
     cr_expect_eq(st[1][3], 0.9f, "constant channel: running var %.9g", st[1][3]);
     free(x);
 }
+
+/* An unfused batch norm that is its conv's only reader stores its input
+ * gradient (model.c fresh_plain, as ResNet's bn2 before the block's add):
+ * the conv-output gradient is not zeroed first. Poisoning every activation
+ * gradient with NaN before backward must change no bit of the parameter
+ * and input gradients, and the same model with no_fuse must agree. */
+static void grads_of(rf_model *m, const float *x, const float *dl, int B, float *g, float *dx, int poison) {
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    const float *y;
+    cr_assert_eq(rf_model_forward(&ctx, m, x, B, 1, &y), RF_OK, "%s", rf_ctx_error(&ctx));
+    if (poison)
+        for (size_t i = 0; i < m->acts_numel; i++) m->dacts[i] = __builtin_nanf("");
+    rf_model_zero_grad(m);
+    cr_assert_eq(rf_model_backward(&ctx, m, dl), RF_OK, "%s", rf_ctx_error(&ctx));
+    memcpy(g, m->grads, m->n_params * sizeof(float));
+    memcpy(dx, m->dinput, (size_t)B * in_numel(m) * sizeof(float));
+}
+
+Test(bn, fresh_input_gradient_written) {
+    const char *spec = "{\"input\":[4,6,6],\"classes\":10,\"layers\":["
+                       "{\"type\":\"conv2d\",\"name\":\"c1\",\"out\":4,\"kernel\":3,\"padding\":1,\"bias\":0},"
+                       "{\"type\":\"batchnorm\",\"name\":\"b1\"},{\"type\":\"relu\",\"name\":\"r1\"},"
+                       "{\"type\":\"conv2d\",\"name\":\"c2\",\"out\":4,\"kernel\":3,\"padding\":1,\"bias\":0},"
+                       "{\"type\":\"batchnorm\",\"name\":\"b2\"},"
+                       "{\"type\":\"add\",\"inputs\":[\"b2\",\"r1\"]},{\"type\":\"relu\"},"
+                       "{\"type\":\"gap\"},{\"type\":\"linear\",\"out\":10}]}";
+    rf_ctx ctx; rf_ctx_init(&ctx);
+    rf_model *m = NULL;
+    cr_assert_eq(rf_model_from_spec(&ctx, spec, &m), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_model_init(&ctx, m, 3), RF_OK);
+    const int B = 3;
+    size_t nx = (size_t)B * in_numel(m);
+    float *x = randn(nx, 5), *dl = randn((size_t)B * 10, 6);
+    float *g[3], *d[3];
+    for (int k = 0; k < 3; k++) { g[k] = malloc(m->n_params * sizeof(float)); d[k] = malloc(nx * sizeof(float)); }
+    m->input_grad = 1;
+    grads_of(m, x, dl, B, g[0], d[0], 0);
+    grads_of(m, x, dl, B, g[1], d[1], 1);
+    m->no_fuse = 1;
+    grads_of(m, x, dl, B, g[2], d[2], 1);
+    for (int k = 1; k < 3; k++) {
+        cr_expect(memcmp(g[0], g[k], m->n_params * sizeof(float)) == 0, "leg %d: parameter gradients differ", k);
+        cr_expect(memcmp(d[0], d[k], nx * sizeof(float)) == 0, "leg %d: input gradient differs", k);
+    }
+    size_t nan = 0;
+    for (size_t i = 0; i < m->n_params; i++) nan += g[1][i] != g[1][i];
+    cr_expect_eq(nan, 0, "%zu NaN parameter gradients", nan);
+    for (int k = 0; k < 3; k++) { free(g[k]); free(d[k]); }
+    free(x); free(dl);
+    rf_model_free(m);
+}
