@@ -179,18 +179,6 @@ Test(bn, onepass_large_mean) {
  * the conv-output gradient is not zeroed first. Poisoning every activation
  * gradient with NaN before backward must change no bit of the parameter
  * and input gradients, and the same model with no_fuse must agree. */
-static void grads_of(rf_model *m, const float *x, const float *dl, int B, float *g, float *dx, int poison) {
-    rf_ctx ctx; rf_ctx_init(&ctx);
-    const float *y;
-    cr_assert_eq(rf_model_forward(&ctx, m, x, B, 1, &y), RF_OK, "%s", rf_ctx_error(&ctx));
-    if (poison)
-        for (size_t i = 0; i < m->acts_numel; i++) m->dacts[i] = __builtin_nanf("");
-    rf_model_zero_grad(m);
-    cr_assert_eq(rf_model_backward(&ctx, m, dl), RF_OK, "%s", rf_ctx_error(&ctx));
-    memcpy(g, m->grads, m->n_params * sizeof(float));
-    memcpy(dx, m->dinput, (size_t)B * in_numel(m) * sizeof(float));
-}
-
 Test(bn, fresh_input_gradient_written) {
     const char *spec = "{\"input\":[4,6,6],\"classes\":10,\"layers\":["
                        "{\"type\":\"conv2d\",\"name\":\"c1\",\"out\":4,\"kernel\":3,\"padding\":1,\"bias\":0},"
@@ -209,10 +197,10 @@ Test(bn, fresh_input_gradient_written) {
     float *g[3], *d[3];
     for (int k = 0; k < 3; k++) { g[k] = malloc(m->n_params * sizeof(float)); d[k] = malloc(nx * sizeof(float)); }
     m->input_grad = 1;
-    grads_of(m, x, dl, B, g[0], d[0], 0);
-    grads_of(m, x, dl, B, g[1], d[1], 1);
+    grads_after(m, &ctx, x, dl, B, g[0], d[0], 0);
+    grads_after(m, &ctx, x, dl, B, g[1], d[1], 1);
     m->no_fuse = 1;
-    grads_of(m, x, dl, B, g[2], d[2], 1);
+    grads_after(m, &ctx, x, dl, B, g[2], d[2], 1);
     for (int k = 1; k < 3; k++) {
         cr_expect(memcmp(g[0], g[k], m->n_params * sizeof(float)) == 0, "leg %d: parameter gradients differ", k);
         cr_expect(memcmp(d[0], d[k], nx * sizeof(float)) == 0, "leg %d: input gradient differs", k);
