@@ -11,8 +11,10 @@
 #include <string.h>
 
 #include "nn/conv_winograd.h"
+#include "raffle/gemm.h"
 #include "raffle/kernels.h"
 #include "raffle/nn.h"
+#include "raffle/threads.h"
 
 #define TOL 1e-4
 /* F(4x4, 3x3)'s tolerance against the double-precision direct convolution.
@@ -192,18 +194,22 @@ Test(winograd, chunked_batch) { check(37, 5, 7, 7, 6, 1, 1); }
  * first, so a result that read uninitialised scratch would differ. */
 typedef struct { int B, C, H, W, Co, pad; size_t n[4]; int m; } wcase;
 
-static void wcase_run(const wcase *c, uint64_t seed, float junk, float *out[4]) {
+static void wcase_run_e(const rf_engine *e, int threads, const wcase *c, uint64_t seed, float junk, float *out[4]);
+static void wcase_run(const wcase *c, uint64_t seed, float junk, float *out[4]) { wcase_run_e(NULL, 1, c, seed, junk, out); }
+
+/* The same on engine e, whose pool has `threads` threads (NULL: none). */
+static void wcase_run_e(const rf_engine *e, int threads, const wcase *c, uint64_t seed, float junk, float *out[4]) {
     rf_rng r;
     rf_rng_init(&r, seed, 1);
     size_t nx = (size_t)c->B * c->C * c->H * c->W, ny = (size_t)c->B * c->Co * c->H * c->W, nw = (size_t)c->Co * c->C * 9;
     float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, (size_t)c->Co), *dy = randv(&r, ny);
-    size_t ns = rf_nn_wino_scratch(c->C, c->H, c->W, c->Co, c->pad, c->m, c->B, 1);
+    size_t ns = rf_nn_wino_scratch(c->C, c->H, c->W, c->Co, c->pad, c->m, c->B, threads);
     float *s = malloc(ns * sizeof(float));
     for (size_t i = 0; i < ns; i++) s[i] = junk;
     out[0] = calloc(ny, sizeof(float)); out[1] = calloc(nw, sizeof(float));
     out[2] = calloc((size_t)c->Co, sizeof(float)); out[3] = calloc(nx, sizeof(float));
-    rf_nn_wino_forward(NULL, out[0], x, w, b, c->B, c->C, c->H, c->W, c->Co, c->pad, c->m, s);
-    rf_nn_wino_backward(NULL, out[1], out[2], out[3], dy, x, w, c->B, c->C, c->H, c->W, c->Co, c->pad, c->m, s);
+    rf_nn_wino_forward(e, out[0], x, w, b, c->B, c->C, c->H, c->W, c->Co, c->pad, c->m, s);
+    rf_nn_wino_backward(e, out[1], out[2], out[3], dy, x, w, c->B, c->C, c->H, c->W, c->Co, c->pad, c->m, s);
     free(x); free(w); free(b); free(dy); free(s);
 }
 
@@ -503,4 +509,36 @@ Test(winograd, auto_picks_tile_size_by_map) {
         cr_expect_eq(memcmp(g[1], g[2], np * sizeof(float)), 0, "spec %d: auto2 is not F(2x2)", k);
         for (int i = 0; i < 3; i++) { free(y[i]); free(g[i]); free(dx[i]); }
     }
+}
+
+/* Forward, weight and input gradients on 2-6 threads against 1, byte for
+ * byte, every split taken (rf_threads_split_all): the runs' parts take
+ * equal sample ranges cut into their own chunks (wino_run_part): 7 samples
+ * of 60 -> 68 channels at 28x28 (chunks of up to 3 samples: 3 chunks, cut
+ * 3 + 4 on 2 threads), a batch of one chunk, F(2x2). ~1 s. */
+Test(winograd, threads_identical) {
+    const wcase cases[] = {{7, 60, 28, 28, 68, 1, {0}, 4}, {37, 5, 7, 7, 6, 1, {0}, 4}, {4, 6, 14, 14, 5, 1, {0}, 4},
+                           {5, 60, 28, 28, 68, 1, {0}, 2}};
+    rf_threads_split_all(1);
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        wcase c = cases[ci];
+        wcase_sizes(&c);
+        float *one[4];
+        wcase_run(&c, 13, 0.0f, one);
+        for (int threads = 2; threads <= 6; threads++) {
+            rf_ctx ctx;
+            rf_ctx_init(&ctx);
+            ctx.engine.v[RF_ENGINE_THREADS] = threads;
+            cr_assert_eq(rf_gemm_attach(&ctx), RF_OK, "%s", rf_ctx_error(&ctx));
+            float *out[4];
+            wcase_run_e(&ctx.engine, threads, &c, 13, 1e9f, out);
+            for (int k = 0; k < 4; k++)
+                cr_expect_eq(memcmp(one[k], out[k], c.n[k] * sizeof(float)), 0,
+                             "F(%d) B %d %dx%d: output %d differs on %d threads", c.m, c.B, c.H, c.W, k, threads);
+            outs_free(out);
+            rf_gemm_detach(&ctx);
+        }
+        outs_free(one);
+    }
+    rf_threads_split_all(0);
 }
