@@ -59,6 +59,7 @@ const char *rf_strerror(rf_status s);
  * option's value names, or integers. */
 typedef enum rf_engine_opt {
     RF_ENGINE_ISA = 0, RF_ENGINE_CONV, RF_ENGINE_GEMM, RF_ENGINE_TB_CHUNK, RF_ENGINE_FEAT_RUNS, RF_ENGINE_THREADS,
+    RF_ENGINE_BN,
     RF_ENGINE_COUNT_
 } rf_engine_opt;
 struct rf_pool;

@@ -56,6 +56,13 @@ typedef enum { RF_ENGINE_CONV_AUTO = 0, RF_ENGINE_CONV_WINOGRAD, RF_ENGINE_CONV_
 #define RF_ENGINE_CONV_AUTO_RULE "winograd4 on maps up to 28x28 outputs, winograd above"
 typedef enum { RF_ENGINE_GEMM_RAFFLE = 0, RF_ENGINE_GEMM_OPENBLAS } rf_engine_gemm_value;
 typedef enum { RF_ENGINE_FEAT_OFF = 0, RF_ENGINE_FEAT_RULE, RF_ENGINE_FEAT_ALWAYS } rf_engine_feat_value;
+/* Batch norm's training statistics (src/nn/layer_norm.c): twopass sums the
+ * mean, then the centred squares (two reads of the input); onepass sums
+ * x − K and (x − K)² in one read, K the channel's first element (shifted
+ * sums, in double; the default since session 6, measured faster on
+ * resnet-20). The two give different floats (rarely: both sum in double
+ * before rounding to float). */
+typedef enum { RF_ENGINE_BN_TWOPASS = 0, RF_ENGINE_BN_ONEPASS } rf_engine_bn_value;
 
 /* Index of the option named `name`, or -1. */
 int       rf_engine_option_find(const char *name);

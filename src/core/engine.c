@@ -12,6 +12,7 @@ static const char *const isa_values[] = {"auto", "scalar", "avx2", "avx512novnni
 static const char *const conv_values[] = {"auto", "winograd", "direct", "gemm", "dense", "winograd4", "auto2", "auto3", NULL};
 static const char *const gemm_values[] = {"raffle", "openblas", NULL};
 static const char *const feat_values[] = {"off", "rule", "always", NULL};
+static const char *const bn_values[] = {"twopass", "onepass", NULL};
 
 const rf_engine_option rf_engine_options[RF_ENGINE_COUNT_] = {
     [RF_ENGINE_ISA] = {"isa", "RAFFLE_ISA", isa_values, 0, 0, RF_ENGINE_ISA_AUTO, 1,
@@ -26,6 +27,8 @@ const rf_engine_option rf_engine_options[RF_ENGINE_COUNT_] = {
                              "feature-major runs in deployed inference: off, where the measured rule says they pay, or always"},
     [RF_ENGINE_THREADS] = {"threads", "RAFFLE_THREADS", NULL, 0, RF_POOL_MAX, 0, 0,
                            "compute threads of a task (0: SLURM_CPUS_PER_TASK under Slurm, else 1); results do not depend on it, so it is the process's, not a task setting (job: the top-level engine.threads)"},
+    [RF_ENGINE_BN] = {"bn", "RAFFLE_BN", bn_values, 0, 0, RF_ENGINE_BN_ONEPASS, 1,
+                      "batch norm's training statistics: onepass (shifted sums of x and x squared in double, one read of the input; the default since session 6), twopass (the mean, then the centred squares: two reads; the bits before session 6)"},
 };
 _Static_assert(sizeof rf_engine_options / sizeof rf_engine_options[0] == RF_ENGINE_COUNT_,
                "every engine option needs its table entry");

@@ -173,51 +173,158 @@ static double lanes_sum_d(const double *a) {
     return (c[0] + c[2]) + (c[1] + c[3]);
 }
 
+/* The plane kernels below sum in RF_NN_LANES double lanes (lane l: the
+ * elements i ≡ l mod 16 of the 16-blocks, in order; the tail in lanes 0 ..).
+ * They are written with GCC vector types, lanes 0-7 in one vector and 8-15
+ * in another: plain loops left half of the lanes scalar (plane_grads: 112
+ * scalar double operations in its loop). Each lane's operations are the
+ * plain reference's (rf_nn_bn_sums_ref), in its order, elementwise and
+ * uncontracted (-std=c11: -ffp-contract=off), so the bits are the same on
+ * every ISA clone. */
+typedef double bn_v8d __attribute__((vector_size(64)));
+typedef float bn_v8f __attribute__((vector_size(32)));
+typedef int bn_v8i __attribute__((vector_size(32)));
+#define BN_LD8F(p) __extension__({ bn_v8f f_; memcpy(&f_, (p), sizeof f_); f_; })
+#define BN_LD8(p) __builtin_convertvector(BN_LD8F(p), bn_v8d)
+#define BN_SPLAT(v) ((bn_v8d){(v), (v), (v), (v), (v), (v), (v), (v)})
+#define BN_SPLATF(v) ((bn_v8f){(v), (v), (v), (v), (v), (v), (v), (v)})
+
+/* The ReLU gradient after a fused batch norm (bn_backward_span) for 8
+ * lanes: +0 + (z > 0 ? dy : +0), z = x·a + b. */
+#define BN_RELU_DZ8(dyp, xp, av, bv) \
+    (BN_SPLATF(0.0f) + (bn_v8f)((bn_v8i)BN_LD8F(dyp) & (BN_LD8F(xp) * (av) + (bv) > BN_SPLATF(0.0f))))
+
 /* acc += x, or (x − mu)² when sq (forward statistics). */
 RF_NN_VEC static void plane_stats(double *acc, const float *x, size_t hw, double mu, int sq) {
-    double a[RF_NN_LANES];
-    memcpy(a, acc, sizeof a);
+    bn_v8d a0, a1, m = BN_SPLAT(mu);
+    memcpy(&a0, acc, sizeof a0);
+    memcpy(&a1, acc + 8, sizeof a1);
     size_t n16 = hw & ~(size_t)(RF_NN_LANES - 1);
     if (sq) {
-        for (size_t i = 0; i < n16; i += RF_NN_LANES)
-            for (int l = 0; l < RF_NN_LANES; l++) { double d = (double)x[i + l] - mu; a[l] += d * d; }
-        for (size_t i = n16; i < hw; i++) { double d = (double)x[i] - mu; a[i - n16] += d * d; }
+        for (size_t i = 0; i < n16; i += RF_NN_LANES) {
+            bn_v8d d0 = BN_LD8(x + i) - m, d1 = BN_LD8(x + i + 8) - m;
+            a0 += d0 * d0;
+            a1 += d1 * d1;
+        }
     } else {
-        for (size_t i = 0; i < n16; i += RF_NN_LANES)
-            for (int l = 0; l < RF_NN_LANES; l++) a[l] += (double)x[i + l];
-        for (size_t i = n16; i < hw; i++) a[i - n16] += (double)x[i];
+        for (size_t i = 0; i < n16; i += RF_NN_LANES) {
+            a0 += BN_LD8(x + i);
+            a1 += BN_LD8(x + i + 8);
+        }
     }
-    memcpy(acc, a, sizeof a);
+    memcpy(acc, &a0, sizeof a0);
+    memcpy(acc + 8, &a1, sizeof a1);
+    if (sq)
+        for (size_t i = n16; i < hw; i++) { double d = (double)x[i] - mu; acc[i - n16] += d * d; }
+    else
+        for (size_t i = n16; i < hw; i++) acc[i - n16] += (double)x[i];
 }
 
-/* a1 += dy, a2 += dy·(x − mu) (backward sums). */
-RF_NN_VEC static void plane_grads(double *a1, double *a2, const float *dy, const float *x, size_t hw, double mu) {
-    double s[RF_NN_LANES], t[RF_NN_LANES];
-    memcpy(s, a1, sizeof s);
-    memcpy(t, a2, sizeof t);
+/* One-pass statistics (engine bn=onepass): s += x − k, q += (x − k)² in
+ * the lanes of plane_stats, k the channel's first element (a shift that
+ * keeps the squares' sum from cancelling when the mean is large next to
+ * the spread; Chan, Golub & LeVeque 1983). x − k is exact in double, its
+ * square is exact in double (2·24 bits), so only the sums round. */
+RF_NN_VEC static void plane_stats1(double *s, double *q, const float *x, size_t hw, double k) {
+    bn_v8d a0, a1, b0, b1, kk = BN_SPLAT(k);
+    memcpy(&a0, s, sizeof a0);
+    memcpy(&a1, s + 8, sizeof a1);
+    memcpy(&b0, q, sizeof b0);
+    memcpy(&b1, q + 8, sizeof b1);
     size_t n16 = hw & ~(size_t)(RF_NN_LANES - 1);
-    for (size_t i = 0; i < n16; i += RF_NN_LANES)
-        for (int l = 0; l < RF_NN_LANES; l++) {
-            s[l] += (double)dy[i + l];
-            t[l] += (double)dy[i + l] * ((double)x[i + l] - mu);
-        }
-    for (size_t i = n16; i < hw; i++) {
-        s[i - n16] += (double)dy[i];
-        t[i - n16] += (double)dy[i] * ((double)x[i] - mu);
+    for (size_t i = 0; i < n16; i += RF_NN_LANES) {
+        bn_v8d d0 = BN_LD8(x + i) - kk, d1 = BN_LD8(x + i + 8) - kk;
+        a0 += d0;
+        a1 += d1;
+        b0 += d0 * d0;
+        b1 += d1 * d1;
     }
-    memcpy(a1, s, sizeof s);
-    memcpy(a2, t, sizeof t);
+    memcpy(s, &a0, sizeof a0);
+    memcpy(s + 8, &a1, sizeof a1);
+    memcpy(q, &b0, sizeof b0);
+    memcpy(q + 8, &b1, sizeof b1);
+    for (size_t i = n16; i < hw; i++) { double d = (double)x[i] - k; s[i - n16] += d; q[i - n16] += d * d; }
+}
+
+/* a1 += dy, a2 += dy·(x − mu) (backward sums); relu: dy is first replaced
+ * by the fused ReLU's gradient dz (plane_relu_dz with the forward's a, b),
+ * made in registers (bn_backward_span). */
+RF_NN_VEC static void plane_grads(double *a1, double *a2, const float *dy, const float *x, size_t hw, double mu,
+                                  int relu, float fa, float fb) {
+    bn_v8d s0, s1, t0, t1, m = BN_SPLAT(mu);
+    bn_v8f av = BN_SPLATF(fa), bv = BN_SPLATF(fb);
+    memcpy(&s0, a1, sizeof s0);
+    memcpy(&s1, a1 + 8, sizeof s1);
+    memcpy(&t0, a2, sizeof t0);
+    memcpy(&t1, a2 + 8, sizeof t1);
+    size_t n16 = hw & ~(size_t)(RF_NN_LANES - 1);
+    if (relu) {
+        for (size_t i = 0; i < n16; i += RF_NN_LANES) {
+            bn_v8d g0 = __builtin_convertvector(BN_RELU_DZ8(dy + i, x + i, av, bv), bn_v8d);
+            bn_v8d g1 = __builtin_convertvector(BN_RELU_DZ8(dy + i + 8, x + i + 8, av, bv), bn_v8d);
+            s0 += g0;
+            s1 += g1;
+            t0 += g0 * (BN_LD8(x + i) - m);
+            t1 += g1 * (BN_LD8(x + i + 8) - m);
+        }
+    } else {
+        for (size_t i = 0; i < n16; i += RF_NN_LANES) {
+            bn_v8d g0 = BN_LD8(dy + i), g1 = BN_LD8(dy + i + 8);
+            s0 += g0;
+            s1 += g1;
+            t0 += g0 * (BN_LD8(x + i) - m);
+            t1 += g1 * (BN_LD8(x + i + 8) - m);
+        }
+    }
+    memcpy(a1, &s0, sizeof s0);
+    memcpy(a1 + 8, &s1, sizeof s1);
+    memcpy(a2, &t0, sizeof t0);
+    memcpy(a2 + 8, &t1, sizeof t1);
+    for (size_t i = n16; i < hw; i++) {
+        float g = dy[i];
+        if (relu) {
+            float z = x[i] * fa + fb;
+            g = 0.0f + (z > 0.0f ? dy[i] : 0.0f);
+        }
+        a1[i - n16] += (double)g;
+        a2[i - n16] += (double)g * ((double)x[i] - mu);
+    }
+}
+
+/* The plain references of the plane kernels' sums, one element at a time
+ * (test_bn compares them bit for bit): kind 0 the mean's sum (s += x), 1
+ * the centred squares (s += (x − k)²), 2 the one-pass pair (s += x − k,
+ * q += (x − k)²), 3 the backward pair (s += g, q += g·(x − k)) with g = dy,
+ * or with relu the fused ReLU's gradient of z = x·fa + fb. */
+void rf_nn_bn_sums_ref(int kind, double *s, double *q, const float *dy, const float *x, size_t hw, double k,
+                       int relu, float fa, float fb) {
+    for (size_t i = 0; i < hw; i++) {
+        size_t l = i % RF_NN_LANES;
+        double d = (double)x[i] - k;
+        if (kind == 0) s[l] += (double)x[i];
+        else if (kind == 1) s[l] += d * d;
+        else if (kind == 2) { s[l] += d; q[l] += d * d; }
+        else {
+            float g = dy[i];
+            if (relu) {
+                float z = x[i] * fa + fb;
+                g = 0.0f + (z > 0.0f ? dy[i] : 0.0f);
+            }
+            s[l] += (double)g;
+            q[l] += (double)g * d;
+        }
+    }
+}
+
+void rf_nn_bn_sums(int kind, double *s, double *q, const float *dy, const float *x, size_t hw, double k, int relu,
+                   float fa, float fb) {
+    if (kind <= 1) plane_stats(s, x, hw, k, kind);
+    else if (kind == 2) plane_stats1(s, q, x, hw, k);
+    else plane_grads(s, q, dy, x, hw, k, relu, fa, fb);
 }
 
 RF_NN_VEC static void plane_affine(float *restrict y, const float *restrict x, size_t hw, float a, float b) {
     for (size_t i = 0; i < hw; i++) y[i] = x[i] * a + b;
-}
-
-/* plane_dx into a gradient nobody wrote yet (rf_nn_run.fresh): the value
- * plane_dx would add to +0, stored. */
-RF_NN_VEC static void plane_dx_set(float *restrict dx, const float *restrict dy, const float *restrict x, size_t hw,
-                                   float k0, float k1, float mu, float rs, float k2) {
-    for (size_t i = 0; i < hw; i++) dx[i] = 0.0f + k0 * (dy[i] - k1 - (x[i] - mu) * rs * k2);
 }
 
 /* The same followed by the ReLU (fusion, model.c): y = max(x·a + b, 0) in
@@ -229,23 +336,52 @@ RF_NN_VEC static void plane_affine_relu(float *restrict y, const float *restrict
     }
 }
 
-/* The gradient the ReLU after a fused batch norm would have left in the
- * batch norm's (zeroed) output gradient: dz = +0 + (z > 0 ? dy : 0) with z
- * = x·a + b recomputed as the forward computed it. z > 0 is relu's "output
- * bits non-zero" (y = z for z > 0, else +0; NaN fails both), and the +0
- * start is the zeroed buffer it adds into, so dz has relu's bits, -0
- * included. */
-RF_NN_VEC static void plane_relu_dz(float *restrict dz, const float *restrict dy, const float *restrict x, size_t hw,
-                                    float a, float b) {
-    for (size_t i = 0; i < hw; i++) {
-        float z = x[i] * a + b, g = z > 0.0f ? dy[i] : 0.0f;
-        dz[i] = 0.0f + g;
-    }
+/* dx += k0·(dy − k1 − (x − mu)·rs·k2); set: into a gradient nobody wrote
+ * yet (rf_nn_run.fresh), the value it would add to +0, stored. */
+RF_NN_VEC static void plane_dx(float *restrict dx, const float *restrict dy, const float *restrict x, size_t hw,
+                               float k0, float k1, float mu, float rs, float k2, int set) {
+    if (set)
+        for (size_t i = 0; i < hw; i++) dx[i] = 0.0f + k0 * (dy[i] - k1 - (x[i] - mu) * rs * k2);
+    else
+        for (size_t i = 0; i < hw; i++) dx[i] += k0 * (dy[i] - k1 - (x[i] - mu) * rs * k2);
 }
 
-RF_NN_VEC static void plane_dx(float *restrict dx, const float *restrict dy, const float *restrict x, size_t hw,
-                               float k0, float k1, float mu, float rs, float k2) {
-    for (size_t i = 0; i < hw; i++) dx[i] += k0 * (dy[i] - k1 - (x[i] - mu) * rs * k2);
+/* plane_relu_dz then plane_dx (set: plane_dx_set) in one pass, the ReLU's
+ * gradient made in registers instead of a buffer: the same operations. */
+RF_NN_VEC static void plane_dx_relu(float *restrict dx, const float *restrict dy, const float *restrict x, size_t hw,
+                                    float fa, float fb, float k0, float k1, float mu, float rs, float k2, int set) {
+    if (set)
+        for (size_t i = 0; i < hw; i++) {
+            float z = x[i] * fa + fb, g = 0.0f + (z > 0.0f ? dy[i] : 0.0f);
+            dx[i] = 0.0f + k0 * (g - k1 - (x[i] - mu) * rs * k2);
+        }
+    else
+        for (size_t i = 0; i < hw; i++) {
+            float z = x[i] * fa + fb, g = 0.0f + (z > 0.0f ? dy[i] : 0.0f);
+            dx[i] += k0 * (g - k1 - (x[i] - mu) * rs * k2);
+        }
+}
+
+/* The composition plane_dx_relu replaced, as its reference (test_bn):
+ * the ReLU's gradient into a buffer, then the plain input-gradient loop. */
+void rf_nn_bn_dx_relu_ref(float *dx, const float *dy, const float *x, size_t hw, float fa, float fb, float k0, float k1,
+                          float mu, float rs, float k2, int set) {
+    float dz[64];
+    for (size_t o = 0; o < hw; o += 64) {
+        size_t len = hw - o < 64 ? hw - o : 64;
+        for (size_t i = 0; i < len; i++) {
+            float z = x[o + i] * fa + fb, g = z > 0.0f ? dy[o + i] : 0.0f;
+            dz[i] = 0.0f + g;
+        }
+        for (size_t i = 0; i < len; i++) {
+            float v = k0 * (dz[i] - k1 - (x[o + i] - mu) * rs * k2);
+            dx[o + i] = set ? 0.0f + v : dx[o + i] + v;
+        }
+    }
+}
+void rf_nn_bn_dx_relu(float *dx, const float *dy, const float *x, size_t hw, float fa, float fb, float k0, float k1,
+                      float mu, float rs, float k2, int set) {
+    plane_dx_relu(dx, dy, x, hw, fa, fb, k0, k1, mu, rs, k2, set);
 }
 
 /* A channel's planes are hw floats C·hw apart: the hardware prefetchers
@@ -273,6 +409,24 @@ static double chan_stats(const rf_nn_run *r, int c, double mu, int sq) {
     return lanes_sum_d(acc);
 }
 
+/* One read of a channel's planes: the batch mean and (biased) variance
+ * from shifted sums. var = Q/n − (S/n)², clamped at 0 (rounding may leave
+ * it a hair below when the spread is 0). */
+static void chan_stats1(const rf_nn_run *r, int c, double cnt, double *mu, double *var) {
+    const rf_layer *L = r->L;
+    size_t hw = (size_t)L->in.d[1] * L->in.d[2];
+    double s[RF_NN_LANES] = {0.0}, q[RF_NN_LANES] = {0.0};
+    double k = (double)r->in[(size_t)c * hw];
+    for (int n = 0; n < r->B; n++) {
+        const float *x = r->in + (size_t)n * L->in_size + (size_t)c * hw;
+        if (n + 1 < r->B) prefetch_plane(x + L->in_size, hw);
+        plane_stats1(s, q, x, hw, k);
+    }
+    double m = lanes_sum_d(s) / cnt, v = lanes_sum_d(q) / cnt - m * m;
+    *mu = k + m;
+    *var = v > 0.0 ? v : 0.0;
+}
+
 /* The channels [c0, c1) of the forward: each channel's statistics are sums
  * over the whole batch in a fixed order, so parts split the channels. */
 static void bn_forward_span(const rf_nn_run *r, int c0, int c1, int relu) {
@@ -284,9 +438,14 @@ static void bn_forward_span(const rf_nn_run *r, int c0, int c1, int relu) {
     double cnt = (double)r->B * (double)hw;
     for (int c = c0; c < c1; c++) {
         if (r->training) {
-            /* two passes, mean then centred squares, as the numerically safe form */
-            double mu = chan_stats(r, c, 0.0, 0) / cnt;
-            double var = chan_stats(r, c, mu, 1) / cnt;
+            /* twopass: mean then centred squares, the numerically safe form;
+             * onepass: shifted sums in one read (engine option bn) */
+            double mu, var;
+            if (r->eng && r->eng->v[RF_ENGINE_BN] == RF_ENGINE_BN_ONEPASS) chan_stats1(r, c, cnt, &mu, &var);
+            else {
+                mu = chan_stats(r, c, 0.0, 0) / cnt;
+                var = chan_stats(r, c, mu, 1) / cnt;
+            }
             mean[c] = (float)mu;
             rstd[c] = (float)(1.0 / sqrt(var + eps));
             /* Running variance uses the unbiased estimate, as PyTorch does. */
@@ -306,19 +465,19 @@ static void bn_forward_span(const rf_nn_run *r, int c0, int c1, int relu) {
     }
 }
 
-/* Fused backward (relu): the ReLU's gradient of a stretch of a plane is
- * made in a buffer of BN_DZ floats that stays in L1 (a multiple of 16, so
- * plane_grads' lanes see the plane's elements in the same lanes and order
- * as in one call) and fed to the plain plane kernels. */
-#define BN_DZ 1024
-
+/* Fused backward (relu): the gradient the ReLU after a fused batch norm
+ * would have left in the batch norm's (zeroed) output gradient is dz = +0 +
+ * (z > 0 ? dy : 0) with z = x·a + b recomputed as the forward computed it.
+ * z > 0 is relu's "output bits non-zero" (y = z for z > 0, else +0; NaN
+ * fails both), and the +0 start is the zeroed buffer it adds into, so dz
+ * has relu's bits, -0 included. plane_grads and plane_dx_relu make it in
+ * registers (until session 6 it went through an L1 buffer: same bits). */
 static void bn_backward_span(const rf_nn_run *r, int c0, int c1, int relu) {
     const rf_layer *L = r->L;
     int C = L->in.d[0];
     size_t hw = (size_t)L->in.d[1] * L->in.d[2];
     const float *mean = r->save, *rstd = r->save + C;
     float cnt = (float)((double)r->B * (double)hw);
-    _Alignas(64) float dz[BN_DZ];
     for (int c = c0; c < c1; c++) {
         float mu = mean[c], rs = rstd[c], gm = r->p[0][c];
         /* the forward's affine map (bn_forward_span), for the fused ReLU's mask */
@@ -327,12 +486,7 @@ static void bn_backward_span(const rf_nn_run *r, int c0, int c1, int relu) {
         for (int n = 0; n < r->B; n++) {
             const float *dy = r->dout + (size_t)n * L->out_size + (size_t)c * hw, *x = r->in + (size_t)n * L->in_size + (size_t)c * hw;
             if (n + 1 < r->B) { prefetch_plane(dy + L->out_size, hw); prefetch_plane(x + L->in_size, hw); }
-            if (!relu) { plane_grads(a1, a2, dy, x, hw, (double)mu); continue; }
-            for (size_t o = 0; o < hw; o += BN_DZ) {
-                size_t len = hw - o < BN_DZ ? hw - o : BN_DZ;
-                plane_relu_dz(dz, dy + o, x + o, len, fa, fb);
-                plane_grads(a1, a2, dz, x + o, len, (double)mu);
-            }
+            plane_grads(a1, a2, dy, x, hw, (double)mu, relu, fa, fb);
         }
         double sdy = lanes_sum_d(a1), sdyx = lanes_sum_d(a2) * (double)rs;   /* Σ dy·x̂ */
         r->g[0][c] += (float)sdyx;
@@ -346,12 +500,8 @@ static void bn_backward_span(const rf_nn_run *r, int c0, int c1, int relu) {
             if (n + 1 < r->B) prefetch_plane_w(dx + L->in_size, hw);
             const float *dy = r->dout + (size_t)n * L->out_size + (size_t)c * hw;
             const float *x = r->in + (size_t)n * L->in_size + (size_t)c * hw;
-            if (!relu) { plane_dx(dx, dy, x, hw, k0, k1, mu, rs, k2); continue; }
-            for (size_t o = 0; o < hw; o += BN_DZ) {
-                size_t len = hw - o < BN_DZ ? hw - o : BN_DZ;
-                plane_relu_dz(dz, dy + o, x + o, len, fa, fb);
-                (r->fresh & 1 ? plane_dx_set : plane_dx)(dx + o, dz, x + o, len, k0, k1, mu, rs, k2);
-            }
+            if (!relu) plane_dx(dx, dy, x, hw, k0, k1, mu, rs, k2, r->fresh & 1);
+            else plane_dx_relu(dx, dy, x, hw, fa, fb, k0, k1, mu, rs, k2, r->fresh & 1);
         }
     }
 }

@@ -196,6 +196,23 @@ void rf_nn_feat_rows(float *y, const float *x, int n, int M, int ld, void (*f)(f
  * (layer_merge.c; fresh bits of inputs of the output's shape). */
 rf_status rf_nn_bn_forward_relu(const rf_nn_run *r);
 void      rf_nn_bn_backward_relu(const rf_nn_run *r);
+/* Batch norm's plane sums (layer_norm.c) and their plain reference, for
+ * tests; the same bits. s, q: RF_NN_LANES doubles (the caller's), element
+ * i added to lane i mod RF_NN_LANES. kind 0: s += x; 1: s += (x − k)²;
+ * 2 (engine bn=onepass): s += x − k, q += (x − k)²; 3 (backward): s += g,
+ * q += g·(x − k), g = dy, or with relu the fused ReLU's gradient
+ * +0 + (x·fa + fb > 0 ? dy : +0). dy is read by kind 3 only. */
+void      rf_nn_bn_sums(int kind, double *s, double *q, const float *dy, const float *x, size_t hw, double k, int relu,
+                        float fa, float fb);
+/* The fused BN + ReLU backward's input-gradient plane (dx += or, set, =
+ * +0 + k0·(dz − k1 − (x − mu)·rs·k2), dz the ReLU's gradient of z = x·fa +
+ * fb) and its plain reference (the two-loop form it replaced); same bits. */
+void      rf_nn_bn_dx_relu(float *dx, const float *dy, const float *x, size_t hw, float fa, float fb, float k0, float k1,
+                           float mu, float rs, float k2, int set);
+void      rf_nn_bn_dx_relu_ref(float *dx, const float *dy, const float *x, size_t hw, float fa, float fb, float k0,
+                               float k1, float mu, float rs, float k2, int set);
+void      rf_nn_bn_sums_ref(int kind, double *s, double *q, const float *dy, const float *x, size_t hw, double k,
+                            int relu, float fa, float fb);
 rf_status rf_nn_add_forward_relu(const rf_nn_run *r);
 void      rf_nn_add_backward_relu(const rf_nn_run *r);
 /* conv2d (layer_conv.c; fresh bit 0: the Winograd input gradient is

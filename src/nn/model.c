@@ -328,8 +328,11 @@ static const relu_fusion relu_fusions[RF_L_TYPE_COUNT_] = {
 
 /* Unfused layer types whose backward takes rf_nn_run.fresh too (bit k: input
  * k): conv2d writes its input gradient where it runs the direct kernel's
- * (layer_conv.c, direct_dx) and zeroes it itself on its other paths. */
-static const unsigned fresh_plain[RF_L_TYPE_COUNT_] = {[RF_L_CONV2D] = 1};
+ * (layer_conv.c, direct_dx) and zeroes it itself on its other paths; batch
+ * norm writes +0 + its value (layer_norm.c plane_dx; ResNet's bn2 before
+ * the block's add: its conv's output gradient is then neither zeroed nor
+ * read back). */
+static const unsigned fresh_plain[RF_L_TYPE_COUNT_] = {[RF_L_CONV2D] = 1, [RF_L_BATCHNORM] = 1};
 
 static int fuses_relu(rf_model *m, int i, const rf_engine *eng) {
     const rf_layer *L = &m->layers[i];

@@ -3,6 +3,7 @@
 #define RAFFLE_TESTS_NN_TEST_UTIL_H
 
 #include <stdlib.h>
+#include <string.h>
 #include "raffle/nn.h"
 
 /* n standard normal floats from stream (seed, 3); caller frees. */
@@ -15,5 +16,22 @@ static inline float *randn(size_t n, uint64_t seed) {
 
 /* Floats per input sample. */
 static inline size_t in_numel(const rf_model *m) { return (size_t)m->input.d[0] * m->input.d[1] * m->input.d[2]; }
+
+/* One training forward and backward of x (B samples) with logits gradient
+ * dl; poison: every activation gradient set to NaN between the two, so a
+ * gradient that is added to instead of written shows. The parameter
+ * gradients into g [n_params] and the input gradient into dx (needs
+ * m->input_grad). Uses Criterion: include it first. */
+static inline void grads_after(rf_model *m, rf_ctx *ctx, const float *x, const float *dl, int B, float *g, float *dx,
+                               int poison) {
+    const float *y;
+    cr_assert_eq(rf_model_forward(ctx, m, x, B, 1, &y), RF_OK, "%s", rf_ctx_error(ctx));
+    if (poison)
+        for (size_t i = 0; i < m->acts_numel; i++) m->dacts[i] = __builtin_nanf("");
+    rf_model_zero_grad(m);
+    cr_assert_eq(rf_model_backward(ctx, m, dl), RF_OK, "%s", rf_ctx_error(ctx));
+    memcpy(g, m->grads, m->n_params * sizeof(float));
+    memcpy(dx, m->dinput, (size_t)B * in_numel(m) * sizeof(float));
+}
 
 #endif

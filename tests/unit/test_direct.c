@@ -175,17 +175,6 @@ Test(direct, other_tiles_same_bits) {
  * with NaN before a second identical step (the model zeroes the buffers
  * that are not fresh): the gradients must keep their bytes. conv b reads
  * relu r alone (direct path, written); conv a's input is the model input. */
-static void fresh_grads(rf_model *m, rf_ctx *ctx, const float *x, const float *dl, int B, float *g, float *dx, int poison) {
-    const float *y;
-    cr_assert_eq(rf_model_forward(ctx, m, x, B, 1, &y), RF_OK, "%s", rf_ctx_error(ctx));
-    if (poison)
-        for (size_t i = 0; i < m->acts_numel; i++) m->dacts[i] = __builtin_nanf("");
-    rf_model_zero_grad(m);
-    cr_assert_eq(rf_model_backward(ctx, m, dl), RF_OK, "%s", rf_ctx_error(ctx));
-    memcpy(g, m->grads, m->n_params * sizeof(float));
-    memcpy(dx, m->dinput, (size_t)B * in_numel(m) * sizeof(float));
-}
-
 Test(direct, fresh_input_gradient_written) {
     const char *spec = "{\"input\":[3,9,8],\"classes\":10,\"layers\":["
                        "{\"type\":\"conv2d\",\"name\":\"a\",\"out\":16,\"kernel\":3,\"padding\":1},"
@@ -199,8 +188,8 @@ Test(direct, fresh_input_gradient_written) {
     float *g0 = malloc(m->n_params * sizeof(float)), *g1 = malloc(m->n_params * sizeof(float));
     float *d0 = malloc((size_t)B * in_numel(m) * sizeof(float)), *d1 = malloc((size_t)B * in_numel(m) * sizeof(float));
     m->input_grad = 1;
-    fresh_grads(m, &ctx, x, dl, B, g0, d0, 0);
-    fresh_grads(m, &ctx, x, dl, B, g1, d1, 1);
+    grads_after(m, &ctx, x, dl, B, g0, d0, 0);
+    grads_after(m, &ctx, x, dl, B, g1, d1, 1);
     cr_expect(memcmp(g0, g1, m->n_params * sizeof(float)) == 0, "parameter gradients changed after poisoning");
     cr_expect(memcmp(d0, d1, (size_t)B * in_numel(m) * sizeof(float)) == 0, "input gradient changed after poisoning");
     size_t nan = 0;

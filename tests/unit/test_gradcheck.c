@@ -173,6 +173,17 @@ Test(gradcheck, norms) {
     expect_ok(FLAT(9) "{\"type\":\"layernorm\"}]}", 3, 1);
 }
 
+/* Batch norm under the engine option bn=twopass (the statistic as before
+ * session 6; the tests above run the default, onepass; every rf_ctx_init
+ * here takes RAFFLE_BN as its default), alone and fused with the ReLU. */
+Test(gradcheck, norms_bn_twopass) {
+    setenv("RAFFLE_BN", "twopass", 1);
+    expect_ok(IMG(3, 4, 5) "{\"type\":\"batchnorm\"}]}", 4, 1);
+    expect_ok(IMG(3, 4, 5) "{\"type\":\"batchnorm\"},{\"type\":\"relu\"}]}", 4, 1);
+    expect_ok(FLAT(6) "{\"type\":\"batchnorm\"}]}", 5, 1);
+    unsetenv("RAFFLE_BN");
+}
+
 Test(gradcheck, activations) {
     expect_ok(FLAT(13) "{\"type\":\"relu\"}]}", 3, 1);
     expect_ok(FLAT(13) "{\"type\":\"gelu\"}]}", 3, 1);

@@ -71,8 +71,8 @@ static const char s2_spec[] =
     "{\"type\":\"conv2d\",\"name\":\"c4\",\"out\":17,\"kernel\":1,\"stride\":2},"
     "{\"type\":\"gap\",\"name\":\"gap\"},{\"type\":\"linear\",\"name\":\"fc\",\"out\":10}]}";
 
-/* conv: the engine option "conv" as a task setting ("" : the default, auto3) */
-typedef struct run { char dir[64]; char model[128], data[400]; int batch, iterations; double clip; const char *conv; } run;
+/* conv, bn: the engine option "conv" or "bn" as a task setting ("" : the default; conv's is auto3) */
+typedef struct run { char dir[64]; char model[128], data[400]; int batch, iterations; double clip; const char *conv, *bn; } run;
 
 /* dir/NAME.npy: a float32 [n, 3, side, side] image tensor (x) or int32 [n] labels (y). */
 static void write_npy(const char *dir, const char *name, int n, int side, int labels, rf_rng *g) {
@@ -128,6 +128,7 @@ static unsigned char *train_once(const run *r, const char *isa, int threads, siz
     cr_assert_eq(mkdir(task, 0755), 0);
     char eng[64] = "";
     if (r->conv && *r->conv) snprintf(eng, sizeof eng, ",\"engine\":{\"conv\":\"%s\"}", r->conv);
+    else if (r->bn && *r->bn) snprintf(eng, sizeof eng, ",\"engine\":{\"bn\":\"%s\"}", r->bn);
     snprintf(json, sizeof json,
              "{\"settings\":{\"kind\":\"train\",\"data\":\"%s\",\"model\":\"%s\",\"seed\":3,"
              "\"iterations\":%d,\"batch\":%d,\"clip_norm\":%g,\"eval_limit\":16%s},\"parents\":[]}",
@@ -166,11 +167,13 @@ static void need(rf_isa isa) {
 
 /* legs[i] (ISA, threads) against legs[0], byte for byte. */
 static const char *conv_option = "";   /* the next same_bytes' engine conv option */
+static const char *bn_option = "";     /* or its engine bn option (when conv_option is "") */
 static void same_bytes(const char *model, int side, int batch, int iterations, double clip, const char *const *isas,
                        const int *threads, int legs) {
     run r;
     run_open(&r, model, batch, iterations, side, clip);
     r.conv = conv_option;
+    r.bn = bn_option;
     size_t n0;
     unsigned char *ref = train_once(&r, isas[0], threads[0], &n0);
     for (int i = 1; i < legs; i++) {
@@ -258,10 +261,12 @@ Test(identity, s2_net_auto3_not_auto) {
     run r;
     run_open(&r, s2_spec, 8, 2, 8, 0.5);
     r.conv = "auto";
+    r.bn = "";
     unsigned char *a = train_once(&r, "scalar", 1, &n0);
     run_close(&r);
     run_open(&r, s2_spec, 8, 2, 8, 0.5);
     r.conv = "auto3";
+    r.bn = "";
     unsigned char *b = train_once(&r, "scalar", 1, &n1);
     run_close(&r);
     cr_assert(tensors_differ(a, n0, b, n1), "conv=auto3 trained the same tensors as auto: its path did not run");
@@ -271,3 +276,14 @@ Test(identity, s2_net_auto3_not_auto) {
 
 Test(identity, transformer_scalar_avx2_threads) { scalar_avx2(vit_spec, 0, 24, 3, 0.0); }
 Test(identity, transformer_avx512) { avx512(vit_spec, 0, 24, 3, 0.0); }
+/* bn=twopass: batch norm's statistic as before session 6 (the mean, then
+ * the centred squares; the default is onepass), on every BN layer of
+ * resnet-20. */
+Test(identity, resnet20_bn_twopass_scalar_avx2_threads) {
+    bn_option = "twopass";
+    scalar_avx2("resnet-20", 8, 8, 2, 0.5);
+}
+Test(identity, resnet20_bn_twopass_avx512) {
+    bn_option = "twopass";
+    avx512("resnet-20", 8, 8, 2, 0.5);
+}
