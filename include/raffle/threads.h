@@ -35,6 +35,16 @@ typedef struct rf_pool rf_pool;
 rf_status rf_pool_create(rf_ctx *ctx, int threads, rf_pool **out);
 /* Stops and joins the workers; accepts NULL. Not while a job runs. */
 void rf_pool_free(rf_pool *p);
+/* Most functions rf_pool_on_worker_exit holds. */
+#define RF_POOL_MAX_EXIT_FNS 8
+/* Registers fn to run on every pool worker thread just before it exits
+ * (rf_pool_free, or a failed rf_pool_create), in registration order, so
+ * per-thread scratch grown on a worker (the kernels' workspace, the GEMM
+ * handle, the layers' packs) is freed with its thread instead of leaking.
+ * Process-wide and thread-safe; registering a function again is a no-op.
+ * RF_ERR_INVALID for NULL, RF_ERR_NOMEM when RF_POOL_MAX_EXIT_FNS
+ * different functions are already held. */
+rf_status rf_pool_on_worker_exit(void (*fn)(void));
 /* Threads of the pool, caller included (1 for NULL). */
 int rf_pool_threads(const rf_pool *p);
 

@@ -107,6 +107,32 @@ static unsigned spin_while_eq(atomic_uint *a, unsigned v) {
     }
 }
 
+/* rf_pool_on_worker_exit's functions: appended under exit_mu, read by
+ * exiting workers under it. */
+static pthread_mutex_t exit_mu = PTHREAD_MUTEX_INITIALIZER;
+static void (*exit_fns[RF_POOL_MAX_EXIT_FNS])(void);
+static int n_exit_fns;
+
+rf_status rf_pool_on_worker_exit(void (*fn)(void)) {
+    if (!fn) return RF_ERR_INVALID;
+    rf_status st = RF_OK;
+    pthread_mutex_lock(&exit_mu);
+    int have = 0;
+    for (int i = 0; i < n_exit_fns; i++) have |= exit_fns[i] == fn;
+    if (!have) {
+        if (n_exit_fns < RF_POOL_MAX_EXIT_FNS) exit_fns[n_exit_fns++] = fn;
+        else st = RF_ERR_NOMEM;
+    }
+    pthread_mutex_unlock(&exit_mu);
+    return st;
+}
+
+static void run_exit_fns(void) {
+    pthread_mutex_lock(&exit_mu);
+    for (int i = 0; i < n_exit_fns; i++) exit_fns[i]();
+    pthread_mutex_unlock(&exit_mu);
+}
+
 static void *worker_main(void *varg) {
     worker_arg wa = *(worker_arg *)varg;
     rf_free(varg);
@@ -122,7 +148,10 @@ static void *worker_main(void *varg) {
             atomic_fetch_sub(&p->sleepers, 1);
             pthread_mutex_unlock(&p->mu);
         }
-        if (atomic_load(&p->stop)) return NULL;
+        if (atomic_load(&p->stop)) {
+            run_exit_fns();
+            return NULL;
+        }
         seen = g;
         /* Every worker acknowledges every job, taking part or not: the
          * caller returns only when all have seen this generation, so none

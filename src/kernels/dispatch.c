@@ -115,6 +115,9 @@ void *rf_kern_workspace(size_t bytes) {
     size_t want = bytes + bytes / 4;    /* grow geometrically: few reallocations */
     void *p = rf_aligned_alloc(64, want);
     if (!p) return NULL;
+    /* a pool worker frees it when it exits (three functions register; the
+     * table holds RF_POOL_MAX_EXIT_FNS, so this cannot fail) */
+    (void)rf_pool_on_worker_exit(rf_kernels_release_workspace);
     rf_free(ws_ptr);
     ws_ptr = p;
     ws_size = want;

@@ -681,6 +681,9 @@ rf_gemm *rf_gemm_thread(void) {
     rf_ctx tmp;
     memset(&tmp, 0, sizeof tmp);
     if (rf_gemm_create(&tmp, &c, &thread_gemm) != RF_OK) thread_gemm = NULL;
+    /* a pool worker frees its handle when it exits (cannot fail: see
+     * rf_kern_workspace) */
+    (void)rf_pool_on_worker_exit(rf_gemm_thread_release);
     return thread_gemm;
 }
 

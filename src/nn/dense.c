@@ -22,6 +22,9 @@ static float *grow(grow_buf *b, size_t n) {
     if (n > b->cap) {
         float *p = rf_aligned_alloc(64, (n ? n : 1) * sizeof(float));
         if (!p) return NULL;
+        /* a pool worker frees it when it exits (cannot fail: see
+         * rf_kern_workspace) */
+        (void)rf_pool_on_worker_exit(rf_nn_gemm_release);
         rf_free(b->p);
         b->p = p;
         b->cap = n;

@@ -10,6 +10,7 @@
  * skipped with a reason, never passed. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -573,4 +574,41 @@ Test(threads, bad_counts_and_default) {
     cr_assert_eq(rf_pool_default_threads(), 1);
     unsetenv("SLURM_CPUS_PER_TASK");
     cr_assert_eq(rf_pool_default_threads(), 1);
+}
+
+/* rf_pool_on_worker_exit: every worker runs the registered functions once
+ * as it exits, the caller does not; a function registered twice runs once.
+ * The parts grow per-thread state (rf_gemm_thread's handle): under `make
+ * asan` LeakSanitizer reports it if the workers' exit does not free it. */
+static atomic_int worker_exits;
+static void count_exit(void) { atomic_fetch_add(&worker_exits, 1); }
+static void thread_handle_part(void *arg, int t, int n) {
+    (void)n;
+    ((int *)arg)[t] = rf_gemm_thread() != NULL;
+}
+
+Test(threads, workers_run_exit_functions) {
+    cr_assert_eq(rf_pool_on_worker_exit(NULL), RF_ERR_INVALID);
+    cr_assert_eq(rf_pool_on_worker_exit(count_exit), RF_OK);
+    cr_assert_eq(rf_pool_on_worker_exit(count_exit), RF_OK);
+    rf_pool *p = make_pool(3);
+    int got[3] = {0, 0, 0};
+    rf_pool_run(p, 3, thread_handle_part, got);
+    for (int t = 0; t < 3; t++) cr_assert_eq(got[t], 1, "part %d had no GEMM handle", t);
+    cr_assert_eq(atomic_load(&worker_exits), 0);
+    rf_pool_free(p);
+    cr_assert_eq(atomic_load(&worker_exits), 2, "2 workers exited, %d exit calls", atomic_load(&worker_exits));
+    rf_gemm_thread_release();   /* the caller's own handle */
+}
+
+/* The table is bounded: RF_POOL_MAX_EXIT_FNS different functions, then
+ * RF_ERR_NOMEM (each test runs in its own process: the table starts empty). */
+#define EXIT_FN(i) static void exit_fn##i(void) {}
+EXIT_FN(0) EXIT_FN(1) EXIT_FN(2) EXIT_FN(3) EXIT_FN(4) EXIT_FN(5) EXIT_FN(6) EXIT_FN(7) EXIT_FN(8)
+Test(threads, exit_function_table_is_bounded) {
+    void (*fns[])(void) = {exit_fn0, exit_fn1, exit_fn2, exit_fn3, exit_fn4, exit_fn5, exit_fn6, exit_fn7, exit_fn8};
+    cr_assert_eq(RF_POOL_MAX_EXIT_FNS, 8);
+    for (int i = 0; i < RF_POOL_MAX_EXIT_FNS; i++) cr_assert_eq(rf_pool_on_worker_exit(fns[i]), RF_OK, "fn %d", i);
+    cr_assert_eq(rf_pool_on_worker_exit(fns[0]), RF_OK);   /* already held */
+    cr_assert_eq(rf_pool_on_worker_exit(fns[8]), RF_ERR_NOMEM);
 }
