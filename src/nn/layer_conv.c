@@ -1337,21 +1337,30 @@ static void dc_reduce(const rf_nn_run *r, const conv_geom *g, float *partials, i
         for (int co = 0; co < Co; co++) r->g[1][co] += partials[pp - ldc + (size_t)co];
 }
 
+/* Runs direct_bwd_part over the groups on the engine's threads, then
+ * dc_reduce: the tail of direct_backward and s2_backward. */
+static void dc_bwd_run(dc_job *j, int small) {
+    const rf_nn_run *r = j->r;
+    const conv_geom *g = j->g;
+    const int G = dc_groups(r->B);
+    double work = (double)r->B * (double)dc_round(g->Co, 16) * (double)g->K * (double)g->P * (r->din ? 2.0 : 1.0);
+    int parts = rf_nn_parts(r->eng, work, 1 << 20);
+    rf_nn_par(r->eng, parts < G ? parts : G, direct_bwd_part, j);
+    dc_reduce(r, g, j->partials, small);
+}
+
 static void direct_backward(const rf_nn_run *r, const conv_geom *g) {
-    const int small = g->Co <= DW_SMALL_CO, G = dc_groups(r->B), Co = g->Co, K = g->K;
-    const size_t ldc = (size_t)dc_round(Co, 16), pp = dc_partial(g);
+    const int small = g->Co <= DW_SMALL_CO, G = dc_groups(r->B), Co = g->Co;
+    const size_t pp = dc_partial(g);
     float *partials = r->scratch + (size_t)dc_round(g->C, DC_MR) * Co * g->kh * g->kw;
     dc_job j = {r, g, r->scratch, partials + (size_t)G * pp, dc_bwd_thread(g), r->scratch, NULL, NULL, partials};
     if (r->din && j_dx_direct(g)) dc_pack_flip(j.shared, r->p[0], Co, g->C, g->kh, g->kw);
-    double work = (double)r->B * (double)ldc * (double)K * (double)g->P * (r->din ? 2.0 : 1.0);
-    int parts = rf_nn_parts(r->eng, work, 1 << 20);
-    rf_nn_par(r->eng, parts < G ? parts : G, direct_bwd_part, &j);
-    dc_reduce(r, g, partials, small);
+    dc_bwd_run(&j, small);
 }
 
 static void s2_backward(const rf_nn_run *r, const conv_geom *g) {
-    const int G = dc_groups(r->B), Co = g->Co, K = g->K;
-    const size_t ldc = (size_t)dc_round(Co, 16), pp = dc_partial(g);
+    const int G = dc_groups(r->B), K = g->K;
+    const size_t pp = dc_partial(g);
     float *partials = r->scratch + s2b_shared(g);
     const float *wpk = r->scratch + K;
     const int *dtaps = (const int *)(const void *)(wpk + s2_dx_wpk(g));
@@ -1363,10 +1372,7 @@ static void s2_backward(const rf_nn_run *r, const conv_geom *g) {
         s2_dxg xg = s2_dx_of(g);
         s2_dx_pack(r->scratch + K, (int *)(void *)(r->scratch + K + s2_dx_wpk(g)), r->p[0], g, &xg);
     }
-    double work = (double)r->B * (double)ldc * (double)K * (double)g->P * (r->din ? 2.0 : 1.0);
-    int parts = rf_nn_parts(r->eng, work, 1 << 20);
-    rf_nn_par(r->eng, parts < G ? parts : G, direct_bwd_part, &j);
-    dc_reduce(r, g, partials, 0);
+    dc_bwd_run(&j, 0);
 }
 
 /* Wide columns cost Co·(kw − 1) extra outputs per row of OH·K work; the

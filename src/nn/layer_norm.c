@@ -194,6 +194,12 @@ typedef int bn_v8i __attribute__((vector_size(32)));
 #define BN_RELU_DZ8(dyp, xp, av, bv) \
     (BN_SPLATF(0.0f) + (bn_v8f)((bn_v8i)BN_LD8F(dyp) & (BN_LD8F(xp) * (av) + (bv) > BN_SPLATF(0.0f))))
 
+/* BN_RELU_DZ8 for one element (the planes' tails, plane_dx_relu). */
+static inline float bn_relu_dz1(float dy, float x, float fa, float fb) {
+    float z = x * fa + fb;
+    return 0.0f + (z > 0.0f ? dy : 0.0f);
+}
+
 /* acc += x, or (x − mu)² when sq (forward statistics). */
 RF_NN_VEC static void plane_stats(double *acc, const float *x, size_t hw, double mu, int sq) {
     bn_v8d a0, a1, m = BN_SPLAT(mu);
@@ -281,11 +287,7 @@ RF_NN_VEC static void plane_grads(double *a1, double *a2, const float *dy, const
     memcpy(a2, &t0, sizeof t0);
     memcpy(a2 + 8, &t1, sizeof t1);
     for (size_t i = n16; i < hw; i++) {
-        float g = dy[i];
-        if (relu) {
-            float z = x[i] * fa + fb;
-            g = 0.0f + (z > 0.0f ? dy[i] : 0.0f);
-        }
+        float g = relu ? bn_relu_dz1(dy[i], x[i], fa, fb) : dy[i];
         a1[i - n16] += (double)g;
         a2[i - n16] += (double)g * ((double)x[i] - mu);
     }
@@ -351,15 +353,10 @@ RF_NN_VEC static void plane_dx(float *restrict dx, const float *restrict dy, con
 RF_NN_VEC static void plane_dx_relu(float *restrict dx, const float *restrict dy, const float *restrict x, size_t hw,
                                     float fa, float fb, float k0, float k1, float mu, float rs, float k2, int set) {
     if (set)
-        for (size_t i = 0; i < hw; i++) {
-            float z = x[i] * fa + fb, g = 0.0f + (z > 0.0f ? dy[i] : 0.0f);
-            dx[i] = 0.0f + k0 * (g - k1 - (x[i] - mu) * rs * k2);
-        }
+        for (size_t i = 0; i < hw; i++)
+            dx[i] = 0.0f + k0 * (bn_relu_dz1(dy[i], x[i], fa, fb) - k1 - (x[i] - mu) * rs * k2);
     else
-        for (size_t i = 0; i < hw; i++) {
-            float z = x[i] * fa + fb, g = 0.0f + (z > 0.0f ? dy[i] : 0.0f);
-            dx[i] += k0 * (g - k1 - (x[i] - mu) * rs * k2);
-        }
+        for (size_t i = 0; i < hw; i++) dx[i] += k0 * (bn_relu_dz1(dy[i], x[i], fa, fb) - k1 - (x[i] - mu) * rs * k2);
 }
 
 /* The composition plane_dx_relu replaced, as its reference (test_bn):
