@@ -468,6 +468,146 @@ static void grad4_avx512(float *u, size_t ldk, const float *dy, int OH, int OW, 
 #undef W4_COLS6
 #undef W4_COLS4
 
+/* ---- AVX-512, four tiles a row (TW = 4: 13-16 wide maps) -------------------
+ * The kernels above put one tile row in a vector: with TW = 4 (ResNet's
+ * 16x16 maps, conv-6's 14x14) their column half runs on 4 of 16 lanes, 36
+ * permutes and 36 masked stores of 4 floats per tile row. Here four tile
+ * rows share the vector (lane 4·th' + tw, th' = th - th0: consecutive tiles,
+ * so stores are whole vectors). Row position a of tile row th is the row
+ * half on whole source rows, as above (one column per lane): `lo` holds
+ * columns 0-15, `sh` columns 2-17 (the two columns past 15, without a
+ * second vector of padding); column j of tile tw is lo's lane 4·tw + j
+ * (j < 4) or sh's lane 4·tw + j - 2 (j = 4, 5). Two tile rows' picks come
+ * from one two-source permute (lanes 0-3 from the first, 4-7 from the
+ * second; the same index puts tile rows 2, 3 in lanes 8-15 of a second
+ * permute), a blend joins them, then the column half of the transform runs
+ * on 16 tiles. Every lane does the reference's operations in its order: the
+ * same bits (test_winograd `in4_kernels_match_ref`). Each row position a is
+ * made from its own loads (W4_BT's other outputs are dead and dropped), so
+ * no more than 8 combined rows are live. */
+
+/* index j: lane l takes source lane 4·(l % 4) + j of the first table
+ * (l % 8 < 4) or of the second (16 + ...) */
+__attribute__((target("avx512f")))
+static __m512i pick4_idx(int j) {
+    int idx[16];
+    for (int l = 0; l < 16; l++) idx[l] = (l % 8 < 4 ? 0 : 16) + 4 * (l % 4) + j;
+    return _mm512_loadu_si512(idx);
+}
+
+/* Row position a's combined rows of the 4 tile rows (R(i, th'): source
+ * row i of tile row th', from column c0 with lanes ml) by the 1-D macro
+ * OP with N inputs; then column j's picks. */
+#define W4R_BT(o, R, a)                                                                                      \
+    {                                                                                                        \
+        __m512 o0_, o1_, o2_, o3_, o4_, o5_;                                                                 \
+        W4_BT(o0_, o1_, o2_, o3_, o4_, o5_, R(0), R(1), R(2), R(3), R(4), R(5))                              \
+        const __m512 oo_[6] = {o0_, o1_, o2_, o3_, o4_, o5_};                                               \
+        o = oo_[a];                                                                                          \
+    }
+#define W4R_A(o, R, a)                                                                                       \
+    {                                                                                                        \
+        __m512 o0_, o1_, o2_, o3_, o4_, o5_;                                                                 \
+        W4_A(o0_, o1_, o2_, o3_, o4_, o5_, R(0), R(1), R(2), R(3))                                           \
+        const __m512 oo_[6] = {o0_, o1_, o2_, o3_, o4_, o5_};                                               \
+        o = oo_[a];                                                                                          \
+    }
+/* stores o0..o5 (ms lanes) at d, ldk apart */
+#define W4_ST6(d)                                                                                            \
+    {                                                                                                        \
+        float *d_ = (d);                                                                                     \
+        _mm512_mask_storeu_ps(d_, ms, o0); _mm512_mask_storeu_ps(d_ + ldk, ms, o1);                          \
+        _mm512_mask_storeu_ps(d_ + 2 * ldk, ms, o2); _mm512_mask_storeu_ps(d_ + 3 * ldk, ms, o3);            \
+        _mm512_mask_storeu_ps(d_ + 4 * ldk, ms, o4); _mm512_mask_storeu_ps(d_ + 5 * ldk, ms, o5);            \
+    }
+#define W4_PICK(P, ix) _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(P[0], ix, P[1]),                  \
+                                            _mm512_permutex2var_ps(P[2], ix, P[3]))
+
+/* The group's source rows r < n (plane rows h0 + r, zero outside [0, H))
+ * into an aligned L1 buffer, 16 floats from column c0 - pad (mask m) at
+ * xb[r·ld], and with two (ld 32) from column c0 + 2 - pad (mask m2) at
+ * xb[r·ld + 16]: the row half then reads them at fixed offsets. Loading
+ * them from the plane directly kept 18 row pointers live, which spilled. */
+__attribute__((target("avx512f"), always_inline))
+static inline void w4_rows(float *xb, int n, int ld, const float *x, int h0, int H, int W, int pad, __mmask16 m,
+                           __mmask16 m2) {
+    for (int r = 0; r < n; r++) {
+        const int h = h0 + r;
+        __m512 lo = _mm512_setzero_ps(), sh = lo;
+        if (h >= 0 && h < H) {
+            lo = _mm512_maskz_loadu_ps(m, x + (size_t)h * W - pad);
+            if (ld == 32) sh = _mm512_maskz_loadu_ps(m2, x + (size_t)h * W - pad + 2);
+        }
+        _mm512_store_ps(xb + r * ld, lo);
+        if (ld == 32) _mm512_store_ps(xb + r * ld + 16, sh);
+    }
+}
+
+__attribute__((target("avx512f"), optimize("O3")))
+static void in4w_avx512(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, const float *next) {
+    if (next) prefetch_plane(next, (size_t)H * W);
+    const __mmask16 mlo = lanes16(pad, pad + W), msh = lanes16(pad - 2, pad - 2 + W);
+    const __m512i ix0 = pick4_idx(0), ix1 = pick4_idx(1), ix2 = pick4_idx(2), ix3 = pick4_idx(3);
+    for (int th0 = 0; th0 < TH; th0 += 4) {
+        const int ng = TH - th0 < 4 ? TH - th0 : 4;
+        float xb[18 * 32] __attribute__((aligned(64)));
+        w4_rows(xb, 18, 32, x, 4 * th0 - pad, H, W, pad, mlo, msh);
+        const __mmask16 ms = lanes16(0, 4 * ng);
+        float *dst = u + (size_t)th0 * 4;
+#define LO(i) _mm512_load_ps(xb + (4 * t + (i)) * 32)
+#define SH(i) _mm512_load_ps(xb + (4 * t + (i)) * 32 + 16)
+#define ROW(a)                                                                                               \
+        {                                                                                                    \
+            __m512 lo[4], sh[4];                                                                             \
+            for (int t = 0; t < 4; t++) {                                                                    \
+                W4R_BT(lo[t], LO, a)                                                                         \
+                W4R_BT(sh[t], SH, a)                                                                         \
+            }                                                                                                \
+            __m512 c0 = W4_PICK(lo, ix0), c1 = W4_PICK(lo, ix1), c2 = W4_PICK(lo, ix2), c3 = W4_PICK(lo, ix3); \
+            __m512 c4 = W4_PICK(sh, ix2), c5 = W4_PICK(sh, ix3);                                             \
+            __m512 o0, o1, o2, o3, o4, o5;                                                                   \
+            W4_BT(o0, o1, o2, o3, o4, o5, c0, c1, c2, c3, c4, c5)                                            \
+            W4_ST6(dst + (size_t)(6 * (a)) * ldk)                                                            \
+        }
+        ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+#undef ROW
+#undef LO
+#undef SH
+    }
+}
+
+/* The same for the 4x4 dY tiles (columns 0-15 only: no sh). */
+__attribute__((target("avx512f"), optimize("O3")))
+static void grad4w_avx512(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, const float *next) {
+    if (next) prefetch_plane(next, (size_t)OH * OW);
+    const __mmask16 mlo = lanes16(0, OW);
+    const __m512i ix0 = pick4_idx(0), ix1 = pick4_idx(1), ix2 = pick4_idx(2), ix3 = pick4_idx(3);
+    for (int th0 = 0; th0 < TH; th0 += 4) {
+        const int ng = TH - th0 < 4 ? TH - th0 : 4;
+        float xb[16 * 16] __attribute__((aligned(64)));
+        w4_rows(xb, 16, 16, dy, 4 * th0, OH, OW, 0, mlo, 0);
+        const __mmask16 ms = lanes16(0, 4 * ng);
+        float *dst = u + (size_t)th0 * 4;
+#define LO(i) _mm512_load_ps(xb + (4 * t + (i)) * 16)
+#define ROW(a)                                                                                               \
+        {                                                                                                    \
+            __m512 lo[4];                                                                                    \
+            for (int t = 0; t < 4; t++) W4R_A(lo[t], LO, a)                                                  \
+            __m512 c0 = W4_PICK(lo, ix0), c1 = W4_PICK(lo, ix1), c2 = W4_PICK(lo, ix2), c3 = W4_PICK(lo, ix3); \
+            __m512 o0, o1, o2, o3, o4, o5;                                                                   \
+            W4_A(o0, o1, o2, o3, o4, o5, c0, c1, c2, c3)                                                     \
+            W4_ST6(dst + (size_t)(6 * (a)) * ldk)                                                            \
+        }
+        ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+#undef ROW
+#undef LO
+    }
+}
+#undef W4R_BT
+#undef W4R_A
+#undef W4_PICK
+#undef W4_ST6
+
 /* The output transform with the 1-D macro on vectors: 16 (8) tiles a
  * vector, the reference's operations lane by lane. */
 #define W4_OUT_BODY(VT, LOAD, STORE, ADD, SET1)                                                              \
@@ -699,7 +839,8 @@ static void scatter4_avx2(float *y, const float *o, size_t ldo, int OH, int OW, 
 
 void rf_nn_wino4_in(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW, const float *next) {
     rf_isa isa = rf_kernels_isa();
-    if (isa >= RF_ISA_AVX512 && 4 * TW + 2 <= 32) in4_avx512(u, ldk, x, H, W, pad, TH, TW, next);
+    if (isa >= RF_ISA_AVX512 && TW == 4) in4w_avx512(u, ldk, x, H, W, pad, TH, next);
+    else if (isa >= RF_ISA_AVX512 && 4 * TW + 2 <= 32) in4_avx512(u, ldk, x, H, W, pad, TH, TW, next);
     else if (isa >= RF_ISA_AVX2 && 4 * TW + 2 <= 32) in4_avx2(u, ldk, x, H, W, pad, TH, TW);
     else in4_ref(u, ldk, x, H, W, pad, TH, TW);
 }
@@ -713,7 +854,8 @@ void rf_nn_wino4_out(float *o, const float *m, size_t ldk, int T, float bv) {
 
 void rf_nn_wino4_grad(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW, const float *next) {
     rf_isa isa = rf_kernels_isa();
-    if (isa >= RF_ISA_AVX512 && 4 * TW <= 32) grad4_avx512(u, ldk, dy, OH, OW, TH, TW, next);
+    if (isa >= RF_ISA_AVX512 && TW == 4) grad4w_avx512(u, ldk, dy, OH, OW, TH, next);
+    else if (isa >= RF_ISA_AVX512 && 4 * TW <= 32) grad4_avx512(u, ldk, dy, OH, OW, TH, TW, next);
     else if (isa >= RF_ISA_AVX2 && 4 * TW <= 28) grad4_avx2(u, ldk, dy, OH, OW, TH, TW);
     else grad4_ref(u, ldk, dy, OH, OW, TH, TW);
 }

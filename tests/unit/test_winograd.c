@@ -361,6 +361,50 @@ Test(winograd, isa_paths_identical) {
     }
 }
 
+/* F(4x4)'s plane transforms called directly, every ISA against the plain
+ * reference (in4_ref, grad4_ref: RF_ISA_SCALAR), byte for byte, on maps
+ * that take each AVX-512 kernel: four tile rows a vector (TW = 4: 13-16
+ * wide, 1-5 tile rows, pad 0-2, so partial groups and rows of padding),
+ * two (TW <= 2 with narrow rows), one (TW 3, 5-7); U's other floats (a
+ * NaN pattern, ldk > 36 tiles) must stay as they were. ~10 ms. */
+Test(winograd, in4_kernels_match_ref) {
+    rf_isa best = rf_kernels_cpu_isa();
+    if (best < RF_ISA_AVX2) cr_skip_test("no AVX2 on this CPU");
+    const int shapes[][3] = {{16, 16, 1}, {14, 14, 1}, {13, 15, 1}, {16, 14, 2}, {18, 16, 0}, {5, 16, 1}, {9, 13, 1},
+                             {20, 16, 1}, {3, 14, 0},  {8, 8, 1},   {7, 7, 1},   {28, 28, 1}, {10, 9, 0}, {12, 12, 1}};
+    const size_t ldk = 160 + 16, nu = 36 * ldk;
+    rf_rng r;
+    rf_rng_init(&r, 23, 0);
+    float *u[3], *x = randv(&r, 32 * 32);
+    for (int t = 0; t < 3; t++) u[t] = malloc(nu * sizeof(float));
+    cr_assert(u[0] && u[1] && u[2]);
+    rf_isa isas[3] = {RF_ISA_SCALAR, RF_ISA_AVX2, RF_ISA_AVX512};
+    const int n_isa = best >= RF_ISA_AVX512 ? 3 : 2;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int grad = 0; grad < 2; grad++) {
+            const int H = shapes[si][0], W = shapes[si][1], pad = grad ? 0 : shapes[si][2];
+            /* the gradient transform's plane is dY itself (OH x OW = H x W) */
+            const int OH = grad ? H : H + 2 * pad - 2, OW = grad ? W : W + 2 * pad - 2;
+            const int TH = (OH + 3) / 4, TW = (OW + 3) / 4;
+            cr_assert(TH * TW <= 160);
+            for (int t = 0; t < n_isa; t++) {
+                for (size_t i = 0; i < nu; i++) u[t][i] = (float)NAN;
+                rf_kernels_force(isas[t]);
+                if (grad) rf_nn_wino4_grad(u[t] + 3, ldk, x, OH, OW, TH, TW, x);
+                else rf_nn_wino4_in(u[t] + 3, ldk, x, H, W, pad, TH, TW, x);
+                if (t > 0)
+                    cr_expect_eq(memcmp(u[0], u[t], nu * sizeof(float)), 0, "%s %dx%d pad %d: %s differs from ref",
+                                 grad ? "grad4" : "in4", H, W, pad, rf_isa_name(isas[t]));
+            }
+            size_t written = 0;
+            for (size_t i = 0; i < nu; i++) written += !isnan(u[0][i]);
+            cr_expect_eq(written, (size_t)36 * TH * TW, "%dx%d: %zu floats written", H, W, written);
+        }
+    rf_kernels_force(best);
+    for (int t = 0; t < 3; t++) free(u[t]);
+    free(x);
+}
+
 /* rf_nn_wino4_weights_row (V's rows transformed one at a time, then
  * packed: the runs' P) against rf_nn_wino4_weights, the whole V: the same
  * bytes for both layouts, flip, odd channel counts, every ISA. ~1 ms. */
