@@ -102,6 +102,11 @@ static void wino4_plane(size_t p, size_t ns, size_t C, size_t *j, size_t *c) {
     *j = r / gsz;
     *c = cb * WINO4_CG + r % gsz;
 }
+/* Samples per F(4x4) transform call: 4 where a plane has 2x2 tiles (7x7,
+ * 8x8 maps: the AVX-512 kernel fills its 16 lanes with 4 samples' tiles,
+ * which are consecutive in U), else 1. Units of that many samples take the
+ * place of samples in wino4_plane's order; no value depends on it. */
+static size_t wino4_group(const wg *g) { return g->TH == 2 && g->TW == 2 ? 4 : 1; }
 static size_t wg_slab(const wg *g, int rows, size_t tc) { return (size_t)rows * tc + (g->m == 4 ? WINO4_SKEW : 0); }
 
 /* U, M of a chunk + the padded plane (+ 4 floats of slack) + 4 output rows
@@ -554,12 +559,16 @@ static void wino_input_plane(float *U, size_t tc, const float *in, int j, int c,
 static void wino_input(float *U, size_t tc, const float *in, int ns, const wg *g, float *plane) {
     size_t isz = (size_t)g->Hi * g->Wi;
     if (g->m == 4) {   /* samples inner: U[k][c] is written front to back (36 streams) */
-        size_t np = (size_t)ns * g->Ci, j, c, qj, qc;
+        const size_t G = wino4_group(g), nsg = ((size_t)ns + G - 1) / G, np = nsg * g->Ci;
+        size_t j, c, qj, qc;
         for (size_t p = 0; p < np; p++) {
-            wino4_plane(p, (size_t)ns, (size_t)g->Ci, &j, &c);
-            wino4_plane(p + WINO4_PF < np ? p + WINO4_PF : np - 1, (size_t)ns, (size_t)g->Ci, &qj, &qc);
-            rf_nn_wino4_in(U + c * tc + j * g->T, wg_slab(g, g->Ci, tc), in + (j * g->Ci + c) * isz, g->Hi, g->Wi,
-                           g->pad, g->TH, g->TW, in + (qj * g->Ci + qc) * isz);
+            wino4_plane(p, nsg, (size_t)g->Ci, &j, &c);
+            wino4_plane(p + WINO4_PF < np ? p + WINO4_PF : np - 1, nsg, (size_t)g->Ci, &qj, &qc);
+            j *= G;
+            const int n = (size_t)ns - j < G ? ns - (int)j : (int)G;
+            rf_nn_wino4_in_planes(U + c * tc + j * g->T, wg_slab(g, g->Ci, tc), in + (j * g->Ci + c) * isz,
+                                  (size_t)g->Ci * isz, n, g->Hi, g->Wi, g->pad, g->TH, g->TW,
+                                  in + (qj * G * g->Ci + qc) * isz);
         }
         return;
     }
@@ -873,27 +882,36 @@ static void wgrad_part(void *arg, int t, int n) {
         return;
     }
     size_t np = (size_t)j->ns * ((size_t)g->Ci + g->Co), p0, p1, pl = (size_t)g->Hp * g->Wp + 4;
-    rf_nn_span(np, t, n, &p0, &p1);
-    if (g->m == 4) {   /* straight from the planes, samples inner (see wino_input) */
-        size_t nx4 = (size_t)j->ns * g->Ci, ns = (size_t)j->ns, jj, c, qj, qc;
+    if (g->m == 4) {   /* straight from the planes, samples inner (see wino_input), in units of G samples */
+        const size_t G = wino4_group(g), nsg = ((size_t)j->ns + G - 1) / G, nx4 = nsg * g->Ci;
+        size_t jj, c, qj, qc;
+        rf_nn_span(nsg * ((size_t)g->Ci + g->Co), t, n, &p0, &p1);
         for (size_t p = p0; p < p1; p++) {
             size_t q = p + WINO4_PF < p1 ? p + WINO4_PF : p1 - 1;
             if (p < nx4) {
-                wino4_plane(p, ns, (size_t)g->Ci, &jj, &c);
-                wino4_plane(q < nx4 ? q : p, ns, (size_t)g->Ci, &qj, &qc);
-                rf_nn_wino4_in(j->U + c * j->tc + jj * g->T, wg_slab(g, g->Ci, j->tc),
-                               j->x + ((size_t)j->n0 + jj) * g->Ci * isz + c * isz, g->Hi, g->Wi, g->pad, g->TH, g->TW,
-                               j->x + ((size_t)j->n0 + qj) * g->Ci * isz + qc * isz);
+                wino4_plane(p, nsg, (size_t)g->Ci, &jj, &c);
+                wino4_plane(q < nx4 ? q : p, nsg, (size_t)g->Ci, &qj, &qc);
             } else {
-                wino4_plane(p - nx4, ns, (size_t)g->Co, &jj, &c);
-                wino4_plane(q - nx4, ns, (size_t)g->Co, &qj, &qc);
-                rf_nn_wino4_grad(j->Yd + c * j->tc + jj * g->T, wg_slab(g, g->Co, j->tc),
-                                 j->dy + ((size_t)j->n0 + jj) * g->Co * osz + c * osz, g->OH, g->OW, g->TH, g->TW,
-                                 j->dy + ((size_t)j->n0 + qj) * g->Co * osz + qc * osz);
+                wino4_plane(p - nx4, nsg, (size_t)g->Co, &jj, &c);
+                wino4_plane(q - nx4, nsg, (size_t)g->Co, &qj, &qc);
             }
+            jj *= G;
+            qj *= G;
+            const int nq = (size_t)j->ns - jj < G ? j->ns - (int)jj : (int)G;
+            if (p < nx4)
+                rf_nn_wino4_in_planes(j->U + c * j->tc + jj * g->T, wg_slab(g, g->Ci, j->tc),
+                                      j->x + ((size_t)j->n0 + jj) * g->Ci * isz + c * isz, (size_t)g->Ci * isz, nq,
+                                      g->Hi, g->Wi, g->pad, g->TH, g->TW,
+                                      j->x + ((size_t)j->n0 + qj) * g->Ci * isz + qc * isz);
+            else
+                rf_nn_wino4_grad_planes(j->Yd + c * j->tc + jj * g->T, wg_slab(g, g->Co, j->tc),
+                                        j->dy + ((size_t)j->n0 + jj) * g->Co * osz + c * osz, (size_t)g->Co * osz, nq,
+                                        g->OH, g->OW, g->TH, g->TW,
+                                        j->dy + ((size_t)j->n0 + qj) * g->Co * osz + qc * osz);
         }
         return;
     }
+    rf_nn_span(np, t, n, &p0, &p1);
     float *plane = j->planes + (size_t)t * pl;
     /* The split input plane (2·Hp·(TW + 1) = Hp·Wp floats) and the split dY
      * plane (2·2TH·TW) share one buffer, zeroed when its use changes. */

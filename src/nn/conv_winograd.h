@@ -79,6 +79,13 @@ void rf_nn_wino4_weights_back(float *dw, const float *dV, int Co, int C, int co0
 void rf_nn_wino4_in(float *u, size_t ldk, const float *x, int H, int W, int pad, int TH, int TW, const float *next);
 /* u[k·ldk + th·TW + tw] = (A y Aᵀ)[k], y the 4×4 tiles of dy[OH, OW]. */
 void rf_nn_wino4_grad(float *u, size_t ldk, const float *dy, int OH, int OW, int TH, int TW, const float *next);
+/* The same for n <= 4 planes of consecutive samples, x + q·ps (dy + q·ps)
+ * into u + q·TH·TW: the same values as n calls; next: the first of the
+ * planes the caller transforms next (prefetched with the 3 after it). */
+void rf_nn_wino4_in_planes(float *u, size_t ldk, const float *x, size_t ps, int n, int H, int W, int pad, int TH,
+                           int TW, const float *next);
+void rf_nn_wino4_grad_planes(float *u, size_t ldk, const float *dy, size_t ps, int n, int OH, int OW, int TH, int TW,
+                             const float *next);
 /* o[r·T + t] = (Aᵀ m A)[r] + bv (r = 4a + b) for T tiles, m[k·ldk + t]. */
 void rf_nn_wino4_out(float *o, const float *m, size_t ldk, int T, float bv);
 /* y[OH, OW] (= by acc 0, += by 1, = max(·, 0) by 2: a fused ReLU, the

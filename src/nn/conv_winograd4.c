@@ -603,6 +603,100 @@ static void grad4w_avx512(float *u, size_t ldk, const float *dy, int OH, int OW,
 #undef LO
     }
 }
+
+/* ---- AVX-512, four planes a vector (TW = TH = 2: 5-8 wide maps) -------------
+ * A 7x7 or 8x8 map has 4 tiles: the kernels above fill 4 of 16 lanes (two
+ * tile rows a vector). Here the planes of 4 consecutive samples (one
+ * channel), whose tiles are consecutive in U, share the vector: lane
+ * 4·q + 2·th + tw. The planes' padded rows are staged in an L1 buffer so
+ * that one 16-float load holds two planes' row: xb[ρ·64 + 8·q] columns 0-7
+ * of plane q (`lo`), xb[ρ·64 + 32 + 8·q] columns 4-11 (`sh`); the row half
+ * runs on those (lanes 0-7 plane 2p, 8-15 plane 2p + 1); column j of tile
+ * tw is lo's column 4·tw + j (j < 4) or sh's 4·tw + j − 4 (j = 4, 5); a
+ * permute per plane pair and a blend gather the 16 tiles, as above. */
+__attribute__((target("avx512f")))
+static __m512i pickq_idx(int j) {
+    int idx[16];
+    for (int l = 0; l < 16; l++) idx[l] = 16 * ((l / 2) % 2) + 8 * ((l / 4) % 2) + 4 * (l % 2) + j;
+    return _mm512_loadu_si512(idx);
+}
+
+/* n rows ρ (plane rows h0 + ρ) of nq planes ps apart: 8 floats of each
+ * from column c0 - pad (mask m, lanes of 8) at xb[ρ·ld + off + 8·q]; rows
+ * outside [0, H) and planes past nq are zeros. */
+__attribute__((target("avx512f,avx512vl"), always_inline))
+static inline void w4_rows_q(float *xb, int n, int ld, int off, const float *x, size_t ps, int nq, int h0, int H, int W,
+                             int c0, __mmask8 m) {
+    for (int r = 0; r < n; r++) {
+        const int h = h0 + r;
+        for (int q = 0; q < 4; q++) {
+            __m256 v = _mm256_setzero_ps();
+            if (q < nq && h >= 0 && h < H) v = _mm256_maskz_loadu_ps(m, x + q * ps + (size_t)h * W + c0);
+            _mm256_store_ps(xb + r * ld + off + 8 * q, v);
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512vl")))
+static __mmask8 lanes8m(int lo, int hi) { return (__mmask8)lanes16(lo < 8 ? lo : 8, hi < 8 ? hi : 8); }
+
+__attribute__((target("avx512f,avx512vl"), optimize("O3")))
+static void in4q_avx512(float *u, size_t ldk, const float *x, size_t ps, int nq, int H, int W, int pad,
+                        const float *next) {
+    if (next)
+        for (int q = 0; q < 4; q++) prefetch_plane(next + q * ps, (size_t)H * W);
+    float xb[10 * 64] __attribute__((aligned(64)));
+    w4_rows_q(xb, 10, 64, 0, x, ps, nq, -pad, H, W, -pad, lanes8m(pad, pad + W));
+    w4_rows_q(xb, 10, 64, 32, x, ps, nq, -pad, H, W, 4 - pad, lanes8m(pad - 4, pad - 4 + W));
+    const __m512i ix0 = pickq_idx(0), ix1 = pickq_idx(1), ix2 = pickq_idx(2), ix3 = pickq_idx(3);
+    const __mmask16 ms = lanes16(0, 4 * nq);
+    /* R(i) of pair p, tile row th */
+#define LO(i) _mm512_load_ps(xb + (4 * th + (i)) * 64 + 16 * p)
+#define SH(i) _mm512_load_ps(xb + (4 * th + (i)) * 64 + 32 + 16 * p)
+#define ROW(a)                                                                                               \
+    {                                                                                                        \
+        __m512 lo[4], sh[4];                                                                                 \
+        for (int p = 0; p < 2; p++)                                                                          \
+            for (int th = 0; th < 2; th++) {                                                                 \
+                W4R_BT(lo[2 * p + th], LO, a)                                                                \
+                W4R_BT(sh[2 * p + th], SH, a)                                                                \
+            }                                                                                                \
+        __m512 c0 = W4_PICK(lo, ix0), c1 = W4_PICK(lo, ix1), c2 = W4_PICK(lo, ix2), c3 = W4_PICK(lo, ix3);     \
+        __m512 c4 = W4_PICK(sh, ix0), c5 = W4_PICK(sh, ix1);                                                 \
+        __m512 o0, o1, o2, o3, o4, o5;                                                                       \
+        W4_BT(o0, o1, o2, o3, o4, o5, c0, c1, c2, c3, c4, c5)                                                \
+        W4_ST6(u + (size_t)(6 * (a)) * ldk)                                                                  \
+    }
+    ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+#undef ROW
+#undef LO
+#undef SH
+}
+
+__attribute__((target("avx512f,avx512vl"), optimize("O3")))
+static void grad4q_avx512(float *u, size_t ldk, const float *dy, size_t ps, int nq, int OH, int OW,
+                          const float *next) {
+    if (next)
+        for (int q = 0; q < 4; q++) prefetch_plane(next + q * ps, (size_t)OH * OW);
+    float xb[8 * 32] __attribute__((aligned(64)));
+    w4_rows_q(xb, 8, 32, 0, dy, ps, nq, 0, OH, OW, 0, lanes8m(0, OW));
+    const __m512i ix0 = pickq_idx(0), ix1 = pickq_idx(1), ix2 = pickq_idx(2), ix3 = pickq_idx(3);
+    const __mmask16 ms = lanes16(0, 4 * nq);
+#define LO(i) _mm512_load_ps(xb + (4 * th + (i)) * 32 + 16 * p)
+#define ROW(a)                                                                                               \
+    {                                                                                                        \
+        __m512 lo[4];                                                                                        \
+        for (int p = 0; p < 2; p++)                                                                          \
+            for (int th = 0; th < 2; th++) W4R_A(lo[2 * p + th], LO, a)                                      \
+        __m512 c0 = W4_PICK(lo, ix0), c1 = W4_PICK(lo, ix1), c2 = W4_PICK(lo, ix2), c3 = W4_PICK(lo, ix3);     \
+        __m512 o0, o1, o2, o3, o4, o5;                                                                       \
+        W4_A(o0, o1, o2, o3, o4, o5, c0, c1, c2, c3)                                                         \
+        W4_ST6(u + (size_t)(6 * (a)) * ldk)                                                                  \
+    }
+    ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+#undef ROW
+#undef LO
+}
 #undef W4R_BT
 #undef W4R_A
 #undef W4_PICK
@@ -865,4 +959,25 @@ void rf_nn_wino4_scatter(float *y, const float *o, size_t ldo, int OH, int OW, i
     if (isa >= RF_ISA_AVX512 && 4 * TW <= 32) scatter4_avx512(y, o, ldo, OH, OW, TW, acc);
     else if (isa >= RF_ISA_AVX2 && 4 * TW <= 32) scatter4_avx2(y, o, ldo, OH, OW, TW, acc);
     else scatter4_ref(y, o, ldo, OH, OW, TW, acc);
+}
+
+/* n <= 4 planes of consecutive samples (x + q·ps) into their tiles u + q·TH·TW. */
+void rf_nn_wino4_in_planes(float *u, size_t ldk, const float *x, size_t ps, int n, int H, int W, int pad, int TH,
+                           int TW, const float *next) {
+    if (rf_kernels_isa() >= RF_ISA_AVX512 && TH == 2 && TW == 2) {
+        in4q_avx512(u, ldk, x, ps, n, H, W, pad, next);
+        return;
+    }
+    for (int q = 0; q < n; q++)
+        rf_nn_wino4_in(u + (size_t)q * TH * TW, ldk, x + q * ps, H, W, pad, TH, TW, q + 1 < n ? x + (q + 1) * ps : next);
+}
+
+void rf_nn_wino4_grad_planes(float *u, size_t ldk, const float *dy, size_t ps, int n, int OH, int OW, int TH, int TW,
+                             const float *next) {
+    if (rf_kernels_isa() >= RF_ISA_AVX512 && TH == 2 && TW == 2) {
+        grad4q_avx512(u, ldk, dy, ps, n, OH, OW, next);
+        return;
+    }
+    for (int q = 0; q < n; q++)
+        rf_nn_wino4_grad(u + (size_t)q * TH * TW, ldk, dy + q * ps, OH, OW, TH, TW, q + 1 < n ? dy + (q + 1) * ps : next);
 }

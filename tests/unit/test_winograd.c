@@ -405,6 +405,53 @@ Test(winograd, in4_kernels_match_ref) {
     free(x);
 }
 
+/* The same for rf_nn_wino4_in_planes and _grad_planes: 1-4 planes of
+ * consecutive samples (AVX-512: four planes a vector on 5-8 wide maps with
+ * 2x2 tiles, pad 0-2; other maps one call per plane) against the
+ * reference per plane, byte for byte, untouched floats kept. ~10 ms. */
+Test(winograd, in4_planes_match_ref) {
+    rf_isa best = rf_kernels_cpu_isa();
+    if (best < RF_ISA_AVX2) cr_skip_test("no AVX2 on this CPU");
+    const int shapes[][3] = {{8, 8, 1}, {7, 7, 1}, {5, 8, 1}, {8, 6, 0}, {10, 10, 0}, {6, 6, 2}, {7, 8, 1}, {16, 16, 1}};
+    const size_t ldk = 64 + 16, nu = 36 * ldk, ps = 300;
+    rf_rng r;
+    rf_rng_init(&r, 29, 0);
+    float *u[3], *x = randv(&r, 4 * ps);
+    for (int t = 0; t < 3; t++) u[t] = malloc(nu * sizeof(float));
+    cr_assert(u[0] && u[1] && u[2]);
+    rf_isa isas[3] = {RF_ISA_SCALAR, RF_ISA_AVX2, RF_ISA_AVX512};
+    const int n_isa = best >= RF_ISA_AVX512 ? 3 : 2;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int grad = 0; grad < 2; grad++)
+            for (int n = 1; n <= 4; n++) {
+                const int H = shapes[si][0], W = shapes[si][1], pad = grad ? 0 : shapes[si][2];
+                const int OH = grad ? H : H + 2 * pad - 2, OW = grad ? W : W + 2 * pad - 2;
+                const int TH = (OH + 3) / 4, TW = (OW + 3) / 4;
+                cr_assert(4 * TH * TW <= 64 && H * W <= (int)ps);
+                for (int t = 0; t < n_isa; t++) {
+                    for (size_t i = 0; i < nu; i++) u[t][i] = (float)NAN;
+                    rf_kernels_force(isas[t]);
+                    if (t == 0)   /* the reference: plane by plane */
+                        for (int q = 0; q < n; q++) {
+                            float *uq = u[0] + 5 + (size_t)q * TH * TW;
+                            if (grad) rf_nn_wino4_grad(uq, ldk, x + q * ps, OH, OW, TH, TW, NULL);
+                            else rf_nn_wino4_in(uq, ldk, x + q * ps, H, W, pad, TH, TW, NULL);
+                        }
+                    else if (grad) rf_nn_wino4_grad_planes(u[t] + 5, ldk, x, ps, n, OH, OW, TH, TW, x);
+                    else rf_nn_wino4_in_planes(u[t] + 5, ldk, x, ps, n, H, W, pad, TH, TW, x);
+                    if (t > 0)
+                        cr_expect_eq(memcmp(u[0], u[t], nu * sizeof(float)), 0, "%s %dx%d pad %d, %d planes: %s differs",
+                                     grad ? "grad4" : "in4", H, W, pad, n, rf_isa_name(isas[t]));
+                }
+                size_t written = 0;
+                for (size_t i = 0; i < nu; i++) written += !isnan(u[0][i]);
+                cr_expect_eq(written, (size_t)36 * n * TH * TW, "%dx%d: %zu floats written", H, W, written);
+            }
+    rf_kernels_force(best);
+    for (int t = 0; t < 3; t++) free(u[t]);
+    free(x);
+}
+
 /* rf_nn_wino4_weights_row (V's rows transformed one at a time, then
  * packed: the runs' P) against rf_nn_wino4_weights, the whole V: the same
  * bytes for both layouts, flip, odd channel counts, every ISA. ~1 ms. */
