@@ -522,6 +522,35 @@ static __m512i pick4_idx(int j) {
     }
 #define W4_PICK(P, ix) _mm512_mask_blend_ps(0xFF00, _mm512_permutex2var_ps(P[0], ix, P[1]),                  \
                                             _mm512_permutex2var_ps(P[2], ix, P[3]))
+/* Row position a of 16 tiles into d + 6a·ldk: the 4 combined rows lo[t]
+ * (and sh[t]) from the kernel's LO(i) / SH(i) (source row i of the t-th
+ * group of tiles), columns 0-3 picked from lo, 4 and 5 from sh by the
+ * indexes i4, i5, the column half, 6 stores. */
+#define W4_IN_ROW(a, d, i4, i5)                                                                              \
+    {                                                                                                        \
+        __m512 lo[4], sh[4];                                                                                 \
+        for (int t = 0; t < 4; t++) {                                                                        \
+            W4R_BT(lo[t], LO, a)                                                                             \
+            W4R_BT(sh[t], SH, a)                                                                             \
+        }                                                                                                    \
+        __m512 c0 = W4_PICK(lo, ix0), c1 = W4_PICK(lo, ix1), c2 = W4_PICK(lo, ix2), c3 = W4_PICK(lo, ix3);     \
+        __m512 c4 = W4_PICK(sh, i4), c5 = W4_PICK(sh, i5);                                                   \
+        __m512 o0, o1, o2, o3, o4, o5;                                                                       \
+        W4_BT(o0, o1, o2, o3, o4, o5, c0, c1, c2, c3, c4, c5)                                                \
+        W4_ST6((d) + (size_t)(6 * (a)) * ldk)                                                                \
+    }
+/* The same for the dY tiles (4 source rows, 4 columns: no sh). */
+#define W4_GRAD_ROW(a, d)                                                                                    \
+    {                                                                                                        \
+        __m512 lo[4];                                                                                        \
+        for (int t = 0; t < 4; t++) W4R_A(lo[t], LO, a)                                                      \
+        __m512 c0 = W4_PICK(lo, ix0), c1 = W4_PICK(lo, ix1), c2 = W4_PICK(lo, ix2), c3 = W4_PICK(lo, ix3);     \
+        __m512 o0, o1, o2, o3, o4, o5;                                                                       \
+        W4_A(o0, o1, o2, o3, o4, o5, c0, c1, c2, c3)                                                         \
+        W4_ST6((d) + (size_t)(6 * (a)) * ldk)                                                                \
+    }
+#define W4_ROWS6(ROW, ...) ROW(0, __VA_ARGS__) ROW(1, __VA_ARGS__) ROW(2, __VA_ARGS__) ROW(3, __VA_ARGS__)   \
+    ROW(4, __VA_ARGS__) ROW(5, __VA_ARGS__)
 
 /* The group's source rows r < n (plane rows h0 + r, zero outside [0, H))
  * into an aligned L1 buffer, 16 floats from column c0 - pad (mask m) at
@@ -556,21 +585,7 @@ static void in4w_avx512(float *u, size_t ldk, const float *x, int H, int W, int 
         float *dst = u + (size_t)th0 * 4;
 #define LO(i) _mm512_load_ps(xb + (4 * t + (i)) * 32)
 #define SH(i) _mm512_load_ps(xb + (4 * t + (i)) * 32 + 16)
-#define ROW(a)                                                                                               \
-        {                                                                                                    \
-            __m512 lo[4], sh[4];                                                                             \
-            for (int t = 0; t < 4; t++) {                                                                    \
-                W4R_BT(lo[t], LO, a)                                                                         \
-                W4R_BT(sh[t], SH, a)                                                                         \
-            }                                                                                                \
-            __m512 c0 = W4_PICK(lo, ix0), c1 = W4_PICK(lo, ix1), c2 = W4_PICK(lo, ix2), c3 = W4_PICK(lo, ix3); \
-            __m512 c4 = W4_PICK(sh, ix2), c5 = W4_PICK(sh, ix3);                                             \
-            __m512 o0, o1, o2, o3, o4, o5;                                                                   \
-            W4_BT(o0, o1, o2, o3, o4, o5, c0, c1, c2, c3, c4, c5)                                            \
-            W4_ST6(dst + (size_t)(6 * (a)) * ldk)                                                            \
-        }
-        ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
-#undef ROW
+        W4_ROWS6(W4_IN_ROW, dst, ix2, ix3)
 #undef LO
 #undef SH
     }
@@ -589,17 +604,7 @@ static void grad4w_avx512(float *u, size_t ldk, const float *dy, int OH, int OW,
         const __mmask16 ms = lanes16(0, 4 * ng);
         float *dst = u + (size_t)th0 * 4;
 #define LO(i) _mm512_load_ps(xb + (4 * t + (i)) * 16)
-#define ROW(a)                                                                                               \
-        {                                                                                                    \
-            __m512 lo[4];                                                                                    \
-            for (int t = 0; t < 4; t++) W4R_A(lo[t], LO, a)                                                  \
-            __m512 c0 = W4_PICK(lo, ix0), c1 = W4_PICK(lo, ix1), c2 = W4_PICK(lo, ix2), c3 = W4_PICK(lo, ix3); \
-            __m512 o0, o1, o2, o3, o4, o5;                                                                   \
-            W4_A(o0, o1, o2, o3, o4, o5, c0, c1, c2, c3)                                                     \
-            W4_ST6(dst + (size_t)(6 * (a)) * ldk)                                                            \
-        }
-        ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
-#undef ROW
+        W4_ROWS6(W4_GRAD_ROW, dst)
 #undef LO
     }
 }
@@ -650,25 +655,10 @@ static void in4q_avx512(float *u, size_t ldk, const float *x, size_t ps, int nq,
     w4_rows_q(xb, 10, 64, 32, x, ps, nq, -pad, H, W, 4 - pad, lanes8m(pad - 4, pad - 4 + W));
     const __m512i ix0 = pickq_idx(0), ix1 = pickq_idx(1), ix2 = pickq_idx(2), ix3 = pickq_idx(3);
     const __mmask16 ms = lanes16(0, 4 * nq);
-    /* R(i) of pair p, tile row th */
-#define LO(i) _mm512_load_ps(xb + (4 * th + (i)) * 64 + 16 * p)
-#define SH(i) _mm512_load_ps(xb + (4 * th + (i)) * 64 + 32 + 16 * p)
-#define ROW(a)                                                                                               \
-    {                                                                                                        \
-        __m512 lo[4], sh[4];                                                                                 \
-        for (int p = 0; p < 2; p++)                                                                          \
-            for (int th = 0; th < 2; th++) {                                                                 \
-                W4R_BT(lo[2 * p + th], LO, a)                                                                \
-                W4R_BT(sh[2 * p + th], SH, a)                                                                \
-            }                                                                                                \
-        __m512 c0 = W4_PICK(lo, ix0), c1 = W4_PICK(lo, ix1), c2 = W4_PICK(lo, ix2), c3 = W4_PICK(lo, ix3);     \
-        __m512 c4 = W4_PICK(sh, ix0), c5 = W4_PICK(sh, ix1);                                                 \
-        __m512 o0, o1, o2, o3, o4, o5;                                                                       \
-        W4_BT(o0, o1, o2, o3, o4, o5, c0, c1, c2, c3, c4, c5)                                                \
-        W4_ST6(u + (size_t)(6 * (a)) * ldk)                                                                  \
-    }
-    ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
-#undef ROW
+    /* group t: plane pair t / 2, tile row t % 2 */
+#define LO(i) _mm512_load_ps(xb + (4 * (t % 2) + (i)) * 64 + 16 * (t / 2))
+#define SH(i) _mm512_load_ps(xb + (4 * (t % 2) + (i)) * 64 + 32 + 16 * (t / 2))
+    W4_ROWS6(W4_IN_ROW, u, ix0, ix1)
 #undef LO
 #undef SH
 }
@@ -682,25 +672,17 @@ static void grad4q_avx512(float *u, size_t ldk, const float *dy, size_t ps, int 
     w4_rows_q(xb, 8, 32, 0, dy, ps, nq, 0, OH, OW, 0, lanes8m(0, OW));
     const __m512i ix0 = pickq_idx(0), ix1 = pickq_idx(1), ix2 = pickq_idx(2), ix3 = pickq_idx(3);
     const __mmask16 ms = lanes16(0, 4 * nq);
-#define LO(i) _mm512_load_ps(xb + (4 * th + (i)) * 32 + 16 * p)
-#define ROW(a)                                                                                               \
-    {                                                                                                        \
-        __m512 lo[4];                                                                                        \
-        for (int p = 0; p < 2; p++)                                                                          \
-            for (int th = 0; th < 2; th++) W4R_A(lo[2 * p + th], LO, a)                                      \
-        __m512 c0 = W4_PICK(lo, ix0), c1 = W4_PICK(lo, ix1), c2 = W4_PICK(lo, ix2), c3 = W4_PICK(lo, ix3);     \
-        __m512 o0, o1, o2, o3, o4, o5;                                                                       \
-        W4_A(o0, o1, o2, o3, o4, o5, c0, c1, c2, c3)                                                         \
-        W4_ST6(u + (size_t)(6 * (a)) * ldk)                                                                  \
-    }
-    ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
-#undef ROW
+#define LO(i) _mm512_load_ps(xb + (4 * (t % 2) + (i)) * 32 + 16 * (t / 2))
+    W4_ROWS6(W4_GRAD_ROW, u)
 #undef LO
 }
 #undef W4R_BT
 #undef W4R_A
 #undef W4_PICK
 #undef W4_ST6
+#undef W4_IN_ROW
+#undef W4_GRAD_ROW
+#undef W4_ROWS6
 
 /* The output transform with the 1-D macro on vectors: 16 (8) tiles a
  * vector, the reference's operations lane by lane. */
