@@ -150,6 +150,60 @@ RF_NN_VEC static void relu_v(float *y, const float *a, const float *b, size_t n)
 
 #define ADD_ROW 64
 
+/* A batch norm folded into the add (model.c, "bn fold"; rf_nn_run.bn_x):
+ * input 0's value z = x·a + b (batch norm's plane_affine) made in
+ * registers, then the add and the ReLU as add2_relu / relu_v do them
+ * (s NULL: relu(z)). Uncontracted (-ffp-contract=off), so z rounds as
+ * batch norm's stored output did: the same bits. */
+RF_NN_VEC static void affine_add_relu(float *restrict y, const float *restrict x, const float *restrict s, size_t n,
+                                      float a, float b) {
+    if (s)
+        for (size_t i = 0; i < n; i++) {
+            float t = (x[i] * a + b) + s[i];
+            y[i] = t > 0.0f ? t : 0.0f;
+        }
+    else
+        for (size_t i = 0; i < n; i++) {
+            float z = x[i] * a + b;
+            y[i] = z > 0.0f ? z : 0.0f;
+        }
+}
+void rf_nn_affine_add_relu(float *y, const float *x, const float *s, size_t n, float a, float b) {
+    affine_add_relu(y, x, s, n, a, b);
+}
+
+/* The composition it replaces: batch norm's output into a buffer, then the
+ * add's loops. */
+void rf_nn_affine_add_relu_ref(float *y, const float *x, const float *s, size_t n, float a, float b) {
+    float z[ADD_ROW];
+    for (size_t o = 0; o < n; o += ADD_ROW) {
+        size_t len = n - o < ADD_ROW ? n - o : ADD_ROW;
+        for (size_t i = 0; i < len; i++) z[i] = x[o + i] * a + b;
+        if (s) add2_relu(y + o, z, s + o, len);
+        else relu_v(y + o, z, NULL, len);
+    }
+}
+
+/* The folded batch norm's a, b of channel c. */
+static void bn_map(const rf_nn_run *r, int c, float *a, float *b) {
+    const float *m = rf_nn_bn_affine(r->bn_save, r->L->out.d[0]);
+    *a = m[c];
+    *b = m[r->L->out.d[0] + c];
+}
+
+/* Identity add with the folded batch norm, planes [t·BC/n, (t+1)·BC/n)
+ * of the batch's B·C (elementwise: any split gives the same bits). */
+static void fold_add_part(void *arg, int t, int n) {
+    const rf_nn_run *r = arg;
+    size_t hw = (size_t)r->L->out.d[1] * r->L->out.d[2], C = (size_t)r->L->out.d[0], p0, p1;
+    rf_nn_span((size_t)r->B * C, t, n, &p0, &p1);
+    for (size_t p = p0; p < p1; p++) {
+        float a, b;
+        bn_map(r, (int)(p % C), &a, &b);
+        affine_add_relu(r->out + p * hw, r->bn_x + p * hw, r->ins[1] + p * hw, hw, a, b);
+    }
+}
+
 /* Option A forward, one pass per sample: y = relu(in0 + x_sub) on the
  * channels [front, front + C_x), relu(in0) elsewhere. */
 static void add_relu_shortcut_fwd(const rf_nn_run *r) {
@@ -159,11 +213,17 @@ static void add_relu_shortcut_fwd(const rf_nn_run *r) {
     if (!rf_nn_add_shortcut(L, xs, &stride, &front)) return;   /* checked at setup */
     size_t xsz = (size_t)xs.d[0] * xs.d[1] * xs.d[2], hw = (size_t)ys.d[1] * ys.d[2];
     for (int n = 0; n < r->B; n++) {
-        const float *a = r->ins[0] + (size_t)n * L->out_size;
+        const float *a = (r->bn_x ? r->bn_x : r->ins[0]) + (size_t)n * L->out_size;
         float *y = r->out + (size_t)n * L->out_size;
         for (int c = 0; c < ys.d[0]; c++) {
             int cx = c - front;
-            if (cx < 0 || cx >= xs.d[0]) { relu_v(y + (size_t)c * hw, a + (size_t)c * hw, NULL, hw); continue; }
+            float fa = 0.0f, fb = 0.0f;
+            if (r->bn_x) bn_map(r, c, &fa, &fb);
+            if (cx < 0 || cx >= xs.d[0]) {
+                if (r->bn_x) affine_add_relu(y + (size_t)c * hw, a + (size_t)c * hw, NULL, hw, fa, fb);
+                else relu_v(y + (size_t)c * hw, a + (size_t)c * hw, NULL, hw);
+                continue;
+            }
             for (int h = 0; h < ys.d[1]; h++) {
                 const float *x = r->ins[1] + n * xsz + ((size_t)cx * xs.d[1] + (size_t)h * stride) * xs.d[2];
                 size_t yo = ((size_t)c * ys.d[1] + h) * ys.d[2];
@@ -173,7 +233,8 @@ static void add_relu_shortcut_fwd(const rf_nn_run *r) {
                     int nw = ys.d[2] - w0 < ADD_ROW ? ys.d[2] - w0 : ADD_ROW;
                     float row[ADD_ROW];
                     for (int w = 0; w < nw; w++) row[w] = x[(size_t)(w0 + w) * stride];
-                    add2_relu(y + yo + w0, a + yo + w0, row, (size_t)nw);
+                    if (r->bn_x) affine_add_relu(y + yo + w0, a + yo + w0, row, (size_t)nw, fa, fb);
+                    else add2_relu(y + yo + w0, a + yo + w0, row, (size_t)nw);
                 }
             }
         }
@@ -182,8 +243,13 @@ static void add_relu_shortcut_fwd(const rf_nn_run *r) {
 
 rf_status rf_nn_add_forward_relu(const rf_nn_run *r) {
     const rf_layer *L = r->L;
-    if (same_shape(r->in_shape[1], L->out)) rf_nn_ew(r->eng, add2_relu, r->out, r->ins[0], r->ins[1], numel(r));
-    else add_relu_shortcut_fwd(r);
+    if (same_shape(r->in_shape[1], L->out)) {
+        if (r->bn_x) {
+            int parts = rf_nn_parts(r->eng, (double)numel(r), 1 << 15);
+            size_t planes = (size_t)r->B * (size_t)L->out.d[0];
+            rf_nn_par(r->eng, (size_t)parts < planes ? parts : (int)planes, fold_add_part, (void *)r);
+        } else rf_nn_ew(r->eng, add2_relu, r->out, r->ins[0], r->ins[1], numel(r));
+    } else add_relu_shortcut_fwd(r);
     return RF_OK;
 }
 

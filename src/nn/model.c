@@ -345,13 +345,36 @@ static int fuses_relu(rf_model *m, int i, const rf_engine *eng) {
     return feat_run_end(m, i + 1, eng) == i + 1;
 }
 
+/* "bn fold": an unfused batch norm (layer i) whose output only a fused add
+ * + ReLU reads, as its input 0 (ResNet's bn2), runs its statistics only;
+ * the add computes relu((x·a + b) + shortcut) from the batch norm's input
+ * (layer_merge.c), so the batch norm's output is neither written nor read
+ * back: one write and one read of an activation less, two passes become
+ * one. The same operations in the same order (fused and no_fuse give the
+ * same bits, test_fuse.c). Backward is unchanged: batch norm reads its
+ * input, the add the ReLU's output. Returns the add's index or -1. */
+static int bn_fold_reader(rf_model *m, int i, const rf_engine *eng) {
+    if (m->no_fuse || m->hook || m->layers[i].type != RF_L_BATCHNORM) return -1;
+    int j = -1;
+    for (int k = i + 1; k < m->n_layers; k++)
+        for (int q = 0; q < m->layers[k].n_inputs; q++)
+            if (m->layers[k].inputs[q] == i) {
+                if (j >= 0 || q != 0) return -1;
+                j = k;
+            }
+    if (j < 0 || (m->layers[j].type != RF_L_ADD && m->layers[j].type != RF_L_RESIDUAL) ||
+        m->layers[j].n_inputs != 2 || feat_run_end(m, j, eng) != j || !fuses_relu(m, j, eng))
+        return -1;
+    return j;
+}
+
 rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, int training, const float **logits) {
     if (!x || batch < 1) return rf_error(ctx, RF_ERR_INVALID, "forward: need an input and a batch >= 1");
     RF_TRY(ensure_acts(ctx, m, batch));
     m->batch = batch;
     m->training = training ? 1 : 0;
     m->input_ptr = x;
-    for (int i = 0; i < m->n_layers; i++) m->layers[i].out_fused = 0;
+    for (int i = 0; i < m->n_layers; i++) m->layers[i].out_fused = m->layers[i].out_folded = 0;
     for (int i = 0; i < m->n_layers;) {
         int j = feat_run_end(m, i, &ctx->engine);
         if (j > i) {
@@ -366,13 +389,22 @@ rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, 
             m->layers[i].out_fused = 1;
             m->layers[i + 1].out_feat = 0;
             r.out = act_of(m, m->acts, i + 1);
+            int f = m->layers[i].inputs[0];
+            if (f >= 0 && m->layers[f].out_folded) {
+                rf_nn_run b;
+                fill_run(&b, m, f, &ctx->engine);
+                r.bn_x = b.in;
+                r.bn_save = b.save;
+            }
             rf_status st = relu_fusions[m->layers[i].type].forward(&r);
             if (st) { rf_error_prefix(ctx, "layers[%d] %s", i, m->layers[i].name); return st; }
             i += 2;
             continue;
         }
+        r.bn_fold = bn_fold_reader(m, i, &ctx->engine) >= 0;
         rf_status st = ops[m->layers[i].type]->forward(&r);
         if (st) { rf_error_prefix(ctx, "layers[%d] %s", i, m->layers[i].name); return st; }
+        m->layers[i].out_folded = r.bn_fold;
         if (m->hook) {
             st = m->hook(m->hook_ud, i, 0, r.out, (size_t)batch * m->layers[i].out_size);
             if (st) return st;
@@ -390,7 +422,8 @@ rf_status rf_model_layer_forward(rf_ctx *ctx, rf_model *m, int i) {
         if (m->layers[k].out_feat)
             return rf_error(ctx, RF_ERR_INVALID, "layer forward: layer %d's output was kept feature-major", k);
     for (int k = 0; k < m->layers[i].n_inputs; k++)
-        if (m->layers[i].inputs[k] >= 0 && m->layers[m->layers[i].inputs[k]].out_fused)
+        if (m->layers[i].inputs[k] >= 0 && (m->layers[m->layers[i].inputs[k]].out_fused ||
+                                             m->layers[m->layers[i].inputs[k]].out_folded))
             return rf_error(ctx, RF_ERR_INVALID, "layer forward: layer %d's input was fused into it", i);
     rf_nn_run r;
     fill_run(&r, m, i, &ctx->engine);
@@ -496,7 +529,9 @@ void rf_model_zero_grad_on(const rf_ctx *ctx, rf_model *m) {
 }
 
 float *rf_model_layer_output(rf_model *m, int i) {
-    if (!m->acts || i < 0 || i >= m->n_layers || m->layers[i].out_feat || m->layers[i].out_fused) return NULL;
+    if (!m->acts || i < 0 || i >= m->n_layers || m->layers[i].out_feat || m->layers[i].out_fused ||
+        m->layers[i].out_folded)
+        return NULL;
     return act_of(m, m->acts, i);
 }
 
@@ -506,7 +541,7 @@ int rf_model_first_nonfinite(const rf_model *m) {
         /* not in acts: an inference forward's run, or fused into the ReLU
          * after it (whose output is checked: a non-finite batch norm or
          * add output then goes unnamed, the ReLU makes it 0) */
-        if (m->layers[i].out_feat || m->layers[i].out_fused) continue;
+        if (m->layers[i].out_feat || m->layers[i].out_fused || m->layers[i].out_folded) continue;
         const float *y = m->acts + m->layers[i].act_offset * (size_t)m->max_batch;
         size_t n = (size_t)m->batch * m->layers[i].out_size;
         for (size_t k = 0; k < n; k++)
