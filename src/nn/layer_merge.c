@@ -107,6 +107,61 @@ static void shortcut_a(const rf_layer *L, float *to, const float *from, rf_shape
             }
 }
 
+/* Option A with stride 2 (ResNet's downsampling blocks) as row kernels the
+ * compiler vectorises (a constant stride: permutes instead of one scalar
+ * load per element). Forward: y[w] = relu(z[w] + x[2w]), z = a, or with
+ * a folded batch norm (bn) a·fa + fb: the operations of affine_add_relu /
+ * add2_relu on the gathered row. Backward, written (rf_nn_run.fresh):
+ * d[2w] = relu_grad(dy[w], y[w]), every other element of the row +0:
+ * what the zeroed row plus shortcut_a's adds holds (relu_grad is +0 + g,
+ * never -0, and +0 + it is itself). */
+RF_NN_VEC static void add_relu_s2(float *restrict y, const float *restrict a, const float *restrict x, int n, int bn,
+                                  float fa, float fb) {
+    if (bn)
+        for (int w = 0; w < n; w++) {
+            float t = (a[w] * fa + fb) + x[2 * w];
+            y[w] = t > 0.0f ? t : 0.0f;
+        }
+    else
+        for (int w = 0; w < n; w++) {
+            float t = a[w] + x[2 * w];
+            y[w] = t > 0.0f ? t : 0.0f;
+        }
+}
+RF_NN_VEC static void relu_grad_s2_set(float *restrict d, const float *restrict dy, const float *restrict y, int n,
+                                       int W) {
+    const int32_t *yb = (const int32_t *)(const void *)y;
+    int w = 0;
+    for (; w < n && 2 * w + 1 < W; w++) {
+        d[2 * w] = 0.0f + (yb[w] > 0 ? dy[w] : 0.0f);
+        d[2 * w + 1] = 0.0f;
+    }
+    for (int k = 2 * w; k < W; k++) d[k] = 0.0f;
+    if (w < n && 2 * w < W) d[2 * w] = 0.0f + (yb[w] > 0 ? dy[w] : 0.0f);
+}
+
+/* shortcut_a's backward into a gradient nobody wrote yet (fresh), relu_y
+ * the fused ReLU's output: every element of dx written, the value the
+ * zeroed gradient plus shortcut_a's adds would hold. */
+static void shortcut_a_set(const rf_layer *L, float *dx, const float *dy, rf_shape3 xs, int B, const float *relu_y) {
+    int stride, front;
+    rf_shape3 ys = L->out;
+    if (!rf_nn_add_shortcut(L, xs, &stride, &front)) return;   /* checked at setup */
+    size_t xsz = (size_t)xs.d[0] * xs.d[1] * xs.d[2], ysz = (size_t)ys.d[0] * ys.d[1] * ys.d[2];
+    for (int n = 0; n < B; n++)
+        for (int c = 0; c < xs.d[0]; c++)
+            for (int h = 0; h < xs.d[1]; h++) {
+                float *d = dx + n * xsz + ((size_t)c * xs.d[1] + h) * xs.d[2];
+                int oh = h / stride;
+                if (h % stride || oh >= ys.d[1]) { memset(d, 0, (size_t)xs.d[2] * sizeof(float)); continue; }
+                size_t yo = n * ysz + ((size_t)(c + front) * ys.d[1] + oh) * ys.d[2];
+                if (stride == 2) { relu_grad_s2_set(d, dy + yo, relu_y + yo, ys.d[2], xs.d[2]); continue; }
+                memset(d, 0, (size_t)xs.d[2] * sizeof(float));
+                for (int w = 0; w < ys.d[2] && (size_t)w * stride < (size_t)xs.d[2]; w++)
+                    d[(size_t)w * stride] = relu_grad(dy[yo + w], relu_y[yo + w]);
+            }
+}
+
 static rf_status add_forward(const rf_nn_run *r) {
     const rf_layer *L = r->L;
     size_t n = numel(r);
@@ -227,6 +282,10 @@ static void add_relu_shortcut_fwd(const rf_nn_run *r) {
             for (int h = 0; h < ys.d[1]; h++) {
                 const float *x = r->ins[1] + n * xsz + ((size_t)cx * xs.d[1] + (size_t)h * stride) * xs.d[2];
                 size_t yo = ((size_t)c * ys.d[1] + h) * ys.d[2];
+                if (stride == 2 && 2 * ys.d[2] - 1 <= xs.d[2]) {
+                    add_relu_s2(y + yo, a + yo, x, ys.d[2], r->bn_x != NULL, fa, fb);
+                    continue;
+                }
                 /* the strided row gathered, then the vector loop (a scalar
                  * select here compiles to a branch that mispredicts) */
                 for (int w0 = 0; w0 < ys.d[2]; w0 += ADD_ROW) {
@@ -310,7 +369,10 @@ void rf_nn_add_backward_relu(const rf_nn_run *r) {
     int same1 = same_shape(r->in_shape[1], L->out);
     add_relu_job j = {r->dins[0], same1 ? r->dins[1] : NULL, r->dout, r->out, n, r->fresh & (same1 ? 3u : 1u)};
     if (j.d0 || j.d1) rf_nn_par(r->eng, rf_nn_parts(r->eng, (double)n, 1 << 15), add_relu_part, &j);
-    if (!same1 && r->dins[1]) shortcut_a(L, r->dins[1], r->dout, r->in_shape[1], r->B, 1, r->out);
+    if (!same1 && r->dins[1]) {
+        if (r->fresh & 2u) shortcut_a_set(L, r->dins[1], r->dout, r->in_shape[1], r->B, r->out);
+        else shortcut_a(L, r->dins[1], r->dout, r->in_shape[1], r->B, 1, r->out);
+    }
 }
 
 static const char *const add_keys[] = {"shortcut", "front", NULL};

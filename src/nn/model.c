@@ -316,14 +316,15 @@ static rf_status feat_run(rf_ctx *ctx, rf_model *m, int i, int j) {
 typedef struct relu_fusion {
     rf_status (*forward)(const rf_nn_run *r);
     void      (*backward)(const rf_nn_run *r);
-    unsigned   fresh;   /* inputs whose gradient backward can write instead of add (rf_nn_run.fresh) */
-    int        shaped;  /* fresh only for inputs of the output's shape (an add's; not option A's shortcut) */
+    /* inputs whose gradient backward can write instead of add (rf_nn_run.fresh;
+     * an add's option-A shortcut too since session 7: shortcut_a_set) */
+    unsigned   fresh;
 } relu_fusion;
 static const relu_fusion relu_fusions[RF_L_TYPE_COUNT_] = {
-    [RF_L_BATCHNORM] = {rf_nn_bn_forward_relu, rf_nn_bn_backward_relu, 1, 1},
-    [RF_L_ADD] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3, 1},
-    [RF_L_RESIDUAL] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3, 1},
-    [RF_L_CONV2D] = {rf_nn_conv_forward_relu, rf_nn_conv_backward_relu, 1, 0},
+    [RF_L_BATCHNORM] = {rf_nn_bn_forward_relu, rf_nn_bn_backward_relu, 1},
+    [RF_L_ADD] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3},
+    [RF_L_RESIDUAL] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3},
+    [RF_L_CONV2D] = {rf_nn_conv_forward_relu, rf_nn_conv_backward_relu, 1},
 };
 
 /* Unfused layer types whose backward takes rf_nn_run.fresh too (bit k: input
@@ -478,10 +479,7 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
         for (int k = 0; k < L->n_inputs; k++) {
             int src = L->inputs[k], once = 1;
             for (int q = 0; q < L->n_inputs; q++) once &= q == k || L->inputs[q] != src;
-            if (src >= 0 && wants[src] && lastr[src] == i && once && (can >> k & 1u) &&
-                (!L->out_fused || !relu_fusions[L->type].shaped ||
-                 !memcmp(&m->layers[src].out, &L->out, sizeof L->out)))   /* not an option-A shortcut */
-                fresh[src] = 1;
+            if (src >= 0 && wants[src] && lastr[src] == i && once && (can >> k & 1u)) fresh[src] = 1;
         }
     }
     if (m->dacts)
