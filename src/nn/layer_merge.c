@@ -107,37 +107,66 @@ static void shortcut_a(const rf_layer *L, float *to, const float *from, rf_shape
             }
 }
 
-/* Option A with stride 2 (ResNet's downsampling blocks) as row kernels the
- * compiler vectorises (a constant stride: permutes instead of one scalar
- * load per element). Forward: y[w] = relu(z[w] + x[2w]), z = a, or with
+/* Option A with stride 2 (ResNet's downsampling blocks) as plane kernels
+ * the compiler vectorises (a constant stride: permutes instead of one
+ * scalar load per element; a call per plane, not per row). Forward, row h:
+ * y[w] = relu(z[w] + x[2h][2w]), z = a, or with
  * a folded batch norm (bn) a·fa + fb: the operations of affine_add_relu /
  * add2_relu on the gathered row. Backward, written (rf_nn_run.fresh):
  * d[2w] = relu_grad(dy[w], y[w]), every other element of the row +0:
  * what the zeroed row plus shortcut_a's adds holds (relu_grad is +0 + g,
  * never -0, and +0 + it is itself). */
-RF_NN_VEC static void add_relu_s2(float *restrict y, const float *restrict a, const float *restrict x, int n, int bn,
-                                  float fa, float fb) {
-    if (bn)
-        for (int w = 0; w < n; w++) {
-            float t = (a[w] * fa + fb) + x[2 * w];
+typedef float am_v8f __attribute__((vector_size(32)));
+typedef int32_t am_v8i __attribute__((vector_size(32)));
+#define AM_LD(T, p) __extension__({ T v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define AM_ST(p, v) __extension__({ __typeof__(v) v_ = (v); memcpy((p), &v_, sizeof v_); })
+
+RF_NN_VEC static void add_relu_s2(float *restrict y, const float *restrict a, const float *restrict x, int OH, int OW,
+                                  int W, int bn, float fa, float fb) {
+    const am_v8f va = {fa, fa, fa, fa, fa, fa, fa, fa}, vb = {fb, fb, fb, fb, fb, fb, fb, fb}, z = {0};
+    const int n8 = W == 2 * OW ? OW & ~7 : 0;   /* 8 outputs from 16 inputs: one shuffle */
+    for (int h = 0; h < OH; h++, y += OW, a += OW, x += 2 * (size_t)W) {
+        for (int w = 0; w < n8; w += 8) {
+            am_v8f xe = __builtin_shuffle(AM_LD(am_v8f, x + 2 * w), AM_LD(am_v8f, x + 2 * w + 8),
+                                          (am_v8i){0, 2, 4, 6, 8, 10, 12, 14});
+            am_v8f av = AM_LD(am_v8f, a + w), t = bn ? (av * va + vb) + xe : av + xe;
+            AM_ST(y + w, (am_v8f)((am_v8i)t & (t > z)));
+        }
+        for (int w = n8; w < OW; w++) {
+            float t = bn ? (a[w] * fa + fb) + x[2 * w] : a[w] + x[2 * w];
             y[w] = t > 0.0f ? t : 0.0f;
         }
-    else
-        for (int w = 0; w < n; w++) {
-            float t = a[w] + x[2 * w];
-            y[w] = t > 0.0f ? t : 0.0f;
-        }
-}
-RF_NN_VEC static void relu_grad_s2_set(float *restrict d, const float *restrict dy, const float *restrict y, int n,
-                                       int W) {
-    const int32_t *yb = (const int32_t *)(const void *)y;
-    int w = 0;
-    for (; w < n && 2 * w + 1 < W; w++) {
-        d[2 * w] = 0.0f + (yb[w] > 0 ? dy[w] : 0.0f);
-        d[2 * w + 1] = 0.0f;
     }
-    for (int k = 2 * w; k < W; k++) d[k] = 0.0f;
-    if (w < n && 2 * w < W) d[2 * w] = 0.0f + (yb[w] > 0 ? dy[w] : 0.0f);
+}
+
+/* A whole plane of it: H x W rows of d from OH x OW of dy and y (even rows
+ * from row h / 2, odd rows +0), in one call (per row, the calls and the
+ * odd rows' memsets cost more than the stores). */
+RF_NN_VEC static void relu_grad_s2_set(float *restrict d, const float *restrict dy, const float *restrict y, int OH,
+                                       int OW, int H, int W) {
+    const int32_t *yb = (const int32_t *)(const void *)y;
+    const am_v8f z = {0};
+    const int n8 = W == 2 * OW ? OW & ~7 : 0;
+    for (int h = 0; h < H; h++, d += W) {
+        if (h % 2 || h / 2 >= OH) {
+            for (int k = 0; k < W; k++) d[k] = 0.0f;
+            continue;
+        }
+        const float *g = dy + (size_t)(h / 2) * OW;
+        const int32_t *b = yb + (size_t)(h / 2) * OW;
+        int w = 0;
+        for (; w < n8; w += 8) {
+            am_v8f v = z + (am_v8f)((am_v8i)AM_LD(am_v8f, g + w) & (AM_LD(am_v8i, b + w) > (am_v8i){0}));
+            AM_ST(d + 2 * w, __builtin_shuffle(v, z, (am_v8i){0, 8, 1, 9, 2, 10, 3, 11}));
+            AM_ST(d + 2 * w + 8, __builtin_shuffle(v, z, (am_v8i){4, 12, 5, 13, 6, 14, 7, 15}));
+        }
+        for (; w < OW && 2 * w + 1 < W; w++) {
+            d[2 * w] = 0.0f + (b[w] > 0 ? g[w] : 0.0f);
+            d[2 * w + 1] = 0.0f;
+        }
+        for (int k = 2 * w; k < W; k++) d[k] = 0.0f;
+        if (w < OW && 2 * w < W) d[2 * w] = 0.0f + (b[w] > 0 ? g[w] : 0.0f);
+    }
 }
 
 /* shortcut_a's backward into a gradient nobody wrote yet (fresh), relu_y
@@ -149,17 +178,20 @@ static void shortcut_a_set(const rf_layer *L, float *dx, const float *dy, rf_sha
     if (!rf_nn_add_shortcut(L, xs, &stride, &front)) return;   /* checked at setup */
     size_t xsz = (size_t)xs.d[0] * xs.d[1] * xs.d[2], ysz = (size_t)ys.d[0] * ys.d[1] * ys.d[2];
     for (int n = 0; n < B; n++)
-        for (int c = 0; c < xs.d[0]; c++)
-            for (int h = 0; h < xs.d[1]; h++) {
-                float *d = dx + n * xsz + ((size_t)c * xs.d[1] + h) * xs.d[2];
-                int oh = h / stride;
-                if (h % stride || oh >= ys.d[1]) { memset(d, 0, (size_t)xs.d[2] * sizeof(float)); continue; }
-                size_t yo = n * ysz + ((size_t)(c + front) * ys.d[1] + oh) * ys.d[2];
-                if (stride == 2) { relu_grad_s2_set(d, dy + yo, relu_y + yo, ys.d[2], xs.d[2]); continue; }
-                memset(d, 0, (size_t)xs.d[2] * sizeof(float));
-                for (int w = 0; w < ys.d[2] && (size_t)w * stride < (size_t)xs.d[2]; w++)
-                    d[(size_t)w * stride] = relu_grad(dy[yo + w], relu_y[yo + w]);
+        for (int c = 0; c < xs.d[0]; c++) {
+            float *d = dx + n * xsz + (size_t)c * xs.d[1] * xs.d[2];
+            size_t yo = n * ysz + (size_t)(c + front) * ys.d[1] * ys.d[2];
+            if (stride == 2) {
+                relu_grad_s2_set(d, dy + yo, relu_y + yo, ys.d[1], ys.d[2], xs.d[1], xs.d[2]);
+                continue;
             }
+            memset(d, 0, (size_t)xs.d[1] * xs.d[2] * sizeof(float));
+            for (int oh = 0; oh < ys.d[1]; oh++)
+                for (int w = 0; w < ys.d[2]; w++) {
+                    size_t k = (size_t)oh * ys.d[2] + (size_t)w;
+                    d[(size_t)oh * stride * xs.d[2] + (size_t)w * stride] = relu_grad(dy[yo + k], relu_y[yo + k]);
+                }
+        }
 }
 
 static rf_status add_forward(const rf_nn_run *r) {
@@ -279,13 +311,14 @@ static void add_relu_shortcut_fwd(const rf_nn_run *r) {
                 else relu_v(y + (size_t)c * hw, a + (size_t)c * hw, NULL, hw);
                 continue;
             }
+            if (stride == 2) {   /* a plane (rows h / 2 of x's even rows) per call */
+                add_relu_s2(y + (size_t)c * hw, a + (size_t)c * hw, r->ins[1] + n * xsz + (size_t)cx * xs.d[1] * xs.d[2],
+                            ys.d[1], ys.d[2], xs.d[2], r->bn_x != NULL, fa, fb);
+                continue;
+            }
             for (int h = 0; h < ys.d[1]; h++) {
                 const float *x = r->ins[1] + n * xsz + ((size_t)cx * xs.d[1] + (size_t)h * stride) * xs.d[2];
                 size_t yo = ((size_t)c * ys.d[1] + h) * ys.d[2];
-                if (stride == 2 && 2 * ys.d[2] - 1 <= xs.d[2]) {
-                    add_relu_s2(y + yo, a + yo, x, ys.d[2], r->bn_x != NULL, fa, fb);
-                    continue;
-                }
                 /* the strided row gathered, then the vector loop (a scalar
                  * select here compiles to a branch that mispredicts) */
                 for (int w0 = 0; w0 < ys.d[2]; w0 += ADD_ROW) {

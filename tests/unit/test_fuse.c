@@ -28,22 +28,24 @@
 #define BN(n) "{\"type\":\"batchnorm\",\"name\":\"" n "\"},"
 #define RELU(n) "{\"type\":\"relu\",\"name\":\"" n "\"},"
 
-static const char resnet_spec[] =
-    "{\"input\":[3,9,9],\"classes\":5,\"layers\":["
-    CONV("stem", "input", 4, 1) BN("bn0") RELU("r0")
-    /* identity block */
-    CONV("a1", "r0", 4, 1) BN("abn1") RELU("ar1") CONV("a2", "ar1", 4, 1) BN("abn2")
-    "{\"type\":\"add\",\"name\":\"aadd\",\"inputs\":[\"abn2\",\"r0\"]}," RELU("ar2")
-    /* downsampling, option A */
-    CONV("b1", "ar2", 8, 2) BN("bbn1") RELU("br1") CONV("b2", "br1", 8, 1) BN("bbn2")
-    "{\"type\":\"add\",\"name\":\"badd\",\"inputs\":[\"bbn2\",\"ar2\"],\"shortcut\":\"A\"}," RELU("br2")
-    /* downsampling, option B (projection + BN on the shortcut) */
-    CONV("c1", "br2", 8, 2) BN("cbn1") RELU("cr1") CONV("c2", "cr1", 8, 1) BN("cbn2")
-    "{\"type\":\"conv2d\",\"name\":\"cs\",\"inputs\":\"br2\",\"out\":8,\"kernel\":1,\"stride\":2,\"bias\":0},"
-    BN("csbn") "{\"type\":\"add\",\"name\":\"cadd\",\"inputs\":[\"cbn2\",\"csbn\"]}," RELU("cr2")
-    /* an add reading one layer twice */
-    "{\"type\":\"add\",\"name\":\"dadd\",\"inputs\":[\"cr2\",\"cr2\"]}," RELU("dr")
-    "{\"type\":\"gap\"},{\"type\":\"linear\",\"name\":\"fc\",\"out\":5}]}";
+#define RESNET_BODY \
+    CONV("stem", "input", 4, 1) BN("bn0") RELU("r0") \
+    /* identity block */ \
+    CONV("a1", "r0", 4, 1) BN("abn1") RELU("ar1") CONV("a2", "ar1", 4, 1) BN("abn2") \
+    "{\"type\":\"add\",\"name\":\"aadd\",\"inputs\":[\"abn2\",\"r0\"]}," RELU("ar2") \
+    /* downsampling, option A */ \
+    CONV("b1", "ar2", 8, 2) BN("bbn1") RELU("br1") CONV("b2", "br1", 8, 1) BN("bbn2") \
+    "{\"type\":\"add\",\"name\":\"badd\",\"inputs\":[\"bbn2\",\"ar2\"],\"shortcut\":\"A\"}," RELU("br2") \
+    /* downsampling, option B (projection + BN on the shortcut) */ \
+    CONV("c1", "br2", 8, 2) BN("cbn1") RELU("cr1") CONV("c2", "cr1", 8, 1) BN("cbn2") \
+    "{\"type\":\"conv2d\",\"name\":\"cs\",\"inputs\":\"br2\",\"out\":8,\"kernel\":1,\"stride\":2,\"bias\":0}," \
+    BN("csbn") "{\"type\":\"add\",\"name\":\"cadd\",\"inputs\":[\"cbn2\",\"csbn\"]}," RELU("cr2") \
+    /* an add reading one layer twice */ \
+    "{\"type\":\"add\",\"name\":\"dadd\",\"inputs\":[\"cr2\",\"cr2\"]}," RELU("dr") \
+    "{\"type\":\"gap\"},{\"type\":\"linear\",\"name\":\"fc\",\"out\":5}]}"
+static const char resnet_spec[] = "{\"input\":[3,9,9],\"classes\":5,\"layers\":[" RESNET_BODY;
+/* even maps: the option-A add's 16x16 -> 8x8 runs its vector bodies */
+static const char resnet16_spec[] = "{\"input\":[3,16,16],\"classes\":5,\"layers\":[" RESNET_BODY;
 
 /* Where fusion must not happen: bn's output is read by the ReLU and by the
  * add; the three-input add; the ReLU after a ReLU. */
@@ -210,7 +212,10 @@ static void expect_same_acts(const char *spec, int training) {
  * badd, cadd, dadd); abn2, bbn2, cbn2 and csbn feed adds. */
 #define RESNET_FUSED 8
 
-Test(fuse, resnet_training_one_thread) { expect_same(resnet_spec, 1, 1, RESNET_FUSED); }
+Test(fuse, resnet_training_one_thread) {
+    expect_same(resnet_spec, 1, 1, RESNET_FUSED);
+    expect_same(resnet16_spec, 1, 1, RESNET_FUSED);
+}
 Test(fuse, resnet_eval_one_thread) { expect_same(resnet_spec, 1, 0, RESNET_FUSED); }
 Test(fuse, resnet_training_two_threads) {
     rf_threads_split_all(1);   /* every split, even on these small layers */
@@ -279,12 +284,12 @@ Test(fuse, hook_sees_every_layer) {
  * whole (shortcut_a_set; 9x9 -> 5x5: an odd row). Every activation and
  * every activation gradient is poisoned with NaN before a second identical
  * step: what is not written must not be read, so the gradients keep their
- * bytes, and equal no_fuse's. ~20 ms. */
-Test(fuse, bn_fold_and_option_a_written) {
+ * bytes, and equal no_fuse's. ~30 ms. */
+static void expect_fold_written(const char *spec) {
     rf_ctx ctx;
     rf_ctx_init(&ctx);
     rf_model *m, *p;
-    cr_assert_eq(rf_model_from_spec(&ctx, resnet_spec, &m), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_model_from_spec(&ctx, spec, &m), RF_OK, "%s", rf_ctx_error(&ctx));
     cr_assert_eq(rf_model_init(&ctx, m, 5), RF_OK);
     cr_assert_eq(rf_model_clone(&ctx, m, &p), RF_OK);
     p->no_fuse = 1;
@@ -318,6 +323,10 @@ Test(fuse, bn_fold_and_option_a_written) {
     free(x); free(dl);
     rf_model_free(m);
     rf_model_free(p);
+}
+Test(fuse, bn_fold_and_option_a_written) {
+    expect_fold_written(resnet_spec);
+    expect_fold_written(resnet16_spec);   /* the option-A kernels' vector bodies */
 }
 
 /* The folded add's plane kernel against its plain reference (batch norm's
