@@ -400,7 +400,8 @@ void rf_nn_add_backward_relu(const rf_nn_run *r) {
     const rf_layer *L = r->L;
     size_t n = numel(r);
     int same1 = same_shape(r->in_shape[1], L->out);
-    add_relu_job j = {r->dins[0], same1 ? r->dins[1] : NULL, r->dout, r->out, n, r->fresh & (same1 ? 3u : 1u)};
+    add_relu_job j = {r->skip_in0 ? NULL : r->dins[0], same1 ? r->dins[1] : NULL, r->dout, r->out, n,
+                      r->fresh & (same1 ? 3u : 1u)};
     if (j.d0 || j.d1) rf_nn_par(r->eng, rf_nn_parts(r->eng, (double)n, 1 << 15), add_relu_part, &j);
     if (!same1 && r->dins[1]) {
         if (r->fresh & 2u) shortcut_a_set(L, r->dins[1], r->dout, r->in_shape[1], r->B, r->out);

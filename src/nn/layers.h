@@ -103,6 +103,10 @@ typedef struct rf_nn_run {
     const float *bn_x;
     const float *bn_save;
     int          bn_fold;
+    /* Backward of a fused add + ReLU: leave input 0's gradient unwritten
+     * (model.c, "shared dz": it equals input 1's, which its batch norm
+     * reads instead). */
+    int          skip_in0;
 } rf_nn_run;
 
 /* Whether r's forward goes through its layer's inference override

@@ -335,6 +335,31 @@ static const relu_fusion relu_fusions[RF_L_TYPE_COUNT_] = {
  * read back). */
 static const unsigned fresh_plain[RF_L_TYPE_COUNT_] = {[RF_L_CONV2D] = 1, [RF_L_BATCHNORM] = 1};
 
+/* "shared dz": an identity add + ReLU (layer i, fused) that writes both
+ * input gradients (fresh bits 0 and 1) stores the same value g in both.
+ * Where input 0 is an unfused batch norm that only this add reads (ResNet's
+ * bn2) and nothing that runs backward between the two (the layers after
+ * the batch norm, before the add) reads input 1, input 1's gradient still
+ * holds g when the batch norm's backward runs: the batch norm reads it as
+ * its output gradient, and the add does not store input 0's (one store of
+ * an activation less). Same bits. Returns the batch norm's index or -1. */
+static int shared_dz_source(const rf_model *m, int i, unsigned fresh) {
+    const rf_layer *L = &m->layers[i];
+    if (m->hook || !L->out_fused || (L->type != RF_L_ADD && L->type != RF_L_RESIDUAL) || L->n_inputs != 2 ||
+        (fresh & 3u) != 3u)
+        return -1;
+    int src = L->inputs[0], s1 = L->inputs[1];
+    if (src < 0 || s1 < 0 || s1 == src || m->layers[src].type != RF_L_BATCHNORM || m->layers[src].out_fused ||
+        memcmp(&m->layers[s1].out, &L->out, sizeof L->out))
+        return -1;
+    for (int k = 0; k < m->n_layers; k++)
+        for (int q = 0; q < m->layers[k].n_inputs; q++) {
+            if (m->layers[k].inputs[q] == src && k != i) return -1;
+            if (m->layers[k].inputs[q] == s1 && k > src && k < i) return -1;
+        }
+    return src;
+}
+
 static int fuses_relu(rf_model *m, int i, const rf_engine *eng) {
     const rf_layer *L = &m->layers[i];
     if (m->no_fuse || m->hook || !relu_fusions[L->type].forward || L->n_inputs > 2 || i + 1 >= m->n_layers) return 0;
@@ -453,7 +478,11 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
      * backward. wants[i]: layer i's output gradient is used. */
     unsigned char *wants = rf_calloc((size_t)m->n_layers, 2);
     int *lastr = rf_calloc((size_t)m->n_layers, sizeof(int));
-    if (!wants || !lastr) { rf_free(wants); rf_free(lastr); return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for backward"); }
+    float **dz_at = rf_calloc((size_t)m->n_layers, sizeof(float *));   /* shared dz: a batch norm's output gradient */
+    if (!wants || !lastr || !dz_at) {
+        rf_free(wants); rf_free(lastr); rf_free(dz_at);
+        return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for backward");
+    }
     unsigned char *fresh = wants + m->n_layers;
     for (int i = 0; i < m->n_layers; i++) {
         const rf_layer *L = &m->layers[i];
@@ -513,11 +542,18 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
         r.din = r.dins[0];
         for (int k = 0; k < L->n_inputs; k++)   /* fresh for its last reader only, which is the one marked above */
             if (L->inputs[k] >= 0 && fresh[L->inputs[k]] && lastr[L->inputs[k]] == i) r.fresh |= 1u << k;
+        int bs = fused ? shared_dz_source(m, i, r.fresh) : -1;
+        if (bs >= 0 && r.dins[0] && r.dins[1]) {
+            r.skip_in0 = 1;
+            dz_at[bs] = r.dins[1];
+        }
+        if (dz_at[i]) r.dout = dz_at[i];
         if (fused) relu_fusions[L->type].backward(&r);
         else ops[L->type]->backward(&r);
     }
     rf_free(wants);
     rf_free(lastr);
+    rf_free(dz_at);
     return st;
 }
 
