@@ -338,8 +338,8 @@ static const unsigned fresh_plain[RF_L_TYPE_COUNT_] = {[RF_L_CONV2D] = 1, [RF_L_
 /* "shared dz": an identity add + ReLU (layer i, fused) that writes both
  * input gradients (fresh bits 0 and 1) stores the same value g in both.
  * Where input 0 is an unfused batch norm that only this add reads (ResNet's
- * bn2) and nothing that runs backward between the two (the layers after
- * the batch norm, before the add) reads input 1, input 1's gradient still
+ * bn2) and neither it nor anything that runs backward between the two (the
+ * layers after it, before the add) reads input 1, input 1's gradient still
  * holds g when the batch norm's backward runs: the batch norm reads it as
  * its output gradient, and the add does not store input 0's (one store of
  * an activation less). Same bits. Returns the batch norm's index or -1. */
@@ -355,7 +355,7 @@ static int shared_dz_source(const rf_model *m, int i, unsigned fresh) {
     for (int k = 0; k < m->n_layers; k++)
         for (int q = 0; q < m->layers[k].n_inputs; q++) {
             if (m->layers[k].inputs[q] == src && k != i) return -1;
-            if (m->layers[k].inputs[q] == s1 && k > src && k < i) return -1;
+            if (m->layers[k].inputs[q] == s1 && k >= src && k < i) return -1;   /* the batch norm included */
         }
     return src;
 }

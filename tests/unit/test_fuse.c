@@ -47,6 +47,15 @@ static const char resnet_spec[] = "{\"input\":[3,9,9],\"classes\":5,\"layers\":[
 /* even maps: the option-A add's 16x16 -> 8x8 runs its vector bodies */
 static const char resnet16_spec[] = "{\"input\":[3,16,16],\"classes\":5,\"layers\":[" RESNET_BODY;
 
+/* add(bn(c), c): the batch norm reads the add's input 1 itself, so the add
+ * must store both gradients (no shared dz: the batch norm adds into input
+ * 1's gradient); the fold still applies. */
+static const char bnself_spec[] =
+    "{\"input\":[2,6,6],\"classes\":3,\"layers\":["
+    CONV("c", "input", 3, 1) BN("b")
+    "{\"type\":\"add\",\"name\":\"s\",\"inputs\":[\"b\",\"c\"]}," RELU("r")
+    "{\"type\":\"gap\"},{\"type\":\"linear\",\"name\":\"fc\",\"out\":3}]}";
+
 /* Where fusion must not happen: bn's output is read by the ReLU and by the
  * add; the three-input add; the ReLU after a ReLU. */
 static const char nofuse_spec[] =
@@ -228,6 +237,10 @@ Test(fuse, kept_activations_match) {
     expect_same_acts(resnet_spec, 0);
 }
 Test(fuse, not_where_it_must_not) { expect_same(nofuse_spec, 1, 1, 0); }
+Test(fuse, bn_reads_the_shortcut) {
+    expect_same(bnself_spec, 1, 1, 1);
+    expect_same(bnself_spec, 1, 0, 1);
+}
 
 /* c1..c4 fused with their ReLUs; ~0.3 s of CPU for the four. */
 #define CONVNET_FUSED 4
