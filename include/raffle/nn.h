@@ -315,6 +315,14 @@ rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, 
  * output row-major (no feature-major runs: none happen on a model without
  * feature-major overrides) and have run layer i: else RF_ERR_INVALID. */
 rf_status rf_model_layer_forward(rf_ctx *ctx, rf_model *m, int i);
+/* Allocates (zeroed, so every page is already mapped) the blocks a training
+ * step of `batch` samples uses on ctx's threads: activations, saved values,
+ * the layers' scratch, the activation gradients (and the input gradient when
+ * m->input_grad). The first forward and backward would make them; calling
+ * this first moves that setup out of the first step (the training loop does,
+ * before its clock starts). Nothing else changes: a step reads none of them
+ * before writing it. */
+rf_status rf_model_reserve(rf_ctx *ctx, rf_model *m, int batch);
 /* dlogits: [batch, K]. Accumulates into m->grads (call rf_model_zero_grad first). */
 rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits);
 void      rf_model_zero_grad(rf_model *m);

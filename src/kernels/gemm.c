@@ -539,9 +539,11 @@ rf_status rf_gemm_f32_batch(rf_gemm *g, int trans_a, int trans_b, int M, int N, 
     if (count < 0) return gemm_err(g, RF_ERR_INVALID, "gemm batch: count %d", count);
     if (count == 0 || M == 0 || N == 0) return RF_OK;
     if (!A || !B || !C) return gemm_err(g, RF_ERR_INVALID, "gemm batch: NULL pointer array");
-    enum { STACK = 32 };
+    /* F(4x4)'s 36 products a chunk fit: with 32, conv-6's weight gradients
+     * allocated the list ~85 times a step (every chunk of every layer) */
+    enum { STACK = 64 };
     gemm_op stack_ops[STACK], *ops = count <= STACK ? stack_ops : rf_malloc((size_t)count * sizeof *ops);
-    /* Beyond 32 products the op list needs memory; rather than fail, run
+    /* Beyond 64 products the op list needs memory; rather than fail, run
      * them one by one (same bits). */
     if (!ops) {
         for (int p = 0; p < count; p++)

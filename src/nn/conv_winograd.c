@@ -809,7 +809,9 @@ size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int m, int B, in
      * a plane per thread) or input-gradient run. */
     size_t p = (size_t)f.ak * (wino_pk(&f) > wino_pk(&x) ? wino_pk(&f) : wino_pk(&x));
     size_t dw = a + t * ((size_t)f.Hp * f.Wp + 4);
-    return v + (p > v ? p : v) + (t * a > dw ? t * a : dw > t * b ? dw : t * b);
+    /* the largest of the three (a nested ?: here skipped t·b whenever t·a > dw) */
+    size_t run = t * a > t * b ? t * a : t * b;
+    return v + (p > v ? p : v) + (run > dw ? run : dw);
 }
 
 void rf_nn_wino_forward(const rf_engine *e, float *y, const float *x, const float *w, const float *bias, int B, int C,

@@ -458,6 +458,17 @@ rf_status rf_model_layer_forward(rf_ctx *ctx, rf_model *m, int i) {
     return st;
 }
 
+rf_status rf_model_reserve(rf_ctx *ctx, rf_model *m, int batch) {
+    if (batch < 1) return rf_error(ctx, RF_ERR_INVALID, "model: reserve for %d samples", batch);
+    RF_TRY(ensure_acts(ctx, m, batch));
+    if (!m->dacts && !(m->dacts = alloc_floats(m->acts_numel)))
+        return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for activation gradients");
+    if (m->input_grad && !m->dinput &&
+        !(m->dinput = alloc_floats((size_t)m->max_batch * m->input.d[0] * m->input.d[1] * m->input.d[2])))
+        return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for the input gradient");
+    return RF_OK;
+}
+
 rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
     if (!m->input_ptr || m->batch < 1 || !dlogits) return rf_error(ctx, RF_ERR_INVALID, "backward: no forward pass to differentiate");
     RF_TRY(ensure_scratch(ctx, m, m->max_batch));   /* this ctx may have more threads than the forward's */

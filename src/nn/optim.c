@@ -61,6 +61,15 @@ float rf_sched_lr(const rf_optim_cfg *c, int64_t step, int64_t total) {
     return (float)lr;
 }
 
+/* Zeroed moments, written here rather than calloc'd: calloc maps fresh pages
+ * lazily, so the first step's update (inside the training loop's clock)
+ * took a page fault every 4 KiB (mlp-1200x2: 19 MB, ~7 ms). */
+static float *moments(size_t n) {
+    float *p = rf_aligned_alloc(64, (n ? n : 1) * sizeof(float));
+    if (p) memset(p, 0, (n ? n : 1) * sizeof(float));
+    return p;
+}
+
 rf_status rf_optim_init(rf_ctx *ctx, rf_optim *o, const rf_optim_cfg *cfg, size_t n_params) {
     memset(o, 0, sizeof *o);
     if (!cfg || (unsigned)cfg->type > RF_OPT_ADAMW)
@@ -73,9 +82,9 @@ rf_status rf_optim_init(rf_ctx *ctx, rf_optim *o, const rf_optim_cfg *cfg, size_
     RF_TRY(rf_check_cap(ctx, (uint64_t)n_params * 2 * sizeof(float), "optimizer state"));
     int need_m = cfg->type != RF_OPT_SGD || cfg->momentum != 0.0f;
     int need_v = cfg->type != RF_OPT_SGD;
-    if (need_m && !(o->m = rf_calloc(n_params ? n_params : 1, sizeof(float))))
+    if (need_m && !(o->m = moments(n_params)))
         return rf_error(ctx, RF_ERR_NOMEM, "optimizer: cannot allocate %zu moments", n_params);
-    if (need_v && !(o->v = rf_calloc(n_params ? n_params : 1, sizeof(float)))) {
+    if (need_v && !(o->v = moments(n_params))) {
         rf_free(o->m);
         o->m = NULL;
         return rf_error(ctx, RF_ERR_NOMEM, "optimizer: cannot allocate %zu moments", n_params);

@@ -302,6 +302,9 @@ static rf_status train_loop(rf_ctx *ctx, rf_model *m, const rf_dataset *train, c
         return rf_error(ctx, RF_ERR_SHAPE, "train: optimizer has %zu entries, model %zu parameters", opt->n, m->n_params);
     }
     rf_model_apply_masks(m);
+    /* the step's blocks made (and their pages mapped) before the clock
+     * starts: setup, like the batch buffers above */
+    RF_TRY(rf_model_reserve(ctx, m, batch));
 
     const double t0 = rf_now();
     double train_time = 0.0, epoch_loss = 0.0, last_epoch_loss = NAN, lsum = 0.0;

@@ -254,7 +254,8 @@ Test(gemm, thread_count_does_not_change_the_bytes) {
     rf_pool_free(pool);
 }
 
-/* Winograd's batch of 16 products: the same bytes as 16 single calls, on
+/* Winograd's batches of 16 and 36 products, and 72 (past the op list kept
+ * on the stack, so it is allocated): the same bytes as single calls, on
  * one and two threads, with the A operands in permuted order. */
 Test(gemm, batch_equals_single_products) {
     rf_ctx ctx;
@@ -262,31 +263,36 @@ Test(gemm, batch_equals_single_products) {
     rf_pool *pool = make_pool(2);
     rf_rng r;
     rf_rng_init(&r, 25, 0);
-    enum { P = 16, M = 64, N = 196, K = 64 };
-    float *A = randv(&r, (size_t)P * M * K), *B = randv(&r, (size_t)P * K * N), *C0 = randv(&r, (size_t)P * M * N);
-    float *want = malloc(sizeof(float) * P * M * N), *got = malloc(sizeof(float) * P * M * N);
-    const float *pa[P], *pb[P];
-    float *pc[P];
-    for (int acc = 0; acc < 2; acc++)
-        for (int ta = 0; ta < 2; ta++) {
-            memcpy(want, C0, sizeof(float) * P * M * N);
-            for (int p = 0; p < P; p++) {
-                pa[p] = A + (size_t)(P - 1 - p) * M * K;
-                pb[p] = B + (size_t)p * K * N;
-                pc[p] = got + (size_t)p * M * N;
-                rf_gemm_f32_ref(ta, 0, M, N, K, pa[p], ta ? M : K, pb[p], N, acc, want + (size_t)p * M * N, N);
+    enum { PMAX = 72, MX = 64, NX = 196, KX = 64 };
+    float *A = randv(&r, (size_t)PMAX * MX * KX), *B = randv(&r, (size_t)PMAX * KX * NX);
+    float *C0 = randv(&r, (size_t)PMAX * MX * NX);
+    float *want = malloc(sizeof(float) * PMAX * MX * NX), *got = malloc(sizeof(float) * PMAX * MX * NX);
+    const float *pa[PMAX], *pb[PMAX];
+    float *pc[PMAX];
+    /* count, M, N, K: the larger batches on smaller products (test time) */
+    static const int cases[3][4] = {{16, MX, NX, KX}, {36, 32, 100, 48}, {72, 16, 40, 24}};
+    for (int ci = 0; ci < 3; ci++)
+        for (int acc = 0; acc < 2; acc++)
+            for (int ta = 0; ta < 2; ta++) {
+                const int P = cases[ci][0], M = cases[ci][1], N = cases[ci][2], K = cases[ci][3];
+                memcpy(want, C0, sizeof(float) * P * M * N);
+                for (int p = 0; p < P; p++) {
+                    pa[p] = A + (size_t)(P - 1 - p) * M * K;
+                    pb[p] = B + (size_t)p * K * N;
+                    pc[p] = got + (size_t)p * M * N;
+                    rf_gemm_f32_ref(ta, 0, M, N, K, pa[p], ta ? M : K, pb[p], N, acc, want + (size_t)p * M * N, N);
+                }
+                for (int t = 1; t <= 2; t++) {
+                    rf_gemm *g = NULL;
+                    rf_gemm_cfg cfg = {.pool = pool, .threads = t};
+                    cr_assert_eq(rf_gemm_create(&ctx, &cfg, &g), RF_OK);
+                    memcpy(got, C0, sizeof(float) * P * M * N);
+                    cr_assert_eq(rf_gemm_f32_batch(g, ta, 0, M, N, K, P, pa, ta ? M : K, pb, N, acc, pc, N), RF_OK);
+                    cr_assert(memcmp(got, want, sizeof(float) * P * M * N) == 0, "batch of %d ta=%d acc=%d threads=%d",
+                              P, ta, acc, t);
+                    rf_gemm_free(g);
+                }
             }
-            for (int t = 1; t <= 2; t++) {
-                rf_gemm *g = NULL;
-                rf_gemm_cfg cfg = {.pool = pool, .threads = t};
-                cr_assert_eq(rf_gemm_create(&ctx, &cfg, &g), RF_OK);
-                memcpy(got, C0, sizeof(float) * P * M * N);
-                cr_assert_eq(rf_gemm_f32_batch(g, ta, 0, M, N, K, P, pa, ta ? M : K, pb, N, acc, pc, N), RF_OK);
-                cr_assert(memcmp(got, want, sizeof(float) * P * M * N) == 0, "batch ta=%d acc=%d threads=%d", ta, acc,
-                          t);
-                rf_gemm_free(g);
-            }
-        }
     free(A); free(B); free(C0); free(want); free(got);
     rf_pool_free(pool);
 }

@@ -406,6 +406,44 @@ static void small_cfg(rf_train_cfg *c, int64_t iters) {
     c->optim.sched = RF_SCHED_COSINE;
 }
 
+/* rf_model_reserve (called by the training loop before its clock starts)
+ * makes the step's blocks up front; the steps that follow compute the same
+ * bytes as a model that makes them in its first forward and backward. */
+Test(train, reserve_makes_the_blocks_and_changes_no_bit) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_model *a, *b;
+    cr_assert_eq(rf_model_from_spec(&ctx, MLP_SPEC, &a), RF_OK);
+    cr_assert_eq(rf_model_from_spec(&ctx, MLP_SPEC, &b), RF_OK);
+    cr_assert_eq(rf_model_init(&ctx, a, 3), RF_OK);
+    cr_assert_eq(rf_model_init(&ctx, b, 3), RF_OK);
+    a->input_grad = b->input_grad = 1;
+    cr_assert_eq(rf_model_reserve(&ctx, a, 0), RF_ERR_INVALID);
+    cr_assert_eq(rf_model_reserve(&ctx, a, 16), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert(a->acts && a->dacts && a->saved && a->dinput);
+    cr_assert_eq(a->max_batch, 16);
+    float x[16 * 784], dl[16 * 10];
+    rf_rng g;
+    rf_rng_init(&g, 9, 0);
+    for (int i = 0; i < 16 * 784; i++) x[i] = rf_rng_normal(&g);
+    for (int i = 0; i < 16 * 10; i++) dl[i] = rf_rng_normal(&g) / 16;
+    for (int batch = 16; batch >= 8; batch -= 8) {   /* a smaller batch reuses the blocks */
+        rf_model *ms[2] = {a, b};
+        for (int k = 0; k < 2; k++) {
+            const float *logits;
+            rf_rng_init(&ms[k]->dropout_rng, 1, (uint64_t)batch);
+            rf_model_zero_grad(ms[k]);
+            cr_assert_eq(rf_model_forward(&ctx, ms[k], x, batch, 1, &logits), RF_OK);
+            cr_assert_eq(rf_model_backward(&ctx, ms[k], dl), RF_OK);
+        }
+        cr_assert_eq(memcmp(a->grads, b->grads, a->n_params * sizeof(float)), 0, "batch %d", batch);
+        cr_assert_eq(memcmp(a->dinput, b->dinput, (size_t)batch * 784 * sizeof(float)), 0, "batch %d", batch);
+    }
+    cr_assert_eq(a->max_batch, 16);
+    rf_model_free(a);
+    rf_model_free(b);
+}
+
 Test(train, learns_synthetic_and_reports) {
     fixture f; setup_fx(&f, MLP_SPEC, 1);
     rf_train_cfg c; rf_train_cfg_default(&c);
