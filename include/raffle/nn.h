@@ -176,6 +176,11 @@ typedef struct rf_layer {
      * (model.c, "fusion"): its output went straight through the ReLU and
      * was never written, so rf_model_layer_output(m, i) is NULL then. */
     int       out_fused;
+    /* Set by a forward that folded this batch norm's affine map into the
+     * add + ReLU that alone reads its output (model.c, "bn fold"): its
+     * statistics ran, its output was never written, so
+     * rf_model_layer_output(m, i) is NULL then. */
+    int       out_folded;
     /* Borrowed view of this layer's n_params entries of model->ptensors,
      * refreshed by the model before every layer call, so that a layer can
      * reach the per-weight overrides (rf_param.infer_gemm / train_act). */

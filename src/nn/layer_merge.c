@@ -107,6 +107,93 @@ static void shortcut_a(const rf_layer *L, float *to, const float *from, rf_shape
             }
 }
 
+/* Option A with stride 2 (ResNet's downsampling blocks) as plane kernels
+ * the compiler vectorises (a constant stride: permutes instead of one
+ * scalar load per element; a call per plane, not per row). Forward, row h:
+ * y[w] = relu(z[w] + x[2h][2w]), z = a, or with
+ * a folded batch norm (bn) a·fa + fb: the operations of affine_add_relu /
+ * add2_relu on the gathered row. Backward, written (rf_nn_run.fresh):
+ * d[2w] = relu_grad(dy[w], y[w]), every other element of the row +0:
+ * what the zeroed row plus shortcut_a's adds holds (relu_grad is +0 + g,
+ * never -0, and +0 + it is itself). */
+typedef float am_v8f __attribute__((vector_size(32)));
+typedef int32_t am_v8i __attribute__((vector_size(32)));
+#define AM_LD(T, p) __extension__({ T v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define AM_ST(p, v) __extension__({ __typeof__(v) v_ = (v); memcpy((p), &v_, sizeof v_); })
+
+RF_NN_VEC static void add_relu_s2(float *restrict y, const float *restrict a, const float *restrict x, int OH, int OW,
+                                  int W, int bn, float fa, float fb) {
+    const am_v8f va = {fa, fa, fa, fa, fa, fa, fa, fa}, vb = {fb, fb, fb, fb, fb, fb, fb, fb}, z = {0};
+    const int n8 = W == 2 * OW ? OW & ~7 : 0;   /* 8 outputs from 16 inputs: one shuffle */
+    for (int h = 0; h < OH; h++, y += OW, a += OW, x += 2 * (size_t)W) {
+        for (int w = 0; w < n8; w += 8) {
+            am_v8f xe = __builtin_shuffle(AM_LD(am_v8f, x + 2 * w), AM_LD(am_v8f, x + 2 * w + 8),
+                                          (am_v8i){0, 2, 4, 6, 8, 10, 12, 14});
+            am_v8f av = AM_LD(am_v8f, a + w), t = bn ? (av * va + vb) + xe : av + xe;
+            AM_ST(y + w, (am_v8f)((am_v8i)t & (t > z)));
+        }
+        for (int w = n8; w < OW; w++) {
+            float t = bn ? (a[w] * fa + fb) + x[2 * w] : a[w] + x[2 * w];
+            y[w] = t > 0.0f ? t : 0.0f;
+        }
+    }
+}
+
+/* A whole plane of it: H x W rows of d from OH x OW of dy and y (even rows
+ * from row h / 2, odd rows +0), in one call (per row, the calls and the
+ * odd rows' memsets cost more than the stores). */
+RF_NN_VEC static void relu_grad_s2_set(float *restrict d, const float *restrict dy, const float *restrict y, int OH,
+                                       int OW, int H, int W) {
+    const int32_t *yb = (const int32_t *)(const void *)y;
+    const am_v8f z = {0};
+    const int n8 = W == 2 * OW ? OW & ~7 : 0;
+    for (int h = 0; h < H; h++, d += W) {
+        if (h % 2 || h / 2 >= OH) {
+            for (int k = 0; k < W; k++) d[k] = 0.0f;
+            continue;
+        }
+        const float *g = dy + (size_t)(h / 2) * OW;
+        const int32_t *b = yb + (size_t)(h / 2) * OW;
+        int w = 0;
+        for (; w < n8; w += 8) {
+            am_v8f v = z + (am_v8f)((am_v8i)AM_LD(am_v8f, g + w) & (AM_LD(am_v8i, b + w) > (am_v8i){0}));
+            AM_ST(d + 2 * w, __builtin_shuffle(v, z, (am_v8i){0, 8, 1, 9, 2, 10, 3, 11}));
+            AM_ST(d + 2 * w + 8, __builtin_shuffle(v, z, (am_v8i){4, 12, 5, 13, 6, 14, 7, 15}));
+        }
+        for (; w < OW && 2 * w + 1 < W; w++) {
+            d[2 * w] = 0.0f + (b[w] > 0 ? g[w] : 0.0f);
+            d[2 * w + 1] = 0.0f;
+        }
+        for (int k = 2 * w; k < W; k++) d[k] = 0.0f;
+        if (w < OW && 2 * w < W) d[2 * w] = 0.0f + (b[w] > 0 ? g[w] : 0.0f);
+    }
+}
+
+/* shortcut_a's backward into a gradient nobody wrote yet (fresh), relu_y
+ * the fused ReLU's output: every element of dx written, the value the
+ * zeroed gradient plus shortcut_a's adds would hold. */
+static void shortcut_a_set(const rf_layer *L, float *dx, const float *dy, rf_shape3 xs, int B, const float *relu_y) {
+    int stride, front;
+    rf_shape3 ys = L->out;
+    if (!rf_nn_add_shortcut(L, xs, &stride, &front)) return;   /* checked at setup */
+    size_t xsz = (size_t)xs.d[0] * xs.d[1] * xs.d[2], ysz = (size_t)ys.d[0] * ys.d[1] * ys.d[2];
+    for (int n = 0; n < B; n++)
+        for (int c = 0; c < xs.d[0]; c++) {
+            float *d = dx + n * xsz + (size_t)c * xs.d[1] * xs.d[2];
+            size_t yo = n * ysz + (size_t)(c + front) * ys.d[1] * ys.d[2];
+            if (stride == 2) {
+                relu_grad_s2_set(d, dy + yo, relu_y + yo, ys.d[1], ys.d[2], xs.d[1], xs.d[2]);
+                continue;
+            }
+            memset(d, 0, (size_t)xs.d[1] * xs.d[2] * sizeof(float));
+            for (int oh = 0; oh < ys.d[1]; oh++)
+                for (int w = 0; w < ys.d[2]; w++) {
+                    size_t k = (size_t)oh * ys.d[2] + (size_t)w;
+                    d[(size_t)oh * stride * xs.d[2] + (size_t)w * stride] = relu_grad(dy[yo + k], relu_y[yo + k]);
+                }
+        }
+}
+
 static rf_status add_forward(const rf_nn_run *r) {
     const rf_layer *L = r->L;
     size_t n = numel(r);
@@ -150,6 +237,60 @@ RF_NN_VEC static void relu_v(float *y, const float *a, const float *b, size_t n)
 
 #define ADD_ROW 64
 
+/* A batch norm folded into the add (model.c, "bn fold"; rf_nn_run.bn_x):
+ * input 0's value z = x·a + b (batch norm's plane_affine) made in
+ * registers, then the add and the ReLU as add2_relu / relu_v do them
+ * (s NULL: relu(z)). Uncontracted (-ffp-contract=off), so z rounds as
+ * batch norm's stored output did: the same bits. */
+RF_NN_VEC static void affine_add_relu(float *restrict y, const float *restrict x, const float *restrict s, size_t n,
+                                      float a, float b) {
+    if (s)
+        for (size_t i = 0; i < n; i++) {
+            float t = (x[i] * a + b) + s[i];
+            y[i] = t > 0.0f ? t : 0.0f;
+        }
+    else
+        for (size_t i = 0; i < n; i++) {
+            float z = x[i] * a + b;
+            y[i] = z > 0.0f ? z : 0.0f;
+        }
+}
+void rf_nn_affine_add_relu(float *y, const float *x, const float *s, size_t n, float a, float b) {
+    affine_add_relu(y, x, s, n, a, b);
+}
+
+/* The composition it replaces: batch norm's output into a buffer, then the
+ * add's loops. */
+void rf_nn_affine_add_relu_ref(float *y, const float *x, const float *s, size_t n, float a, float b) {
+    float z[ADD_ROW];
+    for (size_t o = 0; o < n; o += ADD_ROW) {
+        size_t len = n - o < ADD_ROW ? n - o : ADD_ROW;
+        for (size_t i = 0; i < len; i++) z[i] = x[o + i] * a + b;
+        if (s) add2_relu(y + o, z, s + o, len);
+        else relu_v(y + o, z, NULL, len);
+    }
+}
+
+/* The folded batch norm's a, b of channel c. */
+static void bn_map(const rf_nn_run *r, int c, float *a, float *b) {
+    const float *m = rf_nn_bn_affine(r->bn_save, r->L->out.d[0]);
+    *a = m[c];
+    *b = m[r->L->out.d[0] + c];
+}
+
+/* Identity add with the folded batch norm, planes [t·BC/n, (t+1)·BC/n)
+ * of the batch's B·C (elementwise: any split gives the same bits). */
+static void fold_add_part(void *arg, int t, int n) {
+    const rf_nn_run *r = arg;
+    size_t hw = (size_t)r->L->out.d[1] * r->L->out.d[2], C = (size_t)r->L->out.d[0], p0, p1;
+    rf_nn_span((size_t)r->B * C, t, n, &p0, &p1);
+    for (size_t p = p0; p < p1; p++) {
+        float a, b;
+        bn_map(r, (int)(p % C), &a, &b);
+        affine_add_relu(r->out + p * hw, r->bn_x + p * hw, r->ins[1] + p * hw, hw, a, b);
+    }
+}
+
 /* Option A forward, one pass per sample: y = relu(in0 + x_sub) on the
  * channels [front, front + C_x), relu(in0) elsewhere. */
 static void add_relu_shortcut_fwd(const rf_nn_run *r) {
@@ -159,11 +300,22 @@ static void add_relu_shortcut_fwd(const rf_nn_run *r) {
     if (!rf_nn_add_shortcut(L, xs, &stride, &front)) return;   /* checked at setup */
     size_t xsz = (size_t)xs.d[0] * xs.d[1] * xs.d[2], hw = (size_t)ys.d[1] * ys.d[2];
     for (int n = 0; n < r->B; n++) {
-        const float *a = r->ins[0] + (size_t)n * L->out_size;
+        const float *a = (r->bn_x ? r->bn_x : r->ins[0]) + (size_t)n * L->out_size;
         float *y = r->out + (size_t)n * L->out_size;
         for (int c = 0; c < ys.d[0]; c++) {
             int cx = c - front;
-            if (cx < 0 || cx >= xs.d[0]) { relu_v(y + (size_t)c * hw, a + (size_t)c * hw, NULL, hw); continue; }
+            float fa = 0.0f, fb = 0.0f;
+            if (r->bn_x) bn_map(r, c, &fa, &fb);
+            if (cx < 0 || cx >= xs.d[0]) {
+                if (r->bn_x) affine_add_relu(y + (size_t)c * hw, a + (size_t)c * hw, NULL, hw, fa, fb);
+                else relu_v(y + (size_t)c * hw, a + (size_t)c * hw, NULL, hw);
+                continue;
+            }
+            if (stride == 2) {   /* a plane (rows h / 2 of x's even rows) per call */
+                add_relu_s2(y + (size_t)c * hw, a + (size_t)c * hw, r->ins[1] + n * xsz + (size_t)cx * xs.d[1] * xs.d[2],
+                            ys.d[1], ys.d[2], xs.d[2], r->bn_x != NULL, fa, fb);
+                continue;
+            }
             for (int h = 0; h < ys.d[1]; h++) {
                 const float *x = r->ins[1] + n * xsz + ((size_t)cx * xs.d[1] + (size_t)h * stride) * xs.d[2];
                 size_t yo = ((size_t)c * ys.d[1] + h) * ys.d[2];
@@ -173,7 +325,8 @@ static void add_relu_shortcut_fwd(const rf_nn_run *r) {
                     int nw = ys.d[2] - w0 < ADD_ROW ? ys.d[2] - w0 : ADD_ROW;
                     float row[ADD_ROW];
                     for (int w = 0; w < nw; w++) row[w] = x[(size_t)(w0 + w) * stride];
-                    add2_relu(y + yo + w0, a + yo + w0, row, (size_t)nw);
+                    if (r->bn_x) affine_add_relu(y + yo + w0, a + yo + w0, row, (size_t)nw, fa, fb);
+                    else add2_relu(y + yo + w0, a + yo + w0, row, (size_t)nw);
                 }
             }
         }
@@ -182,8 +335,13 @@ static void add_relu_shortcut_fwd(const rf_nn_run *r) {
 
 rf_status rf_nn_add_forward_relu(const rf_nn_run *r) {
     const rf_layer *L = r->L;
-    if (same_shape(r->in_shape[1], L->out)) rf_nn_ew(r->eng, add2_relu, r->out, r->ins[0], r->ins[1], numel(r));
-    else add_relu_shortcut_fwd(r);
+    if (same_shape(r->in_shape[1], L->out)) {
+        if (r->bn_x) {
+            int parts = rf_nn_parts(r->eng, (double)numel(r), 1 << 15);
+            size_t planes = (size_t)r->B * (size_t)L->out.d[0];
+            rf_nn_par(r->eng, (size_t)parts < planes ? parts : (int)planes, fold_add_part, (void *)r);
+        } else rf_nn_ew(r->eng, add2_relu, r->out, r->ins[0], r->ins[1], numel(r));
+    } else add_relu_shortcut_fwd(r);
     return RF_OK;
 }
 
@@ -242,9 +400,13 @@ void rf_nn_add_backward_relu(const rf_nn_run *r) {
     const rf_layer *L = r->L;
     size_t n = numel(r);
     int same1 = same_shape(r->in_shape[1], L->out);
-    add_relu_job j = {r->dins[0], same1 ? r->dins[1] : NULL, r->dout, r->out, n, r->fresh & (same1 ? 3u : 1u)};
+    add_relu_job j = {r->skip_in0 ? NULL : r->dins[0], same1 ? r->dins[1] : NULL, r->dout, r->out, n,
+                      r->fresh & (same1 ? 3u : 1u)};
     if (j.d0 || j.d1) rf_nn_par(r->eng, rf_nn_parts(r->eng, (double)n, 1 << 15), add_relu_part, &j);
-    if (!same1 && r->dins[1]) shortcut_a(L, r->dins[1], r->dout, r->in_shape[1], r->B, 1, r->out);
+    if (!same1 && r->dins[1]) {
+        if (r->fresh & 2u) shortcut_a_set(L, r->dins[1], r->dout, r->in_shape[1], r->B, r->out);
+        else shortcut_a(L, r->dins[1], r->dout, r->in_shape[1], r->B, 1, r->out);
+    }
 }
 
 static const char *const add_keys[] = {"shortcut", "front", NULL};

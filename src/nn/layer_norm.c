@@ -155,7 +155,9 @@ static rf_status bn_setup(rf_nn_builder *b, rf_layer *L, const cJSON *j) {
     RF_TRY(rf_nn_param(b, L, "weight", RF_P_NORM, 1, C, 0, 0, 0));
     RF_TRY(rf_nn_param(b, L, "bias", RF_P_NORM, 1, C, 0, 0, 0));
     L->buf_numel = 2 * (size_t)C;
-    L->save_numel = 2 * (size_t)C;   /* per sample: generous, holds the 2C statistics */
+    /* per sample: generous; holds the 2C statistics, then a folded batch
+     * norm's affine map (rf_nn_bn_affine) */
+    L->save_numel = 4 * (size_t)C;
     return RF_OK;
 }
 
@@ -454,6 +456,11 @@ static void bn_forward_span(const rf_nn_run *r, int c0, int c1, int relu) {
             rstd[c] = 1.0f / sqrtf(rvar[c] + eps);
         }
         float a = rstd[c] * r->p[0][c], bb = r->p[1][c] - mean[c] * a;
+        if (r->bn_fold) {   /* its reader applies the map (model.c, "bn fold") */
+            r->save[2 * C + c] = a;
+            r->save[3 * C + c] = bb;
+            continue;
+        }
         for (int n = 0; n < r->B; n++) {
             if (n + 1 < r->B) prefetch_plane_w(r->out + (size_t)(n + 1) * L->out_size + (size_t)c * hw, hw);
             (relu ? plane_affine_relu : plane_affine)(r->out + (size_t)n * L->out_size + (size_t)c * hw,
@@ -461,6 +468,8 @@ static void bn_forward_span(const rf_nn_run *r, int c0, int c1, int relu) {
         }
     }
 }
+
+const float *rf_nn_bn_affine(const float *save, int C) { return save + 2 * (size_t)C; }
 
 /* Fused backward (relu): the gradient the ReLU after a fused batch norm
  * would have left in the batch norm's (zeroed) output gradient is dz = +0 +

@@ -92,6 +92,21 @@ typedef struct rf_nn_run {
      * ([B, out_size], read by no other layer, not zeroed), free for it to
      * use; NULL elsewhere. */
     float       *dself;
+    /* A batch norm folded into its reader (model.c, "bn fold"). In that
+     * batch norm's forward, bn_fold = 1: statistics (and running
+     * statistics) only, its per-channel affine map y = x·a + b put into its
+     * saved state (rf_nn_bn_affine), its output not written. In the forward
+     * of the fused add + ReLU that reads it as input 0 (and nothing else
+     * does), bn_x is the batch norm's input and bn_save its saved state:
+     * the add computes relu((x·a + b) + in1) with the two layers'
+     * operations in their order, the same bits. NULL / 0 elsewhere. */
+    const float *bn_x;
+    const float *bn_save;
+    int          bn_fold;
+    /* Backward of a fused add + ReLU: leave input 0's gradient unwritten
+     * (model.c, "shared dz": it equals input 1's, which its batch norm
+     * reads instead). */
+    int          skip_in0;
 } rf_nn_run;
 
 /* Whether r's forward goes through its layer's inference override
@@ -213,6 +228,14 @@ void      rf_nn_bn_dx_relu_ref(float *dx, const float *dy, const float *x, size_
                                float k1, float mu, float rs, float k2, int set);
 void      rf_nn_bn_sums_ref(int kind, double *s, double *q, const float *dy, const float *x, size_t hw, double k,
                             int relu, float fa, float fb);
+/* A folded batch norm's affine map in its saved state (rf_nn_run.bn_fold):
+ * a[C] then b[C]. */
+const float *rf_nn_bn_affine(const float *save, int C);
+/* The folded add + ReLU's plane kernels (layer_merge.c): y = relu((x·a +
+ * b) + s) (s NULL: relu(x·a + b)), and their plain reference (batch norm's
+ * plane_affine into a buffer, then add's add2_relu / relu_v); same bits. */
+void      rf_nn_affine_add_relu(float *y, const float *x, const float *s, size_t n, float a, float b);
+void      rf_nn_affine_add_relu_ref(float *y, const float *x, const float *s, size_t n, float a, float b);
 rf_status rf_nn_add_forward_relu(const rf_nn_run *r);
 void      rf_nn_add_backward_relu(const rf_nn_run *r);
 /* conv2d (layer_conv.c; fresh bit 0: the Winograd input gradient is

@@ -316,14 +316,15 @@ static rf_status feat_run(rf_ctx *ctx, rf_model *m, int i, int j) {
 typedef struct relu_fusion {
     rf_status (*forward)(const rf_nn_run *r);
     void      (*backward)(const rf_nn_run *r);
-    unsigned   fresh;   /* inputs whose gradient backward can write instead of add (rf_nn_run.fresh) */
-    int        shaped;  /* fresh only for inputs of the output's shape (an add's; not option A's shortcut) */
+    /* inputs whose gradient backward can write instead of add (rf_nn_run.fresh;
+     * an add's option-A shortcut too since session 7: shortcut_a_set) */
+    unsigned   fresh;
 } relu_fusion;
 static const relu_fusion relu_fusions[RF_L_TYPE_COUNT_] = {
-    [RF_L_BATCHNORM] = {rf_nn_bn_forward_relu, rf_nn_bn_backward_relu, 1, 1},
-    [RF_L_ADD] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3, 1},
-    [RF_L_RESIDUAL] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3, 1},
-    [RF_L_CONV2D] = {rf_nn_conv_forward_relu, rf_nn_conv_backward_relu, 1, 0},
+    [RF_L_BATCHNORM] = {rf_nn_bn_forward_relu, rf_nn_bn_backward_relu, 1},
+    [RF_L_ADD] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3},
+    [RF_L_RESIDUAL] = {rf_nn_add_forward_relu, rf_nn_add_backward_relu, 3},
+    [RF_L_CONV2D] = {rf_nn_conv_forward_relu, rf_nn_conv_backward_relu, 1},
 };
 
 /* Unfused layer types whose backward takes rf_nn_run.fresh too (bit k: input
@@ -333,6 +334,31 @@ static const relu_fusion relu_fusions[RF_L_TYPE_COUNT_] = {
  * the block's add: its conv's output gradient is then neither zeroed nor
  * read back). */
 static const unsigned fresh_plain[RF_L_TYPE_COUNT_] = {[RF_L_CONV2D] = 1, [RF_L_BATCHNORM] = 1};
+
+/* "shared dz": an identity add + ReLU (layer i, fused) that writes both
+ * input gradients (fresh bits 0 and 1) stores the same value g in both.
+ * Where input 0 is an unfused batch norm that only this add reads (ResNet's
+ * bn2) and neither it nor anything that runs backward between the two (the
+ * layers after it, before the add) reads input 1, input 1's gradient still
+ * holds g when the batch norm's backward runs: the batch norm reads it as
+ * its output gradient, and the add does not store input 0's (one store of
+ * an activation less). Same bits. Returns the batch norm's index or -1. */
+static int shared_dz_source(const rf_model *m, int i, unsigned fresh) {
+    const rf_layer *L = &m->layers[i];
+    if (m->hook || !L->out_fused || (L->type != RF_L_ADD && L->type != RF_L_RESIDUAL) || L->n_inputs != 2 ||
+        (fresh & 3u) != 3u)
+        return -1;
+    int src = L->inputs[0], s1 = L->inputs[1];
+    if (src < 0 || s1 < 0 || s1 == src || m->layers[src].type != RF_L_BATCHNORM || m->layers[src].out_fused ||
+        memcmp(&m->layers[s1].out, &L->out, sizeof L->out))
+        return -1;
+    for (int k = 0; k < m->n_layers; k++)
+        for (int q = 0; q < m->layers[k].n_inputs; q++) {
+            if (m->layers[k].inputs[q] == src && k != i) return -1;
+            if (m->layers[k].inputs[q] == s1 && k >= src && k < i) return -1;   /* the batch norm included */
+        }
+    return src;
+}
 
 static int fuses_relu(rf_model *m, int i, const rf_engine *eng) {
     const rf_layer *L = &m->layers[i];
@@ -345,13 +371,36 @@ static int fuses_relu(rf_model *m, int i, const rf_engine *eng) {
     return feat_run_end(m, i + 1, eng) == i + 1;
 }
 
+/* "bn fold": an unfused batch norm (layer i) whose output only a fused add
+ * + ReLU reads, as its input 0 (ResNet's bn2), runs its statistics only;
+ * the add computes relu((x·a + b) + shortcut) from the batch norm's input
+ * (layer_merge.c), so the batch norm's output is neither written nor read
+ * back: one write and one read of an activation less, two passes become
+ * one. The same operations in the same order (fused and no_fuse give the
+ * same bits, test_fuse.c). Backward is unchanged: batch norm reads its
+ * input, the add the ReLU's output. Returns the add's index or -1. */
+static int bn_fold_reader(rf_model *m, int i, const rf_engine *eng) {
+    if (m->no_fuse || m->hook || m->layers[i].type != RF_L_BATCHNORM) return -1;
+    int j = -1;
+    for (int k = i + 1; k < m->n_layers; k++)
+        for (int q = 0; q < m->layers[k].n_inputs; q++)
+            if (m->layers[k].inputs[q] == i) {
+                if (j >= 0 || q != 0) return -1;
+                j = k;
+            }
+    if (j < 0 || (m->layers[j].type != RF_L_ADD && m->layers[j].type != RF_L_RESIDUAL) ||
+        m->layers[j].n_inputs != 2 || feat_run_end(m, j, eng) != j || !fuses_relu(m, j, eng))
+        return -1;
+    return j;
+}
+
 rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, int training, const float **logits) {
     if (!x || batch < 1) return rf_error(ctx, RF_ERR_INVALID, "forward: need an input and a batch >= 1");
     RF_TRY(ensure_acts(ctx, m, batch));
     m->batch = batch;
     m->training = training ? 1 : 0;
     m->input_ptr = x;
-    for (int i = 0; i < m->n_layers; i++) m->layers[i].out_fused = 0;
+    for (int i = 0; i < m->n_layers; i++) m->layers[i].out_fused = m->layers[i].out_folded = 0;
     for (int i = 0; i < m->n_layers;) {
         int j = feat_run_end(m, i, &ctx->engine);
         if (j > i) {
@@ -366,13 +415,22 @@ rf_status rf_model_forward(rf_ctx *ctx, rf_model *m, const float *x, int batch, 
             m->layers[i].out_fused = 1;
             m->layers[i + 1].out_feat = 0;
             r.out = act_of(m, m->acts, i + 1);
+            int f = m->layers[i].inputs[0];
+            if (f >= 0 && m->layers[f].out_folded) {
+                rf_nn_run b;
+                fill_run(&b, m, f, &ctx->engine);
+                r.bn_x = b.in;
+                r.bn_save = b.save;
+            }
             rf_status st = relu_fusions[m->layers[i].type].forward(&r);
             if (st) { rf_error_prefix(ctx, "layers[%d] %s", i, m->layers[i].name); return st; }
             i += 2;
             continue;
         }
+        r.bn_fold = bn_fold_reader(m, i, &ctx->engine) >= 0;
         rf_status st = ops[m->layers[i].type]->forward(&r);
         if (st) { rf_error_prefix(ctx, "layers[%d] %s", i, m->layers[i].name); return st; }
+        m->layers[i].out_folded = r.bn_fold;
         if (m->hook) {
             st = m->hook(m->hook_ud, i, 0, r.out, (size_t)batch * m->layers[i].out_size);
             if (st) return st;
@@ -390,7 +448,8 @@ rf_status rf_model_layer_forward(rf_ctx *ctx, rf_model *m, int i) {
         if (m->layers[k].out_feat)
             return rf_error(ctx, RF_ERR_INVALID, "layer forward: layer %d's output was kept feature-major", k);
     for (int k = 0; k < m->layers[i].n_inputs; k++)
-        if (m->layers[i].inputs[k] >= 0 && m->layers[m->layers[i].inputs[k]].out_fused)
+        if (m->layers[i].inputs[k] >= 0 && (m->layers[m->layers[i].inputs[k]].out_fused ||
+                                             m->layers[m->layers[i].inputs[k]].out_folded))
             return rf_error(ctx, RF_ERR_INVALID, "layer forward: layer %d's input was fused into it", i);
     rf_nn_run r;
     fill_run(&r, m, i, &ctx->engine);
@@ -430,7 +489,11 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
      * backward. wants[i]: layer i's output gradient is used. */
     unsigned char *wants = rf_calloc((size_t)m->n_layers, 2);
     int *lastr = rf_calloc((size_t)m->n_layers, sizeof(int));
-    if (!wants || !lastr) { rf_free(wants); rf_free(lastr); return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for backward"); }
+    float **dz_at = rf_calloc((size_t)m->n_layers, sizeof(float *));   /* shared dz: a batch norm's output gradient */
+    if (!wants || !lastr || !dz_at) {
+        rf_free(wants); rf_free(lastr); rf_free(dz_at);
+        return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for backward");
+    }
     unsigned char *fresh = wants + m->n_layers;
     for (int i = 0; i < m->n_layers; i++) {
         const rf_layer *L = &m->layers[i];
@@ -456,10 +519,7 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
         for (int k = 0; k < L->n_inputs; k++) {
             int src = L->inputs[k], once = 1;
             for (int q = 0; q < L->n_inputs; q++) once &= q == k || L->inputs[q] != src;
-            if (src >= 0 && wants[src] && lastr[src] == i && once && (can >> k & 1u) &&
-                (!L->out_fused || !relu_fusions[L->type].shaped ||
-                 !memcmp(&m->layers[src].out, &L->out, sizeof L->out)))   /* not an option-A shortcut */
-                fresh[src] = 1;
+            if (src >= 0 && wants[src] && lastr[src] == i && once && (can >> k & 1u)) fresh[src] = 1;
         }
     }
     if (m->dacts)
@@ -493,11 +553,18 @@ rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
         r.din = r.dins[0];
         for (int k = 0; k < L->n_inputs; k++)   /* fresh for its last reader only, which is the one marked above */
             if (L->inputs[k] >= 0 && fresh[L->inputs[k]] && lastr[L->inputs[k]] == i) r.fresh |= 1u << k;
+        int bs = fused ? shared_dz_source(m, i, r.fresh) : -1;
+        if (bs >= 0 && r.dins[0] && r.dins[1]) {
+            r.skip_in0 = 1;
+            dz_at[bs] = r.dins[1];
+        }
+        if (dz_at[i]) r.dout = dz_at[i];
         if (fused) relu_fusions[L->type].backward(&r);
         else ops[L->type]->backward(&r);
     }
     rf_free(wants);
     rf_free(lastr);
+    rf_free(dz_at);
     return st;
 }
 
@@ -507,7 +574,9 @@ void rf_model_zero_grad_on(const rf_ctx *ctx, rf_model *m) {
 }
 
 float *rf_model_layer_output(rf_model *m, int i) {
-    if (!m->acts || i < 0 || i >= m->n_layers || m->layers[i].out_feat || m->layers[i].out_fused) return NULL;
+    if (!m->acts || i < 0 || i >= m->n_layers || m->layers[i].out_feat || m->layers[i].out_fused ||
+        m->layers[i].out_folded)
+        return NULL;
     return act_of(m, m->acts, i);
 }
 
@@ -517,7 +586,7 @@ int rf_model_first_nonfinite(const rf_model *m) {
         /* not in acts: an inference forward's run, or fused into the ReLU
          * after it (whose output is checked: a non-finite batch norm or
          * add output then goes unnamed, the ReLU makes it 0) */
-        if (m->layers[i].out_feat || m->layers[i].out_fused) continue;
+        if (m->layers[i].out_feat || m->layers[i].out_fused || m->layers[i].out_folded) continue;
         const float *y = m->acts + m->layers[i].act_offset * (size_t)m->max_batch;
         size_t n = (size_t)m->batch * m->layers[i].out_size;
         for (size_t k = 0; k < n; k++)

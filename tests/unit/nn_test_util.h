@@ -34,4 +34,18 @@ static inline void grads_after(rf_model *m, rf_ctx *ctx, const float *x, const f
     memcpy(dx, m->dinput, (size_t)B * in_numel(m) * sizeof(float));
 }
 
+/* Three legs of grads_after (parameter gradients g[k], input gradients d[k]
+ * of nx floats): legs 1 and 2 must have leg 0's bytes and leg 1 (the
+ * poisoned one) no NaN parameter gradient; frees the six buffers. */
+static inline void expect_three_legs(const rf_model *m, float **g, float **d, size_t nx) {
+    for (int k = 1; k < 3; k++) {
+        cr_expect(memcmp(g[0], g[k], m->n_params * sizeof(float)) == 0, "leg %d: parameter gradients differ", k);
+        cr_expect(memcmp(d[0], d[k], nx * sizeof(float)) == 0, "leg %d: input gradient differs", k);
+    }
+    size_t nan = 0;
+    for (size_t i = 0; i < m->n_params; i++) nan += g[1][i] != g[1][i];
+    cr_expect_eq(nan, 0, "%zu NaN parameter gradients", nan);
+    for (int k = 0; k < 3; k++) { free(g[k]); free(d[k]); }
+}
+
 #endif

@@ -19,6 +19,7 @@
 #include "raffle/engine.h"
 #include "raffle/gemm.h"
 #include "raffle/threads.h"
+#include "nn/layers.h"
 #include "nn_test_util.h"
 
 #define CONV(n, in, c, st) \
@@ -27,22 +28,33 @@
 #define BN(n) "{\"type\":\"batchnorm\",\"name\":\"" n "\"},"
 #define RELU(n) "{\"type\":\"relu\",\"name\":\"" n "\"},"
 
-static const char resnet_spec[] =
-    "{\"input\":[3,9,9],\"classes\":5,\"layers\":["
-    CONV("stem", "input", 4, 1) BN("bn0") RELU("r0")
-    /* identity block */
-    CONV("a1", "r0", 4, 1) BN("abn1") RELU("ar1") CONV("a2", "ar1", 4, 1) BN("abn2")
-    "{\"type\":\"add\",\"name\":\"aadd\",\"inputs\":[\"abn2\",\"r0\"]}," RELU("ar2")
-    /* downsampling, option A */
-    CONV("b1", "ar2", 8, 2) BN("bbn1") RELU("br1") CONV("b2", "br1", 8, 1) BN("bbn2")
-    "{\"type\":\"add\",\"name\":\"badd\",\"inputs\":[\"bbn2\",\"ar2\"],\"shortcut\":\"A\"}," RELU("br2")
-    /* downsampling, option B (projection + BN on the shortcut) */
-    CONV("c1", "br2", 8, 2) BN("cbn1") RELU("cr1") CONV("c2", "cr1", 8, 1) BN("cbn2")
-    "{\"type\":\"conv2d\",\"name\":\"cs\",\"inputs\":\"br2\",\"out\":8,\"kernel\":1,\"stride\":2,\"bias\":0},"
-    BN("csbn") "{\"type\":\"add\",\"name\":\"cadd\",\"inputs\":[\"cbn2\",\"csbn\"]}," RELU("cr2")
-    /* an add reading one layer twice */
-    "{\"type\":\"add\",\"name\":\"dadd\",\"inputs\":[\"cr2\",\"cr2\"]}," RELU("dr")
-    "{\"type\":\"gap\"},{\"type\":\"linear\",\"name\":\"fc\",\"out\":5}]}";
+#define RESNET_BODY \
+    CONV("stem", "input", 4, 1) BN("bn0") RELU("r0") \
+    /* identity block */ \
+    CONV("a1", "r0", 4, 1) BN("abn1") RELU("ar1") CONV("a2", "ar1", 4, 1) BN("abn2") \
+    "{\"type\":\"add\",\"name\":\"aadd\",\"inputs\":[\"abn2\",\"r0\"]}," RELU("ar2") \
+    /* downsampling, option A */ \
+    CONV("b1", "ar2", 8, 2) BN("bbn1") RELU("br1") CONV("b2", "br1", 8, 1) BN("bbn2") \
+    "{\"type\":\"add\",\"name\":\"badd\",\"inputs\":[\"bbn2\",\"ar2\"],\"shortcut\":\"A\"}," RELU("br2") \
+    /* downsampling, option B (projection + BN on the shortcut) */ \
+    CONV("c1", "br2", 8, 2) BN("cbn1") RELU("cr1") CONV("c2", "cr1", 8, 1) BN("cbn2") \
+    "{\"type\":\"conv2d\",\"name\":\"cs\",\"inputs\":\"br2\",\"out\":8,\"kernel\":1,\"stride\":2,\"bias\":0}," \
+    BN("csbn") "{\"type\":\"add\",\"name\":\"cadd\",\"inputs\":[\"cbn2\",\"csbn\"]}," RELU("cr2") \
+    /* an add reading one layer twice */ \
+    "{\"type\":\"add\",\"name\":\"dadd\",\"inputs\":[\"cr2\",\"cr2\"]}," RELU("dr") \
+    "{\"type\":\"gap\"},{\"type\":\"linear\",\"name\":\"fc\",\"out\":5}]}"
+static const char resnet_spec[] = "{\"input\":[3,9,9],\"classes\":5,\"layers\":[" RESNET_BODY;
+/* even maps: the option-A add's 16x16 -> 8x8 runs its vector bodies */
+static const char resnet16_spec[] = "{\"input\":[3,16,16],\"classes\":5,\"layers\":[" RESNET_BODY;
+
+/* add(bn(c), c): the batch norm reads the add's input 1 itself, so the add
+ * must store both gradients (no shared dz: the batch norm adds into input
+ * 1's gradient); the fold still applies. */
+static const char bnself_spec[] =
+    "{\"input\":[2,6,6],\"classes\":3,\"layers\":["
+    CONV("c", "input", 3, 1) BN("b")
+    "{\"type\":\"add\",\"name\":\"s\",\"inputs\":[\"b\",\"c\"]}," RELU("r")
+    "{\"type\":\"gap\"},{\"type\":\"linear\",\"name\":\"fc\",\"out\":3}]}";
 
 /* Where fusion must not happen: bn's output is read by the ReLU and by the
  * add; the three-input add; the ReLU after a ReLU. */
@@ -130,7 +142,8 @@ static snap train(const char *spec, int no_fuse, int threads, int training, int 
     for (int i = 0; i < m->n_layers; i++) {
         size_t n = (size_t)B * m->layers[i].out_size;
         const float *a = rf_model_layer_output(m, i);
-        if (m->layers[i].out_fused) cr_expect_null(a, "layer %d: a fused layer's output must not be offered", i);
+        if (m->layers[i].out_fused || m->layers[i].out_folded)
+            cr_expect_null(a, "layer %d: a fused or folded layer's output must not be offered", i);
         if (!a) continue;
         memcpy(o.acts + o.n_acts, a, n * sizeof(float));
         o.n_acts += n;
@@ -208,7 +221,10 @@ static void expect_same_acts(const char *spec, int training) {
  * badd, cadd, dadd); abn2, bbn2, cbn2 and csbn feed adds. */
 #define RESNET_FUSED 8
 
-Test(fuse, resnet_training_one_thread) { expect_same(resnet_spec, 1, 1, RESNET_FUSED); }
+Test(fuse, resnet_training_one_thread) {
+    expect_same(resnet_spec, 1, 1, RESNET_FUSED);
+    expect_same(resnet16_spec, 1, 1, RESNET_FUSED);
+}
 Test(fuse, resnet_eval_one_thread) { expect_same(resnet_spec, 1, 0, RESNET_FUSED); }
 Test(fuse, resnet_training_two_threads) {
     rf_threads_split_all(1);   /* every split, even on these small layers */
@@ -221,6 +237,10 @@ Test(fuse, kept_activations_match) {
     expect_same_acts(resnet_spec, 0);
 }
 Test(fuse, not_where_it_must_not) { expect_same(nofuse_spec, 1, 1, 0); }
+Test(fuse, bn_reads_the_shortcut) {
+    expect_same(bnself_spec, 1, 1, 1);
+    expect_same(bnself_spec, 1, 0, 1);
+}
 
 /* c1..c4 fused with their ReLUs; ~0.3 s of CPU for the four. */
 #define CONVNET_FUSED 4
@@ -269,4 +289,68 @@ Test(fuse, hook_sees_every_layer) {
     cr_expect_eq(rf_model_layer_forward(&ctx, m, 3), RF_OK, "conv a1 reads r0, which is kept");
     free(x);
     rf_model_free(m);
+}
+
+/* "bn fold" (model.c): abn2, bbn2 and cbn2 are read by a fused add alone
+ * (as its input 0) and are folded into it; csbn (input 1) is not. The
+ * option-A add badd is the last reader of ar2 and writes its gradient
+ * whole (shortcut_a_set; 9x9 -> 5x5: an odd row). Every activation and
+ * every activation gradient is poisoned with NaN before a second identical
+ * step: what is not written must not be read, so the gradients keep their
+ * bytes, and equal no_fuse's. ~30 ms. */
+static void expect_fold_written(const char *spec) {
+    rf_ctx ctx;
+    rf_ctx_init(&ctx);
+    rf_model *m, *p;
+    cr_assert_eq(rf_model_from_spec(&ctx, spec, &m), RF_OK, "%s", rf_ctx_error(&ctx));
+    cr_assert_eq(rf_model_init(&ctx, m, 5), RF_OK);
+    cr_assert_eq(rf_model_clone(&ctx, m, &p), RF_OK);
+    p->no_fuse = 1;
+    const int B = 3;
+    size_t nx = (size_t)B * in_numel(m);
+    float *x = randn(nx, 8), *dl = randn((size_t)B * m->n_classes, 9);
+    float *g[3], *d[3];
+    for (int k = 0; k < 3; k++) { g[k] = malloc(m->n_params * sizeof(float)); d[k] = malloc(nx * sizeof(float)); }
+    m->input_grad = p->input_grad = 1;
+    grads_after(m, &ctx, x, dl, B, g[0], d[0], 0);
+    int folded = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        if (!m->layers[i].out_folded) continue;
+        folded++;
+        cr_expect_eq(m->layers[i].type, RF_L_BATCHNORM, "layer %d %s folded", i, m->layers[i].name);
+        cr_expect_null(rf_model_layer_output(m, i), "layer %d: a folded output must not be offered", i);
+    }
+    cr_expect_eq(folded, 3, "%d batch norms folded, expected 3 (abn2, bbn2, cbn2)", folded);
+    for (size_t i = 0; i < m->acts_numel; i++) m->acts[i] = __builtin_nanf("");
+    grads_after(m, &ctx, x, dl, B, g[1], d[1], 1);
+    grads_after(p, &ctx, x, dl, B, g[2], d[2], 0);
+    for (int i = 0; i < p->n_layers; i++) cr_expect_eq(p->layers[i].out_folded, 0, "no_fuse folded layer %d", i);
+    expect_three_legs(m, g, d, nx);
+    free(x); free(dl);
+    rf_model_free(m);
+    rf_model_free(p);
+}
+Test(fuse, bn_fold_and_option_a_written) {
+    expect_fold_written(resnet_spec);
+    expect_fold_written(resnet16_spec);   /* the option-A kernels' vector bodies */
+}
+
+/* The folded add's plane kernel against its plain reference (batch norm's
+ * affine into a buffer, then add2_relu / relu_v), bit for bit: lengths
+ * 1-200 (vector bodies and tails), with and without the shortcut, inputs
+ * that make exact zeros and -0 sums. */
+Test(fuse, affine_add_relu_kernel) {
+    float *x = randn(200, 21), *s = randn(200, 22), y0[200], y1[200];
+    for (int i = 0; i < 200; i += 7) { x[i] = 0.0f; s[i] = -0.0f; }
+    for (int i = 3; i < 200; i += 11) s[i] = -(x[i] * 0.75f - 0.25f);
+    for (int n = 1; n <= 200; n += (n < 40 ? 1 : 23))
+        for (int sh = 0; sh < 2; sh++) {
+            memset(y0, 0x7f, sizeof y0);
+            memset(y1, 0x7f, sizeof y1);
+            rf_nn_affine_add_relu(y0, x, sh ? s : NULL, (size_t)n, 0.75f, -0.25f);
+            rf_nn_affine_add_relu_ref(y1, x, sh ? s : NULL, (size_t)n, 0.75f, -0.25f);
+            cr_expect(memcmp(y0, y1, sizeof y0) == 0, "n %d shortcut %d: kernel and reference differ", n, sh);
+        }
+    free(x);
+    free(s);
 }

@@ -651,8 +651,10 @@ static void deploy_matches_dense_at(const char *preset, double sparsity, int bat
     cr_assert_eq(rf_model_forward(&ctx, m, x, batch, 0, &lg), RF_OK, "%s", rf_ctx_error(&ctx));
     float *rows = malloc(sizeof(float) * nl);
     memcpy(rows, lg, sizeof(float) * nl);
-    /* every output row-major, but those fused into the ReLU after them (model.c, fusion) */
-    for (int i = 0; i < m->n_layers; i++) cr_assert(rf_model_layer_output(m, i) || m->layers[i].out_fused, "layer %d", i);
+    /* every output row-major, but those fused into the ReLU after them or
+     * folded into the add after them (model.c, fusion, bn fold) */
+    for (int i = 0; i < m->n_layers; i++)
+        cr_assert(rf_model_layer_output(m, i) || m->layers[i].out_fused || m->layers[i].out_folded, "layer %d", i);
     double maxabs = 0.0;
     for (size_t i = 0; i < nl; i++) if (fabs(rows[i]) > maxabs) maxabs = fabs(rows[i]);
     /* 2: wherever possible; 1: where the rule says runs pay (the default) */
@@ -660,7 +662,8 @@ static void deploy_matches_dense_at(const char *preset, double sparsity, int bat
         ctx.engine.v[RF_ENGINE_FEAT_RUNS] = runs;   /* always, then by the rule */
         cr_assert_eq(rf_model_forward(&ctx, m, x, batch, 0, &lg), RF_OK, "%s", rf_ctx_error(&ctx));
         int inner = 0;
-        for (int i = 0; i < m->n_layers; i++) inner += rf_model_layer_output(m, i) == NULL && !m->layers[i].out_fused;
+        for (int i = 0; i < m->n_layers; i++)
+            inner += rf_model_layer_output(m, i) == NULL && !m->layers[i].out_fused && !m->layers[i].out_folded;
         cr_assert_not_null(rf_model_layer_output(m, m->n_layers - 1));
         for (size_t i = 0; i < nl; i++)
             cr_assert(fabs(lg[i] - rows[i]) <= 1e-5 * (maxabs + 1.0), "%s runs=%d logit %zu: %.9g in runs, %.9g row-major",
