@@ -458,9 +458,9 @@ rf_status rf_model_layer_forward(rf_ctx *ctx, rf_model *m, int i) {
     return st;
 }
 
-rf_status rf_model_reserve(rf_ctx *ctx, rf_model *m, int batch) {
-    if (batch < 1) return rf_error(ctx, RF_ERR_INVALID, "model: reserve for %d samples", batch);
-    RF_TRY(ensure_acts(ctx, m, batch));
+/* The activation gradients (and the input gradient when m->input_grad),
+ * made once at max_batch: by rf_model_reserve or the first backward. */
+static rf_status ensure_grads(rf_ctx *ctx, rf_model *m) {
     if (!m->dacts && !(m->dacts = alloc_floats(m->acts_numel)))
         return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for activation gradients");
     if (m->input_grad && !m->dinput &&
@@ -469,19 +469,18 @@ rf_status rf_model_reserve(rf_ctx *ctx, rf_model *m, int batch) {
     return RF_OK;
 }
 
+rf_status rf_model_reserve(rf_ctx *ctx, rf_model *m, int batch) {
+    if (batch < 1) return rf_error(ctx, RF_ERR_INVALID, "model: reserve for %d samples", batch);
+    RF_TRY(ensure_acts(ctx, m, batch));
+    return ensure_grads(ctx, m);
+}
+
 rf_status rf_model_backward(rf_ctx *ctx, rf_model *m, const float *dlogits) {
     if (!m->input_ptr || m->batch < 1 || !dlogits) return rf_error(ctx, RF_ERR_INVALID, "backward: no forward pass to differentiate");
     RF_TRY(ensure_scratch(ctx, m, m->max_batch));   /* this ctx may have more threads than the forward's */
-    if (!m->dacts) {
-        m->dacts = alloc_floats(m->acts_numel);
-        if (!m->dacts) return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for activation gradients");
-    }
+    RF_TRY(ensure_grads(ctx, m));
     size_t in_numel = (size_t)m->batch * m->input.d[0] * m->input.d[1] * m->input.d[2];
-    if (m->input_grad) {
-        if (!m->dinput) m->dinput = alloc_floats((size_t)m->max_batch * m->input.d[0] * m->input.d[1] * m->input.d[2]);
-        if (!m->dinput) return rf_error(ctx, RF_ERR_NOMEM, "model: out of memory for the input gradient");
-        rf_nn_zero(&ctx->engine, m->dinput, in_numel);
-    }
+    if (m->input_grad) rf_nn_zero(&ctx->engine, m->dinput, in_numel);
     /* The gradient of an activation is computed only if something upstream
      * uses it: a layer with parameters at or before it on some path, or the
      * caller (input_grad) where a path reaches the model input. This skips
