@@ -819,7 +819,8 @@ size_t rf_nn_wino_scratch(int C, int H, int W, int Co, int pad, int m, int B, in
     size_t p = (size_t)f.ak * (wino_pk(&f) > wino_pk(&x) ? wino_pk(&f) : wino_pk(&x));
     size_t dw = a + t * ((size_t)f.Hp * f.Wp + 4);
     /* the largest of the three (a nested ?: here skipped t·b whenever t·a > dw) */
-    size_t run = t * a > t * b ? t * a : t * b;
+    size_t run = t * a > t * b ? t * a : t * b, sums = (size_t)(B > 0 ? B : 1) * Co;   /* the bias pass's plane sums */
+    if (dw < sums) dw = sums;
     return v + (p > v ? p : v) + (run > dw ? run : dw);
 }
 
@@ -853,9 +854,19 @@ RF_NN_VEC static float plane_sum(const float *restrict d, size_t n) {
     return s;
 }
 
-/* The weight gradient's steps that split: the bias sums (over output
- * channels, each channel's sum over the batch in sample order) and one
- * chunk's transforms (over its planes: x's ns·C, then dy's ns·Co). */
+/* db[co] += sums[b·Co + co] for b in order: each channel's plane sums
+ * added in sample order, as when one loop summed the planes into db. */
+RF_NN_VEC static void bias_sums(float *restrict db, const float *restrict sums, int B, int Co) {
+    for (int b = 0; b < B; b++)
+        for (int co = 0; co < Co; co++) db[co] += sums[(size_t)b * Co + co];
+}
+
+/* The weight gradient's steps that split: the bias pass (over samples,
+ * each plane's sum into planes[b·Co + co], added into db by bias_sums; the
+ * planes were written by the layer above on the same split, so each part
+ * reads what its core wrote: split over channels, each core read the other
+ * core's planes) and one chunk's transforms (over its planes: x's ns·C, then
+ * dy's ns·Co). */
 typedef struct wgrad_job {
     const wg *g;
     int what;            /* 0: bias, 1: a chunk's transforms */
@@ -872,15 +883,13 @@ static void wgrad_part(void *arg, int t, int n) {
     const wgrad_job *j = arg;
     const wg *g = j->g;
     size_t osz = (size_t)g->OH * g->OW, isz = (size_t)g->Hi * g->Wi;
-    if (j->what == 0) {
-        size_t c0, c1;
-        rf_nn_span((size_t)g->Co, t, n, &c0, &c1);
-        for (int b = 0; b < j->B; b++)
-            for (size_t co = c0; co < c1; co++) {
-                size_t at = ((size_t)b * g->Co + co) * osz;
-                if (j->dm) relu_grad_plane(j->dm + at, j->dr + at, j->ry + at, osz);
-                if (j->db) j->db[co] += plane_sum(j->dy + at, osz);
-            }
+    if (j->what == 0) {   /* samples: the planes this part's layer above wrote */
+        size_t b0, b1;
+        rf_nn_span((size_t)j->B, t, n, &b0, &b1);
+        for (size_t at = b0 * g->Co * osz, q = b0 * g->Co; q < b1 * g->Co; q++, at += osz) {
+            if (j->dm) relu_grad_plane(j->dm + at, j->dr + at, j->ry + at, osz);
+            if (j->db) j->planes[q] = plane_sum(j->dy + at, osz);
+        }
         return;
     }
     size_t np = (size_t)j->ns * ((size_t)g->Ci + g->Co), p0, p1, pl = (size_t)g->Hp * g->Wp + 4;
@@ -954,8 +963,9 @@ void rf_nn_wino_backward_relu(const rf_engine *e, float *dw, float *db, float *d
     int parts = rf_nn_parts(e, work, 1 << 15);
     /* with a fused ReLU, its gradient is made in the bias sums' pass (plane
      * by plane: written, then summed from L1), and dm is the conv's dy */
-    wgrad_job wj = {&g, 0, db, ry ? dm : NULL, dy, ry, x, ry ? dm : dy, NULL, NULL, NULL, B, 0, 0, 0};
-    if (db || ry) rf_nn_par(e, parts < Co ? parts : Co, wgrad_part, &wj);
+    wgrad_job wj = {&g, 0, db, ry ? dm : NULL, dy, ry, x, ry ? dm : dy, NULL, NULL, s, B, 0, 0, 0};
+    if (db || ry) rf_nn_par(e, parts < B ? parts : B, wgrad_part, &wj);
+    if (db) bias_sums(db, s, B, Co);
     if (ry) dy = dm;
     /* Weight gradient: U as in forward, A dY Aᵀ in the place of M. */
     int chunk = wg_chunk(&g, B);
