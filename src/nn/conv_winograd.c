@@ -81,6 +81,22 @@ static int wg_chunk(const wg *g, int B) {
     return (int)ns;
 }
 
+/* Samples per chunk of a forward or input-gradient run (wino_run) on
+ * `threads`: wg_chunk's, halved on two or more threads where a chunk's U and
+ * M exceed twice WINO_BUDGET. The WINO_MIN_T floor makes 7x7 maps' chunks
+ * 32 samples (conv-6's conv5/conv6: U + M 7-9.4 MB, 14x14's 4.7 MB): one
+ * part's fit the L3 beside the packed weights, two parts' at once did not
+ * (thr22d: conv5 and conv6 backward on 2 threads 5-15% faster with half
+ * the chunk; 28x28 maps, 2.7 MB, lost 7-20% at 2 samples instead of 3).
+ * A run's chunk changes who computes a sample's tiles, never their values
+ * (wino_run_part), so this is free to depend on the thread count; the
+ * weight gradient's chunks are a reduction order and keep wg_chunk's. */
+static int wg_run_chunk(const wg *g, int B, int threads) {
+    int chunk = wg_chunk(g, B);
+    size_t um = (size_t)g->ak * ((size_t)g->Ci + (size_t)g->Co) * (size_t)chunk * g->T;
+    return threads > 1 && um > 2 * (size_t)WINO_BUDGET ? (chunk + 1) / 2 : chunk;
+}
+
 /* F(4x4)'s U[k] and M[k] are rows·tc floats plus WINO4_SKEW apart: with
  * 128 or 256 channels and 128 tiles the plain stride is a power of two
  * (64-128 KB), and the transforms' 36 streams all fell into one L1 set
@@ -770,7 +786,7 @@ static void wino4_packed(const rf_engine *e, float *P, float *buf, const float *
  * wg_scratch per thread. */
 static void wino_run(const rf_engine *e, float *out, int acc, int relu, const float *in, const float *bias,
                      const float *V, int vt, int B, const wg *g, float *P, float *s) {
-    int chunk = wg_chunk(g, B), chunks = (B + chunk - 1) / chunk, slot;
+    int chunk = wg_run_chunk(g, B, rf_nn_threads(e)), chunks = (B + chunk - 1) / chunk, slot;
     size_t pk = wino_pk(g);
     /* Pack V's ak products once here, not once per chunk (8% of a conv-6
      * step before): where the products run on raffle's GEMM. */
