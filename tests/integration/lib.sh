@@ -15,6 +15,9 @@
 #   need_root WHY       root, or skip
 #   missing WHAT        a missing prerequisite: skip, or fail under CI=true
 #   skip WHY            what this machine cannot provide: skip
+#   live_pids PID...    those PIDs still running (gone and zombies are not)
+#   wait_gone SECS PID...  waits up to SECS for every PID to end; else prints
+#                       the ones left (pid, state, command) and returns 1
 
 _lib_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
@@ -53,3 +56,30 @@ need_python_module() {
 }
 
 need_root() { [ "$(id -u)" -eq 0 ] || skip "needs root: $*"; }
+
+# /proc/PID/stat is read once: a test that looked twice (the directory, then
+# the state) took a process reaped between the two looks for one still
+# running (CI, session 7: "stopped process 22815 left behind").
+live_pids() {
+  local p st
+  for p in "$@"; do
+    st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+    [ -n "$st" ] || continue
+    st=${st##*) }           # the fields after the command name: state first
+    [ "${st%% *}" = Z ] || echo "$p"
+  done
+}
+
+wait_gone() {
+  local secs=$1 left p _
+  shift
+  for _ in $(seq 1 $((secs * 20))); do
+    left=$(live_pids "$@")
+    [ -z "$left" ] && return 0
+    sleep 0.05
+  done
+  for p in $left; do
+    echo "$p ($(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null): $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null))"
+  done
+  return 1
+}

@@ -52,7 +52,7 @@ mh_procs() {
 }
 
 mh_down_check() {
-  local ns pids p left="" out
+  local ns pids left="" out
   local nss
   nss=$(mh_namespaces)
   nss="$nss $(echo "$nss" | sed -n 's/-h1$/-sw/p')"   # and the bridge's
@@ -60,10 +60,9 @@ mh_down_check() {
   out=$(cl down 2>&1) || fail "netns-cluster.sh down: $out"
   [ -z "$out" ] || fail "netns-cluster.sh down: $out"
   for ns in $nss; do [ -e "/run/netns/$ns" ] && fail "namespace $ns left after down"; done
-  for p in $pids; do
-    # gone, or a zombie waiting for its reaper
-    [ -d "/proc/$p" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$p/stat" 2>/dev/null && left="$left $p"
-  done
+  # gone, or a zombie waiting for its reaper
+  # shellcheck disable=SC2086
+  left=$(live_pids $pids | tr '\n' ' ')
   [ -z "$left" ] || fail "processes left after down:$left"
   echo "down: $(echo $pids | wc -w) processes ended, $(echo $nss | wc -w) namespaces removed"
 }

@@ -73,12 +73,6 @@ mf_job() {
 
 _mf_now() { date +%s.%N; }
 _mf_sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
-_mf_alive() {  # PIDS: those still running (not zombies)
-  local p
-  for p in "$@"; do
-    [ -d "/proc/$p" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$p/stat" 2>/dev/null && echo "$p"
-  done
-}
 
 mf_trial() {
   local fault=$1 at=$2 hb=$3
@@ -133,14 +127,14 @@ mf_trial() {
           case "$( { tr '\0' ' ' < "/proc/$p/cmdline"; } 2>/dev/null)" in *raffle\ sweep*|*raffle\ run*) mine="$mine $p" ;; esac
         done
       done
-      [ -z "$(_mf_alive $mine)" ] && quiet_s=$(_mf_sub "$now" "$tf") quiet_at=$now
+      [ -z "$(live_pids $mine)" ] && quiet_s=$(_mf_sub "$now" "$tf") quiet_at=$now
     fi
     if [ -z "$hostgone_s" ]; then
       local any="" ns
       for ns in $hp; do any="$any $(ip netns pids "$ns" 2>/dev/null)"; done
-      [ -z "$(_mf_alive $any)" ] && hostgone_s=$(_mf_sub "$now" "$tf")
+      [ -z "$(live_pids $any)" ] && hostgone_s=$(_mf_sub "$now" "$tf")
     fi
-    all=$(_mf_alive $(mh_procs))
+    all=$(live_pids $(mh_procs))
     # (a host may empty between its own check above and this one: then it
     # was empty by now too)
     [ -n "$te" ] && [ -z "$all" ] && { gone_s=$(_mf_sub "$now" "$tf") gone_at=$now
@@ -154,7 +148,7 @@ mf_trial() {
     sleep 0.1
   done
   # processes still there are ended (down would do it), so the next trial starts clean
-  [ -n "$(_mf_alive $(mh_procs))" ] && for h in h1 h2 h3; do "$CL" -d "$CD" signal "$h" KILL >/dev/null 2>&1; done
+  [ -n "$(live_pids $(mh_procs))" ] && for h in h1 h2 h3; do "$CL" -d "$CD" signal "$h" KILL >/dev/null 2>&1; done
   case $fault in cut-worker) "$CL" -d "$CD" mend h3 ;; partition) "$CL" -d "$CD" mend h1 ;; esac >/dev/null 2>&1
   local first detect_s=""
   first=$(jq -r 'select(.event=="lost") | .time' "$L" 2>/dev/null | head -n 1)

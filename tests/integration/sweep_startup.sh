@@ -16,7 +16,6 @@ cat > "$T/su.json" <<'JOB'
 {"name": "su", "dataset": "synthetic", "model": "lenet-300-100",
  "experiments": [{"kind": "noop", "count": 4, "sleep_ms": 1200}]}
 JOB
-alive() { local p; for p in "$@"; do [ -d "/proc/$p" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$p/stat" 2>/dev/null && echo "$p"; done; }
 
 for victim in 2 0; do
   log=$T/log-stop$victim
@@ -37,8 +36,7 @@ for victim in 2 0; do
     fail "stop $victim: no start-up line"
   [ ! -e "$T/s$victim/su" ] || fail "stop $victim: the store was written to"
   # shellcheck disable=SC2086
-  for _ in $(seq 1 50); do left=$(alive $pids); [ -z "$left" ] && break; sleep 0.1; done
-  [ -z "$left" ] || fail "stop $victim: processes left 5 s after mpirun: $(for p in $left; do tr '\0' ' ' < "/proc/$p/cmdline"; echo; done 2>/dev/null)"
+  left=$(wait_gone 5 $pids) || fail "stop $victim: processes left 5 s after mpirun: $left"
   echo "stopped rank $victim before MPI_Init: exit 69 after $secs s, one line per waiting rank, nothing written, nothing left"
 done
 
