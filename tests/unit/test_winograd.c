@@ -614,8 +614,9 @@ Test(winograd, threads_identical) {
                             * forward's (rf_nn_wino_scratch once sized it by the forward's on
                             * 2+ threads: this case crashed) */
                            {64, 16, 6, 6, 16, 0, {0}, 2}, {16, 8, 5, 5, 8, 0, {0}, 4},
-                           /* 7x7, 240 channels in and out: on 2+ threads the runs halve
-                            * their 32-sample chunks (wg_run_chunk) */
+                           /* 7x7, 128 -> 112 channels: a 32-sample chunk's U + M (1.1M
+                            * floats) exceed twice WINO_BUDGET, so on 2+ threads the runs
+                            * halve their chunks (wg_run_chunk) */
                            {40, 128, 7, 7, 112, 1, {0}, 4}};
     rf_threads_split_all(1);
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
